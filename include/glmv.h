@@ -1,0 +1,177 @@
+/* glmv.h -- the public API of glmv, an inference engine for GLM-4.1V-9B-Thinking.
+ *
+ * A model is loaded once from a Hugging Face checkpoint folder (config.json,
+ * safetensors shards, tokenizer.json, chat template, processor configs) and
+ * shared read-only. A session holds one conversation's state (KV cache and
+ * scratch) and generates from a list of chat messages whose parts are text,
+ * images and videos. Tokens stream through a callback, already split into
+ * reasoning (<think>...</think>) and answer (<answer>...</answer>).
+ *
+ * Every function that can fail returns 0 on success and non-zero on failure,
+ * with a one-line message written to `err` (GLMV_ERR_SIZE bytes). The library
+ * never exits the process on bad input.
+ */
+#ifndef GLMV_H
+#define GLMV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GLMV_ERR_SIZE 512
+
+/* ------------------------------------------------------------------------ */
+/* Tokenizer: needs only tokenizer.json (+ tokenizer_config.json).          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct glmv_tokenizer glmv_tokenizer;
+
+/* Load tokenizer.json from `dir` (a checkpoint folder). */
+int glmv_tokenizer_load(glmv_tokenizer **out, const char *dir, char *err);
+void glmv_tokenizer_free(glmv_tokenizer *tok);
+
+/* Encode UTF-8 text; added/special tokens in the text are matched first.
+ * *ids is malloc'd (caller frees). Returns the count, or -1 with err set. */
+int64_t glmv_tokenize(const glmv_tokenizer *tok, const char *text, size_t len,
+                      int32_t **ids, char *err);
+
+/* Decode ids to a malloc'd NUL-terminated UTF-8 string (invalid sequences
+ * become U+FFFD). skip_special drops special added tokens. NULL on OOM. */
+char *glmv_detokenize(const glmv_tokenizer *tok, const int32_t *ids, int64_t n,
+                      int skip_special);
+
+/* The raw bytes of one token (not NUL-terminated); NULL for a bad id. */
+const char *glmv_token_bytes(const glmv_tokenizer *tok, int32_t id, size_t *len);
+
+/* The id of an exact token string (added tokens included), or -1. */
+int32_t glmv_token_id(const glmv_tokenizer *tok, const char *piece);
+
+/* Total ids the tokenizer knows (ordinary + added). */
+int32_t glmv_tokenizer_size(const glmv_tokenizer *tok);
+
+/* ------------------------------------------------------------------------ */
+/* Model                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct glmv_model glmv_model;
+typedef struct glmv_session glmv_session;
+
+typedef enum { GLMV_DEVICE_AUTO = 0, GLMV_DEVICE_CPU, GLMV_DEVICE_CUDA } glmv_device;
+
+typedef struct {
+    int n_threads;              /* CPU threads; 0 = all cores */
+    glmv_device device;         /* AUTO: CUDA when built with it and a GPU exists */
+    int64_t max_decode_pixels;  /* refuse images/frames larger than this (0 = 178956970) */
+    int min_image_tokens;       /* 0 = from preprocessor config */
+    int max_image_tokens;       /* 0 = from preprocessor config */
+    int verbose;                /* print load/prefill/vision/decode timings to stderr */
+} glmv_model_params;
+
+void glmv_model_params_default(glmv_model_params *p);
+
+/* Load a checkpoint folder as Hugging Face ships it; no conversion. */
+int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *p, char *err);
+void glmv_model_free(glmv_model *m);
+
+const glmv_tokenizer *glmv_model_tokenizer(const glmv_model *m);
+
+typedef struct {
+    const char *name;           /* folder basename */
+    const char *device;         /* "cpu (avx2)", "cuda (NVIDIA H200)", ... */
+    int64_t n_params;
+    int n_layers, hidden, n_heads, n_kv_heads, head_dim, vocab;
+    int vision_depth, vision_hidden;
+    int max_position_embeddings;
+    double load_ms;
+} glmv_model_info;
+
+void glmv_model_get_info(const glmv_model *m, glmv_model_info *info);
+
+/* ------------------------------------------------------------------------ */
+/* Chat messages                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef enum { GLMV_PART_TEXT = 0, GLMV_PART_IMAGE, GLMV_PART_VIDEO } glmv_part_kind;
+
+typedef struct {
+    glmv_part_kind kind;
+    const char *text;           /* TEXT: UTF-8 */
+    const char *path;           /* IMAGE/VIDEO: a file path, or NULL when data is set */
+    const void *data;           /* IMAGE/VIDEO: encoded bytes in memory */
+    size_t size;
+    /* VIDEO options; 0 = the processor's defaults */
+    double video_fps;           /* sampled frames per second (default 2) */
+    int video_max_frames;       /* cap on sampled frames */
+    double video_start, video_end; /* seconds; end 0 = to the end */
+} glmv_part;
+
+typedef struct {
+    const char *role;           /* "system", "user", "assistant" */
+    const glmv_part *parts;
+    int n_parts;
+} glmv_message;
+
+/* ------------------------------------------------------------------------ */
+/* Generation                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    int max_new_tokens;         /* 0 = until eos or the context is full */
+    int do_sample;              /* 0 = greedy */
+    float temperature;          /* 1 = unchanged */
+    int top_k;                  /* 0 = off */
+    float top_p;                /* 1 = off */
+    float repetition_penalty;   /* 1 = off; HF semantics: prompt and output ids */
+    uint64_t seed;
+    const char *const *stop;    /* extra stop strings, matched on the answer text */
+    int n_stop;
+    int max_thinking_tokens;    /* 0 = unlimited; when spent, "</think><answer>" is forced */
+} glmv_sampling;
+
+/* Defaults from the checkpoint's generation_config.json. */
+void glmv_sampling_default(const glmv_model *m, glmv_sampling *s);
+
+typedef enum { GLMV_TEXT_REASONING = 0, GLMV_TEXT_CONTENT } glmv_text_kind;
+
+typedef struct {
+    int32_t token;              /* the id just generated */
+    const char *text;           /* visible UTF-8 produced by it (may be empty; tags removed) */
+    size_t len;
+    glmv_text_kind kind;
+} glmv_event;
+
+/* Called for each generated token; return non-zero to stop (finish "cancelled"). */
+typedef int (*glmv_callback)(void *user, const glmv_event *ev);
+
+typedef struct {
+    char *reasoning;            /* malloc'd, NUL-terminated */
+    char *content;              /* malloc'd, NUL-terminated */
+    int32_t *token_ids;         /* generated ids, malloc'd */
+    int n_tokens;
+    int prompt_tokens;
+    int completion_tokens;
+    int image_tokens;           /* vision tokens spliced into the prompt */
+    const char *finish_reason;  /* "stop", "length" or "cancelled" (static) */
+    double preprocess_ms, vision_ms, prefill_ms, decode_ms;
+} glmv_result;
+
+void glmv_result_free(glmv_result *r);
+
+/* A session owns a KV cache of n_ctx tokens (0 = the model's maximum,
+ * capped by what fits). */
+int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err);
+void glmv_session_free(glmv_session *s);
+
+/* Render the chat template, preprocess media, run the vision tower, prefill
+ * and generate. Prompt plus max_new_tokens beyond n_ctx is an error. */
+int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs,
+                  const glmv_sampling *sp, glmv_callback cb, void *user,
+                  glmv_result *out, char *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GLMV_H */

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# install-deps.sh -- the Debian packages glmv builds and tests with.
+# Run as root (or with sudo available). Idempotent.
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+PKGS=(build-essential pkg-config clang libclang-rt-14-dev
+      libcjson-dev libpcre2-dev libmicrohttpd-dev
+      libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libexif-dev
+      libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+      libedit-dev)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq "${missing[@]}"
+fi

@@ -1,0 +1,62 @@
+/* base.h -- what every file of the library uses: asserts, allocation,
+ * error messages, bf16/f16 conversion, timing and logging.
+ *
+ * Expected failures (bad files, bad input) are reported through an error
+ * buffer of GLMV_ERR_SIZE bytes and a non-zero return; only broken internal
+ * invariants abort, with file:line (GLMV_ASSERT).
+ */
+#ifndef GLMV_BASE_H
+#define GLMV_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "glmv.h"
+
+#define GLMV_ASSERT(c) \
+    do { if (!(c)) glmv_panic(__FILE__, __LINE__, #c); } while (0)
+
+_Noreturn void glmv_panic(const char *file, int line, const char *what);
+
+/* printf into err (GLMV_ERR_SIZE bytes); returns -1 so callers can
+ * `return glmv_errf(err, ...)`. err may be NULL. */
+int glmv_errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Allocation that returns NULL on failure (callers report it). Memory from
+ * glmv_aligned_alloc is 64-byte aligned and freed with free(). */
+void *glmv_aligned_alloc(size_t bytes);
+/* Overflow-checked a*b for sizes; returns SIZE_MAX on overflow. */
+size_t glmv_mul_size(size_t a, size_t b);
+
+/* Read a whole file into malloc'd memory (NUL-terminated). */
+char *glmv_read_file(const char *path, size_t *len, char *err);
+
+/* Monotonic milliseconds. */
+double glmv_now_ms(void);
+
+/* Logging to stderr; level from GLMV_LOG (0 quiet, 1 info, 2 debug). */
+extern int glmv_log_level;
+void glmv_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* bf16 / f16 <-> f32 */
+static inline float glmv_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline uint16_t glmv_f32_to_bf16(float f) { /* round to nearest even */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+float glmv_f16_to_f32(uint16_t h);
+uint16_t glmv_f32_to_f16(float f);
+
+#define GLMV_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define GLMV_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

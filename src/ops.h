@@ -1,0 +1,136 @@
+/* ops.h -- the op interface between the model code and its backends.
+ *
+ * The model (vision.c, text.c) is written once against this table of
+ * function pointers; the CPU backend (src/cpu/) and the CUDA backend
+ * (src/cuda/) implement it. The scalar CPU reference (src/cpu/ref.c) defines
+ * what every op means; every faster implementation is tested against it.
+ *
+ * Conventions:
+ *  - activations are float32, row-major, PyTorch order (outermost first);
+ *    pointers to activations are backend memory (be->alloc);
+ *  - weights are glmv_tensor in their checkpoint dtype (F32, F16, BF16),
+ *    `[out, in]` like torch.nn.Linear; a weight of more than two dimensions
+ *    is viewed as [shape[0], prod(shape[1:])] (Conv3d/Conv2d kernels);
+ *  - host arrays (ids, cu_seqlens) are plain host memory;
+ *  - ops are asynchronous on devices; be->read synchronises.
+ */
+#ifndef GLMV_OPS_H
+#define GLMV_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { GLMV_F32 = 0, GLMV_F16 = 1, GLMV_BF16 = 2 } glmv_dtype;
+
+size_t glmv_dtype_size(glmv_dtype t);
+const char *glmv_dtype_name(glmv_dtype t);
+
+#define GLMV_MAX_DIMS 5
+
+typedef struct {
+    const char *name;           /* safetensors key (points into the header) */
+    glmv_dtype dtype;
+    int ndim;
+    int64_t shape[GLMV_MAX_DIMS];
+    void *data;                 /* host (mmap'd) or device memory after upload */
+    void *host;                 /* the mmap'd bytes, kept for the CPU */
+} glmv_tensor;
+
+int64_t glmv_tensor_numel(const glmv_tensor *t);
+/* rows/cols of the 2-D view [shape[0], prod(shape[1:])] */
+static inline int64_t glmv_tensor_rows(const glmv_tensor *t) { return t->shape[0]; }
+static inline int64_t glmv_tensor_cols(const glmv_tensor *t) {
+    int64_t c = 1;
+    for (int i = 1; i < t->ndim; i++) c *= t->shape[i];
+    return c;
+}
+/* One element as float (host data); for references and tests. */
+float glmv_tensor_get(const glmv_tensor *t, int64_t i);
+
+typedef struct glmv_backend glmv_backend;
+
+struct glmv_backend {
+    const char *name;           /* "cpu-ref", "cpu-avx2", "cuda", ... */
+    void *impl;                 /* backend private state */
+
+    void (*destroy)(glmv_backend *be);
+
+    /* ---- memory ---- */
+    void *(*alloc)(glmv_backend *be, size_t bytes);          /* NULL on OOM */
+    void (*free)(glmv_backend *be, void *p);
+    /* Make t->data usable by this backend (CPU: no-op; CUDA: copy once). */
+    int (*upload)(glmv_backend *be, glmv_tensor *t, char *err);
+    void (*write)(glmv_backend *be, void *dst, const void *src_host, size_t bytes);
+    void (*read)(glmv_backend *be, void *dst_host, const void *src, size_t bytes);
+    void (*copy)(glmv_backend *be, void *dst, const void *src, size_t bytes);
+    void (*sync)(glmv_backend *be);
+
+    /* ---- linear algebra ---- */
+    /* y[m, n] = x[m, k] · w[n, k]ᵀ (+ bias[n]); n, k from w's 2-D view.
+     * bias may be NULL. */
+    void (*matmul)(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
+                   const glmv_tensor *bias, int64_t m);
+    /* y[i, :] = table[ids[i], :] for i < n (ids on the host, checked by the caller) */
+    void (*embed)(glmv_backend *be, float *y, const glmv_tensor *table, const int32_t *ids,
+                  int64_t n);
+
+    /* ---- normalisation ---- */
+    /* ref: Glm4RMSNorm: y = w * (x / sqrt(mean(x²) + eps)), per row of d */
+    void (*rmsnorm)(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
+                    int64_t n, int64_t d, float eps);
+    /* ref: nn.LayerNorm: y = (x - mean) / sqrt(var + eps) * w + b, per row of d */
+    void (*layernorm)(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
+                      const glmv_tensor *b, int64_t n, int64_t d, float eps);
+
+    /* ---- rotary ---- */
+    /* Interleaved (GPT-J) rotary on the first rot_dim dims of each head, in place:
+     * x[n, ld] holds heads of head_dim starting at column 0 (n_heads of them);
+     * cos/sin [n, rot_dim/2]; pair (2j, 2j+1) rotates by angle j. ref: text M-RoPE */
+    void (*rope_interleaved)(glmv_backend *be, float *x, int64_t ld, const float *cos,
+                             const float *sin, int64_t n, int n_heads, int head_dim,
+                             int rot_dim);
+    /* NeoX half rotation over the whole head, in place: pair (d, d + head_dim/2);
+     * cos/sin [n, head_dim/2]. ref: apply_rotary_pos_emb_vision */
+    void (*rope_neox)(glmv_backend *be, float *x, int64_t ld, const float *cos,
+                      const float *sin, int64_t n, int n_heads, int head_dim);
+
+    /* ---- attention ---- */
+    /* Causal GQA attention for n queries at absolute positions pos0..pos0+n-1
+     * over cached keys/values 0..pos0+n-1.
+     * q [n, ldq] (n_heads × head_dim from column 0), kc/vc [>= pos0+n, n_kv_heads*head_dim],
+     * out [n, n_heads*head_dim]; query head h uses kv head h / (n_heads/n_kv_heads). */
+    void (*attn_causal)(glmv_backend *be, float *out, const float *q, int64_t ldq,
+                        const float *kc, const float *vc, int64_t n, int64_t pos0,
+                        int n_heads, int n_kv_heads, int head_dim, float scale);
+    /* Bidirectional attention confined to segments [cu[s], cu[s+1]) (host array
+     * of n_seg+1 offsets). q/k/v rows have strides ldq/ldk/ldv; out [rows, n_heads*head_dim]. */
+    void (*attn_segments)(glmv_backend *be, float *out, const float *q, int64_t ldq,
+                          const float *k, int64_t ldk, const float *v, int64_t ldv,
+                          const int64_t *cu, int n_seg, int n_heads, int head_dim,
+                          float scale);
+
+    /* ---- elementwise ---- */
+    /* y[i, j] = silu(gate[i, j]) * up[i, j] for j < d; rows with strides ld_g, ld_u; y [n, d] */
+    void (*swiglu)(glmv_backend *be, float *y, const float *gate, int64_t ld_g, const float *up,
+                   int64_t ld_u, int64_t n, int64_t d);
+    /* y = 0.5 x (1 + erf(x / sqrt 2)) */
+    void (*gelu_erf)(glmv_backend *be, float *y, const float *x, int64_t count);
+    /* y = a + b */
+    void (*add)(glmv_backend *be, float *y, const float *a, const float *b, int64_t count);
+    /* y[a, c, b] = x[a, b, c] */
+    void (*permute_021)(glmv_backend *be, float *y, const float *x, int64_t A, int64_t B,
+                        int64_t C);
+};
+
+/* The CPU backend. simd: -1 = best the CPU has, 0 = scalar reference only,
+ * or a GLMV_SIMD_* level to force (tests compare levels). n_threads 0 = all cores. */
+enum { GLMV_SIMD_AUTO = -1, GLMV_SIMD_NONE = 0, GLMV_SIMD_AVX2 = 1, GLMV_SIMD_AVX512 = 2,
+       GLMV_SIMD_AVX512BF16 = 3 };
+glmv_backend *glmv_cpu_backend_new(int n_threads, int simd, char *err);
+
+#ifdef GLMV_CUDA
+/* The CUDA backend on device `dev`; NULL with err set when no usable GPU. */
+glmv_backend *glmv_cuda_backend_new(int dev, char *err);
+#endif
+
+#endif

@@ -1,0 +1,38 @@
+/* glmv.c -- the glmv command: dispatches to a subcommand.
+ * Add a subcommand by writing tools/<name>.c with `int cmd_<name>(int, char **)`
+ * and one line in the table below. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define GLMV_VERSION "0.1.0"
+
+static const cli_command commands[] = {
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "glmv %s -- GLM-4.1V-9B-Thinking inference\n\nusage: glmv COMMAND [options]\n\n",
+            GLMV_VERSION);
+    for (const cli_command *c = commands; c->name; c++) fprintf(f, "  %-10s %s\n", c->name, c->summary);
+    fprintf(f, "  %-10s %s\n", "version", "print the version");
+    fprintf(f, "\nRun 'glmv COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("glmv %s\n", GLMV_VERSION);
+        return 0;
+    }
+    for (const cli_command *c = commands; c->name; c++)
+        if (!strcmp(argv[1], c->name)) return c->main(argc - 1, argv + 1);
+    fprintf(stderr, "glmv: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
