@@ -72,7 +72,9 @@ typedef struct {
 
 void glmv_model_params_default(glmv_model_params *p);
 
-/* Load a checkpoint folder as Hugging Face ships it; no conversion. */
+/* Load a checkpoint folder as Hugging Face ships it; no conversion.
+ * dir "synthetic:9b[,layers=N][,seed=S]" builds random BF16 weights of the
+ * 9B shape in memory (benchmarks; no tokenizer). */
 int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *p, char *err);
 void glmv_model_free(glmv_model *m);
 
@@ -170,6 +172,29 @@ void glmv_session_free(glmv_session *s);
 int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs,
                   const glmv_sampling *sp, glmv_callback cb, void *user,
                   glmv_result *out, char *err);
+
+/* ------------------------------------------------------------------------ */
+/* Low level: for benchmarks, tests and tools that manage tokens themselves */
+/* ------------------------------------------------------------------------ */
+
+/* Forget the conversation (empty KV cache). */
+void glmv_session_reset(glmv_session *s);
+/* Tokens in the KV cache / its capacity. */
+int glmv_session_pos(const glmv_session *s);
+int glmv_session_n_ctx(const glmv_session *s);
+
+/* Append text-only ids at the current position (positions continue from the
+ * last prompt, M-RoPE delta included) and compute the logits of the last one
+ * into `logits` (vocab floats; may be NULL). */
+int glmv_session_eval(glmv_session *s, const int32_t *ids, int n, float *logits, char *err);
+
+/* Run the vision tower alone on a synthetic image of h x w pixels (after
+ * smart_resize); *n_tokens receives the merged tokens it produced. */
+int glmv_vision_eval(glmv_model *m, int h, int w, int *n_tokens, char *err);
+
+/* Peak resident memory of the process in bytes (host), and on the device. */
+int64_t glmv_peak_host_bytes(void);
+int64_t glmv_device_bytes(const glmv_model *m);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,57 @@
+/* image.h -- images from bytes to the vision tower's patch rows, exactly as
+ * transformers' Glm4vImageProcessor does it (GLM4V.md §6):
+ * decode (JPEG/PNG/WebP/BMP/GIF, EXIF orientation) -> RGB u8 ->
+ * smart_resize -> bicubic antialiased resize -> rescale/normalise ->
+ * patch rows in merge-block order. Pure CPU code, no model needed. The video
+ * path (video.c) reuses resize and patchify. */
+#ifndef GLMV_IMAGE_H
+#define GLMV_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int w, h;
+    uint8_t *rgb;               /* [h, w, 3] interleaved, malloc'd */
+} glmv_rgb;
+
+void glmv_rgb_free(glmv_rgb *im);
+
+/* Decode a file / a buffer. The format is sniffed from the bytes, not the
+ * name. Images with more than max_pixels pixels (w*h) are refused from the
+ * header, before decoding. */
+int glmv_image_decode_file(const char *path, int64_t max_pixels, glmv_rgb *out, char *err);
+int glmv_image_decode_mem(const void *data, size_t size, int64_t max_pixels, glmv_rgb *out,
+                          char *err);
+
+typedef struct {
+    int patch_size;             /* 14 */
+    int temporal_patch_size;    /* 2 */
+    int merge_size;             /* 2 */
+    int64_t min_pixels, max_pixels;
+    float mean[3], std[3];
+    double rescale_factor;      /* 1/255 */
+} glmv_image_params;
+
+/* smart_resize (GLM4V.md §6.1): n_frames (2 for an image), h, w -> out_h, out_w,
+ * multiples of patch_size*merge_size. Errors on aspect ratio > 200. */
+int glmv_smart_resize(int n_frames, int h, int w, int factor, int64_t min_pixels,
+                      int64_t max_pixels, int *out_h, int *out_w, char *err);
+
+/* Bicubic antialiased resize of RGB u8, matching the reference resampler. */
+int glmv_image_resize(const glmv_rgb *src, int out_w, int out_h, glmv_rgb *dst, char *err);
+
+/* Rescale, normalise and patchify n_frames frames of identical size (h, w
+ * multiples of patch*merge) into rows [gt*gh*gw, 3*tp*p*p] (fp32), with
+ * gt = ceil(n_frames / tp) (the last frame repeated to fill), gh = h/p,
+ * gw = w/p, in merge-block order (GLM4V.md §5.1, §6.3). An image is one frame. */
+int glmv_patchify(const glmv_rgb *frames, int n_frames, const glmv_image_params *p,
+                  float *rows, char *err);
+
+/* Everything for one image: decode result -> smart_resize -> resize ->
+ * patchify. *rows is malloc'd [grid[0]*grid[1]*grid[2], 3*tp*p*p]; grid is
+ * (t, h, w) in patches. */
+int glmv_image_preprocess(const glmv_rgb *img, const glmv_image_params *p, float **rows,
+                          int grid[3], char *err);
+
+#endif

@@ -1,0 +1,27 @@
+/* tokenizer.h -- library-internal view of the tokenizer (the public API is in
+ * glmv.h): byte-level BPE over the split regex of tokenizer.json, added tokens
+ * matched first, and an incremental decoder for streaming. */
+#ifndef GLMV_TOKENIZER_H
+#define GLMV_TOKENIZER_H
+
+#include "glmv.h"
+
+/* Is this id a special added token (skipped by skip_special)? */
+int glmv_token_is_special(const glmv_tokenizer *tok, int32_t id);
+
+/* Incremental detokenizer: feed ids one at a time, get back only complete
+ * UTF-8 (never a broken sequence); flush at the end emits what is left
+ * (invalid bytes as U+FFFD). */
+typedef struct {
+    const glmv_tokenizer *tok;
+    int skip_special;
+    char pending[8];
+    int n_pending;
+} glmv_detok;
+
+void glmv_detok_init(glmv_detok *d, const glmv_tokenizer *tok, int skip_special);
+/* Writes the text completed by `id` to *out (malloc'd, caller frees) and its length. */
+int glmv_detok_push(glmv_detok *d, int32_t id, char **out, size_t *len);
+int glmv_detok_flush(glmv_detok *d, char **out, size_t *len);
+
+#endif
