@@ -1,0 +1,36 @@
+/* safetensors.h -- a checkpoint's tensors: one model.safetensors or shards
+ * listed by model.safetensors.index.json, mmap'd read-only and used in place.
+ * Headers are validated before any tensor is touched: offsets inside the
+ * file, no overlapping ranges, known dtypes (F32, F16, BF16), sizes that
+ * match shapes. A synthetic source builds random weights in memory for
+ * benchmarks, with the same lookup interface. */
+#ifndef GLMV_SAFETENSORS_H
+#define GLMV_SAFETENSORS_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "ops.h"
+
+typedef struct glmv_weights glmv_weights;
+
+/* Open the safetensors of checkpoint folder dir. */
+int glmv_weights_open(glmv_weights **out, const char *dir, char *err);
+/* Random BF16 weights with every tensor the model of config c needs, named as
+ * in the HF checkpoint (values ~ N(0, 0.02), norms ~1). */
+int glmv_weights_synthetic(glmv_weights **out, const glmv_config *c, uint64_t seed, char *err);
+void glmv_weights_free(glmv_weights *w);
+
+/* The tensor called name, or NULL. */
+glmv_tensor *glmv_weights_find(glmv_weights *w, const char *name);
+/* The tensor called name with exactly this shape (ndim dims); on failure the
+ * error names the tensor and the expected and actual shapes (or "missing"). */
+int glmv_weights_require(glmv_weights *w, const char *name, int ndim, const int64_t *shape,
+                         glmv_tensor **out, char *err);
+
+int64_t glmv_weights_count(const glmv_weights *w);
+glmv_tensor *glmv_weights_at(glmv_weights *w, int64_t i);
+/* Total bytes of tensor data. */
+int64_t glmv_weights_bytes(const glmv_weights *w);
+
+#endif
