@@ -22,6 +22,12 @@ ifeq ($(CONFIG),asan)
   CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
 endif
+# libFuzzer build (make fuzz): the library instrumented, targets tests/fuzz_*.c
+ifeq ($(CONFIG),fuzz)
+  CC := clang
+  CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+  LDFLAGS += -fsanitize=address,undefined
+endif
 ifeq ($(CUDA),1)
   CONFIG ?= cuda
   EXTRA_CFLAGS += -DGLMV_CUDA -I/usr/local/cuda/include
@@ -48,7 +54,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 WEB_SRC  := $(wildcard web/*)
 
 .SECONDARY:
-.PHONY: all test asan asan-test clean cuda tests fuzz
+.PHONY: all test asan asan-test clean cuda tests fuzz fuzz-targets
 all: $(B)/glmv glmv
 
 glmv: $(B)/glmv
@@ -87,6 +93,18 @@ tests: $(TESTS) $(B)/glmv
 test: tests
 	@bash tests/run.sh $(B)
 
+# Fuzz targets, built with clang when it is present:
+#   build/fuzz/tests/fuzz_safetensors [corpus_dir] -max_total_time=60
+FUZZ := $(FUZZ_SRC:tests/%.c=build/fuzz/tests/%)
+fuzz:
+	@if command -v clang >/dev/null 2>&1; then $(MAKE) CONFIG=fuzz fuzz-targets; \
+	else echo "fuzz: clang not found, fuzz targets not built"; fi
+
+fuzz-targets: $(FUZZ)
+
+$(B)/tests/fuzz_%: $(B)/tests/fuzz_%.o $(B)/libglmv.a
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libglmv.a $(LIBS)
+
 asan:
 	$(MAKE) CONFIG=asan all tests
 
@@ -96,4 +114,4 @@ asan-test:
 clean:
 	rm -rf build glmv
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TESTLIB_OBJ:.o=.d) $(TESTS:=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TESTLIB_OBJ:.o=.d) $(TESTS:=.d) $(FUZZ:=.d)
