@@ -22,11 +22,11 @@ ifeq ($(CONFIG),asan)
   CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
 endif
-# libFuzzer build (make fuzz): the library instrumented, targets tests/fuzz_*.c
+# make fuzz: libFuzzer targets tests/fuzz_*.c -> build/fuzz/tests/fuzz_*
 ifeq ($(CONFIG),fuzz)
   CC := clang
   CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
-  LDFLAGS += -fsanitize=address,undefined
+  LDFLAGS += -fsanitize=fuzzer,address,undefined
 endif
 ifeq ($(CUDA),1)
   CONFIG ?= cuda
@@ -54,7 +54,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 WEB_SRC  := $(wildcard web/*)
 
 .SECONDARY:
-.PHONY: all test asan asan-test clean cuda tests fuzz fuzz-targets
+.PHONY: all test asan asan-test clean cuda tests fuzz fuzzers bench-image
 all: $(B)/glmv glmv
 
 glmv: $(B)/glmv
@@ -88,22 +88,20 @@ $(B)/tests/%: $(B)/tests/%.o $(TESTLIB_OBJ) $(B)/libglmv.a
 
 tests: $(TESTS) $(B)/glmv
 
+FUZZERS := $(FUZZ_SRC:tests/%.c=$(B)/tests/%)
+fuzz:
+	$(MAKE) CONFIG=fuzz fuzzers
+fuzzers: $(FUZZERS)
+$(B)/tests/fuzz_%: $(B)/tests/fuzz_%.o $(B)/libglmv.a
+	$(CC) $(LDFLAGS) -o $@ $< $(B)/libglmv.a $(LIBS)
+
+# image stage timings (tests/bench_image.c)
+bench-image: $(B)/tests/bench_image
+
 # The README's test command: every test program, the CLI and server tests;
 # ends with "N passed, N failed".
 test: tests
 	@bash tests/run.sh $(B)
-
-# Fuzz targets, built with clang when it is present:
-#   build/fuzz/tests/fuzz_safetensors [corpus_dir] -max_total_time=60
-FUZZ := $(FUZZ_SRC:tests/%.c=build/fuzz/tests/%)
-fuzz:
-	@if command -v clang >/dev/null 2>&1; then $(MAKE) CONFIG=fuzz fuzz-targets; \
-	else echo "fuzz: clang not found, fuzz targets not built"; fi
-
-fuzz-targets: $(FUZZ)
-
-$(B)/tests/fuzz_%: $(B)/tests/fuzz_%.o $(B)/libglmv.a
-	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libglmv.a $(LIBS)
 
 asan:
 	$(MAKE) CONFIG=asan all tests
@@ -114,4 +112,4 @@ asan-test:
 clean:
 	rm -rf build glmv
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TESTLIB_OBJ:.o=.d) $(TESTS:=.d) $(FUZZ:=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TESTLIB_OBJ:.o=.d) $(TESTS:=.d)
