@@ -8,7 +8,10 @@
 
 #define GLMV_VERSION "0.1.0"
 
+int cmd_tokenize(int argc, char **argv);
+
 static const cli_command commands[] = {
+    {"tokenize", cmd_tokenize, "print the token ids of a text (needs only tokenizer.json)"},
     {NULL, NULL, NULL},
 };
 
