@@ -459,3 +459,21 @@ done:
     if (rc) glmv_video_free(out);
     return rc;
 }
+
+char *glmv_video_prompt(const glmv_video *v, int merge_size) {
+    static const char *bo = "<|begin_of_image|>", *im = "<|image|>", *eo = "<|end_of_image|>";
+    int64_t per = (int64_t)v->grid[1] * v->grid[2] / (merge_size * merge_size);
+    size_t cap = (size_t)v->n_groups * (strlen(bo) + strlen(eo) + 16 + (size_t)per * strlen(im)) + 1;
+    char *s = malloc(cap), *p = s;
+    if (!s) return NULL;
+    for (int k = 0; k < v->n_groups; k++) {
+        p += sprintf(p, "%s", bo);
+        for (int64_t i = 0; i < per; i++) {
+            memcpy(p, im, strlen(im));
+            p += strlen(im);
+        }
+        p += sprintf(p, "%s%d", eo, v->timestamps[k]);
+    }
+    *p = 0;
+    return s;
+}

@@ -52,4 +52,9 @@ int glmv_video_load(const char *path, const void *data, size_t size,
                     const glmv_video_params *vp, const glmv_image_params *ip, glmv_video *out,
                     char *err);
 
+/* The text that replaces a video's <|video|> placeholder, as Glm4vProcessor
+ * builds it: for each temporal group k, "<|begin_of_image|>" + "<|image|>" x
+ * (gh*gw/merge^2) + "<|end_of_image|>" + the decimal timestamp. malloc'd. */
+char *glmv_video_prompt(const glmv_video *v, int merge_size);
+
 #endif

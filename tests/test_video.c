@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "base.h"
 #include "test.h"
 #include "video.h"
@@ -238,6 +240,88 @@ TEST(other_clips_decode) {
     }
 }
 
+/* Parity with transformers' Glm4vVideoProcessor on the same decoded frames
+ * (tests/fixtures/video/hf_video.json, made by scripts/gen_video_fixtures.py). */
+TEST(parity_with_hf) {
+    char err[GLMV_ERR_SIZE];
+    size_t len;
+    char *js = glmv_read_file("tests/fixtures/video/hf_video.json", &len, err);
+    CHECK_MSG(js != NULL, "%s", err);
+    if (!js) return;
+    cJSON *root = cJSON_Parse(js);
+    free(js);
+    CHECK(root != NULL);
+    cJSON *clips = cJSON_GetObjectItem(root, "clips"), *c;
+    glmv_image_params ip = video_params();
+    cJSON_ArrayForEach(c, clips) {
+        char path[256];
+        snprintf(path, sizeof path, VID "%s.mp4", c->string);
+        glmv_video_params vp = {0};
+        glmv_video v;
+        int rc = glmv_video_load(path, NULL, 0, &vp, &ip, &v, err);
+        CHECK_MSG(rc == 0, "%s: %s", c->string, err);
+        if (rc) continue;
+        CHECK_EQ_INT(v.total_frames, cJSON_GetObjectItem(c, "total_frames")->valueint);
+        CHECK_NEAR(v.video_fps, cJSON_GetObjectItem(c, "fps")->valuedouble, 1e-9);
+        cJSON *fi = cJSON_GetObjectItem(c, "frame_indices");
+        CHECK_EQ_INT(v.n_frames, cJSON_GetArraySize(fi));
+        for (int i = 0; i < v.n_frames && i < cJSON_GetArraySize(fi); i++)
+            CHECK_EQ_INT(v.frame_indices[i], cJSON_GetArrayItem(fi, i)->valueint);
+        cJSON *ts = cJSON_GetObjectItem(c, "timestamps");
+        for (int k = 0; k < v.n_groups && k < cJSON_GetArraySize(ts); k++)
+            CHECK_EQ_INT(v.timestamps[k], cJSON_GetArrayItem(ts, k)->valueint);
+        cJSON *grid = cJSON_GetObjectItem(c, "grid");
+        for (int k = 0; k < 3; k++) CHECK_EQ_INT(v.grid[k], cJSON_GetArrayItem(grid, k)->valueint);
+        /* the expanded prompt: count of <|image|> runs and their lengths */
+        cJSON *runs = cJSON_GetObjectItem(c, "input_id_runs"), *r;
+        int image_runs = 0;
+        cJSON_ArrayForEach(r, runs) {
+            if (cJSON_GetArrayItem(r, 0)->valueint == 151343) {
+                image_runs++;
+                CHECK_EQ_INT(cJSON_GetArrayItem(r, 1)->valueint, v.grid[1] * v.grid[2] / 4);
+            }
+        }
+        CHECK_EQ_INT(image_runs, v.n_groups);
+        if (v.grid[0] != cJSON_GetArrayItem(grid, 0)->valueint ||
+            v.grid[1] != cJSON_GetArrayItem(grid, 1)->valueint ||
+            v.grid[2] != cJSON_GetArrayItem(grid, 2)->valueint) {
+            glmv_video_free(&v);
+            continue;
+        }
+        /* pixels: same decoded frames, so differences come from resampling only */
+        int per = 3 * 2 * 14 * 14;
+        double max_diff = 0;
+        int64_t n_diff = 0, n_tot = 0;
+        cJSON *rows = cJSON_GetObjectItem(c, "sample_rows"), *row;
+        cJSON_ArrayForEach(row, rows) {
+            int64_t ri = atoll(row->string);
+            for (int j = 0; j < per; j++) {
+                double d = fabs(v.rows[ri * per + j] - cJSON_GetArrayItem(row, j)->valuedouble);
+                if (d > max_diff) max_diff = d;
+                n_diff += d > 1e-4;
+                n_tot++;
+            }
+        }
+        cJSON *sums = cJSON_GetObjectItem(c, "row_sums");
+        double max_sum_diff = 0;
+        int64_t nrows = (int64_t)v.grid[0] * v.grid[1] * v.grid[2];
+        for (int64_t ri = 0; ri < nrows && ri < cJSON_GetArraySize(sums); ri++) {
+            double s = 0;
+            for (int j = 0; j < per; j++) s += v.rows[ri * per + j];
+            double d = fabs(s - cJSON_GetArrayItem(sums, (int)ri)->valuedouble);
+            if (d > max_sum_diff) max_sum_diff = d;
+        }
+        printf("  %s: sampled values differing %lld/%lld, max |diff| %.4g, max row-sum diff %.4g\n",
+               c->string, (long long)n_diff, (long long)n_tot, max_diff, max_sum_diff);
+        /* one u8 step is 1/(255*std) < 0.0151 after normalisation */
+        CHECK_MSG(max_diff < 0.0152, "%s: max |diff| %g is more than one pixel step", c->string, max_diff);
+        CHECK_MSG(n_diff * 100 <= n_tot, "%s: %lld of %lld values differ", c->string, (long long)n_diff,
+                  (long long)n_tot);
+        glmv_video_free(&v);
+    }
+    cJSON_Delete(root);
+}
+
 int main(void) {
     RUN(sample_short_clip);
     RUN(sample_dedupe_and_even);
@@ -248,5 +332,6 @@ int main(void) {
     RUN(options_range_fps_max_frames);
     RUN(hostile_inputs);
     RUN(other_clips_decode);
+    RUN(parity_with_hf);
     return test_summary("video");
 }
