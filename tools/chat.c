@@ -111,14 +111,14 @@ static glmv_message *build_messages(const conv *c, int *n_out, glmv_part **store
     int k = 0, q = 0;
     if (c->system) {
         p[q] = (glmv_part){.kind = GLMV_PART_TEXT, .text = c->system};
-        m[k++] = (glmv_message){"system", &p[q++], 1};
+        m[k++] = (glmv_message){"system", &p[q++], 1, NULL};
     }
     for (int i = 0; i < c->n; i++) {
         const turn *t = &c->turns[i];
         glmv_part *start = &p[q];
         for (int j = 0; j < t->n_media; j++) p[q++] = t->media[j];
         p[q++] = (glmv_part){.kind = GLMV_PART_TEXT, .text = t->text};
-        m[k++] = (glmv_message){t->is_user ? "user" : "assistant", start, t->n_media + 1};
+        m[k++] = (glmv_message){t->is_user ? "user" : "assistant", start, t->n_media + 1, NULL};
     }
     *n_out = k;
     *store = p;

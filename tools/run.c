@@ -181,8 +181,8 @@ int cmd_run(int argc, char **argv) {
     glmv_part sys_part = {.kind = GLMV_PART_TEXT, .text = system};
     glmv_message msgs[2];
     int n_msgs = 0;
-    if (system) msgs[n_msgs++] = (glmv_message){"system", &sys_part, 1};
-    msgs[n_msgs++] = (glmv_message){"user", parts, n_parts};
+    if (system) msgs[n_msgs++] = (glmv_message){"system", &sys_part, 1, NULL};
+    msgs[n_msgs++] = (glmv_message){"user", parts, n_parts, NULL};
 
     run_out out = {.tty = isatty(STDOUT_FILENO), .show_reasoning = !no_reasoning};
     glmv_result res;
