@@ -34,7 +34,8 @@ int main(int argc, char **argv) {
     if (avcodec_open2(dec, codec, NULL) < 0) return 1;
     int w = dec->width, h = dec->height;
     size_t fsz = (size_t)w * h * 3, cap = 64, n = 0;
-    unsigned char *all = malloc(cap * fsz), *rgb = malloc(fsz);
+    int stride = (w * 3 + 63) & ~63; /* swscale writes whole aligned blocks */
+    unsigned char *all = malloc(cap * fsz), *rgb = aligned_alloc(64, (size_t)stride * (h + 1));
     struct SwsContext *sws = NULL;
     AVPacket *pkt = av_packet_alloc();
     AVFrame *fr = av_frame_alloc();
@@ -44,13 +45,14 @@ int main(int argc, char **argv) {
         if (e == 0) {
             sws = sws_getCachedContext(sws, w, h, fr->format, w, h, AV_PIX_FMT_RGB24, SWS_BILINEAR, NULL, NULL, NULL);
             uint8_t *dst[4] = {rgb};
-            int ls[4] = {w * 3};
+            int ls[4] = {stride};
             sws_scale(sws, (const uint8_t *const *)fr->data, fr->linesize, 0, h, dst, ls);
             if (n == cap) all = realloc(all, (cap *= 2) * fsz);
             int keep = argc < 4;
             for (const char *k = argc == 4 ? argv[3] : ""; *k && !keep; k = strchr(k, ',') ? strchr(k, ',') + 1 : "")
                 if ((size_t)atol(k) == n) keep = 1;
-            if (keep) memcpy(all + n * fsz, rgb, fsz);
+            if (keep)
+                for (int y = 0; y < h; y++) memcpy(all + n * fsz + (size_t)y * w * 3, rgb + (size_t)y * stride, (size_t)w * 3);
             else memset(all + n * fsz, 0, fsz);
             n++;
             continue;

@@ -136,6 +136,7 @@ typedef struct {
     AVPacket *pkt;
     AVFrame *frame;
     int stream;
+    int pkt_pending, drained;
     const char *name;
 } vreader;
 
@@ -206,24 +207,34 @@ static int vreader_open(vreader *r, const char *path, const void *data, size_t s
     return 0;
 }
 
-/* Next decoded frame of the stream into r->frame: 1, 0 at the end, <0 error. */
+/* Next decoded frame of the stream into r->frame: 1, 0 at the end, <0 error.
+ * A packet the decoder cannot take yet (EAGAIN, with frame threading) is
+ * kept in r->pkt and sent again after the decoder has given a frame back. */
 static int vreader_next(vreader *r) {
     for (;;) {
         int e = avcodec_receive_frame(r->dec, r->frame);
         if (e == 0) return 1;
         if (e == AVERROR_EOF) return 0;
         if (e != AVERROR(EAGAIN)) return e;
-        e = av_read_frame(r->fmt, r->pkt);
-        if (e < 0) {
-            avcodec_send_packet(r->dec, NULL); /* drain */
-            continue;
+        if (!r->pkt_pending) {
+            e = av_read_frame(r->fmt, r->pkt);
+            if (e < 0) {
+                if (r->drained) return 0;
+                r->drained = 1;
+                avcodec_send_packet(r->dec, NULL); /* drain */
+                continue;
+            }
+            if (r->pkt->stream_index != r->stream) {
+                av_packet_unref(r->pkt);
+                continue;
+            }
+            r->pkt_pending = 1;
         }
-        if (r->pkt->stream_index == r->stream) {
-            e = avcodec_send_packet(r->dec, r->pkt);
-            /* a corrupt packet: skip it, as players do */
-            (void)e;
-        }
+        e = avcodec_send_packet(r->dec, r->pkt);
+        if (e == AVERROR(EAGAIN)) continue; /* receive first, then resend */
+        /* sent, or a corrupt packet that is skipped, as players do */
         av_packet_unref(r->pkt);
+        r->pkt_pending = 0;
     }
 }
 
@@ -246,11 +257,25 @@ static int frame_to_rgb(vreader *r, int rot, glmv_rgb *out, char *err) {
     r->sws = sws_getCachedContext(r->sws, w, h, f->format, w, h, AV_PIX_FMT_RGB24, SWS_BILINEAR,
                                   NULL, NULL, NULL);
     if (!r->sws) return glmv_errf(err, "%s: cannot convert pixel format %d", r->name, f->format);
+    /* swscale's SIMD paths write whole aligned blocks: convert into a padded,
+     * aligned buffer, then copy the rows out tightly */
+    int stride = (w * 3 + 63) & ~63;
+    uint8_t *tmp = glmv_aligned_alloc((size_t)stride * (h + 1));
     uint8_t *rgb = malloc((size_t)w * h * 3);
-    if (!rgb) return glmv_errf(err, "out of memory");
-    uint8_t *dst[4] = {rgb, NULL, NULL, NULL};
-    int ls[4] = {w * 3, 0, 0, 0};
-    sws_scale(r->sws, (const uint8_t *const *)f->data, f->linesize, 0, h, dst, ls);
+    if (!tmp || !rgb) {
+        free(tmp);
+        free(rgb);
+        return glmv_errf(err, "out of memory");
+    }
+    uint8_t *dst[4] = {tmp, NULL, NULL, NULL};
+    int ls[4] = {stride, 0, 0, 0};
+    int got = sws_scale(r->sws, (const uint8_t *const *)f->data, f->linesize, 0, h, dst, ls);
+    for (int y = 0; y < h; y++) memcpy(rgb + (size_t)y * w * 3, tmp + (size_t)y * stride, (size_t)w * 3);
+    free(tmp);
+    if (got != h) {
+        free(rgb);
+        return glmv_errf(err, "%s: pixel format conversion failed", r->name);
+    }
     if (rot == 0) {
         *out = (glmv_rgb){w, h, rgb};
         return 0;
@@ -393,6 +418,8 @@ int glmv_video_load(const char *path, const void *data, size_t size,
             int64_t ts = start_pts + (int64_t)((idx[want] / vfps) / tb);
             if (av_seek_frame(r.fmt, r.stream, ts, AVSEEK_FLAG_BACKWARD) >= 0) {
                 avcodec_flush_buffers(r.dec);
+                if (r.pkt_pending) av_packet_unref(r.pkt);
+                r.pkt_pending = r.drained = 0;
                 k = -1; /* unknown until the next frame's timestamp */
             }
         }
