@@ -157,12 +157,5 @@ int cli_load_model(cli_opts *o, glmv_model **m, glmv_session **s) {
         *m = NULL;
         return -1;
     }
-    if (o->mp.verbose) {
-        glmv_model_info info;
-        glmv_model_get_info(*m, &info);
-        fprintf(stderr, "glmv: loaded %s on %s in %.0f ms (%.2f B parameters), context %d\n",
-                info.name, info.device, info.load_ms, info.n_params / 1e9,
-                glmv_session_n_ctx(*s));
-    }
     return 0;
 }
