@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base.h"
 #include "model.h"
@@ -390,6 +391,108 @@ TEST(context_limit_error) {
     glmv_model_free(m);
 }
 
+/* streaming, cancel and stop strings on the tiny2 one-image prompt */
+typedef struct {
+    int n, cancel_at;
+} cb_state;
+
+static int on_ev(void *user, const glmv_event *ev) {
+    cb_state *c = user;
+    (void)ev;
+    return ++c->n == c->cancel_at;
+}
+
+TEST(cancel_and_stop_strings) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    glmv_session *s = NULL;
+    CHECK(glmv_session_new(&s, m, 128, err) == 0);
+    glmv_part p = {GLMV_PART_TEXT, "Tell me a short story about the sea.", NULL, NULL, 0, 0, 0, 0, 0};
+    glmv_message msg = {"user", &p, 1, NULL};
+    glmv_sampling sp;
+    glmv_sampling_default(m, &sp);
+    sp.do_sample = 0;
+    sp.repetition_penalty = 1.0f;
+    sp.max_new_tokens = 20;
+    glmv_result full, res;
+    cb_state cs = {0, 0};
+    CHECK(glmv_generate(s, &msg, 1, &sp, on_ev, &cs, &full, err) == 0);
+    CHECK_EQ_STR(full.finish_reason, "length");
+    CHECK_EQ_INT(full.n_tokens, 20);
+    CHECK(cs.n >= 1);
+    /* cancel at the third event */
+    cb_state c3 = {0, 3};
+    CHECK(glmv_generate(s, &msg, 1, &sp, on_ev, &c3, &res, err) == 0);
+    CHECK_EQ_STR(res.finish_reason, "cancelled");
+    CHECK(res.n_tokens <= 3 + 1);
+    glmv_result_free(&res);
+    /* a stop string taken from the middle of the answer cuts it there */
+    size_t len = strlen(full.content);
+    if (len >= 8) {
+        char stop[4];
+        memcpy(stop, full.content + len / 2, 3);
+        stop[3] = 0;
+        const char *stops[1] = {stop};
+        sp.stop = stops;
+        sp.n_stop = 1;
+        CHECK(glmv_generate(s, &msg, 1, &sp, NULL, NULL, &res, err) == 0);
+        CHECK_EQ_STR(res.finish_reason, "stop");
+        CHECK(strstr(res.content, stop) == NULL);
+        CHECK(strncmp(res.content, full.content, strlen(res.content)) == 0);
+        CHECK(strlen(res.content) <= len / 2 + 2);
+        glmv_result_free(&res);
+    } else {
+        printf("  answer too short (%zu bytes) for the stop-string check\n", len);
+    }
+    glmv_result_free(&full);
+    glmv_session_free(s);
+    glmv_model_free(m);
+}
+
+/* GLMV_DUMP=dir writes one file per named activation */
+TEST(dump_env) {
+    char dir[] = "/tmp/glmv_dump_XXXXXX", err[GLMV_ERR_SIZE] = "";
+    if (!mkdtemp(dir)) {
+        CHECK(0);
+        return;
+    }
+    setenv("GLMV_DUMP", dir, 1);
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    int rc = glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err);
+    unsetenv("GLMV_DUMP");
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc) return;
+    glmv_session *s = NULL;
+    CHECK(glmv_session_new(&s, m, 16, err) == 0);
+    int32_t ids[5] = {482, 484, 487, 198, 100};
+    CHECK(glmv_session_eval(s, ids, 5, NULL, err) == 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/t.layer.2.f32", dir);
+    size_t len = 0;
+    char *data = glmv_read_file(path, &len, err);
+    CHECK_MSG(data != NULL, "%s", err);
+    CHECK_EQ_INT(len, 5 * m->cfg.hidden_size * 4);
+    free(data);
+    glmv_session_free(s);
+    glmv_model_free(m);
+    const char *names[] = {"t.layer.0", "t.layer.1", "t.layer.2", "t.norm"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s.f32", dir, names[i]);
+        remove(path);
+    }
+    rmdir(dir);
+}
+
 int main(void) {
     RUN(tiny_text);
     RUN(tiny_image1);
@@ -403,5 +506,7 @@ int main(void) {
     RUN(full_tiny_image2);
     RUN(full_tiny2_image1);
     RUN(context_limit_error);
+    RUN(cancel_and_stop_strings);
+    RUN(dump_env);
     return test_summary("parity");
 }
