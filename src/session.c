@@ -18,6 +18,7 @@
 #include "image.h"
 #include "model.h"
 #include "tokenizer.h"
+#include "video.h"
 
 /* ------------------------------------------------------------------ session */
 
@@ -183,30 +184,66 @@ static int is_eos(const glmv_config *c, int32_t id) {
     return 0;
 }
 
+/* The images and videos of a request, in prompt order. */
 typedef struct {
-    float *rows;     /* all patch rows */
+    float *rows;     /* all patch rows (n_rows, 3*T*P*P) */
     int64_t n_rows;
-    int (*grid)[3];
+    int (*grid)[3];  /* per item (t, h, w) */
+    int *is_video;   /* per item */
+    char **vprompt;  /* per item: a video's expansion text, NULL for images */
     int n;
 } media;
 
 static void media_free(media *md) {
+    for (int i = 0; i < md->n; i++) free(md->vprompt[i]);
     free(md->rows);
     free(md->grid);
+    free(md->is_video);
+    free(md->vprompt);
 }
 
-static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, media *md, char *err) {
+static int media_add(media *md, const float *rows, const int grid[3], int is_video, char *vprompt,
+                     int64_t K, char *err) {
+    int64_t nr = (int64_t)grid[0] * grid[1] * grid[2];
+    float *all = realloc(md->rows, glmv_mul_size((size_t)((md->n_rows + nr) * K), sizeof(float)));
+    if (all) md->rows = all;
+    int(*g)[3] = realloc(md->grid, sizeof(int[3]) * (size_t)(md->n + 1));
+    if (g) md->grid = g;
+    int *iv = realloc(md->is_video, sizeof(int) * (size_t)(md->n + 1));
+    if (iv) md->is_video = iv;
+    char **vp = realloc(md->vprompt, sizeof(char *) * (size_t)(md->n + 1));
+    if (vp) md->vprompt = vp;
+    if (!all || !g || !iv || !vp) {
+        free(vprompt);
+        return glmv_errf(err, "out of memory for media item %d", md->n + 1);
+    }
+    memcpy(md->rows + md->n_rows * K, rows, sizeof(float) * (size_t)(nr * K));
+    memcpy(md->grid[md->n], grid, sizeof(int[3]));
+    md->is_video[md->n] = is_video;
+    md->vprompt[md->n] = vprompt;
+    md->n_rows += nr;
+    md->n++;
+    return 0;
+}
+
+static void proc_params(const glmv_config *c, int video, glmv_image_params *ip) {
+    memset(ip, 0, sizeof *ip);
+    ip->patch_size = c->proc_patch_size > 0 ? c->proc_patch_size : c->v_patch_size;
+    ip->temporal_patch_size =
+        c->proc_temporal_patch_size > 0 ? c->proc_temporal_patch_size : c->v_temporal_patch_size;
+    ip->merge_size = c->proc_merge_size > 0 ? c->proc_merge_size : c->v_spatial_merge_size;
+    ip->min_pixels = video ? c->vid_min_pixels : c->img_min_pixels;
+    ip->max_pixels = video ? c->vid_max_pixels : c->img_max_pixels;
+    memcpy(ip->mean, video ? c->vid_mean : c->img_mean, sizeof ip->mean);
+    memcpy(ip->std, video ? c->vid_std : c->img_std, sizeof ip->std);
+    ip->rescale_factor = c->img_rescale_factor > 0 ? c->img_rescale_factor : 1.0 / 255.0;
+}
+
+static int load_media(glmv_model *m, const glmv_message *msgs, int n_msgs, media *md, char *err) {
     const glmv_config *c = &m->cfg;
-    glmv_image_params ip;
-    memset(&ip, 0, sizeof ip);
-    ip.patch_size = c->proc_patch_size > 0 ? c->proc_patch_size : c->v_patch_size;
-    ip.temporal_patch_size = c->proc_temporal_patch_size > 0 ? c->proc_temporal_patch_size : c->v_temporal_patch_size;
-    ip.merge_size = c->proc_merge_size > 0 ? c->proc_merge_size : c->v_spatial_merge_size;
-    ip.min_pixels = c->img_min_pixels;
-    ip.max_pixels = c->img_max_pixels;
-    memcpy(ip.mean, c->img_mean, sizeof ip.mean);
-    memcpy(ip.std, c->img_std, sizeof ip.std);
-    ip.rescale_factor = c->img_rescale_factor > 0 ? c->img_rescale_factor : 1.0 / 255.0;
+    glmv_image_params ip, vip;
+    proc_params(c, 0, &ip);
+    proc_params(c, 1, &vip);
     if ((m->params.min_image_tokens || m->params.max_image_tokens) &&
         glmv_image_apply_token_limits(&ip, m->params.min_image_tokens, m->params.max_image_tokens, err))
         return -1;
@@ -214,8 +251,26 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, medi
     for (int i = 0; i < n_msgs; i++)
         for (int j = 0; j < msgs[i].n_parts; j++) {
             const glmv_part *pt = &msgs[i].parts[j];
-            if (pt->kind == GLMV_PART_VIDEO)
-                return glmv_errf(err, "video input is not supported by this build");
+            if (pt->kind == GLMV_PART_VIDEO) {
+                glmv_video_params vp;
+                memset(&vp, 0, sizeof vp);
+                vp.fps = pt->video_fps > 0 ? pt->video_fps : c->vid_fps;
+                vp.max_duration = c->vid_max_duration;
+                vp.max_frames = pt->video_max_frames;
+                vp.start = pt->video_start;
+                vp.end = pt->video_end;
+                vp.max_decode_pixels = m->params.max_decode_pixels;
+                vp.apply_rotation = 1;
+                glmv_video v;
+                memset(&v, 0, sizeof v);
+                if (glmv_video_load(pt->path, pt->data, pt->size, &vp, &vip, &v, err)) return -1;
+                char *txt = glmv_video_prompt(&v, c->v_spatial_merge_size);
+                int rc = txt ? media_add(md, v.rows, v.grid, 1, txt, K, err)
+                             : glmv_errf(err, "out of memory");
+                glmv_video_free(&v);
+                if (rc) return -1;
+                continue;
+            }
             if (pt->kind != GLMV_PART_IMAGE) continue;
             glmv_rgb rgb = {0, 0, NULL};
             int rc = pt->path ? glmv_image_decode_file(pt->path, m->params.max_decode_pixels, &rgb, err)
@@ -226,59 +281,106 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, medi
             rc = glmv_image_preprocess(&rgb, &ip, &rows, grid, err);
             glmv_rgb_free(&rgb);
             if (rc) return -1;
-            int64_t nr = (int64_t)grid[0] * grid[1] * grid[2];
-            float *all = realloc(md->rows, glmv_mul_size((size_t)((md->n_rows + nr) * K), sizeof(float)));
-            int(*g)[3] = realloc(md->grid, sizeof(int[3]) * (size_t)(md->n + 1));
-            if (all) md->rows = all;
-            if (g) md->grid = g;
-            if (!all || !g) {
-                free(rows);
-                return glmv_errf(err, "out of memory for image %d", md->n + 1);
-            }
-            memcpy(md->rows + md->n_rows * K, rows, sizeof(float) * (size_t)(nr * K));
+            rc = media_add(md, rows, grid, 0, NULL, K, err);
             free(rows);
-            memcpy(md->grid[md->n], grid, sizeof grid);
-            md->n_rows += nr;
-            md->n++;
+            if (rc) return -1;
         }
     return 0;
 }
 
-/* Replace each image placeholder by grid_t*grid_h*grid_w / merge² copies. */
+/* Replace the k-th "<|video|>" of the rendered prompt by the k-th video's
+ * expansion (groups of image placeholders, each followed by its timestamp). */
+static char *expand_videos(const char *text, const media *md, char *err) {
+    const char *tag = "<|video|>";
+    size_t tl = strlen(tag), extra = 0;
+    for (int i = 0; i < md->n; i++)
+        if (md->is_video[i]) extra += strlen(md->vprompt[i]);
+    char *o = malloc(strlen(text) + extra + 1);
+    if (!o) {
+        glmv_errf(err, "out of memory");
+        return NULL;
+    }
+    const char *p = text;
+    char *w = o;
+    int k = 0, used = 0, n_vid = 0;
+    for (int i = 0; i < md->n; i++) n_vid += md->is_video[i];
+    for (;;) {
+        const char *hit = strstr(p, tag);
+        if (!hit) break;
+        while (k < md->n && !md->is_video[k]) k++;
+        if (k >= md->n) {
+            free(o);
+            glmv_errf(err, "prompt has more video placeholders than the %d videos", n_vid);
+            return NULL;
+        }
+        memcpy(w, p, (size_t)(hit - p));
+        w += hit - p;
+        size_t l = strlen(md->vprompt[k]);
+        memcpy(w, md->vprompt[k], l);
+        w += l;
+        p = hit + tl;
+        k++;
+        used++;
+    }
+    if (used != n_vid) {
+        free(o);
+        glmv_errf(err, "%d videos given but %d video placeholders in the prompt", n_vid, used);
+        return NULL;
+    }
+    strcpy(w, p);
+    return o;
+}
+
+/* Replace each image placeholder (outside video spans, which are already
+ * expanded) by grid_t*grid_h*grid_w / merge² copies. */
 static int expand_placeholders(const glmv_config *c, const int32_t *ids, int64_t n, const media *md,
                                int32_t **out, int64_t *n_out, char *err) {
-    int ms2 = c->v_spatial_merge_size * c->v_spatial_merge_size, k = 0;
+    int ms2 = c->v_spatial_merge_size * c->v_spatial_merge_size, n_img = 0;
+    for (int i = 0; i < md->n; i++) n_img += !md->is_video[i];
     int64_t total = n;
-    for (int64_t i = 0; i < n; i++)
-        if (ids[i] == c->image_token_id) {
-            if (k >= md->n)
-                return glmv_errf(err, "prompt has more image placeholders than the %d images", md->n);
-            total += (int64_t)md->grid[k][0] * md->grid[k][1] * md->grid[k][2] / ms2 - 1;
+    for (int pass = 0; pass < 2; pass++) {
+        int32_t *o = NULL;
+        if (pass == 1) {
+            o = malloc(sizeof(int32_t) * (size_t)GLMV_MAX(total, 1));
+            if (!o) return glmv_errf(err, "out of memory");
+        }
+        int64_t j = 0;
+        int k = 0, in_video = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (ids[i] == c->video_start_token_id) in_video = 1;
+            if (ids[i] == c->video_end_token_id) in_video = 0;
+            if (ids[i] != c->image_token_id || in_video) {
+                if (o) o[j] = ids[i];
+                j++;
+                continue;
+            }
+            while (k < md->n && md->is_video[k]) k++;
+            if (k >= md->n) {
+                free(o);
+                return glmv_errf(err, "prompt has more image placeholders than the %d images", n_img);
+            }
+            int64_t cnt = (int64_t)md->grid[k][0] * md->grid[k][1] * md->grid[k][2] / ms2;
+            for (int64_t t = 0; t < cnt; t++, j++)
+                if (o) o[j] = c->image_token_id;
             k++;
         }
-    if (k != md->n)
-        return glmv_errf(err, "%d images but %d image placeholders in the prompt", md->n, k);
-    int32_t *o = malloc(sizeof(int32_t) * (size_t)GLMV_MAX(total, 1));
-    if (!o) return glmv_errf(err, "out of memory");
-    int64_t j = 0;
-    k = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (ids[i] != c->image_token_id) {
-            o[j++] = ids[i];
-            continue;
+        while (k < md->n && md->is_video[k]) k++;
+        if (k != md->n) {
+            free(o);
+            return glmv_errf(err, "%d images given but fewer image placeholders in the prompt", n_img);
         }
-        int64_t cnt = (int64_t)md->grid[k][0] * md->grid[k][1] * md->grid[k][2] / ms2;
-        for (int64_t t = 0; t < cnt; t++) o[j++] = c->image_token_id;
-        k++;
+        total = j;
+        if (pass == 1) {
+            *out = o;
+            *n_out = total;
+        }
     }
-    *out = o;
-    *n_out = total;
     return 0;
 }
 
 int glmv_session_prefill_mm(glmv_session *s, const int32_t *ids, int64_t n, const float *pixels,
-                            int64_t n_rows, const int (*grid)[3], int n_img, float *logits,
-                            double *vision_ms, char *err) {
+                            int64_t n_rows, const int (*grid)[3], const int *is_video, int n_img,
+                            float *logits, double *vision_ms, char *err) {
     glmv_model *m = s->m;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
@@ -298,7 +400,27 @@ int glmv_session_prefill_mm(glmv_session *s, const int32_t *ids, int64_t n, cons
         glmv_errf(err, "out of memory for a prompt of %lld tokens", (long long)n);
         goto done;
     }
-    if (glmv_rope_index(c, ids, n, grid, n_img, NULL, 0, pos, &delta, err)) goto done;
+    {
+        /* images and videos in prompt order, split for get_rope_index */
+        int(*ig)[3] = malloc(sizeof(int[3]) * (size_t)(n_img + 1));
+        int(*vg)[3] = malloc(sizeof(int[3]) * (size_t)(n_img + 1));
+        int ni = 0, nv = 0;
+        if (!ig || !vg) {
+            free(ig);
+            free(vg);
+            glmv_errf(err, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < n_img; i++) {
+            if (is_video && is_video[i]) memcpy(vg[nv++], grid[i], sizeof(int[3]));
+            else memcpy(ig[ni++], grid[i], sizeof(int[3]));
+        }
+        int r2 = glmv_rope_index(c, ids, n, (const int(*)[3])ig, ni, (const int(*)[3])vg, nv, pos,
+                                 &delta, err);
+        free(ig);
+        free(vg);
+        if (r2) goto done;
+    }
     be->embed(be, emb, m->embed, ids, n);
     if (n_img > 0) {
         int64_t ms2 = (int64_t)c->v_spatial_merge_size * c->v_spatial_merge_size;
@@ -361,8 +483,8 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     else glmv_sampling_default(m, &sp);
 
     double t0 = glmv_now_ms();
-    media md = {NULL, 0, NULL, 0};
-    char *text = NULL;
+    media md = {NULL, 0, NULL, NULL, NULL, 0};
+    char *text = NULL, *text2 = NULL;
     int32_t *ids0 = NULL, *ids = NULL, *gen = NULL, *force = NULL;
     float *logits = NULL, *wf = NULL;
     int32_t *wi = NULL;
@@ -374,8 +496,10 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
 
     text = glmv_chat_render(m->tmpl, msgs, n_msgs, 1, err);
     if (!text) goto done;
-    if (load_images(m, msgs, n_msgs, &md, err)) goto done;
-    n0 = glmv_tokenize(m->tok, text, strlen(text), &ids0, err);
+    if (load_media(m, msgs, n_msgs, &md, err)) goto done;
+    text2 = expand_videos(text, &md, err);
+    if (!text2) goto done;
+    n0 = glmv_tokenize(m->tok, text2, strlen(text2), &ids0, err);
     if (n0 < 0) goto done;
     if (expand_placeholders(c, ids0, n0, &md, &ids, &n, err)) goto done;
     out->prompt_tokens = (int)n;
@@ -400,8 +524,8 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     }
     glmv_session_reset(s);
     double t1 = glmv_now_ms();
-    if (glmv_session_prefill_mm(s, ids, n, md.rows, md.n_rows, (const int(*)[3])md.grid, md.n,
-                                logits, &out->vision_ms, err))
+    if (glmv_session_prefill_mm(s, ids, n, md.rows, md.n_rows, (const int(*)[3])md.grid,
+                                md.is_video, md.n, logits, &out->vision_ms, err))
         goto done;
     out->prefill_ms = glmv_now_ms() - t1 - out->vision_ms;
 
@@ -480,6 +604,7 @@ done:
     free(g.reasoning.p);
     free(g.content.p);
     free(text);
+    free(text2);
     media_free(&md);
     free(ids0);
     free(ids);
