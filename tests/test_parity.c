@@ -185,7 +185,7 @@ static void check_case(const char *dir, const char *cas) {
         goto out2;
     }
     int rc = glmv_session_prefill_mm(s, id, n, pix ? pix->data : NULL, pix ? pix->shape[0] : 0,
-                                     grid ? (const int(*)[3])grid->data : NULL, NULL, n_img, logits, NULL, err);
+                                     grid ? (const int(*)[3])grid->data : NULL, n_img, logits, NULL, err);
     CHECK_MSG(rc == 0, "prefill: %s", err);
     glmv_model_set_hook(m, NULL, NULL);
     if (rc) goto out3;
