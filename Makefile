@@ -107,6 +107,11 @@ test: tests
 asan:
 	$(MAKE) CONFIG=asan all tests
 
+# glmv's accuracy on the demo model's held-out set (scripts/demo/eval.sh; needs jq)
+.PHONY: eval-demo
+eval-demo: all
+	@bash scripts/demo/eval.sh
+
 asan-test:
 	$(MAKE) CONFIG=asan test
 
