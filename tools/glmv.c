@@ -8,7 +8,10 @@
 
 #define GLMV_VERSION "0.1.0"
 
+int cmd_serve(int argc, char **argv);
+
 static const cli_command commands[] = {
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server and chat page"},
     {NULL, NULL, NULL},
 };
 
