@@ -309,7 +309,11 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
                         const serve_media_policy *pol, serve_error *e) {
     memset(r, 0, sizeof *r);
     const char *endp = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &endp, 0);
+    if (strlen(body) != len) /* an embedded NUL byte */
+        return serve_error_set(e, 400, "invalid_request_error", "invalid_json", NULL,
+                               "the body is not valid JSON (NUL byte at %zu)", strlen(body));
+    /* body[len] is NUL: parsing len + 1 bytes makes cJSON refuse trailing garbage */
+    cJSON *root = cJSON_ParseWithLengthOpts(body, len + 1, &endp, 1);
     if (!root) {
         size_t at = endp && endp >= body ? (size_t)(endp - body) : 0;
         return serve_error_set(e, 400, "invalid_request_error", "invalid_json", NULL,
