@@ -56,16 +56,19 @@ test('ask about two images: streamed answer, thinking block, markdown', { skip }
   await page.setInputFiles('#file-input', [imageFile('coco_000000039769.png'), imageFile('llava_waterview.jpg')]);
   await page.waitForFunction(() => document.querySelectorAll('#attachments .att img').length === 2, null, { timeout: T });
   await page.fill('#prompt', 'What is in these pictures? Answer with *markdown* and `code` [[code]]');
+  // record the answer's length at every DOM change, inside the page (no polling races)
+  await page.evaluate(() => {
+    window.__lengths = [];
+    new MutationObserver(() => {
+      const a = document.querySelector('.msg.assistant .answer');
+      if (a) window.__lengths.push(a.textContent.length);
+    }).observe(document.getElementById('chat'), { childList: true, subtree: true, characterData: true });
+  });
   await page.press('#prompt', 'Enter');
-  // streaming: the answer grows over several frames while Stop is shown
   await page.waitForSelector('.msg.assistant details.think:not([hidden])', { timeout: T });
   assert.equal(await page.isVisible('#stop'), true, 'Stop is shown while generating');
-  const lengths = new Set();
-  for (let k = 0; k < 400 && (await page.isVisible('#stop')); k++) {
-    lengths.add(await page.$eval('.msg.assistant .answer', (e) => e.textContent.length));
-    await page.waitForTimeout(10);
-  }
   await page.waitForSelector('#send:not([hidden])', { timeout: T });
+  const lengths = new Set(await page.evaluate(() => window.__lengths));
   assert.ok(lengths.size >= 3, 'the answer was seen at several lengths: ' + [...lengths]);
   const think = await page.$eval('.msg.assistant .think-text', (e) => e.textContent);
   assert.match(think, /2 image\(s\)/);
