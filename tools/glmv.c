@@ -9,9 +9,11 @@
 #define GLMV_VERSION "0.1.0"
 
 int cmd_serve(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 static const cli_command commands[] = {
     {"serve", cmd_serve, "OpenAI-compatible HTTP server and chat page"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text (needs only tokenizer.json)"},
     {NULL, NULL, NULL},
 };
 
