@@ -42,7 +42,7 @@ test('24 concurrent streaming clients each get their own answer', async () => {
 
 test('a full queue answers 503 with Retry-After, the accepted ones finish', async () => {
   const srv = await server(['-m', 'echo:delay_ms=10', '--queue', '2']);
-  const body = { stream: true, messages: [{ role: 'user', content: 'busy?' }] };
+  const body = { stream: true, messages: [{ role: 'user', content: 'busy? [[delay=30]]' }] }; // ~1.5 s each
   const rs = await Promise.all(Array.from({ length: 8 }, () => post(srv.url, '/v1/chat/completions', body)));
   const codes = rs.map((r) => r.status).sort();
   const busy = rs.filter((r) => r.status === 503);
@@ -70,7 +70,12 @@ test('a client leaving mid-stream or while queued frees its slot at once', async
   const reader = ra.body.getReader();
   let got = 0;
   while (got < 3) { const { done } = await reader.read(); if (done) break; got++; }
-  assert.equal(await metric(srv.url, 'glmv_queue_depth'), 1, 'B waits in the queue');
+  let depth = 0;
+  for (let k = 0; k < 200 && depth !== 1; k++) { // B reaches the queue (bounded wait)
+    depth = await metric(srv.url, 'glmv_queue_depth');
+    if (depth !== 1) await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.equal(depth, 1, 'B waits in the queue');
   cb.abort();
   ca.abort();
   await pb;
