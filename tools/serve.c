@@ -295,8 +295,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         c->t0 = now_ms();
         snprintf(c->method, sizeof c->method, "%s", method);
         snprintf(c->url, sizeof c->url, "%s", url);
+        /* A body a little too large is read and dropped so that the client,
+         * still sending, gets the 413 rather than a reset; a huge one is
+         * answered at once and the connection closed. */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > sv->max_body) {
+        unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
+        if (clen > sv->max_body) c->too_big = 1;
+        if (clen > 4 * (unsigned long long)sv->max_body) {
             c->ph = PH_DONE;
             return fail(sv, conn, c, 413, "invalid_request_error", "body_too_large",
                         "the request body is larger than --max-body-mb");

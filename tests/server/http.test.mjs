@@ -90,6 +90,9 @@ test('undecodable images and refused media', async () => {
 test('oversized body is 413, by Content-Length and by chunked upload', async () => {
   const big = JSON.stringify(user('z'.repeat(2 << 20)));
   await expectError(big, 413);
+  // a huge declared body is refused before any of it is read
+  const huge = await rawHttp(srv.url, 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n{', { idleMs: 2000 });
+  assert.equal(statusOf(huge), 413);
   const head = 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n';
   const chunk = 'a'.repeat(256 << 10);
   const parts = [head];
