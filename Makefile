@@ -22,6 +22,12 @@ ifeq ($(CONFIG),asan)
   CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
 endif
+# make fuzz: libFuzzer targets tests/fuzz_*.c -> build/fuzz/tests/fuzz_*
+ifeq ($(CONFIG),fuzz)
+  CC := clang
+  CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+  LDFLAGS += -fsanitize=fuzzer,address,undefined
+endif
 ifeq ($(CUDA),1)
   CONFIG ?= cuda
   EXTRA_CFLAGS += -DGLMV_CUDA -I/usr/local/cuda/include
@@ -48,7 +54,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 WEB_SRC  := $(wildcard web/*)
 
 .SECONDARY:
-.PHONY: all test asan asan-test clean cuda tests fuzz
+.PHONY: all test asan asan-test clean cuda tests fuzz fuzzers bench-image
 all: $(B)/glmv glmv
 
 glmv: $(B)/glmv
@@ -81,6 +87,16 @@ $(B)/tests/%: $(B)/tests/%.o $(TESTLIB_OBJ) $(B)/libglmv.a
 	$(CC) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJ) $(B)/libglmv.a $(LIBS)
 
 tests: $(TESTS) $(B)/glmv
+
+FUZZERS := $(FUZZ_SRC:tests/%.c=$(B)/tests/%)
+fuzz:
+	$(MAKE) CONFIG=fuzz fuzzers
+fuzzers: $(FUZZERS)
+$(B)/tests/fuzz_%: $(B)/tests/fuzz_%.o $(B)/libglmv.a
+	$(CC) $(LDFLAGS) -o $@ $< $(B)/libglmv.a $(LIBS)
+
+# image stage timings (tests/bench_image.c)
+bench-image: $(B)/tests/bench_image
 
 # The README's test command: every test program, the CLI and server tests;
 # ends with "N passed, N failed".

@@ -7,6 +7,7 @@
 #ifndef GLMV_SAFETENSORS_H
 #define GLMV_SAFETENSORS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -32,5 +33,12 @@ int64_t glmv_weights_count(const glmv_weights *w);
 glmv_tensor *glmv_weights_at(glmv_weights *w, int64_t i);
 /* Total bytes of tensor data. */
 int64_t glmv_weights_bytes(const glmv_weights *w);
+
+/* The file tensor t came from ("synthetic" for random weights), for messages. */
+const char *glmv_weights_file_of(const glmv_weights *w, const glmv_tensor *t);
+/* Parse one safetensors image held in memory (not copied: buf must outlive
+ * *out); name is used in messages. For fuzzing and tests. */
+int glmv_weights_open_memory(glmv_weights **out, const void *buf, size_t size, const char *name,
+                             char *err);
 
 #endif
