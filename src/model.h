@@ -150,6 +150,13 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
 int glmv_session_prefill_mm(glmv_session *s, const int32_t *ids, int64_t n, const float *pixels,
                             int64_t n_rows, const int (*grid)[3], int n_img, float *logits,
                             double *vision_ms, char *err);
+/* The general form: seg_grid lists the vision tower's segments (each image,
+ * each video frame pair) in prompt order; img_grid/vid_grid are what M-RoPE
+ * needs (GLM4V.md §4.2). */
+int glmv_session_prefill_media(glmv_session *s, const int32_t *ids, int64_t n, const float *pixels,
+                               int64_t n_rows, const int (*seg_grid)[3], int n_seg,
+                               const int (*img_grid)[3], int n_img, const int (*vid_grid)[3],
+                               int n_vid, float *logits, double *vision_ms, char *err);
 
 /* ---- sample.c ---- */
 typedef struct { uint64_t s[4]; } glmv_rng;

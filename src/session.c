@@ -18,6 +18,7 @@
 #include "image.h"
 #include "model.h"
 #include "tokenizer.h"
+#include "video.h"
 
 /* ------------------------------------------------------------------ session */
 
@@ -183,16 +184,102 @@ static int is_eos(const glmv_config *c, int32_t id) {
     return 0;
 }
 
+/* The media of a prompt in order of appearance. The vision tower sees one
+ * segment per image and per video frame pair (grid); M-RoPE needs the
+ * images' grids and the videos' grids apart. */
 typedef struct {
-    float *rows;     /* all patch rows */
+    float *rows;     /* all patch rows [n_rows, K] */
     int64_t n_rows;
-    int (*grid)[3];
+    int (*grid)[3];  /* vision segments: images and video frame pairs (1, gh, gw) */
     int n;
+    int (*img_grid)[3];
+    int n_img;
+    int (*vid_grid)[3]; /* (frame pairs, gh, gw) per video */
+    int **vid_ts;       /* per video: the timestamp of each frame pair */
+    int n_vid;
+    int *order;         /* per image/video in prompt order: 0 image, 1 video */
+    int n_order;
 } media;
 
 static void media_free(media *md) {
     free(md->rows);
     free(md->grid);
+    free(md->img_grid);
+    free(md->vid_grid);
+    for (int i = 0; i < md->n_vid; i++) free(md->vid_ts[i]);
+    free(md->vid_ts);
+    free(md->order);
+}
+
+/* Append patch rows and one segment grid per frame pair (or the image). */
+static int media_add_rows(media *md, const float *rows, const int grid[3], int64_t K, char *err) {
+    int64_t per = (int64_t)grid[1] * grid[2], nr = per * grid[0];
+    float *all = realloc(md->rows, glmv_mul_size((size_t)((md->n_rows + nr) * K), sizeof(float)));
+    if (all) md->rows = all;
+    int(*g)[3] = realloc(md->grid, sizeof(int[3]) * (size_t)(md->n + grid[0]));
+    if (g) md->grid = g;
+    if (!all || !g) return glmv_errf(err, "out of memory for the patch rows of %d media", md->n + 1);
+    memcpy(md->rows + md->n_rows * K, rows, sizeof(float) * (size_t)(nr * K));
+    for (int t = 0; t < grid[0]; t++) {
+        md->grid[md->n][0] = 1;
+        md->grid[md->n][1] = grid[1];
+        md->grid[md->n][2] = grid[2];
+        md->n++;
+    }
+    md->n_rows += nr;
+    return 0;
+}
+
+static int media_add_order(media *md, int kind, char *err) {
+    int *o = realloc(md->order, sizeof(int) * (size_t)(md->n_order + 1));
+    if (!o) return glmv_errf(err, "out of memory");
+    md->order = o;
+    md->order[md->n_order++] = kind;
+    return 0;
+}
+
+static int load_video(glmv_model *m, const glmv_part *pt, media *md, int64_t K, char *err) {
+    const glmv_config *c = &m->cfg;
+    glmv_image_params ip;
+    memset(&ip, 0, sizeof ip);
+    ip.patch_size = c->proc_patch_size > 0 ? c->proc_patch_size : c->v_patch_size;
+    ip.temporal_patch_size = c->proc_temporal_patch_size > 0 ? c->proc_temporal_patch_size : c->v_temporal_patch_size;
+    ip.merge_size = c->proc_merge_size > 0 ? c->proc_merge_size : c->v_spatial_merge_size;
+    ip.min_pixels = c->vid_min_pixels;
+    ip.max_pixels = c->vid_max_pixels;
+    memcpy(ip.mean, c->vid_mean, sizeof ip.mean);
+    memcpy(ip.std, c->vid_std, sizeof ip.std);
+    ip.rescale_factor = c->img_rescale_factor > 0 ? c->img_rescale_factor : 1.0 / 255.0;
+    glmv_video_params vp = {.fps = pt->video_fps > 0 ? pt->video_fps : c->vid_fps,
+                            .max_duration = c->vid_max_duration,
+                            .max_frames = pt->video_max_frames,
+                            .start = pt->video_start,
+                            .end = pt->video_end,
+                            .max_decode_pixels = m->params.max_decode_pixels,
+                            .apply_rotation = 1};
+    glmv_video v;
+    if (glmv_video_load(pt->path, pt->data, pt->size, &vp, &ip, &v, err)) return -1;
+    int rc = -1;
+    int(*vg)[3] = realloc(md->vid_grid, sizeof(int[3]) * (size_t)(md->n_vid + 1));
+    if (vg) md->vid_grid = vg;
+    int **vt = realloc(md->vid_ts, sizeof(int *) * (size_t)(md->n_vid + 1));
+    if (vt) md->vid_ts = vt;
+    if (!vg || !vt) {
+        glmv_errf(err, "out of memory");
+        goto done;
+    }
+    if (media_add_rows(md, v.rows, v.grid, K, err) || media_add_order(md, 1, err)) goto done;
+    memcpy(md->vid_grid[md->n_vid], v.grid, sizeof v.grid);
+    md->vid_ts[md->n_vid] = v.timestamps;
+    v.timestamps = NULL;
+    md->n_vid++;
+    glmv_log(1, "video %s: %d frames sampled of %d at %.3f fps, grid (%d, %d, %d), decode %.0f ms, "
+                "preprocess %.0f ms", pt->path ? pt->path : "(data)", v.n_frames, v.total_frames,
+             v.video_fps, v.grid[0], v.grid[1], v.grid[2], v.decode_ms, v.preprocess_ms);
+    rc = 0;
+done:
+    glmv_video_free(&v);
+    return rc;
 }
 
 static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, media *md, char *err) {
@@ -214,8 +301,10 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, medi
     for (int i = 0; i < n_msgs; i++)
         for (int j = 0; j < msgs[i].n_parts; j++) {
             const glmv_part *pt = &msgs[i].parts[j];
-            if (pt->kind == GLMV_PART_VIDEO)
-                return glmv_errf(err, "video input is not supported by this build");
+            if (pt->kind == GLMV_PART_VIDEO) {
+                if (load_video(m, pt, md, K, err)) return -1;
+                continue;
+            }
             if (pt->kind != GLMV_PART_IMAGE) continue;
             glmv_rgb rgb = {0, 0, NULL};
             int rc = pt->path ? glmv_image_decode_file(pt->path, m->params.max_decode_pixels, &rgb, err)
@@ -226,21 +315,58 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, medi
             rc = glmv_image_preprocess(&rgb, &ip, &rows, grid, err);
             glmv_rgb_free(&rgb);
             if (rc) return -1;
-            int64_t nr = (int64_t)grid[0] * grid[1] * grid[2];
-            float *all = realloc(md->rows, glmv_mul_size((size_t)((md->n_rows + nr) * K), sizeof(float)));
-            int(*g)[3] = realloc(md->grid, sizeof(int[3]) * (size_t)(md->n + 1));
-            if (all) md->rows = all;
-            if (g) md->grid = g;
-            if (!all || !g) {
-                free(rows);
-                return glmv_errf(err, "out of memory for image %d", md->n + 1);
-            }
-            memcpy(md->rows + md->n_rows * K, rows, sizeof(float) * (size_t)(nr * K));
+            int(*ig)[3] = realloc(md->img_grid, sizeof(int[3]) * (size_t)(md->n_img + 1));
+            if (ig) md->img_grid = ig;
+            rc = ig ? media_add_rows(md, rows, grid, K, err) : glmv_errf(err, "out of memory");
             free(rows);
-            memcpy(md->grid[md->n], grid, sizeof grid);
-            md->n_rows += nr;
-            md->n++;
+            if (rc || media_add_order(md, 0, err)) return -1;
+            memcpy(md->img_grid[md->n_img++], grid, sizeof(int[3]));
         }
+    return 0;
+}
+
+/* Replace each <|video|> by its frame pairs as Glm4vProcessor does:
+ * <|begin_of_image|><|image|><|end_of_image|>TIMESTAMP per pair, one
+ * placeholder each (expanded next with the others). */
+static int expand_videos(glmv_model *m, int32_t **ids, int64_t *n, const media *md, char *err) {
+    const glmv_config *c = &m->cfg;
+    int nv = 0;
+    for (int64_t i = 0; i < *n; i++) nv += (*ids)[i] == c->video_token_id;
+    if (nv != md->n_vid)
+        return glmv_errf(err, "%d videos but %d video placeholders in the prompt", md->n_vid, nv);
+    if (nv == 0) return 0;
+    int64_t cap = *n + 1;
+    for (int v = 0; v < md->n_vid; v++) cap += (int64_t)md->vid_grid[v][0] * 8;
+    int32_t *o = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!o) return glmv_errf(err, "out of memory");
+    int64_t j = 0;
+    int v = 0;
+    for (int64_t i = 0; i < *n; i++) {
+        if ((*ids)[i] != c->video_token_id) {
+            o[j++] = (*ids)[i];
+            continue;
+        }
+        for (int k = 0; k < md->vid_grid[v][0]; k++) {
+            char num[16];
+            int32_t *tid = NULL;
+            snprintf(num, sizeof num, "%d", md->vid_ts[v][k]);
+            int64_t nt = glmv_tokenize(m->tok, num, strlen(num), &tid, err);
+            if (nt < 0 || nt > 5) {
+                free(tid);
+                free(o);
+                return nt < 0 ? -1 : glmv_errf(err, "timestamp %s tokenizes to %lld tokens", num, (long long)nt);
+            }
+            o[j++] = c->image_start_token_id;
+            o[j++] = c->image_token_id;
+            o[j++] = c->image_end_token_id;
+            for (int64_t t = 0; t < nt; t++) o[j++] = tid[t];
+            free(tid);
+        }
+        v++;
+    }
+    free(*ids);
+    *ids = o;
+    *n = j;
     return 0;
 }
 
@@ -279,6 +405,14 @@ static int expand_placeholders(const glmv_config *c, const int32_t *ids, int64_t
 int glmv_session_prefill_mm(glmv_session *s, const int32_t *ids, int64_t n, const float *pixels,
                             int64_t n_rows, const int (*grid)[3], int n_img, float *logits,
                             double *vision_ms, char *err) {
+    return glmv_session_prefill_media(s, ids, n, pixels, n_rows, grid, n_img, grid, n_img, NULL, 0,
+                                      logits, vision_ms, err);
+}
+
+int glmv_session_prefill_media(glmv_session *s, const int32_t *ids, int64_t n, const float *pixels,
+                               int64_t n_rows, const int (*seg_grid)[3], int n_seg,
+                               const int (*img_grid)[3], int n_img, const int (*vid_grid)[3],
+                               int n_vid, float *logits, double *vision_ms, char *err) {
     glmv_model *m = s->m;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
@@ -298,9 +432,9 @@ int glmv_session_prefill_mm(glmv_session *s, const int32_t *ids, int64_t n, cons
         glmv_errf(err, "out of memory for a prompt of %lld tokens", (long long)n);
         goto done;
     }
-    if (glmv_rope_index(c, ids, n, grid, n_img, NULL, 0, pos, &delta, err)) goto done;
+    if (glmv_rope_index(c, ids, n, img_grid, n_img, vid_grid, n_vid, pos, &delta, err)) goto done;
     be->embed(be, emb, m->embed, ids, n);
-    if (n_img > 0) {
+    if (n_seg > 0) {
         int64_t ms2 = (int64_t)c->v_spatial_merge_size * c->v_spatial_merge_size;
         int64_t n_feat = n_rows / ms2, k = 0;
         feat = be->alloc(be, glmv_mul_size((size_t)(n_feat * c->v_out_hidden_size), sizeof(float)));
@@ -309,7 +443,7 @@ int glmv_session_prefill_mm(glmv_session *s, const int32_t *ids, int64_t n, cons
             goto done;
         }
         double t0 = glmv_now_ms();
-        if (glmv_vision_forward(m, pixels, n_rows, grid, n_img, feat, err)) goto done;
+        if (glmv_vision_forward(m, pixels, n_rows, seg_grid, n_seg, feat, err)) goto done;
         if (vision_ms) *vision_ms = glmv_now_ms() - t0;
         if (c->v_out_hidden_size != H) {
             glmv_errf(err, "vision out_hidden_size %d != text hidden_size %lld", c->v_out_hidden_size,
@@ -361,7 +495,8 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     else glmv_sampling_default(m, &sp);
 
     double t0 = glmv_now_ms();
-    media md = {NULL, 0, NULL, 0};
+    media md;
+    memset(&md, 0, sizeof md);
     char *text = NULL;
     int32_t *ids0 = NULL, *ids = NULL, *gen = NULL, *force = NULL;
     float *logits = NULL, *wf = NULL;
@@ -377,6 +512,7 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     if (load_images(m, msgs, n_msgs, &md, err)) goto done;
     n0 = glmv_tokenize(m->tok, text, strlen(text), &ids0, err);
     if (n0 < 0) goto done;
+    if (expand_videos(m, &ids0, &n0, &md, err)) goto done;
     if (expand_placeholders(c, ids0, n0, &md, &ids, &n, err)) goto done;
     out->prompt_tokens = (int)n;
     out->image_tokens = (int)(md.n_rows / (c->v_spatial_merge_size * c->v_spatial_merge_size));
@@ -400,8 +536,9 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     }
     glmv_session_reset(s);
     double t1 = glmv_now_ms();
-    if (glmv_session_prefill_mm(s, ids, n, md.rows, md.n_rows, (const int(*)[3])md.grid, md.n,
-                                logits, &out->vision_ms, err))
+    if (glmv_session_prefill_media(s, ids, n, md.rows, md.n_rows, (const int(*)[3])md.grid, md.n,
+                                   (const int(*)[3])md.img_grid, md.n_img,
+                                   (const int(*)[3])md.vid_grid, md.n_vid, logits, &out->vision_ms, err))
         goto done;
     out->prefill_ms = glmv_now_ms() - t1 - out->vision_ms;
 

@@ -456,6 +456,52 @@ TEST(cancel_and_stop_strings) {
     glmv_model_free(m);
 }
 
+/* a video part: sampled, expanded into timestamped groups, one vision batch */
+TEST(video_runs) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    glmv_session *s = NULL;
+    CHECK(glmv_session_new(&s, m, 512, err) == 0);
+    glmv_part parts[3];
+    memset(parts, 0, sizeof parts);
+    parts[0].kind = GLMV_PART_VIDEO;
+    parts[0].path = "../shared/assets/videos/mmcv_test.mp4";
+    parts[0].video_max_frames = 4;
+    parts[1].kind = GLMV_PART_IMAGE;
+    parts[1].path = "../shared/assets/images/llava_extreme_ironing.jpg";
+    parts[2].kind = GLMV_PART_TEXT;
+    parts[2].text = "What happens?";
+    glmv_message msg = {"user", parts, 3, NULL};
+    glmv_sampling sp;
+    glmv_sampling_default(m, &sp);
+    sp.do_sample = 0;
+    sp.max_new_tokens = 4;
+    glmv_result res;
+    int rc = glmv_generate(s, &msg, 1, &sp, NULL, NULL, &res, err);
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc == 0) {
+        printf("  video + image: prompt %d tokens, %d vision tokens, rope_delta %lld\n",
+               res.prompt_tokens, res.image_tokens, (long long)s->rope_delta);
+        CHECK(res.image_tokens > 12);
+        CHECK(res.prompt_tokens > res.image_tokens);
+        CHECK(s->rope_delta < 0);
+        glmv_result_free(&res);
+    }
+    /* a missing video file is a clean error naming it */
+    parts[0].path = "tests/fixtures/no_such_video.mp4";
+    CHECK(glmv_generate(s, &msg, 1, &sp, NULL, NULL, &res, err) != 0);
+    CHECK_MSG(strstr(err, "no_such_video") != NULL, "%s", err);
+    glmv_session_free(s);
+    glmv_model_free(m);
+}
+
 /* GLMV_DUMP=dir writes one file per named activation */
 TEST(dump_env) {
     char dir[] = "/tmp/glmv_dump_XXXXXX", err[GLMV_ERR_SIZE] = "";
@@ -508,5 +554,6 @@ int main(void) {
     RUN(context_limit_error);
     RUN(cancel_and_stop_strings);
     RUN(dump_env);
+    RUN(video_runs);
     return test_summary("parity");
 }

@@ -103,6 +103,11 @@ TEST(single_file_round_trip) {
         CHECK(glmv_weights_at(w, 5) == NULL && glmv_weights_at(w, -1) == NULL);
     }
     glmv_weights_free(w);
+    /* the file named directly */
+    w = NULL;
+    CHECK_MSG(glmv_weights_open(&w, path, err) == 0, "%s", err);
+    CHECK(w && glmv_weights_count(w) == 5 && glmv_weights_find(w, "c"));
+    glmv_weights_free(w);
     ckpt_rmdir(dir);
 }
 

@@ -263,19 +263,38 @@ static void cpu_permute_021(glmv_backend *be, float *y, const float *x, int64_t 
 /* dispatch                                                                 */
 /* ------------------------------------------------------------------------ */
 
+#ifdef __clang__
+#include <cpuid.h>
+/* clang before 16 rejects "f16c" and "avx512bf16" in __builtin_cpu_supports
+ * (make fuzz builds with clang): read CPUID.1:ECX[29] and
+ * CPUID.(EAX=7,ECX=1):EAX[5]; the OS support for the AVX/AVX-512 state is
+ * already checked through avx2 and avx512f. */
+static int cpu_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && ((c >> 29) & 1);
+}
+static int cpu_avx512bf16(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1);
+}
+#else
+static int cpu_f16c(void) { return __builtin_cpu_supports("f16c"); }
+static int cpu_avx512bf16(void) { return __builtin_cpu_supports("avx512bf16"); }
+#endif
+
 static int cpu_has(int level) {
     __builtin_cpu_init();
     switch (level) {
     case GLMV_SIMD_NONE: return 1;
     case GLMV_SIMD_AVX2:
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+               cpu_f16c();
     case GLMV_SIMD_AVX512:
         return cpu_has(GLMV_SIMD_AVX2) && __builtin_cpu_supports("avx512f") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512dq");
     case GLMV_SIMD_AVX512BF16:
-        return cpu_has(GLMV_SIMD_AVX512) && __builtin_cpu_supports("avx512bf16");
+        return cpu_has(GLMV_SIMD_AVX512) && cpu_avx512bf16();
     }
     return 0;
 }
