@@ -359,85 +359,121 @@ def main():
         open(os.path.join(a.out, "big.txt"), "wb").write(big)
         return
 
+    import traceback
     from tokenizers import Tokenizer
     report = []
+
+    def section(name, fn):
+        try:
+            fn()
+        except Exception:
+            report.append("SECTION %s FAILED:\n%s" % (name, traceback.format_exc()))
+        print("\n".join(report[-3:]), flush=True)
+        open(os.path.join(a.out, "bench.txt"), "w").write("\n".join(report) + "\n")
+
     t0 = time.perf_counter()
     tk = Tokenizer.from_file(os.path.join(a.tok, "tokenizer.json"))
-    report.append("hf_load_ms %.1f" % ((time.perf_counter() - t0) * 1e3))
+    report.append("hf_load_ms %.1f (Tokenizer.from_file)" % ((time.perf_counter() - t0) * 1e3))
 
     def enc(s):
         return tk.encode(s, add_special_tokens=False).ids
-    cases = [{"text": t, "ids": enc(t)} for t in texts]
-    cases += [{"hex": b.hex(), "ids": enc(b.decode("utf-8", "replace"))} for b in invalid]
-    bad_rt = sum(1 for c in cases if "text" in c and tk.decode(c["ids"], skip_special_tokens=False) != c["text"])
-    report.append("corpus %d cases, HF decode round-trip failures %d" % (len(cases), bad_rt))
-    big_ids = enc(big.decode())
-    corpus = {"_about": "made by scripts/gen_tokenizer_fixtures.py with tokenizers %s" % __import__("tokenizers").__version__,
-              "cases": cases,
-              "big": {"bytes": big_target, "n_ids": len(big_ids), "fnv64": fnv_ids(big_ids),
-                      "head": big_ids[:100], "tail": big_ids[-100:]}}
-    json.dump(corpus, open(os.path.join(a.out, "corpus.json"), "w"), ensure_ascii=False, separators=(",", ":"))
 
-    # chat renders through transformers' apply_chat_template (Jinja, trim/lstrip blocks)
-    from transformers import AutoTokenizer
-    ht = AutoTokenizer.from_pretrained(a.tok)
-    tpl = open(os.path.join(a.tok, "chat_template.jinja")).read()
-    renders = []
-    for c in chat_cases():
-        r = ht.apply_chat_template(c["messages"], tokenize=False,
-                                   add_generation_prompt=c["add_generation_prompt"], chat_template=tpl)
-        c["render"] = r
-        c["ids"] = enc(r)
-        renders.append(c)
-    json.dump(renders, open(os.path.join(a.out, "chat_renders.json"), "w"), ensure_ascii=False, indent=1)
-    report.append("chat renders %d (transformers %s)" % (len(renders), __import__("transformers").__version__))
+    def do_corpus():
+        cases = [{"text": t, "ids": enc(t)} for t in texts]
+        cases += [{"hex": b.hex(), "ids": enc(b.decode("utf-8", "replace"))} for b in invalid]
+        bad_rt = sum(1 for c in cases
+                     if "text" in c and tk.decode(c["ids"], skip_special_tokens=False) != c["text"])
+        report.append("corpus %d cases, HF decode round-trip failures %d" % (len(cases), bad_rt))
+        big_ids = enc(big.decode())
+        corpus = {"_about": "made by scripts/gen_tokenizer_fixtures.py with tokenizers %s" %
+                  __import__("tokenizers").__version__,
+                  "cases": cases,
+                  "big": {"bytes": big_target, "n_ids": len(big_ids), "fnv64": fnv_ids(big_ids),
+                          "head": big_ids[:100], "tail": big_ids[-100:]}}
+        json.dump(corpus, open(os.path.join(a.out, "corpus.json"), "w"), ensure_ascii=False,
+                  separators=(",", ":"))
 
-    # small tokenizers
-    small_dir = os.path.join(a.out, "small")
-    sample = texts[::3]
-    idx = []
-    for name, st in train_small(small_dir, sample):
-        cs = []
-        for s in texts[::23] + ["<|sp|>x <tag>long<tag> [L]  [L] [R]  y [R]ab abc <|sp|> 你好 😶‍🌫️",
-                                 "  leading and trailing  ", "\n\nNew\r\nlines\n", "[L][R][L]"]:
-            ids = st.encode(s, add_special_tokens=False).ids
-            cs.append({"text": s, "ids": ids, "decoded": st.decode(ids, skip_special_tokens=False)})
-        idx.append({"dir": name, "cases": cs})
-    json.dump(idx, open(os.path.join(small_dir, "cases.json"), "w"), ensure_ascii=False, indent=0)
+    def do_chat():
+        # renders through transformers' apply_chat_template (Jinja, trim/lstrip blocks)
+        import transformers
+        try:
+            ht = transformers.AutoTokenizer.from_pretrained(a.tok)
+        except Exception:
+            report.append("AutoTokenizer failed, PreTrainedTokenizerFast: " + traceback.format_exc(limit=1))
+            ht = transformers.PreTrainedTokenizerFast(tokenizer_file=os.path.join(a.tok, "tokenizer.json"))
+        tpl = open(os.path.join(a.tok, "chat_template.jinja")).read()
+        renders = []
+        for c in chat_cases():
+            r = ht.apply_chat_template(c["messages"], tokenize=False,
+                                       add_generation_prompt=c["add_generation_prompt"], chat_template=tpl)
+            c["render"] = r
+            c["ids"] = enc(r)
+            c["ids_transformers"] = list(ht(r, add_special_tokens=False)["input_ids"])
+            renders.append(c)
+        same = sum(1 for c in renders if c["ids"] == c.pop("ids_transformers"))
+        json.dump(renders, open(os.path.join(a.out, "chat_renders.json"), "w"), ensure_ascii=False, indent=1)
+        report.append("chat renders %d (transformers %s, %s); ids equal to tokenizers' in %d" %
+                      (len(renders), transformers.__version__, type(ht).__name__, same))
 
-    # throughput, single thread: tokenizers' encode of one string does not fan out
-    bench_texts = {"corpus_1MiB": big}
-    code = bytearray()
-    for root, _, files in os.walk(os.path.dirname(os.__file__)):
-        for f in sorted(files):
-            if f.endswith(".py") and len(code) < 4 << 20:
-                try:
-                    code += open(os.path.join(root, f), "rb").read().decode("utf-8").encode()
-                except (UnicodeDecodeError, OSError):
-                    pass
-        if len(code) >= 4 << 20:
-            break
-    bench_texts["python_stdlib_4MiB"] = bytes(code[:4 << 20]).decode("utf-8", "ignore").encode()
-    zh = "".join(t for t in texts if any("\u4e00" <= ch <= "\u9fff" for ch in t))
-    bench_texts["cjk_mix_1MiB"] = (zh * (1 + (1 << 20) // max(1, len(zh.encode()))))[: (1 << 20) // 3].encode()
-    for name, data in bench_texts.items():
-        s = data.decode()
-        enc(s)  # warm
-        best = 1e9
-        for _ in range(3):
+    def do_small():
+        small_dir = os.path.join(a.out, "small")
+        idx = []
+        for name, st in train_small(small_dir, texts[::3]):
+            cs = []
+            for s in texts[::23] + ["<|sp|>x <tag>long<tag> [L]  [L] [R]  y [R]ab abc <|sp|> 你好 😶‍🌫️",
+                                     "  leading and trailing  ", "\n\nNew\r\nlines\n", "[L][R][L]",
+                                     "x\u3000[L]\u3000y [R]\u2028z"]:
+                ids = st.encode(s, add_special_tokens=False).ids
+                cs.append({"text": s, "ids": ids, "decoded": st.decode(ids, skip_special_tokens=False)})
+            idx.append({"dir": name, "cases": cs})
+        json.dump(idx, open(os.path.join(small_dir, "cases.json"), "w"), ensure_ascii=False, indent=0)
+        report.append("small tokenizers: %s" % ", ".join(d["dir"] for d in idx))
+
+    def do_bench():
+        # throughput, single thread: tokenizers' encode of one string does not fan out
+        bench_texts = {"corpus_1MiB": big}
+        code = bytearray()
+        for root, _, files in sorted(os.walk(os.path.dirname(os.__file__))):
+            for f in sorted(files):
+                if f.endswith(".py") and len(code) < 4 << 20:
+                    try:
+                        code += open(os.path.join(root, f), "rb").read().decode("utf-8").encode()
+                    except (UnicodeDecodeError, OSError):
+                        pass
+        bench_texts["python_stdlib_4MiB"] = bytes(code[:4 << 20]).decode("utf-8", "ignore").encode()
+        zh = "".join(t for t in texts if any("\u4e00" <= ch <= "\u9fff" for ch in t))
+        bench_texts["cjk_mix"] = (zh * (1 + (1 << 20) // max(1, len(zh.encode()))))[: (1 << 20) // 3].encode()
+        for name, data in bench_texts.items():
+            s = data.decode()
+            ids = enc(s)  # warm
+            best = 1e9
+            for _ in range(3):
+                t0 = time.perf_counter()
+                enc(s)
+                best = min(best, time.perf_counter() - t0)
+            report.append("hf %s: %d bytes %d ids, best of 3 %.1f ms = %.2f MB/s" %
+                          (name, len(data), len(ids), best * 1e3, len(data) / best / 1e6))
+            p = os.path.join("/tmp", name + ".txt")
+            open(p, "wb").write(data)
+            if a.bench:
+                r = subprocess.run([a.bench, "tokenize", "-m", a.tok, "-f", p, "--bench", "3"],
+                                   capture_output=True, text=True)
+                report.append("glmv %s: %s" % (name, " ".join(r.stdout.split()) + r.stderr.strip()))
+                r = subprocess.run([a.bench, "tokenize", "-m", a.tok, "-f", p], capture_output=True, text=True)
+                same = [int(x) for x in r.stdout.split()] == ids
+                report.append("glmv %s ids identical to HF: %s" % (name, same))
+        for _ in range(2):
             t0 = time.perf_counter()
-            n = len(enc(s))
-            best = min(best, time.perf_counter() - t0)
-        report.append("hf %s: %d bytes %d ids best of 3 %.1f ms = %.2f MB/s" %
-                      (name, len(data), n, best * 1e3, len(data) / best / 1e6))
-        p = os.path.join("/tmp", name + ".txt")
-        open(p, "wb").write(data)
-        if a.bench:
-            r = subprocess.run([a.bench, "tokenize", "-m", a.tok, "-f", p, "--bench", "3"],
-                               capture_output=True, text=True)
-            report.append("glmv %s: %s" % (name, " ".join(r.stdout.split()) + r.stderr.strip()))
-    report.append("nproc %d; %s" % (os.cpu_count(), open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0]))
-    open(os.path.join(a.out, "bench.txt"), "w").write("\n".join(report) + "\n")
+            Tokenizer.from_file(os.path.join(a.tok, "tokenizer.json"))
+            report.append("hf_load_ms %.1f" % ((time.perf_counter() - t0) * 1e3))
+        cpu = [l for l in open("/proc/cpuinfo").read().split("\n") if l.startswith("model name")]
+        report.append("nproc %d; %s; tokenizers %s" % (os.cpu_count(), cpu[0] if cpu else "?",
+                                                      __import__("tokenizers").__version__))
+
+    section("corpus", do_corpus)
+    section("bench", do_bench)
+    section("chat", do_chat)
+    section("small", do_small)
     print("\n".join(report))
 
 

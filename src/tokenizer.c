@@ -293,7 +293,6 @@ static void bpe_chunk(const glmv_tokenizer *t, const unsigned char *s, size_t n,
 
 /* Per-call cache of short chunks -> ids (words repeat in long texts; HF
  * keeps a similar word cache). Direct-mapped; allocated for long inputs. */
-#define CACHE_SLOTS 8192
 #define CACHE_KEY 24
 #define CACHE_IDS 6
 typedef struct {
@@ -306,6 +305,7 @@ typedef struct {
 typedef struct {
     const glmv_tokenizer *t;
     chunk_cache_slot *cache;
+    size_t cache_mask;
     pcre2_match_data *md[TOK_MAX_STAGES];
     pcre2_jit_stack *jit;
     pcre2_match_context *mctx;
@@ -320,7 +320,7 @@ static void bpe_cached(enc_ctx *c, const char *s, size_t n) {
         return;
     }
     uint64_t h = tok_hash_bytes(s, n);
-    chunk_cache_slot *e = &c->cache[h & (CACHE_SLOTS - 1)];
+    chunk_cache_slot *e = &c->cache[h & c->cache_mask];
     if (e->hash == h && e->len == n && !memcmp(e->key, s, n)) {
         for (int i = 0; i < e->n_ids; i++) ids_push(&c->out, e->ids[i]);
         return;
@@ -500,7 +500,10 @@ int64_t glmv_tokenize(const glmv_tokenizer *t, const char *text, size_t len, int
         if (!c.md[k]) fail = 1;
     }
     if (!fail && len > 4096 && !tok_no_cache) {
-        c.cache = calloc(CACHE_SLOTS, sizeof *c.cache); /* NULL: run without */
+        size_t slots = 1024; /* about one slot per 64 bytes of text, at most 64k */
+        while (slots < len / 64 && slots < 65536) slots *= 2;
+        c.cache_mask = slots - 1;
+        c.cache = calloc(slots, sizeof *c.cache); /* NULL: run without */
     }
     if (!fail && t->n_stages && len > 4096) {
         /* long subjects may need more than the default 32 KiB JIT stack */

@@ -446,11 +446,16 @@ static int scan_merges(glmv_tokenizer *t, const char *s, const char *e, size_t l
         glmv_errf(err, "%s: out of memory", path);
         goto done;
     }
-    /* size the table from the quotes: at most one merge per two */
+    /* size the table from the quotes: 2 per "a b" merge, 4 per pair
+     * (escaped quotes only make it larger) */
     js_ws(&j);
     if (j.p >= j.end || *j.p != '[') goto bad;
     for (const char *q = j.p; (q = memchr(q, '"', (size_t)(e - q))) != NULL; q++) count++;
-    count = count / 2 + 1;
+    {
+        jscan k = {j.p + 1, e};
+        js_ws(&k);
+        count = count / (k.p < e && *k.p == '[' ? 4 : 2) + 1;
+    }
     t->mmask = pow2_at_least((uint64_t)count * 5 / 4 + 1) - 1;
     t->mmap = calloc((size_t)t->mmask + 1, sizeof *t->mmap);
     if (!t->mmap) {
