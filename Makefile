@@ -22,6 +22,12 @@ ifeq ($(CONFIG),asan)
   CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
 endif
+# make fuzz: libFuzzer targets tests/fuzz_*.c -> build/fuzz/tests/fuzz_*
+ifeq ($(CONFIG),fuzz)
+  CC := clang
+  CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+  LDFLAGS += -fsanitize=fuzzer,address,undefined
+endif
 ifeq ($(CUDA),1)
   CONFIG ?= cuda
   EXTRA_CFLAGS += -DGLMV_CUDA -I/usr/local/cuda/include
@@ -48,7 +54,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 WEB_SRC  := $(wildcard web/*)
 
 .SECONDARY:
-.PHONY: all test asan asan-test clean cuda tests fuzz
+.PHONY: all test asan asan-test clean cuda tests fuzz fuzzers bench-image
 all: $(B)/glmv glmv
 
 glmv: $(B)/glmv
@@ -82,6 +88,17 @@ $(B)/tests/%: $(B)/tests/%.o $(TESTLIB_OBJ) $(B)/libglmv.a
 
 tests: $(TESTS) $(B)/glmv
 
+FUZZERS := $(FUZZ_SRC:tests/%.c=$(B)/tests/%)
+fuzz:
+	@if command -v clang >/dev/null 2>&1; then $(MAKE) CONFIG=fuzz fuzzers; \
+	else echo "make fuzz: clang not found, fuzz targets not built"; fi
+fuzzers: $(FUZZERS)
+$(B)/tests/fuzz_%: $(B)/tests/fuzz_%.o $(B)/libglmv.a
+	$(CC) $(LDFLAGS) -o $@ $< $(B)/libglmv.a $(LIBS)
+
+# image stage timings (tests/bench_image.c)
+bench-image: $(B)/tests/bench_image
+
 # The README's test command: every test program, the CLI and server tests;
 # ends with "N passed, N failed".
 test: tests
@@ -89,6 +106,11 @@ test: tests
 
 asan:
 	$(MAKE) CONFIG=asan all tests
+
+# glmv's accuracy on the demo model's held-out set (scripts/demo/eval.sh; needs jq)
+.PHONY: eval-demo
+eval-demo: all
+	@bash scripts/demo/eval.sh
 
 asan-test:
 	$(MAKE) CONFIG=asan test

@@ -41,6 +41,7 @@ typedef struct {
     int v_out_hidden_size;      /* block MLP width, downsample and merger output */
     int v_intermediate_size;    /* merger SwiGLU width */
     float v_rms_norm_eps;
+    int v_attention_bias;       /* qkv bias in the vision blocks (false in GLM-4.1V) */
 
     /* token ids (top level) */
     int32_t image_token_id, video_token_id;

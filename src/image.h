@@ -33,6 +33,19 @@ typedef struct {
     double rescale_factor;      /* 1/255 */
 } glmv_image_params;
 
+/* The checkpoint's preprocessor_config.json values (GLM4V.md §1.4): patch 14,
+ * temporal 2, merge 2, min 12544, max 9633792 pixels, CLIP mean/std. */
+void glmv_image_params_default(glmv_image_params *p);
+
+/* User limits on vision tokens per image (--min/--max-image-tokens) as pixel
+ * budgets for smart_resize: one LLM token is a merge x merge block of
+ * patch x patch pixels, and smart_resize counts an image as
+ * temporal_patch_size frames, so pixels = tokens * 28*28 * 2. */
+int64_t glmv_image_tokens_to_pixels(int64_t tokens, const glmv_image_params *p);
+/* Sets p->min_pixels / p->max_pixels from token limits (0 = keep). */
+int glmv_image_apply_token_limits(glmv_image_params *p, int64_t min_tokens, int64_t max_tokens,
+                                  char *err);
+
 /* smart_resize (GLM4V.md §6.1): n_frames (2 for an image), h, w -> out_h, out_w,
  * multiples of patch_size*merge_size. Errors on aspect ratio > 200. */
 int glmv_smart_resize(int n_frames, int h, int w, int factor, int64_t min_pixels,

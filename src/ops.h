@@ -120,6 +120,15 @@ struct glmv_backend {
     /* y[a, c, b] = x[a, b, c] */
     void (*permute_021)(glmv_backend *be, float *y, const float *x, int64_t A, int64_t B,
                         int64_t C);
+
+    /* ---- optional: NULL where a backend has no such thing ---- */
+    /* Device backends queue ops and report failures later: 0 when all is well,
+     * else -1 with the first (sticky) error, e.g. "cuda: matmul (gemv): an
+     * illegal memory access was encountered". Call after be->read. */
+    int (*status)(glmv_backend *be, char *err);
+    /* Bytes of device memory in use (the whole device's view), for glmv_device_bytes. */
+    int64_t (*device_bytes)(glmv_backend *be);
+    const char *device_name;    /* e.g. "NVIDIA H200" */
 };
 
 /* The CPU backend. simd: -1 = best the CPU has, 0 = scalar reference only,

@@ -7,6 +7,7 @@
 #ifndef GLMV_SAFETENSORS_H
 #define GLMV_SAFETENSORS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -14,7 +15,8 @@
 
 typedef struct glmv_weights glmv_weights;
 
-/* Open the safetensors of checkpoint folder dir. */
+/* Open the safetensors of checkpoint folder dir: model.safetensors.index.json
+ * and its shards, else model.safetensors; dir may also name one .safetensors file. */
 int glmv_weights_open(glmv_weights **out, const char *dir, char *err);
 /* Random BF16 weights with every tensor the model of config c needs, named as
  * in the HF checkpoint (values ~ N(0, 0.02), norms ~1). */
@@ -32,5 +34,12 @@ int64_t glmv_weights_count(const glmv_weights *w);
 glmv_tensor *glmv_weights_at(glmv_weights *w, int64_t i);
 /* Total bytes of tensor data. */
 int64_t glmv_weights_bytes(const glmv_weights *w);
+
+/* The file tensor t came from ("synthetic" for random weights), for messages. */
+const char *glmv_weights_file_of(const glmv_weights *w, const glmv_tensor *t);
+/* Parse one safetensors image held in memory (not copied: buf must outlive
+ * *out); name is used in messages. For fuzzing and tests. */
+int glmv_weights_open_memory(glmv_weights **out, const void *buf, size_t size, const char *name,
+                             char *err);
 
 #endif

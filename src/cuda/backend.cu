@@ -1,0 +1,381 @@
+/* backend.cu -- the CUDA backend: device selection, memory, weight upload,
+ * error reporting and the op table of ops.h.
+ *
+ * One stream per backend; every op is queued on it and be->read waits for it.
+ * Weights are copied to the device once (upload swaps t->data; t->host stays
+ * for the CPU) in their checkpoint dtype, so BF16 stays BF16. matmul picks:
+ *   BF16 weights, m <= 8      -> gemv_kernel (own, memory-bound, fp32 math)
+ *   BF16 weights, m > 8       -> cuBLAS: x rounded to bf16, bf16 tensor cores,
+ *                                fp32 accumulate, fp32 output (bias pre-filled)
+ *   F32 / F16 weights         -> a plain tiled fp32 kernel (fixtures only)
+ * GLMV_CUDA_GEMV_MAX=m changes the gemv/cuBLAS cut-over (benchmarks). */
+#include "cuda/cuda_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ------------------------------------------------------------------ errors */
+
+int cuda_fail(cuda_ctx *c, const char *what, cudaError_t e) {
+    if (!c->failed) {
+        c->failed = 1;
+        snprintf(c->err, sizeof c->err, "cuda: %s: %s (%s)", what, cudaGetErrorString(e),
+                 cudaGetErrorName(e));
+        fprintf(stderr, "glmv: %s\n", c->err);
+    }
+    return -1;
+}
+
+int cuda_check(cuda_ctx *c, const char *what) {
+    cudaError_t e = cudaGetLastError();
+    return e == cudaSuccess ? 0 : cuda_fail(c, what, e);
+}
+
+static int blas_fail(cuda_ctx *c, const char *what, cublasStatus_t s) {
+    if (!c->failed) {
+        c->failed = 1;
+        snprintf(c->err, sizeof c->err, "cublas: %s: %s", what, cublasGetStatusString(s));
+        fprintf(stderr, "glmv: %s\n", c->err);
+    }
+    return -1;
+}
+
+void *cuda_scratch(cuda_ctx *c, size_t bytes) {
+    if (bytes <= c->scratch_bytes) return c->scratch;
+    size_t nb = bytes + bytes / 4;
+    if (c->scratch) {
+        cudaStreamSynchronize(c->stream); /* queued kernels may still read it */
+        cudaFree(c->scratch);
+        c->allocated -= (int64_t)c->scratch_bytes;
+        c->scratch = NULL;
+        c->scratch_bytes = 0;
+    }
+    cudaError_t e = cudaMalloc(&c->scratch, nb);
+    if (e != cudaSuccess) {
+        c->scratch = NULL;
+        cuda_fail(c, "out of device memory for scratch", e);
+        return NULL;
+    }
+    c->scratch_bytes = nb;
+    c->allocated += (int64_t)nb;
+    return c->scratch;
+}
+
+/* ------------------------------------------------------------------ memory */
+
+static void cu_destroy(glmv_backend *be) {
+    if (!be) return;
+    cuda_ctx *c = ctx_of(be);
+    if (c) {
+        cudaSetDevice(c->dev);
+        if (c->stream) cudaStreamSynchronize(c->stream);
+        if (c->blas) cublasDestroy(c->blas);
+        if (c->scratch) cudaFree(c->scratch);
+        if (c->workspace) cudaFree(c->workspace);
+        if (c->stream) cudaStreamDestroy(c->stream);
+        free(c);
+    }
+    free(be);
+}
+
+/* Plain cudaMalloc (never managed memory). `allocated` only grows here; the
+ * figure reported (device_bytes) is cudaMemGetInfo's, context included. */
+static void *cu_alloc(glmv_backend *be, size_t bytes) {
+    cuda_ctx *c = ctx_of(be);
+    void *p = NULL;
+    if (bytes == 0) bytes = 256;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* out of memory is not sticky: the caller reports it */
+        return NULL;
+    }
+    c->allocated += (int64_t)bytes;
+    return p;
+}
+
+static void cu_free(glmv_backend *be, void *p) {
+    (void)be;
+    if (p) cudaFree(p);
+}
+
+static int cu_upload(glmv_backend *be, glmv_tensor *t, char *err) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->failed) return glmv_errf(err, "%s", c->err);
+    const void *src = t->host ? t->host : t->data;
+    size_t bytes = (size_t)glmv_tensor_numel(t) * glmv_dtype_size(t->dtype);
+    void *d = NULL;
+    cudaError_t e = cudaMalloc(&d, bytes ? bytes : 256);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        return glmv_errf(err,
+                         "cuda: out of device memory uploading %s (%zu bytes; %.2f of %.2f GiB "
+                         "free on %s)",
+                         t->name ? t->name : "tensor", bytes, fr / 1073741824.0,
+                         tot / 1073741824.0, c->device_name);
+    }
+    if (bytes) {
+        e = cudaMemcpy(d, src, bytes, cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) {
+            cudaFree(d);
+            cuda_fail(c, "upload", e);
+            return glmv_errf(err, "cuda: uploading %s: %s", t->name ? t->name : "tensor",
+                             cudaGetErrorString(e));
+        }
+    }
+    if (!t->host) t->host = t->data; /* keep the host bytes for the CPU */
+    t->data = d;
+    c->allocated += (int64_t)bytes;
+    return 0;
+}
+
+static void cu_write(glmv_backend *be, void *dst, const void *src, size_t n) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->failed || !n) return;
+    cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->stream);
+    if (e != cudaSuccess) cuda_fail(c, "write", e);
+}
+
+static void cu_read(glmv_backend *be, void *dst, const void *src, size_t n) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->failed) {
+        memset(dst, 0, n);
+        return;
+    }
+    cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, c->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) {
+        cuda_fail(c, "read", e);
+        memset(dst, 0, n);
+    }
+}
+
+static void cu_copy(glmv_backend *be, void *dst, const void *src, size_t n) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->failed || !n) return;
+    cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, c->stream);
+    if (e != cudaSuccess) cuda_fail(c, "copy", e);
+}
+
+static void cu_sync(glmv_backend *be) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->failed) return;
+    cudaError_t e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) cuda_fail(c, "sync", e);
+}
+
+static int cu_status(glmv_backend *be, char *err) {
+    cuda_ctx *c = ctx_of(be);
+    if (!c->failed) {
+        cudaError_t e = cudaStreamQuery(c->stream);
+        if (e != cudaSuccess && e != cudaErrorNotReady) cuda_fail(c, "status", e);
+    }
+    return c->failed ? glmv_errf(err, "%s", c->err) : 0;
+}
+
+static int64_t cu_device_bytes(glmv_backend *be) {
+    cuda_ctx *c = ctx_of(be);
+    size_t fr = 0, tot = 0;
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) return c->allocated;
+    return (int64_t)(tot - fr);
+}
+
+/* ------------------------------------------------------------------ matmul */
+
+static int gemv_max_m(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("GLMV_CUDA_GEMV_MAX");
+        v = s ? atoi(s) : GEMV_MAX_M;
+        if (v < 0) v = 0;
+        if (v > GEMV_MAX_M) v = GEMV_MAX_M;
+    }
+    return v;
+}
+
+static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
+                      const glmv_tensor *bias, int64_t m) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->failed || m <= 0) return;
+    int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
+    if (w->dtype != GLMV_BF16) {
+        k_gemm_simt(c, y, x, w, bias, m);
+        return;
+    }
+    if (m <= gemv_max_m()) {
+        k_gemv(c, y, x, w, bias, m);
+        return;
+    }
+    if (n > INT32_MAX || k > INT32_MAX || m > INT32_MAX) {
+        cuda_fail(c, "matmul: dimension beyond 2^31", cudaErrorInvalidValue);
+        return;
+    }
+    __nv_bfloat16 *xb = (__nv_bfloat16 *)cuda_scratch(c, sizeof(__nv_bfloat16) * (size_t)(m * k));
+    if (!xb) return;
+    k_to_bf16(c, xb, x, m * k);
+    float beta = 0.f, alpha = 1.f;
+    if (bias) {
+        k_fill_bias(c, y, bias, m, n);
+        beta = 1.f;
+    }
+    /* column-major view: yᵀ[n, m] = W[k, n]ᵀ · xᵀ[k, m] */
+    cublasStatus_t s = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)m, (int)k,
+                                    &alpha, w->data, CUDA_R_16BF, (int)k, xb, CUDA_R_16BF, (int)k,
+                                    &beta, y, CUDA_R_32F, (int)n, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) blas_fail(c, "matmul (bf16 gemm)", s);
+}
+
+/* ------------------------------------------------------------------ ops */
+
+#define OP_GUARD(be) \
+    cuda_ctx *c = ctx_of(be); \
+    if (c->failed) return
+
+static void cu_embed(glmv_backend *be, float *y, const glmv_tensor *t, const int32_t *ids,
+                     int64_t n) {
+    OP_GUARD(be);
+    k_embed(c, y, t, ids, n);
+}
+static void cu_rmsnorm(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
+                       int64_t n, int64_t d, float eps) {
+    OP_GUARD(be);
+    k_rmsnorm(c, y, x, w, n, d, eps);
+}
+static void cu_layernorm(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
+                         const glmv_tensor *b, int64_t n, int64_t d, float eps) {
+    OP_GUARD(be);
+    k_layernorm(c, y, x, w, b, n, d, eps);
+}
+static void cu_rope_interleaved(glmv_backend *be, float *x, int64_t ld, const float *cs,
+                                const float *sn, int64_t n, int nh, int hd, int rd) {
+    OP_GUARD(be);
+    k_rope_interleaved(c, x, ld, cs, sn, n, nh, hd, rd);
+}
+static void cu_rope_neox(glmv_backend *be, float *x, int64_t ld, const float *cs,
+                         const float *sn, int64_t n, int nh, int hd) {
+    OP_GUARD(be);
+    k_rope_neox(c, x, ld, cs, sn, n, nh, hd);
+}
+static void cu_attn_causal(glmv_backend *be, float *o, const float *q, int64_t ldq,
+                           const float *kc, const float *vc, int64_t n, int64_t pos0, int nh,
+                           int nkv, int hd, float sc) {
+    OP_GUARD(be);
+    k_attn_causal(c, o, q, ldq, kc, vc, n, pos0, nh, nkv, hd, sc);
+}
+static void cu_attn_segments(glmv_backend *be, float *o, const float *q, int64_t ldq,
+                             const float *k, int64_t ldk, const float *v, int64_t ldv,
+                             const int64_t *cu, int ns, int nh, int hd, float sc) {
+    OP_GUARD(be);
+    k_attn_segments(c, o, q, ldq, k, ldk, v, ldv, cu, ns, nh, hd, sc);
+}
+static void cu_swiglu(glmv_backend *be, float *y, const float *g, int64_t lg, const float *u,
+                      int64_t lu, int64_t n, int64_t d) {
+    OP_GUARD(be);
+    k_swiglu(c, y, g, lg, u, lu, n, d);
+}
+static void cu_gelu_erf(glmv_backend *be, float *y, const float *x, int64_t count) {
+    OP_GUARD(be);
+    k_gelu_erf(c, y, x, count);
+}
+static void cu_add(glmv_backend *be, float *y, const float *a, const float *b, int64_t count) {
+    OP_GUARD(be);
+    k_add(c, y, a, b, count);
+}
+static void cu_permute_021(glmv_backend *be, float *y, const float *x, int64_t A, int64_t B,
+                           int64_t C) {
+    OP_GUARD(be);
+    k_permute_021(c, y, x, A, B, C);
+}
+
+/* ------------------------------------------------------------------ create */
+
+extern "C" glmv_backend *glmv_cuda_backend_new(int dev, char *err) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        glmv_errf(err, "cuda: no usable GPU: %s", cudaGetErrorString(e));
+        return NULL;
+    }
+    if (count == 0) {
+        glmv_errf(err, "cuda: no GPU found");
+        return NULL;
+    }
+    if (dev < 0 || dev >= count) {
+        glmv_errf(err, "cuda: device %d does not exist (%d GPU%s)", dev, count,
+                  count == 1 ? "" : "s");
+        return NULL;
+    }
+    cudaDeviceProp prop;
+    if ((e = cudaGetDeviceProperties(&prop, dev)) != cudaSuccess || (e = cudaSetDevice(dev)) != cudaSuccess) {
+        glmv_errf(err, "cuda: device %d: %s", dev, cudaGetErrorString(e));
+        return NULL;
+    }
+    if (prop.major < 8) {
+        glmv_errf(err, "cuda: %s has compute capability %d.%d; glmv needs 8.0 or newer (built for 9.0)",
+                  prop.name, prop.major, prop.minor);
+        return NULL;
+    }
+    glmv_backend *be = (glmv_backend *)calloc(1, sizeof *be);
+    cuda_ctx *c = (cuda_ctx *)calloc(1, sizeof *c);
+    if (!be || !c) {
+        free(be);
+        free(c);
+        glmv_errf(err, "out of memory");
+        return NULL;
+    }
+    be->impl = c;
+    c->dev = dev;
+    c->sms = prop.multiProcessorCount;
+    snprintf(c->device_name, sizeof c->device_name, "%s", prop.name);
+    if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        glmv_errf(err, "cuda: %s: cannot create a stream: %s", prop.name, cudaGetErrorString(e));
+        cu_destroy(be);
+        return NULL;
+    }
+    cublasStatus_t s = cublasCreate(&c->blas);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        c->blas = NULL;
+        glmv_errf(err, "cublas: cannot initialise: %s", cublasGetStatusString(s));
+        cu_destroy(be);
+        return NULL;
+    }
+    c->workspace_bytes = 32u << 20;
+    if (cudaMalloc(&c->workspace, c->workspace_bytes) != cudaSuccess) {
+        cudaGetLastError();
+        glmv_errf(err, "cuda: out of device memory for the cuBLAS workspace");
+        cu_destroy(be);
+        return NULL;
+    }
+    cublasSetStream(c->blas, c->stream);
+    cublasSetWorkspace(c->blas, c->workspace, c->workspace_bytes);
+    cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH); /* no TF32 for fp32 */
+
+    be->name = "cuda";
+    be->destroy = cu_destroy;
+    be->alloc = cu_alloc;
+    be->free = cu_free;
+    be->upload = cu_upload;
+    be->write = cu_write;
+    be->read = cu_read;
+    be->copy = cu_copy;
+    be->sync = cu_sync;
+    be->matmul = cu_matmul;
+    be->embed = cu_embed;
+    be->rmsnorm = cu_rmsnorm;
+    be->layernorm = cu_layernorm;
+    be->rope_interleaved = cu_rope_interleaved;
+    be->rope_neox = cu_rope_neox;
+    be->attn_causal = cu_attn_causal;
+    be->attn_segments = cu_attn_segments;
+    be->swiglu = cu_swiglu;
+    be->gelu_erf = cu_gelu_erf;
+    be->add = cu_add;
+    be->permute_021 = cu_permute_021;
+    be->status = cu_status;
+    be->device_bytes = cu_device_bytes;
+    be->device_name = c->device_name;
+    return be;
+}

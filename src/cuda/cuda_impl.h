@@ -1,0 +1,90 @@
+/* cuda_impl.h -- what the files of the CUDA backend share: the backend's
+ * private state, error checking, and the kernel launchers each .cu file
+ * provides. Not seen by the model code, which uses only ops.h.
+ *
+ * Error model: every launch is checked (cudaGetLastError); the first CUDA
+ * error is kept (sticky) with the op that raised it, printed once to stderr,
+ * and returned by be->status. After an error the ops do nothing, so a broken
+ * device never makes the caller wait: the next be->read returns at once. */
+#ifndef GLMV_CUDA_IMPL_H
+#define GLMV_CUDA_IMPL_H
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#define _Noreturn [[noreturn]] /* base.h is C11 */
+extern "C" {
+#include "base.h"
+#include "ops.h"
+}
+#undef _Noreturn
+
+struct cuda_ctx {
+    int dev;
+    char device_name[256];
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    int sms;                     /* multiprocessors */
+    int failed;                  /* sticky: first error kept in err */
+    char err[GLMV_ERR_SIZE];
+    /* scratch for GEMM inputs in bf16 and for split attention; grown on demand
+     * (never during a captured step: sized by the first calls) */
+    void *scratch;
+    size_t scratch_bytes;
+    void *workspace;             /* cuBLAS workspace */
+    size_t workspace_bytes;
+    int64_t allocated;           /* bytes from be->alloc and uploads, live */
+};
+
+static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }
+
+/* Record the first error (printed once); returns -1. */
+int cuda_fail(cuda_ctx *c, const char *what, cudaError_t e);
+/* After a launch: checks cudaGetLastError. Returns 0 when fine. */
+int cuda_check(cuda_ctx *c, const char *what);
+/* Scratch of at least `bytes` (device); NULL (and error recorded) on OOM. */
+void *cuda_scratch(cuda_ctx *c, size_t bytes);
+
+/* ---- kernels.cu: elementwise, norms, rope, embed, conversions ---- */
+void k_embed(cuda_ctx *c, float *y, const glmv_tensor *t, const int32_t *ids_dev, int64_t n);
+void k_rmsnorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, int64_t n,
+               int64_t d, float eps);
+void k_layernorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
+                 const glmv_tensor *b, int64_t n, int64_t d, float eps);
+void k_rope_interleaved(cuda_ctx *c, float *x, int64_t ld, const float *cos, const float *sin,
+                        int64_t n, int n_heads, int head_dim, int rot_dim);
+void k_rope_neox(cuda_ctx *c, float *x, int64_t ld, const float *cos, const float *sin,
+                 int64_t n, int n_heads, int head_dim);
+void k_swiglu(cuda_ctx *c, float *y, const float *g, int64_t ld_g, const float *u,
+              int64_t ld_u, int64_t n, int64_t d);
+void k_gelu_erf(cuda_ctx *c, float *y, const float *x, int64_t count);
+void k_add(cuda_ctx *c, float *y, const float *a, const float *b, int64_t count);
+void k_permute_021(cuda_ctx *c, float *y, const float *x, int64_t A, int64_t B, int64_t C);
+/* f32 -> bf16, count elements */
+void k_to_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *x, int64_t count);
+/* y[i, :] = bias[:] (any dtype) for m rows of n */
+void k_fill_bias(cuda_ctx *c, float *y, const glmv_tensor *bias, int64_t m, int64_t n);
+
+/* ---- gemv.cu: matrix-vector for small m, generic fallback GEMM ---- */
+/* y[m, n] = x[m, k] · wᵀ (+ bias), m <= GEMV_MAX_M, any weight dtype */
+#define GEMV_MAX_M 8
+void k_gemv(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
+            int64_t m);
+/* the same for any m with a simple tiled kernel (F32/F16 weights, no tensor cores) */
+void k_gemm_simt(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
+                 const glmv_tensor *bias, int64_t m);
+
+/* ---- attention.cu ---- */
+void k_attn_causal(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *kc,
+                   const float *vc, int64_t n, int64_t pos0, int n_heads, int n_kv_heads,
+                   int head_dim, float scale);
+void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k,
+                     int64_t ldk, const float *v, int64_t ldv, const int64_t *cu, int n_seg,
+                     int n_heads, int head_dim, float scale);
+
+static inline unsigned cdiv(int64_t a, int64_t b) { return (unsigned)((a + b - 1) / b); }
+
+#endif

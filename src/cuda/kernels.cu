@@ -1,0 +1,321 @@
+/* kernels.cu -- the small ops of the CUDA backend: embedding rows, RMSNorm and
+ * LayerNorm, the two rotary forms, SwiGLU, GELU(erf), add, the 0-2-1 permute,
+ * and the f32->bf16 conversion that feeds the tensor-core GEMMs.
+ *
+ * All are memory-bound: one pass, float4 loads where rows are 16-byte aligned,
+ * fp32 arithmetic (statistics in fp32 with a two-level reduction). Weights of
+ * norms may be F32, F16 or BF16 (read through ldw). Semantics: src/cpu/ref.c. */
+#include "cuda/cuda_impl.h"
+
+#include <math.h>
+
+/* one element of a weight of any dtype, as float */
+__device__ __forceinline__ float ldw(const void *p, int dt, int64_t i) {
+    if (dt == GLMV_BF16) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    if (dt == GLMV_F16) return __half2float(((const __half *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+/* sum over the block (blockDim.x a multiple of 32, <= 1024); all threads get it */
+__device__ float block_sum(float v, float *sh) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
+    __syncthreads(); /* sh may still be read by a previous call */
+    if (l == 0) sh[w] = v;
+    __syncthreads();
+    v = l < nw ? sh[l] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* ------------------------------------------------------------------ embed */
+
+#define EMBED_PARAM_IDS 64
+struct ids_param { int32_t v[EMBED_PARAM_IDS]; };
+
+__global__ void embed_kernel(float *y, const void *t, int dt, int64_t d, ids_param ip,
+                             const int32_t *ids_dev) {
+    int64_t i = blockIdx.y;
+    int64_t id = ids_dev ? ids_dev[i] : ip.v[i];
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < d;
+         j += (int64_t)gridDim.x * blockDim.x)
+        y[i * d + j] = ldw(t, dt, id * d + j);
+}
+
+void k_embed(cuda_ctx *c, float *y, const glmv_tensor *t, const int32_t *ids, int64_t n) {
+    if (n <= 0) return;
+    int64_t d = glmv_tensor_cols(t);
+    ids_param ip;
+    const int32_t *dev_ids = NULL;
+    if (n <= EMBED_PARAM_IDS) {
+        memcpy(ip.v, ids, sizeof(int32_t) * (size_t)n);
+    } else {
+        int32_t *s = (int32_t *)cuda_scratch(c, sizeof(int32_t) * (size_t)n);
+        if (!s) return;
+        cudaError_t e = cudaMemcpyAsync(s, ids, sizeof(int32_t) * (size_t)n,
+                                        cudaMemcpyHostToDevice, c->stream);
+        if (e != cudaSuccess) { cuda_fail(c, "embed: ids copy", e); return; }
+        dev_ids = s;
+    }
+    for (int64_t i0 = 0; i0 < n; i0 += 65535) { /* grid.y limit */
+        int64_t nn = n - i0 < 65535 ? n - i0 : 65535;
+        dim3 grid(cdiv(d, 256) < 16 ? cdiv(d, 256) : 16, (unsigned)nn);
+        /* ids in the parameter block only when n <= 64, so then i0 == 0 */
+        embed_kernel<<<grid, 256, 0, c->stream>>>(y + i0 * d, t->data, t->dtype, d, ip,
+                                                  dev_ids ? dev_ids + i0 : NULL);
+    }
+    cuda_check(c, "embed");
+}
+
+/* ------------------------------------------------------------------ norms */
+
+__global__ void rmsnorm_kernel(float *y, const float *x, const void *w, int dt, int64_t d,
+                               float eps, int vec) {
+    __shared__ float sh[32];
+    const float *xr = x + blockIdx.x * d;
+    float *yr = y + blockIdx.x * d;
+    float ss = 0;
+    if (vec) {
+        for (int64_t j = threadIdx.x * 4; j < d; j += blockDim.x * 4) {
+            float4 v = *(const float4 *)(xr + j);
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        }
+    } else {
+        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) ss += xr[j] * xr[j];
+    }
+    ss = block_sum(ss, sh);
+    float r = rsqrtf(ss / (float)d + eps);
+    if (vec) {
+        for (int64_t j = threadIdx.x * 4; j < d; j += blockDim.x * 4) {
+            float4 v = *(const float4 *)(xr + j);
+            v.x = ldw(w, dt, j) * (v.x * r);
+            v.y = ldw(w, dt, j + 1) * (v.y * r);
+            v.z = ldw(w, dt, j + 2) * (v.z * r);
+            v.w = ldw(w, dt, j + 3) * (v.w * r);
+            *(float4 *)(yr + j) = v;
+        }
+    } else {
+        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) yr[j] = ldw(w, dt, j) * (xr[j] * r);
+    }
+}
+
+static int norm_threads(int64_t d) {
+    int t = 32;
+    while (t < 1024 && t * 4 < d) t *= 2;
+    return t;
+}
+
+void k_rmsnorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, int64_t n,
+               int64_t d, float eps) {
+    if (n <= 0) return;
+    /* the float4 path needs 16-byte aligned rows */
+    int vec = (d & 3) == 0 && !((uintptr_t)x % 16) && !((uintptr_t)y % 16);
+    rmsnorm_kernel<<<(unsigned)n, norm_threads(d), 0, c->stream>>>(y, x, w->data, w->dtype, d,
+                                                                   eps, vec);
+    cuda_check(c, "rmsnorm");
+}
+
+__global__ void layernorm_kernel(float *y, const float *x, const void *w, int dtw, const void *b,
+                                 int dtb, int64_t d, float eps) {
+    __shared__ float sh[32];
+    const float *xr = x + blockIdx.x * d;
+    float *yr = y + blockIdx.x * d;
+    float s = 0;
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) s += xr[j];
+    float mean = block_sum(s, sh) / (float)d;
+    float v = 0;
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+        float t = xr[j] - mean;
+        v += t * t;
+    }
+    float r = rsqrtf(block_sum(v, sh) / (float)d + eps);
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
+        yr[j] = (xr[j] - mean) * r * ldw(w, dtw, j) + (b ? ldw(b, dtb, j) : 0.f);
+}
+
+void k_layernorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
+                 const glmv_tensor *b, int64_t n, int64_t d, float eps) {
+    if (n <= 0) return;
+    layernorm_kernel<<<(unsigned)n, norm_threads(d), 0, c->stream>>>(
+        y, x, w->data, w->dtype, b ? b->data : NULL, b ? b->dtype : 0, d, eps);
+    cuda_check(c, "layernorm");
+}
+
+/* ------------------------------------------------------------------ rotary */
+
+/* one thread per (row, head, pair) */
+__global__ void rope_interleaved_kernel(float *x, int64_t ld, const float *cs, const float *sn,
+                                        int64_t n, int n_heads, int head_dim, int half) {
+    int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    int64_t total = n * n_heads * half;
+    if (t >= total) return;
+    int j = (int)(t % half);
+    int64_t rh = t / half;
+    int h = (int)(rh % n_heads);
+    int64_t i = rh / n_heads;
+    float *v = x + i * ld + (int64_t)h * head_dim + 2 * j;
+    float c = cs[i * half + j], s = sn[i * half + j];
+    float x0 = v[0], x1 = v[1];
+    v[0] = x0 * c - x1 * s;
+    v[1] = x1 * c + x0 * s;
+}
+
+void k_rope_interleaved(cuda_ctx *c, float *x, int64_t ld, const float *cos, const float *sin,
+                        int64_t n, int n_heads, int head_dim, int rot_dim) {
+    int half = rot_dim / 2;
+    int64_t total = n * n_heads * half;
+    if (total <= 0) return;
+    rope_interleaved_kernel<<<cdiv(total, 256), 256, 0, c->stream>>>(x, ld, cos, sin, n, n_heads,
+                                                                      head_dim, half);
+    cuda_check(c, "rope_interleaved");
+}
+
+__global__ void rope_neox_kernel(float *x, int64_t ld, const float *cs, const float *sn, int64_t n,
+                                 int n_heads, int head_dim, int half) {
+    int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    int64_t total = n * n_heads * half;
+    if (t >= total) return;
+    int d = (int)(t % half);
+    int64_t rh = t / half;
+    int h = (int)(rh % n_heads);
+    int64_t i = rh / n_heads;
+    float *v = x + i * ld + (int64_t)h * head_dim;
+    float c = cs[i * half + d], s = sn[i * half + d];
+    float a = v[d], b = v[d + half];
+    v[d] = a * c - b * s;
+    v[d + half] = b * c + a * s;
+}
+
+void k_rope_neox(cuda_ctx *c, float *x, int64_t ld, const float *cos, const float *sin,
+                 int64_t n, int n_heads, int head_dim) {
+    int half = head_dim / 2;
+    int64_t total = n * n_heads * half;
+    if (total <= 0) return;
+    rope_neox_kernel<<<cdiv(total, 256), 256, 0, c->stream>>>(x, ld, cos, sin, n, n_heads,
+                                                               head_dim, half);
+    cuda_check(c, "rope_neox");
+}
+
+/* ------------------------------------------------------------- elementwise */
+
+__global__ void swiglu_kernel(float *y, const float *g, int64_t ld_g, const float *u,
+                              int64_t ld_u, int64_t n, int64_t d) {
+    int64_t i = blockIdx.y;
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < d;
+         j += (int64_t)gridDim.x * blockDim.x) {
+        float a = g[i * ld_g + j];
+        y[i * d + j] = a / (1.0f + expf(-a)) * u[i * ld_u + j];
+    }
+}
+
+void k_swiglu(cuda_ctx *c, float *y, const float *g, int64_t ld_g, const float *u,
+              int64_t ld_u, int64_t n, int64_t d) {
+    if (n <= 0 || d <= 0) return;
+    for (int64_t i0 = 0; i0 < n; i0 += 65535) {
+        int64_t nn = n - i0 < 65535 ? n - i0 : 65535;
+        unsigned gx = cdiv(d, 256);
+        if (gx > 64) gx = 64;
+        swiglu_kernel<<<dim3(gx, (unsigned)nn), 256, 0, c->stream>>>(
+            y + i0 * d, g + i0 * ld_g, ld_g, u + i0 * ld_u, ld_u, nn, d);
+    }
+    cuda_check(c, "swiglu");
+}
+
+__global__ void gelu_kernel(float *y, const float *x, int64_t count) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
+         i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+static unsigned grid_for(int64_t count) {
+    unsigned g = cdiv(count, 256);
+    return g > 4096 ? 4096 : (g ? g : 1);
+}
+
+void k_gelu_erf(cuda_ctx *c, float *y, const float *x, int64_t count) {
+    if (count <= 0) return;
+    gelu_kernel<<<grid_for(count), 256, 0, c->stream>>>(y, x, count);
+    cuda_check(c, "gelu_erf");
+}
+
+__global__ void add_kernel(float *y, const float *a, const float *b, int64_t count) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
+         i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = a[i] + b[i];
+}
+
+__global__ void add4_kernel(float4 *y, const float4 *a, const float4 *b, int64_t count4) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count4;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float4 p = a[i], q = b[i];
+        y[i] = make_float4(p.x + q.x, p.y + q.y, p.z + q.z, p.w + q.w);
+    }
+}
+
+void k_add(cuda_ctx *c, float *y, const float *a, const float *b, int64_t count) {
+    if (count <= 0) return;
+    if ((count & 3) == 0 && !((uintptr_t)y % 16) && !((uintptr_t)a % 16) && !((uintptr_t)b % 16))
+        add4_kernel<<<grid_for(count / 4), 256, 0, c->stream>>>((float4 *)y, (const float4 *)a,
+                                                                (const float4 *)b, count / 4);
+    else
+        add_kernel<<<grid_for(count), 256, 0, c->stream>>>(y, a, b, count);
+    cuda_check(c, "add");
+}
+
+/* y[a, c, b] = x[a, b, c] through 32x32 shared tiles */
+__global__ void permute_021_kernel(float *y, const float *x, int64_t B, int64_t C) {
+    __shared__ float tile[32][33];
+    int64_t a = blockIdx.z;
+    int64_t b0 = blockIdx.y * 32, c0 = blockIdx.x * 32;
+    const float *xa = x + a * B * C;
+    float *ya = y + a * B * C;
+    for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+        int64_t b = b0 + r, cc = c0 + threadIdx.x;
+        if (b < B && cc < C) tile[r][threadIdx.x] = xa[b * C + cc];
+    }
+    __syncthreads();
+    for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+        int64_t cc = c0 + r, b = b0 + threadIdx.x;
+        if (b < B && cc < C) ya[cc * B + b] = tile[threadIdx.x][r];
+    }
+}
+
+void k_permute_021(cuda_ctx *c, float *y, const float *x, int64_t A, int64_t B, int64_t C) {
+    if (A <= 0 || B <= 0 || C <= 0) return;
+    for (int64_t a0 = 0; a0 < A; a0 += 65535) {
+        int64_t na = A - a0 < 65535 ? A - a0 : 65535;
+        dim3 grid(cdiv(C, 32), cdiv(B, 32), (unsigned)na);
+        permute_021_kernel<<<grid, dim3(32, 8), 0, c->stream>>>(y + a0 * B * C, x + a0 * B * C, B,
+                                                                C);
+    }
+    cuda_check(c, "permute_021");
+}
+
+/* ------------------------------------------------------------- conversions */
+
+__global__ void to_bf16_kernel(__nv_bfloat16 *y, const float *x, int64_t count) {
+    int64_t n2 = count / 2;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n2;
+         i += (int64_t)gridDim.x * blockDim.x)
+        ((__nv_bfloat162 *)y)[i] = __floats2bfloat162_rn(x[2 * i], x[2 * i + 1]);
+    if ((count & 1) && blockIdx.x == 0 && threadIdx.x == 0)
+        y[count - 1] = __float2bfloat16_rn(x[count - 1]);
+}
+
+void k_to_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *x, int64_t count) {
+    if (count <= 0) return;
+    to_bf16_kernel<<<grid_for(count / 2 + 1), 256, 0, c->stream>>>(y, x, count);
+    cuda_check(c, "to_bf16");
+}
+
+__global__ void fill_bias_kernel(float *y, const void *b, int dt, int64_t m, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < m * n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = ldw(b, dt, i % n);
+}
+
+void k_fill_bias(cuda_ctx *c, float *y, const glmv_tensor *bias, int64_t m, int64_t n) {
+    if (m * n <= 0) return;
+    fill_bias_kernel<<<grid_for(m * n), 256, 0, c->stream>>>(y, bias->data, bias->dtype, m, n);
+    cuda_check(c, "bias");
+}

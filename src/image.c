@@ -1,0 +1,446 @@
+/* image.c -- from decoded RGB to the vision tower's patch rows, exactly as
+ * transformers 5.x Glm4vImageProcessor (the torchvision backend) does it:
+ * smart_resize (GLM4V.md §6.1) -> bicubic antialiased uint8 resize, the
+ * integer kernel torch runs on CPU for uint8 tensors (int16 weights,
+ * horizontal then vertical pass, clamp to u8 in between) -> fused
+ * (u8 - 255*mean) / (255*std) in fp32 -> patch rows in merge-block order
+ * (§5.1, §6.3). Decoding lives in image_decode.c. Nothing here touches the
+ * model; the resize runs on a few threads for big images.
+ */
+#include "image.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base.h"
+
+void glmv_rgb_free(glmv_rgb *im) {
+    if (!im) return;
+    free(im->rgb);
+    im->rgb = NULL;
+    im->w = im->h = 0;
+}
+
+void glmv_image_params_default(glmv_image_params *p) {
+    memset(p, 0, sizeof(*p));
+    p->patch_size = 14;
+    p->temporal_patch_size = 2;
+    p->merge_size = 2;
+    p->min_pixels = 112 * 112;                         /* size.shortest_edge */
+    p->max_pixels = (int64_t)14 * 14 * 2 * 2 * 2 * 6144; /* size.longest_edge */
+    p->mean[0] = 0.48145466f, p->mean[1] = 0.4578275f, p->mean[2] = 0.40821073f;
+    p->std[0] = 0.26862954f, p->std[1] = 0.26130258f, p->std[2] = 0.27577711f;
+    p->rescale_factor = 1.0 / 255.0;
+}
+
+int64_t glmv_image_tokens_to_pixels(int64_t tokens, const glmv_image_params *p) {
+    /* one LLM token = a merge x merge block of patch x patch pixels; smart_resize
+     * counts an image as temporal_patch_size frames */
+    int64_t f = (int64_t)p->patch_size * p->merge_size;
+    return tokens * f * f * p->temporal_patch_size;
+}
+
+int glmv_image_apply_token_limits(glmv_image_params *p, int64_t min_tokens, int64_t max_tokens,
+                                  char *err) {
+    if (min_tokens < 0 || max_tokens < 0)
+        return glmv_errf(err, "image token limits must be >= 0 (min %lld, max %lld)",
+                         (long long)min_tokens, (long long)max_tokens);
+    if (min_tokens > 0 && max_tokens > 0 && min_tokens > max_tokens)
+        return glmv_errf(err, "--min-image-tokens %lld is above --max-image-tokens %lld",
+                         (long long)min_tokens, (long long)max_tokens);
+    if (max_tokens > 100000000 || min_tokens > 100000000)
+        return glmv_errf(err, "image token limit too large (max 100000000)");
+    if (min_tokens > 0) p->min_pixels = glmv_image_tokens_to_pixels(min_tokens, p);
+    if (max_tokens > 0) p->max_pixels = glmv_image_tokens_to_pixels(max_tokens, p);
+    if (p->min_pixels > p->max_pixels) p->min_pixels = p->max_pixels;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- smart_resize
+ * ref: transformers models/glm4v/image_processing_glm4v.py smart_resize.
+ * Python's round() is half-to-even: nearbyint() under the default rounding
+ * mode. All float64, like Python. */
+int glmv_smart_resize(int n_frames, int h, int w, int factor, int64_t min_pixels,
+                      int64_t max_pixels, int *out_h, int *out_w, char *err) {
+    const int tf = 2; /* temporal_factor */
+    if (h <= 0 || w <= 0 || factor <= 0)
+        return glmv_errf(err, "smart_resize: bad size %dx%d (factor %d)", w, h, factor);
+    if (n_frames < tf)
+        return glmv_errf(err, "smart_resize: t:%d must be larger than temporal_factor:%d",
+                         n_frames, tf);
+    double hh = h, ww = w;
+    if (h < factor || w < factor) {
+        double s = fmax((double)factor / h, (double)factor / w);
+        hh = trunc(h * s);
+        ww = trunc(w * s);
+        if (hh < 1 || ww < 1)
+            return glmv_errf(err, "image %dx%d: too thin to resize (aspect ratio > 200)", w, h);
+    }
+    double ratio = fmax(hh, ww) / fmin(hh, ww);
+    if (ratio > 200)
+        return glmv_errf(err, "image %dx%d: aspect ratio %.1f is above the limit of 200", w, h,
+                         ratio);
+    double hb = nearbyint(hh / factor) * factor;
+    double wb = nearbyint(ww / factor) * factor;
+    double tb = nearbyint((double)n_frames / tf) * tf;
+    if (tb * hb * wb > (double)max_pixels) {
+        double beta = sqrt(((double)n_frames * hh * ww) / (double)max_pixels);
+        hb = fmax(factor, floor(hh / beta / factor) * factor);
+        wb = fmax(factor, floor(ww / beta / factor) * factor);
+    } else if (tb * hb * wb < (double)min_pixels) {
+        double beta = sqrt((double)min_pixels / ((double)n_frames * hh * ww));
+        hb = ceil(hh * beta / factor) * factor;
+        wb = ceil(ww * beta / factor) * factor;
+    }
+    if (hb < factor || wb < factor || hb > 1e6 || wb > 1e6)
+        return glmv_errf(err, "image %dx%d: resized size %.0fx%.0f out of range", w, h, wb, hb);
+    *out_h = (int)hb;
+    *out_w = (int)wb;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- resize
+ * ref: aten/src/ATen/native/cpu/UpSampleKernel.cpp, HelperInterpBase::
+ * _compute_indices_min_size_weights_aa and _compute_index_ranges_int16_weights
+ * (the weights), ImagingResampleHorizontal/Vertical in UpSampleKernelAVXAntialias.h
+ * (the integer sums). Weights are computed in double exactly as there, then
+ * scaled to int16 with a precision chosen from the largest weight; each output
+ * is clamp((sum + 2^(prec-1)) >> prec). Integer sums make it bit-exact. */
+
+typedef struct {
+    int out, ksize, prec;
+    int *xmin, *xsize;          /* [out] */
+    int16_t *k;                 /* [out, ksize] */
+} resize_coeffs;
+
+static double aa_cubic(double x) {
+    const double a = -0.5; /* Keys cubic, as Pillow */
+    x = fabs(x);
+    if (x < 1.0) return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2.0) return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+    return 0.0;
+}
+
+static void coeffs_free(resize_coeffs *c) {
+    free(c->xmin);
+    free(c->xsize);
+    free(c->k);
+    memset(c, 0, sizeof(*c));
+}
+
+static int coeffs_make(int in, int out, resize_coeffs *c, char *err) {
+    memset(c, 0, sizeof(*c));
+    double scale = (double)in / out;
+    double support = scale >= 1.0 ? (4 * 0.5) * scale : 4 * 0.5;
+    int ks = (int)ceil(support) * 2 + 1;
+    double *w = malloc(sizeof(double) * (size_t)out * ks);
+    c->xmin = malloc(sizeof(int) * (size_t)out);
+    c->xsize = malloc(sizeof(int) * (size_t)out);
+    c->k = malloc(sizeof(int16_t) * (size_t)out * ks);
+    if (!w || !c->xmin || !c->xsize || !c->k) {
+        free(w);
+        coeffs_free(c);
+        return glmv_errf(err, "resize: out of memory for %d weights", out);
+    }
+    c->out = out;
+    c->ksize = ks;
+    double wt_max = 0.0;
+    for (int i = 0; i < out; i++) {
+        double *wi = w + (size_t)i * ks;
+        double center = scale * (i + 0.5);
+        double total = 0.0;
+        double invscale = scale >= 1.0 ? 1.0 / scale : 1.0;
+        int64_t xmin = (int64_t)(center - support + 0.5);
+        if (xmin < 0) xmin = 0;
+        int64_t xend = (int64_t)(center + support + 0.5);
+        if (xend > in) xend = in;
+        int64_t xsize = xend - xmin;
+        if (xsize < 0) xsize = 0;
+        if (xsize > ks) xsize = ks;
+        int64_t j = 0;
+        for (; j < xsize; j++) {
+            double v = aa_cubic(((double)(j + xmin) - center + 0.5) * invscale);
+            wi[j] = v;
+            total += v;
+        }
+        if (total != 0.0) {
+            for (j = 0; j < xsize; j++) {
+                wi[j] /= total;
+                if (wi[j] > wt_max) wt_max = wi[j];
+            }
+        }
+        for (; j < ks; j++) wi[j] = 0.0;
+        c->xmin[i] = (int)xmin;
+        c->xsize[i] = (int)xsize;
+    }
+    int prec;
+    for (prec = 0; prec < 22; prec++) {
+        int next = (int)(0.5 + wt_max * (1 << (prec + 1)));
+        if (next >= (1 << 15)) break;
+    }
+    c->prec = prec;
+    for (size_t i = 0; i < (size_t)out * ks; i++) {
+        double v = w[i] * (1 << prec);
+        c->k[i] = (int16_t)(v < 0 ? (int)(-0.5 + v) : (int)(0.5 + v));
+    }
+    free(w);
+    if (prec < 1) {
+        coeffs_free(c);
+        return glmv_errf(err, "resize %d -> %d: degenerate weights", in, out);
+    }
+    return 0;
+}
+
+static inline uint8_t clip8(int32_t v, int prec) {
+    v >>= prec;
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+typedef struct {
+    const uint8_t *src;
+    uint8_t *dst;
+    int src_w, dst_w;           /* pixels per row */
+    const resize_coeffs *c;
+    int row0, row1;             /* rows of dst to produce */
+    int src_row_off;            /* horizontal: src row = dst row + off */
+} resize_job;
+
+/* Horizontal pass: rows [row0,row1) of dst from the same rows of src. */
+static void *horiz_worker(void *arg) {
+    const resize_job *j = arg;
+    const resize_coeffs *c = j->c;
+    const int32_t half = (int32_t)1 << (c->prec - 1);
+    for (int y = j->row0; y < j->row1; y++) {
+        const uint8_t *s = j->src + (size_t)(y + j->src_row_off) * j->src_w * 3;
+        uint8_t *d = j->dst + (size_t)y * j->dst_w * 3;
+        for (int x = 0; x < c->out; x++) {
+            const int16_t *k = c->k + (size_t)x * c->ksize;
+            const uint8_t *p = s + (size_t)c->xmin[x] * 3;
+            int32_t r = half, g = half, b = half;
+            for (int t = 0, n = c->xsize[x]; t < n; t++) {
+                r += p[3 * t + 0] * k[t];
+                g += p[3 * t + 1] * k[t];
+                b += p[3 * t + 2] * k[t];
+            }
+            d[3 * x + 0] = clip8(r, c->prec);
+            d[3 * x + 1] = clip8(g, c->prec);
+            d[3 * x + 2] = clip8(b, c->prec);
+        }
+    }
+    return NULL;
+}
+
+/* Vertical pass: rows [row0,row1) of dst; src rows are relative to
+ * src_row_off (the first source row the horizontal pass produced). */
+static void *vert_worker(void *arg) {
+    const resize_job *j = arg;
+    const resize_coeffs *c = j->c;
+    const int32_t half = (int32_t)1 << (c->prec - 1);
+    const int n3 = j->dst_w * 3;
+    int32_t *acc = malloc(sizeof(int32_t) * (size_t)n3);
+    if (!acc) return (void *)1;
+    for (int y = j->row0; y < j->row1; y++) {
+        const int16_t *k = c->k + (size_t)y * c->ksize;
+        const uint8_t *s = j->src + (size_t)(c->xmin[y] - j->src_row_off) * n3;
+        for (int i = 0; i < n3; i++) acc[i] = half;
+        for (int t = 0, n = c->xsize[y]; t < n; t++) {
+            const uint8_t *row = s + (size_t)t * n3;
+            const int32_t kt = k[t];
+            for (int i = 0; i < n3; i++) acc[i] += row[i] * kt;
+        }
+        uint8_t *d = j->dst + (size_t)y * n3;
+        for (int i = 0; i < n3; i++) d[i] = clip8(acc[i], c->prec);
+    }
+    free(acc);
+    return NULL;
+}
+
+static int n_threads_for(int64_t work) {
+    static int ncpu;
+    if (!ncpu) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        const char *e = getenv("GLMV_IMAGE_THREADS");
+        if (e && atoi(e) > 0) n = atoi(e);
+        ncpu = n < 1 ? 1 : n > 32 ? 32 : (int)n;
+    }
+    int64_t t = work / 2000000 + 1; /* ~2M multiply-adds per thread at least */
+    return (int)(t < ncpu ? t : ncpu);
+}
+
+/* Split rows [0,rows) over threads running fn; returns 0 or -1. */
+static int run_rows(void *(*fn)(void *), resize_job base, int rows, int64_t work_per_row) {
+    int nt = n_threads_for(work_per_row * rows);
+    if (nt > rows) nt = rows;
+    if (nt <= 1) {
+        base.row0 = 0;
+        base.row1 = rows;
+        return fn(&base) ? -1 : 0;
+    }
+    resize_job jobs[32];
+    pthread_t th[32];
+    int started[32] = {0};
+    int rc = 0;
+    for (int i = 0; i < nt; i++) {
+        jobs[i] = base;
+        jobs[i].row0 = (int)((int64_t)rows * i / nt);
+        jobs[i].row1 = (int)((int64_t)rows * (i + 1) / nt);
+        if (i > 0) started[i] = pthread_create(&th[i], NULL, fn, &jobs[i]) == 0;
+        if (i > 0 && !started[i] && fn(&jobs[i])) rc = -1;
+    }
+    if (fn(&jobs[0])) rc = -1;
+    for (int i = 1; i < nt; i++) {
+        void *ret = NULL;
+        if (started[i]) pthread_join(th[i], &ret);
+        if (ret) rc = -1;
+    }
+    return rc;
+}
+
+int glmv_image_resize(const glmv_rgb *src, int out_w, int out_h, glmv_rgb *dst, char *err) {
+    memset(dst, 0, sizeof(*dst));
+    if (!src || !src->rgb || src->w <= 0 || src->h <= 0)
+        return glmv_errf(err, "resize: empty source image");
+    if (out_w <= 0 || out_h <= 0 || (int64_t)out_w * out_h > ((int64_t)1 << 31))
+        return glmv_errf(err, "resize: bad target size %dx%d", out_w, out_h);
+    size_t out_bytes = glmv_mul_size(glmv_mul_size((size_t)out_w, (size_t)out_h), 3);
+    dst->rgb = malloc(out_bytes);
+    if (!dst->rgb) return glmv_errf(err, "resize: out of memory for %dx%d", out_w, out_h);
+    dst->w = out_w;
+    dst->h = out_h;
+    if (out_w == src->w && out_h == src->h) {
+        memcpy(dst->rgb, src->rgb, out_bytes);
+        return 0;
+    }
+    resize_coeffs ch = {0}, cv = {0};
+    uint8_t *tmp = NULL;
+    int rc = -1;
+    const uint8_t *cur = src->rgb;
+    int cur_w = src->w, row_off = 0;
+    if (out_h != src->h && coeffs_make(src->h, out_h, &cv, err)) goto done;
+    if (out_w != src->w) {
+        if (coeffs_make(src->w, out_w, &ch, err)) goto done;
+        /* only the source rows the vertical pass reads */
+        int y0 = 0, y1 = src->h;
+        if (out_h != src->h) {
+            y0 = cv.xmin[0];
+            y1 = cv.xmin[out_h - 1] + cv.xsize[out_h - 1];
+        }
+        uint8_t *hdst = out_h == src->h ? dst->rgb : NULL;
+        if (!hdst) {
+            tmp = malloc(glmv_mul_size(glmv_mul_size((size_t)out_w, (size_t)(y1 - y0)), 3));
+            if (!tmp) {
+                glmv_errf(err, "resize: out of memory for %dx%d", out_w, y1 - y0);
+                goto done;
+            }
+            hdst = tmp;
+        }
+        resize_job j = {.src = src->rgb, .dst = hdst, .src_w = src->w, .dst_w = out_w, .c = &ch,
+                        .src_row_off = y0};
+        if (run_rows(horiz_worker, j, y1 - y0, (int64_t)out_w * ch.ksize * 3)) {
+            glmv_errf(err, "resize: out of memory");
+            goto done;
+        }
+        cur = hdst;
+        cur_w = out_w;
+        row_off = y0;
+    }
+    if (out_h != src->h) {
+        resize_job j = {.src = cur, .dst = dst->rgb, .src_w = cur_w, .dst_w = out_w, .c = &cv,
+                        .src_row_off = row_off};
+        if (run_rows(vert_worker, j, out_h, (int64_t)out_w * cv.ksize * 3)) {
+            glmv_errf(err, "resize: out of memory");
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(tmp);
+    coeffs_free(&ch);
+    coeffs_free(&cv);
+    if (rc) glmv_rgb_free(dst);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- patchify
+ * ref: Glm4vImageProcessor._rescale_and_normalize (fused: mean and std are
+ * fp32 tensors multiplied by 1/rescale_factor in fp32, then (x - m) / s in
+ * fp32) and Glm4vImageProcessor.patchify. */
+int glmv_patchify(const glmv_rgb *frames, int n_frames, const glmv_image_params *p, float *rows,
+                  char *err) {
+    const int ps = p->patch_size, tp = p->temporal_patch_size, ms = p->merge_size;
+    if (n_frames < 1 || ps < 1 || tp < 1 || ms < 1)
+        return glmv_errf(err, "patchify: bad parameters (frames %d, patch %d)", n_frames, ps);
+    const int w = frames[0].w, h = frames[0].h;
+    if (w % (ps * ms) || h % (ps * ms))
+        return glmv_errf(err, "patchify: %dx%d is not a multiple of %d", w, h, ps * ms);
+    for (int f = 1; f < n_frames; f++)
+        if (frames[f].w != w || frames[f].h != h)
+            return glmv_errf(err, "patchify: frame %d is %dx%d, frame 0 is %dx%d", f, frames[f].w,
+                             frames[f].h, w, h);
+    /* the fused constants: fp32(mean) * fp32(1/rescale), rounded to fp32 */
+    float m[3], s[3];
+    float inv = (float)(1.0 / p->rescale_factor);
+    for (int c = 0; c < 3; c++) {
+        m[c] = p->mean[c] * inv;
+        s[c] = p->std[c] * inv;
+    }
+    const int gh = h / ps, gw = w / ps, gt = (n_frames + tp - 1) / tp;
+    const int64_t row_len = (int64_t)3 * tp * ps * ps;
+    int64_t r = 0;
+    for (int t = 0; t < gt; t++)
+        for (int bh = 0; bh < gh / ms; bh++)
+            for (int bw = 0; bw < gw / ms; bw++)
+                for (int mh = 0; mh < ms; mh++)
+                    for (int mw = 0; mw < ms; mw++, r++) {
+                        const int ph = bh * ms + mh, pw = bw * ms + mw;
+                        float *row = rows + r * row_len;
+                        for (int c = 0; c < 3; c++)
+                            for (int tt = 0; tt < tp; tt++) {
+                                int f = t * tp + tt;
+                                if (f >= n_frames) f = n_frames - 1; /* repeat the last */
+                                const uint8_t *img = frames[f].rgb;
+                                float *o = row + ((int64_t)c * tp + tt) * ps * ps;
+                                for (int i = 0; i < ps; i++) {
+                                    const uint8_t *px =
+                                        img + ((size_t)(ph * ps + i) * w + (size_t)pw * ps) * 3 + c;
+                                    for (int jj = 0; jj < ps; jj++)
+                                        o[i * ps + jj] = ((float)px[3 * jj] - m[c]) / s[c];
+                                }
+                            }
+                    }
+    return 0;
+}
+
+int glmv_image_preprocess(const glmv_rgb *img, const glmv_image_params *p, float **rows,
+                          int grid[3], char *err) {
+    *rows = NULL;
+    int oh, ow;
+    if (glmv_smart_resize(p->temporal_patch_size, img->h, img->w, p->patch_size * p->merge_size,
+                          p->min_pixels, p->max_pixels, &oh, &ow, err))
+        return -1;
+    glmv_rgb rs;
+    if (glmv_image_resize(img, ow, oh, &rs, err)) return -1;
+    const int gh = oh / p->patch_size, gw = ow / p->patch_size;
+    size_t n = glmv_mul_size(glmv_mul_size((size_t)gh * gw, (size_t)3 * p->temporal_patch_size),
+                             glmv_mul_size((size_t)p->patch_size * p->patch_size, sizeof(float)));
+    float *out = n == SIZE_MAX ? NULL : glmv_aligned_alloc(n);
+    if (!out) {
+        glmv_rgb_free(&rs);
+        return glmv_errf(err, "image %dx%d: out of memory for %dx%d patches", img->w, img->h, gw,
+                         gh);
+    }
+    int rc = glmv_patchify(&rs, 1, p, out, err);
+    glmv_rgb_free(&rs);
+    if (rc) {
+        free(out);
+        return -1;
+    }
+    *rows = out;
+    grid[0] = 1;
+    grid[1] = gh;
+    grid[2] = gw;
+    return 0;
+}

@@ -1,0 +1,576 @@
+/* test_cuda.c -- every op of the CUDA backend against the CPU reference
+ * (src/cpu/ref.c) on fresh random inputs, by NMSE, with thresholds per path:
+ *   fp32 kernels (norms, rope, elementwise, gemv, split attention)  1e-10
+ *   BF16 weights through cuBLAS (activations rounded to bf16)       1e-5
+ *   tensor-core flash attention (q, k, v, p rounded to bf16)        2e-4
+ * Outputs are poisoned (NaN) before each op, so an unwritten element fails.
+ * Without GLMV_CUDA, or without a GPU, every test prints SKIP.
+ *
+ * `test_cuda --bench` times the ops on the 9B shapes instead (decode
+ * matrix-vector GB/s, prefill/vision GEMM TFLOP/s, attention). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "cpu/ref.h"
+#include "ops.h"
+#include "test.h"
+
+#ifdef GLMV_CUDA
+
+static glmv_backend *be;
+static char be_err[GLMV_ERR_SIZE];
+
+/* ---- random data: xorshift, fresh per call ---- */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform [-1, 1) */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+static float *rand_buf(int64_t n, float amp) {
+    float *p = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) p[i] = frand() * amp;
+    return p;
+}
+
+/* a host tensor of random values (rounded to its dtype), 2-D [r, c] or 1-D [r] */
+static glmv_tensor make_tensor(glmv_dtype dt, int64_t r, int64_t c, float amp) {
+    glmv_tensor t;
+    memset(&t, 0, sizeof t);
+    t.name = "test";
+    t.dtype = dt;
+    t.ndim = c ? 2 : 1;
+    t.shape[0] = r;
+    t.shape[1] = c;
+    int64_t n = r * (c ? c : 1);
+    void *p = malloc(glmv_dtype_size(dt) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        float v = frand() * amp;
+        if (dt == GLMV_F32) ((float *)p)[i] = v;
+        else if (dt == GLMV_BF16) ((uint16_t *)p)[i] = glmv_f32_to_bf16(v);
+        else ((uint16_t *)p)[i] = glmv_f32_to_f16(v);
+    }
+    t.data = t.host = p;
+    return t;
+}
+/* upload a copy; returns the device-side tensor (host bytes shared) */
+static glmv_tensor dev_tensor(const glmv_tensor *h) {
+    glmv_tensor d = *h;
+    d.data = d.host;
+    char err[GLMV_ERR_SIZE] = "";
+    int rc = be->upload(be, &d, err);
+    if (rc) printf("  upload failed: %s\n", err);
+    GLMV_ASSERT(rc == 0);
+    return d;
+}
+static void free_tensor(glmv_tensor *h, glmv_tensor *d) {
+    if (d) be->free(be, d->data);
+    free(h->host);
+}
+
+static float *dev_from(const float *h, int64_t n) {
+    float *d = be->alloc(be, sizeof(float) * (size_t)(n ? n : 1));
+    GLMV_ASSERT(d);
+    be->write(be, d, h, sizeof(float) * (size_t)n);
+    return d;
+}
+static float *dev_poison(int64_t n) {
+    float *d = be->alloc(be, sizeof(float) * (size_t)(n ? n : 1));
+    GLMV_ASSERT(d);
+    float *p = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) p[i] = NAN;
+    be->write(be, d, p, sizeof(float) * (size_t)n);
+    free(p);
+    return d;
+}
+static float *host_of(const float *d, int64_t n) {
+    float *h = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    be->read(be, h, d, sizeof(float) * (size_t)n);
+    return h;
+}
+/* compare device result with the reference; prints the NMSE */
+static void expect(const char *what, const float *dev, const float *ref, int64_t n, double thr) {
+    float *got = host_of(dev, n);
+    double e = test_nmse(got, ref, n);
+    int finite = 1;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(got[i])) finite = 0;
+    printf("  %-44s nmse %.3g (max %.0e)\n", what, e, thr);
+    CHECK_MSG(finite && e <= thr, "%s: nmse %.3g > %.1g or not finite", what, e, thr);
+    char err[GLMV_ERR_SIZE] = "";
+    CHECK_MSG(be->status(be, err) == 0, "%s", err);
+    free(got);
+}
+
+#define NEED_GPU() \
+    do { if (!be) { test_skip(be_err); return; } } while (0)
+
+/* ------------------------------------------------------------------ tests */
+
+static void one_matmul(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with_bias,
+                       double thr) {
+    glmv_tensor w = make_tensor(dt, n, k, 0.5f), b = make_tensor(GLMV_F32, n, 0, 1.0f);
+    glmv_tensor dw = dev_tensor(&w), db = dev_tensor(&b);
+    float *x = rand_buf(m * k, 1.0f), *ref = malloc(sizeof(float) * (size_t)(m * n));
+    glmv_ref_matmul(ref, x, &w, with_bias ? &b : NULL, m);
+    float *dx = dev_from(x, m * k), *dy = dev_poison(m * n);
+    be->matmul(be, dy, dx, &dw, with_bias ? &db : NULL, m);
+    char what[96];
+    snprintf(what, sizeof what, "matmul %s m=%lld n=%lld k=%lld%s", glmv_dtype_name(dt),
+             (long long)m, (long long)n, (long long)k, with_bias ? " +bias" : "");
+    expect(what, dy, ref, m * n, thr);
+    be->free(be, dx);
+    be->free(be, dy);
+    free(x);
+    free(ref);
+    free_tensor(&w, &dw);
+    free_tensor(&b, &db);
+}
+
+TEST(matmul_bf16_gemv) {
+    NEED_GPU();
+    one_matmul(GLMV_BF16, 1, 300, 256, 1, 1e-10);   /* block-per-row, 16-byte loads */
+    one_matmul(GLMV_BF16, 3, 77, 100, 0, 1e-10);    /* k % 8 != 0: scalar path */
+    one_matmul(GLMV_BF16, 8, 2000, 512, 1, 1e-10);  /* warp-per-row */
+    one_matmul(GLMV_BF16, 5, 1500, 13696 / 8, 0, 1e-10);
+}
+
+TEST(matmul_bf16_cublas) {
+    NEED_GPU();
+    one_matmul(GLMV_BF16, 37, 200, 264, 1, 1e-5);
+    one_matmul(GLMV_BF16, 130, 512, 1024, 0, 1e-5);
+    one_matmul(GLMV_BF16, 9, 33, 40, 1, 1e-5);
+}
+
+TEST(matmul_f32_f16) {
+    NEED_GPU();
+    one_matmul(GLMV_F32, 1, 100, 72, 1, 1e-10);
+    one_matmul(GLMV_F32, 70, 65, 130, 0, 1e-10);
+    one_matmul(GLMV_F16, 20, 129, 33, 1, 1e-10);
+}
+
+TEST(embed) {
+    NEED_GPU();
+    for (int pass = 0; pass < 2; pass++) {
+        int64_t n = pass ? 100 : 5, d = 136, rows = 1000;
+        glmv_tensor t = make_tensor(GLMV_BF16, rows, d, 1.0f), dt = dev_tensor(&t);
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)((frand() + 1.0f) * 0.5f * (rows - 1));
+        ids[0] = (int32_t)rows - 1;
+        float *ref = malloc(sizeof(float) * (size_t)(n * d)), *dy = dev_poison(n * d);
+        glmv_ref_embed(ref, &t, ids, n);
+        be->embed(be, dy, &dt, ids, n);
+        expect(pass ? "embed n=100 (ids on device)" : "embed n=5 (ids in parameters)", dy, ref,
+               n * d, 0);
+        be->free(be, dy);
+        free(ref);
+        free(ids);
+        free_tensor(&t, &dt);
+    }
+}
+
+TEST(norms) {
+    NEED_GPU();
+    int64_t shapes[3][2] = {{7, 4096}, {3, 100}, {2, 1536}};
+    for (int s = 0; s < 3; s++)
+        for (int dtw = 0; dtw < 2; dtw++) {
+            int64_t n = shapes[s][0], d = shapes[s][1];
+            glmv_dtype wt = dtw ? GLMV_BF16 : GLMV_F32;
+            glmv_tensor w = make_tensor(wt, d, 0, 1.0f), b = make_tensor(wt, d, 0, 1.0f);
+            glmv_tensor dw = dev_tensor(&w), db = dev_tensor(&b);
+            float *x = rand_buf(n * d, 3.0f), *ref = malloc(sizeof(float) * (size_t)(n * d));
+            float *dx = dev_from(x, n * d), *dy = dev_poison(n * d);
+            char what[96];
+            glmv_ref_rmsnorm(ref, x, &w, n, d, 1e-5f);
+            be->rmsnorm(be, dy, dx, &dw, n, d, 1e-5f);
+            snprintf(what, sizeof what, "rmsnorm %lldx%lld %s", (long long)n, (long long)d,
+                     glmv_dtype_name(wt));
+            expect(what, dy, ref, n * d, 1e-10);
+            glmv_ref_layernorm(ref, x, &w, &b, n, d, 1e-5f);
+            be->layernorm(be, dy, dx, &dw, &db, n, d, 1e-5f);
+            snprintf(what, sizeof what, "layernorm %lldx%lld %s", (long long)n, (long long)d,
+                     glmv_dtype_name(wt));
+            expect(what, dy, ref, n * d, 1e-10);
+            glmv_ref_layernorm(ref, x, &w, NULL, n, d, 1e-5f);
+            be->layernorm(be, dy, dx, &dw, NULL, n, d, 1e-5f);
+            expect("layernorm, no bias", dy, ref, n * d, 1e-10);
+            be->free(be, dx);
+            be->free(be, dy);
+            free(x);
+            free(ref);
+            free_tensor(&w, &dw);
+            free_tensor(&b, &db);
+        }
+}
+
+TEST(rope) {
+    NEED_GPU();
+    int64_t n = 9, nh = 4, hd = 128, ld = nh * hd + 2 * 128 + 8; /* q inside a wider row */
+    float *x = rand_buf(n * ld, 1.0f), *cs = rand_buf(n * hd / 2, 1.0f),
+          *sn = rand_buf(n * hd / 2, 1.0f);
+    float *ref = malloc(sizeof(float) * (size_t)(n * ld));
+    float *dcs = dev_from(cs, n * hd / 2), *dsn = dev_from(sn, n * hd / 2);
+    memcpy(ref, x, sizeof(float) * (size_t)(n * ld));
+    glmv_ref_rope_interleaved(ref, ld, cs, sn, n, (int)nh, (int)hd, 64);
+    float *dx = dev_from(x, n * ld);
+    be->rope_interleaved(be, dx, ld, dcs, dsn, n, (int)nh, (int)hd, 64);
+    expect("rope_interleaved 9x4x128 rot 64", dx, ref, n * ld, 1e-12);
+    memcpy(ref, x, sizeof(float) * (size_t)(n * ld));
+    glmv_ref_rope_neox(ref, ld, cs, sn, n, (int)nh, (int)hd);
+    be->write(be, dx, x, sizeof(float) * (size_t)(n * ld));
+    be->rope_neox(be, dx, ld, dcs, dsn, n, (int)nh, (int)hd);
+    expect("rope_neox 9x4x128", dx, ref, n * ld, 1e-12);
+    be->free(be, dx);
+    be->free(be, dcs);
+    be->free(be, dsn);
+    free(x);
+    free(cs);
+    free(sn);
+    free(ref);
+}
+
+static void one_causal(int64_t n, int64_t pos0, int nh, int nkv, int hd, int64_t ldq_extra,
+                       double thr) {
+    int64_t ldq = (int64_t)nh * hd + ldq_extra, kvd = (int64_t)nkv * hd, tot = pos0 + n;
+    int64_t cap = tot + 5; /* the cache holds more rows than are used */
+    float *q = rand_buf(n * ldq, 2.0f), *kc = rand_buf(cap * kvd, 2.0f),
+          *vc = rand_buf(cap * kvd, 1.0f);
+    float *ref = malloc(sizeof(float) * (size_t)(n * nh * hd));
+    float scale = 1.0f / sqrtf((float)hd);
+    glmv_ref_attn_causal(ref, q, ldq, kc, vc, n, pos0, nh, nkv, hd, scale);
+    float *dq = dev_from(q, n * ldq), *dk = dev_from(kc, cap * kvd), *dv = dev_from(vc, cap * kvd);
+    float *dout = dev_poison(n * nh * hd);
+    be->attn_causal(be, dout, dq, ldq, dk, dv, n, pos0, nh, nkv, hd, scale);
+    char what[96];
+    snprintf(what, sizeof what, "attn_causal n=%lld pos0=%lld h=%d/%d hd=%d", (long long)n,
+             (long long)pos0, nh, nkv, hd);
+    expect(what, dout, ref, n * nh * hd, thr);
+    be->free(be, dq);
+    be->free(be, dk);
+    be->free(be, dv);
+    be->free(be, dout);
+    free(q);
+    free(kc);
+    free(vc);
+    free(ref);
+}
+
+TEST(attn_causal_decode) {
+    NEED_GPU();
+    one_causal(1, 300, 32, 2, 128, 0, 1e-10);   /* decode, GQA 16 */
+    one_causal(1, 0, 32, 2, 128, 512, 1e-10);   /* first token */
+    one_causal(3, 1000, 8, 2, 64, 17, 1e-10);   /* a few rows, mask inside a chunk */
+    one_causal(4, 5000, 32, 2, 128, 0, 1e-10);  /* many chunks */
+    one_causal(40, 7, 6, 3, 32, 0, 1e-10);      /* head dim without a flash kernel */
+}
+
+TEST(attn_causal_flash) {
+    NEED_GPU();
+    one_causal(100, 0, 32, 2, 128, 0, 2e-4);    /* prefill */
+    one_causal(70, 30, 4, 2, 128, 256, 2e-4);   /* prefill after a prefix, q in a wider row */
+    one_causal(129, 0, 4, 4, 64, 0, 2e-4);      /* hd 64, no GQA */
+    one_causal(16, 200, 2, 1, 128, 0, 2e-4);    /* smallest flash n */
+}
+
+static void one_segments(const int64_t *cu, int n_seg, int nh, int hd, double thr) {
+    int64_t rows = cu[n_seg], ld = 3 * (int64_t)nh * hd; /* fused qkv rows */
+    float *qkv = rand_buf(rows * ld, 2.0f), *ref = malloc(sizeof(float) * (size_t)(rows * nh * hd));
+    int64_t off = (int64_t)nh * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    glmv_ref_attn_segments(ref, qkv, ld, qkv + off, ld, qkv + 2 * off, ld, cu, n_seg, nh, hd,
+                           scale);
+    float *d = dev_from(qkv, rows * ld), *dout = dev_poison(rows * nh * hd);
+    be->attn_segments(be, dout, d, ld, d + off, ld, d + 2 * off, ld, cu, n_seg, nh, hd, scale);
+    char what[96];
+    snprintf(what, sizeof what, "attn_segments rows=%lld segs=%d h=%d hd=%d", (long long)rows,
+             n_seg, nh, hd);
+    expect(what, dout, ref, rows * nh * hd, thr);
+    be->free(be, d);
+    be->free(be, dout);
+    free(qkv);
+    free(ref);
+}
+
+TEST(attn_segments) {
+    NEED_GPU();
+    int64_t cu1[] = {0, 70, 70, 200, 210};       /* an empty and a short segment */
+    one_segments(cu1, 4, 3, 128, 2e-4);
+    int64_t cu2[] = {0, 256};
+    one_segments(cu2, 1, 2, 64, 2e-4);
+    int64_t cu3[] = {0, 40, 100};
+    one_segments(cu3, 2, 2, 80, 1e-10);          /* hd 80: fp32 split kernel */
+}
+
+TEST(elementwise) {
+    NEED_GPU();
+    int64_t n = 5, d = 1000, cnt = 12345;
+    float *gu = rand_buf(n * 2 * d, 4.0f), *ref = malloc(sizeof(float) * (size_t)(n * d));
+    glmv_ref_swiglu(ref, gu, 2 * d, gu + d, 2 * d, n, d);
+    float *dgu = dev_from(gu, n * 2 * d), *dy = dev_poison(n * d);
+    be->swiglu(be, dy, dgu, 2 * d, dgu + d, 2 * d, n, d);
+    expect("swiglu 5x1000 (fused gate|up rows)", dy, ref, n * d, 1e-10);
+    be->free(be, dy);
+    free(ref);
+
+    float *a = rand_buf(cnt, 4.0f), *b = rand_buf(cnt, 4.0f);
+    ref = malloc(sizeof(float) * (size_t)cnt);
+    float *da = dev_from(a, cnt), *db = dev_from(b, cnt);
+    dy = dev_poison(cnt);
+    glmv_ref_gelu_erf(ref, a, cnt);
+    be->gelu_erf(be, dy, da, cnt);
+    expect("gelu_erf 12345", dy, ref, cnt, 1e-10);
+    glmv_ref_add(ref, a, b, cnt);
+    be->add(be, dy, da, db, cnt);
+    expect("add 12345", dy, ref, cnt, 0);
+    glmv_ref_add(ref, a, b, 4096);
+    be->add(be, dy, da, db, 4096);
+    expect("add 4096 (float4)", dy, ref, 4096, 0);
+    be->free(be, dy);
+    free(ref);
+
+    int64_t A = 3, B = 37, C = 70;
+    ref = malloc(sizeof(float) * (size_t)(A * B * C));
+    glmv_ref_permute_021(ref, a, A, B, C);
+    dy = dev_poison(A * B * C);
+    be->permute_021(be, dy, da, A, B, C);
+    expect("permute_021 3x37x70", dy, ref, A * B * C, 0);
+    be->free(be, dy);
+    be->free(be, da);
+    be->free(be, db);
+    be->free(be, dgu);
+    free(ref);
+    free(a);
+    free(b);
+    free(gu);
+}
+
+TEST(errors) {
+    NEED_GPU();
+    char err[GLMV_ERR_SIZE] = "";
+    double t0 = glmv_now_ms();
+    glmv_backend *bad = glmv_cuda_backend_new(97, err);
+    CHECK(bad == NULL);
+    CHECK_MSG(strstr(err, "device 97") != NULL, "%s", err);
+    CHECK(glmv_now_ms() - t0 < 5000);
+    /* an allocation beyond the device reports NULL, and leaves no sticky error */
+    void *p = be->alloc(be, (size_t)1 << 50);
+    CHECK(p == NULL);
+    CHECK(be->status(be, err) == 0);
+    CHECK(be->device_bytes(be) > 0);
+    printf("  device %s, %.2f GiB in use\n", be->device_name, be->device_bytes(be) / 1073741824.0);
+}
+
+/* ------------------------------------------------------------------ bench */
+
+static double time_ms(void (*fn)(void *), void *arg, int reps) {
+    fn(arg); /* warm-up */
+    be->sync(be);
+    double t0 = glmv_now_ms();
+    for (int i = 0; i < reps; i++) fn(arg);
+    be->sync(be);
+    return (glmv_now_ms() - t0) / reps;
+}
+
+typedef struct {
+    glmv_tensor *w;   /* n_w copies rotate so that L2 does not hold the weight */
+    int n_w, i;
+    float *x, *y;
+    int64_t m;
+} mm_arg;
+static void mm_fn(void *p) {
+    mm_arg *a = p;
+    be->matmul(be, a->y, a->x, &a->w[a->i++ % a->n_w], NULL, a->m);
+}
+
+/* bf16 tensor filled with a repeated random block (cheap to make, not zeros) */
+static glmv_tensor bench_tensor(int64_t r, int64_t c) {
+    glmv_tensor t;
+    memset(&t, 0, sizeof t);
+    t.name = "bench";
+    t.dtype = GLMV_BF16;
+    t.ndim = 2;
+    t.shape[0] = r;
+    t.shape[1] = c;
+    size_t n = (size_t)(r * c);
+    uint16_t *p = malloc(n * 2);
+    GLMV_ASSERT(p);
+    size_t blk = 1 << 20;
+    for (size_t i = 0; i < blk && i < n; i++) p[i] = glmv_f32_to_bf16(frand() * 0.05f);
+    for (size_t i = blk; i < n; i += blk) memcpy(p + i, p, (n - i < blk ? n - i : blk) * 2);
+    t.data = t.host = p;
+    char err[GLMV_ERR_SIZE];
+    if (be->upload(be, &t, err)) {
+        printf("bench: %s\n", err);
+        exit(1);
+    }
+    free(t.host);
+    t.host = NULL;
+    return t;
+}
+
+static void bench_matmul(int64_t m, int64_t n, int64_t k, const char *label) {
+    size_t bytes = (size_t)(n * k) * 2;
+    int copies = (int)((512ull << 20) / bytes) + 1;
+    if (copies > 8) copies = 8;
+    mm_arg a = {.n_w = copies, .m = m};
+    a.w = calloc((size_t)copies, sizeof(glmv_tensor));
+    for (int i = 0; i < copies; i++) a.w[i] = bench_tensor(n, k);
+    float *x = rand_buf(m * k, 1.0f);
+    a.x = dev_from(x, m * k);
+    a.y = be->alloc(be, sizeof(float) * (size_t)(m * n));
+    int reps = m <= 8 ? 200 : 30;
+    double ms = time_ms(mm_fn, &a, reps);
+    double gbs = (double)bytes / (ms * 1e-3) / 1e9;
+    double tfl = 2.0 * m * n * k / (ms * 1e-3) / 1e12;
+    printf("  %-26s m=%-5lld %6lldx%-6lld %9.1f us  %7.0f GB/s  %6.1f TFLOP/s\n", label,
+           (long long)m, (long long)n, (long long)k, ms * 1e3, gbs, tfl);
+    for (int i = 0; i < copies; i++) be->free(be, a.w[i].data);
+    be->free(be, a.x);
+    be->free(be, a.y);
+    free(a.w);
+    free(x);
+}
+
+typedef struct {
+    float *out, *q, *k, *v;
+    int64_t n, pos0, ldq, ldk;
+    int nh, nkv, hd, causal;
+    int64_t cu[2];
+} at_arg;
+static void at_fn(void *p) {
+    at_arg *a = p;
+    if (a->causal)
+        be->attn_causal(be, a->out, a->q, a->ldq, a->k, a->v, a->n, a->pos0, a->nh, a->nkv, a->hd,
+                        0.088388f);
+    else
+        be->attn_segments(be, a->out, a->q, a->ldq, a->k, a->ldk, a->v, a->ldk, a->cu, 1, a->nh,
+                          a->hd, 0.088388f);
+}
+
+static void bench_attn(int causal, int64_t n, int64_t pos0, int nh, int nkv, const char *label) {
+    at_arg a = {.n = n, .pos0 = pos0, .nh = nh, .nkv = nkv, .hd = 128, .causal = causal};
+    int64_t kv_rows = pos0 + n, kvd = (int64_t)nkv * 128;
+    a.ldq = (int64_t)nh * 128;
+    a.ldk = kvd;
+    a.cu[0] = 0;
+    a.cu[1] = n;
+    float *h = rand_buf(kv_rows * kvd > n * a.ldq ? kv_rows * kvd : n * a.ldq, 1.0f);
+    a.q = dev_from(h, n * a.ldq);
+    a.k = dev_from(h, kv_rows * kvd);
+    a.v = dev_from(h, kv_rows * kvd);
+    a.out = be->alloc(be, sizeof(float) * (size_t)(n * nh * 128));
+    double ms = time_ms(at_fn, &a, n > 8 ? 10 : 100);
+    double flop = causal ? 4.0 * n * (pos0 + n / 2.0) * 128 * nh : 4.0 * n * n * 128 * nh;
+    double bytes = 2.0 * kv_rows * kvd * 4;
+    printf("  %-34s %9.1f us  %7.1f TFLOP/s  %6.0f GB/s (K+V)\n", label, ms * 1e3,
+           flop / (ms * 1e-3) / 1e12, bytes / (ms * 1e-3) / 1e9);
+    be->free(be, a.q);
+    be->free(be, a.k);
+    be->free(be, a.v);
+    be->free(be, a.out);
+    free(h);
+}
+
+typedef struct {
+    float *y, *x, *x2;
+    glmv_tensor *w;
+} small_arg;
+static void rms_fn(void *p) {
+    small_arg *a = p;
+    be->rmsnorm(be, a->y, a->x, a->w, 1, 4096, 1e-5f);
+}
+static void add_fn(void *p) {
+    small_arg *a = p;
+    be->add(be, a->y, a->x, a->x2, 4096);
+}
+
+static int bench(void) {
+    if (!be) {
+        printf("SKIP bench: %s\n", be_err);
+        return 0;
+    }
+    printf("bench on %s (9B shapes; weights rotate through >= 512 MB so L2 does not hold them)\n",
+           be->device_name);
+    printf("decode matrix-vector (own kernel, BF16 weights):\n");
+    bench_matmul(1, 4096, 4096, "q_proj / o_proj");
+    bench_matmul(1, 256, 4096, "k_proj / v_proj");
+    bench_matmul(1, 27392, 4096, "gate_up_proj");
+    bench_matmul(1, 4096, 13696, "down_proj");
+    bench_matmul(1, 151552, 4096, "lm_head");
+    bench_matmul(4, 27392, 4096, "gate_up_proj, 4 rows");
+    bench_matmul(8, 4096, 4096, "q_proj, 8 rows");
+    printf("prefill / vision GEMM (cuBLAS, bf16 tensor cores, fp32 accumulate):\n");
+    bench_matmul(512, 4096, 4096, "q_proj / o_proj");
+    bench_matmul(512, 27392, 4096, "gate_up_proj");
+    bench_matmul(512, 4096, 13696, "down_proj");
+    bench_matmul(6400, 4608, 1536, "vision qkv");
+    bench_matmul(6400, 1536, 1536, "vision proj");
+    bench_matmul(6400, 4096, 1536, "vision gate / up");
+    bench_matmul(6400, 1536, 4096, "vision down");
+    bench_matmul(1600, 13696, 4096, "merger gate / up");
+    printf("attention:\n");
+    bench_attn(1, 1, 1024, 32, 2, "decode, 1k context");
+    bench_attn(1, 1, 8192, 32, 2, "decode, 8k context");
+    bench_attn(1, 1, 32768, 32, 2, "decode, 32k context");
+    bench_attn(1, 512, 0, 32, 2, "prefill 512, causal (flash)");
+    bench_attn(0, 6400, 0, 12, 12, "vision 6400 patches (flash)");
+    printf("small ops (launch-bound at decode):\n");
+    glmv_tensor w = bench_tensor(4096, 0 + 1);
+    w.ndim = 1;
+    small_arg s;
+    float *h = rand_buf(4096, 1.0f);
+    s.x = dev_from(h, 4096);
+    s.x2 = dev_from(h, 4096);
+    s.y = be->alloc(be, 4096 * 4);
+    s.w = &w;
+    printf("  rmsnorm 1x4096 %.1f us, add 4096 %.1f us (per call, back to back)\n",
+           time_ms(rms_fn, &s, 1000) * 1e3, time_ms(add_fn, &s, 1000) * 1e3);
+    char err[GLMV_ERR_SIZE];
+    if (be->status(be, err)) {
+        printf("bench: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    char err[GLMV_ERR_SIZE] = "";
+    be = getenv("GLMV_NO_CUDA") ? NULL : glmv_cuda_backend_new(0, err);
+    if (!be) {
+        snprintf(be_err, sizeof be_err, "no GPU: %s", err[0] ? err : "GLMV_NO_CUDA set");
+        printf("SKIP cuda: %s\n", be_err);
+    } else {
+        printf("cuda backend on %s\n", be->device_name);
+    }
+    if (argc > 1 && !strcmp(argv[1], "--bench")) {
+        int rc = bench();
+        if (be) be->destroy(be);
+        return rc;
+    }
+    RUN(matmul_bf16_gemv);
+    RUN(matmul_bf16_cublas);
+    RUN(matmul_f32_f16);
+    RUN(embed);
+    RUN(norms);
+    RUN(rope);
+    RUN(attn_causal_decode);
+    RUN(attn_causal_flash);
+    RUN(attn_segments);
+    RUN(elementwise);
+    RUN(errors);
+    if (be) be->destroy(be);
+    return test_summary("cuda");
+}
+
+#else /* !GLMV_CUDA */
+
+int main(void) {
+    printf("SKIP cuda: built without CUDA (make CUDA=1)\n");
+    test_skipped_ = 1;
+    return test_summary("cuda");
+}
+
+#endif
