@@ -90,7 +90,8 @@ tests: $(TESTS) $(B)/glmv
 
 FUZZERS := $(FUZZ_SRC:tests/%.c=$(B)/tests/%)
 fuzz:
-	$(MAKE) CONFIG=fuzz fuzzers
+	@if command -v clang >/dev/null 2>&1; then $(MAKE) CONFIG=fuzz fuzzers; \
+	else echo "make fuzz: clang not found, fuzz targets not built"; fi
 fuzzers: $(FUZZERS)
 $(B)/tests/fuzz_%: $(B)/tests/fuzz_%.o $(B)/libglmv.a
 	$(CC) $(LDFLAGS) -o $@ $< $(B)/libglmv.a $(LIBS)
@@ -105,6 +106,11 @@ test: tests
 
 asan:
 	$(MAKE) CONFIG=asan all tests
+
+# glmv's accuracy on the demo model's held-out set (scripts/demo/eval.sh; needs jq)
+.PHONY: eval-demo
+eval-demo: all
+	@bash scripts/demo/eval.sh
 
 asan-test:
 	$(MAKE) CONFIG=asan test

@@ -114,6 +114,7 @@ typedef struct {
     const char *role;           /* "system", "user", "assistant" */
     const glmv_part *parts;
     int n_parts;
+    const char *metadata;       /* assistant history: text after <|assistant|> (NULL = none) */
 } glmv_message;
 
 /* ------------------------------------------------------------------------ */

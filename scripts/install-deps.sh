@@ -8,7 +8,7 @@ PKGS=(build-essential pkg-config clang libclang-rt-14-dev
       libcjson-dev libpcre2-dev libmicrohttpd-dev
       libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libexif-dev
       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
-      libedit-dev)
+      libedit-dev jq)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

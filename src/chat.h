@@ -19,6 +19,11 @@ typedef struct glmv_chat_template glmv_chat_template;
 /* Load chat_template.jinja, or the chat_template of tokenizer_config.json. */
 int glmv_chat_template_load(glmv_chat_template **out, const char *dir, char *err);
 void glmv_chat_template_free(glmv_chat_template *t);
+/* Is the checkpoint's template the official GLM-4.1V one? (Any template is
+ * rendered in the GLM-4.1V format; load warns once when it is not.) */
+int glmv_chat_template_is_official(const glmv_chat_template *t);
+/* FNV-1a of a template with ASCII whitespace removed: what "official" compares. */
+uint64_t glmv_chat_template_hash(const char *s, size_t n);
 
 /* Render; add_generation_prompt appends "<|assistant|>\n". malloc'd result. */
 char *glmv_chat_render(const glmv_chat_template *t, const glmv_message *msgs, int n_msgs,

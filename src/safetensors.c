@@ -534,8 +534,11 @@ int glmv_weights_open(glmv_weights **out, const char *dir, char *err) {
     if (!w) return glmv_errf(err, "%s: out of memory", dir);
     char path[4096];
     int rc;
+    struct stat sb;
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    if (st_exists(path)) {
+    if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) { /* a .safetensors file named directly */
+        rc = st_open_one(w, dir, err);
+    } else if (st_exists(path)) {
         rc = st_open_index(w, dir, path, err);
     } else {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);

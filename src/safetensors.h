@@ -15,7 +15,8 @@
 
 typedef struct glmv_weights glmv_weights;
 
-/* Open the safetensors of checkpoint folder dir. */
+/* Open the safetensors of checkpoint folder dir: model.safetensors.index.json
+ * and its shards, else model.safetensors; dir may also name one .safetensors file. */
 int glmv_weights_open(glmv_weights **out, const char *dir, char *err);
 /* Random BF16 weights with every tensor the model of config c needs, named as
  * in the HF checkpoint (values ~ N(0, 0.02), norms ~1). */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base.h"
 #include "config.h"
@@ -375,6 +376,31 @@ TEST(missing_config) {
     ckpt_rmdir(d);
 }
 
+/* The configs transformers 5.17 wrote for the tiny test checkpoints
+ * (tests/fixtures/tiny2, from scripts/make_tiny_fixtures.py), when present. */
+TEST(hf_tiny2_config) {
+    if (access("tests/fixtures/tiny2/config.json", R_OK) != 0) {
+        test_skip("no tests/fixtures/tiny2/config.json");
+        return;
+    }
+    glmv_config c;
+    int rc = glmv_config_load(&c, "tests/fixtures/tiny2", err);
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc) return;
+    CHECK_EQ_INT(c.hidden_size, 96);
+    CHECK_EQ_INT(c.num_attention_heads, 3);
+    CHECK_EQ_INT(c.head_dim, 32);
+    CHECK(c.mrope_section[0] == 2 && c.mrope_section[1] == 3 && c.mrope_section[2] == 3);
+    CHECK_NEAR(c.rope_theta, 1000, 0);
+    CHECK_EQ_INT(c.v_image_size, 56);
+    CHECK_EQ_INT(c.v_head_dim, 32);
+    CHECK_EQ_INT(c.image_token_id, 494);
+    CHECK_EQ_INT(c.n_eos, 4);
+    CHECK(c.gen_do_sample == 1 && c.gen_top_k == 2);
+    CHECK_EQ_INT(c.img_min_pixels, 3136);
+    CHECK(c.img_max_pixels > c.img_min_pixels && c.vid_max_pixels > c.img_min_pixels);
+}
+
 int main(void) {
     RUN(old_layout_9b);
     RUN(preset_9b_matches_old_layout);
@@ -385,5 +411,6 @@ int main(void) {
     RUN(processor_5x_layout);
     RUN(bad_configs);
     RUN(missing_config);
+    RUN(hf_tiny2_config);
     return test_summary("config");
 }

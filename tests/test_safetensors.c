@@ -103,6 +103,11 @@ TEST(single_file_round_trip) {
         CHECK(glmv_weights_at(w, 5) == NULL && glmv_weights_at(w, -1) == NULL);
     }
     glmv_weights_free(w);
+    /* the file named directly */
+    w = NULL;
+    CHECK_MSG(glmv_weights_open(&w, path, err) == 0, "%s", err);
+    CHECK(w && glmv_weights_count(w) == 5 && glmv_weights_find(w, "c"));
+    glmv_weights_free(w);
     ckpt_rmdir(dir);
 }
 
@@ -491,6 +496,41 @@ TEST(mutated_headers_never_crash) {
     ckpt_rmdir(dir);
 }
 
+/* The tiny checkpoints made with transformers 5.17 (tests/fixtures/tiny*,
+ * written by scripts/make_tiny_fixtures.py): the config loads, and the
+ * checkpoint holds exactly the tensors the synthetic source derives from that
+ * config, with the same shapes: names and shapes per GLM4V.md §2 agree with HF. */
+TEST(hf_tiny_checkpoints_match_synthetic_layout) {
+    static const char *dirs[] = {"tests/fixtures/tiny", "tests/fixtures/tiny2"};
+    int seen = 0;
+    for (int d = 0; d < 2; d++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/model.safetensors", dirs[d]);
+        if (access(p, R_OK) != 0) continue;
+        seen++;
+        glmv_config c;
+        int rc = glmv_config_load(&c, dirs[d], err);
+        CHECK_MSG(rc == 0, "%s", err);
+        if (rc) continue;
+        glmv_weights *w = NULL, *s = NULL;
+        rc = glmv_weights_open(&w, dirs[d], err);
+        CHECK_MSG(rc == 0, "%s", err);
+        c.num_hidden_layers = GLMV_MIN(c.num_hidden_layers, 64);
+        CHECK_MSG(glmv_weights_synthetic(&s, &c, 1, err) == 0, "%s", err);
+        if (w && s) {
+            CHECK_EQ_INT(glmv_weights_count(w), glmv_weights_count(s));
+            for (int64_t i = 0; i < glmv_weights_count(s); i++) {
+                glmv_tensor *a = glmv_weights_at(s, i), *b = NULL;
+                CHECK_MSG(glmv_weights_require(w, a->name, a->ndim, a->shape, &b, err) == 0,
+                          "%s: %s", dirs[d], err);
+            }
+        }
+        glmv_weights_free(w);
+        glmv_weights_free(s);
+    }
+    if (!seen) test_skip("no tests/fixtures/tiny*/model.safetensors");
+}
+
 int main(void) {
     RUN(single_file_round_trip);
     RUN(synthetic_single_round_trip);
@@ -508,5 +548,6 @@ int main(void) {
     RUN(sharded_truncated_shard);
     RUN(sharded_index_lies);
     RUN(mutated_headers_never_crash);
+    RUN(hf_tiny_checkpoints_match_synthetic_layout);
     return test_summary("safetensors");
 }

@@ -8,7 +8,14 @@
 
 #define GLMV_VERSION "0.1.0"
 
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+
 static const cli_command commands[] = {
+    {"run", cmd_run, "answer one prompt with images/videos, streaming the reply"},
+    {"chat", cmd_chat, "interactive multi-turn chat on a terminal"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text (needs only tokenizer.json)"},
     {NULL, NULL, NULL},
 };
 

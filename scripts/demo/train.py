@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""train.py -- trains the glmv demo model: a tiny Glm4vForConditionalGeneration, in the HF file layout.
+
+One run on one GPU (H200: about 5 minutes): trains a byte-level BPE tokenizer with the `tokenizers`
+library in the structure of the real GLM-4 tokenizer.json (Split with the GLM regex + ByteLevel, the same
+added tokens in the same order after the ordinary vocabulary), writes the processor configs (2025 layout)
+and the real chat template, builds the model from a small config with transformers' own Glm4v classes,
+makes a dry run of every later stage (a few steps, save, reload, eval, fixtures), then trains on samples
+generated on the fly by gen_data.py in DataLoader workers and fed through the exact HF Glm4vProcessor
+loaded from the output folder, saves BF16 safetensors and calls eval_hf.py.
+usage: python3 scripts/demo/train.py --out models/demo --eval-set tests/fixtures/demo_eval --seconds 300
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import gen_data as G  # noqa: E402
+
+# (content, special) in the real tokenizer's order; ids follow the ordinary vocabulary.
+ADDED = [("<|endoftext|>", True), ("[MASK]", True), ("[gMASK]", True), ("[sMASK]", True), ("<sop>", True),
+         ("<eop>", True), ("<|system|>", True), ("<|user|>", True), ("<|assistant|>", True),
+         ("<|observation|>", True), ("<|begin_of_image|>", True), ("<|end_of_image|>", True),
+         ("<|begin_of_video|>", True), ("<|end_of_video|>", True), ("<|image|>", True), ("<|video|>", True),
+         ("</answer>", True), ("<think>", False), ("</think>", False), ("<answer>", False),
+         ("<|begin_of_box|>", False), ("<|end_of_box|>", False)]
+GLM_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+             r"\s*[\r\n]+|\s+(?!\S)|\s+")
+MAX_MERGED_TOKENS = 100                     # per image: longest_edge = 28*28*2*100
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def digits_split(text):
+    import re
+    return re.sub(r"(\d)(?=\d)", r"\1 ", text)
+
+
+def build_tokenizer(extra_files, vocab_target):
+    """Train the BPE and return the tokenizer.json dict laid out like the real GLM-4 one."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(GLM_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    corpus = G.tokenizer_corpus(6000)
+    for f in extra_files:
+        with open(f, encoding="utf-8") as fh:
+            corpus += [digits_split(line) for line in fh.read().split("\n") if line.strip()]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_target, min_frequency=2, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
+    tok.train_from_iterator(corpus, trainer)
+    mine = json.loads(tok.to_str())
+    vocab = mine["model"]["vocab"]
+    merges = [m.split(" ", 1) if isinstance(m, str) else list(m) for m in mine["model"]["merges"]]
+    n = len(vocab)
+    assert sorted(vocab.values()) == list(range(n)), "vocabulary ids are not dense"
+    added = [{"id": n + i, "content": c, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": sp} for i, (c, sp) in enumerate(ADDED)]
+    return {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": GLM_REGEX}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
+                           "use_regex": True},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                  "ignore_merges": True, "vocab": vocab, "merges": merges},
+    }
+
+
+def token_ids(tj):
+    return {a["content"]: a["id"] for a in tj["added_tokens"]}
+
+
+def write_model_files(out, tj, assets):
+    """Everything but the weights: tokenizer, template, processor configs. Returns the ids."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tj, f, ensure_ascii=False, indent=1)
+    ids = token_ids(tj)
+    added_dec = {str(a["id"]): {k: a[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word",
+                                                  "special")} for a in tj["added_tokens"]}
+    tc = {"added_tokens_decoder": added_dec, "clean_up_tokenization_spaces": False,
+          "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "model_max_length": 65536,
+          "padding_side": "left", "tokenizer_class": "PreTrainedTokenizerFast", "processor_class": "Glm4vProcessor"}
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump(tc, f, indent=2)
+    shutil.copyfile(os.path.join(assets, "chat_template.jinja"), os.path.join(out, "chat_template.jinja"))
+    common = {"do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
+              "image_mean": CLIP_MEAN, "image_std": CLIP_STD, "merge_size": 2, "patch_size": 14,
+              "resample": 3, "rescale_factor": 1 / 255, "temporal_patch_size": 2}
+    pp = dict(common, size={"shortest_edge": 12544, "longest_edge": 28 * 28 * 2 * MAX_MERGED_TOKENS},
+              image_processor_type="Glm4vImageProcessor", processor_class="Glm4vProcessor")
+    vp = dict(common, size={"shortest_edge": 12544, "longest_edge": 28 * 28 * 2 * 1000}, fps=2.0,
+              do_sample_frames=True, video_processor_type="Glm4vVideoProcessor", processor_class="Glm4vProcessor")
+    with open(os.path.join(out, "preprocessor_config.json"), "w") as f:
+        json.dump(pp, f, indent=2)
+    with open(os.path.join(out, "video_preprocessor_config.json"), "w") as f:
+        json.dump(vp, f, indent=2)
+    return ids
+
+
+def eos_ids(ids):
+    return [ids["<|endoftext|>"], ids["<|user|>"], ids["<|observation|>"], ids["</answer>"]]
+
+
+def make_config(n_rows, ids):
+    from transformers import Glm4vConfig
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5,
+            "mrope_section": [4, 6, 6]}
+    text = dict(vocab_size=n_rows, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+                num_attention_heads=4, num_key_value_heads=2, hidden_act="silu", max_position_embeddings=4096,
+                rms_norm_eps=1e-5, tie_word_embeddings=False, attention_bias=True, attention_dropout=0.0,
+                rope_parameters=rope, pad_token_id=ids["<|endoftext|>"], eos_token_id=eos_ids(ids),
+                image_token_id=ids["<|image|>"], video_token_id=ids["<|video|>"])
+    vision = dict(depth=4, hidden_size=128, num_heads=2, intermediate_size=512, out_hidden_size=256,
+                  patch_size=14, temporal_patch_size=2, spatial_merge_size=2, image_size=336, in_channels=3,
+                  rms_norm_eps=1e-5, hidden_act="silu", attention_bias=False)
+    return Glm4vConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image|>"],
+                       video_token_id=ids["<|video|>"], image_start_token_id=ids["<|begin_of_image|>"],
+                       image_end_token_id=ids["<|end_of_image|>"], video_start_token_id=ids["<|begin_of_video|>"],
+                       video_end_token_id=ids["<|end_of_video|>"], tie_word_embeddings=False,
+                       pad_token_id=ids["<|endoftext|>"], eos_token_id=eos_ids(ids))
+
+
+def load_processor(model_dir):
+    from transformers import AutoProcessor
+    proc = AutoProcessor.from_pretrained(model_dir)
+    if not getattr(proc, "chat_template", None):
+        with open(os.path.join(model_dir, "chat_template.jinja")) as f:
+            proc.chat_template = f.read()
+    return proc
+
+
+def render_prompt(proc, question):
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    return proc.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+
+def encode(proc, image, question, target=None):
+    """Processor inputs for one sample as plain tensors; with target: its ids appended and labels."""
+    enc = proc(text=[render_prompt(proc, question)], images=[image], return_tensors="pt")
+    L = enc["input_ids"].shape[1]
+    item = {"_tok": {}, "_other": {}, "prompt_len": L}
+    for k, v in enc.items():
+        if v.ndim == 2 and v.shape[0] == 1 and v.shape[1] == L:
+            item["_tok"][k] = v[0]
+        else:
+            item["_other"][k] = v
+    if target is not None:
+        import torch
+        tid = proc.tokenizer(target, add_special_tokens=False)["input_ids"]
+        t = torch.tensor(tid, dtype=item["_tok"]["input_ids"].dtype)
+        for k in list(item["_tok"]):
+            fill = t if k == "input_ids" else torch.full_like(t, 1 if k == "attention_mask" else 0)
+            item["_tok"][k] = torch.cat([item["_tok"][k], fill])
+        item["labels"] = torch.cat([torch.full((L,), -100, dtype=torch.long), t.long()])
+    return item
+
+
+def collate(items, pad_id):
+    """Right-padded batch. Token-aligned keys are padded (input_ids with pad_id, the rest with 0)."""
+    import torch
+    T = max(len(it["_tok"]["input_ids"]) for it in items)
+    out = {}
+    for k in items[0]["_tok"]:
+        rows = []
+        for it in items:
+            v = it["_tok"][k]
+            rows.append(torch.cat([v, torch.full((T - len(v),), pad_id if k == "input_ids" else 0, dtype=v.dtype)]))
+        out[k] = torch.stack(rows)
+    if "labels" in items[0]:
+        out["labels"] = torch.stack([torch.cat([it["labels"], torch.full((T - len(it["labels"]),), -100,
+                                                                         dtype=torch.long)]) for it in items])
+    for k in items[0]["_other"]:
+        out[k] = torch.cat([it["_other"][k] for it in items])
+    return out
+
+
+class Stream:
+    """Endless training batches from gen_data, made in a DataLoader worker through the HF processor."""
+
+    def __init__(self, model_dir, batch, seed0, pad_id):
+        self.model_dir, self.batch, self.seed0, self.pad_id = model_dir, batch, seed0, pad_id
+
+    def dataset(self):
+        import torch
+
+        outer = self
+
+        class DS(torch.utils.data.IterableDataset):
+            def __iter__(self):
+                torch.set_num_threads(1)
+                wi = torch.utils.data.get_worker_info()
+                wid, nw = (wi.id, wi.num_workers) if wi else (0, 1)
+                proc = load_processor(outer.model_dir)
+                k = 0
+                while True:
+                    items = []
+                    for _ in range(outer.batch):
+                        s = G.make_sample(outer.seed0 + k * nw + wid)
+                        k += 1
+                        items.append(encode(proc, s["image"], s["question"], G.target_text(s) + "<|user|>"))
+                    yield collate(items, outer.pad_id)
+        return DS()
+
+
+def reset_rope(model):
+    """Forget the cached rope deltas of the last call (each of our calls is a fresh prefill)."""
+    if hasattr(model.model, "rope_deltas"):
+        model.model.rope_deltas = None
+
+
+def to_dev(batch, dev):
+    return {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_bf16(model, out, gen_cfg):
+    import torch
+    m = model.to(torch.bfloat16)
+    m.generation_config = gen_cfg
+    m.save_pretrained(out, safe_serialization=True)
+    model.to(torch.float32)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="models/demo")
+    ap.add_argument("--eval-set", default="tests/fixtures/demo_eval")
+    ap.add_argument("--assets", default=os.path.join(HERE, "assets"), help="folder with chat_template.jinja")
+    ap.add_argument("--corpus", nargs="*", default=[], help="extra text files for the BPE")
+    ap.add_argument("--vocab", type=int, default=2000)
+    ap.add_argument("--seconds", type=float, default=300)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    ap.add_argument("--example", default=None, help="example image (count question), added to the fixtures")
+    ap.add_argument("--report", default=None, help="folder for logs, eval results and fixtures")
+    a = ap.parse_args()
+    import torch
+    from transformers import GenerationConfig, Glm4vForConditionalGeneration
+    import eval_hf
+
+    t_start = time.time()
+    report = a.report or os.path.join(a.out, "_report")
+    os.makedirs(report, exist_ok=True)
+    logf = open(os.path.join(report, "train_log.txt"), "w")
+
+    def log(*xs):
+        s = " ".join(str(x) for x in xs)
+        print(s, flush=True)
+        logf.write(s + "\n")
+        logf.flush()
+
+    tj = build_tokenizer(a.corpus, a.vocab)
+    ids = write_model_files(a.out, tj, a.assets)
+    n_ord = len(tj["model"]["vocab"])
+    n_rows = (n_ord + len(ADDED) + 63) // 64 * 64
+    digit_merges = [t for t in tj["model"]["vocab"] if sum(ch.isdigit() for ch in t) > 1]
+    log(f"tokenizer: {n_ord} ordinary tokens, {len(ADDED)} added (ids {n_ord}..{n_ord + len(ADDED) - 1}), "
+        f"embedding rows {n_rows}, multi-digit tokens {len(digit_merges)}")
+    cfg = make_config(n_rows, ids)
+    gen_cfg = GenerationConfig(do_sample=False, eos_token_id=eos_ids(ids), pad_token_id=ids["<|endoftext|>"],
+                               max_new_tokens=128)
+    proc = load_processor(a.out)
+    log("processor:", type(proc).__name__, type(proc.image_processor).__name__, type(proc.tokenizer).__name__)
+    s0 = G.make_sample(1)
+    log("prompt:", repr(render_prompt(proc, s0["question"])))
+    tk = proc.tokenizer
+    for c, _ in ADDED:
+        assert tk.convert_tokens_to_ids(c) == ids[c], (c, tk.convert_tokens_to_ids(c), ids[c])
+    probe = G.target_text(s0)
+    log("target:", probe, "->", tk(probe, add_special_tokens=False)["input_ids"])
+    back = tk.decode(tk(probe, add_special_tokens=False)["input_ids"])
+    log("decode round trip:", "ok" if back == probe else "DIFFERS: " + repr(back))
+
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    model = Glm4vForConditionalGeneration(cfg).to(dev)
+    model.train()
+    rot = [(n, m.inv_freq.numel()) for n, m in model.named_modules() if hasattr(m, "inv_freq")]
+    log(f"params {n_params(model) / 1e6:.2f} M, rotary tables {rot} (text wants 16)")
+    log("config:", cfg.to_json_string(use_diff=False).replace("\n", " "))
+    assert all(k == 16 for n, k in rot if "visual" not in n), "partial_rotary_factor not applied"
+
+    loader = torch.utils.data.DataLoader(Stream(a.out, a.batch, 0, ids["<|endoftext|>"]).dataset(),
+                                         batch_size=None, num_workers=a.workers, prefetch_factor=4,
+                                         pin_memory=True, persistent_workers=True)
+    it = iter(loader)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01, eps=1e-8)
+
+    def step(batch, lr):
+        for g in opt.param_groups:
+            g["lr"] = lr
+        reset_rope(model)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(**to_dev(batch, dev), use_cache=False)
+        out.loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return out.loss, gn
+
+    # ---- dry run of every stage, so a broken later stage fails in seconds, not after training
+    b = next(it)
+    log("batch keys:", {k: tuple(v.shape) for k, v in b.items()})
+    for i in range(3):
+        loss, gn = step(b if i == 0 else next(it), 1e-4)
+        log(f"dry step {i} loss {loss.item():.4f}")
+    dry = os.path.join(report, "dry_model")
+    write_model_files(dry, tj, a.assets)
+    save_bf16(model, dry, gen_cfg)
+    r = eval_hf.run(dry, a.eval_set, os.path.join(report, "dry_eval"), limit=10, n_fixtures=1,
+                    example=a.example, log=log)
+    log("dry eval ok:", json.dumps(r["overall"]))
+    shutil.rmtree(dry)
+    shutil.rmtree(os.path.join(report, "dry_eval"), ignore_errors=True)
+
+    # ---- training from a fresh init
+    torch.manual_seed(0)
+    model = Glm4vForConditionalGeneration(cfg).to(dev)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01, eps=1e-8)
+    warm = 150
+    t0 = time.time()
+    nstep, seen, ema = 0, 0, None
+    try:
+        while True:
+            el = time.time() - t0
+            frac = el / a.seconds
+            if frac >= 1.0:
+                break
+            lr = a.lr * min(1.0, (nstep + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            batch = next(it)
+            loss, gn = step(batch, lr)
+            nstep += 1
+            seen += batch["input_ids"].shape[0]
+            if nstep % 50 == 0:
+                lv = loss.item()
+                ema = lv if ema is None else 0.9 * ema + 0.1 * lv
+                log(f"step {nstep} t {el:.0f}s samples {seen} lr {lr:.2e} loss {lv:.4f} ema {ema:.4f} "
+                    f"gnorm {gn.item():.2f}")
+    except Exception as ex:  # keep what was trained so far
+        import traceback
+        log("TRAINING STOPPED EARLY:", repr(ex), traceback.format_exc())
+    train_s = time.time() - t0
+    log(f"trained {nstep} steps, {seen} samples in {train_s:.0f} s")
+    save_bf16(model, a.out, gen_cfg)
+    del it, loader
+    info = {"steps": nstep, "samples": seen, "train_seconds": round(train_s, 1), "batch": a.batch, "lr": a.lr,
+            "params": n_params(model), "ordinary_vocab": n_ord, "embedding_rows": n_rows,
+            "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0)}
+    import transformers
+    info["transformers"] = transformers.__version__
+    with open(os.path.join(report, "train_info.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    eval_hf.run(a.out, a.eval_set, report, limit=None, n_fixtures=4,
+                example=a.example, log=log)
+    log(f"total {time.time() - t_start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

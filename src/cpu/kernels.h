@@ -1,0 +1,72 @@
+/* kernels.h -- the SIMD kernel table of the CPU backend.
+ *
+ * One table per instruction set (kernels_avx2.c, kernels_avx512.c, both
+ * generated from kernels_body.h). The drivers in matmul.c, attention.c and
+ * backend.c do the threading and blocking and call these single-threaded
+ * kernels; backend.c picks a table at run time with __builtin_cpu_supports.
+ * Every kernel computes in float32 (the bf16 GEMM rounds x to bf16 first:
+ * see kern_bf16), and test_ops.c checks each against the scalar reference.
+ */
+#ifndef GLMV_CPU_KERNELS_H
+#define GLMV_CPU_KERNELS_H
+
+#include <stdint.h>
+
+#include "ops.h"
+
+#define GLMV_MV_MAX 4   /* matvec handles up to this many rows of x per weight read */
+#define GLMV_KB 256     /* GEMM k-block (even) */
+#define GLMV_MR_MAX 8   /* largest register tile rows of any table */
+#define GLMV_NB 128     /* GEMM column block: weight columns packed per task */
+#define GLMV_NR_MAX 32  /* largest register tile columns of any table */
+
+typedef struct {
+    const char *name;           /* "avx2", "avx512", "avx512bf16" */
+    int mr, nr;                 /* GEMM register tile: mr rows of x by nr columns of w */
+
+    /* y[i*ldy + o] = Σ_j x[i*ldx + j] · w[o*k + j] for i < m (1..GLMV_MV_MAX), o in [o0, o1);
+     * w is [n, k] in dtype dt, read once for all m rows (decode). */
+    void (*matvec)(float *y, int64_t ldy, const float *x, int64_t ldx, int m, const void *w,
+                   glmv_dtype dt, int64_t k, int64_t o0, int64_t o1);
+
+    /* Pack columns [n0, n0+nn) (nn <= nr) and k range [k0, k0+kk) of w [n, k] into
+     * dst[kk][nr] float32, zero padded to nr columns. */
+    void (*pack)(float *dst, const void *w, glmv_dtype dt, int64_t k, int64_t n0, int nn,
+                 int64_t k0, int64_t kk);
+    /* C[i*ldc + j] (acc ? += : =) Σ_p A[p*mr + i] · B[p*ldb + j] for i < rows (1..mr of
+     * the table), j < nr, p < K: A is a row tile packed k-major ([K][mr], see
+     * glmv_cpu_pack_a), so the tile's rows never conflict in the L1 cache. */
+    void (*kern)(int64_t K, const float *A, const float *B, int64_t ldb, float *C, int64_t ldc,
+                 int rows, int acc);
+
+    /* bf16 GEMM (NULL unless AVX512-BF16): x rounded to bf16 once (to_bf16), w packed in
+     * pairs along k: dst[kk/2][nr][2] (kk rounded up to even, zero padded); kern_bf16 as
+     * kern with K2 = pairs, A rows of bf16 with stride lda (elements, even). */
+    void (*to_bf16)(uint16_t *dst, const float *src, int64_t n);
+    void (*pack_bf16)(uint16_t *dst, const uint16_t *w, int64_t k, int64_t n0, int nn,
+                      int64_t k0, int64_t kk);
+    void (*kern_bf16)(int64_t K2, const uint16_t *A, int64_t lda, const uint16_t *B, float *C,
+                      int64_t ldc, int mr, int acc);
+
+    /* vectors */
+    float (*dot)(const float *a, const float *b, int64_t n);
+    void (*axpy)(float *y, float a, const float *x, int64_t n);      /* y += a·x */
+    void (*scale)(float *y, float a, int64_t n);                     /* y *= a */
+    void (*to_f32)(float *dst, const void *src, glmv_dtype dt, int64_t n);
+    float (*max)(const float *x, int64_t n);
+    /* p[i] = exp(p[i] - mx); returns Σ p[i] */
+    float (*exp_sum)(float *p, int64_t n, float mx);
+
+    /* rows and elementwise (w, b already float32) */
+    void (*rmsnorm_row)(float *y, const float *x, const float *w, int64_t d, float eps);
+    void (*layernorm_row)(float *y, const float *x, const float *w, const float *b, int64_t d,
+                          float eps);
+    void (*swiglu_row)(float *y, const float *g, const float *u, int64_t d);
+    void (*add)(float *y, const float *a, const float *b, int64_t n);
+} glmv_cpu_kernels;
+
+extern const glmv_cpu_kernels glmv_cpu_kernels_avx2;
+extern const glmv_cpu_kernels glmv_cpu_kernels_avx512;
+extern const glmv_cpu_kernels glmv_cpu_kernels_avx512bf16;
+
+#endif

@@ -1,0 +1,312 @@
+/* kernels_body.h -- the CPU kernels, written once over a small vector vocabulary.
+ *
+ * Included by kernels_avx2.c (8 lanes) and kernels_avx512.c (16 lanes), which
+ * define the vector type and operations (vf, VL, vfma, vload_bf16, ...) and
+ * KSUF(name) to give each instruction set its own symbols. Everything here is
+ * single-threaded; tails shorter than a vector run in scalar code, so any
+ * size works. The GEMM register tile is KMR rows by 2*VL columns.
+ */
+
+#define NRV (2 * VL) /* GEMM tile columns */
+
+#define KINLINE static inline __attribute__((always_inline))
+/* the register tiles are arrays indexed by constant loops: unroll them fully so
+ * the accumulators live in registers */
+#define UNROLL _Pragma("GCC unroll 16")
+
+KINLINE float sbf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* e^x for float32 lanes: range reduction by ln 2, degree-6 polynomial
+ * (Cephes expf coefficients), 2^n built in the exponent bits; |rel err| < 2e-7.
+ * Inputs are clamped to [-87.3, 88.3], so exp of very negative x is ~1e-38, not 0. */
+KINLINE vf vexp(vf x) {
+    x = vmin(vmax(x, vset1(-87.3f)), vset1(88.3f));
+    vf n = vround(vmul(x, vset1(1.44269504088896341f)));
+    vf r = vfma(n, vset1(-0.693359375f), x);
+    r = vfma(n, vset1(2.12194440e-4f), r);
+    vf p = vset1(1.9875691500e-4f);
+    p = vfma(p, r, vset1(1.3981999507e-3f));
+    p = vfma(p, r, vset1(8.3334519073e-3f));
+    p = vfma(p, r, vset1(4.1665795894e-2f));
+    p = vfma(p, r, vset1(1.6666665459e-1f));
+    p = vfma(p, r, vset1(5.0000001201e-1f));
+    p = vfma(p, vmul(r, r), vadd(r, vset1(1.0f)));
+    return vmul(p, vpow2i(n));
+}
+
+/* ------------------------------------------------------------------------ */
+/* matvec (decode)                                                          */
+/* ------------------------------------------------------------------------ */
+
+#define MV_BODY(LOADW, SCALARW)                                                            \
+    for (int64_t o = o0; o < o1; o++) {                                                    \
+        const WT *wr = (const WT *)w + o * k;                                              \
+        vf a0[M], a1[M];                                                                   \
+        UNROLL for (int i = 0; i < M; i++) a0[i] = a1[i] = vzero();                        \
+        int64_t j = 0;                                                                     \
+        for (; j + 2 * VL <= k; j += 2 * VL) {                                             \
+            vf w0 = LOADW(wr + j), w1 = LOADW(wr + j + VL);                                \
+            UNROLL for (int i = 0; i < M; i++) {                                           \
+                a0[i] = vfma(w0, vloadu(x + i * ldx + j), a0[i]);                          \
+                a1[i] = vfma(w1, vloadu(x + i * ldx + j + VL), a1[i]);                     \
+            }                                                                              \
+        }                                                                                  \
+        UNROLL for (int i = 0; i < M; i++) {                                               \
+            float s = vhsum(vadd(a0[i], a1[i]));                                           \
+            for (int64_t jj = j; jj < k; jj++) s += SCALARW(wr[jj]) * x[i * ldx + jj];     \
+            y[i * ldy + o] = s;                                                            \
+        }                                                                                  \
+    }
+
+#define SF32(v) (v)
+#define SF16(v) glmv_f16_to_f32(v)
+#define VLOADF32(p) vloadu(p)
+
+KINLINE void mv_bf16(float *y, int64_t ldy, const float *x, int64_t ldx, const int M,
+                     const void *w, int64_t k, int64_t o0, int64_t o1) {
+#define WT uint16_t
+    MV_BODY(vload_bf16, sbf16)
+#undef WT
+}
+KINLINE void mv_f16(float *y, int64_t ldy, const float *x, int64_t ldx, const int M,
+                    const void *w, int64_t k, int64_t o0, int64_t o1) {
+#define WT uint16_t
+    MV_BODY(vload_f16, SF16)
+#undef WT
+}
+KINLINE void mv_f32(float *y, int64_t ldy, const float *x, int64_t ldx, const int M,
+                    const void *w, int64_t k, int64_t o0, int64_t o1) {
+#define WT float
+    MV_BODY(VLOADF32, SF32)
+#undef WT
+}
+
+#define MV_CASES(FN)                                                                       \
+    switch (m) {                                                                           \
+    case 1: FN(y, ldy, x, ldx, 1, w, k, o0, o1); break;                                    \
+    case 2: FN(y, ldy, x, ldx, 2, w, k, o0, o1); break;                                    \
+    case 3: FN(y, ldy, x, ldx, 3, w, k, o0, o1); break;                                    \
+    default: FN(y, ldy, x, ldx, 4, w, k, o0, o1); break;                                   \
+    }
+
+static void KSUF(matvec)(float *y, int64_t ldy, const float *x, int64_t ldx, int m,
+                         const void *w, glmv_dtype dt, int64_t k, int64_t o0, int64_t o1) {
+    switch (dt) {
+    case GLMV_BF16: MV_CASES(mv_bf16); break;
+    case GLMV_F16: MV_CASES(mv_f16); break;
+    case GLMV_F32: MV_CASES(mv_f32); break;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* GEMM: packing and the register tile                                      */
+/* ------------------------------------------------------------------------ */
+
+static void KSUF(pack)(float *dst, const void *w, glmv_dtype dt, int64_t k, int64_t n0, int nn,
+                       int64_t k0, int64_t kk) {
+    int c = 0;
+    if (dt == GLMV_BF16) {
+        /* 8 columns at a time: read 8 rows along k, write transposed */
+        for (; c + 8 <= nn; c += 8) {
+            const uint16_t *s[8];
+            for (int q = 0; q < 8; q++) s[q] = (const uint16_t *)w + (n0 + c + q) * k + k0;
+            for (int64_t p = 0; p < kk; p++) {
+                float *d = dst + p * NRV + c;
+                for (int q = 0; q < 8; q++) d[q] = sbf16(s[q][p]);
+            }
+        }
+    }
+    for (; c < nn; c++) {
+        float *d = dst + c;
+        if (dt == GLMV_BF16) {
+            const uint16_t *s = (const uint16_t *)w + (n0 + c) * k + k0;
+            for (int64_t p = 0; p < kk; p++) d[p * NRV] = sbf16(s[p]);
+        } else if (dt == GLMV_F16) {
+            const uint16_t *s = (const uint16_t *)w + (n0 + c) * k + k0;
+            for (int64_t p = 0; p < kk; p++) d[p * NRV] = glmv_f16_to_f32(s[p]);
+        } else {
+            const float *s = (const float *)w + (n0 + c) * k + k0;
+            for (int64_t p = 0; p < kk; p++) d[p * NRV] = s[p];
+        }
+    }
+    for (; c < NRV; c++)
+        for (int64_t p = 0; p < kk; p++) dst[p * NRV + c] = 0.0f;
+}
+
+KINLINE void kern_m(const int M, int64_t K, const float *A, const float *B, int64_t ldb,
+                    float *C, int64_t ldc, int acc) {
+    vf c0[KMR], c1[KMR];
+    UNROLL for (int i = 0; i < M; i++) c0[i] = c1[i] = vzero();
+    for (int64_t p = 0; p < K; p++) {
+        vf b0 = vloadu(B + p * ldb), b1 = vloadu(B + p * ldb + VL);
+        UNROLL for (int i = 0; i < M; i++) {
+            vf a = vset1(A[p * KMR + i]);
+            c0[i] = vfma(a, b0, c0[i]);
+            c1[i] = vfma(a, b1, c1[i]);
+        }
+    }
+    UNROLL for (int i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        if (acc) {
+            c0[i] = vadd(c0[i], vloadu(c));
+            c1[i] = vadd(c1[i], vloadu(c + VL));
+        }
+        vstoreu(c, c0[i]);
+        vstoreu(c + VL, c1[i]);
+    }
+}
+
+static void KSUF(kern)(int64_t K, const float *A, const float *B, int64_t ldb, float *C,
+                       int64_t ldc, int mr, int acc) {
+    switch (mr) {
+#define KCASE(r) case r: kern_m(r, K, A, B, ldb, C, ldc, acc); break;
+    KCASE(1) KCASE(2) KCASE(3) KCASE(4) KCASE(5)
+#if KMR > 6
+    KCASE(6) KCASE(7)
+#endif
+    default: kern_m(KMR, K, A, B, ldb, C, ldc, acc); break;
+#undef KCASE
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* vectors                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static float KSUF(dot)(const float *a, const float *b, int64_t n) {
+    vf s0 = vzero(), s1 = vzero();
+    int64_t i = 0;
+    for (; i + 2 * VL <= n; i += 2 * VL) {
+        s0 = vfma(vloadu(a + i), vloadu(b + i), s0);
+        s1 = vfma(vloadu(a + i + VL), vloadu(b + i + VL), s1);
+    }
+    for (; i + VL <= n; i += VL) s0 = vfma(vloadu(a + i), vloadu(b + i), s0);
+    float s = vhsum(vadd(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void KSUF(axpy)(float *y, float a, const float *x, int64_t n) {
+    vf va = vset1(a);
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) vstoreu(y + i, vfma(va, vloadu(x + i), vloadu(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+static void KSUF(scale)(float *y, float a, int64_t n) {
+    vf va = vset1(a);
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) vstoreu(y + i, vmul(va, vloadu(y + i)));
+    for (; i < n; i++) y[i] *= a;
+}
+
+static void KSUF(to_f32)(float *dst, const void *src, glmv_dtype dt, int64_t n) {
+    int64_t i = 0;
+    if (dt == GLMV_BF16) {
+        const uint16_t *s = src;
+        for (; i + VL <= n; i += VL) vstoreu(dst + i, vload_bf16(s + i));
+        for (; i < n; i++) dst[i] = sbf16(s[i]);
+    } else if (dt == GLMV_F16) {
+        const uint16_t *s = src;
+        for (; i + VL <= n; i += VL) vstoreu(dst + i, vload_f16(s + i));
+        for (; i < n; i++) dst[i] = glmv_f16_to_f32(s[i]);
+    } else {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    }
+}
+
+static float KSUF(max)(const float *x, int64_t n) {
+    float m = -INFINITY;
+    int64_t i = 0;
+    if (n >= VL) {
+        vf vm = vloadu(x);
+        for (i = VL; i + VL <= n; i += VL) vm = vmax(vm, vloadu(x + i));
+        m = vhmax(vm);
+    }
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+static float KSUF(exp_sum)(float *p, int64_t n, float mx) {
+    vf vs = vzero(), vm = vset1(mx);
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) {
+        vf e = vexp(vsub(vloadu(p + i), vm));
+        vstoreu(p + i, e);
+        vs = vadd(vs, e);
+    }
+    float s = vhsum(vs);
+    for (; i < n; i++) s += (p[i] = expf(p[i] - mx));
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* rows and elementwise                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* ref: Glm4RMSNorm */
+static void KSUF(rmsnorm_row)(float *y, const float *x, const float *w, int64_t d, float eps) {
+    vf s0 = vzero(), s1 = vzero();
+    int64_t j = 0;
+    for (; j + 2 * VL <= d; j += 2 * VL) {
+        vf a = vloadu(x + j), b = vloadu(x + j + VL);
+        s0 = vfma(a, a, s0);
+        s1 = vfma(b, b, s1);
+    }
+    double ss = vhsum(vadd(s0, s1));
+    for (; j < d; j++) ss += (double)x[j] * x[j];
+    float r = (float)(1.0 / sqrt(ss / (double)d + eps));
+    vf vr = vset1(r);
+    for (j = 0; j + VL <= d; j += VL) vstoreu(y + j, vmul(vloadu(w + j), vmul(vloadu(x + j), vr)));
+    for (; j < d; j++) y[j] = w[j] * (x[j] * r);
+}
+
+/* ref: nn.LayerNorm (two passes: mean, then centred variance) */
+static void KSUF(layernorm_row)(float *y, const float *x, const float *w, const float *b,
+                                int64_t d, float eps) {
+    vf s = vzero();
+    int64_t j = 0;
+    for (; j + VL <= d; j += VL) s = vadd(s, vloadu(x + j));
+    double sum = vhsum(s);
+    for (; j < d; j++) sum += x[j];
+    float mean = (float)(sum / (double)d);
+    vf vmn = vset1(mean), v = vzero();
+    for (j = 0; j + VL <= d; j += VL) {
+        vf c = vsub(vloadu(x + j), vmn);
+        v = vfma(c, c, v);
+    }
+    double var = vhsum(v);
+    for (; j < d; j++) var += (double)(x[j] - mean) * (x[j] - mean);
+    float r = (float)(1.0 / sqrt(var / (double)d + eps));
+    vf vr = vset1(r);
+    for (j = 0; j + VL <= d; j += VL) {
+        vf c = vmul(vsub(vloadu(x + j), vmn), vr);
+        c = vmul(c, vloadu(w + j));
+        if (b) c = vadd(c, vloadu(b + j));
+        vstoreu(y + j, c);
+    }
+    for (; j < d; j++) y[j] = (x[j] - mean) * r * w[j] + (b ? b[j] : 0.0f);
+}
+
+/* silu(g)·u = g / (1 + e^-g) · u */
+static void KSUF(swiglu_row)(float *y, const float *g, const float *u, int64_t d) {
+    vf one = vset1(1.0f);
+    int64_t j = 0;
+    for (; j + VL <= d; j += VL) {
+        vf gv = vloadu(g + j);
+        vf e = vexp(vsub(vzero(), gv));
+        vstoreu(y + j, vmul(vdiv(gv, vadd(one, e)), vloadu(u + j)));
+    }
+    for (; j < d; j++) y[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+}
+
+static void KSUF(add)(float *y, const float *a, const float *b, int64_t n) {
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) vstoreu(y + i, vadd(vloadu(a + i), vloadu(b + i)));
+    for (; i < n; i++) y[i] = a[i] + b[i];
+}

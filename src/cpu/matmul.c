@@ -1,0 +1,179 @@
+/* matmul.c -- y[m, n] = x[m, k] · w[n, k]ᵀ (+ bias) on the CPU, threaded.
+ *
+ * Two regimes:
+ *  - m <= GLMV_MV_MAX (decode): matrix-vector. Each thread streams a
+ *    contiguous range of weight rows once, converting bf16/f16 in registers;
+ *    speed is memory bandwidth.
+ *  - larger m (prefill, vision): a blocked GEMM. Tasks are (row block of x,
+ *    column block of w); each converts its weight tile (GLMV_KB x 4 register
+ *    tiles) once into a packed float32 panel in per-thread scratch and reuses
+ *    it for every row of its block. With AVX512-BF16 and bf16 weights the
+ *    panel stays bf16, x is rounded to bf16 once, and vdpbf16ps does the math.
+ * Weights are used in place (the mmap); nothing is allocated per call except
+ * the backend's shared scratch growing to its high-water mark.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "cpu/cpu.h"
+#include "cpu/ref.h"
+
+typedef struct {
+    cpu_state *cs;
+    float *y;
+    const float *x;
+    const glmv_tensor *w;
+    const glmv_tensor *bias;
+    int64_t m, n, k;
+    int64_t rows_per_task;      /* matvec */
+    int64_t nb, mb, n_mb;       /* GEMM blocks: columns, rows, row blocks */
+    float *xp;                  /* x in row tiles of mr, k-major: [m/mr][k][mr] (f32 GEMM) */
+    const uint16_t *xb;         /* bf16 copy of x, rows of ldxb (bf16 GEMM) */
+    int64_t ldxb;
+} mm_job;
+
+/* y[i*ldy + o] += bias[o] for i < m, o in [o0, o1) */
+static void add_bias(const glmv_cpu_kernels *kn, float *y, int64_t ldy, int64_t m,
+                     const glmv_tensor *bias, int64_t o0, int64_t o1, float *tmp, int64_t tmp_n) {
+    size_t es = glmv_dtype_size(bias->dtype);
+    for (int64_t c0 = o0; c0 < o1; c0 += tmp_n) {
+        int64_t c1 = GLMV_MIN(o1, c0 + tmp_n);
+        kn->to_f32(tmp, (const char *)bias->data + (size_t)c0 * es, bias->dtype, c1 - c0);
+        for (int64_t i = 0; i < m; i++) kn->add(y + i * ldy + c0, y + i * ldy + c0, tmp, c1 - c0);
+    }
+}
+
+static void matvec_task(void *ctx, int64_t t, int thread) {
+    mm_job *j = ctx;
+    const glmv_cpu_kernels *kn = j->cs->k;
+    int64_t o0 = t * j->rows_per_task, o1 = GLMV_MIN(j->n, o0 + j->rows_per_task);
+    kn->matvec(j->y, j->n, j->x, j->k, (int)j->m, j->w->data, j->w->dtype, j->k, o0, o1);
+    if (j->bias)
+        add_bias(kn, j->y, j->n, j->m, j->bias, o0, o1, cpu_tscratch(j->cs, thread),
+                 GLMV_CPU_TSCRATCH / sizeof(float));
+}
+
+/* one (row block, column block) tile of the GEMM */
+static void gemm_task(void *ctx, int64_t t, int thread) {
+    mm_job *j = ctx;
+    const glmv_cpu_kernels *kn = j->cs->k;
+    const int mr = kn->mr, nr = kn->nr;
+    const int64_t n = j->n, k = j->k;
+    int64_t ib = t % j->n_mb, jb = t / j->n_mb;
+    int64_t i0 = ib * j->mb, i1 = GLMV_MIN(j->m, i0 + j->mb);
+    int64_t j0 = jb * j->nb, nbw = GLMV_MIN(j->nb, n - j0);
+    int npan = (int)((nbw + nr - 1) / nr);
+    int bf = j->xb != NULL;
+
+    char *scr = cpu_tscratch(j->cs, thread);
+    float *panel = (float *)scr;                                  /* npan x KB x nr floats */
+    uint16_t *panel16 = (uint16_t *)scr;                          /* npan x KB x nr bf16 */
+    float *ctmp = (float *)(scr + (size_t)GLMV_NB * GLMV_KB * sizeof(float)); /* mr x nr */
+    float *btmp = ctmp + GLMV_MR_MAX * GLMV_NR_MAX;               /* nb floats */
+
+    for (int64_t k0 = 0; k0 < k; k0 += GLMV_KB) {
+        int64_t kk = GLMV_MIN((int64_t)GLMV_KB, k - k0);
+        for (int p = 0; p < npan; p++) {
+            int nn = (int)GLMV_MIN((int64_t)nr, nbw - (int64_t)p * nr);
+            if (bf)
+                kn->pack_bf16(panel16 + (size_t)p * GLMV_KB * nr, j->w->data, k, j0 + p * nr, nn,
+                              k0, kk);
+            else
+                kn->pack(panel + (size_t)p * GLMV_KB * nr, j->w->data, j->w->dtype, k, j0 + p * nr,
+                         nn, k0, kk);
+        }
+        int acc = k0 > 0;
+        for (int64_t i = i0; i < i1; i += mr) {
+            int rows = (int)GLMV_MIN((int64_t)mr, i1 - i);
+            for (int p = 0; p < npan; p++) {
+                int nn = (int)GLMV_MIN((int64_t)nr, nbw - (int64_t)p * nr);
+                float *c = j->y + i * n + j0 + (int64_t)p * nr;
+                float *cd = c;
+                int64_t ldc = n;
+                if (nn < nr) { /* ragged last panel: work in a tile of full width */
+                    cd = ctmp;
+                    ldc = nr;
+                    if (acc)
+                        for (int r = 0; r < rows; r++) memcpy(ctmp + r * nr, c + r * n, (size_t)nn * 4);
+                }
+                if (bf)
+                    kn->kern_bf16((kk + 1) / 2, j->xb + i * j->ldxb + k0, j->ldxb,
+                                  panel16 + (size_t)p * GLMV_KB * nr, cd, ldc, rows, acc);
+                else
+                    kn->kern(kk, j->xp + (i / mr) * k * mr + k0 * mr,
+                             panel + (size_t)p * GLMV_KB * nr, nr, cd, ldc, rows, acc);
+                if (cd != c)
+                    for (int r = 0; r < rows; r++) memcpy(c + r * n, ctmp + r * nr, (size_t)nn * 4);
+            }
+        }
+    }
+    if (j->bias)
+        add_bias(kn, j->y + i0 * n, n, i1 - i0, j->bias, j0, j0 + nbw, btmp, j->nb);
+}
+
+/* one row tile of x, k-major: xp[t][p][r] = x[t*mr + r][p], zero past m */
+static void pack_x_task(void *ctx, int64_t t, int thread) {
+    (void)thread;
+    mm_job *j = ctx;
+    int mr = j->cs->k->mr;
+    int64_t k = j->k, rows = GLMV_MIN((int64_t)mr, j->m - t * mr);
+    float *d = j->xp + t * k * mr;
+    for (int64_t k0 = 0; k0 < k; k0 += 64) { /* in strips, so the mr source rows stay in L1 */
+        int64_t k1 = GLMV_MIN(k, k0 + 64);
+        for (int r = 0; r < mr; r++) {
+            const float *xr = j->x + (t * mr + r) * k;
+            if (r < rows)
+                for (int64_t p = k0; p < k1; p++) d[p * mr + r] = xr[p];
+            else
+                for (int64_t p = k0; p < k1; p++) d[p * mr + r] = 0.0f;
+        }
+    }
+}
+
+static void to_bf16_task(void *ctx, int64_t t, int thread) {
+    (void)thread;
+    mm_job *j = ctx;
+    uint16_t *d = (uint16_t *)j->xb + t * j->ldxb;
+    j->cs->k->to_bf16(d, j->x + t * j->k, j->k);
+    if (j->ldxb > j->k) d[j->k] = 0;
+}
+
+void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
+                     const glmv_tensor *bias, int64_t m) {
+    cpu_state *cs = cpu_of(be);
+    const glmv_cpu_kernels *kn = cs->k;
+    if (!kn) {
+        glmv_ref_matmul(y, x, w, bias, m);
+        return;
+    }
+    mm_job j = {.cs = cs, .y = y, .x = x, .w = w, .bias = bias, .m = m,
+                .n = glmv_tensor_rows(w), .k = glmv_tensor_cols(w)};
+    if (m <= 0 || j.n <= 0) return;
+    if (m <= GLMV_MV_MAX) {
+        /* a few tasks per thread, each a contiguous stream of weight rows */
+        int64_t tasks = (int64_t)cs->n_threads * 4;
+        j.rows_per_task = GLMV_MAX((int64_t)16, (j.n + tasks - 1) / tasks);
+        glmv_pool_run(cs->pool, matvec_task, &j, (j.n + j.rows_per_task - 1) / j.rows_per_task);
+        return;
+    }
+    j.nb = GLMV_NB;
+    j.mb = 64 * (int64_t)kn->mr;
+    j.n_mb = (m + j.mb - 1) / j.mb;
+    int64_t n_nb = (j.n + j.nb - 1) / j.nb;
+    /* few column blocks and many threads: smaller row blocks keep everyone busy */
+    while (j.n_mb * n_nb < 2 * (int64_t)cs->n_threads && j.mb > kn->mr) {
+        j.mb = GLMV_MAX((int64_t)kn->mr, (j.mb / 2 + kn->mr - 1) / kn->mr * kn->mr);
+        j.n_mb = (m + j.mb - 1) / j.mb;
+    }
+    if (kn->kern_bf16 && w->dtype == GLMV_BF16) {
+        j.ldxb = (j.k + 1) & ~(int64_t)1;
+        j.xb = cpu_shared(cs, glmv_mul_size((size_t)m, (size_t)j.ldxb * 2));
+        glmv_pool_run(cs->pool, to_bf16_task, &j, m);
+    } else {
+        int64_t tiles = (m + kn->mr - 1) / kn->mr;
+        j.xp = cpu_shared(cs, glmv_mul_size((size_t)tiles * (size_t)kn->mr, (size_t)j.k * 4));
+        glmv_pool_run(cs->pool, pack_x_task, &j, tiles);
+    }
+    glmv_pool_run(cs->pool, gemm_task, &j, j.n_mb * n_nb);
+}

@@ -1,0 +1,164 @@
+/* threads.c -- a small fork-join thread pool for the CPU backend.
+ *
+ * A job is (fn, ctx, n_tasks) published under a generation number. Workers
+ * wait for a new generation (spinning for a short while, then sleeping on a
+ * condition variable), take tasks from a shared atomic counter, and report
+ * completion through a second counter the caller waits on. The caller works
+ * too, so a pool of 1 runs everything inline with no threads at all.
+ */
+#include "cpu/threads.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* spin iterations before sleeping (~50-100 µs); keeps decode's many small jobs cheap */
+#define SPIN_ITERS 20000
+
+struct glmv_pool {
+    int n;                      /* threads including the caller */
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_int gen;             /* bumped per job; workers wait for a change */
+    atomic_int sleepers;        /* workers blocked on cv */
+    atomic_int quit;
+    /* the current job */
+    glmv_task_fn fn;
+    void *ctx;
+    int64_t n_tasks;
+    atomic_llong next;          /* next task to take */
+    atomic_int done;            /* workers finished with this job */
+};
+
+typedef struct {
+    glmv_pool *p;
+    int id;
+} worker_arg;
+
+static void work(glmv_pool *p, int id) {
+    for (;;) {
+        int64_t t = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
+        if (t >= p->n_tasks) break;
+        p->fn(p->ctx, t, id);
+    }
+}
+
+static void *worker_main(void *arg) {
+    worker_arg *wa = arg;
+    glmv_pool *p = wa->p;
+    int id = wa->id;
+    free(wa);
+    int seen = 0;
+    for (;;) {
+        int g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen &&
+               !atomic_load(&p->quit)) {
+            if (++spins < SPIN_ITERS) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&p->mu);
+            atomic_fetch_add(&p->sleepers, 1);
+            while (atomic_load(&p->gen) == seen && !atomic_load(&p->quit))
+                pthread_cond_wait(&p->cv, &p->mu);
+            atomic_fetch_sub(&p->sleepers, 1);
+            pthread_mutex_unlock(&p->mu);
+            spins = 0;
+        }
+        if (atomic_load(&p->quit)) break;
+        seen = g;
+        work(p, id);
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+    }
+    return NULL;
+}
+
+int glmv_cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+glmv_pool *glmv_pool_new(int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    glmv_pool *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n = n_threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    if (n_threads > 1) {
+        p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
+        if (!p->threads) goto fail;
+        for (int i = 1; i < n_threads; i++) {
+            worker_arg *wa = malloc(sizeof *wa);
+            if (!wa) goto fail_started;
+            wa->p = p;
+            wa->id = i;
+            if (pthread_create(&p->threads[i - 1], NULL, worker_main, wa) != 0) {
+                free(wa);
+                goto fail_started;
+            }
+            continue;
+        fail_started:
+            p->n = i; /* threads 1..i-1 exist; stop them */
+            glmv_pool_free(p);
+            return NULL;
+        }
+    }
+    return p;
+fail:
+    free(p);
+    return NULL;
+}
+
+void glmv_pool_free(glmv_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->quit, 1);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n; i++) pthread_join(p->threads[i - 1], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->threads);
+    free(p);
+}
+
+int glmv_pool_size(const glmv_pool *p) { return p->n; }
+
+void glmv_pool_run(glmv_pool *p, glmv_task_fn fn, void *ctx, int64_t n_tasks) {
+    if (n_tasks <= 0) return;
+    if (p->n == 1 || n_tasks == 1) {
+        for (int64_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
+        return;
+    }
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n_tasks = n_tasks;
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    /* publish (seq_cst: pairs with the worker's sleepers++ then gen check, so
+     * either we see it sleeping and wake it, or it sees the new generation) */
+    atomic_fetch_add(&p->gen, 1);
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    work(p, 0);
+    int spins = 0;
+    while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n - 1) {
+        if (++spins < SPIN_ITERS) cpu_relax();
+        else sched_yield();
+    }
+}

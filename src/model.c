@@ -1,0 +1,351 @@
+/* model.c -- loading a GLM-4.1V checkpoint: config, weights bound by their
+ * Hugging Face names with their shapes checked against the config, the
+ * backend (CPU, or CUDA when built with it), tokenizer and chat template.
+ * Also the activation dumps (GLMV_DUMP=dir writes <dir>/<name>.f32 rows with
+ * the names of scripts/make_tiny_fixtures.py) and the small public queries.
+ * The forward passes live in vision.c and text.c; generation in session.c.
+ */
+#include "model.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base.h"
+#include "tokenizer.h"
+
+/* ------------------------------------------------------------------ params */
+
+void glmv_model_params_default(glmv_model_params *p) {
+    memset(p, 0, sizeof *p);
+    p->device = GLMV_DEVICE_AUTO;
+    p->max_decode_pixels = 178956970;
+}
+
+void glmv_sampling_default(const glmv_model *m, glmv_sampling *s) {
+    memset(s, 0, sizeof *s);
+    s->temperature = 1.0f;
+    s->top_p = 1.0f;
+    s->repetition_penalty = 1.0f;
+    if (!m) return;
+    const glmv_config *c = &m->cfg;
+    s->do_sample = c->gen_do_sample;
+    if (c->gen_temperature > 0) s->temperature = c->gen_temperature;
+    s->top_k = c->gen_top_k;
+    if (c->gen_top_p > 0) s->top_p = c->gen_top_p;
+    if (c->gen_repetition_penalty > 0) s->repetition_penalty = c->gen_repetition_penalty;
+    s->max_new_tokens = c->gen_max_new_tokens;
+}
+
+/* ------------------------------------------------------------------ dumps */
+
+static void dump_to_dir(void *user, const char *name, const float *data, int64_t rows,
+                        int64_t cols) {
+    glmv_model *m = user;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.f32", m->dump_dir, name);
+    FILE *f = fopen(path, "ab"); /* prefill chunks append rows */
+    if (!f) {
+        glmv_log(0, "GLMV_DUMP: cannot write %s: %s", path, strerror(errno));
+        return;
+    }
+    fwrite(data, sizeof(float), (size_t)(rows * cols), f);
+    fclose(f);
+    glmv_log(2, "dump %s [%lld, %lld]", name, (long long)rows, (long long)cols);
+}
+
+void glmv_model_set_hook(glmv_model *m, glmv_act_hook hook, void *user) {
+    m->hook = hook;
+    m->hook_user = user;
+    if (!hook && m->dump_dir[0]) {
+        m->hook = dump_to_dir;
+        m->hook_user = m;
+    }
+}
+
+void glmv_model_dump(glmv_model *m, const char *name, const float *x, int64_t rows, int64_t cols) {
+    if (!m->hook || rows <= 0) return;
+    size_t bytes = glmv_mul_size((size_t)(rows * cols), sizeof(float));
+    float *h = malloc(bytes);
+    if (!h) return;
+    m->be->read(m->be, h, x, bytes);
+    m->hook(m->hook_user, name, h, rows, cols);
+    free(h);
+}
+
+/* ------------------------------------------------------------------ binding */
+
+typedef struct {
+    glmv_model *m;
+    char *err;
+    int fail;
+} binder;
+
+/* Required tensor of this exact shape (dims terminated by -1). */
+static glmv_tensor *req(binder *b, const char *fmt, int idx, int64_t d0, int64_t d1, int64_t d2,
+                        int64_t d3, int64_t d4) {
+    if (b->fail) return NULL;
+    char name[256];
+    snprintf(name, sizeof name, fmt, idx);
+    int64_t shape[5] = {d0, d1, d2, d3, d4};
+    int nd = 0;
+    while (nd < 5 && shape[nd] >= 0) nd++;
+    glmv_tensor *t = NULL;
+    if (glmv_weights_require(b->m->w, name, nd, shape, &t, b->err) != 0) {
+        b->fail = 1;
+        return NULL;
+    }
+    return t;
+}
+#define REQ1(b, f, i, a) req(b, f, i, a, -1, -1, -1, -1)
+#define REQ2(b, f, i, a, c) req(b, f, i, a, c, -1, -1, -1)
+
+/* Optional bias: absent is fine, present must have n elements. */
+static glmv_tensor *opt1(binder *b, const char *fmt, int idx, int64_t n) {
+    if (b->fail) return NULL;
+    char name[256];
+    snprintf(name, sizeof name, fmt, idx);
+    if (!glmv_weights_find(b->m->w, name)) return NULL;
+    return REQ1(b, fmt, idx, n);
+}
+
+static int bind_weights(glmv_model *m, char *err) {
+    const glmv_config *c = &m->cfg;
+    binder b = {m, err, 0};
+    int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    int64_t qd = (int64_t)c->num_attention_heads * c->head_dim;
+    int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
+    const char *tp = "model.language_model.";
+    char f[256];
+
+    snprintf(f, sizeof f, "%sembed_tokens.weight", tp);
+    m->embed = REQ2(&b, f, 0, V, H);
+    m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
+    if (!m->layers) return glmv_errf(err, "out of memory binding %d layers", c->num_hidden_layers);
+    for (int l = 0; l < c->num_hidden_layers && !b.fail; l++) {
+        glmv_text_layer *L = &m->layers[l];
+#define TL(s) "model.language_model.layers.%d." s
+        L->input_layernorm = REQ1(&b, TL("input_layernorm.weight"), l, H);
+        L->q_w = REQ2(&b, TL("self_attn.q_proj.weight"), l, qd, H);
+        L->k_w = REQ2(&b, TL("self_attn.k_proj.weight"), l, kvd, H);
+        L->v_w = REQ2(&b, TL("self_attn.v_proj.weight"), l, kvd, H);
+        if (c->attention_bias) {
+            L->q_b = REQ1(&b, TL("self_attn.q_proj.bias"), l, qd);
+            L->k_b = REQ1(&b, TL("self_attn.k_proj.bias"), l, kvd);
+            L->v_b = REQ1(&b, TL("self_attn.v_proj.bias"), l, kvd);
+        }
+        L->o_w = REQ2(&b, TL("self_attn.o_proj.weight"), l, H, qd);
+        L->post_self_attn_layernorm = REQ1(&b, TL("post_self_attn_layernorm.weight"), l, H);
+        L->post_attention_layernorm = REQ1(&b, TL("post_attention_layernorm.weight"), l, H);
+        L->gate_up = REQ2(&b, TL("mlp.gate_up_proj.weight"), l, 2 * I, H);
+        L->down = REQ2(&b, TL("mlp.down_proj.weight"), l, H, I);
+        L->post_mlp_layernorm = REQ1(&b, TL("post_mlp_layernorm.weight"), l, H);
+#undef TL
+    }
+    snprintf(f, sizeof f, "%snorm.weight", tp);
+    m->norm = REQ1(&b, f, 0, H);
+    if (c->tie_word_embeddings && !glmv_weights_find(m->w, "lm_head.weight"))
+        m->lm_head = m->embed;
+    else
+        m->lm_head = REQ2(&b, "lm_head.weight", 0, V, H);
+    if (b.fail) return -1;
+
+    /* vision tower: present in every GLM-4.1V checkpoint; a text-only folder works without */
+    m->has_vision = glmv_weights_find(m->w, "model.visual.patch_embed.proj.weight") != NULL;
+    if (!m->has_vision) return 0;
+    int64_t Hv = c->v_hidden_size, Ov = c->v_out_hidden_size, Iv = c->v_intermediate_size;
+    int64_t P = c->v_patch_size, T = c->v_temporal_patch_size, Cin = c->v_in_channels;
+    int64_t S = c->v_image_size / c->v_patch_size, ms = c->v_spatial_merge_size;
+    m->patch_w = req(&b, "model.visual.patch_embed.proj.weight", 0, Hv, Cin, T, P, P);
+    m->patch_b = opt1(&b, "model.visual.patch_embed.proj.bias", 0, Hv);
+    m->post_conv_norm = REQ1(&b, "model.visual.post_conv_layernorm.weight", 0, Hv);
+    m->pos_embed = REQ2(&b, "model.visual.embeddings.position_embedding.weight", 0, S * S, Hv);
+    m->blocks = calloc((size_t)c->v_depth, sizeof *m->blocks);
+    if (!m->blocks) return glmv_errf(err, "out of memory binding %d vision blocks", c->v_depth);
+    for (int l = 0; l < c->v_depth && !b.fail; l++) {
+        glmv_vision_block *B = &m->blocks[l];
+#define VB(s) "model.visual.blocks.%d." s
+        B->norm1 = REQ1(&b, VB("norm1.weight"), l, Hv);
+        B->qkv_w = REQ2(&b, VB("attn.qkv.weight"), l, 3 * Hv, Hv);
+        B->qkv_b = opt1(&b, VB("attn.qkv.bias"), l, 3 * Hv);
+        B->proj_w = REQ2(&b, VB("attn.proj.weight"), l, Hv, Hv);
+        B->proj_b = opt1(&b, VB("attn.proj.bias"), l, Hv);
+        B->norm2 = REQ1(&b, VB("norm2.weight"), l, Hv);
+        B->gate_w = REQ2(&b, VB("mlp.gate_proj.weight"), l, Ov, Hv);
+        B->gate_b = opt1(&b, VB("mlp.gate_proj.bias"), l, Ov);
+        B->up_w = REQ2(&b, VB("mlp.up_proj.weight"), l, Ov, Hv);
+        B->up_b = opt1(&b, VB("mlp.up_proj.bias"), l, Ov);
+        B->down_w = REQ2(&b, VB("mlp.down_proj.weight"), l, Hv, Ov);
+        B->down_b = opt1(&b, VB("mlp.down_proj.bias"), l, Hv);
+#undef VB
+    }
+    m->post_norm = REQ1(&b, "model.visual.post_layernorm.weight", 0, Hv);
+    m->ds_w = req(&b, "model.visual.downsample.weight", 0, Ov, Hv, ms, ms, -1);
+    m->ds_b = opt1(&b, "model.visual.downsample.bias", 0, Ov);
+    m->mg_proj = REQ2(&b, "model.visual.merger.proj.weight", 0, Ov, Ov);
+    m->mg_ln_w = REQ1(&b, "model.visual.merger.post_projection_norm.weight", 0, Ov);
+    m->mg_ln_b = REQ1(&b, "model.visual.merger.post_projection_norm.bias", 0, Ov);
+    m->mg_gate = REQ2(&b, "model.visual.merger.gate_proj.weight", 0, Iv, Ov);
+    m->mg_up = REQ2(&b, "model.visual.merger.up_proj.weight", 0, Iv, Ov);
+    m->mg_down = REQ2(&b, "model.visual.merger.down_proj.weight", 0, Ov, Iv);
+    return b.fail ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ backend */
+
+static int make_backend(glmv_model *m, const glmv_model_params *p, char *err) {
+    char e2[GLMV_ERR_SIZE] = "";
+#ifdef GLMV_CUDA
+    if (p->device == GLMV_DEVICE_CUDA || p->device == GLMV_DEVICE_AUTO) {
+        m->be = glmv_cuda_backend_new(0, e2);
+        if (m->be) {
+            snprintf(m->device, sizeof m->device, "cuda (%s)", m->be->name);
+            return 0;
+        }
+        if (p->device == GLMV_DEVICE_CUDA) return glmv_errf(err, "CUDA backend: %s", e2);
+        glmv_log(1, "no CUDA device (%s); using the CPU", e2);
+    }
+#else
+    if (p->device == GLMV_DEVICE_CUDA)
+        return glmv_errf(err, "this glmv was built without CUDA (make CUDA=1)");
+#endif
+    m->be = glmv_cpu_backend_new(p->n_threads, GLMV_SIMD_AUTO, e2);
+    if (!m->be) return glmv_errf(err, "CPU backend: %s", e2);
+    snprintf(m->device, sizeof m->device, "cpu (%s)", m->be->name);
+    return 0;
+}
+
+/* "synthetic:9b[,layers=N][,seed=S]" */
+static int parse_synthetic(const char *dir, int *layers, uint64_t *seed, char *err) {
+    const char *s = dir + strlen("synthetic:");
+    if (strncmp(s, "9b", 2) != 0)
+        return glmv_errf(err, "%s: unknown synthetic model (expected synthetic:9b[,layers=N][,seed=S])", dir);
+    s += 2;
+    *layers = 0;
+    *seed = 1;
+    while (*s == ',') {
+        s++;
+        if (!strncmp(s, "layers=", 7)) {
+            *layers = atoi(s + 7);
+            if (*layers < 1 || *layers > 40) return glmv_errf(err, "%s: layers must be 1..40", dir);
+        } else if (!strncmp(s, "seed=", 5)) {
+            *seed = strtoull(s + 5, NULL, 10);
+        } else {
+            return glmv_errf(err, "%s: unknown option at '%s'", dir, s);
+        }
+        while (*s && *s != ',') s++;
+    }
+    if (*s) return glmv_errf(err, "%s: trailing characters '%s'", dir, s);
+    return 0;
+}
+
+static int file_exists(const char *dir, const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, R_OK) == 0;
+}
+
+int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *p, char *err) {
+    double t0 = glmv_now_ms();
+    *out = NULL;
+    glmv_model_params defp;
+    if (!p) {
+        glmv_model_params_default(&defp);
+        p = &defp;
+    }
+    glmv_model *m = calloc(1, sizeof *m);
+    if (!m) return glmv_errf(err, "out of memory");
+    m->params = *p;
+    if (!m->params.max_decode_pixels) m->params.max_decode_pixels = 178956970;
+    int synthetic = !strncmp(dir, "synthetic:", 10);
+    if (synthetic) {
+        int layers = 0;
+        uint64_t seed = 1;
+        if (parse_synthetic(dir, &layers, &seed, err)) goto fail;
+        glmv_config_preset_9b(&m->cfg, layers);
+        if (glmv_weights_synthetic(&m->w, &m->cfg, seed, err)) goto fail;
+        snprintf(m->name, sizeof m->name, "%s", dir);
+    } else {
+        if (glmv_config_load(&m->cfg, dir, err)) goto fail;
+        if (glmv_weights_open(&m->w, dir, err)) goto fail;
+        const char *base = strrchr(dir, '/');
+        while (base && base[1] == 0 && base > dir) { /* trailing slash */
+            const char *q = base - 1;
+            while (q > dir && *q != '/') q--;
+            base = q;
+        }
+        snprintf(m->name, sizeof m->name, "%s", base ? base + (*base == '/') : dir);
+        size_t nl = strlen(m->name);
+        if (nl && m->name[nl - 1] == '/') m->name[nl - 1] = 0;
+    }
+    if (bind_weights(m, err)) goto fail;
+    if (make_backend(m, p, err)) goto fail;
+    for (int64_t i = 0; i < glmv_weights_count(m->w); i++) {
+        glmv_tensor *t = glmv_weights_at(m->w, i);
+        if (m->be->upload(m->be, t, err)) goto fail;
+        m->n_params += glmv_tensor_numel(t);
+    }
+    if (strncmp(m->device, "cpu", 3) != 0) m->device_bytes = glmv_weights_bytes(m->w);
+    if (!synthetic && file_exists(dir, "tokenizer.json")) {
+        if (glmv_tokenizer_load(&m->tok, dir, err)) goto fail;
+        if (glmv_chat_template_load(&m->tmpl, dir, err)) goto fail;
+    }
+    const char *dd = getenv("GLMV_DUMP");
+    if (dd && *dd) {
+        snprintf(m->dump_dir, sizeof m->dump_dir, "%s", dd);
+        mkdir(dd, 0777);
+        glmv_model_set_hook(m, NULL, NULL);
+    }
+    m->load_ms = glmv_now_ms() - t0;
+    if (p->verbose)
+        fprintf(stderr, "glmv: loaded %s (%lld params) on %s in %.0f ms\n", m->name,
+                (long long)m->n_params, m->device, m->load_ms);
+    *out = m;
+    return 0;
+fail:
+    glmv_model_free(m);
+    return -1;
+}
+
+void glmv_model_free(glmv_model *m) {
+    if (!m) return;
+    if (m->tmpl) glmv_chat_template_free(m->tmpl);
+    if (m->tok) glmv_tokenizer_free(m->tok);
+    if (m->be) m->be->destroy(m->be);
+    glmv_weights_free(m->w);
+    free(m->layers);
+    free(m->blocks);
+    free(m);
+}
+
+const glmv_tokenizer *glmv_model_tokenizer(const glmv_model *m) { return m ? m->tok : NULL; }
+
+void glmv_model_get_info(const glmv_model *m, glmv_model_info *info) {
+    memset(info, 0, sizeof *info);
+    const glmv_config *c = &m->cfg;
+    info->name = m->name;
+    info->device = m->device;
+    info->n_params = m->n_params;
+    info->n_layers = c->num_hidden_layers;
+    info->hidden = c->hidden_size;
+    info->n_heads = c->num_attention_heads;
+    info->n_kv_heads = c->num_key_value_heads;
+    info->head_dim = c->head_dim;
+    info->vocab = c->vocab_size;
+    info->vision_depth = m->has_vision ? c->v_depth : 0;
+    info->vision_hidden = m->has_vision ? c->v_hidden_size : 0;
+    info->max_position_embeddings = c->max_position_embeddings;
+    info->load_ms = m->load_ms;
+}
+
+int64_t glmv_peak_host_bytes(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (int64_t)ru.ru_maxrss * 1024;
+}
+
+int64_t glmv_device_bytes(const glmv_model *m) { return m ? m->device_bytes : 0; }

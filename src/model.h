@@ -1,0 +1,171 @@
+/* model.h -- the loaded model (config + weights bound by name + backend +
+ * tokenizer + chat template) and the session state, shared by model.c,
+ * vision.c, text.c, rope.c, sample.c and session.c. Library-internal: tools
+ * see only include/glmv.h.
+ *
+ * Shapes are written PyTorch-style, outermost first, with the config names:
+ * H hidden_size, I intermediate_size, V vocab_size, nh/nkv heads, hd head_dim,
+ * Hv/Ov/Iv vision hidden/out_hidden/intermediate, P patch_size, T temporal.
+ */
+#ifndef GLMV_MODEL_H
+#define GLMV_MODEL_H
+
+#include <stdint.h>
+
+#include "chat.h"
+#include "config.h"
+#include "glmv.h"
+#include "ops.h"
+#include "safetensors.h"
+
+/* ref: Glm4vTextDecoderLayer */
+typedef struct {
+    glmv_tensor *input_layernorm;          /* (H) */
+    glmv_tensor *q_w, *q_b;                /* (nh*hd, H), (nh*hd) */
+    glmv_tensor *k_w, *k_b;                /* (nkv*hd, H), (nkv*hd) */
+    glmv_tensor *v_w, *v_b;                /* (nkv*hd, H), (nkv*hd) */
+    glmv_tensor *o_w;                      /* (H, nh*hd) */
+    glmv_tensor *post_self_attn_layernorm; /* (H) */
+    glmv_tensor *post_attention_layernorm; /* (H), the pre-MLP norm */
+    glmv_tensor *gate_up;                  /* (2I, H): rows [0,I) gate, [I,2I) up */
+    glmv_tensor *down;                     /* (H, I) */
+    glmv_tensor *post_mlp_layernorm;       /* (H) */
+} glmv_text_layer;
+
+/* ref: Glm4vVisionBlock */
+typedef struct {
+    glmv_tensor *norm1;                    /* (Hv) */
+    glmv_tensor *qkv_w, *qkv_b;            /* (3Hv, Hv), bias optional */
+    glmv_tensor *proj_w, *proj_b;          /* (Hv, Hv), bias optional */
+    glmv_tensor *norm2;                    /* (Hv) */
+    glmv_tensor *gate_w, *gate_b;          /* (Ov, Hv) */
+    glmv_tensor *up_w, *up_b;              /* (Ov, Hv) */
+    glmv_tensor *down_w, *down_b;          /* (Hv, Ov) */
+} glmv_vision_block;
+
+/* Called with named activations (host copies) when set: GLMV_DUMP and tests. */
+typedef void (*glmv_act_hook)(void *user, const char *name, const float *data, int64_t rows,
+                              int64_t cols);
+
+struct glmv_model {
+    glmv_config cfg;
+    glmv_weights *w;
+    glmv_backend *be;
+    glmv_model_params params;
+
+    /* text: ref Glm4vTextModel + lm_head */
+    glmv_tensor *embed;                    /* (V, H) */
+    glmv_text_layer *layers;               /* num_hidden_layers */
+    glmv_tensor *norm;                     /* (H) */
+    glmv_tensor *lm_head;                  /* (V, H) */
+
+    /* vision: ref Glm4vVisionModel */
+    int has_vision;
+    glmv_tensor *patch_w, *patch_b;        /* (Hv, 3, T, P, P) viewed (Hv, 3*T*P*P), (Hv) */
+    glmv_tensor *post_conv_norm;           /* (Hv) */
+    glmv_tensor *pos_embed;                /* (S*S, Hv), S = image_size / P */
+    glmv_vision_block *blocks;             /* v_depth */
+    glmv_tensor *post_norm;                /* (Hv) */
+    glmv_tensor *ds_w, *ds_b;              /* (Ov, Hv, 2, 2) viewed (Ov, 4Hv), (Ov) */
+    glmv_tensor *mg_proj;                  /* (Ov, Ov) */
+    glmv_tensor *mg_ln_w, *mg_ln_b;        /* (Ov), (Ov) */
+    glmv_tensor *mg_gate, *mg_up;          /* (Iv, Ov) */
+    glmv_tensor *mg_down;                  /* (Ov, Iv) */
+
+    glmv_tokenizer *tok;                   /* NULL for synthetic weights */
+    glmv_chat_template *tmpl;
+
+    char name[256];
+    char device[96];
+    double load_ms;
+    int64_t n_params;
+    int64_t device_bytes;
+
+    glmv_act_hook hook;                    /* NULL: no activation dumps */
+    void *hook_user;
+    char dump_dir[512];
+};
+
+struct glmv_session {
+    glmv_model *m;
+    int n_ctx;
+    int pos;                               /* tokens in the KV cache */
+    int64_t rope_delta;                    /* M-RoPE offset of decode positions */
+    int chunk;                             /* prefill rows per pass */
+
+    float **kc, **vc;                      /* per layer (n_ctx, nkv*hd), post-RoPE keys */
+    /* scratch (backend memory), chunk rows each */
+    float *x, *xn, *t1, *t2;               /* (chunk, H) */
+    float *q;                              /* (chunk, nh*hd) */
+    float *att;                            /* (chunk, nh*hd) */
+    float *gu;                             /* (chunk, 2I) */
+    float *h;                              /* (chunk, I) */
+    float *cos, *sin;                      /* (chunk, rot/2) */
+    float *logits_dev;                     /* (V) */
+    float *hcos, *hsin;                    /* host (chunk, rot/2) */
+    int32_t *hpos;                         /* host (3, chunk) */
+
+    int32_t *hist;                         /* ids in the cache (n_ctx), for penalties */
+};
+
+/* ---- model.c ---- */
+/* Call the activation hook (if any) on backend rows x[rows, cols]. */
+void glmv_model_dump(glmv_model *m, const char *name, const float *x, int64_t rows,
+                     int64_t cols);
+/* Install a hook (tests); NULL restores the GLMV_DUMP default. */
+void glmv_model_set_hook(glmv_model *m, glmv_act_hook hook, void *user);
+
+/* ---- rope.c ---- */
+/* get_rope_index for one unpadded sequence: pos is (3, n) (t, h, w rows).
+ * grids are (t, h, w) in patches; images then videos in prompt order. */
+int glmv_rope_index(const glmv_config *c, const int32_t *ids, int64_t n, const int (*img_grid)[3],
+                    int n_img, const int (*vid_grid)[3], int n_vid, int32_t *pos,
+                    int64_t *rope_delta, char *err);
+/* Text M-RoPE tables: pos (3, stride) -> cos/sin (n, rot/2), fp32 like torch. */
+void glmv_rope_text_table(const glmv_config *c, const int32_t *pos, int64_t stride, int64_t n,
+                          float *cos, float *sin);
+/* Vision 2-D rope tables for patches (hp, wp): cos/sin (n, hd/2). */
+void glmv_rope_vision_table(int head_dim, double theta, const int32_t *hp, const int32_t *wp,
+                            int64_t n, float *cos, float *sin);
+
+/* ---- vision.c ---- */
+/* Rows of all images/frame groups (n_patches, 3*T*P*P) (host), their grids;
+ * out (backend) receives (n_patches / merge^2, Ov) features. */
+int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t n_patches,
+                        const int (*grid)[3], int n_grid, float *out, char *err);
+/* Bicubic resample of the learned position table for one grid (host):
+ * out (gh*gw, Hv) in merge-block order. */
+void glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out);
+
+/* ---- text.c ---- */
+/* Run n tokens at s->pos: x (backend, (n, H) embeddings) or ids when x is NULL;
+ * pos (3, n) host positions. logits (host, V) of the last token, may be NULL. */
+int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const int32_t *pos,
+                      int64_t n, float *logits, char *err);
+
+/* ---- session.c ---- */
+/* Prefill ids (placeholders already expanded) at s->pos with n_img images whose
+ * patch rows (n_rows, 3*T*P*P) are on the host: vision tower, splice, M-RoPE
+ * positions (sets s->rope_delta), forward. logits (host, V) of the last token. */
+int glmv_session_prefill_mm(glmv_session *s, const int32_t *ids, int64_t n, const float *pixels,
+                            int64_t n_rows, const int (*grid)[3], int n_img, float *logits,
+                            double *vision_ms, char *err);
+/* The general form: seg_grid lists the vision tower's segments (each image,
+ * each video frame pair) in prompt order; img_grid/vid_grid are what M-RoPE
+ * needs (GLM4V.md §4.2). */
+int glmv_session_prefill_media(glmv_session *s, const int32_t *ids, int64_t n, const float *pixels,
+                               int64_t n_rows, const int (*seg_grid)[3], int n_seg,
+                               const int (*img_grid)[3], int n_img, const int (*vid_grid)[3],
+                               int n_vid, float *logits, double *vision_ms, char *err);
+
+/* ---- sample.c ---- */
+typedef struct { uint64_t s[4]; } glmv_rng;
+void glmv_rng_seed(glmv_rng *r, uint64_t seed);
+double glmv_rng_uniform(glmv_rng *r);  /* [0, 1) */
+/* Pick the next id from logits (modified in place) with HF's processor order:
+ * repetition penalty over hist -> (sampling only) temperature -> top-k -> top-p.
+ * work: vocab floats + vocab ints of scratch. */
+int32_t glmv_sample(float *logits, int vocab, const glmv_sampling *sp, const int32_t *hist,
+                    int64_t n_hist, glmv_rng *rng, float *work_f, int32_t *work_i);
+
+#endif

@@ -1,0 +1,114 @@
+/* sample.c -- choosing the next token the way transformers' generate does:
+ * RepetitionPenaltyLogitsProcessor over every id of the sequence (prompt and
+ * output, each distinct id once: s/p when s > 0, s*p otherwise), then, only
+ * when sampling, TemperatureLogitsWarper, TopKLogitsWarper (ties with the k-th
+ * value kept) and TopPLogitsWarper (ascending sort, drop while the cumulative
+ * probability <= 1 - top_p, the best token always kept), then a draw from the
+ * softmax with a seeded xoshiro256** generator. Greedy takes the first maximum.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "model.h"
+
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void glmv_rng_seed(glmv_rng *r, uint64_t seed) {
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t next_u64(glmv_rng *r) {
+    uint64_t *s = r->s, res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return res;
+}
+
+double glmv_rng_uniform(glmv_rng *r) { return (double)(next_u64(r) >> 11) * 0x1.0p-53; }
+
+static int32_t argmax(const float *x, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* ascending by value; ties by index, so the order is deterministic */
+static int cmp_asc(const void *a, const void *b, void *ctx) {
+    const float *vals = ctx;
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    float x = vals[i], y = vals[j];
+    if (x < y) return -1;
+    if (x > y) return 1;
+    return i < j ? 1 : (i > j ? -1 : 0);
+}
+
+int32_t glmv_sample(float *logits, int V, const glmv_sampling *sp, const int32_t *hist,
+                    int64_t n_hist, glmv_rng *rng, float *work_f, int32_t *work_i) {
+    /* ref: RepetitionPenaltyLogitsProcessor (gather, penalise, scatter: each id once) */
+    float p = sp ? sp->repetition_penalty : 1.0f;
+    if (p > 0 && p != 1.0f && hist && n_hist > 0) {
+        unsigned char *seen = (unsigned char *)work_i; /* V bytes fit in V ints */
+        memset(seen, 0, (size_t)V);
+        for (int64_t i = 0; i < n_hist; i++) {
+            int32_t id = hist[i];
+            if (id < 0 || id >= V || seen[id]) continue;
+            seen[id] = 1;
+            logits[id] = logits[id] < 0 ? logits[id] * p : logits[id] / p;
+        }
+    }
+    if (!sp || !sp->do_sample) return argmax(logits, V);
+
+    /* ref: TemperatureLogitsWarper */
+    if (sp->temperature > 0 && sp->temperature != 1.0f)
+        for (int i = 0; i < V; i++) logits[i] /= sp->temperature;
+    /* ref: TopKLogitsWarper: remove scores < the k-th largest */
+    if (sp->top_k > 0 && sp->top_k < V) {
+        memcpy(work_f, logits, sizeof(float) * (size_t)V);
+        for (int i = 0; i < V; i++) work_i[i] = i;
+        qsort_r(work_i, (size_t)V, sizeof(int32_t), cmp_asc, work_f);
+        float kth = work_f[work_i[V - sp->top_k]];
+        for (int i = 0; i < V; i++)
+            if (logits[i] < kth) logits[i] = -INFINITY;
+    }
+    /* ref: TopPLogitsWarper */
+    if (sp->top_p > 0 && sp->top_p < 1.0f) {
+        for (int i = 0; i < V; i++) work_i[i] = i;
+        qsort_r(work_i, (size_t)V, sizeof(int32_t), cmp_asc, logits);
+        float mx = logits[work_i[V - 1]];
+        double sum = 0;
+        for (int i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
+        double cum = 0;
+        for (int r = 0; r < V - 1; r++) { /* the top token is always kept */
+            int32_t id = work_i[r];
+            cum += exp((double)logits[id] - mx) / sum;
+            if (cum <= 1.0 - (double)sp->top_p) logits[id] = -INFINITY;
+            else break;
+        }
+    }
+    /* draw from softmax */
+    int32_t best = argmax(logits, V);
+    float mx = logits[best];
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += logits[i] == -INFINITY ? 0.0 : exp((double)logits[i] - mx);
+    double u = (rng ? glmv_rng_uniform(rng) : 0.0) * sum, acc = 0;
+    for (int i = 0; i < V; i++) {
+        if (logits[i] == -INFINITY) continue;
+        acc += exp((double)logits[i] - mx);
+        if (u < acc) return i;
+    }
+    return best;
+}

@@ -1,0 +1,629 @@
+/* session.c -- one conversation: KV cache and scratch allocated once, and
+ * glmv_generate: render the chat template, expand each image placeholder to
+ * its vision tokens, tokenize, preprocess the images, run the vision tower on
+ * all of them in one batch, splice the features into the embeddings, compute
+ * the M-RoPE positions, prefill, then decode token by token (stopping on the
+ * checkpoint's eos ids, max tokens, stop strings or the callback) with the
+ * <think>/<answer> splitter of chat.h turning ids into streamed text. A
+ * thinking budget forces "</think><answer>" when it runs out.
+ * Each glmv_generate starts from an empty cache (the prompt holds the history).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "chat.h"
+#include "image.h"
+#include "model.h"
+#include "tokenizer.h"
+#include "video.h"
+
+/* ------------------------------------------------------------------ session */
+
+int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
+    *out = NULL;
+    const glmv_config *c = &m->cfg;
+    glmv_backend *be = m->be;
+    if (n_ctx <= 0) n_ctx = GLMV_MIN(c->max_position_embeddings > 0 ? c->max_position_embeddings : 4096, 16384);
+    if (n_ctx > (1 << 24)) return glmv_errf(err, "n_ctx %d too large", n_ctx);
+    glmv_session *s = calloc(1, sizeof *s);
+    if (!s) return glmv_errf(err, "out of memory");
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->chunk = GLMV_MIN(256, n_ctx);
+    int L = c->num_hidden_layers;
+    int64_t H = c->hidden_size, I = c->intermediate_size, C = s->chunk;
+    int64_t qd = (int64_t)c->num_attention_heads * c->head_dim;
+    int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
+    int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
+    int half = GLMV_MAX(rot / 2, 1);
+    s->kc = calloc((size_t)L, sizeof(float *));
+    s->vc = calloc((size_t)L, sizeof(float *));
+    int oom = !s->kc || !s->vc;
+    size_t kvb = glmv_mul_size(glmv_mul_size((size_t)n_ctx, (size_t)kvd), sizeof(float));
+    for (int l = 0; l < L && !oom; l++) {
+        s->kc[l] = be->alloc(be, kvb);
+        s->vc[l] = be->alloc(be, kvb);
+        oom = !s->kc[l] || !s->vc[l];
+    }
+#define BA(p, n) if (!oom) { p = be->alloc(be, sizeof(float) * (size_t)(n)); oom = !p; }
+    BA(s->x, C * H) BA(s->xn, C * H) BA(s->t1, C * H) BA(s->t2, C * H)
+    BA(s->q, C * qd) BA(s->att, C * qd) BA(s->gu, C * 2 * I) BA(s->h, C * I)
+    BA(s->cos, C * half) BA(s->sin, C * half) BA(s->logits_dev, c->vocab_size)
+#undef BA
+    if (!oom) {
+        s->hcos = malloc(sizeof(float) * (size_t)(C * half));
+        s->hsin = malloc(sizeof(float) * (size_t)(C * half));
+        s->hpos = malloc(sizeof(int32_t) * (size_t)(3 * C));
+        s->hist = malloc(sizeof(int32_t) * (size_t)n_ctx);
+        oom = !s->hcos || !s->hsin || !s->hpos || !s->hist;
+    }
+    if (oom) {
+        glmv_session_free(s);
+        return glmv_errf(err, "out of memory for a session of %d tokens (KV cache %zu MB)", n_ctx,
+                         (size_t)(2 * (double)kvb * L / 1e6));
+    }
+    *out = s;
+    return 0;
+}
+
+void glmv_session_free(glmv_session *s) {
+    if (!s) return;
+    glmv_backend *be = s->m->be;
+    for (int l = 0; l < s->m->cfg.num_hidden_layers; l++) {
+        if (s->kc && s->kc[l]) be->free(be, s->kc[l]);
+        if (s->vc && s->vc[l]) be->free(be, s->vc[l]);
+    }
+    float *bufs[] = {s->x, s->xn, s->t1, s->t2, s->q, s->att, s->gu, s->h, s->cos, s->sin, s->logits_dev};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) be->free(be, bufs[i]);
+    free(s->kc);
+    free(s->vc);
+    free(s->hcos);
+    free(s->hsin);
+    free(s->hpos);
+    free(s->hist);
+    free(s);
+}
+
+void glmv_session_reset(glmv_session *s) {
+    s->pos = 0;
+    s->rope_delta = 0;
+}
+int glmv_session_pos(const glmv_session *s) { return s->pos; }
+int glmv_session_n_ctx(const glmv_session *s) { return s->n_ctx; }
+
+/* Text ids at the current position; decode positions: s + rope_delta on all axes. */
+int glmv_session_eval(glmv_session *s, const int32_t *ids, int n, float *logits, char *err) {
+    if (n <= 0) return glmv_errf(err, "glmv_session_eval: no tokens");
+    if (s->pos + n > s->n_ctx)
+        return glmv_errf(err, "context full: %d cached + %d new tokens > n_ctx %d", s->pos, n,
+                         s->n_ctx);
+    int32_t *pos = malloc(sizeof(int32_t) * 3 * (size_t)n);
+    if (!pos) return glmv_errf(err, "out of memory");
+    for (int i = 0; i < n; i++)
+        pos[i] = pos[n + i] = pos[2 * n + i] = (int32_t)(s->pos + i + s->rope_delta);
+    int rc = glmv_text_forward(s, NULL, ids, pos, n, logits, err);
+    free(pos);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ generate */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+typedef struct {
+    glmv_callback cb;
+    void *user;
+    int32_t token;
+    int n_emit;
+    int cancelled;
+    sbuf reasoning, content;
+    const char *const *stop;
+    int n_stop;
+    int stopped;
+} gen_state;
+
+static void on_emit(void *user, glmv_text_kind kind, const char *text, size_t len) {
+    gen_state *g = user;
+    if (g->stopped) return;
+    sbuf *b = kind == GLMV_TEXT_CONTENT ? &g->content : &g->reasoning;
+    size_t before = b->n;
+    sb_add(b, text, len);
+    if (kind == GLMV_TEXT_CONTENT && g->n_stop > 0 && b->p) {
+        /* stop strings: cut the answer at the first match, stream only what precedes it */
+        for (int i = 0; i < g->n_stop; i++) {
+            const char *st = g->stop[i];
+            if (!st || !*st) continue;
+            size_t from = before >= strlen(st) ? before - strlen(st) + 1 : 0;
+            char *hit = strstr(b->p + from, st);
+            if (hit) {
+                size_t cut = (size_t)(hit - b->p);
+                b->n = cut;
+                b->p[cut] = 0;
+                g->stopped = 1;
+                len = cut > before ? cut - before : 0;
+                break;
+            }
+        }
+    }
+    if (g->cb && len > 0 && !g->cancelled) {
+        glmv_event ev = {g->token, text, len, kind};
+        if (g->cb(g->user, &ev)) g->cancelled = 1;
+    }
+    if (len > 0) g->n_emit++;
+}
+
+static int is_eos(const glmv_config *c, int32_t id) {
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_token_ids[i] == id) return 1;
+    return 0;
+}
+
+/* The media of a prompt in order of appearance. The vision tower sees one
+ * segment per image and per video frame pair (grid); M-RoPE needs the
+ * images' grids and the videos' grids apart. */
+typedef struct {
+    float *rows;     /* all patch rows [n_rows, K] */
+    int64_t n_rows;
+    int (*grid)[3];  /* vision segments: images and video frame pairs (1, gh, gw) */
+    int n;
+    int (*img_grid)[3];
+    int n_img;
+    int (*vid_grid)[3]; /* (frame pairs, gh, gw) per video */
+    int **vid_ts;       /* per video: the timestamp of each frame pair */
+    int n_vid;
+    int *order;         /* per image/video in prompt order: 0 image, 1 video */
+    int n_order;
+} media;
+
+static void media_free(media *md) {
+    free(md->rows);
+    free(md->grid);
+    free(md->img_grid);
+    free(md->vid_grid);
+    for (int i = 0; i < md->n_vid; i++) free(md->vid_ts[i]);
+    free(md->vid_ts);
+    free(md->order);
+}
+
+/* Append patch rows and one segment grid per frame pair (or the image). */
+static int media_add_rows(media *md, const float *rows, const int grid[3], int64_t K, char *err) {
+    int64_t per = (int64_t)grid[1] * grid[2], nr = per * grid[0];
+    float *all = realloc(md->rows, glmv_mul_size((size_t)((md->n_rows + nr) * K), sizeof(float)));
+    if (all) md->rows = all;
+    int(*g)[3] = realloc(md->grid, sizeof(int[3]) * (size_t)(md->n + grid[0]));
+    if (g) md->grid = g;
+    if (!all || !g) return glmv_errf(err, "out of memory for the patch rows of %d media", md->n + 1);
+    memcpy(md->rows + md->n_rows * K, rows, sizeof(float) * (size_t)(nr * K));
+    for (int t = 0; t < grid[0]; t++) {
+        md->grid[md->n][0] = 1;
+        md->grid[md->n][1] = grid[1];
+        md->grid[md->n][2] = grid[2];
+        md->n++;
+    }
+    md->n_rows += nr;
+    return 0;
+}
+
+static int media_add_order(media *md, int kind, char *err) {
+    int *o = realloc(md->order, sizeof(int) * (size_t)(md->n_order + 1));
+    if (!o) return glmv_errf(err, "out of memory");
+    md->order = o;
+    md->order[md->n_order++] = kind;
+    return 0;
+}
+
+static int load_video(glmv_model *m, const glmv_part *pt, media *md, int64_t K, char *err) {
+    const glmv_config *c = &m->cfg;
+    glmv_image_params ip;
+    memset(&ip, 0, sizeof ip);
+    ip.patch_size = c->proc_patch_size > 0 ? c->proc_patch_size : c->v_patch_size;
+    ip.temporal_patch_size = c->proc_temporal_patch_size > 0 ? c->proc_temporal_patch_size : c->v_temporal_patch_size;
+    ip.merge_size = c->proc_merge_size > 0 ? c->proc_merge_size : c->v_spatial_merge_size;
+    ip.min_pixels = c->vid_min_pixels;
+    ip.max_pixels = c->vid_max_pixels;
+    memcpy(ip.mean, c->vid_mean, sizeof ip.mean);
+    memcpy(ip.std, c->vid_std, sizeof ip.std);
+    ip.rescale_factor = c->img_rescale_factor > 0 ? c->img_rescale_factor : 1.0 / 255.0;
+    glmv_video_params vp = {.fps = pt->video_fps > 0 ? pt->video_fps : c->vid_fps,
+                            .max_duration = c->vid_max_duration,
+                            .max_frames = pt->video_max_frames,
+                            .start = pt->video_start,
+                            .end = pt->video_end,
+                            .max_decode_pixels = m->params.max_decode_pixels,
+                            .apply_rotation = 1};
+    glmv_video v;
+    if (glmv_video_load(pt->path, pt->data, pt->size, &vp, &ip, &v, err)) return -1;
+    int rc = -1;
+    int(*vg)[3] = realloc(md->vid_grid, sizeof(int[3]) * (size_t)(md->n_vid + 1));
+    if (vg) md->vid_grid = vg;
+    int **vt = realloc(md->vid_ts, sizeof(int *) * (size_t)(md->n_vid + 1));
+    if (vt) md->vid_ts = vt;
+    if (!vg || !vt) {
+        glmv_errf(err, "out of memory");
+        goto done;
+    }
+    if (media_add_rows(md, v.rows, v.grid, K, err) || media_add_order(md, 1, err)) goto done;
+    memcpy(md->vid_grid[md->n_vid], v.grid, sizeof v.grid);
+    md->vid_ts[md->n_vid] = v.timestamps;
+    v.timestamps = NULL;
+    md->n_vid++;
+    glmv_log(1, "video %s: %d frames sampled of %d at %.3f fps, grid (%d, %d, %d), decode %.0f ms, "
+                "preprocess %.0f ms", pt->path ? pt->path : "(data)", v.n_frames, v.total_frames,
+             v.video_fps, v.grid[0], v.grid[1], v.grid[2], v.decode_ms, v.preprocess_ms);
+    rc = 0;
+done:
+    glmv_video_free(&v);
+    return rc;
+}
+
+static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, media *md, char *err) {
+    const glmv_config *c = &m->cfg;
+    glmv_image_params ip;
+    memset(&ip, 0, sizeof ip);
+    ip.patch_size = c->proc_patch_size > 0 ? c->proc_patch_size : c->v_patch_size;
+    ip.temporal_patch_size = c->proc_temporal_patch_size > 0 ? c->proc_temporal_patch_size : c->v_temporal_patch_size;
+    ip.merge_size = c->proc_merge_size > 0 ? c->proc_merge_size : c->v_spatial_merge_size;
+    ip.min_pixels = c->img_min_pixels;
+    ip.max_pixels = c->img_max_pixels;
+    memcpy(ip.mean, c->img_mean, sizeof ip.mean);
+    memcpy(ip.std, c->img_std, sizeof ip.std);
+    ip.rescale_factor = c->img_rescale_factor > 0 ? c->img_rescale_factor : 1.0 / 255.0;
+    if ((m->params.min_image_tokens || m->params.max_image_tokens) &&
+        glmv_image_apply_token_limits(&ip, m->params.min_image_tokens, m->params.max_image_tokens, err))
+        return -1;
+    int64_t K = (int64_t)c->v_in_channels * c->v_temporal_patch_size * c->v_patch_size * c->v_patch_size;
+    for (int i = 0; i < n_msgs; i++)
+        for (int j = 0; j < msgs[i].n_parts; j++) {
+            const glmv_part *pt = &msgs[i].parts[j];
+            if (pt->kind == GLMV_PART_VIDEO) {
+                if (load_video(m, pt, md, K, err)) return -1;
+                continue;
+            }
+            if (pt->kind != GLMV_PART_IMAGE) continue;
+            glmv_rgb rgb = {0, 0, NULL};
+            int rc = pt->path ? glmv_image_decode_file(pt->path, m->params.max_decode_pixels, &rgb, err)
+                              : glmv_image_decode_mem(pt->data, pt->size, m->params.max_decode_pixels, &rgb, err);
+            if (rc) return -1;
+            float *rows = NULL;
+            int grid[3];
+            rc = glmv_image_preprocess(&rgb, &ip, &rows, grid, err);
+            glmv_rgb_free(&rgb);
+            if (rc) return -1;
+            int(*ig)[3] = realloc(md->img_grid, sizeof(int[3]) * (size_t)(md->n_img + 1));
+            if (ig) md->img_grid = ig;
+            rc = ig ? media_add_rows(md, rows, grid, K, err) : glmv_errf(err, "out of memory");
+            free(rows);
+            if (rc || media_add_order(md, 0, err)) return -1;
+            memcpy(md->img_grid[md->n_img++], grid, sizeof(int[3]));
+        }
+    return 0;
+}
+
+/* Replace each <|video|> by its frame pairs as Glm4vProcessor does:
+ * <|begin_of_image|><|image|><|end_of_image|>TIMESTAMP per pair, one
+ * placeholder each (expanded next with the others). */
+static int expand_videos(glmv_model *m, int32_t **ids, int64_t *n, const media *md, char *err) {
+    const glmv_config *c = &m->cfg;
+    int nv = 0;
+    for (int64_t i = 0; i < *n; i++) nv += (*ids)[i] == c->video_token_id;
+    if (nv != md->n_vid)
+        return glmv_errf(err, "%d videos but %d video placeholders in the prompt", md->n_vid, nv);
+    if (nv == 0) return 0;
+    int64_t cap = *n + 1;
+    for (int v = 0; v < md->n_vid; v++) cap += (int64_t)md->vid_grid[v][0] * 8;
+    int32_t *o = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!o) return glmv_errf(err, "out of memory");
+    int64_t j = 0;
+    int v = 0;
+    for (int64_t i = 0; i < *n; i++) {
+        if ((*ids)[i] != c->video_token_id) {
+            o[j++] = (*ids)[i];
+            continue;
+        }
+        for (int k = 0; k < md->vid_grid[v][0]; k++) {
+            char num[16];
+            int32_t *tid = NULL;
+            snprintf(num, sizeof num, "%d", md->vid_ts[v][k]);
+            int64_t nt = glmv_tokenize(m->tok, num, strlen(num), &tid, err);
+            if (nt < 0 || nt > 5) {
+                free(tid);
+                free(o);
+                return nt < 0 ? -1 : glmv_errf(err, "timestamp %s tokenizes to %lld tokens", num, (long long)nt);
+            }
+            o[j++] = c->image_start_token_id;
+            o[j++] = c->image_token_id;
+            o[j++] = c->image_end_token_id;
+            for (int64_t t = 0; t < nt; t++) o[j++] = tid[t];
+            free(tid);
+        }
+        v++;
+    }
+    free(*ids);
+    *ids = o;
+    *n = j;
+    return 0;
+}
+
+/* Replace each image placeholder by grid_t*grid_h*grid_w / merge² copies. */
+static int expand_placeholders(const glmv_config *c, const int32_t *ids, int64_t n, const media *md,
+                               int32_t **out, int64_t *n_out, char *err) {
+    int ms2 = c->v_spatial_merge_size * c->v_spatial_merge_size, k = 0;
+    int64_t total = n;
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] == c->image_token_id) {
+            if (k >= md->n)
+                return glmv_errf(err, "prompt has more image placeholders than the %d images", md->n);
+            total += (int64_t)md->grid[k][0] * md->grid[k][1] * md->grid[k][2] / ms2 - 1;
+            k++;
+        }
+    if (k != md->n)
+        return glmv_errf(err, "%d images but %d image placeholders in the prompt", md->n, k);
+    int32_t *o = malloc(sizeof(int32_t) * (size_t)GLMV_MAX(total, 1));
+    if (!o) return glmv_errf(err, "out of memory");
+    int64_t j = 0;
+    k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (ids[i] != c->image_token_id) {
+            o[j++] = ids[i];
+            continue;
+        }
+        int64_t cnt = (int64_t)md->grid[k][0] * md->grid[k][1] * md->grid[k][2] / ms2;
+        for (int64_t t = 0; t < cnt; t++) o[j++] = c->image_token_id;
+        k++;
+    }
+    *out = o;
+    *n_out = total;
+    return 0;
+}
+
+int glmv_session_prefill_mm(glmv_session *s, const int32_t *ids, int64_t n, const float *pixels,
+                            int64_t n_rows, const int (*grid)[3], int n_img, float *logits,
+                            double *vision_ms, char *err) {
+    return glmv_session_prefill_media(s, ids, n, pixels, n_rows, grid, n_img, grid, n_img, NULL, 0,
+                                      logits, vision_ms, err);
+}
+
+int glmv_session_prefill_media(glmv_session *s, const int32_t *ids, int64_t n, const float *pixels,
+                               int64_t n_rows, const int (*seg_grid)[3], int n_seg,
+                               const int (*img_grid)[3], int n_img, const int (*vid_grid)[3],
+                               int n_vid, float *logits, double *vision_ms, char *err) {
+    glmv_model *m = s->m;
+    const glmv_config *c = &m->cfg;
+    glmv_backend *be = m->be;
+    int64_t H = c->hidden_size;
+    if (s->pos + n > s->n_ctx)
+        return glmv_errf(err, "prompt of %lld tokens does not fit: %d cached, n_ctx %d",
+                         (long long)n, s->pos, s->n_ctx);
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab_size)
+            return glmv_errf(err, "token id %d outside the vocabulary (%d)", ids[i], c->vocab_size);
+    int32_t *pos = malloc(sizeof(int32_t) * 3 * (size_t)n);
+    float *emb = be->alloc(be, glmv_mul_size((size_t)(n * H), sizeof(float)));
+    float *feat = NULL;
+    int rc = -1;
+    int64_t delta = 0;
+    if (!pos || !emb) {
+        glmv_errf(err, "out of memory for a prompt of %lld tokens", (long long)n);
+        goto done;
+    }
+    if (glmv_rope_index(c, ids, n, img_grid, n_img, vid_grid, n_vid, pos, &delta, err)) goto done;
+    be->embed(be, emb, m->embed, ids, n);
+    if (n_seg > 0) {
+        int64_t ms2 = (int64_t)c->v_spatial_merge_size * c->v_spatial_merge_size;
+        int64_t n_feat = n_rows / ms2, k = 0;
+        feat = be->alloc(be, glmv_mul_size((size_t)(n_feat * c->v_out_hidden_size), sizeof(float)));
+        if (!feat) {
+            glmv_errf(err, "out of memory for %lld vision tokens", (long long)n_feat);
+            goto done;
+        }
+        double t0 = glmv_now_ms();
+        if (glmv_vision_forward(m, pixels, n_rows, seg_grid, n_seg, feat, err)) goto done;
+        if (vision_ms) *vision_ms = glmv_now_ms() - t0;
+        if (c->v_out_hidden_size != H) {
+            glmv_errf(err, "vision out_hidden_size %d != text hidden_size %lld", c->v_out_hidden_size,
+                      (long long)H);
+            goto done;
+        }
+        /* ref: Glm4vModel.forward masked_scatter: placeholders in order */
+        for (int64_t i = 0; i < n; i++) {
+            if (ids[i] != c->image_token_id) continue;
+            if (k >= n_feat) {
+                glmv_errf(err, "more image placeholders than the %lld vision tokens", (long long)n_feat);
+                goto done;
+            }
+            be->copy(be, emb + i * H, feat + k * H, sizeof(float) * (size_t)H);
+            k++;
+        }
+        if (k != n_feat) {
+            glmv_errf(err, "%lld image placeholders for %lld vision tokens", (long long)k,
+                      (long long)n_feat);
+            goto done;
+        }
+    }
+    s->rope_delta = delta;
+    rc = glmv_text_forward(s, emb, ids, pos, n, logits, err);
+done:
+    free(pos);
+    if (emb) be->free(be, emb);
+    if (feat) be->free(be, feat);
+    return rc;
+}
+
+void glmv_result_free(glmv_result *r) {
+    if (!r) return;
+    free(r->reasoning);
+    free(r->content);
+    free(r->token_ids);
+    memset(r, 0, sizeof *r);
+}
+
+int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const glmv_sampling *sp_in,
+                  glmv_callback cb, void *user, glmv_result *out, char *err) {
+    glmv_model *m = s->m;
+    const glmv_config *c = &m->cfg;
+    memset(out, 0, sizeof *out);
+    if (!m->tok || !m->tmpl)
+        return glmv_errf(err, "%s: no tokenizer.json / chat template: cannot generate from messages", m->name);
+    glmv_sampling sp;
+    if (sp_in) sp = *sp_in;
+    else glmv_sampling_default(m, &sp);
+
+    double t0 = glmv_now_ms();
+    media md;
+    memset(&md, 0, sizeof md);
+    char *text = NULL;
+    int32_t *ids0 = NULL, *ids = NULL, *gen = NULL, *force = NULL;
+    float *logits = NULL, *wf = NULL;
+    int32_t *wi = NULL;
+    glmv_splitter *spl = NULL;
+    gen_state g;
+    memset(&g, 0, sizeof g);
+    int rc = -1;
+    int64_t n0 = 0, n = 0;
+
+    text = glmv_chat_render(m->tmpl, msgs, n_msgs, 1, err);
+    if (!text) goto done;
+    if (load_images(m, msgs, n_msgs, &md, err)) goto done;
+    n0 = glmv_tokenize(m->tok, text, strlen(text), &ids0, err);
+    if (n0 < 0) goto done;
+    if (expand_videos(m, &ids0, &n0, &md, err)) goto done;
+    if (expand_placeholders(c, ids0, n0, &md, &ids, &n, err)) goto done;
+    out->prompt_tokens = (int)n;
+    out->image_tokens = (int)(md.n_rows / (c->v_spatial_merge_size * c->v_spatial_merge_size));
+    int max_new = sp.max_new_tokens > 0 ? sp.max_new_tokens : s->n_ctx - (int)n;
+    if (n + (int64_t)max_new > s->n_ctx || max_new <= 0) {
+        glmv_errf(err, "prompt (%lld tokens) + max_new_tokens (%d) exceeds the context (n_ctx %d)",
+                  (long long)n, sp.max_new_tokens, s->n_ctx);
+        goto done;
+    }
+    out->preprocess_ms = glmv_now_ms() - t0;
+
+    int V = c->vocab_size;
+    logits = malloc(sizeof(float) * (size_t)V);
+    wf = malloc(sizeof(float) * (size_t)V);
+    wi = malloc(sizeof(int32_t) * (size_t)V);
+    gen = malloc(sizeof(int32_t) * (size_t)(max_new + 8));
+    spl = glmv_splitter_new(m->tok);
+    if (!logits || !wf || !wi || !gen || !spl) {
+        glmv_errf(err, "out of memory");
+        goto done;
+    }
+    glmv_session_reset(s);
+    double t1 = glmv_now_ms();
+    if (glmv_session_prefill_media(s, ids, n, md.rows, md.n_rows, (const int(*)[3])md.grid, md.n,
+                                   (const int(*)[3])md.img_grid, md.n_img,
+                                   (const int(*)[3])md.vid_grid, md.n_vid, logits, &out->vision_ms, err))
+        goto done;
+    out->prefill_ms = glmv_now_ms() - t1 - out->vision_ms;
+
+    glmv_rng rng;
+    glmv_rng_seed(&rng, sp.seed);
+    g.cb = cb;
+    g.user = user;
+    g.stop = sp.stop;
+    g.n_stop = sp.n_stop;
+    const char *finish = "length";
+    int n_gen = 0, n_think = 0, forced = 0, n_force = 0, i_force = 0;
+    double t2 = glmv_now_ms();
+    while (n_gen < max_new) {
+        int32_t id;
+        if (i_force < n_force) {
+            id = force[i_force++];
+        } else {
+            id = glmv_sample(logits, V, &sp, s->hist, s->pos, &rng, wf, wi);
+        }
+        gen[n_gen++] = id;
+        if (is_eos(c, id)) {
+            finish = "stop";
+            break;
+        }
+        g.token = id;
+        g.n_emit = 0;
+        glmv_splitter_push(spl, id, on_emit, &g);
+        if (cb && g.n_emit == 0 && !g.cancelled) {
+            glmv_event ev = {id, "", 0, glmv_splitter_state(spl)};
+            if (cb(user, &ev)) g.cancelled = 1;
+        }
+        if (g.cancelled) {
+            finish = "cancelled";
+            break;
+        }
+        if (g.stopped) {
+            finish = "stop";
+            break;
+        }
+        if (n_gen >= max_new) break;
+        /* thinking budget: force "</think><answer>" once it is spent */
+        if (sp.max_thinking_tokens > 0 && !forced && glmv_splitter_state(spl) == GLMV_TEXT_REASONING &&
+            ++n_think >= sp.max_thinking_tokens) {
+            forced = 1;
+            const char *tag = "</think><answer>";
+            int64_t nf = glmv_tokenize(m->tok, tag, strlen(tag), &force, err);
+            if (nf < 0) goto done;
+            n_force = (int)nf;
+            i_force = 0;
+        }
+        if (s->pos + 1 > s->n_ctx) break;
+        if (glmv_session_eval(s, &id, 1, logits, err)) goto done;
+    }
+    glmv_splitter_finish(spl, on_emit, &g);
+    out->decode_ms = glmv_now_ms() - t2;
+    out->finish_reason = finish;
+    out->n_tokens = out->completion_tokens = n_gen;
+    out->token_ids = gen;
+    gen = NULL;
+    out->reasoning = g.reasoning.p ? g.reasoning.p : calloc(1, 1);
+    out->content = g.content.p ? g.content.p : calloc(1, 1);
+    g.reasoning.p = g.content.p = NULL;
+    if (!out->reasoning || !out->content || g.reasoning.oom || g.content.oom) {
+        glmv_result_free(out);
+        glmv_errf(err, "out of memory");
+        goto done;
+    }
+    if (m->params.verbose)
+        fprintf(stderr, "glmv: prompt %d tokens (%d image), preprocess %.0f ms, vision %.0f ms, "
+                        "prefill %.0f ms, decode %d tokens in %.0f ms\n",
+                out->prompt_tokens, out->image_tokens, out->preprocess_ms, out->vision_ms,
+                out->prefill_ms, n_gen, out->decode_ms);
+    rc = 0;
+done:
+    if (spl) glmv_splitter_free(spl);
+    free(g.reasoning.p);
+    free(g.content.p);
+    free(text);
+    media_free(&md);
+    free(ids0);
+    free(ids);
+    free(gen);
+    free(force);
+    free(logits);
+    free(wf);
+    free(wi);
+    return rc;
+}

@@ -1,0 +1,248 @@
+/* vision.c -- the GLM-4.1V vision tower and merger (GLM4V.md §5), written
+ * once against the op table: patch embedding as a matmul over the Conv3d
+ * kernel's [Hv, 3*T*P*P] view, post-conv RMSNorm, the learned position table
+ * resampled bicubically on the host (exactly torch's grid_sample, A = -0.75,
+ * border-clamped taps), 2-D rotary, blocks with attention confined to each
+ * image / frame group, post RMSNorm, the 2x2 downsample conv as a permute +
+ * matmul, and the merger (proj, LayerNorm, GELU-erf, SwiGLU).
+ * All images of a prompt run in one batch; scratch is allocated per call.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "model.h"
+
+/* ref: torch get_cubic_upsample_coefficients (A = -0.75) */
+static void cubic_coeffs(float t, float c[4]) {
+    const float A = -0.75f;
+    float x1 = t;
+    c[0] = ((A * (x1 + 1.0f) - 5.0f * A) * (x1 + 1.0f) + 8.0f * A) * (x1 + 1.0f) - 4.0f * A;
+    c[1] = ((A + 2.0f) * x1 - (A + 3.0f)) * x1 * x1 + 1.0f;
+    float x2 = 1.0f - t;
+    c[2] = ((A + 2.0f) * x2 - (A + 3.0f)) * x2 * x2 + 1.0f;
+    c[3] = ((A * (x2 + 1.0f) - 5.0f * A) * (x2 + 1.0f) + 8.0f * A) * (x2 + 1.0f) - 4.0f * A;
+}
+
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* ref: Glm4vVisionEmbeddings.forward (F.grid_sample bicubic, align_corners=False,
+ * padding_mode="border") for the patches of one gh x gw grid in merge-block order. */
+void glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out) {
+    const glmv_config *c = &m->cfg;
+    const glmv_tensor *tab = m->pos_embed;
+    int S = c->v_image_size / c->v_patch_size, Hv = c->v_hidden_size;
+    int ms = c->v_spatial_merge_size;
+    float *row = malloc(sizeof(float) * (size_t)Hv);
+    GLMV_ASSERT(row);
+    int64_t i = 0;
+    for (int bh = 0; bh < gh / ms; bh++)
+        for (int bw = 0; bw < gw / ms; bw++)
+            for (int mh = 0; mh < ms; mh++)
+                for (int mw = 0; mw < ms; mw++, i++) {
+                    int hp = bh * ms + mh, wp = bw * ms + mw;
+                    float gx = (((float)wp + 0.5f) / (float)gw) * 2.0f - 1.0f;
+                    float gy = (((float)hp + 0.5f) / (float)gh) * 2.0f - 1.0f;
+                    float ix = ((gx + 1.0f) * (float)S - 1.0f) / 2.0f;
+                    float iy = ((gy + 1.0f) * (float)S - 1.0f) / 2.0f;
+                    float fx = floorf(ix), fy = floorf(iy);
+                    float cx[4], cy[4];
+                    cubic_coeffs(ix - fx, cx);
+                    cubic_coeffs(iy - fy, cy);
+                    int x0 = (int)fx - 1, y0 = (int)fy - 1;
+                    float *o = out + i * Hv;
+                    for (int d = 0; d < Hv; d++) o[d] = 0;
+                    for (int a = 0; a < 4; a++) {
+                        int yy = clampi(y0 + a, 0, S - 1);
+                        for (int d = 0; d < Hv; d++) row[d] = 0;
+                        for (int b = 0; b < 4; b++) {
+                            int xx = clampi(x0 + b, 0, S - 1);
+                            int64_t base = ((int64_t)yy * S + xx) * Hv;
+                            for (int d = 0; d < Hv; d++)
+                                row[d] += glmv_tensor_get(tab, base + d) * cx[b];
+                        }
+                        for (int d = 0; d < Hv; d++) o[d] += row[d] * cy[a];
+                    }
+                }
+    free(row);
+}
+
+typedef struct {
+    glmv_backend *be;
+    void *p[24];
+    int n;
+    int oom;
+} arena;
+
+static float *aget(arena *a, int64_t floats) {
+    void *p = a->be->alloc(a->be, glmv_mul_size((size_t)(floats > 0 ? floats : 1), sizeof(float)));
+    if (!p) a->oom = 1;
+    GLMV_ASSERT(a->n < 24);
+    a->p[a->n++] = p;
+    return p;
+}
+
+static void afree(arena *a) {
+    for (int i = 0; i < a->n; i++)
+        if (a->p[i]) a->be->free(a->be, a->p[i]);
+}
+
+/* ref: Glm4vVisionModel.forward */
+int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int (*grid)[3],
+                        int n_grid, float *out, char *err) {
+    const glmv_config *c = &m->cfg;
+    glmv_backend *be = m->be;
+    if (!m->has_vision) return glmv_errf(err, "%s: checkpoint has no vision tower", m->name);
+    int ms = c->v_spatial_merge_size, Hv = c->v_hidden_size, Ov = c->v_out_hidden_size;
+    int Iv = c->v_intermediate_size, nh = c->v_num_heads, hd = c->v_head_dim;
+    int64_t K = glmv_tensor_cols(m->patch_w);
+    /* segments: one per image and per video temporal group */
+    int n_seg = 0;
+    int64_t total = 0;
+    for (int g = 0; g < n_grid; g++) {
+        if (grid[g][0] < 1 || grid[g][1] % ms || grid[g][2] % ms || grid[g][1] < ms || grid[g][2] < ms)
+            return glmv_errf(err, "vision grid %d (%d, %d, %d) is not a multiple of the merge size %d",
+                             g, grid[g][0], grid[g][1], grid[g][2], ms);
+        n_seg += grid[g][0];
+        total += (int64_t)grid[g][0] * grid[g][1] * grid[g][2];
+    }
+    if (total != N)
+        return glmv_errf(err, "vision: %lld patch rows given, grids need %lld", (long long)N,
+                         (long long)total);
+    int64_t *cu = malloc(sizeof(int64_t) * (size_t)(n_seg + 1));
+    float *hpe = malloc(glmv_mul_size((size_t)N, sizeof(float) * (size_t)Hv));
+    int32_t *hp = malloc(sizeof(int32_t) * (size_t)N), *wp = malloc(sizeof(int32_t) * (size_t)N);
+    float *hcos = malloc(glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
+    float *hsin = malloc(glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
+    arena a = {be, {0}, 0, 0};
+    int rc = -1;
+    if (!cu || !hpe || !hp || !wp || !hcos || !hsin) {
+        glmv_errf(err, "vision: out of memory for %lld patches", (long long)N);
+        goto done;
+    }
+    /* host tables: positions, resampled position embedding, rope */
+    {
+        int s = 0;
+        int64_t r = 0;
+        cu[0] = 0;
+        for (int g = 0; g < n_grid; g++) {
+            int gh = grid[g][1], gw = grid[g][2];
+            for (int t = 0; t < grid[g][0]; t++, s++) {
+                glmv_vision_pos_embed(m, gh, gw, hpe + r * Hv);
+                for (int bh = 0; bh < gh / ms; bh++)
+                    for (int bw = 0; bw < gw / ms; bw++)
+                        for (int mh = 0; mh < ms; mh++)
+                            for (int mw = 0; mw < ms; mw++, r++) {
+                                hp[r] = bh * ms + mh;
+                                wp[r] = bw * ms + mw;
+                            }
+                cu[s + 1] = r;
+            }
+        }
+        glmv_rope_vision_table(hd, 10000.0, hp, wp, N, hcos, hsin);
+    }
+    float *px = aget(&a, N * K), *h = aget(&a, N * Hv), *hn = aget(&a, N * Hv);
+    float *qkv = aget(&a, N * 3 * Hv), *att = aget(&a, N * Hv), *tmp = aget(&a, N * Hv);
+    float *g1 = aget(&a, N * Ov), *u1 = aget(&a, N * Ov);
+    float *cs = aget(&a, N * (hd / 2)), *sn = aget(&a, N * (hd / 2));
+    int64_t M = N / (ms * ms);
+    float *z = aget(&a, M * Ov), *z2 = aget(&a, M * Ov);
+    float *mg = aget(&a, M * Iv), *mu = aget(&a, M * Iv);
+    if (a.oom) {
+        glmv_errf(err, "vision: out of backend memory for %lld patches", (long long)N);
+        goto done;
+    }
+    be->write(be, px, pixels, glmv_mul_size((size_t)(N * K), sizeof(float)));
+    be->write(be, cs, hcos, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
+    be->write(be, sn, hsin, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
+    be->write(be, tmp, hpe, glmv_mul_size((size_t)N, sizeof(float) * (size_t)Hv));
+    float eps = c->v_rms_norm_eps;
+
+    /* ref: Glm4vVisionPatchEmbed, post_conv_layernorm, Glm4vVisionEmbeddings */
+    be->matmul(be, h, px, m->patch_w, m->patch_b, N);
+    glmv_model_dump(m, "v.patch_embed", h, N, Hv);
+    be->rmsnorm(be, hn, h, m->post_conv_norm, N, Hv, eps);
+    glmv_model_dump(m, "v.post_conv_norm", hn, N, Hv);
+    be->add(be, h, hn, tmp, N * Hv);
+    glmv_model_dump(m, "v.pos_embed", h, N, Hv);
+
+    float scale = (float)(1.0 / sqrt((double)hd));
+    for (int l = 0; l < c->v_depth; l++) {
+        const glmv_vision_block *B = &m->blocks[l];
+        /* ref: Glm4vVisionAttention */
+        be->rmsnorm(be, hn, h, B->norm1, N, Hv, eps);
+        be->matmul(be, qkv, hn, B->qkv_w, B->qkv_b, N);
+        be->rope_neox(be, qkv, 3 * Hv, cs, sn, N, nh, hd);
+        be->rope_neox(be, qkv + Hv, 3 * Hv, cs, sn, N, nh, hd);
+        be->attn_segments(be, att, qkv, 3 * Hv, qkv + Hv, 3 * Hv, qkv + 2 * Hv, 3 * Hv, cu, n_seg,
+                          nh, hd, scale);
+        be->matmul(be, tmp, att, B->proj_w, B->proj_b, N);
+        be->add(be, h, h, tmp, N * Hv);
+        /* ref: Glm4VisionMlp */
+        be->rmsnorm(be, hn, h, B->norm2, N, Hv, eps);
+        be->matmul(be, g1, hn, B->gate_w, B->gate_b, N);
+        be->matmul(be, u1, hn, B->up_w, B->up_b, N);
+        be->swiglu(be, g1, g1, Ov, u1, Ov, N, Ov);
+        be->matmul(be, tmp, g1, B->down_w, B->down_b, N);
+        be->add(be, h, h, tmp, N * Hv);
+        char name[32];
+        snprintf(name, sizeof name, "v.block.%d", l);
+        glmv_model_dump(m, name, h, N, Hv);
+    }
+    be->rmsnorm(be, hn, h, m->post_norm, N, Hv, eps);
+    glmv_model_dump(m, "v.post_norm", hn, N, Hv);
+    /* ref: downsample Conv2d(k = s = merge): block rows [4, Hv] -> [Hv, 4] -> matmul */
+    be->permute_021(be, tmp, hn, M, (int64_t)ms * ms, Hv);
+    be->matmul(be, z, tmp, m->ds_w, m->ds_b, M);
+    glmv_model_dump(m, "v.downsample", z, M, Ov);
+    /* ref: Glm4vVisionPatchMerger */
+    be->matmul(be, z2, z, m->mg_proj, NULL, M);
+    be->layernorm(be, z, z2, m->mg_ln_w, m->mg_ln_b, M, Ov, 1e-5f);
+    be->gelu_erf(be, z, z, M * Ov);
+    be->matmul(be, mg, z, m->mg_gate, NULL, M);
+    be->matmul(be, mu, z, m->mg_up, NULL, M);
+    be->swiglu(be, mg, mg, Iv, mu, Iv, M, Iv);
+    be->matmul(be, out, mg, m->mg_down, NULL, M);
+    glmv_model_dump(m, "v.merger", out, M, Ov);
+    be->sync(be);
+    rc = 0;
+done:
+    afree(&a);
+    free(cu);
+    free(hpe);
+    free(hp);
+    free(wp);
+    free(hcos);
+    free(hsin);
+    return rc;
+}
+
+int glmv_vision_eval(glmv_model *m, int h, int w, int *n_tokens, char *err) {
+    const glmv_config *c = &m->cfg;
+    int f = c->v_patch_size * c->v_spatial_merge_size;
+    if (h < f || w < f || h % f || w % f)
+        return glmv_errf(err, "vision_eval: %dx%d is not a positive multiple of %d", h, w, f);
+    int grid[1][3] = {{1, h / c->v_patch_size, w / c->v_patch_size}};
+    int64_t N = (int64_t)grid[0][1] * grid[0][2];
+    int64_t K = (int64_t)c->v_in_channels * c->v_temporal_patch_size * c->v_patch_size * c->v_patch_size;
+    int64_t M = N / (c->v_spatial_merge_size * c->v_spatial_merge_size);
+    float *px = malloc(glmv_mul_size((size_t)(N * K), sizeof(float)));
+    float *out = m->be->alloc(m->be, glmv_mul_size((size_t)(M * c->v_out_hidden_size), sizeof(float)));
+    int rc = -1;
+    if (!px || !out) {
+        glmv_errf(err, "vision_eval: out of memory for %dx%d", h, w);
+    } else {
+        uint32_t s = 12345;
+        for (int64_t i = 0; i < N * K; i++) {
+            s = s * 1664525u + 1013904223u;
+            px[i] = (float)((s >> 8) & 0xffff) / 32768.0f - 1.0f;
+        }
+        rc = glmv_vision_forward(m, px, N, (const int(*)[3])grid, 1, out, err);
+        if (rc == 0 && n_tokens) *n_tokens = (int)M;
+    }
+    free(px);
+    if (out) m->be->free(m->be, out);
+    return rc;
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# cmd_test.sh BUILD_DIR -- the glmv command end to end on the tiny checkpoint:
+# run (text, image, video, JSON, streaming), chat over a pipe, and the errors
+# a user meets (missing model, unreadable image, prompt beyond the context).
+set -u
+B=${1:-build/release}
+G=$B/glmv
+M=tests/fixtures/tiny
+IMG=../shared/assets/images/coco_000000039769.png
+VID=../shared/assets/videos/mmcv_test.mp4
+pass=0 fail=0
+ok() { echo "ok $1"; pass=$((pass + 1)); }
+bad() { echo "not ok $1: $2"; fail=$((fail + 1)); }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# run --json with an image: one JSON object with the documented fields
+if $G run -m $M --image $IMG -p "What is this?" -n 6 --greedy --json >"$tmp/a.json" 2>"$tmp/err"; then
+    if node -e '
+        const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+        for (const k of ["reasoning","content","prompt_tokens","completion_tokens","token_ids","finish_reason","timings"])
+            if (!(k in j)) { console.error("missing " + k); process.exit(1); }
+        if (j.image_tokens <= 0 || j.prompt_tokens <= j.image_tokens) process.exit(1);
+        if (j.token_ids.length !== j.completion_tokens || j.completion_tokens < 1 || j.completion_tokens > 6) process.exit(1);
+    ' "$tmp/a.json" 2>>"$tmp/err"; then ok run_json_image; else bad run_json_image "$(cat "$tmp/a.json" "$tmp/err")"; fi
+else bad run_json_image "$(cat "$tmp/err")"; fi
+
+# greedy is deterministic
+$G run -m $M --image $IMG -p "What is this?" -n 6 --greedy --json >"$tmp/b.json" 2>/dev/null
+if cmp -s <(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).token_ids.join())' "$tmp/a.json") \
+          <(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).token_ids.join())' "$tmp/b.json"); then
+    ok run_greedy_deterministic
+else bad run_greedy_deterministic "token ids differ between two greedy runs"; fi
+
+# streaming text output, two images and a video in one prompt, -v timings on stderr
+if $G run -m $M --image $IMG --image ../shared/assets/images/llava_waterview.jpg --video $VID \
+        -p "Compare." -n 4 -v >"$tmp/out" 2>"$tmp/err" && grep -q "prefill" "$tmp/err" && grep -q "vision" "$tmp/err"; then
+    ok run_many_media_verbose
+else bad run_many_media_verbose "$(cat "$tmp/err")"; fi
+
+# the prompt from standard input, and a system prompt
+if echo "Hello there" | $G run -m $M -p - --system "Be brief." -n 3 >/dev/null 2>"$tmp/err"; then ok run_stdin_system
+else bad run_stdin_system "$(cat "$tmp/err")"; fi
+
+# errors: one line, non-zero status
+expect_fail() { # name pattern command...
+    local name=$1 pat=$2; shift 2
+    if "$@" >"$tmp/out" 2>"$tmp/err"; then bad "$name" "exited 0"; return; fi
+    if grep -qi -- "$pat" "$tmp/err"; then ok "$name"; else bad "$name" "stderr lacks '$pat': $(cat "$tmp/err")"; fi
+}
+expect_fail err_missing_model "nonexistent" $G run -m /nonexistent/model -p hi
+echo "not an image" >"$tmp/bad.jpg"
+expect_fail err_bad_image "bad.jpg" $G run -m $M --image "$tmp/bad.jpg" -p hi
+expect_fail err_missing_video "nothere.mp4" $G run -m $M --video "$tmp/nothere.mp4" -p hi
+expect_fail err_context "context" $G run -m $M --ctx 64 -p "hi" -n 1000
+expect_fail err_bad_flag "unknown" $G run -m $M -p hi --bogus
+expect_fail err_bad_number "integer" $G run -m $M -p hi -n abc
+expect_fail err_no_prompt "required" $G run -m $M
+
+# chat over a pipe: attach, ask, clear, ask again, quit
+printf '/image %s\nWhat is this?\n/clear\nHi\n/quit\n' "$IMG" | $G chat -m $M -n 4 >"$tmp/chat" 2>"$tmp/err"
+if [ $? -eq 0 ] && grep -q "attached image" "$tmp/chat" && grep -q "conversation cleared" "$tmp/chat"; then ok chat_pipe
+else bad chat_pipe "$(cat "$tmp/chat" "$tmp/err")"; fi
+
+# tokenize needs only the tokenizer
+if $G tokenize -m ../shared/assets/glm4-tokenizer "Hello world" >"$tmp/tok" 2>"$tmp/err" && [ -s "$tmp/tok" ]; then ok tokenize_cli
+else bad tokenize_cli "$(cat "$tmp/err")"; fi
+
+echo "RESULT cmd passed=$pass failed=$fail skipped=0"
+[ $fail -eq 0 ]

@@ -1,0 +1,373 @@
+/* test_ops.c -- every op of the CPU backend, at every SIMD level this CPU
+ * has and with 1 and 2 threads, against the scalar reference (ref.c).
+ *
+ * Inputs are random with odd sizes (tails shorter than a vector, ragged GEMM
+ * tiles, several k-blocks, row blocks, decode chunks). Agreement is measured
+ * as NMSE = Σ(a-b)² / Σb² against thresholds stated in `tol` below: float32
+ * kernels against a double-precision reference sit near 1e-14, so 1e-10 leaves
+ * room for summation order while any indexing bug gives O(1). Levels the CPU
+ * lacks are reported as SKIP. GLMV_SANITIZE=1 uses a smaller subset.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "cpu/cpu.h"
+#include "cpu/ref.h"
+#include "ops.h"
+#include "test.h"
+
+/* NMSE thresholds */
+#define TOL_F32 1e-10       /* float32 math: matmul with F32/F16/BF16 weights, attention, norms */
+#define TOL_BF16X 2e-5      /* AVX512-BF16 GEMM: x rounded to bf16 (expected ~1.3e-6) */
+#define TOL_EXACT 0.0       /* embed, add, permute: bit-exact */
+
+static int sanitize;
+
+/* ---- backends under test ---- */
+#define MAX_BE 8
+static glmv_backend *bes[MAX_BE];
+static int be_level[MAX_BE], be_threads[MAX_BE], n_be;
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static float frand(float lo, float hi) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return lo + (hi - lo) * (float)((rng >> 40) * (1.0 / 16777216.0));
+}
+static float *randv(int64_t n, float lo, float hi) {
+    float *v = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) v[i] = frand(lo, hi);
+    return v;
+}
+
+/* a random tensor [rows, cols] in dtype dt (rows 0 = 1-D [cols]) */
+static glmv_tensor rand_tensor(glmv_dtype dt, int64_t rows, int64_t cols, float lo, float hi) {
+    glmv_tensor t = {.name = "t", .dtype = dt};
+    int64_t n = (rows ? rows : 1) * cols;
+    if (rows) {
+        t.ndim = 2;
+        t.shape[0] = rows;
+        t.shape[1] = cols;
+    } else {
+        t.ndim = 1;
+        t.shape[0] = cols;
+    }
+    void *p = malloc((size_t)n * glmv_dtype_size(dt));
+    for (int64_t i = 0; i < n; i++) {
+        float v = frand(lo, hi);
+        if (dt == GLMV_F32) ((float *)p)[i] = v;
+        else if (dt == GLMV_F16) ((uint16_t *)p)[i] = glmv_f32_to_f16(v);
+        else ((uint16_t *)p)[i] = glmv_f32_to_bf16(v);
+    }
+    t.data = t.host = p;
+    return t;
+}
+
+static const char *be_desc(int b) {
+    static char buf[64];
+    snprintf(buf, sizeof buf, "%s/%dt", glmv_cpu_simd_name(be_level[b]), be_threads[b]);
+    return buf;
+}
+
+static void check_nmse(const char *what, int b, const float *got, const float *want, int64_t n,
+                       double tol) {
+    double e = test_nmse(got, want, n);
+    int finite = 1;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(got[i])) finite = 0;
+    CHECK_MSG(finite && e <= tol, "%s on %s: NMSE %.3g > %.3g%s", what, be_desc(b), e, tol,
+              finite ? "" : " (non-finite values)");
+}
+
+/* ---- tests ---- */
+
+static void level_test(int level) {
+    if (!glmv_cpu_simd_supported(level)) {
+        char why[96];
+        snprintf(why, sizeof why, "this CPU lacks %s; its kernels are not tested here",
+                 glmv_cpu_simd_name(level));
+        test_skip(why);
+        return;
+    }
+    char err[GLMV_ERR_SIZE];
+    glmv_backend *be = glmv_cpu_backend_new(1, level, err);
+    CHECK_MSG(be != NULL, "%s", err);
+    if (be) be->destroy(be);
+}
+TEST(level_avx2) { level_test(GLMV_SIMD_AVX2); }
+TEST(level_avx512) { level_test(GLMV_SIMD_AVX512); }
+TEST(level_avx512bf16) { level_test(GLMV_SIMD_AVX512BF16); }
+
+TEST(backend_errors) {
+    char err[GLMV_ERR_SIZE] = "";
+    CHECK(glmv_cpu_backend_new(1, 7, err) == NULL && strstr(err, "SIMD level"));
+    for (int l = GLMV_SIMD_AVX2; l <= GLMV_SIMD_AVX512BF16; l++)
+        if (!glmv_cpu_simd_supported(l)) {
+            err[0] = 0;
+            CHECK(glmv_cpu_backend_new(1, l, err) == NULL && strstr(err, "lacks"));
+        }
+    glmv_backend *be = glmv_cpu_backend_new(0, GLMV_SIMD_NONE, err);
+    CHECK(be && !strcmp(be->name, "cpu-ref"));
+    if (be) be->destroy(be);
+}
+
+static void matmul_case(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with_bias) {
+    glmv_tensor w = rand_tensor(dt, n, k, -1, 1);
+    glmv_tensor bias = rand_tensor(dt == GLMV_F16 ? GLMV_F16 : GLMV_BF16, 0, n, -1, 1);
+    float *x = randv(m * k, -1, 1), *want = randv(m * n, 0, 0), *got = malloc(sizeof(float) * (size_t)(m * n));
+    glmv_ref_matmul(want, x, &w, with_bias ? &bias : NULL, m);
+    for (int b = 0; b < n_be; b++) {
+        for (int64_t i = 0; i < m * n; i++) got[i] = NAN;
+        bes[b]->matmul(bes[b], got, x, &w, with_bias ? &bias : NULL, m);
+        double tol = (be_level[b] == GLMV_SIMD_AVX512BF16 && dt == GLMV_BF16 && m > GLMV_MV_MAX)
+                         ? TOL_BF16X : TOL_F32;
+        char what[96];
+        snprintf(what, sizeof what, "matmul %s m=%lld n=%lld k=%lld%s", glmv_dtype_name(dt),
+                 (long long)m, (long long)n, (long long)k, with_bias ? " +bias" : "");
+        check_nmse(what, b, got, want, m * n, tol);
+    }
+    free(w.data);
+    free(bias.data);
+    free(x);
+    free(want);
+    free(got);
+}
+
+TEST(matmul) {
+    static const int64_t ms[] = {1, 2, 3, 4, 5, 7, 13, 50};
+    static const int64_t ns[] = {1, 17, 33, 131};
+    static const int64_t ks[] = {1, 3, 37, 300};
+    glmv_dtype dts[] = {GLMV_BF16, GLMV_F16, GLMV_F32};
+    for (int d = 0; d < 3; d++)
+        for (int a = 0; a < 8; a++)
+            for (int b = 0; b < 4; b++)
+                for (int c = 0; c < 4; c++) {
+                    if (sanitize && (a + b + c) % 3) continue;
+                    matmul_case(dts[d], ms[a], ns[b], ks[c], (a + b + c) & 1);
+                }
+}
+
+TEST(matmul_blocks) {
+    /* several k-blocks with an odd tail, several row and column blocks */
+    matmul_case(GLMV_BF16, 401, 70, 517, 1);
+    matmul_case(GLMV_BF16, 9, 300, 600, 0);
+    if (!sanitize) {
+        matmul_case(GLMV_F16, 70, 129, 513, 1);
+        matmul_case(GLMV_F32, 200, 65, 257, 0);
+        matmul_case(GLMV_BF16, 1, 1000, 1001, 1);
+    }
+}
+
+TEST(embed) {
+    glmv_dtype dts[] = {GLMV_BF16, GLMV_F16, GLMV_F32};
+    for (int d = 0; d < 3; d++) {
+        glmv_tensor t = rand_tensor(dts[d], 50, 333, -3, 3);
+        int32_t ids[9];
+        for (int i = 0; i < 9; i++) ids[i] = (int32_t)(frand(0, 49.99f));
+        float want[9 * 333], got[9 * 333];
+        glmv_ref_embed(want, &t, ids, 9);
+        for (int b = 0; b < n_be; b++) {
+            bes[b]->embed(bes[b], got, &t, ids, 9);
+            check_nmse("embed", b, got, want, 9 * 333, TOL_EXACT);
+        }
+        free(t.data);
+    }
+}
+
+TEST(rmsnorm) {
+    static const int64_t cases[][2] = {{1, 4099}, {5, 17}, {64, 1000}, {3, 1}};
+    for (int c = 0; c < 4; c++) {
+        int64_t n = cases[c][0], d = cases[c][1];
+        glmv_tensor w = rand_tensor(c & 1 ? GLMV_F32 : GLMV_BF16, 0, d, 0.5f, 1.5f);
+        float *x = randv(n * d, -4, 4), *want = randv(n * d, 0, 0), *got = randv(n * d, 0, 0);
+        glmv_ref_rmsnorm(want, x, &w, n, d, 1e-5f);
+        for (int b = 0; b < n_be; b++) {
+            bes[b]->rmsnorm(bes[b], got, x, &w, n, d, 1e-5f);
+            check_nmse("rmsnorm", b, got, want, n * d, TOL_F32);
+        }
+        /* in place */
+        for (int b = 0; b < n_be; b++) {
+            memcpy(got, x, sizeof(float) * (size_t)(n * d));
+            bes[b]->rmsnorm(bes[b], got, got, &w, n, d, 1e-5f);
+            check_nmse("rmsnorm in place", b, got, want, n * d, TOL_F32);
+        }
+        free(w.data);
+        free(x);
+        free(want);
+        free(got);
+    }
+}
+
+TEST(layernorm) {
+    static const int64_t cases[][2] = {{1, 1537}, {7, 33}, {40, 1536}};
+    for (int c = 0; c < 3; c++) {
+        int64_t n = cases[c][0], d = cases[c][1];
+        glmv_tensor w = rand_tensor(GLMV_BF16, 0, d, 0.5f, 1.5f);
+        glmv_tensor bb = rand_tensor(GLMV_F32, 0, d, -1, 1);
+        float *x = randv(n * d, -2, 6), *want = randv(n * d, 0, 0), *got = randv(n * d, 0, 0);
+        for (int hasb = 0; hasb < 2; hasb++) {
+            glmv_ref_layernorm(want, x, &w, hasb ? &bb : NULL, n, d, 1e-5f);
+            for (int b = 0; b < n_be; b++) {
+                bes[b]->layernorm(bes[b], got, x, &w, hasb ? &bb : NULL, n, d, 1e-5f);
+                check_nmse(hasb ? "layernorm+bias" : "layernorm", b, got, want, n * d, TOL_F32);
+            }
+        }
+        free(w.data);
+        free(bb.data);
+        free(x);
+        free(want);
+        free(got);
+    }
+}
+
+TEST(ropes) {
+    int64_t n = 7, ld = 150;
+    int nh = 3, hd = 40, rd = 20;
+    float *x = randv(n * ld, -2, 2), *want = randv(n * ld, 0, 0), *got = randv(n * ld, 0, 0);
+    float *c = randv(n * hd / 2, -1, 1), *s = randv(n * hd / 2, -1, 1);
+    memcpy(want, x, sizeof(float) * (size_t)(n * ld));
+    glmv_ref_rope_interleaved(want, ld, c, s, n, nh, hd, rd);
+    for (int b = 0; b < n_be; b++) {
+        memcpy(got, x, sizeof(float) * (size_t)(n * ld));
+        bes[b]->rope_interleaved(bes[b], got, ld, c, s, n, nh, hd, rd);
+        check_nmse("rope_interleaved", b, got, want, n * ld, TOL_F32);
+    }
+    memcpy(want, x, sizeof(float) * (size_t)(n * ld));
+    glmv_ref_rope_neox(want, ld, c, s, n, nh, hd);
+    for (int b = 0; b < n_be; b++) {
+        memcpy(got, x, sizeof(float) * (size_t)(n * ld));
+        bes[b]->rope_neox(bes[b], got, ld, c, s, n, nh, hd);
+        check_nmse("rope_neox", b, got, want, n * ld, TOL_F32);
+    }
+    free(x);
+    free(want);
+    free(got);
+    free(c);
+    free(s);
+}
+
+static void causal_case(int64_t n, int64_t pos0, int nh, int nkv, int hd) {
+    int64_t T = pos0 + n, kvd = (int64_t)nkv * hd, ldq = (int64_t)nh * hd + 5;
+    float *q = randv(n * ldq, -1.5f, 1.5f), *kc = randv(T * kvd, -1.5f, 1.5f),
+          *vc = randv(T * kvd, -1, 1);
+    int64_t no = n * nh * hd;
+    float *want = randv(no, 0, 0), *got = randv(no, 0, 0);
+    float scale = 1.0f / sqrtf((float)hd);
+    glmv_ref_attn_causal(want, q, ldq, kc, vc, n, pos0, nh, nkv, hd, scale);
+    for (int b = 0; b < n_be; b++) {
+        for (int64_t i = 0; i < no; i++) got[i] = NAN;
+        bes[b]->attn_causal(bes[b], got, q, ldq, kc, vc, n, pos0, nh, nkv, hd, scale);
+        char what[96];
+        snprintf(what, sizeof what, "attn_causal n=%lld pos0=%lld heads=%d/%d hd=%d",
+                 (long long)n, (long long)pos0, nh, nkv, hd);
+        check_nmse(what, b, got, want, no, TOL_F32);
+    }
+    free(q);
+    free(kc);
+    free(vc);
+    free(want);
+    free(got);
+}
+
+TEST(attn_causal) {
+    causal_case(37, 0, 6, 2, 40);      /* prefill, several row blocks */
+    causal_case(1, 300, 6, 2, 40);     /* decode: keys split into chunks */
+    causal_case(3, 150, 4, 4, 24);     /* no GQA, a few rows */
+    causal_case(1, 0, 2, 1, 8);        /* first token */
+    if (!sanitize) {
+        causal_case(1, 1000, 32, 2, 128); /* the 9B layout */
+        causal_case(70, 20, 32, 2, 128);
+    }
+}
+
+TEST(attn_segments) {
+    int nh = 3, hd = 40;
+    int64_t cu[] = {0, 5, 5, 77, 140, 141};
+    int n_seg = 5;
+    int64_t rows = cu[n_seg], ld = 3 * (int64_t)nh * hd;
+    float *qkv = randv(rows * ld, -1.5f, 1.5f);
+    int64_t no = rows * nh * hd;
+    float *want = randv(no, 0, 0), *got = randv(no, 0, 0);
+    float scale = 1.0f / sqrtf((float)hd);
+    glmv_ref_attn_segments(want, qkv, ld, qkv + nh * hd, ld, qkv + 2 * nh * hd, ld, cu, n_seg,
+                           nh, hd, scale);
+    for (int b = 0; b < n_be; b++) {
+        for (int64_t i = 0; i < no; i++) got[i] = NAN;
+        bes[b]->attn_segments(bes[b], got, qkv, ld, qkv + nh * hd, ld, qkv + 2 * nh * hd, ld, cu,
+                              n_seg, nh, hd, scale);
+        check_nmse("attn_segments", b, got, want, no, TOL_F32);
+    }
+    free(qkv);
+    free(want);
+    free(got);
+}
+
+TEST(elementwise) {
+    int64_t n = 3, d = 1001, lg = 1010, lu = 1020;
+    float *g = randv(n * lg, -20, 20), *u = randv(n * lu, -2, 2);
+    float *want = randv(100003, 0, 0), *got = randv(100003, 0, 0);
+    glmv_ref_swiglu(want, g, lg, u, lu, n, d);
+    for (int b = 0; b < n_be; b++) {
+        bes[b]->swiglu(bes[b], got, g, lg, u, lu, n, d);
+        check_nmse("swiglu", b, got, want, n * d, TOL_F32);
+    }
+    float *x = randv(100003, -6, 6), *x2 = randv(100003, -6, 6);
+    glmv_ref_gelu_erf(want, x, 10007);
+    for (int b = 0; b < n_be; b++) {
+        bes[b]->gelu_erf(bes[b], got, x, 10007);
+        check_nmse("gelu_erf", b, got, want, 10007, TOL_F32);
+    }
+    glmv_ref_add(want, x, x2, 100003);
+    for (int b = 0; b < n_be; b++) {
+        bes[b]->add(bes[b], got, x, x2, 100003);
+        check_nmse("add", b, got, want, 100003, TOL_EXACT);
+    }
+    glmv_ref_permute_021(want, x, 3, 37, 70);
+    for (int b = 0; b < n_be; b++) {
+        bes[b]->permute_021(bes[b], got, x, 3, 37, 70);
+        check_nmse("permute_021", b, got, want, 3 * 37 * 70, TOL_EXACT);
+    }
+    free(g);
+    free(u);
+    free(x);
+    free(x2);
+    free(want);
+    free(got);
+}
+
+int main(void) {
+    sanitize = getenv("GLMV_SANITIZE") != NULL;
+    char err[GLMV_ERR_SIZE];
+    for (int l = GLMV_SIMD_AVX2; l <= GLMV_SIMD_AVX512BF16; l++) {
+        if (!glmv_cpu_simd_supported(l)) continue;
+        for (int t = 1; t <= 2; t++) {
+            glmv_backend *be = glmv_cpu_backend_new(t, l, err);
+            if (!be) {
+                printf("  FAIL backend %s/%dt: %s\n", glmv_cpu_simd_name(l), t, err);
+                return 1;
+            }
+            be_level[n_be] = l;
+            be_threads[n_be] = t;
+            bes[n_be++] = be;
+        }
+    }
+    printf("# testing %d CPU backends against the scalar reference\n", n_be);
+    RUN(level_avx2);
+    RUN(level_avx512);
+    RUN(level_avx512bf16);
+    RUN(backend_errors);
+    RUN(matmul);
+    RUN(matmul_blocks);
+    RUN(embed);
+    RUN(rmsnorm);
+    RUN(layernorm);
+    RUN(ropes);
+    RUN(attn_causal);
+    RUN(attn_segments);
+    RUN(elementwise);
+    for (int b = 0; b < n_be; b++) bes[b]->destroy(bes[b]);
+    return test_summary("ops");
+}

@@ -1,0 +1,559 @@
+/* test_parity.c -- the engine against transformers on tiny random checkpoints.
+ *
+ * tests/fixtures/tiny and tiny2 hold checkpoints made by scripts/make_tiny_fixtures.py
+ * with the real Glm4vForConditionalGeneration (BF16 safetensors) and what HF
+ * computed from them in float32 with eager attention: input ids, pixel_values,
+ * grids, M-RoPE positions, rope_delta, the vision stages, every decoder layer,
+ * the last prompt token's logits and a 32-token greedy continuation with the
+ * top-2 margin of each step. The checkpoint is loaded through glmv_model_load
+ * and fed the recorded ids and pixel rows, so this test does not depend on the
+ * tokenizer or the image code; a second test runs the full path (template,
+ * tokenizer, image preprocessing, glmv_generate) on the same prompts.
+ *
+ * Bounds: every activation NMSE <= 1e-6 (float32 vs float32: the only
+ * differences are summation order and libm), logits NMSE <= 1e-5, greedy
+ * tokens identical at every step whose reference top-2 margin is >= 0.01
+ * (teacher-forced with the reference tokens, through the KV cache).
+ */
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base.h"
+#include "model.h"
+#include "test.h"
+
+#define ACT_NMSE 1e-6
+#define LOGIT_NMSE 1e-5
+#define MARGIN 0.01f
+
+/* ------------------------------------------------------------ fixture files */
+
+typedef struct {
+    char name[64];
+    int is_int;
+    int ndim;
+    int64_t shape[4];
+    int64_t n;
+    void *data;
+} arr;
+
+typedef struct {
+    arr a[64];
+    int n;
+    char *blob;
+} ref;
+
+static void ref_free(ref *r) { free(r->blob); memset(r, 0, sizeof *r); }
+
+static int ref_load(ref *r, const char *dir, const char *cas) {
+    char path[512];
+    memset(r, 0, sizeof *r);
+    snprintf(path, sizeof path, "%s/ref_%s.bin", dir, cas);
+    size_t len = 0;
+    char err[GLMV_ERR_SIZE];
+    r->blob = glmv_read_file(path, &len, err);
+    if (!r->blob) return -1;
+    snprintf(path, sizeof path, "%s/ref_%s.idx", dir, cas);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[512];
+    while (fgets(line, sizeof line, f) && r->n < 64) {
+        arr *a = &r->a[r->n];
+        char dt[8];
+        long long off;
+        int used = 0;
+        if (sscanf(line, "%63s %7s %lld %d%n", a->name, dt, &off, &a->ndim, &used) != 4) continue;
+        a->n = 1;
+        char *p = line + used;
+        for (int i = 0; i < a->ndim && i < 4; i++) {
+            a->shape[i] = strtoll(p, &p, 10);
+            a->n *= a->shape[i];
+        }
+        a->is_int = !strcmp(dt, "i32");
+        if ((size_t)off + (size_t)a->n * 4 > len) break;
+        a->data = r->blob + off;
+        r->n++;
+    }
+    fclose(f);
+    return 0;
+}
+
+static arr *ref_get(ref *r, const char *name) {
+    for (int i = 0; i < r->n; i++)
+        if (!strcmp(r->a[i].name, name)) return &r->a[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------ activation capture */
+
+typedef struct {
+    char name[64];
+    float *data;
+    int64_t rows, cols;
+} act;
+
+typedef struct {
+    act a[64];
+    int n;
+} acts;
+
+static void capture(void *user, const char *name, const float *data, int64_t rows, int64_t cols) {
+    acts *c = user;
+    act *a = NULL;
+    for (int i = 0; i < c->n; i++)
+        if (!strcmp(c->a[i].name, name)) a = &c->a[i];
+    if (!a) {
+        if (c->n >= 64) return;
+        a = &c->a[c->n++];
+        snprintf(a->name, sizeof a->name, "%s", name);
+    }
+    free(a->data);
+    a->data = malloc(sizeof(float) * (size_t)(rows * cols));
+    memcpy(a->data, data, sizeof(float) * (size_t)(rows * cols));
+    a->rows = rows;
+    a->cols = cols;
+}
+
+static void acts_free(acts *c) {
+    for (int i = 0; i < c->n; i++) free(c->a[i].data);
+    memset(c, 0, sizeof *c);
+}
+
+/* ------------------------------------------------------------ the parity check */
+
+static double worst_act, worst_logits;
+
+static void check_case(const char *dir, const char *cas) {
+    ref r;
+    if (ref_load(&r, dir, cas)) {
+        CHECK_MSG(0, "cannot read fixture %s/ref_%s", dir, cas);
+        return;
+    }
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    glmv_model *m = NULL;
+    if (glmv_model_load(&m, dir, &mp, err)) {
+        CHECK_MSG(0, "load %s: %s", dir, err);
+        ref_free(&r);
+        return;
+    }
+    const glmv_config *c = &m->cfg;
+    arr *ids = ref_get(&r, "input_ids"), *pix = ref_get(&r, "pixel_values");
+    arr *grid = ref_get(&r, "image_grid_thw"), *lg = ref_get(&r, "logits_last");
+    arr *gids = ref_get(&r, "greedy_ids"), *gmar = ref_get(&r, "greedy_margin");
+    CHECK(ids && lg && gids && gmar);
+    if (!ids || !lg || !gids || !gmar) goto out;
+    int64_t n = ids->n;
+    int n_img = grid ? (int)grid->shape[0] : 0;
+    const int32_t *id = ids->data;
+
+    /* positions and rope_delta */
+    {
+        int32_t *pos = malloc(sizeof(int32_t) * 3 * (size_t)n);
+        int64_t delta = 0;
+        int rc = glmv_rope_index(c, id, n, grid ? (const int(*)[3])grid->data : NULL, n_img, NULL, 0,
+                                 pos, &delta, err);
+        CHECK_MSG(rc == 0, "%s", err);
+        arr *rp = ref_get(&r, "position_ids"), *rd = ref_get(&r, "rope_delta");
+        if (rp) {
+            CHECK_EQ_INT(rp->n, 3 * n);
+            int bad = 0;
+            for (int64_t i = 0; i < 3 * n && i < rp->n; i++) bad += pos[i] != ((int32_t *)rp->data)[i];
+            CHECK_EQ_INT(bad, 0);
+        } else { /* text only: plain positions */
+            int bad = 0;
+            for (int64_t i = 0; i < 3 * n; i++) bad += pos[i] != i % n;
+            CHECK_EQ_INT(bad, 0);
+        }
+        if (rd) CHECK_EQ_INT(delta, ((int32_t *)rd->data)[0]);
+        free(pos);
+    }
+
+    acts cap;
+    memset(&cap, 0, sizeof cap);
+    glmv_model_set_hook(m, capture, &cap);
+    glmv_session *s = NULL;
+    float *logits = malloc(sizeof(float) * (size_t)c->vocab_size);
+    if (glmv_session_new(&s, m, 256, err)) {
+        CHECK_MSG(0, "session: %s", err);
+        goto out2;
+    }
+    int rc = glmv_session_prefill_mm(s, id, n, pix ? pix->data : NULL, pix ? pix->shape[0] : 0,
+                                     grid ? (const int(*)[3])grid->data : NULL, n_img, logits, NULL, err);
+    CHECK_MSG(rc == 0, "prefill: %s", err);
+    glmv_model_set_hook(m, NULL, NULL);
+    if (rc) goto out3;
+
+    /* every recorded activation the engine also produced */
+    int compared = 0;
+    for (int i = 0; i < r.n; i++) {
+        arr *a = &r.a[i];
+        if (a->is_int || strchr(a->name, '.') == NULL) continue;
+        act *e = NULL;
+        for (int j = 0; j < cap.n; j++)
+            if (!strcmp(cap.a[j].name, a->name)) e = &cap.a[j];
+        CHECK_MSG(e != NULL, "%s/%s: engine produced no %s", dir, cas, a->name);
+        if (!e) continue;
+        CHECK_MSG(e->rows * e->cols == a->n, "%s: %lld x %lld vs %lld values", a->name,
+                  (long long)e->rows, (long long)e->cols, (long long)a->n);
+        if (e->rows * e->cols != a->n) continue;
+        double nm = test_nmse(e->data, a->data, a->n);
+        printf("  %s/%s %-18s nmse %.3e\n", strrchr(dir, '/') + 1, cas, a->name, nm);
+        CHECK_MSG(nm <= ACT_NMSE, "%s/%s %s nmse %.3e > %.0e", dir, cas, a->name, nm, ACT_NMSE);
+        if (nm > worst_act) worst_act = nm;
+        compared++;
+    }
+    CHECK(compared >= 4);
+    double nl = test_nmse(logits, lg->data, lg->n);
+    printf("  logits nmse %.3e\n", nl);
+    CHECK_MSG(nl <= LOGIT_NMSE, "logits nmse %.3e", nl);
+    if (nl > worst_logits) worst_logits = nl;
+
+    /* greedy, teacher-forced through the KV cache */
+    {
+        const int32_t *g = gids->data;
+        const float *mg = gmar->data;
+        int checked = 0, bad = 0;
+        for (int64_t t = 0; t < gids->n; t++) {
+            int32_t best = 0;
+            for (int v = 1; v < c->vocab_size; v++)
+                if (logits[v] > logits[best]) best = v;
+            if (mg[t] >= MARGIN) {
+                checked++;
+                if (best != g[t]) {
+                    bad++;
+                    printf("  step %lld: engine %d, reference %d (margin %.4f)\n", (long long)t, best,
+                           g[t], mg[t]);
+                }
+            }
+            if (glmv_session_eval(s, &g[t], 1, logits, err)) {
+                CHECK_MSG(0, "decode step %lld: %s", (long long)t, err);
+                break;
+            }
+        }
+        printf("  greedy: %d of %lld steps have margin >= %.2f, %d differ\n", checked,
+               (long long)gids->n, MARGIN, bad);
+        CHECK_EQ_INT(bad, 0);
+        CHECK(checked >= 8);
+        CHECK_EQ_INT(glmv_session_pos(s), n + gids->n);
+    }
+out3:
+    glmv_session_free(s);
+out2:
+    free(logits);
+    acts_free(&cap);
+out:
+    glmv_model_free(m);
+    ref_free(&r);
+}
+
+TEST(tiny_text) { check_case("tests/fixtures/tiny", "text"); }
+TEST(tiny_image1) { check_case("tests/fixtures/tiny", "image1"); }
+TEST(tiny_image2) { check_case("tests/fixtures/tiny", "image2"); }
+TEST(tiny2_text) { check_case("tests/fixtures/tiny2", "text"); }
+TEST(tiny2_image1) { check_case("tests/fixtures/tiny2", "image1"); }
+TEST(tiny2_image2) { check_case("tests/fixtures/tiny2", "image2"); }
+
+/* ------------------------------------------------------------ the full path */
+
+static int on_tok(void *user, const glmv_event *ev) {
+    (void)ev;
+    (*(int *)user)++;
+    return 0;
+}
+
+static void full_case(const char *dir, const char *cas) {
+    ref r;
+    char path[512], err[GLMV_ERR_SIZE] = "";
+    if (ref_load(&r, dir, cas)) {
+        CHECK_MSG(0, "fixture %s %s", dir, cas);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/ref_%s.json", dir, cas);
+    char *js = glmv_read_file(path, NULL, err);
+    cJSON *meta = js ? cJSON_Parse(js) : NULL;
+    free(js);
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    CHECK(meta != NULL);
+    if (!meta || glmv_model_load(&m, dir, &mp, err)) {
+        CHECK_MSG(0, "load: %s", err);
+        cJSON_Delete(meta);
+        ref_free(&r);
+        return;
+    }
+    /* messages from the fixture's json; images from the shared assets */
+    cJSON *msgs = cJSON_GetObjectItem(meta, "messages");
+    int nm = cJSON_GetArraySize(msgs);
+    glmv_message mv[4];
+    glmv_part parts[4][4];
+    char paths[4][4][256];
+    memset(mv, 0, sizeof mv);
+    memset(parts, 0, sizeof parts);
+    for (int i = 0; i < nm && i < 4; i++) {
+        cJSON *mm = cJSON_GetArrayItem(msgs, i), *content = cJSON_GetObjectItem(mm, "content");
+        mv[i].role = cJSON_GetObjectItem(mm, "role")->valuestring;
+        mv[i].parts = parts[i];
+        if (cJSON_IsString(content)) {
+            parts[i][0].kind = GLMV_PART_TEXT;
+            parts[i][0].text = content->valuestring;
+            mv[i].n_parts = 1;
+            continue;
+        }
+        for (int j = 0; j < cJSON_GetArraySize(content) && j < 4; j++) {
+            cJSON *it = cJSON_GetArrayItem(content, j);
+            const char *type = cJSON_GetObjectItem(it, "type")->valuestring;
+            if (!strcmp(type, "image")) {
+                parts[i][j].kind = GLMV_PART_IMAGE;
+                snprintf(paths[i][j], sizeof paths[i][j], "../shared/assets/images/%s",
+                         cJSON_GetObjectItem(it, "image")->valuestring);
+                parts[i][j].path = paths[i][j];
+            } else {
+                parts[i][j].kind = GLMV_PART_TEXT;
+                parts[i][j].text = cJSON_GetObjectItem(it, "text")->valuestring;
+            }
+            mv[i].n_parts = j + 1;
+        }
+    }
+    glmv_session *s = NULL;
+    CHECK(glmv_session_new(&s, m, 256, err) == 0);
+    glmv_sampling sp;
+    glmv_sampling_default(m, &sp);
+    sp.do_sample = 0;
+    sp.repetition_penalty = 1.0f;
+    sp.max_new_tokens = 24;
+    glmv_result res;
+    int events = 0;
+    int rc = s ? glmv_generate(s, mv, nm, &sp, on_tok, &events, &res, err) : -1;
+    CHECK_MSG(rc == 0, "generate: %s", err);
+    if (rc == 0) {
+        arr *ids = ref_get(&r, "input_ids"), *g = ref_get(&r, "greedy_ids"), *mg = ref_get(&r, "greedy_margin");
+        CHECK_EQ_INT(res.prompt_tokens, ids->n);
+        /* identical up to the first step whose margin is too small to decide */
+        int same = 0;
+        for (int t = 0; t < res.n_tokens && t < g->n; t++) {
+            if (((float *)mg->data)[t] < MARGIN) break;
+            CHECK_MSG(res.token_ids[t] == ((int32_t *)g->data)[t], "step %d: %d vs %d", t,
+                      res.token_ids[t], ((int32_t *)g->data)[t]);
+            if (res.token_ids[t] != ((int32_t *)g->data)[t]) break;
+            same++;
+        }
+        printf("  full path %s/%s: prompt %d tokens (%d image), %d tokens generated, %d checked, "
+               "finish %s\n", dir, cas, res.prompt_tokens, res.image_tokens, res.n_tokens, same,
+               res.finish_reason);
+        CHECK(events >= 1);
+        glmv_result_free(&res);
+    }
+    glmv_session_free(s);
+    glmv_model_free(m);
+    cJSON_Delete(meta);
+    ref_free(&r);
+}
+
+TEST(full_tiny_text) { full_case("tests/fixtures/tiny", "text"); }
+TEST(full_tiny_image2) { full_case("tests/fixtures/tiny", "image2"); }
+TEST(full_tiny2_image1) { full_case("tests/fixtures/tiny2", "image1"); }
+
+TEST(context_limit_error) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    glmv_session *s = NULL;
+    CHECK(glmv_session_new(&s, m, 32, err) == 0);
+    glmv_part p = {GLMV_PART_TEXT, "Tell me a short story about the sea.", NULL, NULL, 0, 0, 0, 0, 0};
+    glmv_message msg = {"user", &p, 1, NULL};
+    glmv_sampling sp;
+    glmv_sampling_default(m, &sp);
+    sp.max_new_tokens = 100;
+    glmv_result res;
+    int rc = glmv_generate(s, &msg, 1, &sp, NULL, NULL, &res, err);
+    CHECK(rc != 0);
+    CHECK_MSG(strstr(err, "n_ctx") != NULL, "error was: %s", err);
+    /* eval past the end */
+    int32_t ids[40] = {0};
+    CHECK(glmv_session_eval(s, ids, 40, NULL, err) != 0);
+    CHECK(strstr(err, "n_ctx") != NULL);
+    glmv_session_free(s);
+    glmv_model_free(m);
+}
+
+/* streaming, cancel and stop strings on the tiny2 one-image prompt */
+typedef struct {
+    int n, cancel_at;
+} cb_state;
+
+static int on_ev(void *user, const glmv_event *ev) {
+    cb_state *c = user;
+    (void)ev;
+    return ++c->n == c->cancel_at;
+}
+
+TEST(cancel_and_stop_strings) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    glmv_session *s = NULL;
+    CHECK(glmv_session_new(&s, m, 128, err) == 0);
+    glmv_part p = {GLMV_PART_TEXT, "Tell me a short story about the sea.", NULL, NULL, 0, 0, 0, 0, 0};
+    glmv_message msg = {"user", &p, 1, NULL};
+    glmv_sampling sp;
+    glmv_sampling_default(m, &sp);
+    sp.do_sample = 0;
+    sp.repetition_penalty = 1.0f;
+    sp.max_new_tokens = 20;
+    glmv_result full, res;
+    cb_state cs = {0, 0};
+    CHECK(glmv_generate(s, &msg, 1, &sp, on_ev, &cs, &full, err) == 0);
+    CHECK_EQ_STR(full.finish_reason, "length");
+    CHECK_EQ_INT(full.n_tokens, 20);
+    CHECK(cs.n >= 1);
+    /* cancel at the third event */
+    cb_state c3 = {0, 3};
+    CHECK(glmv_generate(s, &msg, 1, &sp, on_ev, &c3, &res, err) == 0);
+    CHECK_EQ_STR(res.finish_reason, "cancelled");
+    CHECK(res.n_tokens <= 3 + 1);
+    glmv_result_free(&res);
+    /* a stop string taken from the middle of the answer cuts it there */
+    size_t len = strlen(full.content);
+    if (len >= 8) {
+        char stop[4];
+        memcpy(stop, full.content + len / 2, 3);
+        stop[3] = 0;
+        const char *stops[1] = {stop};
+        sp.stop = stops;
+        sp.n_stop = 1;
+        CHECK(glmv_generate(s, &msg, 1, &sp, NULL, NULL, &res, err) == 0);
+        CHECK_EQ_STR(res.finish_reason, "stop");
+        CHECK(strstr(res.content, stop) == NULL);
+        CHECK(strncmp(res.content, full.content, strlen(res.content)) == 0);
+        CHECK(strlen(res.content) <= len / 2 + 2);
+        glmv_result_free(&res);
+    } else {
+        printf("  answer too short (%zu bytes) for the stop-string check\n", len);
+    }
+    glmv_result_free(&full);
+    glmv_session_free(s);
+    glmv_model_free(m);
+}
+
+/* a video part: sampled, expanded into timestamped groups, one vision batch */
+TEST(video_runs) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    glmv_session *s = NULL;
+    CHECK(glmv_session_new(&s, m, 512, err) == 0);
+    glmv_part parts[3];
+    memset(parts, 0, sizeof parts);
+    parts[0].kind = GLMV_PART_VIDEO;
+    parts[0].path = "../shared/assets/videos/mmcv_test.mp4";
+    parts[0].video_max_frames = 4;
+    parts[1].kind = GLMV_PART_IMAGE;
+    parts[1].path = "../shared/assets/images/llava_extreme_ironing.jpg";
+    parts[2].kind = GLMV_PART_TEXT;
+    parts[2].text = "What happens?";
+    glmv_message msg = {"user", parts, 3, NULL};
+    glmv_sampling sp;
+    glmv_sampling_default(m, &sp);
+    sp.do_sample = 0;
+    sp.max_new_tokens = 4;
+    glmv_result res;
+    int rc = glmv_generate(s, &msg, 1, &sp, NULL, NULL, &res, err);
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc == 0) {
+        printf("  video + image: prompt %d tokens, %d vision tokens, rope_delta %lld\n",
+               res.prompt_tokens, res.image_tokens, (long long)s->rope_delta);
+        CHECK(res.image_tokens > 12);
+        CHECK(res.prompt_tokens > res.image_tokens);
+        CHECK(s->rope_delta < 0);
+        glmv_result_free(&res);
+    }
+    /* a missing video file is a clean error naming it */
+    parts[0].path = "tests/fixtures/no_such_video.mp4";
+    CHECK(glmv_generate(s, &msg, 1, &sp, NULL, NULL, &res, err) != 0);
+    CHECK_MSG(strstr(err, "no_such_video") != NULL, "%s", err);
+    glmv_session_free(s);
+    glmv_model_free(m);
+}
+
+/* GLMV_DUMP=dir writes one file per named activation */
+TEST(dump_env) {
+    char dir[] = "/tmp/glmv_dump_XXXXXX", err[GLMV_ERR_SIZE] = "";
+    if (!mkdtemp(dir)) {
+        CHECK(0);
+        return;
+    }
+    setenv("GLMV_DUMP", dir, 1);
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    int rc = glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err);
+    unsetenv("GLMV_DUMP");
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc) return;
+    glmv_session *s = NULL;
+    CHECK(glmv_session_new(&s, m, 16, err) == 0);
+    int32_t ids[5] = {482, 484, 487, 198, 100};
+    CHECK(glmv_session_eval(s, ids, 5, NULL, err) == 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/t.layer.2.f32", dir);
+    size_t len = 0;
+    char *data = glmv_read_file(path, &len, err);
+    CHECK_MSG(data != NULL, "%s", err);
+    CHECK_EQ_INT(len, 5 * m->cfg.hidden_size * 4);
+    free(data);
+    glmv_session_free(s);
+    glmv_model_free(m);
+    const char *names[] = {"t.layer.0", "t.layer.1", "t.layer.2", "t.norm"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s.f32", dir, names[i]);
+        remove(path);
+    }
+    rmdir(dir);
+}
+
+int main(void) {
+    RUN(tiny_text);
+    RUN(tiny_image1);
+    RUN(tiny_image2);
+    RUN(tiny2_text);
+    RUN(tiny2_image1);
+    RUN(tiny2_image2);
+    printf("# worst activation nmse %.3e (bound %.0e), worst logits nmse %.3e (bound %.0e)\n",
+           worst_act, ACT_NMSE, worst_logits, LOGIT_NMSE);
+    RUN(full_tiny_text);
+    RUN(full_tiny_image2);
+    RUN(full_tiny2_image1);
+    RUN(context_limit_error);
+    RUN(cancel_and_stop_strings);
+    RUN(dump_env);
+    RUN(video_runs);
+    return test_summary("parity");
+}

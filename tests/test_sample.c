@@ -1,0 +1,158 @@
+/* test_sample.c -- token selection with transformers' semantics: greedy's
+ * first maximum, the repetition penalty (each distinct id of prompt+output
+ * once, divide positives, multiply negatives, applied in greedy too), top-k
+ * with ties, top-p's kept set, temperature against the softmax it implies,
+ * and seeded reproducibility.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "model.h"
+#include "test.h"
+
+static float wf[64];
+static int32_t wi[64];
+
+static void sampling(glmv_sampling *s) {
+    memset(s, 0, sizeof *s);
+    s->temperature = 1.0f;
+    s->top_p = 1.0f;
+    s->repetition_penalty = 1.0f;
+}
+
+TEST(greedy_first_max) {
+    glmv_sampling s;
+    sampling(&s);
+    float l[6] = {0.5f, 2.0f, -1.0f, 2.0f, 1.0f, 0.0f};
+    CHECK_EQ_INT(glmv_sample(l, 6, &s, NULL, 0, NULL, wf, wi), 1);
+}
+
+TEST(repetition_penalty_hf) {
+    glmv_sampling s;
+    sampling(&s);
+    s.repetition_penalty = 2.0f;
+    float l[5] = {3.0f, 2.5f, -1.0f, 1.0f, 0.0f};
+    int32_t hist[] = {0, 2, 0, 0, 4};
+    int32_t id = glmv_sample(l, 5, &s, hist, 5, NULL, wf, wi);
+    CHECK_NEAR(l[0], 1.5, 0);  /* once, not three times */
+    CHECK_NEAR(l[2], -2.0, 0); /* negative: multiplied */
+    CHECK_NEAR(l[1], 2.5, 0);
+    CHECK_NEAR(l[4], 0.0, 0);
+    CHECK_EQ_INT(id, 1); /* greedy sees the penalised scores */
+}
+
+TEST(top_k_one_is_greedy) {
+    glmv_sampling s;
+    sampling(&s);
+    s.do_sample = 1;
+    s.top_k = 1;
+    s.temperature = 5.0f;
+    glmv_rng r;
+    glmv_rng_seed(&r, 7);
+    for (int t = 0; t < 200; t++) {
+        float l[8] = {0.1f, 0.2f, 0.3f, 0.25f, 0.0f, -1.0f, 0.29f, 0.1f};
+        CHECK_EQ_INT(glmv_sample(l, 8, &s, NULL, 0, &r, wf, wi), 2);
+    }
+}
+
+TEST(top_k_ties_kept) {
+    glmv_sampling s;
+    sampling(&s);
+    s.do_sample = 1;
+    s.top_k = 2;
+    float l[5] = {1.0f, 3.0f, 2.0f, 2.0f, 0.0f};
+    glmv_rng r;
+    glmv_rng_seed(&r, 1);
+    glmv_sample(l, 5, &s, NULL, 0, &r, wf, wi);
+    CHECK(isinf(l[0]) && l[0] < 0);
+    CHECK(isinf(l[4]) && l[4] < 0);
+    CHECK(!isinf(l[2]) && !isinf(l[3])); /* both equal to the 2nd value stay, as in HF */
+}
+
+TEST(top_p_set) {
+    glmv_sampling s;
+    sampling(&s);
+    s.do_sample = 1;
+    s.top_p = 0.75f;
+    /* probs .5 .3 .15 .05 -> ascending cumsum .05 .2 .5 1 <= .25: drop .05 and .15 */
+    float base[4] = {logf(0.5f), logf(0.3f), logf(0.15f), logf(0.05f)};
+    glmv_rng r;
+    glmv_rng_seed(&r, 3);
+    int count[4] = {0};
+    for (int t = 0; t < 4000; t++) {
+        float l[4];
+        memcpy(l, base, sizeof l);
+        count[glmv_sample(l, 4, &s, NULL, 0, &r, wf, wi)]++;
+    }
+    CHECK_EQ_INT(count[2], 0);
+    CHECK_EQ_INT(count[3], 0);
+    CHECK_NEAR(count[0] / 4000.0, 0.625, 0.03); /* renormalised 0.5 / 0.8 */
+    /* top_p 1e-5 keeps only the best (the official demo setting) */
+    s.top_p = 1e-5f;
+    for (int t = 0; t < 100; t++) {
+        float l[4];
+        memcpy(l, base, sizeof l);
+        CHECK_EQ_INT(glmv_sample(l, 4, &s, NULL, 0, &r, wf, wi), 0);
+    }
+}
+
+TEST(temperature_distribution) {
+    glmv_sampling s;
+    sampling(&s);
+    s.do_sample = 1;
+    s.temperature = 0.5f;
+    float base[3] = {0.0f, 0.5f, 1.0f};
+    double p[3], z = 0;
+    for (int i = 0; i < 3; i++) z += p[i] = exp(base[i] / 0.5);
+    glmv_rng r;
+    glmv_rng_seed(&r, 11);
+    int count[3] = {0}, N = 20000;
+    for (int t = 0; t < N; t++) {
+        float l[3];
+        memcpy(l, base, sizeof l);
+        count[glmv_sample(l, 3, &s, NULL, 0, &r, wf, wi)]++;
+    }
+    for (int i = 0; i < 3; i++) CHECK_NEAR(count[i] / (double)N, p[i] / z, 0.015);
+}
+
+TEST(seeded) {
+    glmv_sampling s;
+    sampling(&s);
+    s.do_sample = 1;
+    int32_t a[64], b[64], c[64];
+    glmv_rng r1, r2, r3;
+    glmv_rng_seed(&r1, 42);
+    glmv_rng_seed(&r2, 42);
+    glmv_rng_seed(&r3, 43);
+    int diff = 0;
+    for (int t = 0; t < 64; t++) {
+        float l1[16], l2[16], l3[16];
+        for (int i = 0; i < 16; i++) l1[i] = l2[i] = l3[i] = (float)(i % 5) * 0.1f;
+        a[t] = glmv_sample(l1, 16, &s, NULL, 0, &r1, wf, wi);
+        b[t] = glmv_sample(l2, 16, &s, NULL, 0, &r2, wf, wi);
+        c[t] = glmv_sample(l3, 16, &s, NULL, 0, &r3, wf, wi);
+        diff += a[t] != c[t];
+    }
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(diff > 0);
+    double u = 0;
+    for (int i = 0; i < 1000; i++) {
+        double x = glmv_rng_uniform(&r1);
+        CHECK(x >= 0 && x < 1);
+        u += x;
+    }
+    CHECK_NEAR(u / 1000, 0.5, 0.05);
+}
+
+int main(void) {
+    RUN(greedy_first_max);
+    RUN(repetition_penalty_hf);
+    RUN(top_k_one_is_greedy);
+    RUN(top_k_ties_kept);
+    RUN(top_p_set);
+    RUN(temperature_distribution);
+    RUN(seeded);
+    return test_summary("sample");
+}

@@ -1,0 +1,241 @@
+/* chat.c -- `glmv chat`: an interactive multi-turn chat on a terminal, with
+ * line editing and history (libedit). Earlier turns keep only the answers of
+ * the assistant, not its reasoning, as the official demos do. Images and
+ * videos attach to the next message with /image and /video.
+ */
+#include <editline/readline.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+typedef struct {
+    int is_user;
+    char *text;                 /* user text or assistant answer */
+    glmv_part *media;           /* user attachments */
+    int n_media;
+} turn;
+
+typedef struct {
+    turn *turns;
+    int n, cap;
+    char *system;
+    glmv_part *pending;         /* attachments for the next user message */
+    int n_pending;
+} conv;
+
+static void turn_free(turn *t) {
+    free(t->text);
+    for (int i = 0; i < t->n_media; i++) free((char *)t->media[i].path);
+    free(t->media);
+}
+
+static void conv_clear(conv *c) {
+    for (int i = 0; i < c->n; i++) turn_free(&c->turns[i]);
+    c->n = 0;
+    for (int i = 0; i < c->n_pending; i++) free((char *)c->pending[i].path);
+    free(c->pending);
+    c->pending = NULL;
+    c->n_pending = 0;
+}
+
+static int conv_push(conv *c, turn t) {
+    if (c->n == c->cap) {
+        int ncap = c->cap ? c->cap * 2 : 16;
+        turn *nt = realloc(c->turns, sizeof *nt * (size_t)ncap);
+        if (!nt) return -1;
+        c->turns = nt;
+        c->cap = ncap;
+    }
+    c->turns[c->n++] = t;
+    return 0;
+}
+
+static int attach(conv *c, glmv_part_kind kind, const char *path) {
+    while (*path == ' ') path++;
+    if (!*path) {
+        fprintf(stderr, "usage: /%s PATH\n", kind == GLMV_PART_IMAGE ? "image" : "video");
+        return -1;
+    }
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "cannot read %s\n", path);
+        return -1;
+    }
+    glmv_part *np = realloc(c->pending, sizeof *np * (size_t)(c->n_pending + 1));
+    if (!np) return -1;
+    c->pending = np;
+    memset(&np[c->n_pending], 0, sizeof *np);
+    np[c->n_pending].kind = kind;
+    np[c->n_pending].path = strdup(path);
+    c->n_pending++;
+    printf("(attached %s %s to the next message)\n", kind == GLMV_PART_IMAGE ? "image" : "video", path);
+    return 0;
+}
+
+typedef struct {
+    int tty, in_content, any;
+} chat_out;
+
+static int on_token(void *user, const glmv_event *ev) {
+    chat_out *o = user;
+    if (!ev->len) return 0;
+    if (ev->kind == GLMV_TEXT_REASONING) {
+        if (o->tty) fputs("\033[2m", stdout);
+        fwrite(ev->text, 1, ev->len, stdout);
+        if (o->tty) fputs("\033[0m", stdout);
+    } else {
+        if (!o->in_content && o->any) fputs("\n\n", stdout);
+        o->in_content = 1;
+        fwrite(ev->text, 1, ev->len, stdout);
+    }
+    o->any = 1;
+    fflush(stdout);
+    return 0;
+}
+
+/* Build the message list: system, then each turn. Parts arrays are malloc'd
+ * into *store (one per turn) and freed by the caller. */
+static glmv_message *build_messages(const conv *c, int *n_out, glmv_part **store) {
+    int n = c->n + (c->system ? 1 : 0);
+    glmv_message *m = calloc((size_t)n + 1, sizeof *m);
+    int total_parts = 1;
+    for (int i = 0; i < c->n; i++) total_parts += c->turns[i].n_media + 1;
+    glmv_part *p = calloc((size_t)total_parts, sizeof *p);
+    if (!m || !p) {
+        free(m);
+        free(p);
+        return NULL;
+    }
+    int k = 0, q = 0;
+    if (c->system) {
+        p[q] = (glmv_part){.kind = GLMV_PART_TEXT, .text = c->system};
+        m[k++] = (glmv_message){"system", &p[q++], 1, NULL};
+    }
+    for (int i = 0; i < c->n; i++) {
+        const turn *t = &c->turns[i];
+        glmv_part *start = &p[q];
+        for (int j = 0; j < t->n_media; j++) p[q++] = t->media[j];
+        p[q++] = (glmv_part){.kind = GLMV_PART_TEXT, .text = t->text};
+        m[k++] = (glmv_message){t->is_user ? "user" : "assistant", start, t->n_media + 1, NULL};
+    }
+    *n_out = k;
+    *store = p;
+    return m;
+}
+
+static void help(void) {
+    printf("commands:\n"
+           "  /image PATH   attach an image to the next message\n"
+           "  /video PATH   attach a video to the next message\n"
+           "  /system TEXT  set the system prompt (empty to remove)\n"
+           "  /clear        forget the conversation\n"
+           "  /help         this list\n"
+           "  /quit         leave (or Ctrl-D)\n");
+}
+
+int cmd_chat(int argc, char **argv) {
+    cli_opts o;
+    cli_opts_init(&o);
+    for (int i = 1; i < argc; i++) {
+        int r = cli_opts_parse(&o, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: glmv chat [-m DIR] [options]\n\n%s", cli_opts_help);
+            return 0;
+        }
+        fprintf(stderr, "glmv chat: unknown option '%s' (see glmv chat --help)\n", argv[i]);
+        return 2;
+    }
+    glmv_model *m = NULL;
+    glmv_session *s = NULL;
+    if (cli_load_model(&o, &m, &s)) return 1;
+    glmv_sampling sp;
+    cli_opts_sampling(&o, m, &sp);
+
+    int tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+    if (tty) printf("glmv chat with %s -- /help for commands, Ctrl-D to leave\n", o.model_dir);
+    using_history();
+    conv c = {0};
+    char *line;
+    while ((line = readline(tty ? "> " : "")) != NULL) {
+        char *l = line;
+        while (*l == ' ' || *l == '\t') l++;
+        if (!*l) {
+            free(line);
+            continue;
+        }
+        add_history(l);
+        if (l[0] == '/') {
+            if (!strncmp(l, "/image", 6) && (l[6] == ' ' || !l[6])) attach(&c, GLMV_PART_IMAGE, l + 6);
+            else if (!strncmp(l, "/video", 6) && (l[6] == ' ' || !l[6])) attach(&c, GLMV_PART_VIDEO, l + 6);
+            else if (!strcmp(l, "/clear")) {
+                conv_clear(&c);
+                glmv_session_reset(s);
+                printf("(conversation cleared)\n");
+            } else if (!strncmp(l, "/system", 7)) {
+                free(c.system);
+                const char *t = l + 7;
+                while (*t == ' ') t++;
+                c.system = *t ? strdup(t) : NULL;
+                printf(c.system ? "(system prompt set)\n" : "(system prompt removed)\n");
+            } else if (!strcmp(l, "/quit") || !strcmp(l, "/exit")) {
+                free(line);
+                break;
+            } else if (!strcmp(l, "/help")) help();
+            else printf("unknown command %s (/help lists them)\n", l);
+            free(line);
+            continue;
+        }
+        turn u = {.is_user = 1, .text = strdup(l), .media = c.pending, .n_media = c.n_pending};
+        c.pending = NULL;
+        c.n_pending = 0;
+        free(line);
+        if (!u.text || conv_push(&c, u)) {
+            turn_free(&u);
+            fprintf(stderr, "glmv: out of memory\n");
+            break;
+        }
+        int n_msgs;
+        glmv_part *store;
+        glmv_message *msgs = build_messages(&c, &n_msgs, &store);
+        if (!msgs) {
+            fprintf(stderr, "glmv: out of memory\n");
+            break;
+        }
+        chat_out out = {.tty = isatty(STDOUT_FILENO)};
+        glmv_result res;
+        char err[GLMV_ERR_SIZE];
+        int rc = glmv_generate(s, msgs, n_msgs, &sp, on_token, &out, &res, err);
+        free(msgs);
+        free(store);
+        if (out.any) fputc('\n', stdout);
+        if (rc) {
+            fprintf(stderr, "glmv: %s\n", err);
+            /* the turn failed: drop it so the history stays answerable */
+            turn_free(&c.turns[--c.n]);
+            continue;
+        }
+        turn a = {.is_user = 0, .text = strdup(res.content ? res.content : "")};
+        if (o.mp.verbose)
+            fprintf(stderr, "glmv: %d prompt tokens, %d generated, %.2f tok/s\n", res.prompt_tokens,
+                    res.completion_tokens,
+                    res.decode_ms > 0 && res.completion_tokens > 1
+                        ? (res.completion_tokens - 1) * 1e3 / res.decode_ms
+                        : 0.0);
+        glmv_result_free(&res);
+        if (!a.text || conv_push(&c, a)) {
+            turn_free(&a);
+            fprintf(stderr, "glmv: out of memory\n");
+            break;
+        }
+    }
+    conv_clear(&c);
+    free(c.turns);
+    free(c.system);
+    glmv_session_free(s);
+    glmv_model_free(m);
+    return 0;
+}

@@ -1,0 +1,161 @@
+/* cli_opts.c -- the options that run, chat and serve share: which model,
+ * which device, how many threads, image token limits and sampling. Each
+ * subcommand parses its own flags and hands the rest to cli_opts_parse. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+void cli_opts_init(cli_opts *o) {
+    memset(o, 0, sizeof *o);
+    glmv_model_params_default(&o->mp);
+}
+
+const char *cli_default_model(void) {
+    struct stat st;
+    static const char *cands[] = {"models/demo", NULL};
+    for (int i = 0; cands[i]; i++)
+        if (stat(cands[i], &st) == 0 && S_ISDIR(st.st_mode)) return cands[i];
+    return NULL;
+}
+
+const char *cli_opts_help =
+    "model:\n"
+    "  -m, --model DIR          checkpoint folder (default: models/demo when present)\n"
+    "  -t, --threads N          CPU threads (default: all cores)\n"
+    "      --device D           auto, cpu or cuda (default: auto)\n"
+    "      --ctx N              context size in tokens (default: the model's maximum that fits)\n"
+    "      --min-image-tokens N, --max-image-tokens N\n"
+    "                           bound the vision tokens per image (trade detail for speed)\n"
+    "sampling (defaults from the checkpoint's generation_config.json):\n"
+    "  -n, --max-tokens N       maximum new tokens\n"
+    "      --temp T             temperature (0 = greedy)\n"
+    "      --top-k K, --top-p P, --repeat-penalty R, --seed S\n"
+    "      --greedy             greedy decoding\n"
+    "      --max-thinking N     thinking budget: after N tokens force </think><answer>\n"
+    "  -v, --verbose            print load, vision, prefill and decode times\n";
+
+#define NEED_ARG()                                                                   \
+    do {                                                                             \
+        if (*i + 1 >= argc) {                                                        \
+            fprintf(stderr, "glmv: %s needs a value\n", a);                          \
+            return -1;                                                               \
+        }                                                                            \
+    } while (0)
+
+int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    long l;
+    double d;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+        NEED_ARG();
+        o->model_dir = argv[++*i];
+    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+        NEED_ARG();
+        if (cli_parse_int(a, argv[++*i], 0, 1024, &l)) return -1;
+        o->mp.n_threads = (int)l;
+    } else if (!strcmp(a, "--device")) {
+        NEED_ARG();
+        const char *v = argv[++*i];
+        if (!strcmp(v, "cpu")) o->mp.device = GLMV_DEVICE_CPU;
+        else if (!strcmp(v, "cuda") || !strcmp(v, "gpu")) o->mp.device = GLMV_DEVICE_CUDA;
+        else if (!strcmp(v, "auto")) o->mp.device = GLMV_DEVICE_AUTO;
+        else {
+            fprintf(stderr, "glmv: --device expects auto, cpu or cuda, got '%s'\n", v);
+            return -1;
+        }
+    } else if (!strcmp(a, "--ctx")) {
+        NEED_ARG();
+        if (cli_parse_int(a, argv[++*i], 16, 1 << 24, &l)) return -1;
+        o->n_ctx = (int)l;
+    } else if (!strcmp(a, "--min-image-tokens")) {
+        NEED_ARG();
+        if (cli_parse_int(a, argv[++*i], 1, 1 << 20, &l)) return -1;
+        o->mp.min_image_tokens = (int)l;
+    } else if (!strcmp(a, "--max-image-tokens")) {
+        NEED_ARG();
+        if (cli_parse_int(a, argv[++*i], 1, 1 << 20, &l)) return -1;
+        o->mp.max_image_tokens = (int)l;
+    } else if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) {
+        NEED_ARG();
+        if (cli_parse_int(a, argv[++*i], 1, 1 << 24, &l)) return -1;
+        o->max_tokens = (int)l;
+    } else if (!strcmp(a, "--temp") || !strcmp(a, "--temperature")) {
+        NEED_ARG();
+        if (cli_parse_float(a, argv[++*i], 0, 100, &d)) return -1;
+        o->temp = d;
+        o->set_temp = 1;
+    } else if (!strcmp(a, "--top-k")) {
+        NEED_ARG();
+        if (cli_parse_int(a, argv[++*i], 0, 1 << 24, &l)) return -1;
+        o->top_k = (int)l;
+        o->set_top_k = 1;
+    } else if (!strcmp(a, "--top-p")) {
+        NEED_ARG();
+        if (cli_parse_float(a, argv[++*i], 0, 1, &d)) return -1;
+        o->top_p = d;
+        o->set_top_p = 1;
+    } else if (!strcmp(a, "--repeat-penalty") || !strcmp(a, "--repetition-penalty")) {
+        NEED_ARG();
+        if (cli_parse_float(a, argv[++*i], 0.01, 100, &d)) return -1;
+        o->repeat_penalty = d;
+        o->set_repeat_penalty = 1;
+    } else if (!strcmp(a, "--seed")) {
+        NEED_ARG();
+        char *end;
+        o->seed = strtoull(argv[++*i], &end, 10);
+        if (*end) {
+            fprintf(stderr, "glmv: --seed expects an integer\n");
+            return -1;
+        }
+        o->set_seed = 1;
+    } else if (!strcmp(a, "--greedy")) {
+        o->greedy = 1;
+    } else if (!strcmp(a, "--max-thinking")) {
+        NEED_ARG();
+        if (cli_parse_int(a, argv[++*i], 1, 1 << 24, &l)) return -1;
+        o->max_thinking = (int)l;
+    } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+        o->mp.verbose = 1;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+void cli_opts_sampling(const cli_opts *o, const glmv_model *m, glmv_sampling *s) {
+    glmv_sampling_default(m, s);
+    if (o->max_tokens) s->max_new_tokens = o->max_tokens;
+    if (o->set_temp) {
+        s->temperature = (float)o->temp;
+        s->do_sample = o->temp > 0;
+    }
+    if (o->set_top_k) s->top_k = o->top_k;
+    if (o->set_top_p) s->top_p = (float)o->top_p;
+    if (o->set_repeat_penalty) s->repetition_penalty = (float)o->repeat_penalty;
+    if (o->set_seed) s->seed = o->seed;
+    if (o->greedy) s->do_sample = 0;
+    if (o->max_thinking) s->max_thinking_tokens = o->max_thinking;
+}
+
+int cli_load_model(cli_opts *o, glmv_model **m, glmv_session **s) {
+    char err[GLMV_ERR_SIZE];
+    if (!o->model_dir) o->model_dir = cli_default_model();
+    if (!o->model_dir) {
+        fprintf(stderr, "glmv: no model: give -m DIR (a Hugging Face checkpoint folder)\n");
+        return -1;
+    }
+    if (glmv_model_load(m, o->model_dir, &o->mp, err)) {
+        fprintf(stderr, "glmv: %s\n", err);
+        return -1;
+    }
+    if (glmv_session_new(s, *m, o->n_ctx, err)) {
+        fprintf(stderr, "glmv: %s\n", err);
+        glmv_model_free(*m);
+        *m = NULL;
+        return -1;
+    }
+    return 0;
+}
