@@ -298,10 +298,9 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     cuda_launch(c, conv_vt_kernel, dim3(cdiv(nk_pad, 32), (unsigned)(hd / 32), (unsigned)n_kv), dim3(32, 8), 0, vt, v, ldv, nk, nk_pad, hd);
     if (cuda_check(c, "attention (convert k/v)")) return -1;
     int group = n_heads / n_kv;
-    /* 8 warps (128 rows) per block when that still gives two blocks per multiprocessor */
     static int force = -1;
     if (force < 0) force = getenv("GLMV_CUDA_FLASH_WARPS") ? atoi(getenv("GLMV_CUDA_FLASH_WARPS")) : 0;
-    bool big = force ? force == 8 : cdiv(nq, 128) * (int64_t)n_heads >= 2 * (int64_t)c->sms;
+    bool big = force ? force == 8 : nq >= 128; /* measured: 8 warps win for prefill and vision */
     if (hd == 128)
         return big ? flash_run<128, 8>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0,
                                        n_heads, group, scale)
@@ -317,53 +316,59 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
 
 #define SP_T 64       /* keys per sub-tile */
 #define SP_THREADS 256
-#define SP_HPT 8      /* heads per thread in the score loop: group <= 4 * 8 */
+#define SP_HPT 8      /* heads per thread in the score loop: heads per block <= 4 * 8 */
+#define SP_R 4        /* output items per thread in P·V: heads * hd / vw <= 4 * 256 */
 
-/* shared memory of split_kernel, in floats */
-static size_t split_smem_floats(int group, int hd) {
-    return (size_t)group * (hd + 4) + (size_t)SP_T * (hd + 4) + (size_t)SP_T * hd +
-           (size_t)group * SP_T + (size_t)group * hd + 3 * (size_t)group;
+/* shared memory of split_kernel, in floats, for gpb heads per block */
+static size_t split_smem_floats(int gpb, int hd) {
+    return (size_t)gpb * (hd + 4) + (size_t)SP_T * (hd + 4) + (size_t)SP_T * hd +
+           (size_t)gpb * SP_T + 3 * (size_t)gpb;
 }
 
-/* grid (chunks, kv heads, query rows (strided)). Chunk c covers keys
- * [c*chunk, min(nk, (c+1)*chunk)). Query row i sees keys <= pos0 + i (causal)
- * or all nk. Each 64-key sub-tile of K and V is first copied to shared memory
- * by all threads (independent 16-byte loads), then used from there. Writes
- * part[((i * n_heads + h) * n_chunks + c) * (hd + 2) + ...] = unnormalised
- * o[hd], m, l (base-2 logits). */
-__global__ void __launch_bounds__(SP_THREADS) split_kernel(
-    float *part, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
-    int64_t ldv, int64_t n, int64_t nk, int causal, int64_t pos0, int n_heads, int group,
-    int hd, int64_t chunk, float scale_log2) {
-    PDL_ENTRY();
+/* grid (chunks, kv heads * hsplit, query rows (strided)). A block takes the
+ * gpb = group / hsplit query heads [hs*gpb, hs*gpb + gpb) of one kv head over
+ * keys [c*chunk, min(nk, (c+1)*chunk)); query row i sees keys <= pos0 + i
+ * (causal) or all nk. Each 64-key sub-tile of K and V is first copied to
+ * shared memory by all threads (independent 16-byte loads). The P·V
+ * accumulators live in registers: item j = tid + 256 r is (head, vw dims).
+ * With one chunk the result goes straight to out; else part[((i * n_heads +
+ * h) * n_chunks + c) * (hd + 2) + ...] = unnormalised o[hd], m, l (base 2). */
+__global__ void __launch_bounds__(SP_THREADS, 1) split_kernel(
+    float *out, int64_t ldo, float *part, const float *q, int64_t ldq, const float *k,
+    int64_t ldk, const float *v, int64_t ldv, int64_t n, int64_t nk, int causal, int64_t pos0,
+    int n_heads, int group, int hsplit, int hd, int64_t chunk, float scale_log2) {
     extern __shared__ __align__(16) float sp_sh[];
+    const int gpb = group / hsplit;
     const int qs = hd + 4;                          /* q and K row stride (bank skew) */
-    float *qsh = sp_sh;                             /* [group][qs] */
-    float *ksh = qsh + group * qs;                  /* [SP_T][qs] */
+    float *qsh = sp_sh;                             /* [gpb][qs] */
+    float *ksh = qsh + gpb * qs;                    /* [SP_T][qs] */
     float *vsh = ksh + SP_T * qs;                   /* [SP_T][hd] */
-    float *ssh = vsh + SP_T * hd;                   /* [group][SP_T] */
-    float *acc = ssh + group * SP_T;                /* [group][hd] */
-    float *mst = acc + group * hd;                  /* [group] running max */
-    float *lst = mst + group;                       /* [group] running sum */
-    float *alf = lst + group;                       /* [group] rescale of this tile */
-    const int g_kv = blockIdx.y, n_chunks = gridDim.x;
+    float *ssh = vsh + SP_T * hd;                   /* [gpb][SP_T] */
+    float *mst = ssh + gpb * SP_T;                  /* [gpb] running max */
+    float *lst = mst + gpb;                         /* [gpb] running sum */
+    float *alf = lst + gpb;                         /* [gpb] rescale of this tile */
+    const int g_kv = blockIdx.y / hsplit, hbase = g_kv * group + (blockIdx.y % hsplit) * gpb;
+    const int n_chunks = gridDim.x;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, nwarp = SP_THREADS / 32;
     const int64_t c0 = (int64_t)blockIdx.x * chunk;
     const float *kb = k + (int64_t)g_kv * hd, *vb = v + (int64_t)g_kv * hd;
     const bool vec = !(hd & 3) && !(ldk & 3) && !(ldv & 3) && !((uintptr_t)k % 16) &&
                      !((uintptr_t)v % 16);
+    const int vw = (hd & 3) ? 1 : 4, per_head = hd / vw, items = gpb * per_head;
 
     for (int64_t i = blockIdx.z; i < n; i += gridDim.z) {
         int64_t lim = causal ? pos0 + i + 1 : nk; /* keys < lim are visible */
         if (lim > nk) lim = nk;
         int64_t c1 = c0 + chunk < lim ? c0 + chunk : lim;
+        float acc[SP_R][4];
+#pragma unroll
+        for (int r = 0; r < SP_R; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.f;
         __syncthreads();
-        for (int j = tid; j < group * hd; j += SP_THREADS) {
+        for (int j = tid; j < gpb * hd; j += SP_THREADS) {
             int hh = j / hd, d = j % hd;
-            qsh[hh * qs + d] = q[i * ldq + (int64_t)(g_kv * group + hh) * hd + d];
-            acc[j] = 0.f;
+            qsh[hh * qs + d] = q[i * ldq + (int64_t)(hbase + hh) * hd + d];
         }
-        for (int j = tid; j < group; j += SP_THREADS) {
+        for (int j = tid; j < gpb; j += SP_THREADS) {
             mst[j] = -INFINITY;
             lst[j] = 0.f;
         }
@@ -398,13 +403,13 @@ __global__ void __launch_bounds__(SP_THREADS) split_kernel(
 #pragma unroll
                 for (int r = 0; r < SP_HPT; r++) dot[r] = 0.f;
                 const float *kr = ksh + tl * qs;
-                if (!(hd & 3)) {
+                if (vw == 4) {
                     for (int d = 0; d < hd; d += 4) {
                         float4 kv = *(const float4 *)(kr + d);
 #pragma unroll
                         for (int r = 0; r < SP_HPT; r++) {
                             int hh = hj + 4 * r;
-                            if (hh < group) {
+                            if (hh < gpb) {
                                 float4 qv = *(const float4 *)(qsh + hh * qs + d);
                                 dot[r] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
                             }
@@ -416,19 +421,19 @@ __global__ void __launch_bounds__(SP_THREADS) split_kernel(
 #pragma unroll
                         for (int r = 0; r < SP_HPT; r++) {
                             int hh = hj + 4 * r;
-                            if (hh < group) dot[r] += qsh[hh * qs + d] * kv;
+                            if (hh < gpb) dot[r] += qsh[hh * qs + d] * kv;
                         }
                     }
                 }
 #pragma unroll
                 for (int r = 0; r < SP_HPT; r++) {
                     int hh = hj + 4 * r;
-                    if (hh < group) ssh[hh * SP_T + tl] = tl < nt ? dot[r] * scale_log2 : -INFINITY;
+                    if (hh < gpb) ssh[hh * SP_T + tl] = tl < nt ? dot[r] * scale_log2 : -INFINITY;
                 }
             }
             __syncthreads();
             /* per head: tile max, rescale, probabilities, sum (one warp per head) */
-            for (int hh = warp; hh < group; hh += nwarp) {
+            for (int hh = warp; hh < gpb; hh += nwarp) {
                 float a = ssh[hh * SP_T + lane], b = ssh[hh * SP_T + lane + 32];
                 float mx = fmaxf(a, b);
                 for (int off = 16; off > 0; off >>= 1)
@@ -451,28 +456,64 @@ __global__ void __launch_bounds__(SP_THREADS) split_kernel(
                 }
             }
             __syncthreads();
-            /* acc[h][d] = acc * alpha + sum_t p[h][t] v[t][d] (p = 0 past nt, V zero there) */
-            for (int j = tid; j < group * hd; j += SP_THREADS) {
-                int hh = j / hd, d = j % hd;
-                const float *pr = ssh + hh * SP_T;
-                float a = acc[j] * alf[hh];
-#pragma unroll 16
-                for (int t = 0; t < SP_T; t++) a += pr[t] * vsh[t * hd + d];
-                acc[j] = a;
+            /* acc = acc * alpha + sum_t p[h][t] v[t][d..d+vw) (p = 0 past nt, V zero there) */
+#pragma unroll
+            for (int r = 0; r < SP_R; r++) {
+                int j = tid + SP_THREADS * r;
+                if (j < items) {
+                    int hh = j / per_head, d = (j % per_head) * vw;
+                    const float *pr = ssh + hh * SP_T;
+                    float al = alf[hh];
+                    float a0 = acc[r][0] * al, a1 = acc[r][1] * al, a2 = acc[r][2] * al,
+                          a3 = acc[r][3] * al;
+                    if (vw == 4) {
+#pragma unroll 8
+                        for (int t = 0; t < SP_T; t++) {
+                            float p = pr[t];
+                            float4 vv = *(const float4 *)(vsh + t * hd + d);
+                            a0 += p * vv.x;
+                            a1 += p * vv.y;
+                            a2 += p * vv.z;
+                            a3 += p * vv.w;
+                        }
+                    } else {
+                        for (int t = 0; t < SP_T; t++) a0 += pr[t] * vsh[t * hd + d];
+                    }
+                    acc[r][0] = a0;
+                    acc[r][1] = a1;
+                    acc[r][2] = a2;
+                    acc[r][3] = a3;
+                }
             }
         }
         __syncthreads();
-        for (int j = tid; j < group * hd; j += SP_THREADS) {
-            int hh = j / hd, d = j % hd;
-            int h = g_kv * group + hh;
-            part[((i * n_heads + h) * n_chunks + blockIdx.x) * (hd + 2) + d] = acc[j];
+#pragma unroll
+        for (int r = 0; r < SP_R; r++) {
+            int j = tid + SP_THREADS * r;
+            if (j < items) {
+                int hh = j / per_head, d = (j % per_head) * vw;
+                int h = hbase + hh;
+                if (n_chunks == 1) { /* the whole key range: normalise and store */
+                    float l = lst[hh], inv = l > 0.f ? 1.f / l : 0.f;
+                    float *o = out + i * ldo + (int64_t)h * hd + d;
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (e < vw) o[e] = acc[r][e] * inv;
+                } else {
+                    float *pp = part + ((i * n_heads + h) * n_chunks + blockIdx.x) * (hd + 2) + d;
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (e < vw) pp[e] = acc[r][e];
+                }
+            }
         }
-        for (int hh = tid; hh < group; hh += SP_THREADS) {
-            int h = g_kv * group + hh;
-            float *pp = part + ((i * n_heads + h) * n_chunks + blockIdx.x) * (hd + 2) + hd;
-            pp[0] = mst[hh];
-            pp[1] = lst[hh];
-        }
+        if (n_chunks > 1)
+            for (int hh = tid; hh < gpb; hh += SP_THREADS) {
+                int h = hbase + hh;
+                float *pp = part + ((i * n_heads + h) * n_chunks + blockIdx.x) * (hd + 2) + hd;
+                pp[0] = mst[hh];
+                pp[1] = lst[hh];
+            }
     }
 }
 
@@ -508,21 +549,33 @@ static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
                         int64_t nk, int causal, int64_t pos0, int n_heads, int n_kv_heads,
                         int hd, float scale) {
     int group = n_heads / n_kv_heads;
-    if (group > 4 * SP_HPT)
-        return cuda_fail(c, "attention: more than 32 query heads per kv head", cudaErrorInvalidValue);
     if (n <= 0 || nk <= 0) return 0;
-    /* chunks: enough blocks to fill the GPU, at least one 64-key sub-tile each */
-    int64_t blocks_per_chunk = (int64_t)n_kv_heads * (n < 65535 ? n : 65535);
-    int64_t want = (4 * (int64_t)c->sms + blocks_per_chunk - 1) / blocks_per_chunk;
+    const int vw = (hd & 3) ? 1 : 4;
+    const int64_t rows = n < 65535 ? n : 65535;
+    /* chunks of keys: enough blocks to fill the GPU, at least one 64-key sub-tile each */
+    int64_t want = cdiv(2 * (int64_t)c->sms, (int64_t)n_kv_heads * rows);
     int64_t n_chunks = cdiv(nk, SP_T);
     if (n_chunks > want) n_chunks = want;
     if (n_chunks < 1) n_chunks = 1;
     int64_t chunk = cdiv(cdiv(nk, n_chunks), SP_T) * SP_T;
     n_chunks = cdiv(nk, chunk);
-    size_t part_bytes = sizeof(float) * (size_t)n * n_heads * n_chunks * (hd + 2);
-    float *part = (float *)cuda_scratch(c, part_bytes);
-    if (!part) return -1;
-    size_t sh = sizeof(float) * split_smem_floats(group, hd);
+    /* split the query heads of a kv head over blocks while the GPU is not full,
+     * and whenever one block could not hold them (SP_HPT, SP_R) */
+    int hsplit = 1;
+    while (group % (2 * hsplit) == 0 &&
+           (group / hsplit > 4 * SP_HPT || (int64_t)(group / hsplit) * (hd / vw) > SP_R * SP_THREADS ||
+            n_chunks * n_kv_heads * rows * hsplit * 2 <= 2 * (int64_t)c->sms))
+        hsplit *= 2;
+    int gpb = group / hsplit;
+    if (gpb > 4 * SP_HPT || (int64_t)gpb * (hd / vw) > SP_R * SP_THREADS)
+        return cuda_fail(c, "attention: too many query heads per kv head for the split kernel",
+                         cudaErrorInvalidValue);
+    float *part = NULL;
+    if (n_chunks > 1) {
+        part = (float *)cuda_scratch(c, sizeof(float) * (size_t)n * n_heads * n_chunks * (hd + 2));
+        if (!part) return -1;
+    }
+    size_t sh = sizeof(float) * split_smem_floats(gpb, hd);
     static size_t sh_set[64]; /* the limit raised so far, per device */
     if (sh > 48 * 1024 && sh > sh_set[c->dev & 63]) {
         cudaError_t e = cudaFuncSetAttribute(split_kernel,
@@ -530,13 +583,13 @@ static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
         if (e != cudaSuccess) return cuda_fail(c, "attention: shared memory", e);
         sh_set[c->dev & 63] = sh;
     }
-    unsigned gz = (unsigned)(n < 65535 ? n : 65535);
-    cuda_launch(c, split_kernel, dim3((unsigned)n_chunks, (unsigned)n_kv_heads, gz), SP_THREADS, sh, part, q, ldq, k, ldk, v, ldv, n, nk, causal, pos0, n_heads,
-                                group, hd, chunk, scale * LOG2E);
-    if (cuda_check(c, "attention (split)")) return -1;
+    cuda_launch(c, split_kernel, dim3((unsigned)n_chunks, (unsigned)(n_kv_heads * hsplit), (unsigned)rows),
+                SP_THREADS, sh, out, ldo, part, q, ldq, k, ldk, v, ldv, n, nk, causal, pos0, n_heads,
+                group, hsplit, hd, chunk, scale * LOG2E);
+    if (cuda_check(c, "attention (split)") || n_chunks == 1) return c->failed ? -1 : 0;
     int th = hd < 128 ? 32 * (int)cdiv(hd, 32) : 128;
-    cuda_launch(c, combine_kernel, dim3((unsigned)n_heads, gz), th, 0, out, ldo, part, n, n_heads,
-                                                                     hd, (int)n_chunks);
+    cuda_launch(c, combine_kernel, dim3((unsigned)n_heads, (unsigned)rows), th, 0, out, ldo, part,
+                n, n_heads, hd, (int)n_chunks);
     return cuda_check(c, "attention (combine)");
 }
 
@@ -545,8 +598,8 @@ static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
 /* below this many query rows the fp32 split kernel (decode) is used */
 #define FLASH_MIN_ROWS 16
 
-static int flash_ok(int hd, int64_t ldq, const float *q) {
-    return (hd == 64 || hd == 128) && !(ldq & 1) && !((uintptr_t)q % 8) &&
+static int flash_ok(cuda_ctx *c, int hd, int64_t ldq, const float *q) {
+    return (hd == 64 || hd == 128) && !(ldq & 1) && !((uintptr_t)q % 8) && !c->precise &&
            !getenv("GLMV_CUDA_NO_FLASH");
 }
 
@@ -555,7 +608,7 @@ void k_attn_causal(cuda_ctx *c, float *out, const float *q, int64_t ldq, const f
                    int head_dim, float scale) {
     if (n <= 0) return;
     int64_t kvd = (int64_t)n_kv_heads * head_dim, ldo = (int64_t)n_heads * head_dim;
-    if (n >= FLASH_MIN_ROWS && flash_ok(head_dim, ldq, q))
+    if (n >= FLASH_MIN_ROWS && flash_ok(c, head_dim, ldq, q))
         flash_launch(c, out, ldo, q, ldq, kc, kvd, vc, kvd, n, pos0 + n, 1, pos0, n_heads,
                      n_kv_heads, head_dim, scale);
     else
@@ -567,7 +620,7 @@ void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const
                      int64_t ldk, const float *v, int64_t ldv, const int64_t *cu, int n_seg,
                      int n_heads, int head_dim, float scale) {
     int64_t ldo = (int64_t)n_heads * head_dim;
-    int use_flash = flash_ok(head_dim, ldq, q);
+    int use_flash = flash_ok(c, head_dim, ldq, q);
     for (int s = 0; s < n_seg; s++) {
         int64_t a = cu[s], len = cu[s + 1] - cu[s];
         if (len <= 0) continue;

@@ -30,6 +30,7 @@ struct cuda_ctx {
     int sms;                     /* multiprocessors */
     int failed;                  /* sticky: first error kept in err */
     int pdl;                     /* launch with programmatic dependent launch */
+    int precise;                 /* GLMV_CUDA_PRECISE=1: fp32 everywhere (no bf16 rounding) */
     char err[GLMV_ERR_SIZE];
     /* scratch for GEMM inputs in bf16 and for split attention; grown on demand
      * (never during a captured step: sized by the first calls) */
@@ -94,11 +95,15 @@ static inline unsigned cdiv(int64_t a, int64_t b) { return (unsigned)((a + b - 1
  * Launched with the attribute, a kernel's blocks are scheduled while the
  * previous kernel drains, which removes most of the gap between the many
  * small kernels of a decode step. Without the attribute (GLMV_CUDA_PDL=0) the
- * instructions do nothing. */
-#define PDL_ENTRY()                                                        \
-    do {                                                                   \
-        asm volatile("griddepcontrol.wait;\n" ::: "memory");              \
-        asm volatile("griddepcontrol.launch_dependents;\n" :::);          \
+ * instructions do nothing. Reads of weights (never written by a kernel) may
+ * come before PDL_WAIT: the decode matrix-vector kernel starts streaming its
+ * weights while the kernel before it finishes. */
+#define PDL_WAIT() asm volatile("griddepcontrol.wait;\n" ::: "memory")
+#define PDL_LAUNCH() asm volatile("griddepcontrol.launch_dependents;\n" :::)
+#define PDL_ENTRY()   \
+    do {              \
+        PDL_WAIT();   \
+        PDL_LAUNCH(); \
     } while (0)
 
 template <typename... KArgs, typename... Args>

@@ -37,7 +37,6 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(float *__restrict__ 
                                                             const __nv_bfloat16 *__restrict__ w,
                                                             const void *bias, int bdt, int64_t n,
                                                             int64_t k, int vec) {
-    PDL_ENTRY();
     constexpr int WARPS = GEMV_THREADS / 32, ROWS = WARPS / WPR;
     __shared__ float red[WARPS][M];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -46,43 +45,46 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(float *__restrict__ 
     float acc[M];
 #pragma unroll
     for (int r = 0; r < M; r++) acc[r] = 0.f;
-    if (row < n) {
-        const __nv_bfloat16 *wr = w + row * k;
-        if (vec) {
-            const uint4 *w4 = (const uint4 *)wr;
-            const int64_t k8 = k / 8;
-            const int stride = 32 * WPR;
-            int64_t j = (int64_t)part * 32 + lane;
-            /* main loop: U 16-byte loads in flight */
-            for (; j + (U - 1) * stride < k8; j += U * stride) {
-                uint4 u[U];
+    if (vec) {
+        const uint4 *w4 = (const uint4 *)(w + (row < n ? row : 0) * k);
+        const int64_t k8 = row < n ? k / 8 : 0;
+        const int stride = 32 * WPR;
+        int64_t j = (int64_t)part * 32 + lane;
+        /* the first U loads go out before waiting for the previous kernel:
+         * weights are constant, only x comes from it */
+        uint4 u[U];
 #pragma unroll
-                for (int s = 0; s < U; s++) u[s] = __ldg(w4 + j + s * stride);
+        for (int s = 0; s < U; s++)
+            u[s] = j + s * stride < k8 ? __ldg(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
+        PDL_WAIT();
+        PDL_LAUNCH();
+        for (;;) {
 #pragma unroll
-                for (int s = 0; s < U; s++) {
+            for (int s = 0; s < U; s++) {
+                const int64_t jj = j + s * stride;
+                if (jj < k8) {
                     float f[8];
                     bf16x8(u[s], f);
 #pragma unroll
                     for (int r = 0; r < M; r++) {
-                        const float4 *xr = (const float4 *)(x + r * k) + 2 * (j + s * stride);
+                        const float4 *xr = (const float4 *)(x + r * k) + 2 * jj;
                         float4 a = xr[0], b = xr[1];
                         acc[r] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w +
                                   f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
                     }
                 }
             }
-            for (; j < k8; j += stride) {
-                float f[8];
-                bf16x8(__ldg(w4 + j), f);
+            j += (int64_t)U * stride;
+            if (j >= k8) break;
 #pragma unroll
-                for (int r = 0; r < M; r++) {
-                    const float4 *xr = (const float4 *)(x + r * k) + 2 * j;
-                    float4 a = xr[0], b = xr[1];
-                    acc[r] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x +
-                              f[5] * b.y + f[6] * b.z + f[7] * b.w;
-                }
-            }
-        } else {
+            for (int s = 0; s < U; s++)
+                u[s] = j + s * stride < k8 ? __ldg(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
+        }
+    } else {
+        PDL_WAIT();
+        PDL_LAUNCH();
+        if (row < n) {
+            const __nv_bfloat16 *wr = w + row * k;
             for (int64_t j = (int64_t)part * 32 + lane; j < k; j += 32 * WPR) {
                 float f = __bfloat162float(wr[j]);
 #pragma unroll
