@@ -289,7 +289,7 @@ static int cfg_generation(glmv_config *c, const cJSON *g, const char *path, char
     int32_t ids[GLMV_MAX_EOS];
     int n = 0;
     if (cfg_ids(&G, "eos_token_id", ids, &n, &found, err)) return -1;
-    if (found) { /* generation_config's list replaces config.json's */
+    if (found && n > 0) { /* generation_config's list replaces config.json's */
         memcpy(c->eos_token_ids, ids, sizeof ids);
         c->n_eos = n;
     }
@@ -466,6 +466,10 @@ static int cfg_check(const glmv_config *c, const char *path, char *err) {
     if (c->v_head_dim % 4)
         return glmv_errf(err, "%s: vision head dim %d must be a multiple of 4 (2-D rotary)", path,
                          c->v_head_dim);
+    if (c->v_out_hidden_size != c->hidden_size)
+        return glmv_errf(err, "%s: vision_config.out_hidden_size %d differs from the text "
+                         "hidden_size %d (image features replace token embeddings)", path,
+                         c->v_out_hidden_size, c->hidden_size);
     if (c->v_image_size % c->v_patch_size)
         return glmv_errf(err, "%s: vision_config.image_size %d is not a multiple of patch_size %d",
                          path, c->v_image_size, c->v_patch_size);
