@@ -52,6 +52,8 @@ TOOL_OBJ := $(TOOL_SRC:%.c=$(B)/%.o)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(B)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 WEB_SRC  := $(wildcard web/*)
+# the page served by `glmv serve`, embedded in the binary
+WEB_OBJ  := $(B)/gen/web_assets.o
 
 .SECONDARY:
 .PHONY: all test asan asan-test clean cuda tests fuzz fuzzers bench-image
@@ -64,8 +66,15 @@ $(B)/libglmv.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	ar rcs $@ $^
 
-$(B)/glmv: $(TOOL_OBJ) $(B)/libglmv.a
-	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(B)/libglmv.a $(LIBS)
+$(B)/glmv: $(TOOL_OBJ) $(WEB_OBJ) $(B)/libglmv.a
+	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(WEB_OBJ) $(B)/libglmv.a $(LIBS)
+
+$(B)/gen/web_assets.c: $(WEB_SRC) scripts/embed_web.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed_web.sh $@ $(WEB_SRC)
+
+$(B)/gen/web_assets.o: $(B)/gen/web_assets.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -98,6 +107,10 @@ $(B)/tests/fuzz_%: $(B)/tests/fuzz_%.o $(B)/libglmv.a
 
 # image stage timings (tests/bench_image.c)
 bench-image: $(B)/tests/bench_image
+
+# the engine on the GPU through the public API (tests/bench_cuda.c; make CUDA=1 bench-cuda)
+.PHONY: bench-cuda
+bench-cuda: $(B)/tests/bench_cuda
 
 # The README's test command: every test program, the CLI and server tests;
 # ends with "N passed, N failed".

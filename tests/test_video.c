@@ -255,6 +255,8 @@ TEST(parity_with_hf) {
     free(js);
     CHECK(root != NULL);
     cJSON *clips = cJSON_GetObjectItem(root, "clips"), *c;
+    glmv_tokenizer *tok = NULL;
+    if (glmv_tokenizer_load(&tok, "../shared/assets/glm4-tokenizer", err)) printf("  no tokenizer: %s\n", err);
     glmv_image_params ip = video_params();
     cJSON_ArrayForEach(c, clips) {
         char path[256];
@@ -285,6 +287,26 @@ TEST(parity_with_hf) {
             }
         }
         CHECK_EQ_INT(image_runs, v.n_groups);
+        /* the whole prompt, built as Glm4vProcessor does, tokenized with the real vocabulary */
+        if (tok) {
+            char *vp_text = glmv_video_prompt(&v, 2);
+            const char *head = "<|begin_of_video|>", *tail = "<|end_of_video|>Describe this video.";
+            size_t tl = strlen(head) + strlen(vp_text) + strlen(tail) + 1;
+            char *text = malloc(tl);
+            snprintf(text, tl, "%s%s%s", head, vp_text, tail);
+            int32_t *ids = NULL;
+            int64_t n = glmv_tokenize(tok, text, strlen(text), &ids, err);
+            int64_t j = 0, mism = 0;
+            cJSON_ArrayForEach(r, runs) {
+                int id = cJSON_GetArrayItem(r, 0)->valueint, cnt = cJSON_GetArrayItem(r, 1)->valueint;
+                for (int q = 0; q < cnt; q++, j++) mism += j >= n || ids[j] != id;
+            }
+            CHECK_MSG(mism == 0 && j == n, "%s: %lld of %lld prompt ids differ (%lld vs %lld)", c->string,
+                      (long long)mism, (long long)j, (long long)n, (long long)j);
+            free(ids);
+            free(text);
+            free(vp_text);
+        }
         if (v.grid[0] != cJSON_GetArrayItem(grid, 0)->valueint ||
             v.grid[1] != cJSON_GetArrayItem(grid, 1)->valueint ||
             v.grid[2] != cJSON_GetArrayItem(grid, 2)->valueint) {
@@ -318,11 +340,13 @@ TEST(parity_with_hf) {
                c->string, (long long)n_diff, (long long)n_tot, max_diff, max_sum_diff);
         /* one u8 step is 1/(255*std) < 0.0151 after normalisation */
         CHECK_MSG(max_diff < 0.0152, "%s: max |diff| %g is more than one pixel step", c->string, max_diff);
+        CHECK_MSG(max_sum_diff < 0.05, "%s: a patch row's sum differs by %g", c->string, max_sum_diff);
         CHECK_MSG(n_diff * 100 <= n_tot, "%s: %lld of %lld values differ", c->string, (long long)n_diff,
                   (long long)n_tot);
         glmv_video_free(&v);
     }
     cJSON_Delete(root);
+    glmv_tokenizer_free(tok);
 }
 
 int main(void) {

@@ -1,0 +1,150 @@
+// api.test.mjs -- glmv serve through the official `openai` npm client, as an
+// app would use it: models, completions streaming and not, reasoning apart
+// from the answer, several images, usage, stop, max_tokens, and the errors the
+// client maps to its exception classes. Runs on the echo engine (exact
+// content known) and, when $GLMV_REAL_MODEL names a checkpoint, on it too.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { startServer, pngDataUrl, ASSETS } from './common.mjs';
+
+const KEY = 'sk-test-key';
+let srv, client;
+
+before(async () => {
+  srv = await startServer(['-m', 'echo:delay_ms=1', '--api-key', KEY, '--media-dir', ASSETS]);
+  client = new OpenAI({ baseURL: srv.url + '/v1', apiKey: KEY, maxRetries: 0, timeout: 30000 });
+});
+after(async () => { assert.equal(await srv.stop(), 0, 'server exits cleanly on SIGTERM'); });
+
+test('models.list names the served model', async () => {
+  const list = await client.models.list();
+  const ids = [];
+  for await (const m of list) ids.push(m.id);
+  assert.deepEqual(ids, ['echo']);
+  const one = await client.models.retrieve('echo');
+  assert.equal(one.id, 'echo');
+});
+
+test('non-streaming completion: content, reasoning_content, usage, finish_reason', async () => {
+  const r = await client.chat.completions.create({
+    model: 'echo', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'What is 2+2?' }],
+  });
+  assert.equal(r.object, 'chat.completion');
+  assert.match(r.id, /^chatcmpl-/);
+  const m = r.choices[0].message;
+  assert.equal(m.role, 'assistant');
+  assert.equal(m.content, '**Echo:** What is 2+2?');
+  assert.match(m.reasoning_content, /0 image\(s\).*What is 2\+2\?/);
+  assert.equal(r.choices[0].finish_reason, 'stop');
+  assert.ok(r.usage.prompt_tokens > 0 && r.usage.completion_tokens > 0);
+  assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
+});
+
+test('streaming: reasoning deltas come before content deltas, then [DONE]', async () => {
+  const stream = await client.chat.completions.create({
+    model: 'echo', stream: true, stream_options: { include_usage: true },
+    messages: [{ role: 'user', content: 'stream me ünïcödé ✓' }],
+  });
+  let reasoning = '', content = '', finish = null, usage = null, sawContentBeforeReasoning = false, n = 0;
+  for await (const chunk of stream) {
+    n++;
+    assert.equal(chunk.object, 'chat.completion.chunk');
+    if (chunk.usage) usage = chunk.usage;
+    const c = chunk.choices[0];
+    if (!c) continue;
+    if (c.delta.reasoning_content) { if (content) sawContentBeforeReasoning = true; reasoning += c.delta.reasoning_content; }
+    if (c.delta.content) content += c.delta.content;
+    if (c.finish_reason) finish = c.finish_reason;
+  }
+  assert.ok(n > 5, 'many chunks');
+  assert.equal(sawContentBeforeReasoning, false);
+  assert.equal(content, '**Echo:** stream me ünïcödé ✓');
+  assert.match(reasoning, /wrote: stream me ünïcödé ✓$/);
+  assert.equal(finish, 'stop');
+  assert.ok(usage && usage.completion_tokens > 0);
+});
+
+test('several images in one message (data: URLs and a --media-dir path)', async () => {
+  const img = pngDataUrl();
+  const r = await client.chat.completions.create({
+    model: 'echo',
+    messages: [{ role: 'user', content: [
+      { type: 'image_url', image_url: { url: img } },
+      { type: 'text', text: 'Compare these.' },
+      { type: 'image_url', image_url: { url: img, detail: 'high' } },
+      { type: 'image_url', image_url: { url: 'images/coco_000000039769.png' } },
+    ] }],
+  });
+  assert.match(r.choices[0].message.reasoning_content, /3 image\(s\)/);
+  assert.equal(r.choices[0].message.content, '**Echo:** Compare these.');
+});
+
+test('max_tokens ends with finish_reason "length"; stop strings end the answer', async () => {
+  const r = await client.chat.completions.create({ model: 'echo', max_tokens: 3, messages: [{ role: 'user', content: 'long question here' }] });
+  assert.equal(r.choices[0].finish_reason, 'length');
+  assert.equal(r.usage.completion_tokens, 3);
+  const s = await client.chat.completions.create({ model: 'echo', stop: ['STOP'], messages: [{ role: 'user', content: 'before STOP after' }] });
+  assert.equal(s.choices[0].message.content, '**Echo:** before ');
+  assert.equal(s.choices[0].finish_reason, 'stop');
+});
+
+test('sampling parameters are accepted', async () => {
+  const r = await client.chat.completions.create({
+    model: 'echo', temperature: 0.6, top_p: 0.9, seed: 42, max_completion_tokens: 500,
+    top_k: 2, repetition_penalty: 1.1, messages: [{ role: 'user', content: 'hi' }],
+  });
+  assert.equal(r.choices[0].message.content, '**Echo:** hi');
+});
+
+test('assistant history keeps the answer and drops <think>', async () => {
+  const r = await client.chat.completions.create({ model: 'echo', messages: [
+    { role: 'user', content: 'first' },
+    { role: 'assistant', content: '<think>secret</think><answer>one</answer>' },
+    { role: 'user', content: 'second' },
+  ] });
+  assert.equal(r.choices[0].message.content, '**Echo:** second');
+});
+
+test('errors map to the client exceptions', async () => {
+  await assert.rejects(client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] }),
+    (e) => e instanceof OpenAI.NotFoundError && e.status === 404 && e.code === 'model_not_found');
+  const bad = new OpenAI({ baseURL: srv.url + '/v1', apiKey: 'wrong', maxRetries: 0 });
+  await assert.rejects(bad.chat.completions.create({ model: 'echo', messages: [{ role: 'user', content: 'x' }] }),
+    (e) => e instanceof OpenAI.AuthenticationError && e.status === 401);
+  await assert.rejects(bad.models.list(), (e) => e.status === 401);
+  await assert.rejects(client.chat.completions.create({ model: 'echo', temperature: 'hot', messages: [{ role: 'user', content: 'x' }] }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'temperature');
+  await assert.rejects(client.chat.completions.create({ model: 'echo', max_tokens: 4000, messages: [{ role: 'user', content: 'y'.repeat(4000) }] }),
+    (e) => e.status === 400 && e.code === 'context_length_exceeded');
+  await assert.rejects(client.chat.completions.create({ model: 'echo', messages: [{ role: 'user', content: [
+    { type: 'image_url', image_url: { url: 'data:image/png;base64,' + Buffer.from('not an image at all').toString('base64') } }] }] }),
+    (e) => e.status === 400 && e.code === 'invalid_image');
+  await assert.rejects(client.chat.completions.create({ model: 'echo', stream: true, messages: [{ role: 'user', content: '[[fail]]' }] }),
+    (e) => e.status === 500);
+});
+
+const REAL = process.env.GLMV_REAL_MODEL;
+test('a real checkpoint answers through the client', { skip: !REAL && 'no small checkpoint (set GLMV_REAL_MODEL)' }, async () => {
+  const real = await startServer(['-m', REAL], { timeoutMs: 300000 });
+  try {
+    const c = new OpenAI({ baseURL: real.url + '/v1', apiKey: 'none', maxRetries: 0, timeout: 600000 });
+    const r = await c.chat.completions.create({ model: real.model, max_tokens: 8, temperature: 0,
+      messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: pngDataUrl() } }, { type: 'text', text: 'What is this?' }] }] });
+    assert.ok(['stop', 'length'].includes(r.choices[0].finish_reason));
+    assert.ok(r.usage.completion_tokens >= 1 && r.usage.completion_tokens <= 8);
+    assert.ok(r.usage.prompt_tokens > 10);
+    const s = await c.chat.completions.create({ model: real.model, max_tokens: 8, temperature: 0, stream: true,
+      messages: [{ role: 'user', content: 'What is this?' }] });
+    let text = '', chunks = 0, finish = null;
+    for await (const ch of s) {
+      const d = ch.choices[0]?.delta || {};
+      text += (d.reasoning_content || '') + (d.content || '');
+      if (ch.choices[0]?.finish_reason) finish = ch.choices[0].finish_reason;
+      chunks++;
+    }
+    assert.ok(chunks >= 2 && finish, 'stream ends with a finish_reason');
+  } finally {
+    assert.equal(await real.stop(), 0);
+  }
+});

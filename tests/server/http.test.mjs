@@ -1,0 +1,158 @@
+// http.test.mjs -- malformed and hostile requests at the HTTP level, sent
+// over raw sockets: each must get the right status and OpenAI's error shape,
+// and the server must stay healthy after every one of them.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, rawHttp, statusOf, bodyOf, post, tinyPng, ASSETS } from './common.mjs';
+
+let srv;
+before(async () => { srv = await startServer(['-m', 'echo:', '--max-body-mb', '1', '--media-dir', ASSETS + '/images']); });
+after(async () => { assert.equal(await srv.stop(), 0); });
+
+async function expectError(body, status, check = () => {}, headers = {}) {
+  const r = await post(srv.url, '/v1/chat/completions', body, headers);
+  const text = await r.text();
+  assert.equal(r.status, status, text);
+  const j = JSON.parse(text);
+  assert.equal(typeof j.error.message, 'string');
+  assert.ok(j.error.message.length > 0);
+  assert.ok('type' in j.error && 'param' in j.error && 'code' in j.error, 'OpenAI error shape');
+  check(j.error);
+  return j.error;
+}
+
+async function healthy() {
+  const r = await fetch(srv.url + '/health');
+  assert.equal(r.status, 200);
+  assert.equal((await r.json()).status, 'ok');
+}
+
+const user = (content) => ({ messages: [{ role: 'user', content }] });
+
+test('malformed JSON', async () => {
+  for (const b of ['', '{', '{"messages":[', 'null', '[]', '"str"', '{"messages":[{"role":"user","content":"x"}]} trailing', '\u0000\u0001']) {
+    await expectError(b, 400);
+  }
+  await expectError('{'.repeat(5000) + '}'.repeat(5000), 400); // nesting bomb
+  await healthy();
+});
+
+test('wrong types and values name the parameter', async () => {
+  const cases = [
+    [{ messages: 'hi' }, 'messages'],
+    [{ messages: [] }, 'messages'],
+    [{}, 'messages'],
+    [{ messages: [{ role: 'user' }] }, 'messages[0]'],
+    [{ messages: [{ role: 'wizard', content: 'x' }] }, 'messages[0]'],
+    [{ messages: [{ role: 'user', content: 42 }] }, 'messages[0]'],
+    [{ messages: [{ role: 'user', content: [{ type: 'audio', text: 'x' }] }] }, 'messages[0].content[0]'],
+    [{ messages: [{ role: 'user', content: [{ type: 'text', text: 7 }] }] }, 'messages[0].content[0]'],
+    [{ ...user('x'), temperature: 'hot' }, 'temperature'],
+    [{ ...user('x'), temperature: 5 }, 'temperature'],
+    [{ ...user('x'), top_p: 0 }, 'top_p'],
+    [{ ...user('x'), top_k: 1.5 }, 'top_k'],
+    [{ ...user('x'), max_tokens: -1 }, 'max_tokens'],
+    [{ ...user('x'), max_tokens: '10' }, 'max_tokens'],
+    [{ ...user('x'), stream: 'yes' }, 'stream'],
+    [{ ...user('x'), stop: 5 }, 'stop'],
+    [{ ...user('x'), stop: new Array(20).fill('a') }, 'stop'],
+    [{ ...user('x'), seed: 'abc' }, 'seed'],
+    [{ ...user('x'), n: 3 }, 'n'],
+    [{ ...user('x'), model: 12 }, 'model'],
+  ];
+  for (const [body, param] of cases) {
+    await expectError(body, 400, (e) => assert.equal(e.param, param, JSON.stringify(body)));
+  }
+  await healthy();
+});
+
+test('unknown model is 404, too many tokens is 400 context_length_exceeded', async () => {
+  await expectError({ ...user('x'), model: 'nope' }, 404, (e) => assert.equal(e.code, 'model_not_found'));
+  await expectError({ ...user('x'), max_tokens: 1e9 }, 400);
+  await expectError({ ...user('x'.repeat(20000)), max_tokens: 10 }, 400, (e) => assert.equal(e.code, 'context_length_exceeded'));
+});
+
+test('undecodable images and refused media', async () => {
+  const img = (url) => user([{ type: 'image_url', image_url: { url } }, { type: 'text', text: 'x' }]);
+  await expectError(img('data:image/png;base64,!!!notbase64!!!'), 400, (e) => assert.equal(e.code, 'invalid_image'));
+  await expectError(img('data:image/png;base64,' + Buffer.from('GIF? no, text').toString('base64')), 400, (e) => assert.equal(e.code, 'invalid_image'));
+  await expectError(img('data:image/png,rawnotbase64'), 400);
+  await expectError(img('data:image/png;base64,' + tinyPng().subarray(0, 10).toString('base64')), 400, (e) => assert.equal(e.code, 'invalid_image'));
+  await expectError(img('https://example.com/cat.png'), 400, (e) => assert.equal(e.code, 'remote_media_refused'));
+  await expectError(img('/etc/passwd'), 403);
+  await expectError(img('../../../../etc/passwd'), 403);
+  await expectError(img('file:///etc/shadow'), 403);
+  await expectError(img('no_such_file.png'), 400);
+  await expectError(user([{ type: 'video_url', video_url: { url: 'ftp://x/y.mp4' } }]), 400);
+  await healthy();
+});
+
+test('oversized body is 413, by Content-Length and by chunked upload', async () => {
+  const big = JSON.stringify(user('z'.repeat(2 << 20)));
+  await expectError(big, 413);
+  // a huge declared body is refused before any of it is read
+  const huge = await rawHttp(srv.url, 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n{', { idleMs: 2000 });
+  assert.equal(statusOf(huge), 413);
+  const head = 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n';
+  const chunk = 'a'.repeat(256 << 10);
+  const parts = [head];
+  for (let i = 0; i < 6; i++) parts.push((chunk.length).toString(16) + '\r\n' + chunk + '\r\n');
+  parts.push('0\r\n\r\n');
+  const raw = await rawHttp(srv.url, parts, { idleMs: 2000 });
+  assert.equal(statusOf(raw), 413);
+  assert.match(bodyOf(raw), /body_too_large/);
+  await healthy();
+});
+
+test('wrong methods, unknown paths, CORS preflight', async () => {
+  assert.equal((await fetch(srv.url + '/v1/chat/completions')).status, 405);
+  assert.equal((await fetch(srv.url + '/v1/nothing')).status, 404);
+  assert.equal((await fetch(srv.url + '/../../etc/passwd')).status, 404);
+  assert.equal((await fetch(srv.url + '/health', { method: 'DELETE' })).status, 405);
+  const o = await fetch(srv.url + '/v1/chat/completions', { method: 'OPTIONS' });
+  assert.equal(o.status, 204);
+  assert.equal(o.headers.get('access-control-allow-origin'), '*');
+});
+
+test('garbage, truncated and abandoned requests do not hurt the server', async () => {
+  const bad = [
+    'GARBAGE\r\n\r\n',
+    'GET / HTTP/9.9\r\n\r\n',
+    'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"messages"',
+    'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n',
+    'GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ' + 'h'.repeat(200000) + '\r\n\r\n',
+    'GET /health HTTP/1.1\r\n' + 'X-A: b\r\n'.repeat(5000) + '\r\n',
+    '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03', // a TLS hello
+  ];
+  for (const b of bad) {
+    const raw = await rawHttp(srv.url, b, { idleMs: 300, closeAfterWrite: b.includes('Content-Length: 100') });
+    const st = statusOf(raw);
+    assert.ok(st === 0 || st >= 400, `status ${st} for ${JSON.stringify(b.slice(0, 40))}`);
+  }
+  // a stream whose client vanishes before reading anything
+  await rawHttp(srv.url, 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 58\r\n\r\n' +
+    '{"stream":true,"messages":[{"role":"user","content":"a"}]}', { idleMs: 1, closeAfterWrite: true });
+  await healthy();
+  const r = await post(srv.url, '/v1/chat/completions', user('still fine?'));
+  assert.equal(r.status, 200);
+  assert.equal((await r.json()).choices[0].message.content, '**Echo:** still fine?');
+});
+
+test('keep-alive: several requests on one connection, then pipelined', async () => {
+  const one = 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n';
+  const raw = await rawHttp(srv.url, one + one + one, { idleMs: 500 });
+  assert.equal((raw.match(/HTTP\/1\.1 200/g) || []).length, 3);
+});
+
+test('/metrics is Prometheus text with the required series', async () => {
+  const t = await (await fetch(srv.url + '/metrics')).text();
+  for (const name of ['glmv_http_responses_total{code="400"}', 'glmv_chat_requests_total', 'glmv_prompt_tokens_total',
+    'glmv_completion_tokens_total', 'glmv_queue_depth', 'glmv_requests_in_flight', 'glmv_request_duration_seconds_bucket',
+    'glmv_time_to_first_token_seconds_count']) {
+    assert.ok(t.includes(name), name);
+  }
+  assert.match(t, /^glmv_http_responses_total\{code="400"\} [1-9]\d*$/m);
+  for (const line of t.split('\n')) {
+    if (line && !line.startsWith('#')) assert.match(line, /^[a-z_]+(\{[a-z]+="[^"]*"\})? [0-9.e+-]+$/, line);
+  }
+});

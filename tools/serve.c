@@ -1,0 +1,600 @@
+/* serve.c -- `glmv serve`: an OpenAI-compatible HTTP server and a chat page.
+ *
+ * libmicrohttpd parses requests on a small pool of threads; a chat request
+ * becomes a job on a bounded queue consumed by one inference thread
+ * (serve_sched.c). While a job waits or generates, its connection is
+ * suspended and resumed by the inference thread when bytes are ready, so a
+ * few HTTP threads serve any number of streams. Routes:
+ *   POST /v1/chat/completions   GET /v1/models[/ID]   GET /health   GET /metrics
+ *   GET / and /<file>           the page from web/, embedded at build time
+ * Binds to 127.0.0.1 unless --host says otherwise; --api-key guards /v1/ and /metrics.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "serve.h"
+
+typedef struct {
+    const char *host;
+    int port;
+    const char *api_key;
+    int queue;
+    size_t max_body;
+    int verbose;
+    serve_media_policy media;
+    serve_engine *eng;
+    serve_sched sched;
+    long started;
+} server;
+
+typedef enum { PH_BODY = 0, PH_WAIT, PH_DONE } phase;
+
+typedef struct {
+    phase ph;
+    char *body;
+    size_t len, cap;
+    int too_big;
+    serve_job *job;
+    double t0;
+    int status;
+    char method[8];
+    char url[96];
+} conn_ctx;
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Responses                                                                */
+/* ------------------------------------------------------------------------ */
+
+static enum MHD_Result reply(server *sv, struct MHD_Connection *conn, conn_ctx *c, int status,
+                             const char *mime, void *body, size_t len, enum MHD_ResponseMemoryMode mode) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
+    if (!r) {
+        if (mode == MHD_RESPMEM_MUST_FREE) free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, mime);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+    if (status == 503) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (status == 401) MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (c) c->status = status;
+    enum MHD_Result ok = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    serve_sched_count_status(&sv->sched, status);
+    return ok;
+}
+
+static enum MHD_Result reply_json(server *sv, struct MHD_Connection *conn, conn_ctx *c, int status,
+                                  char *json) {
+    if (!json) return MHD_NO;
+    return reply(sv, conn, c, status, "application/json", json, strlen(json), MHD_RESPMEM_MUST_FREE);
+}
+
+static enum MHD_Result reply_error(server *sv, struct MHD_Connection *conn, conn_ctx *c,
+                                   const serve_error *e) {
+    return reply_json(sv, conn, c, e->status, serve_error_json(e));
+}
+
+static enum MHD_Result fail(server *sv, struct MHD_Connection *conn, conn_ctx *c, int status,
+                            const char *type, const char *code, const char *msg) {
+    serve_error e;
+    serve_error_set(&e, status, type, code, NULL, "%s", msg);
+    return reply_error(sv, conn, c, &e);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Streaming                                                                */
+/* ------------------------------------------------------------------------ */
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    serve_job *j = cls;
+    (void)pos;
+    pthread_mutex_lock(&j->mu);
+    ssize_t rc;
+    if (j->out_off < j->out_len) {
+        size_t n = j->out_len - j->out_off;
+        if (n > max) n = max;
+        memcpy(buf, j->out + j->out_off, n);
+        j->out_off += n;
+        rc = (ssize_t)n;
+    } else if (j->out_done) {
+        rc = MHD_CONTENT_READER_END_OF_STREAM;
+    } else if (atomic_load(&j->cancelled) || !j->conn) {
+        rc = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else {
+        j->suspended = 1;
+        MHD_suspend_connection(j->conn);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+static void stream_free(void *cls) { serve_job_unref(cls); }
+
+/* The job has output, an error or a result (or the client left): answer. */
+static enum MHD_Result chat_wait(server *sv, struct MHD_Connection *conn, conn_ctx *c) {
+    serve_job *j = c->job;
+    pthread_mutex_lock(&j->mu);
+    if (atomic_load(&j->cancelled) && !j->out_done) {
+        pthread_mutex_unlock(&j->mu);
+        return MHD_NO; /* the client is gone, or shutdown: close */
+    }
+    if (j->failed) {
+        serve_error e = j->err;
+        pthread_mutex_unlock(&j->mu);
+        c->ph = PH_DONE;
+        return reply_error(sv, conn, c, &e);
+    }
+    if (j->req.stream && j->started_output) {
+        j->refs++;
+        pthread_mutex_unlock(&j->mu);
+        c->ph = PH_DONE;
+        struct MHD_Response *r =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, j, stream_free);
+        if (!r) {
+            serve_job_unref(j);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+        MHD_add_response_header(r, "X-Accel-Buffering", "no");
+        c->status = 200;
+        enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_OK, r);
+        MHD_destroy_response(r);
+        serve_sched_count_status(&sv->sched, 200);
+        return ok;
+    }
+    if (!j->req.stream && j->state == JOB_DONE && j->have_result) {
+        char *body = serve_completion_json(j->id, j->created, sv->eng->model_id, &j->result);
+        pthread_mutex_unlock(&j->mu);
+        c->ph = PH_DONE;
+        return reply_json(sv, conn, c, 200, body);
+    }
+    j->suspended = 1;
+    MHD_suspend_connection(conn);
+    pthread_mutex_unlock(&j->mu);
+    return MHD_YES;
+}
+
+static void make_id(char *out, size_t n) {
+    static atomic_uint counter;
+    unsigned k = atomic_fetch_add(&counter, 1);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec * 2654435761ull ^
+                 ((uint64_t)k << 40) ^ (uint64_t)getpid();
+    snprintf(out, n, "chatcmpl-%016llx%04x", (unsigned long long)x, k & 0xffff);
+}
+
+static enum MHD_Result chat_start(server *sv, struct MHD_Connection *conn, conn_ctx *c) {
+    serve_error e;
+    serve_job *j = serve_job_new();
+    if (!j) return fail(sv, conn, c, 500, "server_error", NULL, "out of memory");
+    if (serve_request_parse(&j->req, c->body ? c->body : "", c->len, sv->eng, &sv->media, &e)) {
+        serve_job_unref(j);
+        return reply_error(sv, conn, c, &e);
+    }
+    make_id(j->id, sizeof j->id);
+    j->created = (long)time(NULL);
+    j->conn = conn;
+    c->job = j; /* the connection's reference */
+    if (serve_sched_submit(&sv->sched, j)) {
+        j->conn = NULL;
+        return fail(sv, conn, c, 503, "server_error", "queue_full",
+                    "the server is busy (request queue full): retry later");
+    }
+    c->ph = PH_WAIT;
+    return chat_wait(sv, conn, c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Routing                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static int authorized(server *sv, struct MHD_Connection *conn) {
+    if (!sv->api_key) return 1;
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7)) return 0;
+    h += 7;
+    size_t a = strlen(h), b = strlen(sv->api_key);
+    unsigned diff = (unsigned)(a ^ b);
+    for (size_t i = 0; i < a && i < b; i++) diff |= (unsigned char)(h[i] ^ sv->api_key[i]);
+    return diff == 0;
+}
+
+static const serve_asset *find_asset(const char *url) {
+    if (!strcmp(url, "/")) url = "/index.html";
+    for (const serve_asset *a = serve_assets; a->path; a++)
+        if (!strcmp(a->path, url)) return a;
+    return NULL;
+}
+
+static enum MHD_Result route_get(server *sv, struct MHD_Connection *conn, conn_ctx *c,
+                                 const char *url) {
+    if (!strcmp(url, "/health")) {
+        pthread_mutex_lock(&sv->sched.mu);
+        int q = sv->sched.qlen, f = sv->sched.in_flight;
+        pthread_mutex_unlock(&sv->sched.mu);
+        char *b = malloc(512);
+        if (!b) return MHD_NO;
+        snprintf(b, 512, "{\"status\":\"ok\",\"model\":\"%s\",\"queue_depth\":%d,\"in_flight\":%d}",
+                 sv->eng->model_id, q, f);
+        return reply_json(sv, conn, c, 200, b);
+    }
+    if (!strncmp(url, "/v1/", 4) || !strcmp(url, "/metrics")) {
+        if (!authorized(sv, conn))
+            return fail(sv, conn, c, 401, "invalid_request_error", "invalid_api_key",
+                        "missing or wrong API key (send 'Authorization: Bearer KEY')");
+        if (!strcmp(url, "/metrics")) {
+            char *t = serve_metrics_text(&sv->sched);
+            if (!t) return MHD_NO;
+            return reply(sv, conn, c, 200, "text/plain; version=0.0.4", t, strlen(t),
+                         MHD_RESPMEM_MUST_FREE);
+        }
+        if (!strcmp(url, "/v1/models")) return reply_json(sv, conn, c, 200, serve_models_json(sv->eng, sv->started));
+        if (!strncmp(url, "/v1/models/", 11)) {
+            if (strcmp(url + 11, sv->eng->model_id))
+                return fail(sv, conn, c, 404, "invalid_request_error", "model_not_found",
+                            "no such model");
+            char *b = malloc(600);
+            if (!b) return MHD_NO;
+            snprintf(b, 600, "{\"id\":\"%s\",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"glmv\"}",
+                     sv->eng->model_id, sv->started);
+            return reply_json(sv, conn, c, 200, b);
+        }
+        if (!strcmp(url, "/v1/chat/completions"))
+            return fail(sv, conn, c, 405, "invalid_request_error", "method_not_allowed",
+                        "use POST for /v1/chat/completions");
+        return fail(sv, conn, c, 404, "invalid_request_error", "not_found", "no such endpoint");
+    }
+    const serve_asset *a = find_asset(url);
+    if (!a) return fail(sv, conn, c, 404, "invalid_request_error", "not_found", "no such page");
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, a->mime);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'self'; img-src 'self' data: blob:; media-src 'self' data: "
+                            "blob:; style-src 'self' 'unsafe-inline'; connect-src 'self'");
+    c->status = 200;
+    enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    serve_sched_count_status(&sv->sched, 200);
+    return ok;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
+    server *sv = cls;
+    conn_ctx *c = *con_cls;
+    (void)version;
+    if (!c) { /* headers are in: decide what to do with the body */
+        c = calloc(1, sizeof *c);
+        if (!c) return MHD_NO;
+        *con_cls = c;
+        c->t0 = now_ms();
+        snprintf(c->method, sizeof c->method, "%s", method);
+        snprintf(c->url, sizeof c->url, "%s", url);
+        /* A body a little too large is read and dropped so that the client,
+         * still sending, gets the 413 rather than a reset; a huge one is
+         * answered at once and the connection closed. */
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
+        if (clen > sv->max_body) c->too_big = 1;
+        if (clen > 4 * (unsigned long long)sv->max_body) {
+            c->ph = PH_DONE;
+            return fail(sv, conn, c, 413, "invalid_request_error", "body_too_large",
+                        "the request body is larger than --max-body-mb");
+        }
+        if (!strcmp(method, "POST") && !strcmp(url, "/v1/chat/completions") && !authorized(sv, conn)) {
+            c->ph = PH_DONE;
+            return fail(sv, conn, c, 401, "invalid_request_error", "invalid_api_key",
+                        "missing or wrong API key (send 'Authorization: Bearer KEY')");
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) { /* a piece of the body */
+        if (c->ph == PH_BODY && !c->too_big) {
+            size_t n = *upload_size;
+            if (c->len + n > sv->max_body) {
+                c->too_big = 1;
+                free(c->body);
+                c->body = NULL;
+                c->len = c->cap = 0;
+            } else {
+                if (c->len + n + 1 > c->cap) {
+                    size_t cap = (c->len + n + 1) * 2;
+                    if (cap > sv->max_body + 1) cap = sv->max_body + 1;
+                    char *b = realloc(c->body, cap);
+                    if (!b) return MHD_NO;
+                    c->body = b;
+                    c->cap = cap;
+                }
+                memcpy(c->body + c->len, upload, n);
+                c->len += n;
+                c->body[c->len] = 0;
+            }
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (c->ph == PH_WAIT) return chat_wait(sv, conn, c);
+    if (c->ph == PH_DONE) return MHD_NO;
+    c->ph = PH_DONE;
+    if (c->too_big)
+        return fail(sv, conn, c, 413, "invalid_request_error", "body_too_large",
+                    "the request body is larger than --max-body-mb");
+    if (!strcmp(method, "OPTIONS")) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        if (!r) return MHD_NO;
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        MHD_add_response_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+        c->status = 204;
+        enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_NO_CONTENT, r);
+        MHD_destroy_response(r);
+        return ok;
+    }
+    if (!strcmp(url, "/v1/chat/completions")) {
+        if (strcmp(method, "POST"))
+            return fail(sv, conn, c, 405, "invalid_request_error", "method_not_allowed",
+                        "use POST for /v1/chat/completions");
+        c->ph = PH_BODY;
+        return chat_start(sv, conn, c);
+    }
+    if (!strcmp(method, "GET") || !strcmp(method, "HEAD")) return route_get(sv, conn, c, url);
+    return fail(sv, conn, c, 405, "invalid_request_error", "method_not_allowed", "method not allowed");
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    server *sv = cls;
+    conn_ctx *c = *con_cls;
+    (void)conn;
+    if (!c) return;
+    if (c->job) {
+        serve_sched_detach(&sv->sched, c->job);
+        serve_job_unref(c->job);
+    }
+    if (sv->verbose)
+        fprintf(stderr, "glmv serve: %s %s %d %.1f ms%s\n", c->method, c->url, c->status,
+                now_ms() - c->t0, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+    free(c->body);
+    free(c);
+    *con_cls = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The command                                                              */
+/* ------------------------------------------------------------------------ */
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: glmv serve [-m DIR] [options]\n\n"
+            "An OpenAI-compatible server (POST /v1/chat/completions, GET /v1/models, /health,\n"
+            "/metrics) and a chat page at /.\n\n"
+            "  -m DIR               as below; also echo:[delay_ms=N][,ctx=N], a test engine without\n"
+            "                       weights that streams back what it is sent\n"
+            "  --host ADDR          address to bind (default 127.0.0.1; 0.0.0.0 exposes the server)\n"
+            "  --port N             port (default 8080; 0 picks a free one)\n"
+            "  --api-key KEY        require 'Authorization: Bearer KEY' on /v1/ and /metrics\n"
+            "                       (default: $GLMV_API_KEY when set)\n"
+            "  --media-dir DIR      allow image/video paths (and file:// URLs) under DIR\n"
+            "  --max-images N       images per request (default 64)\n"
+            "  --parallel N         sessions (default 1; jobs run one at a time until batching lands)\n"
+            "  --queue N            requests waiting at most; more get 503 (default 64)\n"
+            "  --max-body-mb N      largest request body (default 64)\n"
+            "  --http-threads N     HTTP worker threads (default 4)\n"
+            "  -v, --verbose        also log every request\n"
+            "Sampling flags set the server's defaults; each request may override them.\n\n%s",
+            cli_opts_help);
+}
+
+/* The demo model: ./models/demo, or models/demo beside the binary's project. */
+static const char *default_model(char *buf, size_t n) {
+    struct stat st;
+    if (!stat("models/demo/config.json", &st)) return "models/demo";
+    char exe[PATH_MAX];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k <= 0) return NULL;
+    exe[k] = 0;
+    for (int up = 0; up < 3; up++) {
+        char *s = strrchr(exe, '/');
+        if (!s) break;
+        *s = 0;
+        if ((size_t)snprintf(buf, n, "%.*s/models/demo/config.json", (int)(n - 32), exe) >= n)
+            return NULL;
+        if (!stat(buf, &st)) {
+            buf[strlen(buf) - strlen("/config.json")] = 0;
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+static int bind_addr(const char *host, int port, struct sockaddr_storage *ss, int *v6) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    if (getaddrinfo(host, ps, &hints, &res) || !res) return -1;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *v6 = res->ai_family == AF_INET6;
+    freeaddrinfo(res);
+    return 0;
+}
+
+int cmd_serve(int argc, char **argv) {
+    server sv;
+    memset(&sv, 0, sizeof sv);
+    sv.host = "127.0.0.1";
+    sv.port = 8080;
+    sv.queue = 64;
+    sv.max_body = 64u << 20;
+    sv.media.max_images = 64;
+    sv.api_key = getenv("GLMV_API_KEY");
+    if (sv.api_key && !*sv.api_key) sv.api_key = NULL;
+    const char *media_dir = NULL;
+    long parallel = 1, http_threads = 4, v;
+    cli_opts o;
+    cli_opts_init(&o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int shared = cli_opts_parse(&o, argc, argv, &i);
+        if (shared < 0) return 2;
+        if (shared) continue;
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VAL                                                      \
+    do {                                                              \
+        if (!val) {                                                   \
+            fprintf(stderr, "glmv serve: %s needs a value\n", a);     \
+            return 2;                                                 \
+        }                                                             \
+        i++;                                                          \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--host")) {
+            NEED_VAL;
+            sv.host = val;
+        } else if (!strcmp(a, "--port")) {
+            NEED_VAL;
+            if (cli_parse_int(a, val, 0, 65535, &v)) return 2;
+            sv.port = (int)v;
+        } else if (!strcmp(a, "--api-key")) {
+            NEED_VAL;
+            sv.api_key = val;
+        } else if (!strcmp(a, "--media-dir")) {
+            NEED_VAL;
+            media_dir = val;
+        } else if (!strcmp(a, "--max-images")) {
+            NEED_VAL;
+            if (cli_parse_int(a, val, 1, 100000, &v)) return 2;
+            sv.media.max_images = (int)v;
+        } else if (!strcmp(a, "--parallel")) {
+            NEED_VAL;
+            if (cli_parse_int(a, val, 1, 256, &parallel)) return 2;
+        } else if (!strcmp(a, "--queue")) {
+            NEED_VAL;
+            if (cli_parse_int(a, val, 1, 100000, &v)) return 2;
+            sv.queue = (int)v;
+        } else if (!strcmp(a, "--max-body-mb")) {
+            NEED_VAL;
+            if (cli_parse_int(a, val, 1, 4096, &v)) return 2;
+            sv.max_body = (size_t)v << 20;
+        } else if (!strcmp(a, "--http-threads")) {
+            NEED_VAL;
+            if (cli_parse_int(a, val, 1, 256, &http_threads)) return 2;
+        } else {
+            fprintf(stderr, "glmv serve: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+#undef NEED_VAL
+    }
+    char buf[PATH_MAX], media_real[PATH_MAX];
+    sv.verbose = o.mp.verbose;
+    if (!o.model_dir) o.model_dir = cli_default_model();
+    if (!o.model_dir) o.model_dir = default_model(buf, sizeof buf);
+    const char *model = o.model_dir;
+    if (!model) {
+        fprintf(stderr, "glmv serve: no model: pass -m DIR (a checkpoint folder); models/demo was not found\n");
+        return 2;
+    }
+    if (media_dir) {
+        if (!realpath(media_dir, media_real)) {
+            fprintf(stderr, "glmv serve: --media-dir '%s': %s\n", media_dir, strerror(errno));
+            return 2;
+        }
+        sv.media.media_dir = media_real;
+    }
+    struct sockaddr_storage ss;
+    int v6 = 0;
+    if (bind_addr(sv.host, sv.port, &ss, &v6)) {
+        fprintf(stderr, "glmv serve: cannot resolve --host '%s'\n", sv.host);
+        return 2;
+    }
+
+    char err[GLMV_ERR_SIZE] = "";
+    if (serve_engine_open(&sv.eng, &o, (int)parallel, err)) {
+        fprintf(stderr, "glmv serve: %s\n", err);
+        return 1;
+    }
+    sv.started = (long)time(NULL);
+    if (serve_sched_start(&sv.sched, sv.eng, sv.queue, err)) {
+        fprintf(stderr, "glmv serve: %s\n", err);
+        sv.eng->free(sv.eng);
+        return 1;
+    }
+
+    /* Signals are taken by sigwait below: block them before threads start. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_POLL;
+    if (v6) flags |= MHD_USE_IPv6;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, (uint16_t)sv.port, NULL, NULL, on_request, &sv, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)http_threads,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+    if (!d) {
+        fprintf(stderr, "glmv serve: cannot listen on %s:%d (%s)\n", sv.host, sv.port,
+                errno ? strerror(errno) : "libmicrohttpd failed");
+        serve_sched_stop(&sv.sched);
+        sv.eng->free(sv.eng);
+        return 1;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    int port = di ? di->port : sv.port;
+    if (parallel > 1)
+        fprintf(stderr, "glmv serve: note: %ld sessions, jobs still run one at a time\n", parallel);
+    printf("glmv serve: model '%s' (context %d tokens)\n", sv.eng->model_id, sv.eng->n_ctx);
+    printf("glmv serve: listening on http://%s%s%s:%d/  (OpenAI API at /v1)\n", v6 ? "[" : "",
+           sv.host, v6 ? "]" : "", port);
+    fflush(stdout);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "glmv serve: stopping (signal %d)\n", sig);
+    MHD_socket lfd = MHD_quiesce_daemon(d);
+    serve_sched_stop(&sv.sched); /* cancels jobs and resumes their connections */
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    MHD_stop_daemon(d);
+    if (lfd != MHD_INVALID_SOCKET) close(lfd);
+    sv.eng->free(sv.eng);
+    pthread_mutex_destroy(&sv.sched.mu);
+    pthread_cond_destroy(&sv.sched.cv);
+    return 0;
+}

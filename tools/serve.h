@@ -1,0 +1,187 @@
+/* serve.h -- the internals of `glmv serve`, shared by its files:
+ *   serve.c         the command line, the HTTP daemon (libmicrohttpd), routing, the page
+ *   serve_api.c     OpenAI JSON: request parsing and validation, response and error bodies
+ *   serve_sched.c   jobs, the bounded queue, the one inference thread, metrics
+ *   serve_engine.c  what generates: the glmv library, or the "echo:" test engine
+ * Only include/glmv.h is used from the library. Threads: libmicrohttpd's pool
+ * parses requests and writes responses; one inference thread runs the jobs.
+ */
+#ifndef GLMV_SERVE_H
+#define GLMV_SERVE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "cli.h"
+#include "glmv.h"
+
+/* ------------------------------------------------------------------------ */
+/* Engines                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct serve_engine serve_engine;
+struct serve_engine {
+    char model_id[256];         /* what /v1/models lists and requests must name */
+    int n_ctx;                  /* tokens per session */
+    int n_slots;                /* sessions (--parallel) */
+    glmv_sampling defaults;     /* from generation_config.json */
+    void *impl;
+    /* Generate on session `slot`; same contract as glmv_generate. */
+    int (*generate)(serve_engine *e, int slot, const glmv_message *msgs, int n_msgs,
+                    const glmv_sampling *sp, glmv_callback cb, void *user, glmv_result *out,
+                    char *err);
+    void (*result_free)(glmv_result *r);
+    void (*free)(serve_engine *e);
+};
+
+/* o->model_dir: a checkpoint folder (glmv library), or "echo:[delay_ms=N][,ctx=N]",
+ * a deterministic engine that streams back what it was sent (HTTP tests).
+ * The model flags of `o` (threads, device, ctx, image tokens) and its sampling
+ * flags (the server's defaults) apply. */
+int serve_engine_open(serve_engine **out, const cli_opts *o, int n_slots, char *err);
+
+/* ------------------------------------------------------------------------ */
+/* Requests (serve_api.c)                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *media_dir;      /* realpath of --media-dir, or NULL */
+    int allow_remote;           /* --allow-remote-media (not supported yet: refused) */
+    int max_images;             /* per request */
+} serve_media_policy;
+
+/* A parsed chat request; owns every string and buffer it points to. */
+typedef struct {
+    glmv_message *msgs;
+    int n_msgs;
+    glmv_part *parts;           /* all messages' parts, in order */
+    int n_parts;
+    char **owned;               /* strings and decoded media to free */
+    int n_owned, cap_owned;
+    glmv_sampling sp;
+    char **stop;
+    int n_stop;
+    int n_images, n_videos;
+    int stream, include_usage;
+    int max_tokens_given;
+} serve_request;
+
+/* An error to send: HTTP status, OpenAI type, param (may be NULL), code (may be NULL). */
+typedef struct {
+    int status;
+    const char *type;
+    const char *code;
+    char param[64];
+    char message[GLMV_ERR_SIZE];
+} serve_error;
+
+int serve_error_set(serve_error *e, int status, const char *type, const char *code,
+                    const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Parse a /v1/chat/completions body. Returns 0, or -1 with *e filled. */
+int serve_request_parse(serve_request *r, const char *body, size_t len, const serve_engine *eng,
+                        const serve_media_policy *pol, serve_error *e);
+void serve_request_free(serve_request *r);
+
+/* Base64 (standard alphabet, padding optional, whitespace skipped); *out malloc'd. */
+int serve_base64_decode(const char *s, size_t n, unsigned char **out, size_t *out_len);
+
+/* malloc'd JSON bodies */
+char *serve_error_json(const serve_error *e);
+char *serve_completion_json(const char *id, long created, const char *model, const glmv_result *r);
+/* One SSE event "data: {...}\n\n" for a chunk; delta_key NULL = role chunk;
+ * finish non-NULL = the last chunk; usage non-NULL = the usage-only chunk. */
+char *serve_chunk_sse(const char *id, long created, const char *model, const char *delta_key,
+                      const char *text, size_t len, const char *finish, const glmv_result *usage);
+char *serve_models_json(const serve_engine *eng, long created);
+
+/* ------------------------------------------------------------------------ */
+/* Jobs, queue, inference thread (serve_sched.c)                            */
+/* ------------------------------------------------------------------------ */
+
+typedef enum { JOB_QUEUED = 0, JOB_RUNNING, JOB_DONE } serve_job_state;
+
+typedef struct serve_job serve_job;
+struct serve_job {
+    pthread_mutex_t mu;
+    int refs;                   /* connection, scheduler, streaming response */
+    serve_request req;
+    char id[40];
+    long created;
+    serve_job_state state;
+    atomic_int cancelled;       /* the client left, or shutdown */
+    struct MHD_Connection *conn;/* NULL once the connection is gone */
+    int suspended;              /* conn suspended, waiting for this job */
+    int started_output;         /* an event or the end exists: the handler may answer */
+    int failed;                 /* failed before any output: err holds the answer */
+    serve_error err;
+    char *out;                  /* pending SSE bytes not yet sent */
+    size_t out_len, out_off, out_cap;
+    int out_done;               /* the stream is complete after `out` */
+    int n_events;
+    glmv_result result;         /* final result (non-stream answer, usage) */
+    int have_result;
+    double t_arrive, t_start, t_first, t_end; /* ms */
+    serve_job *qprev, *qnext;   /* queue links */
+    serve_job *aprev, *anext;   /* all live jobs (disconnect watch) */
+    void (*result_free)(glmv_result *r);
+    int in_queue, in_all;
+};
+
+typedef struct {
+    /* counters; read for /metrics under the scheduler lock */
+    uint64_t by_status[10];     /* HTTP answers, by serve_status_codes[] (last: other) */
+    uint64_t chat_requests, chat_stream, cancelled, rejected_full;
+    uint64_t prompt_tokens, completion_tokens, image_tokens;
+    double lat_sum_s, ttft_sum_s, queue_sum_s;
+    uint64_t lat_count, ttft_count;
+    uint64_t lat_buckets[12], ttft_buckets[12];
+} serve_metrics;
+
+extern const double serve_metric_bounds[12];
+extern const int serve_status_codes[10];
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    serve_engine *eng;
+    serve_job *qhead, *qtail;
+    int qlen, qcap;
+    int in_flight;
+    serve_job *all;
+    int stop;
+    pthread_t infer_thread, watch_thread;
+    serve_metrics m;
+} serve_sched;
+
+int serve_sched_start(serve_sched *s, serve_engine *eng, int queue_cap, char *err);
+/* Cancel everything, resume every suspended connection, join the threads. */
+void serve_sched_stop(serve_sched *s);
+
+serve_job *serve_job_new(void);   /* refs = 1 */
+void serve_job_unref(serve_job *j);
+/* Queue a job (takes a scheduler ref). -1 when the queue is full. */
+int serve_sched_submit(serve_sched *s, serve_job *j);
+/* The connection is gone: drop it from the watch list and the queue. */
+void serve_sched_detach(serve_sched *s, serve_job *j);
+void serve_sched_count_status(serve_sched *s, int status);
+/* Prometheus text; malloc'd. */
+char *serve_metrics_text(serve_sched *s);
+
+/* Resume j->conn if it waits on j; call with j->mu held. */
+void serve_job_wake_locked(serve_job *j);
+
+/* ------------------------------------------------------------------------ */
+/* The page: web/ files embedded at build time (build/CONFIG/gen/web_assets.c) */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *path, *mime;    /* "/index.html", "text/html; charset=utf-8" */
+    const unsigned char *data;
+    size_t len;
+} serve_asset;
+
+extern const serve_asset serve_assets[]; /* ends with a NULL path */
+
+#endif

@@ -1,0 +1,562 @@
+/* serve_api.c -- the OpenAI chat-completions wire format for `glmv serve`.
+ *
+ * Parses a request body (cJSON) into glmv messages and sampling settings,
+ * checking every type and range and naming the offending parameter the way
+ * OpenAI's errors do; decodes data: URLs; resolves local media under
+ * --media-dir only. Builds the response bodies: a completion, the SSE chunks
+ * of a stream (reasoning in `reasoning_content`, the answer in `content`),
+ * /v1/models and the error object. No networking and no threads here.
+ */
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve.h"
+
+#define MAX_MESSAGES 4096
+#define MAX_PARTS 8192
+#define MAX_STOP 16
+#define MAX_STOP_LEN 256
+
+int serve_error_set(serve_error *e, int status, const char *type, const char *code,
+                    const char *param, const char *fmt, ...) {
+    e->status = status;
+    e->type = type;
+    e->code = code;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+#define BAD(param, ...) \
+    serve_error_set(e, 400, "invalid_request_error", NULL, param, __VA_ARGS__)
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                            */
+/* ------------------------------------------------------------------------ */
+
+static char *own(serve_request *r, char *p) {
+    if (!p) return NULL;
+    if (r->n_owned == r->cap_owned) {
+        int cap = r->cap_owned ? 2 * r->cap_owned : 16;
+        char **o = realloc(r->owned, (size_t)cap * sizeof *o);
+        if (!o) { free(p); return NULL; }
+        r->owned = o;
+        r->cap_owned = cap;
+    }
+    r->owned[r->n_owned++] = p;
+    return p;
+}
+
+static char *own_strdup(serve_request *r, const char *s) { return own(r, strdup(s)); }
+
+void serve_request_free(serve_request *r) {
+    for (int i = 0; i < r->n_owned; i++) free(r->owned[i]);
+    free(r->owned);
+    free(r->msgs);
+    free(r->parts);
+    free(r->stop);
+    memset(r, 0, sizeof *r);
+}
+
+static int b64_val(unsigned char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+}
+
+int serve_base64_decode(const char *s, size_t n, unsigned char **out, size_t *out_len) {
+    unsigned char *o = malloc(n / 4 * 3 + 4);
+    if (!o) return -1;
+    size_t k = 0;
+    uint32_t acc = 0;
+    int bits = 0, pad = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+        if (c == '=') { pad++; continue; }
+        int v = b64_val(c);
+        if (v < 0 || pad) { free(o); return -1; } /* bad char, or data after padding */
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            o[k++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if (pad > 2 || bits >= 6) { free(o); return -1; } /* a lone 6-bit group is no byte */
+    *out = o;
+    *out_len = k;
+    return 0;
+}
+
+static const char *image_format(const unsigned char *p, size_t n) {
+    if (n >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8)) return "png";
+    if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return "jpeg";
+    if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) return "webp";
+    if (n >= 6 && (!memcmp(p, "GIF87a", 6) || !memcmp(p, "GIF89a", 6))) return "gif";
+    return NULL;
+}
+
+static int get_int(const cJSON *v, const char *name, long lo, long hi, long *out, serve_error *e) {
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+        return BAD(name, "'%s' must be an integer", name);
+    if (!(v->valuedouble >= (double)lo && v->valuedouble <= (double)hi))
+        return BAD(name, "'%s' must be in [%ld, %ld], got %.17g", name, lo, hi, v->valuedouble);
+    *out = (long)v->valuedouble;
+    return 0;
+}
+
+static int get_num(const cJSON *v, const char *name, double lo, double hi, int lo_open, double *out,
+                   serve_error *e) {
+    if (!cJSON_IsNumber(v)) return BAD(name, "'%s' must be a number", name);
+    double x = v->valuedouble;
+    if (!(x >= lo && x <= hi) || (lo_open && x == lo))
+        return BAD(name, "'%s' must be in %c%g, %g], got %g", name, lo_open ? '(' : '[', lo, hi, x);
+    *out = x;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Media                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Fill part `p` from a URL: data:, a local path under --media-dir, or refuse. */
+static int media_from_url(serve_request *r, glmv_part *p, const char *url, int video,
+                          const char *param, const serve_media_policy *pol, serve_error *e) {
+    const char *what = video ? "video" : "image";
+    if (!strncmp(url, "data:", 5)) {
+        const char *comma = strchr(url, ',');
+        if (!comma) return BAD(param, "%s data: URL has no ','", what);
+        const char *meta = url + 5;
+        size_t mlen = (size_t)(comma - meta);
+        if (mlen < 7 || memcmp(comma - 7, ";base64", 7))
+            return BAD(param, "%s data: URL must be base64 (data:<type>;base64,...)", what);
+        unsigned char *bytes;
+        size_t n;
+        if (serve_base64_decode(comma + 1, strlen(comma + 1), &bytes, &n))
+            return serve_error_set(e, 400, "invalid_request_error", "invalid_image", param,
+                                   "%s data: URL is not valid base64", what);
+        own(r, (char *)bytes);
+        if (n == 0)
+            return serve_error_set(e, 400, "invalid_request_error", "invalid_image", param,
+                                   "%s data is empty", what);
+        if (!video && !image_format(bytes, n))
+            return serve_error_set(e, 400, "invalid_request_error", "invalid_image", param,
+                                   "image data is not PNG, JPEG, WebP or GIF (could not decode it)");
+        p->data = bytes;
+        p->size = n;
+        return 0;
+    }
+    if (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8) ||
+        (strstr(url, "://") && strncmp(url, "file://", 7)))
+        return serve_error_set(e, 400, "invalid_request_error", "remote_media_refused", param,
+                               "remote %s URLs are refused: send a data: URL (base64), or a path "
+                               "under the server's --media-dir",
+                               what);
+    const char *path = !strncmp(url, "file://", 7) ? url + 7 : url;
+    if (!pol->media_dir)
+        return BAD(param, "local %s paths are refused: the server was started without --media-dir",
+                   what);
+    if (!*path) return BAD(param, "empty %s path", what);
+    char joined[PATH_MAX], real[PATH_MAX];
+    if (path[0] == '/') snprintf(joined, sizeof joined, "%s", path);
+    else if ((size_t)snprintf(joined, sizeof joined, "%s/%s", pol->media_dir, path) >= sizeof joined)
+        return BAD(param, "%s path too long", what);
+    if (!realpath(joined, real)) return BAD(param, "%s file '%s' not found under --media-dir", what, path);
+    size_t dl = strlen(pol->media_dir);
+    if (strncmp(real, pol->media_dir, dl) || (real[dl] != '/' && real[dl] != 0))
+        return serve_error_set(e, 403, "permission_error", "media_outside_dir", param,
+                               "%s path '%s' is outside --media-dir", what, path);
+    p->path = own_strdup(r, real);
+    return p->path ? 0 : serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Messages                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Assistant history: keep the answer, drop the thinking (as the official demos do). */
+static const char *strip_think(serve_request *r, const char *s) {
+    const char *end = strstr(s, "</think>");
+    if (!end) return s;
+    const char *rest = end + 8;
+    char *c = own_strdup(r, rest);
+    if (!c) return s;
+    char *a = strstr(c, "<answer>");
+    if (a) memmove(a, a + 8, strlen(a + 8) + 1);
+    char *b = strstr(c, "</answer>");
+    if (b) *b = 0;
+    return c;
+}
+
+static int parse_part(serve_request *r, const cJSON *item, int mi, int pi,
+                      const serve_media_policy *pol, serve_error *e) {
+    char param[64];
+    snprintf(param, sizeof param, "messages[%d].content[%d]", mi, pi);
+    if (!cJSON_IsObject(item)) return BAD(param, "'%s' must be an object", param);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(item, "type");
+    if (!cJSON_IsString(type)) return BAD(param, "'%s.type' must be a string", param);
+    glmv_part *p = &r->parts[r->n_parts];
+    memset(p, 0, sizeof *p);
+    const char *t = type->valuestring;
+    if (!strcmp(t, "text") || !strcmp(t, "input_text")) {
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(item, "text");
+        if (!cJSON_IsString(text)) return BAD(param, "'%s.text' must be a string", param);
+        p->kind = GLMV_PART_TEXT;
+        p->text = own_strdup(r, text->valuestring);
+        if (!p->text) return serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    } else if (!strcmp(t, "image_url") || !strcmp(t, "video_url")) {
+        int video = t[0] == 'v';
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(item, t);
+        const cJSON *url = cJSON_IsObject(u) ? cJSON_GetObjectItemCaseSensitive(u, "url") : u;
+        if (!cJSON_IsString(url))
+            return BAD(param, "'%s.%s.url' must be a string", param, t);
+        p->kind = video ? GLMV_PART_VIDEO : GLMV_PART_IMAGE;
+        if (video && cJSON_IsObject(u)) {
+            const cJSON *fps = cJSON_GetObjectItemCaseSensitive(u, "fps");
+            const cJSON *mf = cJSON_GetObjectItemCaseSensitive(u, "max_frames");
+            double d;
+            long l;
+            if (fps && get_num(fps, "fps", 0, 60, 1, &d, e)) return -1;
+            if (fps) p->video_fps = d;
+            if (mf && get_int(mf, "max_frames", 1, 100000, &l, e)) return -1;
+            if (mf) p->video_max_frames = (int)l;
+        }
+        if (media_from_url(r, p, url->valuestring, video, param, pol, e)) return -1;
+        if (video) r->n_videos++;
+        else if (++r->n_images > pol->max_images)
+            return BAD(param, "too many images: at most %d per request", pol->max_images);
+    } else {
+        return BAD(param, "unsupported content part type '%s' (text, image_url, video_url)", t);
+    }
+    r->n_parts++;
+    return 0;
+}
+
+static int parse_messages(serve_request *r, const cJSON *msgs, const serve_media_policy *pol,
+                          serve_error *e) {
+    if (!msgs) return BAD("messages", "'messages' is required");
+    if (!cJSON_IsArray(msgs)) return BAD("messages", "'messages' must be an array");
+    int n = cJSON_GetArraySize(msgs);
+    if (n == 0) return BAD("messages", "'messages' must not be empty");
+    if (n > MAX_MESSAGES) return BAD("messages", "too many messages (at most %d)", MAX_MESSAGES);
+    int total = 0;
+    for (const cJSON *m = msgs->child; m; m = m->next) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        total += cJSON_IsArray(c) ? cJSON_GetArraySize(c) : 1;
+    }
+    if (total > MAX_PARTS) return BAD("messages", "too many content parts (at most %d)", MAX_PARTS);
+    r->msgs = calloc((size_t)n, sizeof *r->msgs);
+    r->parts = calloc((size_t)total + 1, sizeof *r->parts);
+    if (!r->msgs || !r->parts) return serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    int mi = 0, n_user = 0;
+    for (const cJSON *m = msgs->child; m; m = m->next, mi++) {
+        char param[48];
+        snprintf(param, sizeof param, "messages[%d]", mi);
+        if (!cJSON_IsObject(m)) return BAD(param, "'%s' must be an object", param);
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        if (!cJSON_IsString(role)) return BAD(param, "'%s.role' must be a string", param);
+        const char *rl = role->valuestring;
+        if (!strcmp(rl, "developer")) rl = "system";
+        if (strcmp(rl, "system") && strcmp(rl, "user") && strcmp(rl, "assistant"))
+            return BAD(param, "'%s.role' must be system, user or assistant, got '%.40s'", param, rl);
+        n_user += rl[0] == 'u';
+        glmv_message *gm = &r->msgs[r->n_msgs];
+        gm->role = rl[0] == 's' ? "system" : rl[0] == 'u' ? "user" : "assistant";
+        gm->parts = &r->parts[r->n_parts];
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        int first = r->n_parts;
+        if (cJSON_IsString(c) || (cJSON_IsNull(c) && rl[0] == 'a') || (!c && rl[0] == 'a')) {
+            glmv_part *p = &r->parts[r->n_parts++];
+            memset(p, 0, sizeof *p);
+            p->kind = GLMV_PART_TEXT;
+            const char *s = cJSON_IsString(c) ? c->valuestring : "";
+            p->text = own_strdup(r, rl[0] == 'a' ? strip_think(r, s) : s);
+            if (!p->text) return serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        } else if (cJSON_IsArray(c)) {
+            int pi = 0;
+            for (const cJSON *it = c->child; it; it = it->next, pi++) {
+                if (parse_part(r, it, mi, pi, pol, e)) return -1;
+                if (rl[0] != 'u' && r->parts[r->n_parts - 1].kind != GLMV_PART_TEXT)
+                    return BAD(param, "images and videos are allowed in user messages only");
+            }
+        } else {
+            return BAD(param, "'%s.content' must be a string or an array of parts", param);
+        }
+        gm->n_parts = r->n_parts - first;
+        r->n_msgs++;
+    }
+    if (!n_user) return BAD("messages", "'messages' needs at least one user message");
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The request                                                              */
+/* ------------------------------------------------------------------------ */
+
+int serve_request_parse(serve_request *r, const char *body, size_t len, const serve_engine *eng,
+                        const serve_media_policy *pol, serve_error *e) {
+    memset(r, 0, sizeof *r);
+    const char *endp = NULL;
+    if (strlen(body) != len) /* an embedded NUL byte */
+        return serve_error_set(e, 400, "invalid_request_error", "invalid_json", NULL,
+                               "the body is not valid JSON (NUL byte at %zu)", strlen(body));
+    /* body[len] is NUL: parsing len + 1 bytes makes cJSON refuse trailing garbage */
+    cJSON *root = cJSON_ParseWithLengthOpts(body, len + 1, &endp, 1);
+    if (!root) {
+        size_t at = endp && endp >= body ? (size_t)(endp - body) : 0;
+        return serve_error_set(e, 400, "invalid_request_error", "invalid_json", NULL,
+                               "the body is not valid JSON (error near byte %zu)", at);
+    }
+    int rc = -1;
+    if (!cJSON_IsObject(root)) {
+        BAD(NULL, "the body must be a JSON object");
+        goto done;
+    }
+    const cJSON *v;
+    v = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsString(v)) { BAD("model", "'model' must be a string"); goto done; }
+        if (v->valuestring[0] && strcmp(v->valuestring, eng->model_id)) {
+            serve_error_set(e, 404, "invalid_request_error", "model_not_found", "model",
+                            "The model '%.100s' does not exist; this server serves '%s'",
+                            v->valuestring, eng->model_id);
+            goto done;
+        }
+    }
+    if (parse_messages(r, cJSON_GetObjectItemCaseSensitive(root, "messages"), pol, e)) goto done;
+
+    r->sp = eng->defaults;
+    r->sp.stop = NULL;
+    r->sp.n_stop = 0;
+    long l;
+    double d;
+    v = cJSON_GetObjectItemCaseSensitive(root, "stream");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsBool(v)) { BAD("stream", "'stream' must be a boolean"); goto done; }
+        r->stream = cJSON_IsTrue(v);
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsObject(v)) { BAD("stream_options", "'stream_options' must be an object"); goto done; }
+        const cJSON *iu = cJSON_GetObjectItemCaseSensitive(v, "include_usage");
+        if (iu && !cJSON_IsBool(iu)) {
+            BAD("stream_options.include_usage", "'stream_options.include_usage' must be a boolean");
+            goto done;
+        }
+        r->include_usage = cJSON_IsTrue(iu);
+    }
+    const char *mt_names[2] = {"max_completion_tokens", "max_tokens"};
+    for (int i = 0; i < 2; i++) {
+        v = cJSON_GetObjectItemCaseSensitive(root, mt_names[i]);
+        if (!v || cJSON_IsNull(v)) continue;
+        if (get_int(v, mt_names[i], 1, INT_MAX, &l, e)) goto done;
+        if (l > eng->n_ctx) {
+            serve_error_set(e, 400, "invalid_request_error", "context_length_exceeded", mt_names[i],
+                            "'%s' is %ld but the context holds %d tokens", mt_names[i], l, eng->n_ctx);
+            goto done;
+        }
+        r->sp.max_new_tokens = (int)l;
+        r->max_tokens_given = 1;
+        break;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "max_thinking_tokens");
+    if (v && !cJSON_IsNull(v)) {
+        if (get_int(v, "max_thinking_tokens", 0, INT_MAX, &l, e)) goto done;
+        r->sp.max_thinking_tokens = (int)l;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "temperature");
+    if (v && !cJSON_IsNull(v)) {
+        if (get_num(v, "temperature", 0, 2, 0, &d, e)) goto done;
+        r->sp.do_sample = d > 0;
+        r->sp.temperature = d > 0 ? (float)d : 1.0f;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "top_p");
+    if (v && !cJSON_IsNull(v)) {
+        if (get_num(v, "top_p", 0, 1, 1, &d, e)) goto done;
+        r->sp.top_p = (float)d;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "top_k");
+    if (v && !cJSON_IsNull(v)) {
+        if (get_int(v, "top_k", -1, INT_MAX, &l, e)) goto done;
+        r->sp.top_k = l < 0 ? 0 : (int)l;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "repetition_penalty");
+    if (v && !cJSON_IsNull(v)) {
+        if (get_num(v, "repetition_penalty", 0, 10, 1, &d, e)) goto done;
+        r->sp.repetition_penalty = (float)d;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "seed");
+    if (v && !cJSON_IsNull(v)) {
+        if (get_int(v, "seed", LONG_MIN, LONG_MAX, &l, e)) goto done;
+        r->sp.seed = (uint64_t)l;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "n");
+    if (v && !cJSON_IsNull(v)) {
+        if (get_int(v, "n", 1, 1, &l, e)) goto done;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
+    if (cJSON_IsTrue(v)) { BAD("logprobs", "'logprobs' is not supported"); goto done; }
+    v = cJSON_GetObjectItemCaseSensitive(root, "tools");
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0) {
+        BAD("tools", "'tools' (function calling) is not supported");
+        goto done;
+    }
+    const char *pen[2] = {"presence_penalty", "frequency_penalty"};
+    for (int i = 0; i < 2; i++) {
+        v = cJSON_GetObjectItemCaseSensitive(root, pen[i]);
+        if (v && !cJSON_IsNull(v) && get_num(v, pen[i], -2, 2, 0, &d, e)) goto done;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "stop");
+    if (v && !cJSON_IsNull(v)) {
+        int n = cJSON_IsString(v) ? 1 : cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+        if (n < 0) { BAD("stop", "'stop' must be a string or an array of strings"); goto done; }
+        if (n > MAX_STOP) { BAD("stop", "'stop' has more than %d strings", MAX_STOP); goto done; }
+        r->stop = calloc((size_t)n + 1, sizeof *r->stop);
+        if (!r->stop) { serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory"); goto done; }
+        const cJSON *it = cJSON_IsString(v) ? v : v->child;
+        for (int i = 0; i < n; i++, it = it->next) {
+            if (!cJSON_IsString(it)) { BAD("stop", "'stop' must hold strings"); goto done; }
+            size_t sl = strlen(it->valuestring);
+            if (sl == 0 || sl > MAX_STOP_LEN) {
+                BAD("stop", "each 'stop' string must have 1 to %d bytes", MAX_STOP_LEN);
+                goto done;
+            }
+            r->stop[r->n_stop] = own_strdup(r, it->valuestring);
+            if (!r->stop[r->n_stop]) { serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory"); goto done; }
+            r->n_stop++;
+        }
+        r->sp.stop = (const char *const *)r->stop;
+        r->sp.n_stop = r->n_stop;
+    }
+    rc = 0;
+done:
+    cJSON_Delete(root);
+    if (rc) serve_request_free(r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Responses                                                                */
+/* ------------------------------------------------------------------------ */
+
+char *serve_error_json(const serve_error *e) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON *o = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(o, "message", e->message);
+    cJSON_AddStringToObject(o, "type", e->type ? e->type : "invalid_request_error");
+    if (e->param[0]) cJSON_AddStringToObject(o, "param", e->param);
+    else cJSON_AddNullToObject(o, "param");
+    if (e->code) cJSON_AddStringToObject(o, "code", e->code);
+    else cJSON_AddNullToObject(o, "code");
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+static void add_usage(cJSON *root, const glmv_result *r) {
+    cJSON *u = cJSON_AddObjectToObject(root, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", r->prompt_tokens);
+    cJSON_AddNumberToObject(u, "completion_tokens", r->completion_tokens);
+    cJSON_AddNumberToObject(u, "total_tokens", r->prompt_tokens + r->completion_tokens);
+}
+
+static cJSON *head(const char *id, long created, const char *model, const char *object) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "id", id);
+    cJSON_AddStringToObject(root, "object", object);
+    cJSON_AddNumberToObject(root, "created", (double)created);
+    cJSON_AddStringToObject(root, "model", model);
+    cJSON_AddStringToObject(root, "system_fingerprint", "glmv");
+    return root;
+}
+
+char *serve_completion_json(const char *id, long created, const char *model, const glmv_result *r) {
+    cJSON *root = head(id, created, model, "chat.completion");
+    cJSON *ch = cJSON_AddArrayToObject(root, "choices");
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddItemToArray(ch, c);
+    cJSON_AddNumberToObject(c, "index", 0);
+    cJSON *m = cJSON_AddObjectToObject(c, "message");
+    cJSON_AddStringToObject(m, "role", "assistant");
+    cJSON_AddStringToObject(m, "content", r->content ? r->content : "");
+    if (r->reasoning && r->reasoning[0]) cJSON_AddStringToObject(m, "reasoning_content", r->reasoning);
+    else cJSON_AddNullToObject(m, "reasoning_content");
+    cJSON_AddNullToObject(c, "logprobs");
+    cJSON_AddStringToObject(c, "finish_reason", r->finish_reason ? r->finish_reason : "stop");
+    add_usage(root, r);
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+static char *sse_wrap(char *json) {
+    if (!json) return NULL;
+    size_t n = strlen(json);
+    char *s = malloc(n + 9);
+    if (s) {
+        memcpy(s, "data: ", 6);
+        memcpy(s + 6, json, n);
+        memcpy(s + 6 + n, "\n\n", 3);
+    }
+    free(json);
+    return s;
+}
+
+char *serve_chunk_sse(const char *id, long created, const char *model, const char *delta_key,
+                      const char *text, size_t len, const char *finish, const glmv_result *usage) {
+    cJSON *root = head(id, created, model, "chat.completion.chunk");
+    cJSON *ch = cJSON_AddArrayToObject(root, "choices");
+    if (usage) {
+        add_usage(root, usage);
+    } else {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddItemToArray(ch, c);
+        cJSON_AddNumberToObject(c, "index", 0);
+        cJSON *d = cJSON_AddObjectToObject(c, "delta");
+        if (!delta_key && !finish) {
+            cJSON_AddStringToObject(d, "role", "assistant");
+            cJSON_AddStringToObject(d, "content", "");
+        } else if (delta_key) {
+            char *t = malloc(len + 1);
+            if (!t) { cJSON_Delete(root); return NULL; }
+            memcpy(t, text, len);
+            t[len] = 0;
+            cJSON_AddStringToObject(d, delta_key, t);
+            free(t);
+        }
+        cJSON_AddNullToObject(c, "logprobs");
+        if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
+        else cJSON_AddNullToObject(c, "finish_reason");
+    }
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return sse_wrap(s);
+}
+
+char *serve_models_json(const serve_engine *eng, long created) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "object", "list");
+    cJSON *a = cJSON_AddArrayToObject(root, "data");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddItemToArray(a, m);
+    cJSON_AddStringToObject(m, "id", eng->model_id);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)created);
+    cJSON_AddStringToObject(m, "owned_by", "glmv");
+    cJSON_AddNumberToObject(m, "context_length", eng->n_ctx);
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}

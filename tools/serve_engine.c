@@ -1,0 +1,276 @@
+/* serve_engine.c -- what `glmv serve` generates with.
+ *
+ * "glmv": a checkpoint loaded by the library, one session per slot
+ * (--parallel), each request generated on a fresh conversation.
+ * "echo:": no model at all; it streams back a fixed reasoning and answer built
+ * from the last user message, a few bytes per "token", so the HTTP, SSE,
+ * queue and cancellation paths can be tested quickly (also under sanitizers)
+ * without weights. Directives in the user text steer it for tests:
+ * [[delay=MS]] per-token delay, [[tokens=N]] N extra answer tokens,
+ * [[fail]] an error before the first token, [[code]] a code block.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve.h"
+
+/* ------------------------------------------------------------------------ */
+/* The library                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    glmv_model *model;
+    glmv_session **sess;
+    int n;
+} lib_impl;
+
+static int lib_generate(serve_engine *e, int slot, const glmv_message *msgs, int n_msgs,
+                        const glmv_sampling *sp, glmv_callback cb, void *user, glmv_result *out,
+                        char *err) {
+    lib_impl *li = e->impl;
+    glmv_session *s = li->sess[slot];
+    glmv_session_reset(s);
+    return glmv_generate(s, msgs, n_msgs, sp, cb, user, out, err);
+}
+
+static void lib_free(serve_engine *e) {
+    lib_impl *li = e->impl;
+    if (li) {
+        for (int i = 0; i < li->n; i++) glmv_session_free(li->sess[i]);
+        free(li->sess);
+        glmv_model_free(li->model);
+        free(li);
+    }
+    free(e);
+}
+
+static int lib_open(serve_engine *e, const cli_opts *o, int n_slots, char *err) {
+    const char *dir = o->model_dir;
+    lib_impl *li = calloc(1, sizeof *li);
+    if (!li) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
+    e->impl = li;
+    e->free = lib_free;
+    e->generate = lib_generate;
+    e->result_free = glmv_result_free;
+    if (glmv_model_load(&li->model, dir, &o->mp, err)) return -1;
+    li->sess = calloc((size_t)n_slots, sizeof *li->sess);
+    if (!li->sess) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
+    for (; li->n < n_slots; li->n++)
+        if (glmv_session_new(&li->sess[li->n], li->model, o->n_ctx, err)) return -1;
+    e->n_slots = n_slots;
+    e->n_ctx = glmv_session_n_ctx(li->sess[0]);
+    glmv_model_info info;
+    glmv_model_get_info(li->model, &info);
+    const char *name = info.name && info.name[0] ? info.name : NULL;
+    if (!name) {
+        name = strrchr(dir, '/');
+        name = name && name[1] ? name + 1 : dir;
+    }
+    snprintf(e->model_id, sizeof e->model_id, "%s", name);
+    cli_opts_sampling(o, li->model, &e->defaults);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The echo engine                                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    int delay_ms;
+} echo_impl;
+
+static void echo_result_free(glmv_result *r) {
+    free(r->reasoning);
+    free(r->content);
+    free(r->token_ids);
+    memset(r, 0, sizeof *r);
+}
+
+static void sleep_ms(int ms) {
+    if (ms <= 0) return;
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int directive(const char *text, const char *name, int dflt) {
+    char key[32];
+    snprintf(key, sizeof key, "[[%s=", name);
+    const char *p = strstr(text, key);
+    return p ? atoi(p + strlen(key)) : dflt;
+}
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} ebuf;
+
+static void eb_add(ebuf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2;
+        char *q = realloc(b->p, cap);
+        if (!q) return;
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+static void eb_str(ebuf *b, const char *s) { eb_add(b, s, strlen(s)); }
+
+/* Stream `text` in pieces of about 4 bytes, cut at UTF-8 boundaries. Returns
+ * 1 when generation must end (cancelled, length, stop string). */
+static int echo_stream(const char *text, glmv_text_kind kind, const glmv_sampling *sp, int delay,
+                       glmv_callback cb, void *user, glmv_result *out, ebuf *acc,
+                       const char **finish) {
+    size_t n = strlen(text), i = 0;
+    while (i < n) {
+        if (sp->max_new_tokens > 0 && out->completion_tokens >= sp->max_new_tokens) {
+            *finish = "length";
+            return 1;
+        }
+        size_t j = i + 4 < n ? i + 4 : n;
+        while (j < n && ((unsigned char)text[j] & 0xC0) == 0x80) j++;
+        if (kind == GLMV_TEXT_CONTENT) {
+            for (int s = 0; s < sp->n_stop; s++) { /* a stop string ends the answer before it */
+                const char *hit = strstr(text + i, sp->stop[s]);
+                if (hit && (size_t)(hit - text) < j) {
+                    j = (size_t)(hit - text);
+                    if (j > i) {
+                        glmv_event ev = {0, text + i, j - i, kind};
+                        eb_add(acc, text + i, j - i);
+                        out->completion_tokens++;
+                        if (cb && cb(user, &ev)) { *finish = "cancelled"; return 1; }
+                    }
+                    *finish = "stop";
+                    return 1;
+                }
+            }
+        }
+        sleep_ms(delay);
+        glmv_event ev = {(int32_t)(out->completion_tokens + 1000), text + i, j - i, kind};
+        eb_add(acc, text + i, j - i);
+        out->completion_tokens++;
+        if (cb && cb(user, &ev)) {
+            *finish = "cancelled";
+            return 1;
+        }
+        i = j;
+    }
+    return 0;
+}
+
+static int echo_generate(serve_engine *e, int slot, const glmv_message *msgs, int n_msgs,
+                         const glmv_sampling *sp, glmv_callback cb, void *user, glmv_result *out,
+                         char *err) {
+    echo_impl *ei = e->impl;
+    memset(out, 0, sizeof *out);
+    const char *last = "";
+    int n_img = 0, n_vid = 0;
+    size_t prompt_bytes = 0;
+    for (int m = 0; m < n_msgs; m++)
+        for (int p = 0; p < msgs[m].n_parts; p++) {
+            const glmv_part *pt = &msgs[m].parts[p];
+            if (pt->kind == GLMV_PART_TEXT) {
+                prompt_bytes += strlen(pt->text);
+                if (!strcmp(msgs[m].role, "user")) last = pt->text;
+            } else {
+                if (pt->data && pt->size < 16) {
+                    snprintf(err, GLMV_ERR_SIZE, "cannot decode %s: %zu bytes is truncated data",
+                             pt->kind == GLMV_PART_IMAGE ? "image" : "video", pt->size);
+                    return -1;
+                }
+                n_img += pt->kind == GLMV_PART_IMAGE;
+                n_vid += pt->kind == GLMV_PART_VIDEO;
+            }
+        }
+    out->image_tokens = 64 * n_img + 256 * n_vid;
+    out->prompt_tokens = (int)(prompt_bytes / 4) + 8 + out->image_tokens;
+    if (strstr(last, "[[fail]]")) {
+        snprintf(err, GLMV_ERR_SIZE, "echo engine: failure requested by [[fail]]");
+        return -1;
+    }
+    if (out->prompt_tokens + (sp->max_new_tokens > 0 ? sp->max_new_tokens : 1) > e->n_ctx) {
+        snprintf(err, GLMV_ERR_SIZE,
+                 "prompt of %d tokens plus max_new_tokens %d exceeds the context of %d tokens",
+                 out->prompt_tokens, sp->max_new_tokens, e->n_ctx);
+        return -1;
+    }
+    int delay = directive(last, "delay", ei->delay_ms);
+    int extra = directive(last, "tokens", 0);
+    ebuf think = {0}, answer = {0}, src = {0};
+    char head[160];
+    snprintf(head, sizeof head, "The user sent %d image(s) and %d video(s) and wrote: ", n_img,
+             n_vid);
+    eb_str(&src, head);
+    eb_str(&src, last);
+    const char *finish = "stop";
+    int done = echo_stream(src.p, GLMV_TEXT_REASONING, sp, delay, cb, user, out, &think, &finish);
+    if (!done) {
+        src.len = 0;
+        eb_str(&src, "**Echo:** ");
+        eb_str(&src, last);
+        if (strstr(last, "[[code]]"))
+            eb_str(&src, "\n\n```c\nint main(void) {\n    return 0; // ok\n}\n```\n");
+        for (int i = 0; i < extra && i < 1000000; i++) eb_str(&src, " tok");
+        done = echo_stream(src.p, GLMV_TEXT_CONTENT, sp, delay, cb, user, out, &answer, &finish);
+    }
+    free(src.p);
+    out->reasoning = think.p ? think.p : strdup("");
+    out->content = answer.p ? answer.p : strdup("");
+    out->n_tokens = out->completion_tokens;
+    out->token_ids = calloc((size_t)out->n_tokens + 1, sizeof *out->token_ids);
+    out->finish_reason = finish;
+    (void)slot;
+    return 0;
+}
+
+static void echo_free(serve_engine *e) {
+    free(e->impl);
+    free(e);
+}
+
+static int echo_open(serve_engine *e, const char *spec, int n_slots, char *err) {
+    echo_impl *ei = calloc(1, sizeof *ei);
+    if (!ei) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
+    e->impl = ei;
+    e->free = echo_free;
+    e->generate = echo_generate;
+    e->result_free = echo_result_free;
+    e->n_slots = n_slots;
+    e->n_ctx = 4096;
+    snprintf(e->model_id, sizeof e->model_id, "echo");
+    for (const char *p = spec; p && *p;) {
+        if (!strncmp(p, "delay_ms=", 9)) ei->delay_ms = atoi(p + 9);
+        else if (!strncmp(p, "ctx=", 4)) e->n_ctx = atoi(p + 4);
+        else return snprintf(err, GLMV_ERR_SIZE, "echo engine: unknown option '%s'", p), -1;
+        p = strchr(p, ',');
+        if (p) p++;
+    }
+    if (e->n_ctx < 16) return snprintf(err, GLMV_ERR_SIZE, "echo engine: ctx must be >= 16"), -1;
+    memset(&e->defaults, 0, sizeof e->defaults);
+    e->defaults.temperature = 1.0f;
+    e->defaults.top_p = 1.0f;
+    e->defaults.repetition_penalty = 1.0f;
+    return 0;
+}
+
+int serve_engine_open(serve_engine **out, const cli_opts *o, int n_slots, char *err) {
+    const char *dir = o->model_dir;
+    serve_engine *e = calloc(1, sizeof *e);
+    if (!e) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
+    int rc = !strncmp(dir, "echo:", 5) ? echo_open(e, dir + 5, n_slots, err)
+                                       : lib_open(e, o, n_slots, err);
+    if (!rc && !strncmp(dir, "echo:", 5) && o->max_tokens) e->defaults.max_new_tokens = o->max_tokens;
+    if (rc) {
+        if (e->free) e->free(e);
+        else free(e);
+        return -1;
+    }
+    *out = e;
+    return 0;
+}

@@ -1,0 +1,510 @@
+/* serve_sched.c -- jobs, the bounded queue and the one inference thread of
+ * `glmv serve`, plus the disconnect watch and the metrics.
+ *
+ * HTTP threads parse a request into a job and submit it; the inference thread
+ * takes jobs in arrival order and runs them on a session (slot) of the engine.
+ * Tokens come back through the generation callback, are turned into SSE bytes
+ * in the job and the waiting connection is resumed. A job whose client went
+ * away is cancelled: the callback's return value stops generation at the next
+ * token, and a queued job leaves the queue at once. Batching several jobs per
+ * step would replace run_job() by a loop over slots; the queue stays as is.
+ * Lock order: sched->mu, then job->mu.
+ */
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "serve.h"
+
+const double serve_metric_bounds[12] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+const int serve_status_codes[10] = {200, 400, 401, 403, 404, 405, 413, 500, 503, 0};
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Jobs                                                                     */
+/* ------------------------------------------------------------------------ */
+
+serve_job *serve_job_new(void) {
+    serve_job *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    pthread_mutex_init(&j->mu, NULL);
+    j->refs = 1;
+    atomic_init(&j->cancelled, 0);
+    j->t_arrive = now_ms();
+    return j;
+}
+
+void serve_job_unref(serve_job *j) {
+    if (!j) return;
+    pthread_mutex_lock(&j->mu);
+    int left = --j->refs;
+    pthread_mutex_unlock(&j->mu);
+    if (left) return;
+    serve_request_free(&j->req);
+    if (j->have_result && j->result_free) j->result_free(&j->result);
+    free(j->out);
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+}
+
+void serve_job_wake_locked(serve_job *j) {
+    if (j->conn && j->suspended) {
+        j->suspended = 0;
+        MHD_resume_connection(j->conn);
+    }
+}
+
+/* Append SSE bytes (takes ownership of s); call with j->mu held. */
+static void job_append_locked(serve_job *j, char *s) {
+    if (!s) return;
+    size_t n = strlen(s);
+    if (j->out_off == j->out_len) j->out_off = j->out_len = 0;
+    if (j->out_len + n + 1 > j->out_cap) {
+        size_t cap = (j->out_len + n + 1) * 2;
+        char *o = realloc(j->out, cap);
+        if (!o) { free(s); return; }
+        j->out = o;
+        j->out_cap = cap;
+    }
+    memcpy(j->out + j->out_len, s, n);
+    j->out_len += n;
+    free(s);
+}
+
+static char *sse_dup(const char *s) { return strdup(s); }
+
+/* ------------------------------------------------------------------------ */
+/* The inference thread                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    serve_sched *s;
+    serve_job *j;
+} job_ctx;
+
+static int job_cb(void *user, const glmv_event *ev) {
+    job_ctx *c = user;
+    serve_job *j = c->j;
+    if (atomic_load(&j->cancelled)) return 1;
+    const serve_engine *eng = c->s->eng;
+    char *chunk = NULL;
+    if (j->req.stream && ev->len)
+        chunk = serve_chunk_sse(j->id, j->created, eng->model_id,
+                                ev->kind == GLMV_TEXT_REASONING ? "reasoning_content" : "content",
+                                ev->text, ev->len, NULL, NULL);
+    pthread_mutex_lock(&j->mu);
+    if (j->t_first == 0) j->t_first = now_ms();
+    if (chunk) {
+        if (j->n_events++ == 0)
+            job_append_locked(j, serve_chunk_sse(j->id, j->created, eng->model_id, NULL, NULL, 0,
+                                                 NULL, NULL));
+        job_append_locked(j, chunk);
+        j->started_output = 1;
+        serve_job_wake_locked(j);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return atomic_load(&j->cancelled) ? 1 : 0;
+}
+
+static int contains_any(const char *s, const char *const *words) {
+    for (; *words; words++)
+        if (strstr(s, *words)) return 1;
+    return 0;
+}
+
+/* Map a library error before any output to an HTTP answer. */
+static void classify_error(serve_error *e, const char *msg) {
+    static const char *const ctx_words[] = {"context", "n_ctx", "too long", "too many tokens", NULL};
+    static const char *const media_words[] = {"image", "video", "decode", "pixels", "frame",
+                                              "PNG", "JPEG", "WebP", "png", "jpeg", "webp", NULL};
+    if (contains_any(msg, ctx_words))
+        serve_error_set(e, 400, "invalid_request_error", "context_length_exceeded", "messages", "%s",
+                        msg);
+    else if (contains_any(msg, media_words))
+        serve_error_set(e, 400, "invalid_request_error", "invalid_image", "messages", "%s", msg);
+    else
+        serve_error_set(e, 500, "server_error", NULL, NULL, "%s", msg);
+}
+
+static void observe(uint64_t *buckets, double v) {
+    for (int i = 0; i < 12; i++)
+        if (v <= serve_metric_bounds[i]) buckets[i]++;
+}
+
+static void run_job(serve_sched *s, serve_job *j) {
+    serve_engine *eng = s->eng;
+    pthread_mutex_lock(&j->mu);
+    if (atomic_load(&j->cancelled)) {
+        j->state = JOB_DONE;
+        j->out_done = 1;
+        serve_job_wake_locked(j);
+        pthread_mutex_unlock(&j->mu);
+        return;
+    }
+    j->state = JOB_RUNNING;
+    j->t_start = now_ms();
+    j->result_free = eng->result_free;
+    pthread_mutex_unlock(&j->mu);
+
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_result res;
+    memset(&res, 0, sizeof res);
+    job_ctx c = {s, j};
+    int rc = eng->generate(eng, 0, j->req.msgs, j->req.n_msgs, &j->req.sp, job_cb, &c, &res, err);
+    int cancelled = atomic_load(&j->cancelled);
+
+    pthread_mutex_lock(&j->mu);
+    j->t_end = now_ms();
+    if (rc) {
+        if (!err[0]) snprintf(err, sizeof err, "generation failed");
+        if (!j->started_output) {
+            j->failed = 1;
+            classify_error(&j->err, err);
+        } else {
+            serve_error e;
+            classify_error(&e, err);
+            char *body = serve_error_json(&e);
+            if (body) {
+                size_t n = strlen(body);
+                char *ev = malloc(n + 9);
+                if (ev) snprintf(ev, n + 9, "data: %s\n\n", body);
+                job_append_locked(j, ev);
+                free(body);
+            }
+            job_append_locked(j, sse_dup("data: [DONE]\n\n"));
+        }
+        eng->result_free(&res);
+    } else {
+        j->result = res;
+        j->have_result = 1;
+        if (j->req.stream) {
+            if (j->n_events++ == 0)
+                job_append_locked(j, serve_chunk_sse(j->id, j->created, eng->model_id, NULL, NULL, 0,
+                                                     NULL, NULL));
+            const char *fin = res.finish_reason ? res.finish_reason : "stop";
+            job_append_locked(j, serve_chunk_sse(j->id, j->created, eng->model_id, NULL, NULL, 0,
+                                                 fin, NULL));
+            if (j->req.include_usage)
+                job_append_locked(j, serve_chunk_sse(j->id, j->created, eng->model_id, NULL, NULL,
+                                                     0, NULL, &res));
+            job_append_locked(j, sse_dup("data: [DONE]\n\n"));
+        }
+    }
+    j->started_output = 1;
+    j->out_done = 1;
+    j->state = JOB_DONE;
+    serve_job_wake_locked(j);
+    double t_arrive = j->t_arrive, t_start = j->t_start, t_first = j->t_first, t_end = j->t_end;
+    pthread_mutex_unlock(&j->mu);
+
+    pthread_mutex_lock(&s->mu);
+    serve_metrics *m = &s->m;
+    if (cancelled) m->cancelled++;
+    if (!rc) {
+        m->prompt_tokens += (uint64_t)(res.prompt_tokens > 0 ? res.prompt_tokens : 0);
+        m->completion_tokens += (uint64_t)(res.completion_tokens > 0 ? res.completion_tokens : 0);
+        m->image_tokens += (uint64_t)(res.image_tokens > 0 ? res.image_tokens : 0);
+    }
+    double lat = (t_end - t_arrive) / 1e3;
+    m->lat_sum_s += lat;
+    m->lat_count++;
+    observe(m->lat_buckets, lat);
+    m->queue_sum_s += (t_start - t_arrive) / 1e3;
+    if (t_first > 0) {
+        double ttft = (t_first - t_arrive) / 1e3;
+        m->ttft_sum_s += ttft;
+        m->ttft_count++;
+        observe(m->ttft_buckets, ttft);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void queue_remove_locked(serve_sched *s, serve_job *j) {
+    if (!j->in_queue) return;
+    if (j->qprev) j->qprev->qnext = j->qnext;
+    else s->qhead = j->qnext;
+    if (j->qnext) j->qnext->qprev = j->qprev;
+    else s->qtail = j->qprev;
+    j->qprev = j->qnext = NULL;
+    j->in_queue = 0;
+    s->qlen--;
+}
+
+static void *infer_main(void *arg) {
+    serve_sched *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->qhead && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stop) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        serve_job *j = s->qhead;
+        queue_remove_locked(s, j);
+        s->in_flight++;
+        pthread_mutex_unlock(&s->mu);
+
+        run_job(s, j);
+
+        pthread_mutex_lock(&s->mu);
+        s->in_flight--;
+        pthread_mutex_unlock(&s->mu);
+        serve_job_unref(j); /* the scheduler's reference */
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The disconnect watch                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A suspended connection is not polled by libmicrohttpd, so a client that
+ * leaves while its job waits or computes would go unnoticed: peek at its
+ * socket instead (0 bytes = orderly close; an error = reset). */
+static int conn_closed(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return 0;
+    char b;
+    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return 1;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return 1;
+    return 0;
+}
+
+static void *watch_main(void *arg) {
+    serve_sched *s = arg;
+    for (;;) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&s->mu);
+        if (s->stop) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        for (serve_job *j = s->all; j; j = j->anext) {
+            pthread_mutex_lock(&j->mu);
+            if (j->conn && j->suspended && !atomic_load(&j->cancelled) && conn_closed(j->conn)) {
+                atomic_store(&j->cancelled, 1);
+                if (j->in_queue) {
+                    queue_remove_locked(s, j);
+                    s->m.cancelled++;
+                    j->refs--; /* the scheduler's reference; the connection still holds one */
+                }
+                serve_job_wake_locked(j);
+            }
+            pthread_mutex_unlock(&j->mu);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scheduler                                                                */
+/* ------------------------------------------------------------------------ */
+
+int serve_sched_start(serve_sched *s, serve_engine *eng, int queue_cap, char *err) {
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->eng = eng;
+    s->qcap = queue_cap;
+    if (pthread_create(&s->infer_thread, NULL, infer_main, s)) {
+        snprintf(err, GLMV_ERR_SIZE, "cannot start the inference thread");
+        return -1;
+    }
+    if (pthread_create(&s->watch_thread, NULL, watch_main, s)) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = 1;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->infer_thread, NULL);
+        snprintf(err, GLMV_ERR_SIZE, "cannot start the watch thread");
+        return -1;
+    }
+    return 0;
+}
+
+void serve_sched_stop(serve_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->cv);
+    while (s->qhead) {
+        serve_job *j = s->qhead;
+        queue_remove_locked(s, j);
+        pthread_mutex_lock(&j->mu);
+        j->refs--;
+        pthread_mutex_unlock(&j->mu);
+    }
+    for (serve_job *j = s->all; j; j = j->anext) {
+        pthread_mutex_lock(&j->mu);
+        atomic_store(&j->cancelled, 1);
+        serve_job_wake_locked(j);
+        pthread_mutex_unlock(&j->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->infer_thread, NULL);
+    pthread_join(s->watch_thread, NULL);
+}
+
+int serve_sched_submit(serve_sched *s, serve_job *j) {
+    pthread_mutex_lock(&s->mu);
+    if (s->stop || s->qlen >= s->qcap) {
+        s->m.rejected_full++;
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    pthread_mutex_lock(&j->mu);
+    j->refs++;
+    pthread_mutex_unlock(&j->mu);
+    j->qprev = s->qtail;
+    j->qnext = NULL;
+    if (s->qtail) s->qtail->qnext = j;
+    else s->qhead = j;
+    s->qtail = j;
+    j->in_queue = 1;
+    s->qlen++;
+    j->anext = s->all;
+    j->aprev = NULL;
+    if (s->all) s->all->aprev = j;
+    s->all = j;
+    j->in_all = 1;
+    s->m.chat_requests++;
+    s->m.chat_stream += (uint64_t)j->req.stream;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void serve_sched_detach(serve_sched *s, serve_job *j) {
+    int dropped = 0;
+    pthread_mutex_lock(&s->mu);
+    if (j->in_all) {
+        if (j->aprev) j->aprev->anext = j->anext;
+        else s->all = j->anext;
+        if (j->anext) j->anext->aprev = j->aprev;
+        j->aprev = j->anext = NULL;
+        j->in_all = 0;
+    }
+    if (j->in_queue) {
+        queue_remove_locked(s, j);
+        s->m.cancelled++;
+        dropped = 1;
+    }
+    pthread_mutex_lock(&j->mu);
+    j->conn = NULL;
+    j->suspended = 0;
+    atomic_store(&j->cancelled, 1);
+    if (dropped) j->refs--;
+    pthread_mutex_unlock(&j->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void serve_sched_count_status(serve_sched *s, int status) {
+    int i = 0;
+    while (serve_status_codes[i] && serve_status_codes[i] != status) i++;
+    pthread_mutex_lock(&s->mu);
+    s->m.by_status[i]++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Prometheus text                                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap + (size_t)n + 1) * 2;
+        char *q = realloc(b->p, cap);
+        if (!q) return;
+        b->p = q;
+        b->cap = cap;
+    }
+}
+
+static void histogram(sbuf *b, const char *name, const char *help, const uint64_t *buckets,
+                      double sum, uint64_t count) {
+    sb_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (int i = 0; i < 12; i++)
+        sb_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, serve_metric_bounds[i],
+                  (unsigned long long)buckets[i]);
+    sb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+              (unsigned long long)count, name, sum, name, (unsigned long long)count);
+}
+
+char *serve_metrics_text(serve_sched *s) {
+    sbuf b = {0};
+    pthread_mutex_lock(&s->mu);
+    serve_metrics m = s->m;
+    int qlen = s->qlen, in_flight = s->in_flight, qcap = s->qcap;
+    pthread_mutex_unlock(&s->mu);
+    sb_printf(&b, "# HELP glmv_http_responses_total HTTP responses by status code.\n"
+                  "# TYPE glmv_http_responses_total counter\n");
+    for (int i = 0; i < 10; i++) {
+        if (serve_status_codes[i])
+            sb_printf(&b, "glmv_http_responses_total{code=\"%d\"} %llu\n", serve_status_codes[i],
+                      (unsigned long long)m.by_status[i]);
+        else
+            sb_printf(&b, "glmv_http_responses_total{code=\"other\"} %llu\n",
+                      (unsigned long long)m.by_status[i]);
+    }
+    sb_printf(&b,
+              "# HELP glmv_chat_requests_total Chat completions accepted into the queue.\n"
+              "# TYPE glmv_chat_requests_total counter\nglmv_chat_requests_total %llu\n"
+              "# HELP glmv_chat_stream_requests_total Accepted chat completions that stream.\n"
+              "# TYPE glmv_chat_stream_requests_total counter\nglmv_chat_stream_requests_total %llu\n"
+              "# HELP glmv_requests_cancelled_total Jobs stopped because the client left.\n"
+              "# TYPE glmv_requests_cancelled_total counter\nglmv_requests_cancelled_total %llu\n"
+              "# HELP glmv_requests_rejected_total Requests refused with 503 (queue full).\n"
+              "# TYPE glmv_requests_rejected_total counter\nglmv_requests_rejected_total %llu\n"
+              "# HELP glmv_prompt_tokens_total Prompt tokens processed.\n"
+              "# TYPE glmv_prompt_tokens_total counter\nglmv_prompt_tokens_total %llu\n"
+              "# HELP glmv_completion_tokens_total Tokens generated.\n"
+              "# TYPE glmv_completion_tokens_total counter\nglmv_completion_tokens_total %llu\n"
+              "# HELP glmv_image_tokens_total Vision tokens spliced into prompts.\n"
+              "# TYPE glmv_image_tokens_total counter\nglmv_image_tokens_total %llu\n"
+              "# HELP glmv_queue_depth Jobs waiting for the inference thread.\n"
+              "# TYPE glmv_queue_depth gauge\nglmv_queue_depth %d\n"
+              "# HELP glmv_queue_capacity Jobs the queue holds before answering 503.\n"
+              "# TYPE glmv_queue_capacity gauge\nglmv_queue_capacity %d\n"
+              "# HELP glmv_requests_in_flight Jobs being generated now.\n"
+              "# TYPE glmv_requests_in_flight gauge\nglmv_requests_in_flight %d\n"
+              "# HELP glmv_queue_wait_seconds_total Time jobs spent queued.\n"
+              "# TYPE glmv_queue_wait_seconds_total counter\nglmv_queue_wait_seconds_total %.6f\n",
+              (unsigned long long)m.chat_requests, (unsigned long long)m.chat_stream,
+              (unsigned long long)m.cancelled, (unsigned long long)m.rejected_full,
+              (unsigned long long)m.prompt_tokens, (unsigned long long)m.completion_tokens,
+              (unsigned long long)m.image_tokens, qlen, qcap, in_flight, m.queue_sum_s);
+    histogram(&b, "glmv_request_duration_seconds", "From arrival to the last token.", m.lat_buckets,
+              m.lat_sum_s, m.lat_count);
+    histogram(&b, "glmv_time_to_first_token_seconds", "From arrival to the first token.",
+              m.ttft_buckets, m.ttft_sum_s, m.ttft_count);
+    return b.p;
+}
