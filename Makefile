@@ -108,6 +108,10 @@ $(B)/tests/fuzz_%: $(B)/tests/fuzz_%.o $(B)/libglmv.a
 # image stage timings (tests/bench_image.c)
 bench-image: $(B)/tests/bench_image
 
+# the engine on the GPU through the public API (tests/bench_cuda.c; make CUDA=1 bench-cuda)
+.PHONY: bench-cuda
+bench-cuda: $(B)/tests/bench_cuda
+
 # The README's test command: every test program, the CLI and server tests;
 # ends with "N passed, N failed".
 test: tests

@@ -7,7 +7,9 @@
  * Without GLMV_CUDA, or without a GPU, every test prints SKIP.
  *
  * `test_cuda --bench` times the ops on the 9B shapes instead (decode
- * matrix-vector GB/s, prefill/vision GEMM TFLOP/s, attention). */
+ * matrix-vector GB/s, prefill/vision GEMM TFLOP/s, attention);
+ * `test_cuda --bench-model` times the model's op sequences (decode step,
+ * 512-token prefill, vision tower) with synthetic BF16 weights. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -487,6 +489,211 @@ static void add_fn(void *p) {
     be->add(be, a->y, a->x, a->x2, 4096);
 }
 
+/* ---- op sequences of the model (as src/text.c and src/vision.c call them) ---- */
+
+static glmv_tensor bench_vec(int64_t d) {
+    glmv_tensor t = bench_tensor(d, 1);
+    t.ndim = 1;
+    return t;
+}
+
+typedef struct {
+    glmv_tensor in_norm, q_w, q_b, k_w, k_b, v_w, v_b, o_w, post_attn_norm, pre_mlp_norm,
+        gate_up, down, post_mlp_norm;
+} bench_layer;
+
+static void free_t(glmv_tensor *t) { be->free(be, t->data); }
+
+static float *dev_random(int64_t n) { /* n floats of a repeated random block */
+    int64_t blk = n < (1 << 20) ? n : (1 << 20);
+    float *h = rand_buf(blk, 1.0f), *d = be->alloc(be, sizeof(float) * (size_t)n);
+    GLMV_ASSERT(d);
+    for (int64_t i = 0; i < n; i += blk)
+        be->write(be, d + i, h, sizeof(float) * (size_t)(n - i < blk ? n - i : blk));
+    be->sync(be);
+    free(h);
+    return d;
+}
+
+/* decode (n = 1) and prefill (n rows) of the 9B decoder; returns ms per call */
+static double bench_text(int64_t n, int64_t pos0, int reps) {
+    enum { NL = 40, DISTINCT = 4 };
+    const int64_t H = 4096, I = 13696, V = 151552, kvd = 256;
+    const int nh = 32, nkv = 2, hd = 128;
+    static bench_layer L[DISTINCT]; /* made once, kept to the end of the process */
+    static glmv_tensor emb, head, norm;
+    static int made;
+    for (int i = 0; i < DISTINCT && !made; i++) {
+        L[i].in_norm = bench_vec(H);
+        L[i].q_w = bench_tensor(H, H);
+        L[i].q_b = bench_vec(H);
+        L[i].k_w = bench_tensor(kvd, H);
+        L[i].k_b = bench_vec(kvd);
+        L[i].v_w = bench_tensor(kvd, H);
+        L[i].v_b = bench_vec(kvd);
+        L[i].o_w = bench_tensor(H, H);
+        L[i].post_attn_norm = bench_vec(H);
+        L[i].pre_mlp_norm = bench_vec(H);
+        L[i].gate_up = bench_tensor(2 * I, H);
+        L[i].down = bench_tensor(H, I);
+        L[i].post_mlp_norm = bench_vec(H);
+    }
+    if (!made) {
+        emb = bench_tensor(V, H);
+        head = bench_tensor(V, H);
+        norm = bench_vec(H);
+        made = 1;
+    }
+    float *kc[NL], *vc[NL];
+    for (int l = 0; l < NL; l++) {
+        kc[l] = dev_random((pos0 + n) * kvd);
+        vc[l] = dev_random((pos0 + n) * kvd);
+    }
+    float *x = be->alloc(be, sizeof(float) * (size_t)(n * H)), *xn = be->alloc(be, sizeof(float) * (size_t)(n * H));
+    float *q = be->alloc(be, sizeof(float) * (size_t)(n * H)), *att = be->alloc(be, sizeof(float) * (size_t)(n * H));
+    float *t1 = be->alloc(be, sizeof(float) * (size_t)(n * H)), *t2 = be->alloc(be, sizeof(float) * (size_t)(n * H));
+    float *gu = be->alloc(be, sizeof(float) * (size_t)(n * 2 * I)), *hh = be->alloc(be, sizeof(float) * (size_t)(n * I));
+    float *logits = be->alloc(be, sizeof(float) * (size_t)V), *hlog = malloc(sizeof(float) * (size_t)V);
+    float *hcs = rand_buf(n * 32, 1.0f), *cs = be->alloc(be, sizeof(float) * (size_t)(n * 32));
+    float *sn = be->alloc(be, sizeof(float) * (size_t)(n * 32));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)(i * 7919 % V);
+    double best = 0, t0 = 0;
+    for (int r = -2; r < reps; r++) {
+        if (r == 0) t0 = glmv_now_ms();
+        be->embed(be, x, &emb, ids, n);
+        be->write(be, cs, hcs, sizeof(float) * (size_t)(n * 32));
+        be->write(be, sn, hcs, sizeof(float) * (size_t)(n * 32));
+        for (int l = 0; l < NL; l++) {
+            bench_layer *B = &L[l % DISTINCT];
+            float *k = kc[l] + pos0 * kvd, *v = vc[l] + pos0 * kvd;
+            be->rmsnorm(be, xn, x, &B->in_norm, n, H, 1e-5f);
+            be->matmul(be, q, xn, &B->q_w, &B->q_b, n);
+            be->matmul(be, k, xn, &B->k_w, &B->k_b, n);
+            be->matmul(be, v, xn, &B->v_w, &B->v_b, n);
+            be->rope_interleaved(be, q, H, cs, sn, n, nh, hd, 64);
+            be->rope_interleaved(be, k, kvd, cs, sn, n, nkv, hd, 64);
+            be->attn_causal(be, att, q, H, kc[l], vc[l], n, pos0, nh, nkv, hd, 0.0883883f);
+            be->matmul(be, t1, att, &B->o_w, NULL, n);
+            be->rmsnorm(be, t2, t1, &B->post_attn_norm, n, H, 1e-5f);
+            be->add(be, x, x, t2, n * H);
+            be->rmsnorm(be, xn, x, &B->pre_mlp_norm, n, H, 1e-5f);
+            be->matmul(be, gu, xn, &B->gate_up, NULL, n);
+            be->swiglu(be, hh, gu, 2 * I, gu + I, 2 * I, n, I);
+            be->matmul(be, t1, hh, &B->down, NULL, n);
+            be->rmsnorm(be, t2, t1, &B->post_mlp_norm, n, H, 1e-5f);
+            be->add(be, x, x, t2, n * H);
+        }
+        be->rmsnorm(be, xn, x + (n - 1) * H, &norm, 1, H, 1e-5f);
+        be->matmul(be, logits, xn, &head, NULL, 1);
+        be->read(be, hlog, logits, sizeof(float) * (size_t)V);
+    }
+    best = (glmv_now_ms() - t0) / reps;
+    for (int l = 0; l < NL; l++) {
+        be->free(be, kc[l]);
+        be->free(be, vc[l]);
+    }
+    float *bufs[] = {x, xn, q, att, t1, t2, gu, hh, logits, cs, sn};
+    for (size_t j = 0; j < sizeof bufs / sizeof bufs[0]; j++) be->free(be, bufs[j]);
+    free(hlog);
+    free(hcs);
+    free(ids);
+    return best;
+}
+
+/* the vision tower on one image of N patches (as src/vision.c); ms per call */
+static double bench_vision(int64_t N, int reps) {
+    enum { DEPTH = 24, DISTINCT = 2 };
+    const int64_t Hv = 1536, Ov = 4096, Iv = 13696, K = 1176, M = N / 4;
+    const int nh = 12, hd = 128;
+    struct { glmv_tensor n1, qkv, proj, n2, gate, up, down; } B[DISTINCT];
+    for (int i = 0; i < DISTINCT; i++) {
+        B[i].n1 = bench_vec(Hv);
+        B[i].qkv = bench_tensor(3 * Hv, Hv);
+        B[i].proj = bench_tensor(Hv, Hv);
+        B[i].n2 = bench_vec(Hv);
+        B[i].gate = bench_tensor(Ov, Hv);
+        B[i].up = bench_tensor(Ov, Hv);
+        B[i].down = bench_tensor(Hv, Ov);
+    }
+    glmv_tensor pw = bench_tensor(Hv, K), pb = bench_vec(Hv), pcn = bench_vec(Hv), post = bench_vec(Hv);
+    glmv_tensor ds = bench_tensor(Ov, 4 * Hv), dsb = bench_vec(Ov), mp = bench_tensor(Ov, Ov);
+    glmv_tensor lw = bench_vec(Ov), lb = bench_vec(Ov), mg = bench_tensor(Iv, Ov), mu = bench_tensor(Iv, Ov);
+    glmv_tensor md = bench_tensor(Ov, Iv);
+    float *px = dev_random(N * K), *cs = dev_random(N * hd / 2), *pe = dev_random(N * Hv);
+    float *h = be->alloc(be, sizeof(float) * (size_t)(N * Hv)), *hn = be->alloc(be, sizeof(float) * (size_t)(N * Hv));
+    float *qkv = be->alloc(be, sizeof(float) * (size_t)(N * 3 * Hv)), *att = be->alloc(be, sizeof(float) * (size_t)(N * Hv));
+    float *tmp = be->alloc(be, sizeof(float) * (size_t)(N * Hv)), *g1 = be->alloc(be, sizeof(float) * (size_t)(N * Ov));
+    float *u1 = be->alloc(be, sizeof(float) * (size_t)(N * Ov)), *z = be->alloc(be, sizeof(float) * (size_t)(M * Ov));
+    float *z2 = be->alloc(be, sizeof(float) * (size_t)(M * Ov)), *g2 = be->alloc(be, sizeof(float) * (size_t)(M * Iv));
+    float *u2 = be->alloc(be, sizeof(float) * (size_t)(M * Iv)), *out = be->alloc(be, sizeof(float) * (size_t)(M * Ov));
+    int64_t cu[2] = {0, N};
+    double t0 = 0;
+    for (int r = -1; r < reps; r++) {
+        if (r == 0) {
+            be->sync(be);
+            t0 = glmv_now_ms();
+        }
+        be->matmul(be, h, px, &pw, &pb, N);
+        be->rmsnorm(be, hn, h, &pcn, N, Hv, 1e-5f);
+        be->add(be, h, hn, pe, N * Hv);
+        for (int l = 0; l < DEPTH; l++) {
+            __typeof__(&B[0]) b = &B[l % DISTINCT];
+            be->rmsnorm(be, hn, h, &b->n1, N, Hv, 1e-5f);
+            be->matmul(be, qkv, hn, &b->qkv, NULL, N);
+            be->rope_neox(be, qkv, 3 * Hv, cs, cs, N, nh, hd);
+            be->rope_neox(be, qkv + Hv, 3 * Hv, cs, cs, N, nh, hd);
+            be->attn_segments(be, att, qkv, 3 * Hv, qkv + Hv, 3 * Hv, qkv + 2 * Hv, 3 * Hv, cu, 1,
+                              nh, hd, 0.0883883f);
+            be->matmul(be, tmp, att, &b->proj, NULL, N);
+            be->add(be, h, h, tmp, N * Hv);
+            be->rmsnorm(be, hn, h, &b->n2, N, Hv, 1e-5f);
+            be->matmul(be, g1, hn, &b->gate, NULL, N);
+            be->matmul(be, u1, hn, &b->up, NULL, N);
+            be->swiglu(be, g1, g1, Ov, u1, Ov, N, Ov);
+            be->matmul(be, tmp, g1, &b->down, NULL, N);
+            be->add(be, h, h, tmp, N * Hv);
+        }
+        be->rmsnorm(be, hn, h, &post, N, Hv, 1e-5f);
+        be->permute_021(be, tmp, hn, M, 4, Hv);
+        be->matmul(be, z, tmp, &ds, &dsb, M);
+        be->matmul(be, z2, z, &mp, NULL, M);
+        be->layernorm(be, z, z2, &lw, &lb, M, Ov, 1e-5f);
+        be->gelu_erf(be, z, z, M * Ov);
+        be->matmul(be, g2, z, &mg, NULL, M);
+        be->matmul(be, u2, z, &mu, NULL, M);
+        be->swiglu(be, g2, g2, Iv, u2, Iv, M, Iv);
+        be->matmul(be, out, g2, &md, NULL, M);
+    }
+    be->sync(be);
+    double ms = (glmv_now_ms() - t0) / reps;
+    for (int i = 0; i < DISTINCT; i++) {
+        glmv_tensor *ts[] = {&B[i].n1, &B[i].qkv, &B[i].proj, &B[i].n2, &B[i].gate, &B[i].up, &B[i].down};
+        for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++) free_t(ts[j]);
+    }
+    glmv_tensor *ts[] = {&pw, &pb, &pcn, &post, &ds, &dsb, &mp, &lw, &lb, &mg, &mu, &md};
+    for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++) free_t(ts[j]);
+    float *bufs[] = {px, cs, pe, h, hn, qkv, att, tmp, g1, u1, z, z2, g2, u2, out};
+    for (size_t j = 0; j < sizeof bufs / sizeof bufs[0]; j++) be->free(be, bufs[j]);
+    return ms;
+}
+
+static void bench_model(void) {
+    printf("model op sequences (9B shapes, as src/text.c / src/vision.c call the ops):\n");
+    double d1 = bench_text(1, 1024, 20);
+    printf("  decode step at 1k context      %8.2f ms  = %6.1f tokens/s\n", d1, 1000.0 / d1);
+    double d8 = bench_text(1, 8192, 20);
+    printf("  decode step at 8k context      %8.2f ms  = %6.1f tokens/s\n", d8, 1000.0 / d8);
+    double d32 = bench_text(1, 32768, 10);
+    printf("  decode step at 32k context     %8.2f ms  = %6.1f tokens/s\n", d32, 1000.0 / d32);
+    double p = bench_text(512, 0, 5);
+    printf("  prefill 512 tokens             %8.2f ms\n", p);
+    double v = bench_vision(6400, 5);
+    printf("  vision tower, 6400 patches     %8.2f ms\n", v);
+    char err[GLMV_ERR_SIZE];
+    if (be->status(be, err)) printf("bench: %s\n", err);
+}
+
 static int bench(void) {
     if (!be) {
         printf("SKIP bench: %s\n", be_err);
@@ -544,6 +751,19 @@ int main(int argc, char **argv) {
         printf("SKIP cuda: %s\n", be_err);
     } else {
         printf("cuda backend on %s\n", be->device_name);
+    }
+    if (argc > 1 && !strcmp(argv[1], "--bench-attn")) {
+        if (be) {
+            bench_attn(1, 512, 0, 32, 2, "prefill 512, causal (flash)");
+            bench_attn(0, 6400, 0, 12, 12, "vision 6400 patches (flash)");
+            be->destroy(be);
+        }
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--bench-model")) {
+        if (be) bench_model();
+        if (be) be->destroy(be);
+        return 0;
     }
     if (argc > 1 && !strcmp(argv[1], "--bench")) {
         int rc = bench();

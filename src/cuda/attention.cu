@@ -34,129 +34,166 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return *(uint32_t *)&v;
 }
 
-#define FA_BM 64
-#define FA_BN 64
+#define FA_BN 64 /* keys per tile */
+
+/* K and V of one head group, converted once per call: Kb [G][nk_pad][HD] and the
+ * transpose Vt [G][HD][nk_pad], bf16, zero past nk (nk_pad = nk rounded up to 64),
+ * so that the flash kernel copies tiles with 16-byte cp.async and no conversion. */
+__global__ void conv_k_kernel(__nv_bfloat16 *kb, const float *k, int64_t ldk, int64_t nk,
+                              int64_t nk_pad, int hd) {
+    PDL_ENTRY();
+    const int g = blockIdx.y;
+    const int64_t total = nk_pad * hd;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i / hd;
+        int d = (int)(i % hd);
+        float x = r < nk ? k[r * ldk + (int64_t)g * hd + d] : 0.f;
+        kb[(int64_t)g * total + i] = __float2bfloat16_rn(x);
+    }
+}
+
+/* 32x32 tiles through shared memory: grid (nk_pad/32, hd/32, G), block (32, 8) */
+__global__ void conv_vt_kernel(__nv_bfloat16 *vt, const float *v, int64_t ldv, int64_t nk,
+                               int64_t nk_pad, int hd) {
+    PDL_ENTRY();
+    __shared__ float tile[32][33];
+    const int g = blockIdx.z;
+    const int64_t r0 = (int64_t)blockIdx.x * 32;
+    const int d0 = blockIdx.y * 32;
+    for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+        int64_t r = r0 + i;
+        tile[i][threadIdx.x] = r < nk ? v[r * ldv + (int64_t)g * hd + d0 + threadIdx.x] : 0.f;
+    }
+    __syncthreads();
+    for (int i = threadIdx.y; i < 32; i += blockDim.y)
+        vt[((int64_t)g * hd + d0 + i) * nk_pad + r0 + threadIdx.x] =
+            __float2bfloat16_rn(tile[threadIdx.x][i]);
+}
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
 
 template <int HD> struct fa_smem {
-    static constexpr int QS = HD + 8;    /* row stride of Qs/Ks in bf16: 4-word skew per row */
-    static constexpr int VS = FA_BN + 8; /* row stride of Vt */
-    static constexpr size_t bytes = (size_t)(2 * FA_BM * QS + HD * VS) * 2;
+    static constexpr int KS = HD + 8;    /* Ks row stride (bf16): 4-word skew per row */
+    static constexpr int VS = FA_BN + 8; /* Vt row stride */
+    static constexpr int STAGE = FA_BN * KS + HD * VS;
+    static constexpr size_t bytes = (size_t)2 * STAGE * 2; /* two stages */
 };
 
-/* rows [r0, r0+64) of a [rows, ld] f32 matrix into bf16 shared [64][QS]; zeros past nrows */
-template <int HD>
-__device__ __forceinline__ void fa_load_rows(__nv_bfloat16 *dst, const float *src, int64_t ld,
-                                             int64_t r0, int64_t nrows, int vec) {
-    constexpr int QS = fa_smem<HD>::QS;
-    for (int i = threadIdx.x; i < FA_BM * HD / 4; i += blockDim.x) {
-        int r = i / (HD / 4), c = (i % (HD / 4)) * 4;
-        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (r0 + r < nrows) {
-            const float *p = src + (r0 + r) * ld + c;
-            if (vec) v = *(const float4 *)p;
-            else v = make_float4(p[0], p[1], p[2], p[3]);
-        }
-        __nv_bfloat162 *d2 = (__nv_bfloat162 *)(dst + r * QS + c);
-        d2[0] = __floats2bfloat162_rn(v.x, v.y);
-        d2[1] = __floats2bfloat162_rn(v.z, v.w);
+/* one K tile and one Vt tile into a stage (all threads, cp.async) */
+template <int HD, int NT>
+__device__ __forceinline__ void fa_issue(__nv_bfloat16 *stage, const __nv_bfloat16 *kb,
+                                         const __nv_bfloat16 *vt, int64_t nk_pad, int64_t k0) {
+    constexpr int KS = fa_smem<HD>::KS, VS = fa_smem<HD>::VS;
+    __nv_bfloat16 *Ks = stage, *Vs = stage + FA_BN * KS;
+    constexpr int KCH = HD / 8;          /* 16-byte chunks per K row */
+    for (int i = threadIdx.x; i < FA_BN * KCH; i += NT) {
+        int r = i / KCH, c = (i % KCH) * 8;
+        cp_async16(Ks + r * KS + c, kb + (k0 + r) * HD + c);
+    }
+    constexpr int VCH = FA_BN / 8;       /* chunks per Vt row */
+    for (int i = threadIdx.x; i < HD * VCH; i += NT) {
+        int d = i / VCH, c = (i % VCH) * 8;
+        cp_async16(Vs + d * VS + c, vt + (int64_t)d * nk_pad + k0 + c);
     }
 }
 
-/* V rows [r0, r0+64) transposed into Vt[HD][VS] (bf16), zeros past nrows */
-template <int HD>
-__device__ __forceinline__ void fa_load_vt(__nv_bfloat16 *vt, const float *src, int64_t ld,
-                                           int64_t r0, int64_t nrows, int vec) {
-    constexpr int VS = fa_smem<HD>::VS;
-    for (int i = threadIdx.x; i < FA_BN * HD / 4; i += blockDim.x) {
-        int r = i / (HD / 4), c = (i % (HD / 4)) * 4;
-        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (r0 + r < nrows) {
-            const float *p = src + (r0 + r) * ld + c;
-            if (vec) v = *(const float4 *)p;
-            else v = make_float4(p[0], p[1], p[2], p[3]);
-        }
-        vt[(c + 0) * VS + r] = __float2bfloat16_rn(v.x);
-        vt[(c + 1) * VS + r] = __float2bfloat16_rn(v.y);
-        vt[(c + 2) * VS + r] = __float2bfloat16_rn(v.z);
-        vt[(c + 3) * VS + r] = __float2bfloat16_rn(v.w);
-    }
-}
-
-/* grid (q tiles, heads); q/k/v/out point at row 0 of the segment or sequence.
- * Query row i sees keys [0, nk) (causal == 0) or [0, pos0 + i] (causal). */
-template <int HD>
-__global__ void __launch_bounds__(128) flash_kernel(float *out, int64_t ldo, const float *q,
-                                                    int64_t ldq, const float *k, int64_t ldk,
-                                                    const float *v, int64_t ldv, int64_t nq,
-                                                    int64_t nk, int causal, int64_t pos0,
-                                                    int group, float scale_log2, int vec) {
-    constexpr int QS = fa_smem<HD>::QS, VS = fa_smem<HD>::VS;
+/* grid (q tiles of 16*WARPS rows, heads). kb/vt: converted K/V (see conv_*),
+ * head group g at kb + g*nk_pad*HD. Query row i sees keys [0, nk) (causal == 0)
+ * or [0, pos0 + i] (causal). q/out f32 with row strides ldq/ldo. */
+template <int HD, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1) flash_kernel(
+    float *__restrict__ out, int64_t ldo, const float *__restrict__ q, int64_t ldq,
+    const __nv_bfloat16 *__restrict__ kb, const __nv_bfloat16 *__restrict__ vt, int64_t nq,
+    int64_t nk, int64_t nk_pad, int causal, int64_t pos0, int group, float scale_log2) {
+    PDL_ENTRY();
+    constexpr int KS = fa_smem<HD>::KS, VS = fa_smem<HD>::VS, STAGE = fa_smem<HD>::STAGE;
+    constexpr int BM = 16 * WARPS, NT = 32 * WARPS;
     extern __shared__ __align__(16) unsigned char fa_sh[];
-    __nv_bfloat16 *Qs = (__nv_bfloat16 *)fa_sh;
-    __nv_bfloat16 *Ks = Qs + FA_BM * QS;
-    __nv_bfloat16 *Vt = Ks + FA_BN * QS;
+    __nv_bfloat16 *sm = (__nv_bfloat16 *)fa_sh;
 
     const int h = blockIdx.y, g_kv = h / group;
-    const int64_t q0 = (int64_t)blockIdx.x * FA_BM;
+    const int64_t q0 = (int64_t)blockIdx.x * BM;
+    kb += (int64_t)g_kv * nk_pad * HD;
+    vt += (int64_t)g_kv * nk_pad * HD;
     q += (int64_t)h * HD;
     out += (int64_t)h * HD;
-    k += (int64_t)g_kv * HD;
-    v += (int64_t)g_kv * HD;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int gq = lane >> 2, tig = lane & 3;
+    const int64_t row_a = q0 + warp * 16 + gq, row_b = row_a + 8;
 
-    fa_load_rows<HD>(Qs, q, ldq, q0, nq, vec);
-    __syncthreads();
+    int64_t kend = nk;
+    if (causal && pos0 + q0 + BM < kend) kend = pos0 + q0 + BM;
+    const int ntiles = (int)((kend + FA_BN - 1) / FA_BN);
+    if (ntiles > 0) fa_issue<HD, NT>(sm, kb, vt, nk_pad, 0);
+    cp_commit();
+
+    /* Q fragments straight from global (f32 -> bf16), rows past nq are zero */
     uint32_t qf[HD / 16][4];
     {
-        const __nv_bfloat16 *qa = Qs + (warp * 16 + gq) * QS + tig * 2;
+        const float *qa = q + row_a * ldq + tig * 2, *qb = q + row_b * ldq + tig * 2;
+        bool ok_a = row_a < nq, ok_b = row_b < nq;
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++) {
-            qf[kk][0] = *(const uint32_t *)(qa + kk * 16);
-            qf[kk][1] = *(const uint32_t *)(qa + 8 * QS + kk * 16);
-            qf[kk][2] = *(const uint32_t *)(qa + kk * 16 + 8);
-            qf[kk][3] = *(const uint32_t *)(qa + 8 * QS + kk * 16 + 8);
+            float2 x0 = ok_a ? *(const float2 *)(qa + kk * 16) : make_float2(0.f, 0.f);
+            float2 x1 = ok_b ? *(const float2 *)(qb + kk * 16) : make_float2(0.f, 0.f);
+            float2 x2 = ok_a ? *(const float2 *)(qa + kk * 16 + 8) : make_float2(0.f, 0.f);
+            float2 x3 = ok_b ? *(const float2 *)(qb + kk * 16 + 8) : make_float2(0.f, 0.f);
+            qf[kk][0] = pack_bf16(x0.x, x0.y);
+            qf[kk][1] = pack_bf16(x1.x, x1.y);
+            qf[kk][2] = pack_bf16(x2.x, x2.y);
+            qf[kk][3] = pack_bf16(x3.x, x3.y);
         }
     }
     float o[HD / 8][4];
 #pragma unroll
     for (int i = 0; i < HD / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
     float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f; /* rows gq and gq+8 */
-    const int64_t row_a = q0 + warp * 16 + gq, row_b = row_a + 8;
 
-    int64_t kend = nk;
-    if (causal) {
-        int64_t last = pos0 + q0 + FA_BM; /* keys < this are visible to some row */
-        if (last < kend) kend = last;
-    }
-    for (int64_t k0 = 0; k0 < kend; k0 += FA_BN) {
-        __syncthreads(); /* the previous tile is no longer read */
-        fa_load_rows<HD>(Ks, k, ldk, k0, nk, vec);
-        fa_load_vt<HD>(Vt, v, ldv, k0, nk, vec);
+    for (int t = 0; t < ntiles; t++) {
+        const int64_t k0 = (int64_t)t * FA_BN;
+        if (t + 1 < ntiles) {
+            fa_issue<HD, NT>(sm + ((t + 1) & 1) * STAGE, kb, vt, nk_pad, k0 + FA_BN);
+            cp_commit();
+            cp_wait<1>();
+        } else {
+            cp_wait<0>();
+        }
         __syncthreads();
+        const __nv_bfloat16 *Ks = sm + (t & 1) * STAGE, *Vt = Ks + FA_BN * KS;
 
         float s[FA_BN / 8][4];
 #pragma unroll
         for (int nb = 0; nb < FA_BN / 8; nb++) {
             s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
-            const __nv_bfloat16 *kb = Ks + (nb * 8 + gq) * QS + tig * 2;
+            const __nv_bfloat16 *kr = Ks + (nb * 8 + gq) * KS + tig * 2;
 #pragma unroll
             for (int kk = 0; kk < HD / 16; kk++) {
-                uint32_t b0 = *(const uint32_t *)(kb + kk * 16);
-                uint32_t b1 = *(const uint32_t *)(kb + kk * 16 + 8);
+                uint32_t b0 = *(const uint32_t *)(kr + kk * 16);
+                uint32_t b1 = *(const uint32_t *)(kr + kk * 16 + 8);
                 mma_bf16(s[nb], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b0, b1);
             }
         }
         /* scale, mask, running max */
+        const bool need_mask = k0 + FA_BN > nk || (causal && k0 + FA_BN - 1 > pos0 + q0);
         float mx_a = -INFINITY, mx_b = -INFINITY;
 #pragma unroll
         for (int nb = 0; nb < FA_BN / 8; nb++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                int64_t col = k0 + nb * 8 + tig * 2 + (e & 1);
-                int64_t row = e < 2 ? row_a : row_b;
-                bool ok = col < nk && (!causal || col <= pos0 + row);
-                float x = ok ? s[nb][e] * scale_log2 : -INFINITY;
+                float x = s[nb][e] * scale_log2;
+                if (need_mask) {
+                    int64_t col = k0 + nb * 8 + tig * 2 + (e & 1);
+                    int64_t row = e < 2 ? row_a : row_b;
+                    if (col >= nk || (causal && col > pos0 + row)) x = -INFINITY;
+                }
                 s[nb][e] = x;
                 if (e < 2) mx_a = fmaxf(mx_a, x);
                 else mx_b = fmaxf(mx_b, x);
@@ -192,19 +229,20 @@ __global__ void __launch_bounds__(128) flash_kernel(float *out, int64_t ldo, con
         }
         /* O += P V: P from the S accumulators (C layout of two n-blocks = A layout) */
 #pragma unroll
-        for (int kb = 0; kb < FA_BN / 16; kb++) {
-            uint32_t a0 = pack_bf16(s[2 * kb][0], s[2 * kb][1]);
-            uint32_t a1 = pack_bf16(s[2 * kb][2], s[2 * kb][3]);
-            uint32_t a2 = pack_bf16(s[2 * kb + 1][0], s[2 * kb + 1][1]);
-            uint32_t a3 = pack_bf16(s[2 * kb + 1][2], s[2 * kb + 1][3]);
-            const __nv_bfloat16 *vb = Vt + gq * VS + kb * 16 + tig * 2;
+        for (int kq = 0; kq < FA_BN / 16; kq++) {
+            uint32_t a0 = pack_bf16(s[2 * kq][0], s[2 * kq][1]);
+            uint32_t a1 = pack_bf16(s[2 * kq][2], s[2 * kq][3]);
+            uint32_t a2 = pack_bf16(s[2 * kq + 1][0], s[2 * kq + 1][1]);
+            uint32_t a3 = pack_bf16(s[2 * kq + 1][2], s[2 * kq + 1][3]);
+            const __nv_bfloat16 *vr = Vt + gq * VS + kq * 16 + tig * 2;
 #pragma unroll
             for (int nb = 0; nb < HD / 8; nb++) {
-                uint32_t b0 = *(const uint32_t *)(vb + nb * 8 * VS);
-                uint32_t b1 = *(const uint32_t *)(vb + nb * 8 * VS + 8);
+                uint32_t b0 = *(const uint32_t *)(vr + nb * 8 * VS);
+                uint32_t b1 = *(const uint32_t *)(vr + nb * 8 * VS + 8);
                 mma_bf16(o[nb], a0, a1, a2, a3, b0, b1);
             }
         }
+        __syncthreads(); /* this stage is refilled two tiles on */
     }
 #pragma unroll
     for (int off = 1; off <= 2; off <<= 1) {
@@ -214,130 +252,188 @@ __global__ void __launch_bounds__(128) flash_kernel(float *out, int64_t ldo, con
     float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
 #pragma unroll
     for (int nb = 0; nb < HD / 8; nb++) {
-        int c = nb * 8 + tig * 2;
-        if (row_a < nq) {
-            out[row_a * ldo + c] = o[nb][0] * inv_a;
-            out[row_a * ldo + c + 1] = o[nb][1] * inv_a;
-        }
-        if (row_b < nq) {
-            out[row_b * ldo + c] = o[nb][2] * inv_b;
-            out[row_b * ldo + c + 1] = o[nb][3] * inv_b;
-        }
+        int cc = nb * 8 + tig * 2;
+        if (row_a < nq) *(float2 *)(out + row_a * ldo + cc) = make_float2(o[nb][0] * inv_a, o[nb][1] * inv_a);
+        if (row_b < nq) *(float2 *)(out + row_b * ldo + cc) = make_float2(o[nb][2] * inv_b, o[nb][3] * inv_b);
     }
 }
 
-template <int HD>
-static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
-                        const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t nq,
-                        int64_t nk, int causal, int64_t pos0, int n_heads, int group,
-                        float scale) {
+template <int HD, int WARPS>
+static int flash_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
+                     const __nv_bfloat16 *kb, const __nv_bfloat16 *vt, int64_t nq, int64_t nk,
+                     int64_t nk_pad, int causal, int64_t pos0, int n_heads, int group,
+                     float scale) {
     static int attr_set[64]; /* per device */
     size_t sh = fa_smem<HD>::bytes;
-    if (sh > 48 * 1024 && !attr_set[c->dev & 63]) {
-        cudaError_t e = cudaFuncSetAttribute(flash_kernel<HD>,
+    if (!attr_set[c->dev & 63]) {
+        cudaError_t e = cudaFuncSetAttribute(flash_kernel<HD, WARPS>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
         if (e != cudaSuccess) return cuda_fail(c, "attention: shared memory", e);
         attr_set[c->dev & 63] = 1;
     }
-    int vec = !(ldq & 3) && !(ldk & 3) && !(ldv & 3) && !((uintptr_t)q % 16) &&
-              !((uintptr_t)k % 16) && !((uintptr_t)v % 16);
-    for (int64_t t0 = 0; t0 < nq; t0 += (int64_t)FA_BM * 65535) { /* grid.x is ample */
+    constexpr int BM = 16 * WARPS;
+    for (int64_t t0 = 0; t0 < nq; t0 += (int64_t)BM * 65535) { /* grid.x is ample */
         int64_t nqq = nq - t0;
-        dim3 grid(cdiv(nqq, FA_BM), (unsigned)n_heads);
-        flash_kernel<HD><<<grid, 128, sh, c->stream>>>(out + t0 * ldo, ldo, q + t0 * ldq, ldq, k,
-                                                       ldk, v, ldv, nqq, nk, causal, pos0 + t0,
-                                                       group, scale * LOG2E, vec);
+        dim3 grid(cdiv(nqq, BM), (unsigned)n_heads);
+        cuda_launch(c, flash_kernel<HD, WARPS>, grid, 32 * WARPS, sh, 
+            out + t0 * ldo, ldo, q + t0 * ldq, ldq, kb, vt, nqq, nk, nk_pad, causal, pos0 + t0,
+            group, scale * LOG2E);
     }
     return cuda_check(c, "attention (flash)");
+}
+
+/* convert K/V (n_kv heads of hd at column g*hd) and run the flash kernel */
+static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
+                        const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t nq,
+                        int64_t nk, int causal, int64_t pos0, int n_heads, int n_kv, int hd,
+                        float scale) {
+    int64_t nk_pad = (nk + FA_BN - 1) / FA_BN * FA_BN;
+    size_t plane = (size_t)nk_pad * hd * n_kv;
+    __nv_bfloat16 *kb = (__nv_bfloat16 *)cuda_scratch(c, 2 * plane * sizeof(__nv_bfloat16));
+    if (!kb) return -1;
+    __nv_bfloat16 *vt = kb + plane;
+    unsigned gx = cdiv(nk_pad * hd, 256);
+    cuda_launch(c, conv_k_kernel, dim3(gx > 1024 ? 1024 : gx, (unsigned)n_kv), 256, 0, 
+        kb, k, ldk, nk, nk_pad, hd);
+    cuda_launch(c, conv_vt_kernel, dim3(cdiv(nk_pad, 32), (unsigned)(hd / 32), (unsigned)n_kv), dim3(32, 8), 0, vt, v, ldv, nk, nk_pad, hd);
+    if (cuda_check(c, "attention (convert k/v)")) return -1;
+    int group = n_heads / n_kv;
+    static int force = -1;
+    if (force < 0) force = getenv("GLMV_CUDA_FLASH_WARPS") ? atoi(getenv("GLMV_CUDA_FLASH_WARPS")) : 0;
+    bool big = force ? force == 8 : nq >= 128; /* measured: 8 warps win for prefill and vision */
+    if (hd == 128)
+        return big ? flash_run<128, 8>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0,
+                                       n_heads, group, scale)
+                   : flash_run<128, 4>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0,
+                                       n_heads, group, scale);
+    return big ? flash_run<64, 8>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0,
+                                  n_heads, group, scale)
+               : flash_run<64, 4>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0,
+                                  n_heads, group, scale);
 }
 
 /* ------------------------------------------------------------ fp32 split */
 
 #define SP_T 64       /* keys per sub-tile */
 #define SP_THREADS 256
-#define SP_HPT 8      /* heads per thread in the score loop: group <= 4 * 8 */
+#define SP_HPT 8      /* heads per thread in the score loop: heads per block <= 4 * 8 */
+#define SP_R 4        /* output items per thread in P·V: heads * hd / vw <= 4 * 256 */
 
-/* grid (chunks, kv heads, query rows (strided)). Chunk c covers keys
- * [c*chunk, min(nk, (c+1)*chunk)). Query row i sees keys <= lim0 + i (causal)
- * or all nk. Writes part[((i * n_heads + h) * n_chunks + c) * (hd + 2) + ...]
- * = unnormalised o[hd], m, l. */
-__global__ void __launch_bounds__(SP_THREADS) split_kernel(
-    float *part, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
-    int64_t ldv, int64_t n, int64_t nk, int causal, int64_t pos0, int n_heads, int group,
-    int hd, int64_t chunk, float scale_log2) {
+/* shared memory of split_kernel, in floats, for gpb heads per block */
+static size_t split_smem_floats(int gpb, int hd) {
+    return (size_t)gpb * (hd + 4) + (size_t)SP_T * (hd + 4) + (size_t)SP_T * hd +
+           (size_t)gpb * SP_T + 3 * (size_t)gpb;
+}
+
+/* grid (chunks, kv heads * hsplit, query rows (strided)). A block takes the
+ * gpb = group / hsplit query heads [hs*gpb, hs*gpb + gpb) of one kv head over
+ * keys [c*chunk, min(nk, (c+1)*chunk)); query row i sees keys <= pos0 + i
+ * (causal) or all nk. Each 64-key sub-tile of K and V is first copied to
+ * shared memory by all threads (independent 16-byte loads). The P·V
+ * accumulators live in registers: item j = tid + 256 r is (head, vw dims).
+ * With one chunk the result goes straight to out; else part[((i * n_heads +
+ * h) * n_chunks + c) * (hd + 2) + ...] = unnormalised o[hd], m, l (base 2). */
+__global__ void __launch_bounds__(SP_THREADS, 1) split_kernel(
+    float *out, int64_t ldo, float *part, const float *q, int64_t ldq, const float *k,
+    int64_t ldk, const float *v, int64_t ldv, int64_t n, int64_t nk, int causal, int64_t pos0,
+    int n_heads, int group, int hsplit, int hd, int64_t chunk, float scale_log2) {
     extern __shared__ __align__(16) float sp_sh[];
-    const int qs = hd + 4;                          /* q row stride (bank skew) */
-    float *qsh = sp_sh;                             /* [group][qs] */
-    float *ssh = qsh + group * qs;                  /* [group][SP_T] */
-    float *acc = ssh + group * SP_T;                /* [group][hd] */
-    float *mst = acc + group * hd;                  /* [group] running max */
-    float *lst = mst + group;                       /* [group] running sum */
-    float *alf = lst + group;                       /* [group] rescale of this tile */
-    const int g_kv = blockIdx.y, n_chunks = gridDim.x;
+    const int gpb = group / hsplit;
+    const int qs = hd + 4;                          /* q and K row stride (bank skew) */
+    float *qsh = sp_sh;                             /* [gpb][qs] */
+    float *ksh = qsh + gpb * qs;                    /* [SP_T][qs] */
+    float *vsh = ksh + SP_T * qs;                   /* [SP_T][hd] */
+    float *ssh = vsh + SP_T * hd;                   /* [gpb][SP_T] */
+    float *mst = ssh + gpb * SP_T;                  /* [gpb] running max */
+    float *lst = mst + gpb;                         /* [gpb] running sum */
+    float *alf = lst + gpb;                         /* [gpb] rescale of this tile */
+    const int g_kv = blockIdx.y / hsplit, hbase = g_kv * group + (blockIdx.y % hsplit) * gpb;
+    const int n_chunks = gridDim.x;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, nwarp = SP_THREADS / 32;
     const int64_t c0 = (int64_t)blockIdx.x * chunk;
     const float *kb = k + (int64_t)g_kv * hd, *vb = v + (int64_t)g_kv * hd;
-    const bool vec = !(hd & 3) && !(ldk & 3) && !((uintptr_t)k % 16) && !(ldq & 3) &&
-                     !((uintptr_t)q % 16);
+    const bool vec = !(hd & 3) && !(ldk & 3) && !(ldv & 3) && !((uintptr_t)k % 16) &&
+                     !((uintptr_t)v % 16);
+    const int vw = (hd & 3) ? 1 : 4, per_head = hd / vw, items = gpb * per_head;
 
     for (int64_t i = blockIdx.z; i < n; i += gridDim.z) {
         int64_t lim = causal ? pos0 + i + 1 : nk; /* keys < lim are visible */
         if (lim > nk) lim = nk;
         int64_t c1 = c0 + chunk < lim ? c0 + chunk : lim;
+        float acc[SP_R][4];
+#pragma unroll
+        for (int r = 0; r < SP_R; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.f;
         __syncthreads();
-        for (int j = tid; j < group * hd; j += SP_THREADS) {
+        for (int j = tid; j < gpb * hd; j += SP_THREADS) {
             int hh = j / hd, d = j % hd;
-            qsh[hh * qs + d] = q[i * ldq + (int64_t)(g_kv * group + hh) * hd + d];
-            acc[j] = 0.f;
+            qsh[hh * qs + d] = q[i * ldq + (int64_t)(hbase + hh) * hd + d];
         }
-        for (int j = tid; j < group; j += SP_THREADS) {
+        for (int j = tid; j < gpb; j += SP_THREADS) {
             mst[j] = -INFINITY;
             lst[j] = 0.f;
         }
-        __syncthreads();
         for (int64_t t0 = c0; t0 < c1; t0 += SP_T) {
-            /* scores: thread -> key t0 + tid % SP_T, heads tid / SP_T + 4r */
+            const int nt = c1 - t0 < SP_T ? (int)(c1 - t0) : SP_T;
+            __syncthreads(); /* the previous tile is no longer read */
+            /* K and V rows [t0, t0 + nt) into shared memory; zeros past nt */
+            if (vec) {
+                const int h4 = hd / 4;
+                for (int j = tid; j < SP_T * h4; j += SP_THREADS) {
+                    int t = j / h4, d = (j % h4) * 4;
+                    float4 kv = make_float4(0.f, 0.f, 0.f, 0.f), vv = kv;
+                    if (t < nt) {
+                        kv = *(const float4 *)(kb + (t0 + t) * ldk + d);
+                        vv = *(const float4 *)(vb + (t0 + t) * ldv + d);
+                    }
+                    *(float4 *)(ksh + t * qs + d) = kv;
+                    *(float4 *)(vsh + t * hd + d) = vv;
+                }
+            } else {
+                for (int j = tid; j < SP_T * hd; j += SP_THREADS) {
+                    int t = j / hd, d = j % hd;
+                    ksh[t * qs + d] = t < nt ? kb[(t0 + t) * ldk + d] : 0.f;
+                    vsh[t * hd + d] = t < nt ? vb[(t0 + t) * ldv + d] : 0.f;
+                }
+            }
+            __syncthreads();
+            /* scores: thread -> key tid % SP_T, heads tid / SP_T + 4r */
             {
                 const int tl = tid % SP_T, hj = tid / SP_T;
-                const int64_t t = t0 + tl;
                 float dot[SP_HPT];
 #pragma unroll
                 for (int r = 0; r < SP_HPT; r++) dot[r] = 0.f;
-                if (t < c1) {
-                    const float *kr = kb + t * ldk;
-                    if (vec) {
-                        for (int d = 0; d < hd; d += 4) {
-                            float4 kv = *(const float4 *)(kr + d);
+                const float *kr = ksh + tl * qs;
+                if (vw == 4) {
+                    for (int d = 0; d < hd; d += 4) {
+                        float4 kv = *(const float4 *)(kr + d);
 #pragma unroll
-                            for (int r = 0; r < SP_HPT; r++) {
-                                int hh = hj + 4 * r;
-                                if (hh < group) {
-                                    float4 qv = *(const float4 *)(qsh + hh * qs + d);
-                                    dot[r] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z +
-                                              qv.w * kv.w;
-                                }
+                        for (int r = 0; r < SP_HPT; r++) {
+                            int hh = hj + 4 * r;
+                            if (hh < gpb) {
+                                float4 qv = *(const float4 *)(qsh + hh * qs + d);
+                                dot[r] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
                             }
                         }
-                    } else {
-                        for (int d = 0; d < hd; d++) {
-                            float kv = kr[d];
+                    }
+                } else {
+                    for (int d = 0; d < hd; d++) {
+                        float kv = kr[d];
 #pragma unroll
-                            for (int r = 0; r < SP_HPT; r++) {
-                                int hh = hj + 4 * r;
-                                if (hh < group) dot[r] += qsh[hh * qs + d] * kv;
-                            }
+                        for (int r = 0; r < SP_HPT; r++) {
+                            int hh = hj + 4 * r;
+                            if (hh < gpb) dot[r] += qsh[hh * qs + d] * kv;
                         }
                     }
                 }
 #pragma unroll
                 for (int r = 0; r < SP_HPT; r++) {
                     int hh = hj + 4 * r;
-                    if (hh < group) ssh[hh * SP_T + tl] = t < c1 ? dot[r] * scale_log2 : -INFINITY;
+                    if (hh < gpb) ssh[hh * SP_T + tl] = tl < nt ? dot[r] * scale_log2 : -INFINITY;
                 }
             }
             __syncthreads();
             /* per head: tile max, rescale, probabilities, sum (one warp per head) */
-            for (int hh = warp; hh < group; hh += nwarp) {
+            for (int hh = warp; hh < gpb; hh += nwarp) {
                 float a = ssh[hh * SP_T + lane], b = ssh[hh * SP_T + lane + 32];
                 float mx = fmaxf(a, b);
                 for (int off = 16; off > 0; off >>= 1)
@@ -360,35 +456,71 @@ __global__ void __launch_bounds__(SP_THREADS) split_kernel(
                 }
             }
             __syncthreads();
-            /* acc[h][d] = acc * alpha + sum_t p[h][t] v[t][d] */
-            int64_t nt = c1 - t0 < SP_T ? c1 - t0 : SP_T;
-            for (int j = tid; j < group * hd; j += SP_THREADS) {
-                int hh = j / hd, d = j % hd;
-                const float *pr = ssh + hh * SP_T;
-                const float *vr = vb + t0 * ldv + d;
-                float a = acc[j] * alf[hh];
-                for (int t = 0; t < nt; t++) a += pr[t] * vr[t * ldv];
-                acc[j] = a;
+            /* acc = acc * alpha + sum_t p[h][t] v[t][d..d+vw) (p = 0 past nt, V zero there) */
+#pragma unroll
+            for (int r = 0; r < SP_R; r++) {
+                int j = tid + SP_THREADS * r;
+                if (j < items) {
+                    int hh = j / per_head, d = (j % per_head) * vw;
+                    const float *pr = ssh + hh * SP_T;
+                    float al = alf[hh];
+                    float a0 = acc[r][0] * al, a1 = acc[r][1] * al, a2 = acc[r][2] * al,
+                          a3 = acc[r][3] * al;
+                    if (vw == 4) {
+#pragma unroll 8
+                        for (int t = 0; t < SP_T; t++) {
+                            float p = pr[t];
+                            float4 vv = *(const float4 *)(vsh + t * hd + d);
+                            a0 += p * vv.x;
+                            a1 += p * vv.y;
+                            a2 += p * vv.z;
+                            a3 += p * vv.w;
+                        }
+                    } else {
+                        for (int t = 0; t < SP_T; t++) a0 += pr[t] * vsh[t * hd + d];
+                    }
+                    acc[r][0] = a0;
+                    acc[r][1] = a1;
+                    acc[r][2] = a2;
+                    acc[r][3] = a3;
+                }
             }
-            __syncthreads();
         }
-        for (int j = tid; j < group * hd; j += SP_THREADS) {
-            int hh = j / hd, d = j % hd;
-            int h = g_kv * group + hh;
-            part[((i * n_heads + h) * n_chunks + blockIdx.x) * (hd + 2) + d] = acc[j];
+        __syncthreads();
+#pragma unroll
+        for (int r = 0; r < SP_R; r++) {
+            int j = tid + SP_THREADS * r;
+            if (j < items) {
+                int hh = j / per_head, d = (j % per_head) * vw;
+                int h = hbase + hh;
+                if (n_chunks == 1) { /* the whole key range: normalise and store */
+                    float l = lst[hh], inv = l > 0.f ? 1.f / l : 0.f;
+                    float *o = out + i * ldo + (int64_t)h * hd + d;
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (e < vw) o[e] = acc[r][e] * inv;
+                } else {
+                    float *pp = part + ((i * n_heads + h) * n_chunks + blockIdx.x) * (hd + 2) + d;
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (e < vw) pp[e] = acc[r][e];
+                }
+            }
         }
-        for (int hh = tid; hh < group; hh += SP_THREADS) {
-            int h = g_kv * group + hh;
-            float *pp = part + ((i * n_heads + h) * n_chunks + blockIdx.x) * (hd + 2) + hd;
-            pp[0] = mst[hh];
-            pp[1] = lst[hh];
-        }
+        if (n_chunks > 1)
+            for (int hh = tid; hh < gpb; hh += SP_THREADS) {
+                int h = hbase + hh;
+                float *pp = part + ((i * n_heads + h) * n_chunks + blockIdx.x) * (hd + 2) + hd;
+                pp[0] = mst[hh];
+                pp[1] = lst[hh];
+            }
     }
 }
 
 /* grid (n_heads, rows (strided)); out[i, h*hd + d] */
 __global__ void combine_kernel(float *out, int64_t ldo, const float *part, int64_t n,
                                int n_heads, int hd, int n_chunks) {
+    PDL_ENTRY();
     int h = blockIdx.x;
     for (int64_t i = blockIdx.y; i < n; i += gridDim.y) {
         const float *pp = part + ((i * n_heads + h) * n_chunks) * (hd + 2);
@@ -417,34 +549,47 @@ static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
                         int64_t nk, int causal, int64_t pos0, int n_heads, int n_kv_heads,
                         int hd, float scale) {
     int group = n_heads / n_kv_heads;
-    if (group > 4 * SP_HPT)
-        return cuda_fail(c, "attention: more than 32 query heads per kv head", cudaErrorInvalidValue);
     if (n <= 0 || nk <= 0) return 0;
-    /* chunks: enough blocks to fill the GPU, at least one 64-key sub-tile each */
-    int64_t blocks_per_chunk = (int64_t)n_kv_heads * (n < 65535 ? n : 65535);
-    int64_t want = (4 * (int64_t)c->sms + blocks_per_chunk - 1) / blocks_per_chunk;
+    const int vw = (hd & 3) ? 1 : 4;
+    const int64_t rows = n < 65535 ? n : 65535;
+    /* chunks of keys: enough blocks to fill the GPU, at least one 64-key sub-tile each */
+    int64_t want = cdiv(2 * (int64_t)c->sms, (int64_t)n_kv_heads * rows);
     int64_t n_chunks = cdiv(nk, SP_T);
     if (n_chunks > want) n_chunks = want;
     if (n_chunks < 1) n_chunks = 1;
     int64_t chunk = cdiv(cdiv(nk, n_chunks), SP_T) * SP_T;
     n_chunks = cdiv(nk, chunk);
-    size_t part_bytes = sizeof(float) * (size_t)n * n_heads * n_chunks * (hd + 2);
-    float *part = (float *)cuda_scratch(c, part_bytes);
-    if (!part) return -1;
-    size_t sh = sizeof(float) * ((size_t)group * (hd + 4) + group * SP_T + group * hd + 3 * group);
-    if (sh > 48 * 1024) {
+    /* split the query heads of a kv head over blocks while the GPU is not full,
+     * and whenever one block could not hold them (SP_HPT, SP_R) */
+    int hsplit = 1;
+    while (group % (2 * hsplit) == 0 &&
+           (group / hsplit > 4 * SP_HPT || (int64_t)(group / hsplit) * (hd / vw) > SP_R * SP_THREADS ||
+            n_chunks * n_kv_heads * rows * hsplit * 2 <= 2 * (int64_t)c->sms))
+        hsplit *= 2;
+    int gpb = group / hsplit;
+    if (gpb > 4 * SP_HPT || (int64_t)gpb * (hd / vw) > SP_R * SP_THREADS)
+        return cuda_fail(c, "attention: too many query heads per kv head for the split kernel",
+                         cudaErrorInvalidValue);
+    float *part = NULL;
+    if (n_chunks > 1) {
+        part = (float *)cuda_scratch(c, sizeof(float) * (size_t)n * n_heads * n_chunks * (hd + 2));
+        if (!part) return -1;
+    }
+    size_t sh = sizeof(float) * split_smem_floats(gpb, hd);
+    static size_t sh_set[64]; /* the limit raised so far, per device */
+    if (sh > 48 * 1024 && sh > sh_set[c->dev & 63]) {
         cudaError_t e = cudaFuncSetAttribute(split_kernel,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
         if (e != cudaSuccess) return cuda_fail(c, "attention: shared memory", e);
+        sh_set[c->dev & 63] = sh;
     }
-    unsigned gz = (unsigned)(n < 65535 ? n : 65535);
-    split_kernel<<<dim3((unsigned)n_chunks, (unsigned)n_kv_heads, gz), SP_THREADS, sh,
-                   c->stream>>>(part, q, ldq, k, ldk, v, ldv, n, nk, causal, pos0, n_heads,
-                                group, hd, chunk, scale * LOG2E);
-    if (cuda_check(c, "attention (split)")) return -1;
+    cuda_launch(c, split_kernel, dim3((unsigned)n_chunks, (unsigned)(n_kv_heads * hsplit), (unsigned)rows),
+                SP_THREADS, sh, out, ldo, part, q, ldq, k, ldk, v, ldv, n, nk, causal, pos0, n_heads,
+                group, hsplit, hd, chunk, scale * LOG2E);
+    if (cuda_check(c, "attention (split)") || n_chunks == 1) return c->failed ? -1 : 0;
     int th = hd < 128 ? 32 * (int)cdiv(hd, 32) : 128;
-    combine_kernel<<<dim3((unsigned)n_heads, gz), th, 0, c->stream>>>(out, ldo, part, n, n_heads,
-                                                                     hd, (int)n_chunks);
+    cuda_launch(c, combine_kernel, dim3((unsigned)n_heads, (unsigned)rows), th, 0, out, ldo, part,
+                n, n_heads, hd, (int)n_chunks);
     return cuda_check(c, "attention (combine)");
 }
 
@@ -453,17 +598,9 @@ static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
 /* below this many query rows the fp32 split kernel (decode) is used */
 #define FLASH_MIN_ROWS 16
 
-static int flash_ok(int hd) { return hd == 64 || hd == 128; }
-
-static int flash_any(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
-                     const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t nq,
-                     int64_t nk, int causal, int64_t pos0, int n_heads, int group, int hd,
-                     float scale) {
-    if (hd == 128)
-        return flash_launch<128>(c, out, ldo, q, ldq, k, ldk, v, ldv, nq, nk, causal, pos0,
-                                 n_heads, group, scale);
-    return flash_launch<64>(c, out, ldo, q, ldq, k, ldk, v, ldv, nq, nk, causal, pos0, n_heads,
-                            group, scale);
+static int flash_ok(cuda_ctx *c, int hd, int64_t ldq, const float *q) {
+    return (hd == 64 || hd == 128) && !(ldq & 1) && !((uintptr_t)q % 8) && !c->precise &&
+           !getenv("GLMV_CUDA_NO_FLASH");
 }
 
 void k_attn_causal(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *kc,
@@ -471,9 +608,9 @@ void k_attn_causal(cuda_ctx *c, float *out, const float *q, int64_t ldq, const f
                    int head_dim, float scale) {
     if (n <= 0) return;
     int64_t kvd = (int64_t)n_kv_heads * head_dim, ldo = (int64_t)n_heads * head_dim;
-    if (n >= FLASH_MIN_ROWS && flash_ok(head_dim) && !getenv("GLMV_CUDA_NO_FLASH"))
-        flash_any(c, out, ldo, q, ldq, kc, kvd, vc, kvd, n, pos0 + n, 1, pos0, n_heads,
-                  n_heads / n_kv_heads, head_dim, scale);
+    if (n >= FLASH_MIN_ROWS && flash_ok(c, head_dim, ldq, q))
+        flash_launch(c, out, ldo, q, ldq, kc, kvd, vc, kvd, n, pos0 + n, 1, pos0, n_heads,
+                     n_kv_heads, head_dim, scale);
     else
         split_launch(c, out, ldo, q, ldq, kc, kvd, vc, kvd, n, pos0 + n, 1, pos0, n_heads,
                      n_kv_heads, head_dim, scale);
@@ -483,14 +620,14 @@ void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const
                      int64_t ldk, const float *v, int64_t ldv, const int64_t *cu, int n_seg,
                      int n_heads, int head_dim, float scale) {
     int64_t ldo = (int64_t)n_heads * head_dim;
-    int use_flash = flash_ok(head_dim) && !getenv("GLMV_CUDA_NO_FLASH");
+    int use_flash = flash_ok(c, head_dim, ldq, q);
     for (int s = 0; s < n_seg; s++) {
         int64_t a = cu[s], len = cu[s + 1] - cu[s];
         if (len <= 0) continue;
         int r;
         if (use_flash && len >= FLASH_MIN_ROWS)
-            r = flash_any(c, out + a * ldo, ldo, q + a * ldq, ldq, k + a * ldk, ldk, v + a * ldv,
-                          ldv, len, len, 0, 0, n_heads, 1, head_dim, scale);
+            r = flash_launch(c, out + a * ldo, ldo, q + a * ldq, ldq, k + a * ldk, ldk,
+                             v + a * ldv, ldv, len, len, 0, 0, n_heads, n_heads, head_dim, scale);
         else
             r = split_launch(c, out + a * ldo, ldo, q + a * ldq, ldq, k + a * ldk, ldk,
                              v + a * ldv, ldv, len, len, 0, 0, n_heads, n_heads, head_dim, scale);

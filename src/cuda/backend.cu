@@ -8,7 +8,11 @@
  *   BF16 weights, m > 8       -> cuBLAS: x rounded to bf16, bf16 tensor cores,
  *                                fp32 accumulate, fp32 output (bias pre-filled)
  *   F32 / F16 weights         -> a plain tiled fp32 kernel (fixtures only)
- * GLMV_CUDA_GEMV_MAX=m changes the gemv/cuBLAS cut-over (benchmarks). */
+ * Kernels are launched with programmatic dependent launch (cuda_impl.h).
+ * Environment, for benchmarks: GLMV_CUDA_GEMV_MAX=m changes the gemv/cuBLAS
+ * cut-over; GLMV_CUDA_PDL=0 turns dependent launch off; GLMV_CUDA_NO_FLASH=1
+ * sends all attention to the fp32 split kernel; GLMV_CUDA_PRECISE=1 computes
+ * everything in fp32 (simt GEMM, split attention): slow, for parity checks. */
 #include "cuda/cuda_impl.h"
 
 #include <stdio.h>
@@ -207,6 +211,10 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
         k_gemv(c, y, x, w, bias, m);
         return;
     }
+    if (c->precise) { /* fp32 products of the bf16 weights, for parity checks */
+        k_gemm_simt(c, y, x, w, bias, m);
+        return;
+    }
     if (n > INT32_MAX || k > INT32_MAX || m > INT32_MAX) {
         cuda_fail(c, "matmul: dimension beyond 2^31", cudaErrorInvalidValue);
         return;
@@ -329,6 +337,8 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, char *err) {
     be->impl = c;
     c->dev = dev;
     c->sms = prop.multiProcessorCount;
+    c->precise = getenv("GLMV_CUDA_PRECISE") && !strcmp(getenv("GLMV_CUDA_PRECISE"), "1");
+    c->pdl = prop.major >= 9 && !(getenv("GLMV_CUDA_PDL") && !strcmp(getenv("GLMV_CUDA_PDL"), "0"));
     snprintf(c->device_name, sizeof c->device_name, "%s", prop.name);
     if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
         glmv_errf(err, "cuda: %s: cannot create a stream: %s", prop.name, cudaGetErrorString(e));

@@ -29,6 +29,8 @@ struct cuda_ctx {
     cublasHandle_t blas;
     int sms;                     /* multiprocessors */
     int failed;                  /* sticky: first error kept in err */
+    int pdl;                     /* launch with programmatic dependent launch */
+    int precise;                 /* GLMV_CUDA_PRECISE=1: fp32 everywhere (no bf16 rounding) */
     char err[GLMV_ERR_SIZE];
     /* scratch for GEMM inputs in bf16 and for split attention; grown on demand
      * (never during a captured step: sized by the first calls) */
@@ -86,5 +88,39 @@ void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const
                      int n_heads, int head_dim, float scale);
 
 static inline unsigned cdiv(int64_t a, int64_t b) { return (unsigned)((a + b - 1) / b); }
+
+/* Programmatic dependent launch (sm_90): every kernel of the backend starts
+ * with PDL_ENTRY(), which waits until the previous kernel in the stream has
+ * finished and its writes are visible, then lets the next kernel be launched.
+ * Launched with the attribute, a kernel's blocks are scheduled while the
+ * previous kernel drains, which removes most of the gap between the many
+ * small kernels of a decode step. Without the attribute (GLMV_CUDA_PDL=0) the
+ * instructions do nothing. Reads of weights (never written by a kernel) may
+ * come before PDL_WAIT: the decode matrix-vector kernel starts streaming its
+ * weights while the kernel before it finishes. */
+#define PDL_WAIT() asm volatile("griddepcontrol.wait;\n" ::: "memory")
+#define PDL_LAUNCH() asm volatile("griddepcontrol.launch_dependents;\n" :::)
+#define PDL_ENTRY()   \
+    do {              \
+        PDL_WAIT();   \
+        PDL_LAUNCH(); \
+    } while (0)
+
+template <typename... KArgs, typename... Args>
+static inline void cuda_launch(cuda_ctx *c, void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                               size_t smem, Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = c->stream;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = c->pdl ? 1 : 0;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, static_cast<Args &&>(args)...);
+    if (e != cudaSuccess) cuda_fail(c, "kernel launch", e);
+}
 
 #endif

@@ -28,10 +28,10 @@ __device__ __forceinline__ void bf16x8(const uint4 &u, float (&f)[8]) {
 }
 
 #define GEMV_THREADS 256
-#define GEMV_UNROLL 4
 
-/* WPR warps per output row (1 or 8). vec: k % 8 == 0 and w, x 16-byte aligned. */
-template <int M, int WPR>
+/* WPR warps per output row (1 or 8); U 16-byte loads in flight per lane.
+ * vec: k % 8 == 0 and w, x 16-byte aligned. */
+template <int M, int WPR, int U>
 __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(float *__restrict__ y,
                                                             const float *__restrict__ x,
                                                             const __nv_bfloat16 *__restrict__ w,
@@ -45,43 +45,46 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(float *__restrict__ 
     float acc[M];
 #pragma unroll
     for (int r = 0; r < M; r++) acc[r] = 0.f;
-    if (row < n) {
-        const __nv_bfloat16 *wr = w + row * k;
-        if (vec) {
-            const uint4 *w4 = (const uint4 *)wr;
-            const int64_t k8 = k / 8;
-            const int stride = 32 * WPR;
-            int64_t j = (int64_t)part * 32 + lane;
-            /* main loop: GEMV_UNROLL 16-byte loads in flight */
-            for (; j + (GEMV_UNROLL - 1) * stride < k8; j += GEMV_UNROLL * stride) {
-                uint4 u[GEMV_UNROLL];
+    if (vec) {
+        const uint4 *w4 = (const uint4 *)(w + (row < n ? row : 0) * k);
+        const int64_t k8 = row < n ? k / 8 : 0;
+        const int stride = 32 * WPR;
+        int64_t j = (int64_t)part * 32 + lane;
+        /* the first U loads go out before waiting for the previous kernel:
+         * weights are constant, only x comes from it */
+        uint4 u[U];
 #pragma unroll
-                for (int s = 0; s < GEMV_UNROLL; s++) u[s] = __ldg(w4 + j + s * stride);
+        for (int s = 0; s < U; s++)
+            u[s] = j + s * stride < k8 ? __ldg(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
+        PDL_WAIT();
+        PDL_LAUNCH();
+        for (;;) {
 #pragma unroll
-                for (int s = 0; s < GEMV_UNROLL; s++) {
+            for (int s = 0; s < U; s++) {
+                const int64_t jj = j + s * stride;
+                if (jj < k8) {
                     float f[8];
                     bf16x8(u[s], f);
 #pragma unroll
                     for (int r = 0; r < M; r++) {
-                        const float4 *xr = (const float4 *)(x + r * k) + 2 * (j + s * stride);
+                        const float4 *xr = (const float4 *)(x + r * k) + 2 * jj;
                         float4 a = xr[0], b = xr[1];
                         acc[r] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w +
                                   f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
                     }
                 }
             }
-            for (; j < k8; j += stride) {
-                float f[8];
-                bf16x8(__ldg(w4 + j), f);
+            j += (int64_t)U * stride;
+            if (j >= k8) break;
 #pragma unroll
-                for (int r = 0; r < M; r++) {
-                    const float4 *xr = (const float4 *)(x + r * k) + 2 * j;
-                    float4 a = xr[0], b = xr[1];
-                    acc[r] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x +
-                              f[5] * b.y + f[6] * b.z + f[7] * b.w;
-                }
-            }
-        } else {
+            for (int s = 0; s < U; s++)
+                u[s] = j + s * stride < k8 ? __ldg(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
+        }
+    } else {
+        PDL_WAIT();
+        PDL_LAUNCH();
+        if (row < n) {
+            const __nv_bfloat16 *wr = w + row * k;
             for (int64_t j = (int64_t)part * 32 + lane; j < k; j += 32 * WPR) {
                 float f = __bfloat162float(wr[j]);
 #pragma unroll
@@ -120,12 +123,13 @@ static void gemv_launch(cuda_ctx *c, float *y, const float *x, const glmv_tensor
     int bdt = bias ? bias->dtype : 0;
     const __nv_bfloat16 *wp = (const __nv_bfloat16 *)w->data;
     /* one warp per row fills the GPU from about 4 rows per multiprocessor */
+    constexpr int U = M == 1 ? 8 : 4; /* more bytes in flight when x is one row */
     if (n >= 8 * (int64_t)c->sms)
-        gemv_kernel<M, 1><<<cdiv(n, 8), GEMV_THREADS, 0, c->stream>>>(y, x, wp, bp, bdt, n, k,
-                                                                      vec);
+        cuda_launch(c, gemv_kernel<M, 1, U>, cdiv(n, 8), GEMV_THREADS, 0, y, x, wp, bp, bdt, n, k,
+                    vec);
     else
-        gemv_kernel<M, 8><<<(unsigned)n, GEMV_THREADS, 0, c->stream>>>(y, x, wp, bp, bdt, n, k,
-                                                                       vec);
+        cuda_launch(c, gemv_kernel<M, 8, U>, (unsigned)n, GEMV_THREADS, 0, y, x, wp, bp, bdt, n,
+                    k, vec);
 }
 
 void k_gemv(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
@@ -154,6 +158,7 @@ void k_gemv(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const g
 __global__ void __launch_bounds__(256) gemm_simt_kernel(float *y, const float *x, const void *w,
                                                         int wdt, const void *bias, int bdt,
                                                         int64_t m, int64_t n, int64_t k) {
+    PDL_ENTRY();
     __shared__ float xs[SG_K][SG_T + 1];
     __shared__ float ws[SG_K][SG_T + 1];
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
@@ -198,7 +203,7 @@ void k_gemm_simt(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
     for (int64_t r0 = 0; r0 < m; r0 += (int64_t)SG_T * 65535) {
         int64_t mm = m - r0 < (int64_t)SG_T * 65535 ? m - r0 : (int64_t)SG_T * 65535;
         dim3 grid(cdiv(n, SG_T), cdiv(mm, SG_T));
-        gemm_simt_kernel<<<grid, 256, 0, c->stream>>>(y + r0 * n, x + r0 * k, w->data, w->dtype,
+        cuda_launch(c, gemm_simt_kernel, grid, 256, 0, y + r0 * n, x + r0 * k, w->data, w->dtype,
                                                       bias ? bias->data : NULL,
                                                       bias ? bias->dtype : 0, mm, n, k);
     }

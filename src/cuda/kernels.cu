@@ -35,6 +35,7 @@ struct ids_param { int32_t v[EMBED_PARAM_IDS]; };
 
 __global__ void embed_kernel(float *y, const void *t, int dt, int64_t d, ids_param ip,
                              const int32_t *ids_dev) {
+    PDL_ENTRY();
     int64_t i = blockIdx.y;
     int64_t id = ids_dev ? ids_dev[i] : ip.v[i];
     for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < d;
@@ -61,7 +62,7 @@ void k_embed(cuda_ctx *c, float *y, const glmv_tensor *t, const int32_t *ids, in
         int64_t nn = n - i0 < 65535 ? n - i0 : 65535;
         dim3 grid(cdiv(d, 256) < 16 ? cdiv(d, 256) : 16, (unsigned)nn);
         /* ids in the parameter block only when n <= 64, so then i0 == 0 */
-        embed_kernel<<<grid, 256, 0, c->stream>>>(y + i0 * d, t->data, t->dtype, d, ip,
+        cuda_launch(c, embed_kernel, grid, 256, 0, y + i0 * d, t->data, t->dtype, d, ip,
                                                   dev_ids ? dev_ids + i0 : NULL);
     }
     cuda_check(c, "embed");
@@ -71,6 +72,7 @@ void k_embed(cuda_ctx *c, float *y, const glmv_tensor *t, const int32_t *ids, in
 
 __global__ void rmsnorm_kernel(float *y, const float *x, const void *w, int dt, int64_t d,
                                float eps, int vec) {
+    PDL_ENTRY();
     __shared__ float sh[32];
     const float *xr = x + blockIdx.x * d;
     float *yr = y + blockIdx.x * d;
@@ -110,13 +112,14 @@ void k_rmsnorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, int6
     if (n <= 0) return;
     /* the float4 path needs 16-byte aligned rows */
     int vec = (d & 3) == 0 && !((uintptr_t)x % 16) && !((uintptr_t)y % 16);
-    rmsnorm_kernel<<<(unsigned)n, norm_threads(d), 0, c->stream>>>(y, x, w->data, w->dtype, d,
+    cuda_launch(c, rmsnorm_kernel, (unsigned)n, norm_threads(d), 0, y, x, w->data, w->dtype, d,
                                                                    eps, vec);
     cuda_check(c, "rmsnorm");
 }
 
 __global__ void layernorm_kernel(float *y, const float *x, const void *w, int dtw, const void *b,
                                  int dtb, int64_t d, float eps) {
+    PDL_ENTRY();
     __shared__ float sh[32];
     const float *xr = x + blockIdx.x * d;
     float *yr = y + blockIdx.x * d;
@@ -136,7 +139,7 @@ __global__ void layernorm_kernel(float *y, const float *x, const void *w, int dt
 void k_layernorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
                  const glmv_tensor *b, int64_t n, int64_t d, float eps) {
     if (n <= 0) return;
-    layernorm_kernel<<<(unsigned)n, norm_threads(d), 0, c->stream>>>(
+    cuda_launch(c, layernorm_kernel, (unsigned)n, norm_threads(d), 0, 
         y, x, w->data, w->dtype, b ? b->data : NULL, b ? b->dtype : 0, d, eps);
     cuda_check(c, "layernorm");
 }
@@ -146,6 +149,7 @@ void k_layernorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
 /* one thread per (row, head, pair) */
 __global__ void rope_interleaved_kernel(float *x, int64_t ld, const float *cs, const float *sn,
                                         int64_t n, int n_heads, int head_dim, int half) {
+    PDL_ENTRY();
     int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     int64_t total = n * n_heads * half;
     if (t >= total) return;
@@ -165,13 +169,14 @@ void k_rope_interleaved(cuda_ctx *c, float *x, int64_t ld, const float *cos, con
     int half = rot_dim / 2;
     int64_t total = n * n_heads * half;
     if (total <= 0) return;
-    rope_interleaved_kernel<<<cdiv(total, 256), 256, 0, c->stream>>>(x, ld, cos, sin, n, n_heads,
+    cuda_launch(c, rope_interleaved_kernel, cdiv(total, 256), 256, 0, x, ld, cos, sin, n, n_heads,
                                                                       head_dim, half);
     cuda_check(c, "rope_interleaved");
 }
 
 __global__ void rope_neox_kernel(float *x, int64_t ld, const float *cs, const float *sn, int64_t n,
                                  int n_heads, int head_dim, int half) {
+    PDL_ENTRY();
     int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     int64_t total = n * n_heads * half;
     if (t >= total) return;
@@ -191,7 +196,7 @@ void k_rope_neox(cuda_ctx *c, float *x, int64_t ld, const float *cos, const floa
     int half = head_dim / 2;
     int64_t total = n * n_heads * half;
     if (total <= 0) return;
-    rope_neox_kernel<<<cdiv(total, 256), 256, 0, c->stream>>>(x, ld, cos, sin, n, n_heads,
+    cuda_launch(c, rope_neox_kernel, cdiv(total, 256), 256, 0, x, ld, cos, sin, n, n_heads,
                                                                head_dim, half);
     cuda_check(c, "rope_neox");
 }
@@ -200,6 +205,7 @@ void k_rope_neox(cuda_ctx *c, float *x, int64_t ld, const float *cos, const floa
 
 __global__ void swiglu_kernel(float *y, const float *g, int64_t ld_g, const float *u,
                               int64_t ld_u, int64_t n, int64_t d) {
+    PDL_ENTRY();
     int64_t i = blockIdx.y;
     for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < d;
          j += (int64_t)gridDim.x * blockDim.x) {
@@ -215,13 +221,14 @@ void k_swiglu(cuda_ctx *c, float *y, const float *g, int64_t ld_g, const float *
         int64_t nn = n - i0 < 65535 ? n - i0 : 65535;
         unsigned gx = cdiv(d, 256);
         if (gx > 64) gx = 64;
-        swiglu_kernel<<<dim3(gx, (unsigned)nn), 256, 0, c->stream>>>(
+        cuda_launch(c, swiglu_kernel, dim3(gx, (unsigned)nn), 256, 0, 
             y + i0 * d, g + i0 * ld_g, ld_g, u + i0 * ld_u, ld_u, nn, d);
     }
     cuda_check(c, "swiglu");
 }
 
 __global__ void gelu_kernel(float *y, const float *x, int64_t count) {
+    PDL_ENTRY();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
          i += (int64_t)gridDim.x * blockDim.x)
         y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
@@ -234,17 +241,19 @@ static unsigned grid_for(int64_t count) {
 
 void k_gelu_erf(cuda_ctx *c, float *y, const float *x, int64_t count) {
     if (count <= 0) return;
-    gelu_kernel<<<grid_for(count), 256, 0, c->stream>>>(y, x, count);
+    cuda_launch(c, gelu_kernel, grid_for(count), 256, 0, y, x, count);
     cuda_check(c, "gelu_erf");
 }
 
 __global__ void add_kernel(float *y, const float *a, const float *b, int64_t count) {
+    PDL_ENTRY();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
          i += (int64_t)gridDim.x * blockDim.x)
         y[i] = a[i] + b[i];
 }
 
 __global__ void add4_kernel(float4 *y, const float4 *a, const float4 *b, int64_t count4) {
+    PDL_ENTRY();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count4;
          i += (int64_t)gridDim.x * blockDim.x) {
         float4 p = a[i], q = b[i];
@@ -255,15 +264,16 @@ __global__ void add4_kernel(float4 *y, const float4 *a, const float4 *b, int64_t
 void k_add(cuda_ctx *c, float *y, const float *a, const float *b, int64_t count) {
     if (count <= 0) return;
     if ((count & 3) == 0 && !((uintptr_t)y % 16) && !((uintptr_t)a % 16) && !((uintptr_t)b % 16))
-        add4_kernel<<<grid_for(count / 4), 256, 0, c->stream>>>((float4 *)y, (const float4 *)a,
+        cuda_launch(c, add4_kernel, grid_for(count / 4), 256, 0, (float4 *)y, (const float4 *)a,
                                                                 (const float4 *)b, count / 4);
     else
-        add_kernel<<<grid_for(count), 256, 0, c->stream>>>(y, a, b, count);
+        cuda_launch(c, add_kernel, grid_for(count), 256, 0, y, a, b, count);
     cuda_check(c, "add");
 }
 
 /* y[a, c, b] = x[a, b, c] through 32x32 shared tiles */
 __global__ void permute_021_kernel(float *y, const float *x, int64_t B, int64_t C) {
+    PDL_ENTRY();
     __shared__ float tile[32][33];
     int64_t a = blockIdx.z;
     int64_t b0 = blockIdx.y * 32, c0 = blockIdx.x * 32;
@@ -285,7 +295,7 @@ void k_permute_021(cuda_ctx *c, float *y, const float *x, int64_t A, int64_t B, 
     for (int64_t a0 = 0; a0 < A; a0 += 65535) {
         int64_t na = A - a0 < 65535 ? A - a0 : 65535;
         dim3 grid(cdiv(C, 32), cdiv(B, 32), (unsigned)na);
-        permute_021_kernel<<<grid, dim3(32, 8), 0, c->stream>>>(y + a0 * B * C, x + a0 * B * C, B,
+        cuda_launch(c, permute_021_kernel, grid, dim3(32, 8), 0, y + a0 * B * C, x + a0 * B * C, B,
                                                                 C);
     }
     cuda_check(c, "permute_021");
@@ -294,6 +304,7 @@ void k_permute_021(cuda_ctx *c, float *y, const float *x, int64_t A, int64_t B, 
 /* ------------------------------------------------------------- conversions */
 
 __global__ void to_bf16_kernel(__nv_bfloat16 *y, const float *x, int64_t count) {
+    PDL_ENTRY();
     int64_t n2 = count / 2;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n2;
          i += (int64_t)gridDim.x * blockDim.x)
@@ -304,11 +315,12 @@ __global__ void to_bf16_kernel(__nv_bfloat16 *y, const float *x, int64_t count) 
 
 void k_to_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *x, int64_t count) {
     if (count <= 0) return;
-    to_bf16_kernel<<<grid_for(count / 2 + 1), 256, 0, c->stream>>>(y, x, count);
+    cuda_launch(c, to_bf16_kernel, grid_for(count / 2 + 1), 256, 0, y, x, count);
     cuda_check(c, "to_bf16");
 }
 
 __global__ void fill_bias_kernel(float *y, const void *b, int dt, int64_t m, int64_t n) {
+    PDL_ENTRY();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < m * n;
          i += (int64_t)gridDim.x * blockDim.x)
         y[i] = ldw(b, dt, i % n);
@@ -316,6 +328,6 @@ __global__ void fill_bias_kernel(float *y, const void *b, int dt, int64_t m, int
 
 void k_fill_bias(cuda_ctx *c, float *y, const glmv_tensor *bias, int64_t m, int64_t n) {
     if (m * n <= 0) return;
-    fill_bias_kernel<<<grid_for(m * n), 256, 0, c->stream>>>(y, bias->data, bias->dtype, m, n);
+    cuda_launch(c, fill_bias_kernel, grid_for(m * n), 256, 0, y, bias->data, bias->dtype, m, n);
     cuda_check(c, "bias");
 }
