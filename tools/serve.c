@@ -407,6 +407,7 @@ static void usage(FILE *f) {
             "  --api-key KEY        require 'Authorization: Bearer KEY' on /v1/ and /metrics\n"
             "                       (default: $GLMV_API_KEY when set)\n"
             "  --media-dir DIR      allow image/video paths (and file:// URLs) under DIR\n"
+            "  --allow-remote-media download http(s) image/video URLs (off: they are refused)\n"
             "  --max-images N       images per request (default 64)\n"
             "  --parallel N         concurrent sequences (default 1; accepted, but until batched\n"
             "                       decoding lands jobs run one at a time on one session)\n"
@@ -499,6 +500,8 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--media-dir")) {
             NEED_VAL;
             media_dir = val;
+        } else if (!strcmp(a, "--allow-remote-media")) {
+            sv.media.allow_remote = 1;
         } else if (!strcmp(a, "--max-images")) {
             NEED_VAL;
             if (cli_parse_int(a, val, 1, 100000, &v)) return 2;
@@ -553,6 +556,12 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     sv.started = (long)time(NULL);
+    sv.media.max_remote_bytes = sv.max_body;
+    if (sv.media.allow_remote && serve_fetch_init()) {
+        fprintf(stderr, "glmv serve: cannot initialise libcurl\n");
+        sv.eng->free(sv.eng);
+        return 1;
+    }
     if (serve_sched_start(&sv.sched, sv.eng, sv.queue, err)) {
         fprintf(stderr, "glmv serve: %s\n", err);
         sv.eng->free(sv.eng);
@@ -603,6 +612,7 @@ int cmd_serve(int argc, char **argv) {
     MHD_stop_daemon(d);
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
     sv.eng->free(sv.eng);
+    if (sv.media.allow_remote) serve_fetch_cleanup();
     pthread_mutex_destroy(&sv.sched.mu);
     pthread_cond_destroy(&sv.sched.cv);
     return 0;
