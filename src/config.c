@@ -216,7 +216,7 @@ static int cfg_model(glmv_config *c, const cJSON *root, const char *path, char *
     if (!rt) rt = cfg_find(&RS, "type", &pre);
     if (rt && (!cJSON_IsString(rt) || (strcmp(rt->valuestring, "default") &&
                                        strcmp(rt->valuestring, "mrope"))))
-        return glmv_errf(err, "%s: %srope_type \"%s\" is not supported (only \"default\")", path,
+        return glmv_errf(err, "%s: %srope_type \"%.40s\" is not supported (only \"default\")", path,
                          pre, cJSON_IsString(rt) ? rt->valuestring : "?");
     double ms[3] = {8, 12, 12}; /* ref: Glm4vTextRotaryEmbedding default */
     int a = cfg_array(&RS, "mrope_section", 3, ms, err);
@@ -505,7 +505,21 @@ static int cfg_check_proc(const glmv_config *c, const char *path, char *err) {
 
 /* ---------------------------------------------------------------- load */
 
+/* Strings from the files (rope_type) end up in messages: keep them one line. */
+static int cfg_fail(char *err) {
+    if (err)
+        for (char *p = err; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    return -1;
+}
+
+static int cfg_load(glmv_config *c, const char *dir, char *err);
+
 int glmv_config_load(glmv_config *c, const char *dir, char *err) {
+    return cfg_load(c, dir, err) ? cfg_fail(err) : 0;
+}
+
+static int cfg_load(glmv_config *c, const char *dir, char *err) {
     memset(c, 0, sizeof *c);
     char path[4096];
     cJSON *root = NULL;

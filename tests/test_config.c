@@ -353,6 +353,8 @@ TEST(bad_configs) {
                "eos_token_id 700", NULL);
     expect_bad(patch(NEW_TINY, "\"rope_type\":\"default\"", "\"rope_type\":\"yarn\""), NULL, NULL,
                "rope_type", "yarn");
+    expect_bad(patch(NEW_TINY, "\"rope_type\":\"default\"", "\"rope_type\":\"a\\nb\""), NULL, NULL,
+               "rope_type", "a?b");
     expect_bad(patch(NEW_TINY, "\"mrope_section\":[2,2,2]", "\"mrope_section\":[3,3]"), NULL, NULL,
                "mrope_section", "3 numbers");
     expect_bad(patch(NEW_TINY, "\"rms_norm_eps\":1e-06,\"tie", "\"rms_norm_eps\":0,\"tie"), NULL,
