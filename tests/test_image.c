@@ -385,6 +385,9 @@ TEST(hostile_input) {
     /* a header claiming 100000 x 100000: refused before decoding */
     CHECK(glmv_image_decode_file(FIX "bomb_100000x100000.png", 0, &im, err) != 0);
     CHECK_MSG(strstr(err, "100000x100000") && strstr(err, "limit"), "%s", err);
+    /* a JPEG cut in half (Pillow: "image file is truncated") */
+    CHECK(glmv_image_decode_file(FIX "truncated.jpg", 0, &im, err) != 0);
+    CHECK_MSG(strstr(err, "truncated") != NULL, "%s", err);
     /* zero-byte file; a PNG named .jpg decodes (format from the bytes) */
     FILE *z = fopen("/tmp/glmv_test_empty.jpg", "wb");
     if (z) {
