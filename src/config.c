@@ -216,7 +216,7 @@ static int cfg_model(glmv_config *c, const cJSON *root, const char *path, char *
     if (!rt) rt = cfg_find(&RS, "type", &pre);
     if (rt && (!cJSON_IsString(rt) || (strcmp(rt->valuestring, "default") &&
                                        strcmp(rt->valuestring, "mrope"))))
-        return glmv_errf(err, "%s: %srope_type \"%s\" is not supported (only \"default\")", path,
+        return glmv_errf(err, "%s: %srope_type \"%.40s\" is not supported (only \"default\")", path,
                          pre, cJSON_IsString(rt) ? rt->valuestring : "?");
     double ms[3] = {8, 12, 12}; /* ref: Glm4vTextRotaryEmbedding default */
     int a = cfg_array(&RS, "mrope_section", 3, ms, err);
@@ -289,7 +289,7 @@ static int cfg_generation(glmv_config *c, const cJSON *g, const char *path, char
     int32_t ids[GLMV_MAX_EOS];
     int n = 0;
     if (cfg_ids(&G, "eos_token_id", ids, &n, &found, err)) return -1;
-    if (found) { /* generation_config's list replaces config.json's */
+    if (found && n > 0) { /* generation_config's list replaces config.json's */
         memcpy(c->eos_token_ids, ids, sizeof ids);
         c->n_eos = n;
     }
@@ -466,6 +466,10 @@ static int cfg_check(const glmv_config *c, const char *path, char *err) {
     if (c->v_head_dim % 4)
         return glmv_errf(err, "%s: vision head dim %d must be a multiple of 4 (2-D rotary)", path,
                          c->v_head_dim);
+    if (c->v_out_hidden_size != c->hidden_size)
+        return glmv_errf(err, "%s: vision_config.out_hidden_size %d differs from the text "
+                         "hidden_size %d (image features replace token embeddings)", path,
+                         c->v_out_hidden_size, c->hidden_size);
     if (c->v_image_size % c->v_patch_size)
         return glmv_errf(err, "%s: vision_config.image_size %d is not a multiple of patch_size %d",
                          path, c->v_image_size, c->v_patch_size);
@@ -501,7 +505,21 @@ static int cfg_check_proc(const glmv_config *c, const char *path, char *err) {
 
 /* ---------------------------------------------------------------- load */
 
+/* Strings from the files (rope_type) end up in messages: keep them one line. */
+static int cfg_fail(char *err) {
+    if (err)
+        for (char *p = err; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    return -1;
+}
+
+static int cfg_load(glmv_config *c, const char *dir, char *err);
+
 int glmv_config_load(glmv_config *c, const char *dir, char *err) {
+    return cfg_load(c, dir, err) ? cfg_fail(err) : 0;
+}
+
+static int cfg_load(glmv_config *c, const char *dir, char *err) {
     memset(c, 0, sizeof *c);
     char path[4096];
     cJSON *root = NULL;

@@ -17,6 +17,10 @@
 
 #include "base.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 void glmv_rgb_free(glmv_rgb *im) {
     if (!im) return;
     free(im->rgb);
@@ -208,7 +212,11 @@ typedef struct {
     int src_row_off;            /* horizontal: src row = dst row + off */
 } resize_job;
 
-/* Horizontal pass: rows [row0,row1) of dst from the same rows of src. */
+/* Horizontal pass: rows [row0,row1) of dst from the same rows of src. The
+ * SSE2 path takes two taps per step: the bytes of pixels x and x+1 are
+ * interleaved to (r0 r1 g0 g1 b0 b1 ..) as int16 and _mm_madd_epi16 with
+ * (k0 k1) gives the three channel sums; exact integer arithmetic, so it
+ * matches the scalar loop bit for bit. */
 static void *horiz_worker(void *arg) {
     const resize_job *j = arg;
     const resize_coeffs *c = j->c;
@@ -218,9 +226,31 @@ static void *horiz_worker(void *arg) {
         uint8_t *d = j->dst + (size_t)y * j->dst_w * 3;
         for (int x = 0; x < c->out; x++) {
             const int16_t *k = c->k + (size_t)x * c->ksize;
-            const uint8_t *p = s + (size_t)c->xmin[x] * 3;
+            const int x0 = c->xmin[x], n = c->xsize[x];
+            const uint8_t *p = s + (size_t)x0 * 3;
             int32_t r = half, g = half, b = half;
-            for (int t = 0, n = c->xsize[x]; t < n; t++) {
+            int t = 0;
+#ifdef __SSE2__
+            /* a pair (t, t+1) reads 4 bytes at pixel t+1, i.e. into pixel t+2 */
+            const int npair = x0 + n + 1 <= j->src_w - 1 ? n / 2 : (j->src_w - 2 - x0) / 2;
+            if (npair > 0) {
+                __m128i acc = _mm_setzero_si128();
+                const __m128i zero = _mm_setzero_si128();
+                for (int q = 0; q < npair; q++, t += 2) {
+                    int32_t a32, b32;
+                    memcpy(&a32, p + 3 * t, 4);
+                    memcpy(&b32, p + 3 * t + 3, 4);
+                    __m128i v = _mm_unpacklo_epi8(_mm_cvtsi32_si128(a32), _mm_cvtsi32_si128(b32));
+                    v = _mm_unpacklo_epi8(v, zero);
+                    int32_t kk = (int32_t)((uint32_t)(uint16_t)k[t] | (uint32_t)(uint16_t)k[t + 1] << 16);
+                    acc = _mm_add_epi32(acc, _mm_madd_epi16(v, _mm_set1_epi32(kk)));
+                }
+                int32_t lane[4];
+                _mm_storeu_si128((__m128i *)lane, acc);
+                r += lane[0], g += lane[1], b += lane[2];
+            }
+#endif
+            for (; t < n; t++) {
                 r += p[3 * t + 0] * k[t];
                 g += p[3 * t + 1] * k[t];
                 b += p[3 * t + 2] * k[t];
@@ -234,19 +264,44 @@ static void *horiz_worker(void *arg) {
 }
 
 /* Vertical pass: rows [row0,row1) of dst; src rows are relative to
- * src_row_off (the first source row the horizontal pass produced). */
+ * src_row_off (the first source row the horizontal pass produced). SSE2:
+ * two source rows per step, interleaved to int16 pairs for _mm_madd_epi16. */
 static void *vert_worker(void *arg) {
     const resize_job *j = arg;
     const resize_coeffs *c = j->c;
     const int32_t half = (int32_t)1 << (c->prec - 1);
     const int n3 = j->dst_w * 3;
-    int32_t *acc = malloc(sizeof(int32_t) * (size_t)n3);
+    int32_t *acc = malloc(sizeof(int32_t) * ((size_t)n3 + 16));
     if (!acc) return (void *)1;
     for (int y = j->row0; y < j->row1; y++) {
         const int16_t *k = c->k + (size_t)y * c->ksize;
         const uint8_t *s = j->src + (size_t)(c->xmin[y] - j->src_row_off) * n3;
+        const int n = c->xsize[y];
         for (int i = 0; i < n3; i++) acc[i] = half;
-        for (int t = 0, n = c->xsize[y]; t < n; t++) {
+        int t = 0;
+#ifdef __SSE2__
+        const __m128i zero = _mm_setzero_si128();
+        for (; t + 1 < n; t += 2) {
+            const uint8_t *r0 = s + (size_t)t * n3, *r1 = r0 + n3;
+            const __m128i kk = _mm_set1_epi32(
+                (int32_t)((uint32_t)(uint16_t)k[t] | (uint32_t)(uint16_t)k[t + 1] << 16));
+            int i = 0;
+            for (; i + 16 <= n3; i += 16) {
+                __m128i a = _mm_loadu_si128((const __m128i *)(r0 + i));
+                __m128i b = _mm_loadu_si128((const __m128i *)(r1 + i));
+                __m128i lo = _mm_unpacklo_epi8(a, b), hi = _mm_unpackhi_epi8(a, b);
+                __m128i p0 = _mm_unpacklo_epi8(lo, zero), p1 = _mm_unpackhi_epi8(lo, zero);
+                __m128i p2 = _mm_unpacklo_epi8(hi, zero), p3 = _mm_unpackhi_epi8(hi, zero);
+                __m128i *o = (__m128i *)(acc + i);
+                _mm_storeu_si128(o + 0, _mm_add_epi32(_mm_loadu_si128(o + 0), _mm_madd_epi16(p0, kk)));
+                _mm_storeu_si128(o + 1, _mm_add_epi32(_mm_loadu_si128(o + 1), _mm_madd_epi16(p1, kk)));
+                _mm_storeu_si128(o + 2, _mm_add_epi32(_mm_loadu_si128(o + 2), _mm_madd_epi16(p2, kk)));
+                _mm_storeu_si128(o + 3, _mm_add_epi32(_mm_loadu_si128(o + 3), _mm_madd_epi16(p3, kk)));
+            }
+            for (; i < n3; i++) acc[i] += r0[i] * k[t] + r1[i] * k[t + 1];
+        }
+#endif
+        for (; t < n; t++) {
             const uint8_t *row = s + (size_t)t * n3;
             const int32_t kt = k[t];
             for (int i = 0; i < n3; i++) acc[i] += row[i] * kt;
@@ -368,50 +423,106 @@ done:
  * ref: Glm4vImageProcessor._rescale_and_normalize (fused: mean and std are
  * fp32 tensors multiplied by 1/rescale_factor in fp32, then (x - m) / s in
  * fp32) and Glm4vImageProcessor.patchify. */
+typedef struct {
+    const glmv_rgb *frames;
+    int n_frames, ps, tp, ms, gh, gw;
+    float lut[3][256];          /* ((float)v - 255*mean[c]) / (255*std[c]), fp32 */
+    float *rows;
+    int ph0, ph1;               /* patch rows [ph0, ph1) of every temporal group */
+} patch_job;
+
+/* For each image row: normalise it once into planar fp32 (c, x), then copy
+ * 14-float runs to the patch rows that hold them, for each temporal slot
+ * that uses this frame. */
+static void *patch_worker(void *arg) {
+    const patch_job *j = arg;
+    const int ps = j->ps, tp = j->tp, ms = j->ms, w = j->frames[0].w;
+    const int gt = (j->n_frames + tp - 1) / tp;
+    const int64_t row_len = (int64_t)3 * tp * ps * ps;
+    float *nr = malloc(sizeof(float) * 3 * (size_t)w);
+    if (!nr) return (void *)1;
+    for (int t = 0; t < gt; t++)
+        for (int tt = 0; tt < tp; tt++) {
+            int f = t * tp + tt;
+            if (f >= j->n_frames) f = j->n_frames - 1; /* repeat the last frame */
+            if (tt > 0 && f == GLMV_MIN(t * tp + tt - 1, j->n_frames - 1)) {
+                /* same frame as the previous slot: copy that slot's values */
+                for (int ph = j->ph0; ph < j->ph1; ph++)
+                    for (int pw = 0; pw < j->gw; pw++) {
+                        int64_t r = (int64_t)t * j->gh * j->gw +
+                                    (((int64_t)(ph / ms) * (j->gw / ms) + pw / ms) * ms + ph % ms) * ms +
+                                    pw % ms;
+                        float *row = j->rows + r * row_len;
+                        for (int c = 0; c < 3; c++)
+                            memcpy(row + ((int64_t)c * tp + tt) * ps * ps,
+                                   row + ((int64_t)c * tp + tt - 1) * ps * ps,
+                                   sizeof(float) * ps * ps);
+                    }
+                continue;
+            }
+            const uint8_t *img = j->frames[f].rgb;
+            for (int ph = j->ph0; ph < j->ph1; ph++)
+                for (int i = 0; i < ps; i++) {
+                    const uint8_t *px = img + (size_t)(ph * ps + i) * w * 3;
+                    for (int c = 0; c < 3; c++) {
+                        float *o = nr + (size_t)c * w;
+                        const float *lut = j->lut[c];
+                        for (int x = 0; x < w; x++) o[x] = lut[px[3 * x + c]];
+                    }
+                    for (int pw = 0; pw < j->gw; pw++) {
+                        int64_t r = (int64_t)t * j->gh * j->gw +
+                                    (((int64_t)(ph / ms) * (j->gw / ms) + pw / ms) * ms + ph % ms) * ms +
+                                    pw % ms;
+                        float *row = j->rows + r * row_len;
+                        for (int c = 0; c < 3; c++)
+                            memcpy(row + (((int64_t)c * tp + tt) * ps + i) * ps,
+                                   nr + (size_t)c * w + (size_t)pw * ps, sizeof(float) * ps);
+                    }
+                }
+        }
+    free(nr);
+    return NULL;
+}
+
 int glmv_patchify(const glmv_rgb *frames, int n_frames, const glmv_image_params *p, float *rows,
                   char *err) {
     const int ps = p->patch_size, tp = p->temporal_patch_size, ms = p->merge_size;
     if (n_frames < 1 || ps < 1 || tp < 1 || ms < 1)
         return glmv_errf(err, "patchify: bad parameters (frames %d, patch %d)", n_frames, ps);
     const int w = frames[0].w, h = frames[0].h;
-    if (w % (ps * ms) || h % (ps * ms))
+    if (w <= 0 || h <= 0 || w % (ps * ms) || h % (ps * ms))
         return glmv_errf(err, "patchify: %dx%d is not a multiple of %d", w, h, ps * ms);
     for (int f = 1; f < n_frames; f++)
         if (frames[f].w != w || frames[f].h != h)
             return glmv_errf(err, "patchify: frame %d is %dx%d, frame 0 is %dx%d", f, frames[f].w,
                              frames[f].h, w, h);
+    patch_job base = {.frames = frames, .n_frames = n_frames, .ps = ps, .tp = tp, .ms = ms,
+                      .gh = h / ps, .gw = w / ps, .rows = rows};
     /* the fused constants: fp32(mean) * fp32(1/rescale), rounded to fp32 */
-    float m[3], s[3];
     float inv = (float)(1.0 / p->rescale_factor);
     for (int c = 0; c < 3; c++) {
-        m[c] = p->mean[c] * inv;
-        s[c] = p->std[c] * inv;
+        const float m = p->mean[c] * inv, sd = p->std[c] * inv;
+        for (int v = 0; v < 256; v++) base.lut[c][v] = ((float)v - m) / sd;
     }
-    const int gh = h / ps, gw = w / ps, gt = (n_frames + tp - 1) / tp;
-    const int64_t row_len = (int64_t)3 * tp * ps * ps;
-    int64_t r = 0;
-    for (int t = 0; t < gt; t++)
-        for (int bh = 0; bh < gh / ms; bh++)
-            for (int bw = 0; bw < gw / ms; bw++)
-                for (int mh = 0; mh < ms; mh++)
-                    for (int mw = 0; mw < ms; mw++, r++) {
-                        const int ph = bh * ms + mh, pw = bw * ms + mw;
-                        float *row = rows + r * row_len;
-                        for (int c = 0; c < 3; c++)
-                            for (int tt = 0; tt < tp; tt++) {
-                                int f = t * tp + tt;
-                                if (f >= n_frames) f = n_frames - 1; /* repeat the last */
-                                const uint8_t *img = frames[f].rgb;
-                                float *o = row + ((int64_t)c * tp + tt) * ps * ps;
-                                for (int i = 0; i < ps; i++) {
-                                    const uint8_t *px =
-                                        img + ((size_t)(ph * ps + i) * w + (size_t)pw * ps) * 3 + c;
-                                    for (int jj = 0; jj < ps; jj++)
-                                        o[i * ps + jj] = ((float)px[3 * jj] - m[c]) / s[c];
-                                }
-                            }
-                    }
-    return 0;
+    int nt = n_threads_for((int64_t)w * h * 3 * 4);
+    if (nt > base.gh) nt = base.gh;
+    patch_job jobs[32];
+    pthread_t th[32];
+    int started[32] = {0}, rc = 0;
+    for (int i = 0; i < nt; i++) {
+        jobs[i] = base;
+        jobs[i].ph0 = (int)((int64_t)base.gh * i / nt);
+        jobs[i].ph1 = (int)((int64_t)base.gh * (i + 1) / nt);
+        if (i > 0) started[i] = pthread_create(&th[i], NULL, patch_worker, &jobs[i]) == 0;
+        if (i > 0 && !started[i] && patch_worker(&jobs[i])) rc = -1;
+    }
+    if (patch_worker(&jobs[0])) rc = -1;
+    for (int i = 1; i < nt; i++) {
+        void *ret = NULL;
+        if (started[i]) pthread_join(th[i], &ret);
+        if (ret) rc = -1;
+    }
+    return rc ? glmv_errf(err, "patchify: out of memory") : 0;
 }
 
 int glmv_image_preprocess(const glmv_rgb *img, const glmv_image_params *p, float **rows,

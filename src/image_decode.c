@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <webp/decode.h>
+#include <webp/demux.h>
 
 #include "base.h"
 #include "image.h"
@@ -339,11 +340,30 @@ static int decode_webp(const uint8_t *data, size_t size, int64_t max_pixels, glm
     VP8StatusCode st = WebPGetFeatures(data, size, &f);
     if (st == VP8_STATUS_NOT_ENOUGH_DATA) return glmv_errf(err, "WebP: file is truncated");
     if (st != VP8_STATUS_OK) return glmv_errf(err, "WebP: bad header (status %d)", (int)st);
-    if (f.has_animation) return glmv_errf(err, "WebP: animated WebP is not supported");
     if (check_size("WebP", f.width, f.height, max_pixels, err)) return -1;
     if (alloc_rgb(out, f.width, f.height, err)) return -1;
-    /* WebPDecodeRGB gives the colour of the RGBA decode with alpha dropped */
-    if (!WebPDecodeRGBInto(data, size, out->rgb, (size_t)f.width * f.height * 3, f.width * 3)) {
+    if (f.has_animation) {
+        /* Pillow reads WebP through WebPAnimDecoder: frame 1 drawn on a canvas
+         * of transparent black, RGBA; we keep the colour channels */
+        WebPData wd = {data, size};
+        WebPAnimDecoderOptions o;
+        WebPAnimDecoderOptionsInit(&o);
+        o.color_mode = MODE_RGBA;
+        o.use_threads = 0;
+        WebPAnimDecoder *ad = WebPAnimDecoderNew(&wd, &o);
+        WebPAnimInfo ai;
+        uint8_t *fr = NULL;
+        int ts = 0;
+        if (!ad || !WebPAnimDecoderGetInfo(ad, &ai) || (int)ai.canvas_width != f.width ||
+            (int)ai.canvas_height != f.height || !WebPAnimDecoderGetNext(ad, &fr, &ts) || !fr) {
+            if (ad) WebPAnimDecoderDelete(ad);
+            glmv_rgb_free(out);
+            return glmv_errf(err, "WebP: cannot decode the first frame (corrupt or truncated)");
+        }
+        for (size_t i = 0; i < (size_t)f.width * f.height; i++) memcpy(out->rgb + 3 * i, fr + 4 * i, 3);
+        WebPAnimDecoderDelete(ad);
+    } else if (!WebPDecodeRGBInto(data, size, out->rgb, (size_t)f.width * f.height * 3, f.width * 3)) {
+        /* WebPDecodeRGB gives the colour of the RGBA decode with alpha dropped */
         glmv_rgb_free(out);
         return glmv_errf(err, "WebP: cannot decode (corrupt or truncated)");
     }

@@ -565,6 +565,7 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
         }
         g.token = id;
         g.n_emit = 0;
+        int was_thinking = glmv_splitter_state(spl) == GLMV_TEXT_REASONING;
         glmv_splitter_push(spl, id, on_emit, &g);
         if (cb && g.n_emit == 0 && !g.cancelled) {
             glmv_event ev = {id, "", 0, glmv_splitter_state(spl)};
@@ -579,9 +580,11 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
             break;
         }
         if (n_gen >= max_new) break;
-        /* thinking budget: force "</think><answer>" once it is spent */
+        /* thinking budget: tokens generated after <think>; when spent (and still
+         * thinking), force "</think><answer>" as the official bench script does */
+        if (was_thinking) n_think++;
         if (sp.max_thinking_tokens > 0 && !forced && glmv_splitter_state(spl) == GLMV_TEXT_REASONING &&
-            ++n_think >= sp.max_thinking_tokens) {
+            n_think >= sp.max_thinking_tokens) {
             forced = 1;
             const char *tag = "</think><answer>";
             int64_t nf = glmv_tokenize(m->tok, tag, strlen(tag), &force, err);

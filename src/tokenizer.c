@@ -1,6 +1,6 @@
 /* tokenizer.c -- the checkpoint's tokenizer.json as Hugging Face tokenizers
- * runs it: added tokens matched first (special ones, then the others, each
- * leftmost-longest), a pre-tokenizer of regex splits (PCRE2, UTF + UCP, JIT)
+ * runs it: added tokens matched first (those with normalized=false, then the
+ * others in the pieces left, each pass leftmost-longest), a pre-tokenizer of regex splits (PCRE2, UTF + UCP, JIT)
  * and ByteLevel, then byte-level BPE with merge ranks (ignore_merges honoured).
  * Decoding maps ids back to bytes and replaces ill-formed UTF-8 by U+FFFD
  * (maximal subparts, as Rust's from_utf8_lossy and Python's "replace").
@@ -132,9 +132,17 @@ static inline void ids_push(idbuf *b, int32_t id) {
 
 typedef struct {
     int32_t id;
-    int32_t prev, next; /* -1 at the ends */
+    int32_t prev, next;    /* -1 at the ends */
     int32_t alive;
+    int32_t rank, new_id;  /* of the pair (this, next); scan mode only */
 } bpe_sym;
+
+static inline void pair_rank(const glmv_tokenizer *t, bpe_sym *sym, int32_t i) {
+    sym[i].rank = INT32_MAX;
+    if (sym[i].next != -1 &&
+        !tok_merge_find(t, sym[i].id, sym[sym[i].next].id, &sym[i].rank, &sym[i].new_id))
+        sym[i].rank = INT32_MAX;
+}
 
 typedef struct {
     int32_t rank, pos, new_id;
@@ -200,6 +208,7 @@ static bpe_cand heap_pop(bpe_cand *h, size_t *n) {
 }
 
 int tok_bpe_heap_threshold = 48; /* chunks of more symbols use the heap */
+int tok_no_cache;
 
 static void bpe_chunk(const glmv_tokenizer *t, const unsigned char *s, size_t n, bpe_scratch *sc,
                       idbuf *out) {
@@ -230,24 +239,22 @@ static void bpe_chunk(const glmv_tokenizer *t, const unsigned char *s, size_t n,
         sym[i].next = i + 1 < m ? i + 1 : -1;
     }
     if (m <= tok_bpe_heap_threshold) {
-        /* short chunk: scan for the best pair each round */
+        /* short chunk: the rank of each adjacent pair is cached in the left
+         * symbol (rank INT32_MAX: no merge); each round scans for the best
+         * and re-ranks only the two pairs the merge touched */
+        for (int32_t i = 0; i < m; i++) pair_rank(t, sym, i);
         for (;;) {
-            int32_t best_rank = INT32_MAX, best_pos = -1, best_new = -1;
-            for (int32_t i = 0; i != -1 && sym[i].next != -1; i = sym[i].next) {
-                int32_t rank, nid;
-                if (tok_merge_find(t, sym[i].id, sym[sym[i].next].id, &rank, &nid) &&
-                    rank < best_rank) {
-                    best_rank = rank;
-                    best_pos = i;
-                    best_new = nid;
-                }
-            }
-            if (best_pos < 0) break;
-            int32_t r = sym[best_pos].next;
-            sym[best_pos].id = best_new;
-            sym[best_pos].next = sym[r].next;
-            if (sym[r].next != -1) sym[sym[r].next].prev = best_pos;
+            int32_t best_rank = INT32_MAX, best = -1;
+            for (int32_t i = 0; i != -1; i = sym[i].next)
+                if (sym[i].rank < best_rank) best_rank = sym[i].rank, best = i;
+            if (best < 0) break;
+            int32_t r = sym[best].next;
+            sym[best].id = sym[best].new_id;
+            sym[best].next = sym[r].next;
+            if (sym[r].next != -1) sym[sym[r].next].prev = best;
             sym[r].alive = 0;
+            pair_rank(t, sym, best);
+            if (sym[best].prev != -1) pair_rank(t, sym, sym[best].prev);
         }
     } else {
         bpe_cand *heap = sc->heap;
@@ -284,8 +291,21 @@ static void bpe_chunk(const glmv_tokenizer *t, const unsigned char *s, size_t n,
 /* Pre-tokenizer: the regex stages in series, then BPE                      */
 /* ------------------------------------------------------------------------ */
 
+/* Per-call cache of short chunks -> ids (words repeat in long texts; HF
+ * keeps a similar word cache). Direct-mapped; allocated for long inputs. */
+#define CACHE_KEY 24
+#define CACHE_IDS 6
+typedef struct {
+    uint64_t hash;
+    uint8_t len, n_ids;
+    char key[CACHE_KEY];
+    int32_t ids[CACHE_IDS];
+} chunk_cache_slot;
+
 typedef struct {
     const glmv_tokenizer *t;
+    chunk_cache_slot *cache;
+    size_t cache_mask;
     pcre2_match_data *md[TOK_MAX_STAGES];
     pcre2_jit_stack *jit;
     pcre2_match_context *mctx;
@@ -294,12 +314,35 @@ typedef struct {
     int err; /* PCRE2 error code, 0 when fine */
 } enc_ctx;
 
+static void bpe_cached(enc_ctx *c, const char *s, size_t n) {
+    if (!c->cache || n > CACHE_KEY || n < 2) {
+        bpe_chunk(c->t, (const unsigned char *)s, n, &c->sc, &c->out);
+        return;
+    }
+    uint64_t h = tok_hash_bytes(s, n);
+    chunk_cache_slot *e = &c->cache[h & c->cache_mask];
+    if (e->hash == h && e->len == n && !memcmp(e->key, s, n)) {
+        for (int i = 0; i < e->n_ids; i++) ids_push(&c->out, e->ids[i]);
+        return;
+    }
+    int64_t before = c->out.n;
+    bpe_chunk(c->t, (const unsigned char *)s, n, &c->sc, &c->out);
+    int64_t made = c->out.n - before;
+    if (made > 0 && made <= CACHE_IDS && !c->out.oom) {
+        e->hash = h;
+        e->len = (uint8_t)n;
+        e->n_ids = (uint8_t)made;
+        memcpy(e->key, s, n);
+        memcpy(e->ids, c->out.v + before, (size_t)made * sizeof(int32_t));
+    }
+}
+
 static void stage_run(enc_ctx *c, int k, const char *s, size_t n);
 
 static void stage_piece(enc_ctx *c, int k, const char *s, size_t n) {
     if (n == 0) return;
     if (k + 1 < c->t->n_stages) stage_run(c, k + 1, s, n);
-    else bpe_chunk(c->t, (const unsigned char *)s, n, &c->sc, &c->out);
+    else bpe_cached(c, s, n);
 }
 
 static void stage_run(enc_ctx *c, int k, const char *s, size_t n) {
@@ -376,16 +419,17 @@ static int is_ws_at(const char *s, size_t n, size_t i, size_t *len) {
     return 0;
 }
 
-/* Leftmost-longest match of an added token of class `special` in s[from..n):
+/* Leftmost-longest match of an added token of the pass `norm` (its
+ * normalized flag) in s[from..n):
  * [*ms, *me) bounds the text the token consumes (lstrip/rstrip widen it). */
-static int added_find(const glmv_tokenizer *t, int special, const char *s, size_t from, size_t n,
+static int added_find(const glmv_tokenizer *t, int norm, const char *s, size_t from, size_t n,
                       size_t *ms, size_t *me, int32_t *id) {
     for (size_t i = from; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (!(t->added_first[c] & (special ? 1 : 2))) continue;
+        if (!(t->added_first[c] & (norm ? 2 : 1))) continue;
         for (int k = 0; k < t->n_added; k++) { /* sorted by length, longest first */
             const tok_added *a = &t->added[k];
-            if (a->special != special || (unsigned char)a->text[0] != c || a->len > n - i ||
+            if (a->normalized != norm || (unsigned char)a->text[0] != c || a->len > n - i ||
                 memcmp(s + i, a->text, a->len) != 0)
                 continue;
             size_t b = i, e = i + a->len, l;
@@ -412,13 +456,13 @@ static int added_find(const glmv_tokenizer *t, int special, const char *s, size_
 static void encode_plain(enc_ctx *c, const char *s, size_t n) {
     if (n == 0) return;
     if (c->t->n_stages) stage_run(c, 0, s, n);
-    else bpe_chunk(c->t, (const unsigned char *)s, n, &c->sc, &c->out);
+    else bpe_cached(c, s, n);
 }
 
-static void encode_nonspecial(enc_ctx *c, const char *s, size_t n) {
+static void encode_pass2(enc_ctx *c, const char *s, size_t n) {
     size_t pos = 0, ms, me;
     int32_t id;
-    while (c->t->n_nonspecial && added_find(c->t, 0, s, pos, n, &ms, &me, &id)) {
+    while (c->t->n_norm && added_find(c->t, 1, s, pos, n, &ms, &me, &id)) {
         encode_plain(c, s + pos, ms - pos);
         ids_push(&c->out, id);
         pos = me;
@@ -455,6 +499,12 @@ int64_t glmv_tokenize(const glmv_tokenizer *t, const char *text, size_t len, int
         c.md[k] = pcre2_match_data_create_from_pattern(t->stages[k].re, NULL);
         if (!c.md[k]) fail = 1;
     }
+    if (!fail && len > 4096 && !tok_no_cache) {
+        size_t slots = 1024; /* about one slot per 64 bytes of text, at most 64k */
+        while (slots < len / 64 && slots < 65536) slots *= 2;
+        c.cache_mask = slots - 1;
+        c.cache = calloc(slots, sizeof *c.cache); /* NULL: run without */
+    }
     if (!fail && t->n_stages && len > 4096) {
         /* long subjects may need more than the default 32 KiB JIT stack */
         c.mctx = pcre2_match_context_create(NULL);
@@ -465,18 +515,19 @@ int64_t glmv_tokenize(const glmv_tokenizer *t, const char *text, size_t len, int
     if (!fail) {
         size_t pos = 0, ms, me;
         int32_t id;
-        while (t->n_special && added_find(t, 1, text, pos, len, &ms, &me, &id)) {
-            encode_nonspecial(&c, text + pos, ms - pos);
+        while (t->n_raw && added_find(t, 0, text, pos, len, &ms, &me, &id)) {
+            encode_pass2(&c, text + pos, ms - pos);
             ids_push(&c.out, id);
             pos = me;
         }
-        encode_nonspecial(&c, text + pos, len - pos);
+        encode_pass2(&c, text + pos, len - pos);
     }
     for (int k = 0; k < t->n_stages; k++) pcre2_match_data_free(c.md[k]);
     pcre2_match_context_free(c.mctx);
     pcre2_jit_stack_free(c.jit);
     free(c.sc.sym);
     free(c.sc.heap);
+    free(c.cache);
     free(fixed);
     if (fail || c.sc.oom || c.out.oom) {
         free(c.out.v);

@@ -23,8 +23,17 @@ typedef struct {
     char *text;
     size_t len;
     int32_t id;
-    uint8_t special, lstrip, rstrip;
+    uint8_t special, lstrip, rstrip, normalized;
 } tok_added;
+
+/* A vocab hash slot keeps the token's first bytes, so that most lookups
+ * touch one cache line; longer tokens compare the rest in `bytes`. */
+#define TOK_INLINE 11
+typedef struct {
+    uint8_t len;            /* 255: 255 bytes or more */
+    char head[TOK_INLINE];  /* first bytes, zero-padded */
+    int32_t id;             /* -1: empty */
+} tok_vslot;
 
 typedef struct {
     uint64_t key; /* tok_pair_key(left, right); 0 = empty slot */
@@ -36,7 +45,7 @@ struct glmv_tokenizer {
     char *bytes;       /* all token bytes */
     uint32_t *off;     /* [n_ids + 1]: token id spans bytes[off[id], off[id+1]) */
     uint8_t *flags;    /* [n_ids] TOK_* */
-    int32_t *vmap;     /* open addressing: raw bytes -> id (model vocab only), -1 empty */
+    tok_vslot *vmap;   /* open addressing: raw bytes -> id (model vocab only) */
     uint32_t vmask;
     tok_merge *mmap;   /* open addressing on the pair */
     uint32_t mmask;
@@ -45,8 +54,8 @@ struct glmv_tokenizer {
     int32_t unk_id;
     int ignore_merges;
     tok_added *added;  /* sorted longest first */
-    int n_added, n_special, n_nonspecial;
-    uint8_t added_first[256]; /* bit 1: a special token starts with this byte, bit 2: non-special */
+    int n_added, n_raw, n_norm;   /* tokens matched on the raw text / after normalizing */
+    uint8_t added_first[256]; /* bit 1: a raw-pass token starts with this byte, bit 2: normalized */
     tok_stage stages[TOK_MAX_STAGES];
     int n_stages;
     double load_ms;
@@ -69,14 +78,25 @@ static inline uint64_t tok_hash_bytes(const char *s, size_t n) {
     return h;
 }
 
-static inline int32_t tok_vocab_find(const glmv_tokenizer *t, const char *s, size_t n) {
-    uint32_t i = (uint32_t)tok_hash_bytes(s, n) & t->vmask;
+/* hash: tok_hash_bytes(s, n) */
+static inline int32_t tok_vocab_find_h(const glmv_tokenizer *t, const char *s, size_t n,
+                                       uint64_t hash) {
+    uint32_t i = (uint32_t)hash & t->vmask;
+    size_t h = n < TOK_INLINE ? n : TOK_INLINE;
+    uint8_t l8 = (uint8_t)(n < 255 ? n : 255);
     for (;;) {
-        int32_t id = t->vmap[i];
-        if (id < 0) return -1;
-        if (t->off[id + 1] - t->off[id] == n && !memcmp(t->bytes + t->off[id], s, n)) return id;
+        const tok_vslot *v = &t->vmap[i];
+        if (v->id < 0) return -1;
+        if (v->len == l8 && !memcmp(v->head, s, h) &&
+            (n <= TOK_INLINE || (t->off[v->id + 1] - t->off[v->id] == n &&
+                                 !memcmp(t->bytes + t->off[v->id], s, n))))
+            return v->id;
         i = (i + 1) & t->vmask;
     }
+}
+
+static inline int32_t tok_vocab_find(const glmv_tokenizer *t, const char *s, size_t n) {
+    return tok_vocab_find_h(t, s, n, tok_hash_bytes(s, n));
 }
 
 static inline uint64_t tok_pair_key(int32_t a, int32_t b) {
@@ -106,5 +126,7 @@ size_t tok_utf8_lossy(const char *in, size_t n, int final, char *out, size_t *ou
 
 /* Chunks with more symbols than this use the heap BPE (tests lower it). */
 extern int tok_bpe_heap_threshold;
+/* Non-zero: no chunk cache (tests compare both). */
+extern int tok_no_cache;
 
 #endif

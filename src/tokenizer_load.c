@@ -72,16 +72,15 @@ static uint32_t pow2_at_least(uint64_t n) {
 static int vmap_insert(glmv_tokenizer *t, int32_t id) {
     const char *s = t->bytes + t->off[id];
     size_t n = t->off[id + 1] - t->off[id];
+    if (tok_vocab_find(t, s, n) >= 0) return 1; /* the same bytes twice: the first id stays */
     uint32_t i = (uint32_t)tok_hash_bytes(s, n) & t->vmask;
-    for (;;) {
-        int32_t o = t->vmap[i];
-        if (o < 0) {
-            t->vmap[i] = id;
-            return 0;
-        }
-        if (t->off[o + 1] - t->off[o] == n && !memcmp(t->bytes + t->off[o], s, n)) return 1;
-        i = (i + 1) & t->vmask;
-    }
+    while (t->vmap[i].id >= 0) i = (i + 1) & t->vmask;
+    tok_vslot *v = &t->vmap[i];
+    memset(v, 0, sizeof *v);
+    v->len = (uint8_t)(n < 255 ? n : 255);
+    memcpy(v->head, s, n < TOK_INLINE ? n : TOK_INLINE);
+    v->id = id;
+    return 0;
 }
 
 static void mmap_insert(glmv_tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_t new_id) {
@@ -109,6 +108,43 @@ void glmv_tokenizer_free(glmv_tokenizer *t) {
 /* Pre-tokenizer                                                            */
 /* ------------------------------------------------------------------------ */
 
+/* Unicode White_Space, what Oniguruma's \s matches in tokenizers. PCRE2's
+ * \s (UCP) also takes U+180E, so \s and \S are spelled out. */
+#define WS_CLASS "\\t-\\r\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}" \
+                 "\\x{202f}\\x{205f}\\x{3000}"
+
+/* Copy of pattern with \s -> [WS], \S -> [^WS], and \s inside a class -> WS;
+ * other escapes are kept as they are. malloc'd. */
+static char *rewrite_spaces(const char *pat) {
+    size_t n = strlen(pat), cap = n * (sizeof WS_CLASS + 4) + 1, o = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    int in_class = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = pat[i];
+        if (c == '\\' && i + 1 < n) {
+            char d = pat[++i];
+            if (d == 's' && in_class) o += (size_t)sprintf(out + o, "%s", WS_CLASS);
+            else if (d == 's') o += (size_t)sprintf(out + o, "[%s]", WS_CLASS);
+            else if (d == 'S' && !in_class) o += (size_t)sprintf(out + o, "[^%s]", WS_CLASS);
+            else out[o++] = c, out[o++] = d;
+            continue;
+        }
+        if (c == '[' && !in_class) {
+            in_class = 1;
+            out[o++] = c;
+            /* a ']' right after '[' or '[^' is a literal */
+            if (i + 1 < n && pat[i + 1] == '^') out[o++] = pat[++i];
+            if (i + 1 < n && pat[i + 1] == ']') out[o++] = pat[++i];
+            continue;
+        }
+        if (c == ']' && in_class) in_class = 0;
+        out[o++] = c;
+    }
+    out[o] = 0;
+    return out;
+}
+
 static int add_stage(glmv_tokenizer *t, const char *pattern, int literal, int prefix_space,
                      const char *path, char *err) {
     if (t->n_stages == TOK_MAX_STAGES)
@@ -120,7 +156,11 @@ static int add_stage(glmv_tokenizer *t, const char *pattern, int literal, int pr
         int ec;
         PCRE2_SIZE eo;
         uint32_t opt = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
-        st->re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opt, &ec, &eo, NULL);
+        char *rw = literal ? NULL : rewrite_spaces(pattern);
+        if (!literal && !rw) return glmv_errf(err, "%s: out of memory", path);
+        st->re = pcre2_compile((PCRE2_SPTR)(rw ? rw : pattern), PCRE2_ZERO_TERMINATED, opt, &ec,
+                               &eo, NULL);
+        free(rw);
         if (!st->re) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(ec, msg, sizeof msg);
@@ -179,28 +219,408 @@ static int cmp_added(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static int load_json(glmv_tokenizer *t, const char *path, char *err) {
-    size_t flen;
-    char *text = glmv_read_file(path, &flen, err);
-    if (!text) return -1;
-    cJSON *root = cJSON_ParseWithLength(text, flen);
-    free(text);
-    if (!root) return glmv_errf(err, "%s: not valid JSON", path);
+/* ------------------------------------------------------------------------ */
+/* A small JSON scanner for the two big values (model.vocab, model.merges): */
+/* cJSON would build ~800k nodes for them; the rest goes through cJSON.     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *p, *end;
+} jscan;
+
+static void js_ws(jscan *j) {
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t')) j->p++;
+}
+
+static int js_skip_string(jscan *j) {
+    if (j->p >= j->end || *j->p != '"') return -1;
+    const char *p = j->p + 1;
+    for (;;) {
+        const char *q = memchr(p, '"', (size_t)(j->end - p));
+        if (!q) return -1;
+        /* escaped when preceded by an odd number of backslashes */
+        const char *b = q;
+        while (b > p && b[-1] == '\\') b--;
+        p = q + 1;
+        if (((q - b) & 1) == 0) {
+            j->p = p;
+            return 0;
+        }
+    }
+}
+
+static int js_skip_value(jscan *j, int depth) {
+    js_ws(j);
+    if (j->p >= j->end || depth > 64) return -1;
+    char c = *j->p;
+    if (c == '"') return js_skip_string(j);
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        j->p++;
+        js_ws(j);
+        if (j->p < j->end && *j->p == close) {
+            j->p++;
+            return 0;
+        }
+        for (;;) {
+            if (c == '{') {
+                js_ws(j);
+                if (js_skip_string(j)) return -1;
+                js_ws(j);
+                if (j->p >= j->end || *j->p++ != ':') return -1;
+            }
+            if (js_skip_value(j, depth + 1)) return -1;
+            js_ws(j);
+            if (j->p >= j->end) return -1;
+            if (*j->p == ',') {
+                j->p++;
+                continue;
+            }
+            if (*j->p++ == close) return 0;
+            return -1;
+        }
+    }
+    /* number, true, false, null */
+    const char *s = j->p;
+    while (j->p < j->end && !strchr(",}] \n\r\t", *j->p)) j->p++;
+    return j->p > s ? 0 : -1;
+}
+
+static size_t put_utf8(char *o, uint32_t cp) {
+    if (cp < 0x80) return o[0] = (char)cp, 1;
+    if (cp < 0x800) return o[0] = (char)(0xC0 | cp >> 6), o[1] = (char)(0x80 | (cp & 0x3F)), 2;
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | cp >> 12), o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | cp >> 18), o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F)), o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+static int hex4(const char *p, const char *end, uint32_t *v) {
+    if (end - p < 4) return -1;
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        *v = *v << 4 | (uint32_t)d;
+    }
+    return 0;
+}
+
+/* Unescape the string at j->p into out (room for its escaped length). */
+static int js_string(jscan *j, char *out, size_t *len) {
+    if (j->p >= j->end || *j->p != '"') return -1;
+    size_t o = 0;
+    for (j->p++; j->p < j->end;) {
+        char c = *j->p++;
+        if (c == '"') {
+            *len = o;
+            return 0;
+        }
+        if (c != '\\') {
+            out[o++] = c;
+            continue;
+        }
+        if (j->p >= j->end) return -1;
+        c = *j->p++;
+        switch (c) {
+        case 'n': out[o++] = '\n'; break;
+        case 't': out[o++] = '\t'; break;
+        case 'r': out[o++] = '\r'; break;
+        case 'b': out[o++] = '\b'; break;
+        case 'f': out[o++] = '\f'; break;
+        case 'u': {
+            uint32_t cp, lo;
+            if (hex4(j->p, j->end, &cp)) return -1;
+            j->p += 4;
+            if (cp >= 0xD800 && cp < 0xDC00 && j->end - j->p >= 6 && j->p[0] == '\\' &&
+                j->p[1] == 'u' && !hex4(j->p + 2, j->end, &lo) && lo >= 0xDC00 && lo < 0xE000) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                j->p += 6;
+            } else if (cp >= 0xD800 && cp < 0xE000) {
+                cp = 0xFFFD; /* a lone surrogate */
+            }
+            o += put_utf8(out + o, cp);
+            break;
+        }
+        default: out[o++] = c; /* \" \\ \/ */
+        }
+    }
+    return -1;
+}
+
+/* Find the value of `key` in the object at j->p; on success j->p is at the
+ * value. Leaves j->p past the object when the key is absent (returns 1). */
+static int js_find_key(jscan *j, const char *key) {
+    js_ws(j);
+    if (j->p >= j->end || *j->p != '{') return -1;
+    j->p++;
+    size_t kl = strlen(key);
+    for (;;) {
+        js_ws(j);
+        if (j->p < j->end && *j->p == '}') {
+            j->p++;
+            return 1;
+        }
+        const char *ks = j->p;
+        if (js_skip_string(j)) return -1;
+        int match = (size_t)(j->p - ks) == kl + 2 && !memcmp(ks + 1, key, kl);
+        js_ws(j);
+        if (j->p >= j->end || *j->p++ != ':') return -1;
+        js_ws(j);
+        if (match) return 0;
+        if (js_skip_value(j, 0)) return -1;
+        js_ws(j);
+        if (j->p < j->end && *j->p == ',') j->p++;
+    }
+}
+
+typedef struct {
+    int32_t id;
+    uint32_t off, len; /* raw bytes in the scratch arena */
+} vocab_entry;
+
+/* Parse model.vocab: {"token": id, ...} into entries with raw bytes. */
+static int scan_vocab(const char *s, const char *e, vocab_entry **out, int64_t *n_out,
+                      char **arena_out, size_t *longest) {
+    jscan j = {s, e};
+    size_t cap = 1 << 16;
+    int64_t n = 0;
+    vocab_entry *v = malloc(cap * sizeof *v);
+    char *arena = malloc((size_t)(e - s) + 1), *tmp = malloc((size_t)(e - s) + 1);
+    size_t ao = 0;
+    *longest = 0;
+    if (!v || !arena || !tmp) goto fail;
+    js_ws(&j);
+    if (j.p >= j.end || *j.p++ != '{') goto fail;
+    for (;;) {
+        js_ws(&j);
+        if (j.p < j.end && *j.p == '}') break;
+        size_t l;
+        if (js_string(&j, tmp, &l)) goto fail;
+        js_ws(&j);
+        if (j.p >= j.end || *j.p++ != ':') goto fail;
+        js_ws(&j);
+        int64_t id = 0;
+        const char *d0 = j.p;
+        while (j.p < j.end && *j.p >= '0' && *j.p <= '9' && id < 100000000) id = id * 10 + (*j.p++ - '0');
+        if (j.p == d0 || id >= 100000000) goto fail;
+        if ((size_t)n == cap) {
+            vocab_entry *nv = realloc(v, (cap *= 2) * sizeof *v);
+            if (!nv) goto fail;
+            v = nv;
+        }
+        size_t rl = byte_level_decode(tmp, l, arena + ao);
+        v[n++] = (vocab_entry){(int32_t)id, (uint32_t)ao, (uint32_t)rl};
+        ao += rl;
+        *longest = GLMV_MAX(*longest, l);
+        js_ws(&j);
+        if (j.p < j.end && *j.p == ',') j.p++;
+    }
+    free(tmp);
+    *out = v;
+    *n_out = n;
+    *arena_out = arena;
+    return 0;
+fail:
+    free(v);
+    free(arena);
+    free(tmp);
+    return -1;
+}
+
+/* Parse model.merges ("a b" or ["a", "b"]) and fill the merge table. */
+static int scan_merges(glmv_tokenizer *t, const char *s, const char *e, size_t longest,
+                       const char *path, char *err) {
+    jscan j = {s, e};
+    /* raw holds a batch of decoded pairs (each at most `longest` bytes) */
+    char *tmp = malloc((size_t)(e - s) + 1), *raw = malloc(64 * (longest + 16));
     int rc = -1;
-    char *tmp = NULL;
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    const cJSON *mtype = cJSON_GetObjectItemCaseSensitive(model, "type");
-    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
-    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
-    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
-    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
-    const cJSON *e;
-    if (cJSON_IsString(mtype) && strcmp(mtype->valuestring, "BPE") != 0) {
-        glmv_errf(err, "%s: model type '%s' is not supported (BPE only)", path, mtype->valuestring);
+    int64_t count = 0;
+    if (!tmp || !raw) {
+        glmv_errf(err, "%s: out of memory", path);
         goto done;
     }
-    if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges)) {
-        glmv_errf(err, "%s: model.vocab or model.merges missing", path);
+    /* size the table from the quotes: 2 per "a b" merge, 4 per pair
+     * (escaped quotes only make it larger) */
+    js_ws(&j);
+    if (j.p >= j.end || *j.p != '[') goto bad;
+    for (const char *q = j.p; (q = memchr(q, '"', (size_t)(e - q))) != NULL; q++) count++;
+    {
+        jscan k = {j.p + 1, e};
+        js_ws(&k);
+        count = count / (k.p < e && *k.p == '[' ? 4 : 2) + 1;
+    }
+    t->mmask = pow2_at_least((uint64_t)count * 5 / 4 + 1) - 1;
+    t->mmap = calloc((size_t)t->mmask + 1, sizeof *t->mmap);
+    if (!t->mmap) {
+        glmv_errf(err, "%s: out of memory", path);
+        goto done;
+    }
+    j.p++;
+    /* Merges go in batches: parse and hash a batch, prefetch its hash slots,
+     * then look up; the table misses of a batch overlap instead of queueing. */
+    enum { BATCH = 64 };
+    struct {
+        uint32_t ra, rb; /* raw lengths; bytes at raw + off */
+        size_t off;
+        uint64_t ha, hb, hab;
+    } q[BATCH];
+    int32_t rank = 0;
+    int end_seen = 0;
+    while (!end_seen) {
+        int nq = 0;
+        size_t ro = 0;
+        while (nq < BATCH) {
+            js_ws(&j);
+            if (j.p < j.end && *j.p == ']') {
+                end_seen = 1;
+                break;
+            }
+            const char *a, *b;
+            size_t la, lb;
+            int32_t r = rank + nq;
+            if (j.p < j.end && *j.p == '"') {
+                size_t l;
+                if (js_string(&j, tmp, &l)) goto bad;
+                tmp[l] = 0;
+                const char *sp = memchr(tmp, ' ', l);
+                if (!sp || memchr(sp + 1, ' ', l - (size_t)(sp + 1 - tmp))) {
+                    glmv_errf(err, "%s: merge %d '%.40s' is not two tokens", path, r, tmp);
+                    goto done;
+                }
+                a = tmp, la = (size_t)(sp - tmp), b = sp + 1, lb = l - la - 1;
+            } else if (j.p < j.end && *j.p == '[') {
+                j.p++;
+                js_ws(&j);
+                if (js_string(&j, tmp, &la)) goto bad;
+                js_ws(&j);
+                if (j.p >= j.end || *j.p++ != ',') goto bad;
+                js_ws(&j);
+                if (js_string(&j, tmp + la, &lb)) goto bad;
+                js_ws(&j);
+                if (j.p >= j.end || *j.p++ != ']') {
+                    glmv_errf(err, "%s: merge %d is not a pair", path, r);
+                    goto done;
+                }
+                a = tmp, b = tmp + la;
+            } else {
+                glmv_errf(err, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", path, r);
+                goto done;
+            }
+            if (la + lb > longest) {
+                glmv_errf(err, "%s: merge %d makes a token longer than any in the vocab", path, r);
+                goto done;
+            }
+            char *dst = raw + ro;
+            size_t ra = byte_level_decode(a, la, dst);
+            size_t rb = byte_level_decode(b, lb, dst + ra);
+            q[nq].ra = (uint32_t)ra, q[nq].rb = (uint32_t)rb, q[nq].off = ro;
+            q[nq].ha = tok_hash_bytes(dst, ra);
+            q[nq].hb = tok_hash_bytes(dst + ra, rb);
+            q[nq].hab = tok_hash_bytes(dst, ra + rb);
+            __builtin_prefetch(&t->vmap[q[nq].ha & t->vmask]);
+            __builtin_prefetch(&t->vmap[q[nq].hb & t->vmask]);
+            __builtin_prefetch(&t->vmap[q[nq].hab & t->vmask]);
+            ro += ra + rb;
+            nq++;
+            js_ws(&j);
+            if (j.p < j.end && *j.p == ',') j.p++;
+        }
+        int32_t ids[BATCH][3];
+        for (int k = 0; k < nq; k++) {
+            const char *d = raw + q[k].off;
+            ids[k][0] = tok_vocab_find_h(t, d, q[k].ra, q[k].ha);
+            ids[k][1] = tok_vocab_find_h(t, d + q[k].ra, q[k].rb, q[k].hb);
+            ids[k][2] = tok_vocab_find_h(t, d, q[k].ra + q[k].rb, q[k].hab);
+            if (ids[k][0] < 0 || ids[k][1] < 0 || ids[k][2] < 0) {
+                glmv_errf(err, "%s: merge %d (%.*s + %.*s): a token is missing from the vocab",
+                          path, rank + k, (int)GLMV_MIN(q[k].ra, 40), d,
+                          (int)GLMV_MIN(q[k].rb, 40), d + q[k].ra);
+                goto done;
+            }
+            uint64_t key = tok_pair_key(ids[k][0], ids[k][1]);
+            __builtin_prefetch(&t->mmap[(uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & t->mmask]);
+        }
+        for (int k = 0; k < nq; k++) mmap_insert(t, ids[k][0], ids[k][1], rank + k, ids[k][2]);
+        rank += nq;
+    }
+    t->n_merges = rank;
+    rc = 0;
+    goto done;
+bad:
+    glmv_errf(err, "%s: model.merges is not a valid JSON array", path);
+done:
+    free(tmp);
+    free(raw);
+    return rc;
+}
+
+static int load_json(glmv_tokenizer *t, const char *path, char *err) {
+    size_t flen;
+    double t0 = glmv_now_ms();
+    char *text = glmv_read_file(path, &flen, err);
+    if (!text) return -1;
+    double t_read = glmv_now_ms();
+    int rc = -1;
+    cJSON *root = NULL;
+    char *rest = NULL, *arena = NULL;
+    vocab_entry *ve = NULL;
+    int64_t nv = 0;
+    size_t longest = 0;
+    const cJSON *e;
+
+    /* locate model.vocab and model.merges; cJSON gets the rest */
+    jscan j = {text, text + flen};
+    const char *vs = NULL, *vend = NULL, *ms = NULL, *mend = NULL;
+    if (js_find_key(&j, "model") == 0) {
+        const char *model_at = j.p;
+        if (js_find_key(&j, "vocab") == 0) {
+            vs = j.p;
+            if (js_skip_value(&j, 0) == 0) vend = j.p;
+        }
+        j.p = model_at;
+        if (js_find_key(&j, "merges") == 0) {
+            ms = j.p;
+            if (js_skip_value(&j, 0) == 0) mend = j.p;
+        }
+    }
+    if (!vs || !vend || !ms || !mend) {
+        glmv_errf(err, "%s: model.vocab or model.merges missing (or not valid JSON)", path);
+        goto done;
+    }
+    rest = malloc(flen + 8);
+    if (!rest) {
+        glmv_errf(err, "%s: out of memory", path);
+        goto done;
+    }
+    {
+        /* the two spans, in file order, become {} and [] */
+        const char *s1 = vs, *e1 = vend, *s2 = ms, *e2 = mend, *r1 = "{}", *r2 = "[]";
+        if (ms < vs) s1 = ms, e1 = mend, s2 = vs, e2 = vend, r1 = "[]", r2 = "{}";
+        size_t o = 0;
+        memcpy(rest + o, text, (size_t)(s1 - text)), o += (size_t)(s1 - text);
+        memcpy(rest + o, r1, 2), o += 2;
+        memcpy(rest + o, e1, (size_t)(s2 - e1)), o += (size_t)(s2 - e1);
+        memcpy(rest + o, r2, 2), o += 2;
+        memcpy(rest + o, e2, (size_t)(text + flen - e2)), o += (size_t)(text + flen - e2);
+        root = cJSON_ParseWithLength(rest, o);
+    }
+    if (!root) {
+        glmv_errf(err, "%s: not valid JSON", path);
+        goto done;
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *mtype = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    if (cJSON_IsString(mtype) && strcmp(mtype->valuestring, "BPE") != 0) {
+        glmv_errf(err, "%s: model type '%s' is not supported (BPE only)", path, mtype->valuestring);
         goto done;
     }
     if (norm && !cJSON_IsNull(norm)) {
@@ -216,20 +636,18 @@ static int load_json(glmv_tokenizer *t, const char *path, char *err) {
         }
     }
     t->ignore_merges = json_bool(model, "ignore_merges", 0);
-
-    /* ids and byte lengths */
-    int64_t max_id = -1;
-    size_t total = 0, longest = 0;
-    cJSON_ArrayForEach(e, vocab) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1e8) {
-            glmv_errf(err, "%s: vocab entry '%.40s' has a bad id", path, e->string);
-            goto done;
-        }
-        max_id = GLMV_MAX(max_id, (int64_t)e->valuedouble);
-        size_t l = strlen(e->string);
-        total += l;
-        longest = GLMV_MAX(longest, l);
+    init_byte_level();
+    double t_json = glmv_now_ms();
+    if (scan_vocab(vs, vend, &ve, &nv, &arena, &longest)) {
+        glmv_errf(err, "%s: model.vocab is not an object of token: id", path);
+        goto done;
     }
+
+    /* ids, then bytes in id order; the added tokens' text wins over the
+     * vocab's for the same id, as in tokenizers' id_to_token */
+    int64_t max_id = -1;
+    size_t total = 0;
+    for (int64_t i = 0; i < nv; i++) max_id = GLMV_MAX(max_id, ve[i].id), total += ve[i].len;
     int n_added = cJSON_GetArraySize(added);
     cJSON_ArrayForEach(e, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
@@ -250,59 +668,50 @@ static int load_json(glmv_tokenizer *t, const char *path, char *err) {
     t->off = calloc((size_t)t->n_ids + 1, sizeof *t->off);
     t->flags = calloc((size_t)t->n_ids, 1);
     t->bytes = malloc(total + 1);
-    uint32_t *len = calloc((size_t)t->n_ids, sizeof *len);
     const char **src = calloc((size_t)t->n_ids, sizeof *src);
-    tmp = malloc(longest * 2 + 8);
-    if (!t->off || !t->flags || !t->bytes || !len || !src || !tmp || total > UINT32_MAX) {
-        free(len);
+    uint32_t *slen = calloc((size_t)t->n_ids, sizeof *slen);
+    if (!t->off || !t->flags || !t->bytes || !src || !slen || total > UINT32_MAX) {
         free(src);
+        free(slen);
         glmv_errf(err, "%s: out of memory", path);
         goto done;
     }
-    /* the added tokens' text wins over the vocab's for the same id, as in
-     * tokenizers' id_to_token */
-    cJSON_ArrayForEach(e, vocab) {
-        int32_t id = (int32_t)e->valuedouble;
-        src[id] = e->string;
-        t->flags[id] |= TOK_EXISTS | TOK_IN_VOCAB;
+    for (int64_t i = 0; i < nv; i++) {
+        src[ve[i].id] = arena + ve[i].off;
+        slen[ve[i].id] = ve[i].len;
+        t->flags[ve[i].id] |= TOK_EXISTS | TOK_IN_VOCAB;
     }
     cJSON_ArrayForEach(e, added) {
         int32_t id = (int32_t)cJSON_GetObjectItemCaseSensitive(e, "id")->valuedouble;
         t->flags[id] |= TOK_EXISTS | TOK_ADDED;
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special"))) t->flags[id] |= TOK_SPECIAL;
         src[id] = cJSON_GetObjectItemCaseSensitive(e, "content")->valuestring;
+        slen[id] = (uint32_t)strlen(src[id]);
     }
-    init_byte_level();
     uint32_t o = 0;
     for (int32_t id = 0; id < t->n_ids; id++) {
         t->off[id] = o;
-        if (!src[id]) continue;
-        size_t l = strlen(src[id]);
-        if (t->flags[id] & TOK_ADDED) memcpy(t->bytes + o, src[id], l);
-        else l = byte_level_decode(src[id], l, t->bytes + o);
-        o += (uint32_t)l;
+        if (src[id]) memcpy(t->bytes + o, src[id], slen[id]), o += slen[id];
     }
     t->off[t->n_ids] = o;
-    free(len);
     free(src);
+    free(slen);
 
-    /* bytes -> id for the model vocab */
+    /* bytes -> id for the model vocab (an added token's own text is what its
+     * id decodes to; it is looked up under the vocab's text only when equal) */
     t->vmask = pow2_at_least((uint64_t)t->n_ids * 2) - 1;
     t->vmap = malloc(((size_t)t->vmask + 1) * sizeof *t->vmap);
     if (!t->vmap) {
         glmv_errf(err, "%s: out of memory", path);
         goto done;
     }
-    memset(t->vmap, 0xff, ((size_t)t->vmask + 1) * sizeof *t->vmap);
-    cJSON_ArrayForEach(e, vocab) {
-        int32_t id = (int32_t)e->valuedouble;
-        if (t->flags[id] & TOK_ADDED) continue; /* its bytes are the added text */
-        vmap_insert(t, id);
-    }
-    /* an added token that is also in the vocab under the same text */
-    cJSON_ArrayForEach(e, vocab) {
-        int32_t id = (int32_t)e->valuedouble;
-        if ((t->flags[id] & TOK_ADDED)) vmap_insert(t, id);
+    for (size_t i = 0; i <= t->vmask; i++) t->vmap[i].id = -1;
+    for (int64_t i = 0; i < nv; i++) {
+        int32_t id = ve[i].id;
+        if (!(t->flags[id] & TOK_ADDED) ||
+            (ve[i].len == t->off[id + 1] - t->off[id] &&
+             !memcmp(arena + ve[i].off, t->bytes + t->off[id], ve[i].len)))
+            vmap_insert(t, id);
     }
     for (int b = 0; b < 256; b++) {
         char c = (char)b;
@@ -311,55 +720,16 @@ static int load_json(glmv_tokenizer *t, const char *path, char *err) {
     t->unk_id = -1;
     const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
     if (cJSON_IsString(unk)) {
-        size_t l = byte_level_decode(unk->valuestring, strlen(unk->valuestring), tmp);
-        t->unk_id = tok_vocab_find(t, tmp, l);
-    }
-
-    /* merges */
-    int64_t nm = cJSON_GetArraySize(merges);
-    t->mmask = pow2_at_least((uint64_t)nm * 3 / 2 + 1) - 1;
-    t->mmap = calloc((size_t)t->mmask + 1, sizeof *t->mmap);
-    if (!t->mmap) {
-        glmv_errf(err, "%s: out of memory", path);
-        goto done;
-    }
-    int32_t rank = 0;
-    cJSON_ArrayForEach(e, merges) {
-        const char *a, *b;
-        size_t la, lb;
-        if (cJSON_IsString(e)) {
-            const char *sp = strchr(e->valuestring, ' ');
-            if (!sp || strchr(sp + 1, ' ')) {
-                glmv_errf(err, "%s: merge %d '%.40s' is not two tokens", path, rank, e->valuestring);
-                goto done;
-            }
-            a = e->valuestring, la = (size_t)(sp - a);
-            b = sp + 1, lb = strlen(b);
-        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 &&
-                   cJSON_IsString(e->child) && cJSON_IsString(e->child->next)) {
-            a = e->child->valuestring, la = strlen(a);
-            b = e->child->next->valuestring, lb = strlen(b);
-        } else {
-            glmv_errf(err, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", path, rank);
-            goto done;
+        char *u = malloc(strlen(unk->valuestring) + 1);
+        if (u) {
+            size_t l = byte_level_decode(unk->valuestring, strlen(unk->valuestring), u);
+            t->unk_id = tok_vocab_find(t, u, l);
+            free(u);
         }
-        if (la + lb > longest) {
-            glmv_errf(err, "%s: merge %d makes a token longer than any in the vocab", path, rank);
-            goto done;
-        }
-        size_t ra = byte_level_decode(a, la, tmp);
-        size_t rb = byte_level_decode(b, lb, tmp + ra);
-        int32_t ia = tok_vocab_find(t, tmp, ra), ib = tok_vocab_find(t, tmp + ra, rb);
-        int32_t im = tok_vocab_find(t, tmp, ra + rb);
-        if (ia < 0 || ib < 0 || im < 0) {
-            glmv_errf(err, "%s: merge %d (%.*s %.*s): a token is missing from the vocab", path,
-                      rank, (int)GLMV_MIN(la, 40), a, (int)GLMV_MIN(lb, 40), b);
-            goto done;
-        }
-        mmap_insert(t, ia, ib, rank, im);
-        rank++;
     }
-    t->n_merges = rank;
+    double t_vocab = glmv_now_ms();
+    if (scan_merges(t, ms, mend, longest, path, err)) goto done;
+    double t_merges = glmv_now_ms();
 
     /* added tokens, longest first for leftmost-longest matching */
     t->added = calloc((size_t)(n_added ? n_added : 1), sizeof *t->added);
@@ -381,17 +751,28 @@ static int load_json(glmv_tokenizer *t, const char *path, char *err) {
         a->special = (uint8_t)cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special"));
         a->lstrip = (uint8_t)json_bool(e, "lstrip", 0);
         a->rstrip = (uint8_t)json_bool(e, "rstrip", 0);
+        if (json_bool(e, "single_word", 0))
+            glmv_log(0, "warning: %s: added token '%s' has single_word, which glmv ignores", path, c);
         t->n_added++;
-        if (a->special) t->n_special++;
-        else t->n_nonspecial++;
-        t->added_first[(unsigned char)c[0]] |= a->special ? 1 : 2;
+        /* tokenizers splits on normalized=false tokens first, then on the
+         * others in the normalized pieces (no normalizer here: same text) */
+        a->normalized = (uint8_t)json_bool(e, "normalized", !a->special);
+        if (a->normalized) t->n_norm++;
+        else t->n_raw++;
+        t->added_first[(unsigned char)c[0]] |= a->normalized ? 2 : 1;
     }
     qsort(t->added, (size_t)t->n_added, sizeof *t->added, cmp_added);
 
     if (parse_pretok(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), path, err)) goto done;
+    glmv_log(2, "tokenizer load: read %.1f ms, locate + cJSON %.1f ms, vocab %.1f ms, merges %.1f ms, "
+                "regex %.1f ms", t_read - t0, t_json - t_read, t_vocab - t_json, t_merges - t_vocab,
+             glmv_now_ms() - t_merges);
     rc = 0;
 done:
-    free(tmp);
+    free(text);
+    free(rest);
+    free(arena);
+    free(ve);
     cJSON_Delete(root);
     return rc;
 }

@@ -85,7 +85,8 @@ static glmv_part_kind kind_of(const char *s) {
  * {"type": ...}), add_generation_prompt, HF's render and its ids. */
 TEST(render_matches_hf) {
     cJSON *j = read_json(FIX "/chat_renders.json");
-    if (!j) return test_skip("no HF renders yet: run scripts/gen_tokenizer_fixtures.py");
+    CHECK_MSG(j != NULL, "run scripts/gen_tokenizer_fixtures.py");
+    if (!j) return;
     char err[GLMV_ERR_SIZE];
     glmv_chat_template *t;
     CHECK(glmv_chat_template_load(&t, TPL_DIR, err) == 0);

@@ -59,7 +59,7 @@ static const char *NEW_TINY =
     "\"rope_parameters\":{\"rope_type\":\"default\",\"rope_theta\":5000.0,"
     "\"partial_rotary_factor\":0.5,\"mrope_section\":[2,2,2]}},"
     "\"vision_config\":{\"depth\":2,\"hidden_size\":32,\"num_heads\":2,\"image_size\":[56,56],"
-    "\"patch_size\":14,\"out_hidden_size\":48,\"intermediate_size\":80,"
+    "\"patch_size\":14,\"out_hidden_size\":64,\"intermediate_size\":80,"
     "\"spatial_merge_size\":2,\"temporal_patch_size\":2,\"rms_norm_eps\":1e-06}}";
 
 static char *dir_with(const char *config) {
@@ -227,6 +227,10 @@ TEST(generation_config) {
     CHECK(glmv_config_load(&c, d, err) == 0);
     CHECK(c.n_eos == 1 && c.eos_token_ids[0] == 9);
     CHECK_EQ_INT(c.gen_do_sample, 0);
+    /* an empty list: config's */
+    ckpt_write_text(d, "generation_config.json", "{\"eos_token_id\":[]}");
+    CHECK(glmv_config_load(&c, d, err) == 0);
+    CHECK(c.n_eos == 1 && c.eos_token_ids[0] == 7);
     /* without eos: config's */
     ckpt_write_text(d, "generation_config.json", "{\"do_sample\":false}");
     CHECK(glmv_config_load(&c, d, err) == 0);
@@ -331,6 +335,8 @@ TEST(bad_configs) {
     expect_bad(patch(NEW_TINY, "\"hidden_size\":64", "\"hidden_size\":-64"), NULL, NULL,
                "hidden_size", NULL);
     expect_bad(patch(NEW_TINY, "\"depth\":2", "\"depth\":0"), NULL, NULL, "depth", "positive");
+    expect_bad(patch(NEW_TINY, "\"out_hidden_size\":64", "\"out_hidden_size\":48"), NULL, NULL,
+               "out_hidden_size 48", "hidden_size 64");
     expect_bad(patch(NEW_TINY, "\"num_hidden_layers\":3", "\"num_hidden_layers\":2.5"), NULL, NULL,
                "num_hidden_layers", "integer");
     expect_bad(patch(NEW_TINY, "\"num_hidden_layers\":3", "\"num_hidden_layers\":\"3\""), NULL,
@@ -347,6 +353,8 @@ TEST(bad_configs) {
                "eos_token_id 700", NULL);
     expect_bad(patch(NEW_TINY, "\"rope_type\":\"default\"", "\"rope_type\":\"yarn\""), NULL, NULL,
                "rope_type", "yarn");
+    expect_bad(patch(NEW_TINY, "\"rope_type\":\"default\"", "\"rope_type\":\"a\\nb\""), NULL, NULL,
+               "rope_type", "a?b");
     expect_bad(patch(NEW_TINY, "\"mrope_section\":[2,2,2]", "\"mrope_section\":[3,3]"), NULL, NULL,
                "mrope_section", "3 numbers");
     expect_bad(patch(NEW_TINY, "\"rms_norm_eps\":1e-06,\"tie", "\"rms_norm_eps\":0,\"tie"), NULL,

@@ -113,6 +113,7 @@ TEST(resize_constant_and_identity) {
     CHECK_EQ_INT(glmv_image_resize(&a, 56, 84, &b, err), 0);
     CHECK(memcmp(a.rgb, b.rgb, (size_t)56 * 84 * 3) == 0);
     glmv_rgb_free(&b);
+    glmv_rgb_free(&a);
     /* threads do not change the result */
     glmv_rgb c = {0};
     fill_pattern(&a, 1500, 1100, 9);
@@ -158,6 +159,188 @@ TEST(patchify_order) {
     glmv_rgb_free(&im);
 }
 
+/* ---------------------------------------------------------------- HF parity
+ * tests/fixtures/image/expected.txt, from scripts/gen_image_fixtures.py on the
+ * GPU machine (transformers 5.x Glm4vImageProcessor, torchvision backend):
+ *   image NAME W H OW OH GT GH GW decoded_ck resized_ck pixel_values_ck
+ *   rs NAME y x0 step n r g b ...      sampled pixels of the resized uint8
+ *   pv NAME row step n v ...           sampled values of pixel_values
+ *   error NAME message                 HF refused it; glmv must too
+ * NAME is assets/F, variants/F (../shared/assets/images), fix/F (the committed
+ * inputs) or synthetic_WxH_SEED (the formula below, same as the script's). */
+static uint64_t checksum(const void *data, size_t n) {
+    const uint8_t *b = data;
+    uint64_t s = 0;
+    for (size_t i = 0; i < n; i++) s += (uint64_t)b[i] * (uint64_t)(uint32_t)((uint64_t)i * 2654435761u);
+    return s;
+}
+
+static void synthetic(glmv_rgb *im, int w, int h, int seed) {
+    im->w = w, im->h = h;
+    im->rgb = malloc((size_t)w * h * 3);
+    for (int64_t y = 0; y < h; y++)
+        for (int64_t x = 0; x < w; x++) {
+            uint8_t *o = im->rgb + ((size_t)y * w + x) * 3;
+            o[0] = (uint8_t)((x * 255 / GLMV_MAX(w - 1, 1) + ((x / 16 + y / 16) % 2) * 40 + seed) % 256);
+            o[1] = (uint8_t)((y * 255 / GLMV_MAX(h - 1, 1) + (x * y) % 37) % 256);
+            o[2] = (uint8_t)(((x + 2 * y) * 3 + ((x * 7 + y * 13) % 61) + 17 * seed) % 256);
+        }
+}
+
+/* NAME -> a decoded (or generated) image; 1 = skipped (asset missing) */
+static int load_named(const char *name, glmv_rgb *im, char *err) {
+    char path[600];
+    int w, h, seed;
+    if (sscanf(name, "synthetic_%dx%d_%d", &w, &h, &seed) == 3) {
+        synthetic(im, w, h, seed);
+        return 0;
+    }
+    if (strncmp(name, "assets/", 7) == 0) snprintf(path, sizeof(path), ASSETS "%s", name + 7);
+    else if (strncmp(name, "variants/", 9) == 0) snprintf(path, sizeof(path), ASSETS "%s", name);
+    else if (strncmp(name, "fix/", 4) == 0) snprintf(path, sizeof(path), FIX "%s", name + 4);
+    else return glmv_errf(err, "bad fixture name %s", name);
+    if (!have_file(path)) return 1;
+    return glmv_image_decode_file(path, 0, im, err) ? -1 : 0;
+}
+
+typedef struct {
+    char name[256];
+    glmv_rgb rs;
+    float *pv;
+    int64_t pv_rows;
+    int ok;
+} cur_image;
+
+static long n_px_total, n_px_pm1, n_px_worse, n_images, n_dec_exact, n_rs_exact;
+
+TEST(hf_parity) {
+    FILE *f = fopen(FIX "expected.txt", "r");
+    if (!f) {
+        test_skip("tests/fixtures/image/expected.txt missing");
+        return;
+    }
+    const int sanitize = getenv("GLMV_SANITIZE") != NULL;
+    glmv_image_params p;
+    glmv_image_params_default(&p);
+    cur_image cur = {0};
+    static char line[1 << 16];
+    while (fgets(line, sizeof(line), f)) {
+        char kind[16], name[256];
+        int off = 0;
+        if (line[0] == '#' || sscanf(line, "%15s %255s %n", kind, name, &off) < 2) continue;
+        const char *rest = line + off;
+        char err[GLMV_ERR_SIZE] = "";
+        if (strcmp(kind, "error") == 0) {
+            glmv_rgb im = {0};
+            int rc = load_named(name, &im, err);
+            if (rc == 1) continue;
+            if (rc == 0) {
+                float *rows = NULL;
+                int grid[3];
+                rc = glmv_image_preprocess(&im, &p, &rows, grid, err);
+                free(rows);
+                glmv_rgb_free(&im);
+            }
+            CHECK_MSG(rc != 0, "%s: HF refused it (%s), glmv did not", name, rest);
+            continue;
+        }
+        if (strcmp(kind, "image") == 0) {
+            glmv_rgb_free(&cur.rs);
+            free(cur.pv);
+            memset(&cur, 0, sizeof(cur));
+            snprintf(cur.name, sizeof(cur.name), "%s", name);
+            int w, h, ow, oh, gt, gh, gw;
+            unsigned long long dck, rck, pck;
+            if (sscanf(rest, "%d %d %d %d %d %d %d %llu %llu %llu", &w, &h, &ow, &oh, &gt, &gh, &gw,
+                       &dck, &rck, &pck) != 10) {
+                CHECK_MSG(0, "bad line for %s", name);
+                continue;
+            }
+            if (sanitize && (int64_t)w * h > 3000000) continue; /* too slow under ASan */
+            glmv_rgb im = {0};
+            int rc = load_named(name, &im, err);
+            if (rc == 1) continue;
+            CHECK_MSG(rc == 0, "%s: %s", name, err);
+            if (rc) continue;
+            n_images++;
+            CHECK_EQ_INT(im.w, w);
+            CHECK_EQ_INT(im.h, h);
+            uint64_t ck = im.w == w && im.h == h ? checksum(im.rgb, (size_t)w * h * 3) : 0;
+            CHECK_MSG(ck == dck, "%s: decoded pixels differ from PIL's", name);
+            n_dec_exact += ck == dck;
+            int oh2 = 0, ow2 = 0;
+            CHECK_EQ_INT(glmv_smart_resize(2, im.h, im.w, 28, p.min_pixels, p.max_pixels, &oh2, &ow2,
+                                           err), 0);
+            CHECK_MSG(oh2 == oh && ow2 == ow, "%s: grid %dx%d, HF %dx%d", name, ow2, oh2, ow, oh);
+            float *rows = NULL;
+            int grid[3] = {0, 0, 0};
+            CHECK_MSG(glmv_image_preprocess(&im, &p, &rows, grid, err) == 0, "%s: %s", name, err);
+            CHECK(grid[0] == gt && grid[1] == gh && grid[2] == gw);
+            if (oh2 == oh && ow2 == ow && glmv_image_resize(&im, ow, oh, &cur.rs, err) == 0) {
+                uint64_t rk = checksum(cur.rs.rgb, (size_t)ow * oh * 3);
+                n_rs_exact += rk == rck;
+                /* measured bit-identical on every fixture (parity.txt): keep it so */
+                CHECK_MSG(rk == rck, "%s: resized uint8 image differs from HF's", name);
+                if (ck == dck && rows) {
+                    uint64_t pk = checksum(rows, (size_t)gh * gw * 1176 * sizeof(float));
+                    CHECK_MSG(rk != rck || pk == pck, "%s: pixel_values differ with identical pixels", name);
+                }
+            }
+            cur.pv = rows;
+            cur.pv_rows = (int64_t)grid[1] * grid[2];
+            cur.ok = rows != NULL && cur.rs.rgb != NULL;
+            glmv_rgb_free(&im);
+            continue;
+        }
+        if (!cur.ok || strcmp(name, cur.name) != 0) continue;
+        if (strcmp(kind, "rs") == 0) {
+            int y, x0, st, n, k;
+            const char *q = rest;
+            if (sscanf(q, "%d %d %d %d %n", &y, &x0, &st, &n, &k) != 4) continue;
+            q += k;
+            int worst = 0, wx = 0;
+            for (int i = 0; i < n * 3; i++) {
+                int v;
+                if (sscanf(q, "%d %n", &v, &k) != 1) break;
+                q += k;
+                int x = x0 + (i / 3) * st;
+                if (y >= cur.rs.h || x >= cur.rs.w) break;
+                int d = abs((int)cur.rs.rgb[((size_t)y * cur.rs.w + x) * 3 + i % 3] - v);
+                n_px_total++;
+                n_px_pm1 += d == 1;
+                n_px_worse += d > 1;
+                if (d > worst) worst = d, wx = x;
+            }
+            CHECK_MSG(worst <= 1, "%s: resized pixel (%d,%d) differs by %d", name, wx, y, worst);
+        } else if (strcmp(kind, "pv") == 0) {
+            int r, st, n, k;
+            const char *q = rest;
+            if (sscanf(q, "%d %d %d %n", &r, &st, &n, &k) != 3 || r >= cur.pv_rows) continue;
+            q += k;
+            int bad = 0;
+            for (int i = 0; i < n; i++) {
+                float v;
+                if (sscanf(q, "%f %n", &v, &k) != 1) break;
+                q += k;
+                float got = cur.pv[(int64_t)r * 1176 + (int64_t)i * st];
+                /* 1e-6, or exactly one resized-pixel step 1/(255*std[c]) where the
+                 * u8 differs by one (counted by the rs checks) */
+                int c = (i * st) / (2 * 14 * 14);
+                float step = 1.0f / (255.0f * p.std[c]);
+                bad += fabsf(got - v) > 1e-6f && fabsf(fabsf(got - v) - step) > 1e-5f;
+            }
+            CHECK_MSG(bad == 0, "%s: %d pixel_values off in row %d", name, bad, r);
+        }
+    }
+    glmv_rgb_free(&cur.rs);
+    free(cur.pv);
+    fclose(f);
+    printf("  parity: %ld images, decoded identical %ld, resized identical %ld; sampled resized "
+           "values %ld, off by 1: %ld, worse: %ld\n",
+           n_images, n_dec_exact, n_rs_exact, n_px_total, n_px_pm1, n_px_worse);
+    CHECK(n_images > 0);
+}
+
 /* ---------------------------------------------------------------- decoding */
 TEST(decode_shared_photos) {
     static const char *names[] = {"coco_000000039769.png", "glmv_gui_agent_allrecipes.jpg",
@@ -199,14 +382,45 @@ TEST(hostile_input) {
     CHECK(strstr(err, "TIFF") != NULL);
     CHECK(glmv_image_decode_file("/nonexistent/x.png", 0, &im, err) != 0);
     CHECK(strstr(err, "/nonexistent/x.png") != NULL);
-    /* truncations of a real JPEG and PNG: an error each, never a crash */
-    static const char *files[] = {ASSETS "llava_waterview.jpg", ASSETS "variants/tiny_20x30.png"};
-    for (int f = 0; f < 2; f++) {
+    /* a header claiming 100000 x 100000: refused before decoding */
+    CHECK(glmv_image_decode_file(FIX "bomb_100000x100000.png", 0, &im, err) != 0);
+    CHECK_MSG(strstr(err, "100000x100000") && strstr(err, "limit"), "%s", err);
+    /* a JPEG cut in half (Pillow: "image file is truncated") */
+    CHECK(glmv_image_decode_file(FIX "truncated.jpg", 0, &im, err) != 0);
+    CHECK_MSG(strstr(err, "truncated") != NULL, "%s", err);
+    /* zero-byte file; a PNG named .jpg decodes (format from the bytes) */
+    FILE *z = fopen("/tmp/glmv_test_empty.jpg", "wb");
+    if (z) {
+        fclose(z);
+        CHECK(glmv_image_decode_file("/tmp/glmv_test_empty.jpg", 0, &im, err) != 0);
+        CHECK_MSG(strstr(err, "empty") != NULL, "%s", err);
+        remove("/tmp/glmv_test_empty.jpg");
+    }
+    size_t pn = 0;
+    char *png = glmv_read_file(FIX "rgba.png", &pn, err);
+    FILE *wz = png ? fopen("/tmp/glmv_test_png.jpg", "wb") : NULL;
+    if (wz) {
+        fwrite(png, 1, pn, wz);
+        fclose(wz);
+        CHECK_EQ_INT(glmv_image_decode_file("/tmp/glmv_test_png.jpg", 0, &im, err), 0);
+        CHECK(im.w == 64 && im.h == 48);
+        glmv_rgb_free(&im);
+        remove("/tmp/glmv_test_png.jpg");
+    }
+    free(png);
+    /* truncations of each format: an error each, never a crash */
+    static const char *files[] = {ASSETS "llava_waterview.jpg", FIX "tiny_20x30.png",
+                                  FIX "jpeg_progressive.jpg", FIX "lossy.webp",
+                                  FIX "lossless_alpha.webp", FIX "palette.gif", FIX "rgb24.bmp",
+                                  FIX "palette8.bmp", FIX "jpeg_cmyk.jpg"};
+    for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
         size_t n = 0;
         char *buf = glmv_read_file(files[f], &n, err);
         if (!buf) continue;
         /* (a PNG cut inside its trailing chunks still decodes, as in Pillow) */
         size_t cuts[] = {2, 8, 20, 100, n / 2, f == 0 ? n - 10 : n / 3};
+        if (strstr(files[f], ".webp") || strstr(files[f], ".gif") || strstr(files[f], ".bmp"))
+            cuts[1] = 30, cuts[2] = 60; /* their headers are longer than 8 bytes */
         for (size_t c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
             if (cuts[c] >= n) continue;
             err[0] = 0;
@@ -230,5 +444,6 @@ int main(void) {
     RUN(patchify_order);
     RUN(decode_shared_photos);
     RUN(hostile_input);
+    RUN(hf_parity);
     return test_summary("image");
 }

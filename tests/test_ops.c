@@ -25,6 +25,15 @@
 
 static int sanitize;
 
+/* The AVX512-BF16 GEMM path (bf16 x, pair-packed panels, kern_bf16) emulated in
+ * plain C on top of the AVX2 table, so its driver is tested on any CPU with AVX2. */
+static glmv_cpu_kernels emu_table;
+static void emu_kern_bf16(int64_t K2, const uint16_t *A, int64_t lda, const uint16_t *B, float *C,
+                          int64_t ldc, int rows, int acc) {
+    glmv_cpu_kern_bf16_scalar(emu_table.mr, emu_table.nr, K2, A, lda, B, C, ldc, rows, acc);
+}
+#define LEVEL_EMU 100
+
 /* ---- backends under test ---- */
 #define MAX_BE 8
 static glmv_backend *bes[MAX_BE];
@@ -68,7 +77,9 @@ static glmv_tensor rand_tensor(glmv_dtype dt, int64_t rows, int64_t cols, float 
 
 static const char *be_desc(int b) {
     static char buf[64];
-    snprintf(buf, sizeof buf, "%s/%dt", glmv_cpu_simd_name(be_level[b]), be_threads[b]);
+    snprintf(buf, sizeof buf, "%s/%dt",
+             be_level[b] == LEVEL_EMU ? "bf16-emulated" : glmv_cpu_simd_name(be_level[b]),
+             be_threads[b]);
     return buf;
 }
 
@@ -122,7 +133,8 @@ static void matmul_case(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with
     for (int b = 0; b < n_be; b++) {
         for (int64_t i = 0; i < m * n; i++) got[i] = NAN;
         bes[b]->matmul(bes[b], got, x, &w, with_bias ? &bias : NULL, m);
-        double tol = (be_level[b] == GLMV_SIMD_AVX512BF16 && dt == GLMV_BF16 && m > GLMV_MV_MAX)
+        int bf = be_level[b] == GLMV_SIMD_AVX512BF16 || be_level[b] == LEVEL_EMU;
+        double tol = (bf && dt == GLMV_BF16 && m > GLMV_MV_MAX)
                          ? TOL_BF16X : TOL_F32;
         char what[96];
         snprintf(what, sizeof what, "matmul %s m=%lld n=%lld k=%lld%s", glmv_dtype_name(dt),
@@ -350,6 +362,21 @@ int main(void) {
                 return 1;
             }
             be_level[n_be] = l;
+            be_threads[n_be] = t;
+            bes[n_be++] = be;
+        }
+    }
+    if (glmv_cpu_simd_supported(GLMV_SIMD_AVX2)) {
+        emu_table = glmv_cpu_kernels_avx2;
+        emu_table.to_bf16 = glmv_cpu_to_bf16_scalar;
+        emu_table.kern_bf16 = emu_kern_bf16;
+        for (int t = 1; t <= 2; t++) {
+            glmv_backend *be = glmv_cpu_backend_new_table(t, &emu_table, "cpu-bf16emu", err);
+            if (!be) {
+                printf("  FAIL backend bf16emu: %s\n", err);
+                return 1;
+            }
+            be_level[n_be] = LEVEL_EMU;
             be_threads[n_be] = t;
             bes[n_be++] = be;
         }

@@ -502,6 +502,63 @@ TEST(video_runs) {
     glmv_model_free(m);
 }
 
+/* the thinking budget forces "</think><answer>" (trained demo model, which thinks) */
+TEST(thinking_budget) {
+    char err[GLMV_ERR_SIZE] = "";
+    if (access("models/demo/model.safetensors", R_OK) != 0) {
+        test_skip("models/demo absent");
+        return;
+    }
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    if (glmv_model_load(&m, "models/demo", &mp, err)) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    glmv_session *s = NULL;
+    CHECK(glmv_session_new(&s, m, 512, err) == 0);
+    glmv_part parts[2];
+    memset(parts, 0, sizeof parts);
+    parts[0].kind = GLMV_PART_IMAGE;
+    parts[0].path = "models/demo/example.png";
+    parts[1].kind = GLMV_PART_TEXT;
+    parts[1].text = "What colour is the shape?";
+    glmv_message msg = {"user", parts, 2, NULL};
+    glmv_sampling sp;
+    glmv_sampling_default(m, &sp);
+    sp.do_sample = 0;
+    sp.max_new_tokens = 64;
+    glmv_result free_run, res;
+    CHECK(glmv_generate(s, &msg, 1, &sp, NULL, NULL, &free_run, err) == 0);
+    int32_t end_think = glmv_token_id(m->tok, "</think>"), ans = glmv_token_id(m->tok, "<answer>");
+    int at = -1;
+    for (int i = 0; i < free_run.n_tokens; i++)
+        if (free_run.token_ids[i] == end_think) at = i;
+    printf("  free run: %d tokens, </think> at %d, reasoning \"%s\"\n", free_run.n_tokens, at,
+           free_run.reasoning);
+    if (at < 3) {
+        test_skip("the demo model thinks for fewer than 3 tokens");
+    } else {
+        sp.max_thinking_tokens = 2;
+        CHECK(glmv_generate(s, &msg, 1, &sp, NULL, NULL, &res, err) == 0);
+        /* <think>, 2 reasoning tokens, then the forced tags */
+        CHECK(res.n_tokens >= 5);
+        if (res.n_tokens >= 5) {
+            CHECK_EQ_INT(res.token_ids[0], free_run.token_ids[0]);
+            CHECK_EQ_INT(res.token_ids[3], end_think);
+            CHECK_EQ_INT(res.token_ids[4], ans);
+        }
+        CHECK(strlen(res.reasoning) < strlen(free_run.reasoning));
+        printf("  budget 2: reasoning \"%s\" content \"%s\"\n", res.reasoning, res.content);
+        glmv_result_free(&res);
+    }
+    glmv_result_free(&free_run);
+    glmv_session_free(s);
+    glmv_model_free(m);
+}
+
 /* GLMV_DUMP=dir writes one file per named activation */
 TEST(dump_env) {
     char dir[] = "/tmp/glmv_dump_XXXXXX", err[GLMV_ERR_SIZE] = "";
@@ -555,5 +612,6 @@ int main(void) {
     RUN(cancel_and_stop_strings);
     RUN(dump_env);
     RUN(video_runs);
+    RUN(thinking_budget);
     return test_summary("parity");
 }

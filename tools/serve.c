@@ -393,8 +393,8 @@ static void usage(FILE *f) {
             "usage: glmv serve [-m DIR] [options]\n\n"
             "An OpenAI-compatible server (POST /v1/chat/completions, GET /v1/models, /health,\n"
             "/metrics) and a chat page at /.\n\n"
-            "  -m, --model DIR      checkpoint folder (default: models/demo when it exists);\n"
-            "                       echo:[delay_ms=N][,ctx=N] runs a test engine without weights\n"
+            "  -m DIR               as below; also echo:[delay_ms=N][,ctx=N], a test engine without\n"
+            "                       weights that streams back what it is sent\n"
             "  --host ADDR          address to bind (default 127.0.0.1; 0.0.0.0 exposes the server)\n"
             "  --port N             port (default 8080; 0 picks a free one)\n"
             "  --api-key KEY        require 'Authorization: Bearer KEY' on /v1/ and /metrics\n"
@@ -403,11 +403,11 @@ static void usage(FILE *f) {
             "  --max-images N       images per request (default 64)\n"
             "  --parallel N         sessions (default 1; jobs run one at a time until batching lands)\n"
             "  --queue N            requests waiting at most; more get 503 (default 64)\n"
-            "  --ctx N              context tokens per session (default: the model's maximum)\n"
             "  --max-body-mb N      largest request body (default 64)\n"
-            "  --threads N          CPU threads for inference (default: all cores)\n"
             "  --http-threads N     HTTP worker threads (default 4)\n"
-            "  -v, --verbose        log every request and the library's timings\n");
+            "  -v, --verbose        also log every request\n"
+            "Sampling flags set the server's defaults; each request may override them.\n\n%s",
+            cli_opts_help);
 }
 
 /* The demo model: ./models/demo, or models/demo beside the binary's project. */
@@ -457,10 +457,15 @@ int cmd_serve(int argc, char **argv) {
     sv.media.max_images = 64;
     sv.api_key = getenv("GLMV_API_KEY");
     if (sv.api_key && !*sv.api_key) sv.api_key = NULL;
-    const char *model = NULL, *media_dir = NULL;
-    long parallel = 1, ctx = 0, threads = 0, http_threads = 4, v;
+    const char *media_dir = NULL;
+    long parallel = 1, http_threads = 4, v;
+    cli_opts o;
+    cli_opts_init(&o);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int shared = cli_opts_parse(&o, argc, argv, &i);
+        if (shared < 0) return 2;
+        if (shared) continue;
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 #define NEED_VAL                                                      \
     do {                                                              \
@@ -473,9 +478,6 @@ int cmd_serve(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            NEED_VAL;
-            model = val;
         } else if (!strcmp(a, "--host")) {
             NEED_VAL;
             sv.host = val;
@@ -500,21 +502,13 @@ int cmd_serve(int argc, char **argv) {
             NEED_VAL;
             if (cli_parse_int(a, val, 1, 100000, &v)) return 2;
             sv.queue = (int)v;
-        } else if (!strcmp(a, "--ctx")) {
-            NEED_VAL;
-            if (cli_parse_int(a, val, 0, 1 << 24, &ctx)) return 2;
         } else if (!strcmp(a, "--max-body-mb")) {
             NEED_VAL;
             if (cli_parse_int(a, val, 1, 4096, &v)) return 2;
             sv.max_body = (size_t)v << 20;
-        } else if (!strcmp(a, "--threads")) {
-            NEED_VAL;
-            if (cli_parse_int(a, val, 0, 1024, &threads)) return 2;
         } else if (!strcmp(a, "--http-threads")) {
             NEED_VAL;
             if (cli_parse_int(a, val, 1, 256, &http_threads)) return 2;
-        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-            sv.verbose = 1;
         } else {
             fprintf(stderr, "glmv serve: unknown option '%s'\n", a);
             usage(stderr);
@@ -523,7 +517,10 @@ int cmd_serve(int argc, char **argv) {
 #undef NEED_VAL
     }
     char buf[PATH_MAX], media_real[PATH_MAX];
-    if (!model) model = default_model(buf, sizeof buf);
+    sv.verbose = o.mp.verbose;
+    if (!o.model_dir) o.model_dir = cli_default_model();
+    if (!o.model_dir) o.model_dir = default_model(buf, sizeof buf);
+    const char *model = o.model_dir;
     if (!model) {
         fprintf(stderr, "glmv serve: no model: pass -m DIR (a checkpoint folder); models/demo was not found\n");
         return 2;
@@ -543,12 +540,7 @@ int cmd_serve(int argc, char **argv) {
     }
 
     char err[GLMV_ERR_SIZE] = "";
-    glmv_model_params mp;
-    memset(&mp, 0, sizeof mp);
-    if (strncmp(model, "echo:", 5)) glmv_model_params_default(&mp);
-    mp.n_threads = (int)threads;
-    mp.verbose = sv.verbose;
-    if (serve_engine_open(&sv.eng, model, (int)parallel, (int)ctx, &mp, err)) {
+    if (serve_engine_open(&sv.eng, &o, (int)parallel, err)) {
         fprintf(stderr, "glmv serve: %s\n", err);
         return 1;
     }

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "cli.h"
 #include "glmv.h"
 
 /* ------------------------------------------------------------------------ */
@@ -34,10 +35,11 @@ struct serve_engine {
     void (*free)(serve_engine *e);
 };
 
-/* dir: a checkpoint folder (glmv library), or "echo:[delay_ms=N][,ctx=N]",
- * a deterministic engine that streams back what it was sent (HTTP tests). */
-int serve_engine_open(serve_engine **out, const char *dir, int n_slots, int n_ctx,
-                      const glmv_model_params *mp, char *err);
+/* o->model_dir: a checkpoint folder (glmv library), or "echo:[delay_ms=N][,ctx=N]",
+ * a deterministic engine that streams back what it was sent (HTTP tests).
+ * The model flags of `o` (threads, device, ctx, image tokens) and its sampling
+ * flags (the server's defaults) apply. */
+int serve_engine_open(serve_engine **out, const cli_opts *o, int n_slots, char *err);
 
 /* ------------------------------------------------------------------------ */
 /* Requests (serve_api.c)                                                   */

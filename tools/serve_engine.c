@@ -47,19 +47,19 @@ static void lib_free(serve_engine *e) {
     free(e);
 }
 
-static int lib_open(serve_engine *e, const char *dir, int n_slots, int n_ctx,
-                    const glmv_model_params *mp, char *err) {
+static int lib_open(serve_engine *e, const cli_opts *o, int n_slots, char *err) {
+    const char *dir = o->model_dir;
     lib_impl *li = calloc(1, sizeof *li);
     if (!li) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
     e->impl = li;
     e->free = lib_free;
     e->generate = lib_generate;
     e->result_free = glmv_result_free;
-    if (glmv_model_load(&li->model, dir, mp, err)) return -1;
+    if (glmv_model_load(&li->model, dir, &o->mp, err)) return -1;
     li->sess = calloc((size_t)n_slots, sizeof *li->sess);
     if (!li->sess) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
     for (; li->n < n_slots; li->n++)
-        if (glmv_session_new(&li->sess[li->n], li->model, n_ctx, err)) return -1;
+        if (glmv_session_new(&li->sess[li->n], li->model, o->n_ctx, err)) return -1;
     e->n_slots = n_slots;
     e->n_ctx = glmv_session_n_ctx(li->sess[0]);
     glmv_model_info info;
@@ -70,7 +70,7 @@ static int lib_open(serve_engine *e, const char *dir, int n_slots, int n_ctx,
         name = name && name[1] ? name + 1 : dir;
     }
     snprintf(e->model_id, sizeof e->model_id, "%s", name);
-    glmv_sampling_default(li->model, &e->defaults);
+    cli_opts_sampling(o, li->model, &e->defaults);
     return 0;
 }
 
@@ -259,12 +259,13 @@ static int echo_open(serve_engine *e, const char *spec, int n_slots, char *err) 
     return 0;
 }
 
-int serve_engine_open(serve_engine **out, const char *dir, int n_slots, int n_ctx,
-                      const glmv_model_params *mp, char *err) {
+int serve_engine_open(serve_engine **out, const cli_opts *o, int n_slots, char *err) {
+    const char *dir = o->model_dir;
     serve_engine *e = calloc(1, sizeof *e);
     if (!e) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
     int rc = !strncmp(dir, "echo:", 5) ? echo_open(e, dir + 5, n_slots, err)
-                                       : lib_open(e, dir, n_slots, n_ctx, mp, err);
+                                       : lib_open(e, o, n_slots, err);
+    if (!rc && !strncmp(dir, "echo:", 5) && o->max_tokens) e->defaults.max_new_tokens = o->max_tokens;
     if (rc) {
         if (e->free) e->free(e);
         else free(e);

@@ -10,8 +10,9 @@
   'use strict';
   const $ = (id) => document.getElementById(id);
   const chat = $('chat'), promptEl = $('prompt'), attachEl = $('attachments'), statusEl = $('status');
-  const DEFAULTS = { system: '', temperature: 0.8, top_p: 0.6, top_k: 2, repetition_penalty: 1.1,
-    max_tokens: 2048, max_thinking_tokens: 0, seed: '', api_key: '' };
+  // empty = the checkpoint's generation_config.json, as the server applies it
+  const DEFAULTS = { system: '', temperature: '', top_p: '', top_k: '', repetition_penalty: '',
+    max_tokens: '', max_thinking_tokens: '', seed: '', api_key: '' };
   const FIELDS = Object.keys(DEFAULTS);
   let modelId = '';
   let conv = [];          // {role, text, media:[{kind,dataUrl,objUrl}]} | {role:'assistant', content, reasoning}

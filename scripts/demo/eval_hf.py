@@ -2,8 +2,8 @@
 """eval_hf.py -- accuracy of the demo model under transformers, and the HF greedy fixtures for glmv.
 
 Reads the held-out set (DIR/answers.tsv + PNGs from gen_data.py --eval), runs greedy decoding with the
-BF16 weights (batched, no KV cache; stops at the eos ids) and reports exact-match accuracy of the text
-inside <answer>...</answer>, overall and per question type. Then, for the first N samples of each type
+BF16 weights in BF16 and upcast to FP32 (batched, no KV cache; stops at the eos ids) and reports
+exact-match accuracy of the text inside <answer>...</answer>, overall and per question type. Then, for the first N samples of each type
 and the shipped example image, runs HF `generate` (greedy) twice -- BF16 weights in BF16 with sdpa, and
 the same weights upcast to FP32 with eager attention -- and writes both token ids and texts, the prompt
 ids, the image grid and a checksum of pixel_values to hf_greedy.json, for glmv's parity test.
@@ -103,29 +103,37 @@ def run(model_dir, eval_set, outdir, limit=None, n_fixtures=4, example=None, log
     stop = stop if isinstance(stop, list) else [stop]
     images = [Image.open(os.path.join(eval_set, r["file"])).convert("RGB") for r in rows]
     model = Glm4vForConditionalGeneration.from_pretrained(model_dir, dtype=torch.bfloat16).cuda().eval()
-    t0 = time.time()
-    gen = greedy_batch(model, proc, images, [r["question"] for r in rows], stop)
-    per = {}
-    lines = ["file\ttype\texpected\tgot\tok\toutput"]
-    for r, g in zip(rows, gen):
-        text = tok.decode(g, skip_special_tokens=False)
-        got = answer_of(text)
-        ok = got == r["answer"].lower()
-        r["hf_text"] = text
-        p = per.setdefault(r["type"], [0, 0])
-        p[0] += ok
-        p[1] += 1
-        lines.append("\t".join([r["file"], r["type"], r["answer"], got, str(int(ok)), text]))
-    tot = [sum(v[0] for v in per.values()), sum(v[1] for v in per.values())]
-    res = {"overall": {"correct": tot[0], "n": tot[1], "accuracy": round(tot[0] / max(1, tot[1]), 4)},
-           "per_type": {k: {"correct": v[0], "n": v[1], "accuracy": round(v[0] / v[1], 4)} for k, v in per.items()},
-           "decoding": "greedy, BF16 weights and compute, batched without KV cache, max 64 new tokens",
-           "seconds": round(time.time() - t0, 1)}
-    log("HF accuracy:", json.dumps(res))
+    m32 = Glm4vForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32,
+                                                        attn_implementation="eager").cuda().eval()
+    res = {}
+    for name, m, desc in (("bf16", model, "BF16 weights and compute, sdpa"),
+                          ("fp32", m32, "BF16 weights upcast to FP32, eager attention")):
+        t0 = time.time()
+        gen = greedy_batch(m, proc, images, [r["question"] for r in rows], stop)
+        per = {}
+        lines = ["file\ttype\texpected\tgot\tok\toutput"]
+        for r, g in zip(rows, gen):
+            text = tok.decode(g, skip_special_tokens=False)
+            got = answer_of(text)
+            ok = got == r["answer"].lower()
+            r[name + "_text"] = text
+            p = per.setdefault(r["type"], [0, 0])
+            p[0] += ok
+            p[1] += 1
+            lines.append("\t".join([r["file"], r["type"], r["answer"], got, str(int(ok)), text]))
+        tot = [sum(v[0] for v in per.values()), sum(v[1] for v in per.values())]
+        res[name] = {"overall": {"correct": tot[0], "n": tot[1], "accuracy": round(tot[0] / max(1, tot[1]), 4)},
+                     "per_type": {k: {"correct": v[0], "n": v[1], "accuracy": round(v[0] / v[1], 4)}
+                                  for k, v in per.items()},
+                     "decoding": f"greedy, {desc}, batched without KV cache, max 64 new tokens",
+                     "seconds": round(time.time() - t0, 1)}
+        log(f"HF accuracy ({name}):", json.dumps(res[name]))
+        suffix = "" if name == "bf16" else "_fp32"
+        with open(os.path.join(outdir, f"hf_predictions{suffix}.tsv"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    res["overall"] = res["fp32"]["overall"]  # glmv computes in FP32 from the BF16 weights
     with open(os.path.join(outdir, "hf_eval.json"), "w") as f:
         json.dump(res, f, indent=1)
-    with open(os.path.join(outdir, "hf_predictions.tsv"), "w") as f:
-        f.write("\n".join(lines) + "\n")
 
     # fixtures: HF generate, BF16/sdpa and FP32/eager
     picks = []
@@ -133,9 +141,7 @@ def run(model_dir, eval_set, outdir, limit=None, n_fixtures=4, example=None, log
         picks += [(os.path.join(EVAL_REL, r["file"]), im, r) for r, im in zip(rows, images) if r["type"] == qt][:n_fixtures]
     if example and os.path.exists(example):
         picks.append((EXAMPLE_REL, Image.open(example).convert("RGB"),
-                      {"type": "count", "question": EXAMPLE_QUESTION, "answer": None, "hf_text": None}))
-    m32 = Glm4vForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32,
-                                                        attn_implementation="eager").cuda().eval()
+                      {"type": "count", "question": EXAMPLE_QUESTION, "answer": None}))
     fx = []
     same = 0
     for path, im, r in picks:
@@ -149,7 +155,7 @@ def run(model_dir, eval_set, outdir, limit=None, n_fixtures=4, example=None, log
              "pixel_values_head": [[round(float(x), 6) for x in row[:8]] for row in pv[:2]],
              "hf_bf16_ids": g16, "hf_bf16_text": tok.decode(g16, skip_special_tokens=False),
              "hf_fp32_ids": g32, "hf_fp32_text": tok.decode(g32, skip_special_tokens=False),
-             "batched_bf16_text": r["hf_text"]}
+             "batched_bf16_text": r.get("bf16_text"), "batched_fp32_text": r.get("fp32_text")}
         same += g16 == g32
         fx.append(e)
     meta = {"model": "models/demo", "note": "greedy (do_sample=False), max_new_tokens 64, stop at eos ids; "

@@ -6,7 +6,8 @@ digit string on a plain or gradient background, one question of five types (coun
 size, digits), a short reasoning text and the answer, in GLM-4.1V's output format
 `<think>REASONING</think><answer>ANSWER</answer>`. Everything follows from an integer seed, so the
 held-out set is reproducible:  python3 scripts/demo/gen_data.py --eval DIR [--per-type 50]
-writes DIR/NNN.png and DIR/answers.tsv (id, type, question, answer). Needs numpy and Pillow only.
+writes DIR/NNN.png and DIR/answers.tsv (file, type, question, answer, think); --preset picks the
+object sizes (v1: the first checkpoint's set; v2: larger). Needs numpy and Pillow only.
 """
 import argparse
 import os
@@ -27,6 +28,13 @@ COLOURS = {
 SHAPES = ["circle", "square", "triangle", "diamond"]
 PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles", "diamond": "diamonds"}
 EVAL_SEED_BASE = 900_000_000  # training seeds stay below this
+# Size presets. v1 made the first checkpoint and its held-out set; v2 draws larger shapes and digits
+# (at least about 2 patches across), which a tiny ViT learns much faster.
+PRESETS = {
+    "v1": {"shape_min": 9.0, "shape_min_frac": 0.06, "shape_max_frac": 0.20, "digit_min": 24, "digit_lo": 28},
+    "v2": {"shape_min": 13.0, "shape_min_frac": 0.08, "shape_max_frac": 0.22, "digit_min": 38, "digit_lo": 40},
+}
+DEFAULT_PRESET = "v2"
 EXAMPLE_SEED = 800_000_445    # models/demo/example.png: "How many shapes are there?" -> 4
 MIN_SIDE, MAX_SIDE = 112, 336
 
@@ -95,9 +103,10 @@ def _listing(objs):
     return f"I see {n} shape{'s' if n != 1 else ''}: {body}."
 
 
-def _shapes_scene(rng, w, h, n, unique_types, size_ratio=None):
+def _shapes_scene(rng, w, h, n, unique_types, size_ratio=None, P=PRESETS["v1"]):
     m = min(w, h)
-    lo, hi = max(9.0, 0.06 * m), max(12.0, 0.2 * m)
+    lo = max(P["shape_min"], P["shape_min_frac"] * m)
+    hi = max(lo + 3.0, P["shape_max_frac"] * m)
     hi = min(hi, lo + (hi - lo) * (1.0 if n <= 3 else 0.6))
     for _ in range(50):
         if size_ratio:
@@ -158,8 +167,9 @@ def _pick(rng, key):
     return opts[rng.integers(0, len(opts))]
 
 
-def make_sample(seed, qtype=None):
+def make_sample(seed, qtype=None, preset=DEFAULT_PRESET):
     """-> dict(image=PIL.Image, type, question, think, answer) for an integer seed."""
+    P = PRESETS[preset]
     rng = np.random.default_rng(seed)
     if qtype is None:
         qtype = QTYPES[rng.integers(0, len(QTYPES))]
@@ -168,19 +178,19 @@ def make_sample(seed, qtype=None):
         img, light = _background(rng, w, h)
         d = ImageDraw.Draw(img)
         if qtype == "digits":
-            s = _digits(rng, img, d, w, h, light)
+            s = _digits(rng, img, d, w, h, light, P)
             if s:
                 return {"image": img, "type": qtype, **s}
             continue
         if qtype == "count":
             n = int(rng.integers(1, 7))
-            objs = _shapes_scene(rng, w, h, n, unique_types=False)
+            objs = _shapes_scene(rng, w, h, n, unique_types=False, P=P)
         elif qtype == "colour":
-            objs = _shapes_scene(rng, w, h, int(rng.integers(1, 5)), unique_types=True)
+            objs = _shapes_scene(rng, w, h, int(rng.integers(1, 5)), unique_types=True, P=P)
         elif qtype == "position":
-            objs = _shapes_scene(rng, w, h, int(rng.integers(2, 4)), unique_types=True)
+            objs = _shapes_scene(rng, w, h, int(rng.integers(2, 4)), unique_types=True, P=P)
         else:
-            objs = _shapes_scene(rng, w, h, int(rng.integers(2, 4)), unique_types=True, size_ratio=1.7)
+            objs = _shapes_scene(rng, w, h, int(rng.integers(2, 4)), unique_types=True, size_ratio=1.7, P=P)
         if not objs:
             continue
         q = _question(rng, qtype, objs, w, h)
@@ -232,10 +242,10 @@ def _question(rng, qtype, objs, w, h):
             "think": f"{listing} The {big['shape']} is bigger than the {small['shape']}.", "answer": big["shape"]}
 
 
-def _digits(rng, img, d, w, h, light):
+def _digits(rng, img, d, w, h, light, P=PRESETS["v1"]):
     n = int(rng.integers(2, 6))
     text = "".join(str(v) for v in rng.integers(0, 10, n))
-    dh = rng.uniform(28, max(30, min(0.6 * h, 80)))
+    dh = rng.uniform(P["digit_lo"], max(P["digit_lo"] + 2, min(0.6 * h, 80)))
     dw = dh * rng.uniform(0.45, 0.6)
     gap = dw * rng.uniform(0.3, 0.5)
     total = n * dw + (n - 1) * gap
@@ -243,7 +253,7 @@ def _digits(rng, img, d, w, h, light):
         scale = 0.92 * w / total
         dw, gap, dh = dw * scale, gap * scale, dh * scale
         total = 0.92 * w
-    if dh < 24:
+    if dh < P["digit_min"]:
         return None
     t = max(3.0, dw * rng.uniform(0.16, 0.24))
     x0 = rng.uniform(0.04 * w, w - total - 0.04 * w + 1e-3)
@@ -280,13 +290,13 @@ def tokenizer_corpus(n=20000, seed=123):
     return out
 
 
-def write_eval(outdir, per_type, seed_base=EVAL_SEED_BASE):
+def write_eval(outdir, per_type, seed_base=EVAL_SEED_BASE, preset=DEFAULT_PRESET):
     os.makedirs(outdir, exist_ok=True)
     rows = []
     k = 0
     for i in range(per_type):
         for qt in QTYPES:
-            s = make_sample(seed_base + k, qt)
+            s = make_sample(seed_base + k, qt, preset)
             name = f"{k:03d}.png"
             s["image"].save(os.path.join(outdir, name), optimize=True)
             rows.append((name, qt, s["question"], s["answer"], s["think"]))
@@ -303,18 +313,19 @@ def main():
     ap.add_argument("--eval", metavar="DIR", help="write the held-out set (PNGs + answers.tsv) to DIR")
     ap.add_argument("--per-type", type=int, default=50)
     ap.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE)
+    ap.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     ap.add_argument("--example", metavar="PNG", help="write the shipped example image")
     ap.add_argument("--show", type=int, default=0, help="print N training samples")
     a = ap.parse_args()
     if a.eval:
-        rows = write_eval(a.eval, a.per_type, a.seed_base)
+        rows = write_eval(a.eval, a.per_type, a.seed_base, a.preset)
         print(f"wrote {len(rows)} samples to {a.eval}")
     if a.example:
-        s = make_sample(EXAMPLE_SEED, "count")
+        s = make_sample(EXAMPLE_SEED, "count", "v1")
         s["image"].save(a.example, optimize=True)
         print(a.example, s["question"], target_text(s))
     for i in range(a.show):
-        s = make_sample(i)
+        s = make_sample(i, None, a.preset)
         print(s["image"].size, s["type"], "|", s["question"], "|", target_text(s))
 
 

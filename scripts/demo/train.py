@@ -7,7 +7,9 @@ added tokens in the same order after the ordinary vocabulary), writes the proces
 and the real chat template, builds the model from a small config with transformers' own Glm4v classes,
 makes a dry run of every later stage (a few steps, save, reload, eval, fixtures), then trains on samples
 generated on the fly by gen_data.py in DataLoader workers and fed through the exact HF Glm4vProcessor
-loaded from the output folder, saves BF16 safetensors and calls eval_hf.py.
+loaded from the output folder, saves BF16 safetensors and calls eval_hf.py. --init DIR continues from a
+checkpoint (keeping its tokenizer and config). The workers also compute the M-RoPE position ids, which
+are used only when the dry run shows they give HF's logits exactly. Normally started by run_gpu.sh.
 usage: python3 scripts/demo/train.py --out models/demo --eval-set tests/fixtures/demo_eval --seconds 300
 """
 import argparse
@@ -31,7 +33,7 @@ ADDED = [("<|endoftext|>", True), ("[MASK]", True), ("[gMASK]", True), ("[sMASK]
          ("<|begin_of_box|>", False), ("<|end_of_box|>", False)]
 GLM_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
              r"\s*[\r\n]+|\s+(?!\S)|\s+")
-MAX_MERGED_TOKENS = 100                     # per image: longest_edge = 28*28*2*100
+MAX_MERGED_TOKENS = 144                     # per image: longest_edge = 28*28*2*144 (336x336 unscaled)
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
@@ -80,7 +82,7 @@ def token_ids(tj):
     return {a["content"]: a["id"] for a in tj["added_tokens"]}
 
 
-def write_model_files(out, tj, assets):
+def write_model_files(out, tj, assets, max_image_tokens=MAX_MERGED_TOKENS):
     """Everything but the weights: tokenizer, template, processor configs. Returns the ids."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
@@ -97,7 +99,7 @@ def write_model_files(out, tj, assets):
     common = {"do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
               "image_mean": CLIP_MEAN, "image_std": CLIP_STD, "merge_size": 2, "patch_size": 14,
               "resample": 3, "rescale_factor": 1 / 255, "temporal_patch_size": 2}
-    pp = dict(common, size={"shortest_edge": 12544, "longest_edge": 28 * 28 * 2 * MAX_MERGED_TOKENS},
+    pp = dict(common, size={"shortest_edge": 12544, "longest_edge": 28 * 28 * 2 * max_image_tokens},
               image_processor_type="Glm4vImageProcessor", processor_class="Glm4vProcessor")
     vp = dict(common, size={"shortest_edge": 12544, "longest_edge": 28 * 28 * 2 * 1000}, fps=2.0,
               do_sample_frames=True, video_processor_type="Glm4vVideoProcessor", processor_class="Glm4vProcessor")
@@ -145,8 +147,28 @@ def render_prompt(proc, question):
     return proc.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
-def encode(proc, image, question, target=None):
-    """Processor inputs for one sample as plain tensors; with target: its ids appended and labels."""
+def rope_positions(ids, grid_thw, image_token_id, merge=2):
+    """3-D M-RoPE positions [3, L] of one sequence holding one image (GLM4V.md 4.2, HF get_rope_index):
+    text runs count on all axes; the image run gets (next, next+row, next+col), then next += max(H, W)."""
+    import torch
+    L = ids.shape[0]
+    pos = torch.arange(L).unsqueeze(0).repeat(3, 1)
+    idx = (ids == image_token_id).nonzero().flatten()
+    if idx.numel() == 0:
+        return pos
+    s, e = int(idx[0]), int(idx[-1]) + 1
+    H, W = int(grid_thw[1]) // merge, int(grid_thw[2]) // merge
+    assert e - s == H * W == idx.numel(), "image tokens must form one run of H*W"
+    pos[0, s:e] = s
+    pos[1, s:e] = s + torch.arange(H).repeat_interleave(W)
+    pos[2, s:e] = s + torch.arange(W).repeat(H)
+    pos[:, e:] = s + max(H, W) + torch.arange(L - e).unsqueeze(0)
+    return pos
+
+
+def encode(proc, image, question, target=None, positions=False):
+    """Processor inputs for one sample as plain tensors; with target: its ids appended and labels;
+    with positions: also the M-RoPE position ids (training passes them, saving HF's per-sample loop)."""
     enc = proc(text=[render_prompt(proc, question)], images=[image], return_tensors="pt")
     L = enc["input_ids"].shape[1]
     item = {"_tok": {}, "_other": {}, "prompt_len": L}
@@ -163,6 +185,9 @@ def encode(proc, image, question, target=None):
             fill = t if k == "input_ids" else torch.full_like(t, 1 if k == "attention_mask" else 0)
             item["_tok"][k] = torch.cat([item["_tok"][k], fill])
         item["labels"] = torch.cat([torch.full((L,), -100, dtype=torch.long), t.long()])
+    if positions:
+        item["positions"] = rope_positions(item["_tok"]["input_ids"], item["_other"]["image_grid_thw"][0],
+                                           proc.tokenizer.convert_tokens_to_ids("<|image|>"))
     return item
 
 
@@ -180,16 +205,35 @@ def collate(items, pad_id):
     if "labels" in items[0]:
         out["labels"] = torch.stack([torch.cat([it["labels"], torch.full((T - len(it["labels"]),), -100,
                                                                          dtype=torch.long)]) for it in items])
+    if "positions" in items[0]:
+        out["position_ids"] = torch.stack([torch.cat([it["positions"], torch.ones(3, T - it["positions"].shape[1],
+                                                                                 dtype=torch.long)], 1)
+                                           for it in items], 1)
     for k in items[0]["_other"]:
         out[k] = torch.cat([it["_other"][k] for it in items])
+    return out
+
+
+def subbatch(b, n):
+    """The first n samples of a collated batch."""
+    g = b["image_grid_thw"][:n]
+    npatch = int(g.prod(-1).sum())
+    out = {}
+    for k, v in b.items():
+        if k == "position_ids":
+            out[k] = v[:, :n]
+        elif k == "pixel_values":
+            out[k] = v[:npatch]
+        else:
+            out[k] = v[:n]
     return out
 
 
 class Stream:
     """Endless training batches from gen_data, made in a DataLoader worker through the HF processor."""
 
-    def __init__(self, model_dir, batch, seed0, pad_id):
-        self.model_dir, self.batch, self.seed0, self.pad_id = model_dir, batch, seed0, pad_id
+    def __init__(self, model_dir, batch, seed0, pad_id, preset):
+        self.model_dir, self.batch, self.seed0, self.pad_id, self.preset = model_dir, batch, seed0, pad_id, preset
 
     def dataset(self):
         import torch
@@ -206,10 +250,13 @@ class Stream:
                 while True:
                     items = []
                     for _ in range(outer.batch):
-                        s = G.make_sample(outer.seed0 + k * nw + wid)
+                        s = G.make_sample(outer.seed0 + k * nw + wid, None, outer.preset)
                         k += 1
-                        items.append(encode(proc, s["image"], s["question"], G.target_text(s) + "<|user|>"))
-                    yield collate(items, outer.pad_id)
+                        items.append(encode(proc, s["image"], s["question"], G.target_text(s) + "<|user|>",
+                                            positions=True))
+                    b = collate(items, outer.pad_id)
+                    b["pixel_values"] = b["pixel_values"].to(torch.bfloat16)  # halves the transfer
+                    yield b
         return DS()
 
 
@@ -220,7 +267,10 @@ def reset_rope(model):
 
 
 def to_dev(batch, dev):
-    return {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+    out = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+    if "pixel_values" in out:
+        out["pixel_values"] = out["pixel_values"].float()
+    return out
 
 
 def n_params(model):
@@ -246,6 +296,10 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    ap.add_argument("--max-image-tokens", type=int, default=MAX_MERGED_TOKENS,
+                    help="merged tokens per image at most (processor longest_edge); the first checkpoint used 100")
+    ap.add_argument("--init", default=None, help="continue from this checkpoint (its tokenizer and config)")
+    ap.add_argument("--preset", default=G.DEFAULT_PRESET, choices=sorted(G.PRESETS), help="gen_data sizes")
     ap.add_argument("--example", default=None, help="example image (count question), added to the fixtures")
     ap.add_argument("--report", default=None, help="folder for logs, eval results and fixtures")
     a = ap.parse_args()
@@ -264,14 +318,23 @@ def main():
         logf.write(s + "\n")
         logf.flush()
 
-    tj = build_tokenizer(a.corpus, a.vocab)
-    ids = write_model_files(a.out, tj, a.assets)
+    if a.init:
+        with open(os.path.join(a.init, "tokenizer.json"), encoding="utf-8") as f:
+            tj = json.load(f)
+    else:
+        tj = build_tokenizer(a.corpus, a.vocab)
+    ids = write_model_files(a.out, tj, a.assets, a.max_image_tokens)
     n_ord = len(tj["model"]["vocab"])
     n_rows = (n_ord + len(ADDED) + 63) // 64 * 64
     digit_merges = [t for t in tj["model"]["vocab"] if sum(ch.isdigit() for ch in t) > 1]
     log(f"tokenizer: {n_ord} ordinary tokens, {len(ADDED)} added (ids {n_ord}..{n_ord + len(ADDED) - 1}), "
         f"embedding rows {n_rows}, multi-digit tokens {len(digit_merges)}")
-    cfg = make_config(n_rows, ids)
+    if a.init:
+        from transformers import Glm4vConfig
+        cfg = Glm4vConfig.from_pretrained(a.init)
+        n_rows = cfg.text_config.vocab_size
+    else:
+        cfg = make_config(n_rows, ids)
     gen_cfg = GenerationConfig(do_sample=False, eos_token_id=eos_ids(ids), pad_token_id=ids["<|endoftext|>"],
                                max_new_tokens=128)
     proc = load_processor(a.out)
@@ -287,23 +350,35 @@ def main():
     log("decode round trip:", "ok" if back == probe else "DIFFERS: " + repr(back))
 
     dev = torch.device("cuda")
-    torch.manual_seed(0)
-    model = Glm4vForConditionalGeneration(cfg).to(dev)
-    model.train()
+
+    def new_model():
+        torch.manual_seed(0)
+        if a.init:
+            m = Glm4vForConditionalGeneration.from_pretrained(a.init, dtype=torch.float32)
+        else:
+            m = Glm4vForConditionalGeneration(cfg)
+        return m.to(dev).train()
+
+    model = new_model()
     rot = [(n, m.inv_freq.numel()) for n, m in model.named_modules() if hasattr(m, "inv_freq")]
     log(f"params {n_params(model) / 1e6:.2f} M, rotary tables {rot} (text wants 16)")
     log("config:", cfg.to_json_string(use_diff=False).replace("\n", " "))
     assert all(k == 16 for n, k in rot if "visual" not in n), "partial_rotary_factor not applied"
 
-    loader = torch.utils.data.DataLoader(Stream(a.out, a.batch, 0, ids["<|endoftext|>"]).dataset(),
+    seed0 = 0 if not a.init else 500_000_000  # fresh samples when continuing
+    loader = torch.utils.data.DataLoader(Stream(a.out, a.batch, seed0, ids["<|endoftext|>"], a.preset).dataset(),
                                          batch_size=None, num_workers=a.workers, prefetch_factor=4,
                                          pin_memory=True, persistent_workers=True)
     it = iter(loader)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01, eps=1e-8)
 
+    use_pos = False
+
     def step(batch, lr):
         for g in opt.param_groups:
             g["lr"] = lr
+        if not use_pos:
+            batch = {k: v for k, v in batch.items() if k != "position_ids"}
         reset_rope(model)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = model(**to_dev(batch, dev), use_cache=False)
@@ -316,11 +391,27 @@ def main():
     # ---- dry run of every stage, so a broken later stage fails in seconds, not after training
     b = next(it)
     log("batch keys:", {k: tuple(v.shape) for k, v in b.items()})
+    # our position ids must give the same logits as HF's own get_rope_index; else leave them to HF
+    try:
+        sb = to_dev(subbatch(b, 4), dev)
+        sb.pop("labels")
+        model.eval()
+        with torch.no_grad():
+            reset_rope(model)
+            l1 = model(**{k: v for k, v in sb.items() if k != "position_ids"}, use_cache=False).logits
+            reset_rope(model)
+            l2 = model(**sb, use_cache=False).logits
+        diff = ((l1 - l2).abs().amax(-1) * sb["attention_mask"]).max().item()  # pad rows do not matter
+        use_pos = diff < 1e-4
+        log(f"precomputed position ids: max logit difference {diff:.3g} -> {'used' if use_pos else 'NOT used'}")
+    except Exception as ex:
+        log("precomputed position ids NOT used:", repr(ex))
+    model.train()
     for i in range(3):
         loss, gn = step(b if i == 0 else next(it), 1e-4)
         log(f"dry step {i} loss {loss.item():.4f}")
     dry = os.path.join(report, "dry_model")
-    write_model_files(dry, tj, a.assets)
+    write_model_files(dry, tj, a.assets, a.max_image_tokens)
     save_bf16(model, dry, gen_cfg)
     r = eval_hf.run(dry, a.eval_set, os.path.join(report, "dry_eval"), limit=10, n_fixtures=1,
                     example=a.example, log=log)
@@ -328,14 +419,12 @@ def main():
     shutil.rmtree(dry)
     shutil.rmtree(os.path.join(report, "dry_eval"), ignore_errors=True)
 
-    # ---- training from a fresh init
-    torch.manual_seed(0)
-    model = Glm4vForConditionalGeneration(cfg).to(dev)
-    model.train()
+    # ---- training from a fresh init (or the --init checkpoint)
+    model = new_model()
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01, eps=1e-8)
-    warm = 150
+    warm = 50 if a.init else 150
     t0 = time.time()
-    nstep, seen, ema = 0, 0, None
+    nstep, seen, ema, t_wait = 0, 0, None, 0.0
     try:
         while True:
             el = time.time() - t0
@@ -343,7 +432,9 @@ def main():
             if frac >= 1.0:
                 break
             lr = a.lr * min(1.0, (nstep + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            tw = time.time()
             batch = next(it)
+            t_wait += time.time() - tw
             loss, gn = step(batch, lr)
             nstep += 1
             seen += batch["input_ids"].shape[0]
@@ -351,7 +442,7 @@ def main():
                 lv = loss.item()
                 ema = lv if ema is None else 0.9 * ema + 0.1 * lv
                 log(f"step {nstep} t {el:.0f}s samples {seen} lr {lr:.2e} loss {lv:.4f} ema {ema:.4f} "
-                    f"gnorm {gn.item():.2f}")
+                    f"gnorm {gn.item():.2f} data-wait {t_wait:.0f}s")
     except Exception as ex:  # keep what was trained so far
         import traceback
         log("TRAINING STOPPED EARLY:", repr(ex), traceback.format_exc())
@@ -360,6 +451,8 @@ def main():
     save_bf16(model, a.out, gen_cfg)
     del it, loader
     info = {"steps": nstep, "samples": seen, "train_seconds": round(train_s, 1), "batch": a.batch, "lr": a.lr,
+            "init": a.init, "preset": a.preset, "max_image_tokens": a.max_image_tokens,
+            "script_commit": os.environ.get("DEMO_COMMIT"), "precomputed_positions": use_pos, "data_wait_seconds": round(t_wait),
             "params": n_params(model), "ordinary_vocab": n_ord, "embedding_rows": n_rows,
             "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0)}
     import transformers

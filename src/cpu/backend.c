@@ -336,6 +336,16 @@ glmv_backend *glmv_cpu_backend_new(int n_threads, int simd, char *err) {
         glmv_errf(err, "this CPU lacks %s", level_name(simd));
         return NULL;
     }
+    static const glmv_cpu_kernels *tables[] = {NULL, &glmv_cpu_kernels_avx2,
+                                               &glmv_cpu_kernels_avx512,
+                                               &glmv_cpu_kernels_avx512bf16};
+    static const char *names[] = {"cpu-ref", "cpu-avx2", "cpu-avx512", "cpu-avx512bf16"};
+    return glmv_cpu_backend_new_table(simd == GLMV_SIMD_NONE ? 1 : n_threads, tables[simd],
+                                      names[simd], err);
+}
+
+glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *k,
+                                         const char *name, char *err) {
     if (n_threads <= 0) n_threads = glmv_cpu_count();
     if (n_threads > 1024) {
         glmv_errf(err, "%d threads: at most 1024", n_threads);
@@ -351,13 +361,9 @@ glmv_backend *glmv_cpu_backend_new(int n_threads, int simd, char *err) {
     }
     be->impl = cs;
     be->destroy = cpu_destroy;
-    cs->n_threads = simd == GLMV_SIMD_NONE ? 1 : n_threads;
-    static const glmv_cpu_kernels *tables[] = {NULL, &glmv_cpu_kernels_avx2,
-                                               &glmv_cpu_kernels_avx512,
-                                               &glmv_cpu_kernels_avx512bf16};
-    static const char *names[] = {"cpu-ref", "cpu-avx2", "cpu-avx512", "cpu-avx512bf16"};
-    cs->k = tables[simd];
-    be->name = names[simd];
+    be->name = name;
+    cs->n_threads = k ? n_threads : 1;
+    cs->k = k;
     cs->pool = glmv_pool_new(cs->n_threads);
     cs->tscratch = glmv_aligned_alloc((size_t)cs->n_threads * GLMV_CPU_TSCRATCH);
     if (!cs->pool || !cs->tscratch) {

@@ -40,11 +40,10 @@ typedef struct {
                  int rows, int acc);
 
     /* bf16 GEMM (NULL unless AVX512-BF16): x rounded to bf16 once (to_bf16), w packed in
-     * pairs along k: dst[kk/2][nr][2] (kk rounded up to even, zero padded); kern_bf16 as
-     * kern with K2 = pairs, A rows of bf16 with stride lda (elements, even). */
+     * pairs along k by glmv_cpu_pack_bf16 into [kk/2][nr][2]; kern_bf16 computes
+     * C[i*ldc + j] (acc ? += : =) Σ_p Σ_e A[i*lda + 2p + e] · B[(p*nr + j)*2 + e] for
+     * i < rows, j < nr, p < K2 (pairs); A rows of bf16 with an even stride lda. */
     void (*to_bf16)(uint16_t *dst, const float *src, int64_t n);
-    void (*pack_bf16)(uint16_t *dst, const uint16_t *w, int64_t k, int64_t n0, int nn,
-                      int64_t k0, int64_t kk);
     void (*kern_bf16)(int64_t K2, const uint16_t *A, int64_t lda, const uint16_t *B, float *C,
                       int64_t ldc, int mr, int acc);
 
@@ -64,6 +63,18 @@ typedef struct {
     void (*swiglu_row)(float *y, const float *g, const float *u, int64_t d);
     void (*add)(float *y, const float *a, const float *b, int64_t n);
 } glmv_cpu_kernels;
+
+/* Portable parts of the bf16 GEMM, shared by every table that has one (and by
+ * the scalar emulation test_ops uses to test the bf16 path on any CPU). */
+/* Pack columns [n0, n0+nn) (nn <= nr), k range [k0, k0+kk) of bf16 w [n, k] in pairs
+ * along k: dst[p][c][e] = w[n0 + c][k0 + 2p + e], zero past kk and past nn. */
+void glmv_cpu_pack_bf16(uint16_t *dst, int nr, const uint16_t *w, int64_t k, int64_t n0, int nn,
+                        int64_t k0, int64_t kk);
+void glmv_cpu_to_bf16_scalar(uint16_t *dst, const float *src, int64_t n);
+/* kern_bf16 in plain C for a tile of mr x nr (what vdpbf16ps computes, with
+ * float32 accumulation of each pair). */
+void glmv_cpu_kern_bf16_scalar(int mr, int nr, int64_t K2, const uint16_t *A, int64_t lda,
+                               const uint16_t *B, float *C, int64_t ldc, int rows, int acc);
 
 extern const glmv_cpu_kernels glmv_cpu_kernels_avx2;
 extern const glmv_cpu_kernels glmv_cpu_kernels_avx512;

@@ -55,29 +55,6 @@ static void to_bf16_avx512bf16(uint16_t *dst, const float *src, int64_t n) {
     for (; i < n; i++) dst[i] = glmv_f32_to_bf16(src[i]);
 }
 
-/* dst[p][c][e] = w[n0 + c][k0 + 2p + e]; zero past kk and past nn columns */
-static void pack_bf16_avx512bf16(uint16_t *dst, const uint16_t *w, int64_t k, int64_t n0,
-                                 int nn, int64_t k0, int64_t kk) {
-    int64_t k2 = (kk + 1) / 2;
-    for (int c = 0; c < NRV; c++) {
-        uint16_t *d = dst + 2 * c;
-        if (c >= nn) {
-            for (int64_t p = 0; p < k2; p++) d[p * 2 * NRV] = d[p * 2 * NRV + 1] = 0;
-            continue;
-        }
-        const uint16_t *s = w + (n0 + c) * k + k0;
-        int64_t p = 0;
-        for (; 2 * p + 1 < kk; p++) {
-            d[p * 2 * NRV] = s[2 * p];
-            d[p * 2 * NRV + 1] = s[2 * p + 1];
-        }
-        if (p < k2) {
-            d[p * 2 * NRV] = s[2 * p];
-            d[p * 2 * NRV + 1] = 0;
-        }
-    }
-}
-
 KINLINE void kern_bf16_m(const int M, int64_t K2, const uint16_t *A, int64_t lda,
                          const uint16_t *B, float *C, int64_t ldc, int acc) {
     __m512 c0[KMR], c1[KMR];
@@ -140,6 +117,5 @@ const glmv_cpu_kernels glmv_cpu_kernels_avx512bf16 = {
     .name = "avx512bf16",
     AVX512_COMMON,
     .to_bf16 = to_bf16_avx512bf16,
-    .pack_bf16 = pack_bf16_avx512bf16,
     .kern_bf16 = kern_bf16_avx512bf16,
 };

@@ -107,35 +107,69 @@ static void KSUF(matvec)(float *y, int64_t ldy, const float *x, int64_t ldx, int
 /* GEMM: packing and the register tile                                      */
 /* ------------------------------------------------------------------------ */
 
-static void KSUF(pack)(float *dst, const void *w, glmv_dtype dt, int64_t k, int64_t n0, int nn,
-                       int64_t k0, int64_t kk) {
+/* 8 x 8 transpose of float lanes (AVX2; also used by the AVX-512 build) */
+KINLINE void tr8x8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int q = 0; q < 8; q += 2) {
+        t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+        t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+    }
+    for (int q = 0; q < 8; q += 4) {
+        u[q] = _mm256_shuffle_ps(t[q], t[q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int q = 0; q < 4; q++) {
+        r[q] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20);
+        r[q + 4] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
+    }
+}
+
+KINLINE __m256 load8(const void *w, glmv_dtype dt, int64_t i) {
+    if (dt == GLMV_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + i))), 16));
+    if (dt == GLMV_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
+    return _mm256_loadu_ps((const float *)w + i);
+}
+
+static float sget(const void *w, glmv_dtype dt, int64_t i) {
+    if (dt == GLMV_BF16) return sbf16(((const uint16_t *)w)[i]);
+    if (dt == GLMV_F16) return glmv_f16_to_f32(((const uint16_t *)w)[i]);
+    return ((const float *)w)[i];
+}
+
+/* blocks of 8 columns x 8 k: 8 row loads, convert, transpose, 8 stores */
+KINLINE void pack_dt(float *dst, const void *w, const glmv_dtype dt, int64_t k, int64_t n0,
+                     int nn, int64_t k0, int64_t kk) {
     int c = 0;
-    if (dt == GLMV_BF16) {
-        /* 8 columns at a time: read 8 rows along k, write transposed */
-        for (; c + 8 <= nn; c += 8) {
-            const uint16_t *s[8];
-            for (int q = 0; q < 8; q++) s[q] = (const uint16_t *)w + (n0 + c + q) * k + k0;
-            for (int64_t p = 0; p < kk; p++) {
-                float *d = dst + p * NRV + c;
-                for (int q = 0; q < 8; q++) d[q] = sbf16(s[q][p]);
-            }
+    for (; c + 8 <= nn; c += 8) {
+        int64_t base = (n0 + c) * k + k0, p = 0;
+        for (; p + 8 <= kk; p += 8) {
+            __m256 r[8];
+            for (int q = 0; q < 8; q++) r[q] = load8(w, dt, base + q * k + p);
+            tr8x8(r);
+            for (int q = 0; q < 8; q++) _mm256_storeu_ps(dst + (p + q) * NRV + c, r[q]);
         }
+        for (; p < kk; p++)
+            for (int q = 0; q < 8; q++) dst[p * NRV + c + q] = sget(w, dt, base + q * k + p);
     }
     for (; c < nn; c++) {
-        float *d = dst + c;
-        if (dt == GLMV_BF16) {
-            const uint16_t *s = (const uint16_t *)w + (n0 + c) * k + k0;
-            for (int64_t p = 0; p < kk; p++) d[p * NRV] = sbf16(s[p]);
-        } else if (dt == GLMV_F16) {
-            const uint16_t *s = (const uint16_t *)w + (n0 + c) * k + k0;
-            for (int64_t p = 0; p < kk; p++) d[p * NRV] = glmv_f16_to_f32(s[p]);
-        } else {
-            const float *s = (const float *)w + (n0 + c) * k + k0;
-            for (int64_t p = 0; p < kk; p++) d[p * NRV] = s[p];
-        }
+        int64_t base = (n0 + c) * k + k0;
+        for (int64_t p = 0; p < kk; p++) dst[p * NRV + c] = sget(w, dt, base + p);
     }
     for (; c < NRV; c++)
         for (int64_t p = 0; p < kk; p++) dst[p * NRV + c] = 0.0f;
+}
+
+static void KSUF(pack)(float *dst, const void *w, glmv_dtype dt, int64_t k, int64_t n0, int nn,
+                       int64_t k0, int64_t kk) {
+    switch (dt) {
+    case GLMV_BF16: pack_dt(dst, w, GLMV_BF16, k, n0, nn, k0, kk); break;
+    case GLMV_F16: pack_dt(dst, w, GLMV_F16, k, n0, nn, k0, kk); break;
+    case GLMV_F32: pack_dt(dst, w, GLMV_F32, k, n0, nn, k0, kk); break;
+    }
 }
 
 KINLINE void kern_m(const int M, int64_t K, const float *A, const float *B, int64_t ldb,

@@ -33,6 +33,46 @@ typedef struct {
     int64_t ldxb;
 } mm_job;
 
+void glmv_cpu_pack_bf16(uint16_t *dst, int nr, const uint16_t *w, int64_t k, int64_t n0, int nn,
+                        int64_t k0, int64_t kk) {
+    int64_t k2 = (kk + 1) / 2;
+    for (int c = 0; c < nr; c++) {
+        uint16_t *d = dst + 2 * c;
+        if (c >= nn) {
+            for (int64_t p = 0; p < k2; p++) d[p * 2 * nr] = d[p * 2 * nr + 1] = 0;
+            continue;
+        }
+        const uint16_t *s = w + (n0 + c) * k + k0;
+        int64_t p = 0;
+        for (; 2 * p + 1 < kk; p++) {
+            d[p * 2 * nr] = s[2 * p];
+            d[p * 2 * nr + 1] = s[2 * p + 1];
+        }
+        if (p < k2) {
+            d[p * 2 * nr] = s[2 * p];
+            d[p * 2 * nr + 1] = 0;
+        }
+    }
+}
+
+void glmv_cpu_to_bf16_scalar(uint16_t *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = glmv_f32_to_bf16(src[i]);
+}
+
+void glmv_cpu_kern_bf16_scalar(int mr, int nr, int64_t K2, const uint16_t *A, int64_t lda,
+                               const uint16_t *B, float *C, int64_t ldc, int rows, int acc) {
+    (void)mr;
+    for (int i = 0; i < rows; i++)
+        for (int c = 0; c < nr; c++) {
+            float s = 0;
+            for (int64_t p = 0; p < K2; p++)
+                s += glmv_bf16_to_f32(A[i * lda + 2 * p]) * glmv_bf16_to_f32(B[(p * nr + c) * 2]) +
+                     glmv_bf16_to_f32(A[i * lda + 2 * p + 1]) *
+                         glmv_bf16_to_f32(B[(p * nr + c) * 2 + 1]);
+            C[i * ldc + c] = acc ? C[i * ldc + c] + s : s;
+        }
+}
+
 /* y[i*ldy + o] += bias[o] for i < m, o in [o0, o1) */
 static void add_bias(const glmv_cpu_kernels *kn, float *y, int64_t ldy, int64_t m,
                      const glmv_tensor *bias, int64_t o0, int64_t o1, float *tmp, int64_t tmp_n) {
@@ -77,8 +117,8 @@ static void gemm_task(void *ctx, int64_t t, int thread) {
         for (int p = 0; p < npan; p++) {
             int nn = (int)GLMV_MIN((int64_t)nr, nbw - (int64_t)p * nr);
             if (bf)
-                kn->pack_bf16(panel16 + (size_t)p * GLMV_KB * nr, j->w->data, k, j0 + p * nr, nn,
-                              k0, kk);
+                glmv_cpu_pack_bf16(panel16 + (size_t)p * GLMV_KB * nr, nr, j->w->data, k,
+                                   j0 + p * nr, nn, k0, kk);
             else
                 kn->pack(panel + (size_t)p * GLMV_KB * nr, j->w->data, j->w->dtype, k, j0 + p * nr,
                          nn, k0, kk);

@@ -55,7 +55,7 @@ test('ask about two images: streamed answer, thinking block, markdown', { skip }
   await page.waitForFunction(() => document.getElementById('model-name').textContent === 'echo', null, { timeout: T });
   await page.setInputFiles('#file-input', [imageFile('coco_000000039769.png'), imageFile('llava_waterview.jpg')]);
   await page.waitForFunction(() => document.querySelectorAll('#attachments .att img').length === 2, null, { timeout: T });
-  await page.fill('#prompt', 'What is in these pictures? Answer with *markdown* and `code` [[code]]');
+  await page.fill('#prompt', 'What is in these pictures? Answer with *markdown* and `code` [[code]] [[tokens=60]]');
   // record the answer's length at every DOM change, inside the page (no polling races)
   await page.evaluate(() => {
     window.__lengths = [];
@@ -107,6 +107,11 @@ test('drag and drop and paste attach images; a second turn keeps the history', {
     !document.getElementById('send').hidden, null, { timeout: T });
   const think = await page.$$eval('.msg.assistant .think-text', (e) => e[1].textContent);
   assert.match(think, /4 image\(s\)/, 'all images of the conversation are sent again');
+  await page.click('#toggle-settings');
+  await page.fill('#system', 'You are a careful assistant.');
+  await page.screenshot({ path: path.join(ROOT, 'tests/artifacts/server-page-settings.png') });
+  await page.fill('#system', '');
+  await page.click('#toggle-settings');
 });
 
 test('the stop button cancels the generation on the server', { skip }, async () => {
@@ -122,4 +127,29 @@ test('the stop button cancels the generation on the server', { skip }, async () 
   for (let k = 0; k < 100 && n === before_; k++) { await page.waitForTimeout(50); n = await metric(srv.url, 'glmv_requests_cancelled_total'); }
   assert.equal(n, before_ + 1);
   assert.equal(await metric(srv.url, 'glmv_requests_in_flight'), 0);
+});
+
+const DEMO = path.join(ROOT, 'models/demo');
+const haveDemo = fs.existsSync(path.join(DEMO, 'model.safetensors'));
+test('the demo model answers a question about its example image in the page', { skip: skip || (!haveDemo && 'no models/demo') }, async () => {
+  const demo = await startServer(['-m', DEMO], { timeoutMs: 120000 });
+  try {
+    const p = await ctx.newPage();
+    await p.goto(demo.url + '/');
+    await p.waitForFunction(() => document.getElementById('model-name').textContent === 'demo', null, { timeout: T });
+    await p.setInputFiles('#file-input', [path.join(DEMO, 'example.png')]);
+    await p.fill('#prompt', 'How many shapes are there?');
+    await p.press('#prompt', 'Enter');
+    await p.waitForSelector('.msg.assistant details.think:not([hidden])', { timeout: T * 3 });
+    await p.waitForSelector('#send:not([hidden])', { timeout: T * 3 });
+    const think = await p.$eval('.msg.assistant .think-text', (e) => e.textContent);
+    const answer = (await p.textContent('.msg.assistant .answer')).trim();
+    assert.match(think, /shape/i, 'the demo model reasons about shapes');
+    assert.ok(answer.length > 0 && !/⚠/.test(answer), 'an answer: ' + answer);
+    await p.click('.msg.assistant details.think summary');
+    await p.screenshot({ path: path.join(ROOT, 'tests/artifacts/server-page-demo.png') });
+    await p.close();
+  } finally {
+    assert.equal(await demo.stop(), 0);
+  }
 });

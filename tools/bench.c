@@ -1,0 +1,421 @@
+/* bench.c -- `glmv bench`: load time, prefill and decode speed at given
+ * context lengths, vision tower time for given image sizes, peak memory, and
+ * (--membw) the plain multi-thread memory read bandwidth decode is bound by.
+ *
+ * Runs on a checkpoint (-m DIR) or on random BF16 weights of the 9B shape
+ * (--synthetic [--layers N]); with fewer layers it also states figures per
+ * layer and their extrapolation to the full 40 layers (see per_layer below).
+ * Uses only the public API (glmv.h). --json prints one object on stdout.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static const char *bench_help =
+    "usage: glmv bench [-m DIR | --synthetic [--layers N]] [options]\n"
+    "\n"
+    "  -m DIR            a checkpoint folder\n"
+    "  --synthetic       random BF16 weights of the 9B shape (no download)\n"
+    "  --layers N        decoder layers of the synthetic model (1..40, default 2)\n"
+    "  -t THREADS        CPU threads (default: all cores)\n"
+    "  --prompt N        prompt tokens for the prefill figure (default 512; 0 = skip)\n"
+    "  --decode N        tokens generated per decode figure (default 16)\n"
+    "  --ctx A,B,...     also decode after filling the cache to these lengths\n"
+    "  --vision HxW,...  time the vision tower on these image sizes (multiples of 28)\n"
+    "  --device cpu|cuda where to run (default: cuda when built with it and present)\n"
+    "  --membw           measure the plain memory read bandwidth of THREADS threads\n"
+    "  --json            one JSON object on stdout\n";
+
+/* ------------------------------------------------------------------------ */
+/* memory bandwidth                                                         */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    const uint64_t *p;
+    size_t n;
+    uint64_t sum;
+} bw_arg;
+
+static void *bw_read(void *arg) {
+    bw_arg *a = arg;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i + 4 <= a->n; i += 4) {
+        s0 += a->p[i];
+        s1 += a->p[i + 1];
+        s2 += a->p[i + 2];
+        s3 += a->p[i + 3];
+    }
+    a->sum = s0 + s1 + s2 + s3;
+    return NULL;
+}
+
+/* Best of 5 passes of n_threads threads each summing its share of a 1 GiB
+ * buffer; GB/s (1e9 bytes). */
+static double membw(int n_threads) {
+    size_t bytes = (size_t)1 << 30, n = bytes / 8;
+    uint64_t *buf = malloc(bytes);
+    if (!buf) return 0;
+    for (size_t i = 0; i < n; i++) buf[i] = i;
+    double best = 0;
+    pthread_t th[256];
+    bw_arg args[256];
+    if (n_threads > 256) n_threads = 256;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = now_ms();
+        for (int t = 0; t < n_threads; t++) {
+            args[t].p = buf + n / n_threads * t;
+            args[t].n = n / n_threads;
+            if (t == 0 || pthread_create(&th[t], NULL, bw_read, &args[t]) != 0) {
+                if (t) args[t].n = 0;
+            }
+        }
+        bw_read(&args[0]);
+        for (int t = 1; t < n_threads; t++)
+            if (args[t].n) pthread_join(th[t], NULL);
+        double gbs = bytes / ((now_ms() - t0) * 1e6);
+        if (gbs > best) best = gbs;
+    }
+    volatile uint64_t sink = args[0].sum;
+    (void)sink;
+    free(buf);
+    return best;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the benchmark                                                            */
+/* ------------------------------------------------------------------------ */
+
+#define MAX_LIST 16
+
+typedef struct {
+    int ctx, tokens;
+    double fill_ms;             /* prefill of the ctx tokens before it */
+    double ms_per_token;
+} decode_fig;
+
+typedef struct {
+    int h, w, tokens;
+    double ms;
+} vision_fig;
+
+static int parse_list(const char *flag, const char *s, int *out, int max) {
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 1 << 24 || n == max || (*end && *end != ',')) {
+            fprintf(stderr, "glmv: %s expects a list of positive integers, got '%s'\n", flag, s);
+            return -1;
+        }
+        out[n++] = (int)v;
+        s = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+static int parse_sizes(const char *s, vision_fig *out, int max) {
+    int n = 0;
+    while (*s) {
+        int h, w, used = 0;
+        if (n == max || sscanf(s, "%dx%d%n", &h, &w, &used) != 2 || h < 1 || w < 1 ||
+            (s[used] && s[used] != ',')) {
+            fprintf(stderr, "glmv: --vision expects sizes like 448x448,1120x1120, got '%s'\n", s);
+            return -1;
+        }
+        out[n].h = h;
+        out[n].w = w;
+        n++;
+        s += used + (s[used] == ',');
+    }
+    return n;
+}
+
+static uint32_t rng_state = 2463534242u;
+static int32_t rand_id(int vocab) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    /* stay clear of the special ids at the top of the vocabulary */
+    return (int32_t)(rng_state % (uint32_t)(vocab > 1000 ? vocab - 1000 : vocab));
+}
+
+/* fill the cache with n random tokens (one call: the library chunks it) */
+static int fill(glmv_session *s, int n, int vocab, double *ms, char *err) {
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
+    if (!ids) {
+        snprintf(err, GLMV_ERR_SIZE, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) ids[i] = rand_id(vocab);
+    double t0 = now_ms();
+    int rc = glmv_session_eval(s, ids, n, NULL, err);
+    *ms = now_ms() - t0;
+    free(ids);
+    return rc;
+}
+
+static int decode(glmv_session *s, int n, int vocab, float *logits, double *ms, char *err) {
+    int32_t id = rand_id(vocab);
+    double t0 = now_ms();
+    for (int i = 0; i < n; i++) {
+        if (glmv_session_eval(s, &id, 1, logits, err)) return -1;
+        int best = 0; /* greedy, as generation would */
+        for (int v = 1; v < vocab; v++)
+            if (logits[v] > logits[best]) best = v;
+        id = best;
+    }
+    *ms = now_ms() - t0;
+    return 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *dir = NULL;
+    int synthetic = 0, json = 0, do_membw = 0;
+    long layers = 2, threads = 0, prompt = 512, n_decode = 16;
+    glmv_device device = GLMV_DEVICE_AUTO;
+    int ctx[MAX_LIST], n_ctx_list = 0, n_vis = 0;
+    vision_fig vis[MAX_LIST];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_ARG                                                                   \
+    do {                                                                           \
+        if (!v) {                                                                  \
+            fprintf(stderr, "glmv bench: %s needs a value\n", a);                  \
+            return 2;                                                              \
+        }                                                                          \
+        i++;                                                                       \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(bench_help, stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            NEED_ARG;
+            dir = v;
+        } else if (!strcmp(a, "--synthetic")) {
+            synthetic = 1;
+        } else if (!strcmp(a, "--layers")) {
+            NEED_ARG;
+            if (cli_parse_int(a, v, 1, 40, &layers)) return 2;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            NEED_ARG;
+            if (cli_parse_int(a, v, 0, 1024, &threads)) return 2;
+        } else if (!strcmp(a, "--prompt")) {
+            NEED_ARG;
+            if (cli_parse_int(a, v, 0, 1 << 20, &prompt)) return 2;
+        } else if (!strcmp(a, "--decode")) {
+            NEED_ARG;
+            if (cli_parse_int(a, v, 0, 1 << 20, &n_decode)) return 2;
+        } else if (!strcmp(a, "--ctx")) {
+            NEED_ARG;
+            if ((n_ctx_list = parse_list(a, v, ctx, MAX_LIST)) < 0) return 2;
+        } else if (!strcmp(a, "--vision")) {
+            NEED_ARG;
+            if ((n_vis = parse_sizes(v, vis, MAX_LIST)) < 0) return 2;
+        } else if (!strcmp(a, "--device")) {
+            NEED_ARG;
+            if (!strcmp(v, "cpu")) device = GLMV_DEVICE_CPU;
+            else if (!strcmp(v, "cuda")) device = GLMV_DEVICE_CUDA;
+            else {
+                fprintf(stderr, "glmv bench: --device expects cpu or cuda, got '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--membw")) {
+            do_membw = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else {
+            fprintf(stderr, "glmv bench: unknown option '%s'\n%s", a, bench_help);
+            return 2;
+        }
+#undef NEED_ARG
+    }
+    if (!dir && !synthetic && !do_membw) {
+        fprintf(stderr, "glmv bench: give -m DIR or --synthetic (or --membw)\n%s", bench_help);
+        return 2;
+    }
+    if (dir && synthetic) {
+        fprintf(stderr, "glmv bench: -m and --synthetic exclude each other\n");
+        return 2;
+    }
+
+    int n_threads = (int)threads;
+    double bw = 0;
+    if (do_membw) {
+        if (n_threads <= 0) {
+            long nc = sysconf(_SC_NPROCESSORS_ONLN);
+            n_threads = nc > 0 ? (int)nc : 1;
+        }
+        bw = membw(n_threads);
+        if (!json) printf("memory read bandwidth, %d threads: %.2f GB/s\n", n_threads, bw);
+        if (!dir && !synthetic) {
+            if (json) printf("{\"membw\": {\"threads\": %d, \"gb_per_s\": %.3f}}\n", n_threads, bw);
+            return 0;
+        }
+    }
+
+    char err[GLMV_ERR_SIZE], name[64];
+    if (synthetic) snprintf(name, sizeof name, "synthetic:9b,layers=%ld", layers);
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.n_threads = (int)threads;
+    mp.device = device;
+    glmv_model *m = NULL;
+    double t0 = now_ms();
+    if (glmv_model_load(&m, synthetic ? name : dir, &mp, err)) {
+        fprintf(stderr, "glmv bench: %s\n", err);
+        return 1;
+    }
+    double load_ms = now_ms() - t0;
+    glmv_model_info info;
+    glmv_model_get_info(m, &info);
+    if (!json)
+        printf("model %s on %s: %d layers, %lld params, loaded in %.0f ms\n", info.name,
+               info.device, info.n_layers, (long long)info.n_params, load_ms);
+
+    int max_ctx = (int)prompt;
+    for (int i = 0; i < n_ctx_list; i++) max_ctx = ctx[i] > max_ctx ? ctx[i] : max_ctx;
+    glmv_session *s = NULL;
+    float *logits = malloc(sizeof(float) * (size_t)info.vocab);
+    double prefill_ms = 0;
+    decode_fig dec[MAX_LIST + 1];
+    int n_dec = 0, rc = 1;
+    if (!logits) {
+        fprintf(stderr, "glmv bench: out of memory\n");
+        goto done;
+    }
+    if (glmv_session_new(&s, m, max_ctx + (int)n_decode + 1, err)) {
+        fprintf(stderr, "glmv bench: %s\n", err);
+        goto done;
+    }
+    /* prefill of the prompt, then decode right after it */
+    if (prompt > 0) {
+        if (fill(s, (int)prompt, info.vocab, &prefill_ms, err)) goto fail;
+        if (!json)
+            printf("prefill %ld tokens: %.0f ms, %.2f tokens/s\n", prompt, prefill_ms,
+                   prompt / (prefill_ms / 1e3));
+    }
+    if (n_decode > 0) {
+        decode_fig *d = &dec[n_dec++];
+        d->ctx = (int)prompt;
+        d->tokens = (int)n_decode;
+        d->fill_ms = prefill_ms;
+        double ms;
+        if (decode(s, (int)n_decode, info.vocab, logits, &ms, err)) goto fail;
+        d->ms_per_token = ms / n_decode;
+        if (!json)
+            printf("decode at ctx %d: %.1f ms/token, %.3f tokens/s\n", d->ctx, d->ms_per_token,
+                   1e3 / d->ms_per_token);
+        for (int i = 0; i < n_ctx_list; i++) {
+            d = &dec[n_dec++];
+            glmv_session_reset(s);
+            d->ctx = ctx[i];
+            d->tokens = (int)n_decode;
+            if (fill(s, ctx[i], info.vocab, &d->fill_ms, err)) goto fail;
+            if (decode(s, (int)n_decode, info.vocab, logits, &ms, err)) goto fail;
+            d->ms_per_token = ms / n_decode;
+            if (!json)
+                printf("decode at ctx %d: %.1f ms/token, %.3f tokens/s (filled in %.0f ms, %.2f "
+                       "tokens/s)\n",
+                       d->ctx, d->ms_per_token, 1e3 / d->ms_per_token, d->fill_ms,
+                       d->ctx / (d->fill_ms / 1e3));
+        }
+    }
+    for (int i = 0; i < n_vis; i++) {
+        double v0 = now_ms();
+        if (glmv_vision_eval(m, vis[i].h, vis[i].w, &vis[i].tokens, err)) goto fail;
+        vis[i].ms = now_ms() - v0;
+        if (!json)
+            printf("vision %dx%d: %d tokens in %.0f ms\n", vis[i].h, vis[i].w, vis[i].tokens,
+                   vis[i].ms);
+    }
+
+    /* Per layer (synthetic): prefill is compute-bound, so its time is split evenly
+     * over the layers (lm_head runs for one row only). Decode is bound by the bytes it
+     * reads, so each token's time is split in proportion to bytes: a layer's BF16
+     * weights and KV cache against lm_head's vocab x hidden; the full model is then
+     * 40 such layers plus lm_head. Weight shapes are the 9B preset's. */
+    int64_t H = info.hidden, qd = (int64_t)info.n_heads * info.head_dim,
+            kvd = (int64_t)info.n_kv_heads * info.head_dim, I9 = 13696;
+    double layer_bytes = 2.0 * (2 * H * qd + 2 * H * kvd + 3 * H * I9);
+    double head_bytes = 2.0 * (double)info.vocab * H;
+    int64_t peak = glmv_peak_host_bytes(), devb = glmv_device_bytes(m);
+
+    if (json) {
+        printf("{\"model\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"synthetic\": %s, "
+               "\"layers\": %d, \"params\": %lld, \"load_ms\": %.1f",
+               info.name, info.device, n_threads, synthetic ? "true" : "false", info.n_layers,
+               (long long)info.n_params, load_ms);
+        if (prompt > 0)
+            printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.1f, \"tokens_per_s\": %.3f}", prompt,
+                   prefill_ms, prompt / (prefill_ms / 1e3));
+        printf(", \"decode\": [");
+        for (int i = 0; i < n_dec; i++)
+            printf("%s{\"ctx\": %d, \"tokens\": %d, \"ms_per_token\": %.2f, \"tokens_per_s\": %.4f, "
+                   "\"fill_ms\": %.1f}",
+                   i ? ", " : "", dec[i].ctx, dec[i].tokens, dec[i].ms_per_token,
+                   1e3 / dec[i].ms_per_token, dec[i].fill_ms);
+        printf("], \"vision\": [");
+        for (int i = 0; i < n_vis; i++)
+            printf("%s{\"image\": \"%dx%d\", \"tokens\": %d, \"ms\": %.1f}", i ? ", " : "",
+                   vis[i].h, vis[i].w, vis[i].tokens, vis[i].ms);
+        printf("], \"peak_host_bytes\": %lld, \"device_bytes\": %lld", (long long)peak,
+               (long long)devb);
+        if (do_membw) printf(", \"membw\": {\"threads\": %d, \"gb_per_s\": %.3f}", n_threads, bw);
+    } else {
+        printf("peak host memory %.2f GB", peak / 1e9);
+        if (devb) printf(", device %.2f GB", devb / 1e9);
+        printf("\n");
+    }
+    if (synthetic) {
+        int L = info.n_layers;
+        if (json) printf(", \"per_layer\": {\"note\": \"prefill split evenly over layers; decode "
+                         "split by bytes read (layer weights + KV vs lm_head); full = 40 layers\"");
+        if (prompt > 0) {
+            double pl = prefill_ms / prompt / L;
+            if (json)
+                printf(", \"prefill_ms_per_token_layer\": %.3f, \"prefill_full_tokens_per_s\": %.3f",
+                       pl, 1e3 / (pl * 40));
+            else
+                printf("per layer: prefill %.2f ms/token/layer -> 40 layers %.2f tokens/s\n", pl,
+                       1e3 / (pl * 40));
+        }
+        if (json) printf(", \"decode\": [");
+        for (int i = 0; i < n_dec; i++) {
+            double kv = 2.0 * 4 * (double)kvd * dec[i].ctx; /* f32 K and V read per layer */
+            double tok_bytes = L * (layer_bytes + kv) + head_bytes;
+            double per_layer = dec[i].ms_per_token * (layer_bytes + kv) / tok_bytes;
+            double full = dec[i].ms_per_token * (40 * (layer_bytes + kv) + head_bytes) / tok_bytes;
+            double gbs = tok_bytes / (dec[i].ms_per_token * 1e6);
+            if (json)
+                printf("%s{\"ctx\": %d, \"ms_per_layer\": %.3f, \"full_ms_per_token\": %.1f, "
+                       "\"full_tokens_per_s\": %.4f, \"read_gb_per_s\": %.3f}",
+                       i ? ", " : "", dec[i].ctx, per_layer, full, 1e3 / full, gbs);
+            else
+                printf("per layer: decode at ctx %d %.2f ms/layer, reading %.2f GB/s -> 40 layers "
+                       "%.0f ms/token, %.3f tokens/s\n",
+                       dec[i].ctx, per_layer, gbs, full, 1e3 / full);
+        }
+        if (json) printf("]}");
+    }
+    if (json) printf("}\n");
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "glmv bench: %s\n", err);
+done:
+    free(logits);
+    glmv_session_free(s);
+    glmv_model_free(m);
+    return rc;
+}
