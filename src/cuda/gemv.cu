@@ -40,96 +40,79 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(float *__restrict__ 
     constexpr int WARPS = GEMV_THREADS / 32, ROWS = WARPS / WPR;
     __shared__ float red[WARPS][M];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * ROWS + warp / WPR;
     const int part = warp % WPR; /* which slice of k this warp takes */
-    const int64_t nrb = (n + ROWS - 1) / ROWS;
-    bool waited = false;
-    /* blocks loop over row blocks, so that the grid can be kept small enough
-     * for the next kernel's blocks to be resident (and prefetching) early */
-    for (int64_t rb = blockIdx.x; rb < nrb; rb += gridDim.x) {
-        const int64_t row = rb * ROWS + warp / WPR;
-        float acc[M];
+    float acc[M];
 #pragma unroll
-        for (int r = 0; r < M; r++) acc[r] = 0.f;
-        if (vec) {
-            const uint4 *w4 = (const uint4 *)(w + (row < n ? row : 0) * k);
-            const int64_t k8 = row < n ? k / 8 : 0;
-            const int stride = 32 * WPR;
-            int64_t j = (int64_t)part * 32 + lane;
-            uint4 u[U];
+    for (int r = 0; r < M; r++) acc[r] = 0.f;
+    if (vec) {
+        const uint4 *w4 = (const uint4 *)(w + (row < n ? row : 0) * k);
+        const int64_t k8 = row < n ? k / 8 : 0;
+        const int stride = 32 * WPR;
+        int64_t j = (int64_t)part * 32 + lane;
+        /* the first U loads go out before waiting for the previous kernel:
+         * weights are constant, only x comes from it */
+        uint4 u[U];
+#pragma unroll
+        for (int s = 0; s < U; s++)
+            u[s] = j + s * stride < k8 ? __ldg(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
+        PDL_WAIT();
+        PDL_LAUNCH();
+        for (;;) {
+#pragma unroll
+            for (int s = 0; s < U; s++) {
+                const int64_t jj = j + s * stride;
+                if (jj < k8) {
+                    float f[8];
+                    bf16x8(u[s], f);
+#pragma unroll
+                    for (int r = 0; r < M; r++) {
+                        const float4 *xr = (const float4 *)(x + r * k) + 2 * jj;
+                        float4 a = xr[0], b = xr[1];
+                        acc[r] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w +
+                                  f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+                    }
+                }
+            }
+            j += (int64_t)U * stride;
+            if (j >= k8) break;
 #pragma unroll
             for (int s = 0; s < U; s++)
                 u[s] = j + s * stride < k8 ? __ldg(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
-            /* the first loads go out before waiting for the previous kernel:
-             * weights are constant, only x comes from it */
-            if (!waited) {
-                PDL_WAIT();
-                PDL_LAUNCH();
-                waited = true;
-            }
-            for (;;) {
-#pragma unroll
-                for (int s = 0; s < U; s++) {
-                    const int64_t jj = j + s * stride;
-                    if (jj < k8) {
-                        float f[8];
-                        bf16x8(u[s], f);
-#pragma unroll
-                        for (int r = 0; r < M; r++) {
-                            const float4 *xr = (const float4 *)(x + r * k) + 2 * jj;
-                            float4 a = xr[0], b = xr[1];
-                            acc[r] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w +
-                                      f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
-                        }
-                    }
-                }
-                j += (int64_t)U * stride;
-                if (j >= k8) break;
-#pragma unroll
-                for (int s = 0; s < U; s++)
-                    u[s] = j + s * stride < k8 ? __ldg(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
-            }
-        } else {
-            if (!waited) {
-                PDL_WAIT();
-                PDL_LAUNCH();
-                waited = true;
-            }
-            if (row < n) {
-                const __nv_bfloat16 *wr = w + row * k;
-                for (int64_t j = (int64_t)part * 32 + lane; j < k; j += 32 * WPR) {
-                    float f = __bfloat162float(wr[j]);
-#pragma unroll
-                    for (int r = 0; r < M; r++) acc[r] += f * x[r * k + j];
-                }
-            }
         }
-#pragma unroll
-        for (int r = 0; r < M; r++)
-            for (int off = 16; off > 0; off >>= 1)
-                acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
-        if (WPR > 1) {
-            if (lane == 0)
-#pragma unroll
-                for (int r = 0; r < M; r++) red[warp][r] = acc[r];
-            __syncthreads();
-            if (part == 0 && lane == 0)
-#pragma unroll
-                for (int r = 0; r < M; r++) {
-                    float s = 0.f;
-                    for (int p = 0; p < WPR; p++) s += red[warp + p][r];
-                    acc[r] = s;
-                }
-            __syncthreads(); /* red is reused by the next row block */
-        }
-        if (row < n && part == 0 && lane == 0) {
-            float b = bias ? ldw_any(bias, bdt, row) : 0.f;
-#pragma unroll
-            for (int r = 0; r < M; r++) y[r * n + row] = acc[r] + b;
-        }
-    }
-    if (!waited) {
+    } else {
         PDL_WAIT();
         PDL_LAUNCH();
+        if (row < n) {
+            const __nv_bfloat16 *wr = w + row * k;
+            for (int64_t j = (int64_t)part * 32 + lane; j < k; j += 32 * WPR) {
+                float f = __bfloat162float(wr[j]);
+#pragma unroll
+                for (int r = 0; r < M; r++) acc[r] += f * x[r * k + j];
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < M; r++)
+        for (int off = 16; off > 0; off >>= 1)
+            acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+    if (WPR > 1) {
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < M; r++) red[warp][r] = acc[r];
+        __syncthreads();
+        if (part == 0 && lane == 0)
+#pragma unroll
+            for (int r = 0; r < M; r++) {
+                float s = 0.f;
+                for (int p = 0; p < WPR; p++) s += red[warp + p][r];
+                acc[r] = s;
+            }
+    }
+    if (row < n && part == 0 && lane == 0) {
+        float b = bias ? ldw_any(bias, bdt, row) : 0.f;
+#pragma unroll
+        for (int r = 0; r < M; r++) y[r * n + row] = acc[r] + b;
     }
 }
 
@@ -141,14 +124,9 @@ static void gemv_launch(cuda_ctx *c, float *y, const float *x, const glmv_tensor
     const __nv_bfloat16 *wp = (const __nv_bfloat16 *)w->data;
     /* one warp per row fills the GPU from about 4 rows per multiprocessor */
     constexpr int U = M == 1 ? 8 : 4; /* more bytes in flight when x is one row */
-    static int per_sm = -1; /* blocks per multiprocessor (GLMV_CUDA_GEMV_BLOCKS; 0 = one per row block) */
-    if (per_sm < 0) per_sm = getenv("GLMV_CUDA_GEMV_BLOCKS") ? atoi(getenv("GLMV_CUDA_GEMV_BLOCKS")) : 2;
-    if (n >= 8 * (int64_t)c->sms) {
-        int64_t g = cdiv(n, 8);
-        if (per_sm > 0 && g > (int64_t)per_sm * c->sms) g = (int64_t)per_sm * c->sms;
-        cuda_launch(c, gemv_kernel<M, 1, U>, (unsigned)g, GEMV_THREADS, 0, y, x, wp, bp, bdt, n, k,
+    if (n >= 8 * (int64_t)c->sms)
+        cuda_launch(c, gemv_kernel<M, 1, U>, cdiv(n, 8), GEMV_THREADS, 0, y, x, wp, bp, bdt, n, k,
                     vec);
-    }
     else
         cuda_launch(c, gemv_kernel<M, 8, U>, (unsigned)n, GEMV_THREADS, 0, y, x, wp, bp, bdt, n,
                     k, vec);
