@@ -16,6 +16,9 @@
 #include "tokenizer_impl.h"
 
 /* GPT-2 regex of ByteLevel(use_regex=true), as tokenizers spells it */
+/* ids at or above this are refused (tables are sized by the largest id) */
+#define TOK_MAX_ID (1 << 22)
+
 static const char GPT2_REGEX[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
@@ -57,6 +60,19 @@ static size_t byte_level_decode(const char *s, size_t n, char *out) {
 raw:
     memcpy(out, s, n);
     return n;
+}
+
+/* A token for an error message: at most 40 bytes, control bytes as \xNN,
+ * so that the message stays one line. */
+static const char *esc(const char *s, size_t n, char out[200]) {
+    size_t o = 0;
+    for (size_t i = 0; i < n && i < 40; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(out + o, 8, "\\x%02x", c);
+        else out[o++] = (char)c;
+    }
+    out[o] = 0;
+    return out;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -206,7 +222,8 @@ static int parse_pretok(glmv_tokenizer *t, const cJSON *p, const char *path, cha
         if (cJSON_IsString(str)) return add_stage(t, str->valuestring, 1, 0, path, err);
         return glmv_errf(err, "%s: Split pre-tokenizer without a pattern", path);
     }
-    return glmv_errf(err, "%s: unsupported pre-tokenizer type '%s'", path, type);
+    char e1[200];
+    return glmv_errf(err, "%s: unsupported pre-tokenizer type '%s'", path, esc(type, strlen(type), e1));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -408,8 +425,8 @@ static int scan_vocab(const char *s, const char *e, vocab_entry **out, int64_t *
         js_ws(&j);
         int64_t id = 0;
         const char *d0 = j.p;
-        while (j.p < j.end && *j.p >= '0' && *j.p <= '9' && id < 100000000) id = id * 10 + (*j.p++ - '0');
-        if (j.p == d0 || id >= 100000000) goto fail;
+        while (j.p < j.end && *j.p >= '0' && *j.p <= '9' && id < TOK_MAX_ID) id = id * 10 + (*j.p++ - '0');
+        if (j.p == d0 || id >= TOK_MAX_ID) goto fail;
         if ((size_t)n == cap) {
             vocab_entry *nv = realloc(v, (cap *= 2) * sizeof *v);
             if (!nv) goto fail;
@@ -491,7 +508,8 @@ static int scan_merges(glmv_tokenizer *t, const char *s, const char *e, size_t l
                 tmp[l] = 0;
                 const char *sp = memchr(tmp, ' ', l);
                 if (!sp || memchr(sp + 1, ' ', l - (size_t)(sp + 1 - tmp))) {
-                    glmv_errf(err, "%s: merge %d '%.40s' is not two tokens", path, r, tmp);
+                    char e1[200];
+                    glmv_errf(err, "%s: merge %d '%s' is not two tokens", path, r, esc(tmp, l, e1));
                     goto done;
                 }
                 a = tmp, la = (size_t)(sp - tmp), b = sp + 1, lb = l - la - 1;
@@ -539,9 +557,9 @@ static int scan_merges(glmv_tokenizer *t, const char *s, const char *e, size_t l
             ids[k][1] = tok_vocab_find_h(t, d + q[k].ra, q[k].rb, q[k].hb);
             ids[k][2] = tok_vocab_find_h(t, d, q[k].ra + q[k].rb, q[k].hab);
             if (ids[k][0] < 0 || ids[k][1] < 0 || ids[k][2] < 0) {
-                glmv_errf(err, "%s: merge %d (%.*s + %.*s): a token is missing from the vocab",
-                          path, rank + k, (int)GLMV_MIN(q[k].ra, 40), d,
-                          (int)GLMV_MIN(q[k].rb, 40), d + q[k].ra);
+                char e1[200], e2[200];
+                glmv_errf(err, "%s: merge %d (%s + %s): a token is missing from the vocab", path,
+                          rank + k, esc(d, q[k].ra, e1), esc(d + q[k].ra, q[k].rb, e2));
                 goto done;
             }
             uint64_t key = tok_pair_key(ids[k][0], ids[k][1]);
@@ -620,7 +638,9 @@ static int load_json(glmv_tokenizer *t, const char *path, char *err) {
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     if (cJSON_IsString(mtype) && strcmp(mtype->valuestring, "BPE") != 0) {
-        glmv_errf(err, "%s: model type '%s' is not supported (BPE only)", path, mtype->valuestring);
+        char e1[200];
+        glmv_errf(err, "%s: model type '%s' is not supported (BPE only)", path,
+                  esc(mtype->valuestring, strlen(mtype->valuestring), e1));
         goto done;
     }
     if (norm && !cJSON_IsNull(norm)) {
@@ -639,7 +659,7 @@ static int load_json(glmv_tokenizer *t, const char *path, char *err) {
     init_byte_level();
     double t_json = glmv_now_ms();
     if (scan_vocab(vs, vend, &ve, &nv, &arena, &longest)) {
-        glmv_errf(err, "%s: model.vocab is not an object of token: id", path);
+        glmv_errf(err, "%s: model.vocab is not an object of token: id (ids below %d)", path, TOK_MAX_ID);
         goto done;
     }
 
@@ -652,7 +672,7 @@ static int load_json(glmv_tokenizer *t, const char *path, char *err) {
     cJSON_ArrayForEach(e, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e8 ||
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= TOK_MAX_ID ||
             !cJSON_IsString(c) || !c->valuestring[0]) {
             glmv_errf(err, "%s: an added token lacks an id or content", path);
             goto done;
@@ -699,7 +719,7 @@ static int load_json(glmv_tokenizer *t, const char *path, char *err) {
 
     /* bytes -> id for the model vocab (an added token's own text is what its
      * id decodes to; it is looked up under the vocab's text only when equal) */
-    t->vmask = pow2_at_least((uint64_t)t->n_ids * 2) - 1;
+    t->vmask = pow2_at_least((uint64_t)nv * 2) - 1;
     t->vmap = malloc(((size_t)t->vmask + 1) * sizeof *t->vmap);
     if (!t->vmap) {
         glmv_errf(err, "%s: out of memory", path);
@@ -752,7 +772,11 @@ static int load_json(glmv_tokenizer *t, const char *path, char *err) {
         a->lstrip = (uint8_t)json_bool(e, "lstrip", 0);
         a->rstrip = (uint8_t)json_bool(e, "rstrip", 0);
         if (json_bool(e, "single_word", 0))
-            glmv_log(0, "warning: %s: added token '%s' has single_word, which glmv ignores", path, c);
+        {
+            char e1[200];
+            glmv_log(0, "warning: %s: added token '%s' has single_word, which glmv ignores", path,
+                     esc(c, strlen(c), e1));
+        }
         t->n_added++;
         /* tokenizers splits on normalized=false tokens first, then on the
          * others in the normalized pieces (no normalizer here: same text) */
