@@ -161,6 +161,7 @@ typedef struct {
     int image_tokens;           /* vision tokens spliced into the prompt */
     const char *finish_reason;  /* "stop", "length" or "cancelled" (static) */
     double preprocess_ms, vision_ms, prefill_ms, decode_ms;
+    int cached_tokens;          /* prompt tokens kept from the session's cache (earlier turns) */
 } glmv_result;
 
 void glmv_result_free(glmv_result *r);

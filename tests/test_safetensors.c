@@ -10,6 +10,7 @@
 
 #include "base.h"
 #include "config.h"
+#include "glmv.h"
 #include "safetensors.h"
 #include "test.h"
 #include "util_ckpt.h"
@@ -531,6 +532,143 @@ TEST(hf_tiny_checkpoints_match_synthetic_layout) {
     if (!seen) test_skip("no tests/fixtures/tiny*/model.safetensors");
 }
 
+/* ---------------------------------------------------------------- through the model */
+
+/* Copy the tiny2 checkpoint's config and weights into a temp folder, with
+ * tensor `drop` left out, tensor `reshape` given its dims reversed, and every
+ * tensor stored as dtype `as` ("BF16", "F16", "F32"); n_shards files. */
+static char *tiny2_variant(const char *drop, const char *reshape, const char *as, int n_shards) {
+    glmv_weights *w = NULL;
+    if (glmv_weights_open(&w, "tests/fixtures/tiny2", err)) return NULL;
+    char *dir = ckpt_tmpdir("tiny2");
+    size_t len;
+    char *cfg = glmv_read_file("tests/fixtures/tiny2/config.json", &len, err);
+    if (cfg) ckpt_write_text(dir, "config.json", cfg);
+    free(cfg);
+    int64_t n = glmv_weights_count(w), k = 0;
+    ckpt_tensor *ts = calloc((size_t)n, sizeof *ts);
+    void **bufs = calloc((size_t)n, sizeof *bufs);
+    for (int64_t i = 0; i < n; i++) {
+        glmv_tensor *t = glmv_weights_at(w, i);
+        if (drop && !strcmp(t->name, drop)) continue;
+        ckpt_tensor *o = &ts[k++];
+        o->name = t->name;
+        o->dtype = as;
+        o->ndim = t->ndim;
+        for (int d = 0; d < t->ndim; d++)
+            o->shape[d] = reshape && !strcmp(t->name, reshape) ? t->shape[t->ndim - 1 - d] : t->shape[d];
+        int64_t m = glmv_tensor_numel(t);
+        int f32 = !strcmp(as, "F32");
+        bufs[i] = malloc((size_t)(m ? m : 1) * (f32 ? 4 : 2));
+        for (int64_t e = 0; e < m; e++) {
+            float v = glmv_tensor_get(t, e);
+            if (f32) ((float *)bufs[i])[e] = v;
+            else ((uint16_t *)bufs[i])[e] = !strcmp(as, "F16") ? glmv_f32_to_f16(v) : glmv_f32_to_bf16(v);
+        }
+        o->data = bufs[i];
+    }
+    if (n_shards <= 1) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/model.safetensors", dir);
+        ckpt_write_safetensors(p, ts, (int)k);
+    } else {
+        /* through ckpt_write_weights: build a weights table from the files just written */
+        char *tmp = ckpt_tmpdir("tiny2single");
+        char p[4096];
+        snprintf(p, sizeof p, "%s/model.safetensors", tmp);
+        ckpt_write_safetensors(p, ts, (int)k);
+        glmv_weights *x = NULL;
+        if (glmv_weights_open(&x, tmp, err) == 0) ckpt_write_weights(dir, x, n_shards);
+        glmv_weights_free(x);
+        ckpt_rmdir(tmp);
+    }
+    for (int64_t i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(ts);
+    glmv_weights_free(w);
+    return dir;
+}
+
+static int load_model(const char *dir) {
+    glmv_model_params p;
+    glmv_model_params_default(&p);
+    p.n_threads = 1;
+    p.device = GLMV_DEVICE_CPU;
+    glmv_model *m = NULL;
+    err[0] = 0;
+    int rc = glmv_model_load(&m, dir, &p, err);
+    glmv_model_free(m);
+    return rc;
+}
+
+/* Issue 2 item 8 end to end: the model refuses a checkpoint with a missing
+ * tensor, a tensor of the wrong shape, a missing or truncated shard, or an
+ * inconsistent config, with one line naming the tensor, file or key; F16 and
+ * F32 checkpoints load like BF16 ones. */
+TEST(model_load_bad_checkpoints) {
+    if (access("tests/fixtures/tiny2/model.safetensors", R_OK) != 0) {
+        test_skip("no tests/fixtures/tiny2");
+        return;
+    }
+    const char *k = "model.language_model.layers.1.self_attn.k_proj.weight";
+    char *d = tiny2_variant(NULL, NULL, "BF16", 1);
+    CHECK_MSG(load_model(d) == 0, "%s", err);
+    ckpt_rmdir(d);
+    d = tiny2_variant(NULL, NULL, "F16", 2);
+    CHECK_MSG(load_model(d) == 0, "F16: %s", err);
+    ckpt_rmdir(d);
+    d = tiny2_variant(NULL, NULL, "F32", 1);
+    CHECK_MSG(load_model(d) == 0, "F32: %s", err);
+    ckpt_rmdir(d);
+
+    d = tiny2_variant(k, NULL, "BF16", 1);
+    CHECK(load_model(d) != 0);
+    CHECK_MSG(err_has(k, "missing"), "%s", err);
+    ckpt_rmdir(d);
+
+    d = tiny2_variant(NULL, k, "BF16", 1);
+    CHECK(load_model(d) != 0);
+    CHECK_MSG(err_has(k, "[96, 32]") && strstr(err, "[32, 96]"), "%s", err);
+    ckpt_rmdir(d);
+
+    d = tiny2_variant(NULL, NULL, "BF16", 3);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/model-00002-of-00003.safetensors", d);
+    struct stat sb;
+    CHECK(stat(p, &sb) == 0 && truncate(p, sb.st_size - 1) == 0);
+    CHECK(load_model(d) != 0);
+    CHECK_MSG(err_has("model-00002-of-00003.safetensors", "truncated"), "%s", err);
+    unlink(p);
+    CHECK(load_model(d) != 0);
+    CHECK_MSG(err_has("model-00002-of-00003.safetensors", "index"), "%s", err);
+    ckpt_rmdir(d);
+
+    d = tiny2_variant(NULL, NULL, "BF16", 1);
+    size_t len;
+    char *cfg = glmv_read_file("tests/fixtures/tiny2/config.json", &len, err);
+    if (cfg) {
+        /* 3 heads of 32 -> 2 heads of 48: caught by the config checks */
+        char *h = strstr(cfg, "\"num_attention_heads\": 3");
+        char *im = strstr(cfg, "\"intermediate_size\": 128");
+        if (h && im) {
+            h[strlen("\"num_attention_heads\": ")] = '2';
+            ckpt_write_text(d, "config.json", cfg);
+            CHECK(load_model(d) != 0);
+            CHECK_MSG(err_has("config.json", "mrope_section"), "%s", err);
+            h[strlen("\"num_attention_heads\": ")] = '3';
+            /* a consistent config that does not match the weights */
+            memcpy(im, "\"intermediate_size\": 129", strlen("\"intermediate_size\": 129"));
+            ckpt_write_text(d, "config.json", cfg);
+            CHECK(load_model(d) != 0);
+            CHECK_MSG(err_has("gate_up_proj.weight", "[256, 96]") && strstr(err, "expected [258, 96]"), "%s", err);
+        } else {
+            CHECK_MSG(0, "tiny2 config.json lacks \"num_attention_heads\": 3 or \"intermediate_size\": 128");
+        }
+        free(cfg);
+    }
+    ckpt_rmdir(d);
+}
+
 int main(void) {
     RUN(single_file_round_trip);
     RUN(synthetic_single_round_trip);
@@ -549,5 +687,6 @@ int main(void) {
     RUN(sharded_index_lies);
     RUN(mutated_headers_never_crash);
     RUN(hf_tiny_checkpoints_match_synthetic_layout);
+    RUN(model_load_bad_checkpoints);
     return test_summary("safetensors");
 }
