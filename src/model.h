@@ -106,6 +106,11 @@ struct glmv_session {
     int32_t *hpos;                         /* host (3, chunk) */
 
     int32_t *hist;                         /* ids in the cache (n_ctx), for penalties */
+    /* vision segments whose features are in the cache, in prompt order: a
+     * hash of each one's grid and pixel rows, so that the next request can
+     * keep the common prefix of the conversation (glmv_generate) */
+    uint64_t *seg_hash;
+    int n_seg_hash, cap_seg_hash;
 };
 
 /* ---- model.c ---- */
