@@ -34,7 +34,9 @@ int glmv_tokenizer_load(glmv_tokenizer **out, const char *dir, char *err);
 void glmv_tokenizer_free(glmv_tokenizer *tok);
 
 /* Encode UTF-8 text; added/special tokens in the text are matched first.
- * *ids is malloc'd (caller frees). Returns the count, or -1 with err set. */
+ * Ill-formed UTF-8 is repaired first: each maximal ill-formed subpart becomes
+ * U+FFFD (as Python's decode("utf-8", "replace")); the ids are then HF's.
+ * Thread-safe. *ids is malloc'd (caller frees). Returns the count, or -1 with err set. */
 int64_t glmv_tokenize(const glmv_tokenizer *tok, const char *text, size_t len,
                       int32_t **ids, char *err);
 

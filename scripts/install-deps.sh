@@ -5,7 +5,7 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 PKGS=(build-essential pkg-config clang libclang-rt-14-dev
-      libcjson-dev libpcre2-dev libmicrohttpd-dev
+      libcjson-dev libpcre2-dev libmicrohttpd-dev libcurl4-openssl-dev
       libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libexif-dev
       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
       libedit-dev jq)

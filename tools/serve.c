@@ -10,6 +10,7 @@
  * Binds to 127.0.0.1 unless --host says otherwise; --api-key guards /v1/ and /metrics.
  */
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
 #include <microhttpd.h>
@@ -233,10 +234,13 @@ static enum MHD_Result route_get(server *sv, struct MHD_Connection *conn, conn_c
         pthread_mutex_lock(&sv->sched.mu);
         int q = sv->sched.qlen, f = sv->sched.in_flight;
         pthread_mutex_unlock(&sv->sched.mu);
-        char *b = malloc(512);
-        if (!b) return MHD_NO;
-        snprintf(b, 512, "{\"status\":\"ok\",\"model\":\"%s\",\"queue_depth\":%d,\"in_flight\":%d}",
-                 sv->eng->model_id, q, f);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "status", "ok");
+        cJSON_AddStringToObject(o, "model", sv->eng->model_id);
+        cJSON_AddNumberToObject(o, "queue_depth", q);
+        cJSON_AddNumberToObject(o, "in_flight", f);
+        char *b = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
         return reply_json(sv, conn, c, 200, b);
     }
     if (!strncmp(url, "/v1/", 4) || !strcmp(url, "/metrics")) {
@@ -254,10 +258,13 @@ static enum MHD_Result route_get(server *sv, struct MHD_Connection *conn, conn_c
             if (strcmp(url + 11, sv->eng->model_id))
                 return fail(sv, conn, c, 404, "invalid_request_error", "model_not_found",
                             "no such model");
-            char *b = malloc(600);
-            if (!b) return MHD_NO;
-            snprintf(b, 600, "{\"id\":\"%s\",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"glmv\"}",
-                     sv->eng->model_id, sv->started);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "id", sv->eng->model_id);
+            cJSON_AddStringToObject(o, "object", "model");
+            cJSON_AddNumberToObject(o, "created", (double)sv->started);
+            cJSON_AddStringToObject(o, "owned_by", "glmv");
+            char *b = cJSON_PrintUnformatted(o);
+            cJSON_Delete(o);
             return reply_json(sv, conn, c, 200, b);
         }
         if (!strcmp(url, "/v1/chat/completions"))
@@ -400,8 +407,10 @@ static void usage(FILE *f) {
             "  --api-key KEY        require 'Authorization: Bearer KEY' on /v1/ and /metrics\n"
             "                       (default: $GLMV_API_KEY when set)\n"
             "  --media-dir DIR      allow image/video paths (and file:// URLs) under DIR\n"
+            "  --allow-remote-media download http(s) image/video URLs (off: they are refused)\n"
             "  --max-images N       images per request (default 64)\n"
-            "  --parallel N         sessions (default 1; jobs run one at a time until batching lands)\n"
+            "  --parallel N         concurrent sequences (default 1; accepted, but until batched\n"
+            "                       decoding lands jobs run one at a time on one session)\n"
             "  --queue N            requests waiting at most; more get 503 (default 64)\n"
             "  --max-body-mb N      largest request body (default 64)\n"
             "  --http-threads N     HTTP worker threads (default 4)\n"
@@ -491,6 +500,8 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--media-dir")) {
             NEED_VAL;
             media_dir = val;
+        } else if (!strcmp(a, "--allow-remote-media")) {
+            sv.media.allow_remote = 1;
         } else if (!strcmp(a, "--max-images")) {
             NEED_VAL;
             if (cli_parse_int(a, val, 1, 100000, &v)) return 2;
@@ -545,6 +556,12 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     sv.started = (long)time(NULL);
+    sv.media.max_remote_bytes = sv.max_body;
+    if (sv.media.allow_remote && serve_fetch_init()) {
+        fprintf(stderr, "glmv serve: cannot initialise libcurl\n");
+        sv.eng->free(sv.eng);
+        return 1;
+    }
     if (serve_sched_start(&sv.sched, sv.eng, sv.queue, err)) {
         fprintf(stderr, "glmv serve: %s\n", err);
         sv.eng->free(sv.eng);
@@ -578,7 +595,8 @@ int cmd_serve(int argc, char **argv) {
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     int port = di ? di->port : sv.port;
     if (parallel > 1)
-        fprintf(stderr, "glmv serve: note: %ld sessions, jobs still run one at a time\n", parallel);
+        fprintf(stderr, "glmv serve: note: --parallel %ld: jobs still run one at a time on one session "
+                        "(batched decoding is not implemented yet)\n", parallel);
     printf("glmv serve: model '%s' (context %d tokens)\n", sv.eng->model_id, sv.eng->n_ctx);
     printf("glmv serve: listening on http://%s%s%s:%d/  (OpenAI API at /v1)\n", v6 ? "[" : "",
            sv.host, v6 ? "]" : "", port);
@@ -594,6 +612,7 @@ int cmd_serve(int argc, char **argv) {
     MHD_stop_daemon(d);
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
     sv.eng->free(sv.eng);
+    if (sv.media.allow_remote) serve_fetch_cleanup();
     pthread_mutex_destroy(&sv.sched.mu);
     pthread_cond_destroy(&sv.sched.cv);
     return 0;

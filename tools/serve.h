@@ -47,7 +47,8 @@ int serve_engine_open(serve_engine **out, const cli_opts *o, int n_slots, char *
 
 typedef struct {
     const char *media_dir;      /* realpath of --media-dir, or NULL */
-    int allow_remote;           /* --allow-remote-media (not supported yet: refused) */
+    int allow_remote;           /* --allow-remote-media: download http(s) URLs */
+    size_t max_remote_bytes;    /* cap on one download */
     int max_images;             /* per request */
 } serve_media_policy;
 
@@ -83,6 +84,12 @@ int serve_error_set(serve_error *e, int status, const char *type, const char *co
 int serve_request_parse(serve_request *r, const char *body, size_t len, const serve_engine *eng,
                         const serve_media_policy *pol, serve_error *e);
 void serve_request_free(serve_request *r);
+
+/* Download an http(s) URL (serve_fetch.c); *out malloc'd. */
+int serve_fetch_init(void);
+void serve_fetch_cleanup(void);
+int serve_fetch_url(const char *url, size_t max_bytes, unsigned char **out, size_t *out_len,
+                    char *err);
 
 /* Base64 (standard alphabet, padding optional, whitespace skipped); *out malloc'd. */
 int serve_base64_decode(const char *s, size_t n, unsigned char **out, size_t *out_len);

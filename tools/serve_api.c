@@ -158,11 +158,26 @@ static int media_from_url(serve_request *r, glmv_part *p, const char *url, int v
         p->size = n;
         return 0;
     }
+    if (pol->allow_remote && (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8))) {
+        unsigned char *bytes;
+        size_t n;
+        char ferr[GLMV_ERR_SIZE];
+        if (serve_fetch_url(url, pol->max_remote_bytes, &bytes, &n, ferr))
+            return serve_error_set(e, 400, "invalid_request_error", "media_fetch_failed", param,
+                                   "%s", ferr);
+        own(r, (char *)bytes);
+        if (!video && !image_format(bytes, n))
+            return serve_error_set(e, 400, "invalid_request_error", "invalid_image", param,
+                                   "the data at this URL is not a PNG, JPEG, WebP or GIF image");
+        p->data = bytes;
+        p->size = n;
+        return 0;
+    }
     if (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8) ||
         (strstr(url, "://") && strncmp(url, "file://", 7)))
         return serve_error_set(e, 400, "invalid_request_error", "remote_media_refused", param,
-                               "remote %s URLs are refused: send a data: URL (base64), or a path "
-                               "under the server's --media-dir",
+                               "remote %s URLs are refused: send a data: URL (base64), a path "
+                               "under the server's --media-dir, or start it with --allow-remote-media",
                                what);
     const char *path = !strncmp(url, "file://", 7) ? url + 7 : url;
     if (!pol->media_dir)

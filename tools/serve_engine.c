@@ -56,6 +56,7 @@ static int lib_open(serve_engine *e, const cli_opts *o, int n_slots, char *err) 
     e->generate = lib_generate;
     e->result_free = glmv_result_free;
     if (glmv_model_load(&li->model, dir, &o->mp, err)) return -1;
+    n_slots = 1; /* the inference thread runs one job at a time: more sessions would only cost memory */
     li->sess = calloc((size_t)n_slots, sizeof *li->sess);
     if (!li->sess) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
     for (; li->n < n_slots; li->n++)

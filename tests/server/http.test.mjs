@@ -156,3 +156,35 @@ test('/metrics is Prometheus text with the required series', async () => {
     if (line && !line.startsWith('#')) assert.match(line, /^[a-z_]+(\{[a-z]+="[^"]*"\})? [0-9.e+-]+$/, line);
   }
 });
+
+test('--allow-remote-media downloads http URLs (here from a loopback server), with errors for bad ones', async () => {
+  const http = await import('node:http');
+  const media = http.createServer((req, res) => {
+    if (req.url === '/cat.png') { res.writeHead(200, { 'content-type': 'image/png' }); res.end(tinyPng()); }
+    else if (req.url === '/moved') { res.writeHead(302, { location: '/cat.png' }); res.end(); }
+    else if (req.url === '/text') { res.writeHead(200); res.end('hello'); }
+    else if (req.url === '/big') { res.writeHead(200); res.end(Buffer.alloc(2 << 20)); }
+    else { res.writeHead(404); res.end(); }
+  });
+  await new Promise((r) => media.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${media.address().port}`;
+  const remote = await startServer(['-m', 'echo:', '--allow-remote-media', '--max-body-mb', '1']);
+  try {
+    const ask = (url) => post(remote.url, '/v1/chat/completions', user([{ type: 'image_url', image_url: { url } }, { type: 'text', text: 'x' }]));
+    for (const u of [base + '/cat.png', base + '/moved']) {
+      const r = await ask(u);
+      assert.equal(r.status, 200);
+      assert.match((await r.json()).choices[0].message.reasoning_content, /1 image\(s\)/);
+    }
+    for (const [u, code] of [['/missing', 'media_fetch_failed'], ['/text', 'invalid_image'], ['/big', 'media_fetch_failed']]) {
+      const r = await ask(base + u);
+      assert.equal(r.status, 400, u);
+      assert.equal((await r.json()).error.code, code, u);
+    }
+    const ftp = await ask('ftp://127.0.0.1/x.png');
+    assert.equal(ftp.status, 400);
+  } finally {
+    media.close();
+    assert.equal(await remote.stop(), 0);
+  }
+});
