@@ -81,6 +81,7 @@ struct glmv_model {
     int64_t n_params;
     int64_t device_bytes;
 
+    int vision_row_block;                  /* rows per vision MLP pass (0 = 1024; tests set it small) */
     glmv_act_hook hook;                    /* NULL: no activation dumps */
     void *hook_user;
     char dump_dir[512];
