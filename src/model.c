@@ -203,7 +203,8 @@ static int make_backend(glmv_model *m, const glmv_model_params *p, char *err) {
     if (p->device == GLMV_DEVICE_CUDA || p->device == GLMV_DEVICE_AUTO) {
         m->be = glmv_cuda_backend_new(0, e2);
         if (m->be) {
-            snprintf(m->device, sizeof m->device, "cuda (%s)", m->be->name);
+            snprintf(m->device, sizeof m->device, "cuda (%s)",
+                     m->be->device_name ? m->be->device_name : m->be->name);
             return 0;
         }
         if (p->device == GLMV_DEVICE_CUDA) return glmv_errf(err, "CUDA backend: %s", e2);
@@ -348,4 +349,7 @@ int64_t glmv_peak_host_bytes(void) {
     return (int64_t)ru.ru_maxrss * 1024;
 }
 
-int64_t glmv_device_bytes(const glmv_model *m) { return m ? m->device_bytes : 0; }
+int64_t glmv_device_bytes(const glmv_model *m) {
+    if (m && m->device_bytes && m->be->device_bytes) return m->be->device_bytes(m->be); /* all of it */
+    return m ? m->device_bytes : 0;
+}

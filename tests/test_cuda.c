@@ -138,6 +138,8 @@ TEST(matmul_bf16_gemv) {
     one_matmul(GLMV_BF16, 3, 77, 100, 0, 1e-10);    /* k % 8 != 0: scalar path */
     one_matmul(GLMV_BF16, 8, 2000, 512, 1, 1e-10);  /* warp-per-row */
     one_matmul(GLMV_BF16, 5, 1500, 13696 / 8, 0, 1e-10);
+    one_matmul(GLMV_BF16, 1, 5003, 264, 1, 1e-10);  /* many row blocks, odd count */
+    one_matmul(GLMV_BF16, 2, 4500, 96, 0, 1e-10);
 }
 
 TEST(matmul_bf16_cublas) {
