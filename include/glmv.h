@@ -34,7 +34,9 @@ int glmv_tokenizer_load(glmv_tokenizer **out, const char *dir, char *err);
 void glmv_tokenizer_free(glmv_tokenizer *tok);
 
 /* Encode UTF-8 text; added/special tokens in the text are matched first.
- * *ids is malloc'd (caller frees). Returns the count, or -1 with err set. */
+ * Ill-formed UTF-8 is repaired first: each maximal ill-formed subpart becomes
+ * U+FFFD (as Python's decode("utf-8", "replace")); the ids are then HF's.
+ * Thread-safe. *ids is malloc'd (caller frees). Returns the count, or -1 with err set. */
 int64_t glmv_tokenize(const glmv_tokenizer *tok, const char *text, size_t len,
                       int32_t **ids, char *err);
 
@@ -159,6 +161,7 @@ typedef struct {
     int image_tokens;           /* vision tokens spliced into the prompt */
     const char *finish_reason;  /* "stop", "length" or "cancelled" (static) */
     double preprocess_ms, vision_ms, prefill_ms, decode_ms;
+    int cached_tokens;          /* prompt tokens kept from the session's cache (earlier turns) */
 } glmv_result;
 
 void glmv_result_free(glmv_result *r);

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "base.h"
@@ -314,15 +315,16 @@ static void *vert_worker(void *arg) {
 }
 
 static int n_threads_for(int64_t work) {
-    static int ncpu;
+    static volatile int ncpu; /* a benign race: every thread computes the same value */
     if (!ncpu) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        const char *e = getenv("GLMV_IMAGE_THREADS");
-        if (e && atoi(e) > 0) n = atoi(e);
         ncpu = n < 1 ? 1 : n > 32 ? 32 : (int)n;
     }
+    int lim = ncpu;
+    const char *e = getenv("GLMV_IMAGE_THREADS");
+    if (e && atoi(e) > 0) lim = atoi(e) > 32 ? 32 : atoi(e);
     int64_t t = work / 2000000 + 1; /* ~2M multiply-adds per thread at least */
-    return (int)(t < ncpu ? t : ncpu);
+    return (int)(t < lim ? t : lim);
 }
 
 /* Split rows [0,rows) over threads running fn; returns 0 or -1. */
@@ -442,24 +444,10 @@ static void *patch_worker(void *arg) {
     float *nr = malloc(sizeof(float) * 3 * (size_t)w);
     if (!nr) return (void *)1;
     for (int t = 0; t < gt; t++)
-        for (int tt = 0; tt < tp; tt++) {
-            int f = t * tp + tt;
-            if (f >= j->n_frames) f = j->n_frames - 1; /* repeat the last frame */
-            if (tt > 0 && f == GLMV_MIN(t * tp + tt - 1, j->n_frames - 1)) {
-                /* same frame as the previous slot: copy that slot's values */
-                for (int ph = j->ph0; ph < j->ph1; ph++)
-                    for (int pw = 0; pw < j->gw; pw++) {
-                        int64_t r = (int64_t)t * j->gh * j->gw +
-                                    (((int64_t)(ph / ms) * (j->gw / ms) + pw / ms) * ms + ph % ms) * ms +
-                                    pw % ms;
-                        float *row = j->rows + r * row_len;
-                        for (int c = 0; c < 3; c++)
-                            memcpy(row + ((int64_t)c * tp + tt) * ps * ps,
-                                   row + ((int64_t)c * tp + tt - 1) * ps * ps,
-                                   sizeof(float) * ps * ps);
-                    }
-                continue;
-            }
+        for (int tt = 0; tt < tp;) {
+            /* slots tt .. tt+span-1 show the same frame (an image: both) */
+            int f = GLMV_MIN(t * tp + tt, j->n_frames - 1), span = 1;
+            while (tt + span < tp && GLMV_MIN(t * tp + tt + span, j->n_frames - 1) == f) span++;
             const uint8_t *img = j->frames[f].rgb;
             for (int ph = j->ph0; ph < j->ph1; ph++)
                 for (int i = 0; i < ps; i++) {
@@ -475,10 +463,12 @@ static void *patch_worker(void *arg) {
                                     pw % ms;
                         float *row = j->rows + r * row_len;
                         for (int c = 0; c < 3; c++)
-                            memcpy(row + (((int64_t)c * tp + tt) * ps + i) * ps,
-                                   nr + (size_t)c * w + (size_t)pw * ps, sizeof(float) * ps);
+                            for (int k = 0; k < span; k++)
+                                memcpy(row + (((int64_t)c * tp + tt + k) * ps + i) * ps,
+                                       nr + (size_t)c * w + (size_t)pw * ps, sizeof(float) * ps);
                     }
                 }
+            tt += span;
         }
     free(nr);
     return NULL;
@@ -538,6 +528,14 @@ int glmv_image_preprocess(const glmv_rgb *img, const glmv_image_params *p, float
     size_t n = glmv_mul_size(glmv_mul_size((size_t)gh * gw, (size_t)3 * p->temporal_patch_size),
                              glmv_mul_size((size_t)p->patch_size * p->patch_size, sizeof(float)));
     float *out = n == SIZE_MAX ? NULL : glmv_aligned_alloc(n);
+#ifdef MADV_HUGEPAGE
+    /* ~100 MB for a big image: fewer page faults with transparent huge pages */
+    if (out && n >= ((size_t)8 << 20)) {
+        uintptr_t b0 = ((uintptr_t)out + 4095) & ~(uintptr_t)4095;
+        uintptr_t b1 = ((uintptr_t)out + n) & ~(uintptr_t)4095;
+        if (b1 > b0) madvise((void *)b0, b1 - b0, MADV_HUGEPAGE);
+    }
+#endif
     if (!out) {
         glmv_rgb_free(&rs);
         return glmv_errf(err, "image %dx%d: out of memory for %dx%d patches", img->w, img->h, gw,

@@ -81,6 +81,7 @@ struct glmv_model {
     int64_t n_params;
     int64_t device_bytes;
 
+    int vision_row_block;                  /* rows per vision MLP pass (0 = 1024; tests set it small) */
     glmv_act_hook hook;                    /* NULL: no activation dumps */
     void *hook_user;
     char dump_dir[512];
@@ -106,6 +107,11 @@ struct glmv_session {
     int32_t *hpos;                         /* host (3, chunk) */
 
     int32_t *hist;                         /* ids in the cache (n_ctx), for penalties */
+    /* vision segments whose features are in the cache, in prompt order: a
+     * hash of each one's grid and pixel rows, so that the next request can
+     * keep the common prefix of the conversation (glmv_generate) */
+    uint64_t *seg_hash;
+    int n_seg_hash, cap_seg_hash;
 };
 
 /* ---- model.c ---- */

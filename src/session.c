@@ -6,7 +6,9 @@
  * checkpoint's eos ids, max tokens, stop strings or the callback) with the
  * <think>/<answer> splitter of chat.h turning ids into streamed text. A
  * thinking budget forces "</think><answer>" when it runs out.
- * Each glmv_generate starts from an empty cache (the prompt holds the history).
+ * The prompt holds the whole conversation; the cache keeps the prefix it shares
+ * with the previous request (same ids, identical images), so a chat turn only
+ * prefills what is new.
  */
 #include <math.h>
 #include <stdio.h>
@@ -86,12 +88,14 @@ void glmv_session_free(glmv_session *s) {
     free(s->hsin);
     free(s->hpos);
     free(s->hist);
+    free(s->seg_hash);
     free(s);
 }
 
 void glmv_session_reset(glmv_session *s) {
     s->pos = 0;
     s->rope_delta = 0;
+    s->n_seg_hash = 0;
 }
 int glmv_session_pos(const glmv_session *s) { return s->pos; }
 int glmv_session_n_ctx(const glmv_session *s) { return s->n_ctx; }
@@ -410,22 +414,34 @@ int glmv_session_prefill_mm(glmv_session *s, const int32_t *ids, int64_t n, cons
                                       logits, vision_ms, err);
 }
 
-int glmv_session_prefill_media(glmv_session *s, const int32_t *ids, int64_t n, const float *pixels,
-                               int64_t n_rows, const int (*seg_grid)[3], int n_seg,
-                               const int (*img_grid)[3], int n_img, const int (*vid_grid)[3],
-                               int n_vid, float *logits, double *vision_ms, char *err) {
+/* Prefill the prompt ids[0, n) of which ids[0, start) are already in the cache
+ * (s->pos == start) together with the vision segments before seg0; rows and
+ * seg_grid cover all segments, pixels included. */
+static int prefill_from(glmv_session *s, const int32_t *ids, int64_t n, int64_t start, int seg0,
+                        const float *pixels_all, int64_t n_rows_all, const int (*seg_grid)[3],
+                        int n_seg_all, const int (*img_grid)[3], int n_img,
+                        const int (*vid_grid)[3], int n_vid, float *logits, double *vision_ms,
+                        char *err) {
     glmv_model *m = s->m;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
     int64_t H = c->hidden_size;
-    if (s->pos + n > s->n_ctx)
-        return glmv_errf(err, "prompt of %lld tokens does not fit: %d cached, n_ctx %d",
-                         (long long)n, s->pos, s->n_ctx);
+    int64_t K = (int64_t)c->v_in_channels * c->v_temporal_patch_size * c->v_patch_size * c->v_patch_size;
+    if (n > s->n_ctx)
+        return glmv_errf(err, "prompt of %lld tokens does not fit: n_ctx %d", (long long)n, s->n_ctx);
     for (int64_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab_size)
             return glmv_errf(err, "token id %d outside the vocabulary (%d)", ids[i], c->vocab_size);
+    /* the segments still to run */
+    int64_t row0 = 0;
+    for (int j = 0; j < seg0; j++) row0 += (int64_t)seg_grid[j][0] * seg_grid[j][1] * seg_grid[j][2];
+    const float *pixels = pixels_all ? pixels_all + row0 * K : NULL;
+    int64_t n_rows = n_rows_all - row0;
+    int n_seg = n_seg_all - seg0;
+    seg_grid += seg0;
+    int64_t nn = n - start; /* tokens to run */
     int32_t *pos = malloc(sizeof(int32_t) * 3 * (size_t)n);
-    float *emb = be->alloc(be, glmv_mul_size((size_t)(n * H), sizeof(float)));
+    float *emb = be->alloc(be, glmv_mul_size((size_t)(nn * H), sizeof(float)));
     float *feat = NULL;
     int rc = -1;
     int64_t delta = 0;
@@ -434,7 +450,8 @@ int glmv_session_prefill_media(glmv_session *s, const int32_t *ids, int64_t n, c
         goto done;
     }
     if (glmv_rope_index(c, ids, n, img_grid, n_img, vid_grid, n_vid, pos, &delta, err)) goto done;
-    be->embed(be, emb, m->embed, ids, n);
+    for (int a = 0; a < 3; a++) memmove(pos + a * nn, pos + a * n + start, sizeof(int32_t) * (size_t)nn);
+    be->embed(be, emb, m->embed, ids + start, nn);
     if (n_seg > 0) {
         int64_t ms2 = (int64_t)c->v_spatial_merge_size * c->v_spatial_merge_size;
         int64_t n_feat = n_rows / ms2, k = 0;
@@ -452,13 +469,13 @@ int glmv_session_prefill_media(glmv_session *s, const int32_t *ids, int64_t n, c
             goto done;
         }
         /* ref: Glm4vModel.forward masked_scatter: placeholders in order */
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = start; i < n; i++) {
             if (ids[i] != c->image_token_id) continue;
             if (k >= n_feat) {
                 glmv_errf(err, "more image placeholders than the %lld vision tokens", (long long)n_feat);
                 goto done;
             }
-            be->copy(be, emb + i * H, feat + k * H, sizeof(float) * (size_t)H);
+            be->copy(be, emb + (i - start) * H, feat + k * H, sizeof(float) * (size_t)H);
             k++;
         }
         if (k != n_feat) {
@@ -468,12 +485,61 @@ int glmv_session_prefill_media(glmv_session *s, const int32_t *ids, int64_t n, c
         }
     }
     s->rope_delta = delta;
-    rc = glmv_text_forward(s, emb, ids, pos, n, logits, err);
+    s->pos = (int)start;
+    rc = nn > 0 ? glmv_text_forward(s, emb, ids + start, pos, nn, logits, err) : 0;
 done:
     free(pos);
     if (emb) be->free(be, emb);
     if (feat) be->free(be, feat);
     return rc;
+}
+
+int glmv_session_prefill_media(glmv_session *s, const int32_t *ids, int64_t n, const float *pixels,
+                               int64_t n_rows, const int (*seg_grid)[3], int n_seg,
+                               const int (*img_grid)[3], int n_img, const int (*vid_grid)[3],
+                               int n_vid, float *logits, double *vision_ms, char *err) {
+    glmv_session_reset(s);
+    return prefill_from(s, ids, n, 0, 0, pixels, n_rows, seg_grid, n_seg, img_grid, n_img, vid_grid,
+                        n_vid, logits, vision_ms, err);
+}
+
+/* FNV-1a over a segment's grid and pixel rows */
+static uint64_t seg_hash(const int grid[3], const float *rows, int64_t n) {
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p = (const unsigned char *)grid;
+    for (size_t i = 0; i < sizeof(int[3]); i++) h = (h ^ p[i]) * 1099511628211ull;
+    p = (const unsigned char *)rows;
+    for (size_t i = 0; i < (size_t)n * sizeof(float); i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* How much of the cache a new prompt can keep: the common prefix of ids,
+ * cut before the first vision segment that is not identical (or that the
+ * prefix ends inside), and short of the last token (its logits are needed).
+ * *seg0 receives the number of segments kept; hashes (n_seg) are the new ones. */
+static int64_t reusable_prefix(const glmv_session *s, const glmv_config *c, const int32_t *ids,
+                               int64_t n, const int (*grid)[3], const uint64_t *hashes, int n_seg,
+                               int *seg0) {
+    int64_t L = 0;
+    while (L < s->pos && L < n && s->hist[L] == ids[L]) L++;
+    if (L >= n) L = n - 1;
+    int ms2 = c->v_spatial_merge_size * c->v_spatial_merge_size, j = 0;
+    for (int64_t i = 0; i < n && j < n_seg;) {
+        if (ids[i] != c->image_token_id) {
+            i++;
+            continue;
+        }
+        int64_t a = i, b = i + (int64_t)grid[j][0] * grid[j][1] * grid[j][2] / ms2;
+        if (a >= L) break;
+        if (b > L || j >= s->n_seg_hash || s->seg_hash[j] != hashes[j]) {
+            L = a;
+            break;
+        }
+        j++;
+        i = b;
+    }
+    *seg0 = j;
+    return L < 0 ? 0 : L;
 }
 
 void glmv_result_free(glmv_result *r) {
@@ -535,12 +601,48 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
         glmv_errf(err, "out of memory");
         goto done;
     }
-    glmv_session_reset(s);
     double t1 = glmv_now_ms();
-    if (glmv_session_prefill_media(s, ids, n, md.rows, md.n_rows, (const int(*)[3])md.grid, md.n,
-                                   (const int(*)[3])md.img_grid, md.n_img,
-                                   (const int(*)[3])md.vid_grid, md.n_vid, logits, &out->vision_ms, err))
-        goto done;
+    {
+        /* keep the cached prefix of the conversation (earlier turns, same images) */
+        int64_t K = (int64_t)c->v_in_channels * c->v_temporal_patch_size * c->v_patch_size * c->v_patch_size;
+        uint64_t *hs = malloc(sizeof(uint64_t) * (size_t)(md.n + 1));
+        if (!hs) {
+            glmv_errf(err, "out of memory");
+            goto done;
+        }
+        int64_t r = 0;
+        for (int j = 0; j < md.n; j++) {
+            int64_t nr = (int64_t)md.grid[j][0] * md.grid[j][1] * md.grid[j][2];
+            hs[j] = seg_hash(md.grid[j], md.rows + r * K, nr * K);
+            r += nr;
+        }
+        int seg0 = 0;
+        int64_t start = reusable_prefix(s, c, ids, n, (const int(*)[3])md.grid, hs, md.n, &seg0);
+        s->n_seg_hash = GLMV_MIN(s->n_seg_hash, seg0);
+        s->pos = (int)start;
+        out->cached_tokens = (int)start;
+        int prc = prefill_from(s, ids, n, start, seg0, md.rows, md.n_rows, (const int(*)[3])md.grid,
+                               md.n, (const int(*)[3])md.img_grid, md.n_img,
+                               (const int(*)[3])md.vid_grid, md.n_vid, logits, &out->vision_ms, err);
+        if (prc == 0 && md.n > s->cap_seg_hash) {
+            uint64_t *nh = realloc(s->seg_hash, sizeof(uint64_t) * (size_t)md.n);
+            if (nh) {
+                s->seg_hash = nh;
+                s->cap_seg_hash = md.n;
+            }
+        }
+        if (prc == 0 && md.n <= s->cap_seg_hash) {
+            if (md.n > 0) memcpy(s->seg_hash, hs, sizeof(uint64_t) * (size_t)md.n);
+            s->n_seg_hash = md.n;
+        } else {
+            s->n_seg_hash = 0;
+        }
+        free(hs);
+        if (prc) {
+            glmv_session_reset(s);
+            goto done;
+        }
+    }
     out->prefill_ms = glmv_now_ms() - t1 - out->vision_ms;
 
     glmv_rng rng;

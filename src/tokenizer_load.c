@@ -9,6 +9,7 @@
  * ref: tokenizers (Rust) models/bpe/model.rs, pre_tokenizers/byte_level.rs
  */
 #include <cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,16 +29,18 @@ static const char GPT2_REGEX[] =
 
 static int16_t char_to_byte[324]; /* code point -> byte, -1 if not in the alphabet */
 
-static void init_byte_level(void) {
-    static int done;
-    if (done) return; /* idempotent: concurrent first calls write the same values */
+static void init_byte_level_once(void) {
     for (int i = 0; i < 324; i++) char_to_byte[i] = -1;
     int n = 0;
     for (int b = 0; b < 256; b++) {
         int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
         char_to_byte[printable ? b : 256 + n++] = (int16_t)b;
     }
-    done = 1;
+}
+
+static void init_byte_level(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_byte_level_once);
 }
 
 /* Byte-level string s (UTF-8) -> raw bytes in out (at most strlen(s) bytes).

@@ -5,7 +5,8 @@
  * border-clamped taps), 2-D rotary, blocks with attention confined to each
  * image / frame group, post RMSNorm, the 2x2 downsample conv as a permute +
  * matmul, and the merger (proj, LayerNorm, GELU-erf, SwiGLU).
- * All images of a prompt run in one batch; scratch is allocated per call.
+ * All images of a prompt run in one batch; scratch is allocated per call
+ * (the MLPs in blocks of rows, so it stays near 50 floats x Hv per patch).
  */
 #include <math.h>
 #include <stdio.h>
@@ -145,11 +146,16 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int
     }
     float *px = aget(&a, N * K), *h = aget(&a, N * Hv), *hn = aget(&a, N * Hv);
     float *qkv = aget(&a, N * 3 * Hv), *att = aget(&a, N * Hv), *tmp = aget(&a, N * Hv);
-    float *g1 = aget(&a, N * Ov), *u1 = aget(&a, N * Ov);
+    /* the MLPs run over at most rb rows at a time, which bounds their scratch
+     * (a 4.8 Mpx image has 24576 patches) */
+    int64_t rb = m->vision_row_block > 0 ? m->vision_row_block : 1024;
+    int64_t RB = GLMV_MIN(N, rb);
+    float *g1 = aget(&a, RB * Ov), *u1 = aget(&a, RB * Ov);
     float *cs = aget(&a, N * (hd / 2)), *sn = aget(&a, N * (hd / 2));
     int64_t M = N / (ms * ms);
     float *z = aget(&a, M * Ov), *z2 = aget(&a, M * Ov);
-    float *mg = aget(&a, M * Iv), *mu = aget(&a, M * Iv);
+    int64_t MB = GLMV_MIN(M, rb);
+    float *mg = aget(&a, MB * Iv), *mu = aget(&a, MB * Iv);
     if (a.oom) {
         glmv_errf(err, "vision: out of backend memory for %lld patches", (long long)N);
         goto done;
@@ -182,10 +188,13 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int
         be->add(be, h, h, tmp, N * Hv);
         /* ref: Glm4VisionMlp */
         be->rmsnorm(be, hn, h, B->norm2, N, Hv, eps);
-        be->matmul(be, g1, hn, B->gate_w, B->gate_b, N);
-        be->matmul(be, u1, hn, B->up_w, B->up_b, N);
-        be->swiglu(be, g1, g1, Ov, u1, Ov, N, Ov);
-        be->matmul(be, tmp, g1, B->down_w, B->down_b, N);
+        for (int64_t r = 0; r < N; r += RB) {
+            int64_t k = GLMV_MIN(RB, N - r);
+            be->matmul(be, g1, hn + r * Hv, B->gate_w, B->gate_b, k);
+            be->matmul(be, u1, hn + r * Hv, B->up_w, B->up_b, k);
+            be->swiglu(be, g1, g1, Ov, u1, Ov, k, Ov);
+            be->matmul(be, tmp + r * Hv, g1, B->down_w, B->down_b, k);
+        }
         be->add(be, h, h, tmp, N * Hv);
         char name[32];
         snprintf(name, sizeof name, "v.block.%d", l);
@@ -201,10 +210,13 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int
     be->matmul(be, z2, z, m->mg_proj, NULL, M);
     be->layernorm(be, z, z2, m->mg_ln_w, m->mg_ln_b, M, Ov, 1e-5f);
     be->gelu_erf(be, z, z, M * Ov);
-    be->matmul(be, mg, z, m->mg_gate, NULL, M);
-    be->matmul(be, mu, z, m->mg_up, NULL, M);
-    be->swiglu(be, mg, mg, Iv, mu, Iv, M, Iv);
-    be->matmul(be, out, mg, m->mg_down, NULL, M);
+    for (int64_t r = 0; r < M; r += MB) {
+        int64_t k = GLMV_MIN(MB, M - r);
+        be->matmul(be, mg, z + r * Ov, m->mg_gate, NULL, k);
+        be->matmul(be, mu, z + r * Ov, m->mg_up, NULL, k);
+        be->swiglu(be, mg, mg, Iv, mu, Iv, k, Iv);
+        be->matmul(be, out + r * Ov, mg, m->mg_down, NULL, k);
+    }
     glmv_model_dump(m, "v.merger", out, M, Ov);
     be->sync(be);
     rc = 0;

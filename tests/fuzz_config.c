@@ -30,10 +30,18 @@ static void put(const char *name, const uint8_t *p, size_t n) {
     fclose(f);
 }
 
+static void cleanup(void) {
+    put("config.json", NULL, 0);
+    put("generation_config.json", NULL, 0);
+    put("processor_config.json", NULL, 0);
+    rmdir(dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!dir[0]) {
         snprintf(dir, sizeof dir, "/tmp/glmv-fuzzcfg-XXXXXX");
         if (!mkdtemp(dir)) abort();
+        atexit(cleanup);
     }
     const uint8_t *parts[3] = {data, NULL, NULL};
     size_t lens[3] = {size, 0, 0};

@@ -76,7 +76,8 @@ static int64_t numel_of(const ckpt_tensor *t) {
 }
 
 int ckpt_write_safetensors(const char *path, const ckpt_tensor *t, int n) {
-    size_t cap = 256 + (size_t)n * 512, o = 0;
+    size_t cap = 256, o = 0; /* names + dtype + 5 dims + 2 offsets of at most 20 digits */
+    for (int i = 0; i < n; i++) cap += strlen(t[i].name) + strlen(t[i].dtype) + 256;
     char *h = malloc(cap);
     if (!h) return -1;
     uint64_t off = 0;
@@ -131,7 +132,8 @@ int ckpt_write_weights(const char *dir, glmv_weights *w, int n_shards) {
         snprintf(p, sizeof p, "%s/model.safetensors", dir);
         rc = ckpt_write_safetensors(p, ts, (int)n);
     } else {
-        size_t cap = 256 + (size_t)n * 400, o = 0;
+        size_t cap = 256, o = 0;
+        for (int64_t i = 0; i < n; i++) cap += strlen(ts[i].name) + 64;
         char *idx = malloc(cap);
         if (!idx) rc = -1;
         else o += (size_t)snprintf(idx + o, cap - o, "{\"metadata\":{},\"weight_map\":{");

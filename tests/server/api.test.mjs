@@ -80,6 +80,21 @@ test('several images in one message (data: URLs and a --media-dir path)', async 
   assert.equal(r.choices[0].message.content, '**Echo:** Compare these.');
 });
 
+test('a video (data: URL) beside an image', async () => {
+  const fs = await import('node:fs');
+  const clip = ASSETS + '/videos/mmcv_test.mp4';
+  const bytes = fs.existsSync(clip) ? fs.readFileSync(clip) : Buffer.alloc(64, 1);
+  const r = await client.chat.completions.create({
+    model: 'echo',
+    messages: [{ role: 'user', content: [
+      { type: 'video_url', video_url: { url: 'data:video/mp4;base64,' + bytes.toString('base64') } },
+      { type: 'image_url', image_url: { url: pngDataUrl() } },
+      { type: 'text', text: 'What happens?' },
+    ] }],
+  });
+  assert.match(r.choices[0].message.reasoning_content, /1 image\(s\) and 1 video\(s\)/);
+});
+
 test('max_tokens ends with finish_reason "length"; stop strings end the answer', async () => {
   const r = await client.chat.completions.create({ model: 'echo', max_tokens: 3, messages: [{ role: 'user', content: 'long question here' }] });
   assert.equal(r.choices[0].finish_reason, 'length');
@@ -144,6 +159,15 @@ test('a real checkpoint answers through the client', { skip: !REAL && 'no small 
       chunks++;
     }
     assert.ok(chunks >= 2 && finish, 'stream ends with a finish_reason');
+    const fs = await import('node:fs');
+    const clip = ASSETS + '/videos/mmcv_test.mp4';
+    if (fs.existsSync(clip)) {
+      const v = await c.chat.completions.create({ model: real.model, max_tokens: 8, temperature: 0,
+        messages: [{ role: 'user', content: [
+          { type: 'video_url', video_url: { url: 'data:video/mp4;base64,' + fs.readFileSync(clip).toString('base64'), max_frames: 2 } },
+          { type: 'text', text: 'What happens?' }] }] });
+      assert.ok(v.usage.prompt_tokens > r.usage.prompt_tokens / 2 && v.usage.completion_tokens >= 1);
+    }
   } finally {
     assert.equal(await real.stop(), 0);
   }
