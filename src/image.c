@@ -315,15 +315,16 @@ static void *vert_worker(void *arg) {
 }
 
 static int n_threads_for(int64_t work) {
-    static int ncpu;
+    static volatile int ncpu; /* a benign race: every thread computes the same value */
     if (!ncpu) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        const char *e = getenv("GLMV_IMAGE_THREADS");
-        if (e && atoi(e) > 0) n = atoi(e);
         ncpu = n < 1 ? 1 : n > 32 ? 32 : (int)n;
     }
+    int lim = ncpu;
+    const char *e = getenv("GLMV_IMAGE_THREADS");
+    if (e && atoi(e) > 0) lim = atoi(e) > 32 ? 32 : atoi(e);
     int64_t t = work / 2000000 + 1; /* ~2M multiply-adds per thread at least */
-    return (int)(t < ncpu ? t : ncpu);
+    return (int)(t < lim ? t : lim);
 }
 
 /* Split rows [0,rows) over threads running fn; returns 0 or -1. */

@@ -117,9 +117,11 @@ TEST(resize_constant_and_identity) {
     /* threads do not change the result */
     glmv_rgb c = {0};
     fill_pattern(&a, 1500, 1100, 9);
+    setenv("GLMV_IMAGE_THREADS", "7", 1);
     CHECK_EQ_INT(glmv_image_resize(&a, 840, 1232, &b, err), 0);
     setenv("GLMV_IMAGE_THREADS", "1", 1);
     CHECK_EQ_INT(glmv_image_resize(&a, 840, 1232, &c, err), 0);
+    unsetenv("GLMV_IMAGE_THREADS");
     CHECK(b.rgb && c.rgb && memcmp(b.rgb, c.rgb, (size_t)840 * 1232 * 3) == 0);
     glmv_rgb_free(&a);
     glmv_rgb_free(&b);

@@ -4,7 +4,8 @@
  * The backend owns its thread pool and all scratch: per-thread buffers sized
  * at creation (GEMM panels) and a shared buffer that grows on demand on the
  * calling thread (bf16 copies of x, attention partials), so steady-state
- * decode allocates nothing.
+ * decode allocates nothing. A backend serves one caller at a time: its pool and
+ * scratch are not reentrant (sessions sharing a model must not run ops concurrently).
  */
 #ifndef GLMV_CPU_CPU_H
 #define GLMV_CPU_CPU_H

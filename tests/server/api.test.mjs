@@ -159,6 +159,14 @@ test('a real checkpoint answers through the client', { skip: !REAL && 'no small 
       chunks++;
     }
     assert.ok(chunks >= 2 && finish, 'stream ends with a finish_reason');
+    // the library's own errors keep OpenAI's shape and a 400
+    const truncated = 'data:image/png;base64,' + Buffer.from(pngDataUrl().split(',')[1], 'base64').subarray(0, 60).toString('base64');
+    await assert.rejects(c.chat.completions.create({ model: real.model, max_tokens: 4, stream: true, messages: [{ role: 'user', content: [
+      { type: 'image_url', image_url: { url: truncated } }, { type: 'text', text: 'x' }] }] }),
+      (e) => e.status === 400 && e.code === 'invalid_image');
+    await assert.rejects(c.chat.completions.create({ model: real.model, max_tokens: 4,
+      messages: [{ role: 'user', content: 'a '.repeat(40000) }] }),
+      (e) => e.status === 400 && e.code === 'context_length_exceeded');
     const fs = await import('node:fs');
     const clip = ASSETS + '/videos/mmcv_test.mp4';
     if (fs.existsSync(clip)) {

@@ -153,3 +153,33 @@ test('the demo model answers a question about its example image in the page', { 
     assert.equal(await demo.stop(), 0);
   }
 });
+
+test('a video attaches and is sent as video_url', { skip }, async () => {
+  const clip = path.join(ASSETS, 'videos/mmcv_test.mp4');
+  if (!fs.existsSync(clip)) return;
+  await page.click('#new-chat');
+  await page.setInputFiles('#file-input', [clip]);
+  await page.waitForFunction(() => document.querySelectorAll('#attachments .att video').length === 1, null, { timeout: T });
+  await page.fill('#prompt', 'What happens in this clip?');
+  await page.press('#prompt', 'Enter');
+  await page.waitForFunction(() => document.querySelectorAll('.msg.assistant').length === 1 &&
+    !document.getElementById('send').hidden, null, { timeout: T });
+  assert.match(await page.$eval('.msg.assistant .think-text', (e) => e.textContent), /0 image\(s\) and 1 video\(s\)/);
+  assert.equal(await page.$$eval('.msg.user .media video', (e) => e.length), 1);
+});
+
+test('markdown rendering escapes HTML and drops unsafe links', { skip }, async () => {
+  const out = await page.evaluate(() => [
+    GlmvMd.render('<img src=x onerror="alert(1)"> <script>alert(2)</script>'),
+    GlmvMd.render('[click](javascript:alert(3)) and [ok](https://example.com/a?b=1&c=2)'),
+    GlmvMd.render('```html\n<b onclick="x()">hi</b>\n```'),
+    GlmvMd.render('# Title\n\n- one\n- **two**\n  - nested\n\n| a | b |\n|---|--:|\n| 1 | 2 |\n\n> quote'),
+  ]);
+  assert.ok(!/<img|<script/i.test(out[0]) && out[0].includes('&lt;img'), out[0]);
+  assert.ok(!/href="javascript/i.test(out[1]) && /href="https:\/\/example\.com\/a\?b=1&amp;c=2"/.test(out[1]), out[1]);
+  assert.ok(!/<b /.test(out[2]) && out[2].includes('&lt;b'), out[2]);
+  for (const tag of ['<h1>', '<ul>', '<strong>two</strong>', '<table>', 'text-align:right', '<blockquote>']) {
+    assert.ok(out[3].includes(tag), tag + ' in ' + out[3]);
+  }
+  assert.match(out[3], /<li>one<\/li><li><strong>two<\/strong><ul><li>nested<\/li><\/ul><\/li>/);
+});

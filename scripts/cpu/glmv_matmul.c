@@ -1,0 +1,64 @@
+/* glmv_matmul.c -- times glmv's CPU matmul on the four weight matrices of one
+ * 9B decoder layer (q/k/v fused as 4608x4096, o 4096x4096, gate_up 27392x4096,
+ * down 4096x13696; BF16), for m rows of x. Prints wall-clock rates and rates per
+ * CPU-second (work / process CPU time), which time-sharing on a busy machine
+ * does not distort. Built and run by compare_matmul.sh.
+ * usage: glmv_matmul THREADS M [SIMD (-1 auto, 0 none, 1 avx2, ...)] [REPS]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "base.h"
+#include "ops.h"
+
+static double cpu_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+static glmv_tensor make(int64_t n, int64_t k) {
+    glmv_tensor t = {.name = "w", .dtype = GLMV_BF16, .ndim = 2, .shape = {n, k}};
+    uint16_t *p = glmv_aligned_alloc((size_t)(n * k * 2));
+    for (int64_t i = 0; i < n * k; i++)
+        p[i] = glmv_f32_to_bf16((float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f);
+    t.data = t.host = p;
+    return t;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s THREADS M [SIMD] [REPS]\n", argv[0]);
+        return 2;
+    }
+    int th = atoi(argv[1]), m = atoi(argv[2]), simd = argc > 3 ? atoi(argv[3]) : -1;
+    int reps = argc > 4 ? atoi(argv[4]) : 3;
+    char err[GLMV_ERR_SIZE];
+    glmv_backend *be = glmv_cpu_backend_new(th, simd, err);
+    if (!be) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    static const int64_t shapes[4][2] = {{4608, 4096}, {4096, 4096}, {27392, 4096}, {4096, 13696}};
+    glmv_tensor w[4];
+    double bytes = 0, flop = 0;
+    for (int i = 0; i < 4; i++) {
+        w[i] = make(shapes[i][0], shapes[i][1]);
+        bytes += 2.0 * shapes[i][0] * shapes[i][1];
+        flop += 2.0 * shapes[i][0] * shapes[i][1] * m;
+    }
+    float *x = glmv_aligned_alloc((size_t)m * 13696 * 4), *y = glmv_aligned_alloc((size_t)m * 27392 * 4);
+    for (int64_t i = 0; i < (int64_t)m * 13696; i++) x[i] = 0.01f * (float)(i % 100);
+    for (int i = 0; i < 4; i++) be->matmul(be, y, x, &w[i], NULL, m); /* warm: first touch of y */
+    for (int r = 0; r < reps; r++) {
+        double c0 = cpu_ms(), t0 = glmv_now_ms();
+        for (int i = 0; i < 4; i++) be->matmul(be, y, x, &w[i], NULL, m);
+        double t = glmv_now_ms() - t0, ct = cpu_ms() - c0;
+        printf("glmv %s threads=%d m=%d: layer %.1f ms, %.2f GB/s, %.1f GFLOP/s; per CPU-second: "
+               "%.1f GFLOP, %.2f GB\n",
+               be->name, th, m, t, bytes / t / 1e6, flop / t / 1e6, flop / ct / 1e6, bytes / ct / 1e6);
+    }
+    be->destroy(be);
+    return 0;
+}
