@@ -26,9 +26,11 @@
 #include "model.h"
 #include "test.h"
 
-#define ACT_NMSE 1e-6
-#define LOGIT_NMSE 1e-5
 #define MARGIN 0.01f
+/* GLMV_PARITY_DEVICE=cuda runs the checks on the CUDA backend (when built
+ * with it), with bounds from GLMV_PARITY_ACT_NMSE / GLMV_PARITY_LOGIT_NMSE */
+static double ACT_NMSE = 1e-6, LOGIT_NMSE = 1e-5;
+static glmv_device parity_device = GLMV_DEVICE_CPU;
 
 /* ------------------------------------------------------------ fixture files */
 
@@ -136,7 +138,7 @@ static void check_case(const char *dir, const char *cas) {
     char err[GLMV_ERR_SIZE] = "";
     glmv_model_params mp;
     glmv_model_params_default(&mp);
-    mp.device = GLMV_DEVICE_CPU;
+    mp.device = parity_device;
     glmv_model *m = NULL;
     if (glmv_model_load(&m, dir, &mp, err)) {
         CHECK_MSG(0, "load %s: %s", dir, err);
@@ -283,7 +285,7 @@ static void full_case(const char *dir, const char *cas) {
     glmv_model *m = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);
-    mp.device = GLMV_DEVICE_CPU;
+    mp.device = parity_device;
     CHECK(meta != NULL);
     if (!meta || glmv_model_load(&m, dir, &mp, err)) {
         CHECK_MSG(0, "load: %s", err);
@@ -368,7 +370,7 @@ TEST(context_limit_error) {
     glmv_model *m = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);
-    mp.device = GLMV_DEVICE_CPU;
+    mp.device = parity_device;
     if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
         CHECK_MSG(0, "%s", err);
         return;
@@ -408,7 +410,7 @@ TEST(cancel_and_stop_strings) {
     glmv_model *m = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);
-    mp.device = GLMV_DEVICE_CPU;
+    mp.device = parity_device;
     if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
         CHECK_MSG(0, "%s", err);
         return;
@@ -463,7 +465,7 @@ TEST(video_runs) {
     glmv_model *m = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);
-    mp.device = GLMV_DEVICE_CPU;
+    mp.device = parity_device;
     if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
         CHECK_MSG(0, "%s", err);
         return;
@@ -513,7 +515,7 @@ TEST(thinking_budget) {
     glmv_model *m = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);
-    mp.device = GLMV_DEVICE_CPU;
+    mp.device = parity_device;
     if (glmv_model_load(&m, "models/demo", &mp, err)) {
         CHECK_MSG(0, "%s", err);
         return;
@@ -576,7 +578,7 @@ TEST(prefix_reuse) {
     glmv_model *m = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);
-    mp.device = GLMV_DEVICE_CPU;
+    mp.device = parity_device;
     if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
         CHECK_MSG(0, "%s", err);
         return;
@@ -636,7 +638,7 @@ TEST(dump_env) {
     glmv_model *m = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);
-    mp.device = GLMV_DEVICE_CPU;
+    mp.device = parity_device;
     int rc = glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err);
     unsetenv("GLMV_DUMP");
     CHECK_MSG(rc == 0, "%s", err);
@@ -663,6 +665,10 @@ TEST(dump_env) {
 }
 
 int main(void) {
+    const char *dev = getenv("GLMV_PARITY_DEVICE");
+    if (dev && !strcmp(dev, "cuda")) parity_device = GLMV_DEVICE_CUDA;
+    if (getenv("GLMV_PARITY_ACT_NMSE")) ACT_NMSE = atof(getenv("GLMV_PARITY_ACT_NMSE"));
+    if (getenv("GLMV_PARITY_LOGIT_NMSE")) LOGIT_NMSE = atof(getenv("GLMV_PARITY_LOGIT_NMSE"));
     RUN(tiny_text);
     RUN(tiny_image1);
     RUN(tiny_image2);
