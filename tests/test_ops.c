@@ -289,14 +289,15 @@ TEST(attn_causal) {
     causal_case(1, 300, 6, 2, 40);     /* decode: keys split into chunks */
     causal_case(3, 150, 4, 4, 24);     /* no GQA, a few rows */
     causal_case(1, 0, 2, 1, 8);        /* first token */
+    causal_case(45, 100, 4, 2, 32);    /* head_dim a multiple of the tile: the GEMM-tiled path */
+    causal_case(1, 700, 8, 2, 64);     /* tiled decode over key chunks */
     if (!sanitize) {
         causal_case(1, 1000, 32, 2, 128); /* the 9B layout */
         causal_case(70, 20, 32, 2, 128);
     }
 }
 
-TEST(attn_segments) {
-    int nh = 3, hd = 40;
+static void segments_case(int nh, int hd) {
     int64_t cu[] = {0, 5, 5, 77, 140, 141};
     int n_seg = 5;
     int64_t rows = cu[n_seg], ld = 3 * (int64_t)nh * hd;
@@ -310,11 +311,19 @@ TEST(attn_segments) {
         for (int64_t i = 0; i < no; i++) got[i] = NAN;
         bes[b]->attn_segments(bes[b], got, qkv, ld, qkv + nh * hd, ld, qkv + 2 * nh * hd, ld, cu,
                               n_seg, nh, hd, scale);
-        check_nmse("attn_segments", b, got, want, no, TOL_F32);
+        char what[64];
+        snprintf(what, sizeof what, "attn_segments heads=%d hd=%d", nh, hd);
+        check_nmse(what, b, got, want, no, TOL_F32);
     }
     free(qkv);
     free(want);
     free(got);
+}
+
+TEST(attn_segments) {
+    segments_case(3, 40);  /* head_dim not a multiple of the tile: dot/axpy path */
+    segments_case(2, 64);  /* GEMM-tiled path */
+    if (!sanitize) segments_case(2, 128);
 }
 
 TEST(elementwise) {

@@ -3,12 +3,13 @@
  *
  * Both walk keys in blocks of ATT_KBLK with an online softmax (running max m,
  * running sum l, unnormalised accumulator), so memory is O(block), never
- * O(keys²). Causal: a task is (kv head, block of query rows, chunk of keys);
- * all query heads that share the kv head are processed together, so each
- * K/V block is read once per group rather than once per head. Decode has one
- * query row, so keys are split into chunks across threads (flash-decoding)
- * and the partial softmaxes are merged at the end. Segments: a task is
- * (segment, head, block of query rows).
+ * O(keys²). When head_dim is a multiple of the GEMM tile width (128 in the 9B
+ * model), scores and P·V run on the matmul register tile (att_tiled); other
+ * sizes use dot/axpy kernels. Causal: a task is (kv head, block of query rows,
+ * chunk of keys); all query heads sharing the kv head are processed together,
+ * so each K/V block is read once per group. Decode has one query row, so keys
+ * are split into chunks across threads (flash-decoding) and the partial
+ * softmaxes merged. Segments: a task is (segment, head, block of query rows).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -42,6 +43,75 @@ static void att_block(const glmv_cpu_kernels *kn, const float *q, const float *k
     ml->m = mnew;
     ml->l += kn->exp_sum(s, nb, mnew);
     for (int64_t t = 0; t < nb; t++) kn->axpy(acc, s[t], v + (t0 + t) * ldv, hd);
+}
+
+/* Scratch floats att_tiled needs for nv query vectors of hd (besides O and ml). */
+static size_t att_tiled_floats(const glmv_cpu_kernels *kn, int64_t nv, int hd) {
+    int64_t mr = kn->mr, tiles = (nv + mr - 1) / mr;
+    return (size_t)(tiles * mr * hd + ATT_KBLK * hd + nv * ATT_KBLK + ATT_KBLK * mr + 4 * nv + 16);
+}
+/* the tiled form applies when head_dim is a multiple of the GEMM tile width */
+static int att_tiled_ok(const glmv_cpu_kernels *kn, int hd) {
+    return hd % kn->nr == 0 && ATT_KBLK % kn->nr == 0;
+}
+
+/* nv query vectors qv[v] (each hd floats) against keys [k0, k1) of one head, keys
+ * >= lim[v] hidden from vector v; folds them into O[v][hd] (unnormalised) and ml[v].
+ * Scores S = (Q·scale) Kᵀ and the update O += P V run on the GEMM register tile:
+ * Q is packed once into k-major tiles, each key block's Kᵀ into panels, V is read
+ * in place (its rows are the tile's B rows). Needs att_tiled_ok. */
+static void att_tiled(const glmv_cpu_kernels *kn, int64_t nv, const float *const *qv,
+                      const int64_t *lim, const float *k, int64_t ldk, const float *v, int64_t ldv,
+                      int64_t k0, int64_t k1, int hd, float scale, float *O, att_ml *ml,
+                      float *scr) {
+    const int mr = kn->mr, nr = kn->nr;
+    int64_t tiles = (nv + mr - 1) / mr;
+    float *Qt = scr;                                   /* tiles x [hd][mr] */
+    float *Kt = Qt + tiles * mr * hd;                  /* ATT_KBLK/nr panels x [hd][nr] */
+    float *S = Kt + (int64_t)ATT_KBLK * hd;            /* nv x ATT_KBLK */
+    float *Pt = S + nv * ATT_KBLK;                     /* [ATT_KBLK][mr] */
+    for (int64_t t = 0; t < tiles; t++)
+        for (int r = 0; r < mr; r++) {
+            int64_t vi = t * mr + r;
+            float *d = Qt + t * mr * hd + r;
+            for (int e = 0; e < hd; e++) d[e * mr] = vi < nv ? qv[vi][e] * scale : 0.0f;
+        }
+    int64_t kend = k0;
+    for (int64_t i = 0; i < nv; i++) kend = GLMV_MAX(kend, GLMV_MIN(k1, lim[i]));
+    for (int64_t b0 = k0; b0 < kend; b0 += ATT_KBLK) {
+        int64_t nb = GLMV_MIN((int64_t)ATT_KBLK, kend - b0);
+        int npan = (int)((nb + nr - 1) / nr);
+        kn->pack_kt(Kt, k + b0 * ldk, ldk, nb, hd);
+        for (int64_t t = 0; t < tiles; t++) {
+            int rows = (int)GLMV_MIN((int64_t)mr, nv - t * mr);
+            for (int p = 0; p < npan; p++)
+                kn->kern(hd, Qt + t * mr * hd, Kt + (int64_t)p * hd * nr, nr,
+                         S + t * mr * ATT_KBLK + p * nr, ATT_KBLK, rows, 0);
+        }
+        for (int64_t i = 0; i < nv; i++) {
+            float *si = S + i * ATT_KBLK;
+            int64_t cnt = GLMV_MAX((int64_t)0, GLMV_MIN(nb, GLMV_MIN(k1, lim[i]) - b0));
+            if (cnt > 0) {
+                float bm = kn->max(si, cnt);
+                float mnew = bm > ml[i].m ? bm : ml[i].m;
+                if (mnew > ml[i].m && ml[i].l > 0) {
+                    float corr = expf(ml[i].m - mnew);
+                    ml[i].l *= corr;
+                    kn->scale(O + i * hd, corr, hd);
+                }
+                ml[i].m = mnew;
+                ml[i].l += kn->exp_sum(si, cnt, mnew);
+            }
+            for (int64_t x = cnt; x < nb; x++) si[x] = 0.0f; /* hidden keys weigh nothing */
+        }
+        for (int64_t t = 0; t < tiles; t++) {
+            int rows = (int)GLMV_MIN((int64_t)mr, nv - t * mr);
+            for (int64_t x = 0; x < nb; x++)
+                for (int r = 0; r < rows; r++) Pt[x * mr + r] = S[(t * mr + r) * ATT_KBLK + x];
+            for (int c0 = 0; c0 < hd; c0 += nr)
+                kn->kern(nb, Pt, v + b0 * ldv + c0, ldv, O + t * mr * hd + c0, hd, rows, 1);
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -79,6 +149,18 @@ static void causal_task(void *ctx, int64_t t, int thread) {
     for (int64_t i = 0; i < nr * G; i++) ml[i] = (att_ml){-INFINITY, 0.0f};
 
     const float *kb = j->kc + (int64_t)g * hd, *vb = j->vc + (int64_t)g * hd;
+    if (att_tiled_ok(kn, hd)) {
+        int64_t nv = nr * G;
+        const float **qv = (const float **)(s + ATT_KBLK);
+        int64_t *lim = (int64_t *)(qv + nv);
+        for (int64_t r = 0; r < nr; r++)
+            for (int h = 0; h < G; h++) {
+                qv[r * G + h] = j->q + (r0 + r) * j->ldq + (int64_t)(g * G + h) * hd;
+                lim[r * G + h] = j->pos0 + r0 + r + 1; /* causal: keys <= position */
+            }
+        att_tiled(kn, nv, qv, lim, kb, kvd, vb, kvd, c0, c1, hd, j->scale, acc, ml,
+                  (float *)(lim + nv));
+    } else
     for (int64_t b0 = c0; b0 < c1; b0 += ATT_KBLK) {
         int64_t b1 = GLMV_MIN(c1, b0 + ATT_KBLK);
         for (int64_t r = 0; r < nr; r++) {
@@ -142,11 +224,17 @@ void glmv_cpu_attn_causal(glmv_backend *be, float *out, const float *q, int64_t 
     causal_job j = {.cs = cs, .out = out, .q = q, .kc = kc, .vc = vc, .ldq = ldq, .n = n,
                     .pos0 = pos0, .n_heads = n_heads, .n_kv = n_kv_heads, .hd = head_dim,
                     .group = n_heads / n_kv_heads, .scale = scale};
-    /* rows per task bounded by the per-thread scratch: acc + ml + scores */
-    size_t per_row = sizeof(float) * (size_t)j.group * (size_t)(head_dim + 2);
-    int64_t fit = (int64_t)((GLMV_CPU_TSCRATCH - sizeof(float) * ATT_KBLK) / per_row);
-    GLMV_ASSERT(fit >= 1);
-    j.rb = GLMV_MIN((int64_t)8, fit);
+    /* rows per task bounded by the per-thread scratch: acc + ml + scores (+ tiles) */
+    j.rb = 8;
+    for (;; j.rb--) {
+        int64_t nv = j.rb * j.group;
+        size_t need = sizeof(float) * ((size_t)nv * (size_t)(head_dim + 2) + ATT_KBLK) +
+                      (att_tiled_ok(cs->k, head_dim)
+                           ? sizeof(float) * att_tiled_floats(cs->k, nv, head_dim) + 24 * (size_t)nv
+                           : 0);
+        if (need <= GLMV_CPU_TSCRATCH) break;
+        GLMV_ASSERT(j.rb > 1);
+    }
     j.n_rb = (n + j.rb - 1) / j.rb;
     int64_t keys = pos0 + n, tasks = (int64_t)n_kv_heads * j.n_rb;
     j.n_chunks = 1;
@@ -198,6 +286,16 @@ static void seg_task(void *ctx, int64_t t, int thread) {
     memset(acc, 0, sizeof(float) * (size_t)(nr * hd));
     for (int64_t i = 0; i < nr; i++) ml[i] = (att_ml){-INFINITY, 0.0f};
     const float *kb = j->k + (int64_t)h * hd, *vb = j->v + (int64_t)h * hd;
+    if (att_tiled_ok(kn, hd)) {
+        const float **qv = (const float **)(sc + ATT_KBLK);
+        int64_t *lim = (int64_t *)(qv + nr);
+        for (int64_t r = 0; r < nr; r++) {
+            qv[r] = j->q + (r0 + r) * j->ldq + (int64_t)h * hd;
+            lim[r] = j->cu[s + 1];
+        }
+        att_tiled(kn, nr, qv, lim, kb, j->ldk, vb, j->ldv, j->cu[s], j->cu[s + 1], hd, j->scale,
+                  acc, ml, (float *)(lim + nr));
+    } else
     for (int64_t b0 = j->cu[s]; b0 < j->cu[s + 1]; b0 += ATT_KBLK) {
         int64_t b1 = GLMV_MIN(j->cu[s + 1], b0 + ATT_KBLK);
         for (int64_t r = 0; r < nr; r++)
@@ -224,10 +322,16 @@ void glmv_cpu_attn_segments(glmv_backend *be, float *out, const float *q, int64_
     seg_job j = {.cs = cs, .out = out, .q = q, .k = k, .v = v, .ldq = ldq, .ldk = ldk,
                  .ldv = ldv, .cu = cu, .n_heads = n_heads, .hd = head_dim, .scale = scale,
                  .n_seg = n_seg};
-    size_t per_row = sizeof(float) * (size_t)(head_dim + 2);
-    int64_t fit = (int64_t)((GLMV_CPU_TSCRATCH - sizeof(float) * ATT_KBLK) / per_row);
-    GLMV_ASSERT(fit >= 1);
-    j.rb = GLMV_MIN((int64_t)32, fit);
+    /* many rows per task: the transposed K blocks are then reused across more of them */
+    j.rb = att_tiled_ok(cs->k, head_dim) ? 128 : 32;
+    for (;; j.rb--) {
+        size_t need = sizeof(float) * ((size_t)j.rb * (size_t)(head_dim + 2) + ATT_KBLK) +
+                      (att_tiled_ok(cs->k, head_dim)
+                           ? sizeof(float) * att_tiled_floats(cs->k, j.rb, head_dim) + 24 * (size_t)j.rb
+                           : 0);
+        if (need <= GLMV_CPU_TSCRATCH) break;
+        GLMV_ASSERT(j.rb > 1);
+    }
     j.task_seg = cpu_shared(cs, sizeof(int64_t) * (size_t)(n_seg + 1));
     j.task_seg[0] = 0;
     for (int s = 0; s < n_seg; s++) {

@@ -39,6 +39,10 @@ typedef struct {
     void (*kern)(int64_t K, const float *A, const float *B, int64_t ldb, float *C, int64_t ldc,
                  int rows, int acc);
 
+    /* Kᵀ panels for attention: dst[p][e][c] = k[(p*nr + c)*ldk + e], e < hd (a multiple
+     * of 8), keys past nk zero up to a multiple of nr. */
+    void (*pack_kt)(float *dst, const float *k, int64_t ldk, int64_t nk, int hd);
+
     /* bf16 GEMM (NULL unless AVX512-BF16): x rounded to bf16 once (to_bf16), w packed in
      * pairs along k by glmv_cpu_pack_bf16 into [kk/2][nr][2]; kern_bf16 computes
      * C[i*ldc + j] (acc ? += : =) Σ_p Σ_e A[i*lda + 2p + e] · B[(p*nr + j)*2 + e] for

@@ -59,6 +59,7 @@ const glmv_cpu_kernels glmv_cpu_kernels_avx2 = {
     .matvec = matvec_avx2,
     .pack = pack_avx2,
     .kern = kern_avx2,
+    .pack_kt = pack_kt_avx2,
     .dot = dot_avx2,
     .axpy = axpy_avx2,
     .scale = scale_avx2,

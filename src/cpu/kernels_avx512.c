@@ -97,6 +97,7 @@ static void kern_bf16_avx512bf16(int64_t K2, const uint16_t *A, int64_t lda, con
     .matvec = matvec_avx512,            \
     .pack = pack_avx512,                \
     .kern = kern_avx512,                \
+    .pack_kt = pack_kt_avx512,      \
     .dot = dot_avx512,                  \
     .axpy = axpy_avx512,                \
     .scale = scale_avx512,              \

@@ -172,6 +172,29 @@ static void KSUF(pack)(float *dst, const void *w, glmv_dtype dt, int64_t k, int6
     }
 }
 
+/* Kᵀ panels for attention: dst[p][e][c] = k[(p*nr + c)*ldk + e] for keys < nk, zero for
+ * the padding keys up to a multiple of nr; hd a multiple of 8. */
+static void KSUF(pack_kt)(float *dst, const float *k, int64_t ldk, int64_t nk, int hd) {
+    int64_t npan = (nk + NRV - 1) / NRV;
+    for (int64_t p = 0; p < npan; p++)
+        for (int c = 0; c < NRV; c += 8) {
+            int64_t key0 = p * NRV + c;
+            float *d = dst + p * hd * NRV + c;
+            if (key0 + 8 <= nk) {
+                for (int e = 0; e < hd; e += 8) {
+                    __m256 r[8];
+                    for (int q = 0; q < 8; q++) r[q] = _mm256_loadu_ps(k + (key0 + q) * ldk + e);
+                    tr8x8(r);
+                    for (int q = 0; q < 8; q++) _mm256_storeu_ps(d + (int64_t)(e + q) * NRV, r[q]);
+                }
+            } else {
+                for (int q = 0; q < 8; q++)
+                    for (int e = 0; e < hd; e++)
+                        d[(int64_t)e * NRV + q] = key0 + q < nk ? k[(key0 + q) * ldk + e] : 0.0f;
+            }
+        }
+}
+
 KINLINE void kern_m(const int M, int64_t K, const float *A, const float *B, int64_t ldb,
                     float *C, int64_t ldc, int acc) {
     vf c0[KMR], c1[KMR];
