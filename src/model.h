@@ -105,6 +105,7 @@ struct glmv_session {
     float *logits_dev;                     /* (V) */
     float *hcos, *hsin;                    /* host (chunk, rot/2) */
     int32_t *hpos;                         /* host (3, chunk) */
+    int32_t *epos;                         /* host (3, chunk): glmv_session_eval's positions */
 
     int32_t *hist;                         /* ids in the cache (n_ctx), for penalties */
     /* vision segments whose features are in the cache, in prompt order: a

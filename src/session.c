@@ -60,8 +60,9 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
         s->hcos = malloc(sizeof(float) * (size_t)(C * half));
         s->hsin = malloc(sizeof(float) * (size_t)(C * half));
         s->hpos = malloc(sizeof(int32_t) * (size_t)(3 * C));
+        s->epos = malloc(sizeof(int32_t) * (size_t)(3 * C));
         s->hist = malloc(sizeof(int32_t) * (size_t)n_ctx);
-        oom = !s->hcos || !s->hsin || !s->hpos || !s->hist;
+        oom = !s->hcos || !s->hsin || !s->hpos || !s->epos || !s->hist;
     }
     if (oom) {
         glmv_session_free(s);
@@ -87,6 +88,7 @@ void glmv_session_free(glmv_session *s) {
     free(s->hcos);
     free(s->hsin);
     free(s->hpos);
+    free(s->epos);
     free(s->hist);
     free(s->seg_hash);
     free(s);
@@ -106,12 +108,13 @@ int glmv_session_eval(glmv_session *s, const int32_t *ids, int n, float *logits,
     if (s->pos + n > s->n_ctx)
         return glmv_errf(err, "context full: %d cached + %d new tokens > n_ctx %d", s->pos, n,
                          s->n_ctx);
-    int32_t *pos = malloc(sizeof(int32_t) * 3 * (size_t)n);
+    /* decode steps use the session's buffer: no allocation per token */
+    int32_t *pos = n <= s->chunk ? s->epos : malloc(sizeof(int32_t) * 3 * (size_t)n);
     if (!pos) return glmv_errf(err, "out of memory");
     for (int i = 0; i < n; i++)
         pos[i] = pos[n + i] = pos[2 * n + i] = (int32_t)(s->pos + i + s->rope_delta);
     int rc = glmv_text_forward(s, NULL, ids, pos, n, logits, err);
-    free(pos);
+    if (pos != s->epos) free(pos);
     return rc;
 }
 

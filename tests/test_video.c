@@ -349,6 +349,41 @@ TEST(parity_with_hf) {
     glmv_tokenizer_free(tok);
 }
 
+/* Small clips in the containers and codecs Debian's FFmpeg decodes (made by
+ * ffmpeg from testsrc2, 96x64, 10 fps, 2 s): each gives 20 frames sampled as
+ * 0,5,10,15 (the variable-rate one has 15); the rotated one (display matrix
+ * 90 degrees) comes out taller than wide. */
+TEST(containers_and_codecs) {
+    const char *clips[] = {"h264.mp4", "h264.mov", "hevc.mkv", "vp9.webm", "vp8.webm",
+                           "av1.mkv", "mpeg4.avi", "vfr.mkv", "rotated90.mp4"};
+    glmv_image_params ip = video_params();
+    glmv_video_params vp = {.apply_rotation = 1};
+    for (size_t i = 0; i < sizeof clips / sizeof *clips; i++) {
+        char path[256], err[GLMV_ERR_SIZE];
+        snprintf(path, sizeof path, "tests/fixtures/video/formats/%s", clips[i]);
+        glmv_video v;
+        int rc = glmv_video_load(path, NULL, 0, &vp, &ip, &v, err);
+        CHECK_MSG(rc == 0, "%s: %s", clips[i], err);
+        if (rc) continue;
+        /* the variable-rate clip holds 15 frames (ffprobe -count_frames) */
+        int want_total = strcmp(clips[i], "vfr.mkv") ? 20 : 15;
+        CHECK_MSG(v.total_frames == want_total, "%s: %d frames", clips[i], v.total_frames);
+        CHECK(v.n_frames % 2 == 0 && v.n_frames >= 2);
+        if (strcmp(clips[i], "vfr.mkv") != 0) {
+            CHECK_EQ_INT(v.n_frames, 4);
+            for (int k = 0; k < v.n_frames && k < 4; k++) CHECK_EQ_INT(v.frame_indices[k], 5 * k);
+        }
+        if (!strcmp(clips[i], "rotated90.mp4")) CHECK_MSG(v.grid[1] > v.grid[2], "rotated grid %dx%d", v.grid[1], v.grid[2]);
+        else CHECK_MSG(v.grid[1] < v.grid[2], "%s: grid %dx%d", clips[i], v.grid[1], v.grid[2]);
+        /* the frames are not blank */
+        double s = 0;
+        int64_t nv = (int64_t)v.grid[0] * v.grid[1] * v.grid[2] * 1176;
+        for (int64_t q = 0; q < nv; q++) s += fabs(v.rows[q]);
+        CHECK_MSG(s / nv > 0.1, "%s: mean |value| %g", clips[i], s / nv);
+        glmv_video_free(&v);
+    }
+}
+
 int main(void) {
     RUN(sample_short_clip);
     RUN(sample_dedupe_and_even);
@@ -360,5 +395,6 @@ int main(void) {
     RUN(hostile_inputs);
     RUN(other_clips_decode);
     RUN(parity_with_hf);
+    RUN(containers_and_codecs);
     return test_summary("video");
 }
