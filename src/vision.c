@@ -36,38 +36,62 @@ void glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out) {
     const glmv_tensor *tab = m->pos_embed;
     int S = c->v_image_size / c->v_patch_size, Hv = c->v_hidden_size;
     int ms = c->v_spatial_merge_size;
-    float *row = malloc(sizeof(float) * (size_t)Hv);
-    GLMV_ASSERT(row);
-    int64_t i = 0;
-    for (int bh = 0; bh < gh / ms; bh++)
-        for (int bw = 0; bw < gw / ms; bw++)
-            for (int mh = 0; mh < ms; mh++)
-                for (int mw = 0; mw < ms; mw++, i++) {
-                    int hp = bh * ms + mh, wp = bw * ms + mw;
-                    float gx = (((float)wp + 0.5f) / (float)gw) * 2.0f - 1.0f;
-                    float gy = (((float)hp + 0.5f) / (float)gh) * 2.0f - 1.0f;
-                    float ix = ((gx + 1.0f) * (float)S - 1.0f) / 2.0f;
-                    float iy = ((gy + 1.0f) * (float)S - 1.0f) / 2.0f;
-                    float fx = floorf(ix), fy = floorf(iy);
-                    float cx[4], cy[4];
-                    cubic_coeffs(ix - fx, cx);
-                    cubic_coeffs(iy - fy, cy);
-                    int x0 = (int)fx - 1, y0 = (int)fy - 1;
-                    float *o = out + i * Hv;
-                    for (int d = 0; d < Hv; d++) o[d] = 0;
-                    for (int a = 0; a < 4; a++) {
-                        int yy = clampi(y0 + a, 0, S - 1);
-                        for (int d = 0; d < Hv; d++) row[d] = 0;
-                        for (int b = 0; b < 4; b++) {
-                            int xx = clampi(x0 + b, 0, S - 1);
-                            int64_t base = ((int64_t)yy * S + xx) * Hv;
-                            for (int d = 0; d < Hv; d++)
-                                row[d] += glmv_tensor_get(tab, base + d) * cx[b];
-                        }
-                        for (int d = 0; d < Hv; d++) o[d] += row[d] * cy[a];
-                    }
+    /* The taps are separable: interpolate along x once per (source row, target
+     * column) into X, then along y per patch. Same operations in the same order
+     * as tap by tap (x for each of the 4 rows, then y), so the same floats. */
+    enum { WC = 32 }; /* target columns per block: bounds X to S*WC*Hv floats */
+    float *T = malloc(glmv_mul_size((size_t)S * S, sizeof(float) * (size_t)Hv));
+    float *X = malloc(glmv_mul_size((size_t)S * WC, sizeof(float) * (size_t)Hv));
+    float (*cx)[4] = malloc(sizeof(float[4]) * (size_t)gw), (*cy)[4] = malloc(sizeof(float[4]) * (size_t)gh);
+    int *x0 = malloc(sizeof(int) * (size_t)gw), *y0 = malloc(sizeof(int) * (size_t)gh);
+    GLMV_ASSERT(T && X && cx && cy && x0 && y0);
+    for (int64_t k = 0; k < (int64_t)S * S * Hv; k++) T[k] = glmv_tensor_get(tab, k);
+    for (int wp = 0; wp < gw; wp++) {
+        float gx = (((float)wp + 0.5f) / (float)gw) * 2.0f - 1.0f;
+        float ix = ((gx + 1.0f) * (float)S - 1.0f) / 2.0f, fx = floorf(ix);
+        cubic_coeffs(ix - fx, cx[wp]);
+        x0[wp] = (int)fx - 1;
+    }
+    for (int hp = 0; hp < gh; hp++) {
+        float gy = (((float)hp + 0.5f) / (float)gh) * 2.0f - 1.0f;
+        float iy = ((gy + 1.0f) * (float)S - 1.0f) / 2.0f, fy = floorf(iy);
+        cubic_coeffs(iy - fy, cy[hp]);
+        y0[hp] = (int)fy - 1;
+    }
+    int bw_n = gw / ms;
+    for (int w0 = 0; w0 < gw; w0 += WC) {
+        int nw = GLMV_MIN(WC, gw - w0);
+        for (int yy = 0; yy < S; yy++)
+            for (int j = 0; j < nw; j++) {
+                int wp = w0 + j;
+                float *x = X + ((int64_t)yy * WC + j) * Hv;
+                for (int d = 0; d < Hv; d++) x[d] = 0;
+                for (int b = 0; b < 4; b++) {
+                    const float *t = T + ((int64_t)yy * S + clampi(x0[wp] + b, 0, S - 1)) * Hv;
+                    float k = cx[wp][b];
+                    for (int d = 0; d < Hv; d++) x[d] += t[d] * k;
                 }
-    free(row);
+            }
+        for (int hp = 0; hp < gh; hp++)
+            for (int j = 0; j < nw; j++) {
+                int wp = w0 + j;
+                /* merge-block order (GLM4V.md §5.1) */
+                int64_t i = (((int64_t)(hp / ms) * bw_n + wp / ms) * ms + hp % ms) * ms + wp % ms;
+                float *o = out + i * Hv;
+                for (int d = 0; d < Hv; d++) o[d] = 0;
+                for (int a = 0; a < 4; a++) {
+                    const float *x = X + ((int64_t)clampi(y0[hp] + a, 0, S - 1) * WC + j) * Hv;
+                    float k = cy[hp][a];
+                    for (int d = 0; d < Hv; d++) o[d] += x[d] * k;
+                }
+            }
+    }
+    free(T);
+    free(X);
+    free(cx);
+    free(cy);
+    free(x0);
+    free(y0);
 }
 
 typedef struct {

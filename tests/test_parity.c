@@ -664,6 +664,79 @@ TEST(dump_env) {
     rmdir(dir);
 }
 
+/* The separable position-table resample equals the tap-by-tap form of
+ * GLM4V.md §5.2.4 (x along each of the 4 rows, then y) exactly, on grids
+ * narrower and wider than its column block, square and not. */
+static void pos_embed_taps(const glmv_model *m, int gh, int gw, float *out) {
+    const glmv_config *c = &m->cfg;
+    int S = c->v_image_size / c->v_patch_size, Hv = c->v_hidden_size, ms = c->v_spatial_merge_size;
+    float *row = malloc(sizeof(float) * (size_t)Hv);
+    int64_t i = 0;
+    for (int bh = 0; bh < gh / ms; bh++)
+        for (int bw = 0; bw < gw / ms; bw++)
+            for (int mh = 0; mh < ms; mh++)
+                for (int mw = 0; mw < ms; mw++, i++) {
+                    int hp = bh * ms + mh, wp = bw * ms + mw;
+                    float gx = (((float)wp + 0.5f) / (float)gw) * 2.0f - 1.0f;
+                    float gy = (((float)hp + 0.5f) / (float)gh) * 2.0f - 1.0f;
+                    float ix = ((gx + 1.0f) * (float)S - 1.0f) / 2.0f, iy = ((gy + 1.0f) * (float)S - 1.0f) / 2.0f;
+                    float fx = floorf(ix), fy = floorf(iy), cx[4], cy[4];
+                    float tx = ix - fx, ty = iy - fy, A = -0.75f;
+                    float xs[4] = {tx + 1, tx, 1 - tx, 2 - tx}, ys[4] = {ty + 1, ty, 1 - ty, 2 - ty};
+                    for (int k = 0; k < 4; k++) {
+                        float u = xs[k], v = ys[k];
+                        cx[k] = (k == 0 || k == 3) ? ((A * u - 5 * A) * u + 8 * A) * u - 4 * A
+                                                   : ((A + 2) * u - (A + 3)) * u * u + 1;
+                        cy[k] = (k == 0 || k == 3) ? ((A * v - 5 * A) * v + 8 * A) * v - 4 * A
+                                                   : ((A + 2) * v - (A + 3)) * v * v + 1;
+                    }
+                    float *o = out + i * Hv;
+                    for (int d = 0; d < Hv; d++) o[d] = 0;
+                    for (int a = 0; a < 4; a++) {
+                        int yy = (int)fy - 1 + a;
+                        yy = yy < 0 ? 0 : yy > S - 1 ? S - 1 : yy;
+                        for (int d = 0; d < Hv; d++) row[d] = 0;
+                        for (int b = 0; b < 4; b++) {
+                            int xx = (int)fx - 1 + b;
+                            xx = xx < 0 ? 0 : xx > S - 1 ? S - 1 : xx;
+                            for (int d = 0; d < Hv; d++)
+                                row[d] += glmv_tensor_get(m->pos_embed, ((int64_t)yy * S + xx) * Hv + d) * cx[b];
+                        }
+                        for (int d = 0; d < Hv; d++) o[d] += row[d] * cy[a];
+                    }
+                }
+    free(row);
+}
+
+TEST(pos_embed_separable) {
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    char err[GLMV_ERR_SIZE];
+    const char *dirs[] = {"tests/fixtures/tiny", "tests/fixtures/tiny2"};
+    int grids[][2] = {{2, 2}, {4, 6}, {24, 24}, {6, 80}, {80, 4}, {34, 70}};
+    for (int di = 0; di < 2; di++) {
+        if (glmv_model_load(&m, dirs[di], &mp, err)) {
+            CHECK_MSG(0, "%s", err);
+            continue;
+        }
+        int Hv = m->cfg.v_hidden_size;
+        for (size_t g = 0; g < sizeof grids / sizeof *grids; g++) {
+            int gh = grids[g][0], gw = grids[g][1];
+            float *a = malloc(sizeof(float) * (size_t)gh * gw * Hv), *b = malloc(sizeof(float) * (size_t)gh * gw * Hv);
+            glmv_vision_pos_embed(m, gh, gw, a);
+            pos_embed_taps(m, gh, gw, b);
+            double worst = 0;
+            for (int64_t i = 0; i < (int64_t)gh * gw * Hv; i++) worst = fmax(worst, fabs((double)a[i] - b[i]));
+            CHECK_MSG(worst <= 1e-6, "%s grid %dx%d: max |diff| %g", dirs[di], gh, gw, worst);
+            free(a);
+            free(b);
+        }
+        glmv_model_free(m);
+    }
+}
+
 int main(void) {
     const char *dev = getenv("GLMV_PARITY_DEVICE");
     if (dev && !strcmp(dev, "cuda")) parity_device = GLMV_DEVICE_CUDA;
@@ -686,5 +759,6 @@ int main(void) {
     RUN(video_runs);
     RUN(thinking_budget);
     RUN(prefix_reuse);
+    RUN(pos_embed_separable);
     return test_summary("parity");
 }
