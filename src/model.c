@@ -205,6 +205,7 @@ static int make_backend(glmv_model *m, const glmv_model_params *p, char *err) {
         if (m->be) {
             snprintf(m->device, sizeof m->device, "cuda (%s)",
                      m->be->device_name ? m->be->device_name : m->be->name);
+            m->vision_keep_scratch = 1;
             return 0;
         }
         if (p->device == GLMV_DEVICE_CUDA) return glmv_errf(err, "CUDA backend: %s", e2);
@@ -217,6 +218,8 @@ static int make_backend(glmv_model *m, const glmv_model_params *p, char *err) {
     m->be = glmv_cpu_backend_new(p->n_threads, GLMV_SIMD_AUTO, e2);
     if (!m->be) return glmv_errf(err, "CPU backend: %s", e2);
     snprintf(m->device, sizeof m->device, "cpu (%s)", m->be->name);
+    const char *keep = getenv("GLMV_VISION_KEEP_SCRATCH");
+    m->vision_keep_scratch = keep && atoi(keep) > 0;
     return 0;
 }
 
@@ -316,6 +319,7 @@ void glmv_model_free(glmv_model *m) {
     if (!m) return;
     if (m->tmpl) glmv_chat_template_free(m->tmpl);
     if (m->tok) glmv_tokenizer_free(m->tok);
+    if (m->be) glmv_vision_free_scratch(m);
     if (m->be) m->be->destroy(m->be);
     glmv_weights_free(m->w);
     free(m->layers);

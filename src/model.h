@@ -82,6 +82,13 @@ struct glmv_model {
     int64_t device_bytes;
 
     int vision_row_block;                  /* rows per vision MLP pass (0 = 1024; tests set it small) */
+    /* Vision scratch kept between calls on backends where allocation is
+     * costly (a device: cudaMalloc per buffer per image would add up), grown
+     * as needed and freed with the model. Off on the CPU unless
+     * GLMV_VISION_KEEP_SCRATCH=1 (tests use it to exercise the path). */
+    int vision_keep_scratch;
+    void *vision_buf[24];
+    size_t vision_cap[24];
     glmv_act_hook hook;                    /* NULL: no activation dumps */
     void *hook_user;
     char dump_dir[512];
@@ -143,6 +150,8 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t n_patches,
 /* Bicubic resample of the learned position table for one grid (host):
  * out (gh*gw, Hv) in merge-block order. */
 void glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out);
+/* Release the vision scratch kept between calls (glmv_model_free does it). */
+void glmv_vision_free_scratch(glmv_model *m);
 
 /* ---- text.c ---- */
 /* Run n tokens at s->pos: x (backend, (n, H) embeddings) or ids when x is NULL;

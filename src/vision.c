@@ -94,7 +94,10 @@ void glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out) {
     free(y0);
 }
 
+/* The scratch buffers of one call, in a fixed order; with m->vision_keep_scratch
+ * they live in the model and are only reallocated when a call needs more. */
 typedef struct {
+    glmv_model *m;
     glmv_backend *be;
     void *p[24];
     int n;
@@ -102,16 +105,38 @@ typedef struct {
 } arena;
 
 static float *aget(arena *a, int64_t floats) {
-    void *p = a->be->alloc(a->be, glmv_mul_size((size_t)(floats > 0 ? floats : 1), sizeof(float)));
-    if (!p) a->oom = 1;
+    size_t bytes = glmv_mul_size((size_t)(floats > 0 ? floats : 1), sizeof(float));
     GLMV_ASSERT(a->n < 24);
+    glmv_model *m = a->m;
+    void *p;
+    if (m->vision_keep_scratch) {
+        int i = a->n;
+        if (m->vision_cap[i] < bytes) {
+            if (m->vision_buf[i]) a->be->free(a->be, m->vision_buf[i]);
+            m->vision_buf[i] = a->be->alloc(a->be, bytes);
+            m->vision_cap[i] = m->vision_buf[i] ? bytes : 0;
+        }
+        p = m->vision_buf[i];
+    } else {
+        p = a->be->alloc(a->be, bytes);
+    }
+    if (!p) a->oom = 1;
     a->p[a->n++] = p;
     return p;
 }
 
 static void afree(arena *a) {
+    if (a->m->vision_keep_scratch) return;
     for (int i = 0; i < a->n; i++)
         if (a->p[i]) a->be->free(a->be, a->p[i]);
+}
+
+void glmv_vision_free_scratch(glmv_model *m) {
+    for (int i = 0; i < 24; i++) {
+        if (m->vision_buf[i]) m->be->free(m->be, m->vision_buf[i]);
+        m->vision_buf[i] = NULL;
+        m->vision_cap[i] = 0;
+    }
 }
 
 /* ref: Glm4vVisionModel.forward */
@@ -141,7 +166,7 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int
     int32_t *hp = malloc(sizeof(int32_t) * (size_t)N), *wp = malloc(sizeof(int32_t) * (size_t)N);
     float *hcos = malloc(glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
     float *hsin = malloc(glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
-    arena a = {be, {0}, 0, 0};
+    arena a = {m, be, {0}, 0, 0};
     int rc = -1;
     if (!cu || !hpe || !hp || !wp || !hcos || !hsin) {
         glmv_errf(err, "vision: out of memory for %lld patches", (long long)N);

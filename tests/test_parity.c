@@ -737,6 +737,48 @@ TEST(pos_embed_separable) {
     }
 }
 
+/* Vision scratch kept in the model between calls (what a GPU backend does)
+ * gives the same features as fresh buffers, across growing and shrinking
+ * images. */
+TEST(vision_scratch_reuse) {
+    glmv_model *a = NULL, *b = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    char err[GLMV_ERR_SIZE];
+    setenv("GLMV_VISION_KEEP_SCRATCH", "1", 1);
+    int ra = glmv_model_load(&a, "tests/fixtures/tiny", &mp, err);
+    unsetenv("GLMV_VISION_KEEP_SCRATCH");
+    int rb = glmv_model_load(&b, "tests/fixtures/tiny", &mp, err);
+    CHECK_MSG(ra == 0 && rb == 0, "%s", err);
+    if (ra || rb) {
+        glmv_model_free(a);
+        glmv_model_free(b);
+        return;
+    }
+    CHECK(a->vision_keep_scratch && !b->vision_keep_scratch);
+    int grids[][3] = {{1, 4, 4}, {1, 8, 6}, {1, 2, 2}, {1, 8, 6}};
+    int64_t K = glmv_tensor_cols(a->patch_w), O = a->cfg.v_out_hidden_size;
+    uint32_t seed = 7;
+    for (int g = 0; g < 4; g++) {
+        int64_t N = (int64_t)grids[g][1] * grids[g][2], M = N / 4;
+        float *px = malloc(sizeof(float) * (size_t)(N * K));
+        float *fa = malloc(sizeof(float) * (size_t)(M * O)), *fb = malloc(sizeof(float) * (size_t)(M * O));
+        for (int64_t i = 0; i < N * K; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            px[i] = (float)(seed >> 9) / 8388608.0f - 1.0f;
+        }
+        CHECK(glmv_vision_forward(a, px, N, (const int(*)[3])&grids[g], 1, fa, err) == 0);
+        CHECK(glmv_vision_forward(b, px, N, (const int(*)[3])&grids[g], 1, fb, err) == 0);
+        CHECK_MSG(memcmp(fa, fb, sizeof(float) * (size_t)(M * O)) == 0, "grid %d differs", g);
+        free(px);
+        free(fa);
+        free(fb);
+    }
+    glmv_model_free(a);
+    glmv_model_free(b);
+}
+
 int main(void) {
     const char *dev = getenv("GLMV_PARITY_DEVICE");
     if (dev && !strcmp(dev, "cuda")) parity_device = GLMV_DEVICE_CUDA;
@@ -760,5 +802,6 @@ int main(void) {
     RUN(thinking_budget);
     RUN(prefix_reuse);
     RUN(pos_embed_separable);
+    RUN(vision_scratch_reuse);
     return test_summary("parity");
 }
