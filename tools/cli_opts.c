@@ -147,7 +147,11 @@ int cli_load_model(cli_opts *o, glmv_model **m, glmv_session **s) {
         fprintf(stderr, "glmv: no model: give -m DIR (a Hugging Face checkpoint folder)\n");
         return -1;
     }
-    if (glmv_model_load(m, o->model_dir, &o->mp, err)) {
+    /* run and chat print their own timings after each reply: keep the
+     * library quiet so its lines do not interleave with the streamed text */
+    glmv_model_params mp = o->mp;
+    mp.verbose = 0;
+    if (glmv_model_load(m, o->model_dir, &mp, err)) {
         fprintf(stderr, "glmv: %s\n", err);
         return -1;
     }
@@ -156,6 +160,12 @@ int cli_load_model(cli_opts *o, glmv_model **m, glmv_session **s) {
         glmv_model_free(*m);
         *m = NULL;
         return -1;
+    }
+    if (o->mp.verbose) {
+        glmv_model_info info;
+        glmv_model_get_info(*m, &info);
+        fprintf(stderr, "glmv: loaded %s on %s in %.0f ms (%.3g B parameters), context %d tokens\n",
+                info.name, info.device, info.load_ms, info.n_params / 1e9, glmv_session_n_ctx(*s));
     }
     return 0;
 }

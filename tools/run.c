@@ -195,6 +195,7 @@ int cmd_run(int argc, char **argv) {
     } else {
         if (json) print_json(&res);
         else if (out.printed_any) fputc('\n', stdout);
+        fflush(stdout);
         if (o.mp.verbose) {
             fprintf(stderr,
                     "glmv: %d prompt tokens (%d from images/video), %d generated (%s)\n"
