@@ -205,8 +205,6 @@ typedef struct {
     int (*vid_grid)[3]; /* (frame pairs, gh, gw) per video */
     int **vid_ts;       /* per video: the timestamp of each frame pair */
     int n_vid;
-    int *order;         /* per image/video in prompt order: 0 image, 1 video */
-    int n_order;
 } media;
 
 static void media_free(media *md) {
@@ -216,7 +214,6 @@ static void media_free(media *md) {
     free(md->vid_grid);
     for (int i = 0; i < md->n_vid; i++) free(md->vid_ts[i]);
     free(md->vid_ts);
-    free(md->order);
 }
 
 /* Append patch rows and one segment grid per frame pair (or the image). */
@@ -238,26 +235,24 @@ static int media_add_rows(media *md, const float *rows, const int grid[3], int64
     return 0;
 }
 
-static int media_add_order(media *md, int kind, char *err) {
-    int *o = realloc(md->order, sizeof(int) * (size_t)(md->n_order + 1));
-    if (!o) return glmv_errf(err, "out of memory");
-    md->order = o;
-    md->order[md->n_order++] = kind;
-    return 0;
-}
-
-static int load_video(glmv_model *m, const glmv_part *pt, media *md, int64_t K, char *err) {
-    const glmv_config *c = &m->cfg;
+/* The image or video processor's settings from the checkpoint's configs. */
+static glmv_image_params processor_params(const glmv_config *c, int video) {
     glmv_image_params ip;
     memset(&ip, 0, sizeof ip);
     ip.patch_size = c->proc_patch_size > 0 ? c->proc_patch_size : c->v_patch_size;
     ip.temporal_patch_size = c->proc_temporal_patch_size > 0 ? c->proc_temporal_patch_size : c->v_temporal_patch_size;
     ip.merge_size = c->proc_merge_size > 0 ? c->proc_merge_size : c->v_spatial_merge_size;
-    ip.min_pixels = c->vid_min_pixels;
-    ip.max_pixels = c->vid_max_pixels;
-    memcpy(ip.mean, c->vid_mean, sizeof ip.mean);
-    memcpy(ip.std, c->vid_std, sizeof ip.std);
+    ip.min_pixels = video ? c->vid_min_pixels : c->img_min_pixels;
+    ip.max_pixels = video ? c->vid_max_pixels : c->img_max_pixels;
+    memcpy(ip.mean, video ? c->vid_mean : c->img_mean, sizeof ip.mean);
+    memcpy(ip.std, video ? c->vid_std : c->img_std, sizeof ip.std);
     ip.rescale_factor = c->img_rescale_factor > 0 ? c->img_rescale_factor : 1.0 / 255.0;
+    return ip;
+}
+
+static int load_video(glmv_model *m, const glmv_part *pt, media *md, int64_t K, char *err) {
+    const glmv_config *c = &m->cfg;
+    glmv_image_params ip = processor_params(c, 1);
     glmv_video_params vp = {.fps = pt->video_fps > 0 ? pt->video_fps : c->vid_fps,
                             .max_duration = c->vid_max_duration,
                             .max_frames = pt->video_max_frames,
@@ -276,7 +271,7 @@ static int load_video(glmv_model *m, const glmv_part *pt, media *md, int64_t K, 
         glmv_errf(err, "out of memory");
         goto done;
     }
-    if (media_add_rows(md, v.rows, v.grid, K, err) || media_add_order(md, 1, err)) goto done;
+    if (media_add_rows(md, v.rows, v.grid, K, err)) goto done;
     memcpy(md->vid_grid[md->n_vid], v.grid, sizeof v.grid);
     md->vid_ts[md->n_vid] = v.timestamps;
     v.timestamps = NULL;
@@ -292,16 +287,7 @@ done:
 
 static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, media *md, char *err) {
     const glmv_config *c = &m->cfg;
-    glmv_image_params ip;
-    memset(&ip, 0, sizeof ip);
-    ip.patch_size = c->proc_patch_size > 0 ? c->proc_patch_size : c->v_patch_size;
-    ip.temporal_patch_size = c->proc_temporal_patch_size > 0 ? c->proc_temporal_patch_size : c->v_temporal_patch_size;
-    ip.merge_size = c->proc_merge_size > 0 ? c->proc_merge_size : c->v_spatial_merge_size;
-    ip.min_pixels = c->img_min_pixels;
-    ip.max_pixels = c->img_max_pixels;
-    memcpy(ip.mean, c->img_mean, sizeof ip.mean);
-    memcpy(ip.std, c->img_std, sizeof ip.std);
-    ip.rescale_factor = c->img_rescale_factor > 0 ? c->img_rescale_factor : 1.0 / 255.0;
+    glmv_image_params ip = processor_params(c, 0);
     if ((m->params.min_image_tokens || m->params.max_image_tokens) &&
         glmv_image_apply_token_limits(&ip, m->params.min_image_tokens, m->params.max_image_tokens, err))
         return -1;
@@ -327,7 +313,7 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, medi
             if (ig) md->img_grid = ig;
             rc = ig ? media_add_rows(md, rows, grid, K, err) : glmv_errf(err, "out of memory");
             free(rows);
-            if (rc || media_add_order(md, 0, err)) return -1;
+            if (rc) return -1;
             memcpy(md->img_grid[md->n_img++], grid, sizeof(int[3]));
         }
     return 0;

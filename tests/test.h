@@ -17,8 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int test_passed_, test_failed_, test_skipped_, test_cur_failed_, test_cur_skipped_;
-static const char *test_cur_name_;
+/* unused in a program whose tests are all compiled out (test_cuda without CUDA) */
+__attribute__((unused)) static int test_passed_, test_failed_, test_skipped_, test_cur_failed_,
+    test_cur_skipped_;
+__attribute__((unused)) static const char *test_cur_name_;
 
 #define TEST(name) static void test_##name(void)
 

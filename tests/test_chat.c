@@ -8,6 +8,7 @@
 #include "base.h"
 #include "chat.h"
 #include "test.h"
+#include "util_json.h"
 #include "tokenizer_impl.h"
 
 #define GLM4_DIR "../shared/assets/glm4-tokenizer"
@@ -16,18 +17,6 @@
 
 static glmv_tokenizer *tok;
 
-static cJSON *read_json(const char *path) {
-    char err[GLMV_ERR_SIZE];
-    size_t n;
-    char *s = glmv_read_file(path, &n, err);
-    if (!s) {
-        printf("  %s\n", err);
-        return NULL;
-    }
-    cJSON *j = cJSON_ParseWithLength(s, n);
-    free(s);
-    return j;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Rendering                                                                */
@@ -84,7 +73,7 @@ static glmv_part_kind kind_of(const char *s) {
 /* Each case: messages in HF form (content a string or a list of
  * {"type": ...}), add_generation_prompt, HF's render and its ids. */
 TEST(render_matches_hf) {
-    cJSON *j = read_json(FIX "/chat_renders.json");
+    cJSON *j = test_read_json(FIX "/chat_renders.json");
     CHECK_MSG(j != NULL, "run scripts/gen_tokenizer_fixtures.py");
     if (!j) return;
     char err[GLMV_ERR_SIZE];

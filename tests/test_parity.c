@@ -25,6 +25,7 @@
 #include "base.h"
 #include "model.h"
 #include "test.h"
+#include "util_json.h"
 
 #define MARGIN 0.01f
 /* GLMV_PARITY_DEVICE=cuda runs the checks on the CUDA backend (when built
@@ -279,9 +280,7 @@ static void full_case(const char *dir, const char *cas) {
         return;
     }
     snprintf(path, sizeof path, "%s/ref_%s.json", dir, cas);
-    char *js = glmv_read_file(path, NULL, err);
-    cJSON *meta = js ? cJSON_Parse(js) : NULL;
-    free(js);
+    cJSON *meta = test_read_json(path);
     glmv_model *m = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);

@@ -9,6 +9,7 @@
 
 #include "base.h"
 #include "test.h"
+#include "util_json.h"
 #include "tokenizer_impl.h"
 
 #define GLM4_DIR "../shared/assets/glm4-tokenizer"
@@ -17,18 +18,6 @@
 static glmv_tokenizer *tok;
 static cJSON *corpus; /* {"cases": [{"text"|"hex", "ids"}], "big": {...}} */
 
-static cJSON *read_json(const char *path) {
-    char err[GLMV_ERR_SIZE];
-    size_t n;
-    char *s = glmv_read_file(path, &n, err);
-    if (!s) {
-        printf("  %s\n", err);
-        return NULL;
-    }
-    cJSON *j = cJSON_ParseWithLength(s, n);
-    free(s);
-    return j;
-}
 
 /* ids of text vs a cJSON array; prints the first difference */
 static int ids_equal(const glmv_tokenizer *t, const char *text, size_t len, const cJSON *want,
@@ -116,7 +105,7 @@ TEST(load) {
 
 TEST(golden_vectors) {
     if (!tok) return test_skip("no tokenizer");
-    cJSON *v = read_json(GLM4_DIR "/test_vectors.json");
+    cJSON *v = test_read_json(GLM4_DIR "/test_vectors.json");
     CHECK(v != NULL);
     if (!v) return;
     int n = 0;
@@ -141,7 +130,7 @@ TEST(golden_vectors) {
 
 TEST(corpus_matches_hf) {
     if (!tok) return test_skip("no tokenizer");
-    corpus = read_json(FIX "/corpus.json");
+    corpus = test_read_json(FIX "/corpus.json");
     CHECK_MSG(corpus != NULL, "run scripts/gen_tokenizer_fixtures.py");
     if (!corpus) return;
     int n = 0, bad = 0, trips = 0;
@@ -400,7 +389,7 @@ TEST(incremental_decode) {
 /* ------------------------------------------------------------------------ */
 
 TEST(small_tokenizers) {
-    cJSON *idx = read_json(FIX "/small/cases.json");
+    cJSON *idx = test_read_json(FIX "/small/cases.json");
     CHECK_MSG(idx != NULL, "run scripts/gen_tokenizer_fixtures.py");
     if (!idx) return;
     const cJSON *d;

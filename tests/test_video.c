@@ -9,6 +9,7 @@
 
 #include "base.h"
 #include "test.h"
+#include "util_json.h"
 #include "video.h"
 
 #define VID "../shared/assets/videos/"
@@ -247,13 +248,9 @@ TEST(other_clips_decode) {
  * (tests/fixtures/video/hf_video.json, made by scripts/gen_video_fixtures.py). */
 TEST(parity_with_hf) {
     char err[GLMV_ERR_SIZE];
-    size_t len;
-    char *js = glmv_read_file("tests/fixtures/video/hf_video.json", &len, err);
-    CHECK_MSG(js != NULL, "%s", err);
-    if (!js) return;
-    cJSON *root = cJSON_Parse(js);
-    free(js);
+    cJSON *root = test_read_json("tests/fixtures/video/hf_video.json");
     CHECK(root != NULL);
+    if (!root) return;
     cJSON *clips = cJSON_GetObjectItem(root, "clips"), *c;
     glmv_tokenizer *tok = NULL;
     if (glmv_tokenizer_load(&tok, "../shared/assets/glm4-tokenizer", err)) printf("  no tokenizer: %s\n", err);
