@@ -83,13 +83,6 @@ typedef struct {
     int delay_ms;
 } echo_impl;
 
-static void echo_result_free(glmv_result *r) {
-    free(r->reasoning);
-    free(r->content);
-    free(r->token_ids);
-    memset(r, 0, sizeof *r);
-}
-
 static void sleep_ms(int ms) {
     if (ms <= 0) return;
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -241,7 +234,7 @@ static int echo_open(serve_engine *e, const char *spec, int n_slots, char *err) 
     e->impl = ei;
     e->free = echo_free;
     e->generate = echo_generate;
-    e->result_free = echo_result_free;
+    e->result_free = glmv_result_free; /* the echo result is malloc'd the same way */
     e->n_slots = n_slots;
     e->n_ctx = 4096;
     snprintf(e->model_id, sizeof e->model_id, "echo");
