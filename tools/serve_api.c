@@ -132,6 +132,38 @@ static int get_num(const cJSON *v, const char *name, double lo, double hi, int l
 /* ------------------------------------------------------------------------ */
 
 /* Fill part `p` from a URL: data:, a local path under --media-dir, or refuse. */
+/* Collapse '.', '..' and repeated '/' of an absolute path without asking
+   the file system ('..' at the root stays at the root). out has PATH_MAX. */
+static void normalize_path(const char *in, char *out) {
+    size_t n = 0;
+    out[n++] = '/';
+    const char *s = in;
+    while (*s) {
+        while (*s == '/') s++;
+        const char *seg = s;
+        while (*s && *s != '/') s++;
+        size_t len = (size_t)(s - seg);
+        if (len == 0 || (len == 1 && seg[0] == '.')) continue;
+        if (len == 2 && seg[0] == '.' && seg[1] == '.') {
+            while (n > 1 && out[n - 1] != '/') n--;
+            if (n > 1) n--;
+            continue;
+        }
+        if (n > 1) out[n++] = '/';
+        if (n + len >= PATH_MAX) len = PATH_MAX - 1 - n;
+        memcpy(out + n, seg, len);
+        n += len;
+    }
+    out[n] = 0;
+}
+
+/* Is path dir itself or inside it? Both absolute and normalized. */
+static int under_dir(const char *path, const char *dir) {
+    size_t dl = strlen(dir);
+    if (dl == 1 && dir[0] == '/') return 1;
+    return !strncmp(path, dir, dl) && (path[dl] == '/' || path[dl] == 0);
+}
+
 static int media_from_url(serve_request *r, glmv_part *p, const char *url, int video,
                           const char *param, const serve_media_policy *pol, serve_error *e) {
     const char *what = video ? "video" : "image";
@@ -188,11 +220,17 @@ static int media_from_url(serve_request *r, glmv_part *p, const char *url, int v
     if (path[0] == '/') snprintf(joined, sizeof joined, "%s", path);
     else if ((size_t)snprintf(joined, sizeof joined, "%s/%s", pol->media_dir, path) >= sizeof joined)
         return BAD(param, "%s path too long", what);
-    if (!realpath(joined, real)) return BAD(param, "%s file '%s' not found under --media-dir", what, path);
-    size_t dl = strlen(pol->media_dir);
-    if (strncmp(real, pol->media_dir, dl) || (real[dl] != '/' && real[dl] != 0))
+    /* Outside the directory is 403 whether or not the file exists, so the
+       answer tells a client nothing about the rest of the file system. The
+       lexical check catches '..' before the file system is asked; realpath
+       then catches symbolic links that lead out. */
+    char lexical[PATH_MAX];
+    normalize_path(joined, lexical);
+    if (!under_dir(lexical, pol->media_dir) ||
+        (realpath(joined, real) && !under_dir(real, pol->media_dir)))
         return serve_error_set(e, 403, "permission_error", "media_outside_dir", param,
                                "%s path '%s' is outside --media-dir", what, path);
+    if (!realpath(joined, real)) return BAD(param, "%s file '%s' not found under --media-dir", what, path);
     p->path = own_strdup(r, real);
     return p->path ? 0 : serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
 }

@@ -80,7 +80,8 @@ test('undecodable images and refused media', async () => {
   await expectError(img('data:image/png;base64,' + tinyPng().subarray(0, 10).toString('base64')), 400, (e) => assert.equal(e.code, 'invalid_image'));
   await expectError(img('https://example.com/cat.png'), 400, (e) => assert.equal(e.code, 'remote_media_refused'));
   await expectError(img('/etc/passwd'), 403);
-  await expectError(img('../../../../etc/passwd'), 403);
+  await expectError(img('../../../../../../../../../../../../etc/passwd'), 403);
+  await expectError(img('../../../../no/such/file.png'), 403);
   await expectError(img('file:///etc/shadow'), 403);
   await expectError(img('no_such_file.png'), 400);
   await expectError(user([{ type: 'video_url', video_url: { url: 'ftp://x/y.mp4' } }]), 400);
