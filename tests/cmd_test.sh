@@ -56,6 +56,29 @@ expect_fail err_context "context" $G run -m $M --ctx 64 -p "hi" -n 1000
 expect_fail err_bad_flag "unknown" $G run -m $M -p hi --bogus
 expect_fail err_bad_number "integer" $G run -m $M -p hi -n abc
 expect_fail err_no_prompt "required" $G run -m $M
+expect_fail err_seed_negative "seed" $G run -m $M -p hi --seed -5
+expect_fail err_seed_empty "seed" $G run -m $M -p hi --seed ""
+expect_fail err_seed_overflow "seed" $G run -m $M -p hi --seed 99999999999999999999999
+# an id the tokenizer does not know is refused, not decoded to nothing
+expect_fail err_decode_unknown_id "decode" $G tokenize -m $M --decode 99999999
+# --ctx beyond the trained positions runs, with a warning
+if $G run -m $M -p hi -n 1 --ctx 40000 >/dev/null 2>"$tmp/err" && grep -q "warning: --ctx 40000 is beyond" "$tmp/err"; then
+    ok ctx_beyond_trained_warns
+else bad ctx_beyond_trained_warns "$(cat "$tmp/err")"; fi
+
+# a tokenizer.json without its added tokens would render the prompt as plain
+# text ("[gMASK]" as three tokens): the load is refused, naming the file
+mkdir -p "$tmp/noadded"
+for f in "$M"/*; do ln -s "$PWD/$f" "$tmp/noadded/"; done
+rm "$tmp/noadded/tokenizer.json"
+node -e 'const fs = require("fs"); const t = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+    t.added_tokens = []; fs.writeFileSync(process.argv[2], JSON.stringify(t));' "$M/tokenizer.json" "$tmp/noadded/tokenizer.json"
+expect_fail err_tokenizer_no_added "not one token" $G run -m "$tmp/noadded" -p hi -n 1
+# ... and one whose <|image|> is another id than config.json's image_token_id
+node -e 'const fs = require("fs"); const t = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+    const a = t.added_tokens.find((x) => x.content === "<|image|>"), b = t.added_tokens.find((x) => x.content === "<|video|>");
+    [a.content, b.content] = [b.content, a.content]; fs.writeFileSync(process.argv[2], JSON.stringify(t));' "$M/tokenizer.json" "$tmp/noadded/tokenizer.json"
+expect_fail err_tokenizer_wrong_image_id "config.json says" $G run -m "$tmp/noadded" -p hi -n 1
 
 # chat over a pipe: attach, ask, clear, ask again, quit
 printf '/image %s\nWhat is this?\n/clear\nHi\n/quit\n' "$IMG" | $G chat -m $M -n 4 >"$tmp/chat" 2>"$tmp/err"

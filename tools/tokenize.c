@@ -124,7 +124,9 @@ int cmd_tokenize(int argc, char **argv) {
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
         for (int i = 0; i < n; i++) {
             long v;
-            if (!ids || cli_parse_int("--decode", argv[first_id + i], 0, 2147483647L, &v)) {
+            /* an id the tokenizer does not know would decode to nothing, silently */
+            if (!ids || cli_parse_int("--decode", argv[first_id + i], 0,
+                                      (long)glmv_tokenizer_size(tok) - 1, &v)) {
                 free(ids);
                 glmv_tokenizer_free(tok);
                 return 2;
