@@ -66,6 +66,16 @@ if $G run -m $M -p hi -n 1 --ctx 40000 >/dev/null 2>"$tmp/err" && grep -q "warni
     ok ctx_beyond_trained_warns
 else bad ctx_beyond_trained_warns "$(cat "$tmp/err")"; fi
 
+# files that are not files: a folder, a huge sparse file (refused before it is
+# read), endless standard input (refused at a limit instead of eating memory)
+expect_fail err_image_is_dir "directory" $G run -m $M --image "$tmp" -p hi
+truncate -s 3G "$tmp/sparse.png"
+expect_fail err_image_huge_file "limit" $G run -m $M --image "$tmp/sparse.png" -p hi
+rm -f "$tmp/sparse.png"
+expect_fail err_tokenize_dir "directory" $G tokenize -m $M -f "$tmp"
+expect_fail err_stdin_endless "larger than" timeout 60 $G run -m $M -p - </dev/zero
+expect_fail err_chat_endless_line "longer than" timeout 60 $G chat -m $M -n 1 </dev/zero
+
 # a tokenizer.json without its added tokens would render the prompt as plain
 # text ("[gMASK]" as three tokens): the load is refused, naming the file
 mkdir -p "$tmp/noadded"
