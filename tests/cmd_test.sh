@@ -76,6 +76,10 @@ expect_fail err_tokenize_dir "directory" $G tokenize -m $M -f "$tmp"
 expect_fail err_stdin_endless "larger than" timeout 60 $G run -m $M -p - </dev/zero
 expect_fail err_chat_endless_line "longer than" timeout 60 $G chat -m $M -n 1 </dev/zero
 
+# serve refuses options it cannot honour instead of starting (timeout: it would run)
+expect_fail err_serve_media_dir_file "not a directory" timeout 20 $G serve -m echo: --port 0 --media-dir "$M/config.json"
+expect_fail err_serve_empty_api_key "empty" timeout 20 $G serve -m echo: --port 0 --api-key ""
+
 # a tokenizer.json without its added tokens would render the prompt as plain
 # text ("[gMASK]" as three tokens): the load is refused, naming the file
 mkdir -p "$tmp/noadded"
