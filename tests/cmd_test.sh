@@ -53,6 +53,13 @@ echo "not an image" >"$tmp/bad.jpg"
 expect_fail err_bad_image "bad.jpg" $G run -m $M --image "$tmp/bad.jpg" -p hi
 expect_fail err_missing_video "nothere.mp4" $G run -m $M --video "$tmp/nothere.mp4" -p hi
 expect_fail err_context "context" $G run -m $M --ctx 64 -p "hi" -n 1000
+# without -n the checkpoint's max_new_tokens (512 here) is a default, not a
+# demand: a prompt that fits runs to the end of the context instead of failing
+if $G run -m $M --ctx 40 -p "hi" --json >"$tmp/c.json" 2>"$tmp/err" && node -e '
+        const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+        if (j.prompt_tokens + j.completion_tokens > 40 || j.completion_tokens < 1) process.exit(1);' "$tmp/c.json"; then
+    ok default_max_tokens_fits_context
+else bad default_max_tokens_fits_context "$(cat "$tmp/c.json" "$tmp/err")"; fi
 expect_fail err_bad_flag "unknown" $G run -m $M -p hi --bogus
 expect_fail err_bad_number "integer" $G run -m $M -p hi -n abc
 expect_fail err_no_prompt "required" $G run -m $M

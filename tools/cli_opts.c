@@ -132,6 +132,7 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
 void cli_opts_sampling(const cli_opts *o, const glmv_model *m, glmv_sampling *s) {
     glmv_sampling_default(m, s);
     if (o->max_tokens) s->max_new_tokens = o->max_tokens;
+    s->max_new_is_default = !o->max_tokens; /* no -n: the checkpoint's default may shrink */
     if (o->set_temp) {
         s->temperature = (float)o->temp;
         s->do_sample = o->temp > 0;

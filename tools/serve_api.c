@@ -446,6 +446,7 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
             goto done;
         }
         r->sp.max_new_tokens = (int)l;
+        r->sp.max_new_is_default = 0;
         r->max_tokens_given = 1;
         break;
     }
