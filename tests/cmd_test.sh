@@ -66,5 +66,29 @@ else bad chat_pipe "$(cat "$tmp/chat" "$tmp/err")"; fi
 if $G tokenize -m ../shared/assets/glm4-tokenizer "Hello world" >"$tmp/tok" 2>"$tmp/err" && [ -s "$tmp/tok" ]; then ok tokenize_cli
 else bad tokenize_cli "$(cat "$tmp/err")"; fi
 
+# tokenize --decode: --skip-special after the ids (as the usage writes it) and an unknown id is an error
+T=../shared/assets/glm4-tokenizer
+if out=$($G tokenize -m $T --decode 151336 9703 --skip-special 2>"$tmp/err") && [ "$out" = "Hello" ]; then
+    ok tokenize_decode_skip_special
+else bad tokenize_decode_skip_special "got '$out' $(cat "$tmp/err")"; fi
+expect_fail err_tokenize_decode_bad_id "not a token" $G tokenize -m $T --decode 9703 999999999
+
+# a folder without tokenizer.json: the error names the missing file
+mkdir "$tmp/notok"
+for f in config.json model.safetensors generation_config.json preprocessor_config.json; do
+    ln -s "$PWD/$M/$f" "$tmp/notok/$f"
+done
+expect_fail err_no_tokenizer "notok/tokenizer.json" $G run -m "$tmp/notok" -p hi -n 2
+
+# --min-image-tokens alone above the checkpoint's maximum (20 tokens for tiny) is refused, not lowered
+expect_fail err_min_image_tokens "maximum of 20 tokens" $G run -m $M --image $IMG -p x -n 1 --min-image-tokens 40
+if $G run -m $M --image $IMG -p x -n 1 --min-image-tokens 40 --max-image-tokens 80 --json >"$tmp/min.json" 2>"$tmp/err" &&
+   n=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).image_tokens)' "$tmp/min.json") &&
+   [ "$n" -ge 40 ] && [ "$n" -le 80 ]; then ok run_min_max_image_tokens
+else bad run_min_max_image_tokens "image_tokens ${n:-?}: $(cat "$tmp/err")"; fi
+
+# bench refuses a vision size that is not a multiple of 28 before loading the weights
+expect_fail err_bench_vision_size "multiple of 28" timeout 5 $G bench --synthetic --layers 1 --vision 100x100
+
 echo "RESULT cmd passed=$pass failed=$fail skipped=0"
 [ $fail -eq 0 ]
