@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cmd_test.sh BUILD_DIR -- the glmv command end to end on the tiny checkpoint:
 # run (text, image, video, JSON, streaming), chat over a pipe, and the errors
-# a user meets (missing model, unreadable image, prompt beyond the context).
+# a user meets (missing model, unreadable image, prompt beyond the context). Needs jq (install-deps.sh),
+# not node: `make test` right after the quickstart runs it.
 set -u
 B=${1:-build/release}
 G=$B/glmv
@@ -16,19 +17,17 @@ trap 'rm -rf "$tmp"' EXIT
 
 # run --json with an image: one JSON object with the documented fields
 if $G run -m $M --image $IMG -p "What is this?" -n 6 --greedy --json >"$tmp/a.json" 2>"$tmp/err"; then
-    if node -e '
-        const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-        for (const k of ["reasoning","content","prompt_tokens","completion_tokens","token_ids","finish_reason","timings"])
-            if (!(k in j)) { console.error("missing " + k); process.exit(1); }
-        if (j.image_tokens <= 0 || j.prompt_tokens <= j.image_tokens) process.exit(1);
-        if (j.token_ids.length !== j.completion_tokens || j.completion_tokens < 1 || j.completion_tokens > 6) process.exit(1);
-    ' "$tmp/a.json" 2>>"$tmp/err"; then ok run_json_image; else bad run_json_image "$(cat "$tmp/a.json" "$tmp/err")"; fi
+    if jq -e '. as $j |
+        (["reasoning","content","prompt_tokens","completion_tokens","token_ids","finish_reason","timings"]
+            | all(. as $k | $j | has($k))) and
+        .image_tokens > 0 and .prompt_tokens > .image_tokens and
+        (.token_ids | length) == .completion_tokens and .completion_tokens >= 1 and .completion_tokens <= 6
+    ' "$tmp/a.json" >/dev/null 2>>"$tmp/err"; then ok run_json_image; else bad run_json_image "$(cat "$tmp/a.json" "$tmp/err")"; fi
 else bad run_json_image "$(cat "$tmp/err")"; fi
 
 # greedy is deterministic
 $G run -m $M --image $IMG -p "What is this?" -n 6 --greedy --json >"$tmp/b.json" 2>/dev/null
-if cmp -s <(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).token_ids.join())' "$tmp/a.json") \
-          <(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).token_ids.join())' "$tmp/b.json"); then
+if [ -s "$tmp/b.json" ] && cmp -s <(jq -c .token_ids "$tmp/a.json") <(jq -c .token_ids "$tmp/b.json"); then
     ok run_greedy_deterministic
 else bad run_greedy_deterministic "token ids differ between two greedy runs"; fi
 
@@ -83,7 +82,7 @@ expect_fail err_no_tokenizer "notok/tokenizer.json" $G run -m "$tmp/notok" -p hi
 # --min-image-tokens alone above the checkpoint's maximum (20 tokens for tiny) is refused, not lowered
 expect_fail err_min_image_tokens "maximum of 20 tokens" $G run -m $M --image $IMG -p x -n 1 --min-image-tokens 40
 if $G run -m $M --image $IMG -p x -n 1 --min-image-tokens 40 --max-image-tokens 80 --json >"$tmp/min.json" 2>"$tmp/err" &&
-   n=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).image_tokens)' "$tmp/min.json") &&
+   n=$(jq .image_tokens "$tmp/min.json") &&
    [ "$n" -ge 40 ] && [ "$n" -le 80 ]; then ok run_min_max_image_tokens
 else bad run_min_max_image_tokens "image_tokens ${n:-?}: $(cat "$tmp/err")"; fi
 
