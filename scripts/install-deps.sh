@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # install-deps.sh -- the Debian packages glmv builds and tests with.
-# Run as root (or with sudo available). Idempotent.
+# Run as root (or with sudo available). Idempotent. Generic names (libjpeg-dev, libclang-rt-dev,
+# which follows the default clang) so that the list installs on Debian and Ubuntu alike.
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
-PKGS=(build-essential pkg-config clang libclang-rt-14-dev
+PKGS=(build-essential pkg-config clang libclang-rt-dev
       libcjson-dev libpcre2-dev libmicrohttpd-dev libcurl4-openssl-dev
-      libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libexif-dev
+      libjpeg-dev libpng-dev libwebp-dev libgif-dev libexif-dev
       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
       libedit-dev jq)
 missing=()

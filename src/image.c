@@ -58,6 +58,14 @@ int glmv_image_apply_token_limits(glmv_image_params *p, int64_t min_tokens, int6
                          (long long)min_tokens, (long long)max_tokens);
     if (max_tokens > 100000000 || min_tokens > 100000000)
         return glmv_errf(err, "image token limit too large (max 100000000)");
+    if (min_tokens > 0 && max_tokens == 0 &&
+        glmv_image_tokens_to_pixels(min_tokens, p) > p->max_pixels) {
+        /* it used to be lowered to the maximum silently: say so instead */
+        int64_t cap = p->max_pixels / glmv_image_tokens_to_pixels(1, p);
+        return glmv_errf(err, "--min-image-tokens %lld is above the checkpoint's maximum of %lld tokens "
+                         "per image (raise it with --max-image-tokens)",
+                         (long long)min_tokens, (long long)cap);
+    }
     if (min_tokens > 0) p->min_pixels = glmv_image_tokens_to_pixels(min_tokens, p);
     if (max_tokens > 0) p->max_pixels = glmv_image_tokens_to_pixels(max_tokens, p);
     if (p->min_pixels > p->max_pixels) p->min_pixels = p->max_pixels;

@@ -301,6 +301,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     m->params = *p;
     if (!m->params.max_decode_pixels) m->params.max_decode_pixels = 178956970;
     int synthetic = !strncmp(dir, "synthetic:", 10);
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
     if (synthetic) {
         int layers = 0;
         uint64_t seed = 1;

@@ -76,6 +76,7 @@ struct glmv_model {
     glmv_chat_template *tmpl;
 
     char name[256];
+    char dir[1024];                        /* the folder as given (or "synthetic:...") */
     char device[96];
     double load_ms;
     int64_t n_params;

@@ -24,12 +24,19 @@
 
 /* ------------------------------------------------------------------ session */
 
+static glmv_image_params processor_params(const glmv_config *c, int video);
+
 int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
     *out = NULL;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
     if (n_ctx <= 0) n_ctx = GLMV_MIN(c->max_position_embeddings > 0 ? c->max_position_embeddings : 4096, 16384);
     if (n_ctx > (1 << 24)) return glmv_errf(err, "n_ctx %d too large", n_ctx);
+    if (m->params.min_image_tokens || m->params.max_image_tokens) { /* refuse bad limits up front */
+        glmv_image_params ip = processor_params(c, 0);
+        if (glmv_image_apply_token_limits(&ip, m->params.min_image_tokens, m->params.max_image_tokens, err))
+            return -1;
+    }
     glmv_session *s = calloc(1, sizeof *s);
     if (!s) return glmv_errf(err, "out of memory");
     s->m = m;
@@ -544,8 +551,13 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     glmv_model *m = s->m;
     const glmv_config *c = &m->cfg;
     memset(out, 0, sizeof *out);
-    if (!m->tok || !m->tmpl)
-        return glmv_errf(err, "%s: no tokenizer.json / chat template: cannot generate from messages", m->name);
+    if (!m->tok || !m->tmpl) {
+        if (!strncmp(m->dir, "synthetic:", 10))
+            return glmv_errf(err, "%s: random weights have no tokenizer: cannot generate from messages",
+                             m->dir);
+        return glmv_errf(err, "%s/tokenizer.json: not found (the checkpoint's tokenizer is needed to "
+                         "generate from messages)", m->dir);
+    }
     glmv_sampling sp;
     if (sp_in) sp = *sp_in;
     else glmv_sampling_default(m, &sp);

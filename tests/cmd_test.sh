@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cmd_test.sh BUILD_DIR -- the glmv command end to end on the tiny checkpoint:
 # run (text, image, video, JSON, streaming), chat over a pipe, and the errors
-# a user meets (missing model, unreadable image, prompt beyond the context).
+# a user meets (missing model, unreadable image, prompt beyond the context). Needs jq (install-deps.sh),
+# not node: `make test` right after the quickstart runs it.
 set -u
 B=${1:-build/release}
 G=$B/glmv
@@ -16,19 +17,17 @@ trap 'rm -rf "$tmp"' EXIT
 
 # run --json with an image: one JSON object with the documented fields
 if $G run -m $M --image $IMG -p "What is this?" -n 6 --greedy --json >"$tmp/a.json" 2>"$tmp/err"; then
-    if node -e '
-        const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-        for (const k of ["reasoning","content","prompt_tokens","completion_tokens","token_ids","finish_reason","timings"])
-            if (!(k in j)) { console.error("missing " + k); process.exit(1); }
-        if (j.image_tokens <= 0 || j.prompt_tokens <= j.image_tokens) process.exit(1);
-        if (j.token_ids.length !== j.completion_tokens || j.completion_tokens < 1 || j.completion_tokens > 6) process.exit(1);
-    ' "$tmp/a.json" 2>>"$tmp/err"; then ok run_json_image; else bad run_json_image "$(cat "$tmp/a.json" "$tmp/err")"; fi
+    if jq -e '. as $j |
+        (["reasoning","content","prompt_tokens","completion_tokens","token_ids","finish_reason","timings"]
+            | all(. as $k | $j | has($k))) and
+        .image_tokens > 0 and .prompt_tokens > .image_tokens and
+        (.token_ids | length) == .completion_tokens and .completion_tokens >= 1 and .completion_tokens <= 6
+    ' "$tmp/a.json" >/dev/null 2>>"$tmp/err"; then ok run_json_image; else bad run_json_image "$(cat "$tmp/a.json" "$tmp/err")"; fi
 else bad run_json_image "$(cat "$tmp/err")"; fi
 
 # greedy is deterministic
 $G run -m $M --image $IMG -p "What is this?" -n 6 --greedy --json >"$tmp/b.json" 2>/dev/null
-if cmp -s <(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).token_ids.join())' "$tmp/a.json") \
-          <(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).token_ids.join())' "$tmp/b.json"); then
+if [ -s "$tmp/b.json" ] && cmp -s <(jq -c .token_ids "$tmp/a.json") <(jq -c .token_ids "$tmp/b.json"); then
     ok run_greedy_deterministic
 else bad run_greedy_deterministic "token ids differ between two greedy runs"; fi
 
@@ -55,9 +54,8 @@ expect_fail err_missing_video "nothere.mp4" $G run -m $M --video "$tmp/nothere.m
 expect_fail err_context "context" $G run -m $M --ctx 64 -p "hi" -n 1000
 # without -n the checkpoint's max_new_tokens (512 here) is a default, not a
 # demand: a prompt that fits runs to the end of the context instead of failing
-if $G run -m $M --ctx 40 -p "hi" --json >"$tmp/c.json" 2>"$tmp/err" && node -e '
-        const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-        if (j.prompt_tokens + j.completion_tokens > 40 || j.completion_tokens < 1) process.exit(1);' "$tmp/c.json"; then
+if $G run -m $M --ctx 40 -p "hi" --json >"$tmp/c.json" 2>"$tmp/err" &&
+   jq -e '.prompt_tokens + .completion_tokens <= 40 and .completion_tokens >= 1' "$tmp/c.json" >/dev/null; then
     ok default_max_tokens_fits_context
 else bad default_max_tokens_fits_context "$(cat "$tmp/c.json" "$tmp/err")"; fi
 expect_fail err_bad_flag "unknown" $G run -m $M -p hi --bogus
@@ -92,13 +90,11 @@ expect_fail err_serve_empty_api_key "empty" timeout 20 $G serve -m echo: --port 
 mkdir -p "$tmp/noadded"
 for f in "$M"/*; do ln -s "$PWD/$f" "$tmp/noadded/"; done
 rm "$tmp/noadded/tokenizer.json"
-node -e 'const fs = require("fs"); const t = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
-    t.added_tokens = []; fs.writeFileSync(process.argv[2], JSON.stringify(t));' "$M/tokenizer.json" "$tmp/noadded/tokenizer.json"
+jq '.added_tokens = []' "$M/tokenizer.json" >"$tmp/noadded/tokenizer.json"
 expect_fail err_tokenizer_no_added "not one token" $G run -m "$tmp/noadded" -p hi -n 1
 # ... and one whose <|image|> is another id than config.json's image_token_id
-node -e 'const fs = require("fs"); const t = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
-    const a = t.added_tokens.find((x) => x.content === "<|image|>"), b = t.added_tokens.find((x) => x.content === "<|video|>");
-    [a.content, b.content] = [b.content, a.content]; fs.writeFileSync(process.argv[2], JSON.stringify(t));' "$M/tokenizer.json" "$tmp/noadded/tokenizer.json"
+jq '.added_tokens |= map(.content |= (if . == "<|image|>" then "<|video|>" elif . == "<|video|>" then "<|image|>" else . end))' \
+    "$M/tokenizer.json" >"$tmp/noadded/tokenizer.json"
 expect_fail err_tokenizer_wrong_image_id "config.json says" $G run -m "$tmp/noadded" -p hi -n 1
 
 # chat over a pipe: attach, ask, clear, ask again, quit
@@ -109,6 +105,30 @@ else bad chat_pipe "$(cat "$tmp/chat" "$tmp/err")"; fi
 # tokenize needs only the tokenizer
 if $G tokenize -m ../shared/assets/glm4-tokenizer "Hello world" >"$tmp/tok" 2>"$tmp/err" && [ -s "$tmp/tok" ]; then ok tokenize_cli
 else bad tokenize_cli "$(cat "$tmp/err")"; fi
+
+# tokenize --decode: --skip-special after the ids (as the usage writes it) and an unknown id is an error
+T=../shared/assets/glm4-tokenizer
+if out=$($G tokenize -m $T --decode 151336 9703 --skip-special 2>"$tmp/err") && [ "$out" = "Hello" ]; then
+    ok tokenize_decode_skip_special
+else bad tokenize_decode_skip_special "got '$out' $(cat "$tmp/err")"; fi
+expect_fail err_tokenize_decode_bad_id "not a token" $G tokenize -m $T --decode 9703 999999999
+
+# a folder without tokenizer.json: the error names the missing file
+mkdir "$tmp/notok"
+for f in config.json model.safetensors generation_config.json preprocessor_config.json; do
+    ln -s "$PWD/$M/$f" "$tmp/notok/$f"
+done
+expect_fail err_no_tokenizer "notok/tokenizer.json" $G run -m "$tmp/notok" -p hi -n 2
+
+# --min-image-tokens alone above the checkpoint's maximum (20 tokens for tiny) is refused, not lowered
+expect_fail err_min_image_tokens "maximum of 20 tokens" $G run -m $M --image $IMG -p x -n 1 --min-image-tokens 40
+if $G run -m $M --image $IMG -p x -n 1 --min-image-tokens 40 --max-image-tokens 80 --json >"$tmp/min.json" 2>"$tmp/err" &&
+   n=$(jq .image_tokens "$tmp/min.json") &&
+   [ "$n" -ge 40 ] && [ "$n" -le 80 ]; then ok run_min_max_image_tokens
+else bad run_min_max_image_tokens "image_tokens ${n:-?}: $(cat "$tmp/err")"; fi
+
+# bench refuses a vision size that is not a multiple of 28 before loading the weights
+expect_fail err_bench_vision_size "multiple of 28" timeout 5 $G bench --synthetic --layers 1 --vision 100x100
 
 echo "RESULT cmd passed=$pass failed=$fail skipped=0"
 [ $fail -eq 0 ]

@@ -82,6 +82,18 @@ TEST(token_limits) {
     CHECK((oh / 28) * (ow / 28) <= 256);
     CHECK((oh / 28) * (ow / 28) > 200);
     CHECK(glmv_image_apply_token_limits(&p, 300, 200, err) != 0);
+
+    /* a minimum alone above the checkpoint's maximum is refused (it was silently
+     * lowered to it: --min-image-tokens 200 gave ~100 tokens on models/demo) */
+    glmv_image_params_default(&p);
+    p.max_pixels = glmv_image_tokens_to_pixels(100, &p);
+    err[0] = 0;
+    CHECK(glmv_image_apply_token_limits(&p, 200, 0, err) != 0);
+    CHECK(strstr(err, "maximum of 100 tokens") != NULL);
+    CHECK_EQ_INT(glmv_image_apply_token_limits(&p, 100, 0, err), 0);
+    CHECK_EQ_INT(glmv_image_apply_token_limits(&p, 200, 400, err), 0);
+    CHECK_EQ_INT(p.min_pixels, glmv_image_tokens_to_pixels(200, &p));
+    CHECK_EQ_INT(p.max_pixels, glmv_image_tokens_to_pixels(400, &p));
 }
 
 /* ---------------------------------------------------------------- resize */

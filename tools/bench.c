@@ -133,6 +133,10 @@ static int parse_sizes(const char *s, vision_fig *out, int max) {
             fprintf(stderr, "glmv: --vision expects sizes like 448x448,1120x1120, got '%s'\n", s);
             return -1;
         }
+        if (h % 28 || w % 28) { /* checked before the (slow) load, not after it */
+            fprintf(stderr, "glmv: --vision: %dx%d is not a multiple of 28 (patch 14 x merge 2)\n", h, w);
+            return -1;
+        }
         out[n].h = h;
         out[n].w = w;
         n++;

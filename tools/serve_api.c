@@ -105,6 +105,7 @@ static const char *image_format(const unsigned char *p, size_t n) {
     if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return "jpeg";
     if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) return "webp";
     if (n >= 6 && (!memcmp(p, "GIF87a", 6) || !memcmp(p, "GIF89a", 6))) return "gif";
+    if (n >= 26 && p[0] == 'B' && p[1] == 'M') return "bmp"; /* the decoder reads BMP too */
     return NULL;
 }
 
@@ -185,7 +186,7 @@ static int media_from_url(serve_request *r, glmv_part *p, const char *url, int v
                                    "%s data is empty", what);
         if (!video && !image_format(bytes, n))
             return serve_error_set(e, 400, "invalid_request_error", "invalid_image", param,
-                                   "image data is not PNG, JPEG, WebP or GIF (could not decode it)");
+                                   "image data is not PNG, JPEG, WebP, GIF or BMP (could not decode it)");
         p->data = bytes;
         p->size = n;
         return 0;
@@ -200,7 +201,7 @@ static int media_from_url(serve_request *r, glmv_part *p, const char *url, int v
         own(r, (char *)bytes);
         if (!video && !image_format(bytes, n))
             return serve_error_set(e, 400, "invalid_request_error", "invalid_image", param,
-                                   "the data at this URL is not a PNG, JPEG, WebP or GIF image");
+                                   "the data at this URL is not a PNG, JPEG, WebP, GIF or BMP image");
         p->data = bytes;
         p->size = n;
         return 0;

@@ -133,18 +133,33 @@ int cmd_tokenize(int argc, char **argv) {
     }
     double load_ms = now_ms() - t0;
     if (decode) {
-        int n = argc - first_id;
-        int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
-        for (int i = 0; i < n; i++) {
+        int n = 0;
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)(argc - first_id + 1));
+        for (int i = first_id; i < argc; i++) {
             long v;
-            /* an id the tokenizer does not know would decode to nothing, silently */
-            if (!ids || cli_parse_int("--decode", argv[first_id + i], 0,
-                                      (long)glmv_tokenizer_size(tok) - 1, &v)) {
+            if (!strcmp(argv[i], "--skip-special")) { /* the usage puts it after the ids */
+                skip = 1;
+                continue;
+            }
+            if (!ids || cli_parse_int("--decode", argv[i], 0, 2147483647L, &v)) {
                 free(ids);
                 glmv_tokenizer_free(tok);
                 return 2;
             }
-            ids[i] = (int32_t)v;
+            if (!glmv_token_bytes(tok, (int32_t)v, NULL)) {
+                fprintf(stderr, "glmv tokenize: --decode: id %ld is not a token of %s/tokenizer.json\n",
+                        v, dir);
+                free(ids);
+                glmv_tokenizer_free(tok);
+                return 1;
+            }
+            ids[n++] = (int32_t)v;
+        }
+        if (n == 0) {
+            fprintf(stderr, "glmv tokenize: --decode needs at least one id\n");
+            free(ids);
+            glmv_tokenizer_free(tok);
+            return 2;
         }
         char *s = glmv_detokenize(tok, ids, n, skip);
         if (s) printf("%s\n", s);

@@ -95,6 +95,23 @@ test('a video (data: URL) beside an image', async () => {
   assert.match(r.choices[0].message.reasoning_content, /1 image\(s\) and 1 video\(s\)/);
 });
 
+test('a BMP data: URL is accepted like the other formats glmv decodes', async () => {
+  // 2x2, 24 bits: BITMAPFILEHEADER + BITMAPINFOHEADER, rows of 6 bytes padded to 8
+  const bmp = Buffer.alloc(54 + 16);
+  bmp.write('BM', 0); bmp.writeUInt32LE(bmp.length, 2); bmp.writeUInt32LE(54, 10);
+  bmp.writeUInt32LE(40, 14); bmp.writeInt32LE(2, 18); bmp.writeInt32LE(2, 22);
+  bmp.writeUInt16LE(1, 26); bmp.writeUInt16LE(24, 28); bmp.writeUInt32LE(16, 34);
+  bmp.fill(0x80, 54);
+  const r = await client.chat.completions.create({
+    model: 'echo',
+    messages: [{ role: 'user', content: [
+      { type: 'image_url', image_url: { url: 'data:image/bmp;base64,' + bmp.toString('base64') } },
+      { type: 'text', text: 'What is this?' },
+    ] }],
+  });
+  assert.match(r.choices[0].message.reasoning_content, /1 image\(s\)/);
+});
+
 test('max_tokens ends with finish_reason "length"; stop strings end the answer', async () => {
   const r = await client.chat.completions.create({ model: 'echo', max_tokens: 3, messages: [{ role: 'user', content: 'long question here' }] });
   assert.equal(r.choices[0].finish_reason, 'length');
