@@ -104,6 +104,10 @@ fuzz:
 fuzzers: $(FUZZERS)
 $(B)/tests/fuzz_%: $(B)/tests/fuzz_%.o $(B)/libglmv.a
 	$(CC) $(LDFLAGS) -o $@ $< $(B)/libglmv.a $(LIBS)
+# the server's request parser lives in tools/
+$(B)/tests/fuzz_serve: $(B)/tests/fuzz_serve.o $(B)/tools/serve_api.o $(B)/tools/serve_fetch.o $(B)/libglmv.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+$(B)/tests/fuzz_serve.o: EXTRA_CFLAGS += -Itools
 
 # image stage timings (tests/bench_image.c)
 bench-image: $(B)/tests/bench_image
