@@ -170,6 +170,17 @@ static int cfg_read(const char *dir, const char *name, int optional, cJSON **roo
 
 /* ---------------------------------------------------------------- config.json */
 
+/* glmv computes SiLU (SwiGLU) only; HF would take ACT2FN[hidden_act], so any
+ * other activation named in the config would be silently ignored. */
+static int cfg_act_silu(const cfg_scope *s, char *err) {
+    const char *pre = "";
+    const cJSON *a = cfg_find(s, "hidden_act", &pre);
+    if (a && (!cJSON_IsString(a) || (strcmp(a->valuestring, "silu") && strcmp(a->valuestring, "swish"))))
+        return glmv_errf(err, "%s: %shidden_act \"%.40s\" is not supported (only \"silu\")", s->file,
+                         pre, cJSON_IsString(a) ? a->valuestring : "?");
+    return 0;
+}
+
 static int cfg_model(glmv_config *c, const cJSON *root, const char *path, char *err) {
     const cJSON *tc = cfg_obj(root, "text_config"), *vc = cfg_obj(root, "vision_config");
     /* older layout: text keys at the top level too; text_config wins */
@@ -192,7 +203,7 @@ static int cfg_model(glmv_config *c, const cJSON *root, const char *path, char *
     /* Glm4vTextAttention always has q/k/v bias; the key exists in GLM-4 configs */
     r |= cfg_int(&T, "attention_bias", 1, &c->attention_bias, err);
     r |= cfg_int(&T, "tie_word_embeddings", 0, &c->tie_word_embeddings, err);
-    if (r) return -1;
+    if (r || cfg_act_silu(&T, err)) return -1;
     if (c->num_attention_heads > 0 && !cfg_find(&T, "head_dim", &(const char *){""}) &&
         c->hidden_size % c->num_attention_heads)
         return glmv_errf(err, "%s: hidden_size %d is not divisible by num_attention_heads %d "
@@ -241,7 +252,7 @@ static int cfg_model(glmv_config *c, const cJSON *root, const char *path, char *
     r |= cfg_int(&V, "intermediate_size", 13696, &c->v_intermediate_size, err);
     r |= cfg_float(&V, "rms_norm_eps", 1e-5, &c->v_rms_norm_eps, err);
     r |= cfg_int(&V, "attention_bias", 0, &c->v_attention_bias, err);
-    if (r) return -1;
+    if (r || cfg_act_silu(&V, err)) return -1;
     /* image_size may be an int or [h, w] (square in every GLM-4.1V config) */
     const cJSON *is = vc ? cJSON_GetObjectItemCaseSensitive(vc, "image_size") : NULL;
     if (cJSON_IsArray(is)) {

@@ -359,6 +359,12 @@ TEST(bad_configs) {
                "mrope_section", "3 numbers");
     expect_bad(patch(NEW_TINY, "\"rms_norm_eps\":1e-06,\"tie", "\"rms_norm_eps\":0,\"tie"), NULL,
                NULL, "rms_norm_eps", NULL);
+    /* an activation glmv does not compute would be ignored: refused instead */
+    expect_bad(patch(NEW_TINY, "\"vocab_size\":100,", "\"vocab_size\":100,\"hidden_act\":\"gelu\","),
+               NULL, NULL, "text_config.hidden_act", "gelu");
+    expect_bad(patch(OLD_9B, "\"hidden_act\":\"silu\",\"hidden_size\":1536",
+                     "\"hidden_act\":\"quick_gelu\",\"hidden_size\":1536"),
+               NULL, NULL, "vision_config.hidden_act", "quick_gelu");
     expect_bad("{\"text_config\":{", NULL, NULL, "JSON", NULL);
     expect_bad("[]", NULL, NULL, "object", NULL);
     expect_bad(NEW_TINY, "generation_config.json", "{\"top_p\":0}", "top_p", NULL);
