@@ -134,6 +134,9 @@ typedef struct {
     const char *const *stop;    /* extra stop strings, matched on the answer text */
     int n_stop;
     int max_thinking_tokens;    /* 0 = unlimited; when spent, "</think><answer>" is forced */
+    int max_new_is_default;     /* 1: max_new_tokens is a default (generation_config.json), not
+                                   the user's: shortened to what the context holds instead of
+                                   being refused (glmv_sampling_default leaves it 0) */
 } glmv_sampling;
 
 /* Defaults from the checkpoint's generation_config.json. */

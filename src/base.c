@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 
 int glmv_log_level = -1;
@@ -44,9 +45,32 @@ char *glmv_read_file(const char *path, size_t *len, char *err) {
         glmv_errf(err, "%s: %s", path, strerror(errno));
         return NULL;
     }
+    /* a folder opens but reads as an error; a huge (or sparse) file would be
+     * read whole before any check, a device such as /dev/zero for ever */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            fclose(f);
+            glmv_errf(err, "%s: is a directory, not a file", path);
+            return NULL;
+        }
+        if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > GLMV_READ_FILE_MAX) {
+            fclose(f);
+            glmv_errf(err, "%s: %lld bytes, above the %d MiB limit for a file glmv reads whole", path,
+                      (long long)st.st_size, (int)(GLMV_READ_FILE_MAX >> 20));
+            return NULL;
+        }
+    }
     char *buf = NULL;
     size_t cap = 0, n = 0;
     for (;;) {
+        if (n > GLMV_READ_FILE_MAX) { /* a pipe or device that does not end */
+            free(buf);
+            fclose(f);
+            glmv_errf(err, "%s: more than the %d MiB limit for a file glmv reads whole", path,
+                      (int)(GLMV_READ_FILE_MAX >> 20));
+            return NULL;
+        }
         if (n + 65536 + 1 > cap) {
             size_t ncap = cap ? cap * 2 : 1 << 16;
             while (ncap < n + 65536 + 1) ncap *= 2;

@@ -29,7 +29,9 @@ void *glmv_aligned_alloc(size_t bytes);
 /* Overflow-checked a*b for sizes; returns SIZE_MAX on overflow. */
 size_t glmv_mul_size(size_t a, size_t b);
 
-/* Read a whole file into malloc'd memory (NUL-terminated). */
+/* Read a whole file into malloc'd memory (NUL-terminated). Folders and files
+ * (or streams) larger than GLMV_READ_FILE_MAX bytes are refused. */
+#define GLMV_READ_FILE_MAX ((size_t)1 << 30)
 char *glmv_read_file(const char *path, size_t *len, char *err);
 
 /* Monotonic milliseconds. */

@@ -247,6 +247,41 @@ static int parse_synthetic(const char *dir, int *layers, uint64_t *seed, char *e
     return 0;
 }
 
+/* The GLM-4.1V prompt is built from these strings (chat.c) and the media
+ * placeholders are found by the config's ids (session.c): a tokenizer.json
+ * that lacks them as single tokens, or maps them elsewhere, would feed the
+ * model a prompt it never saw in training (a silently wrong answer), so the
+ * load is refused. An id of -1 in want means: any single token. */
+static int check_prompt_tokens(const glmv_model *m, const char *dir, char *err) {
+    const glmv_config *c = &m->cfg;
+    const struct { const char *text; int32_t want; } need[] = {
+        {"[gMASK]", -1}, {"<sop>", -1}, {"<|system|>", -1}, {"<|user|>", -1},
+        {"<|assistant|>", -1},
+        {"<|begin_of_image|>", c->image_start_token_id}, {"<|image|>", c->image_token_id},
+        {"<|end_of_image|>", c->image_end_token_id},
+        {"<|begin_of_video|>", c->video_start_token_id}, {"<|video|>", c->video_token_id},
+        {"<|end_of_video|>", c->video_end_token_id},
+    };
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+        int32_t *ids = NULL;
+        char e2[GLMV_ERR_SIZE];
+        int64_t n = glmv_tokenize(m->tok, need[i].text, strlen(need[i].text), &ids, e2);
+        int32_t id = n == 1 ? ids[0] : -1;
+        free(ids);
+        if (n < 0) return glmv_errf(err, "%s/tokenizer.json: %s", dir, e2);
+        if (n != 1)
+            return glmv_errf(err,
+                             "%s/tokenizer.json: \"%s\" of the GLM-4.1V prompt format is not one token "
+                             "(it encodes to %lld; added_tokens missing?)",
+                             dir, need[i].text, (long long)n);
+        if (need[i].want >= 0 && id != need[i].want)
+            return glmv_errf(err,
+                             "%s/tokenizer.json: \"%s\" is token %d but config.json says %d",
+                             dir, need[i].text, id, need[i].want);
+    }
+    return 0;
+}
+
 static int file_exists(const char *dir, const char *name) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -297,6 +332,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     if (strncmp(m->device, "cpu", 3) != 0) m->device_bytes = glmv_weights_bytes(m->w);
     if (!synthetic && file_exists(dir, "tokenizer.json")) {
         if (glmv_tokenizer_load(&m->tok, dir, err)) goto fail;
+        if (check_prompt_tokens(m, dir, err)) goto fail;
         if (glmv_chat_template_load(&m->tmpl, dir, err)) goto fail;
     }
     const char *dd = getenv("GLMV_DUMP");

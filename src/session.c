@@ -585,6 +585,9 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     out->prompt_tokens = (int)n;
     out->image_tokens = (int)(md.n_rows / (c->v_spatial_merge_size * c->v_spatial_merge_size));
     int max_new = sp.max_new_tokens > 0 ? sp.max_new_tokens : s->n_ctx - (int)n;
+    /* a default the caller never asked for must not refuse a prompt that fits */
+    if (sp.max_new_is_default && n < s->n_ctx && n + (int64_t)max_new > s->n_ctx)
+        max_new = s->n_ctx - (int)n;
     if (n + (int64_t)max_new > s->n_ctx || max_new <= 0) {
         glmv_errf(err, "prompt (%lld tokens) + max_new_tokens (%d) exceeds the context (n_ctx %d)",
                   (long long)n, sp.max_new_tokens, s->n_ctx);

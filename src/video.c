@@ -351,8 +351,15 @@ int glmv_video_load(const char *path, const void *data, size_t size,
     if (vp->start > 0) first = (int)GLMV_MIN((double)total, floor(vp->start * vfps));
     if (vp->end > 0) last = (int)GLMV_MIN((double)total, ceil(vp->end * vfps));
     if (last <= first) {
-        glmv_errf(err, "%s: the range %.2f-%.2f s holds no frames (the video lasts %.2f s)", r.name,
-                  vp->start, vp->end, total / vfps);
+        if (vp->end > 0 && vp->end <= vp->start)
+            glmv_errf(err, "%s: the range end %.2f s is not after its start %.2f s", r.name, vp->end,
+                      vp->start);
+        else if (vp->end > 0)
+            glmv_errf(err, "%s: the range %.2f-%.2f s holds no frames (the video lasts %.2f s)",
+                      r.name, vp->start, vp->end, total / vfps);
+        else /* end 0: to the end of the video */
+            glmv_errf(err, "%s: the start %.2f s is at or past the end (the video lasts %.2f s)",
+                      r.name, vp->start, total / vfps);
         goto done;
     }
     int sub_total = last - first;

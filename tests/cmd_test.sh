@@ -52,9 +52,50 @@ echo "not an image" >"$tmp/bad.jpg"
 expect_fail err_bad_image "bad.jpg" $G run -m $M --image "$tmp/bad.jpg" -p hi
 expect_fail err_missing_video "nothere.mp4" $G run -m $M --video "$tmp/nothere.mp4" -p hi
 expect_fail err_context "context" $G run -m $M --ctx 64 -p "hi" -n 1000
+# without -n the checkpoint's max_new_tokens (512 here) is a default, not a
+# demand: a prompt that fits runs to the end of the context instead of failing
+if $G run -m $M --ctx 40 -p "hi" --json >"$tmp/c.json" 2>"$tmp/err" &&
+   jq -e '.prompt_tokens + .completion_tokens <= 40 and .completion_tokens >= 1' "$tmp/c.json" >/dev/null; then
+    ok default_max_tokens_fits_context
+else bad default_max_tokens_fits_context "$(cat "$tmp/c.json" "$tmp/err")"; fi
 expect_fail err_bad_flag "unknown" $G run -m $M -p hi --bogus
 expect_fail err_bad_number "integer" $G run -m $M -p hi -n abc
 expect_fail err_no_prompt "required" $G run -m $M
+expect_fail err_seed_negative "seed" $G run -m $M -p hi --seed -5
+expect_fail err_seed_empty "seed" $G run -m $M -p hi --seed ""
+expect_fail err_seed_overflow "seed" $G run -m $M -p hi --seed 99999999999999999999999
+# an id the tokenizer does not know is refused, not decoded to nothing
+expect_fail err_decode_unknown_id "decode" $G tokenize -m $M --decode 99999999
+# --ctx beyond the trained positions runs, with a warning
+if $G run -m $M -p hi -n 1 --ctx 40000 >/dev/null 2>"$tmp/err" && grep -q "warning: --ctx 40000 is beyond" "$tmp/err"; then
+    ok ctx_beyond_trained_warns
+else bad ctx_beyond_trained_warns "$(cat "$tmp/err")"; fi
+
+# files that are not files: a folder, a huge sparse file (refused before it is
+# read), endless standard input (refused at a limit instead of eating memory)
+expect_fail err_image_is_dir "directory" $G run -m $M --image "$tmp" -p hi
+truncate -s 3G "$tmp/sparse.png"
+expect_fail err_image_huge_file "limit" $G run -m $M --image "$tmp/sparse.png" -p hi
+rm -f "$tmp/sparse.png"
+expect_fail err_tokenize_dir "directory" $G tokenize -m $M -f "$tmp"
+expect_fail err_stdin_endless "larger than" timeout 60 $G run -m $M -p - </dev/zero
+expect_fail err_chat_endless_line "longer than" timeout 60 $G chat -m $M -n 1 </dev/zero
+
+# serve refuses options it cannot honour instead of starting (timeout: it would run)
+expect_fail err_serve_media_dir_file "not a directory" timeout 20 $G serve -m echo: --port 0 --media-dir "$M/config.json"
+expect_fail err_serve_empty_api_key "empty" timeout 20 $G serve -m echo: --port 0 --api-key ""
+
+# a tokenizer.json without its added tokens would render the prompt as plain
+# text ("[gMASK]" as three tokens): the load is refused, naming the file
+mkdir -p "$tmp/noadded"
+for f in "$M"/*; do ln -s "$PWD/$f" "$tmp/noadded/"; done
+rm "$tmp/noadded/tokenizer.json"
+jq '.added_tokens = []' "$M/tokenizer.json" >"$tmp/noadded/tokenizer.json"
+expect_fail err_tokenizer_no_added "not one token" $G run -m "$tmp/noadded" -p hi -n 1
+# ... and one whose <|image|> is another id than config.json's image_token_id
+jq '.added_tokens |= map(.content |= (if . == "<|image|>" then "<|video|>" elif . == "<|video|>" then "<|image|>" else . end))' \
+    "$M/tokenizer.json" >"$tmp/noadded/tokenizer.json"
+expect_fail err_tokenizer_wrong_image_id "config.json says" $G run -m "$tmp/noadded" -p hi -n 1
 
 # chat over a pipe: attach, ask, clear, ask again, quit
 printf '/image %s\nWhat is this?\n/clear\nHi\n/quit\n' "$IMG" | $G chat -m $M -n 4 >"$tmp/chat" 2>"$tmp/err"

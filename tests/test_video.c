@@ -160,7 +160,14 @@ TEST(options_range_fps_max_frames) {
     glmv_video_free(&v);
     vp = (glmv_video_params){.start = 100};
     CHECK(glmv_video_load(VID "mmcv_test.mp4", NULL, 0, &vp, &ip, &v, err) != 0);
-    CHECK(strstr(err, "range") != NULL);
+    /* no end given: the message must not show a range ending at 0 s */
+    CHECK_MSG(strstr(err, "past the end") != NULL && !strstr(err, "-0.00"), "%s", err);
+    vp = (glmv_video_params){.start = 3, .end = 1}; /* reversed */
+    CHECK(glmv_video_load(VID "mmcv_test.mp4", NULL, 0, &vp, &ip, &v, err) != 0);
+    CHECK_MSG(strstr(err, "not after its start") != NULL, "%s", err);
+    vp = (glmv_video_params){.start = 100, .end = 200};
+    CHECK(glmv_video_load(VID "mmcv_test.mp4", NULL, 0, &vp, &ip, &v, err) != 0);
+    CHECK_MSG(strstr(err, "holds no frames") != NULL, "%s", err);
 }
 
 static void write_file(const char *path, const void *d, size_t n) {

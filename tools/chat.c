@@ -26,6 +26,39 @@ typedef struct {
     int n_pending;
 } conv;
 
+/* Piped input is read here, not by readline, which would buffer a line of
+ * any length (a binary file, /dev/zero) until memory runs out. NULL at the
+ * end of the input or, with *too_long set, on a line of MAX_LINE bytes. */
+#define MAX_LINE ((size_t)64 << 20)
+
+static char *read_piped_line(int *too_long) {
+    size_t cap = 256, n = 0;
+    char *buf = malloc(cap);
+    int ch = EOF;
+    *too_long = 0;
+    while (buf && (ch = getchar()) != EOF && ch != '\n') {
+        if (n + 1 >= cap) {
+            if (cap >= MAX_LINE) {
+                *too_long = 1;
+                free(buf);
+                return NULL;
+            }
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) free(buf);
+            buf = nb;
+            if (!buf) break;
+        }
+        buf[n++] = (char)ch;
+    }
+    if (!buf) return NULL;
+    if (ch == EOF && n == 0) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
 static void turn_free(turn *t) {
     free(t->text);
     for (int i = 0; i < t->n_media; i++) free((char *)t->media[i].path);
@@ -160,7 +193,9 @@ int cmd_chat(int argc, char **argv) {
     using_history();
     conv c = {0};
     char *line;
-    while ((line = readline(tty ? "> " : "")) != NULL) {
+    int too_long = 0, status = 0;
+    int in_tty = isatty(STDIN_FILENO);
+    while ((line = in_tty ? readline(tty ? "> " : "") : read_piped_line(&too_long)) != NULL) {
         char *l = line;
         while (*l == ' ' || *l == '\t') l++;
         if (!*l) {
@@ -232,10 +267,14 @@ int cmd_chat(int argc, char **argv) {
             break;
         }
     }
+    if (too_long) {
+        fprintf(stderr, "glmv chat: an input line is longer than %d MiB\n", (int)(MAX_LINE >> 20));
+        status = 1;
+    }
     conv_clear(&c);
     free(c.turns);
     free(c.system);
     glmv_session_free(s);
     glmv_model_free(m);
-    return 0;
+    return status;
 }

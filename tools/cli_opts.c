@@ -1,6 +1,7 @@
 /* cli_opts.c -- the options that run, chat and serve share: which model,
  * which device, how many threads, image token limits and sampling. Each
  * subcommand parses its own flags and hands the rest to cli_opts_parse. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,9 +106,12 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
     } else if (!strcmp(a, "--seed")) {
         NEED_ARG();
         char *end;
-        o->seed = strtoull(argv[++*i], &end, 10);
-        if (*end) {
-            fprintf(stderr, "glmv: --seed expects an integer\n");
+        const char *v = argv[++*i];
+        errno = 0;
+        o->seed = strtoull(v, &end, 10);
+        /* strtoull takes "", "-5" (as 2^64-5) and saturates on overflow */
+        if (*end || end == v || errno || strchr(v, '-')) {
+            fprintf(stderr, "glmv: --seed expects an integer in [0, 18446744073709551615], got '%s'\n", v);
             return -1;
         }
         o->set_seed = 1;
@@ -128,6 +132,7 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
 void cli_opts_sampling(const cli_opts *o, const glmv_model *m, glmv_sampling *s) {
     glmv_sampling_default(m, s);
     if (o->max_tokens) s->max_new_tokens = o->max_tokens;
+    s->max_new_is_default = !o->max_tokens; /* no -n: the checkpoint's default may shrink */
     if (o->set_temp) {
         s->temperature = (float)o->temp;
         s->do_sample = o->temp > 0;
@@ -161,9 +166,13 @@ int cli_load_model(cli_opts *o, glmv_model **m, glmv_session **s) {
         *m = NULL;
         return -1;
     }
+    glmv_model_info info;
+    glmv_model_get_info(*m, &info);
+    /* positions past the trained range are computed, but the answers degrade */
+    if (o->n_ctx > 0 && info.max_position_embeddings > 0 && o->n_ctx > info.max_position_embeddings)
+        fprintf(stderr, "glmv: warning: --ctx %d is beyond the %d positions %s was trained on\n",
+                o->n_ctx, info.max_position_embeddings, info.name);
     if (o->mp.verbose) {
-        glmv_model_info info;
-        glmv_model_get_info(*m, &info);
         fprintf(stderr, "glmv: loaded %s on %s in %.0f ms (%.3g B parameters), context %d tokens\n",
                 info.name, info.device, info.load_ms, info.n_params / 1e9, glmv_session_n_ctx(*s));
     }

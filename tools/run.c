@@ -81,13 +81,22 @@ static void print_json(const glmv_result *r) {
     cJSON_Delete(j);
 }
 
-static char *read_stdin(void) {
+/* A prompt beyond this is far beyond any context (and /dev/zero never ends) */
+#define MAX_STDIN_PROMPT ((size_t)256 << 20)
+
+static char *read_stdin(int *too_big) {
     size_t cap = 4096, n = 0;
+    *too_big = 0;
     char *buf = malloc(cap);
     if (!buf) return NULL;
     size_t r;
     while ((r = fread(buf + n, 1, cap - n - 1, stdin)) > 0) {
         n += r;
+        if (n > MAX_STDIN_PROMPT) {
+            *too_big = 1;
+            free(buf);
+            return NULL;
+        }
         if (n + 1 == cap) {
             char *nb = realloc(buf, cap *= 2);
             if (!nb) {
@@ -153,9 +162,13 @@ int cmd_run(int argc, char **argv) {
     }
     char *prompt_buf = NULL;
     if (!strcmp(prompt, "-")) {
-        prompt = prompt_buf = read_stdin();
+        int too_big;
+        prompt = prompt_buf = read_stdin(&too_big);
         if (!prompt) {
-            fprintf(stderr, "glmv run: cannot read the prompt from standard input\n");
+            if (too_big)
+                fprintf(stderr, "glmv run: the prompt on standard input is larger than %d MiB\n",
+                        (int)(MAX_STDIN_PROMPT >> 20));
+            else fprintf(stderr, "glmv run: cannot read the prompt from standard input\n");
             return 2;
         }
     }

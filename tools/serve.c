@@ -496,6 +496,10 @@ int cmd_serve(int argc, char **argv) {
             sv.port = (int)v;
         } else if (!strcmp(a, "--api-key")) {
             NEED_VAL;
+            if (!*val) { /* an empty key would guard with a key anyone can guess */
+                fprintf(stderr, "glmv serve: --api-key must not be empty\n");
+                return 2;
+            }
             sv.api_key = val;
         } else if (!strcmp(a, "--media-dir")) {
             NEED_VAL;
@@ -539,6 +543,11 @@ int cmd_serve(int argc, char **argv) {
     if (media_dir) {
         if (!realpath(media_dir, media_real)) {
             fprintf(stderr, "glmv serve: --media-dir '%s': %s\n", media_dir, strerror(errno));
+            return 2;
+        }
+        struct stat mst;
+        if (stat(media_real, &mst) || !S_ISDIR(mst.st_mode)) {
+            fprintf(stderr, "glmv serve: --media-dir '%s' is not a directory\n", media_dir);
             return 2;
         }
         sv.media.media_dir = media_real;

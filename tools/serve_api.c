@@ -359,6 +359,24 @@ static int parse_messages(serve_request *r, const cJSON *msgs, const serve_media
 /* The request                                                              */
 /* ------------------------------------------------------------------------ */
 
+/* Whether a JSON text (already validated) holds a \u0000 escape inside a
+ * string: cJSON ends its C strings there, so the text after it would be
+ * dropped without a word. Returns the byte offset of the escape, or -1. */
+static long json_nul_escape(const char *s, size_t len) {
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!in_str) {
+            in_str = s[i] == '"';
+        } else if (s[i] == '"') {
+            in_str = 0;
+        } else if (s[i] == '\\' && i + 1 < len) {
+            if (s[i + 1] == 'u' && i + 5 < len && !strncmp(s + i + 2, "0000", 4)) return (long)i;
+            i++; /* skip the escaped character */
+        }
+    }
+    return -1;
+}
+
 int serve_request_parse(serve_request *r, const char *body, size_t len, const serve_engine *eng,
                         const serve_media_policy *pol, serve_error *e) {
     memset(r, 0, sizeof *r);
@@ -374,6 +392,13 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
                                "the body is not valid JSON (error near byte %zu)", at);
     }
     int rc = -1;
+    long nul = json_nul_escape(body, len);
+    if (nul >= 0) {
+        serve_error_set(e, 400, "invalid_request_error", "invalid_json", NULL,
+                        "a string holds a NUL character (\\u0000 at byte %ld), which glmv cannot pass on",
+                        nul);
+        goto done;
+    }
     if (!cJSON_IsObject(root)) {
         BAD(NULL, "the body must be a JSON object");
         goto done;
@@ -422,6 +447,7 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
             goto done;
         }
         r->sp.max_new_tokens = (int)l;
+        r->sp.max_new_is_default = 0;
         r->max_tokens_given = 1;
         break;
     }
@@ -466,6 +492,26 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
     if (cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0) {
         BAD("tools", "'tools' (function calling) is not supported");
         goto done;
+    }
+    /* the older spelling of tools: refused alike rather than ignored */
+    v = cJSON_GetObjectItemCaseSensitive(root, "functions");
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0) {
+        BAD("functions", "'functions' (function calling) is not supported");
+        goto done;
+    }
+    /* JSON mode is a promise about the output that glmv cannot keep */
+    v = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+    if (v && !cJSON_IsNull(v)) {
+        const cJSON *ty = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "type") : NULL;
+        if (!cJSON_IsString(ty)) {
+            BAD("response_format", "'response_format' must be an object with a string 'type'");
+            goto done;
+        }
+        if (strcmp(ty->valuestring, "text")) {
+            BAD("response_format", "'response_format' type '%.40s' is not supported (only 'text')",
+                ty->valuestring);
+            goto done;
+        }
     }
     const char *pen[2] = {"presence_penalty", "frequency_penalty"};
     for (int i = 0; i < 2; i++) {

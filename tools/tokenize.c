@@ -2,6 +2,7 @@
  * each token's text) using only the checkpoint's tokenizer files. --decode
  * goes the other way; --bench N times N encodes of the text and prints the
  * load time and the encoding throughput (single thread). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +48,20 @@ static char *read_all(const char *path, size_t *len) {
         size_t r = fread(buf + n, 1, cap - n, f);
         if (!r) break;
         n += r;
+        if (n > ((size_t)1 << 30)) { /* /dev/zero, or a device that never ends */
+            free(buf);
+            errno = EFBIG;
+            buf = NULL;
+            break;
+        }
     }
+    if (buf && ferror(f)) { /* a folder opens, then fails to read (errno says why) */
+        free(buf);
+        buf = NULL;
+    }
+    int e = errno;
     if (f != stdin) fclose(f);
+    errno = e;
     *len = n;
     return buf;
 }
@@ -160,7 +173,8 @@ int cmd_tokenize(int argc, char **argv) {
     if (file) {
         buf = read_all(file, &len);
         if (!buf) {
-            fprintf(stderr, "glmv tokenize: cannot read %s\n", file);
+            fprintf(stderr, "glmv tokenize: cannot read %s: %s\n", file,
+                    errno == EFBIG ? "larger than 1024 MiB" : strerror(errno));
             glmv_tokenizer_free(tok);
             return 1;
         }

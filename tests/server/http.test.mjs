@@ -66,6 +66,25 @@ test('wrong types and values name the parameter', async () => {
   await healthy();
 });
 
+test('requests glmv cannot honour are refused, not silently half-served', async () => {
+  // legacy function calling, like tools
+  await expectError({ ...user('x'), functions: [{ name: 'f', parameters: {} }] }, 400, (e) => assert.equal(e.param, 'functions'));
+  // JSON mode promises an output format the model does not keep
+  for (const rf of [{ type: 'json_object' }, { type: 'json_schema', json_schema: { name: 'a', schema: {} } }, 'json', { type: 3 }]) {
+    await expectError({ ...user('x'), response_format: rf }, 400, (e) => assert.equal(e.param, 'response_format'));
+  }
+  const ok = await post(srv.url, '/v1/chat/completions', { ...user('plain'), response_format: { type: 'text' } });
+  assert.equal(ok.status, 200);
+  // a NUL character would cut the text short without a word
+  await expectError(JSON.stringify(user('before\u0000after')), 400, (e) => assert.match(e.message, /NUL/));
+  await expectError('{"messages":[{"role":"user","content":[{"type":"text","text":"a\\u0000b"}]}]}', 400);
+  // an escaped backslash before u0000 is plain text, not a NUL
+  const lit = await post(srv.url, '/v1/chat/completions', '{"messages":[{"role":"user","content":"a\\\\u0000b"}]}');
+  assert.equal(lit.status, 200);
+  assert.equal((await lit.json()).choices[0].message.content, '**Echo:** a\\u0000b');
+  await healthy();
+});
+
 test('unknown model is 404, too many tokens is 400 context_length_exceeded', async () => {
   await expectError({ ...user('x'), model: 'nope' }, 404, (e) => assert.equal(e.code, 'model_not_found'));
   await expectError({ ...user('x'), max_tokens: 1e9 }, 400);
