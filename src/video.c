@@ -351,8 +351,12 @@ int glmv_video_load(const char *path, const void *data, size_t size,
     if (vp->start > 0) first = (int)GLMV_MIN((double)total, floor(vp->start * vfps));
     if (vp->end > 0) last = (int)GLMV_MIN((double)total, ceil(vp->end * vfps));
     if (last <= first) {
-        glmv_errf(err, "%s: the range %.2f-%.2f s holds no frames (the video lasts %.2f s)", r.name,
-                  vp->start, vp->end, total / vfps);
+        if (vp->end > 0)
+            glmv_errf(err, "%s: the range %.2f-%.2f s holds no frames (the video lasts %.2f s)", r.name,
+                      vp->start, vp->end, total / vfps);
+        else /* end 0 = to the end of the video: don't print it as 0.00 */
+            glmv_errf(err, "%s: the range from %.2f s to the end holds no frames (the video lasts %.2f s)", r.name,
+                      vp->start, total / vfps);
         goto done;
     }
     int sub_total = last - first;
