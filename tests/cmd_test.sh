@@ -112,6 +112,7 @@ T=../shared/assets/glm4-tokenizer
 if out=$($G tokenize -m $T --decode 151336 9703 --skip-special 2>"$tmp/err") && [ "$out" = "Hello" ]; then
     ok tokenize_decode_skip_special
 else bad tokenize_decode_skip_special "got '$out' $(cat "$tmp/err")"; fi
+expect_fail err_tokenize_no_model "-m DIR is required" $G tokenize "Hello"
 expect_fail err_tokenize_decode_bad_id "not a token" $G tokenize -m $T --decode 9703 999999999
 
 # a folder without tokenizer.json: the error names the missing file
