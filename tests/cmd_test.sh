@@ -51,6 +51,7 @@ expect_fail err_missing_model "nonexistent" $G run -m /nonexistent/model -p hi
 echo "not an image" >"$tmp/bad.jpg"
 expect_fail err_bad_image "bad.jpg" $G run -m $M --image "$tmp/bad.jpg" -p hi
 expect_fail err_missing_video "nothere.mp4" $G run -m $M --video "$tmp/nothere.mp4" -p hi
+expect_fail err_video_start "start 100.00 s is at or past the end" $G run -m $M --video $VID --video-start 100 -p hi
 expect_fail err_context "context" $G run -m $M --ctx 64 -p "hi" -n 1000
 # without -n the checkpoint's max_new_tokens (512 here) is a default, not a
 # demand: a prompt that fits runs to the end of the context instead of failing
@@ -111,6 +112,7 @@ T=../shared/assets/glm4-tokenizer
 if out=$($G tokenize -m $T --decode 151336 9703 --skip-special 2>"$tmp/err") && [ "$out" = "Hello" ]; then
     ok tokenize_decode_skip_special
 else bad tokenize_decode_skip_special "got '$out' $(cat "$tmp/err")"; fi
+expect_fail err_tokenize_no_model "-m DIR is required" $G tokenize "Hello"
 expect_fail err_tokenize_decode_bad_id "not a token" $G tokenize -m $T --decode 9703 999999999
 
 # a folder without tokenizer.json: the error names the missing file

@@ -121,6 +121,9 @@ int cmd_tokenize(int argc, char **argv) {
         }
     }
     if (!dir || (!decode && !file && !text) || (file && text)) {
+        fprintf(stderr, "glmv tokenize: %s\n", !dir ? "-m DIR is required (the folder with tokenizer.json)"
+                                                : file && text ? "give TEXT or -f FILE, not both"
+                                                               : "nothing to tokenize: give TEXT or -f FILE");
         usage(stderr);
         return 2;
     }

@@ -1,10 +1,14 @@
 /* threads.c -- a small fork-join thread pool for the CPU backend.
  *
- * A job is (fn, ctx, n_tasks) published under a generation number. Workers
- * wait for a new generation (spinning for a short while, then sleeping on a
- * condition variable), take tasks from a shared atomic counter, and report
- * completion through a second counter the caller waits on. The caller works
- * too, so a pool of 1 runs everything inline with no threads at all.
+ * A job is (fn, ctx, n_tasks). The caller closes the pool (odd generation),
+ * waits until no worker is still inside the previous job, writes the new job
+ * and opens it under the next even generation. Workers wait for a new even
+ * generation (spinning for a short while, then sleeping on a condition
+ * variable), take tasks from a shared atomic counter, and count the tasks
+ * they finished; the caller works too and returns when every task is done.
+ * The caller never waits for a worker that has not picked the job up: on a
+ * busy or oversubscribed machine a descheduled worker costs nothing, where a
+ * barrier over all threads would cost a time slice per job.
  */
 #include "cpu/threads.h"
 
@@ -29,15 +33,16 @@ struct glmv_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    atomic_int gen;             /* bumped per job; workers wait for a change */
+    atomic_uint gen;            /* even: job gen/2 is open; odd: the caller is changing it */
     atomic_int sleepers;        /* workers blocked on cv */
+    atomic_int active;          /* workers inside the open job */
     atomic_int quit;
-    /* the current job */
+    /* the current job: written only while closed and no worker is active */
     glmv_task_fn fn;
     void *ctx;
     int64_t n_tasks;
     atomic_llong next;          /* next task to take */
-    atomic_int done;            /* workers finished with this job */
+    atomic_llong left;          /* tasks not finished yet */
 };
 
 typedef struct {
@@ -45,12 +50,21 @@ typedef struct {
     int id;
 } worker_arg;
 
-static void work(glmv_pool *p, int id) {
+/* Take tasks until none is left; returns how many this thread ran. */
+static int64_t work(glmv_pool *p, int id) {
+    int64_t did = 0;
     for (;;) {
         int64_t t = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
         if (t >= p->n_tasks) break;
         p->fn(p->ctx, t, id);
+        did++;
     }
+    return did;
+}
+
+static int no_new_job(glmv_pool *p, unsigned seen, unsigned *g) {
+    *g = atomic_load_explicit(&p->gen, memory_order_acquire);
+    return (*g == seen || (*g & 1u)) && !atomic_load(&p->quit);
 }
 
 static void *worker_main(void *arg) {
@@ -58,28 +72,32 @@ static void *worker_main(void *arg) {
     glmv_pool *p = wa->p;
     int id = wa->id;
     free(wa);
-    int seen = 0;
+    unsigned seen = 0, g;
     for (;;) {
-        int g;
         int spins = 0;
-        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen &&
-               !atomic_load(&p->quit)) {
+        while (no_new_job(p, seen, &g)) {
             if (++spins < SPIN_ITERS) {
                 cpu_relax();
                 continue;
             }
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleepers, 1);
-            while (atomic_load(&p->gen) == seen && !atomic_load(&p->quit))
-                pthread_cond_wait(&p->cv, &p->mu);
+            while (no_new_job(p, seen, &g)) pthread_cond_wait(&p->cv, &p->mu);
             atomic_fetch_sub(&p->sleepers, 1);
             pthread_mutex_unlock(&p->mu);
             spins = 0;
         }
         if (atomic_load(&p->quit)) break;
-        seen = g;
-        work(p, id);
-        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        /* Enter, then check that job g is still the open one (seq_cst on both
+         * sides: either the caller sees us active and waits before changing
+         * the job, or we see its odd generation and leave untouched). */
+        atomic_fetch_add(&p->active, 1);
+        if (atomic_load(&p->gen) == g) {
+            int64_t did = work(p, id);
+            if (did) atomic_fetch_sub_explicit(&p->left, did, memory_order_release);
+            seen = g;
+        }
+        atomic_fetch_sub_explicit(&p->active, 1, memory_order_release);
     }
     return NULL;
 }
@@ -142,12 +160,20 @@ void glmv_pool_run(glmv_pool *p, glmv_task_fn fn, void *ctx, int64_t n_tasks) {
         for (int64_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
         return;
     }
+    /* close the pool, and wait for late workers still inside the last job
+     * (they find no task left and go at once) */
+    atomic_fetch_add(&p->gen, 1);
+    int spins = 0;
+    while (atomic_load_explicit(&p->active, memory_order_acquire) > 0) {
+        if (++spins < SPIN_ITERS) cpu_relax();
+        else sched_yield();
+    }
     p->fn = fn;
     p->ctx = ctx;
     p->n_tasks = n_tasks;
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-    /* publish (seq_cst: pairs with the worker's sleepers++ then gen check, so
+    atomic_store_explicit(&p->left, n_tasks, memory_order_relaxed);
+    /* open it (seq_cst: pairs with the worker's sleepers++ then gen check, so
      * either we see it sleeping and wake it, or it sees the new generation) */
     atomic_fetch_add(&p->gen, 1);
     if (atomic_load(&p->sleepers) > 0) {
@@ -155,9 +181,11 @@ void glmv_pool_run(glmv_pool *p, glmv_task_fn fn, void *ctx, int64_t n_tasks) {
         pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
     }
-    work(p, 0);
-    int spins = 0;
-    while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n - 1) {
+    int64_t did = work(p, 0);
+    if (did) atomic_fetch_sub_explicit(&p->left, did, memory_order_relaxed);
+    /* wait for the tasks other threads took (not for threads that took none) */
+    spins = 0;
+    while (atomic_load_explicit(&p->left, memory_order_acquire) > 0) {
         if (++spins < SPIN_ITERS) cpu_relax();
         else sched_yield();
     }
