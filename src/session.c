@@ -546,6 +546,56 @@ void glmv_result_free(glmv_result *r) {
     memset(r, 0, sizeof *r);
 }
 
+/* What the library is handed is checked before any work: the command line
+ * and the server validate their input too, but a library caller's NULL text,
+ * unknown part kind or NaN temperature must give an error, not a crash or a
+ * sampler that quietly does something else. */
+static int check_request(const glmv_message *msgs, int n_msgs, const glmv_sampling *sp, char *err) {
+    if (n_msgs < 0 || (n_msgs > 0 && !msgs))
+        return glmv_errf(err, "generate: %d messages at %p", n_msgs, (const void *)msgs);
+    for (int i = 0; i < n_msgs; i++) {
+        const glmv_message *m = &msgs[i];
+        if (m->n_parts < 0 || (m->n_parts > 0 && !m->parts))
+            return glmv_errf(err, "generate: message %d has n_parts %d and parts %p", i, m->n_parts,
+                             (const void *)m->parts);
+        for (int k = 0; k < m->n_parts; k++) {
+            const glmv_part *p = &m->parts[k];
+            if (p->kind == GLMV_PART_TEXT) {
+                if (!p->text) return glmv_errf(err, "generate: message %d part %d: text is NULL", i, k);
+            } else if (p->kind == GLMV_PART_IMAGE || p->kind == GLMV_PART_VIDEO) {
+                if (!p->path && !p->data)
+                    return glmv_errf(err, "generate: message %d part %d: no path and no data", i, k);
+                if (p->kind == GLMV_PART_VIDEO &&
+                    (!(p->video_fps >= 0 && p->video_fps <= 1e4) || p->video_max_frames < 0 ||
+                     !(p->video_start >= 0 && p->video_start < 1e12) ||
+                     !(p->video_end >= 0 && p->video_end < 1e12)))
+                    return glmv_errf(err, "generate: message %d part %d: video fps %g, max_frames %d, "
+                                     "start %g, end %g out of range", i, k, p->video_fps,
+                                     p->video_max_frames, p->video_start, p->video_end);
+            } else {
+                return glmv_errf(err, "generate: message %d part %d: unknown kind %d", i, k,
+                                 (int)p->kind);
+            }
+        }
+    }
+    if (sp->max_new_tokens < 0 || sp->max_thinking_tokens < 0 || sp->top_k < 0)
+        return glmv_errf(err, "generate: max_new_tokens %d, max_thinking_tokens %d, top_k %d: "
+                         "none may be negative", sp->max_new_tokens, sp->max_thinking_tokens, sp->top_k);
+    if (!(sp->temperature >= 0 && sp->temperature <= 1e6))
+        return glmv_errf(err, "generate: temperature %g is not in [0, 1e6]", sp->temperature);
+    if (!(sp->top_p >= 0 && sp->top_p <= 1))
+        return glmv_errf(err, "generate: top_p %g is not in [0, 1]", sp->top_p);
+    if (!(sp->repetition_penalty > 0 && sp->repetition_penalty <= 1e6))
+        return glmv_errf(err, "generate: repetition_penalty %g is not in (0, 1e6]",
+                         sp->repetition_penalty);
+    if (sp->n_stop < 0 || (sp->n_stop > 0 && !sp->stop))
+        return glmv_errf(err, "generate: n_stop %d with stop %p", sp->n_stop, (const void *)sp->stop);
+    for (int i = 0; i < sp->n_stop; i++)
+        if (!sp->stop[i] || !sp->stop[i][0])
+            return glmv_errf(err, "generate: stop string %d is NULL or empty", i);
+    return 0;
+}
+
 int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const glmv_sampling *sp_in,
                   glmv_callback cb, void *user, glmv_result *out, char *err) {
     glmv_model *m = s->m;
@@ -561,6 +611,7 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     glmv_sampling sp;
     if (sp_in) sp = *sp_in;
     else glmv_sampling_default(m, &sp);
+    if (check_request(msgs, n_msgs, &sp, err)) return -1;
 
     double t0 = glmv_now_ms();
     media md;

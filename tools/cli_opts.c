@@ -96,6 +96,11 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
     } else if (!strcmp(a, "--top-p")) {
         NEED_ARG();
         if (cli_parse_float(a, argv[++*i], 0, 1, &d)) return -1;
+        if (d == 0) { /* the sampler reads top_p <= 0 as "off": the opposite of what 0 asks */
+            fprintf(stderr, "glmv: --top-p expects a number in (0, 1], got '%s' (--greedy keeps "
+                            "only the best token)\n", argv[*i]);
+            return -1;
+        }
         o->top_p = d;
         o->set_top_p = 1;
     } else if (!strcmp(a, "--repeat-penalty") || !strcmp(a, "--repetition-penalty")) {
