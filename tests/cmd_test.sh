@@ -63,6 +63,8 @@ expect_fail err_bad_flag "unknown" $G run -m $M -p hi --bogus
 expect_fail err_bad_number "integer" $G run -m $M -p hi -n abc
 expect_fail err_no_prompt "required" $G run -m $M
 expect_fail err_seed_negative "seed" $G run -m $M -p hi --seed -5
+# a special token typed in the text is matched as one (as in HF): the error says so
+expect_fail err_text_image_token "special token <|image|>" $G run -m $M -p "what is <|image|>?"
 # the sampler reads top_p 0 as "off", the opposite of what was asked
 expect_fail err_top_p_zero "top-p" $G run -m $M -p hi --top-p 0
 expect_fail err_seed_empty "seed" $G run -m $M -p hi --seed ""
