@@ -319,6 +319,14 @@ int glmv_video_load(const char *path, const void *data, size_t size,
     glmv_rgb *frames = NULL;
     int n_stored = 0, rc = -1;
     if (vreader_open(&r, path, data, size, err)) goto done;
+    /* FFmpeg opens a PNG, JPEG or WebP file too (its "*_pipe" demuxers), and then
+     * fails with "no frame" or "bad frame size 0x0": say what the file is instead */
+    const char *fmt_name = r.fmt->iformat && r.fmt->iformat->name ? r.fmt->iformat->name : "";
+    size_t fl = strlen(fmt_name);
+    if ((fl > 5 && !strcmp(fmt_name + fl - 5, "_pipe")) || !strcmp(fmt_name, "image2")) {
+        glmv_errf(err, "%s: an image file (FFmpeg reads it as %s), not a video", r.name, fmt_name);
+        goto done;
+    }
     AVStream *st = r.fmt->streams[r.stream];
     int w = r.dec->width, h = r.dec->height;
     int64_t max_px = vp->max_decode_pixels > 0 ? vp->max_decode_pixels : (int64_t)8192 * 8192;

@@ -165,6 +165,14 @@ TEST(options_range_fps_max_frames) {
     vp = (glmv_video_params){.start = 3, .end = 1}; /* reversed */
     CHECK(glmv_video_load(VID "mmcv_test.mp4", NULL, 0, &vp, &ip, &v, err) != 0);
     CHECK_MSG(strstr(err, "not after its start") != NULL, "%s", err);
+    /* a PNG handed over as a video: named as an image, not "no frame could be decoded" */
+    size_t png_len = 0;
+    char *png = glmv_read_file("models/demo/example.png", &png_len, err);
+    CHECK_MSG(png != NULL, "%s", err);
+    vp = (glmv_video_params){0};
+    CHECK(png && glmv_video_load(NULL, png, png_len, &vp, &ip, &v, err) != 0);
+    CHECK_MSG(strstr(err, "an image file") != NULL, "%s", err);
+    free(png);
     vp = (glmv_video_params){.start = 100, .end = 200};
     CHECK(glmv_video_load(VID "mmcv_test.mp4", NULL, 0, &vp, &ip, &v, err) != 0);
     CHECK_MSG(strstr(err, "holds no frames") != NULL, "%s", err);
