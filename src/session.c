@@ -257,7 +257,8 @@ static glmv_image_params processor_params(const glmv_config *c, int video) {
     return ip;
 }
 
-static int load_video(glmv_model *m, const glmv_part *pt, media *md, int64_t K, char *err) {
+static int load_video(glmv_model *m, const glmv_part *pt, media *md, int64_t K, int64_t max_tokens,
+                      char *err) {
     const glmv_config *c = &m->cfg;
     glmv_image_params ip = processor_params(c, 1);
     glmv_video_params vp = {.fps = pt->video_fps > 0 ? pt->video_fps : c->vid_fps,
@@ -266,7 +267,8 @@ static int load_video(glmv_model *m, const glmv_part *pt, media *md, int64_t K, 
                             .start = pt->video_start,
                             .end = pt->video_end,
                             .max_decode_pixels = m->params.max_decode_pixels,
-                            .apply_rotation = 1};
+                            .apply_rotation = 1,
+                            .max_tokens = max_tokens};
     glmv_video v;
     if (glmv_video_load(pt->path, pt->data, pt->size, &vp, &ip, &v, err)) return -1;
     int rc = -1;
@@ -292,7 +294,8 @@ done:
     return rc;
 }
 
-static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, media *md, char *err) {
+static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, int n_ctx, media *md,
+                       char *err) {
     const glmv_config *c = &m->cfg;
     glmv_image_params ip = processor_params(c, 0);
     if ((m->params.min_image_tokens || m->params.max_image_tokens) &&
@@ -303,7 +306,9 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, medi
         for (int j = 0; j < msgs[i].n_parts; j++) {
             const glmv_part *pt = &msgs[i].parts[j];
             if (pt->kind == GLMV_PART_VIDEO) {
-                if (load_video(m, pt, md, K, err)) return -1;
+                /* vision tokens so far (rows are patches, merge_size^2 to a token) */
+                int64_t used = md->n_rows / ((int64_t)ip.merge_size * ip.merge_size);
+                if (load_video(m, pt, md, K, GLMV_MAX((int64_t)n_ctx - used, 1), err)) return -1;
                 continue;
             }
             if (pt->kind != GLMV_PART_IMAGE) continue;
@@ -311,6 +316,23 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, medi
             int rc = pt->path ? glmv_image_decode_file(pt->path, m->params.max_decode_pixels, &rgb, err)
                               : glmv_image_decode_mem(pt->data, pt->size, m->params.max_decode_pixels, &rgb, err);
             if (rc) return -1;
+            /* a config with a huge min_pixels would upscale the image to gigabytes
+             * of patch rows before the prompt is found not to fit: check first */
+            int th, tw, fct = ip.patch_size * ip.merge_size;
+            if (glmv_smart_resize(ip.temporal_patch_size, rgb.h, rgb.w, fct, ip.min_pixels,
+                                  ip.max_pixels, &th, &tw, err)) {
+                glmv_rgb_free(&rgb);
+                return -1;
+            }
+            int64_t img_tokens = md->n_rows / ((int64_t)ip.merge_size * ip.merge_size) +
+                                 ((int64_t)th / fct) * (tw / fct);
+            if (img_tokens > n_ctx) {
+                glmv_errf(err, "image %d (%dx%d, resized to %dx%d) brings the vision tokens to %lld, "
+                          "beyond the context (n_ctx %d)", md->n_img + 1, rgb.w, rgb.h, tw, th,
+                          (long long)img_tokens, n_ctx);
+                glmv_rgb_free(&rgb);
+                return -1;
+            }
             float *rows = NULL;
             int grid[3];
             rc = glmv_image_preprocess(&rgb, &ip, &rows, grid, err);
@@ -631,7 +653,7 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
 
     text = glmv_chat_render(m->tmpl, msgs, n_msgs, 1, err);
     if (!text) goto done;
-    if (load_images(m, msgs, n_msgs, &md, err)) goto done;
+    if (load_images(m, msgs, n_msgs, s->n_ctx, &md, err)) goto done;
     n0 = glmv_tokenize(m->tok, text, strlen(text), &ids0, err);
     if (n0 < 0) goto done;
     if (expand_videos(m, &ids0, &n0, &md, err)) goto done;

@@ -23,6 +23,8 @@ typedef struct {
     double start, end;          /* time range in seconds (end 0 = to the end) */
     int64_t max_decode_pixels;  /* refuse frames larger than this (0 = 8192*8192) */
     int apply_rotation;         /* honour the display-matrix rotation */
+    int64_t max_tokens;         /* refuse, before decoding, frames that would make more vision
+                                   tokens than this (0 = no limit) */
 } glmv_video_params;
 
 typedef struct {

@@ -86,6 +86,18 @@ expect_fail err_tokenize_dir "directory" $G tokenize -m $M -f "$tmp"
 expect_fail err_stdin_endless "larger than" timeout 60 $G run -m $M -p - </dev/zero
 expect_fail err_chat_endless_line "longer than" timeout 60 $G chat -m $M -n 1 </dev/zero
 
+# a processor config asking for a billion pixels per image (or frame) would
+# upscale to gigabytes of patch rows (tens of seconds, ~23 GB) before the prompt
+# is found too long: the vision tokens are checked against the context first
+mkdir -p "$tmp/bigpx"
+for f in "$M"/*; do ln -s "$PWD/$f" "$tmp/bigpx/"; done
+rm "$tmp/bigpx/preprocessor_config.json" "$tmp/bigpx/video_preprocessor_config.json"
+jq '.size = {"shortest_edge": 1000000000, "longest_edge": 2000000000}' "$M/preprocessor_config.json" >"$tmp/bigpx/preprocessor_config.json"
+jq '.size = {"shortest_edge": 1000000000, "longest_edge": 2000000000}' "$M/video_preprocessor_config.json" >"$tmp/bigpx/video_preprocessor_config.json"
+expect_fail err_image_tokens_beyond_ctx "beyond the context" timeout 20 $G run -m "$tmp/bigpx" --image $IMG -p hi -n 1
+expect_fail err_video_tokens_beyond_ctx "context has room" timeout 20 $G run -m "$tmp/bigpx" --video $VID -p hi -n 1
+rm -rf "$tmp/bigpx"
+
 # serve refuses options it cannot honour instead of starting (timeout: it would run)
 expect_fail err_serve_media_dir_file "not a directory" timeout 20 $G serve -m echo: --port 0 --media-dir "$M/config.json"
 expect_fail err_serve_empty_api_key "empty" timeout 20 $G serve -m echo: --port 0 --api-key ""
