@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "serve.h"
 
@@ -232,6 +233,14 @@ static int media_from_url(serve_request *r, glmv_part *p, const char *url, int v
         return serve_error_set(e, 403, "permission_error", "media_outside_dir", param,
                                "%s path '%s' is outside --media-dir", what, path);
     if (!realpath(joined, real)) return BAD(param, "%s file '%s' not found under --media-dir", what, path);
+    /* the client named it: a folder or a huge file is its error (400), not the server's */
+    struct stat st;
+    if (stat(real, &st) || !S_ISREG(st.st_mode))
+        return BAD(param, "%s path '%s' under --media-dir is not a regular file", what, path);
+    if ((uint64_t)st.st_size > ((uint64_t)1 << 30))
+        return serve_error_set(e, 413, "invalid_request_error", "media_too_large", param,
+                               "%s file '%s' has %lld bytes, above the 1024 MiB limit", what, path,
+                               (long long)st.st_size);
     p->path = own_strdup(r, real);
     return p->path ? 0 : serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
 }

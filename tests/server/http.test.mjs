@@ -107,6 +107,29 @@ test('undecodable images and refused media', async () => {
   await healthy();
 });
 
+test('a --media-dir path that is a folder or a huge file is the client\'s error, not a 500', async () => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'glmv-media-'));
+  fs.mkdirSync(path.join(dir, 'folder.png'));
+  fs.writeFileSync(path.join(dir, 'huge.png'), '');
+  fs.truncateSync(path.join(dir, 'huge.png'), 2 ** 31); // sparse: no disk used
+  const m = await startServer(['-m', 'echo:', '--media-dir', dir]);
+  try {
+    const img = (url) => user([{ type: 'image_url', image_url: { url } }, { type: 'text', text: 'x' }]);
+    let r = await post(m.url, '/v1/chat/completions', img('folder.png'));
+    assert.equal(r.status, 400);
+    assert.match((await r.json()).error.message, /not a regular file/);
+    r = await post(m.url, '/v1/chat/completions', img('huge.png'));
+    assert.equal(r.status, 413);
+    assert.equal((await r.json()).error.code, 'media_too_large');
+  } finally {
+    assert.equal(await m.stop(), 0);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('oversized body is 413, by Content-Length and by chunked upload', async () => {
   const big = JSON.stringify(user('z'.repeat(2 << 20)));
   await expectError(big, 413);
