@@ -119,6 +119,12 @@ printf '/image %s\nWhat is this?\n/clear\nHi\n/quit\n' "$IMG" | $G chat -m $M -n
 if [ $? -eq 0 ] && grep -q "attached image" "$tmp/chat" && grep -q "conversation cleared" "$tmp/chat"; then ok chat_pipe
 else bad chat_pipe "$(cat "$tmp/chat" "$tmp/err")"; fi
 
+# a chat whose history outgrows the context says how to go on
+printf 'hi\nhello there how are you\nmore\nmore text here\nand more\n' |
+    $G chat -m $M --ctx 40 -n 8 --greedy >/dev/null 2>"$tmp/err"
+if grep -q "exceeds the context.*/clear starts a new conversation" "$tmp/err"; then ok chat_context_full_hint
+else bad chat_context_full_hint "$(cat "$tmp/err")"; fi
+
 # tokenize needs only the tokenizer
 if $G tokenize -m ../shared/assets/glm4-tokenizer "Hello world" >"$tmp/tok" 2>"$tmp/err" && [ -s "$tmp/tok" ]; then ok tokenize_cli
 else bad tokenize_cli "$(cat "$tmp/err")"; fi

@@ -248,7 +248,9 @@ int cmd_chat(int argc, char **argv) {
         free(store);
         if (out.any) fputc('\n', stdout);
         if (rc) {
-            fprintf(stderr, "glmv: %s\n", err);
+            /* the history only grows: without a hint every later turn fails alike */
+            fprintf(stderr, "glmv: %s%s\n", err,
+                    strstr(err, "context") && c.n > 1 ? " (/clear starts a new conversation)" : "");
             /* the turn failed: drop it so the history stays answerable */
             turn_free(&c.turns[--c.n]);
             continue;
