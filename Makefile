@@ -135,4 +135,4 @@ asan-test:
 clean:
 	rm -rf build glmv
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TESTLIB_OBJ:.o=.d) $(TESTS:=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TESTLIB_OBJ:.o=.d) $(TESTS:=.d) $(FUZZERS:=.d)
