@@ -71,6 +71,7 @@ expect_fail err_seed_empty "seed" $G run -m $M -p hi --seed ""
 expect_fail err_seed_overflow "seed" $G run -m $M -p hi --seed 99999999999999999999999
 # an id the tokenizer does not know is refused, not decoded to nothing
 expect_fail err_decode_unknown_id "decode" $G tokenize -m $M --decode 99999999
+expect_fail err_tokenize_missing_value "needs a value" $G tokenize -m $M --bench
 # --ctx beyond the trained positions runs, with a warning
 if $G run -m $M -p hi -n 1 --ctx 40000 >/dev/null 2>"$tmp/err" && grep -q "warning: --ctx 40000 is beyond" "$tmp/err"; then
     ok ctx_beyond_trained_warns

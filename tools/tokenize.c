@@ -110,6 +110,9 @@ int cmd_tokenize(int argc, char **argv) {
             break;
         } else if (!strcmp(a, "--bench") && i + 1 < argc) {
             if (cli_parse_int("--bench", argv[++i], 1, 1000000, &bench)) return 2;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "-f") || !strcmp(a, "--bench")) {
+            fprintf(stderr, "glmv tokenize: %s needs a value\n", a); /* it came last */
+            return 2;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "glmv tokenize: unknown option '%s'\n", a);
             usage(stderr);
