@@ -356,8 +356,8 @@ static int expand_videos(glmv_model *m, int32_t **ids, int64_t *n, const media *
     int nv = 0;
     for (int64_t i = 0; i < *n; i++) nv += (*ids)[i] == c->video_token_id;
     if (nv != md->n_vid)
-        return glmv_errf(err, "%d videos but %d video placeholders in the prompt (a text holding the special "
-                         "token <|video|> makes one)", md->n_vid, nv);
+        return glmv_errf(err, "%d videos but %d video placeholders in the prompt (a text "
+                         "holding the special token <|video|> makes one)", md->n_vid, nv);
     if (nv == 0) return 0;
     int64_t cap = *n + 1;
     for (int v = 0; v < md->n_vid; v++) cap += (int64_t)md->vid_grid[v][0] * 8;
@@ -402,14 +402,14 @@ static int expand_placeholders(const glmv_config *c, const int32_t *ids, int64_t
     for (int64_t i = 0; i < n; i++)
         if (ids[i] == c->image_token_id) {
             if (k >= md->n)
-                return glmv_errf(err, "prompt has more image placeholders than the %d images (a text holding the "
-                                 "special token <|image|> makes one)", md->n);
+                return glmv_errf(err, "prompt has more image placeholders than the %d images (a "
+                                 "text holding the special token <|image|> makes one)", md->n);
             total += (int64_t)md->grid[k][0] * md->grid[k][1] * md->grid[k][2] / ms2 - 1;
             k++;
         }
     if (k != md->n)
-        return glmv_errf(err, "%d images but %d image placeholders in the prompt (a text holding the special "
-                         "token <|image|> makes one)", md->n, k);
+        return glmv_errf(err, "%d images but %d image placeholders in the prompt (a text "
+                         "holding the special token <|image|> makes one)", md->n, k);
     int32_t *o = malloc(sizeof(int32_t) * (size_t)GLMV_MAX(total, 1));
     if (!o) return glmv_errf(err, "out of memory");
     int64_t j = 0;

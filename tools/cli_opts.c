@@ -116,7 +116,8 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
         o->seed = strtoull(v, &end, 10);
         /* strtoull takes "", "-5" (as 2^64-5) and saturates on overflow */
         if (*end || end == v || errno || strchr(v, '-')) {
-            fprintf(stderr, "glmv: --seed expects an integer in [0, 18446744073709551615], got '%s'\n", v);
+            fprintf(stderr, "glmv: --seed expects an integer in [0, 18446744073709551615], got '%s'\n",
+                    v);
             return -1;
         }
         o->set_seed = 1;

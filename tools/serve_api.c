@@ -404,8 +404,8 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
     long nul = json_nul_escape(body, len);
     if (nul >= 0) {
         serve_error_set(e, 400, "invalid_request_error", "invalid_json", NULL,
-                        "a string holds a NUL character (\\u0000 at byte %ld), which glmv cannot pass on",
-                        nul);
+                        "a string holds a NUL character (\\u0000 at byte %ld), which glmv cannot "
+                        "pass on", nul);
         goto done;
     }
     if (!cJSON_IsObject(root)) {
