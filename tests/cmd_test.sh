@@ -120,6 +120,13 @@ printf '/image %s\nWhat is this?\n/clear\nHi\n/quit\n' "$IMG" | $G chat -m $M -n
 if [ $? -eq 0 ] && grep -q "attached image" "$tmp/chat" && grep -q "conversation cleared" "$tmp/chat"; then ok chat_pipe
 else bad chat_pipe "$(cat "$tmp/chat" "$tmp/err")"; fi
 
+# an answer that cannot be written (a full disk) is a failure, not status 0
+for cmd in "run -m $M -p hi -n 2 --json" "tokenize -m $M hello"; do
+    if $G $cmd >/dev/full 2>"$tmp/err"; then bad "err_stdout_full ($cmd)" "exited 0"
+    elif grep -q "cannot write to standard output" "$tmp/err"; then ok "err_stdout_full_${cmd%% *}"
+    else bad "err_stdout_full ($cmd)" "$(cat "$tmp/err")"; fi
+done
+
 # a chat whose history outgrows the context says how to go on
 printf 'hi\nhello there how are you\nmore\nmore text here\nand more\n' |
     $G chat -m $M --ctx 40 -n 8 --greedy >/dev/null 2>"$tmp/err"

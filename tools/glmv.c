@@ -1,6 +1,7 @@
 /* glmv.c -- the glmv command: dispatches to a subcommand.
  * Add a subcommand by writing tools/<name>.c with `int cmd_<name>(int, char **)`
  * and one line in the table below. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +32,20 @@ static void usage(FILE *f) {
     fprintf(f, "\nRun 'glmv COMMAND --help' for a command's options.\n");
 }
 
+/* An answer that could not be written (a full disk, a closed standard output)
+ * is a failure, not a success with nothing to show. */
+static int check_stdout(int rc) {
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        if (rc == 0) {
+            fprintf(stderr, "glmv: cannot write to standard output%s%s\n", errno ? ": " : "",
+                    errno ? strerror(errno) : "");
+            rc = 1;
+        }
+    }
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {
@@ -42,7 +57,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (const cli_command *c = commands; c->name; c++)
-        if (!strcmp(argv[1], c->name)) return c->main(argc - 1, argv + 1);
+        if (!strcmp(argv[1], c->name)) return check_stdout(c->main(argc - 1, argv + 1));
     fprintf(stderr, "glmv: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
