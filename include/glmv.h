@@ -137,6 +137,8 @@ typedef struct {
     int max_new_is_default;     /* 1: max_new_tokens is a default (generation_config.json), not
                                    the user's: shortened to what the context holds instead of
                                    being refused (glmv_sampling_default leaves it 0) */
+    float presence_penalty;     /* 0 = off; OpenAI semantics, in [-2, 2]: subtracted once from */
+    float frequency_penalty;    /* every id already generated / per time it was generated */
 } glmv_sampling;
 
 /* Defaults from the checkpoint's generation_config.json. */

@@ -180,9 +180,11 @@ typedef struct { uint64_t s[4]; } glmv_rng;
 void glmv_rng_seed(glmv_rng *r, uint64_t seed);
 double glmv_rng_uniform(glmv_rng *r);  /* [0, 1) */
 /* Pick the next id from logits (modified in place) with HF's processor order:
- * repetition penalty over hist -> (sampling only) temperature -> top-k -> top-p.
+ * repetition penalty over hist -> presence/frequency penalties over out (the
+ * ids generated so far) -> (sampling only) temperature -> top-k -> top-p.
  * work: vocab floats + vocab ints of scratch. */
 int32_t glmv_sample(float *logits, int vocab, const glmv_sampling *sp, const int32_t *hist,
-                    int64_t n_hist, glmv_rng *rng, float *work_f, int32_t *work_i);
+                    int64_t n_hist, const int32_t *out, int64_t n_out, glmv_rng *rng,
+                    float *work_f, int32_t *work_i);
 
 #endif

@@ -1,6 +1,8 @@
 /* sample.c -- choosing the next token the way transformers' generate does:
  * RepetitionPenaltyLogitsProcessor over every id of the sequence (prompt and
- * output, each distinct id once: s/p when s > 0, s*p otherwise), then, only
+ * output, each distinct id once: s/p when s > 0, s*p otherwise), OpenAI's
+ * presence and frequency penalties over the ids generated so far (as vLLM
+ * applies them: s - frequency * count - presence when count > 0), then, only
  * when sampling, TemperatureLogitsWarper, TopKLogitsWarper (ties with the k-th
  * value kept) and TopPLogitsWarper (ascending sort, drop while the cumulative
  * probability <= 1 - top_p, the best token always kept), then a draw from the
@@ -57,7 +59,8 @@ static int cmp_asc(const void *a, const void *b, void *ctx) {
 }
 
 int32_t glmv_sample(float *logits, int V, const glmv_sampling *sp, const int32_t *hist,
-                    int64_t n_hist, glmv_rng *rng, float *work_f, int32_t *work_i) {
+                    int64_t n_hist, const int32_t *out, int64_t n_out, glmv_rng *rng,
+                    float *work_f, int32_t *work_i) {
     /* ref: RepetitionPenaltyLogitsProcessor (gather, penalise, scatter: each id once) */
     float p = sp ? sp->repetition_penalty : 1.0f;
     if (p > 0 && p != 1.0f && hist && n_hist > 0) {
@@ -68,6 +71,20 @@ int32_t glmv_sample(float *logits, int V, const glmv_sampling *sp, const int32_t
             if (id < 0 || id >= V || seen[id]) continue;
             seen[id] = 1;
             logits[id] = logits[id] < 0 ? logits[id] * p : logits[id] / p;
+        }
+    }
+    /* presence / frequency: count each generated id, then penalise each once */
+    float pres = sp ? sp->presence_penalty : 0.0f, freq = sp ? sp->frequency_penalty : 0.0f;
+    if ((pres != 0 || freq != 0) && out && n_out > 0) {
+        int32_t *count = work_i;
+        memset(count, 0, sizeof(int32_t) * (size_t)V);
+        for (int64_t i = 0; i < n_out; i++)
+            if (out[i] >= 0 && out[i] < V) count[out[i]]++;
+        for (int64_t i = 0; i < n_out; i++) {
+            int32_t id = out[i];
+            if (id < 0 || id >= V || !count[id]) continue;
+            logits[id] -= freq * (float)count[id] + pres;
+            count[id] = 0;
         }
     }
     if (!sp || !sp->do_sample) return argmax(logits, V);

@@ -613,6 +613,10 @@ static int check_request(const glmv_message *msgs, int n_msgs, const glmv_sampli
     if (!(sp->repetition_penalty > 0 && sp->repetition_penalty <= 1e6))
         return glmv_errf(err, "generate: repetition_penalty %g is not in (0, 1e6]",
                          sp->repetition_penalty);
+    if (!(sp->presence_penalty >= -2 && sp->presence_penalty <= 2) ||
+        !(sp->frequency_penalty >= -2 && sp->frequency_penalty <= 2))
+        return glmv_errf(err, "generate: presence_penalty %g, frequency_penalty %g: each must be "
+                         "in [-2, 2]", sp->presence_penalty, sp->frequency_penalty);
     if (sp->n_stop < 0 || (sp->n_stop > 0 && !sp->stop))
         return glmv_errf(err, "generate: n_stop %d with stop %p", sp->n_stop, (const void *)sp->stop);
     for (int i = 0; i < sp->n_stop; i++)
@@ -739,7 +743,7 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
         if (i_force < n_force) {
             id = force[i_force++];
         } else {
-            id = glmv_sample(logits, V, &sp, s->hist, s->pos, &rng, wf, wi);
+            id = glmv_sample(logits, V, &sp, s->hist, s->pos, gen, n_gen, &rng, wf, wi);
         }
         gen[n_gen++] = id;
         if (is_eos(c, id)) {

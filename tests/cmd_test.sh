@@ -31,6 +31,15 @@ if [ -s "$tmp/b.json" ] && cmp -s <(jq -c .token_ids "$tmp/a.json") <(jq -c .tok
     ok run_greedy_deterministic
 else bad run_greedy_deterministic "token ids differ between two greedy runs"; fi
 
+# OpenAI's presence/frequency penalties act on the ids generated so far: the
+# demo model's reasoning repeats words, so a frequency penalty changes its
+# greedy answer, and penalties of 0 leave it as it was
+D=models/demo
+pen() { $G run -m $D --image $D/example.png -p "How many shapes are there?" --greedy --json "$@" 2>/dev/null | jq -c .token_ids; }
+p0=$(pen) p1=$(pen --frequency-penalty 2) p2=$(pen --frequency-penalty 0 --presence-penalty 0)
+if [ -n "$p0" ] && [ "$p0" = "$p2" ] && [ -n "$p1" ] && [ "$p0" != "$p1" ]; then ok run_frequency_penalty
+else bad run_frequency_penalty "plain $p0 / frequency 2 $p1 / zeros $p2"; fi
+
 # streaming text output, two images and a video in one prompt, -v timings on stderr
 if $G run -m $M --image $IMG --image ../shared/assets/images/llava_waterview.jpg --video $VID \
         -p "Compare." -n 4 -v >"$tmp/out" 2>"$tmp/err" && grep -q "prefill" "$tmp/err" && grep -q "vision" "$tmp/err"; then
@@ -67,6 +76,7 @@ expect_fail err_seed_negative "seed" $G run -m $M -p hi --seed -5
 expect_fail err_text_image_token "special token <|image|>" $G run -m $M -p "what is <|image|>?"
 # the sampler reads top_p 0 as "off", the opposite of what was asked
 expect_fail err_top_p_zero "top-p" $G run -m $M -p hi --top-p 0
+expect_fail err_presence_range "in \\[-2, 2\\]" $G run -m $M -p hi --presence-penalty 3
 expect_fail err_seed_empty "seed" $G run -m $M -p hi --seed ""
 expect_fail err_seed_overflow "seed" $G run -m $M -p hi --seed 99999999999999999999999
 # an id the tokenizer does not know is refused, not decoded to nothing

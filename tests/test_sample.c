@@ -26,7 +26,7 @@ TEST(greedy_first_max) {
     glmv_sampling s;
     sampling(&s);
     float l[6] = {0.5f, 2.0f, -1.0f, 2.0f, 1.0f, 0.0f};
-    CHECK_EQ_INT(glmv_sample(l, 6, &s, NULL, 0, NULL, wf, wi), 1);
+    CHECK_EQ_INT(glmv_sample(l, 6, &s, NULL, 0, NULL, 0, NULL, wf, wi), 1);
 }
 
 TEST(repetition_penalty_hf) {
@@ -35,7 +35,7 @@ TEST(repetition_penalty_hf) {
     s.repetition_penalty = 2.0f;
     float l[5] = {3.0f, 2.5f, -1.0f, 1.0f, 0.0f};
     int32_t hist[] = {0, 2, 0, 0, 4};
-    int32_t id = glmv_sample(l, 5, &s, hist, 5, NULL, wf, wi);
+    int32_t id = glmv_sample(l, 5, &s, hist, 5, NULL, 0, NULL, wf, wi);
     CHECK_NEAR(l[0], 1.5, 0);  /* once, not three times */
     CHECK_NEAR(l[2], -2.0, 0); /* negative: multiplied */
     CHECK_NEAR(l[1], 2.5, 0);
@@ -53,7 +53,7 @@ TEST(top_k_one_is_greedy) {
     glmv_rng_seed(&r, 7);
     for (int t = 0; t < 200; t++) {
         float l[8] = {0.1f, 0.2f, 0.3f, 0.25f, 0.0f, -1.0f, 0.29f, 0.1f};
-        CHECK_EQ_INT(glmv_sample(l, 8, &s, NULL, 0, &r, wf, wi), 2);
+        CHECK_EQ_INT(glmv_sample(l, 8, &s, NULL, 0, NULL, 0, &r, wf, wi), 2);
     }
 }
 
@@ -65,7 +65,7 @@ TEST(top_k_ties_kept) {
     float l[5] = {1.0f, 3.0f, 2.0f, 2.0f, 0.0f};
     glmv_rng r;
     glmv_rng_seed(&r, 1);
-    glmv_sample(l, 5, &s, NULL, 0, &r, wf, wi);
+    glmv_sample(l, 5, &s, NULL, 0, NULL, 0, &r, wf, wi);
     CHECK(isinf(l[0]) && l[0] < 0);
     CHECK(isinf(l[4]) && l[4] < 0);
     CHECK(!isinf(l[2]) && !isinf(l[3])); /* both equal to the 2nd value stay, as in HF */
@@ -84,7 +84,7 @@ TEST(top_p_set) {
     for (int t = 0; t < 4000; t++) {
         float l[4];
         memcpy(l, base, sizeof l);
-        count[glmv_sample(l, 4, &s, NULL, 0, &r, wf, wi)]++;
+        count[glmv_sample(l, 4, &s, NULL, 0, NULL, 0, &r, wf, wi)]++;
     }
     CHECK_EQ_INT(count[2], 0);
     CHECK_EQ_INT(count[3], 0);
@@ -94,7 +94,7 @@ TEST(top_p_set) {
     for (int t = 0; t < 100; t++) {
         float l[4];
         memcpy(l, base, sizeof l);
-        CHECK_EQ_INT(glmv_sample(l, 4, &s, NULL, 0, &r, wf, wi), 0);
+        CHECK_EQ_INT(glmv_sample(l, 4, &s, NULL, 0, NULL, 0, &r, wf, wi), 0);
     }
 }
 
@@ -112,9 +112,36 @@ TEST(temperature_distribution) {
     for (int t = 0; t < N; t++) {
         float l[3];
         memcpy(l, base, sizeof l);
-        count[glmv_sample(l, 3, &s, NULL, 0, &r, wf, wi)]++;
+        count[glmv_sample(l, 3, &s, NULL, 0, NULL, 0, &r, wf, wi)]++;
     }
     for (int i = 0; i < 3; i++) CHECK_NEAR(count[i] / (double)N, p[i] / z, 0.015);
+}
+
+TEST(presence_frequency_openai) {
+    glmv_sampling s;
+    sampling(&s);
+    s.presence_penalty = 0.5f;
+    s.frequency_penalty = 0.25f;
+    float l[6] = {3.0f, 2.9f, 1.0f, -1.0f, 0.0f, 2.0f};
+    int32_t hist[] = {5, 5, 5, 0, 0, 0, 3}; /* the prompt (5, 5) and the output (5, 0, 0, 0, 3) */
+    int32_t id = glmv_sample(l, 6, &s, hist, 7, hist + 2, 5, NULL, wf, wi);
+    CHECK_NEAR(l[0], 3.0 - 0.5 - 3 * 0.25, 1e-6); /* three times in the output */
+    CHECK_NEAR(l[5], 2.0 - 0.5 - 1 * 0.25, 1e-6); /* the prompt's two do not count */
+    CHECK_NEAR(l[3], -1.0 - 0.5 - 0.25, 1e-6);
+    CHECK(l[1] == 2.9f);
+    CHECK_NEAR(l[2], 1.0, 0);
+    CHECK_EQ_INT(id, 1);
+    /* negative values favour repeats; 0 leaves the scores alone */
+    float m[3] = {1.0f, 1.5f, 0.0f};
+    int32_t out[] = {0, 0};
+    s.presence_penalty = -0.2f;
+    s.frequency_penalty = -0.2f;
+    CHECK_EQ_INT(glmv_sample(m, 3, &s, NULL, 0, out, 2, NULL, wf, wi), 0);
+    CHECK_NEAR(m[0], 1.6, 1e-6);
+    float z[3] = {1.0f, 1.5f, 0.0f};
+    s.presence_penalty = s.frequency_penalty = 0;
+    CHECK_EQ_INT(glmv_sample(z, 3, &s, NULL, 0, out, 2, NULL, wf, wi), 1);
+    CHECK_NEAR(z[0], 1.0, 0);
 }
 
 TEST(seeded) {
@@ -130,9 +157,9 @@ TEST(seeded) {
     for (int t = 0; t < 64; t++) {
         float l1[16], l2[16], l3[16];
         for (int i = 0; i < 16; i++) l1[i] = l2[i] = l3[i] = (float)(i % 5) * 0.1f;
-        a[t] = glmv_sample(l1, 16, &s, NULL, 0, &r1, wf, wi);
-        b[t] = glmv_sample(l2, 16, &s, NULL, 0, &r2, wf, wi);
-        c[t] = glmv_sample(l3, 16, &s, NULL, 0, &r3, wf, wi);
+        a[t] = glmv_sample(l1, 16, &s, NULL, 0, NULL, 0, &r1, wf, wi);
+        b[t] = glmv_sample(l2, 16, &s, NULL, 0, NULL, 0, &r2, wf, wi);
+        c[t] = glmv_sample(l3, 16, &s, NULL, 0, NULL, 0, &r3, wf, wi);
         diff += a[t] != c[t];
     }
     CHECK(memcmp(a, b, sizeof a) == 0);
@@ -149,6 +176,7 @@ TEST(seeded) {
 int main(void) {
     RUN(greedy_first_max);
     RUN(repetition_penalty_hf);
+    RUN(presence_frequency_openai);
     RUN(top_k_one_is_greedy);
     RUN(top_k_ties_kept);
     RUN(top_p_set);

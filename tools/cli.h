@@ -21,10 +21,10 @@ typedef struct {
     glmv_model_params mp;
     int n_ctx;
     int max_tokens;
-    double temp, top_p, repeat_penalty;
+    double temp, top_p, repeat_penalty, presence_penalty, frequency_penalty;
     int top_k, greedy, max_thinking;
     uint64_t seed;
-    int set_temp, set_top_k, set_top_p, set_repeat_penalty, set_seed;
+    int set_temp, set_top_k, set_top_p, set_repeat_penalty, set_seed, set_presence, set_frequency;
 } cli_opts;
 
 extern const char *cli_opts_help;

@@ -34,6 +34,8 @@ const char *cli_opts_help =
     "  -n, --max-tokens N       maximum new tokens\n"
     "      --temp T             temperature (0 = greedy)\n"
     "      --top-k K, --top-p P, --repeat-penalty R, --seed S\n"
+    "      --presence-penalty P, --frequency-penalty F\n"
+    "                           OpenAI's penalties on ids already generated, in [-2, 2]\n"
     "      --greedy             greedy decoding\n"
     "      --max-thinking N     thinking budget: after N tokens force </think><answer>\n"
     "  -v, --verbose            print load, vision, prefill and decode times\n";
@@ -108,6 +110,16 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
         if (cli_parse_float(a, argv[++*i], 0.01, 100, &d)) return -1;
         o->repeat_penalty = d;
         o->set_repeat_penalty = 1;
+    } else if (!strcmp(a, "--presence-penalty") || !strcmp(a, "--frequency-penalty")) {
+        NEED_ARG();
+        if (cli_parse_float(a, argv[++*i], -2, 2, &d)) return -1;
+        if (a[2] == 'p') {
+            o->presence_penalty = d;
+            o->set_presence = 1;
+        } else {
+            o->frequency_penalty = d;
+            o->set_frequency = 1;
+        }
     } else if (!strcmp(a, "--seed")) {
         NEED_ARG();
         char *end;
@@ -146,6 +158,8 @@ void cli_opts_sampling(const cli_opts *o, const glmv_model *m, glmv_sampling *s)
     if (o->set_top_k) s->top_k = o->top_k;
     if (o->set_top_p) s->top_p = (float)o->top_p;
     if (o->set_repeat_penalty) s->repetition_penalty = (float)o->repeat_penalty;
+    if (o->set_presence) s->presence_penalty = (float)o->presence_penalty;
+    if (o->set_frequency) s->frequency_penalty = (float)o->frequency_penalty;
     if (o->set_seed) s->seed = o->seed;
     if (o->greedy) s->do_sample = 0;
     if (o->max_thinking) s->max_thinking_tokens = o->max_thinking;

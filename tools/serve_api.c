@@ -525,7 +525,10 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
     const char *pen[2] = {"presence_penalty", "frequency_penalty"};
     for (int i = 0; i < 2; i++) {
         v = cJSON_GetObjectItemCaseSensitive(root, pen[i]);
-        if (v && !cJSON_IsNull(v) && get_num(v, pen[i], -2, 2, 0, &d, e)) goto done;
+        if (v && !cJSON_IsNull(v)) {
+            if (get_num(v, pen[i], -2, 2, 0, &d, e)) goto done;
+            *(i ? &r->sp.frequency_penalty : &r->sp.presence_penalty) = (float)d;
+        }
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "stop");
     if (v && !cJSON_IsNull(v)) {

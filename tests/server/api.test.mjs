@@ -185,6 +185,18 @@ test('a real checkpoint answers through the client', { skip: !REAL && 'no small 
       messages: [{ role: 'user', content: 'a '.repeat(40000) }] }),
       (e) => e.status === 400 && e.code === 'context_length_exceeded');
     const fs = await import('node:fs');
+    // presence/frequency penalties reach the sampler: on the demo model's example a
+    // frequency penalty changes the greedy reasoning (its sentences repeat words)
+    const ex = REAL + '/example.png';
+    if (fs.existsSync(ex)) {
+      const ask = (extra) => c.chat.completions.create({ model: real.model, max_tokens: 48, temperature: 0, ...extra,
+        messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,' + fs.readFileSync(ex).toString('base64') } },
+          { type: 'text', text: 'How many shapes are there?' }] }] });
+      const said = (x) => (x.choices[0].message.reasoning_content || '') + '|' + (x.choices[0].message.content || '');
+      const plain = said(await ask({})), zero = said(await ask({ frequency_penalty: 0, presence_penalty: 0 }));
+      assert.equal(zero, plain);
+      assert.notEqual(said(await ask({ frequency_penalty: 2 })), plain);
+    }
     const clip = ASSETS + '/videos/mmcv_test.mp4';
     if (fs.existsSync(clip)) {
       const v = await c.chat.completions.create({ model: real.model, max_tokens: 8, temperature: 0,
