@@ -112,6 +112,12 @@ rm -rf "$tmp/bigpx"
 # serve refuses options it cannot honour instead of starting (timeout: it would run)
 expect_fail err_serve_media_dir_file "not a directory" timeout 20 $G serve -m echo: --port 0 --media-dir "$M/config.json"
 expect_fail err_serve_empty_api_key "empty" timeout 20 $G serve -m echo: --port 0 --api-key ""
+# a server reachable from other machines without an API key says so; on loopback, or with a key, it does not
+timeout 2 $G serve -m echo: --port 0 --host 0.0.0.0 >/dev/null 2>"$tmp/open"
+GLMV_API_KEY=k timeout 2 $G serve -m echo: --port 0 --host 0.0.0.0 >/dev/null 2>"$tmp/keyed"
+timeout 2 $G serve -m echo: --port 0 --host 127.0.0.1 >/dev/null 2>"$tmp/local"
+if grep -q "warning: --host 0.0.0.0 .* no --api-key" "$tmp/open" && ! grep -q warning "$tmp/keyed" "$tmp/local"
+then ok serve_open_host_warning; else bad serve_open_host_warning "$(cat "$tmp/open" "$tmp/keyed" "$tmp/local")"; fi
 
 # a tokenizer.json without its added tokens would render the prompt as plain
 # text ("[gMASK]" as three tokens): the load is refused, naming the file

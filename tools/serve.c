@@ -456,6 +456,19 @@ static int bind_addr(const char *host, int port, struct sockaddr_storage *ss, in
     return 0;
 }
 
+/* 127.0.0.0/8, ::1, or ::ffff:127.x.y.z */
+static int is_loopback(const struct sockaddr_storage *ss) {
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
 int cmd_serve(int argc, char **argv) {
     server sv;
     memset(&sv, 0, sizeof sv);
@@ -558,6 +571,10 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "glmv serve: cannot resolve --host '%s'\n", sv.host);
         return 2;
     }
+    if (!sv.api_key && !is_loopback(&ss))
+        fprintf(stderr, "glmv serve: warning: --host %s accepts connections from other machines and "
+                        "no --api-key (or GLMV_API_KEY) is set: anyone who can reach this port can use "
+                        "the model\n", sv.host);
 
     char err[GLMV_ERR_SIZE] = "";
     if (serve_engine_open(&sv.eng, &o, (int)parallel, err)) {

@@ -293,7 +293,7 @@ static int parse_part(serve_request *r, const cJSON *item, int mi, int pi,
             long l;
             if (fps && get_num(fps, "fps", 0, 60, 1, &d, e)) return -1;
             if (fps) p->video_fps = d;
-            if (mf && get_int(mf, "max_frames", 1, 100000, &l, e)) return -1;
+            if (mf && get_int(mf, "max_frames", 2, 100000, &l, e)) return -1; /* frames go in pairs */
             if (mf) p->video_max_frames = (int)l;
         }
         if (media_from_url(r, p, url->valuestring, video, param, pol, e)) return -1;

@@ -104,6 +104,10 @@ test('undecodable images and refused media', async () => {
   await expectError(img('file:///etc/shadow'), 403);
   await expectError(img('no_such_file.png'), 400);
   await expectError(user([{ type: 'video_url', video_url: { url: 'ftp://x/y.mp4' } }]), 400);
+  // frames go in pairs: a cap of 1 is refused as the command line refuses it
+  const vid = (extra) => user([{ type: 'video_url', video_url: { url: 'data:video/mp4;base64,AAAA', ...extra } }]);
+  await expectError(vid({ max_frames: 1 }), 400, (e) => assert.equal(e.param, 'max_frames'));
+  await expectError(vid({ max_frames: 2, fps: 0 }), 400, (e) => assert.equal(e.param, 'fps'));
   await healthy();
 });
 
