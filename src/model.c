@@ -223,6 +223,12 @@ static int make_backend(glmv_model *m, const glmv_model_params *p, char *err) {
     return 0;
 }
 
+/* an environment switch: set to a positive number */
+static int env_flag(const char *name) {
+    const char *v = getenv(name);
+    return v && atoi(v) > 0;
+}
+
 /* "synthetic:9b[,layers=N][,seed=S]" */
 static int parse_synthetic(const char *dir, int *layers, uint64_t *seed, char *err) {
     const char *s = dir + strlen("synthetic:");
@@ -324,12 +330,24 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     }
     if (bind_weights(m, err)) goto fail;
     if (make_backend(m, p, err)) goto fail;
+    /* The token table is read one row per token: on a device it would hold
+     * 1.2 GB of memory for a few KB of reads per step, so it stays on the host
+     * unless lm_head shares it (GLMV_EMBED_ON_DEVICE=1 uploads it anyway;
+     * GLMV_EMBED_ON_HOST=1 takes the host path on any backend, for tests). */
+    int device = strncmp(m->device, "cpu", 3) != 0;
+    m->embed_on_host = m->embed != m->lm_head &&
+                       ((device && !env_flag("GLMV_EMBED_ON_DEVICE")) || env_flag("GLMV_EMBED_ON_HOST"));
+    int64_t kept_bytes = 0;
     for (int64_t i = 0; i < glmv_weights_count(m->w); i++) {
         glmv_tensor *t = glmv_weights_at(m->w, i);
-        if (m->be->upload(m->be, t, err)) goto fail;
         m->n_params += glmv_tensor_numel(t);
+        if (t == m->embed && m->embed_on_host) {
+            kept_bytes = glmv_tensor_numel(t) * (int64_t)glmv_dtype_size(t->dtype);
+            continue;
+        }
+        if (m->be->upload(m->be, t, err)) goto fail;
     }
-    if (strncmp(m->device, "cpu", 3) != 0) m->device_bytes = glmv_weights_bytes(m->w);
+    if (device) m->device_bytes = glmv_weights_bytes(m->w) - kept_bytes;
     if (!synthetic && file_exists(dir, "tokenizer.json")) {
         if (glmv_tokenizer_load(&m->tok, dir, err)) goto fail;
         if (check_prompt_tokens(m, dir, err)) goto fail;
@@ -388,6 +406,35 @@ int64_t glmv_peak_host_bytes(void) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
     return (int64_t)ru.ru_maxrss * 1024;
+}
+
+void glmv_model_embed(const glmv_model *m, float *y, const int32_t *ids, int64_t n,
+                      float *staging, int64_t staging_rows) {
+    glmv_backend *be = m->be;
+    const glmv_tensor *t = m->embed;
+    if (!m->embed_on_host) {
+        be->embed(be, y, t, ids, n);
+        return;
+    }
+    int64_t H = glmv_tensor_cols(t);
+    const void *tab = t->host ? t->host : t->data;
+    for (int64_t off = 0; off < n; off += staging_rows) {
+        int64_t k = GLMV_MIN(staging_rows, n - off);
+        for (int64_t r = 0; r < k; r++) {
+            float *dst = staging + r * H;
+            size_t row = (size_t)ids[off + r] * (size_t)H;
+            if (t->dtype == GLMV_F32) {
+                memcpy(dst, (const float *)tab + row, sizeof(float) * (size_t)H);
+            } else if (t->dtype == GLMV_BF16) {
+                const uint16_t *src = (const uint16_t *)tab + row;
+                for (int64_t j = 0; j < H; j++) dst[j] = glmv_bf16_to_f32(src[j]);
+            } else {
+                const uint16_t *src = (const uint16_t *)tab + row;
+                for (int64_t j = 0; j < H; j++) dst[j] = glmv_f16_to_f32(src[j]);
+            }
+        }
+        be->write(be, y + off * H, staging, sizeof(float) * (size_t)(k * H));
+    }
 }
 
 int64_t glmv_device_bytes(const glmv_model *m) {

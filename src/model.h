@@ -55,6 +55,7 @@ struct glmv_model {
 
     /* text: ref Glm4vTextModel + lm_head */
     glmv_tensor *embed;                    /* (V, H) */
+    int embed_on_host;                     /* the table was not uploaded: see glmv_model_embed */
     glmv_text_layer *layers;               /* num_hidden_layers */
     glmv_tensor *norm;                     /* (H) */
     glmv_tensor *lm_head;                  /* (V, H) */
@@ -112,6 +113,7 @@ struct glmv_session {
     float *cos, *sin;                      /* (chunk, rot/2) */
     float *logits_dev;                     /* (V) */
     float *hcos, *hsin;                    /* host (chunk, rot/2) */
+    float *hemb;                           /* host (chunk, H) when m->embed_on_host */
     int32_t *hpos;                         /* host (3, chunk) */
     int32_t *epos;                         /* host (3, chunk): glmv_session_eval's positions */
 
@@ -150,6 +152,12 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t n_patches,
                         const int (*grid)[3], int n_grid, float *out, char *err);
 /* Bicubic resample of the learned position table for one grid (host):
  * out (gh*gw, Hv) in merge-block order. */
+/* y (backend, (n, H)) = the embedding rows of ids (on the host, checked by
+ * the caller). On a device backend the token table (V x H, 1.2 GB for the 9B)
+ * stays in host memory: its rows are gathered on the host into staging
+ * (staging_rows x H floats) and written, a few KB per decoded token. */
+void glmv_model_embed(const glmv_model *m, float *y, const int32_t *ids, int64_t n,
+                      float *staging, int64_t staging_rows);
 void glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out);
 /* Release the vision scratch kept between calls (glmv_model_free does it). */
 void glmv_vision_free_scratch(glmv_model *m);

@@ -70,6 +70,10 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
         s->epos = malloc(sizeof(int32_t) * (size_t)(3 * C));
         s->hist = malloc(sizeof(int32_t) * (size_t)n_ctx);
         oom = !s->hcos || !s->hsin || !s->hpos || !s->epos || !s->hist;
+        if (!oom && m->embed_on_host) {
+            s->hemb = malloc(glmv_mul_size((size_t)(C * H), sizeof(float)));
+            oom = !s->hemb;
+        }
     }
     if (oom) {
         glmv_session_free(s);
@@ -94,6 +98,7 @@ void glmv_session_free(glmv_session *s) {
     free(s->vc);
     free(s->hcos);
     free(s->hsin);
+    free(s->hemb);
     free(s->hpos);
     free(s->epos);
     free(s->hist);
@@ -472,7 +477,7 @@ static int prefill_from(glmv_session *s, const int32_t *ids, int64_t n, int64_t 
     }
     if (glmv_rope_index(c, ids, n, img_grid, n_img, vid_grid, n_vid, pos, &delta, err)) goto done;
     for (int a = 0; a < 3; a++) memmove(pos + a * nn, pos + a * n + start, sizeof(int32_t) * (size_t)nn);
-    be->embed(be, emb, m->embed, ids + start, nn);
+    glmv_model_embed(m, emb, ids + start, nn, s->hemb, s->chunk);
     if (n_seg > 0) {
         int64_t ms2 = (int64_t)c->v_spatial_merge_size * c->v_spatial_merge_size;
         int64_t n_feat = n_rows / ms2, k = 0;

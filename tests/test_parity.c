@@ -505,6 +505,71 @@ TEST(video_runs) {
 }
 
 /* the thinking budget forces "</think><answer>" (trained demo model, which thinks) */
+/* The token table kept in host memory (the default on device backends, forced
+ * here on the CPU) gives the same logits as the backend's own gather: against
+ * HF's activations, and bit for bit against the normal path on a prompt of an
+ * image and a text longer than two staging chunks. */
+static int host_embed_run(const char *dir, int on_host, int32_t *ids, int cap, int *flag, char *err) {
+    if (on_host) setenv("GLMV_EMBED_ON_HOST", "1", 1);
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = parity_device;
+    int rc = glmv_model_load(&m, dir, &mp, err);
+    unsetenv("GLMV_EMBED_ON_HOST");
+    if (rc) return -1;
+    *flag = m->embed_on_host;
+    glmv_session *s = NULL;
+    int n = -1;
+    if (glmv_session_new(&s, m, 2048, err) == 0) {
+        static char text[8192];
+        text[0] = 0;
+        for (int i = 0; i < 60; i++) strcat(text, "Describe the picture in detail, please. ");
+        glmv_part parts[2];
+        memset(parts, 0, sizeof parts);
+        parts[0].kind = GLMV_PART_IMAGE;
+        parts[0].path = "../shared/assets/images/coco_000000039769.png";
+        parts[1].kind = GLMV_PART_TEXT;
+        parts[1].text = text;
+        glmv_message msg = {"user", parts, 2, NULL};
+        glmv_sampling sp;
+        glmv_sampling_default(m, &sp);
+        sp.do_sample = 0;
+        sp.max_new_tokens = cap;
+        glmv_result r;
+        if (glmv_generate(s, &msg, 1, &sp, NULL, NULL, &r, err) == 0) {
+            n = r.n_tokens;
+            memcpy(ids, r.token_ids, sizeof(int32_t) * (size_t)n);
+            if (r.prompt_tokens <= 2 * s->chunk) {
+                snprintf(err, GLMV_ERR_SIZE, "prompt of %d tokens is not over two chunks (%d)",
+                         r.prompt_tokens, s->chunk);
+                n = -1;
+            }
+            glmv_result_free(&r);
+        }
+        glmv_session_free(s);
+    }
+    glmv_model_free(m);
+    return n;
+}
+
+TEST(embed_on_host) {
+    char err[GLMV_ERR_SIZE] = "";
+    int32_t a[24], b[24];
+    int fa = -1, fb = -1;
+    int na = host_embed_run("tests/fixtures/tiny", 0, a, 24, &fa, err);
+    CHECK_MSG(na > 0, "%s", err);
+    int nb = host_embed_run("tests/fixtures/tiny", 1, b, 24, &fb, err);
+    CHECK_MSG(nb > 0, "%s", err);
+    CHECK_EQ_INT(fa, parity_device == GLMV_DEVICE_CPU ? 0 : 1);
+    CHECK_EQ_INT(fb, 1);
+    CHECK_EQ_INT(na, nb);
+    CHECK(na > 0 && na == nb && memcmp(a, b, sizeof(int32_t) * (size_t)na) == 0);
+    setenv("GLMV_EMBED_ON_HOST", "1", 1);
+    check_case("tests/fixtures/tiny", "image1");
+    unsetenv("GLMV_EMBED_ON_HOST");
+}
+
 TEST(thinking_budget) {
     char err[GLMV_ERR_SIZE] = "";
     if (access("models/demo/model.safetensors", R_OK) != 0) {
@@ -798,6 +863,7 @@ int main(void) {
     RUN(cancel_and_stop_strings);
     RUN(dump_env);
     RUN(video_runs);
+    RUN(embed_on_host);
     RUN(thinking_budget);
     RUN(prefix_reuse);
     RUN(pos_embed_separable);
