@@ -31,6 +31,31 @@ static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v;
 
 /* ref: Glm4vVisionEmbeddings.forward (F.grid_sample bicubic, align_corners=False,
  * padding_mode="border") for the patches of one gh x gw grid in merge-block order. */
+/* o = x0*k0 + x1*k1 + x2*k2 + x3*k3, summed from 0 in that order (the order
+ * of tap-by-tap accumulation, so the same floats); eight lanes at a time so
+ * that the compiler keeps them in vector registers without reassociating. */
+static void taps4(float *restrict o, const float *restrict x0, const float *restrict x1,
+                  const float *restrict x2, const float *restrict x3, const float k[4], int n) {
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int u = 0; u < 8; u++) {
+            float v = 0.0f;
+            v += x0[d + u] * k[0];
+            v += x1[d + u] * k[1];
+            v += x2[d + u] * k[2];
+            v += x3[d + u] * k[3];
+            o[d + u] = v;
+        }
+    for (; d < n; d++) {
+        float v = 0.0f;
+        v += x0[d] * k[0];
+        v += x1[d] * k[1];
+        v += x2[d] * k[2];
+        v += x3[d] * k[3];
+        o[d] = v;
+    }
+}
+
 void glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out) {
     const glmv_config *c = &m->cfg;
     const glmv_tensor *tab = m->pos_embed;
@@ -45,7 +70,15 @@ void glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out) {
     float (*cx)[4] = malloc(sizeof(float[4]) * (size_t)gw), (*cy)[4] = malloc(sizeof(float[4]) * (size_t)gh);
     int *x0 = malloc(sizeof(int) * (size_t)gw), *y0 = malloc(sizeof(int) * (size_t)gh);
     GLMV_ASSERT(T && X && cx && cy && x0 && y0);
-    for (int64_t k = 0; k < (int64_t)S * S * Hv; k++) T[k] = glmv_tensor_get(tab, k);
+    int64_t nt = (int64_t)S * S * Hv;
+    const void *src = tab->host ? tab->host : tab->data;
+    if (tab->dtype == GLMV_F32) {
+        memcpy(T, src, sizeof(float) * (size_t)nt);
+    } else if (tab->dtype == GLMV_BF16) {
+        for (int64_t k = 0; k < nt; k++) T[k] = glmv_bf16_to_f32(((const uint16_t *)src)[k]);
+    } else {
+        for (int64_t k = 0; k < nt; k++) T[k] = glmv_tensor_get(tab, k);
+    }
     for (int wp = 0; wp < gw; wp++) {
         float gx = (((float)wp + 0.5f) / (float)gw) * 2.0f - 1.0f;
         float ix = ((gx + 1.0f) * (float)S - 1.0f) / 2.0f, fx = floorf(ix);
@@ -64,26 +97,19 @@ void glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out) {
         for (int yy = 0; yy < S; yy++)
             for (int j = 0; j < nw; j++) {
                 int wp = w0 + j;
-                float *x = X + ((int64_t)yy * WC + j) * Hv;
-                for (int d = 0; d < Hv; d++) x[d] = 0;
-                for (int b = 0; b < 4; b++) {
-                    const float *t = T + ((int64_t)yy * S + clampi(x0[wp] + b, 0, S - 1)) * Hv;
-                    float k = cx[wp][b];
-                    for (int d = 0; d < Hv; d++) x[d] += t[d] * k;
-                }
+                const float *row = T + (int64_t)yy * S * Hv;
+#define TX(b) (row + (int64_t)clampi(x0[wp] + (b), 0, S - 1) * Hv)
+                taps4(X + ((int64_t)yy * WC + j) * Hv, TX(0), TX(1), TX(2), TX(3), cx[wp], Hv);
+#undef TX
             }
         for (int hp = 0; hp < gh; hp++)
             for (int j = 0; j < nw; j++) {
                 int wp = w0 + j;
                 /* merge-block order (GLM4V.md §5.1) */
                 int64_t i = (((int64_t)(hp / ms) * bw_n + wp / ms) * ms + hp % ms) * ms + wp % ms;
-                float *o = out + i * Hv;
-                for (int d = 0; d < Hv; d++) o[d] = 0;
-                for (int a = 0; a < 4; a++) {
-                    const float *x = X + ((int64_t)clampi(y0[hp] + a, 0, S - 1) * WC + j) * Hv;
-                    float k = cy[hp][a];
-                    for (int d = 0; d < Hv; d++) o[d] += x[d] * k;
-                }
+#define XY(a) (X + ((int64_t)clampi(y0[hp] + (a), 0, S - 1) * WC + j) * Hv)
+                taps4(out + i * Hv, XY(0), XY(1), XY(2), XY(3), cy[hp], Hv);
+#undef XY
             }
     }
     free(T);
@@ -174,13 +200,22 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int
     }
     /* host tables: positions, resampled position embedding, rope */
     {
-        int s = 0;
-        int64_t r = 0;
+        int s = 0, last_gh = 0, last_gw = 0;
+        int64_t r = 0, last_r = -1;
         cu[0] = 0;
         for (int g = 0; g < n_grid; g++) {
             int gh = grid[g][1], gw = grid[g][2];
             for (int t = 0; t < grid[g][0]; t++, s++) {
-                glmv_vision_pos_embed(m, gh, gw, hpe + r * Hv);
+                /* the table depends only on (gh, gw): frame pairs of a video and
+                 * images of one size copy the last one computed */
+                if (last_r >= 0 && last_gh == gh && last_gw == gw) {
+                    memcpy(hpe + r * Hv, hpe + last_r * Hv, sizeof(float) * (size_t)((int64_t)gh * gw * Hv));
+                } else {
+                    glmv_vision_pos_embed(m, gh, gw, hpe + r * Hv);
+                    last_r = r;
+                    last_gh = gh;
+                    last_gw = gw;
+                }
                 for (int bh = 0; bh < gh / ms; bh++)
                     for (int bw = 0; bw < gw / ms; bw++)
                         for (int mh = 0; mh < ms; mh++)
