@@ -16,6 +16,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,20 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 }
 
 static void stream_free(void *cls) { serve_job_unref(cls); }
+
+/* libmicrohttpd's own messages, with the command's prefix. A stream that
+ * stream_reader ends because its client left (or it was cancelled) makes the
+ * library log "application error generating response": that is the intended
+ * close, counted in /metrics, not an error worth a line per client. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (strstr(msg, "application error generating response")) return;
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
+    fprintf(stderr, "glmv serve: http: %s\n", msg);
+}
 
 /* The job has output, an error or a result (or the client left): answer. */
 static enum MHD_Result chat_wait(server *sv, struct MHD_Connection *conn, conn_ctx *c) {
@@ -606,7 +621,8 @@ int cmd_serve(int argc, char **argv) {
     flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_POLL;
     if (v6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)sv.port, NULL, NULL, on_request, &sv, MHD_OPTION_SOCK_ADDR,
+        flags, (uint16_t)sv.port, NULL, NULL, on_request, &sv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)http_threads,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,

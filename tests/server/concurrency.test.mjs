@@ -88,4 +88,6 @@ test('a client leaving mid-stream or while queued frees its slot at once', async
   assert.ok(dt < (SLOW ? 5000 : 2000), `the next request waited ${dt} ms`);
   assert.equal(await metric(srv.url, 'glmv_requests_cancelled_total'), 2);
   assert.equal(await metric(srv.url, 'glmv_queue_depth'), 0);
+  // a client leaving is counted, not logged as an error
+  assert.doesNotMatch(srv.stderr(), /error generating response/);
 });
