@@ -578,6 +578,9 @@ static int cfg_load(glmv_config *c, const char *dir, char *err) {
             if (!rc) rc = cfg_check_proc(c, path, err);
             cJSON_Delete(root);
             if (rc) return -1;
+        } else {
+            glmv_log(0, "warning: %s: no preprocessor_config.json (or processor_config.json): images "
+                        "are prepared with GLM-4.1V-9B-Thinking's settings", dir);
         }
     }
     if (!have_video) {
@@ -587,6 +590,9 @@ static int cfg_load(glmv_config *c, const char *dir, char *err) {
             rc = cfg_video_proc(c, root, path, "", err);
             cJSON_Delete(root);
             if (rc) return -1;
+        } else {
+            glmv_log(0, "warning: %s: no video_preprocessor_config.json (or processor_config.json): "
+                        "videos are prepared with GLM-4.1V-9B-Thinking's settings", dir);
         }
     }
     return 0;

@@ -109,6 +109,15 @@ expect_fail err_image_tokens_beyond_ctx "beyond the context" timeout 20 $G run -
 expect_fail err_video_tokens_beyond_ctx "context has room" timeout 20 $G run -m "$tmp/bigpx" --video $VID -p hi -n 1
 rm -rf "$tmp/bigpx"
 
+# a checkpoint without its image processor settings runs with the 9B's, and says so
+mkdir -p "$tmp/noproc"
+for f in "$M"/*; do ln -s "$PWD/$f" "$tmp/noproc/"; done
+rm "$tmp/noproc/preprocessor_config.json"
+if $G run -m "$tmp/noproc" -p hi -n 1 >/dev/null 2>"$tmp/err" && grep -q "no preprocessor_config.json" "$tmp/err" &&
+    ! grep -q "no video_preprocessor" "$tmp/err"; then ok warn_no_image_processor
+else bad warn_no_image_processor "$(cat "$tmp/err")"; fi
+rm -rf "$tmp/noproc"
+
 # serve refuses options it cannot honour instead of starting (timeout: it would run)
 expect_fail err_serve_media_dir_file "not a directory" timeout 20 $G serve -m echo: --port 0 --media-dir "$M/config.json"
 expect_fail err_serve_empty_api_key "empty" timeout 20 $G serve -m echo: --port 0 --api-key ""
