@@ -427,6 +427,8 @@ static void usage(FILE *f) {
             "  --parallel N         concurrent sequences (default 1; accepted, but until batched\n"
             "                       decoding lands jobs run one at a time on one session)\n"
             "  --queue N            requests waiting at most; more get 503 (default 64)\n"
+            "  --no-prompt-cache    start every request from an empty cache (by default the part\n"
+            "                       of a prompt shared with the last request is kept, images too)\n"
             "  --max-body-mb N      largest request body (default 64)\n"
             "  --http-threads N     HTTP worker threads (default 4)\n"
             "  -v, --verbose        also log every request\n"
@@ -496,6 +498,7 @@ int cmd_serve(int argc, char **argv) {
     if (sv.api_key && !*sv.api_key) sv.api_key = NULL;
     const char *media_dir = NULL;
     long parallel = 1, http_threads = 4, v;
+    int no_prompt_cache = 0;
     cli_opts o;
     cli_opts_init(&o);
     for (int i = 1; i < argc; i++) {
@@ -541,6 +544,8 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--parallel")) {
             NEED_VAL;
             if (cli_parse_int(a, val, 1, 256, &parallel)) return 2;
+        } else if (!strcmp(a, "--no-prompt-cache")) {
+            no_prompt_cache = 1;
         } else if (!strcmp(a, "--queue")) {
             NEED_VAL;
             if (cli_parse_int(a, val, 1, 100000, &v)) return 2;
@@ -596,6 +601,7 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "glmv serve: %s\n", err);
         return 1;
     }
+    sv.eng->fresh_sessions = no_prompt_cache;
     sv.started = (long)time(NULL);
     sv.media.max_remote_bytes = sv.max_body;
     if (sv.media.allow_remote && serve_fetch_init()) {

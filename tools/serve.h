@@ -26,6 +26,7 @@ struct serve_engine {
     int n_ctx;                  /* tokens per session */
     int n_slots;                /* sessions (--parallel) */
     glmv_sampling defaults;     /* from generation_config.json */
+    int fresh_sessions;         /* --no-prompt-cache: every request starts from an empty cache */
     void *impl;
     /* Generate on session `slot`; same contract as glmv_generate. */
     int (*generate)(serve_engine *e, int slot, const glmv_message *msgs, int n_msgs,
@@ -140,7 +141,7 @@ typedef struct {
     /* counters; read for /metrics under the scheduler lock */
     uint64_t by_status[10];     /* HTTP answers, by serve_status_codes[] (last: other) */
     uint64_t chat_requests, chat_stream, cancelled, rejected_full;
-    uint64_t prompt_tokens, completion_tokens, image_tokens;
+    uint64_t prompt_tokens, completion_tokens, image_tokens, cached_tokens;
     double lat_sum_s, ttft_sum_s, queue_sum_s;
     uint64_t lat_count, ttft_count;
     uint64_t lat_buckets[12], ttft_buckets[12];

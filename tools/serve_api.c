@@ -582,6 +582,9 @@ static void add_usage(cJSON *root, const glmv_result *r) {
     cJSON_AddNumberToObject(u, "prompt_tokens", r->prompt_tokens);
     cJSON_AddNumberToObject(u, "completion_tokens", r->completion_tokens);
     cJSON_AddNumberToObject(u, "total_tokens", r->prompt_tokens + r->completion_tokens);
+    /* OpenAI's field: prompt tokens served from the cache (an earlier turn) */
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    if (d) cJSON_AddNumberToObject(d, "cached_tokens", r->cached_tokens);
 }
 
 static cJSON *head(const char *id, long created, const char *model, const char *object) {

@@ -213,6 +213,7 @@ static void run_job(serve_sched *s, serve_job *j) {
     if (cancelled) m->cancelled++;
     if (!rc) {
         m->prompt_tokens += (uint64_t)(res.prompt_tokens > 0 ? res.prompt_tokens : 0);
+        m->cached_tokens += (uint64_t)(res.cached_tokens > 0 ? res.cached_tokens : 0);
         m->completion_tokens += (uint64_t)(res.completion_tokens > 0 ? res.completion_tokens : 0);
         m->image_tokens += (uint64_t)(res.image_tokens > 0 ? res.image_tokens : 0);
     }
@@ -486,6 +487,8 @@ char *serve_metrics_text(serve_sched *s) {
               "# TYPE glmv_requests_rejected_total counter\nglmv_requests_rejected_total %llu\n"
               "# HELP glmv_prompt_tokens_total Prompt tokens processed.\n"
               "# TYPE glmv_prompt_tokens_total counter\nglmv_prompt_tokens_total %llu\n"
+              "# HELP glmv_prompt_tokens_cached_total Prompt tokens kept in the cache from the last request.\n"
+              "# TYPE glmv_prompt_tokens_cached_total counter\nglmv_prompt_tokens_cached_total %llu\n"
               "# HELP glmv_completion_tokens_total Tokens generated.\n"
               "# TYPE glmv_completion_tokens_total counter\nglmv_completion_tokens_total %llu\n"
               "# HELP glmv_image_tokens_total Vision tokens spliced into prompts.\n"
@@ -500,8 +503,8 @@ char *serve_metrics_text(serve_sched *s) {
               "# TYPE glmv_queue_wait_seconds_total counter\nglmv_queue_wait_seconds_total %.6f\n",
               (unsigned long long)m.chat_requests, (unsigned long long)m.chat_stream,
               (unsigned long long)m.cancelled, (unsigned long long)m.rejected_full,
-              (unsigned long long)m.prompt_tokens, (unsigned long long)m.completion_tokens,
-              (unsigned long long)m.image_tokens, qlen, qcap, in_flight, m.queue_sum_s);
+              (unsigned long long)m.prompt_tokens, (unsigned long long)m.cached_tokens,
+              (unsigned long long)m.completion_tokens, (unsigned long long)m.image_tokens, qlen, qcap, in_flight, m.queue_sum_s);
     histogram(&b, "glmv_request_duration_seconds", "From arrival to the last token.", m.lat_buckets,
               m.lat_sum_s, m.lat_count);
     histogram(&b, "glmv_time_to_first_token_seconds", "From arrival to the first token.",

@@ -193,9 +193,41 @@ test('a real checkpoint answers through the client', { skip: !REAL && 'no small 
         messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,' + fs.readFileSync(ex).toString('base64') } },
           { type: 'text', text: 'How many shapes are there?' }] }] });
       const said = (x) => (x.choices[0].message.reasoning_content || '') + '|' + (x.choices[0].message.content || '');
-      const plain = said(await ask({})), zero = said(await ask({ frequency_penalty: 0, presence_penalty: 0 }));
+      const first = await ask({});
+      const plain = said(first), zero = said(await ask({ frequency_penalty: 0, presence_penalty: 0 }));
       assert.equal(zero, plain);
       assert.notEqual(said(await ask({ frequency_penalty: 2 })), plain);
+      // the same request again is served from the cache (all but its last token), with the same answer
+      const again = await ask({});
+      assert.equal(said(again), plain);
+      assert.equal(again.usage.prompt_tokens_details.cached_tokens, again.usage.prompt_tokens - 1);
+      // a second turn keeps the first turn's prompt, image included, and answers as a fresh server does
+      const turn2 = (extra) => c.chat.completions.create({ model: real.model, max_tokens: 48, temperature: 0, ...extra,
+        messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,' + fs.readFileSync(ex).toString('base64') } },
+          { type: 'text', text: 'How many shapes are there?' }] },
+        { role: 'assistant', content: first.choices[0].message.content },
+        { role: 'user', content: 'What colour is the circle?' }] });
+      const t2 = await turn2({});
+      assert.ok(t2.usage.prompt_tokens_details.cached_tokens >= first.usage.prompt_tokens - 1, JSON.stringify(t2.usage));
+      const fresh = await startServer(['-m', REAL, '--no-prompt-cache'], { timeoutMs: 300000 });
+      try {
+        const cf = new OpenAI({ baseURL: fresh.url + '/v1', apiKey: 'none', maxRetries: 0, timeout: 600000 });
+        const f2 = await cf.chat.completions.create({ model: fresh.model, max_tokens: 48, temperature: 0,
+          messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,' + fs.readFileSync(ex).toString('base64') } },
+            { type: 'text', text: 'How many shapes are there?' }] },
+          { role: 'assistant', content: first.choices[0].message.content },
+          { role: 'user', content: 'What colour is the circle?' }] });
+        assert.equal(f2.usage.prompt_tokens_details.cached_tokens, 0);
+        assert.equal(said(f2), said(t2));
+        const f3 = await cf.chat.completions.create({ model: fresh.model, max_tokens: 48, temperature: 0,
+          messages: [{ role: 'user', content: 'What colour is the circle?' }] });
+        const f4 = await cf.chat.completions.create({ model: fresh.model, max_tokens: 48, temperature: 0,
+          messages: [{ role: 'user', content: 'What colour is the circle?' }] });
+        assert.equal(f4.usage.prompt_tokens_details.cached_tokens, 0, '--no-prompt-cache keeps nothing');
+        assert.equal(said(f3), said(f4));
+      } finally {
+        assert.equal(await fresh.stop(), 0);
+      }
     }
     const clip = ASSETS + '/videos/mmcv_test.mp4';
     if (fs.existsSync(clip)) {

@@ -193,7 +193,7 @@ test('keep-alive: several requests on one connection, then pipelined', async () 
 
 test('/metrics is Prometheus text with the required series', async () => {
   const t = await (await fetch(srv.url + '/metrics')).text();
-  for (const name of ['glmv_http_responses_total{code="400"}', 'glmv_chat_requests_total', 'glmv_prompt_tokens_total',
+  for (const name of ['glmv_http_responses_total{code="400"}', 'glmv_chat_requests_total', 'glmv_prompt_tokens_total', 'glmv_prompt_tokens_cached_total',
     'glmv_completion_tokens_total', 'glmv_queue_depth', 'glmv_requests_in_flight', 'glmv_request_duration_seconds_bucket',
     'glmv_time_to_first_token_seconds_count']) {
     assert.ok(t.includes(name), name);
