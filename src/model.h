@@ -91,6 +91,8 @@ struct glmv_model {
     int vision_keep_scratch;
     void *vision_buf[24];
     size_t vision_cap[24];
+    void *vision_hbuf[6];                  /* the host tables of a call, kept likewise */
+    size_t vision_hcap[6];
     glmv_act_hook hook;                    /* NULL: no activation dumps */
     void *hook_user;
     char dump_dir[512];

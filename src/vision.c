@@ -157,11 +157,33 @@ static void afree(arena *a) {
         if (a->p[i]) a->be->free(a->be, a->p[i]);
 }
 
+/* Host table i of a call (positions, position embedding, rope): kept in the
+ * model with its scratch (a 6400-patch image's position embedding alone is
+ * 39 MB, whose fresh pages cost milliseconds each call), else malloc'd. */
+static void *hget(glmv_model *m, int i, size_t bytes) {
+    if (!m->vision_keep_scratch) return malloc(bytes);
+    if (m->vision_hcap[i] < bytes) {
+        free(m->vision_hbuf[i]);
+        m->vision_hbuf[i] = malloc(bytes);
+        m->vision_hcap[i] = m->vision_hbuf[i] ? bytes : 0;
+    }
+    return m->vision_hbuf[i];
+}
+
+static void hfree(glmv_model *m, void *p) {
+    if (!m->vision_keep_scratch) free(p);
+}
+
 void glmv_vision_free_scratch(glmv_model *m) {
     for (int i = 0; i < 24; i++) {
         if (m->vision_buf[i]) m->be->free(m->be, m->vision_buf[i]);
         m->vision_buf[i] = NULL;
         m->vision_cap[i] = 0;
+    }
+    for (int i = 0; i < 6; i++) {
+        free(m->vision_hbuf[i]);
+        m->vision_hbuf[i] = NULL;
+        m->vision_hcap[i] = 0;
     }
 }
 
@@ -187,11 +209,11 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int
     if (total != N)
         return glmv_errf(err, "vision: %lld patch rows given, grids need %lld", (long long)N,
                          (long long)total);
-    int64_t *cu = malloc(sizeof(int64_t) * (size_t)(n_seg + 1));
-    float *hpe = malloc(glmv_mul_size((size_t)N, sizeof(float) * (size_t)Hv));
-    int32_t *hp = malloc(sizeof(int32_t) * (size_t)N), *wp = malloc(sizeof(int32_t) * (size_t)N);
-    float *hcos = malloc(glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
-    float *hsin = malloc(glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
+    int64_t *cu = hget(m, 0, sizeof(int64_t) * (size_t)(n_seg + 1));
+    float *hpe = hget(m, 1, glmv_mul_size((size_t)N, sizeof(float) * (size_t)Hv));
+    int32_t *hp = hget(m, 2, sizeof(int32_t) * (size_t)N), *wp = hget(m, 3, sizeof(int32_t) * (size_t)N);
+    float *hcos = hget(m, 4, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
+    float *hsin = hget(m, 5, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
     arena a = {m, be, {0}, 0, 0};
     int rc = -1;
     if (!cu || !hpe || !hp || !wp || !hcos || !hsin) {
@@ -306,12 +328,8 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int
     rc = 0;
 done:
     afree(&a);
-    free(cu);
-    free(hpe);
-    free(hp);
-    free(wp);
-    free(hcos);
-    free(hsin);
+    void *host[] = {cu, hpe, hp, wp, hcos, hsin};
+    for (int i = 0; i < 6; i++) hfree(m, host[i]);
     return rc;
 }
 
