@@ -223,16 +223,18 @@ static int media_from_url(serve_request *r, glmv_part *p, const char *url, int v
     else if ((size_t)snprintf(joined, sizeof joined, "%s/%s", pol->media_dir, path) >= sizeof joined)
         return BAD(param, "%s path too long", what);
     /* Outside the directory is 403 whether or not the file exists, so the
-       answer tells a client nothing about the rest of the file system. The
-       lexical check catches '..' before the file system is asked; realpath
-       then catches symbolic links that lead out. */
+       answer tells a client nothing about the rest of the file system. A file
+       that exists is judged by where it really is (realpath: a symbolic link
+       leading out is refused, and a path spelt through a link to the folder,
+       such as the --media-dir as given, is not); one that does not exist by
+       its spelling, with '..' collapsed. */
     char lexical[PATH_MAX];
     normalize_path(joined, lexical);
-    if (!under_dir(lexical, pol->media_dir) ||
-        (realpath(joined, real) && !under_dir(real, pol->media_dir)))
+    int found = realpath(joined, real) != NULL;
+    if (!under_dir(found ? real : lexical, pol->media_dir))
         return serve_error_set(e, 403, "permission_error", "media_outside_dir", param,
                                "%s path '%s' is outside --media-dir", what, path);
-    if (!realpath(joined, real)) return BAD(param, "%s file '%s' not found under --media-dir", what, path);
+    if (!found) return BAD(param, "%s file '%s' not found under --media-dir", what, path);
     /* the client named it: a folder or a huge file is its error (400), not the server's */
     struct stat st;
     if (stat(real, &st) || !S_ISREG(st.st_mode))

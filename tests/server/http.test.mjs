@@ -134,6 +134,33 @@ test('a --media-dir path that is a folder or a huge file is the client\'s error,
   }
 });
 
+test('a --media-dir given through a symbolic link: paths spelt either way are served, links out are not', async () => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'glmv-media-'));
+  fs.mkdirSync(path.join(base, 'real'));
+  fs.writeFileSync(path.join(base, 'real', 'tiny.png'), tinyPng());
+  fs.symlinkSync('real', path.join(base, 'link'));            // the folder, by another name
+  fs.symlinkSync('/etc', path.join(base, 'real', 'out'));     // a link inside leading out
+  const m = await startServer(['-m', 'echo:', '--media-dir', path.join(base, 'link')]);
+  try {
+    const img = (url) => user([{ type: 'image_url', image_url: { url } }, { type: 'text', text: 'x' }]);
+    for (const url of ['tiny.png', path.join(base, 'link', 'tiny.png'), 'file://' + path.join(base, 'link', 'tiny.png'),
+      path.join(base, 'real', 'tiny.png')]) {
+      const r = await post(m.url, '/v1/chat/completions', img(url));
+      assert.equal(r.status, 200, url + ': ' + await r.text());
+    }
+    for (const url of ['out/passwd', path.join(base, 'link', 'out', 'passwd'), '../link/../../etc/passwd']) {
+      const r = await post(m.url, '/v1/chat/completions', img(url));
+      assert.equal(r.status, 403, url + ': ' + await r.text());
+    }
+  } finally {
+    assert.equal(await m.stop(), 0);
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+});
+
 test('oversized body is 413, by Content-Length and by chunked upload', async () => {
   const big = JSON.stringify(user('z'.repeat(2 << 20)));
   await expectError(big, 413);
