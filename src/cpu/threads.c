@@ -62,8 +62,11 @@ static int64_t work(glmv_pool *p, int id) {
     return did;
 }
 
+/* seq_cst load: pairs with the caller's gen++ then sleepers load (an acquire
+ * load could be satisfied before sleepers++ is visible on a weakly ordered
+ * CPU: the caller would skip the wake-up while this worker goes to sleep) */
 static int no_new_job(glmv_pool *p, unsigned seen, unsigned *g) {
-    *g = atomic_load_explicit(&p->gen, memory_order_acquire);
+    *g = atomic_load(&p->gen);
     return (*g == seen || (*g & 1u)) && !atomic_load(&p->quit);
 }
 
@@ -164,7 +167,12 @@ void glmv_pool_run(glmv_pool *p, glmv_task_fn fn, void *ctx, int64_t n_tasks) {
      * (they find no task left and go at once) */
     atomic_fetch_add(&p->gen, 1);
     int spins = 0;
-    while (atomic_load_explicit(&p->active, memory_order_acquire) > 0) {
+    /* seq_cst, not acquire: this load and the worker's gen check after active++
+     * form a store-buffering pair, which only seq_cst on all four accesses
+     * orders (with an acquire load a weakly ordered CPU, e.g. ARMv8.3+ LDAPR,
+     * may read active 0 while the worker reads the old generation and enters
+     * the job being rewritten) */
+    while (atomic_load(&p->active) > 0) {
         if (++spins < SPIN_ITERS) cpu_relax();
         else sched_yield();
     }
