@@ -142,7 +142,8 @@ test('a --media-dir given through a symbolic link: paths spelt either way are se
   fs.mkdirSync(path.join(base, 'real'));
   fs.writeFileSync(path.join(base, 'real', 'tiny.png'), tinyPng());
   fs.symlinkSync('real', path.join(base, 'link'));            // the folder, by another name
-  fs.symlinkSync('/etc', path.join(base, 'real', 'out'));     // a link inside leading out
+  fs.writeFileSync(path.join(base, 'secret.png'), tinyPng());  // beside the folder, not in it
+  fs.symlinkSync(base, path.join(base, 'real', 'out'));       // a link inside leading out
   const m = await startServer(['-m', 'echo:', '--media-dir', path.join(base, 'link')]);
   try {
     const img = (url) => user([{ type: 'image_url', image_url: { url } }, { type: 'text', text: 'x' }]);
@@ -151,7 +152,8 @@ test('a --media-dir given through a symbolic link: paths spelt either way are se
       const r = await post(m.url, '/v1/chat/completions', img(url));
       assert.equal(r.status, 200, url + ': ' + await r.text());
     }
-    for (const url of ['out/passwd', path.join(base, 'link', 'out', 'passwd'), '../link/../../etc/passwd']) {
+    for (const url of ['out/secret.png', path.join(base, 'link', 'out', 'secret.png'), '../link/../secret.png',
+      path.join(base, 'secret.png'), 'file://' + path.join(base, 'link', '..', 'secret.png')]) {
       const r = await post(m.url, '/v1/chat/completions', img(url));
       assert.equal(r.status, 403, url + ': ' + await r.text());
     }
