@@ -219,9 +219,9 @@ static int media_from_url(serve_request *r, glmv_part *p, const char *url, int v
                    what);
     if (!*path) return BAD(param, "empty %s path", what);
     char joined[PATH_MAX], real[PATH_MAX];
-    if (path[0] == '/') snprintf(joined, sizeof joined, "%s", path);
-    else if ((size_t)snprintf(joined, sizeof joined, "%s/%s", pol->media_dir, path) >= sizeof joined)
-        return BAD(param, "%s path too long", what);
+    int jl = path[0] == '/' ? snprintf(joined, sizeof joined, "%s", path)
+                            : snprintf(joined, sizeof joined, "%s/%s", pol->media_dir, path);
+    if (jl < 0 || (size_t)jl >= sizeof joined) return BAD(param, "%s path too long", what);
     /* Outside the directory is 403 whether or not the file exists, so the
        answer tells a client nothing about the rest of the file system. A file
        that exists is judged by where it really is (realpath: a symbolic link

@@ -103,6 +103,9 @@ test('undecodable images and refused media', async () => {
   await expectError(img('../../../../no/such/file.png'), 403);
   await expectError(img('file:///etc/shadow'), 403);
   await expectError(img('no_such_file.png'), 400);
+  // a path longer than the system allows is refused as such, not cut to another file
+  await expectError(img(ASSETS + '/images/' + 'x/'.repeat(3000) + 'a.png'), 400, (e) => assert.match(e.message, /too long/));
+  await expectError(img('x/'.repeat(3000) + 'a.png'), 400, (e) => assert.match(e.message, /too long/));
   await expectError(user([{ type: 'video_url', video_url: { url: 'ftp://x/y.mp4' } }]), 400);
   // frames go in pairs: a cap of 1 is refused as the command line refuses it
   const vid = (extra) => user([{ type: 'video_url', video_url: { url: 'data:video/mp4;base64,AAAA', ...extra } }]);
