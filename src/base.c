@@ -8,7 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 int glmv_log_level = -1;
 
@@ -151,4 +155,70 @@ uint16_t glmv_f32_to_f16(float f) {
     uint32_t rest = man & 0x1fff;
     if (rest > 0x1000 || (rest == 0x1000 && (r & 1))) r++;
     return sign | (uint16_t)r;
+}
+
+/* ---------------------------------------------------------------- SipHash */
+
+static uint64_t rotl64(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+
+#define SIPROUND(v0, v1, v2, v3)                                                              \
+    do {                                                                                      \
+        v0 += v1, v1 = rotl64(v1, 13), v1 ^= v0, v0 = rotl64(v0, 32);                          \
+        v2 += v3, v3 = rotl64(v3, 16), v3 ^= v2;                                               \
+        v0 += v3, v3 = rotl64(v3, 21), v3 ^= v0;                                               \
+        v2 += v1, v1 = rotl64(v1, 17), v1 ^= v2, v2 = rotl64(v2, 32);                          \
+    } while (0)
+
+static uint64_t load_le64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+uint64_t glmv_siphash(const uint8_t key[16], const void *data, size_t n) {
+    uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
+    uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
+    const uint8_t *p = data;
+    size_t words = n / 8;
+    for (size_t i = 0; i < words; i++, p += 8) {
+        uint64_t m;
+        memcpy(&m, p, 8); /* little-endian hosts (x86-64, aarch64) */
+        v3 ^= m;
+        SIPROUND(v0, v1, v2, v3);
+        SIPROUND(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+    uint64_t b = (uint64_t)n << 56;
+    for (size_t i = 0; i < n % 8; i++) b |= (uint64_t)p[i] << (8 * i);
+    v3 ^= b;
+    SIPROUND(v0, v1, v2, v3);
+    SIPROUND(v0, v1, v2, v3);
+    v0 ^= b;
+    v2 ^= 0xff;
+    for (int i = 0; i < 4; i++) SIPROUND(v0, v1, v2, v3);
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static uint8_t hash_key[16];
+static pthread_once_t hash_key_once = PTHREAD_ONCE_INIT;
+
+static void hash_key_init(void) {
+    size_t got = 0;
+    while (got < sizeof hash_key) {
+        ssize_t r = getrandom(hash_key + got, sizeof hash_key - got, 0);
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    if (got < sizeof hash_key) { /* no getrandom: weaker, but still per process */
+        uint64_t a = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(glmv_now_ms() * 1e6);
+        uint64_t b = (uint64_t)(uintptr_t)&got * 0xbf58476d1ce4e5b9ull ^ a;
+        memcpy(hash_key, &a, 8);
+        memcpy(hash_key + 8, &b, 8);
+    }
+}
+
+const uint8_t *glmv_hash_key(void) {
+    pthread_once(&hash_key_once, hash_key_init);
+    return hash_key;
 }

@@ -37,6 +37,12 @@ char *glmv_read_file(const char *path, size_t *len, char *err);
 /* Monotonic milliseconds. */
 double glmv_now_ms(void);
 
+/* SipHash-2-4 (Aumasson and Bernstein): a keyed 64-bit hash that a client who
+ * does not know the key cannot steer into collisions. glmv_hash_key() is this
+ * process's random key (getrandom, drawn once). */
+uint64_t glmv_siphash(const uint8_t key[16], const void *data, size_t n);
+const uint8_t *glmv_hash_key(void);
+
 /* Logging to stderr; level from GLMV_LOG (0 quiet, 1 info, 2 debug). */
 extern int glmv_log_level;
 void glmv_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -529,14 +529,17 @@ int glmv_session_prefill_media(glmv_session *s, const int32_t *ids, int64_t n, c
                         n_vid, logits, vision_ms, err);
 }
 
-/* FNV-1a over a segment's grid and pixel rows */
+/* A segment's identity in the cache: SipHash of its pixel rows under this
+ * process's random key, with the grid folded into the key (so one client
+ * cannot craft an image that another client's cached image would match) */
 static uint64_t seg_hash(const int grid[3], const float *rows, int64_t n) {
-    uint64_t h = 1469598103934665603ull;
-    const unsigned char *p = (const unsigned char *)grid;
-    for (size_t i = 0; i < sizeof(int[3]); i++) h = (h ^ p[i]) * 1099511628211ull;
-    p = (const unsigned char *)rows;
-    for (size_t i = 0; i < (size_t)n * sizeof(float); i++) h = (h ^ p[i]) * 1099511628211ull;
-    return h;
+    uint8_t key[16];
+    memcpy(key, glmv_hash_key(), sizeof key);
+    for (int i = 0; i < 3; i++) {
+        uint32_t g = (uint32_t)grid[i];
+        for (int b = 0; b < 4; b++) key[4 * i + b] ^= (uint8_t)(g >> (8 * b));
+    }
+    return glmv_siphash(key, rows, (size_t)n * sizeof(float));
 }
 
 /* How much of the cache a new prompt can keep: the common prefix of ids,

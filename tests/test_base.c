@@ -50,11 +50,28 @@ TEST(ref_attn_causal_first_row) {
     CHECK_NEAR(o[2], 7 * (1 - p1) + 9 * p1, 1e-5);
 }
 
+/* the reference vectors of the SipHash paper (key 00..0f, message 00..len-1) */
+TEST(siphash_vectors) {
+    uint8_t key[16], msg[64];
+    for (int i = 0; i < 16; i++) key[i] = (uint8_t)i;
+    for (int i = 0; i < 64; i++) msg[i] = (uint8_t)i;
+    CHECK(glmv_siphash(key, msg, 0) == 0x726fdb47dd0e0e31ull);
+    CHECK(glmv_siphash(key, msg, 1) == 0x74f839c593dc67fdull);
+    CHECK(glmv_siphash(key, msg, 15) == 0xa129ca6149be45e5ull);
+    /* the process key: drawn once, not all zero */
+    const uint8_t *k1 = glmv_hash_key(), *k2 = glmv_hash_key();
+    CHECK(k1 == k2);
+    int nz = 0;
+    for (int i = 0; i < 16; i++) nz |= k1[i];
+    CHECK(nz != 0);
+}
+
 int main(void) {
     RUN(bf16_roundtrip);
     RUN(f16_roundtrip);
     RUN(ref_matmul_bias);
     RUN(ref_rope_interleaved);
     RUN(ref_attn_causal_first_row);
+    RUN(siphash_vectors);
     return test_summary("base");
 }
