@@ -417,22 +417,10 @@ void glmv_model_embed(const glmv_model *m, float *y, const int32_t *ids, int64_t
         return;
     }
     int64_t H = glmv_tensor_cols(t);
-    const void *tab = t->host ? t->host : t->data;
     for (int64_t off = 0; off < n; off += staging_rows) {
         int64_t k = GLMV_MIN(staging_rows, n - off);
-        for (int64_t r = 0; r < k; r++) {
-            float *dst = staging + r * H;
-            size_t row = (size_t)ids[off + r] * (size_t)H;
-            if (t->dtype == GLMV_F32) {
-                memcpy(dst, (const float *)tab + row, sizeof(float) * (size_t)H);
-            } else if (t->dtype == GLMV_BF16) {
-                const uint16_t *src = (const uint16_t *)tab + row;
-                for (int64_t j = 0; j < H; j++) dst[j] = glmv_bf16_to_f32(src[j]);
-            } else {
-                const uint16_t *src = (const uint16_t *)tab + row;
-                for (int64_t j = 0; j < H; j++) dst[j] = glmv_f16_to_f32(src[j]);
-            }
-        }
+        for (int64_t r = 0; r < k; r++)
+            glmv_tensor_get_range(t, (int64_t)ids[off + r] * H, H, staging + r * H);
         be->write(be, y + off * H, staging, sizeof(float) * (size_t)(k * H));
     }
 }

@@ -46,6 +46,8 @@ static inline int64_t glmv_tensor_cols(const glmv_tensor *t) {
 }
 /* One element as float (host data); for references and tests. */
 float glmv_tensor_get(const glmv_tensor *t, int64_t i);
+/* Elements [i0, i0 + n) as floats into dst (host data). */
+void glmv_tensor_get_range(const glmv_tensor *t, int64_t i0, int64_t n, float *dst);
 
 typedef struct glmv_backend glmv_backend;
 

@@ -70,15 +70,7 @@ void glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out) {
     float (*cx)[4] = malloc(sizeof(float[4]) * (size_t)gw), (*cy)[4] = malloc(sizeof(float[4]) * (size_t)gh);
     int *x0 = malloc(sizeof(int) * (size_t)gw), *y0 = malloc(sizeof(int) * (size_t)gh);
     GLMV_ASSERT(T && X && cx && cy && x0 && y0);
-    int64_t nt = (int64_t)S * S * Hv;
-    const void *src = tab->host ? tab->host : tab->data;
-    if (tab->dtype == GLMV_F32) {
-        memcpy(T, src, sizeof(float) * (size_t)nt);
-    } else if (tab->dtype == GLMV_BF16) {
-        for (int64_t k = 0; k < nt; k++) T[k] = glmv_bf16_to_f32(((const uint16_t *)src)[k]);
-    } else {
-        for (int64_t k = 0; k < nt; k++) T[k] = glmv_tensor_get(tab, k);
-    }
+    glmv_tensor_get_range(tab, 0, (int64_t)S * S * Hv, T);
     for (int wp = 0; wp < gw; wp++) {
         float gx = (((float)wp + 0.5f) / (float)gw) * 2.0f - 1.0f;
         float ix = ((gx + 1.0f) * (float)S - 1.0f) / 2.0f, fx = floorf(ix);

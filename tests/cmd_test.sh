@@ -50,6 +50,14 @@ else bad run_many_media_verbose "$(cat "$tmp/err")"; fi
 if echo "Hello there" | $G run -m $M -p - --system "Be brief." -n 3 >/dev/null 2>"$tmp/err"; then ok run_stdin_system
 else bad run_stdin_system "$(cat "$tmp/err")"; fi
 
+# model_without DIR FILE...: DIR holds links to the tiny checkpoint's files but FILE...
+model_without() {
+    local d=$1; shift
+    mkdir -p "$d"
+    for f in "$M"/*; do ln -s "$PWD/$f" "$d/"; done
+    for f in "$@"; do rm "$d/$f"; done
+}
+
 # errors: one line, non-zero status
 expect_fail() { # name pattern command...
     local name=$1 pat=$2; shift 2
@@ -100,9 +108,7 @@ expect_fail err_chat_endless_line "longer than" timeout 60 $G chat -m $M -n 1 </
 # a processor config asking for a billion pixels per image (or frame) would
 # upscale to gigabytes of patch rows (tens of seconds, ~23 GB) before the prompt
 # is found too long: the vision tokens are checked against the context first
-mkdir -p "$tmp/bigpx"
-for f in "$M"/*; do ln -s "$PWD/$f" "$tmp/bigpx/"; done
-rm "$tmp/bigpx/preprocessor_config.json" "$tmp/bigpx/video_preprocessor_config.json"
+model_without "$tmp/bigpx" preprocessor_config.json video_preprocessor_config.json
 jq '.size = {"shortest_edge": 1000000000, "longest_edge": 2000000000}' "$M/preprocessor_config.json" >"$tmp/bigpx/preprocessor_config.json"
 jq '.size = {"shortest_edge": 1000000000, "longest_edge": 2000000000}' "$M/video_preprocessor_config.json" >"$tmp/bigpx/video_preprocessor_config.json"
 expect_fail err_image_tokens_beyond_ctx "beyond the context" timeout 20 $G run -m "$tmp/bigpx" --image $IMG -p hi -n 1
@@ -110,9 +116,7 @@ expect_fail err_video_tokens_beyond_ctx "context has room" timeout 20 $G run -m 
 rm -rf "$tmp/bigpx"
 
 # a checkpoint without its image processor settings runs with the 9B's, and says so
-mkdir -p "$tmp/noproc"
-for f in "$M"/*; do ln -s "$PWD/$f" "$tmp/noproc/"; done
-rm "$tmp/noproc/preprocessor_config.json"
+model_without "$tmp/noproc" preprocessor_config.json
 if $G run -m "$tmp/noproc" -p hi -n 1 >/dev/null 2>"$tmp/err" && grep -q "no preprocessor_config.json" "$tmp/err" &&
     ! grep -q "no video_preprocessor" "$tmp/err"; then ok warn_no_image_processor
 else bad warn_no_image_processor "$(cat "$tmp/err")"; fi
@@ -130,9 +134,7 @@ then ok serve_open_host_warning; else bad serve_open_host_warning "$(cat "$tmp/o
 
 # a tokenizer.json without its added tokens would render the prompt as plain
 # text ("[gMASK]" as three tokens): the load is refused, naming the file
-mkdir -p "$tmp/noadded"
-for f in "$M"/*; do ln -s "$PWD/$f" "$tmp/noadded/"; done
-rm "$tmp/noadded/tokenizer.json"
+model_without "$tmp/noadded" tokenizer.json
 jq '.added_tokens = []' "$M/tokenizer.json" >"$tmp/noadded/tokenizer.json"
 expect_fail err_tokenizer_no_added "not one token" $G run -m "$tmp/noadded" -p hi -n 1
 # ... and one whose <|image|> is another id than config.json's image_token_id
