@@ -63,9 +63,27 @@ typedef struct glmv_session glmv_session;
 
 typedef enum { GLMV_DEVICE_AUTO = 0, GLMV_DEVICE_CPU, GLMV_DEVICE_CUDA } glmv_device;
 
+/* What the matrix products are fed. Activations are float32 throughout; this
+ * decides only the inputs of the GEMMs (and of the GPU's prefill attention):
+ *   F32   they stay float32 on every backend: the outputs are transformers'
+ *         float32 run up to summation order (the parity tests' bounds).
+ *   BF16  they are rounded to bf16 where the hardware multiplies bf16 (a CPU
+ *         with AVX512-BF16, the GPU's tensor cores), products accumulated in
+ *         float32: faster (2x on such a CPU's prefill), logits within bf16
+ *         rounding of float32's. Where the hardware has no bf16 products (an
+ *         AVX2 CPU) the math stays float32.
+ *   AUTO  $GLMV_PRECISION (f32 or bf16) when set, else the device's default:
+ *         F32 on the CPU (the same answers whatever CPU the binary lands on),
+ *         BF16 on CUDA (cuBLAS on tensor cores, as vLLM and transformers run). */
+typedef enum { GLMV_PRECISION_AUTO = 0, GLMV_PRECISION_F32, GLMV_PRECISION_BF16 } glmv_precision;
+
+/* "f32", "bf16" or "auto" -> *out; -1 for anything else. */
+int glmv_precision_parse(const char *s, glmv_precision *out);
+
 typedef struct {
     int n_threads;              /* CPU threads; 0 = all cores */
     glmv_device device;         /* AUTO: CUDA when built with it and a GPU exists */
+    glmv_precision precision;   /* AUTO: $GLMV_PRECISION, else f32 on the CPU, bf16 on CUDA */
     int64_t max_decode_pixels;  /* refuse images/frames larger than this (0 = 178956970) */
     int min_image_tokens;       /* 0 = from preprocessor config */
     int max_image_tokens;       /* 0 = from preprocessor config */
@@ -85,6 +103,8 @@ const glmv_tokenizer *glmv_model_tokenizer(const glmv_model *m);
 typedef struct {
     const char *name;           /* folder basename */
     const char *device;         /* "cpu (avx2)", "cuda (NVIDIA H200)", ... */
+    const char *precision;      /* what the GEMMs do: "f32" or "bf16" */
+    const char *precision_why;  /* how it was chosen, e.g. "the CPU's default" */
     int64_t n_params;
     int n_layers, hidden, n_heads, n_kv_heads, head_dim, vocab;
     int vision_depth, vision_hidden;

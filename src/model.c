@@ -197,15 +197,60 @@ static int bind_weights(glmv_model *m, char *err) {
 
 /* ------------------------------------------------------------------ backend */
 
+int glmv_precision_parse(const char *s, glmv_precision *out) {
+    if (!s) return -1;
+    if (!strcmp(s, "f32") || !strcmp(s, "fp32") || !strcmp(s, "float32")) *out = GLMV_PRECISION_F32;
+    else if (!strcmp(s, "bf16") || !strcmp(s, "bfloat16")) *out = GLMV_PRECISION_BF16;
+    else if (!strcmp(s, "auto")) *out = GLMV_PRECISION_AUTO;
+    else return -1;
+    return 0;
+}
+
+/* The precision asked for: the parameter, else $GLMV_PRECISION, else AUTO
+ * (the device's default, decided once the device is known). */
+static int wanted_precision(const glmv_model_params *p, glmv_precision *out, const char **why,
+                            char *err) {
+    *out = p->precision;
+    *why = "asked for";
+    if (*out != GLMV_PRECISION_AUTO) return 0;
+    const char *e = getenv("GLMV_PRECISION");
+    if (e && *e) {
+        if (glmv_precision_parse(e, out))
+            return glmv_errf(err, "GLMV_PRECISION=%s: expected f32, bf16 or auto", e);
+        *why = "GLMV_PRECISION";
+    }
+    return 0;
+}
+
+/* Record what the backend does; say so when bf16 was asked for and the
+ * hardware cannot multiply bf16 (the math then stays float32). */
+static void set_precision(glmv_model *m, glmv_precision want, const char *why, int device_bf16) {
+    m->precision = m->be->bf16 ? "bf16" : "f32";
+    if (want == GLMV_PRECISION_AUTO)
+        snprintf(m->precision_why, sizeof m->precision_why, "the default on %s",
+                 device_bf16 ? "CUDA" : "the CPU");
+    else if (want == GLMV_PRECISION_BF16 && !m->be->bf16)
+        snprintf(m->precision_why, sizeof m->precision_why,
+                 "bf16 %s, but %s has no bf16 products (AVX512-BF16)", why, m->be->name);
+    else
+        snprintf(m->precision_why, sizeof m->precision_why, "%s", why);
+    if (want == GLMV_PRECISION_BF16 && !m->be->bf16)
+        glmv_log(1, "precision: %s; computing in f32", m->precision_why);
+}
+
 static int make_backend(glmv_model *m, const glmv_model_params *p, char *err) {
     char e2[GLMV_ERR_SIZE] = "";
+    glmv_precision want;
+    const char *why;
+    if (wanted_precision(p, &want, &why, err)) return -1;
 #ifdef GLMV_CUDA
     if (p->device == GLMV_DEVICE_CUDA || p->device == GLMV_DEVICE_AUTO) {
-        m->be = glmv_cuda_backend_new(0, e2);
+        m->be = glmv_cuda_backend_new(0, want != GLMV_PRECISION_F32, e2);
         if (m->be) {
             snprintf(m->device, sizeof m->device, "cuda (%s)",
                      m->be->device_name ? m->be->device_name : m->be->name);
             m->vision_keep_scratch = 1;
+            set_precision(m, want, why, 1);
             return 0;
         }
         if (p->device == GLMV_DEVICE_CUDA) return glmv_errf(err, "CUDA backend: %s", e2);
@@ -215,9 +260,10 @@ static int make_backend(glmv_model *m, const glmv_model_params *p, char *err) {
     if (p->device == GLMV_DEVICE_CUDA)
         return glmv_errf(err, "this glmv was built without CUDA (make CUDA=1)");
 #endif
-    m->be = glmv_cpu_backend_new(p->n_threads, GLMV_SIMD_AUTO, e2);
+    m->be = glmv_cpu_backend_new(p->n_threads, GLMV_SIMD_AUTO, want == GLMV_PRECISION_BF16, e2);
     if (!m->be) return glmv_errf(err, "CPU backend: %s", e2);
     snprintf(m->device, sizeof m->device, "cpu (%s)", m->be->name);
+    set_precision(m, want, why, 0);
     const char *keep = getenv("GLMV_VISION_KEEP_SCRATCH");
     m->vision_keep_scratch = keep && atoi(keep) > 0;
     return 0;
@@ -361,8 +407,9 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     }
     m->load_ms = glmv_now_ms() - t0;
     if (p->verbose)
-        fprintf(stderr, "glmv: loaded %s (%lld params) on %s in %.0f ms\n", m->name,
-                (long long)m->n_params, m->device, m->load_ms);
+        fprintf(stderr, "glmv: loaded %s (%lld params) on %s, precision %s (%s), in %.0f ms\n",
+                m->name, (long long)m->n_params, m->device, m->precision, m->precision_why,
+                m->load_ms);
     *out = m;
     return 0;
 fail:
@@ -389,6 +436,8 @@ void glmv_model_get_info(const glmv_model *m, glmv_model_info *info) {
     const glmv_config *c = &m->cfg;
     info->name = m->name;
     info->device = m->device;
+    info->precision = m->precision;
+    info->precision_why = m->precision_why;
     info->n_params = m->n_params;
     info->n_layers = c->num_hidden_layers;
     info->hidden = c->hidden_size;

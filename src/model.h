@@ -79,6 +79,8 @@ struct glmv_model {
     char name[256];
     char dir[1024];                        /* the folder as given (or "synthetic:...") */
     char device[96];
+    const char *precision;                 /* "f32" or "bf16": what m->be's GEMMs do */
+    char precision_why[160];               /* how it was chosen (glmv_model_info) */
     double load_ms;
     int64_t n_params;
     int64_t device_bytes;

@@ -54,6 +54,11 @@ typedef struct glmv_backend glmv_backend;
 struct glmv_backend {
     const char *name;           /* "cpu-ref", "cpu-avx2", "cuda", ... */
     void *impl;                 /* backend private state */
+    /* 1: matmul (and, on a device, prefill attention) rounds its float32 inputs
+     * to bf16 and multiplies them in hardware; 0: float32 products of the
+     * weights as stored. Fixed at creation (the constructors' bf16 argument,
+     * granted only where the hardware has bf16 products). */
+    int bf16;
 
     void (*destroy)(glmv_backend *be);
 
@@ -134,14 +139,17 @@ struct glmv_backend {
 };
 
 /* The CPU backend. simd: -1 = best the CPU has, 0 = scalar reference only,
- * or a GLMV_SIMD_* level to force (tests compare levels). n_threads 0 = all cores. */
+ * or a GLMV_SIMD_* level to force (tests compare levels). n_threads 0 = all cores.
+ * bf16 1 asks for bf16 GEMM inputs: granted (be->bf16) only on AVX512-BF16. */
 enum { GLMV_SIMD_AUTO = -1, GLMV_SIMD_NONE = 0, GLMV_SIMD_AVX2 = 1, GLMV_SIMD_AVX512 = 2,
        GLMV_SIMD_AVX512BF16 = 3 };
-glmv_backend *glmv_cpu_backend_new(int n_threads, int simd, char *err);
+glmv_backend *glmv_cpu_backend_new(int n_threads, int simd, int bf16, char *err);
 
 #ifdef GLMV_CUDA
-/* The CUDA backend on device `dev`; NULL with err set when no usable GPU. */
-glmv_backend *glmv_cuda_backend_new(int dev, char *err);
+/* The CUDA backend on device `dev`; NULL with err set when no usable GPU.
+ * bf16 0: GEMMs in float32 (SGEMM on converted weights), attention in the
+ * float32 split kernel; 1: bf16 tensor cores for both (see be->bf16). */
+glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err);
 #endif
 
 #endif

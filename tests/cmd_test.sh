@@ -189,5 +189,35 @@ else bad run_min_max_image_tokens "image_tokens ${n:-?}: $(cat "$tmp/err")"; fi
 # bench refuses a vision size that is not a multiple of 28 before loading the weights
 expect_fail err_bench_vision_size "multiple of 28" timeout 5 $G bench --synthetic --layers 1 --vision 100x100
 
+# --precision: -v says which and why; a bad value (flag or environment) is refused;
+# f32 asked for (flag or GLMV_PRECISION) gives the default's tokens on the CPU;
+# bench reports it in its JSON
+expect_fail err_precision_flag "precision expects f32, bf16 or auto" $G run -m $M -p hi --precision fp8
+expect_fail err_precision_env "GLMV_PRECISION=half" env GLMV_PRECISION=half $G run -m $M -p hi -n 1
+expect_fail err_bench_precision "precision expects" $G bench --synthetic --layers 1 --precision x
+if $G run -m $M -p hi -n 1 -v 2>"$tmp/err" >/dev/null && grep -q "precision f32 (the default on the CPU)" "$tmp/err" &&
+   $G run -m $M -p hi -n 1 -v --precision bf16 2>"$tmp/err2" >/dev/null && grep -Eq "precision (bf16 \(asked for\)|f32 \(bf16 asked for, but .* no bf16 products)" "$tmp/err2"; then
+    ok run_precision_verbose
+else bad run_precision_verbose "$(cat "$tmp/err" "$tmp/err2")"; fi
+t0=$($G run -m $M --image $IMG -p "What is this?" -n 8 --greedy --json 2>/dev/null | jq -c .token_ids)
+t1=$($G run -m $M --image $IMG -p "What is this?" -n 8 --greedy --json --precision f32 2>/dev/null | jq -c .token_ids)
+t2=$(GLMV_PRECISION=f32 $G run -m $M --image $IMG -p "What is this?" -n 8 --greedy --json 2>/dev/null | jq -c .token_ids)
+if [ -n "$t0" ] && [ "$t0" = "$t1" ] && [ "$t0" = "$t2" ]; then ok run_precision_f32_is_cpu_default
+else bad run_precision_f32_is_cpu_default "default $t0 / --precision f32 $t1 / GLMV_PRECISION=f32 $t2"; fi
+if $G bench --synthetic --layers 1 --prompt 8 --decode 2 --precision bf16 --json -t 2 >"$tmp/b.json" 2>"$tmp/err" &&
+   jq -e '.precision == "bf16" or .precision == "f32"' "$tmp/b.json" >/dev/null &&
+   $G bench --synthetic --layers 1 --prompt 8 --decode 2 --precision f32 --json -t 2 | jq -e '.precision == "f32"' >/dev/null; then
+    ok bench_precision_json
+else bad bench_precision_json "$(cat "$tmp/b.json" "$tmp/err")"; fi
+
+# serve takes --precision too and names it in its start-up line
+$G serve -m $M --port 0 --precision f32 >"$tmp/serve.out" 2>"$tmp/serve.err" &
+spid=$!
+for _ in $(seq 100); do grep -q listening "$tmp/serve.out" 2>/dev/null && break; sleep 0.1; done
+kill $spid 2>/dev/null; wait $spid 2>/dev/null
+if grep -q "precision f32 (asked for)" "$tmp/serve.out"; then ok serve_precision
+else bad serve_precision "$(cat "$tmp/serve.out" "$tmp/serve.err")"; fi
+expect_fail err_serve_precision "precision expects" $G serve -m $M --port 0 --precision f16
+
 echo "RESULT cmd passed=$pass failed=$fail skipped=0"
 [ $fail -eq 0 ]

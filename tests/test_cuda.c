@@ -21,7 +21,8 @@
 
 #ifdef GLMV_CUDA
 
-static glmv_backend *be;
+static glmv_backend *be;         /* bf16 precision (the CUDA default) */
+static glmv_backend *be_f32;     /* f32 precision */
 static char be_err[GLMV_ERR_SIZE];
 
 /* ---- random data: xorshift, fresh per call ---- */
@@ -308,6 +309,25 @@ TEST(attn_segments) {
     one_segments(cu3, 2, 2, 80, 1e-10);          /* hd 80: fp32 split kernel */
 }
 
+/* --precision f32: SGEMM on weight blocks converted to fp32, attention in the
+ * fp32 split kernel at every size: float32 bounds where bf16 has its own */
+TEST(precision_f32) {
+    NEED_GPU();
+    CHECK(be->bf16 == 1 && be_f32 && be_f32->bf16 == 0);
+    if (!be_f32) return;
+    glmv_backend *keep = be;
+    be = be_f32;
+    one_matmul(GLMV_BF16, 37, 200, 264, 1, 1e-10);
+    one_matmul(GLMV_BF16, 130, 512, 1024, 0, 1e-10);
+    one_matmul(GLMV_BF16, 9, 66000, 1024, 1, 1e-10); /* two blocks of 65536 weight rows */
+    one_matmul(GLMV_BF16, 3, 77, 100, 0, 1e-10);     /* gemv, as in bf16 */
+    one_causal(100, 0, 32, 2, 128, 0, 1e-10);        /* prefill: split kernel, not flash */
+    one_causal(70, 30, 4, 2, 128, 256, 1e-10);
+    int64_t cu[] = {0, 70, 70, 200, 210};
+    one_segments(cu, 4, 3, 128, 1e-10);
+    be = keep;
+}
+
 TEST(elementwise) {
     NEED_GPU();
     int64_t n = 5, d = 1000, cnt = 12345;
@@ -355,7 +375,7 @@ TEST(errors) {
     NEED_GPU();
     char err[GLMV_ERR_SIZE] = "";
     double t0 = glmv_now_ms();
-    glmv_backend *bad = glmv_cuda_backend_new(97, err);
+    glmv_backend *bad = glmv_cuda_backend_new(97, 1, err);
     CHECK(bad == NULL);
     CHECK_MSG(strstr(err, "device 97") != NULL, "%s", err);
     CHECK(glmv_now_ms() - t0 < 5000);
@@ -747,7 +767,8 @@ static int bench(void) {
 
 int main(int argc, char **argv) {
     char err[GLMV_ERR_SIZE] = "";
-    be = getenv("GLMV_NO_CUDA") ? NULL : glmv_cuda_backend_new(0, err);
+    be = getenv("GLMV_NO_CUDA") ? NULL : glmv_cuda_backend_new(0, 1, err);
+    if (be) be_f32 = glmv_cuda_backend_new(0, 0, err);
     if (!be) {
         snprintf(be_err, sizeof be_err, "no GPU: %s", err[0] ? err : "GLMV_NO_CUDA set");
         printf("SKIP cuda: %s\n", be_err);
@@ -782,7 +803,9 @@ int main(int argc, char **argv) {
     RUN(attn_causal_flash);
     RUN(attn_segments);
     RUN(elementwise);
+    RUN(precision_f32);
     RUN(errors);
+    if (be_f32) be_f32->destroy(be_f32);
     if (be) be->destroy(be);
     return test_summary("cuda");
 }

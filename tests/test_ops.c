@@ -35,7 +35,7 @@ static void emu_kern_bf16(int64_t K2, const uint16_t *A, int64_t lda, const uint
 #define LEVEL_EMU 100
 
 /* ---- backends under test ---- */
-#define MAX_BE 8
+#define MAX_BE 12
 static glmv_backend *bes[MAX_BE];
 static int be_level[MAX_BE], be_threads[MAX_BE], n_be;
 
@@ -77,9 +77,9 @@ static glmv_tensor rand_tensor(glmv_dtype dt, int64_t rows, int64_t cols, float 
 
 static const char *be_desc(int b) {
     static char buf[64];
-    snprintf(buf, sizeof buf, "%s/%dt",
+    snprintf(buf, sizeof buf, "%s/%dt/%s",
              be_level[b] == LEVEL_EMU ? "bf16-emulated" : glmv_cpu_simd_name(be_level[b]),
-             be_threads[b]);
+             be_threads[b], bes[b]->bf16 ? "bf16" : "f32");
     return buf;
 }
 
@@ -104,9 +104,14 @@ static void level_test(int level) {
         return;
     }
     char err[GLMV_ERR_SIZE];
-    glmv_backend *be = glmv_cpu_backend_new(1, level, err);
-    CHECK_MSG(be != NULL, "%s", err);
-    if (be) be->destroy(be);
+    for (int bf = 0; bf <= 1; bf++) {
+        glmv_backend *be = glmv_cpu_backend_new(1, level, bf, err);
+        CHECK_MSG(be != NULL, "%s", err);
+        if (!be) continue;
+        /* bf16 products are granted only where the CPU has them */
+        CHECK_EQ_INT(be->bf16, bf && level == GLMV_SIMD_AVX512BF16);
+        be->destroy(be);
+    }
 }
 TEST(level_avx2) { level_test(GLMV_SIMD_AVX2); }
 TEST(level_avx512) { level_test(GLMV_SIMD_AVX512); }
@@ -114,14 +119,14 @@ TEST(level_avx512bf16) { level_test(GLMV_SIMD_AVX512BF16); }
 
 TEST(backend_errors) {
     char err[GLMV_ERR_SIZE] = "";
-    CHECK(glmv_cpu_backend_new(1, 7, err) == NULL && strstr(err, "SIMD level"));
+    CHECK(glmv_cpu_backend_new(1, 7, 0, err) == NULL && strstr(err, "SIMD level"));
     for (int l = GLMV_SIMD_AVX2; l <= GLMV_SIMD_AVX512BF16; l++)
         if (!glmv_cpu_simd_supported(l)) {
             err[0] = 0;
-            CHECK(glmv_cpu_backend_new(1, l, err) == NULL && strstr(err, "lacks"));
+            CHECK(glmv_cpu_backend_new(1, l, 0, err) == NULL && strstr(err, "lacks"));
         }
-    glmv_backend *be = glmv_cpu_backend_new(0, GLMV_SIMD_NONE, err);
-    CHECK(be && !strcmp(be->name, "cpu-ref"));
+    glmv_backend *be = glmv_cpu_backend_new(0, GLMV_SIMD_NONE, 1, err);
+    CHECK(be && !strcmp(be->name, "cpu-ref") && !be->bf16);
     if (be) be->destroy(be);
 }
 
@@ -133,9 +138,8 @@ static void matmul_case(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with
     for (int b = 0; b < n_be; b++) {
         for (int64_t i = 0; i < m * n; i++) got[i] = NAN;
         bes[b]->matmul(bes[b], got, x, &w, with_bias ? &bias : NULL, m);
-        int bf = be_level[b] == GLMV_SIMD_AVX512BF16 || be_level[b] == LEVEL_EMU;
-        double tol = (bf && dt == GLMV_BF16 && m > GLMV_MV_MAX)
-                         ? TOL_BF16X : TOL_F32;
+        /* only bf16 precision rounds x, and only in the GEMM (decode stays f32) */
+        double tol = (bes[b]->bf16 && dt == GLMV_BF16 && m > GLMV_MV_MAX) ? TOL_BF16X : TOL_F32;
         char what[96];
         snprintf(what, sizeof what, "matmul %s m=%lld n=%lld k=%lld%s", glmv_dtype_name(dt),
                  (long long)m, (long long)n, (long long)k, with_bias ? " +bias" : "");
@@ -364,23 +368,25 @@ int main(void) {
     char err[GLMV_ERR_SIZE];
     for (int l = GLMV_SIMD_AVX2; l <= GLMV_SIMD_AVX512BF16; l++) {
         if (!glmv_cpu_simd_supported(l)) continue;
-        for (int t = 1; t <= 2; t++) {
-            glmv_backend *be = glmv_cpu_backend_new(t, l, err);
-            if (!be) {
-                printf("  FAIL backend %s/%dt: %s\n", glmv_cpu_simd_name(l), t, err);
-                return 1;
+        /* f32 precision at every level; bf16 precision where it has bf16 products */
+        for (int bf = 0; bf <= (l == GLMV_SIMD_AVX512BF16); bf++)
+            for (int t = 1; t <= 2; t++) {
+                glmv_backend *be = glmv_cpu_backend_new(t, l, bf, err);
+                if (!be) {
+                    printf("  FAIL backend %s/%dt: %s\n", glmv_cpu_simd_name(l), t, err);
+                    return 1;
+                }
+                be_level[n_be] = l;
+                be_threads[n_be] = t;
+                bes[n_be++] = be;
             }
-            be_level[n_be] = l;
-            be_threads[n_be] = t;
-            bes[n_be++] = be;
-        }
     }
     if (glmv_cpu_simd_supported(GLMV_SIMD_AVX2)) {
         emu_table = glmv_cpu_kernels_avx2;
         emu_table.to_bf16 = glmv_cpu_to_bf16_scalar;
         emu_table.kern_bf16 = emu_kern_bf16;
         for (int t = 1; t <= 2; t++) {
-            glmv_backend *be = glmv_cpu_backend_new_table(t, &emu_table, "cpu-bf16emu", err);
+            glmv_backend *be = glmv_cpu_backend_new_table(t, &emu_table, "cpu-bf16emu", 1, err);
             if (!be) {
                 printf("  FAIL backend bf16emu: %s\n", err);
                 return 1;

@@ -10,10 +10,23 @@
  * tokenizer or the image code; a second test runs the full path (template,
  * tokenizer, image preprocessing, glmv_generate) on the same prompts.
  *
- * Bounds: every activation NMSE <= 1e-6 (float32 vs float32: the only
- * differences are summation order and libm), logits NMSE <= 1e-5, greedy
- * tokens identical at every step whose reference top-2 margin is >= 0.01
- * (teacher-forced with the reference tokens, through the KV cache).
+ * Both precisions are checked (glmv.h, glmv_precision):
+ *  - f32, on every CPU: every activation NMSE <= 1e-6 (float32 vs float32:
+ *    the only differences are summation order and libm), logits NMSE <= 1e-5,
+ *    greedy tokens identical at every step whose reference top-2 margin is
+ *    >= 0.01 (teacher-forced with the reference tokens, through the KV cache);
+ *  - bf16, where the backend multiplies bf16 (AVX512-BF16; elsewhere the
+ *    request falls back to f32, which precision_choice checks). Rounding a
+ *    GEMM input to bf16 (8 significant bits, to nearest) leaves a relative
+ *    error d with E[d^2] = (2^-8)^2 / 3 * E[1/m^2] = 2.75e-6 (mantissa m
+ *    log-uniform on [1, 2)), which a GEMM's output inherits as its NMSE
+ *    (measured: v.patch_embed 1.8e-6 to 2.6e-6). Successive GEMMs add their
+ *    errors: the tiny models' longest path (patch embed, vision blocks,
+ *    merger, decoder layers, lm_head) has about 30 rounded GEMMs, so every
+ *    activation and the logits are bounded by 2 x 30 x 2.75e-6 = 1.65e-4.
+ *    Greedy tokens must match where the reference margin exceeds what that
+ *    error can move: 4 sqrt(2 x 1.65e-4) x rms(reference logits), a
+ *    four-sigma bound on the difference of two logits.
  */
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -31,7 +44,10 @@
 /* GLMV_PARITY_DEVICE=cuda runs the checks on the CUDA backend (when built
  * with it), with bounds from GLMV_PARITY_ACT_NMSE / GLMV_PARITY_LOGIT_NMSE */
 static double ACT_NMSE = 1e-6, LOGIT_NMSE = 1e-5;
+#define BF16_NMSE (2 * 30 * 2.75e-6)
 static glmv_device parity_device = GLMV_DEVICE_CPU;
+/* the precision of every model this test loads, unless a test says otherwise */
+static glmv_precision parity_precision = GLMV_PRECISION_F32;
 
 /* ------------------------------------------------------------ fixture files */
 
@@ -128,6 +144,18 @@ static void acts_free(acts *c) {
 
 /* ------------------------------------------------------------ the parity check */
 
+/* The top-2 margin above which greedy tokens must agree: MARGIN in f32; in
+ * bf16 four sigma of the bound's error on a difference of two logits. */
+static float greedy_margin(const arr *ref_logits, int bf16) {
+    if (!bf16) return MARGIN;
+    double ss = 0;
+    for (int64_t v = 0; v < ref_logits->n; v++) {
+        double x = ((const float *)ref_logits->data)[v];
+        ss += x * x;
+    }
+    return (float)(4 * sqrt(2 * BF16_NMSE) * sqrt(ss / (double)ref_logits->n));
+}
+
 static double worst_act, worst_logits;
 
 static void check_case(const char *dir, const char *cas) {
@@ -140,6 +168,7 @@ static void check_case(const char *dir, const char *cas) {
     glmv_model_params mp;
     glmv_model_params_default(&mp);
     mp.device = parity_device;
+    mp.precision = parity_precision;
     glmv_model *m = NULL;
     if (glmv_model_load(&m, dir, &mp, err)) {
         CHECK_MSG(0, "load %s: %s", dir, err);
@@ -147,6 +176,12 @@ static void check_case(const char *dir, const char *cas) {
         return;
     }
     const glmv_config *c = &m->cfg;
+    int bf = m->be->bf16;
+    double act_bound = bf ? BF16_NMSE : ACT_NMSE, logit_bound = bf ? BF16_NMSE : LOGIT_NMSE;
+    if (parity_precision == GLMV_PRECISION_BF16 && !bf) {
+        test_skip("this backend has no bf16 products (bf16 falls back to f32: precision_choice)");
+        goto out;
+    }
     if (!strcmp(cas, "image2")) m->vision_row_block = 16; /* the vision MLPs in several passes */
     arr *ids = ref_get(&r, "input_ids"), *pix = ref_get(&r, "pixel_values");
     arr *grid = ref_get(&r, "image_grid_thw"), *lg = ref_get(&r, "logits_last");
@@ -209,15 +244,16 @@ static void check_case(const char *dir, const char *cas) {
         if (e->rows * e->cols != a->n) continue;
         double nm = test_nmse(e->data, a->data, a->n);
         printf("  %s/%s %-18s nmse %.3e\n", strrchr(dir, '/') + 1, cas, a->name, nm);
-        CHECK_MSG(nm <= ACT_NMSE, "%s/%s %s nmse %.3e > %.0e", dir, cas, a->name, nm, ACT_NMSE);
+        CHECK_MSG(nm <= act_bound, "%s/%s %s nmse %.3e > %.2e", dir, cas, a->name, nm, act_bound);
         if (nm > worst_act) worst_act = nm;
         compared++;
     }
     CHECK(compared >= 4);
     double nl = test_nmse(logits, lg->data, lg->n);
     printf("  logits nmse %.3e\n", nl);
-    CHECK_MSG(nl <= LOGIT_NMSE, "logits nmse %.3e", nl);
+    CHECK_MSG(nl <= logit_bound, "logits nmse %.3e > %.2e", nl, logit_bound);
     if (nl > worst_logits) worst_logits = nl;
+    float margin = greedy_margin(lg, bf);
 
     /* greedy, teacher-forced through the KV cache */
     {
@@ -228,7 +264,7 @@ static void check_case(const char *dir, const char *cas) {
             int32_t best = 0;
             for (int v = 1; v < c->vocab_size; v++)
                 if (logits[v] > logits[best]) best = v;
-            if (mg[t] >= MARGIN) {
+            if (mg[t] >= margin) {
                 checked++;
                 if (best != g[t]) {
                     bad++;
@@ -241,8 +277,8 @@ static void check_case(const char *dir, const char *cas) {
                 break;
             }
         }
-        printf("  greedy: %d of %lld steps have margin >= %.2f, %d differ\n", checked,
-               (long long)gids->n, MARGIN, bad);
+        printf("  greedy: %d of %lld steps have margin >= %.3f, %d differ\n", checked,
+               (long long)gids->n, margin, bad);
         CHECK_EQ_INT(bad, 0);
         CHECK(checked >= 8);
         CHECK_EQ_INT(glmv_session_pos(s), n + gids->n);
@@ -285,6 +321,7 @@ static void full_case(const char *dir, const char *cas) {
     glmv_model_params mp;
     glmv_model_params_default(&mp);
     mp.device = parity_device;
+    mp.precision = parity_precision;
     CHECK(meta != NULL);
     if (!meta || glmv_model_load(&m, dir, &mp, err)) {
         CHECK_MSG(0, "load: %s", err);
@@ -338,19 +375,20 @@ static void full_case(const char *dir, const char *cas) {
     CHECK_MSG(rc == 0, "generate: %s", err);
     if (rc == 0) {
         arr *ids = ref_get(&r, "input_ids"), *g = ref_get(&r, "greedy_ids"), *mg = ref_get(&r, "greedy_margin");
+        float margin = greedy_margin(ref_get(&r, "logits_last"), m->be->bf16);
         CHECK_EQ_INT(res.prompt_tokens, ids->n);
         /* identical up to the first step whose margin is too small to decide */
         int same = 0;
         for (int t = 0; t < res.n_tokens && t < g->n; t++) {
-            if (((float *)mg->data)[t] < MARGIN) break;
+            if (((float *)mg->data)[t] < margin) break;
             CHECK_MSG(res.token_ids[t] == ((int32_t *)g->data)[t], "step %d: %d vs %d", t,
                       res.token_ids[t], ((int32_t *)g->data)[t]);
             if (res.token_ids[t] != ((int32_t *)g->data)[t]) break;
             same++;
         }
-        printf("  full path %s/%s: prompt %d tokens (%d image), %d tokens generated, %d checked, "
-               "finish %s\n", dir, cas, res.prompt_tokens, res.image_tokens, res.n_tokens, same,
-               res.finish_reason);
+        printf("  full path %s/%s (%s): prompt %d tokens (%d image), %d tokens generated, %d "
+               "checked, finish %s\n", dir, cas, m->be->bf16 ? "bf16" : "f32", res.prompt_tokens,
+               res.image_tokens, res.n_tokens, same, res.finish_reason);
         CHECK(events >= 1);
         glmv_result_free(&res);
     }
@@ -358,6 +396,93 @@ static void full_case(const char *dir, const char *cas) {
     glmv_model_free(m);
     cJSON_Delete(meta);
     ref_free(&r);
+}
+
+/* the same in bf16 precision, where the backend has bf16 products */
+static void bf16_case(const char *dir, const char *cas, int full) {
+    parity_precision = GLMV_PRECISION_BF16;
+    if (full) full_case(dir, cas);
+    else check_case(dir, cas);
+    parity_precision = GLMV_PRECISION_F32;
+}
+TEST(bf16_tiny_text) { bf16_case("tests/fixtures/tiny", "text", 0); }
+TEST(bf16_tiny_image1) { bf16_case("tests/fixtures/tiny", "image1", 0); }
+TEST(bf16_tiny_image2) { bf16_case("tests/fixtures/tiny", "image2", 0); }
+TEST(bf16_tiny2_text) { bf16_case("tests/fixtures/tiny2", "text", 0); }
+TEST(bf16_tiny2_image1) { bf16_case("tests/fixtures/tiny2", "image1", 0); }
+TEST(bf16_tiny2_image2) { bf16_case("tests/fixtures/tiny2", "image2", 0); }
+TEST(bf16_full_tiny_image2) { bf16_case("tests/fixtures/tiny", "image2", 1); }
+TEST(bf16_full_tiny2_image1) { bf16_case("tests/fixtures/tiny2", "image1", 1); }
+
+/* how the precision is chosen: parameter, $GLMV_PRECISION, device default;
+ * bf16 asked of a CPU without bf16 products falls back to f32 and says so */
+static int load_prec(glmv_precision p, glmv_model_info *info, glmv_model **out, char *err) {
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = parity_device;
+    mp.precision = p;
+    if (glmv_model_load(out, "tests/fixtures/tiny2", &mp, err)) return -1;
+    glmv_model_get_info(*out, info);
+    return 0;
+}
+
+TEST(precision_choice) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = NULL;
+    glmv_model_info info;
+    const char *env = getenv("GLMV_PRECISION");
+    char saved[32] = "";
+    if (env) snprintf(saved, sizeof saved, "%s", env);
+    unsetenv("GLMV_PRECISION");
+    int cuda = parity_device == GLMV_DEVICE_CUDA;
+    /* the default: f32 on the CPU whatever its instructions, bf16 on CUDA */
+    if (load_prec(GLMV_PRECISION_AUTO, &info, &m, err) == 0) {
+        CHECK_MSG(!strcmp(info.precision, cuda ? "bf16" : "f32"), "default %s", info.precision);
+        CHECK_MSG(strstr(info.precision_why, "default") != NULL, "%s", info.precision_why);
+        CHECK_EQ_INT(m->be->bf16, cuda);
+        glmv_model_free(m);
+    } else CHECK_MSG(0, "%s", err);
+    if (load_prec(GLMV_PRECISION_F32, &info, &m, err) == 0) {
+        CHECK(!strcmp(info.precision, "f32") && m->be->bf16 == 0);
+        glmv_model_free(m);
+    } else CHECK_MSG(0, "%s", err);
+    /* bf16 on a CPU held to AVX2 (no bf16 products): f32, and the reason given */
+    if (!cuda) {
+        const char *simd = getenv("GLMV_SIMD");
+        char ssaved[32] = "";
+        if (simd) snprintf(ssaved, sizeof ssaved, "%s", simd);
+        setenv("GLMV_SIMD", "avx2", 1);
+        if (load_prec(GLMV_PRECISION_BF16, &info, &m, err) == 0) {
+            CHECK_MSG(!strcmp(info.precision, "f32"), "%s", info.precision);
+            CHECK_MSG(strstr(info.precision_why, "no bf16 products") != NULL, "%s", info.precision_why);
+            glmv_model_free(m);
+        } else CHECK_MSG(0, "%s", err);
+        if (simd) setenv("GLMV_SIMD", ssaved, 1);
+        else unsetenv("GLMV_SIMD");
+    }
+    /* bf16 where granted: what the backend does is what info says */
+    if (load_prec(GLMV_PRECISION_BF16, &info, &m, err) == 0) {
+        CHECK(!strcmp(info.precision, m->be->bf16 ? "bf16" : "f32"));
+        printf("  bf16 asked for on %s: %s (%s)\n", info.device, info.precision, info.precision_why);
+        glmv_model_free(m);
+    } else CHECK_MSG(0, "%s", err);
+    /* the environment, when the parameter is AUTO; a bad value is refused */
+    setenv("GLMV_PRECISION", "f32", 1);
+    if (load_prec(GLMV_PRECISION_AUTO, &info, &m, err) == 0) {
+        CHECK(!strcmp(info.precision, "f32"));
+        CHECK_MSG(strstr(info.precision_why, "GLMV_PRECISION") != NULL, "%s", info.precision_why);
+        glmv_model_free(m);
+    } else CHECK_MSG(0, "%s", err);
+    setenv("GLMV_PRECISION", "fp8", 1);
+    m = NULL;
+    CHECK(load_prec(GLMV_PRECISION_AUTO, &info, &m, err) != 0 && m == NULL);
+    CHECK_MSG(strstr(err, "GLMV_PRECISION=fp8") != NULL, "%s", err);
+    if (env) setenv("GLMV_PRECISION", saved, 1);
+    else unsetenv("GLMV_PRECISION");
+    glmv_precision p;
+    CHECK(glmv_precision_parse("bf16", &p) == 0 && p == GLMV_PRECISION_BF16);
+    CHECK(glmv_precision_parse("f32", &p) == 0 && p == GLMV_PRECISION_F32);
+    CHECK(glmv_precision_parse("BF16x", &p) != 0 && glmv_precision_parse("", &p) != 0);
 }
 
 TEST(full_tiny_text) { full_case("tests/fixtures/tiny", "text"); }
@@ -370,6 +495,7 @@ TEST(context_limit_error) {
     glmv_model_params mp;
     glmv_model_params_default(&mp);
     mp.device = parity_device;
+    mp.precision = parity_precision;
     if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
         CHECK_MSG(0, "%s", err);
         return;
@@ -410,6 +536,7 @@ TEST(cancel_and_stop_strings) {
     glmv_model_params mp;
     glmv_model_params_default(&mp);
     mp.device = parity_device;
+    mp.precision = parity_precision;
     if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
         CHECK_MSG(0, "%s", err);
         return;
@@ -465,6 +592,7 @@ TEST(video_runs) {
     glmv_model_params mp;
     glmv_model_params_default(&mp);
     mp.device = parity_device;
+    mp.precision = parity_precision;
     if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
         CHECK_MSG(0, "%s", err);
         return;
@@ -515,6 +643,7 @@ static int host_embed_run(const char *dir, int on_host, int32_t *ids, int cap, i
     glmv_model_params mp;
     glmv_model_params_default(&mp);
     mp.device = parity_device;
+    mp.precision = parity_precision;
     int rc = glmv_model_load(&m, dir, &mp, err);
     unsetenv("GLMV_EMBED_ON_HOST");
     if (rc) return -1;
@@ -580,6 +709,7 @@ TEST(thinking_budget) {
     glmv_model_params mp;
     glmv_model_params_default(&mp);
     mp.device = parity_device;
+    mp.precision = parity_precision;
     if (glmv_model_load(&m, "models/demo", &mp, err)) {
         CHECK_MSG(0, "%s", err);
         return;
@@ -643,6 +773,7 @@ TEST(prefix_reuse) {
     glmv_model_params mp;
     glmv_model_params_default(&mp);
     mp.device = parity_device;
+    mp.precision = parity_precision;
     if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
         CHECK_MSG(0, "%s", err);
         return;
@@ -703,6 +834,7 @@ TEST(dump_env) {
     glmv_model_params mp;
     glmv_model_params_default(&mp);
     mp.device = parity_device;
+    mp.precision = parity_precision;
     int rc = glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err);
     unsetenv("GLMV_DUMP");
     CHECK_MSG(rc == 0, "%s", err);
@@ -900,8 +1032,20 @@ int main(void) {
     RUN(tiny2_text);
     RUN(tiny2_image1);
     RUN(tiny2_image2);
-    printf("# worst activation nmse %.3e (bound %.0e), worst logits nmse %.3e (bound %.0e)\n",
+    printf("# f32: worst activation nmse %.3e (bound %.0e), worst logits nmse %.3e (bound %.0e)\n",
            worst_act, ACT_NMSE, worst_logits, LOGIT_NMSE);
+    worst_act = worst_logits = 0;
+    RUN(bf16_tiny_text);
+    RUN(bf16_tiny_image1);
+    RUN(bf16_tiny_image2);
+    RUN(bf16_tiny2_text);
+    RUN(bf16_tiny2_image1);
+    RUN(bf16_tiny2_image2);
+    printf("# bf16: worst activation nmse %.3e, worst logits nmse %.3e (bound %.2e)\n", worst_act,
+           worst_logits, BF16_NMSE);
+    RUN(bf16_full_tiny_image2);
+    RUN(bf16_full_tiny2_image1);
+    RUN(precision_choice);
     RUN(full_tiny_text);
     RUN(full_tiny_image2);
     RUN(full_tiny2_image1);

@@ -34,6 +34,8 @@ static const char *bench_help =
     "  --ctx A,B,...     also decode after filling the cache to these lengths\n"
     "  --vision HxW,...  time the vision tower on these image sizes (multiples of 28)\n"
     "  --device cpu|cuda where to run (default: cuda when built with it and present)\n"
+    "  --precision P     f32 or bf16 GEMM inputs (default: $GLMV_PRECISION, else f32 on the\n"
+    "                    CPU, bf16 on CUDA)\n"
     "  --membw           measure the plain memory read bandwidth of THREADS threads\n"
     "  --json            one JSON object on stdout\n";
 
@@ -188,6 +190,7 @@ int cmd_bench(int argc, char **argv) {
     int synthetic = 0, json = 0, do_membw = 0;
     long layers = 2, threads = 0, prompt = 512, n_decode = 16;
     glmv_device device = GLMV_DEVICE_AUTO;
+    glmv_precision precision = GLMV_PRECISION_AUTO;
     int ctx[MAX_LIST], n_ctx_list = 0, n_vis = 0;
     vision_fig vis[MAX_LIST];
     for (int i = 1; i < argc; i++) {
@@ -234,6 +237,12 @@ int cmd_bench(int argc, char **argv) {
                 fprintf(stderr, "glmv bench: --device expects cpu or cuda, got '%s'\n", v);
                 return 2;
             }
+        } else if (!strcmp(a, "--precision")) {
+            NEED_ARG;
+            if (glmv_precision_parse(v, &precision)) {
+                fprintf(stderr, "glmv bench: --precision expects f32, bf16 or auto, got '%s'\n", v);
+                return 2;
+            }
         } else if (!strcmp(a, "--membw")) {
             do_membw = 1;
         } else if (!strcmp(a, "--json")) {
@@ -274,6 +283,7 @@ int cmd_bench(int argc, char **argv) {
     glmv_model_params_default(&mp);
     mp.n_threads = (int)threads;
     mp.device = device;
+    mp.precision = precision;
     glmv_model *m = NULL;
     double t0 = now_ms();
     if (glmv_model_load(&m, synthetic ? name : dir, &mp, err)) {
@@ -284,8 +294,9 @@ int cmd_bench(int argc, char **argv) {
     glmv_model_info info;
     glmv_model_get_info(m, &info);
     if (!json)
-        printf("model %s on %s: %d layers, %lld params, loaded in %.0f ms\n", info.name,
-               info.device, info.n_layers, (long long)info.n_params, load_ms);
+        printf("model %s on %s, precision %s (%s): %d layers, %lld params, loaded in %.0f ms\n",
+               info.name, info.device, info.precision, info.precision_why, info.n_layers,
+               (long long)info.n_params, load_ms);
 
     int max_ctx = (int)prompt;
     for (int i = 0; i < n_ctx_list; i++) max_ctx = ctx[i] > max_ctx ? ctx[i] : max_ctx;
@@ -356,9 +367,9 @@ int cmd_bench(int argc, char **argv) {
     int64_t peak = glmv_peak_host_bytes(), devb = glmv_device_bytes(m);
 
     if (json) {
-        printf("{\"model\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"synthetic\": %s, "
-               "\"layers\": %d, \"params\": %lld, \"load_ms\": %.1f",
-               info.name, info.device, n_threads, synthetic ? "true" : "false", info.n_layers,
+        printf("{\"model\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, "
+               "\"synthetic\": %s, \"layers\": %d, \"params\": %lld, \"load_ms\": %.1f",
+               info.name, info.device, info.precision, n_threads, synthetic ? "true" : "false", info.n_layers,
                (long long)info.n_params, load_ms);
         if (prompt > 0)
             printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.1f, \"tokens_per_s\": %.3f}", prompt,

@@ -27,6 +27,8 @@ const char *cli_opts_help =
     "  -m, --model DIR          checkpoint folder (default: models/demo when present)\n"
     "  -t, --threads N          CPU threads (default: all cores)\n"
     "      --device D           auto, cpu or cuda (default: auto)\n"
+    "      --precision P        f32 or bf16 GEMM inputs (default: $GLMV_PRECISION, else f32 on\n"
+    "                           the CPU, bf16 on CUDA; bf16 needs AVX512-BF16 on a CPU)\n"
     "      --ctx N              context size in tokens (default: the model's maximum that fits)\n"
     "      --min-image-tokens N, --max-image-tokens N\n"
     "                           bound the vision tokens per image (trade detail for speed)\n"
@@ -67,6 +69,12 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
         else if (!strcmp(v, "auto")) o->mp.device = GLMV_DEVICE_AUTO;
         else {
             fprintf(stderr, "glmv: --device expects auto, cpu or cuda, got '%s'\n", v);
+            return -1;
+        }
+    } else if (!strcmp(a, "--precision")) {
+        NEED_ARG();
+        if (glmv_precision_parse(argv[++*i], &o->mp.precision)) {
+            fprintf(stderr, "glmv: --precision expects f32, bf16 or auto, got '%s'\n", argv[*i]);
             return -1;
         }
     } else if (!strcmp(a, "--ctx")) {
@@ -193,8 +201,10 @@ int cli_load_model(cli_opts *o, glmv_model **m, glmv_session **s) {
         fprintf(stderr, "glmv: warning: --ctx %d is beyond the %d positions %s was trained on\n",
                 o->n_ctx, info.max_position_embeddings, info.name);
     if (o->mp.verbose) {
-        fprintf(stderr, "glmv: loaded %s on %s in %.0f ms (%.3g B parameters), context %d tokens\n",
-                info.name, info.device, info.load_ms, info.n_params / 1e9, glmv_session_n_ctx(*s));
+        fprintf(stderr, "glmv: loaded %s on %s in %.0f ms (%.3g B parameters), context %d tokens\n"
+                        "glmv: precision %s (%s)\n",
+                info.name, info.device, info.load_ms, info.n_params / 1e9, glmv_session_n_ctx(*s),
+                info.precision, info.precision_why);
     }
     return 0;
 }

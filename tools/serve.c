@@ -645,7 +645,8 @@ int cmd_serve(int argc, char **argv) {
     if (parallel > 1)
         fprintf(stderr, "glmv serve: note: --parallel %ld: jobs still run one at a time on one session "
                         "(batched decoding is not implemented yet)\n", parallel);
-    printf("glmv serve: model '%s' (context %d tokens)\n", sv.eng->model_id, sv.eng->n_ctx);
+    printf("glmv serve: model '%s' (context %d tokens) on %s\n", sv.eng->model_id, sv.eng->n_ctx,
+           sv.eng->runs_on);
     printf("glmv serve: listening on http://%s%s%s:%d/  (OpenAI API at /v1)\n", v6 ? "[" : "",
            sv.host, v6 ? "]" : "", port);
     fflush(stdout);

@@ -24,6 +24,7 @@ typedef struct serve_engine serve_engine;
 struct serve_engine {
     char model_id[256];         /* what /v1/models lists and requests must name */
     int n_ctx;                  /* tokens per session */
+    char runs_on[256];          /* device and precision, for the start-up line */
     int n_slots;                /* sessions (--parallel) */
     glmv_sampling defaults;     /* from generation_config.json */
     int fresh_sessions;         /* --no-prompt-cache: every request starts from an empty cache */

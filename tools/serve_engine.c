@@ -79,6 +79,8 @@ static int lib_open(serve_engine *e, const cli_opts *o, int n_slots, char *err) 
         name = name && name[1] ? name + 1 : dir;
     }
     snprintf(e->model_id, sizeof e->model_id, "%s", name);
+    snprintf(e->runs_on, sizeof e->runs_on, "%s, precision %s (%s)", info.device, info.precision,
+             info.precision_why);
     cli_opts_sampling(o, li->model, &e->defaults);
     return 0;
 }
@@ -246,6 +248,7 @@ static int echo_open(serve_engine *e, const char *spec, int n_slots, char *err) 
     e->n_slots = n_slots;
     e->n_ctx = 4096;
     snprintf(e->model_id, sizeof e->model_id, "echo");
+    snprintf(e->runs_on, sizeof e->runs_on, "no model (echo engine)");
     for (const char *p = spec; p && *p;) {
         if (!strncmp(p, "delay_ms=", 9)) ei->delay_ms = atoi(p + 9);
         else if (!strncmp(p, "ctx=", 4)) e->n_ctx = atoi(p + 4);

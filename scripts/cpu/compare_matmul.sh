@@ -20,7 +20,8 @@ c++ "$OUT/ggml_matmul.o" "$G/build/src/libggml.a" "$G/build/src/libggml-cpu.a" \
     "$G/build/src/libggml-base.a" -lpthread -lm -o "$OUT/ggml_matmul"
 uptime
 for m in 1 256; do
-    "$OUT/glmv_matmul" "$T" $m -1 3
+    GLMV_PRECISION=f32 "$OUT/glmv_matmul" "$T" $m -1 3
+    GLMV_PRECISION=bf16 "$OUT/glmv_matmul" "$T" $m -1 3
     "$OUT/ggml_matmul" "$T" $m f16 3
     "$OUT/ggml_matmul" "$T" $m bf16 2
 done

@@ -4,9 +4,11 @@
  * CPU-second (work / process CPU time), which time-sharing on a busy machine
  * does not distort. Built and run by compare_matmul.sh.
  * usage: glmv_matmul THREADS M [SIMD (-1 auto, 0 none, 1 avx2, ...)] [REPS]
+ * GLMV_PRECISION=bf16 rounds x to bf16 where the CPU multiplies bf16 (else f32).
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "base.h"
@@ -35,7 +37,7 @@ int main(int argc, char **argv) {
     int th = atoi(argv[1]), m = atoi(argv[2]), simd = argc > 3 ? atoi(argv[3]) : -1;
     int reps = argc > 4 ? atoi(argv[4]) : 3;
     char err[GLMV_ERR_SIZE];
-    glmv_backend *be = glmv_cpu_backend_new(th, simd, err);
+    glmv_backend *be = glmv_cpu_backend_new(th, simd, getenv("GLMV_PRECISION") && !strcmp(getenv("GLMV_PRECISION"), "bf16"), err);
     if (!be) {
         fprintf(stderr, "%s\n", err);
         return 1;

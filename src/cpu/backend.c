@@ -313,7 +313,7 @@ int glmv_cpu_simd_best(void) {
     return GLMV_SIMD_NONE;
 }
 
-glmv_backend *glmv_cpu_backend_new(int n_threads, int simd, char *err) {
+glmv_backend *glmv_cpu_backend_new(int n_threads, int simd, int bf16, char *err) {
     if (simd == GLMV_SIMD_AUTO) {
         const char *e = getenv("GLMV_SIMD");
         simd = glmv_cpu_simd_best();
@@ -341,11 +341,11 @@ glmv_backend *glmv_cpu_backend_new(int n_threads, int simd, char *err) {
                                                &glmv_cpu_kernels_avx512bf16};
     static const char *names[] = {"cpu-ref", "cpu-avx2", "cpu-avx512", "cpu-avx512bf16"};
     return glmv_cpu_backend_new_table(simd == GLMV_SIMD_NONE ? 1 : n_threads, tables[simd],
-                                      names[simd], err);
+                                      names[simd], bf16, err);
 }
 
 glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *k,
-                                         const char *name, char *err) {
+                                         const char *name, int bf16, char *err) {
     if (n_threads <= 0) n_threads = glmv_cpu_count();
     if (n_threads > 1024) {
         glmv_errf(err, "%d threads: at most 1024", n_threads);
@@ -362,6 +362,7 @@ glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *
     be->impl = cs;
     be->destroy = cpu_destroy;
     be->name = name;
+    be->bf16 = bf16 && k && k->kern_bf16; /* bf16 products only where the table has them */
     cs->n_threads = k ? n_threads : 1;
     cs->k = k;
     cs->pool = glmv_pool_new(cs->n_threads);

@@ -38,9 +38,10 @@ int glmv_cpu_simd_supported(int level);
 const char *glmv_cpu_simd_name(int level);
 int glmv_cpu_simd_best(void);
 
-/* A backend on an explicit kernel table (tests: emulated tables); name is kept. */
+/* A backend on an explicit kernel table (tests: emulated tables); name is kept;
+ * bf16 as for glmv_cpu_backend_new (granted when the table has kern_bf16). */
 glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *k,
-                                         const char *name, char *err);
+                                         const char *name, int bf16, char *err);
 
 void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
                      const glmv_tensor *bias, int64_t m);

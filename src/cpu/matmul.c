@@ -7,8 +7,9 @@
  *  - larger m (prefill, vision): a blocked GEMM. Tasks are (row block of x,
  *    column block of w); each converts its weight tile (GLMV_KB x 4 register
  *    tiles) once into a packed float32 panel in per-thread scratch and reuses
- *    it for every row of its block. With AVX512-BF16 and bf16 weights the
- *    panel stays bf16, x is rounded to bf16 once, and vdpbf16ps does the math.
+ *    it for every row of its block. In bf16 precision (be->bf16, granted on
+ *    AVX512-BF16) with bf16 weights the panel stays bf16, x is rounded to
+ *    bf16 once, and vdpbf16ps does the math; otherwise all products are f32.
  * Weights are used in place (the mmap); nothing is allocated per call except
  * the backend's shared scratch growing to its high-water mark.
  */
@@ -206,7 +207,7 @@ void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tens
         j.mb = GLMV_MAX((int64_t)kn->mr, (j.mb / 2 + kn->mr - 1) / kn->mr * kn->mr);
         j.n_mb = (m + j.mb - 1) / j.mb;
     }
-    if (kn->kern_bf16 && w->dtype == GLMV_BF16) {
+    if (be->bf16 && w->dtype == GLMV_BF16) { /* --precision bf16 on AVX512-BF16 */
         j.ldxb = (j.k + 1) & ~(int64_t)1;
         j.xb = cpu_shared(cs, glmv_mul_size((size_t)m, (size_t)j.ldxb * 2));
         glmv_pool_run(cs->pool, to_bf16_task, &j, m);

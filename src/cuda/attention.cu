@@ -599,7 +599,7 @@ static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
 #define FLASH_MIN_ROWS 16
 
 static int flash_ok(cuda_ctx *c, int hd, int64_t ldq, const float *q) {
-    return (hd == 64 || hd == 128) && !(ldq & 1) && !((uintptr_t)q % 8) && !c->precise &&
+    return (hd == 64 || hd == 128) && !(ldq & 1) && !((uintptr_t)q % 8) && c->bf16 &&
            !getenv("GLMV_CUDA_NO_FLASH");
 }
 

@@ -5,14 +5,19 @@
  * Weights are copied to the device once (upload swaps t->data; t->host stays
  * for the CPU) in their checkpoint dtype, so BF16 stays BF16. matmul picks:
  *   BF16 weights, m <= 8      -> gemv_kernel (own, memory-bound, fp32 math)
- *   BF16 weights, m > 8       -> cuBLAS: x rounded to bf16, bf16 tensor cores,
+ *   BF16 weights, m > 8, bf16 precision
+ *                             -> cuBLAS: x rounded to bf16, bf16 tensor cores,
  *                                fp32 accumulate, fp32 output (bias pre-filled)
+ *   BF16 weights, m > 8, f32 precision
+ *                             -> cuBLAS SGEMM (no TF32) on blocks of weight rows
+ *                                converted to fp32 in scratch: fp32 products
  *   F32 / F16 weights         -> a plain tiled fp32 kernel (fixtures only)
+ * In f32 precision attention also stays in the fp32 split kernel (the flash
+ * kernel rounds q, k, v and p to bf16 for the tensor cores).
  * Kernels are launched with programmatic dependent launch (cuda_impl.h).
  * Environment, for benchmarks: GLMV_CUDA_GEMV_MAX=m changes the gemv/cuBLAS
  * cut-over; GLMV_CUDA_PDL=0 turns dependent launch off; GLMV_CUDA_NO_FLASH=1
- * sends all attention to the fp32 split kernel; GLMV_CUDA_PRECISE=1 computes
- * everything in fp32 (simt GEMM, split attention): slow, for parity checks. */
+ * sends all attention to the fp32 split kernel. */
 #include "cuda/cuda_impl.h"
 
 #include <stdio.h>
@@ -211,22 +216,36 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
         k_gemv(c, y, x, w, bias, m);
         return;
     }
-    if (c->precise) { /* fp32 products of the bf16 weights, for parity checks */
-        k_gemm_simt(c, y, x, w, bias, m);
-        return;
-    }
     if (n > INT32_MAX || k > INT32_MAX || m > INT32_MAX) {
         cuda_fail(c, "matmul: dimension beyond 2^31", cudaErrorInvalidValue);
         return;
     }
-    __nv_bfloat16 *xb = (__nv_bfloat16 *)cuda_scratch(c, sizeof(__nv_bfloat16) * (size_t)(m * k));
-    if (!xb) return;
-    k_to_bf16(c, xb, x, m * k);
     float beta = 0.f, alpha = 1.f;
     if (bias) {
         k_fill_bias(c, y, bias, m, n);
         beta = 1.f;
     }
+    if (!c->bf16) {
+        /* f32 precision: weight rows in blocks of at most 64 M elements
+         * (256 MB of fp32 scratch), each converted exactly and multiplied in
+         * fp32 (the handle's math mode leaves TF32 off). */
+        int64_t rows = GLMV_MAX((int64_t)1, GLMV_MIN(n, ((int64_t)64 << 20) / k));
+        float *wf = (float *)cuda_scratch(c, sizeof(float) * (size_t)(rows * k));
+        if (!wf) return;
+        for (int64_t n0 = 0; n0 < n && !c->failed; n0 += rows) {
+            int64_t nn = GLMV_MIN(rows, n - n0);
+            k_bf16_to_f32(c, wf, (const __nv_bfloat16 *)w->data + n0 * k, nn * k);
+            /* column-major: yᵀ[n0:n0+nn, m] (ld n) = Wf[k, nn]ᵀ · xᵀ[k, m] */
+            cublasStatus_t s = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nn, (int)m,
+                                           (int)k, &alpha, wf, (int)k, x, (int)k, &beta, y + n0,
+                                           (int)n);
+            if (s != CUBLAS_STATUS_SUCCESS) blas_fail(c, "matmul (f32 gemm)", s);
+        }
+        return;
+    }
+    __nv_bfloat16 *xb = (__nv_bfloat16 *)cuda_scratch(c, sizeof(__nv_bfloat16) * (size_t)(m * k));
+    if (!xb) return;
+    k_to_bf16(c, xb, x, m * k);
     /* column-major view: yᵀ[n, m] = W[k, n]ᵀ · xᵀ[k, m] */
     cublasStatus_t s = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)m, (int)k,
                                     &alpha, w->data, CUDA_R_16BF, (int)k, xb, CUDA_R_16BF, (int)k,
@@ -299,7 +318,7 @@ static void cu_permute_021(glmv_backend *be, float *y, const float *x, int64_t A
 
 /* ------------------------------------------------------------------ create */
 
-extern "C" glmv_backend *glmv_cuda_backend_new(int dev, char *err) {
+extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
@@ -337,7 +356,7 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, char *err) {
     be->impl = c;
     c->dev = dev;
     c->sms = prop.multiProcessorCount;
-    c->precise = getenv("GLMV_CUDA_PRECISE") && !strcmp(getenv("GLMV_CUDA_PRECISE"), "1");
+    c->bf16 = be->bf16 = bf16 != 0;
     c->pdl = prop.major >= 9 && !(getenv("GLMV_CUDA_PDL") && !strcmp(getenv("GLMV_CUDA_PDL"), "0"));
     snprintf(c->device_name, sizeof c->device_name, "%s", prop.name);
     if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {

@@ -30,9 +30,10 @@ struct cuda_ctx {
     int sms;                     /* multiprocessors */
     int failed;                  /* sticky: first error kept in err */
     int pdl;                     /* launch with programmatic dependent launch */
-    int precise;                 /* GLMV_CUDA_PRECISE=1: fp32 everywhere (no bf16 rounding) */
+    int bf16;                    /* be->bf16: bf16 tensor cores for GEMMs and prefill attention */
     char err[GLMV_ERR_SIZE];
-    /* scratch for GEMM inputs in bf16 and for split attention; grown on demand
+    /* scratch for GEMM inputs in bf16 (f32 weight blocks in f32 precision) and
+     * for split attention; grown on demand
      * (never during a captured step: sized by the first calls) */
     void *scratch;
     size_t scratch_bytes;
@@ -67,6 +68,8 @@ void k_add(cuda_ctx *c, float *y, const float *a, const float *b, int64_t count)
 void k_permute_021(cuda_ctx *c, float *y, const float *x, int64_t A, int64_t B, int64_t C);
 /* f32 -> bf16, count elements */
 void k_to_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *x, int64_t count);
+/* bf16 -> f32 (exact), count elements */
+void k_bf16_to_f32(cuda_ctx *c, float *y, const __nv_bfloat16 *x, int64_t count);
 /* y[i, :] = bias[:] (any dtype) for m rows of n */
 void k_fill_bias(cuda_ctx *c, float *y, const glmv_tensor *bias, int64_t m, int64_t n);
 

@@ -319,6 +319,19 @@ void k_to_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *x, int64_t count) {
     cuda_check(c, "to_bf16");
 }
 
+__global__ void bf16_to_f32_kernel(float *y, const __nv_bfloat16 *x, int64_t count) {
+    PDL_ENTRY();
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
+         i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = __bfloat162float(x[i]);
+}
+
+void k_bf16_to_f32(cuda_ctx *c, float *y, const __nv_bfloat16 *x, int64_t count) {
+    if (count <= 0) return;
+    cuda_launch(c, bf16_to_f32_kernel, grid_for(count), 256, 0, y, x, count);
+    cuda_check(c, "bf16_to_f32");
+}
+
 __global__ void fill_bias_kernel(float *y, const void *b, int dt, int64_t m, int64_t n) {
     PDL_ENTRY();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < m * n;
