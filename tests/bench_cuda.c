@@ -4,10 +4,11 @@
  *                               fixture): the logits of a fixed prompt (NMSE)
  *                               and N greedy tokens (default 32), which must be
  *                               the same on both
- *   bench_cuda logits DIR OUT N IDS   CUDA only: writes the last prompt token's
+ *   bench_cuda logits DIR OUT N IDS [cpu|cuda]   writes the last prompt token's
  *                               logits (f32, vocab) then N greedy ids (int32)
  *                               to OUT; IDS is a comma-separated prompt (for
- *                               scripts/cuda_parity_9b.py)
+ *                               scripts/cuda_parity_9b.py); on CUDA unless
+ *                               cpu is given; GLMV_PRECISION picks f32 or bf16
  *   bench_cuda synthetic [L]    synthetic:9b (L layers, default 40) on CUDA:
  *                               prefill 512, decode at 1k and 8k context, the
  *                               vision tower on 1120x1120, time to first token
@@ -109,7 +110,7 @@ static int parity(const char *dir, int n) {
     return same == n ? 0 : 1;
 }
 
-static int logits_cmd(const char *dir, const char *out, int n, const char *list) {
+static int logits_cmd(const char *dir, const char *out, int n, const char *list, glmv_device dev) {
     int32_t prompt[4096];
     int np = 0;
     for (const char *p = list; *p && np < 4096;) {
@@ -117,7 +118,7 @@ static int logits_cmd(const char *dir, const char *out, int n, const char *list)
         if (*p == ',') p++;
     }
     glmv_model *m;
-    if (np == 0 || load(&m, dir, GLMV_DEVICE_CUDA)) return 1;
+    if (np == 0 || load(&m, dir, dev)) return 1;
     glmv_model_info info;
     glmv_model_get_info(m, &info);
     float *lg = malloc(sizeof(float) * (size_t)info.vocab);
@@ -129,7 +130,7 @@ static int logits_cmd(const char *dir, const char *out, int n, const char *list)
         fprintf(stderr, "bench_cuda: cannot write %s\n", out);
         return 1;
     }
-    printf("%s on %s: %d prompt ids, greedy:", dir, info.device, np);
+    printf("%s on %s, precision %s: %d prompt ids, greedy:", dir, info.device, info.precision, np);
     for (int i = 0; i < n; i++) printf(" %d", toks[i]);
     printf("\n");
     glmv_model_free(m);
@@ -220,8 +221,10 @@ static int synthetic(int layers) {
 
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "parity")) return parity(argv[2], argc > 3 ? atoi(argv[3]) : 32);
-    if (argc >= 6 && !strcmp(argv[1], "logits")) return logits_cmd(argv[2], argv[3], atoi(argv[4]), argv[5]);
+    if (argc >= 6 && !strcmp(argv[1], "logits"))
+        return logits_cmd(argv[2], argv[3], atoi(argv[4]), argv[5],
+                          argc > 6 && !strcmp(argv[6], "cpu") ? GLMV_DEVICE_CPU : GLMV_DEVICE_CUDA);
     if (argc >= 2 && !strcmp(argv[1], "synthetic")) return synthetic(argc > 2 ? atoi(argv[2]) : 40);
-    fprintf(stderr, "usage: bench_cuda parity DIR [N] | logits DIR OUT N IDS | synthetic [LAYERS]\n");
+    fprintf(stderr, "usage: bench_cuda parity DIR [N] | logits DIR OUT N IDS [cpu|cuda] | synthetic [LAYERS]\n");
     return 2;
 }
