@@ -61,8 +61,23 @@ finish)
     done
     tail -n 5 "$OUT/bench.err"
     ;;
+again)
+    # after the f32 SGEMM attention: the CUDA ops, parity on CUDA and on this CPU (every test
+    # but video_runs, which needs FFmpeg), the vision tower in both precisions
+    timeout 120 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+    GLMV_TEST_SKIP=video_runs GLMV_PARITY_DEVICE=cuda timeout 180 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    GLMV_TEST_SKIP=video_runs timeout 180 build/release/tests/test_parity >"$OUT/parity_cpu.log" 2>&1
+    for p in bf16 f32; do
+        timeout 120 build/cuda/glmv bench --device cuda --synthetic --layers 1 --prompt 0 --decode 0 \
+            --vision 448x448,1120x1120 --precision $p --json >"$OUT/vision_$p.json" 2>>"$OUT/bench.err"
+        echo "vision_$p: $(grep -o '"vision".*\]' "$OUT/vision_$p.json")"
+    done
+    tail -n 3 "$OUT/bench.err"
+    grep -E 'nmse|not ok|RESULT|FAIL' "$OUT/test_cuda.log" | tail -n 30
+    for f in parity_cuda parity_cpu; do echo "== $f"; grep -E 'not ok|RESULT|SKIP|worst' "$OUT/$f.log"; done
+    ;;
 *)
-    echo "usage: $0 start|finish" >&2
+    echo "usage: $0 start|finish|again" >&2
     exit 2
     ;;
 esac

@@ -324,7 +324,12 @@ TEST(precision_f32) {
     one_causal(100, 0, 32, 2, 128, 0, 1e-10);        /* prefill: split kernel, not flash */
     one_causal(70, 30, 4, 2, 128, 256, 1e-10);
     int64_t cu[] = {0, 70, 70, 200, 210};
+    one_segments(cu, 4, 3, 128, 1e-10);              /* SGEMM attention, split for the short one */
+    int64_t cu3[] = {0, 40, 100};
+    one_segments(cu3, 2, 2, 80, 1e-10);
+    setenv("GLMV_CUDA_ATTN_SCORES", "5000", 1);      /* one head's scores at a time */
     one_segments(cu, 4, 3, 128, 1e-10);
+    unsetenv("GLMV_CUDA_ATTN_SCORES");
     be = keep;
 }
 

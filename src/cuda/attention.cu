@@ -11,10 +11,16 @@
  * split_kernel: decode (a few query rows) and the fallback for any head dim:
  * fp32 throughout, flash-decoding: the keys are cut into chunks, each block
  * does one chunk for one kv head and all the query heads that share it (GQA),
- * with an online softmax over 64-key sub-tiles; combine_kernel merges chunks. */
+ * with an online softmax over 64-key sub-tiles; combine_kernel merges chunks.
+ *
+ * sgemm_segment: the vision tower's segments in f32 precision (be->bf16 0):
+ * S = scale Q Kᵀ per head by strided-batched SGEMM, a row softmax, O = P V,
+ * all fp32 (no TF32), at SGEMM speed where the split kernel, built for a
+ * few query rows, would take seconds for a large image. */
 #include "cuda/cuda_impl.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #define LOG2E 1.4426950408889634f
 
@@ -593,6 +599,74 @@ static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     return cuda_check(c, "attention (combine)");
 }
 
+/* ------------------------------------------------------ fp32 via SGEMM */
+
+/* each block: one row of n scores, in place: p = exp(s - max) / sum */
+__global__ void softmax_rows_kernel(float *s, int64_t n) {
+    PDL_ENTRY();
+    float *row = s + (int64_t)blockIdx.x * n;
+    __shared__ float red[32];
+    float mx = -INFINITY;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) mx = fmaxf(mx, row[i]);
+    for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = mx;
+    __syncthreads();
+    mx = red[0];
+    for (int w = 1; w < (int)(blockDim.x >> 5); w++) mx = fmaxf(mx, red[w]);
+    __syncthreads();
+    float sum = 0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+        float e = expf(row[i] - mx);
+        row[i] = e;
+        sum += e;
+    }
+    for (int o = 16; o; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = sum;
+    __syncthreads();
+    sum = 0;
+    for (int w = 0; w < (int)(blockDim.x >> 5); w++) sum += red[w];
+    float inv = 1.0f / sum;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) row[i] *= inv;
+}
+
+/* scores held at once (floats): 256 M (1 GB), GLMV_CUDA_ATTN_SCORES=n for tests */
+static int64_t scores_max(void) {
+    const char *e = getenv("GLMV_CUDA_ATTN_SCORES");
+    long long v = e ? atoll(e) : 0;
+    return v > 0 ? (int64_t)v : (int64_t)256 << 20;
+}
+
+/* one segment of len rows, all heads, in chunks of heads whose scores fit scores_max() */
+static int sgemm_segment(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
+                         const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t len,
+                         int n_heads, int hd, float scale) {
+    int64_t per = len * len;
+    if (len > INT32_MAX / 2 || ldq > INT32_MAX || ldk > INT32_MAX || ldv > INT32_MAX ||
+        ldo > INT32_MAX)
+        return cuda_fail(c, "attention (sgemm): dimension beyond 2^31", cudaErrorInvalidValue);
+    int hc = (int)GLMV_MAX((int64_t)1, GLMV_MIN((int64_t)n_heads, scores_max() / per));
+    float *s = (float *)cuda_scratch(c, sizeof(float) * (size_t)(hc * per));
+    if (!s) return -1;
+    const float one = 1.f, zero = 0.f;
+    for (int h0 = 0; h0 < n_heads && !c->failed; h0 += hc) {
+        int nh = GLMV_MIN(hc, n_heads - h0);
+        /* column-major: S_h[key, query] = scale Σ_d K_h[d, key] Q_h[d, query] */
+        cublasStatus_t st = cublasSgemmStridedBatched(
+            c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)len, (int)len, hd, &scale,
+            k + (int64_t)h0 * hd, (int)ldk, hd, q + (int64_t)h0 * hd, (int)ldq, hd, &zero, s,
+            (int)len, per, nh);
+        if (st != CUBLAS_STATUS_SUCCESS) return cuda_blas_fail(c, "attention (sgemm qk)", st);
+        cuda_launch(c, softmax_rows_kernel, dim3((unsigned)(nh * len)), 256, 0, s, len);
+        if (cuda_check(c, "attention (softmax)")) return -1;
+        /* O_h[d, query] = Σ_key V_h[d, key] P_h[key, query] */
+        st = cublasSgemmStridedBatched(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, (int)len, (int)len,
+                                       &one, v + (int64_t)h0 * hd, (int)ldv, hd, s, (int)len, per,
+                                       &zero, out + (int64_t)h0 * hd, (int)ldo, hd, nh);
+        if (st != CUBLAS_STATUS_SUCCESS) return cuda_blas_fail(c, "attention (sgemm pv)", st);
+    }
+    return c->failed ? -1 : 0;
+}
+
 /* ------------------------------------------------------------------ ops */
 
 /* below this many query rows the fp32 split kernel (decode) is used */
@@ -625,7 +699,10 @@ void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const
         int64_t a = cu[s], len = cu[s + 1] - cu[s];
         if (len <= 0) continue;
         int r;
-        if (use_flash && len >= FLASH_MIN_ROWS)
+        if (!c->bf16 && len >= FLASH_MIN_ROWS)
+            r = sgemm_segment(c, out + a * ldo, ldo, q + a * ldq, ldq, k + a * ldk, ldk,
+                              v + a * ldv, ldv, len, n_heads, head_dim, scale);
+        else if (use_flash && len >= FLASH_MIN_ROWS)
             r = flash_launch(c, out + a * ldo, ldo, q + a * ldq, ldq, k + a * ldk, ldk,
                              v + a * ldv, ldv, len, len, 0, 0, n_heads, n_heads, head_dim, scale);
         else

@@ -40,7 +40,7 @@ int cuda_check(cuda_ctx *c, const char *what) {
     return e == cudaSuccess ? 0 : cuda_fail(c, what, e);
 }
 
-static int blas_fail(cuda_ctx *c, const char *what, cublasStatus_t s) {
+int cuda_blas_fail(cuda_ctx *c, const char *what, cublasStatus_t s) {
     if (!c->failed) {
         c->failed = 1;
         snprintf(c->err, sizeof c->err, "cublas: %s: %s", what, cublasGetStatusString(s));
@@ -239,7 +239,7 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
             cublasStatus_t s = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nn, (int)m,
                                            (int)k, &alpha, wf, (int)k, x, (int)k, &beta, y + n0,
                                            (int)n);
-            if (s != CUBLAS_STATUS_SUCCESS) blas_fail(c, "matmul (f32 gemm)", s);
+            if (s != CUBLAS_STATUS_SUCCESS) cuda_blas_fail(c, "matmul (f32 gemm)", s);
         }
         return;
     }
@@ -251,7 +251,7 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
                                     &alpha, w->data, CUDA_R_16BF, (int)k, xb, CUDA_R_16BF, (int)k,
                                     &beta, y, CUDA_R_32F, (int)n, CUBLAS_COMPUTE_32F,
                                     CUBLAS_GEMM_DEFAULT);
-    if (s != CUBLAS_STATUS_SUCCESS) blas_fail(c, "matmul (bf16 gemm)", s);
+    if (s != CUBLAS_STATUS_SUCCESS) cuda_blas_fail(c, "matmul (bf16 gemm)", s);
 }
 
 /* ------------------------------------------------------------------ ops */

@@ -46,6 +46,8 @@ static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; 
 
 /* Record the first error (printed once); returns -1. */
 int cuda_fail(cuda_ctx *c, const char *what, cudaError_t e);
+/* The same for a cuBLAS status; returns -1. */
+int cuda_blas_fail(cuda_ctx *c, const char *what, cublasStatus_t s);
 /* After a launch: checks cudaGetLastError. Returns 0 when fine. */
 int cuda_check(cuda_ctx *c, const char *what);
 /* Scratch of at least `bytes` (device); NULL (and error recorded) on OOM. */
