@@ -159,7 +159,29 @@ typedef struct {
                                    being refused (glmv_sampling_default leaves it 0) */
     float presence_penalty;     /* 0 = off; OpenAI semantics, in [-2, 2]: subtracted once from */
     float frequency_penalty;    /* every id already generated / per time it was generated */
+    float min_p;                /* 0 = off; when sampling, after temperature, top-k and top-p: drop
+                                   ids whose probability is below min_p x the best one's */
+    int min_tokens;             /* 0 = off; before this many tokens the eos ids are masked and
+                                   stop strings not matched */
+    int ignore_eos;             /* 1: an eos id does not end the generation (max tokens does) */
+    const int32_t *bias_ids;    /* logit bias (OpenAI's logit_bias): bias_values[i], in [-100, */
+    const float *bias_values;   /* 100], is added to the logit of bias_ids[i] before anything */
+    int n_bias;                 /* else (-100 in effect bans the id) */
+    int logprobs;               /* 1: each generated token's log-probability (glmv_logprob) */
+    int top_logprobs;           /* with logprobs: also the 0..GLMV_MAX_TOP_LOGPROBS most likely ids */
 } glmv_sampling;
+
+/* Log-probabilities of one generated token, from the model's distribution
+ * (log-softmax of the raw logits, before penalties, bias and temperature, as
+ * vLLM reports them). */
+#define GLMV_MAX_TOP_LOGPROBS 20
+typedef struct {
+    int32_t token;
+    float logprob;                               /* of the token generated */
+    int n_top;                                   /* glmv_sampling.top_logprobs */
+    int32_t top_ids[GLMV_MAX_TOP_LOGPROBS];      /* most likely first */
+    float top_logprobs[GLMV_MAX_TOP_LOGPROBS];
+} glmv_logprob;
 
 /* Defaults from the checkpoint's generation_config.json. */
 void glmv_sampling_default(const glmv_model *m, glmv_sampling *s);
@@ -171,6 +193,8 @@ typedef struct {
     const char *text;           /* visible UTF-8 produced by it (may be empty; tags removed) */
     size_t len;
     glmv_text_kind kind;
+    int token_start;            /* 1 on the first event of a token (a token may make several) */
+    const glmv_logprob *logprob; /* the token's, when glmv_sampling.logprobs; else NULL */
 } glmv_event;
 
 /* Called for each generated token; return non-zero to stop (finish "cancelled"). */
@@ -187,6 +211,8 @@ typedef struct {
     const char *finish_reason;  /* "stop", "length" or "cancelled" (static) */
     double preprocess_ms, vision_ms, prefill_ms, decode_ms;
     int cached_tokens;          /* prompt tokens kept from the session's cache (earlier turns) */
+    int reasoning_tokens;       /* generated tokens up to and including </think> */
+    glmv_logprob *logprobs;     /* n_tokens entries when glmv_sampling.logprobs, else NULL */
 } glmv_result;
 
 void glmv_result_free(glmv_result *r);

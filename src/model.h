@@ -195,6 +195,10 @@ double glmv_rng_uniform(glmv_rng *r);  /* [0, 1) */
  * repetition penalty over hist -> presence/frequency penalties over out (the
  * ids generated so far) -> (sampling only) temperature -> top-k -> top-p.
  * work: vocab floats + vocab ints of scratch. */
+/* Log-sum-exp of logits[V] (returned) and the k (<= GLMV_MAX_TOP_LOGPROBS) most likely ids
+ * with their log-probabilities into lp (top_ids, top_logprobs, n_top), best first, ties by
+ * the lower id. */
+float glmv_logprobs_top(const float *logits, int V, int k, glmv_logprob *lp);
 int32_t glmv_sample(float *logits, int vocab, const glmv_sampling *sp, const int32_t *hist,
                     int64_t n_hist, const int32_t *out, int64_t n_out, glmv_rng *rng,
                     float *work_f, int32_t *work_i);

@@ -5,8 +5,10 @@
  * applies them: s - frequency * count - presence when count > 0), then, only
  * when sampling, TemperatureLogitsWarper, TopKLogitsWarper (ties with the k-th
  * value kept) and TopPLogitsWarper (ascending sort, drop while the cumulative
- * probability <= 1 - top_p, the best token always kept), then a draw from the
- * softmax with a seeded xoshiro256** generator. Greedy takes the first maximum.
+ * probability <= 1 - top_p, the best token always kept), min-p (ids below min_p
+ * times the best probability dropped), then a draw from the softmax with a
+ * seeded xoshiro256** generator. Greedy takes the first maximum. OpenAI's
+ * logit_bias is added before all of this.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -58,9 +60,35 @@ static int cmp_asc(const void *a, const void *b, void *ctx) {
     return i < j ? 1 : (i > j ? -1 : 0);
 }
 
+float glmv_logprobs_top(const float *logits, int V, int k, glmv_logprob *lp) {
+    float mx = logits[argmax(logits, V)];
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
+    float lse = mx + (float)log(sum);
+    if (k > GLMV_MAX_TOP_LOGPROBS) k = GLMV_MAX_TOP_LOGPROBS;
+    if (k > V) k = V;
+    int n = 0; /* insertion into a sorted list of at most k: cheap for k <= 20 */
+    for (int i = 0; i < V && k > 0; i++) {
+        float x = logits[i];
+        if (n == k && !(x > logits[lp->top_ids[n - 1]])) continue;
+        int j = n < k ? n++ : k - 1;
+        while (j > 0 && x > logits[lp->top_ids[j - 1]]) {
+            lp->top_ids[j] = lp->top_ids[j - 1];
+            j--;
+        }
+        lp->top_ids[j] = i;
+    }
+    lp->n_top = n;
+    for (int j = 0; j < n; j++) lp->top_logprobs[j] = logits[lp->top_ids[j]] - lse;
+    return lse;
+}
+
 int32_t glmv_sample(float *logits, int V, const glmv_sampling *sp, const int32_t *hist,
                     int64_t n_hist, const int32_t *out, int64_t n_out, glmv_rng *rng,
                     float *work_f, int32_t *work_i) {
+    /* OpenAI's logit_bias: added first, so every later step sees it */
+    for (int i = 0; sp && i < sp->n_bias; i++)
+        if (sp->bias_ids[i] >= 0 && sp->bias_ids[i] < V) logits[sp->bias_ids[i]] += sp->bias_values[i];
     /* ref: RepetitionPenaltyLogitsProcessor (gather, penalise, scatter: each id once) */
     float p = sp ? sp->repetition_penalty : 1.0f;
     if (p > 0 && p != 1.0f && hist && n_hist > 0) {
@@ -115,6 +143,13 @@ int32_t glmv_sample(float *logits, int V, const glmv_sampling *sp, const int32_t
             if (cum <= 1.0 - (double)sp->top_p) logits[id] = -INFINITY;
             else break;
         }
+    }
+    /* min-p (as vLLM and llama.cpp): drop what is below min_p x the best probability */
+    if (sp->min_p > 0) {
+        float top = logits[argmax(logits, V)];
+        float cut = top + logf(sp->min_p); /* p_i >= min_p p_max  <=>  l_i >= l_max + log(min_p) */
+        for (int i = 0; i < V; i++)
+            if (logits[i] < cut) logits[i] = -INFINITY;
     }
     /* draw from softmax */
     int32_t best = argmax(logits, V);

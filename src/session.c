@@ -166,6 +166,7 @@ typedef struct {
     const char *const *stop;
     int n_stop;
     int stopped;
+    const glmv_logprob *lp;     /* the current token's, or NULL */
 } gen_state;
 
 static void on_emit(void *user, glmv_text_kind kind, const char *text, size_t len) {
@@ -192,7 +193,7 @@ static void on_emit(void *user, glmv_text_kind kind, const char *text, size_t le
         }
     }
     if (g->cb && len > 0 && !g->cancelled) {
-        glmv_event ev = {g->token, text, len, kind};
+        glmv_event ev = {g->token, text, len, kind, g->n_emit == 0, g->lp};
         if (g->cb(g->user, &ev)) g->cancelled = 1;
     }
     if (len > 0) g->n_emit++;
@@ -576,6 +577,7 @@ void glmv_result_free(glmv_result *r) {
     free(r->reasoning);
     free(r->content);
     free(r->token_ids);
+    free(r->logprobs);
     memset(r, 0, sizeof *r);
 }
 
@@ -583,7 +585,8 @@ void glmv_result_free(glmv_result *r) {
  * and the server validate their input too, but a library caller's NULL text,
  * unknown part kind or NaN temperature must give an error, not a crash or a
  * sampler that quietly does something else. */
-static int check_request(const glmv_message *msgs, int n_msgs, const glmv_sampling *sp, char *err) {
+static int check_request(const glmv_message *msgs, int n_msgs, const glmv_sampling *sp, int vocab,
+                         char *err) {
     if (n_msgs < 0 || (n_msgs > 0 && !msgs))
         return glmv_errf(err, "generate: %d messages at %p", n_msgs, (const void *)msgs);
     for (int i = 0; i < n_msgs; i++) {
@@ -625,6 +628,20 @@ static int check_request(const glmv_message *msgs, int n_msgs, const glmv_sampli
         !(sp->frequency_penalty >= -2 && sp->frequency_penalty <= 2))
         return glmv_errf(err, "generate: presence_penalty %g, frequency_penalty %g: each must be "
                          "in [-2, 2]", sp->presence_penalty, sp->frequency_penalty);
+    if (!(sp->min_p >= 0 && sp->min_p <= 1) || sp->min_tokens < 0)
+        return glmv_errf(err, "generate: min_p %g (must be in [0, 1]), min_tokens %d (must not be "
+                         "negative)", sp->min_p, sp->min_tokens);
+    if (sp->n_bias < 0 || (sp->n_bias > 0 && (!sp->bias_ids || !sp->bias_values)))
+        return glmv_errf(err, "generate: n_bias %d with bias_ids %p, bias_values %p", sp->n_bias,
+                         (const void *)sp->bias_ids, (const void *)sp->bias_values);
+    for (int i = 0; i < sp->n_bias; i++)
+        if (sp->bias_ids[i] < 0 || sp->bias_ids[i] >= vocab ||
+            !(sp->bias_values[i] >= -100 && sp->bias_values[i] <= 100))
+            return glmv_errf(err, "generate: logit bias %d: id %d (vocabulary %d), value %g (must be "
+                             "in [-100, 100])", i, sp->bias_ids[i], vocab, sp->bias_values[i]);
+    if (sp->logprobs && (sp->top_logprobs < 0 || sp->top_logprobs > GLMV_MAX_TOP_LOGPROBS))
+        return glmv_errf(err, "generate: top_logprobs %d is not in [0, %d]", sp->top_logprobs,
+                         GLMV_MAX_TOP_LOGPROBS);
     if (sp->n_stop < 0 || (sp->n_stop > 0 && !sp->stop))
         return glmv_errf(err, "generate: n_stop %d with stop %p", sp->n_stop, (const void *)sp->stop);
     for (int i = 0; i < sp->n_stop; i++)
@@ -648,14 +665,15 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     glmv_sampling sp;
     if (sp_in) sp = *sp_in;
     else glmv_sampling_default(m, &sp);
-    if (check_request(msgs, n_msgs, &sp, err)) return -1;
+    if (check_request(msgs, n_msgs, &sp, c->vocab_size, err)) return -1;
 
     double t0 = glmv_now_ms();
     media md;
     memset(&md, 0, sizeof md);
     char *text = NULL;
     int32_t *ids0 = NULL, *ids = NULL, *gen = NULL, *force = NULL;
-    float *logits = NULL, *wf = NULL;
+    float *logits = NULL, *wf = NULL, *raw = NULL;
+    glmv_logprob *lps = NULL;
     int32_t *wi = NULL;
     glmv_splitter *spl = NULL;
     gen_state g;
@@ -688,8 +706,12 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     wf = malloc(sizeof(float) * (size_t)V);
     wi = malloc(sizeof(int32_t) * (size_t)V);
     gen = malloc(sizeof(int32_t) * (size_t)(max_new + 8));
+    if (sp.logprobs) {
+        lps = calloc((size_t)max_new + 8, sizeof *lps);
+        raw = malloc(sizeof(float) * (size_t)V);
+    }
     spl = glmv_splitter_new(m->tok);
-    if (!logits || !wf || !wi || !gen || !spl) {
+    if (!logits || !wf || !wi || !gen || !spl || (sp.logprobs && (!lps || !raw))) {
         glmv_errf(err, "out of memory");
         goto done;
     }
@@ -748,22 +770,40 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     double t2 = glmv_now_ms();
     while (n_gen < max_new) {
         int32_t id;
+        /* log-probabilities of the model's own distribution, before the sampler touches it */
+        glmv_logprob *lp = lps ? &lps[n_gen] : NULL;
+        float lse = 0;
+        if (lp) {
+            lse = glmv_logprobs_top(logits, V, sp.top_logprobs, lp);
+            memcpy(raw, logits, sizeof(float) * (size_t)V);
+        }
+        if (n_gen < sp.min_tokens)
+            for (int e = 0; e < c->n_eos; e++)
+                if (c->eos_token_ids[e] >= 0 && c->eos_token_ids[e] < V)
+                    logits[c->eos_token_ids[e]] = -INFINITY;
         if (i_force < n_force) {
             id = force[i_force++];
         } else {
             id = glmv_sample(logits, V, &sp, s->hist, s->pos, gen, n_gen, &rng, wf, wi);
         }
+        if (lp) {
+            lp->token = id;
+            lp->logprob = raw[id] - lse;
+        }
         gen[n_gen++] = id;
-        if (is_eos(c, id)) {
+        if (is_eos(c, id) && !sp.ignore_eos) {
             finish = "stop";
             break;
         }
         g.token = id;
         g.n_emit = 0;
+        g.lp = lp;
+        g.n_stop = n_gen > sp.min_tokens ? sp.n_stop : 0; /* no stop string before min_tokens */
         int was_thinking = glmv_splitter_state(spl) == GLMV_TEXT_REASONING;
+        if (was_thinking) out->reasoning_tokens++;
         glmv_splitter_push(spl, id, on_emit, &g);
         if (cb && g.n_emit == 0 && !g.cancelled) {
-            glmv_event ev = {id, "", 0, glmv_splitter_state(spl)};
+            glmv_event ev = {id, "", 0, glmv_splitter_state(spl), 1, lp};
             if (cb(user, &ev)) g.cancelled = 1;
         }
         if (g.cancelled) {
@@ -796,6 +836,8 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     out->n_tokens = out->completion_tokens = n_gen;
     out->token_ids = gen;
     gen = NULL;
+    out->logprobs = lps;
+    lps = NULL;
     out->reasoning = g.reasoning.p ? g.reasoning.p : calloc(1, 1);
     out->content = g.content.p ? g.content.p : calloc(1, 1);
     g.reasoning.p = g.content.p = NULL;
@@ -821,6 +863,8 @@ done:
     free(gen);
     free(force);
     free(logits);
+    free(raw);
+    free(lps);
     free(wf);
     free(wi);
     return rc;

@@ -485,6 +485,125 @@ TEST(precision_choice) {
     CHECK(glmv_precision_parse("BF16x", &p) != 0 && glmv_precision_parse("", &p) != 0);
 }
 
+/* logprobs, min_tokens, ignore_eos, logit_bias and reasoning_tokens through glmv_generate,
+ * on the demo model's example (a greedy answer that stops on its own) */
+typedef struct {
+    int n_start, n_lp;
+    glmv_logprob lps[128];
+} lp_rec;
+
+static int on_lp(void *user, const glmv_event *ev) {
+    lp_rec *r = user;
+    if (ev->token_start) {
+        if (ev->logprob && r->n_lp < 128) r->lps[r->n_lp++] = *ev->logprob;
+        r->n_start++;
+    }
+    return 0;
+}
+
+static int demo_gen(glmv_session *s, const glmv_sampling *sp, lp_rec *rec, glmv_result *res,
+                    char *err) {
+    glmv_part parts[2] = {{GLMV_PART_IMAGE, NULL, "models/demo/example.png", NULL, 0, 0, 0, 0, 0},
+                          {GLMV_PART_TEXT, "How many shapes are there?", NULL, NULL, 0, 0, 0, 0, 0}};
+    glmv_message msg = {"user", parts, 2, NULL};
+    if (rec) memset(rec, 0, sizeof *rec);
+    return glmv_generate(s, &msg, 1, sp, rec ? on_lp : NULL, rec, res, err);
+}
+
+TEST(sampling_controls) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = parity_device;
+    mp.precision = parity_precision;
+    if (glmv_model_load(&m, "models/demo", &mp, err)) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    glmv_session *s = NULL;
+    CHECK(glmv_session_new(&s, m, 512, err) == 0);
+    glmv_sampling sp;
+    glmv_sampling_default(m, &sp);
+    sp.do_sample = 0;
+    sp.max_new_tokens = 80;
+    glmv_result r0, r;
+    static lp_rec rec;
+    if (demo_gen(s, &sp, NULL, &r0, err)) {
+        CHECK_MSG(0, "%s", err);
+        goto out;
+    }
+    int N = r0.n_tokens, V = m->cfg.vocab_size;
+    CHECK_MSG(!strcmp(r0.finish_reason, "stop") && N > 4, "%s after %d", r0.finish_reason, N);
+    CHECK(r0.logprobs == NULL);
+    /* the thinking part: tokens up to </think>, then the answer */
+    CHECK_MSG(r0.reasoning_tokens > 0 && r0.reasoning_tokens < N, "%d of %d", r0.reasoning_tokens, N);
+    /* logprobs: same tokens; each the model's log-softmax, greedy = the first of the top */
+    sp.logprobs = 1;
+    sp.top_logprobs = 3;
+    if (demo_gen(s, &sp, &rec, &r, err) == 0) {
+        CHECK_EQ_INT(r.n_tokens, N);
+        CHECK(r.logprobs != NULL && memcmp(r.token_ids, r0.token_ids, sizeof(int32_t) * (size_t)N) == 0);
+        CHECK_EQ_INT(rec.n_start, N - 1); /* the eos ends the generation without an event */
+        CHECK_EQ_INT(rec.n_lp, rec.n_start);
+        int bad = 0;
+        for (int i = 0; r.logprobs && i < N; i++) {
+            const glmv_logprob *lp = &r.logprobs[i];
+            bad += lp->token != r.token_ids[i] || !(lp->logprob <= 0) || lp->n_top != 3 ||
+                   lp->top_ids[0] != lp->token || lp->top_logprobs[0] != lp->logprob ||
+                   !(lp->top_logprobs[1] <= lp->top_logprobs[0]) || lp->top_ids[1] < 0 ||
+                   lp->top_ids[1] >= V;
+            if (i < rec.n_lp) bad += memcmp(lp, &rec.lps[i], sizeof *lp) != 0;
+        }
+        CHECK_EQ_INT(bad, 0);
+        glmv_result_free(&r);
+    } else CHECK_MSG(0, "%s", err);
+    sp.logprobs = 0;
+    /* min_tokens: the eos ids are masked until then */
+    sp.min_tokens = N + 5;
+    if (demo_gen(s, &sp, NULL, &r, err) == 0) {
+        CHECK_MSG(r.n_tokens >= N + 5, "%d tokens", r.n_tokens);
+        int eos_early = 0;
+        for (int i = 0; i < N + 5 && i < r.n_tokens; i++)
+            for (int e = 0; e < m->cfg.n_eos; e++) eos_early += r.token_ids[i] == m->cfg.eos_token_ids[e];
+        CHECK_EQ_INT(eos_early, 0);
+        glmv_result_free(&r);
+    } else CHECK_MSG(0, "%s", err);
+    sp.min_tokens = 0;
+    /* ignore_eos: the same tokens, the eos among them, then on to max_new_tokens */
+    sp.ignore_eos = 1;
+    sp.max_new_tokens = N + 4;
+    if (demo_gen(s, &sp, NULL, &r, err) == 0) {
+        CHECK_EQ_INT(r.n_tokens, N + 4);
+        CHECK(!strcmp(r.finish_reason, "length"));
+        CHECK(memcmp(r.token_ids, r0.token_ids, sizeof(int32_t) * (size_t)N) == 0);
+        glmv_result_free(&r);
+    } else CHECK_MSG(0, "%s", err);
+    sp.ignore_eos = 0;
+    sp.max_new_tokens = 80;
+    /* logit_bias: -100 on the first greedy token changes it */
+    int32_t ban = r0.token_ids[0];
+    float minus = -100.0f;
+    sp.bias_ids = &ban;
+    sp.bias_values = &minus;
+    sp.n_bias = 1;
+    if (demo_gen(s, &sp, NULL, &r, err) == 0) {
+        CHECK(r.n_tokens > 0 && r.token_ids[0] != ban);
+        glmv_result_free(&r);
+    } else CHECK_MSG(0, "%s", err);
+    /* out of range values are refused, not clamped */
+    float big = 101.0f;
+    sp.bias_values = &big;
+    CHECK(demo_gen(s, &sp, NULL, &r, err) != 0 && strstr(err, "logit bias"));
+    sp.n_bias = 0;
+    sp.min_p = 1.5f;
+    CHECK(demo_gen(s, &sp, NULL, &r, err) != 0 && strstr(err, "min_p"));
+    glmv_result_free(&r0);
+out:
+    glmv_session_free(s);
+    glmv_model_free(m);
+}
+
 TEST(full_tiny_text) { full_case("tests/fixtures/tiny", "text"); }
 TEST(full_tiny_image2) { full_case("tests/fixtures/tiny", "image2"); }
 TEST(full_tiny2_image1) { full_case("tests/fixtures/tiny2", "image1"); }
@@ -1046,6 +1165,7 @@ int main(void) {
     RUN(bf16_full_tiny_image2);
     RUN(bf16_full_tiny2_image1);
     RUN(precision_choice);
+    RUN(sampling_controls);
     RUN(full_tiny_text);
     RUN(full_tiny_image2);
     RUN(full_tiny2_image1);

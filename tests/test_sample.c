@@ -173,8 +173,72 @@ TEST(seeded) {
     CHECK_NEAR(u / 1000, 0.5, 0.05);
 }
 
+/* OpenAI's logit_bias: added before greedy and before the penalties' view */
+TEST(logit_bias) {
+    glmv_sampling s;
+    sampling(&s);
+    int32_t ids[2] = {1, 4};
+    float vals[2] = {-100.0f, 1.5f};
+    s.bias_ids = ids;
+    s.bias_values = vals;
+    s.n_bias = 2;
+    float l[5] = {1.0f, 3.0f, 0.5f, 2.0f, 0.6f};
+    CHECK_EQ_INT(glmv_sample(l, 5, &s, NULL, 0, NULL, 0, NULL, wf, wi), 4); /* 0.6 + 1.5 > 2.0 */
+    CHECK_NEAR(l[1], -97.0, 1e-6);
+    s.n_bias = 1;
+    float m[5] = {1.0f, 3.0f, 0.5f, 2.0f, 0.6f};
+    CHECK_EQ_INT(glmv_sample(m, 5, &s, NULL, 0, NULL, 0, NULL, wf, wi), 3); /* 1 is banned */
+}
+
+/* min-p keeps exactly the ids with p >= min_p x p_max */
+TEST(min_p_set) {
+    glmv_sampling s;
+    sampling(&s);
+    s.do_sample = 1;
+    s.min_p = 0.3f;
+    glmv_rng r;
+    glmv_rng_seed(&r, 3);
+    int count[4] = {0};
+    for (int t = 0; t < 4000; t++) {
+        /* p ∝ 8, 4, 2, 1: 4/8 and 2/8 = 0.25 < 0.3? no: 0.5 kept, 0.25 and 0.125 dropped */
+        float l[4] = {logf(8), logf(4), logf(2), logf(1)};
+        count[glmv_sample(l, 4, &s, NULL, 0, NULL, 0, &r, wf, wi)]++;
+    }
+    CHECK(count[2] == 0 && count[3] == 0);
+    CHECK_NEAR(count[0] / 4000.0, 2.0 / 3.0, 0.03); /* renormalised over {8, 4} */
+    s.min_p = 0.0f;
+    memset(count, 0, sizeof count);
+    for (int t = 0; t < 4000; t++) {
+        float l[4] = {logf(8), logf(4), logf(2), logf(1)};
+        count[glmv_sample(l, 4, &s, NULL, 0, NULL, 0, &r, wf, wi)]++;
+    }
+    CHECK(count[3] > 0);
+}
+
+/* log-probabilities: log-softmax, the top ids best first, ties by the lower id */
+TEST(logprobs_top) {
+    float l[6] = {1.0f, 3.0f, -2.0f, 3.0f, 0.0f, 2.0f};
+    glmv_logprob lp;
+    memset(&lp, 0, sizeof lp);
+    float lse = glmv_logprobs_top(l, 6, 4, &lp);
+    double sum = 0;
+    for (int i = 0; i < 6; i++) sum += exp((double)l[i]);
+    CHECK_NEAR(lse, log(sum), 1e-5);
+    CHECK_EQ_INT(lp.n_top, 4);
+    int want[4] = {1, 3, 5, 0};
+    for (int j = 0; j < 4; j++) {
+        CHECK_EQ_INT(lp.top_ids[j], want[j]);
+        CHECK_NEAR(lp.top_logprobs[j], l[want[j]] - log(sum), 1e-5);
+    }
+    CHECK(glmv_logprobs_top(l, 6, 0, &lp) > 0 && lp.n_top == 0);
+    CHECK(glmv_logprobs_top(l, 6, 50, &lp) > 0 && lp.n_top == 6);
+}
+
 int main(void) {
     RUN(greedy_first_max);
+    RUN(logit_bias);
+    RUN(min_p_set);
+    RUN(logprobs_top);
     RUN(repetition_penalty_hf);
     RUN(presence_frequency_openai);
     RUN(top_k_one_is_greedy);

@@ -145,7 +145,7 @@ static int echo_stream(const char *text, glmv_text_kind kind, const glmv_samplin
                 if (hit && (size_t)(hit - text) < j) {
                     j = (size_t)(hit - text);
                     if (j > i) {
-                        glmv_event ev = {0, text + i, j - i, kind};
+                        glmv_event ev = {0, text + i, j - i, kind, 1, NULL};
                         eb_add(acc, text + i, j - i);
                         out->completion_tokens++;
                         if (cb && cb(user, &ev)) { *finish = "cancelled"; return 1; }
@@ -156,7 +156,7 @@ static int echo_stream(const char *text, glmv_text_kind kind, const glmv_samplin
             }
         }
         sleep_ms(delay);
-        glmv_event ev = {(int32_t)(out->completion_tokens + 1000), text + i, j - i, kind};
+        glmv_event ev = {(int32_t)(out->completion_tokens + 1000), text + i, j - i, kind, 1, NULL};
         eb_add(acc, text + i, j - i);
         out->completion_tokens++;
         if (cb && cb(user, &ev)) {
