@@ -793,6 +793,10 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
         gen[n_gen++] = id;
         if (is_eos(c, id) && !sp.ignore_eos) {
             finish = "stop";
+            if (cb && lp) { /* no text, but its log-probability, as in the result */
+                glmv_event ev = {id, "", 0, glmv_splitter_state(spl), 1, lp};
+                cb(user, &ev);
+            }
             break;
         }
         g.token = id;

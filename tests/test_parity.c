@@ -544,7 +544,7 @@ TEST(sampling_controls) {
     if (demo_gen(s, &sp, &rec, &r, err) == 0) {
         CHECK_EQ_INT(r.n_tokens, N);
         CHECK(r.logprobs != NULL && memcmp(r.token_ids, r0.token_ids, sizeof(int32_t) * (size_t)N) == 0);
-        CHECK_EQ_INT(rec.n_start, N - 1); /* the eos ends the generation without an event */
+        CHECK_EQ_INT(rec.n_start, N); /* the eos, too: its event has no text */
         CHECK_EQ_INT(rec.n_lp, rec.n_start);
         int bad = 0;
         for (int i = 0; r.logprobs && i < N; i++) {

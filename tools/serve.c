@@ -179,7 +179,8 @@ static enum MHD_Result chat_wait(server *sv, struct MHD_Connection *conn, conn_c
         return ok;
     }
     if (!j->req.stream && j->state == JOB_DONE && j->have_result) {
-        char *body = serve_completion_json(j->id, j->created, sv->eng->model_id, &j->result);
+        char *body = serve_completion_json(j->id, j->created, j->model, j->results, j->n_results,
+                                           sv->eng->tok);
         pthread_mutex_unlock(&j->mu);
         c->ph = PH_DONE;
         return reply_json(sv, conn, c, 200, body);
@@ -210,6 +211,7 @@ static enum MHD_Result chat_start(server *sv, struct MHD_Connection *conn, conn_
     }
     make_id(j->id, sizeof j->id);
     j->created = (long)time(NULL);
+    j->model = j->req.model[0] ? j->req.model : sv->eng->model_id;
     j->conn = conn;
     c->job = j; /* the connection's reference */
     if (serve_sched_submit(&sv->sched, j)) {
@@ -270,11 +272,11 @@ static enum MHD_Result route_get(server *sv, struct MHD_Connection *conn, conn_c
         }
         if (!strcmp(url, "/v1/models")) return reply_json(sv, conn, c, 200, serve_models_json(sv->eng, sv->started));
         if (!strncmp(url, "/v1/models/", 11)) {
-            if (strcmp(url + 11, sv->eng->model_id))
+            if (!url[11] || !serve_model_accepted(sv->eng, url + 11))
                 return fail(sv, conn, c, 404, "invalid_request_error", "model_not_found",
                             "no such model");
             cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "id", sv->eng->model_id);
+            cJSON_AddStringToObject(o, "id", url + 11);
             cJSON_AddStringToObject(o, "object", "model");
             cJSON_AddNumberToObject(o, "created", (double)sv->started);
             cJSON_AddStringToObject(o, "owned_by", "glmv");
@@ -302,6 +304,26 @@ static enum MHD_Result route_get(server *sv, struct MHD_Connection *conn, conn_c
     MHD_destroy_response(r);
     serve_sched_count_status(&sv->sched, 200);
     return ok;
+}
+
+/* Access-Control-Allow-Headers: what the preflight asked for (header names
+ * only: letters, digits, '-', '_', separated by commas and spaces), always
+ * with Authorization and Content-Type. */
+static void cors_headers(const char *want, char *out, size_t n) {
+    size_t k = (size_t)snprintf(out, n, "Authorization, Content-Type");
+    if (!want) return;
+    const char *p = want;
+    while (*p) {
+        while (*p == ' ' || *p == ',' || *p == '\t') p++;
+        const char *q = p;
+        while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+               *q == '-' || *q == '_')
+            q++;
+        size_t l = (size_t)(q - p);
+        if (l == 0 || (*q && *q != ',' && *q != ' ' && *q != '\t')) return; /* not a name list */
+        if (k + l + 3 < n) k += (size_t)snprintf(out + k, n - k, ", %.*s", (int)l, p);
+        p = q;
+    }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -371,7 +393,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!r) return MHD_NO;
         MHD_add_response_header(r, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
         MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-        MHD_add_response_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+        /* allow the headers the browser asks for (the SDKs send x-stainless-*, ...) */
+        char hdrs[1024];
+        const char *want = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                       "Access-Control-Request-Headers");
+        cors_headers(want, hdrs, sizeof hdrs);
+        MHD_add_response_header(r, "Access-Control-Allow-Headers", hdrs);
+        MHD_add_response_header(r, "Access-Control-Max-Age", "600");
         c->status = 204;
         enum MHD_Result ok = MHD_queue_response(conn, MHD_HTTP_NO_CONTENT, r);
         MHD_destroy_response(r);
@@ -385,7 +413,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return chat_start(sv, conn, c);
     }
     if (!strcmp(method, "GET") || !strcmp(method, "HEAD")) return route_get(sv, conn, c, url);
-    return fail(sv, conn, c, 405, "invalid_request_error", "method_not_allowed", "method not allowed");
+    /* another method on a path that exists is 405; a path that does not, 404 (SDKs map
+     * that to NotFoundError) */
+    if (!strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11) || !strcmp(url, "/health") ||
+        !strcmp(url, "/metrics") || find_asset(url))
+        return fail(sv, conn, c, 405, "invalid_request_error", "method_not_allowed",
+                    "method not allowed");
+    return fail(sv, conn, c, 404, "invalid_request_error", "not_found", "no such endpoint");
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -420,6 +454,9 @@ static void usage(FILE *f) {
             "  --host ADDR          address to bind (default 127.0.0.1; 0.0.0.0 exposes the server)\n"
             "  --port N             port (default 8080; 0 picks a free one)\n"
             "  --api-key KEY        require 'Authorization: Bearer KEY' on /v1/ and /metrics\n"
+            "  --served-model-name NAME[,NAME...]\n"
+            "                       the model names requests may give (default: any name, answered\n"
+            "                       back; /v1/models lists the folder's name)\n"
             "                       (default: $GLMV_API_KEY when set)\n"
             "  --media-dir DIR      allow image/video paths (and file:// URLs) under DIR\n"
             "  --allow-remote-media download http(s) image/video URLs (off: they are refused)\n"
@@ -496,7 +533,7 @@ int cmd_serve(int argc, char **argv) {
     sv.media.max_images = 64;
     sv.api_key = getenv("GLMV_API_KEY");
     if (sv.api_key && !*sv.api_key) sv.api_key = NULL;
-    const char *media_dir = NULL;
+    const char *media_dir = NULL, *served_names = NULL;
     long parallel = 1, http_threads = 4, v;
     int no_prompt_cache = 0;
     cli_opts o;
@@ -535,6 +572,13 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--media-dir")) {
             NEED_VAL;
             media_dir = val;
+        } else if (!strcmp(a, "--served-model-name")) {
+            NEED_VAL;
+            if (!*val || strstr(val, ",,") || val[0] == ',' || val[strlen(val) - 1] == ',') {
+                fprintf(stderr, "glmv serve: --served-model-name expects NAME[,NAME...], got '%s'\n", val);
+                return 2;
+            }
+            served_names = val;
         } else if (!strcmp(a, "--allow-remote-media")) {
             sv.media.allow_remote = 1;
         } else if (!strcmp(a, "--max-images")) {
@@ -602,6 +646,11 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     sv.eng->fresh_sessions = no_prompt_cache;
+    if (served_names) { /* the first name is the one /v1/models lists */
+        sv.eng->served_names = served_names;
+        size_t l = strcspn(served_names, ",");
+        snprintf(sv.eng->model_id, sizeof sv.eng->model_id, "%.*s", (int)l, served_names);
+    }
     sv.started = (long)time(NULL);
     sv.media.max_remote_bytes = sv.max_body;
     if (sv.media.allow_remote && serve_fetch_init()) {

@@ -25,6 +25,10 @@ struct serve_engine {
     char model_id[256];         /* what /v1/models lists and requests must name */
     int n_ctx;                  /* tokens per session */
     char runs_on[256];          /* device and precision, for the start-up line */
+    const char *served_names;   /* --served-model-name: accepted names, comma-separated (NULL:
+                                   any name is accepted, as llama.cpp does) */
+    const glmv_tokenizer *tok;  /* for log-probabilities' token strings (NULL: echo engine) */
+    int vocab;                  /* logit_bias ids must be below this (0: not checked) */
     int n_slots;                /* sessions (--parallel) */
     glmv_sampling defaults;     /* from generation_config.json */
     int fresh_sessions;         /* --no-prompt-cache: every request starts from an empty cache */
@@ -68,6 +72,10 @@ typedef struct {
     int n_images, n_videos;
     int stream, include_usage;
     int max_tokens_given;
+    int n_choices;              /* n: choices generated one after another (the prompt cached) */
+    int32_t *bias_ids;          /* logit_bias, pointed to by sp */
+    float *bias_values;
+    char model[128];            /* the name the client asked for (answered back), or "" */
 } serve_request;
 
 /* An error to send: HTTP status, OpenAI type, param (may be NULL), code (may be NULL). */
@@ -81,6 +89,13 @@ typedef struct {
 
 int serve_error_set(serve_error *e, int status, const char *type, const char *code,
                     const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+#define SERVE_MAX_CHOICES 8     /* n */
+#define SERVE_MAX_BIAS 4096     /* logit_bias entries */
+
+/* Whether a request may name this model: any name without --served-model-name,
+ * else one of its names. */
+int serve_model_accepted(const serve_engine *eng, const char *name);
 
 /* Parse a /v1/chat/completions body. Returns 0, or -1 with *e filled. */
 int serve_request_parse(serve_request *r, const char *body, size_t len, const serve_engine *eng,
@@ -98,11 +113,16 @@ int serve_base64_decode(const char *s, size_t n, unsigned char **out, size_t *ou
 
 /* malloc'd JSON bodies */
 char *serve_error_json(const serve_error *e);
-char *serve_completion_json(const char *id, long created, const char *model, const glmv_result *r);
-/* One SSE event "data: {...}\n\n" for a chunk; delta_key NULL = role chunk;
- * finish non-NULL = the last chunk; usage non-NULL = the usage-only chunk. */
-char *serve_chunk_sse(const char *id, long created, const char *model, const char *delta_key,
-                      const char *text, size_t len, const char *finish, const glmv_result *usage);
+/* n results (choices); tok for log-probabilities' token strings (may be NULL) */
+char *serve_completion_json(const char *id, long created, const char *model, const glmv_result *r,
+                            int n, const glmv_tokenizer *tok);
+/* One SSE event "data: {...}\n\n" for a chunk of choice `index`; kind -1 = role chunk,
+ * else the text's kind (reasoning goes in reasoning_content and reasoning); finish
+ * non-NULL = that choice's last chunk; lp non-NULL = the log-probabilities of the token
+ * that starts here. usage non-NULL: the usage-only chunk, summed over `index` results. */
+char *serve_chunk_sse(const char *id, long created, const char *model, int index, int kind,
+                      const char *text, size_t len, const char *finish, const glmv_result *usage,
+                      const glmv_logprob *lp, const glmv_tokenizer *tok);
 char *serve_models_json(const serve_engine *eng, long created);
 
 /* ------------------------------------------------------------------------ */
@@ -117,6 +137,7 @@ struct serve_job {
     int refs;                   /* connection, scheduler, streaming response */
     serve_request req;
     char id[40];
+    const char *model;          /* the name answered: the request's, else the served one */
     long created;
     serve_job_state state;
     atomic_int cancelled;       /* the client left, or shutdown */
@@ -129,8 +150,10 @@ struct serve_job {
     size_t out_len, out_off, out_cap;
     int out_done;               /* the stream is complete after `out` */
     int n_events;
-    glmv_result result;         /* final result (non-stream answer, usage) */
-    int have_result;
+    glmv_result results[SERVE_MAX_CHOICES]; /* final results, one per choice (answer, usage) */
+    int n_results;              /* results[0..n_results) are set */
+    int have_result;            /* all req.n_choices of them */
+    int choice;                 /* the choice being generated (events' index) */
     double t_arrive, t_start, t_first, t_end; /* ms */
     serve_job *qprev, *qnext;   /* queue links */
     serve_job *aprev, *anext;   /* all live jobs (disconnect watch) */

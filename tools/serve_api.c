@@ -64,6 +64,8 @@ void serve_request_free(serve_request *r) {
     free(r->msgs);
     free(r->parts);
     free(r->stop);
+    free(r->bias_ids);
+    free(r->bias_values);
     memset(r, 0, sizeof *r);
 }
 
@@ -418,12 +420,13 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
     v = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (v && !cJSON_IsNull(v)) {
         if (!cJSON_IsString(v)) { BAD("model", "'model' must be a string"); goto done; }
-        if (v->valuestring[0] && strcmp(v->valuestring, eng->model_id)) {
+        if (v->valuestring[0] && !serve_model_accepted(eng, v->valuestring)) {
             serve_error_set(e, 404, "invalid_request_error", "model_not_found", "model",
                             "The model '%.100s' does not exist; this server serves '%s'",
-                            v->valuestring, eng->model_id);
+                            v->valuestring, eng->served_names);
             goto done;
         }
+        snprintf(r->model, sizeof r->model, "%s", v->valuestring);
     }
     if (parse_messages(r, cJSON_GetObjectItemCaseSensitive(root, "messages"), pol, e)) goto done;
 
@@ -493,15 +496,116 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
         if (get_int(v, "seed", LONG_MIN, LONG_MAX, &l, e)) goto done;
         r->sp.seed = (uint64_t)l;
     }
+    r->n_choices = 1;
     v = cJSON_GetObjectItemCaseSensitive(root, "n");
     if (v && !cJSON_IsNull(v)) {
-        if (get_int(v, "n", 1, 1, &l, e)) goto done;
+        if (get_int(v, "n", 1, SERVE_MAX_CHOICES, &l, e)) goto done;
+        r->n_choices = (int)l;
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
-    if (cJSON_IsTrue(v)) { BAD("logprobs", "'logprobs' is not supported"); goto done; }
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsBool(v)) { BAD("logprobs", "'logprobs' must be a boolean"); goto done; }
+        r->sp.logprobs = cJSON_IsTrue(v);
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "top_logprobs");
+    if (v && !cJSON_IsNull(v)) {
+        if (get_int(v, "top_logprobs", 0, GLMV_MAX_TOP_LOGPROBS, &l, e)) goto done;
+        if (!r->sp.logprobs) {
+            BAD("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+            goto done;
+        }
+        r->sp.top_logprobs = (int)l;
+    }
+    if (r->sp.logprobs && !eng->tok) {
+        BAD("logprobs", "'logprobs' needs a model with a tokenizer");
+        goto done;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "min_p");
+    if (v && !cJSON_IsNull(v)) {
+        if (get_num(v, "min_p", 0, 1, 0, &d, e)) goto done;
+        r->sp.min_p = (float)d;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "min_tokens");
+    if (v && !cJSON_IsNull(v)) {
+        if (get_int(v, "min_tokens", 0, INT_MAX, &l, e)) goto done;
+        r->sp.min_tokens = (int)l;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "ignore_eos");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsBool(v)) { BAD("ignore_eos", "'ignore_eos' must be a boolean"); goto done; }
+        r->sp.ignore_eos = cJSON_IsTrue(v);
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "logit_bias");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsObject(v)) {
+            BAD("logit_bias", "'logit_bias' must be an object of token id: bias");
+            goto done;
+        }
+        int nb = cJSON_GetArraySize(v);
+        if (nb > SERVE_MAX_BIAS) { BAD("logit_bias", "'logit_bias' has more than %d entries", SERVE_MAX_BIAS); goto done; }
+        r->bias_ids = malloc(sizeof(int32_t) * (size_t)(nb + 1));
+        r->bias_values = malloc(sizeof(float) * (size_t)(nb + 1));
+        if (!r->bias_ids || !r->bias_values) {
+            serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+            goto done;
+        }
+        int k = 0;
+        for (const cJSON *it = v->child; it; it = it->next, k++) {
+            char *end;
+            long id = strtol(it->string, &end, 10);
+            if (!it->string[0] || *end || id < 0 || (eng->vocab > 0 && id >= eng->vocab)) {
+                BAD("logit_bias", "'logit_bias' key '%.40s' is not a token id (0 to %d)", it->string,
+                    eng->vocab - 1);
+                goto done;
+            }
+            if (!cJSON_IsNumber(it) || !(it->valuedouble >= -100 && it->valuedouble <= 100)) {
+                BAD("logit_bias", "'logit_bias' value for %ld must be a number in [-100, 100]", id);
+                goto done;
+            }
+            r->bias_ids[k] = (int32_t)id;
+            r->bias_values[k] = (float)it->valuedouble;
+        }
+        r->sp.bias_ids = r->bias_ids;
+        r->sp.bias_values = r->bias_values;
+        r->sp.n_bias = k;
+    }
+    /* what glmv cannot do is refused by name rather than ignored */
+    v = cJSON_GetObjectItemCaseSensitive(root, "skip_special_tokens");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsBool(v)) { BAD("skip_special_tokens", "'skip_special_tokens' must be a boolean"); goto done; }
+        if (cJSON_IsFalse(v)) {
+            BAD("skip_special_tokens", "'skip_special_tokens': false is not supported (the answer "
+                "comes without <think>/<answer> tags; the reasoning is in 'reasoning_content')");
+            goto done;
+        }
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "chat_template_kwargs");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsObject(v)) { BAD("chat_template_kwargs", "'chat_template_kwargs' must be an object"); goto done; }
+        if (v->child) {
+            BAD("chat_template_kwargs", "'chat_template_kwargs' key '%.40s' is not supported: "
+                "GLM-4.1V's chat template takes no arguments", v->child->string);
+            goto done;
+        }
+    }
+    static const char *const refused[] = {
+        "reasoning_effort", "use max_thinking_tokens (a thinking budget in tokens)",
+        "best_of", NULL, "use_beam_search", NULL, "prompt_logprobs", NULL, "guided_json", NULL,
+        "guided_regex", NULL, "guided_choice", NULL, "guided_grammar", NULL, "grammar", NULL,
+        "json_schema", NULL, "typical_p", NULL, "mirostat", NULL, "audio", NULL,
+        "prediction", NULL, "web_search_options", NULL, NULL};
+    for (int i = 0; refused[i]; i += 2) {
+        v = cJSON_GetObjectItemCaseSensitive(root, refused[i]);
+        if (v && !cJSON_IsNull(v)) {
+            BAD(refused[i], "'%s' is not supported%s%s", refused[i], refused[i + 1] ? ": " : "",
+                refused[i + 1] ? refused[i + 1] : "");
+            goto done;
+        }
+    }
     v = cJSON_GetObjectItemCaseSensitive(root, "tools");
     if (cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0) {
-        BAD("tools", "'tools' (function calling) is not supported");
+        BAD("tools", "'tools' (function calling) is not supported: GLM-4.1V-Thinking's chat "
+            "template has no tool format");
         goto done;
     }
     /* the older spelling of tools: refused alike rather than ignored */
@@ -579,14 +683,84 @@ char *serve_error_json(const serve_error *e) {
     return s;
 }
 
-static void add_usage(cJSON *root, const glmv_result *r) {
+int serve_model_accepted(const serve_engine *eng, const char *name) {
+    if (!eng->served_names) return 1;
+    size_t n = strlen(name);
+    for (const char *p = eng->served_names; *p;) {
+        const char *c = strchr(p, ',');
+        size_t l = c ? (size_t)(c - p) : strlen(p);
+        if (l == n && !strncmp(p, name, n)) return 1;
+        p = c ? c + 1 : p + l;
+    }
+    return 0;
+}
+
+static void add_usage(cJSON *root, const glmv_result *r, int n) {
+    int prompt = n > 0 ? r[0].prompt_tokens : 0, completion = 0, reasoning = 0, cached = 0;
+    for (int i = 0; i < n; i++) {
+        completion += r[i].completion_tokens;
+        reasoning += r[i].reasoning_tokens;
+        cached += i == 0 ? r[i].cached_tokens : 0;
+    }
     cJSON *u = cJSON_AddObjectToObject(root, "usage");
-    cJSON_AddNumberToObject(u, "prompt_tokens", r->prompt_tokens);
-    cJSON_AddNumberToObject(u, "completion_tokens", r->completion_tokens);
-    cJSON_AddNumberToObject(u, "total_tokens", r->prompt_tokens + r->completion_tokens);
+    cJSON_AddNumberToObject(u, "prompt_tokens", prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", completion);
+    cJSON_AddNumberToObject(u, "total_tokens", prompt + completion);
     /* OpenAI's field: prompt tokens served from the cache (an earlier turn) */
     cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
-    if (d) cJSON_AddNumberToObject(d, "cached_tokens", r->cached_tokens);
+    if (d) cJSON_AddNumberToObject(d, "cached_tokens", cached);
+    cJSON *cd = cJSON_AddObjectToObject(u, "completion_tokens_details");
+    if (cd) cJSON_AddNumberToObject(cd, "reasoning_tokens", reasoning);
+}
+
+/* A token's text for JSON: its bytes, with what is not UTF-8 (a character cut
+ * between tokens) as U+FFFD; the exact bytes go in "bytes". */
+static cJSON *token_entry(const glmv_tokenizer *tok, int32_t id, float logprob) {
+    size_t n = 0;
+    const char *b = tok ? glmv_token_bytes(tok, id, &n) : NULL;
+    cJSON *o = cJSON_CreateObject();
+    char *t = malloc(3 * n + 1);
+    size_t k = 0;
+    for (size_t i = 0; t && i < n;) {
+        unsigned char c = (unsigned char)b[i];
+        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        int ok = len > 0 && i + (size_t)len <= n;
+        for (int j = 1; ok && j < len; j++) ok = ((unsigned char)b[i + j] & 0xC0) == 0x80;
+        if (ok) {
+            memcpy(t + k, b + i, (size_t)len);
+            k += (size_t)len;
+            i += (size_t)len;
+        } else {
+            memcpy(t + k, "\xEF\xBF\xBD", 3);
+            k += 3;
+            i++;
+        }
+    }
+    if (t) t[k] = 0;
+    cJSON_AddStringToObject(o, "token", t ? t : "");
+    free(t);
+    cJSON_AddNumberToObject(o, "logprob", logprob);
+    cJSON *bytes = cJSON_AddArrayToObject(o, "bytes");
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)b[i]));
+    return o;
+}
+
+/* OpenAI's choice.logprobs: {"content": [{token, logprob, bytes, top_logprobs}], "refusal": null} */
+static void add_logprobs(cJSON *choice, const glmv_logprob *lp, int n, const glmv_tokenizer *tok) {
+    if (!lp) {
+        cJSON_AddNullToObject(choice, "logprobs");
+        return;
+    }
+    cJSON *o = cJSON_AddObjectToObject(choice, "logprobs");
+    cJSON *content = cJSON_AddArrayToObject(o, "content");
+    for (int i = 0; i < n; i++) {
+        cJSON *e = token_entry(tok, lp[i].token, lp[i].logprob);
+        cJSON *top = cJSON_AddArrayToObject(e, "top_logprobs");
+        for (int j = 0; j < lp[i].n_top; j++)
+            cJSON_AddItemToArray(top, token_entry(tok, lp[i].top_ids[j], lp[i].top_logprobs[j]));
+        cJSON_AddItemToArray(content, e);
+    }
+    cJSON_AddNullToObject(o, "refusal");
 }
 
 static cJSON *head(const char *id, long created, const char *model, const char *object) {
@@ -599,20 +773,28 @@ static cJSON *head(const char *id, long created, const char *model, const char *
     return root;
 }
 
-char *serve_completion_json(const char *id, long created, const char *model, const glmv_result *r) {
+char *serve_completion_json(const char *id, long created, const char *model, const glmv_result *r,
+                            int n, const glmv_tokenizer *tok) {
     cJSON *root = head(id, created, model, "chat.completion");
     cJSON *ch = cJSON_AddArrayToObject(root, "choices");
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddItemToArray(ch, c);
-    cJSON_AddNumberToObject(c, "index", 0);
-    cJSON *m = cJSON_AddObjectToObject(c, "message");
-    cJSON_AddStringToObject(m, "role", "assistant");
-    cJSON_AddStringToObject(m, "content", r->content ? r->content : "");
-    if (r->reasoning && r->reasoning[0]) cJSON_AddStringToObject(m, "reasoning_content", r->reasoning);
-    else cJSON_AddNullToObject(m, "reasoning_content");
-    cJSON_AddNullToObject(c, "logprobs");
-    cJSON_AddStringToObject(c, "finish_reason", r->finish_reason ? r->finish_reason : "stop");
-    add_usage(root, r);
+    for (int i = 0; i < n; i++) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddItemToArray(ch, c);
+        cJSON_AddNumberToObject(c, "index", i);
+        cJSON *m = cJSON_AddObjectToObject(c, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddStringToObject(m, "content", r[i].content ? r[i].content : "");
+        /* the reasoning under both names clients read: reasoning_content (DeepSeek,
+         * llama.cpp, vLLM before 0.10) and reasoning (vLLM now) */
+        const char *names[2] = {"reasoning_content", "reasoning"};
+        for (int k = 0; k < 2; k++) {
+            if (r[i].reasoning && r[i].reasoning[0]) cJSON_AddStringToObject(m, names[k], r[i].reasoning);
+            else cJSON_AddNullToObject(m, names[k]);
+        }
+        add_logprobs(c, r[i].logprobs, r[i].n_tokens, tok);
+        cJSON_AddStringToObject(c, "finish_reason", r[i].finish_reason ? r[i].finish_reason : "stop");
+    }
+    add_usage(root, r, n);
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return s;
@@ -631,29 +813,35 @@ static char *sse_wrap(char *json) {
     return s;
 }
 
-char *serve_chunk_sse(const char *id, long created, const char *model, const char *delta_key,
-                      const char *text, size_t len, const char *finish, const glmv_result *usage) {
+char *serve_chunk_sse(const char *id, long created, const char *model, int index, int kind,
+                      const char *text, size_t len, const char *finish, const glmv_result *usage,
+                      const glmv_logprob *lp, const glmv_tokenizer *tok) {
     cJSON *root = head(id, created, model, "chat.completion.chunk");
     cJSON *ch = cJSON_AddArrayToObject(root, "choices");
     if (usage) {
-        add_usage(root, usage);
+        add_usage(root, usage, index);
     } else {
         cJSON *c = cJSON_CreateObject();
         cJSON_AddItemToArray(ch, c);
-        cJSON_AddNumberToObject(c, "index", 0);
+        cJSON_AddNumberToObject(c, "index", index);
         cJSON *d = cJSON_AddObjectToObject(c, "delta");
-        if (!delta_key && !finish) {
+        if (kind < 0 && !finish) {
             cJSON_AddStringToObject(d, "role", "assistant");
             cJSON_AddStringToObject(d, "content", "");
-        } else if (delta_key) {
+        } else if (kind >= 0) {
             char *t = malloc(len + 1);
             if (!t) { cJSON_Delete(root); return NULL; }
             memcpy(t, text, len);
             t[len] = 0;
-            cJSON_AddStringToObject(d, delta_key, t);
+            if (kind == GLMV_TEXT_REASONING) {
+                cJSON_AddStringToObject(d, "reasoning_content", t);
+                cJSON_AddStringToObject(d, "reasoning", t);
+            } else {
+                cJSON_AddStringToObject(d, "content", t);
+            }
             free(t);
         }
-        cJSON_AddNullToObject(c, "logprobs");
+        add_logprobs(c, lp, lp ? 1 : 0, tok);
         if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
         else cJSON_AddNullToObject(c, "finish_reason");
     }

@@ -82,6 +82,8 @@ static int lib_open(serve_engine *e, const cli_opts *o, int n_slots, char *err) 
     snprintf(e->runs_on, sizeof e->runs_on, "%s, precision %s (%s)", info.device, info.precision,
              info.precision_why);
     cli_opts_sampling(o, li->model, &e->defaults);
+    e->tok = glmv_model_tokenizer(li->model);
+    e->vocab = info.vocab;
     return 0;
 }
 

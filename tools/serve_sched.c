@@ -52,7 +52,7 @@ void serve_job_unref(serve_job *j) {
     pthread_mutex_unlock(&j->mu);
     if (left) return;
     serve_request_free(&j->req);
-    if (j->have_result && j->result_free) j->result_free(&j->result);
+    for (int i = 0; i < j->n_results && j->result_free; i++) j->result_free(&j->results[i]);
     free(j->out);
     pthread_mutex_destroy(&j->mu);
     free(j);
@@ -99,16 +99,17 @@ static int job_cb(void *user, const glmv_event *ev) {
     if (atomic_load(&j->cancelled)) return 1;
     const serve_engine *eng = c->s->eng;
     char *chunk = NULL;
-    if (j->req.stream && ev->len)
-        chunk = serve_chunk_sse(j->id, j->created, eng->model_id,
-                                ev->kind == GLMV_TEXT_REASONING ? "reasoning_content" : "content",
-                                ev->text, ev->len, NULL, NULL);
+    /* a token that shows no text still carries its log-probability in a chunk */
+    const glmv_logprob *lp = ev->token_start ? ev->logprob : NULL;
+    if (j->req.stream && (ev->len || lp))
+        chunk = serve_chunk_sse(j->id, j->created, j->model, j->choice, (int)ev->kind, ev->text,
+                                ev->len, NULL, NULL, lp, eng->tok);
     pthread_mutex_lock(&j->mu);
     if (j->t_first == 0) j->t_first = now_ms();
     if (chunk) {
         if (j->n_events++ == 0)
-            job_append_locked(j, serve_chunk_sse(j->id, j->created, eng->model_id, NULL, NULL, 0,
-                                                 NULL, NULL));
+            job_append_locked(j, serve_chunk_sse(j->id, j->created, j->model, j->choice, -1, NULL,
+                                                 0, NULL, NULL, NULL, NULL));
         job_append_locked(j, chunk);
         j->started_output = 1;
         serve_job_wake_locked(j);
@@ -161,7 +162,33 @@ static void run_job(serve_sched *s, serve_job *j) {
     glmv_result res;
     memset(&res, 0, sizeof res);
     job_ctx c = {s, j};
-    int rc = eng->generate(eng, 0, j->req.msgs, j->req.n_msgs, &j->req.sp, job_cb, &c, &res, err);
+    /* n choices one after another: the prompt stays in the session's cache, so
+     * the second and later pay only for their own tokens */
+    int rc = 0, n = j->req.n_choices > 0 ? j->req.n_choices : 1;
+    glmv_sampling sp = j->req.sp;
+    for (int i = 0; i < n && rc == 0 && !atomic_load(&j->cancelled); i++) {
+        pthread_mutex_lock(&j->mu);
+        j->choice = i;
+        j->n_events = 0;
+        pthread_mutex_unlock(&j->mu);
+        sp.seed = j->req.sp.seed + (uint64_t)i;
+        memset(&res, 0, sizeof res);
+        rc = eng->generate(eng, 0, j->req.msgs, j->req.n_msgs, &sp, job_cb, &c, &res, err);
+        if (rc) break;
+        pthread_mutex_lock(&j->mu);
+        j->results[j->n_results++] = res;
+        if (j->req.stream) {
+            if (j->n_events++ == 0)
+                job_append_locked(j, serve_chunk_sse(j->id, j->created, j->model, i, -1, NULL, 0,
+                                                     NULL, NULL, NULL, NULL));
+            const char *fin = res.finish_reason ? res.finish_reason : "stop";
+            job_append_locked(j, serve_chunk_sse(j->id, j->created, j->model, i, -1, NULL, 0, fin,
+                                                 NULL, NULL, NULL));
+            j->started_output = 1;
+            serve_job_wake_locked(j);
+        }
+        pthread_mutex_unlock(&j->mu);
+    }
     int cancelled = atomic_load(&j->cancelled);
 
     pthread_mutex_lock(&j->mu);
@@ -176,9 +203,9 @@ static void run_job(serve_sched *s, serve_job *j) {
             classify_error(&e, err);
             char *body = serve_error_json(&e);
             if (body) {
-                size_t n = strlen(body);
-                char *ev = malloc(n + 9);
-                if (ev) snprintf(ev, n + 9, "data: %s\n\n", body);
+                size_t bn = strlen(body);
+                char *ev = malloc(bn + 9);
+                if (ev) snprintf(ev, bn + 9, "data: %s\n\n", body);
                 job_append_locked(j, ev);
                 free(body);
             }
@@ -186,18 +213,11 @@ static void run_job(serve_sched *s, serve_job *j) {
         }
         eng->result_free(&res);
     } else {
-        j->result = res;
-        j->have_result = 1;
+        j->have_result = j->n_results == n;
         if (j->req.stream) {
-            if (j->n_events++ == 0)
-                job_append_locked(j, serve_chunk_sse(j->id, j->created, eng->model_id, NULL, NULL, 0,
-                                                     NULL, NULL));
-            const char *fin = res.finish_reason ? res.finish_reason : "stop";
-            job_append_locked(j, serve_chunk_sse(j->id, j->created, eng->model_id, NULL, NULL, 0,
-                                                 fin, NULL));
-            if (j->req.include_usage)
-                job_append_locked(j, serve_chunk_sse(j->id, j->created, eng->model_id, NULL, NULL,
-                                                     0, NULL, &res));
+            if (j->req.include_usage && j->n_results > 0)
+                job_append_locked(j, serve_chunk_sse(j->id, j->created, j->model, j->n_results, -1,
+                                                     NULL, 0, NULL, j->results, NULL, NULL));
             job_append_locked(j, sse_dup("data: [DONE]\n\n"));
         }
     }
@@ -206,16 +226,27 @@ static void run_job(serve_sched *s, serve_job *j) {
     j->state = JOB_DONE;
     serve_job_wake_locked(j);
     double t_arrive = j->t_arrive, t_start = j->t_start, t_first = j->t_first, t_end = j->t_end;
+    /* copies of the token counts for the metrics (the job may be freed once unlocked) */
+    glmv_result results[SERVE_MAX_CHOICES];
+    int n_results = j->n_results;
+    for (int i = 0; i < n_results; i++) {
+        memset(&results[i], 0, sizeof results[i]);
+        results[i].prompt_tokens = j->results[i].prompt_tokens;
+        results[i].cached_tokens = j->results[i].cached_tokens;
+        results[i].completion_tokens = j->results[i].completion_tokens;
+        results[i].image_tokens = j->results[i].image_tokens;
+    }
     pthread_mutex_unlock(&j->mu);
 
     pthread_mutex_lock(&s->mu);
     serve_metrics *m = &s->m;
     if (cancelled) m->cancelled++;
-    if (!rc) {
-        m->prompt_tokens += (uint64_t)(res.prompt_tokens > 0 ? res.prompt_tokens : 0);
-        m->cached_tokens += (uint64_t)(res.cached_tokens > 0 ? res.cached_tokens : 0);
-        m->completion_tokens += (uint64_t)(res.completion_tokens > 0 ? res.completion_tokens : 0);
-        m->image_tokens += (uint64_t)(res.image_tokens > 0 ? res.image_tokens : 0);
+    for (int i = 0; i < n_results; i++) {
+        const glmv_result *r = &results[i];
+        m->prompt_tokens += (uint64_t)(r->prompt_tokens > 0 ? r->prompt_tokens : 0);
+        m->cached_tokens += (uint64_t)(r->cached_tokens > 0 ? r->cached_tokens : 0);
+        m->completion_tokens += (uint64_t)(r->completion_tokens > 0 ? r->completion_tokens : 0);
+        m->image_tokens += (uint64_t)(r->image_tokens > 0 ? r->image_tokens : 0);
     }
     double lat = (t_end - t_arrive) / 1e3;
     m->lat_sum_s += lat;

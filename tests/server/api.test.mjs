@@ -12,7 +12,8 @@ const KEY = 'sk-test-key';
 let srv, client;
 
 before(async () => {
-  srv = await startServer(['-m', 'echo:delay_ms=1', '--api-key', KEY, '--media-dir', ASSETS]);
+  srv = await startServer(['-m', 'echo:delay_ms=1', '--api-key', KEY, '--media-dir', ASSETS,
+    '--served-model-name', 'echo,echo-alias']);
   client = new OpenAI({ baseURL: srv.url + '/v1', apiKey: KEY, maxRetries: 0, timeout: 30000 });
 });
 after(async () => { assert.equal(await srv.stop(), 0, 'server exits cleanly on SIGTERM'); });
@@ -24,6 +25,11 @@ test('models.list names the served model', async () => {
   assert.deepEqual(ids, ['echo']);
   const one = await client.models.retrieve('echo');
   assert.equal(one.id, 'echo');
+  // --served-model-name: each of its names is served and answered back
+  const alias = await client.chat.completions.create({ model: 'echo-alias', messages: [{ role: 'user', content: 'x' }] });
+  assert.equal(alias.model, 'echo-alias');
+  assert.equal((await client.models.retrieve('echo-alias')).id, 'echo-alias');
+  await assert.rejects(client.models.retrieve('gpt-4o'), (e) => e instanceof OpenAI.NotFoundError);
 });
 
 test('non-streaming completion: content, reasoning_content, usage, finish_reason', async () => {

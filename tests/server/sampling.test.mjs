@@ -1,0 +1,182 @@
+// sampling.test.mjs -- the sampling controls and protocol details clients rely on, through the
+// official `openai` client against a real checkpoint (the demo model): logprobs and
+// top_logprobs (chat and streaming shapes), n, logit_bias, min_tokens, ignore_eos, the
+// reasoning under both field names, usage's reasoning_tokens, any model name answered back;
+// and, on the echo engine, CORS preflight for a browser SDK, 404 for unknown paths, and
+// parameters glmv cannot honour refused by name.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import OpenAI from 'openai';
+import { startServer, post, rawHttp } from './common.mjs';
+
+const REAL = process.env.GLMV_REAL_MODEL;
+const EX = REAL ? REAL + '/example.png' : '';
+const HAVE = REAL && fs.existsSync(EX);
+let real, c;
+
+before(async () => {
+  if (!HAVE) return;
+  real = await startServer(['-m', REAL], { timeoutMs: 300000 });
+  c = new OpenAI({ baseURL: real.url + '/v1', apiKey: 'none', maxRetries: 0, timeout: 600000 });
+});
+after(async () => { if (real) assert.equal(await real.stop(), 0); });
+
+const ask = (extra = {}) => c.chat.completions.create({
+  model: 'any-name-at-all', max_tokens: 64, temperature: 0, ...extra,
+  messages: [{ role: 'user', content: [
+    { type: 'image_url', image_url: { url: 'data:image/png;base64,' + fs.readFileSync(EX).toString('base64') } },
+    { type: 'text', text: 'How many shapes are there?' }] }] });
+
+const skip = !HAVE && 'no demo checkpoint with example.png (GLMV_REAL_MODEL)';
+
+test('any model name is accepted and answered back; reasoning under both names', { skip }, async () => {
+  const r = await ask();
+  assert.equal(r.model, 'any-name-at-all');
+  const m = r.choices[0].message;
+  assert.ok(m.reasoning_content && m.reasoning_content.length > 0);
+  assert.equal(m.reasoning, m.reasoning_content);
+  assert.ok(m.content.length > 0);
+  assert.equal(r.choices[0].logprobs, null);
+  const d = r.usage.completion_tokens_details;
+  assert.ok(d.reasoning_tokens > 0 && d.reasoning_tokens < r.usage.completion_tokens, JSON.stringify(r.usage));
+});
+
+test('logprobs and top_logprobs, chat and streaming shapes', { skip }, async () => {
+  const r = await ask({ logprobs: true, top_logprobs: 3 });
+  const lp = r.choices[0].logprobs.content;
+  // every generated token, the final eos (</answer> here) included
+  assert.equal(lp.length, r.usage.completion_tokens);
+  for (const e of lp) {
+    assert.equal(typeof e.token, 'string');
+    assert.ok(e.logprob <= 0 && Array.isArray(e.bytes));
+    assert.equal(e.top_logprobs.length, 3);
+    // greedy: the token taken is the most likely one
+    assert.equal(e.top_logprobs[0].token, e.token);
+    assert.equal(e.top_logprobs[0].logprob, e.logprob);
+    assert.ok(e.top_logprobs[1].logprob <= e.top_logprobs[0].logprob);
+  }
+  // the tokens' bytes spell the reasoning and the answer (with the tags between them)
+  const text = Buffer.from(lp.flatMap((e) => e.bytes)).toString('utf8');
+  assert.ok(text.includes(r.choices[0].message.content), text);
+  const s = await ask({ logprobs: true, top_logprobs: 2, stream: true });
+  const streamed = [];
+  for await (const ch of s) {
+    const l = ch.choices[0]?.logprobs;
+    if (l && l.content) streamed.push(...l.content);
+  }
+  assert.deepEqual(streamed.map((e) => e.token), lp.map((e) => e.token));
+  assert.deepEqual(streamed.map((e) => e.logprob), lp.map((e) => e.logprob));
+  await assert.rejects(ask({ top_logprobs: 2 }), (e) => e.status === 400 && e.param === 'top_logprobs');
+  await assert.rejects(ask({ logprobs: true, top_logprobs: 21 }), (e) => e.status === 400 && e.param === 'top_logprobs');
+});
+
+test('n choices: greedy ones agree, sampled ones follow their seeds', { skip }, async () => {
+  const g = await ask({ n: 2 });
+  assert.equal(g.choices.length, 2);
+  assert.deepEqual(g.choices.map((x) => x.index), [0, 1]);
+  assert.equal(g.choices[0].message.content, g.choices[1].message.content);
+  const a = await ask({ n: 3, temperature: 1.5, seed: 7, max_tokens: 24 });
+  const b = await ask({ n: 3, temperature: 1.5, seed: 7, max_tokens: 24 });
+  const texts = (x) => x.choices.map((ch) => ch.message.reasoning_content + '|' + ch.message.content);
+  assert.deepEqual(texts(a), texts(b), 'same seed, same choices');
+  assert.ok(new Set(texts(a)).size > 1, 'choices differ from each other: ' + JSON.stringify(texts(a)));
+  // streaming: every choice's chunks carry its index and end with its finish_reason
+  const s = await ask({ n: 2, stream: true, stream_options: { include_usage: true } });
+  const fin = {}, got = {};
+  let usage = null;
+  for await (const ch of s) {
+    if (ch.usage) usage = ch.usage;
+    for (const x of ch.choices) {
+      got[x.index] = (got[x.index] || '') + (x.delta.content || '');
+      if (x.finish_reason) fin[x.index] = x.finish_reason;
+    }
+  }
+  assert.deepEqual(Object.keys(fin).sort(), ['0', '1']);
+  assert.equal(got[0], g.choices[0].message.content);
+  assert.equal(usage.completion_tokens, g.usage.completion_tokens);
+  await assert.rejects(ask({ n: 9 }), (e) => e.status === 400 && e.param === 'n');
+});
+
+test('logit_bias, min_tokens and ignore_eos change the output as asked', { skip }, async () => {
+  const base = await ask({ logprobs: true });
+  const first = base.choices[0].logprobs.content[0];
+  // the API gives no token ids: ban blocks of ids until the first token changes
+  let banned = null;
+  for (let id = 0; id < 2048 && banned === null; id += 256) {
+    const bias = {};
+    for (let k = id; k < id + 256; k++) bias[String(k)] = -100;
+    const r = await ask({ logit_bias: bias, max_tokens: 1, logprobs: true });
+    if (r.choices[0].logprobs.content[0].token !== first.token) banned = id;
+  }
+  assert.notEqual(banned, null, 'banning some block of ids changes the first token');
+  const n = base.usage.completion_tokens;
+  const longer = await ask({ min_tokens: n + 6, max_tokens: n + 20 });
+  assert.ok(longer.usage.completion_tokens >= n + 6, `${longer.usage.completion_tokens} < ${n + 6}`);
+  const ign = await ask({ ignore_eos: true, max_tokens: n + 3 });
+  assert.equal(ign.usage.completion_tokens, n + 3);
+  assert.equal(ign.choices[0].finish_reason, 'length');
+  await assert.rejects(ask({ logit_bias: { abc: 1 } }), (e) => e.status === 400 && e.param === 'logit_bias');
+  await assert.rejects(ask({ logit_bias: { 5: 200 } }), (e) => e.status === 400 && e.param === 'logit_bias');
+  await assert.rejects(ask({ logit_bias: { 999999999: 1 } }), (e) => e.status === 400 && e.param === 'logit_bias');
+  await assert.rejects(ask({ min_p: 2 }), (e) => e.status === 400 && e.param === 'min_p');
+  const mp = await ask({ min_p: 0.5, temperature: 1, seed: 1 });
+  assert.ok(mp.choices[0].message.content.length > 0);
+});
+
+// ---- the echo engine: protocol details, no model needed
+let echo;
+before(async () => { echo = await startServer(['-m', 'echo:']); });
+after(async () => { assert.equal(await echo.stop(), 0); });
+
+test('CORS preflight allows the headers a browser SDK asks for', async () => {
+  const raw = await rawHttp(echo.url, 'OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: x\r\nOrigin: http://example.com\r\n' +
+    'Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type, authorization, x-stainless-os, x-stainless-retry-count\r\n' +
+    'Connection: close\r\n\r\n', { closeAfterWrite: false });
+  assert.match(raw, /^HTTP\/1\.1 204/);
+  const allow = (raw.match(/access-control-allow-headers: ([^\r\n]*)/i) || [])[1] || '';
+  for (const h of ['content-type', 'authorization', 'x-stainless-os', 'x-stainless-retry-count'])
+    assert.ok(allow.toLowerCase().includes(h), allow);
+  assert.match(raw, /access-control-allow-origin: \*/i);
+  // a header list that is not one is not echoed
+  const odd = await rawHttp(echo.url, 'OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: x\r\n' +
+    'Access-Control-Request-Headers: x-a\u0001b\r\nConnection: close\r\n\r\n', { closeAfterWrite: false });
+  assert.ok(!/\u0001/.test(odd));
+});
+
+test('unknown POST paths are 404 (NotFoundError); other methods on known paths 405', async () => {
+  for (const p of ['/v1/embeddings', '/v1/nope', '/foo']) {
+    const r = await post(echo.url, p, { input: 'x' });
+    assert.equal(r.status, 404, p);
+    assert.ok((await r.json()).error);
+  }
+  const r = await post(echo.url, '/v1/models', {});
+  assert.equal(r.status, 405);
+  const cl = new OpenAI({ baseURL: echo.url + '/v1', apiKey: 'none', maxRetries: 0 });
+  await assert.rejects(cl.embeddings.create({ model: 'x', input: 'y' }), (e) => e instanceof OpenAI.NotFoundError);
+});
+
+test('parameters glmv cannot honour are refused by name, not ignored', async () => {
+  const user = { model: 'echo', messages: [{ role: 'user', content: 'x' }] };
+  const cases = [
+    [{ reasoning_effort: 'low' }, 'reasoning_effort'],
+    [{ chat_template_kwargs: { enable_thinking: false } }, 'chat_template_kwargs'],
+    [{ skip_special_tokens: false }, 'skip_special_tokens'],
+    [{ best_of: 2 }, 'best_of'],
+    [{ tools: [{ type: 'function', function: { name: 'f', parameters: {} } }], tool_choice: 'none' }, 'tools'],
+    [{ logprobs: true }, 'logprobs'], // the echo engine has no tokenizer
+    [{ logprobs: 'yes' }, 'logprobs'],
+    [{ min_tokens: -1 }, 'min_tokens'],
+    [{ ignore_eos: 1 }, 'ignore_eos'],
+    [{ n: 0 }, 'n'],
+  ];
+  for (const [extra, param] of cases) {
+    const r = await post(echo.url, '/v1/chat/completions', { ...user, ...extra });
+    const j = await r.json();
+    assert.equal(r.status, 400, JSON.stringify(extra));
+    assert.equal(j.error.param, param, JSON.stringify(j));
+  }
+  // what is accepted does something: the empty kwargs and skip_special_tokens: true are the defaults
+  const ok = await post(echo.url, '/v1/chat/completions', { ...user, chat_template_kwargs: {}, skip_special_tokens: true });
+  assert.equal(ok.status, 200);
+});
