@@ -169,7 +169,15 @@ typedef struct {
     int n_bias;                 /* else (-100 in effect bans the id) */
     int logprobs;               /* 1: each generated token's log-probability (glmv_logprob) */
     int top_logprobs;           /* with logprobs: also the 0..GLMV_MAX_TOP_LOGPROBS most likely ids */
+    int json;                   /* 1: the answer (after </think>, or from the start) is JSON: an
+                                   object, or a value matching json_schema when that is set; only
+                                   tokens that keep it so are sampled, and it ends when complete */
+    const char *json_schema;    /* a JSON Schema (OpenAI's strict subset: glmv_json_schema_check) */
 } glmv_sampling;
+
+/* 0 if glmv can hold an answer to this JSON Schema (a JSON text), else -1
+ * with the unsupported feature named in err. */
+int glmv_json_schema_check(const char *schema, char *err);
 
 /* Log-probabilities of one generated token, from the model's distribution
  * (log-softmax of the raw logits, before penalties, bias and temperature, as

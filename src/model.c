@@ -6,6 +6,7 @@
  * The forward passes live in vision.c and text.c; generation in session.c.
  */
 #include "model.h"
+#include "schema.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -421,6 +422,7 @@ void glmv_model_free(glmv_model *m) {
     if (!m) return;
     if (m->tmpl) glmv_chat_template_free(m->tmpl);
     if (m->tok) glmv_tokenizer_free(m->tok);
+    glmv_vocab_index_free(m->vocab_index);
     if (m->be) glmv_vision_free_scratch(m);
     if (m->be) m->be->destroy(m->be);
     glmv_weights_free(m->w);

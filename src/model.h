@@ -74,6 +74,7 @@ struct glmv_model {
     glmv_tensor *mg_down;                  /* (Ov, Iv) */
 
     glmv_tokenizer *tok;                   /* NULL for synthetic weights */
+    struct glmv_vocab_index *vocab_index;  /* tokens by bytes, for JSON output (built on first use) */
     glmv_chat_template *tmpl;
 
     char name[256];

@@ -11,8 +11,9 @@
  * The mask walks the tokens in byte order (glmv_vocab_index), so tokens that
  * share a prefix share the work: the state after each prefix is kept by
  * length, and once a prefix is refused every token that starts with it is
- * skipped. Inside a free string, tokens without a quote, a backslash or a
- * control byte are allowed without walking them.
+ * skipped. Inside a free string, tokens of whole UTF-8 characters without a
+ * quote, a backslash or a control byte are allowed without walking them.
+ * Strings must be UTF-8 (a continuation byte only after its lead byte).
  */
 #include "schema.h"
 
@@ -26,7 +27,7 @@
 #define MAX_PROPS 64
 #define MAX_LITS 64
 #define MAX_ALTS 8
-#define WS_MAX 16          /* whitespace bytes in a row between tokens */
+#define WS_MAX 8           /* whitespace bytes in a row between tokens */
 #define NUM_MAX 32         /* bytes of one number */
 
 enum { K_ANY, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_LIT, K_UNION, K_REF };
@@ -574,6 +575,11 @@ static int step(glmv_json_state *st, unsigned c) {
                 }
                 return 0;
             }
+            if (f->pos > 0) { /* inside a multi-byte character: only its continuation bytes */
+                if ((c & 0xC0) != 0x80) return -1;
+                f->pos--;
+                return 0;
+            }
             if (c == '"') {
                 if (f->n < min_len) return -1;
                 if (f->kind == F_FREEKEY) {
@@ -587,11 +593,15 @@ static int step(glmv_json_state *st, unsigned c) {
                 return 0;
             }
             if (c < 0x20) return -1;
-            if ((c & 0xC0) == 0x80) return 0; /* the rest of a character */
             if (max_len >= 0 && f->n >= max_len) return -1;
             if (c == '\\') {
                 f->st = 1;
                 return 0;
+            }
+            if (c >= 0x80) { /* UTF-8: a lead byte, then its continuation bytes */
+                int more = c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2 : c >= 0xF0 && c <= 0xF4 ? 3 : -1;
+                if (more < 0) return -1;
+                f->pos = more;
             }
             f->n++;
             return 0;
@@ -718,7 +728,7 @@ glmv_vocab_index *glmv_vocab_index_new(const glmv_tokenizer *tok) {
     for (int32_t id = 0; id < n_ids; id++) {
         size_t l = 0;
         const char *b = glmv_token_bytes(tok, id, &l);
-        if (!b || l == 0 || glmv_token_is_special(tok, id)) continue;
+        if (!b || l == 0 || glmv_token_is_added(tok, id)) continue; /* tags are not JSON */
         v->ids[k] = id;
         v->bytes[k] = b;
         v->len[k] = (uint32_t)l;
@@ -742,11 +752,21 @@ glmv_vocab_index *glmv_vocab_index_new(const glmv_tokenizer *tok) {
         if (i > 0)
             while (c < len[i] && c < len[i - 1] && bytes[i][c] == bytes[i - 1][c]) c++;
         v->lcp[i] = c;
-        int plain = 1;
+        /* plain: whole UTF-8 characters, none of them a quote, a backslash or a control */
+        int plain = 1, more = 0;
         for (uint32_t j = 0; j < len[i]; j++) {
             unsigned char ch = (unsigned char)bytes[i][j];
-            if (ch == '"' || ch == '\\' || ch < 0x20) plain = 0;
+            if (more > 0) {
+                if ((ch & 0xC0) != 0x80) plain = 0;
+                more--;
+            } else if (ch == '"' || ch == '\\' || ch < 0x20 || (ch & 0xC0) == 0x80 || ch > 0xF4 ||
+                       ch == 0xC0 || ch == 0xC1) {
+                plain = 0;
+            } else if (ch >= 0x80) {
+                more = ch <= 0xDF ? 1 : ch <= 0xEF ? 2 : 3;
+            }
         }
+        if (more) plain = 0;
         v->plain[i] = (uint8_t)plain;
         if ((int)len[i] > v->max_len) v->max_len = (int)len[i];
     }
@@ -781,7 +801,7 @@ int glmv_schema_mask(const glmv_json_state *st, const glmv_vocab_index *v, uint8
     const glmv_json_frame *top = &st->f[st->depth - 1];
     const node *tn = top->node;
     int free_string = (top->kind == F_STRING || top->kind == F_FREEKEY) && top->st == 0 &&
-                      (!tn || tn->max_len < 0);
+                      top->pos == 0 && (!tn || tn->max_len < 0);
     int count = 0;
     if (free_string) {
         for (int i = 0; i < v->n; i++) {

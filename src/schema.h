@@ -62,7 +62,7 @@ void glmv_vocab_index_free(glmv_vocab_index *v);
 int glmv_vocab_index_max_len(const glmv_vocab_index *v);
 
 /* allow[id] = 1 for every ordinary token (id < vocab) whose bytes can follow st, else 0.
- * Special tokens are left 0: the caller decides about them (eos when complete).
+ * Added tokens (<think>, <answer>, the eos ids...) are left 0: the caller decides.
  * scratch: glmv_vocab_index_max_len(v) + 1 states. Returns the number allowed. */
 int glmv_schema_mask(const glmv_json_state *st, const glmv_vocab_index *v, uint8_t *allow,
                      int vocab, glmv_json_state *scratch);

@@ -11,6 +11,7 @@
  * prefills what is new.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "chat.h"
 #include "image.h"
 #include "model.h"
+#include "schema.h"
 #include "tokenizer.h"
 #include "video.h"
 
@@ -650,6 +652,76 @@ static int check_request(const glmv_message *msgs, int n_msgs, const glmv_sampli
     return 0;
 }
 
+int glmv_json_schema_check(const char *schema, char *err) {
+    glmv_schema *c = glmv_schema_compile(schema, err);
+    glmv_schema_free(c);
+    return c ? 0 : -1;
+}
+
+/* JSON answers: the schema, where the answer stands, and the mask's buffers */
+typedef struct {
+    glmv_schema *schema;
+    glmv_json_state st;
+    glmv_json_state *scratch;
+    uint8_t *allow;
+    const glmv_vocab_index *vi;
+    int32_t think_id, answer_id;
+} json_out;
+
+static pthread_mutex_t vocab_index_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int json_out_init(json_out *j, glmv_model *m, const glmv_sampling *sp, char *err) {
+    memset(j, 0, sizeof *j);
+    char e2[GLMV_ERR_SIZE];
+    j->schema = glmv_schema_compile(sp->json_schema, e2);
+    if (!j->schema) return glmv_errf(err, "response format: %s", e2);
+    pthread_mutex_lock(&vocab_index_mu); /* sessions may share the model */
+    if (!m->vocab_index) m->vocab_index = glmv_vocab_index_new(m->tok);
+    j->vi = m->vocab_index;
+    pthread_mutex_unlock(&vocab_index_mu);
+    if (!j->vi) return glmv_errf(err, "out of memory");
+    j->scratch = malloc(sizeof(glmv_json_state) * (size_t)(glmv_vocab_index_max_len(j->vi) + 1));
+    j->allow = malloc((size_t)m->cfg.vocab_size);
+    if (!j->scratch || !j->allow) return glmv_errf(err, "out of memory");
+    glmv_json_init(&j->st, j->schema);
+    j->think_id = glmv_token_id(m->tok, "<think>");
+    j->answer_id = glmv_token_id(m->tok, "<answer>");
+    return 0;
+}
+
+static void json_out_free(json_out *j) {
+    glmv_schema_free(j->schema);
+    free(j->scratch);
+    free(j->allow);
+}
+
+/* Mask the logits to what keeps the answer valid JSON: <think> as the first
+ * token, <answer> before the JSON starts, the eos ids once it is complete. */
+static int json_out_mask(json_out *j, const glmv_config *c, float *logits, int V, int n_gen, char *err) {
+    int n = glmv_schema_mask(&j->st, j->vi, j->allow, V, j->scratch);
+    if (!j->st.started) {
+        if (n_gen == 0 && j->think_id >= 0 && j->think_id < V) j->allow[j->think_id] = 1, n++;
+        if (j->answer_id >= 0 && j->answer_id < V) j->allow[j->answer_id] = 1, n++;
+    }
+    if (glmv_json_complete(&j->st))
+        for (int e = 0; e < c->n_eos; e++)
+            if (c->eos_token_ids[e] >= 0 && c->eos_token_ids[e] < V) j->allow[c->eos_token_ids[e]] = 1, n++;
+    if (n == 0) return glmv_errf(err, "JSON answer: no token can continue it");
+    for (int i = 0; i < V; i++)
+        if (!j->allow[i]) logits[i] = -INFINITY;
+    return 0;
+}
+
+/* The token taken: JSON bytes advance the answer; <think>/<answer>/eos do not. */
+static int json_out_take(json_out *j, const glmv_tokenizer *tok, int32_t id, char *err) {
+    if (glmv_token_is_added(tok, id)) return 0;
+    size_t len = 0;
+    const char *b = glmv_token_bytes(tok, id, &len);
+    if (!b || glmv_json_feed(&j->st, b, len))
+        return glmv_errf(err, "JSON answer: token %d does not continue it", id);
+    return 0;
+}
+
 int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const glmv_sampling *sp_in,
                   glmv_callback cb, void *user, glmv_result *out, char *err) {
     glmv_model *m = s->m;
@@ -676,6 +748,8 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     glmv_logprob *lps = NULL;
     int32_t *wi = NULL;
     glmv_splitter *spl = NULL;
+    json_out jo;
+    int have_jo = 0;
     gen_state g;
     memset(&g, 0, sizeof g);
     int rc = -1;
@@ -700,6 +774,10 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
         goto done;
     }
     out->preprocess_ms = glmv_now_ms() - t0;
+    if (sp.json) {
+        have_jo = 1;
+        if (json_out_init(&jo, m, &sp, err)) goto done;
+    }
 
     int V = c->vocab_size;
     logits = malloc(sizeof(float) * (size_t)V);
@@ -781,11 +859,18 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
             for (int e = 0; e < c->n_eos; e++)
                 if (c->eos_token_ids[e] >= 0 && c->eos_token_ids[e] < V)
                     logits[c->eos_token_ids[e]] = -INFINITY;
+        /* a JSON answer is constrained everywhere but inside <think>...</think> */
+        int constrained = have_jo && i_force >= n_force &&
+                          glmv_splitter_state(spl) != GLMV_TEXT_REASONING;
+        if (constrained && json_out_mask(&jo, c, logits, V, n_gen, err)) goto done;
         if (i_force < n_force) {
             id = force[i_force++];
         } else {
             id = glmv_sample(logits, V, &sp, s->hist, s->pos, gen, n_gen, &rng, wf, wi);
         }
+        if (have_jo && glmv_splitter_state(spl) != GLMV_TEXT_REASONING &&
+            json_out_take(&jo, m->tok, id, err))
+            goto done;
         if (lp) {
             lp->token = id;
             lp->logprob = raw[id] - lse;
@@ -857,6 +942,7 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
                 out->prefill_ms, n_gen, out->decode_ms);
     rc = 0;
 done:
+    if (have_jo) json_out_free(&jo);
     if (spl) glmv_splitter_free(spl);
     free(g.reasoning.p);
     free(g.content.p);

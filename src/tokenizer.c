@@ -558,6 +558,10 @@ int glmv_token_is_special(const glmv_tokenizer *t, int32_t id) {
     return t && id >= 0 && id < t->n_ids && (t->flags[id] & TOK_SPECIAL);
 }
 
+int glmv_token_is_added(const glmv_tokenizer *t, int32_t id) {
+    return t && id >= 0 && id < t->n_ids && (t->flags[id] & TOK_ADDED);
+}
+
 int32_t glmv_tokenizer_size(const glmv_tokenizer *t) { return t ? t->n_ids : 0; }
 
 int32_t glmv_token_id(const glmv_tokenizer *t, const char *piece) {

@@ -8,6 +8,8 @@
 
 /* Is this id a special added token (skipped by skip_special)? */
 int glmv_token_is_special(const glmv_tokenizer *tok, int32_t id);
+/* Is this id an added token (special or not: GLM's <think> and <answer> are not special)? */
+int glmv_token_is_added(const glmv_tokenizer *tok, int32_t id);
 
 /* Incremental detokenizer: feed ids one at a time, get back only complete
  * UTF-8 (never a broken sequence); flush at the end emits what is left

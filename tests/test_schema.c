@@ -58,6 +58,7 @@ TEST(any_object) {
     accepts(s, "{}");
     accepts(s, "{\"a\": 1, \"b\": [true, false, null, -0.5e+3, \"x\\u00e9\\n\"], \"c\": {\"d\": {}}}");
     accepts(s, "{\n  \"key\": \"v\"\n}");
+    accepts(s, "{\"k\": \"\xe2\x82\xac \xf0\x9f\x99\x82\"}");
     accepts(s, "{\"\xc3\xa9t\xc3\xa9\":\"caf\xc3\xa9\"}");
     refuses(s, "[1]", 0);                   /* json_object: an object at the top */
     refuses(s, "{\"a\" 1}", 5);
@@ -68,7 +69,10 @@ TEST(any_object) {
     refuses(s, "{\"a\":\"x\ny\"}", 7);      /* a raw newline in a string */
     refuses(s, "{\"a\":\"\\q\"}", 7);
     refuses(s, "{\"a\":1", -1);             /* a prefix: fine, but not complete */
-    refuses(s, "{                  }", 17); /* whitespace runs are bounded */
+    refuses(s, "{          }", 9);         /* whitespace runs are bounded */
+    refuses(s, "{\"a\":\"\x80\"}", 6);     /* a continuation byte without its lead */
+    refuses(s, "{\"a\":\"\xc3x\"}", 7);    /* a lead byte without its continuation */
+    refuses(s, "{\"a\":\"\xff\"}", 6);
     glmv_schema_free(s);
 }
 
@@ -176,7 +180,7 @@ static void mask_matches(const glmv_tokenizer *tok, const glmv_schema *s, const 
                 size_t l = 0;
                 const char *b = glmv_token_bytes(tok, id, &l);
                 int want = 0;
-                if (b && l > 0 && !glmv_token_is_special(tok, id)) {
+                if (b && l > 0 && !glmv_token_is_added(tok, id)) {
                     cp = st;
                     want = glmv_json_feed(&cp, b, l) == 0;
                 }
