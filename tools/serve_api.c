@@ -614,7 +614,7 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
         BAD("functions", "'functions' (function calling) is not supported");
         goto done;
     }
-    /* JSON mode is a promise about the output that glmv cannot keep */
+    /* structured output: the answer constrained to JSON (of a schema) */
     v = cJSON_GetObjectItemCaseSensitive(root, "response_format");
     if (v && !cJSON_IsNull(v)) {
         const cJSON *ty = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "type") : NULL;
@@ -622,9 +622,31 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
             BAD("response_format", "'response_format' must be an object with a string 'type'");
             goto done;
         }
-        if (strcmp(ty->valuestring, "text")) {
-            BAD("response_format", "'response_format' type '%.40s' is not supported (only 'text')",
-                ty->valuestring);
+        if (!strcmp(ty->valuestring, "json_object")) {
+            r->sp.json = 1;
+        } else if (!strcmp(ty->valuestring, "json_schema")) {
+            const cJSON *js = cJSON_GetObjectItemCaseSensitive(v, "json_schema");
+            const cJSON *sc = cJSON_IsObject(js) ? cJSON_GetObjectItemCaseSensitive(js, "schema") : NULL;
+            if (!cJSON_IsObject(sc)) {
+                BAD("response_format", "'response_format.json_schema.schema' must be an object");
+                goto done;
+            }
+            char *text = own(r, cJSON_PrintUnformatted(sc));
+            if (!text) { serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory"); goto done; }
+            char serr[GLMV_ERR_SIZE];
+            if (glmv_json_schema_check(text, serr)) {
+                BAD("response_format", "'response_format.json_schema': %s", serr);
+                goto done;
+            }
+            r->sp.json = 1;
+            r->sp.json_schema = text;
+        } else if (strcmp(ty->valuestring, "text")) {
+            BAD("response_format", "'response_format' type '%.40s' is not supported (text, "
+                "json_object, json_schema)", ty->valuestring);
+            goto done;
+        }
+        if (r->sp.json && !eng->tok) {
+            BAD("response_format", "JSON output needs a model with a tokenizer");
             goto done;
         }
     }
