@@ -236,6 +236,14 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs,
                   const glmv_sampling *sp, glmv_callback cb, void *user,
                   glmv_result *out, char *err);
 
+/* The same for a prompt given as text in the model's own format (no chat
+ * template, no media: an <|image|> in it is refused as a missing image), as
+ * OpenAI's /v1/completions takes it. The output is not split: content holds
+ * the text as the generated tokens spell it (special tokens left out, so
+ * <think> and <answer> tags stay), reasoning is empty. */
+int glmv_generate_raw(glmv_session *s, const char *prompt, const glmv_sampling *sp,
+                      glmv_callback cb, void *user, glmv_result *out, char *err);
+
 /* ------------------------------------------------------------------------ */
 /* Low level: for benchmarks, tests and tools that manage tokens themselves */
 /* ------------------------------------------------------------------------ */

@@ -160,11 +160,12 @@ static node *compile_type(glmv_schema *s, const cJSON *j, const char *type, int 
             if (!plain_name(p->string))
                 return glmv_errf(err, "schema: property name '%.40s' needs escaping in JSON: not "
                                  "supported", p->string), NULL;
-            n->names[n->n_props] = strdup(p->string);
-            n->name_len[n->n_props] = strlen(p->string);
-            n->props[n->n_props] = compile(s, p, depth + 1, err);
-            if (!n->names[n->n_props] || !n->props[n->n_props]) return NULL;
-            n->n_props++;
+            int k = n->n_props++; /* counted first: glmv_schema_free frees the name on failure */
+            n->names[k] = strdup(p->string);
+            n->name_len[k] = strlen(p->string);
+            if (!n->names[k]) return glmv_errf(err, "out of memory"), NULL;
+            n->props[k] = compile(s, p, depth + 1, err);
+            if (!n->props[k]) return NULL;
         }
         if (req && !cJSON_IsArray(req)) return glmv_errf(err, "schema: 'required' must be an array"), NULL;
         for (const cJSON *r = req ? req->child : NULL; r; r = r->next) {
@@ -218,11 +219,10 @@ static node *compile_type(glmv_schema *s, const cJSON *j, const char *type, int 
     return glmv_errf(err, "schema: unknown type '%.40s'", type), NULL;
 }
 
-/* alternatives become a union; their first bytes must differ so that the
- * first byte of the output chooses one */
-static node *make_union(glmv_schema *s, node **alts, int n_alts, char *err) {
-    if (n_alts == 1) return alts[0];
-    if (n_alts > MAX_ALTS) return glmv_errf(err, "schema: more than %d alternatives", MAX_ALTS), NULL;
+/* Do two alternatives start with a common byte? (Checked again once $refs
+ * are resolved: an alternative that leads back to its own union before any
+ * byte, left recursion, overlaps with every other.) */
+static int alts_overlap(node *const *alts, int n_alts, char *err) {
     uint8_t seen[256] = {0};
     for (int i = 0; i < n_alts; i++) {
         uint8_t f[256] = {0};
@@ -231,10 +231,19 @@ static node *make_union(glmv_schema *s, node **alts, int n_alts, char *err) {
             if (f[c] && seen[c])
                 return glmv_errf(err, "schema: alternatives (anyOf, oneOf or a type list) that can "
                                  "start with the same character ('%c') are not supported",
-                                 c >= 32 && c < 127 ? c : '?'), NULL;
+                                 c >= 32 && c < 127 ? c : '?');
             seen[c] |= f[c];
         }
     }
+    return 0;
+}
+
+/* alternatives become a union; their first bytes must differ so that the
+ * first byte of the output chooses one */
+static node *make_union(glmv_schema *s, node **alts, int n_alts, char *err) {
+    if (n_alts == 1) return alts[0];
+    if (n_alts > MAX_ALTS) return glmv_errf(err, "schema: more than %d alternatives", MAX_ALTS), NULL;
+    if (alts_overlap(alts, n_alts, err)) return NULL;
     node *u = new_node(s, K_UNION);
     if (!u) return NULL;
     memcpy(u->alts, alts, sizeof(node *) * (size_t)n_alts);
@@ -346,6 +355,8 @@ static int resolve_refs(glmv_schema *s, char *err) {
     for (node *n = s->all; n; n = n->next_all)
         if (n->kind == K_REF && !deref(n))
             return glmv_errf(err, "schema: '$ref' '%.60s' refers only to itself", n->ref);
+    for (node *n = s->all; n; n = n->next_all)
+        if (n->kind == K_UNION && alts_overlap(n->alts, n->n_alts, err)) return -1;
     return 0;
 }
 
@@ -436,9 +447,10 @@ static int lit_complete(const glmv_json_frame *f) {
 }
 
 /* f is a F_VALUE frame: turn it into the frame for a value of node n starting with c */
-static int start_value(glmv_json_frame *f, const glmv_schema *s, const node *n, unsigned c) {
+static int start_value(glmv_json_frame *f, const glmv_schema *s, const node *n, unsigned c,
+                       int depth) {
     n = deref(n);
-    if (!n) return -1;
+    if (!n || depth > 32) return -1;
     f->ws = 0;
     switch (n->kind) {
     case K_ANY:
@@ -447,12 +459,12 @@ static int start_value(glmv_json_frame *f, const glmv_schema *s, const node *n, 
         else if (c == '"') n = s->any_str;
         else if (c == '-' || (c >= '0' && c <= '9')) n = s->any_num;
         else n = s->any_lit;
-        return start_value(f, s, n, c);
+        return start_value(f, s, n, c, depth + 1);
     case K_UNION:
         for (int i = 0; i < n->n_alts; i++) {
             uint8_t set[256] = {0};
             first_bytes(n->alts[i], set, 0);
-            if (set[c]) return start_value(f, s, n->alts[i], c);
+            if (set[c]) return start_value(f, s, n->alts[i], c, depth + 1);
         }
         return -1;
     case K_OBJECT:
@@ -487,7 +499,7 @@ static int step(glmv_json_state *st, unsigned c) {
         switch (f->kind) {
         case F_VALUE: {
             if (is_ws(c)) return ws(f);
-            int r = start_value(f, st->s, n, c);
+            int r = start_value(f, st->s, n, c, 0);
             if (r < 0) return -1;
             if (r > 0) return 0; /* c opened the value */
             continue;            /* c is the value's first byte */

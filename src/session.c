@@ -722,8 +722,14 @@ static int json_out_take(json_out *j, const glmv_tokenizer *tok, int32_t id, cha
     return 0;
 }
 
-int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const glmv_sampling *sp_in,
-                  glmv_callback cb, void *user, glmv_result *out, char *err) {
+/* the splitter's view of where the output is; a raw prompt's output is all content */
+#define STATE() (raw ? GLMV_TEXT_CONTENT : glmv_splitter_state(spl))
+
+/* glmv_generate (msgs) and glmv_generate_raw (raw): the same but for where the prompt comes from
+ * and how the output is split (raw: no <think>/<answer> split, the text as the tokens spell it) */
+static int generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const char *raw,
+                    const glmv_sampling *sp_in, glmv_callback cb, void *user, glmv_result *out,
+                    char *err) {
     glmv_model *m = s->m;
     const glmv_config *c = &m->cfg;
     memset(out, 0, sizeof *out);
@@ -738,16 +744,18 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     if (sp_in) sp = *sp_in;
     else glmv_sampling_default(m, &sp);
     if (check_request(msgs, n_msgs, &sp, c->vocab_size, err)) return -1;
+    if (raw && sp.json) return glmv_errf(err, "generate: JSON output needs a chat prompt");
 
     double t0 = glmv_now_ms();
     media md;
     memset(&md, 0, sizeof md);
     char *text = NULL;
     int32_t *ids0 = NULL, *ids = NULL, *gen = NULL, *force = NULL;
-    float *logits = NULL, *wf = NULL, *raw = NULL;
+    float *logits = NULL, *wf = NULL, *raw_logits = NULL;
     glmv_logprob *lps = NULL;
     int32_t *wi = NULL;
     glmv_splitter *spl = NULL;
+    glmv_detok dt;
     json_out jo;
     int have_jo = 0;
     gen_state g;
@@ -755,9 +763,12 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     int rc = -1;
     int64_t n0 = 0, n = 0;
 
-    text = glmv_chat_render(m->tmpl, msgs, n_msgs, 1, err);
-    if (!text) goto done;
-    if (load_images(m, msgs, n_msgs, s->n_ctx, &md, err)) goto done;
+    text = raw ? strdup(raw) : glmv_chat_render(m->tmpl, msgs, n_msgs, 1, err);
+    if (!text) {
+        if (raw) glmv_errf(err, "out of memory");
+        goto done;
+    }
+    if (!raw && load_images(m, msgs, n_msgs, s->n_ctx, &md, err)) goto done;
     n0 = glmv_tokenize(m->tok, text, strlen(text), &ids0, err);
     if (n0 < 0) goto done;
     if (expand_videos(m, &ids0, &n0, &md, err)) goto done;
@@ -786,10 +797,11 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
     gen = malloc(sizeof(int32_t) * (size_t)(max_new + 8));
     if (sp.logprobs) {
         lps = calloc((size_t)max_new + 8, sizeof *lps);
-        raw = malloc(sizeof(float) * (size_t)V);
+        raw_logits = malloc(sizeof(float) * (size_t)V);
     }
     spl = glmv_splitter_new(m->tok);
-    if (!logits || !wf || !wi || !gen || !spl || (sp.logprobs && (!lps || !raw))) {
+    glmv_detok_init(&dt, m->tok, 1);
+    if (!logits || !wf || !wi || !gen || !spl || (sp.logprobs && (!lps || !raw_logits))) {
         glmv_errf(err, "out of memory");
         goto done;
     }
@@ -853,33 +865,32 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
         float lse = 0;
         if (lp) {
             lse = glmv_logprobs_top(logits, V, sp.top_logprobs, lp);
-            memcpy(raw, logits, sizeof(float) * (size_t)V);
+            memcpy(raw_logits, logits, sizeof(float) * (size_t)V);
         }
         if (n_gen < sp.min_tokens)
             for (int e = 0; e < c->n_eos; e++)
                 if (c->eos_token_ids[e] >= 0 && c->eos_token_ids[e] < V)
                     logits[c->eos_token_ids[e]] = -INFINITY;
         /* a JSON answer is constrained everywhere but inside <think>...</think> */
-        int constrained = have_jo && i_force >= n_force &&
-                          glmv_splitter_state(spl) != GLMV_TEXT_REASONING;
+        int constrained = have_jo && i_force >= n_force && STATE() != GLMV_TEXT_REASONING;
         if (constrained && json_out_mask(&jo, c, logits, V, n_gen, err)) goto done;
         if (i_force < n_force) {
             id = force[i_force++];
         } else {
             id = glmv_sample(logits, V, &sp, s->hist, s->pos, gen, n_gen, &rng, wf, wi);
         }
-        if (have_jo && glmv_splitter_state(spl) != GLMV_TEXT_REASONING &&
+        if (have_jo && STATE() != GLMV_TEXT_REASONING &&
             json_out_take(&jo, m->tok, id, err))
             goto done;
         if (lp) {
             lp->token = id;
-            lp->logprob = raw[id] - lse;
+            lp->logprob = raw_logits[id] - lse;
         }
         gen[n_gen++] = id;
         if (is_eos(c, id) && !sp.ignore_eos) {
             finish = "stop";
             if (cb && lp) { /* no text, but its log-probability, as in the result */
-                glmv_event ev = {id, "", 0, glmv_splitter_state(spl), 1, lp};
+                glmv_event ev = {id, "", 0, STATE(), 1, lp};
                 cb(user, &ev);
             }
             break;
@@ -888,11 +899,18 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
         g.n_emit = 0;
         g.lp = lp;
         g.n_stop = n_gen > sp.min_tokens ? sp.n_stop : 0; /* no stop string before min_tokens */
-        int was_thinking = glmv_splitter_state(spl) == GLMV_TEXT_REASONING;
+        int was_thinking = STATE() == GLMV_TEXT_REASONING;
         if (was_thinking) out->reasoning_tokens++;
-        glmv_splitter_push(spl, id, on_emit, &g);
+        if (raw) { /* the text as the tokens spell it (special tokens left out) */
+            char *piece = NULL;
+            size_t pl = 0;
+            if (glmv_detok_push(&dt, id, &piece, &pl) == 0 && piece) on_emit(&g, GLMV_TEXT_CONTENT, piece, pl);
+            free(piece);
+        } else {
+            glmv_splitter_push(spl, id, on_emit, &g);
+        }
         if (cb && g.n_emit == 0 && !g.cancelled) {
-            glmv_event ev = {id, "", 0, glmv_splitter_state(spl), 1, lp};
+            glmv_event ev = {id, "", 0, STATE(), 1, lp};
             if (cb(user, &ev)) g.cancelled = 1;
         }
         if (g.cancelled) {
@@ -907,7 +925,7 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
         /* thinking budget: tokens generated after <think>; when spent (and still
          * thinking), force "</think><answer>" as the official bench script does */
         if (was_thinking) n_think++;
-        if (sp.max_thinking_tokens > 0 && !forced && glmv_splitter_state(spl) == GLMV_TEXT_REASONING &&
+        if (sp.max_thinking_tokens > 0 && !forced && STATE() == GLMV_TEXT_REASONING &&
             n_think >= sp.max_thinking_tokens) {
             forced = 1;
             const char *tag = "</think><answer>";
@@ -919,7 +937,14 @@ int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const g
         if (s->pos + 1 > s->n_ctx) break;
         if (glmv_session_eval(s, &id, 1, logits, err)) goto done;
     }
-    glmv_splitter_finish(spl, on_emit, &g);
+    if (raw) {
+        char *piece = NULL;
+        size_t pl = 0;
+        if (glmv_detok_flush(&dt, &piece, &pl) == 0 && piece) on_emit(&g, GLMV_TEXT_CONTENT, piece, pl);
+        free(piece);
+    } else {
+        glmv_splitter_finish(spl, on_emit, &g);
+    }
     out->decode_ms = glmv_now_ms() - t2;
     out->finish_reason = finish;
     out->n_tokens = out->completion_tokens = n_gen;
@@ -953,9 +978,23 @@ done:
     free(gen);
     free(force);
     free(logits);
-    free(raw);
+    free(raw_logits);
     free(lps);
     free(wf);
     free(wi);
     return rc;
+}
+
+int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const glmv_sampling *sp,
+                  glmv_callback cb, void *user, glmv_result *out, char *err) {
+    return generate(s, msgs, n_msgs, NULL, sp, cb, user, out, err);
+}
+
+int glmv_generate_raw(glmv_session *s, const char *prompt, const glmv_sampling *sp,
+                      glmv_callback cb, void *user, glmv_result *out, char *err) {
+    if (!prompt) {
+        memset(out, 0, sizeof *out);
+        return glmv_errf(err, "generate: the prompt is NULL");
+    }
+    return generate(s, NULL, 0, prompt, sp, cb, user, out, err);
 }

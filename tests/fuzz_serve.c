@@ -44,17 +44,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     eng.defaults.repetition_penalty = 1.0f;
     serve_media_policy pol = {.media_dir = NULL, .allow_remote = 0, .max_images = 8};
 
-    serve_request r;
-    serve_error e;
-    memset(&e, 0, sizeof e);
-    if (serve_request_parse(&r, body, size, &eng, &pol, &e)) {
-        if (e.status < 400 || e.status > 599 || !e.message[0] || !e.type) {
-            fprintf(stderr, "bad error: status %d message '%s'\n", e.status, e.message);
-            abort();
+    for (int legacy = 0; legacy <= 1; legacy++) { /* /v1/chat/completions, /v1/completions */
+        serve_request r;
+        serve_error e;
+        memset(&e, 0, sizeof e);
+        if (serve_request_parse(&r, body, size, &eng, &pol, legacy, &e)) {
+            if (e.status < 400 || e.status > 599 || !e.message[0] || !e.type) {
+                fprintf(stderr, "bad error: status %d message '%s'\n", e.status, e.message);
+                abort();
+            }
+            check_json(serve_error_json(&e));
+            continue;
         }
-        check_json(serve_error_json(&e));
-    } else {
-        if (r.n_msgs < 1 || r.n_parts < 0) abort();
+        if (legacy ? (!r.prompt || r.n_msgs != 0) : (r.n_msgs < 1 || r.n_parts < 0)) abort();
         for (int i = 0; i < r.n_msgs; i++) {
             const glmv_message *m = &r.msgs[i];
             if (!m->role || m->n_parts < 0 || (m->n_parts && !m->parts)) abort();
@@ -65,12 +67,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
         }
         if (r.sp.max_new_tokens < 0 || r.sp.max_new_tokens > eng.n_ctx) abort();
+        if (r.n_choices < 1 || r.n_choices > SERVE_MAX_CHOICES) abort();
         glmv_result res;
         memset(&res, 0, sizeof res);
-        res.content = (char *)(r.n_parts && r.parts[0].kind == GLMV_PART_TEXT ? r.parts[0].text : "");
+        res.content = (char *)(legacy ? r.prompt
+                                      : r.n_parts && r.parts[0].kind == GLMV_PART_TEXT ? r.parts[0].text : "");
         res.reasoning = (char *)"";
         res.finish_reason = "stop";
-        check_json(serve_completion_json("id", 1, eng.model_id, &res));
+        check_json(legacy ? serve_text_completion_json("id", 1, eng.model_id, &res, 1, NULL)
+                          : serve_completion_json("id", 1, eng.model_id, &res, 1, NULL));
         serve_request_free(&r);
     }
     free(body);

@@ -685,6 +685,52 @@ TEST(json_answers) {
     glmv_model_free(m);
 }
 
+/* a raw prompt in the model's own format gives the chat's tokens, its text unsplit */
+TEST(raw_prompt) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = parity_device;
+    mp.precision = parity_precision;
+    if (glmv_model_load(&m, "models/demo", &mp, err)) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    glmv_session *s = NULL;
+    CHECK(glmv_session_new(&s, m, 512, err) == 0);
+    glmv_sampling sp;
+    glmv_sampling_default(m, &sp);
+    sp.do_sample = 0;
+    sp.max_new_tokens = 60;
+    glmv_part p = {GLMV_PART_TEXT, "How many shapes are there?", NULL, NULL, 0, 0, 0, 0, 0};
+    glmv_message msg = {"user", &p, 1, NULL};
+    glmv_result a, b;
+    CHECK(glmv_generate(s, &msg, 1, &sp, NULL, NULL, &a, err) == 0);
+    char *text = glmv_chat_render(m->tmpl, &msg, 1, 1, err);
+    CHECK(text != NULL);
+    glmv_session_reset(s);
+    if (text && glmv_generate_raw(s, text, &sp, NULL, NULL, &b, err) == 0) {
+        CHECK_EQ_INT(a.prompt_tokens, b.prompt_tokens);
+        CHECK(a.n_tokens == b.n_tokens &&
+              memcmp(a.token_ids, b.token_ids, sizeof(int32_t) * (size_t)a.n_tokens) == 0);
+        CHECK(b.reasoning[0] == 0 && b.reasoning_tokens == 0);
+        CHECK_MSG(strstr(b.content, "<think>") && strstr(b.content, a.reasoning) &&
+                  strstr(b.content, a.content), "raw '%s' / reasoning '%s' / answer '%s'", b.content,
+                  a.reasoning, a.content);
+        glmv_result_free(&b);
+    } else CHECK_MSG(0, "%s", err);
+    glmv_result_free(&a);
+    free(text);
+    CHECK(glmv_generate_raw(s, "[gMASK]<sop><|user|>\n<|begin_of_image|><|image|><|end_of_image|>x<|assistant|>\n",
+                            &sp, NULL, NULL, &b, err) != 0);
+    CHECK(glmv_generate_raw(s, NULL, &sp, NULL, NULL, &b, err) != 0);
+    sp.json = 1;
+    CHECK(glmv_generate_raw(s, "x", &sp, NULL, NULL, &b, err) != 0 && strstr(err, "JSON"));
+    glmv_session_free(s);
+    glmv_model_free(m);
+}
+
 TEST(full_tiny_text) { full_case("tests/fixtures/tiny", "text"); }
 TEST(full_tiny_image2) { full_case("tests/fixtures/tiny", "image2"); }
 TEST(full_tiny2_image1) { full_case("tests/fixtures/tiny2", "image1"); }
@@ -1248,6 +1294,7 @@ int main(void) {
     RUN(precision_choice);
     RUN(sampling_controls);
     RUN(json_answers);
+    RUN(raw_prompt);
     RUN(full_tiny_text);
     RUN(full_tiny_image2);
     RUN(full_tiny2_image1);

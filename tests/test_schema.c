@@ -151,6 +151,9 @@ TEST(unsupported_schemas_refused) {
         {"{\"type\":\"object\",\"required\":[\"z\"]}", "required"},
         {"[1,2", "not valid JSON"},
         {"{\"type\":\"array\",\"prefixItems\":[]}", "prefixItems"},
+        /* left recursion: the first alternative leads back to the union before any byte */
+        {"{\"anyOf\":[{\"$ref\":\"#\"},{\"type\":\"string\"}]}", "same character"},
+        {"{\"$defs\":{\"a\":{\"anyOf\":[{\"$ref\":\"#/$defs/a\"},{\"type\":\"null\"}]}},\"$ref\":\"#/$defs/a\"}", "same character"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char err[GLMV_ERR_SIZE] = "";

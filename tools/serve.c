@@ -179,8 +179,10 @@ static enum MHD_Result chat_wait(server *sv, struct MHD_Connection *conn, conn_c
         return ok;
     }
     if (!j->req.stream && j->state == JOB_DONE && j->have_result) {
-        char *body = serve_completion_json(j->id, j->created, j->model, j->results, j->n_results,
-                                           sv->eng->tok);
+        char *body = j->req.legacy ? serve_text_completion_json(j->id, j->created, j->model,
+                                                                j->results, j->n_results, sv->eng->tok)
+                                   : serve_completion_json(j->id, j->created, j->model, j->results,
+                                                           j->n_results, sv->eng->tok);
         pthread_mutex_unlock(&j->mu);
         c->ph = PH_DONE;
         return reply_json(sv, conn, c, 200, body);
@@ -205,11 +207,13 @@ static enum MHD_Result chat_start(server *sv, struct MHD_Connection *conn, conn_
     serve_error e;
     serve_job *j = serve_job_new();
     if (!j) return fail(sv, conn, c, 500, "server_error", NULL, "out of memory");
-    if (serve_request_parse(&j->req, c->body ? c->body : "", c->len, sv->eng, &sv->media, &e)) {
+    int legacy = !strcmp(c->url, "/v1/completions");
+    if (serve_request_parse(&j->req, c->body ? c->body : "", c->len, sv->eng, &sv->media, legacy, &e)) {
         serve_job_unref(j);
         return reply_error(sv, conn, c, &e);
     }
     make_id(j->id, sizeof j->id);
+    if (legacy) memcpy(j->id, "cmpl-", 5), memmove(j->id + 5, j->id + 9, strlen(j->id + 9) + 1);
     j->created = (long)time(NULL);
     j->model = j->req.model[0] ? j->req.model : sv->eng->model_id;
     j->conn = conn;
@@ -284,9 +288,9 @@ static enum MHD_Result route_get(server *sv, struct MHD_Connection *conn, conn_c
             cJSON_Delete(o);
             return reply_json(sv, conn, c, 200, b);
         }
-        if (!strcmp(url, "/v1/chat/completions"))
+        if (!strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions"))
             return fail(sv, conn, c, 405, "invalid_request_error", "method_not_allowed",
-                        "use POST for /v1/chat/completions");
+                        "use POST for this endpoint");
         return fail(sv, conn, c, 404, "invalid_request_error", "not_found", "no such endpoint");
     }
     const serve_asset *a = find_asset(url);
@@ -350,7 +354,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return fail(sv, conn, c, 413, "invalid_request_error", "body_too_large",
                         "the request body is larger than --max-body-mb");
         }
-        if (!strcmp(method, "POST") && !strcmp(url, "/v1/chat/completions") && !authorized(sv, conn)) {
+        if (!strcmp(method, "POST") && !strncmp(url, "/v1/", 4) && !authorized(sv, conn)) {
             c->ph = PH_DONE;
             return fail(sv, conn, c, 401, "invalid_request_error", "invalid_api_key",
                         "missing or wrong API key (send 'Authorization: Bearer KEY')");
@@ -405,10 +409,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         MHD_destroy_response(r);
         return ok;
     }
-    if (!strcmp(url, "/v1/chat/completions")) {
+    if (!strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions")) {
         if (strcmp(method, "POST"))
             return fail(sv, conn, c, 405, "invalid_request_error", "method_not_allowed",
-                        "use POST for /v1/chat/completions");
+                        "use POST for this endpoint");
         c->ph = PH_BODY;
         return chat_start(sv, conn, c);
     }

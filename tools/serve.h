@@ -33,10 +33,11 @@ struct serve_engine {
     glmv_sampling defaults;     /* from generation_config.json */
     int fresh_sessions;         /* --no-prompt-cache: every request starts from an empty cache */
     void *impl;
-    /* Generate on session `slot`; same contract as glmv_generate. */
+    /* Generate on session `slot`; same contract as glmv_generate, or as
+     * glmv_generate_raw when raw (a /v1/completions prompt) is set. */
     int (*generate)(serve_engine *e, int slot, const glmv_message *msgs, int n_msgs,
-                    const glmv_sampling *sp, glmv_callback cb, void *user, glmv_result *out,
-                    char *err);
+                    const char *raw, const glmv_sampling *sp, glmv_callback cb, void *user,
+                    glmv_result *out, char *err);
     void (*result_free)(glmv_result *r);
     void (*free)(serve_engine *e);
 };
@@ -73,6 +74,8 @@ typedef struct {
     int stream, include_usage;
     int max_tokens_given;
     int n_choices;              /* n: choices generated one after another (the prompt cached) */
+    int legacy;                 /* POST /v1/completions: prompt, text_completion shapes */
+    const char *prompt;         /* its prompt (owned) */
     int32_t *bias_ids;          /* logit_bias, pointed to by sp */
     float *bias_values;
     char model[128];            /* the name the client asked for (answered back), or "" */
@@ -97,9 +100,10 @@ int serve_error_set(serve_error *e, int status, const char *type, const char *co
  * else one of its names. */
 int serve_model_accepted(const serve_engine *eng, const char *name);
 
-/* Parse a /v1/chat/completions body. Returns 0, or -1 with *e filled. */
+/* Parse a /v1/chat/completions body, or (legacy) a /v1/completions one. Returns 0, or -1
+ * with *e filled. */
 int serve_request_parse(serve_request *r, const char *body, size_t len, const serve_engine *eng,
-                        const serve_media_policy *pol, serve_error *e);
+                        const serve_media_policy *pol, int legacy, serve_error *e);
 void serve_request_free(serve_request *r);
 
 /* Download an http(s) URL (serve_fetch.c); *out malloc'd. */
@@ -124,6 +128,13 @@ char *serve_chunk_sse(const char *id, long created, const char *model, int index
                       const char *text, size_t len, const char *finish, const glmv_result *usage,
                       const glmv_logprob *lp, const glmv_tokenizer *tok);
 char *serve_models_json(const serve_engine *eng, long created);
+/* /v1/completions: the whole answer, and one SSE chunk (finish / usage as for chat) */
+char *serve_text_completion_json(const char *id, long created, const char *model,
+                                 const glmv_result *r, int n, const glmv_tokenizer *tok);
+char *serve_text_chunk_sse(const char *id, long created, const char *model, int index,
+                           const char *text, size_t len, const char *finish,
+                           const glmv_result *usage, const glmv_logprob *lp,
+                           const glmv_tokenizer *tok);
 
 /* ------------------------------------------------------------------------ */
 /* Jobs, queue, inference thread (serve_sched.c)                            */

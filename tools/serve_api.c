@@ -391,7 +391,7 @@ static long json_nul_escape(const char *s, size_t len) {
 }
 
 int serve_request_parse(serve_request *r, const char *body, size_t len, const serve_engine *eng,
-                        const serve_media_policy *pol, serve_error *e) {
+                        const serve_media_policy *pol, int legacy, serve_error *e) {
     memset(r, 0, sizeof *r);
     const char *endp = NULL;
     if (strlen(body) != len) /* an embedded NUL byte */
@@ -428,9 +428,35 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
         }
         snprintf(r->model, sizeof r->model, "%s", v->valuestring);
     }
-    if (parse_messages(r, cJSON_GetObjectItemCaseSensitive(root, "messages"), pol, e)) goto done;
+    r->legacy = legacy;
+    if (legacy) { /* /v1/completions: a prompt in the model's own format, no messages */
+        v = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+        if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1 && cJSON_IsString(v->child)) v = v->child;
+        if (!cJSON_IsString(v)) {
+            BAD("prompt", "'prompt' must be a string (or a list of one string; token id lists are "
+                "not supported)");
+            goto done;
+        }
+        if (!v->valuestring[0]) { BAD("prompt", "'prompt' must not be empty"); goto done; }
+        r->prompt = own_strdup(r, v->valuestring);
+        if (!r->prompt) { serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory"); goto done; }
+        static const char *const chat_only[] = {"messages", "response_format", "echo", "suffix", NULL};
+        for (int i = 0; chat_only[i]; i++) {
+            const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, chat_only[i]);
+            if (x && !cJSON_IsNull(x) && !(cJSON_IsFalse(x) && !strcmp(chat_only[i], "echo"))) {
+                BAD(chat_only[i], "'%s' is not supported on /v1/completions", chat_only[i]);
+                goto done;
+            }
+        }
+    } else if (parse_messages(r, cJSON_GetObjectItemCaseSensitive(root, "messages"), pol, e)) {
+        goto done;
+    }
 
     r->sp = eng->defaults;
+    if (legacy) { /* OpenAI's default for this endpoint */
+        r->sp.max_new_tokens = eng->n_ctx < 16 ? eng->n_ctx : 16;
+        r->sp.max_new_is_default = 1;
+    }
     r->sp.stop = NULL;
     r->sp.n_stop = 0;
     long l;
@@ -503,11 +529,15 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
         r->n_choices = (int)l;
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
-    if (v && !cJSON_IsNull(v)) {
+    if (v && !cJSON_IsNull(v) && legacy) { /* there: how many alternatives, 0 to 5 */
+        if (get_int(v, "logprobs", 0, 5, &l, e)) goto done;
+        r->sp.logprobs = 1;
+        r->sp.top_logprobs = (int)l;
+    } else if (v && !cJSON_IsNull(v)) {
         if (!cJSON_IsBool(v)) { BAD("logprobs", "'logprobs' must be a boolean"); goto done; }
         r->sp.logprobs = cJSON_IsTrue(v);
     }
-    v = cJSON_GetObjectItemCaseSensitive(root, "top_logprobs");
+    v = legacy ? NULL : cJSON_GetObjectItemCaseSensitive(root, "top_logprobs");
     if (v && !cJSON_IsNull(v)) {
         if (get_int(v, "top_logprobs", 0, GLMV_MAX_TOP_LOGPROBS, &l, e)) goto done;
         if (!r->sp.logprobs) {
@@ -864,6 +894,81 @@ char *serve_chunk_sse(const char *id, long created, const char *model, int index
             free(t);
         }
         add_logprobs(c, lp, lp ? 1 : 0, tok);
+        if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
+        else cJSON_AddNullToObject(c, "finish_reason");
+    }
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return sse_wrap(s);
+}
+
+/* the legacy logprobs: {tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset} */
+static void add_text_logprobs(cJSON *choice, const glmv_logprob *lp, int n, const glmv_tokenizer *tok) {
+    if (!lp) {
+        cJSON_AddNullToObject(choice, "logprobs");
+        return;
+    }
+    cJSON *o = cJSON_AddObjectToObject(choice, "logprobs");
+    cJSON *toks = cJSON_AddArrayToObject(o, "tokens"), *lps = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs"), *offs = cJSON_AddArrayToObject(o, "text_offset");
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON *e = token_entry(tok, lp[i].token, lp[i].logprob);
+        const char *t = cJSON_GetObjectItemCaseSensitive(e, "token")->valuestring;
+        cJSON_AddItemToArray(toks, cJSON_CreateString(t));
+        cJSON_AddItemToArray(lps, cJSON_CreateNumber(lp[i].logprob));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+        off += strlen(t);
+        cJSON *top = cJSON_CreateObject();
+        for (int j = 0; j < lp[i].n_top; j++) {
+            cJSON *te = token_entry(tok, lp[i].top_ids[j], lp[i].top_logprobs[j]);
+            const char *tt = cJSON_GetObjectItemCaseSensitive(te, "token")->valuestring;
+            if (!cJSON_GetObjectItemCaseSensitive(top, tt))
+                cJSON_AddNumberToObject(top, tt, lp[i].top_logprobs[j]);
+            cJSON_Delete(te);
+        }
+        cJSON_AddItemToArray(tops, top);
+        cJSON_Delete(e);
+    }
+}
+
+char *serve_text_completion_json(const char *id, long created, const char *model,
+                                 const glmv_result *r, int n, const glmv_tokenizer *tok) {
+    cJSON *root = head(id, created, model, "text_completion");
+    cJSON *ch = cJSON_AddArrayToObject(root, "choices");
+    for (int i = 0; i < n; i++) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddItemToArray(ch, c);
+        cJSON_AddStringToObject(c, "text", r[i].content ? r[i].content : "");
+        cJSON_AddNumberToObject(c, "index", i);
+        add_text_logprobs(c, r[i].logprobs, r[i].n_tokens, tok);
+        cJSON_AddStringToObject(c, "finish_reason", r[i].finish_reason ? r[i].finish_reason : "stop");
+    }
+    add_usage(root, r, n);
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+char *serve_text_chunk_sse(const char *id, long created, const char *model, int index,
+                           const char *text, size_t len, const char *finish,
+                           const glmv_result *usage, const glmv_logprob *lp,
+                           const glmv_tokenizer *tok) {
+    cJSON *root = head(id, created, model, "text_completion");
+    cJSON *ch = cJSON_AddArrayToObject(root, "choices");
+    if (usage) {
+        add_usage(root, usage, index);
+    } else {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddItemToArray(ch, c);
+        char *t = malloc(len + 1);
+        if (!t) { cJSON_Delete(root); return NULL; }
+        if (len) memcpy(t, text, len);
+        t[len] = 0;
+        cJSON_AddStringToObject(c, "text", t);
+        free(t);
+        cJSON_AddNumberToObject(c, "index", index);
+        add_text_logprobs(c, lp, lp ? 1 : 0, tok);
         if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
         else cJSON_AddNullToObject(c, "finish_reason");
     }

@@ -34,12 +34,13 @@ typedef struct {
 } lib_impl;
 
 static int lib_generate(serve_engine *e, int slot, const glmv_message *msgs, int n_msgs,
-                        const glmv_sampling *sp, glmv_callback cb, void *user, glmv_result *out,
-                        char *err) {
+                        const char *raw, const glmv_sampling *sp, glmv_callback cb, void *user,
+                        glmv_result *out, char *err) {
     lib_impl *li = e->impl;
     glmv_session *s = li->sess[slot];
     if (e->fresh_sessions) glmv_session_reset(s);
-    int rc = glmv_generate(s, msgs, n_msgs, sp, cb, user, out, err);
+    int rc = raw ? glmv_generate_raw(s, raw, sp, cb, user, out, err)
+                 : glmv_generate(s, msgs, n_msgs, sp, cb, user, out, err);
     if (rc) glmv_session_reset(s);
     return rc;
 }
@@ -171,8 +172,13 @@ static int echo_stream(const char *text, glmv_text_kind kind, const glmv_samplin
 }
 
 static int echo_generate(serve_engine *e, int slot, const glmv_message *msgs, int n_msgs,
-                         const glmv_sampling *sp, glmv_callback cb, void *user, glmv_result *out,
-                         char *err) {
+                         const char *raw, const glmv_sampling *sp, glmv_callback cb, void *user,
+                         glmv_result *out, char *err) {
+    if (raw) { /* a raw prompt is echoed as a user message would be */
+        glmv_part p = {GLMV_PART_TEXT, raw, NULL, NULL, 0, 0, 0, 0, 0};
+        glmv_message m = {"user", &p, 1, NULL};
+        return echo_generate(e, slot, &m, 1, NULL, sp, cb, user, out, err);
+    }
     echo_impl *ei = e->impl;
     memset(out, 0, sizeof *out);
     const char *last = "";

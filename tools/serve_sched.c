@@ -102,12 +102,15 @@ static int job_cb(void *user, const glmv_event *ev) {
     /* a token that shows no text still carries its log-probability in a chunk */
     const glmv_logprob *lp = ev->token_start ? ev->logprob : NULL;
     if (j->req.stream && (ev->len || lp))
-        chunk = serve_chunk_sse(j->id, j->created, j->model, j->choice, (int)ev->kind, ev->text,
-                                ev->len, NULL, NULL, lp, eng->tok);
+        chunk = j->req.legacy
+                    ? serve_text_chunk_sse(j->id, j->created, j->model, j->choice, ev->text, ev->len,
+                                           NULL, NULL, lp, eng->tok)
+                    : serve_chunk_sse(j->id, j->created, j->model, j->choice, (int)ev->kind, ev->text,
+                                      ev->len, NULL, NULL, lp, eng->tok);
     pthread_mutex_lock(&j->mu);
     if (j->t_first == 0) j->t_first = now_ms();
     if (chunk) {
-        if (j->n_events++ == 0)
+        if (j->n_events++ == 0 && !j->req.legacy)
             job_append_locked(j, serve_chunk_sse(j->id, j->created, j->model, j->choice, -1, NULL,
                                                  0, NULL, NULL, NULL, NULL));
         job_append_locked(j, chunk);
@@ -173,17 +176,23 @@ static void run_job(serve_sched *s, serve_job *j) {
         pthread_mutex_unlock(&j->mu);
         sp.seed = j->req.sp.seed + (uint64_t)i;
         memset(&res, 0, sizeof res);
-        rc = eng->generate(eng, 0, j->req.msgs, j->req.n_msgs, &sp, job_cb, &c, &res, err);
+        rc = eng->generate(eng, 0, j->req.msgs, j->req.n_msgs, j->req.prompt, &sp, job_cb, &c, &res,
+                           err);
         if (rc) break;
         pthread_mutex_lock(&j->mu);
         j->results[j->n_results++] = res;
         if (j->req.stream) {
-            if (j->n_events++ == 0)
-                job_append_locked(j, serve_chunk_sse(j->id, j->created, j->model, i, -1, NULL, 0,
-                                                     NULL, NULL, NULL, NULL));
             const char *fin = res.finish_reason ? res.finish_reason : "stop";
-            job_append_locked(j, serve_chunk_sse(j->id, j->created, j->model, i, -1, NULL, 0, fin,
-                                                 NULL, NULL, NULL));
+            if (j->req.legacy) {
+                job_append_locked(j, serve_text_chunk_sse(j->id, j->created, j->model, i, "", 0, fin,
+                                                          NULL, NULL, NULL));
+            } else {
+                if (j->n_events++ == 0)
+                    job_append_locked(j, serve_chunk_sse(j->id, j->created, j->model, i, -1, NULL, 0,
+                                                         NULL, NULL, NULL, NULL));
+                job_append_locked(j, serve_chunk_sse(j->id, j->created, j->model, i, -1, NULL, 0, fin,
+                                                     NULL, NULL, NULL));
+            }
             j->started_output = 1;
             serve_job_wake_locked(j);
         }
@@ -216,8 +225,12 @@ static void run_job(serve_sched *s, serve_job *j) {
         j->have_result = j->n_results == n;
         if (j->req.stream) {
             if (j->req.include_usage && j->n_results > 0)
-                job_append_locked(j, serve_chunk_sse(j->id, j->created, j->model, j->n_results, -1,
-                                                     NULL, 0, NULL, j->results, NULL, NULL));
+                job_append_locked(j, j->req.legacy
+                                         ? serve_text_chunk_sse(j->id, j->created, j->model,
+                                                                j->n_results, NULL, 0, NULL,
+                                                                j->results, NULL, NULL)
+                                         : serve_chunk_sse(j->id, j->created, j->model, j->n_results,
+                                                           -1, NULL, 0, NULL, j->results, NULL, NULL));
             job_append_locked(j, sse_dup("data: [DONE]\n\n"));
         }
     }
