@@ -166,6 +166,32 @@ test('response_format: json_object and json_schema (strict) through the client, 
     (e) => e.status === 400 && e.param === 'response_format');
 });
 
+test('/v1/completions: a raw prompt, its text unsplit, legacy logprobs, streaming', { skip }, async () => {
+  const prompt = '[gMASK]<sop><|user|>\nHow many shapes are there?<|assistant|>\n';
+  const r = await c.completions.create({ model: 'm', prompt, max_tokens: 40, temperature: 0, logprobs: 2 });
+  assert.equal(r.object, 'text_completion');
+  assert.match(r.id, /^cmpl-/);
+  const ch = r.choices[0];
+  assert.ok(ch.text.startsWith('<think>'), ch.text);
+  assert.equal(ch.logprobs.tokens.length, r.usage.completion_tokens);
+  assert.equal(ch.logprobs.token_logprobs.length, ch.logprobs.tokens.length);
+  assert.ok(ch.logprobs.top_logprobs.every((t) => Object.keys(t).length >= 1 && Object.keys(t).length <= 2));
+  assert.equal(ch.logprobs.text_offset[0], 0);
+  // the chat endpoint gives the same tokens, split
+  const chat = await c.chat.completions.create({ model: 'm', max_tokens: 40, temperature: 0,
+    messages: [{ role: 'user', content: 'How many shapes are there?' }] });
+  assert.ok(ch.text.includes(chat.choices[0].message.reasoning_content), ch.text);
+  assert.equal(r.usage.completion_tokens, chat.usage.completion_tokens);
+  const st = await c.completions.create({ model: 'm', prompt, max_tokens: 40, temperature: 0, stream: true });
+  let text = '', fin = null;
+  for await (const x of st) { text += x.choices[0]?.text || ''; fin = x.choices[0]?.finish_reason || fin; }
+  assert.equal(text, ch.text);
+  assert.ok(fin);
+  // OpenAI's default for this endpoint: 16 tokens
+  const d = await c.completions.create({ model: 'm', prompt: 'Once', temperature: 0 });
+  assert.ok(d.usage.completion_tokens <= 16);
+});
+
 // ---- the echo engine: protocol details, no model needed
 let echo;
 before(async () => { echo = await startServer(['-m', 'echo:']); });
@@ -184,6 +210,23 @@ test('CORS preflight allows the headers a browser SDK asks for', async () => {
   const odd = await rawHttp(echo.url, 'OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: x\r\n' +
     'Access-Control-Request-Headers: x-a\u0001b\r\nConnection: close\r\n\r\n', { closeAfterWrite: false });
   assert.ok(!/\u0001/.test(odd));
+});
+
+test('/v1/completions on the echo engine: shapes and refusals', async () => {
+  const r = await post(echo.url, '/v1/completions', { model: 'x', prompt: 'hello there', max_tokens: 200 });
+  assert.equal(r.status, 200);
+  const j = await r.json();
+  assert.equal(j.object, 'text_completion');
+  assert.match(j.choices[0].text, /hello there/);
+  for (const [body, param] of [[{}, 'prompt'], [{ prompt: [1, 2] }, 'prompt'], [{ prompt: '' }, 'prompt'],
+    [{ prompt: 'x', messages: [] }, 'messages'], [{ prompt: 'x', echo: true }, 'echo'], [{ prompt: 'x', suffix: 'y' }, 'suffix'],
+    [{ prompt: 'x', logprobs: 6 }, 'logprobs'], [{ prompt: 'x', response_format: { type: 'json_object' } }, 'response_format']]) {
+    const e = await post(echo.url, '/v1/completions', body);
+    assert.equal(e.status, 400, JSON.stringify(body));
+    assert.equal((await e.json()).error.param, param, JSON.stringify(body));
+  }
+  const g = await fetch(echo.url + '/v1/completions');
+  assert.equal(g.status, 405);
 });
 
 test('unknown POST paths are 404 (NotFoundError); other methods on known paths 405', async () => {
