@@ -179,10 +179,13 @@ static enum MHD_Result chat_wait(server *sv, struct MHD_Connection *conn, conn_c
         return ok;
     }
     if (!j->req.stream && j->state == JOB_DONE && j->have_result) {
-        char *body = j->req.legacy ? serve_text_completion_json(j->id, j->created, j->model,
-                                                                j->results, j->n_results, sv->eng->tok)
-                                   : serve_completion_json(j->id, j->created, j->model, j->results,
-                                                           j->n_results, sv->eng->tok);
+        char *body = j->req.legacy == SERVE_API_COMPLETIONS
+                         ? serve_text_completion_json(j->id, j->created, j->model, j->results,
+                                                      j->n_results, sv->eng->tok)
+                     : j->req.legacy == SERVE_API_RESPONSES
+                         ? serve_response_json(j->id, j->created, j->model, &j->results[0])
+                         : serve_completion_json(j->id, j->created, j->model, j->results,
+                                                 j->n_results, sv->eng->tok);
         pthread_mutex_unlock(&j->mu);
         c->ph = PH_DONE;
         return reply_json(sv, conn, c, 200, body);
@@ -207,13 +210,20 @@ static enum MHD_Result chat_start(server *sv, struct MHD_Connection *conn, conn_
     serve_error e;
     serve_job *j = serve_job_new();
     if (!j) return fail(sv, conn, c, 500, "server_error", NULL, "out of memory");
-    int legacy = !strcmp(c->url, "/v1/completions");
+    int legacy = !strcmp(c->url, "/v1/completions")  ? SERVE_API_COMPLETIONS
+                 : !strcmp(c->url, "/v1/responses") ? SERVE_API_RESPONSES
+                                                    : SERVE_API_CHAT;
     if (serve_request_parse(&j->req, c->body ? c->body : "", c->len, sv->eng, &sv->media, legacy, &e)) {
         serve_job_unref(j);
         return reply_error(sv, conn, c, &e);
     }
     make_id(j->id, sizeof j->id);
-    if (legacy) memcpy(j->id, "cmpl-", 5), memmove(j->id + 5, j->id + 9, strlen(j->id + 9) + 1);
+    /* chatcmpl-..., cmpl-..., resp_... as OpenAI spells them */
+    if (legacy) {
+        const char *pre = legacy == SERVE_API_COMPLETIONS ? "cmpl-" : "resp_";
+        memmove(j->id + 5, j->id + 9, strlen(j->id + 9) + 1);
+        memcpy(j->id, pre, 5);
+    }
     j->created = (long)time(NULL);
     j->model = j->req.model[0] ? j->req.model : sv->eng->model_id;
     j->conn = conn;
@@ -288,7 +298,8 @@ static enum MHD_Result route_get(server *sv, struct MHD_Connection *conn, conn_c
             cJSON_Delete(o);
             return reply_json(sv, conn, c, 200, b);
         }
-        if (!strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions"))
+        if (!strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions") ||
+            !strcmp(url, "/v1/responses"))
             return fail(sv, conn, c, 405, "invalid_request_error", "method_not_allowed",
                         "use POST for this endpoint");
         return fail(sv, conn, c, 404, "invalid_request_error", "not_found", "no such endpoint");
@@ -409,7 +420,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         MHD_destroy_response(r);
         return ok;
     }
-    if (!strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions")) {
+    if (!strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions") ||
+        !strcmp(url, "/v1/responses")) {
         if (strcmp(method, "POST"))
             return fail(sv, conn, c, 405, "invalid_request_error", "method_not_allowed",
                         "use POST for this endpoint");

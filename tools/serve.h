@@ -74,7 +74,7 @@ typedef struct {
     int stream, include_usage;
     int max_tokens_given;
     int n_choices;              /* n: choices generated one after another (the prompt cached) */
-    int legacy;                 /* POST /v1/completions: prompt, text_completion shapes */
+    int legacy;                 /* SERVE_API_*: which endpoint's shapes (prompt for completions) */
     const char *prompt;         /* its prompt (owned) */
     int32_t *bias_ids;          /* logit_bias, pointed to by sp */
     float *bias_values;
@@ -94,14 +94,15 @@ int serve_error_set(serve_error *e, int status, const char *type, const char *co
                     const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 #define SERVE_MAX_CHOICES 8     /* n */
+enum { SERVE_API_CHAT = 0, SERVE_API_COMPLETIONS = 1, SERVE_API_RESPONSES = 2 };
 #define SERVE_MAX_BIAS 4096     /* logit_bias entries */
 
 /* Whether a request may name this model: any name without --served-model-name,
  * else one of its names. */
 int serve_model_accepted(const serve_engine *eng, const char *name);
 
-/* Parse a /v1/chat/completions body, or (legacy) a /v1/completions one. Returns 0, or -1
- * with *e filled. */
+/* Parse a /v1/chat/completions body, or (legacy: SERVE_API_*) a /v1/completions or a
+ * /v1/responses one. Returns 0, or -1 with *e filled. */
 int serve_request_parse(serve_request *r, const char *body, size_t len, const serve_engine *eng,
                         const serve_media_policy *pol, int legacy, serve_error *e);
 void serve_request_free(serve_request *r);
@@ -128,6 +129,23 @@ char *serve_chunk_sse(const char *id, long created, const char *model, int index
                       const char *text, size_t len, const char *finish, const glmv_result *usage,
                       const glmv_logprob *lp, const glmv_tokenizer *tok);
 char *serve_models_json(const serve_engine *eng, long created);
+
+/* The Responses API (serve_responses.c): the request as a chat request (malloc'd JSON). */
+int serve_responses_to_chat(const char *body, size_t len, char **chat_body, serve_error *e);
+char *serve_response_json(const char *id, long created, const char *model, const glmv_result *r);
+/* Streaming: the events for a piece of text (and the ones that open items before it),
+ * then the closing ones; malloc'd "event: ...\ndata: ...\n\n" text. */
+typedef struct {
+    int started, open;          /* open: 0 none, 1 the reasoning item, 2 the message item */
+    int message_index;          /* the message item's output_index + 1, 0 before it opens */
+    int seq;                    /* sequence_number */
+    char *reasoning;            /* the reasoning so far (its done event repeats it) */
+    size_t n_reasoning;
+} serve_resp_stream;
+char *serve_response_delta(serve_resp_stream *rs, const char *id, long created, const char *model,
+                           int kind, const char *text, size_t len);
+char *serve_response_end(serve_resp_stream *rs, const char *id, long created, const char *model,
+                         const glmv_result *r);
 /* /v1/completions: the whole answer, and one SSE chunk (finish / usage as for chat) */
 char *serve_text_completion_json(const char *id, long created, const char *model,
                                  const glmv_result *r, int n, const glmv_tokenizer *tok);
@@ -165,6 +183,7 @@ struct serve_job {
     int n_results;              /* results[0..n_results) are set */
     int have_result;            /* all req.n_choices of them */
     int choice;                 /* the choice being generated (events' index) */
+    serve_resp_stream rs;       /* /v1/responses streaming state */
     double t_arrive, t_start, t_first, t_end; /* ms */
     serve_job *qprev, *qnext;   /* queue links */
     serve_job *aprev, *anext;   /* all live jobs (disconnect watch) */

@@ -393,6 +393,24 @@ static long json_nul_escape(const char *s, size_t len) {
 int serve_request_parse(serve_request *r, const char *body, size_t len, const serve_engine *eng,
                         const serve_media_policy *pol, int legacy, serve_error *e) {
     memset(r, 0, sizeof *r);
+    if (legacy == SERVE_API_RESPONSES) { /* rewritten as a chat request, checked as one */
+        char *chat = NULL;
+        if (strlen(body) != len)
+            return serve_error_set(e, 400, "invalid_request_error", "invalid_json", NULL,
+                                   "the body is not valid JSON (NUL byte at %zu)", strlen(body));
+        if (serve_responses_to_chat(body, len, &chat, e)) return -1;
+        int rc = serve_request_parse(r, chat, strlen(chat), eng, pol, SERVE_API_CHAT, e);
+        free(chat);
+        if (rc && !strncmp(e->param, "max_completion_tokens", 21)) snprintf(e->param, sizeof e->param, "max_output_tokens");
+        if (rc && !strncmp(e->param, "messages", 8)) {
+            char rest[64];
+            snprintf(rest, sizeof rest, "%s", e->param + 8);
+            snprintf(e->param, sizeof e->param, "input%.58s", rest);
+        }
+        if (rc && !strncmp(e->param, "response_format", 15)) snprintf(e->param, sizeof e->param, "text.format");
+        if (!rc) r->legacy = SERVE_API_RESPONSES;
+        return rc;
+    }
     const char *endp = NULL;
     if (strlen(body) != len) /* an embedded NUL byte */
         return serve_error_set(e, 400, "invalid_request_error", "invalid_json", NULL,
@@ -429,7 +447,7 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
         snprintf(r->model, sizeof r->model, "%s", v->valuestring);
     }
     r->legacy = legacy;
-    if (legacy) { /* /v1/completions: a prompt in the model's own format, no messages */
+    if (legacy == SERVE_API_COMPLETIONS) { /* a prompt in the model's own format, no messages */
         v = cJSON_GetObjectItemCaseSensitive(root, "prompt");
         if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1 && cJSON_IsString(v->child)) v = v->child;
         if (!cJSON_IsString(v)) {

@@ -53,6 +53,7 @@ void serve_job_unref(serve_job *j) {
     if (left) return;
     serve_request_free(&j->req);
     for (int i = 0; i < j->n_results && j->result_free; i++) j->result_free(&j->results[i]);
+    free(j->rs.reasoning);
     free(j->out);
     pthread_mutex_destroy(&j->mu);
     free(j);
@@ -101,7 +102,10 @@ static int job_cb(void *user, const glmv_event *ev) {
     char *chunk = NULL;
     /* a token that shows no text still carries its log-probability in a chunk */
     const glmv_logprob *lp = ev->token_start ? ev->logprob : NULL;
-    if (j->req.stream && (ev->len || lp))
+    if (j->req.stream && j->req.legacy == SERVE_API_RESPONSES && ev->len)
+        chunk = serve_response_delta(&j->rs, j->id, j->created, j->model, (int)ev->kind, ev->text,
+                                     ev->len);
+    else if (j->req.stream && j->req.legacy != SERVE_API_RESPONSES && (ev->len || lp))
         chunk = j->req.legacy
                     ? serve_text_chunk_sse(j->id, j->created, j->model, j->choice, ev->text, ev->len,
                                            NULL, NULL, lp, eng->tok)
@@ -183,7 +187,9 @@ static void run_job(serve_sched *s, serve_job *j) {
         j->results[j->n_results++] = res;
         if (j->req.stream) {
             const char *fin = res.finish_reason ? res.finish_reason : "stop";
-            if (j->req.legacy) {
+            if (j->req.legacy == SERVE_API_RESPONSES) {
+                job_append_locked(j, serve_response_end(&j->rs, j->id, j->created, j->model, &res));
+            } else if (j->req.legacy) {
                 job_append_locked(j, serve_text_chunk_sse(j->id, j->created, j->model, i, "", 0, fin,
                                                           NULL, NULL, NULL));
             } else {
@@ -224,14 +230,14 @@ static void run_job(serve_sched *s, serve_job *j) {
     } else {
         j->have_result = j->n_results == n;
         if (j->req.stream) {
-            if (j->req.include_usage && j->n_results > 0)
+            if (j->req.include_usage && j->n_results > 0 && j->req.legacy != SERVE_API_RESPONSES)
                 job_append_locked(j, j->req.legacy
                                          ? serve_text_chunk_sse(j->id, j->created, j->model,
                                                                 j->n_results, NULL, 0, NULL,
                                                                 j->results, NULL, NULL)
                                          : serve_chunk_sse(j->id, j->created, j->model, j->n_results,
                                                            -1, NULL, 0, NULL, j->results, NULL, NULL));
-            job_append_locked(j, sse_dup("data: [DONE]\n\n"));
+            if (j->req.legacy != SERVE_API_RESPONSES) job_append_locked(j, sse_dup("data: [DONE]\n\n"));
         }
     }
     j->started_output = 1;

@@ -192,6 +192,61 @@ test('/v1/completions: a raw prompt, its text unsplit, legacy logprobs, streamin
   assert.ok(d.usage.completion_tokens <= 16);
 });
 
+test('/v1/responses: text and image input, reasoning and message items, streaming events, JSON format', { skip }, async () => {
+  const input = [{ role: 'user', content: [
+    { type: 'input_image', image_url: 'data:image/png;base64,' + fs.readFileSync(EX).toString('base64') },
+    { type: 'input_text', text: 'How many shapes are there?' }] }];
+  const r = await c.responses.create({ model: 'm', input, max_output_tokens: 64, temperature: 0 });
+  assert.equal(r.object, 'response');
+  assert.match(r.id, /^resp_/);
+  assert.equal(r.status, 'completed');
+  const chat = await ask({});
+  assert.equal(r.output_text, chat.choices[0].message.content);
+  const reasoning = r.output.find((o) => o.type === 'reasoning');
+  assert.equal(reasoning.content[0].text, chat.choices[0].message.reasoning_content);
+  assert.equal(r.output.find((o) => o.type === 'message').content[0].text, r.output_text);
+  assert.equal(r.usage.output_tokens, chat.usage.completion_tokens);
+  assert.ok(r.usage.output_tokens_details.reasoning_tokens > 0);
+  // streaming: typed events, in order, ending with response.completed
+  const st = await c.responses.create({ model: 'm', input, max_output_tokens: 64, temperature: 0, stream: true });
+  const types = [];
+  let text = '', rtext = '', final = null, seq = -1;
+  for await (const ev of st) {
+    types.push(ev.type);
+    assert.ok(ev.sequence_number > seq, 'sequence numbers increase');
+    seq = ev.sequence_number;
+    if (ev.type === 'response.output_text.delta') text += ev.delta;
+    if (ev.type === 'response.reasoning_text.delta') rtext += ev.delta;
+    if (ev.type === 'response.completed') final = ev.response;
+  }
+  assert.equal(types[0], 'response.created');
+  assert.equal(types[types.length - 1], 'response.completed');
+  for (const t of ['response.output_item.added', 'response.content_part.added', 'response.output_text.done', 'response.output_item.done'])
+    assert.ok(types.includes(t), t);
+  assert.equal(text, r.output_text);
+  assert.equal(rtext, reasoning.content[0].text);
+  assert.equal(final.output_text, r.output_text);
+  // a string input and instructions; max_output_tokens that cuts it short is 'incomplete'
+  const short = await c.responses.create({ model: 'm', input: 'Hello', instructions: 'Be brief.', max_output_tokens: 3 });
+  assert.equal(short.status, 'incomplete');
+  assert.equal(short.incomplete_details.reason, 'max_output_tokens');
+  // text.format: JSON of a schema
+  const js = await c.responses.create({ model: 'm', input, max_output_tokens: 1000, temperature: 0,
+    text: { format: { type: 'json_schema', name: 'n', strict: true, schema: { type: 'object', additionalProperties: false,
+      required: ['count'], properties: { count: { type: 'integer' } } } } } });
+  assert.ok(Number.isInteger(JSON.parse(js.output_text).count), js.output_text);
+  // what is not kept or not supported is refused by name
+  await assert.rejects(c.responses.create({ model: 'm', input: 'x', previous_response_id: 'resp_1' }),
+    (e) => e.status === 400 && e.param === 'previous_response_id');
+  await assert.rejects(c.responses.create({ model: 'm', input: 'x', store: true }), (e) => e.status === 400 && e.param === 'store');
+  await assert.rejects(c.responses.create({ model: 'm', input: 'x', reasoning: { effort: 'low' } }), (e) => e.status === 400 && e.param === 'reasoning');
+  await assert.rejects(c.responses.create({ model: 'm', input: [{ type: 'function_call_output', call_id: 'a', output: 'b' }] }),
+    (e) => e.status === 400 && e.param === 'input[0]');
+  await assert.rejects(c.responses.create({ model: 'm', input: 'x', temperature: 9 }), (e) => e.status === 400 && e.param === 'temperature');
+  await assert.rejects(c.responses.create({ model: 'm', input: 'x', text: { format: { type: 'json_schema', name: 'n', schema: { type: 'string', pattern: 'a' } } } }),
+    (e) => e.status === 400 && e.param === 'text.format');
+});
+
 // ---- the echo engine: protocol details, no model needed
 let echo;
 before(async () => { echo = await startServer(['-m', 'echo:']); });
