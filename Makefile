@@ -105,7 +105,7 @@ fuzzers: $(FUZZERS)
 $(B)/tests/fuzz_%: $(B)/tests/fuzz_%.o $(B)/libglmv.a
 	$(CC) $(LDFLAGS) -o $@ $< $(B)/libglmv.a $(LIBS)
 # the server's request parser lives in tools/
-$(B)/tests/fuzz_serve: $(B)/tests/fuzz_serve.o $(B)/tools/serve_api.o $(B)/tools/serve_fetch.o $(B)/libglmv.a
+$(B)/tests/fuzz_serve: $(B)/tests/fuzz_serve.o $(B)/tools/serve_api.o $(B)/tools/serve_responses.o $(B)/tools/serve_fetch.o $(B)/libglmv.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 $(B)/tests/fuzz_serve.o: EXTRA_CFLAGS += -Itools
 

@@ -18,6 +18,7 @@
 #include "schema.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,9 @@ struct node {
     int min_items, max_items;
     /* string */
     int min_len, max_len;
+    /* number, integer: bounds (has_lo/has_hi; excl_*: exclusive) */
+    int has_lo, has_hi, excl_lo, excl_hi;
+    double lo, hi;
     /* literals (enum, const, true/false/null): compact JSON texts */
     int n_lits;
     char *lits[MAX_LITS];
@@ -144,6 +148,37 @@ static int get_count(const cJSON *j, const char *key, int *out, char *err) {
     return 0;
 }
 
+/* minimum, maximum, exclusiveMinimum, exclusiveMaximum (numbers, or draft 4's booleans) */
+static int compile_bounds(node *n, const cJSON *j, char *err) {
+    const char *names[4] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
+    for (int i = 0; i < 4; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, names[i]);
+        if (!v) continue;
+        if (cJSON_IsBool(v) && i >= 2) { /* draft 4: makes minimum / maximum exclusive */
+            if (i == 2) n->excl_lo = cJSON_IsTrue(v);
+            else n->excl_hi = cJSON_IsTrue(v);
+            continue;
+        }
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+            return glmv_errf(err, "schema: '%s' must be a number", names[i]);
+        double x = v->valuedouble;
+        if (i % 2 == 0) { /* lower */
+            if (!n->has_lo || x > n->lo || (x == n->lo && i == 2)) n->lo = x, n->excl_lo = i == 2 || (n->excl_lo && x == n->lo);
+            n->has_lo = 1;
+        } else {
+            if (!n->has_hi || x < n->hi || (x == n->hi && i == 3)) n->hi = x, n->excl_hi = i == 3 || (n->excl_hi && x == n->hi);
+            n->has_hi = 1;
+        }
+    }
+    if (n->kind == K_INTEGER) { /* to inclusive integer bounds */
+        if (n->has_lo) n->lo = floor(n->lo) + 1 - (n->lo == floor(n->lo) && !n->excl_lo), n->excl_lo = 0;
+        if (n->has_hi) n->hi = ceil(n->hi) - 1 + (n->hi == ceil(n->hi) && !n->excl_hi), n->excl_hi = 0;
+    }
+    if (n->has_lo && n->has_hi && (n->lo > n->hi || (n->lo == n->hi && (n->excl_lo || n->excl_hi))))
+        return glmv_errf(err, "schema: no number is within its minimum and maximum");
+    return 0;
+}
+
 /* one "type" of a schema object (its other keywords apply) */
 static node *compile_type(glmv_schema *s, const cJSON *j, const char *type, int depth, char *err) {
     node *n;
@@ -208,8 +243,11 @@ static node *compile_type(glmv_schema *s, const cJSON *j, const char *type, int 
             return glmv_errf(err, "schema: maxLength below minLength"), NULL;
         return n;
     }
-    if (!strcmp(type, "number")) return new_node(s, K_NUMBER);
-    if (!strcmp(type, "integer")) return new_node(s, K_INTEGER);
+    if (!strcmp(type, "number") || !strcmp(type, "integer")) {
+        n = new_node(s, type[0] == 'n' ? K_NUMBER : K_INTEGER);
+        if (!n || compile_bounds(n, j, err)) return NULL;
+        return n;
+    }
     if (!strcmp(type, "boolean") || !strcmp(type, "null")) {
         n = new_node(s, K_LIT);
         if (!n) return NULL;
@@ -254,6 +292,7 @@ static node *make_union(glmv_schema *s, node **alts, int n_alts, char *err) {
 static const char *const known_keys[] = {
     "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
     "minLength", "maxLength", "enum", "const", "anyOf", "oneOf", "$ref", "$defs", "definitions",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
     /* annotations: they constrain nothing */
     "title", "description", "$schema", "$id", "$comment", "examples", "default", NULL};
 
@@ -491,6 +530,39 @@ static int start_value(glmv_json_frame *f, const glmv_schema *s, const node *n, 
     return -1;
 }
 
+/* ---- numbers with bounds ---- */
+
+static int in_bounds(const node *n, double x) {
+    if (n->has_lo && (x < n->lo || (n->excl_lo && x == n->lo))) return 0;
+    if (n->has_hi && (x > n->hi || (n->excl_hi && x == n->hi))) return 0;
+    return 1;
+}
+
+/* does the closed interval [a, b] (of values) meet the bounds? */
+static int meets(const node *n, double a, double b) {
+    return !(n->has_lo && b < n->lo) && !(n->has_hi && a > n->hi);
+}
+
+/* Can a number written so far as f (sign, integer part iv of nd digits, then maybe a
+ * fraction) still end within n's bounds? Integer parts grow by digits: iv can become
+ * iv*10^k + t (t < 10^k) for any k, unless it is a leading 0. */
+static int num_feasible(const node *n, const glmv_json_frame *f, int nd, int in_frac) {
+    if (!n->has_lo && !n->has_hi) return 1;
+    double sg = f->neg ? -1 : 1, frac = n->kind == K_INTEGER ? 0 : 1;
+    if (in_frac) {
+        double a = (double)f->iv + f->fv, b = a + pow(10, -f->pos);
+        return meets(n, f->neg ? -b : a, f->neg ? -a : b);
+    }
+    if (nd == 0) return f->neg ? meets(n, -INFINITY, 0) : meets(n, 0, INFINITY);
+    if (f->iv == 0) return meets(n, f->neg ? -frac : 0, f->neg ? 0 : frac); /* "0" or "-0" */
+    double p = 1;
+    for (int k = 0; k <= 22 - nd; k++, p *= 10) {
+        double a = (double)f->iv * p, b = ((double)f->iv + 1) * p - (frac ? 0 : 1);
+        if (meets(n, sg > 0 ? a : -b, sg > 0 ? b : -a)) return 1;
+    }
+    return 0;
+}
+
 static int step(glmv_json_state *st, unsigned c) {
     for (;;) {
         if (st->depth == 0) return -1; /* complete: nothing may follow */
@@ -620,6 +692,8 @@ static int step(glmv_json_state *st, unsigned c) {
         }
         case F_NUMBER: {
             int integer = n->kind == K_INTEGER, s = f->st, d = c >= '0' && c <= '9', nx = -1;
+            int bounded = n->has_lo || n->has_hi;
+            if (bounded && (c == 'e' || c == 'E')) return -1; /* no exponent beside bounds */
             switch (s) {
             case 0: nx = c == '-' ? 1 : c == '0' ? 2 : d ? 3 : -1; break;
             case 1: nx = c == '0' ? 2 : d ? 3 : -1; break;
@@ -633,10 +707,23 @@ static int step(glmv_json_state *st, unsigned c) {
             }
             if (nx == -1) return -1;
             if (nx == -2) { /* the number ended before c: c belongs to what follows */
+                if (bounded && !in_bounds(n, (f->neg ? -1 : 1) * ((double)f->iv + f->fv))) return -1;
                 pop(st);
                 continue;
             }
             if (++f->n > NUM_MAX) return -1;
+            if (bounded) { /* a byte that leaves no way into the bounds is refused */
+                glmv_json_frame g = *f;
+                int nd = f->n - 1 - f->neg; /* integer digits before c (in the integer part) */
+                if (nx == 1) g.neg = 1;
+                if (nx == 2 || nx == 3) {
+                    g.iv = f->iv > ((int64_t)1 << 58) ? f->iv : f->iv * 10 + (int64_t)(c - '0');
+                    nd++;
+                }
+                if (nx == 5) g.fv = f->fv + (double)(c - '0') * pow(10, -(f->pos + 1)), g.pos = f->pos + 1;
+                if (!num_feasible(n, &g, nd, nx == 4 || nx == 5)) return -1;
+                *f = g;
+            }
             f->st = (uint8_t)nx;
             return 0;
         }
@@ -699,7 +786,11 @@ int glmv_json_complete(const glmv_json_state *st) {
     /* a number or numeric literal at the top level ends with the output */
     if (st->depth != 1) return 0;
     const glmv_json_frame *f = &st->f[0];
-    if (f->kind == F_NUMBER) return number_end_ok(f->st);
+    if (f->kind == F_NUMBER) {
+        const node *n = f->node;
+        return number_end_ok(f->st) &&
+               (!(n->has_lo || n->has_hi) || in_bounds(n, (f->neg ? -1 : 1) * ((double)f->iv + f->fv)));
+    }
     if (f->kind == F_LIT) return lit_complete(f);
     return 0;
 }

@@ -4,7 +4,9 @@
  * glmv_schema_compile takes a JSON Schema (the subset OpenAI's strict mode
  * uses: object with properties / required / additionalProperties, array with
  * items / minItems / maxItems, string with minLength / maxLength, number,
- * integer, boolean, null, enum, const, type lists and anyOf whose alternatives
+ * integer (with minimum / maximum / exclusiveMinimum / exclusiveMaximum: a
+ * number is then written without an exponent), boolean, null, enum, const,
+ * type lists and anyOf whose alternatives
  * start differently, $ref to #/$defs or #/definitions, recursion included),
  * or NULL for "any JSON object" (OpenAI's json_object). Anything else is
  * refused with a message naming it. Keys are written in any order, each at
@@ -38,6 +40,9 @@ typedef struct {
     int32_t pos;                /* bytes matched of a key or literal */
     int16_t prop;               /* object: the property whose value comes next (-1: any key) */
     uint8_t kind, st, ws;       /* what the frame matches, where in it, whitespace run */
+    uint8_t neg;                /* number: a minus sign */
+    int64_t iv;                 /* number: the integer part so far (saturating) */
+    double fv;                  /* number: the fraction so far; pos counts its digits */
 } glmv_json_frame;
 
 typedef struct {

@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     eng.defaults.repetition_penalty = 1.0f;
     serve_media_policy pol = {.media_dir = NULL, .allow_remote = 0, .max_images = 8};
 
-    for (int legacy = 0; legacy <= 1; legacy++) { /* /v1/chat/completions, /v1/completions */
+    for (int legacy = 0; legacy <= 2; legacy++) { /* chat/completions, completions, responses */
         serve_request r;
         serve_error e;
         memset(&e, 0, sizeof e);
@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             check_json(serve_error_json(&e));
             continue;
         }
-        if (legacy ? (!r.prompt || r.n_msgs != 0) : (r.n_msgs < 1 || r.n_parts < 0)) abort();
+        if (legacy == SERVE_API_COMPLETIONS ? (!r.prompt || r.n_msgs != 0) : (r.n_msgs < 1 || r.n_parts < 0)) abort();
         for (int i = 0; i < r.n_msgs; i++) {
             const glmv_message *m = &r.msgs[i];
             if (!m->role || m->n_parts < 0 || (m->n_parts && !m->parts)) abort();
@@ -70,12 +70,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (r.n_choices < 1 || r.n_choices > SERVE_MAX_CHOICES) abort();
         glmv_result res;
         memset(&res, 0, sizeof res);
-        res.content = (char *)(legacy ? r.prompt
+        res.content = (char *)(legacy == SERVE_API_COMPLETIONS ? r.prompt
                                       : r.n_parts && r.parts[0].kind == GLMV_PART_TEXT ? r.parts[0].text : "");
         res.reasoning = (char *)"";
         res.finish_reason = "stop";
-        check_json(legacy ? serve_text_completion_json("id", 1, eng.model_id, &res, 1, NULL)
-                          : serve_completion_json("id", 1, eng.model_id, &res, 1, NULL));
+        check_json(legacy == SERVE_API_COMPLETIONS ? serve_text_completion_json("id", 1, eng.model_id, &res, 1, NULL)
+                   : legacy == SERVE_API_RESPONSES ? serve_response_json("resp_1", 1, eng.model_id, &res)
+                                                   : serve_completion_json("id", 1, eng.model_id, &res, 1, NULL));
         serve_request_free(&r);
     }
     free(body);

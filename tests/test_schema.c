@@ -137,11 +137,58 @@ TEST(enum_const_union_ref) {
     glmv_schema_free(s);
 }
 
+/* minimum / maximum: a byte that leaves no way into the bounds is refused */
+static void in_object(const glmv_schema *s, const char *num, long at_in_num, int ok) {
+    char doc[128];
+    snprintf(doc, sizeof doc, "{\"x\":%s}", num);
+    if (ok) accepts(s, doc);
+    else refuses(s, doc, at_in_num < 0 ? -1 : 5 + at_in_num);
+}
+
+TEST(numeric_bounds) {
+    glmv_schema *s = compile_ok("{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"integer\","
+                                "\"minimum\":1,\"maximum\":12}},\"required\":[\"x\"],\"additionalProperties\":false}");
+    if (!s) return;
+    in_object(s, "1", 0, 1);
+    in_object(s, "12", 0, 1);
+    in_object(s, "7", 0, 1);
+    in_object(s, "0", 0, 0);       /* 0 cannot grow into [1, 12] */
+    in_object(s, "13", 1, 0);      /* neither can 13 */
+    in_object(s, "-1", 0, 0);
+    in_object(s, "2.0", 1, 0);     /* an integer */
+    glmv_schema_free(s);
+    /* zod's int(): the safe-integer range */
+    s = compile_ok("{\"type\":\"integer\",\"minimum\":-9007199254740991,\"maximum\":9007199254740991}");
+    if (!s) return;
+    accepts(s, "42");
+    accepts(s, "-9007199254740991");
+    refuses(s, "-90071992547409919", 17);
+    glmv_schema_free(s);
+    s = compile_ok("{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"number\",\"exclusiveMinimum\":0,"
+                   "\"maximum\":1}},\"required\":[\"x\"],\"additionalProperties\":false}");
+    if (!s) return;
+    in_object(s, "0.5", 0, 1);
+    in_object(s, "1", 0, 1);
+    in_object(s, "0.001", 0, 1);
+    in_object(s, "0", 1, 0);       /* 0 is excluded: the number may not end there */
+    in_object(s, "1.5", 2, 0);
+    in_object(s, "2", 0, 0);
+    in_object(s, "1e0", 1, 0);     /* no exponent beside bounds */
+    glmv_schema_free(s);
+    /* draft 4's boolean exclusiveMaximum */
+    s = compile_ok("{\"type\":\"integer\",\"maximum\":10,\"exclusiveMaximum\":true}");
+    if (!s) return;
+    accepts(s, "9");
+    refuses(s, "10", 1);           /* 10 cannot grow back into range */
+    glmv_schema_free(s);
+}
+
 TEST(unsupported_schemas_refused) {
     static const char *const bad[][2] = {
         {"{\"type\":\"string\",\"pattern\":\"a+\"}", "pattern"},
         {"{\"type\":\"string\",\"format\":\"date\"}", "format"},
-        {"{\"type\":\"number\",\"minimum\":0}", "minimum"},
+        {"{\"type\":\"integer\",\"minimum\":3,\"maximum\":2}", "minimum and maximum"},
+        {"{\"type\":\"integer\",\"exclusiveMinimum\":1,\"exclusiveMaximum\":2}", "minimum and maximum"},
         {"{\"anyOf\":[{\"type\":\"string\"},{\"enum\":[\"a\"]}]}", "same character"},
         {"{\"type\":\"object\",\"properties\":{\"a\":{}},\"additionalProperties\":true}", "additionalProperties"},
         {"{\"$ref\":\"#/$defs/missing\"}", "$ref"},
@@ -271,6 +318,7 @@ int main(void) {
     RUN(any_object);
     RUN(strict_object);
     RUN(enum_const_union_ref);
+    RUN(numeric_bounds);
     RUN(unsupported_schemas_refused);
     RUN(mask_demo_tokenizer);
     RUN(mask_glm4_tokenizer);

@@ -149,7 +149,8 @@ int serve_responses_to_chat(const char *body, size_t len, char **out, serve_erro
     if (fmt && !cJSON_IsNull(fmt)) {
         const cJSON *ty = cJSON_GetObjectItemCaseSensitive(fmt, "type");
         cJSON *rf = cJSON_AddObjectToObject(chat, "response_format");
-        cJSON_AddItemToObject(rf, "type", cJSON_Duplicate(ty ? ty : cJSON_CreateNull(), 1));
+        if (ty) cJSON_AddItemToObject(rf, "type", cJSON_Duplicate(ty, 1));
+        else cJSON_AddNullToObject(rf, "type");
         if (cJSON_IsString(ty) && !strcmp(ty->valuestring, "json_schema")) {
             cJSON *js = cJSON_AddObjectToObject(rf, "json_schema");
             const cJSON *sc = cJSON_GetObjectItemCaseSensitive(fmt, "schema");
