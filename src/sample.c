@@ -115,11 +115,16 @@ int32_t glmv_sample(float *logits, int V, const glmv_sampling *sp, const int32_t
             count[id] = 0;
         }
     }
-    if (!sp || !sp->do_sample) return argmax(logits, V);
+    /* a temperature that rounds to 0 in float is greedy (dividing by it would make NaN) */
+    if (!sp || !sp->do_sample || !(sp->temperature > 0)) return argmax(logits, V);
 
-    /* ref: TemperatureLogitsWarper */
-    if (sp->temperature > 0 && sp->temperature != 1.0f)
-        for (int i = 0; i < V; i++) logits[i] /= sp->temperature;
+    /* ref: TemperatureLogitsWarper. The maximum is subtracted first (softmax does not
+     * change), so a tiny temperature sends the others to -inf instead of overflowing
+     * everything to +-inf and NaN. */
+    if (sp->temperature != 1.0f) {
+        float mx = logits[argmax(logits, V)];
+        for (int i = 0; i < V; i++) logits[i] = (logits[i] - mx) / sp->temperature;
+    }
     /* ref: TopKLogitsWarper: remove scores < the k-th largest */
     if (sp->top_k > 0 && sp->top_k < V) {
         memcpy(work_f, logits, sizeof(float) * (size_t)V);

@@ -323,6 +323,11 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, int 
             glmv_rgb rgb = {0, 0, NULL};
             int rc = pt->path ? glmv_image_decode_file(pt->path, m->params.max_decode_pixels, &rgb, err)
                               : glmv_image_decode_mem(pt->data, pt->size, m->params.max_decode_pixels, &rgb, err);
+            if (rc && !pt->path) { /* name what failed: the decoder's message may not ("GIF: ...") */
+                char e2[GLMV_ERR_SIZE];
+                snprintf(e2, sizeof e2, "%s", err);
+                glmv_errf(err, "cannot decode image %d: %s", md->n_img + 1, e2);
+            }
             if (rc) return -1;
             /* a config with a huge min_pixels would upscale the image to gigabytes
              * of patch rows before the prompt is found not to fit: check first */

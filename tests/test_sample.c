@@ -234,8 +234,25 @@ TEST(logprobs_top) {
     CHECK(glmv_logprobs_top(l, 6, 50, &lp) > 0 && lp.n_top == 6);
 }
 
+/* temperatures at the edge of float: greedy, never NaN */
+TEST(tiny_temperature_is_greedy) {
+    glmv_sampling s;
+    sampling(&s);
+    s.do_sample = 1;
+    glmv_rng r;
+    glmv_rng_seed(&r, 9);
+    const float temps[3] = {1e-38f, 1e-45f, 0.0f};
+    for (int k = 0; k < 3; k++)
+        for (int t = 0; t < 50; t++) {
+            float l[5] = {0.1f, 2.0f, 1.999f, -3.0f, 2.0f - 1e-6f};
+            s.temperature = temps[k];
+            CHECK_EQ_INT(glmv_sample(l, 5, &s, NULL, 0, NULL, 0, &r, wf, wi), 1);
+        }
+}
+
 int main(void) {
     RUN(greedy_first_max);
+    RUN(tiny_temperature_is_greedy);
     RUN(logit_bias);
     RUN(min_p_set);
     RUN(logprobs_top);

@@ -8,6 +8,7 @@
  * /v1/models and the error object. No networking and no threads here.
  */
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -517,8 +518,8 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
     v = cJSON_GetObjectItemCaseSensitive(root, "temperature");
     if (v && !cJSON_IsNull(v)) {
         if (get_num(v, "temperature", 0, 2, 0, &d, e)) goto done;
-        r->sp.do_sample = d > 0;
-        r->sp.temperature = d > 0 ? (float)d : 1.0f;
+        r->sp.do_sample = (float)d > 0; /* below float's range it is 0: greedy, as 0 is */
+        r->sp.temperature = (float)d > 0 ? (float)d : 1.0f;
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "top_p");
     if (v && !cJSON_IsNull(v)) {
@@ -533,6 +534,10 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
     v = cJSON_GetObjectItemCaseSensitive(root, "repetition_penalty");
     if (v && !cJSON_IsNull(v)) {
         if (get_num(v, "repetition_penalty", 0, 10, 1, &d, e)) goto done;
+        if (!((float)d > 0)) { /* 1e-300 passes as a double and is 0 as the float used */
+            BAD("repetition_penalty", "'repetition_penalty' must be at least %g, got %g", (double)FLT_MIN, d);
+            goto done;
+        }
         r->sp.repetition_penalty = (float)d;
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "seed");

@@ -58,6 +58,7 @@ test('wrong types and values name the parameter', async () => {
     [{ ...user('x'), stop: new Array(20).fill('a') }, 'stop'],
     [{ ...user('x'), seed: 'abc' }, 'seed'],
     [{ ...user('x'), n: 9 }, 'n'],
+    [{ ...user('x'), repetition_penalty: 1e-300 }, 'repetition_penalty'], // 0 as a float
     [{ ...user('x'), model: 12 }, 'model'],
   ];
   for (const [body, param] of cases) {

@@ -120,6 +120,12 @@ test('logit_bias, min_tokens and ignore_eos change the output as asked', { skip 
   await assert.rejects(ask({ logit_bias: { 5: 200 } }), (e) => e.status === 400 && e.param === 'logit_bias');
   await assert.rejects(ask({ logit_bias: { 999999999: 1 } }), (e) => e.status === 400 && e.param === 'logit_bias');
   await assert.rejects(ask({ min_p: 2 }), (e) => e.status === 400 && e.param === 'min_p');
+  // temperatures below float's range are greedy, not garbage
+  for (const t of [1e-300, 1e-40]) {
+    const tiny = await ask({ temperature: t, seed: 4 });
+    assert.equal(tiny.choices[0].message.content, base.choices[0].message.content);
+    assert.equal(tiny.choices[0].message.reasoning_content, base.choices[0].message.reasoning_content);
+  }
   const mp = await ask({ min_p: 0.5, temperature: 1, seed: 1 });
   assert.ok(mp.choices[0].message.content.length > 0);
 });
@@ -245,6 +251,15 @@ test('/v1/responses: text and image input, reasoning and message items, streamin
   await assert.rejects(c.responses.create({ model: 'm', input: 'x', temperature: 9 }), (e) => e.status === 400 && e.param === 'temperature');
   await assert.rejects(c.responses.create({ model: 'm', input: 'x', text: { format: { type: 'json_schema', name: 'n', schema: { type: 'string', pattern: 'a' } } } }),
     (e) => e.status === 400 && e.param === 'text.format');
+});
+
+test('undecodable images in data: URLs are the client\'s error (400 invalid_image), not a 500', { skip }, async () => {
+  const bmp = Buffer.concat([Buffer.from('BM'), Buffer.alloc(40, 0x30)]).toString('base64');
+  for (const url of ['data:image/gif;base64,R0lGODlh', 'data:image/bmp;base64,' + bmp]) {
+    await assert.rejects(c.chat.completions.create({ model: 'm', max_tokens: 4, messages: [{ role: 'user', content: [
+      { type: 'image_url', image_url: { url } }, { type: 'text', text: 'x' }] }] }),
+    (e) => e.status === 400 && e.code === 'invalid_image' && /cannot decode image 1/.test(e.message), url);
+  }
 });
 
 // ---- the echo engine: protocol details, no model needed
