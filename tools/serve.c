@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -38,6 +39,7 @@ typedef struct {
     serve_engine *eng;
     serve_sched sched;
     long started;
+    atomic_int draining;        /* SIGTERM: finishing what is in flight, taking nothing new */
 } server;
 
 typedef enum { PH_BODY = 0, PH_WAIT, PH_DONE } phase;
@@ -117,9 +119,9 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         rc = (ssize_t)n;
     } else if (j->out_done) {
         rc = MHD_CONTENT_READER_END_OF_STREAM;
-    } else if (atomic_load(&j->cancelled) || !j->conn) {
-        rc = MHD_CONTENT_READER_END_WITH_ERROR;
-    } else {
+    } else if (!j->conn) {
+        rc = MHD_CONTENT_READER_END_WITH_ERROR; /* the client left */
+    } else { /* more to come: a cancelled job (shutdown) still ends with its error event */
         j->suspended = 1;
         MHD_suspend_connection(j->conn);
         rc = 0;
@@ -208,6 +210,9 @@ static void make_id(char *out, size_t n) {
 
 static enum MHD_Result chat_start(server *sv, struct MHD_Connection *conn, conn_ctx *c) {
     serve_error e;
+    if (atomic_load(&sv->draining))
+        return fail(sv, conn, c, 503, "server_error", "server_shutdown",
+                    "the server is shutting down: retry on another replica");
     serve_job *j = serve_job_new();
     if (!j) return fail(sv, conn, c, 500, "server_error", NULL, "out of memory");
     int legacy = !strcmp(c->url, "/v1/completions")  ? SERVE_API_COMPLETIONS
@@ -261,18 +266,25 @@ static const serve_asset *find_asset(const char *url) {
 
 static enum MHD_Result route_get(server *sv, struct MHD_Connection *conn, conn_ctx *c,
                                  const char *url) {
-    if (!strcmp(url, "/health")) {
+    /* /health/live: the process answers. /health (and /health/ready): it takes requests:
+     * 503 while draining on SIGTERM or with the queue full, for load balancers */
+    if (!strcmp(url, "/health/live")) {
+        char *b = strdup("{\"status\":\"ok\"}");
+        return b ? reply_json(sv, conn, c, 200, b) : MHD_NO;
+    }
+    if (!strcmp(url, "/health") || !strcmp(url, "/health/ready")) {
         pthread_mutex_lock(&sv->sched.mu);
-        int q = sv->sched.qlen, f = sv->sched.in_flight;
+        int q = sv->sched.qlen, f = sv->sched.in_flight, full = sv->sched.qlen >= sv->sched.qcap;
         pthread_mutex_unlock(&sv->sched.mu);
+        int drain = atomic_load(&sv->draining);
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "status", "ok");
+        cJSON_AddStringToObject(o, "status", drain ? "draining" : full ? "busy" : "ok");
         cJSON_AddStringToObject(o, "model", sv->eng->model_id);
         cJSON_AddNumberToObject(o, "queue_depth", q);
         cJSON_AddNumberToObject(o, "in_flight", f);
         char *b = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
-        return reply_json(sv, conn, c, 200, b);
+        return reply_json(sv, conn, c, drain || full ? 503 : 200, b);
     }
     if (!strncmp(url, "/v1/", 4) || !strcmp(url, "/metrics")) {
         if (!authorized(sv, conn))
@@ -484,6 +496,11 @@ static void usage(FILE *f) {
             "                       of a prompt shared with the last request is kept, images too)\n"
             "  --max-body-mb N      largest request body (default 64)\n"
             "  --http-threads N     HTTP worker threads (default 4)\n"
+            "  --max-conns-per-ip N connections one client address may hold (default 64; 0 = no\n"
+            "                       limit: behind a load balancer every client has its address)\n"
+            "  --idle-timeout S     close a connection that sends nothing for S seconds (default 30)\n"
+            "  --drain-timeout S    on SIGTERM: stop accepting, let requests in flight finish for up\n"
+            "                       to S seconds (default 30), then end the rest with an error\n"
             "  -v, --verbose        also log every request\n"
             "Sampling flags set the server's defaults; each request may override them.\n\n%s",
             cli_opts_help);
@@ -550,7 +567,7 @@ int cmd_serve(int argc, char **argv) {
     sv.api_key = getenv("GLMV_API_KEY");
     if (sv.api_key && !*sv.api_key) sv.api_key = NULL;
     const char *media_dir = NULL, *served_names = NULL;
-    long parallel = 1, http_threads = 4, v;
+    long parallel = 1, http_threads = 4, v, per_ip = 64, idle_timeout = 30, drain_timeout = 30;
     int no_prompt_cache = 0;
     cli_opts o;
     cli_opts_init(&o);
@@ -617,6 +634,15 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--http-threads")) {
             NEED_VAL;
             if (cli_parse_int(a, val, 1, 256, &http_threads)) return 2;
+        } else if (!strcmp(a, "--max-conns-per-ip")) {
+            NEED_VAL;
+            if (cli_parse_int(a, val, 0, 100000, &per_ip)) return 2;
+        } else if (!strcmp(a, "--idle-timeout")) {
+            NEED_VAL;
+            if (cli_parse_int(a, val, 1, 86400, &idle_timeout)) return 2;
+        } else if (!strcmp(a, "--drain-timeout")) {
+            NEED_VAL;
+            if (cli_parse_int(a, val, 0, 86400, &drain_timeout)) return 2;
         } else {
             fprintf(stderr, "glmv serve: unknown option '%s'\n", a);
             usage(stderr);
@@ -689,14 +715,15 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_POLL;
+    flags |= MHD_USE_POLL;
     if (v6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)sv.port, NULL, NULL, on_request, &sv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)http_threads,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+        (unsigned)idle_timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)per_ip,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "glmv serve: cannot listen on %s:%d (%s)\n", sv.host, sv.port,
@@ -718,8 +745,19 @@ int cmd_serve(int argc, char **argv) {
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    fprintf(stderr, "glmv serve: stopping (signal %d)\n", sig);
+    /* drain: take no new connection (the load balancer sees the port closed) nor request,
+     * let what is queued or running finish up to the deadline, end the rest with an error */
+    atomic_store(&sv.draining, 1);
     MHD_socket lfd = MHD_quiesce_daemon(d);
+    int busy = serve_sched_busy(&sv.sched);
+    fprintf(stderr, "glmv serve: stopping (signal %d): %d request(s) in flight, waiting up to %ld s\n",
+            sig, busy, drain_timeout);
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    for (long waited = 0; busy > 0 && waited < drain_timeout * 50; waited++) {
+        nanosleep(&tick, NULL);
+        busy = serve_sched_busy(&sv.sched);
+    }
+    if (busy) fprintf(stderr, "glmv serve: drain deadline: ending %d request(s) with an error\n", busy);
     serve_sched_stop(&sv.sched); /* cancels jobs and resumes their connections */
     struct timespec ts = {0, 200 * 1000 * 1000};
     nanosleep(&ts, NULL);
@@ -729,5 +767,5 @@ int cmd_serve(int argc, char **argv) {
     if (sv.media.allow_remote) serve_fetch_cleanup();
     pthread_mutex_destroy(&sv.sched.mu);
     pthread_cond_destroy(&sv.sched.cv);
-    return 0;
+    return busy ? 3 : 0; /* 3: requests were cut at the drain deadline */
 }

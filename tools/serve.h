@@ -220,6 +220,8 @@ typedef struct {
 int serve_sched_start(serve_sched *s, serve_engine *eng, int queue_cap, char *err);
 /* Cancel everything, resume every suspended connection, join the threads. */
 void serve_sched_stop(serve_sched *s);
+/* Requests queued or running (drain on SIGTERM waits for 0). */
+int serve_sched_busy(serve_sched *s);
 
 serve_job *serve_job_new(void);   /* refs = 1 */
 void serve_job_unref(serve_job *j);

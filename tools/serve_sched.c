@@ -205,6 +205,9 @@ static void run_job(serve_sched *s, serve_job *j) {
         pthread_mutex_unlock(&j->mu);
     }
     int cancelled = atomic_load(&j->cancelled);
+    pthread_mutex_lock(&s->mu);
+    int shutdown = cancelled && s->stop; /* cut by SIGTERM's drain deadline, not by the client */
+    pthread_mutex_unlock(&s->mu);
 
     pthread_mutex_lock(&j->mu);
     j->t_end = now_ms();
@@ -229,6 +232,24 @@ static void run_job(serve_sched *s, serve_job *j) {
         eng->result_free(&res);
     } else {
         j->have_result = j->n_results == n;
+        if (shutdown && !j->req.stream && !j->have_result) {
+            j->failed = 1;
+            serve_error_set(&j->err, 503, "server_error", "server_shutdown", NULL,
+                            "the server shut down before the answer was complete");
+        }
+        if (shutdown && j->req.stream) { /* the stream ends with a reason, not a silent cut */
+            serve_error se;
+            serve_error_set(&se, 503, "server_error", "server_shutdown", NULL,
+                            "the server shut down before the answer was complete");
+            char *body = serve_error_json(&se);
+            if (body) {
+                size_t bn = strlen(body);
+                char *ev = malloc(bn + 9);
+                if (ev) snprintf(ev, bn + 9, "data: %s\n\n", body);
+                job_append_locked(j, ev);
+                free(body);
+            }
+        }
         if (j->req.stream) {
             if (j->req.include_usage && j->n_results > 0 && j->req.legacy != SERVE_API_RESPONSES)
                 job_append_locked(j, j->req.legacy
@@ -388,14 +409,28 @@ int serve_sched_start(serve_sched *s, serve_engine *eng, int queue_cap, char *er
     return 0;
 }
 
+int serve_sched_busy(serve_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->qlen + s->in_flight;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 void serve_sched_stop(serve_sched *s) {
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
     pthread_cond_broadcast(&s->cv);
-    while (s->qhead) {
+    while (s->qhead) { /* never started: answered 503, not left without an answer */
         serve_job *j = s->qhead;
         queue_remove_locked(s, j);
         pthread_mutex_lock(&j->mu);
+        j->failed = 1;
+        serve_error_set(&j->err, 503, "server_error", "server_shutdown", NULL,
+                        "the server is shutting down: retry on another replica");
+        j->started_output = 1;
+        j->out_done = 1;
+        j->state = JOB_DONE;
+        serve_job_wake_locked(j);
         j->refs--;
         pthread_mutex_unlock(&j->mu);
     }

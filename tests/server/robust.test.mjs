@@ -1,0 +1,100 @@
+// robust.test.mjs -- what one bad client costs and how the server stops: 3,000 connections that
+// send half a request and close leave nothing behind; one address cannot take every slot;
+// /health/live and /health/ready; SIGTERM drains what is in flight (streams end with [DONE]), and
+// past --drain-timeout the rest end with an error event or a 503, and the exit status says so.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { startServer, post, SLOW } from './common.mjs';
+
+const user = (content) => ({ model: 'echo', messages: [{ role: 'user', content }] });
+
+async function timed(url, ms) {
+  const t0 = Date.now();
+  const r = await fetch(url, { signal: AbortSignal.timeout(ms) });
+  return { status: r.status, body: await r.json(), ms: Date.now() - t0 };
+}
+
+function openHalf(port, host, localAddress, close) {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host, localAddress }, () => {
+      s.write('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n');
+      if (close) s.end();
+      resolve(s);
+    });
+    s.on('error', () => resolve(s));
+  });
+}
+
+test('3,000 half-sent requests that close leave /health answering within a second', async () => {
+  const srv = await startServer(['-m', 'echo:']);
+  try {
+    const port = Number(new URL(srv.url).port);
+    for (let i = 0; i < 3000; i += 100)
+      await Promise.all(Array.from({ length: 100 }, () => openHalf(port, '127.0.0.1', undefined, true)));
+    await new Promise((r) => setTimeout(r, 200));
+    const h = await timed(srv.url + '/health', SLOW ? 5000 : 1000);
+    assert.equal(h.status, 200);
+    const r = await post(srv.url, '/v1/chat/completions', user('still here'));
+    assert.equal(r.status, 200);
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+test('one client address cannot hold every connection slot (--max-conns-per-ip)', async () => {
+  const srv = await startServer(['-m', 'echo:', '--max-conns-per-ip', '8']);
+  const held = [];
+  try {
+    const port = Number(new URL(srv.url).port);
+    // 40 slow connections from 127.0.0.2: 8 are kept, the rest closed at once
+    for (let i = 0; i < 40; i++) held.push(await openHalf(port, '127.0.0.1', '127.0.0.2', false));
+    await new Promise((r) => setTimeout(r, 300));
+    const open = held.filter((s) => !s.destroyed && s.readyState === 'open').length;
+    assert.ok(open <= 8 + 1, `${open} of 40 still open`);
+    const h = await timed(srv.url + '/health', SLOW ? 5000 : 1000);
+    assert.equal(h.status, 200);
+    const live = await timed(srv.url + '/health/live', 2000);
+    assert.equal(live.status, 200);
+    const ready = await timed(srv.url + '/health/ready', 2000);
+    assert.equal(ready.status, 200);
+    assert.equal(ready.body.status, 'ok');
+  } finally {
+    for (const s of held) s.destroy();
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+async function readStream(r) {
+  const text = await r.text();
+  return { done: text.includes('data: [DONE]'), error: /"server_shutdown"/.test(text), text };
+}
+
+test('SIGTERM drains: requests in flight finish, streams end with [DONE], exit 0', async () => {
+  const srv = await startServer(['-m', 'echo:delay_ms=40', '--drain-timeout', '60']);
+  const jobs = [];
+  for (let i = 0; i < 4; i++) jobs.push(post(srv.url, '/v1/chat/completions', { ...user('stream ' + i), stream: true }).then(readStream));
+  for (let i = 0; i < 3; i++) jobs.push(post(srv.url, '/v1/chat/completions', user('plain ' + i)).then(async (r) => ({ status: r.status, body: await r.json() })));
+  await new Promise((r) => setTimeout(r, 300)); // all queued or running
+  const code = await srv.stop();
+  const out = await Promise.all(jobs);
+  for (const s of out.slice(0, 4)) assert.ok(s.done && !s.error, s.text.slice(-200));
+  for (const p of out.slice(4)) {
+    assert.equal(p.status, 200);
+    assert.match(p.body.choices[0].message.content, /plain/);
+  }
+  assert.equal(code, 0);
+});
+
+test('past --drain-timeout the rest end with an error event or a 503, exit status 3', async () => {
+  const srv = await startServer(['-m', 'echo:delay_ms=200', '--drain-timeout', '0']);
+  const s = post(srv.url, '/v1/chat/completions', { ...user('a long stream that will not finish'), stream: true }).then(readStream);
+  const q = post(srv.url, '/v1/chat/completions', user('queued behind it')).then(async (r) => ({ status: r.status, body: await r.json() }));
+  await new Promise((r) => setTimeout(r, 500));
+  const code = await srv.stop();
+  const st = await s, qq = await q;
+  assert.ok(st.error && st.done, st.text.slice(-300));
+  assert.equal(qq.status, 503);
+  assert.equal(qq.body.error.code, 'server_shutdown');
+  assert.equal(code, 3);
+});
