@@ -161,6 +161,9 @@ static int compile_bounds(node *n, const cJSON *j, char *err) {
         }
         if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
             return glmv_errf(err, "schema: '%s' must be a number", names[i]);
+        if (fabs(v->valuedouble) > 1e21) /* past what a number of NUM_MAX bytes without exponent holds */
+            return glmv_errf(err, "schema: '%s' %g: bounds beyond 1e21 are not supported", names[i],
+                             v->valuedouble);
         double x = v->valuedouble;
         if (i % 2 == 0) { /* lower */
             if (!n->has_lo || x > n->lo || (x == n->lo && i == 2)) n->lo = x, n->excl_lo = i == 2 || (n->excl_lo && x == n->lo);
@@ -486,8 +489,8 @@ static int lit_complete(const glmv_json_frame *f) {
 }
 
 /* f is a F_VALUE frame: turn it into the frame for a value of node n starting with c */
-static int start_value(glmv_json_frame *f, const glmv_schema *s, const node *n, unsigned c,
-                       int depth) {
+static int start_value(glmv_json_state *st, glmv_json_frame *f, const glmv_schema *s, const node *n,
+                       unsigned c, int depth) {
     n = deref(n);
     if (!n || depth > 32) return -1;
     f->ws = 0;
@@ -498,12 +501,12 @@ static int start_value(glmv_json_frame *f, const glmv_schema *s, const node *n, 
         else if (c == '"') n = s->any_str;
         else if (c == '-' || (c >= '0' && c <= '9')) n = s->any_num;
         else n = s->any_lit;
-        return start_value(f, s, n, c, depth + 1);
+        return start_value(st, f, s, n, c, depth + 1);
     case K_UNION:
         for (int i = 0; i < n->n_alts; i++) {
             uint8_t set[256] = {0};
             first_bytes(n->alts[i], set, 0);
-            if (set[c]) return start_value(f, s, n->alts[i], c, depth + 1);
+            if (set[c]) return start_value(st, f, s, n->alts[i], c, depth + 1);
         }
         return -1;
     case K_OBJECT:
@@ -521,6 +524,7 @@ static int start_value(glmv_json_frame *f, const glmv_schema *s, const node *n, 
     case K_NUMBER:
     case K_INTEGER:
         f->kind = F_NUMBER, f->node = n, f->st = 0, f->n = 0;
+        st->num_len = 0;
         return 0; /* c is the number's first byte: feed it */
     case K_LIT:
         f->kind = F_LIT, f->node = n, f->pos = 0;
@@ -538,29 +542,56 @@ static int in_bounds(const node *n, double x) {
     return 1;
 }
 
-/* does the closed interval [a, b] (of values) meet the bounds? */
-static int meets(const node *n, double a, double b) {
-    return !(n->has_lo && b < n->lo) && !(n->has_hi && a > n->hi);
+/* does the interval from a to b (each end closed or open) meet the bounds? */
+static int meets(const node *n, double a, int a_closed, double b, int b_closed) {
+    double lo = n->has_lo ? n->lo : -INFINITY, hi = n->has_hi ? n->hi : INFINITY;
+    int lo_closed = !n->excl_lo, hi_closed = !n->excl_hi;
+    double L = a > lo ? a : lo, H = b < hi ? b : hi;
+    int Lc = a > lo ? a_closed : a < lo ? lo_closed : (a_closed && lo_closed);
+    int Hc = b < hi ? b_closed : b > hi ? hi_closed : (b_closed && hi_closed);
+    return L < H || (L == H && Lc && Hc);
 }
 
-/* Can a number written so far as f (sign, integer part iv of nd digits, then maybe a
- * fraction) still end within n's bounds? Integer parts grow by digits: iv can become
- * iv*10^k + t (t < 10^k) for any k, unless it is a leading 0. */
-static int num_feasible(const node *n, const glmv_json_frame *f, int nd, int in_frac) {
+/* positive magnitudes [a, b) (b open) for a number of sign neg */
+static int meets_mag(const node *n, int neg, double a, double b, int b_closed) {
+    return neg ? meets(n, -b, b_closed, -a, 1) : meets(n, a, 1, b, b_closed);
+}
+
+/* Can the number written so far (st->num, a prefix: sign, digits, maybe '.' and digits)
+ * still end within n's bounds? Its value is parsed with strtod, as the bounds were, so a
+ * number at a bound compares equal to it. An integer part of digits D (not 0) can still
+ * grow to D*10^k + t, t < 10^k, for any k the byte budget allows. */
+static int num_feasible(const node *n, const char *t, int len) {
     if (!n->has_lo && !n->has_hi) return 1;
-    double sg = f->neg ? -1 : 1, frac = n->kind == K_INTEGER ? 0 : 1;
-    if (in_frac) {
-        double a = (double)f->iv + f->fv, b = a + pow(10, -f->pos);
-        return meets(n, f->neg ? -b : a, f->neg ? -a : b);
+    int neg = t[0] == '-', integer = n->kind == K_INTEGER;
+    const char *d = t + neg;
+    int nd = len - neg;
+    const char *dot = memchr(d, '.', (size_t)nd);
+    if (nd == 0) return meets_mag(n, neg, 0, INFINITY, 0);
+    char buf[40];
+    memcpy(buf, t, (size_t)len);
+    buf[len] = 0;
+    if (dot) { /* the value so far, then less than one unit of its last digit more */
+        int m = (int)(t + len - dot) - 1;
+        if (m == 0) buf[len - 1] = 0; /* "12." */
+        double a = fabs(strtod(buf, NULL));
+        return meets_mag(n, neg, a, a + pow(10, -m), 0);
     }
-    if (nd == 0) return f->neg ? meets(n, -INFINITY, 0) : meets(n, 0, INFINITY);
-    if (f->iv == 0) return meets(n, f->neg ? -frac : 0, f->neg ? 0 : frac); /* "0" or "-0" */
-    double p = 1;
-    for (int k = 0; k <= 22 - nd; k++, p *= 10) {
-        double a = (double)f->iv * p, b = ((double)f->iv + 1) * p - (frac ? 0 : 1);
-        if (meets(n, sg > 0 ? a : -b, sg > 0 ? b : -a)) return 1;
+    if (nd == 1 && d[0] == '0') /* "0": 0, or 0.x for a number */
+        return integer ? meets(n, 0, 1, 0, 1) : meets_mag(n, neg, 0, 1, 0);
+    double D = fabs(strtod(buf, NULL)), p = 1;
+    for (int k = 0; nd + k <= NUM_MAX - neg; k++, p *= 10) {
+        double a = D * p, b = (D + 1) * p; /* integer parts [a, b) */
+        if (integer ? meets_mag(n, neg, a, b - 1, 1) : meets_mag(n, neg, a, b, 0)) return 1;
     }
     return 0;
+}
+
+static double num_value(const glmv_json_state *st) {
+    char buf[40];
+    memcpy(buf, st->num, (size_t)st->num_len);
+    buf[st->num_len] = 0;
+    return strtod(buf, NULL);
 }
 
 static int step(glmv_json_state *st, unsigned c) {
@@ -571,7 +602,7 @@ static int step(glmv_json_state *st, unsigned c) {
         switch (f->kind) {
         case F_VALUE: {
             if (is_ws(c)) return ws(f);
-            int r = start_value(f, st->s, n, c, 0);
+            int r = start_value(st, f, st->s, n, c, 0);
             if (r < 0) return -1;
             if (r > 0) return 0; /* c opened the value */
             continue;            /* c is the value's first byte */
@@ -651,7 +682,7 @@ static int step(glmv_json_state *st, unsigned c) {
                 f->n++;
                 return 0;
             }
-            if (f->st >= 2) { /* \uXXXX */
+            if (f->st >= 2 && f->st <= 5) { /* \uXXXX */
                 if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) return -1;
                 if (++f->st == 6) {
                     f->st = 0;
@@ -661,6 +692,11 @@ static int step(glmv_json_state *st, unsigned c) {
             }
             if (f->pos > 0) { /* inside a multi-byte character: only its continuation bytes */
                 if ((c & 0xC0) != 0x80) return -1;
+                if (f->st >= 6) { /* the first after E0, ED, F0, F4: no overlong, no surrogate */
+                    static const unsigned char lo[4] = {0xA0, 0x80, 0x90, 0x80}, hi[4] = {0xBF, 0x9F, 0xBF, 0x8F};
+                    if (c < lo[f->st - 6] || c > hi[f->st - 6]) return -1;
+                    f->st = 0;
+                }
                 f->pos--;
                 return 0;
             }
@@ -686,6 +722,7 @@ static int step(glmv_json_state *st, unsigned c) {
                 int more = c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2 : c >= 0xF0 && c <= 0xF4 ? 3 : -1;
                 if (more < 0) return -1;
                 f->pos = more;
+                f->st = c == 0xE0 ? 6 : c == 0xED ? 7 : c == 0xF0 ? 8 : c == 0xF4 ? 9 : 0;
             }
             f->n++;
             return 0;
@@ -707,22 +744,17 @@ static int step(glmv_json_state *st, unsigned c) {
             }
             if (nx == -1) return -1;
             if (nx == -2) { /* the number ended before c: c belongs to what follows */
-                if (bounded && !in_bounds(n, (f->neg ? -1 : 1) * ((double)f->iv + f->fv))) return -1;
+                if (bounded && !in_bounds(n, num_value(st))) return -1;
                 pop(st);
                 continue;
             }
-            if (++f->n > NUM_MAX) return -1;
-            if (bounded) { /* a byte that leaves no way into the bounds is refused */
-                glmv_json_frame g = *f;
-                int nd = f->n - 1 - f->neg; /* integer digits before c (in the integer part) */
-                if (nx == 1) g.neg = 1;
-                if (nx == 2 || nx == 3) {
-                    g.iv = f->iv > ((int64_t)1 << 58) ? f->iv : f->iv * 10 + (int64_t)(c - '0');
-                    nd++;
-                }
-                if (nx == 5) g.fv = f->fv + (double)(c - '0') * pow(10, -(f->pos + 1)), g.pos = f->pos + 1;
-                if (!num_feasible(n, &g, nd, nx == 4 || nx == 5)) return -1;
-                *f = g;
+            /* room left for what must follow: a digit after '-', '.', 'e' or 'e+' */
+            if (++f->n > NUM_MAX || ((nx == 1 || nx == 4 || nx == 6 || nx == 7) && f->n >= NUM_MAX))
+                return -1;
+            st->num[st->num_len++] = (char)c;
+            if (bounded && !num_feasible(n, st->num, st->num_len)) { /* no way into the bounds */
+                st->num_len--;
+                return -1;
             }
             f->st = (uint8_t)nx;
             return 0;
@@ -788,8 +820,7 @@ int glmv_json_complete(const glmv_json_state *st) {
     const glmv_json_frame *f = &st->f[0];
     if (f->kind == F_NUMBER) {
         const node *n = f->node;
-        return number_end_ok(f->st) &&
-               (!(n->has_lo || n->has_hi) || in_bounds(n, (f->neg ? -1 : 1) * ((double)f->iv + f->fv)));
+        return number_end_ok(f->st) && (!(n->has_lo || n->has_hi) || in_bounds(n, num_value(st)));
     }
     if (f->kind == F_LIT) return lit_complete(f);
     return 0;
@@ -857,16 +888,22 @@ glmv_vocab_index *glmv_vocab_index_new(const glmv_tokenizer *tok) {
         v->lcp[i] = c;
         /* plain: whole UTF-8 characters, none of them a quote, a backslash or a control */
         int plain = 1, more = 0;
+        unsigned char lead = 0;
         for (uint32_t j = 0; j < len[i]; j++) {
             unsigned char ch = (unsigned char)bytes[i][j];
             if (more > 0) {
                 if ((ch & 0xC0) != 0x80) plain = 0;
+                if ((lead == 0xE0 && ch < 0xA0) || (lead == 0xED && ch > 0x9F) ||
+                    (lead == 0xF0 && ch < 0x90) || (lead == 0xF4 && ch > 0x8F))
+                    plain = 0; /* overlong or surrogate: walked, and refused there */
+                lead = 0;
                 more--;
             } else if (ch == '"' || ch == '\\' || ch < 0x20 || (ch & 0xC0) == 0x80 || ch > 0xF4 ||
                        ch == 0xC0 || ch == 0xC1) {
                 plain = 0;
             } else if (ch >= 0x80) {
                 more = ch <= 0xDF ? 1 : ch <= 0xEF ? 2 : 3;
+                lead = ch;
             }
         }
         if (more) plain = 0;

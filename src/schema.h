@@ -40,15 +40,14 @@ typedef struct {
     int32_t pos;                /* bytes matched of a key or literal */
     int16_t prop;               /* object: the property whose value comes next (-1: any key) */
     uint8_t kind, st, ws;       /* what the frame matches, where in it, whitespace run */
-    uint8_t neg;                /* number: a minus sign */
-    int64_t iv;                 /* number: the integer part so far (saturating) */
-    double fv;                  /* number: the fraction so far; pos counts its digits */
 } glmv_json_frame;
 
 typedef struct {
     const glmv_schema *s;
     int depth;                  /* frames in use; 0 with done = the value is complete */
     int done, failed, started;  /* started: a byte of the value was taken */
+    char num[36];               /* the number being written (only the top frame can be one) */
+    int num_len;
     glmv_json_frame f[GLMV_JSON_DEPTH];
 } glmv_json_state;
 

@@ -872,21 +872,30 @@ static int generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const
             lse = glmv_logprobs_top(logits, V, sp.top_logprobs, lp);
             memcpy(raw_logits, logits, sizeof(float) * (size_t)V);
         }
-        if (n_gen < sp.min_tokens)
+        /* min_tokens holds the eos back, but not past a complete JSON answer (nothing else may follow) */
+        if (n_gen < sp.min_tokens && !(have_jo && glmv_json_complete(&jo.st)))
             for (int e = 0; e < c->n_eos; e++)
                 if (c->eos_token_ids[e] >= 0 && c->eos_token_ids[e] < V)
                     logits[c->eos_token_ids[e]] = -INFINITY;
         /* a JSON answer is constrained everywhere but inside <think>...</think> */
-        int constrained = have_jo && i_force >= n_force && STATE() != GLMV_TEXT_REASONING;
+        /* once the JSON has started, it stays constrained whatever the text in it looks like */
+        int in_json = have_jo && (STATE() != GLMV_TEXT_REASONING || jo.st.started);
+        int constrained = in_json && i_force >= n_force;
         if (constrained && json_out_mask(&jo, c, logits, V, n_gen, err)) goto done;
+        if (constrained) { /* nothing left to say (the penalties or a bias took the rest): stop */
+            int any = 0;
+            for (int i = 0; i < V && !any; i++) any = logits[i] > -INFINITY;
+            if (!any) {
+                finish = "stop";
+                break;
+            }
+        }
         if (i_force < n_force) {
             id = force[i_force++];
         } else {
             id = glmv_sample(logits, V, &sp, s->hist, s->pos, gen, n_gen, &rng, wf, wi);
         }
-        if (have_jo && STATE() != GLMV_TEXT_REASONING &&
-            json_out_take(&jo, m->tok, id, err))
-            goto done;
+        if (in_json && json_out_take(&jo, m->tok, id, err)) goto done;
         if (lp) {
             lp->token = id;
             lp->logprob = raw_logits[id] - lse;

@@ -672,12 +672,26 @@ TEST(json_answers) {
         cJSON_Delete(j);
         glmv_result_free(&r);
     }
-    /* a schema glmv cannot hold is an error before any work */
+    /* min_tokens does not hold the eos back past a complete answer (nothing else may follow) */
     glmv_sampling sp;
+    glmv_sampling_default(m, &sp);
+    sp.do_sample = 0;
+    sp.max_new_tokens = 600;
+    sp.min_tokens = 500;
+    sp.json = 1;
+    sp.json_schema = schemas[1];
+    glmv_result r;
+    if (demo_gen(s, &sp, NULL, &r, err) == 0) {
+        CHECK_MSG(!strcmp(r.finish_reason, "stop") && r.n_tokens < 500, "%s after %d", r.finish_reason, r.n_tokens);
+        cJSON *j = cJSON_Parse(r.content);
+        CHECK(cJSON_IsObject(j));
+        cJSON_Delete(j);
+        glmv_result_free(&r);
+    } else CHECK_MSG(0, "min_tokens with JSON: %s", err);
+    /* a schema glmv cannot hold is an error before any work */
     glmv_sampling_default(m, &sp);
     sp.json = 1;
     sp.json_schema = "{\"type\":\"string\",\"pattern\":\"x\"}";
-    glmv_result r;
     CHECK(demo_gen(s, &sp, NULL, &r, err) != 0 && strstr(err, "pattern"));
     CHECK(glmv_json_schema_check(sp.json_schema, err) != 0 && strstr(err, "pattern"));
     CHECK(glmv_json_schema_check(schemas[1], err) == 0);

@@ -73,6 +73,10 @@ TEST(any_object) {
     refuses(s, "{\"a\":\"\x80\"}", 6);     /* a continuation byte without its lead */
     refuses(s, "{\"a\":\"\xc3x\"}", 7);    /* a lead byte without its continuation */
     refuses(s, "{\"a\":\"\xff\"}", 6);
+    refuses(s, "{\"a\":\"\xe0\x80\x80\"}", 7);  /* overlong */
+    refuses(s, "{\"a\":\"\xed\xa0\x80\"}", 7);  /* a surrogate */
+    refuses(s, "{\"a\":\"\xf4\x90\x80\x80\"}", 7); /* past U+10FFFF */
+    accepts(s, "{\"a\":\"\xe0\xa0\x80\xed\x9f\xbf\xf0\x90\x80\x80\"}");
     glmv_schema_free(s);
 }
 
@@ -175,6 +179,40 @@ TEST(numeric_bounds) {
     in_object(s, "2", 0, 0);
     in_object(s, "1e0", 1, 0);     /* no exponent beside bounds */
     glmv_schema_free(s);
+    /* ends that cannot be reached (the review's cases): each prefix must still be able to end
+     * inside, so the model is never steered into a number with no way out */
+    static const struct { const char *schema, *num; long at; int ok; } cases[] = {
+        {"\"exclusiveMaximum\":1", "1", 0, 0},      /* 1.xxx is never below 1 */
+        {"\"exclusiveMaximum\":1", "0.999", 0, 1},
+        {"\"exclusiveMaximum\":0", "0", 0, 0},      /* zod's negative() */
+        {"\"exclusiveMaximum\":0", "-0.5", 0, 1},
+        {"\"minimum\":1", "0", 0, 0},
+        {"\"minimum\":2", "1.", 1, 0},
+        {"\"minimum\":2", "15", 0, 1},
+        {"\"maximum\":-1", "-0", 1, 0},
+        {"\"exclusiveMinimum\":0", "-", 0, 0},      /* zod's positive() */
+        {"\"maximum\":0.3", "0.3", 0, 1},           /* a number at its bound, exactly */
+        {"\"maximum\":2.675", "2.675", 0, 1},
+        {"\"minimum\":0.1,\"maximum\":0.3", "0.1", 0, 1},
+        {"\"minimum\":0.1,\"maximum\":0.3", "0.31", 3, 0},
+        {"\"minimum\":0.1,\"maximum\":0.3", "0.09", 2, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char js[256];
+        snprintf(js, sizeof js, "{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"number\",%s}},"
+                 "\"required\":[\"x\"],\"additionalProperties\":false}", cases[i].schema);
+        glmv_schema *b = compile_ok(js);
+        if (!b) continue;
+        in_object(b, cases[i].num, cases[i].at, cases[i].ok);
+        glmv_schema_free(b);
+    }
+    /* an unbounded number keeps room for the digit a '.' needs */
+    s = compile_ok("{\"type\":\"number\"}");
+    if (s) {
+        refuses(s, "1234567890123456789012345678901.", 31);
+        accepts(s, "123456789012345678901234567890.5");
+        glmv_schema_free(s);
+    }
     /* draft 4's boolean exclusiveMaximum */
     s = compile_ok("{\"type\":\"integer\",\"maximum\":10,\"exclusiveMaximum\":true}");
     if (!s) return;
@@ -189,6 +227,7 @@ TEST(unsupported_schemas_refused) {
         {"{\"type\":\"string\",\"format\":\"date\"}", "format"},
         {"{\"type\":\"integer\",\"minimum\":3,\"maximum\":2}", "minimum and maximum"},
         {"{\"type\":\"integer\",\"exclusiveMinimum\":1,\"exclusiveMaximum\":2}", "minimum and maximum"},
+        {"{\"type\":\"number\",\"minimum\":1e25}", "1e21"},
         {"{\"anyOf\":[{\"type\":\"string\"},{\"enum\":[\"a\"]}]}", "same character"},
         {"{\"type\":\"object\",\"properties\":{\"a\":{}},\"additionalProperties\":true}", "additionalProperties"},
         {"{\"$ref\":\"#/$defs/missing\"}", "$ref"},

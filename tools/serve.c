@@ -77,6 +77,12 @@ static enum MHD_Result reply(server *sv, struct MHD_Connection *conn, conn_ctx *
     MHD_add_response_header(r, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
     if (status == 503) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (status == 401) MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (status == 405 && c) /* what the path does take */
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
+                                !strcmp(c->url, "/v1/chat/completions") || !strcmp(c->url, "/v1/completions") ||
+                                        !strcmp(c->url, "/v1/responses")
+                                    ? "POST, OPTIONS"
+                                    : "GET, HEAD, OPTIONS");
     if (c) c->status = status;
     enum MHD_Result ok = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);

@@ -131,7 +131,9 @@ char *serve_chunk_sse(const char *id, long created, const char *model, int index
 char *serve_models_json(const serve_engine *eng, long created);
 
 /* The Responses API (serve_responses.c): the request as a chat request (malloc'd JSON). */
-int serve_responses_to_chat(const char *body, size_t len, char **chat_body, serve_error *e);
+/* *shift: 1 when instructions became messages[0] (then messages[k] is input[k - 1]) */
+int serve_responses_to_chat(const char *body, size_t len, char **chat_body, int *shift,
+                            serve_error *e);
 char *serve_response_json(const char *id, long created, const char *model, const glmv_result *r);
 /* Streaming: the events for a piece of text (and the ones that open items before it),
  * then the closing ones; malloc'd "event: ...\ndata: ...\n\n" text. */

@@ -391,22 +391,37 @@ static long json_nul_escape(const char *s, size_t len) {
     return -1;
 }
 
+static long json_nul_escape(const char *s, size_t len);
+
 int serve_request_parse(serve_request *r, const char *body, size_t len, const serve_engine *eng,
                         const serve_media_policy *pol, int legacy, serve_error *e) {
     memset(r, 0, sizeof *r);
     if (legacy == SERVE_API_RESPONSES) { /* rewritten as a chat request, checked as one */
         char *chat = NULL;
+        int shift = 0;
         if (strlen(body) != len)
             return serve_error_set(e, 400, "invalid_request_error", "invalid_json", NULL,
                                    "the body is not valid JSON (NUL byte at %zu)", strlen(body));
-        if (serve_responses_to_chat(body, len, &chat, e)) return -1;
+        long nul = json_nul_escape(body, len); /* the rewrite would lose what follows it */
+        if (nul >= 0)
+            return serve_error_set(e, 400, "invalid_request_error", "invalid_json", NULL,
+                                   "a string holds a NUL character (\\u0000 at byte %ld), which glmv "
+                                   "cannot pass on", nul);
+        if (serve_responses_to_chat(body, len, &chat, &shift, e)) return -1;
         int rc = serve_request_parse(r, chat, strlen(chat), eng, pol, SERVE_API_CHAT, e);
         free(chat);
         if (rc && !strncmp(e->param, "max_completion_tokens", 21)) snprintf(e->param, sizeof e->param, "max_output_tokens");
-        if (rc && !strncmp(e->param, "messages", 8)) {
-            char rest[64];
-            snprintf(rest, sizeof rest, "%s", e->param + 8);
-            snprintf(e->param, sizeof e->param, "input%.58s", rest);
+        if (rc && !strncmp(e->param, "messages", 8)) { /* messages[k] was input[k - shift] */
+            int k = -1, used = 0;
+            char rest[64] = "";
+            if (sscanf(e->param, "messages[%d]%n", &k, &used) == 1 && k - shift >= 0) {
+                snprintf(rest, sizeof rest, "%s", e->param + used);
+                snprintf(e->param, sizeof e->param, "input[%d]%.40s", k - shift, rest);
+            } else if (k < 0) {
+                snprintf(e->param, sizeof e->param, "input");
+            } else {
+                snprintf(e->param, sizeof e->param, "instructions");
+            }
         }
         if (rc && !strncmp(e->param, "response_format", 15)) snprintf(e->param, sizeof e->param, "text.format");
         if (!rc) r->legacy = SERVE_API_RESPONSES;

@@ -48,8 +48,9 @@ static cJSON *chat_part(const cJSON *p, const char *param, serve_error *e) {
     return BAD(param, "content type '%.40s' is not supported (input_text, input_image)", t), NULL;
 }
 
-int serve_responses_to_chat(const char *body, size_t len, char **out, serve_error *e) {
+int serve_responses_to_chat(const char *body, size_t len, char **out, int *shift, serve_error *e) {
     *out = NULL;
+    *shift = 0;
     cJSON *in = cJSON_ParseWithLengthOpts(body, len + 1, NULL, 1);
     if (!in || !cJSON_IsObject(in)) {
         cJSON_Delete(in);
@@ -59,7 +60,8 @@ int serve_responses_to_chat(const char *body, size_t len, char **out, serve_erro
     int rc = -1;
     cJSON *chat = cJSON_CreateObject(), *msgs = cJSON_AddArrayToObject(chat, "messages");
     static const char *const refused[] = {"previous_response_id", "conversation", "tools",
-                                          "background", "include", "prompt", "truncation", NULL};
+                                          "background", "include", "prompt", "truncation",
+                                          "top_logprobs", NULL};
     for (int i = 0; refused[i]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(in, refused[i]);
         if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && !v->child)) {
@@ -85,6 +87,7 @@ int serve_responses_to_chat(const char *body, size_t len, char **out, serve_erro
         cJSON_AddStringToObject(m, "role", "system");
         cJSON_AddStringToObject(m, "content", ins->valuestring);
         cJSON_AddItemToArray(msgs, m);
+        *shift = 1; /* messages[k] is input[k - 1] */
     }
     const cJSON *input = cJSON_GetObjectItemCaseSensitive(in, "input");
     if (cJSON_IsString(input)) {
@@ -137,7 +140,7 @@ int serve_responses_to_chat(const char *body, size_t len, char **out, serve_erro
     static const char *const same[] = {"model", "stream", "temperature", "top_p", "top_k", "min_p",
                                        "seed", "stop", "max_thinking_tokens", "presence_penalty",
                                        "frequency_penalty", "repetition_penalty", "logit_bias",
-                                       "min_tokens", "ignore_eos", "top_logprobs", NULL};
+                                       "min_tokens", "ignore_eos", NULL};
     for (int i = 0; same[i]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(in, same[i]);
         if (v) cJSON_AddItemToObject(chat, same[i], cJSON_Duplicate(v, 1));
@@ -177,18 +180,20 @@ static void item_ids(const char *id, char *rs, char *msg, size_t n) {
     snprintf(msg, n, "msg_%s", tail);
 }
 
+static cJSON *reasoning_part(const char *text) {
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "type", "reasoning_text");
+    cJSON_AddStringToObject(p, "text", text ? text : "");
+    return p;
+}
+
 static cJSON *reasoning_item(const char *id, const char *text, int done) {
     cJSON *it = cJSON_CreateObject();
     cJSON_AddStringToObject(it, "type", "reasoning");
     cJSON_AddStringToObject(it, "id", id);
     cJSON_AddArrayToObject(it, "summary");
     cJSON *c = cJSON_AddArrayToObject(it, "content");
-    if (done) {
-        cJSON *p = cJSON_CreateObject();
-        cJSON_AddStringToObject(p, "type", "reasoning_text");
-        cJSON_AddStringToObject(p, "text", text ? text : "");
-        cJSON_AddItemToArray(c, p);
-    }
+    if (done) cJSON_AddItemToArray(c, reasoning_part(text));
     return it;
 }
 
@@ -280,6 +285,9 @@ static void close_reasoning(char **buf, size_t *len, serve_resp_stream *rs, cons
     cJSON *f = with_item(0, rid);
     cJSON_AddStringToObject(f, "text", rs->reasoning ? rs->reasoning : "");
     event(buf, len, rs, "response.reasoning_text.done", f);
+    f = with_item(0, rid);
+    cJSON_AddItemToObject(f, "part", reasoning_part(rs->reasoning));
+    event(buf, len, rs, "response.content_part.done", f);
     f = cJSON_CreateObject();
     cJSON_AddNumberToObject(f, "output_index", 0);
     cJSON_AddItemToObject(f, "item", reasoning_item(rid, rs->reasoning, 1));
@@ -313,6 +321,9 @@ char *serve_response_delta(serve_resp_stream *rs, const char *id, long created, 
             cJSON_AddNumberToObject(f, "output_index", 0);
             cJSON_AddItemToObject(f, "item", reasoning_item(rid, NULL, 0));
             event(&buf, &n, rs, "response.output_item.added", f);
+            f = with_item(0, rid);
+            cJSON_AddItemToObject(f, "part", reasoning_part(""));
+            event(&buf, &n, rs, "response.content_part.added", f);
             rs->open = 1;
         }
         if (rs->open == 1 && len) {
@@ -342,6 +353,7 @@ char *serve_response_delta(serve_resp_stream *rs, const char *id, long created, 
         char *t = strndup(text, len);
         cJSON *f = with_item(rs->message_index - 1, mid);
         cJSON_AddStringToObject(f, "delta", t ? t : "");
+        cJSON_AddArrayToObject(f, "logprobs");
         free(t);
         event(&buf, &n, rs, "response.output_text.delta", f);
     }
@@ -356,6 +368,7 @@ char *serve_response_end(serve_resp_stream *rs, const char *id, long created, co
     int mi = rs->message_index - 1;
     cJSON *f = with_item(mi, mid);
     cJSON_AddStringToObject(f, "text", r->content ? r->content : "");
+    cJSON_AddArrayToObject(f, "logprobs");
     event(&buf, &n, rs, "response.output_text.done", f);
     f = with_item(mi, mid);
     cJSON_AddItemToObject(f, "part", text_part(r->content));

@@ -232,6 +232,11 @@ test('/v1/responses: text and image input, reasoning and message items, streamin
   assert.equal(text, r.output_text);
   assert.equal(rtext, reasoning.content[0].text);
   assert.equal(final.output_text, r.output_text);
+  // the SDK's own stream helper accumulates the events into the same response
+  const helper = c.responses.stream({ model: 'm', input, max_output_tokens: 64, temperature: 0 });
+  const acc = await helper.finalResponse();
+  assert.equal(acc.output_text, r.output_text);
+  assert.equal(acc.output.find((o) => o.type === 'reasoning').content[0].text, reasoning.content[0].text);
   // a string input and instructions; max_output_tokens that cuts it short is 'incomplete'
   const short = await c.responses.create({ model: 'm', input: 'Hello', instructions: 'Be brief.', max_output_tokens: 3 });
   assert.equal(short.status, 'incomplete');
@@ -249,6 +254,12 @@ test('/v1/responses: text and image input, reasoning and message items, streamin
   await assert.rejects(c.responses.create({ model: 'm', input: [{ type: 'function_call_output', call_id: 'a', output: 'b' }] }),
     (e) => e.status === 400 && e.param === 'input[0]');
   await assert.rejects(c.responses.create({ model: 'm', input: 'x', temperature: 9 }), (e) => e.status === 400 && e.param === 'temperature');
+  await assert.rejects(c.responses.create({ model: 'm', input: 'x', top_logprobs: 2 }), (e) => e.status === 400 && e.param === 'top_logprobs');
+  await assert.rejects(c.responses.create({ model: 'm', input: 'before\u0000after' }), (e) => e.status === 400 && /NUL/.test(e.message));
+  // with instructions first, an error in input[0] is still named input[0]
+  await assert.rejects(c.responses.create({ model: 'm', instructions: 'Be brief.',
+    input: [{ role: 'user', content: [{ type: 'input_text', text: 7 }] }] }),
+  (e) => e.status === 400 && e.param === 'input[0].content[0]', 'param');
   await assert.rejects(c.responses.create({ model: 'm', input: 'x', text: { format: { type: 'json_schema', name: 'n', schema: { type: 'string', pattern: 'a' } } } }),
     (e) => e.status === 400 && e.param === 'text.format');
 });
@@ -307,6 +318,10 @@ test('unknown POST paths are 404 (NotFoundError); other methods on known paths 4
   }
   const r = await post(echo.url, '/v1/models', {});
   assert.equal(r.status, 405);
+  assert.match(r.headers.get('allow') || '', /GET/);
+  const g = await fetch(echo.url + '/v1/responses');
+  assert.equal(g.status, 405);
+  assert.match(g.headers.get('allow') || '', /POST/);
   const cl = new OpenAI({ baseURL: echo.url + '/v1', apiKey: 'none', maxRetries: 0 });
   await assert.rejects(cl.embeddings.create({ model: 'x', input: 'y' }), (e) => e instanceof OpenAI.NotFoundError);
 });
