@@ -77,6 +77,8 @@ static enum MHD_Result reply(server *sv, struct MHD_Connection *conn, conn_ctx *
     MHD_add_response_header(r, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
     if (status == 503) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (status == 401) MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    /* draining: no keep-alive, so a proxy does not send the next request here */
+    if (atomic_load(&sv->draining)) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     if (status == 405 && c) /* what the path does take */
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
                                 !strcmp(c->url, "/v1/chat/completions") || !strcmp(c->url, "/v1/completions") ||
