@@ -703,7 +703,7 @@ int cmd_serve(int argc, char **argv) {
     }
     sv.started = (long)time(NULL);
     sv.media.max_remote_bytes = sv.max_body;
-    if (sv.media.allow_remote && serve_fetch_init()) {
+    if (sv.media.allow_remote && serve_fetch_init((int)http_threads - 1)) {
         fprintf(stderr, "glmv serve: cannot initialise libcurl\n");
         sv.eng->free(sv.eng);
         return 1;

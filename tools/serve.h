@@ -108,8 +108,10 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
 void serve_request_free(serve_request *r);
 
 /* Download an http(s) URL (serve_fetch.c); *out malloc'd. */
-int serve_fetch_init(void);
+/* slots: downloads at once (keep one HTTP thread free of them) */
+int serve_fetch_init(int slots);
 void serve_fetch_cleanup(void);
+/* 0, -1 (a client error: err says why) or -2 (every download slot busy) */
 int serve_fetch_url(const char *url, size_t max_bytes, unsigned char **out, size_t *out_len,
                     char *err);
 

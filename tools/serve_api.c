@@ -199,7 +199,10 @@ static int media_from_url(serve_request *r, glmv_part *p, const char *url, int v
         unsigned char *bytes;
         size_t n;
         char ferr[GLMV_ERR_SIZE];
-        if (serve_fetch_url(url, pol->max_remote_bytes, &bytes, &n, ferr))
+        int frc = serve_fetch_url(url, pol->max_remote_bytes, &bytes, &n, ferr);
+        if (frc == -2)
+            return serve_error_set(e, 503, "server_error", "media_fetch_busy", param, "%s", ferr);
+        if (frc)
             return serve_error_set(e, 400, "invalid_request_error", "media_fetch_failed", param,
                                    "%s", ferr);
         own(r, (char *)bytes);

@@ -3,8 +3,11 @@
  * what clients name can be pointed at hosts behind it). libcurl, http and
  * https only (redirects included), at most 3 redirects, a size cap and a
  * time limit; the body must come with status 200. Runs on the HTTP thread
- * that parses the request.
+ * that parses the request: at most `slots` downloads at once (one HTTP thread
+ * fewer than there are), so URLs that never answer cannot take every thread
+ * and freeze /health; a download past them is refused as busy (503).
  */
+#include <stdatomic.h>
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,11 +37,30 @@ static size_t on_data(char *data, size_t size, size_t n, void *user) {
     return k;
 }
 
-int serve_fetch_init(void) { return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1; }
+static atomic_int fetch_busy, fetch_slots = 1;
+
+int serve_fetch_init(int slots) {
+    atomic_store(&fetch_slots, slots > 0 ? slots : 1);
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
 void serve_fetch_cleanup(void) { curl_global_cleanup(); }
+
+static int fetch(const char *url, size_t max_bytes, unsigned char **out, size_t *out_len, char *err);
 
 int serve_fetch_url(const char *url, size_t max_bytes, unsigned char **out, size_t *out_len,
                     char *err) {
+    if (atomic_fetch_add(&fetch_busy, 1) >= atomic_load(&fetch_slots)) {
+        atomic_fetch_sub(&fetch_busy, 1);
+        snprintf(err, GLMV_ERR_SIZE, "%d media downloads are in progress already: retry later",
+                 atomic_load(&fetch_slots));
+        return -2;
+    }
+    int rc = fetch(url, max_bytes, out, out_len, err);
+    atomic_fetch_sub(&fetch_busy, 1);
+    return rc;
+}
+
+static int fetch(const char *url, size_t max_bytes, unsigned char **out, size_t *out_len, char *err) {
     CURL *c = curl_easy_init();
     if (!c) return snprintf(err, GLMV_ERR_SIZE, "cannot start a download"), -1;
     fetch_buf b = {NULL, 0, 0, max_bytes};
@@ -48,7 +70,7 @@ int serve_fetch_url(const char *url, size_t max_bytes, unsigned char **out, size
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 3L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L); /* the whole download, however slowly it trickles */
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "glmv-serve");
     curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_bytes);
