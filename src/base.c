@@ -43,6 +43,18 @@ size_t glmv_mul_size(size_t a, size_t b) {
     return a * b;
 }
 
+int glmv_check_regular(const char *path, const char *what, char *err) {
+    struct stat st;
+    if (stat(path, &st)) return glmv_errf(err, "%s %s: %s", what, path, strerror(errno));
+    if (S_ISREG(st.st_mode)) return 0;
+    const char *kind = S_ISDIR(st.st_mode)    ? "a directory"
+                       : S_ISFIFO(st.st_mode) ? "a named pipe"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    return glmv_errf(err, "%s %s is %s, not a file", what, path, kind);
+}
+
 char *glmv_read_file(const char *path, size_t *len, char *err) {
     FILE *f = fopen(path, "rb");
     if (!f) {

@@ -33,6 +33,9 @@ size_t glmv_mul_size(size_t a, size_t b);
  * (or streams) larger than GLMV_READ_FILE_MAX bytes are refused. */
 #define GLMV_READ_FILE_MAX ((size_t)1 << 30)
 char *glmv_read_file(const char *path, size_t *len, char *err);
+/* 0 if path is a regular file (links followed); else -1 naming what it is, before anything
+ * opens it: a named pipe would block the open, a device would be read to the size limit. */
+int glmv_check_regular(const char *path, const char *what, char *err);
 
 /* Monotonic milliseconds. */
 double glmv_now_ms(void);

@@ -674,6 +674,7 @@ int glmv_image_decode_mem(const void *data, size_t size, int64_t max_pixels, glm
 
 int glmv_image_decode_file(const char *path, int64_t max_pixels, glmv_rgb *out, char *err) {
     memset(out, 0, sizeof(*out));
+    if (glmv_check_regular(path, "image", err)) return -1;
     size_t len = 0;
     char *buf = glmv_read_file(path, &len, err);
     if (!buf) return -1;

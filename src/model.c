@@ -397,6 +397,10 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     if (device) m->device_bytes = glmv_weights_bytes(m->w) - kept_bytes;
     if (!synthetic && file_exists(dir, "tokenizer.json")) {
         if (glmv_tokenizer_load(&m->tok, dir, err)) goto fail;
+        for (int32_t id = 0; id < glmv_tokenizer_size(m->tok); id++) {
+            size_t l = 0;
+            if (glmv_token_bytes(m->tok, id, &l) && (int64_t)l > m->max_token_bytes) m->max_token_bytes = (int64_t)l;
+        }
         if (check_prompt_tokens(m, dir, err)) goto fail;
         if (glmv_chat_template_load(&m->tmpl, dir, err)) goto fail;
     }

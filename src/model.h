@@ -75,6 +75,8 @@ struct glmv_model {
 
     glmv_tokenizer *tok;                   /* NULL for synthetic weights */
     struct glmv_vocab_index *vocab_index;  /* tokens by bytes, for JSON output (built on first use) */
+    int64_t max_token_bytes;               /* the longest token: a prompt of more than n_ctx times
+                                              this many bytes cannot fit, whatever its tokens */
     glmv_chat_template *tmpl;
 
     char name[256];

@@ -774,6 +774,13 @@ static int generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const
         goto done;
     }
     if (!raw && load_images(m, msgs, n_msgs, s->n_ctx, &md, err)) goto done;
+    /* a prompt longer than the context could hold at the longest token is refused before
+     * tokenizing it (a 62 MB text would take seconds and gigabytes to be told so) */
+    if (m->max_token_bytes > 0 && (int64_t)strlen(text) > (int64_t)s->n_ctx * m->max_token_bytes) {
+        glmv_errf(err, "the prompt has %zu bytes: more than the context (n_ctx %d) holds, even at %lld "
+                  "bytes a token", strlen(text), s->n_ctx, (long long)m->max_token_bytes);
+        goto done;
+    }
     n0 = glmv_tokenize(m->tok, text, strlen(text), &ids0, err);
     if (n0 < 0) goto done;
     if (expand_videos(m, &ids0, &n0, &md, err)) goto done;

@@ -161,6 +161,7 @@ static int av_fail(char *err, const char *name, const char *what, int e) {
 static int vreader_open(vreader *r, const char *path, const void *data, size_t size, char *err) {
     memset(r, 0, sizeof *r);
     r->name = path ? path : "video data";
+    if (path && glmv_check_regular(path, "video", err)) return -1; /* a pipe would block the open */
     av_log_set_level(AV_LOG_QUIET);
     r->fmt = avformat_alloc_context();
     if (!r->fmt) return glmv_errf(err, "out of memory");

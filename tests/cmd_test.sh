@@ -103,6 +103,15 @@ expect_fail err_image_huge_file "limit" $G run -m $M --image "$tmp/sparse.png" -
 rm -f "$tmp/sparse.png"
 expect_fail err_tokenize_dir "directory" $G tokenize -m $M -f "$tmp"
 expect_fail err_stdin_endless "larger than" timeout 60 $G run -m $M -p - </dev/zero
+# a prompt that cannot fit even at the longest token is refused before it is tokenized
+head -c 60000 /dev/zero | tr '\0' 'a' >"$tmp/long.txt"
+expect_fail err_prompt_cannot_fit "even at" $G run -m $M --ctx 64 -p - <"$tmp/long.txt"
+# media that are not files are refused before anything opens them: a named pipe would block
+# the open for ever, a device would be read to the 1 GiB limit
+mkfifo "$tmp/pipe.png"
+expect_fail err_image_fifo "is a named pipe" timeout 10 $G run -m $M --image "$tmp/pipe.png" -p hi
+expect_fail err_image_device "is a device" timeout 10 $G run -m $M --image /dev/zero -p hi
+expect_fail err_video_device "is a device" timeout 10 $G run -m $M --video /dev/zero -p hi
 expect_fail err_chat_endless_line "longer than" timeout 60 $G chat -m $M -n 1 </dev/zero
 
 # a processor config asking for a billion pixels per image (or frame) would
