@@ -17,7 +17,7 @@ run_one() {
     local t1=$(date +%s)
     cat "$log"
     local lines
-    lines=$(grep -E '^RESULT ' "$log")
+    lines=$(grep -E '^RESULT [^ ]+ passed=[0-9]+ failed=[0-9]+ skipped=[0-9]+$' "$log")
     if [ -z "$lines" ]; then
         echo "not ok $name: exited $rc without a RESULT line"
         fail=$((fail + 1))

@@ -17,7 +17,7 @@ rc=$?
 echo "$out" | grep -v -E '^\[(NOTICE|WARNING)\]'
 # a conversation stays on its replica, but for one whose replica was restarting between its turns
 moved=$(echo "$out" | sed -n 's/^second turns on another replica than the first: \([0-9]*\);.*/\1/p')
-if [ $rc -eq 0 ] && echo "$out" | grep -q 'RESULT scaleout requests=[1-9][0-9]* failed=0' &&
+if [ $rc -eq 0 ] && echo "$out" | grep -q 'scaleout: requests=[1-9][0-9]* failed=0' &&
    [ -n "$moved" ] && [ "$moved" -le 4 ]; then
     echo "ok scaleout_drain_and_affinity"
     echo "RESULT scaleout passed=1 failed=0 skipped=0"

@@ -116,5 +116,5 @@ uncached=$(cat "$TMP"/uncached.* 2>/dev/null | wc -l)
 total=$(cat "$TMP"/codes.* | wc -l)
 failed=$(cat "$TMP"/codes.* | grep -vc '^200$')
 echo "second turns on another replica than the first: $moved; second turns without a cached prompt: $uncached"
-echo "RESULT scaleout requests=$total failed=$failed"
+echo "scaleout: requests=$total failed=$failed"
 [ "$failed" -eq 0 ]
