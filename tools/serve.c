@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <stdatomic.h>
@@ -341,6 +342,13 @@ static enum MHD_Result route_get(server *sv, struct MHD_Connection *conn, conn_c
     return ok;
 }
 
+static enum MHD_Result count_content_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                            const char *value) {
+    (void)kind, (void)value;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) ++*(int *)cls;
+    return MHD_YES;
+}
+
 /* Access-Control-Allow-Headers: what the preflight asked for (header names
  * only: letters, digits, '-', '_', separated by commas and spaces), always
  * with Authorization and Content-Type. */
@@ -377,6 +385,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         /* A body a little too large is read and dropped so that the client,
          * still sending, gets the 413 rather than a reset; a huge one is
          * answered at once and the connection closed. */
+        /* two Content-Length headers that disagree: which body is meant is ambiguous
+         * (request smuggling behind a proxy that reads the other one) */
+        int n_cl = 0;
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, count_content_length, &n_cl);
+        if (n_cl > 1) {
+            c->ph = PH_DONE;
+            return fail(sv, conn, c, 400, "invalid_request_error", "bad_request",
+                        "more than one Content-Length header");
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
         if (clen > sv->max_body) c->too_big = 1;

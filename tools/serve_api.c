@@ -356,6 +356,8 @@ static int parse_messages(serve_request *r, const cJSON *msgs, const serve_media
             p->text = own_strdup(r, rl[0] == 'a' ? strip_think(r, s) : s);
             if (!p->text) return serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
         } else if (cJSON_IsArray(c)) {
+            if (!c->child && rl[0] == 'u') /* a question of nothing would be answered anyway */
+                return BAD(param, "'%s.content' must not be empty", param);
             int pi = 0;
             for (const cJSON *it = c->child; it; it = it->next, pi++) {
                 if (parse_part(r, it, mi, pi, pol, e)) return -1;

@@ -186,6 +186,15 @@ test('oversized body is 413, by Content-Length and by chunked upload', async () 
   await healthy();
 });
 
+test('two Content-Length headers are refused; an empty user content is a 400', async () => {
+  const raw = await rawHttp(srv.url, 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n' +
+    'Content-Length: 50\r\nConnection: close\r\n\r\n{"a":', { idleMs: 1000 });
+  const st = statusOf(raw);
+  assert.equal(st, 400, raw.slice(0, 200));
+  await expectError({ messages: [{ role: 'user', content: [] }] }, 400, (e) => assert.equal(e.param, 'messages[0]'));
+  await healthy();
+});
+
 test('wrong methods, unknown paths, CORS preflight', async () => {
   assert.equal((await fetch(srv.url + '/v1/chat/completions')).status, 405);
   assert.equal((await fetch(srv.url + '/v1/nothing')).status, 404);
