@@ -150,6 +150,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     if (strstr(msg, "application error generating response")) return;
+    /* a client that hangs up mid-request is its own business (a flood of them would flood the log) */
+    if (strstr(msg, "closed by remote side with incomplete request")) return;
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
     fprintf(stderr, "glmv serve: http: %s\n", msg);
