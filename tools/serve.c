@@ -41,9 +41,10 @@ typedef struct {
     serve_sched sched;
     long started;
     atomic_int draining;        /* SIGTERM: finishing what is in flight, taking nothing new */
+    atomic_int fetching;        /* requests whose media are downloading (drained too) */
 } server;
 
-typedef enum { PH_BODY = 0, PH_WAIT, PH_DONE } phase;
+typedef enum { PH_BODY = 0, PH_FETCH, PH_WAIT, PH_DONE } phase;
 
 typedef struct {
     phase ph;
@@ -219,6 +220,53 @@ static void make_id(char *out, size_t n) {
     snprintf(out, n, "chatcmpl-%016llx%04x", (unsigned long long)x, k & 0xffff);
 }
 
+static enum MHD_Result chat_submit(server *sv, struct MHD_Connection *conn, conn_ctx *c);
+
+/* Remote media are downloaded here, off the HTTP threads: a URL that never answers holds
+ * this thread and its own connection, nothing else. */
+typedef struct {
+    server *sv;
+    serve_job *j;
+} fetch_arg;
+
+static void *fetch_main(void *arg) {
+    fetch_arg *fa = arg;
+    serve_job *j = fa->j;
+    serve_error e;
+    memset(&e, 0, sizeof e);
+    int rc = serve_request_fetch(&j->req, &fa->sv->media, &e);
+    atomic_fetch_sub(&fa->sv->fetching, 1);
+    pthread_mutex_lock(&j->mu);
+    j->fetch_rc = rc;
+    j->fetch_err = e;
+    j->fetch_done = 1;
+    serve_job_wake_locked(j); /* resumes the connection if the client is still there */
+    pthread_mutex_unlock(&j->mu);
+    serve_job_unref(j);
+    free(fa);
+    return NULL;
+}
+
+/* back from the download: answer its error or queue the request */
+static enum MHD_Result chat_fetched(server *sv, struct MHD_Connection *conn, conn_ctx *c) {
+    serve_job *j = c->job;
+    pthread_mutex_lock(&j->mu);
+    if (!j->fetch_done) { /* woken early: wait again */
+        j->suspended = 1;
+        MHD_suspend_connection(conn);
+        pthread_mutex_unlock(&j->mu);
+        return MHD_YES;
+    }
+    int rc = j->fetch_rc;
+    serve_error e = j->fetch_err;
+    pthread_mutex_unlock(&j->mu);
+    if (rc) {
+        c->ph = PH_DONE;
+        return reply_error(sv, conn, c, &e);
+    }
+    return chat_submit(sv, conn, c);
+}
+
 static enum MHD_Result chat_start(server *sv, struct MHD_Connection *conn, conn_ctx *c) {
     serve_error e;
     if (atomic_load(&sv->draining))
@@ -244,6 +292,40 @@ static enum MHD_Result chat_start(server *sv, struct MHD_Connection *conn, conn_
     j->model = j->req.model[0] ? j->req.model : sv->eng->model_id;
     j->conn = conn;
     c->job = j; /* the connection's reference */
+    if (j->req.n_remote > 0) { /* download on a thread of its own, the connection suspended */
+        fetch_arg *fa = malloc(sizeof *fa);
+        pthread_t th;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        pthread_mutex_lock(&j->mu);
+        j->refs++; /* the download thread's */
+        c->ph = PH_FETCH;
+        j->suspended = 1;
+        MHD_suspend_connection(conn);
+        atomic_fetch_add(&sv->fetching, 1);
+        int started = fa && (fa->sv = sv, fa->j = j, pthread_create(&th, &at, fetch_main, fa) == 0);
+        if (!started) {
+            atomic_fetch_sub(&sv->fetching, 1);
+            j->refs--;
+            j->suspended = 0;
+            MHD_resume_connection(conn);
+        }
+        pthread_mutex_unlock(&j->mu);
+        pthread_attr_destroy(&at);
+        if (!started) {
+            free(fa);
+            c->ph = PH_DONE;
+            return fail(sv, conn, c, 500, "server_error", NULL, "cannot start a download");
+        }
+        return MHD_YES;
+    }
+    return chat_submit(sv, conn, c);
+}
+
+/* the request is whole (its media downloaded): queue it */
+static enum MHD_Result chat_submit(server *sv, struct MHD_Connection *conn, conn_ctx *c) {
+    serve_job *j = c->job;
     if (serve_sched_submit(&sv->sched, j)) {
         j->conn = NULL;
         return fail(sv, conn, c, 503, "server_error", "queue_full",
@@ -436,6 +518,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0;
         return MHD_YES;
     }
+    if (c->ph == PH_FETCH) return chat_fetched(sv, conn, c);
     if (c->ph == PH_WAIT) return chat_wait(sv, conn, c);
     if (c->ph == PH_DONE) return MHD_NO;
     c->ph = PH_DONE;
@@ -722,7 +805,8 @@ int cmd_serve(int argc, char **argv) {
     }
     sv.started = (long)time(NULL);
     sv.media.max_remote_bytes = sv.max_body;
-    if (sv.media.allow_remote && serve_fetch_init((int)http_threads - 1)) {
+    sv.media.defer_remote = 1;
+    if (sv.media.allow_remote && serve_fetch_init(16)) {
         fprintf(stderr, "glmv serve: cannot initialise libcurl\n");
         sv.eng->free(sv.eng);
         return 1;
@@ -776,13 +860,13 @@ int cmd_serve(int argc, char **argv) {
      * let what is queued or running finish up to the deadline, end the rest with an error */
     atomic_store(&sv.draining, 1);
     MHD_socket lfd = MHD_quiesce_daemon(d);
-    int busy = serve_sched_busy(&sv.sched);
+    int busy = serve_sched_busy(&sv.sched) + atomic_load(&sv.fetching);
     fprintf(stderr, "glmv serve: stopping (signal %d): %d request(s) in flight, waiting up to %ld s\n",
             sig, busy, drain_timeout);
     struct timespec tick = {0, 20 * 1000 * 1000};
     for (long waited = 0; busy > 0 && waited < drain_timeout * 50; waited++) {
         nanosleep(&tick, NULL);
-        busy = serve_sched_busy(&sv.sched);
+        busy = serve_sched_busy(&sv.sched) + atomic_load(&sv.fetching);
     }
     if (busy) fprintf(stderr, "glmv serve: drain deadline: ending %d request(s) with an error\n", busy);
     serve_sched_stop(&sv.sched); /* cancels jobs and resumes their connections */

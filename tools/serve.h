@@ -57,7 +57,10 @@ typedef struct {
     int allow_remote;           /* --allow-remote-media: download http(s) URLs */
     size_t max_remote_bytes;    /* cap on one download */
     int max_images;             /* per request */
+    int defer_remote;           /* parse only notes http(s) URLs; serve_request_fetch downloads */
 } serve_media_policy;
+
+#define SERVE_MAX_REMOTE 16     /* http(s) media per request */
 
 /* A parsed chat request; owns every string and buffer it points to. */
 typedef struct {
@@ -79,6 +82,10 @@ typedef struct {
     int32_t *bias_ids;          /* logit_bias, pointed to by sp */
     float *bias_values;
     char model[128];            /* the name the client asked for (answered back), or "" */
+    int n_remote;               /* http(s) media left to download (defer_remote) */
+    int remote_part[SERVE_MAX_REMOTE];
+    int remote_video[SERVE_MAX_REMOTE];
+    const char *remote_url[SERVE_MAX_REMOTE];
 } serve_request;
 
 /* An error to send: HTTP status, OpenAI type, param (may be NULL), code (may be NULL). */
@@ -106,6 +113,9 @@ int serve_model_accepted(const serve_engine *eng, const char *name);
 int serve_request_parse(serve_request *r, const char *body, size_t len, const serve_engine *eng,
                         const serve_media_policy *pol, int legacy, serve_error *e);
 void serve_request_free(serve_request *r);
+/* Download the http(s) media a deferred parse noted (off the HTTP threads). 0, or -1 with *e
+ * filled (400 for a URL that fails, 503 when every download slot is busy). */
+int serve_request_fetch(serve_request *r, const serve_media_policy *pol, serve_error *e);
 
 /* Download an http(s) URL (serve_fetch.c); *out malloc'd. */
 /* slots: downloads at once (keep one HTTP thread free of them) */
@@ -188,6 +198,8 @@ struct serve_job {
     int have_result;            /* all req.n_choices of them */
     int choice;                 /* the choice being generated (events' index) */
     serve_resp_stream rs;       /* /v1/responses streaming state */
+    int fetch_done, fetch_rc;   /* the media downloads of this request, off the HTTP threads */
+    serve_error fetch_err;
     double t_arrive, t_start, t_first, t_end; /* ms */
     serve_job *qprev, *qnext;   /* queue links */
     serve_job *aprev, *anext;   /* all live jobs (disconnect watch) */

@@ -196,6 +196,18 @@ static int media_from_url(serve_request *r, glmv_part *p, const char *url, int v
         return 0;
     }
     if (pol->allow_remote && (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8))) {
+        if (pol->defer_remote) { /* downloaded later, off the HTTP thread: serve_request_fetch */
+            if (r->n_remote >= SERVE_MAX_REMOTE)
+                return BAD(param, "more than %d http(s) media in one request", SERVE_MAX_REMOTE);
+            r->remote_part[r->n_remote] = (int)(p - r->parts);
+            r->remote_video[r->n_remote] = video;
+            r->remote_url[r->n_remote] = own_strdup(r, url);
+            if (!r->remote_url[r->n_remote]) return serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+            r->n_remote++;
+            p->data = NULL;
+            p->size = 0;
+            return 0;
+        }
         unsigned char *bytes;
         size_t n;
         char ferr[GLMV_ERR_SIZE];
@@ -251,6 +263,29 @@ static int media_from_url(serve_request *r, glmv_part *p, const char *url, int v
                                (long long)st.st_size);
     p->path = own_strdup(r, real);
     return p->path ? 0 : serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+}
+
+int serve_request_fetch(serve_request *r, const serve_media_policy *pol, serve_error *e) {
+    for (int i = 0; i < r->n_remote; i++) {
+        glmv_part *p = &r->parts[r->remote_part[i]];
+        unsigned char *bytes;
+        size_t n;
+        char ferr[GLMV_ERR_SIZE], param[64];
+        snprintf(param, sizeof param, "messages");
+        int frc = serve_fetch_url(r->remote_url[i], pol->max_remote_bytes, &bytes, &n, ferr);
+        if (frc == -2) return serve_error_set(e, 503, "server_error", "media_fetch_busy", param, "%s", ferr);
+        if (frc)
+            return serve_error_set(e, 400, "invalid_request_error", "media_fetch_failed", param, "%s", ferr);
+        own(r, (char *)bytes);
+        if (!r->remote_video[i] && !image_format(bytes, n))
+            return serve_error_set(e, 400, "invalid_request_error", "invalid_image", param,
+                                   "the data at %.200s is not a PNG, JPEG, WebP, GIF or BMP image",
+                                   r->remote_url[i]);
+        p->data = bytes;
+        p->size = n;
+    }
+    r->n_remote = 0;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */

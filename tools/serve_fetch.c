@@ -2,10 +2,10 @@
  * `glmv serve --allow-remote-media` (off by default: a server that fetches
  * what clients name can be pointed at hosts behind it). libcurl, http and
  * https only (redirects included), at most 3 redirects, a size cap and a
- * time limit; the body must come with status 200. Runs on the HTTP thread
- * that parses the request: at most `slots` downloads at once (one HTTP thread
- * fewer than there are), so URLs that never answer cannot take every thread
- * and freeze /health; a download past them is refused as busy (503).
+ * time limit (20 s in all); the body must come with status 200. serve.c runs
+ * it on a thread of its own per request (never on an HTTP thread, so a URL
+ * that never answers holds nothing else); at most `slots` downloads at once,
+ * one past them is refused as busy (503).
  */
 #include <stdatomic.h>
 #include <curl/curl.h>
