@@ -50,6 +50,7 @@ typedef struct {
     phase ph;
     char *body;
     size_t len, cap;
+    size_t received;            /* body bytes seen, kept or dropped */
     int too_big;
     serve_job *job;
     double t0;
@@ -494,6 +495,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_size) { /* a piece of the body */
+        c->received += *upload_size;
+        if (c->too_big && c->ph == PH_BODY && c->received > 4 * sv->max_body) {
+            /* a chunked body far past the limit is not read to its end: the connection is
+             * closed (a 413 queued now would be lost in the reset of the unread upload) */
+            c->ph = PH_DONE;
+            return MHD_NO;
+        }
         if (c->ph == PH_BODY && !c->too_big) {
             size_t n = *upload_size;
             if (c->len + n > sv->max_body) {

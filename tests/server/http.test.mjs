@@ -183,6 +183,21 @@ test('oversized body is 413, by Content-Length and by chunked upload', async () 
   const raw = await rawHttp(srv.url, parts, { idleMs: 2000 });
   assert.equal(statusOf(raw), 413);
   assert.match(bodyOf(raw), /body_too_large/);
+  // far past the limit, chunked: the connection is closed long before the client has sent it all
+  const sock = (await import('node:net')).connect(Number(new URL(srv.url).port), '127.0.0.1');
+  let got = '', sent = 0, closed = false;
+  sock.on('data', (d) => { got += d; });
+  sock.on('error', () => { closed = true; });
+  sock.on('close', () => { closed = true; });
+  await new Promise((r) => sock.on('connect', r));
+  sock.write(head);
+  while (!got && !closed && sent < (64 << 20)) {
+    await new Promise((r) => sock.write((chunk.length).toString(16) + '\r\n' + chunk + '\r\n', () => r()));
+    sent += chunk.length;
+  }
+  sock.destroy();
+  assert.ok(closed || got, 'the server gave up on the upload');
+  assert.ok(sent < 16 << 20, `still reading after ${sent} bytes`);
   await healthy();
 });
 
