@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <stdatomic.h>
@@ -42,6 +43,7 @@ typedef struct {
     long started;
     atomic_int draining;        /* SIGTERM: finishing what is in flight, taking nothing new */
     atomic_int fetching;        /* requests whose media are downloading (drained too) */
+    atomic_int active;          /* chat requests from chat_start to on_completed */
 } server;
 
 typedef enum { PH_BODY = 0, PH_FETCH, PH_WAIT, PH_DONE } phase;
@@ -163,9 +165,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 static enum MHD_Result chat_wait(server *sv, struct MHD_Connection *conn, conn_ctx *c) {
     serve_job *j = c->job;
     pthread_mutex_lock(&j->mu);
-    if (atomic_load(&j->cancelled) && !j->out_done) {
+    if (j->client_gone && !j->out_done) {
         pthread_mutex_unlock(&j->mu);
-        return MHD_NO; /* the client is gone, or shutdown: close */
+        return MHD_NO; /* the client is gone: close */
     }
     if (j->failed) {
         serve_error e = j->err;
@@ -205,6 +207,10 @@ static enum MHD_Result chat_wait(server *sv, struct MHD_Connection *conn, conn_c
         c->ph = PH_DONE;
         return reply_json(sv, conn, c, 200, body);
     }
+    if (j->out_done) { /* nothing to answer will ever come */
+        pthread_mutex_unlock(&j->mu);
+        return MHD_NO;
+    }
     j->suspended = 1;
     MHD_suspend_connection(conn);
     pthread_mutex_unlock(&j->mu);
@@ -235,8 +241,8 @@ static void *fetch_main(void *arg) {
     serve_job *j = fa->j;
     serve_error e;
     memset(&e, 0, sizeof e);
+    server *sv = fa->sv;
     int rc = serve_request_fetch(&j->req, &fa->sv->media, &e);
-    atomic_fetch_sub(&fa->sv->fetching, 1);
     pthread_mutex_lock(&j->mu);
     j->fetch_rc = rc;
     j->fetch_err = e;
@@ -245,6 +251,7 @@ static void *fetch_main(void *arg) {
     pthread_mutex_unlock(&j->mu);
     serve_job_unref(j);
     free(fa);
+    atomic_fetch_sub(&sv->fetching, 1); /* last: cmd_serve waits for 0 before MHD_stop_daemon */
     return NULL;
 }
 
@@ -293,6 +300,7 @@ static enum MHD_Result chat_start(server *sv, struct MHD_Connection *conn, conn_
     j->model = j->req.model[0] ? j->req.model : sv->eng->model_id;
     j->conn = conn;
     c->job = j; /* the connection's reference */
+    atomic_fetch_add(&sv->active, 1);
     if (j->req.n_remote > 0) { /* download on a thread of its own, the connection suspended */
         fetch_arg *fa = malloc(sizeof *fa);
         pthread_t th;
@@ -577,6 +585,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (c->job) {
         serve_sched_detach(&sv->sched, c->job);
         serve_job_unref(c->job);
+        atomic_fetch_sub(&sv->active, 1);
     }
     if (sv->verbose)
         fprintf(stderr, "glmv serve: %s %s %d %.1f ms%s\n", c->method, c->url, c->status,
@@ -864,22 +873,24 @@ int cmd_serve(int argc, char **argv) {
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    /* drain: take no new connection (the load balancer sees the port closed) nor request,
+    /* drain: take no new connection (the port is shut: refused at once) nor request,
      * let what is queued or running finish up to the deadline, end the rest with an error */
     atomic_store(&sv.draining, 1);
     MHD_socket lfd = MHD_quiesce_daemon(d);
-    int busy = serve_sched_busy(&sv.sched) + atomic_load(&sv.fetching);
+    if (lfd != MHD_INVALID_SOCKET) shutdown(lfd, SHUT_RDWR); /* refuse, not queue, new connections */
+    int busy = atomic_load(&sv.active);
     fprintf(stderr, "glmv serve: stopping (signal %d): %d request(s) in flight, waiting up to %ld s\n",
             sig, busy, drain_timeout);
     struct timespec tick = {0, 20 * 1000 * 1000};
     for (long waited = 0; busy > 0 && waited < drain_timeout * 50; waited++) {
         nanosleep(&tick, NULL);
-        busy = serve_sched_busy(&sv.sched) + atomic_load(&sv.fetching);
+        busy = atomic_load(&sv.active);
     }
     if (busy) fprintf(stderr, "glmv serve: drain deadline: ending %d request(s) with an error\n", busy);
+    if (sv.media.allow_remote) serve_fetch_abort_all();
+    for (int k = 0; atomic_load(&sv.fetching) > 0 && k < 500; k++) nanosleep(&tick, NULL);
     serve_sched_stop(&sv.sched); /* cancels jobs and resumes their connections */
-    struct timespec ts = {0, 200 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+    for (int k = 0; atomic_load(&sv.active) > 0 && k < 100; k++) nanosleep(&tick, NULL); /* answers go out */
     MHD_stop_daemon(d);
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
     sv.eng->free(sv.eng);

@@ -121,7 +121,8 @@ int serve_request_fetch(serve_request *r, const serve_media_policy *pol, serve_e
 /* slots: downloads at once (keep one HTTP thread free of them) */
 int serve_fetch_init(int slots);
 void serve_fetch_cleanup(void);
-/* 0, -1 (a client error: err says why) or -2 (every download slot busy) */
+void serve_fetch_abort_all(void);
+/* 0, -1 (a client error: err says why), -2 (every download slot busy) or -3 (shutting down) */
 int serve_fetch_url(const char *url, size_t max_bytes, unsigned char **out, size_t *out_len,
                     char *err);
 
@@ -184,6 +185,7 @@ struct serve_job {
     long created;
     serve_job_state state;
     atomic_int cancelled;       /* the client left, or shutdown */
+    int client_gone;            /* the watch saw the socket closed */
     struct MHD_Connection *conn;/* NULL once the connection is gone */
     int suspended;              /* conn suspended, waiting for this job */
     int started_output;         /* an event or the end exists: the handler may answer */

@@ -212,8 +212,9 @@ static int media_from_url(serve_request *r, glmv_part *p, const char *url, int v
         size_t n;
         char ferr[GLMV_ERR_SIZE];
         int frc = serve_fetch_url(url, pol->max_remote_bytes, &bytes, &n, ferr);
-        if (frc == -2)
-            return serve_error_set(e, 503, "server_error", "media_fetch_busy", param, "%s", ferr);
+        if (frc == -2 || frc == -3)
+            return serve_error_set(e, 503, "server_error", frc == -2 ? "media_fetch_busy" : "server_shutdown",
+                                   param, "%s", ferr);
         if (frc)
             return serve_error_set(e, 400, "invalid_request_error", "media_fetch_failed", param,
                                    "%s", ferr);
@@ -273,6 +274,7 @@ int serve_request_fetch(serve_request *r, const serve_media_policy *pol, serve_e
         char ferr[GLMV_ERR_SIZE], param[64];
         snprintf(param, sizeof param, "messages");
         int frc = serve_fetch_url(r->remote_url[i], pol->max_remote_bytes, &bytes, &n, ferr);
+        if (frc == -3) return serve_error_set(e, 503, "server_error", "server_shutdown", param, "%s", ferr);
         if (frc == -2) return serve_error_set(e, 503, "server_error", "media_fetch_busy", param, "%s", ferr);
         if (frc)
             return serve_error_set(e, 400, "invalid_request_error", "media_fetch_failed", param, "%s", ferr);

@@ -37,7 +37,12 @@ static size_t on_data(char *data, size_t size, size_t n, void *user) {
     return k;
 }
 
-static atomic_int fetch_busy, fetch_slots = 1;
+static atomic_int fetch_busy, fetch_slots = 1, fetch_abort;
+void serve_fetch_abort_all(void) { atomic_store(&fetch_abort, 1); }
+static int on_progress(void *u, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d) {
+    (void)u, (void)a, (void)b, (void)c, (void)d;
+    return atomic_load(&fetch_abort) ? 1 : 0;
+}
 
 int serve_fetch_init(int slots) {
     atomic_store(&fetch_slots, slots > 0 ? slots : 1);
@@ -49,6 +54,10 @@ static int fetch(const char *url, size_t max_bytes, unsigned char **out, size_t 
 
 int serve_fetch_url(const char *url, size_t max_bytes, unsigned char **out, size_t *out_len,
                     char *err) {
+    if (atomic_load(&fetch_abort)) {
+        snprintf(err, GLMV_ERR_SIZE, "the server is shutting down");
+        return -3;
+    }
     if (atomic_fetch_add(&fetch_busy, 1) >= atomic_load(&fetch_slots)) {
         atomic_fetch_sub(&fetch_busy, 1);
         snprintf(err, GLMV_ERR_SIZE, "%d media downloads are in progress already: retry later",
@@ -57,6 +66,10 @@ int serve_fetch_url(const char *url, size_t max_bytes, unsigned char **out, size
     }
     int rc = fetch(url, max_bytes, out, out_len, err);
     atomic_fetch_sub(&fetch_busy, 1);
+    if (rc && atomic_load(&fetch_abort)) { /* cut short by the shutdown, not the URL's fault */
+        snprintf(err, GLMV_ERR_SIZE, "the server is shutting down");
+        return -3;
+    }
     return rc;
 }
 
@@ -76,6 +89,8 @@ static int fetch(const char *url, size_t max_bytes, unsigned char **out, size_t 
     curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_bytes);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     CURLcode rc = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);

@@ -155,6 +155,10 @@ static void run_job(serve_sched *s, serve_job *j) {
     pthread_mutex_lock(&j->mu);
     if (atomic_load(&j->cancelled)) {
         j->state = JOB_DONE;
+        j->failed = 1;
+        j->started_output = 1;
+        serve_error_set(&j->err, 503, "server_error", "server_shutdown", NULL,
+                        "the server is shutting down: retry on another replica");
         j->out_done = 1;
         serve_job_wake_locked(j);
         pthread_mutex_unlock(&j->mu);
@@ -232,7 +236,10 @@ static void run_job(serve_sched *s, serve_job *j) {
         eng->result_free(&res);
     } else {
         j->have_result = j->n_results == n;
-        if (shutdown && !j->req.stream && !j->have_result) {
+        int cut = !j->have_result;
+        for (int i = 0; i < j->n_results; i++)
+            cut |= j->results[i].finish_reason && !strcmp(j->results[i].finish_reason, "cancelled");
+        if (shutdown && !j->req.stream && cut) { /* a cut answer is not a 200 */
             j->failed = 1;
             serve_error_set(&j->err, 503, "server_error", "server_shutdown", NULL,
                             "the server shut down before the answer was complete");
@@ -369,6 +376,7 @@ static void *watch_main(void *arg) {
             pthread_mutex_lock(&j->mu);
             if (j->conn && j->suspended && !atomic_load(&j->cancelled) && conn_closed(j->conn)) {
                 atomic_store(&j->cancelled, 1);
+                j->client_gone = 1;
                 if (j->in_queue) {
                     queue_remove_locked(s, j);
                     s->m.cancelled++;

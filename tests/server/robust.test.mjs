@@ -126,3 +126,53 @@ test('past --drain-timeout the rest end with an error event or a 503, exit statu
   assert.equal(qq.body.error.code, 'server_shutdown');
   assert.equal(code, 3);
 });
+
+test('at the drain deadline a running non-stream request gets a 503, not a reset', async () => {
+  const srv = await startServer(['-m', 'echo:delay_ms=300', '--drain-timeout', '0']);
+  const a = post(srv.url, '/v1/chat/completions', user('plain running job'))
+    .then(async (r) => ({ status: r.status, body: await r.json() })).catch((e) => ({ err: String(e.cause?.code || e) }));
+  await new Promise((r) => setTimeout(r, 500));
+  const code = await srv.stop();
+  const got = await a;
+  assert.equal(got.status, 503, JSON.stringify(got));
+  assert.equal(got.body.error.code, 'server_shutdown');
+  assert.equal(code, 3);
+});
+
+test('a download still running at shutdown ends with an answer and exit 3, not an abort', async () => {
+  const http = await import('node:http');
+  const hang = http.createServer(() => {});
+  await new Promise((r) => hang.listen(0, '127.0.0.1', r));
+  const srv = await startServer(['-m', 'echo:', '--allow-remote-media', '--drain-timeout', '1']);
+  try {
+    const url = `http://127.0.0.1:${hang.address().port}/never.png`;
+    const p = post(srv.url, '/v1/chat/completions', user([{ type: 'image_url', image_url: { url } }, { type: 'text', text: 'x' }]))
+      .then(async (r) => ({ status: r.status })).catch((e) => ({ err: String(e.cause?.code || e) }));
+    await new Promise((r) => setTimeout(r, 300));
+    const code = await srv.stop();
+    const got = await p;
+    assert.equal(got.status, 503, JSON.stringify(got) + srv.stderr().slice(-300));
+    assert.equal(code, 3);
+  } finally {
+    hang.closeAllConnections?.();
+    hang.close();
+  }
+});
+
+test('during the drain a new connection is refused at once, not left hanging', async () => {
+  const srv = await startServer(['-m', 'echo:delay_ms=100', '--drain-timeout', '4']);
+  const a = post(srv.url, '/v1/chat/completions', user('a long one')).then((r) => r.status).catch(() => 0);
+  await new Promise((r) => setTimeout(r, 300));
+  const stopping = srv.stop();
+  await new Promise((r) => setTimeout(r, 300));
+  const port = Number(new URL(srv.url).port);
+  const t0 = Date.now();
+  const r = await new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n'));
+    s.on('error', (e) => resolve({ err: e.code, ms: Date.now() - t0 }));
+    s.on('close', () => resolve({ ms: Date.now() - t0 }));
+  });
+  assert.ok(r.ms < 1000, JSON.stringify(r));
+  assert.equal(await stopping, 0);
+  assert.equal(await a, 200);
+});
