@@ -486,6 +486,20 @@ TEST(precision_choice) {
     CHECK(glmv_precision_parse("BF16x", &p) != 0 && glmv_precision_parse("", &p) != 0);
 }
 
+/* the demo model on the device and precision under test; NULL (and a failed check) if it fails */
+static glmv_model *load_demo(char *err) {
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = parity_device;
+    mp.precision = parity_precision;
+    if (glmv_model_load(&m, "models/demo", &mp, err)) {
+        CHECK_MSG(0, "%s", err);
+        return NULL;
+    }
+    return m;
+}
+
 /* logprobs, min_tokens, ignore_eos, logit_bias and reasoning_tokens through glmv_generate,
  * on the demo model's example (a greedy answer that stops on its own) */
 typedef struct {
@@ -513,15 +527,8 @@ static int demo_gen(glmv_session *s, const glmv_sampling *sp, lp_rec *rec, glmv_
 
 TEST(sampling_controls) {
     char err[GLMV_ERR_SIZE] = "";
-    glmv_model *m = NULL;
-    glmv_model_params mp;
-    glmv_model_params_default(&mp);
-    mp.device = parity_device;
-    mp.precision = parity_precision;
-    if (glmv_model_load(&m, "models/demo", &mp, err)) {
-        CHECK_MSG(0, "%s", err);
-        return;
-    }
+    glmv_model *m = load_demo(err);
+    if (!m) return;
     glmv_session *s = NULL;
     CHECK(glmv_session_new(&s, m, 512, err) == 0);
     glmv_sampling sp;
@@ -609,15 +616,8 @@ out:
  * JSON of the schema, after its free reasoning */
 TEST(json_answers) {
     char err[GLMV_ERR_SIZE] = "";
-    glmv_model *m = NULL;
-    glmv_model_params mp;
-    glmv_model_params_default(&mp);
-    mp.device = parity_device;
-    mp.precision = parity_precision;
-    if (glmv_model_load(&m, "models/demo", &mp, err)) {
-        CHECK_MSG(0, "%s", err);
-        return;
-    }
+    glmv_model *m = load_demo(err);
+    if (!m) return;
     glmv_session *s = NULL;
     CHECK(glmv_session_new(&s, m, 1024, err) == 0);
     static const char *const schemas[] = {
@@ -702,15 +702,8 @@ TEST(json_answers) {
 /* a raw prompt in the model's own format gives the chat's tokens, its text unsplit */
 TEST(raw_prompt) {
     char err[GLMV_ERR_SIZE] = "";
-    glmv_model *m = NULL;
-    glmv_model_params mp;
-    glmv_model_params_default(&mp);
-    mp.device = parity_device;
-    mp.precision = parity_precision;
-    if (glmv_model_load(&m, "models/demo", &mp, err)) {
-        CHECK_MSG(0, "%s", err);
-        return;
-    }
+    glmv_model *m = load_demo(err);
+    if (!m) return;
     glmv_session *s = NULL;
     CHECK(glmv_session_new(&s, m, 512, err) == 0);
     glmv_sampling sp;
@@ -965,15 +958,8 @@ TEST(thinking_budget) {
         test_skip("models/demo absent");
         return;
     }
-    glmv_model *m = NULL;
-    glmv_model_params mp;
-    glmv_model_params_default(&mp);
-    mp.device = parity_device;
-    mp.precision = parity_precision;
-    if (glmv_model_load(&m, "models/demo", &mp, err)) {
-        CHECK_MSG(0, "%s", err);
-        return;
-    }
+    glmv_model *m = load_demo(err);
+    if (!m) return;
     glmv_session *s = NULL;
     CHECK(glmv_session_new(&s, m, 512, err) == 0);
     glmv_part parts[2];

@@ -85,6 +85,17 @@ static void job_append_locked(serve_job *j, char *s) {
 
 static char *sse_dup(const char *s) { return strdup(s); }
 
+/* an error inside a stream: one "data: {error}" event (OpenAI's shape) */
+static void append_error_event_locked(serve_job *j, const serve_error *e) {
+    char *body = serve_error_json(e);
+    if (!body) return;
+    size_t bn = strlen(body);
+    char *ev = malloc(bn + 9);
+    if (ev) snprintf(ev, bn + 9, "data: %s\n\n", body);
+    job_append_locked(j, ev);
+    free(body);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The inference thread                                                     */
 /* ------------------------------------------------------------------------ */
@@ -223,14 +234,7 @@ static void run_job(serve_sched *s, serve_job *j) {
         } else {
             serve_error e;
             classify_error(&e, err);
-            char *body = serve_error_json(&e);
-            if (body) {
-                size_t bn = strlen(body);
-                char *ev = malloc(bn + 9);
-                if (ev) snprintf(ev, bn + 9, "data: %s\n\n", body);
-                job_append_locked(j, ev);
-                free(body);
-            }
+            append_error_event_locked(j, &e);
             job_append_locked(j, sse_dup("data: [DONE]\n\n"));
         }
         eng->result_free(&res);
@@ -248,14 +252,7 @@ static void run_job(serve_sched *s, serve_job *j) {
             serve_error se;
             serve_error_set(&se, 503, "server_error", "server_shutdown", NULL,
                             "the server shut down before the answer was complete");
-            char *body = serve_error_json(&se);
-            if (body) {
-                size_t bn = strlen(body);
-                char *ev = malloc(bn + 9);
-                if (ev) snprintf(ev, bn + 9, "data: %s\n\n", body);
-                job_append_locked(j, ev);
-                free(body);
-            }
+            append_error_event_locked(j, &se);
         }
         if (j->req.stream) {
             if (j->req.include_usage && j->n_results > 0 && j->req.legacy != SERVE_API_RESPONSES)

@@ -93,6 +93,16 @@ test('media URLs that never answer are downloaded off the HTTP threads: everythi
   }
 });
 
+// until the server holds n requests (queued or running), so a stop cannot race their arrival
+async function waitBusy(url, n) {
+  for (let i = 0; i < 250; i++) {
+    const h = await (await fetch(url + '/health')).json();
+    if (h.queue_depth + h.in_flight >= n) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`the server never held ${n} requests`);
+}
+
 async function readStream(r) {
   const text = await r.text();
   return { done: text.includes('data: [DONE]'), error: /"server_shutdown"/.test(text), text };
@@ -103,7 +113,7 @@ test('SIGTERM drains: requests in flight finish, streams end with [DONE], exit 0
   const jobs = [];
   for (let i = 0; i < 4; i++) jobs.push(post(srv.url, '/v1/chat/completions', { ...user('stream ' + i), stream: true }).then(readStream));
   for (let i = 0; i < 3; i++) jobs.push(post(srv.url, '/v1/chat/completions', user('plain ' + i)).then(async (r) => ({ status: r.status, body: await r.json() })));
-  await new Promise((r) => setTimeout(r, 300)); // all queued or running
+  await waitBusy(srv.url, 7); // all queued or running
   const code = await srv.stop();
   const out = await Promise.all(jobs);
   for (const s of out.slice(0, 4)) assert.ok(s.done && !s.error, s.text.slice(-200));
@@ -116,11 +126,16 @@ test('SIGTERM drains: requests in flight finish, streams end with [DONE], exit 0
 
 test('past --drain-timeout the rest end with an error event or a 503, exit status 3', async () => {
   const srv = await startServer(['-m', 'echo:delay_ms=200', '--drain-timeout', '0']);
-  const s = post(srv.url, '/v1/chat/completions', { ...user('a long stream that will not finish'), stream: true }).then(readStream);
+  // the stream is running (its first chunk is in) before the second request queues behind it
+  const r0 = await post(srv.url, '/v1/chat/completions', { ...user('a long stream that will not finish'), stream: true });
+  const rd = r0.body.getReader();
+  let text = new TextDecoder().decode((await rd.read()).value);
   const q = post(srv.url, '/v1/chat/completions', user('queued behind it')).then(async (r) => ({ status: r.status, body: await r.json() }));
-  await new Promise((r) => setTimeout(r, 500));
+  await new Promise((r) => setTimeout(r, 300));
   const code = await srv.stop();
-  const st = await s, qq = await q;
+  for (let c = await rd.read(); !c.done; c = await rd.read()) text += new TextDecoder().decode(c.value);
+  const st = { done: text.includes('data: [DONE]'), error: /"server_shutdown"/.test(text), text };
+  const qq = await q;
   assert.ok(st.error && st.done, st.text.slice(-300));
   assert.equal(qq.status, 503);
   assert.equal(qq.body.error.code, 'server_shutdown');
@@ -131,7 +146,8 @@ test('at the drain deadline a running non-stream request gets a 503, not a reset
   const srv = await startServer(['-m', 'echo:delay_ms=300', '--drain-timeout', '0']);
   const a = post(srv.url, '/v1/chat/completions', user('plain running job'))
     .then(async (r) => ({ status: r.status, body: await r.json() })).catch((e) => ({ err: String(e.cause?.code || e) }));
-  await new Promise((r) => setTimeout(r, 500));
+  await waitBusy(srv.url, 1);
+  await new Promise((r) => setTimeout(r, 200));
   const code = await srv.stop();
   const got = await a;
   assert.equal(got.status, 503, JSON.stringify(got));
@@ -162,7 +178,7 @@ test('a download still running at shutdown ends with an answer and exit 3, not a
 test('during the drain a new connection is refused at once, not left hanging', async () => {
   const srv = await startServer(['-m', 'echo:delay_ms=100', '--drain-timeout', '4']);
   const a = post(srv.url, '/v1/chat/completions', user('a long one')).then((r) => r.status).catch(() => 0);
-  await new Promise((r) => setTimeout(r, 300));
+  await waitBusy(srv.url, 1);
   const stopping = srv.stop();
   await new Promise((r) => setTimeout(r, 300));
   const port = Number(new URL(srv.url).port);
