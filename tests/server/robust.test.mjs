@@ -192,3 +192,25 @@ test('during the drain a new connection is refused at once, not left hanging', a
   assert.equal(await stopping, 0);
   assert.equal(await a, 200);
 });
+
+test('/health and /health/ready answer 503 "busy" while the queue is full, /health/live 200', async () => {
+  const srv = await startServer(['-m', 'echo:delay_ms=100', '--queue', '1']);
+  try {
+    const a = post(srv.url, '/v1/chat/completions', user('running')).then((r) => r.status);
+    await waitBusy(srv.url, 1);
+    const b = post(srv.url, '/v1/chat/completions', user('queued')).then((r) => r.status);
+    let h;
+    for (let i = 0; i < 100; i++) { // until the second one is queued
+      h = await fetch(srv.url + '/health/ready');
+      if (h.status === 503) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(h.status, 503);
+    assert.equal((await h.json()).status, 'busy');
+    assert.equal((await fetch(srv.url + '/health/live')).status, 200);
+    assert.deepEqual([await a, await b], [200, 200]);
+    assert.equal((await fetch(srv.url + '/health')).status, 200);
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
