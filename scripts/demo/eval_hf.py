@@ -90,7 +90,9 @@ def hf_generate(model, proc, image, question, stop, max_new=64):
     return enc, out[0, L:].tolist()
 
 
-def run(model_dir, eval_set, outdir, limit=None, n_fixtures=4, example=None, log=print):
+def run(model_dir, eval_set, outdir, limit=None, n_fixtures=4, example=None, log=print, fast_batch=False):
+    """fast_batch: the batched accuracy run uses train.py's fast vision tower (checked against HF's code
+    before training); the fixtures always come from HF's own code."""
     import torch
     from PIL import Image
     from transformers import Glm4vForConditionalGeneration
@@ -109,7 +111,13 @@ def run(model_dir, eval_set, outdir, limit=None, n_fixtures=4, example=None, log
     for name, m, desc in (("bf16", model, "BF16 weights and compute, sdpa"),
                           ("fp32", m32, "BF16 weights upcast to FP32, eager attention")):
         t0 = time.time()
-        gen = greedy_batch(m, proc, images, [r["question"] for r in rows], stop)
+        if fast_batch:
+            T.set_fast_vision(True)
+        try:
+            gen = greedy_batch(m, proc, images, [r["question"] for r in rows], stop)
+        finally:
+            if fast_batch:
+                T.set_fast_vision(False)
         per = {}
         lines = ["file\ttype\texpected\tgot\tok\toutput"]
         for r, g in zip(rows, gen):
@@ -125,7 +133,8 @@ def run(model_dir, eval_set, outdir, limit=None, n_fixtures=4, example=None, log
         res[name] = {"overall": {"correct": tot[0], "n": tot[1], "accuracy": round(tot[0] / max(1, tot[1]), 4)},
                      "per_type": {k: {"correct": v[0], "n": v[1], "accuracy": round(v[0] / v[1], 4)}
                                   for k, v in per.items()},
-                     "decoding": f"greedy, {desc}, batched without KV cache, max 64 new tokens",
+                     "decoding": f"greedy, {desc}, batched without KV cache, max 64 new tokens"
+                                 + (", vision attention batched" if fast_batch else ""),
                      "seconds": round(time.time() - t0, 1)}
         log(f"HF accuracy ({name}):", json.dumps(res[name]))
         suffix = "" if name == "bf16" else "_fp32"

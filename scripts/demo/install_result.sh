@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# install_result.sh TGZ -- puts the result of a run_gpu.sh run (its demo.tgz) in place: models/demo
+# install_result.sh TGZ|PART -- puts the result of a run_gpu.sh run (its demo.tgz, or the first of its
+# parts demo.tgz.part-aa, the others beside it) in place: models/demo
 # (weights, configs, tokenizer; README.md and example.png stay), tests/fixtures/demo_eval (the held-out
 # set the run made and was evaluated on) and tests/fixtures/demo_hf (HF fixtures, predictions, training
 # record and log), then rewrites the model card from those records (card.py). Commit the paths it lists.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ -f "${1:-}" ] || { echo "usage: $0 demo.tgz" >&2; exit 2; }
+[ -f "${1:-}" ] || { echo "usage: $0 demo.tgz|demo.tgz.part-aa" >&2; exit 2; }
 T=$(mktemp -d)
-tar xzf "$1" -C "$T"
+case $1 in
+    *.part-aa) cat "${1%aa}"?? | tar xz -C "$T" ;;
+    *) tar xzf "$1" -C "$T" ;;
+esac
 for f in config.json generation_config.json preprocessor_config.json video_preprocessor_config.json \
          tokenizer.json tokenizer_config.json chat_template.jinja model.safetensors; do
     install -m 644 "$T/models/demo/$f" models/demo/

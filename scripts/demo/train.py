@@ -23,6 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gen_data as G  # noqa: E402
+import fastdata as FD  # noqa: E402
 
 # (content, special) in the real tokenizer's order; ids follow the ordinary vocabulary.
 ADDED = [("<|endoftext|>", True), ("[MASK]", True), ("[gMASK]", True), ("[sMASK]", True), ("<sop>", True),
@@ -114,16 +115,21 @@ def eos_ids(ids):
     return [ids["<|endoftext|>"], ids["<|user|>"], ids["<|observation|>"], ids["</answer>"]]
 
 
-def make_config(n_rows, ids):
+def make_config(n_rows, ids, sz):
+    """Glm4vConfig of the demo model; sz: the size arguments (text_hidden, text_layers, text_mlp, vision_hidden,
+    vision_depth, vision_heads, merger). Head dim 64 in the text model, two KV heads, half the head dim
+    rotated (mrope_section [4, 6, 6] as the real model's [8, 12, 12] halved)."""
     from transformers import Glm4vConfig
     rope = {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5,
             "mrope_section": [4, 6, 6]}
-    text = dict(vocab_size=n_rows, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-                num_attention_heads=4, num_key_value_heads=2, hidden_act="silu", max_position_embeddings=4096,
+    text = dict(vocab_size=n_rows, hidden_size=sz.text_hidden, intermediate_size=sz.text_mlp,
+                num_hidden_layers=sz.text_layers, num_attention_heads=sz.text_hidden // 64, num_key_value_heads=2,
+                hidden_act="silu", max_position_embeddings=4096,
                 rms_norm_eps=1e-5, tie_word_embeddings=False, attention_bias=True, attention_dropout=0.0,
                 rope_parameters=rope, pad_token_id=ids["<|endoftext|>"], eos_token_id=eos_ids(ids),
                 image_token_id=ids["<|image|>"], video_token_id=ids["<|video|>"])
-    vision = dict(depth=4, hidden_size=128, num_heads=2, intermediate_size=512, out_hidden_size=256,
+    vision = dict(depth=sz.vision_depth, hidden_size=sz.vision_hidden, num_heads=sz.vision_heads,
+                  intermediate_size=sz.merger, out_hidden_size=sz.text_hidden,
                   patch_size=14, temporal_patch_size=2, spatial_merge_size=2, image_size=336, in_channels=3,
                   rms_norm_eps=1e-5, hidden_act="silu", attention_bias=False)
     return Glm4vConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image|>"],
@@ -230,10 +236,10 @@ def subbatch(b, n):
 
 
 class Stream:
-    """Endless training batches from gen_data, made in a DataLoader worker through the HF processor."""
+    """Endless training batches: gen_data samples encoded by fastdata in DataLoader workers."""
 
-    def __init__(self, model_dir, batch, seed0, pad_id, preset):
-        self.model_dir, self.batch, self.seed0, self.pad_id, self.preset = model_dir, batch, seed0, pad_id, preset
+    def __init__(self, enc, batch, seed0, pad_id, preset):
+        self.enc, self.batch, self.seed0, self.pad_id, self.preset = enc, batch, seed0, pad_id, preset
 
     def dataset(self):
         import torch
@@ -245,19 +251,83 @@ class Stream:
                 torch.set_num_threads(1)
                 wi = torch.utils.data.get_worker_info()
                 wid, nw = (wi.id, wi.num_workers) if wi else (0, 1)
-                proc = load_processor(outer.model_dir)
                 k = 0
                 while True:
                     items = []
                     for _ in range(outer.batch):
                         s = G.make_sample(outer.seed0 + k * nw + wid, None, outer.preset)
                         k += 1
-                        items.append(encode(proc, s["image"], s["question"], G.target_text(s) + "<|user|>",
-                                            positions=True))
-                    b = collate(items, outer.pad_id)
-                    b["pixel_values"] = b["pixel_values"].to(torch.bfloat16)  # halves the transfer
-                    yield b
+                        items.append(outer.enc.sample(s["image"], s["question"], G.target_text(s) + "<|user|>"))
+                    yield FD.collate(items, outer.pad_id)
         return DS()
+
+
+# ---- the vision tower without its per-image Python loops (training speed; checked against HF's own code)
+_ROT_CACHE = {}
+_PAD_CACHE = {}
+
+
+def _vision_attention(self, hidden_states, cu_seqlens, rotary_pos_emb=None, position_embeddings=None, **kwargs):
+    """Glm4vVisionAttention.forward with every image of the batch in one padded SDPA call (HF's non-flash
+    path makes one call per image); attention stays within each image, as in HF."""
+    import torch
+    import torch.nn.functional as F
+    from transformers.models.glm4v import modeling_glm4v as M
+    n = hidden_states.shape[0]
+    q, k, v = self.qkv(hidden_states).reshape(n, 3, self.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+    if position_embeddings is None:
+        emb = torch.cat((rotary_pos_emb, rotary_pos_emb), dim=-1)
+        position_embeddings = (emb.cos(), emb.sin())
+    q, k = M.apply_rotary_pos_emb_vision(q, k, *position_embeddings)
+    dev = q.device
+    cl = tuple(cu_seqlens.tolist())
+    pad = _PAD_CACHE.get("last")
+    if pad is None or pad[0] != (cl, str(dev), n):
+        lens = [b - a for a, b in zip(cl[:-1], cl[1:])]
+        B, Lmax = len(lens), max(lens)
+        lt = torch.tensor(lens, device=dev)
+        bidx = torch.repeat_interleave(torch.arange(B, device=dev), lt)
+        pidx = torch.arange(n, device=dev) - torch.repeat_interleave(torch.tensor(cl[:-1], device=dev), lt)
+        mask = (torch.arange(Lmax, device=dev)[None, :] < lt[:, None])[:, None, None, :]
+        pad = ((cl, str(dev), n), bidx, pidx, mask, B, Lmax)
+        _PAD_CACHE["last"] = pad
+    _, bidx, pidx, mask, B, Lmax = pad
+
+    def padded(x):
+        out = x.new_zeros(B, Lmax, x.shape[1], x.shape[2])
+        out[bidx, pidx] = x
+        return out.transpose(1, 2)
+
+    o = F.scaled_dot_product_attention(padded(q), padded(k), padded(v), attn_mask=mask, scale=self.scaling)
+    o = o.transpose(1, 2)[bidx, pidx].reshape(n, -1)
+    return self.proj(o)
+
+
+def _rot_pos_emb(self, grid_thw):
+    """HF's rot_pos_emb, computed once per image shape and cached (it loops over the images in Python)."""
+    import torch
+    outs = []
+    for row in grid_thw.tolist():
+        key = (tuple(row), str(grid_thw.device), int(self.rotary_pos_emb.inv_freq.numel()))
+        r = _ROT_CACHE.get(key)
+        if r is None:
+            with torch.no_grad():
+                r = type(self)._glmv_orig_rot(self, grid_thw.new_tensor([row]))
+            _ROT_CACHE[key] = r
+        outs.append(r)
+    if isinstance(outs[0], tuple):
+        return tuple(torch.cat([o[i] for o in outs]) for i in range(len(outs[0])))
+    return torch.cat(outs)
+
+
+def set_fast_vision(on):
+    from transformers.models.glm4v import modeling_glm4v as M
+    A, V = M.Glm4vVisionAttention, M.Glm4vVisionModel
+    if not hasattr(A, "_glmv_orig_forward"):
+        A._glmv_orig_forward = A.forward
+        V._glmv_orig_rot = V.rot_pos_emb
+    A.forward = _vision_attention if on else A._glmv_orig_forward
+    V.rot_pos_emb = _rot_pos_emb if on else V._glmv_orig_rot
 
 
 def reset_rope(model):
@@ -278,11 +348,13 @@ def n_params(model):
 
 
 def save_bf16(model, out, gen_cfg):
+    """The model in BF16 (a copy: the FP32 master weights stay as they are)."""
+    import copy
     import torch
-    m = model.to(torch.bfloat16)
+    m = copy.deepcopy(model).to(torch.bfloat16)
     m.generation_config = gen_cfg
     m.save_pretrained(out, safe_serialization=True)
-    model.to(torch.float32)
+    del m
 
 
 def main():
@@ -292,10 +364,26 @@ def main():
     ap.add_argument("--assets", default=os.path.join(HERE, "assets"), help="folder with chat_template.jinja")
     ap.add_argument("--corpus", nargs="*", default=[], help="extra text files for the BPE")
     ap.add_argument("--vocab", type=int, default=2000)
-    ap.add_argument("--seconds", type=float, default=300)
-    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--tokenizer", default=None, help="take tokenizer.json from this folder instead of training one")
+    ap.add_argument("--seconds", type=float, default=300, help="training time (at most)")
+    ap.add_argument("--deadline", type=float, default=0,
+                    help="the whole script ends within this many seconds: training stops early enough to save "
+                         "and evaluate (--reserve seconds)")
+    ap.add_argument("--reserve", type=float, default=130)
+    ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--warmup", type=int, default=300, help="warm-up steps")
+    ap.add_argument("--min-lr", type=float, default=0.05, help="the cosine ends at this fraction of --lr")
+    ap.add_argument("--save-every", type=float, default=150, help="seconds between checkpoints")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    ap.add_argument("--text-hidden", type=int, default=384)
+    ap.add_argument("--text-layers", type=int, default=4)
+    ap.add_argument("--text-mlp", type=int, default=1024)
+    ap.add_argument("--vision-hidden", type=int, default=192)
+    ap.add_argument("--vision-depth", type=int, default=6)
+    ap.add_argument("--vision-heads", type=int, default=3)
+    ap.add_argument("--merger", type=int, default=768, help="vision merger MLP width (vision intermediate_size)")
+    ap.add_argument("--max-mb", type=float, default=25.0, help="refuse a model larger than this in BF16")
     ap.add_argument("--max-image-tokens", type=int, default=MAX_MERGED_TOKENS,
                     help="merged tokens per image at most (processor longest_edge); the first checkpoint used 100")
     ap.add_argument("--init", default=None, help="continue from this checkpoint (its tokenizer and config)")
@@ -318,8 +406,9 @@ def main():
         logf.write(s + "\n")
         logf.flush()
 
-    if a.init:
-        with open(os.path.join(a.init, "tokenizer.json"), encoding="utf-8") as f:
+    tok_src = a.init or a.tokenizer
+    if tok_src:
+        with open(os.path.join(tok_src, "tokenizer.json"), encoding="utf-8") as f:
             tj = json.load(f)
     else:
         tj = build_tokenizer(a.corpus, a.vocab)
@@ -327,19 +416,19 @@ def main():
     n_ord = len(tj["model"]["vocab"])
     n_rows = (n_ord + len(ADDED) + 63) // 64 * 64
     digit_merges = [t for t in tj["model"]["vocab"] if sum(ch.isdigit() for ch in t) > 1]
-    log(f"tokenizer: {n_ord} ordinary tokens, {len(ADDED)} added (ids {n_ord}..{n_ord + len(ADDED) - 1}), "
-        f"embedding rows {n_rows}, multi-digit tokens {len(digit_merges)}")
+    log(f"tokenizer{' from ' + tok_src if tok_src else ''}: {n_ord} ordinary tokens, {len(ADDED)} added "
+        f"(ids {n_ord}..{n_ord + len(ADDED) - 1}), embedding rows {n_rows}, multi-digit tokens {len(digit_merges)}")
     if a.init:
         from transformers import Glm4vConfig
         cfg = Glm4vConfig.from_pretrained(a.init)
         n_rows = cfg.text_config.vocab_size
     else:
-        cfg = make_config(n_rows, ids)
+        cfg = make_config(n_rows, ids, a)
     gen_cfg = GenerationConfig(do_sample=False, eos_token_id=eos_ids(ids), pad_token_id=ids["<|endoftext|>"],
                                max_new_tokens=128)
     proc = load_processor(a.out)
     log("processor:", type(proc).__name__, type(proc.image_processor).__name__, type(proc.tokenizer).__name__)
-    s0 = G.make_sample(1)
+    s0 = G.make_sample(1, None, a.preset)
     log("prompt:", repr(render_prompt(proc, s0["question"])))
     tk = proc.tokenizer
     for c, _ in ADDED:
@@ -361,12 +450,63 @@ def main():
 
     model = new_model()
     rot = [(n, m.inv_freq.numel()) for n, m in model.named_modules() if hasattr(m, "inv_freq")]
-    log(f"params {n_params(model) / 1e6:.2f} M, rotary tables {rot} (text wants 16)")
+    mb = n_params(model) * 2 / 1e6
+    log(f"params {n_params(model) / 1e6:.2f} M ({mb:.1f} MB in BF16), rotary tables {rot} (text wants 16)")
     log("config:", cfg.to_json_string(use_diff=False).replace("\n", " "))
     assert all(k == 16 for n, k in rot if "visual" not in n), "partial_rotary_factor not applied"
+    if mb > a.max_mb:
+        raise SystemExit(f"the model would be {mb:.1f} MB in BF16, over --max-mb {a.max_mb}")
 
-    seed0 = 0 if not a.init else 500_000_000  # fresh samples when continuing
-    loader = torch.utils.data.DataLoader(Stream(a.out, a.batch, seed0, ids["<|endoftext|>"], a.preset).dataset(),
+    # ---- fastdata must give exactly what the HF processor gives (ids, labels, positions, grid) and the same
+    # pixels (the resize variant that matches best is kept)
+    tgt = lambda s: G.target_text(s) + "<|user|>"  # noqa: E731
+    marked = render_prompt(proc, FD.MARK)
+    assert marked.count(FD.MARK) == 1
+    prefix, suffix = marked.split(FD.MARK)
+    ip = proc.image_processor
+    def size_of(k):
+        try:
+            return int(ip.size[k])
+        except (TypeError, KeyError):
+            return int(getattr(ip.size, k))
+    enc = FD.Encoder(os.path.join(a.out, "tokenizer.json"), prefix, suffix, ids["<|image|>"],
+                     size_of("shortest_edge"), size_of("longest_edge"))
+    from PIL import Image
+    probes = [G.make_sample(7_000_000 + i, None, a.preset) for i in range(32)]
+    rows = eval_hf.read_set(a.eval_set)[:48]
+    probes += [{"image": Image.open(os.path.join(a.eval_set, r["file"])).convert("RGB"), "question": r["question"],
+                "think": r["think"], "answer": r["answer"]} for r in rows]
+    worst = {"uint8": 0.0, "float": 0.0}
+    t0 = time.time()
+    for s in probes:
+        ref = encode(proc, s["image"], s["question"], tgt(s), positions=True)
+        for mode in worst:
+            enc.resize_mode = mode
+            mine = enc.sample(s["image"], s["question"], tgt(s))
+            assert torch.equal(mine["input_ids"], ref["_tok"]["input_ids"].long()), \
+                (mine["input_ids"].tolist(), ref["_tok"]["input_ids"].tolist())
+            assert torch.equal(mine["labels"], ref["labels"])
+            assert list(mine["grid"]) == ref["_other"]["image_grid_thw"][0].tolist()
+            assert torch.equal(mine["positions"], ref["positions"])
+            if "mm_token_type_ids" in ref["_tok"]:
+                assert torch.equal(mine["mm_token_type_ids"], ref["_tok"]["mm_token_type_ids"].long()), \
+                    ref["_tok"]["mm_token_type_ids"].tolist()
+            d = (FD.to_pixel_values(mine["patches"]) - ref["_other"]["pixel_values"].float()).abs().max().item()
+            worst[mode] = max(worst[mode], d)
+    pick = min(worst, key=worst.get)
+    log(f"fastdata vs HF processor on {len(probes)} samples: ids, labels, grids and positions identical; "
+        f"max pixel difference {worst} -> resize {pick} ({time.time() - t0:.1f} s)")
+    if worst[pick] > 0.02:
+        raise SystemExit("fastdata's pixels differ from the HF processor's")
+    enc.resize_mode = pick
+    t0 = time.time()
+    for i in range(200):
+        s = G.make_sample(7_100_000 + i, None, a.preset)
+        enc.sample(s["image"], s["question"], tgt(s))
+    log(f"fastdata: {200 / (time.time() - t0):.0f} samples/s on one core")
+
+    seed0 = 0 if not a.init else 500_000_000 + int(time.time()) % 100_000 * 1000  # fresh samples when continuing
+    loader = torch.utils.data.DataLoader(Stream(enc, a.batch, seed0, ids["<|endoftext|>"], a.preset).dataset(),
                                          batch_size=None, num_workers=a.workers, prefetch_factor=4,
                                          pin_memory=True, persistent_workers=True)
     it = iter(loader)
@@ -377,11 +517,12 @@ def main():
     def step(batch, lr):
         for g in opt.param_groups:
             g["lr"] = lr
+        inp = FD.to_model_inputs(batch, dev)
         if not use_pos:
-            batch = {k: v for k, v in batch.items() if k != "position_ids"}
+            inp.pop("position_ids")
         reset_rope(model)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(**to_dev(batch, dev), use_cache=False)
+            out = model(**inp, use_cache=False)
         out.loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -391,30 +532,55 @@ def main():
     # ---- dry run of every stage, so a broken later stage fails in seconds, not after training
     b = next(it)
     log("batch keys:", {k: tuple(v.shape) for k, v in b.items()})
-    # our position ids must give the same logits as HF's own get_rope_index; else leave them to HF
-    try:
-        sb = to_dev(subbatch(b, 4), dev)
-        sb.pop("labels")
-        model.eval()
+    # the fast vision tower and our position ids must give the logits of HF's own code on the HF processor's
+    # inputs (with the processor's pixels, so that only the model code is compared)
+    pad_id = ids["<|endoftext|>"]
+    refb = collate([encode(proc, s["image"], s["question"]) for s in probes[:6]], pad_id)
+    refb = {k: v.to(dev) for k, v in refb.items()}
+    refb["pixel_values"] = refb["pixel_values"].float()
+    sb = FD.to_model_inputs(FD.collate([enc.sample(s["image"], s["question"]) for s in probes[:6]], pad_id), dev)
+    sb["pixel_values"] = refb["pixel_values"]
+    assert torch.equal(sb["input_ids"], refb["input_ids"]) and torch.equal(sb["attention_mask"], refb["attention_mask"])
+    model.eval()
+
+    def logits(fast, pos, inp):
+        set_fast_vision(fast)
+        reset_rope(model)
         with torch.no_grad():
-            reset_rope(model)
-            l1 = model(**{k: v for k, v in sb.items() if k != "position_ids"}, use_cache=False).logits
-            reset_rope(model)
-            l2 = model(**sb, use_cache=False).logits
-        diff = ((l1 - l2).abs().amax(-1) * sb["attention_mask"]).max().item()  # pad rows do not matter
-        use_pos = diff < 1e-4
-        log(f"precomputed position ids: max logit difference {diff:.3g} -> {'used' if use_pos else 'NOT used'}")
-    except Exception as ex:
-        log("precomputed position ids NOT used:", repr(ex))
+            return model(**{k: v for k, v in inp.items() if pos or k != "position_ids"}, use_cache=False).logits
+
+    def differs(x, y):
+        return ((x - y).abs().amax(-1) * sb["attention_mask"]).max().item()  # pad rows do not matter
+
+    fast_ok, found = False, False
+    ref_logits = logits(False, False, refb)
+    for fast, pos in ((True, True), (True, False), (False, True), (False, False)):
+        try:
+            d = differs(logits(fast, pos, sb), ref_logits)
+        except Exception as ex:  # noqa: BLE001 -- a transformers version whose internals differ
+            log(f"fast vision {fast}, precomputed positions {pos}: failed: {ex!r}")
+            continue
+        log(f"fast vision {fast}, precomputed positions {pos}: max logit difference {d:.3g}")
+        if d < 1e-4:
+            fast_ok, use_pos, found = fast, pos, True
+            break
+    if not found:
+        raise SystemExit("fastdata's inputs do not give the logits of the HF processor's inputs")
+    set_fast_vision(fast_ok)
+    log(f"-> fast vision tower {'used' if fast_ok else 'NOT used'}, precomputed positions "
+        f"{'used' if use_pos else 'NOT used'}")
     model.train()
     for i in range(3):
+        t0 = time.time()
         loss, gn = step(b if i == 0 else next(it), 1e-4)
-        log(f"dry step {i} loss {loss.item():.4f}")
+        log(f"dry step {i} loss {loss.item():.4f} ({time.time() - t0:.2f} s)")
     dry = os.path.join(report, "dry_model")
     write_model_files(dry, tj, a.assets, a.max_image_tokens)
     save_bf16(model, dry, gen_cfg)
+    set_fast_vision(False)
     r = eval_hf.run(dry, a.eval_set, os.path.join(report, "dry_eval"), limit=10, n_fixtures=1,
                     example=a.example, log=log)
+    set_fast_vision(fast_ok)
     log("dry eval ok:", json.dumps(r["overall"]))
     shutil.rmtree(dry)
     shutil.rmtree(os.path.join(report, "dry_eval"), ignore_errors=True)
@@ -422,27 +588,35 @@ def main():
     # ---- training from a fresh init (or the --init checkpoint)
     model = new_model()
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01, eps=1e-8)
-    warm = 50 if a.init else 150
+    budget = a.seconds
+    if a.deadline:
+        budget = min(budget, a.deadline - (time.time() - t_start) - a.reserve)
+    log(f"training for {budget:.0f} s (batch {a.batch}, lr {a.lr}, warm-up {a.warmup} steps, "
+        f"cosine to {a.min_lr} of it)")
     t0 = time.time()
-    nstep, seen, ema, t_wait = 0, 0, None, 0.0
+    nstep, seen, ema, t_wait, t_saved = 0, 0, None, 0.0, time.time()
     try:
         while True:
             el = time.time() - t0
-            frac = el / a.seconds
+            frac = el / budget
             if frac >= 1.0:
                 break
-            lr = a.lr * min(1.0, (nstep + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            lr = a.lr * min(1.0, (nstep + 1) / a.warmup) * \
+                (a.min_lr + (1 - a.min_lr) * 0.5 * (1 + math.cos(math.pi * frac)))
             tw = time.time()
             batch = next(it)
             t_wait += time.time() - tw
             loss, gn = step(batch, lr)
             nstep += 1
             seen += batch["input_ids"].shape[0]
-            if nstep % 50 == 0:
+            if nstep % 100 == 0:
                 lv = loss.item()
-                ema = lv if ema is None else 0.9 * ema + 0.1 * lv
-                log(f"step {nstep} t {el:.0f}s samples {seen} lr {lr:.2e} loss {lv:.4f} ema {ema:.4f} "
-                    f"gnorm {gn.item():.2f} data-wait {t_wait:.0f}s")
+                ema = lv if ema is None else 0.8 * ema + 0.2 * lv
+                log(f"step {nstep} t {el:.0f}s samples {seen} ({seen / max(el, 1e-9):.0f}/s) lr {lr:.2e} "
+                    f"loss {lv:.4f} ema {ema:.4f} gnorm {gn.item():.2f} data-wait {t_wait:.0f}s")
+            if time.time() - t_saved > a.save_every:
+                save_bf16(model, a.out, gen_cfg)
+                t_saved = time.time()
     except Exception as ex:  # keep what was trained so far
         import traceback
         log("TRAINING STOPPED EARLY:", repr(ex), traceback.format_exc())
@@ -450,17 +624,26 @@ def main():
     log(f"trained {nstep} steps, {seen} samples in {train_s:.0f} s")
     save_bf16(model, a.out, gen_cfg)
     del it, loader
+    set_fast_vision(False)
     info = {"steps": nstep, "samples": seen, "train_seconds": round(train_s, 1), "batch": a.batch, "lr": a.lr,
-            "init": a.init, "preset": a.preset, "max_image_tokens": a.max_image_tokens,
-            "script_commit": os.environ.get("DEMO_COMMIT"), "precomputed_positions": use_pos, "data_wait_seconds": round(t_wait),
-            "params": n_params(model), "ordinary_vocab": n_ord, "embedding_rows": n_rows,
-            "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0)}
+            "warmup": a.warmup, "min_lr": a.min_lr, "init": a.init, "preset": a.preset,
+            "max_image_tokens": a.max_image_tokens, "script_commit": os.environ.get("DEMO_COMMIT"),
+            "fast_vision": fast_ok, "precomputed_positions": use_pos, "resize": pick,
+            "data_wait_seconds": round(t_wait), "params": n_params(model), "ordinary_vocab": n_ord,
+            "embedding_rows": n_rows, "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0)}
+    prev = os.path.join(a.init, "train_info.json") if a.init else None
+    if prev and os.path.exists(prev):
+        with open(prev) as f:
+            p = json.load(f)
+        info["history"] = p.get("history", []) + [{k: p.get(k) for k in ("steps", "samples", "train_seconds",
+                                                                        "batch", "lr", "init")}]
     import transformers
     info["transformers"] = transformers.__version__
     with open(os.path.join(report, "train_info.json"), "w") as f:
         json.dump(info, f, indent=1)
+    shutil.copyfile(os.path.join(report, "train_info.json"), os.path.join(a.out, "train_info.json"))
     eval_hf.run(a.out, a.eval_set, report, limit=None, n_fixtures=4,
-                example=a.example, log=log)
+                example=a.example, log=log, fast_batch=fast_ok)
     log(f"total {time.time() - t_start:.0f} s")
 
 
