@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run_gpu.sh SECONDS [train.py options] -- one GPU run (at most 10 minutes) that makes models/demo: writes
 # the held-out set (gen_data.py --eval, preset $PRESET, default v3), trains (train.py: at most SECONDS of
-# training, and the whole script done within $DEADLINE seconds, default 545), evaluates with transformers
+# training, and the whole script done within $DEADLINE seconds, default 560), evaluates with transformers
 # (eval_hf.py) and packs checkpoint, held-out set and report into $OUT/demo.tgz, cut into parts of 15 MB
 # ($OUT/demo.tgz.part-aa, -ab, ...; the device tool brings back files of at most 16 MB). Install them
 # with scripts/demo/install_result.sh. Run from the folder that prepare_carry.sh makes (laid out like
@@ -10,12 +10,13 @@
 # The recipe (models/demo/README.md): a fresh run keeping the tokenizer,
 #   run_gpu.sh 600 --tokenizer models/demo
 # then one continuation from its checkpoint:
-#   run_gpu.sh 600 --init models/demo --lr 6e-4 --warmup 100
+#   run_gpu.sh 600 --init models/demo --lr 1e-3 --warmup 100 --min-lr 0.02 \
+#       --type-weights count=2,colour=2,position=1.5,size=0.8,digits=3.7
 set -u
 SECS=${1:-600}
 shift
 PRESET=${PRESET:-v3}
-DEADLINE=${DEADLINE:-545}
+DEADLINE=${DEADLINE:-560}
 OUT=${OUT:-/tmp/demo_out}
 mkdir -p "$OUT" report
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false DEMO_COMMIT=$(cat COMMIT 2>/dev/null)

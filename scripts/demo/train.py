@@ -238,8 +238,17 @@ def subbatch(b, n):
 class Stream:
     """Endless training batches: gen_data samples encoded by fastdata in DataLoader workers."""
 
-    def __init__(self, enc, batch, seed0, pad_id, preset):
+    def __init__(self, enc, batch, seed0, pad_id, preset, weights=None):
         self.enc, self.batch, self.seed0, self.pad_id, self.preset = enc, batch, seed0, pad_id, preset
+        self.weights = weights  # {question type: weight}; None = uniform
+
+    def qtype(self, seed):
+        if not self.weights:
+            return None
+        import numpy as np
+        names = list(self.weights)
+        p = np.array([self.weights[n] for n in names], dtype=np.float64)
+        return names[np.random.default_rng(seed ^ 0x5EED).choice(len(names), p=p / p.sum())]
 
     def dataset(self):
         import torch
@@ -255,7 +264,8 @@ class Stream:
                 while True:
                     items = []
                     for _ in range(outer.batch):
-                        s = G.make_sample(outer.seed0 + k * nw + wid, None, outer.preset)
+                        seed = outer.seed0 + k * nw + wid
+                        s = G.make_sample(seed, outer.qtype(seed), outer.preset)
                         k += 1
                         items.append(outer.enc.sample(s["image"], s["question"], G.target_text(s) + "<|user|>"))
                     yield FD.collate(items, outer.pad_id)
@@ -325,9 +335,10 @@ def set_fast_vision(on):
     A, V = M.Glm4vVisionAttention, M.Glm4vVisionModel
     if not hasattr(A, "_glmv_orig_forward"):
         A._glmv_orig_forward = A.forward
-        V._glmv_orig_rot = V.rot_pos_emb
+        V._glmv_orig_rot = getattr(V, "rot_pos_emb", None)  # absent in some transformers versions
     A.forward = _vision_attention if on else A._glmv_orig_forward
-    V.rot_pos_emb = _rot_pos_emb if on else V._glmv_orig_rot
+    if V._glmv_orig_rot is not None:
+        V.rot_pos_emb = _rot_pos_emb if on else V._glmv_orig_rot
 
 
 def reset_rope(model):
@@ -369,8 +380,10 @@ def main():
     ap.add_argument("--deadline", type=float, default=0,
                     help="the whole script ends within this many seconds: training stops early enough to save "
                          "and evaluate (--reserve seconds)")
-    ap.add_argument("--reserve", type=float, default=130)
+    ap.add_argument("--reserve", type=float, default=70)
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--type-weights", default="",
+                    help="how often each question type is drawn, e.g. count=2,digits=3 (others 1); default uniform")
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--warmup", type=int, default=300, help="warm-up steps")
     ap.add_argument("--min-lr", type=float, default=0.05, help="the cosine ends at this fraction of --lr")
@@ -506,7 +519,17 @@ def main():
     log(f"fastdata: {200 / (time.time() - t0):.0f} samples/s on one core")
 
     seed0 = 0 if not a.init else 500_000_000 + int(time.time()) % 100_000 * 1000  # fresh samples when continuing
-    loader = torch.utils.data.DataLoader(Stream(enc, a.batch, seed0, ids["<|endoftext|>"], a.preset).dataset(),
+    weights = None
+    if a.type_weights:
+        weights = {t: 1.0 for t in G.QTYPES}
+        for kv in a.type_weights.split(","):
+            k, v = kv.split("=")
+            if k not in weights:
+                raise SystemExit(f"--type-weights: no question type {k!r} (types: {', '.join(G.QTYPES)})")
+            weights[k] = float(v)
+        log("question types drawn with weights", weights)
+    stream = Stream(enc, a.batch, seed0, ids["<|endoftext|>"], a.preset, weights)
+    loader = torch.utils.data.DataLoader(stream.dataset(),
                                          batch_size=None, num_workers=a.workers, prefetch_factor=4,
                                          pin_memory=True, persistent_workers=True)
     it = iter(loader)
@@ -627,6 +650,7 @@ def main():
     set_fast_vision(False)
     info = {"steps": nstep, "samples": seen, "train_seconds": round(train_s, 1), "batch": a.batch, "lr": a.lr,
             "warmup": a.warmup, "min_lr": a.min_lr, "init": a.init, "preset": a.preset,
+            "type_weights": weights,
             "max_image_tokens": a.max_image_tokens, "script_commit": os.environ.get("DEMO_COMMIT"),
             "fast_vision": fast_ok, "precomputed_positions": use_pos, "resize": pick,
             "data_wait_seconds": round(t_wait), "params": n_params(model), "ordinary_vocab": n_ord,
