@@ -31,11 +31,11 @@ if [ -s "$tmp/b.json" ] && cmp -s <(jq -c .token_ids "$tmp/a.json") <(jq -c .tok
     ok run_greedy_deterministic
 else bad run_greedy_deterministic "token ids differ between two greedy runs"; fi
 
-# OpenAI's presence/frequency penalties act on the ids generated so far: the
-# demo model's reasoning repeats words, so a frequency penalty changes its
-# greedy answer, and penalties of 0 leave it as it was
+# OpenAI's presence/frequency penalties act on the ids generated so far: asked
+# something outside its world (a broad next-token distribution), the demo model's
+# greedy output changes under a frequency penalty, and penalties of 0 leave it as it was
 D=models/demo
-pen() { $G run -m $D --image $D/example.png -p "How many shapes are there?" --greedy --json "$@" 2>/dev/null | jq -c .token_ids; }
+pen() { $G run -m $D --image $D/example.png -p "Describe the image." --greedy --json "$@" 2>/dev/null | jq -c .token_ids; }
 p0=$(pen) p1=$(pen --frequency-penalty 2) p2=$(pen --frequency-penalty 0 --presence-penalty 0)
 if [ -n "$p0" ] && [ "$p0" = "$p2" ] && [ -n "$p1" ] && [ "$p0" != "$p1" ]; then ok run_frequency_penalty
 else bad run_frequency_penalty "plain $p0 / frequency 2 $p1 / zeros $p2"; fi
