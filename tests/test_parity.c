@@ -486,19 +486,21 @@ TEST(precision_choice) {
     CHECK(glmv_precision_parse("BF16x", &p) != 0 && glmv_precision_parse("", &p) != 0);
 }
 
-/* the demo model on the device and precision under test; NULL (and a failed check) if it fails */
-static glmv_model *load_demo(char *err) {
+/* the model in DIR on the device and precision under test; NULL (and a failed check) if it fails */
+static glmv_model *load_under_test(const char *dir, char *err) {
     glmv_model *m = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);
     mp.device = parity_device;
     mp.precision = parity_precision;
-    if (glmv_model_load(&m, "models/demo", &mp, err)) {
+    if (glmv_model_load(&m, dir, &mp, err)) {
         CHECK_MSG(0, "%s", err);
         return NULL;
     }
     return m;
 }
+
+static glmv_model *load_demo(char *err) { return load_under_test("models/demo", err); }
 
 /* logprobs, min_tokens, ignore_eos, logit_bias and reasoning_tokens through glmv_generate,
  * on the demo model's example (a greedy answer that stops on its own) */
@@ -744,15 +746,8 @@ TEST(full_tiny2_image1) { full_case("tests/fixtures/tiny2", "image1"); }
 
 TEST(context_limit_error) {
     char err[GLMV_ERR_SIZE] = "";
-    glmv_model *m = NULL;
-    glmv_model_params mp;
-    glmv_model_params_default(&mp);
-    mp.device = parity_device;
-    mp.precision = parity_precision;
-    if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
-        CHECK_MSG(0, "%s", err);
-        return;
-    }
+    glmv_model *m = load_under_test("tests/fixtures/tiny2", err);
+    if (!m) return;
     glmv_session *s = NULL;
     CHECK(glmv_session_new(&s, m, 32, err) == 0);
     glmv_part p = {GLMV_PART_TEXT, "Tell me a short story about the sea.", NULL, NULL, 0, 0, 0, 0, 0};
@@ -785,15 +780,8 @@ static int on_ev(void *user, const glmv_event *ev) {
 
 TEST(cancel_and_stop_strings) {
     char err[GLMV_ERR_SIZE] = "";
-    glmv_model *m = NULL;
-    glmv_model_params mp;
-    glmv_model_params_default(&mp);
-    mp.device = parity_device;
-    mp.precision = parity_precision;
-    if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
-        CHECK_MSG(0, "%s", err);
-        return;
-    }
+    glmv_model *m = load_under_test("tests/fixtures/tiny2", err);
+    if (!m) return;
     glmv_session *s = NULL;
     CHECK(glmv_session_new(&s, m, 128, err) == 0);
     glmv_part p = {GLMV_PART_TEXT, "Tell me a short story about the sea.", NULL, NULL, 0, 0, 0, 0, 0};
@@ -841,15 +829,8 @@ TEST(cancel_and_stop_strings) {
 /* a video part: sampled, expanded into timestamped groups, one vision batch */
 TEST(video_runs) {
     char err[GLMV_ERR_SIZE] = "";
-    glmv_model *m = NULL;
-    glmv_model_params mp;
-    glmv_model_params_default(&mp);
-    mp.device = parity_device;
-    mp.precision = parity_precision;
-    if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
-        CHECK_MSG(0, "%s", err);
-        return;
-    }
+    glmv_model *m = load_under_test("tests/fixtures/tiny2", err);
+    if (!m) return;
     glmv_session *s = NULL;
     CHECK(glmv_session_new(&s, m, 512, err) == 0);
     glmv_part parts[3];
@@ -1015,15 +996,8 @@ static int gen_ids(glmv_session *s, const glmv_message *msgs, int n, glmv_result
 
 TEST(prefix_reuse) {
     char err[GLMV_ERR_SIZE] = "";
-    glmv_model *m = NULL;
-    glmv_model_params mp;
-    glmv_model_params_default(&mp);
-    mp.device = parity_device;
-    mp.precision = parity_precision;
-    if (glmv_model_load(&m, "tests/fixtures/tiny2", &mp, err)) {
-        CHECK_MSG(0, "%s", err);
-        return;
-    }
+    glmv_model *m = load_under_test("tests/fixtures/tiny2", err);
+    if (!m) return;
     glmv_session *s = NULL, *fresh = NULL;
     CHECK(glmv_session_new(&s, m, 256, err) == 0);
     CHECK(glmv_session_new(&fresh, m, 256, err) == 0);
