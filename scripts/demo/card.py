@@ -96,8 +96,9 @@ the model with transformers' own classes from the config (keeping the tokenizer 
 `--tokenizer`), and checks its fast paths before training: `fastdata.py`, which renders samples with
 `gen_data.py` and turns them into model inputs without the HF processor (the chat template rendered once,
 the `tokenizers` library, torchvision's resize, uint8 patches normalised on the GPU), must give the HF
-`Glm4vProcessor`'s ids, labels, grids, M-RoPE positions and pixels; the vision attention batched over all
-images of a step (HF's code makes one call per image) must give HF's logits. Then a dry run of every later
+`Glm4vProcessor`'s ids, labels, grids and pixels; with its own M-RoPE positions and the vision attention
+batched over all images of a step (HF's code makes one call per image), the model must give the logits of
+HF's own code on the processor's inputs. Then a dry run of every later
 stage, then training on samples drawn on the fly (seeded; the held-out seeds are disjoint) in
 DataLoader workers on all CPU cores. Loss on the answer tokens only; AdamW (beta 0.9/0.98, wd 0.01),
 linear warm-up then cosine over the run's time budget, BF16 autocast, FP32 master weights, saved in

@@ -172,9 +172,8 @@ def rope_positions(ids, grid_thw, image_token_id, merge=2):
     return pos
 
 
-def encode(proc, image, question, target=None, positions=False):
-    """Processor inputs for one sample as plain tensors; with target: its ids appended and labels;
-    with positions: also the M-RoPE position ids (training passes them, saving HF's per-sample loop)."""
+def encode(proc, image, question, target=None):
+    """Processor inputs for one sample as plain tensors; with target: its ids appended and labels."""
     enc = proc(text=[render_prompt(proc, question)], images=[image], return_tensors="pt")
     L = enc["input_ids"].shape[1]
     item = {"_tok": {}, "_other": {}, "prompt_len": L}
@@ -191,9 +190,6 @@ def encode(proc, image, question, target=None, positions=False):
             fill = t if k == "input_ids" else torch.full_like(t, 1 if k == "attention_mask" else 0)
             item["_tok"][k] = torch.cat([item["_tok"][k], fill])
         item["labels"] = torch.cat([torch.full((L,), -100, dtype=torch.long), t.long()])
-    if positions:
-        item["positions"] = rope_positions(item["_tok"]["input_ids"], item["_other"]["image_grid_thw"][0],
-                                           proc.tokenizer.convert_tokens_to_ids("<|image|>"))
     return item
 
 
@@ -211,27 +207,8 @@ def collate(items, pad_id):
     if "labels" in items[0]:
         out["labels"] = torch.stack([torch.cat([it["labels"], torch.full((T - len(it["labels"]),), -100,
                                                                          dtype=torch.long)]) for it in items])
-    if "positions" in items[0]:
-        out["position_ids"] = torch.stack([torch.cat([it["positions"], torch.ones(3, T - it["positions"].shape[1],
-                                                                                 dtype=torch.long)], 1)
-                                           for it in items], 1)
     for k in items[0]["_other"]:
         out[k] = torch.cat([it["_other"][k] for it in items])
-    return out
-
-
-def subbatch(b, n):
-    """The first n samples of a collated batch."""
-    g = b["image_grid_thw"][:n]
-    npatch = int(g.prod(-1).sum())
-    out = {}
-    for k, v in b.items():
-        if k == "position_ids":
-            out[k] = v[:, :n]
-        elif k == "pixel_values":
-            out[k] = v[:npatch]
-        else:
-            out[k] = v[:n]
     return out
 
 
@@ -345,13 +322,6 @@ def reset_rope(model):
     """Forget the cached rope deltas of the last call (each of our calls is a fresh prefill)."""
     if hasattr(model.model, "rope_deltas"):
         model.model.rope_deltas = None
-
-
-def to_dev(batch, dev):
-    out = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
-    if "pixel_values" in out:
-        out["pixel_values"] = out["pixel_values"].float()
-    return out
 
 
 def n_params(model):
@@ -470,8 +440,8 @@ def main():
     if mb > a.max_mb:
         raise SystemExit(f"the model would be {mb:.1f} MB in BF16, over --max-mb {a.max_mb}")
 
-    # ---- fastdata must give exactly what the HF processor gives (ids, labels, positions, grid) and the same
-    # pixels (the resize variant that matches best is kept)
+    # ---- fastdata must give exactly what the HF processor gives (ids, labels, grid, token types) and the same
+    # pixels (the resize variant that matches best is kept); its M-RoPE positions are checked below, by logits
     tgt = lambda s: G.target_text(s) + "<|user|>"  # noqa: E731
     marked = render_prompt(proc, FD.MARK)
     assert marked.count(FD.MARK) == 1
@@ -492,7 +462,7 @@ def main():
     worst = {"uint8": 0.0, "float": 0.0}
     t0 = time.time()
     for s in probes:
-        ref = encode(proc, s["image"], s["question"], tgt(s), positions=True)
+        ref = encode(proc, s["image"], s["question"], tgt(s))
         for mode in worst:
             enc.resize_mode = mode
             mine = enc.sample(s["image"], s["question"], tgt(s))
@@ -500,14 +470,13 @@ def main():
                 (mine["input_ids"].tolist(), ref["_tok"]["input_ids"].tolist())
             assert torch.equal(mine["labels"], ref["labels"])
             assert list(mine["grid"]) == ref["_other"]["image_grid_thw"][0].tolist()
-            assert torch.equal(mine["positions"], ref["positions"])
             if "mm_token_type_ids" in ref["_tok"]:
                 assert torch.equal(mine["mm_token_type_ids"], ref["_tok"]["mm_token_type_ids"].long()), \
                     ref["_tok"]["mm_token_type_ids"].tolist()
             d = (FD.to_pixel_values(mine["patches"]) - ref["_other"]["pixel_values"].float()).abs().max().item()
             worst[mode] = max(worst[mode], d)
     pick = min(worst, key=worst.get)
-    log(f"fastdata vs HF processor on {len(probes)} samples: ids, labels, grids and positions identical; "
+    log(f"fastdata vs HF processor on {len(probes)} samples: ids, labels, grids and token types identical; "
         f"max pixel difference {worst} -> resize {pick} ({time.time() - t0:.1f} s)")
     if worst[pick] > 0.02:
         raise SystemExit("fastdata's pixels differ from the HF processor's")
