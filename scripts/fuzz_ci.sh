@@ -15,7 +15,7 @@ seeds() { # target files...: copy seeds into the target's corpus folder
     for f in "$@"; do [ -f "$f" ] && cp "$f" "$T/$t/"; done
 }
 seeds image tests/fixtures/image/*.png tests/fixtures/image/*.jpg tests/fixtures/image/*.webp tests/fixtures/image/*.bmp
-seeds video $(ls tests/fixtures/video/formats/* 2>/dev/null | head -6)
+seeds video $(ls tests/fixtures/video/formats/* 2>/dev/null | head -6) tests/fixtures/video/fuzz/*
 seeds config tests/fixtures/tiny/config.json tests/fixtures/tiny2/config.json models/demo/config.json
 seeds safetensors
 seeds tokenizer

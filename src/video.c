@@ -239,13 +239,24 @@ static int vreader_next(vreader *r) {
     }
 }
 
-/* Count frames by reading packets (for containers without a frame count). */
-static int count_packets(vreader *r) {
+/* Count frames by reading packets (for containers without a frame count);
+ * *end_s: where the last packet ends, in seconds from the stream's start (0: unknown). */
+static int count_packets(vreader *r, double *end_s) {
     int n = 0;
+    AVStream *st = r->fmt->streams[r->stream];
+    double tb = av_q2d(st->time_base);
+    int64_t start = st->start_time != AV_NOPTS_VALUE ? st->start_time : 0, end = AV_NOPTS_VALUE;
     while (av_read_frame(r->fmt, r->pkt) >= 0) {
-        if (r->pkt->stream_index == r->stream) n++;
+        if (r->pkt->stream_index == r->stream) {
+            n++;
+            if (r->pkt->pts != AV_NOPTS_VALUE) {
+                int64_t e = r->pkt->pts + (r->pkt->duration > 0 ? r->pkt->duration : 0);
+                if (end == AV_NOPTS_VALUE || e > end) end = e;
+            }
+        }
         av_packet_unref(r->pkt);
     }
+    *end_s = end != AV_NOPTS_VALUE && tb > 0 ? (double)(end - start) * tb : 0;
     av_seek_frame(r->fmt, r->stream, INT64_MIN, AVSEEK_FLAG_BACKWARD);
     avcodec_flush_buffers(r->dec);
     return n;
@@ -344,9 +355,19 @@ int glmv_video_load(const char *path, const void *data, size_t size,
     if (!(vfps > 0 && vfps < 1000)) vfps = av_q2d(st->r_frame_rate);
     if (!(vfps > 0 && vfps < 1000)) vfps = 2.0;
     int64_t total = st->nb_frames;
-    if (total <= 0) total = count_packets(&r);
+    double end_s = 0;
+    if (total <= 0) total = count_packets(&r, &end_s);
     if (total <= 0) {
         glmv_errf(err, "%s: the video stream has no frames", r.name);
+        goto done;
+    }
+    /* Frames counted from the packets of a file cut short (Matroska, WebM) would make
+     * a shorter, valid-looking video: the length its header states says otherwise. */
+    double stated = st->duration > 0 && st->duration != AV_NOPTS_VALUE ? st->duration * av_q2d(st->time_base)
+                    : r.fmt->duration > 0 ? (double)r.fmt->duration / AV_TIME_BASE : 0;
+    if (end_s > 0 && stated > 0 && end_s < 0.95 * stated - 1.0 / vfps) {
+        glmv_errf(err, "%s: the video is cut short or damaged: its frames end at %.1f s of the %.1f s "
+                  "it states", r.name, end_s, stated);
         goto done;
     }
     if (total > 50000000) {
@@ -421,6 +442,7 @@ int glmv_video_load(const char *path, const void *data, size_t size,
 
     /* decode in presentation order, keeping only the sampled frames */
     int64_t k = 0;      /* index of the frame in r.frame */
+    int64_t k_seek = 0; /* k when the last seek was made */
     int want = 0;       /* next entry of idx to fill */
     double tb = av_q2d(st->time_base);
     int64_t start_pts = st->start_time != AV_NOPTS_VALUE ? st->start_time : 0;
@@ -439,12 +461,13 @@ int glmv_video_load(const char *path, const void *data, size_t size,
             n_stored = ++want;
             continue;
         }
-        if (seekable && (idx[want] - k) / vfps > VIDEO_SEEK_GAP_S && tb > 0) {
+        if (seekable && k >= 0 && (idx[want] - k) / vfps > VIDEO_SEEK_GAP_S && tb > 0) {
             int64_t ts = start_pts + (int64_t)((idx[want] / vfps) / tb);
             if (av_seek_frame(r.fmt, r.stream, ts, AVSEEK_FLAG_BACKWARD) >= 0) {
                 avcodec_flush_buffers(r.dec);
                 if (r.pkt_pending) av_packet_unref(r.pkt);
                 r.pkt_pending = r.drained = 0;
+                k_seek = k;
                 k = -1; /* unknown until the next frame's timestamp */
             }
         }
@@ -458,6 +481,9 @@ int glmv_video_load(const char *path, const void *data, size_t size,
             int64_t pts = r.frame->best_effort_timestamp;
             k = pts == AV_NOPTS_VALUE ? idx[want] : llround((pts - start_pts) * tb * vfps);
             if (k < 0) k = 0;
+            /* a seek that did not move forward (broken index or timestamps) would be
+             * tried again and again: decode straight through from here on */
+            if (k <= k_seek) seekable = 0;
         }
         if (k == idx[want] || k > idx[want]) {
             glmv_rgb full;
@@ -473,7 +499,18 @@ int glmv_video_load(const char *path, const void *data, size_t size,
         glmv_errf(err, "%s: no frame could be decoded", r.name);
         goto done;
     }
-    if (n_stored < n) { /* truncated stream: repeat the last decoded frame */
+    if (n_stored < n) {
+        /* The stream ended before its stated length. A few frames short at the very end
+         * (a frame count that overstates, a last frame that fails) is common, and the last
+         * decoded frame stands in for the missing ones. More is a file cut short or
+         * damaged: answering from the part that decodes would describe a different video. */
+        int64_t reached = k > 0 ? k - 1 : 0, missing = idx[n - 1] - reached;
+        if (missing > 1 + sub_total / 20) {
+            glmv_errf(err, "%s: the video is cut short or damaged: it decodes up to %.1f s of the %.1f s "
+                      "it states (%d of %d sampled frames)", r.name, (double)(reached - first) / vfps,
+                      sub_total / vfps, n_stored, n);
+            goto done;
+        }
         glmv_log(1, "%s: only %d of %d sampled frames could be decoded; repeating the last", r.name,
                  n_stored, n);
         for (; n_stored < n; n_stored++) {

@@ -68,6 +68,9 @@ expect_fail err_missing_model "nonexistent" $G run -m /nonexistent/model -p hi
 echo "not an image" >"$tmp/bad.jpg"
 expect_fail err_bad_image "bad.jpg" $G run -m $M --image "$tmp/bad.jpg" -p hi
 expect_fail err_missing_video "nothere.mp4" $G run -m $M --video "$tmp/nothere.mp4" -p hi
+# a video cut in half is refused, not described from the part that decodes
+head -c 774000 ../shared/assets/videos/videollava_sample_demo_1.mp4 >"$tmp/half.mp4"
+expect_fail err_video_cut_short "cut short or damaged" $G run -m $M --video "$tmp/half.mp4" -p hi
 expect_fail err_video_start "start 100.00 s is at or past the end" $G run -m $M --video $VID --video-start 100 -p hi
 expect_fail err_context "context" $G run -m $M --ctx 64 -p "hi" -n 1000
 # without -n the checkpoint's max_new_tokens (512 here) is a default, not a

@@ -1,5 +1,6 @@
 /* test_video.c -- frame sampling as Glm4vVideoProcessor.sample_frames, the
  * decode of the real clips in ../shared/assets/videos/, and hostile input. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,6 +397,60 @@ TEST(containers_and_codecs) {
     }
 }
 
+/* A file cut short says so: half of each clip (an MP4 with its index first, an AVI, Matroska
+ * and WebM, whose frames are counted from the packets) is refused, not answered from the
+ * part that decodes; the whole clip and one cut by 3% (a frame or two) still load. */
+TEST(cut_short_is_refused) {
+    const char *clips[] = {VID "videollava_sample_demo_1.mp4", "tests/fixtures/video/formats/mpeg4.avi",
+                           "tests/fixtures/video/formats/hevc.mkv", "tests/fixtures/video/formats/vp9.webm",
+                           "tests/fixtures/video/formats/vfr.mkv"};
+    glmv_image_params ip = video_params();
+    glmv_video_params vp = {0};
+    for (size_t i = 0; i < sizeof clips / sizeof *clips; i++) {
+        char err[GLMV_ERR_SIZE];
+        size_t len;
+        char *data = glmv_read_file(clips[i], &len, err);
+        if (!data) {
+            test_skip("clip missing");
+            continue;
+        }
+        glmv_video v;
+        int rc = glmv_video_load(NULL, data, len / 2, &vp, &ip, &v, err);
+        CHECK_MSG(rc != 0 && strstr(err, "cut short"), "%s, half: rc %d '%s'", clips[i], rc, rc ? err : "");
+        if (!rc) glmv_video_free(&v);
+        rc = glmv_video_load(NULL, data, len - len * 3 / 100, &vp, &ip, &v, err);
+        CHECK_MSG(rc == 0, "%s, 97%%: %s", clips[i], err);
+        if (!rc) glmv_video_free(&v);
+        free(data);
+    }
+}
+
+/* A fuzzer's AVI whose index sends every seek back to the start: the loader used to seek
+ * again after each frame, forever. It must come back (frames or an error) well inside the
+ * alarm; the alarm only catches a hang, it times nothing. */
+static void hung(int sig) {
+    (void)sig;
+    static const char msg[] = "not ok seek_loop_returns: glmv_video_load did not return in 60 s\n"
+                              "RESULT video passed=0 failed=1 skipped=0\n";
+    if (write(1, msg, sizeof msg - 1)) _exit(1);
+    _exit(1);
+}
+
+TEST(seek_loop_returns) {
+    glmv_image_params ip = video_params();
+    glmv_video_params vp = {.max_decode_pixels = 1 << 20, .max_frames = 8};
+    glmv_video v;
+    char err[GLMV_ERR_SIZE];
+    signal(SIGALRM, hung);
+    alarm(60);
+    int rc = glmv_video_load("tests/fixtures/video/fuzz/seek_loop.bin", NULL, 0, &vp, &ip, &v, err);
+    alarm(0);
+    if (!rc) {
+        CHECK(v.n_frames >= 2 && v.n_frames <= 8);
+        glmv_video_free(&v);
+    }
+}
+
 int main(void) {
     RUN(sample_short_clip);
     RUN(sample_dedupe_and_even);
@@ -408,5 +463,7 @@ int main(void) {
     RUN(other_clips_decode);
     RUN(parity_with_hf);
     RUN(containers_and_codecs);
+    RUN(cut_short_is_refused);
+    RUN(seek_loop_returns);
     return test_summary("video");
 }

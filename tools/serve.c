@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -40,6 +41,7 @@ typedef struct {
     serve_media_policy media;
     serve_engine *eng;
     serve_sched sched;
+    serve_guard *guard;
     long started;
     atomic_int draining;        /* SIGTERM: finishing what is in flight, taking nothing new */
     atomic_int fetching;        /* requests whose media are downloading (drained too) */
@@ -156,6 +158,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     if (strstr(msg, "application error generating response")) return;
     /* a client that hangs up mid-request is its own business (a flood of them would flood the log) */
     if (strstr(msg, "closed by remote side with incomplete request")) return;
+    /* ... and so is one the request deadline shut (counted in /metrics) */
+    if (strstr(msg, "detected connection closure")) return;
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
     fprintf(stderr, "glmv serve: http: %s\n", msg);
@@ -393,7 +397,17 @@ static enum MHD_Result route_get(server *sv, struct MHD_Connection *conn, conn_c
             return fail(sv, conn, c, 401, "invalid_request_error", "invalid_api_key",
                         "missing or wrong API key (send 'Authorization: Bearer KEY')");
         if (!strcmp(url, "/metrics")) {
-            char *t = serve_metrics_text(&sv->sched);
+            char *m = serve_metrics_text(&sv->sched), *t = NULL;
+            if (m && asprintf(&t,
+                              "%s# HELP glmv_http_connections Connections open now.\n"
+                              "# TYPE glmv_http_connections gauge\nglmv_http_connections %d\n"
+                              "# HELP glmv_http_read_timeouts_total Connections closed because a "
+                              "request did not arrive within its deadline.\n"
+                              "# TYPE glmv_http_read_timeouts_total counter\n"
+                              "glmv_http_read_timeouts_total %llu\n",
+                              m, serve_guard_open(sv->guard), serve_guard_timed_out(sv->guard)) < 0)
+                t = NULL;
+            free(m);
             if (!t) return MHD_NO;
             return reply(sv, conn, c, 200, "text/plain; version=0.0.4", t, strlen(t),
                          MHD_RESPMEM_MUST_FREE);
@@ -473,6 +487,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!c) return MHD_NO;
         *con_cls = c;
         c->t0 = now_ms();
+        serve_guard_headers(sv->guard, conn);
         snprintf(c->method, sizeof c->method, "%s", method);
         snprintf(c->url, sizeof c->url, "%s", url);
         /* A body a little too large is read and dropped so that the client,
@@ -504,6 +519,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (*upload_size) { /* a piece of the body */
         c->received += *upload_size;
+        serve_guard_body(sv->guard, conn, c->received);
         if (c->too_big && c->ph == PH_BODY && c->received > 4 * sv->max_body) {
             /* a chunked body far past the limit is not read to its end: the connection is
              * closed (a 413 queued now would be lost in the reset of the unread upload) */
@@ -534,6 +550,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0;
         return MHD_YES;
     }
+    serve_guard_busy(sv->guard, conn); /* the request is whole: no read deadline while it runs */
     if (c->ph == PH_FETCH) return chat_fetched(sv, conn, c);
     if (c->ph == PH_WAIT) return chat_wait(sv, conn, c);
     if (c->ph == PH_DONE) return MHD_NO;
@@ -580,7 +597,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     server *sv = cls;
     conn_ctx *c = *con_cls;
-    (void)conn;
+    serve_guard_waiting(sv->guard, conn); /* for the next request on this connection */
     if (!c) return;
     if (c->job) {
         serve_sched_detach(&sv->sched, c->job);
@@ -625,7 +642,12 @@ static void usage(FILE *f) {
             "  --http-threads N     HTTP worker threads (default 4)\n"
             "  --max-conns-per-ip N connections one client address may hold (default 64; 0 = no\n"
             "                       limit: behind a load balancer every client has its address)\n"
-            "  --idle-timeout S     close a connection that sends nothing for S seconds (default 30)\n"
+            "  --idle-timeout S     close a connection that sends nothing for S seconds (default 30),\n"
+            "                       or that has not begun its next request S seconds after the last\n"
+            "  --header-timeout S   a request line and headers must arrive within S seconds, and a\n"
+            "                       body at 16 KiB/s on average after that, however the bytes trickle\n"
+            "                       in (default 10)\n"
+            "  --max-conns N        connections open at most, all clients together (default 4096)\n"
             "  --drain-timeout S    on SIGTERM: stop accepting, let requests in flight finish for up\n"
             "                       to S seconds (default 30), then end the rest with an error\n"
             "  -v, --verbose        also log every request\n"
@@ -695,6 +717,7 @@ int cmd_serve(int argc, char **argv) {
     if (sv.api_key && !*sv.api_key) sv.api_key = NULL;
     const char *media_dir = NULL, *served_names = NULL;
     long parallel = 1, http_threads = 4, v, per_ip = 64, idle_timeout = 30, drain_timeout = 30;
+    long header_timeout = 10, max_conns = 4096;
     int no_prompt_cache = 0;
     cli_opts o;
     cli_opts_init(&o);
@@ -767,6 +790,12 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--idle-timeout")) {
             NEED_VAL;
             if (cli_parse_int(a, val, 1, 86400, &idle_timeout)) return 2;
+        } else if (!strcmp(a, "--header-timeout")) {
+            NEED_VAL;
+            if (cli_parse_int(a, val, 1, 86400, &header_timeout)) return 2;
+        } else if (!strcmp(a, "--max-conns")) {
+            NEED_VAL;
+            if (cli_parse_int(a, val, 1, 1000000, &max_conns)) return 2;
         } else if (!strcmp(a, "--drain-timeout")) {
             NEED_VAL;
             if (cli_parse_int(a, val, 0, 86400, &drain_timeout)) return 2;
@@ -842,6 +871,29 @@ int cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* every connection is a descriptor: room for --max-conns of them, besides the model's files */
+    struct rlimit rl;
+    if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < (rlim_t)max_conns + 256) {
+        rlim_t want = (rlim_t)max_conns + 256;
+        if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max) want = rl.rlim_max;
+        rl.rlim_cur = want;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < (rlim_t)max_conns + 256) {
+            fprintf(stderr, "glmv serve: warning: the open-file limit (%llu) holds fewer than "
+                            "--max-conns %ld connections; using %llu\n",
+                    (unsigned long long)rl.rlim_cur, max_conns,
+                    (unsigned long long)(rl.rlim_cur > 320 ? rl.rlim_cur - 256 : 64));
+            max_conns = rl.rlim_cur > 320 ? (long)rl.rlim_cur - 256 : 64;
+        }
+    }
+    sv.guard = serve_guard_start((double)idle_timeout, (double)header_timeout);
+    if (!sv.guard) {
+        fprintf(stderr, "glmv serve: cannot start the connection guard\n");
+        serve_sched_stop(&sv.sched);
+        sv.eng->free(sv.eng);
+        return 1;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     flags |= MHD_USE_POLL;
     if (v6) flags |= MHD_USE_IPv6;
@@ -850,12 +902,15 @@ int cmd_serve(int argc, char **argv) {
         NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)http_threads,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)idle_timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+        (unsigned)idle_timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conns,
+        MHD_OPTION_NOTIFY_CONNECTION, serve_guard_notify, sv.guard, MHD_OPTION_URI_LOG_CALLBACK,
+        serve_guard_uri, sv.guard,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)per_ip,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "glmv serve: cannot listen on %s:%d (%s)\n", sv.host, sv.port,
                 errno ? strerror(errno) : "libmicrohttpd failed");
+        serve_guard_stop(sv.guard);
         serve_sched_stop(&sv.sched);
         sv.eng->free(sv.eng);
         return 1;
@@ -892,6 +947,7 @@ int cmd_serve(int argc, char **argv) {
     serve_sched_stop(&sv.sched); /* cancels jobs and resumes their connections */
     for (int k = 0; atomic_load(&sv.active) > 0 && k < 100; k++) nanosleep(&tick, NULL); /* answers go out */
     MHD_stop_daemon(d);
+    serve_guard_stop(sv.guard);
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
     sv.eng->free(sv.eng);
     if (sv.media.allow_remote) serve_fetch_cleanup();

@@ -3,6 +3,7 @@
  *   serve_api.c     OpenAI JSON: request parsing and validation, response and error bodies
  *   serve_sched.c   jobs, the bounded queue, the one inference thread, metrics
  *   serve_engine.c  what generates: the glmv library, or the "echo:" test engine
+ *   serve_guard.c   deadlines for reading a request, which a trickle cannot extend
  * Only include/glmv.h is used from the library. Threads: libmicrohttpd's pool
  * parses requests and writes responses; one inference thread runs the jobs.
  */
@@ -10,8 +11,11 @@
 #define GLMV_SERVE_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <microhttpd.h>
 
 #include "cli.h"
 #include "glmv.h"
@@ -253,6 +257,29 @@ char *serve_metrics_text(serve_sched *s);
 
 /* Resume j->conn if it waits on j; call with j->mu held. */
 void serve_job_wake_locked(serve_job *j);
+
+/* ------------------------------------------------------------------------ */
+/* Request deadlines (serve_guard.c)                                        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct serve_guard serve_guard;
+
+/* A thread that shuts down connections past their deadline: a request line and
+ * headers within header_s, a body at 16 KiB/s on average after that, the next
+ * request begun within idle_s of the last answer. NULL: out of memory. */
+serve_guard *serve_guard_start(double idle_s, double header_s);
+void serve_guard_stop(serve_guard *g); /* after MHD_stop_daemon */
+/* libmicrohttpd callbacks: MHD_OPTION_NOTIFY_CONNECTION and MHD_OPTION_URI_LOG_CALLBACK
+ * (the request line is in), both with the guard as their closure */
+void serve_guard_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code);
+void *serve_guard_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+void serve_guard_headers(serve_guard *g, struct MHD_Connection *conn); /* headers in */
+void serve_guard_body(serve_guard *g, struct MHD_Connection *conn, size_t received);
+void serve_guard_busy(serve_guard *g, struct MHD_Connection *conn);    /* request whole */
+void serve_guard_waiting(serve_guard *g, struct MHD_Connection *conn); /* answer sent */
+unsigned long long serve_guard_timed_out(serve_guard *g); /* connections closed at a deadline */
+int serve_guard_open(serve_guard *g);                     /* connections open now */
 
 /* ------------------------------------------------------------------------ */
 /* The page: web/ files embedded at build time (build/CONFIG/gen/web_assets.c) */

@@ -65,6 +65,97 @@ test('one client address cannot hold every connection slot (--max-conns-per-ip)'
   }
 });
 
+// Open a socket and keep sending `pieces` (strings), one every gapMs; resolves with how long
+// the server kept it open (ms) and whether any byte came back.
+function trickle(port, pieces, gapMs, localAddress) {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    let got = '', i = 0, timer;
+    const s = net.connect({ port, host: '127.0.0.1', localAddress }, () => {
+      const next = () => {
+        if (s.destroyed) return;
+        s.write(pieces[Math.min(i++, pieces.length - 1)]); // the last piece repeats
+        timer = setTimeout(next, gapMs);
+      };
+      next();
+    });
+    const done = () => { clearTimeout(timer); resolve({ ms: Date.now() - t0, got, sock: s }); };
+    s.on('data', (d) => { got += d; });
+    s.on('error', () => {});
+    s.on('close', done);
+  });
+}
+
+test('a request trickled in is closed at --header-timeout however often bytes come; an idle connection is not cut early', async () => {
+  const srv = await startServer(['-m', 'echo:', '--header-timeout', '2', '--idle-timeout', '4']);
+  try {
+    const port = Number(new URL(srv.url).port);
+    const headerLines = ['GET /health HTTP/1.1\r\n', ...Array(100).fill('X-Slow: 1\r\n')];
+    const body = ['POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+                  'Content-Length: 100000\r\n\r\n{', ...Array(100).fill(' ')];
+    const requestLine = [...'GET /health HTTP/1.1\r\n'];
+    const [h, b, r] = await Promise.all([trickle(port, headerLines, 250), trickle(port, body, 250),
+                                         trickle(port, requestLine, 250)]);
+    // each byte restarts the 4 s idle timer; the deadlines do not move
+    assert.ok(h.ms >= 1800 && h.ms < 3500, `headers trickled: closed after ${h.ms} ms`);
+    assert.ok(b.ms >= 1800 && b.ms < 3500, `body trickled: closed after ${b.ms} ms`);
+    assert.ok(r.ms >= 3800 && r.ms < 5500, `request line trickled: closed after ${r.ms} ms`);
+    // a kept-alive connection that waits 3 s (past --header-timeout) before its request is answered
+    const s = net.connect(port, '127.0.0.1');
+    await new Promise((res) => s.on('connect', res));
+    await new Promise((res) => setTimeout(res, 3000));
+    const answer = await new Promise((res) => {
+      let t = '';
+      s.on('data', (d) => { t += d; if (t.includes('"status"')) res(t); });
+      s.on('close', () => res(t));
+      s.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+    });
+    s.destroy();
+    assert.match(answer, /^HTTP\/1\.1 200/);
+    const m = await (await fetch(srv.url + '/metrics')).text();
+    assert.match(m, /glmv_http_read_timeouts_total 3\n/);
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+test('3,000 slow connections from 50 addresses: /health and a request answer within a second, the deadline frees them', async () => {
+  const { spawnSync } = await import('node:child_process');
+  // this process needs a descriptor per connection too
+  const limit = Number(spawnSync('sh', ['-c', 'ulimit -n']).stdout.toString().trim()) || 1024;
+  const n = Math.min(3000, limit - 200);
+  const srv = await startServer(['-m', 'echo:', '--header-timeout', '3']);
+  const socks = [];
+  try {
+    const port = Number(new URL(srv.url).port);
+    const waits = [];
+    for (let i = 0; i < n; i += 100)
+      await Promise.all(Array.from({ length: Math.min(100, n - i) }, (_, k) => new Promise((res) => {
+        const from = `127.0.0.${10 + ((i + k) % 50)}`;
+        const p = trickle(port, ['POST /v1/chat/completions HTTP/1.1\r\n', 'X-Slow: 1\r\n'], 500, from);
+        waits.push(p);
+        setImmediate(res);
+      })));
+    await new Promise((r) => setTimeout(r, 300));
+    const h = await timed(srv.url + '/health', SLOW ? 5000 : 1000);
+    assert.equal(h.status, 200);
+    const t0 = Date.now();
+    const r = await post(srv.url, '/v1/chat/completions', user('through the crowd'));
+    assert.equal(r.status, 200);
+    assert.ok(Date.now() - t0 < (SLOW ? 5000 : 1000), `request took ${Date.now() - t0} ms`);
+    const closed = await Promise.all(waits);
+    const late = closed.filter((c) => c.ms > 6000).length;
+    assert.equal(late, 0, `${late} of ${n} slow connections outlived the 3 s deadline by 3 s`);
+    const m = await (await fetch(srv.url + '/metrics')).text();
+    const t = Number(m.match(/glmv_http_read_timeouts_total (\d+)/)[1]);
+    assert.ok(t >= n * 0.99, `${t} of ${n} closed at the deadline`);
+    for (const c of closed) socks.push(c.sock);
+  } finally {
+    for (const s of socks) s.destroy();
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
 test('media URLs that never answer are downloaded off the HTTP threads: everything else still answers', async () => {
   const http = await import('node:http');
   const hang = http.createServer(() => { /* accept, never answer */ });

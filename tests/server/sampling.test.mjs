@@ -275,6 +275,14 @@ test('undecodable images in data: URLs are the client\'s error (400 invalid_imag
   }
 });
 
+test('a video cut in half is the client\'s error (400, "cut short"), not answered from the part that decodes', { skip }, async () => {
+  const clip = fs.readFileSync(new URL('../../../shared/assets/videos/videollava_sample_demo_1.mp4', import.meta.url));
+  const half = clip.subarray(0, clip.length >> 1).toString('base64');
+  await assert.rejects(c.chat.completions.create({ model: 'm', max_tokens: 4, messages: [{ role: 'user', content: [
+    { type: 'video_url', video_url: { url: 'data:video/mp4;base64,' + half } }, { type: 'text', text: 'x' }] }] }),
+  (e) => e.status === 400 && /cut short or damaged/.test(e.message));
+});
+
 // ---- the echo engine: protocol details, no model needed
 let echo;
 before(async () => { echo = await startServer(['-m', 'echo:']); });
