@@ -39,13 +39,36 @@ start_replica() { # i: serve on BASE+i, remembered in pids[i]
 }
 for i in 1 2 3; do start_replica $i; done
 
+# HAProxy answers what it refuses itself (no replica up, a replica that fails, a request too
+# slow to arrive) with these: OpenAI-shaped JSON, like every error a replica sends. (HAProxy
+# 2.6 answers a request it cannot parse at all with its own HTML 400.)
+mkdir -p "$TMP/errors"
+errfile() { # code reason type code-name message
+    local body
+    body=$(printf '{"error":{"message":"%s","type":"%s","param":null,"code":"%s"}}' "$5" "$3" "$4")
+    printf 'HTTP/1.1 %s %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n%s' \
+        "$1" "$2" "${#body}" "$body" >"$TMP/errors/$1.http"
+}
+errfile 400 "Bad Request" invalid_request_error bad_request "malformed HTTP request"
+errfile 408 "Request Timeout" invalid_request_error request_timeout "the request did not arrive in time"
+errfile 413 "Payload Too Large" invalid_request_error body_too_large "the request is too large"
+errfile 429 "Too Many Requests" server_error rate_limited "too many requests: retry later"
+errfile 500 "Internal Server Error" server_error internal_error "internal error at the load balancer"
+errfile 501 "Not Implemented" invalid_request_error not_implemented "not implemented"
+errfile 502 "Bad Gateway" server_error bad_gateway "no valid answer from a replica: retry"
+errfile 503 "Service Unavailable" server_error no_replica "no replica is ready: retry later"
+errfile 504 "Gateway Timeout" server_error gateway_timeout "a replica did not answer in time: retry"
+
 cat >"$TMP/haproxy.cfg" <<EOF
 global
     maxconn 4096
     pidfile $TMP/haproxy.pid
     tune.bufsize 1048576          # whole requests (images in base64) stay buffered for retries
+http-errors json
+$(for f in "$TMP"/errors/*.http; do echo "    errorfile $(basename "$f" .http) $f"; done)
 defaults
     mode http
+    errorfiles json               # the balancer's own refusals in the API's JSON shape
     timeout connect 2s
     timeout client 600s
     timeout server 600s
@@ -106,6 +129,16 @@ wait "${pids[2]}"
 echo "scaleout: replica 2 exited with status $? ($(grep 'in flight' "$TMP/r2.log"))"
 start_replica 2
 wait "${cpids[@]}"
+
+# with every replica down the balancer answers 503 in the API's shape, which clients retry
+for i in 1 2 3; do kill -TERM "${pids[$i]}" 2>/dev/null; done
+wait "${pids[1]}" "${pids[2]}" "${pids[3]}" 2>/dev/null
+for _ in $(seq 50); do
+    down=$(curl -s -o "$TMP/down.body" -w '%{http_code} %{content_type}' "http://127.0.0.1:$LB/v1/models")
+    [ "${down%% *}" = 503 ] && break
+    sleep 0.1
+done
+echo "no replica up: $down $(grep -o '"code":"[a-z_]*"' "$TMP/down.body")"
 
 echo "requests by status:"
 cat "$TMP"/codes.* | sort | uniq -c
