@@ -486,6 +486,13 @@ int glmv_video_load(const char *path, const void *data, size_t size,
             if (k <= k_seek) seekable = 0;
         }
         if (k == idx[want] || k > idx[want]) {
+            /* a stream may change its frame size midway: the limit holds for every frame */
+            if ((int64_t)r.frame->width * r.frame->height > max_px || r.frame->width <= 0 ||
+                r.frame->height <= 0) {
+                glmv_errf(err, "%s: a frame of %dx%d (the stream changes size) exceeds the limit of "
+                          "%lld pixels", r.name, r.frame->width, r.frame->height, (long long)max_px);
+                goto done;
+            }
             glmv_rgb full;
             if (frame_to_rgb(&r, rot, &full, err)) goto done;
             int e2 = glmv_image_resize(&full, ow, oh, &frames[want], err);

@@ -443,12 +443,24 @@ TEST(seek_loop_returns) {
     char err[GLMV_ERR_SIZE];
     signal(SIGALRM, hung);
     alarm(60);
-    int rc = glmv_video_load("tests/fixtures/video/fuzz/seek_loop.bin", NULL, 0, &vp, &ip, &v, err);
+    int rc = glmv_video_load("tests/fixtures/video/fuzz/seek_loop.avi", NULL, 0, &vp, &ip, &v, err);
     alarm(0);
     if (!rc) {
         CHECK(v.n_frames >= 2 && v.n_frames <= 8);
         glmv_video_free(&v);
     }
+}
+
+/* Another fuzzer's AVI: 96x64 in its header, then a frame of 264x6176. The pixel limit holds
+ * for every frame, not only for the size the header states. */
+TEST(frame_size_change_is_checked) {
+    glmv_image_params ip = video_params();
+    glmv_video_params vp = {.max_decode_pixels = 1 << 20, .max_frames = 8};
+    glmv_video v;
+    char err[GLMV_ERR_SIZE] = "";
+    int rc = glmv_video_load("tests/fixtures/video/fuzz/size_change.avi", NULL, 0, &vp, &ip, &v, err);
+    CHECK_MSG(rc != 0 && strstr(err, "264x6176") && strstr(err, "exceeds the limit"), "rc %d: %s", rc, err);
+    if (!rc) glmv_video_free(&v);
 }
 
 int main(void) {
@@ -465,5 +477,6 @@ int main(void) {
     RUN(containers_and_codecs);
     RUN(cut_short_is_refused);
     RUN(seek_loop_returns);
+    RUN(frame_size_change_is_checked);
     return test_summary("video");
 }
