@@ -245,6 +245,44 @@ int glmv_generate_raw(glmv_session *s, const char *prompt, const glmv_sampling *
                       glmv_callback cb, void *user, glmv_result *out, char *err);
 
 /* ------------------------------------------------------------------------ */
+/* Several generations at once (continuous batching)                        */
+/* ------------------------------------------------------------------------ */
+
+/* glmv_generate in steps, so that a caller can advance several generations together,
+ * each on its own session of one model:
+ *   glmv_gen_start   the prompt (template, media, tokens) and its prefill on the session;
+ *   glmv_gen_step    picks the next token from the last logits and streams it (the
+ *                    callback runs here); 1 when the generation is over, 0 when its token
+ *                    (glmv_gen_token) must be evaluated before the next step, -1 on error;
+ *   glmv_gen_eval_batch  evaluates the pending token of n generations in one forward
+ *                    pass: the weights are read once for all of them, each attends to its
+ *                    own cache;
+ *   glmv_gen_finish  the result (as glmv_generate's), and frees the generation.
+ * glmv_generate is start, then step and evaluate one by one, then finish. A sequence's
+ * tokens do not depend on what is batched beside it: on the CPU its logits are bit for bit
+ * those of glmv_generate; on CUDA the matrix products of a batch may sum in another order
+ * (the tokens agree unless two logits are within float rounding of each other).
+ * glmv_gen_free abandons a generation (no result). A session runs one generation at a time. */
+typedef struct glmv_gen glmv_gen;
+typedef struct glmv_batch glmv_batch;
+
+int glmv_gen_start(glmv_gen **out, glmv_session *s, const glmv_message *msgs, int n_msgs,
+                   const glmv_sampling *sp, glmv_callback cb, void *user, char *err);
+int glmv_gen_start_raw(glmv_gen **out, glmv_session *s, const char *prompt,
+                       const glmv_sampling *sp, glmv_callback cb, void *user, char *err);
+int glmv_gen_step(glmv_gen *g, char *err);
+int32_t glmv_gen_token(const glmv_gen *g);
+glmv_session *glmv_gen_session(const glmv_gen *g);
+int glmv_gen_finish(glmv_gen *g, glmv_result *out, char *err);
+void glmv_gen_free(glmv_gen *g);
+
+/* Scratch for evaluating up to `cap` generations' tokens in one pass. */
+int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err);
+void glmv_batch_free(glmv_batch *b);
+int glmv_batch_capacity(const glmv_batch *b);
+int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err);
+
+/* ------------------------------------------------------------------------ */
 /* Low level: for benchmarks, tests and tools that manage tokens themselves */
 /* ------------------------------------------------------------------------ */
 

@@ -132,6 +132,21 @@ struct glmv_session {
     int n_seg_hash, cap_seg_hash;
 };
 
+/* Scratch for one decode step of up to cap sequences together (glmv_batch_decode):
+ * the mutable state of a batched step lives here, not in the model. */
+struct glmv_batch {
+    glmv_model *m;
+    int cap;
+    float *x, *xn, *t1, *t2;               /* (cap, H) */
+    float *q, *att;                        /* (cap, nh*hd) */
+    float *k, *v;                          /* (cap, nkv*hd): the step's keys and values */
+    float *gu, *h;                         /* (cap, 2I), (cap, I) */
+    float *cos, *sin;                      /* (cap, rot/2) */
+    float *logits_dev;                     /* (cap, V) */
+    float *hcos, *hsin, *hemb;             /* host */
+    int32_t *hpos;                         /* host (3, cap) */
+};
+
 /* ---- model.c ---- */
 /* Call the activation hook (if any) on backend rows x[rows, cols]. */
 void glmv_model_dump(glmv_model *m, const char *name, const float *x, int64_t rows,
@@ -174,6 +189,11 @@ void glmv_vision_free_scratch(glmv_model *m);
  * pos (3, n) host positions. logits (host, V) of the last token, may be NULL. */
 int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const int32_t *pos,
                       int64_t n, float *logits, char *err);
+
+/* One decode step of n sequences at once: ids[i] is appended to ss[i] (distinct sessions
+ * of b's model) and its logits land in logits[i] (host, V floats each; NULL to skip). */
+int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
+                      float *const *logits, char *err);
 
 /* ---- session.c ---- */
 /* Prefill ids (placeholders already expanded) at s->pos with n_img images whose

@@ -77,6 +77,12 @@ struct glmv_backend {
      * bias may be NULL. */
     void (*matmul)(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
                    const glmv_tensor *bias, int64_t m);
+    /* The same product for m independent rows (one decode step of each of m sequences):
+     * the weights are read once for all of them, and each row's result is bit for bit
+     * what matmul gives that row alone (m = 1), so that a sequence's tokens do not depend
+     * on what runs beside it. NULL: matmul stands in, without that guarantee. */
+    void (*matmul_rows)(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
+                        const glmv_tensor *bias, int64_t m);
     /* y[i, :] = table[ids[i], :] for i < n (ids on the host, checked by the caller) */
     void (*embed)(glmv_backend *be, float *y, const glmv_tensor *table, const int32_t *ids,
                   int64_t n);

@@ -727,17 +727,64 @@ static int json_out_take(json_out *j, const glmv_tokenizer *tok, int32_t id, cha
     return 0;
 }
 
+/* One generation in flight on a session: glmv_gen_start runs the prompt and its prefill,
+ * then glmv_gen_step picks each token from the logits of the one before and streams it,
+ * and the caller evaluates the token it names (alone, or with other generations' tokens
+ * in one batched forward: glmv_gen_eval_batch), until glmv_gen_step says it is done. */
+struct glmv_gen {
+    glmv_session *s;
+    int raw;                    /* a raw prompt: no <think>/<answer> split */
+    glmv_sampling sp;
+    float *logits;              /* (V) the logits the next token is picked from */
+    float *wf, *raw_logits;
+    int32_t *wi, *gen, *force;
+    glmv_logprob *lps;
+    glmv_splitter *spl;
+    glmv_detok dt;
+    json_out jo;
+    int have_jo;
+    gen_state g;
+    glmv_rng rng;
+    int max_new, n_gen, n_think, forced, n_force, i_force;
+    const char *finish;
+    int done;
+    int32_t next;               /* the token to evaluate before the next step */
+    glmv_result res;            /* prompt counts and timings so far */
+    double t2;
+};
+
 /* the splitter's view of where the output is; a raw prompt's output is all content */
-#define STATE() (raw ? GLMV_TEXT_CONTENT : glmv_splitter_state(spl))
+static glmv_text_kind gen_state_kind(const glmv_gen *q) {
+    return q->raw ? GLMV_TEXT_CONTENT : glmv_splitter_state(q->spl);
+}
+
+void glmv_gen_free(glmv_gen *q) {
+    if (!q) return;
+    if (q->have_jo) json_out_free(&q->jo);
+    if (q->spl) glmv_splitter_free(q->spl);
+    free(q->g.reasoning.p);
+    free(q->g.content.p);
+    free(q->gen);
+    free(q->force);
+    free(q->logits);
+    free(q->raw_logits);
+    free(q->lps);
+    free(q->wf);
+    free(q->wi);
+    free(q);
+}
+
+int32_t glmv_gen_token(const glmv_gen *q) { return q->next; }
+glmv_session *glmv_gen_session(const glmv_gen *q) { return q->s; }
 
 /* glmv_generate (msgs) and glmv_generate_raw (raw): the same but for where the prompt comes from
  * and how the output is split (raw: no <think>/<answer> split, the text as the tokens spell it) */
-static int generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const char *raw,
-                    const glmv_sampling *sp_in, glmv_callback cb, void *user, glmv_result *out,
-                    char *err) {
+static int gen_start(glmv_gen **qout, glmv_session *s, const glmv_message *msgs, int n_msgs,
+                     const char *raw, const glmv_sampling *sp_in, glmv_callback cb, void *user,
+                     char *err) {
     glmv_model *m = s->m;
     const glmv_config *c = &m->cfg;
-    memset(out, 0, sizeof *out);
+    *qout = NULL;
     if (!m->tok || !m->tmpl) {
         if (!strncmp(m->dir, "synthetic:", 10))
             return glmv_errf(err, "%s: random weights have no tokenizer: cannot generate from messages",
@@ -750,21 +797,18 @@ static int generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const
     else glmv_sampling_default(m, &sp);
     if (check_request(msgs, n_msgs, &sp, c->vocab_size, err)) return -1;
     if (raw && sp.json) return glmv_errf(err, "generate: JSON output needs a chat prompt");
+    glmv_gen *q = calloc(1, sizeof *q);
+    if (!q) return glmv_errf(err, "out of memory");
+    q->s = s;
+    q->raw = raw != NULL;
+    q->sp = sp;
+    glmv_result *out = &q->res;
 
     double t0 = glmv_now_ms();
     media md;
     memset(&md, 0, sizeof md);
     char *text = NULL;
-    int32_t *ids0 = NULL, *ids = NULL, *gen = NULL, *force = NULL;
-    float *logits = NULL, *wf = NULL, *raw_logits = NULL;
-    glmv_logprob *lps = NULL;
-    int32_t *wi = NULL;
-    glmv_splitter *spl = NULL;
-    glmv_detok dt;
-    json_out jo;
-    int have_jo = 0;
-    gen_state g;
-    memset(&g, 0, sizeof g);
+    int32_t *ids0 = NULL, *ids = NULL;
     int rc = -1;
     int64_t n0 = 0, n = 0;
 
@@ -796,24 +840,26 @@ static int generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const
                   (long long)n, sp.max_new_tokens, s->n_ctx);
         goto done;
     }
+    q->max_new = max_new;
     out->preprocess_ms = glmv_now_ms() - t0;
     if (sp.json) {
-        have_jo = 1;
-        if (json_out_init(&jo, m, &sp, err)) goto done;
+        q->have_jo = 1;
+        if (json_out_init(&q->jo, m, &sp, err)) goto done;
     }
 
     int V = c->vocab_size;
-    logits = malloc(sizeof(float) * (size_t)V);
-    wf = malloc(sizeof(float) * (size_t)V);
-    wi = malloc(sizeof(int32_t) * (size_t)V);
-    gen = malloc(sizeof(int32_t) * (size_t)(max_new + 8));
+    q->logits = malloc(sizeof(float) * (size_t)V);
+    q->wf = malloc(sizeof(float) * (size_t)V);
+    q->wi = malloc(sizeof(int32_t) * (size_t)V);
+    q->gen = malloc(sizeof(int32_t) * (size_t)(max_new + 8));
     if (sp.logprobs) {
-        lps = calloc((size_t)max_new + 8, sizeof *lps);
-        raw_logits = malloc(sizeof(float) * (size_t)V);
+        q->lps = calloc((size_t)max_new + 8, sizeof *q->lps);
+        q->raw_logits = malloc(sizeof(float) * (size_t)V);
     }
-    spl = glmv_splitter_new(m->tok);
-    glmv_detok_init(&dt, m->tok, 1);
-    if (!logits || !wf || !wi || !gen || !spl || (sp.logprobs && (!lps || !raw_logits))) {
+    q->spl = glmv_splitter_new(m->tok);
+    glmv_detok_init(&q->dt, m->tok, 1);
+    if (!q->logits || !q->wf || !q->wi || !q->gen || !q->spl ||
+        (sp.logprobs && (!q->lps || !q->raw_logits))) {
         glmv_errf(err, "out of memory");
         goto done;
     }
@@ -839,7 +885,7 @@ static int generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const
         out->cached_tokens = (int)start;
         int prc = prefill_from(s, ids, n, start, seg0, md.rows, md.n_rows, (const int(*)[3])md.grid,
                                md.n, (const int(*)[3])md.img_grid, md.n_img,
-                               (const int(*)[3])md.vid_grid, md.n_vid, logits, &out->vision_ms, err);
+                               (const int(*)[3])md.vid_grid, md.n_vid, q->logits, &out->vision_ms, err);
         if (prc == 0 && md.n > s->cap_seg_hash) {
             uint64_t *nh = realloc(s->seg_hash, sizeof(uint64_t) * (size_t)md.n);
             if (nh) {
@@ -861,149 +907,218 @@ static int generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const
     }
     out->prefill_ms = glmv_now_ms() - t1 - out->vision_ms;
 
-    glmv_rng rng;
-    glmv_rng_seed(&rng, sp.seed);
-    g.cb = cb;
-    g.user = user;
-    g.stop = sp.stop;
-    g.n_stop = sp.n_stop;
-    const char *finish = "length";
-    int n_gen = 0, n_think = 0, forced = 0, n_force = 0, i_force = 0;
-    double t2 = glmv_now_ms();
-    while (n_gen < max_new) {
-        int32_t id;
-        /* log-probabilities of the model's own distribution, before the sampler touches it */
-        glmv_logprob *lp = lps ? &lps[n_gen] : NULL;
-        float lse = 0;
-        if (lp) {
-            lse = glmv_logprobs_top(logits, V, sp.top_logprobs, lp);
-            memcpy(raw_logits, logits, sizeof(float) * (size_t)V);
-        }
-        /* min_tokens holds the eos back, but not past a complete JSON answer (nothing else may follow) */
-        if (n_gen < sp.min_tokens && !(have_jo && glmv_json_complete(&jo.st)))
-            for (int e = 0; e < c->n_eos; e++)
-                if (c->eos_token_ids[e] >= 0 && c->eos_token_ids[e] < V)
-                    logits[c->eos_token_ids[e]] = -INFINITY;
-        /* a JSON answer is constrained everywhere but inside <think>...</think> */
-        /* once the JSON has started, it stays constrained whatever the text in it looks like */
-        int in_json = have_jo && (STATE() != GLMV_TEXT_REASONING || jo.st.started);
-        int constrained = in_json && i_force >= n_force;
-        if (constrained && json_out_mask(&jo, c, logits, V, n_gen, err)) goto done;
-        if (constrained) { /* nothing left to say (the penalties or a bias took the rest): stop */
-            int any = 0;
-            for (int i = 0; i < V && !any; i++) any = logits[i] > -INFINITY;
-            if (!any) {
-                finish = "stop";
-                break;
-            }
-        }
-        if (i_force < n_force) {
-            id = force[i_force++];
-        } else {
-            id = glmv_sample(logits, V, &sp, s->hist, s->pos, gen, n_gen, &rng, wf, wi);
-        }
-        if (in_json && json_out_take(&jo, m->tok, id, err)) goto done;
-        if (lp) {
-            lp->token = id;
-            lp->logprob = raw_logits[id] - lse;
-        }
-        gen[n_gen++] = id;
-        if (is_eos(c, id) && !sp.ignore_eos) {
-            finish = "stop";
-            if (cb && lp) { /* no text, but its log-probability, as in the result */
-                glmv_event ev = {id, "", 0, STATE(), 1, lp};
-                cb(user, &ev);
-            }
-            break;
-        }
-        g.token = id;
-        g.n_emit = 0;
-        g.lp = lp;
-        g.n_stop = n_gen > sp.min_tokens ? sp.n_stop : 0; /* no stop string before min_tokens */
-        int was_thinking = STATE() == GLMV_TEXT_REASONING;
-        if (was_thinking) out->reasoning_tokens++;
-        if (raw) { /* the text as the tokens spell it (special tokens left out) */
-            char *piece = NULL;
-            size_t pl = 0;
-            if (glmv_detok_push(&dt, id, &piece, &pl) == 0 && piece) on_emit(&g, GLMV_TEXT_CONTENT, piece, pl);
-            free(piece);
-        } else {
-            glmv_splitter_push(spl, id, on_emit, &g);
-        }
-        if (cb && g.n_emit == 0 && !g.cancelled) {
-            glmv_event ev = {id, "", 0, STATE(), 1, lp};
-            if (cb(user, &ev)) g.cancelled = 1;
-        }
-        if (g.cancelled) {
-            finish = "cancelled";
-            break;
-        }
-        if (g.stopped) {
-            finish = "stop";
-            break;
-        }
-        if (n_gen >= max_new) break;
-        /* thinking budget: tokens generated after <think>; when spent (and still
-         * thinking), force "</think><answer>" as the official bench script does */
-        if (was_thinking) n_think++;
-        if (sp.max_thinking_tokens > 0 && !forced && STATE() == GLMV_TEXT_REASONING &&
-            n_think >= sp.max_thinking_tokens) {
-            forced = 1;
-            const char *tag = "</think><answer>";
-            int64_t nf = glmv_tokenize(m->tok, tag, strlen(tag), &force, err);
-            if (nf < 0) goto done;
-            n_force = (int)nf;
-            i_force = 0;
-        }
-        if (s->pos + 1 > s->n_ctx) break;
-        if (glmv_session_eval(s, &id, 1, logits, err)) goto done;
+    glmv_rng_seed(&q->rng, sp.seed);
+    q->g.cb = cb;
+    q->g.user = user;
+    q->g.stop = q->sp.stop;
+    q->g.n_stop = q->sp.n_stop;
+    q->finish = "length";
+    q->t2 = glmv_now_ms();
+    rc = 0;
+done:
+    free(text);
+    media_free(&md);
+    free(ids0);
+    free(ids);
+    if (rc) glmv_gen_free(q);
+    else *qout = q;
+    return rc;
+}
+
+/* Pick the next token from q->logits, stream it. 1: finished; 0: q->next is to be
+ * evaluated (its logits into q->logits) before the next step; -1: error. */
+int glmv_gen_step(glmv_gen *q, char *err) {
+    if (q->done) return 1;
+    glmv_session *s = q->s;
+    glmv_model *m = s->m;
+    const glmv_config *c = &m->cfg;
+    const glmv_sampling *sp = &q->sp;
+    int V = c->vocab_size;
+    float *logits = q->logits;
+    gen_state *g = &q->g;
+    q->done = 1; /* unless a token is to be evaluated below */
+    if (q->n_gen >= q->max_new) return 1;
+    int32_t id;
+    /* log-probabilities of the model's own distribution, before the sampler touches it */
+    glmv_logprob *lp = q->lps ? &q->lps[q->n_gen] : NULL;
+    float lse = 0;
+    if (lp) {
+        lse = glmv_logprobs_top(logits, V, sp->top_logprobs, lp);
+        memcpy(q->raw_logits, logits, sizeof(float) * (size_t)V);
     }
-    if (raw) {
+    /* min_tokens holds the eos back, but not past a complete JSON answer (nothing else may follow) */
+    if (q->n_gen < sp->min_tokens && !(q->have_jo && glmv_json_complete(&q->jo.st)))
+        for (int e = 0; e < c->n_eos; e++)
+            if (c->eos_token_ids[e] >= 0 && c->eos_token_ids[e] < V)
+                logits[c->eos_token_ids[e]] = -INFINITY;
+    /* a JSON answer is constrained everywhere but inside <think>...</think> */
+    /* once the JSON has started, it stays constrained whatever the text in it looks like */
+    int in_json = q->have_jo && (gen_state_kind(q) != GLMV_TEXT_REASONING || q->jo.st.started);
+    int constrained = in_json && q->i_force >= q->n_force;
+    if (constrained && json_out_mask(&q->jo, c, logits, V, q->n_gen, err)) return -1;
+    if (constrained) { /* nothing left to say (the penalties or a bias took the rest): stop */
+        int any = 0;
+        for (int i = 0; i < V && !any; i++) any = logits[i] > -INFINITY;
+        if (!any) {
+            q->finish = "stop";
+            return 1;
+        }
+    }
+    if (q->i_force < q->n_force) {
+        id = q->force[q->i_force++];
+    } else {
+        id = glmv_sample(logits, V, sp, s->hist, s->pos, q->gen, q->n_gen, &q->rng, q->wf, q->wi);
+    }
+    if (in_json && json_out_take(&q->jo, m->tok, id, err)) return -1;
+    if (lp) {
+        lp->token = id;
+        lp->logprob = q->raw_logits[id] - lse;
+    }
+    q->gen[q->n_gen++] = id;
+    if (is_eos(c, id) && !sp->ignore_eos) {
+        q->finish = "stop";
+        if (g->cb && lp) { /* no text, but its log-probability, as in the result */
+            glmv_event ev = {id, "", 0, gen_state_kind(q), 1, lp};
+            g->cb(g->user, &ev);
+        }
+        return 1;
+    }
+    g->token = id;
+    g->n_emit = 0;
+    g->lp = lp;
+    g->n_stop = q->n_gen > sp->min_tokens ? sp->n_stop : 0; /* no stop string before min_tokens */
+    int was_thinking = gen_state_kind(q) == GLMV_TEXT_REASONING;
+    if (was_thinking) q->res.reasoning_tokens++;
+    if (q->raw) { /* the text as the tokens spell it (special tokens left out) */
         char *piece = NULL;
         size_t pl = 0;
-        if (glmv_detok_flush(&dt, &piece, &pl) == 0 && piece) on_emit(&g, GLMV_TEXT_CONTENT, piece, pl);
+        if (glmv_detok_push(&q->dt, id, &piece, &pl) == 0 && piece) on_emit(g, GLMV_TEXT_CONTENT, piece, pl);
         free(piece);
     } else {
-        glmv_splitter_finish(spl, on_emit, &g);
+        glmv_splitter_push(q->spl, id, on_emit, g);
     }
-    out->decode_ms = glmv_now_ms() - t2;
-    out->finish_reason = finish;
-    out->n_tokens = out->completion_tokens = n_gen;
-    out->token_ids = gen;
-    gen = NULL;
-    out->logprobs = lps;
-    lps = NULL;
-    out->reasoning = g.reasoning.p ? g.reasoning.p : calloc(1, 1);
-    out->content = g.content.p ? g.content.p : calloc(1, 1);
-    g.reasoning.p = g.content.p = NULL;
-    if (!out->reasoning || !out->content || g.reasoning.oom || g.content.oom) {
+    if (g->cb && g->n_emit == 0 && !g->cancelled) {
+        glmv_event ev = {id, "", 0, gen_state_kind(q), 1, lp};
+        if (g->cb(g->user, &ev)) g->cancelled = 1;
+    }
+    if (g->cancelled) {
+        q->finish = "cancelled";
+        return 1;
+    }
+    if (g->stopped) {
+        q->finish = "stop";
+        return 1;
+    }
+    if (q->n_gen >= q->max_new) return 1;
+    /* thinking budget: tokens generated after <think>; when spent (and still
+     * thinking), force "</think><answer>" as the official bench script does */
+    if (was_thinking) q->n_think++;
+    if (sp->max_thinking_tokens > 0 && !q->forced && gen_state_kind(q) == GLMV_TEXT_REASONING &&
+        q->n_think >= sp->max_thinking_tokens) {
+        q->forced = 1;
+        const char *tag = "</think><answer>";
+        int64_t nf = glmv_tokenize(m->tok, tag, strlen(tag), &q->force, err);
+        if (nf < 0) return -1;
+        q->n_force = (int)nf;
+        q->i_force = 0;
+    }
+    if (s->pos + 1 > s->n_ctx) return 1;
+    q->next = id;
+    q->done = 0;
+    return 0;
+}
+
+/* The result of a finished (or abandoned) generation; frees q either way. */
+int glmv_gen_finish(glmv_gen *q, glmv_result *out, char *err) {
+    memset(out, 0, sizeof *out);
+    glmv_model *m = q->s->m;
+    gen_state *g = &q->g;
+    if (q->raw) {
+        char *piece = NULL;
+        size_t pl = 0;
+        if (glmv_detok_flush(&q->dt, &piece, &pl) == 0 && piece) on_emit(g, GLMV_TEXT_CONTENT, piece, pl);
+        free(piece);
+    } else {
+        glmv_splitter_finish(q->spl, on_emit, g);
+    }
+    *out = q->res;
+    out->decode_ms = glmv_now_ms() - q->t2;
+    out->finish_reason = q->finish;
+    out->n_tokens = out->completion_tokens = q->n_gen;
+    out->token_ids = q->gen;
+    q->gen = NULL;
+    out->logprobs = q->lps;
+    q->lps = NULL;
+    out->reasoning = g->reasoning.p ? g->reasoning.p : calloc(1, 1);
+    out->content = g->content.p ? g->content.p : calloc(1, 1);
+    g->reasoning.p = g->content.p = NULL;
+    int oom = !out->reasoning || !out->content || g->reasoning.oom || g->content.oom;
+    glmv_gen_free(q);
+    if (oom) {
         glmv_result_free(out);
-        glmv_errf(err, "out of memory");
-        goto done;
+        return glmv_errf(err, "out of memory");
     }
     if (m->params.verbose)
         fprintf(stderr, "glmv: prompt %d tokens (%d image), preprocess %.0f ms, vision %.0f ms, "
                         "prefill %.0f ms, decode %d tokens in %.0f ms\n",
                 out->prompt_tokens, out->image_tokens, out->preprocess_ms, out->vision_ms,
-                out->prefill_ms, n_gen, out->decode_ms);
-    rc = 0;
-done:
-    if (have_jo) json_out_free(&jo);
-    if (spl) glmv_splitter_free(spl);
-    free(g.reasoning.p);
-    free(g.content.p);
-    free(text);
-    media_free(&md);
-    free(ids0);
-    free(ids);
-    free(gen);
-    free(force);
-    free(logits);
-    free(raw_logits);
-    free(lps);
-    free(wf);
-    free(wi);
-    return rc;
+                out->prefill_ms, out->n_tokens, out->decode_ms);
+    return 0;
+}
+
+int glmv_gen_start(glmv_gen **out, glmv_session *s, const glmv_message *msgs, int n_msgs,
+                   const glmv_sampling *sp, glmv_callback cb, void *user, char *err) {
+    return gen_start(out, s, msgs, n_msgs, NULL, sp, cb, user, err);
+}
+
+int glmv_gen_start_raw(glmv_gen **out, glmv_session *s, const char *prompt, const glmv_sampling *sp,
+                       glmv_callback cb, void *user, char *err) {
+    if (!prompt) {
+        *out = NULL;
+        return glmv_errf(err, "generate: the prompt is NULL");
+    }
+    return gen_start(out, s, NULL, 0, prompt, sp, cb, user, err);
+}
+
+int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err) {
+    for (int i0 = 0; i0 < n; i0 += b->cap) {
+        int k = GLMV_MIN(b->cap, n - i0);
+        glmv_session *ss[64];
+        int32_t ids[64];
+        float *lg[64];
+        for (int j0 = 0; j0 < k; j0 += 64) { /* in groups the stack arrays hold */
+            int kk = GLMV_MIN(64, k - j0);
+            for (int j = 0; j < kk; j++) {
+                const glmv_gen *q = gens[i0 + j0 + j];
+                if (q->done) return glmv_errf(err, "batch: generation %d has finished", i0 + j0 + j);
+                ss[j] = q->s;
+                ids[j] = q->next;
+                lg[j] = q->logits;
+            }
+            if (glmv_batch_decode(b, ss, ids, kk, lg, err)) return -1;
+        }
+    }
+    return 0;
+}
+
+/* one generation on its own: each token evaluated as it is picked */
+static int generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const char *raw,
+                    const glmv_sampling *sp, glmv_callback cb, void *user, glmv_result *out,
+                    char *err) {
+    memset(out, 0, sizeof *out);
+    glmv_gen *q;
+    if (gen_start(&q, s, msgs, n_msgs, raw, sp, cb, user, err)) return -1;
+    int r;
+    while ((r = glmv_gen_step(q, err)) == 0)
+        if (glmv_session_eval(s, &q->next, 1, q->logits, err)) {
+            r = -1;
+            break;
+        }
+    if (r < 0) {
+        glmv_gen_free(q);
+        return -1;
+    }
+    return glmv_gen_finish(q, out, err);
 }
 
 int glmv_generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const glmv_sampling *sp,

@@ -8,6 +8,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base.h"
@@ -104,5 +105,136 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
         s->pos += (int)k;
     }
     be->sync(be);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ batched decode */
+
+void glmv_batch_free(glmv_batch *b) {
+    if (!b) return;
+    glmv_backend *be = b->m->be;
+    float *bufs[] = {b->x, b->xn, b->t1, b->t2, b->q, b->att, b->k, b->v, b->gu, b->h, b->cos, b->sin,
+                     b->logits_dev};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) be->free(be, bufs[i]);
+    free(b->hcos);
+    free(b->hsin);
+    free(b->hemb);
+    free(b->hpos);
+    free(b);
+}
+
+int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
+    *out = NULL;
+    if (cap < 1 || cap > 4096) return glmv_errf(err, "batch of %d sequences: must be 1 to 4096", cap);
+    const glmv_config *c = &m->cfg;
+    glmv_backend *be = m->be;
+    glmv_batch *b = calloc(1, sizeof *b);
+    if (!b) return glmv_errf(err, "out of memory");
+    b->m = m;
+    b->cap = cap;
+    int64_t H = c->hidden_size, I = c->intermediate_size, C = cap;
+    int64_t qd = (int64_t)c->num_attention_heads * c->head_dim;
+    int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
+    int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
+    int64_t half = GLMV_MAX(rot / 2, 1);
+    int oom = 0;
+#define BA(p, n) if (!oom) { p = be->alloc(be, glmv_mul_size(sizeof(float), (size_t)(n))); oom = !p; }
+    BA(b->x, C * H) BA(b->xn, C * H) BA(b->t1, C * H) BA(b->t2, C * H) BA(b->q, C * qd)
+    BA(b->att, C * qd) BA(b->k, C * kvd) BA(b->v, C * kvd) BA(b->gu, C * 2 * I) BA(b->h, C * I)
+    BA(b->cos, C * half) BA(b->sin, C * half) BA(b->logits_dev, C * c->vocab_size)
+#undef BA
+    if (!oom) {
+        b->hcos = malloc(sizeof(float) * (size_t)(C * half));
+        b->hsin = malloc(sizeof(float) * (size_t)(C * half));
+        b->hpos = malloc(sizeof(int32_t) * (size_t)(3 * C));
+        b->hemb = m->embed_on_host ? malloc(glmv_mul_size((size_t)(C * H), sizeof(float))) : NULL;
+        oom = !b->hcos || !b->hsin || !b->hpos || (m->embed_on_host && !b->hemb);
+    }
+    if (oom) {
+        glmv_batch_free(b);
+        return glmv_errf(err, "out of memory for a batch of %d sequences", cap);
+    }
+    *out = b;
+    return 0;
+}
+
+int glmv_batch_capacity(const glmv_batch *b) { return b->cap; }
+
+/* ref: Glm4vTextModel.forward for one new token of each sequence. Every op but attention
+ * takes the n rows together (the weights read once per step); attention runs per
+ * sequence over its own cache; each row is computed as it would be alone (matmul_rows). */
+int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
+                      float *const *logits, char *err) {
+    glmv_model *m = b->m;
+    const glmv_config *c = &m->cfg;
+    glmv_backend *be = m->be;
+    if (n <= 0) return 0;
+    if (n > b->cap) return glmv_errf(err, "batch: %d sequences, room for %d", n, b->cap);
+    for (int i = 0; i < n; i++) {
+        if (ss[i]->m != m) return glmv_errf(err, "batch: sequence %d is a session of another model", i);
+        if (ss[i]->pos + 1 > ss[i]->n_ctx)
+            return glmv_errf(err, "batch: sequence %d: context full (n_ctx %d)", i, ss[i]->n_ctx);
+        if (ids[i] < 0 || ids[i] >= c->vocab_size)
+            return glmv_errf(err, "batch: sequence %d: token id %d outside the vocabulary (%d)", i,
+                             ids[i], c->vocab_size);
+        for (int j = 0; j < i; j++)
+            if (ss[j] == ss[i]) return glmv_errf(err, "batch: sequences %d and %d share a session", j, i);
+    }
+    void (*mm)(glmv_backend *, float *, const float *, const glmv_tensor *, const glmv_tensor *,
+               int64_t) = be->matmul_rows ? be->matmul_rows : be->matmul;
+    int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    int nh = c->num_attention_heads, nkv = c->num_key_value_heads, hd = c->head_dim;
+    int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
+    int rot = (int)(hd * c->partial_rotary_factor + 0.5f);
+    rot -= rot % 2;
+    float eps = c->rms_norm_eps, scale = (float)(1.0 / sqrt((double)hd));
+
+    glmv_model_embed(m, b->x, ids, n, b->hemb, b->cap);
+    /* decode positions: the next index plus the sequence's M-RoPE offset, on all three axes */
+    for (int i = 0; i < n; i++)
+        b->hpos[i] = b->hpos[n + i] = b->hpos[2 * n + i] = (int32_t)(ss[i]->pos + ss[i]->rope_delta);
+    glmv_rope_text_table(c, b->hpos, n, n, b->hcos, b->hsin);
+    size_t tab = sizeof(float) * (size_t)(rot / 2) * (size_t)n;
+    be->write(be, b->cos, b->hcos, tab);
+    be->write(be, b->sin, b->hsin, tab);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const glmv_text_layer *L = &m->layers[l];
+        be->rmsnorm(be, b->xn, b->x, L->input_layernorm, n, H, eps);
+        mm(be, b->q, b->xn, L->q_w, L->q_b, n);
+        mm(be, b->k, b->xn, L->k_w, L->k_b, n);
+        mm(be, b->v, b->xn, L->v_w, L->v_b, n);
+        if (rot > 0) {
+            be->rope_interleaved(be, b->q, qd, b->cos, b->sin, n, nh, hd, rot);
+            be->rope_interleaved(be, b->k, kvd, b->cos, b->sin, n, nkv, hd, rot);
+        }
+        for (int i = 0; i < n; i++) {
+            glmv_session *s = ss[i];
+            size_t row = sizeof(float) * (size_t)kvd;
+            be->copy(be, s->kc[l] + (int64_t)s->pos * kvd, b->k + i * kvd, row);
+            be->copy(be, s->vc[l] + (int64_t)s->pos * kvd, b->v + i * kvd, row);
+            be->attn_causal(be, b->att + i * qd, b->q + i * qd, qd, s->kc[l], s->vc[l], 1, s->pos, nh,
+                            nkv, hd, scale);
+        }
+        mm(be, b->t1, b->att, L->o_w, NULL, n);
+        be->rmsnorm(be, b->t2, b->t1, L->post_self_attn_layernorm, n, H, eps);
+        be->add(be, b->x, b->x, b->t2, n * H);
+        be->rmsnorm(be, b->xn, b->x, L->post_attention_layernorm, n, H, eps);
+        mm(be, b->gu, b->xn, L->gate_up, NULL, n);
+        be->swiglu(be, b->h, b->gu, 2 * I, b->gu + I, 2 * I, n, I);
+        mm(be, b->t1, b->h, L->down, NULL, n);
+        be->rmsnorm(be, b->t2, b->t1, L->post_mlp_layernorm, n, H, eps);
+        be->add(be, b->x, b->x, b->t2, n * H);
+    }
+    be->rmsnorm(be, b->xn, b->x, m->norm, n, H, eps);
+    mm(be, b->logits_dev, b->xn, m->lm_head, NULL, n);
+    for (int i = 0; i < n; i++)
+        if (logits[i]) be->read(be, logits[i], b->logits_dev + i * V, sizeof(float) * (size_t)V);
+    be->sync(be);
+    if (be->status && be->status(be, err)) return -1;
+    for (int i = 0; i < n; i++) {
+        ss[i]->hist[ss[i]->pos] = ids[i];
+        ss[i]->pos++;
+    }
     return 0;
 }

@@ -380,6 +380,7 @@ glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *
     be->copy = cpu_copy;
     be->sync = cpu_sync;
     be->matmul = glmv_cpu_matmul;
+    be->matmul_rows = glmv_cpu_matmul_rows;
     be->embed = cpu_embed;
     be->rmsnorm = cpu_rmsnorm;
     be->layernorm = cpu_layernorm;

@@ -43,6 +43,8 @@ int glmv_cpu_simd_best(void);
 glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *k,
                                          const char *name, int bf16, char *err);
 
+void glmv_cpu_matmul_rows(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
+                          const glmv_tensor *bias, int64_t m);
 void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
                      const glmv_tensor *bias, int64_t m);
 void glmv_cpu_attn_causal(glmv_backend *be, float *out, const float *q, int64_t ldq,

@@ -85,11 +85,25 @@ static void add_bias(const glmv_cpu_kernels *kn, float *y, int64_t ldy, int64_t 
     }
 }
 
+/* Output columns [o0, o1) for every row of x, GLMV_MV_MAX rows of x per kernel call. With
+ * more rows than that, the weight rows go in slices of about 256 KB, each used by every
+ * group of x rows while it is in cache: the weights come from memory once whatever m is.
+ * Each output is the same sum, in the same order, whatever m and the slicing are. */
 static void matvec_task(void *ctx, int64_t t, int thread) {
     mm_job *j = ctx;
     const glmv_cpu_kernels *kn = j->cs->k;
     int64_t o0 = t * j->rows_per_task, o1 = GLMV_MIN(j->n, o0 + j->rows_per_task);
-    kn->matvec(j->y, j->n, j->x, j->k, (int)j->m, j->w->data, j->w->dtype, j->k, o0, o1);
+    if (j->m <= GLMV_MV_MAX) {
+        kn->matvec(j->y, j->n, j->x, j->k, (int)j->m, j->w->data, j->w->dtype, j->k, o0, o1);
+    } else {
+        int64_t slice = GLMV_MAX((int64_t)1, (int64_t)(256 << 10) /
+                                                 (j->k * (int64_t)glmv_dtype_size(j->w->dtype)));
+        for (int64_t s0 = o0; s0 < o1; s0 += slice)
+            for (int64_t i = 0; i < j->m; i += GLMV_MV_MAX)
+                kn->matvec(j->y + i * j->n, j->n, j->x + i * j->k, j->k,
+                           (int)GLMV_MIN((int64_t)GLMV_MV_MAX, j->m - i), j->w->data, j->w->dtype,
+                           j->k, s0, GLMV_MIN(o1, s0 + slice));
+    }
     if (j->bias)
         add_bias(kn, j->y, j->n, j->m, j->bias, o0, o1, cpu_tscratch(j->cs, thread),
                  GLMV_CPU_TSCRATCH / sizeof(float));
@@ -180,6 +194,28 @@ static void to_bf16_task(void *ctx, int64_t t, int thread) {
     if (j->ldxb > j->k) d[j->k] = 0;
 }
 
+static void run_matvec(cpu_state *cs, mm_job *j) {
+    /* a few tasks per thread, each a contiguous stream of weight rows */
+    int64_t tasks = (int64_t)cs->n_threads * 4;
+    j->rows_per_task = GLMV_MAX((int64_t)16, (j->n + tasks - 1) / tasks);
+    glmv_pool_run(cs->pool, matvec_task, j, (j->n + j->rows_per_task - 1) / j->rows_per_task);
+}
+
+/* Decode rows of several sequences: always the matrix-vector kernel, so that each row's
+ * result is bit for bit what matmul gives it alone (m = 1). */
+void glmv_cpu_matmul_rows(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
+                          const glmv_tensor *bias, int64_t m) {
+    cpu_state *cs = cpu_of(be);
+    if (!cs->k) {
+        glmv_ref_matmul(y, x, w, bias, m);
+        return;
+    }
+    mm_job j = {.cs = cs, .y = y, .x = x, .w = w, .bias = bias, .m = m,
+                .n = glmv_tensor_rows(w), .k = glmv_tensor_cols(w)};
+    if (m <= 0 || j.n <= 0) return;
+    run_matvec(cs, &j);
+}
+
 void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
                      const glmv_tensor *bias, int64_t m) {
     cpu_state *cs = cpu_of(be);
@@ -192,10 +228,7 @@ void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tens
                 .n = glmv_tensor_rows(w), .k = glmv_tensor_cols(w)};
     if (m <= 0 || j.n <= 0) return;
     if (m <= GLMV_MV_MAX) {
-        /* a few tasks per thread, each a contiguous stream of weight rows */
-        int64_t tasks = (int64_t)cs->n_threads * 4;
-        j.rows_per_task = GLMV_MAX((int64_t)16, (j.n + tasks - 1) / tasks);
-        glmv_pool_run(cs->pool, matvec_task, &j, (j.n + j.rows_per_task - 1) / j.rows_per_task);
+        run_matvec(cs, &j);
         return;
     }
     j.nb = GLMV_NB;
