@@ -297,6 +297,12 @@ int glmv_session_n_ctx(const glmv_session *s);
  * into `logits` (vocab floats; may be NULL). */
 int glmv_session_eval(glmv_session *s, const int32_t *ids, int n, float *logits, char *err);
 
+/* One decode step of n sessions together (distinct sessions of b's model): ids[i] is
+ * appended to ss[i] as glmv_session_eval would append it, its logits into logits[i]
+ * (vocab floats each; an entry may be NULL). */
+int glmv_session_eval_batch(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
+                            float *const *logits, char *err);
+
 /* Run the vision tower alone on a synthetic image of h x w pixels (after
  * smart_resize); *n_tokens receives the merged tokens it produced. */
 int glmv_vision_eval(glmv_model *m, int h, int w, int *n_tokens, char *err);

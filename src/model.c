@@ -351,6 +351,8 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     }
     glmv_model *m = calloc(1, sizeof *m);
     if (!m) return glmv_errf(err, "out of memory");
+    pthread_mutex_init(&m->run_mu, NULL);
+    pthread_cond_init(&m->run_cv, NULL);
     m->params = *p;
     if (!m->params.max_decode_pixels) m->params.max_decode_pixels = 178956970;
     int synthetic = !strncmp(dir, "synthetic:", 10);
@@ -420,6 +422,20 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
 fail:
     glmv_model_free(m);
     return -1;
+}
+
+void glmv_model_lock(glmv_model *m) {
+    pthread_mutex_lock(&m->run_mu);
+    uint64_t t = m->run_next++;
+    while (m->run_serving != t) pthread_cond_wait(&m->run_cv, &m->run_mu);
+    pthread_mutex_unlock(&m->run_mu);
+}
+
+void glmv_model_unlock(glmv_model *m) {
+    pthread_mutex_lock(&m->run_mu);
+    m->run_serving++;
+    pthread_cond_broadcast(&m->run_cv);
+    pthread_mutex_unlock(&m->run_mu);
 }
 
 void glmv_model_free(glmv_model *m) {

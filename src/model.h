@@ -10,6 +10,7 @@
 #ifndef GLMV_MODEL_H
 #define GLMV_MODEL_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "chat.h"
@@ -98,6 +99,13 @@ struct glmv_model {
     size_t vision_cap[24];
     void *vision_hbuf[6];                  /* the host tables of a call, kept likewise */
     size_t vision_hcap[6];
+    /* The backend runs one thing at a time: a prefill chunk, a vision tower call or a
+     * batched decode step holds this lock (FIFO: glmv_model_lock), so sessions of one
+     * model may run on several threads and a long prefill yields to the decode steps
+     * between its chunks. The vision scratch above is used under it. */
+    pthread_mutex_t run_mu;
+    pthread_cond_t run_cv;
+    uint64_t run_next, run_serving;
     glmv_act_hook hook;                    /* NULL: no activation dumps */
     void *hook_user;
     char dump_dir[512];
@@ -148,6 +156,9 @@ struct glmv_batch {
 };
 
 /* ---- model.c ---- */
+/* Take and give back the model's backend, in the order asked (a ticket lock). */
+void glmv_model_lock(glmv_model *m);
+void glmv_model_unlock(glmv_model *m);
 /* Call the activation hook (if any) on backend rows x[rows, cols]. */
 void glmv_model_dump(glmv_model *m, const char *name, const float *x, int64_t rows,
                      int64_t cols);

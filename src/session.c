@@ -474,8 +474,12 @@ static int prefill_from(glmv_session *s, const int32_t *ids, int64_t n, int64_t 
     int n_seg = n_seg_all - seg0;
     seg_grid += seg0;
     int64_t nn = n - start; /* tokens to run */
+    /* the backend is the model's: taken for each piece of work on it (glmv_model_lock) */
     int32_t *pos = malloc(sizeof(int32_t) * 3 * (size_t)n);
+    glmv_model_lock(m);
     float *emb = be->alloc(be, glmv_mul_size((size_t)(nn * H), sizeof(float)));
+    if (emb) glmv_model_embed(m, emb, ids + start, nn, s->hemb, s->chunk);
+    glmv_model_unlock(m);
     float *feat = NULL;
     int rc = -1;
     int64_t delta = 0;
@@ -485,11 +489,12 @@ static int prefill_from(glmv_session *s, const int32_t *ids, int64_t n, int64_t 
     }
     if (glmv_rope_index(c, ids, n, img_grid, n_img, vid_grid, n_vid, pos, &delta, err)) goto done;
     for (int a = 0; a < 3; a++) memmove(pos + a * nn, pos + a * n + start, sizeof(int32_t) * (size_t)nn);
-    glmv_model_embed(m, emb, ids + start, nn, s->hemb, s->chunk);
     if (n_seg > 0) {
         int64_t ms2 = (int64_t)c->v_spatial_merge_size * c->v_spatial_merge_size;
         int64_t n_feat = n_rows / ms2, k = 0;
+        glmv_model_lock(m);
         feat = be->alloc(be, glmv_mul_size((size_t)(n_feat * c->v_out_hidden_size), sizeof(float)));
+        glmv_model_unlock(m);
         if (!feat) {
             glmv_errf(err, "out of memory for %lld vision tokens", (long long)n_feat);
             goto done;
@@ -503,15 +508,20 @@ static int prefill_from(glmv_session *s, const int32_t *ids, int64_t n, int64_t 
             goto done;
         }
         /* ref: Glm4vModel.forward masked_scatter: placeholders in order */
+        for (int64_t i = start; i < n; i++)
+            if (ids[i] == c->image_token_id) k++;
+        if (k > n_feat) {
+            glmv_errf(err, "more image placeholders than the %lld vision tokens", (long long)n_feat);
+            goto done;
+        }
+        k = 0;
+        glmv_model_lock(m);
         for (int64_t i = start; i < n; i++) {
             if (ids[i] != c->image_token_id) continue;
-            if (k >= n_feat) {
-                glmv_errf(err, "more image placeholders than the %lld vision tokens", (long long)n_feat);
-                goto done;
-            }
             be->copy(be, emb + (i - start) * H, feat + k * H, sizeof(float) * (size_t)H);
             k++;
         }
+        glmv_model_unlock(m);
         if (k != n_feat) {
             glmv_errf(err, "%lld image placeholders for %lld vision tokens", (long long)k,
                       (long long)n_feat);
@@ -523,8 +533,10 @@ static int prefill_from(glmv_session *s, const int32_t *ids, int64_t n, int64_t 
     rc = nn > 0 ? glmv_text_forward(s, emb, ids + start, pos, nn, logits, err) : 0;
 done:
     free(pos);
+    glmv_model_lock(m);
     if (emb) be->free(be, emb);
     if (feat) be->free(be, feat);
+    glmv_model_unlock(m);
     return rc;
 }
 

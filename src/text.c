@@ -89,6 +89,7 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
     size_t tab = sizeof(float) * (size_t)(rot / 2);
     for (int64_t off = 0; off < n; off += s->chunk) {
         int64_t k = GLMV_MIN((int64_t)s->chunk, n - off);
+        glmv_model_lock(m); /* per chunk: other sessions' decode steps run in between */
         if (x)
             be->copy(be, s->x, x + off * H, sizeof(float) * (size_t)(k * H));
         else
@@ -103,8 +104,9 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
         forward_chunk(s, k, last, last ? logits : NULL);
         if (ids) memcpy(s->hist + s->pos, ids + off, sizeof(int32_t) * (size_t)k);
         s->pos += (int)k;
+        if (off + k == n) be->sync(be);
+        glmv_model_unlock(m);
     }
-    be->sync(be);
     return 0;
 }
 
@@ -161,6 +163,9 @@ int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
 
 int glmv_batch_capacity(const glmv_batch *b) { return b->cap; }
 
+static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
+                      float *const *logits, char *err);
+
 /* ref: Glm4vTextModel.forward for one new token of each sequence. Every op but attention
  * takes the n rows together (the weights read once per step); attention runs per
  * sequence over its own cache; each row is computed as it would be alone (matmul_rows). */
@@ -168,7 +173,6 @@ int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
                       float *const *logits, char *err) {
     glmv_model *m = b->m;
     const glmv_config *c = &m->cfg;
-    glmv_backend *be = m->be;
     if (n <= 0) return 0;
     if (n > b->cap) return glmv_errf(err, "batch: %d sequences, room for %d", n, b->cap);
     for (int i = 0; i < n; i++) {
@@ -181,6 +185,22 @@ int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
         for (int j = 0; j < i; j++)
             if (ss[j] == ss[i]) return glmv_errf(err, "batch: sequences %d and %d share a session", j, i);
     }
+    glmv_model_lock(m);
+    int rc = batch_step(b, ss, ids, n, logits, err);
+    glmv_model_unlock(m);
+    if (rc) return -1;
+    for (int i = 0; i < n; i++) {
+        ss[i]->hist[ss[i]->pos] = ids[i];
+        ss[i]->pos++;
+    }
+    return 0;
+}
+
+static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
+                      float *const *logits, char *err) {
+    glmv_model *m = b->m;
+    const glmv_config *c = &m->cfg;
+    glmv_backend *be = m->be;
     void (*mm)(glmv_backend *, float *, const float *, const glmv_tensor *, const glmv_tensor *,
                int64_t) = be->matmul_rows ? be->matmul_rows : be->matmul;
     int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
@@ -189,7 +209,6 @@ int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
     int rot = (int)(hd * c->partial_rotary_factor + 0.5f);
     rot -= rot % 2;
     float eps = c->rms_norm_eps, scale = (float)(1.0 / sqrt((double)hd));
-
     glmv_model_embed(m, b->x, ids, n, b->hemb, b->cap);
     /* decode positions: the next index plus the sequence's M-RoPE offset, on all three axes */
     for (int i = 0; i < n; i++)
@@ -232,9 +251,10 @@ int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
         if (logits[i]) be->read(be, logits[i], b->logits_dev + i * V, sizeof(float) * (size_t)V);
     be->sync(be);
     if (be->status && be->status(be, err)) return -1;
-    for (int i = 0; i < n; i++) {
-        ss[i]->hist[ss[i]->pos] = ids[i];
-        ss[i]->pos++;
-    }
     return 0;
+}
+
+int glmv_session_eval_batch(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
+                            float *const *logits, char *err) {
+    return glmv_batch_decode(b, ss, ids, n, logits, err);
 }

@@ -180,8 +180,19 @@ void glmv_vision_free_scratch(glmv_model *m) {
 }
 
 /* ref: Glm4vVisionModel.forward */
+static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const int (*grid)[3],
+                          int n_grid, float *out, char *err);
+
 int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int (*grid)[3],
                         int n_grid, float *out, char *err) {
+    glmv_model_lock(m);
+    int rc = vision_forward(m, pixels, N, grid, n_grid, out, err);
+    glmv_model_unlock(m);
+    return rc;
+}
+
+static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const int (*grid)[3],
+                          int n_grid, float *out, char *err) {
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
     if (!m->has_vision) return glmv_errf(err, "%s: checkpoint has no vision tower", m->name);

@@ -36,6 +36,9 @@ static const char *bench_help =
     "  --device cpu|cuda where to run (default: cuda when built with it and present)\n"
     "  --precision P     f32 or bf16 GEMM inputs (default: $GLMV_PRECISION, else f32 on the\n"
     "                    CPU, bf16 on CUDA)\n"
+    "  --concurrency A,B,...  decode A (then B, ...) sequences together, each after a prefill\n"
+    "                    of --prompt tokens: aggregate and per-stream tokens/s, time to first\n"
+    "                    token (prefills one after another, as a server admits them)\n"
     "  --membw           measure the plain memory read bandwidth of THREADS threads\n"
     "  --json            one JSON object on stdout\n";
 
@@ -185,13 +188,85 @@ static int decode(glmv_session *s, int n, int vocab, float *logits, double *ms, 
     return 0;
 }
 
+typedef struct {
+    int streams, ctx, tokens;
+    double prefill_ms;          /* all the prompts, one after another */
+    double ttft_p50_ms, ttft_max_ms; /* prefill done, as each stream waits for the ones before */
+    double ms_per_step;         /* one token for every stream */
+} conc_fig;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* n sessions, each filled with `prompt` random tokens, then `steps` greedy decode steps of
+ * all of them in one batched pass each */
+static int concurrency(glmv_model *m, int vocab, int n, int prompt, int steps, conc_fig *f, char *err) {
+    glmv_session **ss = calloc((size_t)n, sizeof *ss);
+    float **lg = calloc((size_t)n, sizeof *lg);
+    int32_t *ids = calloc((size_t)n, sizeof *ids);
+    double *ttft = calloc((size_t)n, sizeof *ttft);
+    glmv_batch *b = NULL;
+    int rc = -1;
+    if (!ss || !lg || !ids || !ttft) {
+        snprintf(err, GLMV_ERR_SIZE, "out of memory");
+        goto done;
+    }
+    if (glmv_batch_new(&b, m, n, err)) goto done;
+    memset(f, 0, sizeof *f);
+    f->streams = n;
+    f->ctx = prompt;
+    f->tokens = steps;
+    for (int i = 0; i < n; i++) {
+        lg[i] = malloc(sizeof(float) * (size_t)vocab);
+        if (!lg[i]) {
+            snprintf(err, GLMV_ERR_SIZE, "out of memory");
+            goto done;
+        }
+        if (glmv_session_new(&ss[i], m, prompt + steps + 2, err)) goto done;
+        double ms;
+        if (prompt > 0 && fill(ss[i], prompt, vocab, &ms, err)) goto done;
+        f->prefill_ms += prompt > 0 ? ms : 0;
+        ttft[i] = f->prefill_ms;
+        ids[i] = rand_id(vocab);
+    }
+    qsort(ttft, (size_t)n, sizeof *ttft, cmp_double);
+    f->ttft_p50_ms = ttft[(n - 1) / 2];
+    f->ttft_max_ms = ttft[n - 1];
+    double t0 = now_ms();
+    for (int t = 0; t < steps; t++) {
+        if (glmv_session_eval_batch(b, ss, ids, n, lg, err)) goto done;
+        for (int i = 0; i < n; i++) { /* greedy, as generation would */
+            int best = 0;
+            for (int v = 1; v < vocab; v++)
+                if (lg[i][v] > lg[i][best]) best = v;
+            ids[i] = best;
+        }
+    }
+    f->ms_per_step = steps > 0 ? (now_ms() - t0) / steps : 0;
+    rc = 0;
+done:
+    for (int i = 0; i < n; i++) {
+        if (ss) glmv_session_free(ss[i]);
+        if (lg) free(lg[i]);
+    }
+    free(ss);
+    free(lg);
+    free(ids);
+    free(ttft);
+    glmv_batch_free(b);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *dir = NULL;
     int synthetic = 0, json = 0, do_membw = 0;
     long layers = 2, threads = 0, prompt = 512, n_decode = 16;
     glmv_device device = GLMV_DEVICE_AUTO;
     glmv_precision precision = GLMV_PRECISION_AUTO;
-    int ctx[MAX_LIST], n_ctx_list = 0, n_vis = 0;
+    int ctx[MAX_LIST], n_ctx_list = 0, n_vis = 0, conc[MAX_LIST], n_conc = 0;
+    conc_fig cf[MAX_LIST];
     vision_fig vis[MAX_LIST];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -226,6 +301,14 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--ctx")) {
             NEED_ARG;
             if ((n_ctx_list = parse_list(a, v, ctx, MAX_LIST)) < 0) return 2;
+        } else if (!strcmp(a, "--concurrency")) {
+            NEED_ARG;
+            if ((n_conc = parse_list(a, v, conc, MAX_LIST)) < 0) return 2;
+            for (int k = 0; k < n_conc; k++)
+                if (conc[k] > 4096) {
+                    fprintf(stderr, "glmv bench: --concurrency %d: at most 4096 sequences\n", conc[k]);
+                    return 2;
+                }
         } else if (!strcmp(a, "--vision")) {
             NEED_ARG;
             if ((n_vis = parse_sizes(v, vis, MAX_LIST)) < 0) return 2;
@@ -346,6 +429,15 @@ int cmd_bench(int argc, char **argv) {
                        d->ctx / (d->fill_ms / 1e3));
         }
     }
+    for (int i = 0; i < n_conc; i++) {
+        if (concurrency(m, info.vocab, conc[i], (int)prompt, (int)n_decode, &cf[i], err)) goto fail;
+        if (!json)
+            printf("%d streams (prompt %ld, %ld tokens each): %.1f ms/step, %.2f tokens/s in all, %.2f "
+                   "per stream; prefills %.0f ms, first token p50 %.0f ms, last %.0f ms\n",
+                   cf[i].streams, prompt, n_decode, cf[i].ms_per_step,
+                   cf[i].streams * 1e3 / cf[i].ms_per_step, 1e3 / cf[i].ms_per_step, cf[i].prefill_ms,
+                   cf[i].ttft_p50_ms, cf[i].ttft_max_ms);
+    }
     for (int i = 0; i < n_vis; i++) {
         double v0 = now_ms();
         if (glmv_vision_eval(m, vis[i].h, vis[i].w, &vis[i].tokens, err)) goto fail;
@@ -380,6 +472,14 @@ int cmd_bench(int argc, char **argv) {
                    "\"fill_ms\": %.1f}",
                    i ? ", " : "", dec[i].ctx, dec[i].tokens, dec[i].ms_per_token,
                    1e3 / dec[i].ms_per_token, dec[i].fill_ms);
+        printf("], \"concurrency\": [");
+        for (int i = 0; i < n_conc; i++)
+            printf("%s{\"streams\": %d, \"prompt\": %d, \"tokens\": %d, \"ms_per_step\": %.2f, "
+                   "\"aggregate_tokens_per_s\": %.3f, \"per_stream_tokens_per_s\": %.3f, "
+                   "\"prefill_ms\": %.1f, \"ttft_p50_ms\": %.1f, \"ttft_max_ms\": %.1f}",
+                   i ? ", " : "", cf[i].streams, cf[i].ctx, cf[i].tokens, cf[i].ms_per_step,
+                   cf[i].streams * 1e3 / cf[i].ms_per_step, 1e3 / cf[i].ms_per_step, cf[i].prefill_ms,
+                   cf[i].ttft_p50_ms, cf[i].ttft_max_ms);
         printf("], \"vision\": [");
         for (int i = 0; i < n_vis; i++)
             printf("%s{\"image\": \"%dx%d\", \"tokens\": %d, \"ms\": %.1f}", i ? ", " : "",

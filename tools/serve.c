@@ -633,8 +633,8 @@ static void usage(FILE *f) {
             "  --media-dir DIR      allow image/video paths (and file:// URLs) under DIR\n"
             "  --allow-remote-media download http(s) image/video URLs (off: they are refused)\n"
             "  --max-images N       images per request (default 64)\n"
-            "  --parallel N         concurrent sequences (default 1; accepted, but until batched\n"
-            "                       decoding lands jobs run one at a time on one session)\n"
+            "  --parallel N         requests generated at once, each on its own session (KV cache\n"
+            "                       of --ctx tokens), their decode steps batched (default 4)\n"
             "  --queue N            requests waiting at most; more get 503 (default 64)\n"
             "  --no-prompt-cache    start every request from an empty cache (by default the part\n"
             "                       of a prompt shared with the last request is kept, images too)\n"
@@ -716,7 +716,7 @@ int cmd_serve(int argc, char **argv) {
     sv.api_key = getenv("GLMV_API_KEY");
     if (sv.api_key && !*sv.api_key) sv.api_key = NULL;
     const char *media_dir = NULL, *served_names = NULL;
-    long parallel = 1, http_threads = 4, v, per_ip = 64, idle_timeout = 30, drain_timeout = 30;
+    long parallel = 4, http_threads = 4, v, per_ip = 64, idle_timeout = 30, drain_timeout = 30;
     long header_timeout = 10, max_conns = 4096;
     int no_prompt_cache = 0;
     cli_opts o;
@@ -917,11 +917,8 @@ int cmd_serve(int argc, char **argv) {
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     int port = di ? di->port : sv.port;
-    if (parallel > 1)
-        fprintf(stderr, "glmv serve: note: --parallel %ld: jobs still run one at a time on one session "
-                        "(batched decoding is not implemented yet)\n", parallel);
-    printf("glmv serve: model '%s' (context %d tokens) on %s\n", sv.eng->model_id, sv.eng->n_ctx,
-           sv.eng->runs_on);
+    printf("glmv serve: model '%s' (context %d tokens, %d at once) on %s\n", sv.eng->model_id,
+           sv.eng->n_ctx, sv.eng->n_slots, sv.eng->runs_on);
     printf("glmv serve: listening on http://%s%s%s:%d/  (OpenAI API at /v1)\n", v6 ? "[" : "",
            sv.host, v6 ? "]" : "", port);
     fflush(stdout);

@@ -33,7 +33,9 @@ struct serve_engine {
                                    any name is accepted, as llama.cpp does) */
     const glmv_tokenizer *tok;  /* for log-probabilities' token strings (NULL: echo engine) */
     int vocab;                  /* logit_bias ids must be below this (0: not checked) */
-    int n_slots;                /* sessions (--parallel) */
+    int n_slots;                /* sessions (--parallel): generations that run at once, their
+                                   decode steps batched; generate() may be called from that many
+                                   threads at once, each with its own slot */
     glmv_sampling defaults;     /* from generation_config.json */
     int fresh_sessions;         /* --no-prompt-cache: every request starts from an empty cache */
     void *impl;
@@ -44,6 +46,8 @@ struct serve_engine {
                     glmv_result *out, char *err);
     void (*result_free)(glmv_result *r);
     void (*free)(serve_engine *e);
+    /* batched decode steps so far and the sequences they advanced (NULL: no batching) */
+    void (*stats)(serve_engine *e, uint64_t *steps, uint64_t *rows, int *last_batch);
 };
 
 /* o->model_dir: a checkpoint folder (glmv library), or "echo:[delay_ms=N][,ctx=N]",
@@ -211,6 +215,8 @@ struct serve_job {
     serve_job *aprev, *anext;   /* all live jobs (disconnect watch) */
     void (*result_free)(glmv_result *r);
     int in_queue, in_all;
+    uint64_t key;               /* the conversation's start (system prompt, first user turn):
+                                   a slot whose cache holds it is preferred */
 };
 
 typedef struct {
@@ -235,7 +241,11 @@ typedef struct {
     int in_flight;
     serve_job *all;
     int stop;
-    pthread_t infer_thread, watch_thread;
+    int n_workers;              /* inference threads, one per engine slot */
+    pthread_t *workers;
+    int *idle;                  /* per slot: waiting for a job */
+    uint64_t *slot_key;         /* per slot: the key of the conversation in its cache */
+    pthread_t watch_thread;
     serve_metrics m;
 } serve_sched;
 

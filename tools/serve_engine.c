@@ -16,6 +16,7 @@
  * [[fail]] an error before the first token, [[code]] a code block.
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,22 +28,110 @@
 /* The library                                                              */
 /* ------------------------------------------------------------------------ */
 
+/* A token waiting for the next batched step, on its generation thread's stack. */
+typedef struct {
+    glmv_gen *q;
+    int done, rc;
+    char *err;
+} step_req;
+
 typedef struct {
     glmv_model *model;
     glmv_session **sess;
     int n;
+    glmv_batch *batch;
+    /* the step rendezvous: every slot's thread in its decode loop (active) hands its token
+     * in; the last to arrive runs one batched step for all of them and wakes the rest */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    step_req **pending;
+    int n_pending, n_active, running;
+    uint64_t steps, rows;
+    int last_batch;
 } lib_impl;
 
+static int lib_step(lib_impl *li, glmv_gen *q, char *err) {
+    step_req me = {q, 0, 0, err};
+    pthread_mutex_lock(&li->mu);
+    li->pending[li->n_pending++] = &me;
+    while (!me.done) {
+        if (!li->running && li->n_pending >= li->n_active) { /* everyone is in: run the step */
+            step_req *take[256];
+            glmv_gen *gens[256];
+            int n = li->n_pending;
+            for (int i = 0; i < n; i++) {
+                take[i] = li->pending[i];
+                gens[i] = take[i]->q;
+            }
+            li->n_pending = 0;
+            li->running = 1;
+            pthread_mutex_unlock(&li->mu);
+            char e2[GLMV_ERR_SIZE] = "";
+            int rc = glmv_gen_eval_batch(li->batch, gens, n, e2);
+            pthread_mutex_lock(&li->mu);
+            for (int i = 0; i < n; i++) {
+                take[i]->rc = rc;
+                if (rc) snprintf(take[i]->err, GLMV_ERR_SIZE, "%s", e2);
+                take[i]->done = 1;
+            }
+            li->running = 0;
+            li->steps++;
+            li->rows += (uint64_t)n;
+            li->last_batch = n;
+            pthread_cond_broadcast(&li->cv);
+        } else {
+            pthread_cond_wait(&li->cv, &li->mu);
+        }
+    }
+    pthread_mutex_unlock(&li->mu);
+    return me.rc;
+}
+
+static void lib_active(lib_impl *li, int d) {
+    pthread_mutex_lock(&li->mu);
+    li->n_active += d;
+    pthread_cond_broadcast(&li->cv); /* one fewer to wait for: the step may be complete */
+    pthread_mutex_unlock(&li->mu);
+}
+
+/* glmv_generate, with each token evaluated in the batched step of all running slots */
 static int lib_generate(serve_engine *e, int slot, const glmv_message *msgs, int n_msgs,
                         const char *raw, const glmv_sampling *sp, glmv_callback cb, void *user,
                         glmv_result *out, char *err) {
     lib_impl *li = e->impl;
     glmv_session *s = li->sess[slot];
+    memset(out, 0, sizeof *out);
     if (e->fresh_sessions) glmv_session_reset(s);
-    int rc = raw ? glmv_generate_raw(s, raw, sp, cb, user, out, err)
-                 : glmv_generate(s, msgs, n_msgs, sp, cb, user, out, err);
-    if (rc) glmv_session_reset(s);
-    return rc;
+    glmv_gen *q = NULL;
+    int rc = raw ? glmv_gen_start_raw(&q, s, raw, sp, cb, user, err)
+                 : glmv_gen_start(&q, s, msgs, n_msgs, sp, cb, user, err);
+    if (rc) {
+        glmv_session_reset(s);
+        return rc;
+    }
+    lib_active(li, +1);
+    int r;
+    while ((r = glmv_gen_step(q, err)) == 0)
+        if (lib_step(li, q, err)) {
+            r = -1;
+            break;
+        }
+    lib_active(li, -1);
+    if (r < 0) {
+        glmv_gen_free(q);
+        glmv_session_reset(s);
+        return -1;
+    }
+    return glmv_gen_finish(q, out, err);
+}
+
+static void lib_stats(serve_engine *e, uint64_t *steps, uint64_t *rows, int *last_batch) {
+    lib_impl *li = e->impl;
+    pthread_mutex_lock(&li->mu);
+    *steps = li->steps;
+    *rows = li->rows;
+    *last_batch = li->last_batch;
+    pthread_mutex_unlock(&li->mu);
 }
 
 static void lib_free(serve_engine *e) {
@@ -50,6 +139,10 @@ static void lib_free(serve_engine *e) {
     if (li) {
         for (int i = 0; i < li->n; i++) glmv_session_free(li->sess[i]);
         free(li->sess);
+        free(li->pending);
+        glmv_batch_free(li->batch);
+        pthread_mutex_destroy(&li->mu);
+        pthread_cond_destroy(&li->cv);
         glmv_model_free(li->model);
         free(li);
     }
@@ -60,16 +153,26 @@ static int lib_open(serve_engine *e, const cli_opts *o, int n_slots, char *err) 
     const char *dir = o->model_dir;
     lib_impl *li = calloc(1, sizeof *li);
     if (!li) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
+    pthread_mutex_init(&li->mu, NULL);
+    pthread_cond_init(&li->cv, NULL);
     e->impl = li;
     e->free = lib_free;
     e->generate = lib_generate;
+    e->stats = lib_stats;
     e->result_free = glmv_result_free;
+    if (n_slots > 256) return snprintf(err, GLMV_ERR_SIZE, "--parallel %d: at most 256", n_slots), -1;
     if (glmv_model_load(&li->model, dir, &o->mp, err)) return -1;
-    n_slots = 1; /* the inference thread runs one job at a time: more sessions would only cost memory */
     li->sess = calloc((size_t)n_slots, sizeof *li->sess);
-    if (!li->sess) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
+    li->pending = calloc((size_t)n_slots, sizeof *li->pending);
+    if (!li->sess || !li->pending) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
     for (; li->n < n_slots; li->n++)
-        if (glmv_session_new(&li->sess[li->n], li->model, o->n_ctx, err)) return -1;
+        if (glmv_session_new(&li->sess[li->n], li->model, o->n_ctx, err)) {
+            char e2[GLMV_ERR_SIZE];
+            snprintf(e2, sizeof e2, "%s", err);
+            snprintf(err, GLMV_ERR_SIZE, "--parallel %d: session %d: %.400s", n_slots, li->n + 1, e2);
+            return -1;
+        }
+    if (glmv_batch_new(&li->batch, li->model, n_slots, err)) return -1;
     e->n_slots = n_slots;
     e->n_ctx = glmv_session_n_ctx(li->sess[0]);
     glmv_model_info info;

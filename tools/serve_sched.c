@@ -161,7 +161,7 @@ static void observe(uint64_t *buckets, double v) {
         if (v <= serve_metric_bounds[i]) buckets[i]++;
 }
 
-static void run_job(serve_sched *s, serve_job *j) {
+static void run_job(serve_sched *s, serve_job *j, int slot) {
     serve_engine *eng = s->eng;
     pthread_mutex_lock(&j->mu);
     if (atomic_load(&j->cancelled)) {
@@ -195,7 +195,7 @@ static void run_job(serve_sched *s, serve_job *j) {
         pthread_mutex_unlock(&j->mu);
         sp.seed = j->req.sp.seed + (uint64_t)i;
         memset(&res, 0, sizeof res);
-        rc = eng->generate(eng, 0, j->req.msgs, j->req.n_msgs, j->req.prompt, &sp, job_cb, &c, &res,
+        rc = eng->generate(eng, slot, j->req.msgs, j->req.n_msgs, j->req.prompt, &sp, job_cb, &c, &res,
                            err);
         if (rc) break;
         pthread_mutex_lock(&j->mu);
@@ -317,24 +317,50 @@ static void queue_remove_locked(serve_sched *s, serve_job *j) {
     s->qlen--;
 }
 
+/* The next job for `slot`, or NULL: the oldest queued job of the conversation whose start
+ * the slot's cache holds, else the oldest job, unless another idle slot holds that one's
+ * conversation (it is woken too, and takes it). Called with s->mu held. */
+static serve_job *pick_locked(serve_sched *s, int slot) {
+    int k = 0;
+    for (serve_job *j = s->qhead; j && k < 64; j = j->qnext, k++)
+        if (j->key && j->key == s->slot_key[slot]) return j;
+    serve_job *h = s->qhead;
+    if (!h) return NULL;
+    for (int o = 0; o < s->n_workers; o++)
+        if (o != slot && s->idle[o] && h->key && s->slot_key[o] == h->key) return NULL;
+    return h;
+}
+
+typedef struct {
+    serve_sched *s;
+    int slot;
+} worker_arg;
+
 static void *infer_main(void *arg) {
-    serve_sched *s = arg;
+    worker_arg *wa = arg;
+    serve_sched *s = wa->s;
+    int slot = wa->slot;
+    free(wa);
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->qhead && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+        serve_job *j = NULL;
+        s->idle[slot] = 1;
+        while (!s->stop && !(j = pick_locked(s, slot))) pthread_cond_wait(&s->cv, &s->mu);
+        s->idle[slot] = 0;
         if (s->stop) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
-        serve_job *j = s->qhead;
         queue_remove_locked(s, j);
+        s->slot_key[slot] = j->key;
         s->in_flight++;
         pthread_mutex_unlock(&s->mu);
 
-        run_job(s, j);
+        run_job(s, j, slot);
 
         pthread_mutex_lock(&s->mu);
         s->in_flight--;
+        pthread_cond_broadcast(&s->cv); /* an idle slot: a job left for it may be taken now */
         pthread_mutex_unlock(&s->mu);
         serve_job_unref(j); /* the scheduler's reference */
     }
@@ -398,20 +424,31 @@ int serve_sched_start(serve_sched *s, serve_engine *eng, int queue_cap, char *er
     pthread_cond_init(&s->cv, NULL);
     s->eng = eng;
     s->qcap = queue_cap;
-    if (pthread_create(&s->infer_thread, NULL, infer_main, s)) {
-        snprintf(err, GLMV_ERR_SIZE, "cannot start the inference thread");
+    int n = eng->n_slots > 0 ? eng->n_slots : 1;
+    s->workers = calloc((size_t)n, sizeof *s->workers);
+    s->idle = calloc((size_t)n, sizeof *s->idle);
+    s->slot_key = calloc((size_t)n, sizeof *s->slot_key);
+    if (!s->workers || !s->idle || !s->slot_key) {
+        snprintf(err, GLMV_ERR_SIZE, "out of memory");
         return -1;
     }
-    if (pthread_create(&s->watch_thread, NULL, watch_main, s)) {
-        pthread_mutex_lock(&s->mu);
-        s->stop = 1;
-        pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->infer_thread, NULL);
-        snprintf(err, GLMV_ERR_SIZE, "cannot start the watch thread");
-        return -1;
+    for (; s->n_workers < n; s->n_workers++) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (wa) *wa = (worker_arg){s, s->n_workers};
+        if (!wa || pthread_create(&s->workers[s->n_workers], NULL, infer_main, wa)) {
+            free(wa);
+            snprintf(err, GLMV_ERR_SIZE, "cannot start inference thread %d", s->n_workers + 1);
+            break;
+        }
     }
-    return 0;
+    if (s->n_workers == n && pthread_create(&s->watch_thread, NULL, watch_main, s) == 0) return 0;
+    if (s->n_workers == n) snprintf(err, GLMV_ERR_SIZE, "cannot start the watch thread");
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->n_workers; i++) pthread_join(s->workers[i], NULL);
+    return -1;
 }
 
 int serve_sched_busy(serve_sched *s) {
@@ -446,11 +483,44 @@ void serve_sched_stop(serve_sched *s) {
         pthread_mutex_unlock(&j->mu);
     }
     pthread_mutex_unlock(&s->mu);
-    pthread_join(s->infer_thread, NULL);
+    for (int i = 0; i < s->n_workers; i++) pthread_join(s->workers[i], NULL);
     pthread_join(s->watch_thread, NULL);
+    free(s->workers);
+    free(s->idle);
+    free(s->slot_key);
+    s->workers = NULL;
+    s->idle = NULL;
+    s->slot_key = NULL;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* What identifies a conversation across its turns: the system messages and the first user
+ * message (texts, and each medium's size and first bytes), or a raw prompt's first 4 KB.
+ * Only a preference for the slot whose cache holds it: a collision costs a cache miss. */
+static uint64_t conversation_key(const serve_request *r) {
+    uint64_t h = 1469598103934665603ull;
+    if (r->prompt) return fnv(h, r->prompt, strnlen(r->prompt, 4096)) | 1;
+    for (int i = 0; i < r->n_msgs; i++) {
+        const glmv_message *m = &r->msgs[i];
+        h = fnv(h, m->role, strlen(m->role) + 1);
+        for (int k = 0; k < m->n_parts; k++) {
+            const glmv_part *p = &m->parts[k];
+            if (p->kind == GLMV_PART_TEXT && p->text) h = fnv(h, p->text, strlen(p->text) + 1);
+            else if (p->data) h = fnv(fnv(h, &p->size, sizeof p->size), p->data, p->size < 64 ? p->size : 64);
+            else if (p->path) h = fnv(h, p->path, strlen(p->path) + 1);
+        }
+        if (!strcmp(m->role, "user")) break;
+    }
+    return h | 1;
 }
 
 int serve_sched_submit(serve_sched *s, serve_job *j) {
+    j->key = conversation_key(&j->req);
     pthread_mutex_lock(&s->mu);
     if (s->stop || s->qlen >= s->qcap) {
         s->m.rejected_full++;
@@ -474,7 +544,7 @@ int serve_sched_submit(serve_sched *s, serve_job *j) {
     j->in_all = 1;
     s->m.chat_requests++;
     s->m.chat_stream += (uint64_t)j->req.stream;
-    pthread_cond_signal(&s->cv);
+    pthread_cond_broadcast(&s->cv); /* every idle slot looks: the one holding its conversation takes it */
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
@@ -595,6 +665,23 @@ char *serve_metrics_text(serve_sched *s) {
               (unsigned long long)m.cancelled, (unsigned long long)m.rejected_full,
               (unsigned long long)m.prompt_tokens, (unsigned long long)m.cached_tokens,
               (unsigned long long)m.completion_tokens, (unsigned long long)m.image_tokens, qlen, qcap, in_flight, m.queue_sum_s);
+    uint64_t steps = 0, rows = 0;
+    int last = 0;
+    if (s->eng->stats) s->eng->stats(s->eng, &steps, &rows, &last);
+    sb_printf(&b,
+              "# HELP glmv_sequences_running Generations running now (at most --parallel).\n"
+              "# TYPE glmv_sequences_running gauge\nglmv_sequences_running %d\n"
+              "# HELP glmv_sequences_waiting Requests queued for a free sequence slot.\n"
+              "# TYPE glmv_sequences_waiting gauge\nglmv_sequences_waiting %d\n"
+              "# HELP glmv_parallel Sequences that may run at once (--parallel).\n"
+              "# TYPE glmv_parallel gauge\nglmv_parallel %d\n"
+              "# HELP glmv_decode_steps_total Batched decode steps (one token for each sequence in it).\n"
+              "# TYPE glmv_decode_steps_total counter\nglmv_decode_steps_total %llu\n"
+              "# HELP glmv_decode_step_sequences_total Sequences advanced, summed over the steps.\n"
+              "# TYPE glmv_decode_step_sequences_total counter\nglmv_decode_step_sequences_total %llu\n"
+              "# HELP glmv_batch_size Sequences in the last decode step.\n"
+              "# TYPE glmv_batch_size gauge\nglmv_batch_size %d\n",
+              in_flight, qlen, s->n_workers, (unsigned long long)steps, (unsigned long long)rows, last);
     histogram(&b, "glmv_request_duration_seconds", "From arrival to the last token.", m.lat_buckets,
               m.lat_sum_s, m.lat_count);
     histogram(&b, "glmv_time_to_first_token_seconds", "From arrival to the first token.",

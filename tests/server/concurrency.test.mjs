@@ -1,7 +1,8 @@
 // concurrency.test.mjs -- many clients at once: 24 concurrent streams through
-// the openai client each get their own answer; a full queue answers 503 with
-// Retry-After; a client that leaves mid-stream (or while queued) frees the
-// inference thread at once, so the next request does not wait for it.
+// the openai client each get their own answer; --parallel N runs N at once (on the demo
+// model their decode steps are batched, and each answer is the one it gets alone); a full
+// queue answers 503 with Retry-After; a client that leaves mid-stream (or while queued)
+// frees its slot at once, so the next request does not wait for it.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
@@ -61,7 +62,7 @@ test('a full queue answers 503 with Retry-After, the accepted ones finish', asyn
 });
 
 test('a client leaving mid-stream or while queued frees its slot at once', async () => {
-  const srv = await server(['-m', 'echo:delay_ms=20', '--queue', '8']);
+  const srv = await server(['-m', 'echo:delay_ms=20', '--queue', '8', '--parallel', '1']);
   const long = { stream: true, messages: [{ role: 'user', content: 'long [[tokens=2000]]' }] }; // ~40 s if not cancelled
   // A: streaming, leaves after a few chunks. B: queued behind A, leaves while waiting.
   const ca = new AbortController(), cb = new AbortController();
@@ -90,4 +91,54 @@ test('a client leaving mid-stream or while queued frees its slot at once', async
   assert.equal(await metric(srv.url, 'glmv_queue_depth'), 0);
   // a client leaving is counted, not logged as an error
   assert.doesNotMatch(srv.stderr(), /error generating response/);
+});
+
+test('--parallel 4 runs four requests at once; a fifth waits for a free slot', async () => {
+  const srv = await server(['-m', 'echo:delay_ms=20', '--parallel', '4']);
+  const body = (i) => ({ messages: [{ role: 'user', content: `slot test ${i} [[tokens=40]]` }] }); // ~1 s each
+  const t0 = Date.now();
+  const pending = Array.from({ length: 5 }, (_, i) => post(srv.url, '/v1/chat/completions', body(i)));
+  let running = 0, waiting = 0;
+  for (let k = 0; k < 100 && !(running === 4 && waiting === 1); k++) {
+    running = await metric(srv.url, 'glmv_sequences_running');
+    waiting = await metric(srv.url, 'glmv_sequences_waiting');
+    if (!(running === 4 && waiting === 1)) await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.deepEqual([running, waiting], [4, 1]);
+  assert.equal(await metric(srv.url, 'glmv_parallel'), 4);
+  const rs = await Promise.all(pending);
+  for (const r of rs) assert.equal(r.status, 200);
+  const dt = Date.now() - t0;
+  // one at a time would take five times one request; four at once, about twice
+  const one = Date.now();
+  assert.equal((await post(srv.url, '/v1/chat/completions', body(9))).status, 200);
+  const single = Date.now() - one;
+  assert.ok(dt < 3.5 * single, `5 requests took ${dt} ms, one alone ${single} ms`);
+});
+
+const REAL = process.env.GLMV_REAL_MODEL;
+test('the demo model with --parallel 4: decode steps batched, each answer the one it gets alone', { skip: !REAL && 'GLMV_REAL_MODEL not set' }, async () => {
+  const fs = await import('node:fs');
+  const img = 'data:image/png;base64,' + fs.readFileSync(REAL + '/example.png').toString('base64');
+  const qs = ['How many shapes are there?', 'What colour is the circle?', 'Where is the square?',
+    'What shape is purple?', 'Describe the image.', 'Is there a triangle?'];
+  const ask = (url, q) => post(url, '/v1/chat/completions', { max_tokens: 48, temperature: 0, logprobs: true,
+    messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: img } }, { type: 'text', text: q }] }] })
+    .then((r) => r.json());
+  const one = await server(['-m', REAL, '--parallel', '1']);
+  const alone = [];
+  for (const q of qs) alone.push(await ask(one.url, q));
+  const many = await server(['-m', REAL, '--parallel', '4']);
+  const together = await Promise.all(qs.map((q) => ask(many.url, q)));
+  for (let i = 0; i < qs.length; i++) {
+    assert.equal(together[i].choices[0].message.content, alone[i].choices[0].message.content, qs[i]);
+    assert.equal(together[i].choices[0].message.reasoning_content, alone[i].choices[0].message.reasoning_content);
+    // on the CPU the logits are bit for bit those of a lone run
+    assert.deepEqual(together[i].choices[0].logprobs.content.map((t) => t.logprob),
+      alone[i].choices[0].logprobs.content.map((t) => t.logprob), qs[i]);
+  }
+  const steps = await metric(many.url, 'glmv_decode_steps_total');
+  const rows = await metric(many.url, 'glmv_decode_step_sequences_total');
+  assert.ok(rows / steps > 1.5, `${rows} sequence-steps in ${steps} steps: not batched`);
+  assert.equal(await metric(many.url, 'glmv_sequences_running'), 0);
 });

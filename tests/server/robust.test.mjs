@@ -285,7 +285,7 @@ test('during the drain a new connection is refused at once, not left hanging', a
 });
 
 test('/health and /health/ready answer 503 "busy" while the queue is full, /health/live 200', async () => {
-  const srv = await startServer(['-m', 'echo:delay_ms=100', '--queue', '1']);
+  const srv = await startServer(['-m', 'echo:delay_ms=100', '--queue', '1', '--parallel', '1']);
   try {
     const a = post(srv.url, '/v1/chat/completions', user('running')).then((r) => r.status);
     await waitBusy(srv.url, 1);
