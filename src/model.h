@@ -153,6 +153,9 @@ struct glmv_batch {
     float *logits_dev;                     /* (cap, V) */
     float *hcos, *hsin, *hemb;             /* host */
     int32_t *hpos;                         /* host (3, cap) */
+    /* attn_decode_batch's tables for a step, built on the host and written once: per layer
+     * the sequences' K cache pointers, then their V cache pointers; then their key counts */
+    void **tab, **htab;                    /* backend, host: (2 L + 1) cap entries of 8 bytes */
 };
 
 /* ---- model.c ---- */

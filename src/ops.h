@@ -115,6 +115,17 @@ struct glmv_backend {
     void (*attn_causal)(glmv_backend *be, float *out, const float *q, int64_t ldq,
                         const float *kc, const float *vc, int64_t n, int64_t pos0,
                         int n_heads, int n_kv_heads, int head_dim, float scale);
+    /* One decode step of n sequences, each over its own cache: first the step's key and
+     * value rows k_new[i], v_new[i] (rows of ldkv) are stored at row n_keys[i] - 1 of
+     * kc[i], vc[i]; then query row i of q [n, ldq] attends to keys 0..n_keys[i]-1 of its
+     * cache, as attn_causal with n = 1 and pos0 = n_keys[i] - 1 would. kc, vc (n
+     * pointers each) and n_keys (n counts) are themselves in backend memory, so that a
+     * device reads them without a copy per call; max_keys is the largest n_keys[i]. */
+    void (*attn_decode_batch)(glmv_backend *be, float *out, const float *q, int64_t ldq,
+                              const float *k_new, const float *v_new, int64_t ldkv,
+                              float *const *kc, float *const *vc, const int64_t *n_keys, int n,
+                              int64_t max_keys, int n_heads, int n_kv_heads, int head_dim,
+                              float scale);
     /* Bidirectional attention confined to segments [cu[s], cu[s+1]) (host array
      * of n_seg+1 offsets). q/k/v rows have strides ldq/ldk/ldv; out [rows, n_heads*head_dim]. */
     void (*attn_segments)(glmv_backend *be, float *out, const float *q, int64_t ldq,

@@ -119,10 +119,12 @@ void glmv_batch_free(glmv_batch *b) {
                      b->logits_dev};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) be->free(be, bufs[i]);
+    if (b->tab) be->free(be, b->tab);
     free(b->hcos);
     free(b->hsin);
     free(b->hemb);
     free(b->hpos);
+    free(b->htab);
     free(b);
 }
 
@@ -152,6 +154,12 @@ int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
         b->hpos = malloc(sizeof(int32_t) * (size_t)(3 * C));
         b->hemb = m->embed_on_host ? malloc(glmv_mul_size((size_t)(C * H), sizeof(float))) : NULL;
         oom = !b->hcos || !b->hsin || !b->hpos || (m->embed_on_host && !b->hemb);
+    }
+    if (!oom) {
+        size_t tb = glmv_mul_size((size_t)(2 * c->num_hidden_layers + 1) * (size_t)C, 8);
+        b->htab = malloc(tb);
+        b->tab = be->alloc(be, tb);
+        oom = !b->htab || !b->tab;
     }
     if (oom) {
         glmv_batch_free(b);
@@ -217,6 +225,20 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
     size_t tab = sizeof(float) * (size_t)(rot / 2) * (size_t)n;
     be->write(be, b->cos, b->hcos, tab);
     be->write(be, b->sin, b->hsin, tab);
+    int L_n = c->num_hidden_layers;
+    int64_t max_keys = 0;
+    if (be->attn_decode_batch) { /* every layer's cache pointers and the key counts, in one write */
+        int64_t *nk = (int64_t *)(b->htab + (size_t)2 * L_n * n);
+        for (int i = 0; i < n; i++) {
+            for (int l = 0; l < L_n; l++) {
+                b->htab[(size_t)(2 * l) * n + i] = ss[i]->kc[l];
+                b->htab[(size_t)(2 * l + 1) * n + i] = ss[i]->vc[l];
+            }
+            nk[i] = ss[i]->pos + 1;
+            if (nk[i] > max_keys) max_keys = nk[i];
+        }
+        be->write(be, b->tab, b->htab, (size_t)(2 * L_n + 1) * (size_t)n * 8);
+    }
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const glmv_text_layer *L = &m->layers[l];
         be->rmsnorm(be, b->xn, b->x, L->input_layernorm, n, H, eps);
@@ -227,13 +249,21 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
             be->rope_interleaved(be, b->q, qd, b->cos, b->sin, n, nh, hd, rot);
             be->rope_interleaved(be, b->k, kvd, b->cos, b->sin, n, nkv, hd, rot);
         }
-        for (int i = 0; i < n; i++) {
-            glmv_session *s = ss[i];
-            size_t row = sizeof(float) * (size_t)kvd;
-            be->copy(be, s->kc[l] + (int64_t)s->pos * kvd, b->k + i * kvd, row);
-            be->copy(be, s->vc[l] + (int64_t)s->pos * kvd, b->v + i * kvd, row);
-            be->attn_causal(be, b->att + i * qd, b->q + i * qd, qd, s->kc[l], s->vc[l], 1, s->pos, nh,
-                            nkv, hd, scale);
+        if (be->attn_decode_batch) {
+            be->attn_decode_batch(be, b->att, b->q, qd, b->k, b->v, kvd,
+                                  (float *const *)(b->tab + (size_t)(2 * l) * n),
+                                  (float *const *)(b->tab + (size_t)(2 * l + 1) * n),
+                                  (const int64_t *)(b->tab + (size_t)2 * L_n * n), n, max_keys, nh,
+                                  nkv, hd, scale);
+        } else {
+            for (int i = 0; i < n; i++) {
+                glmv_session *s = ss[i];
+                size_t row = sizeof(float) * (size_t)kvd;
+                be->copy(be, s->kc[l] + (int64_t)s->pos * kvd, b->k + i * kvd, row);
+                be->copy(be, s->vc[l] + (int64_t)s->pos * kvd, b->v + i * kvd, row);
+                be->attn_causal(be, b->att + i * qd, b->q + i * qd, qd, s->kc[l], s->vc[l], 1,
+                                s->pos, nh, nkv, hd, scale);
+            }
         }
         mm(be, b->t1, b->att, L->o_w, NULL, n);
         be->rmsnorm(be, b->t2, b->t1, L->post_self_attn_layernorm, n, H, eps);

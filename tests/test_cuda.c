@@ -272,6 +272,78 @@ TEST(attn_causal_decode) {
     one_causal(40, 7, 6, 3, 32, 0, 1e-10);      /* head dim without a flash kernel */
 }
 
+/* A decode step of several sequences with caches of different lengths: the new key and
+ * value rows are stored at each cache's next row, then each query attends to its own
+ * cache; against the reference per sequence (and the stored rows checked). */
+static void one_decode_batch(int n, const int64_t *lens, int nh, int nkv, int hd, double thr) {
+    int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd, maxk = 0;
+    float *q = rand_buf(n * qd, 2.0f), *kn = rand_buf(n * kvd, 2.0f), *vn = rand_buf(n * kvd, 1.0f);
+    float *ref = malloc(sizeof(float) * (size_t)(n * qd));
+    float *hk[16], *hv[16], *dk[16], *dv[16];
+    int64_t nk[16];
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int i = 0; i < n; i++) {
+        int64_t cap = lens[i] + 3;
+        hk[i] = rand_buf(cap * kvd, 2.0f);
+        hv[i] = rand_buf(cap * kvd, 1.0f);
+        dk[i] = dev_from(hk[i], cap * kvd);
+        dv[i] = dev_from(hv[i], cap * kvd);
+        nk[i] = lens[i] + 1;
+        maxk = nk[i] > maxk ? nk[i] : maxk;
+        memcpy(hk[i] + lens[i] * kvd, kn + i * kvd, sizeof(float) * (size_t)kvd);
+        memcpy(hv[i] + lens[i] * kvd, vn + i * kvd, sizeof(float) * (size_t)kvd);
+        glmv_ref_attn_causal(ref + i * qd, q + i * qd, qd, hk[i], hv[i], 1, lens[i], nh, nkv, hd, scale);
+    }
+    void *tab = be->alloc(be, sizeof(void *) * 3 * (size_t)n);
+    void *htab[48];
+    for (int i = 0; i < n; i++) {
+        htab[i] = dk[i];
+        htab[n + i] = dv[i];
+        memcpy(&htab[2 * n + i], &nk[i], 8);
+    }
+    be->write(be, tab, htab, sizeof(void *) * 3 * (size_t)n);
+    float *dq = dev_from(q, n * qd), *dkn = dev_from(kn, n * kvd), *dvn = dev_from(vn, n * kvd);
+    float *dout = dev_poison(n * qd);
+    be->attn_decode_batch(be, dout, dq, qd, dkn, dvn, kvd, (float *const *)tab,
+                          (float *const *)((void **)tab + n), (const int64_t *)((void **)tab + 2 * n), n,
+                          maxk, nh, nkv, hd, scale);
+    char what[96];
+    snprintf(what, sizeof what, "attn_decode_batch n=%d h=%d/%d hd=%d", n, nh, nkv, hd);
+    expect(what, dout, ref, n * qd, thr);
+    for (int i = 0; i < n; i++) { /* the appended rows, exactly */
+        float *got = host_of(dk[i], (lens[i] + 1) * kvd), *gv = host_of(dv[i], (lens[i] + 1) * kvd);
+        CHECK_MSG(!memcmp(got + lens[i] * kvd, kn + i * kvd, sizeof(float) * (size_t)kvd) &&
+                      !memcmp(gv + lens[i] * kvd, vn + i * kvd, sizeof(float) * (size_t)kvd),
+                  "sequence %d: the new key/value row was not stored at row %lld", i, (long long)lens[i]);
+        free(got);
+        free(gv);
+        be->free(be, dk[i]);
+        be->free(be, dv[i]);
+        free(hk[i]);
+        free(hv[i]);
+    }
+    be->free(be, tab);
+    be->free(be, dq);
+    be->free(be, dkn);
+    be->free(be, dvn);
+    be->free(be, dout);
+    free(q);
+    free(kn);
+    free(vn);
+    free(ref);
+}
+
+TEST(attn_decode_batch) {
+    NEED_GPU();
+    int64_t l1[] = {0, 300, 5000, 17, 1023, 64};
+    one_decode_batch(6, l1, 32, 2, 128, 1e-10);      /* the 9B's heads, very different lengths */
+    int64_t l2[] = {7, 8, 9};
+    one_decode_batch(3, l2, 6, 3, 32, 1e-10);        /* a head dim without float4 rows */
+    int64_t l3[16];
+    for (int i = 0; i < 16; i++) l3[i] = 100 * i + 3;
+    one_decode_batch(16, l3, 32, 2, 128, 1e-10);
+}
+
 TEST(attn_causal_flash) {
     NEED_GPU();
     one_causal(100, 0, 32, 2, 128, 0, 2e-4);    /* prefill */
@@ -806,6 +878,7 @@ int main(int argc, char **argv) {
     RUN(rope);
     RUN(attn_causal_decode);
     RUN(attn_causal_flash);
+    RUN(attn_decode_batch);
     RUN(attn_segments);
     RUN(elementwise);
     RUN(precision_f32);

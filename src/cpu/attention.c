@@ -340,3 +340,20 @@ void glmv_cpu_attn_segments(glmv_backend *be, float *out, const float *q, int64_
     }
     glmv_pool_run(cs->pool, seg_task, &j, j.task_seg[n_seg]);
 }
+
+/* the CPU keeps its caches in host memory: the tables are plain host arrays */
+void glmv_cpu_attn_decode_batch(glmv_backend *be, float *out, const float *q, int64_t ldq,
+                                const float *k_new, const float *v_new, int64_t ldkv,
+                                float *const *kc, float *const *vc, const int64_t *n_keys, int n,
+                                int64_t max_keys, int n_heads, int n_kv_heads, int head_dim,
+                                float scale) {
+    (void)max_keys;
+    int64_t kvd = (int64_t)n_kv_heads * head_dim, qd = (int64_t)n_heads * head_dim;
+    for (int i = 0; i < n; i++) {
+        int64_t pos = n_keys[i] - 1;
+        memcpy(kc[i] + pos * kvd, k_new + i * ldkv, sizeof(float) * (size_t)kvd);
+        memcpy(vc[i] + pos * kvd, v_new + i * ldkv, sizeof(float) * (size_t)kvd);
+        glmv_cpu_attn_causal(be, out + i * qd, q + i * ldq, ldq, kc[i], vc[i], 1, pos, n_heads,
+                             n_kv_heads, head_dim, scale);
+    }
+}

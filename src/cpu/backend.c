@@ -387,6 +387,7 @@ glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *
     be->rope_interleaved = cpu_rope_interleaved;
     be->rope_neox = cpu_rope_neox;
     be->attn_causal = glmv_cpu_attn_causal;
+    be->attn_decode_batch = glmv_cpu_attn_decode_batch;
     be->attn_segments = glmv_cpu_attn_segments;
     be->swiglu = cpu_swiglu;
     be->gelu_erf = cpu_gelu_erf;

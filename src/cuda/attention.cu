@@ -342,7 +342,8 @@ static size_t split_smem_floats(int gpb, int hd) {
 __global__ void __launch_bounds__(SP_THREADS, 1) split_kernel(
     float *out, int64_t ldo, float *part, const float *q, int64_t ldq, const float *k,
     int64_t ldk, const float *v, int64_t ldv, int64_t n, int64_t nk, int causal, int64_t pos0,
-    int n_heads, int group, int hsplit, int hd, int64_t chunk, float scale_log2) {
+    int n_heads, int group, int hsplit, int hd, int64_t chunk, float scale_log2,
+    const float *const *kps, const float *const *vps, const int64_t *nks) {
     extern __shared__ __align__(16) float sp_sh[];
     const int gpb = group / hsplit;
     const int qs = hd + 4;                          /* q and K row stride (bank skew) */
@@ -357,13 +358,16 @@ __global__ void __launch_bounds__(SP_THREADS, 1) split_kernel(
     const int n_chunks = gridDim.x;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, nwarp = SP_THREADS / 32;
     const int64_t c0 = (int64_t)blockIdx.x * chunk;
-    const float *kb = k + (int64_t)g_kv * hd, *vb = v + (int64_t)g_kv * hd;
+    /* a batch of sequences (kps set): row i is sequence i's query over its own cache of
+     * nks[i] keys; the caches come from cudaMalloc, so their rows are 16-byte aligned */
     const bool vec = !(hd & 3) && !(ldk & 3) && !(ldv & 3) && !((uintptr_t)k % 16) &&
                      !((uintptr_t)v % 16);
     const int vw = (hd & 3) ? 1 : 4, per_head = hd / vw, items = gpb * per_head;
 
     for (int64_t i = blockIdx.z; i < n; i += gridDim.z) {
-        int64_t lim = causal ? pos0 + i + 1 : nk; /* keys < lim are visible */
+        const float *kb = (kps ? kps[i] : k) + (int64_t)g_kv * hd;
+        const float *vb = (vps ? vps[i] : v) + (int64_t)g_kv * hd;
+        int64_t lim = nks ? nks[i] : causal ? pos0 + i + 1 : nk; /* keys < lim are visible */
         if (lim > nk) lim = nk;
         int64_t c1 = c0 + chunk < lim ? c0 + chunk : lim;
         float acc[SP_R][4];
@@ -553,7 +557,8 @@ __global__ void combine_kernel(float *out, int64_t ldo, const float *part, int64
 static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
                         const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t n,
                         int64_t nk, int causal, int64_t pos0, int n_heads, int n_kv_heads,
-                        int hd, float scale) {
+                        int hd, float scale, const float *const *kps = NULL,
+                        const float *const *vps = NULL, const int64_t *nks = NULL) {
     int group = n_heads / n_kv_heads;
     if (n <= 0 || nk <= 0) return 0;
     const int vw = (hd & 3) ? 1 : 4;
@@ -591,7 +596,7 @@ static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     }
     cuda_launch(c, split_kernel, dim3((unsigned)n_chunks, (unsigned)(n_kv_heads * hsplit), (unsigned)rows),
                 SP_THREADS, sh, out, ldo, part, q, ldq, k, ldk, v, ldv, n, nk, causal, pos0, n_heads,
-                group, hsplit, hd, chunk, scale * LOG2E);
+                group, hsplit, hd, chunk, scale * LOG2E, kps, vps, nks);
     if (cuda_check(c, "attention (split)") || n_chunks == 1) return c->failed ? -1 : 0;
     int th = hd < 128 ? 32 * (int)cdiv(hd, 32) : 128;
     cuda_launch(c, combine_kernel, dim3((unsigned)n_heads, (unsigned)rows), th, 0, out, ldo, part,
@@ -688,6 +693,31 @@ void k_attn_causal(cuda_ctx *c, float *out, const float *q, int64_t ldq, const f
     else
         split_launch(c, out, ldo, q, ldq, kc, kvd, vc, kvd, n, pos0 + n, 1, pos0, n_heads,
                      n_kv_heads, head_dim, scale);
+}
+
+/* grid (n, 2): block (i, 0) stores sequence i's new key row at row n_keys[i] - 1 of its
+ * cache, block (i, 1) its value row */
+__global__ void kv_append_kernel(const float *k_new, const float *v_new, int64_t ldkv,
+                                 float *const *kc, float *const *vc, const int64_t *n_keys,
+                                 int64_t kvd) {
+    PDL_ENTRY();
+    int64_t i = blockIdx.x;
+    const float *src = (blockIdx.y ? v_new : k_new) + i * ldkv;
+    float *dst = (blockIdx.y ? vc[i] : kc[i]) + (n_keys[i] - 1) * kvd;
+    for (int64_t d = threadIdx.x; d < kvd; d += blockDim.x) dst[d] = src[d];
+}
+
+void k_attn_decode_batch(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k_new,
+                         const float *v_new, int64_t ldkv, float *const *kc, float *const *vc,
+                         const int64_t *n_keys, int n, int64_t max_keys, int n_heads,
+                         int n_kv_heads, int head_dim, float scale) {
+    if (n <= 0) return;
+    int64_t kvd = (int64_t)n_kv_heads * head_dim, ldo = (int64_t)n_heads * head_dim;
+    cuda_launch(c, kv_append_kernel, dim3((unsigned)n, 2), 256, 0, k_new, v_new, ldkv, kc, vc, n_keys,
+                kvd);
+    if (cuda_check(c, "attention (kv append)")) return;
+    split_launch(c, out, ldo, q, ldq, NULL, kvd, NULL, kvd, n, max_keys, 0, 0, n_heads, n_kv_heads,
+                 head_dim, scale, (const float *const *)kc, (const float *const *)vc, n_keys);
 }
 
 void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k,

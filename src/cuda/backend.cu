@@ -291,6 +291,13 @@ static void cu_attn_causal(glmv_backend *be, float *o, const float *q, int64_t l
     OP_GUARD(be);
     k_attn_causal(c, o, q, ldq, kc, vc, n, pos0, nh, nkv, hd, sc);
 }
+static void cu_attn_decode_batch(glmv_backend *be, float *o, const float *q, int64_t ldq,
+                                 const float *kn, const float *vn, int64_t ldkv, float *const *kc,
+                                 float *const *vc, const int64_t *nk, int n, int64_t max_keys,
+                                 int nh, int nkv, int hd, float sc) {
+    OP_GUARD(be);
+    k_attn_decode_batch(c, o, q, ldq, kn, vn, ldkv, kc, vc, nk, n, max_keys, nh, nkv, hd, sc);
+}
 static void cu_attn_segments(glmv_backend *be, float *o, const float *q, int64_t ldq,
                              const float *k, int64_t ldk, const float *v, int64_t ldv,
                              const int64_t *cu, int ns, int nh, int hd, float sc) {
@@ -398,6 +405,7 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->rope_interleaved = cu_rope_interleaved;
     be->rope_neox = cu_rope_neox;
     be->attn_causal = cu_attn_causal;
+    be->attn_decode_batch = cu_attn_decode_batch;
     be->attn_segments = cu_attn_segments;
     be->swiglu = cu_swiglu;
     be->gelu_erf = cu_gelu_erf;

@@ -88,6 +88,10 @@ void k_gemm_simt(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
 void k_attn_causal(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *kc,
                    const float *vc, int64_t n, int64_t pos0, int n_heads, int n_kv_heads,
                    int head_dim, float scale);
+void k_attn_decode_batch(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k_new,
+                         const float *v_new, int64_t ldkv, float *const *kc, float *const *vc,
+                         const int64_t *n_keys, int n, int64_t max_keys, int n_heads,
+                         int n_kv_heads, int head_dim, float scale);
 void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k,
                      int64_t ldk, const float *v, int64_t ldv, const int64_t *cu, int n_seg,
                      int n_heads, int head_dim, float scale);

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# device_batch.sh tests|bench -- continuous batching on the GPU machine (one H200, a Xeon with
+# AVX512-BF16 and AMX), in two calls of the device tool.
+#
+# Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
+#   make -j2 all tests && make -j2 CUDA=1 all tests
+#   ../shared/tools/device-bundle.sh .dev/rel build/release/glmv build/release/tests/test_parity build/release/tests/test_ops
+#   ../shared/tools/device-bundle.sh .dev/cuda build/cuda/glmv build/cuda/tests/test_cuda build/cuda/tests/test_parity
+#   mkdir -p .dev/shared/assets && cp -r ../shared/assets/{images,glm41v,docs} .dev/shared/assets/
+# then, with .dev carried:
+#   tests  test_cuda (attn_decode_batch among the ops), test_parity on CUDA and on the Xeon
+#          (batch_invariance: batched generations against each alone), the CPU concurrency bench
+#   bench  the 9B shape (random BF16 weights) on the H200: concurrency 1, 16 and 64 with 512-token
+#          prompts and 128 new tokens, then 64 sequences decoding at ~1k context
+set -u
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT" build/release/tests build/cuda/tests
+cp .dev/rel/bin/test_* build/release/tests/ && cp .dev/rel/bin/glmv build/release/
+cp .dev/cuda/bin/test_* build/cuda/tests/ && cp .dev/cuda/bin/glmv build/cuda/
+[ -e ../shared ] || ln -s "$PWD/.dev/shared" ../shared
+source .dev/rel/env.sh
+source .dev/cuda/env.sh
+case "${1:-}" in
+tests)
+    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
+    timeout 150 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+    GLMV_TEST_SKIP=video_runs GLMV_PARITY_DEVICE=cuda timeout 180 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    GLMV_TEST_SKIP=video_runs timeout 150 build/release/tests/test_parity >"$OUT/parity_cpu.log" 2>&1
+    timeout 120 build/release/glmv bench --synthetic --layers 2 --prompt 128 --decode 32 \
+        --concurrency 1,4,16 --json >"$OUT/bench_cpu_conc.json" 2>>"$OUT/bench.err"
+    cat "$OUT/machine.txt"
+    echo "== test_cuda"; grep -E 'decode_batch|not ok|RESULT|FAIL' "$OUT/test_cuda.log"
+    for f in parity_cuda parity_cpu; do echo "== $f"; grep -E 'batch|not ok|RESULT|FAIL' "$OUT/$f.log"; done
+    echo "== cpu concurrency"; grep -o '"concurrency".*\]' "$OUT/bench_cpu_conc.json"; tail -n 3 "$OUT/bench.err"
+    ;;
+bench)
+    timeout 560 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 --decode 128 \
+        --concurrency 1,16,64 --json >"$OUT/bench_cuda_conc.json" 2>>"$OUT/bench.err"
+    cut -c1-3000 "$OUT/bench_cuda_conc.json"; tail -n 5 "$OUT/bench.err"
+    ;;
+*)
+    echo "usage: $0 tests|bench" >&2
+    exit 2
+    ;;
+esac
