@@ -40,6 +40,7 @@ typedef __m512 vf;
 #define vhsum(v) _mm512_reduce_add_ps(v)
 #define vhmax(v) _mm512_reduce_max_ps(v)
 
+#define MV_PAIRS /* 32 registers: the matrix-vector kernel takes output rows two at a time */
 #include "cpu/kernels_body.h"
 
 /* ------------------------------------------------------------------------ */
