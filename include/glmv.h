@@ -23,6 +23,22 @@ extern "C" {
 
 #define GLMV_ERR_SIZE 512
 
+/* What kind of failure a call had: after a non-zero return, glmv_last_error() on the same
+ * thread tells, so that a caller (a server mapping failures to HTTP statuses) need not read
+ * the message. */
+typedef enum {
+    GLMV_E_OK = 0,
+    GLMV_E_INVALID,             /* the request or the arguments are wrong: the caller's to fix */
+    GLMV_E_MEDIA,               /* an image or video cannot be read or decoded, or is too large */
+    GLMV_E_CONTEXT,             /* the prompt and the tokens asked for do not fit the context */
+    GLMV_E_NOMEM,               /* out of memory (host or device): may succeed later */
+    GLMV_E_BACKEND,             /* the device or its library failed */
+    GLMV_E_INTERNAL             /* anything else */
+} glmv_errcode;
+
+glmv_errcode glmv_last_error(void);
+const char *glmv_errcode_name(glmv_errcode c); /* "invalid", "media", ... */
+
 /* ------------------------------------------------------------------------ */
 /* Tokenizer: needs only tokenizer.json (+ tokenizer_config.json).          */
 /* ------------------------------------------------------------------------ */

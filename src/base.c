@@ -21,6 +21,8 @@ _Noreturn void glmv_panic(const char *file, int line, const char *what) {
     abort();
 }
 
+static _Thread_local glmv_errcode last_code;
+
 int glmv_errf(char *err, const char *fmt, ...) {
     if (err) {
         va_list ap;
@@ -28,7 +30,32 @@ int glmv_errf(char *err, const char *fmt, ...) {
         vsnprintf(err, GLMV_ERR_SIZE, fmt, ap);
         va_end(ap);
     }
+    last_code = GLMV_E_INTERNAL;
     return -1;
+}
+
+int glmv_errc(char *err, glmv_errcode code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, GLMV_ERR_SIZE, fmt, ap);
+        va_end(ap);
+    }
+    last_code = code;
+    return -1;
+}
+
+void glmv_errcode_default(glmv_errcode code) {
+    if (last_code == GLMV_E_INTERNAL || last_code == GLMV_E_OK) last_code = code;
+}
+
+void glmv_errcode_set(glmv_errcode code) { last_code = code; }
+
+glmv_errcode glmv_last_error(void) { return last_code; }
+
+const char *glmv_errcode_name(glmv_errcode c) {
+    static const char *names[] = {"ok", "invalid", "media", "context", "nomem", "backend", "internal"};
+    return (unsigned)c < sizeof names / sizeof *names ? names[c] : "internal";
 }
 
 void *glmv_aligned_alloc(size_t bytes) {

@@ -22,6 +22,12 @@ _Noreturn void glmv_panic(const char *file, int line, const char *what);
 /* printf into err (GLMV_ERR_SIZE bytes); returns -1 so callers can
  * `return glmv_errf(err, ...)`. err may be NULL. */
 int glmv_errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with the kind of failure (glmv_last_error); glmv_errf records GLMV_E_INTERNAL. */
+int glmv_errc(char *err, glmv_errcode code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Where a failing call's kind is known by the caller: record `code` unless the callee
+ * recorded a kind of its own (anything but INTERNAL). */
+void glmv_errcode_default(glmv_errcode code);
+void glmv_errcode_set(glmv_errcode code);
 
 /* Allocation that returns NULL on failure (callers report it). Memory from
  * glmv_aligned_alloc is 64-byte aligned and freed with free(). */

@@ -120,7 +120,7 @@ int glmv_session_n_ctx(const glmv_session *s) { return s->n_ctx; }
 int glmv_session_eval(glmv_session *s, const int32_t *ids, int n, float *logits, char *err) {
     if (n <= 0) return glmv_errf(err, "glmv_session_eval: no tokens");
     if (s->pos + n > s->n_ctx)
-        return glmv_errf(err, "context full: %d cached + %d new tokens > n_ctx %d", s->pos, n,
+        return glmv_errc(err, GLMV_E_CONTEXT, "context full: %d cached + %d new tokens > n_ctx %d", s->pos, n,
                          s->n_ctx);
     /* decode steps use the session's buffer: no allocation per token */
     int32_t *pos = n <= s->chunk ? s->epos : malloc(sizeof(int32_t) * 3 * (size_t)n);
@@ -797,20 +797,24 @@ static int gen_start(glmv_gen **qout, glmv_session *s, const glmv_message *msgs,
     glmv_model *m = s->m;
     const glmv_config *c = &m->cfg;
     *qout = NULL;
+    glmv_errcode_set(GLMV_E_OK);
     if (!m->tok || !m->tmpl) {
         if (!strncmp(m->dir, "synthetic:", 10))
-            return glmv_errf(err, "%s: random weights have no tokenizer: cannot generate from messages",
-                             m->dir);
-        return glmv_errf(err, "%s/tokenizer.json: not found (the checkpoint's tokenizer is needed to "
-                         "generate from messages)", m->dir);
+            return glmv_errc(err, GLMV_E_INVALID,
+                             "%s: random weights have no tokenizer: cannot generate from messages", m->dir);
+        return glmv_errc(err, GLMV_E_INVALID, "%s/tokenizer.json: not found (the checkpoint's tokenizer "
+                         "is needed to generate from messages)", m->dir);
     }
     glmv_sampling sp;
     if (sp_in) sp = *sp_in;
     else glmv_sampling_default(m, &sp);
-    if (check_request(msgs, n_msgs, &sp, c->vocab_size, err)) return -1;
-    if (raw && sp.json) return glmv_errf(err, "generate: JSON output needs a chat prompt");
+    if (check_request(msgs, n_msgs, &sp, c->vocab_size, err)) {
+        glmv_errcode_set(GLMV_E_INVALID);
+        return -1;
+    }
+    if (raw && sp.json) return glmv_errc(err, GLMV_E_INVALID, "generate: JSON output needs a chat prompt");
     glmv_gen *q = calloc(1, sizeof *q);
-    if (!q) return glmv_errf(err, "out of memory");
+    if (!q) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
     q->s = s;
     q->raw = raw != NULL;
     q->sp = sp;
@@ -826,21 +830,27 @@ static int gen_start(glmv_gen **qout, glmv_session *s, const glmv_message *msgs,
 
     text = raw ? strdup(raw) : glmv_chat_render(m->tmpl, msgs, n_msgs, 1, err);
     if (!text) {
-        if (raw) glmv_errf(err, "out of memory");
+        if (raw) glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+        else glmv_errcode_default(GLMV_E_INVALID);
         goto done;
     }
-    if (!raw && load_images(m, msgs, n_msgs, s->n_ctx, &md, err)) goto done;
+    if (!raw && load_images(m, msgs, n_msgs, s->n_ctx, &md, err)) {
+        glmv_errcode_default(strstr(err, "out of memory") ? GLMV_E_NOMEM : GLMV_E_MEDIA);
+        goto done;
+    }
     /* a prompt longer than the context could hold at the longest token is refused before
      * tokenizing it (a 62 MB text would take seconds and gigabytes to be told so) */
     if (m->max_token_bytes > 0 && (int64_t)strlen(text) > (int64_t)s->n_ctx * m->max_token_bytes) {
-        glmv_errf(err, "the prompt has %zu bytes: more than the context (n_ctx %d) holds, even at %lld "
+        glmv_errc(err, GLMV_E_CONTEXT, "the prompt has %zu bytes: more than the context (n_ctx %d) holds, even at %lld "
                   "bytes a token", strlen(text), s->n_ctx, (long long)m->max_token_bytes);
         goto done;
     }
     n0 = glmv_tokenize(m->tok, text, strlen(text), &ids0, err);
-    if (n0 < 0) goto done;
-    if (expand_videos(m, &ids0, &n0, &md, err)) goto done;
-    if (expand_placeholders(c, ids0, n0, &md, &ids, &n, err)) goto done;
+    if (n0 < 0 || expand_videos(m, &ids0, &n0, &md, err) ||
+        expand_placeholders(c, ids0, n0, &md, &ids, &n, err)) {
+        glmv_errcode_default(GLMV_E_INVALID); /* e.g. an <|image|> the request has no image for */
+        goto done;
+    }
     out->prompt_tokens = (int)n;
     out->image_tokens = (int)(md.n_rows / (c->v_spatial_merge_size * c->v_spatial_merge_size));
     int max_new = sp.max_new_tokens > 0 ? sp.max_new_tokens : s->n_ctx - (int)n;
@@ -848,7 +858,7 @@ static int gen_start(glmv_gen **qout, glmv_session *s, const glmv_message *msgs,
     if (sp.max_new_is_default && n < s->n_ctx && n + (int64_t)max_new > s->n_ctx)
         max_new = s->n_ctx - (int)n;
     if (n + (int64_t)max_new > s->n_ctx || max_new <= 0) {
-        glmv_errf(err, "prompt (%lld tokens) + max_new_tokens (%d) exceeds the context (n_ctx %d)",
+        glmv_errc(err, GLMV_E_CONTEXT, "prompt (%lld tokens) + max_new_tokens (%d) exceeds the context (n_ctx %d)",
                   (long long)n, sp.max_new_tokens, s->n_ctx);
         goto done;
     }
@@ -856,7 +866,10 @@ static int gen_start(glmv_gen **qout, glmv_session *s, const glmv_message *msgs,
     out->preprocess_ms = glmv_now_ms() - t0;
     if (sp.json) {
         q->have_jo = 1;
-        if (json_out_init(&q->jo, m, &sp, err)) goto done;
+        if (json_out_init(&q->jo, m, &sp, err)) {
+            glmv_errcode_default(GLMV_E_INVALID);
+            goto done;
+        }
     }
 
     int V = c->vocab_size;
@@ -872,7 +885,7 @@ static int gen_start(glmv_gen **qout, glmv_session *s, const glmv_message *msgs,
     glmv_detok_init(&q->dt, m->tok, 1);
     if (!q->logits || !q->wf || !q->wi || !q->gen || !q->spl ||
         (sp.logprobs && (!q->lps || !q->raw_logits))) {
-        glmv_errf(err, "out of memory");
+        glmv_errc(err, GLMV_E_NOMEM, "out of memory");
         goto done;
     }
     double t1 = glmv_now_ms();

@@ -77,7 +77,7 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
     int64_t H = c->hidden_size;
     if (n <= 0) return glmv_errf(err, "no tokens to evaluate");
     if (s->pos + n > s->n_ctx)
-        return glmv_errf(err, "context full: %d tokens cached + %lld new > n_ctx %d", s->pos,
+        return glmv_errc(err, GLMV_E_CONTEXT, "context full: %d tokens cached + %lld new > n_ctx %d", s->pos,
                          (long long)n, s->n_ctx);
     if (ids)
         for (int64_t i = 0; i < n; i++)
@@ -104,8 +104,15 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
         forward_chunk(s, k, last, last ? logits : NULL);
         if (ids) memcpy(s->hist + s->pos, ids + off, sizeof(int32_t) * (size_t)k);
         s->pos += (int)k;
-        if (off + k == n) be->sync(be);
+        int failed = 0;
+        if (off + k == n) {
+            be->sync(be);
+            /* a device reports its failures late: never hand back what a failed step left */
+            failed = be->status && be->status(be, err);
+            if (failed) glmv_errcode_set(GLMV_E_BACKEND);
+        }
         glmv_model_unlock(m);
+        if (failed) return -1;
     }
     return 0;
 }
@@ -182,16 +189,19 @@ int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
     glmv_model *m = b->m;
     const glmv_config *c = &m->cfg;
     if (n <= 0) return 0;
-    if (n > b->cap) return glmv_errf(err, "batch: %d sequences, room for %d", n, b->cap);
+    if (n > b->cap) return glmv_errc(err, GLMV_E_INVALID, "batch: %d sequences, room for %d", n, b->cap);
     for (int i = 0; i < n; i++) {
-        if (ss[i]->m != m) return glmv_errf(err, "batch: sequence %d is a session of another model", i);
+        if (ss[i]->m != m)
+            return glmv_errc(err, GLMV_E_INVALID, "batch: sequence %d is a session of another model", i);
         if (ss[i]->pos + 1 > ss[i]->n_ctx)
-            return glmv_errf(err, "batch: sequence %d: context full (n_ctx %d)", i, ss[i]->n_ctx);
+            return glmv_errc(err, GLMV_E_CONTEXT, "batch: sequence %d: context full (n_ctx %d)", i,
+                             ss[i]->n_ctx);
         if (ids[i] < 0 || ids[i] >= c->vocab_size)
-            return glmv_errf(err, "batch: sequence %d: token id %d outside the vocabulary (%d)", i,
-                             ids[i], c->vocab_size);
+            return glmv_errc(err, GLMV_E_INVALID, "batch: sequence %d: token id %d outside the vocabulary (%d)",
+                             i, ids[i], c->vocab_size);
         for (int j = 0; j < i; j++)
-            if (ss[j] == ss[i]) return glmv_errf(err, "batch: sequences %d and %d share a session", j, i);
+            if (ss[j] == ss[i])
+                return glmv_errc(err, GLMV_E_INVALID, "batch: sequences %d and %d share a session", j, i);
     }
     glmv_model_lock(m);
     int rc = batch_step(b, ss, ids, n, logits, err);
@@ -280,7 +290,10 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
     for (int i = 0; i < n; i++)
         if (logits[i]) be->read(be, logits[i], b->logits_dev + i * V, sizeof(float) * (size_t)V);
     be->sync(be);
-    if (be->status && be->status(be, err)) return -1;
+    if (be->status && be->status(be, err)) {
+        glmv_errcode_set(GLMV_E_BACKEND);
+        return -1;
+    }
     return 0;
 }
 

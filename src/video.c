@@ -428,7 +428,7 @@ int glmv_video_load(const char *path, const void *data, size_t size,
     if (vp->max_tokens > 0) { /* a huge min_pixels would upscale every frame first */
         int64_t tok = (int64_t)out->n_groups * (oh / factor) * (ow / factor);
         if (tok > vp->max_tokens) {
-            glmv_errf(err, "%s: %d frames at %dx%d make %lld vision tokens, more than the %lld the "
+            glmv_errc(err, GLMV_E_CONTEXT, "%s: %d frames at %dx%d make %lld vision tokens, more than the %lld the "
                       "context has room for", r.name, n, ow, oh, (long long)tok,
                       (long long)vp->max_tokens);
             goto done;

@@ -328,7 +328,8 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
     }
     glmv_model_dump(m, "v.merger", out, M, Ov);
     be->sync(be);
-    rc = 0;
+    rc = be->status && be->status(be, err) ? -1 : 0; /* a device's failure surfaces here */
+    if (rc) glmv_errcode_set(GLMV_E_BACKEND);
 done:
     afree(&a);
     void *host[] = {cu, hpe, hp, wp, hcos, hsin};

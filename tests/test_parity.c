@@ -29,6 +29,7 @@
  *    four-sigma bound on the difference of two logits.
  */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1375,6 +1376,106 @@ TEST(batch_invariance) {
     glmv_model_free(m);
 }
 
+/* A backend that fails (a GPU's sticky error, made up here on the CPU backend by its status
+ * hook) fails the request: glmv_generate, a prefill alone and a batched step return the
+ * backend's message instead of generating on from whatever the failed reads left. */
+static int fake_failed_status(glmv_backend *be, char *err) {
+    (void)be;
+    return glmv_errf(err, "cuda: matmul (gemv): an illegal memory access was encountered (injected)");
+}
+
+TEST(backend_error_reaches_caller) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = load_demo(err);
+    if (!m) return;
+    glmv_session *s = NULL, *s2 = NULL;
+    CHECK(glmv_session_new(&s, m, 512, err) == 0 && glmv_session_new(&s2, m, 512, err) == 0);
+    glmv_gen *a = NULL, *b2 = NULL;
+    glmv_batch *b = NULL;
+    glmv_part parts[2] = {{GLMV_PART_IMAGE, NULL, "models/demo/example.png", NULL, 0, 0, 0, 0, 0},
+                          {GLMV_PART_TEXT, "How many shapes are there?", NULL, NULL, 0, 0, 0, 0, 0}};
+    glmv_message msg = {"user", parts, 2, NULL};
+    glmv_sampling sp;
+    glmv_sampling_default(m, &sp);
+    sp.max_new_tokens = 8;
+    /* two generations started while the backend is well, then it fails */
+    CHECK(s && s2 && glmv_batch_new(&b, m, 2, err) == 0);
+    CHECK(glmv_gen_start(&a, s, &msg, 1, &sp, NULL, NULL, err) == 0);
+    CHECK(glmv_gen_start(&b2, s2, &msg, 1, &sp, NULL, NULL, err) == 0);
+    int (*keep)(glmv_backend *, char *) = m->be->status;
+    m->be->status = fake_failed_status;
+    if (a && b2 && b) {
+        CHECK(glmv_gen_step(a, err) == 0 && glmv_gen_step(b2, err) == 0);
+        glmv_gen *both[2] = {a, b2};
+        err[0] = 0;
+        CHECK_MSG(glmv_gen_eval_batch(b, both, 2, err) != 0 && strstr(err, "illegal memory access"),
+                  "batched step: '%s'", err);
+    }
+    glmv_result r;
+    err[0] = 0;
+    glmv_session_reset(s);
+    CHECK_MSG(glmv_generate(s, &msg, 1, &sp, NULL, NULL, &r, err) != 0 && strstr(err, "(injected)"),
+              "generate: '%s'", err);
+    CHECK_MSG(glmv_last_error() == GLMV_E_BACKEND, "kind %s", glmv_errcode_name(glmv_last_error()));
+    int32_t ids[3] = {1, 2, 3};
+    err[0] = 0;
+    CHECK(glmv_session_eval(s, ids, 3, NULL, err) != 0 && strstr(err, "(injected)"));
+    m->be->status = keep;
+    glmv_gen_free(a);
+    glmv_gen_free(b2);
+    glmv_batch_free(b);
+    glmv_session_free(s);
+    glmv_session_free(s2);
+    glmv_model_free(m);
+}
+
+/* Each kind of failure is told by glmv_last_error (what the server maps to HTTP statuses):
+ * a prompt beyond the context, a missing image, an image too large for the context, a bad
+ * sampling value, a placeholder without its image; and a success leaves no kind behind. */
+TEST(error_kinds) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = load_demo(err);
+    if (!m) return;
+    glmv_session *s = NULL;
+    CHECK(glmv_session_new(&s, m, 256, err) == 0);
+    if (!s) {
+        glmv_model_free(m);
+        return;
+    }
+    glmv_part parts[2] = {{GLMV_PART_IMAGE, NULL, "models/demo/example.png", NULL, 0, 0, 0, 0, 0},
+                          {GLMV_PART_TEXT, "How many shapes are there?", NULL, NULL, 0, 0, 0, 0, 0}};
+    glmv_message msg = {"user", parts, 2, NULL};
+    glmv_sampling sp;
+    glmv_result r;
+    struct { const char *what; glmv_errcode want; } cases[] = {
+        {"max_new_tokens past the context", GLMV_E_CONTEXT}, {"no such image", GLMV_E_MEDIA},
+        {"NaN temperature", GLMV_E_INVALID}, {"an <|image|> with no image", GLMV_E_INVALID}};
+    for (int k = 0; k < 4; k++) {
+        glmv_sampling_default(m, &sp);
+        glmv_part p2[2] = {parts[0], parts[1]};
+        glmv_message m2 = msg;
+        m2.parts = p2;
+        if (k == 0) sp.max_new_tokens = 100000;
+        if (k == 1) p2[0].path = "models/demo/no_such_image.png";
+        if (k == 2) sp.temperature = NAN;
+        if (k == 3) {
+            p2[0] = (glmv_part){GLMV_PART_TEXT, "see <|begin_of_image|><|image|><|end_of_image|>", NULL, NULL, 0, 0, 0, 0, 0};
+        }
+        err[0] = 0;
+        int rc = glmv_generate(s, &m2, 1, &sp, NULL, NULL, &r, err);
+        CHECK_MSG(rc != 0 && glmv_last_error() == cases[k].want, "%s: rc %d, kind %s (want %s): %s",
+                  cases[k].what, rc, glmv_errcode_name(glmv_last_error()),
+                  glmv_errcode_name(cases[k].want), err);
+        if (rc == 0) glmv_result_free(&r);
+    }
+    glmv_sampling_default(m, &sp);
+    sp.max_new_tokens = 4;
+    CHECK(glmv_generate(s, &msg, 1, &sp, NULL, NULL, &r, err) == 0 && glmv_last_error() == GLMV_E_OK);
+    glmv_result_free(&r);
+    glmv_session_free(s);
+    glmv_model_free(m);
+}
+
 int main(void) {
     const char *dev = getenv("GLMV_PARITY_DEVICE");
     if (dev && !strcmp(dev, "cuda")) parity_device = GLMV_DEVICE_CUDA;
@@ -1417,5 +1518,7 @@ int main(void) {
     RUN(pos_embed_separable);
     RUN(vision_scratch_reuse);
     RUN(batch_invariance);
+    RUN(backend_error_reaches_caller);
+    RUN(error_kinds);
     return test_summary("parity");
 }

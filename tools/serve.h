@@ -40,7 +40,8 @@ struct serve_engine {
     int fresh_sessions;         /* --no-prompt-cache: every request starts from an empty cache */
     void *impl;
     /* Generate on session `slot`; same contract as glmv_generate, or as
-     * glmv_generate_raw when raw (a /v1/completions prompt) is set. */
+     * glmv_generate_raw when raw (a /v1/completions prompt) is set, but a failure returns
+     * its kind (a glmv_errcode, > 0), which the server maps to an HTTP status. */
     int (*generate)(serve_engine *e, int slot, const glmv_message *msgs, int n_msgs,
                     const char *raw, const glmv_sampling *sp, glmv_callback cb, void *user,
                     glmv_result *out, char *err);

@@ -32,6 +32,7 @@
 typedef struct {
     glmv_gen *q;
     int done, rc;
+    glmv_errcode code;          /* the kind of a failed step (recorded on the thread that ran it) */
     char *err;
 } step_req;
 
@@ -51,7 +52,7 @@ typedef struct {
 } lib_impl;
 
 static int lib_step(lib_impl *li, glmv_gen *q, char *err) {
-    step_req me = {q, 0, 0, err};
+    step_req me = {q, 0, 0, GLMV_E_OK, err};
     pthread_mutex_lock(&li->mu);
     li->pending[li->n_pending++] = &me;
     while (!me.done) {
@@ -68,9 +69,11 @@ static int lib_step(lib_impl *li, glmv_gen *q, char *err) {
             pthread_mutex_unlock(&li->mu);
             char e2[GLMV_ERR_SIZE] = "";
             int rc = glmv_gen_eval_batch(li->batch, gens, n, e2);
+            glmv_errcode code = rc ? glmv_last_error() : GLMV_E_OK;
             pthread_mutex_lock(&li->mu);
             for (int i = 0; i < n; i++) {
                 take[i]->rc = rc;
+                take[i]->code = code;
                 if (rc) snprintf(take[i]->err, GLMV_ERR_SIZE, "%s", e2);
                 take[i]->done = 1;
             }
@@ -84,7 +87,7 @@ static int lib_step(lib_impl *li, glmv_gen *q, char *err) {
         }
     }
     pthread_mutex_unlock(&li->mu);
-    return me.rc;
+    return me.rc ? (me.code ? (int)me.code : GLMV_E_INTERNAL) : 0;
 }
 
 static void lib_active(lib_impl *li, int d) {
@@ -107,22 +110,24 @@ static int lib_generate(serve_engine *e, int slot, const glmv_message *msgs, int
                  : glmv_gen_start(&q, s, msgs, n_msgs, sp, cb, user, err);
     if (rc) {
         glmv_session_reset(s);
-        return rc;
+        return glmv_last_error() ? (int)glmv_last_error() : GLMV_E_INTERNAL;
     }
     lib_active(li, +1);
-    int r;
+    int r, code = 0;
     while ((r = glmv_gen_step(q, err)) == 0)
-        if (lib_step(li, q, err)) {
+        if ((code = lib_step(li, q, err)) != 0) {
             r = -1;
             break;
         }
+    if (r < 0 && !code) code = glmv_last_error() ? (int)glmv_last_error() : GLMV_E_INTERNAL;
     lib_active(li, -1);
     if (r < 0) {
         glmv_gen_free(q);
         glmv_session_reset(s);
-        return -1;
+        return code;
     }
-    return glmv_gen_finish(q, out, err);
+    if (glmv_gen_finish(q, out, err)) return GLMV_E_NOMEM;
+    return 0;
 }
 
 static void lib_stats(serve_engine *e, uint64_t *steps, uint64_t *rows, int *last_batch) {
@@ -297,7 +302,7 @@ static int echo_generate(serve_engine *e, int slot, const glmv_message *msgs, in
                 if (pt->data && pt->size < 16) {
                     snprintf(err, GLMV_ERR_SIZE, "cannot decode %s: %zu bytes is truncated data",
                              pt->kind == GLMV_PART_IMAGE ? "image" : "video", pt->size);
-                    return -1;
+                    return GLMV_E_MEDIA;
                 }
                 n_img += pt->kind == GLMV_PART_IMAGE;
                 n_vid += pt->kind == GLMV_PART_VIDEO;
@@ -307,13 +312,13 @@ static int echo_generate(serve_engine *e, int slot, const glmv_message *msgs, in
     out->prompt_tokens = (int)(prompt_bytes / 4) + 8 + out->image_tokens;
     if (strstr(last, "[[fail]]")) {
         snprintf(err, GLMV_ERR_SIZE, "echo engine: failure requested by [[fail]]");
-        return -1;
+        return GLMV_E_INTERNAL;
     }
     if (out->prompt_tokens + (sp->max_new_tokens > 0 ? sp->max_new_tokens : 1) > e->n_ctx) {
         snprintf(err, GLMV_ERR_SIZE,
                  "prompt of %d tokens plus max_new_tokens %d exceeds the context of %d tokens",
                  out->prompt_tokens, sp->max_new_tokens, e->n_ctx);
-        return -1;
+        return GLMV_E_CONTEXT;
     }
     int delay = directive(last, "delay", ei->delay_ms);
     int extra = directive(last, "tokens", 0);

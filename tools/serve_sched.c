@@ -136,24 +136,27 @@ static int job_cb(void *user, const glmv_event *ev) {
     return atomic_load(&j->cancelled) ? 1 : 0;
 }
 
-static int contains_any(const char *s, const char *const *words) {
-    for (; *words; words++)
-        if (strstr(s, *words)) return 1;
-    return 0;
-}
-
-/* Map a library error before any output to an HTTP answer. */
-static void classify_error(serve_error *e, const char *msg) {
-    static const char *const ctx_words[] = {"context", "n_ctx", "too long", "too many tokens", NULL};
-    static const char *const media_words[] = {"image", "video", "decode", "pixels", "frame",
-                                              "PNG", "JPEG", "WebP", "png", "jpeg", "webp", NULL};
-    if (contains_any(msg, ctx_words))
-        serve_error_set(e, 400, "invalid_request_error", "context_length_exceeded", "messages", "%s",
-                        msg);
-    else if (contains_any(msg, media_words))
+/* Map a library error before any output to an HTTP answer, by its kind (glmv_errcode). */
+static void classify_error(serve_error *e, int code, const char *msg) {
+    switch (code) {
+    case GLMV_E_CONTEXT:
+        serve_error_set(e, 400, "invalid_request_error", "context_length_exceeded", "messages", "%s", msg);
+        break;
+    case GLMV_E_MEDIA:
         serve_error_set(e, 400, "invalid_request_error", "invalid_image", "messages", "%s", msg);
-    else
+        break;
+    case GLMV_E_INVALID:
+        serve_error_set(e, 400, "invalid_request_error", "invalid_request", "messages", "%s", msg);
+        break;
+    case GLMV_E_NOMEM:
+        serve_error_set(e, 503, "server_error", "out_of_memory", NULL, "%s", msg);
+        break;
+    case GLMV_E_BACKEND:
+        serve_error_set(e, 500, "server_error", "backend_error", NULL, "%s", msg);
+        break;
+    default:
         serve_error_set(e, 500, "server_error", NULL, NULL, "%s", msg);
+    }
 }
 
 static void observe(uint64_t *buckets, double v) {
@@ -230,10 +233,10 @@ static void run_job(serve_sched *s, serve_job *j, int slot) {
         if (!err[0]) snprintf(err, sizeof err, "generation failed");
         if (!j->started_output) {
             j->failed = 1;
-            classify_error(&j->err, err);
+            classify_error(&j->err, rc, err);
         } else {
             serve_error e;
-            classify_error(&e, err);
+            classify_error(&e, rc, err);
             append_error_event_locked(j, &e);
             job_append_locked(j, sse_dup("data: [DONE]\n\n"));
         }
