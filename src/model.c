@@ -250,7 +250,6 @@ static int make_backend(glmv_model *m, const glmv_model_params *p, char *err) {
         if (m->be) {
             snprintf(m->device, sizeof m->device, "cuda (%s)",
                      m->be->device_name ? m->be->device_name : m->be->name);
-            m->vision_keep_scratch = 1;
             set_precision(m, want, why, 1);
             return 0;
         }
@@ -265,8 +264,6 @@ static int make_backend(glmv_model *m, const glmv_model_params *p, char *err) {
     if (!m->be) return glmv_errf(err, "CPU backend: %s", e2);
     snprintf(m->device, sizeof m->device, "cpu (%s)", m->be->name);
     set_precision(m, want, why, 0);
-    const char *keep = getenv("GLMV_VISION_KEEP_SCRATCH");
-    m->vision_keep_scratch = keep && atoi(keep) > 0;
     return 0;
 }
 
@@ -379,11 +376,13 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     }
     if (bind_weights(m, err)) goto fail;
     if (make_backend(m, p, err)) goto fail;
+    /* tests take the kept-scratch path on the CPU too */
+    m->vision_keep_scratch = m->be->caps.keep_scratch || env_flag("GLMV_VISION_KEEP_SCRATCH");
     /* The token table is read one row per token: on a device it would hold
      * 1.2 GB of memory for a few KB of reads per step, so it stays on the host
      * unless lm_head shares it (GLMV_EMBED_ON_DEVICE=1 uploads it anyway;
      * GLMV_EMBED_ON_HOST=1 takes the host path on any backend, for tests). */
-    int device = strncmp(m->device, "cpu", 3) != 0;
+    int device = m->be->caps.device;
     m->embed_on_host = m->embed != m->lm_head &&
                        ((device && !env_flag("GLMV_EMBED_ON_DEVICE")) || env_flag("GLMV_EMBED_ON_HOST"));
     int64_t kept_bytes = 0;

@@ -51,9 +51,18 @@ void glmv_tensor_get_range(const glmv_tensor *t, int64_t i0, int64_t n, float *d
 
 typedef struct glmv_backend glmv_backend;
 
+/* What a backend is, for the model code to decide by instead of comparing names. */
+typedef struct {
+    int device;                 /* 1: its memory is not the host's (be->alloc is device memory, weights
+                                   are copied there, host rows are written and read) */
+    int prefill_chunk;          /* prompt rows it prefers in one pass (GEMM efficiency vs scratch) */
+    int keep_scratch;           /* 1: allocation is costly (cudaMalloc): keep per-call scratch */
+} glmv_backend_caps;
+
 struct glmv_backend {
     const char *name;           /* "cpu-ref", "cpu-avx2", "cuda", ... */
     void *impl;                 /* backend private state */
+    glmv_backend_caps caps;     /* set by the constructor */
     /* 1: matmul (and, on a device, prefill attention) rounds its float32 inputs
      * to bf16 and multiplies them in hardware; 0: float32 products of the
      * weights as stored. Fixed at creation (the constructors' bf16 argument,

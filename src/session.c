@@ -43,8 +43,7 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
     if (!s) return glmv_errf(err, "out of memory");
     s->m = m;
     s->n_ctx = n_ctx;
-    /* device backends: 512-row chunks (a 512-token prefill in one pass of GEMMs) */
-    s->chunk = GLMV_MIN(be->device_name ? 512 : 256, n_ctx);
+    s->chunk = GLMV_MIN(be->caps.prefill_chunk > 0 ? be->caps.prefill_chunk : 256, n_ctx);
     int L = c->num_hidden_layers;
     int64_t H = c->hidden_size, I = c->intermediate_size, C = s->chunk;
     int64_t qd = (int64_t)c->num_attention_heads * c->head_dim;

@@ -414,5 +414,8 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->status = cu_status;
     be->device_bytes = cu_device_bytes;
     be->device_name = c->device_name;
+    be->caps.device = 1;
+    be->caps.prefill_chunk = 512; /* a 512-token prefill in one pass of GEMMs */
+    be->caps.keep_scratch = 1;    /* cudaMalloc per buffer per image would add up */
     return be;
 }
