@@ -281,6 +281,20 @@ int glmv_generate_raw(glmv_session *s, const char *prompt, const glmv_sampling *
  * glmv_gen_free abandons a generation (no result). A session runs one generation at a time. */
 typedef struct glmv_gen glmv_gen;
 typedef struct glmv_batch glmv_batch;
+typedef struct glmv_prompt glmv_prompt;
+
+/* The prompt stage alone: the messages rendered, their media decoded and preprocessed, the
+ * text tokenized, for a session of n_ctx tokens (0: no limit checked yet). Only reads the
+ * model: any thread may prepare prompts while sessions generate. A prepared prompt may start
+ * several generations (glmv_gen_start_prompt does not consume it). */
+int glmv_prompt_new(glmv_prompt **out, glmv_model *m, const glmv_message *msgs, int n_msgs,
+                    int n_ctx, char *err);
+int glmv_prompt_new_raw(glmv_prompt **out, glmv_model *m, const char *prompt, int n_ctx, char *err);
+int glmv_prompt_tokens(const glmv_prompt *p);
+void glmv_prompt_free(glmv_prompt *p);
+/* The run stage of a prepared prompt: prefix reuse, vision tower, prefill on s. */
+int glmv_gen_start_prompt(glmv_gen **out, glmv_session *s, const glmv_prompt *p,
+                          const glmv_sampling *sp, glmv_callback cb, void *user, char *err);
 
 int glmv_gen_start(glmv_gen **out, glmv_session *s, const glmv_message *msgs, int n_msgs,
                    const glmv_sampling *sp, glmv_callback cb, void *user, char *err);

@@ -339,7 +339,7 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, int 
             int64_t img_tokens = md->n_rows / ((int64_t)ip.merge_size * ip.merge_size) +
                                  ((int64_t)th / fct) * (tw / fct);
             if (img_tokens > n_ctx) {
-                glmv_errf(err, "image %d (%dx%d, resized to %dx%d) brings the vision tokens to %lld, "
+                glmv_errc(err, GLMV_E_CONTEXT, "image %d (%dx%d, resized to %dx%d) brings the vision tokens to %lld, "
                           "beyond the context (n_ctx %d)", md->n_img + 1, rgb.w, rgb.h, tw, th,
                           (long long)img_tokens, n_ctx);
                 glmv_rgb_free(&rgb);
@@ -603,8 +603,7 @@ void glmv_result_free(glmv_result *r) {
  * and the server validate their input too, but a library caller's NULL text,
  * unknown part kind or NaN temperature must give an error, not a crash or a
  * sampler that quietly does something else. */
-static int check_request(const glmv_message *msgs, int n_msgs, const glmv_sampling *sp, int vocab,
-                         char *err) {
+static int check_messages(const glmv_message *msgs, int n_msgs, char *err) {
     if (n_msgs < 0 || (n_msgs > 0 && !msgs))
         return glmv_errf(err, "generate: %d messages at %p", n_msgs, (const void *)msgs);
     for (int i = 0; i < n_msgs; i++) {
@@ -632,6 +631,10 @@ static int check_request(const glmv_message *msgs, int n_msgs, const glmv_sampli
             }
         }
     }
+    return 0;
+}
+
+static int check_sampling(const glmv_sampling *sp, int vocab, char *err) {
     if (sp->max_new_tokens < 0 || sp->max_thinking_tokens < 0 || sp->top_k < 0)
         return glmv_errf(err, "generate: max_new_tokens %d, max_thinking_tokens %d, top_k %d: "
                          "none may be negative", sp->max_new_tokens, sp->max_thinking_tokens, sp->top_k);
@@ -788,14 +791,36 @@ void glmv_gen_free(glmv_gen *q) {
 int32_t glmv_gen_token(const glmv_gen *q) { return q->next; }
 glmv_session *glmv_gen_session(const glmv_gen *q) { return q->s; }
 
-/* glmv_generate (msgs) and glmv_generate_raw (raw): the same but for where the prompt comes from
- * and how the output is split (raw: no <think>/<answer> split, the text as the tokens spell it) */
-static int gen_start(glmv_gen **qout, glmv_session *s, const glmv_message *msgs, int n_msgs,
-                     const char *raw, const glmv_sampling *sp_in, glmv_callback cb, void *user,
-                     char *err) {
-    glmv_model *m = s->m;
+/* The prompt stage: what a request's messages become before any model computation, read-only
+ * on the model and so safe on any thread (glmv_prompt_new): the template rendered, the media
+ * decoded and patchified, the text tokenized, placeholders expanded, each vision segment's
+ * identity hashed for the cache. */
+struct glmv_prompt {
+    glmv_model *m;
+    int raw;                    /* a raw prompt: no <think>/<answer> split */
+    int32_t *ids;
+    int64_t n;
+    media md;
+    uint64_t *hs;               /* per vision segment: seg_hash (md.n entries) */
+    int n_ctx;                  /* the context its vision tokens were checked against */
+    int image_tokens;
+    double preprocess_ms;
+};
+
+void glmv_prompt_free(glmv_prompt *p) {
+    if (!p) return;
+    free(p->ids);
+    media_free(&p->md);
+    free(p->hs);
+    free(p);
+}
+
+int glmv_prompt_tokens(const glmv_prompt *p) { return (int)p->n; }
+
+static int prompt_new(glmv_prompt **out, glmv_model *m, const glmv_message *msgs, int n_msgs,
+                      const char *raw, int n_ctx, char *err) {
     const glmv_config *c = &m->cfg;
-    *qout = NULL;
+    *out = NULL;
     glmv_errcode_set(GLMV_E_OK);
     if (!m->tok || !m->tmpl) {
         if (!strncmp(m->dir, "synthetic:", 10))
@@ -804,65 +829,124 @@ static int gen_start(glmv_gen **qout, glmv_session *s, const glmv_message *msgs,
         return glmv_errc(err, GLMV_E_INVALID, "%s/tokenizer.json: not found (the checkpoint's tokenizer "
                          "is needed to generate from messages)", m->dir);
     }
-    glmv_sampling sp;
-    if (sp_in) sp = *sp_in;
-    else glmv_sampling_default(m, &sp);
-    if (check_request(msgs, n_msgs, &sp, c->vocab_size, err)) {
+    if (check_messages(msgs, n_msgs, err)) {
         glmv_errcode_set(GLMV_E_INVALID);
         return -1;
     }
-    if (raw && sp.json) return glmv_errc(err, GLMV_E_INVALID, "generate: JSON output needs a chat prompt");
-    glmv_gen *q = calloc(1, sizeof *q);
-    if (!q) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
-    q->s = s;
-    q->raw = raw != NULL;
-    q->sp = sp;
-    glmv_result *out = &q->res;
-
+    if (n_ctx <= 0) n_ctx = 1 << 24;
+    glmv_prompt *p = calloc(1, sizeof *p);
+    if (!p) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+    p->m = m;
+    p->raw = raw != NULL;
+    p->n_ctx = n_ctx;
     double t0 = glmv_now_ms();
-    media md;
-    memset(&md, 0, sizeof md);
     char *text = NULL;
-    int32_t *ids0 = NULL, *ids = NULL;
+    int32_t *ids0 = NULL;
+    int64_t n0 = 0;
     int rc = -1;
-    int64_t n0 = 0, n = 0;
-
     text = raw ? strdup(raw) : glmv_chat_render(m->tmpl, msgs, n_msgs, 1, err);
     if (!text) {
         if (raw) glmv_errc(err, GLMV_E_NOMEM, "out of memory");
         else glmv_errcode_default(GLMV_E_INVALID);
         goto done;
     }
-    if (!raw && load_images(m, msgs, n_msgs, s->n_ctx, &md, err)) {
+    if (!raw && load_images(m, msgs, n_msgs, n_ctx, &p->md, err)) {
         glmv_errcode_default(strstr(err, "out of memory") ? GLMV_E_NOMEM : GLMV_E_MEDIA);
         goto done;
     }
     /* a prompt longer than the context could hold at the longest token is refused before
      * tokenizing it (a 62 MB text would take seconds and gigabytes to be told so) */
-    if (m->max_token_bytes > 0 && (int64_t)strlen(text) > (int64_t)s->n_ctx * m->max_token_bytes) {
-        glmv_errc(err, GLMV_E_CONTEXT, "the prompt has %zu bytes: more than the context (n_ctx %d) holds, even at %lld "
-                  "bytes a token", strlen(text), s->n_ctx, (long long)m->max_token_bytes);
+    if (m->max_token_bytes > 0 && (int64_t)strlen(text) > (int64_t)n_ctx * m->max_token_bytes) {
+        glmv_errc(err, GLMV_E_CONTEXT, "the prompt has %zu bytes: more than the context (n_ctx %d) "
+                  "holds, even at %lld bytes a token", strlen(text), n_ctx, (long long)m->max_token_bytes);
         goto done;
     }
     n0 = glmv_tokenize(m->tok, text, strlen(text), &ids0, err);
-    if (n0 < 0 || expand_videos(m, &ids0, &n0, &md, err) ||
-        expand_placeholders(c, ids0, n0, &md, &ids, &n, err)) {
+    if (n0 < 0 || expand_videos(m, &ids0, &n0, &p->md, err) ||
+        expand_placeholders(c, ids0, n0, &p->md, &p->ids, &p->n, err)) {
         glmv_errcode_default(GLMV_E_INVALID); /* e.g. an <|image|> the request has no image for */
         goto done;
     }
+    p->image_tokens = (int)(p->md.n_rows / (c->v_spatial_merge_size * c->v_spatial_merge_size));
+    /* each vision segment's identity in the cache */
+    int64_t K = (int64_t)c->v_in_channels * c->v_temporal_patch_size * c->v_patch_size * c->v_patch_size;
+    p->hs = malloc(sizeof(uint64_t) * (size_t)(p->md.n + 1));
+    if (!p->hs) {
+        glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+        goto done;
+    }
+    int64_t r = 0;
+    for (int j = 0; j < p->md.n; j++) {
+        int64_t nr = (int64_t)p->md.grid[j][0] * p->md.grid[j][1] * p->md.grid[j][2];
+        p->hs[j] = seg_hash(p->md.grid[j], p->md.rows + r * K, nr * K);
+        r += nr;
+    }
+    p->preprocess_ms = glmv_now_ms() - t0;
+    rc = 0;
+done:
+    free(text);
+    free(ids0);
+    if (rc) glmv_prompt_free(p);
+    else *out = p;
+    return rc;
+}
+
+int glmv_prompt_new(glmv_prompt **out, glmv_model *m, const glmv_message *msgs, int n_msgs,
+                    int n_ctx, char *err) {
+    return prompt_new(out, m, msgs, n_msgs, NULL, n_ctx, err);
+}
+
+int glmv_prompt_new_raw(glmv_prompt **out, glmv_model *m, const char *prompt, int n_ctx, char *err) {
+    if (!prompt) {
+        *out = NULL;
+        return glmv_errc(err, GLMV_E_INVALID, "generate: the prompt is NULL");
+    }
+    return prompt_new(out, m, NULL, 0, prompt, n_ctx, err);
+}
+
+/* The run stage: the prompt on session s (the cached prefix kept), its prefill; q is then
+ * ready for glmv_gen_step. p is not consumed (n choices may share it). */
+int glmv_gen_start_prompt(glmv_gen **qout, glmv_session *s, const glmv_prompt *p,
+                          const glmv_sampling *sp_in, glmv_callback cb, void *user, char *err) {
+    glmv_model *m = s->m;
+    const glmv_config *c = &m->cfg;
+    *qout = NULL;
+    glmv_errcode_set(GLMV_E_OK);
+    if (p->m != m) return glmv_errc(err, GLMV_E_INVALID, "generate: the prompt was made for another model");
+    glmv_sampling sp;
+    if (sp_in) sp = *sp_in;
+    else glmv_sampling_default(m, &sp);
+    if (check_sampling(&sp, c->vocab_size, err)) {
+        glmv_errcode_set(GLMV_E_INVALID);
+        return -1;
+    }
+    if (p->raw && sp.json) return glmv_errc(err, GLMV_E_INVALID, "generate: JSON output needs a chat prompt");
+    if (p->image_tokens > s->n_ctx)
+        return glmv_errc(err, GLMV_E_CONTEXT, "the prompt's %d vision tokens do not fit the context "
+                         "(n_ctx %d)", p->image_tokens, s->n_ctx);
+    glmv_gen *q = calloc(1, sizeof *q);
+    if (!q) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+    q->s = s;
+    q->raw = p->raw;
+    q->sp = sp;
+    glmv_result *out = &q->res;
+    const media *md = &p->md;
+    const int32_t *ids = p->ids;
+    int64_t n = p->n;
+    int rc = -1;
     out->prompt_tokens = (int)n;
-    out->image_tokens = (int)(md.n_rows / (c->v_spatial_merge_size * c->v_spatial_merge_size));
+    out->image_tokens = p->image_tokens;
+    out->preprocess_ms = p->preprocess_ms;
     int max_new = sp.max_new_tokens > 0 ? sp.max_new_tokens : s->n_ctx - (int)n;
     /* a default the caller never asked for must not refuse a prompt that fits */
     if (sp.max_new_is_default && n < s->n_ctx && n + (int64_t)max_new > s->n_ctx)
         max_new = s->n_ctx - (int)n;
     if (n + (int64_t)max_new > s->n_ctx || max_new <= 0) {
-        glmv_errc(err, GLMV_E_CONTEXT, "prompt (%lld tokens) + max_new_tokens (%d) exceeds the context (n_ctx %d)",
-                  (long long)n, sp.max_new_tokens, s->n_ctx);
+        glmv_errc(err, GLMV_E_CONTEXT, "prompt (%lld tokens) + max_new_tokens (%d) exceeds the context "
+                  "(n_ctx %d)", (long long)n, sp.max_new_tokens, s->n_ctx);
         goto done;
     }
     q->max_new = max_new;
-    out->preprocess_ms = glmv_now_ms() - t0;
     if (sp.json) {
         q->have_jo = 1;
         if (json_out_init(&q->jo, m, &sp, err)) {
@@ -890,40 +974,27 @@ static int gen_start(glmv_gen **qout, glmv_session *s, const glmv_message *msgs,
     double t1 = glmv_now_ms();
     {
         /* keep the cached prefix of the conversation (earlier turns, same images) */
-        int64_t K = (int64_t)c->v_in_channels * c->v_temporal_patch_size * c->v_patch_size * c->v_patch_size;
-        uint64_t *hs = malloc(sizeof(uint64_t) * (size_t)(md.n + 1));
-        if (!hs) {
-            glmv_errf(err, "out of memory");
-            goto done;
-        }
-        int64_t r = 0;
-        for (int j = 0; j < md.n; j++) {
-            int64_t nr = (int64_t)md.grid[j][0] * md.grid[j][1] * md.grid[j][2];
-            hs[j] = seg_hash(md.grid[j], md.rows + r * K, nr * K);
-            r += nr;
-        }
         int seg0 = 0;
-        int64_t start = reusable_prefix(s, c, ids, n, (const int(*)[3])md.grid, hs, md.n, &seg0);
+        int64_t start = reusable_prefix(s, c, ids, n, (const int(*)[3])md->grid, p->hs, md->n, &seg0);
         s->n_seg_hash = GLMV_MIN(s->n_seg_hash, seg0);
         s->pos = (int)start;
         out->cached_tokens = (int)start;
-        int prc = prefill_from(s, ids, n, start, seg0, md.rows, md.n_rows, (const int(*)[3])md.grid,
-                               md.n, (const int(*)[3])md.img_grid, md.n_img,
-                               (const int(*)[3])md.vid_grid, md.n_vid, q->logits, &out->vision_ms, err);
-        if (prc == 0 && md.n > s->cap_seg_hash) {
-            uint64_t *nh = realloc(s->seg_hash, sizeof(uint64_t) * (size_t)md.n);
+        int prc = prefill_from(s, ids, n, start, seg0, md->rows, md->n_rows, (const int(*)[3])md->grid,
+                               md->n, (const int(*)[3])md->img_grid, md->n_img,
+                               (const int(*)[3])md->vid_grid, md->n_vid, q->logits, &out->vision_ms, err);
+        if (prc == 0 && md->n > s->cap_seg_hash) {
+            uint64_t *nh = realloc(s->seg_hash, sizeof(uint64_t) * (size_t)md->n);
             if (nh) {
                 s->seg_hash = nh;
-                s->cap_seg_hash = md.n;
+                s->cap_seg_hash = md->n;
             }
         }
-        if (prc == 0 && md.n <= s->cap_seg_hash) {
-            if (md.n > 0) memcpy(s->seg_hash, hs, sizeof(uint64_t) * (size_t)md.n);
-            s->n_seg_hash = md.n;
+        if (prc == 0 && md->n <= s->cap_seg_hash) {
+            if (md->n > 0) memcpy(s->seg_hash, p->hs, sizeof(uint64_t) * (size_t)md->n);
+            s->n_seg_hash = md->n;
         } else {
             s->n_seg_hash = 0;
         }
-        free(hs);
         if (prc) {
             glmv_session_reset(s);
             goto done;
@@ -940,12 +1011,28 @@ static int gen_start(glmv_gen **qout, glmv_session *s, const glmv_message *msgs,
     q->t2 = glmv_now_ms();
     rc = 0;
 done:
-    free(text);
-    media_free(&md);
-    free(ids0);
-    free(ids);
     if (rc) glmv_gen_free(q);
     else *qout = q;
+    return rc;
+}
+
+/* glmv_generate (msgs) and glmv_generate_raw (raw): both stages on the caller's thread */
+static int gen_start(glmv_gen **qout, glmv_session *s, const glmv_message *msgs, int n_msgs,
+                     const char *raw, const glmv_sampling *sp_in, glmv_callback cb, void *user,
+                     char *err) {
+    *qout = NULL;
+    glmv_sampling sp;
+    if (sp_in) sp = *sp_in;
+    else glmv_sampling_default(s->m, &sp);
+    /* the sampling values first: a bad one is refused before the media are decoded */
+    if (check_sampling(&sp, s->m->cfg.vocab_size, err)) {
+        glmv_errcode_set(GLMV_E_INVALID);
+        return -1;
+    }
+    glmv_prompt *p = NULL;
+    if (prompt_new(&p, s->m, msgs, n_msgs, raw, s->n_ctx, err)) return -1;
+    int rc = glmv_gen_start_prompt(qout, s, p, &sp, cb, user, err);
+    glmv_prompt_free(p);
     return rc;
 }
 

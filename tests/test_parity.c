@@ -30,6 +30,7 @@
  */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1476,6 +1477,69 @@ TEST(error_kinds) {
     glmv_model_free(m);
 }
 
+/* The two stages apart: a prompt prepared once (on another thread, as the server's HTTP
+ * side does) starts generations on two sessions, each the same as glmv_generate's. */
+typedef struct {
+    glmv_model *m;
+    const glmv_message *msg;
+    glmv_prompt *p;
+    int rc;
+    char err[GLMV_ERR_SIZE];
+} prep_arg;
+
+static void *prep_thread(void *a) {
+    prep_arg *pa = a;
+    pa->rc = glmv_prompt_new(&pa->p, pa->m, pa->msg, 1, 1024, pa->err);
+    return NULL;
+}
+
+TEST(prompt_stage) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = load_demo(err);
+    if (!m) return;
+    glmv_part parts[2] = {{GLMV_PART_IMAGE, NULL, "models/demo/example.png", NULL, 0, 0, 0, 0, 0},
+                          {GLMV_PART_TEXT, "What colour is the circle?", NULL, NULL, 0, 0, 0, 0, 0}};
+    glmv_message msg = {"user", parts, 2, NULL};
+    glmv_sampling sp;
+    glmv_sampling_default(m, &sp);
+    sp.max_new_tokens = 40;
+    glmv_session *s1 = NULL, *s2 = NULL;
+    CHECK(glmv_session_new(&s1, m, 1024, err) == 0 && glmv_session_new(&s2, m, 1024, err) == 0);
+    glmv_result want, a, b;
+    CHECK(s1 && glmv_generate(s1, &msg, 1, &sp, NULL, NULL, &want, err) == 0);
+    prep_arg pa = {m, &msg, NULL, -1, ""};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, prep_thread, &pa) == 0);
+    pthread_join(th, NULL);
+    CHECK_MSG(pa.rc == 0 && pa.p, "%s", pa.err);
+    if (pa.p && s2) {
+        CHECK(glmv_prompt_tokens(pa.p) == want.prompt_tokens);
+        glmv_session *ss[2] = {s1, s2};
+        glmv_result *rs[2] = {&a, &b};
+        for (int k = 0; k < 2; k++) {
+            glmv_session_reset(ss[k]);
+            glmv_gen *q = NULL;
+            int r = 0;
+            glmv_batch *bt = NULL;
+            CHECK(glmv_batch_new(&bt, m, 1, err) == 0);
+            CHECK(glmv_gen_start_prompt(&q, ss[k], pa.p, &sp, NULL, NULL, err) == 0);
+            while (q && bt && (r = glmv_gen_step(q, err)) == 0)
+                if (glmv_gen_eval_batch(bt, &q, 1, err)) break;
+            CHECK_MSG(q && r == 1 && glmv_gen_finish(q, rs[k], err) == 0, "%s", err);
+            glmv_batch_free(bt);
+            CHECK(rs[k]->n_tokens == want.n_tokens &&
+                  !memcmp(rs[k]->token_ids, want.token_ids, sizeof(int32_t) * (size_t)want.n_tokens));
+            CHECK(!strcmp(rs[k]->content, want.content));
+            glmv_result_free(rs[k]);
+        }
+    }
+    glmv_prompt_free(pa.p);
+    glmv_result_free(&want);
+    glmv_session_free(s1);
+    glmv_session_free(s2);
+    glmv_model_free(m);
+}
+
 int main(void) {
     const char *dev = getenv("GLMV_PARITY_DEVICE");
     if (dev && !strcmp(dev, "cuda")) parity_device = GLMV_DEVICE_CUDA;
@@ -1520,5 +1584,6 @@ int main(void) {
     RUN(batch_invariance);
     RUN(backend_error_reaches_caller);
     RUN(error_kinds);
+    RUN(prompt_stage);
     return test_summary("parity");
 }

@@ -233,8 +233,25 @@ static void make_id(char *out, size_t n) {
 
 static enum MHD_Result chat_submit(server *sv, struct MHD_Connection *conn, conn_ctx *c);
 
+/* The engine's prompt stage (media decoded and preprocessed, text tokenized) for j, before
+ * it queues: its failures are answered at once, and the inference slots never wait on a
+ * decoder. 0, or -1 with *e set. */
+static int prepare_job(server *sv, serve_job *j, serve_error *e) {
+    char err[GLMV_ERR_SIZE] = "";
+    void *p = NULL;
+    int code = sv->eng->prepare(sv->eng, j->req.msgs, j->req.n_msgs, j->req.prompt, &p, err);
+    if (code) {
+        serve_error_from_code(e, code, err[0] ? err : "cannot prepare the prompt");
+        return -1;
+    }
+    j->req.prepared = p;
+    j->req.prepared_free = sv->eng->prepared_free;
+    return 0;
+}
+
 /* Remote media are downloaded here, off the HTTP threads: a URL that never answers holds
- * this thread and its own connection, nothing else. */
+ * this thread and its own connection, nothing else. Media (downloaded or sent) are decoded
+ * here too (prepare_job), not on the HTTP thread, whose other connections would wait. */
 typedef struct {
     server *sv;
     serve_job *j;
@@ -246,7 +263,8 @@ static void *fetch_main(void *arg) {
     serve_error e;
     memset(&e, 0, sizeof e);
     server *sv = fa->sv;
-    int rc = serve_request_fetch(&j->req, &fa->sv->media, &e);
+    int rc = j->req.n_remote > 0 ? serve_request_fetch(&j->req, &fa->sv->media, &e) : 0;
+    if (rc == 0 && sv->eng->prepare) rc = prepare_job(sv, j, &e);
     pthread_mutex_lock(&j->mu);
     j->fetch_rc = rc;
     j->fetch_err = e;
@@ -305,7 +323,10 @@ static enum MHD_Result chat_start(server *sv, struct MHD_Connection *conn, conn_
     j->conn = conn;
     c->job = j; /* the connection's reference */
     atomic_fetch_add(&sv->active, 1);
-    if (j->req.n_remote > 0) { /* download on a thread of its own, the connection suspended */
+    /* a request with media: downloaded and decoded on a thread of its own, the connection
+     * suspended (past 32 such threads the inference slot decodes them instead) */
+    int media = j->req.n_images + j->req.n_videos > 0;
+    if (j->req.n_remote > 0 || (sv->eng->prepare && media && atomic_load(&sv->fetching) < 32)) {
         fetch_arg *fa = malloc(sizeof *fa);
         pthread_t th;
         pthread_attr_t at;
@@ -329,9 +350,13 @@ static enum MHD_Result chat_start(server *sv, struct MHD_Connection *conn, conn_
         if (!started) {
             free(fa);
             c->ph = PH_DONE;
-            return fail(sv, conn, c, 500, "server_error", NULL, "cannot start a download");
+            return fail(sv, conn, c, 500, "server_error", NULL, "cannot start a preparation thread");
         }
         return MHD_YES;
+    }
+    if (sv->eng->prepare && !media && prepare_job(sv, j, &e)) { /* text: tokenized right here */
+        c->ph = PH_DONE;
+        return reply_error(sv, conn, c, &e);
     }
     return chat_submit(sv, conn, c);
 }

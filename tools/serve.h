@@ -43,8 +43,14 @@ struct serve_engine {
      * glmv_generate_raw when raw (a /v1/completions prompt) is set, but a failure returns
      * its kind (a glmv_errcode, > 0), which the server maps to an HTTP status. */
     int (*generate)(serve_engine *e, int slot, const glmv_message *msgs, int n_msgs,
-                    const char *raw, const glmv_sampling *sp, glmv_callback cb, void *user,
-                    glmv_result *out, char *err);
+                    const char *raw, const void *prepared, const glmv_sampling *sp,
+                    glmv_callback cb, void *user, glmv_result *out, char *err);
+    /* The prompt stage on its own (NULL: generate does it): the messages (or raw prompt)
+     * rendered, media decoded, tokens counted, on any thread, before the request is queued;
+     * *out is then passed to generate as `prepared`. Returns 0 or a glmv_errcode. */
+    int (*prepare)(serve_engine *e, const glmv_message *msgs, int n_msgs, const char *raw,
+                   void **out, char *err);
+    void (*prepared_free)(void *p);
     void (*result_free)(glmv_result *r);
     void (*free)(serve_engine *e);
     /* batched decode steps so far and the sequences they advanced (NULL: no batching) */
@@ -95,6 +101,8 @@ typedef struct {
     int remote_part[SERVE_MAX_REMOTE];
     int remote_video[SERVE_MAX_REMOTE];
     const char *remote_url[SERVE_MAX_REMOTE];
+    void *prepared;             /* the engine's prepared prompt (engine->prepare), or NULL */
+    void (*prepared_free)(void *p);
 } serve_request;
 
 /* An error to send: HTTP status, OpenAI type, param (may be NULL), code (may be NULL). */
@@ -265,6 +273,9 @@ void serve_sched_detach(serve_sched *s, serve_job *j);
 void serve_sched_count_status(serve_sched *s, int status);
 /* Prometheus text; malloc'd. */
 char *serve_metrics_text(serve_sched *s);
+
+/* The HTTP answer to a failure of kind `code` (a glmv_errcode) with message msg. */
+void serve_error_from_code(serve_error *e, int code, const char *msg);
 
 /* Resume j->conn if it waits on j; call with j->mu held. */
 void serve_job_wake_locked(serve_job *j);

@@ -60,6 +60,7 @@ static char *own(serve_request *r, char *p) {
 static char *own_strdup(serve_request *r, const char *s) { return own(r, strdup(s)); }
 
 void serve_request_free(serve_request *r) {
+    if (r->prepared && r->prepared_free) r->prepared_free(r->prepared);
     for (int i = 0; i < r->n_owned; i++) free(r->owned[i]);
     free(r->owned);
     free(r->msgs);

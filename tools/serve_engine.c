@@ -99,15 +99,16 @@ static void lib_active(lib_impl *li, int d) {
 
 /* glmv_generate, with each token evaluated in the batched step of all running slots */
 static int lib_generate(serve_engine *e, int slot, const glmv_message *msgs, int n_msgs,
-                        const char *raw, const glmv_sampling *sp, glmv_callback cb, void *user,
-                        glmv_result *out, char *err) {
+                        const char *raw, const void *prepared, const glmv_sampling *sp,
+                        glmv_callback cb, void *user, glmv_result *out, char *err) {
     lib_impl *li = e->impl;
     glmv_session *s = li->sess[slot];
     memset(out, 0, sizeof *out);
     if (e->fresh_sessions) glmv_session_reset(s);
     glmv_gen *q = NULL;
-    int rc = raw ? glmv_gen_start_raw(&q, s, raw, sp, cb, user, err)
-                 : glmv_gen_start(&q, s, msgs, n_msgs, sp, cb, user, err);
+    int rc = prepared ? glmv_gen_start_prompt(&q, s, prepared, sp, cb, user, err)
+             : raw    ? glmv_gen_start_raw(&q, s, raw, sp, cb, user, err)
+                      : glmv_gen_start(&q, s, msgs, n_msgs, sp, cb, user, err);
     if (rc) {
         glmv_session_reset(s);
         return glmv_last_error() ? (int)glmv_last_error() : GLMV_E_INTERNAL;
@@ -129,6 +130,19 @@ static int lib_generate(serve_engine *e, int slot, const glmv_message *msgs, int
     if (glmv_gen_finish(q, out, err)) return GLMV_E_NOMEM;
     return 0;
 }
+
+/* the prompt stage, on an HTTP or download thread: media decoded before the request queues */
+static int lib_prepare(serve_engine *e, const glmv_message *msgs, int n_msgs, const char *raw,
+                       void **out, char *err) {
+    lib_impl *li = e->impl;
+    glmv_prompt *p = NULL;
+    int rc = raw ? glmv_prompt_new_raw(&p, li->model, raw, e->n_ctx, err)
+                 : glmv_prompt_new(&p, li->model, msgs, n_msgs, e->n_ctx, err);
+    *out = p;
+    return rc ? (glmv_last_error() ? (int)glmv_last_error() : GLMV_E_INTERNAL) : 0;
+}
+
+static void lib_prepared_free(void *p) { glmv_prompt_free(p); }
 
 static void lib_stats(serve_engine *e, uint64_t *steps, uint64_t *rows, int *last_batch) {
     lib_impl *li = e->impl;
@@ -163,6 +177,8 @@ static int lib_open(serve_engine *e, const cli_opts *o, int n_slots, char *err) 
     e->impl = li;
     e->free = lib_free;
     e->generate = lib_generate;
+    e->prepare = lib_prepare;
+    e->prepared_free = lib_prepared_free;
     e->stats = lib_stats;
     e->result_free = glmv_result_free;
     if (n_slots > 256) return snprintf(err, GLMV_ERR_SIZE, "--parallel %d: at most 256", n_slots), -1;
@@ -280,12 +296,13 @@ static int echo_stream(const char *text, glmv_text_kind kind, const glmv_samplin
 }
 
 static int echo_generate(serve_engine *e, int slot, const glmv_message *msgs, int n_msgs,
-                         const char *raw, const glmv_sampling *sp, glmv_callback cb, void *user,
-                         glmv_result *out, char *err) {
+                         const char *raw, const void *prepared, const glmv_sampling *sp,
+                         glmv_callback cb, void *user, glmv_result *out, char *err) {
+    (void)prepared; /* the echo engine has no prompt stage of its own */
     if (raw) { /* a raw prompt is echoed as a user message would be */
         glmv_part p = {GLMV_PART_TEXT, raw, NULL, NULL, 0, 0, 0, 0, 0};
         glmv_message m = {"user", &p, 1, NULL};
-        return echo_generate(e, slot, &m, 1, NULL, sp, cb, user, out, err);
+        return echo_generate(e, slot, &m, 1, NULL, NULL, sp, cb, user, out, err);
     }
     echo_impl *ei = e->impl;
     memset(out, 0, sizeof *out);

@@ -137,7 +137,7 @@ static int job_cb(void *user, const glmv_event *ev) {
 }
 
 /* Map a library error before any output to an HTTP answer, by its kind (glmv_errcode). */
-static void classify_error(serve_error *e, int code, const char *msg) {
+void serve_error_from_code(serve_error *e, int code, const char *msg) {
     switch (code) {
     case GLMV_E_CONTEXT:
         serve_error_set(e, 400, "invalid_request_error", "context_length_exceeded", "messages", "%s", msg);
@@ -198,8 +198,8 @@ static void run_job(serve_sched *s, serve_job *j, int slot) {
         pthread_mutex_unlock(&j->mu);
         sp.seed = j->req.sp.seed + (uint64_t)i;
         memset(&res, 0, sizeof res);
-        rc = eng->generate(eng, slot, j->req.msgs, j->req.n_msgs, j->req.prompt, &sp, job_cb, &c, &res,
-                           err);
+        rc = eng->generate(eng, slot, j->req.msgs, j->req.n_msgs, j->req.prompt, j->req.prepared, &sp,
+                           job_cb, &c, &res, err);
         if (rc) break;
         pthread_mutex_lock(&j->mu);
         j->results[j->n_results++] = res;
@@ -233,10 +233,10 @@ static void run_job(serve_sched *s, serve_job *j, int slot) {
         if (!err[0]) snprintf(err, sizeof err, "generation failed");
         if (!j->started_output) {
             j->failed = 1;
-            classify_error(&j->err, rc, err);
+            serve_error_from_code(&j->err, rc, err);
         } else {
             serve_error e;
-            classify_error(&e, rc, err);
+            serve_error_from_code(&e, rc, err);
             append_error_event_locked(j, &e);
             job_append_locked(j, sse_dup("data: [DONE]\n\n"));
         }

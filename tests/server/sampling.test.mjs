@@ -275,6 +275,19 @@ test('undecodable images in data: URLs are the client\'s error (400 invalid_imag
   }
 });
 
+test('media are decoded before a request queues: an undecodable one is refused without entering the queue', { skip }, async () => {
+  const { metric } = await import('./common.mjs');
+  const before = await metric(real.url, 'glmv_chat_requests_total');
+  const bmp = Buffer.concat([Buffer.from('BM'), Buffer.alloc(40, 0x30)]).toString('base64');
+  await assert.rejects(c.chat.completions.create({ model: 'm', max_tokens: 4, messages: [{ role: 'user', content: [
+    { type: 'image_url', image_url: { url: 'data:image/bmp;base64,' + bmp } }, { type: 'text', text: 'x' }] }] }),
+  (e) => e.status === 400 && e.code === 'invalid_image');
+  assert.equal(await metric(real.url, 'glmv_chat_requests_total'), before, 'the refused request was queued');
+  const r = await ask({ max_tokens: 8 });
+  assert.ok(r.choices[0].message);
+  assert.equal(await metric(real.url, 'glmv_chat_requests_total'), before + 1);
+});
+
 test('a video cut in half is the client\'s error (400, "cut short"), not answered from the part that decodes', { skip }, async () => {
   const clip = fs.readFileSync(new URL('../../../shared/assets/videos/videollava_sample_demo_1.mp4', import.meta.url));
   const half = clip.subarray(0, clip.length >> 1).toString('base64');
