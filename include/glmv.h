@@ -189,6 +189,11 @@ typedef struct {
                                    object, or a value matching json_schema when that is set; only
                                    tokens that keep it so are sampled, and it ends when complete */
     const char *json_schema;    /* a JSON Schema (OpenAI's strict subset: glmv_json_schema_check) */
+    int keep_tags;              /* 1: the output is not split: content holds all of it as its tokens
+                                   spell it, <think>...</think><answer>...</answer> tags included,
+                                   reasoning stays empty (vLLM's skip_special_tokens: false, which
+                                   the official GLM-V clients parse); the thinking budget, JSON
+                                   answers and reasoning_tokens still follow the tags */
 } glmv_sampling;
 
 /* 0 if glmv can hold an answer to this JSON Schema (a JSON text), else -1

@@ -748,6 +748,7 @@ static int json_out_take(json_out *j, const glmv_tokenizer *tok, int32_t id, cha
 struct glmv_gen {
     glmv_session *s;
     int raw;                    /* a raw prompt: no <think>/<answer> split */
+    int keep_tags;              /* a chat prompt whose output is streamed unsplit (sp.keep_tags) */
     glmv_sampling sp;
     float *logits;              /* (V) the logits the next token is picked from */
     float *wf, *raw_logits;
@@ -770,6 +771,16 @@ struct glmv_gen {
 /* the splitter's view of where the output is; a raw prompt's output is all content */
 static glmv_text_kind gen_state_kind(const glmv_gen *q) {
     return q->raw ? GLMV_TEXT_CONTENT : glmv_splitter_state(q->spl);
+}
+
+/* what the caller is told the text is: all content when it is not split */
+static glmv_text_kind event_kind(const glmv_gen *q) {
+    return q->keep_tags ? GLMV_TEXT_CONTENT : gen_state_kind(q);
+}
+
+/* keep_tags: the splitter only tracks where the output is; its text is not used */
+static void discard_emit(void *user, glmv_text_kind kind, const char *text, size_t len) {
+    (void)user, (void)kind, (void)text, (void)len;
 }
 
 void glmv_gen_free(glmv_gen *q) {
@@ -928,6 +939,7 @@ int glmv_gen_start_prompt(glmv_gen **qout, glmv_session *s, const glmv_prompt *p
     if (!q) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
     q->s = s;
     q->raw = p->raw;
+    q->keep_tags = sp.keep_tags && !p->raw;
     q->sp = sp;
     glmv_result *out = &q->res;
     const media *md = &p->md;
@@ -1089,7 +1101,7 @@ int glmv_gen_step(glmv_gen *q, char *err) {
     if (is_eos(c, id) && !sp->ignore_eos) {
         q->finish = "stop";
         if (g->cb && lp) { /* no text, but its log-probability, as in the result */
-            glmv_event ev = {id, "", 0, gen_state_kind(q), 1, lp};
+            glmv_event ev = {id, "", 0, event_kind(q), 1, lp};
             g->cb(g->user, &ev);
         }
         return 1;
@@ -1100,16 +1112,17 @@ int glmv_gen_step(glmv_gen *q, char *err) {
     g->n_stop = q->n_gen > sp->min_tokens ? sp->n_stop : 0; /* no stop string before min_tokens */
     int was_thinking = gen_state_kind(q) == GLMV_TEXT_REASONING;
     if (was_thinking) q->res.reasoning_tokens++;
-    if (q->raw) { /* the text as the tokens spell it (special tokens left out) */
+    if (q->raw || q->keep_tags) { /* the text as the tokens spell it (special tokens left out) */
         char *piece = NULL;
         size_t pl = 0;
         if (glmv_detok_push(&q->dt, id, &piece, &pl) == 0 && piece) on_emit(g, GLMV_TEXT_CONTENT, piece, pl);
         free(piece);
+        if (q->keep_tags) glmv_splitter_push(q->spl, id, discard_emit, NULL);
     } else {
         glmv_splitter_push(q->spl, id, on_emit, g);
     }
     if (g->cb && g->n_emit == 0 && !g->cancelled) {
-        glmv_event ev = {id, "", 0, gen_state_kind(q), 1, lp};
+        glmv_event ev = {id, "", 0, event_kind(q), 1, lp};
         if (g->cb(g->user, &ev)) g->cancelled = 1;
     }
     if (g->cancelled) {
@@ -1144,11 +1157,12 @@ int glmv_gen_finish(glmv_gen *q, glmv_result *out, char *err) {
     memset(out, 0, sizeof *out);
     glmv_model *m = q->s->m;
     gen_state *g = &q->g;
-    if (q->raw) {
+    if (q->raw || q->keep_tags) {
         char *piece = NULL;
         size_t pl = 0;
         if (glmv_detok_flush(&q->dt, &piece, &pl) == 0 && piece) on_emit(g, GLMV_TEXT_CONTENT, piece, pl);
         free(piece);
+        if (q->keep_tags) glmv_splitter_finish(q->spl, discard_emit, NULL);
     } else {
         glmv_splitter_finish(q->spl, on_emit, g);
     }

@@ -684,11 +684,9 @@ int serve_request_parse(serve_request *r, const char *body, size_t len, const se
     v = cJSON_GetObjectItemCaseSensitive(root, "skip_special_tokens");
     if (v && !cJSON_IsNull(v)) {
         if (!cJSON_IsBool(v)) { BAD("skip_special_tokens", "'skip_special_tokens' must be a boolean"); goto done; }
-        if (cJSON_IsFalse(v)) {
-            BAD("skip_special_tokens", "'skip_special_tokens': false is not supported (the answer "
-                "comes without <think>/<answer> tags; the reasoning is in 'reasoning_content')");
-            goto done;
-        }
+        /* false: the answer with its <think>/<answer> tags in 'content', as vLLM returns it
+         * (the official GLM-V agent clients parse those tags themselves) */
+        r->sp.keep_tags = cJSON_IsFalse(v);
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "chat_template_kwargs");
     if (v && !cJSON_IsNull(v)) {

@@ -346,16 +346,24 @@ static int echo_generate(serve_engine *e, int slot, const glmv_message *msgs, in
     eb_str(&src, head);
     eb_str(&src, last);
     const char *finish = "stop";
-    int done = echo_stream(src.p, GLMV_TEXT_REASONING, sp, delay, cb, user, out, &think, &finish);
-    if (!done) {
-        src.len = 0;
-        eb_str(&src, "**Echo:** ");
-        eb_str(&src, last);
-        if (strstr(last, "[[code]]"))
-            eb_str(&src, "\n\n```c\nint main(void) {\n    return 0; // ok\n}\n```\n");
-        for (int i = 0; i < extra && i < 1000000; i++) eb_str(&src, " tok");
-        done = echo_stream(src.p, GLMV_TEXT_CONTENT, sp, delay, cb, user, out, &answer, &finish);
+    ebuf ans = {0};
+    eb_str(&ans, "**Echo:** ");
+    eb_str(&ans, last);
+    if (strstr(last, "[[code]]")) eb_str(&ans, "\n\n```c\nint main(void) {\n    return 0; // ok\n}\n```\n");
+    for (int i = 0; i < extra && i < 1000000; i++) eb_str(&ans, " tok");
+    if (sp->keep_tags) { /* skip_special_tokens: false: one text, its tags in it */
+        ebuf all = {0};
+        eb_str(&all, "<think>");
+        eb_str(&all, src.p);
+        eb_str(&all, "</think><answer>");
+        eb_str(&all, ans.p);
+        eb_str(&all, "</answer>");
+        echo_stream(all.p, GLMV_TEXT_CONTENT, sp, delay, cb, user, out, &answer, &finish);
+        free(all.p);
+    } else if (!echo_stream(src.p, GLMV_TEXT_REASONING, sp, delay, cb, user, out, &think, &finish)) {
+        echo_stream(ans.p, GLMV_TEXT_CONTENT, sp, delay, cb, user, out, &answer, &finish);
     }
+    free(ans.p);
     free(src.p);
     out->reasoning = think.p ? think.p : strdup("");
     out->content = answer.p ? answer.p : strdup("");

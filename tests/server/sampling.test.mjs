@@ -275,6 +275,31 @@ test('undecodable images in data: URLs are the client\'s error (400 invalid_imag
   }
 });
 
+// how the official GLM-V clients (vllm_request_gui_agent.py, gui_agent_41v.py) read an answer
+// they asked for with skip_special_tokens: false: the text after <answer> in message.content, up
+// to </answer> (the demo model ends its answer with the end-of-turn token instead of </answer>)
+const officialAnswer = (content) => { const m = content.match(/<answer>([\s\S]*?)(?:<\/answer>|$)/); return m ? m[1].trim() : null; };
+
+test('skip_special_tokens: false returns the answer with its <think>/<answer> tags, as the official clients parse it', { skip }, async () => {
+  const plain = await ask({ max_tokens: 96 });
+  const tagged = await ask({ max_tokens: 96, skip_special_tokens: false });
+  const t = tagged.choices[0].message;
+  assert.match(t.content, /^<think>[\s\S]*<\/think>\s*<answer>[\s\S]*$/);
+  assert.ok(!t.reasoning_content, 'the reasoning stays in content');
+  assert.equal(officialAnswer(t.content), plain.choices[0].message.content.trim());
+  assert.equal(t.content.match(/<think>([\s\S]*?)<\/think>/)[1].trim(), plain.choices[0].message.reasoning_content.trim());
+  assert.equal(tagged.usage.completion_tokens, plain.usage.completion_tokens);
+  assert.equal(tagged.usage.completion_tokens_details.reasoning_tokens, plain.usage.completion_tokens_details.reasoning_tokens);
+  // streamed: the same text, all of it in content deltas
+  const s = await c.chat.completions.create({ model: 'm', max_tokens: 96, temperature: 0, stream: true, skip_special_tokens: false,
+    messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,' + fs.readFileSync(EX).toString('base64') } },
+      { type: 'text', text: 'How many shapes are there?' }] }] });
+  let text = '', reasoning = '';
+  for await (const ch of s) { const d = ch.choices[0] && ch.choices[0].delta; if (d) { text += d.content || ''; reasoning += d.reasoning_content || ''; } }
+  assert.equal(text, t.content);
+  assert.equal(reasoning, '');
+});
+
 test('media are decoded before a request queues: an undecodable one is refused without entering the queue', { skip }, async () => {
   const { metric } = await import('./common.mjs');
   const before = await metric(real.url, 'glmv_chat_requests_total');
@@ -354,7 +379,7 @@ test('parameters glmv cannot honour are refused by name, not ignored', async () 
   const cases = [
     [{ reasoning_effort: 'low' }, 'reasoning_effort'],
     [{ chat_template_kwargs: { enable_thinking: false } }, 'chat_template_kwargs'],
-    [{ skip_special_tokens: false }, 'skip_special_tokens'],
+    [{ skip_special_tokens: 'no' }, 'skip_special_tokens'],
     [{ best_of: 2 }, 'best_of'],
     [{ tools: [{ type: 'function', function: { name: 'f', parameters: {} } }], tool_choice: 'none' }, 'tools'],
     [{ logprobs: true }, 'logprobs'], // the echo engine has no tokenizer
@@ -372,4 +397,6 @@ test('parameters glmv cannot honour are refused by name, not ignored', async () 
   // what is accepted does something: the empty kwargs and skip_special_tokens: true are the defaults
   const ok = await post(echo.url, '/v1/chat/completions', { ...user, chat_template_kwargs: {}, skip_special_tokens: true });
   assert.equal(ok.status, 200);
+  const tagged = await (await post(echo.url, '/v1/chat/completions', { ...user, skip_special_tokens: false })).json();
+  assert.match(tagged.choices[0].message.content, /^<think>The user sent 0 image\(s\) and 0 video\(s\) and wrote: x<\/think><answer>\*\*Echo:\*\* x<\/answer>$/);
 });
