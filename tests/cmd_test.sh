@@ -231,5 +231,23 @@ if grep -q "precision f32 (asked for)" "$tmp/serve.out"; then ok serve_precision
 else bad serve_precision "$(cat "$tmp/serve.out" "$tmp/serve.err")"; fi
 expect_fail err_serve_precision "precision expects" $G serve -m $M --port 0 --precision f16
 
+# --parallel's default is as many sequences as memory holds, up to 4: with room for one
+# cache (a 1M-token context of the tiny model: 2 GB) the server starts with one, and says so
+# (an explicit --parallel 4 that does not fit is an error). Not under the sanitizers, whose
+# shadow memory needs more address space than the limit leaves.
+if [ -z "${GLMV_SANITIZE:-}" ]; then
+    (ulimit -v 3500000; exec $G serve -m $M --port 0 --ctx 1000000) >"$tmp/fit.out" 2>"$tmp/fit.err" &
+    spid=$!
+    for _ in $(seq 100); do grep -q listening "$tmp/fit.out" 2>/dev/null && break; sleep 0.1; done
+    kill $spid 2>/dev/null; wait $spid 2>/dev/null
+    if grep -q "1 sequences of 1000000 tokens fit, not 4" "$tmp/fit.err" && grep -q "1 at once" "$tmp/fit.out"; then
+        ok serve_parallel_fits_memory
+    else bad serve_parallel_fits_memory "$(cat "$tmp/fit.out" "$tmp/fit.err")"; fi
+    if (ulimit -v 3500000; exec $G serve -m $M --port 0 --ctx 1000000 --parallel 4) >"$tmp/fit.out" 2>"$tmp/fit.err"; then
+        bad err_serve_parallel_explicit "exited 0"
+    elif grep -q "parallel 4: session 2" "$tmp/fit.err"; then ok err_serve_parallel_explicit
+    else bad err_serve_parallel_explicit "$(cat "$tmp/fit.err")"; fi
+fi
+
 echo "RESULT cmd passed=$pass failed=$fail skipped=0"
 [ $fail -eq 0 ]

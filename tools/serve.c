@@ -659,7 +659,8 @@ static void usage(FILE *f) {
             "  --allow-remote-media download http(s) image/video URLs (off: they are refused)\n"
             "  --max-images N       images per request (default 64)\n"
             "  --parallel N         requests generated at once, each on its own session (KV cache\n"
-            "                       of --ctx tokens), their decode steps batched (default 4)\n"
+            "                       of --ctx tokens), their decode steps batched (default: 4, or as\n"
+            "                       many as the memory holds)\n"
             "  --queue N            requests waiting at most; more get 503 (default 64)\n"
             "  --no-prompt-cache    start every request from an empty cache (by default the part\n"
             "                       of a prompt shared with the last request is kept, images too)\n"
@@ -741,6 +742,7 @@ int cmd_serve(int argc, char **argv) {
     sv.api_key = getenv("GLMV_API_KEY");
     if (sv.api_key && !*sv.api_key) sv.api_key = NULL;
     const char *media_dir = NULL, *served_names = NULL;
+    int parallel_given = 0;
     long parallel = 4, http_threads = 4, v, per_ip = 64, idle_timeout = 30, drain_timeout = 30;
     long header_timeout = 10, max_conns = 4096;
     int no_prompt_cache = 0;
@@ -796,6 +798,7 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--parallel")) {
             NEED_VAL;
             if (cli_parse_int(a, val, 1, 256, &parallel)) return 2;
+            parallel_given = 1;
         } else if (!strcmp(a, "--no-prompt-cache")) {
             no_prompt_cache = 1;
         } else if (!strcmp(a, "--queue")) {
@@ -864,7 +867,7 @@ int cmd_serve(int argc, char **argv) {
                         "the model\n", sv.host);
 
     char err[GLMV_ERR_SIZE] = "";
-    if (serve_engine_open(&sv.eng, &o, (int)parallel, err)) {
+    if (serve_engine_open(&sv.eng, &o, parallel_given ? (int)parallel : -(int)parallel, err)) {
         fprintf(stderr, "glmv serve: %s\n", err);
         return 1;
     }

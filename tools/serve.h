@@ -57,7 +57,8 @@ struct serve_engine {
     void (*stats)(serve_engine *e, uint64_t *steps, uint64_t *rows, int *last_batch);
 };
 
-/* o->model_dir: a checkpoint folder (glmv library), or "echo:[delay_ms=N][,ctx=N]",
+/* n_slots < 0: up to -n_slots sessions, as many as fit (the default of --parallel).
+ * o->model_dir: a checkpoint folder (glmv library), or "echo:[delay_ms=N][,ctx=N]",
  * a deterministic engine that streams back what it was sent (HTTP tests).
  * The model flags of `o` (threads, device, ctx, image tokens) and its sampling
  * flags (the server's defaults) apply. */

@@ -181,6 +181,8 @@ static int lib_open(serve_engine *e, const cli_opts *o, int n_slots, char *err) 
     e->prepared_free = lib_prepared_free;
     e->stats = lib_stats;
     e->result_free = glmv_result_free;
+    int fit = n_slots < 0; /* the default: as many as fit, up to -n_slots */
+    if (fit) n_slots = -n_slots;
     if (n_slots > 256) return snprintf(err, GLMV_ERR_SIZE, "--parallel %d: at most 256", n_slots), -1;
     if (glmv_model_load(&li->model, dir, &o->mp, err)) return -1;
     li->sess = calloc((size_t)n_slots, sizeof *li->sess);
@@ -188,6 +190,13 @@ static int lib_open(serve_engine *e, const cli_opts *o, int n_slots, char *err) 
     if (!li->sess || !li->pending) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
     for (; li->n < n_slots; li->n++)
         if (glmv_session_new(&li->sess[li->n], li->model, o->n_ctx, err)) {
+            if (fit && li->n > 0) { /* a smaller GPU: fewer sequences rather than no server */
+                fprintf(stderr, "glmv serve: note: %d sequences of %d tokens fit, not %d (%s); "
+                                "--parallel N and --ctx N choose\n",
+                        li->n, glmv_session_n_ctx(li->sess[0]), n_slots, err);
+                n_slots = li->n;
+                break;
+            }
             char e2[GLMV_ERR_SIZE];
             snprintf(e2, sizeof e2, "%s", err);
             snprintf(err, GLMV_ERR_SIZE, "--parallel %d: session %d: %.400s", n_slots, li->n + 1, e2);
@@ -409,7 +418,7 @@ int serve_engine_open(serve_engine **out, const cli_opts *o, int n_slots, char *
     const char *dir = o->model_dir;
     serve_engine *e = calloc(1, sizeof *e);
     if (!e) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
-    int rc = !strncmp(dir, "echo:", 5) ? echo_open(e, dir + 5, n_slots, err)
+    int rc = !strncmp(dir, "echo:", 5) ? echo_open(e, dir + 5, n_slots < 0 ? -n_slots : n_slots, err)
                                        : lib_open(e, o, n_slots, err);
     if (!rc && !strncmp(dir, "echo:", 5) && o->max_tokens) e->defaults.max_new_tokens = o->max_tokens;
     if (rc) {
