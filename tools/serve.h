@@ -54,7 +54,8 @@ struct serve_engine {
     void (*result_free)(glmv_result *r);
     void (*free)(serve_engine *e);
     /* batched decode steps so far and the sequences they advanced (NULL: no batching) */
-    void (*stats)(serve_engine *e, uint64_t *steps, uint64_t *rows, int *last_batch);
+    void (*stats)(serve_engine *e, uint64_t *steps, uint64_t *rows, int *last_batch,
+                  int64_t *kv_tokens, int64_t *kv_capacity);
 };
 
 /* n_slots < 0: up to -n_slots sessions, as many as fit (the default of --parallel).

@@ -144,13 +144,21 @@ static int lib_prepare(serve_engine *e, const glmv_message *msgs, int n_msgs, co
 
 static void lib_prepared_free(void *p) { glmv_prompt_free(p); }
 
-static void lib_stats(serve_engine *e, uint64_t *steps, uint64_t *rows, int *last_batch) {
+static void lib_stats(serve_engine *e, uint64_t *steps, uint64_t *rows, int *last_batch,
+                      int64_t *kv_tokens, int64_t *kv_capacity) {
     lib_impl *li = e->impl;
     pthread_mutex_lock(&li->mu);
     *steps = li->steps;
     *rows = li->rows;
     *last_batch = li->last_batch;
     pthread_mutex_unlock(&li->mu);
+    /* tokens held in the slots' caches (a running request's and what finished requests left
+     * for the next turn of their conversation), read without the slots' threads: a gauge */
+    *kv_tokens = *kv_capacity = 0;
+    for (int i = 0; i < li->n; i++) {
+        *kv_tokens += glmv_session_pos(li->sess[i]);
+        *kv_capacity += glmv_session_n_ctx(li->sess[i]);
+    }
 }
 
 static void lib_free(serve_engine *e) {

@@ -670,7 +670,8 @@ char *serve_metrics_text(serve_sched *s) {
               (unsigned long long)m.completion_tokens, (unsigned long long)m.image_tokens, qlen, qcap, in_flight, m.queue_sum_s);
     uint64_t steps = 0, rows = 0;
     int last = 0;
-    if (s->eng->stats) s->eng->stats(s->eng, &steps, &rows, &last);
+    int64_t kv = 0, kv_cap = 0;
+    if (s->eng->stats) s->eng->stats(s->eng, &steps, &rows, &last, &kv, &kv_cap);
     sb_printf(&b,
               "# HELP glmv_sequences_running Generations running now (at most --parallel).\n"
               "# TYPE glmv_sequences_running gauge\nglmv_sequences_running %d\n"
@@ -683,8 +684,13 @@ char *serve_metrics_text(serve_sched *s) {
               "# HELP glmv_decode_step_sequences_total Sequences advanced, summed over the steps.\n"
               "# TYPE glmv_decode_step_sequences_total counter\nglmv_decode_step_sequences_total %llu\n"
               "# HELP glmv_batch_size Sequences in the last decode step.\n"
-              "# TYPE glmv_batch_size gauge\nglmv_batch_size %d\n",
-              in_flight, qlen, s->n_workers, (unsigned long long)steps, (unsigned long long)rows, last);
+              "# TYPE glmv_batch_size gauge\nglmv_batch_size %d\n"
+              "# HELP glmv_kv_cache_tokens Tokens held in the sequences' KV caches (running and kept for a next turn).\n"
+              "# TYPE glmv_kv_cache_tokens gauge\nglmv_kv_cache_tokens %lld\n"
+              "# HELP glmv_kv_cache_capacity_tokens Tokens the KV caches hold in all (--parallel x --ctx).\n"
+              "# TYPE glmv_kv_cache_capacity_tokens gauge\nglmv_kv_cache_capacity_tokens %lld\n",
+              in_flight, qlen, s->n_workers, (unsigned long long)steps, (unsigned long long)rows, last,
+              (long long)kv, (long long)kv_cap);
     histogram(&b, "glmv_request_duration_seconds", "From arrival to the last token.", m.lat_buckets,
               m.lat_sum_s, m.lat_count);
     histogram(&b, "glmv_time_to_first_token_seconds", "From arrival to the first token.",

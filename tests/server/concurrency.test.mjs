@@ -141,6 +141,9 @@ test('the demo model with --parallel 4: decode steps batched, each answer the on
   const rows = await metric(many.url, 'glmv_decode_step_sequences_total');
   assert.ok(rows / steps > 1.5, `${rows} sequence-steps in ${steps} steps: not batched`);
   assert.equal(await metric(many.url, 'glmv_sequences_running'), 0);
+  // the caches hold what the requests left (kept for a next turn), within 4 sessions' capacity
+  const kv = await metric(many.url, 'glmv_kv_cache_tokens'), cap = await metric(many.url, 'glmv_kv_cache_capacity_tokens');
+  assert.ok(kv > 0 && kv <= cap && cap % 4 === 0, `kv ${kv} of ${cap}`);
 });
 
 test('the demo model with --parallel 4 under mixed traffic and clients leaving mid-stream: memory and descriptors flat', { skip: !REAL && 'GLMV_REAL_MODEL not set' }, async () => {
