@@ -9,7 +9,8 @@
 #   mkdir -p .dev/shared/assets && cp -r ../shared/assets/{images,glm41v,docs} .dev/shared/assets/
 # then, with .dev carried:
 #   tests  test_cuda (attn_decode_batch among the ops), test_parity on CUDA and on the Xeon
-#          (batch_invariance: batched generations against each alone), the CPU concurrency bench
+#          (batch_invariance: batched generations against each alone), test_ops on the Xeon
+#          (matmul_rows bit for bit), the CPU concurrency bench at 16 and at 2 threads
 #   bench  the 9B shape (random BF16 weights) on the H200: concurrency 1, 16 and 64 with 512-token
 #          prompts and 128 new tokens, then 64 sequences decoding at ~1k context
 set -u
@@ -26,12 +27,17 @@ tests)
     timeout 150 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
     GLMV_TEST_SKIP=video_runs GLMV_PARITY_DEVICE=cuda timeout 180 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
     GLMV_TEST_SKIP=video_runs timeout 150 build/release/tests/test_parity >"$OUT/parity_cpu.log" 2>&1
+    timeout 120 build/release/tests/test_ops >"$OUT/test_ops_cpu.log" 2>&1
     timeout 120 build/release/glmv bench --synthetic --layers 2 --prompt 128 --decode 32 \
         --concurrency 1,4,16 --json >"$OUT/bench_cpu_conc.json" 2>>"$OUT/bench.err"
+    timeout 120 build/release/glmv bench --synthetic --layers 2 -t 2 --prompt 64 --decode 32 \
+        --concurrency 1,4 --json >"$OUT/bench_cpu_t2.json" 2>>"$OUT/bench.err"
     cat "$OUT/machine.txt"
     echo "== test_cuda"; grep -E 'decode_batch|not ok|RESULT|FAIL' "$OUT/test_cuda.log"
     for f in parity_cuda parity_cpu; do echo "== $f"; grep -E 'batch|not ok|RESULT|FAIL' "$OUT/$f.log"; done
-    echo "== cpu concurrency"; grep -o '"concurrency".*\]' "$OUT/bench_cpu_conc.json"; tail -n 3 "$OUT/bench.err"
+    echo "== test_ops on this cpu"; grep -E 'matmul_rows|not ok|RESULT|FAIL' "$OUT/test_ops_cpu.log"
+    echo "== cpu concurrency"; grep -o '"concurrency[^]]*' "$OUT/bench_cpu_conc.json" "$OUT/bench_cpu_t2.json"
+    tail -n 3 "$OUT/bench.err"
     ;;
 bench)
     timeout 560 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 --decode 128 \
