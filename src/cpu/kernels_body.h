@@ -63,42 +63,14 @@ KINLINE vf vexp(vf x) {
         }                                                                                  \
     }
 
-/* Two output rows at a time (MV_PAIRS: AVX-512, whose 32 registers hold the 4 M
- * accumulators): each x vector loaded serves both, which halves the loads of x when
- * several rows of x (several sequences' decode steps) share the weights. (Not for one row:
- * a lone decode streams one weight row at a time faster, 46 against 65 ms a step of the
- * 9B shape's 2 layers on 2 Zen 5 cores.) Each output is
- * summed exactly as MV_BODY sums it (the same two chains, the same reduction and
- * tail), so the results do not depend on the pairing. Leaves o0 at the first row left. */
-#define MV_BODY2(LOADW, SCALARW)                                                           \
-    for (; o0 + 2 <= o1; o0 += 2) {                                                        \
-        const WT *wr = (const WT *)w + o0 * k, *wq = wr + k;                               \
-        vf a0[M], a1[M], b0[M], b1[M];                                                     \
-        UNROLL for (int i = 0; i < M; i++) a0[i] = a1[i] = b0[i] = b1[i] = vzero();        \
-        int64_t j = 0;                                                                     \
-        for (; j + 2 * VL <= k; j += 2 * VL) {                                             \
-            vf w0 = LOADW(wr + j), w1 = LOADW(wr + j + VL);                                \
-            vf u0 = LOADW(wq + j), u1 = LOADW(wq + j + VL);                                \
-            UNROLL for (int i = 0; i < M; i++) {                                           \
-                vf x0 = vloadu(x + i * ldx + j), x1 = vloadu(x + i * ldx + j + VL);        \
-                a0[i] = vfma(w0, x0, a0[i]);                                               \
-                a1[i] = vfma(w1, x1, a1[i]);                                               \
-                b0[i] = vfma(u0, x0, b0[i]);                                               \
-                b1[i] = vfma(u1, x1, b1[i]);                                               \
-            }                                                                              \
-        }                                                                                  \
-        UNROLL for (int i = 0; i < M; i++) {                                               \
-            float s = vhsum(vadd(a0[i], a1[i])), t = vhsum(vadd(b0[i], b1[i]));            \
-            for (int64_t jj = j; jj < k; jj++) s += SCALARW(wr[jj]) * x[i * ldx + jj];     \
-            for (int64_t jj = j; jj < k; jj++) t += SCALARW(wq[jj]) * x[i * ldx + jj];     \
-            y[i * ldy + o0] = s;                                                           \
-            y[i * ldy + o0 + 1] = t;                                                       \
-        }                                                                                  \
-    }
-/* MV_BODY2 for several rows of x (M >= 2): the columns in blocks of MV_KB, so that the M
- * rows' block of x stays in L1 while MV_OB output pairs use it; each pair's accumulators wait
- * in memory between blocks. Every lane sees the same products in the same order as in
- * MV_BODY2, and the reduction and the tail are the same: the results are bit for bit equal. */
+/* Several rows of x (M >= 2; MV_PAIRS: AVX-512, whose 32 registers hold the 4 M
+ * accumulators): output rows two at a time, so that each x vector loaded serves both, and
+ * the columns in blocks of MV_KB, so that the M rows' block of x stays in L1 while MV_OB
+ * output pairs use it; each pair's accumulators wait in memory between blocks. (Not for one
+ * row: a lone decode streams one weight row at a time faster, 46 against 65 ms a step of
+ * the 9B shape's 2 layers on 2 Zen 5 cores.) Every output is summed exactly as MV_BODY sums
+ * it (the same two chains, in the same order, the same reduction and tail), so the results
+ * do not depend on M, the pairing or the blocking. Leaves o0 at the first row left. */
 #define MV_KB (64 * VL)
 #define MV_OB 8
 #define MV_BODY2K(LOADW, SCALARW)                                                          \
@@ -153,8 +125,6 @@ KINLINE vf vexp(vf x) {
         o0 += 2 * np;                                                                      \
     }
 #ifndef MV_PAIRS
-#undef MV_BODY2
-#define MV_BODY2(LOADW, SCALARW)
 #undef MV_BODY2K
 #define MV_BODY2K(LOADW, SCALARW)
 #endif
@@ -166,10 +136,8 @@ KINLINE vf vexp(vf x) {
 KINLINE void mv_bf16(float *y, int64_t ldy, const float *x, int64_t ldx, const int M,
                      const void *w, int64_t k, int64_t o0, int64_t o1) {
 #define WT uint16_t
-    if (M >= 2 && k > MV_KB) {
+    if (M >= 2) {
         MV_BODY2K(vload_bf16, sbf16)
-    } else if (M >= 2) {
-        MV_BODY2(vload_bf16, sbf16)
     }
     MV_BODY(vload_bf16, sbf16)
 #undef WT
@@ -177,10 +145,8 @@ KINLINE void mv_bf16(float *y, int64_t ldy, const float *x, int64_t ldx, const i
 KINLINE void mv_f16(float *y, int64_t ldy, const float *x, int64_t ldx, const int M,
                     const void *w, int64_t k, int64_t o0, int64_t o1) {
 #define WT uint16_t
-    if (M >= 2 && k > MV_KB) {
+    if (M >= 2) {
         MV_BODY2K(vload_f16, SF16)
-    } else if (M >= 2) {
-        MV_BODY2(vload_f16, SF16)
     }
     MV_BODY(vload_f16, SF16)
 #undef WT
@@ -188,10 +154,8 @@ KINLINE void mv_f16(float *y, int64_t ldy, const float *x, int64_t ldx, const in
 KINLINE void mv_f32(float *y, int64_t ldy, const float *x, int64_t ldx, const int M,
                     const void *w, int64_t k, int64_t o0, int64_t o1) {
 #define WT float
-    if (M >= 2 && k > MV_KB) {
+    if (M >= 2) {
         MV_BODY2K(VLOADF32, SF32)
-    } else if (M >= 2) {
-        MV_BODY2(VLOADF32, SF32)
     }
     MV_BODY(VLOADF32, SF32)
 #undef WT
