@@ -1,8 +1,10 @@
 // soak.mjs [N] [CONCURRENCY] [-- glmv serve options] -- N mixed requests against a glmv serve it
 // starts (default 10000 on the echo engine, 16 at a time): completions and streams, malformed
 // JSON, wrong parameters, bad images, clients that leave mid-stream and half-sent requests. Prints
-// the server's resident memory and open file descriptors after a warm-up and at the end, which
-// should stay flat, and the answers by status. Uses only node's standard library.
+// the server's resident memory and open file descriptors after a warm-up (the first fifth) and at
+// the end, both read once the server is quiet (no connection but the probe's, no sequence running
+// or waiting), so the figures compare like with like; they should stay flat. Also the answers by
+// status. Uses only node's standard library.
 //   node tools/soak.mjs 10000 16
 //   node tools/soak.mjs 2000 8 -- -m models/demo
 import { spawn } from 'node:child_process';
@@ -67,13 +69,37 @@ const kinds = [
   })],
 ];
 
+// GET /metrics on a fresh connection that closes after the answer (not one of fetch's pooled ones)
+function metrics() {
+  return new Promise((resolve) => {
+    let buf = '';
+    const s = net.connect(port, '127.0.0.1', () => s.write('GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+    s.on('data', (d) => { buf += d; });
+    s.on('close', () => resolve(buf));
+    s.on('error', () => resolve(''));
+  });
+}
+const gauge = (text, name) => Number((text.match(new RegExp('^' + name + ' (\\d+)', 'm')) || [0, NaN])[1]);
+// wait (up to 20 s: fetch's pool keeps idle connections for 4 s) until only the probe is connected
+// and no sequence is running or waiting, then read memory and descriptors
+async function quietUsage() {
+  let quiet = false;
+  for (let k = 0; k < 100 && !quiet; k++) {
+    const m = await metrics();
+    quiet = gauge(m, 'glmv_http_connections') <= 1 && gauge(m, 'glmv_sequences_running') === 0 &&
+      gauge(m, 'glmv_sequences_waiting') === 0;
+    if (!quiet) await new Promise((r) => setTimeout(r, 200));
+  }
+  await new Promise((r) => setTimeout(r, 200)); // the probe's own connection closes
+  return { ...usage(), quiet };
+}
+
 const counts = {};
-let next = 0, warm = null;
-async function worker() {
+let next = 0;
+async function worker(upto) {
   for (;;) {
     const i = next++;
-    if (i >= N) return;
-    if (i === Math.floor(N / 5)) warm = usage();
+    if (i >= upto) { next = Math.min(next, upto); return; }
     const [name, f] = kinds[i % kinds.length];
     let key;
     try {
@@ -86,8 +112,11 @@ async function worker() {
   }
 }
 const t0 = Date.now();
-await Promise.all(Array.from({ length: C }, worker));
-await new Promise((r) => setTimeout(r, 1000)); // let the server close what the clients left
-const end = usage();
+const W = Math.floor(N / 5);
+await Promise.all(Array.from({ length: C }, () => worker(W)));
+const warm = await quietUsage();
+next = W;
+await Promise.all(Array.from({ length: C }, () => worker(N)));
+const end = await quietUsage();
 proc.kill('SIGTERM');
 console.log(JSON.stringify({ requests: N, concurrency: C, seconds: (Date.now() - t0) / 1000, after_warmup: warm, end, answers: counts }, null, 1));
