@@ -8,7 +8,7 @@
 
 CC      ?= cc
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
-PKGS    := libcjson libpcre2-8 libmicrohttpd libcurl libavformat libavcodec libswscale libavutil libwebp libwebpdemux libpng libexif
+PKGS    := libcjson libpcre2-8 libmicrohttpd libcurl libavformat libavcodec libswscale libavutil libwebp libwebpdemux libpng libexif poppler-glib cairo
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LIBS    := $(PKG_LIBS) -ljpeg -lgif -ledit -lm -lpthread

@@ -9,6 +9,7 @@ PKGS=(build-essential pkg-config clang libclang-rt-dev
       libcjson-dev libpcre2-dev libmicrohttpd-dev libcurl4-openssl-dev
       libjpeg-dev libpng-dev libwebp-dev libgif-dev libexif-dev
       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+      libpoppler-glib-dev libcairo2-dev fonts-dejavu-core
       libedit-dev jq)
 missing=()
 for p in "${PKGS[@]}"; do
