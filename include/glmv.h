@@ -134,18 +134,21 @@ void glmv_model_get_info(const glmv_model *m, glmv_model_info *info);
 /* Chat messages                                                            */
 /* ------------------------------------------------------------------------ */
 
-typedef enum { GLMV_PART_TEXT = 0, GLMV_PART_IMAGE, GLMV_PART_VIDEO } glmv_part_kind;
+/* PDF: a document whose pages become images of the prompt (rendered with poppler at up to
+ * 150 dpi, smaller when the model's image budget is: --max-image-tokens shrinks them too). */
+typedef enum { GLMV_PART_TEXT = 0, GLMV_PART_IMAGE, GLMV_PART_VIDEO, GLMV_PART_PDF } glmv_part_kind;
 
 typedef struct {
     glmv_part_kind kind;
     const char *text;           /* TEXT: UTF-8 */
-    const char *path;           /* IMAGE/VIDEO: a file path, or NULL when data is set */
-    const void *data;           /* IMAGE/VIDEO: encoded bytes in memory */
+    const char *path;           /* IMAGE/VIDEO/PDF: a file path, or NULL when data is set */
+    const void *data;           /* IMAGE/VIDEO/PDF: encoded bytes in memory */
     size_t size;
     /* VIDEO options; 0 = the processor's defaults */
     double video_fps;           /* sampled frames per second (default 2) */
     int video_max_frames;       /* cap on sampled frames */
     double video_start, video_end; /* seconds; end 0 = to the end */
+    const char *pages;          /* PDF: the pages, "1-3,5,9-" (1-based); NULL = all */
 } glmv_part;
 
 typedef struct {

@@ -22,6 +22,7 @@
 #include "model.h"
 #include "schema.h"
 #include "tokenizer.h"
+#include "pdf.h"
 #include "video.h"
 
 /* ------------------------------------------------------------------ session */
@@ -615,7 +616,7 @@ static int check_messages(const glmv_message *msgs, int n_msgs, char *err) {
             const glmv_part *p = &m->parts[k];
             if (p->kind == GLMV_PART_TEXT) {
                 if (!p->text) return glmv_errf(err, "generate: message %d part %d: text is NULL", i, k);
-            } else if (p->kind == GLMV_PART_IMAGE || p->kind == GLMV_PART_VIDEO) {
+            } else if (p->kind == GLMV_PART_IMAGE || p->kind == GLMV_PART_VIDEO || p->kind == GLMV_PART_PDF) {
                 if (!p->path && !p->data)
                     return glmv_errf(err, "generate: message %d part %d: no path and no data", i, k);
                 if (p->kind == GLMV_PART_VIDEO &&
@@ -845,8 +846,25 @@ static int prompt_new(glmv_prompt **out, glmv_model *m, const glmv_message *msgs
         return -1;
     }
     if (n_ctx <= 0) n_ctx = 1 << 24;
+    /* PDF parts become their pages, as images, before anything else sees the messages */
+    glmv_pdf_expansion px = {0};
+    if (!raw) {
+        glmv_image_params ip = processor_params(c, 0);
+        if ((m->params.min_image_tokens || m->params.max_image_tokens) &&
+            glmv_image_apply_token_limits(&ip, m->params.min_image_tokens, m->params.max_image_tokens, err))
+            return glmv_errc(err, GLMV_E_INVALID, "%s", err);
+        if (glmv_pdf_expand(msgs, n_msgs, ip.max_pixels / ip.temporal_patch_size,
+                            ip.patch_size * ip.merge_size, n_ctx, &px, err)) {
+            glmv_errcode_default(GLMV_E_MEDIA);
+            return -1;
+        }
+        msgs = px.msgs;
+    }
     glmv_prompt *p = calloc(1, sizeof *p);
-    if (!p) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+    if (!p) {
+        glmv_pdf_expansion_free(&px);
+        return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+    }
     p->m = m;
     p->raw = raw != NULL;
     p->n_ctx = n_ctx;
@@ -897,6 +915,7 @@ static int prompt_new(glmv_prompt **out, glmv_model *m, const glmv_message *msgs
 done:
     free(text);
     free(ids0);
+    glmv_pdf_expansion_free(&px);
     if (rc) glmv_prompt_free(p);
     else *out = p;
     return rc;

@@ -14,10 +14,14 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: glmv run [-m DIR] [--image FILE]... [--video FILE]... -p TEXT [options]\n\n"
+            "usage: glmv run [-m DIR] [--image FILE]... [--video FILE]... [--pdf FILE [--pages RANGE]]...\n"
+            "                -p TEXT [options]\n\n"
             "  -p, --prompt TEXT        the question ('-' reads it from standard input)\n"
             "      --image FILE         an image (repeatable; JPEG, PNG, WebP, BMP, GIF)\n"
             "      --video FILE         a video (repeatable; mp4, mkv, webm, avi, mov)\n"
+            "      --pdf FILE           a PDF document: its pages as images (repeatable)\n"
+            "      --pages RANGE        the previous --pdf's pages, e.g. 1-5 or 1,3,7- (default all;\n"
+            "                           at most 1024, and all must fit the context)\n"
             "      --video-fps F        sampled frames per second (default 2)\n"
             "      --video-max-frames N cap on sampled frames\n"
             "      --video-start S, --video-end S   a time range in seconds\n"
@@ -132,13 +136,19 @@ int cmd_run(int argc, char **argv) {
             prompt = argv[++i];
         } else if (!strcmp(a, "--system") && has_val) {
             system = argv[++i];
-        } else if ((!strcmp(a, "--image") || !strcmp(a, "--video")) && has_val) {
+        } else if ((!strcmp(a, "--image") || !strcmp(a, "--video") || !strcmp(a, "--pdf")) && has_val) {
             if (n_parts >= MAX_MEDIA) {
-                fprintf(stderr, "glmv: at most %d images and videos\n", MAX_MEDIA);
+                fprintf(stderr, "glmv: at most %d images, videos and PDFs\n", MAX_MEDIA);
                 return 2;
             }
-            parts[n_parts].kind = a[2] == 'i' ? GLMV_PART_IMAGE : GLMV_PART_VIDEO;
+            parts[n_parts].kind = a[2] == 'i' ? GLMV_PART_IMAGE : a[2] == 'v' ? GLMV_PART_VIDEO : GLMV_PART_PDF;
             parts[n_parts++].path = argv[++i];
+        } else if (!strcmp(a, "--pages") && has_val) {
+            if (!n_parts || parts[n_parts - 1].kind != GLMV_PART_PDF || parts[n_parts - 1].pages) {
+                fprintf(stderr, "glmv run: --pages follows the --pdf it selects from\n");
+                return 2;
+            }
+            parts[n_parts - 1].pages = argv[++i];
         } else if (!strcmp(a, "--video-fps") && has_val) {
             if (cli_parse_float(a, argv[++i], 0.01, 240, &vfps)) return 2;
         } else if (!strcmp(a, "--video-max-frames") && has_val) {

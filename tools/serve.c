@@ -325,7 +325,7 @@ static enum MHD_Result chat_start(server *sv, struct MHD_Connection *conn, conn_
     atomic_fetch_add(&sv->active, 1);
     /* a request with media: downloaded and decoded on a thread of its own, the connection
      * suspended (past 32 such threads the inference slot decodes them instead) */
-    int media = j->req.n_images + j->req.n_videos > 0;
+    int media = j->req.n_images + j->req.n_videos + j->req.n_pdfs > 0;
     if (j->req.n_remote > 0 || (sv->eng->prepare && media && atomic_load(&sv->fetching) < 32)) {
         fetch_arg *fa = malloc(sizeof *fa);
         pthread_t th;

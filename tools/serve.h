@@ -90,7 +90,7 @@ typedef struct {
     glmv_sampling sp;
     char **stop;
     int n_stop;
-    int n_images, n_videos;
+    int n_images, n_videos, n_pdfs;
     int stream, include_usage;
     int max_tokens_given;
     int n_choices;              /* n: choices generated one after another (the prompt cached) */

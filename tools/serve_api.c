@@ -309,6 +309,45 @@ static const char *strip_think(serve_request *r, const char *s) {
     return c;
 }
 
+/* OpenAI's file part: {"file": {"file_data": "data:application/pdf;base64,...", "filename": ...}};
+ * a PDF, whose pages become images. "pages" ("1-3,5") is glmv's own addition; file_id needs
+ * OpenAI's file store, which glmv does not have. */
+static int file_part(serve_request *r, glmv_part *p, const cJSON *f, const char *param, serve_error *e) {
+    if (!cJSON_IsObject(f)) return BAD(param, "'%s.file' must be an object", param);
+    if (cJSON_GetObjectItemCaseSensitive(f, "file_id"))
+        return BAD(param, "'%s.file.file_id' is not supported: send the document itself in "
+                   "'file_data' (a data:application/pdf;base64 URL)", param);
+    const cJSON *fd = cJSON_GetObjectItemCaseSensitive(f, "file_data");
+    if (!cJSON_IsString(fd)) return BAD(param, "'%s.file.file_data' must be a string", param);
+    const cJSON *pages = cJSON_GetObjectItemCaseSensitive(f, "pages");
+    if (pages && !cJSON_IsString(pages))
+        return BAD(param, "'%s.file.pages' must be a string such as \"1-3,5\"", param);
+    /* a data: URL, or the bare base64 some clients send */
+    const char *b64 = fd->valuestring;
+    if (!strncmp(b64, "data:", 5)) {
+        const char *comma = strchr(b64, ',');
+        if (!comma || comma - b64 < 12 || memcmp(comma - 7, ";base64", 7))
+            return BAD(param, "'%s.file.file_data' must be data:application/pdf;base64,...", param);
+        b64 = comma + 1;
+    }
+    unsigned char *bytes;
+    size_t n;
+    if (serve_base64_decode(b64, strlen(b64), &bytes, &n))
+        return serve_error_set(e, 400, "invalid_request_error", "invalid_file", param,
+                               "'%s.file.file_data' is not valid base64", param);
+    own(r, (char *)bytes);
+    if (n < 5 || !memmem(bytes, n < 1024 ? n : 1024, "%PDF-", 5))
+        return serve_error_set(e, 400, "invalid_request_error", "invalid_file", param,
+                               "the file is not a PDF (only PDF documents are read, their pages as images)");
+    p->kind = GLMV_PART_PDF;
+    p->data = bytes;
+    p->size = n;
+    if (pages && !(p->pages = own_strdup(r, pages->valuestring)))
+        return serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    r->n_pdfs++;
+    return 0;
+}
+
 static int parse_part(serve_request *r, const cJSON *item, int mi, int pi,
                       const serve_media_policy *pol, serve_error *e) {
     char param[64];
@@ -346,8 +385,10 @@ static int parse_part(serve_request *r, const cJSON *item, int mi, int pi,
         if (video) r->n_videos++;
         else if (++r->n_images > pol->max_images)
             return BAD(param, "too many images: at most %d per request", pol->max_images);
+    } else if (!strcmp(t, "file")) {
+        if (file_part(r, p, cJSON_GetObjectItemCaseSensitive(item, "file"), param, e)) return -1;
     } else {
-        return BAD(param, "unsupported content part type '%s' (text, image_url, video_url)", t);
+        return BAD(param, "unsupported content part type '%s' (text, image_url, video_url, file)", t);
     }
     r->n_parts++;
     return 0;
@@ -400,7 +441,7 @@ static int parse_messages(serve_request *r, const cJSON *msgs, const serve_media
             for (const cJSON *it = c->child; it; it = it->next, pi++) {
                 if (parse_part(r, it, mi, pi, pol, e)) return -1;
                 if (rl[0] != 'u' && r->parts[r->n_parts - 1].kind != GLMV_PART_TEXT)
-                    return BAD(param, "images and videos are allowed in user messages only");
+                    return BAD(param, "images, videos and files are allowed in user messages only");
             }
         } else {
             return BAD(param, "'%s.content' must be a string or an array of parts", param);

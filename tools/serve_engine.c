@@ -317,7 +317,7 @@ static int echo_generate(serve_engine *e, int slot, const glmv_message *msgs, in
                          glmv_callback cb, void *user, glmv_result *out, char *err) {
     (void)prepared; /* the echo engine has no prompt stage of its own */
     if (raw) { /* a raw prompt is echoed as a user message would be */
-        glmv_part p = {GLMV_PART_TEXT, raw, NULL, NULL, 0, 0, 0, 0, 0};
+        glmv_part p = {.kind = GLMV_PART_TEXT, .text = raw};
         glmv_message m = {"user", &p, 1, NULL};
         return echo_generate(e, slot, &m, 1, NULL, NULL, sp, cb, user, out, err);
     }

@@ -44,8 +44,18 @@ static cJSON *chat_part(const cJSON *p, const char *param, serve_error *e) {
         cJSON_AddStringToObject(iu, "url", u->valuestring);
         return o;
     }
+    if (!strcmp(t, "input_file")) { /* a PDF, as a chat file part; "pages" is glmv's addition */
+        cJSON_AddStringToObject(o, "type", "file");
+        cJSON *f = cJSON_AddObjectToObject(o, "file");
+        static const char *const keys[] = {"file_data", "file_id", "filename", "pages"};
+        for (int i = 0; i < 4; i++) {
+            const cJSON *x = cJSON_GetObjectItemCaseSensitive(p, keys[i]);
+            if (x) cJSON_AddItemToObject(f, keys[i], cJSON_Duplicate(x, 1));
+        }
+        return o;
+    }
     cJSON_Delete(o);
-    return BAD(param, "content type '%.40s' is not supported (input_text, input_image)", t), NULL;
+    return BAD(param, "content type '%.40s' is not supported (input_text, input_image, input_file)", t), NULL;
 }
 
 int serve_responses_to_chat(const char *body, size_t len, char **out, int *shift, serve_error *e) {
