@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """gen_pdf_fixtures.py -- writes the PDFs of tests/fixtures/pdf/ (standard library only).
 
+  example.pdf     1 page: the demo model's example image (its answer: 4 shapes)
   pages.pdf       3 pages: the demo model's example (4 shapes), a held-out digits image (267),
                   and a line of text; images embedded as their PNG data (FlateDecode with the
                   PNG predictor), each page the image's size in points
@@ -87,6 +88,19 @@ def pages_pdf():
     write_pdf(OUT + "/pages.pdf", objs)
 
 
+def example_pdf():
+    w, h, im = image_obj("models/demo/example.png")
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Contents 4 0 R "
+        b"/Resources << /XObject << /Im1 5 0 R >> >> >>" % (w, h),
+        stream(b"q %d 0 0 %d 0 0 cm /Im1 Do Q" % (w, h)),
+        im,
+    ]
+    write_pdf(OUT + "/example.pdf", objs)
+
+
 def many_pages_pdf(n=2000):
     first = 4
     kids = b" ".join(b"%d 0 R" % (first + i) for i in range(n))
@@ -131,6 +145,7 @@ def broken_pdf():
 
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
+    example_pdf()
     pages_pdf()
     many_pages_pdf()
     huge_page_pdf()

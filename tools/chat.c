@@ -1,7 +1,7 @@
 /* chat.c -- `glmv chat`: an interactive multi-turn chat on a terminal, with
  * line editing and history (libedit). Earlier turns keep only the answers of
- * the assistant, not its reasoning, as the official demos do. Images and
- * videos attach to the next message with /image and /video.
+ * the assistant, not its reasoning, as the official demos do. Images,
+ * videos and PDFs attach to the next message with /image, /video and /pdf.
  */
 #include <editline/readline.h>
 #include <stdio.h>
@@ -61,14 +61,14 @@ static char *read_piped_line(int *too_long) {
 
 static void turn_free(turn *t) {
     free(t->text);
-    for (int i = 0; i < t->n_media; i++) free((char *)t->media[i].path);
+    for (int i = 0; i < t->n_media; i++) free((char *)t->media[i].path), free((char *)t->media[i].pages);
     free(t->media);
 }
 
 static void conv_clear(conv *c) {
     for (int i = 0; i < c->n; i++) turn_free(&c->turns[i]);
     c->n = 0;
-    for (int i = 0; i < c->n_pending; i++) free((char *)c->pending[i].path);
+    for (int i = 0; i < c->n_pending; i++) free((char *)c->pending[i].path), free((char *)c->pending[i].pages);
     free(c->pending);
     c->pending = NULL;
     c->n_pending = 0;
@@ -86,24 +86,44 @@ static int conv_push(conv *c, turn t) {
     return 0;
 }
 
-static int attach(conv *c, glmv_part_kind kind, const char *path) {
-    while (*path == ' ') path++;
-    if (!*path) {
-        fprintf(stderr, "usage: /%s PATH\n", kind == GLMV_PART_IMAGE ? "image" : "video");
+static const char *kind_name(glmv_part_kind kind) {
+    return kind == GLMV_PART_IMAGE ? "image" : kind == GLMV_PART_VIDEO ? "video" : "pdf";
+}
+
+static int attach(conv *c, glmv_part_kind kind, const char *arg) {
+    while (*arg == ' ') arg++;
+    if (!*arg) {
+        fprintf(stderr, "usage: /%s PATH%s\n", kind_name(kind), kind == GLMV_PART_PDF ? " [PAGES]" : "");
         return -1;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s", arg);
+    char *pages = NULL;
+    /* /pdf PATH PAGES: a last word of page numbers, when the whole line is not a file */
+    char *sp = strrchr(path, ' ');
+    if (kind == GLMV_PART_PDF && sp && access(path, R_OK) != 0 && sp[1] &&
+        strspn(sp + 1, "0123456789,-") == strlen(sp + 1)) {
+        *sp = 0;
+        pages = strdup(sp + 1);
     }
     if (access(path, R_OK) != 0) {
         fprintf(stderr, "cannot read %s\n", path);
+        free(pages);
         return -1;
     }
     glmv_part *np = realloc(c->pending, sizeof *np * (size_t)(c->n_pending + 1));
-    if (!np) return -1;
+    if (!np) {
+        free(pages);
+        return -1;
+    }
     c->pending = np;
     memset(&np[c->n_pending], 0, sizeof *np);
     np[c->n_pending].kind = kind;
     np[c->n_pending].path = strdup(path);
+    np[c->n_pending].pages = pages;
     c->n_pending++;
-    printf("(attached %s %s to the next message)\n", kind == GLMV_PART_IMAGE ? "image" : "video", path);
+    printf("(attached %s %s%s%s to the next message)\n", kind == GLMV_PART_PDF ? "PDF" : kind_name(kind), path,
+           pages ? ", pages " : "", pages ? pages : "");
     return 0;
 }
 
@@ -162,6 +182,7 @@ static void help(void) {
     printf("commands:\n"
            "  /image PATH   attach an image to the next message\n"
            "  /video PATH   attach a video to the next message\n"
+           "  /pdf PATH [PAGES]  attach a PDF's pages (all, or e.g. 1-3,5) to the next message\n"
            "  /system TEXT  set the system prompt (empty to remove)\n"
            "  /clear        forget the conversation\n"
            "  /help         this list\n"
@@ -206,6 +227,7 @@ int cmd_chat(int argc, char **argv) {
         if (l[0] == '/') {
             if (!strncmp(l, "/image", 6) && (l[6] == ' ' || !l[6])) attach(&c, GLMV_PART_IMAGE, l + 6);
             else if (!strncmp(l, "/video", 6) && (l[6] == ' ' || !l[6])) attach(&c, GLMV_PART_VIDEO, l + 6);
+            else if (!strncmp(l, "/pdf", 4) && (l[4] == ' ' || !l[4])) attach(&c, GLMV_PART_PDF, l + 4);
             else if (!strcmp(l, "/clear")) {
                 conv_clear(&c);
                 glmv_session_reset(s);

@@ -1,7 +1,8 @@
 /* app.js -- the glmv chat page: a conversation kept in the browser and sent
  * whole to /v1/chat/completions with stream: true (the server keeps no state
- * between requests). Images and videos attach by the picker, drag and drop
- * or paste, several per message, and travel as data: URLs. The reasoning
+ * between requests). Images, videos and PDFs attach by the picker, drag and
+ * drop or paste, several per message, and travel as data: URLs (a PDF as a
+ * file part, whose pages the server reads as images). The reasoning
  * (delta.reasoning_content) streams into a foldable block, the answer
  * (delta.content) is rendered as markdown by md.js. Stop aborts the request,
  * which makes the server cancel the generation.
@@ -47,21 +48,35 @@
   }
   function addFiles(files) {
     for (const f of files) {
-      const kind = f.type.startsWith('video/') ? 'video' : f.type.startsWith('image/') ? 'image' : null;
-      if (!kind) { setStatus('Not an image or video: ' + f.name, true); continue; }
+      const kind = f.type.startsWith('video/') ? 'video' : f.type.startsWith('image/') ? 'image'
+        : f.type === 'application/pdf' || /\.pdf$/i.test(f.name) ? 'pdf' : null;
+      if (!kind) { setStatus('Not an image, video or PDF: ' + f.name, true); continue; }
       pending.push({ kind, name: f.name, objUrl: URL.createObjectURL(f), dataUrl: readDataUrl(f) });
     }
     drawAttachments();
+  }
+  // the thumbnail of an attachment: the picture, the video, or a PDF's name on a page
+  function preview(a, small) {
+    if (a.kind === 'pdf') {
+      const d = document.createElement('div');
+      d.className = 'doc';
+      d.textContent = small ? 'PDF' : '📄 ' + (a.name || 'document.pdf');
+      d.title = a.name || 'PDF';
+      return d;
+    }
+    const m = document.createElement(a.kind === 'video' ? 'video' : 'img');
+    m.src = a.objUrl;
+    if (a.kind === 'video' && !small) m.controls = true;
+    if (a.kind === 'image') m.alt = a.name || 'image';
+    m.title = a.name || '';
+    return m;
   }
   function drawAttachments() {
     attachEl.textContent = '';
     pending.forEach((a, k) => {
       const d = document.createElement('div');
       d.className = 'att';
-      const m = document.createElement(a.kind === 'video' ? 'video' : 'img');
-      m.src = a.objUrl;
-      m.title = a.name;
-      if (a.kind === 'image') m.alt = a.name;
+      const m = preview(a, true);
       const x = document.createElement('button');
       x.type = 'button';
       x.textContent = '×';
@@ -83,13 +98,7 @@
     if (m.media.length) {
       const box = document.createElement('div');
       box.className = 'media';
-      for (const a of m.media) {
-        const x = document.createElement(a.kind === 'video' ? 'video' : 'img');
-        x.src = a.objUrl;
-        if (a.kind === 'video') x.controls = true;
-        else x.alt = a.name || 'image';
-        box.append(x);
-      }
+      for (const a of m.media) box.append(preview(a, false));
       el.append(box);
     }
     const b = document.createElement('div');
@@ -139,7 +148,9 @@
       const parts = [];
       for (const a of m.media) {
         const url = await a.dataUrl;
-        parts.push(a.kind === 'video' ? { type: 'video_url', video_url: { url } } : { type: 'image_url', image_url: { url } });
+        parts.push(a.kind === 'video' ? { type: 'video_url', video_url: { url } }
+          : a.kind === 'pdf' ? { type: 'file', file: { filename: a.name, file_data: url } }
+          : { type: 'image_url', image_url: { url } });
       }
       if (m.text) parts.push({ type: 'text', text: m.text });
       msgs.push({ role: 'user', content: parts });

@@ -154,6 +154,32 @@ test('the demo model answers a question about its example image in the page', { 
   }
 });
 
+test('a PDF attaches and the demo model reads its page', { skip: skip || (!haveDemo && 'no models/demo') }, async () => {
+  const demo = await startServer(['-m', DEMO], { timeoutMs: 120000 });
+  try {
+    const p = await ctx.newPage();
+    await p.goto(demo.url + '/');
+    await p.waitForFunction(() => document.getElementById('model-name').textContent === 'demo', null, { timeout: T });
+    await p.setInputFiles('#file-input', [path.join(ROOT, 'tests/fixtures/pdf/example.pdf')]);
+    await p.waitForFunction(() => document.querySelectorAll('#attachments .att .doc').length === 1, null, { timeout: T });
+    const sent = [];
+    p.on('request', (r) => { if (r.url().endsWith('/v1/chat/completions')) sent.push(r.postDataJSON()); });
+    await p.fill('#prompt', 'How many shapes are there?');
+    await p.press('#prompt', 'Enter');
+    await p.waitForSelector('.msg.assistant details.think:not([hidden])', { timeout: T * 3 });
+    await p.waitForSelector('#send:not([hidden])', { timeout: T * 3 });
+    assert.equal((await p.textContent('.msg.assistant .answer')).trim(), '4');
+    assert.equal(await p.$$eval('.msg.user .media .doc', (e) => e.length), 1);
+    const part = sent[0].messages[0].content[0];
+    assert.equal(part.type, 'file');
+    assert.equal(part.file.filename, 'example.pdf');
+    assert.match(part.file.file_data, /^data:application\/pdf;base64,JVBERi/);
+    await p.close();
+  } finally {
+    assert.equal(await demo.stop(), 0);
+  }
+});
+
 test('a video attaches and is sent as video_url', { skip }, async () => {
   const clip = path.join(ASSETS, 'videos/mmcv_test.mp4');
   if (!fs.existsSync(clip)) return;
