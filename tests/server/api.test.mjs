@@ -251,3 +251,51 @@ test('a real checkpoint answers through the client', { skip: !REAL && 'no small 
     assert.equal(await real.stop(), 0);
   }
 });
+
+test('PDF documents as file parts: pages read, a page range, refusals', async () => {
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const { ROOT } = await import('./common.mjs');
+  const pdf = (name) => 'data:application/pdf;base64,' + fs.readFileSync(path.join(ROOT, 'tests/fixtures/pdf', name)).toString('base64');
+  const ask = (c, model, file, text, extra = {}) => c.chat.completions.create({ model, max_tokens: 48, temperature: 0, ...extra,
+    messages: [{ role: 'user', content: [{ type: 'file', file: { filename: 'doc.pdf', ...file } }, { type: 'text', text }] }] });
+  // refused while the request is read, on any engine
+  const refused = async (file, status, code, re) => assert.rejects(ask(client, 'echo', file, 'x'),
+    (e) => e.status === status && (code === undefined || e.code === code) && re.test(e.message));
+  await refused({ file_id: 'file-abc' }, 400, undefined, /file_id' is not supported/);
+  await refused({}, 400, undefined, /file_data' must be a string/);
+  await refused({ file_data: 'data:application/pdf;base64,' + Buffer.from('hello, not a pdf').toString('base64') }, 400, 'invalid_file', /not a PDF/);
+  await refused({ file_data: 'data:application/pdf;base64,@@@' }, 400, 'invalid_file', /not valid base64/);
+  await refused({ file_data: pdf('example.pdf'), pages: 3 }, 400, undefined, /pages' must be a string/);
+  // the echo engine accepts the part (its pages are the model's to read)
+  assert.equal((await ask(client, 'echo', { file_data: pdf('example.pdf') }, 'x')).choices[0].finish_reason, 'stop');
+  if (!REAL) return;
+  const real = await startServer(['-m', REAL], { timeoutMs: 300000 });
+  try {
+    const c = new OpenAI({ baseURL: real.url + '/v1', apiKey: 'none', maxRetries: 0, timeout: 600000 });
+    const one = await ask(c, real.model, { file_data: pdf('example.pdf') }, 'How many shapes are there?');
+    assert.equal(one.choices[0].message.content, '4');
+    // bare base64 (no data: prefix) and glmv's "pages"
+    const digits = await ask(c, real.model, { file_data: pdf('pages.pdf').split(',')[1], pages: '2' }, 'What number is written in the image?');
+    assert.equal(digits.choices[0].message.content, '267');
+    const all = await ask(c, real.model, { file_data: pdf('pages.pdf') }, 'x', { max_tokens: 1 });
+    assert.ok(all.usage.prompt_tokens > digits.usage.prompt_tokens + 200, 'three pages, three images');
+    // the Responses API's input_file
+    const rr = await fetch(real.url + '/v1/responses', { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: real.model, max_output_tokens: 48, temperature: 0, input: [{ role: 'user', content: [
+        { type: 'input_file', filename: 'p.pdf', file_data: pdf('pages.pdf'), pages: '1' },
+        { type: 'input_text', text: 'How many shapes are there?' }] }] }) });
+    assert.equal(rr.status, 200);
+    assert.equal((await rr.json()).output_text, '4');
+    // the document's faults are the client's: 400, with the reason
+    const bad = async (file, code, re) => assert.rejects(ask(c, real.model, file, 'x'),
+      (e) => e.status === 400 && e.code === code && re.test(e.message));
+    await bad({ file_data: pdf('encrypted.pdf') }, 'invalid_image', /encrypted/);
+    await bad({ file_data: pdf('broken.pdf') }, 'invalid_image', /damaged/);
+    await bad({ file_data: pdf('many_pages.pdf') }, 'invalid_image', /2000 pages: at most 1024/);
+    await bad({ file_data: pdf('pages.pdf'), pages: '4' }, 'invalid_request', /page 4 is beyond/);
+    assert.equal((await ask(c, real.model, { file_data: pdf('many_pages.pdf'), pages: '2000' }, 'x', { max_tokens: 1 })).choices.length, 1);
+  } finally {
+    assert.equal(await real.stop(), 0);
+  }
+});
