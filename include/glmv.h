@@ -96,6 +96,14 @@ typedef enum { GLMV_PRECISION_AUTO = 0, GLMV_PRECISION_F32, GLMV_PRECISION_BF16 
 /* "f32", "bf16" or "auto" -> *out; -1 for anything else. */
 int glmv_precision_parse(const char *s, glmv_precision *out);
 
+/* Weight-only quantization of the decoder's matrices at load time, in llama.cpp's block
+ * formats: Q8_0 (8.5 bits a weight) or Q4_0 (4.5 bits; the output matrix lm_head stays Q8_0).
+ * The vision tower, the embedding table and the norms keep the checkpoint's dtype. CPU only. */
+typedef enum { GLMV_QUANT_NONE = 0, GLMV_QUANT_Q8_0, GLMV_QUANT_Q4_0 } glmv_quant;
+
+/* "none", "q8_0", "q4_0" (also "Q8_0", "q8", "q4") -> *out; -1 for anything else. */
+int glmv_quant_parse(const char *s, glmv_quant *out);
+
 typedef struct {
     int n_threads;              /* CPU threads; 0 = all cores */
     glmv_device device;         /* AUTO: CUDA when built with it and a GPU exists */
@@ -104,6 +112,7 @@ typedef struct {
     int min_image_tokens;       /* 0 = from preprocessor config */
     int max_image_tokens;       /* 0 = from preprocessor config */
     int verbose;                /* print load/prefill/vision/decode timings to stderr */
+    glmv_quant quant;           /* NONE: the checkpoint's weights as they are */
 } glmv_model_params;
 
 void glmv_model_params_default(glmv_model_params *p);
@@ -121,6 +130,8 @@ typedef struct {
     const char *device;         /* "cpu (avx2)", "cuda (NVIDIA H200)", ... */
     const char *precision;      /* what the GEMMs do: "f32" or "bf16" */
     const char *precision_why;  /* how it was chosen, e.g. "the CPU's default" */
+    const char *quant;          /* "none", "q8_0", "q4_0" */
+    int64_t weight_bytes;       /* the weights as held in memory (after quantization) */
     int64_t n_params;
     int n_layers, hidden, n_heads, n_kv_heads, head_dim, vocab;
     int vision_depth, vision_hidden;

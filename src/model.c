@@ -6,17 +6,20 @@
  * The forward passes live in vision.c and text.c; generation in session.c.
  */
 #include "model.h"
+#include "quant.h"
 #include "schema.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base.h"
+#include "cpu/threads.h"
 #include "tokenizer.h"
 
 /* ------------------------------------------------------------------ params */
@@ -194,6 +197,52 @@ static int bind_weights(glmv_model *m, char *err) {
     m->mg_up = REQ2(&b, "model.visual.merger.up_proj.weight", 0, Iv, Ov);
     m->mg_down = REQ2(&b, "model.visual.merger.down_proj.weight", 0, Ov, Iv);
     return b.fail ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ quantization */
+
+int glmv_quant_parse(const char *s, glmv_quant *out) {
+    if (!s) return -1;
+    if (!strcasecmp(s, "none") || !strcasecmp(s, "bf16")) *out = GLMV_QUANT_NONE;
+    else if (!strcasecmp(s, "q8_0") || !strcasecmp(s, "q8")) *out = GLMV_QUANT_Q8_0;
+    else if (!strcasecmp(s, "q4_0") || !strcasecmp(s, "q4")) *out = GLMV_QUANT_Q4_0;
+    else return -1;
+    return 0;
+}
+
+static const char *quant_name(glmv_quant q) {
+    return q == GLMV_QUANT_Q8_0 ? "q8_0" : q == GLMV_QUANT_Q4_0 ? "q4_0" : "none";
+}
+
+static int quantize_one(glmv_model *m, glmv_tensor *t, glmv_dtype to, char *err) {
+    if (!t || glmv_dtype_is_quant(t->dtype) || glmv_tensor_cols(t) % GLMV_QK) return 0;
+    void *buf;
+    const void *old = t->host ? t->host : t->data;
+    size_t old_bytes = (size_t)glmv_tensor_numel(t) * glmv_dtype_size(t->dtype);
+    void **nb = realloc(m->quant_bufs, sizeof *nb * (size_t)(m->n_quant_bufs + 1));
+    if (!nb) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+    m->quant_bufs = nb;
+    if (glmv_tensor_quantize(t, to, m->params.n_threads > 0 ? m->params.n_threads : glmv_cpu_count(), &buf, err))
+        return -1;
+    m->quant_bufs[m->n_quant_bufs++] = buf;
+    glmv_weights_release(m->w, old, old_bytes); /* the checkpoint's bytes are not read again */
+    return 0;
+}
+
+/* The decoder's matrices to Q8_0 or Q4_0 (lm_head to Q8_0 in both: the output matrix is the
+ * one most sensitive to 4 bits, as llama.cpp's recipes also keep it wider). */
+static int quantize_weights(glmv_model *m, char *err) {
+    glmv_quant q = m->params.quant;
+    if (q == GLMV_QUANT_NONE) return 0;
+    glmv_dtype to = q == GLMV_QUANT_Q8_0 ? GLMV_Q8_0 : GLMV_Q4_0;
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
+        glmv_text_layer *L = &m->layers[l];
+        glmv_tensor *ws[] = {L->q_w, L->k_w, L->v_w, L->o_w, L->gate_up, L->down};
+        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++)
+            if (quantize_one(m, ws[i], to, err)) return -1;
+    }
+    if (m->lm_head != m->embed && quantize_one(m, m->lm_head, GLMV_Q8_0, err)) return -1;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ backend */
@@ -376,6 +425,14 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     }
     if (bind_weights(m, err)) goto fail;
     if (make_backend(m, p, err)) goto fail;
+    if (m->params.quant != GLMV_QUANT_NONE) {
+        if (m->be->caps.device) {
+            glmv_errc(err, GLMV_E_INVALID, "--quant %s: quantized weights run on the CPU for now "
+                      "(use --device cpu, or the BF16 weights on %s)", quant_name(m->params.quant), m->device);
+            goto fail;
+        }
+        if (quantize_weights(m, err)) goto fail;
+    }
     /* tests take the kept-scratch path on the CPU too */
     m->vision_keep_scratch = m->be->caps.keep_scratch || env_flag("GLMV_VISION_KEEP_SCRATCH");
     /* The token table is read one row per token: on a device it would hold
@@ -389,6 +446,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     for (int64_t i = 0; i < glmv_weights_count(m->w); i++) {
         glmv_tensor *t = glmv_weights_at(m->w, i);
         m->n_params += glmv_tensor_numel(t);
+        m->weight_bytes += (int64_t)glmv_dtype_row_bytes(t->dtype, glmv_tensor_cols(t)) * glmv_tensor_rows(t);
         if (t == m->embed && m->embed_on_host) {
             kept_bytes = glmv_tensor_numel(t) * (int64_t)glmv_dtype_size(t->dtype);
             continue;
@@ -445,6 +503,8 @@ void glmv_model_free(glmv_model *m) {
     if (m->be) glmv_vision_free_scratch(m);
     if (m->be) m->be->destroy(m->be);
     glmv_weights_free(m->w);
+    for (int i = 0; i < m->n_quant_bufs; i++) free(m->quant_bufs[i]);
+    free(m->quant_bufs);
     free(m->layers);
     free(m->blocks);
     free(m);
@@ -459,6 +519,8 @@ void glmv_model_get_info(const glmv_model *m, glmv_model_info *info) {
     info->device = m->device;
     info->precision = m->precision;
     info->precision_why = m->precision_why;
+    info->quant = quant_name(m->params.quant);
+    info->weight_bytes = m->weight_bytes;
     info->n_params = m->n_params;
     info->n_layers = c->num_hidden_layers;
     info->hidden = c->hidden_size;

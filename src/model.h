@@ -53,6 +53,9 @@ struct glmv_model {
     glmv_weights *w;
     glmv_backend *be;
     glmv_model_params params;
+    void **quant_bufs;                     /* the quantized weights' buffers (--quant) */
+    int n_quant_bufs;
+    int64_t weight_bytes;                  /* weights as held, after quantization */
 
     /* text: ref Glm4vTextModel + lm_head */
     glmv_tensor *embed;                    /* (V, H) */

@@ -8,7 +8,8 @@
  * Conventions:
  *  - activations are float32, row-major, PyTorch order (outermost first);
  *    pointers to activations are backend memory (be->alloc);
- *  - weights are glmv_tensor in their checkpoint dtype (F32, F16, BF16),
+ *  - weights are glmv_tensor in their checkpoint dtype (F32, F16, BF16) or, quantized at
+ *    load time, a block format (Q8_0, Q4_0: 2-D, rows of whole blocks, CPU backend only),
  *    `[out, in]` like torch.nn.Linear; a weight of more than two dimensions
  *    is viewed as [shape[0], prod(shape[1:])] (Conv3d/Conv2d kernels);
  *  - host arrays (ids, cu_seqlens) are plain host memory;
@@ -20,9 +21,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { GLMV_F32 = 0, GLMV_F16 = 1, GLMV_BF16 = 2 } glmv_dtype;
+/* Q8_0 and Q4_0 are llama.cpp's block formats (src/quant.h): rows of 32-element blocks, each
+ * an f16 scale and 32 int8 (34 bytes) or 32 4-bit values (18 bytes). */
+typedef enum { GLMV_F32 = 0, GLMV_F16 = 1, GLMV_BF16 = 2, GLMV_Q8_0 = 3, GLMV_Q4_0 = 4 } glmv_dtype;
 
+/* Bytes of one element of a plain dtype (F32, F16, BF16; not the block formats). */
 size_t glmv_dtype_size(glmv_dtype t);
+/* Bytes of a row of k elements (k a multiple of 32 for the block formats). */
+size_t glmv_dtype_row_bytes(glmv_dtype t, int64_t k);
+static inline int glmv_dtype_is_quant(glmv_dtype t) { return t == GLMV_Q8_0 || t == GLMV_Q4_0; }
 const char *glmv_dtype_name(glmv_dtype t);
 
 #define GLMV_MAX_DIMS 5

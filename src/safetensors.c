@@ -53,6 +53,19 @@ struct glmv_weights {
     int64_t bytes;
 };
 
+void glmv_weights_release(glmv_weights *w, const void *p, size_t n) {
+    uintptr_t a = (uintptr_t)p, e = a + n;
+    int ours = w->n_files == 0 && w->n_blocks > 0; /* random weights: every byte is ours */
+    for (int i = 0; i < w->n_files && !ours; i++) {
+        uintptr_t m0 = (uintptr_t)w->files[i].map;
+        ours = w->files[i].owned_map && a >= m0 && e <= m0 + w->files[i].size;
+    }
+    if (!ours) return;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a0 = (a + pg - 1) & ~(pg - 1), e0 = e & ~(pg - 1);
+    if (e0 > a0) madvise((void *)a0, e0 - a0, MADV_DONTNEED);
+}
+
 /* Keep an allocation owned by w (freed with it). */
 static int st_keep_block(glmv_weights *w, void *p) {
     void **nb = realloc(w->blocks, (size_t)(w->n_blocks + 1) * sizeof *nb);

@@ -35,6 +35,12 @@ glmv_tensor *glmv_weights_at(glmv_weights *w, int64_t i);
 /* Total bytes of tensor data. */
 int64_t glmv_weights_bytes(const glmv_weights *w);
 
+/* Bytes [p, p + n) of a tensor that will not be read again (it was quantized into a buffer
+ * of its own): the whole pages among them are returned to the system (a file's pages leave
+ * the resident set; random weights' memory is freed page by page). Memory the caller gave
+ * (glmv_weights_open_memory) is left alone. */
+void glmv_weights_release(glmv_weights *w, const void *p, size_t n);
+
 /* The file tensor t came from ("synthetic" for random weights), for messages. */
 const char *glmv_weights_file_of(const glmv_weights *w, const glmv_tensor *t);
 /* Parse one safetensors image held in memory (not copied: buf must outlive

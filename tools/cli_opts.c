@@ -29,6 +29,8 @@ const char *cli_opts_help =
     "      --device D           auto, cpu or cuda (default: auto)\n"
     "      --precision P        f32 or bf16 GEMM inputs (default: $GLMV_PRECISION, else f32 on\n"
     "                           the CPU, bf16 on CUDA; bf16 needs AVX512-BF16 on a CPU)\n"
+    "      --quant Q            q8_0 or q4_0: the decoder's weights quantized at load time\n"
+    "                           (llama.cpp's block formats; CPU only; default none)\n"
     "      --ctx N              context size in tokens (default: the model's maximum that fits)\n"
     "      --min-image-tokens N, --max-image-tokens N\n"
     "                           bound the vision tokens per image (trade detail for speed)\n"
@@ -69,6 +71,12 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
         else if (!strcmp(v, "auto")) o->mp.device = GLMV_DEVICE_AUTO;
         else {
             fprintf(stderr, "glmv: --device expects auto, cpu or cuda, got '%s'\n", v);
+            return -1;
+        }
+    } else if (!strcmp(a, "--quant")) {
+        NEED_ARG();
+        if (glmv_quant_parse(argv[++*i], &o->mp.quant)) {
+            fprintf(stderr, "glmv: --quant expects q8_0, q4_0 or none, got '%s'\n", argv[*i]);
             return -1;
         }
     } else if (!strcmp(a, "--precision")) {
@@ -202,9 +210,9 @@ int cli_load_model(cli_opts *o, glmv_model **m, glmv_session **s) {
                 o->n_ctx, info.max_position_embeddings, info.name);
     if (o->mp.verbose) {
         fprintf(stderr, "glmv: loaded %s on %s in %.0f ms (%.3g B parameters), context %d tokens\n"
-                        "glmv: precision %s (%s)\n",
+                        "glmv: precision %s (%s), weights %s (%.1f MiB)\n",
                 info.name, info.device, info.load_ms, info.n_params / 1e9, glmv_session_n_ctx(*s),
-                info.precision, info.precision_why);
+                info.precision, info.precision_why, info.quant, info.weight_bytes / 1048576.0);
     }
     return 0;
 }

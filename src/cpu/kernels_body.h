@@ -161,6 +161,60 @@ KINLINE void mv_f32(float *y, int64_t ldy, const float *x, int64_t ldx, const in
 #undef WT
 }
 
+/* Quantized rows (Q8_0, Q4_0): each 32-weight block's products summed in a vector, then
+ * scaled by the block's d into one of two accumulators (even and odd blocks). The same
+ * operations in the same order for every row of x, whatever M is. */
+KINLINE vf vscale_f16(uint16_t h) { return vset1(_cvtsh_ss(h)); }
+
+KINLINE void mv_q8_0(float *y, int64_t ldy, const float *x, int64_t ldx, const int M,
+                     const void *w, int64_t k, int64_t o0, int64_t o1) {
+    const int64_t nb = k / 32;
+    for (int64_t o = o0; o < o1; o++) {
+        const glmv_block_q8_0 *wr = (const glmv_block_q8_0 *)w + o * nb;
+        vf a[2][M];
+        UNROLL for (int i = 0; i < M; i++) a[0][i] = a[1][i] = vzero();
+        for (int64_t b = 0; b < nb; b++) {
+            vf wv[32 / VL];
+            UNROLL for (int s = 0; s < 32 / VL; s++) wv[s] = vload_i8(wr[b].qs + s * VL);
+            const vf d = vscale_f16(wr[b].d);
+            UNROLL for (int i = 0; i < M; i++) {
+                const float *xb = x + i * ldx + b * 32;
+                vf t = vmul(wv[0], vloadu(xb));
+                UNROLL for (int s = 1; s < 32 / VL; s++) t = vfma(wv[s], vloadu(xb + s * VL), t);
+                a[b & 1][i] = vfma(t, d, a[b & 1][i]);
+            }
+        }
+        UNROLL for (int i = 0; i < M; i++) y[i * ldy + o] = vhsum(vadd(a[0][i], a[1][i]));
+    }
+}
+
+KINLINE void mv_q4_0(float *y, int64_t ldy, const float *x, int64_t ldx, const int M,
+                     const void *w, int64_t k, int64_t o0, int64_t o1) {
+    const int64_t nb = k / 32;
+    const vf eight = vset1(8.0f);
+    for (int64_t o = o0; o < o1; o++) {
+        const glmv_block_q4_0 *wr = (const glmv_block_q4_0 *)w + o * nb;
+        vf a[2][M];
+        UNROLL for (int i = 0; i < M; i++) a[0][i] = a[1][i] = vzero();
+        for (int64_t b = 0; b < nb; b++) {
+            vf lo[16 / VL], hi[16 / VL]; /* elements s*VL.. and 16 + s*VL.. */
+            UNROLL for (int s = 0; s < 16 / VL; s++) {
+                lo[s] = vsub(vload_u4(wr[b].qs + s * VL, 0), eight);
+                hi[s] = vsub(vload_u4(wr[b].qs + s * VL, 4), eight);
+            }
+            const vf d = vscale_f16(wr[b].d);
+            UNROLL for (int i = 0; i < M; i++) {
+                const float *xb = x + i * ldx + b * 32;
+                vf t = vmul(lo[0], vloadu(xb));
+                UNROLL for (int s = 1; s < 16 / VL; s++) t = vfma(lo[s], vloadu(xb + s * VL), t);
+                UNROLL for (int s = 0; s < 16 / VL; s++) t = vfma(hi[s], vloadu(xb + 16 + s * VL), t);
+                a[b & 1][i] = vfma(t, d, a[b & 1][i]);
+            }
+        }
+        UNROLL for (int i = 0; i < M; i++) y[i * ldy + o] = vhsum(vadd(a[0][i], a[1][i]));
+    }
+}
+
 #define MV_CASES(FN)                                                                       \
     switch (m) {                                                                           \
     case 1: FN(y, ldy, x, ldx, 1, w, k, o0, o1); break;                                    \
@@ -175,6 +229,8 @@ static void KSUF(matvec)(float *y, int64_t ldy, const float *x, int64_t ldx, int
     case GLMV_BF16: MV_CASES(mv_bf16); break;
     case GLMV_F16: MV_CASES(mv_f16); break;
     case GLMV_F32: MV_CASES(mv_f32); break;
+    case GLMV_Q8_0: MV_CASES(mv_q8_0); break;
+    case GLMV_Q4_0: MV_CASES(mv_q4_0); break;
     }
 }
 
@@ -238,9 +294,26 @@ KINLINE void pack_dt(float *dst, const void *w, const glmv_dtype dt, int64_t k, 
         for (int64_t p = 0; p < kk; p++) dst[p * NRV + c] = 0.0f;
 }
 
+/* quantized weights: each column's k range dequantized (scalar; the GEMM reuses a packed
+ * panel for a whole block of x rows) */
+static void pack_q(float *dst, const void *w, glmv_dtype dt, int64_t k, int64_t n0, int nn,
+                   int64_t k0, int64_t kk) {
+    float tmp[GLMV_KB];
+    size_t rb = glmv_dtype_row_bytes(dt, k);
+    int c = 0;
+    for (; c < nn; c++) {
+        glmv_dequantize_range(dt, (const char *)w + (size_t)(n0 + c) * rb, k0, kk, tmp);
+        for (int64_t p = 0; p < kk; p++) dst[p * NRV + c] = tmp[p];
+    }
+    for (; c < NRV; c++)
+        for (int64_t p = 0; p < kk; p++) dst[p * NRV + c] = 0.0f;
+}
+
 static void KSUF(pack)(float *dst, const void *w, glmv_dtype dt, int64_t k, int64_t n0, int nn,
                        int64_t k0, int64_t kk) {
     switch (dt) {
+    case GLMV_Q8_0:
+    case GLMV_Q4_0: pack_q(dst, w, dt, k, n0, nn, k0, kk); break;
     case GLMV_BF16: pack_dt(dst, w, GLMV_BF16, k, n0, nn, k0, kk); break;
     case GLMV_F16: pack_dt(dst, w, GLMV_F16, k, n0, nn, k0, kk); break;
     case GLMV_F32: pack_dt(dst, w, GLMV_F32, k, n0, nn, k0, kk); break;

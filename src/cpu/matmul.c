@@ -97,7 +97,7 @@ static void matvec_task(void *ctx, int64_t t, int thread) {
         kn->matvec(j->y, j->n, j->x, j->k, (int)j->m, j->w->data, j->w->dtype, j->k, o0, o1);
     } else {
         int64_t slice = GLMV_MAX((int64_t)1, (int64_t)(256 << 10) /
-                                                 (j->k * (int64_t)glmv_dtype_size(j->w->dtype)));
+                                                 (int64_t)glmv_dtype_row_bytes(j->w->dtype, j->k));
         for (int64_t s0 = o0; s0 < o1; s0 += slice)
             for (int64_t i = 0; i < j->m; i += GLMV_MV_MAX)
                 kn->matvec(j->y + i * j->n, j->n, j->x + i * j->k, j->k,
