@@ -31,8 +31,10 @@ void glmv_quantize_row_q4_0(const float *x, glmv_block_q4_0 *y, int64_t k) {
         const float d = max / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
         y[b].d = glmv_f32_to_f16(d);
         for (int j = 0; j < GLMV_QK / 2; j++) {
-            /* truncation toward zero after +8.5, as llama.cpp: max maps to -8 + 8.5 -> 0 */
-            int q0 = (int8_t)(v[j] * id + 8.5f), q1 = (int8_t)(v[j + GLMV_QK / 2] * id + 8.5f);
+            /* x·id + 8.5 rounded once to float, then truncated, as llama.cpp's C code with a
+             * fused multiply-add (and its gguf-py, which computes it in double) */
+            int q0 = (int)(float)((double)v[j] * id + 8.5);
+            int q1 = (int)(float)((double)v[j + GLMV_QK / 2] * id + 8.5);
             y[b].qs[j] = (uint8_t)((q0 < 15 ? q0 : 15) | (q1 < 15 ? q1 : 15) << 4);
         }
     }

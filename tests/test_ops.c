@@ -16,6 +16,7 @@
 #include "cpu/cpu.h"
 #include "cpu/ref.h"
 #include "ops.h"
+#include "quant.h"
 #include "test.h"
 
 /* NMSE thresholds */
@@ -63,6 +64,19 @@ static glmv_tensor rand_tensor(glmv_dtype dt, int64_t rows, int64_t cols, float 
     } else {
         t.ndim = 1;
         t.shape[0] = cols;
+    }
+    if (glmv_dtype_is_quant(dt)) { /* rows of blocks quantized from random floats */
+        void *q = malloc(glmv_dtype_row_bytes(dt, cols) * (size_t)(rows ? rows : 1));
+        float *v = randv(cols, lo, hi);
+        for (int64_t r = 0; r < (rows ? rows : 1); r++) {
+            for (int64_t i = 0; i < cols; i++) v[i] = frand(lo, hi);
+            void *row = (char *)q + glmv_dtype_row_bytes(dt, cols) * (size_t)r;
+            if (dt == GLMV_Q8_0) glmv_quantize_row_q8_0(v, row, cols);
+            else glmv_quantize_row_q4_0(v, row, cols);
+        }
+        free(v);
+        t.data = t.host = q;
+        return t;
     }
     void *p = malloc((size_t)n * glmv_dtype_size(dt));
     for (int64_t i = 0; i < n; i++) {
@@ -166,6 +180,25 @@ TEST(matmul) {
                 }
 }
 
+/* Q8_0 / Q4_0 weights: the blocks' values are exact in float32 (an f16 scale times a small
+ * integer), so the kernels must give the reference's float32 products (decode kernels and
+ * the GEMM's dequantized panels) */
+TEST(matmul_quant) {
+    static const int64_t ms[] = {1, 2, 3, 4, 5, 13, 50};
+    static const int64_t ns[] = {1, 17, 33, 131};
+    static const int64_t ks[] = {32, 64, 320, 1056};
+    glmv_dtype dts[] = {GLMV_Q8_0, GLMV_Q4_0};
+    for (int d = 0; d < 2; d++)
+        for (int a = 0; a < 7; a++)
+            for (int b = 0; b < 4; b++)
+                for (int c = 0; c < 4; c++) {
+                    if (sanitize && (a + b + c) % 3) continue;
+                    matmul_case(dts[d], ms[a], ns[b], ks[c], (a + b + c) & 1);
+                }
+    matmul_case(GLMV_Q4_0, 300, 70, 544, 1); /* several k-blocks (256) with a tail of 32 */
+    matmul_case(GLMV_Q8_0, 9, 300, 800, 0);
+}
+
 TEST(matmul_blocks) {
     /* several k-blocks with an odd tail, several row and column blocks */
     matmul_case(GLMV_BF16, 401, 70, 517, 1);
@@ -218,6 +251,9 @@ TEST(matmul_rows) {
         rows_case(GLMV_F16, 5, 33, 3000, 0);
         rows_case(GLMV_F32, 9, 21, 2111, 1);
     }
+    rows_case(GLMV_Q8_0, 6, 37, 4128, 1);
+    rows_case(GLMV_Q4_0, 4, 40, 2048, 0);
+    rows_case(GLMV_Q4_0, 13, 21, 1024, 1);
 }
 
 TEST(embed) {
@@ -447,6 +483,7 @@ int main(void) {
     RUN(matmul);
     RUN(matmul_blocks);
     RUN(matmul_rows);
+    RUN(matmul_quant);
     RUN(embed);
     RUN(rmsnorm);
     RUN(layernorm);

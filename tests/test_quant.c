@@ -1,0 +1,162 @@
+/* test_quant.c -- the Q8_0 / Q4_0 quantizers (src/quant.c) against blocks made by llama.cpp's
+ * own quantizer from the same floats (tests/fixtures/quant, scripts/gen_quant_fixtures.py),
+ * the dequantizers' error bounds, and quantizing a checkpoint tensor (threads, refusals).
+ * The kernels that multiply by the blocks are tested in test_ops.c.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "quant.h"
+#include "test.h"
+
+#define FIX "tests/fixtures/quant/"
+#define R 48
+#define C 256
+
+static void *load(const char *path, size_t want) {
+    size_t n = 0;
+    char err[GLMV_ERR_SIZE];
+    char *p = glmv_read_file(path, &n, err);
+    if (!p || n != want) {
+        printf("  %s: %s (%zu bytes, want %zu)\n", path, p ? "wrong size" : err, n, want);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void same_blocks(glmv_dtype dt, const char *file) {
+    size_t rb = glmv_dtype_row_bytes(dt, C);
+    float *x = load(FIX "input_f32.bin", sizeof(float) * R * C);
+    uint8_t *want = load(file, rb * R), *got = malloc(rb * R);
+    CHECK(x && want);
+    if (!x || !want) goto done;
+    for (int r = 0; r < R; r++) {
+        if (dt == GLMV_Q8_0) glmv_quantize_row_q8_0(x + r * C, (glmv_block_q8_0 *)(got + r * rb), C);
+        else glmv_quantize_row_q4_0(x + r * C, (glmv_block_q4_0 *)(got + r * rb), C);
+    }
+    int bad = 0;
+    for (int r = 0; r < R; r++)
+        if (memcmp(got + r * rb, want + r * rb, rb)) {
+            if (bad++ < 3) printf("  %s row %d differs from llama.cpp's blocks\n", glmv_dtype_name(dt), r);
+        }
+    CHECK_MSG(bad == 0, "%d of %d rows differ", bad, R);
+done:
+    free(x);
+    free(want);
+    free(got);
+}
+
+TEST(q8_0_blocks_are_llama_cpps) { same_blocks(GLMV_Q8_0, FIX "q8_0.bin"); }
+TEST(q4_0_blocks_are_llama_cpps) { same_blocks(GLMV_Q4_0, FIX "q4_0.bin"); }
+
+TEST(dequantized_error_bounds) {
+    float *x = load(FIX "input_f32.bin", sizeof(float) * R * C), y[C];
+    if (!x) { CHECK(x); return; }
+    glmv_block_q8_0 q8[C / 32];
+    glmv_block_q4_0 q4[C / 32];
+    for (int r = 0; r < R; r++) {
+        const float *v = x + r * C;
+        glmv_quantize_row_q8_0(v, q8, C);
+        glmv_dequantize_row_q8_0(q8, y, C);
+        for (int b = 0; b < C / 32; b++) {
+            float d = glmv_f16_to_f32(q8[b].d), amax = 0;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[b * 32 + j]));
+            /* half a step, the f16 rounding of the scale over up to 127 steps, and a scale
+             * below f16's smallest (6e-8) flushing the block's values (< 127 x 6e-8) */
+            int bad = 0;
+            for (int j = 0; j < 32; j++)
+                bad += !(fabsf(y[b * 32 + j] - v[b * 32 + j]) <= 0.5f * d + amax * 2e-3f + 1e-5f);
+            CHECK_MSG(!bad, "q8_0 row %d block %d: %d values off (d %g)", r, b, bad, d);
+        }
+        glmv_quantize_row_q4_0(v, q4, C);
+        glmv_dequantize_row_q4_0(q4, y, C);
+        for (int b = 0; b < C / 32; b++) {
+            float d = fabsf(glmv_f16_to_f32(q4[b].d)), amax = 0;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[b * 32 + j]));
+            /* 16 levels from -8d to 7d: the far side of the extreme clamps at 7d (an error of d) */
+            int bad = 0;
+            for (int j = 0; j < 32; j++)
+                bad += !(fabsf(y[b * 32 + j] - v[b * 32 + j]) <= d + amax * 2e-3f + 1e-5f);
+            CHECK_MSG(!bad, "q4_0 row %d block %d: %d values off (d %g)", r, b, bad, d);
+        }
+    }
+    /* the element of largest magnitude comes back exactly (up to the f16 scale) in both */
+    float one[32] = {0};
+    one[7] = -0.75f;
+    glmv_quantize_row_q4_0(one, q4, 32);
+    glmv_dequantize_row_q4_0(q4, y, 32);
+    CHECK(y[7] == -0.75f && y[0] == 0.0f);
+    free(x);
+}
+
+TEST(tensor_quantize) {
+    /* a BF16 tensor [70, 96] quantized on 1 and 3 threads: the same blocks as row by row */
+    int64_t rows = 70, cols = 96;
+    uint16_t *bf = malloc(sizeof(uint16_t) * (size_t)(rows * cols));
+    float *f = malloc(sizeof(float) * (size_t)(rows * cols));
+    for (int64_t i = 0; i < rows * cols; i++) {
+        bf[i] = glmv_f32_to_bf16(sinf((float)i * 0.37f) * (1 + (i % 7)));
+        f[i] = glmv_bf16_to_f32(bf[i]);
+    }
+    for (int d = 0; d < 2; d++) {
+        glmv_dtype to = d ? GLMV_Q4_0 : GLMV_Q8_0;
+        size_t rb = glmv_dtype_row_bytes(to, cols);
+        uint8_t *want = malloc(rb * (size_t)rows);
+        for (int64_t r = 0; r < rows; r++) {
+            if (to == GLMV_Q8_0) glmv_quantize_row_q8_0(f + r * cols, (void *)(want + r * rb), cols);
+            else glmv_quantize_row_q4_0(f + r * cols, (void *)(want + r * rb), cols);
+        }
+        for (int nt = 1; nt <= 3; nt += 2) {
+            glmv_tensor t = {.name = "w", .dtype = GLMV_BF16, .ndim = 2, .shape = {rows, cols}, .data = bf, .host = bf};
+            void *owned = NULL;
+            char err[GLMV_ERR_SIZE];
+            CHECK_EQ_INT(glmv_tensor_quantize(&t, to, nt, &owned, err), 0);
+            CHECK(t.dtype == to && t.data == owned && t.host == owned);
+            CHECK(owned && !memcmp(owned, want, rb * (size_t)rows));
+            /* element access for references */
+            CHECK(fabsf(glmv_tensor_get(&t, 5 * cols + 3) - f[5 * cols + 3]) < 0.1f * (1 + 6));
+            float got[40];
+            glmv_tensor_get_range(&t, 2 * cols + 80, 40, got); /* across a row boundary */
+            float rowv[2 * 96];
+            if (to == GLMV_Q8_0) glmv_dequantize_row_q8_0((void *)(want + 2 * rb), rowv, 2 * cols);
+            else glmv_dequantize_row_q4_0((void *)(want + 2 * rb), rowv, 2 * cols);
+            CHECK(!memcmp(got, rowv + 80, sizeof got));
+            free(owned);
+        }
+        free(want);
+    }
+    /* refusals: a block that does not fit the row, already quantized, a 1-D tensor */
+    char err[GLMV_ERR_SIZE];
+    void *owned;
+    glmv_tensor t = {.name = "odd", .dtype = GLMV_BF16, .ndim = 2, .shape = {2, 40}, .data = bf, .host = bf};
+    CHECK(glmv_tensor_quantize(&t, GLMV_Q8_0, 1, &owned, err) != 0 && strstr(err, "blocks of 32"));
+    t.shape[1] = 32;
+    t.dtype = GLMV_Q8_0;
+    CHECK(glmv_tensor_quantize(&t, GLMV_Q4_0, 1, &owned, err) != 0);
+    glmv_tensor one = {.name = "v", .dtype = GLMV_BF16, .ndim = 1, .shape = {64}, .data = bf, .host = bf};
+    CHECK(glmv_tensor_quantize(&one, GLMV_Q8_0, 1, &owned, err) != 0);
+    CHECK(glmv_tensor_quantize(&one, GLMV_F32, 1, &owned, err) != 0);
+    free(bf);
+    free(f);
+}
+
+TEST(row_bytes) {
+    CHECK_EQ_INT(glmv_dtype_row_bytes(GLMV_Q8_0, 4096), 128 * 34);
+    CHECK_EQ_INT(glmv_dtype_row_bytes(GLMV_Q4_0, 4096), 128 * 18);
+    CHECK_EQ_INT(glmv_dtype_row_bytes(GLMV_BF16, 4096), 8192);
+    CHECK_EQ_STR(glmv_dtype_name(GLMV_Q4_0), "Q4_0");
+}
+
+int main(void) {
+    RUN(q8_0_blocks_are_llama_cpps);
+    RUN(q4_0_blocks_are_llama_cpps);
+    RUN(dequantized_error_bounds);
+    RUN(tensor_quantize);
+    RUN(row_bytes);
+    return test_summary("quant");
+}
