@@ -36,6 +36,7 @@ static const char *bench_help =
     "  --device cpu|cuda where to run (default: cuda when built with it and present)\n"
     "  --precision P     f32 or bf16 GEMM inputs (default: $GLMV_PRECISION, else f32 on the\n"
     "                    CPU, bf16 on CUDA)\n"
+    "  --quant Q         q8_0 or q4_0: the decoder's weights quantized at load (CPU)\n"
     "  --concurrency A,B,...  decode A (then B, ...) sequences together, each after a prefill\n"
     "                    of --prompt tokens: aggregate and per-stream tokens/s, time to first\n"
     "                    token (prefills one after another, as a server admits them)\n"
@@ -300,6 +301,7 @@ int cmd_bench(int argc, char **argv) {
     long layers = 2, threads = 0, prompt = 512, n_decode = 16;
     glmv_device device = GLMV_DEVICE_AUTO;
     glmv_precision precision = GLMV_PRECISION_AUTO;
+    glmv_quant quant = GLMV_QUANT_NONE;
     int ctx[MAX_LIST], n_ctx_list = 0, n_vis = 0, conc[MAX_LIST], n_conc = 0;
     conc_fig cf[MAX_LIST];
     vision_fig vis[MAX_LIST];
@@ -361,6 +363,12 @@ int cmd_bench(int argc, char **argv) {
                 fprintf(stderr, "glmv bench: --precision expects f32, bf16 or auto, got '%s'\n", v);
                 return 2;
             }
+        } else if (!strcmp(a, "--quant")) {
+            NEED_ARG;
+            if (glmv_quant_parse(v, &quant)) {
+                fprintf(stderr, "glmv bench: --quant expects q8_0, q4_0 or none, got '%s'\n", v);
+                return 2;
+            }
         } else if (!strcmp(a, "--membw")) {
             do_membw = 1;
         } else if (!strcmp(a, "--json")) {
@@ -402,6 +410,7 @@ int cmd_bench(int argc, char **argv) {
     mp.n_threads = (int)threads;
     mp.device = device;
     mp.precision = precision;
+    mp.quant = quant;
     glmv_model *m = NULL;
     double t0 = now_ms();
     if (glmv_model_load(&m, synthetic ? name : dir, &mp, err)) {
@@ -412,8 +421,9 @@ int cmd_bench(int argc, char **argv) {
     glmv_model_info info;
     glmv_model_get_info(m, &info);
     if (!json)
-        printf("model %s on %s, precision %s (%s): %d layers, %lld params, loaded in %.0f ms\n",
-               info.name, info.device, info.precision, info.precision_why, info.n_layers,
+        printf("model %s on %s, precision %s (%s), weights %s (%.2f GiB): %d layers, %lld params, loaded in %.0f ms\n",
+               info.name, info.device, info.precision, info.precision_why, info.quant,
+               info.weight_bytes / 1073741824.0, info.n_layers,
                (long long)info.n_params, load_ms);
 
     int max_ctx = (int)prompt;
@@ -494,10 +504,11 @@ int cmd_bench(int argc, char **argv) {
     int64_t peak = glmv_peak_host_bytes(), devb = glmv_device_bytes(m);
 
     if (json) {
-        printf("{\"model\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, "
+        printf("{\"model\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"quant\": \"%s\", "
+               "\"weight_bytes\": %lld, \"threads\": %d, "
                "\"synthetic\": %s, \"layers\": %d, \"params\": %lld, \"load_ms\": %.1f",
-               info.name, info.device, info.precision, n_threads, synthetic ? "true" : "false", info.n_layers,
-               (long long)info.n_params, load_ms);
+               info.name, info.device, info.precision, info.quant, (long long)info.weight_bytes, n_threads,
+               synthetic ? "true" : "false", info.n_layers, (long long)info.n_params, load_ms);
         if (prompt > 0)
             printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.1f, \"tokens_per_s\": %.3f}", prompt,
                    prefill_ms, prompt / (prefill_ms / 1e3));

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# quant_test.sh BUILD_DIR -- --quant q8_0 / q4_0 through the glmv command on the demo model: the
+# weights shrink as the formats say, the answers to held-out questions stay those of the BF16
+# weights (Q8_0: all of the first 10; Q4_0: at least 8 of 10 -- the demo model is tiny, and 4
+# bits cost it more than a 9B model), and bad values are refused. The kernels and quantizers
+# are tested in test_ops and test_quant.
+set -u
+B=${1:-build/release}
+cd "$(dirname "$0")/.."
+G=$B/glmv
+M=models/demo
+SET=tests/fixtures/demo_eval
+pass=0 fail=0 skip=0
+ok() { echo "ok $1"; pass=$((pass + 1)); }
+bad() { echo "not ok $1: $2"; fail=$((fail + 1)); }
+finish() { echo "RESULT quant_cli passed=$pass failed=$fail skipped=$skip"; exit 0; }
+[ -f $M/model.safetensors ] || { echo "skip: no $M"; skip=1; finish; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# the weights held: Q8_0 34 bytes and Q4_0 18 bytes per 32 weights of the decoder's matrices
+for q in none q8_0 q4_0; do
+    "$G" run -m $M --quant $q -p hi -n 1 -v >/dev/null 2>"$tmp/$q.err" || bad "load_$q" "$(cat "$tmp/$q.err")"
+    sed -n "s/.*weights $q (\([0-9.]*\) MiB).*/\1/p" "$tmp/$q.err" >"$tmp/$q.mib"
+done
+n=$(cat "$tmp/none.mib") q8=$(cat "$tmp/q8_0.mib") q4=$(cat "$tmp/q4_0.mib")
+if [ -n "$n" ] && [ -n "$q8" ] && [ -n "$q4" ] && awk -v n="$n" -v a="$q8" -v b="$q4" 'BEGIN { exit !(a < n && b < a) }'; then
+    ok weights_shrink
+else bad weights_shrink "none '$n' q8_0 '$q8' q4_0 '$q4' MiB"; fi
+
+# held-out questions: the first 10 rows of the set
+same8=0 same4=0 rows=0
+while IFS=$'\t' read -r file _ question _ _; do
+    a=$("$G" run -m $M --image "$SET/$file" -p "$question" --no-reasoning -n 64 2>/dev/null)
+    b=$("$G" run -m $M --quant q8_0 --image "$SET/$file" -p "$question" --no-reasoning -n 64 2>/dev/null)
+    c=$("$G" run -m $M --quant q4_0 --image "$SET/$file" -p "$question" --no-reasoning -n 64 2>/dev/null)
+    rows=$((rows + 1))
+    [ -n "$a" ] && [ "$a" = "$b" ] && same8=$((same8 + 1))
+    [ -n "$a" ] && [ "$a" = "$c" ] && same4=$((same4 + 1))
+done < <(tail -n +2 $SET/answers.tsv | head -n 10)
+[ "$same8" -eq "$rows" ] && ok q8_0_answers || bad q8_0_answers "$same8 of $rows answers as BF16's"
+[ "$same4" -ge 8 ] && ok q4_0_answers || bad q4_0_answers "$same4 of $rows answers as BF16's"
+
+# refusals
+"$G" run -m $M --quant q5_k -p hi -n 1 >/dev/null 2>"$tmp/err"
+[ $? -eq 2 ] && grep -q "expects q8_0, q4_0" "$tmp/err" && ok bad_quant_value || bad bad_quant_value "$(cat "$tmp/err")"
+"$G" bench --quant q3 >/dev/null 2>"$tmp/err"
+[ $? -eq 2 ] && grep -q "expects q8_0, q4_0" "$tmp/err" && ok bench_bad_quant || bad bench_bad_quant "$(cat "$tmp/err")"
+finish
