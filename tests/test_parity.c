@@ -522,8 +522,8 @@ static int on_lp(void *user, const glmv_event *ev) {
 
 static int demo_gen(glmv_session *s, const glmv_sampling *sp, lp_rec *rec, glmv_result *res,
                     char *err) {
-    glmv_part parts[2] = {{GLMV_PART_IMAGE, NULL, "models/demo/example.png", NULL, 0, 0, 0, 0, 0},
-                          {GLMV_PART_TEXT, "How many shapes are there?", NULL, NULL, 0, 0, 0, 0, 0}};
+    glmv_part parts[2] = {{.kind = GLMV_PART_IMAGE, .path = "models/demo/example.png"},
+                          {.kind = GLMV_PART_TEXT, .text = "How many shapes are there?"}};
     glmv_message msg = {"user", parts, 2, NULL};
     if (rec) memset(rec, 0, sizeof *rec);
     return glmv_generate(s, &msg, 1, sp, rec ? on_lp : NULL, rec, res, err);
@@ -714,7 +714,7 @@ TEST(raw_prompt) {
     glmv_sampling_default(m, &sp);
     sp.do_sample = 0;
     sp.max_new_tokens = 60;
-    glmv_part p = {GLMV_PART_TEXT, "How many shapes are there?", NULL, NULL, 0, 0, 0, 0, 0};
+    glmv_part p = {.kind = GLMV_PART_TEXT, .text = "How many shapes are there?"};
     glmv_message msg = {"user", &p, 1, NULL};
     glmv_result a, b;
     CHECK(glmv_generate(s, &msg, 1, &sp, NULL, NULL, &a, err) == 0);
@@ -752,7 +752,7 @@ TEST(context_limit_error) {
     if (!m) return;
     glmv_session *s = NULL;
     CHECK(glmv_session_new(&s, m, 32, err) == 0);
-    glmv_part p = {GLMV_PART_TEXT, "Tell me a short story about the sea.", NULL, NULL, 0, 0, 0, 0, 0};
+    glmv_part p = {.kind = GLMV_PART_TEXT, .text = "Tell me a short story about the sea."};
     glmv_message msg = {"user", &p, 1, NULL};
     glmv_sampling sp;
     glmv_sampling_default(m, &sp);
@@ -786,7 +786,7 @@ TEST(cancel_and_stop_strings) {
     if (!m) return;
     glmv_session *s = NULL;
     CHECK(glmv_session_new(&s, m, 128, err) == 0);
-    glmv_part p = {GLMV_PART_TEXT, "Tell me a short story about the sea.", NULL, NULL, 0, 0, 0, 0, 0};
+    glmv_part p = {.kind = GLMV_PART_TEXT, .text = "Tell me a short story about the sea."};
     glmv_message msg = {"user", &p, 1, NULL};
     glmv_sampling sp;
     glmv_sampling_default(m, &sp);
@@ -1255,8 +1255,8 @@ typedef struct {
 } batch_req;
 
 static void batch_msg(const batch_req *r, glmv_part parts[2], glmv_message *msg) {
-    glmv_part img = {GLMV_PART_IMAGE, NULL, "models/demo/example.png", NULL, 0, 0, 0, 0, 0};
-    glmv_part txt = {GLMV_PART_TEXT, r->q, NULL, NULL, 0, 0, 0, 0, 0};
+    glmv_part img = {.kind = GLMV_PART_IMAGE, .path = "models/demo/example.png"};
+    glmv_part txt = {.kind = GLMV_PART_TEXT, .text = r->q};
     int k = 0;
     if (r->image) parts[k++] = img;
     parts[k++] = txt;
@@ -1393,8 +1393,8 @@ TEST(backend_error_reaches_caller) {
     CHECK(glmv_session_new(&s, m, 512, err) == 0 && glmv_session_new(&s2, m, 512, err) == 0);
     glmv_gen *a = NULL, *b2 = NULL;
     glmv_batch *b = NULL;
-    glmv_part parts[2] = {{GLMV_PART_IMAGE, NULL, "models/demo/example.png", NULL, 0, 0, 0, 0, 0},
-                          {GLMV_PART_TEXT, "How many shapes are there?", NULL, NULL, 0, 0, 0, 0, 0}};
+    glmv_part parts[2] = {{.kind = GLMV_PART_IMAGE, .path = "models/demo/example.png"},
+                          {.kind = GLMV_PART_TEXT, .text = "How many shapes are there?"}};
     glmv_message msg = {"user", parts, 2, NULL};
     glmv_sampling sp;
     glmv_sampling_default(m, &sp);
@@ -1443,8 +1443,8 @@ TEST(error_kinds) {
         glmv_model_free(m);
         return;
     }
-    glmv_part parts[2] = {{GLMV_PART_IMAGE, NULL, "models/demo/example.png", NULL, 0, 0, 0, 0, 0},
-                          {GLMV_PART_TEXT, "How many shapes are there?", NULL, NULL, 0, 0, 0, 0, 0}};
+    glmv_part parts[2] = {{.kind = GLMV_PART_IMAGE, .path = "models/demo/example.png"},
+                          {.kind = GLMV_PART_TEXT, .text = "How many shapes are there?"}};
     glmv_message msg = {"user", parts, 2, NULL};
     glmv_sampling sp;
     glmv_result r;
@@ -1460,7 +1460,7 @@ TEST(error_kinds) {
         if (k == 1) p2[0].path = "models/demo/no_such_image.png";
         if (k == 2) sp.temperature = NAN;
         if (k == 3) {
-            p2[0] = (glmv_part){GLMV_PART_TEXT, "see <|begin_of_image|><|image|><|end_of_image|>", NULL, NULL, 0, 0, 0, 0, 0};
+            p2[0] = (glmv_part){.kind = GLMV_PART_TEXT, .text = "see <|begin_of_image|><|image|><|end_of_image|>"};
         }
         err[0] = 0;
         int rc = glmv_generate(s, &m2, 1, &sp, NULL, NULL, &r, err);
@@ -1497,8 +1497,8 @@ TEST(prompt_stage) {
     char err[GLMV_ERR_SIZE] = "";
     glmv_model *m = load_demo(err);
     if (!m) return;
-    glmv_part parts[2] = {{GLMV_PART_IMAGE, NULL, "models/demo/example.png", NULL, 0, 0, 0, 0, 0},
-                          {GLMV_PART_TEXT, "What colour is the circle?", NULL, NULL, 0, 0, 0, 0, 0}};
+    glmv_part parts[2] = {{.kind = GLMV_PART_IMAGE, .path = "models/demo/example.png"},
+                          {.kind = GLMV_PART_TEXT, .text = "What colour is the circle?"}};
     glmv_message msg = {"user", parts, 2, NULL};
     glmv_sampling sp;
     glmv_sampling_default(m, &sp);
