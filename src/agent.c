@@ -427,13 +427,16 @@ static int parse_mobile(const char *ans, agent_action *a, char *err, size_t es) 
         }
     char *js = py_to_json(j, (size_t)(je - j), err, es);
     if (!js) return -1;
-    cJSON *o = cJSON_Parse(js);
-    free(js);
+    const char *at_err = NULL;
+    cJSON *o = cJSON_ParseWithOpts(js, &at_err, 1);
     int rc = -1;
     if (!cJSON_IsObject(o)) {
-        set_err(err, es, "the action is not valid JSON");
+        set_err(err, es, "the action is not valid JSON%s%.20s%s", at_err && *at_err ? " (near '" : "",
+                at_err ? at_err : "", at_err && *at_err ? "')" : "");
+        free(js);
         goto done;
     }
+    free(js);
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(o, "action_type");
     if (!cJSON_IsString(at)) {
         set_err(err, es, "the action has no \"action_type\" string");

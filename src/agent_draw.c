@@ -133,12 +133,13 @@ int agent_draw(const agent_action *a, const char *screenshot, const char *png_pa
         double x0 = m.has_box ? m.px_box[0] : 0, y0 = m.has_box ? m.px_box[1] : 0;
         double x1 = m.has_box ? m.px_box[2] : w, y1 = m.has_box ? m.px_box[3] : h;
         double cx = has_point ? m.px_point[0] : (x0 + x1) / 2, cy = has_point ? m.px_point[1] : (y0 + y1) / 2;
-        double dx = 0, dy = 0, len = fmax(h, w) / 8.0;
-        if (m.mode == AGENT_MOBILE && m.has_box) len = fmax(x1 - x0, y1 - y0) * 0.4;
+        double dx = 0, dy = 0;
         if (!strcmp(m.direction, "up")) dy = -1;
         else if (!strcmp(m.direction, "down")) dy = 1;
         else if (!strcmp(m.direction, "left")) dx = -1;
         else dx = 1;
+        /* a swipe spans most of its region along its direction; a scroll is a short hint */
+        double len = m.mode == AGENT_MOBILE ? 0.6 * (dy ? y1 - y0 : x1 - x0) : fmax(h, w) / 8.0;
         len = fmax(len, lw * 10);
         arrow(cr, cx - dx * len / 2, cy - dy * len / 2, cx + dx * len / 2, cy + dy * len / 2, lw * 1.5);
     }
