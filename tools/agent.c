@@ -197,6 +197,8 @@ int cmd_agent(int argc, char **argv) {
     char err[GLMV_ERR_SIZE];
     if (task && !strcmp(task, "-")) {
         if (!(task = task_buf = read_all("-", "task from"))) goto out;
+        size_t n = strlen(task_buf); /* `echo TASK |` ends it with a newline that is not the task's */
+        while (n && (task_buf[n - 1] == '\n' || task_buf[n - 1] == '\r')) task_buf[--n] = 0;
     }
 
     /* the prompt (also checked with --raw: the options must make sense for the mode) */
