@@ -17,6 +17,7 @@
 #define GLMV_AGENT_H
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 
 typedef enum { AGENT_MOBILE = 0, AGENT_PC, AGENT_WEB } agent_mode;
 
@@ -90,6 +91,10 @@ cJSON *agent_action_json(const agent_action *a, int w, int h, const char *raw);
  * write a PNG of the same size. 0 or -1 with err. */
 int agent_draw(const agent_action *a, const char *screenshot, const char *png_path, char *err,
                size_t err_size);
+
+/* pc: an earlier screenshot scaled to 50% x 50% (the guide's rule for the up
+ * to four history images), as PNG bytes in memory (*png malloc'd). */
+int agent_half_png(const char *path, void **png, size_t *size, char *err, size_t err_size);
 
 extern const char agent_tmpl_mobile[], agent_tmpl_pc[], agent_tmpl_web[], agent_default_apps[];
 

@@ -7,6 +7,7 @@
 #include <cairo.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "agent.h"
@@ -25,6 +26,23 @@ __attribute__((used)) const char *__lsan_default_suppressions(void) {
 
 /* screenshots beyond this are refused before decoding (an 8K screen is 33 Mpx) */
 #define AGENT_MAX_PIXELS ((int64_t)1 << 27)
+
+/* RGB bytes -> a cairo RGB24 surface (check its status) */
+static cairo_surface_t *rgb_surface(const glmv_rgb *im) {
+    cairo_surface_t *sf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, im->w, im->h);
+    if (cairo_surface_status(sf) != CAIRO_STATUS_SUCCESS) return sf;
+    cairo_surface_flush(sf);
+    unsigned char *px = cairo_image_surface_get_data(sf);
+    int stride = cairo_image_surface_get_stride(sf);
+    for (int y = 0; y < im->h; y++) {
+        uint32_t *row = (uint32_t *)(px + (size_t)y * stride);
+        const uint8_t *src = im->rgb + (size_t)y * im->w * 3;
+        for (int x = 0; x < im->w; x++)
+            row[x] = (uint32_t)src[3 * x] << 16 | (uint32_t)src[3 * x + 1] << 8 | src[3 * x + 2];
+    }
+    cairo_surface_mark_dirty(sf);
+    return sf;
+}
 
 static void arrow(cairo_t *cr, double x0, double y0, double x1, double y1, double lw) {
     double a = atan2(y1 - y0, x1 - x0), head = lw * 6;
@@ -89,21 +107,11 @@ int agent_draw(const agent_action *a, const char *screenshot, const char *png_pa
         return -1;
     }
     int w = im.w, h = im.h, rc = -1;
-    cairo_surface_t *sf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+    cairo_surface_t *sf = rgb_surface(&im);
     if (cairo_surface_status(sf) != CAIRO_STATUS_SUCCESS) {
         snprintf(err, err_size, "cannot make a %dx%d drawing surface", w, h);
         goto out;
     }
-    cairo_surface_flush(sf);
-    unsigned char *px = cairo_image_surface_get_data(sf);
-    int stride = cairo_image_surface_get_stride(sf);
-    for (int y = 0; y < h; y++) {
-        uint32_t *row = (uint32_t *)(px + (size_t)y * stride);
-        const uint8_t *src = im.rgb + (size_t)y * w * 3;
-        for (int x = 0; x < w; x++)
-            row[x] = (uint32_t)src[3 * x] << 16 | (uint32_t)src[3 * x + 1] << 8 | src[3 * x + 2];
-    }
-    cairo_surface_mark_dirty(sf);
 
     cairo_t *cr = cairo_create(sf);
     double s = (w < h ? w : h) / 1000.0, lw = fmax(2.0, 4 * s), font = fmax(12.0, 28 * s);
@@ -169,6 +177,58 @@ int agent_draw(const agent_action *a, const char *screenshot, const char *png_pa
     rc = 0;
 out:
     cairo_surface_destroy(sf);
+    glmv_rgb_free(&im);
+    return rc;
+}
+
+/* --- pc's earlier screenshots at half size ------------------------------ */
+
+typedef struct {
+    unsigned char *p;
+    size_t n, cap;
+} png_buf;
+
+static cairo_status_t png_write(void *closure, const unsigned char *data, unsigned int len) {
+    png_buf *b = closure;
+    if (b->n + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (cap < b->n + len) cap *= 2;
+        unsigned char *np = realloc(b->p, cap);
+        if (!np) return CAIRO_STATUS_NO_MEMORY;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, data, len);
+    b->n += len;
+    return CAIRO_STATUS_SUCCESS;
+}
+
+int agent_half_png(const char *path, void **png, size_t *size, char *err, size_t err_size) {
+    char ierr[GLMV_ERR_SIZE] = "";
+    glmv_rgb im = {0}, half = {0};
+    png_buf b = {0};
+    cairo_surface_t *sf = NULL;
+    int rc = -1;
+    *png = NULL;
+    *size = 0;
+    if (glmv_image_decode_file(path, AGENT_MAX_PIXELS, &im, ierr) ||
+        glmv_image_resize(&im, im.w > 1 ? im.w / 2 : 1, im.h > 1 ? im.h / 2 : 1, &half, ierr)) {
+        snprintf(err, err_size, "%s", ierr);
+        goto out;
+    }
+    sf = rgb_surface(&half);
+    if (cairo_surface_status(sf) != CAIRO_STATUS_SUCCESS ||
+        cairo_surface_write_to_png_stream(sf, png_write, &b) != CAIRO_STATUS_SUCCESS) {
+        snprintf(err, err_size, "cannot encode %s at half size", path);
+        free(b.p);
+        goto out;
+    }
+    *png = b.p;
+    *size = b.n;
+    rc = 0;
+out:
+    if (sf) cairo_surface_destroy(sf);
+    glmv_rgb_free(&half);
     glmv_rgb_free(&im);
     return rc;
 }

@@ -186,6 +186,19 @@ model_run_too_long() {
     else bad model_prompt_too_long "status $rc: $(cat "$tmp/o" "$tmp/err")"; fi
 }
 model_run_too_long
+# pc's earlier screens go in after the current one: more vision tokens in the prompt
+vision_tokens() {
+    $G agent -m tests/fixtures/tiny --mode pc -s $SHOT --task "Open the first recipe." -n 2 \
+        --max-image-tokens 64 -v "$@" 2>&1 >/dev/null | sed -n 's/.*(\([0-9]*\) from the screenshots).*/\1/p'
+}
+v1=$(vision_tokens) v3=$(vision_tokens --previous-screenshot $SHOT --previous-screenshot models/demo/example.png)
+if [ -n "$v1" ] && [ -n "$v3" ] && [ "$v3" -gt "$v1" ]; then ok model_previous_screenshots
+else bad model_previous_screenshots "vision tokens: current only '$v1', with two earlier screens '$v3'"; fi
+usage_err opt_previous_mobile 2 --mode mobile -s $SHOT --task x --previous-screenshot $SHOT
+usage_err opt_previous_five 2 --mode pc -s $SHOT --task x --previous-screenshot $SHOT --previous-screenshot $SHOT \
+    --previous-screenshot $SHOT --previous-screenshot $SHOT --previous-screenshot $SHOT
+usage_err opt_previous_not_image 1 -m tests/fixtures/tiny --mode pc -s $SHOT --task x -n 2 \
+    --previous-screenshot $F/in_pc.json
 
 echo "RESULT agent_cmd passed=$pass failed=$fail skipped=$skip"
 [ "$fail" -eq 0 ]

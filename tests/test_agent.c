@@ -141,6 +141,35 @@ TEST(draw_box_and_drag) {
     glmv_rgb_free(&shot);
 }
 
+/* pc's earlier screens: half the size, the same picture (mean colour within a level) */
+TEST(half_png) {
+    char err[GLMV_ERR_SIZE];
+    glmv_rgb shot = {0}, half = {0};
+    void *png = NULL;
+    size_t size = 0;
+    CHECK(glmv_image_decode_file(SHOT, (int64_t)1 << 27, &shot, err) == 0);
+    CHECK(agent_half_png(SHOT, &png, &size, err, sizeof err) == 0);
+    CHECK(size > 8 && png && !memcmp(png, "\x89PNG", 4));
+    if (png && glmv_image_decode_mem(png, size, (int64_t)1 << 27, &half, err) == 0) {
+        CHECK_EQ_INT(half.w, 1024);
+        CHECK_EQ_INT(half.h, 595);
+        for (int c = 0; c < 3; c++) {
+            double a = 0, b = 0;
+            for (long i = 0; i < (long)shot.w * shot.h; i++) a += shot.rgb[3 * i + c];
+            for (long i = 0; i < (long)half.w * half.h; i++) b += half.rgb[3 * i + c];
+            a /= (double)shot.w * shot.h;
+            b /= (double)half.w * half.h;
+            CHECK_MSG(fabs(a - b) < 1.0, "channel %d: mean %.2f, at half size %.2f", c, a, b);
+        }
+    } else {
+        CHECK_MSG(0, "the half-size PNG does not decode: %s", err);
+    }
+    free(png);
+    glmv_rgb_free(&half);
+    glmv_rgb_free(&shot);
+    CHECK(agent_half_png(ANS "pc_key.txt", &png, &size, err, sizeof err) != 0 && png == NULL);
+}
+
 /* Every prefix of every answer, good and bad: parsed or refused, never a crash
  * or a read past the text (run under ASan by make asan-test). A cut answer
  * whose action is complete may parse; one cut inside its action may not. */
@@ -225,6 +254,7 @@ int main(void) {
     RUN(map_mobile_box);
     RUN(map_pc_points);
     RUN(draw_box_and_drag);
+    RUN(half_png);
     RUN(every_prefix);
     RUN(prompt_arguments);
     return test_summary("agent");

@@ -17,6 +17,7 @@
 #include "image.h"
 
 #define MAX_STEPS 256
+#define MAX_PREVIOUS 4 /* pc: the guide's 1-5 images, the current one first */
 #define MAX_FILE ((size_t)16 << 20)
 
 /* exit statuses: a malformed answer is told apart from a failure to run */
@@ -37,6 +38,9 @@ static void usage(FILE *f) {
             "                           answer (Memory/Reason/Action), pc its explanation and action\n"
             "                           line, web 'Thought:..  Action:..  Observation:..'\n"
             "  --history FILE           earlier steps as a JSON array of strings (before any --step)\n"
+            "  --previous-screenshot FILE\n"
+            "                           pc: the screen before one of the last 4 steps (repeatable,\n"
+            "                           oldest first); sent at 50%% x 50%% after the current one\n"
             "  --apps LIST              mobile: the apps open_app may name, comma-separated\n"
             "                           (default: AndroidWorld's list)\n"
             "  --memory TEXT            pc: the memory JSON list (default []); web: the memory JSON\n"
@@ -115,8 +119,9 @@ int cmd_agent(int argc, char **argv) {
     cli_opts_init(&o);
     const char *mode_s = NULL, *shot = NULL, *task = NULL, *history_file = NULL, *apps = NULL,
                *memory = NULL, *url = NULL, *elements_file = NULL, *draw = NULL, *raw_file = NULL;
-    int print_prompt = 0, pretty = 0, n_steps = 0;
+    int print_prompt = 0, pretty = 0, n_steps = 0, n_prev = 0;
     static const char *steps_arg[MAX_STEPS];
+    const char *prev[MAX_PREVIOUS];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_opts_parse(&o, argc, argv, &i);
@@ -138,6 +143,13 @@ int cmd_agent(int argc, char **argv) {
                 return EXIT_USAGE;
             }
             steps_arg[n_steps++] = argv[++i];
+        } else if (!strcmp(a, "--previous-screenshot") && has_val) {
+            if (n_prev == MAX_PREVIOUS) {
+                fprintf(stderr, "glmv agent: at most %d previous screenshots (the guide's 5 images)\n",
+                        MAX_PREVIOUS);
+                return EXIT_USAGE;
+            }
+            prev[n_prev++] = argv[++i];
         } else if (!strcmp(a, "--history") && has_val) {
             history_file = argv[++i];
         } else if (!strcmp(a, "--apps") && has_val) {
@@ -176,6 +188,11 @@ int cmd_agent(int argc, char **argv) {
         fprintf(stderr, "glmv agent: --task TEXT is required\n");
         return EXIT_USAGE;
     }
+    if (n_prev && mode != AGENT_PC) {
+        fprintf(stderr, "glmv agent: --previous-screenshot is pc's; %s sends the current screen only\n",
+                mode_s);
+        return EXIT_USAGE;
+    }
     if (raw_file && print_prompt) {
         fprintf(stderr, "glmv agent: --raw and --print-prompt do not go together\n");
         return EXIT_USAGE;
@@ -194,6 +211,7 @@ int cmd_agent(int argc, char **argv) {
     glmv_rgb im = {0};
     glmv_result res;
     int have_res = 0;
+    void *prev_png[MAX_PREVIOUS] = {0};
     char err[GLMV_ERR_SIZE];
     if (task && !strcmp(task, "-")) {
         if (!(task = task_buf = read_all("-", "task from"))) goto out;
@@ -255,15 +273,26 @@ int cmd_agent(int argc, char **argv) {
         glmv_sampling sp;
         cli_opts_sampling(&o, m, &sp);
         sp.keep_tags = 1; /* the answer with its tags, as the official clients parse it */
-        glmv_part parts[2] = {{.kind = GLMV_PART_IMAGE, .path = shot}, {.kind = GLMV_PART_TEXT, .text = prompt}};
-        glmv_message msg = {"user", parts, 2, NULL};
+        /* the current screen first, then pc's earlier ones at half size, oldest first */
+        glmv_part parts[MAX_PREVIOUS + 2] = {{.kind = GLMV_PART_IMAGE, .path = shot}};
+        int n_parts = 1;
+        for (int i = 0; i < n_prev; i++) {
+            size_t sz;
+            if (agent_half_png(prev[i], &prev_png[i], &sz, err, sizeof err)) {
+                fprintf(stderr, "glmv agent: --previous-screenshot %s: %s\n", prev[i], err);
+                goto out;
+            }
+            parts[n_parts++] = (glmv_part){.kind = GLMV_PART_IMAGE, .data = prev_png[i], .size = sz};
+        }
+        parts[n_parts++] = (glmv_part){.kind = GLMV_PART_TEXT, .text = prompt};
+        glmv_message msg = {"user", parts, n_parts, NULL};
         if (glmv_generate(s, &msg, 1, &sp, quiet, NULL, &res, err)) {
             fprintf(stderr, "glmv agent: %s\n", err);
             goto out;
         }
         have_res = 1;
         if (o.mp.verbose)
-            fprintf(stderr, "glmv agent: %d prompt tokens (%d from the screenshot), %d generated (%s)\n",
+            fprintf(stderr, "glmv agent: %d prompt tokens (%d from the screenshots), %d generated (%s)\n",
                     res.prompt_tokens, res.image_tokens, res.completion_tokens, res.finish_reason);
         raw = strdup(res.content ? res.content : "");
         if (!raw) goto out;
@@ -301,6 +330,7 @@ int cmd_agent(int argc, char **argv) {
     rc = EXIT_OK;
 out:
     if (have_res) glmv_result_free(&res);
+    for (int i = 0; i < MAX_PREVIOUS; i++) free(prev_png[i]);
     glmv_session_free(s);
     glmv_model_free(m);
     glmv_rgb_free(&im);
