@@ -84,7 +84,8 @@ static char *dup_trim(const char *s, const char *e) {
     return r;
 }
 
-/* The first line that starts (after blanks) with label; *count gets how many do. */
+/* The first line that starts (after blanks, and the "3. " the mobile prompt
+ * numbers its parts with) with label; *count gets how many do. */
 static const char *find_label(const char *s, const char *label, int *count) {
     const char *first = NULL;
     size_t n = strlen(label);
@@ -92,6 +93,10 @@ static const char *find_label(const char *s, const char *label, int *count) {
     for (const char *line = s; line && *line;) {
         const char *p = line;
         while (*p == ' ' || *p == '\t') p++;
+        if (isdigit((unsigned char)*p) && p[1] == '.') {
+            p += 2;
+            while (*p == ' ') p++;
+        }
         if (!strncmp(p, label, n)) {
             if (!first) first = p;
             c++;

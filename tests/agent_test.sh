@@ -58,6 +58,7 @@ expect mobile_input_text_lower.txt '.action == "input_text" and .text == "it'"'"
 expect mobile_keyboard_enter.txt '.action == "keyboard_enter" and (has("box") | not) and (has("text") | not)'
 expect mobile_navigate_home.txt '.action == "navigate_home"'
 expect mobile_navigate_back.txt '.action == "navigate_back"'
+expect mobile_navigate_back_numbered.txt '.action == "navigate_back" and (.reason | startswith("The prompt numbers"))'
 expect mobile_swipe.txt '.action == "swipe" and .direction == "up" and .box == [0,357,2046,1072] and
     .memory == "{\"recipes_seen\": 3}"'
 expect mobile_swipe_screen.txt '.action == "swipe" and .direction == "left" and (has("box") | not)'
@@ -145,6 +146,9 @@ usage_err opt_history_not_array 2 --mode pc --task x --history $F/in_pc.json --p
 usage_err opt_unknown 2 --mode pc --task x --frobnicate
 usage_err opt_missing_raw 1 --mode pc -s $SHOT --raw "$tmp/none.txt"
 usage_err opt_screenshot_not_image 1 --mode pc -s $F/in_pc.json --raw $F/answers/pc_key.txt
+printf 'Thought: caf\xe9\nAction: Wait\nMemory_Updated: {}' >"$tmp/latin1.txt"
+usage_err opt_raw_not_utf8 1 --mode web -s $SHOT --raw "$tmp/latin1.txt"
+usage_err opt_task_not_utf8 2 --mode pc --task "$(printf 'caf\xe9')" --print-prompt
 usage_err opt_draw_unwritable 1 --mode pc -s $SHOT --raw $F/answers/pc_left_click.txt --draw /nonexistent/x.png
 if $G agent --help | grep -q -- "--draw OUT.png" && $G --help | grep -q "agent"; then ok help
 else bad help "agent --help or glmv --help lacks agent"; fi

@@ -62,6 +62,19 @@ static void usage(FILE *f) {
             cli_opts_help);
 }
 
+/* 1 if s is well-formed UTF-8 (JSON output must be) */
+static int utf8_ok(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2 : (*p & 0xF8) == 0xF0 ? 3 : -1;
+        if (n < 0 || (n == 1 && *p < 0xC2) || (n == 3 && *p > 0xF4)) return 0;
+        p++;
+        for (int i = 0; i < n; i++, p++)
+            if ((*p & 0xC0) != 0x80) return 0;
+    }
+    return 1;
+}
+
 /* A whole file ('-': standard input), NUL-terminated; NULL with a message. */
 static char *read_all(const char *path, const char *what) {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
@@ -94,8 +107,8 @@ static char *read_all(const char *path, const char *what) {
         return NULL;
     }
     if (buf) buf[n] = 0;
-    if (buf && strlen(buf) != n) {
-        fprintf(stderr, "glmv agent: %s %s holds NUL bytes: not text\n", what, path);
+    if (buf && (strlen(buf) != n || !utf8_ok(buf))) {
+        fprintf(stderr, "glmv agent: %s %s is not UTF-8 text\n", what, path);
         free(buf);
         return NULL;
     }
@@ -179,6 +192,14 @@ int cmd_agent(int argc, char **argv) {
         return EXIT_USAGE;
     }
     agent_mode mode = (agent_mode)agent_mode_parse(mode_s);
+    const char *texts[] = {task, apps, memory, url};
+    for (int i = 0; i < 4 + n_steps; i++) {
+        const char *t = i < 4 ? texts[i] : steps_arg[i - 4];
+        if (t && !utf8_ok(t)) {
+            fprintf(stderr, "glmv agent: an argument is not UTF-8 text\n");
+            return EXIT_USAGE;
+        }
+    }
     int run_model = !raw_file && !print_prompt;
     if (!shot && !print_prompt) {
         fprintf(stderr, "glmv agent: --screenshot FILE is required\n");
@@ -224,9 +245,10 @@ int cmd_agent(int argc, char **argv) {
         if (!(hist_buf = read_all(history_file, "history file"))) goto out;
         hist_json = cJSON_Parse(hist_buf);
         int okj = cJSON_IsArray(hist_json);
-        for (const cJSON *c = okj ? hist_json->child : NULL; c; c = c->next) okj &= cJSON_IsString(c);
+        for (const cJSON *c = okj ? hist_json->child : NULL; c; c = c->next)
+            okj &= cJSON_IsString(c) && utf8_ok(c->valuestring);
         if (!okj) {
-            fprintf(stderr, "glmv agent: %s is not a JSON array of strings (one per earlier step)\n",
+            fprintf(stderr, "glmv agent: %s is not a JSON array of UTF-8 strings (one per earlier step)\n",
                     history_file);
             rc = EXIT_USAGE;
             goto out;
