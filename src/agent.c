@@ -152,6 +152,21 @@ static char *fill(const char *tmpl, const placeholder *ph, int n_ph) {
     return sb_take(&b);
 }
 
+/* A step as the history shows it: the answer part of a model output (a
+ * saved raw output may be given as it is), without the grounding tokens --
+ * the guide's "answer outputs (excluding <|start_of_box|> and <|end_of_box|>)". */
+static void add_step(sbuf *b, const char *step) {
+    char *t = agent_answer_text(step);
+    if (!t) {
+        b->oom = 1;
+        return;
+    }
+    size_t n = strlen(t);
+    while (n && (t[n - 1] == '\n' || t[n - 1] == ' ')) n--; /* a saved file's last newline */
+    sb_add(b, t, n);
+    free(t);
+}
+
 char *agent_prompt(const agent_prompt_args *a, char *err, size_t err_size) {
     const char *mode = agent_mode_name(a->mode);
     if (!a->task || !*a->task) {
@@ -181,7 +196,7 @@ char *agent_prompt(const agent_prompt_args *a, char *err, size_t err_size) {
         for (int i = 0; i < a->n_history; i++) {
             if (i) sb_puts(&h, "\n");
             sb_printf(&h, "Step %d:\n", i);
-            sb_puts(&h, a->history[i]);
+            add_step(&h, a->history[i]);
         }
         char *hist = sb_take(&h);
         if (!hist) goto oom;
@@ -195,7 +210,7 @@ char *agent_prompt(const agent_prompt_args *a, char *err, size_t err_size) {
         if (a->n_history > 0) sb_puts(&h, "History actions:\n");
         for (int i = 0; i < a->n_history; i++) {
             sb_printf(&h, "step %d: ", i + 1);
-            sb_puts(&h, a->history[i]);
+            add_step(&h, a->history[i]);
             sb_puts(&h, "\n");
         }
         sb_puts(&h, "Memory:\n");
@@ -210,7 +225,7 @@ char *agent_prompt(const agent_prompt_args *a, char *err, size_t err_size) {
         for (int i = 0; i < a->n_history; i++) {
             if (i) sb_puts(&h, "\n");
             sb_printf(&h, "%d.", i);
-            sb_puts(&h, a->history[i]);
+            add_step(&h, a->history[i]);
         }
         char *hist = sb_take(&h);
         if (!hist) goto oom;

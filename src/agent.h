@@ -28,7 +28,9 @@ const char *agent_mode_name(agent_mode m);
 typedef struct {
     agent_mode mode;
     const char *task;            /* #COMMAND# / #TASK# / {TASK} */
-    const char *const *history;  /* earlier steps, oldest first, as the mode writes them */
+    const char *const *history;  /* earlier steps, oldest first, as the mode writes them; a
+                                    model output's <think> part, <answer> tags and box
+                                    tokens are dropped */
     int n_history;
     const char *apps;            /* mobile: #SUPPORTED_APPS# (NULL = AndroidWorld's list) */
     const char *memory;          /* pc: the JSON list (NULL = "[]"); web: the JSON object

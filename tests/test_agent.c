@@ -246,6 +246,14 @@ TEST(prompt_arguments) {
     /* no history: only the memory part follows the task */
     CHECK(p && strstr(p, "solve the following task:\nDo it\nMemory:\n[]") && !strstr(p, "History actions"));
     free(p);
+    /* a saved model output as a step: its answer only, without the box tokens */
+    const char *raw_step[] = {"<think>The box.</think><answer>Click it.\n"
+                              "left_click(start_box='<|begin_of_box|>[1,2]<|end_of_box|>')\n</answer>"};
+    c.history = raw_step;
+    c.n_history = 1;
+    p = agent_prompt(&c, err, sizeof err);
+    CHECK(p && strstr(p, "\nHistory actions:\nstep 1: Click it.\nleft_click(start_box='[1,2]')\nMemory:\n[]"));
+    free(p);
     c.task = "";
     CHECK(agent_prompt(&c, err, sizeof err) == NULL);
 }
