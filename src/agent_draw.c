@@ -78,7 +78,8 @@ static void label(cairo_t *cr, const char *text, double x, double y, double size
 /* "click", "type: drip coffee maker", "Click [5]": at most ~90 bytes, cut on a UTF-8 boundary */
 static void label_text(const agent_action *a, char *out, size_t size) {
     const char *arg = a->text ? a->text : a->keys ? a->keys : a->app_name ? a->app_name
-                    : a->goal_status ? a->goal_status : a->direction ? a->direction : NULL;
+                    : a->goal_status ? a->goal_status : a->direction ? a->direction
+                    : a->element_info;
     int n;
     if (a->mode == AGENT_WEB && a->element >= 0) n = snprintf(out, size, "%s [%d]", a->action, a->element);
     else if (a->mode == AGENT_WEB && a->element == -1) n = snprintf(out, size, "%s [WINDOW]", a->action);
