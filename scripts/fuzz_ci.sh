@@ -21,11 +21,12 @@ seeds safetensors
 seeds tokenizer
 seeds schema
 seeds serve
+seeds agent tests/fixtures/agent/answers/*.txt tests/fixtures/agent/bad/*.txt
 printf '{"messages":[{"role":"user","content":"hi"}],"n":2,"logprobs":true,"top_logprobs":3}' >"$T/serve/a"
 printf '{"input":[{"role":"user","content":[{"type":"input_text","text":"x"}]}],"text":{"format":{"type":"json_object"}}}' >"$T/serve/b"
 printf '{"type":"object","properties":{"a":{"type":"integer","minimum":1,"maximum":12},"b":{"enum":["x",1]}},"required":["a"]}\n{"a":7,"b":"x"}' >"$T/schema/a"
 fail=0
-for t in config image safetensors schema serve tokenizer video; do
+for t in agent config image safetensors schema serve tokenizer video; do
     [ -x "$F/fuzz_$t" ] || { echo "fuzz_ci: no $F/fuzz_$t (make fuzz)"; fail=1; continue; }
     n=$RUNS
     [ $t = video ] && n=$((RUNS / 10)) # FFmpeg under ASan: 10x slower a run

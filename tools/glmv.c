@@ -14,12 +14,14 @@ int cmd_chat(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
 
 static const cli_command commands[] = {
     {"run", cmd_run, "answer one prompt with images/videos, streaming the reply"},
     {"chat", cmd_chat, "interactive multi-turn chat on a terminal"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server and chat page"},
     {"tokenize", cmd_tokenize, "print the token ids of a text (needs only tokenizer.json)"},
+    {"agent", cmd_agent, "one GUI-agent step: screenshot + task -> an action as JSON (--draw)"},
     {"bench", cmd_bench, "measure load, prefill, decode and vision speed, peak memory"},
     {NULL, NULL, NULL},
 };
