@@ -14,6 +14,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 static const cli_command commands[] = {
     {"run", cmd_run, "answer one prompt with images/videos, streaming the reply"},
@@ -21,6 +22,7 @@ static const cli_command commands[] = {
     {"serve", cmd_serve, "OpenAI-compatible HTTP server and chat page"},
     {"tokenize", cmd_tokenize, "print the token ids of a text (needs only tokenizer.json)"},
     {"bench", cmd_bench, "measure load, prefill, decode and vision speed, peak memory"},
+    {"eval", cmd_eval, "accuracy on questions with reference answers, per thinking budget"},
     {NULL, NULL, NULL},
 };
 
