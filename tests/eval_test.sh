@@ -51,6 +51,14 @@ if $G eval $SET -m $D $T --limit $per --out "$tmp/r.jsonl" >"$tmp/table" 2>"$tmp
     else bad run_same_as_glmv_run "run '$want', eval $first"; fi
 else bad run_table_matches_jsonl "exit $?: $(cat "$tmp/err")"; fi
 
+# a progress bar on a terminal (script(1) gives it one), nothing on stderr otherwise
+if command -v script >/dev/null; then
+    script -qec "$G eval $SET -m $D $T --limit 1 2>&1 >/dev/null" /dev/null >"$tmp/tty" 2>&1
+    if grep -q '\[#*\.*\] 1/5  budget unlimited' "$tmp/tty" && grep -q '\[#\{30\}\] 5/5 ' "$tmp/tty" &&
+       [ ! -s "$tmp/err" ]; then ok progress_bar
+    else bad progress_bar "tty: $(head -c 300 "$tmp/tty" | cat -v); stderr without a tty: $(head -c 300 "$tmp/err")"; fi
+else echo "skip progress_bar: no script(1)"; skip=$((skip + 1)); fi
+
 # 2. a budget sweep: a table per budget, the thinking cut at the budget (plus the forced
 #    </think>), and an SVG with one point per budget on every line
 if $G eval $SET -m $D $T --limit 1 --budgets 1,8,unlimited --out "$tmp/s.jsonl" --plot "$tmp/s.svg" >"$tmp/table" 2>"$tmp/err"; then

@@ -538,7 +538,7 @@ int cmd_eval(int argc, char **argv) {
         tally *row = rows + (size_t)b * (n_cats + 1), *all = row + n_cats;
         for (int k = 0; k < n_sel; k++) {
             const eval_item *it = &items.v[sel[k]];
-            if (tty) progress(done_n, total, budgets[b], all, t_start);
+            if (tty && done_n == 0) progress(done_n, total, budgets[b], all, t_start);
             char *content;
             int think = 0, answer = 0;
             const char *finish = "stop";
@@ -558,6 +558,7 @@ int cmd_eval(int argc, char **argv) {
             if (out) write_record(out, it, budgets[b], got, ok, think, answer, secs, finish);
             free(got);
             done_n++;
+            if (tty) progress(done_n, total, budgets[b], all, t_start);
         }
         if (tty) fprintf(stderr, "\r\033[K");
         if (out) fflush(out);
