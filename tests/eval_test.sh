@@ -118,6 +118,18 @@ else
     if $G eval $SET --url "$url/v1" --limit 1 --budget 1 --out "$tmp/u1.jsonl" >/dev/null 2>"$tmp/err" &&
        jq -se 'length == 5 and all(.budget == 1 and .thinking_tokens <= 2)' "$tmp/u1.jsonl" >/dev/null; then ok url_budget
     else bad url_budget "$(cat "$tmp/err" "$tmp/u1.jsonl")"; fi
+    # a video (and two images) go to the server as data: URLs: the same answer as the engine's
+    VID=../shared/assets/videos/mmcv_test.mp4
+    if [ -f $VID ]; then
+        printf '{"id": "v", "question": "How many shapes are there?", "answer": "1", "video": "%s"}\n' "$PWD/$VID" >"$tmp/v.jsonl"
+        printf '{"id": "i2", "question": "How many shapes are there?", "answer": "1", "images": ["%s", "%s"]}\n' \
+            "$PWD/$F/000.png" "$PWD/$F/001.png" >>"$tmp/v.jsonl"
+        if $G eval "$tmp/v.jsonl" -m $D $T -n 16 --out "$tmp/v1.out" >/dev/null 2>"$tmp/err" &&
+           $G eval "$tmp/v.jsonl" --url "$url" -n 16 --out "$tmp/v2.out" >/dev/null 2>>"$tmp/err" &&
+           [ "$(jq -c '[.got, .thinking_tokens, .answer_tokens]' "$tmp/v1.out")" = "$(jq -c '[.got, .thinking_tokens, .answer_tokens]' "$tmp/v2.out")" ] &&
+           [ "$(wc -l <"$tmp/v2.out")" = 2 ]; then ok url_video_images
+        else bad url_video_images "$(cat "$tmp/err" "$tmp/v1.out" "$tmp/v2.out")"; fi
+    else echo "skip url_video_images: $VID missing"; skip=$((skip + 1)); fi
     # a refusal by the server (here: a temperature beyond its range) stops the run with the server's message
     $G eval $SET --url "$url" --limit 1 --temp 5 >/dev/null 2>"$tmp/err"
     rc=$?
@@ -166,5 +178,6 @@ expect_fail err_missing_model 1 "nonexistent" $G eval $SET $NOMODEL --limit 1
 expect_fail err_url_unreachable 1 "127.0.0.1:9/v1/chat/completions: Couldn't connect\|127.0.0.1:9.*connect" $G eval $SET --url http://127.0.0.1:9 --limit 1
 expect_fail err_url_scheme 2 "http:// or https://" $G eval $SET --url ftp://example.org --limit 1
 expect_fail err_url_and_model 2 "server has its own model" $G eval $SET --url http://127.0.0.1:9 -m $D
+expect_fail err_api_model_without_url 2 "go with --url" $G eval $SET -m $D --api-model x
 expect_fail err_out_unwritable 2 "cannot write /nonexistent/r.jsonl" $G eval $SET -m $D --out /nonexistent/r.jsonl
 finish

@@ -374,7 +374,7 @@ int cmd_eval(int argc, char **argv) {
     cli_opts o;
     cli_opts_init(&o);
     const char *items_path = NULL, *out_path = NULL, *plot_path = NULL, *url = NULL;
-    const char *api_key = getenv("GLMV_API_KEY"), *api_model = NULL;
+    const char *api_key = NULL, *api_model = NULL;
     const char *cats_arg[MAX_CATEGORIES];
     int n_cats_arg = 0, budgets[MAX_BUDGETS], n_budgets = 0, budget_flag = 0;
     long limit = 0;
@@ -441,6 +441,10 @@ int cmd_eval(int argc, char **argv) {
         n_budgets = 1;
     }
     if (!n_budgets) budgets[n_budgets++] = 0;
+    if (!url && (api_model || api_key)) {
+        fprintf(stderr, "glmv eval: --api-key and --api-model go with --url\n");
+        return 2;
+    }
     if (url && o.model_dir) {
         fprintf(stderr, "glmv eval: -m and --url: the server has its own model (--api-model names it)\n");
         return 2;
@@ -520,7 +524,8 @@ int cmd_eval(int argc, char **argv) {
     rc = 1;
     char err[1024];
     if (url) {
-        if (eval_url_open(&rn.url, url, api_key, api_model, err, sizeof err)) {
+        if (eval_url_open(&rn.url, url, api_key ? api_key : getenv("GLMV_API_KEY"), api_model, err,
+                          sizeof err)) {
             fprintf(stderr, "glmv eval: %s\n", err);
             rc = 2;
             goto done;
