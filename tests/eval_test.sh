@@ -2,7 +2,8 @@
 # eval_test.sh BUILD_DIR -- `glmv eval` end to end on the demo model (models/demo) and its
 # held-out set (tests/fixtures/demo_eval/items.jsonl): a small run whose table and per-item
 # JSONL agree with each other and with `glmv run`, a budget sweep and its SVG, the match
-# rules on a set written here, --min-accuracy, the same items through `glmv serve` (--url),
+# rules on a set written here, --min-accuracy, the same items through `glmv serve` (--url; sampled
+# with per-item seeds, video, an API key and a choice prompt against the echo engine),
 # and bad input: each a clear error and a non-zero status before any model work. Needs jq.
 # Under GLMV_SANITIZE the runs are smaller.
 set -u
@@ -118,6 +119,13 @@ else
     if $G eval $SET --url "$url/v1" --limit 1 --budget 1 --out "$tmp/u1.jsonl" >/dev/null 2>"$tmp/err" &&
        jq -se 'length == 5 and all(.budget == 1 and .thinking_tokens <= 2)' "$tmp/u1.jsonl" >/dev/null; then ok url_budget
     else bad url_budget "$(cat "$tmp/err" "$tmp/u1.jsonl")"; fi
+    # sampled: each item's seed is --seed plus its line, the same through the server as here
+    if $G eval $SET -m $D $T --limit $per --temp 1.5 --seed 7 --out "$tmp/t1.jsonl" >/dev/null 2>"$tmp/err" &&
+       $G eval $SET --url "$url" --limit $per --temp 1.5 --seed 7 --out "$tmp/t2.jsonl" >/dev/null 2>>"$tmp/err" &&
+       [ "$(jq -c '[.got, .thinking_tokens]' "$tmp/t1.jsonl")" = "$(jq -c '[.got, .thinking_tokens]' "$tmp/t2.jsonl")" ] &&
+       [ "$(jq -c '[.got, .thinking_tokens]' "$tmp/t1.jsonl")" != "$(jq -c '[.got, .thinking_tokens]' "$tmp/r.jsonl")" ]; then
+        ok url_sampled_same_seeds
+    else bad url_sampled_same_seeds "$(cat "$tmp/err"; jq -c .got "$tmp/t1.jsonl" "$tmp/t2.jsonl" | tr '\n' ' ')"; fi
     # a video (and two images) go to the server as data: URLs: the same answer as the engine's
     VID=../shared/assets/videos/mmcv_test.mp4
     if [ -f $VID ]; then
@@ -137,6 +145,22 @@ else
     else bad url_server_error "exit $rc: $(cat "$tmp/err")"; fi
     kill $spid 2>/dev/null; wait $spid 2>/dev/null; spid=
 fi
+
+# the echo engine answers with the prompt it got: a choice item's options reach the server after
+# the question, and the API key goes with every request (without it: the server's 401, exit 1)
+$G serve -m echo: --port 0 --api-key sesame >"$tmp/echo.out" 2>&1 &
+spid=$!
+for _ in $(seq 300); do grep -q listening "$tmp/echo.out" 2>/dev/null && break; sleep 0.1; done
+eurl=$(sed -n 's|.*listening on \(http://[^/ ]*\)/.*|\1|p' "$tmp/echo.out")
+printf '{"id": "c", "question": "Which?", "answer": "B", "match": "choice", "choices": ["red", "green"]}\n' >"$tmp/c.jsonl"
+if [ -n "$eurl" ] && $G eval "$tmp/c.jsonl" --url "$eurl" --api-key sesame --out "$tmp/c.out" >/dev/null 2>"$tmp/err" &&
+   jq -e '.got == "**Echo:** Which?\nA. red\nB. green" and .ok == false' "$tmp/c.out" >/dev/null; then ok url_choice_prompt_api_key
+else bad url_choice_prompt_api_key "$(cat "$tmp/echo.out" "$tmp/err" "$tmp/c.out" 2>/dev/null)"; fi
+GLMV_API_KEY= $G eval "$tmp/c.jsonl" --url "$eurl" >/dev/null 2>"$tmp/err"
+rc=$?
+if [ $rc = 1 ] && grep -q "HTTP 401" "$tmp/err"; then ok url_no_api_key
+else bad url_no_api_key "exit $rc: $(cat "$tmp/err")"; fi
+kill $spid 2>/dev/null; wait $spid 2>/dev/null; spid=
 
 # 6. bad input: a clear message and a non-zero status, the items checked before the model loads
 expect_fail() { # name status pattern command...
