@@ -120,8 +120,8 @@ else
        jq -se 'length == 5 and all(.budget == 1 and .thinking_tokens <= 2)' "$tmp/u1.jsonl" >/dev/null; then ok url_budget
     else bad url_budget "$(cat "$tmp/err" "$tmp/u1.jsonl")"; fi
     # sampled: each item's seed is --seed plus its line, the same through the server as here
-    if $G eval $SET -m $D $T --limit $per --temp 1.5 --seed 7 --out "$tmp/t1.jsonl" >/dev/null 2>"$tmp/err" &&
-       $G eval $SET --url "$url" --limit $per --temp 1.5 --seed 7 --out "$tmp/t2.jsonl" >/dev/null 2>>"$tmp/err" &&
+    if $G eval $SET -m $D $T --limit $per --temp 2 --seed 7 --out "$tmp/t1.jsonl" >/dev/null 2>"$tmp/err" &&
+       $G eval $SET --url "$url" --limit $per --temp 2 --seed 7 --out "$tmp/t2.jsonl" >/dev/null 2>>"$tmp/err" &&
        [ "$(jq -c '[.got, .thinking_tokens]' "$tmp/t1.jsonl")" = "$(jq -c '[.got, .thinking_tokens]' "$tmp/t2.jsonl")" ] &&
        [ "$(jq -c '[.got, .thinking_tokens]' "$tmp/t1.jsonl")" != "$(jq -c '[.got, .thinking_tokens]' "$tmp/r.jsonl")" ]; then
         ok url_sampled_same_seeds
