@@ -203,5 +203,10 @@ expect_fail err_url_unreachable 1 "127.0.0.1:9/v1/chat/completions: Couldn't con
 expect_fail err_url_scheme 2 "http:// or https://" $G eval $SET --url ftp://example.org --limit 1
 expect_fail err_url_and_model 2 "server has its own model" $G eval $SET --url http://127.0.0.1:9 -m $D
 expect_fail err_api_model_without_url 2 "go with --url" $G eval $SET -m $D --api-model x
+cp "$tmp/rules.jsonl" "$tmp/set.jsonl"
+expect_fail err_out_is_items 2 "is the items file itself" $G eval "$tmp/set.jsonl" $NOMODEL --out "$tmp/set.jsonl"
+if cmp -s "$tmp/rules.jsonl" "$tmp/set.jsonl"; then ok out_is_items_kept; else bad out_is_items_kept "the items file changed"; fi
+if $G eval --help >"$tmp/out" 2>&1 && grep -q "^usage: glmv eval ITEMS.jsonl" "$tmp/out" && $G --help | grep -q "^  eval "
+then ok eval_help; else bad eval_help "$(cat "$tmp/out")"; fi
 expect_fail err_out_unwritable 2 "cannot write /nonexistent/r.jsonl" $G eval $SET -m $D --out /nonexistent/r.jsonl
 finish

@@ -57,10 +57,12 @@ TEST(match_number) {
     CHECK_EQ_INT(matches(j, "I count 3, no, 4"), 1); /* the last number */
     CHECK_EQ_INT(matches(j, "four"), 0);
     CHECK_EQ_INT(matches(j, "3-4"), 1); /* a range: 3 then 4, not -4 */
-    const char *a = "{\"question\": \"q\", \"answer\": \"3.14159\", \"match\": \"number\", \"tolerance\": 0.01}";
+    const char *a = "{\"question\": \"q\", \"answer\": \"3.14159\", \"match\": \"number\", "
+                    "\"tolerance\": 0.01}";
     CHECK_EQ_INT(matches(a, "3.14"), 1);
     CHECK_EQ_INT(matches(a, "3.2"), 0);
-    const char *r = "{\"question\": \"q\", \"answer\": \"1,000\", \"match\": \"number\", \"rel_tolerance\": 0.05}";
+    const char *r = "{\"question\": \"q\", \"answer\": \"1,000\", \"match\": \"number\", "
+                    "\"rel_tolerance\": 0.05}";
     CHECK_EQ_INT(matches(r, "1049"), 1);
     CHECK_EQ_INT(matches(r, "1,040"), 1);
     CHECK_EQ_INT(matches(r, "1e3"), 1);
@@ -136,10 +138,12 @@ TEST(item_errors) {
         {"{\"question\": \"q\", \"answer\": \"x\", \"match\": \"fuzzy\"}", "unknown match rule 'fuzzy'"},
         {"{\"question\": \"q\", \"answer\": \"(ab\", \"match\": \"regex\"}", "not a valid regex"},
         {"{\"question\": \"q\", \"answer\": \"four\", \"match\": \"number\"}", "not a number"},
-        {"{\"question\": \"q\", \"answer\": \"4\", \"match\": \"number\", \"tolerance\": -1}", "'tolerance' must be"},
+        {"{\"question\": \"q\", \"answer\": \"4\", \"match\": \"number\", \"tolerance\": -1}",
+         "'tolerance' must be"},
         {"{\"question\": \"q\", \"answer\": \"4\", \"tolerance\": 0.1}", "applies only"},
         {"{\"question\": \"q\", \"answer\": \"A\", \"match\": \"choice\"}", "needs 'choices'"},
-        {"{\"question\": \"q\", \"answer\": \"E\", \"match\": \"choice\", \"choices\": [\"a\", \"b\"]}", "neither a letter"},
+        {"{\"question\": \"q\", \"answer\": \"E\", \"match\": \"choice\", \"choices\": [\"a\", \"b\"]}",
+         "neither a letter"},
         {"{\"question\": \"q\", \"answer\": \"x\", \"images\": [\"nothere.png\"]}", "nothere.png"},
         {"{\"question\": \"q\", \"answer\": \"x\", \"images\": \"000.png\"}", "array of paths"},
         {"{\"question\": \"q\", \"answer\": \"x\", \"video\": \".\"}", "is a directory"},

@@ -512,6 +512,12 @@ int cmd_eval(int argc, char **argv) {
             sel[n_sel++] = i;
         }
     }
+    struct stat st_items, st_out; /* --out over the items file would destroy the set */
+    if (out_path && !stat(items_path, &st_items) && !stat(out_path, &st_out) &&
+        st_items.st_dev == st_out.st_dev && st_items.st_ino == st_out.st_ino) {
+        fprintf(stderr, "glmv eval: --out %s is the items file itself\n", out_path);
+        goto done;
+    }
     if (out_path && !(out = fopen(out_path, "w"))) {
         fprintf(stderr, "glmv eval: cannot write %s: %s\n", out_path, strerror(errno));
         goto done;
@@ -597,7 +603,8 @@ int cmd_eval(int argc, char **argv) {
         for (int c = 0; c <= n_cats; c++) {
             if (c < n_cats && !rows[c].n) continue;
             names[nn] = c < n_cats ? cats[c] : "overall";
-            for (int b = 0; b < n_budgets; b++) acc[nn * n_budgets + b] = acc_of(&rows[(size_t)b * (n_cats + 1) + c]);
+            for (int b = 0; b < n_budgets; b++)
+                acc[nn * n_budgets + b] = acc_of(&rows[(size_t)b * (n_cats + 1) + c]);
             nn++;
         }
         if (eval_plot_svg(plot_path, budgets, n_budgets, names, nn, acc, err, sizeof err)) {
@@ -611,8 +618,8 @@ int cmd_eval(int argc, char **argv) {
             char name[32];
             budget_name(budgets[b], name, sizeof name);
             if (a < min_acc) {
-                fprintf(stderr, "glmv eval: overall accuracy %.1f%% at budget %s is below --min-accuracy %.1f%%\n",
-                        100 * a, name, 100 * min_acc);
+                fprintf(stderr, "glmv eval: overall accuracy %.1f%% at budget %s is below "
+                                "--min-accuracy %.1f%%\n", 100 * a, name, 100 * min_acc);
                 rc = 3;
             }
         }

@@ -62,9 +62,11 @@ int eval_plot_svg(const char *path, const int *budgets, int n_budgets, const cha
     /* x ticks at each budget */
     for (int b = 0; b < n_budgets; b++) {
         double x = PX(xs[b]);
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%g\" x2=\"%.1f\" y2=\"%g\" stroke=\"#333\"/>\n", x, T + ph, x, T + ph + 5);
-        if (budgets[b]) fprintf(f, "<text x=\"%.1f\" y=\"%g\" text-anchor=\"middle\">%d</text>\n", x, T + ph + 18, budgets[b]);
-        else fprintf(f, "<text x=\"%.1f\" y=\"%g\" text-anchor=\"middle\">unlimited</text>\n", x, T + ph + 18);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%g\" x2=\"%.1f\" y2=\"%g\" stroke=\"#333\"/>\n", x, T + ph, x,
+                T + ph + 5);
+        fprintf(f, "<text x=\"%.1f\" y=\"%g\" text-anchor=\"middle\">", x, T + ph + 18);
+        if (budgets[b]) fprintf(f, "%d</text>\n", budgets[b]);
+        else fprintf(f, "unlimited</text>\n");
     }
     fprintf(f, "<path d=\"M%g %g V%g H%g\" fill=\"none\" stroke=\"#333\"/>\n", L, T, T + ph, L + pw);
     fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">thinking budget (tokens, log scale)</text>\n",
@@ -78,7 +80,8 @@ int eval_plot_svg(const char *path, const int *budgets, int n_budgets, const cha
         double w = last ? 3 : 1.5;
         fprintf(f, "<g class=\"series\" data-name=\"");
         xml_text(f, names[c]);
-        fprintf(f, "\" stroke=\"%s\" fill=\"%s\">\n<polyline fill=\"none\" stroke-width=\"%g\" points=\"", col, col, w);
+        fprintf(f, "\" stroke=\"%s\" fill=\"%s\">\n<polyline fill=\"none\" stroke-width=\"%g\" points=\"", col,
+                col, w);
         for (int b = 0; b < n_budgets; b++) {
             double a = acc[c * n_budgets + b];
             if (!isnan(a)) fprintf(f, "%.1f,%.1f ", PX(xs[b]), PY(a));
@@ -94,7 +97,8 @@ int eval_plot_svg(const char *path, const int *budgets, int n_budgets, const cha
             else fprintf(f, ", unlimited: %.1f%%</title></circle>\n", 100 * a);
         }
         double ly = T + 10 + c * 20;
-        fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke-width=\"%g\"/>\n", L + pw + 20, ly, L + pw + 44, ly, w);
+        fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke-width=\"%g\"/>\n", L + pw + 20, ly,
+                L + pw + 44, ly, w);
         fprintf(f, "<text x=\"%g\" y=\"%g\" stroke=\"none\" fill=\"#000\">", L + pw + 50, ly + 4);
         xml_text(f, names[c]);
         fprintf(f, "</text>\n</g>\n");
