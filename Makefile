@@ -124,10 +124,12 @@ test: tests
 asan:
 	$(MAKE) CONFIG=asan all tests
 
-# glmv's accuracy on the demo model's held-out set (scripts/demo/eval.sh; needs jq)
+# glmv's accuracy on the demo model's held-out set, per question type (glmv eval; per-item
+# results in build/eval-demo.jsonl). EVAL_FLAGS adds options, e.g. a budget sweep:
+#   make eval-demo EVAL_FLAGS="--budgets 1,8,32,unlimited --limit 10 --plot build/eval-demo.svg"
 .PHONY: eval-demo
 eval-demo: all
-	@bash scripts/demo/eval.sh
+	./glmv eval tests/fixtures/demo_eval/items.jsonl -m models/demo --out build/eval-demo.jsonl $(EVAL_FLAGS)
 
 asan-test:
 	$(MAKE) CONFIG=asan test

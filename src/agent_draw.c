@@ -14,16 +14,6 @@
 #include "glmv.h"
 #include "image.h"
 
-/* cairo's text goes through fontconfig, which keeps its configuration for the
- * life of the process (and loses track of a few blocks of it): LeakSanitizer
- * would fail every ASan run that draws a label. This hook of the sanitizer
- * runtime silences leaks whose stack is inside libfontconfig only; it is an
- * unused function in a build without ASan. */
-const char *__lsan_default_suppressions(void);
-__attribute__((used)) const char *__lsan_default_suppressions(void) {
-    return "leak:libfontconfig.so\n";
-}
-
 /* screenshots beyond this are refused before decoding (an 8K screen is 33 Mpx) */
 #define AGENT_MAX_PIXELS ((int64_t)1 << 27)
 

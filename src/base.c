@@ -262,9 +262,9 @@ const uint8_t *glmv_hash_key(void) {
     return hash_key;
 }
 
-/* Under AddressSanitizer: fontconfig (loaded by poppler and cairo to draw PDF text) keeps a
- * pattern cache it never frees, which LeakSanitizer reports as a leak at exit. Not ours to
- * fix; everything else is still checked. */
+/* Under AddressSanitizer: fontconfig (loaded by poppler and cairo to draw PDF text and the
+ * agent's labels) keeps a pattern cache it never frees, which LeakSanitizer reports as a leak
+ * at exit. Not ours to fix; everything else is still checked. */
 #if defined(__SANITIZE_ADDRESS__)
 #define GLMV_ASAN 1
 #elif defined(__has_feature)

@@ -5,7 +5,7 @@
 #    <think>...</think> and the answer inside <answer>...</answer>, and the token ids when glmv's JSON
 #    reports them ("token_ids"/"ids"/"tokens" as an array of integers).
 #    At least 90% of the samples must match (FP32 or BF16 reference): near-ties exist.
-# 2. Accuracy: scripts/demo/eval.sh on the first rows of each question type of the held-out set; glmv's
+# 2. Accuracy: glmv eval on the first items of each question type of the held-out set; glmv's
 #    answers must equal transformers' FP32 ones (hf_predictions_fp32.tsv) on 90% of them; the first
 #    checkpoint has only BF16 predictions, near-ties away: 80% (the full set's accuracy: `make eval-demo`).
 # Skips when glmv has no `run` command yet or the model is absent. Under GLMV_SANITIZE fewer samples.
@@ -76,7 +76,10 @@ if [ $((same * 10)) -ge $((n * 9)) ]; then pass=$((pass + 1)); else
 per=5
 [ -n "${GLMV_SANITIZE:-}" ] && per=2
 sub=$(mktemp)
-GLMV=$GLMV LIMIT=$per LOG=$sub bash scripts/demo/eval.sh
+"$GLMV" eval tests/fixtures/demo_eval/items.jsonl -m models/demo -n 64 --limit $per --out "$sub.jsonl"
+# file, type, expected, answer (lower case) per item
+jq -r '[.id + ".png", .category, .expected, (.got | ascii_downcase)] | @tsv' "$sub.jsonl" >"$sub"
+rm -f "$sub.jsonl"
 # glmv computes in FP32: compare with HF's FP32 predictions (90%); only BF16 ones for the first checkpoint
 pred=tests/fixtures/demo_hf/hf_predictions_fp32.tsv need=9
 [ -f "$pred" ] || { pred=tests/fixtures/demo_hf/hf_predictions.tsv; need=8; }
@@ -87,7 +90,7 @@ while IFS=$'\t' read -r file _ _ got _; do
          sed -n 's/.*<answer>\(.*\)<\/answer>.*/\1/p' | tr 'A-Z' 'a-z')
     [ -n "$hf" ] || hf=$(awk -F'\t' -v f="$file" '$1 == f { print $4 }' "$pred")
     rows=$((rows + 1)); [ "$got" = "$hf" ] && agree=$((agree + 1))
-done < <(tail -n +2 "$sub")
+done <"$sub"
 rm -f "$sub"
 echo "accuracy subset: glmv's answer equals transformers' ($(basename "$pred")) on $agree of $rows"
 if [ "$rows" -gt 0 ] && [ $((agree * 10)) -ge $((rows * need)) ]; then pass=$((pass + 1)); else

@@ -49,7 +49,8 @@ def main():
     glmv_eval = ""
     if os.path.exists("tests/fixtures/demo_hf/glmv_eval.txt"):
         with open("tests/fixtures/demo_hf/glmv_eval.txt") as f:
-            glmv_eval = ("\nglmv (`make eval-demo`: `glmv run` per sample, greedy, FP32 compute on the CPU):\n\n```\n"
+            glmv_eval = ("\nglmv (`make eval-demo`: `glmv eval`, greedy, FP32 compute on the CPU; mean thinking and "
+                         "answer tokens per item):\n\n```\n"
                          + f.read().rstrip() + "\n```\n")
     txt = f"""# glmv demo model (tiny Glm4v, synthetic shapes and digits)
 
@@ -112,8 +113,8 @@ the dry run and the evaluation). Log of the last run: `tests/fixtures/demo_hf/tr
 
 ## Accuracy
 
-Held-out set `tests/fixtures/demo_eval/` (250 images, 50 per type, `answers.tsv`), exact match of the
-answer, greedy, transformers (`scripts/demo/eval_hf.py`):
+Held-out set `tests/fixtures/demo_eval/` (250 images, 50 per type, `answers.tsv`; `items.jsonl` for
+`glmv eval`), exact match of the answer, greedy, transformers (`scripts/demo/eval_hf.py`):
 
 {tab}
 {verdict}

@@ -6,10 +6,12 @@ digit string on a plain or gradient background, one question of five types (coun
 size, digits), a short reasoning text and the answer, in GLM-4.1V's output format
 `<think>REASONING</think><answer>ANSWER</answer>`. Everything follows from an integer seed, so the
 held-out set is reproducible:  python3 scripts/demo/gen_data.py --eval DIR [--per-type 50]
-writes DIR/NNN.png and DIR/answers.tsv (file, type, question, answer, think); --preset picks the
-object sizes (v1: the first checkpoint's set; v2: larger). Needs numpy and Pillow only.
+writes DIR/NNN.png, DIR/answers.tsv (file, type, question, answer, think) and DIR/items.jsonl (the
+same for `glmv eval`); --preset picks the object sizes (v1: the first checkpoint's set; v2: larger).
+Needs numpy and Pillow only.
 """
 import argparse
+import json
 import os
 import re
 
@@ -307,12 +309,27 @@ def write_eval(outdir, per_type, seed_base=EVAL_SEED_BASE, preset=DEFAULT_PRESET
         f.write("file\ttype\tquestion\tanswer\tthink\n")
         for r in rows:
             f.write("\t".join(r) + "\n")
+    write_items(outdir, rows)
     return rows
+
+
+# how `glmv eval` matches each type's answer: counts as numbers, digits as text (a leading
+# zero is part of what is written), words exactly
+MATCH = {"count": "number", "digits": "exact", "colour": "exact", "position": "exact", "size": "exact"}
+
+
+def write_items(outdir, rows):
+    """The held-out set as `glmv eval` reads it: DIR/items.jsonl, one JSON object per line."""
+    with open(os.path.join(outdir, "items.jsonl"), "w") as f:
+        for name, qt, question, answer, _think in rows:
+            item = {"id": name.rsplit(".", 1)[0], "category": qt, "images": [name],
+                    "question": question, "answer": answer, "match": MATCH[qt]}
+            f.write(json.dumps(item) + "\n")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--eval", metavar="DIR", help="write the held-out set (PNGs + answers.tsv) to DIR")
+    ap.add_argument("--eval", metavar="DIR", help="write the held-out set (PNGs, answers.tsv, items.jsonl) to DIR")
     ap.add_argument("--per-type", type=int, default=50)
     ap.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE)
     ap.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
