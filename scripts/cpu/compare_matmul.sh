@@ -1,23 +1,21 @@
 #!/usr/bin/env bash
-# compare_matmul.sh GGML_SRC [THREADS] -- glmv's CPU matmul against ggml's (what llama.cpp
+# compare_matmul.sh LLAMA_CPP_DIR [THREADS] -- glmv's CPU matmul against ggml's (the code llama.cpp
 # runs) on one 9B decoder layer's weights, decode (m=1) and prefill (m=256), back to back.
-# GGML_SRC is a checkout of github.com/ggml-org/ggml (built here with CMake, AVX2 native).
+# LLAMA_CPP_DIR is a llama.cpp tree that YOU built as its own project builds it (its default CMake
+# configuration, which turns llamafile's GEMMs on: `cmake -B build -DCMAKE_BUILD_TYPE=Release &&
+# cmake --build build -j`); this script builds nothing of it and links its build/bin/libggml*.so.
+# For the end-to-end comparison (llama-bench against glmv bench) see compare_llama.sh.
 # Run from the repository root after `make`. Prints one line per repetition.
 set -euo pipefail
-G=${1:?usage: compare_matmul.sh GGML_SRC [THREADS]}
+L=${1:?usage: compare_matmul.sh LLAMA_CPP_DIR [THREADS]}
 T=${2:-2}
 OUT=build/cmp
 mkdir -p "$OUT"
-if [ ! -f "$G/build/src/libggml-cpu.a" ]; then
-    cmake -S "$G" -B "$G/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_OPENMP=OFF \
-        -DGGML_BUILD_TESTS=OFF -DGGML_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF >/dev/null
-    make -C "$G/build" -j2 ggml ggml-cpu ggml-base >/dev/null
-fi
+[ -f "$L/build/bin/libggml-cpu.so" ] || { echo "compare_matmul.sh: $L/build/bin/libggml-cpu.so not found (build llama.cpp first)" >&2; exit 2; }
 cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc scripts/cpu/glmv_matmul.c build/release/libglmv.a \
     -lm -lpthread -o "$OUT/glmv_matmul"
-cc -O2 -std=c11 -D_GNU_SOURCE -I"$G/include" -c scripts/cpu/ggml_matmul.c -o "$OUT/ggml_matmul.o"
-c++ "$OUT/ggml_matmul.o" "$G/build/src/libggml.a" "$G/build/src/libggml-cpu.a" \
-    "$G/build/src/libggml-base.a" -lpthread -lm -o "$OUT/ggml_matmul"
+cc -O2 -std=c11 -D_GNU_SOURCE -I"$L/ggml/include" scripts/cpu/ggml_matmul.c -L"$L/build/bin" \
+    -Wl,-rpath,"$(cd "$L/build/bin" && pwd)" -lggml -lggml-cpu -lggml-base -lm -o "$OUT/ggml_matmul"
 uptime
 for m in 1 256; do
     GLMV_PRECISION=f32 "$OUT/glmv_matmul" "$T" $m -1 3
