@@ -22,6 +22,38 @@ void glmv_quantize_row_q8_0(const float *x, glmv_block_q8_0 *y, int64_t k) {
     }
 }
 
+void glmv_quantize_x_q8(const float *x, int8_t *q, float *d, int64_t k) {
+    for (int64_t b = 0; b < k / GLMV_QK; b++) {
+        const float *v = x + b * GLMV_QK;
+        float amax = 0;
+        for (int j = 0; j < GLMV_QK; j++) amax = fmaxf(amax, fabsf(v[j]));
+        const float db = amax / 127.0f, id = db != 0 ? 1.0f / db : 0.0f;
+        d[b] = db;
+        for (int j = 0; j < GLMV_QK; j++) q[b * GLMV_QK + j] = (int8_t)roundf(v[j] * id);
+    }
+}
+
+double glmv_dot_q8x_ref(const void *row, glmv_dtype t, const int8_t *q, const float *d, int64_t k) {
+    double acc = 0;
+    for (int64_t b = 0; b < k / GLMV_QK; b++) {
+        int32_t s = 0;
+        float dw;
+        if (t == GLMV_Q8_0) {
+            const glmv_block_q8_0 *w = (const glmv_block_q8_0 *)row + b;
+            for (int j = 0; j < GLMV_QK; j++) s += w->qs[j] * q[b * GLMV_QK + j];
+            dw = glmv_f16_to_f32(w->d);
+        } else {
+            const glmv_block_q4_0 *w = (const glmv_block_q4_0 *)row + b;
+            for (int j = 0; j < GLMV_QK / 2; j++)
+                s += ((w->qs[j] & 15) - 8) * q[b * GLMV_QK + j] +
+                     ((w->qs[j] >> 4) - 8) * q[b * GLMV_QK + j + 16];
+            dw = glmv_f16_to_f32(w->d);
+        }
+        acc += (double)dw * d[b] * s;
+    }
+    return acc;
+}
+
 void glmv_quantize_row_q4_0(const float *x, glmv_block_q4_0 *y, int64_t k) {
     for (int64_t b = 0; b < k / GLMV_QK; b++) {
         const float *v = x + b * GLMV_QK;

@@ -38,6 +38,15 @@ void glmv_dequantize_row_q4_0(const glmv_block_q4_0 *x, float *y, int64_t k);
  * whole blocks. */
 void glmv_dequantize_range(glmv_dtype t, const void *row, int64_t j0, int64_t n, float *y);
 
+/* Activations for the Q8_0/Q4_0 decode products (as llama.cpp quantizes them): k floats (a
+ * multiple of 32) -> k int8 at q and one float scale per 32-element block at d, each block
+ * scaled by its largest magnitude / 127 and rounded to nearest (NaN or inf in x: refused
+ * upstream, the model never feeds them). */
+void glmv_quantize_x_q8(const float *x, int8_t *q, float *d, int64_t k);
+/* The scalar reference of that product: Σ_b d_w[b] · d[b] · Σ_j w_q[b][j] · q[b][j] for one
+ * row of Q8_0 or Q4_0 weights (integer sums exact, blocks added in order in double). */
+double glmv_dot_q8x_ref(const void *row, glmv_dtype t, const int8_t *q, const float *d, int64_t k);
+
 /* Quantize a 2-D host tensor (F32, F16 or BF16, columns a multiple of 32) to `to`, rows in
  * parallel on up to n_threads threads: t then points at a new buffer (*owned, malloc'd, the
  * caller frees it after the tensor's last use) and its old bytes are no longer read. */

@@ -22,6 +22,10 @@
 /* NMSE thresholds */
 #define TOL_F32 1e-10       /* float32 math: matmul with F32/F16/BF16 weights, attention, norms */
 #define TOL_BF16X 2e-5      /* AVX512-BF16 GEMM: x rounded to bf16 (expected ~1.3e-6) */
+/* Q8_0/Q4_0 decode: x rounded to int8 per 32-block (step amax/127, error uniform in half a
+ * step: for x uniform in [-1, 1], NMSE = (1/127)^2 / 12 / (1/3) = 1.55e-5, measured 1.3e-5
+ * to 1.7e-5); against the same math in scalar code (glmv_dot_q8x_ref) it is TOL_F32 */
+#define TOL_Q8X 6e-5
 #define TOL_EXACT 0.0       /* embed, add, permute: bit-exact */
 
 static int sanitize;
@@ -144,25 +148,52 @@ TEST(backend_errors) {
     if (be) be->destroy(be);
 }
 
+/* the Q8_0/Q4_0 decode product in scalar code: x rows quantized to int8 blocks, exact
+ * integer sums (glmv_dot_q8x_ref), plus the bias */
+static void q8x_want(float *want, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
+                     int64_t m) {
+    int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
+    int8_t *q = malloc((size_t)k);
+    float *d = malloc(sizeof(float) * (size_t)(k / 32));
+    for (int64_t i = 0; i < m; i++) {
+        glmv_quantize_x_q8(x + i * k, q, d, k);
+        for (int64_t o = 0; o < n; o++)
+            want[i * n + o] = (float)(glmv_dot_q8x_ref((const char *)w->data +
+                                                           o * glmv_dtype_row_bytes(w->dtype, k),
+                                                       w->dtype, q, d, k) +
+                                      (bias ? glmv_tensor_get(bias, o) : 0.0));
+    }
+    free(q);
+    free(d);
+}
+
 static void matmul_case(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with_bias) {
     glmv_tensor w = rand_tensor(dt, n, k, -1, 1);
     glmv_tensor bias = rand_tensor(dt == GLMV_F16 ? GLMV_F16 : GLMV_BF16, 0, n, -1, 1);
     float *x = randv(m * k, -1, 1), *want = randv(m * n, 0, 0), *got = malloc(sizeof(float) * (size_t)(m * n));
+    float *want8 = malloc(sizeof(float) * (size_t)(m * n));
     glmv_ref_matmul(want, x, &w, with_bias ? &bias : NULL, m);
     for (int b = 0; b < n_be; b++) {
         for (int64_t i = 0; i < m * n; i++) got[i] = NAN;
         bes[b]->matmul(bes[b], got, x, &w, with_bias ? &bias : NULL, m);
         /* only bf16 precision rounds x, and only in the GEMM (decode stays f32) */
         double tol = (bes[b]->bf16 && dt == GLMV_BF16 && m > GLMV_MV_MAX) ? TOL_BF16X : TOL_F32;
+        int q8x = glmv_dtype_is_quant(dt) && m <= GLMV_MV_MAX;
         char what[96];
         snprintf(what, sizeof what, "matmul %s m=%lld n=%lld k=%lld%s", glmv_dtype_name(dt),
                  (long long)m, (long long)n, (long long)k, with_bias ? " +bias" : "");
-        check_nmse(what, b, got, want, m * n, tol);
+        /* (the int8 rounding's NMSE is a mean: over a handful of outputs it can stray) */
+        if (!q8x || m * n >= 64) check_nmse(what, b, got, want, m * n, q8x ? TOL_Q8X : tol);
+        if (q8x) { /* and exactly the int8 product */
+            q8x_want(want8, x, &w, with_bias ? &bias : NULL, m);
+            check_nmse(what, b, got, want8, m * n, TOL_F32);
+        }
     }
     free(w.data);
     free(bias.data);
     free(x);
     free(want);
+    free(want8);
     free(got);
 }
 
@@ -218,6 +249,7 @@ static void rows_case(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with_b
     glmv_tensor bias = rand_tensor(GLMV_BF16, 0, n, -1, 1);
     float *x = randv(m * k, -1, 1), *want = randv(m * n, 0, 0);
     float *got = malloc(sizeof(float) * (size_t)(m * n)), *one = malloc(sizeof(float) * (size_t)n);
+    float *want8 = malloc(sizeof(float) * (size_t)(m * n));
     glmv_ref_matmul(want, x, &w, with_bias ? &bias : NULL, m);
     for (int b = 0; b < n_be; b++) {
         if (!bes[b]->matmul_rows) continue;
@@ -226,7 +258,13 @@ static void rows_case(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with_b
         char what[96];
         snprintf(what, sizeof what, "matmul_rows %s m=%lld n=%lld k=%lld", glmv_dtype_name(dt),
                  (long long)m, (long long)n, (long long)k);
-        check_nmse(what, b, got, want, m * n, TOL_F32);
+        if (glmv_dtype_is_quant(dt)) { /* decode rows: the int8 product (see TOL_Q8X) */
+            check_nmse(what, b, got, want, m * n, TOL_Q8X);
+            q8x_want(want8, x, &w, with_bias ? &bias : NULL, m);
+            check_nmse(what, b, got, want8, m * n, TOL_F32);
+        } else {
+            check_nmse(what, b, got, want, m * n, TOL_F32);
+        }
         int same = 1;
         for (int64_t i = 0; i < m && same; i++) {
             bes[b]->matmul(bes[b], one, x + i * k, &w, with_bias ? &bias : NULL, 1);
@@ -239,6 +277,7 @@ static void rows_case(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with_b
     free(x);
     free(want);
     free(got);
+    free(want8);
     free(one);
 }
 

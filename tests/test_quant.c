@@ -145,6 +145,39 @@ TEST(tensor_quantize) {
     free(f);
 }
 
+/* activations for the decode products: scale amax/127 per block, nearest integer, a zero
+ * block stays zero; and the scalar product against a hand-made Q8_0/Q4_0 row */
+TEST(activations_q8) {
+    float x[64], d[2];
+    int8_t q[64];
+    for (int j = 0; j < 32; j++) x[j] = (float)(j - 16) * 0.25f; /* amax 4: step 4/127 */
+    x[5] = -4.0f;
+    for (int j = 32; j < 64; j++) x[j] = 0.0f;
+    glmv_quantize_x_q8(x, q, d, 64);
+    CHECK(d[0] == 4.0f / 127.0f && d[1] == 0.0f);
+    CHECK_EQ_INT(q[5], -127);
+    CHECK_EQ_INT(q[16], 0);
+    CHECK_EQ_INT(q[17], 8);  /* 0.25 * 127/4 = 7.94 -> 8 */
+    CHECK_EQ_INT(q[31], 119); /* 3.75 * 31.75 = 119.06 */
+    int bad = 0;
+    for (int j = 32; j < 64; j++) bad |= q[j] != 0;
+    CHECK(!bad);
+    glmv_block_q8_0 w8[2];
+    glmv_block_q4_0 w4[2];
+    for (int b = 0; b < 2; b++) {
+        w8[b].d = w4[b].d = glmv_f32_to_f16(0.5f);
+        for (int j = 0; j < 32; j++) w8[b].qs[j] = (int8_t)(j % 3 - 1);
+        for (int j = 0; j < 16; j++) w4[b].qs[j] = (uint8_t)(9 | 7 << 4); /* +1 low, -1 high */
+    }
+    double want8 = 0, want4 = 0;
+    for (int j = 0; j < 32; j++) {
+        want8 += 0.5 * d[0] * (j % 3 - 1) * q[j];
+        want4 += 0.5 * d[0] * (j < 16 ? 1 : -1) * q[j];
+    }
+    CHECK(glmv_dot_q8x_ref(w8, GLMV_Q8_0, q, d, 64) == want8);
+    CHECK(glmv_dot_q8x_ref(w4, GLMV_Q4_0, q, d, 64) == want4);
+}
+
 TEST(row_bytes) {
     CHECK_EQ_INT(glmv_dtype_row_bytes(GLMV_Q8_0, 4096), 128 * 34);
     CHECK_EQ_INT(glmv_dtype_row_bytes(GLMV_Q4_0, 4096), 128 * 18);
@@ -157,6 +190,7 @@ int main(void) {
     RUN(q4_0_blocks_are_llama_cpps);
     RUN(dequantized_error_bounds);
     RUN(tensor_quantize);
+    RUN(activations_q8);
     RUN(row_bytes);
     return test_summary("quant");
 }

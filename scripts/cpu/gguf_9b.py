@@ -83,7 +83,7 @@ def main():
     vocab(w)
 
     def t(name, shape, std=0.02):
-        w.add_tensor(name, bf16(shape, std), raw_shape=shape, raw_dtype=BF16)
+        w.add_tensor(name, bf16(shape, std), raw_dtype=BF16)  # byte shape: gguf-py halves the last dim
 
     def f32(name, n, value=None):
         x = np.ones(n, np.float32) if value is None else rng.standard_normal(n, dtype=np.float32) * value

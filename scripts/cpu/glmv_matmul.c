@@ -4,7 +4,8 @@
  * CPU-second (work / process CPU time), which time-sharing on a busy machine
  * does not distort. Built and run by compare_matmul.sh.
  * usage: glmv_matmul THREADS M [SIMD (-1 auto, 0 none, 1 avx2, ...)] [REPS]
- * GLMV_PRECISION=bf16 rounds x to bf16 where the CPU multiplies bf16 (else f32).
+ * GLMV_PRECISION=bf16 rounds x to bf16 where the CPU multiplies bf16 (else f32);
+ * GLMV_QUANT=q8_0|q4_0 quantizes the weights first (llama.cpp's block formats).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "base.h"
 #include "ops.h"
+#include "quant.h"
 
 static double cpu_ms(void) {
     struct timespec t;
@@ -45,9 +47,16 @@ int main(int argc, char **argv) {
     static const int64_t shapes[4][2] = {{4608, 4096}, {4096, 4096}, {27392, 4096}, {4096, 13696}};
     glmv_tensor w[4];
     double bytes = 0, flop = 0;
+    const char *q = getenv("GLMV_QUANT");
+    glmv_dtype qt = q && !strcmp(q, "q8_0") ? GLMV_Q8_0 : q && !strcmp(q, "q4_0") ? GLMV_Q4_0 : GLMV_BF16;
     for (int i = 0; i < 4; i++) {
         w[i] = make(shapes[i][0], shapes[i][1]);
-        bytes += 2.0 * shapes[i][0] * shapes[i][1];
+        void *owned = NULL;
+        if (qt != GLMV_BF16 && glmv_tensor_quantize(&w[i], qt, th, &owned, err)) {
+            fprintf(stderr, "%s\n", err);
+            return 1;
+        }
+        bytes += (double)shapes[i][0] * (double)glmv_dtype_row_bytes(qt, shapes[i][1]);
         flop += 2.0 * shapes[i][0] * shapes[i][1] * m;
     }
     float *x = glmv_aligned_alloc((size_t)m * 13696 * 4), *y = glmv_aligned_alloc((size_t)m * 27392 * 4);

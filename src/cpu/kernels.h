@@ -25,9 +25,14 @@ typedef struct {
     int mr, nr;                 /* GEMM register tile: mr rows of x by nr columns of w */
 
     /* y[i*ldy + o] = Σ_j x[i*ldx + j] · w[o*k + j] for i < m (1..GLMV_MV_MAX), o in [o0, o1);
-     * w is [n, k] in dtype dt, read once for all m rows (decode). */
+     * w is [n, k] in dtype dt (BF16, F16, F32), read once for all m rows (decode). */
     void (*matvec)(float *y, int64_t ldy, const float *x, int64_t ldx, int m, const void *w,
                    glmv_dtype dt, int64_t k, int64_t o0, int64_t o1);
+
+    /* The same for Q8_0/Q4_0 w against x quantized to int8 (glmv_quantize_x_q8): row i of x
+     * is xq[i*ldxq ..] with one scale xd[i*ldxq/32 + b] per 32-element block b. */
+    void (*matvec_q)(float *y, int64_t ldy, const int8_t *xq, const float *xd, int64_t ldxq,
+                     int m, const void *w, glmv_dtype dt, int64_t k, int64_t o0, int64_t o1);
 
     /* Pack columns [n0, n0+nn) (nn <= nr) and k range [k0, k0+kk) of w [n, k] into
      * dst[kk][nr] float32, zero padded to nr columns. */

@@ -37,12 +37,6 @@ typedef __m256 vf;
 #define vload_bf16(p) \
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
 #define vload_f16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-/* 8 int8 -> floats; 8 bytes' nibbles (shift 0: low, 4: high) -> floats 0..15 */
-#define vload_i8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
-#define vload_u4(p, sh)                                                                            \
-    _mm256_cvtepi32_ps(_mm256_and_si256(                                                           \
-        _mm256_srli_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p))), (sh)),      \
-        _mm256_set1_epi32(15)))
 
 static inline float vhsum(vf v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -64,6 +58,7 @@ const glmv_cpu_kernels glmv_cpu_kernels_avx2 = {
     .mr = KMR,
     .nr = NRV,
     .matvec = matvec_avx2,
+    .matvec_q = matvec_q_avx2,
     .pack = pack_avx2,
     .kern = kern_avx2,
     .pack_kt = pack_kt_avx2,

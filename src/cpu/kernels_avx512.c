@@ -38,12 +38,6 @@ typedef __m512 vf;
 #define vload_bf16(p) \
     _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
 #define vload_f16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-/* 16 int8 -> floats; 16 bytes' nibbles (shift 0: low, 4: high) -> floats 0..15 */
-#define vload_i8(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p))))
-#define vload_u4(p, sh)                                                                            \
-    _mm512_cvtepi32_ps(_mm512_and_si512(                                                           \
-        _mm512_srli_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p))), (sh)),      \
-        _mm512_set1_epi32(15)))
 #define vhsum(v) _mm512_reduce_add_ps(v)
 #define vhmax(v) _mm512_reduce_max_ps(v)
 
@@ -103,6 +97,7 @@ static void kern_bf16_avx512bf16(int64_t K2, const uint16_t *A, int64_t lda, con
     .mr = KMR,                          \
     .nr = NRV,                          \
     .matvec = matvec_avx512,            \
+    .matvec_q = matvec_q_avx512,        \
     .pack = pack_avx512,                \
     .kern = kern_avx512,                \
     .pack_kt = pack_kt_avx512,      \

@@ -161,57 +161,63 @@ KINLINE void mv_f32(float *y, int64_t ldy, const float *x, int64_t ldx, const in
 #undef WT
 }
 
-/* Quantized rows (Q8_0, Q4_0): each 32-weight block's products summed in a vector, then
- * scaled by the block's d into one of two accumulators (even and odd blocks). The same
- * operations in the same order for every row of x, whatever M is. */
-KINLINE vf vscale_f16(uint16_t h) { return vset1(_cvtsh_ss(h)); }
+/* Quantized rows against x quantized per 32-element block to int8 (glmv_quantize_x_q8, as
+ * llama.cpp does for its Q8_0/Q4_0 products): per block the 32 integer products summed
+ * exactly (|w| <= 128, |x| <= 127: maddubs' pairs stay inside int16), then scaled by
+ * d_w * d_x into one of two accumulators (even and odd blocks). 256-bit integer vectors on
+ * every table; the same operations in the same order for every row, whatever M is. */
+KINLINE __m256i q4_0_unpack(const uint8_t *qs) {
+    const __m128i b = _mm_loadu_si128((const __m128i *)qs);
+    const __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(15));
+    return _mm256_sub_epi8(v, _mm256_set1_epi8(8)); /* elements 0..15 low nibbles, 16..31 high */
+}
+KINLINE float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+/* one block b of row o into acc[i] for the M rows of x */
+#define MVQ_BLOCK(b, acc)                                                                              \
+    do {                                                                                               \
+        const __m256i wv = q4 ? q4_0_unpack(w4[b].qs) : _mm256_loadu_si256((const __m256i *)w8[b].qs); \
+        const float dw = _cvtsh_ss(q4 ? w4[b].d : w8[b].d);                                            \
+        const __m256i aw = _mm256_sign_epi8(wv, wv);                                                   \
+        UNROLL for (int i = 0; i < M; i++) {                                                           \
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + i * ldxq + (b) * 32));       \
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones); \
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[i * ldd + (b)]), acc[i]); \
+        }                                                                                              \
+    } while (0)
 
-KINLINE void mv_q8_0(float *y, int64_t ldy, const float *x, int64_t ldx, const int M,
-                     const void *w, int64_t k, int64_t o0, int64_t o1) {
-    const int64_t nb = k / 32;
+KINLINE void mvq_x8(float *y, int64_t ldy, const int8_t *xq, const float *xd, int64_t ldxq,
+                    const int M, const void *w, const int q4, int64_t k, int64_t o0, int64_t o1) {
+    const int64_t nb = k / 32, ldd = ldxq / 32;
+    const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t o = o0; o < o1; o++) {
-        const glmv_block_q8_0 *wr = (const glmv_block_q8_0 *)w + o * nb;
-        vf a[2][M];
-        UNROLL for (int i = 0; i < M; i++) a[0][i] = a[1][i] = vzero();
-        for (int64_t b = 0; b < nb; b++) {
-            vf wv[32 / VL];
-            UNROLL for (int s = 0; s < 32 / VL; s++) wv[s] = vload_i8(wr[b].qs + s * VL);
-            const vf d = vscale_f16(wr[b].d);
-            UNROLL for (int i = 0; i < M; i++) {
-                const float *xb = x + i * ldx + b * 32;
-                vf t = vmul(wv[0], vloadu(xb));
-                UNROLL for (int s = 1; s < 32 / VL; s++) t = vfma(wv[s], vloadu(xb + s * VL), t);
-                a[b & 1][i] = vfma(t, d, a[b & 1][i]);
-            }
+        const glmv_block_q8_0 *w8 = (const glmv_block_q8_0 *)w + o * nb;
+        const glmv_block_q4_0 *w4 = (const glmv_block_q4_0 *)w + o * nb;
+        __m256 a0[4], a1[4]; /* even and odd blocks, named so that they stay in registers */
+        UNROLL for (int i = 0; i < M; i++) a0[i] = a1[i] = _mm256_setzero_ps();
+        int64_t b = 0;
+        for (; b + 1 < nb; b += 2) {
+            MVQ_BLOCK(b, a0);
+            MVQ_BLOCK(b + 1, a1);
         }
-        UNROLL for (int i = 0; i < M; i++) y[i * ldy + o] = vhsum(vadd(a[0][i], a[1][i]));
+        if (b < nb) MVQ_BLOCK(b, a0);
+        UNROLL for (int i = 0; i < M; i++) y[i * ldy + o] = hsum256(_mm256_add_ps(a0[i], a1[i]));
     }
 }
+#undef MVQ_BLOCK
 
-KINLINE void mv_q4_0(float *y, int64_t ldy, const float *x, int64_t ldx, const int M,
-                     const void *w, int64_t k, int64_t o0, int64_t o1) {
-    const int64_t nb = k / 32;
-    const vf eight = vset1(8.0f);
-    for (int64_t o = o0; o < o1; o++) {
-        const glmv_block_q4_0 *wr = (const glmv_block_q4_0 *)w + o * nb;
-        vf a[2][M];
-        UNROLL for (int i = 0; i < M; i++) a[0][i] = a[1][i] = vzero();
-        for (int64_t b = 0; b < nb; b++) {
-            vf lo[16 / VL], hi[16 / VL]; /* elements s*VL.. and 16 + s*VL.. */
-            UNROLL for (int s = 0; s < 16 / VL; s++) {
-                lo[s] = vsub(vload_u4(wr[b].qs + s * VL, 0), eight);
-                hi[s] = vsub(vload_u4(wr[b].qs + s * VL, 4), eight);
-            }
-            const vf d = vscale_f16(wr[b].d);
-            UNROLL for (int i = 0; i < M; i++) {
-                const float *xb = x + i * ldx + b * 32;
-                vf t = vmul(lo[0], vloadu(xb));
-                UNROLL for (int s = 1; s < 16 / VL; s++) t = vfma(lo[s], vloadu(xb + s * VL), t);
-                UNROLL for (int s = 0; s < 16 / VL; s++) t = vfma(hi[s], vloadu(xb + 16 + s * VL), t);
-                a[b & 1][i] = vfma(t, d, a[b & 1][i]);
-            }
-        }
-        UNROLL for (int i = 0; i < M; i++) y[i * ldy + o] = vhsum(vadd(a[0][i], a[1][i]));
+static void KSUF(matvec_q)(float *y, int64_t ldy, const int8_t *xq, const float *xd, int64_t ldxq,
+                           int m, const void *w, glmv_dtype dt, int64_t k, int64_t o0, int64_t o1) {
+    const int q4 = dt == GLMV_Q4_0;
+    switch (m) {
+    case 1: q4 ? mvq_x8(y, ldy, xq, xd, ldxq, 1, w, 1, k, o0, o1) : mvq_x8(y, ldy, xq, xd, ldxq, 1, w, 0, k, o0, o1); break;
+    case 2: q4 ? mvq_x8(y, ldy, xq, xd, ldxq, 2, w, 1, k, o0, o1) : mvq_x8(y, ldy, xq, xd, ldxq, 2, w, 0, k, o0, o1); break;
+    case 3: q4 ? mvq_x8(y, ldy, xq, xd, ldxq, 3, w, 1, k, o0, o1) : mvq_x8(y, ldy, xq, xd, ldxq, 3, w, 0, k, o0, o1); break;
+    default: q4 ? mvq_x8(y, ldy, xq, xd, ldxq, 4, w, 1, k, o0, o1) : mvq_x8(y, ldy, xq, xd, ldxq, 4, w, 0, k, o0, o1); break;
     }
 }
 
@@ -229,8 +235,7 @@ static void KSUF(matvec)(float *y, int64_t ldy, const float *x, int64_t ldx, int
     case GLMV_BF16: MV_CASES(mv_bf16); break;
     case GLMV_F16: MV_CASES(mv_f16); break;
     case GLMV_F32: MV_CASES(mv_f32); break;
-    case GLMV_Q8_0: MV_CASES(mv_q8_0); break;
-    case GLMV_Q4_0: MV_CASES(mv_q4_0); break;
+    default: break; /* Q8_0, Q4_0: matvec_q */
     }
 }
 

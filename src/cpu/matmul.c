@@ -19,6 +19,7 @@
 #include "base.h"
 #include "cpu/cpu.h"
 #include "cpu/ref.h"
+#include "quant.h"
 
 typedef struct {
     cpu_state *cs;
@@ -32,6 +33,8 @@ typedef struct {
     float *xp;                  /* x in row tiles of mr, k-major: [m/mr][k][mr] (f32 GEMM) */
     const uint16_t *xb;         /* bf16 copy of x, rows of ldxb (bf16 GEMM) */
     int64_t ldxb;
+    int8_t *xq;                 /* x quantized to int8, rows of k, and its block scales xd */
+    float *xd;                  /* (Q8_0/Q4_0 decode: glmv_quantize_x_q8) */
 } mm_job;
 
 void glmv_cpu_pack_bf16(uint16_t *dst, int nr, const uint16_t *w, int64_t k, int64_t n0, int nn,
@@ -93,7 +96,16 @@ static void matvec_task(void *ctx, int64_t t, int thread) {
     mm_job *j = ctx;
     const glmv_cpu_kernels *kn = j->cs->k;
     int64_t o0 = t * j->rows_per_task, o1 = GLMV_MIN(j->n, o0 + j->rows_per_task);
-    if (j->m <= GLMV_MV_MAX) {
+    if (j->xq) {
+        /* quantized weights: the int8 product, GLMV_MV_MAX rows of x per weight slice */
+        int64_t slice = j->m <= GLMV_MV_MAX ? o1 - o0 : GLMV_MAX((int64_t)1, (int64_t)(256 << 10) /
+                                                 (int64_t)glmv_dtype_row_bytes(j->w->dtype, j->k));
+        for (int64_t s0 = o0; s0 < o1; s0 += slice)
+            for (int64_t i = 0; i < j->m; i += GLMV_MV_MAX)
+                kn->matvec_q(j->y + i * j->n, j->n, j->xq + i * j->k, j->xd + i * (j->k / 32), j->k,
+                             (int)GLMV_MIN((int64_t)GLMV_MV_MAX, j->m - i), j->w->data, j->w->dtype,
+                             j->k, s0, GLMV_MIN(o1, s0 + slice));
+    } else if (j->m <= GLMV_MV_MAX) {
         kn->matvec(j->y, j->n, j->x, j->k, (int)j->m, j->w->data, j->w->dtype, j->k, o0, o1);
     } else {
         int64_t slice = GLMV_MAX((int64_t)1, (int64_t)(256 << 10) /
@@ -194,7 +206,20 @@ static void to_bf16_task(void *ctx, int64_t t, int thread) {
     if (j->ldxb > j->k) d[j->k] = 0;
 }
 
+static void quant_x_task(void *ctx, int64_t t, int thread) {
+    (void)thread;
+    mm_job *j = ctx;
+    glmv_quantize_x_q8(j->x + t * j->k, j->xq + t * j->k, j->xd + t * (j->k / 32), j->k);
+}
+
 static void run_matvec(cpu_state *cs, mm_job *j) {
+    if (glmv_dtype_is_quant(j->w->dtype)) { /* x to int8 blocks once, for every weight row */
+        size_t qb = glmv_mul_size((size_t)j->m, (size_t)j->k);
+        char *sc = cpu_shared(cs, qb + qb / 32 * sizeof(float) + 64);
+        j->xq = (int8_t *)sc;
+        j->xd = (float *)(sc + (qb + 63) / 64 * 64);
+        glmv_pool_run(cs->pool, quant_x_task, j, j->m);
+    }
     /* a few tasks per thread, each a contiguous stream of weight rows */
     int64_t tasks = (int64_t)cs->n_threads * 4;
     j->rows_per_task = GLMV_MAX((int64_t)16, (j->n + tasks - 1) / tasks);
