@@ -39,7 +39,7 @@ typedef struct {
 
 void glmv_cpu_pack_bf16(uint16_t *dst, int nr, const uint16_t *w, int64_t k, int64_t n0, int nn,
                         int64_t k0, int64_t kk) {
-    int64_t k2 = (kk + 1) / 2;
+    int64_t k2 = (kk + 1) / 2, whole = kk / 2;
     for (int c = 0; c < nr; c++) {
         uint16_t *d = dst + 2 * c;
         if (c >= nn) {
@@ -47,14 +47,17 @@ void glmv_cpu_pack_bf16(uint16_t *dst, int nr, const uint16_t *w, int64_t k, int
             continue;
         }
         const uint16_t *s = w + (n0 + c) * k + k0;
-        int64_t p = 0;
-        for (; 2 * p + 1 < kk; p++) {
-            d[p * 2 * nr] = s[2 * p];
-            d[p * 2 * nr + 1] = s[2 * p + 1];
+        /* the column's next k-block, while this one is copied: each of the panel's columns is
+         * its own stream through memory, more than the hardware prefetcher follows */
+        for (int64_t q = kk; q < GLMV_MIN(2 * kk, k - k0); q += 32) __builtin_prefetch(s + q);
+        for (int64_t p = 0; p < whole; p++) { /* a pair at a time */
+            uint32_t v;
+            memcpy(&v, s + 2 * p, 4);
+            memcpy(d + p * 2 * nr, &v, 4);
         }
-        if (p < k2) {
-            d[p * 2 * nr] = s[2 * p];
-            d[p * 2 * nr + 1] = 0;
+        if (whole < k2) {
+            d[whole * 2 * nr] = s[2 * whole];
+            d[whole * 2 * nr + 1] = 0;
         }
     }
 }
