@@ -85,6 +85,7 @@ struct glmv_model {
 
     char name[256];
     char dir[1024];                        /* the folder as given (or "synthetic:...") */
+    int is_gguf;                           /* loaded from llama.cpp's GGUF files (gguf_model.c) */
     char device[96];
     const char *precision;                 /* "f32" or "bf16": what m->be's GEMMs do */
     char precision_why[160];               /* how it was chosen (glmv_model_info) */
