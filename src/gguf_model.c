@@ -297,6 +297,11 @@ static int load_text(glmv_gguf_model *out, const glmv_gguf *g, adder *a, char *e
         tp[i] = glmv_gguf_arr_str(toks, (uint64_t)i, &tl[i]);
         double v = types ? glmv_gguf_arr_num(types, (uint64_t)i) : 1;
         ty[i] = v >= 0 && v <= 64 ? (int32_t)v : -1;
+        /* the converter types every token that looks like <|...|> CONTROL; GLM-4.1V's
+         * tokenizer.json has these two as added but not special (answers keep them) */
+        if (ty[i] == 3 && ((tl[i] == 16 && !memcmp(tp[i], "<|begin_of_box|>", 16)) ||
+                           (tl[i] == 14 && !memcmp(tp[i], "<|end_of_box|>", 14))))
+            ty[i] = 4;
     }
     for (uint64_t i = 0; i < merges->n; i++) mp[i] = glmv_gguf_arr_str(merges, i, &ml[i]);
     sp.tokens = tp, sp.token_len = tl, sp.types = ty, sp.merges = mp, sp.merge_len = ml;
