@@ -29,7 +29,7 @@ struct glmv_gguf {
     uint32_t version;
     uint64_t alignment;
     glmv_gguf_kv *kv;
-    int64_t n_kv;
+    int64_t n_kv, kv_cap;      /* pairs read, entries allocated (a failed parse frees them all) */
     glmv_gguf_tensor *t;
     int64_t n_t;
     char *names;               /* keys and tensor names, NUL-terminated */
@@ -133,6 +133,7 @@ static int parse(glmv_gguf *g, char *err) {
         return glmv_errf(err, "%s: %llu tensors cannot fit the %zu-byte file (truncated?)", path,
                          (unsigned long long)n_t, g->size);
     g->kv = calloc((size_t)n_kv + 1, sizeof *g->kv);
+    g->kv_cap = g->kv ? (int64_t)n_kv + 1 : 0;
     g->t = calloc((size_t)n_t + 1, sizeof *g->t);
     /* names: every key and name is at most GGUF_MAX_NAME and inside the file */
     size_t names_cap = GLMV_MIN(g->size, (size_t)(n_kv + n_t) * (GGUF_MAX_NAME + 1)) + (size_t)(n_kv + n_t) + 1;
@@ -330,7 +331,7 @@ int glmv_gguf_open(glmv_gguf **out, const char *path, char *err) {
 void glmv_gguf_free(glmv_gguf *g) {
     if (!g) return;
     if (g->owned_map && g->map) munmap((void *)g->map, g->size);
-    for (int64_t i = 0; i < g->n_kv; i++) free(g->kv[i].str_off);
+    for (int64_t i = 0; i < g->kv_cap; i++) free(g->kv[i].str_off);
     free(g->kv);
     free(g->t);
     free(g->names);
