@@ -15,6 +15,7 @@
 #include "gguf_model.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,8 @@ int glmv_gguf_locate(const char *path, const char *mmproj, char *text, char *mm,
     struct stat sb;
     text[0] = mm[0] = 0;
     if (mmproj && *mmproj) snprintf(mm, cap, "%s", mmproj);
-    if (stat(path, &sb) != 0) return 0; /* the safetensors loader names the problem */
+    if (stat(path, &sb) != 0) /* the safetensors loader names the problem with a folder */
+        return has_suffix(path, ".gguf") ? glmv_errf(err, "%s: %s", path, strerror(errno)) : 0;
     if (S_ISREG(sb.st_mode)) {
         if (!has_suffix(path, ".gguf") && !glmv_gguf_is_gguf(path)) return 0;
         snprintf(text, cap, "%s", path);

@@ -58,6 +58,7 @@ expect_fail err_truncated "truncated" "$G" run -m "$tmp/cut.gguf" -p hi -n 2
 head -c 100 $MM >"$tmp/cut-mmproj.gguf"
 expect_fail err_truncated_mmproj "truncated" "$G" run -m $T --mmproj "$tmp/cut-mmproj.gguf" -p hi -n 2
 printf 'GGUF\003\000\000\000not really' >"$tmp/junk.gguf"
+expect_fail err_missing_file "no-such.gguf: No such file" "$G" run -m "$tmp/no-such.gguf" -p hi -n 2
 expect_fail err_junk "junk.gguf" "$G" run -m "$tmp/junk.gguf" -p hi -n 2
 expect_fail err_mmproj_with_folder "an mmproj goes with a GGUF text model" \
     "$G" run -m tests/fixtures/tiny --mmproj $MM -p hi -n 2
