@@ -38,6 +38,11 @@ int glmv_ggml_block(uint32_t t, int *elems, int *bytes);
 /* "Q4_K", ... or "type N" (in a static buffer for unknown ones: messages only). */
 const char *glmv_ggml_type_name(uint32_t t);
 
+/* A row of k values of ggml type t (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+ * Q4_K, Q5_K, Q6_K) to floats (gguf_dequant.c); -1 for another type or a k that
+ * is not whole blocks. */
+int glmv_ggml_dequantize_row(uint32_t t, const void *src, float *dst, int64_t k);
+
 typedef struct {
     const char *key;      /* NUL-terminated copy */
     uint32_t type;        /* GGUF_* */

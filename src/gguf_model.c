@@ -152,7 +152,8 @@ typedef struct {
     int file;             /* g's index in w */
     char *err;
     int vision;           /* tensors of the mmproj: quantized ones are dequantized */
-    int n_dequant;        /* tensors dequantized */
+    int n_f32, n_q8;      /* tensors dequantized to F32, re-quantized to Q8_0 */
+    uint32_t types_seen;  /* bit t: a tensor of ggml type t was converted */
 } adder;
 
 /* ggml type -> glmv dtype run as it is; -1 when it needs converting */
@@ -167,10 +168,44 @@ static int plain_dtype(uint32_t t, glmv_dtype *dt) {
     return -1;
 }
 
+/* t's values in a buffer kept by w: as F32, or re-quantized to Q8_0 (q8). */
+static void *convert(adder *a, const glmv_gguf_tensor *t, int q8) {
+    int64_t k = t->ne[0], rows = 1;
+    for (int i = 1; i < t->n_dims; i++) rows *= t->ne[i];
+    int be, bb;
+    glmv_ggml_block(t->type, &be, &bb);
+    size_t src_rb = (size_t)(k / be) * (size_t)bb;
+    size_t dst_rb = q8 ? glmv_dtype_row_bytes(GLMV_Q8_0, k) : sizeof(float) * (size_t)k;
+    char *p = glmv_aligned_alloc(glmv_mul_size(dst_rb, (size_t)rows));
+    float *row = q8 ? glmv_aligned_alloc(sizeof(float) * (size_t)k) : NULL;
+    if (!p || (q8 && !row) || glmv_weights_keep(a->w, p)) {
+        free(p);
+        free(row);
+        glmv_errf(a->err, "%s: out of memory converting %s", glmv_gguf_path(a->g), t->name);
+        return NULL;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        const char *src = (const char *)t->data + (size_t)r * src_rb;
+        if (!q8) {
+            glmv_ggml_dequantize_row(t->type, src, (float *)(p + (size_t)r * dst_rb), k);
+            continue;
+        }
+        glmv_ggml_dequantize_row(t->type, src, row, k);
+        glmv_quantize_row_q8_0(row, (glmv_block_q8_0 *)(p + (size_t)r * dst_rb), k);
+    }
+    free(row);
+    a->types_seen |= 1u << (t->type & 31);
+    if (q8) a->n_q8++;
+    else a->n_f32++;
+    return p;
+}
+
 /* The GGUF tensor gname, checked to hold n_dims dims (the HF shape reversed), as the
- * HF tensor hname. Its data is used in place, or copied when the tensor is a
- * quantized vision tensor (dequantized to F32). NULL on failure (message in err);
- * *missing = 1 (no message) when absent and the caller allows it. */
+ * HF tensor hname. Its data is used in place where glmv runs its type there (F32,
+ * F16, BF16 anywhere; Q8_0, Q4_0 as decoder matrices); another block format is
+ * re-quantized to Q8_0 for a decoder matrix and dequantized to F32 elsewhere.
+ * NULL on failure (message in err); *missing = 1 (no message) when absent and the
+ * caller allows it. */
 static glmv_tensor *add_tensor(adder *a, const char *gname, const char *hname, int *missing) {
     const glmv_gguf_tensor *t = glmv_gguf_find_tensor(a->g, gname);
     if (!t) {
@@ -184,27 +219,21 @@ static glmv_tensor *add_tensor(adder *a, const char *gname, const char *hname, i
     int64_t shape[GLMV_MAX_DIMS];
     for (int i = 0; i < t->n_dims; i++) shape[i] = t->ne[t->n_dims - 1 - i];
     glmv_dtype dt;
-    if (plain_dtype(t->type, &dt)) {
-        glmv_errf(a->err, "%s: tensor %s has type %s, which glmv does not read (it reads F32, F16, "
-                  "BF16, Q8_0 and Q4_0)", glmv_gguf_path(a->g), gname, glmv_ggml_type_name(t->type));
-        return NULL;
-    }
     void *data = (void *)t->data;
-    if (glmv_dtype_is_quant(dt) && (a->vision || t->n_dims == 1)) {
-        int64_t n = 1;
-        for (int i = 0; i < t->n_dims; i++) n *= t->ne[i];
-        float *f = glmv_aligned_alloc(glmv_mul_size((size_t)n, sizeof(float)));
-        if (!f || glmv_weights_keep(a->w, f)) {
-            free(f);
-            glmv_errf(a->err, "%s: out of memory dequantizing %s", glmv_gguf_path(a->g), gname);
+    int matrix = !a->vision && t->n_dims == 2 && t->ne[0] % GLMV_QK == 0;
+    int plain = plain_dtype(t->type, &dt) == 0;
+    if (!plain || (glmv_dtype_is_quant(dt) && !matrix)) {
+        float probe;
+        int be, bb;
+        if (glmv_ggml_block(t->type, &be, &bb) || be > 256 ||
+            glmv_ggml_dequantize_row(t->type, t->data, &probe, 0) != 0) {
+            glmv_errf(a->err, "%s: tensor %s has type %s, which glmv does not read (it reads F32, F16, "
+                      "BF16, Q8_0, Q4_0, and converts Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)", glmv_gguf_path(a->g),
+                      gname, glmv_ggml_type_name(t->type));
             return NULL;
         }
-        size_t rb = glmv_dtype_row_bytes(dt, t->ne[0]);
-        for (int64_t r = 0; r < n / t->ne[0]; r++)
-            glmv_dequantize_range(dt, (const char *)t->data + (size_t)r * rb, 0, t->ne[0], f + r * t->ne[0]);
-        data = f;
-        dt = GLMV_F32;
-        a->n_dequant++;
+        dt = matrix ? GLMV_Q8_0 : GLMV_F32;
+        if (!(data = convert(a, t, matrix))) return NULL;
     }
     return glmv_weights_add(a->w, hname, a->file, dt, t->n_dims, shape, data, a->err);
 }
@@ -615,10 +644,19 @@ int glmv_gguf_model_load(glmv_gguf_model *out, const char *text, const char *mmp
         if (open_file(&gv, out->w, mmproj, &b.file, err)) goto done;
         b.g = gv;
         if (load_vision(out, gv, &b, err)) goto done;
-        if (b.n_dequant)
-            snprintf(out->notes, sizeof out->notes, "%d quantized vision tensors dequantized to F32", b.n_dequant);
+        a.n_f32 += b.n_f32;
+        a.types_seen |= b.types_seen;
     }
     if (glmv_config_check(&out->cfg, gv ? mmproj : text, err)) goto done;
+    if (a.n_q8 || a.n_f32) {
+        char types[96] = "";
+        for (uint32_t t = 0; t < 32; t++)
+            if (a.types_seen >> t & 1)
+                snprintf(types + strlen(types), sizeof types - strlen(types), "%s%s", types[0] ? ", " : "",
+                         glmv_ggml_type_name(t));
+        snprintf(out->notes, sizeof out->notes, "%s tensors converted at load: %d to Q8_0, %d to F32", types,
+                 a.n_q8, a.n_f32);
+    }
     rc = 0;
 done:
     glmv_gguf_free(gt);

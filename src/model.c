@@ -382,6 +382,12 @@ static int check_prompt_tokens(const glmv_model *m, const char *dir, char *err) 
     return 0;
 }
 
+/* Are the decoder's matrices in a block format (a quantized GGUF)? */
+static int c_has_quant(const glmv_model *m) {
+    return m->cfg.num_hidden_layers > 0 && m->layers && m->layers[0].q_w &&
+           glmv_dtype_is_quant(m->layers[0].q_w->dtype);
+}
+
 static int file_exists(const char *dir, const char *name) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -429,6 +435,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
             m->tok = gm.tok;
             gm.w = NULL, gm.tok = NULL;
             m->is_gguf = 1;
+            snprintf(m->gguf_notes, sizeof m->gguf_notes, "%s", gm.notes);
         } else {
             if (glmv_config_load(&m->cfg, dir, err)) goto fail;
             if (glmv_weights_open(&m->w, dir, err)) goto fail;
@@ -446,6 +453,10 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
         if (nl > 5 && !strcmp(m->name + nl - 5, ".gguf")) m->name[nl - 5] = 0;
     }
     if (bind_weights(m, err)) goto fail;
+    if (m->is_gguf && c_has_quant(m))
+        snprintf(m->quant_desc, sizeof m->quant_desc, "%s (from the GGUF%s%s)",
+                 m->layers[0].q_w->dtype == GLMV_Q8_0 ? "q8_0" : "q4_0", m->gguf_notes[0] ? "; " : "",
+                 m->gguf_notes);
     if (make_backend(m, p, err)) goto fail;
     if (m->be->caps.device)
         for (int64_t i = 0; i < glmv_weights_count(m->w); i++) {
@@ -510,7 +521,6 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
         fprintf(stderr, "glmv: loaded %s (%lld params) on %s, precision %s (%s), in %.0f ms\n",
                 m->name, (long long)m->n_params, m->device, m->precision, m->precision_why,
                 m->load_ms);
-    if (p->verbose && gm.notes[0]) fprintf(stderr, "glmv: %s: %s\n", gtext, gm.notes);
     glmv_gguf_model_clear(&gm);
     *out = m;
     return 0;
@@ -561,7 +571,7 @@ void glmv_model_get_info(const glmv_model *m, glmv_model_info *info) {
     info->quant = quant_name(m->params.quant);
     if (m->params.quant == GLMV_QUANT_NONE && c->num_hidden_layers > 0 && m->layers[0].q_w &&
         glmv_dtype_is_quant(m->layers[0].q_w->dtype)) /* a quantized GGUF */
-        info->quant = m->layers[0].q_w->dtype == GLMV_Q8_0 ? "q8_0 (from the file)" : "q4_0 (from the file)";
+        info->quant = m->quant_desc;
     info->weight_bytes = m->weight_bytes;
     info->n_params = m->n_params;
     info->n_layers = c->num_hidden_layers;

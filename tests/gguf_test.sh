@@ -33,10 +33,14 @@ a=$(ids -m $T --mmproj $MM --image $IMG -p "What is this?") b=$(ids -m "$tmp/m" 
 if [ -n "$a" ] && [ "$a" = "$b" ] && [ "$(jq '.[1]' <<<"$a")" -gt 0 ]; then ok image_file_and_dir
 else bad image_file_and_dir "file $a, dir $b: $(cat "$tmp/err")"; fi
 
-# the Q8_0 file runs in its blocks, and says so
-if "$G" run -m $F/tiny-Q8_0.gguf -p hi -n 2 -v >/dev/null 2>"$tmp/err" && grep -q "weights q8_0 (from the file)" "$tmp/err"; then
-    ok q8_0_file
-else bad q8_0_file "$(cat "$tmp/err")"; fi
+# the quantized files: Q8_0 and Q4_0 run in their blocks, the K-quants are converted, and -v says so
+for q in "Q8_0:weights q8_0 (from the GGUF)" "Q4_0:weights q4_0 (from the GGUF; Q6_K tensors converted" \
+         "Q4_K_M:weights q8_0 (from the GGUF; Q4_K, Q6_K tensors converted at load: 14 to Q8_0"; do
+    f=${q%%:*} want=${q#*:}
+    if "$G" run -m $F/tiny-$f.gguf -p hi -n 2 -v >/dev/null 2>"$tmp/err" && grep -qF "$want" "$tmp/err"; then
+        ok "file_$f"
+    else bad "file_$f" "$(cat "$tmp/err")"; fi
+done
 
 # chat over a pipe with the GGUF pair
 if printf 'Hello\n/quit\n' | "$G" chat -m "$tmp/m" -n 3 >"$tmp/out" 2>"$tmp/err"; then ok chat_pipe

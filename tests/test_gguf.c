@@ -439,6 +439,58 @@ out:
 TEST(weights_bf16_equal_safetensors) { compare_weights(GG "tiny-BF16.gguf", 0); }
 TEST(weights_q8_0_close_to_safetensors) { compare_weights(GG "tiny-Q8_0.gguf", 1); }
 
+/* llama-quantize's 4-bit files: Q4_0 matrices used as they are, Q4_K and the Q6_K
+ * output matrix re-quantized to Q8_0. Each decoder matrix against the checkpoint,
+ * by NMSE: 4 bits over a 32-value block of Gaussian weights are steps of about
+ * max|w| / 8 = 2.1 sigma / 8, an NMSE of (2.1 / 8)^2 / 12 = 5.7e-3 (measured 5e-3
+ * to 7.5e-3), so 1.5e-2 for the 4-bit formats; lm_head (Q6_K: steps of 2 x 1.8
+ * sigma / 63 over 16 values, 2.7e-4, then Q8_0, 9e-5) must be within 1e-3. A dequantizer
+ * that misplaces a nibble, a bit or a scale gives an NMSE near 1 or above. */
+static double nmse_of(const glmv_tensor *a, const glmv_tensor *b) {
+    int64_t n = glmv_tensor_numel(a);
+    float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+    glmv_tensor_get_range(a, 0, n, x);
+    glmv_tensor_get_range(b, 0, n, y);
+    double se = 0, ss = 0;
+    for (int64_t i = 0; i < n; i++) se += ((double)x[i] - y[i]) * ((double)x[i] - y[i]), ss += (double)x[i] * x[i];
+    free(x);
+    free(y);
+    return ss > 0 ? se / ss : INFINITY;
+}
+
+static void four_bit(const char *file, glmv_dtype want) {
+    glmv_gguf_model gm;
+    glmv_weights *st = NULL;
+    char err[GLMV_ERR_SIZE] = "";
+    CHECK_MSG(glmv_gguf_model_load(&gm, file, NULL, err) == 0, "%s", err);
+    CHECK_MSG(glmv_weights_open(&st, TINY, err) == 0, "%s", err);
+    if (!gm.w || !st) goto out;
+    int n = 0;
+    double worst = 0;
+    for (int64_t i = 0; i < glmv_weights_count(st); i++) {
+        const glmv_tensor *a = glmv_weights_at(st, i), *b = glmv_weights_find(gm.w, a->name);
+        if (strncmp(a->name, "model.visual.", 13) == 0) continue;
+        CHECK_MSG(b != NULL, "%s is missing", a->name);
+        if (!b || a->ndim != 2) continue;
+        double e = nmse_of(a, b);
+        int lm = !strcmp(a->name, "lm_head.weight");
+        CHECK_MSG(b->dtype == (lm ? GLMV_Q8_0 : want), "%s: dtype %s", a->name, glmv_dtype_name(b->dtype));
+        CHECK_MSG(e <= (lm ? 1e-3 : 1.5e-2), "%s: nmse %.3e", a->name, e);
+        if (!lm && e > worst) worst = e;
+        if (lm) printf("  %s: lm_head (Q6_K) nmse %.3e\n", file, e);
+        n++;
+    }
+    printf("  %s: %d matrices, worst 4-bit nmse %.3e\n", file, n, worst);
+    CHECK_EQ_INT(n, 2 * 6 + 2);
+    CHECK(strstr(gm.notes, "Q6_K") != NULL);
+out:
+    if (gm.w || gm.tok) glmv_gguf_model_clear(&gm);
+    glmv_weights_free(st);
+}
+
+TEST(weights_q4_0) { four_bit(GG "tiny-Q4_0.gguf", GLMV_Q4_0); }
+TEST(weights_q4_k_m) { four_bit(GG "tiny-Q4_K_M.gguf", GLMV_Q8_0); }
+
 /* What config.json and the processor files say, from the GGUF keys and tensors. */
 TEST(config_matches) {
     glmv_gguf_model gm;
@@ -572,7 +624,7 @@ TEST(locate) {
 /* A tensor of a type glmv does not run is named with its type; a vision file as
  * the text model and a text file as the mmproj are refused. */
 TEST(loader_refusals) {
-    char err[GLMV_ERR_SIZE] = "", path[64] = "/tmp/glmv-gguf-q4k-XXXXXX";
+    char err[GLMV_ERR_SIZE] = "", path[64] = "/tmp/glmv-gguf-q2k-XXXXXX";
     glmv_gguf_model gm;
     CHECK(glmv_gguf_model_load(&gm, GG "mmproj-tiny-F16.gguf", NULL, err) != 0);
     CHECK_MSG(strstr(err, "general.architecture is \"clip\"") != NULL, "%s", err);
@@ -581,7 +633,7 @@ TEST(loader_refusals) {
     CHECK(glmv_gguf_model_load(&gm, TINY "/config.json", NULL, err) != 0);
     CHECK_MSG(strstr(err, "not a GGUF file") != NULL, "%s", err);
 
-    /* blk.0.ffn_down.weight retyped to Q4_K: its 65536 values take 36864 bytes,
+    /* blk.0.ffn_down.weight retyped to Q2_K: its 65536 values take 21504 bytes,
      * inside the BF16 tensor's range, so only the loader can object */
     size_t len = 0;
     char *f = glmv_read_file(GG "tiny-BF16.gguf", &len, err);
@@ -593,13 +645,13 @@ TEST(loader_refusals) {
     if (at) {
         uint32_t nd;
         memcpy(&nd, at + strlen(name), 4);
-        uint32_t q4k = GGML_Q4_K;
-        memcpy(at + strlen(name) + 4 + 8 * nd, &q4k, 4);
+        uint32_t q2k = GGML_Q2_K;
+        memcpy(at + strlen(name) + 4 + 8 * nd, &q2k, 4);
         int fd = mkstemp(path);
         CHECK(fd >= 0 && write(fd, f, len) == (ssize_t)len);
         close(fd);
         CHECK(glmv_gguf_model_load(&gm, path, NULL, err) != 0);
-        CHECK_MSG(strstr(err, "blk.0.ffn_down.weight has type Q4_K") != NULL, "%s", err);
+        CHECK_MSG(strstr(err, "blk.0.ffn_down.weight has type Q2_K") != NULL, "%s", err);
         unlink(path);
     }
     free(f);
@@ -612,6 +664,8 @@ int main(void) {
     RUN(unpermute_hand_case);
     RUN(weights_bf16_equal_safetensors);
     RUN(weights_q8_0_close_to_safetensors);
+    RUN(weights_q4_0);
+    RUN(weights_q4_k_m);
     RUN(config_matches);
     RUN(tokenizer_matches);
     RUN(locate);
