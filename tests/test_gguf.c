@@ -373,6 +373,69 @@ TEST(unpermute_hand_case) {
     CHECK(!memcmp(got, want, 24));
 }
 
+/* ------------------------------------------------------------ block formats by hand */
+
+/* The formats no fixture holds (Q4_1, Q5_0, Q5_1, Q5_K), one block each, with the
+ * expected values written from ggml-common.h's description, sub-block by sub-block. */
+TEST(dequant_by_hand) {
+    uint8_t b[256];
+    float y[256];
+    const uint16_t two = 0x4000, half = 0x3800; /* f16 2.0 and 0.5 */
+    /* Q4_1: d 2, m 0.5; qs[j] = j | (15 - j) << 4 */
+    memcpy(b, &two, 2), memcpy(b + 2, &half, 2);
+    for (int j = 0; j < 16; j++) b[4 + j] = (uint8_t)(j | (15 - j) << 4);
+    CHECK_EQ_INT(glmv_ggml_dequantize_row(GGML_Q4_1, b, y, 32), 0);
+    int bad = 0;
+    for (int j = 0; j < 16; j++) bad += y[j] != 2.0f * j + 0.5f || y[16 + j] != 2.0f * (15 - j) + 0.5f;
+    CHECK_EQ_INT(bad, 0);
+    /* Q5_0 and Q5_1: the fifth bit of value j is bit j of qh (values 0-15) or bit
+     * j + 16 (values 16-31, the high nibbles) */
+    const uint32_t qh = 0xA5C3F00Fu;
+    for (int with_min = 0; with_min < 2; with_min++) {
+        uint8_t *p = b;
+        memcpy(p, &two, 2), p += 2;
+        if (with_min) memcpy(p, &half, 2), p += 2;
+        memcpy(p, &qh, 4), p += 4;
+        for (int j = 0; j < 16; j++) p[j] = (uint8_t)(j | (15 - j) << 4);
+        CHECK_EQ_INT(glmv_ggml_dequantize_row(with_min ? GGML_Q5_1 : GGML_Q5_0, b, y, 32), 0);
+        bad = 0;
+        for (int v = 0; v < 32; v++) {
+            int q = (v < 16 ? v : 15 - (v - 16)) + (int)((qh >> v) & 1) * 16;
+            float want = with_min ? 2.0f * q + 0.5f : 2.0f * (q - 16);
+            bad += y[v] != want;
+        }
+        CHECK_MSG(bad == 0, "Q5_%d: %d values differ", with_min, bad);
+    }
+    /* Q5_K: d 2, dmin 0.5; sub-block s (32 values) has scale s + 1 and min 7 - s
+     * (6 bits: s 0-3 in the low bits of bytes 0-7, s 4-7 in the nibbles of bytes
+     * 8-11 and the top bits of bytes 0-7), low 4 bits from the nibbles of qs
+     * (byte 32 (s / 2) + l, low nibble for even s), fifth bit s of qh[l] */
+    memset(b, 0, sizeof b);
+    memcpy(b, &two, 2), memcpy(b + 2, &half, 2);
+    int sc[8], mn[8];
+    for (int s8 = 0; s8 < 8; s8++) sc[s8] = s8 + 1 + (s8 >= 4 ? 40 : 0), mn[s8] = 7 - s8 + (s8 >= 4 ? 16 : 0);
+    uint8_t *scl = b + 4, *qhp = b + 16, *qs = b + 48;
+    for (int s8 = 0; s8 < 4; s8++) {
+        scl[s8] = (uint8_t)(sc[s8] | (sc[s8 + 4] >> 4) << 6);
+        scl[s8 + 4] = (uint8_t)(mn[s8] | (mn[s8 + 4] >> 4) << 6);
+        scl[s8 + 8] = (uint8_t)((sc[s8 + 4] & 0xF) | (mn[s8 + 4] & 0xF) << 4);
+    }
+    for (int l = 0; l < 32; l++) qhp[l] = (uint8_t)(l * 37 + 11);
+    for (int i = 0; i < 128; i++) qs[i] = (uint8_t)(i * 73 + 5);
+    CHECK_EQ_INT(glmv_ggml_dequantize_row(GGML_Q5_K, b, y, 256), 0);
+    bad = 0;
+    for (int s8 = 0; s8 < 8; s8++)
+        for (int l = 0; l < 32; l++) {
+            uint8_t byte = qs[32 * (s8 / 2) + l];
+            int q = (s8 % 2 ? byte >> 4 : byte & 0xF) + ((qhp[l] >> s8) & 1) * 16;
+            bad += y[32 * s8 + l] != 2.0f * (float)sc[s8] * (float)q - 0.5f * (float)mn[s8];
+        }
+    CHECK_EQ_INT(bad, 0);
+    /* types glmv does not read, and rows that are not whole blocks */
+    CHECK_EQ_INT(glmv_ggml_dequantize_row(GGML_Q2_K, b, y, 256), -1);
+    CHECK_EQ_INT(glmv_ggml_dequantize_row(GGML_Q4_K, b, y, 100), -1);
+}
+
 /* ------------------------------------------------------------ the GLM-4.1V loader */
 
 static double max_abs_diff(const glmv_tensor *a, const glmv_tensor *b, double *amax) {
@@ -662,6 +725,7 @@ int main(void) {
     RUN(truncated_anywhere);
     RUN(refusals);
     RUN(unpermute_hand_case);
+    RUN(dequant_by_hand);
     RUN(weights_bf16_equal_safetensors);
     RUN(weights_q8_0_close_to_safetensors);
     RUN(weights_q4_0);
