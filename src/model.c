@@ -246,6 +246,31 @@ static int quantize_weights(glmv_model *m, char *err) {
     return 0;
 }
 
+/* F16 matrices (a GGUF mmproj's) on a device that multiplies bf16: its GEMMs round
+ * their inputs to bf16 anyway, and its kernels for bf16 weights are the fast ones
+ * (F16 weights take a plain fp32 path there). */
+static int f16_to_bf16(glmv_model *m, char *err) {
+    for (int64_t i = 0; i < glmv_weights_count(m->w); i++) {
+        glmv_tensor *t = glmv_weights_at(m->w, i);
+        if (t->dtype != GLMV_F16 || t->ndim < 2) continue;
+        int64_t n = glmv_tensor_numel(t);
+        uint16_t *b = glmv_aligned_alloc(glmv_mul_size((size_t)n, 2));
+        void **nb = realloc(m->quant_bufs, sizeof *nb * (size_t)(m->n_quant_bufs + 1));
+        if (!b || !nb) {
+            free(b);
+            if (nb) m->quant_bufs = nb;
+            return glmv_errc(err, GLMV_E_NOMEM, "out of memory converting %s to bf16", t->name);
+        }
+        m->quant_bufs = nb;
+        m->quant_bufs[m->n_quant_bufs++] = b;
+        const uint16_t *h = t->host ? t->host : t->data;
+        for (int64_t k = 0; k < n; k++) b[k] = glmv_f32_to_bf16(glmv_f16_to_f32(h[k]));
+        t->dtype = GLMV_BF16;
+        t->data = t->host = b;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ backend */
 
 int glmv_precision_parse(const char *s, glmv_precision *out) {
@@ -468,6 +493,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
                 goto fail;
             }
         }
+    if (m->be->caps.device && m->be->bf16 && f16_to_bf16(m, err)) goto fail;
     if (m->params.quant != GLMV_QUANT_NONE) {
         if (m->be->caps.device) {
             glmv_errc(err, GLMV_E_INVALID, "--quant %s: quantized weights run on the CPU for now "

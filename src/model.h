@@ -53,7 +53,7 @@ struct glmv_model {
     glmv_weights *w;
     glmv_backend *be;
     glmv_model_params params;
-    void **quant_bufs;                     /* the quantized weights' buffers (--quant) */
+    void **quant_bufs;                     /* buffers of weights converted at load (--quant; F16 to bf16 on a device) */
     int n_quant_bufs;
     int64_t weight_bytes;                  /* weights as held, after quantization */
 
