@@ -7,9 +7,11 @@
  * BF16; Q8_0 and Q4_0 matrices of the decoder, which the CPU backend multiplies
  * in their blocks). What is copied: the q/k rows the converter moved into NeoX
  * order (a row permutation, whole rows, so quantized rows move as they are), the
- * patch embedding's two temporal slices joined into one kernel, and quantized
- * vision tensors (dequantized to F32: the vision tower runs plain types only).
- * Other ggml types are refused with their name and the tensor's.
+ * patch embedding's two temporal slices joined into one kernel, decoder matrices
+ * in other block formats (the K-quants: re-quantized to Q8_0, gguf_dequant.c)
+ * and any other tensor in blocks (dequantized to F32: the vision tower, norms and
+ * biases run plain types only). Other ggml types are refused with their name and
+ * the tensor's.
  * ref: llama.cpp conversion/glm.py (Glm4Model), conversion/qwen3vl.py
  * (Glm4VVisionModel), gguf-py/gguf/tensor_mapping.py */
 #include "gguf_model.h"
@@ -152,6 +154,7 @@ typedef struct {
     int file;             /* g's index in w */
     char *err;
     int vision;           /* tensors of the mmproj: quantized ones are dequantized */
+    int plain;            /* the next tensor must not be in blocks (a token table shared with the output) */
     int n_f32, n_q8;      /* tensors dequantized to F32, re-quantized to Q8_0 */
     uint32_t types_seen;  /* bit t: a tensor of ggml type t was converted */
 } adder;
@@ -220,7 +223,7 @@ static glmv_tensor *add_tensor(adder *a, const char *gname, const char *hname, i
     for (int i = 0; i < t->n_dims; i++) shape[i] = t->ne[t->n_dims - 1 - i];
     glmv_dtype dt;
     void *data = (void *)t->data;
-    int matrix = !a->vision && t->n_dims == 2 && t->ne[0] % GLMV_QK == 0;
+    int matrix = !a->vision && !a->plain && t->n_dims == 2 && t->ne[0] % GLMV_QK == 0;
     int plain = plain_dtype(t->type, &dt) == 0;
     if (!plain || (glmv_dtype_is_quant(dt) && !matrix)) {
         float probe;
@@ -409,7 +412,9 @@ tok_done:
         snprintf(hn, sizeof hn, __VA_ARGS__);                         \
         if (!(t = add_tensor(a, gn, hn, NULL))) return -1;            \
     } while (0)
+    a->plain = c->tie_word_embeddings; /* the embedding kernels read plain rows; tied, it is no host table */
     ADD("token_embd.weight", "%s.embed_tokens.weight", tp_);
+    a->plain = 0;
     ADD("output_norm.weight", "%s.norm.weight", tp_);
     if (!c->tie_word_embeddings) ADD("output.weight", "lm_head.weight");
     static const struct { const char *g, *h; int perm; } L[] = {
