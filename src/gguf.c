@@ -7,6 +7,7 @@
 #include "gguf.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +105,26 @@ static int gg_clean(char *err) {
 
 /* ---------------------------------------------------------------- parse */
 
+static int str_cmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static const char DUP_OOM[] = "";
+
+/* A name held twice among n structs of size sz (the name pointer at off), by
+ * sorting (a file may hold a million names); NULL when all differ. */
+static const char *dup_name(const void *items, size_t n, size_t sz, size_t off) {
+    const char **v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) return DUP_OOM;
+    for (size_t i = 0; i < n; i++) memcpy(&v[i], (const char *)items + i * sz + off, sizeof *v);
+    qsort(v, n, sizeof *v, str_cmp);
+    const char *d = NULL;
+    for (size_t i = 1; i < n && !d; i++)
+        if (!strcmp(v[i - 1], v[i])) d = v[i];
+    free(v);
+    return d;
+}
+
 typedef struct {
     uint64_t begin, end, i;
 } extent;
@@ -136,7 +157,8 @@ static int parse(glmv_gguf *g, char *err) {
     g->kv_cap = g->kv ? (int64_t)n_kv + 1 : 0;
     g->t = calloc((size_t)n_t + 1, sizeof *g->t);
     /* names: every key and name is at most GGUF_MAX_NAME and inside the file */
-    size_t names_cap = GLMV_MIN(g->size, (size_t)(n_kv + n_t) * (GGUF_MAX_NAME + 1)) + (size_t)(n_kv + n_t) + 1;
+    size_t names_cap =
+        GLMV_MIN(g->size, (size_t)(n_kv + n_t) * (GGUF_MAX_NAME + 1)) + (size_t)(n_kv + n_t) + 1;
     g->names = malloc(names_cap);
     if (!g->kv || !g->t || !g->names) return glmv_errf(err, "%s: out of memory", path);
     size_t names_at = 0;
@@ -146,15 +168,18 @@ static int parse(glmv_gguf *g, char *err) {
         glmv_gguf_kv *kv = &g->kv[i];
         const uint8_t *k;
         uint64_t kl;
-        if (rd_str(&c, &k, &kl)) return glmv_errf(err, "%s: key %llu runs past the end of the file (truncated?)", path, (unsigned long long)i);
-        if (kl == 0 || kl > GGUF_MAX_NAME) return glmv_errf(err, "%s: key %llu has length %llu", path, (unsigned long long)i, (unsigned long long)kl);
-        if (memchr(k, 0, (size_t)kl)) return glmv_errf(err, "%s: key %llu holds a NUL byte", path, (unsigned long long)i);
+        if (rd_str(&c, &k, &kl))
+            return glmv_errf(err, "%s: key %llu runs past the end of the file (truncated?)", path,
+                             (unsigned long long)i);
+        if (kl == 0 || kl > GGUF_MAX_NAME)
+            return glmv_errf(err, "%s: key %llu has length %llu", path, (unsigned long long)i,
+                             (unsigned long long)kl);
+        if (memchr(k, 0, (size_t)kl))
+            return glmv_errf(err, "%s: key %llu holds a NUL byte", path, (unsigned long long)i);
         memcpy(g->names + names_at, k, (size_t)kl);
         g->names[names_at + kl] = 0;
         kv->key = g->names + names_at;
         names_at += (size_t)kl + 1;
-        for (uint64_t j = 0; j < i; j++)
-            if (!strcmp(g->kv[j].key, kv->key)) return glmv_errf(err, "%s: key %s appears twice", path, kv->key);
         if (rd_u32(&c, &kv->type)) return glmv_errf(err, "%s: key %s: truncated", path, kv->key);
         kv->n = 1;
         uint32_t et = kv->type;
@@ -162,13 +187,15 @@ static int parse(glmv_gguf *g, char *err) {
             if (rd_u32(&c, &kv->arr_type) || rd_u64(&c, &kv->n))
                 return glmv_errf(err, "%s: key %s: truncated array header", path, kv->key);
             et = kv->arr_type;
-            if (et == GGUF_ARRAY) return glmv_errf(err, "%s: key %s: arrays of arrays are not supported", path, kv->key);
+            if (et == GGUF_ARRAY)
+                return glmv_errf(err, "%s: key %s: arrays of arrays are not supported", path, kv->key);
         }
         if (et >= GGUF_N_TYPES) return glmv_errf(err, "%s: key %s: unknown value type %u", path, kv->key, et);
         kv->data = g->map + c.at;
         if (et == GGUF_STRING) {
             if (kv->n > (c.size - c.at) / 8)
-                return glmv_errf(err, "%s: key %s: %llu strings cannot fit the file (truncated?)", path, kv->key, (unsigned long long)kv->n);
+                return glmv_errf(err, "%s: key %s: %llu strings cannot fit the file (truncated?)", path,
+                                 kv->key, (unsigned long long)kv->n);
             if (kv->type == GGUF_ARRAY) {
                 kv->str_off = malloc((size_t)(kv->n ? kv->n : 1) * sizeof *kv->str_off);
                 if (!kv->str_off) return glmv_errf(err, "%s: out of memory", path);
@@ -179,16 +206,23 @@ static int parse(glmv_gguf *g, char *err) {
                 uint64_t sl;
                 if (kv->str_off) kv->str_off[j] = c.at - a0;
                 if (rd_str(&c, &s, &sl))
-                    return glmv_errf(err, "%s: key %s: string %llu runs past the end of the file (truncated?)", path, kv->key, (unsigned long long)j);
+                    return glmv_errf(err,
+                                     "%s: key %s: string %llu runs past the end of the file (truncated?)",
+                                     path, kv->key, (unsigned long long)j);
             }
         } else {
             uint64_t bytes = (uint64_t)kv_size[et];
             if (kv->n > (c.size - c.at) / bytes)
-                return glmv_errf(err, "%s: key %s: %llu values run past the end of the file (truncated?)", path, kv->key, (unsigned long long)kv->n);
+                return glmv_errf(err, "%s: key %s: %llu values run past the end of the file (truncated?)",
+                                 path, kv->key, (unsigned long long)kv->n);
             c.at += (size_t)(kv->n * bytes);
         }
         g->n_kv++;
     }
+
+    const char *dup = dup_name(g->kv, (size_t)g->n_kv, sizeof *g->kv, offsetof(glmv_gguf_kv, key));
+    if (dup == DUP_OOM) return glmv_errf(err, "%s: out of memory", path);
+    if (dup) return glmv_errf(err, "%s: key %s appears twice", path, dup);
 
     /* alignment */
     g->alignment = 32;
@@ -197,7 +231,8 @@ static int parse(glmv_gguf *g, char *err) {
     if (r < 0) return -1;
     if (r == 0) {
         if (al <= 0 || al > (1 << 20) || (al & (al - 1)))
-            return glmv_errf(err, "%s: general.alignment %lld is not a power of two up to 1 MiB", path, (long long)al);
+            return glmv_errf(err, "%s: general.alignment %lld is not a power of two up to 1 MiB", path,
+                             (long long)al);
         g->alignment = (uint64_t)al;
     }
 
@@ -206,9 +241,12 @@ static int parse(glmv_gguf *g, char *err) {
         glmv_gguf_tensor *t = &g->t[i];
         const uint8_t *nm;
         uint64_t nl;
-        if (rd_str(&c, &nm, &nl)) return glmv_errf(err, "%s: tensor %llu's name runs past the end of the file (truncated?)", path, (unsigned long long)i);
+        if (rd_str(&c, &nm, &nl))
+            return glmv_errf(err, "%s: tensor %llu's name runs past the end of the file (truncated?)", path,
+                             (unsigned long long)i);
         if (nl == 0 || nl > GGUF_MAX_NAME || memchr(nm, 0, (size_t)nl))
-            return glmv_errf(err, "%s: tensor %llu has an empty, overlong or NUL-holding name", path, (unsigned long long)i);
+            return glmv_errf(err, "%s: tensor %llu has an empty, overlong or NUL-holding name", path,
+                             (unsigned long long)i);
         memcpy(g->names + names_at, nm, (size_t)nl);
         g->names[names_at + nl] = 0;
         t->name = g->names + names_at;
@@ -224,7 +262,8 @@ static int parse(glmv_gguf *g, char *err) {
             uint64_t ne;
             if (rd_u64(&c, &ne)) return glmv_errf(err, "%s: tensor %s: truncated", path, t->name);
             if (ne == 0 || ne > ((uint64_t)1 << 40) || numel > ((uint64_t)1 << 50) / ne)
-                return glmv_errf(err, "%s: tensor %s: dimension %u is %llu (empty or absurdly large)", path, t->name, d, (unsigned long long)ne);
+                return glmv_errf(err, "%s: tensor %s: dimension %u is %llu (empty or absurdly large)", path,
+                                 t->name, d, (unsigned long long)ne);
             t->ne[d] = (int64_t)ne;
             numel *= ne;
         }
@@ -233,21 +272,27 @@ static int parse(glmv_gguf *g, char *err) {
             return glmv_errf(err, "%s: tensor %s: truncated", path, t->name);
         int be, bb;
         if (glmv_ggml_block(t->type, &be, &bb))
-            return glmv_errf(err, "%s: tensor %s has ggml type %u, which glmv does not know", path, t->name, t->type);
+            return glmv_errf(err, "%s: tensor %s has ggml type %u, which glmv does not know", path, t->name,
+                             t->type);
         if (t->ne[0] % be)
-            return glmv_errf(err, "%s: tensor %s: row of %lld is not whole %s blocks of %d", path, t->name, (long long)t->ne[0], glmv_ggml_type_name(t->type), be);
+            return glmv_errf(err, "%s: tensor %s: row of %lld is not whole %s blocks of %d", path, t->name,
+                             (long long)t->ne[0], glmv_ggml_type_name(t->type), be);
         t->bytes = numel / (uint64_t)be * (uint64_t)bb;
         if (off % g->alignment)
-            return glmv_errf(err, "%s: tensor %s: offset %llu is not a multiple of the alignment %llu", path, t->name, (unsigned long long)off, (unsigned long long)g->alignment);
+            return glmv_errf(err, "%s: tensor %s: offset %llu is not a multiple of the alignment %llu", path,
+                             t->name, (unsigned long long)off, (unsigned long long)g->alignment);
         t->data = (const void *)(uintptr_t)off; /* relative for now */
-        for (uint64_t j = 0; j < i; j++)
-            if (!strcmp(g->t[j].name, t->name)) return glmv_errf(err, "%s: tensor %s appears twice", path, t->name);
         g->n_t++;
     }
 
+    dup = dup_name(g->t, (size_t)g->n_t, sizeof *g->t, offsetof(glmv_gguf_tensor, name));
+    if (dup == DUP_OOM) return glmv_errf(err, "%s: out of memory", path);
+    if (dup) return glmv_errf(err, "%s: tensor %s appears twice", path, dup);
+
     /* data: starts at the next multiple of the alignment */
     uint64_t d0 = (c.at + g->alignment - 1) / g->alignment * g->alignment;
-    if (n_t && d0 > g->size) return glmv_errf(err, "%s: the tensor data would start past the end of the file (truncated?)", path);
+    if (n_t && d0 > g->size)
+        return glmv_errf(err, "%s: the tensor data would start past the end of the file (truncated?)", path);
     uint64_t avail = n_t ? g->size - d0 : 0;
     /* every extent inside the data section, and no two overlapping */
     extent *ord = malloc((size_t)(n_t ? n_t : 1) * sizeof *ord);
@@ -397,7 +442,8 @@ int glmv_gguf_get_int(const glmv_gguf *g, const char *key, int64_t *out, char *e
     if (kv->type == GGUF_U64) {
         uint64_t u;
         memcpy(&u, kv->data, 8);
-        if (u > INT64_MAX) return glmv_errf(err, "%s: %s = %llu is out of range", g->path, key, (unsigned long long)u);
+        if (u > INT64_MAX)
+            return glmv_errf(err, "%s: %s = %llu is out of range", g->path, key, (unsigned long long)u);
         *out = (int64_t)u;
     } else if (kv->type == GGUF_I64) {
         memcpy(out, kv->data, 8);

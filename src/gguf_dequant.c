@@ -88,7 +88,8 @@ static void row_q5_k(const uint8_t *b, float *y, int64_t nb) {
             for (int l = 0; l < 32; l++)
                 *y++ = d * (float)s0 * (float)((q[l] & 0xF) + ((qh[l] >> j) & 1) * 16) - dmin * (float)m0;
             for (int l = 0; l < 32; l++)
-                *y++ = d * (float)s1 * (float)((q[l] >> 4) + ((qh[l] >> (j + 1)) & 1) * 16) - dmin * (float)m1;
+                *y++ =
+                    d * (float)s1 * (float)((q[l] >> 4) + ((qh[l] >> (j + 1)) & 1) * 16) - dmin * (float)m1;
         }
     }
 }

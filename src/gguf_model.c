@@ -94,8 +94,9 @@ static int key_int(keys *k, const char *key, int64_t lo, int64_t hi, int dflt_ok
     int r = glmv_gguf_get_int(k->g, key, &v, k->err);
     if (r < 0 || (r == 1 && !dflt_ok) || v < lo || v > hi) {
         if (r == 1 && !dflt_ok) glmv_errf(k->err, "%s: key %s is missing", glmv_gguf_path(k->g), key);
-        else if (r == 0) glmv_errf(k->err, "%s: %s = %lld is out of range [%lld, %lld]", glmv_gguf_path(k->g), key,
-                                   (long long)v, (long long)lo, (long long)hi);
+        else if (r == 0)
+            glmv_errf(k->err, "%s: %s = %lld is out of range [%lld, %lld]", glmv_gguf_path(k->g), key,
+                      (long long)v, (long long)lo, (long long)hi);
         k->fail = 1;
         return 0;
     }
@@ -119,7 +120,8 @@ static int key_is(const glmv_gguf *g, const char *key, const char *want, char *e
     size_t n;
     int r = glmv_gguf_get_str(g, key, &s, &n, err);
     if (r < 0) return -1;
-    if (r == 1) return glmv_errf(err, "%s: key %s is missing (not a llama.cpp GGUF?)", glmv_gguf_path(g), key);
+    if (r == 1)
+        return glmv_errf(err, "%s: key %s is missing (not a llama.cpp GGUF?)", glmv_gguf_path(g), key);
     if (n != strlen(want) || memcmp(s, want, n)) {
         char got[64];
         snprintf(got, sizeof got, "%.*s", (int)GLMV_MIN(n, 48), s);
@@ -144,7 +146,8 @@ void glmv_gguf_unpermute_rows(void *dst, const void *src, size_t row_bytes, int6
             memcpy(dh + (size_t)(2 * j) * row_bytes, sh + (size_t)j * row_bytes, row_bytes);
             memcpy(dh + (size_t)(2 * j + 1) * row_bytes, sh + (size_t)(rot / 2 + j) * row_bytes, row_bytes);
         }
-        memcpy(dh + (size_t)rot * row_bytes, sh + (size_t)rot * row_bytes, (size_t)(head_dim - rot) * row_bytes);
+        memcpy(dh + (size_t)rot * row_bytes, sh + (size_t)rot * row_bytes,
+               (size_t)(head_dim - rot) * row_bytes);
     }
 }
 
@@ -230,9 +233,10 @@ static glmv_tensor *add_tensor(adder *a, const char *gname, const char *hname, i
         int be, bb;
         if (glmv_ggml_block(t->type, &be, &bb) || be > 256 ||
             glmv_ggml_dequantize_row(t->type, t->data, &probe, 0) != 0) {
-            glmv_errf(a->err, "%s: tensor %s has type %s, which glmv does not read (it reads F32, F16, "
-                      "BF16, Q8_0, Q4_0, and converts Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)", glmv_gguf_path(a->g),
-                      gname, glmv_ggml_type_name(t->type));
+            glmv_errf(a->err,
+                      "%s: tensor %s has type %s, which glmv does not read (it reads F32, F16, "
+                      "BF16, Q8_0, Q4_0, and converts Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)",
+                      glmv_gguf_path(a->g), gname, glmv_ggml_type_name(t->type));
             return NULL;
         }
         dt = matrix ? GLMV_Q8_0 : GLMV_F32;
@@ -247,7 +251,8 @@ static int unpermute(adder *a, glmv_tensor *t, int64_t heads, int64_t head_dim, 
     if (rows != heads * head_dim)
         return glmv_errf(a->err, "%s: %s has %lld rows, expected %lld heads x %lld", glmv_gguf_path(a->g),
                          t->name, (long long)rows, (long long)heads, (long long)head_dim);
-    size_t rb = t->ndim == 1 ? glmv_dtype_size(t->dtype) : glmv_dtype_row_bytes(t->dtype, glmv_tensor_cols(t));
+    size_t rb =
+        t->ndim == 1 ? glmv_dtype_size(t->dtype) : glmv_dtype_row_bytes(t->dtype, glmv_tensor_cols(t));
     void *p = glmv_aligned_alloc(glmv_mul_size(rb, (size_t)rows));
     if (!p || glmv_weights_keep(a->w, p)) {
         free(p);
@@ -297,7 +302,8 @@ static int load_text(glmv_gguf_model *out, const glmv_gguf *g, adder *a, char *e
         return glmv_errf(err, "%s: glm4.rope.dimension_sections is not a list of 3 or 4 integers", path);
     for (int i = 0; i < 3; i++) {
         double v = glmv_gguf_arr_num(sec, (uint64_t)i);
-        if (!(v >= 0 && v <= 4096)) return glmv_errf(err, "%s: glm4.rope.dimension_sections[%d] = %g", path, i, v);
+        if (!(v >= 0 && v <= 4096))
+            return glmv_errf(err, "%s: glm4.rope.dimension_sections[%d] = %g", path, i, v);
         c->mrope_section[i] = (int)v;
     }
 
@@ -306,7 +312,8 @@ static int load_text(glmv_gguf_model *out, const glmv_gguf *g, adder *a, char *e
     const glmv_gguf_kv *types = glmv_gguf_find_kv(g, "tokenizer.ggml.token_type");
     const glmv_gguf_kv *merges = glmv_gguf_find_kv(g, "tokenizer.ggml.merges");
     if (key_is(g, "tokenizer.ggml.model", "gpt2", err)) return -1;
-    if (!toks || toks->type != GGUF_ARRAY || toks->arr_type != GGUF_STRING || toks->n == 0 || toks->n >= (1 << 22))
+    if (!toks || toks->type != GGUF_ARRAY || toks->arr_type != GGUF_STRING || toks->n == 0 ||
+        toks->n >= (1 << 22))
         return glmv_errf(err, "%s: tokenizer.ggml.tokens is missing or not a list of strings", path);
     if (!merges || merges->type != GGUF_ARRAY || merges->arr_type != GGUF_STRING)
         return glmv_errf(err, "%s: tokenizer.ggml.merges is missing or not a list of strings", path);
@@ -316,7 +323,8 @@ static int load_text(glmv_gguf_model *out, const glmv_gguf *g, adder *a, char *e
     size_t pre_len;
     char pre_s[64] = "";
     if (glmv_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &pre_len, err) < 0) return -1;
-    else if (glmv_gguf_find_kv(g, "tokenizer.ggml.pre")) snprintf(pre_s, sizeof pre_s, "%.*s", (int)GLMV_MIN(pre_len, 60), pre);
+    else if (glmv_gguf_find_kv(g, "tokenizer.ggml.pre"))
+        snprintf(pre_s, sizeof pre_s, "%.*s", (int)GLMV_MIN(pre_len, 60), pre);
     int32_t nt = (int32_t)toks->n;
     glmv_tokenizer_spec sp = {.n_tokens = nt, .n_merges = (int64_t)merges->n, .pre = pre_s};
     const char **tp = malloc(sizeof *tp * (size_t)nt), **mp = malloc(sizeof *mp * (merges->n + 1));
@@ -351,7 +359,8 @@ tok_done:
                       &c->image_end_token_id, &c->video_start_token_id, &c->video_end_token_id};
     for (int i = 0; i < 6; i++)
         if ((*dst[i] = token_id(toks, names[i])) < 0)
-            return glmv_errf(err, "%s: the vocabulary has no %s token (not GLM-4.1V's tokenizer)", path, names[i]);
+            return glmv_errf(err, "%s: the vocabulary has no %s token (not GLM-4.1V's tokenizer)", path,
+                             names[i]);
     /* stop tokens: GLM-4.1V's generation_config.json lists these four */
     static const char *const stops[] = {"<|endoftext|>", "<|user|>", "<|observation|>", "</answer>"};
     c->n_eos = 0;
@@ -363,13 +372,16 @@ tok_done:
     if (glmv_gguf_get_int(g, "tokenizer.ggml.eos_token_id", &v, err) < 0) return -1;
     int known = 0;
     if (glmv_gguf_find_kv(g, "tokenizer.ggml.eos_token_id")) {
-        if (v < 0 || v >= nt) return glmv_errf(err, "%s: tokenizer.ggml.eos_token_id %lld is outside the vocabulary", path, (long long)v);
+        if (v < 0 || v >= nt)
+            return glmv_errf(err, "%s: tokenizer.ggml.eos_token_id %lld is outside the vocabulary", path,
+                             (long long)v);
         for (int i = 0; i < c->n_eos; i++) known |= c->eos_token_ids[i] == v;
         if (!known && c->n_eos < GLMV_MAX_EOS) c->eos_token_ids[c->n_eos++] = (int32_t)v;
     }
     c->pad_token_id = c->n_eos ? c->eos_token_ids[0] : 0;
     if (glmv_gguf_get_int(g, "tokenizer.ggml.padding_token_id", &v, err) < 0) return -1;
-    if (glmv_gguf_find_kv(g, "tokenizer.ggml.padding_token_id") && v >= 0 && v < nt) c->pad_token_id = (int32_t)v;
+    if (glmv_gguf_find_kv(g, "tokenizer.ggml.padding_token_id") && v >= 0 && v < nt)
+        c->pad_token_id = (int32_t)v;
 
     /* sampling: general.sampling.* come from generation_config.json, which samples */
     c->gen_temperature = 1.0f;
@@ -380,10 +392,12 @@ tok_done:
     c->gen_top_p = (float)key_float(&s, "general.sampling.top_p", 1.0);
     c->gen_top_k = key_int(&s, "general.sampling.top_k", 0, 1 << 24, 1, 0);
     if (s.fail) return -1;
-    c->gen_do_sample = glmv_gguf_find_kv(g, "general.sampling.temp") || glmv_gguf_find_kv(g, "general.sampling.top_p") ||
+    c->gen_do_sample = glmv_gguf_find_kv(g, "general.sampling.temp") ||
+                       glmv_gguf_find_kv(g, "general.sampling.top_p") ||
                        glmv_gguf_find_kv(g, "general.sampling.top_k");
     if (!(c->gen_temperature >= 0) || !(c->gen_top_p > 0 && c->gen_top_p <= 1))
-        return glmv_errf(err, "%s: general.sampling.temp %g / top_p %g out of range", path, c->gen_temperature, c->gen_top_p);
+        return glmv_errf(err, "%s: general.sampling.temp %g / top_p %g out of range", path,
+                         c->gen_temperature, c->gen_top_p);
 
     /* chat template */
     const char *ct;
@@ -399,7 +413,8 @@ tok_done:
 
     /* tensors */
     const glmv_gguf_tensor *emb = glmv_gguf_find_tensor(g, "token_embd.weight");
-    if (!emb || emb->n_dims != 2) return glmv_errf(err, "%s: tensor token_embd.weight is missing or not 2-D", path);
+    if (!emb || emb->n_dims != 2)
+        return glmv_errf(err, "%s: tensor token_embd.weight is missing or not 2-D", path);
     c->vocab_size = (int)GLMV_MIN(emb->ne[1], 1 << 25);
     c->attention_bias = glmv_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
     c->tie_word_embeddings = glmv_gguf_find_tensor(g, "output.weight") == NULL;
@@ -445,8 +460,8 @@ tok_done:
             if (missing) continue;
             if (!t) return -1;
             /* the converter moved the rotary rows of q and k into NeoX order */
-            if (L[i].perm &&
-                unpermute(a, t, L[i].perm == 1 ? c->num_attention_heads : c->num_key_value_heads, c->head_dim, rot))
+            if (L[i].perm && unpermute(a, t, L[i].perm == 1 ? c->num_attention_heads : c->num_key_value_heads,
+                                       c->head_dim, rot))
                 return -1;
         }
 #undef ADD
@@ -476,12 +491,17 @@ static int load_vision(glmv_gguf_model *out, const glmv_gguf *g, adder *a, char 
     const glmv_gguf_tensor *gate = glmv_gguf_find_tensor(g, "mm.gate.weight");
     if (!pe || !pe1 || !pm || !gate)
         return glmv_errf(err, "%s: tensor %s is missing", path,
-                         !pe ? "v.patch_embd.weight" : !pe1 ? "v.patch_embd.weight.1" : !pm ? "mm.patch_merger.weight" : "mm.gate.weight");
+                         !pe    ? "v.patch_embd.weight"
+                         : !pe1 ? "v.patch_embd.weight.1"
+                         : !pm  ? "mm.patch_merger.weight"
+                                : "mm.gate.weight");
     /* ne innermost first: patch slices [P, P, C, Hv], merger kernel [m, m, Hv, O], gate [O, I] */
-    if (pe->n_dims != 4 || pe1->n_dims != 4 || memcmp(pe->ne, pe1->ne, sizeof pe->ne) || pe->type != pe1->type ||
-        pe->ne[0] != c->v_patch_size || pe->ne[1] != c->v_patch_size || pe->ne[3] != c->v_hidden_size)
-        return glmv_errf(err, "%s: v.patch_embd.weight and .weight.1 are not two [%d, C, %d, %d] kernels of one type",
-                         path, c->v_hidden_size, c->v_patch_size, c->v_patch_size);
+    if (pe->n_dims != 4 || pe1->n_dims != 4 || memcmp(pe->ne, pe1->ne, sizeof pe->ne) ||
+        pe->type != pe1->type || pe->ne[0] != c->v_patch_size || pe->ne[1] != c->v_patch_size ||
+        pe->ne[3] != c->v_hidden_size)
+        return glmv_errf(
+            err, "%s: v.patch_embd.weight and .weight.1 are not two [%d, C, %d, %d] kernels of one type",
+            path, c->v_hidden_size, c->v_patch_size, c->v_patch_size);
     if (pm->n_dims != 4 || pm->ne[0] != pm->ne[1] || gate->n_dims != 2)
         return glmv_errf(err, "%s: mm.patch_merger.weight or mm.gate.weight has an unexpected shape", path);
     c->v_in_channels = (int)GLMV_MIN(pe->ne[2], 1 << 20);
@@ -490,8 +510,8 @@ static int load_vision(glmv_gguf_model *out, const glmv_gguf *g, adder *a, char 
     int64_t sm;
     if (glmv_gguf_get_int(g, "clip.vision.spatial_merge_size", &sm, err) < 0) return -1;
     if (glmv_gguf_find_kv(g, "clip.vision.spatial_merge_size") && sm != c->v_spatial_merge_size)
-        return glmv_errf(err, "%s: clip.vision.spatial_merge_size %lld differs from mm.patch_merger's %d", path,
-                         (long long)sm, c->v_spatial_merge_size);
+        return glmv_errf(err, "%s: clip.vision.spatial_merge_size %lld differs from mm.patch_merger's %d",
+                         path, (long long)sm, c->v_spatial_merge_size);
     c->v_intermediate_size = (int)GLMV_MIN(gate->ne[1], 1 << 20);
     c->v_attention_bias = glmv_gguf_find_tensor(g, "v.blk.0.attn_qkv.bias") != NULL;
 

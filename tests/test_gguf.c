@@ -172,7 +172,9 @@ TEST(values_and_tensors) {
     CHECK_EQ_INT(glmv_gguf_get_float(g, "k.arr", &d, err), -1);
     const glmv_gguf_kv *kv = glmv_gguf_find_kv(g, "k.arr");
     CHECK(kv && kv->type == GGUF_ARRAY && kv->arr_type == GGUF_I32 && kv->n == 3);
-    if (kv) CHECK(glmv_gguf_arr_num(kv, 0) == 7 && glmv_gguf_arr_num(kv, 1) == -8 && glmv_gguf_arr_num(kv, 2) == 9);
+    if (kv)
+        CHECK(glmv_gguf_arr_num(kv, 0) == 7 && glmv_gguf_arr_num(kv, 1) == -8 &&
+              glmv_gguf_arr_num(kv, 2) == 9);
     kv = glmv_gguf_find_kv(g, "k.strs");
     CHECK(kv && kv->n == 3);
     if (kv) {
@@ -482,7 +484,8 @@ static void compare_weights(const char *text, int q8) {
         } else if (glmv_dtype_is_quant(b->dtype)) {
             /* Q8_0: q = round(w / d) with d = max|block| / 127, stored as f16 (relative
              * error 2^-11): |w - q d16| <= d / 2 + 127 d 2^-11, d at most max|w| / 127 */
-            CHECK_MSG(m <= amax / 127 * (0.5 + 127 * 0x1p-11), "%s: differs by %g (max |w| %g)", a->name, m, amax);
+            CHECK_MSG(m <= amax / 127 * (0.5 + 127 * 0x1p-11), "%s: differs by %g (max |w| %g)", a->name, m,
+                      amax);
             quant++;
         } else {
             CHECK_MSG(m == 0, "%s: differs by %g", a->name, m);
@@ -515,7 +518,8 @@ static double nmse_of(const glmv_tensor *a, const glmv_tensor *b) {
     glmv_tensor_get_range(a, 0, n, x);
     glmv_tensor_get_range(b, 0, n, y);
     double se = 0, ss = 0;
-    for (int64_t i = 0; i < n; i++) se += ((double)x[i] - y[i]) * ((double)x[i] - y[i]), ss += (double)x[i] * x[i];
+    for (int64_t i = 0; i < n; i++)
+        se += ((double)x[i] - y[i]) * ((double)x[i] - y[i]), ss += (double)x[i] * x[i];
     free(x);
     free(y);
     return ss > 0 ? se / ss : INFINITY;
@@ -617,7 +621,8 @@ TEST(tokenizer_matches) {
         int64_t na = glmv_tokenize(hf, texts[i], strlen(texts[i]), &a, err);
         int64_t nb = glmv_tokenize(gm.tok, texts[i], strlen(texts[i]), &b, err);
         CHECK_MSG(na == nb && na >= 0, "'%s': %lld vs %lld tokens", texts[i], (long long)na, (long long)nb);
-        if (na == nb && na > 0) CHECK_MSG(!memcmp(a, b, sizeof *a * (size_t)na), "'%s': ids differ", texts[i]);
+        if (na == nb && na > 0)
+            CHECK_MSG(!memcmp(a, b, sizeof *a * (size_t)na), "'%s': ids differ", texts[i]);
         n_ids += (int)(na > 0 ? na : 0);
         free(a);
         free(b);
@@ -633,8 +638,8 @@ TEST(tokenizer_matches) {
             glmv_token_is_added(hf, id) != glmv_token_is_added(gm.tok, id)) {
             bad++;
             printf("  id %d: '%.*s' (special %d, added %d) vs '%.*s' (special %d, added %d)\n", id, (int)la,
-                   a ? a : "", glmv_token_is_special(hf, id), glmv_token_is_added(hf, id), (int)lb, b ? b : "",
-                   glmv_token_is_special(gm.tok, id), glmv_token_is_added(gm.tok, id));
+                   a ? a : "", glmv_token_is_special(hf, id), glmv_token_is_added(hf, id), (int)lb,
+                   b ? b : "", glmv_token_is_special(gm.tok, id), glmv_token_is_added(gm.tok, id));
         }
     }
     CHECK_EQ_INT(bad, 0);
