@@ -46,6 +46,19 @@ done
 if printf 'Hello\n/quit\n' | "$G" chat -m "$tmp/m" -n 3 >"$tmp/out" 2>"$tmp/err"; then ok chat_pipe
 else bad chat_pipe "$(cat "$tmp/err")"; fi
 
+# serve with the GGUF pair: a chat completion over HTTP
+"$G" serve -m $T --mmproj $MM --port 0 >"$tmp/serve.out" 2>"$tmp/serve.err" &
+spid=$!
+for _ in $(seq 100); do grep -q listening "$tmp/serve.out" 2>/dev/null && break; sleep 0.1; done
+url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$tmp/serve.out")
+if [ -n "$url" ] && curl -sf "${url}v1/chat/completions" -H 'Content-Type: application/json' \
+        -d '{"messages":[{"role":"user","content":"Hello"}],"max_tokens":3,"temperature":0}' >"$tmp/resp.json" &&
+        jq -e '.choices[0].message and .usage.completion_tokens >= 1' "$tmp/resp.json" >/dev/null; then
+    ok serve_chat
+else bad serve_chat "$(cat "$tmp/serve.out" "$tmp/serve.err" "$tmp/resp.json" 2>/dev/null)"; fi
+kill $spid 2>/dev/null
+wait $spid 2>/dev/null
+
 # expect_fail NAME PATTERN CMD...: exits non-zero, one of its stderr lines matches PATTERN
 expect_fail() {
     local name=$1 pat=$2; shift 2
