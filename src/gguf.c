@@ -143,6 +143,8 @@ static int parse(glmv_gguf *g, char *err) {
     rd_u32(&c, &magic);
     if (memcmp(g->map, "GGUF", 4) != 0) return glmv_errf(err, "%s: not a GGUF file (no GGUF magic)", path);
     rd_u32(&c, &g->version);
+    if (g->version == 2u << 24 || g->version == 3u << 24)
+        return glmv_errf(err, "%s: a big-endian GGUF file (glmv reads little-endian ones)", path);
     if (g->version != 2 && g->version != 3)
         return glmv_errf(err, "%s: GGUF version %u (glmv reads versions 2 and 3)", path, g->version);
     rd_u64(&c, &n_t);

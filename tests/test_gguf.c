@@ -253,6 +253,9 @@ TEST(refusals) {
     b = sample();
     b.p[4] = 1; /* version 1 */
     refused(&b, "version 1");
+    b = sample();
+    b.p[4] = 0, b.p[7] = 3; /* version 3, big-endian */
+    refused(&b, "big-endian");
 
     b = (buf){0};
     put_header(&b, 0, 1000000);
