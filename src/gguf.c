@@ -34,7 +34,15 @@ struct glmv_gguf {
     glmv_gguf_tensor *t;
     int64_t n_t;
     char *names;               /* keys and tensor names, NUL-terminated */
+    int64_t *slot;             /* open addressing: tensor index by name hash, -1 = empty */
+    uint64_t n_slots;          /* a power of two, at least twice n_t */
 };
+
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
 
 /* ---------------------------------------------------------------- types */
 
@@ -319,6 +327,16 @@ static int parse(glmv_gguf *g, char *err) {
         }
     free(ord);
     for (uint64_t i = 0; i < n_t; i++) g->t[i].data = g->map + d0 + (uint64_t)(uintptr_t)g->t[i].data;
+    /* names unique (checked above): a hash table for glmv_gguf_find_tensor */
+    for (g->n_slots = 16; g->n_slots < 2 * n_t; g->n_slots *= 2) {}
+    g->slot = malloc(g->n_slots * sizeof *g->slot);
+    if (!g->slot) return glmv_errf(err, "%s: out of memory", path);
+    for (uint64_t i = 0; i < g->n_slots; i++) g->slot[i] = -1;
+    for (uint64_t i = 0; i < n_t; i++) {
+        uint64_t h = name_hash(g->t[i].name) & (g->n_slots - 1);
+        while (g->slot[h] >= 0) h = (h + 1) & (g->n_slots - 1);
+        g->slot[h] = (int64_t)i;
+    }
     return 0;
 }
 
@@ -382,6 +400,7 @@ void glmv_gguf_free(glmv_gguf *g) {
     free(g->kv);
     free(g->t);
     free(g->names);
+    free(g->slot);
     free(g->path);
     free(g);
 }
@@ -502,7 +521,9 @@ const glmv_gguf_tensor *glmv_gguf_tensor_at(const glmv_gguf *g, int64_t i) {
     return i >= 0 && i < g->n_t ? &g->t[i] : NULL;
 }
 const glmv_gguf_tensor *glmv_gguf_find_tensor(const glmv_gguf *g, const char *name) {
-    for (int64_t i = 0; i < g->n_t; i++)
+    for (uint64_t h = name_hash(name) & (g->n_slots - 1);; h = (h + 1) & (g->n_slots - 1)) {
+        int64_t i = g->slot[h];
+        if (i < 0) return NULL;
         if (!strcmp(g->t[i].name, name)) return &g->t[i];
-    return NULL;
+    }
 }
