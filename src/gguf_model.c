@@ -665,6 +665,7 @@ int glmv_gguf_model_load(glmv_gguf_model *out, const char *text, const char *mmp
     a.g = gt;
     if (load_text(out, gt, &a, err)) goto done;
     no_vision(&out->cfg);
+    if (glmv_config_check(&out->cfg, text, err)) goto done;
     if (mmproj && *mmproj) {
         if (open_file(&gv, out->w, mmproj, &b.file, err)) goto done;
         b.g = gv;
@@ -672,7 +673,7 @@ int glmv_gguf_model_load(glmv_gguf_model *out, const char *text, const char *mmp
         a.n_f32 += b.n_f32;
         a.types_seen |= b.types_seen;
     }
-    if (glmv_config_check(&out->cfg, gv ? mmproj : text, err)) goto done;
+    if (gv && glmv_config_check(&out->cfg, mmproj, err)) goto done;
     if (a.n_q8 || a.n_f32) {
         char types[96] = "";
         for (uint32_t t = 0; t < 32; t++)
