@@ -18,6 +18,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,7 @@ typedef struct {
     char *err;
     int vision;           /* tensors of the mmproj: quantized ones are dequantized */
     int plain;            /* the next tensor must not be in blocks (a token table shared with the output) */
+    int n_threads;        /* for conversions */
     int n_f32, n_q8;      /* tensors dequantized to F32, re-quantized to Q8_0 */
     uint32_t types_seen;  /* bit t: a tensor of ggml type t was converted */
 } adder;
@@ -174,36 +176,74 @@ static int plain_dtype(uint32_t t, glmv_dtype *dt) {
     return -1;
 }
 
-/* t's values in a buffer kept by w: as F32, or re-quantized to Q8_0 (q8). */
+typedef struct {
+    const glmv_gguf_tensor *t;
+    char *dst;
+    size_t src_rb, dst_rb;
+    int64_t rows, next;
+    int q8;
+    pthread_mutex_t mu;
+} convert_job;
+
+static void *convert_rows(void *arg) {
+    convert_job *j = arg;
+    int64_t k = j->t->ne[0];
+    float *row = j->q8 ? malloc(sizeof(float) * (size_t)k) : NULL;
+    if (j->q8 && !row) return (void *)1;
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        int64_t r0 = j->next;
+        j->next += 64;
+        pthread_mutex_unlock(&j->mu);
+        if (r0 >= j->rows) break;
+        for (int64_t r = r0; r < GLMV_MIN(j->rows, r0 + 64); r++) {
+            const char *src = (const char *)j->t->data + (size_t)r * j->src_rb;
+            char *dst = j->dst + (size_t)r * j->dst_rb;
+            if (!j->q8) {
+                glmv_ggml_dequantize_row(j->t->type, src, (float *)dst, k);
+                continue;
+            }
+            glmv_ggml_dequantize_row(j->t->type, src, row, k);
+            glmv_quantize_row_q8_0(row, (glmv_block_q8_0 *)dst, k);
+        }
+    }
+    free(row);
+    return NULL;
+}
+
+/* t's values in a buffer kept by w: as F32, or re-quantized to Q8_0 (q8); rows in
+ * chunks over a->n_threads threads (a 9B Q4_K_M file holds 9 billion weights). */
 static void *convert(adder *a, const glmv_gguf_tensor *t, int q8) {
-    int64_t k = t->ne[0], rows = 1;
-    for (int i = 1; i < t->n_dims; i++) rows *= t->ne[i];
     int be, bb;
     glmv_ggml_block(t->type, &be, &bb);
-    size_t src_rb = (size_t)(k / be) * (size_t)bb;
-    size_t dst_rb = q8 ? glmv_dtype_row_bytes(GLMV_Q8_0, k) : sizeof(float) * (size_t)k;
-    char *p = glmv_aligned_alloc(glmv_mul_size(dst_rb, (size_t)rows));
-    float *row = q8 ? glmv_aligned_alloc(sizeof(float) * (size_t)k) : NULL;
-    if (!p || (q8 && !row) || glmv_weights_keep(a->w, p)) {
-        free(p);
-        free(row);
+    convert_job j = {.t = t, .rows = 1, .q8 = q8, .src_rb = (size_t)(t->ne[0] / be) * (size_t)bb};
+    for (int i = 1; i < t->n_dims; i++) j.rows *= t->ne[i];
+    j.dst_rb = q8 ? glmv_dtype_row_bytes(GLMV_Q8_0, t->ne[0]) : sizeof(float) * (size_t)t->ne[0];
+    j.dst = glmv_aligned_alloc(glmv_mul_size(j.dst_rb, (size_t)j.rows));
+    if (!j.dst || glmv_weights_keep(a->w, j.dst)) {
+        free(j.dst);
         glmv_errf(a->err, "%s: out of memory converting %s", glmv_gguf_path(a->g), t->name);
         return NULL;
     }
-    for (int64_t r = 0; r < rows; r++) {
-        const char *src = (const char *)t->data + (size_t)r * src_rb;
-        if (!q8) {
-            glmv_ggml_dequantize_row(t->type, src, (float *)(p + (size_t)r * dst_rb), k);
-            continue;
-        }
-        glmv_ggml_dequantize_row(t->type, src, row, k);
-        glmv_quantize_row_q8_0(row, (glmv_block_q8_0 *)(p + (size_t)r * dst_rb), k);
+    pthread_mutex_init(&j.mu, NULL);
+    int nt = (int)GLMV_MAX(1, GLMV_MIN(GLMV_MIN(a->n_threads, 64), j.rows / 64)), started = 0, failed = 0;
+    pthread_t th[64];
+    for (int i = 1; i < nt; i++) started += pthread_create(&th[started], NULL, convert_rows, &j) == 0;
+    failed |= convert_rows(&j) != NULL;
+    for (int i = 0; i < started; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        failed |= r != NULL;
     }
-    free(row);
+    pthread_mutex_destroy(&j.mu);
+    if (failed) {
+        glmv_errf(a->err, "%s: out of memory converting %s", glmv_gguf_path(a->g), t->name);
+        return NULL;
+    }
     a->types_seen |= 1u << (t->type & 31);
     if (q8) a->n_q8++;
     else a->n_f32++;
-    return p;
+    return j.dst;
 }
 
 /* The GGUF tensor gname, checked to hold n_dims dims (the HF shape reversed), as the
@@ -654,13 +694,15 @@ void glmv_gguf_model_clear(glmv_gguf_model *g) {
     memset(g, 0, sizeof *g);
 }
 
-int glmv_gguf_model_load(glmv_gguf_model *out, const char *text, const char *mmproj, char *err) {
+int glmv_gguf_model_load(glmv_gguf_model *out, const char *text, const char *mmproj, int n_threads,
+                         char *err) {
     memset(out, 0, sizeof *out);
     glmv_gguf *gt = NULL, *gv = NULL;
     int rc = -1;
     out->w = glmv_weights_new();
     if (!out->w) return glmv_errf(err, "out of memory");
-    adder a = {.w = out->w, .err = err}, b = {.w = out->w, .err = err, .vision = 1};
+    adder a = {.w = out->w, .err = err, .n_threads = n_threads};
+    adder b = {.w = out->w, .err = err, .vision = 1, .n_threads = n_threads};
     if (open_file(&gt, out->w, text, &a.file, err)) goto done;
     a.g = gt;
     if (load_text(out, gt, &a, err)) goto done;

@@ -29,8 +29,10 @@ typedef struct {
  * (a safetensors checkpoint), -1 with a message (two text models in the folder...). */
 int glmv_gguf_locate(const char *path, const char *mmproj, char *text, char *mm, size_t cap, char *err);
 
-/* Load the text model (and the vision tower when mmproj is not NULL or ""). */
-int glmv_gguf_model_load(glmv_gguf_model *out, const char *text, const char *mmproj, char *err);
+/* Load the text model (and the vision tower when mmproj is not NULL or ""); tensors
+ * converted at load are converted over n_threads threads. */
+int glmv_gguf_model_load(glmv_gguf_model *out, const char *text, const char *mmproj, int n_threads,
+                         char *err);
 void glmv_gguf_model_clear(glmv_gguf_model *g);
 
 /* Undo Glm4Model.normal_to_neox of llama.cpp's converter on rows of row_bytes:

@@ -90,8 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fclose(f);
     glmv_gguf_model gm;
     const char *tm = getenv("GLMV_FUZZ_TEXT_GGUF");
-    int rc = text ? glmv_gguf_model_load(&gm, path, NULL, err)
-                  : glmv_gguf_model_load(&gm, tm ? tm : "tests/fixtures/gguf/tiny-Q8_0.gguf", path, err);
+    int rc = text ? glmv_gguf_model_load(&gm, path, NULL, 2, err)
+                  : glmv_gguf_model_load(&gm, tm ? tm : "tests/fixtures/gguf/tiny-Q8_0.gguf", path, 2, err);
     if (rc) one_line(err, NULL);
     else glmv_gguf_model_clear(&gm);
     return 0;

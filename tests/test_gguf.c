@@ -465,7 +465,7 @@ static void compare_weights(const char *text, int q8) {
     glmv_gguf_model gm;
     glmv_weights *st = NULL;
     char err[GLMV_ERR_SIZE] = "";
-    CHECK_MSG(glmv_gguf_model_load(&gm, text, GG "mmproj-tiny-F16.gguf", err) == 0, "%s", err);
+    CHECK_MSG(glmv_gguf_model_load(&gm, text, GG "mmproj-tiny-F16.gguf", 2, err) == 0, "%s", err);
     CHECK_MSG(glmv_weights_open(&st, TINY, err) == 0, "%s", err);
     if (!gm.w || !st) goto out;
     CHECK_EQ_INT(glmv_weights_count(gm.w), glmv_weights_count(st));
@@ -532,7 +532,7 @@ static void four_bit(const char *file, glmv_dtype want) {
     glmv_gguf_model gm;
     glmv_weights *st = NULL;
     char err[GLMV_ERR_SIZE] = "";
-    CHECK_MSG(glmv_gguf_model_load(&gm, file, NULL, err) == 0, "%s", err);
+    CHECK_MSG(glmv_gguf_model_load(&gm, file, NULL, 2, err) == 0, "%s", err);
     CHECK_MSG(glmv_weights_open(&st, TINY, err) == 0, "%s", err);
     if (!gm.w || !st) goto out;
     int n = 0;
@@ -567,7 +567,7 @@ TEST(config_matches) {
     glmv_config hf;
     char err[GLMV_ERR_SIZE] = "";
     CHECK_MSG(glmv_config_load(&hf, TINY, err) == 0, "%s", err);
-    if (glmv_gguf_model_load(&gm, GG "tiny-BF16.gguf", GG "mmproj-tiny-F16.gguf", err)) {
+    if (glmv_gguf_model_load(&gm, GG "tiny-BF16.gguf", GG "mmproj-tiny-F16.gguf", 2, err)) {
         CHECK_MSG(0, "%s", err);
         return;
     }
@@ -594,7 +594,7 @@ TEST(config_matches) {
     glmv_gguf_model_clear(&gm);
 
     /* the text model alone: a vision config that passes the checks, no vision tensors */
-    CHECK_MSG(glmv_gguf_model_load(&gm, GG "tiny-BF16.gguf", NULL, err) == 0, "%s", err);
+    CHECK_MSG(glmv_gguf_model_load(&gm, GG "tiny-BF16.gguf", NULL, 2, err) == 0, "%s", err);
     if (gm.w) CHECK(!glmv_weights_find(gm.w, "model.visual.patch_embed.proj.weight"));
     CHECK_EQ_INT(gm.cfg.v_out_hidden_size, hf.hidden_size);
     glmv_gguf_model_clear(&gm);
@@ -606,7 +606,7 @@ TEST(tokenizer_matches) {
     glmv_tokenizer *hf = NULL;
     char err[GLMV_ERR_SIZE] = "";
     CHECK_MSG(glmv_tokenizer_load(&hf, TINY, err) == 0, "%s", err);
-    CHECK_MSG(glmv_gguf_model_load(&gm, GG "tiny-BF16.gguf", NULL, err) == 0, "%s", err);
+    CHECK_MSG(glmv_gguf_model_load(&gm, GG "tiny-BF16.gguf", NULL, 2, err) == 0, "%s", err);
     if (!hf || !gm.tok) goto out;
     static const char *texts[] = {
         "Hello world",
@@ -697,11 +697,11 @@ TEST(locate) {
 TEST(loader_refusals) {
     char err[GLMV_ERR_SIZE] = "", path[64] = "/tmp/glmv-gguf-q2k-XXXXXX";
     glmv_gguf_model gm;
-    CHECK(glmv_gguf_model_load(&gm, GG "mmproj-tiny-F16.gguf", NULL, err) != 0);
+    CHECK(glmv_gguf_model_load(&gm, GG "mmproj-tiny-F16.gguf", NULL, 2, err) != 0);
     CHECK_MSG(strstr(err, "general.architecture is \"clip\"") != NULL, "%s", err);
-    CHECK(glmv_gguf_model_load(&gm, GG "tiny-BF16.gguf", GG "tiny-Q8_0.gguf", err) != 0);
+    CHECK(glmv_gguf_model_load(&gm, GG "tiny-BF16.gguf", GG "tiny-Q8_0.gguf", 2, err) != 0);
     CHECK_MSG(strstr(err, "general.architecture is \"glm4\"") != NULL, "%s", err);
-    CHECK(glmv_gguf_model_load(&gm, TINY "/config.json", NULL, err) != 0);
+    CHECK(glmv_gguf_model_load(&gm, TINY "/config.json", NULL, 2, err) != 0);
     CHECK_MSG(strstr(err, "not a GGUF file") != NULL, "%s", err);
 
     /* blk.0.ffn_down.weight retyped to Q2_K: its 65536 values take 21504 bytes,
@@ -721,7 +721,7 @@ TEST(loader_refusals) {
         int fd = mkstemp(path);
         CHECK(fd >= 0 && write(fd, f, len) == (ssize_t)len);
         close(fd);
-        CHECK(glmv_gguf_model_load(&gm, path, NULL, err) != 0);
+        CHECK(glmv_gguf_model_load(&gm, path, NULL, 2, err) != 0);
         CHECK_MSG(strstr(err, "blk.0.ffn_down.weight has type Q2_K") != NULL, "%s", err);
         unlink(path);
     }
