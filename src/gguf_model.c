@@ -95,9 +95,10 @@ static int key_int(keys *k, const char *key, int64_t lo, int64_t hi, int dflt_ok
     int r = glmv_gguf_get_int(k->g, key, &v, k->err);
     if (r < 0 || (r == 1 && !dflt_ok) || v < lo || v > hi) {
         if (r == 1 && !dflt_ok) glmv_errf(k->err, "%s: key %s is missing", glmv_gguf_path(k->g), key);
-        else if (r == 0)
-            glmv_errf(k->err, "%s: %s = %lld is out of range [%lld, %lld]", glmv_gguf_path(k->g), key,
-                      (long long)v, (long long)lo, (long long)hi);
+        else if (r >= 0)
+            glmv_errf(k->err, "%s: %s = %lld%s is out of range [%lld, %lld]", glmv_gguf_path(k->g), key,
+                      (long long)v, r == 1 ? " (absent: derived from the other keys)" : "", (long long)lo,
+                      (long long)hi);
         k->fail = 1;
         return 0;
     }
