@@ -692,6 +692,52 @@ TEST(locate) {
     rmdir(d);
 }
 
+/* A copy of fixture file with the first `from` replaced by `to` (n bytes each), loaded
+ * as the text model (mm NULL) or as the mmproj of the BF16 text model: refused with want. */
+static void patched(const char *file, const char *from, const char *to, size_t n, int as_mmproj,
+                    const char *want) {
+    char err[GLMV_ERR_SIZE] = "", path[64] = "/tmp/glmv-gguf-patch-XXXXXX";
+    size_t len = 0;
+    char *f = glmv_read_file(file, &len, err);
+    char *at = f ? memmem(f, len, from, n) : NULL;
+    CHECK_MSG(at != NULL, "%s: no '%s'", file, from);
+    if (!at) {
+        free(f);
+        return;
+    }
+    memcpy(at, to, n);
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, f, len) == (ssize_t)len);
+    close(fd);
+    glmv_gguf_model gm;
+    int rc = as_mmproj ? glmv_gguf_model_load(&gm, GG "tiny-BF16.gguf", path, 2, err)
+                       : glmv_gguf_model_load(&gm, path, NULL, 2, err);
+    CHECK_MSG(rc != 0 && strstr(err, want), "'%s' -> '%s': %s", from, to, rc ? err : "accepted");
+    if (!rc) glmv_gguf_model_clear(&gm);
+    unlink(path);
+    free(f);
+}
+
+/* from and to are string literals of the same length (NUL bytes included) */
+#define PATCHED(file, from, to, ...) patched(file, from, to, sizeof(from) - 1, __VA_ARGS__)
+
+TEST(loader_refusals_of_keys) {
+    PATCHED(GG "tiny-BF16.gguf", "glm4.rope.dimension_sections", "glm4.rope.dimension_sectionX", 0,
+            "no glm4.rope.dimension_sections");
+    PATCHED(GG "tiny-BF16.gguf", "glm4.embedding_length", "glm4.embedding_lengtX", 0,
+            "key glm4.embedding_length is missing");
+    PATCHED(GG "tiny-BF16.gguf", "tokenizer.ggml.pre\x08\0\0\0\x04\0\0\0\0\0\0\0glm4",
+            "tokenizer.ggml.pre\x08\0\0\0\x04\0\0\0\0\0\0\0glmX", 0, "pre-tokenizer 'glmX' is not known");
+    PATCHED(GG "tiny-BF16.gguf", "<|image|>", "<|imagX|>", 0, "no <|image|> token");
+    PATCHED(GG "tiny-BF16.gguf", "blk.1.ffn_down.weight", "blk.1.ffn_down.weighX", 0,
+            "tensor blk.1.ffn_down.weight (for model.language_model.layers.1.mlp.down_proj.weight) is missing");
+    PATCHED(GG "mmproj-tiny-F16.gguf", "glm4v", "glm4x", 1, "clip.projector_type is \"glm4x\"");
+    PATCHED(GG "mmproj-tiny-F16.gguf", "v.patch_embd.weight.1", "v.patch_embd.weight.2", 1,
+            "v.patch_embd.weight.1 is missing");
+    PATCHED(GG "mmproj-tiny-F16.gguf", "clip.vision.projection_dim\x04\0\0\0\0\x01",
+            "clip.vision.projection_dim\x04\0\0\0\0\x02", 1, "out_hidden_size 512 differs");
+}
+
 /* A tensor of a type glmv does not run is named with its type; a vision file as
  * the text model and a text file as the mmproj are refused. */
 TEST(loader_refusals) {
@@ -742,5 +788,6 @@ int main(void) {
     RUN(tokenizer_matches);
     RUN(locate);
     RUN(loader_refusals);
+    RUN(loader_refusals_of_keys);
     return test_summary("gguf");
 }
