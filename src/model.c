@@ -454,8 +454,8 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
             goto fail;
         }
         if (gguf) {
-            if (glmv_gguf_model_load(&gm, gtext, gmm, p->n_threads > 0 ? p->n_threads : glmv_cpu_count(), err))
-                goto fail;
+            int nt = p->n_threads > 0 ? p->n_threads : glmv_cpu_count();
+            if (glmv_gguf_model_load(&gm, gtext, gmm, nt, err)) goto fail;
             m->cfg = gm.cfg;
             m->w = gm.w;
             m->tok = gm.tok;

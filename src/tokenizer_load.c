@@ -865,7 +865,8 @@ static int build_lists(glmv_tokenizer *t, const glmv_tokenizer_spec *sp, const c
     t->added = calloc(n_added ? n_added : 1, sizeof *t->added);
     t->vmask = pow2_at_least((uint64_t)nv * 2) - 1;
     t->vmap = malloc(((size_t)t->vmask + 1) * sizeof *t->vmap);
-    if (!t->off || !t->flags || !t->bytes || !t->added || !t->vmap) return glmv_errf(err, "%s: out of memory", name);
+    if (!t->off || !t->flags || !t->bytes || !t->added || !t->vmap)
+        return glmv_errf(err, "%s: out of memory", name);
     for (size_t i = 0; i <= t->vmask; i++) t->vmap[i].id = -1;
     uint32_t o = 0;
     size_t longest = 0;

@@ -730,7 +730,8 @@ TEST(loader_refusals_of_keys) {
             "tokenizer.ggml.pre\x08\0\0\0\x04\0\0\0\0\0\0\0glmX", 0, "pre-tokenizer 'glmX' is not known");
     PATCHED(GG "tiny-BF16.gguf", "<|image|>", "<|imagX|>", 0, "no <|image|> token");
     PATCHED(GG "tiny-BF16.gguf", "blk.1.ffn_down.weight", "blk.1.ffn_down.weighX", 0,
-            "tensor blk.1.ffn_down.weight (for model.language_model.layers.1.mlp.down_proj.weight) is missing");
+            "tensor blk.1.ffn_down.weight (for model.language_model.layers.1.mlp.down_proj.weight) "
+            "is missing");
     PATCHED(GG "mmproj-tiny-F16.gguf", "glm4v", "glm4x", 1, "clip.projector_type is \"glm4x\"");
     PATCHED(GG "mmproj-tiny-F16.gguf", "v.patch_embd.weight.1", "v.patch_embd.weight.2", 1,
             "v.patch_embd.weight.1 is missing");
