@@ -45,7 +45,8 @@ const char *glmv_errcode_name(glmv_errcode c); /* "invalid", "media", ... */
 
 typedef struct glmv_tokenizer glmv_tokenizer;
 
-/* Load tokenizer.json from `dir` (a checkpoint folder). */
+/* Load tokenizer.json from `dir` (a checkpoint folder), or the tokenizer of
+ * llama.cpp's GGUF text model when dir is one (a .gguf file or a folder of them). */
 int glmv_tokenizer_load(glmv_tokenizer **out, const char *dir, char *err);
 void glmv_tokenizer_free(glmv_tokenizer *tok);
 

@@ -307,6 +307,54 @@ static int unpermute(adder *a, glmv_tensor *t, int64_t heads, int64_t head_dim, 
 
 /* ---------------------------------------------------------------- text model */
 
+/* The tokenizer of g's tokenizer.ggml.* lists. */
+static int gguf_tokenizer(glmv_tokenizer **out, const glmv_gguf *g, char *err) {
+    const char *path = glmv_gguf_path(g);
+    const glmv_gguf_kv *toks = glmv_gguf_find_kv(g, "tokenizer.ggml.tokens");
+    const glmv_gguf_kv *types = glmv_gguf_find_kv(g, "tokenizer.ggml.token_type");
+    const glmv_gguf_kv *merges = glmv_gguf_find_kv(g, "tokenizer.ggml.merges");
+    if (key_is(g, "tokenizer.ggml.model", "gpt2", err)) return -1;
+    if (!toks || toks->type != GGUF_ARRAY || toks->arr_type != GGUF_STRING || toks->n == 0 ||
+        toks->n >= (1 << 22))
+        return glmv_errf(err, "%s: tokenizer.ggml.tokens is missing or not a list of strings", path);
+    if (!merges || merges->type != GGUF_ARRAY || merges->arr_type != GGUF_STRING)
+        return glmv_errf(err, "%s: tokenizer.ggml.merges is missing or not a list of strings", path);
+    if (types && (types->type != GGUF_ARRAY || types->arr_type == GGUF_STRING || types->n != toks->n))
+        return glmv_errf(err, "%s: tokenizer.ggml.token_type is not one integer per token", path);
+    const char *pre;
+    size_t pre_len;
+    char pre_s[64] = "";
+    if (glmv_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &pre_len, err) < 0) return -1;
+    else if (glmv_gguf_find_kv(g, "tokenizer.ggml.pre"))
+        snprintf(pre_s, sizeof pre_s, "%.*s", (int)GLMV_MIN(pre_len, 60), pre);
+    int32_t nt = (int32_t)toks->n;
+    glmv_tokenizer_spec sp = {.n_tokens = nt, .n_merges = (int64_t)merges->n, .pre = pre_s};
+    const char **tp = malloc(sizeof *tp * (size_t)nt), **mp = malloc(sizeof *mp * (merges->n + 1));
+    size_t *tl = malloc(sizeof *tl * (size_t)nt), *ml = malloc(sizeof *ml * (merges->n + 1));
+    int32_t *ty = malloc(sizeof *ty * (size_t)nt);
+    int rc = -1;
+    if (!tp || !mp || !tl || !ml || !ty) {
+        glmv_errf(err, "%s: out of memory", path);
+        goto done;
+    }
+    for (int32_t i = 0; i < nt; i++) {
+        tp[i] = glmv_gguf_arr_str(toks, (uint64_t)i, &tl[i]);
+        double v = types ? glmv_gguf_arr_num(types, (uint64_t)i) : 1;
+        ty[i] = v >= 0 && v <= 64 ? (int32_t)v : -1;
+        /* the converter types every token that looks like <|...|> CONTROL; GLM-4.1V's
+         * tokenizer.json has these two as added but not special (answers keep them) */
+        if (ty[i] == 3 && ((tl[i] == 16 && !memcmp(tp[i], "<|begin_of_box|>", 16)) ||
+                           (tl[i] == 14 && !memcmp(tp[i], "<|end_of_box|>", 14))))
+            ty[i] = 4;
+    }
+    for (uint64_t i = 0; i < merges->n; i++) mp[i] = glmv_gguf_arr_str(merges, i, &ml[i]);
+    sp.tokens = tp, sp.token_len = tl, sp.types = ty, sp.merges = mp, sp.merge_len = ml;
+    rc = glmv_tokenizer_build(out, &sp, path, err);
+done:
+    free(tp), free(mp), free(tl), free(ml), free(ty);
+    return rc;
+}
+
 static int token_id(const glmv_gguf_kv *toks, const char *text) {
     size_t want = strlen(text);
     for (uint64_t i = 0; i < toks->n; i++) {
@@ -348,50 +396,9 @@ static int load_text(glmv_gguf_model *out, const glmv_gguf *g, adder *a, char *e
         c->mrope_section[i] = (int)v;
     }
 
-    /* tokenizer */
+    if (gguf_tokenizer(&out->tok, g, err)) return -1;
     const glmv_gguf_kv *toks = glmv_gguf_find_kv(g, "tokenizer.ggml.tokens");
-    const glmv_gguf_kv *types = glmv_gguf_find_kv(g, "tokenizer.ggml.token_type");
-    const glmv_gguf_kv *merges = glmv_gguf_find_kv(g, "tokenizer.ggml.merges");
-    if (key_is(g, "tokenizer.ggml.model", "gpt2", err)) return -1;
-    if (!toks || toks->type != GGUF_ARRAY || toks->arr_type != GGUF_STRING || toks->n == 0 ||
-        toks->n >= (1 << 22))
-        return glmv_errf(err, "%s: tokenizer.ggml.tokens is missing or not a list of strings", path);
-    if (!merges || merges->type != GGUF_ARRAY || merges->arr_type != GGUF_STRING)
-        return glmv_errf(err, "%s: tokenizer.ggml.merges is missing or not a list of strings", path);
-    if (types && (types->type != GGUF_ARRAY || types->arr_type == GGUF_STRING || types->n != toks->n))
-        return glmv_errf(err, "%s: tokenizer.ggml.token_type is not one integer per token", path);
-    const char *pre;
-    size_t pre_len;
-    char pre_s[64] = "";
-    if (glmv_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &pre_len, err) < 0) return -1;
-    else if (glmv_gguf_find_kv(g, "tokenizer.ggml.pre"))
-        snprintf(pre_s, sizeof pre_s, "%.*s", (int)GLMV_MIN(pre_len, 60), pre);
     int32_t nt = (int32_t)toks->n;
-    glmv_tokenizer_spec sp = {.n_tokens = nt, .n_merges = (int64_t)merges->n, .pre = pre_s};
-    const char **tp = malloc(sizeof *tp * (size_t)nt), **mp = malloc(sizeof *mp * (merges->n + 1));
-    size_t *tl = malloc(sizeof *tl * (size_t)nt), *ml = malloc(sizeof *ml * (merges->n + 1));
-    int32_t *ty = malloc(sizeof *ty * (size_t)nt);
-    int rc = -1;
-    if (!tp || !mp || !tl || !ml || !ty) {
-        glmv_errf(err, "%s: out of memory", path);
-        goto tok_done;
-    }
-    for (int32_t i = 0; i < nt; i++) {
-        tp[i] = glmv_gguf_arr_str(toks, (uint64_t)i, &tl[i]);
-        double v = types ? glmv_gguf_arr_num(types, (uint64_t)i) : 1;
-        ty[i] = v >= 0 && v <= 64 ? (int32_t)v : -1;
-        /* the converter types every token that looks like <|...|> CONTROL; GLM-4.1V's
-         * tokenizer.json has these two as added but not special (answers keep them) */
-        if (ty[i] == 3 && ((tl[i] == 16 && !memcmp(tp[i], "<|begin_of_box|>", 16)) ||
-                           (tl[i] == 14 && !memcmp(tp[i], "<|end_of_box|>", 14))))
-            ty[i] = 4;
-    }
-    for (uint64_t i = 0; i < merges->n; i++) mp[i] = glmv_gguf_arr_str(merges, i, &ml[i]);
-    sp.tokens = tp, sp.token_len = tl, sp.types = ty, sp.merges = mp, sp.merge_len = ml;
-    rc = glmv_tokenizer_build(&out->tok, &sp, path, err);
-tok_done:
-    free(tp), free(mp), free(tl), free(ml), free(ty);
-    if (rc) return -1;
 
     /* the prompt's special tokens are found by their text (config.json is not in a GGUF) */
     static const char *const names[] = {"<|image|>", "<|video|>", "<|begin_of_image|>", "<|end_of_image|>",
@@ -652,6 +659,15 @@ static int load_vision(glmv_gguf_model *out, const glmv_gguf *g, adder *a, char 
 }
 
 /* ---------------------------------------------------------------- load */
+
+int glmv_gguf_tokenizer_load(glmv_tokenizer **out, const char *path, char *err) {
+    *out = NULL;
+    glmv_gguf *g = NULL;
+    if (glmv_gguf_open(&g, path, err)) return -1;
+    int rc = key_is(g, "general.architecture", "glm4", err) ? -1 : gguf_tokenizer(out, g, err);
+    glmv_gguf_free(g);
+    return rc;
+}
 
 /* Without an mmproj the vision fields still have to pass the config checks:
  * the 9B's tower, its output sized to this decoder (nothing of it is loaded). */

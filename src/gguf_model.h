@@ -34,6 +34,8 @@ int glmv_gguf_locate(const char *path, const char *mmproj, char *text, char *mm,
 int glmv_gguf_model_load(glmv_gguf_model *out, const char *text, const char *mmproj, int n_threads,
                          char *err);
 void glmv_gguf_model_clear(glmv_gguf_model *g);
+/* Only the tokenizer of the text model at path (glmv_tokenizer_load of a GGUF). */
+int glmv_gguf_tokenizer_load(glmv_tokenizer **out, const char *path, char *err);
 
 /* Undo Glm4Model.normal_to_neox of llama.cpp's converter on rows of row_bytes:
  * within each of n_heads heads of head_dim rows, GGUF row j < rot/2 is HF row 2j

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf_model.h"
 #include "tokenizer_impl.h"
 
 /* GPT-2 regex of ByteLevel(use_regex=true), as tokenizers spells it */
@@ -806,6 +807,9 @@ done:
 
 int glmv_tokenizer_load(glmv_tokenizer **out, const char *dir, char *err) {
     *out = NULL;
+    char text[4096], mm[4096];
+    int gguf = glmv_gguf_locate(dir, NULL, text, mm, sizeof text, err);
+    if (gguf) return gguf < 0 ? -1 : glmv_gguf_tokenizer_load(out, text, err);
     double t0 = glmv_now_ms();
     char path[4096];
     if (snprintf(path, sizeof path, "%s/tokenizer.json", dir) >= (int)sizeof path)

@@ -42,6 +42,13 @@ for q in "Q8_0:weights q8_0 (from the GGUF)" "Q4_0:weights q4_0 (from the GGUF; 
     else bad "file_$f" "$(cat "$tmp/err")"; fi
 done
 
+# glmv tokenize reads the GGUF's vocabulary: the ids of tokenizer.json
+txt='[gMASK]<sop><|user|>
+Hello, wörld 12345 <think>x</think><answer>y</answer>'
+a=$("$G" tokenize -m tests/fixtures/tiny "$txt") b=$("$G" tokenize -m "$tmp/m" "$txt" 2>&1)
+if [ -n "$a" ] && [ "$a" = "$b" ]; then ok tokenize_same_ids
+else bad tokenize_same_ids "tokenizer.json: $a / gguf: $b"; fi
+
 # chat over a pipe with the GGUF pair
 if printf 'Hello\n/quit\n' | "$G" chat -m "$tmp/m" -n 3 >"$tmp/out" 2>"$tmp/err"; then ok chat_pipe
 else bad chat_pipe "$(cat "$tmp/err")"; fi
