@@ -45,7 +45,8 @@ const char *glmv_errcode_name(glmv_errcode c); /* "invalid", "media", ... */
 
 typedef struct glmv_tokenizer glmv_tokenizer;
 
-/* Load tokenizer.json from `dir` (a checkpoint folder). */
+/* Load tokenizer.json from `dir` (a checkpoint folder), or the tokenizer of
+ * llama.cpp's GGUF text model when dir is one (a .gguf file or a folder of them). */
 int glmv_tokenizer_load(glmv_tokenizer **out, const char *dir, char *err);
 void glmv_tokenizer_free(glmv_tokenizer *tok);
 
@@ -113,12 +114,16 @@ typedef struct {
     int max_image_tokens;       /* 0 = from preprocessor config */
     int verbose;                /* print load/prefill/vision/decode timings to stderr */
     glmv_quant quant;           /* NONE: the checkpoint's weights as they are */
+    const char *mmproj;         /* a GGUF model's vision tower (llama.cpp's mmproj file); NULL: the
+                                   folder's mmproj*.gguf, else none (text only) */
 } glmv_model_params;
 
 void glmv_model_params_default(glmv_model_params *p);
 
 /* Load a checkpoint folder as Hugging Face ships it; no conversion.
- * dir "synthetic:9b[,layers=N][,seed=S]" builds random BF16 weights of the
+ * dir may also be llama.cpp's GGUF text model (a .gguf file, its vision tower in
+ * p->mmproj) or a folder holding one text .gguf and one mmproj*.gguf (README,
+ * "GGUF files"). dir "synthetic:9b[,layers=N][,seed=S]" builds random BF16 weights of the
  * 9B shape in memory (benchmarks; no tokenizer). */
 int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *p, char *err);
 void glmv_model_free(glmv_model *m);

@@ -18,6 +18,8 @@ seeds image tests/fixtures/image/*.png tests/fixtures/image/*.jpg tests/fixtures
 seeds video $(ls tests/fixtures/video/formats/* 2>/dev/null | head -6) tests/fixtures/video/fuzz/*
 seeds config tests/fixtures/tiny/config.json tests/fixtures/tiny2/config.json models/demo/config.json
 seeds safetensors
+seeds gguf tests/fixtures/gguf/tiny-Q8_0.gguf tests/fixtures/gguf/mmproj-tiny-F16.gguf
+export GLMV_FUZZ_TEXT_GGUF="$PWD/tests/fixtures/gguf/tiny-Q8_0.gguf" # fuzz_gguf's text model for an mmproj
 seeds tokenizer
 seeds schema
 seeds serve
@@ -26,7 +28,7 @@ printf '{"messages":[{"role":"user","content":"hi"}],"n":2,"logprobs":true,"top_
 printf '{"input":[{"role":"user","content":[{"type":"input_text","text":"x"}]}],"text":{"format":{"type":"json_object"}}}' >"$T/serve/b"
 printf '{"type":"object","properties":{"a":{"type":"integer","minimum":1,"maximum":12},"b":{"enum":["x",1]}},"required":["a"]}\n{"a":7,"b":"x"}' >"$T/schema/a"
 fail=0
-for t in agent config image safetensors schema serve tokenizer video; do
+for t in agent config gguf image safetensors schema serve tokenizer video; do
     [ -x "$F/fuzz_$t" ] || { echo "fuzz_ci: no $F/fuzz_$t (make fuzz)"; fail=1; continue; }
     n=$RUNS
     [ $t = video ] && n=$((RUNS / 10)) # FFmpeg under ASan: 10x slower a run

@@ -72,26 +72,46 @@ static char *template_from_config(const char *path, char *err) {
     return out;
 }
 
+/* t takes src (malloc'd, NULL when none); where names it in warnings. */
+static void template_set(glmv_chat_template *t, char *src, const char *where) {
+    t->source = src;
+    if (t->source) {
+        t->official = glmv_chat_template_hash(t->source, strlen(t->source)) == GLM41V_TEMPLATE_HASH;
+        if (!t->official)
+            glmv_log(0, "warning: %s: the chat template is not GLM-4.1V's; prompts are rendered in "
+                        "the GLM-4.1V format regardless", where);
+    } else {
+        glmv_log(0, "warning: %s: no chat template; prompts are rendered in the GLM-4.1V format", where);
+    }
+}
+
 int glmv_chat_template_load(glmv_chat_template **out, const char *dir, char *err) {
     *out = NULL;
     glmv_chat_template *t = calloc(1, sizeof *t);
     if (!t) return glmv_errf(err, "chat template: out of memory");
     char path[4096], e2[GLMV_ERR_SIZE];
     snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
-    t->source = glmv_read_file(path, NULL, e2);
-    if (!t->source) {
+    char *src = glmv_read_file(path, NULL, e2);
+    if (!src) {
         snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-        t->source = template_from_config(path, e2);
+        src = template_from_config(path, e2);
     }
-    if (t->source) {
-        t->official = glmv_chat_template_hash(t->source, strlen(t->source)) == GLM41V_TEMPLATE_HASH;
-        if (!t->official)
-            glmv_log(0, "warning: %s: the chat template is not GLM-4.1V's; prompts are rendered in "
-                        "the GLM-4.1V format regardless", path);
-    } else {
-        glmv_log(0, "warning: %s: no chat template (chat_template.jinja or tokenizer_config.json); "
-                    "prompts are rendered in the GLM-4.1V format", dir);
+    if (!src) snprintf(path, sizeof path, "%s (chat_template.jinja or tokenizer_config.json)", dir);
+    template_set(t, src, path);
+    *out = t;
+    return 0;
+}
+
+int glmv_chat_template_from_source(glmv_chat_template **out, const char *src, const char *where, char *err) {
+    *out = NULL;
+    glmv_chat_template *t = calloc(1, sizeof *t);
+    char *copy = src ? strdup(src) : NULL;
+    if (!t || (src && !copy)) {
+        free(t);
+        free(copy);
+        return glmv_errf(err, "chat template: out of memory");
     }
+    template_set(t, copy, where);
     *out = t;
     return 0;
 }

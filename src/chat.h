@@ -18,6 +18,9 @@ typedef struct glmv_chat_template glmv_chat_template;
 
 /* Load chat_template.jinja, or the chat_template of tokenizer_config.json. */
 int glmv_chat_template_load(glmv_chat_template **out, const char *dir, char *err);
+/* A template given as text (a GGUF file's tokenizer.chat_template; src NULL: none);
+ * where names its source in warnings. */
+int glmv_chat_template_from_source(glmv_chat_template **out, const char *src, const char *where, char *err);
 void glmv_chat_template_free(glmv_chat_template *t);
 /* Is the checkpoint's template the official GLM-4.1V one? (Any template is
  * rendered in the GLM-4.1V format; load warns once when it is not.) */

@@ -364,7 +364,7 @@ static int cfg_processor(const cJSON *p, const char *path, const char *pre, int6
     return 0;
 }
 
-static void cfg_processor_defaults(glmv_config *c) {
+void glmv_config_processor_defaults(glmv_config *c) {
     /* Used when no processor file is present: the transformers class defaults
      * (Glm4vImageProcessor: longest_edge 28*28*15000; Glm4vVideoProcessor:
      * 28*28*2*30000). The 4.1V checkpoint's own file sets the image
@@ -420,6 +420,8 @@ static int cfg_video_proc(glmv_config *c, const cJSON *p, const char *path, cons
 }
 
 /* ---------------------------------------------------------------- checks */
+
+static int cfg_fail(char *err);
 
 static int cfg_check(const glmv_config *c, const char *path, char *err) {
 #define POS(x, key)                                                                      \
@@ -503,6 +505,10 @@ static int cfg_check(const glmv_config *c, const char *path, char *err) {
     return 0;
 }
 
+int glmv_config_check(const glmv_config *c, const char *path, char *err) {
+    return cfg_check(c, path, err) ? cfg_fail(err) : 0;
+}
+
 static int cfg_check_proc(const glmv_config *c, const char *path, char *err) {
     if (c->proc_patch_size != c->v_patch_size ||
         c->proc_temporal_patch_size != c->v_temporal_patch_size ||
@@ -555,7 +561,7 @@ static int cfg_load(glmv_config *c, const char *dir, char *err) {
         if (rc) return -1;
     }
 
-    cfg_processor_defaults(c);
+    glmv_config_processor_defaults(c);
     /* transformers 5.x: one processor_config.json with both processors */
     if (cfg_read(dir, "processor_config.json", 1, &root, path, sizeof path, err)) return -1;
     int have_image = 0, have_video = 0;
@@ -644,6 +650,6 @@ void glmv_config_preset_9b(glmv_config *c, int n_layers) {
     c->gen_temperature = 1.0f;
     c->gen_top_p = 1.0f;
     c->gen_repetition_penalty = 1.0f;
-    cfg_processor_defaults(c);
+    glmv_config_processor_defaults(c);
     c->img_max_pixels = 9633792; /* the checkpoint's preprocessor_config.json (§1.4) */
 }

@@ -75,6 +75,13 @@ typedef struct {
  * file and key in the error. */
 int glmv_config_load(glmv_config *c, const char *dir, char *err);
 
+/* The checks glmv_config_load makes, for a config filled from elsewhere (a GGUF
+ * file); path names the source in the message. */
+int glmv_config_check(const glmv_config *c, const char *path, char *err);
+/* The image and video processors' settings when no processor file says otherwise
+ * (the transformers class defaults; patch sizes from the vision config). */
+void glmv_config_processor_defaults(glmv_config *c);
+
 /* The 9B shape of GLM-4.1V-9B-Thinking, for synthetic benchmarks only
  * (`glmv bench --synthetic`); n_layers 0 = all 40. */
 void glmv_config_preset_9b(glmv_config *c, int n_layers);

@@ -6,6 +6,7 @@
  * The forward passes live in vision.c and text.c; generation in session.c.
  */
 #include "model.h"
+#include "gguf_model.h"
 #include "quant.h"
 #include "schema.h"
 
@@ -245,6 +246,31 @@ static int quantize_weights(glmv_model *m, char *err) {
     return 0;
 }
 
+/* F16 matrices (a GGUF mmproj's) on a device that multiplies bf16: its GEMMs round
+ * their inputs to bf16 anyway, and its kernels for bf16 weights are the fast ones
+ * (F16 weights take a plain fp32 path there). */
+static int f16_to_bf16(glmv_model *m, char *err) {
+    for (int64_t i = 0; i < glmv_weights_count(m->w); i++) {
+        glmv_tensor *t = glmv_weights_at(m->w, i);
+        if (t->dtype != GLMV_F16 || t->ndim < 2) continue;
+        int64_t n = glmv_tensor_numel(t);
+        uint16_t *b = glmv_aligned_alloc(glmv_mul_size((size_t)n, 2));
+        void **nb = realloc(m->quant_bufs, sizeof *nb * (size_t)(m->n_quant_bufs + 1));
+        if (!b || !nb) {
+            free(b);
+            if (nb) m->quant_bufs = nb;
+            return glmv_errc(err, GLMV_E_NOMEM, "out of memory converting %s to bf16", t->name);
+        }
+        m->quant_bufs = nb;
+        m->quant_bufs[m->n_quant_bufs++] = b;
+        const uint16_t *h = t->host ? t->host : t->data;
+        for (int64_t k = 0; k < n; k++) b[k] = glmv_f32_to_bf16(glmv_f16_to_f32(h[k]));
+        t->dtype = GLMV_BF16;
+        t->data = t->host = b;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ backend */
 
 int glmv_precision_parse(const char *s, glmv_precision *out) {
@@ -367,18 +393,24 @@ static int check_prompt_tokens(const glmv_model *m, const char *dir, char *err) 
         int64_t n = glmv_tokenize(m->tok, need[i].text, strlen(need[i].text), &ids, e2);
         int32_t id = n == 1 ? ids[0] : -1;
         free(ids);
-        if (n < 0) return glmv_errf(err, "%s/tokenizer.json: %s", dir, e2);
+        if (n < 0) return glmv_errf(err, "%s%s: %s", dir, m->is_gguf ? "" : "/tokenizer.json", e2);
         if (n != 1)
             return glmv_errf(err,
-                             "%s/tokenizer.json: \"%s\" of the GLM-4.1V prompt format is not one token "
+                             "%s%s: \"%s\" of the GLM-4.1V prompt format is not one token "
                              "(it encodes to %lld; added_tokens missing?)",
-                             dir, need[i].text, (long long)n);
+                             dir, m->is_gguf ? "" : "/tokenizer.json", need[i].text, (long long)n);
         if (need[i].want >= 0 && id != need[i].want)
             return glmv_errf(err,
                              "%s/tokenizer.json: \"%s\" is token %d but config.json says %d",
                              dir, need[i].text, id, need[i].want);
     }
     return 0;
+}
+
+/* Are the decoder's matrices in a block format (a quantized GGUF)? */
+static int c_has_quant(const glmv_model *m) {
+    return m->cfg.num_hidden_layers > 0 && m->layers && m->layers[0].q_w &&
+           glmv_dtype_is_quant(m->layers[0].q_w->dtype);
 }
 
 static int file_exists(const char *dir, const char *name) {
@@ -401,7 +433,10 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     pthread_cond_init(&m->run_cv, NULL);
     m->params = *p;
     if (!m->params.max_decode_pixels) m->params.max_decode_pixels = 178956970;
-    int synthetic = !strncmp(dir, "synthetic:", 10);
+    int synthetic = !strncmp(dir, "synthetic:", 10), gguf = 0;
+    char gtext[4096], gmm[4096];
+    glmv_gguf_model gm;
+    memset(&gm, 0, sizeof gm);
     snprintf(m->dir, sizeof m->dir, "%s", dir);
     if (synthetic) {
         int layers = 0;
@@ -411,8 +446,26 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
         if (glmv_weights_synthetic(&m->w, &m->cfg, seed, err)) goto fail;
         snprintf(m->name, sizeof m->name, "%s", dir);
     } else {
-        if (glmv_config_load(&m->cfg, dir, err)) goto fail;
-        if (glmv_weights_open(&m->w, dir, err)) goto fail;
+        gguf = glmv_gguf_locate(dir, p->mmproj, gtext, gmm, sizeof gtext, err);
+        if (gguf < 0) goto fail;
+        if (!gguf && p->mmproj && *p->mmproj) {
+            glmv_errc(err, GLMV_E_INVALID, "--mmproj %s: an mmproj goes with a GGUF text model, and %s is "
+                      "not one (a Hugging Face folder holds its vision tower)", p->mmproj, dir);
+            goto fail;
+        }
+        if (gguf) {
+            int nt = p->n_threads > 0 ? p->n_threads : glmv_cpu_count();
+            if (glmv_gguf_model_load(&gm, gtext, gmm, nt, err)) goto fail;
+            m->cfg = gm.cfg;
+            m->w = gm.w;
+            m->tok = gm.tok;
+            gm.w = NULL, gm.tok = NULL;
+            m->is_gguf = 1;
+            snprintf(m->gguf_notes, sizeof m->gguf_notes, "%s", gm.notes);
+        } else {
+            if (glmv_config_load(&m->cfg, dir, err)) goto fail;
+            if (glmv_weights_open(&m->w, dir, err)) goto fail;
+        }
         const char *base = strrchr(dir, '/');
         while (base && base[1] == 0 && base > dir) { /* trailing slash */
             const char *q = base - 1;
@@ -422,9 +475,26 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
         snprintf(m->name, sizeof m->name, "%s", base ? base + (*base == '/') : dir);
         size_t nl = strlen(m->name);
         if (nl && m->name[nl - 1] == '/') m->name[nl - 1] = 0;
+        nl = strlen(m->name);
+        if (nl > 5 && !strcmp(m->name + nl - 5, ".gguf")) m->name[nl - 5] = 0;
     }
     if (bind_weights(m, err)) goto fail;
+    if (m->is_gguf && c_has_quant(m))
+        snprintf(m->quant_desc, sizeof m->quant_desc, "%s (from the GGUF%s%s)",
+                 m->layers[0].q_w->dtype == GLMV_Q8_0 ? "q8_0" : "q4_0", m->gguf_notes[0] ? "; " : "",
+                 m->gguf_notes);
     if (make_backend(m, p, err)) goto fail;
+    if (m->be->caps.device)
+        for (int64_t i = 0; i < glmv_weights_count(m->w); i++) {
+            const glmv_tensor *t = glmv_weights_at(m->w, i);
+            if (glmv_dtype_is_quant(t->dtype)) {
+                glmv_errc(err, GLMV_E_INVALID, "%s: tensor %s is %s: quantized weights run on the CPU for "
+                          "now (use --device cpu, or a BF16 GGUF on %s)", glmv_weights_file_of(m->w, t),
+                          t->name, glmv_dtype_name(t->dtype), m->device);
+                goto fail;
+            }
+        }
+    if (m->be->caps.device && m->be->bf16 && f16_to_bf16(m, err)) goto fail;
     if (m->params.quant != GLMV_QUANT_NONE) {
         if (m->be->caps.device) {
             glmv_errc(err, GLMV_E_INVALID, "--quant %s: quantized weights run on the CPU for now "
@@ -441,27 +511,31 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
      * GLMV_EMBED_ON_HOST=1 takes the host path on any backend, for tests). */
     int device = m->be->caps.device;
     m->embed_on_host = m->embed != m->lm_head &&
-                       ((device && !env_flag("GLMV_EMBED_ON_DEVICE")) || env_flag("GLMV_EMBED_ON_HOST"));
+                       ((device && !env_flag("GLMV_EMBED_ON_DEVICE")) || env_flag("GLMV_EMBED_ON_HOST") ||
+                        glmv_dtype_is_quant(m->embed->dtype)); /* a GGUF's quantized token table: rows
+                                                                  dequantized one by one */
     int64_t kept_bytes = 0;
     for (int64_t i = 0; i < glmv_weights_count(m->w); i++) {
         glmv_tensor *t = glmv_weights_at(m->w, i);
         m->n_params += glmv_tensor_numel(t);
         m->weight_bytes += (int64_t)glmv_dtype_row_bytes(t->dtype, glmv_tensor_cols(t)) * glmv_tensor_rows(t);
         if (t == m->embed && m->embed_on_host) {
-            kept_bytes = glmv_tensor_numel(t) * (int64_t)glmv_dtype_size(t->dtype);
+            kept_bytes = (int64_t)glmv_dtype_row_bytes(t->dtype, glmv_tensor_cols(t)) * glmv_tensor_rows(t);
             continue;
         }
         if (m->be->upload(m->be, t, err)) goto fail;
     }
     if (device) m->device_bytes = glmv_weights_bytes(m->w) - kept_bytes;
-    if (!synthetic && file_exists(dir, "tokenizer.json")) {
-        if (glmv_tokenizer_load(&m->tok, dir, err)) goto fail;
+    if (gguf || (!synthetic && file_exists(dir, "tokenizer.json"))) {
+        if (!gguf && glmv_tokenizer_load(&m->tok, dir, err)) goto fail;
         for (int32_t id = 0; id < glmv_tokenizer_size(m->tok); id++) {
             size_t l = 0;
             if (glmv_token_bytes(m->tok, id, &l) && (int64_t)l > m->max_token_bytes) m->max_token_bytes = (int64_t)l;
         }
-        if (check_prompt_tokens(m, dir, err)) goto fail;
-        if (glmv_chat_template_load(&m->tmpl, dir, err)) goto fail;
+        if (check_prompt_tokens(m, gguf ? gtext : dir, err)) goto fail;
+        if (gguf ? glmv_chat_template_from_source(&m->tmpl, gm.chat_template, gtext, err)
+                 : glmv_chat_template_load(&m->tmpl, dir, err))
+            goto fail;
     }
     const char *dd = getenv("GLMV_DUMP");
     if (dd && *dd) {
@@ -474,9 +548,11 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
         fprintf(stderr, "glmv: loaded %s (%lld params) on %s, precision %s (%s), in %.0f ms\n",
                 m->name, (long long)m->n_params, m->device, m->precision, m->precision_why,
                 m->load_ms);
+    glmv_gguf_model_clear(&gm);
     *out = m;
     return 0;
 fail:
+    glmv_gguf_model_clear(&gm);
     glmv_model_free(m);
     return -1;
 }
@@ -520,6 +596,9 @@ void glmv_model_get_info(const glmv_model *m, glmv_model_info *info) {
     info->precision = m->precision;
     info->precision_why = m->precision_why;
     info->quant = quant_name(m->params.quant);
+    if (m->params.quant == GLMV_QUANT_NONE && c->num_hidden_layers > 0 && m->layers[0].q_w &&
+        glmv_dtype_is_quant(m->layers[0].q_w->dtype)) /* a quantized GGUF */
+        info->quant = m->quant_desc;
     info->weight_bytes = m->weight_bytes;
     info->n_params = m->n_params;
     info->n_layers = c->num_hidden_layers;

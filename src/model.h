@@ -53,7 +53,7 @@ struct glmv_model {
     glmv_weights *w;
     glmv_backend *be;
     glmv_model_params params;
-    void **quant_bufs;                     /* the quantized weights' buffers (--quant) */
+    void **quant_bufs;                     /* buffers of weights converted at load (--quant; F16 to bf16 on a device) */
     int n_quant_bufs;
     int64_t weight_bytes;                  /* weights as held, after quantization */
 
@@ -85,6 +85,9 @@ struct glmv_model {
 
     char name[256];
     char dir[1024];                        /* the folder as given (or "synthetic:...") */
+    int is_gguf;                           /* loaded from llama.cpp's GGUF files (gguf_model.c) */
+    char gguf_notes[256];                  /* what the GGUF loader converted ("" when nothing) */
+    char quant_desc[320];                  /* a quantized GGUF's formats, for glmv_model_info */
     char device[96];
     const char *precision;                 /* "f32" or "bf16": what m->be's GEMMs do */
     char precision_why[160];               /* how it was chosen (glmv_model_info) */

@@ -571,6 +571,41 @@ int glmv_weights_open(glmv_weights **out, const char *dir, char *err) {
     return 0;
 }
 
+glmv_weights *glmv_weights_new(void) { return st_new(); }
+
+int glmv_weights_adopt_map(glmv_weights *w, const char *path, void *map, size_t size) {
+    int fi = st_add_file(w, path, NULL);
+    if (fi < 0) return -1;
+    w->files[fi].map = map;
+    w->files[fi].size = size;
+    w->files[fi].owned_map = map != NULL;
+    return fi;
+}
+
+int glmv_weights_keep(glmv_weights *w, void *p) { return st_keep_block(w, p); }
+
+glmv_tensor *glmv_weights_add(glmv_weights *w, const char *name, int file, glmv_dtype dt, int ndim,
+                              const int64_t *shape, void *data, char *err) {
+    GLMV_ASSERT(ndim >= 1 && ndim <= GLMV_MAX_DIMS);
+    int64_t dup;
+    int64_t k = st_add(w, name, file, &dup);
+    if (k == -2) {
+        glmv_errf(err, "tensor %s is given twice", name);
+        return NULL;
+    }
+    if (k < 0) {
+        glmv_errf(err, "out of memory adding tensor %s", name);
+        return NULL;
+    }
+    glmv_tensor *t = &w->t[k];
+    t->dtype = dt;
+    t->ndim = ndim;
+    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    t->data = t->host = data;
+    w->bytes += (int64_t)glmv_dtype_row_bytes(dt, glmv_tensor_cols(t)) * t->shape[0];
+    return t;
+}
+
 int glmv_weights_open_memory(glmv_weights **out, const void *buf, size_t size, const char *name,
                              char *err) {
     *out = NULL;

@@ -41,6 +41,16 @@ int64_t glmv_weights_bytes(const glmv_weights *w);
  * (glmv_weights_open_memory) is left alone. */
 void glmv_weights_release(glmv_weights *w, const void *p, size_t n);
 
+/* Building a table from another format (gguf_model.c): an empty table; a file
+ * mapping it takes over (munmap'd with it; NULL map for a name only), returning
+ * the file's index; memory it keeps (malloc'd, freed with it); a tensor (name
+ * copied, shape outermost first, data in a kept block or an adopted map). */
+glmv_weights *glmv_weights_new(void);
+int glmv_weights_adopt_map(glmv_weights *w, const char *path, void *map, size_t size);
+int glmv_weights_keep(glmv_weights *w, void *p);
+glmv_tensor *glmv_weights_add(glmv_weights *w, const char *name, int file, glmv_dtype dt, int ndim,
+                              const int64_t *shape, void *data, char *err);
+
 /* The file tensor t came from ("synthetic" for random weights), for messages. */
 const char *glmv_weights_file_of(const glmv_weights *w, const glmv_tensor *t);
 /* Parse one safetensors image held in memory (not copied: buf must outlive

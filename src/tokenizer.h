@@ -11,6 +11,28 @@ int glmv_token_is_special(const glmv_tokenizer *tok, int32_t id);
 /* Is this id an added token (special or not: GLM's <think> and <answer> are not special)? */
 int glmv_token_is_added(const glmv_tokenizer *tok, int32_t id);
 
+/* A vocabulary given as lists, as a GGUF file holds it (tokenizer.ggml.*):
+ * token i's text (byte-level alphabet for ordinary tokens, literal for added ones)
+ * and llama.cpp's token type (1 normal, 2 unknown, 3 control: a special added
+ * token, 4 user-defined: an added token that is not special, 5 unused: no token,
+ * 6 byte), the merges "a b" in rank order, and the pre-tokenizer by llama.cpp's
+ * name (tokenizer.ggml.pre; only "glm4" is known: GLM-4's tokenizer.json Split
+ * regex with ignore_merges). */
+typedef struct {
+    int32_t n_tokens;
+    const char *const *tokens;
+    const size_t *token_len;
+    const int32_t *types;
+    int64_t n_merges;
+    const char *const *merges;
+    const size_t *merge_len;
+    const char *pre;
+} glmv_tokenizer_spec;
+
+/* Build the tokenizer of spec; name is the source, for messages. */
+int glmv_tokenizer_build(glmv_tokenizer **out, const glmv_tokenizer_spec *spec, const char *name,
+                         char *err);
+
 /* Incremental detokenizer: feed ids one at a time, get back only complete
  * UTF-8 (never a broken sequence); flush at the end emits what is left
  * (invalid bytes as U+FFFD). */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf_model.h"
 #include "tokenizer_impl.h"
 
 /* GPT-2 regex of ByteLevel(use_regex=true), as tokenizers spells it */
@@ -806,6 +807,9 @@ done:
 
 int glmv_tokenizer_load(glmv_tokenizer **out, const char *dir, char *err) {
     *out = NULL;
+    char text[4096], mm[4096];
+    int gguf = glmv_gguf_locate(dir, NULL, text, mm, sizeof text, err);
+    if (gguf) return gguf < 0 ? -1 : glmv_gguf_tokenizer_load(out, text, err);
     double t0 = glmv_now_ms();
     char path[4096];
     if (snprintf(path, sizeof path, "%s/tokenizer.json", dir) >= (int)sizeof path)
@@ -819,6 +823,141 @@ int glmv_tokenizer_load(glmv_tokenizer **out, const char *dir, char *err) {
     t->load_ms = glmv_now_ms() - t0;
     glmv_log(1, "tokenizer: %d ids, %lld merges, %d added, loaded in %.1f ms\n", t->n_ids,
              (long long)t->n_merges, t->n_added, t->load_ms);
+    *out = t;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* From lists (a GGUF file)                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* GLM-4's pre-tokenizer (tokenizer.json: Split Isolated on this regex, then
+ * ByteLevel without regex or prefix space), which llama.cpp calls "glm4" */
+static const char GLM4_REGEX[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
+
+static int build_lists(glmv_tokenizer *t, const glmv_tokenizer_spec *sp, const char *name, char *err) {
+    char e1[200], e2[200];
+    if (!sp->pre || strcmp(sp->pre, "glm4") != 0)
+        return glmv_errf(err, "%s: pre-tokenizer '%s' is not known to glmv (only GLM-4's, \"glm4\")",
+                         name, sp->pre ? esc(sp->pre, strlen(sp->pre), e1) : "(none)");
+    if (sp->n_tokens <= 0 || sp->n_tokens >= TOK_MAX_ID)
+        return glmv_errf(err, "%s: %d tokens (1 to %d)", name, sp->n_tokens, TOK_MAX_ID - 1);
+    init_byte_level();
+    t->n_ids = sp->n_tokens;
+    size_t total = 0, n_added = 0;
+    int64_t nv = 0;
+    for (int32_t i = 0; i < sp->n_tokens; i++) {
+        int ty = sp->types ? sp->types[i] : TT_NORMAL;
+        if (ty < TT_NORMAL || ty > TT_BYTE)
+            return glmv_errf(err, "%s: token %d has type %d (1 to 6)", name, i, ty);
+        if (ty == TT_UNUSED) continue;
+        if (sp->token_len[i] == 0 || sp->token_len[i] > (1 << 16))
+            return glmv_errf(err, "%s: token %d is empty or longer than 64 KiB", name, i);
+        total += sp->token_len[i];
+        if (ty == TT_CONTROL || ty == TT_USER) n_added++;
+        else nv++;
+    }
+    if (total > UINT32_MAX) return glmv_errf(err, "%s: the tokens hold more than 4 GiB", name);
+    size_t n_ids = (size_t)(uint32_t)t->n_ids;
+    t->off = calloc(n_ids + 1, sizeof *t->off);
+    t->flags = calloc(n_ids, 1);
+    t->bytes = malloc(total + 1);
+    t->added = calloc(n_added ? n_added : 1, sizeof *t->added);
+    t->vmask = pow2_at_least((uint64_t)nv * 2) - 1;
+    t->vmap = malloc(((size_t)t->vmask + 1) * sizeof *t->vmap);
+    if (!t->off || !t->flags || !t->bytes || !t->added || !t->vmap)
+        return glmv_errf(err, "%s: out of memory", name);
+    for (size_t i = 0; i <= t->vmask; i++) t->vmap[i].id = -1;
+    uint32_t o = 0;
+    size_t longest = 0;
+    for (int32_t i = 0; i < t->n_ids; i++) {
+        int ty = sp->types ? sp->types[i] : TT_NORMAL;
+        const char *s = sp->tokens[i];
+        size_t l = sp->token_len[i];
+        t->off[i] = o;
+        if (ty == TT_UNUSED) continue;
+        if (ty == TT_CONTROL || ty == TT_USER) { /* added tokens are literal text */
+            tok_added *a = &t->added[t->n_added++];
+            a->text = malloc(l + 1);
+            if (!a->text) return glmv_errf(err, "%s: out of memory", name);
+            memcpy(a->text, s, l);
+            a->text[l] = 0;
+            a->len = l;
+            a->id = i;
+            a->special = ty == TT_CONTROL;
+            t->n_raw++; /* GLM's added tokens are normalized: false, no strip */
+            t->added_first[(unsigned char)s[0]] |= 1;
+            memcpy(t->bytes + o, s, l);
+            o += (uint32_t)l;
+            t->flags[i] = TOK_EXISTS | TOK_ADDED | (ty == TT_CONTROL ? TOK_SPECIAL : 0);
+            continue;
+        }
+        o += (uint32_t)byte_level_decode(s, l, t->bytes + o);
+        t->off[i + 1] = o;
+        t->flags[i] = TOK_EXISTS | TOK_IN_VOCAB;
+        vmap_insert(t, i);
+        longest = GLMV_MAX(longest, l);
+    }
+    t->off[t->n_ids] = o;
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        t->byte_id[b] = tok_vocab_find(t, &c, 1);
+    }
+    t->unk_id = -1;
+    t->ignore_merges = 1;
+    qsort(t->added, (size_t)t->n_added, sizeof *t->added, cmp_added);
+
+    /* merges "a b", rank = position */
+    t->mmask = pow2_at_least((uint64_t)sp->n_merges * 5 / 4 + 1) - 1;
+    t->mmap = calloc((size_t)t->mmask + 1, sizeof *t->mmap);
+    char *raw = malloc(2 * longest + 2);
+    if (!t->mmap || !raw) {
+        free(raw);
+        return glmv_errf(err, "%s: out of memory", name);
+    }
+    for (int64_t r = 0; r < sp->n_merges; r++) {
+        const char *m = sp->merges[r];
+        size_t l = sp->merge_len[r];
+        const char *sp1 = memchr(m, ' ', l);
+        if (!sp1 || sp1 == m || sp1 == m + l - 1 || memchr(sp1 + 1, ' ', l - (size_t)(sp1 + 1 - m)) ||
+            l - 1 > longest) {
+            free(raw);
+            return glmv_errf(err, "%s: merge %lld '%s' is not two tokens of the vocabulary", name,
+                             (long long)r, esc(m, l, e1));
+        }
+        size_t la = (size_t)(sp1 - m), lb = l - la - 1;
+        size_t ra = byte_level_decode(m, la, raw);
+        size_t rb = byte_level_decode(sp1 + 1, lb, raw + ra);
+        int32_t a = tok_vocab_find(t, raw, ra), b = tok_vocab_find(t, raw + ra, rb);
+        int32_t ab = tok_vocab_find(t, raw, ra + rb);
+        if (a < 0 || b < 0 || ab < 0) {
+            glmv_errf(err, "%s: merge %lld (%s + %s): a token is missing from the vocabulary", name,
+                      (long long)r, esc(raw, ra, e1), esc(raw + ra, rb, e2));
+            free(raw);
+            return -1;
+        }
+        mmap_insert(t, a, b, (int32_t)r, ab);
+    }
+    free(raw);
+    t->n_merges = sp->n_merges;
+    return add_stage(t, GLM4_REGEX, 0, 0, name, err);
+}
+
+int glmv_tokenizer_build(glmv_tokenizer **out, const glmv_tokenizer_spec *spec, const char *name,
+                         char *err) {
+    *out = NULL;
+    glmv_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return glmv_errf(err, "%s: out of memory", name);
+    if (build_lists(t, spec, name, err)) {
+        glmv_tokenizer_free(t);
+        return -1;
+    }
+    glmv_log(1, "tokenizer: %d ids, %lld merges, %d added, from %s", t->n_ids,
+             (long long)t->n_merges, t->n_added, name);
     *out = t;
     return 0;
 }

@@ -195,7 +195,10 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
                           int n_grid, float *out, char *err) {
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
-    if (!m->has_vision) return glmv_errf(err, "%s: checkpoint has no vision tower", m->name);
+    if (!m->has_vision)
+        return m->is_gguf ? glmv_errc(err, GLMV_E_INVALID, "%s: no vision tower: a GGUF text model reads images "
+                                      "with its mmproj file (--mmproj FILE, or an mmproj*.gguf beside it)", m->name)
+                          : glmv_errf(err, "%s: checkpoint has no vision tower", m->name);
     int ms = c->v_spatial_merge_size, Hv = c->v_hidden_size, Ov = c->v_out_hidden_size;
     int Iv = c->v_intermediate_size, nh = c->v_num_heads, hd = c->v_head_dim;
     int64_t K = glmv_tensor_cols(m->patch_w);

@@ -51,6 +51,10 @@ static double ACT_NMSE = 1e-6, LOGIT_NMSE = 1e-5;
 static glmv_device parity_device = GLMV_DEVICE_CPU;
 /* the precision of every model this test loads, unless a test says otherwise */
 static glmv_precision parity_precision = GLMV_PRECISION_F32;
+/* the GGUF tests: the model check_case and full_case load instead of the fixture's
+ * folder (its reference stays the folder's), and for a quantized file the bounds */
+static const char *parity_gguf, *parity_mmproj;
+static double parity_act_bound, parity_logit_bound;
 
 /* ------------------------------------------------------------ fixture files */
 
@@ -149,14 +153,18 @@ static void acts_free(acts *c) {
 
 /* The top-2 margin above which greedy tokens must agree: MARGIN in f32; in
  * bf16 four sigma of the bound's error on a difference of two logits. */
-static float greedy_margin(const arr *ref_logits, int bf16) {
-    if (!bf16) return MARGIN;
+static float margin_for(const arr *ref_logits, double nmse) {
     double ss = 0;
     for (int64_t v = 0; v < ref_logits->n; v++) {
         double x = ((const float *)ref_logits->data)[v];
         ss += x * x;
     }
-    return (float)(4 * sqrt(2 * BF16_NMSE) * sqrt(ss / (double)ref_logits->n));
+    return (float)(4 * sqrt(2 * nmse) * sqrt(ss / (double)ref_logits->n));
+}
+
+static float greedy_margin(const arr *ref_logits, int bf16) {
+    if (parity_act_bound > 0) return margin_for(ref_logits, parity_logit_bound);
+    return bf16 ? margin_for(ref_logits, BF16_NMSE) : MARGIN;
 }
 
 static double worst_act, worst_logits;
@@ -172,8 +180,9 @@ static void check_case(const char *dir, const char *cas) {
     glmv_model_params_default(&mp);
     mp.device = parity_device;
     mp.precision = parity_precision;
+    mp.mmproj = parity_mmproj;
     glmv_model *m = NULL;
-    if (glmv_model_load(&m, dir, &mp, err)) {
+    if (glmv_model_load(&m, parity_gguf ? parity_gguf : dir, &mp, err)) {
         CHECK_MSG(0, "load %s: %s", dir, err);
         ref_free(&r);
         return;
@@ -181,6 +190,7 @@ static void check_case(const char *dir, const char *cas) {
     const glmv_config *c = &m->cfg;
     int bf = m->be->bf16;
     double act_bound = bf ? BF16_NMSE : ACT_NMSE, logit_bound = bf ? BF16_NMSE : LOGIT_NMSE;
+    if (parity_act_bound > 0) act_bound = parity_act_bound, logit_bound = parity_logit_bound;
     if (parity_precision == GLMV_PRECISION_BF16 && !bf) {
         test_skip("this backend has no bf16 products (bf16 falls back to f32: precision_choice)");
         goto out;
@@ -303,6 +313,50 @@ TEST(tiny2_text) { check_case("tests/fixtures/tiny2", "text"); }
 TEST(tiny2_image1) { check_case("tests/fixtures/tiny2", "image1"); }
 TEST(tiny2_image2) { check_case("tests/fixtures/tiny2", "image2"); }
 
+/* ------------------------------------------------------------ GGUF files */
+
+/* llama.cpp's converter's files of the tiny fixture (tests/fixtures/gguf,
+ * scripts/gen_gguf_fixtures.py) against the fixture's transformers reference.
+ * BF16 text model: the decoder's weights are the checkpoint's bit for bit
+ * (test_gguf.c checks it), so the f32 bounds hold as they are. F16 mmproj: the
+ * checkpoint's BF16 vision weights converted to F16 by way of F32, exact for every
+ * value in F16's normal range (BF16's 8 significant bits fit F16's 11); only
+ * magnitudes below 2^-14 = 6.1e-5 lose bits as F16 subnormals, a few of the
+ * N(0, 0.04) weights, so the f32 bounds are kept there too.
+ * Q8_0 text model: each weight is rounded to a multiple of its block's
+ * max|w| / 127, a relative error of at most 1/254 of the block's largest value;
+ * for Gaussian weights of 32-value blocks (max about 2.1 sigma) that is an NMSE of
+ * (2.1 / 127)^2 / 3 = 9.1e-5 per matrix product, and the tiny decoder's path
+ * (2 layers x 4 products, lm_head) has 9 of them: 9 x 9.1e-5 = 8.2e-4 bounds
+ * every activation and the logits; the greedy tokens must agree where the
+ * reference margin exceeds 4 sigma of that error on a logit difference,
+ * 4 sqrt(2 x 8.2e-4) = 0.16 times the rms logit (greedy_margin). */
+#define Q8_NMSE (9 * 9.1e-5)
+
+static void full_case(const char *dir, const char *cas);
+
+static void gguf_case(const char *model, const char *mmproj, const char *cas, int full, int q8) {
+    if (q8 && parity_device != GLMV_DEVICE_CPU) {
+        test_skip("quantized weights run on the CPU backend only");
+        return;
+    }
+    parity_gguf = model;
+    parity_mmproj = mmproj;
+    if (q8) parity_act_bound = parity_logit_bound = Q8_NMSE;
+    if (full) full_case("tests/fixtures/tiny", cas);
+    else check_case("tests/fixtures/tiny", cas);
+    parity_gguf = parity_mmproj = NULL;
+    parity_act_bound = parity_logit_bound = 0;
+}
+
+#define GG "tests/fixtures/gguf/"
+TEST(gguf_bf16_text) { gguf_case(GG "tiny-BF16.gguf", GG "mmproj-tiny-F16.gguf", "text", 0, 0); }
+TEST(gguf_bf16_image1) { gguf_case(GG "tiny-BF16.gguf", GG "mmproj-tiny-F16.gguf", "image1", 0, 0); }
+TEST(gguf_bf16_image2) { gguf_case(GG "tiny-BF16.gguf", GG "mmproj-tiny-F16.gguf", "image2", 0, 0); }
+TEST(gguf_bf16_full_text) { gguf_case(GG "tiny-BF16.gguf", NULL, "text", 1, 0); }
+TEST(gguf_q8_0_text) { gguf_case(GG "tiny-Q8_0.gguf", NULL, "text", 0, 1); }
+TEST(gguf_q8_0_image1) { gguf_case(GG "tiny-Q8_0.gguf", GG "mmproj-tiny-F16.gguf", "image1", 0, 1); }
+
 /* ------------------------------------------------------------ the full path */
 
 static int on_tok(void *user, const glmv_event *ev) {
@@ -325,8 +379,9 @@ static void full_case(const char *dir, const char *cas) {
     glmv_model_params_default(&mp);
     mp.device = parity_device;
     mp.precision = parity_precision;
+    mp.mmproj = parity_mmproj;
     CHECK(meta != NULL);
-    if (!meta || glmv_model_load(&m, dir, &mp, err)) {
+    if (!meta || glmv_model_load(&m, parity_gguf ? parity_gguf : dir, &mp, err)) {
         CHECK_MSG(0, "load: %s", err);
         cJSON_Delete(meta);
         ref_free(&r);
@@ -1585,5 +1640,11 @@ int main(void) {
     RUN(backend_error_reaches_caller);
     RUN(error_kinds);
     RUN(prompt_stage);
+    RUN(gguf_bf16_text);
+    RUN(gguf_bf16_image1);
+    RUN(gguf_bf16_image2);
+    RUN(gguf_bf16_full_text);
+    RUN(gguf_q8_0_text);
+    RUN(gguf_q8_0_image1);
     return test_summary("parity");
 }

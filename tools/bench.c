@@ -25,7 +25,9 @@ static double now_ms(void) {
 static const char *bench_help =
     "usage: glmv bench [-m DIR | --synthetic [--layers N]] [options]\n"
     "\n"
-    "  -m DIR            a checkpoint folder\n"
+    "  -m DIR            a checkpoint folder, or llama.cpp's GGUF text model (FILE.gguf, or a\n"
+    "                    folder holding one .gguf and one mmproj*.gguf)\n"
+    "  --mmproj FILE     the GGUF model's vision tower\n"
     "  --synthetic       random BF16 weights of the 9B shape (no download)\n"
     "  --layers N        decoder layers of the synthetic model (1..40, default 2)\n"
     "  -t THREADS        CPU threads (default: all cores)\n"
@@ -298,6 +300,7 @@ done:
 int cmd_bench(int argc, char **argv) {
     const char *dir = NULL;
     int synthetic = 0, json = 0, do_membw = 0;
+    const char *mmproj = NULL;
     long layers = 2, threads = 0, prompt = 512, n_decode = 16;
     glmv_device device = GLMV_DEVICE_AUTO;
     glmv_precision precision = GLMV_PRECISION_AUTO;
@@ -321,6 +324,9 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             NEED_ARG;
             dir = v;
+        } else if (!strcmp(a, "--mmproj")) {
+            NEED_ARG;
+            mmproj = v;
         } else if (!strcmp(a, "--synthetic")) {
             synthetic = 1;
         } else if (!strcmp(a, "--layers")) {
@@ -411,6 +417,7 @@ int cmd_bench(int argc, char **argv) {
     mp.device = device;
     mp.precision = precision;
     mp.quant = quant;
+    mp.mmproj = mmproj;
     glmv_model *m = NULL;
     double t0 = now_ms();
     if (glmv_model_load(&m, synthetic ? name : dir, &mp, err)) {

@@ -24,7 +24,10 @@ const char *cli_default_model(void) {
 
 const char *cli_opts_help =
     "model:\n"
-    "  -m, --model DIR          checkpoint folder (default: models/demo when present)\n"
+    "  -m, --model DIR          checkpoint folder (default: models/demo when present), or\n"
+    "                           llama.cpp's GGUF text model (FILE.gguf, or a folder holding\n"
+    "                           one .gguf and one mmproj*.gguf)\n"
+    "      --mmproj FILE        the GGUF model's vision tower (llama.cpp's mmproj file)\n"
     "  -t, --threads N          CPU threads (default: all cores)\n"
     "      --device D           auto, cpu or cuda (default: auto)\n"
     "      --precision P        f32 or bf16 GEMM inputs (default: $GLMV_PRECISION, else f32 on\n"
@@ -59,6 +62,9 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
         NEED_ARG();
         o->model_dir = argv[++*i];
+    } else if (!strcmp(a, "--mmproj")) {
+        NEED_ARG();
+        o->mp.mmproj = argv[++*i];
     } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
         NEED_ARG();
         if (cli_parse_int(a, argv[++*i], 0, 1024, &l)) return -1;
@@ -185,7 +191,7 @@ int cli_load_model(cli_opts *o, glmv_model **m, glmv_session **s) {
     char err[GLMV_ERR_SIZE];
     if (!o->model_dir) o->model_dir = cli_default_model();
     if (!o->model_dir) {
-        fprintf(stderr, "glmv: no model: give -m DIR (a Hugging Face checkpoint folder)\n");
+        fprintf(stderr, "glmv: no model: give -m DIR (a Hugging Face checkpoint folder) or -m FILE.gguf\n");
         return -1;
     }
     /* run and chat print their own timings after each reply: keep the
