@@ -13,16 +13,17 @@
 #
 # options: --layers N (2)  --threads T (2)  --prompt P (512)  --decode D (32)  --rounds R (5)
 #          --types bf16,q8_0,q4_0 (all three)  --dir DIR (build/cmp: the GGUF files, a few GB)
+#          --glmv-precision f32|bf16 (glmv's default: f32 on the CPU; bf16 rounds x as llama.cpp does)
 # The decode figures are after a P-token prompt on both sides (llama-bench -d P).
 # Run from the repository root after `make`. Needs numpy and a quiet machine.
 set -euo pipefail
 L=${1:?usage: compare_llama.sh LLAMA_CPP_DIR [--layers N] [--threads T] [--prompt P] [--decode D] [--rounds R] [--types bf16,q8_0,q4_0]}
 shift
-LAYERS=2 T=2 P=512 D=32 R=5 TYPES=bf16,q8_0,q4_0 DIR=build/cmp
+LAYERS=2 T=2 P=512 D=32 R=5 TYPES=bf16,q8_0,q4_0 DIR=build/cmp GP=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --layers) LAYERS=$2 ;; --threads) T=$2 ;; --prompt) P=$2 ;; --decode) D=$2 ;;
-    --rounds) R=$2 ;; --types) TYPES=$2 ;; --dir) DIR=$2 ;;
+    --rounds) R=$2 ;; --types) TYPES=$2 ;; --dir) DIR=$2 ;; --glmv-precision) GP=(--precision "$2") ;;
     *) echo "compare_llama.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift 2
@@ -34,7 +35,7 @@ done
 mkdir -p "$DIR"
 base=$DIR/glm9b-$LAYERS-bf16.gguf
 [ -f "$base" ] || /usr/bin/env python3 scripts/cpu/gguf_9b.py "$L" "$base" "$LAYERS"
-log=$DIR/compare-$LAYERS.tsv
+log=$DIR/compare-$LAYERS-$T-$(date +%H%M%S).tsv
 printf 'round\ttype\tengine\tpp_tok_s\ttg_tok_s\n' > "$log"
 
 # llama-bench's JSON -> the average tokens/s of its one test
@@ -55,10 +56,11 @@ for ty in ${TYPES//,/ }; do
     for r in $(seq 1 "$R"); do
         lpp=$("$BENCH" -m "$g" -t "$T" -p "$P" -n 0 -r 1 -o json 2>/dev/null | lb_ts)
         ltg=$("$BENCH" -m "$g" -t "$T" -p 0 -n "$D" -d "$P" -r 1 -o json 2>/dev/null | lb_ts)
-        read -r gpp gtg < <(./glmv bench --synthetic --layers "$LAYERS" -t "$T" --prompt "$P" \
-            --decode "$D" "${gq[@]}" --json 2>/dev/null |
-            python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["prefill"]["tokens_per_s"], j["decode"][0]["tokens_per_s"])')
+        read -r gpp gtg gprec < <(./glmv bench --synthetic --layers "$LAYERS" -t "$T" --prompt "$P" \
+            --decode "$D" "${gq[@]}" "${GP[@]}" --json 2>/dev/null |
+            python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["prefill"]["tokens_per_s"], j["decode"][0]["tokens_per_s"], j["precision"])')
         printf '%s\t%s\tllama.cpp\t%s\t%s\n%s\t%s\tglmv\t%s\t%s\n' "$r" "$ty" "$lpp" "$ltg" "$r" "$ty" "$gpp" "$gtg" | tee -a "$log"
+        if [ "$r" = 1 ]; then echo "# glmv computes in $gprec"; fi
     done
 done
 python3 - "$log" <<'EOF'
