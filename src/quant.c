@@ -33,6 +33,10 @@ void glmv_quantize_x_q8(const float *x, int8_t *q, float *d, int64_t k) {
     }
 }
 
+void glmv_q4_corrections(const int8_t *q, int32_t *c, int64_t k) {
+    for (int64_t j = 0; j < k / 4; j++) c[j] = -8 * (q[4 * j] + q[4 * j + 1] + q[4 * j + 2] + q[4 * j + 3]);
+}
+
 double glmv_dot_q8x_ref(const void *row, glmv_dtype t, const int8_t *q, const float *d, int64_t k) {
     double acc = 0;
     for (int64_t b = 0; b < k / GLMV_QK; b++) {

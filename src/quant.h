@@ -43,6 +43,9 @@ void glmv_dequantize_range(glmv_dtype t, const void *row, int64_t j0, int64_t n,
  * scaled by its largest magnitude / 127 and rounded to nearest (NaN or inf in x: refused
  * upstream, the model never feeds them). */
 void glmv_quantize_x_q8(const float *x, int8_t *q, float *d, int64_t k);
+/* For the VNNI Q4_0 product: c[j] = -8 x (q[4j] + q[4j+1] + q[4j+2] + q[4j+3]), j < k/4, so
+ * that a sum of unsigned nibbles times q started from c is Σ (nibble - 8)·q. */
+void glmv_q4_corrections(const int8_t *q, int32_t *c, int64_t k);
 /* The scalar reference of that product: Σ_b d_w[b] · d[b] · Σ_j w_q[b][j] · q[b][j] for one
  * row of Q8_0 or Q4_0 weights (integer sums exact, blocks added in order in double). */
 double glmv_dot_q8x_ref(const void *row, glmv_dtype t, const int8_t *q, const float *d, int64_t k);

@@ -277,9 +277,14 @@ static int cpu_avx512bf16(void) {
     unsigned a, b, c, d;
     return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1);
 }
+static int cpu_avx512vnni(void) { /* CPUID.(EAX=7,ECX=0):ECX[11] */
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((c >> 11) & 1);
+}
 #else
 static int cpu_f16c(void) { return __builtin_cpu_supports("f16c"); }
 static int cpu_avx512bf16(void) { return __builtin_cpu_supports("avx512bf16"); }
+static int cpu_avx512vnni(void) { return __builtin_cpu_supports("avx512vnni"); }
 #endif
 
 static int cpu_has(int level) {
@@ -294,7 +299,8 @@ static int cpu_has(int level) {
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512dq");
     case GLMV_SIMD_AVX512BF16:
-        return cpu_has(GLMV_SIMD_AVX512) && cpu_avx512bf16();
+        /* its table's Q4_0 product uses AVX512-VNNI, which every AVX512-BF16 CPU has */
+        return cpu_has(GLMV_SIMD_AVX512) && cpu_avx512bf16() && cpu_avx512vnni();
     }
     return 0;
 }

@@ -30,9 +30,11 @@ typedef struct {
                    glmv_dtype dt, int64_t k, int64_t o0, int64_t o1);
 
     /* The same for Q8_0/Q4_0 w against x quantized to int8 (glmv_quantize_x_q8): row i of x
-     * is xq[i*ldxq ..] with one scale xd[i*ldxq/32 + b] per 32-element block b. */
-    void (*matvec_q)(float *y, int64_t ldy, const int8_t *xq, const float *xd, int64_t ldxq,
-                     int m, const void *w, glmv_dtype dt, int64_t k, int64_t o0, int64_t o1);
+     * is xq[i*ldxq ..] with one scale xd[i*ldxq/32 + b] per 32-element block b, and (Q4_0)
+     * its correction lanes xc[i*ldxq/4 ..] (glmv_q4_corrections). */
+    void (*matvec_q)(float *y, int64_t ldy, const int8_t *xq, const float *xd, const int32_t *xc,
+                     int64_t ldxq, int m, const void *w, glmv_dtype dt, int64_t k, int64_t o0,
+                     int64_t o1);
 
     /* Pack columns [n0, n0+nn) (nn <= nr) and k range [k0, k0+kk) of w [n, k] into
      * dst[kk][nr] float32, zero padded to nr columns. */

@@ -210,8 +210,10 @@ KINLINE void mvq_x8(float *y, int64_t ldy, const int8_t *xq, const float *xd, in
 }
 #undef MVQ_BLOCK
 
-static void KSUF(matvec_q)(float *y, int64_t ldy, const int8_t *xq, const float *xd, int64_t ldxq,
-                           int m, const void *w, glmv_dtype dt, int64_t k, int64_t o0, int64_t o1) {
+static void KSUF(matvec_q)(float *y, int64_t ldy, const int8_t *xq, const float *xd,
+                           const int32_t *xc, int64_t ldxq, int m, const void *w, glmv_dtype dt,
+                           int64_t k, int64_t o0, int64_t o1) {
+    (void)xc;
     const int q4 = dt == GLMV_Q4_0;
     switch (m) {
     case 1: q4 ? mvq_x8(y, ldy, xq, xd, ldxq, 1, w, 1, k, o0, o1) : mvq_x8(y, ldy, xq, xd, ldxq, 1, w, 0, k, o0, o1); break;

@@ -33,8 +33,9 @@ typedef struct {
     float *xp;                  /* x in row tiles of mr, k-major: [m/mr][k][mr] (f32 GEMM) */
     const uint16_t *xb;         /* bf16 copy of x, rows of ldxb (bf16 GEMM) */
     int64_t ldxb;
-    int8_t *xq;                 /* x quantized to int8, rows of k, and its block scales xd */
-    float *xd;                  /* (Q8_0/Q4_0 decode: glmv_quantize_x_q8) */
+    int8_t *xq;                 /* x quantized to int8, rows of k, its block scales xd and */
+    float *xd;                  /* (Q4_0) correction lanes xc (Q8_0/Q4_0 decode: */
+    int32_t *xc;                /* glmv_quantize_x_q8, glmv_q4_corrections) */
 } mm_job;
 
 void glmv_cpu_pack_bf16(uint16_t *dst, int nr, const uint16_t *w, int64_t k, int64_t n0, int nn,
@@ -105,7 +106,8 @@ static void matvec_task(void *ctx, int64_t t, int thread) {
                                                  (int64_t)glmv_dtype_row_bytes(j->w->dtype, j->k));
         for (int64_t s0 = o0; s0 < o1; s0 += slice)
             for (int64_t i = 0; i < j->m; i += GLMV_MV_MAX)
-                kn->matvec_q(j->y + i * j->n, j->n, j->xq + i * j->k, j->xd + i * (j->k / 32), j->k,
+                kn->matvec_q(j->y + i * j->n, j->n, j->xq + i * j->k, j->xd + i * (j->k / 32),
+                             j->xc + i * (j->k / 4), j->k,
                              (int)GLMV_MIN((int64_t)GLMV_MV_MAX, j->m - i), j->w->data, j->w->dtype,
                              j->k, s0, GLMV_MIN(o1, s0 + slice));
     } else if (j->m <= GLMV_MV_MAX) {
@@ -213,14 +215,16 @@ static void quant_x_task(void *ctx, int64_t t, int thread) {
     (void)thread;
     mm_job *j = ctx;
     glmv_quantize_x_q8(j->x + t * j->k, j->xq + t * j->k, j->xd + t * (j->k / 32), j->k);
+    if (j->w->dtype == GLMV_Q4_0) glmv_q4_corrections(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k);
 }
 
 static void run_matvec(cpu_state *cs, mm_job *j) {
     if (glmv_dtype_is_quant(j->w->dtype)) { /* x to int8 blocks once, for every weight row */
-        size_t qb = glmv_mul_size((size_t)j->m, (size_t)j->k);
-        char *sc = cpu_shared(cs, qb + qb / 32 * sizeof(float) + 64);
+        size_t qb = glmv_mul_size((size_t)j->m, (size_t)j->k), qa = (qb + 63) / 64 * 64;
+        char *sc = cpu_shared(cs, qa + qb / 32 * sizeof(float) + 64 + qb / 4 * sizeof(int32_t));
         j->xq = (int8_t *)sc;
-        j->xd = (float *)(sc + (qb + 63) / 64 * 64);
+        j->xd = (float *)(sc + qa);
+        j->xc = (int32_t *)(sc + qa + (qb / 32 * sizeof(float) + 63) / 64 * 64);
         glmv_pool_run(cs->pool, quant_x_task, j, j->m);
     }
     /* a few tasks per thread, each a contiguous stream of weight rows */
