@@ -15,7 +15,8 @@
 #          --types bf16,q8_0,q4_0 (all three)  --dir DIR (build/cmp: the GGUF files, a few GB)
 #          --glmv-precision f32|bf16 (glmv's default: f32 on the CPU; bf16 rounds x as llama.cpp does)
 # The decode figures are after a P-token prompt on both sides (llama-bench -d P).
-# Run from the repository root after `make`. Needs numpy and a quiet machine.
+# Run from the repository root after `make`. Needs numpy (PYTHON=... names a python3 that has it)
+# and a quiet machine.
 set -euo pipefail
 L=${1:?usage: compare_llama.sh LLAMA_CPP_DIR [--layers N] [--threads T] [--prompt P] [--decode D] [--rounds R] [--types bf16,q8_0,q4_0]}
 shift
@@ -34,7 +35,7 @@ for x in "$BENCH" "$QUANTIZE" ./glmv; do
 done
 mkdir -p "$DIR"
 base=$DIR/glm9b-$LAYERS-bf16.gguf
-[ -f "$base" ] || /usr/bin/env python3 scripts/cpu/gguf_9b.py "$L" "$base" "$LAYERS"
+[ -f "$base" ] || "${PYTHON:-python3}" scripts/cpu/gguf_9b.py "$L" "$base" "$LAYERS"
 log=$DIR/compare-$LAYERS-$T-$(date +%H%M%S).tsv
 printf 'round\ttype\tengine\tpp_tok_s\ttg_tok_s\n' > "$log"
 
