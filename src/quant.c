@@ -11,26 +11,21 @@
 
 #include "base.h"
 
+/* One block of 32: q = round(v / d) with d = amax / 127 (0 for a zero block); returns d. */
+static float q8_block(const float *v, int8_t *q) {
+    float amax = 0;
+    for (int j = 0; j < GLMV_QK; j++) amax = fmaxf(amax, fabsf(v[j]));
+    const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    for (int j = 0; j < GLMV_QK; j++) q[j] = (int8_t)roundf(v[j] * id);
+    return d;
+}
+
 void glmv_quantize_row_q8_0(const float *x, glmv_block_q8_0 *y, int64_t k) {
-    for (int64_t b = 0; b < k / GLMV_QK; b++) {
-        const float *v = x + b * GLMV_QK;
-        float amax = 0;
-        for (int j = 0; j < GLMV_QK; j++) amax = fmaxf(amax, fabsf(v[j]));
-        const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
-        y[b].d = glmv_f32_to_f16(d);
-        for (int j = 0; j < GLMV_QK; j++) y[b].qs[j] = (int8_t)roundf(v[j] * id);
-    }
+    for (int64_t b = 0; b < k / GLMV_QK; b++) y[b].d = glmv_f32_to_f16(q8_block(x + b * GLMV_QK, y[b].qs));
 }
 
 void glmv_quantize_x_q8(const float *x, int8_t *q, float *d, int64_t k) {
-    for (int64_t b = 0; b < k / GLMV_QK; b++) {
-        const float *v = x + b * GLMV_QK;
-        float amax = 0;
-        for (int j = 0; j < GLMV_QK; j++) amax = fmaxf(amax, fabsf(v[j]));
-        const float db = amax / 127.0f, id = db != 0 ? 1.0f / db : 0.0f;
-        d[b] = db;
-        for (int j = 0; j < GLMV_QK; j++) q[b * GLMV_QK + j] = (int8_t)roundf(v[j] * id);
-    }
+    for (int64_t b = 0; b < k / GLMV_QK; b++) d[b] = q8_block(x + b * GLMV_QK, q + b * GLMV_QK);
 }
 
 void glmv_q4_corrections(const int8_t *q, int32_t *c, int64_t k) {

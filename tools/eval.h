@@ -44,6 +44,8 @@ typedef struct {
 } eval_item;
 
 const char *eval_rule_name(eval_rule r);
+/* vsnprintf into err (errsz bytes); returns -1, for `return eval_fail(...)` */
+int eval_fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Parse one line of an items file; `dir` is the items file's folder (media
  * paths are joined to it) and every media file must exist and be a regular,

@@ -20,7 +20,7 @@ const char *eval_rule_name(eval_rule r) {
     return (unsigned)r < 4 ? names[r] : "?";
 }
 
-static int fail(char *err, size_t errsz, const char *fmt, ...) {
+int eval_fail(char *err, size_t errsz, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, errsz, fmt, ap);
@@ -224,7 +224,7 @@ static char *xstrdup(const char *s) {
 /* dir/path (path itself when absolute), checked to be a readable regular file. */
 static char *media_path(const char *dir, const char *path, const char *field, char *err,
                         size_t errsz) {
-    if (!*path) return fail(err, errsz, "'%s' has an empty path", field), NULL;
+    if (!*path) return eval_fail(err, errsz, "'%s' has an empty path", field), NULL;
     size_t n = strlen(dir) + strlen(path) + 2;
     char *p = malloc(n);
     if (!p) abort();
@@ -236,7 +236,7 @@ static char *media_path(const char *dir, const char *path, const char *field, ch
     else if (!S_ISREG(st.st_mode)) why = S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file";
     else if (access(p, R_OK)) why = strerror(errno);
     if (why) {
-        fail(err, errsz, "%s file '%s': %s", field, p, why);
+        eval_fail(err, errsz, "%s file '%s': %s", field, p, why);
         free(p);
         return NULL;
     }
@@ -251,8 +251,9 @@ static int get_string(const cJSON *root, const char *key, int required, const ch
                       char *err, size_t errsz) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     *out = NULL;
-    if (!v || cJSON_IsNull(v)) return required ? fail(err, errsz, "missing field '%s'", key) : 0;
-    if (!cJSON_IsString(v)) return fail(err, errsz, "'%s' must be a string", key);
+    if (!v || cJSON_IsNull(v))
+        return required ? eval_fail(err, errsz, "missing field '%s'", key) : 0;
+    if (!cJSON_IsString(v)) return eval_fail(err, errsz, "'%s' must be a string", key);
     *out = v->valuestring;
     return 0;
 }
@@ -262,7 +263,7 @@ static int get_tolerance(const cJSON *root, const char *key, double *out, char *
     *out = 0;
     if (!v || cJSON_IsNull(v)) return 0;
     if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || !isfinite(v->valuedouble))
-        return fail(err, errsz, "'%s' must be a number >= 0", key);
+        return eval_fail(err, errsz, "'%s' must be a number >= 0", key);
     *out = v->valuedouble;
     return 0;
 }
@@ -278,26 +279,28 @@ int eval_item_parse(eval_item *it, const char *text, int line, const char *dir, 
     int rc = -1;
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
-        fail(err, errsz, "not valid JSON (near column %d)", at ? (int)(at - text) + 1 : 1);
+        eval_fail(err, errsz, "not valid JSON (near column %d)", at ? (int)(at - text) + 1 : 1);
         goto done;
     }
     if (!cJSON_IsObject(root)) {
-        fail(err, errsz, "an item must be a JSON object");
+        eval_fail(err, errsz, "an item must be a JSON object");
         goto done;
     }
     for (const cJSON *c = root->child; c; c = c->next) {
         int known = 0;
         for (int i = 0; known_keys[i]; i++) known |= !strcmp(c->string, known_keys[i]);
         if (!known) {
-            fail(err, errsz, "unknown field '%.60s' (known: id, category, images, video, question, "
-                             "answer, match, tolerance, rel_tolerance, choices)", c->string);
+            eval_fail(err, errsz,
+                      "unknown field '%.60s' (known: id, category, images, video, question, "
+                      "answer, match, tolerance, rel_tolerance, choices)",
+                      c->string);
             goto done;
         }
     }
     const char *s;
     if (get_string(root, "question", 1, &s, err, errsz)) goto done;
     if (!*s) {
-        fail(err, errsz, "'question' is empty");
+        eval_fail(err, errsz, "'question' is empty");
         goto done;
     }
     it->question = xstrdup(s);
@@ -325,7 +328,7 @@ int eval_item_parse(eval_item *it, const char *text, int line, const char *dir, 
         snprintf(b, sizeof b, "%.17g", ans->valuedouble);
         it->answer = xstrdup(b);
     } else {
-        fail(err, errsz, ans && !cJSON_IsNull(ans) ? "'answer' must be a string or a number"
+        eval_fail(err, errsz, ans && !cJSON_IsNull(ans) ? "'answer' must be a string or a number"
                                                    : "missing field 'answer'");
         goto done;
     }
@@ -337,7 +340,7 @@ int eval_item_parse(eval_item *it, const char *text, int line, const char *dir, 
     else if (!strcmp(rule, "choice")) it->rule = EVAL_CHOICE;
     else if (!strcmp(rule, "regex")) it->rule = EVAL_REGEX;
     else {
-        fail(err, errsz, "unknown match rule '%.40s' (exact, number, choice or regex)", rule);
+        eval_fail(err, errsz, "unknown match rule '%.40s' (exact, number, choice or regex)", rule);
         goto done;
     }
     if (get_tolerance(root, "tolerance", &it->tolerance, err, errsz) ||
@@ -345,19 +348,21 @@ int eval_item_parse(eval_item *it, const char *text, int line, const char *dir, 
         goto done;
     if (it->rule != EVAL_NUMBER && (cJSON_GetObjectItemCaseSensitive(root, "tolerance") ||
                                     cJSON_GetObjectItemCaseSensitive(root, "rel_tolerance"))) {
-        fail(err, errsz, "'tolerance' applies only to \"match\": \"number\" (this item's is \"%s\")",
-             rule);
+        eval_fail(err, errsz,
+                  "'tolerance' applies only to \"match\": \"number\" (this item's is \"%s\")",
+                  rule);
         goto done;
     }
     const cJSON *ch = cJSON_GetObjectItemCaseSensitive(root, "choices");
     if (ch && !cJSON_IsNull(ch) && it->rule != EVAL_CHOICE) {
-        fail(err, errsz, "'choices' applies only to \"match\": \"choice\" (this item's is \"%s\")", rule);
+        eval_fail(err, errsz,
+                  "'choices' applies only to \"match\": \"choice\" (this item's is \"%s\")", rule);
         goto done;
     }
     switch (it->rule) {
     case EVAL_EXACT:
         if (!it->answer[0]) {
-            fail(err, errsz, "'answer' is empty");
+            eval_fail(err, errsz, "'answer' is empty");
             goto done;
         }
         break;
@@ -367,7 +372,8 @@ int eval_item_parse(eval_item *it, const char *text, int line, const char *dir, 
         const char *t = it->answer + n;
         while (isspace((unsigned char)*t)) t++;
         if (!n || *t) {
-            fail(err, errsz, "'answer' \"%.40s\" is not a number (match \"number\")", it->answer);
+            eval_fail(err, errsz, "'answer' \"%.40s\" is not a number (match \"number\")",
+                      it->answer);
             goto done;
         }
         it->number = v;
@@ -375,20 +381,22 @@ int eval_item_parse(eval_item *it, const char *text, int line, const char *dir, 
     }
     case EVAL_CHOICE: {
         if (!cJSON_IsArray(ch) || cJSON_GetArraySize(ch) < 2 || cJSON_GetArraySize(ch) > EVAL_MAX_CHOICES) {
-            fail(err, errsz, "match \"choice\" needs 'choices': an array of 2 to %d strings", EVAL_MAX_CHOICES);
+            eval_fail(err, errsz, "match \"choice\" needs 'choices': an array of 2 to %d strings",
+                      EVAL_MAX_CHOICES);
             goto done;
         }
         for (const cJSON *c = ch->child; c; c = c->next) {
             if (!cJSON_IsString(c) || !c->valuestring[0]) {
-                fail(err, errsz, "'choices' must hold non-empty strings");
+                eval_fail(err, errsz, "'choices' must hold non-empty strings");
                 goto done;
             }
             it->choices[it->n_choices++] = xstrdup(c->valuestring);
         }
         it->choice = choice_index(it, it->answer);
         if (it->choice < 0) {
-            fail(err, errsz, "'answer' \"%.40s\" is neither a letter A-%c nor one of the choices",
-                 it->answer, 'A' + it->n_choices - 1);
+            eval_fail(err, errsz,
+                      "'answer' \"%.40s\" is neither a letter A-%c nor one of the choices",
+                      it->answer, 'A' + it->n_choices - 1);
             goto done;
         }
         /* the options go to the model after the question, one per line */
@@ -410,7 +418,8 @@ int eval_item_parse(eval_item *it, const char *text, int line, const char *dir, 
         if (!it->re) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(ec, msg, sizeof msg);
-            fail(err, errsz, "'answer' is not a valid regex: %s at offset %d", (char *)msg, (int)off);
+            eval_fail(err, errsz, "'answer' is not a valid regex: %s at offset %d", (char *)msg,
+                      (int)off);
             goto done;
         }
         break;
@@ -421,21 +430,21 @@ int eval_item_parse(eval_item *it, const char *text, int line, const char *dir, 
     const cJSON *im = cJSON_GetObjectItemCaseSensitive(root, "images");
     const cJSON *im1 = cJSON_GetObjectItemCaseSensitive(root, "image");
     if (im && im1) {
-        fail(err, errsz, "give 'images' or 'image', not both");
+        eval_fail(err, errsz, "give 'images' or 'image', not both");
         goto done;
     }
     if (im && !cJSON_IsNull(im)) {
         if (!cJSON_IsArray(im)) {
-            fail(err, errsz, "'images' must be an array of paths");
+            eval_fail(err, errsz, "'images' must be an array of paths");
             goto done;
         }
         if (cJSON_GetArraySize(im) > EVAL_MAX_IMAGES) {
-            fail(err, errsz, "more than %d images", EVAL_MAX_IMAGES);
+            eval_fail(err, errsz, "more than %d images", EVAL_MAX_IMAGES);
             goto done;
         }
         for (const cJSON *c = im->child; c; c = c->next) {
             if (!cJSON_IsString(c)) {
-                fail(err, errsz, "'images' must be an array of paths");
+                eval_fail(err, errsz, "'images' must be an array of paths");
                 goto done;
             }
             char *path = media_path(dir, c->valuestring, "image", err, errsz);
@@ -444,7 +453,7 @@ int eval_item_parse(eval_item *it, const char *text, int line, const char *dir, 
         }
     } else if (im1 && !cJSON_IsNull(im1)) {
         if (!cJSON_IsString(im1)) {
-            fail(err, errsz, "'image' must be a path");
+            eval_fail(err, errsz, "'image' must be a path");
             goto done;
         }
         if (!(it->images[0] = media_path(dir, im1->valuestring, "image", err, errsz))) goto done;

@@ -7,7 +7,6 @@
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,20 +21,14 @@ struct eval_url {
     char *model;
 };
 
-static int fail(char *err, size_t errsz, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 int eval_url_open(eval_url **out, const char *url, const char *api_key, const char *model,
                   char *err, size_t errsz) {
     *out = NULL;
     if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
-        return fail(err, errsz, "--url must start with http:// or https://, got '%.200s'", url);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return fail(err, errsz, "cannot initialise libcurl");
+        return eval_fail(err, errsz, "--url must start with http:// or https://, got '%.200s'",
+                         url);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return eval_fail(err, errsz, "cannot initialise libcurl");
     eval_url *u = calloc(1, sizeof *u);
     size_t n = strlen(url);
     while (n > 8 && url[n - 1] == '/') n--;
@@ -44,7 +37,7 @@ int eval_url_open(eval_url **out, const char *url, const char *api_key, const ch
     u->curl = curl_easy_init();
     if (!u->endpoint || !u->model || !u->curl) {
         eval_url_close(u);
-        return fail(err, errsz, "out of memory");
+        return eval_fail(err, errsz, "out of memory");
     }
     const char *tail = "/v1/chat/completions";
     if (n >= 17 && !strncmp(url + n - 17, "/chat/completions", 17)) tail = "";
@@ -75,7 +68,7 @@ void eval_url_close(eval_url *u) {
 static char *data_url(const char *path, const char *mime, char *err, size_t errsz) {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errsz, "cannot open %s", path), NULL;
+    if (!f) return eval_fail(err, errsz, "cannot open %s", path), NULL;
     size_t cap = 1 << 16, n = 0, r;
     unsigned char *buf = malloc(cap);
     while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
@@ -88,10 +81,10 @@ static char *data_url(const char *path, const char *mime, char *err, size_t errs
     }
     int bad = ferror(f);
     fclose(f);
-    if (!buf || bad) return free(buf), fail(err, errsz, "cannot read %s", path), NULL;
+    if (!buf || bad) return free(buf), eval_fail(err, errsz, "cannot read %s", path), NULL;
     size_t hl = strlen(mime) + 13;
     char *o = malloc(hl + (n + 2) / 3 * 4 + 1);
-    if (!o) return free(buf), fail(err, errsz, "out of memory"), NULL;
+    if (!o) return free(buf), eval_fail(err, errsz, "out of memory"), NULL;
     char *q = o + sprintf(o, "data:%s;base64,", mime);
     for (size_t i = 0; i < n; i += 3) {
         unsigned v = (unsigned)buf[i] << 16 | (i + 1 < n ? (unsigned)buf[i + 1] << 8 : 0) |
@@ -134,7 +127,7 @@ static int add_media(cJSON *content, const char *path, int video, char *err, siz
 static char *request_body(const eval_url *u, const eval_item *it, const char *sampling, int budget,
                           char *err, size_t errsz) {
     cJSON *root = sampling ? cJSON_Parse(sampling) : cJSON_CreateObject();
-    if (!root) return fail(err, errsz, "internal: bad sampling JSON"), NULL;
+    if (!root) return eval_fail(err, errsz, "internal: bad sampling JSON"), NULL;
     cJSON_AddStringToObject(root, "model", u->model);
     if (budget > 0) cJSON_AddNumberToObject(root, "max_thinking_tokens", budget);
     cJSON *msg = cJSON_CreateObject();
@@ -150,7 +143,7 @@ static char *request_body(const eval_url *u, const eval_item *it, const char *sa
     cJSON_AddItemToArray(content, t);
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    if (!s) fail(err, errsz, "out of memory");
+    if (!s) eval_fail(err, errsz, "out of memory");
     return s;
 }
 
@@ -198,14 +191,14 @@ int eval_url_ask(eval_url *u, const eval_item *it, const char *sampling, int bud
     int ret = -1;
     cJSON *root = NULL;
     if (rc != CURLE_OK) {
-        fail(err, errsz, "%s: %s", u->endpoint, curl_easy_strerror(rc));
+        eval_fail(err, errsz, "%s: %s", u->endpoint, curl_easy_strerror(rc));
         goto done;
     }
     root = s.p ? cJSON_Parse(s.p) : NULL;
     if (status != 200) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
         const cJSON *m = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, "message") : NULL;
-        fail(err, errsz, "%s answered HTTP %ld: %.300s", u->endpoint, status,
+        eval_fail(err, errsz, "%s answered HTTP %ld: %.300s", u->endpoint, status,
              cJSON_IsString(m) ? m->valuestring : s.p ? s.p : "(no body)");
         goto done;
     }
@@ -214,8 +207,8 @@ int eval_url_ask(eval_url *u, const eval_item *it, const char *sampling, int bud
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(c0, "message");
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
     if (!cJSON_IsString(content) && !cJSON_IsNull(content)) {
-        fail(err, errsz, "%s: the answer has no choices[0].message.content: %.200s", u->endpoint,
-             s.p ? s.p : "");
+        eval_fail(err, errsz, "%s: the answer has no choices[0].message.content: %.200s",
+                  u->endpoint, s.p ? s.p : "");
         goto done;
     }
     res->content = strdup(cJSON_IsString(content) ? content->valuestring : "");
@@ -227,7 +220,7 @@ int eval_url_ask(eval_url *u, const eval_item *it, const char *sampling, int bud
     const cJSON *rt = cJSON_GetObjectItemCaseSensitive(det, "reasoning_tokens");
     res->completion_tokens = cJSON_IsNumber(ct) ? ct->valueint : 0;
     res->reasoning_tokens = cJSON_IsNumber(rt) ? rt->valueint : 0;
-    ret = res->content ? 0 : fail(err, errsz, "out of memory");
+    ret = res->content ? 0 : eval_fail(err, errsz, "out of memory");
 done:
     cJSON_Delete(root);
     free(s.p);

@@ -100,27 +100,20 @@ static void matvec_task(void *ctx, int64_t t, int thread) {
     mm_job *j = ctx;
     const glmv_cpu_kernels *kn = j->cs->k;
     int64_t o0 = t * j->rows_per_task, o1 = GLMV_MIN(j->n, o0 + j->rows_per_task);
-    if (j->xq) {
-        /* quantized weights: the int8 product, GLMV_MV_MAX rows of x per weight slice */
-        int64_t slice = j->m <= GLMV_MV_MAX ? o1 - o0 : GLMV_MAX((int64_t)1, (int64_t)(256 << 10) /
-                                                 (int64_t)glmv_dtype_row_bytes(j->w->dtype, j->k));
-        for (int64_t s0 = o0; s0 < o1; s0 += slice)
-            for (int64_t i = 0; i < j->m; i += GLMV_MV_MAX)
+    /* quantized weights (j->xq): the int8 product, on x as run_matvec quantized it */
+    int64_t slice = j->m <= GLMV_MV_MAX ? o1 - o0 : GLMV_MAX((int64_t)1, (int64_t)(256 << 10) /
+                                        (int64_t)glmv_dtype_row_bytes(j->w->dtype, j->k));
+    for (int64_t s0 = o0; s0 < o1; s0 += slice)
+        for (int64_t i = 0; i < j->m; i += GLMV_MV_MAX) {
+            int rows = (int)GLMV_MIN((int64_t)GLMV_MV_MAX, j->m - i);
+            int64_t s1 = GLMV_MIN(o1, s0 + slice);
+            if (j->xq)
                 kn->matvec_q(j->y + i * j->n, j->n, j->xq + i * j->k, j->xd + i * (j->k / 32),
-                             j->xc + i * (j->k / 4), j->k,
-                             (int)GLMV_MIN((int64_t)GLMV_MV_MAX, j->m - i), j->w->data, j->w->dtype,
-                             j->k, s0, GLMV_MIN(o1, s0 + slice));
-    } else if (j->m <= GLMV_MV_MAX) {
-        kn->matvec(j->y, j->n, j->x, j->k, (int)j->m, j->w->data, j->w->dtype, j->k, o0, o1);
-    } else {
-        int64_t slice = GLMV_MAX((int64_t)1, (int64_t)(256 << 10) /
-                                                 (int64_t)glmv_dtype_row_bytes(j->w->dtype, j->k));
-        for (int64_t s0 = o0; s0 < o1; s0 += slice)
-            for (int64_t i = 0; i < j->m; i += GLMV_MV_MAX)
-                kn->matvec(j->y + i * j->n, j->n, j->x + i * j->k, j->k,
-                           (int)GLMV_MIN((int64_t)GLMV_MV_MAX, j->m - i), j->w->data, j->w->dtype,
-                           j->k, s0, GLMV_MIN(o1, s0 + slice));
-    }
+                             j->xc + i * (j->k / 4), j->k, rows, j->w->data, j->w->dtype, j->k, s0, s1);
+            else
+                kn->matvec(j->y + i * j->n, j->n, j->x + i * j->k, j->k, rows, j->w->data,
+                           j->w->dtype, j->k, s0, s1);
+        }
     if (j->bias)
         add_bias(kn, j->y, j->n, j->m, j->bias, o0, o1, cpu_tscratch(j->cs, thread),
                  GLMV_CPU_TSCRATCH / sizeof(float));
