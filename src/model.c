@@ -484,25 +484,8 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
                  m->layers[0].q_w->dtype == GLMV_Q8_0 ? "q8_0" : "q4_0", m->gguf_notes[0] ? "; " : "",
                  m->gguf_notes);
     if (make_backend(m, p, err)) goto fail;
-    if (m->be->caps.device)
-        for (int64_t i = 0; i < glmv_weights_count(m->w); i++) {
-            const glmv_tensor *t = glmv_weights_at(m->w, i);
-            if (glmv_dtype_is_quant(t->dtype)) {
-                glmv_errc(err, GLMV_E_INVALID, "%s: tensor %s is %s: quantized weights run on the CPU for "
-                          "now (use --device cpu, or a BF16 GGUF on %s)", glmv_weights_file_of(m->w, t),
-                          t->name, glmv_dtype_name(t->dtype), m->device);
-                goto fail;
-            }
-        }
     if (m->be->caps.device && m->be->bf16 && f16_to_bf16(m, err)) goto fail;
-    if (m->params.quant != GLMV_QUANT_NONE) {
-        if (m->be->caps.device) {
-            glmv_errc(err, GLMV_E_INVALID, "--quant %s: quantized weights run on the CPU for now "
-                      "(use --device cpu, or the BF16 weights on %s)", quant_name(m->params.quant), m->device);
-            goto fail;
-        }
-        if (quantize_weights(m, err)) goto fail;
-    }
+    if (quantize_weights(m, err)) goto fail;
     /* tests take the kept-scratch path on the CPU too */
     m->vision_keep_scratch = m->be->caps.keep_scratch || env_flag("GLMV_VISION_KEEP_SCRATCH");
     /* The token table is read one row per token: on a device it would hold

@@ -8,9 +8,9 @@
  * Conventions:
  *  - activations are float32, row-major, PyTorch order (outermost first);
  *    pointers to activations are backend memory (be->alloc);
- *  - weights are glmv_tensor in their checkpoint dtype (F32, F16, BF16) or, quantized at
- *    load time, a block format (Q8_0, Q4_0: 2-D, rows of whole blocks, CPU backend only),
- *    `[out, in]` like torch.nn.Linear; a weight of more than two dimensions
+ *  - weights are glmv_tensor in their checkpoint dtype (F32, F16, BF16) or a block
+ *    format (Q8_0, Q4_0: 2-D, rows of whole blocks; a device may keep them in a layout
+ *    of its own), `[out, in]` like torch.nn.Linear; a weight of more than two dimensions
  *    is viewed as [shape[0], prod(shape[1:])] (Conv3d/Conv2d kernels);
  *  - host arrays (ids, cu_seqlens) are plain host memory;
  *  - ops are asynchronous on devices; be->read synchronises.

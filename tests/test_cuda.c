@@ -17,6 +17,7 @@
 #include "base.h"
 #include "cpu/ref.h"
 #include "ops.h"
+#include "quant.h"
 #include "test.h"
 
 #ifdef GLMV_CUDA
@@ -148,6 +149,79 @@ TEST(matmul_bf16_cublas) {
     one_matmul(GLMV_BF16, 37, 200, 264, 1, 1e-5);
     one_matmul(GLMV_BF16, 130, 512, 1024, 0, 1e-5);
     one_matmul(GLMV_BF16, 9, 33, 40, 1, 1e-5);
+}
+
+#define GEMV_MAX_ROWS 8 /* the backend's matrix-vector cut-over (GEMV_MAX_M) */
+
+/* Q8_0 / Q4_0 weights (split into values and scales on upload). Decode rows (m <= 8)
+ * against the scalar int8 product glmv_dot_q8x_ref on x rounded as the CPU rounds it (the
+ * GPU must round every activation the same way and sum each block exactly: one int8 off
+ * in a row costs ~1e-6 of NMSE, far above the bound); more rows against the float product
+ * of the dequantized weights (bf16 inputs in bf16 precision, exact in f32). */
+static void one_matmul_q(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with_bias, double thr) {
+    glmv_tensor w = make_tensor(GLMV_F32, n, k, 0.5f), b = make_tensor(GLMV_F32, n, 0, 1.0f);
+    void *plain = w.host, *blocks = NULL;
+    char err[GLMV_ERR_SIZE] = "";
+    GLMV_ASSERT(glmv_tensor_quantize(&w, dt, 2, &blocks, err) == 0);
+    free(plain);
+    glmv_tensor dw = dev_tensor(&w), db = dev_tensor(&b);
+    float *x = rand_buf(m * k, 1.0f), *ref = malloc(sizeof(float) * (size_t)(m * n));
+    if (m <= GEMV_MAX_ROWS) {
+        int8_t *q = malloc((size_t)k);
+        float *d = malloc(sizeof(float) * (size_t)(k / 32));
+        size_t rb = glmv_dtype_row_bytes(dt, k);
+        for (int64_t i = 0; i < m; i++) {
+            glmv_quantize_x_q8(x + i * k, q, d, k);
+            for (int64_t o = 0; o < n; o++)
+                ref[i * n + o] = (float)(glmv_dot_q8x_ref((const char *)w.host + o * rb, dt, q, d, k) +
+                                         (with_bias ? ((float *)b.host)[o] : 0.0));
+        }
+        free(q);
+        free(d);
+    } else {
+        glmv_ref_matmul(ref, x, &w, with_bias ? &b : NULL, m);
+    }
+    float *dx = dev_from(x, m * k), *dy = dev_poison(m * n);
+    be->matmul(be, dy, dx, &dw, with_bias ? &db : NULL, m);
+    char what[96];
+    snprintf(what, sizeof what, "matmul %s m=%lld n=%lld k=%lld%s", glmv_dtype_name(dt), (long long)m,
+             (long long)n, (long long)k, with_bias ? " +bias" : "");
+    expect(what, dy, ref, m * n, thr);
+    be->free(be, dx);
+    be->free(be, dy);
+    free(x);
+    free(ref);
+    free_tensor(&w, &dw);
+    free_tensor(&b, &db);
+}
+
+TEST(matmul_quant_decode) {
+    NEED_GPU();
+    for (int q4 = 0; q4 < 2; q4++) {
+        glmv_dtype dt = q4 ? GLMV_Q4_0 : GLMV_Q8_0;
+        one_matmul_q(dt, 1, 300, 256, 1, 1e-10);     /* a block of 8 warps per row */
+        one_matmul_q(dt, 3, 77, 96, 0, 1e-10);       /* fewer chunks than lanes */
+        one_matmul_q(dt, 8, 2000, 512, 1, 1e-10);    /* a warp per row */
+        one_matmul_q(dt, 5, 1500, 13696, 0, 1e-10);  /* the 9B's down_proj width */
+        one_matmul_q(dt, 1, 5003, 4096, 1, 1e-10);   /* many rows, odd count */
+        one_matmul_q(dt, 2, 4500, 32, 0, 1e-10);     /* one block per row */
+    }
+}
+
+TEST(matmul_quant_prefill) {
+    NEED_GPU();
+    glmv_backend *keep = be;
+    for (int f32 = 0; f32 < 2; f32++) {
+        if (f32 && !be_f32) break;
+        be = f32 ? be_f32 : keep;
+        double thr = f32 ? 1e-10 : 1e-5;
+        one_matmul_q(GLMV_Q8_0, 37, 200, 256, 1, thr);
+        one_matmul_q(GLMV_Q4_0, 37, 200, 256, 1, thr);
+        one_matmul_q(GLMV_Q8_0, 130, 512, 1024, 0, thr);
+        one_matmul_q(GLMV_Q4_0, 9, 1030, 96, 0, thr);
+        if (f32) one_matmul_q(GLMV_Q8_0, 9, 9000, 4096, 1, thr); /* two blocks of weight rows */
+    }
+    be = keep;
 }
 
 TEST(matmul_f32_f16) {
@@ -873,6 +947,8 @@ int main(int argc, char **argv) {
     RUN(matmul_bf16_gemv);
     RUN(matmul_bf16_cublas);
     RUN(matmul_f32_f16);
+    RUN(matmul_quant_decode);
+    RUN(matmul_quant_prefill);
     RUN(embed);
     RUN(norms);
     RUN(rope);

@@ -336,10 +336,6 @@ TEST(tiny2_image2) { check_case("tests/fixtures/tiny2", "image2"); }
 static void full_case(const char *dir, const char *cas);
 
 static void gguf_case(const char *model, const char *mmproj, const char *cas, int full, int q8) {
-    if (q8 && parity_device != GLMV_DEVICE_CPU) {
-        test_skip("quantized weights run on the CPU backend only");
-        return;
-    }
     parity_gguf = model;
     parity_mmproj = mmproj;
     if (q8) parity_act_bound = parity_logit_bound = Q8_NMSE;

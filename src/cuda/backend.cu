@@ -3,7 +3,8 @@
  *
  * One stream per backend; every op is queued on it and be->read waits for it.
  * Weights are copied to the device once (upload swaps t->data; t->host stays
- * for the CPU) in their checkpoint dtype, so BF16 stays BF16. matmul picks:
+ * for the CPU) in their checkpoint dtype, so BF16 stays BF16; Q8_0/Q4_0 blocks are
+ * split into values and scales (quant.cu). matmul picks:
  *   BF16 weights, m <= 8      -> gemv_kernel (own, memory-bound, fp32 math)
  *   BF16 weights, m > 8, bf16 precision
  *                             -> cuBLAS: x rounded to bf16, bf16 tensor cores,
@@ -11,6 +12,8 @@
  *   BF16 weights, m > 8, f32 precision
  *                             -> cuBLAS SGEMM (no TF32) on blocks of weight rows
  *                                converted to fp32 in scratch: fp32 products
+ *   Q8_0/Q4_0, m <= 8         -> gemv_q_kernel: x rounded to int8 blocks, dp4a (quant.cu)
+ *   Q8_0/Q4_0, m > 8          -> rows dequantized to bf16 (f32 in f32 precision), cuBLAS
  *   F32 / F16 weights         -> a plain tiled fp32 kernel (fixtures only)
  * In f32 precision attention also stays in the fp32 split kernel (the flash
  * kernel rounds q, k, v and p to bf16 for the tensor cores).
@@ -80,6 +83,7 @@ static void cu_destroy(glmv_backend *be) {
         if (c->stream) cudaStreamSynchronize(c->stream);
         if (c->blas) cublasDestroy(c->blas);
         if (c->scratch) cudaFree(c->scratch);
+        if (c->qx) cudaFree(c->qx);
         if (c->workspace) cudaFree(c->workspace);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c);
@@ -111,6 +115,13 @@ static int cu_upload(glmv_backend *be, glmv_tensor *t, char *err) {
     cuda_ctx *c = ctx_of(be);
     if (c->failed) return glmv_errf(err, "%s", c->err);
     const void *src = t->host ? t->host : t->data;
+    if (glmv_dtype_is_quant(t->dtype)) {
+        void *dq = NULL;
+        if (quant_upload(c, t, &dq, err)) return -1;
+        if (!t->host) t->host = t->data;
+        t->data = dq;
+        return 0;
+    }
     size_t bytes = (size_t)glmv_tensor_numel(t) * glmv_dtype_size(t->dtype);
     void *d = NULL;
     cudaError_t e = cudaMalloc(&d, bytes ? bytes : 256);
@@ -208,12 +219,14 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
     cuda_ctx *c = ctx_of(be);
     if (c->failed || m <= 0) return;
     int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
-    if (w->dtype != GLMV_BF16) {
+    int quant = glmv_dtype_is_quant(w->dtype);
+    if (w->dtype != GLMV_BF16 && !quant) {
         k_gemm_simt(c, y, x, w, bias, m);
         return;
     }
     if (m <= gemv_max_m()) {
-        k_gemv(c, y, x, w, bias, m);
+        if (quant) k_gemv_q(c, y, x, w, bias, m);
+        else k_gemv(c, y, x, w, bias, m);
         return;
     }
     if (n > INT32_MAX || k > INT32_MAX || m > INT32_MAX) {
@@ -224,6 +237,29 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
     if (bias) {
         k_fill_bias(c, y, bias, m, n);
         beta = 1.f;
+    }
+    if (quant) {
+        /* weight rows in blocks of at most 32 M elements dequantized into scratch (after
+         * x in bf16), then the product as for BF16 weights (bf16) or f32 ones (f32) */
+        int64_t rows = GLMV_MAX((int64_t)1, GLMV_MIN(n, ((int64_t)32 << 20) / k));
+        size_t es = c->bf16 ? 2 : 4, xbytes = c->bf16 ? ((size_t)(m * k) * 2 + 255) & ~(size_t)255 : 0;
+        char *sc = (char *)cuda_scratch(c, xbytes + es * (size_t)(rows * k));
+        if (!sc) return;
+        if (c->bf16) k_to_bf16(c, (__nv_bfloat16 *)sc, x, m * k);
+        void *wd = sc + xbytes;
+        for (int64_t n0 = 0; n0 < n && !c->failed; n0 += rows) {
+            int64_t nn = GLMV_MIN(rows, n - n0);
+            k_dequant_rows(c, wd, c->bf16, w, n0, nn);
+            /* column-major: yᵀ[n0:n0+nn, m] (ld n) = W[k, nn]ᵀ · xᵀ[k, m] */
+            cublasStatus_t st =
+                c->bf16 ? cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nn, (int)m, (int)k, &alpha, wd,
+                                       CUDA_R_16BF, (int)k, sc, CUDA_R_16BF, (int)k, &beta, y + n0, CUDA_R_32F,
+                                       (int)n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)
+                        : cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nn, (int)m, (int)k, &alpha,
+                                      (const float *)wd, (int)k, x, (int)k, &beta, y + n0, (int)n);
+            if (st != CUBLAS_STATUS_SUCCESS) cuda_blas_fail(c, "matmul (quantized gemm)", st);
+        }
+        return;
     }
     if (!c->bf16) {
         /* f32 precision: weight rows in blocks of at most 64 M elements
@@ -263,6 +299,10 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
 static void cu_embed(glmv_backend *be, float *y, const glmv_tensor *t, const int32_t *ids,
                      int64_t n) {
     OP_GUARD(be);
+    if (glmv_dtype_is_quant(t->dtype)) { /* the model keeps a quantized token table on the host */
+        cuda_fail(c, "embed: a quantized token table on the device", cudaErrorInvalidValue);
+        return;
+    }
     k_embed(c, y, t, ids, n);
 }
 static void cu_rmsnorm(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,

@@ -37,6 +37,8 @@ struct cuda_ctx {
      * (never during a captured step: sized by the first calls) */
     void *scratch;
     size_t scratch_bytes;
+    void *qx;                    /* int8 activations of the quantized decode products (quant.cu) */
+    size_t qx_bytes;
     void *workspace;             /* cuBLAS workspace */
     size_t workspace_bytes;
     int64_t allocated;           /* bytes from be->alloc and uploads, live */
@@ -83,6 +85,19 @@ void k_gemv(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const g
 /* the same for any m with a simple tiled kernel (F32/F16 weights, no tensor cores) */
 void k_gemm_simt(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
                  const glmv_tensor *bias, int64_t m);
+
+/* ---- quant.cu: Q8_0 / Q4_0 weights, split on the device into values and scales ---- */
+/* bytes of the values, where the f16 scales start, and the whole device tensor */
+size_t quant_qs_bytes(glmv_dtype t, int64_t n, int64_t k);
+size_t quant_scales_offset(glmv_dtype t, int64_t n, int64_t k);
+size_t quant_device_bytes(glmv_dtype t, int64_t n, int64_t k);
+/* copy t's blocks (t->host) to the device and split them; *out the new device pointer */
+int quant_upload(cuda_ctx *c, glmv_tensor *t, void **out, char *err);
+/* y[m, n] = x · wᵀ (+ bias) for m <= GEMV_MAX_M, x rounded to int8 blocks, integer products */
+void k_gemv_q(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
+              int64_t m);
+/* rows [r0, r0 + nr) of w dequantized into out: bf16 (bf16 = 1) or f32, rows of k */
+void k_dequant_rows(cuda_ctx *c, void *out, int bf16, const glmv_tensor *w, int64_t r0, int64_t nr);
 
 /* ---- attention.cu ---- */
 void k_attn_causal(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *kc,

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# device_quant.sh tests|bench -- Q8_0 / Q4_0 weights on the GPU machine (one H200), in calls of
+# the device tool.
+#
+# Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
+#   make -j2 CUDA=1 all tests
+#   ../shared/tools/device-bundle.sh .dev/cuda build/cuda/glmv build/cuda/tests/test_cuda build/cuda/tests/test_parity
+#   mkdir -p .dev/shared/assets && cp -r ../shared/assets/{images,glm41v} .dev/shared/assets/
+# then, with .dev carried:
+#   tests  test_cuda (the quantized products against their scalar references among the ops),
+#          test_parity on CUDA (the Q8_0 GGUF fixture against transformers' BF16 logits)
+#   bench  the 9B shape (random BF16 weights, quantized at load): decode at 1k context and a
+#          512-token prefill in BF16, Q8_0 and Q4_0; GPU memory of Q4_0 at 4k context
+set -u
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT" build/cuda/tests
+cp .dev/cuda/bin/test_* build/cuda/tests/ && cp .dev/cuda/bin/glmv build/cuda/
+[ -e ../shared ] || ln -s "$PWD/.dev/shared" ../shared
+source .dev/cuda/env.sh
+bench() { # NAME ARGS...
+    local name=$1; shift
+    timeout 200 build/cuda/glmv bench --synthetic --layers 40 --device cuda --json "$@" >"$OUT/$name.json" 2>>"$OUT/bench.err"
+    echo "$name: $(cut -c1-900 "$OUT/$name.json")"
+}
+case "${1:-}" in
+tests)
+    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
+    timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+    GLMV_TEST_SKIP=video_runs GLMV_PARITY_DEVICE=cuda timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    cat "$OUT/machine.txt"
+    echo "== test_cuda"; grep -E 'Q8_0|Q4_0|not ok|RESULT|FAIL' "$OUT/test_cuda.log"
+    echo "== parity on cuda"; grep -E 'gguf|not ok|RESULT|FAIL' "$OUT/parity_cuda.log"
+    ;;
+bench)
+    for q in none q8_0 q4_0; do
+        bench "decode_$q" --prompt 512 --decode 64 --ctx 1024 --quant $q
+    done
+    bench mem_q4_0_4k --prompt 512 --decode 16 --ctx 4096 --quant q4_0
+    tail -n 5 "$OUT/bench.err"
+    ;;
+*) echo "usage: $0 tests|bench" >&2; exit 2 ;;
+esac
