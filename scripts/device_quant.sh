@@ -10,7 +10,8 @@
 #   tests  test_cuda (the quantized products against their scalar references among the ops),
 #          test_parity on CUDA (the Q8_0 GGUF fixture against transformers' BF16 logits)
 #   bench  the 9B shape (random BF16 weights, quantized at load): decode at 1k context and a
-#          512-token prefill in BF16, Q8_0 and Q4_0; GPU memory of Q4_0 at 4k context
+#          512-token prefill in BF16, Q8_0 and Q4_0, BF16 again without decode graphs
+#          (GLMV_CUDA_GRAPHS=0); GPU memory of Q4_0 at 4k context
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/cuda/tests
@@ -29,12 +30,13 @@ tests)
     GLMV_TEST_SKIP=video_runs GLMV_PARITY_DEVICE=cuda timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
     cat "$OUT/machine.txt"
     echo "== test_cuda"; grep -E 'Q8_0|Q4_0|not ok|RESULT|FAIL' "$OUT/test_cuda.log"
-    echo "== parity on cuda"; grep -E 'gguf|not ok|RESULT|FAIL' "$OUT/parity_cuda.log"
+    echo "== parity on cuda"; grep -E 'gguf|graphs|batch_inv|not ok|RESULT|FAIL' "$OUT/parity_cuda.log"
     ;;
 bench)
     for q in none q8_0 q4_0; do
         bench "decode_$q" --prompt 512 --decode 64 --ctx 1024 --quant $q
     done
+    GLMV_CUDA_GRAPHS=0 bench decode_none_nographs --prompt 512 --decode 64 --ctx 1024
     bench mem_q4_0_4k --prompt 512 --decode 16 --ctx 4096 --quant q4_0
     tail -n 5 "$OUT/bench.err"
     ;;

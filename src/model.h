@@ -138,6 +138,7 @@ struct glmv_session {
     int32_t *hpos;                         /* host (3, chunk) */
     int32_t *epos;                         /* host (3, chunk): glmv_session_eval's positions */
 
+    struct glmv_batch *b1;                 /* decode steps on a backend with graphs: a batch of one */
     int32_t *hist;                         /* ids in the cache (n_ctx), for penalties */
     /* vision segments whose features are in the cache, in prompt order: a
      * hash of each one's grid and pixel rows, so that the next request can
@@ -162,7 +163,13 @@ struct glmv_batch {
     /* attn_decode_batch's tables for a step, built on the host and written once: per layer
      * the sequences' K cache pointers, then their V cache pointers; then their key counts */
     void **tab, **htab;                    /* backend, host: (2 L + 1) cap entries of 8 bytes */
+    /* recorded steps (be->graph_*), by shape: sequences << 32 | key bound (a multiple of
+     * GLMV_GRAPH_KEYS); last_key is the previous step's, recorded when it comes again */
+    struct { uint64_t key; void *g; } graphs[8];
+    int next_graph;
+    uint64_t last_key;
 };
+#define GLMV_GRAPH_KEYS 256
 
 /* ---- model.c ---- */
 /* Take and give back the model's backend, in the order asked (a ticket lock). */

@@ -166,6 +166,17 @@ struct glmv_backend {
      * else -1 with the first (sticky) error, e.g. "cuda: matmul (gemv): an
      * illegal memory access was encountered". Call after be->read. */
     int (*status)(glmv_backend *be, char *err);
+    /* Graphs: the ops queued between graph_begin and graph_end recorded once and replayed
+     * by graph_run on the same buffers with the same arguments (whatever changes between
+     * replays lives in backend memory, written before the replay). graph_begin: 0 when
+     * recording (the ops then run only when the graph does), -1 when not. graph_end: the
+     * graph, or NULL if it could not be recorded (nothing ran; the backend records no more
+     * graphs). graph_run: 0 when it ran, -1 when the graph is stale (scratch it used has
+     * moved): free it and queue the ops again. NULL where a backend has no graphs. */
+    int (*graph_begin)(glmv_backend *be);
+    void *(*graph_end)(glmv_backend *be);
+    int (*graph_run)(glmv_backend *be, void *graph);
+    void (*graph_free)(glmv_backend *be, void *graph);
     /* Bytes of device memory in use (the whole device's view), for glmv_device_bytes. */
     int64_t (*device_bytes)(glmv_backend *be);
     const char *device_name;    /* e.g. "NVIDIA H200" */

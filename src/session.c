@@ -93,6 +93,7 @@ void glmv_session_free(glmv_session *s) {
         if (s->kc && s->kc[l]) be->free(be, s->kc[l]);
         if (s->vc && s->vc[l]) be->free(be, s->vc[l]);
     }
+    glmv_batch_free(s->b1);
     float *bufs[] = {s->x, s->xn, s->t1, s->t2, s->q, s->att, s->gu, s->h, s->cos, s->sin, s->logits_dev};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) be->free(be, bufs[i]);
@@ -122,6 +123,15 @@ int glmv_session_eval(glmv_session *s, const int32_t *ids, int n, float *logits,
     if (s->pos + n > s->n_ctx)
         return glmv_errc(err, GLMV_E_CONTEXT, "context full: %d cached + %d new tokens > n_ctx %d", s->pos, n,
                          s->n_ctx);
+    /* one token on a backend that records graphs: the batched step, whose every argument
+     * stays the same from token to token (positions and cache counts live in device
+     * memory), so that it is replayed as one graph */
+    if (n == 1 && s->m->be->graph_begin && !s->m->hook) {
+        if (!s->b1 && glmv_batch_new(&s->b1, s->m, 1, err)) return -1;
+        float *lg[1] = {logits};
+        glmv_session *ss[1] = {s};
+        return glmv_batch_decode(s->b1, ss, ids, 1, lg, err);
+    }
     /* decode steps use the session's buffer: no allocation per token */
     int32_t *pos = n <= s->chunk ? s->epos : malloc(sizeof(int32_t) * 3 * (size_t)n);
     if (!pos) return glmv_errf(err, "out of memory");

@@ -127,6 +127,8 @@ void glmv_batch_free(glmv_batch *b) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) be->free(be, bufs[i]);
     if (b->tab) be->free(be, b->tab);
+    for (size_t i = 0; i < sizeof b->graphs / sizeof b->graphs[0]; i++)
+        if (b->graphs[i].g) be->graph_free(be, b->graphs[i].g);
     free(b->hcos);
     free(b->hsin);
     free(b->hemb);
@@ -214,42 +216,22 @@ int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
     return 0;
 }
 
-static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
-                      float *const *logits, char *err) {
+/* The ops of a step after its inputs are written: every layer, the final norm and lm_head
+ * on the batch's buffers (recorded as one graph where the backend can). */
+static void batch_layers(glmv_batch *b, int n, int64_t max_keys) {
     glmv_model *m = b->m;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
     void (*mm)(glmv_backend *, float *, const float *, const glmv_tensor *, const glmv_tensor *,
                int64_t) = be->matmul_rows ? be->matmul_rows : be->matmul;
-    int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    int64_t H = c->hidden_size, I = c->intermediate_size;
     int nh = c->num_attention_heads, nkv = c->num_key_value_heads, hd = c->head_dim;
     int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
     int rot = (int)(hd * c->partial_rotary_factor + 0.5f);
     rot -= rot % 2;
     float eps = c->rms_norm_eps, scale = (float)(1.0 / sqrt((double)hd));
-    glmv_model_embed(m, b->x, ids, n, b->hemb, b->cap);
-    /* decode positions: the next index plus the sequence's M-RoPE offset, on all three axes */
-    for (int i = 0; i < n; i++)
-        b->hpos[i] = b->hpos[n + i] = b->hpos[2 * n + i] = (int32_t)(ss[i]->pos + ss[i]->rope_delta);
-    glmv_rope_text_table(c, b->hpos, n, n, b->hcos, b->hsin);
-    size_t tab = sizeof(float) * (size_t)(rot / 2) * (size_t)n;
-    be->write(be, b->cos, b->hcos, tab);
-    be->write(be, b->sin, b->hsin, tab);
     int L_n = c->num_hidden_layers;
-    int64_t max_keys = 0;
-    if (be->attn_decode_batch) { /* every layer's cache pointers and the key counts, in one write */
-        int64_t *nk = (int64_t *)(b->htab + (size_t)2 * L_n * n);
-        for (int i = 0; i < n; i++) {
-            for (int l = 0; l < L_n; l++) {
-                b->htab[(size_t)(2 * l) * n + i] = ss[i]->kc[l];
-                b->htab[(size_t)(2 * l + 1) * n + i] = ss[i]->vc[l];
-            }
-            nk[i] = ss[i]->pos + 1;
-            if (nk[i] > max_keys) max_keys = nk[i];
-        }
-        be->write(be, b->tab, b->htab, (size_t)(2 * L_n + 1) * (size_t)n * 8);
-    }
-    for (int l = 0; l < c->num_hidden_layers; l++) {
+    for (int l = 0; l < L_n; l++) {
         const glmv_text_layer *L = &m->layers[l];
         be->rmsnorm(be, b->xn, b->x, L->input_layernorm, n, H, eps);
         mm(be, b->q, b->xn, L->q_w, L->q_b, n);
@@ -259,22 +241,9 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
             be->rope_interleaved(be, b->q, qd, b->cos, b->sin, n, nh, hd, rot);
             be->rope_interleaved(be, b->k, kvd, b->cos, b->sin, n, nkv, hd, rot);
         }
-        if (be->attn_decode_batch) {
-            be->attn_decode_batch(be, b->att, b->q, qd, b->k, b->v, kvd,
-                                  (float *const *)(b->tab + (size_t)(2 * l) * n),
-                                  (float *const *)(b->tab + (size_t)(2 * l + 1) * n),
-                                  (const int64_t *)(b->tab + (size_t)2 * L_n * n), n, max_keys, nh,
-                                  nkv, hd, scale);
-        } else {
-            for (int i = 0; i < n; i++) {
-                glmv_session *s = ss[i];
-                size_t row = sizeof(float) * (size_t)kvd;
-                be->copy(be, s->kc[l] + (int64_t)s->pos * kvd, b->k + i * kvd, row);
-                be->copy(be, s->vc[l] + (int64_t)s->pos * kvd, b->v + i * kvd, row);
-                be->attn_causal(be, b->att + i * qd, b->q + i * qd, qd, s->kc[l], s->vc[l], 1,
-                                s->pos, nh, nkv, hd, scale);
-            }
-        }
+        be->attn_decode_batch(be, b->att, b->q, qd, b->k, b->v, kvd, (float *const *)(b->tab + (size_t)(2 * l) * n),
+                              (float *const *)(b->tab + (size_t)(2 * l + 1) * n),
+                              (const int64_t *)(b->tab + (size_t)2 * L_n * n), n, max_keys, nh, nkv, hd, scale);
         mm(be, b->t1, b->att, L->o_w, NULL, n);
         be->rmsnorm(be, b->t2, b->t1, L->post_self_attn_layernorm, n, H, eps);
         be->add(be, b->x, b->x, b->t2, n * H);
@@ -287,6 +256,78 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
     }
     be->rmsnorm(be, b->xn, b->x, m->norm, n, H, eps);
     mm(be, b->logits_dev, b->xn, m->lm_head, NULL, n);
+}
+
+/* Run batch_layers from a recorded graph when there is one for this shape, record it when
+ * the shape comes a second time in a row, else queue the ops. */
+static void batch_layers_graph(glmv_batch *b, int n, int64_t max_keys) {
+    glmv_backend *be = b->m->be;
+    uint64_t key = (uint64_t)n << 32 | (uint64_t)max_keys;
+    int slots = (int)(sizeof b->graphs / sizeof b->graphs[0]);
+    for (int i = 0; i < slots; i++)
+        if (b->graphs[i].g && b->graphs[i].key == key) {
+            if (be->graph_run(be, b->graphs[i].g) == 0) return;
+            be->graph_free(be, b->graphs[i].g); /* stale: its scratch moved */
+            b->graphs[i].g = NULL;
+            break;
+        }
+    int again = b->last_key == key;
+    b->last_key = key;
+    if (!again || be->graph_begin(be)) {
+        batch_layers(b, n, max_keys);
+        return;
+    }
+    batch_layers(b, n, max_keys);
+    void *g = be->graph_end(be);
+    if (!g || be->graph_run(be, g)) { /* not recorded (or already stale): run the ops */
+        if (g) be->graph_free(be, g);
+        batch_layers(b, n, max_keys);
+        return;
+    }
+    int k = b->next_graph;
+    b->next_graph = (k + 1) % slots;
+    if (b->graphs[k].g) be->graph_free(be, b->graphs[k].g);
+    b->graphs[k].key = key;
+    b->graphs[k].g = g;
+}
+
+static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
+                      float *const *logits, char *err) {
+    glmv_model *m = b->m;
+    const glmv_config *c = &m->cfg;
+    glmv_backend *be = m->be;
+    int64_t V = c->vocab_size;
+    int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
+    rot -= rot % 2;
+    glmv_model_embed(m, b->x, ids, n, b->hemb, b->cap);
+    /* decode positions: the next index plus the sequence's M-RoPE offset, on all three axes */
+    for (int i = 0; i < n; i++)
+        b->hpos[i] = b->hpos[n + i] = b->hpos[2 * n + i] = (int32_t)(ss[i]->pos + ss[i]->rope_delta);
+    glmv_rope_text_table(c, b->hpos, n, n, b->hcos, b->hsin);
+    size_t tab = sizeof(float) * (size_t)(rot / 2) * (size_t)n;
+    be->write(be, b->cos, b->hcos, tab);
+    be->write(be, b->sin, b->hsin, tab);
+    int L_n = c->num_hidden_layers;
+    int64_t max_keys = 0;
+    { /* every layer's cache pointers and the key counts, in one write */
+        int64_t *nk = (int64_t *)(b->htab + (size_t)2 * L_n * n);
+        for (int i = 0; i < n; i++) {
+            for (int l = 0; l < L_n; l++) {
+                b->htab[(size_t)(2 * l) * n + i] = ss[i]->kc[l];
+                b->htab[(size_t)(2 * l + 1) * n + i] = ss[i]->vc[l];
+            }
+            nk[i] = ss[i]->pos + 1;
+            if (nk[i] > max_keys) max_keys = nk[i];
+        }
+        be->write(be, b->tab, b->htab, (size_t)(2 * L_n + 1) * (size_t)n * 8);
+    }
+    if (be->graph_begin) {
+        /* the bound on the key counts rounded up, so that a recorded step serves the next
+         * GLMV_GRAPH_KEYS tokens (each sequence still attends to its own count), recorded or not */
+        batch_layers_graph(b, n, (max_keys + GLMV_GRAPH_KEYS - 1) / GLMV_GRAPH_KEYS * GLMV_GRAPH_KEYS);
+    } else {
+        batch_layers(b, n, max_keys);
+    }
     for (int i = 0; i < n; i++)
         if (logits[i]) be->read(be, logits[i], b->logits_dev + i * V, sizeof(float) * (size_t)V);
     be->sync(be);

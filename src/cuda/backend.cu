@@ -19,7 +19,8 @@
  * kernel rounds q, k, v and p to bf16 for the tensor cores).
  * Kernels are launched with programmatic dependent launch (cuda_impl.h).
  * Environment, for benchmarks: GLMV_CUDA_GEMV_MAX=m changes the gemv/cuBLAS
- * cut-over; GLMV_CUDA_PDL=0 turns dependent launch off; GLMV_CUDA_NO_FLASH=1
+ * cut-over; GLMV_CUDA_PDL=0 turns dependent launch off; GLMV_CUDA_GRAPHS=0 records no
+ * decode-step graphs; GLMV_CUDA_NO_FLASH=1
  * sends all attention to the fp32 split kernel. */
 #include "cuda/cuda_impl.h"
 
@@ -29,6 +30,10 @@
 /* ------------------------------------------------------------------ errors */
 
 int cuda_fail(cuda_ctx *c, const char *what, cudaError_t e) {
+    if (c->capturing) { /* the recording is dropped and the step runs without it */
+        c->capture_failed = 1;
+        return -1;
+    }
     if (!c->failed) {
         c->failed = 1;
         snprintf(c->err, sizeof c->err, "cuda: %s: %s (%s)", what, cudaGetErrorString(e),
@@ -44,6 +49,10 @@ int cuda_check(cuda_ctx *c, const char *what) {
 }
 
 int cuda_blas_fail(cuda_ctx *c, const char *what, cublasStatus_t s) {
+    if (c->capturing) {
+        c->capture_failed = 1;
+        return -1;
+    }
     if (!c->failed) {
         c->failed = 1;
         snprintf(c->err, sizeof c->err, "cublas: %s: %s", what, cublasGetStatusString(s));
@@ -70,6 +79,7 @@ void *cuda_scratch(cuda_ctx *c, size_t bytes) {
     }
     c->scratch_bytes = nb;
     c->allocated += (int64_t)nb;
+    c->scratch_gen++;
     return c->scratch;
 }
 
@@ -199,6 +209,81 @@ static int64_t cu_device_bytes(glmv_backend *be) {
     size_t fr = 0, tot = 0;
     if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) return c->allocated;
     return (int64_t)(tot - fr);
+}
+
+/* ------------------------------------------------------------------ graphs */
+
+/* A decode step is ~700 small kernels; replayed as one graph their launch costs go. The
+ * model records a step the second time it sees its shape (the first run sizes the scratch,
+ * which must not move while recording) and replays it from then on. */
+typedef struct {
+    cudaGraphExec_t exec;
+    unsigned gen; /* scratch_gen when recorded */
+} cu_graph;
+
+static int graphs_off(void) {
+    const char *s = getenv("GLMV_CUDA_GRAPHS");
+    return s && !strcmp(s, "0");
+}
+
+static int cu_graph_begin(glmv_backend *be) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->failed || c->no_graphs || graphs_off()) return -1;
+    cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        c->no_graphs = 1;
+        return -1;
+    }
+    c->capturing = 1;
+    c->capture_failed = 0;
+    return 0;
+}
+
+static void *cu_graph_end(glmv_backend *be) {
+    cuda_ctx *c = ctx_of(be);
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &g);
+    c->capturing = 0;
+    cudaGraphExec_t x = NULL;
+    if (e == cudaSuccess && !c->capture_failed) e = cudaGraphInstantiate(&x, g, 0);
+    if (g) cudaGraphDestroy(g);
+    cu_graph *r = NULL;
+    if (e == cudaSuccess && !c->capture_failed && x) {
+        r = (cu_graph *)malloc(sizeof *r);
+        if (r) {
+            r->exec = x;
+            r->gen = c->scratch_gen;
+        }
+    }
+    if (!r) {
+        if (x) cudaGraphExecDestroy(x);
+        cudaGetLastError(); /* not sticky: the step runs without a graph */
+        if (!c->no_graphs)
+            fprintf(stderr, "glmv: cuda: decode steps run without graphs (recording failed%s%s)\n",
+                    e != cudaSuccess ? ": " : "", e != cudaSuccess ? cudaGetErrorString(e) : "");
+        c->no_graphs = 1;
+    }
+    c->capture_failed = 0;
+    return r;
+}
+
+static int cu_graph_run(glmv_backend *be, void *graph) {
+    cuda_ctx *c = ctx_of(be);
+    cu_graph *g = (cu_graph *)graph;
+    if (g->gen != c->scratch_gen) return -1;
+    if (c->failed) return 0;
+    cudaError_t e = cudaGraphLaunch(g->exec, c->stream);
+    if (e != cudaSuccess) cuda_fail(c, "graph launch", e);
+    return 0;
+}
+
+static void cu_graph_free(glmv_backend *be, void *graph) {
+    (void)be;
+    cu_graph *g = (cu_graph *)graph;
+    if (!g) return;
+    cudaGraphExecDestroy(g->exec);
+    free(g);
 }
 
 /* ------------------------------------------------------------------ matmul */
@@ -451,6 +536,10 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->gelu_erf = cu_gelu_erf;
     be->add = cu_add;
     be->permute_021 = cu_permute_021;
+    be->graph_begin = cu_graph_begin;
+    be->graph_end = cu_graph_end;
+    be->graph_run = cu_graph_run;
+    be->graph_free = cu_graph_free;
     be->status = cu_status;
     be->device_bytes = cu_device_bytes;
     be->device_name = c->device_name;

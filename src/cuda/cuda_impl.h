@@ -42,6 +42,10 @@ struct cuda_ctx {
     void *workspace;             /* cuBLAS workspace */
     size_t workspace_bytes;
     int64_t allocated;           /* bytes from be->alloc and uploads, live */
+    /* graphs (backend.cu): scratch_gen counts (re)allocations of scratch and qx, which a
+     * recorded graph holds the addresses of; an error while recording is not sticky */
+    unsigned scratch_gen;
+    int capturing, capture_failed, no_graphs;
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }

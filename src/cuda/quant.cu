@@ -106,6 +106,7 @@ static void *qx_scratch(cuda_ctx *c, size_t bytes) {
     }
     c->qx_bytes = nb;
     c->allocated += (int64_t)nb;
+    c->scratch_gen++;
     return c->qx;
 }
 
