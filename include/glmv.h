@@ -99,7 +99,7 @@ int glmv_precision_parse(const char *s, glmv_precision *out);
 
 /* Weight-only quantization of the decoder's matrices at load time, in llama.cpp's block
  * formats: Q8_0 (8.5 bits a weight) or Q4_0 (4.5 bits; the output matrix lm_head stays Q8_0).
- * The vision tower, the embedding table and the norms keep the checkpoint's dtype. CPU only. */
+ * The vision tower, the embedding table and the norms keep the checkpoint's dtype. */
 typedef enum { GLMV_QUANT_NONE = 0, GLMV_QUANT_Q8_0, GLMV_QUANT_Q4_0 } glmv_quant;
 
 /* "none", "q8_0", "q4_0" (also "Q8_0", "q8", "q4") -> *out; -1 for anything else. */
@@ -127,6 +127,12 @@ void glmv_model_params_default(glmv_model_params *p);
  * 9B shape in memory (benchmarks; no tokenizer). */
 int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *p, char *err);
 void glmv_model_free(glmv_model *m);
+
+/* Write a model loaded from a Hugging Face folder on the CPU, its matrices as held (e.g.
+ * quantized with p->quant), as the folder dir (made if missing; not the checkpoint's own):
+ * the checkpoint's other files copied and one model.safetensors, which glmv_model_load reads
+ * without quantizing again (`glmv quantize`). */
+int glmv_model_save(glmv_model *m, const char *dir, char *err);
 
 const glmv_tokenizer *glmv_model_tokenizer(const glmv_model *m);
 

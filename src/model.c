@@ -479,10 +479,19 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
         if (nl > 5 && !strcmp(m->name + nl - 5, ".gguf")) m->name[nl - 5] = 0;
     }
     if (bind_weights(m, err)) goto fail;
-    if (m->is_gguf && c_has_quant(m))
-        snprintf(m->quant_desc, sizeof m->quant_desc, "%s (from the GGUF%s%s)",
-                 m->layers[0].q_w->dtype == GLMV_Q8_0 ? "q8_0" : "q4_0", m->gguf_notes[0] ? "; " : "",
-                 m->gguf_notes);
+    if (c_has_quant(m)) {
+        const char *have = m->layers[0].q_w->dtype == GLMV_Q8_0 ? "q8_0" : "q4_0";
+        if (m->is_gguf)
+            snprintf(m->quant_desc, sizeof m->quant_desc, "%s (from the GGUF%s%s)", have,
+                     m->gguf_notes[0] ? "; " : "", m->gguf_notes);
+        else
+            snprintf(m->quant_desc, sizeof m->quant_desc, "%s (from the folder, glmv quantize)", have);
+        if (p->quant != GLMV_QUANT_NONE && strcmp(quant_name(p->quant), have)) {
+            glmv_errc(err, GLMV_E_INVALID, "--quant %s: the matrices of %s are already %s; load it without "
+                      "--quant (or quantize the BF16 checkpoint)", quant_name(p->quant), dir, have);
+            goto fail;
+        }
+    }
     if (make_backend(m, p, err)) goto fail;
     if (m->be->caps.device && m->be->bf16 && f16_to_bf16(m, err)) goto fail;
     if (quantize_weights(m, err)) goto fail;
@@ -580,7 +589,7 @@ void glmv_model_get_info(const glmv_model *m, glmv_model_info *info) {
     info->precision_why = m->precision_why;
     info->quant = quant_name(m->params.quant);
     if (m->params.quant == GLMV_QUANT_NONE && c->num_hidden_layers > 0 && m->layers[0].q_w &&
-        glmv_dtype_is_quant(m->layers[0].q_w->dtype)) /* a quantized GGUF */
+        glmv_dtype_is_quant(m->layers[0].q_w->dtype)) /* a quantized file (GGUF or glmv quantize) */
         info->quant = m->quant_desc;
     info->weight_bytes = m->weight_bytes;
     info->n_params = m->n_params;

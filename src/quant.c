@@ -62,10 +62,12 @@ void glmv_quantize_row_q4_0(const float *x, glmv_block_q4_0 *y, int64_t k) {
         const float d = max / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
         y[b].d = glmv_f32_to_f16(d);
         for (int j = 0; j < GLMV_QK / 2; j++) {
-            /* x·id + 8.5 rounded once to float, then truncated, as llama.cpp's C code with a
-             * fused multiply-add (and its gguf-py, which computes it in double) */
-            int q0 = (int)(float)((double)v[j] * id + 8.5);
-            int q1 = (int)(float)((double)v[j + GLMV_QK / 2] * id + 8.5);
+            /* x·id rounded to float, + 8.5 rounded to float, then truncated: llama.cpp's C
+             * reference (quantize_row_q4_0_ref, compiled as ISO C without contraction), what
+             * llama-quantize writes. Separate statements, so no compiler fuses them. */
+            const float p0 = v[j] * id, p1 = v[j + GLMV_QK / 2] * id;
+            const float s0 = p0 + 8.5f, s1 = p1 + 8.5f;
+            int q0 = (int)s0, q1 = (int)s1;
             y[b].qs[j] = (uint8_t)((q0 < 15 ? q0 : 15) | (q1 < 15 ? q1 : 15) << 4);
         }
     }

@@ -5,7 +5,8 @@
  * Q4_0: q in [0, 15] with d = (the x of largest magnitude) / -8; x ≈ d·(q - 8); byte j holds
  * element j in its low nibble and element j + 16 in its high one. The quantizers below are the
  * reference: the blocks are byte for byte those llama.cpp's reference quantizers make from the
- * same float32 values (tests/test_quant.c checks it against blocks made by llama.cpp's gguf-py).
+ * same float32 values (tests/test_quant.c checks it against blocks made by llama.cpp's gguf-py,
+ * and against the tiny checkpoint's matrices as llama-quantize wrote them).
  */
 #ifndef GLMV_QUANT_H
 #define GLMV_QUANT_H

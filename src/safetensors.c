@@ -8,6 +8,9 @@
  * shards), so the model code can trust every glmv_tensor. Sharded checkpoints
  * are read through model.safetensors.index.json's weight_map. The synthetic
  * source fills the same table with random BF16 weights for benchmarks.
+ * Matrices quantized by `glmv quantize` (save.c) are U8 [rows, bytes per row] of llama.cpp's
+ * Q8_0/Q4_0 blocks, their format in __metadata__ ("glmv.quant:NAME": "Q8_0"); they are read
+ * as such, with the matrix's own shape.
  * What this file does not do: convert dtypes or copy tensor data. */
 #include "safetensors.h"
 
@@ -282,6 +285,7 @@ static int st_parse(glmv_weights *w, int fi, char *err) {
         goto done;
     }
     int64_t nr = 0;
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
     const cJSON *e;
     cJSON_ArrayForEach(e, root) {
         const char *name = e->string ? e->string : "";
@@ -309,9 +313,22 @@ static int st_parse(glmv_weights *w, int fi, char *err) {
             goto done;
         }
         glmv_dtype dt;
-        if (st_dtype(jd->valuestring, &dt)) {
-            glmv_errf(err, "%s: tensor %s: unsupported dtype \"%.32s\" (glmv reads BF16, F16, F32)",
-                      path, name, jd->valuestring);
+        int qblock = 0; /* bytes per block of a quantized matrix (glmv quantize's U8 rows) */
+        if (!strcmp(jd->valuestring, "U8")) {
+            char key[512];
+            snprintf(key, sizeof key, "glmv.quant:%s", name);
+            const cJSON *q = cJSON_IsObject(meta) ? cJSON_GetObjectItemCaseSensitive(meta, key) : NULL;
+            const char *qs = cJSON_IsString(q) ? q->valuestring : "";
+            if (!strcmp(qs, "Q8_0")) dt = GLMV_Q8_0, qblock = 34;
+            else if (!strcmp(qs, "Q4_0")) dt = GLMV_Q4_0, qblock = 18;
+            else {
+                glmv_errf(err, "%s: tensor %s: U8 without a block format in __metadata__ (\"%s\": "
+                          "\"Q8_0\" or \"Q4_0\", as glmv quantize writes it)", path, name, key);
+                goto done;
+            }
+        } else if (st_dtype(jd->valuestring, &dt)) {
+            glmv_errf(err, "%s: tensor %s: unsupported dtype \"%.32s\" (glmv reads BF16, F16, F32, "
+                      "and glmv quantize's Q8_0/Q4_0 rows)", path, name, jd->valuestring);
             goto done;
         }
         int ndim = cJSON_GetArraySize(js);
@@ -349,7 +366,12 @@ static int st_parse(glmv_weights *w, int fi, char *err) {
             glmv_errf(err, "%s: tensor %s: absurd shape (more than 2^62 elements)", path, name);
             goto done;
         }
-        uint64_t nbytes = numel * glmv_dtype_size(dt);
+        if (qblock && (ndim != 2 || shape[1] % qblock)) {
+            glmv_errf(err, "%s: tensor %s: %s rows must be 2-D with whole %d-byte blocks", path, name,
+                      glmv_dtype_name(dt), qblock);
+            goto done;
+        }
+        uint64_t nbytes = qblock ? numel : numel * glmv_dtype_size(dt);
         if ((uint64_t)(o1 - o0) != nbytes) {
             char sh[160];
             st_shape_str(sh, sizeof sh, ndim, shape);
@@ -378,9 +400,10 @@ static int st_parse(glmv_weights *w, int fi, char *err) {
         glmv_tensor *t = &w->t[k];
         t->dtype = dt;
         t->ndim = ndim;
+        if (qblock) shape[1] = shape[1] / qblock * 32; /* the matrix's columns */
         memcpy(t->shape, shape, sizeof shape);
         t->host = t->data = (void *)(p + data0 + (uint64_t)o0);
-        if ((uintptr_t)t->host % glmv_dtype_size(dt)) {
+        if ((uintptr_t)t->host % (qblock ? 2 : glmv_dtype_size(dt))) {
             /* The format does not promise alignment (writers sort tensors by
              * dtype size, so real files are aligned); copy the rare odd one
              * rather than read it through a misaligned pointer. */

@@ -2,8 +2,9 @@
 # quant_test.sh BUILD_DIR -- --quant q8_0 / q4_0 through the glmv command on the demo model: the
 # weights shrink as the formats say, the answers to held-out questions stay those of the BF16
 # weights (Q8_0: all of the first 10; Q4_0: at least 8 of 10 -- the demo model is tiny, and 4
-# bits cost it more than a 9B model), and bad values are refused. The kernels and quantizers
-# are tested in test_ops and test_quant.
+# bits cost it more than a 9B model), and bad values are refused; `glmv quantize` writes a folder
+# that loads as --quant would have made it. The kernels and quantizers are tested in test_ops
+# and test_quant.
 set -u
 B=${1:-build/release}
 cd "$(dirname "$0")/.."
@@ -40,6 +41,34 @@ while IFS=$'\t' read -r file _ question _ _; do
 done < <(tail -n +2 $SET/answers.tsv | head -n 10)
 [ "$same8" -eq "$rows" ] && ok q8_0_answers || bad q8_0_answers "$same8 of $rows answers as BF16's"
 [ "$same4" -ge 8 ] && ok q4_0_answers || bad q4_0_answers "$same4 of $rows answers as BF16's"
+
+# glmv quantize: the demo model written once in Q4_0, then loaded as it is: a smaller file, the
+# same answers as --quant q4_0 at load (the same blocks), and the format reported
+"$G" quantize $M "$tmp/q4" --type q4_0 -t 2 2>"$tmp/err" && [ -f "$tmp/q4/model.safetensors" ] &&
+    [ -f "$tmp/q4/tokenizer.json" ] && [ -f "$tmp/q4/config.json" ] && ok quantize_writes ||
+    bad quantize_writes "$(cat "$tmp/err")"
+src=$(stat -c %s $M/model.safetensors) dst=$(stat -c %s "$tmp/q4/model.safetensors" 2>/dev/null || echo 0)
+[ "$dst" -gt 0 ] && [ "$dst" -lt $((src * 2 / 3)) ] && ok quantize_smaller || bad quantize_smaller "$src -> $dst bytes"
+same=0
+while IFS=$'\t' read -r file _ question _ _; do
+    a=$("$G" run -m $M --quant q4_0 --image "$SET/$file" -p "$question" --no-reasoning -n 64 2>/dev/null)
+    b=$("$G" run -m "$tmp/q4" --image "$SET/$file" -p "$question" --no-reasoning -n 64 2>/dev/null)
+    [ -n "$a" ] && [ "$a" = "$b" ] && same=$((same + 1))
+done < <(tail -n +2 $SET/answers.tsv | head -n 3)
+[ "$same" -eq 3 ] && ok quantized_folder_answers || bad quantized_folder_answers "$same of 3 as --quant q4_0"
+"$G" run -m "$tmp/q4" -p hi -n 1 -v >/dev/null 2>"$tmp/err"
+grep -q "q4_0 (from the folder" "$tmp/err" && ok quantized_folder_reported || bad quantized_folder_reported "$(grep weights "$tmp/err")"
+"$G" run -m "$tmp/q4" --quant q8_0 -p hi -n 1 >/dev/null 2>"$tmp/err"
+[ $? -ne 0 ] && grep -q "already q4_0" "$tmp/err" && ok quantize_twice_refused || bad quantize_twice_refused "$(cat "$tmp/err")"
+"$G" quantize $M $M --type q8_0 >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q "checkpoint's own" "$tmp/err" && ok quantize_into_source_refused ||
+    bad quantize_into_source_refused "$(cat "$tmp/err")"
+"$G" quantize $M "$tmp/x" --type q5_k >/dev/null 2>"$tmp/err"
+[ $? -eq 2 ] && grep -q "q8_0 or q4_0" "$tmp/err" && ok quantize_bad_type || bad quantize_bad_type "$(cat "$tmp/err")"
+"$G" quantize $M --type q8_0 >/dev/null 2>"$tmp/err"
+[ $? -eq 2 ] && grep -q "usage" "$tmp/err" && ok quantize_needs_out || bad quantize_needs_out "$(cat "$tmp/err")"
+"$G" quantize tests/fixtures/gguf/tiny-BF16.gguf "$tmp/g" --type q8_0 >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q "Hugging Face folder" "$tmp/err" && ok quantize_gguf_refused || bad quantize_gguf_refused "$(cat "$tmp/err")"
 
 # refusals
 "$G" run -m $M --quant q5_k -p hi -n 1 >/dev/null 2>"$tmp/err"

@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "base.h"
+#include "model.h"
 #include "quant.h"
 #include "test.h"
 
@@ -145,6 +148,85 @@ TEST(tensor_quantize) {
     free(f);
 }
 
+/* glmv quantize (glmv_model_save): the tiny checkpoint quantized at load, written, read back
+ * with the same bytes in every tensor; its decoder matrices are the blocks llama.cpp's
+ * llama-quantize made from the same weights (tests/fixtures/gguf, scripts/gen_gguf_fixtures.py;
+ * the GGUF reader undoes the converter's row permutation of q/k, which moves whole rows of
+ * blocks). Without the fixtures: SKIP. */
+static glmv_model *load_cpu(const char *dir, glmv_quant q, char *err) {
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    mp.quant = q;
+    glmv_model *m = NULL;
+    if (glmv_model_load(&m, dir, &mp, err)) {
+        CHECK_MSG(0, "%s: %s", dir, err);
+        return NULL;
+    }
+    return m;
+}
+
+static int same_tensor(const glmv_tensor *a, const glmv_tensor *b) {
+    if (a->dtype != b->dtype || glmv_tensor_rows(a) != glmv_tensor_rows(b) || glmv_tensor_cols(a) != glmv_tensor_cols(b))
+        return 0;
+    size_t n = glmv_dtype_row_bytes(a->dtype, glmv_tensor_cols(a)) * (size_t)glmv_tensor_rows(a);
+    return !memcmp(a->host, b->host, n);
+}
+
+static void saved_case(glmv_quant q, const char *gguf) {
+    const char *src = "tests/fixtures/tiny";
+    if (access(gguf, R_OK)) {
+        test_skip("no GGUF fixtures");
+        return;
+    }
+    char err[GLMV_ERR_SIZE], dir[] = "/tmp/glmv-quantize-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    glmv_model *m = load_cpu(src, q, err), *r = NULL, *g = NULL;
+    if (m) CHECK_MSG(glmv_model_save(m, dir, err) == 0, "%s", err);
+    if (m) r = load_cpu(dir, GLMV_QUANT_NONE, err);
+    if (m && r) {
+        int64_t n = glmv_weights_count(m->w), same = 0;
+        CHECK_EQ_INT((int)glmv_weights_count(r->w), (int)n);
+        for (int64_t i = 0; i < n; i++) {
+            const glmv_tensor *a = glmv_weights_at(m->w, i), *b = glmv_weights_find(r->w, a->name);
+            if (b && same_tensor(a, b)) same++;
+            else CHECK_MSG(0, "%s differs after the round trip", a->name);
+        }
+        CHECK(same == n);
+        CHECK(glmv_dtype_is_quant(r->layers[0].q_w->dtype) && r->lm_head->dtype == GLMV_Q8_0);
+        /* the vision tower and the token table as they were */
+        CHECK(r->embed->dtype == GLMV_BF16 && r->blocks[0].qkv_w->dtype == GLMV_BF16);
+        glmv_model_info info;
+        glmv_model_get_info(r, &info);
+        CHECK_MSG(strstr(info.quant, "glmv quantize") != NULL, "%s", info.quant);
+        /* saving into the checkpoint's own folder is refused */
+        CHECK(glmv_model_save(r, dir, err) != 0 && strstr(err, "own"));
+    }
+    if (r) g = load_cpu(gguf, GLMV_QUANT_NONE, err);
+    if (r && g) {
+        int matrices = 0;
+        for (int l = 0; l < r->cfg.num_hidden_layers; l++) {
+            const glmv_text_layer *a = &r->layers[l], *b = &g->layers[l];
+            const glmv_tensor *pa[] = {a->q_w, a->k_w, a->v_w, a->o_w, a->gate_up, a->down};
+            const glmv_tensor *pb[] = {b->q_w, b->k_w, b->v_w, b->o_w, b->gate_up, b->down};
+            for (int i = 0; i < 6; i++) {
+                CHECK_MSG(same_tensor(pa[i], pb[i]), "%s: not llama-quantize's blocks", pa[i]->name);
+                matrices++;
+            }
+        }
+        CHECK_EQ_INT(matrices, 6 * r->cfg.num_hidden_layers);
+    }
+    glmv_model_free(g);
+    glmv_model_free(r);
+    glmv_model_free(m);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+TEST(saved_q8_0_is_llama_quantize) { saved_case(GLMV_QUANT_Q8_0, "tests/fixtures/gguf/tiny-Q8_0.gguf"); }
+TEST(saved_q4_0_is_llama_quantize) { saved_case(GLMV_QUANT_Q4_0, "tests/fixtures/gguf/tiny-Q4_0.gguf"); }
+
 /* activations for the decode products: scale amax/127 per block, nearest integer, a zero
  * block stays zero; and the scalar product against a hand-made Q8_0/Q4_0 row */
 TEST(activations_q8) {
@@ -192,5 +274,7 @@ int main(void) {
     RUN(tensor_quantize);
     RUN(activations_q8);
     RUN(row_bytes);
+    RUN(saved_q8_0_is_llama_quantize);
+    RUN(saved_q4_0_is_llama_quantize);
     return test_summary("quant");
 }

@@ -16,6 +16,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 static const cli_command commands[] = {
     {"run", cmd_run, "answer one prompt with images/videos, streaming the reply"},
@@ -24,6 +25,7 @@ static const cli_command commands[] = {
     {"tokenize", cmd_tokenize, "print the token ids of a text (needs only tokenizer.json)"},
     {"agent", cmd_agent, "one GUI-agent step: screenshot + task -> an action as JSON (--draw)"},
     {"bench", cmd_bench, "measure load, prefill, decode and vision speed, peak memory"},
+    {"quantize", cmd_quantize, "write a checkpoint with its decoder in Q8_0 or Q4_0 blocks, loaded as is"},
     {"eval", cmd_eval, "accuracy on questions with reference answers, per thinking budget"},
     {NULL, NULL, NULL},
 };
