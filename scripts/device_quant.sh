@@ -29,8 +29,8 @@ tests)
     timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
     GLMV_TEST_SKIP=video_runs GLMV_PARITY_DEVICE=cuda timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
     cat "$OUT/machine.txt"
-    echo "== test_cuda"; grep -E 'Q8_0|Q4_0|not ok|RESULT|FAIL' "$OUT/test_cuda.log"
-    echo "== parity on cuda"; grep -E 'gguf|graphs|batch_inv|not ok|RESULT|FAIL' "$OUT/parity_cuda.log"
+    echo "== test_cuda"; grep -E 'Q8_0|Q4_0|norm_add|not ok|RESULT|FAIL' "$OUT/test_cuda.log"
+    echo "== parity on cuda"; grep -E 'gguf|graphs|joined|batch_inv|not ok|RESULT|FAIL' "$OUT/parity_cuda.log"
     ;;
 bench)
     for q in none q8_0 q4_0; do

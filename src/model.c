@@ -246,6 +246,72 @@ static int quantize_weights(glmv_model *m, char *err) {
     return 0;
 }
 
+/* Each layer's q, k and v projections as one matrix [q; k; v] (and one bias) on a device
+ * that can copy the joined product's k and v columns into the caches (copy_rows): one product
+ * (and one launch) instead of three, whose rows are those of the three (a block format's rows are whole blocks,
+ * so quantized matrices join as well). The three stay in the weights table, not uploaded and
+ * their host pages handed back. A layer whose three differ in dtype (a GGUF recipe may) keeps
+ * them apart. On a device the joined host bytes are freed once uploaded. GLMV_JOIN_QKV=1 joins
+ * on the CPU too (tests: the CPU then runs the joined path), =0 nowhere. */
+static int join_qkv(glmv_model *m, char *err) {
+    int nl = m->cfg.num_hidden_layers;
+    const char *e = getenv("GLMV_JOIN_QKV");
+    if (!(e ? strcmp(e, "0") != 0 : m->be->caps.device) || !m->be->copy_rows || nl <= 0) return 0;
+    m->joined = calloc((size_t)(2 * nl), sizeof *m->joined);
+    m->joined_names = calloc((size_t)(2 * nl), sizeof *m->joined_names);
+    if (!m->joined || !m->joined_names) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+    for (int l = 0; l < nl; l++) {
+        glmv_text_layer *L = &m->layers[l];
+        glmv_tensor *w[3] = {L->q_w, L->k_w, L->v_w}, *b[3] = {L->q_b, L->k_b, L->v_b};
+        int ok = 1, nb = 0;
+        for (int i = 0; i < 3; i++) {
+            ok &= w[i]->dtype == w[0]->dtype && glmv_tensor_cols(w[i]) == glmv_tensor_cols(w[0]) && w[i]->ndim == 2;
+            nb += b[i] != NULL;
+            if (b[i] && b[0]) ok &= b[i]->dtype == b[0]->dtype && !glmv_dtype_is_quant(b[i]->dtype);
+        }
+        if (!ok || (nb != 0 && nb != 3)) continue;
+        int64_t cols = glmv_tensor_cols(w[0]), rows = 0;
+        size_t rb = glmv_dtype_row_bytes(w[0]->dtype, cols), off = 0;
+        for (int i = 0; i < 3; i++) rows += glmv_tensor_rows(w[i]);
+        glmv_tensor *jw = &m->joined[2 * l], *jb = &m->joined[2 * l + 1];
+        snprintf(m->joined_names[2 * l], 96, "model.language_model.layers.%d.self_attn.qkv (joined)", l);
+        snprintf(m->joined_names[2 * l + 1], 96, "model.language_model.layers.%d.self_attn.qkv bias (joined)", l);
+        *jw = (glmv_tensor){.name = m->joined_names[2 * l], .dtype = w[0]->dtype, .ndim = 2, .shape = {rows, cols}};
+        jw->data = jw->host = glmv_aligned_alloc(glmv_mul_size((size_t)rows, rb));
+        if (!jw->data) return glmv_errc(err, GLMV_E_NOMEM, "out of memory joining %s", jw->name);
+        for (int i = 0; i < 3; i++) {
+            size_t n = rb * (size_t)glmv_tensor_rows(w[i]);
+            memcpy((char *)jw->data + off, w[i]->host ? w[i]->host : w[i]->data, n);
+            off += n;
+        }
+        if (nb) {
+            size_t es = glmv_dtype_size(b[0]->dtype);
+            *jb = (glmv_tensor){.name = m->joined_names[2 * l + 1], .dtype = b[0]->dtype, .ndim = 1, .shape = {rows}};
+            jb->data = jb->host = glmv_aligned_alloc(glmv_mul_size((size_t)rows, es));
+            if (!jb->data) return glmv_errc(err, GLMV_E_NOMEM, "out of memory joining %s", jb->name);
+            off = 0;
+            for (int i = 0; i < 3; i++) {
+                size_t n = es * (size_t)glmv_tensor_numel(b[i]);
+                memcpy((char *)jb->data + off, b[i]->host ? b[i]->host : b[i]->data, n);
+                off += n;
+            }
+        }
+        L->qkv_w = jw;
+        L->qkv_b = nb ? jb : NULL;
+    }
+    return 0;
+}
+
+/* a tensor that join_qkv took into a joined one: not uploaded */
+static int joined_away(const glmv_model *m, const glmv_tensor *t) {
+    for (int l = 0; m->joined && l < m->cfg.num_hidden_layers; l++) {
+        const glmv_text_layer *L = &m->layers[l];
+        if (L->qkv_w && (t == L->q_w || t == L->k_w || t == L->v_w || t == L->q_b || t == L->k_b || t == L->v_b))
+            return 1;
+    }
+    return 0;
+}
+
 /* F16 matrices (a GGUF mmproj's) on a device that multiplies bf16: its GEMMs round
  * their inputs to bf16 anyway, and its kernels for bf16 weights are the fast ones
  * (F16 weights take a plain fp32 path there). */
@@ -495,6 +561,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     if (make_backend(m, p, err)) goto fail;
     if (m->be->caps.device && m->be->bf16 && f16_to_bf16(m, err)) goto fail;
     if (quantize_weights(m, err)) goto fail;
+    if (join_qkv(m, err)) goto fail;
     /* tests take the kept-scratch path on the CPU too */
     m->vision_keep_scratch = m->be->caps.keep_scratch || env_flag("GLMV_VISION_KEEP_SCRATCH");
     /* The token table is read one row per token: on a device it would hold
@@ -515,7 +582,21 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
             kept_bytes = (int64_t)glmv_dtype_row_bytes(t->dtype, glmv_tensor_cols(t)) * glmv_tensor_rows(t);
             continue;
         }
+        if (joined_away(m, t)) {
+            if (t->host) glmv_weights_release(m->w, t->host, glmv_dtype_row_bytes(t->dtype, glmv_tensor_cols(t)) *
+                                                                 (size_t)glmv_tensor_rows(t));
+            continue;
+        }
         if (m->be->upload(m->be, t, err)) goto fail;
+    }
+    for (int i = 0; m->joined && i < 2 * m->cfg.num_hidden_layers; i++) {
+        glmv_tensor *t = &m->joined[i];
+        if (!t->data) continue;
+        if (m->be->upload(m->be, t, err)) goto fail;
+        if (m->be->caps.device) { /* the device holds them now */
+            free(t->host);
+            t->host = NULL;
+        }
     }
     if (device) m->device_bytes = glmv_weights_bytes(m->w) - kept_bytes;
     if (gguf || (!synthetic && file_exists(dir, "tokenizer.json"))) {
@@ -573,6 +654,10 @@ void glmv_model_free(glmv_model *m) {
     glmv_weights_free(m->w);
     for (int i = 0; i < m->n_quant_bufs; i++) free(m->quant_bufs[i]);
     free(m->quant_bufs);
+    for (int i = 0; m->joined && i < 2 * m->cfg.num_hidden_layers; i++)
+        free(m->joined[i].host); /* on a device, freed once uploaded */
+    free(m->joined);
+    free(m->joined_names);
     free(m->layers);
     free(m->blocks);
     free(m);

@@ -31,6 +31,9 @@ typedef struct {
     glmv_tensor *gate_up;                  /* (2I, H): rows [0,I) gate, [I,2I) up */
     glmv_tensor *down;                     /* (H, I) */
     glmv_tensor *post_mlp_layernorm;       /* (H) */
+    /* q, k and v joined (model.c join_qkv, where the backend has copy_rows): rows [q; k; v] of
+     * one matrix and one bias; NULL where each is multiplied on its own */
+    glmv_tensor *qkv_w, *qkv_b;            /* (nh*hd + 2 nkv*hd, H), (same) or NULL */
 } glmv_text_layer;
 
 /* ref: Glm4vVisionBlock */
@@ -56,6 +59,8 @@ struct glmv_model {
     void **quant_bufs;                     /* buffers of weights converted at load (--quant; F16 to bf16 on a device) */
     int n_quant_bufs;
     int64_t weight_bytes;                  /* weights as held, after quantization */
+    glmv_tensor *joined;                   /* 2 per layer: the joined q|k|v weights and biases */
+    char (*joined_names)[96];
 
     /* text: ref Glm4vTextModel + lm_head */
     glmv_tensor *embed;                    /* (V, H) */
@@ -127,7 +132,7 @@ struct glmv_session {
     float **kc, **vc;                      /* per layer (n_ctx, nkv*hd), post-RoPE keys */
     /* scratch (backend memory), chunk rows each */
     float *x, *xn, *t1, *t2;               /* (chunk, H) */
-    float *q;                              /* (chunk, nh*hd) */
+    float *q;                              /* (chunk, nh*hd + 2 nkv*hd): q, or [q | k | v] when joined */
     float *att;                            /* (chunk, nh*hd) */
     float *gu;                             /* (chunk, 2I) */
     float *h;                              /* (chunk, I) */
@@ -153,7 +158,7 @@ struct glmv_batch {
     glmv_model *m;
     int cap;
     float *x, *xn, *t1, *t2;               /* (cap, H) */
-    float *q, *att;                        /* (cap, nh*hd) */
+    float *q, *att;                        /* (cap, nh*hd + 2 nkv*hd) (q, or [q | k | v]), (cap, nh*hd) */
     float *k, *v;                          /* (cap, nkv*hd): the step's keys and values */
     float *gu, *h;                         /* (cap, 2I), (cap, I) */
     float *cos, *sin;                      /* (cap, rot/2) */

@@ -162,6 +162,15 @@ struct glmv_backend {
                         int64_t C);
 
     /* ---- optional: NULL where a backend has no such thing ---- */
+    /* Fewer, larger steps for a device's decoder (text.c composes them from the ops above
+     * where these are NULL). norm_add_norm: x[i] += rmsnorm(t[i])·w1, then y[i] =
+     * rmsnorm(x[i])·w2, per row of d (ref: rmsnorm, add, rmsnorm, with the same rounding).
+     * copy_rows: y[i, :cols] = x[i, :cols] for rows of strides ldy, ldx (floats); with it the
+     * model joins each layer's q, k and v projections into one matrix (model.c). */
+    void (*norm_add_norm)(glmv_backend *be, float *x, float *y, const float *t, const glmv_tensor *w1,
+                          const glmv_tensor *w2, int64_t n, int64_t d, float eps);
+    void (*copy_rows)(glmv_backend *be, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
+                      int64_t cols);
     /* Device backends queue ops and report failures later: 0 when all is well,
      * else -1 with the first (sticky) error, e.g. "cuda: matmul (gemv): an
      * illegal memory access was encountered". Call after be->read. */

@@ -62,7 +62,7 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
     }
 #define BA(p, n) if (!oom) { p = be->alloc(be, sizeof(float) * (size_t)(n)); oom = !p; }
     BA(s->x, C * H) BA(s->xn, C * H) BA(s->t1, C * H) BA(s->t2, C * H)
-    BA(s->q, C * qd) BA(s->att, C * qd) BA(s->gu, C * 2 * I) BA(s->h, C * I)
+    BA(s->q, C * (qd + 2 * kvd)) BA(s->att, C * qd) BA(s->gu, C * 2 * I) BA(s->h, C * I)
     BA(s->cos, C * half) BA(s->sin, C * half) BA(s->logits_dev, c->vocab_size)
 #undef BA
     if (!oom) {

@@ -14,6 +14,19 @@
 #include "base.h"
 #include "model.h"
 
+/* The end of a sublayer and the start of the next: x += rmsnorm(t)·w_out, xn = rmsnorm(x)·w_in
+ * (one step where the backend has it; t2 is scratch otherwise). */
+static void sublayer_end(glmv_backend *be, float *x, float *xn, const float *t, float *t2, const glmv_tensor *w_out,
+                         const glmv_tensor *w_in, int64_t n, int64_t H, float eps) {
+    if (be->norm_add_norm) {
+        be->norm_add_norm(be, x, xn, t, w_out, w_in, n, H, eps);
+        return;
+    }
+    be->rmsnorm(be, t2, t, w_out, n, H, eps);
+    be->add(be, x, x, t2, n * H);
+    be->rmsnorm(be, xn, x, w_in, n, H, eps);
+}
+
 /* ref: Glm4vTextModel.forward for rows [pos0, pos0 + n) (one chunk) */
 static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *logits) {
     glmv_model *m = s->m;
@@ -31,25 +44,39 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
         const glmv_text_layer *L = &m->layers[l];
         float *kc = s->kc[l] + pos0 * kvd, *vc = s->vc[l] + pos0 * kvd;
         /* ref: Glm4vTextAttention */
-        be->rmsnorm(be, s->xn, s->x, L->input_layernorm, n, H, eps);
-        be->matmul(be, s->q, s->xn, L->q_w, L->q_b, n);
-        be->matmul(be, kc, s->xn, L->k_w, L->k_b, n);
-        be->matmul(be, vc, s->xn, L->v_w, L->v_b, n);
-        if (rot > 0) {
-            be->rope_interleaved(be, s->q, qd, s->cos, s->sin, n, nh, hd, rot);
-            be->rope_interleaved(be, kc, kvd, s->cos, s->sin, n, nkv, hd, rot);
+        if (l == 0 || !be->norm_add_norm || m->hook) /* else the previous layer's last step made it */
+            be->rmsnorm(be, s->xn, s->x, L->input_layernorm, n, H, eps);
+        int64_t ldq = qd;
+        if (L->qkv_w) { /* one product [q | k | v], rotary on q's and k's heads together, k and v to the cache */
+            ldq = qd + 2 * kvd;
+            be->matmul(be, s->q, s->xn, L->qkv_w, L->qkv_b, n);
+            if (rot > 0) be->rope_interleaved(be, s->q, ldq, s->cos, s->sin, n, nh + nkv, hd, rot);
+            be->copy_rows(be, kc, kvd, s->q + qd, ldq, n, kvd);
+            be->copy_rows(be, vc, kvd, s->q + qd + kvd, ldq, n, kvd);
+        } else {
+            be->matmul(be, s->q, s->xn, L->q_w, L->q_b, n);
+            be->matmul(be, kc, s->xn, L->k_w, L->k_b, n);
+            be->matmul(be, vc, s->xn, L->v_w, L->v_b, n);
+            if (rot > 0) {
+                be->rope_interleaved(be, s->q, qd, s->cos, s->sin, n, nh, hd, rot);
+                be->rope_interleaved(be, kc, kvd, s->cos, s->sin, n, nkv, hd, rot);
+            }
         }
-        be->attn_causal(be, s->att, s->q, qd, s->kc[l], s->vc[l], n, pos0, nh, nkv, hd, scale);
+        be->attn_causal(be, s->att, s->q, ldq, s->kc[l], s->vc[l], n, pos0, nh, nkv, hd, scale);
         be->matmul(be, s->t1, s->att, L->o_w, NULL, n);
-        be->rmsnorm(be, s->t2, s->t1, L->post_self_attn_layernorm, n, H, eps);
-        be->add(be, s->x, s->x, s->t2, n * H);
-        /* ref: Glm4vTextMLP */
-        be->rmsnorm(be, s->xn, s->x, L->post_attention_layernorm, n, H, eps);
+        /* ref: Glm4vTextMLP (with the residual and pre-MLP norm before it) */
+        sublayer_end(be, s->x, s->xn, s->t1, s->t2, L->post_self_attn_layernorm, L->post_attention_layernorm, n,
+                     H, eps);
         be->matmul(be, s->gu, s->xn, L->gate_up, NULL, n);
         be->swiglu(be, s->h, s->gu, 2 * I, s->gu + I, 2 * I, n, I);
         be->matmul(be, s->t1, s->h, L->down, NULL, n);
-        be->rmsnorm(be, s->t2, s->t1, L->post_mlp_layernorm, n, H, eps);
-        be->add(be, s->x, s->x, s->t2, n * H);
+        if (be->norm_add_norm && !m->hook) { /* the next layer's input norm (or the final one) too */
+            const glmv_tensor *next = l + 1 < c->num_hidden_layers ? m->layers[l + 1].input_layernorm : m->norm;
+            be->norm_add_norm(be, s->x, s->xn, s->t1, L->post_mlp_layernorm, next, n, H, eps);
+        } else {
+            be->rmsnorm(be, s->t2, s->t1, L->post_mlp_layernorm, n, H, eps);
+            be->add(be, s->x, s->x, s->t2, n * H);
+        }
         if (m->hook) {
             char name[32];
             snprintf(name, sizeof name, "t.layer.%d", l);
@@ -61,9 +88,13 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
         glmv_model_dump(m, "t.norm", s->xn, n, H);
     }
     if (want_logits) {
-        const float *last = s->x + (n - 1) * H;
-        be->rmsnorm(be, s->xn, last, m->norm, 1, H, eps);
-        be->matmul(be, s->logits_dev, s->xn, m->lm_head, NULL, 1);
+        /* the final norm of the last row (norm_add_norm made every row's already) */
+        const float *xn_last = s->xn + (n - 1) * H;
+        if (!be->norm_add_norm || m->hook) {
+            be->rmsnorm(be, s->xn, s->x + (n - 1) * H, m->norm, 1, H, eps);
+            xn_last = s->xn;
+        }
+        be->matmul(be, s->logits_dev, xn_last, m->lm_head, NULL, 1);
         if (logits)
             be->read(be, logits, s->logits_dev, sizeof(float) * (size_t)c->vocab_size);
     }
@@ -153,7 +184,7 @@ int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
     int64_t half = GLMV_MAX(rot / 2, 1);
     int oom = 0;
 #define BA(p, n) if (!oom) { p = be->alloc(be, glmv_mul_size(sizeof(float), (size_t)(n))); oom = !p; }
-    BA(b->x, C * H) BA(b->xn, C * H) BA(b->t1, C * H) BA(b->t2, C * H) BA(b->q, C * qd)
+    BA(b->x, C * H) BA(b->xn, C * H) BA(b->t1, C * H) BA(b->t2, C * H) BA(b->q, C * (qd + 2 * kvd))
     BA(b->att, C * qd) BA(b->k, C * kvd) BA(b->v, C * kvd) BA(b->gu, C * 2 * I) BA(b->h, C * I)
     BA(b->cos, C * half) BA(b->sin, C * half) BA(b->logits_dev, C * c->vocab_size)
 #undef BA
@@ -231,30 +262,38 @@ static void batch_layers(glmv_batch *b, int n, int64_t max_keys) {
     rot -= rot % 2;
     float eps = c->rms_norm_eps, scale = (float)(1.0 / sqrt((double)hd));
     int L_n = c->num_hidden_layers;
+    be->rmsnorm(be, b->xn, b->x, m->layers[0].input_layernorm, n, H, eps);
     for (int l = 0; l < L_n; l++) {
         const glmv_text_layer *L = &m->layers[l];
-        be->rmsnorm(be, b->xn, b->x, L->input_layernorm, n, H, eps);
-        mm(be, b->q, b->xn, L->q_w, L->q_b, n);
-        mm(be, b->k, b->xn, L->k_w, L->k_b, n);
-        mm(be, b->v, b->xn, L->v_w, L->v_b, n);
-        if (rot > 0) {
-            be->rope_interleaved(be, b->q, qd, b->cos, b->sin, n, nh, hd, rot);
-            be->rope_interleaved(be, b->k, kvd, b->cos, b->sin, n, nkv, hd, rot);
+        const float *k_new = b->k, *v_new = b->v;
+        int64_t ldq = qd, ldkv = kvd;
+        if (L->qkv_w) { /* [q | k | v] in b->q's rows */
+            ldq = ldkv = qd + 2 * kvd;
+            k_new = b->q + qd;
+            v_new = b->q + qd + kvd;
+            mm(be, b->q, b->xn, L->qkv_w, L->qkv_b, n);
+            if (rot > 0) be->rope_interleaved(be, b->q, ldq, b->cos, b->sin, n, nh + nkv, hd, rot);
+        } else {
+            mm(be, b->q, b->xn, L->q_w, L->q_b, n);
+            mm(be, b->k, b->xn, L->k_w, L->k_b, n);
+            mm(be, b->v, b->xn, L->v_w, L->v_b, n);
+            if (rot > 0) {
+                be->rope_interleaved(be, b->q, qd, b->cos, b->sin, n, nh, hd, rot);
+                be->rope_interleaved(be, b->k, kvd, b->cos, b->sin, n, nkv, hd, rot);
+            }
         }
-        be->attn_decode_batch(be, b->att, b->q, qd, b->k, b->v, kvd, (float *const *)(b->tab + (size_t)(2 * l) * n),
+        be->attn_decode_batch(be, b->att, b->q, ldq, k_new, v_new, ldkv, (float *const *)(b->tab + (size_t)(2 * l) * n),
                               (float *const *)(b->tab + (size_t)(2 * l + 1) * n),
                               (const int64_t *)(b->tab + (size_t)2 * L_n * n), n, max_keys, nh, nkv, hd, scale);
         mm(be, b->t1, b->att, L->o_w, NULL, n);
-        be->rmsnorm(be, b->t2, b->t1, L->post_self_attn_layernorm, n, H, eps);
-        be->add(be, b->x, b->x, b->t2, n * H);
-        be->rmsnorm(be, b->xn, b->x, L->post_attention_layernorm, n, H, eps);
+        sublayer_end(be, b->x, b->xn, b->t1, b->t2, L->post_self_attn_layernorm, L->post_attention_layernorm, n,
+                     H, eps);
         mm(be, b->gu, b->xn, L->gate_up, NULL, n);
         be->swiglu(be, b->h, b->gu, 2 * I, b->gu + I, 2 * I, n, I);
         mm(be, b->t1, b->h, L->down, NULL, n);
-        be->rmsnorm(be, b->t2, b->t1, L->post_mlp_layernorm, n, H, eps);
-        be->add(be, b->x, b->x, b->t2, n * H);
+        sublayer_end(be, b->x, b->xn, b->t1, b->t2, L->post_mlp_layernorm,
+                     l + 1 < L_n ? m->layers[l + 1].input_layernorm : m->norm, n, H, eps);
     }
-    be->rmsnorm(be, b->xn, b->x, m->norm, n, H, eps);
     mm(be, b->logits_dev, b->xn, m->lm_head, NULL, n);
 }
 

@@ -251,6 +251,61 @@ TEST(embed) {
     }
 }
 
+/* norm_add_norm against the three ops it replaces, on the GPU (bit for bit: the same sums,
+ * no fused multiply-add in the residual) and against the reference (fp32 bound); copy_rows
+ * exactly */
+TEST(fused_norm_and_copy_rows) {
+    NEED_GPU();
+    int64_t shapes[3][2] = {{7, 4096}, {3, 100}, {1, 4096}};
+    for (int s = 0; s < 3; s++) {
+        int64_t n = shapes[s][0], d = shapes[s][1];
+        glmv_tensor w1 = make_tensor(GLMV_F32, d, 0, 1.0f), w2 = make_tensor(GLMV_BF16, d, 0, 1.0f);
+        glmv_tensor d1 = dev_tensor(&w1), d2 = dev_tensor(&w2);
+        float *x = rand_buf(n * d, 3.0f), *t = rand_buf(n * d, 3.0f);
+        float *rx = malloc(sizeof(float) * (size_t)(n * d)), *ry = malloc(sizeof(float) * (size_t)(n * d));
+        memcpy(rx, x, sizeof(float) * (size_t)(n * d));
+        glmv_ref_rmsnorm(ry, t, &w1, n, d, 1e-5f);
+        glmv_ref_add(rx, rx, ry, n * d);
+        glmv_ref_rmsnorm(ry, rx, &w2, n, d, 1e-5f);
+        float *dx = dev_from(x, n * d), *dt = dev_from(t, n * d), *dy = dev_poison(n * d);
+        float *ux = dev_from(x, n * d), *ut = dev_poison(n * d), *uy = dev_poison(n * d);
+        be->norm_add_norm(be, dx, dy, dt, &d1, &d2, n, d, 1e-5f);
+        be->rmsnorm(be, ut, dt, &d1, n, d, 1e-5f);
+        be->add(be, ux, ux, ut, n * d);
+        be->rmsnorm(be, uy, ux, &d2, n, d, 1e-5f);
+        char what[96];
+        snprintf(what, sizeof what, "norm_add_norm %lldx%lld: x", (long long)n, (long long)d);
+        expect(what, dx, rx, n * d, 1e-10);
+        snprintf(what, sizeof what, "norm_add_norm %lldx%lld: y", (long long)n, (long long)d);
+        expect(what, dy, ry, n * d, 1e-10);
+        float *a = host_of(dx, n * d), *b = host_of(ux, n * d), *c2 = host_of(dy, n * d), *e = host_of(uy, n * d);
+        CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(n * d)) && !memcmp(c2, e, sizeof(float) * (size_t)(n * d)),
+                  "norm_add_norm %lldx%lld is not rmsnorm, add, rmsnorm bit for bit", (long long)n, (long long)d);
+        /* copy_rows: columns [5, 5 + 37) of the n rows of ld d into rows of ld 40 at column 3 */
+        if (d >= 64) {
+            float *cy = dev_poison(n * 40);
+            be->copy_rows(be, cy + 3, 40, dx + 5, d, n, 37);
+            float *got = host_of(cy, n * 40);
+            int same = 1;
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < 40; j++) {
+                    int in = j >= 3 && j < 40;
+                    if (in && got[i * 40 + j] != a[i * d + 5 + j - 3]) same = 0;
+                    if (!in && !isnan(got[i * 40 + j])) same = 0;
+                }
+            CHECK_MSG(same, "copy_rows");
+            free(got);
+            be->free(be, cy);
+        }
+        free(a), free(b), free(c2), free(e);
+        float *bufs[] = {dx, dt, dy, ux, ut, uy};
+        for (int i = 0; i < 6; i++) be->free(be, bufs[i]);
+        free(x), free(t), free(rx), free(ry);
+        free_tensor(&w1, &d1);
+        free_tensor(&w2, &d2);
+    }
+}
+
 TEST(norms) {
     NEED_GPU();
     int64_t shapes[3][2] = {{7, 4096}, {3, 100}, {2, 1536}};
@@ -951,6 +1006,7 @@ int main(int argc, char **argv) {
     RUN(matmul_quant_prefill);
     RUN(embed);
     RUN(norms);
+    RUN(fused_norm_and_copy_rows);
     RUN(rope);
     RUN(attn_causal_decode);
     RUN(attn_causal_flash);

@@ -335,6 +335,47 @@ TEST(rmsnorm) {
     }
 }
 
+/* norm_add_norm: the three ops it stands for (rmsnorm, add, rmsnorm) bit for bit on every
+ * level, and the reference's values; copy_rows exactly */
+TEST(norm_add_norm_copy_rows) {
+    static const int64_t cases[][2] = {{1, 4099}, {5, 17}, {64, 1000}};
+    for (int c = 0; c < 3; c++) {
+        int64_t n = cases[c][0], d = cases[c][1];
+        size_t bytes = sizeof(float) * (size_t)(n * d);
+        glmv_tensor w1 = rand_tensor(GLMV_BF16, 0, d, 0.5f, 1.5f), w2 = rand_tensor(GLMV_F32, 0, d, 0.5f, 1.5f);
+        float *x = randv(n * d, -4, 4), *t = randv(n * d, -4, 4), *rx = randv(n * d, 0, 0), *ry = randv(n * d, 0, 0);
+        float *gx = randv(n * d, 0, 0), *gy = randv(n * d, 0, 0), *ux = randv(n * d, 0, 0), *uy = randv(n * d, 0, 0);
+        memcpy(rx, x, bytes);
+        glmv_ref_rmsnorm(ry, t, &w1, n, d, 1e-5f);
+        glmv_ref_add(rx, rx, ry, n * d);
+        glmv_ref_rmsnorm(ry, rx, &w2, n, d, 1e-5f);
+        for (int b = 0; b < n_be; b++) {
+            glmv_backend *be = bes[b];
+            memcpy(gx, x, bytes);
+            be->norm_add_norm(be, gx, gy, t, &w1, &w2, n, d, 1e-5f);
+            check_nmse("norm_add_norm x", b, gx, rx, n * d, TOL_F32);
+            check_nmse("norm_add_norm y", b, gy, ry, n * d, TOL_F32);
+            memcpy(ux, x, bytes);
+            be->rmsnorm(be, uy, t, &w1, n, d, 1e-5f);
+            be->add(be, ux, ux, uy, n * d);
+            be->rmsnorm(be, uy, ux, &w2, n, d, 1e-5f);
+            CHECK_MSG(!memcmp(gx, ux, bytes) && !memcmp(gy, uy, bytes), "%s: norm_add_norm %lldx%lld is not "
+                      "rmsnorm, add, rmsnorm bit for bit", be->name, (long long)n, (long long)d);
+            /* copy_rows: 3 columns from column 2 of the rows of x into rows of 5 at column 1 */
+            float *cy = randv(n * 5, 7, 7);
+            be->copy_rows(be, cy + 1, 5, x + 2, d > 4 ? d : 5, d > 4 ? n : 0, 3);
+            int same = 1;
+            for (int64_t i = 0; i < n && d > 4; i++)
+                for (int j = 0; j < 5; j++)
+                    same &= cy[i * 5 + j] == (j >= 1 && j < 4 ? x[i * d + 2 + j - 1] : 7.0f);
+            CHECK_MSG(same, "%s: copy_rows", be->name);
+            free(cy);
+        }
+        free(w1.data), free(w2.data);
+        free(x), free(t), free(rx), free(ry), free(gx), free(gy), free(ux), free(uy);
+    }
+}
+
 TEST(layernorm) {
     static const int64_t cases[][2] = {{1, 1537}, {7, 33}, {40, 1536}};
     for (int c = 0; c < 3; c++) {
@@ -525,6 +566,7 @@ int main(void) {
     RUN(matmul_quant);
     RUN(embed);
     RUN(rmsnorm);
+    RUN(norm_add_norm_copy_rows);
     RUN(layernorm);
     RUN(ropes);
     RUN(attn_causal);

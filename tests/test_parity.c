@@ -1348,6 +1348,29 @@ static int greedy_run(glmv_model *m, int steps, float *out, char *err) {
     return rc;
 }
 
+/* q, k and v joined into one product (GLMV_JOIN_QKV=1; the default on a device) give the
+ * logits of the three products apart, bit for bit: a prompt of 8 tokens (one prefill pass:
+ * the joined k and v columns copied into the cache) and 40 decode steps. */
+TEST(joined_qkv) {
+    char err[GLMV_ERR_SIZE];
+    enum { STEPS = 40 };
+    float a[STEPS], b[STEPS];
+    int ok = 1;
+    for (int j = 0; j < 2 && ok; j++) {
+        setenv("GLMV_JOIN_QKV", j ? "1" : "0", 1);
+        glmv_model *m = load_under_test("tests/fixtures/tiny", err);
+        ok = m != NULL;
+        if (ok) CHECK_EQ_INT(m->layers[0].qkv_w != NULL, j);
+        if (ok) ok = greedy_run(m, STEPS, j ? b : a, err) == 0;
+        CHECK_MSG(ok, "%s", err);
+        glmv_model_free(m);
+    }
+    unsetenv("GLMV_JOIN_QKV");
+    int same = 0;
+    while (ok && same < STEPS && a[same] == b[same]) same++;
+    if (ok) CHECK_MSG(same == STEPS, "step %d differs: %.9g apart, %.9g joined", same, a[same], b[same]);
+}
+
 TEST(decode_graphs) {
     char err[GLMV_ERR_SIZE];
     glmv_model *m = load_under_test("tests/fixtures/tiny", err);
@@ -1681,6 +1704,7 @@ int main(void) {
     RUN(vision_scratch_reuse);
     RUN(batch_invariance);
     RUN(decode_graphs);
+    RUN(joined_qkv);
     RUN(backend_error_reaches_caller);
     RUN(error_kinds);
     RUN(prompt_stage);

@@ -132,6 +132,38 @@ static void cpu_rmsnorm(glmv_backend *be, float *y, const float *x, const glmv_t
     run_rows(&j, d);
 }
 
+/* rmsnorm, add, rmsnorm row by row with the same kernels (so the same bits as the three ops),
+ * y's row holding the first norm's output in between */
+static void norm_add_norm_rows(row_job *j, int64_t r0, int64_t r1) {
+    const glmv_cpu_kernels *k = j->cs->k;
+    for (int64_t i = r0; i < r1; i++) {
+        float *x = (float *)j->x + i * j->d, *y = j->y + i * j->d;
+        k->rmsnorm_row(y, j->x2 + i * j->d, j->w, j->d, j->f);
+        k->add(x, x, y, j->d);
+        k->rmsnorm_row(y, x, j->b, j->d, j->f);
+    }
+}
+static void cpu_norm_add_norm(glmv_backend *be, float *x, float *y, const float *t, const glmv_tensor *w1,
+                              const glmv_tensor *w2, int64_t n, int64_t d, float eps) {
+    cpu_state *cs = cpu_of(be);
+    if (!cs->k) {
+        glmv_ref_rmsnorm(y, t, w1, n, d, eps);
+        glmv_ref_add(x, x, y, n * d);
+        glmv_ref_rmsnorm(y, x, w2, n, d, eps);
+        return;
+    }
+    row_job j = {.cs = cs, .fn = norm_add_norm_rows, .n = n, .y = y, .x = x, .x2 = t, .d = d, .f = eps};
+    j.b = weight_f32(cs, w2, d, (size_t)d); /* the larger offset first: the scratch grows once */
+    j.w = weight_f32(cs, w1, d, 0);
+    run_rows(&j, 3 * d);
+}
+
+static void cpu_copy_rows(glmv_backend *be, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
+                          int64_t cols) {
+    (void)be;
+    for (int64_t i = 0; i < rows; i++) memcpy(y + i * ldy, x + i * ldx, sizeof(float) * (size_t)cols);
+}
+
 static void layernorm_rows(row_job *j, int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; i++)
         j->cs->k->layernorm_row(j->y + i * j->d, j->x + i * j->d, j->w, j->b, j->d, j->f);
@@ -400,5 +432,7 @@ glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *
     be->gelu_erf = cpu_gelu_erf;
     be->add = cpu_add;
     be->permute_021 = cpu_permute_021;
+    be->norm_add_norm = cpu_norm_add_norm;
+    be->copy_rows = cpu_copy_rows;
     return be;
 }

@@ -145,8 +145,9 @@ static int cu_upload(glmv_backend *be, glmv_tensor *t, char *err) {
                          t->name ? t->name : "tensor", bytes, fr / 1073741824.0,
                          tot / 1073741824.0, c->device_name);
     }
-    if (bytes) {
-        e = cudaMemcpy(d, src, bytes, cudaMemcpyHostToDevice);
+    if (bytes) { /* on the stream the ops run on, finished before returning */
+        e = cudaMemcpyAsync(d, src, bytes, cudaMemcpyHostToDevice, c->stream);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
         if (e != cudaSuccess) {
             cudaFree(d);
             cuda_fail(c, "upload", e);
@@ -395,6 +396,20 @@ static void cu_rmsnorm(glmv_backend *be, float *y, const float *x, const glmv_te
     OP_GUARD(be);
     k_rmsnorm(c, y, x, w, n, d, eps);
 }
+static void cu_norm_add_norm(glmv_backend *be, float *x, float *y, const float *t, const glmv_tensor *w1,
+                             const glmv_tensor *w2, int64_t n, int64_t d, float eps) {
+    OP_GUARD(be);
+    k_norm_add_norm(c, x, y, t, w1, w2, n, d, eps);
+}
+static void cu_copy_rows(glmv_backend *be, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
+                         int64_t cols) {
+    OP_GUARD(be);
+    if (rows <= 0 || cols <= 0) return;
+    cudaError_t e = cudaMemcpy2DAsync(y, sizeof(float) * (size_t)ldy, x, sizeof(float) * (size_t)ldx,
+                                      sizeof(float) * (size_t)cols, (size_t)rows, cudaMemcpyDeviceToDevice,
+                                      c->stream);
+    if (e != cudaSuccess) cuda_fail(c, "copy_rows", e);
+}
 static void cu_layernorm(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
                          const glmv_tensor *b, int64_t n, int64_t d, float eps) {
     OP_GUARD(be);
@@ -527,6 +542,8 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->embed = cu_embed;
     be->rmsnorm = cu_rmsnorm;
     be->layernorm = cu_layernorm;
+    be->norm_add_norm = cu_norm_add_norm;
+    be->copy_rows = cu_copy_rows;
     be->rope_interleaved = cu_rope_interleaved;
     be->rope_neox = cu_rope_neox;
     be->attn_causal = cu_attn_causal;

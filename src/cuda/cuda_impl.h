@@ -63,6 +63,9 @@ void *cuda_scratch(cuda_ctx *c, size_t bytes);
 void k_embed(cuda_ctx *c, float *y, const glmv_tensor *t, const int32_t *ids_dev, int64_t n);
 void k_rmsnorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, int64_t n,
                int64_t d, float eps);
+/* x += rmsnorm(t)·w1; y = rmsnorm(x)·w2 (ops.h norm_add_norm) */
+void k_norm_add_norm(cuda_ctx *c, float *x, float *y, const float *t, const glmv_tensor *w1,
+                     const glmv_tensor *w2, int64_t n, int64_t d, float eps);
 void k_layernorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
                  const glmv_tensor *b, int64_t n, int64_t d, float eps);
 void k_rope_interleaved(cuda_ctx *c, float *x, int64_t ld, const float *cos, const float *sin,

@@ -117,6 +117,69 @@ void k_rmsnorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, int6
     cuda_check(c, "rmsnorm");
 }
 
+/* rmsnorm_kernel's arithmetic twice, with the residual add between: x += w1·(t·r1), then
+ * y = w2·(x·r2); the sums are the same block_sum over the same elements, so the results are
+ * those of rmsnorm, add, rmsnorm bit for bit */
+__global__ void norm_add_norm_kernel(float *x, float *y, const float *t, const void *w1, int dt1,
+                                     const void *w2, int dt2, int64_t d, float eps, int vec) {
+    PDL_ENTRY();
+    __shared__ float sh[32];
+    const float *tr = t + blockIdx.x * d;
+    float *xr = x + blockIdx.x * d, *yr = y + blockIdx.x * d;
+    float ss = 0;
+    if (vec) {
+        for (int64_t j = threadIdx.x * 4; j < d; j += blockDim.x * 4) {
+            float4 v = *(const float4 *)(tr + j);
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        }
+    } else {
+        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) ss += tr[j] * tr[j];
+    }
+    ss = block_sum(ss, sh);
+    float r = rsqrtf(ss / (float)d + eps);
+    float s2 = 0;
+    if (vec) {
+        for (int64_t j = threadIdx.x * 4; j < d; j += blockDim.x * 4) {
+            float4 v = *(const float4 *)(tr + j), a = *(const float4 *)(xr + j);
+            a.x = __fadd_rn(a.x, __fmul_rn(ldw(w1, dt1, j), v.x * r));
+            a.y = __fadd_rn(a.y, __fmul_rn(ldw(w1, dt1, j + 1), v.y * r));
+            a.z = __fadd_rn(a.z, __fmul_rn(ldw(w1, dt1, j + 2), v.z * r));
+            a.w = __fadd_rn(a.w, __fmul_rn(ldw(w1, dt1, j + 3), v.w * r));
+            *(float4 *)(xr + j) = a;
+            s2 += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
+        }
+    } else {
+        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+            float a = __fadd_rn(xr[j], __fmul_rn(ldw(w1, dt1, j), tr[j] * r)); /* no fused multiply-add: add_kernel rounds twice */
+            xr[j] = a;
+            s2 += a * a;
+        }
+    }
+    s2 = block_sum(s2, sh);
+    r = rsqrtf(s2 / (float)d + eps);
+    if (vec) {
+        for (int64_t j = threadIdx.x * 4; j < d; j += blockDim.x * 4) {
+            float4 v = *(const float4 *)(xr + j);
+            v.x = ldw(w2, dt2, j) * (v.x * r);
+            v.y = ldw(w2, dt2, j + 1) * (v.y * r);
+            v.z = ldw(w2, dt2, j + 2) * (v.z * r);
+            v.w = ldw(w2, dt2, j + 3) * (v.w * r);
+            *(float4 *)(yr + j) = v;
+        }
+    } else {
+        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) yr[j] = ldw(w2, dt2, j) * (xr[j] * r);
+    }
+}
+
+void k_norm_add_norm(cuda_ctx *c, float *x, float *y, const float *t, const glmv_tensor *w1,
+                     const glmv_tensor *w2, int64_t n, int64_t d, float eps) {
+    if (n <= 0) return;
+    int vec = (d & 3) == 0 && !((uintptr_t)x % 16) && !((uintptr_t)y % 16) && !((uintptr_t)t % 16);
+    cuda_launch(c, norm_add_norm_kernel, (unsigned)n, norm_threads(d), 0, x, y, t, w1->data, w1->dtype,
+                w2->data, w2->dtype, d, eps, vec);
+    cuda_check(c, "norm_add_norm");
+}
+
 __global__ void layernorm_kernel(float *y, const float *x, const void *w, int dtw, const void *b,
                                  int dtb, int64_t d, float eps) {
     PDL_ENTRY();

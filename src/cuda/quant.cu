@@ -64,7 +64,10 @@ int quant_upload(cuda_ctx *c, glmv_tensor *t, void **out, char *err) {
                          c->device_name);
     }
     const void *src = t->host ? t->host : t->data;
-    e = cudaMemcpy(tmp, src, raw, cudaMemcpyHostToDevice);
+    /* on the backend's stream, so that the split below reads the finished copy (a plain
+     * cudaMemcpy from pageable memory may return before its DMA lands, and c->stream does not
+     * wait for the legacy stream) */
+    e = cudaMemcpyAsync(tmp, src, raw, cudaMemcpyHostToDevice, c->stream);
     int64_t nblocks = n * (k / GLMV_QK);
     int q8 = t->dtype == GLMV_Q8_0;
     if (e == cudaSuccess) {
@@ -270,40 +273,40 @@ void k_gemv_q(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const
 
 /* ------------------------------------------------------------ prefill: dequantize */
 
-/* rows [r0, r0 + nr) of a split Q8_0/Q4_0 matrix to bf16 (BF=1) or f32; a thread per 16
- * bytes of qs. */
+/* rows [r0, r0 + nr) of a split Q8_0/Q4_0 matrix to bf16 (BF=1) or f32: a thread per 8
+ * consecutive elements (8 bytes or 8 nibbles in, 16 or 32 bytes out), so that a warp's loads
+ * and stores are contiguous */
 template <int BF, int Q4>
 __global__ void dequant_kernel(void *out, const uint8_t *qs, const __half *dw, int64_t r0, int64_t nr, int64_t k) {
     PDL_ENTRY();
-    const int64_t per_row = Q4 ? k / 32 : k / 16, nb = k / 32;
+    const int64_t per_row = k / 8, nb = k / 32;
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= nr * per_row) return;
-    const int64_t r = i / per_row, c = i % per_row, row = r0 + r;
-    const uint4 u = *((const uint4 *)(qs + row * (Q4 ? k / 2 : k)) + c);
-    const uint8_t *p = (const uint8_t *)&u;
-    const int64_t b = Q4 ? c : c >> 1;
+    const int64_t r = i / per_row, c = (i % per_row) * 8, row = r0 + r, b = c / 32;
+    const int j = (int)(c % 32); /* 0, 8, 16 or 24 within the block */
     const float d = __half2float(dw[row * nb + b]);
-    float v[32];
-    int cnt;
-    int64_t col;
-    if (Q4) {
-        for (int j = 0; j < 16; j++) {
-            v[j] = d * (float)((p[j] & 15) - 8);
-            v[j + 16] = d * (float)((p[j] >> 4) - 8);
-        }
-        cnt = 32;
-        col = b * 32;
+    float v[8];
+    if (Q4) { /* element j of a block: low nibble of byte j (j < 16), high nibble of byte j - 16 */
+        const uint2 u = *(const uint2 *)(qs + row * (k / 2) + b * 16 + (j & 15));
+        const uint8_t *p = (const uint8_t *)&u;
+        for (int e = 0; e < 8; e++) v[e] = d * (float)((j < 16 ? p[e] & 15 : p[e] >> 4) - 8);
     } else {
-        for (int j = 0; j < 16; j++) v[j] = d * (float)(int8_t)p[j];
-        cnt = 16;
-        col = c * 16;
+        const uint2 u = *(const uint2 *)(qs + row * k + c);
+        const int8_t *p = (const int8_t *)&u;
+        for (int e = 0; e < 8; e++) v[e] = d * (float)p[e];
     }
     if (BF) {
-        __nv_bfloat16 *o = (__nv_bfloat16 *)out + r * k + col;
-        for (int j = 0; j < cnt; j++) o[j] = __float2bfloat16(v[j]);
+        uint4 o;
+        uint32_t *w = (uint32_t *)&o;
+        for (int e = 0; e < 4; e++) {
+            __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * e], v[2 * e + 1]);
+            w[e] = *(uint32_t *)&h;
+        }
+        *(uint4 *)((__nv_bfloat16 *)out + r * k + c) = o;
     } else {
-        float *o = (float *)out + r * k + col;
-        for (int j = 0; j < cnt; j++) o[j] = v[j];
+        float4 *o = (float4 *)((float *)out + r * k + c);
+        o[0] = make_float4(v[0], v[1], v[2], v[3]);
+        o[1] = make_float4(v[4], v[5], v[6], v[7]);
     }
 }
 
@@ -312,7 +315,7 @@ void k_dequant_rows(cuda_ctx *c, void *out, int bf16, const glmv_tensor *w, int6
     const uint8_t *qs = (const uint8_t *)w->data;
     const __half *d = (const __half *)(qs + quant_scales_offset(w->dtype, n, k));
     int q4 = w->dtype == GLMV_Q4_0;
-    int64_t threads = nr * (q4 ? k / 32 : k / 16);
+    int64_t threads = nr * (k / 8);
     unsigned g = cdiv(threads, 256);
     if (bf16 && q4) cuda_launch(c, dequant_kernel<1, 1>, g, 256, 0, out, qs, d, r0, nr, k);
     else if (bf16) cuda_launch(c, dequant_kernel<1, 0>, g, 256, 0, out, qs, d, r0, nr, k);
