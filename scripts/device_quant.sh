@@ -5,6 +5,7 @@
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
 #   make -j2 CUDA=1 all tests
 #   ../shared/tools/device-bundle.sh .dev/cuda build/cuda/glmv build/cuda/tests/test_cuda build/cuda/tests/test_parity
+#   (strip .dev/cuda/bin/*: the repository and what is carried travel within 64 MiB)
 #   mkdir -p .dev/shared/assets && cp -r ../shared/assets/{images,glm41v} .dev/shared/assets/
 # then, with .dev carried:
 #   tests  test_cuda (the quantized products against their scalar references among the ops),
@@ -12,6 +13,8 @@
 #   bench  the 9B shape (random BF16 weights, quantized at load): decode at 1k context and a
 #          512-token prefill in BF16, Q8_0 and Q4_0, BF16 again without decode graphs
 #          (GLMV_CUDA_GRAPHS=0); GPU memory of Q4_0 at 4k context
+#   quality  logits NMSE and top-token agreement of Q8_0 / Q4_0 against BF16 on the 9B shape
+#   conc   16 and 64 sequences at once (BF16, Q4_0)
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/cuda/tests
@@ -40,5 +43,18 @@ bench)
     bench mem_q4_0_4k --prompt 512 --decode 16 --ctx 4096 --quant q4_0
     tail -n 5 "$OUT/bench.err"
     ;;
-*) echo "usage: $0 tests|bench" >&2; exit 2 ;;
+quality)
+    # issue 15's quality figures on the 9B shape (random weights): logits NMSE and top-token
+    # agreement of Q8_0 and Q4_0 against the BF16 weights, f32 precision, teacher-forced
+    GLMV_TEST_ONLY=quant_quality GLMV_QUALITY_MODEL=synthetic:9b,layers=40 GLMV_PARITY_DEVICE=cuda \
+        timeout 300 build/cuda/tests/test_parity >"$OUT/quality_9b.log" 2>&1
+    grep -E 'logits nmse|not ok|RESULT|FAIL' "$OUT/quality_9b.log"
+    ;;
+conc)
+    # many sequences at once (issue 13): 512-token prompts, 128 new tokens, BF16 and Q4_0
+    for q in none q4_0; do
+        bench "conc_$q" --prompt 512 --decode 128 --ctx 1024 --concurrency 1,16,64 --quant $q
+    done
+    ;;
+*) echo "usage: $0 tests|bench|quality|conc" >&2; exit 2 ;;
 esac

@@ -9,7 +9,7 @@
  * assets are at ../shared/assets/... and fixtures at tests/fixtures/...
  * test_skip("why") marks the current test skipped (printed, not counted).
  * GLMV_TEST_SKIP=a,b skips the tests named a and b (a machine that lacks a
- * library a test needs, such as the GPU host without FFmpeg).
+ * library a test needs, such as the GPU host without FFmpeg); GLMV_TEST_ONLY=a,b runs only those.
  */
 #ifndef GLMV_TEST_H
 #define GLMV_TEST_H
@@ -68,9 +68,9 @@ static inline void test_skip(const char *why) {
     test_cur_skipped_ = 1;
 }
 
-/* name listed in GLMV_TEST_SKIP (comma-separated)? */
-static inline int test_skipped_by_env(const char *name) {
-    const char *e = getenv("GLMV_TEST_SKIP");
+/* name listed in the environment variable var (comma-separated)? */
+static inline int test_listed_(const char *var, const char *name) {
+    const char *e = getenv(var);
     size_t n = strlen(name);
     while (e && *e) {
         const char *c = strchr(e, ',');
@@ -86,7 +86,9 @@ static inline int test_skipped_by_env(const char *name) {
         test_cur_name_ = #name;                                                          \
         test_cur_failed_ = 0;                                                            \
         test_cur_skipped_ = 0;                                                           \
-        if (test_skipped_by_env(#name)) test_skip("in GLMV_TEST_SKIP");                  \
+        if (test_listed_("GLMV_TEST_SKIP", #name)) test_skip("in GLMV_TEST_SKIP");        \
+        else if (getenv("GLMV_TEST_ONLY") && !test_listed_("GLMV_TEST_ONLY", #name))      \
+            test_skip("not in GLMV_TEST_ONLY");                                          \
         else test_##name();                                                              \
         if (test_cur_failed_) {                                                          \
             test_failed_++;                                                              \

@@ -1348,6 +1348,108 @@ static int greedy_run(glmv_model *m, int steps, float *out, char *err) {
     return rc;
 }
 
+/* Quantization's cost against the checkpoint's own weights (issue 15's quality figures), as
+ * glmv computes it on the device under test: a fixed prompt of 32 token ids, then 48 greedy
+ * steps of the unquantized model; each format is fed the same tokens (teacher forcing) and
+ * compared at every position: logits NMSE against the unquantized logits, and how often its
+ * top token is the unquantized one. Tiny fixture here, with bounds from the formats' rounding
+ * (see Q8_NMSE; Q4_0's step is 16x Q8_0's: 256x the error, but lm_head stays Q8_0); a llama.cpp
+ * Q4_K_M file of the same weights, as glmv reads it (K-quants rounded again to Q8_0), beside
+ * them. GLMV_QUALITY_MODEL=DIR (e.g. synthetic:9b,layers=40 on the GPU machine) reports the
+ * same figures for another model without bounds. */
+typedef struct {
+    double nmse;
+    int agree, steps;
+} quality;
+
+static int quality_run(const char *dir, glmv_quant q, const int32_t *ids, int n_prompt, int steps,
+                       int32_t *toks, float *want, quality *out, char *err) {
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = parity_device;
+    mp.precision = parity_precision;
+    mp.quant = q;
+    glmv_model *m = NULL;
+    glmv_session *s = NULL;
+    if (glmv_model_load(&m, dir, &mp, err) || glmv_session_new(&s, m, n_prompt + steps + 8, err)) {
+        glmv_model_free(m);
+        return -1;
+    }
+    glmv_model_info info;
+    glmv_model_get_info(m, &info);
+    int V = info.vocab, rc = 0;
+    float *lg = malloc(sizeof(float) * (size_t)V);
+    double num = 0, den = 0;
+    out->agree = out->steps = 0;
+    for (int t = 0; t <= steps && !rc; t++) {
+        rc = t == 0 ? glmv_session_eval(s, ids, n_prompt, lg, err) : glmv_session_eval(s, &toks[t - 1], 1, lg, err);
+        if (rc) break;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (lg[v] > lg[best]) best = v;
+        float *r = want + (size_t)t * V;
+        if (!toks[steps]) { /* the reference run: keep its logits and tokens */
+            memcpy(r, lg, sizeof(float) * (size_t)V);
+            if (t < steps) toks[t] = best;
+        } else {
+            int rbest = 0;
+            for (int v = 0; v < V; v++) {
+                num += ((double)lg[v] - r[v]) * ((double)lg[v] - r[v]);
+                den += (double)r[v] * r[v];
+                if (r[v] > r[rbest]) rbest = v;
+            }
+            out->agree += best == rbest;
+            out->steps++;
+        }
+    }
+    out->nmse = den > 0 ? num / den : 0;
+    free(lg);
+    glmv_session_free(s);
+    glmv_model_free(m);
+    return rc;
+}
+
+TEST(quant_quality) {
+    const char *env = getenv("GLMV_QUALITY_MODEL");
+    const char *dir = env && *env ? env : "tests/fixtures/tiny";
+    enum { P = 32, T = 48 };
+    char err[GLMV_ERR_SIZE];
+    int32_t ids[P], toks[T + 1];
+    uint64_t r = 12345;
+    int vocab = env ? 151000 : 500; /* below the vocabularies (GLM-4's; the tiny one's 512) */
+    for (int i = 0; i < P; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((r >> 33) % (uint64_t)vocab);
+    }
+    memset(toks, 0, sizeof toks);
+    float *want = malloc(sizeof(float) * (size_t)(T + 1) * 160000);
+    quality base, qq[3];
+    int ok = quality_run(dir, GLMV_QUANT_NONE, ids, P, T, toks, want, &base, err) == 0;
+    CHECK_MSG(ok, "%s: %s", dir, err);
+    toks[T] = 1; /* reference kept: the runs below compare */
+    const char *names[3] = {"q8_0", "q4_0", "llama.cpp Q4_K_M (as read)"};
+    for (int f = 0; f < 3 && ok; f++) {
+        const char *d = dir;
+        glmv_quant q = f == 0 ? GLMV_QUANT_Q8_0 : f == 1 ? GLMV_QUANT_Q4_0 : GLMV_QUANT_NONE;
+        if (f == 2) {
+            if (env) break; /* no GGUF of another model here */
+            d = "tests/fixtures/gguf/tiny-Q4_K_M.gguf";
+        }
+        ok = quality_run(d, q, ids, P, T, toks, want, &qq[f], err) == 0;
+        CHECK_MSG(ok, "%s %s: %s", d, names[f], err);
+        if (ok)
+            printf("  %-28s logits nmse %.3g against the unquantized model, top token %d of %d the same\n",
+                   names[f], qq[f].nmse, qq[f].agree, qq[f].steps);
+    }
+    if (ok && !env) {
+        CHECK_MSG(qq[0].nmse < Q8_NMSE, "q8_0 nmse %.3g", qq[0].nmse);
+        CHECK_MSG(qq[1].nmse < 256 * Q8_NMSE / 4, "q4_0 nmse %.3g", qq[1].nmse);
+        CHECK_MSG(qq[1].nmse > qq[0].nmse && qq[2].nmse > qq[0].nmse, "4 bits cost less than 8?");
+        CHECK_MSG(qq[0].agree >= qq[0].steps * 9 / 10, "q8_0: %d of %d", qq[0].agree, qq[0].steps);
+    }
+    free(want);
+}
+
 /* q, k and v joined into one product (GLMV_JOIN_QKV=1; the default on a device) give the
  * logits of the three products apart, bit for bit: a prompt of 8 tokens (one prefill pass:
  * the joined k and v columns copied into the cache) and 40 decode steps. */
@@ -1705,6 +1807,7 @@ int main(void) {
     RUN(batch_invariance);
     RUN(decode_graphs);
     RUN(joined_qkv);
+    RUN(quant_quality);
     RUN(backend_error_reaches_caller);
     RUN(error_kinds);
     RUN(prompt_stage);
