@@ -52,7 +52,8 @@ quality)
     ;;
 conc)
     # many sequences at once (issue 13): 512-token prompts, 128 new tokens, BF16 and Q4_0
-    for q in none q4_0; do
+    # (QUANTS="q8_0 q4_0" for others)
+    for q in ${QUANTS:-none q4_0}; do
         bench "conc_$q" --prompt 512 --decode 128 --ctx 1024 --concurrency 1,16,64 --quant $q
     done
     ;;

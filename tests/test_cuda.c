@@ -151,9 +151,7 @@ TEST(matmul_bf16_cublas) {
     one_matmul(GLMV_BF16, 9, 33, 40, 1, 1e-5);
 }
 
-#define GEMV_MAX_ROWS 8 /* the backend's matrix-vector cut-over (GEMV_MAX_M) */
-
-/* Q8_0 / Q4_0 weights (split into values and scales on upload). Decode rows (m <= 8)
+/* Q8_0 / Q4_0 weights (split into values and scales on upload). Decode rows (up to 16)
  * against the scalar int8 product glmv_dot_q8x_ref on x rounded as the CPU rounds it (the
  * GPU must round every activation the same way and sum each block exactly: one int8 off
  * in a row costs ~1e-6 of NMSE, far above the bound); more rows against the float product
@@ -166,7 +164,7 @@ static void one_matmul_q(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int wit
     free(plain);
     glmv_tensor dw = dev_tensor(&w), db = dev_tensor(&b);
     float *x = rand_buf(m * k, 1.0f), *ref = malloc(sizeof(float) * (size_t)(m * n));
-    if (m <= GEMV_MAX_ROWS) {
+    if (m <= 16) { /* the backend's int8 cut-over (quant_gemv_max_m) */
         int8_t *q = malloc((size_t)k);
         float *d = malloc(sizeof(float) * (size_t)(k / 32));
         size_t rb = glmv_dtype_row_bytes(dt, k);
@@ -178,8 +176,18 @@ static void one_matmul_q(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int wit
         }
         free(q);
         free(d);
-    } else {
-        glmv_ref_matmul(ref, x, &w, with_bias ? &b : NULL, m);
+    } else { /* glmv_ref_matmul's product, each weight row dequantized once */
+        float *row = malloc(sizeof(float) * (size_t)k);
+        size_t rb = glmv_dtype_row_bytes(dt, k);
+        for (int64_t o = 0; o < n; o++) {
+            glmv_dequantize_range(dt, (const char *)w.host + o * rb, 0, k, row);
+            for (int64_t i = 0; i < m; i++) {
+                double acc = with_bias ? ((float *)b.host)[o] : 0.0;
+                for (int64_t j = 0; j < k; j++) acc += (double)x[i * k + j] * row[j];
+                ref[i * n + o] = (float)acc;
+            }
+        }
+        free(row);
     }
     float *dx = dev_from(x, m * k), *dy = dev_poison(m * n);
     be->matmul(be, dy, dx, &dw, with_bias ? &db : NULL, m);
@@ -205,6 +213,8 @@ TEST(matmul_quant_decode) {
         one_matmul_q(dt, 5, 1500, 13696, 0, 1e-10);  /* the 9B's down_proj width */
         one_matmul_q(dt, 1, 5003, 4096, 1, 1e-10);   /* many rows, odd count */
         one_matmul_q(dt, 2, 4500, 32, 0, 1e-10);     /* one block per row */
+        one_matmul_q(dt, 12, 1100, 512, 1, 1e-10);   /* batched decode: groups of 8 and 4 rows */
+        one_matmul_q(dt, 16, 700, 256, 0, 1e-10);
     }
 }
 
@@ -218,8 +228,8 @@ TEST(matmul_quant_prefill) {
         one_matmul_q(GLMV_Q8_0, 37, 200, 256, 1, thr);
         one_matmul_q(GLMV_Q4_0, 37, 200, 256, 1, thr);
         one_matmul_q(GLMV_Q8_0, 130, 512, 1024, 0, thr);
-        one_matmul_q(GLMV_Q4_0, 9, 1030, 96, 0, thr);
-        if (f32) one_matmul_q(GLMV_Q8_0, 9, 9000, 4096, 1, thr); /* two blocks of weight rows */
+        one_matmul_q(GLMV_Q4_0, 17, 1030, 96, 0, thr);
+        if (f32) one_matmul_q(GLMV_Q8_0, 33, 9000, 4096, 1, thr); /* two blocks of weight rows */
     }
     be = keep;
 }

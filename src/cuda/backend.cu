@@ -12,8 +12,9 @@
  *   BF16 weights, m > 8, f32 precision
  *                             -> cuBLAS SGEMM (no TF32) on blocks of weight rows
  *                                converted to fp32 in scratch: fp32 products
- *   Q8_0/Q4_0, m <= 8         -> gemv_q_kernel: x rounded to int8 blocks, dp4a (quant.cu)
- *   Q8_0/Q4_0, m > 8          -> rows dequantized to bf16 (f32 in f32 precision), cuBLAS
+ *   Q8_0/Q4_0, m <= 16        -> gemv_q_kernel: x rounded to int8 blocks, dp4a (quant.cu),
+ *                                8 rows at a time
+ *   Q8_0/Q4_0, more rows      -> rows dequantized to bf16 (f32 in f32 precision), cuBLAS
  *   F32 / F16 weights         -> a plain tiled fp32 kernel (fixtures only)
  * In f32 precision attention also stays in the fp32 split kernel (the flash
  * kernel rounds q, k, v and p to bf16 for the tensor cores).
@@ -310,9 +311,12 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
         k_gemm_simt(c, y, x, w, bias, m);
         return;
     }
+    if (quant && m <= quant_gemv_max_m(w->dtype) && gemv_max_m() > 0) {
+        k_gemv_q(c, y, x, w, bias, m);
+        return;
+    }
     if (m <= gemv_max_m()) {
-        if (quant) k_gemv_q(c, y, x, w, bias, m);
-        else k_gemv(c, y, x, w, bias, m);
+        k_gemv(c, y, x, w, bias, m);
         return;
     }
     if (n > INT32_MAX || k > INT32_MAX || m > INT32_MAX) {

@@ -100,7 +100,9 @@ size_t quant_scales_offset(glmv_dtype t, int64_t n, int64_t k);
 size_t quant_device_bytes(glmv_dtype t, int64_t n, int64_t k);
 /* copy t's blocks (t->host) to the device and split them; *out the new device pointer */
 int quant_upload(cuda_ctx *c, glmv_tensor *t, void **out, char *err);
-/* y[m, n] = x · wᵀ (+ bias) for m <= GEMV_MAX_M, x rounded to int8 blocks, integer products */
+/* y[m, n] = x · wᵀ (+ bias) for m <= quant_gemv_max_m(w->dtype), x rounded to int8 blocks,
+ * integer products */
+int quant_gemv_max_m(glmv_dtype t);
 void k_gemv_q(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
               int64_t m);
 /* rows [r0, r0 + nr) of w dequantized into out: bf16 (bf16 = 1) or f32, rows of k */
