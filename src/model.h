@@ -131,7 +131,7 @@ struct glmv_session {
 
     float **kc, **vc;                      /* per layer (n_ctx, nkv*hd), post-RoPE keys */
     /* scratch (backend memory), chunk rows each */
-    float *x, *xn, *t1, *t2;               /* (chunk, H) */
+    float *x, *xn, *t1;                    /* (chunk, H) */
     float *q;                              /* (chunk, nh*hd + 2 nkv*hd): q, or [q | k | v] when joined */
     float *att;                            /* (chunk, nh*hd) */
     float *gu;                             /* (chunk, 2I) */
@@ -157,7 +157,7 @@ struct glmv_session {
 struct glmv_batch {
     glmv_model *m;
     int cap;
-    float *x, *xn, *t1, *t2;               /* (cap, H) */
+    float *x, *xn, *t1;                    /* (cap, H) */
     float *q, *att;                        /* (cap, nh*hd + 2 nkv*hd) (q, or [q | k | v]), (cap, nh*hd) */
     float *k, *v;                          /* (cap, nkv*hd): the step's keys and values */
     float *gu, *h;                         /* (cap, 2I), (cap, I) */

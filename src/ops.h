@@ -87,6 +87,10 @@ struct glmv_backend {
     void (*read)(glmv_backend *be, void *dst_host, const void *src, size_t bytes);
     void (*copy)(glmv_backend *be, void *dst, const void *src, size_t bytes);
     void (*sync)(glmv_backend *be);
+    /* y[i, :cols] = x[i, :cols] for rows of strides ldy, ldx (floats; backend memory): the
+     * joined q|k|v product's k and v columns into the cache */
+    void (*copy_rows)(glmv_backend *be, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
+                      int64_t cols);
 
     /* ---- linear algebra ---- */
     /* y[m, n] = x[m, k] · w[n, k]ᵀ (+ bias[n]); n, k from w's 2-D view.
@@ -107,6 +111,12 @@ struct glmv_backend {
     /* ref: Glm4RMSNorm: y = w * (x / sqrt(mean(x²) + eps)), per row of d */
     void (*rmsnorm)(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
                     int64_t n, int64_t d, float eps);
+    /* The end of a decoder sublayer and the start of the next in one step: x[i] +=
+     * rmsnorm(t[i])·w1 (the sublayer's output norm and the residual), then y[i] =
+     * rmsnorm(x[i])·w2 (the next input norm), per row of d. ref: rmsnorm, add, rmsnorm, with
+     * the same rounding (bit for bit the three ops). */
+    void (*norm_add_norm)(glmv_backend *be, float *x, float *y, const float *t, const glmv_tensor *w1,
+                          const glmv_tensor *w2, int64_t n, int64_t d, float eps);
     /* ref: nn.LayerNorm: y = (x - mean) / sqrt(var + eps) * w + b, per row of d */
     void (*layernorm)(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
                       const glmv_tensor *b, int64_t n, int64_t d, float eps);
@@ -162,15 +172,6 @@ struct glmv_backend {
                         int64_t C);
 
     /* ---- optional: NULL where a backend has no such thing ---- */
-    /* Fewer, larger steps for a device's decoder (text.c composes them from the ops above
-     * where these are NULL). norm_add_norm: x[i] += rmsnorm(t[i])·w1, then y[i] =
-     * rmsnorm(x[i])·w2, per row of d (ref: rmsnorm, add, rmsnorm, with the same rounding).
-     * copy_rows: y[i, :cols] = x[i, :cols] for rows of strides ldy, ldx (floats); with it the
-     * model joins each layer's q, k and v projections into one matrix (model.c). */
-    void (*norm_add_norm)(glmv_backend *be, float *x, float *y, const float *t, const glmv_tensor *w1,
-                          const glmv_tensor *w2, int64_t n, int64_t d, float eps);
-    void (*copy_rows)(glmv_backend *be, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
-                      int64_t cols);
     /* Device backends queue ops and report failures later: 0 when all is well,
      * else -1 with the first (sticky) error, e.g. "cuda: matmul (gemv): an
      * illegal memory access was encountered". Call after be->read. */

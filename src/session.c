@@ -61,7 +61,7 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
         oom = !s->kc[l] || !s->vc[l];
     }
 #define BA(p, n) if (!oom) { p = be->alloc(be, sizeof(float) * (size_t)(n)); oom = !p; }
-    BA(s->x, C * H) BA(s->xn, C * H) BA(s->t1, C * H) BA(s->t2, C * H)
+    BA(s->x, C * H) BA(s->xn, C * H) BA(s->t1, C * H)
     BA(s->q, C * (qd + 2 * kvd)) BA(s->att, C * qd) BA(s->gu, C * 2 * I) BA(s->h, C * I)
     BA(s->cos, C * half) BA(s->sin, C * half) BA(s->logits_dev, c->vocab_size)
 #undef BA
@@ -94,7 +94,7 @@ void glmv_session_free(glmv_session *s) {
         if (s->vc && s->vc[l]) be->free(be, s->vc[l]);
     }
     glmv_batch_free(s->b1);
-    float *bufs[] = {s->x, s->xn, s->t1, s->t2, s->q, s->att, s->gu, s->h, s->cos, s->sin, s->logits_dev};
+    float *bufs[] = {s->x, s->xn, s->t1, s->q, s->att, s->gu, s->h, s->cos, s->sin, s->logits_dev};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) be->free(be, bufs[i]);
     free(s->kc);

@@ -14,19 +14,6 @@
 #include "base.h"
 #include "model.h"
 
-/* The end of a sublayer and the start of the next: x += rmsnorm(t)·w_out, xn = rmsnorm(x)·w_in
- * (one step where the backend has it; t2 is scratch otherwise). */
-static void sublayer_end(glmv_backend *be, float *x, float *xn, const float *t, float *t2, const glmv_tensor *w_out,
-                         const glmv_tensor *w_in, int64_t n, int64_t H, float eps) {
-    if (be->norm_add_norm) {
-        be->norm_add_norm(be, x, xn, t, w_out, w_in, n, H, eps);
-        return;
-    }
-    be->rmsnorm(be, t2, t, w_out, n, H, eps);
-    be->add(be, x, x, t2, n * H);
-    be->rmsnorm(be, xn, x, w_in, n, H, eps);
-}
-
 /* ref: Glm4vTextModel.forward for rows [pos0, pos0 + n) (one chunk) */
 static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *logits) {
     glmv_model *m = s->m;
@@ -44,7 +31,7 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
         const glmv_text_layer *L = &m->layers[l];
         float *kc = s->kc[l] + pos0 * kvd, *vc = s->vc[l] + pos0 * kvd;
         /* ref: Glm4vTextAttention */
-        if (l == 0 || !be->norm_add_norm || m->hook) /* else the previous layer's last step made it */
+        if (l == 0) /* later layers' input norm ends the layer before */
             be->rmsnorm(be, s->xn, s->x, L->input_layernorm, n, H, eps);
         int64_t ldq = qd;
         if (L->qkv_w) { /* one product [q | k | v], rotary on q's and k's heads together, k and v to the cache */
@@ -64,39 +51,25 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
         }
         be->attn_causal(be, s->att, s->q, ldq, s->kc[l], s->vc[l], n, pos0, nh, nkv, hd, scale);
         be->matmul(be, s->t1, s->att, L->o_w, NULL, n);
-        /* ref: Glm4vTextMLP (with the residual and pre-MLP norm before it) */
-        sublayer_end(be, s->x, s->xn, s->t1, s->t2, L->post_self_attn_layernorm, L->post_attention_layernorm, n,
-                     H, eps);
+        /* the residual, then ref: Glm4vTextMLP */
+        be->norm_add_norm(be, s->x, s->xn, s->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, n, H,
+                          eps);
         be->matmul(be, s->gu, s->xn, L->gate_up, NULL, n);
         be->swiglu(be, s->h, s->gu, 2 * I, s->gu + I, 2 * I, n, I);
         be->matmul(be, s->t1, s->h, L->down, NULL, n);
-        if (be->norm_add_norm && !m->hook) { /* the next layer's input norm (or the final one) too */
-            const glmv_tensor *next = l + 1 < c->num_hidden_layers ? m->layers[l + 1].input_layernorm : m->norm;
-            be->norm_add_norm(be, s->x, s->xn, s->t1, L->post_mlp_layernorm, next, n, H, eps);
-        } else {
-            be->rmsnorm(be, s->t2, s->t1, L->post_mlp_layernorm, n, H, eps);
-            be->add(be, s->x, s->x, s->t2, n * H);
-        }
+        /* the residual, and the next layer's input norm (after the last layer, the final norm) */
+        const glmv_tensor *next = l + 1 < c->num_hidden_layers ? m->layers[l + 1].input_layernorm : m->norm;
+        be->norm_add_norm(be, s->x, s->xn, s->t1, L->post_mlp_layernorm, next, n, H, eps);
         if (m->hook) {
             char name[32];
             snprintf(name, sizeof name, "t.layer.%d", l);
             glmv_model_dump(m, name, s->x, n, H);
         }
     }
-    if (m->hook) {
-        be->rmsnorm(be, s->xn, s->x, m->norm, n, H, eps);
-        glmv_model_dump(m, "t.norm", s->xn, n, H);
-    }
+    if (m->hook) glmv_model_dump(m, "t.norm", s->xn, n, H); /* the final norm, every row */
     if (want_logits) {
-        /* the final norm of the last row (norm_add_norm made every row's already) */
-        const float *xn_last = s->xn + (n - 1) * H;
-        if (!be->norm_add_norm || m->hook) {
-            be->rmsnorm(be, s->xn, s->x + (n - 1) * H, m->norm, 1, H, eps);
-            xn_last = s->xn;
-        }
-        be->matmul(be, s->logits_dev, xn_last, m->lm_head, NULL, 1);
-        if (logits)
-            be->read(be, logits, s->logits_dev, sizeof(float) * (size_t)c->vocab_size);
+        be->matmul(be, s->logits_dev, s->xn + (n - 1) * H, m->lm_head, NULL, 1);
+        if (logits) be->read(be, logits, s->logits_dev, sizeof(float) * (size_t)c->vocab_size);
     }
 }
 
@@ -153,7 +126,7 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
 void glmv_batch_free(glmv_batch *b) {
     if (!b) return;
     glmv_backend *be = b->m->be;
-    float *bufs[] = {b->x, b->xn, b->t1, b->t2, b->q, b->att, b->k, b->v, b->gu, b->h, b->cos, b->sin,
+    float *bufs[] = {b->x, b->xn, b->t1, b->q, b->att, b->k, b->v, b->gu, b->h, b->cos, b->sin,
                      b->logits_dev};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) be->free(be, bufs[i]);
@@ -184,7 +157,7 @@ int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
     int64_t half = GLMV_MAX(rot / 2, 1);
     int oom = 0;
 #define BA(p, n) if (!oom) { p = be->alloc(be, glmv_mul_size(sizeof(float), (size_t)(n))); oom = !p; }
-    BA(b->x, C * H) BA(b->xn, C * H) BA(b->t1, C * H) BA(b->t2, C * H) BA(b->q, C * (qd + 2 * kvd))
+    BA(b->x, C * H) BA(b->xn, C * H) BA(b->t1, C * H) BA(b->q, C * (qd + 2 * kvd))
     BA(b->att, C * qd) BA(b->k, C * kvd) BA(b->v, C * kvd) BA(b->gu, C * 2 * I) BA(b->h, C * I)
     BA(b->cos, C * half) BA(b->sin, C * half) BA(b->logits_dev, C * c->vocab_size)
 #undef BA
@@ -286,13 +259,13 @@ static void batch_layers(glmv_batch *b, int n, int64_t max_keys) {
                               (float *const *)(b->tab + (size_t)(2 * l + 1) * n),
                               (const int64_t *)(b->tab + (size_t)2 * L_n * n), n, max_keys, nh, nkv, hd, scale);
         mm(be, b->t1, b->att, L->o_w, NULL, n);
-        sublayer_end(be, b->x, b->xn, b->t1, b->t2, L->post_self_attn_layernorm, L->post_attention_layernorm, n,
-                     H, eps);
+        be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, n, H,
+                          eps);
         mm(be, b->gu, b->xn, L->gate_up, NULL, n);
         be->swiglu(be, b->h, b->gu, 2 * I, b->gu + I, 2 * I, n, I);
         mm(be, b->t1, b->h, L->down, NULL, n);
-        sublayer_end(be, b->x, b->xn, b->t1, b->t2, L->post_mlp_layernorm,
-                     l + 1 < L_n ? m->layers[l + 1].input_layernorm : m->norm, n, H, eps);
+        be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_mlp_layernorm,
+                          l + 1 < L_n ? m->layers[l + 1].input_layernorm : m->norm, n, H, eps);
     }
     mm(be, b->logits_dev, b->xn, m->lm_head, NULL, n);
 }
