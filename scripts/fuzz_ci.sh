@@ -24,6 +24,12 @@ seeds tokenizer
 seeds schema
 seeds serve
 seeds agent tests/fixtures/agent/answers/*.txt tests/fixtures/agent/bad/*.txt
+# a glmv quantize file: a BF16 vector and Q8_0 rows as U8, their format in __metadata__
+st_hdr='{"__metadata__":{"format":"pt","glmv.quant:w":"Q8_0"},"b":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]},"w":{"dtype":"U8","shape":[2,34],"data_offsets":[8,76]}}'
+n=${#st_hdr}
+printf "$(printf '\\%03o' $((n & 255)) $((n >> 8 & 255)) 0 0 0 0 0 0)" >"$T/safetensors/q8"
+printf '%s' "$st_hdr" >>"$T/safetensors/q8"
+head -c 76 /dev/zero >>"$T/safetensors/q8"
 printf '{"messages":[{"role":"user","content":"hi"}],"n":2,"logprobs":true,"top_logprobs":3}' >"$T/serve/a"
 printf '{"input":[{"role":"user","content":[{"type":"input_text","text":"x"}]}],"text":{"format":{"type":"json_object"}}}' >"$T/serve/b"
 printf '{"type":"object","properties":{"a":{"type":"integer","minimum":1,"maximum":12},"b":{"enum":["x",1]}},"required":["a"]}\n{"a":7,"b":"x"}' >"$T/schema/a"
