@@ -249,8 +249,8 @@ static int quantize_weights(glmv_model *m, char *err) {
 /* Each layer's q, k and v projections as one matrix [q; k; v] (and one bias) on a device
  * that can copy the joined product's k and v columns into the caches (copy_rows): one product
  * (and one launch) instead of three, whose rows are those of the three (a block format's rows are whole blocks,
- * so quantized matrices join as well). The three stay in the weights table, not uploaded and
- * their host pages handed back. A layer whose three differ in dtype (a GGUF recipe may) keeps
+ * so quantized matrices join as well). The three stay in the weights table, not uploaded: their
+ * mmap'd pages are handed back, buffers made at load freed (free_uploaded_quant). A layer whose three differ in dtype (a GGUF recipe may) keeps
  * them apart. On a device the joined host bytes are freed once uploaded. GLMV_JOIN_QKV=1 joins
  * on the CPU too (tests: the CPU then runs the joined path), =0 nowhere. */
 static int join_qkv(glmv_model *m, char *err) {
@@ -300,6 +300,24 @@ static int join_qkv(glmv_model *m, char *err) {
         L->qkv_b = nb ? jb : NULL;
     }
     return 0;
+}
+
+/* On a device, the block-format buffers made at load (--quant) once the device holds the
+ * blocks, and those of matrices join_qkv took into joined ones: nothing reads them again (a
+ * model on a device is not saved), and for the 9B they are 5 to 10 GB of host memory. */
+static void free_uploaded_quant(glmv_model *m) {
+    for (int64_t i = 0; i < glmv_weights_count(m->w); i++) {
+        glmv_tensor *t = glmv_weights_at(m->w, i);
+        if (!glmv_dtype_is_quant(t->dtype) || !t->host || (t == m->embed && m->embed_on_host)) continue;
+        for (int b = 0; b < m->n_quant_bufs; b++)
+            if (m->quant_bufs[b] == t->host) {
+                if (t->data == t->host) t->data = NULL; /* joined away: never uploaded */
+                free(m->quant_bufs[b]);
+                m->quant_bufs[b] = NULL;
+                t->host = NULL;
+                break;
+            }
+    }
 }
 
 /* a tensor that join_qkv took into a joined one: not uploaded */
@@ -559,6 +577,11 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
         }
     }
     if (make_backend(m, p, err)) goto fail;
+    if (m->be->caps.device && m->embed == m->lm_head && glmv_dtype_is_quant(m->embed->dtype)) {
+        glmv_errc(err, GLMV_E_INVALID, "%s: the token table is also the output matrix and is %s: on %s glmv needs "
+                  "it unquantized (or use --device cpu)", dir, glmv_dtype_name(m->embed->dtype), m->device);
+        goto fail;
+    }
     if (m->be->caps.device && m->be->bf16 && f16_to_bf16(m, err)) goto fail;
     if (quantize_weights(m, err)) goto fail;
     if (join_qkv(m, err)) goto fail;
@@ -598,7 +621,10 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
             t->host = NULL;
         }
     }
-    if (device) m->device_bytes = glmv_weights_bytes(m->w) - kept_bytes;
+    if (device) {
+        m->device_bytes = glmv_weights_bytes(m->w) - kept_bytes;
+        free_uploaded_quant(m);
+    }
     if (gguf || (!synthetic && file_exists(dir, "tokenizer.json"))) {
         if (!gguf && glmv_tokenizer_load(&m->tok, dir, err)) goto fail;
         for (int32_t id = 0; id < glmv_tokenizer_size(m->tok); id++) {

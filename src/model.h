@@ -173,6 +173,7 @@ struct glmv_batch {
     struct { uint64_t key; void *g; } graphs[8];
     int next_graph;
     uint64_t last_key;
+    int64_t replays;                       /* steps run from a recorded graph (tests) */
 };
 #define GLMV_GRAPH_KEYS 256
 

@@ -146,7 +146,8 @@ struct glmv_backend {
      * kc[i], vc[i]; then query row i of q [n, ldq] attends to keys 0..n_keys[i]-1 of its
      * cache, as attn_causal with n = 1 and pos0 = n_keys[i] - 1 would. kc, vc (n
      * pointers each) and n_keys (n counts) are themselves in backend memory, so that a
-     * device reads them without a copy per call; max_keys is the largest n_keys[i]. */
+     * device reads them without a copy per call; max_keys bounds them (the largest n_keys[i], or
+     * more: a recorded step passes a bound rounded up, and the work split may follow it). */
     void (*attn_decode_batch)(glmv_backend *be, float *out, const float *q, int64_t ldq,
                               const float *k_new, const float *v_new, int64_t ldkv,
                               float *const *kc, float *const *vc, const int64_t *n_keys, int n,

@@ -244,6 +244,19 @@ typedef struct {
     int64_t k;
 } st_range;
 
+/* The header's "glmv.quant:NAME" entries, sorted by name, so that each U8 tensor finds its
+ * format in log time however large a hostile header is. */
+typedef struct {
+    const char *name; /* after the prefix */
+    const char *format;
+} st_quant;
+
+static int st_quant_cmp(const void *a, const void *b) {
+    return strcmp(((const st_quant *)a)->name, ((const st_quant *)b)->name);
+}
+
+#define ST_QUANT_PREFIX "glmv.quant:"
+
 static int st_range_cmp(const void *a, const void *b) {
     const st_range *x = a, *y = b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
@@ -274,6 +287,8 @@ static int st_parse(glmv_weights *w, int fi, char *err) {
     }
     int rc = -1;
     st_range *ranges = NULL;
+    st_quant *quant = NULL;
+    int64_t nq = 0;
     if (!cJSON_IsObject(root)) {
         glmv_errf(err, "%s: header is not a JSON object", path);
         goto done;
@@ -285,8 +300,18 @@ static int st_parse(glmv_weights *w, int fi, char *err) {
         goto done;
     }
     int64_t nr = 0;
-    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
-    const cJSON *e;
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__"), *e;
+    if (cJSON_IsObject(meta)) {
+        quant = malloc((size_t)(cJSON_GetArraySize(meta) + 1) * sizeof *quant);
+        if (!quant) {
+            glmv_errf(err, "%s: out of memory", path);
+            goto done;
+        }
+        cJSON_ArrayForEach(e, meta)
+            if (e->string && cJSON_IsString(e) && !strncmp(e->string, ST_QUANT_PREFIX, strlen(ST_QUANT_PREFIX)))
+                quant[nq++] = (st_quant){e->string + strlen(ST_QUANT_PREFIX), e->valuestring};
+        qsort(quant, (size_t)nq, sizeof *quant, st_quant_cmp);
+    }
     cJSON_ArrayForEach(e, root) {
         const char *name = e->string ? e->string : "";
         if (!strcmp(name, "__metadata__")) {
@@ -315,15 +340,13 @@ static int st_parse(glmv_weights *w, int fi, char *err) {
         glmv_dtype dt;
         int qblock = 0; /* bytes per block of a quantized matrix (glmv quantize's U8 rows) */
         if (!strcmp(jd->valuestring, "U8")) {
-            char key[512];
-            snprintf(key, sizeof key, "glmv.quant:%s", name);
-            const cJSON *q = cJSON_IsObject(meta) ? cJSON_GetObjectItemCaseSensitive(meta, key) : NULL;
-            const char *qs = cJSON_IsString(q) ? q->valuestring : "";
+            st_quant want = {name, NULL}, *q = nq ? bsearch(&want, quant, (size_t)nq, sizeof *quant, st_quant_cmp) : NULL;
+            const char *qs = q ? q->format : "";
             if (!strcmp(qs, "Q8_0")) dt = GLMV_Q8_0, qblock = 34;
             else if (!strcmp(qs, "Q4_0")) dt = GLMV_Q4_0, qblock = 18;
             else {
-                glmv_errf(err, "%s: tensor %s: U8 without a block format in __metadata__ (\"%s\": "
-                          "\"Q8_0\" or \"Q4_0\", as glmv quantize writes it)", path, name, key);
+                glmv_errf(err, "%s: tensor %s: U8 without a block format in __metadata__ (\"" ST_QUANT_PREFIX
+                          "%s\": \"Q8_0\" or \"Q4_0\", as glmv quantize writes it)", path, name, name);
                 goto done;
             }
         } else if (st_dtype(jd->valuestring, &dt)) {
@@ -442,6 +465,7 @@ static int st_parse(glmv_weights *w, int fi, char *err) {
     rc = 0;
 done:
     free(ranges);
+    free(quant);
     cJSON_Delete(root);
     return rc;
 }

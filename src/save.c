@@ -32,23 +32,33 @@ static int is_weight_file(const char *n) {
     return 0;
 }
 
+/* Written under a temporary name, then renamed over `to`: a link already at `to` (into the
+ * checkpoint itself, as in a Hugging Face cache) is replaced, never written through. */
 static int copy_file(const char *from, const char *to, char *err) {
+    char tmp[PATH_MAX + 128];
+    snprintf(tmp, sizeof tmp, "%s.partial", to);
     FILE *in = fopen(from, "rb");
     if (!in) return glmv_errf(err, "%s: %s", from, strerror(errno));
-    FILE *out = fopen(to, "wb");
+    unlink(tmp);
+    FILE *out = fopen(tmp, "wb");
     if (!out) {
         int e = errno;
         fclose(in);
-        return glmv_errf(err, "%s: %s", to, strerror(e));
+        return glmv_errf(err, "%s: %s", tmp, strerror(e));
     }
     char buf[1 << 16];
     size_t n;
-    int bad = 0;
-    while (!bad && (n = fread(buf, 1, sizeof buf, in)) > 0) bad = fwrite(buf, 1, n, out) != n;
-    bad |= ferror(in);
-    int e = errno;
+    int bad = 0, e = 0;
+    while (!bad && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) bad = 1, e = errno;
+    if (!bad && ferror(in)) bad = 1, e = EIO;
     fclose(in);
-    if (fclose(out) || bad) return glmv_errf(err, "copying %s to %s: %s", from, to, strerror(e ? e : EIO));
+    if (fclose(out) && !bad) bad = 1, e = errno;
+    if (!bad && rename(tmp, to)) bad = 1, e = errno;
+    if (bad) {
+        unlink(tmp);
+        return glmv_errf(err, "copying %s to %s: %s", from, to, strerror(e ? e : EIO));
+    }
     return 0;
 }
 
@@ -81,19 +91,21 @@ static int write_weights(glmv_model *m, const char *path, char *err) {
             if (cls == 2) { /* [rows, bytes per row] of blocks */
                 char key[512];
                 snprintf(key, sizeof key, "glmv.quant:%s", t->name);
-                cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)glmv_tensor_rows(t)));
-                cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)glmv_dtype_row_bytes(t->dtype, glmv_tensor_cols(t))));
-                cJSON_AddStringToObject(e, "dtype", "U8");
-                cJSON_AddStringToObject(meta, key, glmv_dtype_name(t->dtype));
+                oom |= !cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)glmv_tensor_rows(t)));
+                oom |= !cJSON_AddItemToArray(
+                    sh, cJSON_CreateNumber((double)glmv_dtype_row_bytes(t->dtype, glmv_tensor_cols(t))));
+                oom |= !cJSON_AddStringToObject(e, "dtype", "U8");
+                oom |= !cJSON_AddStringToObject(meta, key, glmv_dtype_name(t->dtype));
             } else {
-                for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
-                cJSON_AddStringToObject(e, "dtype", glmv_dtype_name(t->dtype));
+                for (int d = 0; d < t->ndim; d++)
+                    oom |= !cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
+                oom |= !cJSON_AddStringToObject(e, "dtype", glmv_dtype_name(t->dtype));
             }
-            cJSON_AddItemToObject(e, "shape", sh);
-            cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
-            cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + bytes)));
-            cJSON_AddItemToObject(e, "data_offsets", o);
-            oom = !cJSON_AddItemToObject(root, t->name, e);
+            oom |= !cJSON_AddItemToObject(e, "shape", sh);
+            oom |= !cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
+            oom |= !cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + bytes)));
+            oom |= !cJSON_AddItemToObject(e, "data_offsets", o);
+            oom |= !cJSON_AddItemToObject(root, t->name, e);
             off += bytes;
         }
     char *js = oom ? NULL : cJSON_PrintUnformatted(root);
@@ -117,8 +129,9 @@ static int write_weights(glmv_model *m, const char *path, char *err) {
             size_t bytes = tensor_bytes(t);
             bad = bytes && fwrite(t->host ? t->host : t->data, 1, bytes, f) != bytes;
         }
-    int e = errno;
-    if (fclose(f) || bad) return glmv_errf(err, "writing %s: %s", path, strerror(e ? e : EIO));
+    int e = bad ? errno : 0;
+    if (fclose(f) && !bad) bad = 1, e = errno; /* a full disk may show only here */
+    if (bad) return glmv_errf(err, "writing %s: %s", path, strerror(e ? e : EIO));
     return 0;
 }
 
@@ -129,9 +142,10 @@ int glmv_model_save(glmv_model *m, const char *out_dir, char *err) {
     if (m->be->caps.device)
         return glmv_errc(err, GLMV_E_INVALID, "saving needs the model on the CPU (its weights are on %s)",
                          m->device);
-    if (mkdir(out_dir, 0777) && errno != EEXIST) return glmv_errf(err, "%s: %s", out_dir, strerror(errno));
     char rs[PATH_MAX], ro[PATH_MAX];
-    if (!realpath(m->dir, rs) || !realpath(out_dir, ro)) return glmv_errf(err, "%s: %s", out_dir, strerror(errno));
+    if (!realpath(m->dir, rs)) return glmv_errf(err, "%s: %s", m->dir, strerror(errno));
+    if (mkdir(out_dir, 0777) && errno != EEXIST) return glmv_errf(err, "%s: %s", out_dir, strerror(errno));
+    if (!realpath(out_dir, ro)) return glmv_errf(err, "%s: %s", out_dir, strerror(errno));
     if (!strcmp(rs, ro))
         return glmv_errc(err, GLMV_E_INVALID, "%s: the output folder is the checkpoint's own", out_dir);
     char path[PATH_MAX + 64], tmp[PATH_MAX + 64];

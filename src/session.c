@@ -127,6 +127,8 @@ int glmv_session_eval(glmv_session *s, const int32_t *ids, int n, float *logits,
      * stays the same from token to token (positions and cache counts live in device
      * memory), so that it is replayed as one graph */
     if (n == 1 && s->m->be->graph_begin && !s->m->hook) {
+        if (ids[0] < 0 || ids[0] >= s->m->cfg.vocab_size) /* as glmv_text_forward says it */
+            return glmv_errf(err, "token id %d at 0 outside the vocabulary (%d)", ids[0], s->m->cfg.vocab_size);
         if (!s->b1 && glmv_batch_new(&s->b1, s->m, 1, err)) return -1;
         float *lg[1] = {logits};
         glmv_session *ss[1] = {s};

@@ -2,9 +2,12 @@
  * per layer input RMSNorm, q/k/v projections with bias, interleaved partial
  * M-RoPE, causal GQA attention over the session's KV cache (post-RoPE keys),
  * o_proj, RMSNorm of the attention output, residual; pre-MLP RMSNorm, fused
- * gate_up SwiGLU MLP, RMSNorm of the MLP output, residual. Then the final norm
- * and lm_head for the last token only. Prompts run in chunks of s->chunk rows
- * through scratch buffers the session allocated once: nothing is allocated here.
+ * gate_up SwiGLU MLP, RMSNorm of the MLP output, residual (each residual with the
+ * norms around it in one op, norm_add_norm). Then the final norm (every row) and
+ * lm_head for the last token only. Where the model joined q, k and v (model.c) they
+ * are one product. Prompts run in chunks of s->chunk rows through scratch buffers
+ * the session allocated once: nothing is allocated here. One-token steps on a
+ * backend with graphs take the batched path (batch_step), recorded and replayed.
  */
 #include <math.h>
 #include <stdio.h>
@@ -278,7 +281,10 @@ static void batch_layers_graph(glmv_batch *b, int n, int64_t max_keys) {
     int slots = (int)(sizeof b->graphs / sizeof b->graphs[0]);
     for (int i = 0; i < slots; i++)
         if (b->graphs[i].g && b->graphs[i].key == key) {
-            if (be->graph_run(be, b->graphs[i].g) == 0) return;
+            if (be->graph_run(be, b->graphs[i].g) == 0) {
+                b->replays++;
+                return;
+            }
             be->graph_free(be, b->graphs[i].g); /* stale: its scratch moved */
             b->graphs[i].g = NULL;
             break;
@@ -296,6 +302,7 @@ static void batch_layers_graph(glmv_batch *b, int n, int64_t max_keys) {
         batch_layers(b, n, max_keys);
         return;
     }
+    b->replays++;
     int k = b->next_graph;
     b->next_graph = (k + 1) % slots;
     if (b->graphs[k].g) be->graph_free(be, b->graphs[k].g);

@@ -63,6 +63,13 @@ grep -q "q4_0 (from the folder" "$tmp/err" && ok quantized_folder_reported || ba
 "$G" quantize $M $M --type q8_0 >/dev/null 2>"$tmp/err"
 [ $? -eq 1 ] && grep -q "checkpoint's own" "$tmp/err" && ok quantize_into_source_refused ||
     bad quantize_into_source_refused "$(cat "$tmp/err")"
+# an output folder whose files link into the checkpoint (a Hugging Face cache's layout): the links
+# are replaced, the checkpoint's files left as they were
+cp -r $M "$tmp/src" && mkdir -p "$tmp/linked" && ln -s "$tmp/src/config.json" "$tmp/linked/config.json"
+sum=$(md5sum <"$tmp/src/config.json")
+"$G" quantize "$tmp/src" "$tmp/linked" --type q8_0 >/dev/null 2>"$tmp/err" && [ "$(md5sum <"$tmp/src/config.json")" = "$sum" ] &&
+    [ ! -L "$tmp/linked/config.json" ] && [ "$(md5sum <"$tmp/linked/config.json")" = "$sum" ] && ok quantize_links_replaced ||
+    bad quantize_links_replaced "$(cat "$tmp/err")"
 "$G" quantize $M "$tmp/x" --type q5_k >/dev/null 2>"$tmp/err"
 [ $? -eq 2 ] && grep -q "q8_0 or q4_0" "$tmp/err" && ok quantize_bad_type || bad quantize_bad_type "$(cat "$tmp/err")"
 "$G" quantize $M --type q8_0 >/dev/null 2>"$tmp/err"

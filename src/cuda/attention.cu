@@ -344,6 +344,7 @@ __global__ void __launch_bounds__(SP_THREADS, 1) split_kernel(
     int64_t ldk, const float *v, int64_t ldv, int64_t n, int64_t nk, int causal, int64_t pos0,
     int n_heads, int group, int hsplit, int hd, int64_t chunk, float scale_log2,
     const float *const *kps, const float *const *vps, const int64_t *nks) {
+    PDL_ENTRY(); /* the keys and values may come from the kernel before (kv_append, rope) */
     extern __shared__ __align__(16) float sp_sh[];
     const int gpb = group / hsplit;
     const int qs = hd + 4;                          /* q and K row stride (bank skew) */
