@@ -90,7 +90,7 @@ $(B)/%_avx512.o: %_avx512.c
 
 $(B)/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 -arch=sm_90 -Iinclude -Isrc -DGLMV_CUDA -Xcompiler -fPIC -c -o $@ $<
+	$(NVCC) -O3 -std=c++17 -arch=sm_90 -Iinclude -Isrc -DGLMV_CUDA -Xcompiler -fPIC -MMD -MP -MF $(@:.o=.d) -c -o $@ $<
 
 $(B)/tests/%: $(B)/tests/%.o $(TESTLIB_OBJ) $(B)/libglmv.a
 	$(CC) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJ) $(B)/libglmv.a $(LIBS)
