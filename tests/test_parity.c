@@ -539,17 +539,21 @@ TEST(precision_choice) {
     CHECK(glmv_precision_parse("BF16x", &p) != 0 && glmv_precision_parse("", &p) != 0);
 }
 
-/* the model in DIR on the device and precision under test; NULL (and a failed check) if it fails */
-static glmv_model *load_under_test(const char *dir, char *err) {
+/* the model in DIR on the device and precision under test, quantized as q; NULL if it fails */
+static glmv_model *load_quant(const char *dir, glmv_quant q, char *err) {
     glmv_model *m = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);
     mp.device = parity_device;
     mp.precision = parity_precision;
-    if (glmv_model_load(&m, dir, &mp, err)) {
-        CHECK_MSG(0, "%s", err);
-        return NULL;
-    }
+    mp.quant = q;
+    return glmv_model_load(&m, dir, &mp, err) ? NULL : m;
+}
+
+/* the same unquantized; NULL and a failed check if it fails */
+static glmv_model *load_under_test(const char *dir, char *err) {
+    glmv_model *m = load_quant(dir, GLMV_QUANT_NONE, err);
+    CHECK_MSG(m != NULL, "%s", err);
     return m;
 }
 
@@ -1365,14 +1369,9 @@ typedef struct {
 
 static int quality_run(const char *dir, glmv_quant q, const int32_t *ids, int n_prompt, int steps,
                        int32_t *toks, float *want, quality *out, char *err) {
-    glmv_model_params mp;
-    glmv_model_params_default(&mp);
-    mp.device = parity_device;
-    mp.precision = parity_precision;
-    mp.quant = q;
-    glmv_model *m = NULL;
+    glmv_model *m = load_quant(dir, q, err);
     glmv_session *s = NULL;
-    if (glmv_model_load(&m, dir, &mp, err) || glmv_session_new(&s, m, n_prompt + steps + 8, err)) {
+    if (!m || glmv_session_new(&s, m, n_prompt + steps + 8, err)) {
         glmv_model_free(m);
         return -1;
     }

@@ -62,26 +62,29 @@ int cuda_blas_fail(cuda_ctx *c, const char *what, cublasStatus_t s) {
     return -1;
 }
 
-void *cuda_scratch(cuda_ctx *c, size_t bytes) {
-    if (bytes <= c->scratch_bytes) return c->scratch;
-    size_t nb = bytes + bytes / 4;
-    if (c->scratch) {
+void *cuda_grow(cuda_ctx *c, void **buf, size_t *have, size_t bytes, size_t alloc, const char *what) {
+    if (bytes <= *have) return *buf;
+    if (*buf) {
         cudaStreamSynchronize(c->stream); /* queued kernels may still read it */
-        cudaFree(c->scratch);
-        c->allocated -= (int64_t)c->scratch_bytes;
-        c->scratch = NULL;
-        c->scratch_bytes = 0;
+        cudaFree(*buf);
+        c->allocated -= (int64_t)*have;
+        *buf = NULL;
+        *have = 0;
     }
-    cudaError_t e = cudaMalloc(&c->scratch, nb);
+    cudaError_t e = cudaMalloc(buf, alloc);
     if (e != cudaSuccess) {
-        c->scratch = NULL;
-        cuda_fail(c, "out of device memory for scratch", e);
+        *buf = NULL;
+        cuda_fail(c, what, e);
         return NULL;
     }
-    c->scratch_bytes = nb;
-    c->allocated += (int64_t)nb;
-    c->scratch_gen++;
-    return c->scratch;
+    *have = alloc;
+    c->allocated += (int64_t)alloc;
+    c->scratch_gen++; /* a recorded graph that holds the old address is stale */
+    return *buf;
+}
+
+void *cuda_scratch(cuda_ctx *c, size_t bytes) {
+    return cuda_grow(c, &c->scratch, &c->scratch_bytes, bytes, bytes + bytes / 4, "out of device memory for scratch");
 }
 
 /* ------------------------------------------------------------------ memory */

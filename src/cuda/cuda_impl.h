@@ -56,6 +56,9 @@ int cuda_fail(cuda_ctx *c, const char *what, cudaError_t e);
 int cuda_blas_fail(cuda_ctx *c, const char *what, cublasStatus_t s);
 /* After a launch: checks cudaGetLastError. Returns 0 when fine. */
 int cuda_check(cuda_ctx *c, const char *what);
+/* A device buffer (*buf, *have bytes) grown to `alloc` bytes when `bytes` do not fit, after the
+ * stream drains (kernels may still read it); NULL and the error `what` recorded on OOM. */
+void *cuda_grow(cuda_ctx *c, void **buf, size_t *have, size_t bytes, size_t alloc, const char *what);
 /* Scratch of at least `bytes` (device); NULL (and error recorded) on OOM. */
 void *cuda_scratch(cuda_ctx *c, size_t bytes);
 

@@ -96,25 +96,8 @@ int quant_upload(cuda_ctx *c, glmv_tensor *t, void **out, char *err) {
 
 /* The int8 activations' own buffer (the GEMM scratch may hold weights being multiplied). */
 static void *qx_scratch(cuda_ctx *c, size_t bytes) {
-    if (bytes <= c->qx_bytes) return c->qx;
-    size_t nb = GLMV_MAX(bytes, (size_t)1 << 20);
-    if (c->qx) {
-        cudaStreamSynchronize(c->stream); /* queued kernels may still read it */
-        cudaFree(c->qx);
-        c->allocated -= (int64_t)c->qx_bytes;
-        c->qx = NULL;
-        c->qx_bytes = 0;
-    }
-    cudaError_t e = cudaMalloc(&c->qx, nb);
-    if (e != cudaSuccess) {
-        c->qx = NULL;
-        cuda_fail(c, "out of device memory for quantized activations", e);
-        return NULL;
-    }
-    c->qx_bytes = nb;
-    c->allocated += (int64_t)nb;
-    c->scratch_gen++;
-    return c->qx;
+    return cuda_grow(c, &c->qx, &c->qx_bytes, bytes, GLMV_MAX(bytes, (size_t)1 << 20),
+                     "out of device memory for quantized activations");
 }
 
 /* x [m, k] -> int8 q [m, k], scales xd [m, k/32], block sums xs [m, k/32]; a warp per block.
