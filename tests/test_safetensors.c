@@ -276,6 +276,36 @@ TEST(bad_dtype) {
                       "model.x", "dtype");
 }
 
+/* glmv quantize's rows: U8 [rows, bytes] read as Q8_0/Q4_0 [rows, cols] when __metadata__ names
+ * the format; refused without it, with an unknown one, or with a row that is not whole blocks */
+TEST(quantized_rows) {
+    char *dir = ckpt_tmpdir("q");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK(ckpt_write_raw(path, "{\"__metadata__\":{\"glmv.quant:a\":\"Q8_0\",\"glmv.quant:b\":\"Q4_0\"},"
+                               "\"a\":{\"dtype\":\"U8\",\"shape\":[2,68],\"data_offsets\":[0,136]},"
+                               "\"b\":{\"dtype\":\"U8\",\"shape\":[3,18],\"data_offsets\":[136,190]}}",
+                         0, NULL, 190) == 0);
+    glmv_weights *w = NULL;
+    CHECK_MSG(glmv_weights_open(&w, dir, err) == 0, "%s", err);
+    glmv_tensor *a = w ? glmv_weights_find(w, "a") : NULL, *b = w ? glmv_weights_find(w, "b") : NULL;
+    CHECK(a && a->dtype == GLMV_Q8_0 && a->ndim == 2 && a->shape[0] == 2 && a->shape[1] == 64);
+    CHECK(b && b->dtype == GLMV_Q4_0 && b->shape[0] == 3 && b->shape[1] == 32);
+    glmv_weights_free(w);
+    ckpt_rmdir(dir);
+    expect_bad_header("{\"w\":{\"dtype\":\"U8\",\"shape\":[1,34],\"data_offsets\":[0,34]}}", 34, 0, "w",
+                      "glmv.quant:w");
+    expect_bad_header("{\"__metadata__\":{\"glmv.quant:w\":\"Q5_K\"},"
+                      "\"w\":{\"dtype\":\"U8\",\"shape\":[1,34],\"data_offsets\":[0,34]}}",
+                      34, 0, "w", "block format");
+    expect_bad_header("{\"__metadata__\":{\"glmv.quant:w\":\"Q8_0\"},"
+                      "\"w\":{\"dtype\":\"U8\",\"shape\":[1,35],\"data_offsets\":[0,35]}}",
+                      35, 0, "w", "whole 34-byte blocks");
+    expect_bad_header("{\"__metadata__\":{\"glmv.quant:w\":\"Q4_0\"},"
+                      "\"w\":{\"dtype\":\"U8\",\"shape\":[36],\"data_offsets\":[0,36]}}",
+                      36, 0, "w", "2-D");
+}
+
 TEST(bad_sizes) {
     /* bytes do not match dtype * shape */
     expect_bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[3,2],\"data_offsets\":[0,16]}}", 16, 0,
@@ -678,6 +708,7 @@ int main(void) {
     RUN(bad_offsets_past_file);
     RUN(bad_overlapping_ranges);
     RUN(bad_dtype);
+    RUN(quantized_rows);
     RUN(bad_sizes);
     RUN(bad_header_itself);
     RUN(bad_folder);
