@@ -21,15 +21,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Q8_0 and Q4_0 are llama.cpp's block formats (src/quant.h): rows of 32-element blocks, each
- * an f16 scale and 32 int8 (34 bytes) or 32 4-bit values (18 bytes). */
-typedef enum { GLMV_F32 = 0, GLMV_F16 = 1, GLMV_BF16 = 2, GLMV_Q8_0 = 3, GLMV_Q4_0 = 4 } glmv_dtype;
+/* Q8_0, Q4_0, Q5_0, Q4_K and Q6_K are llama.cpp's block formats (src/quant.h): rows of blocks
+ * of 32 elements (Q8_0, Q4_0, Q5_0) or of 256 (the K-quants), each a few scales and the
+ * quantized values. */
+typedef enum {
+    GLMV_F32 = 0, GLMV_F16 = 1, GLMV_BF16 = 2, GLMV_Q8_0 = 3, GLMV_Q4_0 = 4, GLMV_Q5_0 = 5, GLMV_Q4_K = 6,
+    GLMV_Q6_K = 7
+} glmv_dtype;
 
 /* Bytes of one element of a plain dtype (F32, F16, BF16; not the block formats). */
 size_t glmv_dtype_size(glmv_dtype t);
-/* Bytes of a row of k elements (k a multiple of 32 for the block formats). */
+/* Bytes of a row of k elements (k a multiple of the block, glmv_dtype_block, for the block
+ * formats). */
 size_t glmv_dtype_row_bytes(glmv_dtype t, int64_t k);
-static inline int glmv_dtype_is_quant(glmv_dtype t) { return t == GLMV_Q8_0 || t == GLMV_Q4_0; }
+static inline int glmv_dtype_is_quant(glmv_dtype t) { return t >= GLMV_Q8_0 && t <= GLMV_Q6_K; }
+/* Elements of one block: 1 for F32/F16/BF16, 32 or 256 for the block formats. */
+static inline int glmv_dtype_block(glmv_dtype t) {
+    return t == GLMV_Q4_K || t == GLMV_Q6_K ? 256 : glmv_dtype_is_quant(t) ? 32 : 1;
+}
 const char *glmv_dtype_name(glmv_dtype t);
 
 #define GLMV_MAX_DIMS 5

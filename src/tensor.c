@@ -13,6 +13,9 @@ size_t glmv_dtype_size(glmv_dtype t) {
 size_t glmv_dtype_row_bytes(glmv_dtype t, int64_t k) {
     if (t == GLMV_Q8_0) return (size_t)(k / GLMV_QK) * sizeof(glmv_block_q8_0);
     if (t == GLMV_Q4_0) return (size_t)(k / GLMV_QK) * sizeof(glmv_block_q4_0);
+    if (t == GLMV_Q5_0) return (size_t)(k / GLMV_QK) * sizeof(glmv_block_q5_0);
+    if (t == GLMV_Q4_K) return (size_t)(k / GLMV_QK_K) * sizeof(glmv_block_q4_k);
+    if (t == GLMV_Q6_K) return (size_t)(k / GLMV_QK_K) * sizeof(glmv_block_q6_k);
     return (size_t)k * glmv_dtype_size(t);
 }
 
@@ -23,6 +26,9 @@ const char *glmv_dtype_name(glmv_dtype t) {
     case GLMV_BF16: return "BF16";
     case GLMV_Q8_0: return "Q8_0";
     case GLMV_Q4_0: return "Q4_0";
+    case GLMV_Q5_0: return "Q5_0";
+    case GLMV_Q4_K: return "Q4_K";
+    case GLMV_Q6_K: return "Q6_K";
     }
     return "?";
 }
@@ -39,8 +45,7 @@ float glmv_tensor_get(const glmv_tensor *t, int64_t i) {
     case GLMV_F32: return ((const float *)p)[i];
     case GLMV_F16: return glmv_f16_to_f32(((const uint16_t *)p)[i]);
     case GLMV_BF16: return glmv_bf16_to_f32(((const uint16_t *)p)[i]);
-    case GLMV_Q8_0:
-    case GLMV_Q4_0: {
+    default: {
         float v;
         glmv_tensor_get_range(t, i, 1, &v);
         return v;
@@ -56,8 +61,7 @@ void glmv_tensor_get_range(const glmv_tensor *t, int64_t i0, int64_t n, float *d
     case GLMV_F32: memcpy(dst, (const float *)p + i0, sizeof(float) * (size_t)n); break;
     case GLMV_F16: for (int64_t i = 0; i < n; i++) dst[i] = glmv_f16_to_f32(h[i]); break;
     case GLMV_BF16: for (int64_t i = 0; i < n; i++) dst[i] = glmv_bf16_to_f32(h[i]); break;
-    case GLMV_Q8_0:
-    case GLMV_Q4_0: { /* row by row of the 2-D view */
+    default: { /* a block format: row by row of the 2-D view */
         int64_t k = glmv_tensor_cols(t);
         size_t rb = glmv_dtype_row_bytes(t->dtype, k);
         for (int64_t j = i0; j < i0 + n;) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "gguf.h"
 #include "model.h"
 #include "quant.h"
 #include "test.h"
@@ -224,6 +225,55 @@ static void saved_case(glmv_quant q, const char *gguf) {
     CHECK(system(cmd) == 0);
 }
 
+/* Every tensor of llama-quantize's Q4_K_M file of the tiny model (Q4_K, Q6_K, and what its
+ * recipe leaves in other formats) quantized again by glmv from the BF16 file it was made from:
+ * the same bytes. */
+TEST(k_quant_blocks_are_llama_quantizes) {
+    const char *bf = "tests/fixtures/gguf/tiny-BF16.gguf", *qf = "tests/fixtures/gguf/tiny-Q4_K_M.gguf";
+    if (access(bf, R_OK) || access(qf, R_OK)) {
+        test_skip("no GGUF fixtures");
+        return;
+    }
+    char err[GLMV_ERR_SIZE];
+    glmv_gguf *gb = NULL, *gq = NULL;
+    CHECK_MSG(glmv_gguf_open(&gb, bf, err) == 0 && glmv_gguf_open(&gq, qf, err) == 0, "%s", err);
+    int seen[8] = {0}, bad = 0;
+    for (int64_t i = 0; gb && gq && i < glmv_gguf_n_tensors(gq); i++) {
+        const glmv_gguf_tensor *q = glmv_gguf_tensor_at(gq, i), *b = glmv_gguf_find_tensor(gb, q->name);
+        glmv_dtype dt;
+        if (q->type == GGML_Q4_K) dt = GLMV_Q4_K;
+        else if (q->type == GGML_Q6_K) dt = GLMV_Q6_K;
+        else if (q->type == GGML_Q5_0) dt = GLMV_Q5_0;
+        else if (q->type == GGML_Q8_0) dt = GLMV_Q8_0;
+        else if (q->type == GGML_Q4_0) dt = GLMV_Q4_0;
+        else continue;
+        CHECK_MSG(b && b->type == GGML_BF16, "%s: not BF16 in %s", q->name, bf);
+        if (!b || b->type != GGML_BF16) continue;
+        int64_t k = q->ne[0], rows = (int64_t)(b->bytes / 2 / (uint64_t)k);
+        size_t rb = glmv_dtype_row_bytes(dt, k);
+        float *row = malloc(sizeof(float) * (size_t)k);
+        uint8_t *got = malloc(rb);
+        int diff = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            glmv_ggml_dequantize_row(GGML_BF16, (const uint16_t *)b->data + r * k, row, k);
+            glmv_quantize_row(dt, row, got, k);
+            diff += memcmp(got, (const uint8_t *)q->data + (size_t)r * rb, rb) != 0;
+        }
+        if (diff) printf("  %s (%s): %d of %lld rows differ\n", q->name, glmv_dtype_name(dt), diff, (long long)rows);
+        bad += diff;
+        seen[dt]++;
+        free(row);
+        free(got);
+    }
+    CHECK_EQ_INT(bad, 0);
+    /* the recipe's two K formats are there: the token table, q, k, o and gate_up of both
+     * layers, v and down of layer 0 in Q4_K; v and down of layer 1 and the output in Q6_K */
+    CHECK_EQ_INT(seen[GLMV_Q4_K], 11);
+    CHECK_EQ_INT(seen[GLMV_Q6_K], 3);
+    glmv_gguf_free(gb);
+    glmv_gguf_free(gq);
+}
+
 TEST(saved_q8_0_is_llama_quantize) { saved_case(GLMV_QUANT_Q8_0, "tests/fixtures/gguf/tiny-Q8_0.gguf"); }
 TEST(saved_q4_0_is_llama_quantize) { saved_case(GLMV_QUANT_Q4_0, "tests/fixtures/gguf/tiny-Q4_0.gguf"); }
 
@@ -274,6 +324,7 @@ int main(void) {
     RUN(tensor_quantize);
     RUN(activations_q8);
     RUN(row_bytes);
+    RUN(k_quant_blocks_are_llama_quantizes);
     RUN(saved_q8_0_is_llama_quantize);
     RUN(saved_q4_0_is_llama_quantize);
     return test_summary("quant");

@@ -29,9 +29,10 @@ typedef struct {
     void (*matvec)(float *y, int64_t ldy, const float *x, int64_t ldx, int m, const void *w,
                    glmv_dtype dt, int64_t k, int64_t o0, int64_t o1);
 
-    /* The same for Q8_0/Q4_0 w against x quantized to int8 (glmv_quantize_x_q8): row i of x
-     * is xq[i*ldxq ..] with one scale xd[i*ldxq/32 + b] per 32-element block b, and (Q4_0)
-     * its correction lanes xc[i*ldxq/4 ..] (glmv_q4_corrections). */
+    /* The same for w in a block format against x quantized to int8 (glmv_quantize_x_q8): row
+     * i of x is xq[i*ldxq ..] with one scale xd[i*ldxq/32 + b] per 32-element block b, and at
+     * xc[i*ldxq/4 ..] (Q4_0) its correction lanes (glmv_q4_corrections) or (Q4_K) its block
+     * sums (glmv_q8_block_sums). */
     void (*matvec_q)(float *y, int64_t ldy, const int8_t *xq, const float *xd, const int32_t *xc,
                      int64_t ldxq, int m, const void *w, glmv_dtype dt, int64_t k, int64_t o0,
                      int64_t o1);

@@ -171,32 +171,52 @@ KINLINE __m256i q4_0_unpack(const uint8_t *qs) {
     const __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(15));
     return _mm256_sub_epi8(v, _mm256_set1_epi8(8)); /* elements 0..15 low nibbles, 16..31 high */
 }
+/* Q5_0: the nibbles as Q4_0's, each byte's fifth bit from bit e of qh, minus 16 */
+KINLINE __m256i q5_0_unpack(const glmv_block_q5_0 *w) {
+    const __m128i b = _mm_loadu_si128((const __m128i *)w->qs);
+    const __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(15));
+    uint32_t qh;
+    memcpy(&qh, w->qh, 4);
+    const __m256i rep = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh),
+                                            _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+                                                              0x0101010101010101LL, 0)); /* byte e: qh's byte e/8 */
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);     /* byte e: 1 << e%8 */
+    const __m256i hi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(rep, bit), bit), _mm256_set1_epi8(16));
+    return _mm256_sub_epi8(_mm256_or_si256(v, hi), _mm256_set1_epi8(16));
+}
 KINLINE float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-/* one block b of row o into acc[i] for the M rows of x */
+/* the signed int8 values wv of one block times row i's block b, scaled by fac (8 lanes: each
+ * the sum of 4 consecutive products), into acc */
+#define MVQ_DOT(wv, aw, b, fac, acc)                                                                   \
+    do {                                                                                               \
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + i * ldxq + (b) * 32));           \
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones); \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), fac, acc);                                        \
+    } while (0)
+/* one block b of row o into acc[i] for the M rows of x; fmt 0 Q8_0, 1 Q4_0, 2 Q5_0 */
 #define MVQ_BLOCK(b, acc)                                                                              \
     do {                                                                                               \
-        const __m256i wv = q4 ? q4_0_unpack(w4[b].qs) : _mm256_loadu_si256((const __m256i *)w8[b].qs); \
-        const float dw = _cvtsh_ss(q4 ? w4[b].d : w8[b].d);                                            \
+        const __m256i wv = fmt == 1   ? q4_0_unpack(w4[b].qs)                                          \
+                           : fmt == 2 ? q5_0_unpack(w5 + (b))                                          \
+                                      : _mm256_loadu_si256((const __m256i *)w8[b].qs);                 \
+        const float dw = _cvtsh_ss(fmt == 1 ? w4[b].d : fmt == 2 ? w5[b].d : w8[b].d);                 \
         const __m256i aw = _mm256_sign_epi8(wv, wv);                                                   \
-        UNROLL for (int i = 0; i < M; i++) {                                                           \
-            const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + i * ldxq + (b) * 32));       \
-            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones); \
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[i * ldd + (b)]), acc[i]); \
-        }                                                                                              \
+        UNROLL for (int i = 0; i < M; i++) MVQ_DOT(wv, aw, b, _mm256_set1_ps(dw * xd[i * ldd + (b)]), acc[i]); \
     } while (0)
 
 KINLINE void mvq_x8(float *y, int64_t ldy, const int8_t *xq, const float *xd, int64_t ldxq,
-                    const int M, const void *w, const int q4, int64_t k, int64_t o0, int64_t o1) {
+                    const int M, const void *w, const int fmt, int64_t k, int64_t o0, int64_t o1) {
     const int64_t nb = k / 32, ldd = ldxq / 32;
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t o = o0; o < o1; o++) {
         const glmv_block_q8_0 *w8 = (const glmv_block_q8_0 *)w + o * nb;
         const glmv_block_q4_0 *w4 = (const glmv_block_q4_0 *)w + o * nb;
+        const glmv_block_q5_0 *w5 = (const glmv_block_q5_0 *)w + o * nb;
         __m256 a0[4], a1[4]; /* even and odd blocks, named so that they stay in registers */
         UNROLL for (int i = 0; i < M; i++) a0[i] = a1[i] = _mm256_setzero_ps();
         int64_t b = 0;
@@ -210,17 +230,101 @@ KINLINE void mvq_x8(float *y, int64_t ldy, const int8_t *xq, const float *xd, in
 }
 #undef MVQ_BLOCK
 
+/* Q4_K and Q6_K rows: each super-block's eight blocks of 32 unpacked to int8 (Q4_K: q in
+ * [0, 15]; Q6_K: q - 32) with their scales, then the blocks' integer products as above, block
+ * j's into a0 (j even) or a1 (j odd). Q6_K's block holds two sub-blocks of 16, whose scales
+ * take lanes 0-3 and 4-7 of the products; Q4_K's mins come off through x's block sums xs
+ * (glmv_q8_block_sums), summed apart in float in block order. */
+KINLINE void mvq_k(float *y, int64_t ldy, const int8_t *xq, const float *xd, const int32_t *xs, int64_t ldxq,
+                   const int M, const void *w, const int q6, int64_t k, int64_t o0, int64_t o1) {
+    const int64_t nsb = k / 256, ldd = ldxq / 32, lds = ldxq / 4;
+    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+    for (int64_t o = o0; o < o1; o++) {
+        __m256 a0[4], a1[4];
+        float mins[4];
+        UNROLL for (int i = 0; i < M; i++) a0[i] = a1[i] = _mm256_setzero_ps(), mins[i] = 0.0f;
+        for (int64_t s = 0; s < nsb; s++) {
+            __m256i wv[8];
+            float f0[8], f1[8], fm[8];
+            if (q6) {
+                const glmv_block_q6_k *B = (const glmv_block_q6_k *)w + o * nsb + s;
+                const float d = _cvtsh_ss(B->d);
+                for (int n = 0; n < 2; n++) {
+                    const __m256i l0 = _mm256_loadu_si256((const __m256i *)(B->ql + 64 * n));
+                    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(B->ql + 64 * n + 32));
+                    const __m256i h = _mm256_loadu_si256((const __m256i *)(B->qh + 32 * n));
+                    const __m256i c32 = _mm256_set1_epi8(32);
+#define Q6V(lo, sh) _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, sh), m2), 4)), c32)
+                    wv[4 * n] = Q6V(_mm256_and_si256(l0, m4), 0);
+                    wv[4 * n + 1] = Q6V(_mm256_and_si256(l1, m4), 2);
+                    wv[4 * n + 2] = Q6V(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), 4);
+                    wv[4 * n + 3] = Q6V(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), 6);
+#undef Q6V
+                }
+                for (int j = 0; j < 8; j++) f0[j] = d * B->scales[2 * j], f1[j] = d * B->scales[2 * j + 1], fm[j] = 0;
+            } else {
+                const glmv_block_q4_k *B = (const glmv_block_q4_k *)w + o * nsb + s;
+                const float d = _cvtsh_ss(B->d), dmin = _cvtsh_ss(B->dmin);
+                for (int p = 0; p < 4; p++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(B->qs + 32 * p));
+                    wv[2 * p] = _mm256_and_si256(v, m4);
+                    wv[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                }
+                for (int j = 0; j < 8; j++) {
+                    int sc, m;
+                    glmv_q4_k_scale_min(B->scales, j, &sc, &m);
+                    f0[j] = f1[j] = d * sc;
+                    fm[j] = dmin * m;
+                }
+            }
+            for (int j = 0; j < 8; j++) {
+                const int64_t b = s * 8 + j;
+                const __m256i aw = _mm256_sign_epi8(wv[j], wv[j]);
+                UNROLL for (int i = 0; i < M; i++) {
+                    const float dx = xd[i * ldd + b];
+                    const __m256 fac = _mm256_set_m128(_mm_set1_ps(f1[j] * dx), _mm_set1_ps(f0[j] * dx));
+                    if (j & 1) MVQ_DOT(wv[j], aw, b, fac, a1[i]);
+                    else MVQ_DOT(wv[j], aw, b, fac, a0[i]);
+                    if (!q6) mins[i] += fm[j] * dx * (float)xs[i * lds + b];
+                }
+            }
+        }
+        UNROLL for (int i = 0; i < M; i++) y[i * ldy + o] = hsum256(_mm256_add_ps(a0[i], a1[i])) - mins[i];
+    }
+}
+#undef MVQ_DOT
+
 static void KSUF(matvec_q)(float *y, int64_t ldy, const int8_t *xq, const float *xd,
                            const int32_t *xc, int64_t ldxq, int m, const void *w, glmv_dtype dt,
                            int64_t k, int64_t o0, int64_t o1) {
-    (void)xc;
-    const int q4 = dt == GLMV_Q4_0;
-    switch (m) {
-    case 1: q4 ? mvq_x8(y, ldy, xq, xd, ldxq, 1, w, 1, k, o0, o1) : mvq_x8(y, ldy, xq, xd, ldxq, 1, w, 0, k, o0, o1); break;
-    case 2: q4 ? mvq_x8(y, ldy, xq, xd, ldxq, 2, w, 1, k, o0, o1) : mvq_x8(y, ldy, xq, xd, ldxq, 2, w, 0, k, o0, o1); break;
-    case 3: q4 ? mvq_x8(y, ldy, xq, xd, ldxq, 3, w, 1, k, o0, o1) : mvq_x8(y, ldy, xq, xd, ldxq, 3, w, 0, k, o0, o1); break;
-    default: q4 ? mvq_x8(y, ldy, xq, xd, ldxq, 4, w, 1, k, o0, o1) : mvq_x8(y, ldy, xq, xd, ldxq, 4, w, 0, k, o0, o1); break;
+#define MVQ_CASES(CALL)                                                                              \
+    switch (m) {                                                                                     \
+    case 1: CALL(1); break;                                                                          \
+    case 2: CALL(2); break;                                                                          \
+    case 3: CALL(3); break;                                                                          \
+    default: CALL(4); break;                                                                         \
     }
+#define X8(M_, F) mvq_x8(y, ldy, xq, xd, ldxq, M_, w, F, k, o0, o1)
+    switch (dt) {
+#define C(M_) X8(M_, 0)
+    case GLMV_Q8_0: MVQ_CASES(C) break;
+#undef C
+#define C(M_) X8(M_, 1)
+    case GLMV_Q4_0: MVQ_CASES(C) break;
+#undef C
+#define C(M_) X8(M_, 2)
+    case GLMV_Q5_0: MVQ_CASES(C) break;
+#undef C
+#define C(M_) mvq_k(y, ldy, xq, xd, xc, ldxq, M_, w, 0, k, o0, o1)
+    case GLMV_Q4_K: MVQ_CASES(C) break;
+#undef C
+#define C(M_) mvq_k(y, ldy, xq, xd, xc, ldxq, M_, w, 1, k, o0, o1)
+    case GLMV_Q6_K: MVQ_CASES(C) break;
+#undef C
+    default: break;
+    }
+#undef X8
+#undef MVQ_CASES
 }
 
 #define MV_CASES(FN)                                                                       \
@@ -319,11 +423,10 @@ static void pack_q(float *dst, const void *w, glmv_dtype dt, int64_t k, int64_t 
 static void KSUF(pack)(float *dst, const void *w, glmv_dtype dt, int64_t k, int64_t n0, int nn,
                        int64_t k0, int64_t kk) {
     switch (dt) {
-    case GLMV_Q8_0:
-    case GLMV_Q4_0: pack_q(dst, w, dt, k, n0, nn, k0, kk); break;
     case GLMV_BF16: pack_dt(dst, w, GLMV_BF16, k, n0, nn, k0, kk); break;
     case GLMV_F16: pack_dt(dst, w, GLMV_F16, k, n0, nn, k0, kk); break;
     case GLMV_F32: pack_dt(dst, w, GLMV_F32, k, n0, nn, k0, kk); break;
+    default: pack_q(dst, w, dt, k, n0, nn, k0, kk); break; /* the block formats */
     }
 }
 
