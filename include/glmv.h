@@ -98,11 +98,15 @@ typedef enum { GLMV_PRECISION_AUTO = 0, GLMV_PRECISION_F32, GLMV_PRECISION_BF16 
 int glmv_precision_parse(const char *s, glmv_precision *out);
 
 /* Weight-only quantization of the decoder's matrices at load time, in llama.cpp's block
- * formats: Q8_0 (8.5 bits a weight) or Q4_0 (4.5 bits; the output matrix lm_head stays Q8_0).
- * The vision tower, the embedding table and the norms keep the checkpoint's dtype. */
-typedef enum { GLMV_QUANT_NONE = 0, GLMV_QUANT_Q8_0, GLMV_QUANT_Q4_0 } glmv_quant;
+ * formats: Q8_0 (8.5 bits a weight) or Q4_0 (4.5 bits; the output matrix lm_head stays Q8_0),
+ * the vision tower, the embedding table and the norms as the checkpoint has them; or Q4_K_M,
+ * llama.cpp's recipe of that name (about 4.9 bits: Q4_K, with Q6_K for the output matrix and
+ * for v and down in some layers, Q5_0 / Q8_0 for rows not whole blocks of 256, the embedding
+ * table Q4_K too), the same blocks as llama-quantize writes. */
+typedef enum { GLMV_QUANT_NONE = 0, GLMV_QUANT_Q8_0, GLMV_QUANT_Q4_0, GLMV_QUANT_Q4_K_M } glmv_quant;
 
-/* "none", "q8_0", "q4_0" (also "Q8_0", "q8", "q4") -> *out; -1 for anything else. */
+/* "none", "q8_0", "q4_0", "q4_k_m" (any case; also "q8", "q4") -> *out; -1 for anything
+ * else. */
 int glmv_quant_parse(const char *s, glmv_quant *out);
 
 typedef struct {
@@ -141,7 +145,7 @@ typedef struct {
     const char *device;         /* "cpu (avx2)", "cuda (NVIDIA H200)", ... */
     const char *precision;      /* what the GEMMs do: "f32" or "bf16" */
     const char *precision_why;  /* how it was chosen, e.g. "the CPU's default" */
-    const char *quant;          /* "none", "q8_0", "q4_0" */
+    const char *quant;          /* "none", "q8_0", "q4_0", "q4_k_m", with where they came from */
     int64_t weight_bytes;       /* the weights as held in memory (after quantization) */
     int64_t n_params;
     int n_layers, hidden, n_heads, n_kv_heads, head_dim, vocab;

@@ -4,11 +4,12 @@
  * as it binds safetensors).
  *
  * Tensor data is used in place where glmv runs the type as it is (F32, F16,
- * BF16; Q8_0 and Q4_0 matrices of the decoder, which the CPU backend multiplies
- * in their blocks). What is copied: the q/k rows the converter moved into NeoX
- * order (a row permutation, whole rows, so quantized rows move as they are), the
- * patch embedding's two temporal slices joined into one kernel, decoder matrices
- * in other block formats (the K-quants: re-quantized to Q8_0, gguf_dequant.c)
+ * BF16; Q8_0, Q4_0, Q5_0, Q4_K and Q6_K matrices of the decoder, which the CPU
+ * backend multiplies in their blocks: every format of llama.cpp's Q4_K_M recipe).
+ * What is copied: the q/k rows the converter moved into NeoX order (a row
+ * permutation, whole rows, so quantized rows move as they are), the patch
+ * embedding's two temporal slices joined into one kernel, decoder matrices in
+ * other block formats (Q4_1, Q5_1, Q5_K: re-quantized to Q8_0, gguf_dequant.c)
  * and any other tensor in blocks (dequantized to F32: the vision tower, norms and
  * biases run plain types only). Other ggml types are refused with their name and
  * the tensor's.
@@ -173,6 +174,9 @@ static int plain_dtype(uint32_t t, glmv_dtype *dt) {
     case GGML_BF16: *dt = GLMV_BF16; return 0;
     case GGML_Q8_0: *dt = GLMV_Q8_0; return 0;
     case GGML_Q4_0: *dt = GLMV_Q4_0; return 0;
+    case GGML_Q5_0: *dt = GLMV_Q5_0; return 0;
+    case GGML_Q4_K: *dt = GLMV_Q4_K; return 0;
+    case GGML_Q6_K: *dt = GLMV_Q6_K; return 0;
     }
     return -1;
 }
@@ -249,7 +253,7 @@ static void *convert(adder *a, const glmv_gguf_tensor *t, int q8) {
 
 /* The GGUF tensor gname, checked to hold n_dims dims (the HF shape reversed), as the
  * HF tensor hname. Its data is used in place where glmv runs its type there (F32,
- * F16, BF16 anywhere; Q8_0, Q4_0 as decoder matrices); another block format is
+ * F16, BF16 anywhere; Q8_0, Q4_0, Q5_0, Q4_K, Q6_K as decoder matrices); another block format is
  * re-quantized to Q8_0 for a decoder matrix and dequantized to F32 elsewhere.
  * NULL on failure (message in err); *missing = 1 (no message) when absent and the
  * caller allows it. */
@@ -276,7 +280,7 @@ static glmv_tensor *add_tensor(adder *a, const char *gname, const char *hname, i
             glmv_ggml_dequantize_row(t->type, t->data, &probe, 0) != 0) {
             glmv_errf(a->err,
                       "%s: tensor %s has type %s, which glmv does not read (it reads F32, F16, "
-                      "BF16, Q8_0, Q4_0, and converts Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)",
+                      "BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K, and converts Q4_1, Q5_1, Q5_K)",
                       glmv_gguf_path(a->g), gname, glmv_ggml_type_name(t->type));
             return NULL;
         }

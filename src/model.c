@@ -207,19 +207,26 @@ int glmv_quant_parse(const char *s, glmv_quant *out) {
     if (!strcasecmp(s, "none") || !strcasecmp(s, "bf16")) *out = GLMV_QUANT_NONE;
     else if (!strcasecmp(s, "q8_0") || !strcasecmp(s, "q8")) *out = GLMV_QUANT_Q8_0;
     else if (!strcasecmp(s, "q4_0") || !strcasecmp(s, "q4")) *out = GLMV_QUANT_Q4_0;
+    else if (!strcasecmp(s, "q4_k_m")) *out = GLMV_QUANT_Q4_K_M;
     else return -1;
     return 0;
 }
 
 static const char *quant_name(glmv_quant q) {
-    return q == GLMV_QUANT_Q8_0 ? "q8_0" : q == GLMV_QUANT_Q4_0 ? "q4_0" : "none";
+    return q == GLMV_QUANT_Q8_0   ? "q8_0"
+           : q == GLMV_QUANT_Q4_0 ? "q4_0"
+           : q == GLMV_QUANT_Q4_K_M ? "q4_k_m"
+                                    : "none";
 }
 
-static int quantize_one(glmv_model *m, glmv_tensor *t, glmv_dtype to, char *err) {
-    if (!t || glmv_dtype_is_quant(t->dtype) || glmv_tensor_cols(t) % GLMV_QK) return 0;
+/* t to `to` (a block format) unless it is already in blocks or its rows are not whole blocks;
+ * with requant, a block format other than `to` is rounded again (a backend without it). */
+static int quantize_one_as(glmv_model *m, glmv_tensor *t, glmv_dtype to, int requant, char *err) {
+    if (!t || t->dtype == to || (glmv_dtype_is_quant(t->dtype) && !requant) || glmv_tensor_cols(t) % glmv_dtype_block(to))
+        return 0;
     void *buf;
     const void *old = t->host ? t->host : t->data;
-    size_t old_bytes = (size_t)glmv_tensor_numel(t) * glmv_dtype_size(t->dtype);
+    size_t old_bytes = glmv_dtype_row_bytes(t->dtype, glmv_tensor_cols(t)) * (size_t)glmv_tensor_rows(t);
     void **nb = realloc(m->quant_bufs, sizeof *nb * (size_t)(m->n_quant_bufs + 1));
     if (!nb) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
     m->quant_bufs = nb;
@@ -230,19 +237,93 @@ static int quantize_one(glmv_model *m, glmv_tensor *t, glmv_dtype to, char *err)
     return 0;
 }
 
+static int quantize_one(glmv_model *m, glmv_tensor *t, glmv_dtype to, char *err) {
+    return quantize_one_as(m, t, to, 0, err);
+}
+
+/* llama.cpp's use_more_bits: the layers whose v and down its _M recipes give more bits (the
+ * first and last eighth, every third between) */
+static int more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+/* A K format for rows of `cols`, or llama.cpp's fallback where they are not whole blocks of
+ * 256 (Q4_K -> Q5_0, Q6_K -> Q8_0: the 9B's down projection has 13,696 columns). */
+static glmv_dtype k_fit(glmv_dtype want, int64_t cols) {
+    if (cols % GLMV_QK_K == 0) return want;
+    return want == GLMV_Q4_K ? GLMV_Q5_0 : GLMV_Q8_0;
+}
+
 /* The decoder's matrices to Q8_0 or Q4_0 (lm_head to Q8_0 in both: the output matrix is the
- * one most sensitive to 4 bits, as llama.cpp's recipes also keep it wider). */
+ * one most sensitive to 4 bits, as llama.cpp's recipes also keep it wider); or llama.cpp's
+ * Q4_K_M recipe, tensor for tensor (llama_tensor_get_type for this architecture): Q4_K, with
+ * Q6_K for the output matrix and for v and down of the more_bits layers, and the token
+ * table in Q4_K too. */
 static int quantize_weights(glmv_model *m, char *err) {
     glmv_quant q = m->params.quant;
     if (q == GLMV_QUANT_NONE) return 0;
+    int nl = m->cfg.num_hidden_layers, km = q == GLMV_QUANT_Q4_K_M;
     glmv_dtype to = q == GLMV_QUANT_Q8_0 ? GLMV_Q8_0 : GLMV_Q4_0;
+    for (int l = 0; l < nl; l++) {
+        glmv_text_layer *L = &m->layers[l];
+        glmv_tensor *ws[] = {L->q_w, L->k_w, L->v_w, L->o_w, L->gate_up, L->down};
+        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) {
+            glmv_dtype t = to;
+            if (km && ws[i]) {
+                int wide = (ws[i] == L->v_w || ws[i] == L->down) && more_bits(l, nl);
+                t = k_fit(wide ? GLMV_Q6_K : GLMV_Q4_K, glmv_tensor_cols(ws[i]));
+            }
+            if (quantize_one(m, ws[i], t, err)) return -1;
+        }
+    }
+    if (m->lm_head != m->embed) {
+        if (quantize_one(m, m->lm_head, km ? k_fit(GLMV_Q6_K, glmv_tensor_cols(m->lm_head)) : GLMV_Q8_0, err))
+            return -1;
+        if (km && quantize_one(m, m->embed, k_fit(GLMV_Q4_K, glmv_tensor_cols(m->embed)), err)) return -1;
+    }
+    return 0;
+}
+
+/* What the decoder's matrices hold: "q4_k_m" where there is Q4_K, else q_proj's format. */
+static const char *held_quant(const glmv_model *m) {
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
+        const glmv_text_layer *L = &m->layers[l];
+        const glmv_tensor *ws[] = {L->q_w, L->k_w, L->v_w, L->o_w, L->gate_up, L->down};
+        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++)
+            if (ws[i] && ws[i]->dtype == GLMV_Q4_K) return "q4_k_m";
+    }
+    switch (m->layers[0].q_w->dtype) {
+    case GLMV_Q8_0: return "q8_0";
+    case GLMV_Q4_0: return "q4_0";
+    case GLMV_Q5_0: return "q5_0";
+    case GLMV_Q6_K: return "q6_k";
+    default: return "none";
+    }
+}
+
+/* A backend without the K formats (caps.quant_k): the decoder's Q5_0, Q4_K and Q6_K matrices
+ * (a GGUF's) rounded again to Q8_0, which it runs; the note says so. */
+static int requant_for_backend(glmv_model *m, char *err) {
+    if (m->be->caps.quant_k) return 0;
+    int n = 0;
     for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
         glmv_text_layer *L = &m->layers[l];
         glmv_tensor *ws[] = {L->q_w, L->k_w, L->v_w, L->o_w, L->gate_up, L->down};
-        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++)
-            if (quantize_one(m, ws[i], to, err)) return -1;
+        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) {
+            glmv_tensor *t = ws[i];
+            if (!t || (t->dtype != GLMV_Q5_0 && t->dtype != GLMV_Q4_K && t->dtype != GLMV_Q6_K)) continue;
+            if (quantize_one_as(m, t, GLMV_Q8_0, 1, err)) return -1;
+            n++;
+        }
     }
-    if (m->lm_head != m->embed && quantize_one(m, m->lm_head, GLMV_Q8_0, err)) return -1;
+    glmv_tensor *h = m->lm_head;
+    if (h != m->embed && (h->dtype == GLMV_Q5_0 || h->dtype == GLMV_Q4_K || h->dtype == GLMV_Q6_K)) {
+        if (quantize_one_as(m, h, GLMV_Q8_0, 1, err)) return -1;
+        n++;
+    }
+    if (n) {
+        size_t used = strlen(m->quant_desc);
+        snprintf(m->quant_desc + used, sizeof m->quant_desc - used, "%s%d Q5_0/Q4_K/Q6_K matrices rounded to Q8_0 for %s",
+                 used ? "; " : "", n, m->be->name);
+    }
     return 0;
 }
 
@@ -564,7 +645,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     }
     if (bind_weights(m, err)) goto fail;
     if (c_has_quant(m)) {
-        const char *have = m->layers[0].q_w->dtype == GLMV_Q8_0 ? "q8_0" : "q4_0";
+        const char *have = held_quant(m);
         if (m->is_gguf)
             snprintf(m->quant_desc, sizeof m->quant_desc, "%s (from the GGUF%s%s)", have,
                      m->gguf_notes[0] ? "; " : "", m->gguf_notes);
@@ -583,7 +664,13 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
         goto fail;
     }
     if (m->be->caps.device && m->be->bf16 && f16_to_bf16(m, err)) goto fail;
+    if (p->quant == GLMV_QUANT_Q4_K_M && !m->be->caps.quant_k) {
+        glmv_errc(err, GLMV_E_INVALID, "--quant q4_k_m: %s runs Q8_0 and Q4_0 blocks, not the K formats (use "
+                  "--quant q4_0 or q8_0 there, or --device cpu)", m->be->name);
+        goto fail;
+    }
     if (quantize_weights(m, err)) goto fail;
+    if (requant_for_backend(m, err)) goto fail;
     if (join_qkv(m, err)) goto fail;
     /* tests take the kept-scratch path on the CPU too */
     m->vision_keep_scratch = m->be->caps.keep_scratch || env_flag("GLMV_VISION_KEEP_SCRATCH");

@@ -9,7 +9,7 @@
  * are read through model.safetensors.index.json's weight_map. The synthetic
  * source fills the same table with random BF16 weights for benchmarks.
  * Matrices quantized by `glmv quantize` (save.c) are U8 [rows, bytes per row] of llama.cpp's
- * Q8_0/Q4_0 blocks, their format in __metadata__ ("glmv.quant:NAME": "Q8_0"); they are read
+ * Q8_0/Q4_0/Q5_0/Q4_K/Q6_K blocks, their format in __metadata__ ("glmv.quant:NAME": "Q8_0"); they are read
  * as such, with the matrix's own shape.
  * What this file does not do: convert dtypes or copy tensor data. */
 #include "safetensors.h"
@@ -342,16 +342,19 @@ static int st_parse(glmv_weights *w, int fi, char *err) {
         if (!strcmp(jd->valuestring, "U8")) {
             st_quant want = {name, NULL}, *q = nq ? bsearch(&want, quant, (size_t)nq, sizeof *quant, st_quant_cmp) : NULL;
             const char *qs = q ? q->format : "";
-            if (!strcmp(qs, "Q8_0")) dt = GLMV_Q8_0, qblock = 34;
-            else if (!strcmp(qs, "Q4_0")) dt = GLMV_Q4_0, qblock = 18;
-            else {
+            static const glmv_dtype fmts[] = {GLMV_Q8_0, GLMV_Q4_0, GLMV_Q5_0, GLMV_Q4_K, GLMV_Q6_K};
+            for (size_t fmt_i = 0; fmt_i < sizeof fmts / sizeof *fmts && !qblock; fmt_i++)
+                if (!strcmp(qs, glmv_dtype_name(fmts[fmt_i])))
+                    dt = fmts[fmt_i], qblock = (int)glmv_dtype_row_bytes(fmts[fmt_i], glmv_dtype_block(fmts[fmt_i]));
+            if (!qblock) {
                 glmv_errf(err, "%s: tensor %s: U8 without a block format in __metadata__ (\"" ST_QUANT_PREFIX
-                          "%s\": \"Q8_0\" or \"Q4_0\", as glmv quantize writes it)", path, name, name);
+                          "%s\": \"Q8_0\", \"Q4_0\", \"Q5_0\", \"Q4_K\" or \"Q6_K\", as glmv quantize writes "
+                          "it)", path, name, name);
                 goto done;
             }
         } else if (st_dtype(jd->valuestring, &dt)) {
             glmv_errf(err, "%s: tensor %s: unsupported dtype \"%.32s\" (glmv reads BF16, F16, F32, "
-                      "and glmv quantize's Q8_0/Q4_0 rows)", path, name, jd->valuestring);
+                      "and glmv quantize's rows of blocks)", path, name, jd->valuestring);
             goto done;
         }
         int ndim = cJSON_GetArraySize(js);
@@ -423,7 +426,7 @@ static int st_parse(glmv_weights *w, int fi, char *err) {
         glmv_tensor *t = &w->t[k];
         t->dtype = dt;
         t->ndim = ndim;
-        if (qblock) shape[1] = shape[1] / qblock * 32; /* the matrix's columns */
+        if (qblock) shape[1] = shape[1] / qblock * glmv_dtype_block(dt); /* the matrix's columns */
         memcpy(t->shape, shape, sizeof shape);
         t->host = t->data = (void *)(p + data0 + (uint64_t)o0);
         if ((uintptr_t)t->host % (qblock ? 2 : glmv_dtype_size(dt))) {

@@ -75,8 +75,7 @@ static glmv_tensor rand_tensor(glmv_dtype dt, int64_t rows, int64_t cols, float 
         for (int64_t r = 0; r < (rows ? rows : 1); r++) {
             for (int64_t i = 0; i < cols; i++) v[i] = frand(lo, hi);
             void *row = (char *)q + glmv_dtype_row_bytes(dt, cols) * (size_t)r;
-            if (dt == GLMV_Q8_0) glmv_quantize_row_q8_0(v, row, cols);
-            else glmv_quantize_row_q4_0(v, row, cols);
+            glmv_quantize_row(dt, v, row, cols);
         }
         free(v);
         t.data = t.host = q;
@@ -211,23 +210,27 @@ TEST(matmul) {
                 }
 }
 
-/* Q8_0 / Q4_0 weights: the blocks' values are exact in float32 (an f16 scale times a small
- * integer), so the kernels must give the reference's float32 products (decode kernels and
- * the GEMM's dequantized panels) */
+/* Block-format weights: the blocks' values are exact enough in float32 (an f16 scale times a
+ * small integer; K-quants: d·s·q - dmin·m) that the kernels must give the reference's float32
+ * products (decode kernels and the GEMM's dequantized panels). Rows of 32-element blocks
+ * (Q8_0, Q4_0, Q5_0) and of 256 (Q4_K, Q6_K). */
 TEST(matmul_quant) {
     static const int64_t ms[] = {1, 2, 3, 4, 5, 13, 50};
     static const int64_t ns[] = {1, 17, 33, 131};
-    static const int64_t ks[] = {32, 64, 320, 1056};
-    glmv_dtype dts[] = {GLMV_Q8_0, GLMV_Q4_0};
-    for (int d = 0; d < 2; d++)
+    static const int64_t ks[] = {32, 64, 320, 1056}, kks[] = {256, 512, 1280, 2304};
+    glmv_dtype dts[] = {GLMV_Q8_0, GLMV_Q4_0, GLMV_Q5_0, GLMV_Q4_K, GLMV_Q6_K};
+    for (int d = 0; d < 5; d++)
         for (int a = 0; a < 7; a++)
             for (int b = 0; b < 4; b++)
                 for (int c = 0; c < 4; c++) {
-                    if (sanitize && (a + b + c) % 3) continue;
-                    matmul_case(dts[d], ms[a], ns[b], ks[c], (a + b + c) & 1);
+                    if ((sanitize || d >= 2) && (a + b + c) % 3) continue;
+                    matmul_case(dts[d], ms[a], ns[b], glmv_dtype_block(dts[d]) == 256 ? kks[c] : ks[c],
+                                (a + b + c) & 1);
                 }
     matmul_case(GLMV_Q4_0, 300, 70, 544, 1); /* several k-blocks (256) with a tail of 32 */
     matmul_case(GLMV_Q8_0, 9, 300, 800, 0);
+    matmul_case(GLMV_Q4_K, 70, 40, 768, 1);
+    matmul_case(GLMV_Q6_K, 9, 300, 512, 0);
 }
 
 TEST(matmul_blocks) {
@@ -293,6 +296,9 @@ TEST(matmul_rows) {
     rows_case(GLMV_Q8_0, 6, 37, 4128, 1);
     rows_case(GLMV_Q4_0, 4, 40, 2048, 0);
     rows_case(GLMV_Q4_0, 13, 21, 1024, 1);
+    rows_case(GLMV_Q5_0, 6, 30, 2080, 1);
+    rows_case(GLMV_Q4_K, 6, 37, 4096, 1);
+    rows_case(GLMV_Q6_K, 5, 33, 2048, 0);
 }
 
 TEST(embed) {

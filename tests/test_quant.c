@@ -141,7 +141,9 @@ TEST(tensor_quantize) {
     CHECK(glmv_tensor_quantize(&t, GLMV_Q8_0, 1, &owned, err) != 0 && strstr(err, "blocks of 32"));
     t.shape[1] = 32;
     t.dtype = GLMV_Q8_0;
-    CHECK(glmv_tensor_quantize(&t, GLMV_Q4_0, 1, &owned, err) != 0);
+    CHECK(glmv_tensor_quantize(&t, GLMV_Q8_0, 1, &owned, err) != 0); /* already that format */
+    t.dtype = GLMV_BF16;
+    CHECK(glmv_tensor_quantize(&t, GLMV_Q4_K, 1, &owned, err) != 0 && strstr(err, "blocks of 256"));
     glmv_tensor one = {.name = "v", .dtype = GLMV_BF16, .ndim = 1, .shape = {64}, .data = bf, .host = bf};
     CHECK(glmv_tensor_quantize(&one, GLMV_Q8_0, 1, &owned, err) != 0);
     CHECK(glmv_tensor_quantize(&one, GLMV_F32, 1, &owned, err) != 0);
@@ -194,9 +196,10 @@ static void saved_case(glmv_quant q, const char *gguf) {
             else CHECK_MSG(0, "%s differs after the round trip", a->name);
         }
         CHECK(same == n);
-        CHECK(glmv_dtype_is_quant(r->layers[0].q_w->dtype) && r->lm_head->dtype == GLMV_Q8_0);
-        /* the vision tower and the token table as they were */
-        CHECK(r->embed->dtype == GLMV_BF16 && r->blocks[0].qkv_w->dtype == GLMV_BF16);
+        int km = q == GLMV_QUANT_Q4_K_M;
+        CHECK(glmv_dtype_is_quant(r->layers[0].q_w->dtype) && r->lm_head->dtype == (km ? GLMV_Q6_K : GLMV_Q8_0));
+        /* the vision tower as it was, the token table too but in Q4_K_M (llama.cpp's recipe) */
+        CHECK(r->embed->dtype == (km ? GLMV_Q4_K : GLMV_BF16) && r->blocks[0].qkv_w->dtype == GLMV_BF16);
         glmv_model_info info;
         glmv_model_get_info(r, &info);
         CHECK_MSG(strstr(info.quant, "glmv quantize") != NULL, "%s", info.quant);
@@ -216,6 +219,10 @@ static void saved_case(glmv_quant q, const char *gguf) {
             }
         }
         CHECK_EQ_INT(matrices, 6 * r->cfg.num_hidden_layers);
+        if (q == GLMV_QUANT_Q4_K_M) { /* the whole recipe: the output matrix and the token table too */
+            CHECK_MSG(same_tensor(r->lm_head, g->lm_head), "lm_head: not llama-quantize's blocks");
+            CHECK_MSG(same_tensor(r->embed, g->embed), "the token table: not llama-quantize's blocks");
+        }
     }
     glmv_model_free(g);
     glmv_model_free(r);
@@ -276,6 +283,7 @@ TEST(k_quant_blocks_are_llama_quantizes) {
 
 TEST(saved_q8_0_is_llama_quantize) { saved_case(GLMV_QUANT_Q8_0, "tests/fixtures/gguf/tiny-Q8_0.gguf"); }
 TEST(saved_q4_0_is_llama_quantize) { saved_case(GLMV_QUANT_Q4_0, "tests/fixtures/gguf/tiny-Q4_0.gguf"); }
+TEST(saved_q4_k_m_is_llama_quantize) { saved_case(GLMV_QUANT_Q4_K_M, "tests/fixtures/gguf/tiny-Q4_K_M.gguf"); }
 
 /* activations for the decode products: scale amax/127 per block, nearest integer, a zero
  * block stays zero; and the scalar product against a hand-made Q8_0/Q4_0 row */
@@ -327,5 +335,6 @@ int main(void) {
     RUN(k_quant_blocks_are_llama_quantizes);
     RUN(saved_q8_0_is_llama_quantize);
     RUN(saved_q4_0_is_llama_quantize);
+    RUN(saved_q4_k_m_is_llama_quantize);
     return test_summary("quant");
 }

@@ -282,15 +282,19 @@ TEST(quantized_rows) {
     char *dir = ckpt_tmpdir("q");
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    CHECK(ckpt_write_raw(path, "{\"__metadata__\":{\"glmv.quant:a\":\"Q8_0\",\"glmv.quant:b\":\"Q4_0\"},"
+    CHECK(ckpt_write_raw(path, "{\"__metadata__\":{\"glmv.quant:a\":\"Q8_0\",\"glmv.quant:b\":\"Q4_0\","
+                               "\"glmv.quant:c\":\"Q4_K\"},"
                                "\"a\":{\"dtype\":\"U8\",\"shape\":[2,68],\"data_offsets\":[0,136]},"
-                               "\"b\":{\"dtype\":\"U8\",\"shape\":[3,18],\"data_offsets\":[136,190]}}",
-                         0, NULL, 190) == 0);
+                               "\"b\":{\"dtype\":\"U8\",\"shape\":[3,18],\"data_offsets\":[136,190]},"
+                               "\"c\":{\"dtype\":\"U8\",\"shape\":[1,288],\"data_offsets\":[190,478]}}",
+                         0, NULL, 478) == 0);
     glmv_weights *w = NULL;
     CHECK_MSG(glmv_weights_open(&w, dir, err) == 0, "%s", err);
     glmv_tensor *a = w ? glmv_weights_find(w, "a") : NULL, *b = w ? glmv_weights_find(w, "b") : NULL;
     CHECK(a && a->dtype == GLMV_Q8_0 && a->ndim == 2 && a->shape[0] == 2 && a->shape[1] == 64);
     CHECK(b && b->dtype == GLMV_Q4_0 && b->shape[0] == 3 && b->shape[1] == 32);
+    glmv_tensor *c = w ? glmv_weights_find(w, "c") : NULL; /* two super-blocks of 256 */
+    CHECK(c && c->dtype == GLMV_Q4_K && c->shape[0] == 1 && c->shape[1] == 512);
     glmv_weights_free(w);
     ckpt_rmdir(dir);
     expect_bad_header("{\"w\":{\"dtype\":\"U8\",\"shape\":[1,34],\"data_offsets\":[0,34]}}", 34, 0, "w",
@@ -301,6 +305,9 @@ TEST(quantized_rows) {
     expect_bad_header("{\"__metadata__\":{\"glmv.quant:w\":\"Q8_0\"},"
                       "\"w\":{\"dtype\":\"U8\",\"shape\":[1,35],\"data_offsets\":[0,35]}}",
                       35, 0, "w", "whole 34-byte blocks");
+    expect_bad_header("{\"__metadata__\":{\"glmv.quant:w\":\"Q6_K\"},"
+                      "\"w\":{\"dtype\":\"U8\",\"shape\":[1,200],\"data_offsets\":[0,200]}}",
+                      200, 0, "w", "whole 210-byte blocks");
     expect_bad_header("{\"__metadata__\":{\"glmv.quant:w\":\"Q4_0\"},"
                       "\"w\":{\"dtype\":\"U8\",\"shape\":[36],\"data_offsets\":[0,36]}}",
                       36, 0, "w", "2-D");
