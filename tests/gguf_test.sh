@@ -33,9 +33,9 @@ a=$(ids -m $T --mmproj $MM --image $IMG -p "What is this?") b=$(ids -m "$tmp/m" 
 if [ -n "$a" ] && [ "$a" = "$b" ] && [ "$(jq '.[1]' <<<"$a")" -gt 0 ]; then ok image_file_and_dir
 else bad image_file_and_dir "file $a, dir $b: $(cat "$tmp/err")"; fi
 
-# the quantized files: Q8_0 and Q4_0 run in their blocks, the K-quants are converted, and -v says so
-for q in "Q8_0:weights q8_0 (from the GGUF)" "Q4_0:weights q4_0 (from the GGUF; Q6_K tensors converted" \
-         "Q4_K_M:weights q8_0 (from the GGUF; Q4_K, Q6_K tensors converted at load: 14 to Q8_0"; do
+# the quantized files run in their blocks, nothing converted, and -v says what they hold
+for q in "Q8_0:weights q8_0 (from the GGUF)" "Q4_0:weights q4_0 (from the GGUF)" \
+         "Q4_K_M:weights q4_k_m (from the GGUF)"; do
     f=${q%%:*} want=${q#*:}
     if "$G" run -m $F/tiny-$f.gguf -p hi -n 2 -v >/dev/null 2>"$tmp/err" && grep -qF "$want" "$tmp/err"; then
         ok "file_$f"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# quant_test.sh BUILD_DIR -- --quant q8_0 / q4_0 through the glmv command on the demo model: the
-# weights shrink as the formats say, the answers to held-out questions stay those of the BF16
-# weights (Q8_0: all of the first 10; Q4_0: at least 8 of 10 -- the demo model is tiny, and 4
-# bits cost it more than a 9B model), and bad values are refused; `glmv quantize` writes a folder
-# that loads as --quant would have made it. The kernels and quantizers are tested in test_ops
-# and test_quant.
+# quant_test.sh BUILD_DIR -- --quant q8_0 / q4_0 / q4_k_m through the glmv command on the demo
+# model: the weights shrink as the formats say, the answers to held-out questions stay those of
+# the BF16 weights (Q8_0: all of the first 10; Q4_0 and Q4_K_M: at least 8 of 10 -- the demo
+# model is tiny, and 4 bits cost it more than a 9B model), and bad values are refused; `glmv
+# quantize` writes a folder that loads as --quant would have made it. The kernels and
+# quantizers are tested in test_ops and test_quant.
 set -u
 B=${1:-build/release}
 cd "$(dirname "$0")/.."
@@ -20,27 +20,31 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # the weights held: Q8_0 34 bytes and Q4_0 18 bytes per 32 weights of the decoder's matrices
-for q in none q8_0 q4_0; do
+for q in none q8_0 q4_0 q4_k_m; do
     "$G" run -m $M --quant $q -p hi -n 1 -v >/dev/null 2>"$tmp/$q.err" || bad "load_$q" "$(cat "$tmp/$q.err")"
     sed -n "s/.*weights $q (\([0-9.]*\) MiB).*/\1/p" "$tmp/$q.err" >"$tmp/$q.mib"
 done
-n=$(cat "$tmp/none.mib") q8=$(cat "$tmp/q8_0.mib") q4=$(cat "$tmp/q4_0.mib")
-if [ -n "$n" ] && [ -n "$q8" ] && [ -n "$q4" ] && awk -v n="$n" -v a="$q8" -v b="$q4" 'BEGIN { exit !(a < n && b < a) }'; then
+n=$(cat "$tmp/none.mib") q8=$(cat "$tmp/q8_0.mib") q4=$(cat "$tmp/q4_0.mib") qk=$(cat "$tmp/q4_k_m.mib")
+if [ -n "$n" ] && [ -n "$q8" ] && [ -n "$q4" ] && [ -n "$qk" ] &&
+    awk -v n="$n" -v a="$q8" -v b="$q4" -v c="$qk" 'BEGIN { exit !(a < n && b < a && c < a) }'; then
     ok weights_shrink
-else bad weights_shrink "none '$n' q8_0 '$q8' q4_0 '$q4' MiB"; fi
+else bad weights_shrink "none '$n' q8_0 '$q8' q4_0 '$q4' q4_k_m '$qk' MiB"; fi
 
 # held-out questions: the first 10 rows of the set
-same8=0 same4=0 rows=0
+same8=0 same4=0 samek=0 rows=0
 while IFS=$'\t' read -r file _ question _ _; do
     a=$("$G" run -m $M --image "$SET/$file" -p "$question" --no-reasoning -n 64 2>/dev/null)
     b=$("$G" run -m $M --quant q8_0 --image "$SET/$file" -p "$question" --no-reasoning -n 64 2>/dev/null)
     c=$("$G" run -m $M --quant q4_0 --image "$SET/$file" -p "$question" --no-reasoning -n 64 2>/dev/null)
+    d=$("$G" run -m $M --quant q4_k_m --image "$SET/$file" -p "$question" --no-reasoning -n 64 2>/dev/null)
     rows=$((rows + 1))
     [ -n "$a" ] && [ "$a" = "$b" ] && same8=$((same8 + 1))
     [ -n "$a" ] && [ "$a" = "$c" ] && same4=$((same4 + 1))
+    [ -n "$a" ] && [ "$a" = "$d" ] && samek=$((samek + 1))
 done < <(tail -n +2 $SET/answers.tsv | head -n 10)
 [ "$same8" -eq "$rows" ] && ok q8_0_answers || bad q8_0_answers "$same8 of $rows answers as BF16's"
 [ "$same4" -ge 8 ] && ok q4_0_answers || bad q4_0_answers "$same4 of $rows answers as BF16's"
+[ "$samek" -ge 8 ] && ok q4_k_m_answers || bad q4_k_m_answers "$samek of $rows answers as BF16's"
 
 # glmv quantize: the demo model written once in Q4_0, then loaded as it is: a smaller file, the
 # same answers as --quant q4_0 at load (the same blocks), and the format reported
@@ -58,6 +62,13 @@ done < <(tail -n +2 $SET/answers.tsv | head -n 3)
 [ "$same" -eq 3 ] && ok quantized_folder_answers || bad quantized_folder_answers "$same of 3 as --quant q4_0"
 "$G" run -m "$tmp/q4" -p hi -n 1 -v >/dev/null 2>"$tmp/err"
 grep -q "q4_0 (from the folder" "$tmp/err" && ok quantized_folder_reported || bad quantized_folder_reported "$(grep weights "$tmp/err")"
+# the same in Q4_K_M (llama.cpp's recipe: Q4_K, Q6_K, and Q5_0 / Q8_0 for the demo's 384-wide rows)
+"$G" quantize $M "$tmp/qk" --type q4_k_m -t 2 2>"$tmp/err" || bad quantize_q4_k_m "$(cat "$tmp/err")"
+read -r file _ question _ _ < <(tail -n +2 $SET/answers.tsv | head -n 1)
+a=$("$G" run -m $M --quant q4_k_m --image "$SET/$file" -p "$question" --no-reasoning -n 64 2>/dev/null)
+b=$("$G" run -m "$tmp/qk" --image "$SET/$file" -p "$question" --no-reasoning -n 64 -v 2>"$tmp/err")
+[ -n "$a" ] && [ "$a" = "$b" ] && grep -q "q4_k_m (from the folder" "$tmp/err" && ok quantized_q4_k_m_folder ||
+    bad quantized_q4_k_m_folder "'$a' vs '$b': $(grep weights "$tmp/err")"
 "$G" run -m "$tmp/q4" --quant q8_0 -p hi -n 1 >/dev/null 2>"$tmp/err"
 [ $? -ne 0 ] && grep -q "already q4_0" "$tmp/err" && ok quantize_twice_refused || bad quantize_twice_refused "$(cat "$tmp/err")"
 "$G" quantize $M $M --type q8_0 >/dev/null 2>"$tmp/err"
@@ -71,7 +82,7 @@ sum=$(md5sum <"$tmp/src/config.json")
     [ ! -L "$tmp/linked/config.json" ] && [ "$(md5sum <"$tmp/linked/config.json")" = "$sum" ] && ok quantize_links_replaced ||
     bad quantize_links_replaced "$(cat "$tmp/err")"
 "$G" quantize $M "$tmp/x" --type q5_k >/dev/null 2>"$tmp/err"
-[ $? -eq 2 ] && grep -q "q8_0 or q4_0" "$tmp/err" && ok quantize_bad_type || bad quantize_bad_type "$(cat "$tmp/err")"
+[ $? -eq 2 ] && grep -q "q8_0, q4_0 or q4_k_m" "$tmp/err" && ok quantize_bad_type || bad quantize_bad_type "$(cat "$tmp/err")"
 "$G" quantize $M --type q8_0 >/dev/null 2>"$tmp/err"
 [ $? -eq 2 ] && grep -q "usage" "$tmp/err" && ok quantize_needs_out || bad quantize_needs_out "$(cat "$tmp/err")"
 "$G" quantize tests/fixtures/gguf/tiny-BF16.gguf "$tmp/g" --type q8_0 >/dev/null 2>"$tmp/err"

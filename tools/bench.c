@@ -38,7 +38,7 @@ static const char *bench_help =
     "  --device cpu|cuda where to run (default: cuda when built with it and present)\n"
     "  --precision P     f32 or bf16 GEMM inputs (default: $GLMV_PRECISION, else f32 on the\n"
     "                    CPU, bf16 on CUDA)\n"
-    "  --quant Q         q8_0 or q4_0: the decoder's weights quantized at load (CPU)\n"
+    "  --quant Q         q8_0, q4_0 or q4_k_m: the decoder's weights quantized at load\n"
     "  --concurrency A,B,...  decode A (then B, ...) sequences together, each after a prefill\n"
     "                    of --prompt tokens: aggregate and per-stream tokens/s, time to first\n"
     "                    token (prefills one after another, as a server admits them)\n"
@@ -372,7 +372,7 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--quant")) {
             NEED_ARG;
             if (glmv_quant_parse(v, &quant)) {
-                fprintf(stderr, "glmv bench: --quant expects q8_0, q4_0 or none, got '%s'\n", v);
+                fprintf(stderr, "glmv bench: --quant expects q8_0, q4_0, q4_k_m or none, got '%s'\n", v);
                 return 2;
             }
         } else if (!strcmp(a, "--membw")) {

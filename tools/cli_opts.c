@@ -32,8 +32,9 @@ const char *cli_opts_help =
     "      --device D           auto, cpu or cuda (default: auto)\n"
     "      --precision P        f32 or bf16 GEMM inputs (default: $GLMV_PRECISION, else f32 on\n"
     "                           the CPU, bf16 on CUDA; bf16 needs AVX512-BF16 on a CPU)\n"
-    "      --quant Q            q8_0 or q4_0: the decoder's weights quantized at load time\n"
-    "                           (llama.cpp's block formats; CPU only; default none)\n"
+    "      --quant Q            q8_0, q4_0 or q4_k_m: the decoder's weights quantized at load\n"
+    "                           time (llama.cpp's block formats, and its Q4_K_M recipe: CPU\n"
+    "                           only; default none)\n"
     "      --ctx N              context size in tokens (default: the model's maximum that fits)\n"
     "      --min-image-tokens N, --max-image-tokens N\n"
     "                           bound the vision tokens per image (trade detail for speed)\n"
@@ -82,7 +83,7 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
     } else if (!strcmp(a, "--quant")) {
         NEED_ARG();
         if (glmv_quant_parse(argv[++*i], &o->mp.quant)) {
-            fprintf(stderr, "glmv: --quant expects q8_0, q4_0 or none, got '%s'\n", argv[*i]);
+            fprintf(stderr, "glmv: --quant expects q8_0, q4_0, q4_k_m or none, got '%s'\n", argv[*i]);
             return -1;
         }
     } else if (!strcmp(a, "--precision")) {

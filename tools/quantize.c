@@ -1,4 +1,4 @@
-/* quantize.c -- `glmv quantize DIR OUT --type q8_0|q4_0`: the checkpoint's decoder matrices
+/* quantize.c -- `glmv quantize DIR OUT --type q8_0|q4_0|q4_k_m`: the checkpoint's decoder matrices
  * quantized once (as --quant does at every load) and written with the rest of the folder to
  * OUT, which then loads without quantizing: a quarter to a half of the bytes to read. */
 #include <stdio.h>
@@ -8,13 +8,15 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: glmv quantize DIR OUT --type q8_0|q4_0 [-t N]\n\n"
+            "usage: glmv quantize DIR OUT --type q8_0|q4_0|q4_k_m [-t N]\n\n"
             "  DIR         a Hugging Face checkpoint folder (BF16, as published)\n"
             "  OUT         the folder to write (made if missing): DIR's config, tokenizer and\n"
             "              template files, and one model.safetensors with the decoder's matrices\n"
-            "              in llama.cpp's Q8_0 or Q4_0 blocks (lm_head Q8_0 in both); the vision\n"
-            "              tower, embedding table and norms as in DIR\n"
-            "  --type T    q8_0 (8.5 bits a weight) or q4_0 (4.5 bits)\n"
+            "              in llama.cpp's blocks; the vision tower and norms as in DIR\n"
+            "  --type T    q8_0 (8.5 bits a weight) or q4_0 (4.5 bits; lm_head Q8_0 in both, the\n"
+            "              token table as in DIR), or q4_k_m (llama.cpp's recipe of that name,\n"
+            "              about 4.9 bits: Q4_K, Q6_K for lm_head and some v and down matrices,\n"
+            "              the token table Q4_K; the blocks llama-quantize writes; runs on the CPU)\n"
             "  -t N        threads (default: all cores)\n\n"
             "Then: glmv run -m OUT ... (no --quant needed; --quant of another type is refused).\n");
 }
@@ -33,7 +35,7 @@ int cmd_quantize(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--type")) {
             if (i + 1 >= argc || glmv_quant_parse(argv[++i], &mp.quant) || mp.quant == GLMV_QUANT_NONE) {
-                fprintf(stderr, "glmv quantize: --type needs q8_0 or q4_0\n");
+                fprintf(stderr, "glmv quantize: --type needs q8_0, q4_0 or q4_k_m\n");
                 return 2;
             }
             have_type = 1;
