@@ -219,11 +219,9 @@ static const char *quant_name(glmv_quant q) {
                                     : "none";
 }
 
-/* t to `to` (a block format) unless it is already in blocks or its rows are not whole blocks;
- * with requant, a block format other than `to` is rounded again (a backend without it). */
-static int quantize_one_as(glmv_model *m, glmv_tensor *t, glmv_dtype to, int requant, char *err) {
-    if (!t || t->dtype == to || (glmv_dtype_is_quant(t->dtype) && !requant) || glmv_tensor_cols(t) % glmv_dtype_block(to))
-        return 0;
+/* t to `to` (a block format) unless it is already in blocks or its rows are not whole blocks */
+static int quantize_one(glmv_model *m, glmv_tensor *t, glmv_dtype to, char *err) {
+    if (!t || glmv_dtype_is_quant(t->dtype) || glmv_tensor_cols(t) % glmv_dtype_block(to)) return 0;
     void *buf;
     const void *old = t->host ? t->host : t->data;
     size_t old_bytes = glmv_dtype_row_bytes(t->dtype, glmv_tensor_cols(t)) * (size_t)glmv_tensor_rows(t);
@@ -235,10 +233,6 @@ static int quantize_one_as(glmv_model *m, glmv_tensor *t, glmv_dtype to, int req
     m->quant_bufs[m->n_quant_bufs++] = buf;
     glmv_weights_release(m->w, old, old_bytes); /* the checkpoint's bytes are not read again */
     return 0;
-}
-
-static int quantize_one(glmv_model *m, glmv_tensor *t, glmv_dtype to, char *err) {
-    return quantize_one_as(m, t, to, 0, err);
 }
 
 /* llama.cpp's use_more_bits: the layers whose v and down its _M recipes give more bits (the
@@ -297,34 +291,6 @@ static const char *held_quant(const glmv_model *m) {
     case GLMV_Q6_K: return "q6_k";
     default: return "none";
     }
-}
-
-/* A backend without the K formats (caps.quant_k): the decoder's Q5_0, Q4_K and Q6_K matrices
- * (a GGUF's) rounded again to Q8_0, which it runs; the note says so. */
-static int requant_for_backend(glmv_model *m, char *err) {
-    if (m->be->caps.quant_k) return 0;
-    int n = 0;
-    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
-        glmv_text_layer *L = &m->layers[l];
-        glmv_tensor *ws[] = {L->q_w, L->k_w, L->v_w, L->o_w, L->gate_up, L->down};
-        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) {
-            glmv_tensor *t = ws[i];
-            if (!t || (t->dtype != GLMV_Q5_0 && t->dtype != GLMV_Q4_K && t->dtype != GLMV_Q6_K)) continue;
-            if (quantize_one_as(m, t, GLMV_Q8_0, 1, err)) return -1;
-            n++;
-        }
-    }
-    glmv_tensor *h = m->lm_head;
-    if (h != m->embed && (h->dtype == GLMV_Q5_0 || h->dtype == GLMV_Q4_K || h->dtype == GLMV_Q6_K)) {
-        if (quantize_one_as(m, h, GLMV_Q8_0, 1, err)) return -1;
-        n++;
-    }
-    if (n) {
-        size_t used = strlen(m->quant_desc);
-        snprintf(m->quant_desc + used, sizeof m->quant_desc - used, "%s%d Q5_0/Q4_K/Q6_K matrices rounded to Q8_0 for %s",
-                 used ? "; " : "", n, m->be->name);
-    }
-    return 0;
 }
 
 /* Each layer's q, k and v projections as one matrix [q; k; v] (and one bias) on a device
@@ -664,13 +630,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
         goto fail;
     }
     if (m->be->caps.device && m->be->bf16 && f16_to_bf16(m, err)) goto fail;
-    if (p->quant == GLMV_QUANT_Q4_K_M && !m->be->caps.quant_k) {
-        glmv_errc(err, GLMV_E_INVALID, "--quant q4_k_m: %s runs Q8_0 and Q4_0 blocks, not the K formats (use "
-                  "--quant q4_0 or q8_0 there, or --device cpu)", m->be->name);
-        goto fail;
-    }
     if (quantize_weights(m, err)) goto fail;
-    if (requant_for_backend(m, err)) goto fail;
     if (join_qkv(m, err)) goto fail;
     /* tests take the kept-scratch path on the CPU too */
     m->vision_keep_scratch = m->be->caps.keep_scratch || env_flag("GLMV_VISION_KEEP_SCRATCH");

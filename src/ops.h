@@ -73,7 +73,6 @@ typedef struct {
                                    are copied there, host rows are written and read) */
     int prefill_chunk;          /* prompt rows it prefers in one pass (GEMM efficiency vs scratch) */
     int keep_scratch;           /* 1: allocation is costly (cudaMalloc): keep per-call scratch */
-    int quant_k;                /* 1: multiplies Q5_0, Q4_K and Q6_K blocks (Q8_0 and Q4_0: every backend) */
 } glmv_backend_caps;
 
 struct glmv_backend {

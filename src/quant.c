@@ -428,7 +428,7 @@ static void *quant_worker(void *arg) {
 
 int glmv_tensor_quantize(glmv_tensor *t, glmv_dtype to, int n_threads, void **owned, char *err) {
     *owned = NULL;
-    if (!glmv_dtype_is_quant(to) || t->dtype == to)
+    if (!glmv_dtype_is_quant(to) || glmv_dtype_is_quant(t->dtype))
         return glmv_errf(err, "%s: cannot quantize %s to %s", t->name, glmv_dtype_name(t->dtype),
                          glmv_dtype_name(to));
     int64_t rows = glmv_tensor_rows(t), cols = glmv_tensor_cols(t);

@@ -111,8 +111,7 @@ void glmv_q8_block_sums(const int8_t *q, int32_t *s, int64_t k);
  * over the block's two sub-blocks of 16. */
 double glmv_dot_q8x_ref(const void *row, glmv_dtype t, const int8_t *q, const float *d, int64_t k);
 
-/* Quantize a 2-D host tensor (F32, F16, BF16, or another block format: rounded again; columns
- * a multiple of the block) to `to`, rows in
+/* Quantize a 2-D host tensor (F32, F16 or BF16, columns a multiple of the block) to `to`, rows in
  * parallel on up to n_threads threads: t then points at a new buffer (*owned, malloc'd, the
  * caller frees it after the tensor's last use) and its old bytes are no longer read. */
 int glmv_tensor_quantize(glmv_tensor *t, glmv_dtype to, int n_threads, void **owned, char *err);

@@ -151,7 +151,8 @@ TEST(matmul_bf16_cublas) {
     one_matmul(GLMV_BF16, 9, 33, 40, 1, 1e-5);
 }
 
-/* Q8_0 / Q4_0 weights (split into values and scales on upload). Decode rows (up to 16)
+/* Block-format weights (Q8_0 / Q4_0 split into values and scales on upload; Q5_0 / Q6_K split
+ * into their fields, Q4_K as it is). Decode rows (up to 16)
  * against the scalar int8 product glmv_dot_q8x_ref on x rounded as the CPU rounds it (the
  * GPU must round every activation the same way and sum each block exactly: one int8 off
  * in a row costs ~1e-6 of NMSE, far above the bound); more rows against the float product
@@ -216,6 +217,17 @@ TEST(matmul_quant_decode) {
         one_matmul_q(dt, 12, 1100, 512, 1, 1e-10);   /* batched decode: groups of 8 and 4 rows */
         one_matmul_q(dt, 16, 700, 256, 0, 1e-10);
     }
+    /* Q5_0 (blocks of 32), Q4_K and Q6_K (super-blocks of 256) */
+    for (int f = 0; f < 3; f++) {
+        glmv_dtype dt = f == 0 ? GLMV_Q5_0 : f == 1 ? GLMV_Q4_K : GLMV_Q6_K;
+        one_matmul_q(dt, 1, 300, 256, 1, 1e-10);    /* a block of 8 warps per row, one super-block */
+        one_matmul_q(dt, 3, 77, 512, 0, 1e-10);
+        one_matmul_q(dt, 8, 2000, 1024, 1, 1e-10);  /* a warp per row */
+        one_matmul_q(dt, 1, 5003, 4096, 1, 1e-10);  /* many rows, odd count */
+        one_matmul_q(dt, 12, 1100, 512, 1, 1e-10);  /* batched decode: groups of 8 and 4 rows */
+        one_matmul_q(dt, 16, 700, 2304, 0, 1e-10);
+    }
+    one_matmul_q(GLMV_Q5_0, 5, 1500, 13696, 0, 1e-10); /* the 9B's down_proj width (Q4_K_M's Q5_0) */
 }
 
 TEST(matmul_quant_prefill) {
@@ -229,6 +241,9 @@ TEST(matmul_quant_prefill) {
         one_matmul_q(GLMV_Q4_0, 37, 200, 256, 1, thr);
         one_matmul_q(GLMV_Q8_0, 130, 512, 1024, 0, thr);
         one_matmul_q(GLMV_Q4_0, 17, 1030, 96, 0, thr);
+        one_matmul_q(GLMV_Q5_0, 37, 200, 256, 1, thr);
+        one_matmul_q(GLMV_Q4_K, 37, 200, 512, 1, thr);
+        one_matmul_q(GLMV_Q6_K, 130, 512, 1024, 0, thr);
         if (f32) one_matmul_q(GLMV_Q8_0, 33, 9000, 4096, 1, thr); /* two blocks of weight rows */
     }
     be = keep;

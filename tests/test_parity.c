@@ -1359,9 +1359,8 @@ static int greedy_run(glmv_model *m, int steps, float *out, int64_t *replays, ch
  * compared at every position: logits NMSE against the unquantized logits, and how often its
  * top token is the unquantized one. Tiny fixture here, with bounds from the formats' rounding
  * (see Q8_NMSE; Q4_0's step is 16x Q8_0's: 256x the error, but lm_head stays Q8_0); glmv's
- * Q4_K_M and llama.cpp's Q4_K_M file of the same weights beside them: the same blocks, so on a
- * backend that runs them the same logits bit for bit (one without the K formats refuses
- * --quant q4_k_m and rounds the file's blocks to Q8_0). GLMV_QUALITY_MODEL=DIR (e.g.
+ * Q4_K_M and llama.cpp's Q4_K_M file of the same weights beside them: the same blocks, so the
+ * same logits bit for bit. GLMV_QUALITY_MODEL=DIR (e.g.
  * synthetic:9b,layers=40 on the GPU machine) reports the same figures for another model without
  * bounds. */
 typedef struct {
@@ -1430,7 +1429,6 @@ TEST(quant_quality) {
     CHECK_MSG(ok, "%s: %s", dir, err);
     toks[T] = 1; /* reference kept: the runs below compare */
     const char *names[4] = {"q8_0", "q4_0", "q4_k_m", "llama.cpp's Q4_K_M file"};
-    int kq = 1; /* the backend runs the K formats */
     for (int f = 0; f < 4 && ok; f++) {
         const char *d = dir;
         glmv_quant q = f == 0 ? GLMV_QUANT_Q8_0 : f == 1 ? GLMV_QUANT_Q4_0 : f == 2 ? GLMV_QUANT_Q4_K_M : GLMV_QUANT_NONE;
@@ -1439,11 +1437,6 @@ TEST(quant_quality) {
             d = "tests/fixtures/gguf/tiny-Q4_K_M.gguf";
         }
         ok = quality_run(d, q, ids, P, T, toks, want, &qq[f], err) == 0;
-        if (!ok && f == 2 && strstr(err, "K formats")) { /* refused, as it should be there */
-            printf("  %-28s refused on this backend: %s\n", names[f], err);
-            kq = 0, ok = 1, qq[f] = qq[1];
-            continue;
-        }
         CHECK_MSG(ok, "%s %s: %s", d, names[f], err);
         if (ok)
             printf("  %-28s logits nmse %.3g against the unquantized model, top token %d of %d the same\n",
@@ -1456,9 +1449,9 @@ TEST(quant_quality) {
         CHECK_MSG(qq[1].nmse > qq[0].nmse && qq[2].nmse > qq[0].nmse && qq[3].nmse > qq[0].nmse,
                   "4 bits cost less than 8?");
         CHECK_MSG(qq[0].agree >= qq[0].steps * 9 / 10, "q8_0: %d of %d", qq[0].agree, qq[0].steps);
-        if (kq) /* the same blocks: the same logits */
-            CHECK_MSG(qq[3].nmse == qq[2].nmse && qq[3].agree == qq[2].agree, "llama.cpp's file %.9g, glmv's %.9g",
-                      qq[3].nmse, qq[2].nmse);
+        /* the same blocks: the same logits */
+        CHECK_MSG(qq[3].nmse == qq[2].nmse && qq[3].agree == qq[2].agree, "llama.cpp's file %.9g, glmv's %.9g",
+                  qq[3].nmse, qq[2].nmse);
     }
     free(want);
 }

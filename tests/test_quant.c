@@ -141,7 +141,7 @@ TEST(tensor_quantize) {
     CHECK(glmv_tensor_quantize(&t, GLMV_Q8_0, 1, &owned, err) != 0 && strstr(err, "blocks of 32"));
     t.shape[1] = 32;
     t.dtype = GLMV_Q8_0;
-    CHECK(glmv_tensor_quantize(&t, GLMV_Q8_0, 1, &owned, err) != 0); /* already that format */
+    CHECK(glmv_tensor_quantize(&t, GLMV_Q4_0, 1, &owned, err) != 0); /* already in blocks */
     t.dtype = GLMV_BF16;
     CHECK(glmv_tensor_quantize(&t, GLMV_Q4_K, 1, &owned, err) != 0 && strstr(err, "blocks of 256"));
     glmv_tensor one = {.name = "v", .dtype = GLMV_BF16, .ndim = 1, .shape = {64}, .data = bf, .host = bf};

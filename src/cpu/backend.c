@@ -417,7 +417,7 @@ glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *
     be->read = cpu_read;
     be->copy = cpu_copy;
     be->sync = cpu_sync;
-    be->caps = (glmv_backend_caps){.device = 0, .prefill_chunk = 256, .keep_scratch = 0, .quant_k = 1};
+    be->caps = (glmv_backend_caps){.device = 0, .prefill_chunk = 256, .keep_scratch = 0};
     be->matmul = glmv_cpu_matmul;
     be->matmul_rows = glmv_cpu_matmul_rows;
     be->embed = cpu_embed;

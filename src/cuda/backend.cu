@@ -12,9 +12,10 @@
  *   BF16 weights, m > 8, f32 precision
  *                             -> cuBLAS SGEMM (no TF32) on blocks of weight rows
  *                                converted to fp32 in scratch: fp32 products
- *   Q8_0/Q4_0, m <= 16        -> gemv_q_kernel: x rounded to int8 blocks, dp4a (quant.cu),
+ *   Q8_0/Q4_0, m <= 16        -> gemv_q_kernel: x rounded to int8 blocks, dp4a (quant.cu;
+ *                                Q5_0/Q4_K/Q6_K: gemv_kq_kernel),
  *                                8 rows at a time
- *   Q8_0/Q4_0, more rows      -> rows dequantized to bf16 (f32 in f32 precision), cuBLAS
+ *   block formats, more rows  -> rows dequantized to bf16 (f32 in f32 precision), cuBLAS
  *   F32 / F16 weights         -> a plain tiled fp32 kernel (fixtures only)
  * In f32 precision attention also stays in the fp32 split kernel (the flash
  * kernel rounds q, k, v and p to bf16 for the tensor cores).

@@ -1,4 +1,6 @@
-/* quant.cu -- Q8_0 and Q4_0 weights (src/quant.h) on the GPU.
+/* quant.cu -- weights in llama.cpp's block formats (src/quant.h) on the GPU: Q8_0 and Q4_0, and
+ * Q5_0, Q4_K and Q6_K (the formats of its Q4_K_M recipe; their layout and kernels below the
+ * first two's, "Q5_0, Q4_K, Q6_K").
  *
  * Device layout. A block-format matrix [n, k] (k a multiple of 32) is uploaded as llama.cpp
  * stores it (rows of 34- or 18-byte blocks) and split once, on the device, into
@@ -23,6 +25,311 @@
 #include "cuda/cuda_impl.h"
 
 #define GLMV_QK 32 /* quant.h's block size (quant.h itself is C11) */
+#define QV_THREADS 256
+
+/* ------------------------------------------------------------ Q5_0, Q4_K, Q6_K */
+
+/* Device layout of the K formats and Q5_0 (quant.h's blocks), made on upload:
+ *   Q4_K: the super-blocks as they are (144 bytes: a 16-byte header d, dmin, scales[12], then
+ *         qs in eight 16-byte words), rows of k/256 of them;
+ *   Q6_K: each super-block's ql, qh and scales (208 bytes, thirteen 16-byte words), rows of
+ *         k/256, then the f16 d of every super-block at kq_off(.., 1);
+ *   Q5_0: each block's 16 bytes of nibbles, then every block's 32 fifth bits (u32) at
+ *         kq_off(.., 1) and its f16 d at kq_off(.., 2).
+ * Every weight load is 16 bytes and aligned. */
+static int is_kq(glmv_dtype t) { return t == GLMV_Q5_0 || t == GLMV_Q4_K || t == GLMV_Q6_K; }
+
+/* offset of region r (0: the values) of an [n, k] matrix in dtype t; r = 3: the total */
+static size_t kq_off(glmv_dtype t, int64_t n, int64_t k, int r) {
+    size_t a = 0;
+    if (t == GLMV_Q4_K) return r == 0 ? 0 : (size_t)n * (size_t)(k / 256) * 144;
+    if (t == GLMV_Q6_K) {
+        size_t body = (size_t)n * (size_t)(k / 256) * 208, d = (body + 255) & ~(size_t)255;
+        return r == 0 ? 0 : r == 1 ? d : d + (size_t)n * (size_t)(k / 256) * 2;
+    }
+    size_t nb = (size_t)n * (size_t)(k / 32), qs = nb * 16, qh = (qs + 255) & ~(size_t)255,
+           d = (qh + nb * 4 + 255) & ~(size_t)255;
+    a = r == 0 ? 0 : r == 1 ? qh : r == 2 ? d : d + nb * 2;
+    return a;
+}
+
+/* one thread per Q6_K super-block or Q5_0 block: its fields to their regions */
+__global__ void split_kq_kernel(uint8_t *dst, const uint8_t *src, int64_t nblocks, int q6, size_t off1,
+                                size_t off2) {
+    PDL_ENTRY();
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= nblocks) return;
+    if (q6) { /* ql[128] qh[64] scales[16] d */
+        const uint8_t *b = src + i * 210;
+        for (int j = 0; j < 208; j++) dst[i * 208 + j] = b[j];
+        ((uint16_t *)(dst + off1))[i] = (uint16_t)(b[208] | b[209] << 8);
+    } else { /* d qh[4] qs[16] */
+        const uint8_t *b = src + i * 22;
+        ((uint16_t *)(dst + off2))[i] = (uint16_t)(b[0] | b[1] << 8);
+        ((uint32_t *)(dst + off1))[i] = (uint32_t)b[2] | (uint32_t)b[3] << 8 | (uint32_t)b[4] << 16 | (uint32_t)b[5] << 24;
+        for (int j = 0; j < 16; j++) dst[i * 16 + j] = b[6 + j];
+    }
+}
+
+/* 4 bits of h (bits 4i..4i+3 of a block's fifth bits) as bit 4 of 4 bytes */
+__device__ __forceinline__ int q5_hi(uint32_t h) {
+    return (int)(((h & 1) << 4) | ((h & 2) << 11) | ((h & 4) << 18) | ((h & 8) << 25));
+}
+
+/* scale and min j of a Q4_K header's packed bytes q (= scales[12]) */
+__device__ __forceinline__ void q4k_sm(const uint8_t *q, int j, int &sc, int &m) {
+    if (j < 4) {
+        sc = q[j] & 63;
+        m = q[j + 4] & 63;
+    } else {
+        sc = (q[j + 4] & 15) | (q[j - 4] >> 6) << 4;
+        m = (q[j + 4] >> 4) | (q[j] >> 6) << 4;
+    }
+}
+
+/* FMT 0 Q5_0, 1 Q4_K, 2 Q6_K. A task is 16-byte words of one block: Q5_0 a block (32
+ * elements), Q4_K a qs word (16 elements of sub-blocks 2p and 2p+1), Q6_K a quarter of a
+ * super-block's words (64 elements, four sub-blocks of 16). Each sub-block's integer sums are
+ * exact (dp4a), then scaled as glmv_dot_q8x_ref scales them. */
+template <int M, int WPR, int FMT>
+__global__ void __launch_bounds__(QV_THREADS)
+    gemv_kq_kernel(float *__restrict__ y, const int8_t *__restrict__ xq, const float *__restrict__ xd,
+                   const int32_t *__restrict__ xs, const uint8_t *__restrict__ w, size_t off1, size_t off2,
+                   const void *bias, int bdt, int64_t n, int64_t k) {
+    constexpr int WARPS = QV_THREADS / 32, ROWS = WARPS / WPR;
+    __shared__ float red[WARPS][M];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * ROWS + warp / WPR;
+    const int part = warp % WPR;
+    const int64_t nb = k / 32, nsb = k / 256, r0 = row < n ? row : 0;
+    const int64_t tasks = row < n ? (FMT == 0 ? nb : FMT == 1 ? nsb * 8 : nsb * 4) : 0;
+    float acc[M];
+#pragma unroll
+    for (int r = 0; r < M; r++) acc[r] = 0.f;
+    PDL_WAIT();
+    PDL_LAUNCH();
+    const int ones = 0x01010101;
+    for (int64_t t = (int64_t)part * 32 + lane; t < tasks; t += 32 * WPR) {
+        if (FMT == 0) {
+            const int64_t b = r0 * nb + t;
+            const uint4 u = __ldg((const uint4 *)(w + b * 16));
+            const uint32_t h = __ldg((const uint32_t *)(w + off1) + b);
+            const float d = __half2float(__ldg((const __half *)(w + off2) + b));
+            const int q[4] = {(int)u.x, (int)u.y, (int)u.z, (int)u.w};
+            int lo[4], hi[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                lo[i] = (q[i] & 0x0F0F0F0F) | q5_hi(h >> (4 * i));
+                hi[i] = ((q[i] >> 4) & 0x0F0F0F0F) | q5_hi(h >> (16 + 4 * i));
+            }
+#pragma unroll
+            for (int r = 0; r < M; r++) {
+                const uint4 *xr = (const uint4 *)(xq + r * k + t * 32);
+                const uint4 a = xr[0], c = xr[1];
+                const int xl[4] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w};
+                const int xh[4] = {(int)c.x, (int)c.y, (int)c.z, (int)c.w};
+                int s = 0;
+#pragma unroll
+                for (int i = 0; i < 4; i++) s = __dp4a(hi[i], xh[i], __dp4a(lo[i], xl[i], s));
+                s -= 16 * xs[r * nb + t];
+                acc[r] += d * xd[r * nb + t] * (float)s;
+            }
+        } else if (FMT == 1) {
+            const int64_t sb = t >> 3;
+            const int wq = (int)(t & 7), p = wq >> 1, hh = wq & 1;
+            const uint8_t *blk = w + (r0 * nsb + sb) * 144;
+            const uint4 hd = __ldg((const uint4 *)blk), u = __ldg((const uint4 *)(blk + 16 + 16 * wq));
+            const uint8_t *hb = (const uint8_t *)&hd;
+            const float d = __half2float(*(const __half *)hb), dmin = __half2float(*(const __half *)(hb + 2));
+            int sc0, m0, sc1, m1;
+            q4k_sm(hb + 4, 2 * p, sc0, m0);
+            q4k_sm(hb + 4, 2 * p + 1, sc1, m1);
+            const int q[4] = {(int)u.x, (int)u.y, (int)u.z, (int)u.w};
+            const int64_t e0 = sb * 256 + 64 * p + 16 * hh, b0 = sb * 8 + 2 * p; /* element, x block */
+#pragma unroll
+            for (int r = 0; r < M; r++) {
+                const uint4 a = *(const uint4 *)(xq + r * k + e0), c = *(const uint4 *)(xq + r * k + e0 + 32);
+                const int xl[4] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w};
+                const int xh[4] = {(int)c.x, (int)c.y, (int)c.z, (int)c.w};
+                int s0 = 0, s1 = 0, x0 = 0, x1 = 0;
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    s0 = __dp4a(q[i] & 0x0F0F0F0F, xl[i], s0);
+                    s1 = __dp4a((q[i] >> 4) & 0x0F0F0F0F, xh[i], s1);
+                    x0 = __dp4a(ones, xl[i], x0);
+                    x1 = __dp4a(ones, xh[i], x1);
+                }
+                acc[r] += xd[r * nb + b0] * (d * (float)sc0 * (float)s0 - dmin * (float)m0 * (float)x0) +
+                          xd[r * nb + b0 + 1] * (d * (float)sc1 * (float)s1 - dmin * (float)m1 * (float)x1);
+            }
+        } else {
+            const int64_t sb = t >> 2;
+            const int nn = (int)((t >> 1) & 1), hh = (int)(t & 1);
+            const uint8_t *body = w + (r0 * nsb + sb) * 208;
+            const uint4 A = __ldg((const uint4 *)(body + 64 * nn + 16 * hh));
+            const uint4 B = __ldg((const uint4 *)(body + 64 * nn + 32 + 16 * hh));
+            const uint4 C = __ldg((const uint4 *)(body + 128 + 32 * nn + 16 * hh));
+            const uint4 S = __ldg((const uint4 *)(body + 192));
+            const int8_t *sc = (const int8_t *)&S;
+            const float d = __half2float(__ldg((const __half *)(w + off1) + r0 * nsb + sb));
+            const int a[4] = {(int)A.x, (int)A.y, (int)A.z, (int)A.w}, bq[4] = {(int)B.x, (int)B.y, (int)B.z, (int)B.w},
+                      ch[4] = {(int)C.x, (int)C.y, (int)C.z, (int)C.w};
+#pragma unroll
+            for (int tq = 0; tq < 4; tq++) { /* quarter tq: elements 128 nn + 32 tq + 16 hh + 0..15 */
+                int v[4];
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    v[i] = (((tq & 1 ? bq[i] : a[i]) >> (4 * (tq >> 1))) & 0x0F0F0F0F) |
+                           (((ch[i] >> (2 * tq)) & 0x03030303) << 4);
+                const int64_t e0 = sb * 256 + 128 * nn + 32 * tq + 16 * hh;
+                const float f = d * (float)sc[8 * nn + 2 * tq + hh];
+#pragma unroll
+                for (int r = 0; r < M; r++) {
+                    const uint4 xv = *(const uint4 *)(xq + r * k + e0);
+                    const int xi[4] = {(int)xv.x, (int)xv.y, (int)xv.z, (int)xv.w};
+                    int s = 0, sx = 0;
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        s = __dp4a(v[i], xi[i], s);
+                        sx = __dp4a(ones, xi[i], sx);
+                    }
+                    acc[r] += xd[r * nb + (e0 >> 5)] * f * (float)(s - 32 * sx);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < M; r++)
+        for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+    if (WPR > 1) {
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < M; r++) red[warp][r] = acc[r];
+        __syncthreads();
+        if (part == 0 && lane == 0)
+#pragma unroll
+            for (int r = 0; r < M; r++) {
+                float s = 0.f;
+                for (int p = 0; p < WPR; p++) s += red[warp + p][r];
+                acc[r] = s;
+            }
+    }
+    if (row < n && part == 0 && lane == 0) {
+        float bv = 0.f;
+        if (bias)
+            bv = bdt == GLMV_BF16 ? __bfloat162float(((const __nv_bfloat16 *)bias)[row])
+                 : bdt == GLMV_F16 ? __half2float(((const __half *)bias)[row])
+                                   : ((const float *)bias)[row];
+#pragma unroll
+        for (int r = 0; r < M; r++) y[r * n + row] = acc[r] + bv;
+    }
+}
+
+template <int M, int FMT>
+static void gemv_kq_launch(cuda_ctx *c, float *y, const int8_t *xq, const float *xd, const int32_t *xs,
+                           const glmv_tensor *w, const glmv_tensor *bias, int64_t n, int64_t k) {
+    const uint8_t *p = (const uint8_t *)w->data;
+    size_t o1 = kq_off(w->dtype, n, k, 1), o2 = kq_off(w->dtype, n, k, 2);
+    const void *bp = bias ? bias->data : NULL;
+    int bdt = bias ? bias->dtype : 0;
+    if (n >= 8 * (int64_t)c->sms)
+        cuda_launch(c, gemv_kq_kernel<M, 1, FMT>, cdiv(n, 8), QV_THREADS, 0, y, xq, xd, xs, p, o1, o2, bp, bdt, n, k);
+    else
+        cuda_launch(c, gemv_kq_kernel<M, 8, FMT>, (unsigned)n, QV_THREADS, 0, y, xq, xd, xs, p, o1, o2, bp, bdt, n, k);
+}
+
+template <int FMT>
+static void gemv_kq_m(cuda_ctx *c, float *y, const int8_t *xq, const float *xd, const int32_t *xs,
+                      const glmv_tensor *w, const glmv_tensor *bias, int64_t m, int64_t n, int64_t k) {
+    switch (m) {
+    case 1: gemv_kq_launch<1, FMT>(c, y, xq, xd, xs, w, bias, n, k); break;
+    case 2: gemv_kq_launch<2, FMT>(c, y, xq, xd, xs, w, bias, n, k); break;
+    case 3: gemv_kq_launch<3, FMT>(c, y, xq, xd, xs, w, bias, n, k); break;
+    case 4: gemv_kq_launch<4, FMT>(c, y, xq, xd, xs, w, bias, n, k); break;
+    case 5: gemv_kq_launch<5, FMT>(c, y, xq, xd, xs, w, bias, n, k); break;
+    case 6: gemv_kq_launch<6, FMT>(c, y, xq, xd, xs, w, bias, n, k); break;
+    case 7: gemv_kq_launch<7, FMT>(c, y, xq, xd, xs, w, bias, n, k); break;
+    default: gemv_kq_launch<8, FMT>(c, y, xq, xd, xs, w, bias, n, k); break;
+    }
+}
+
+/* element e (within the row's k) of row `row`, as quant.h's dequantizers compute it */
+template <int FMT>
+__device__ __forceinline__ float kq_value(const uint8_t *w, size_t off1, size_t off2, int64_t row, int64_t k,
+                                          int64_t e) {
+    if (FMT == 0) {
+        const int64_t b = row * (k / 32) + e / 32;
+        const int j = (int)(e % 32);
+        const uint8_t byte = w[b * 16 + (j & 15)];
+        const int lo = j < 16 ? byte & 15 : byte >> 4;
+        const int hb = (int)(((const uint32_t *)(w + off1))[b] >> j & 1);
+        return __half2float(((const __half *)(w + off2))[b]) * (float)((lo | hb << 4) - 16);
+    } else if (FMT == 1) {
+        const uint8_t *blk = w + (row * (k / 256) + e / 256) * 144;
+        const int in = (int)(e % 256), sub = in / 32, l = in % 32;
+        const uint8_t byte = blk[16 + 32 * (sub / 2) + l];
+        const int q = sub & 1 ? byte >> 4 : byte & 15;
+        int sc, m;
+        q4k_sm(blk + 4, sub, sc, m);
+        const float d = __half2float(*(const __half *)blk) * (float)sc, dm = __half2float(*(const __half *)(blk + 2)) * (float)m;
+        return d * (float)q - dm;
+    } else {
+        const int64_t sb = row * (k / 256) + e / 256;
+        const uint8_t *body = w + sb * 208;
+        const int in = (int)(e % 256), nn = in / 128, tq = (in % 128) / 32, l = in % 32;
+        const int lo = body[64 * nn + 32 * (tq & 1) + l] >> (4 * (tq >> 1)) & 15;
+        const int hi = body[128 + 32 * nn + l] >> (2 * tq) & 3;
+        const float d = __half2float(((const __half *)(w + off1))[sb]);
+        return d * (float)((const int8_t *)body)[192 + in / 16] * (float)((lo | hi << 4) - 32);
+    }
+}
+
+/* rows [r0, r0 + nr) of a Q5_0 / Q4_K / Q6_K matrix to bf16 (BF=1) or f32, a thread per 8
+ * consecutive elements */
+template <int BF, int FMT>
+__global__ void dequant_kq_kernel(void *out, const uint8_t *w, size_t off1, size_t off2, int64_t r0, int64_t nr,
+                                  int64_t k) {
+    PDL_ENTRY();
+    const int64_t per_row = k / 8;
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= nr * per_row) return;
+    const int64_t r = i / per_row, c = (i % per_row) * 8;
+    float v[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) v[e] = kq_value<FMT>(w, off1, off2, r0 + r, k, c + e);
+    if (BF) {
+        uint4 o;
+        uint32_t *u = (uint32_t *)&o;
+        for (int e = 0; e < 4; e++) {
+            __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * e], v[2 * e + 1]);
+            u[e] = *(uint32_t *)&h;
+        }
+        *(uint4 *)((__nv_bfloat16 *)out + r * k + c) = o;
+    } else {
+        float4 *o = (float4 *)((float *)out + r * k + c);
+        o[0] = make_float4(v[0], v[1], v[2], v[3]);
+        o[1] = make_float4(v[4], v[5], v[6], v[7]);
+    }
+}
+
+static void dequant_kq(cuda_ctx *c, void *out, int bf16, const glmv_tensor *w, int64_t r0, int64_t nr) {
+    int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
+    const uint8_t *p = (const uint8_t *)w->data;
+    size_t o1 = kq_off(w->dtype, n, k, 1), o2 = kq_off(w->dtype, n, k, 2);
+    unsigned g = cdiv(nr * (k / 8), 256);
+    int f = w->dtype == GLMV_Q5_0 ? 0 : w->dtype == GLMV_Q4_K ? 1 : 2;
+#define DQ(BF, F) cuda_launch(c, dequant_kq_kernel<BF, F>, g, 256, 0, out, p, o1, o2, r0, nr, k)
+    if (bf16) {
+        if (f == 0) DQ(1, 0);
+        else if (f == 1) DQ(1, 1);
+        else DQ(1, 2);
+    } else {
+        if (f == 0) DQ(0, 0);
+        else if (f == 1) DQ(0, 1);
+        else DQ(0, 2);
+    }
+#undef DQ
+}
 
 size_t quant_qs_bytes(glmv_dtype t, int64_t n, int64_t k) {
     return (size_t)n * (size_t)(t == GLMV_Q8_0 ? k : k / 2);
@@ -33,6 +340,7 @@ size_t quant_scales_offset(glmv_dtype t, int64_t n, int64_t k) {
 }
 
 size_t quant_device_bytes(glmv_dtype t, int64_t n, int64_t k) {
+    if (is_kq(t)) return kq_off(t, n, k, 3);
     return quant_scales_offset(t, n, k) + (size_t)n * (size_t)(k / GLMV_QK) * 2;
 }
 
@@ -51,9 +359,10 @@ __global__ void split_blocks_kernel(uint8_t *qs, uint16_t *d, const uint8_t *blo
 
 int quant_upload(cuda_ctx *c, glmv_tensor *t, void **out, char *err) {
     int64_t n = glmv_tensor_rows(t), k = glmv_tensor_cols(t);
-    if (k % GLMV_QK || t->ndim != 2)
-        return glmv_errf(err, "cuda: %s: a %s tensor must be 2-D with whole blocks of 32", t->name,
-                         glmv_dtype_name(t->dtype));
+    const int be = glmv_dtype_block(t->dtype);
+    if (k % be || t->ndim != 2)
+        return glmv_errf(err, "cuda: %s: a %s tensor must be 2-D with whole blocks of %d", t->name,
+                         glmv_dtype_name(t->dtype), be);
     size_t raw = glmv_dtype_row_bytes(t->dtype, k) * (size_t)n, total = quant_device_bytes(t->dtype, n, k);
     uint8_t *dst = NULL, *tmp = NULL;
     cudaError_t e = cudaMalloc(&dst, total);
@@ -72,9 +381,17 @@ int quant_upload(cuda_ctx *c, glmv_tensor *t, void **out, char *err) {
      * cudaMemcpy from pageable memory may return before its DMA lands, and c->stream does not
      * wait for the legacy stream) */
     e = cudaMemcpyAsync(tmp, src, raw, cudaMemcpyHostToDevice, c->stream);
-    int64_t nblocks = n * (k / GLMV_QK);
+    int64_t nblocks = n * (k / be);
     int q8 = t->dtype == GLMV_Q8_0;
-    if (e == cudaSuccess) {
+    if (e == cudaSuccess && t->dtype == GLMV_Q4_K) { /* used as it is */
+        e = cudaMemcpyAsync(dst, tmp, raw, cudaMemcpyDeviceToDevice, c->stream);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    } else if (e == cudaSuccess && is_kq(t->dtype)) {
+        cuda_launch(c, split_kq_kernel, cdiv(nblocks, 256), 256, 0, dst, (const uint8_t *)tmp, nblocks,
+                    t->dtype == GLMV_Q6_K, kq_off(t->dtype, n, k, 1), kq_off(t->dtype, n, k, 2));
+        e = cudaGetLastError();
+        if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    } else if (e == cudaSuccess) {
         cuda_launch(c, split_blocks_kernel, cdiv(nblocks, 256), 256, 0, dst,
                     (uint16_t *)(dst + quant_scales_offset(t->dtype, n, k)), (const uint8_t *)tmp, nblocks,
                     q8 ? 34 : 18, q8 ? 32 : 16);
@@ -120,8 +437,6 @@ __global__ void quant_x_kernel(int8_t *q, float *xd, int32_t *xs, const float *x
         xs[b] = s;
     }
 }
-
-#define QV_THREADS 256
 
 /* Q4: 1 for Q4_0, 0 for Q8_0. WPR warps per output row (1 or 8), U 16-byte loads in flight
  * per lane. A "chunk" is 16 bytes of a row's qs: 16 elements (Q8_0) or 32 (Q4_0). */
@@ -263,6 +578,9 @@ void k_gemv_q(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const
     for (int64_t r0 = 0; r0 < m; r0 += GEMV_MAX_M) {
         int64_t g = GLMV_MIN((int64_t)GEMV_MAX_M, m - r0), o = r0 * (k / 32);
         if (w->dtype == GLMV_Q4_0) gemv_q_m<1>(c, y + r0 * n, xq + r0 * k, xd + o, xs + o, w, bias, g, n, k);
+        else if (w->dtype == GLMV_Q5_0) gemv_kq_m<0>(c, y + r0 * n, xq + r0 * k, xd + o, xs + o, w, bias, g, n, k);
+        else if (w->dtype == GLMV_Q4_K) gemv_kq_m<1>(c, y + r0 * n, xq + r0 * k, xd + o, xs + o, w, bias, g, n, k);
+        else if (w->dtype == GLMV_Q6_K) gemv_kq_m<2>(c, y + r0 * n, xq + r0 * k, xd + o, xs + o, w, bias, g, n, k);
         else gemv_q_m<0>(c, y + r0 * n, xq + r0 * k, xd + o, xs + o, w, bias, g, n, k);
     }
     cuda_check(c, "matmul (quantized gemv)");
@@ -308,6 +626,11 @@ __global__ void dequant_kernel(void *out, const uint8_t *qs, const __half *dw, i
 }
 
 void k_dequant_rows(cuda_ctx *c, void *out, int bf16, const glmv_tensor *w, int64_t r0, int64_t nr) {
+    if (is_kq(w->dtype)) {
+        dequant_kq(c, out, bf16, w, r0, nr);
+        cuda_check(c, "matmul (dequantize)");
+        return;
+    }
     int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
     const uint8_t *qs = (const uint8_t *)w->data;
     const __half *d = (const __half *)(qs + quant_scales_offset(w->dtype, n, k));
