@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_quant.sh tests|bench -- Q8_0 / Q4_0 weights on the GPU machine (one H200), in calls of
+# device_quant.sh tests|bench|quality|conc -- Q8_0 / Q4_0 / Q4_K_M weights on the GPU machine (one H200), in calls of
 # the device tool.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -32,15 +32,15 @@ tests)
     timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
     GLMV_TEST_SKIP=video_runs GLMV_PARITY_DEVICE=cuda timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
     cat "$OUT/machine.txt"
-    echo "== test_cuda"; grep -E 'Q8_0|Q4_0|norm_add|not ok|RESULT|FAIL' "$OUT/test_cuda.log"
-    echo "== parity on cuda"; grep -E 'gguf|graphs|joined|batch_inv|not ok|RESULT|FAIL' "$OUT/parity_cuda.log"
+    echo "== test_cuda"; grep -E 'Q8_0|Q4_0|Q5_0|Q4_K|Q6_K|norm_add|not ok|RESULT|FAIL' "$OUT/test_cuda.log" | tail -40
+    echo "== parity on cuda"; grep -E 'gguf|graphs|joined|batch_inv|nmse  |not ok|RESULT|FAIL' "$OUT/parity_cuda.log"
     ;;
 bench)
-    for q in none q8_0 q4_0; do
+    for q in ${QUANTS:-none q8_0 q4_0 q4_k_m}; do
         bench "decode_$q" --prompt 512 --decode 64 --ctx 1024 --quant $q
     done
-    GLMV_CUDA_GRAPHS=0 bench decode_none_nographs --prompt 512 --decode 64 --ctx 1024
-    bench mem_q4_0_4k --prompt 512 --decode 16 --ctx 4096 --quant q4_0
+    [ -n "${QUANTS:-}" ] || GLMV_CUDA_GRAPHS=0 bench decode_none_nographs --prompt 512 --decode 64 --ctx 1024
+    bench mem_q4_k_m_4k --prompt 512 --decode 16 --ctx 4096 --quant q4_k_m
     tail -n 5 "$OUT/bench.err"
     ;;
 quality)
