@@ -35,8 +35,8 @@ void glmv_quantize_x_q8(const float *x, int8_t *q, float *d, int64_t k) {
     for (int64_t b = 0; b < k / GLMV_QK; b++) d[b] = q8_block(x + b * GLMV_QK, q + b * GLMV_QK);
 }
 
-void glmv_q4_corrections(const int8_t *q, int32_t *c, int64_t k) {
-    for (int64_t j = 0; j < k / 4; j++) c[j] = -8 * (q[4 * j] + q[4 * j + 1] + q[4 * j + 2] + q[4 * j + 3]);
+void glmv_x_corrections(const int8_t *q, int32_t *c, int64_t k, int o) {
+    for (int64_t j = 0; j < k / 4; j++) c[j] = -o * (q[4 * j] + q[4 * j + 1] + q[4 * j + 2] + q[4 * j + 3]);
 }
 
 void glmv_q8_block_sums(const int8_t *q, int32_t *s, int64_t k) {

@@ -161,19 +161,125 @@ VNNI KINLINE void mvq4_vnni(float *y, int64_t ldy, const int8_t *xq, const float
 }
 #undef Q4_PAIR
 
+/* Q4_K and Q6_K with AVX512-VNNI: 64 elements a vector (Q4_K: a qs word pair's low then high
+ * nibbles, sub-blocks 2p and 2p+1; Q6_K: two quarters of a half super-block), unsigned values
+ * into vpdpbusd against x's int8 (Q6_K's lanes started from x's corrections, -32 x the sum of
+ * their 4 bytes: Σ (q - 32)·x exactly), then each lane's integer sum times its sub-block's
+ * scale and its block's d_x. Q4_K's mins: d_min·m·d_x times x's block sums, in 8 lanes apart.
+ * The same operations for every row, whatever M is. */
+VNNI KINLINE __m512i cat256(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+VNNI KINLINE void mvk_vnni(float *y, int64_t ldy, const int8_t *xq, const float *xd, const int32_t *xc,
+                           int64_t ldxq, const int M, const void *w, const int q6, int64_t k, int64_t o0,
+                           int64_t o1) {
+    const int64_t nsb = k / 256, ldd = ldxq / 32, lds = ldxq / 4;
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+    /* lane -> source element of a factor vector: Q4_K pair p: 2p x 8, 2p+1 x 8; Q6_K: g x 4 */
+    const __m512i two = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i four = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    for (int64_t o = o0; o < o1; o++) {
+        __m512 acc[4];
+        __m256 macc[4];
+        UNROLL for (int i = 0; i < M; i++) acc[i] = _mm512_setzero_ps(), macc[i] = _mm256_setzero_ps();
+        for (int64_t s = 0; s < nsb; s++) {
+            const int64_t e0 = s * 256;
+            if (!q6) {
+                const glmv_block_q4_k *B = (const glmv_block_q4_k *)w + o * nsb + s;
+                const float d = _cvtsh_ss(B->d), dmin = _cvtsh_ss(B->dmin);
+                float fs[8], fm[8];
+                for (int j = 0; j < 8; j++) {
+                    int sc, m;
+                    glmv_q4_k_scale_min(B->scales, j, &sc, &m);
+                    fs[j] = d * sc;
+                    fm[j] = dmin * m;
+                }
+                const __m256 vs = _mm256_loadu_ps(fs), vm = _mm256_loadu_ps(fm);
+                __m512i wz[4];
+                for (int p = 0; p < 4; p++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(B->qs + 32 * p));
+                    wz[p] = cat256(_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                }
+                UNROLL for (int i = 0; i < M; i++) {
+                    const __m256 dx = _mm256_loadu_ps(xd + i * ldd + s * 8);
+                    const __m512 f = _mm512_castps256_ps512(_mm256_mul_ps(vs, dx));
+                    macc[i] = _mm256_fmadd_ps(_mm256_mul_ps(vm, dx),
+                                              _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(xc + i * lds + s * 8))),
+                                              macc[i]);
+                    for (int p = 0; p < 4; p++) {
+                        const __m512i x = _mm512_loadu_si512(xq + i * ldxq + e0 + 64 * p);
+                        const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wz[p], x);
+                        const __m512i idx = _mm512_add_epi32(two, _mm512_set1_epi32(2 * p));
+                        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_permutexvar_ps(idx, f), acc[i]);
+                    }
+                }
+            } else {
+                const glmv_block_q6_k *B = (const glmv_block_q6_k *)w + o * nsb + s;
+                const __m512 sc = _mm512_mul_ps(
+                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)B->scales))),
+                    _mm512_set1_ps(_cvtsh_ss(B->d)));
+                __m512i wz[4];
+                for (int n = 0; n < 2; n++) {
+                    const __m256i l0 = _mm256_loadu_si256((const __m256i *)(B->ql + 64 * n));
+                    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(B->ql + 64 * n + 32));
+                    const __m256i h = _mm256_loadu_si256((const __m256i *)(B->qh + 32 * n));
+#define Q6U(lo, sh) _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, sh), m2), 4))
+                    wz[2 * n] = cat256(Q6U(_mm256_and_si256(l0, m4), 0), Q6U(_mm256_and_si256(l1, m4), 2));
+                    wz[2 * n + 1] = cat256(Q6U(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), 4),
+                                           Q6U(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), 6));
+#undef Q6U
+                }
+                UNROLL for (int i = 0; i < M; i++) {
+                    /* one factor per 16 elements: d·s_g·d_x of its block */
+                    const __m512 f = _mm512_mul_ps(
+                        sc, _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_loadu_ps(xd + i * ldd + s * 8))));
+                    for (int z = 0; z < 4; z++) {
+                        const __m512i x = _mm512_loadu_si512(xq + i * ldxq + e0 + 64 * z);
+                        const __m512i c = _mm512_loadu_si512(xc + i * lds + (e0 + 64 * z) / 4);
+                        const __m512i sum = _mm512_dpbusd_epi32(c, wz[z], x);
+                        const __m512i idx = _mm512_add_epi32(four, _mm512_set1_epi32(4 * z));
+                        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_permutexvar_ps(idx, f), acc[i]);
+                    }
+                }
+            }
+        }
+        UNROLL for (int i = 0; i < M; i++) {
+            float mn = 0;
+            if (!q6) {
+                __m128 t = _mm_add_ps(_mm256_castps256_ps128(macc[i]), _mm256_extractf128_ps(macc[i], 1));
+                t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+                mn = _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+            }
+            y[i * ldy + o] = _mm512_reduce_add_ps(acc[i]) - mn;
+        }
+    }
+}
+
 VNNI static void matvec_q_avx512vnni(float *y, int64_t ldy, const int8_t *xq, const float *xd,
                                      const int32_t *xc, int64_t ldxq, int m, const void *w,
                                      glmv_dtype dt, int64_t k, int64_t o0, int64_t o1) {
-    if (dt != GLMV_Q4_0) {
-        matvec_q_avx512(y, ldy, xq, xd, xc, ldxq, m, w, dt, k, o0, o1);
-        return;
+#define VCASES(CALL)                                                                                 \
+    switch (m) {                                                                                     \
+    case 1: CALL(1); break;                                                                          \
+    case 2: CALL(2); break;                                                                          \
+    case 3: CALL(3); break;                                                                          \
+    default: CALL(4); break;                                                                         \
     }
-    switch (m) {
-    case 1: mvq4_vnni(y, ldy, xq, xd, xc, ldxq, 1, w, k, o0, o1); break;
-    case 2: mvq4_vnni(y, ldy, xq, xd, xc, ldxq, 2, w, k, o0, o1); break;
-    case 3: mvq4_vnni(y, ldy, xq, xd, xc, ldxq, 3, w, k, o0, o1); break;
-    default: mvq4_vnni(y, ldy, xq, xd, xc, ldxq, 4, w, k, o0, o1); break;
+#define Q4(M_) mvq4_vnni(y, ldy, xq, xd, xc, ldxq, M_, w, k, o0, o1)
+#define QK(M_) mvk_vnni(y, ldy, xq, xd, xc, ldxq, M_, w, 0, k, o0, o1)
+#define Q6(M_) mvk_vnni(y, ldy, xq, xd, xc, ldxq, M_, w, 1, k, o0, o1)
+    switch (dt) {
+    case GLMV_Q4_0: VCASES(Q4) break;
+    case GLMV_Q4_K: VCASES(QK) break;
+    case GLMV_Q6_K: VCASES(Q6) break;
+    default: matvec_q_avx512(y, ldy, xq, xd, xc, ldxq, m, w, dt, k, o0, o1); break;
     }
+#undef Q4
+#undef QK
+#undef Q6
+#undef VCASES
 }
 
 #define AVX512_COMMON                   \

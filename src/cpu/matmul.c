@@ -35,7 +35,7 @@ typedef struct {
     int64_t ldxb;
     int8_t *xq;                 /* x quantized to int8, rows of k, its block scales xd and */
     float *xd;                  /* (Q4_0) correction lanes xc (Q8_0/Q4_0 decode: */
-    int32_t *xc;                /* glmv_quantize_x_q8, glmv_q4_corrections) */
+    int32_t *xc;                /* glmv_quantize_x_q8, glmv_x_corrections; Q4_K: glmv_q8_block_sums) */
 } mm_job;
 
 void glmv_cpu_pack_bf16(uint16_t *dst, int nr, const uint16_t *w, int64_t k, int64_t n0, int nn,
@@ -208,7 +208,8 @@ static void quant_x_task(void *ctx, int64_t t, int thread) {
     (void)thread;
     mm_job *j = ctx;
     glmv_quantize_x_q8(j->x + t * j->k, j->xq + t * j->k, j->xd + t * (j->k / 32), j->k);
-    if (j->w->dtype == GLMV_Q4_0) glmv_q4_corrections(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k);
+    if (j->w->dtype == GLMV_Q4_0) glmv_x_corrections(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k, 8);
+    if (j->w->dtype == GLMV_Q6_K) glmv_x_corrections(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k, 32);
     if (j->w->dtype == GLMV_Q4_K) glmv_q8_block_sums(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k);
 }
 
