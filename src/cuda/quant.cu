@@ -87,131 +87,11 @@ __device__ __forceinline__ void q4k_sm(const uint8_t *q, int j, int &sc, int &m)
     }
 }
 
-/* The words of one task (below): Q5_0 a (nibbles), h (fifth bits), d; Q4_K s (header: d, dmin,
- * scales), a (qs word); Q6_K a, b (ql words), c (qh word), s (scales), d. */
-struct kq_words {
-    uint4 a, b, c, s;
-    uint32_t h;
-    float d;
-};
-
-template <int FMT>
-__device__ __forceinline__ kq_words kq_load(const uint8_t *__restrict__ w, size_t off1, size_t off2, int64_t r0,
-                                            int64_t nb, int64_t nsb, int64_t t) {
-    kq_words q;
-    if (FMT == 0) {
-        const int64_t b = r0 * nb + t;
-        q.a = __ldg((const uint4 *)(w + b * 16));
-        q.h = __ldg((const uint32_t *)(w + off1) + b);
-        q.d = __half2float(__ldg((const __half *)(w + off2) + b));
-    } else if (FMT == 1) {
-        const uint8_t *blk = w + (r0 * nsb + (t >> 3)) * 144;
-        q.s = __ldg((const uint4 *)blk);
-        q.a = __ldg((const uint4 *)(blk + 16 + 16 * (t & 7)));
-    } else {
-        const int64_t sb = t >> 2;
-        const int nn = (int)((t >> 1) & 1), hh = (int)(t & 1);
-        const uint8_t *body = w + (r0 * nsb + sb) * 208;
-        q.a = __ldg((const uint4 *)(body + 64 * nn + 16 * hh));
-        q.b = __ldg((const uint4 *)(body + 64 * nn + 32 + 16 * hh));
-        q.c = __ldg((const uint4 *)(body + 128 + 32 * nn + 16 * hh));
-        q.s = __ldg((const uint4 *)(body + 192));
-        q.d = __half2float(__ldg((const __half *)(w + off1) + r0 * nsb + sb));
-    }
-    return q;
-}
-
-/* task t's products with the M rows of x into acc: each sub-block's integer sums exact (dp4a),
- * then scaled as glmv_dot_q8x_ref scales them */
-template <int M, int FMT>
-__device__ __forceinline__ void kq_task(const kq_words &q, int64_t t, float (&acc)[M], const int8_t *__restrict__ xq,
-                                        const float *__restrict__ xd, const int32_t *__restrict__ xs, int64_t k,
-                                        int64_t nb) {
-    const int ones = 0x01010101;
-    if (FMT == 0) {
-        const int w[4] = {(int)q.a.x, (int)q.a.y, (int)q.a.z, (int)q.a.w};
-        int lo[4], hi[4];
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            lo[i] = (w[i] & 0x0F0F0F0F) | q5_hi(q.h >> (4 * i));
-            hi[i] = ((w[i] >> 4) & 0x0F0F0F0F) | q5_hi(q.h >> (16 + 4 * i));
-        }
-#pragma unroll
-        for (int r = 0; r < M; r++) {
-            const uint4 *xr = (const uint4 *)(xq + r * k + t * 32);
-            const uint4 a = xr[0], c = xr[1];
-            const int xl[4] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w};
-            const int xh[4] = {(int)c.x, (int)c.y, (int)c.z, (int)c.w};
-            int s = 0;
-#pragma unroll
-            for (int i = 0; i < 4; i++) s = __dp4a(hi[i], xh[i], __dp4a(lo[i], xl[i], s));
-            s -= 16 * xs[r * nb + t];
-            acc[r] += q.d * xd[r * nb + t] * (float)s;
-        }
-    } else if (FMT == 1) {
-        const int64_t sb = t >> 3;
-        const int wq = (int)(t & 7), p = wq >> 1, hh = wq & 1;
-        const uint8_t *hb = (const uint8_t *)&q.s;
-        const float d = __half2float(*(const __half *)hb), dmin = __half2float(*(const __half *)(hb + 2));
-        int sc0, m0, sc1, m1;
-        q4k_sm(hb + 4, 2 * p, sc0, m0);
-        q4k_sm(hb + 4, 2 * p + 1, sc1, m1);
-        const int w[4] = {(int)q.a.x, (int)q.a.y, (int)q.a.z, (int)q.a.w};
-        const int64_t e0 = sb * 256 + 64 * p + 16 * hh, b0 = sb * 8 + 2 * p; /* element, x block */
-#pragma unroll
-        for (int r = 0; r < M; r++) {
-            const uint4 a = *(const uint4 *)(xq + r * k + e0), c = *(const uint4 *)(xq + r * k + e0 + 32);
-            const int xl[4] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w};
-            const int xh[4] = {(int)c.x, (int)c.y, (int)c.z, (int)c.w};
-            int s0 = 0, s1 = 0, x0 = 0, x1 = 0;
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                s0 = __dp4a(w[i] & 0x0F0F0F0F, xl[i], s0);
-                s1 = __dp4a((w[i] >> 4) & 0x0F0F0F0F, xh[i], s1);
-                x0 = __dp4a(ones, xl[i], x0);
-                x1 = __dp4a(ones, xh[i], x1);
-            }
-            acc[r] += xd[r * nb + b0] * (d * (float)sc0 * (float)s0 - dmin * (float)m0 * (float)x0) +
-                      xd[r * nb + b0 + 1] * (d * (float)sc1 * (float)s1 - dmin * (float)m1 * (float)x1);
-        }
-    } else {
-        const int64_t sb = t >> 2;
-        const int nn = (int)((t >> 1) & 1), hh = (int)(t & 1);
-        const int8_t *sc = (const int8_t *)&q.s;
-        const int a[4] = {(int)q.a.x, (int)q.a.y, (int)q.a.z, (int)q.a.w},
-                  bq[4] = {(int)q.b.x, (int)q.b.y, (int)q.b.z, (int)q.b.w},
-                  ch[4] = {(int)q.c.x, (int)q.c.y, (int)q.c.z, (int)q.c.w};
-#pragma unroll
-        for (int tq = 0; tq < 4; tq++) { /* quarter tq: elements 128 nn + 32 tq + 16 hh + 0..15 */
-            int v[4];
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                v[i] = (((tq & 1 ? bq[i] : a[i]) >> (4 * (tq >> 1))) & 0x0F0F0F0F) |
-                       (((ch[i] >> (2 * tq)) & 0x03030303) << 4);
-            const int64_t e0 = sb * 256 + 128 * nn + 32 * tq + 16 * hh;
-            const float f = q.d * (float)sc[8 * nn + 2 * tq + hh];
-#pragma unroll
-            for (int r = 0; r < M; r++) {
-                const uint4 xv = *(const uint4 *)(xq + r * k + e0);
-                const int xi[4] = {(int)xv.x, (int)xv.y, (int)xv.z, (int)xv.w};
-                int s = 0, sx = 0;
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    s = __dp4a(v[i], xi[i], s);
-                    sx = __dp4a(ones, xi[i], sx);
-                }
-                acc[r] += xd[r * nb + (e0 >> 5)] * f * (float)(s - 32 * sx);
-            }
-        }
-    }
-}
-
 /* FMT 0 Q5_0, 1 Q4_K, 2 Q6_K. A task is 16-byte words of one block: Q5_0 a block (32
  * elements), Q4_K a qs word (16 elements of sub-blocks 2p and 2p+1), Q6_K a quarter of a
- * super-block's words (64 elements, four sub-blocks of 16). A warp per output row (8 warps
- * when there are few rows), U tasks' words in flight per lane, the first U loaded before
- * waiting for the kernel before (only x comes from it). */
-template <int M, int WPR, int U, int FMT>
+ * super-block's words (64 elements, four sub-blocks of 16). Each sub-block's integer sums are
+ * exact (dp4a), then scaled as glmv_dot_q8x_ref scales them. */
+template <int M, int WPR, int FMT>
 __global__ void __launch_bounds__(QV_THREADS)
     gemv_kq_kernel(float *__restrict__ y, const int8_t *__restrict__ xq, const float *__restrict__ xd,
                    const int32_t *__restrict__ xs, const uint8_t *__restrict__ w, size_t off1, size_t off2,
@@ -226,22 +106,97 @@ __global__ void __launch_bounds__(QV_THREADS)
     float acc[M];
 #pragma unroll
     for (int r = 0; r < M; r++) acc[r] = 0.f;
-    const int stride = 32 * WPR;
-    int64_t t = (int64_t)part * 32 + lane;
-    kq_words u[U];
-#pragma unroll
-    for (int s = 0; s < U; s++)
-        if (t + s * stride < tasks) u[s] = kq_load<FMT>(w, off1, off2, r0, nb, nsb, t + s * stride);
     PDL_WAIT();
     PDL_LAUNCH();
-    while (t < tasks) {
+    const int ones = 0x01010101;
+    for (int64_t t = (int64_t)part * 32 + lane; t < tasks; t += 32 * WPR) {
+        if (FMT == 0) {
+            const int64_t b = r0 * nb + t;
+            const uint4 u = __ldg((const uint4 *)(w + b * 16));
+            const uint32_t h = __ldg((const uint32_t *)(w + off1) + b);
+            const float d = __half2float(__ldg((const __half *)(w + off2) + b));
+            const int q[4] = {(int)u.x, (int)u.y, (int)u.z, (int)u.w};
+            int lo[4], hi[4];
 #pragma unroll
-        for (int s = 0; s < U; s++)
-            if (t + s * stride < tasks) kq_task<M, FMT>(u[s], t + s * stride, acc, xq, xd, xs, k, nb);
-        t += (int64_t)U * stride;
+            for (int i = 0; i < 4; i++) {
+                lo[i] = (q[i] & 0x0F0F0F0F) | q5_hi(h >> (4 * i));
+                hi[i] = ((q[i] >> 4) & 0x0F0F0F0F) | q5_hi(h >> (16 + 4 * i));
+            }
 #pragma unroll
-        for (int s = 0; s < U; s++)
-            if (t + s * stride < tasks) u[s] = kq_load<FMT>(w, off1, off2, r0, nb, nsb, t + s * stride);
+            for (int r = 0; r < M; r++) {
+                const uint4 *xr = (const uint4 *)(xq + r * k + t * 32);
+                const uint4 a = xr[0], c = xr[1];
+                const int xl[4] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w};
+                const int xh[4] = {(int)c.x, (int)c.y, (int)c.z, (int)c.w};
+                int s = 0;
+#pragma unroll
+                for (int i = 0; i < 4; i++) s = __dp4a(hi[i], xh[i], __dp4a(lo[i], xl[i], s));
+                s -= 16 * xs[r * nb + t];
+                acc[r] += d * xd[r * nb + t] * (float)s;
+            }
+        } else if (FMT == 1) {
+            const int64_t sb = t >> 3;
+            const int wq = (int)(t & 7), p = wq >> 1, hh = wq & 1;
+            const uint8_t *blk = w + (r0 * nsb + sb) * 144;
+            const uint4 hd = __ldg((const uint4 *)blk), u = __ldg((const uint4 *)(blk + 16 + 16 * wq));
+            const uint8_t *hb = (const uint8_t *)&hd;
+            const float d = __half2float(*(const __half *)hb), dmin = __half2float(*(const __half *)(hb + 2));
+            int sc0, m0, sc1, m1;
+            q4k_sm(hb + 4, 2 * p, sc0, m0);
+            q4k_sm(hb + 4, 2 * p + 1, sc1, m1);
+            const int q[4] = {(int)u.x, (int)u.y, (int)u.z, (int)u.w};
+            const int64_t e0 = sb * 256 + 64 * p + 16 * hh, b0 = sb * 8 + 2 * p; /* element, x block */
+#pragma unroll
+            for (int r = 0; r < M; r++) {
+                const uint4 a = *(const uint4 *)(xq + r * k + e0), c = *(const uint4 *)(xq + r * k + e0 + 32);
+                const int xl[4] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w};
+                const int xh[4] = {(int)c.x, (int)c.y, (int)c.z, (int)c.w};
+                int s0 = 0, s1 = 0, x0 = 0, x1 = 0;
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    s0 = __dp4a(q[i] & 0x0F0F0F0F, xl[i], s0);
+                    s1 = __dp4a((q[i] >> 4) & 0x0F0F0F0F, xh[i], s1);
+                    x0 = __dp4a(ones, xl[i], x0);
+                    x1 = __dp4a(ones, xh[i], x1);
+                }
+                acc[r] += xd[r * nb + b0] * (d * (float)sc0 * (float)s0 - dmin * (float)m0 * (float)x0) +
+                          xd[r * nb + b0 + 1] * (d * (float)sc1 * (float)s1 - dmin * (float)m1 * (float)x1);
+            }
+        } else {
+            const int64_t sb = t >> 2;
+            const int nn = (int)((t >> 1) & 1), hh = (int)(t & 1);
+            const uint8_t *body = w + (r0 * nsb + sb) * 208;
+            const uint4 A = __ldg((const uint4 *)(body + 64 * nn + 16 * hh));
+            const uint4 B = __ldg((const uint4 *)(body + 64 * nn + 32 + 16 * hh));
+            const uint4 C = __ldg((const uint4 *)(body + 128 + 32 * nn + 16 * hh));
+            const uint4 S = __ldg((const uint4 *)(body + 192));
+            const int8_t *sc = (const int8_t *)&S;
+            const float d = __half2float(__ldg((const __half *)(w + off1) + r0 * nsb + sb));
+            const int a[4] = {(int)A.x, (int)A.y, (int)A.z, (int)A.w}, bq[4] = {(int)B.x, (int)B.y, (int)B.z, (int)B.w},
+                      ch[4] = {(int)C.x, (int)C.y, (int)C.z, (int)C.w};
+#pragma unroll
+            for (int tq = 0; tq < 4; tq++) { /* quarter tq: elements 128 nn + 32 tq + 16 hh + 0..15 */
+                int v[4];
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    v[i] = (((tq & 1 ? bq[i] : a[i]) >> (4 * (tq >> 1))) & 0x0F0F0F0F) |
+                           (((ch[i] >> (2 * tq)) & 0x03030303) << 4);
+                const int64_t e0 = sb * 256 + 128 * nn + 32 * tq + 16 * hh;
+                const float f = d * (float)sc[8 * nn + 2 * tq + hh];
+#pragma unroll
+                for (int r = 0; r < M; r++) {
+                    const uint4 xv = *(const uint4 *)(xq + r * k + e0);
+                    const int xi[4] = {(int)xv.x, (int)xv.y, (int)xv.z, (int)xv.w};
+                    int s = 0, sx = 0;
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        s = __dp4a(v[i], xi[i], s);
+                        sx = __dp4a(ones, xi[i], sx);
+                    }
+                    acc[r] += xd[r * nb + (e0 >> 5)] * f * (float)(s - 32 * sx);
+                }
+            }
+        }
     }
 #pragma unroll
     for (int r = 0; r < M; r++)
@@ -277,11 +232,10 @@ static void gemv_kq_launch(cuda_ctx *c, float *y, const int8_t *xq, const float 
     size_t o1 = kq_off(w->dtype, n, k, 1), o2 = kq_off(w->dtype, n, k, 2);
     const void *bp = bias ? bias->data : NULL;
     int bdt = bias ? bias->dtype : 0;
-    constexpr int U = M == 1 ? 4 : 2;
     if (n >= 8 * (int64_t)c->sms)
-        cuda_launch(c, gemv_kq_kernel<M, 1, U, FMT>, cdiv(n, 8), QV_THREADS, 0, y, xq, xd, xs, p, o1, o2, bp, bdt, n, k);
+        cuda_launch(c, gemv_kq_kernel<M, 1, FMT>, cdiv(n, 8), QV_THREADS, 0, y, xq, xd, xs, p, o1, o2, bp, bdt, n, k);
     else
-        cuda_launch(c, gemv_kq_kernel<M, 8, U, FMT>, (unsigned)n, QV_THREADS, 0, y, xq, xd, xs, p, o1, o2, bp, bdt, n, k);
+        cuda_launch(c, gemv_kq_kernel<M, 8, FMT>, (unsigned)n, QV_THREADS, 0, y, xq, xd, xs, p, o1, o2, bp, bdt, n, k);
 }
 
 template <int FMT>
