@@ -12,13 +12,13 @@
 # build/bin/llama-quantize and gguf-py/ (to write the random-weight GGUF, see gguf_9b.py).
 #
 # options: --layers N (2)  --threads T (2)  --prompt P (512)  --decode D (32)  --rounds R (5)
-#          --types bf16,q8_0,q4_0 (all three)  --dir DIR (build/cmp: the GGUF files, a few GB)
+#          --types bf16,q8_0,q4_0 (those three; q4_k_m too: llama.cpp's recipe on both sides)  --dir DIR (build/cmp: the GGUF files, a few GB)
 #          --glmv-precision f32|bf16 (glmv's default: f32 on the CPU; bf16 rounds x as llama.cpp does)
 # The decode figures are after a P-token prompt on both sides (llama-bench -d P).
 # Run from the repository root after `make`. Needs numpy (PYTHON=... names a python3 that has it)
 # and a quiet machine.
 set -euo pipefail
-L=${1:?usage: compare_llama.sh LLAMA_CPP_DIR [--layers N] [--threads T] [--prompt P] [--decode D] [--rounds R] [--types bf16,q8_0,q4_0]}
+L=${1:?usage: compare_llama.sh LLAMA_CPP_DIR [--layers N] [--threads T] [--prompt P] [--decode D] [--rounds R] [--types bf16,q8_0,q4_0,q4_k_m]}
 shift
 LAYERS=2 T=2 P=512 D=32 R=5 TYPES=bf16,q8_0,q4_0 DIR=build/cmp GP=()
 while [ $# -gt 0 ]; do
@@ -48,7 +48,7 @@ echo "# 9B text shape, $LAYERS layers, $T threads, pp$P, tg$D after a $P-token p
 for ty in ${TYPES//,/ }; do
     case $ty in
     bf16) g=$base; gq=() ;;
-    q8_0 | q4_0)
+    q8_0 | q4_0 | q4_k_m)
         g=$DIR/glm9b-$LAYERS-$ty.gguf
         [ -f "$g" ] || "$QUANTIZE" "$base" "$g" "${ty^^}" >"$DIR/quantize-$ty.log" 2>&1
         gq=(--quant "$ty") ;;
