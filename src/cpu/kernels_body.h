@@ -230,10 +230,12 @@ KINLINE void mvq_x8(float *y, int64_t ldy, const int8_t *xq, const float *xd, in
 }
 #undef MVQ_BLOCK
 
-/* Q4_K and Q6_K rows: each super-block's eight blocks of 32 unpacked to int8 (Q4_K: q in
- * [0, 15]; Q6_K: q - 32) with their scales, then the blocks' integer products as above, block
- * j's into a0 (j even) or a1 (j odd). Q6_K's block holds two sub-blocks of 16, whose scales
- * take lanes 0-3 and 4-7 of the products; Q4_K's mins come off through x's block sums xs
+/* Q4_K and Q6_K rows: each super-block's eight blocks of 32 unpacked to unsigned bytes (Q4_K:
+ * q in [0, 15]; Q6_K: q in [0, 63]) with their scales, then each block's integer products with
+ * x (maddubs: unsigned times signed, pairs inside int16), block j's into a0 (j even) or a1 (j
+ * odd). Q6_K's lanes start from x's corrections xs (-32 x the sum of their 4 bytes,
+ * glmv_x_corrections: Σ (q - 32)·x exactly), and its block holds two sub-blocks of 16, whose
+ * scales take lanes 0-3 and 4-7; Q4_K's mins come off through x's block sums xs
  * (glmv_q8_block_sums), summed apart in float in block order. */
 KINLINE void mvq_k(float *y, int64_t ldy, const int8_t *xq, const float *xd, const int32_t *xs, int64_t ldxq,
                    const int M, const void *w, const int q6, int64_t k, int64_t o0, int64_t o1) {
@@ -245,7 +247,7 @@ KINLINE void mvq_k(float *y, int64_t ldy, const int8_t *xq, const float *xd, con
         UNROLL for (int i = 0; i < M; i++) a0[i] = a1[i] = _mm256_setzero_ps(), mins[i] = 0.0f;
         for (int64_t s = 0; s < nsb; s++) {
             __m256i wv[8];
-            float f0[8], f1[8], fm[8];
+            float f0[8], f1[8], fm[8] = {0};
             if (q6) {
                 const glmv_block_q6_k *B = (const glmv_block_q6_k *)w + o * nsb + s;
                 const float d = _cvtsh_ss(B->d);
@@ -253,15 +255,14 @@ KINLINE void mvq_k(float *y, int64_t ldy, const int8_t *xq, const float *xd, con
                     const __m256i l0 = _mm256_loadu_si256((const __m256i *)(B->ql + 64 * n));
                     const __m256i l1 = _mm256_loadu_si256((const __m256i *)(B->ql + 64 * n + 32));
                     const __m256i h = _mm256_loadu_si256((const __m256i *)(B->qh + 32 * n));
-                    const __m256i c32 = _mm256_set1_epi8(32);
-#define Q6V(lo, sh) _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, sh), m2), 4)), c32)
+#define Q6V(lo, sh) _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, sh), m2), 4))
                     wv[4 * n] = Q6V(_mm256_and_si256(l0, m4), 0);
                     wv[4 * n + 1] = Q6V(_mm256_and_si256(l1, m4), 2);
                     wv[4 * n + 2] = Q6V(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), 4);
                     wv[4 * n + 3] = Q6V(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), 6);
 #undef Q6V
                 }
-                for (int j = 0; j < 8; j++) f0[j] = d * B->scales[2 * j], f1[j] = d * B->scales[2 * j + 1], fm[j] = 0;
+                for (int j = 0; j < 8; j++) f0[j] = d * B->scales[2 * j], f1[j] = d * B->scales[2 * j + 1];
             } else {
                 const glmv_block_q4_k *B = (const glmv_block_q4_k *)w + o * nsb + s;
                 const float d = _cvtsh_ss(B->d), dmin = _cvtsh_ss(B->dmin);
@@ -279,13 +280,20 @@ KINLINE void mvq_k(float *y, int64_t ldy, const int8_t *xq, const float *xd, con
             }
             for (int j = 0; j < 8; j++) {
                 const int64_t b = s * 8 + j;
-                const __m256i aw = _mm256_sign_epi8(wv[j], wv[j]);
                 UNROLL for (int i = 0; i < M; i++) {
                     const float dx = xd[i * ldd + b];
-                    const __m256 fac = _mm256_set_m128(_mm_set1_ps(f1[j] * dx), _mm_set1_ps(f0[j] * dx));
-                    if (j & 1) MVQ_DOT(wv[j], aw, b, fac, a1[i]);
-                    else MVQ_DOT(wv[j], aw, b, fac, a0[i]);
-                    if (!q6) mins[i] += fm[j] * dx * (float)xs[i * lds + b];
+                    const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + i * ldxq + b * 32));
+                    __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[j], xv), ones);
+                    __m256 fac;
+                    if (q6) {
+                        p = _mm256_add_epi32(p, _mm256_loadu_si256((const __m256i *)(xs + i * lds + b * 8)));
+                        fac = _mm256_set_m128(_mm_set1_ps(f1[j] * dx), _mm_set1_ps(f0[j] * dx));
+                    } else {
+                        fac = _mm256_set1_ps(f0[j] * dx);
+                        mins[i] += fm[j] * dx * (float)xs[i * lds + b];
+                    }
+                    if (j & 1) a1[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), fac, a1[i]);
+                    else a0[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), fac, a0[i]);
                 }
             }
         }
