@@ -246,11 +246,11 @@ static glmv_dtype k_fit(glmv_dtype want, int64_t cols) {
     return want == GLMV_Q4_K ? GLMV_Q5_0 : GLMV_Q8_0;
 }
 
-/* The decoder's matrices to Q8_0 or Q4_0 (lm_head to Q8_0 in both: the output matrix is the
- * one most sensitive to 4 bits, as llama.cpp's recipes also keep it wider); or llama.cpp's
- * Q4_K_M recipe, tensor for tensor (llama_tensor_get_type for this architecture): Q4_K, with
- * Q6_K for the output matrix and for v and down of the more_bits layers, and the token
- * table in Q4_K too. */
+/* The decoder's matrices, the output matrix and the token table by llama.cpp's recipes, tensor
+ * for tensor (llama_tensor_get_type for this architecture), so that the blocks are the ones
+ * llama-quantize writes: Q8_0 everywhere; Q4_0 with the output matrix in Q6_K (the matrix most
+ * sensitive to 4 bits); Q4_K_M: Q4_K, with Q6_K for the output matrix and for v and down of
+ * the more_bits layers. The vision tower and the norms keep the checkpoint's dtype. */
 static int quantize_weights(glmv_model *m, char *err) {
     glmv_quant q = m->params.quant;
     if (q == GLMV_QUANT_NONE) return 0;
@@ -268,10 +268,10 @@ static int quantize_weights(glmv_model *m, char *err) {
             if (quantize_one(m, ws[i], t, err)) return -1;
         }
     }
-    if (m->lm_head != m->embed) {
-        if (quantize_one(m, m->lm_head, km ? k_fit(GLMV_Q6_K, glmv_tensor_cols(m->lm_head)) : GLMV_Q8_0, err))
-            return -1;
-        if (km && quantize_one(m, m->embed, k_fit(GLMV_Q4_K, glmv_tensor_cols(m->embed)), err)) return -1;
+    if (m->lm_head != m->embed) { /* (a shared table stays as it is: a device needs it unquantized) */
+        int64_t hc = glmv_tensor_cols(m->lm_head), ec = glmv_tensor_cols(m->embed);
+        if (quantize_one(m, m->lm_head, q == GLMV_QUANT_Q8_0 ? GLMV_Q8_0 : k_fit(GLMV_Q6_K, hc), err)) return -1;
+        if (quantize_one(m, m->embed, km ? k_fit(GLMV_Q4_K, ec) : to, err)) return -1;
     }
     return 0;
 }

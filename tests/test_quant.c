@@ -152,10 +152,11 @@ TEST(tensor_quantize) {
 }
 
 /* glmv quantize (glmv_model_save): the tiny checkpoint quantized at load, written, read back
- * with the same bytes in every tensor; its decoder matrices are the blocks llama.cpp's
- * llama-quantize made from the same weights (tests/fixtures/gguf, scripts/gen_gguf_fixtures.py;
- * the GGUF reader undoes the converter's row permutation of q/k, which moves whole rows of
- * blocks). Without the fixtures: SKIP. */
+ * with the same bytes in every tensor; its decoder matrices, output matrix and token table are
+ * the blocks llama.cpp made from the same weights (tests/fixtures/gguf, scripts/gen_gguf_fixtures.py:
+ * Q8_0 by its converter, Q4_0 and Q4_K_M by llama-quantize; the GGUF reader undoes the
+ * converter's row permutation of q/k, which moves whole rows of blocks). Without the fixtures:
+ * SKIP. */
 static glmv_model *load_cpu(const char *dir, glmv_quant q, char *err) {
     glmv_model_params mp;
     glmv_model_params_default(&mp);
@@ -196,10 +197,12 @@ static void saved_case(glmv_quant q, const char *gguf) {
             else CHECK_MSG(0, "%s differs after the round trip", a->name);
         }
         CHECK(same == n);
-        int km = q == GLMV_QUANT_Q4_K_M;
-        CHECK(glmv_dtype_is_quant(r->layers[0].q_w->dtype) && r->lm_head->dtype == (km ? GLMV_Q6_K : GLMV_Q8_0));
-        /* the vision tower as it was, the token table too but in Q4_K_M (llama.cpp's recipe) */
-        CHECK(r->embed->dtype == (km ? GLMV_Q4_K : GLMV_BF16) && r->blocks[0].qkv_w->dtype == GLMV_BF16);
+        /* llama.cpp's recipes: the output matrix Q8_0 or Q6_K, the token table in the format of
+         * the matrices; the vision tower as it was */
+        glmv_dtype head = q == GLMV_QUANT_Q8_0 ? GLMV_Q8_0 : GLMV_Q6_K;
+        glmv_dtype table = q == GLMV_QUANT_Q8_0 ? GLMV_Q8_0 : q == GLMV_QUANT_Q4_0 ? GLMV_Q4_0 : GLMV_Q4_K;
+        CHECK(glmv_dtype_is_quant(r->layers[0].q_w->dtype) && r->lm_head->dtype == head);
+        CHECK(r->embed->dtype == table && r->blocks[0].qkv_w->dtype == GLMV_BF16);
         glmv_model_info info;
         glmv_model_get_info(r, &info);
         CHECK_MSG(strstr(info.quant, "glmv quantize") != NULL, "%s", info.quant);
@@ -219,10 +222,9 @@ static void saved_case(glmv_quant q, const char *gguf) {
             }
         }
         CHECK_EQ_INT(matrices, 6 * r->cfg.num_hidden_layers);
-        if (q == GLMV_QUANT_Q4_K_M) { /* the whole recipe: the output matrix and the token table too */
-            CHECK_MSG(same_tensor(r->lm_head, g->lm_head), "lm_head: not llama-quantize's blocks");
-            CHECK_MSG(same_tensor(r->embed, g->embed), "the token table: not llama-quantize's blocks");
-        }
+        /* the whole recipe: the output matrix and the token table too */
+        CHECK_MSG(same_tensor(r->lm_head, g->lm_head), "lm_head: not llama-quantize's blocks");
+        CHECK_MSG(same_tensor(r->embed, g->embed), "the token table: not llama-quantize's blocks");
     }
     glmv_model_free(g);
     glmv_model_free(r);
