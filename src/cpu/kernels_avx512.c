@@ -188,15 +188,20 @@ VNNI KINLINE void mvk_vnni(float *y, int64_t ldy, const int8_t *xq, const float 
             const int64_t e0 = s * 256;
             if (!q6) {
                 const glmv_block_q4_k *B = (const glmv_block_q4_k *)w + o * nsb + s;
-                const float d = _cvtsh_ss(B->d), dmin = _cvtsh_ss(B->dmin);
-                float fs[8], fm[8];
-                for (int j = 0; j < 8; j++) {
-                    int sc, m;
-                    glmv_q4_k_scale_min(B->scales, j, &sc, &m);
-                    fs[j] = d * sc;
-                    fm[j] = dmin * m;
-                }
-                const __m256 vs = _mm256_loadu_ps(fs), vm = _mm256_loadu_ps(fm);
+                /* the 8 six-bit scales and mins (glmv_q4_k_scale_min) as bytes of 32-bit words:
+                 * sc0..3 = u0 & 63, m0..3 = u1 & 63, sc4..7 = (u2 & 15) | (u0 >> 6) << 4,
+                 * m4..7 = (u2 >> 4 & 15) | (u1 >> 6) << 4, byte by byte */
+                uint32_t u0, u1, u2;
+                memcpy(&u0, B->scales, 4);
+                memcpy(&u1, B->scales + 4, 4);
+                memcpy(&u2, B->scales + 8, 4);
+                const uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+                const uint32_t s_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 6) & 0x03030303u) << 4;
+                const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 6) & 0x03030303u) << 4;
+                const __m256 vs = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(B->d)),
+                                                _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)s_hi, (int)s_lo))));
+                const __m256 vm = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(B->dmin)),
+                                                _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)m_hi, (int)m_lo))));
                 __m512i wz[4];
                 for (int p = 0; p < 4; p++) {
                     const __m256i v = _mm256_loadu_si256((const __m256i *)(B->qs + 32 * p));
