@@ -87,6 +87,21 @@ __device__ __forceinline__ void q4k_sm(const uint8_t *q, int j, int &sc, int &m)
     }
 }
 
+/* scales and mins 2p and 2p + 1 of a Q4_K header (its words y, z, w: the 12 packed bytes),
+ * without branches: all eight as the bytes of four words (as q4k_sm reads them one by one) */
+__device__ __forceinline__ void q4k_sm_pair(const uint4 &hd, int p, int &sc0, int &m0, int &sc1, int &m1) {
+    const uint32_t u0 = hd.y, u1 = hd.z, u2 = hd.w;
+    const uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+    const uint32_t s_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 6) & 0x03030303u) << 4;
+    const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 6) & 0x03030303u) << 4;
+    const uint32_t sw = p < 2 ? s_lo : s_hi, mw = p < 2 ? m_lo : m_hi;
+    const int sh = (2 * p & 3) * 8;
+    sc0 = (int)(sw >> sh & 0xff);
+    sc1 = (int)(sw >> (sh + 8) & 0xff);
+    m0 = (int)(mw >> sh & 0xff);
+    m1 = (int)(mw >> (sh + 8) & 0xff);
+}
+
 /* FMT 0 Q5_0, 1 Q4_K, 2 Q6_K. A task is 16-byte words of one block: Q5_0 a block (32
  * elements), Q4_K a qs word (16 elements of sub-blocks 2p and 2p+1), Q6_K a quarter of a
  * super-block's words (64 elements, four sub-blocks of 16). Each sub-block's integer sums are
@@ -142,8 +157,7 @@ __global__ void __launch_bounds__(QV_THREADS)
             const uint8_t *hb = (const uint8_t *)&hd;
             const float d = __half2float(*(const __half *)hb), dmin = __half2float(*(const __half *)(hb + 2));
             int sc0, m0, sc1, m1;
-            q4k_sm(hb + 4, 2 * p, sc0, m0);
-            q4k_sm(hb + 4, 2 * p + 1, sc1, m1);
+            q4k_sm_pair(hd, p, sc0, m0, sc1, m1);
             const int q[4] = {(int)u.x, (int)u.y, (int)u.z, (int)u.w};
             const int64_t e0 = sb * 256 + 64 * p + 16 * hh, b0 = sb * 8 + 2 * p; /* element, x block */
 #pragma unroll
