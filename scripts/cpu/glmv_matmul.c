@@ -5,7 +5,9 @@
  * does not distort. Built and run by compare_matmul.sh.
  * usage: glmv_matmul THREADS M [SIMD (-1 auto, 0 none, 1 avx2, ...)] [REPS]
  * GLMV_PRECISION=bf16 rounds x to bf16 where the CPU multiplies bf16 (else f32);
- * GLMV_QUANT=q8_0|q4_0 quantizes the weights first (llama.cpp's block formats).
+ * GLMV_QUANT=q8_0|q4_0|q5_0|q4_k|q6_k quantizes the weights first (llama.cpp's block formats;
+ * a K format's rows that are not whole super-blocks, down's, fall back as llama.cpp's recipes do:
+ * Q4_K to Q5_0, Q6_K to Q8_0).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,8 +50,14 @@ int main(int argc, char **argv) {
     glmv_tensor w[4];
     double bytes = 0, flop = 0;
     const char *q = getenv("GLMV_QUANT");
-    glmv_dtype qt = q && !strcmp(q, "q8_0") ? GLMV_Q8_0 : q && !strcmp(q, "q4_0") ? GLMV_Q4_0 : GLMV_BF16;
+    static const struct { const char *name; glmv_dtype t; } fmts[] = {
+        {"q8_0", GLMV_Q8_0}, {"q4_0", GLMV_Q4_0}, {"q5_0", GLMV_Q5_0}, {"q4_k", GLMV_Q4_K}, {"q6_k", GLMV_Q6_K}};
+    glmv_dtype q0 = GLMV_BF16;
+    for (size_t f = 0; q && f < sizeof fmts / sizeof *fmts; f++)
+        if (!strcmp(q, fmts[f].name)) q0 = fmts[f].t;
     for (int i = 0; i < 4; i++) {
+        glmv_dtype qt = q0;
+        if (shapes[i][1] % glmv_dtype_block(qt)) qt = qt == GLMV_Q4_K ? GLMV_Q5_0 : GLMV_Q8_0;
         w[i] = make(shapes[i][0], shapes[i][1]);
         void *owned = NULL;
         if (qt != GLMV_BF16 && glmv_tensor_quantize(&w[i], qt, th, &owned, err)) {
