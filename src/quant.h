@@ -99,7 +99,7 @@ static inline int glmv_q6_k_value(const glmv_block_q6_k *b, int e) {
  * scaled by its largest magnitude / 127 and rounded to nearest (NaN or inf in x: refused
  * upstream, the model never feeds them). */
 void glmv_quantize_x_q8(const float *x, int8_t *q, float *d, int64_t k);
-/* For the VNNI products of formats stored unsigned with an offset o (Q4_0: 8, Q6_K: 32):
+/* For the VNNI products of formats stored unsigned with an offset o (Q4_0: 8, Q5_0: 16, Q6_K: 32):
  * c[j] = -o x (q[4j] + q[4j+1] + q[4j+2] + q[4j+3]), j < k/4, so that a sum of the unsigned
  * values times q started from c is Σ (value - o)·q. */
 void glmv_x_corrections(const int8_t *q, int32_t *c, int64_t k, int o);

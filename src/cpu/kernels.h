@@ -31,8 +31,8 @@ typedef struct {
 
     /* The same for w in a block format against x quantized to int8 (glmv_quantize_x_q8): row
      * i of x is xq[i*ldxq ..] with one scale xd[i*ldxq/32 + b] per 32-element block b, and at
-     * xc[i*ldxq/4 ..] (Q4_0, Q6_K) its correction lanes (glmv_x_corrections, offsets 8 and
-     * 32) or (Q4_K) its block sums (glmv_q8_block_sums). */
+     * xc[i*ldxq/4 ..] (Q4_0, Q5_0, Q6_K) its correction lanes (glmv_x_corrections, offsets 8,
+     * 16 and 32) or (Q4_K) its block sums (glmv_q8_block_sums). */
     void (*matvec_q)(float *y, int64_t ldy, const int8_t *xq, const float *xd, const int32_t *xc,
                      int64_t ldxq, int m, const void *w, glmv_dtype dt, int64_t k, int64_t o0,
                      int64_t o1);

@@ -161,6 +161,61 @@ VNNI KINLINE void mvq4_vnni(float *y, int64_t ldy, const int8_t *xq, const float
 }
 #undef Q4_PAIR
 
+/* Q5_0 the same way: each block's nibbles as Q4_0's, its fifth bits set through a byte mask,
+ * unsigned values 0..31 against lanes started from x's corrections (-16 x the sum of 4 bytes) */
+VNNI KINLINE __m256i q5_bytes(const glmv_block_q5_0 *w) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)w->qs);
+    const __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(15));
+    uint32_t qh;
+    memcpy(&qh, w->qh, 4);
+    return _mm256_or_si256(v, _mm256_maskz_mov_epi8((__mmask32)qh, _mm256_set1_epi8(16)));
+}
+
+#define Q5_PAIR(b, acc)                                                                            \
+    do {                                                                                           \
+        const __m512i wz = _mm512_inserti64x4(_mm512_castsi256_si512(q5_bytes(w5 + (b))), q5_bytes(w5 + (b) + 1), 1); \
+        const uint32_t dd = (uint32_t)w5[b].d | (uint32_t)w5[(b) + 1].d << 16;                     \
+        const __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)); /* d of both blocks */          \
+        UNROLL for (int i = 0; i < M; i++) {                                                       \
+            const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(xc + i * lds + (b) * 8), wz,    \
+                                                  _mm512_loadu_si512(xq + i * ldxq + (b) * 32));   \
+            const __m128 s = _mm_mul_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xd + i * ldd + (b))))); \
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(sidx, _mm512_castps128_ps512(s)), acc[i]); \
+        }                                                                                          \
+    } while (0)
+
+VNNI KINLINE void mvq5_vnni(float *y, int64_t ldy, const int8_t *xq, const float *xd, const int32_t *xc,
+                            int64_t ldxq, const int M, const void *w, int64_t k, int64_t o0, int64_t o1) {
+    const int64_t nb = k / 32, ldd = ldxq / 32, lds = ldxq / 4;
+    const __m512i sidx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int64_t o = o0; o < o1; o++) {
+        const glmv_block_q5_0 *w5 = (const glmv_block_q5_0 *)w + o * nb;
+        __m512 a0[4], a1[4];
+        UNROLL for (int i = 0; i < M; i++) a0[i] = a1[i] = _mm512_setzero_ps();
+        int64_t b = 0;
+        for (; b + 3 < nb; b += 4) {
+            Q5_PAIR(b, a0);
+            Q5_PAIR(b + 2, a1);
+        }
+        if (b + 1 < nb) {
+            Q5_PAIR(b, a0);
+            b += 2;
+        }
+        if (b < nb) { /* an odd last block, in 256 bits */
+            const __m256i wv = q5_bytes(w5 + b);
+            const float dw = _cvtsh_ss(w5[b].d);
+            UNROLL for (int i = 0; i < M; i++) {
+                const __m256i p = _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i *)(xc + i * lds + b * 8)),
+                                                      wv, _mm256_loadu_si256((const __m256i *)(xq + i * ldxq + b * 32)));
+                a1[i] = _mm512_add_ps(a1[i], _mm512_zextps256_ps512(_mm256_mul_ps(
+                                                 _mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[i * ldd + b]))));
+            }
+        }
+        UNROLL for (int i = 0; i < M; i++) y[i * ldy + o] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i], a1[i]));
+    }
+}
+#undef Q5_PAIR
+
 /* Q4_K and Q6_K with AVX512-VNNI: 64 elements a vector (Q4_K: a qs word pair's low then high
  * nibbles, sub-blocks 2p and 2p+1; Q6_K: two quarters of a half super-block), unsigned values
  * into vpdpbusd against x's int8 (Q6_K's lanes started from x's corrections, -32 x the sum of
@@ -273,15 +328,18 @@ VNNI static void matvec_q_avx512vnni(float *y, int64_t ldy, const int8_t *xq, co
     default: CALL(4); break;                                                                         \
     }
 #define Q4(M_) mvq4_vnni(y, ldy, xq, xd, xc, ldxq, M_, w, k, o0, o1)
+#define Q5(M_) mvq5_vnni(y, ldy, xq, xd, xc, ldxq, M_, w, k, o0, o1)
 #define QK(M_) mvk_vnni(y, ldy, xq, xd, xc, ldxq, M_, w, 0, k, o0, o1)
 #define Q6(M_) mvk_vnni(y, ldy, xq, xd, xc, ldxq, M_, w, 1, k, o0, o1)
     switch (dt) {
     case GLMV_Q4_0: VCASES(Q4) break;
+    case GLMV_Q5_0: VCASES(Q5) break;
     case GLMV_Q4_K: VCASES(QK) break;
     case GLMV_Q6_K: VCASES(Q6) break;
     default: matvec_q_avx512(y, ldy, xq, xd, xc, ldxq, m, w, dt, k, o0, o1); break;
     }
 #undef Q4
+#undef Q5
 #undef QK
 #undef Q6
 #undef VCASES

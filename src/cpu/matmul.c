@@ -209,6 +209,7 @@ static void quant_x_task(void *ctx, int64_t t, int thread) {
     mm_job *j = ctx;
     glmv_quantize_x_q8(j->x + t * j->k, j->xq + t * j->k, j->xd + t * (j->k / 32), j->k);
     if (j->w->dtype == GLMV_Q4_0) glmv_x_corrections(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k, 8);
+    if (j->w->dtype == GLMV_Q5_0) glmv_x_corrections(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k, 16);
     if (j->w->dtype == GLMV_Q6_K) glmv_x_corrections(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k, 32);
     if (j->w->dtype == GLMV_Q4_K) glmv_q8_block_sums(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k);
 }
