@@ -94,88 +94,37 @@ static void kern_bf16_avx512bf16(int64_t K2, const uint16_t *A, int64_t lda, con
 }
 
 /* ------------------------------------------------------------------------ */
-/* Q4_0 decode with AVX512-VNNI (every AVX512-BF16 CPU has it: backend.c    */
-/* asks for both): two blocks per 512-bit vector, their nibbles as unsigned */
-/* bytes into vpdpbusd against x's int8, each lane started from x's         */
-/* correction (-8 x the sum of its 4 bytes), so it holds Σ (q - 8)·x        */
-/* exactly; then scaled by d_w·d_x of its block. Two accumulators (pairs of */
-/* blocks alternate); the same operations for every row, whatever M is.     */
+/* Q4_0 and Q5_0 decode with AVX512-VNNI (every AVX512-BF16 CPU has it:     */
+/* backend.c asks for both): two blocks per 512-bit vector, their values as */
+/* unsigned bytes (Q4_0: the nibbles; Q5_0: with each fifth bit set through */
+/* a byte mask) into vpdpbusd against x's int8, each lane started from x's  */
+/* correction (-8 or -16 x the sum of its 4 bytes), so it holds             */
+/* Σ (q - offset)·x exactly; then scaled by d_w·d_x of its block. Two       */
+/* accumulators (pairs of blocks alternate); the same operations for every  */
+/* row, whatever M is.                                                      */
 /* ------------------------------------------------------------------------ */
 #define VNNI __attribute__((target("avx512vnni")))
 
-/* blocks w[0], w[1] -> bytes [w0 low nibbles, w0 high, w1 low, w1 high] = elements 0..63 */
-VNNI KINLINE __m512i q4_pair(const glmv_block_q4_0 *w) {
-    const __m256i t = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)w[0].qs)),
-        _mm_loadu_si128((const __m128i *)w[1].qs), 1);
-    const __m256i m = _mm256_set1_epi8(15);
-    const __m256i lo = _mm256_and_si256(t, m), hi = _mm256_and_si256(_mm256_srli_epi16(t, 4), m);
-    return _mm512_permutex2var_epi64(_mm512_castsi256_si512(lo), _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0),
-                                     _mm512_castsi256_si512(hi));
-}
-
-#define Q4_PAIR(b, acc)                                                                            \
-    do {                                                                                           \
-        const __m512i wz = q4_pair(w4 + (b));                                                      \
-        const uint32_t dd = (uint32_t)w4[b].d | (uint32_t)w4[(b) + 1].d << 16;                     \
-        const __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)); /* d of both blocks */          \
-        UNROLL for (int i = 0; i < M; i++) {                                                       \
-            const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(xc + i * lds + (b) * 8), wz,    \
-                                                  _mm512_loadu_si512(xq + i * ldxq + (b) * 32));   \
-            const __m128 s = _mm_mul_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xd + i * ldd + (b))))); \
-            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(sidx, _mm512_castps128_ps512(s)), acc[i]); \
-        }                                                                                          \
-    } while (0)
-
-VNNI KINLINE void mvq4_vnni(float *y, int64_t ldy, const int8_t *xq, const float *xd,
-                                  const int32_t *xc, int64_t ldxq, const int M, const void *w,
-                                  int64_t k, int64_t o0, int64_t o1) {
-    const int64_t nb = k / 32, ldd = ldxq / 32, lds = ldxq / 4;
-    const __m512i sidx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    for (int64_t o = o0; o < o1; o++) {
-        const glmv_block_q4_0 *w4 = (const glmv_block_q4_0 *)w + o * nb;
-        __m512 a0[4], a1[4];
-        UNROLL for (int i = 0; i < M; i++) a0[i] = a1[i] = _mm512_setzero_ps();
-        int64_t b = 0;
-        for (; b + 3 < nb; b += 4) {
-            Q4_PAIR(b, a0);
-            Q4_PAIR(b + 2, a1);
-        }
-        if (b + 1 < nb) {
-            Q4_PAIR(b, a0);
-            b += 2;
-        }
-        if (b < nb) { /* an odd last block, in 256 bits */
-            const __m128i t = _mm_loadu_si128((const __m128i *)w4[b].qs);
-            const __m256i wv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(15));
-            const float dw = _cvtsh_ss(w4[b].d);
-            UNROLL for (int i = 0; i < M; i++) {
-                const __m256i p = _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i *)(xc + i * lds + b * 8)),
-                                                      wv, _mm256_loadu_si256((const __m256i *)(xq + i * ldxq + b * 32)));
-                a1[i] = _mm512_add_ps(a1[i], _mm512_zextps256_ps512(_mm256_mul_ps(
-                                                 _mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[i * ldd + b]))));
-            }
-        }
-        UNROLL for (int i = 0; i < M; i++) y[i * ldy + o] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i], a1[i]));
-    }
-}
-#undef Q4_PAIR
-
-/* Q5_0 the same way: each block's nibbles as Q4_0's, its fifth bits set through a byte mask,
- * unsigned values 0..31 against lanes started from x's corrections (-16 x the sum of 4 bytes) */
-VNNI KINLINE __m256i q5_bytes(const glmv_block_q5_0 *w) {
-    const __m128i t = _mm_loadu_si128((const __m128i *)w->qs);
+/* a Q4_0 (q5 = 0) or Q5_0 block's 32 values as unsigned bytes, elements 0..31: the low nibbles
+ * of qs (after d, and Q5_0's qh), then the high ones */
+VNNI KINLINE __m256i q45_bytes(const uint8_t *blk, const int q5) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)(blk + (q5 ? 6 : 2)));
     const __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(15));
+    if (!q5) return v;
     uint32_t qh;
-    memcpy(&qh, w->qh, 4);
+    memcpy(&qh, blk + 2, 4);
     return _mm256_or_si256(v, _mm256_maskz_mov_epi8((__mmask32)qh, _mm256_set1_epi8(16)));
 }
 
-#define Q5_PAIR(b, acc)                                                                            \
+/* blocks b and b + 1 of the row (bb bytes each, d first) into acc[i] for the M rows of x */
+#define Q45_PAIR(b, acc)                                                                           \
     do {                                                                                           \
-        const __m512i wz = _mm512_inserti64x4(_mm512_castsi256_si512(q5_bytes(w5 + (b))), q5_bytes(w5 + (b) + 1), 1); \
-        const uint32_t dd = (uint32_t)w5[b].d | (uint32_t)w5[(b) + 1].d << 16;                     \
-        const __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)); /* d of both blocks */          \
+        const uint8_t *p0 = row + (b) * bb, *p1 = p0 + bb;                                         \
+        const __m512i wz = _mm512_inserti64x4(_mm512_castsi256_si512(q45_bytes(p0, q5)), q45_bytes(p1, q5), 1); \
+        uint16_t d0, d1;                                                                           \
+        memcpy(&d0, p0, 2);                                                                        \
+        memcpy(&d1, p1, 2);                                                                        \
+        const __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d0 | (uint32_t)d1 << 16))); \
         UNROLL for (int i = 0; i < M; i++) {                                                       \
             const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(xc + i * lds + (b) * 8), wz,    \
                                                   _mm512_loadu_si512(xq + i * ldxq + (b) * 32));   \
@@ -184,26 +133,30 @@ VNNI KINLINE __m256i q5_bytes(const glmv_block_q5_0 *w) {
         }                                                                                          \
     } while (0)
 
-VNNI KINLINE void mvq5_vnni(float *y, int64_t ldy, const int8_t *xq, const float *xd, const int32_t *xc,
-                            int64_t ldxq, const int M, const void *w, int64_t k, int64_t o0, int64_t o1) {
+VNNI KINLINE void mvq45_vnni(float *y, int64_t ldy, const int8_t *xq, const float *xd, const int32_t *xc,
+                             int64_t ldxq, const int M, const void *w, const int q5, int64_t k, int64_t o0,
+                             int64_t o1) {
     const int64_t nb = k / 32, ldd = ldxq / 32, lds = ldxq / 4;
+    const int64_t bb = q5 ? (int64_t)sizeof(glmv_block_q5_0) : (int64_t)sizeof(glmv_block_q4_0);
     const __m512i sidx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int64_t o = o0; o < o1; o++) {
-        const glmv_block_q5_0 *w5 = (const glmv_block_q5_0 *)w + o * nb;
+        const uint8_t *row = (const uint8_t *)w + o * nb * bb;
         __m512 a0[4], a1[4];
         UNROLL for (int i = 0; i < M; i++) a0[i] = a1[i] = _mm512_setzero_ps();
         int64_t b = 0;
         for (; b + 3 < nb; b += 4) {
-            Q5_PAIR(b, a0);
-            Q5_PAIR(b + 2, a1);
+            Q45_PAIR(b, a0);
+            Q45_PAIR(b + 2, a1);
         }
         if (b + 1 < nb) {
-            Q5_PAIR(b, a0);
+            Q45_PAIR(b, a0);
             b += 2;
         }
         if (b < nb) { /* an odd last block, in 256 bits */
-            const __m256i wv = q5_bytes(w5 + b);
-            const float dw = _cvtsh_ss(w5[b].d);
+            const __m256i wv = q45_bytes(row + b * bb, q5);
+            uint16_t dh;
+            memcpy(&dh, row + b * bb, 2);
+            const float dw = _cvtsh_ss(dh);
             UNROLL for (int i = 0; i < M; i++) {
                 const __m256i p = _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i *)(xc + i * lds + b * 8)),
                                                       wv, _mm256_loadu_si256((const __m256i *)(xq + i * ldxq + b * 32)));
@@ -214,7 +167,7 @@ VNNI KINLINE void mvq5_vnni(float *y, int64_t ldy, const int8_t *xq, const float
         UNROLL for (int i = 0; i < M; i++) y[i * ldy + o] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i], a1[i]));
     }
 }
-#undef Q5_PAIR
+#undef Q45_PAIR
 
 /* Q4_K and Q6_K with AVX512-VNNI: 64 elements a vector (Q4_K: a qs word pair's low then high
  * nibbles, sub-blocks 2p and 2p+1; Q6_K: two quarters of a half super-block), unsigned values
@@ -327,8 +280,8 @@ VNNI static void matvec_q_avx512vnni(float *y, int64_t ldy, const int8_t *xq, co
     case 3: CALL(3); break;                                                                          \
     default: CALL(4); break;                                                                         \
     }
-#define Q4(M_) mvq4_vnni(y, ldy, xq, xd, xc, ldxq, M_, w, k, o0, o1)
-#define Q5(M_) mvq5_vnni(y, ldy, xq, xd, xc, ldxq, M_, w, k, o0, o1)
+#define Q4(M_) mvq45_vnni(y, ldy, xq, xd, xc, ldxq, M_, w, 0, k, o0, o1)
+#define Q5(M_) mvq45_vnni(y, ldy, xq, xd, xc, ldxq, M_, w, 1, k, o0, o1)
 #define QK(M_) mvk_vnni(y, ldy, xq, xd, xc, ldxq, M_, w, 0, k, o0, o1)
 #define Q6(M_) mvk_vnni(y, ldy, xq, xd, xc, ldxq, M_, w, 1, k, o0, o1)
     switch (dt) {

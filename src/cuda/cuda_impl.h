@@ -142,6 +142,43 @@ static inline unsigned cdiv(int64_t a, int64_t b) { return (unsigned)((a + b - 1
         PDL_LAUNCH(); \
     } while (0)
 
+/* Element i of a BF16, F16 or F32 array as float. */
+__device__ __forceinline__ float ldw_any(const void *p, int dt, int64_t i) {
+    if (dt == GLMV_BF16) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    if (dt == GLMV_F16) return __half2float(((const __half *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+/* The end of the matrix-vector kernels (gemv.cu, quant.cu): each warp's M sums reduced over
+ * its lanes, the WPR warps of a row (consecutive, `part` 0..WPR-1) added through red (the
+ * kernel's shared [warps][M]), then lane 0 of part 0 adds the bias and stores the row's M
+ * outputs y[r * n + row]. */
+template <int M, int WPR>
+__device__ __forceinline__ void gemv_finish(float (&acc)[M], float (*red)[M], int warp, int lane, int part,
+                                            int64_t row, int64_t n, const void *bias, int bdt, float *y) {
+#pragma unroll
+    for (int r = 0; r < M; r++)
+        for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+    if (WPR > 1) {
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < M; r++) red[warp][r] = acc[r];
+        __syncthreads();
+        if (part == 0 && lane == 0)
+#pragma unroll
+            for (int r = 0; r < M; r++) {
+                float s = 0.f;
+                for (int p = 0; p < WPR; p++) s += red[warp + p][r];
+                acc[r] = s;
+            }
+    }
+    if (row < n && part == 0 && lane == 0) {
+        const float b = bias ? ldw_any(bias, bdt, row) : 0.f;
+#pragma unroll
+        for (int r = 0; r < M; r++) y[r * n + row] = acc[r] + b;
+    }
+}
+
 template <typename... KArgs, typename... Args>
 static inline void cuda_launch(cuda_ctx *c, void (*kernel)(KArgs...), dim3 grid, dim3 block,
                                size_t smem, Args &&...args) {

@@ -12,12 +12,6 @@
  * F16 weights (test fixtures), any m. Not tuned. */
 #include "cuda/cuda_impl.h"
 
-__device__ __forceinline__ float ldw_any(const void *p, int dt, int64_t i) {
-    if (dt == GLMV_BF16) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
-    if (dt == GLMV_F16) return __half2float(((const __half *)p)[i]);
-    return ((const float *)p)[i];
-}
-
 __device__ __forceinline__ void bf16x8(const uint4 &u, float (&f)[8]) {
     const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
@@ -92,28 +86,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(float *__restrict__ 
             }
         }
     }
-#pragma unroll
-    for (int r = 0; r < M; r++)
-        for (int off = 16; off > 0; off >>= 1)
-            acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
-    if (WPR > 1) {
-        if (lane == 0)
-#pragma unroll
-            for (int r = 0; r < M; r++) red[warp][r] = acc[r];
-        __syncthreads();
-        if (part == 0 && lane == 0)
-#pragma unroll
-            for (int r = 0; r < M; r++) {
-                float s = 0.f;
-                for (int p = 0; p < WPR; p++) s += red[warp + p][r];
-                acc[r] = s;
-            }
-    }
-    if (row < n && part == 0 && lane == 0) {
-        float b = bias ? ldw_any(bias, bdt, row) : 0.f;
-#pragma unroll
-        for (int r = 0; r < M; r++) y[r * n + row] = acc[r] + b;
-    }
+    gemv_finish<M, WPR>(acc, red, warp, lane, part, row, n, bias, bdt, y);
 }
 
 template <int M>

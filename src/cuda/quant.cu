@@ -212,31 +212,7 @@ __global__ void __launch_bounds__(QV_THREADS)
             }
         }
     }
-#pragma unroll
-    for (int r = 0; r < M; r++)
-        for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
-    if (WPR > 1) {
-        if (lane == 0)
-#pragma unroll
-            for (int r = 0; r < M; r++) red[warp][r] = acc[r];
-        __syncthreads();
-        if (part == 0 && lane == 0)
-#pragma unroll
-            for (int r = 0; r < M; r++) {
-                float s = 0.f;
-                for (int p = 0; p < WPR; p++) s += red[warp + p][r];
-                acc[r] = s;
-            }
-    }
-    if (row < n && part == 0 && lane == 0) {
-        float bv = 0.f;
-        if (bias)
-            bv = bdt == GLMV_BF16 ? __bfloat162float(((const __nv_bfloat16 *)bias)[row])
-                 : bdt == GLMV_F16 ? __half2float(((const __half *)bias)[row])
-                                   : ((const float *)bias)[row];
-#pragma unroll
-        for (int r = 0; r < M; r++) y[r * n + row] = acc[r] + bv;
-    }
+    gemv_finish<M, WPR>(acc, red, warp, lane, part, row, n, bias, bdt, y);
 }
 
 template <int M, int FMT>
@@ -513,31 +489,7 @@ __global__ void __launch_bounds__(QV_THREADS)
 #pragma unroll
         for (int s = 0; s < U; s++) u[s] = j + s * stride < chunks ? __ldg(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
     }
-#pragma unroll
-    for (int r = 0; r < M; r++)
-        for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
-    if (WPR > 1) {
-        if (lane == 0)
-#pragma unroll
-            for (int r = 0; r < M; r++) red[warp][r] = acc[r];
-        __syncthreads();
-        if (part == 0 && lane == 0)
-#pragma unroll
-            for (int r = 0; r < M; r++) {
-                float s = 0.f;
-                for (int p = 0; p < WPR; p++) s += red[warp + p][r];
-                acc[r] = s;
-            }
-    }
-    if (row < n && part == 0 && lane == 0) {
-        float bv = 0.f;
-        if (bias)
-            bv = bdt == GLMV_BF16 ? __bfloat162float(((const __nv_bfloat16 *)bias)[row])
-                 : bdt == GLMV_F16 ? __half2float(((const __half *)bias)[row])
-                                   : ((const float *)bias)[row];
-#pragma unroll
-        for (int r = 0; r < M; r++) y[r * n + row] = acc[r] + bv;
-    }
+    gemv_finish<M, WPR>(acc, red, warp, lane, part, row, n, bias, bdt, y);
 }
 
 template <int M, int Q4>
