@@ -71,6 +71,61 @@ static int block_value(const void *row, glmv_dtype t, int64_t b, int j) {
     }
 }
 
+void glmv_block_s8(glmv_dtype t, const void *row, int64_t b, int8_t v[32], float s[2], float *o) {
+    *o = 0;
+    switch (t) {
+    case GLMV_Q8_0: {
+        const glmv_block_q8_0 *w = (const glmv_block_q8_0 *)row + b;
+        memcpy(v, w->qs, 32);
+        s[0] = s[1] = glmv_f16_to_f32(w->d);
+        return;
+    }
+    case GLMV_Q4_0: {
+        const glmv_block_q4_0 *w = (const glmv_block_q4_0 *)row + b;
+        for (int j = 0; j < 16; j++) {
+            v[j] = (int8_t)((w->qs[j] & 15) - 8);
+            v[j + 16] = (int8_t)((w->qs[j] >> 4) - 8);
+        }
+        s[0] = s[1] = glmv_f16_to_f32(w->d);
+        return;
+    }
+    case GLMV_Q5_0: {
+        const glmv_block_q5_0 *w = (const glmv_block_q5_0 *)row + b;
+        uint32_t qh;
+        memcpy(&qh, w->qh, 4);
+        for (int j = 0; j < 16; j++) {
+            v[j] = (int8_t)(((w->qs[j] & 15) | (qh >> j & 1) << 4) - 16);
+            v[j + 16] = (int8_t)(((w->qs[j] >> 4) | (qh >> (j + 16) & 1) << 4) - 16);
+        }
+        s[0] = s[1] = glmv_f16_to_f32(w->d);
+        return;
+    }
+    case GLMV_Q4_K: {
+        const glmv_block_q4_k *w = (const glmv_block_q4_k *)row + b / 8;
+        int sub = (int)(b % 8), sc, m;
+        const uint8_t *qs = w->qs + 32 * (sub / 2);
+        const int sh = 4 * (sub % 2);
+        for (int j = 0; j < 32; j++) v[j] = (int8_t)(qs[j] >> sh & 15);
+        glmv_q4_k_scale_min(w->scales, sub, &sc, &m);
+        s[0] = s[1] = glmv_f16_to_f32(w->d) * (float)sc;
+        *o = glmv_f16_to_f32(w->dmin) * (float)m;
+        return;
+    }
+    case GLMV_Q6_K: {
+        const glmv_block_q6_k *w = (const glmv_block_q6_k *)row + b / 8;
+        int sb = (int)(b % 8), n = sb / 4, tt = sb % 4;
+        const uint8_t *ql = w->ql + 64 * n + 32 * (tt & 1), *qh = w->qh + 32 * n;
+        const int sl = 4 * (tt >> 1), shh = 2 * tt;
+        for (int j = 0; j < 32; j++) v[j] = (int8_t)(((ql[j] >> sl & 15) | (qh[j] >> shh & 3) << 4) - 32);
+        float d = glmv_f16_to_f32(w->d);
+        s[0] = d * (float)w->scales[2 * sb];
+        s[1] = d * (float)w->scales[2 * sb + 1];
+        return;
+    }
+    default: memset(v, 0, 32); s[0] = s[1] = 0; return;
+    }
+}
+
 double glmv_dot_q8x_ref(const void *row, glmv_dtype t, const int8_t *q, const float *d, int64_t k) {
     double acc = 0;
     for (int64_t b = 0; b < k / GLMV_QK; b++) {

@@ -112,6 +112,11 @@ void glmv_q8_block_sums(const int8_t *q, int32_t *s, int64_t k);
  * over the block's two sub-blocks of 16. */
 double glmv_dot_q8x_ref(const void *row, glmv_dtype t, const int8_t *q, const float *d, int64_t k);
 
+/* 32-element block b of a row of block format t as int8 values v with w ≈ s·v - o: s[0] for
+ * elements 0..15, s[1] for 16..31 (equal but for Q6_K, whose sub-blocks are 16); o is Q4_K's
+ * dmin·m, else 0. Q8_0: v = q; Q4_0, Q5_0, Q6_K: q minus the offset; Q4_K: q in [0, 15]. */
+void glmv_block_s8(glmv_dtype t, const void *row, int64_t b, int8_t v[32], float s[2], float *o);
+
 /* Quantize a 2-D host tensor (F32, F16 or BF16, columns a multiple of the block) to `to`, rows in
  * parallel on up to n_threads threads: t then points at a new buffer (*owned, malloc'd, the
  * caller frees it after the tensor's last use) and its old bytes are no longer read. */

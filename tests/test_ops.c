@@ -37,6 +37,11 @@ static void emu_kern_bf16(int64_t K2, const uint16_t *A, int64_t lda, const uint
                           int64_t ldc, int rows, int acc) {
     glmv_cpu_kern_bf16_scalar(emu_table.mr, emu_table.nr, K2, A, lda, B, C, ldc, rows, acc);
 }
+static void emu_kern_q(int64_t nblk, int L, const uint8_t *A, int64_t lda, const float *ad,
+                       const float *as, int64_t ldad, const int8_t *P, float *C, int64_t ldc, int rows,
+                       int acc) {
+    glmv_cpu_kern_q_scalar(emu_table.mrq, nblk, L, A, lda, ad, as, ldad, P, C, ldc, rows, acc);
+}
 #define LEVEL_EMU 100
 
 /* ---- backends under test ---- */
@@ -90,6 +95,11 @@ static glmv_tensor rand_tensor(glmv_dtype dt, int64_t rows, int64_t cols, float 
     }
     t.data = t.host = p;
     return t;
+}
+
+/* does backend b put block-format weights through the int8 GEMM (kern_q)? */
+static int be_int8_gemm(int b) {
+    return be_level[b] == LEVEL_EMU || be_level[b] == GLMV_SIMD_AVX512BF16;
 }
 
 static const char *be_desc(int b) {
@@ -177,7 +187,8 @@ static void matmul_case(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with
         bes[b]->matmul(bes[b], got, x, &w, with_bias ? &bias : NULL, m);
         /* only bf16 precision rounds x, and only in the GEMM (decode stays f32) */
         double tol = (bes[b]->bf16 && dt == GLMV_BF16 && m > GLMV_MV_MAX) ? TOL_BF16X : TOL_F32;
-        int q8x = glmv_dtype_is_quant(dt) && m <= GLMV_MV_MAX;
+        /* decode rows, and prompts through the int8 GEMM: x rounded to int8 per block */
+        int q8x = glmv_dtype_is_quant(dt) && (m <= GLMV_MV_MAX || be_int8_gemm(b));
         char what[96];
         snprintf(what, sizeof what, "matmul %s m=%lld n=%lld k=%lld%s", glmv_dtype_name(dt),
                  (long long)m, (long long)n, (long long)k, with_bias ? " +bias" : "");
@@ -231,6 +242,95 @@ TEST(matmul_quant) {
     matmul_case(GLMV_Q8_0, 9, 300, 800, 0);
     matmul_case(GLMV_Q4_K, 70, 40, 768, 1);
     matmul_case(GLMV_Q6_K, 9, 300, 512, 0);
+}
+
+/* The int8 GEMM kernel of the AVX512-VNNI table against its scalar form, bit for bit: panels
+ * packed from every block format (L = 32, and 16 for Q6_K), 1..6 rows, a ragged column count,
+ * with and without the min term and the accumulation into C. */
+TEST(kern_q_exact) {
+    if (!glmv_cpu_simd_supported(GLMV_SIMD_AVX512BF16)) {
+        test_skip("this CPU lacks AVX512-VNNI/BF16; the int8 GEMM is checked through the emulated table");
+        return;
+    }
+    const glmv_cpu_kernels *kn = &glmv_cpu_kernels_avx512bf16;
+    CHECK(kn->kern_q != NULL && kn->mrq >= 1 && kn->mrq <= GLMV_MR_MAX);
+    glmv_dtype dts[] = {GLMV_Q8_0, GLMV_Q4_0, GLMV_Q5_0, GLMV_Q4_K, GLMV_Q6_K};
+    const int64_t k = 512, n = 29, ldc = 40;
+    int8_t *panel = glmv_aligned_alloc((size_t)(k / 16) * (size_t)glmv_cpu_q_block_bytes(16));
+    uint8_t *xu = malloc((size_t)(8 * k));
+    float *ad = randv(8 * k / 32, 0.001f, 0.02f), *as = randv(8 * k / 32, -3, 3);
+    float *c1 = malloc(sizeof(float) * 8 * ldc), *c2 = malloc(sizeof(float) * 8 * ldc);
+    for (int64_t i = 0; i < 8 * k; i++) xu[i] = (uint8_t)(1 + (int)frand(0, 254.99f));
+    for (int d = 0; d < 5; d++) {
+        glmv_tensor w = rand_tensor(dts[d], n, k, -1, 1);
+        int L = glmv_cpu_pack_q(panel, w.data, dts[d], k, 0, (int)n, 0, k);
+        CHECK_EQ_INT(L, dts[d] == GLMV_Q6_K ? 16 : 32);
+        /* the table's packer: the same bytes, for a full panel at a k offset and a ragged one */
+        {
+            glmv_tensor w2 = rand_tensor(dts[d], 70, 2 * k, -1, 1);
+            size_t pb = (size_t)(k / 16) * (size_t)glmv_cpu_q_block_bytes(16);
+            int8_t *p1 = calloc(1, pb), *p2 = calloc(1, pb);
+            for (int nn = 32; nn >= 5; nn -= 27) {
+                int L1 = glmv_cpu_pack_q(p1, w2.data, dts[d], 2 * k, 37, nn, k, k);
+                int L2 = kn->pack_q(p2, w2.data, dts[d], 2 * k, 37, nn, k, k);
+                CHECK_MSG(L1 == L2 && !memcmp(p1, p2, (size_t)(k / L1) * (size_t)glmv_cpu_q_block_bytes(L1)),
+                          "pack_q %s nn=%d differs from glmv_cpu_pack_q", glmv_dtype_name(dts[d]), nn);
+            }
+            free(p1);
+            free(p2);
+            free(w2.data);
+        }
+        for (int rows = 1; rows <= kn->mrq; rows++)
+            for (int acc = 0; acc <= 1; acc++) {
+                for (int i = 0; i < 8 * ldc; i++) c1[i] = c2[i] = frand(-1, 1);
+                const float *a_s = dts[d] == GLMV_Q4_K ? as : NULL;
+                glmv_cpu_kern_q_scalar(kn->mrq, k / L, L, xu, k, ad, a_s, k / 32, panel, c1, ldc, rows, acc);
+                kn->kern_q(k / L, L, xu, k, ad, a_s, k / 32, panel, c2, ldc, rows, acc);
+                CHECK_MSG(!memcmp(c1, c2, sizeof(float) * 8 * ldc), "kern_q %s rows=%d acc=%d differs from the scalar form",
+                          glmv_dtype_name(dts[d]), rows, acc);
+            }
+        free(w.data);
+    }
+    free(panel);
+    free(xu);
+    free(ad);
+    free(as);
+    free(c1);
+    free(c2);
+}
+
+/* The tables' activation quantizers against glmv_quantize_x_q8, byte for byte: random blocks,
+ * a zero block, and blocks whose scale is 1 holding exact halves (roundf: away from zero) and
+ * values just under a half. */
+TEST(quant_x_exact) {
+    const glmv_cpu_kernels *tabs[] = {&glmv_cpu_kernels_avx2, &glmv_cpu_kernels_avx512, &glmv_cpu_kernels_avx512bf16};
+    const int levels[] = {GLMV_SIMD_AVX2, GLMV_SIMD_AVX512, GLMV_SIMD_AVX512BF16};
+    const int64_t k = 32 * 40;
+    float *x = randv(k, -3, 3);
+    for (int j = 0; j < 32; j++) x[32 + j] = 0;
+    for (int b = 2; b < 6; b++) {
+        x[32 * b] = 127; /* d = 1 */
+        for (int j = 1; j < 32; j++)
+            x[32 * b + j] = (float)((j % 2 ? 1 : -1) * ((j + b) % 9)) + (b % 2 ? 0.5f : 0.49999997f);
+    }
+    int8_t *q1 = malloc((size_t)k), *q2 = malloc((size_t)k);
+    float *d1 = malloc(sizeof(float) * (size_t)(k / 32)), *d2 = malloc(sizeof(float) * (size_t)(k / 32));
+    glmv_quantize_x_q8(x, q1, d1, k);
+    int tested = 0;
+    for (int t = 0; t < 3; t++) {
+        if (!tabs[t]->quant_x || !glmv_cpu_simd_supported(levels[t])) continue;
+        tested++;
+        memset(q2, 0x55, (size_t)k);
+        tabs[t]->quant_x(x, q2, d2, k);
+        CHECK_MSG(!memcmp(q1, q2, (size_t)k) && !memcmp(d1, d2, sizeof(float) * (size_t)(k / 32)),
+                  "quant_x of %s differs from glmv_quantize_x_q8", tabs[t]->name);
+    }
+    if (!tested) test_skip("no table of this CPU has its own activation quantizer");
+    free(x);
+    free(q1);
+    free(q2);
+    free(d1);
+    free(d2);
 }
 
 TEST(matmul_blocks) {
@@ -550,6 +650,8 @@ int main(void) {
         emu_table = glmv_cpu_kernels_avx2;
         emu_table.to_bf16 = glmv_cpu_to_bf16_scalar;
         emu_table.kern_bf16 = emu_kern_bf16;
+        emu_table.mrq = 4;
+        emu_table.kern_q = emu_kern_q;
         for (int t = 1; t <= 2; t++) {
             glmv_backend *be = glmv_cpu_backend_new_table(t, &emu_table, "cpu-bf16emu", 1, err);
             if (!be) {
@@ -570,6 +672,8 @@ int main(void) {
     RUN(matmul_blocks);
     RUN(matmul_rows);
     RUN(matmul_quant);
+    RUN(kern_q_exact);
+    RUN(quant_x_exact);
     RUN(embed);
     RUN(rmsnorm);
     RUN(norm_add_norm_copy_rows);

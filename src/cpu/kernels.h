@@ -19,6 +19,9 @@
 #define GLMV_MR_MAX 8   /* largest register tile rows of any table */
 #define GLMV_NB 128     /* GEMM column block: weight columns packed per task */
 #define GLMV_NR_MAX 32  /* largest register tile columns of any table */
+#define GLMV_NRQ 32     /* int8 GEMM panel columns */
+#define GLMV_QKB 2048   /* int8 GEMM k-block (a multiple of 256, so of every block format) */
+#define GLMV_NBQ 64     /* int8 GEMM column block */
 
 typedef struct {
     const char *name;           /* "avx2", "avx512", "avx512bf16" */
@@ -59,6 +62,26 @@ typedef struct {
     void (*kern_bf16)(int64_t K2, const uint16_t *A, int64_t lda, const uint16_t *B, float *C,
                       int64_t ldc, int mr, int acc);
 
+    /* int8 GEMM for block-format weights (NULL where the table has none): x quantized to int8
+     * per 32-element block as for decode (glmv_quantize_x_q8), stored as unsigned bytes
+     * (q + 128) in rows of lda, with ad[i*ldad + b] its scale d_x of block b and, for formats
+     * with a min (Q4_K), as[i*ldad + b] = d_x·Σq of the block (else as is NULL). The panel P
+     * (glmv_cpu_pack_q) holds GLMV_NRQ columns of w in nblk blocks of L (32, or 16 for Q6_K)
+     * elements. For i < rows (1..mrq), j < GLMV_NRQ:
+     *   t ← fma(float(I_b) · ad[i*ldad + b'], s_b[j], t), then (as) t ← fma(-o_b[j], as[..], t)
+     * block after block from t = 0, and C[i*ldc + j] = acc ? C + t : t; where I_b = init_b[j] + Σ_e
+     * A[i][bL + e]·v_b[e][j] is exact in int32 (init_b[j] = -128 Σ_e v_b[e][j] undoes the
+     * +128) and b' = bL/32: so every table gives the same floats (glmv_cpu_kern_q_scalar). */
+    int mrq;
+    /* glmv_quantize_x_q8, the same bytes, faster (NULL: the portable one) */
+    void (*quant_x)(const float *x, int8_t *q, float *d, int64_t k);
+    /* glmv_cpu_pack_q, the same bytes, faster (NULL: the portable one) */
+    int (*pack_q)(int8_t *dst, const void *w, glmv_dtype dt, int64_t k, int64_t n0, int nn, int64_t k0,
+                  int64_t kk);
+    void (*kern_q)(int64_t nblk, int L, const uint8_t *A, int64_t lda, const float *ad,
+                   const float *as, int64_t ldad, const int8_t *P, float *C, int64_t ldc, int rows,
+                   int acc);
+
     /* vectors */
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n);      /* y += a·x */
@@ -87,6 +110,19 @@ void glmv_cpu_to_bf16_scalar(uint16_t *dst, const float *src, int64_t n);
  * float32 accumulation of each pair). */
 void glmv_cpu_kern_bf16_scalar(int mr, int nr, int64_t K2, const uint16_t *A, int64_t lda,
                                const uint16_t *B, float *C, int64_t ldc, int rows, int acc);
+
+/* The int8 GEMM's panel: columns [n0, n0+nn) (nn <= GLMV_NRQ) and elements [k0, k0+kk) of w
+ * [n, k] in block format dt (k0, kk multiples of 32; of 256 for K-quants), as kk/L blocks of
+ * glmv_cpu_q_block_bytes(L) bytes: v[L/4][GLMV_NRQ][4] (int8 values: 4 consecutive elements
+ * of a column per 32-bit word), then int32 init[GLMV_NRQ], float s[GLMV_NRQ], float
+ * o[GLMV_NRQ] (w ≈ s·v - o; columns past nn all zero). Returns L. */
+int glmv_cpu_pack_q(int8_t *dst, const void *w, glmv_dtype dt, int64_t k, int64_t n0, int nn,
+                    int64_t k0, int64_t kk);
+static inline int64_t glmv_cpu_q_block_bytes(int L) { return (int64_t)L * GLMV_NRQ + 12 * GLMV_NRQ; }
+/* kern_q in plain C for a tile of mr x GLMV_NRQ */
+void glmv_cpu_kern_q_scalar(int mr, int64_t nblk, int L, const uint8_t *A, int64_t lda,
+                            const float *ad, const float *as, int64_t ldad, const int8_t *P, float *C,
+                            int64_t ldc, int rows, int acc);
 
 extern const glmv_cpu_kernels glmv_cpu_kernels_avx2;
 extern const glmv_cpu_kernels glmv_cpu_kernels_avx512;

@@ -298,6 +298,179 @@ VNNI static void matvec_q_avx512vnni(float *y, int64_t ldy, const int8_t *xq, co
 #undef VCASES
 }
 
+/* ------------------------------------------------------------------------ */
+/* int8 GEMM with AVX512-VNNI (kern_q; panel layout in kernels.h): a tile   */
+/* of QMR rows by 32 columns, one int32 accumulator pair per row started    */
+/* from the block's init (undoing x's +128), 4 bytes of x broadcast against */
+/* 4 bytes of each of 32 columns per vpdpbusd, then each block's integer    */
+/* sums to float, times d_x, into the float tile by fma with the columns'   */
+/* scales (and, Q4_K, minus min·d_x·Σq): the float operations of            */
+/* glmv_cpu_kern_q_scalar, in its order.                                    */
+/* ------------------------------------------------------------------------ */
+#define QMR 6
+
+VNNI KINLINE void kern_q_m(const int M, const int L, int64_t nblk, const uint8_t *A, int64_t lda,
+                           const float *ad, const float *as, int64_t ldad, const int8_t *P, float *C,
+                           int64_t ldc, int acc) {
+    const int64_t bs = (int64_t)L * 32 + 12 * 32;
+    __m512 f0[QMR], f1[QMR];
+    UNROLL for (int i = 0; i < M; i++) f0[i] = f1[i] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nblk; b++) {
+        const int8_t *pb = P + b * bs;
+        const int8_t *tail = pb + L * 32;
+        const uint8_t *xb = A + b * L;
+        __m512i a0[QMR], a1[QMR];
+        UNROLL for (int i = 0; i < M; i++) {
+            a0[i] = _mm512_loadu_si512(tail);
+            a1[i] = _mm512_loadu_si512(tail + 64);
+        }
+        UNROLL for (int g = 0; g < L / 4; g++) {
+            const __m512i w0 = _mm512_loadu_si512(pb + g * 128), w1 = _mm512_loadu_si512(pb + g * 128 + 64);
+            UNROLL for (int i = 0; i < M; i++) {
+                int32_t xv;
+                memcpy(&xv, xb + i * lda + 4 * g, 4);
+                const __m512i xx = _mm512_set1_epi32(xv);
+                a0[i] = _mm512_dpbusd_epi32(a0[i], xx, w0);
+                a1[i] = _mm512_dpbusd_epi32(a1[i], xx, w1);
+            }
+        }
+        const __m512 s0 = _mm512_loadu_ps((const float *)(tail + 128)), s1 = _mm512_loadu_ps((const float *)(tail + 192));
+        const int64_t bx = b * L / 32;
+        UNROLL for (int i = 0; i < M; i++) {
+            const __m512 d = _mm512_set1_ps(ad[i * ldad + bx]);
+            f0[i] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a0[i]), d), s0, f0[i]);
+            f1[i] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a1[i]), d), s1, f1[i]);
+        }
+        if (as) {
+            const __m512 o0 = _mm512_loadu_ps((const float *)(tail + 256)), o1 = _mm512_loadu_ps((const float *)(tail + 320));
+            UNROLL for (int i = 0; i < M; i++) {
+                const __m512 e = _mm512_set1_ps(as[i * ldad + bx]);
+                f0[i] = _mm512_fnmadd_ps(o0, e, f0[i]);
+                f1[i] = _mm512_fnmadd_ps(o1, e, f1[i]);
+            }
+        }
+    }
+    UNROLL for (int i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        if (acc) {
+            f0[i] = _mm512_add_ps(_mm512_loadu_ps(c), f0[i]);
+            f1[i] = _mm512_add_ps(_mm512_loadu_ps(c + 16), f1[i]);
+        }
+        _mm512_storeu_ps(c, f0[i]);
+        _mm512_storeu_ps(c + 16, f1[i]);
+    }
+}
+
+/* The panel of glmv_cpu_pack_q, the same bytes, 16 columns at a time: each 32-bit group of 4
+ * values gathered from the 16 rows, the nibbles (and Q5_0's fifth bits, spread from qh by a
+ * multiply) unpacked in the lanes, the offsets taken off bytewise, the init from vpdpbusd
+ * against ones. Q6_K and a ragged last panel go through the portable packer. */
+VNNI static int pack_q_avx512vnni(int8_t *dst, const void *w, glmv_dtype dt, int64_t k, int64_t n0, int nn,
+                                  int64_t k0, int64_t kk) {
+    if (nn < 32 || dt == GLMV_Q6_K || (dt != GLMV_Q8_0 && dt != GLMV_Q4_0 && dt != GLMV_Q5_0 && dt != GLMV_Q4_K))
+        return glmv_cpu_pack_q(dst, w, dt, k, n0, nn, k0, kk);
+    const int64_t rb = (int64_t)glmv_dtype_row_bytes(dt, k), bs = 32 * 32 + 12 * 32;
+    const __m512i vidx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32((int)rb));
+    const __m512i m4 = _mm512_set1_epi8(15), ones = _mm512_set1_epi8(1), lo16 = _mm512_set1_epi32(0xffff);
+    for (int h = 0; h < 2; h++) {
+        const char *base = (const char *)w + (n0 + 16 * h) * rb;
+        for (int64_t b32 = 0; b32 < kk / 32; b32++) {
+            const int64_t b = k0 / 32 + b32;
+            int8_t *pb = dst + b32 * bs;
+            __m512i W[8];
+            __m512 sc, o = _mm512_setzero_ps();
+            if (dt == GLMV_Q4_K) {
+                const char *sb = base + (b / 8) * (int64_t)sizeof(glmv_block_q4_k);
+                const int sub = (int)(b % 8);
+                const char *p = sb + 16 + 32 * (sub / 2);
+                UNROLL for (int g = 0; g < 8; g++)
+                    W[g] = _mm512_and_si512(_mm512_srli_epi32(_mm512_i32gather_epi32(vidx, p + 4 * g, 1), 4 * (sub % 2)), m4);
+                float fs[16], fo[16];
+                for (int c = 0; c < 16; c++) {
+                    const glmv_block_q4_k *q = (const glmv_block_q4_k *)(sb + c * rb);
+                    int s6, m6;
+                    glmv_q4_k_scale_min(q->scales, sub, &s6, &m6);
+                    fs[c] = _cvtsh_ss(q->d) * (float)s6;
+                    fo[c] = _cvtsh_ss(q->dmin) * (float)m6;
+                }
+                sc = _mm512_loadu_ps(fs);
+                o = _mm512_loadu_ps(fo);
+            } else {
+                const int64_t bb = dt == GLMV_Q8_0 ? 34 : dt == GLMV_Q4_0 ? 18 : 22;
+                const char *p = base + b * bb;
+                const __m512i dw = _mm512_and_si512(_mm512_i32gather_epi32(vidx, p, 1), lo16);
+                sc = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dw));
+                if (dt == GLMV_Q8_0) {
+                    UNROLL for (int g = 0; g < 8; g++) W[g] = _mm512_i32gather_epi32(vidx, p + 2 + 4 * g, 1);
+                } else {
+                    const char *qs = p + (dt == GLMV_Q4_0 ? 2 : 6);
+                    UNROLL for (int t = 0; t < 4; t++) {
+                        const __m512i q = _mm512_i32gather_epi32(vidx, qs + 4 * t, 1);
+                        W[t] = _mm512_and_si512(q, m4);
+                        W[t + 4] = _mm512_and_si512(_mm512_srli_epi32(q, 4), m4);
+                    }
+                    if (dt == GLMV_Q4_0) {
+                        UNROLL for (int g = 0; g < 8; g++) W[g] = _mm512_sub_epi8(W[g], _mm512_set1_epi8(8));
+                    } else {
+                        const __m512i qh = _mm512_i32gather_epi32(vidx, p + 2, 1);
+                        UNROLL for (int g = 0; g < 8; g++) {
+                            /* bits 4g..4g+3 of qh to bit 4 of bytes 0..3 */
+                            const __m512i x = _mm512_and_si512(_mm512_srli_epi32(qh, 4 * g), _mm512_set1_epi32(15));
+                            const __m512i sp = _mm512_and_si512(_mm512_mullo_epi32(x, _mm512_set1_epi32(0x00204081)),
+                                                                _mm512_set1_epi32(0x01010101));
+                            W[g] = _mm512_sub_epi8(_mm512_or_si512(W[g], _mm512_slli_epi32(sp, 4)), _mm512_set1_epi8(16));
+                        }
+                    }
+                }
+            }
+            __m512i sum = _mm512_setzero_si512();
+            UNROLL for (int g = 0; g < 8; g++) {
+                _mm512_storeu_si512(pb + (g * 32 + 16 * h) * 4, W[g]);
+                sum = _mm512_dpbusd_epi32(sum, ones, W[g]);
+            }
+            _mm512_storeu_si512(pb + 32 * 32 + 64 * h, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
+            _mm512_storeu_ps(pb + 32 * 32 + 128 + 64 * h, sc);
+            _mm512_storeu_ps(pb + 32 * 32 + 256 + 64 * h, o);
+        }
+    }
+    return 32;
+}
+
+VNNI static void kern_q_avx512vnni(int64_t nblk, int L, const uint8_t *A, int64_t lda, const float *ad,
+                                   const float *as, int64_t ldad, const int8_t *P, float *C, int64_t ldc,
+                                   int rows, int acc) {
+#define QC(r)                                                                                            case r:                                                                                                  if (L == 32) kern_q_m(r, 32, nblk, A, lda, ad, as, ldad, P, C, ldc, acc);                            else kern_q_m(r, 16, nblk, A, lda, ad, as, ldad, P, C, ldc, acc);                                    break;
+    switch (rows) {
+        QC(1) QC(2) QC(3) QC(4) QC(5)
+    default: QC(6)
+    }
+#undef QC
+}
+
+/* glmv_quantize_x_q8 16 lanes at a time, the same bytes: amax of the block, d = amax / 127,
+ * q = roundf(x·(1/d)) (half away from zero: the truncation plus one step where the exact
+ * remainder is half or more) */
+static void quant_x_avx512(const float *x, int8_t *q, float *d, int64_t k) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    for (int64_t b = 0; b < k / 32; b++) {
+        const __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float db = amax / 127.0f, id = db != 0 ? 1.0f / db : 0.0f;
+        d[b] = db;
+        __m512 r[2] = {_mm512_mul_ps(v0, _mm512_set1_ps(id)), _mm512_mul_ps(v1, _mm512_set1_ps(id))};
+        for (int h = 0; h < 2; h++) {
+            const __m512 t = _mm512_roundscale_ps(r[h], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m512 fr = _mm512_abs_ps(_mm512_sub_ps(r[h], t));
+            const __mmask16 up = _mm512_cmp_ps_mask(fr, half, _CMP_GE_OQ);
+            /* t ± 1 away from zero: the sign of r (t may be -0 or 0) */
+            const __m512 st = _mm512_or_ps(one, _mm512_and_ps(r[h], _mm512_set1_ps(-0.0f)));
+            const __m512 rr = _mm512_mask_add_ps(t, up, t, st);
+            _mm_storeu_si128((__m128i *)(q + 32 * b + 16 * h), _mm512_cvtsepi32_epi8(_mm512_cvttps_epi32(rr)));
+        }
+    }
+}
+
 #define AVX512_COMMON                   \
     .mr = KMR,                          \
     .nr = NRV,                          \
@@ -326,6 +499,10 @@ const glmv_cpu_kernels glmv_cpu_kernels_avx512bf16 = {
     .name = "avx512bf16",
     AVX512_COMMON,
     .matvec_q = matvec_q_avx512vnni,
+    .mrq = QMR,
+    .quant_x = quant_x_avx512,
+    .kern_q = kern_q_avx512vnni,
+    .pack_q = pack_q_avx512vnni,
     .to_bf16 = to_bf16_avx512bf16,
     .kern_bf16 = kern_bf16_avx512bf16,
 };

@@ -13,6 +13,7 @@
  * Weights are used in place (the mmap); nothing is allocated per call except
  * the backend's shared scratch growing to its high-water mark.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,9 @@ typedef struct {
     int8_t *xq;                 /* x quantized to int8, rows of k, its block scales xd and */
     float *xd;                  /* (Q4_0) correction lanes xc (Q8_0/Q4_0 decode: */
     int32_t *xc;                /* glmv_quantize_x_q8, glmv_x_corrections; Q4_K: glmv_q8_block_sums) */
+    uint8_t *xu;                /* int8 GEMM: x quantized, + 128, rows of ldxu; xd as above (rows */
+    float *xs;                  /* of k/32) and, for Q4_K, d_x·Σq per block */
+    int64_t ldxu;
 } mm_job;
 
 void glmv_cpu_pack_bf16(uint16_t *dst, int nr, const uint16_t *w, int64_t k, int64_t n0, int nn,
@@ -78,6 +82,64 @@ void glmv_cpu_kern_bf16_scalar(int mr, int nr, int64_t K2, const uint16_t *A, in
                      glmv_bf16_to_f32(A[i * lda + 2 * p + 1]) *
                          glmv_bf16_to_f32(B[(p * nr + c) * 2 + 1]);
             C[i * ldc + c] = acc ? C[i * ldc + c] + s : s;
+        }
+}
+
+int glmv_cpu_pack_q(int8_t *dst, const void *w, glmv_dtype dt, int64_t k, int64_t n0, int nn,
+                    int64_t k0, int64_t kk) {
+    const int L = dt == GLMV_Q6_K ? 16 : 32, nblk = (int)(kk / L);
+    const int64_t bs = glmv_cpu_q_block_bytes(L);
+    const size_t rb = glmv_dtype_row_bytes(dt, k);
+    for (int c = 0; c < GLMV_NRQ; c++) {
+        const char *row = (const char *)w + (size_t)(n0 + c) * rb;
+        for (int64_t b32 = 0; b32 < kk / 32; b32++) {
+            int8_t v[32] = {0};
+            float sc[2] = {0, 0}, o = 0;
+            if (c < nn) glmv_block_s8(dt, row, k0 / 32 + b32, v, sc, &o);
+            for (int h = 0; h < 32 / L; h++) { /* the 32 elements as one or two panel blocks */
+                int8_t *pb = dst + (b32 * 32 / L + h) * bs;
+                const int8_t *vh = v + h * L;
+                int32_t sum = 0;
+                for (int g = 0; g < L / 4; g++) {
+                    memcpy(pb + ((int64_t)g * GLMV_NRQ + c) * 4, vh + 4 * g, 4);
+                    sum += vh[4 * g] + vh[4 * g + 1] + vh[4 * g + 2] + vh[4 * g + 3];
+                }
+                int32_t init = -128 * sum;
+                float fs = sc[h], fo = o;
+                memcpy(pb + (int64_t)L * GLMV_NRQ + 4 * c, &init, 4);
+                memcpy(pb + (int64_t)L * GLMV_NRQ + 4 * (GLMV_NRQ + c), &fs, 4);
+                memcpy(pb + (int64_t)L * GLMV_NRQ + 4 * (2 * GLMV_NRQ + c), &fo, 4);
+            }
+        }
+    }
+    (void)nblk;
+    return L;
+}
+
+void glmv_cpu_kern_q_scalar(int mr, int64_t nblk, int L, const uint8_t *A, int64_t lda,
+                            const float *ad, const float *as, int64_t ldad, const int8_t *P, float *C,
+                            int64_t ldc, int rows, int acc) {
+    (void)mr;
+    const int64_t bs = glmv_cpu_q_block_bytes(L);
+    for (int i = 0; i < rows; i++)
+        for (int c = 0; c < GLMV_NRQ; c++) {
+            float t = 0;
+            for (int64_t b = 0; b < nblk; b++) {
+                const int8_t *pb = P + b * bs;
+                int32_t I, ii;
+                float sc, o;
+                memcpy(&I, pb + (int64_t)L * GLMV_NRQ + 4 * c, 4);
+                memcpy(&sc, pb + (int64_t)L * GLMV_NRQ + 4 * (GLMV_NRQ + c), 4);
+                memcpy(&o, pb + (int64_t)L * GLMV_NRQ + 4 * (2 * GLMV_NRQ + c), 4);
+                for (int e = 0; e < L; e++) {
+                    ii = (int32_t)A[i * lda + b * L + e] * pb[((int64_t)(e / 4) * GLMV_NRQ + c) * 4 + e % 4];
+                    I += ii;
+                }
+                int64_t bx = b * L / 32;
+                t = fmaf((float)I * ad[i * ldad + bx], sc, t);
+                if (as) t = fmaf(-o, as[i * ldad + bx], t);
+            }
+            C[i * ldc + c] = acc ? C[i * ldc + c] + t : t;
         }
 }
 
@@ -177,6 +239,100 @@ static void gemm_task(void *ctx, int64_t t, int thread) {
         add_bias(kn, j->y + i0 * n, n, i1 - i0, j->bias, j0, j0 + nbw, btmp, j->nb);
 }
 
+/* one (row block, column block) tile of the int8 GEMM: GLMV_QKB-element slices of the block
+ * column packed once (glmv_cpu_pack_q) and used by every row tile of the block */
+static void gemm_q_task(void *ctx, int64_t t, int thread) {
+    mm_job *j = ctx;
+    const glmv_cpu_kernels *kn = j->cs->k;
+    const int mr = kn->mrq;
+    const int64_t n = j->n, k = j->k, ldd = k / 32;
+    int64_t ib = t % j->n_mb, jb = t / j->n_mb;
+    int64_t i0 = ib * j->mb, i1 = GLMV_MIN(j->m, i0 + j->mb);
+    int64_t j0 = jb * j->nb, nbw = GLMV_MIN(j->nb, n - j0);
+    int npan = (int)((nbw + GLMV_NRQ - 1) / GLMV_NRQ);
+    const int64_t pstride = (GLMV_QKB / 16) * glmv_cpu_q_block_bytes(16); /* the larger of L = 16, 32 */
+
+    char *scr = cpu_tscratch(j->cs, thread);
+    int8_t *panel = (int8_t *)scr;
+    float *ctmp = (float *)(scr + (size_t)pstride * (GLMV_NBQ / GLMV_NRQ));
+    float *btmp = ctmp + GLMV_MR_MAX * GLMV_NRQ;
+
+    for (int64_t k0 = 0; k0 < k; k0 += GLMV_QKB) {
+        int64_t kk = GLMV_MIN((int64_t)GLMV_QKB, k - k0);
+        int L = 32;
+        for (int p = 0; p < npan; p++) {
+            int nn = (int)GLMV_MIN((int64_t)GLMV_NRQ, nbw - (int64_t)p * GLMV_NRQ);
+            L = (kn->pack_q ? kn->pack_q : glmv_cpu_pack_q)(panel + p * pstride, j->w->data, j->w->dtype, k, j0 + p * GLMV_NRQ, nn, k0, kk);
+        }
+        int acc = k0 > 0;
+        for (int64_t i = i0; i < i1; i += mr) {
+            int rows = (int)GLMV_MIN((int64_t)mr, i1 - i);
+            for (int p = 0; p < npan; p++) {
+                int nn = (int)GLMV_MIN((int64_t)GLMV_NRQ, nbw - (int64_t)p * GLMV_NRQ);
+                float *c = j->y + i * n + j0 + (int64_t)p * GLMV_NRQ;
+                float *cd = c;
+                int64_t ldc = n;
+                if (nn < GLMV_NRQ) { /* ragged last panel: work in a tile of full width */
+                    cd = ctmp;
+                    ldc = GLMV_NRQ;
+                    if (acc)
+                        for (int r = 0; r < rows; r++) memcpy(ctmp + r * GLMV_NRQ, c + r * n, (size_t)nn * 4);
+                }
+                kn->kern_q(kk / L, L, j->xu + i * j->ldxu + k0, j->ldxu, j->xd + i * ldd + k0 / 32,
+                           j->xs ? j->xs + i * ldd + k0 / 32 : NULL, ldd, panel + p * pstride, cd, ldc,
+                           rows, acc);
+                if (cd != c)
+                    for (int r = 0; r < rows; r++) memcpy(c + r * n, ctmp + r * GLMV_NRQ, (size_t)nn * 4);
+            }
+        }
+    }
+    if (j->bias)
+        add_bias(kn, j->y + i0 * n, n, i1 - i0, j->bias, j0, j0 + nbw, btmp, j->nb);
+}
+
+_Static_assert((GLMV_QKB / 16) * (GLMV_QKB / 16 * 0 + 16 * GLMV_NRQ + 12 * GLMV_NRQ) * (GLMV_NBQ / GLMV_NRQ) +
+                       (GLMV_MR_MAX * GLMV_NRQ + GLMV_NBQ) * sizeof(float) <= GLMV_CPU_TSCRATCH,
+               "the int8 GEMM's panels and tiles fit a thread's scratch");
+
+/* a row of x for the int8 GEMM: int8 blocks as for decode, stored + 128 */
+static void quant_xu_task(void *ctx, int64_t t, int thread) {
+    (void)thread;
+    mm_job *j = ctx;
+    int8_t *q = (int8_t *)(j->xu + t * j->ldxu);
+    float *d = j->xd + t * (j->k / 32);
+    (j->cs->k->quant_x ? j->cs->k->quant_x : glmv_quantize_x_q8)(j->x + t * j->k, q, d, j->k);
+    if (j->xs)
+        for (int64_t b = 0; b < j->k / 32; b++) {
+            int32_t sum = 0;
+            for (int e = 0; e < 32; e++) sum += q[b * 32 + e];
+            j->xs[t * (j->k / 32) + b] = d[b] * (float)sum;
+        }
+    for (int64_t e = 0; e < j->k; e++) j->xu[t * j->ldxu + e] = (uint8_t)(q[e] + 128);
+}
+
+/* y = x·wᵀ for block-format w through the int8 GEMM (kn->kern_q) */
+static void run_gemm_q(cpu_state *cs, mm_job *j) {
+    const glmv_cpu_kernels *kn = cs->k;
+    size_t m = (size_t)j->m, k = (size_t)j->k;
+    j->ldxu = (j->k + 63) / 64 * 64;
+    size_t ub = glmv_mul_size(m, (size_t)j->ldxu), db = glmv_mul_size(m, k / 32 * sizeof(float));
+    char *sc = cpu_shared(cs, ub + 2 * db + 128);
+    j->xu = (uint8_t *)sc;
+    j->xd = (float *)(sc + (ub + 63) / 64 * 64);
+    j->xs = j->w->dtype == GLMV_Q4_K ? (float *)((char *)j->xd + (db + 63) / 64 * 64) : NULL;
+    glmv_pool_run(cs->pool, quant_xu_task, j, j->m);
+    /* one row block where possible, so each weight is unpacked once per product */
+    j->nb = GLMV_NBQ;
+    int64_t n_nb = (j->n + j->nb - 1) / j->nb;
+    j->mb = GLMV_MIN((j->m + kn->mrq - 1) / kn->mrq, (int64_t)128) * kn->mrq;
+    j->n_mb = (j->m + j->mb - 1) / j->mb;
+    while (j->n_mb * n_nb < 2 * (int64_t)cs->n_threads && j->mb > kn->mrq) {
+        j->mb = GLMV_MAX((int64_t)kn->mrq, (j->mb / 2 + kn->mrq - 1) / kn->mrq * kn->mrq);
+        j->n_mb = (j->m + j->mb - 1) / j->mb;
+    }
+    glmv_pool_run(cs->pool, gemm_q_task, j, j->n_mb * n_nb);
+}
+
 /* one row tile of x, k-major: xp[t][p][r] = x[t*mr + r][p], zero past m */
 static void pack_x_task(void *ctx, int64_t t, int thread) {
     (void)thread;
@@ -207,7 +363,8 @@ static void to_bf16_task(void *ctx, int64_t t, int thread) {
 static void quant_x_task(void *ctx, int64_t t, int thread) {
     (void)thread;
     mm_job *j = ctx;
-    glmv_quantize_x_q8(j->x + t * j->k, j->xq + t * j->k, j->xd + t * (j->k / 32), j->k);
+    (j->cs->k->quant_x ? j->cs->k->quant_x : glmv_quantize_x_q8)(j->x + t * j->k, j->xq + t * j->k,
+                                                                 j->xd + t * (j->k / 32), j->k);
     if (j->w->dtype == GLMV_Q4_0) glmv_x_corrections(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k, 8);
     if (j->w->dtype == GLMV_Q5_0) glmv_x_corrections(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k, 16);
     if (j->w->dtype == GLMV_Q6_K) glmv_x_corrections(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k, 32);
@@ -257,6 +414,10 @@ void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tens
     if (m <= 0 || j.n <= 0) return;
     if (m <= GLMV_MV_MAX) {
         run_matvec(cs, &j);
+        return;
+    }
+    if (kn->kern_q && glmv_dtype_is_quant(w->dtype)) {
+        run_gemm_q(cs, &j);
         return;
     }
     j.nb = GLMV_NB;
