@@ -32,6 +32,9 @@ static const char *bench_help =
     "  --layers N        decoder layers of the synthetic model (1..40, default 2)\n"
     "  -t THREADS        CPU threads (default: all cores)\n"
     "  --prompt N        prompt tokens for the prefill figure (default 512; 0 = skip)\n"
+    "  --prompt-reps N   prefill the prompt N times (default 2): the figure is the median of\n"
+    "                    all but the first (warm, as llama-bench's after its warm-up run); the\n"
+    "                    first, which also pays for touching fresh buffers, is reported apart\n"
     "  --decode N        tokens generated per decode figure (default 16)\n"
     "  --ctx A,B,...     also decode after filling the cache to these lengths\n"
     "  --vision HxW,...  time the vision tower on these image sizes (multiples of 28)\n"
@@ -163,6 +166,17 @@ static int32_t rand_id(int vocab) {
 }
 
 /* fill the cache with n random tokens (one call: the library chunks it) */
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* median of n values (sorts them) */
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static int fill(glmv_session *s, int n, int vocab, double *ms, char *err) {
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
     if (!ids) {
@@ -198,11 +212,6 @@ typedef struct {
     double ms_per_step;         /* one token for every stream */
     double eval_ms_per_step;    /* of which the batched forward (logits on the host) */
 } conc_fig;
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 typedef struct {
     float **lg;
@@ -301,7 +310,7 @@ int cmd_bench(int argc, char **argv) {
     const char *dir = NULL;
     int synthetic = 0, json = 0, do_membw = 0;
     const char *mmproj = NULL;
-    long layers = 2, threads = 0, prompt = 512, n_decode = 16;
+    long layers = 2, threads = 0, prompt = 512, n_decode = 16, prompt_reps = 2;
     glmv_device device = GLMV_DEVICE_AUTO;
     glmv_precision precision = GLMV_PRECISION_AUTO;
     glmv_quant quant = GLMV_QUANT_NONE;
@@ -335,6 +344,9 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             NEED_ARG;
             if (cli_parse_int(a, v, 0, 1024, &threads)) return 2;
+        } else if (!strcmp(a, "--prompt-reps")) {
+            NEED_ARG;
+            if (cli_parse_int(a, v, 1, 100, &prompt_reps)) return 2;
         } else if (!strcmp(a, "--prompt")) {
             NEED_ARG;
             if (cli_parse_int(a, v, 0, 1 << 20, &prompt)) return 2;
@@ -437,7 +449,7 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < n_ctx_list; i++) max_ctx = ctx[i] > max_ctx ? ctx[i] : max_ctx;
     glmv_session *s = NULL;
     float *logits = malloc(sizeof(float) * (size_t)info.vocab);
-    double prefill_ms = 0;
+    double prefill_ms = 0, first_ms = 0;
     decode_fig dec[MAX_LIST + 1];
     int n_dec = 0, rc = 1;
     if (!logits) {
@@ -450,10 +462,20 @@ int cmd_bench(int argc, char **argv) {
     }
     /* prefill of the prompt, then decode right after it */
     if (prompt > 0) {
-        if (fill(s, (int)prompt, info.vocab, &prefill_ms, err)) goto fail;
-        if (!json)
-            printf("prefill %ld tokens: %.0f ms, %.2f tokens/s\n", prompt, prefill_ms,
-                   prompt / (prefill_ms / 1e3));
+        double reps[100];
+        for (long r = 0; r < prompt_reps; r++) {
+            if (r) glmv_session_reset(s);
+            if (fill(s, (int)prompt, info.vocab, &reps[r], err)) goto fail;
+        }
+        first_ms = reps[0];
+        prefill_ms = prompt_reps == 1 ? reps[0] : median(reps + 1, (int)prompt_reps - 1);
+        if (!json) {
+            printf("prefill %ld tokens: %.0f ms, %.2f tokens/s", prompt, prefill_ms, prompt / (prefill_ms / 1e3));
+            if (prompt_reps > 1)
+                printf(" (median of %ld after the first; the first: %.0f ms, %.2f tokens/s)", prompt_reps - 1,
+                       first_ms, prompt / (first_ms / 1e3));
+            printf("\n");
+        }
     }
     if (n_decode > 0) {
         decode_fig *d = &dec[n_dec++];
@@ -517,8 +539,9 @@ int cmd_bench(int argc, char **argv) {
                info.name, info.device, info.precision, info.quant, (long long)info.weight_bytes, n_threads,
                synthetic ? "true" : "false", info.n_layers, (long long)info.n_params, load_ms);
         if (prompt > 0)
-            printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.1f, \"tokens_per_s\": %.3f}", prompt,
-                   prefill_ms, prompt / (prefill_ms / 1e3));
+            printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.1f, \"tokens_per_s\": %.3f, \"reps\": %ld, "
+                   "\"first_ms\": %.1f}",
+                   prompt, prefill_ms, prompt / (prefill_ms / 1e3), prompt_reps, first_ms);
         printf(", \"decode\": [");
         for (int i = 0; i < n_dec; i++)
             printf("%s{\"ctx\": %d, \"tokens\": %d, \"ms_per_token\": %.2f, \"tokens_per_s\": %.4f, "

@@ -14,7 +14,9 @@
 # options: --layers N (2)  --threads T (2)  --prompt P (512)  --decode D (32)  --rounds R (5)
 #          --types bf16,q8_0,q4_0 (those three; q4_k_m too: llama.cpp's recipe on both sides)  --dir DIR (build/cmp: the GGUF files, a few GB)
 #          --glmv-precision f32|bf16 (glmv's default: f32 on the CPU; bf16 rounds x as llama.cpp does)
-# The decode figures are after a P-token prompt on both sides (llama-bench -d P).
+# The decode figures are after a P-token prompt on both sides (llama-bench -d P). Both prefill
+# figures are warm: llama-bench's after its warm-up run, glmv bench's the second prefill of its
+# session (--prompt-reps 2, its default; the first also pays for touching fresh buffers).
 # Run from the repository root after `make`. Needs numpy (PYTHON=... names a python3 that has it)
 # and a quiet machine.
 set -euo pipefail
