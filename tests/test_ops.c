@@ -334,7 +334,10 @@ TEST(quant_x_exact) {
 }
 
 TEST(matmul_blocks) {
-    /* several k-blocks with an odd tail, several row and column blocks */
+    /* several k-blocks with an odd tail, several row and column blocks (k-blocks of 256 for
+     * block formats' f32 panels, 1,024 for f32, 2,048 for the bf16 GEMM) */
+    matmul_case(GLMV_BF16, 37, 70, 4133, 1);
+    matmul_case(GLMV_F16, 20, 33, 2100, 0);
     matmul_case(GLMV_BF16, 401, 70, 517, 1);
     matmul_case(GLMV_BF16, 9, 300, 600, 0);
     if (!sanitize) {

@@ -31,6 +31,7 @@ typedef struct {
     int64_t m, n, k;
     int64_t rows_per_task;      /* matvec */
     int64_t nb, mb, n_mb;       /* GEMM blocks: columns, rows, row blocks */
+    int64_t kb;                 /* GEMM k-block */
     float *xp;                  /* x in row tiles of mr, k-major: [m/mr][k][mr] (f32 GEMM) */
     const uint16_t *xb;         /* bf16 copy of x, rows of ldxb (bf16 GEMM) */
     int64_t ldxb;
@@ -196,18 +197,19 @@ static void gemm_task(void *ctx, int64_t t, int thread) {
     char *scr = cpu_tscratch(j->cs, thread);
     float *panel = (float *)scr;                                  /* npan x KB x nr floats */
     uint16_t *panel16 = (uint16_t *)scr;                          /* npan x KB x nr bf16 */
-    float *ctmp = (float *)(scr + (size_t)GLMV_NB * GLMV_KB * sizeof(float)); /* mr x nr */
+    const int64_t KB = j->kb;
+    float *ctmp = (float *)(scr + (size_t)j->nb * KB * (bf ? 2 : 4)); /* mr x nr */
     float *btmp = ctmp + GLMV_MR_MAX * GLMV_NR_MAX;               /* nb floats */
 
-    for (int64_t k0 = 0; k0 < k; k0 += GLMV_KB) {
-        int64_t kk = GLMV_MIN((int64_t)GLMV_KB, k - k0);
+    for (int64_t k0 = 0; k0 < k; k0 += KB) {
+        int64_t kk = GLMV_MIN((int64_t)KB, k - k0);
         for (int p = 0; p < npan; p++) {
             int nn = (int)GLMV_MIN((int64_t)nr, nbw - (int64_t)p * nr);
             if (bf)
-                glmv_cpu_pack_bf16(panel16 + (size_t)p * GLMV_KB * nr, nr, j->w->data, k,
+                glmv_cpu_pack_bf16(panel16 + (size_t)p * KB * nr, nr, j->w->data, k,
                                    j0 + p * nr, nn, k0, kk);
             else
-                kn->pack(panel + (size_t)p * GLMV_KB * nr, j->w->data, j->w->dtype, k, j0 + p * nr,
+                kn->pack(panel + (size_t)p * KB * nr, j->w->data, j->w->dtype, k, j0 + p * nr,
                          nn, k0, kk);
         }
         int acc = k0 > 0;
@@ -226,10 +228,10 @@ static void gemm_task(void *ctx, int64_t t, int thread) {
                 }
                 if (bf)
                     kn->kern_bf16((kk + 1) / 2, j->xb + i * j->ldxb + k0, j->ldxb,
-                                  panel16 + (size_t)p * GLMV_KB * nr, cd, ldc, rows, acc);
+                                  panel16 + (size_t)p * KB * nr, cd, ldc, rows, acc);
                 else
                     kn->kern(kk, j->xp + (i / mr) * k * mr + k0 * mr,
-                             panel + (size_t)p * GLMV_KB * nr, nr, cd, ldc, rows, acc);
+                             panel + (size_t)p * KB * nr, nr, cd, ldc, rows, acc);
                 if (cd != c)
                     for (int r = 0; r < rows; r++) memcpy(c + r * n, ctmp + r * nr, (size_t)nn * 4);
             }
@@ -420,7 +422,12 @@ void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tens
         run_gemm_q(cs, &j);
         return;
     }
-    j.nb = GLMV_NB;
+    /* narrow column blocks and long k-blocks in the same scratch, so that each tile of C is
+     * read back from cache once per 1,024 (f32 panels) or 2,048 (bf16) elements of k; the
+     * block formats' f32 panels (CPUs without the int8 GEMM) keep GLMV_KB */
+    int bf = be->bf16 && w->dtype == GLMV_BF16, q = glmv_dtype_is_quant(w->dtype);
+    j.nb = q ? GLMV_NB : GLMV_NB / 4;
+    j.kb = q ? GLMV_KB : bf ? 8 * GLMV_KB : 4 * GLMV_KB;
     j.mb = 64 * (int64_t)kn->mr;
     j.n_mb = (m + j.mb - 1) / j.mb;
     int64_t n_nb = (j.n + j.nb - 1) / j.nb;
@@ -429,7 +436,7 @@ void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tens
         j.mb = GLMV_MAX((int64_t)kn->mr, (j.mb / 2 + kn->mr - 1) / kn->mr * kn->mr);
         j.n_mb = (m + j.mb - 1) / j.mb;
     }
-    if (be->bf16 && w->dtype == GLMV_BF16) { /* --precision bf16 on AVX512-BF16 */
+    if (bf) { /* --precision bf16 on AVX512-BF16 */
         j.ldxb = (j.k + 1) & ~(int64_t)1;
         j.xb = cpu_shared(cs, glmv_mul_size((size_t)m, (size_t)j.ldxb * 2));
         glmv_pool_run(cs->pool, to_bf16_task, &j, m);
