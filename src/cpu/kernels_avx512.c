@@ -104,6 +104,7 @@ static void kern_bf16_avx512bf16(int64_t K2, const uint16_t *A, int64_t lda, con
 /* row, whatever M is.                                                      */
 /* ------------------------------------------------------------------------ */
 #define VNNI __attribute__((target("avx512vnni")))
+#define MV_PF 9216 /* software prefetch distance of the decode kernels, bytes */
 
 /* a Q4_0 (q5 = 0) or Q5_0 block's 32 values as unsigned bytes, elements 0..31: the low nibbles
  * of qs (after d, and Q5_0's qh), then the high ones */
@@ -145,6 +146,10 @@ VNNI KINLINE void mvq45_vnni(float *y, int64_t ldy, const int8_t *xq, const floa
         UNROLL for (int i = 0; i < M; i++) a0[i] = a1[i] = _mm512_setzero_ps();
         int64_t b = 0;
         for (; b + 3 < nb; b += 4) {
+            /* the bytes MV_PF ahead (the next rows' near the row's end): this kernel's
+             * unpacking leaves too few loads in flight for the hardware prefetcher alone */
+            _mm_prefetch((const char *)row + b * bb + MV_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)row + b * bb + MV_PF + 64, _MM_HINT_T0);
             Q45_PAIR(b, a0);
             Q45_PAIR(b + 2, a1);
         }
@@ -194,6 +199,12 @@ VNNI KINLINE void mvk_vnni(float *y, int64_t ldy, const int8_t *xq, const float 
         UNROLL for (int i = 0; i < M; i++) acc[i] = _mm512_setzero_ps(), macc[i] = _mm256_setzero_ps();
         for (int64_t s = 0; s < nsb; s++) {
             const int64_t e0 = s * 256;
+            if (!q6) { /* as in mvq45_vnni: the bytes MV_PF ahead */
+                const char *pf = (const char *)w + (o * nsb + s) * (int64_t)sizeof(glmv_block_q4_k) + MV_PF;
+                _mm_prefetch(pf, _MM_HINT_T0);
+                _mm_prefetch(pf + 64, _MM_HINT_T0);
+                _mm_prefetch(pf + 128, _MM_HINT_T0);
+            }
             if (!q6) {
                 const glmv_block_q4_k *B = (const glmv_block_q4_k *)w + o * nsb + s;
                 /* the 8 six-bit scales and mins (glmv_q4_k_scale_min) as bytes of 32-bit words:
