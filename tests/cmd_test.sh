@@ -222,6 +222,13 @@ if $G bench --synthetic --layers 1 --prompt 8 --decode 2 --precision bf16 --json
     ok bench_precision_json
 else bad bench_precision_json "$(cat "$tmp/b.json" "$tmp/err")"; fi
 
+# bench: the prefill figure is the median after the first of --prompt-reps runs, the first apart
+expect_fail err_bench_prompt_reps "prompt-reps" $G bench --synthetic --layers 1 --prompt-reps 0
+if $G bench --synthetic --layers 1 --prompt 8 --prompt-reps 3 --decode 1 --json -t 2 >"$tmp/b.json" 2>"$tmp/err" &&
+   jq -e '.prefill.reps == 3 and .prefill.first_ms > 0 and .prefill.ms > 0 and .prefill.tokens == 8' "$tmp/b.json" >/dev/null; then
+    ok bench_prompt_reps
+else bad bench_prompt_reps "$(cat "$tmp/b.json" "$tmp/err")"; fi
+
 # serve takes --precision too and names it in its start-up line
 $G serve -m $M --port 0 --precision f32 >"$tmp/serve.out" 2>"$tmp/serve.err" &
 spid=$!
