@@ -165,7 +165,6 @@ static int32_t rand_id(int vocab) {
     return (int32_t)(rng_state % (uint32_t)(vocab > 1000 ? vocab - 1000 : vocab));
 }
 
-/* fill the cache with n random tokens (one call: the library chunks it) */
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -177,6 +176,7 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* fill the cache with n random tokens (one call: the library chunks it) */
 static int fill(glmv_session *s, int n, int vocab, double *ms, char *err) {
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
     if (!ids) {

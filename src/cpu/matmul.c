@@ -88,7 +88,7 @@ void glmv_cpu_kern_bf16_scalar(int mr, int nr, int64_t K2, const uint16_t *A, in
 
 int glmv_cpu_pack_q(int8_t *dst, const void *w, glmv_dtype dt, int64_t k, int64_t n0, int nn,
                     int64_t k0, int64_t kk) {
-    const int L = dt == GLMV_Q6_K ? 16 : 32, nblk = (int)(kk / L);
+    const int L = dt == GLMV_Q6_K ? 16 : 32;
     const int64_t bs = glmv_cpu_q_block_bytes(L);
     const size_t rb = glmv_dtype_row_bytes(dt, k);
     for (int c = 0; c < GLMV_NRQ; c++) {
@@ -113,7 +113,6 @@ int glmv_cpu_pack_q(int8_t *dst, const void *w, glmv_dtype dt, int64_t k, int64_
             }
         }
     }
-    (void)nblk;
     return L;
 }
 
@@ -127,15 +126,13 @@ void glmv_cpu_kern_q_scalar(int mr, int64_t nblk, int L, const uint8_t *A, int64
             float t = 0;
             for (int64_t b = 0; b < nblk; b++) {
                 const int8_t *pb = P + b * bs;
-                int32_t I, ii;
+                int32_t I;
                 float sc, o;
                 memcpy(&I, pb + (int64_t)L * GLMV_NRQ + 4 * c, 4);
                 memcpy(&sc, pb + (int64_t)L * GLMV_NRQ + 4 * (GLMV_NRQ + c), 4);
                 memcpy(&o, pb + (int64_t)L * GLMV_NRQ + 4 * (2 * GLMV_NRQ + c), 4);
-                for (int e = 0; e < L; e++) {
-                    ii = (int32_t)A[i * lda + b * L + e] * pb[((int64_t)(e / 4) * GLMV_NRQ + c) * 4 + e % 4];
-                    I += ii;
-                }
+                for (int e = 0; e < L; e++)
+                    I += (int32_t)A[i * lda + b * L + e] * pb[((int64_t)(e / 4) * GLMV_NRQ + c) * 4 + e % 4];
                 int64_t bx = b * L / 32;
                 t = fmaf((float)I * ad[i * ldad + bx], sc, t);
                 if (as) t = fmaf(-o, as[i * ldad + bx], t);
@@ -182,6 +179,26 @@ static void matvec_task(void *ctx, int64_t t, int thread) {
                  GLMV_CPU_TSCRATCH / sizeof(float));
 }
 
+/* Where a kernel writes a tile of `rows` x nr outputs whose columns start at c (rows of n):
+ * c itself, or, for a ragged last panel of nn < nr columns, a full-width tile in tmp
+ * (holding c's values when the kernel accumulates); tile_done copies such a tile back. */
+static float *tile_begin(float *c, int64_t n, int nn, int nr, int rows, int acc, float *tmp,
+                         int64_t *ldc) {
+    if (nn == nr) {
+        *ldc = n;
+        return c;
+    }
+    *ldc = nr;
+    if (acc)
+        for (int r = 0; r < rows; r++) memcpy(tmp + r * nr, c + r * n, (size_t)nn * 4);
+    return tmp;
+}
+
+static void tile_done(float *c, int64_t n, int nn, int nr, int rows, const float *cd) {
+    if (cd != c)
+        for (int r = 0; r < rows; r++) memcpy(c + r * n, cd + r * nr, (size_t)nn * 4);
+}
+
 /* one (row block, column block) tile of the GEMM */
 static void gemm_task(void *ctx, int64_t t, int thread) {
     mm_job *j = ctx;
@@ -218,22 +235,15 @@ static void gemm_task(void *ctx, int64_t t, int thread) {
             for (int p = 0; p < npan; p++) {
                 int nn = (int)GLMV_MIN((int64_t)nr, nbw - (int64_t)p * nr);
                 float *c = j->y + i * n + j0 + (int64_t)p * nr;
-                float *cd = c;
-                int64_t ldc = n;
-                if (nn < nr) { /* ragged last panel: work in a tile of full width */
-                    cd = ctmp;
-                    ldc = nr;
-                    if (acc)
-                        for (int r = 0; r < rows; r++) memcpy(ctmp + r * nr, c + r * n, (size_t)nn * 4);
-                }
+                int64_t ldc;
+                float *cd = tile_begin(c, n, nn, nr, rows, acc, ctmp, &ldc);
                 if (bf)
                     kn->kern_bf16((kk + 1) / 2, j->xb + i * j->ldxb + k0, j->ldxb,
                                   panel16 + (size_t)p * KB * nr, cd, ldc, rows, acc);
                 else
                     kn->kern(kk, j->xp + (i / mr) * k * mr + k0 * mr,
                              panel + (size_t)p * KB * nr, nr, cd, ldc, rows, acc);
-                if (cd != c)
-                    for (int r = 0; r < rows; r++) memcpy(c + r * n, ctmp + r * nr, (size_t)nn * 4);
+                tile_done(c, n, nn, nr, rows, cd);
             }
         }
     }
@@ -272,19 +282,12 @@ static void gemm_q_task(void *ctx, int64_t t, int thread) {
             for (int p = 0; p < npan; p++) {
                 int nn = (int)GLMV_MIN((int64_t)GLMV_NRQ, nbw - (int64_t)p * GLMV_NRQ);
                 float *c = j->y + i * n + j0 + (int64_t)p * GLMV_NRQ;
-                float *cd = c;
-                int64_t ldc = n;
-                if (nn < GLMV_NRQ) { /* ragged last panel: work in a tile of full width */
-                    cd = ctmp;
-                    ldc = GLMV_NRQ;
-                    if (acc)
-                        for (int r = 0; r < rows; r++) memcpy(ctmp + r * GLMV_NRQ, c + r * n, (size_t)nn * 4);
-                }
+                int64_t ldc;
+                float *cd = tile_begin(c, n, nn, GLMV_NRQ, rows, acc, ctmp, &ldc);
                 kn->kern_q(kk / L, L, j->xu + i * j->ldxu + k0, j->ldxu, j->xd + i * ldd + k0 / 32,
                            j->xs ? j->xs + i * ldd + k0 / 32 : NULL, ldd, panel + p * pstride, cd, ldc,
                            rows, acc);
-                if (cd != c)
-                    for (int r = 0; r < rows; r++) memcpy(c + r * n, ctmp + r * GLMV_NRQ, (size_t)nn * 4);
+                tile_done(c, n, nn, GLMV_NRQ, rows, cd);
             }
         }
     }
@@ -292,7 +295,9 @@ static void gemm_q_task(void *ctx, int64_t t, int thread) {
         add_bias(kn, j->y + i0 * n, n, i1 - i0, j->bias, j0, j0 + nbw, btmp, j->nb);
 }
 
-_Static_assert((GLMV_QKB / 16) * (GLMV_QKB / 16 * 0 + 16 * GLMV_NRQ + 12 * GLMV_NRQ) * (GLMV_NBQ / GLMV_NRQ) +
+/* panels of L = 16 (the larger: glmv_cpu_q_block_bytes(16) = 28 x GLMV_NRQ bytes a block), then
+ * ctmp and btmp */
+_Static_assert((GLMV_QKB / 16) * 28 * GLMV_NRQ * (GLMV_NBQ / GLMV_NRQ) +
                        (GLMV_MR_MAX * GLMV_NRQ + GLMV_NBQ) * sizeof(float) <= GLMV_CPU_TSCRATCH,
                "the int8 GEMM's panels and tiles fit a thread's scratch");
 
