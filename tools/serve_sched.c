@@ -174,6 +174,11 @@ static void run_job(serve_sched *s, serve_job *j, int slot) {
         serve_error_set(&j->err, 503, "server_error", "server_shutdown", NULL,
                         "the server is shutting down: retry on another replica");
         j->out_done = 1;
+        pthread_mutex_unlock(&j->mu);
+        pthread_mutex_lock(&s->mu);
+        s->in_flight--;
+        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_lock(&j->mu);
         serve_job_wake_locked(j);
         pthread_mutex_unlock(&j->mu);
         return;
@@ -222,13 +227,45 @@ static void run_job(serve_sched *s, serve_job *j, int slot) {
         }
         pthread_mutex_unlock(&j->mu);
     }
+    /* The job's figures go into the metrics and it leaves the in-flight count before its
+     * client can read the end of its answer: a client that has its [DONE] and then reads
+     * /metrics sees its own request counted and gone (two locks, never nested: j->mu, then
+     * s->mu, then j->mu again). */
     int cancelled = atomic_load(&j->cancelled);
+    pthread_mutex_lock(&j->mu);
+    j->t_end = now_ms();
+    double t_arrive = j->t_arrive, t_start = j->t_start, t_first = j->t_first, t_end = j->t_end;
+    glmv_result counts[SERVE_MAX_CHOICES];
+    int n_counts = j->n_results;
+    for (int i = 0; i < n_counts; i++) counts[i] = j->results[i];
+    pthread_mutex_unlock(&j->mu);
+
     pthread_mutex_lock(&s->mu);
     int shutdown = cancelled && s->stop; /* cut by SIGTERM's drain deadline, not by the client */
+    serve_metrics *m = &s->m;
+    if (cancelled) m->cancelled++;
+    for (int i = 0; i < n_counts; i++) {
+        const glmv_result *r = &counts[i];
+        m->prompt_tokens += (uint64_t)(r->prompt_tokens > 0 ? r->prompt_tokens : 0);
+        m->cached_tokens += (uint64_t)(r->cached_tokens > 0 ? r->cached_tokens : 0);
+        m->completion_tokens += (uint64_t)(r->completion_tokens > 0 ? r->completion_tokens : 0);
+        m->image_tokens += (uint64_t)(r->image_tokens > 0 ? r->image_tokens : 0);
+    }
+    double lat = (t_end - t_arrive) / 1e3;
+    m->lat_sum_s += lat;
+    m->lat_count++;
+    observe(m->lat_buckets, lat);
+    m->queue_sum_s += (t_start - t_arrive) / 1e3;
+    if (t_first > 0) {
+        double ttft = (t_first - t_arrive) / 1e3;
+        m->ttft_sum_s += ttft;
+        m->ttft_count++;
+        observe(m->ttft_buckets, ttft);
+    }
+    s->in_flight--;
     pthread_mutex_unlock(&s->mu);
 
     pthread_mutex_lock(&j->mu);
-    j->t_end = now_ms();
     if (rc) {
         if (!err[0]) snprintf(err, sizeof err, "generation failed");
         if (!j->started_output) {
@@ -272,41 +309,7 @@ static void run_job(serve_sched *s, serve_job *j, int slot) {
     j->out_done = 1;
     j->state = JOB_DONE;
     serve_job_wake_locked(j);
-    double t_arrive = j->t_arrive, t_start = j->t_start, t_first = j->t_first, t_end = j->t_end;
-    /* copies of the token counts for the metrics (the job may be freed once unlocked) */
-    glmv_result results[SERVE_MAX_CHOICES];
-    int n_results = j->n_results;
-    for (int i = 0; i < n_results; i++) {
-        memset(&results[i], 0, sizeof results[i]);
-        results[i].prompt_tokens = j->results[i].prompt_tokens;
-        results[i].cached_tokens = j->results[i].cached_tokens;
-        results[i].completion_tokens = j->results[i].completion_tokens;
-        results[i].image_tokens = j->results[i].image_tokens;
-    }
     pthread_mutex_unlock(&j->mu);
-
-    pthread_mutex_lock(&s->mu);
-    serve_metrics *m = &s->m;
-    if (cancelled) m->cancelled++;
-    for (int i = 0; i < n_results; i++) {
-        const glmv_result *r = &results[i];
-        m->prompt_tokens += (uint64_t)(r->prompt_tokens > 0 ? r->prompt_tokens : 0);
-        m->cached_tokens += (uint64_t)(r->cached_tokens > 0 ? r->cached_tokens : 0);
-        m->completion_tokens += (uint64_t)(r->completion_tokens > 0 ? r->completion_tokens : 0);
-        m->image_tokens += (uint64_t)(r->image_tokens > 0 ? r->image_tokens : 0);
-    }
-    double lat = (t_end - t_arrive) / 1e3;
-    m->lat_sum_s += lat;
-    m->lat_count++;
-    observe(m->lat_buckets, lat);
-    m->queue_sum_s += (t_start - t_arrive) / 1e3;
-    if (t_first > 0) {
-        double ttft = (t_first - t_arrive) / 1e3;
-        m->ttft_sum_s += ttft;
-        m->ttft_count++;
-        observe(m->ttft_buckets, ttft);
-    }
-    pthread_mutex_unlock(&s->mu);
 }
 
 static void queue_remove_locked(serve_sched *s, serve_job *j) {
@@ -361,8 +364,7 @@ static void *infer_main(void *arg) {
 
         run_job(s, j, slot);
 
-        pthread_mutex_lock(&s->mu);
-        s->in_flight--;
+        pthread_mutex_lock(&s->mu); /* run_job took it out of in_flight */
         pthread_cond_broadcast(&s->cv); /* an idle slot: a job left for it may be taken now */
         pthread_mutex_unlock(&s->mu);
         serve_job_unref(j); /* the scheduler's reference */
