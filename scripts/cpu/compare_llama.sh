@@ -14,6 +14,9 @@
 # options: --layers N (2)  --threads T (2)  --prompt P (512)  --decode D (32)  --rounds R (5)
 #          --types bf16,q8_0,q4_0 (those three; q4_k_m too: llama.cpp's recipe on both sides)  --dir DIR (build/cmp: the GGUF files, a few GB)
 #          --glmv-precision f32|bf16 (glmv's default: f32 on the CPU; bf16 rounds x as llama.cpp does)
+#          --same-file (glmv reads the GGUF file llama-bench reads, llama-quantize's blocks, instead of
+#          building the model with --synthetic and quantizing at load: for the full 40 layers, whose
+#          BF16 weights would not fit beside a second copy in memory)
 # The decode figures are after a P-token prompt on both sides (llama-bench -d P). Both prefill
 # figures are warm: llama-bench's after its warm-up run, glmv bench's the second prefill of its
 # session (--prompt-reps 2, its default; the first also pays for touching fresh buffers).
@@ -22,11 +25,12 @@
 set -euo pipefail
 L=${1:?usage: compare_llama.sh LLAMA_CPP_DIR [--layers N] [--threads T] [--prompt P] [--decode D] [--rounds R] [--types bf16,q8_0,q4_0,q4_k_m]}
 shift
-LAYERS=2 T=2 P=512 D=32 R=5 TYPES=bf16,q8_0,q4_0 DIR=build/cmp GP=()
+LAYERS=2 T=2 P=512 D=32 R=5 TYPES=bf16,q8_0,q4_0 DIR=build/cmp GP=() SAME=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --layers) LAYERS=$2 ;; --threads) T=$2 ;; --prompt) P=$2 ;; --decode) D=$2 ;;
     --rounds) R=$2 ;; --types) TYPES=$2 ;; --dir) DIR=$2 ;; --glmv-precision) GP=(--precision "$2") ;;
+    --same-file) SAME=1; shift; continue ;;
     *) echo "compare_llama.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift 2
@@ -47,6 +51,7 @@ lb_ts() { python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["avg_ts"])'
 echo "# $(date -u +%FT%TZ) $(uname -n), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "# llama.cpp $(git -C "$L" rev-parse --short HEAD 2>/dev/null || echo '(no git)'), glmv $(git rev-parse --short HEAD)"
 echo "# 9B text shape, $LAYERS layers, $T threads, pp$P, tg$D after a $P-token prompt; $(uptime | sed 's/.*load/load/')"
+[ "$SAME" = 1 ] && echo "# glmv reads the same GGUF files as llama-bench"
 for ty in ${TYPES//,/ }; do
     case $ty in
     bf16) g=$base; gq=() ;;
@@ -59,8 +64,9 @@ for ty in ${TYPES//,/ }; do
     for r in $(seq 1 "$R"); do
         lpp=$("$BENCH" -m "$g" -t "$T" -p "$P" -n 0 -r 1 -o json 2>/dev/null | lb_ts)
         ltg=$("$BENCH" -m "$g" -t "$T" -p 0 -n "$D" -d "$P" -r 1 -o json 2>/dev/null | lb_ts)
-        read -r gpp gtg gprec < <(./glmv bench --synthetic --layers "$LAYERS" -t "$T" --prompt "$P" \
-            --decode "$D" "${gq[@]}" "${GP[@]}" --json 2>/dev/null |
+        if [ "$SAME" = 1 ]; then gm=(-m "$g"); else gm=(--synthetic --layers "$LAYERS" "${gq[@]}"); fi
+        read -r gpp gtg gprec < <(./glmv bench "${gm[@]}" -t "$T" --prompt "$P" \
+            --decode "$D" "${GP[@]}" --json 2>/dev/null |
             python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["prefill"]["tokens_per_s"], j["decode"][0]["tokens_per_s"], j["precision"])')
         printf '%s\t%s\tllama.cpp\t%s\t%s\n%s\t%s\tglmv\t%s\t%s\n' "$r" "$ty" "$lpp" "$ltg" "$r" "$ty" "$gpp" "$gtg" | tee -a "$log"
         if [ "$r" = 1 ]; then echo "# glmv computes in $gprec"; fi
