@@ -299,6 +299,41 @@ TEST(kern_q_exact) {
     free(c2);
 }
 
+/* The AVX512-BF16 table's panel packer against glmv_cpu_pack_bf16, byte for byte: full and
+ * ragged panels (columns past 16 and past nn zero), k-blocks with 16-pair groups and a tail,
+ * an odd kk (the last pair half zero), at a k offset with and without a next block. */
+TEST(pack_bf16_exact) {
+    if (!glmv_cpu_simd_supported(GLMV_SIMD_AVX512BF16)) {
+        test_skip("this CPU lacks AVX512-BF16; the bf16 GEMM is checked through the emulated table");
+        return;
+    }
+    const glmv_cpu_kernels *kn = &glmv_cpu_kernels_avx512bf16;
+    CHECK(kn->pack_bf16 != NULL);
+    const int nr = kn->nr;
+    const int64_t n = 80, k = 1000;
+    uint16_t *w = malloc(sizeof(uint16_t) * (size_t)(n * k));
+    for (int64_t i = 0; i < n * k; i++) w[i] = (uint16_t)(1 + (i * 2654435761u >> 7) % 65535);
+    static const int nns[] = {32, 31, 17, 16, 15, 1};
+    static const int64_t k0s[] = {0, 0, 0, 2, 96, 500, 968};
+    static const int64_t kks[] = {1000, 64, 31, 71, 128, 500, 32};
+    size_t bytes = sizeof(uint16_t) * (size_t)(2 * nr) * 512;
+    uint16_t *p1 = malloc(bytes), *p2 = malloc(bytes);
+    for (int a = 0; a < 6; a++)
+        for (int b = 0; b < 7; b++) {
+            int64_t k2 = (kks[b] + 1) / 2;
+            memset(p1, 0xAB, bytes);
+            memset(p2, 0xCD, bytes);
+            glmv_cpu_pack_bf16(p1, nr, w, k, 37, nns[a], k0s[b], kks[b]);
+            kn->pack_bf16(p2, nr, w, k, 37, nns[a], k0s[b], kks[b]);
+            CHECK_MSG(!memcmp(p1, p2, sizeof(uint16_t) * (size_t)(2 * nr * k2)),
+                      "pack_bf16 nn=%d k0=%lld kk=%lld differs from glmv_cpu_pack_bf16", nns[a],
+                      (long long)k0s[b], (long long)kks[b]);
+        }
+    free(p1);
+    free(p2);
+    free(w);
+}
+
 /* The tables' activation quantizers against glmv_quantize_x_q8, byte for byte: random blocks,
  * a zero block, and blocks whose scale is 1 holding exact halves (roundf: away from zero) and
  * values just under a half. */
@@ -676,6 +711,7 @@ int main(void) {
     RUN(matmul_rows);
     RUN(matmul_quant);
     RUN(kern_q_exact);
+    RUN(pack_bf16_exact);
     RUN(quant_x_exact);
     RUN(embed);
     RUN(rmsnorm);

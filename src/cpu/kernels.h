@@ -61,6 +61,9 @@ typedef struct {
     void (*to_bf16)(uint16_t *dst, const float *src, int64_t n);
     void (*kern_bf16)(int64_t K2, const uint16_t *A, int64_t lda, const uint16_t *B, float *C,
                       int64_t ldc, int mr, int acc);
+    /* glmv_cpu_pack_bf16, the same bytes, faster (NULL: the portable one) */
+    void (*pack_bf16)(uint16_t *dst, int nr, const uint16_t *w, int64_t k, int64_t n0, int nn,
+                      int64_t k0, int64_t kk);
 
     /* int8 GEMM for block-format weights (NULL where the table has none): x quantized to int8
      * per 32-element block as for decode (glmv_quantize_x_q8), stored as unsigned bytes

@@ -93,6 +93,65 @@ static void kern_bf16_avx512bf16(int64_t K2, const uint16_t *A, int64_t lda, con
     }
 }
 
+/* The bf16 panel (glmv_cpu_pack_bf16: dst[p][c] = the pair w[n0 + c][k0 + 2p ..]) is the
+ * transpose of the panel's rows read as 32-bit pairs: 16 columns by 16 pairs at a time, a
+ * 16x16 transpose of dwords in registers (two unpack stages within 128-bit lanes, two lane
+ * shuffles), one 64-byte store per pair; the ragged edges (columns past the last 16, pairs
+ * past the last 16, an odd kk) as the portable packer writes them. Each column is its own
+ * stream through memory, more than the hardware prefetcher follows: the next k-block is
+ * asked for while this one is read. */
+KINLINE void transpose16_epi32(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int j = 0; j < 4; j++) { /* u[4j + m], lane L: rows 4j..4j+3 of element 4L + m */
+        u[4 * j] = _mm512_unpacklo_epi64(t[4 * j], t[4 * j + 2]);
+        u[4 * j + 1] = _mm512_unpackhi_epi64(t[4 * j], t[4 * j + 2]);
+        u[4 * j + 2] = _mm512_unpacklo_epi64(t[4 * j + 1], t[4 * j + 3]);
+        u[4 * j + 3] = _mm512_unpackhi_epi64(t[4 * j + 1], t[4 * j + 3]);
+    }
+    for (int m = 0; m < 4; m++) {
+        __m512i v0 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0x44), v1 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xEE);
+        __m512i v2 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0x44);
+        __m512i v3 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0xEE);
+        r[m] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+        r[4 + m] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+        r[8 + m] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+        r[12 + m] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+    }
+}
+
+static void pack_bf16_avx512(uint16_t *dst, int nr, const uint16_t *w, int64_t k, int64_t n0, int nn,
+                             int64_t k0, int64_t kk) {
+    int64_t whole = kk / 2, k2 = (kk + 1) / 2, pv = whole / 16 * 16;
+    int nc = nn / 16 * 16;
+    int64_t ahead = GLMV_MIN(kk, k - k0 - kk); /* elements of the next k-block to ask for */
+    for (int cb = 0; cb < nc; cb += 16) {
+        const uint16_t *s = w + (n0 + cb) * k + k0;
+        for (int64_t p = 0; p < pv; p += 16) {
+            __m512i r[16];
+            UNROLL for (int i = 0; i < 16; i++) {
+                r[i] = _mm512_loadu_si512(s + i * k + 2 * p);
+                if (2 * p < ahead) _mm_prefetch((const char *)(s + i * k + kk + 2 * p), _MM_HINT_T0);
+            }
+            transpose16_epi32(r);
+            UNROLL for (int q = 0; q < 16; q++) _mm512_storeu_si512(dst + (p + q) * 2 * nr + 2 * cb, r[q]);
+        }
+    }
+    for (int c = 0; c < nr; c++) { /* the edges */
+        uint16_t *d = dst + 2 * c;
+        const uint16_t *s = w + (n0 + c) * k + k0;
+        for (int64_t p = c < nc ? pv : 0; p < k2; p++) {
+            uint32_t v = 0;
+            if (c < nn && p < whole) memcpy(&v, s + 2 * p, 4);
+            else if (c < nn) v = s[2 * p];
+            memcpy(d + p * 2 * nr, &v, 4);
+        }
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Q4_0 and Q5_0 decode with AVX512-VNNI (every AVX512-BF16 CPU has it:     */
 /* backend.c asks for both): two blocks per 512-bit vector, their values as */
@@ -516,4 +575,5 @@ const glmv_cpu_kernels glmv_cpu_kernels_avx512bf16 = {
     .pack_q = pack_q_avx512vnni,
     .to_bf16 = to_bf16_avx512bf16,
     .kern_bf16 = kern_bf16_avx512bf16,
+    .pack_bf16 = pack_bf16_avx512,
 };

@@ -223,8 +223,8 @@ static void gemm_task(void *ctx, int64_t t, int thread) {
         for (int p = 0; p < npan; p++) {
             int nn = (int)GLMV_MIN((int64_t)nr, nbw - (int64_t)p * nr);
             if (bf)
-                glmv_cpu_pack_bf16(panel16 + (size_t)p * KB * nr, nr, j->w->data, k,
-                                   j0 + p * nr, nn, k0, kk);
+                (kn->pack_bf16 ? kn->pack_bf16 : glmv_cpu_pack_bf16)(panel16 + (size_t)p * KB * nr, nr,
+                                                                     j->w->data, k, j0 + p * nr, nn, k0, kk);
             else
                 kn->pack(panel + (size_t)p * KB * nr, j->w->data, j->w->dtype, k, j0 + p * nr,
                          nn, k0, kk);
