@@ -176,6 +176,15 @@ static void q8x_want(float *want, const float *x, const glmv_tensor *w, const gl
     free(d);
 }
 
+/* what bf16 precision computes for BF16 weights: the product of x rounded to bf16 */
+static void bx_want(float *want, const float *x, const glmv_tensor *w, const glmv_tensor *bias, int64_t m) {
+    int64_t k = glmv_tensor_cols(w);
+    float *xr = malloc(sizeof(float) * (size_t)(m * k));
+    for (int64_t i = 0; i < m * k; i++) xr[i] = glmv_bf16_to_f32(glmv_f32_to_bf16(x[i]));
+    glmv_ref_matmul(want, xr, w, bias, m);
+    free(xr);
+}
+
 static void matmul_case(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with_bias) {
     glmv_tensor w = rand_tensor(dt, n, k, -1, 1);
     glmv_tensor bias = rand_tensor(dt == GLMV_F16 ? GLMV_F16 : GLMV_BF16, 0, n, -1, 1);
@@ -185,17 +194,21 @@ static void matmul_case(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with
     for (int b = 0; b < n_be; b++) {
         for (int64_t i = 0; i < m * n; i++) got[i] = NAN;
         bes[b]->matmul(bes[b], got, x, &w, with_bias ? &bias : NULL, m);
-        /* only bf16 precision rounds x, and only in the GEMM (decode stays f32) */
-        double tol = (bes[b]->bf16 && dt == GLMV_BF16 && m > GLMV_MV_MAX) ? TOL_BF16X : TOL_F32;
+        /* bf16 precision rounds x to bf16 for BF16 weights (GEMM and decode) */
+        int bx = bes[b]->bf16 && dt == GLMV_BF16;
         /* decode rows, and prompts through the int8 GEMM: x rounded to int8 per block */
         int q8x = glmv_dtype_is_quant(dt) && (m <= GLMV_MV_MAX || be_int8_gemm(b));
         char what[96];
         snprintf(what, sizeof what, "matmul %s m=%lld n=%lld k=%lld%s", glmv_dtype_name(dt),
                  (long long)m, (long long)n, (long long)k, with_bias ? " +bias" : "");
-        /* (the int8 rounding's NMSE is a mean: over a handful of outputs it can stray) */
-        if (!q8x || m * n >= 64) check_nmse(what, b, got, want, m * n, q8x ? TOL_Q8X : tol);
+        /* (a rounding's NMSE is a mean: over a handful of outputs it can stray) */
+        if (!(q8x || bx) || m * n >= 64) check_nmse(what, b, got, want, m * n, q8x ? TOL_Q8X : bx ? TOL_BF16X : TOL_F32);
         if (q8x) { /* and exactly the int8 product */
             q8x_want(want8, x, &w, with_bias ? &bias : NULL, m);
+            check_nmse(what, b, got, want8, m * n, TOL_F32);
+        }
+        if (bx) { /* and exactly the product of the rounded x */
+            bx_want(want8, x, &w, with_bias ? &bias : NULL, m);
             check_nmse(what, b, got, want8, m * n, TOL_F32);
         }
     }
@@ -402,6 +415,10 @@ static void rows_case(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with_b
         if (glmv_dtype_is_quant(dt)) { /* decode rows: the int8 product (see TOL_Q8X) */
             check_nmse(what, b, got, want, m * n, TOL_Q8X);
             q8x_want(want8, x, &w, with_bias ? &bias : NULL, m);
+            check_nmse(what, b, got, want8, m * n, TOL_F32);
+        } else if (bes[b]->bf16 && dt == GLMV_BF16) { /* decode rows of the rounded x */
+            check_nmse(what, b, got, want, m * n, TOL_BF16X);
+            bx_want(want8, x, &w, with_bias ? &bias : NULL, m);
             check_nmse(what, b, got, want8, m * n, TOL_F32);
         } else {
             check_nmse(what, b, got, want, m * n, TOL_F32);
@@ -688,6 +705,7 @@ int main(void) {
         emu_table = glmv_cpu_kernels_avx2;
         emu_table.to_bf16 = glmv_cpu_to_bf16_scalar;
         emu_table.kern_bf16 = emu_kern_bf16;
+        emu_table.matvec_bf16 = glmv_cpu_matvec_bf16_scalar;
         emu_table.mrq = 4;
         emu_table.kern_q = emu_kern_q;
         for (int t = 1; t <= 2; t++) {

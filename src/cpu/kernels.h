@@ -61,6 +61,12 @@ typedef struct {
     void (*to_bf16)(uint16_t *dst, const float *src, int64_t n);
     void (*kern_bf16)(int64_t K2, const uint16_t *A, int64_t lda, const uint16_t *B, float *C,
                       int64_t ldc, int mr, int acc);
+    /* Decode in bf16 precision (NULL where the table has no bf16 products): y[i*ldy + o] =
+     * Σ_j xb[i*ldxb + j] · w[o*k + j] for i < m (1..GLMV_MV_MAX), o in [o0, o1), x already
+     * rounded to bf16 (as the bf16 GEMM rounds it), w BF16 [n, k]. Each output is summed the
+     * same way whatever m is (so a batched decode row is the row alone, bit for bit). */
+    void (*matvec_bf16)(float *y, int64_t ldy, const uint16_t *xb, int64_t ldxb, int m,
+                        const uint16_t *w, int64_t k, int64_t o0, int64_t o1);
     /* glmv_cpu_pack_bf16, the same bytes, faster (NULL: the portable one) */
     void (*pack_bf16)(uint16_t *dst, int nr, const uint16_t *w, int64_t k, int64_t n0, int nn,
                       int64_t k0, int64_t kk);
@@ -109,6 +115,9 @@ typedef struct {
 void glmv_cpu_pack_bf16(uint16_t *dst, int nr, const uint16_t *w, int64_t k, int64_t n0, int nn,
                         int64_t k0, int64_t kk);
 void glmv_cpu_to_bf16_scalar(uint16_t *dst, const float *src, int64_t n);
+/* matvec_bf16 in plain C (each output a float32 sum over j in order) */
+void glmv_cpu_matvec_bf16_scalar(float *y, int64_t ldy, const uint16_t *xb, int64_t ldxb, int m,
+                                 const uint16_t *w, int64_t k, int64_t o0, int64_t o1);
 /* kern_bf16 in plain C for a tile of mr x nr (what vdpbf16ps computes, with
  * float32 accumulation of each pair). */
 void glmv_cpu_kern_bf16_scalar(int mr, int nr, int64_t K2, const uint16_t *A, int64_t lda,

@@ -93,6 +93,49 @@ static void kern_bf16_avx512bf16(int64_t K2, const uint16_t *A, int64_t lda, con
     }
 }
 
+/* Decode in bf16 precision: 32 pairs of products a vdpbf16ps, two chains of them, so that
+ * one load and one product cover 64 bytes of weights (converting bf16 to float32 first
+ * costs three instructions for each 32 bytes, and ran 43 GB/s where this runs 57 on 2 Zen 5
+ * cores); each row of x summed alone, the same for any m. */
+KINLINE void mv_bf16_m(const int M, float *y, int64_t ldy, const uint16_t *xb, int64_t ldxb,
+                       const uint16_t *w, int64_t k, int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; o++) {
+        const uint16_t *wr = w + o * k;
+        __m512 a0[GLMV_MV_MAX], a1[GLMV_MV_MAX];
+        UNROLL for (int i = 0; i < M; i++) a0[i] = a1[i] = _mm512_setzero_ps();
+        int64_t j = 0;
+        for (; j + 64 <= k; j += 64) {
+            __m512i w0 = _mm512_loadu_si512(wr + j), w1 = _mm512_loadu_si512(wr + j + 32);
+            UNROLL for (int i = 0; i < M; i++) {
+                a0[i] = _mm512_dpbf16_ps(a0[i], (__m512bh)_mm512_loadu_si512(xb + i * ldxb + j), (__m512bh)w0);
+                a1[i] = _mm512_dpbf16_ps(a1[i], (__m512bh)_mm512_loadu_si512(xb + i * ldxb + j + 32),
+                                         (__m512bh)w1);
+            }
+        }
+        if (j + 32 <= k) {
+            __m512i w0 = _mm512_loadu_si512(wr + j);
+            UNROLL for (int i = 0; i < M; i++)
+                a0[i] = _mm512_dpbf16_ps(a0[i], (__m512bh)_mm512_loadu_si512(xb + i * ldxb + j), (__m512bh)w0);
+            j += 32;
+        }
+        UNROLL for (int i = 0; i < M; i++) {
+            float t = _mm512_reduce_add_ps(_mm512_add_ps(a0[i], a1[i]));
+            for (int64_t e = j; e < k; e++) t += glmv_bf16_to_f32(xb[i * ldxb + e]) * glmv_bf16_to_f32(wr[e]);
+            y[i * ldy + o] = t;
+        }
+    }
+}
+
+static void matvec_bf16_avx512bf16(float *y, int64_t ldy, const uint16_t *xb, int64_t ldxb, int m,
+                                   const uint16_t *w, int64_t k, int64_t o0, int64_t o1) {
+    switch (m) {
+    case 1: mv_bf16_m(1, y, ldy, xb, ldxb, w, k, o0, o1); break;
+    case 2: mv_bf16_m(2, y, ldy, xb, ldxb, w, k, o0, o1); break;
+    case 3: mv_bf16_m(3, y, ldy, xb, ldxb, w, k, o0, o1); break;
+    default: mv_bf16_m(GLMV_MV_MAX, y, ldy, xb, ldxb, w, k, o0, o1); break;
+    }
+}
+
 /* The bf16 panel (glmv_cpu_pack_bf16: dst[p][c] = the pair w[n0 + c][k0 + 2p ..]) is the
  * transpose of the panel's rows read as 32-bit pairs: 16 columns by 16 pairs at a time, a
  * 16x16 transpose of dwords in registers (two unpack stages within 128-bit lanes, two lane
@@ -576,4 +619,5 @@ const glmv_cpu_kernels glmv_cpu_kernels_avx512bf16 = {
     .to_bf16 = to_bf16_avx512bf16,
     .kern_bf16 = kern_bf16_avx512bf16,
     .pack_bf16 = pack_bf16_avx512,
+    .matvec_bf16 = matvec_bf16_avx512bf16,
 };

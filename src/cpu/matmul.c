@@ -68,6 +68,17 @@ void glmv_cpu_pack_bf16(uint16_t *dst, int nr, const uint16_t *w, int64_t k, int
     }
 }
 
+void glmv_cpu_matvec_bf16_scalar(float *y, int64_t ldy, const uint16_t *xb, int64_t ldxb, int m,
+                                 const uint16_t *w, int64_t k, int64_t o0, int64_t o1) {
+    for (int i = 0; i < m; i++)
+        for (int64_t o = o0; o < o1; o++) {
+            float s = 0;
+            for (int64_t e = 0; e < k; e++)
+                s += glmv_bf16_to_f32(xb[i * ldxb + e]) * glmv_bf16_to_f32(w[o * k + e]);
+            y[i * ldy + o] = s;
+        }
+}
+
 void glmv_cpu_to_bf16_scalar(uint16_t *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = glmv_f32_to_bf16(src[i]);
 }
@@ -167,7 +178,10 @@ static void matvec_task(void *ctx, int64_t t, int thread) {
         for (int64_t i = 0; i < j->m; i += GLMV_MV_MAX) {
             int rows = (int)GLMV_MIN((int64_t)GLMV_MV_MAX, j->m - i);
             int64_t s1 = GLMV_MIN(o1, s0 + slice);
-            if (j->xq)
+            if (j->xb)
+                kn->matvec_bf16(j->y + i * j->n, j->n, j->xb + i * j->ldxb, j->ldxb, rows, j->w->data, j->k,
+                                s0, s1);
+            else if (j->xq)
                 kn->matvec_q(j->y + i * j->n, j->n, j->xq + i * j->k, j->xd + i * (j->k / 32),
                              j->xc + i * (j->k / 4), j->k, rows, j->w->data, j->w->dtype, j->k, s0, s1);
             else
@@ -378,8 +392,15 @@ static void quant_x_task(void *ctx, int64_t t, int thread) {
     if (j->w->dtype == GLMV_Q4_K) glmv_q8_block_sums(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k);
 }
 
-static void run_matvec(cpu_state *cs, mm_job *j) {
-    if (glmv_dtype_is_quant(j->w->dtype)) { /* x to int8 blocks once, for every weight row */
+static void to_bf16_task(void *ctx, int64_t t, int thread);
+
+/* bf16: x rounded once, as the bf16 GEMM rounds it, for the bf16 products (vdpbf16ps) */
+static void run_matvec(cpu_state *cs, mm_job *j, int bf) {
+    if (bf && j->w->dtype == GLMV_BF16 && cs->k->matvec_bf16) {
+        j->ldxb = (j->k + 1) & ~(int64_t)1;
+        j->xb = cpu_shared(cs, glmv_mul_size((size_t)j->m, (size_t)j->ldxb * 2));
+        glmv_pool_run(cs->pool, to_bf16_task, j, j->m);
+    } else if (glmv_dtype_is_quant(j->w->dtype)) { /* x to int8 blocks once, for every weight row */
         size_t qb = glmv_mul_size((size_t)j->m, (size_t)j->k), qa = (qb + 63) / 64 * 64;
         char *sc = cpu_shared(cs, qa + qb / 32 * sizeof(float) + 64 + qb / 4 * sizeof(int32_t));
         j->xq = (int8_t *)sc;
@@ -405,7 +426,7 @@ void glmv_cpu_matmul_rows(glmv_backend *be, float *y, const float *x, const glmv
     mm_job j = {.cs = cs, .y = y, .x = x, .w = w, .bias = bias, .m = m,
                 .n = glmv_tensor_rows(w), .k = glmv_tensor_cols(w)};
     if (m <= 0 || j.n <= 0) return;
-    run_matvec(cs, &j);
+    run_matvec(cs, &j, be->bf16);
 }
 
 void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
@@ -420,7 +441,7 @@ void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tens
                 .n = glmv_tensor_rows(w), .k = glmv_tensor_cols(w)};
     if (m <= 0 || j.n <= 0) return;
     if (m <= GLMV_MV_MAX) {
-        run_matvec(cs, &j);
+        run_matvec(cs, &j, be->bf16);
         return;
     }
     if (kn->kern_q && glmv_dtype_is_quant(w->dtype)) {
