@@ -2,8 +2,9 @@
  *
  * Two regimes:
  *  - m <= GLMV_MV_MAX (decode): matrix-vector. Each thread streams a
- *    contiguous range of weight rows once, converting bf16/f16 in registers;
- *    speed is memory bandwidth.
+ *    contiguous range of weight rows once, converting bf16/f16 in registers
+ *    (in bf16 precision, bf16 weights go to vdpbf16ps against x rounded to
+ *    bf16 once; block formats to int8 products); speed is memory bandwidth.
  *  - larger m (prefill, vision): a blocked GEMM. Tasks are (row block of x,
  *    column block of w); each converts its weight tile (GLMV_KB x 4 register
  *    tiles) once into a packed float32 panel in per-thread scratch and reuses
@@ -373,14 +374,6 @@ static void pack_x_task(void *ctx, int64_t t, int thread) {
     }
 }
 
-static void to_bf16_task(void *ctx, int64_t t, int thread) {
-    (void)thread;
-    mm_job *j = ctx;
-    uint16_t *d = (uint16_t *)j->xb + t * j->ldxb;
-    j->cs->k->to_bf16(d, j->x + t * j->k, j->k);
-    if (j->ldxb > j->k) d[j->k] = 0;
-}
-
 static void quant_x_task(void *ctx, int64_t t, int thread) {
     (void)thread;
     mm_job *j = ctx;
@@ -392,7 +385,13 @@ static void quant_x_task(void *ctx, int64_t t, int thread) {
     if (j->w->dtype == GLMV_Q4_K) glmv_q8_block_sums(j->xq + t * j->k, j->xc + t * (j->k / 4), j->k);
 }
 
-static void to_bf16_task(void *ctx, int64_t t, int thread);
+static void to_bf16_task(void *ctx, int64_t t, int thread) {
+    (void)thread;
+    mm_job *j = ctx;
+    uint16_t *d = (uint16_t *)j->xb + t * j->ldxb;
+    j->cs->k->to_bf16(d, j->x + t * j->k, j->k);
+    if (j->ldxb > j->k) d[j->k] = 0;
+}
 
 /* bf16: x rounded once, as the bf16 GEMM rounds it, for the bf16 products (vdpbf16ps) */
 static void run_matvec(cpu_state *cs, mm_job *j, int bf) {
