@@ -393,12 +393,17 @@ static void to_bf16_task(void *ctx, int64_t t, int thread) {
     if (j->ldxb > j->k) d[j->k] = 0;
 }
 
-/* bf16: x rounded once, as the bf16 GEMM rounds it, for the bf16 products (vdpbf16ps) */
+/* x rounded to bf16 once for the bf16 products (GEMM and decode): rows of an even ldxb */
+static void round_x_bf16(cpu_state *cs, mm_job *j) {
+    j->ldxb = (j->k + 1) & ~(int64_t)1;
+    j->xb = cpu_shared(cs, glmv_mul_size((size_t)j->m, (size_t)j->ldxb * 2));
+    glmv_pool_run(cs->pool, to_bf16_task, j, j->m);
+}
+
+/* bf: bf16 precision and bf16 weights (vdpbf16ps where the table has it) */
 static void run_matvec(cpu_state *cs, mm_job *j, int bf) {
-    if (bf && j->w->dtype == GLMV_BF16 && cs->k->matvec_bf16) {
-        j->ldxb = (j->k + 1) & ~(int64_t)1;
-        j->xb = cpu_shared(cs, glmv_mul_size((size_t)j->m, (size_t)j->ldxb * 2));
-        glmv_pool_run(cs->pool, to_bf16_task, j, j->m);
+    if (bf && cs->k->matvec_bf16) {
+        round_x_bf16(cs, j);
     } else if (glmv_dtype_is_quant(j->w->dtype)) { /* x to int8 blocks once, for every weight row */
         size_t qb = glmv_mul_size((size_t)j->m, (size_t)j->k), qa = (qb + 63) / 64 * 64;
         char *sc = cpu_shared(cs, qa + qb / 32 * sizeof(float) + 64 + qb / 4 * sizeof(int32_t));
@@ -425,7 +430,7 @@ void glmv_cpu_matmul_rows(glmv_backend *be, float *y, const float *x, const glmv
     mm_job j = {.cs = cs, .y = y, .x = x, .w = w, .bias = bias, .m = m,
                 .n = glmv_tensor_rows(w), .k = glmv_tensor_cols(w)};
     if (m <= 0 || j.n <= 0) return;
-    run_matvec(cs, &j, be->bf16);
+    run_matvec(cs, &j, be->bf16 && w->dtype == GLMV_BF16);
 }
 
 void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
@@ -439,8 +444,9 @@ void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tens
     mm_job j = {.cs = cs, .y = y, .x = x, .w = w, .bias = bias, .m = m,
                 .n = glmv_tensor_rows(w), .k = glmv_tensor_cols(w)};
     if (m <= 0 || j.n <= 0) return;
+    int bf = be->bf16 && w->dtype == GLMV_BF16; /* --precision bf16 on AVX512-BF16 */
     if (m <= GLMV_MV_MAX) {
-        run_matvec(cs, &j, be->bf16);
+        run_matvec(cs, &j, bf);
         return;
     }
     if (kn->kern_q && glmv_dtype_is_quant(w->dtype)) {
@@ -450,7 +456,7 @@ void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tens
     /* narrow column blocks and long k-blocks in the same scratch, so that each tile of C is
      * read back from cache once per 1,024 (f32 panels) or 2,048 (bf16) elements of k; the
      * block formats' f32 panels (CPUs without the int8 GEMM) keep GLMV_KB */
-    int bf = be->bf16 && w->dtype == GLMV_BF16, q = glmv_dtype_is_quant(w->dtype);
+    int q = glmv_dtype_is_quant(w->dtype);
     j.nb = q ? GLMV_NB : GLMV_NB / 4;
     j.kb = q ? GLMV_KB : bf ? 8 * GLMV_KB : 4 * GLMV_KB;
     j.mb = 64 * (int64_t)kn->mr;
@@ -461,10 +467,8 @@ void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tens
         j.mb = GLMV_MAX((int64_t)kn->mr, (j.mb / 2 + kn->mr - 1) / kn->mr * kn->mr);
         j.n_mb = (m + j.mb - 1) / j.mb;
     }
-    if (bf) { /* --precision bf16 on AVX512-BF16 */
-        j.ldxb = (j.k + 1) & ~(int64_t)1;
-        j.xb = cpu_shared(cs, glmv_mul_size((size_t)m, (size_t)j.ldxb * 2));
-        glmv_pool_run(cs->pool, to_bf16_task, &j, m);
+    if (bf) {
+        round_x_bf16(cs, &j);
     } else {
         int64_t tiles = (m + kn->mr - 1) / kn->mr;
         j.xp = cpu_shared(cs, glmv_mul_size((size_t)tiles * (size_t)kn->mr, (size_t)j.k * 4));
