@@ -271,6 +271,7 @@ typedef struct {
     int cached_tokens;          /* prompt tokens kept from the session's cache (earlier turns) */
     int reasoning_tokens;       /* generated tokens up to and including </think> */
     glmv_logprob *logprobs;     /* n_tokens entries when glmv_sampling.logprobs, else NULL */
+    int shared_tokens;          /* of cached_tokens, those copied from another session (glmv_session_share) */
 } glmv_result;
 
 void glmv_result_free(glmv_result *r);
@@ -279,6 +280,16 @@ void glmv_result_free(glmv_result *r);
  * capped by what fits). */
 int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err);
 void glmv_session_free(glmv_session *s);
+
+/* Prefix sharing (on = 1): a prompt whose start another sharing session of the
+ * same model holds in its cache (the same ids, identical images: a system
+ * prompt, an image several requests ask about, a conversation continued on
+ * another session) copies those rows of the KV cache instead of computing them
+ * again; the answer is the one a fresh cache gives, up to the summation order
+ * of kernels that see fewer rows at once. Off by default, as the copy tells one
+ * session's user what others asked: it is for sessions that serve one party
+ * (glmv serve's slots). Returns 0, or -1 when out of memory. */
+int glmv_session_share(glmv_session *s, int on, char *err);
 
 /* Render the chat template, preprocess media, run the vision tower, prefill
  * and generate. Prompt plus max_new_tokens beyond n_ctx is an error. */
@@ -366,6 +377,11 @@ int glmv_session_eval(glmv_session *s, const int32_t *ids, int n, float *logits,
  * (vocab floats each; an entry may be NULL). */
 int glmv_session_eval_batch(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
                             float *const *logits, char *err);
+/* A row of vocab floats for logits in the host memory the model's device reads into fastest
+ * (page-locked on CUDA: 64 sequences' logits are 39 MB a step of the 9B); any memory works,
+ * this is the fast kind. Rows are kept for reuse; free them before the model. NULL: OOM. */
+float *glmv_logits_new(glmv_model *m);
+void glmv_logits_free(glmv_model *m, float *row);
 
 /* Run the vision tower alone on a synthetic image of h x w pixels (after
  * smart_resize); *n_tokens receives the merged tokens it produced. */

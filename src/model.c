@@ -6,6 +6,8 @@
  * The forward passes live in vision.c and text.c; generation in session.c.
  */
 #include "model.h"
+
+#define ROW_PAD 4 /* floats before a logits row (glmv_logits_new) */
 #include "gguf_model.h"
 #include "quant.h"
 #include "schema.h"
@@ -561,6 +563,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     glmv_model *m = calloc(1, sizeof *m);
     if (!m) return glmv_errf(err, "out of memory");
     pthread_mutex_init(&m->run_mu, NULL);
+    pthread_mutex_init(&m->rows_mu, NULL);
     pthread_cond_init(&m->run_cv, NULL);
     m->params = *p;
     if (!m->params.max_decode_pixels) m->params.max_decode_pixels = 178956970;
@@ -703,6 +706,47 @@ fail:
     return -1;
 }
 
+float *glmv_logits_new(glmv_model *m) {
+    float *r = NULL;
+    pthread_mutex_lock(&m->rows_mu);
+    if (m->n_free_rows > 0) r = m->free_rows[--m->n_free_rows];
+    pthread_mutex_unlock(&m->rows_mu);
+    if (r) return r;
+    /* ROW_PAD floats before the row (16-byte alignment kept): the first says whether the
+     * backend allocated it (1) or malloc did (0) */
+    size_t bytes = sizeof(float) * ((size_t)m->cfg.vocab_size + ROW_PAD);
+    float *base = m->be && m->be->host_alloc ? m->be->host_alloc(m->be, bytes) : NULL;
+    if (base) {
+        base[0] = 1.0f;
+    } else {
+        base = malloc(bytes);
+        if (!base) return NULL;
+        base[0] = 0.0f;
+    }
+    return base + ROW_PAD;
+}
+
+void glmv_logits_free(glmv_model *m, float *row) {
+    if (!row) return;
+    pthread_mutex_lock(&m->rows_mu);
+    if (m->n_free_rows == m->cap_free_rows) {
+        int cap = m->cap_free_rows ? 2 * m->cap_free_rows : 16;
+        void **v = realloc(m->free_rows, sizeof *v * (size_t)cap);
+        if (v) {
+            m->free_rows = v;
+            m->cap_free_rows = cap;
+        }
+    }
+    int kept = m->n_free_rows < m->cap_free_rows;
+    if (kept) m->free_rows[m->n_free_rows++] = row;
+    pthread_mutex_unlock(&m->rows_mu);
+    if (!kept) {
+        float *base = row - ROW_PAD;
+        if (base[0] == 1.0f && m->be->host_free) m->be->host_free(m->be, base);
+        else free(base);
+    }
+}
+
 void glmv_model_lock(glmv_model *m) {
     pthread_mutex_lock(&m->run_mu);
     uint64_t t = m->run_next++;
@@ -722,11 +766,19 @@ void glmv_model_free(glmv_model *m) {
     if (m->tmpl) glmv_chat_template_free(m->tmpl);
     if (m->tok) glmv_tokenizer_free(m->tok);
     glmv_vocab_index_free(m->vocab_index);
+    for (int i = 0; i < m->n_free_rows; i++) {
+        /* a row's first float before it says how it was allocated (glmv_logits_new) */
+        float *base = (float *)m->free_rows[i] - ROW_PAD;
+        if (base[0] == 1.0f && m->be && m->be->host_free) m->be->host_free(m->be, base);
+        else free(base);
+    }
+    free(m->free_rows);
     if (m->be) glmv_vision_free_scratch(m);
     if (m->be) m->be->destroy(m->be);
     glmv_weights_free(m->w);
     for (int i = 0; i < m->n_quant_bufs; i++) free(m->quant_bufs[i]);
     free(m->quant_bufs);
+    free(m->sharing); /* empty: each session leaves it when freed, before its model */
     for (int i = 0; m->joined && i < 2 * m->cfg.num_hidden_layers; i++)
         free(m->joined[i].host); /* on a device, freed once uploaded */
     free(m->joined);

@@ -116,6 +116,15 @@ struct glmv_model {
      * between its chunks. The vision scratch above is used under it. */
     pthread_mutex_t run_mu;
     pthread_cond_t run_cv;
+    /* sessions sharing cached prefixes (glmv_session_share); read and changed under the
+     * model lock, as is every sharing session's pos, hist and seg_hash */
+    struct glmv_session **sharing;
+    int n_sharing, cap_sharing;
+    /* rows of logits in host memory the backend reads into fastest, kept for reuse
+     * (glmv_logits_new): a page-locked allocation costs more than a request's prefill */
+    pthread_mutex_t rows_mu;
+    void **free_rows;
+    int n_free_rows, cap_free_rows;
     uint64_t run_next, run_serving;
     glmv_act_hook hook;                    /* NULL: no activation dumps */
     void *hook_user;
@@ -150,6 +159,7 @@ struct glmv_session {
      * keep the common prefix of the conversation (glmv_generate) */
     uint64_t *seg_hash;
     int n_seg_hash, cap_seg_hash;
+    int sharing;                           /* in m->sharing (glmv_session_share) */
 };
 
 /* Scratch for one decode step of up to cap sequences together (glmv_batch_decode):

@@ -94,6 +94,12 @@ struct glmv_backend {
     int (*upload)(glmv_backend *be, glmv_tensor *t, char *err);
     void (*write)(glmv_backend *be, void *dst, const void *src_host, size_t bytes);
     void (*read)(glmv_backend *be, void *dst_host, const void *src, size_t bytes);
+    /* The same without waiting: the bytes are there after the next sync (NULL: read). */
+    void (*read_async)(glmv_backend *be, void *dst_host, const void *src, size_t bytes);
+    /* Host memory that reads fill fastest (CUDA: page-locked, so a read is one transfer at
+     * the bus's speed instead of a copy through a staging buffer); NULL: malloc and free. */
+    void *(*host_alloc)(glmv_backend *be, size_t bytes);
+    void (*host_free)(glmv_backend *be, void *p);
     void (*copy)(glmv_backend *be, void *dst, const void *src, size_t bytes);
     void (*sync)(glmv_backend *be);
     /* y[i, :cols] = x[i, :cols] for rows of strides ldy, ldx (floats; backend memory): the

@@ -88,6 +88,7 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
 
 void glmv_session_free(glmv_session *s) {
     if (!s) return;
+    glmv_session_share(s, 0, NULL);
     glmv_backend *be = s->m->be;
     for (int l = 0; l < s->m->cfg.num_hidden_layers; l++) {
         if (s->kc && s->kc[l]) be->free(be, s->kc[l]);
@@ -110,9 +111,41 @@ void glmv_session_free(glmv_session *s) {
 }
 
 void glmv_session_reset(glmv_session *s) {
+    glmv_model_lock(s->m); /* a sharing session's pos is read by the others */
     s->pos = 0;
     s->rope_delta = 0;
     s->n_seg_hash = 0;
+    glmv_model_unlock(s->m);
+}
+
+int glmv_session_share(glmv_session *s, int on, char *err) {
+    glmv_model *m = s->m;
+    int rc = 0;
+    glmv_model_lock(m);
+    if (on && !s->sharing) {
+        if (m->n_sharing == m->cap_sharing) {
+            int cap = m->cap_sharing ? 2 * m->cap_sharing : 8;
+            glmv_session **v = realloc(m->sharing, sizeof *v * (size_t)cap);
+            if (v) {
+                m->sharing = v;
+                m->cap_sharing = cap;
+            }
+        }
+        if (m->n_sharing < m->cap_sharing) {
+            m->sharing[m->n_sharing++] = s;
+            s->sharing = 1;
+        } else {
+            rc = glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+        }
+    } else if (!on && s->sharing) {
+        int j = 0;
+        for (int i = 0; i < m->n_sharing; i++)
+            if (m->sharing[i] != s) m->sharing[j++] = m->sharing[i];
+        m->n_sharing = j;
+        s->sharing = 0;
+    }
+    glmv_model_unlock(m);
+    return rc;
 }
 int glmv_session_pos(const glmv_session *s) { return s->pos; }
 int glmv_session_n_ctx(const glmv_session *s) { return s->n_ctx; }
@@ -540,8 +573,10 @@ static int prefill_from(glmv_session *s, const int32_t *ids, int64_t n, int64_t 
             goto done;
         }
     }
+    glmv_model_lock(m);
     s->rope_delta = delta;
     s->pos = (int)start;
+    glmv_model_unlock(m);
     rc = nn > 0 ? glmv_text_forward(s, emb, ids + start, pos, nn, logits, err) : 0;
 done:
     free(pos);
@@ -601,6 +636,50 @@ static int64_t reusable_prefix(const glmv_session *s, const glmv_config *c, cons
     }
     *seg0 = j;
     return L < 0 ? 0 : L;
+}
+
+/* The longest prefix of the prompt that another sharing session holds, when longer than
+ * the `own` tokens s keeps: its rows [own, L) of every layer's keys and values, its ids
+ * and its segments' hashes copied into s. Called under the model lock, under which the
+ * other sessions' caches and what describes them change. Returns the tokens s now holds
+ * (*seg0 the segments among them). */
+static int64_t share_prefix(glmv_session *s, const glmv_config *c, const int32_t *ids, int64_t n,
+                            const int (*grid)[3], const uint64_t *hashes, int n_seg, int64_t own,
+                            int *seg0) {
+    glmv_model *m = s->m;
+    const glmv_session *d = NULL;
+    int64_t best = own;
+    int best_seg = *seg0;
+    for (int i = 0; i < m->n_sharing; i++) {
+        const glmv_session *o = m->sharing[i];
+        if (o == s || o->pos <= best) continue;
+        int sg = 0;
+        int64_t L = reusable_prefix(o, c, ids, n, grid, hashes, n_seg, &sg);
+        if (L > best) {
+            best = L;
+            best_seg = sg;
+            d = o;
+        }
+    }
+    if (!d) return own;
+    if (best_seg > s->cap_seg_hash) {
+        uint64_t *nh = realloc(s->seg_hash, sizeof(uint64_t) * (size_t)best_seg);
+        if (!nh) return own; /* computed instead */
+        s->seg_hash = nh;
+        s->cap_seg_hash = best_seg;
+    }
+    glmv_backend *be = m->be;
+    int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
+    size_t bytes = sizeof(float) * (size_t)((best - own) * kvd);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        be->copy(be, s->kc[l] + own * kvd, d->kc[l] + own * kvd, bytes);
+        be->copy(be, s->vc[l] + own * kvd, d->vc[l] + own * kvd, bytes);
+    }
+    memcpy(s->hist + own, d->hist + own, sizeof(int32_t) * (size_t)(best - own));
+    if (best_seg > 0) memcpy(s->seg_hash, d->seg_hash, sizeof(uint64_t) * (size_t)best_seg);
+    s->n_seg_hash = best_seg;
+    *seg0 = best_seg;
+    return best;
 }
 
 void glmv_result_free(glmv_result *r) {
@@ -804,7 +883,7 @@ void glmv_gen_free(glmv_gen *q) {
     free(q->g.content.p);
     free(q->gen);
     free(q->force);
-    free(q->logits);
+    glmv_logits_free(q->s->m, q->logits);
     free(q->raw_logits);
     free(q->lps);
     free(q->wf);
@@ -999,7 +1078,7 @@ int glmv_gen_start_prompt(glmv_gen **qout, glmv_session *s, const glmv_prompt *p
     }
 
     int V = c->vocab_size;
-    q->logits = malloc(sizeof(float) * (size_t)V);
+    q->logits = glmv_logits_new(m);
     q->wf = malloc(sizeof(float) * (size_t)V);
     q->wi = malloc(sizeof(int32_t) * (size_t)V);
     q->gen = malloc(sizeof(int32_t) * (size_t)(max_new + 8));
@@ -1016,15 +1095,24 @@ int glmv_gen_start_prompt(glmv_gen **qout, glmv_session *s, const glmv_prompt *p
     }
     double t1 = glmv_now_ms();
     {
-        /* keep the cached prefix of the conversation (earlier turns, same images) */
+        /* keep the cached prefix of the conversation (earlier turns, same images), or a
+         * longer one that another sharing session holds */
         int seg0 = 0;
+        glmv_model_lock(m);
         int64_t start = reusable_prefix(s, c, ids, n, (const int(*)[3])md->grid, p->hs, md->n, &seg0);
+        if (s->sharing) {
+            int64_t own = start;
+            start = share_prefix(s, c, ids, n, (const int(*)[3])md->grid, p->hs, md->n, start, &seg0);
+            out->shared_tokens = (int)(start - own);
+        }
         s->n_seg_hash = GLMV_MIN(s->n_seg_hash, seg0);
         s->pos = (int)start;
+        glmv_model_unlock(m);
         out->cached_tokens = (int)start;
         int prc = prefill_from(s, ids, n, start, seg0, md->rows, md->n_rows, (const int(*)[3])md->grid,
                                md->n, (const int(*)[3])md->img_grid, md->n_img,
                                (const int(*)[3])md->vid_grid, md->n_vid, q->logits, &out->vision_ms, err);
+        glmv_model_lock(m);
         if (prc == 0 && md->n > s->cap_seg_hash) {
             uint64_t *nh = realloc(s->seg_hash, sizeof(uint64_t) * (size_t)md->n);
             if (nh) {
@@ -1038,6 +1126,7 @@ int glmv_gen_start_prompt(glmv_gen **qout, glmv_session *s, const glmv_prompt *p
         } else {
             s->n_seg_hash = 0;
         }
+        glmv_model_unlock(m);
         if (prc) {
             glmv_session_reset(s);
             goto done;

@@ -347,8 +347,10 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
     } else {
         batch_layers(b, n, max_keys);
     }
+    /* every row's logits queued, then one wait (the sync below) */
+    void (*rd)(glmv_backend *, void *, const void *, size_t) = be->read_async ? be->read_async : be->read;
     for (int i = 0; i < n; i++)
-        if (logits[i]) be->read(be, logits[i], b->logits_dev + i * V, sizeof(float) * (size_t)V);
+        if (logits[i]) rd(be, logits[i], b->logits_dev + i * V, sizeof(float) * (size_t)V);
     be->sync(be);
     if (be->status && be->status(be, err)) {
         glmv_errcode_set(GLMV_E_BACKEND);

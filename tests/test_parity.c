@@ -1040,6 +1040,211 @@ TEST(thinking_budget) {
     glmv_model_free(m);
 }
 
+/* sessions that share prefixes: a prompt that starts as another session's cache does
+ * (the same image, a conversation begun elsewhere) copies those rows and generates what a
+ * fresh session generates, bit for bit on the CPU (log-probabilities compared); a session
+ * that does not share never copies; a freed session leaves the others' lookups */
+static int gen_lp(glmv_session *s, const glmv_message *msgs, int n, glmv_result *res, char *err) {
+    glmv_sampling sp;
+    glmv_sampling_default(s->m, &sp);
+    sp.do_sample = 0;
+    sp.repetition_penalty = 1.0f;
+    sp.max_new_tokens = 6;
+    sp.logprobs = 1;
+    return glmv_generate(s, msgs, n, &sp, NULL, NULL, res, err);
+}
+
+/* the same tokens, log-probabilities within tol (0: bit for bit) */
+static int same_gen(const glmv_result *a, const glmv_result *b, float tol) {
+    if (a->n_tokens != b->n_tokens || !a->logprobs || !b->logprobs) return 0;
+    for (int i = 0; i < a->n_tokens; i++)
+        if (a->token_ids[i] != b->token_ids[i] || !(fabsf(a->logprobs[i].logprob - b->logprobs[i].logprob) <= tol)) {
+            printf("  token %d: %d (%.9g) against %d (%.9g)\n", i, a->token_ids[i], a->logprobs[i].logprob,
+                   b->token_ids[i], b->logprobs[i].logprob);
+            return 0;
+        }
+    return 1;
+}
+
+TEST(prefix_sharing) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = load_under_test("tests/fixtures/tiny2", err);
+    if (!m) return;
+    glmv_session *a = NULL, *b = NULL, *c = NULL, *fresh = NULL;
+    CHECK(glmv_session_new(&a, m, 256, err) == 0);
+    CHECK(glmv_session_new(&b, m, 256, err) == 0);
+    CHECK(glmv_session_new(&c, m, 256, err) == 0);
+    CHECK(glmv_session_new(&fresh, m, 256, err) == 0);
+    CHECK(glmv_session_share(a, 1, err) == 0 && glmv_session_share(b, 1, err) == 0);
+    CHECK(glmv_session_share(a, 1, err) == 0); /* twice: still once in the model's list */
+    glmv_part u1[2], u2[2], a1[1], t2[1];
+    memset(u1, 0, sizeof u1);
+    u1[0].kind = GLMV_PART_IMAGE;
+    u1[0].path = "../shared/assets/images/coco_000000039769.png";
+    u1[1].text = "What is in this image?";
+    memcpy(u2, u1, sizeof u2);
+    u2[1].text = "How many cats are there?";
+    glmv_result ra, rb, rc, rf;
+    CHECK(gen_lp(a, (glmv_message[]){{"user", u1, 2, NULL}}, 1, &ra, err) == 0);
+    CHECK(ra.cached_tokens == 0 && ra.shared_tokens == 0);
+    /* the same image, another question, on another session: the image is not computed again */
+    CHECK(gen_lp(b, (glmv_message[]){{"user", u2, 2, NULL}}, 1, &rb, err) == 0);
+    CHECK(gen_lp(fresh, (glmv_message[]){{"user", u2, 2, NULL}}, 1, &rf, err) == 0);
+    printf("  same image elsewhere: %d prompt tokens (%d of the image), %d shared\n", rb.prompt_tokens,
+           rb.image_tokens, rb.shared_tokens);
+    CHECK(rb.shared_tokens > rb.image_tokens && rb.shared_tokens == rb.cached_tokens);
+    CHECK(rb.shared_tokens < rb.prompt_tokens);
+    CHECK_EQ_INT(rf.cached_tokens, 0);
+    /* bit for bit on the CPU; a device's GEMMs pick their kernels (and summation order)
+     * by the number of rows */
+    float tol = parity_device == GLMV_DEVICE_CPU ? 0.f : 1e-3f;
+    CHECK(same_gen(&rb, &rf, tol));
+    /* a session that does not share computes it all */
+    glmv_result rn;
+    CHECK(gen_lp(c, (glmv_message[]){{"user", u2, 2, NULL}}, 1, &rn, err) == 0);
+    CHECK(rn.cached_tokens == 0 && rn.shared_tokens == 0);
+    CHECK(same_gen(&rn, &rf, tol));
+    glmv_result_free(&rn);
+    glmv_result_free(&rf);
+    /* a's conversation continued on b: all of a's turn is copied */
+    memset(a1, 0, sizeof a1);
+    a1[0].text = ra.content;
+    memset(t2, 0, sizeof t2);
+    t2[0].text = "And the colours?";
+    glmv_message conv[3] = {{"user", u1, 2, NULL}, {"assistant", a1, 1, NULL}, {"user", t2, 1, NULL}};
+    CHECK(gen_lp(b, conv, 3, &rc, err) == 0);
+    CHECK(gen_lp(fresh, conv, 3, &rf, err) == 0);
+    printf("  conversation moved: %d prompt tokens, %d cached, %d of them shared (turn 1: %d)\n",
+           rc.prompt_tokens, rc.cached_tokens, rc.shared_tokens, ra.prompt_tokens);
+    CHECK(rc.cached_tokens >= ra.prompt_tokens - 1 && rc.shared_tokens > 0);
+    CHECK(rc.cached_tokens - rc.shared_tokens == rb.shared_tokens); /* b kept its own prefix */
+    /* the rows of a's answer came from its decode steps (one row at a time), the fresh
+     * session's from a prefill: the same sums in another order */
+    CHECK(same_gen(&rc, &rf, parity_device == GLMV_DEVICE_CPU ? 1e-4f : 1e-2f));
+    glmv_result_free(&rc);
+    glmv_result_free(&rf);
+    /* a leaves: b's next lookup sees only what b holds */
+    glmv_session_free(a);
+    a = NULL;
+    glmv_session_reset(b);
+    CHECK(gen_lp(b, (glmv_message[]){{"user", u2, 2, NULL}}, 1, &rc, err) == 0);
+    CHECK(rc.cached_tokens == 0 && rc.shared_tokens == 0);
+    glmv_result_free(&rc);
+    /* sharing off: nothing copied from b any more */
+    CHECK(glmv_session_share(c, 1, err) == 0 && glmv_session_share(c, 0, err) == 0);
+    glmv_session_reset(c);
+    CHECK(gen_lp(c, (glmv_message[]){{"user", u2, 2, NULL}}, 1, &rc, err) == 0);
+    CHECK(rc.shared_tokens == 0 && rc.cached_tokens == 0);
+    glmv_result_free(&rc);
+    glmv_result_free(&ra);
+    glmv_result_free(&rb);
+    glmv_session_free(b);
+    glmv_session_free(c);
+    glmv_session_free(fresh);
+    glmv_model_free(m);
+}
+
+/* logits rows: reused after free (the page-locked kind costs a lot to allocate), any
+ * number at once, freed before the model; the model frees what is kept */
+TEST(logits_rows) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = load_under_test("tests/fixtures/tiny", err);
+    if (!m) return;
+    glmv_model_info info;
+    glmv_model_get_info(m, &info);
+    float *r[3];
+    for (int i = 0; i < 3; i++) {
+        r[i] = glmv_logits_new(m);
+        CHECK(r[i] != NULL && ((uintptr_t)r[i] & 15) == 0);
+        if (r[i]) memset(r[i], 0, sizeof(float) * (size_t)info.vocab); /* the whole row is ours */
+    }
+    CHECK(r[0] != r[1] && r[1] != r[2] && r[0] != r[2]);
+    float *keep = r[1];
+    glmv_logits_free(m, r[1]);
+    float *again = glmv_logits_new(m);
+    CHECK(again == keep);
+    glmv_logits_free(m, again);
+    glmv_logits_free(m, r[0]);
+    glmv_logits_free(m, NULL);
+    glmv_logits_free(m, r[2]);
+    glmv_model_free(m); /* frees the three kept rows (ASan: none leaked, none twice) */
+}
+
+/* sharing sessions generating on several threads at once, each prompt starting with the
+ * same image: every answer is the one a fresh session gives alone */
+typedef struct {
+    glmv_session *s;
+    glmv_part *parts;
+    glmv_result want;
+    int ok, shared;
+} share_job;
+
+static void *share_thread(void *arg) {
+    share_job *j = arg;
+    char err[GLMV_ERR_SIZE] = "";
+    j->ok = 1;
+    for (int r = 0; r < 4 && j->ok; r++) {
+        glmv_result res;
+        glmv_session_reset(j->s);
+        if (gen_lp(j->s, (glmv_message[]){{"user", j->parts, 2, NULL}}, 1, &res, err)) {
+            j->ok = 0;
+            break;
+        }
+        j->ok = same_gen(&res, &j->want, parity_device == GLMV_DEVICE_CPU ? 0.f : 1e-3f);
+        j->shared += res.shared_tokens > 0;
+        glmv_result_free(&res);
+    }
+    return NULL;
+}
+
+TEST(prefix_sharing_threads) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = load_under_test("tests/fixtures/tiny2", err);
+    if (!m) return;
+    enum { NT = 4 };
+    static const char *qs[NT] = {"What is in this image?", "How many cats?", "Describe it.", "Colours?"};
+    glmv_part parts[NT][2];
+    share_job jobs[NT];
+    pthread_t th[NT];
+    memset(parts, 0, sizeof parts);
+    memset(jobs, 0, sizeof jobs);
+    glmv_session *fresh = NULL;
+    CHECK(glmv_session_new(&fresh, m, 256, err) == 0);
+    for (int i = 0; i < NT; i++) {
+        parts[i][0].kind = GLMV_PART_IMAGE;
+        parts[i][0].path = "../shared/assets/images/coco_000000039769.png";
+        parts[i][1].text = qs[i];
+        jobs[i].parts = parts[i];
+        glmv_session_reset(fresh);
+        CHECK(gen_lp(fresh, (glmv_message[]){{"user", parts[i], 2, NULL}}, 1, &jobs[i].want, err) == 0);
+        CHECK(glmv_session_new(&jobs[i].s, m, 256, err) == 0);
+        CHECK(glmv_session_share(jobs[i].s, 1, err) == 0);
+    }
+    /* a session that keeps the image while the threads run: each can copy it from there */
+    glmv_session *seed = NULL;
+    glmv_result rs;
+    CHECK(glmv_session_new(&seed, m, 256, err) == 0 && glmv_session_share(seed, 1, err) == 0);
+    glmv_part sp2[2];
+    memcpy(sp2, parts[0], sizeof sp2);
+    sp2[1].text = "Where was it taken?"; /* a question of its own: a copy leaves rows to compute */
+    CHECK(gen_lp(seed, (glmv_message[]){{"user", sp2, 2, NULL}}, 1, &rs, err) == 0);
+    glmv_result_free(&rs);
+    for (int i = 0; i < NT; i++) CHECK(pthread_create(&th[i], NULL, share_thread, &jobs[i]) == 0);
+    int shared = 0;
+    for (int i = 0; i < NT; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(jobs[i].ok);
+        shared += jobs[i].shared;
+        glmv_result_free(&jobs[i].want);
+        glmv_session_free(jobs[i].s);
+    }
+    printf("  %d of %d generations copied the image from another session\n", shared, 4 * NT);
+    CHECK(shared >= NT);
+    glmv_session_free(seed);
+    glmv_session_free(fresh);
+    glmv_model_free(m);
+}
+
 /* a second turn keeps the cached prefix (same ids, same image) and generates
  * exactly what a fresh session generates; a changed image is recomputed */
 static int gen_ids(glmv_session *s, const glmv_message *msgs, int n, glmv_result *res, char *err) {
@@ -1818,6 +2023,9 @@ int main(void) {
     RUN(pos_embed_reused_per_frame);
     RUN(thinking_budget);
     RUN(prefix_reuse);
+    RUN(prefix_sharing);
+    RUN(logits_rows);
+    RUN(prefix_sharing_threads);
     RUN(pos_embed_separable);
     RUN(vision_scratch_reuse);
     RUN(batch_invariance);

@@ -268,7 +268,7 @@ static int concurrency(glmv_model *m, int vocab, int n, int prompt, int steps, c
     f->ctx = prompt;
     f->tokens = steps;
     for (int i = 0; i < n; i++) {
-        lg[i] = malloc(sizeof(float) * (size_t)vocab);
+        lg[i] = glmv_logits_new(m); /* page-locked on a GPU, as glmv serve's */
         if (!lg[i]) {
             snprintf(err, GLMV_ERR_SIZE, "out of memory");
             goto done;
@@ -296,7 +296,7 @@ static int concurrency(glmv_model *m, int vocab, int n, int prompt, int steps, c
 done:
     for (int i = 0; i < n; i++) {
         if (ss) glmv_session_free(ss[i]);
-        if (lg) free(lg[i]);
+        if (lg) glmv_logits_free(m, lg[i]);
     }
     free(ss);
     free(lg);
@@ -448,7 +448,7 @@ int cmd_bench(int argc, char **argv) {
     int max_ctx = (int)prompt;
     for (int i = 0; i < n_ctx_list; i++) max_ctx = ctx[i] > max_ctx ? ctx[i] : max_ctx;
     glmv_session *s = NULL;
-    float *logits = malloc(sizeof(float) * (size_t)info.vocab);
+    float *logits = glmv_logits_new(m); /* page-locked on a GPU, as a generation's */
     double prefill_ms = 0, first_ms = 0;
     decode_fig dec[MAX_LIST + 1];
     int n_dec = 0, rc = 1;
@@ -606,7 +606,7 @@ int cmd_bench(int argc, char **argv) {
 fail:
     fprintf(stderr, "glmv bench: %s\n", err);
 done:
-    free(logits);
+    if (m) glmv_logits_free(m, logits);
     glmv_session_free(s);
     glmv_model_free(m);
     return rc;

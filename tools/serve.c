@@ -867,11 +867,11 @@ int cmd_serve(int argc, char **argv) {
                         "the model\n", sv.host);
 
     char err[GLMV_ERR_SIZE] = "";
-    if (serve_engine_open(&sv.eng, &o, parallel_given ? (int)parallel : -(int)parallel, err)) {
+    if (serve_engine_open(&sv.eng, &o, parallel_given ? (int)parallel : -(int)parallel, no_prompt_cache,
+                          err)) {
         fprintf(stderr, "glmv serve: %s\n", err);
         return 1;
     }
-    sv.eng->fresh_sessions = no_prompt_cache;
     if (served_names) { /* the first name is the one /v1/models lists */
         sv.eng->served_names = served_names;
         size_t l = strcspn(served_names, ",");

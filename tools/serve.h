@@ -63,7 +63,7 @@ struct serve_engine {
  * a deterministic engine that streams back what it was sent (HTTP tests).
  * The model flags of `o` (threads, device, ctx, image tokens) and its sampling
  * flags (the server's defaults) apply. */
-int serve_engine_open(serve_engine **out, const cli_opts *o, int n_slots, char *err);
+int serve_engine_open(serve_engine **out, const cli_opts *o, int n_slots, int fresh_sessions, char *err);
 
 /* ------------------------------------------------------------------------ */
 /* Requests (serve_api.c)                                                   */
@@ -234,7 +234,7 @@ typedef struct {
     /* counters; read for /metrics under the scheduler lock */
     uint64_t by_status[10];     /* HTTP answers, by serve_status_codes[] (last: other) */
     uint64_t chat_requests, chat_stream, cancelled, rejected_full;
-    uint64_t prompt_tokens, completion_tokens, image_tokens, cached_tokens;
+    uint64_t prompt_tokens, completion_tokens, image_tokens, cached_tokens, shared_tokens;
     double lat_sum_s, ttft_sum_s, queue_sum_s;
     uint64_t lat_count, ttft_count;
     uint64_t lat_buckets[12], ttft_buckets[12];

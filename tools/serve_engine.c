@@ -210,6 +210,10 @@ static int lib_open(serve_engine *e, const cli_opts *o, int n_slots, char *err) 
             snprintf(err, GLMV_ERR_SIZE, "--parallel %d: session %d: %.400s", n_slots, li->n + 1, e2);
             return -1;
         }
+    /* the slots share their cached prefixes (a system prompt, an image, a conversation
+     * that another slot served), unless every request is to start from an empty cache */
+    for (int i = 0; i < li->n && !e->fresh_sessions; i++)
+        if (glmv_session_share(li->sess[i], 1, err)) return -1;
     if (glmv_batch_new(&li->batch, li->model, n_slots, err)) return -1;
     e->n_slots = n_slots;
     e->n_ctx = glmv_session_n_ctx(li->sess[0]);
@@ -422,10 +426,11 @@ static int echo_open(serve_engine *e, const char *spec, int n_slots, char *err) 
     return 0;
 }
 
-int serve_engine_open(serve_engine **out, const cli_opts *o, int n_slots, char *err) {
+int serve_engine_open(serve_engine **out, const cli_opts *o, int n_slots, int fresh_sessions, char *err) {
     const char *dir = o->model_dir;
     serve_engine *e = calloc(1, sizeof *e);
     if (!e) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;
+    e->fresh_sessions = fresh_sessions;
     int rc = !strncmp(dir, "echo:", 5) ? echo_open(e, dir + 5, n_slots < 0 ? -n_slots : n_slots, err)
                                        : lib_open(e, o, n_slots, err);
     if (!rc && !strncmp(dir, "echo:", 5) && o->max_tokens) e->defaults.max_new_tokens = o->max_tokens;

@@ -248,6 +248,7 @@ static void run_job(serve_sched *s, serve_job *j, int slot) {
         const glmv_result *r = &counts[i];
         m->prompt_tokens += (uint64_t)(r->prompt_tokens > 0 ? r->prompt_tokens : 0);
         m->cached_tokens += (uint64_t)(r->cached_tokens > 0 ? r->cached_tokens : 0);
+        m->shared_tokens += (uint64_t)(r->shared_tokens > 0 ? r->shared_tokens : 0);
         m->completion_tokens += (uint64_t)(r->completion_tokens > 0 ? r->completion_tokens : 0);
         m->image_tokens += (uint64_t)(r->image_tokens > 0 ? r->image_tokens : 0);
     }
@@ -654,6 +655,8 @@ char *serve_metrics_text(serve_sched *s) {
               "# TYPE glmv_prompt_tokens_total counter\nglmv_prompt_tokens_total %llu\n"
               "# HELP glmv_prompt_tokens_cached_total Prompt tokens kept in the cache from the last request.\n"
               "# TYPE glmv_prompt_tokens_cached_total counter\nglmv_prompt_tokens_cached_total %llu\n"
+              "# HELP glmv_prompt_tokens_shared_total Of the cached prompt tokens, those copied from another slot's cache.\n"
+              "# TYPE glmv_prompt_tokens_shared_total counter\nglmv_prompt_tokens_shared_total %llu\n"
               "# HELP glmv_completion_tokens_total Tokens generated.\n"
               "# TYPE glmv_completion_tokens_total counter\nglmv_completion_tokens_total %llu\n"
               "# HELP glmv_image_tokens_total Vision tokens spliced into prompts.\n"
@@ -669,7 +672,7 @@ char *serve_metrics_text(serve_sched *s) {
               (unsigned long long)m.chat_requests, (unsigned long long)m.chat_stream,
               (unsigned long long)m.cancelled, (unsigned long long)m.rejected_full,
               (unsigned long long)m.prompt_tokens, (unsigned long long)m.cached_tokens,
-              (unsigned long long)m.completion_tokens, (unsigned long long)m.image_tokens, qlen, qcap, in_flight, m.queue_sum_s);
+              (unsigned long long)m.shared_tokens, (unsigned long long)m.completion_tokens, (unsigned long long)m.image_tokens, qlen, qcap, in_flight, m.queue_sum_s);
     uint64_t steps = 0, rows = 0;
     int last = 0;
     int64_t kv = 0, kv_cap = 0;

@@ -187,6 +187,34 @@ static void cu_read(glmv_backend *be, void *dst, const void *src, size_t n) {
     }
 }
 
+static void cu_read_async(glmv_backend *be, void *dst, const void *src, size_t n) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->failed) {
+        memset(dst, 0, n);
+        return;
+    }
+    cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, c->stream);
+    if (e != cudaSuccess) {
+        cuda_fail(c, "read", e);
+        memset(dst, 0, n);
+    }
+}
+
+static void *cu_host_alloc(glmv_backend *be, size_t n) {
+    (void)be;
+    void *p = NULL;
+    if (cudaMallocHost(&p, n) != cudaSuccess) {
+        cudaGetLastError(); /* not sticky: the caller falls back to malloc */
+        return NULL;
+    }
+    return p;
+}
+
+static void cu_host_free(glmv_backend *be, void *p) {
+    (void)be;
+    if (p) cudaFreeHost(p);
+}
+
 static void cu_copy(glmv_backend *be, void *dst, const void *src, size_t n) {
     cuda_ctx *c = ctx_of(be);
     if (c->failed || !n) return;
@@ -544,6 +572,9 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->upload = cu_upload;
     be->write = cu_write;
     be->read = cu_read;
+    be->read_async = cu_read_async;
+    be->host_alloc = cu_host_alloc;
+    be->host_free = cu_host_free;
     be->copy = cu_copy;
     be->sync = cu_sync;
     be->matmul = cu_matmul;

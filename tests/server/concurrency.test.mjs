@@ -146,6 +146,32 @@ test('the demo model with --parallel 4: decode steps batched, each answer the on
   assert.ok(kv > 0 && kv <= cap && cap % 4 === 0, `kv ${kv} of ${cap}`);
 });
 
+test('the demo model with --parallel 2: a request copies the image another slot holds', { skip: !REAL && 'GLMV_REAL_MODEL not set' }, async () => {
+  const fs = await import('node:fs');
+  const img = 'data:image/png;base64,' + fs.readFileSync(REAL + '/example.png').toString('base64');
+  const msgs = (q) => [{ role: 'user', content: [{ type: 'image_url', image_url: { url: img } }, { type: 'text', text: q }] }];
+  const srv = await server(['-m', REAL, '--parallel', '2']);
+  // A runs long on one slot (its first token is out, 400 to go); B, with the same image and
+  // another question, is taken by the other slot and copies the image's rows from A's cache
+  const a = await fetch(srv.url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ stream: true, max_tokens: 400, min_tokens: 400, ignore_eos: true, temperature: 0,
+      messages: msgs('Describe the image.') }) });
+  const reader = a.body.getReader();
+  await reader.read();
+  const b = await (await post(srv.url, '/v1/chat/completions', { max_tokens: 8, temperature: 0,
+    messages: msgs('How many shapes are there?') })).json();
+  const cached = b.usage.prompt_tokens_details.cached_tokens;
+  assert.ok(cached > 0 && cached < b.usage.prompt_tokens, JSON.stringify(b.usage));
+  assert.equal(await metric(srv.url, 'glmv_prompt_tokens_shared_total'), cached);
+  while (!(await reader.read()).done);
+  // --no-prompt-cache: nothing kept, nothing shared
+  const fresh = await server(['-m', REAL, '--parallel', '2', '--no-prompt-cache']);
+  const f1 = await (await post(fresh.url, '/v1/chat/completions', { max_tokens: 4, temperature: 0, messages: msgs('Describe the image.') })).json();
+  const f2 = await (await post(fresh.url, '/v1/chat/completions', { max_tokens: 4, temperature: 0, messages: msgs('How many shapes are there?') })).json();
+  assert.equal(f1.usage.prompt_tokens_details.cached_tokens + f2.usage.prompt_tokens_details.cached_tokens, 0);
+  assert.equal(await metric(fresh.url, 'glmv_prompt_tokens_shared_total'), 0);
+});
+
 test('the demo model with --parallel 4 under mixed traffic and clients leaving mid-stream: memory and descriptors flat', { skip: !REAL && 'GLMV_REAL_MODEL not set' }, async () => {
   const { execFileSync } = await import('node:child_process');
   const path = await import('node:path');
