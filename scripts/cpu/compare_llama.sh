@@ -12,7 +12,12 @@
 # build/bin/llama-quantize and gguf-py/ (to write the random-weight GGUF, see gguf_9b.py).
 #
 # options: --layers N (2)  --threads T (2)  --prompt P (512)  --decode D (32)  --rounds R (5)
-#          --types bf16,q8_0,q4_0 (those three; q4_k_m too: llama.cpp's recipe on both sides)  --dir DIR (build/cmp: the GGUF files, a few GB)
+#          --types bf16,q8_0,q4_0 (those three; q4_k_m too: llama.cpp's recipe on both sides; f16:
+#          llama.cpp's F16 file against glmv's BF16, for a CPU without bf16 products)  --dir DIR (build/cmp: the GGUF files, a few GB)
+# An AVX2 machine can be stood in for on an AVX-512 one: GLMV_SIMD=avx2 in the environment (glmv's
+# run-time dispatch, the AVX2 kernels) and a llama.cpp tree configured as llama.cpp's CMake does
+# for such a CPU (-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON,
+# the AVX-512 options OFF); say so when you report it.
 #          --glmv-precision f32|bf16 (glmv's default: f32 on the CPU; bf16 rounds x as llama.cpp does)
 #          --same-file (glmv reads the GGUF file llama-bench reads, llama-quantize's blocks, instead of
 #          building the model with --synthetic and quantizing at load: for the full 40 layers, whose
@@ -55,6 +60,11 @@ echo "# 9B text shape, $LAYERS layers, $T threads, pp$P, tg$D after a $P-token p
 for ty in ${TYPES//,/ }; do
     case $ty in
     bf16) g=$base; gq=() ;;
+    f16) # llama.cpp's F16 file of the same weights (its fast 16-bit type where the CPU has
+         # no bf16 products, as on AVX2); glmv keeps them in BF16, the same bytes per weight
+        g=$DIR/glm9b-$LAYERS-f16.gguf
+        [ -f "$g" ] || "$QUANTIZE" "$base" "$g" F16 >"$DIR/quantize-f16.log" 2>&1
+        gq=() ;;
     q8_0 | q4_0 | q4_k_m)
         g=$DIR/glm9b-$LAYERS-$ty.gguf
         [ -f "$g" ] || "$QUANTIZE" "$base" "$g" "${ty^^}" >"$DIR/quantize-$ty.log" 2>&1
@@ -64,7 +74,7 @@ for ty in ${TYPES//,/ }; do
     for r in $(seq 1 "$R"); do
         lpp=$("$BENCH" -m "$g" -t "$T" -p "$P" -n 0 -r 1 -o json 2>/dev/null | lb_ts)
         ltg=$("$BENCH" -m "$g" -t "$T" -p 0 -n "$D" -d "$P" -r 1 -o json 2>/dev/null | lb_ts)
-        if [ "$SAME" = 1 ]; then gm=(-m "$g"); else gm=(--synthetic --layers "$LAYERS" "${gq[@]}"); fi
+        if [ "$SAME" = 1 ] && [ "$ty" != f16 ]; then gm=(-m "$g"); else gm=(--synthetic --layers "$LAYERS" "${gq[@]}"); fi
         read -r gpp gtg gprec < <(./glmv bench "${gm[@]}" -t "$T" --prompt "$P" \
             --decode "$D" "${GP[@]}" --json 2>/dev/null |
             python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["prefill"]["tokens_per_s"], j["decode"][0]["tokens_per_s"], j["precision"])')
