@@ -487,15 +487,24 @@ static void one_decode_batch(int n, const int64_t *lens, int nh, int nkv, int hd
     free(ref);
 }
 
+/* bf16 precision: head dims 64 and 128 with up to 16 query heads a kv head go through the
+ * tensor-core decode kernel (q, k, v, p rounded to bf16: the flash bound), others through
+ * the f32 split kernel; precision_f32 checks the split kernel on the 9B's shape */
 TEST(attn_decode_batch) {
     NEED_GPU();
     int64_t l1[] = {0, 300, 5000, 17, 1023, 64};
-    one_decode_batch(6, l1, 32, 2, 128, 1e-10);      /* the 9B's heads, very different lengths */
+    one_decode_batch(6, l1, 32, 2, 128, 2e-4);       /* the 9B's heads, very different lengths */
     int64_t l2[] = {7, 8, 9};
-    one_decode_batch(3, l2, 6, 3, 32, 1e-10);        /* a head dim without float4 rows */
+    one_decode_batch(3, l2, 6, 3, 32, 1e-10);        /* a head dim without float4 rows: split */
     int64_t l3[16];
     for (int i = 0; i < 16; i++) l3[i] = 100 * i + 3;
-    one_decode_batch(16, l3, 32, 2, 128, 1e-10);
+    one_decode_batch(16, l3, 32, 2, 128, 2e-4);
+    int64_t l4[] = {5, 200, 62, 63, 64};
+    one_decode_batch(5, l4, 8, 2, 64, 2e-4);         /* 4 query heads a kv head, hd 64 */
+    int64_t l5[] = {2000, 15};
+    one_decode_batch(2, l5, 16, 1, 128, 2e-4);       /* one kv head */
+    int64_t l6[] = {40};
+    one_decode_batch(1, l6, 34, 2, 128, 1e-10);      /* 17 heads a kv head: split */
 }
 
 TEST(attn_causal_flash) {
@@ -547,6 +556,8 @@ TEST(precision_f32) {
     one_matmul(GLMV_BF16, 130, 512, 1024, 0, 1e-10);
     one_matmul(GLMV_BF16, 9, 66000, 1024, 1, 1e-10); /* two blocks of 65536 weight rows */
     one_matmul(GLMV_BF16, 3, 77, 100, 0, 1e-10);     /* gemv, as in bf16 */
+    int64_t l1[] = {0, 300, 5000, 17, 1023, 64};
+    one_decode_batch(6, l1, 32, 2, 128, 1e-10);      /* decode: split kernel, not tensor cores */
     one_causal(100, 0, 32, 2, 128, 0, 1e-10);        /* prefill: split kernel, not flash */
     one_causal(70, 30, 4, 2, 128, 256, 1e-10);
     int64_t cu[] = {0, 70, 70, 200, 210};

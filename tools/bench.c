@@ -223,9 +223,12 @@ static void *pick_main(void *p) {
     pick_arg *a = p;
     for (int i = a->i0; i < a->i1; i++) {
         const float *l = a->lg[i];
+        /* the first index of the largest value, in two passes the compiler vectorizes (one
+         * compare against a running best index does not) */
+        float mx = l[0];
+        for (int v = 1; v < a->vocab; v++) mx = l[v] > mx ? l[v] : mx;
         int best = 0;
-        for (int v = 1; v < a->vocab; v++)
-            if (l[v] > l[best]) best = v;
+        while (best < a->vocab - 1 && l[best] != mx) best++;
         a->ids[i] = best;
     }
     return NULL;

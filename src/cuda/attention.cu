@@ -21,6 +21,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define LOG2E 1.4426950408889634f
 
@@ -605,6 +606,214 @@ static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     return cuda_check(c, "attention (combine)");
 }
 
+/* ------------------------------------------------ decode on the tensor cores */
+
+/* A decode step's attention in bf16 precision, one query row per sequence: the query heads
+ * that share a kv head (GQA, group <= 16) are the 16 rows of an mma tile. Grid (chunks,
+ * kv heads, sequences), DM_WARPS warps a block; warp w takes the 16-key steps w, w +
+ * DM_WARPS, ... of the block's chunk of the sequence's keys, reading K and V rows straight
+ * from its f32 cache (every 32-byte sector read whole) and rounding them to bf16 in
+ * registers. Q, K, V and P are rounded to bf16 as in flash_kernel; the softmax is online,
+ * f32, base 2. The warps' states are merged in shared memory; one chunk writes the
+ * output, several write the partials that combine_kernel merges (split_kernel's layout).
+ * The f32 split kernel, which does its arithmetic from shared memory, was bound by
+ * shared-memory bandwidth at 64 sequences (about 0.6 TB/s of cache read). */
+#define DM_WARPS 4
+
+template <int HD>
+__global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
+    float *__restrict__ out, int64_t ldo, float *__restrict__ part, const float *__restrict__ q,
+    int64_t ldq, int n_heads, int group, int64_t chunk, float scale_log2,
+    const float *const *kps, const float *const *vps, const int64_t *nks, int64_t ldkv) {
+    PDL_ENTRY(); /* the new key and value rows come from kv_append */
+    extern __shared__ __align__(16) float dm_sh[]; /* o [warps][16][HD], m [warps][16], l [warps][16] */
+    const int64_t i = blockIdx.z;
+    const int g = blockIdx.y, n_chunks = gridDim.x;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tig = lane & 3;
+    const int64_t lim = nks[i], c0 = (int64_t)blockIdx.x * chunk;
+    const int64_t c1 = c0 + chunk < lim ? c0 + chunk : lim;
+    const float *kb = kps[i] + (int64_t)g * HD, *vb = vps[i] + (int64_t)g * HD;
+    const float *qg = q + i * ldq + (int64_t)g * group * HD; /* the group's heads: rows of HD */
+
+    uint32_t qf[HD / 16][4]; /* A fragments: heads gq and gq + 8 (zero past the group) */
+    {
+        const bool ok_a = gq < group, ok_b = gq + 8 < group;
+        const float *qa = qg + gq * HD + tig * 2, *qb = qg + (gq + 8) * HD + tig * 2;
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) {
+            float2 x0 = ok_a ? *(const float2 *)(qa + kk * 16) : make_float2(0.f, 0.f);
+            float2 x1 = ok_b ? *(const float2 *)(qb + kk * 16) : make_float2(0.f, 0.f);
+            float2 x2 = ok_a ? *(const float2 *)(qa + kk * 16 + 8) : make_float2(0.f, 0.f);
+            float2 x3 = ok_b ? *(const float2 *)(qb + kk * 16 + 8) : make_float2(0.f, 0.f);
+            qf[kk][0] = pack_bf16(x0.x, x0.y);
+            qf[kk][1] = pack_bf16(x1.x, x1.y);
+            qf[kk][2] = pack_bf16(x2.x, x2.y);
+            qf[kk][3] = pack_bf16(x3.x, x3.y);
+        }
+    }
+    float o[HD / 8][4];
+#pragma unroll
+    for (int j = 0; j < HD / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+
+    for (int64_t k0 = c0 + warp * 16; k0 < c1; k0 += DM_WARPS * 16) {
+        /* S = Q Kᵀ for keys k0 .. k0 + 15 (two n-blocks of 8); keys past c1 read as zero */
+        float s[2][4];
+#pragma unroll
+        for (int nb = 0; nb < 2; nb++) {
+            s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
+            const int64_t key = k0 + nb * 8 + gq;
+            const bool ok = key < c1;
+            const float *kr = kb + key * ldkv + tig * 2;
+#pragma unroll
+            for (int kk = 0; kk < HD / 16; kk++) {
+                float2 x = ok ? *(const float2 *)(kr + kk * 16) : make_float2(0.f, 0.f);
+                float2 y = ok ? *(const float2 *)(kr + kk * 16 + 8) : make_float2(0.f, 0.f);
+                mma_bf16(s[nb], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], pack_bf16(x.x, x.y),
+                         pack_bf16(y.x, y.y));
+            }
+        }
+        float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+        for (int nb = 0; nb < 2; nb++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int64_t col = k0 + nb * 8 + tig * 2 + (e & 1);
+                float x = col < c1 ? s[nb][e] * scale_log2 : -INFINITY;
+                s[nb][e] = x;
+                if (e < 2) mx_a = fmaxf(mx_a, x);
+                else mx_b = fmaxf(mx_b, x);
+            }
+#pragma unroll
+        for (int off = 1; off <= 2; off <<= 1) {
+            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
+            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
+        }
+        float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+        float ref_a = mn_a == -INFINITY ? 0.f : mn_a, ref_b = mn_b == -INFINITY ? 0.f : mn_b;
+        float al_a = exp2f(m_a - ref_a), al_b = exp2f(m_b - ref_b);
+        m_a = mn_a;
+        m_b = mn_b;
+#pragma unroll
+        for (int nb = 0; nb < 2; nb++) {
+            s[nb][0] = exp2f(s[nb][0] - ref_a);
+            s[nb][1] = exp2f(s[nb][1] - ref_a);
+            s[nb][2] = exp2f(s[nb][2] - ref_b);
+            s[nb][3] = exp2f(s[nb][3] - ref_b);
+        }
+        l_a = l_a * al_a + s[0][0] + s[0][1] + s[1][0] + s[1][1];
+        l_b = l_b * al_b + s[0][2] + s[0][3] + s[1][2] + s[1][3];
+        /* O = O * alpha + P V: P is the A fragment of the two S blocks; V rows k0 + 2 tig,
+         * + 1, + 8, + 9 at dims nb * 8 + gq (zero past c1: P is zero there, V may be anything) */
+        const uint32_t a0 = pack_bf16(s[0][0], s[0][1]), a1 = pack_bf16(s[0][2], s[0][3]);
+        const uint32_t a2 = pack_bf16(s[1][0], s[1][1]), a3 = pack_bf16(s[1][2], s[1][3]);
+        const int64_t r0 = k0 + tig * 2;
+        const bool v0 = r0 < c1, v1 = r0 + 1 < c1, v2 = r0 + 8 < c1, v3 = r0 + 9 < c1;
+        const float *vr = vb + r0 * ldkv + gq;
+#pragma unroll
+        for (int nb = 0; nb < HD / 8; nb++) {
+            o[nb][0] *= al_a;
+            o[nb][1] *= al_a;
+            o[nb][2] *= al_b;
+            o[nb][3] *= al_b;
+            float e0 = v0 ? vr[nb * 8] : 0.f, e1 = v1 ? vr[ldkv + nb * 8] : 0.f;
+            float e2 = v2 ? vr[8 * ldkv + nb * 8] : 0.f, e3 = v3 ? vr[9 * ldkv + nb * 8] : 0.f;
+            mma_bf16(o[nb], a0, a1, a2, a3, pack_bf16(e0, e1), pack_bf16(e2, e3));
+        }
+    }
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
+        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+    }
+    /* the warps' states into shared memory, then merged per (head, dim) */
+    float *wo = dm_sh, *wm = dm_sh + DM_WARPS * 16 * HD, *wl = wm + DM_WARPS * 16;
+    {
+        float *mine = wo + warp * 16 * HD;
+#pragma unroll
+        for (int nb = 0; nb < HD / 8; nb++) {
+            int cc = nb * 8 + tig * 2;
+            *(float2 *)(mine + gq * HD + cc) = make_float2(o[nb][0], o[nb][1]);
+            *(float2 *)(mine + (gq + 8) * HD + cc) = make_float2(o[nb][2], o[nb][3]);
+        }
+        if (tig == 0) {
+            wm[warp * 16 + gq] = m_a;
+            wm[warp * 16 + gq + 8] = m_b;
+            wl[warp * 16 + gq] = l_a;
+            wl[warp * 16 + gq + 8] = l_b;
+        }
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < group * HD; j += DM_WARPS * 32) {
+        const int r = j / HD, d = j % HD, h = g * group + r;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DM_WARPS; w++) mx = fmaxf(mx, wm[w * 16 + r]);
+        const float ref = mx == -INFINITY ? 0.f : mx;
+        float acc = 0.f, l = 0.f;
+#pragma unroll
+        for (int w = 0; w < DM_WARPS; w++) {
+            float f = exp2f(wm[w * 16 + r] - ref); /* 0 for a warp that saw no key */
+            acc += wo[(w * 16 + r) * HD + d] * f;
+            l += wl[w * 16 + r] * f;
+        }
+        if (n_chunks == 1) {
+            out[i * ldo + (int64_t)h * HD + d] = l > 0.f ? acc / l : 0.f;
+        } else {
+            float *pp = part + ((i * n_heads + h) * n_chunks + blockIdx.x) * (HD + 2);
+            pp[d] = acc;
+            if (d == 0) {
+                pp[HD] = mx;
+                pp[HD + 1] = l;
+            }
+        }
+    }
+}
+
+/* 1 when dec_mma_kernel takes this shape (else the f32 split kernel); GLMV_CUDA_DEC_MMA=0
+ * keeps the split kernel, for comparisons */
+static int dec_mma_ok(const cuda_ctx *c, int n_heads, int n_kv_heads, int hd) {
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("GLMV_CUDA_DEC_MMA");
+        off = e && !strcmp(e, "0");
+    }
+    return !off && c->bf16 && (hd == 64 || hd == 128) && n_kv_heads > 0 && n_heads % n_kv_heads == 0 &&
+           n_heads / n_kv_heads <= 16;
+}
+
+static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq, int n,
+                          int64_t max_keys, int n_heads, int n_kv_heads, int hd, float scale,
+                          const float *const *kps, const float *const *vps, const int64_t *nks) {
+    const int group = n_heads / n_kv_heads, step = DM_WARPS * 16;
+    const int64_t ldkv = (int64_t)n_kv_heads * hd;
+    /* chunks of whole block steps: about four blocks per multiprocessor in all */
+    int64_t want = cdiv(4 * (int64_t)c->sms, (int64_t)n_kv_heads * n);
+    int64_t n_chunks = cdiv(max_keys, step);
+    if (n_chunks > want) n_chunks = want;
+    if (n_chunks < 1) n_chunks = 1;
+    int64_t chunk = cdiv(cdiv(max_keys, n_chunks), step) * step;
+    n_chunks = cdiv(max_keys, chunk);
+    float *part = NULL;
+    if (n_chunks > 1) {
+        part = (float *)cuda_scratch(c, sizeof(float) * (size_t)n * n_heads * n_chunks * (hd + 2));
+        if (!part) return -1;
+    }
+    size_t sh = sizeof(float) * (size_t)DM_WARPS * 16 * (hd + 2);
+    dim3 grid((unsigned)n_chunks, (unsigned)n_kv_heads, (unsigned)n);
+    if (hd == 128)
+        cuda_launch(c, dec_mma_kernel<128>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
+                    group, chunk, scale * LOG2E, kps, vps, nks, ldkv);
+    else
+        cuda_launch(c, dec_mma_kernel<64>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
+                    group, chunk, scale * LOG2E, kps, vps, nks, ldkv);
+    if (cuda_check(c, "attention (decode, tensor cores)") || n_chunks == 1) return c->failed ? -1 : 0;
+    int th = hd < 128 ? 32 * (int)cdiv(hd, 32) : 128;
+    cuda_launch(c, combine_kernel, dim3((unsigned)n_heads, (unsigned)n), th, 0, out, ldo, part,
+                (int64_t)n, n_heads, hd, (int)n_chunks);
+    return cuda_check(c, "attention (combine)");
+}
+
 /* ------------------------------------------------------ fp32 via SGEMM */
 
 /* each block: one row of n scores, in place: p = exp(s - max) / sum */
@@ -717,8 +926,12 @@ void k_attn_decode_batch(cuda_ctx *c, float *out, const float *q, int64_t ldq, c
     cuda_launch(c, kv_append_kernel, dim3((unsigned)n, 2), 256, 0, k_new, v_new, ldkv, kc, vc, n_keys,
                 kvd);
     if (cuda_check(c, "attention (kv append)")) return;
-    split_launch(c, out, ldo, q, ldq, NULL, kvd, NULL, kvd, n, max_keys, 0, 0, n_heads, n_kv_heads,
-                 head_dim, scale, (const float *const *)kc, (const float *const *)vc, n_keys);
+    if (n <= 65535 && dec_mma_ok(c, n_heads, n_kv_heads, head_dim))
+        dec_mma_launch(c, out, ldo, q, ldq, n, max_keys, n_heads, n_kv_heads, head_dim, scale,
+                       (const float *const *)kc, (const float *const *)vc, n_keys);
+    else
+        split_launch(c, out, ldo, q, ldq, NULL, kvd, NULL, kvd, n, max_keys, 0, 0, n_heads, n_kv_heads,
+                     head_dim, scale, (const float *const *)kc, (const float *const *)vc, n_keys);
 }
 
 void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k,
