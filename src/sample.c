@@ -43,6 +43,8 @@ static uint64_t next_u64(glmv_rng *r) {
 
 double glmv_rng_uniform(glmv_rng *r) { return (double)(next_u64(r) >> 11) * 0x1.0p-53; }
 
+#define TOPK_SMALL 64 /* top-k up to this from one pass, larger from a sort */
+
 static int32_t argmax(const float *x, int n) {
     int32_t best = 0;
     for (int i = 1; i < n; i++)
@@ -125,24 +127,51 @@ int32_t glmv_sample(float *logits, int V, const glmv_sampling *sp, const int32_t
         float mx = logits[argmax(logits, V)];
         for (int i = 0; i < V; i++) logits[i] = (logits[i] - mx) / sp->temperature;
     }
-    /* ref: TopKLogitsWarper: remove scores < the k-th largest */
+    /* ref: TopKLogitsWarper: remove scores < the k-th largest. The k-th largest value
+     * (duplicates counted) from one pass keeping the k largest in order when k is small
+     * (the official setting is 2), else from a sort: the same value either way, and a
+     * sort of the 151,552 logits would cost more than a decode step of the GPU. */
     if (sp->top_k > 0 && sp->top_k < V) {
-        memcpy(work_f, logits, sizeof(float) * (size_t)V);
-        for (int i = 0; i < V; i++) work_i[i] = i;
-        qsort_r(work_i, (size_t)V, sizeof(int32_t), cmp_asc, work_f);
-        float kth = work_f[work_i[V - sp->top_k]];
+        float kth;
+        if (sp->top_k <= TOPK_SMALL) {
+            float top[TOPK_SMALL];
+            int n = 0, k = sp->top_k;
+            for (int i = 0; i < V; i++) {
+                float x = logits[i];
+                if (n == k && !(x > top[k - 1])) continue;
+                int j = n < k ? n++ : k - 1;
+                while (j > 0 && x > top[j - 1]) {
+                    top[j] = top[j - 1];
+                    j--;
+                }
+                top[j] = x;
+            }
+            kth = top[k - 1];
+        } else {
+            memcpy(work_f, logits, sizeof(float) * (size_t)V);
+            for (int i = 0; i < V; i++) work_i[i] = i;
+            qsort_r(work_i, (size_t)V, sizeof(int32_t), cmp_asc, work_f);
+            kth = work_f[work_i[V - sp->top_k]];
+        }
         for (int i = 0; i < V; i++)
             if (logits[i] < kth) logits[i] = -INFINITY;
     }
-    /* ref: TopPLogitsWarper */
+    /* ref: TopPLogitsWarper. Ids already at -inf (top-k, min-p, a bias) sort first and add
+     * exactly 0 to the cumulative probability, so only the others are sorted: after top-k
+     * that is a handful instead of the whole vocabulary, with the same order and sums. */
     if (sp->top_p > 0 && sp->top_p < 1.0f) {
-        for (int i = 0; i < V; i++) work_i[i] = i;
-        qsort_r(work_i, (size_t)V, sizeof(int32_t), cmp_asc, logits);
-        float mx = logits[work_i[V - 1]];
+        int m = 0;
+        for (int i = 0; i < V; i++)
+            if (logits[i] != -INFINITY) work_i[m++] = i;
+        if (m == 0) /* nothing left to order: as the full sort sees it */
+            for (int i = 0; i < V; i++) work_i[m++] = i;
+        qsort_r(work_i, (size_t)m, sizeof(int32_t), cmp_asc, logits);
+        float mx = logits[work_i[m - 1]];
         double sum = 0;
-        for (int i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
+        for (int i = 0; i < V; i++) /* exp(-inf) adds exactly 0: not computed */
+            if (logits[i] != -INFINITY || m == V) sum += exp((double)logits[i] - mx);
         double cum = 0;
-        for (int r = 0; r < V - 1; r++) { /* the top token is always kept */
+        for (int r = 0; r < m - 1; r++) { /* the top token is always kept */
             int32_t id = work_i[r];
             cum += exp((double)logits[id] - mx) / sum;
             if (cum <= 1.0 - (double)sp->top_p) logits[id] = -INFINITY;

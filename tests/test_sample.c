@@ -250,6 +250,76 @@ TEST(tiny_temperature_is_greedy) {
         }
 }
 
+/* the warpers as transformers writes them (a full ascending sort for each), to check the
+ * one-pass top-k and the top-p that sorts only what top-k left against */
+static int asc_cmp(const void *a, const void *b, void *ctx) {
+    const float *v = ctx;
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    return v[i] < v[j] ? -1 : v[i] > v[j] ? 1 : i < j ? 1 : i > j ? -1 : 0;
+}
+
+static void ref_warp(float *l, int V, int k, float p) {
+    int32_t *ix = malloc(sizeof(int32_t) * (size_t)V);
+    if (k > 0 && k < V) {
+        for (int i = 0; i < V; i++) ix[i] = i;
+        qsort_r(ix, (size_t)V, sizeof(int32_t), asc_cmp, l);
+        float kth = l[ix[V - k]];
+        for (int i = 0; i < V; i++)
+            if (l[i] < kth) l[i] = -INFINITY;
+    }
+    if (p > 0 && p < 1) {
+        for (int i = 0; i < V; i++) ix[i] = i;
+        qsort_r(ix, (size_t)V, sizeof(int32_t), asc_cmp, l);
+        float mx = l[ix[V - 1]];
+        double sum = 0, cum = 0;
+        for (int i = 0; i < V; i++) sum += exp((double)l[i] - mx);
+        for (int r = 0; r < V - 1; r++) {
+            cum += exp((double)l[ix[r]] - mx) / sum;
+            if (cum <= 1.0 - (double)p) l[ix[r]] = -INFINITY;
+            else break;
+        }
+    }
+    free(ix);
+}
+
+TEST(top_k_top_p_fast_paths) {
+    enum { V = 5000 };
+    static float a[V], b[V], w[V];
+    static int32_t wi2[V];
+    const int ks[] = {0, 1, 2, 3, 40, 64, 65, 300};
+    const float ps[] = {1.0f, 1e-5f, 0.3f, 0.9f};
+    srand(7);
+    int checked = 0;
+    for (int t = 0; t < 6; t++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+            for (size_t pi = 0; pi < sizeof ps / sizeof ps[0]; pi++) {
+                for (int i = 0; i < V; i++) { /* coarse values: many ties; some already -inf */
+                    a[i] = (float)(rand() % (t % 2 ? 50 : 2000)) / 16.0f;
+                    if (t >= 4 && rand() % 3 == 0) a[i] = -INFINITY;
+                }
+                memcpy(b, a, sizeof a);
+                glmv_sampling s;
+                sampling(&s);
+                s.do_sample = 1;
+                s.top_k = ks[ki];
+                s.top_p = ps[pi];
+                glmv_rng r1, r2;
+                glmv_rng_seed(&r1, 1000 + t);
+                glmv_rng_seed(&r2, 1000 + t);
+                int32_t got = glmv_sample(a, V, &s, NULL, 0, NULL, 0, &r1, w, wi2);
+                ref_warp(b, V, ks[ki], ps[pi]);
+                CHECK_MSG(!memcmp(a, b, sizeof a), "t %d top_k %d top_p %g: kept set differs", t, ks[ki],
+                          ps[pi]);
+                /* the draw from what is left, as glmv_sample makes it */
+                s.top_k = 0;
+                s.top_p = 1.0f;
+                int32_t want = glmv_sample(b, V, &s, NULL, 0, NULL, 0, &r2, w, wi2);
+                CHECK_EQ_INT(got, want);
+                checked++;
+            }
+    printf("  %d cases\n", checked);
+}
+
 int main(void) {
     RUN(greedy_first_max);
     RUN(tiny_temperature_is_greedy);
@@ -261,6 +331,7 @@ int main(void) {
     RUN(top_k_one_is_greedy);
     RUN(top_k_ties_kept);
     RUN(top_p_set);
+    RUN(top_k_top_p_fast_paths);
     RUN(temperature_distribution);
     RUN(seeded);
     return test_summary("sample");
