@@ -214,13 +214,12 @@ int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
     }
     glmv_model_lock(m);
     int rc = batch_step(b, ss, ids, n, logits, err);
-    glmv_model_unlock(m);
-    if (rc) return -1;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && !rc; i++) { /* under the lock: sharing sessions read them */
         ss[i]->hist[ss[i]->pos] = ids[i];
         ss[i]->pos++;
     }
-    return 0;
+    glmv_model_unlock(m);
+    return rc ? -1 : 0;
 }
 
 /* The ops of a step after its inputs are written: every layer, the final norm and lm_head
