@@ -229,6 +229,17 @@ if $G bench --synthetic --layers 1 --prompt 8 --prompt-reps 3 --decode 1 --json 
     ok bench_prompt_reps
 else bad bench_prompt_reps "$(cat "$tmp/b.json" "$tmp/err")"; fi
 
+# bench --image: time to first token from an image file, each stage reported
+expect_fail err_bench_image_synthetic "needs a checkpoint with a tokenizer" $G bench --synthetic --layers 1 --image $IMG
+expect_fail err_bench_question_alone "goes with --image" $G bench -m $M --question hi
+expect_fail err_bench_image_missing "no-such.png" $G bench -m $M --image "$tmp/no-such.png"
+if $G bench -m $M --prompt 0 --decode 0 --image $IMG --question 'Say "hi"' --json -t 2 >"$tmp/b.json" 2>"$tmp/err" &&
+   jq -e '.ttft.image_tokens > 0 and .ttft.prompt_tokens > .ttft.image_tokens and .ttft.vision_ms > 0 and
+          .ttft.prefill_ms > 0 and .ttft.preprocess_ms > 0 and .ttft.first_ms > 0 and
+          .ttft.ms >= .ttft.vision_ms + .ttft.prefill_ms and (.ttft.image | endswith(".png"))' "$tmp/b.json" >/dev/null; then
+    ok bench_image_ttft
+else bad bench_image_ttft "$(cat "$tmp/b.json" "$tmp/err")"; fi
+
 # serve takes --precision too and names it in its start-up line
 $G serve -m $M --port 0 --precision f32 >"$tmp/serve.out" 2>"$tmp/serve.err" &
 spid=$!
