@@ -706,6 +706,13 @@ fail:
     return -1;
 }
 
+/* a logits row back to whoever allocated it: the float before it says which (glmv_logits_new) */
+static void row_release(glmv_model *m, void *row) {
+    float *base = (float *)row - ROW_PAD;
+    if (base[0] == 1.0f && m->be && m->be->host_free) m->be->host_free(m->be, base);
+    else free(base);
+}
+
 float *glmv_logits_new(glmv_model *m) {
     float *r = NULL;
     pthread_mutex_lock(&m->rows_mu);
@@ -740,11 +747,7 @@ void glmv_logits_free(glmv_model *m, float *row) {
     int kept = m->n_free_rows < m->cap_free_rows;
     if (kept) m->free_rows[m->n_free_rows++] = row;
     pthread_mutex_unlock(&m->rows_mu);
-    if (!kept) {
-        float *base = row - ROW_PAD;
-        if (base[0] == 1.0f && m->be->host_free) m->be->host_free(m->be, base);
-        else free(base);
-    }
+    if (!kept) row_release(m, row);
 }
 
 void glmv_model_lock(glmv_model *m) {
@@ -766,12 +769,7 @@ void glmv_model_free(glmv_model *m) {
     if (m->tmpl) glmv_chat_template_free(m->tmpl);
     if (m->tok) glmv_tokenizer_free(m->tok);
     glmv_vocab_index_free(m->vocab_index);
-    for (int i = 0; i < m->n_free_rows; i++) {
-        /* a row's first float before it says how it was allocated (glmv_logits_new) */
-        float *base = (float *)m->free_rows[i] - ROW_PAD;
-        if (base[0] == 1.0f && m->be && m->be->host_free) m->be->host_free(m->be, base);
-        else free(base);
-    }
+    for (int i = 0; i < m->n_free_rows; i++) row_release(m, m->free_rows[i]);
     free(m->free_rows);
     if (m->be) glmv_vision_free_scratch(m);
     if (m->be) m->be->destroy(m->be);

@@ -41,6 +41,45 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return *(uint32_t *)&v;
 }
 
+/* A fragments of rows a and b of Q (f32 -> bf16, the mma's row-major A layout: thread
+ * (gq, tig) holds columns 2 tig, 2 tig + 1 and the same + 8 of each 16), from qa / qb,
+ * which point at column 2 tig of their rows; a row not ok reads as zero */
+template <int HD>
+__device__ __forceinline__ void load_q_frags(uint32_t (&qf)[HD / 16][4], const float *qa, const float *qb,
+                                             bool ok_a, bool ok_b) {
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        float2 x0 = ok_a ? *(const float2 *)(qa + kk * 16) : make_float2(0.f, 0.f);
+        float2 x1 = ok_b ? *(const float2 *)(qb + kk * 16) : make_float2(0.f, 0.f);
+        float2 x2 = ok_a ? *(const float2 *)(qa + kk * 16 + 8) : make_float2(0.f, 0.f);
+        float2 x3 = ok_b ? *(const float2 *)(qb + kk * 16 + 8) : make_float2(0.f, 0.f);
+        qf[kk][0] = pack_bf16(x0.x, x0.y);
+        qf[kk][1] = pack_bf16(x1.x, x1.y);
+        qf[kk][2] = pack_bf16(x2.x, x2.y);
+        qf[kk][3] = pack_bf16(x3.x, x3.y);
+    }
+}
+
+/* The online softmax's step for rows a and b: this tile's maxima mx_* (each thread's,
+ * reduced over the quad here) into the running maxima m_*, the reference each row's
+ * exponents subtract (0 while a row has seen only -inf) and the rescale alpha of what
+ * was summed before (exp2(-inf) = 0) */
+__device__ __forceinline__ void online_max(float &m_a, float &m_b, float mx_a, float mx_b, float &ref_a,
+                                           float &ref_b, float &al_a, float &al_b) {
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+        mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
+        mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
+    }
+    float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+    ref_a = mn_a == -INFINITY ? 0.f : mn_a;
+    ref_b = mn_b == -INFINITY ? 0.f : mn_b;
+    al_a = exp2f(m_a - ref_a);
+    al_b = exp2f(m_b - ref_b);
+    m_a = mn_a;
+    m_b = mn_b;
+}
+
 #define FA_BN 64 /* keys per tile */
 
 /* K and V of one head group, converted once per call: Kb [G][nk_pad][HD] and the
@@ -144,21 +183,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1) flash_kernel(
 
     /* Q fragments straight from global (f32 -> bf16), rows past nq are zero */
     uint32_t qf[HD / 16][4];
-    {
-        const float *qa = q + row_a * ldq + tig * 2, *qb = q + row_b * ldq + tig * 2;
-        bool ok_a = row_a < nq, ok_b = row_b < nq;
-#pragma unroll
-        for (int kk = 0; kk < HD / 16; kk++) {
-            float2 x0 = ok_a ? *(const float2 *)(qa + kk * 16) : make_float2(0.f, 0.f);
-            float2 x1 = ok_b ? *(const float2 *)(qb + kk * 16) : make_float2(0.f, 0.f);
-            float2 x2 = ok_a ? *(const float2 *)(qa + kk * 16 + 8) : make_float2(0.f, 0.f);
-            float2 x3 = ok_b ? *(const float2 *)(qb + kk * 16 + 8) : make_float2(0.f, 0.f);
-            qf[kk][0] = pack_bf16(x0.x, x0.y);
-            qf[kk][1] = pack_bf16(x1.x, x1.y);
-            qf[kk][2] = pack_bf16(x2.x, x2.y);
-            qf[kk][3] = pack_bf16(x3.x, x3.y);
-        }
-    }
+    load_q_frags<HD>(qf, q + row_a * ldq + tig * 2, q + row_b * ldq + tig * 2, row_a < nq, row_b < nq);
     float o[HD / 8][4];
 #pragma unroll
     for (int i = 0; i < HD / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
@@ -205,16 +230,8 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1) flash_kernel(
                 if (e < 2) mx_a = fmaxf(mx_a, x);
                 else mx_b = fmaxf(mx_b, x);
             }
-#pragma unroll
-        for (int off = 1; off <= 2; off <<= 1) {
-            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
-            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
-        }
-        float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
-        float ref_a = mn_a == -INFINITY ? 0.f : mn_a, ref_b = mn_b == -INFINITY ? 0.f : mn_b;
-        float al_a = exp2f(m_a - ref_a), al_b = exp2f(m_b - ref_b); /* exp2(-inf) = 0 */
-        m_a = mn_a;
-        m_b = mn_b;
+        float ref_a, ref_b, al_a, al_b;
+        online_max(m_a, m_b, mx_a, mx_b, ref_a, ref_b, al_a, al_b);
         float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
         for (int nb = 0; nb < FA_BN / 8; nb++) {
@@ -636,21 +653,7 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
     const float *qg = q + i * ldq + (int64_t)g * group * HD; /* the group's heads: rows of HD */
 
     uint32_t qf[HD / 16][4]; /* A fragments: heads gq and gq + 8 (zero past the group) */
-    {
-        const bool ok_a = gq < group, ok_b = gq + 8 < group;
-        const float *qa = qg + gq * HD + tig * 2, *qb = qg + (gq + 8) * HD + tig * 2;
-#pragma unroll
-        for (int kk = 0; kk < HD / 16; kk++) {
-            float2 x0 = ok_a ? *(const float2 *)(qa + kk * 16) : make_float2(0.f, 0.f);
-            float2 x1 = ok_b ? *(const float2 *)(qb + kk * 16) : make_float2(0.f, 0.f);
-            float2 x2 = ok_a ? *(const float2 *)(qa + kk * 16 + 8) : make_float2(0.f, 0.f);
-            float2 x3 = ok_b ? *(const float2 *)(qb + kk * 16 + 8) : make_float2(0.f, 0.f);
-            qf[kk][0] = pack_bf16(x0.x, x0.y);
-            qf[kk][1] = pack_bf16(x1.x, x1.y);
-            qf[kk][2] = pack_bf16(x2.x, x2.y);
-            qf[kk][3] = pack_bf16(x3.x, x3.y);
-        }
-    }
+    load_q_frags<HD>(qf, qg + gq * HD + tig * 2, qg + (gq + 8) * HD + tig * 2, gq < group, gq + 8 < group);
     float o[HD / 8][4];
 #pragma unroll
     for (int j = 0; j < HD / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
@@ -684,16 +687,8 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
                 if (e < 2) mx_a = fmaxf(mx_a, x);
                 else mx_b = fmaxf(mx_b, x);
             }
-#pragma unroll
-        for (int off = 1; off <= 2; off <<= 1) {
-            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
-            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
-        }
-        float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
-        float ref_a = mn_a == -INFINITY ? 0.f : mn_a, ref_b = mn_b == -INFINITY ? 0.f : mn_b;
-        float al_a = exp2f(m_a - ref_a), al_b = exp2f(m_b - ref_b);
-        m_a = mn_a;
-        m_b = mn_b;
+        float ref_a, ref_b, al_a, al_b;
+        online_max(m_a, m_b, mx_a, mx_b, ref_a, ref_b, al_a, al_b);
 #pragma unroll
         for (int nb = 0; nb < 2; nb++) {
             s[nb][0] = exp2f(s[nb][0] - ref_a);

@@ -173,20 +173,6 @@ static void cu_write(glmv_backend *be, void *dst, const void *src, size_t n) {
     if (e != cudaSuccess) cuda_fail(c, "write", e);
 }
 
-static void cu_read(glmv_backend *be, void *dst, const void *src, size_t n) {
-    cuda_ctx *c = ctx_of(be);
-    if (c->failed) {
-        memset(dst, 0, n);
-        return;
-    }
-    cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, c->stream);
-    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
-    if (e != cudaSuccess) {
-        cuda_fail(c, "read", e);
-        memset(dst, 0, n);
-    }
-}
-
 static void cu_read_async(glmv_backend *be, void *dst, const void *src, size_t n) {
     cuda_ctx *c = ctx_of(be);
     if (c->failed) {
@@ -194,6 +180,17 @@ static void cu_read_async(glmv_backend *be, void *dst, const void *src, size_t n
         return;
     }
     cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, c->stream);
+    if (e != cudaSuccess) {
+        cuda_fail(c, "read", e);
+        memset(dst, 0, n);
+    }
+}
+
+static void cu_read(glmv_backend *be, void *dst, const void *src, size_t n) {
+    cuda_ctx *c = ctx_of(be);
+    cu_read_async(be, dst, src, n);
+    if (c->failed) return;
+    cudaError_t e = cudaStreamSynchronize(c->stream);
     if (e != cudaSuccess) {
         cuda_fail(c, "read", e);
         memset(dst, 0, n);
