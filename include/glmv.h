@@ -340,6 +340,14 @@ void glmv_prompt_free(glmv_prompt *p);
 /* The run stage of a prepared prompt: prefix reuse, vision tower, prefill on s. */
 int glmv_gen_start_prompt(glmv_gen **out, glmv_session *s, const glmv_prompt *p,
                           const glmv_sampling *sp, glmv_callback cb, void *user, char *err);
+/* The same without the text prefill: prefix reuse and the vision tower run here, and the
+ * prompt's tokens are left for glmv_gen_eval_batch, which evaluates them in chunks in the
+ * same forward passes as the other generations' decode tokens (so that a new prompt does not
+ * stop the running streams, and the weights are read once for both). glmv_gen_prompt_left
+ * says how many are still to evaluate; glmv_gen_step is for when it is 0. */
+int glmv_gen_begin_prompt(glmv_gen **out, glmv_session *s, const glmv_prompt *p,
+                          const glmv_sampling *sp, glmv_callback cb, void *user, char *err);
+int glmv_gen_prompt_left(const glmv_gen *g);
 
 int glmv_gen_start(glmv_gen **out, glmv_session *s, const glmv_message *msgs, int n_msgs,
                    const glmv_sampling *sp, glmv_callback cb, void *user, char *err);
@@ -355,6 +363,12 @@ void glmv_gen_free(glmv_gen *g);
 int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err);
 void glmv_batch_free(glmv_batch *b);
 int glmv_batch_capacity(const glmv_batch *b);
+/* Rows one pass takes: a token of each of the batch's sequences plus one prompt chunk of the
+ * size the backend prefers (512 rows on CUDA, 256 on the CPU). */
+int glmv_batch_max_rows(const glmv_batch *b);
+/* One pass over the pending work of n generations: each one's token, and the next chunk of
+ * each prompt left by glmv_gen_begin_prompt, in the rows the tokens leave (in the order
+ * given: a prompt that gets no rows this time waits for the next pass). */
 int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err);
 
 /* ------------------------------------------------------------------------ */
@@ -377,6 +391,12 @@ int glmv_session_eval(glmv_session *s, const int32_t *ids, int n, float *logits,
  * (vocab floats each; an entry may be NULL). */
 int glmv_session_eval_batch(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
                             float *const *logits, char *err);
+/* One pass of n sessions, each appending counts[i] text ids (ids holds them one session after
+ * another) as glmv_session_eval would: a decode token, or a chunk of a prompt beside the other
+ * sessions' tokens; the logits of each one's last id into logits[i] (may be NULL). At most
+ * glmv_batch_max_rows ids in all. */
+int glmv_session_eval_chunks(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, const int *counts,
+                             int n, float *const *logits, char *err);
 /* A row of vocab floats for logits in the host memory the model's device reads into fastest
  * (page-locked on CUDA: 64 sequences' logits are 39 MB a step of the 9B); any memory works,
  * this is the fast kind. Rows are kept for reuse; free them before the model. NULL: OOM. */

@@ -167,14 +167,18 @@ struct glmv_session {
 struct glmv_batch {
     glmv_model *m;
     int cap;
-    float *x, *xn, *t1;                    /* (cap, H) */
-    float *q, *att;                        /* (cap, nh*hd + 2 nkv*hd) (q, or [q | k | v]), (cap, nh*hd) */
-    float *k, *v;                          /* (cap, nkv*hd): the step's keys and values */
-    float *gu, *h;                         /* (cap, 2I), (cap, I) */
-    float *cos, *sin;                      /* (cap, rot/2) */
+    int prompt_rows;                       /* prompt rows a step takes beside cap decode rows (the
+                                              backend's prefill chunk; tests make it smaller) */
+    int rows;                              /* rows the buffers below hold: cap, or cap + prompt_rows
+                                              once a step mixes prompts in (glmv_batch_eval) */
+    float *x, *xn, *t1;                    /* (rows, H) */
+    float *q, *att;                        /* (rows, nh*hd + 2 nkv*hd) (q, or [q | k | v]), (rows, nh*hd) */
+    float *k, *v;                          /* (rows, nkv*hd): the step's keys and values */
+    float *gu, *h;                         /* (rows, 2I), (rows, I) */
+    float *cos, *sin;                      /* (rows, rot/2) */
     float *logits_dev;                     /* (cap, V) */
     float *hcos, *hsin, *hemb;             /* host */
-    int32_t *hpos;                         /* host (3, cap) */
+    int32_t *hpos;                         /* host (3, rows) */
     /* attn_decode_batch's tables for a step, built on the host and written once: per layer
      * the sequences' K cache pointers, then their V cache pointers; then their key counts */
     void **tab, **htab;                    /* backend, host: (2 L + 1) cap entries of 8 bytes */
@@ -237,6 +241,26 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
  * of b's model) and its logits land in logits[i] (host, V floats each; NULL to skip). */
 int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
                       float *const *logits, char *err);
+
+/* One sequence's part of a step (glmv_batch_eval): n rows appended at s->pos, a decode
+ * token (n = 1) or a chunk of a prompt. */
+typedef struct {
+    glmv_session *s;
+    int64_t n;
+    const int32_t *ids;                    /* n ids (host; checked), or NULL with x */
+    const float *x;                        /* backend (n, H) input embeddings, or NULL */
+    const int32_t *pos;                    /* host (3, pos_stride) M-RoPE positions of the rows, or
+                                              NULL: s->pos + s->rope_delta + i on all three axes */
+    int64_t pos_stride;
+    float *logits;                         /* host (V): the last row's logits, or NULL */
+} glmv_batch_item;
+
+/* One step of n items of distinct sessions (n <= b->cap, rows in all <= glmv_batch_max_rows):
+ * every row through each weight matrix together, attention per sequence over its own cache
+ * (the decode rows together, each prompt chunk causally over its cache). On the CPU the
+ * one-row items go through matmul_rows and the decode attention as a decode step alone
+ * would (bit for bit glmv_batch_decode's rows); on a device all rows share one product. */
+int glmv_batch_eval(glmv_batch *b, const glmv_batch_item *it, int n, char *err);
 
 /* ---- session.c ---- */
 /* Prefill ids (placeholders already expanded) at s->pos with n_img images whose

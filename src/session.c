@@ -493,19 +493,23 @@ int glmv_session_prefill_mm(glmv_session *s, const int32_t *ids, int64_t n, cons
                                       logits, vision_ms, err);
 }
 
-/* Prefill the prompt ids[0, n) of which ids[0, start) are already in the cache
- * (s->pos == start) together with the vision segments before seg0; rows and
- * seg_grid cover all segments, pixels included. */
-static int prefill_from(glmv_session *s, const int32_t *ids, int64_t n, int64_t start, int seg0,
-                        const float *pixels_all, int64_t n_rows_all, const int (*seg_grid)[3],
-                        int n_seg_all, const int (*img_grid)[3], int n_img,
-                        const int (*vid_grid)[3], int n_vid, float *logits, double *vision_ms,
-                        char *err) {
+/* The inputs of the prompt ids[0, n) of which ids[0, start) are already in the cache
+ * (s->pos == start) together with the vision segments before seg0 (rows and seg_grid
+ * cover all segments, pixels included): the vision tower run on the rest, the embeddings of
+ * tokens [start, n) with its features spliced in (*emb_out, backend, (n - start, H)) and
+ * their M-RoPE positions (*pos_out, host, (3, n - start)); sets s->rope_delta, s->pos. */
+static int prompt_inputs(glmv_session *s, const int32_t *ids, int64_t n, int64_t start, int seg0,
+                         const float *pixels_all, int64_t n_rows_all, const int (*seg_grid)[3],
+                         int n_seg_all, const int (*img_grid)[3], int n_img,
+                         const int (*vid_grid)[3], int n_vid, float **emb_out, int32_t **pos_out,
+                         double *vision_ms, char *err) {
     glmv_model *m = s->m;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
     int64_t H = c->hidden_size;
     int64_t K = (int64_t)c->v_in_channels * c->v_temporal_patch_size * c->v_patch_size * c->v_patch_size;
+    *emb_out = NULL;
+    *pos_out = NULL;
     if (n > s->n_ctx)
         return glmv_errf(err, "prompt of %lld tokens does not fit: n_ctx %d", (long long)n, s->n_ctx);
     for (int64_t i = 0; i < n; i++)
@@ -522,13 +526,13 @@ static int prefill_from(glmv_session *s, const int32_t *ids, int64_t n, int64_t 
     /* the backend is the model's: taken for each piece of work on it (glmv_model_lock) */
     int32_t *pos = malloc(sizeof(int32_t) * 3 * (size_t)n);
     glmv_model_lock(m);
-    float *emb = be->alloc(be, glmv_mul_size((size_t)(nn * H), sizeof(float)));
+    float *emb = nn > 0 ? be->alloc(be, glmv_mul_size((size_t)(nn * H), sizeof(float))) : NULL;
     if (emb) glmv_model_embed(m, emb, ids + start, nn, s->hemb, s->chunk);
     glmv_model_unlock(m);
     float *feat = NULL;
     int rc = -1;
     int64_t delta = 0;
-    if (!pos || !emb) {
+    if (!pos || (nn > 0 && !emb)) {
         glmv_errf(err, "out of memory for a prompt of %lld tokens", (long long)n);
         goto done;
     }
@@ -577,13 +581,39 @@ static int prefill_from(glmv_session *s, const int32_t *ids, int64_t n, int64_t 
     s->rope_delta = delta;
     s->pos = (int)start;
     glmv_model_unlock(m);
-    rc = nn > 0 ? glmv_text_forward(s, emb, ids + start, pos, nn, logits, err) : 0;
+    rc = 0;
 done:
-    free(pos);
     glmv_model_lock(m);
-    if (emb) be->free(be, emb);
     if (feat) be->free(be, feat);
+    if (rc && emb) be->free(be, emb);
     glmv_model_unlock(m);
+    if (rc) {
+        free(pos);
+        return -1;
+    }
+    *emb_out = emb;
+    *pos_out = pos;
+    return 0;
+}
+
+/* Prefill the prompt ids[0, n) of which ids[0, start) are already in the cache
+ * (prompt_inputs, then the decoder over tokens [start, n)). */
+static int prefill_from(glmv_session *s, const int32_t *ids, int64_t n, int64_t start, int seg0,
+                        const float *pixels_all, int64_t n_rows_all, const int (*seg_grid)[3],
+                        int n_seg_all, const int (*img_grid)[3], int n_img,
+                        const int (*vid_grid)[3], int n_vid, float *logits, double *vision_ms,
+                        char *err) {
+    float *emb;
+    int32_t *pos;
+    if (prompt_inputs(s, ids, n, start, seg0, pixels_all, n_rows_all, seg_grid, n_seg_all, img_grid, n_img,
+                      vid_grid, n_vid, &emb, &pos, vision_ms, err))
+        return -1;
+    int64_t nn = n - start;
+    int rc = nn > 0 ? glmv_text_forward(s, emb, ids + start, pos, nn, logits, err) : 0;
+    free(pos);
+    glmv_model_lock(s->m);
+    if (emb) s->m->be->free(s->m->be, emb);
+    glmv_model_unlock(s->m);
     return rc;
 }
 
@@ -857,8 +887,53 @@ struct glmv_gen {
     int done;
     int32_t next;               /* the token to evaluate before the next step */
     glmv_result res;            /* prompt counts and timings so far */
-    double t2;
+    double t1, t2;              /* the prompt's run stage began, the first token could be picked */
+    /* a prompt left for glmv_gen_eval_batch (glmv_gen_begin_prompt): tokens [pf_off, pf_n) of
+     * what was not cached, their ids, embeddings (backend) and positions (3, pf_n), and the
+     * prompt's vision segments, recorded in the session once all of it is in the cache */
+    int32_t *pf_ids, *pf_pos;
+    float *pf_emb;
+    int64_t pf_n, pf_off;
+    uint64_t *pf_hs;
+    int pf_nseg;
 };
+
+/* The prompt's inputs released (the embeddings under the model lock: they are the backend's). */
+static void gen_prompt_free(glmv_gen *q) {
+    if (q->pf_emb) {
+        glmv_model *m = q->s->m;
+        glmv_model_lock(m);
+        m->be->free(m->be, q->pf_emb);
+        glmv_model_unlock(m);
+    }
+    free(q->pf_ids);
+    free(q->pf_pos);
+    free(q->pf_hs);
+    q->pf_emb = NULL;
+    q->pf_ids = q->pf_pos = NULL;
+    q->pf_hs = NULL;
+}
+
+/* After a prefill: the prompt's vision segments recorded as the session's (the next request
+ * keeps the prefix they are part of), or none when it failed. */
+static void record_segments(glmv_session *s, const uint64_t *hs, int n_seg, int ok) {
+    glmv_model *m = s->m;
+    glmv_model_lock(m);
+    if (ok && n_seg > s->cap_seg_hash) {
+        uint64_t *nh = realloc(s->seg_hash, sizeof(uint64_t) * (size_t)n_seg);
+        if (nh) {
+            s->seg_hash = nh;
+            s->cap_seg_hash = n_seg;
+        }
+    }
+    if (ok && n_seg <= s->cap_seg_hash) {
+        if (n_seg > 0) memcpy(s->seg_hash, hs, sizeof(uint64_t) * (size_t)n_seg);
+        s->n_seg_hash = n_seg;
+    } else {
+        s->n_seg_hash = 0;
+    }
+    glmv_model_unlock(m);
+}
 
 /* the splitter's view of where the output is; a raw prompt's output is all content */
 static glmv_text_kind gen_state_kind(const glmv_gen *q) {
@@ -877,6 +952,7 @@ static void discard_emit(void *user, glmv_text_kind kind, const char *text, size
 
 void glmv_gen_free(glmv_gen *q) {
     if (!q) return;
+    gen_prompt_free(q);
     if (q->have_jo) json_out_free(&q->jo);
     if (q->spl) glmv_splitter_free(q->spl);
     free(q->g.reasoning.p);
@@ -892,6 +968,7 @@ void glmv_gen_free(glmv_gen *q) {
 }
 
 int32_t glmv_gen_token(const glmv_gen *q) { return q->next; }
+int glmv_gen_prompt_left(const glmv_gen *q) { return (int)(q->pf_n - q->pf_off); }
 glmv_session *glmv_gen_session(const glmv_gen *q) { return q->s; }
 
 /* The prompt stage: what a request's messages become before any model computation, read-only
@@ -1027,8 +1104,10 @@ int glmv_prompt_new_raw(glmv_prompt **out, glmv_model *m, const char *prompt, in
 
 /* The run stage: the prompt on session s (the cached prefix kept), its prefill; q is then
  * ready for glmv_gen_step. p is not consumed (n choices may share it). */
-int glmv_gen_start_prompt(glmv_gen **qout, glmv_session *s, const glmv_prompt *p,
-                          const glmv_sampling *sp_in, glmv_callback cb, void *user, char *err) {
+/* The run stage: the prefix kept or copied, the vision tower, and the prefill (defer 0) or
+ * the prompt's inputs kept for glmv_gen_eval_batch (defer 1). */
+static int gen_begin(glmv_gen **qout, glmv_session *s, const glmv_prompt *p, const glmv_sampling *sp_in,
+                     glmv_callback cb, void *user, int defer, char *err) {
     glmv_model *m = s->m;
     const glmv_config *c = &m->cfg;
     *qout = NULL;
@@ -1109,30 +1188,35 @@ int glmv_gen_start_prompt(glmv_gen **qout, glmv_session *s, const glmv_prompt *p
         s->pos = (int)start;
         glmv_model_unlock(m);
         out->cached_tokens = (int)start;
-        int prc = prefill_from(s, ids, n, start, seg0, md->rows, md->n_rows, (const int(*)[3])md->grid,
-                               md->n, (const int(*)[3])md->img_grid, md->n_img,
-                               (const int(*)[3])md->vid_grid, md->n_vid, q->logits, &out->vision_ms, err);
-        glmv_model_lock(m);
-        if (prc == 0 && md->n > s->cap_seg_hash) {
-            uint64_t *nh = realloc(s->seg_hash, sizeof(uint64_t) * (size_t)md->n);
-            if (nh) {
-                s->seg_hash = nh;
-                s->cap_seg_hash = md->n;
-            }
-        }
-        if (prc == 0 && md->n <= s->cap_seg_hash) {
-            if (md->n > 0) memcpy(s->seg_hash, p->hs, sizeof(uint64_t) * (size_t)md->n);
-            s->n_seg_hash = md->n;
+        int prc;
+        if (!defer) {
+            prc = prefill_from(s, ids, n, start, seg0, md->rows, md->n_rows, (const int(*)[3])md->grid, md->n,
+                               (const int(*)[3])md->img_grid, md->n_img, (const int(*)[3])md->vid_grid,
+                               md->n_vid, q->logits, &out->vision_ms, err);
+            record_segments(s, p->hs, md->n, prc == 0);
         } else {
-            s->n_seg_hash = 0;
+            prc = prompt_inputs(s, ids, n, start, seg0, md->rows, md->n_rows, (const int(*)[3])md->grid, md->n,
+                                (const int(*)[3])md->img_grid, md->n_img, (const int(*)[3])md->vid_grid,
+                                md->n_vid, &q->pf_emb, &q->pf_pos, &out->vision_ms, err);
+            q->pf_n = n - start;
+            q->pf_nseg = md->n;
+            q->pf_ids = prc ? NULL : malloc(sizeof(int32_t) * (size_t)q->pf_n);
+            q->pf_hs = prc || md->n == 0 ? NULL : malloc(sizeof(uint64_t) * (size_t)md->n);
+            if (!prc && (!q->pf_ids || (md->n > 0 && !q->pf_hs))) {
+                prc = glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+            } else if (!prc) {
+                memcpy(q->pf_ids, ids + start, sizeof(int32_t) * (size_t)q->pf_n);
+                if (md->n > 0) memcpy(q->pf_hs, p->hs, sizeof(uint64_t) * (size_t)md->n);
+            }
+            if (prc) record_segments(s, NULL, 0, 0);
         }
-        glmv_model_unlock(m);
         if (prc) {
             glmv_session_reset(s);
             goto done;
         }
     }
-    out->prefill_ms = glmv_now_ms() - t1 - out->vision_ms;
+    q->t1 = t1;
+    if (!defer) out->prefill_ms = glmv_now_ms() - t1 - out->vision_ms;
 
     glmv_rng_seed(&q->rng, sp.seed);
     q->g.cb = cb;
@@ -1146,6 +1230,16 @@ done:
     if (rc) glmv_gen_free(q);
     else *qout = q;
     return rc;
+}
+
+int glmv_gen_start_prompt(glmv_gen **qout, glmv_session *s, const glmv_prompt *p, const glmv_sampling *sp,
+                          glmv_callback cb, void *user, char *err) {
+    return gen_begin(qout, s, p, sp, cb, user, 0, err);
+}
+
+int glmv_gen_begin_prompt(glmv_gen **qout, glmv_session *s, const glmv_prompt *p, const glmv_sampling *sp,
+                          glmv_callback cb, void *user, char *err) {
+    return gen_begin(qout, s, p, sp, cb, user, 1, err);
 }
 
 /* glmv_generate (msgs) and glmv_generate_raw (raw): both stages on the caller's thread */
@@ -1172,6 +1266,9 @@ static int gen_start(glmv_gen **qout, glmv_session *s, const glmv_message *msgs,
  * evaluated (its logits into q->logits) before the next step; -1: error. */
 int glmv_gen_step(glmv_gen *q, char *err) {
     if (q->done) return 1;
+    if (q->pf_off < q->pf_n)
+        return glmv_errc(err, GLMV_E_INVALID, "generate: %lld prompt tokens are still to evaluate "
+                         "(glmv_gen_eval_batch)", (long long)(q->pf_n - q->pf_off));
     glmv_session *s = q->s;
     glmv_model *m = s->m;
     const glmv_config *c = &m->cfg;
@@ -1326,24 +1423,61 @@ int glmv_gen_start_raw(glmv_gen **out, glmv_session *s, const char *prompt, cons
 }
 
 int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err) {
-    for (int i0 = 0; i0 < n; i0 += b->cap) {
-        int k = GLMV_MIN(b->cap, n - i0);
-        glmv_session *ss[64];
-        int32_t ids[64];
-        float *lg[64];
-        for (int j0 = 0; j0 < k; j0 += 64) { /* in groups the stack arrays hold */
-            int kk = GLMV_MIN(64, k - j0);
-            for (int j = 0; j < kk; j++) {
-                const glmv_gen *q = gens[i0 + j0 + j];
-                if (q->done) return glmv_errf(err, "batch: generation %d has finished", i0 + j0 + j);
-                ss[j] = q->s;
-                ids[j] = q->next;
-                lg[j] = q->logits;
+    int cap = glmv_batch_capacity(b), max_rows = glmv_batch_max_rows(b);
+    glmv_batch_item *it = malloc(sizeof *it * (size_t)GLMV_MIN(n > 0 ? n : 1, cap));
+    glmv_gen **pg = malloc(sizeof *pg * (size_t)GLMV_MIN(n > 0 ? n : 1, cap));
+    int64_t *take = malloc(sizeof *take * (size_t)GLMV_MIN(n > 0 ? n : 1, cap));
+    if (!it || !pg || !take) {
+        free(it);
+        free(pg);
+        free(take);
+        return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+    }
+    int rc = 0;
+    for (int i0 = 0; i0 < n && !rc; i0 += cap) {
+        int g = GLMV_MIN(cap, n - i0), k = 0, np = 0;
+        int64_t rows = 0;
+        for (int j = 0; j < g; j++) { /* the decode tokens first: every one of them goes */
+            glmv_gen *q = gens[i0 + j];
+            if (q->done) {
+                rc = glmv_errc(err, GLMV_E_INVALID, "batch: generation %d has finished", i0 + j);
+                break;
             }
-            if (glmv_batch_decode(b, ss, ids, kk, lg, err)) return -1;
+            if (q->pf_off < q->pf_n) continue;
+            it[k++] = (glmv_batch_item){q->s, 1, &q->next, NULL, NULL, 0, q->logits};
+            rows++;
+        }
+        for (int j = 0; j < g && !rc; j++) { /* then the prompts' chunks in the rows left */
+            glmv_gen *q = gens[i0 + j];
+            int64_t left = q->pf_n - q->pf_off, t = GLMV_MIN(left, max_rows - rows);
+            if (left <= 0 || t <= 0) continue;
+            int last = t == left;
+            it[k++] = (glmv_batch_item){q->s,
+                                        t,
+                                        q->pf_ids + q->pf_off,
+                                        q->pf_emb + q->pf_off * q->s->m->cfg.hidden_size,
+                                        q->pf_pos + q->pf_off,
+                                        q->pf_n,
+                                        last ? q->logits : NULL};
+            pg[np] = q;
+            take[np++] = t;
+            rows += t;
+        }
+        if (!rc) rc = glmv_batch_eval(b, it, k, err);
+        for (int j = 0; j < np && !rc; j++) { /* a prompt all in the cache: the first token may be picked */
+            glmv_gen *q = pg[j];
+            q->pf_off += take[j];
+            if (q->pf_off < q->pf_n) continue;
+            record_segments(q->s, q->pf_hs, q->pf_nseg, 1);
+            gen_prompt_free(q);
+            q->res.prefill_ms = glmv_now_ms() - q->t1 - q->res.vision_ms;
+            q->t2 = glmv_now_ms();
         }
     }
-    return 0;
+    free(it);
+    free(pg);
+    free(take);
+    return rc ? -1 : 0;
 }
 
 /* one generation on its own: each token evaluated as it is picked */

@@ -126,20 +126,69 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
 
 /* ------------------------------------------------------------------ batched decode */
 
-void glmv_batch_free(glmv_batch *b) {
-    if (!b) return;
+/* the buffers of rows (x ... sin, host tables): freed, or (re)allocated for `rows` rows */
+static void batch_rows_free(glmv_batch *b) {
     glmv_backend *be = b->m->be;
-    float *bufs[] = {b->x, b->xn, b->t1, b->q, b->att, b->k, b->v, b->gu, b->h, b->cos, b->sin,
-                     b->logits_dev};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (bufs[i]) be->free(be, bufs[i]);
-    if (b->tab) be->free(be, b->tab);
-    for (size_t i = 0; i < sizeof b->graphs / sizeof b->graphs[0]; i++)
-        if (b->graphs[i].g) be->graph_free(be, b->graphs[i].g);
+    float **bufs[] = {&b->x, &b->xn, &b->t1, &b->q, &b->att, &b->k, &b->v, &b->gu, &b->h, &b->cos, &b->sin};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        if (*bufs[i]) be->free(be, *bufs[i]);
+        *bufs[i] = NULL;
+    }
     free(b->hcos);
     free(b->hsin);
     free(b->hemb);
     free(b->hpos);
+    b->hcos = b->hsin = b->hemb = NULL;
+    b->hpos = NULL;
+    b->rows = 0;
+}
+
+static int batch_rows_alloc(glmv_batch *b, int rows) {
+    glmv_model *m = b->m;
+    const glmv_config *c = &m->cfg;
+    glmv_backend *be = m->be;
+    batch_rows_free(b);
+    /* recorded steps name the buffers: they go with them */
+    for (size_t i = 0; i < sizeof b->graphs / sizeof b->graphs[0]; i++)
+        if (b->graphs[i].g) {
+            be->graph_free(be, b->graphs[i].g);
+            b->graphs[i].g = NULL;
+        }
+    b->last_key = 0;
+    int64_t H = c->hidden_size, I = c->intermediate_size, C = rows;
+    int64_t qd = (int64_t)c->num_attention_heads * c->head_dim;
+    int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
+    int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
+    int64_t half = GLMV_MAX(rot / 2, 1);
+    int oom = 0;
+#define BA(p, n) if (!oom) { p = be->alloc(be, glmv_mul_size(sizeof(float), (size_t)(n))); oom = !p; }
+    BA(b->x, C * H) BA(b->xn, C * H) BA(b->t1, C * H) BA(b->q, C * (qd + 2 * kvd))
+    BA(b->att, C * qd) BA(b->k, C * kvd) BA(b->v, C * kvd) BA(b->gu, C * 2 * I) BA(b->h, C * I)
+    BA(b->cos, C * half) BA(b->sin, C * half)
+#undef BA
+    if (!oom) {
+        b->hcos = malloc(sizeof(float) * (size_t)(C * half));
+        b->hsin = malloc(sizeof(float) * (size_t)(C * half));
+        b->hpos = malloc(sizeof(int32_t) * (size_t)(3 * C));
+        b->hemb = m->embed_on_host ? malloc(glmv_mul_size((size_t)(C * H), sizeof(float))) : NULL;
+        oom = !b->hcos || !b->hsin || !b->hpos || (m->embed_on_host && !b->hemb);
+    }
+    if (oom) {
+        batch_rows_free(b);
+        return -1;
+    }
+    b->rows = rows;
+    return 0;
+}
+
+void glmv_batch_free(glmv_batch *b) {
+    if (!b) return;
+    glmv_backend *be = b->m->be;
+    batch_rows_free(b);
+    if (b->logits_dev) be->free(be, b->logits_dev);
+    if (b->tab) be->free(be, b->tab);
+    for (size_t i = 0; i < sizeof b->graphs / sizeof b->graphs[0]; i++)
+        if (b->graphs[i].g) be->graph_free(be, b->graphs[i].g);
     free(b->htab);
     free(b);
 }
@@ -153,26 +202,14 @@ int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
     if (!b) return glmv_errf(err, "out of memory");
     b->m = m;
     b->cap = cap;
-    int64_t H = c->hidden_size, I = c->intermediate_size, C = cap;
-    int64_t qd = (int64_t)c->num_attention_heads * c->head_dim;
-    int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
-    int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
-    int64_t half = GLMV_MAX(rot / 2, 1);
-    int oom = 0;
-#define BA(p, n) if (!oom) { p = be->alloc(be, glmv_mul_size(sizeof(float), (size_t)(n))); oom = !p; }
-    BA(b->x, C * H) BA(b->xn, C * H) BA(b->t1, C * H) BA(b->q, C * (qd + 2 * kvd))
-    BA(b->att, C * qd) BA(b->k, C * kvd) BA(b->v, C * kvd) BA(b->gu, C * 2 * I) BA(b->h, C * I)
-    BA(b->cos, C * half) BA(b->sin, C * half) BA(b->logits_dev, C * c->vocab_size)
-#undef BA
+    b->prompt_rows = be->caps.prefill_chunk > 0 ? be->caps.prefill_chunk : 256;
+    int oom = batch_rows_alloc(b, cap) != 0;
     if (!oom) {
-        b->hcos = malloc(sizeof(float) * (size_t)(C * half));
-        b->hsin = malloc(sizeof(float) * (size_t)(C * half));
-        b->hpos = malloc(sizeof(int32_t) * (size_t)(3 * C));
-        b->hemb = m->embed_on_host ? malloc(glmv_mul_size((size_t)(C * H), sizeof(float))) : NULL;
-        oom = !b->hcos || !b->hsin || !b->hpos || (m->embed_on_host && !b->hemb);
+        b->logits_dev = be->alloc(be, glmv_mul_size(sizeof(float), (size_t)cap * (size_t)c->vocab_size));
+        oom = !b->logits_dev;
     }
     if (!oom) {
-        size_t tb = glmv_mul_size((size_t)(2 * c->num_hidden_layers + 1) * (size_t)C, 8);
+        size_t tb = glmv_mul_size((size_t)(2 * c->num_hidden_layers + 1) * (size_t)cap, 8);
         b->htab = malloc(tb);
         b->tab = be->alloc(be, tb);
         oom = !b->htab || !b->tab;
@@ -187,6 +224,10 @@ int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
 
 int glmv_batch_capacity(const glmv_batch *b) { return b->cap; }
 
+/* a mixed step's rows: every sequence's decode row, and one prompt chunk as the backend
+ * prefers it (s->chunk's size) */
+int glmv_batch_max_rows(const glmv_batch *b) { return b->cap + b->prompt_rows; }
+
 static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
                       float *const *logits, char *err);
 
@@ -199,6 +240,8 @@ int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
     const glmv_config *c = &m->cfg;
     if (n <= 0) return 0;
     if (n > b->cap) return glmv_errc(err, GLMV_E_INVALID, "batch: %d sequences, room for %d", n, b->cap);
+    if (b->rows < n) /* a mixed step's buffers could not be made, nor these again */
+        return glmv_errc(err, GLMV_E_NOMEM, "batch: out of memory for its buffers");
     for (int i = 0; i < n; i++) {
         if (ss[i]->m != m)
             return glmv_errc(err, GLMV_E_INVALID, "batch: sequence %d is a session of another model", i);
@@ -317,7 +360,7 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
     int64_t V = c->vocab_size;
     int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
     rot -= rot % 2;
-    glmv_model_embed(m, b->x, ids, n, b->hemb, b->cap);
+    glmv_model_embed(m, b->x, ids, n, b->hemb, b->rows);
     /* decode positions: the next index plus the sequence's M-RoPE offset, on all three axes */
     for (int i = 0; i < n; i++)
         b->hpos[i] = b->hpos[n + i] = b->hpos[2 * n + i] = (int32_t)(ss[i]->pos + ss[i]->rope_delta);
@@ -361,4 +404,232 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
 int glmv_session_eval_batch(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
                             float *const *logits, char *err) {
     return glmv_batch_decode(b, ss, ids, n, logits, err);
+}
+
+/* ------------------------------------------------------------------ mixed steps */
+
+/* y[r0.., :] = x[r0.., :] · wᵀ for rows [0, R) of which [0, nd) are decode rows: on the CPU
+ * those go through matmul_rows (each as it would be alone) and the prompt rows through one
+ * matmul; on a device all R rows are one product (the weights read once). */
+static void mm_mixed(glmv_backend *be, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
+                     int64_t nd, int64_t R) {
+    if (be->caps.device || nd == 0 || !be->matmul_rows) {
+        be->matmul(be, y, x, w, bias, R);
+        return;
+    }
+    int64_t N = glmv_tensor_rows(w), K = glmv_tensor_cols(w);
+    be->matmul_rows(be, y, x, w, bias, nd);
+    if (R > nd) be->matmul(be, y + nd * N, x + nd * K, w, bias, R - nd);
+}
+
+/* The layers of a mixed step: rows [0, nd) are the decode items (attention together, their
+ * tables in b->tab), then each prompt item's rows it[k].n from row r0[k] (k >= nd). */
+static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const int64_t *r0, int n_it, int nd,
+                         int64_t R, int64_t max_keys) {
+    glmv_model *m = b->m;
+    const glmv_config *c = &m->cfg;
+    glmv_backend *be = m->be;
+    int64_t H = c->hidden_size, I = c->intermediate_size;
+    int nh = c->num_attention_heads, nkv = c->num_key_value_heads, hd = c->head_dim;
+    int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
+    int rot = (int)(hd * c->partial_rotary_factor + 0.5f);
+    rot -= rot % 2;
+    float eps = c->rms_norm_eps, scale = (float)(1.0 / sqrt((double)hd));
+    int L_n = c->num_hidden_layers;
+    be->rmsnorm(be, b->xn, b->x, m->layers[0].input_layernorm, R, H, eps);
+    for (int l = 0; l < L_n; l++) {
+        const glmv_text_layer *L = &m->layers[l];
+        const float *k_new = b->k, *v_new = b->v;
+        int64_t ldq = qd, ldkv = kvd;
+        if (L->qkv_w) { /* [q | k | v] in b->q's rows */
+            ldq = ldkv = qd + 2 * kvd;
+            k_new = b->q + qd;
+            v_new = b->q + qd + kvd;
+            mm_mixed(be, b->q, b->xn, L->qkv_w, L->qkv_b, nd, R);
+            if (rot > 0) be->rope_interleaved(be, b->q, ldq, b->cos, b->sin, R, nh + nkv, hd, rot);
+        } else {
+            mm_mixed(be, b->q, b->xn, L->q_w, L->q_b, nd, R);
+            mm_mixed(be, b->k, b->xn, L->k_w, L->k_b, nd, R);
+            mm_mixed(be, b->v, b->xn, L->v_w, L->v_b, nd, R);
+            if (rot > 0) {
+                be->rope_interleaved(be, b->q, qd, b->cos, b->sin, R, nh, hd, rot);
+                be->rope_interleaved(be, b->k, kvd, b->cos, b->sin, R, nkv, hd, rot);
+            }
+        }
+        if (nd > 0)
+            be->attn_decode_batch(be, b->att, b->q, ldq, k_new, v_new, ldkv,
+                                  (float *const *)(b->tab + (size_t)(2 * l) * nd),
+                                  (float *const *)(b->tab + (size_t)(2 * l + 1) * nd),
+                                  (const int64_t *)(b->tab + (size_t)2 * L_n * nd), nd, max_keys, nh, nkv, hd,
+                                  scale);
+        for (int k = nd; k < n_it; k++) { /* a prompt chunk: its keys and values into its cache, then causal */
+            glmv_session *s = it[k]->s;
+            int64_t n = it[k]->n, r = r0[k];
+            be->copy_rows(be, s->kc[l] + (int64_t)s->pos * kvd, kvd, k_new + r * ldkv, ldkv, n, kvd);
+            be->copy_rows(be, s->vc[l] + (int64_t)s->pos * kvd, kvd, v_new + r * ldkv, ldkv, n, kvd);
+            be->attn_causal(be, b->att + r * qd, b->q + r * ldq, ldq, s->kc[l], s->vc[l], n, s->pos, nh, nkv, hd,
+                            scale);
+        }
+        mm_mixed(be, b->t1, b->att, L->o_w, NULL, nd, R);
+        be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, R, H,
+                          eps);
+        mm_mixed(be, b->gu, b->xn, L->gate_up, NULL, nd, R);
+        be->swiglu(be, b->h, b->gu, 2 * I, b->gu + I, 2 * I, R, I);
+        mm_mixed(be, b->t1, b->h, L->down, NULL, nd, R);
+        be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_mlp_layernorm,
+                          l + 1 < L_n ? m->layers[l + 1].input_layernorm : m->norm, R, H, eps);
+    }
+}
+
+int glmv_batch_eval(glmv_batch *b, const glmv_batch_item *items, int n, char *err) {
+    glmv_model *m = b->m;
+    const glmv_config *c = &m->cfg;
+    glmv_backend *be = m->be;
+    int64_t H = c->hidden_size, V = c->vocab_size;
+    if (n <= 0) return 0;
+    if (n > b->cap) return glmv_errc(err, GLMV_E_INVALID, "batch: %d sequences, room for %d", n, b->cap);
+    int64_t R = 0;
+    int simple = 1; /* every item a decode token of ids at its next position: the decode step */
+    for (int i = 0; i < n; i++) {
+        const glmv_batch_item *t = &items[i];
+        if (t->s->m != m)
+            return glmv_errc(err, GLMV_E_INVALID, "batch: sequence %d is a session of another model", i);
+        if (t->n <= 0 || (!t->ids && !t->x) || (t->pos && t->pos_stride < t->n))
+            return glmv_errc(err, GLMV_E_INVALID, "batch: sequence %d: no rows, no input or short positions", i);
+        if (t->s->pos + t->n > t->s->n_ctx)
+            return glmv_errc(err, GLMV_E_CONTEXT, "batch: sequence %d: context full: %d cached + %lld new > n_ctx %d",
+                             i, t->s->pos, (long long)t->n, t->s->n_ctx);
+        if (t->ids)
+            for (int64_t j = 0; j < t->n; j++)
+                if (t->ids[j] < 0 || t->ids[j] >= c->vocab_size)
+                    return glmv_errc(err, GLMV_E_INVALID, "batch: sequence %d: token id %d outside the "
+                                     "vocabulary (%d)", i, t->ids[j], c->vocab_size);
+        for (int j = 0; j < i; j++)
+            if (items[j].s == t->s)
+                return glmv_errc(err, GLMV_E_INVALID, "batch: sequences %d and %d share a session", j, i);
+        R += t->n;
+        simple &= t->n == 1 && t->ids && !t->x && !t->pos;
+    }
+    if (R > glmv_batch_max_rows(b))
+        return glmv_errc(err, GLMV_E_INVALID, "batch: %lld rows in a step, room for %d", (long long)R,
+                         glmv_batch_max_rows(b));
+    if (simple) { /* the decode step as it is recorded and replayed */
+        glmv_session *ss[64];
+        int32_t ids[64];
+        float *lg[64];
+        for (int i0 = 0; i0 < n; i0 += 64) {
+            int k = GLMV_MIN(64, n - i0);
+            for (int j = 0; j < k; j++) {
+                ss[j] = items[i0 + j].s;
+                ids[j] = items[i0 + j].ids[0];
+                lg[j] = items[i0 + j].logits;
+            }
+            if (glmv_batch_decode(b, ss, ids, k, lg, err)) return -1;
+        }
+        return 0;
+    }
+    /* decode items (one row) first, then the prompt chunks */
+    const glmv_batch_item **it = malloc(sizeof *it * (size_t)n);
+    int64_t *r0 = malloc(sizeof *r0 * (size_t)n);
+    if (!it || !r0) {
+        free(it);
+        free(r0);
+        return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+    }
+    int nd = 0, k = 0;
+    for (int i = 0; i < n; i++)
+        if (items[i].n == 1) it[nd++] = &items[i];
+    k = nd;
+    for (int i = 0; i < n; i++)
+        if (items[i].n > 1) it[k++] = &items[i];
+    int rc = -1;
+    glmv_model_lock(m);
+    if (b->rows < R && batch_rows_alloc(b, (int)GLMV_MAX(R, glmv_batch_max_rows(b)))) {
+        batch_rows_alloc(b, b->cap); /* back to what decode steps need */
+        glmv_errc(err, GLMV_E_NOMEM, "out of memory for a step of %lld rows", (long long)R);
+        goto done;
+    }
+    int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
+    rot -= rot % 2;
+    int L_n = c->num_hidden_layers;
+    int64_t row = 0, max_keys = 0;
+    for (int i = 0; i < n; i++) { /* inputs and positions, row by row */
+        const glmv_batch_item *t = it[i];
+        glmv_session *s = t->s;
+        r0[i] = row;
+        if (t->x)
+            be->copy(be, b->x + row * H, t->x, sizeof(float) * (size_t)(t->n * H));
+        else
+            glmv_model_embed(m, b->x + row * H, t->ids, t->n, b->hemb, b->rows);
+        for (int64_t j = 0; j < t->n; j++)
+            for (int a = 0; a < 3; a++)
+                b->hpos[a * R + row + j] =
+                    t->pos ? t->pos[a * t->pos_stride + j] : (int32_t)(s->pos + j + s->rope_delta);
+        row += t->n;
+    }
+    glmv_rope_text_table(c, b->hpos, R, R, b->hcos, b->hsin);
+    size_t tab = sizeof(float) * (size_t)(rot / 2) * (size_t)R;
+    be->write(be, b->cos, b->hcos, tab);
+    be->write(be, b->sin, b->hsin, tab);
+    if (nd > 0) { /* the decode rows' cache pointers and key counts, as batch_step writes them */
+        int64_t *nk = (int64_t *)(b->htab + (size_t)2 * L_n * nd);
+        for (int i = 0; i < nd; i++) {
+            for (int l = 0; l < L_n; l++) {
+                b->htab[(size_t)(2 * l) * nd + i] = it[i]->s->kc[l];
+                b->htab[(size_t)(2 * l + 1) * nd + i] = it[i]->s->vc[l];
+            }
+            nk[i] = it[i]->s->pos + 1;
+            if (nk[i] > max_keys) max_keys = nk[i];
+        }
+        be->write(be, b->tab, b->htab, (size_t)(2 * L_n + 1) * (size_t)nd * 8);
+    }
+    mixed_layers(b, it, r0, n, nd, R, max_keys);
+    /* the rows whose logits are asked for, gathered into t1, through lm_head together (each as
+     * it would be alone: matmul_rows) */
+    int nl = 0;
+    for (int i = 0; i < n; i++)
+        if (it[i]->logits) {
+            be->copy(be, b->t1 + nl * H, b->xn + (r0[i] + it[i]->n - 1) * H, sizeof(float) * (size_t)H);
+            nl++;
+        }
+    if (nl > 0) (be->matmul_rows ? be->matmul_rows : be->matmul)(be, b->logits_dev, b->t1, m->lm_head, NULL, nl);
+    void (*rd)(glmv_backend *, void *, const void *, size_t) = be->read_async ? be->read_async : be->read;
+    for (int i = 0, j = 0; i < n; i++)
+        if (it[i]->logits) rd(be, it[i]->logits, b->logits_dev + (int64_t)j++ * V, sizeof(float) * (size_t)V);
+    be->sync(be);
+    if (be->status && be->status(be, err)) {
+        glmv_errcode_set(GLMV_E_BACKEND);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) { /* under the lock: sharing sessions read them */
+        glmv_session *s = it[i]->s;
+        if (it[i]->ids) memcpy(s->hist + s->pos, it[i]->ids, sizeof(int32_t) * (size_t)it[i]->n);
+        s->pos += (int)it[i]->n;
+    }
+    rc = 0;
+done:
+    glmv_model_unlock(m);
+    free(it);
+    free(r0);
+    return rc;
+}
+
+int glmv_session_eval_chunks(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, const int *counts,
+                             int n, float *const *logits, char *err) {
+    if (n <= 0) return 0;
+    if (n > b->cap) return glmv_errc(err, GLMV_E_INVALID, "batch: %d sequences, room for %d", n, b->cap);
+    glmv_batch_item *it = malloc(sizeof *it * (size_t)n);
+    if (!it) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+    int64_t off = 0;
+    for (int i = 0; i < n; i++) {
+        if (counts[i] <= 0) {
+            free(it);
+            return glmv_errc(err, GLMV_E_INVALID, "batch: sequence %d: %d ids", i, counts[i]);
+        }
+        it[i] = (glmv_batch_item){ss[i], counts[i], ids + off, NULL, NULL, 0, logits ? logits[i] : NULL};
+        off += counts[i];
+    }
+    int rc = glmv_batch_eval(b, it, n, err);
+    free(it);
+    return rc;
 }

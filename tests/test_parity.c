@@ -1716,7 +1716,10 @@ TEST(decode_graphs) {
     glmv_model_free(m);
 }
 
-TEST(batch_invariance) {
+/* deferred 0: each generation's prompt prefilled when it starts (glmv_gen_start), its tokens
+ * batched; 1: prompts left to glmv_gen_eval_batch (glmv_gen_begin_prompt) in chunks of at most
+ * prompt_rows rows, in the same passes as the running generations' tokens. */
+static void batched_vs_alone(int deferred, int prompt_rows) {
     char err[GLMV_ERR_SIZE];
     glmv_model *m = load_demo(err);
     if (!m) return;
@@ -1743,9 +1746,10 @@ TEST(batch_invariance) {
     if (ok) {
         ok = glmv_batch_new(&b, m, 5, err) == 0; /* fewer rows than generations: 5, then 1 */
         CHECK_MSG(ok, "%s", err);
+        if (ok && prompt_rows) b->prompt_rows = prompt_rows;
     }
     glmv_gen *g[N] = {0};
-    int done[N] = {0}, started = 0, steps = 0, max_batch = 0;
+    int done[N] = {0}, started = 0, steps = 0, max_batch = 0, mixed = 0, chunked = 0, two_prompts = 0;
     glmv_part parts[N][2];
     glmv_message msgs[N];
     glmv_sampling sps[N];
@@ -1756,14 +1760,29 @@ TEST(batch_invariance) {
             glmv_session_reset(ss[started]);
             batch_msg(&reqs[started], parts[started], &msgs[started]);
             batch_sampling(m, &reqs[started], &sps[started]);
-            ok = glmv_gen_start(&g[started], ss[started], &msgs[started], 1, &sps[started], NULL, NULL,
-                                err) == 0;
+            if (deferred) {
+                glmv_prompt *p = NULL;
+                ok = glmv_prompt_new(&p, m, &msgs[started], 1, 1024, err) == 0 &&
+                     glmv_gen_begin_prompt(&g[started], ss[started], p, &sps[started], NULL, NULL, err) == 0;
+                glmv_prompt_free(p);
+                /* its first token cannot be picked before its prompt is in the cache */
+                if (ok) CHECK(glmv_gen_prompt_left(g[started]) > 0 && glmv_gen_step(g[started], err) < 0 &&
+                              strstr(err, "still to evaluate"));
+            } else {
+                ok = glmv_gen_start(&g[started], ss[started], &msgs[started], 1, &sps[started], NULL, NULL,
+                                    err) == 0;
+            }
             CHECK_MSG(ok, "start %d: %s", started, err);
         }
         glmv_gen *run[N];
-        int n_run = 0;
+        int n_run = 0, n_prompts = 0, left[N] = {0};
         for (int i = 0; i < started && ok; i++) {
             if (done[i]) continue;
+            if (deferred && (left[i] = glmv_gen_prompt_left(g[i])) > 0) { /* a chunk of its prompt */
+                run[n_run++] = g[i];
+                n_prompts++;
+                continue;
+            }
             int r = glmv_gen_step(g[i], err);
             if (r < 0) ok = 0;
             else if (r == 1) {
@@ -1778,9 +1797,19 @@ TEST(batch_invariance) {
         if (n_run > max_batch) max_batch = n_run;
         if (n_run) ok = glmv_gen_eval_batch(b, run, n_run, err) == 0;
         CHECK_MSG(ok, "%s", err);
+        mixed += n_prompts > 0 && n_prompts < n_run;
+        two_prompts += n_prompts >= 2;
+        for (int i = 0; i < started && ok; i++) /* a prompt that advanced and is not done: in chunks */
+            if (!done[i] && g[i] && left[i] > 0 && glmv_gen_prompt_left(g[i]) > 0 &&
+                glmv_gen_prompt_left(g[i]) < left[i])
+                chunked++;
         steps++;
     }
     CHECK_MSG(max_batch >= 5, "at most %d generations ran together", max_batch);
+    if (deferred)
+        CHECK_MSG(mixed >= 3 && chunked >= 3 && two_prompts >= 1,
+                  "%d passes mixed prompts with tokens, %d chunks left a prompt unfinished, %d took two prompts",
+                  mixed, chunked, two_prompts);
     int exact = parity_device != GLMV_DEVICE_CUDA;
     for (int i = 0; i < N && ok; i++) {
         CHECK_MSG(together[i].n_tokens == alone[i].n_tokens &&
@@ -1794,8 +1823,8 @@ TEST(batch_invariance) {
         }
         CHECK_MSG(same, "generation %d: log-probabilities differ batched and alone", i);
     }
-    /* errors: a generation that has finished, one session twice */
-    if (ok) {
+    /* errors: a generation that has finished, one session twice, more rows than a pass takes */
+    if (ok && !deferred) {
         glmv_gen *a = NULL;
         batch_sampling(m, &reqs[0], &sps[0]);
         sps[0].max_new_tokens = 1;
@@ -1810,6 +1839,13 @@ TEST(batch_invariance) {
         int32_t ids[2] = {1, 2};
         float *lg[2] = {NULL, NULL};
         CHECK(glmv_batch_decode(b, twice, ids, 2, lg, err) != 0 && strstr(err, "share a session"));
+        int rows = glmv_batch_max_rows(b);
+        int32_t *many = calloc((size_t)rows + 1, sizeof *many);
+        int counts[2] = {rows, 1}, zero[1] = {0};
+        glmv_session *two[2] = {ss[1], ss[2]};
+        CHECK(many && glmv_session_eval_chunks(b, two, many, counts, 2, lg, err) != 0 && strstr(err, "room for"));
+        CHECK(glmv_session_eval_chunks(b, two, many, zero, 1, lg, err) != 0 && strstr(err, "0 ids"));
+        free(many);
     }
     for (int i = 0; i < N; i++) {
         glmv_gen_free(g[i]);
@@ -1820,6 +1856,9 @@ TEST(batch_invariance) {
     glmv_batch_free(b);
     glmv_model_free(m);
 }
+
+TEST(batch_invariance) { batched_vs_alone(0, 0); }
+TEST(mixed_prefill) { batched_vs_alone(1, 24); }
 
 /* A backend that fails (a GPU's sticky error, made up here on the CPU backend by its status
  * hook) fails the request: glmv_generate, a prefill alone and a batched step return the
@@ -2029,6 +2068,7 @@ int main(void) {
     RUN(pos_embed_separable);
     RUN(vision_scratch_reuse);
     RUN(batch_invariance);
+    RUN(mixed_prefill);
     RUN(decode_graphs);
     RUN(joined_qkv);
     RUN(quant_quality);
