@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench -- continuous batching on the GPU machine (one H200, a Xeon with
+# device_batch.sh tests|bench|serving -- continuous batching on the GPU machine (one H200, a Xeon with
 # AVX512-BF16 and AMX), in two calls of the device tool.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -13,13 +13,16 @@
 #          (matmul_rows bit for bit), the CPU concurrency bench at 16 and at 2 threads
 #   bench  the 9B shape (random BF16 weights) on the H200: concurrency 1, 16 and 64 with 512-token
 #          prompts and 128 new tokens, then 64 sequences decoding at ~1k context
+#   serving  test_cuda, the batching tests of test_parity on CUDA, then 128 requests of 512 + 128
+#          tokens served 64 and 16 at a time, prompts mixed into the passes or prefilled alone
+#          (glmv bench --requests; needs only .dev/cuda)
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
-cp .dev/rel/bin/test_* build/release/tests/ && cp .dev/rel/bin/glmv build/release/
+[ -d .dev/rel ] && cp .dev/rel/bin/test_* build/release/tests/ && cp .dev/rel/bin/glmv build/release/
 cp .dev/cuda/bin/test_* build/cuda/tests/ && cp .dev/cuda/bin/glmv build/cuda/
 [ -e ../shared ] || ln -s "$PWD/.dev/shared" ../shared
-source .dev/rel/env.sh
+[ -d .dev/rel ] && source .dev/rel/env.sh
 source .dev/cuda/env.sh
 case "${1:-}" in
 tests)
@@ -44,8 +47,27 @@ bench)
         --concurrency 1,16,64 --json >"$OUT/bench_cuda_conc.json" 2>>"$OUT/bench.err"
     cut -c1-3000 "$OUT/bench_cuda_conc.json"; tail -n 5 "$OUT/bench.err"
     ;;
+serving)
+    # requests served 16 and 64 at a time, 512-token prompts and 128 new tokens each: prompts in
+    # chunks in the passes that carry the running streams' tokens, or each prefilled alone
+    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
+    timeout 100 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+    GLMV_TEST_ONLY=batch_invariance,mixed_prefill,prefix_sharing,decode_graphs GLMV_PARITY_DEVICE=cuda \
+        timeout 120 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    timeout 420 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 --decode 128 \
+        --concurrency 64,16 --requests 128 --schedule mixed,separate,mixed,separate --json \
+        >"$OUT/bench_serving.json" 2>>"$OUT/bench.err"
+    cat "$OUT/machine.txt"
+    echo "== test_cuda"; grep -E 'not ok|RESULT|FAIL' "$OUT/test_cuda.log"
+    echo "== parity_cuda"; grep -E '^ok|not ok|RESULT|FAIL' "$OUT/parity_cuda.log"
+    python3 -c 'import json, sys
+for f in json.load(open(sys.argv[1]))["serving"]:
+    print(f["streams"], f["schedule"], f["ms"], f["generated_tokens_per_s"], f["passes"], f["rows_per_pass"],
+          f["ttft_p50_ms"], f["ttft_max_ms"])' "$OUT/bench_serving.json"
+    tail -n 5 "$OUT/bench.err"
+    ;;
 *)
-    echo "usage: $0 tests|bench" >&2
+    echo "usage: $0 tests|bench|serving" >&2
     exit 2
     ;;
 esac

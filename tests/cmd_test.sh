@@ -240,6 +240,23 @@ if $G bench -m $M --prompt 0 --decode 0 --image $IMG --question 'Say "hi"' --jso
     ok bench_image_ttft
 else bad bench_image_ttft "$(cat "$tmp/b.json" "$tmp/err")"; fi
 
+# bench --requests: requests served C at a time; prompts longer than a pass's rows (3 + 256 on the
+# CPU) go in chunks beside the running streams' tokens (mixed) or alone (separate); every prompt
+# token and every generated token but each request's last is a row of some pass
+expect_fail err_bench_requests_alone "goes with --concurrency" $G bench --synthetic --layers 1 --requests 4
+expect_fail err_bench_schedule_alone "goes with --requests" $G bench --synthetic --layers 1 --concurrency 2 --schedule mixed
+expect_fail err_bench_schedule_bad "mixed, separate or both" $G bench --synthetic --layers 1 --concurrency 2 --requests 2 --schedule mixed,x
+if $G bench -m $M --prompt 300 --decode 5 --concurrency 3 --requests 7 --json -t 2 >"$tmp/b.json" 2>"$tmp/err" &&
+   jq -e '.serving | length == 1 and (.[0] | .requests == 7 and .streams == 3 and .schedule == "mixed" and
+          .rows == 7 * 304 and .passes < 7 * 6 and .generated_tokens_per_s > 0 and .ttft_max_ms >= .ttft_p50_ms)' \
+       "$tmp/b.json" >/dev/null &&
+   $G bench -m $M --prompt 300 --decode 5 --concurrency 3 --requests 7 --schedule separate,mixed --json -t 2 \
+       >"$tmp/b2.json" 2>>"$tmp/err" &&
+   jq -e '.serving | length == 2 and .[0].schedule == "separate" and .[1].schedule == "mixed" and
+          all(.[]; .rows == 7 * 304)' "$tmp/b2.json" >/dev/null; then
+    ok bench_requests
+else bad bench_requests "$(cat "$tmp/b.json" "$tmp/b2.json" "$tmp/err")"; fi
+
 # serve takes --precision too and names it in its start-up line
 $G serve -m $M --port 0 --precision f32 >"$tmp/serve.out" 2>"$tmp/serve.err" &
 spid=$!

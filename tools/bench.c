@@ -52,6 +52,13 @@ static const char *bench_help =
     "  --concurrency A,B,...  decode A (then B, ...) sequences together, each after a prefill\n"
     "                    of --prompt tokens: aggregate and per-stream tokens/s, time to first\n"
     "                    token (prefills one after another, as a server admits them)\n"
+    "  --requests N      with --concurrency C: serve N requests of --prompt random tokens and\n"
+    "                    --decode new tokens each, C at a time, admitted as slots free (all\n"
+    "                    arrive at once): generated tokens/s with the prefills on the clock, and\n"
+    "                    each request's time to first token\n"
+    "  --schedule S      how --requests runs prompts: mixed (default: in chunks in the passes\n"
+    "                    that carry the running streams' tokens), separate (each prefilled\n"
+    "                    alone while the streams wait), or mixed,separate (both, in turn)\n"
     "  --membw           measure the plain memory read bandwidth of THREADS threads\n"
     "  --json            one JSON object on stdout\n";
 
@@ -379,11 +386,162 @@ done:
     return rc;
 }
 
+typedef struct {
+    int streams, requests, prompt, tokens, mixed;
+    double ms;                  /* all requests, from the first admission to the last token */
+    int64_t passes, rows;       /* forward passes, and the rows (tokens) they carried */
+    double ttft_p50_ms, ttft_max_ms; /* from the start (every request arrives then) */
+} serve_fig;
+
+/* n_req requests, each `prompt` random tokens then `steps` generated tokens (the first picked
+ * from the prompt's logits), at most n running, admitted first come first served as slots
+ * free, as glmv serve runs them. mixed: each pass carries every running stream's token and the
+ * next chunk of the prompts waiting (glmv_session_eval_chunks, up to glmv_batch_max_rows
+ * rows); else each admitted prompt is prefilled alone (glmv_session_eval) before the pass. */
+static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int steps, int mixed, serve_fig *f,
+                   char *err) {
+    glmv_session **ss = calloc((size_t)n, sizeof *ss), **sel = calloc((size_t)n, sizeof *sel);
+    float **lg = calloc((size_t)n, sizeof *lg), **sel_lg = calloc((size_t)n, sizeof *sel_lg);
+    int32_t *next = calloc((size_t)n, sizeof *next), *picked = calloc((size_t)n, sizeof *picked);
+    int *req = malloc(sizeof(int) * (size_t)n), *off = calloc((size_t)n, sizeof(int)),
+        *got = calloc((size_t)n, sizeof(int)), *counts = calloc((size_t)n, sizeof(int)),
+        *who = calloc((size_t)n, sizeof(int));
+    int32_t *prompts = malloc(sizeof(int32_t) * (size_t)n * (size_t)(prompt > 0 ? prompt : 1));
+    double *ttft = calloc((size_t)n_req, sizeof *ttft);
+    glmv_batch *b = NULL;
+    int rc = -1;
+    int32_t *row_ids = NULL;
+    if (!ss || !sel || !lg || !sel_lg || !next || !picked || !req || !off || !got || !counts || !who ||
+        !prompts || !ttft) {
+        snprintf(err, GLMV_ERR_SIZE, "out of memory");
+        goto done;
+    }
+    if (glmv_batch_new(&b, m, n, err)) goto done;
+    int max_rows = glmv_batch_max_rows(b);
+    row_ids = malloc(sizeof(int32_t) * (size_t)max_rows);
+    if (!row_ids) {
+        snprintf(err, GLMV_ERR_SIZE, "out of memory");
+        goto done;
+    }
+    memset(f, 0, sizeof *f);
+    *f = (serve_fig){.streams = n, .requests = n_req, .prompt = prompt, .tokens = steps, .mixed = mixed};
+    for (int i = 0; i < n; i++) {
+        req[i] = -1;
+        lg[i] = glmv_logits_new(m);
+        if (!lg[i]) {
+            snprintf(err, GLMV_ERR_SIZE, "out of memory");
+            goto done;
+        }
+        if (glmv_session_new(&ss[i], m, prompt + steps + 2, err)) goto done;
+    }
+    int admitted = 0, finished = 0;
+    double t0 = now_ms();
+    while (finished < n_req) {
+        for (int i = 0; i < n && admitted < n_req; i++) { /* admission: a free slot takes the next request */
+            if (req[i] >= 0) continue;
+            req[i] = admitted++;
+            off[i] = got[i] = 0;
+            glmv_session_reset(ss[i]);
+            for (int t = 0; t < prompt; t++) prompts[(size_t)i * prompt + t] = rand_id(vocab);
+            if (prompt == 0) next[i] = rand_id(vocab), off[i] = -1; /* no prompt: a token to start from */
+            if (!mixed && prompt > 0) {
+                if (glmv_session_eval(ss[i], prompts + (size_t)i * prompt, prompt, lg[i], err)) goto done;
+                f->passes += (prompt + max_rows - 1) / max_rows;
+                f->rows += prompt;
+                off[i] = prompt;
+                ttft[req[i]] = now_ms() - t0;
+                pick_all(&lg[i], &next[i], 1, vocab);
+                got[i] = 1;
+            }
+        }
+        /* the pass: every stream's token, then prompt chunks in the rows left */
+        int k = 0, rows = 0;
+        for (int i = 0; i < n; i++)
+            if (req[i] >= 0 && (off[i] == prompt || off[i] < 0) && got[i] < steps) {
+                who[k] = i;
+                counts[k] = 1;
+                row_ids[rows++] = next[i];
+                k++;
+            }
+        for (int i = 0; i < n && rows < max_rows; i++)
+            if (req[i] >= 0 && off[i] >= 0 && off[i] < prompt) {
+                int t = prompt - off[i] < max_rows - rows ? prompt - off[i] : max_rows - rows;
+                who[k] = i;
+                counts[k] = t;
+                memcpy(row_ids + rows, prompts + (size_t)i * prompt + off[i], sizeof(int32_t) * (size_t)t);
+                rows += t;
+                k++;
+            }
+        for (int j = 0; j < k; j++) {
+            int i = who[j];
+            sel[j] = ss[i];
+            sel_lg[j] = counts[j] == 1 || off[i] + counts[j] == prompt ? lg[i] : NULL;
+        }
+        if (k > 0) {
+            if (glmv_session_eval_chunks(b, sel, row_ids, counts, k, sel_lg, err)) goto done;
+            f->passes++;
+            f->rows += rows;
+        }
+        /* the picks: streams that evaluated a token, and prompts now complete (their first token) */
+        int np = 0;
+        for (int j = 0; j < k; j++) {
+            int i = who[j];
+            if (off[i] >= 0 && off[i] < prompt) {
+                off[i] += counts[j];
+                if (off[i] < prompt) continue;
+                ttft[req[i]] = now_ms() - t0;
+            }
+            sel_lg[np] = lg[i];
+            picked[np] = 0;
+            who[np++] = i;
+        }
+        pick_all(sel_lg, picked, np, vocab);
+        for (int j = 0; j < np; j++) {
+            int i = who[j];
+            next[i] = picked[j];
+            got[i]++;
+        }
+        for (int i = 0; i < n; i++) /* a request with all its tokens frees its slot */
+            if (req[i] >= 0 && got[i] >= steps && (off[i] == prompt || off[i] < 0)) {
+                req[i] = -1;
+                finished++;
+            }
+    }
+    f->ms = now_ms() - t0;
+    qsort(ttft, (size_t)n_req, sizeof *ttft, cmp_double);
+    f->ttft_p50_ms = ttft[(n_req - 1) / 2];
+    f->ttft_max_ms = ttft[n_req - 1];
+    rc = 0;
+done:
+    for (int i = 0; i < n; i++) {
+        if (ss) glmv_session_free(ss[i]);
+        if (lg) glmv_logits_free(m, lg[i]);
+    }
+    free(ss);
+    free(sel);
+    free(lg);
+    free(sel_lg);
+    free(next);
+    free(picked);
+    free(req);
+    free(off);
+    free(got);
+    free(counts);
+    free(who);
+    free(prompts);
+    free(ttft);
+    free(row_ids);
+    glmv_batch_free(b);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *dir = NULL;
     int synthetic = 0, json = 0, do_membw = 0;
     const char *mmproj = NULL, *image = NULL, *question = NULL;
-    long layers = 2, threads = 0, prompt = 512, n_decode = 16, prompt_reps = 2;
+    long layers = 2, threads = 0, prompt = 512, n_decode = 16, prompt_reps = 2, n_requests = 0;
+    int sched[4] = {1, 1, 1, 1}, n_sched = 1, sched_given = 0, n_sf = 0;
+    serve_fig sf[4 * MAX_LIST];
     glmv_device device = GLMV_DEVICE_AUTO;
     glmv_precision precision = GLMV_PRECISION_AUTO;
     glmv_quant quant = GLMV_QUANT_NONE;
@@ -437,6 +595,29 @@ int cmd_bench(int argc, char **argv) {
                     fprintf(stderr, "glmv bench: --concurrency %d: at most 4096 sequences\n", conc[k]);
                     return 2;
                 }
+        } else if (!strcmp(a, "--requests")) {
+            NEED_ARG;
+            if (cli_parse_int(a, v, 1, 1 << 20, &n_requests)) return 2;
+        } else if (!strcmp(a, "--schedule")) {
+            NEED_ARG;
+            n_sched = 0;
+            for (const char *q = v;;) { /* mixed, separate, or both (in the order given, up to 4) */
+                size_t l = strcspn(q, ",");
+                if (n_sched == 4) {
+                    fprintf(stderr, "glmv bench: --schedule: at most 4 runs, got '%s'\n", v);
+                    return 2;
+                }
+                if ((l == 5 && !strncmp(q, "mixed", 5)) || (l == 8 && !strncmp(q, "separate", 8))) {
+                    sched[n_sched++] = l == 5;
+                } else {
+                    fprintf(stderr, "glmv bench: --schedule expects mixed, separate or both (a comma list), "
+                                    "got '%s'\n", v);
+                    return 2;
+                }
+                if (!q[l]) break;
+                q += l + 1;
+            }
+            sched_given = 1;
         } else if (!strcmp(a, "--vision")) {
             NEED_ARG;
             if ((n_vis = parse_sizes(v, vis, MAX_LIST)) < 0) return 2;
@@ -487,6 +668,18 @@ int cmd_bench(int argc, char **argv) {
     if (image && synthetic) {
         fprintf(stderr, "glmv bench: --image needs a checkpoint with a tokenizer (-m DIR); the synthetic "
                         "model has none (--vision times its tower)\n");
+        return 2;
+    }
+    if (n_requests && !n_conc) {
+        fprintf(stderr, "glmv bench: --requests N goes with --concurrency C (the requests running at once)\n");
+        return 2;
+    }
+    if (sched_given && !n_requests) {
+        fprintf(stderr, "glmv bench: --schedule goes with --requests\n");
+        return 2;
+    }
+    if (n_requests && n_decode < 1) {
+        fprintf(stderr, "glmv bench: --requests needs --decode of at least 1 (the tokens of each request)\n");
         return 2;
     }
     if (question && !image) {
@@ -595,7 +788,19 @@ int cmd_bench(int argc, char **argv) {
                        d->ctx / (d->fill_ms / 1e3));
         }
     }
-    for (int i = 0; i < n_conc; i++) {
+    for (int i = 0; i < n_conc && n_requests; i++)
+        for (int k = 0; k < n_sched; k++, n_sf++) {
+            serve_fig *f = &sf[n_sf];
+            if (serving(m, info.vocab, conc[i], (int)n_requests, (int)prompt, (int)n_decode, sched[k], f, err))
+                goto fail;
+            if (!json)
+                printf("%ld requests, %d at a time (prompt %ld, %ld tokens each, %s): %.0f ms, %.2f generated "
+                       "tokens/s, %lld passes of %.1f rows; first token p50 %.0f ms, last %.0f ms\n",
+                       n_requests, conc[i], prompt, n_decode, f->mixed ? "mixed" : "separate", f->ms,
+                       n_requests * n_decode * 1e3 / f->ms, (long long)f->passes,
+                       f->passes ? (double)f->rows / f->passes : 0.0, f->ttft_p50_ms, f->ttft_max_ms);
+        }
+    for (int i = 0; i < n_conc && !n_requests; i++) {
         if (concurrency(m, info.vocab, conc[i], (int)prompt, (int)n_decode, &cf[i], err)) goto fail;
         if (!json)
             printf("%d streams (prompt %ld, %ld tokens each): %.1f ms/step, %.2f tokens/s in all, %.2f "
@@ -651,7 +856,7 @@ int cmd_bench(int argc, char **argv) {
                    i ? ", " : "", dec[i].ctx, dec[i].tokens, dec[i].ms_per_token,
                    1e3 / dec[i].ms_per_token, dec[i].fill_ms);
         printf("], \"concurrency\": [");
-        for (int i = 0; i < n_conc; i++)
+        for (int i = 0; i < n_conc && !n_requests; i++)
             printf("%s{\"streams\": %d, \"prompt\": %d, \"tokens\": %d, \"ms_per_step\": %.2f, "
                    "\"aggregate_tokens_per_s\": %.3f, \"per_stream_tokens_per_s\": %.3f, "
                    "\"prefill_ms\": %.1f, \"ttft_p50_ms\": %.1f, \"ttft_max_ms\": %.1f, "
@@ -659,6 +864,15 @@ int cmd_bench(int argc, char **argv) {
                    i ? ", " : "", cf[i].streams, cf[i].ctx, cf[i].tokens, cf[i].ms_per_step,
                    cf[i].streams * 1e3 / cf[i].ms_per_step, 1e3 / cf[i].ms_per_step, cf[i].prefill_ms,
                    cf[i].ttft_p50_ms, cf[i].ttft_max_ms, cf[i].eval_ms_per_step);
+        printf("], \"serving\": [");
+        for (int i = 0; i < n_sf; i++)
+            printf("%s{\"streams\": %d, \"requests\": %d, \"schedule\": \"%s\", \"prompt\": %d, \"tokens\": %d, "
+                   "\"ms\": %.1f, \"generated_tokens_per_s\": %.3f, \"passes\": %lld, \"rows\": %lld, \"rows_per_pass\": %.2f, "
+                   "\"ttft_p50_ms\": %.1f, \"ttft_max_ms\": %.1f}",
+                   i ? ", " : "", sf[i].streams, sf[i].requests, sf[i].mixed ? "mixed" : "separate", sf[i].prompt,
+                   sf[i].tokens, sf[i].ms, (double)sf[i].requests * sf[i].tokens * 1e3 / sf[i].ms,
+                   (long long)sf[i].passes, (long long)sf[i].rows,
+                   sf[i].passes ? (double)sf[i].rows / sf[i].passes : 0.0, sf[i].ttft_p50_ms, sf[i].ttft_max_ms);
         printf("], \"vision\": [");
         for (int i = 0; i < n_vis; i++)
             printf("%s{\"image\": \"%dx%d\", \"tokens\": %d, \"ms\": %.1f}", i ? ", " : "",

@@ -28,7 +28,8 @@
 /* The library                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* A token waiting for the next batched step, on its generation thread's stack. */
+/* A token (or a prompt's next chunk) waiting for the next batched step, on its generation
+ * thread's stack. */
 typedef struct {
     glmv_gen *q;
     int done, rc;
@@ -106,7 +107,9 @@ static int lib_generate(serve_engine *e, int slot, const glmv_message *msgs, int
     memset(out, 0, sizeof *out);
     if (e->fresh_sessions) glmv_session_reset(s);
     glmv_gen *q = NULL;
-    int rc = prepared ? glmv_gen_start_prompt(&q, s, prepared, sp, cb, user, err)
+    /* a prepared prompt (every request: serve prepares them on its HTTP threads) is left to the
+     * batched passes, which take it in chunks beside the other slots' tokens */
+    int rc = prepared ? glmv_gen_begin_prompt(&q, s, prepared, sp, cb, user, err)
              : raw    ? glmv_gen_start_raw(&q, s, raw, sp, cb, user, err)
                       : glmv_gen_start(&q, s, msgs, n_msgs, sp, cb, user, err);
     if (rc) {
@@ -114,8 +117,13 @@ static int lib_generate(serve_engine *e, int slot, const glmv_message *msgs, int
         return glmv_last_error() ? (int)glmv_last_error() : GLMV_E_INTERNAL;
     }
     lib_active(li, +1);
-    int r, code = 0;
-    while ((r = glmv_gen_step(q, err)) == 0)
+    int r = 0, code = 0;
+    while (glmv_gen_prompt_left(q) > 0)
+        if ((code = lib_step(li, q, err)) != 0) {
+            r = -1;
+            break;
+        }
+    while (!code && (r = glmv_gen_step(q, err)) == 0)
         if ((code = lib_step(li, q, err)) != 0) {
             r = -1;
             break;
