@@ -63,7 +63,9 @@ serving)
     python3 -c 'import json, sys
 for f in json.load(open(sys.argv[1]))["serving"]:
     print(f["streams"], f["schedule"], f["ms"], f["generated_tokens_per_s"], f["passes"], f["rows_per_pass"],
-          f["ttft_p50_ms"], f["ttft_max_ms"])' "$OUT/bench_serving.json"
+          f["ttft_p50_ms"], f["ttft_max_ms"], f["prompt_passes"], f["prompt_pass_ms"], f["decode_pass_ms"],
+          f["pick_ms"])
+print("prefill alone", json.load(open(sys.argv[1]))["prefill"])' "$OUT/bench_serving.json"
     tail -n 5 "$OUT/bench.err"
     ;;
 *)

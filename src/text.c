@@ -531,9 +531,11 @@ int glmv_batch_eval(glmv_batch *b, const glmv_batch_item *items, int n, char *er
     /* decode items (one row) first, then the prompt chunks */
     const glmv_batch_item **it = malloc(sizeof *it * (size_t)n);
     int64_t *r0 = malloc(sizeof *r0 * (size_t)n);
-    if (!it || !r0) {
+    int32_t *dids = malloc(sizeof *dids * (size_t)n); /* the decode rows' ids, gathered in one go */
+    if (!it || !r0 || !dids) {
         free(it);
         free(r0);
+        free(dids);
         return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
     }
     int nd = 0, k = 0;
@@ -557,10 +559,18 @@ int glmv_batch_eval(glmv_batch *b, const glmv_batch_item *items, int n, char *er
         const glmv_batch_item *t = it[i];
         glmv_session *s = t->s;
         r0[i] = row;
-        if (t->x)
+        if (t->x) {
             be->copy(be, b->x + row * H, t->x, sizeof(float) * (size_t)(t->n * H));
-        else
+        } else if (i < nd) { /* the decode tokens' rows: one gather for all of them (at the first) */
+            if (i == 0 || it[i - 1]->x) {
+                int e = i;
+                while (e < nd && !it[e]->x) e++;
+                for (int j = i; j < e; j++) dids[j - i] = it[j]->ids[0];
+                glmv_model_embed(m, b->x + row * H, dids, e - i, b->hemb, b->rows);
+            }
+        } else {
             glmv_model_embed(m, b->x + row * H, t->ids, t->n, b->hemb, b->rows);
+        }
         for (int64_t j = 0; j < t->n; j++)
             for (int a = 0; a < 3; a++)
                 b->hpos[a * R + row + j] =
@@ -587,11 +597,14 @@ int glmv_batch_eval(glmv_batch *b, const glmv_batch_item *items, int n, char *er
     /* the rows whose logits are asked for, gathered into t1, through lm_head together (each as
      * it would be alone: matmul_rows) */
     int nl = 0;
-    for (int i = 0; i < n; i++)
-        if (it[i]->logits) {
-            be->copy(be, b->t1 + nl * H, b->xn + (r0[i] + it[i]->n - 1) * H, sizeof(float) * (size_t)H);
-            nl++;
-        }
+    for (int i = 0; i < n; i++) {
+        if (!it[i]->logits) continue;
+        int e = i; /* a run of rows that are each an item's last and whose logits are asked for: one copy */
+        while (e + 1 < n && it[e + 1]->logits && it[e + 1]->n == 1 && r0[e + 1] == r0[e] + 1) e++;
+        be->copy(be, b->t1 + nl * H, b->xn + (r0[i] + it[i]->n - 1) * H, sizeof(float) * (size_t)((e - i + 1) * H));
+        nl += e - i + 1;
+        i = e;
+    }
     if (nl > 0) (be->matmul_rows ? be->matmul_rows : be->matmul)(be, b->logits_dev, b->t1, m->lm_head, NULL, nl);
     void (*rd)(glmv_backend *, void *, const void *, size_t) = be->read_async ? be->read_async : be->read;
     for (int i = 0, j = 0; i < n; i++)
@@ -611,6 +624,7 @@ done:
     glmv_model_unlock(m);
     free(it);
     free(r0);
+    free(dids);
     return rc;
 }
 

@@ -390,6 +390,8 @@ typedef struct {
     int streams, requests, prompt, tokens, mixed;
     double ms;                  /* all requests, from the first admission to the last token */
     int64_t passes, rows;       /* forward passes, and the rows (tokens) they carried */
+    int64_t prompt_passes;      /* of them, those with prompt rows (a prefill alone, or mixed) */
+    double prompt_pass_ms, decode_pass_ms, pick_ms; /* time in those passes, in the others, picking */
     double ttft_p50_ms, ttft_max_ms; /* from the start (every request arrives then) */
 } serve_fig;
 
@@ -445,12 +447,17 @@ static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int s
             for (int t = 0; t < prompt; t++) prompts[(size_t)i * prompt + t] = rand_id(vocab);
             if (prompt == 0) next[i] = rand_id(vocab), off[i] = -1; /* no prompt: a token to start from */
             if (!mixed && prompt > 0) {
+                double e0 = now_ms();
                 if (glmv_session_eval(ss[i], prompts + (size_t)i * prompt, prompt, lg[i], err)) goto done;
+                double e1 = now_ms();
+                f->prompt_pass_ms += e1 - e0;
                 f->passes += (prompt + max_rows - 1) / max_rows;
+                f->prompt_passes += (prompt + max_rows - 1) / max_rows;
                 f->rows += prompt;
                 off[i] = prompt;
                 ttft[req[i]] = now_ms() - t0;
                 pick_all(&lg[i], &next[i], 1, vocab);
+                f->pick_ms += now_ms() - e1;
                 got[i] = 1;
             }
         }
@@ -478,8 +485,13 @@ static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int s
             sel_lg[j] = counts[j] == 1 || off[i] + counts[j] == prompt ? lg[i] : NULL;
         }
         if (k > 0) {
+            double e0 = now_ms();
             if (glmv_session_eval_chunks(b, sel, row_ids, counts, k, sel_lg, err)) goto done;
+            double e = now_ms() - e0;
+            int with_prompt = off[who[k - 1]] >= 0 && off[who[k - 1]] < prompt; /* prompts come last */
             f->passes++;
+            f->prompt_passes += with_prompt;
+            *(with_prompt ? &f->prompt_pass_ms : &f->decode_pass_ms) += e;
             f->rows += rows;
         }
         /* the picks: streams that evaluated a token, and prompts now complete (their first token) */
@@ -495,7 +507,9 @@ static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int s
             picked[np] = 0;
             who[np++] = i;
         }
+        double p0 = now_ms();
         pick_all(sel_lg, picked, np, vocab);
+        f->pick_ms += now_ms() - p0;
         for (int j = 0; j < np; j++) {
             int i = who[j];
             next[i] = picked[j];
@@ -868,11 +882,13 @@ int cmd_bench(int argc, char **argv) {
         for (int i = 0; i < n_sf; i++)
             printf("%s{\"streams\": %d, \"requests\": %d, \"schedule\": \"%s\", \"prompt\": %d, \"tokens\": %d, "
                    "\"ms\": %.1f, \"generated_tokens_per_s\": %.3f, \"passes\": %lld, \"rows\": %lld, \"rows_per_pass\": %.2f, "
-                   "\"ttft_p50_ms\": %.1f, \"ttft_max_ms\": %.1f}",
+                   "\"ttft_p50_ms\": %.1f, \"ttft_max_ms\": %.1f, \"prompt_passes\": %lld, \"prompt_pass_ms\": %.1f, "
+                   "\"decode_pass_ms\": %.1f, \"pick_ms\": %.1f}",
                    i ? ", " : "", sf[i].streams, sf[i].requests, sf[i].mixed ? "mixed" : "separate", sf[i].prompt,
                    sf[i].tokens, sf[i].ms, (double)sf[i].requests * sf[i].tokens * 1e3 / sf[i].ms,
                    (long long)sf[i].passes, (long long)sf[i].rows,
-                   sf[i].passes ? (double)sf[i].rows / sf[i].passes : 0.0, sf[i].ttft_p50_ms, sf[i].ttft_max_ms);
+                   sf[i].passes ? (double)sf[i].rows / sf[i].passes : 0.0, sf[i].ttft_p50_ms, sf[i].ttft_max_ms,
+                   (long long)sf[i].prompt_passes, sf[i].prompt_pass_ms, sf[i].decode_pass_ms, sf[i].pick_ms);
         printf("], \"vision\": [");
         for (int i = 0; i < n_vis; i++)
             printf("%s{\"image\": \"%dx%d\", \"tokens\": %d, \"ms\": %.1f}", i ? ", " : "",

@@ -42,8 +42,9 @@ typedef struct {
     glmv_session **sess;
     int n;
     glmv_batch *batch;
-    /* the step rendezvous: every slot's thread in its decode loop (active) hands its token
-     * in; the last to arrive runs one batched step for all of them and wakes the rest */
+    /* the step rendezvous: every slot's thread with a generation under way (active) hands its
+     * token, or its prompt's next chunk, in; the last to arrive runs one batched pass for all
+     * of them and wakes the rest */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     step_req **pending;

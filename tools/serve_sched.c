@@ -1,13 +1,13 @@
-/* serve_sched.c -- jobs, the bounded queue and the one inference thread of
+/* serve_sched.c -- jobs, the bounded queue and the inference threads (slots) of
  * `glmv serve`, plus the disconnect watch and the metrics.
  *
- * HTTP threads parse a request into a job and submit it; the inference thread
- * takes jobs in arrival order and runs them on a session (slot) of the engine.
+ * HTTP threads parse a request into a job and submit it; each slot's inference
+ * thread takes jobs in arrival order and runs them on its session of the engine
+ * (whose batched passes carry every running slot's work: serve_engine.c).
  * Tokens come back through the generation callback, are turned into SSE bytes
  * in the job and the waiting connection is resumed. A job whose client went
  * away is cancelled: the callback's return value stops generation at the next
- * token, and a queued job leaves the queue at once. Batching several jobs per
- * step would replace run_job() by a loop over slots; the queue stays as is.
+ * token, and a queued job leaves the queue at once.
  * Lock order: sched->mu, then job->mu.
  */
 #include <errno.h>
