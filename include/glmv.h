@@ -120,6 +120,9 @@ typedef struct {
     glmv_quant quant;           /* NONE: the checkpoint's weights as they are */
     const char *mmproj;         /* a GGUF model's vision tower (llama.cpp's mmproj file); NULL: the
                                    folder's mmproj*.gguf, else none (text only) */
+    int64_t kv_memory;          /* bytes the sessions' KV caches may hold together (they grow with
+                                   their sequences); 0: on a GPU, 90% of its memory free after
+                                   loading less 1 GiB; on the CPU no limit */
 } glmv_model_params;
 
 void glmv_model_params_default(glmv_model_params *p);
@@ -348,6 +351,10 @@ int glmv_gen_start_prompt(glmv_gen **out, glmv_session *s, const glmv_prompt *p,
 int glmv_gen_begin_prompt(glmv_gen **out, glmv_session *s, const glmv_prompt *p,
                           const glmv_sampling *sp, glmv_callback cb, void *user, char *err);
 int glmv_gen_prompt_left(const glmv_gen *g);
+/* 1 while glmv_gen_eval_batch still has work to do before glmv_gen_step may pick: prompt
+ * tokens left, or its token not evaluated in the last pass because the KV memory was not there
+ * (it waits, or it was preempted: its cache moved to host memory until there is room). */
+int glmv_gen_pending(const glmv_gen *g);
 
 int glmv_gen_start(glmv_gen **out, glmv_session *s, const glmv_message *msgs, int n_msgs,
                    const glmv_sampling *sp, glmv_callback cb, void *user, char *err);
@@ -368,7 +375,11 @@ int glmv_batch_capacity(const glmv_batch *b);
 int glmv_batch_max_rows(const glmv_batch *b);
 /* One pass over the pending work of n generations: each one's token, and the next chunk of
  * each prompt left by glmv_gen_begin_prompt, in the rows the tokens leave (in the order
- * given: a prompt that gets no rows this time waits for the next pass). */
+ * given: a prompt that gets no rows this time waits for the next pass). The caches grow from
+ * the model's KV budget (glmv_model_params.kv_memory): when it is spent, the caches kept only
+ * for a next request's prefix are given back, then the newest generation is preempted (its
+ * cache copied to host memory, resumed when there is room, the same floats) or, when none is
+ * newer, waits. glmv_gen_pending says which still have work. */
 int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err);
 
 /* ------------------------------------------------------------------------ */

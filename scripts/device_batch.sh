@@ -52,11 +52,14 @@ serving)
     # chunks in the passes that carry the running streams' tokens, or each prefilled alone
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
     timeout 100 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
-    GLMV_TEST_ONLY=batch_invariance,mixed_prefill,prefix_sharing,decode_graphs GLMV_PARITY_DEVICE=cuda \
+    GLMV_TEST_ONLY=batch_invariance,mixed_prefill,kv_budget,prefix_sharing,decode_graphs GLMV_PARITY_DEVICE=cuda \
         timeout 120 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
-    timeout 420 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 --decode 128 \
+    timeout 300 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 --decode 128 \
         --concurrency 64,16 --requests 128 --schedule mixed,separate,mixed,separate --json \
         >"$OUT/bench_serving.json" 2>>"$OUT/bench.err"
+    # the caches allocated whole (no CUDA virtual memory): device memory against the growing ones
+    GLMV_CUDA_VMM=0 timeout 120 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
+        --decode 128 --concurrency 64 --requests 64 --json >"$OUT/bench_serving_novmm.json" 2>>"$OUT/bench.err"
     cat "$OUT/machine.txt"
     echo "== test_cuda"; grep -E 'not ok|RESULT|FAIL' "$OUT/test_cuda.log"
     echo "== parity_cuda"; grep -E '^ok|not ok|RESULT|FAIL' "$OUT/parity_cuda.log"
@@ -64,8 +67,9 @@ serving)
 for f in json.load(open(sys.argv[1]))["serving"]:
     print(f["streams"], f["schedule"], f["ms"], f["generated_tokens_per_s"], f["passes"], f["rows_per_pass"],
           f["ttft_p50_ms"], f["ttft_max_ms"], f["prompt_passes"], f["prompt_pass_ms"], f["decode_pass_ms"],
-          f["pick_ms"])
+          f["pick_ms"], f["device_bytes"])
 print("prefill alone", json.load(open(sys.argv[1]))["prefill"])' "$OUT/bench_serving.json"
+    grep -o '"serving[^]]*' "$OUT/bench_serving_novmm.json"
     tail -n 5 "$OUT/bench.err"
     ;;
 *)

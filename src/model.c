@@ -692,6 +692,17 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
         mkdir(dd, 0777);
         glmv_model_set_hook(m, NULL, NULL);
     }
+    /* the KV caches' budget: as asked, else on a GPU most of what the weights left free (room
+     * kept for the batch's and the vision tower's scratch); the CPU's caches take what they use */
+    if (p->kv_memory < 0) {
+        glmv_errf(err, "kv_memory %lld: must be 0 (the default) or a number of bytes", (long long)p->kv_memory);
+        goto fail;
+    }
+    m->kv_budget = p->kv_memory;
+    if (!m->kv_budget && m->be->device_free) {
+        int64_t fr = m->be->device_free(m->be);
+        m->kv_budget = GLMV_MAX((int64_t)(fr * 0.9) - ((int64_t)1 << 30), (int64_t)256 << 20);
+    }
     m->load_ms = glmv_now_ms() - t0;
     if (p->verbose)
         fprintf(stderr, "glmv: loaded %s (%lld params) on %s, precision %s (%s), in %.0f ms\n",

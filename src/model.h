@@ -120,6 +120,15 @@ struct glmv_model {
      * model lock, as is every sharing session's pos, hist and seg_hash */
     struct glmv_session **sharing;
     int n_sharing, cap_sharing;
+    /* The KV caches grow with their sequences (be->reserve) from one budget: kv_used of
+     * kv_budget bytes (0: no limit) are backed; past it, the caches that only wait for a next
+     * request are given back, least recently used first, and a batched pass preempts its newest
+     * generation (session.c). All sessions are listed for that. Under the model lock. */
+    int64_t kv_budget, kv_used;
+    struct glmv_session **sessions;
+    int n_sessions, cap_sessions;
+    uint64_t use_clock, gen_clock;
+    int64_t kv_evictions, kv_preemptions;
     /* rows of logits in host memory the backend reads into fastest, kept for reuse
      * (glmv_logits_new): a page-locked allocation costs more than a request's prefill */
     pthread_mutex_t rows_mu;
@@ -139,6 +148,16 @@ struct glmv_session {
     int chunk;                             /* prefill rows per pass */
 
     float **kc, **vc;                      /* per layer (n_ctx, nkv*hd), post-RoPE keys */
+    /* the cache's backing (glmv_kv_ensure): rows [0, kv_rows) of every kc[l], vc[l] are backed,
+     * kv_bytes of each; kv_granule is the backend's unit, kv_reserved each range's size; with
+     * kv_growing 0 (no be->reserve) all n_ctx rows were allocated at once */
+    int64_t kv_rows;
+    size_t kv_bytes, kv_granule, kv_reserved;
+    int kv_growing;
+    int busy;                              /* a generation runs on it (or waits, preempted) */
+    int suspended;                         /* preempted: its rows [0, pos) are on the host (session.c) */
+    int evictable;                         /* its cache only waits for a next request's prefix */
+    uint64_t last_use;
     /* scratch (backend memory), chunk rows each */
     float *x, *xn, *t1;                    /* (chunk, H) */
     float *q;                              /* (chunk, nh*hd + 2 nkv*hd): q, or [q | k | v] when joined */
@@ -261,8 +280,18 @@ typedef struct {
  * one-row items go through matmul_rows and the decode attention as a decode step alone
  * would (bit for bit glmv_batch_decode's rows); on a device all rows share one product. */
 int glmv_batch_eval(glmv_batch *b, const glmv_batch_item *it, int n, char *err);
+/* The same with the model lock held by the caller. */
+int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *it, int n, char *err);
 
 /* ---- session.c ---- */
+/* Back s's KV cache for `rows` rows (under the model lock): within the budget, after giving
+ * back idle caches (m->sessions' evictable ones, least recently used first). 0, or -1 with
+ * GLMV_E_NOMEM when the memory is not there. */
+int glmv_kv_ensure(glmv_session *s, int64_t rows, char *err);
+/* Give back all of s's cache beyond `rows` rows (under the model lock). */
+void glmv_kv_shrink(glmv_session *s, int64_t rows);
+/* s's prefill scratch (glmv_text_forward's), made on first use (under the model lock). */
+int glmv_session_scratch(glmv_session *s, char *err);
 /* Prefill ids (placeholders already expanded) at s->pos with n_img images whose
  * patch rows (n_rows, 3*T*P*P) are on the host: vision tower, splice, M-RoPE
  * positions (sets s->rope_delta), forward. logits (host, V) of the last token. */

@@ -100,6 +100,16 @@ struct glmv_backend {
      * the bus's speed instead of a copy through a staging buffer); NULL: malloc and free. */
     void *(*host_alloc)(glmv_backend *be, size_t bytes);
     void (*host_free)(glmv_backend *be, void *p);
+    /* Memory that grows as it is used (the KV caches): reserve takes an address range of `bytes`
+     * with nothing behind it yet and says in *granule the unit commit backs it in; commit backs
+     * the range's first `bytes` (a multiple of the granule): 0, or -1 when the memory is not there
+     * (nothing changed); decommit gives back all but the first `keep` bytes (a multiple of the
+     * granule; after the ops queued before it are done); release frees the range. NULL: none
+     * (alloc stands in, all of it backed at once). */
+    void *(*reserve)(glmv_backend *be, size_t bytes, size_t *granule);
+    int (*commit)(glmv_backend *be, void *p, size_t bytes);
+    void (*decommit)(glmv_backend *be, void *p, size_t keep);
+    void (*release)(glmv_backend *be, void *p);
     void (*copy)(glmv_backend *be, void *dst, const void *src, size_t bytes);
     void (*sync)(glmv_backend *be);
     /* y[i, :cols] = x[i, :cols] for rows of strides ldy, ldx (floats; backend memory): the
@@ -203,8 +213,9 @@ struct glmv_backend {
     void *(*graph_end)(glmv_backend *be);
     int (*graph_run)(glmv_backend *be, void *graph);
     void (*graph_free)(glmv_backend *be, void *graph);
-    /* Bytes of device memory in use (the whole device's view), for glmv_device_bytes. */
+    /* Bytes of device memory in use (the whole device's view), for glmv_device_bytes; and free. */
     int64_t (*device_bytes)(glmv_backend *be);
+    int64_t (*device_free)(glmv_backend *be);
     const char *device_name;    /* e.g. "NVIDIA H200" */
 };
 

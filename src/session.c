@@ -29,6 +29,33 @@
 
 static glmv_image_params processor_params(const glmv_config *c, int video);
 
+/* The session's prefill scratch (glmv_text_forward's, s->chunk rows), made on first use: a
+ * session that only runs in batched passes never needs it (under the model lock). */
+int glmv_session_scratch(glmv_session *s, char *err) {
+    if (s->x) return 0;
+    glmv_model *m = s->m;
+    const glmv_config *c = &m->cfg;
+    glmv_backend *be = m->be;
+    int64_t H = c->hidden_size, I = c->intermediate_size, C = s->chunk;
+    int64_t qd = (int64_t)c->num_attention_heads * c->head_dim;
+    int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
+    int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
+    int half = GLMV_MAX(rot / 2, 1);
+    float **bufs[] = {&s->x, &s->xn, &s->t1, &s->q, &s->att, &s->gu, &s->h, &s->cos, &s->sin, &s->logits_dev};
+    int64_t n[] = {C * H, C * H, C * H, C * (qd + 2 * kvd), C * qd, C * 2 * I, C * I, C * half, C * half,
+                   c->vocab_size};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        *bufs[i] = be->alloc(be, glmv_mul_size(sizeof(float), (size_t)n[i]));
+        if (*bufs[i]) continue;
+        for (size_t j = 0; j < i; j++) { /* all or nothing: s->x says it is there */
+            be->free(be, *bufs[j]);
+            *bufs[j] = NULL;
+        }
+        return glmv_errc(err, GLMV_E_NOMEM, "out of memory for a prefill of %lld rows", (long long)C);
+    }
+    return 0;
+}
+
 int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
     *out = NULL;
     const glmv_config *c = &m->cfg;
@@ -46,8 +73,7 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
     s->n_ctx = n_ctx;
     s->chunk = GLMV_MIN(be->caps.prefill_chunk > 0 ? be->caps.prefill_chunk : 256, n_ctx);
     int L = c->num_hidden_layers;
-    int64_t H = c->hidden_size, I = c->intermediate_size, C = s->chunk;
-    int64_t qd = (int64_t)c->num_attention_heads * c->head_dim;
+    int64_t H = c->hidden_size, C = s->chunk;
     int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
     int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
     int half = GLMV_MAX(rot / 2, 1);
@@ -55,16 +81,25 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
     s->vc = calloc((size_t)L, sizeof(float *));
     int oom = !s->kc || !s->vc;
     size_t kvb = glmv_mul_size(glmv_mul_size((size_t)n_ctx, (size_t)kvd), sizeof(float));
+    /* the cache as address space, backed as the sequence grows (glmv_kv_ensure); where the
+     * backend cannot, all of it now */
+    s->kv_growing = be->reserve != NULL;
     for (int l = 0; l < L && !oom; l++) {
-        s->kc[l] = be->alloc(be, kvb);
-        s->vc[l] = be->alloc(be, kvb);
+        if (s->kv_growing) {
+            s->kc[l] = be->reserve(be, kvb, &s->kv_granule);
+            s->vc[l] = be->reserve(be, kvb, &s->kv_granule);
+        } else {
+            s->kc[l] = be->alloc(be, kvb);
+            s->vc[l] = be->alloc(be, kvb);
+        }
         oom = !s->kc[l] || !s->vc[l];
     }
-#define BA(p, n) if (!oom) { p = be->alloc(be, sizeof(float) * (size_t)(n)); oom = !p; }
-    BA(s->x, C * H) BA(s->xn, C * H) BA(s->t1, C * H)
-    BA(s->q, C * (qd + 2 * kvd)) BA(s->att, C * qd) BA(s->gu, C * 2 * I) BA(s->h, C * I)
-    BA(s->cos, C * half) BA(s->sin, C * half) BA(s->logits_dev, c->vocab_size)
-#undef BA
+    if (s->kv_growing) {
+        s->kv_reserved = (kvb + s->kv_granule - 1) / s->kv_granule * s->kv_granule;
+    } else {
+        s->kv_rows = n_ctx;
+        s->kv_bytes = kvb;
+    }
     if (!oom) {
         s->hcos = malloc(sizeof(float) * (size_t)(C * half));
         s->hsin = malloc(sizeof(float) * (size_t)(C * half));
@@ -76,6 +111,20 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
             s->hemb = malloc(glmv_mul_size((size_t)(C * H), sizeof(float)));
             oom = !s->hemb;
         }
+    }
+    if (!oom) { /* listed in the model, for the budget's evictions */
+        glmv_model_lock(m);
+        if (m->n_sessions == m->cap_sessions) {
+            int cap = m->cap_sessions ? 2 * m->cap_sessions : 8;
+            glmv_session **ns = realloc(m->sessions, sizeof *ns * (size_t)cap);
+            if (ns) {
+                m->sessions = ns;
+                m->cap_sessions = cap;
+            }
+        }
+        oom = m->n_sessions == m->cap_sessions;
+        if (!oom) m->sessions[m->n_sessions++] = s;
+        glmv_model_unlock(m);
     }
     if (oom) {
         glmv_session_free(s);
@@ -89,10 +138,19 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
 void glmv_session_free(glmv_session *s) {
     if (!s) return;
     glmv_session_share(s, 0, NULL);
-    glmv_backend *be = s->m->be;
-    for (int l = 0; l < s->m->cfg.num_hidden_layers; l++) {
-        if (s->kc && s->kc[l]) be->free(be, s->kc[l]);
-        if (s->vc && s->vc[l]) be->free(be, s->vc[l]);
+    glmv_model *m = s->m;
+    glmv_backend *be = m->be;
+    glmv_model_lock(m);
+    for (int i = 0; i < m->n_sessions; i++)
+        if (m->sessions[i] == s) {
+            m->sessions[i] = m->sessions[--m->n_sessions];
+            break;
+        }
+    if (s->kv_growing) glmv_kv_shrink(s, 0);
+    glmv_model_unlock(m);
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
+        if (s->kc && s->kc[l]) (s->kv_growing ? be->release : be->free)(be, s->kc[l]);
+        if (s->vc && s->vc[l]) (s->kv_growing ? be->release : be->free)(be, s->vc[l]);
     }
     glmv_batch_free(s->b1);
     float *bufs[] = {s->x, s->xn, s->t1, s->q, s->att, s->gu, s->h, s->cos, s->sin, s->logits_dev};
@@ -110,11 +168,93 @@ void glmv_session_free(glmv_session *s) {
     free(s);
 }
 
+/* ------------------------------------------------------------------ the KV budget */
+
+void glmv_kv_shrink(glmv_session *s, int64_t rows) {
+    if (!s->kv_growing) return;
+    glmv_model *m = s->m;
+    glmv_backend *be = m->be;
+    size_t rb = sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
+    size_t keep = ((size_t)rows * rb + s->kv_granule - 1) / s->kv_granule * s->kv_granule;
+    if (keep >= s->kv_bytes) return;
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
+        be->decommit(be, s->kc[l], keep);
+        be->decommit(be, s->vc[l], keep);
+    }
+    m->kv_used -= (int64_t)(s->kv_bytes - keep) * 2 * m->cfg.num_hidden_layers;
+    s->kv_bytes = keep;
+    s->kv_rows = (int64_t)(keep / rb);
+    if (s->kv_rows > s->n_ctx) s->kv_rows = s->n_ctx;
+}
+
+/* An idle cache to give back: the least recently used session whose cache only waits for a
+ * next request's prefix (not s, not one a generation runs on). */
+static glmv_session *kv_victim(glmv_model *m, const glmv_session *s) {
+    glmv_session *v = NULL;
+    for (int i = 0; i < m->n_sessions; i++) {
+        glmv_session *o = m->sessions[i];
+        if (o == s || o->busy || !o->evictable || o->kv_bytes == 0) continue;
+        if (!v || o->last_use < v->last_use) v = o;
+    }
+    return v;
+}
+
+static void kv_evict(glmv_session *o) {
+    o->pos = 0;
+    o->n_seg_hash = 0;
+    glmv_kv_shrink(o, 0);
+    o->m->kv_evictions++;
+}
+
+int glmv_kv_ensure(glmv_session *s, int64_t rows, char *err) {
+    glmv_model *m = s->m;
+    s->last_use = ++m->use_clock;
+    if (rows <= s->kv_rows || !s->kv_growing) return 0;
+    if (rows > s->n_ctx) rows = s->n_ctx;
+    glmv_backend *be = m->be;
+    int L = m->cfg.num_hidden_layers;
+    size_t rb = sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
+    size_t want = ((size_t)rows * rb + s->kv_granule - 1) / s->kv_granule * s->kv_granule;
+    if (want > s->kv_reserved) want = s->kv_reserved;
+    int64_t add = (int64_t)(want - s->kv_bytes) * 2 * L;
+    for (;;) {
+        glmv_session *v;
+        if (m->kv_budget > 0 && m->kv_used + add > m->kv_budget) {
+            if ((v = kv_victim(m, s)) != NULL) {
+                kv_evict(v);
+                continue;
+            }
+            return glmv_errc(err, GLMV_E_NOMEM, "KV cache memory exhausted: %lld MB of %lld MB in use, %lld MB more "
+                             "asked for", (long long)(m->kv_used >> 20), (long long)(m->kv_budget >> 20),
+                             (long long)(add >> 20));
+        }
+        int l = 0, ok = 1;
+        for (; l < L && ok; l++) ok = be->commit(be, s->kc[l], want) == 0 && be->commit(be, s->vc[l], want) == 0;
+        if (ok) break;
+        for (int j = 0; j < l; j++) { /* nothing changed: back to what it was */
+            be->decommit(be, s->kc[j], s->kv_bytes);
+            be->decommit(be, s->vc[j], s->kv_bytes);
+        }
+        if ((v = kv_victim(m, s)) != NULL) { /* the device itself is full: an idle cache makes room */
+            kv_evict(v);
+            continue;
+        }
+        return glmv_errc(err, GLMV_E_NOMEM, "KV cache memory exhausted: the device has no room for %lld MB "
+                         "more (%lld MB in use)", (long long)(add >> 20), (long long)(m->kv_used >> 20));
+    }
+    m->kv_used += add;
+    s->kv_bytes = want;
+    s->kv_rows = (int64_t)(want / rb);
+    if (s->kv_rows > s->n_ctx) s->kv_rows = s->n_ctx;
+    return 0;
+}
+
 void glmv_session_reset(glmv_session *s) {
     glmv_model_lock(s->m); /* a sharing session's pos is read by the others */
     s->pos = 0;
     s->rope_delta = 0;
     s->n_seg_hash = 0;
+    glmv_kv_shrink(s, 0); /* the memory back to the budget */
     glmv_model_unlock(s->m);
 }
 
@@ -682,7 +822,7 @@ static int64_t share_prefix(glmv_session *s, const glmv_config *c, const int32_t
     int best_seg = *seg0;
     for (int i = 0; i < m->n_sharing; i++) {
         const glmv_session *o = m->sharing[i];
-        if (o == s || o->pos <= best) continue;
+        if (o == s || o->pos <= best || o->suspended) continue;
         int sg = 0;
         int64_t L = reusable_prefix(o, c, ids, n, grid, hashes, n_seg, &sg);
         if (L > best) {
@@ -692,6 +832,8 @@ static int64_t share_prefix(glmv_session *s, const glmv_config *c, const int32_t
         }
     }
     if (!d) return own;
+    char e2[GLMV_ERR_SIZE];
+    if (glmv_kv_ensure(s, best, e2)) return own; /* no memory for the copy: computed as it comes */
     if (best_seg > s->cap_seg_hash) {
         uint64_t *nh = realloc(s->seg_hash, sizeof(uint64_t) * (size_t)best_seg);
         if (!nh) return own; /* computed instead */
@@ -896,6 +1038,12 @@ struct glmv_gen {
     int64_t pf_n, pf_off;
     uint64_t *pf_hs;
     int pf_nseg;
+    /* the KV budget (glmv_gen_eval_batch): the newest generation (ticket) gives way when memory
+     * runs out; preempted, its rows are in swap (host, K then V of every layer) until it
+     * resumes; waiting: its work was not done in the last pass (no memory for it) */
+    uint64_t ticket;
+    float *swap;
+    int waiting;
 };
 
 /* The prompt's inputs released (the embeddings under the model lock: they are the backend's). */
@@ -953,6 +1101,17 @@ static void discard_emit(void *user, glmv_text_kind kind, const char *text, size
 void glmv_gen_free(glmv_gen *q) {
     if (!q) return;
     gen_prompt_free(q);
+    glmv_session *s = q->s;
+    glmv_model_lock(s->m); /* the cache now only waits for a next request (a preempted one is gone) */
+    if (s->suspended) {
+        s->suspended = 0;
+        s->pos = 0;
+        s->n_seg_hash = 0;
+    }
+    s->busy = 0;
+    s->evictable = 1;
+    glmv_model_unlock(s->m);
+    free(q->swap);
     if (q->have_jo) json_out_free(&q->jo);
     if (q->spl) glmv_splitter_free(q->spl);
     free(q->g.reasoning.p);
@@ -969,6 +1128,7 @@ void glmv_gen_free(glmv_gen *q) {
 
 int32_t glmv_gen_token(const glmv_gen *q) { return q->next; }
 int glmv_gen_prompt_left(const glmv_gen *q) { return (int)(q->pf_n - q->pf_off); }
+int glmv_gen_pending(const glmv_gen *q) { return q->pf_off < q->pf_n || q->waiting || q->s->suspended; }
 glmv_session *glmv_gen_session(const glmv_gen *q) { return q->s; }
 
 /* The prompt stage: what a request's messages become before any model computation, read-only
@@ -1178,6 +1338,9 @@ static int gen_begin(glmv_gen **qout, glmv_session *s, const glmv_prompt *p, con
          * longer one that another sharing session holds */
         int seg0 = 0;
         glmv_model_lock(m);
+        s->busy = 1; /* its cache is not given back while a generation runs on it */
+        s->evictable = 0;
+        q->ticket = ++m->gen_clock;
         int64_t start = reusable_prefix(s, c, ids, n, (const int(*)[3])md->grid, p->hs, md->n, &seg0);
         if (s->sharing) {
             int64_t own = start;
@@ -1269,6 +1432,8 @@ int glmv_gen_step(glmv_gen *q, char *err) {
     if (q->pf_off < q->pf_n)
         return glmv_errc(err, GLMV_E_INVALID, "generate: %lld prompt tokens are still to evaluate "
                          "(glmv_gen_eval_batch)", (long long)(q->pf_n - q->pf_off));
+    if (q->waiting || q->s->suspended)
+        return glmv_errc(err, GLMV_E_INVALID, "generate: the last token is still to evaluate (glmv_gen_eval_batch)");
     glmv_session *s = q->s;
     glmv_model *m = s->m;
     const glmv_config *c = &m->cfg;
@@ -1422,11 +1587,140 @@ int glmv_gen_start_raw(glmv_gen **out, glmv_session *s, const char *prompt, cons
     return gen_start(out, s, NULL, 0, prompt, sp, cb, user, err);
 }
 
+/* Preemption (under the model lock): q's cache rows go to the host and its memory back to
+ * the budget; gen_swap_in brings them back when there is room again. Exact: the same floats. */
+static int gen_swap_out(glmv_gen *q, char *err) {
+    glmv_session *s = q->s;
+    glmv_model *m = s->m;
+    glmv_backend *be = m->be;
+    int L = m->cfg.num_hidden_layers;
+    size_t row = (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim, per = row * (size_t)s->pos;
+    q->swap = s->pos > 0 ? malloc(glmv_mul_size(sizeof(float) * 2 * (size_t)L, per)) : NULL;
+    if (s->pos > 0 && !q->swap) return glmv_errc(err, GLMV_E_NOMEM, "out of host memory to preempt a sequence");
+    for (int l = 0; l < L && per > 0; l++) {
+        be->read(be, q->swap + (size_t)(2 * l) * per, s->kc[l], sizeof(float) * per);
+        be->read(be, q->swap + (size_t)(2 * l + 1) * per, s->vc[l], sizeof(float) * per);
+    }
+    glmv_kv_shrink(s, 0);
+    s->suspended = 1;
+    m->kv_preemptions++;
+    return 0;
+}
+
+static int gen_swap_in(glmv_gen *q, char *err) {
+    glmv_session *s = q->s;
+    glmv_model *m = s->m;
+    glmv_backend *be = m->be;
+    if (glmv_kv_ensure(s, s->pos + 1, err)) return -1;
+    int L = m->cfg.num_hidden_layers;
+    size_t per = (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim * (size_t)s->pos;
+    for (int l = 0; l < L && per > 0; l++) {
+        be->write(be, s->kc[l], q->swap + (size_t)(2 * l) * per, sizeof(float) * per);
+        be->write(be, s->vc[l], q->swap + (size_t)(2 * l + 1) * per, sizeof(float) * per);
+    }
+    free(q->swap);
+    q->swap = NULL;
+    s->suspended = 0;
+    return 0;
+}
+
+/* One pass for up to b's capacity of generations (gens[0, g)), under the model lock. Memory
+ * first: preempted generations resume, oldest first, while there is room; then each one's rows
+ * are backed, oldest first, and when they cannot be, the newest generation holding a cache
+ * gives way (preempted), or, when none is newer, this one waits for a later pass. */
+static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, glmv_batch_item *it, glmv_gen **pg,
+                      int64_t *take, char *err) {
+    glmv_model *m = b->m;
+    int max_rows = glmv_batch_max_rows(b);
+    char e2[GLMV_ERR_SIZE];
+    for (int j = 0; j < g; j++)
+        if (gens[j]->done) return glmv_errc(err, GLMV_E_INVALID, "batch: generation %d has finished", j);
+    for (;;) { /* the oldest preempted generation, while it fits */
+        glmv_gen *o = NULL;
+        for (int j = 0; j < g; j++)
+            if (gens[j]->s->suspended && (!o || gens[j]->ticket < o->ticket)) o = gens[j];
+        if (!o || gen_swap_in(o, e2)) break;
+    }
+    /* the plan: every running generation's token, then prompt chunks in the rows left */
+    int k = 0;
+    int64_t rows = 0;
+    for (int j = 0; j < g; j++) {
+        glmv_gen *q = gens[j];
+        q->waiting = 1; /* until its work is done below */
+        if (q->s->suspended || q->pf_off < q->pf_n) continue;
+        it[k] = (glmv_batch_item){q->s, 1, &q->next, NULL, NULL, 0, q->logits};
+        pg[k] = q;
+        take[k++] = 1;
+        rows++;
+    }
+    for (int j = 0; j < g; j++) {
+        glmv_gen *q = gens[j];
+        int64_t left = q->pf_n - q->pf_off, t = GLMV_MIN(left, max_rows - rows);
+        if (q->s->suspended || left <= 0 || t <= 0) continue;
+        it[k] = (glmv_batch_item){q->s,
+                                  t,
+                                  q->pf_ids + q->pf_off,
+                                  q->pf_emb + q->pf_off * q->s->m->cfg.hidden_size,
+                                  q->pf_pos + q->pf_off,
+                                  q->pf_n,
+                                  t == left ? q->logits : NULL};
+        pg[k] = q;
+        take[k++] = t;
+        rows += t;
+    }
+    /* memory for each planned item, oldest generation first */
+    for (;;) {
+        int at = -1;
+        for (int j = 0; j < k; j++)
+            if (it[j].s && it[j].s->kv_rows < GLMV_MIN(it[j].s->pos + it[j].n, it[j].s->n_ctx) &&
+                (at < 0 || pg[j]->ticket < pg[at]->ticket))
+                at = j;
+        if (at < 0) break;
+        if (glmv_kv_ensure(it[at].s, it[at].s->pos + it[at].n, e2) == 0) continue;
+        glmv_gen *v = NULL; /* the newest generation holding a cache, newer than this one */
+        for (int j = 0; j < g; j++) {
+            glmv_gen *o = gens[j];
+            if (o->ticket > pg[at]->ticket && !o->s->suspended && o->s->kv_bytes > 0 && (!v || o->ticket > v->ticket))
+                v = o;
+        }
+        if (v) {
+            if (gen_swap_out(v, err)) return -1;
+            for (int j = 0; j < k; j++)
+                if (pg[j] == v) it[j].s = NULL; /* out of this pass */
+            continue;
+        }
+        /* nothing to take the memory from: this one waits, unless nobody else holds any (then
+         * it can never fit) */
+        int64_t own = (int64_t)it[at].s->kv_bytes * 2 * m->cfg.num_hidden_layers;
+        if (m->kv_used - own <= 0)
+            return glmv_errc(err, GLMV_E_NOMEM, "a sequence of %lld tokens does not fit the KV cache budget "
+                             "(%lld MB): %s", (long long)(it[at].s->pos + it[at].n),
+                             (long long)(m->kv_budget >> 20), e2);
+        it[at].s = NULL;
+    }
+    int kk = 0;
+    for (int j = 0; j < k; j++)
+        if (it[j].s) {
+            it[kk] = it[j];
+            pg[kk] = pg[j];
+            take[kk++] = take[j];
+        }
+    if (kk > 0 && glmv_batch_eval_locked(b, it, kk, err)) return -1;
+    for (int j = 0; j < kk; j++) {
+        pg[j]->waiting = 0;
+        if (pg[j]->pf_off < pg[j]->pf_n) pg[j]->pf_off += take[j];
+    }
+    for (int j = 0; j < g; j++) /* prompts still in chunks are pending through pf_off */
+        if (gens[j]->pf_off < gens[j]->pf_n) gens[j]->waiting = 0;
+    return kk;
+}
+
 int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err) {
-    int cap = glmv_batch_capacity(b), max_rows = glmv_batch_max_rows(b);
-    glmv_batch_item *it = malloc(sizeof *it * (size_t)GLMV_MIN(n > 0 ? n : 1, cap));
-    glmv_gen **pg = malloc(sizeof *pg * (size_t)GLMV_MIN(n > 0 ? n : 1, cap));
-    int64_t *take = malloc(sizeof *take * (size_t)GLMV_MIN(n > 0 ? n : 1, cap));
+    int cap = glmv_batch_capacity(b);
+    size_t g0 = (size_t)GLMV_MIN(n > 0 ? n : 1, cap);
+    glmv_batch_item *it = malloc(sizeof *it * g0);
+    glmv_gen **pg = malloc(sizeof *pg * g0);
+    int64_t *take = malloc(sizeof *take * g0);
     if (!it || !pg || !take) {
         free(it);
         free(pg);
@@ -1434,40 +1728,14 @@ int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err) 
         return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
     }
     int rc = 0;
-    for (int i0 = 0; i0 < n && !rc; i0 += cap) {
-        int g = GLMV_MIN(cap, n - i0), k = 0, np = 0;
-        int64_t rows = 0;
-        for (int j = 0; j < g; j++) { /* the decode tokens first: every one of them goes */
-            glmv_gen *q = gens[i0 + j];
-            if (q->done) {
-                rc = glmv_errc(err, GLMV_E_INVALID, "batch: generation %d has finished", i0 + j);
-                break;
-            }
-            if (q->pf_off < q->pf_n) continue;
-            it[k++] = (glmv_batch_item){q->s, 1, &q->next, NULL, NULL, 0, q->logits};
-            rows++;
-        }
-        for (int j = 0; j < g && !rc; j++) { /* then the prompts' chunks in the rows left */
-            glmv_gen *q = gens[i0 + j];
-            int64_t left = q->pf_n - q->pf_off, t = GLMV_MIN(left, max_rows - rows);
-            if (left <= 0 || t <= 0) continue;
-            int last = t == left;
-            it[k++] = (glmv_batch_item){q->s,
-                                        t,
-                                        q->pf_ids + q->pf_off,
-                                        q->pf_emb + q->pf_off * q->s->m->cfg.hidden_size,
-                                        q->pf_pos + q->pf_off,
-                                        q->pf_n,
-                                        last ? q->logits : NULL};
-            pg[np] = q;
-            take[np++] = t;
-            rows += t;
-        }
-        if (!rc) rc = glmv_batch_eval(b, it, k, err);
-        for (int j = 0; j < np && !rc; j++) { /* a prompt all in the cache: the first token may be picked */
+    for (int i0 = 0; i0 < n && rc >= 0; i0 += cap) {
+        int g = GLMV_MIN(cap, n - i0);
+        glmv_model_lock(b->m);
+        rc = eval_group(b, gens + i0, g, it, pg, take, err);
+        glmv_model_unlock(b->m);
+        for (int j = 0; j < rc; j++) { /* a prompt all in the cache: the first token may be picked */
             glmv_gen *q = pg[j];
-            q->pf_off += take[j];
-            if (q->pf_off < q->pf_n) continue;
+            if (q->pf_off < q->pf_n || !q->pf_ids) continue;
             record_segments(q->s, q->pf_hs, q->pf_nseg, 1);
             gen_prompt_free(q);
             q->res.prefill_ms = glmv_now_ms() - q->t1 - q->res.vision_ms;
@@ -1477,7 +1745,7 @@ int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err) 
     free(it);
     free(pg);
     free(take);
-    return rc ? -1 : 0;
+    return rc < 0 ? -1 : 0;
 }
 
 /* one generation on its own: each token evaluated as it is picked */

@@ -76,6 +76,11 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
     }
 }
 
+/* The session's scratch made and its cache backed for `rows` rows (under the model lock). */
+static int session_ready(glmv_session *s, int64_t rows, char *err) {
+    return glmv_session_scratch(s, err) || glmv_kv_ensure(s, rows, err) ? -1 : 0;
+}
+
 int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const int32_t *pos,
                       int64_t n, float *logits, char *err) {
     glmv_model *m = s->m;
@@ -97,6 +102,11 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
     for (int64_t off = 0; off < n; off += s->chunk) {
         int64_t k = GLMV_MIN((int64_t)s->chunk, n - off);
         glmv_model_lock(m); /* per chunk: other sessions' decode steps run in between */
+        s->evictable = 0; /* the caller holds on to this cache */
+        if (session_ready(s, s->pos + k, err)) {
+            glmv_model_unlock(m);
+            return -1;
+        }
         if (x)
             be->copy(be, s->x, x + off * H, sizeof(float) * (size_t)(k * H));
         else
@@ -234,8 +244,19 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
 /* ref: Glm4vTextModel.forward for one new token of each sequence. Every op but attention
  * takes the n rows together (the weights read once per step); attention runs per
  * sequence over its own cache; each row is computed as it would be alone (matmul_rows). */
+static int batch_decode_locked(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
+                               float *const *logits, char *err);
+
 int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
                       float *const *logits, char *err) {
+    glmv_model_lock(b->m);
+    int rc = batch_decode_locked(b, ss, ids, n, logits, err);
+    glmv_model_unlock(b->m);
+    return rc;
+}
+
+static int batch_decode_locked(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
+                               float *const *logits, char *err) {
     glmv_model *m = b->m;
     const glmv_config *c = &m->cfg;
     if (n <= 0) return 0;
@@ -255,13 +276,16 @@ int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
             if (ss[j] == ss[i])
                 return glmv_errc(err, GLMV_E_INVALID, "batch: sequences %d and %d share a session", j, i);
     }
-    glmv_model_lock(m);
-    int rc = batch_step(b, ss, ids, n, logits, err);
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        ss[i]->evictable = 0;
+        rc = glmv_kv_ensure(ss[i], ss[i]->pos + 1, err);
+    }
+    if (!rc) rc = batch_step(b, ss, ids, n, logits, err);
     for (int i = 0; i < n && !rc; i++) { /* under the lock: sharing sessions read them */
         ss[i]->hist[ss[i]->pos] = ids[i];
         ss[i]->pos++;
     }
-    glmv_model_unlock(m);
     return rc ? -1 : 0;
 }
 
@@ -482,6 +506,13 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
 }
 
 int glmv_batch_eval(glmv_batch *b, const glmv_batch_item *items, int n, char *err) {
+    glmv_model_lock(b->m);
+    int rc = glmv_batch_eval_locked(b, items, n, err);
+    glmv_model_unlock(b->m);
+    return rc;
+}
+
+int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, char *err) {
     glmv_model *m = b->m;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
@@ -524,7 +555,7 @@ int glmv_batch_eval(glmv_batch *b, const glmv_batch_item *items, int n, char *er
                 ids[j] = items[i0 + j].ids[0];
                 lg[j] = items[i0 + j].logits;
             }
-            if (glmv_batch_decode(b, ss, ids, k, lg, err)) return -1;
+            if (batch_decode_locked(b, ss, ids, k, lg, err)) return -1;
         }
         return 0;
     }
@@ -545,7 +576,10 @@ int glmv_batch_eval(glmv_batch *b, const glmv_batch_item *items, int n, char *er
     for (int i = 0; i < n; i++)
         if (items[i].n > 1) it[k++] = &items[i];
     int rc = -1;
-    glmv_model_lock(m);
+    for (int i = 0; i < n; i++) {
+        it[i]->s->evictable = 0;
+        if (glmv_kv_ensure(it[i]->s, it[i]->s->pos + it[i]->n, err)) goto done;
+    }
     if (b->rows < R && batch_rows_alloc(b, (int)GLMV_MAX(R, glmv_batch_max_rows(b)))) {
         batch_rows_alloc(b, b->cap); /* back to what decode steps need */
         glmv_errc(err, GLMV_E_NOMEM, "out of memory for a step of %lld rows", (long long)R);
@@ -621,7 +655,6 @@ int glmv_batch_eval(glmv_batch *b, const glmv_batch_item *items, int n, char *er
     }
     rc = 0;
 done:
-    glmv_model_unlock(m);
     free(it);
     free(r0);
     free(dids);

@@ -1718,8 +1718,10 @@ TEST(decode_graphs) {
 
 /* deferred 0: each generation's prompt prefilled when it starts (glmv_gen_start), its tokens
  * batched; 1: prompts left to glmv_gen_eval_batch (glmv_gen_begin_prompt) in chunks of at most
- * prompt_rows rows, in the same passes as the running generations' tokens. */
-static void batched_vs_alone(int deferred, int prompt_rows) {
+ * prompt_rows rows, in the same passes as the running generations' tokens. half_seqs > 0: the
+ * KV budget holds that many halves of the largest cache a generation alone needed, so that the
+ * newest generations are preempted (their caches to the host and back) and wait. */
+static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs) {
     char err[GLMV_ERR_SIZE];
     glmv_model *m = load_demo(err);
     if (!m) return;
@@ -1734,6 +1736,11 @@ static void batched_vs_alone(int deferred, int prompt_rows) {
     int ok = 1;
     for (int i = 0; i < N && ok; i++) {
         ok = glmv_session_new(&ss[i], m, 1024, err) == 0;
+        /* with a budget, caches grow 8 rows at a time (the backend's granule is 64 KB on the CPU,
+         * 2 MB on CUDA: whole sequences of the demo model), so that running sequences keep asking
+         * for memory; the backend still backs whole granules of its own */
+        if (ok && half_seqs && ss[i]->kv_growing)
+            ss[i]->kv_granule = 8 * sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
         glmv_part parts[2];
         glmv_message msg;
         glmv_sampling sp;
@@ -1742,6 +1749,13 @@ static void batched_vs_alone(int deferred, int prompt_rows) {
         if (ok) ok = glmv_generate(ss[i], &msg, 1, &sp, NULL, NULL, &alone[i], err) == 0;
         CHECK_MSG(ok, "alone %d: %s", i, err);
     }
+    int64_t budget = 0, peak = 0;
+    for (int i = 0; i < N && ok && half_seqs; i++) {
+        int64_t need = (int64_t)ss[i]->kv_bytes * 2 * m->cfg.num_hidden_layers;
+        if (need * half_seqs / 2 > budget) budget = need * half_seqs / 2;
+    }
+    if (half_seqs) m->kv_budget = budget;
+    int64_t preempted0 = m->kv_preemptions;
     glmv_batch *b = NULL;
     if (ok) {
         ok = glmv_batch_new(&b, m, 5, err) == 0; /* fewer rows than generations: 5, then 1 */
@@ -1778,9 +1792,10 @@ static void batched_vs_alone(int deferred, int prompt_rows) {
         int n_run = 0, n_prompts = 0, left[N] = {0};
         for (int i = 0; i < started && ok; i++) {
             if (done[i]) continue;
-            if (deferred && (left[i] = glmv_gen_prompt_left(g[i])) > 0) { /* a chunk of its prompt */
+            if (deferred && glmv_gen_pending(g[i])) { /* a chunk of its prompt, or waiting for memory */
+                left[i] = glmv_gen_prompt_left(g[i]);
                 run[n_run++] = g[i];
-                n_prompts++;
+                n_prompts += left[i] > 0;
                 continue;
             }
             int r = glmv_gen_step(g[i], err);
@@ -1797,6 +1812,7 @@ static void batched_vs_alone(int deferred, int prompt_rows) {
         if (n_run > max_batch) max_batch = n_run;
         if (n_run) ok = glmv_gen_eval_batch(b, run, n_run, err) == 0;
         CHECK_MSG(ok, "%s", err);
+        if (m->kv_used > peak) peak = m->kv_used;
         mixed += n_prompts > 0 && n_prompts < n_run;
         two_prompts += n_prompts >= 2;
         for (int i = 0; i < started && ok; i++) /* a prompt that advanced and is not done: in chunks */
@@ -1806,7 +1822,14 @@ static void batched_vs_alone(int deferred, int prompt_rows) {
         steps++;
     }
     CHECK_MSG(max_batch >= 5, "at most %d generations ran together", max_batch);
-    if (deferred)
+    if (half_seqs) {
+        int64_t pre = m->kv_preemptions - preempted0;
+        printf("  KV budget %lld KB: peak %lld KB, %lld preemptions\n", (long long)(budget >> 10), (long long)(peak >> 10),
+               (long long)pre);
+        CHECK_MSG(pre >= 1 && peak <= budget, "%lld preemptions, peak %lld of %lld bytes", (long long)pre,
+                  (long long)peak, (long long)budget);
+    }
+    if (deferred && !half_seqs)
         CHECK_MSG(mixed >= 3 && chunked >= 3 && two_prompts >= 1,
                   "%d passes mixed prompts with tokens, %d chunks left a prompt unfinished, %d took two prompts",
                   mixed, chunked, two_prompts);
@@ -1857,8 +1880,9 @@ static void batched_vs_alone(int deferred, int prompt_rows) {
     glmv_model_free(m);
 }
 
-TEST(batch_invariance) { batched_vs_alone(0, 0); }
-TEST(mixed_prefill) { batched_vs_alone(1, 24); }
+TEST(batch_invariance) { batched_vs_alone(0, 0, 0); }
+TEST(mixed_prefill) { batched_vs_alone(1, 24, 0); }
+TEST(kv_budget) { batched_vs_alone(1, 24, 5); }
 
 /* A backend that fails (a GPU's sticky error, made up here on the CPU backend by its status
  * hook) fails the request: glmv_generate, a prefill alone and a batched step return the
@@ -2069,6 +2093,7 @@ int main(void) {
     RUN(vision_scratch_reuse);
     RUN(batch_invariance);
     RUN(mixed_prefill);
+    RUN(kv_budget);
     RUN(decode_graphs);
     RUN(joined_qkv);
     RUN(quant_quality);

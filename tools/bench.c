@@ -392,6 +392,7 @@ typedef struct {
     int64_t passes, rows;       /* forward passes, and the rows (tokens) they carried */
     int64_t prompt_passes;      /* of them, those with prompt rows (a prefill alone, or mixed) */
     double prompt_pass_ms, decode_pass_ms, pick_ms; /* time in those passes, in the others, picking */
+    int64_t device_bytes;       /* the device's memory in use at the end, the caches still held */
     double ttft_p50_ms, ttft_max_ms; /* from the start (every request arrives then) */
 } serve_fig;
 
@@ -522,6 +523,7 @@ static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int s
             }
     }
     f->ms = now_ms() - t0;
+    f->device_bytes = glmv_device_bytes(m);
     qsort(ttft, (size_t)n_req, sizeof *ttft, cmp_double);
     f->ttft_p50_ms = ttft[(n_req - 1) / 2];
     f->ttft_max_ms = ttft[n_req - 1];
@@ -883,12 +885,13 @@ int cmd_bench(int argc, char **argv) {
             printf("%s{\"streams\": %d, \"requests\": %d, \"schedule\": \"%s\", \"prompt\": %d, \"tokens\": %d, "
                    "\"ms\": %.1f, \"generated_tokens_per_s\": %.3f, \"passes\": %lld, \"rows\": %lld, \"rows_per_pass\": %.2f, "
                    "\"ttft_p50_ms\": %.1f, \"ttft_max_ms\": %.1f, \"prompt_passes\": %lld, \"prompt_pass_ms\": %.1f, "
-                   "\"decode_pass_ms\": %.1f, \"pick_ms\": %.1f}",
+                   "\"decode_pass_ms\": %.1f, \"pick_ms\": %.1f, \"device_bytes\": %lld}",
                    i ? ", " : "", sf[i].streams, sf[i].requests, sf[i].mixed ? "mixed" : "separate", sf[i].prompt,
                    sf[i].tokens, sf[i].ms, (double)sf[i].requests * sf[i].tokens * 1e3 / sf[i].ms,
                    (long long)sf[i].passes, (long long)sf[i].rows,
                    sf[i].passes ? (double)sf[i].rows / sf[i].passes : 0.0, sf[i].ttft_p50_ms, sf[i].ttft_max_ms,
-                   (long long)sf[i].prompt_passes, sf[i].prompt_pass_ms, sf[i].decode_pass_ms, sf[i].pick_ms);
+                   (long long)sf[i].prompt_passes, sf[i].prompt_pass_ms, sf[i].decode_pass_ms, sf[i].pick_ms,
+                   (long long)sf[i].device_bytes);
         printf("], \"vision\": [");
         for (int i = 0; i < n_vis; i++)
             printf("%s{\"image\": \"%dx%d\", \"tokens\": %d, \"ms\": %.1f}", i ? ", " : "",

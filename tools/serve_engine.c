@@ -119,16 +119,13 @@ static int lib_generate(serve_engine *e, int slot, const glmv_message *msgs, int
     }
     lib_active(li, +1);
     int r = 0, code = 0;
-    while (glmv_gen_prompt_left(q) > 0)
-        if ((code = lib_step(li, q, err)) != 0) {
-            r = -1;
-            break;
-        }
-    while (!code && (r = glmv_gen_step(q, err)) == 0)
-        if ((code = lib_step(li, q, err)) != 0) {
-            r = -1;
-            break;
-        }
+    /* a pass evaluates its prompt's next chunk or its token; one that could not be done (its
+     * prompt waits for rows or memory, or it was preempted) is handed in again */
+    while (!code) {
+        if (!glmv_gen_pending(q) && (r = glmv_gen_step(q, err)) != 0) break;
+        code = lib_step(li, q, err);
+    }
+    if (code) r = -1;
     if (r < 0 && !code) code = glmv_last_error() ? (int)glmv_last_error() : GLMV_E_INTERNAL;
     lib_active(li, -1);
     if (r < 0) {

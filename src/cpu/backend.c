@@ -10,6 +10,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 #include "base.h"
@@ -45,6 +46,34 @@ static void cpu_destroy(glmv_backend *be) {
 }
 static void *cpu_alloc(glmv_backend *be, size_t bytes) { (void)be; return glmv_aligned_alloc(bytes); }
 static void cpu_free(glmv_backend *be, void *p) { (void)be; free(p); }
+
+/* Growing memory: pages the kernel backs when first written (MAP_NORESERVE), given back with
+ * MADV_DONTNEED. The range's size sits in the page before it. */
+#define CPU_GRANULE ((size_t)64 << 10)
+static void *cpu_reserve(glmv_backend *be, size_t bytes, size_t *granule) {
+    (void)be;
+    size_t size = (bytes + CPU_GRANULE - 1) / CPU_GRANULE * CPU_GRANULE + CPU_GRANULE;
+    char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    memcpy(p, &size, sizeof size);
+    *granule = CPU_GRANULE;
+    return p + CPU_GRANULE;
+}
+static int cpu_commit(glmv_backend *be, void *p, size_t bytes) { (void)be, (void)p, (void)bytes; return 0; }
+static void cpu_decommit(glmv_backend *be, void *p, size_t keep) {
+    (void)be;
+    size_t size;
+    memcpy(&size, (char *)p - CPU_GRANULE, sizeof size);
+    keep = (keep + CPU_GRANULE - 1) / CPU_GRANULE * CPU_GRANULE;
+    if (keep < size - CPU_GRANULE) madvise((char *)p + keep, size - CPU_GRANULE - keep, MADV_DONTNEED);
+}
+static void cpu_release(glmv_backend *be, void *p) {
+    (void)be;
+    if (!p) return;
+    size_t size;
+    memcpy(&size, (char *)p - CPU_GRANULE, sizeof size);
+    munmap((char *)p - CPU_GRANULE, size);
+}
 static int cpu_upload(glmv_backend *be, glmv_tensor *t, char *err) {
     (void)be; (void)err;
     t->data = t->host;
@@ -412,6 +441,10 @@ glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *
     }
     be->alloc = cpu_alloc;
     be->free = cpu_free;
+    be->reserve = cpu_reserve;
+    be->commit = cpu_commit;
+    be->decommit = cpu_decommit;
+    be->release = cpu_release;
     be->upload = cpu_upload;
     be->write = cpu_write;
     be->read = cpu_read;

@@ -96,6 +96,7 @@ static void cu_destroy(glmv_backend *be) {
     if (c) {
         cudaSetDevice(c->dev);
         if (c->stream) cudaStreamSynchronize(c->stream);
+        cuda_vm_destroy(c);
         if (c->blas) cublasDestroy(c->blas);
         if (c->scratch) cudaFree(c->scratch);
         if (c->qx) cudaFree(c->qx);
@@ -240,6 +241,12 @@ static int64_t cu_device_bytes(glmv_backend *be) {
     size_t fr = 0, tot = 0;
     if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) return c->allocated;
     return (int64_t)(tot - fr);
+}
+
+static int64_t cu_device_free(glmv_backend *be) {
+    (void)be;
+    size_t fr = 0, tot = 0;
+    return cudaMemGetInfo(&fr, &tot) == cudaSuccess ? (int64_t)fr : 0;
 }
 
 /* ------------------------------------------------------------------ graphs */
@@ -595,6 +602,8 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->graph_free = cu_graph_free;
     be->status = cu_status;
     be->device_bytes = cu_device_bytes;
+    be->device_free = cu_device_free;
+    cuda_vm_init(be);
     be->device_name = c->device_name;
     be->caps.device = 1;
     be->caps.prefill_chunk = 512; /* a 512-token prefill in one pass of GEMMs */

@@ -46,6 +46,7 @@ struct cuda_ctx {
      * recorded graph holds the addresses of; an error while recording is not sticky */
     unsigned scratch_gen;
     int capturing, capture_failed, no_graphs;
+    struct cuda_vm *vm;          /* growing memory (vmm.cu), or NULL */
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }
@@ -61,6 +62,10 @@ int cuda_check(cuda_ctx *c, const char *what);
 void *cuda_grow(cuda_ctx *c, void **buf, size_t *have, size_t bytes, size_t alloc, const char *what);
 /* Scratch of at least `bytes` (device); NULL (and error recorded) on OOM. */
 void *cuda_scratch(cuda_ctx *c, size_t bytes);
+
+/* ---- vmm.cu: be->reserve, commit, decommit, release through CUDA virtual memory ---- */
+void cuda_vm_init(glmv_backend *be);   /* leaves them NULL where the device has none */
+void cuda_vm_destroy(cuda_ctx *c);
 
 /* ---- kernels.cu: elementwise, norms, rope, embed, conversions ---- */
 void k_embed(cuda_ctx *c, float *y, const glmv_tensor *t, const int32_t *ids_dev, int64_t n);
