@@ -418,6 +418,13 @@ void glmv_logits_free(glmv_model *m, float *row);
  * smart_resize); *n_tokens receives the merged tokens it produced. */
 int glmv_vision_eval(glmv_model *m, int h, int w, int *n_tokens, char *err);
 
+/* The KV caches' memory (glmv_model_params.kv_memory): bytes backed now and the budget (0: no
+ * limit), caches given back because others needed the room, generations preempted. */
+typedef struct {
+    int64_t bytes, budget, evictions, preemptions;
+} glmv_kv_stats;
+void glmv_model_kv_stats(glmv_model *m, glmv_kv_stats *out);
+
 /* Peak resident memory of the process in bytes (host), and on the device. */
 int64_t glmv_peak_host_bytes(void);
 int64_t glmv_device_bytes(const glmv_model *m);

@@ -170,6 +170,12 @@ void glmv_session_free(glmv_session *s) {
 
 /* ------------------------------------------------------------------ the KV budget */
 
+void glmv_model_kv_stats(glmv_model *m, glmv_kv_stats *out) {
+    glmv_model_lock(m);
+    *out = (glmv_kv_stats){m->kv_used, m->kv_budget, m->kv_evictions, m->kv_preemptions};
+    glmv_model_unlock(m);
+}
+
 void glmv_kv_shrink(glmv_session *s, int64_t rows) {
     if (!s->kv_growing) return;
     glmv_model *m = s->m;

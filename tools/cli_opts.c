@@ -36,6 +36,9 @@ const char *cli_opts_help =
     "                           time (llama.cpp's block formats, and its Q4_K_M recipe: CPU\n"
     "                           only; default none)\n"
     "      --ctx N              context size in tokens (default: the model's maximum that fits)\n"
+    "      --kv-memory GB       memory the KV caches may take together, in GiB (they grow with\n"
+    "                           their sequences; default: on a GPU most of what the weights leave,\n"
+    "                           on the CPU no limit)\n"
     "      --min-image-tokens N, --max-image-tokens N\n"
     "                           bound the vision tokens per image (trade detail for speed)\n"
     "sampling (defaults from the checkpoint's generation_config.json):\n"
@@ -96,6 +99,10 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
         NEED_ARG();
         if (cli_parse_int(a, argv[++*i], 16, 1 << 24, &l)) return -1;
         o->n_ctx = (int)l;
+    } else if (!strcmp(a, "--kv-memory")) {
+        NEED_ARG();
+        if (cli_parse_float(a, argv[++*i], 0.001, 1 << 20, &d)) return -1;
+        o->mp.kv_memory = (int64_t)(d * (double)(1 << 30));
     } else if (!strcmp(a, "--min-image-tokens")) {
         NEED_ARG();
         if (cli_parse_int(a, argv[++*i], 1, 1 << 20, &l)) return -1;

@@ -53,9 +53,10 @@ struct serve_engine {
     void (*prepared_free)(void *p);
     void (*result_free)(glmv_result *r);
     void (*free)(serve_engine *e);
-    /* batched decode steps so far and the sequences they advanced (NULL: no batching) */
+    /* batched decode steps so far and the sequences they advanced, the KV caches' tokens and
+     * memory (NULL: no batching) */
     void (*stats)(serve_engine *e, uint64_t *steps, uint64_t *rows, int *last_batch,
-                  int64_t *kv_tokens, int64_t *kv_capacity);
+                  int64_t *kv_tokens, int64_t *kv_capacity, glmv_kv_stats *kv);
 };
 
 /* n_slots < 0: up to -n_slots sessions, as many as fit (the default of --parallel).

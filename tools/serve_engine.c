@@ -151,7 +151,7 @@ static int lib_prepare(serve_engine *e, const glmv_message *msgs, int n_msgs, co
 static void lib_prepared_free(void *p) { glmv_prompt_free(p); }
 
 static void lib_stats(serve_engine *e, uint64_t *steps, uint64_t *rows, int *last_batch,
-                      int64_t *kv_tokens, int64_t *kv_capacity) {
+                      int64_t *kv_tokens, int64_t *kv_capacity, glmv_kv_stats *kv) {
     lib_impl *li = e->impl;
     pthread_mutex_lock(&li->mu);
     *steps = li->steps;
@@ -165,6 +165,7 @@ static void lib_stats(serve_engine *e, uint64_t *steps, uint64_t *rows, int *las
         *kv_tokens += glmv_session_pos(li->sess[i]);
         *kv_capacity += glmv_session_n_ctx(li->sess[i]);
     }
+    glmv_model_kv_stats(li->model, kv);
 }
 
 static void lib_free(serve_engine *e) {

@@ -676,7 +676,8 @@ char *serve_metrics_text(serve_sched *s) {
     uint64_t steps = 0, rows = 0;
     int last = 0;
     int64_t kv = 0, kv_cap = 0;
-    if (s->eng->stats) s->eng->stats(s->eng, &steps, &rows, &last, &kv, &kv_cap);
+    glmv_kv_stats kvm = {0, 0, 0, 0};
+    if (s->eng->stats) s->eng->stats(s->eng, &steps, &rows, &last, &kv, &kv_cap, &kvm);
     sb_printf(&b,
               "# HELP glmv_sequences_running Generations running now (at most --parallel).\n"
               "# TYPE glmv_sequences_running gauge\nglmv_sequences_running %d\n"
@@ -692,10 +693,19 @@ char *serve_metrics_text(serve_sched *s) {
               "# TYPE glmv_batch_size gauge\nglmv_batch_size %d\n"
               "# HELP glmv_kv_cache_tokens Tokens held in the sequences' KV caches (running and kept for a next turn).\n"
               "# TYPE glmv_kv_cache_tokens gauge\nglmv_kv_cache_tokens %lld\n"
-              "# HELP glmv_kv_cache_capacity_tokens Tokens the KV caches hold in all (--parallel x --ctx).\n"
-              "# TYPE glmv_kv_cache_capacity_tokens gauge\nglmv_kv_cache_capacity_tokens %lld\n",
+              "# HELP glmv_kv_cache_capacity_tokens Tokens the KV caches may hold in all (--parallel x --ctx).\n"
+              "# TYPE glmv_kv_cache_capacity_tokens gauge\nglmv_kv_cache_capacity_tokens %lld\n"
+              "# HELP glmv_kv_cache_bytes Memory the KV caches take now (they grow with their sequences).\n"
+              "# TYPE glmv_kv_cache_bytes gauge\nglmv_kv_cache_bytes %lld\n"
+              "# HELP glmv_kv_cache_budget_bytes Memory the KV caches may take (--kv-memory; 0: no limit).\n"
+              "# TYPE glmv_kv_cache_budget_bytes gauge\nglmv_kv_cache_budget_bytes %lld\n"
+              "# HELP glmv_kv_cache_evictions_total Caches kept for a next turn given back for room.\n"
+              "# TYPE glmv_kv_cache_evictions_total counter\nglmv_kv_cache_evictions_total %lld\n"
+              "# HELP glmv_preemptions_total Generations moved to host memory for room, resumed later.\n"
+              "# TYPE glmv_preemptions_total counter\nglmv_preemptions_total %lld\n",
               in_flight, qlen, s->n_workers, (unsigned long long)steps, (unsigned long long)rows, last,
-              (long long)kv, (long long)kv_cap);
+              (long long)kv, (long long)kv_cap, (long long)kvm.bytes, (long long)kvm.budget,
+              (long long)kvm.evictions, (long long)kvm.preemptions);
     histogram(&b, "glmv_request_duration_seconds", "From arrival to the last token.", m.lat_buckets,
               m.lat_sum_s, m.lat_count);
     histogram(&b, "glmv_time_to_first_token_seconds", "From arrival to the first token.",

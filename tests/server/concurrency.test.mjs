@@ -146,6 +146,31 @@ test('the demo model with --parallel 4: decode steps batched, each answer the on
   assert.ok(kv > 0 && kv <= cap && cap % 4 === 0, `kv ${kv} of ${cap}`);
 });
 
+test('the demo model in a KV budget of about two caches: four long answers, the newest preempted and resumed, each the one it gets alone', { skip: !REAL && 'GLMV_REAL_MODEL not set' }, async () => {
+  const fs = await import('node:fs');
+  const img = 'data:image/png;base64,' + fs.readFileSync(REAL + '/example.png').toString('base64');
+  const qs = ['How many shapes are there?', 'What colour is the circle?', 'Where is the square?', 'Describe the image.'];
+  // 300 tokens each: every cache grows past the CPU's 64 KB granules (8 tensors x 128 rows each)
+  const ask = (url, q) => post(url, '/v1/chat/completions', { max_tokens: 300, min_tokens: 300, ignore_eos: true,
+    temperature: 0, logprobs: true,
+    messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: img } }, { type: 'text', text: q }] }] })
+    .then((r) => r.json());
+  const one = await server(['-m', REAL, '--parallel', '1']);
+  const alone = [];
+  for (const q of qs) alone.push(await ask(one.url, q));
+  const tight = await server(['-m', REAL, '--parallel', '4', '--no-prompt-cache', '--kv-memory', '0.003']);
+  const together = await Promise.all(qs.map((q) => ask(tight.url, q)));
+  for (let i = 0; i < qs.length; i++) {
+    assert.equal(together[i].choices[0].message.content, alone[i].choices[0].message.content, qs[i]);
+    assert.deepEqual(together[i].choices[0].logprobs.content.map((t) => t.logprob),
+      alone[i].choices[0].logprobs.content.map((t) => t.logprob), qs[i]);
+  }
+  const budget = await metric(tight.url, 'glmv_kv_cache_budget_bytes');
+  assert.equal(budget, Math.floor(0.003 * 2 ** 30));
+  assert.ok(await metric(tight.url, 'glmv_preemptions_total') >= 1, 'no generation was preempted');
+  assert.ok(await metric(tight.url, 'glmv_kv_cache_bytes') <= budget);
+});
+
 test('the demo model with --parallel 2: a request copies the image another slot holds', { skip: !REAL && 'GLMV_REAL_MODEL not set' }, async () => {
   const fs = await import('node:fs');
   const img = 'data:image/png;base64,' + fs.readFileSync(REAL + '/example.png').toString('base64');
