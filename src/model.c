@@ -787,7 +787,8 @@ void glmv_model_free(glmv_model *m) {
     glmv_weights_free(m->w);
     for (int i = 0; i < m->n_quant_bufs; i++) free(m->quant_bufs[i]);
     free(m->quant_bufs);
-    free(m->sharing); /* empty: each session leaves it when freed, before its model */
+    free(m->sharing);
+    free(m->sessions); /* empty: each session leaves it when freed, before its model */
     for (int i = 0; m->joined && i < 2 * m->cfg.num_hidden_layers; i++)
         free(m->joined[i].host); /* on a device, freed once uploaded */
     free(m->joined);

@@ -318,6 +318,7 @@ static void pick_all(float **lg, int32_t *ids, int n, int vocab) {
     pthread_t th[T];
     pick_arg args[T];
     int nt = n < T ? n : T, started[T] = {0};
+    if (n <= 0) return;
     for (int t = 0; t < nt; t++) {
         args[t] = (pick_arg){lg, ids, n * t / nt, n * (t + 1) / nt, vocab};
         if (t > 0) started[t] = pthread_create(&th[t], NULL, pick_main, &args[t]) == 0;
