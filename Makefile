@@ -88,6 +88,10 @@ $(B)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -c -o $@ $<
 
+$(B)/%_amx.o: %_amx.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -mavx512f -mamx-tile -mamx-bf16 -c -o $@ $<
+
 $(B)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) -O3 -std=c++17 -arch=sm_90 -Iinclude -Isrc -DGLMV_CUDA -Xcompiler -fPIC -MMD -MP -MF $(@:.o=.d) -c -o $@ $<

@@ -62,7 +62,7 @@ serving)
         --decode 128 --concurrency 64 --requests 64 --json >"$OUT/bench_serving_novmm.json" 2>>"$OUT/bench.err"
     cat "$OUT/machine.txt"
     echo "== test_cuda"; grep -E 'not ok|RESULT|FAIL' "$OUT/test_cuda.log"
-    echo "== parity_cuda"; grep -E '^ok|not ok|RESULT|FAIL' "$OUT/parity_cuda.log"
+    echo "== parity_cuda"; grep -E '^ok|not ok|RESULT|FAIL|KV budget' "$OUT/parity_cuda.log"
     python3 -c 'import json, sys
 for f in json.load(open(sys.argv[1]))["serving"]:
     print(f["streams"], f["schedule"], f["ms"], f["generated_tokens_per_s"], f["passes"], f["rows_per_pass"],
@@ -72,8 +72,28 @@ print("prefill alone", json.load(open(sys.argv[1]))["prefill"])' "$OUT/bench_ser
     grep -o '"serving[^]]*' "$OUT/bench_serving_novmm.json"
     tail -n 5 "$OUT/bench.err"
     ;;
+amx)
+    # the Xeon's AMX: test_ops (the tile kernel against the scalar one, the GEMM on every table),
+    # test_parity on the CPU (bf16 cases through AMX), then prefill/decode of 2 layers of the 9B
+    # shape in bf16 on AMX and on AVX512-BF16, and in f32, 16 threads
+    { lscpu | grep -E 'Model name|^CPU\(s\)|amx'; } >"$OUT/machine_cpu.txt" 2>&1
+    timeout 120 build/release/tests/test_ops >"$OUT/test_ops_cpu.log" 2>&1
+    GLMV_TEST_SKIP=video_runs timeout 150 build/release/tests/test_parity >"$OUT/parity_cpu.log" 2>&1
+    for s in amx avx512bf16 amx avx512bf16; do
+        GLMV_SIMD=$s timeout 100 build/release/glmv bench --synthetic --layers 2 --prompt 512 --decode 16 \
+            --precision bf16 --json >"$OUT/bench_bf16_$s.json" 2>>"$OUT/bench.err"
+        echo "$s bf16: $(grep -o '"prefill": {[^}]*' "$OUT/bench_bf16_$s.json")"
+    done
+    timeout 100 build/release/glmv bench --synthetic --layers 2 --prompt 512 --decode 16 --precision f32 --json \
+        >"$OUT/bench_f32.json" 2>>"$OUT/bench.err"
+    echo "f32: $(grep -o '"prefill": {[^}]*' "$OUT/bench_f32.json")"
+    cat "$OUT/machine_cpu.txt" | head -3
+    echo "== test_ops"; grep -E 'amx|not ok|RESULT|FAIL' "$OUT/test_ops_cpu.log"
+    echo "== parity_cpu"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cpu.log"
+    tail -n 3 "$OUT/bench.err"
+    ;;
 *)
-    echo "usage: $0 tests|bench|serving" >&2
+    echo "usage: $0 tests|bench|serving|amx" >&2
     exit 2
     ;;
 esac

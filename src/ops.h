@@ -223,7 +223,7 @@ struct glmv_backend {
  * or a GLMV_SIMD_* level to force (tests compare levels). n_threads 0 = all cores.
  * bf16 1 asks for bf16 GEMM inputs: granted (be->bf16) only on AVX512-BF16. */
 enum { GLMV_SIMD_AUTO = -1, GLMV_SIMD_NONE = 0, GLMV_SIMD_AVX2 = 1, GLMV_SIMD_AVX512 = 2,
-       GLMV_SIMD_AVX512BF16 = 3 };
+       GLMV_SIMD_AVX512BF16 = 3, GLMV_SIMD_AMX = 4 };
 glmv_backend *glmv_cpu_backend_new(int n_threads, int simd, int bf16, char *err);
 
 #ifdef GLMV_CUDA

@@ -99,7 +99,7 @@ static glmv_tensor rand_tensor(glmv_dtype dt, int64_t rows, int64_t cols, float 
 
 /* does backend b put block-format weights through the int8 GEMM (kern_q)? */
 static int be_int8_gemm(int b) {
-    return be_level[b] == LEVEL_EMU || be_level[b] == GLMV_SIMD_AVX512BF16;
+    return be_level[b] == LEVEL_EMU || be_level[b] >= GLMV_SIMD_AVX512BF16;
 }
 
 static const char *be_desc(int b) {
@@ -136,18 +136,55 @@ static void level_test(int level) {
         CHECK_MSG(be != NULL, "%s", err);
         if (!be) continue;
         /* bf16 products are granted only where the CPU has them */
-        CHECK_EQ_INT(be->bf16, bf && level == GLMV_SIMD_AVX512BF16);
+        CHECK_EQ_INT(be->bf16, bf && level >= GLMV_SIMD_AVX512BF16);
         be->destroy(be);
     }
 }
 TEST(level_avx2) { level_test(GLMV_SIMD_AVX2); }
 TEST(level_avx512) { level_test(GLMV_SIMD_AVX512); }
 TEST(level_avx512bf16) { level_test(GLMV_SIMD_AVX512BF16); }
+TEST(level_amx) { level_test(GLMV_SIMD_AMX); }
+
+/* The AMX tile (16 rows by 32 columns, 16 pairs a step) against the scalar kern_bf16: the
+ * products of bf16 values are exact in float32, so only the order of the float32 additions
+ * differs; fewer rows or a pair count not a multiple of 16 take the AVX512-BF16 kernel. */
+TEST(kern_bf16_amx) {
+    if (!glmv_cpu_simd_supported(GLMV_SIMD_AMX)) {
+        test_skip("this CPU lacks AMX-BF16 (or the kernel did not grant the tile registers)");
+        return;
+    }
+    const int nr = glmv_cpu_kernels_avx512bf16.nr;
+    static const int64_t k2s[] = {16, 32, 1024, 24};
+    static const int rowss[] = {16, 11};
+    for (int a = 0; a < 4; a++)
+        for (int r = 0; r < 2; r++)
+            for (int acc = 0; acc <= 1; acc++) {
+                int64_t K2 = k2s[a], lda = 2 * K2 + 6, ldc = nr + 8;
+                int rows = rowss[r];
+                float *af = randv(rows * lda, -2, 2), *bfv = randv(K2 * nr * 2, -2, 2);
+                float *c0 = randv(16 * ldc, -1, 1), *c1 = malloc(sizeof(float) * (size_t)(16 * ldc));
+                memcpy(c1, c0, sizeof(float) * (size_t)(16 * ldc));
+                uint16_t *A = malloc(2 * (size_t)(rows * lda)), *B = malloc(2 * (size_t)(K2 * nr * 2));
+                glmv_cpu_to_bf16_scalar(A, af, rows * lda);
+                glmv_cpu_to_bf16_scalar(B, bfv, K2 * nr * 2);
+                glmv_cpu_kern_bf16_amx(K2, A, lda, B, c0, ldc, rows, acc);
+                glmv_cpu_kern_bf16_scalar(16, nr, K2, A, lda, B, c1, ldc, rows, acc);
+                double e = test_nmse(c0, c1, 16 * ldc);
+                CHECK_MSG(e <= 1e-10, "K2 %lld, %d rows, acc %d: NMSE %.3g", (long long)K2, rows, acc, e);
+                free(af);
+                free(bfv);
+                free(c0);
+                free(c1);
+                free(A);
+                free(B);
+            }
+}
+
 
 TEST(backend_errors) {
     char err[GLMV_ERR_SIZE] = "";
     CHECK(glmv_cpu_backend_new(1, 7, 0, err) == NULL && strstr(err, "SIMD level"));
-    for (int l = GLMV_SIMD_AVX2; l <= GLMV_SIMD_AVX512BF16; l++)
+    for (int l = GLMV_SIMD_AVX2; l <= GLMV_SIMD_AMX; l++)
         if (!glmv_cpu_simd_supported(l)) {
             err[0] = 0;
             CHECK(glmv_cpu_backend_new(1, l, 0, err) == NULL && strstr(err, "lacks"));
@@ -232,6 +269,14 @@ TEST(matmul) {
                     if (sanitize && (a + b + c) % 3) continue;
                     matmul_case(dts[d], ms[a], ns[b], ks[c], (a + b + c) & 1);
                 }
+}
+
+/* bf16 GEMMs whose pairs come in whole 16s (k a multiple of 32), so that on an AMX CPU the
+ * tile registers do the work (16-row tiles, and the 8-row AVX512-BF16 kernel for the rest) */
+TEST(matmul_amx_shapes) {
+    static const int64_t ms[] = {16, 50}, ns[] = {33, 131};
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) matmul_case(GLMV_BF16, ms[a], ns[b], 512, (a + b) & 1);
 }
 
 /* Block-format weights: the blocks' values are exact enough in float32 (an f16 scale times a
@@ -686,10 +731,10 @@ TEST(elementwise) {
 int main(void) {
     sanitize = getenv("GLMV_SANITIZE") != NULL;
     char err[GLMV_ERR_SIZE];
-    for (int l = GLMV_SIMD_AVX2; l <= GLMV_SIMD_AVX512BF16; l++) {
+    for (int l = GLMV_SIMD_AVX2; l <= GLMV_SIMD_AMX; l++) {
         if (!glmv_cpu_simd_supported(l)) continue;
         /* f32 precision at every level; bf16 precision where it has bf16 products */
-        for (int bf = 0; bf <= (l == GLMV_SIMD_AVX512BF16); bf++)
+        for (int bf = 0; bf <= (l >= GLMV_SIMD_AVX512BF16); bf++)
             for (int t = 1; t <= 2; t++) {
                 glmv_backend *be = glmv_cpu_backend_new(t, l, bf, err);
                 if (!be) {
@@ -723,6 +768,9 @@ int main(void) {
     RUN(level_avx2);
     RUN(level_avx512);
     RUN(level_avx512bf16);
+    RUN(level_amx);
+    RUN(kern_bf16_amx);
+    RUN(matmul_amx_shapes);
     RUN(backend_errors);
     RUN(matmul);
     RUN(matmul_blocks);

@@ -4,7 +4,7 @@
  * glmv_cpu_backend_new picks a kernel table (kernels.h) with
  * __builtin_cpu_supports, or none at all for GLMV_SIMD_NONE, in which case
  * every op is the scalar reference of ref.c. The environment variable
- * GLMV_SIMD (none, avx2, avx512, avx512bf16) overrides GLMV_SIMD_AUTO. The
+ * GLMV_SIMD (none, avx2, avx512, avx512bf16, amx) overrides GLMV_SIMD_AUTO. The
  * backend owns its thread pool and scratch; matmul and attention live in
  * matmul.c and attention.c.
  */
@@ -324,8 +324,9 @@ static void cpu_permute_021(glmv_backend *be, float *y, const float *x, int64_t 
 /* dispatch                                                                 */
 /* ------------------------------------------------------------------------ */
 
-#ifdef __clang__
 #include <cpuid.h>
+#include <pthread.h>
+#ifdef __clang__
 /* clang before 16 rejects "f16c" and "avx512bf16" in __builtin_cpu_supports
  * (make fuzz builds with clang): read CPUID.1:ECX[29] and
  * CPUID.(EAX=7,ECX=1):EAX[5]; the OS support for the AVX/AVX-512 state is
@@ -348,6 +349,17 @@ static int cpu_avx512bf16(void) { return __builtin_cpu_supports("avx512bf16"); }
 static int cpu_avx512vnni(void) { return __builtin_cpu_supports("avx512vnni"); }
 #endif
 
+/* AMX-TILE and AMX-BF16 (CPUID.(EAX=7,ECX=0):EDX[24], [22]), and the kernel's leave to use
+ * the tile registers (asked for once) */
+static int cpu_amx(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        unsigned a, b, c, d;
+        ok = __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((d >> 24) & 1) && ((d >> 22) & 1) && glmv_cpu_amx_init();
+    }
+    return ok;
+}
+
 static int cpu_has(int level) {
     __builtin_cpu_init();
     switch (level) {
@@ -362,20 +374,32 @@ static int cpu_has(int level) {
     case GLMV_SIMD_AVX512BF16:
         /* its table's Q4_0 product uses AVX512-VNNI, which every AVX512-BF16 CPU has */
         return cpu_has(GLMV_SIMD_AVX512) && cpu_avx512bf16() && cpu_avx512vnni();
+    case GLMV_SIMD_AMX:
+        return cpu_has(GLMV_SIMD_AVX512BF16) && cpu_amx();
     }
     return 0;
 }
 
 static const char *level_name(int level) {
-    static const char *names[] = {"none", "avx2", "avx512", "avx512bf16"};
-    return level >= 0 && level <= 3 ? names[level] : "?";
+    static const char *names[] = {"none", "avx2", "avx512", "avx512bf16", "amx"};
+    return level >= 0 && level <= GLMV_SIMD_AMX ? names[level] : "?";
 }
 
-int glmv_cpu_simd_supported(int level) { return level >= 0 && level <= 3 && cpu_has(level); }
+int glmv_cpu_simd_supported(int level) { return level >= 0 && level <= GLMV_SIMD_AMX && cpu_has(level); }
 const char *glmv_cpu_simd_name(int level) { return level_name(level); }
 
+/* The AMX table: the AVX512-BF16 one with its bf16 GEMM tile on the tile registers. */
+static glmv_cpu_kernels amx_table;
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+static void amx_table_init(void) {
+    amx_table = glmv_cpu_kernels_avx512bf16;
+    amx_table.name = "amx";
+    amx_table.kern_bf16 = glmv_cpu_kern_bf16_amx;
+    amx_table.mrb = 16;
+}
+
 int glmv_cpu_simd_best(void) {
-    for (int l = GLMV_SIMD_AVX512BF16; l > GLMV_SIMD_NONE; l--)
+    for (int l = GLMV_SIMD_AMX; l > GLMV_SIMD_NONE; l--)
         if (cpu_has(l)) return l;
     return GLMV_SIMD_NONE;
 }
@@ -386,16 +410,16 @@ glmv_backend *glmv_cpu_backend_new(int n_threads, int simd, int bf16, char *err)
         simd = glmv_cpu_simd_best();
         if (e && *e) {
             int found = -1;
-            for (int l = 0; l <= 3; l++)
+            for (int l = 0; l <= GLMV_SIMD_AMX; l++)
                 if (!strcmp(e, level_name(l))) found = l;
             if (found < 0) {
-                glmv_errf(err, "GLMV_SIMD=%s: expected none, avx2, avx512 or avx512bf16", e);
+                glmv_errf(err, "GLMV_SIMD=%s: expected none, avx2, avx512, avx512bf16 or amx", e);
                 return NULL;
             }
             simd = found;
         }
     }
-    if (simd < GLMV_SIMD_NONE || simd > GLMV_SIMD_AVX512BF16) {
+    if (simd < GLMV_SIMD_NONE || simd > GLMV_SIMD_AMX) {
         glmv_errf(err, "unknown SIMD level %d", simd);
         return NULL;
     }
@@ -403,10 +427,10 @@ glmv_backend *glmv_cpu_backend_new(int n_threads, int simd, int bf16, char *err)
         glmv_errf(err, "this CPU lacks %s", level_name(simd));
         return NULL;
     }
-    static const glmv_cpu_kernels *tables[] = {NULL, &glmv_cpu_kernels_avx2,
-                                               &glmv_cpu_kernels_avx512,
-                                               &glmv_cpu_kernels_avx512bf16};
-    static const char *names[] = {"cpu-ref", "cpu-avx2", "cpu-avx512", "cpu-avx512bf16"};
+    pthread_once(&amx_once, amx_table_init);
+    static const glmv_cpu_kernels *tables[] = {NULL, &glmv_cpu_kernels_avx2, &glmv_cpu_kernels_avx512,
+                                               &glmv_cpu_kernels_avx512bf16, &amx_table};
+    static const char *names[] = {"cpu-ref", "cpu-avx2", "cpu-avx512", "cpu-avx512bf16", "cpu-amx"};
     return glmv_cpu_backend_new_table(simd == GLMV_SIMD_NONE ? 1 : n_threads, tables[simd],
                                       names[simd], bf16, err);
 }

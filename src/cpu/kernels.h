@@ -16,7 +16,7 @@
 
 #define GLMV_MV_MAX 4   /* matvec handles up to this many rows of x per weight read */
 #define GLMV_KB 256     /* GEMM k-block (even) */
-#define GLMV_MR_MAX 8   /* largest register tile rows of any table */
+#define GLMV_MR_MAX 16  /* largest tile rows of any table (mr, or mrb: AMX's 16) */
 #define GLMV_NB 128     /* GEMM column block: weight columns packed per task */
 #define GLMV_NR_MAX 32  /* largest register tile columns of any table */
 #define GLMV_NRQ 32     /* int8 GEMM panel columns */
@@ -61,6 +61,7 @@ typedef struct {
     void (*to_bf16)(uint16_t *dst, const float *src, int64_t n);
     void (*kern_bf16)(int64_t K2, const uint16_t *A, int64_t lda, const uint16_t *B, float *C,
                       int64_t ldc, int mr, int acc);
+    int mrb;                    /* rows a kern_bf16 call takes (0: mr; AMX: 16) */
     /* Decode in bf16 precision (NULL where the table has no bf16 products): y[i*ldy + o] =
      * Σ_j xb[i*ldxb + j] · w[o*k + j] for i < m (1..GLMV_MV_MAX), o in [o0, o1), x already
      * rounded to bf16 (as the bf16 GEMM rounds it), w BF16 [n, k]. Each output is summed the
@@ -139,5 +140,10 @@ void glmv_cpu_kern_q_scalar(int mr, int64_t nblk, int L, const uint8_t *A, int64
 extern const glmv_cpu_kernels glmv_cpu_kernels_avx2;
 extern const glmv_cpu_kernels glmv_cpu_kernels_avx512;
 extern const glmv_cpu_kernels glmv_cpu_kernels_avx512bf16;
+/* AMX (kernels_amx.c): the bf16 GEMM tile on the tile registers; the process's permission to
+ * use them asked for once (1: granted) */
+void glmv_cpu_kern_bf16_amx(int64_t K2, const uint16_t *A, int64_t lda, const uint16_t *B, float *C,
+                            int64_t ldc, int rows, int acc);
+int glmv_cpu_amx_init(void);
 
 #endif

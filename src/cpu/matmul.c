@@ -218,13 +218,13 @@ static void tile_done(float *c, int64_t n, int nn, int nr, int rows, const float
 static void gemm_task(void *ctx, int64_t t, int thread) {
     mm_job *j = ctx;
     const glmv_cpu_kernels *kn = j->cs->k;
-    const int mr = kn->mr, nr = kn->nr;
+    int bf = j->xb != NULL;
+    const int mr = bf && kn->mrb ? kn->mrb : kn->mr, nr = kn->nr;
     const int64_t n = j->n, k = j->k;
     int64_t ib = t % j->n_mb, jb = t / j->n_mb;
     int64_t i0 = ib * j->mb, i1 = GLMV_MIN(j->m, i0 + j->mb);
     int64_t j0 = jb * j->nb, nbw = GLMV_MIN(j->nb, n - j0);
     int npan = (int)((nbw + nr - 1) / nr);
-    int bf = j->xb != NULL;
 
     char *scr = cpu_tscratch(j->cs, thread);
     float *panel = (float *)scr;                                  /* npan x KB x nr floats */
@@ -459,12 +459,13 @@ void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tens
     int q = glmv_dtype_is_quant(w->dtype);
     j.nb = q ? GLMV_NB : GLMV_NB / 4;
     j.kb = q ? GLMV_KB : bf ? 8 * GLMV_KB : 4 * GLMV_KB;
+    int64_t mr = bf && kn->mrb ? kn->mrb : kn->mr; /* rows of a tile */
     j.mb = 64 * (int64_t)kn->mr;
     j.n_mb = (m + j.mb - 1) / j.mb;
     int64_t n_nb = (j.n + j.nb - 1) / j.nb;
     /* few column blocks and many threads: smaller row blocks keep everyone busy */
-    while (j.n_mb * n_nb < 2 * (int64_t)cs->n_threads && j.mb > kn->mr) {
-        j.mb = GLMV_MAX((int64_t)kn->mr, (j.mb / 2 + kn->mr - 1) / kn->mr * kn->mr);
+    while (j.n_mb * n_nb < 2 * (int64_t)cs->n_threads && j.mb > mr) {
+        j.mb = GLMV_MAX(mr, (j.mb / 2 + mr - 1) / mr * mr);
         j.n_mb = (m + j.mb - 1) / j.mb;
     }
     if (bf) {
