@@ -1733,11 +1733,21 @@ int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err) 
         free(take);
         return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
     }
-    int rc = 0;
+    int rc = 0, advanced = 0;
     for (int i0 = 0; i0 < n && rc >= 0; i0 += cap) {
         int g = GLMV_MIN(cap, n - i0);
         glmv_model_lock(b->m);
         rc = eval_group(b, gens + i0, g, it, pg, take, err);
+        if (rc >= 0) advanced += rc;
+        if (rc >= 0 && i0 + g >= n && advanced == 0) { /* nobody advanced: is the memory anyone else's? */
+            int64_t ours = 0;
+            glmv_model *m = b->m;
+            for (int j = 0; j < n; j++) ours += (int64_t)gens[j]->s->kv_bytes * 2 * m->cfg.num_hidden_layers;
+            if (ours >= m->kv_used)
+                rc = glmv_errc(err, GLMV_E_NOMEM, "KV cache memory exhausted: none of %d sequences can advance "
+                               "(%lld MB of %lld MB in use)", n, (long long)(m->kv_used >> 20),
+                               (long long)(m->kv_budget >> 20));
+        }
         glmv_model_unlock(b->m);
         for (int j = 0; j < rc; j++) { /* a prompt all in the cache: the first token may be picked */
             glmv_gen *q = pg[j];

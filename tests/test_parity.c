@@ -1828,6 +1828,21 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs) {
                (long long)pre);
         CHECK_MSG(pre >= 1 && peak <= budget, "%lld preemptions, peak %lld of %lld bytes", (long long)pre,
                   (long long)peak, (long long)budget);
+        /* a prompt that can never fit: an error, not a wait */
+        for (int i = 0; i < N; i++) glmv_session_reset(ss[i]);
+        m->kv_budget = (int64_t)ss[0]->kv_granule * 2 * m->cfg.num_hidden_layers;
+        glmv_prompt *p = NULL;
+        glmv_gen *big = NULL;
+        if (glmv_prompt_new(&p, m, &msgs[0], 1, 1024, err) == 0 &&
+            glmv_gen_begin_prompt(&big, ss[0], p, &sps[0], NULL, NULL, err) == 0) {
+            CHECK(glmv_gen_eval_batch(b, &big, 1, err) != 0 && glmv_last_error() == GLMV_E_NOMEM &&
+                  strstr(err, "does not fit"));
+        } else {
+            CHECK_MSG(0, "%s", err);
+        }
+        glmv_gen_free(big);
+        glmv_prompt_free(p);
+        m->kv_budget = 0;
     }
     if (deferred && !half_seqs)
         CHECK_MSG(mixed >= 3 && chunked >= 3 && two_prompts >= 1,
