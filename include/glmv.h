@@ -422,6 +422,8 @@ int glmv_vision_eval(glmv_model *m, int h, int w, int *n_tokens, char *err);
  * limit), caches given back because others needed the room, generations preempted. */
 typedef struct {
     int64_t bytes, budget, evictions, preemptions;
+    int grows;                  /* 1: the caches grow with their sequences and draw on the budget (the
+                                   CPU; CUDA with GLMV_CUDA_VMM=1); 0: each is allocated whole */
 } glmv_kv_stats;
 void glmv_model_kv_stats(glmv_model *m, glmv_kv_stats *out);
 

@@ -172,7 +172,7 @@ void glmv_session_free(glmv_session *s) {
 
 void glmv_model_kv_stats(glmv_model *m, glmv_kv_stats *out) {
     glmv_model_lock(m);
-    *out = (glmv_kv_stats){m->kv_used, m->kv_budget, m->kv_evictions, m->kv_preemptions};
+    *out = (glmv_kv_stats){m->kv_used, m->kv_budget, m->kv_evictions, m->kv_preemptions, m->be->reserve != NULL};
     glmv_model_unlock(m);
 }
 

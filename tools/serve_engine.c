@@ -204,7 +204,7 @@ static int lib_open(serve_engine *e, const cli_opts *o, int n_slots, char *err) 
     glmv_model_kv_stats(li->model, &kv);
     /* the default on a GPU: many sequences, as the KV budget admits them (a cache takes what its
      * tokens take; past the budget a new request waits and the newest is preempted) */
-    if (fit && kv.budget > 0 && o->mp.kv_memory == 0 && n_slots < 64) n_slots = 64;
+    if (fit && kv.grows && kv.budget > 0 && o->mp.kv_memory == 0 && n_slots < 64) n_slots = 64;
     li->sess = calloc((size_t)n_slots, sizeof *li->sess);
     li->pending = calloc((size_t)n_slots, sizeof *li->pending);
     if (!li->sess || !li->pending) return snprintf(err, GLMV_ERR_SIZE, "out of memory"), -1;

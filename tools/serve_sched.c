@@ -676,7 +676,7 @@ char *serve_metrics_text(serve_sched *s) {
     uint64_t steps = 0, rows = 0;
     int last = 0;
     int64_t kv = 0, kv_cap = 0;
-    glmv_kv_stats kvm = {0, 0, 0, 0};
+    glmv_kv_stats kvm = {0, 0, 0, 0, 0};
     if (s->eng->stats) s->eng->stats(s->eng, &steps, &rows, &last, &kv, &kv_cap, &kvm);
     sb_printf(&b,
               "# HELP glmv_sequences_running Generations running now (at most --parallel).\n"

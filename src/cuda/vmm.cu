@@ -5,7 +5,8 @@
  * take and its address (which kernels and recorded graphs hold) never moves. The driver's
  * functions come through the runtime (cudaGetDriverEntryPointByVersion): nothing more is
  * linked. Where the driver or device lacks them, the backend has no reserve and sessions
- * allocate their whole cache at once. */
+ * allocate their whole cache at once. Opt-in (GLMV_CUDA_VMM=1) until it has run on a GPU: it
+ * was written and compiled in a session that was lent none after it. */
 #include <cuda.h>
 
 #include "cuda/cuda_impl.h"
@@ -145,7 +146,8 @@ static void vm_free(glmv_backend *be, void *p) {
 
 void cuda_vm_init(glmv_backend *be) {
     cuda_ctx *c = ctx_of(be);
-    if (getenv("GLMV_CUDA_VMM") && !strcmp(getenv("GLMV_CUDA_VMM"), "0")) return; /* caches allocated whole */
+    const char *on = getenv("GLMV_CUDA_VMM");
+    if (!on || strcmp(on, "1")) return; /* caches allocated whole */
     fn_attr attr = (fn_attr)entry("cuDeviceGetAttribute");
     fn_granularity gran = (fn_granularity)entry("cuMemGetAllocationGranularity");
     int ok = 0;
