@@ -95,7 +95,7 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
         oom = !s->kc[l] || !s->vc[l];
     }
     if (s->kv_growing) {
-        s->kv_reserved = (kvb + s->kv_granule - 1) / s->kv_granule * s->kv_granule;
+        if (s->kv_granule) s->kv_reserved = (kvb + s->kv_granule - 1) / s->kv_granule * s->kv_granule;
     } else {
         s->kv_rows = n_ctx;
         s->kv_bytes = kvb;
@@ -177,7 +177,7 @@ void glmv_model_kv_stats(glmv_model *m, glmv_kv_stats *out) {
 }
 
 void glmv_kv_shrink(glmv_session *s, int64_t rows) {
-    if (!s->kv_growing) return;
+    if (!s->kv_growing || !s->kv_granule) return; /* whole, or never reserved */
     glmv_model *m = s->m;
     glmv_backend *be = m->be;
     size_t rb = sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
@@ -839,7 +839,13 @@ static int64_t share_prefix(glmv_session *s, const glmv_config *c, const int32_t
     }
     if (!d) return own;
     char e2[GLMV_ERR_SIZE];
-    if (glmv_kv_ensure(s, best, e2)) return own; /* no memory for the copy: computed as it comes */
+    /* room for the copy, but not by giving back the cache it is copied from */
+    glmv_session *dm = (glmv_session *)d;
+    int was_busy = dm->busy;
+    dm->busy = 1;
+    int no_room = glmv_kv_ensure(s, best, e2);
+    dm->busy = was_busy;
+    if (no_room) return own; /* computed as it comes */
     if (best_seg > s->cap_seg_hash) {
         uint64_t *nh = realloc(s->seg_hash, sizeof(uint64_t) * (size_t)best_seg);
         if (!nh) return own; /* computed instead */

@@ -1066,6 +1066,59 @@ static int same_gen(const glmv_result *a, const glmv_result *b, float tol) {
     return 1;
 }
 
+/* Sharing in a KV budget of one cache: the session that holds the image is idle (its cache only
+ * waits for a next request), so making room for a copy could give that very cache back; the copy
+ * must not read it then. Another question on the same image gets the fresh session's answer. */
+TEST(kv_share_evict) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = load_under_test("tests/fixtures/tiny2", err);
+    if (!m) return;
+    glmv_session *a = NULL, *b = NULL, *fresh = NULL;
+    int ok = glmv_session_new(&a, m, 256, err) == 0 && glmv_session_new(&b, m, 256, err) == 0 &&
+             glmv_session_new(&fresh, m, 256, err) == 0 && glmv_session_share(a, 1, err) == 0 &&
+             glmv_session_share(b, 1, err) == 0;
+    CHECK_MSG(ok, "%s", err);
+    glmv_session *all[3] = {a, b, fresh};
+    for (int i = 0; i < 3 && ok; i++) /* grown 8 rows at a time, as in kv_budget */
+        if (all[i]->kv_growing)
+            all[i]->kv_granule = 8 * sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
+    glmv_part u1[2], u2[2];
+    memset(u1, 0, sizeof u1);
+    u1[0].kind = GLMV_PART_IMAGE;
+    u1[0].path = "../shared/assets/images/coco_000000039769.png";
+    u1[1].text = "What is in this image?";
+    memcpy(u2, u1, sizeof u2);
+    u2[1].text = "How many cats are there?";
+    glmv_result ra, rb, rf;
+    memset(&ra, 0, sizeof ra);
+    memset(&rb, 0, sizeof rb);
+    memset(&rf, 0, sizeof rf);
+    if (ok) ok = gen_lp(fresh, (glmv_message[]){{"user", u2, 2, NULL}}, 1, &rf, err) == 0;
+    if (ok) glmv_session_reset(fresh);
+    if (ok) ok = gen_lp(a, (glmv_message[]){{"user", u1, 2, NULL}}, 1, &ra, err) == 0;
+    CHECK_MSG(ok, "%s", err);
+    if (ok && a->kv_growing) {
+        m->kv_budget = (int64_t)a->kv_bytes * 2 * m->cfg.num_hidden_layers; /* a's cache, no more */
+        int64_t ev0 = m->kv_evictions;
+        ok = gen_lp(b, (glmv_message[]){{"user", u2, 2, NULL}}, 1, &rb, err) == 0;
+        CHECK_MSG(ok, "%s", err);
+        if (ok) {
+            CHECK_MSG(same_gen(&rb, &rf, parity_device == GLMV_DEVICE_CUDA ? 1e-3f : 0.0f),
+                      "the second question on the image in the budget: not the fresh session's answer");
+            CHECK_MSG(m->kv_evictions > ev0 && m->kv_used <= m->kv_budget, "%lld evictions, %lld of %lld bytes",
+                      (long long)(m->kv_evictions - ev0), (long long)m->kv_used, (long long)m->kv_budget);
+        }
+        m->kv_budget = 0;
+    }
+    glmv_result_free(&ra);
+    glmv_result_free(&rb);
+    glmv_result_free(&rf);
+    glmv_session_free(a);
+    glmv_session_free(b);
+    glmv_session_free(fresh);
+    glmv_model_free(m);
+}
+
 TEST(prefix_sharing) {
     char err[GLMV_ERR_SIZE] = "";
     glmv_model *m = load_under_test("tests/fixtures/tiny2", err);
@@ -2109,6 +2162,7 @@ int main(void) {
     RUN(batch_invariance);
     RUN(mixed_prefill);
     RUN(kv_budget);
+    RUN(kv_share_evict);
     RUN(decode_graphs);
     RUN(joined_qkv);
     RUN(quant_quality);

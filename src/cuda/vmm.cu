@@ -11,6 +11,7 @@
 
 #include "cuda/cuda_impl.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,7 @@ struct vm_range {
 };
 
 struct cuda_vm {
+    pthread_mutex_t mu;                   /* the ranges: sessions are made and freed on any thread */
     fn_reserve reserve;
     fn_addr_free addr_free;
     fn_create create;
@@ -49,8 +51,12 @@ struct cuda_vm {
 static void *entry(const char *name) {
     void *fn = NULL;
     cudaDriverEntryPointQueryResult q;
-    if (cudaGetDriverEntryPointByVersion(name, &fn, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess) {
+#if CUDART_VERSION >= 12050
+    cudaError_t e = cudaGetDriverEntryPointByVersion(name, &fn, 12000, cudaEnableDefault, &q);
+#else
+    cudaError_t e = cudaGetDriverEntryPoint(name, &fn, cudaEnableDefault, &q);
+#endif
+    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess) {
         cudaGetLastError();
         return NULL;
     }
@@ -58,9 +64,11 @@ static void *entry(const char *name) {
 }
 
 static vm_range *find(cuda_vm *vm, void *p) {
-    for (vm_range *r = vm->ranges; r; r = r->next)
-        if (r->base == (CUdeviceptr)p) return r;
-    return NULL;
+    pthread_mutex_lock(&vm->mu);
+    vm_range *r = vm->ranges;
+    while (r && r->base != (CUdeviceptr)p) r = r->next;
+    pthread_mutex_unlock(&vm->mu);
+    return r;
 }
 
 static void *vm_reserve(glmv_backend *be, size_t bytes, size_t *granule) {
@@ -75,8 +83,10 @@ static void *vm_reserve(glmv_backend *be, size_t bytes, size_t *granule) {
         free(r);
         return NULL;
     }
+    pthread_mutex_lock(&vm->mu);
     r->next = vm->ranges;
     vm->ranges = r;
+    pthread_mutex_unlock(&vm->mu);
     *granule = vm->granule;
     return (void *)r->base;
 }
@@ -132,16 +142,20 @@ static void vm_decommit(glmv_backend *be, void *p, size_t keep) {
 static void vm_free(glmv_backend *be, void *p) {
     cuda_ctx *c = ctx_of(be);
     cuda_vm *vm = c->vm;
-    for (vm_range **pr = &vm->ranges; *pr; pr = &(*pr)->next) {
-        vm_range *r = *pr;
-        if (r->base != (CUdeviceptr)p) continue;
-        vm_trim(c, r, 0);
-        vm->addr_free(r->base, r->size);
-        *pr = r->next;
-        free(r->h);
-        free(r);
-        return;
-    }
+    vm_range *r = NULL;
+    pthread_mutex_lock(&vm->mu);
+    for (vm_range **pr = &vm->ranges; *pr; pr = &(*pr)->next)
+        if ((*pr)->base == (CUdeviceptr)p) {
+            r = *pr;
+            *pr = r->next;
+            break;
+        }
+    pthread_mutex_unlock(&vm->mu);
+    if (!r) return;
+    vm_trim(c, r, 0);
+    vm->addr_free(r->base, r->size);
+    free(r->h);
+    free(r);
 }
 
 void cuda_vm_init(glmv_backend *be) {
@@ -173,6 +187,7 @@ void cuda_vm_init(glmv_backend *be) {
         free(vm);
         return;
     }
+    pthread_mutex_init(&vm->mu, NULL);
     c->vm = vm;
     be->reserve = vm_reserve;
     be->commit = vm_commit;
@@ -190,6 +205,7 @@ void cuda_vm_destroy(cuda_ctx *c) {
         free(r->h);
         free(r);
     }
+    pthread_mutex_destroy(&c->vm->mu);
     free(c->vm);
     c->vm = NULL;
 }
