@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base.h"
 #include "chat.h"
@@ -1767,6 +1768,10 @@ int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err) 
     free(it);
     free(pg);
     free(take);
+    if (rc >= 0 && advanced == 0 && n > 0) { /* all wait for memory others hold: not a spin */
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
     return rc < 0 ? -1 : 0;
 }
 
