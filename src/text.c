@@ -289,54 +289,16 @@ static int batch_decode_locked(glmv_batch *b, glmv_session *const *ss, const int
     return rc ? -1 : 0;
 }
 
-/* The ops of a step after its inputs are written: every layer, the final norm and lm_head
- * on the batch's buffers (recorded as one graph where the backend can). */
+static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const int64_t *r0, int n_it, int nd,
+                         int64_t R, int64_t max_keys);
+
+/* The ops of a step after its inputs are written: every layer (a mixed step of decode rows
+ * only), the final norm and lm_head on the batch's buffers (recorded as one graph where the
+ * backend can). */
 static void batch_layers(glmv_batch *b, int n, int64_t max_keys) {
-    glmv_model *m = b->m;
-    const glmv_config *c = &m->cfg;
-    glmv_backend *be = m->be;
-    void (*mm)(glmv_backend *, float *, const float *, const glmv_tensor *, const glmv_tensor *,
-               int64_t) = be->matmul_rows ? be->matmul_rows : be->matmul;
-    int64_t H = c->hidden_size, I = c->intermediate_size;
-    int nh = c->num_attention_heads, nkv = c->num_key_value_heads, hd = c->head_dim;
-    int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
-    int rot = (int)(hd * c->partial_rotary_factor + 0.5f);
-    rot -= rot % 2;
-    float eps = c->rms_norm_eps, scale = (float)(1.0 / sqrt((double)hd));
-    int L_n = c->num_hidden_layers;
-    be->rmsnorm(be, b->xn, b->x, m->layers[0].input_layernorm, n, H, eps);
-    for (int l = 0; l < L_n; l++) {
-        const glmv_text_layer *L = &m->layers[l];
-        const float *k_new = b->k, *v_new = b->v;
-        int64_t ldq = qd, ldkv = kvd;
-        if (L->qkv_w) { /* [q | k | v] in b->q's rows */
-            ldq = ldkv = qd + 2 * kvd;
-            k_new = b->q + qd;
-            v_new = b->q + qd + kvd;
-            mm(be, b->q, b->xn, L->qkv_w, L->qkv_b, n);
-            if (rot > 0) be->rope_interleaved(be, b->q, ldq, b->cos, b->sin, n, nh + nkv, hd, rot);
-        } else {
-            mm(be, b->q, b->xn, L->q_w, L->q_b, n);
-            mm(be, b->k, b->xn, L->k_w, L->k_b, n);
-            mm(be, b->v, b->xn, L->v_w, L->v_b, n);
-            if (rot > 0) {
-                be->rope_interleaved(be, b->q, qd, b->cos, b->sin, n, nh, hd, rot);
-                be->rope_interleaved(be, b->k, kvd, b->cos, b->sin, n, nkv, hd, rot);
-            }
-        }
-        be->attn_decode_batch(be, b->att, b->q, ldq, k_new, v_new, ldkv, (float *const *)(b->tab + (size_t)(2 * l) * n),
-                              (float *const *)(b->tab + (size_t)(2 * l + 1) * n),
-                              (const int64_t *)(b->tab + (size_t)2 * L_n * n), n, max_keys, nh, nkv, hd, scale);
-        mm(be, b->t1, b->att, L->o_w, NULL, n);
-        be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, n, H,
-                          eps);
-        mm(be, b->gu, b->xn, L->gate_up, NULL, n);
-        be->swiglu(be, b->h, b->gu, 2 * I, b->gu + I, 2 * I, n, I);
-        mm(be, b->t1, b->h, L->down, NULL, n);
-        be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_mlp_layernorm,
-                          l + 1 < L_n ? m->layers[l + 1].input_layernorm : m->norm, n, H, eps);
-    }
-    mm(be, b->logits_dev, b->xn, m->lm_head, NULL, n);
+    glmv_backend *be = b->m->be;
+    mixed_layers(b, NULL, NULL, n, n, n, max_keys);
+    (be->matmul_rows ? be->matmul_rows : be->matmul)(be, b->logits_dev, b->xn, b->m->lm_head, NULL, n);
 }
 
 /* Run batch_layers from a recorded graph when there is one for this shape, record it when

@@ -1066,6 +1066,14 @@ static int same_gen(const glmv_result *a, const glmv_result *b, float tol) {
     return 1;
 }
 
+/* With a budget, a cache grows 8 rows at a time (the backend's granule is 64 KB on the CPU, 2 MB
+ * on CUDA: whole sequences of the small test models), so that running sequences keep asking for
+ * memory; the backend still backs whole granules of its own. */
+static void grow_by_8_rows(glmv_session *s) {
+    if (s->kv_growing)
+        s->kv_granule = 8 * sizeof(float) * (size_t)s->m->cfg.num_key_value_heads * (size_t)s->m->cfg.head_dim;
+}
+
 /* Sharing in a KV budget of one cache: the session that holds the image is idle (its cache only
  * waits for a next request), so making room for a copy could give that very cache back; the copy
  * must not read it then. Another question on the same image gets the fresh session's answer. */
@@ -1079,9 +1087,7 @@ TEST(kv_share_evict) {
              glmv_session_share(b, 1, err) == 0;
     CHECK_MSG(ok, "%s", err);
     glmv_session *all[3] = {a, b, fresh};
-    for (int i = 0; i < 3 && ok; i++) /* grown 8 rows at a time, as in kv_budget */
-        if (all[i]->kv_growing)
-            all[i]->kv_granule = 8 * sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
+    for (int i = 0; i < 3 && ok; i++) grow_by_8_rows(all[i]);
     glmv_part u1[2], u2[2];
     memset(u1, 0, sizeof u1);
     u1[0].kind = GLMV_PART_IMAGE;
@@ -1789,11 +1795,7 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs) {
     int ok = 1;
     for (int i = 0; i < N && ok; i++) {
         ok = glmv_session_new(&ss[i], m, 1024, err) == 0;
-        /* with a budget, caches grow 8 rows at a time (the backend's granule is 64 KB on the CPU,
-         * 2 MB on CUDA: whole sequences of the demo model), so that running sequences keep asking
-         * for memory; the backend still backs whole granules of its own */
-        if (ok && half_seqs && ss[i]->kv_growing)
-            ss[i]->kv_granule = 8 * sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
+        if (ok && half_seqs) grow_by_8_rows(ss[i]);
         glmv_part parts[2];
         glmv_message msg;
         glmv_sampling sp;
