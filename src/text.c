@@ -3,8 +3,11 @@
  * M-RoPE, causal GQA attention over the session's KV cache (post-RoPE keys),
  * o_proj, RMSNorm of the attention output, residual; pre-MLP RMSNorm, fused
  * gate_up SwiGLU MLP, RMSNorm of the MLP output, residual (each residual with the
- * norms around it in one op, norm_add_norm). Then the final norm (every row) and
- * lm_head for the last token only. Where the model joined q, k and v (model.c) they
+ * norms around it in one op, norm_add_norm). Then the final norm and lm_head for the
+ * last token only. The last layer computes every row's keys and values (the cache needs
+ * them) but the rest only for the rows whose logits are read: the last row of a prompt's
+ * final chunk, none of an earlier chunk (as llama.cpp does; a hook, which sees every row's
+ * activations, turns this off). Where the model joined q, k and v (model.c) they
  * are one product. Prompts run in chunks of s->chunk rows through scratch buffers
  * the session allocated once: nothing is allocated here. One-token steps on a
  * backend with graphs take the batched path (batch_step), recorded and replayed.
@@ -29,10 +32,14 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
     rot -= rot % 2;
     float eps = c->rms_norm_eps, scale = (float)(1.0 / sqrt((double)hd));
     int64_t pos0 = s->pos;
+    /* the first row the last layer carries past its keys and values (n: none) */
+    const int64_t keep0 = m->hook ? 0 : want_logits ? n - 1 : n;
 
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const glmv_text_layer *L = &m->layers[l];
         float *kc = s->kc[l] + pos0 * kvd, *vc = s->vc[l] + pos0 * kvd;
+        const int64_t r = l + 1 == c->num_hidden_layers ? keep0 : 0, nr = n - r; /* rows [r, n) go on */
+        float *x = s->x + r * H, *xn = s->xn + r * H;
         /* ref: Glm4vTextAttention */
         if (l == 0) /* later layers' input norm ends the layer before */
             be->rmsnorm(be, s->xn, s->x, L->input_layernorm, n, H, eps);
@@ -52,24 +59,24 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
                 be->rope_interleaved(be, kc, kvd, s->cos, s->sin, n, nkv, hd, rot);
             }
         }
-        be->attn_causal(be, s->att, s->q, ldq, s->kc[l], s->vc[l], n, pos0, nh, nkv, hd, scale);
-        be->matmul(be, s->t1, s->att, L->o_w, NULL, n);
+        if (nr == 0) break; /* the last layer of a chunk whose rows nobody reads */
+        be->attn_causal(be, s->att, s->q + r * ldq, ldq, s->kc[l], s->vc[l], nr, pos0 + r, nh, nkv, hd, scale);
+        be->matmul(be, s->t1, s->att, L->o_w, NULL, nr);
         /* the residual, then ref: Glm4vTextMLP */
-        be->norm_add_norm(be, s->x, s->xn, s->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, n, H,
-                          eps);
-        be->matmul(be, s->gu, s->xn, L->gate_up, NULL, n);
-        be->swiglu(be, s->h, s->gu, 2 * I, s->gu + I, 2 * I, n, I);
-        be->matmul(be, s->t1, s->h, L->down, NULL, n);
+        be->norm_add_norm(be, x, xn, s->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, nr, H, eps);
+        be->matmul(be, s->gu, xn, L->gate_up, NULL, nr);
+        be->swiglu(be, s->h, s->gu, 2 * I, s->gu + I, 2 * I, nr, I);
+        be->matmul(be, s->t1, s->h, L->down, NULL, nr);
         /* the residual, and the next layer's input norm (after the last layer, the final norm) */
         const glmv_tensor *next = l + 1 < c->num_hidden_layers ? m->layers[l + 1].input_layernorm : m->norm;
-        be->norm_add_norm(be, s->x, s->xn, s->t1, L->post_mlp_layernorm, next, n, H, eps);
+        be->norm_add_norm(be, x, xn, s->t1, L->post_mlp_layernorm, next, nr, H, eps);
         if (m->hook) {
             char name[32];
             snprintf(name, sizeof name, "t.layer.%d", l);
             glmv_model_dump(m, name, s->x, n, H);
         }
     }
-    if (m->hook) glmv_model_dump(m, "t.norm", s->xn, n, H); /* the final norm, every row */
+    if (m->hook) glmv_model_dump(m, "t.norm", s->xn, n, H); /* the final norm, every row (keep0 = 0) */
     if (want_logits) {
         be->matmul(be, s->logits_dev, s->xn + (n - 1) * H, m->lm_head, NULL, 1);
         if (logits) be->read(be, logits, s->logits_dev, sizeof(float) * (size_t)c->vocab_size);
@@ -289,15 +296,15 @@ static int batch_decode_locked(glmv_batch *b, glmv_session *const *ss, const int
     return rc ? -1 : 0;
 }
 
-static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const int64_t *r0, int n_it, int nd,
-                         int64_t R, int64_t max_keys);
+static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const int64_t *r0, const int64_t *orow,
+                         int n_it, int nd, int64_t R, int64_t R2, int64_t max_keys);
 
 /* The ops of a step after its inputs are written: every layer (a mixed step of decode rows
  * only), the final norm and lm_head on the batch's buffers (recorded as one graph where the
  * backend can). */
 static void batch_layers(glmv_batch *b, int n, int64_t max_keys) {
     glmv_backend *be = b->m->be;
-    mixed_layers(b, NULL, NULL, n, n, n, max_keys);
+    mixed_layers(b, NULL, NULL, NULL, n, n, n, n, max_keys);
     (be->matmul_rows ? be->matmul_rows : be->matmul)(be, b->logits_dev, b->xn, b->m->lm_head, NULL, n);
 }
 
@@ -409,9 +416,13 @@ static void mm_mixed(glmv_backend *be, float *y, const float *x, const glmv_tens
 }
 
 /* The layers of a mixed step: rows [0, nd) are the decode items (attention together, their
- * tables in b->tab), then each prompt item's rows it[k].n from row r0[k] (k >= nd). */
-static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const int64_t *r0, int n_it, int nd,
-                         int64_t R, int64_t max_keys) {
+ * tables in b->tab), then each prompt item's rows it[k].n from row r0[k] (k >= nd). The last
+ * layer, past its keys and values, carries on only the decode rows and the last row of each
+ * prompt item whose logits are read, moved to row orow[k] (-1: none) of the first R2: those
+ * rows then go through every product as decode rows do (on the CPU, matmul_rows: the row is
+ * bit for bit what a prompt alone gives it, glmv_text_forward's pruned last row). */
+static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const int64_t *r0, const int64_t *orow,
+                         int n_it, int nd, int64_t R, int64_t R2, int64_t max_keys) {
     glmv_model *m = b->m;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
@@ -448,22 +459,32 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
                                   (float *const *)(b->tab + (size_t)(2 * l + 1) * nd),
                                   (const int64_t *)(b->tab + (size_t)2 * L_n * nd), nd, max_keys, nh, nkv, hd,
                                   scale);
+        const int last = l + 1 == L_n && R2 < R;
         for (int k = nd; k < n_it; k++) { /* a prompt chunk: its keys and values into its cache, then causal */
             glmv_session *s = it[k]->s;
             int64_t n = it[k]->n, r = r0[k];
             be->copy_rows(be, s->kc[l] + (int64_t)s->pos * kvd, kvd, k_new + r * ldkv, ldkv, n, kvd);
             be->copy_rows(be, s->vc[l] + (int64_t)s->pos * kvd, kvd, v_new + r * ldkv, ldkv, n, kvd);
-            be->attn_causal(be, b->att + r * qd, b->q + r * ldq, ldq, s->kc[l], s->vc[l], n, s->pos, nh, nkv, hd,
-                            scale);
+            if (!last)
+                be->attn_causal(be, b->att + r * qd, b->q + r * ldq, ldq, s->kc[l], s->vc[l], n, s->pos, nh, nkv,
+                                hd, scale);
+            else if (orow[k] >= 0) /* its last row alone, and that row's residual, to row orow[k] */
+                be->attn_causal(be, b->att + orow[k] * qd, b->q + (r + n - 1) * ldq, ldq, s->kc[l], s->vc[l], 1,
+                                s->pos + n - 1, nh, nkv, hd, scale);
         }
-        mm_mixed(be, b->t1, b->att, L->o_w, NULL, nd, R);
-        be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, R, H,
+        if (last)
+            for (int k = nd; k < n_it; k++) /* orow[k] <= the source row, rising: nothing read is overwritten */
+                if (orow[k] >= 0 && orow[k] != r0[k] + it[k]->n - 1)
+                    be->copy(be, b->x + orow[k] * H, b->x + (r0[k] + it[k]->n - 1) * H, sizeof(float) * (size_t)H);
+        const int64_t Rl = last ? R2 : R, ndl = last ? R2 : nd; /* the rows that go on; as decode rows */
+        mm_mixed(be, b->t1, b->att, L->o_w, NULL, ndl, Rl);
+        be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, Rl, H,
                           eps);
-        mm_mixed(be, b->gu, b->xn, L->gate_up, NULL, nd, R);
-        be->swiglu(be, b->h, b->gu, 2 * I, b->gu + I, 2 * I, R, I);
-        mm_mixed(be, b->t1, b->h, L->down, NULL, nd, R);
+        mm_mixed(be, b->gu, b->xn, L->gate_up, NULL, ndl, Rl);
+        be->swiglu(be, b->h, b->gu, 2 * I, b->gu + I, 2 * I, Rl, I);
+        mm_mixed(be, b->t1, b->h, L->down, NULL, ndl, Rl);
         be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_mlp_layernorm,
-                          l + 1 < L_n ? m->layers[l + 1].input_layernorm : m->norm, R, H, eps);
+                          l + 1 < L_n ? m->layers[l + 1].input_layernorm : m->norm, Rl, H, eps);
     }
 }
 
@@ -523,11 +544,12 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
     }
     /* decode items (one row) first, then the prompt chunks */
     const glmv_batch_item **it = malloc(sizeof *it * (size_t)n);
-    int64_t *r0 = malloc(sizeof *r0 * (size_t)n);
+    int64_t *r0 = malloc(sizeof *r0 * (size_t)n), *orow = malloc(sizeof *orow * (size_t)n);
     int32_t *dids = malloc(sizeof *dids * (size_t)n); /* the decode rows' ids, gathered in one go */
-    if (!it || !r0 || !dids) {
+    if (!it || !r0 || !orow || !dids) {
         free(it);
         free(r0);
+        free(orow);
         free(dids);
         return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
     }
@@ -589,15 +611,19 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
         }
         be->write(be, b->tab, b->htab, (size_t)(2 * L_n + 1) * (size_t)nd * 8);
     }
-    mixed_layers(b, it, r0, n, nd, R, max_keys);
+    /* the rows the last layer carries on: the decode rows, then the last row of each prompt
+     * item whose logits are read */
+    int64_t R2 = nd;
+    for (int i = 0; i < n; i++) orow[i] = i < nd ? r0[i] : it[i]->logits ? R2++ : -1;
+    mixed_layers(b, it, r0, orow, n, nd, R, R2, max_keys);
     /* the rows whose logits are asked for, gathered into t1, through lm_head together (each as
      * it would be alone: matmul_rows) */
     int nl = 0;
     for (int i = 0; i < n; i++) {
         if (!it[i]->logits) continue;
-        int e = i; /* a run of rows that are each an item's last and whose logits are asked for: one copy */
-        while (e + 1 < n && it[e + 1]->logits && it[e + 1]->n == 1 && r0[e + 1] == r0[e] + 1) e++;
-        be->copy(be, b->t1 + nl * H, b->xn + (r0[i] + it[i]->n - 1) * H, sizeof(float) * (size_t)((e - i + 1) * H));
+        int e = i; /* a run of rows whose logits are asked for, one after another: one copy */
+        while (e + 1 < n && it[e + 1]->logits && orow[e + 1] == orow[e] + 1) e++;
+        be->copy(be, b->t1 + nl * H, b->xn + orow[i] * H, sizeof(float) * (size_t)((e - i + 1) * H));
         nl += e - i + 1;
         i = e;
     }
@@ -619,6 +645,7 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
 done:
     free(it);
     free(r0);
+    free(orow);
     free(dids);
     return rc;
 }

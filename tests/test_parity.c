@@ -296,6 +296,24 @@ static void check_case(const char *dir, const char *cas) {
         CHECK(checked >= 8);
         CHECK_EQ_INT(glmv_session_pos(s), n + gids->n);
     }
+    /* the same prompt without the hook, which made every row go through every layer: now the
+     * last layer carries only the last row past its keys and values (and nothing of a chunk
+     * before the last, chunks of 64 rows here): the logits still the reference's */
+    {
+        glmv_session *s2 = NULL;
+        if (glmv_session_new(&s2, m, 256, err) == 0) {
+            s2->chunk = GLMV_MIN(s2->chunk, 64);
+            int rc2 = glmv_session_prefill_mm(s2, id, n, pix ? pix->data : NULL, pix ? pix->shape[0] : 0,
+                                              grid ? (const int(*)[3])grid->data : NULL, n_img, logits, NULL, err);
+            CHECK_MSG(rc2 == 0, "prefill without the hook: %s", err);
+            double n2 = test_nmse(logits, lg->data, lg->n);
+            printf("  logits without the hook (chunks of %d): nmse %.3e\n", s2->chunk, n2);
+            CHECK_MSG(rc2 == 0 && n2 <= logit_bound, "logits without the hook: nmse %.3e > %.2e", n2, logit_bound);
+            glmv_session_free(s2);
+        } else {
+            CHECK_MSG(0, "session: %s", err);
+        }
+    }
 out3:
     glmv_session_free(s);
 out2:
@@ -1950,6 +1968,71 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs) {
     glmv_model_free(m);
 }
 
+/* A prompt's logits after its last chunk (the last layer carries only that chunk's last row on,
+ * as decode rows do) are the same whether the prompt runs alone (glmv_session_eval, in one
+ * chunk or in chunks of 16 rows) or in chunks of a batched pass beside another sequence's
+ * decode token (glmv_session_eval_chunks): bit for bit on the CPU, within 1e-3 relative on a
+ * device; the decode row beside it also as alone. On the tiny fixture's random weights, whose
+ * logits are far from one-hot (the demo model's first answer token has probability 1). */
+/* max |a - b| over max |b| */
+static double max_rel_diff(const float *a, const float *b, int n) {
+    double d = 0, mx = 0;
+    for (int i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        mx = fmax(mx, fabs((double)b[i]));
+    }
+    return mx > 0 ? d / mx : d;
+}
+
+TEST(prompt_last_row) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = load_under_test("tests/fixtures/tiny", err);
+    if (!m) return;
+    const int V = m->cfg.vocab_size, n = 45, cuts[] = {19, 45};
+    int32_t ids[45], dec[5] = {11, 12, 13, 14, 15};
+    for (int i = 0; i < n; i++) ids[i] = (i * 37 + 5) % V;
+    float *want = malloc(sizeof(float) * (size_t)V * 4), *got = want + V, *dw = got + V, *dg = dw + V;
+    glmv_session *a = NULL, *c = NULL, *p = NULL, *d = NULL;
+    glmv_batch *b = NULL;
+    int ok = want && glmv_session_new(&a, m, 256, err) == 0 && glmv_session_new(&c, m, 256, err) == 0 &&
+             glmv_session_new(&p, m, 256, err) == 0 && glmv_session_new(&d, m, 256, err) == 0 &&
+             glmv_batch_new(&b, m, 2, err) == 0;
+    CHECK_MSG(ok, "%s", err);
+    float tol = parity_device == GLMV_DEVICE_CPU ? 0.f : 1e-3f;
+    /* alone: one chunk, then chunks of 16 */
+    ok = ok && glmv_session_eval(a, ids, n, want, err) == 0;
+    c->chunk = 16;
+    ok = ok && glmv_session_eval(c, ids, n, got, err) == 0;
+    CHECK_MSG(ok, "%s", err);
+    if (ok) CHECK_MSG(max_rel_diff(got, want, V) <= tol, "chunks of 16: %.3g", max_rel_diff(got, want, V));
+    /* a decode sequence d (4 tokens in, then one at a time) beside the prompt in two chunks */
+    ok = ok && glmv_session_eval(d, dec, 4, NULL, err) == 0;
+    glmv_session_reset(a);
+    ok = ok && glmv_session_eval(a, dec, 4, NULL, err) == 0 && glmv_session_eval(a, &dec[4], 1, dw, err) == 0;
+    for (int k = 0; k < 2 && ok; k++) {
+        glmv_session *two[2] = {d, p};
+        int counts[2] = {1, cuts[k] - (k ? cuts[k - 1] : 0)};
+        int32_t rows[1 + 45];
+        rows[0] = k ? 3 : dec[4];
+        memcpy(rows + 1, ids + (k ? cuts[k - 1] : 0), sizeof(int32_t) * (size_t)counts[1]);
+        float *lg[2] = {k ? NULL : dg, k ? got : NULL};
+        ok = glmv_session_eval_chunks(b, two, rows, counts, 2, lg, err) == 0;
+        CHECK_MSG(ok, "pass %d: %s", k, err);
+    }
+    if (ok) {
+        CHECK_MSG(max_rel_diff(got, want, V) <= tol, "prompt in a batched pass: %.3g", max_rel_diff(got, want, V));
+        CHECK_MSG(max_rel_diff(dg, dw, V) <= tol, "decode row beside it: %.3g", max_rel_diff(dg, dw, V));
+        CHECK_EQ_INT(glmv_session_pos(p), n);
+    }
+    glmv_batch_free(b);
+    glmv_session_free(a);
+    glmv_session_free(c);
+    glmv_session_free(p);
+    glmv_session_free(d);
+    free(want);
+    glmv_model_free(m);
+}
+
 TEST(batch_invariance) { batched_vs_alone(0, 0, 0); }
 TEST(mixed_prefill) { batched_vs_alone(1, 24, 0); }
 TEST(kv_budget) { batched_vs_alone(1, 24, 5); }
@@ -2161,6 +2244,7 @@ int main(void) {
     RUN(prefix_sharing_threads);
     RUN(pos_embed_separable);
     RUN(vision_scratch_reuse);
+    RUN(prompt_last_row);
     RUN(batch_invariance);
     RUN(mixed_prefill);
     RUN(kv_budget);

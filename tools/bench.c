@@ -846,7 +846,8 @@ int cmd_bench(int argc, char **argv) {
     }
 
     /* Per layer (synthetic): prefill is compute-bound, so its time is split evenly
-     * over the layers (lm_head runs for one row only). Decode is bound by the bytes it
+     * over the layers, the last counted for its q/k/v products only (the rest of it,
+     * like lm_head, runs for one row). Decode is bound by the bytes it
      * reads, so each token's time is split in proportion to bytes: a layer's BF16
      * weights and KV cache against lm_head's vocab x hidden; the full model is then
      * 40 such layers plus lm_head. Weight shapes are the 9B preset's. */
@@ -916,16 +917,20 @@ int cmd_bench(int argc, char **argv) {
     }
     if (synthetic) {
         int L = info.n_layers;
-        if (json) printf(", \"per_layer\": {\"note\": \"prefill split evenly over layers; decode "
-                         "split by bytes read (layer weights + KV vs lm_head); full = 40 layers\"");
+        if (json) printf(", \"per_layer\": {\"note\": \"prefill split evenly over layers but the last, "
+                         "which computes only its q/k/v for all but the last row; decode split by bytes read "
+                         "(layer weights + KV vs lm_head); full = 40 layers\"");
         if (prompt > 0) {
-            double pl = prefill_ms / prompt / L;
+            /* the last layer's share of a prompt's work: its q/k/v products (the rest of it runs
+             * for the last row only) */
+            double qkv = (double)H * (qd + 2 * kvd) / (layer_bytes / 2);
+            double pl = prefill_ms / prompt / (L - 1 + qkv);
             if (json)
                 printf(", \"prefill_ms_per_token_layer\": %.3f, \"prefill_full_tokens_per_s\": %.3f",
-                       pl, 1e3 / (pl * 40));
+                       pl, 1e3 / (pl * (39 + qkv)));
             else
                 printf("per layer: prefill %.2f ms/token/layer -> 40 layers %.2f tokens/s\n", pl,
-                       1e3 / (pl * 40));
+                       1e3 / (pl * (39 + qkv)));
         }
         if (json) printf(", \"decode\": [");
         for (int i = 0; i < n_dec; i++) {
