@@ -379,7 +379,10 @@ int glmv_batch_max_rows(const glmv_batch *b);
  * the model's KV budget (glmv_model_params.kv_memory): when it is spent, the caches kept only
  * for a next request's prefix are given back, then the newest generation is preempted (its
  * cache copied to host memory, resumed when there is room, the same floats) or, when none is
- * newer, waits. glmv_gen_pending says which still have work. */
+ * newer, waits. glmv_gen_pending says which still have work. A generation whose sequence can
+ * never fit the budget (nobody else holds any of it) fails alone: its cache is given back, the
+ * others' pass goes on, and its next glmv_gen_step returns -1 (GLMV_E_NOMEM, "does not fit").
+ * -1 here means the pass itself failed (the backend, memory for its rows, a bad argument). */
 int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err);
 
 /* ------------------------------------------------------------------------ */

@@ -1057,6 +1057,10 @@ struct glmv_gen {
     uint64_t ticket;
     float *swap;
     int waiting;
+    /* a generation that cannot go on by itself (its sequence can never fit the KV budget) while
+     * the others in its pass do: why, for its next glmv_gen_step */
+    glmv_errcode fail_code;
+    char *fail_msg;
 };
 
 /* The prompt's inputs released (the embeddings under the model lock: they are the backend's). */
@@ -1125,6 +1129,7 @@ void glmv_gen_free(glmv_gen *q) {
     s->evictable = 1;
     glmv_model_unlock(s->m);
     free(q->swap);
+    free(q->fail_msg);
     if (q->have_jo) json_out_free(&q->jo);
     if (q->spl) glmv_splitter_free(q->spl);
     free(q->g.reasoning.p);
@@ -1141,7 +1146,9 @@ void glmv_gen_free(glmv_gen *q) {
 
 int32_t glmv_gen_token(const glmv_gen *q) { return q->next; }
 int glmv_gen_prompt_left(const glmv_gen *q) { return (int)(q->pf_n - q->pf_off); }
-int glmv_gen_pending(const glmv_gen *q) { return q->pf_off < q->pf_n || q->waiting || q->s->suspended; }
+int glmv_gen_pending(const glmv_gen *q) {
+    return !q->fail_code && (q->pf_off < q->pf_n || q->waiting || q->s->suspended);
+}
 glmv_session *glmv_gen_session(const glmv_gen *q) { return q->s; }
 
 /* The prompt stage: what a request's messages become before any model computation, read-only
@@ -1442,6 +1449,7 @@ static int gen_start(glmv_gen **qout, glmv_session *s, const glmv_message *msgs,
  * evaluated (its logits into q->logits) before the next step; -1: error. */
 int glmv_gen_step(glmv_gen *q, char *err) {
     if (q->done) return 1;
+    if (q->fail_code) return glmv_errc(err, q->fail_code, "%s", q->fail_msg ? q->fail_msg : "out of memory");
     if (q->pf_off < q->pf_n)
         return glmv_errc(err, GLMV_E_INVALID, "generate: %lld prompt tokens are still to evaluate "
                          "(glmv_gen_eval_batch)", (long long)(q->pf_n - q->pf_off));
@@ -1659,6 +1667,7 @@ static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, glmv_batch_it
     int64_t rows = 0;
     for (int j = 0; j < g; j++) {
         glmv_gen *q = gens[j];
+        if (q->fail_code) continue;
         q->waiting = 1; /* until its work is done below */
         if (q->s->suspended || q->pf_off < q->pf_n) continue;
         it[k] = (glmv_batch_item){q->s, 1, &q->next, NULL, NULL, 0, q->logits};
@@ -1669,7 +1678,7 @@ static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, glmv_batch_it
     for (int j = 0; j < g; j++) {
         glmv_gen *q = gens[j];
         int64_t left = q->pf_n - q->pf_off, t = GLMV_MIN(left, max_rows - rows);
-        if (q->s->suspended || left <= 0 || t <= 0) continue;
+        if (q->fail_code || q->s->suspended || left <= 0 || t <= 0) continue;
         it[k] = (glmv_batch_item){q->s,
                                   t,
                                   q->pf_ids + q->pf_off,
@@ -1703,12 +1712,21 @@ static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, glmv_batch_it
             continue;
         }
         /* nothing to take the memory from: this one waits, unless nobody else holds any (then
-         * it can never fit) */
+         * it can never fit: it fails, alone; the others' pass goes on) */
         int64_t own = (int64_t)it[at].s->kv_bytes * 2 * m->cfg.num_hidden_layers;
-        if (m->kv_used - own <= 0)
-            return glmv_errc(err, GLMV_E_NOMEM, "a sequence of %lld tokens does not fit the KV cache budget "
-                             "(%lld MB): %s", (long long)(it[at].s->pos + it[at].n),
-                             (long long)(m->kv_budget >> 20), e2);
+        if (m->kv_used - own <= 0) {
+            glmv_gen *f = pg[at];
+            char msg[GLMV_ERR_SIZE];
+            snprintf(msg, sizeof msg, "a sequence of %lld tokens does not fit the KV cache budget (%lld MB): %.300s",
+                     (long long)(it[at].s->pos + it[at].n), (long long)(m->kv_budget >> 20), e2);
+            f->fail_msg = strdup(msg);
+            f->fail_code = GLMV_E_NOMEM;
+            f->waiting = 0;
+            glmv_session *fs = it[at].s; /* its cache goes back to the budget, for the others */
+            glmv_kv_shrink(fs, 0);
+            fs->pos = 0;
+            fs->n_seg_hash = 0;
+        }
         it[at].s = NULL;
     }
     int kk = 0;
@@ -1746,6 +1764,7 @@ int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err) 
         glmv_model_lock(b->m);
         rc = eval_group(b, gens + i0, g, it, pg, take, err);
         if (rc >= 0) advanced += rc;
+        for (int j = 0; j < g; j++) advanced += gens[i0 + j]->fail_code != 0; /* failed: no longer waits */
         if (rc >= 0 && i0 + g >= n && advanced == 0) { /* nobody advanced: is the memory anyone else's? */
             int64_t ours = 0;
             glmv_model *m = b->m;

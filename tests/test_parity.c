@@ -1901,20 +1901,51 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs) {
                (long long)pre);
         CHECK_MSG(pre >= 1 && peak <= budget, "%lld preemptions, peak %lld of %lld bytes", (long long)pre,
                   (long long)peak, (long long)budget);
-        /* a prompt that can never fit: an error, not a wait */
+        /* a prompt that can never fit fails alone (an error, not a wait), and a prompt of a
+         * few tokens beside it in the same passes goes on to its answer (before, the pass
+         * failed for both): a budget of 64 rows, neither holding memory at first */
         for (int i = 0; i < N; i++) glmv_session_reset(ss[i]);
-        m->kv_budget = (int64_t)ss[0]->kv_granule * 2 * m->cfg.num_hidden_layers;
-        glmv_prompt *p = NULL;
-        glmv_gen *big = NULL;
-        if (glmv_prompt_new(&p, m, &msgs[0], 1, 1024, err) == 0 &&
-            glmv_gen_begin_prompt(&big, ss[0], p, &sps[0], NULL, NULL, err) == 0) {
-            CHECK(glmv_gen_eval_batch(b, &big, 1, err) != 0 && glmv_last_error() == GLMV_E_NOMEM &&
-                  strstr(err, "does not fit"));
+        m->kv_budget = (int64_t)ss[0]->kv_granule * 8 * 2 * m->cfg.num_hidden_layers;
+        glmv_prompt *p = NULL, *p1 = NULL;
+        glmv_gen *big = NULL, *small = NULL;
+        glmv_sampling sp1 = sps[3];
+        sp1.max_new_tokens = 8;
+        if (glmv_prompt_new(&p, m, &msgs[0], 1, 1024, err) == 0 && glmv_prompt_new(&p1, m, &msgs[3], 1, 1024, err) == 0 &&
+            glmv_gen_begin_prompt(&big, ss[0], p, &sps[0], NULL, NULL, err) == 0 &&
+            glmv_gen_begin_prompt(&small, ss[1], p1, &sp1, NULL, NULL, err) == 0) {
+            glmv_gen *two[2] = {big, small};
+            int r = 0, passes = 0, big_failed = 0;
+            while (passes++ < 200 && r == 0) {
+                if (!big_failed && !glmv_gen_pending(big)) {
+                    int rb = glmv_gen_step(big, err);
+                    if (rb < 0) {
+                        CHECK(glmv_last_error() == GLMV_E_NOMEM && strstr(err, "does not fit"));
+                        CHECK(!glmv_gen_pending(big) && glmv_gen_step(big, err) < 0 &&
+                              strstr(err, "does not fit")); /* and stays failed */
+                        big_failed = 1;
+                    } else {
+                        CHECK_MSG(rb == 0, "the long answer ended within the budget (%d)", rb);
+                    }
+                }
+                if (!glmv_gen_pending(small) && (r = glmv_gen_step(small, err)) != 0)
+                    break;
+                CHECK_MSG(glmv_gen_eval_batch(b, two, 2, err) == 0, "%s", err); /* big skipped once failed */
+            }
+            CHECK(big_failed);
+            glmv_result res;
+            CHECK_MSG(r == 1 && glmv_gen_finish(small, &res, err) == 0, "small: %d %s", r, err);
+            if (r == 1) {
+                CHECK(res.n_tokens == 8);
+                glmv_result_free(&res);
+                small = NULL;
+            }
         } else {
             CHECK_MSG(0, "%s", err);
         }
+        glmv_gen_free(small);
         glmv_gen_free(big);
         glmv_prompt_free(p);
+        glmv_prompt_free(p1);
         m->kv_budget = 0;
     }
     if (deferred && !half_seqs)
