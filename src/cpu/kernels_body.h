@@ -85,6 +85,10 @@ KINLINE vf vexp(vf x) {
             const int64_t j1 = j0 + MV_KB < kv ? j0 + MV_KB : kv;                          \
             for (int p = 0; p < np; p++) {                                                 \
                 const WT *wr = (const WT *)w + (o0 + 2 * p) * k, *wq = wr + k;             \
+                /* what comes next from memory, a line of each row per step: the next     \
+                 * pair's rows here, or after the last pair the first pair's next block */ \
+                const int64_t pf_d = p + 1 < np ? 2 * k : MV_KB - 2 * (int64_t)p * k;      \
+                const int pf_on = p + 1 < np || j1 < kv;                                   \
                 vf a0[M], a1[M], b0[M], b1[M];                                             \
                 UNROLL for (int i = 0; i < M; i++) {                                       \
                     a0[i] = acc[p][0][i];                                                  \
@@ -93,6 +97,10 @@ KINLINE vf vexp(vf x) {
                     b1[i] = acc[p][3][i];                                                  \
                 }                                                                          \
                 for (int64_t j = j0; j < j1; j += 2 * VL) {                                \
+                    if (pf_on) {                                                           \
+                        _mm_prefetch((const char *)(wr + j + pf_d), _MM_HINT_T0);          \
+                        _mm_prefetch((const char *)(wq + j + pf_d), _MM_HINT_T0);          \
+                    }                                                                      \
                     vf w0 = LOADW(wr + j), w1 = LOADW(wr + j + VL);                        \
                     vf u0 = LOADW(wq + j), u1 = LOADW(wq + j + VL);                        \
                     UNROLL for (int i = 0; i < M; i++) {                                   \
