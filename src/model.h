@@ -129,6 +129,9 @@ struct glmv_model {
     int n_sessions, cap_sessions;
     uint64_t use_clock, gen_clock;
     int64_t kv_evictions, kv_preemptions;
+    /* preemptions of a generation that came back from one and wrote less than a granule of new
+     * rows since (its cache copied back and forth for nothing; swap_in_room prevents them) */
+    int64_t kv_bounces;
     /* rows of logits in host memory the backend reads into fastest, kept for reuse
      * (glmv_logits_new): a page-locked allocation costs more than a request's prefill */
     pthread_mutex_t rows_mu;

@@ -1056,6 +1056,7 @@ struct glmv_gen {
      * resumes; waiting: its work was not done in the last pass (no memory for it) */
     uint64_t ticket;
     float *swap;
+    int64_t back_at;            /* its position when it last came back (-1: never preempted) */
     int waiting;
     /* a generation that cannot go on by itself (its sequence can never fit the KV budget) while
      * the others in its pass do: why, for its next glmv_gen_step */
@@ -1361,6 +1362,7 @@ static int gen_begin(glmv_gen **qout, glmv_session *s, const glmv_prompt *p, con
         s->busy = 1; /* its cache is not given back while a generation runs on it */
         s->evictable = 0;
         q->ticket = ++m->gen_clock;
+        q->back_at = -1;
         int64_t start = reusable_prefix(s, c, ids, n, (const int(*)[3])md->grid, p->hs, md->n, &seg0);
         if (s->sharing) {
             int64_t own = start;
@@ -1625,6 +1627,8 @@ static int gen_swap_out(glmv_gen *q, char *err) {
     glmv_kv_shrink(s, 0);
     s->suspended = 1;
     m->kv_preemptions++;
+    /* back, and out again before it wrote a granule of new rows */
+    m->kv_bounces += q->back_at >= 0 && (int64_t)((size_t)(s->pos - q->back_at) * row * sizeof(float)) < (int64_t)s->kv_granule;
     return 0;
 }
 
@@ -1642,7 +1646,27 @@ static int gen_swap_in(glmv_gen *q, char *err) {
     free(q->swap);
     q->swap = NULL;
     s->suspended = 0;
+    q->back_at = s->pos;
     return 0;
+}
+
+/* Whether preempted q may come back now: its rows and, besides them, the next granule of
+ * every running generation fit the budget, counting the idle caches as room (without that
+ * headroom the first of them to grow would preempt q again in the same pass, and q's rows would
+ * go back and forth between host and device once per granule). */
+static int swap_in_room(const glmv_gen *q, glmv_gen *const *gens, int g) {
+    glmv_session *s = q->s;
+    glmv_model *m = s->m;
+    if (m->kv_budget <= 0) return 1;
+    int64_t L2 = 2 * (int64_t)m->cfg.num_hidden_layers, idle = 0, running = 0;
+    for (int i = 0; i < m->n_sessions; i++) {
+        const glmv_session *o = m->sessions[i];
+        if (!o->busy && o->evictable) idle += (int64_t)o->kv_bytes * L2;
+    }
+    for (int j = 0; j < g; j++) running += !gens[j]->s->suspended && !gens[j]->fail_code;
+    size_t rb = sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
+    int64_t gr = (int64_t)s->kv_granule, need = ((int64_t)((size_t)(s->pos + 1) * rb) + gr - 1) / gr * gr * L2;
+    return m->kv_used - idle + need + running * gr * L2 <= m->kv_budget;
 }
 
 /* One pass for up to b's capacity of generations (gens[0, g)), under the model lock. Memory
@@ -1659,8 +1683,8 @@ static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, glmv_batch_it
     for (;;) { /* the oldest preempted generation, while it fits */
         glmv_gen *o = NULL;
         for (int j = 0; j < g; j++)
-            if (gens[j]->s->suspended && (!o || gens[j]->ticket < o->ticket)) o = gens[j];
-        if (!o || gen_swap_in(o, e2)) break;
+            if (gens[j]->s->suspended && !gens[j]->fail_code && (!o || gens[j]->ticket < o->ticket)) o = gens[j];
+        if (!o || !swap_in_room(o, gens, g) || gen_swap_in(o, e2)) break;
     }
     /* the plan: every running generation's token, then prompt chunks in the rows left */
     int k = 0;
