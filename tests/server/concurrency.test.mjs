@@ -171,6 +171,24 @@ test('the demo model in a KV budget of about two caches: four long answers, the 
   assert.ok(await metric(tight.url, 'glmv_kv_cache_bytes') <= budget);
 });
 
+test('the demo model in a KV budget: a prompt that can never fit fails alone (503), the request beside it is answered', { skip: !REAL && 'GLMV_REAL_MODEL not set' }, async () => {
+  // about 786 tokens of the demo model's cache in 0.003 GiB; the long prompt is some 1,500
+  const srv = await server(['-m', REAL, '--parallel', '2', '--no-prompt-cache', '--kv-memory', '0.003', '--ctx', '4096']);
+  const long = post(srv.url, '/v1/chat/completions', { max_tokens: 4, temperature: 0,
+    messages: [{ role: 'user', content: 'The quick brown fox jumps over the lazy dog. '.repeat(150) }] });
+  const short = post(srv.url, '/v1/chat/completions', { max_tokens: 8, min_tokens: 8, ignore_eos: true, temperature: 0,
+    messages: [{ role: 'user', content: 'Hello!' }] });
+  const [l, sh] = await Promise.all([long, short]);
+  assert.equal(l.status, 503);
+  const le = await l.json();
+  assert.match(le.error.message, /does not fit/);
+  assert.equal(le.error.code, 'out_of_memory');
+  assert.equal(sh.status, 200);
+  const sj = await sh.json();
+  assert.equal(sj.usage.completion_tokens, 8);
+  assert.ok(await metric(srv.url, 'glmv_kv_cache_bytes') <= Math.floor(0.003 * 2 ** 30));
+});
+
 test('the demo model with --parallel 2: a request copies the image another slot holds', { skip: !REAL && 'GLMV_REAL_MODEL not set' }, async () => {
   const fs = await import('node:fs');
   const img = 'data:image/png;base64,' + fs.readFileSync(REAL + '/example.png').toString('base64');
