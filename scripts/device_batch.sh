@@ -52,7 +52,7 @@ serving)
     # chunks in the passes that carry the running streams' tokens, or each prefilled alone
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
     timeout 100 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
-    GLMV_TEST_ONLY=batch_invariance,mixed_prefill,kv_budget,prefix_sharing,decode_graphs GLMV_PARITY_DEVICE=cuda \
+    GLMV_TEST_ONLY=batch_invariance,mixed_prefill,kv_budget,prompt_last_row,prefix_sharing,decode_graphs,tiny_text,tiny_image1 GLMV_PARITY_DEVICE=cuda \
         timeout 120 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
     timeout 300 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 --decode 128 \
         --concurrency 64,16 --requests 128 --schedule mixed,separate,mixed,separate --json \
