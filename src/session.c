@@ -1663,10 +1663,29 @@ static int swap_in_room(const glmv_gen *q, glmv_gen *const *gens, int g) {
         const glmv_session *o = m->sessions[i];
         if (!o->busy && o->evictable) idle += (int64_t)o->kv_bytes * L2;
     }
-    for (int j = 0; j < g; j++) running += !gens[j]->s->suspended && !gens[j]->fail_code;
+    for (int j = 0; j < g; j++) /* the generations holding a cache that will grow */
+        running += !gens[j]->s->suspended && !gens[j]->fail_code && gens[j]->s->kv_bytes > 0;
     size_t rb = sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
     int64_t gr = (int64_t)s->kv_granule, need = ((int64_t)((size_t)(s->pos + 1) * rb) + gr - 1) / gr * gr * L2;
     return m->kv_used - idle + need + running * gr * L2 <= m->kv_budget;
+}
+
+/* q (preempted) fails alone when its rows can never fit the budget, even with nobody else's. */
+static int swap_in_never(glmv_gen *q) {
+    glmv_session *s = q->s;
+    glmv_model *m = s->m;
+    if (m->kv_budget <= 0) return 0;
+    size_t rb = sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
+    int64_t L2 = 2 * (int64_t)m->cfg.num_hidden_layers, gr = (int64_t)s->kv_granule;
+    int64_t need = ((int64_t)((size_t)(s->pos + 1) * rb) + gr - 1) / gr * gr * L2;
+    if (need <= m->kv_budget) return 0;
+    char msg[GLMV_ERR_SIZE];
+    snprintf(msg, sizeof msg, "a sequence of %lld tokens does not fit the KV cache budget (%lld MB)",
+             (long long)(s->pos + 1), (long long)(m->kv_budget >> 20));
+    q->fail_msg = strdup(msg);
+    q->fail_code = GLMV_E_NOMEM;
+    q->waiting = 0;
+    return 1;
 }
 
 /* One pass for up to b's capacity of generations (gens[0, g)), under the model lock. Memory
@@ -1684,8 +1703,14 @@ static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, glmv_batch_it
         glmv_gen *o = NULL;
         for (int j = 0; j < g; j++)
             if (gens[j]->s->suspended && !gens[j]->fail_code && (!o || gens[j]->ticket < o->ticket)) o = gens[j];
+        if (o && swap_in_never(o)) continue;
         if (!o || !swap_in_room(o, gens, g) || gen_swap_in(o, e2)) break;
     }
+    /* while a preempted generation waits to come back, no newer one starts a prompt: the memory
+     * that frees up goes to it first */
+    uint64_t oldest_out = UINT64_MAX;
+    for (int j = 0; j < g; j++)
+        if (gens[j]->s->suspended && !gens[j]->fail_code && gens[j]->ticket < oldest_out) oldest_out = gens[j]->ticket;
     /* the plan: every running generation's token, then prompt chunks in the rows left */
     int k = 0;
     int64_t rows = 0;
@@ -1703,6 +1728,7 @@ static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, glmv_batch_it
         glmv_gen *q = gens[j];
         int64_t left = q->pf_n - q->pf_off, t = GLMV_MIN(left, max_rows - rows);
         if (q->fail_code || q->s->suspended || left <= 0 || t <= 0) continue;
+        if (q->pf_off == 0 && q->ticket > oldest_out) continue; /* waits for the preempted one */
         it[k] = (glmv_batch_item){q->s,
                                   t,
                                   q->pf_ids + q->pf_off,

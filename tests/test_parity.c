@@ -2003,6 +2003,99 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs) {
     glmv_model_free(m);
 }
 
+/* While a preempted generation waits to come back, a newer request does not start its prompt (the
+ * memory that frees up goes to the preempted one first), and all three answers are still the ones
+ * they get alone: A and S grow until S (newer) is preempted; C begins then and must not start
+ * before S is back. */
+TEST(kv_preempted_first) {
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_model *m = load_demo(err);
+    if (!m) return;
+    const batch_req reqs[3] = {{"How many shapes are there?", 1, 0}, {"Describe the image.", 1, 0},
+                               {"Hello! What can you do?", 0, 0}};
+    glmv_session *ss[3] = {0};
+    glmv_prompt *ps[3] = {0};
+    glmv_gen *g[3] = {0};
+    glmv_result alone[3], got[3];
+    glmv_part parts[3][2];
+    glmv_message msgs[3];
+    glmv_sampling sps[3];
+    memset(alone, 0, sizeof alone);
+    memset(got, 0, sizeof got);
+    int ok = 1, done[3] = {0};
+    int64_t total = 0;
+    for (int i = 0; i < 3 && ok; i++) {
+        batch_msg(&reqs[i], parts[i], &msgs[i]);
+        batch_sampling(m, &reqs[i], &sps[i]);
+        sps[i].ignore_eos = 1; /* 40 tokens each: the caches grow past the budget */
+        ok = glmv_session_new(&ss[i], m, 1024, err) == 0 &&
+             glmv_generate(ss[i], &msgs[i], 1, &sps[i], NULL, NULL, &alone[i], err) == 0 &&
+             glmv_prompt_new(&ps[i], m, &msgs[i], 1, 1024, err) == 0;
+        if (ok) {
+            glmv_session_free(ss[i]); /* a fresh session: nothing shared with the run alone */
+            ok = glmv_session_new(&ss[i], m, 1024, err) == 0;
+            if (ok) grow_by_8_rows(ss[i]);
+        }
+        if (i < 2) total += alone[i].prompt_tokens + alone[i].n_tokens;
+    }
+    CHECK_MSG(ok, "%s", err);
+    glmv_batch *b = NULL;
+    ok = ok && glmv_batch_new(&b, m, 3, err) == 0;
+    int64_t row = (int64_t)ss[0]->kv_granule / 8 * 2 * m->cfg.num_hidden_layers; /* one row, every layer */
+    m->kv_budget = (total * 3 / 4 + 7) / 8 * 8 * row; /* A alone fits, A and S together do not */
+    ok = ok && glmv_gen_begin_prompt(&g[0], ss[0], ps[0], &sps[0], NULL, NULL, err) == 0 &&
+         glmv_gen_begin_prompt(&g[1], ss[1], ps[1], &sps[1], NULL, NULL, err) == 0;
+    CHECK_MSG(ok, "%s", err);
+    int c_left0 = -1, waited = 0, jumped = 0, passes = 0, s_back = 0;
+    while (ok && !(done[0] && done[1] && done[2]) && passes++ < 2000) {
+        glmv_gen *run[3];
+        int n = 0;
+        for (int i = 0; i < 3 && ok; i++) {
+            if (!g[i] || done[i]) continue;
+            int r = glmv_gen_pending(g[i]) ? 0 : glmv_gen_step(g[i], err);
+            if (r < 0) ok = 0;
+            else if (r == 1) {
+                done[i] = 1;
+                ok = glmv_gen_finish(g[i], &got[i], err) == 0;
+                g[i] = NULL;
+            } else {
+                run[n++] = g[i];
+            }
+        }
+        if (!ok || n == 0) break;
+        ok = glmv_gen_eval_batch(b, run, n, err) == 0;
+        if (!g[2] && !done[2] && ss[1]->suspended) { /* S is out: C arrives */
+            ok = ok && glmv_gen_begin_prompt(&g[2], ss[2], ps[2], &sps[2], NULL, NULL, err) == 0;
+            if (ok) c_left0 = glmv_gen_prompt_left(g[2]);
+        }
+        if (g[2] && c_left0 > 0) {
+            if (ss[1]->suspended && !s_back) {
+                waited++;
+                jumped += glmv_gen_prompt_left(g[2]) < c_left0;
+            } else {
+                s_back = 1;
+            }
+        }
+    }
+    CHECK_MSG(ok, "%s", err);
+    printf("  KV budget %lld rows: %d passes, C waited %d while S was out, started early %d\n",
+           (long long)(m->kv_budget / row), passes, waited, jumped);
+    CHECK(c_left0 > 0 && waited >= 1);
+    CHECK_EQ_INT(jumped, 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_MSG(done[i] && same_gen(&got[i], &alone[i], parity_device == GLMV_DEVICE_CPU ? 0.f : 1e-2f),
+                  "generation %d", i);
+        glmv_result_free(&got[i]);
+        glmv_result_free(&alone[i]);
+        glmv_gen_free(g[i]);
+        glmv_prompt_free(ps[i]);
+    }
+    m->kv_budget = 0;
+    glmv_batch_free(b);
+    for (int i = 0; i < 3; i++) glmv_session_free(ss[i]);
+    glmv_model_free(m);
+}
+
 /* A prompt's logits after its last chunk (the last layer carries only that chunk's last row on,
  * as decode rows do) are the same whether the prompt runs alone (glmv_session_eval, in one
  * chunk or in chunks of 16 rows) or in chunks of a batched pass beside another sequence's
@@ -2280,6 +2373,7 @@ int main(void) {
     RUN(pos_embed_separable);
     RUN(vision_scratch_reuse);
     RUN(prompt_last_row);
+    RUN(kv_preempted_first);
     RUN(batch_invariance);
     RUN(mixed_prefill);
     RUN(kv_budget);
