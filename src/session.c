@@ -1706,8 +1706,8 @@ static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, glmv_batch_it
         if (o && swap_in_never(o)) continue;
         if (!o || !swap_in_room(o, gens, g) || gen_swap_in(o, e2)) break;
     }
-    /* while a preempted generation waits to come back, no newer one starts a prompt: the memory
-     * that frees up goes to it first */
+    /* while a preempted generation waits to come back, no newer one that holds no cache yet
+     * starts its prompt: the memory that frees up goes to the preempted one first */
     uint64_t oldest_out = UINT64_MAX;
     for (int j = 0; j < g; j++)
         if (gens[j]->s->suspended && !gens[j]->fail_code && gens[j]->ticket < oldest_out) oldest_out = gens[j]->ticket;
@@ -1728,7 +1728,8 @@ static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, glmv_batch_it
         glmv_gen *q = gens[j];
         int64_t left = q->pf_n - q->pf_off, t = GLMV_MIN(left, max_rows - rows);
         if (q->fail_code || q->s->suspended || left <= 0 || t <= 0) continue;
-        if (q->pf_off == 0 && q->ticket > oldest_out) continue; /* waits for the preempted one */
+        if (q->pf_off == 0 && q->s->kv_bytes == 0 && q->ticket > oldest_out)
+            continue; /* holds nothing yet: waits for the preempted one */
         it[k] = (glmv_batch_item){q->s,
                                   t,
                                   q->pf_ids + q->pf_off,

@@ -1902,8 +1902,8 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs) {
         CHECK_MSG(pre >= 1 && peak <= budget, "%lld preemptions, peak %lld of %lld bytes", (long long)pre,
                   (long long)peak, (long long)budget);
         /* a preempted generation comes back only when it and the others' next granules fit: never
-         * to be preempted again before it wrote a granule of new rows (without that rule, 7
-         * preemptions here and one such bounce; with it, 5 and none) */
+         * to be preempted again before it wrote a granule of new rows (without that rule, one such
+         * bounce here) */
         CHECK_EQ_INT((int)m->kv_bounces, 0);
         /* a prompt that can never fit fails alone (an error, not a wait), and a prompt of a
          * few tokens beside it in the same passes goes on to its answer (before, the pass
