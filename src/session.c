@@ -177,12 +177,19 @@ void glmv_model_kv_stats(glmv_model *m, glmv_kv_stats *out) {
     glmv_model_unlock(m);
 }
 
+/* Bytes of one of s's K or V tensors (a layer's) that hold `rows` rows, in whole granules. */
+static size_t kv_tensor_bytes(const glmv_session *s, int64_t rows) {
+    const glmv_config *c = &s->m->cfg;
+    size_t rb = sizeof(float) * (size_t)c->num_key_value_heads * (size_t)c->head_dim;
+    return ((size_t)rows * rb + s->kv_granule - 1) / s->kv_granule * s->kv_granule;
+}
+
 void glmv_kv_shrink(glmv_session *s, int64_t rows) {
     if (!s->kv_growing || !s->kv_granule) return; /* whole, or never reserved */
     glmv_model *m = s->m;
     glmv_backend *be = m->be;
     size_t rb = sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
-    size_t keep = ((size_t)rows * rb + s->kv_granule - 1) / s->kv_granule * s->kv_granule;
+    size_t keep = kv_tensor_bytes(s, rows);
     if (keep >= s->kv_bytes) return;
     for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
         be->decommit(be, s->kc[l], keep);
@@ -221,7 +228,7 @@ int glmv_kv_ensure(glmv_session *s, int64_t rows, char *err) {
     glmv_backend *be = m->be;
     int L = m->cfg.num_hidden_layers;
     size_t rb = sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
-    size_t want = ((size_t)rows * rb + s->kv_granule - 1) / s->kv_granule * s->kv_granule;
+    size_t want = kv_tensor_bytes(s, rows);
     if (want > s->kv_reserved) want = s->kv_reserved;
     int64_t add = (int64_t)(want - s->kv_bytes) * 2 * L;
     for (;;) {
@@ -1665,20 +1672,16 @@ static int swap_in_room(const glmv_gen *q, glmv_gen *const *gens, int g) {
     }
     for (int j = 0; j < g; j++) /* the generations holding a cache that will grow */
         running += !gens[j]->s->suspended && !gens[j]->fail_code && gens[j]->s->kv_bytes > 0;
-    size_t rb = sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
-    int64_t gr = (int64_t)s->kv_granule, need = ((int64_t)((size_t)(s->pos + 1) * rb) + gr - 1) / gr * gr * L2;
-    return m->kv_used - idle + need + running * gr * L2 <= m->kv_budget;
+    int64_t need = (int64_t)kv_tensor_bytes(s, s->pos + 1) * L2;
+    return m->kv_used - idle + need + running * (int64_t)s->kv_granule * L2 <= m->kv_budget;
 }
 
 /* q (preempted) fails alone when its rows can never fit the budget, even with nobody else's. */
 static int swap_in_never(glmv_gen *q) {
     glmv_session *s = q->s;
     glmv_model *m = s->m;
-    if (m->kv_budget <= 0) return 0;
-    size_t rb = sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
-    int64_t L2 = 2 * (int64_t)m->cfg.num_hidden_layers, gr = (int64_t)s->kv_granule;
-    int64_t need = ((int64_t)((size_t)(s->pos + 1) * rb) + gr - 1) / gr * gr * L2;
-    if (need <= m->kv_budget) return 0;
+    if (m->kv_budget <= 0 || (int64_t)kv_tensor_bytes(s, s->pos + 1) * 2 * m->cfg.num_hidden_layers <= m->kv_budget)
+        return 0;
     char msg[GLMV_ERR_SIZE];
     snprintf(msg, sizeof msg, "a sequence of %lld tokens does not fit the KV cache budget (%lld MB)",
              (long long)(s->pos + 1), (long long)(m->kv_budget >> 20));

@@ -1600,6 +1600,21 @@ static void batch_msg(const batch_req *r, glmv_part parts[2], glmv_message *msg)
     *msg = (glmv_message){"user", parts, k, NULL};
 }
 
+/* A generation's turn before a batched pass: pick its token; when it is done, its result into
+ * out (and *g to NULL); else it joins run. 0 on error. */
+static int gen_turn(glmv_gen **g, int *done, glmv_result *out, glmv_gen **run, int *n_run, char *err) {
+    int r = glmv_gen_step(*g, err);
+    if (r < 0) return 0;
+    if (r == 0) {
+        run[(*n_run)++] = *g;
+        return 1;
+    }
+    *done = 1;
+    int ok = glmv_gen_finish(*g, out, err) == 0;
+    *g = NULL;
+    return ok;
+}
+
 static void batch_sampling(glmv_model *m, const batch_req *r, glmv_sampling *sp) {
     glmv_sampling_default(m, sp);
     sp->max_new_tokens = 40;
@@ -1871,15 +1886,7 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs) {
                 n_prompts += left[i] > 0;
                 continue;
             }
-            int r = glmv_gen_step(g[i], err);
-            if (r < 0) ok = 0;
-            else if (r == 1) {
-                done[i] = 1;
-                ok = glmv_gen_finish(g[i], &together[i], err) == 0;
-                g[i] = NULL;
-            } else {
-                run[n_run++] = g[i];
-            }
+            ok = gen_turn(&g[i], &done[i], &together[i], run, &n_run, err);
         }
         if (!ok || (n_run == 0 && started == N)) break;
         if (n_run > max_batch) max_batch = n_run;
@@ -2052,15 +2059,8 @@ TEST(kv_preempted_first) {
         int n = 0;
         for (int i = 0; i < 3 && ok; i++) {
             if (!g[i] || done[i]) continue;
-            int r = glmv_gen_pending(g[i]) ? 0 : glmv_gen_step(g[i], err);
-            if (r < 0) ok = 0;
-            else if (r == 1) {
-                done[i] = 1;
-                ok = glmv_gen_finish(g[i], &got[i], err) == 0;
-                g[i] = NULL;
-            } else {
-                run[n++] = g[i];
-            }
+            if (glmv_gen_pending(g[i])) run[n++] = g[i];
+            else ok = gen_turn(&g[i], &done[i], &got[i], run, &n, err);
         }
         if (!ok || n == 0) break;
         ok = glmv_gen_eval_batch(b, run, n, err) == 0;
