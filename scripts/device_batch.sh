@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving -- continuous batching on the GPU machine (one H200, a Xeon with
-# AVX512-BF16 and AMX), in two calls of the device tool.
+# device_batch.sh tests|bench|serving|amx|owed -- continuous batching on the GPU machine (one H200, a
+# Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
 #   make -j2 all tests && make -j2 CUDA=1 all tests
@@ -15,7 +15,10 @@
 #          prompts and 128 new tokens, then 64 sequences decoding at ~1k context
 #   serving  test_cuda, the batching tests of test_parity on CUDA, then 128 requests of 512 + 128
 #          tokens served 64 and 16 at a time, prompts mixed into the passes or prefilled alone
-#          (glmv bench --requests; needs only .dev/cuda)
+#          (glmv bench --requests; needs only .dev/cuda), each with the caches allocated whole and
+#          growing in CUDA virtual memory (GLMV_CUDA_VMM=1)
+#   amx    test_ops and test_parity through AMX on the Xeon, then bf16 prefill on AMX and AVX512-BF16
+#   owed   serving and amx in one call (the CPU's tests run beside the GPU's)
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -24,6 +27,68 @@ cp .dev/cuda/bin/test_* build/cuda/tests/ && cp .dev/cuda/bin/glmv build/cuda/
 [ -e ../shared ] || ln -s "$PWD/.dev/shared" ../shared
 [ -d .dev/rel ] && source .dev/rel/env.sh
 source .dev/cuda/env.sh
+
+# ---- serving: test_cuda, the batching tests of test_parity on CUDA (caches allocated whole, then
+# growing in CUDA virtual memory), then 128 requests of 512 + 128 tokens served 64 and 16 at a time,
+# prompts mixed into the passes or prefilled alone
+serving_tests() {
+    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
+    timeout 100 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+    for v in 0 1; do
+        GLMV_CUDA_VMM=$v GLMV_TEST_ONLY=batch_invariance,mixed_prefill,kv_budget,kv_preempted_first,prompt_last_row,prefix_sharing,decode_graphs,tiny_text,tiny_image1 \
+            GLMV_PARITY_DEVICE=cuda timeout 120 build/cuda/tests/test_parity >"$OUT/parity_cuda_vmm$v.log" 2>&1
+    done
+}
+serving_bench() {
+    timeout 200 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 --decode 128 \
+        --concurrency 64,16 --requests 128 --schedule mixed,separate --json \
+        >"$OUT/bench_serving.json" 2>>"$OUT/bench.err"
+    # the caches growing in virtual memory against the same allocated whole
+    GLMV_CUDA_VMM=1 timeout 200 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
+        --decode 128 --concurrency 64,16 --requests 128 --schedule mixed,separate --json \
+        >"$OUT/bench_serving_vmm.json" 2>>"$OUT/bench.err"
+}
+serving_report() {
+    cat "$OUT/machine.txt"
+    echo "== test_cuda"; grep -E 'grow_memory|granule|not ok|RESULT|FAIL' "$OUT/test_cuda.log"
+    for v in 0 1; do echo "== parity_cuda, GLMV_CUDA_VMM=$v"; grep -E '^ok|not ok|RESULT|FAIL|KV budget' "$OUT/parity_cuda_vmm$v.log"; done
+    for f in bench_serving bench_serving_vmm; do
+        echo "== $f"
+        python3 -c 'import json, sys
+for f in json.load(open(sys.argv[1]))["serving"]:
+    print(f["streams"], f["schedule"], f["ms"], f["generated_tokens_per_s"], f["passes"], f["rows_per_pass"],
+          f["ttft_p50_ms"], f["ttft_max_ms"], f["prompt_passes"], f["prompt_pass_ms"], f["decode_pass_ms"],
+          f["pick_ms"], f["device_bytes"])
+print("prefill alone", json.load(open(sys.argv[1]))["prefill"])' "$OUT/$f.json"
+    done
+    tail -n 5 "$OUT/bench.err"
+}
+
+# ---- amx: the Xeon's AMX: test_ops (the tile kernel against the scalar one, the GEMM on every
+# table), test_parity on the CPU through AMX (GLMV_SIMD=amx), then prefill/decode of 2 layers of the
+# 9B shape in bf16 on AMX and on AVX512-BF16, and in f32, 16 threads
+amx_tests() {
+    { lscpu | grep -E 'Model name|^CPU\(s\)|amx'; } >"$OUT/machine_cpu.txt" 2>&1
+    timeout 120 build/release/tests/test_ops >"$OUT/test_ops_cpu.log" 2>&1
+    GLMV_SIMD=amx GLMV_TEST_SKIP=video_runs timeout 200 build/release/tests/test_parity >"$OUT/parity_cpu_amx.log" 2>&1
+}
+amx_bench() {
+    for s in amx avx512bf16 amx avx512bf16; do
+        GLMV_SIMD=$s timeout 60 build/release/glmv bench --synthetic --layers 2 --prompt 512 --decode 16 \
+            --precision bf16 --json >>"$OUT/bench_bf16_$s.json" 2>>"$OUT/bench.err"
+    done
+    timeout 60 build/release/glmv bench --synthetic --layers 2 --prompt 512 --decode 16 --precision f32 --json \
+        >"$OUT/bench_f32.json" 2>>"$OUT/bench.err"
+}
+amx_report() {
+    head -3 "$OUT/machine_cpu.txt"
+    echo "== test_ops"; grep -E 'amx|not ok|RESULT|FAIL' "$OUT/test_ops_cpu.log"
+    echo "== parity_cpu (GLMV_SIMD=amx)"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cpu_amx.log"
+    for s in amx avx512bf16; do echo "bf16 $s:"; grep -o '"prefill": {[^}]*\|"decode": {[^}]*' "$OUT/bench_bf16_$s.json"; done
+    echo "f32:"; grep -o '"prefill": {[^}]*\|"decode": {[^}]*' "$OUT/bench_f32.json"
+    tail -n 3 "$OUT/bench.err"
+}
+
 case "${1:-}" in
 tests)
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
@@ -48,52 +113,20 @@ bench)
     cut -c1-3000 "$OUT/bench_cuda_conc.json"; tail -n 5 "$OUT/bench.err"
     ;;
 serving)
-    # requests served 16 and 64 at a time, 512-token prompts and 128 new tokens each: prompts in
-    # chunks in the passes that carry the running streams' tokens, or each prefilled alone
-    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
-    timeout 100 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
-    GLMV_TEST_ONLY=batch_invariance,mixed_prefill,kv_budget,prompt_last_row,prefix_sharing,decode_graphs,tiny_text,tiny_image1 GLMV_PARITY_DEVICE=cuda \
-        timeout 120 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
-    timeout 300 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 --decode 128 \
-        --concurrency 64,16 --requests 128 --schedule mixed,separate,mixed,separate --json \
-        >"$OUT/bench_serving.json" 2>>"$OUT/bench.err"
-    # the caches allocated whole (no CUDA virtual memory): device memory against the growing ones
-    GLMV_CUDA_VMM=0 timeout 120 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
-        --decode 128 --concurrency 64 --requests 64 --json >"$OUT/bench_serving_novmm.json" 2>>"$OUT/bench.err"
-    cat "$OUT/machine.txt"
-    echo "== test_cuda"; grep -E 'not ok|RESULT|FAIL' "$OUT/test_cuda.log"
-    echo "== parity_cuda"; grep -E '^ok|not ok|RESULT|FAIL|KV budget' "$OUT/parity_cuda.log"
-    python3 -c 'import json, sys
-for f in json.load(open(sys.argv[1]))["serving"]:
-    print(f["streams"], f["schedule"], f["ms"], f["generated_tokens_per_s"], f["passes"], f["rows_per_pass"],
-          f["ttft_p50_ms"], f["ttft_max_ms"], f["prompt_passes"], f["prompt_pass_ms"], f["decode_pass_ms"],
-          f["pick_ms"], f["device_bytes"])
-print("prefill alone", json.load(open(sys.argv[1]))["prefill"])' "$OUT/bench_serving.json"
-    grep -o '"serving[^]]*' "$OUT/bench_serving_novmm.json"
-    tail -n 5 "$OUT/bench.err"
+    serving_tests; serving_bench; serving_report
     ;;
 amx)
-    # the Xeon's AMX: test_ops (the tile kernel against the scalar one, the GEMM on every table),
-    # test_parity on the CPU (bf16 cases through AMX), then prefill/decode of 2 layers of the 9B
-    # shape in bf16 on AMX and on AVX512-BF16, and in f32, 16 threads
-    { lscpu | grep -E 'Model name|^CPU\(s\)|amx'; } >"$OUT/machine_cpu.txt" 2>&1
-    timeout 120 build/release/tests/test_ops >"$OUT/test_ops_cpu.log" 2>&1
-    GLMV_TEST_SKIP=video_runs timeout 150 build/release/tests/test_parity >"$OUT/parity_cpu.log" 2>&1
-    for s in amx avx512bf16 amx avx512bf16; do
-        GLMV_SIMD=$s timeout 100 build/release/glmv bench --synthetic --layers 2 --prompt 512 --decode 16 \
-            --precision bf16 --json >"$OUT/bench_bf16_$s.json" 2>>"$OUT/bench.err"
-        echo "$s bf16: $(grep -o '"prefill": {[^}]*' "$OUT/bench_bf16_$s.json")"
-    done
-    timeout 100 build/release/glmv bench --synthetic --layers 2 --prompt 512 --decode 16 --precision f32 --json \
-        >"$OUT/bench_f32.json" 2>>"$OUT/bench.err"
-    echo "f32: $(grep -o '"prefill": {[^}]*' "$OUT/bench_f32.json")"
-    cat "$OUT/machine_cpu.txt" | head -3
-    echo "== test_ops"; grep -E 'amx|not ok|RESULT|FAIL' "$OUT/test_ops_cpu.log"
-    echo "== parity_cpu"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cpu.log"
-    tail -n 3 "$OUT/bench.err"
+    amx_tests; amx_bench; amx_report
+    ;;
+owed)
+    # both of the above in one call: the CPU's tests beside the GPU's (correctness only), then the
+    # benchmarks one at a time
+    amx_tests & serving_tests; wait
+    serving_bench; amx_bench
+    serving_report; amx_report
     ;;
 *)
-    echo "usage: $0 tests|bench|serving|amx" >&2
+    echo "usage: $0 tests|bench|serving|amx|owed" >&2
     exit 2
     ;;
 esac

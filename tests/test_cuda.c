@@ -629,6 +629,76 @@ TEST(errors) {
     printf("  device %s, %.2f GiB in use\n", be->device_name, be->device_bytes(be) / 1073741824.0);
 }
 
+/* Memory that grows (GLMV_CUDA_VMM=1, src/cuda/vmm.cu): a range backed a granule at a time
+ * keeps what was written as it grows, gives the device memory back when it shrinks (the
+ * device's own count, cudaMemGetInfo, goes down), takes it again, and a commit past the
+ * range fails and changes nothing. A kernel (add) reads and writes across granules. */
+TEST(grow_memory) {
+    NEED_GPU();
+    char err[GLMV_ERR_SIZE] = "";
+    setenv("GLMV_CUDA_VMM", "1", 1);
+    glmv_backend *g = glmv_cuda_backend_new(0, 1, err);
+    unsetenv("GLMV_CUDA_VMM");
+    CHECK_MSG(g != NULL, "%s", err);
+    if (!g) return;
+    if (!g->reserve) {
+        test_skip("the driver or device has no virtual memory management");
+        g->destroy(g);
+        return;
+    }
+    size_t gran = 0;
+    float *p = g->reserve(g, ((size_t)5 << 21) + 100, &gran);
+    CHECK(p != NULL && gran > 0 && gran % 4096 == 0);
+    if (!p) {
+        g->destroy(g);
+        return;
+    }
+    size_t nf = gran / sizeof(float);  /* floats a granule */
+    float *h = malloc(gran * 3), *back = malloc(gran * 3);
+    for (size_t i = 0; i < nf * 3; i++) h[i] = (float)(i % 1000003) * 0.5f;
+    CHECK(g->commit(g, p, gran) == 0);
+    g->write(g, p, h, gran);
+    int64_t b1 = g->device_bytes(g);
+    CHECK(g->commit(g, p, gran * 3) == 0);
+    int64_t b3 = g->device_bytes(g);
+    CHECK_MSG(b3 - b1 >= (int64_t)(2 * gran), "%lld -> %lld bytes", (long long)b1, (long long)b3);
+    g->write(g, p + nf, h + nf, gran * 2);
+    g->read(g, back, p, gran * 3);
+    CHECK(memcmp(back, h, gran * 3) == 0);
+    /* a kernel over the three granules: p[i] += p[i] */
+    g->add(g, p, p, p, (int64_t)nf * 3);
+    g->read(g, back, p, gran * 3);
+    int bad = 0;
+    for (size_t i = 0; i < nf * 3; i++) bad += back[i] != h[i] * 2;
+    CHECK_MSG(bad == 0, "%d of %zu floats wrong after add", bad, nf * 3);
+    /* past the range: refused, nothing changed */
+    size_t past = ((size_t)5 << 21) + 100;
+    past = (past + gran - 1) / gran * gran + gran;
+    CHECK(g->commit(g, p, past) == -1);
+    g->read(g, back, p, gran);
+    CHECK(back[7] == h[7] * 2);
+    /* shrink to one granule: memory given back, the first granule kept */
+    g->decommit(g, p, gran);
+    int64_t bs = g->device_bytes(g);
+    CHECK_MSG(b3 - bs >= (int64_t)(2 * gran), "%lld -> %lld bytes", (long long)b3, (long long)bs);
+    g->read(g, back, p, gran);
+    bad = 0;
+    for (size_t i = 0; i < nf; i++) bad += back[i] != h[i] * 2;
+    CHECK(bad == 0);
+    /* and grow again */
+    CHECK(g->commit(g, p, gran * 2) == 0);
+    g->write(g, p + nf, h, gran);
+    g->read(g, back, p + nf, gran);
+    CHECK(memcmp(back, h, gran) == 0);
+    CHECK(g->status(g, err) == 0);
+    printf("  granule %zu KB; %.1f MB in use with 1, %.1f with 3, %.1f after shrinking\n", gran >> 10,
+           b1 / 1048576.0, b3 / 1048576.0, bs / 1048576.0);
+    g->release(g, p);
+    free(h);
+    free(back);
+    g->destroy(g);
+}
+
 /* ------------------------------------------------------------------ bench */
 
 static double time_ms(void (*fn)(void *), void *arg, int reps) {
@@ -1051,6 +1121,7 @@ int main(int argc, char **argv) {
     RUN(elementwise);
     RUN(precision_f32);
     RUN(errors);
+    RUN(grow_memory);
     if (be_f32) be_f32->destroy(be_f32);
     if (be) be->destroy(be);
     return test_summary("cuda");
