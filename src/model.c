@@ -613,6 +613,9 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
         if (nl > 5 && !strcmp(m->name + nl - 5, ".gguf")) m->name[nl - 5] = 0;
     }
     if (bind_weights(m, err)) goto fail;
+    m->t_nh = m->cfg.num_attention_heads;
+    m->t_nkv = m->cfg.num_key_value_heads;
+    m->t_I = m->cfg.intermediate_size;
     if (c_has_quant(m)) {
         const char *have = held_quant(m);
         if (m->is_gguf)
@@ -635,6 +638,15 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     if (m->be->caps.device && m->be->bf16 && f16_to_bf16(m, err)) goto fail;
     if (quantize_weights(m, err)) goto fail;
     if (join_qkv(m, err)) goto fail;
+    if (p->tensor_parallel < 0 || p->tensor_parallel > 8) {
+        glmv_errc(err, GLMV_E_INVALID, "tensor parallel %d: expected 1 to 8", p->tensor_parallel);
+        goto fail;
+    }
+    if (p->tensor_parallel > 1) {
+        if (glmv_tp_setup(m, p->tensor_parallel, err)) goto fail;
+        size_t dl = strlen(m->device);
+        snprintf(m->device + dl, sizeof m->device - dl, ", tensor parallel x%d", p->tensor_parallel);
+    }
     /* tests take the kept-scratch path on the CPU too */
     m->vision_keep_scratch = m->be->caps.keep_scratch || env_flag("GLMV_VISION_KEEP_SCRATCH");
     /* The token table is read one row per token: on a device it would hold
@@ -655,7 +667,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
             kept_bytes = (int64_t)glmv_dtype_row_bytes(t->dtype, glmv_tensor_cols(t)) * glmv_tensor_rows(t);
             continue;
         }
-        if (joined_away(m, t)) {
+        if (joined_away(m, t) || glmv_tp_replaced(m, t)) { /* (a share of it was uploaded instead) */
             if (t->host) glmv_weights_release(m->w, t->host, glmv_dtype_row_bytes(t->dtype, glmv_tensor_cols(t)) *
                                                                  (size_t)glmv_tensor_rows(t));
             continue;
@@ -664,7 +676,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     }
     for (int i = 0; m->joined && i < 2 * m->cfg.num_hidden_layers; i++) {
         glmv_tensor *t = &m->joined[i];
-        if (!t->data) continue;
+        if (!t->data || glmv_tp_replaced(m, t)) continue;
         if (m->be->upload(m->be, t, err)) goto fail;
         if (m->be->caps.device) { /* the device holds them now */
             free(t->host);
@@ -783,6 +795,7 @@ void glmv_model_free(glmv_model *m) {
     for (int i = 0; i < m->n_free_rows; i++) row_release(m, m->free_rows[i]);
     free(m->free_rows);
     if (m->be) glmv_vision_free_scratch(m);
+    glmv_tp_free(m);
     if (m->be) m->be->destroy(m->be);
     glmv_weights_free(m->w);
     for (int i = 0; i < m->n_quant_bufs; i++) free(m->quant_bufs[i]);

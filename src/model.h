@@ -141,6 +141,15 @@ struct glmv_model {
     glmv_act_hook hook;                    /* NULL: no activation dumps */
     void *hook_user;
     char dump_dir[512];
+    /* The decoder's heads and MLP width as this model holds them: the config's, or with
+     * tensor parallelism (tp.c) this rank's share of them */
+    int t_nh, t_nkv;
+    int64_t t_I;
+    /* Tensor parallelism (-tp N > 1, tp.c): this model is rank tp_rank of tp; rank 0 is the
+     * model the caller holds (tokenizer, vision tower, embeddings, lm_head, its share of every
+     * decoder layer), ranks 1.. hold their shares of the layers only. NULL: not split. */
+    struct glmv_tp *tp;
+    int tp_rank;
 };
 
 struct glmv_session {
@@ -182,6 +191,11 @@ struct glmv_session {
     uint64_t *seg_hash;
     int n_seg_hash, cap_seg_hash;
     int sharing;                           /* in m->sharing (glmv_session_share) */
+    /* tensor parallelism: the same sequence's session on every other rank (their caches hold
+     * their heads' keys and values), and a host row buffer that carries a chunk's input rows
+     * to them; NULL without */
+    struct glmv_session **tp_peer;
+    float *tp_stage;
 };
 
 /* Scratch for one decode step of up to cap sequences together (glmv_batch_decode):
@@ -222,6 +236,30 @@ void glmv_model_dump(glmv_model *m, const char *name, const float *x, int64_t ro
                      int64_t cols);
 /* Install a hook (tests); NULL restores the GLMV_DUMP default. */
 void glmv_model_set_hook(glmv_model *m, glmv_act_hook hook, void *user);
+
+/* Rows of a K or V cache tensor as this model holds them (its rank's kv heads). */
+static inline int64_t glmv_kv_dim(const glmv_model *m) { return (int64_t)m->t_nkv * m->cfg.head_dim; }
+
+/* ---- tp.c: tensor parallelism ---- */
+typedef struct glmv_tp glmv_tp;
+/* Split m's decoder n ways (n > 1; after quantization and joining, before upload): rank 0
+ * keeps its share in m->layers, ranks 1.. get backends of m->be's kind (CUDA: devices 1..n-1;
+ * GLMV_TP_ONE_DEVICE=1 puts every rank on device 0, for tests) and their shares, uploaded. */
+int glmv_tp_setup(glmv_model *m, int n, char *err);
+void glmv_tp_free(glmv_model *m);
+/* a whole tensor whose shares replaced it (not uploaded) */
+int glmv_tp_replaced(const glmv_model *m, const glmv_tensor *t);
+/* Run fn(rank, arg) for every rank at once: rank 0 on this thread, the others on threads of
+ * their own (bound to their devices). */
+void glmv_tp_run(struct glmv_tp *tp, void (*fn)(int rank, void *arg), void *arg);
+/* Sum buf (count floats of backend memory) over the ranks, in place on each: called by every
+ * rank's thread with its own buffer (NCCL on CUDA, in host memory on the CPU). */
+void glmv_tp_allreduce(glmv_model *m, float *buf, int64_t count);
+/* 0, or -1 with err set when an all-reduce failed since the last call */
+int glmv_tp_status(struct glmv_tp *tp, char *err);
+/* rank r's model */
+glmv_model *glmv_tp_rank(struct glmv_tp *tp, int r);
+int glmv_tp_size(const struct glmv_tp *tp);
 
 /* ---- rope.c ---- */
 /* get_rope_index for one unpadded sequence: pos is (3, n) (t, h, w rows).

@@ -216,6 +216,11 @@ struct glmv_backend {
     /* Bytes of device memory in use (the whole device's view), for glmv_device_bytes; and free. */
     int64_t (*device_bytes)(glmv_backend *be);
     int64_t (*device_free)(glmv_backend *be);
+    /* Tensor parallelism (tp.c), where several backends of one kind run on threads of their
+     * own: make this backend's device the calling thread's (CUDA: cudaSetDevice), and the queue
+     * its ops go to (CUDA: the cudaStream_t, for NCCL). NULL on the CPU. */
+    void (*bind_thread)(glmv_backend *be);
+    void *(*queue)(glmv_backend *be);
     const char *device_name;    /* e.g. "NVIDIA H200" */
 };
 

@@ -37,9 +37,9 @@ int glmv_session_scratch(glmv_session *s, char *err) {
     glmv_model *m = s->m;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
-    int64_t H = c->hidden_size, I = c->intermediate_size, C = s->chunk;
-    int64_t qd = (int64_t)c->num_attention_heads * c->head_dim;
-    int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
+    int64_t H = c->hidden_size, I = m->t_I, C = s->chunk;
+    int64_t qd = (int64_t)m->t_nh * c->head_dim;
+    int64_t kvd = glmv_kv_dim(m);
     int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
     int half = GLMV_MAX(rot / 2, 1);
     float **bufs[] = {&s->x, &s->xn, &s->t1, &s->q, &s->att, &s->gu, &s->h, &s->cos, &s->sin, &s->logits_dev};
@@ -75,7 +75,7 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
     s->chunk = GLMV_MIN(be->caps.prefill_chunk > 0 ? be->caps.prefill_chunk : 256, n_ctx);
     int L = c->num_hidden_layers;
     int64_t H = c->hidden_size, C = s->chunk;
-    int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
+    int64_t kvd = glmv_kv_dim(m);
     int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
     int half = GLMV_MAX(rot / 2, 1);
     s->kc = calloc((size_t)L, sizeof(float *));
@@ -132,12 +132,42 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
         return glmv_errf(err, "out of memory for a session of %d tokens (KV cache %zu MB)", n_ctx,
                          (size_t)(2 * (double)kvb * L / 1e6));
     }
+    if (m->tp && m->tp_rank == 0) { /* the same sequence on the other ranks: their heads' caches and scratch */
+        int n = glmv_tp_size(m->tp);
+        s->tp_peer = calloc((size_t)n, sizeof *s->tp_peer);
+        s->tp_stage = malloc(glmv_mul_size((size_t)(C * H), sizeof(float)));
+        if (!s->tp_peer || !s->tp_stage) {
+            glmv_session_free(s);
+            return glmv_errf(err, "out of memory");
+        }
+        for (int r = 1; r < n; r++) {
+            glmv_model *rm = glmv_tp_rank(m->tp, r);
+            if (rm->be->bind_thread) rm->be->bind_thread(rm->be);
+            int rc = glmv_session_new(&s->tp_peer[r], rm, n_ctx, err);
+            if (m->be->bind_thread) m->be->bind_thread(m->be);
+            if (rc) {
+                glmv_session_free(s);
+                return -1;
+            }
+            s->tp_peer[r]->chunk = s->chunk;
+        }
+    }
     *out = s;
     return 0;
 }
 
 void glmv_session_free(glmv_session *s) {
     if (!s) return;
+    for (int r = 1; s->tp_peer && r < glmv_tp_size(s->m->tp); r++) {
+        glmv_session *p = s->tp_peer[r];
+        if (!p) continue;
+        if (p->m->be->bind_thread) p->m->be->bind_thread(p->m->be);
+        glmv_session_free(p);
+        if (s->m->be->bind_thread) s->m->be->bind_thread(s->m->be);
+    }
+    free(s->tp_peer);
+    s->tp_peer = NULL;
+    free(s->tp_stage);
     glmv_session_share(s, 0, NULL);
     glmv_model *m = s->m;
     glmv_backend *be = m->be;
@@ -179,16 +209,22 @@ void glmv_model_kv_stats(glmv_model *m, glmv_kv_stats *out) {
 
 /* Bytes of one of s's K or V tensors (a layer's) that hold `rows` rows, in whole granules. */
 static size_t kv_tensor_bytes(const glmv_session *s, int64_t rows) {
-    const glmv_config *c = &s->m->cfg;
-    size_t rb = sizeof(float) * (size_t)c->num_key_value_heads * (size_t)c->head_dim;
+    size_t rb = sizeof(float) * (size_t)glmv_kv_dim(s->m);
     return ((size_t)rows * rb + s->kv_granule - 1) / s->kv_granule * s->kv_granule;
 }
 
 void glmv_kv_shrink(glmv_session *s, int64_t rows) {
+    for (int r = 1; s->tp_peer && r < glmv_tp_size(s->m->tp); r++) {
+        glmv_session *p = s->tp_peer[r];
+        if (!p) continue;
+        if (p->m->be->bind_thread) p->m->be->bind_thread(p->m->be);
+        glmv_kv_shrink(p, rows);
+        if (s->m->be->bind_thread) s->m->be->bind_thread(s->m->be);
+    }
     if (!s->kv_growing || !s->kv_granule) return; /* whole, or never reserved */
     glmv_model *m = s->m;
     glmv_backend *be = m->be;
-    size_t rb = sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
+    size_t rb = sizeof(float) * (size_t)glmv_kv_dim(m);
     size_t keep = kv_tensor_bytes(s, rows);
     if (keep >= s->kv_bytes) return;
     for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
@@ -227,7 +263,7 @@ int glmv_kv_ensure(glmv_session *s, int64_t rows, char *err) {
     if (rows > s->n_ctx) rows = s->n_ctx;
     glmv_backend *be = m->be;
     int L = m->cfg.num_hidden_layers;
-    size_t rb = sizeof(float) * (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim;
+    size_t rb = sizeof(float) * (size_t)glmv_kv_dim(m);
     size_t want = kv_tensor_bytes(s, rows);
     if (want > s->kv_reserved) want = s->kv_reserved;
     int64_t add = (int64_t)(want - s->kv_bytes) * 2 * L;
@@ -275,6 +311,9 @@ void glmv_session_reset(glmv_session *s) {
 int glmv_session_share(glmv_session *s, int on, char *err) {
     glmv_model *m = s->m;
     int rc = 0;
+    if (m->tp && on) /* another session's rows would have to come from every rank's cache */
+        return glmv_errc(err, GLMV_E_INVALID, "prefix sharing between sessions does not work with tensor "
+                         "parallelism yet");
     glmv_model_lock(m);
     if (on && !s->sharing) {
         if (m->n_sharing == m->cap_sharing) {
@@ -313,7 +352,7 @@ int glmv_session_eval(glmv_session *s, const int32_t *ids, int n, float *logits,
     /* one token on a backend that records graphs: the batched step, whose every argument
      * stays the same from token to token (positions and cache counts live in device
      * memory), so that it is replayed as one graph */
-    if (n == 1 && s->m->be->graph_begin && !s->m->hook) {
+    if (n == 1 && s->m->be->graph_begin && !s->m->hook && !s->m->tp) {
         if (ids[0] < 0 || ids[0] >= s->m->cfg.vocab_size) /* as glmv_text_forward says it */
             return glmv_errf(err, "token id %d at 0 outside the vocabulary (%d)", ids[0], s->m->cfg.vocab_size);
         if (!s->b1 && glmv_batch_new(&s->b1, s->m, 1, err)) return -1;
@@ -861,7 +900,7 @@ static int64_t share_prefix(glmv_session *s, const glmv_config *c, const int32_t
         s->cap_seg_hash = best_seg;
     }
     glmv_backend *be = m->be;
-    int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
+    int64_t kvd = glmv_kv_dim(m);
     size_t bytes = sizeof(float) * (size_t)((best - own) * kvd);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         be->copy(be, s->kc[l] + own * kvd, d->kc[l] + own * kvd, bytes);
@@ -1624,7 +1663,7 @@ static int gen_swap_out(glmv_gen *q, char *err) {
     glmv_model *m = s->m;
     glmv_backend *be = m->be;
     int L = m->cfg.num_hidden_layers;
-    size_t row = (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim, per = row * (size_t)s->pos;
+    size_t row = (size_t)glmv_kv_dim(m), per = row * (size_t)s->pos;
     q->swap = s->pos > 0 ? malloc(glmv_mul_size(sizeof(float) * 2 * (size_t)L, per)) : NULL;
     if (s->pos > 0 && !q->swap) return glmv_errc(err, GLMV_E_NOMEM, "out of host memory to preempt a sequence");
     for (int l = 0; l < L && per > 0; l++) {
@@ -1645,7 +1684,7 @@ static int gen_swap_in(glmv_gen *q, char *err) {
     glmv_backend *be = m->be;
     if (glmv_kv_ensure(s, s->pos + 1, err)) return -1;
     int L = m->cfg.num_hidden_layers;
-    size_t per = (size_t)m->cfg.num_key_value_heads * (size_t)m->cfg.head_dim * (size_t)s->pos;
+    size_t per = (size_t)glmv_kv_dim(m) * (size_t)s->pos;
     for (int l = 0; l < L && per > 0; l++) {
         be->write(be, s->kc[l], q->swap + (size_t)(2 * l) * per, sizeof(float) * per);
         be->write(be, s->vc[l], q->swap + (size_t)(2 * l + 1) * per, sizeof(float) * per);

@@ -21,19 +21,19 @@
 #include "model.h"
 
 /* ref: Glm4vTextModel.forward for rows [pos0, pos0 + n) (one chunk) */
-static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *logits) {
+static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *logits, int keep_all) {
     glmv_model *m = s->m;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
-    int64_t H = c->hidden_size, I = c->intermediate_size;
-    int nh = c->num_attention_heads, nkv = c->num_key_value_heads, hd = c->head_dim;
+    int64_t H = c->hidden_size, I = m->t_I; /* this rank's heads and MLP columns (tp.c) */
+    int nh = m->t_nh, nkv = m->t_nkv, hd = c->head_dim;
     int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
     int rot = (int)(hd * c->partial_rotary_factor + 0.5f);
     rot -= rot % 2;
     float eps = c->rms_norm_eps, scale = (float)(1.0 / sqrt((double)hd));
     int64_t pos0 = s->pos;
     /* the first row the last layer carries past its keys and values (n: none) */
-    const int64_t keep0 = m->hook ? 0 : want_logits ? n - 1 : n;
+    const int64_t keep0 = keep_all ? 0 : want_logits ? n - 1 : n;
 
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const glmv_text_layer *L = &m->layers[l];
@@ -62,11 +62,13 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
         if (nr == 0) break; /* the last layer of a chunk whose rows nobody reads */
         be->attn_causal(be, s->att, s->q + r * ldq, ldq, s->kc[l], s->vc[l], nr, pos0 + r, nh, nkv, hd, scale);
         be->matmul(be, s->t1, s->att, L->o_w, NULL, nr);
+        if (m->tp) glmv_tp_allreduce(m, s->t1, nr * H); /* each rank's heads' share of o's output */
         /* the residual, then ref: Glm4vTextMLP */
         be->norm_add_norm(be, x, xn, s->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, nr, H, eps);
         be->matmul(be, s->gu, xn, L->gate_up, NULL, nr);
         be->swiglu(be, s->h, s->gu, 2 * I, s->gu + I, 2 * I, nr, I);
         be->matmul(be, s->t1, s->h, L->down, NULL, nr);
+        if (m->tp) glmv_tp_allreduce(m, s->t1, nr * H);
         /* the residual, and the next layer's input norm (after the last layer, the final norm) */
         const glmv_tensor *next = l + 1 < c->num_hidden_layers ? m->layers[l + 1].input_layernorm : m->norm;
         be->norm_add_norm(be, x, xn, s->t1, L->post_mlp_layernorm, next, nr, H, eps);
@@ -77,7 +79,7 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
         }
     }
     if (m->hook) glmv_model_dump(m, "t.norm", s->xn, n, H); /* the final norm, every row (keep0 = 0) */
-    if (want_logits) {
+    if (want_logits && m->lm_head) { /* (tensor parallelism: rank 0's alone) */
         be->matmul(be, s->logits_dev, s->xn + (n - 1) * H, m->lm_head, NULL, 1);
         if (logits) be->read(be, logits, s->logits_dev, sizeof(float) * (size_t)c->vocab_size);
     }
@@ -86,6 +88,60 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
 /* The session's scratch made and its cache backed for `rows` rows (under the model lock). */
 static int session_ready(glmv_session *s, int64_t rows, char *err) {
     return glmv_session_scratch(s, err) || glmv_kv_ensure(s, rows, err) ? -1 : 0;
+}
+
+/* Tensor parallelism: a chunk of k rows on every rank at once. The other ranks' sessions get
+ * rank 0's input rows (through host memory), the rotary tables and the position, then each
+ * runs the layers on its share, the all-reduces joining them (tp.c). */
+typedef struct {
+    glmv_session *s;
+    int64_t n;
+    int want;
+    float *logits;
+    int keep_all;
+} chunk_job;
+
+static void chunk_on_rank(int r, void *arg) {
+    chunk_job *j = arg;
+    forward_chunk(r ? j->s->tp_peer[r] : j->s, j->n, j->want, r ? NULL : j->logits, j->keep_all);
+}
+
+static int tp_chunk_inputs(glmv_session *s, int64_t k, size_t tab, char *err) {
+    glmv_model *m = s->m;
+    size_t xb = sizeof(float) * (size_t)(k * m->cfg.hidden_size);
+    m->be->read(m->be, s->tp_stage, s->x, xb);
+    for (int r = 1; r < glmv_tp_size(m->tp); r++) {
+        glmv_session *p = s->tp_peer[r];
+        glmv_backend *be = p->m->be;
+        if (be->bind_thread) be->bind_thread(be);
+        p->pos = s->pos;
+        int rc = session_ready(p, s->pos + k, err);
+        if (!rc) {
+            be->write(be, p->x, s->tp_stage, xb);
+            be->write(be, p->cos, s->hcos, tab * (size_t)k);
+            be->write(be, p->sin, s->hsin, tab * (size_t)k);
+        }
+        if (m->be->bind_thread) m->be->bind_thread(m->be);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* every rank's device done and well, and the all-reduces */
+static int tp_chunk_done(glmv_session *s, int64_t k, char *err) {
+    glmv_model *m = s->m;
+    int failed = 0;
+    for (int r = 1; r < glmv_tp_size(m->tp); r++) {
+        glmv_session *p = s->tp_peer[r];
+        glmv_backend *be = p->m->be;
+        if (be->bind_thread) be->bind_thread(be);
+        be->sync(be);
+        if (!failed && be->status && be->status(be, err)) failed = 1;
+        p->pos = s->pos + (int)k;
+    }
+    if (m->be->bind_thread) m->be->bind_thread(m->be);
+    if (!failed && glmv_tp_status(m->tp, err)) failed = 1;
+    return failed ? -1 : 0;
 }
 
 int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const int32_t *pos,
@@ -125,11 +181,22 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
         be->write(be, s->sin, s->hsin, tab * (size_t)k);
         if (m->hook && off == 0 && x) glmv_model_dump(m, "t.inputs_embeds", x, n, H);
         int last = off + k == n;
-        forward_chunk(s, k, last, last ? logits : NULL);
+        int failed = 0;
+        if (m->tp) {
+            if (tp_chunk_inputs(s, k, tab, err)) {
+                glmv_model_unlock(m);
+                return -1;
+            }
+            chunk_job job = {s, k, last, last ? logits : NULL, m->hook != NULL};
+            glmv_tp_run(m->tp, chunk_on_rank, &job);
+            failed = tp_chunk_done(s, k, err);
+        } else {
+            forward_chunk(s, k, last, last ? logits : NULL, m->hook != NULL);
+        }
         if (ids) memcpy(s->hist + s->pos, ids + off, sizeof(int32_t) * (size_t)k);
         s->pos += (int)k;
-        int failed = 0;
-        if (off + k == n) {
+        if (failed) glmv_errcode_set(GLMV_E_BACKEND);
+        if (!failed && off + k == n) {
             be->sync(be);
             /* a device reports its failures late: never hand back what a failed step left */
             failed = be->status && be->status(be, err);
@@ -172,9 +239,9 @@ static int batch_rows_alloc(glmv_batch *b, int rows) {
             b->graphs[i].g = NULL;
         }
     b->last_key = 0;
-    int64_t H = c->hidden_size, I = c->intermediate_size, C = rows;
-    int64_t qd = (int64_t)c->num_attention_heads * c->head_dim;
-    int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
+    int64_t H = c->hidden_size, I = m->t_I, C = rows;
+    int64_t qd = (int64_t)m->t_nh * c->head_dim;
+    int64_t kvd = glmv_kv_dim(m);
     int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
     int64_t half = GLMV_MAX(rot / 2, 1);
     int oom = 0;
@@ -213,6 +280,10 @@ void glmv_batch_free(glmv_batch *b) {
 int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
     *out = NULL;
     if (cap < 1 || cap > 4096) return glmv_errf(err, "batch of %d sequences: must be 1 to 4096", cap);
+    if (m->tp)
+        return glmv_errc(err, GLMV_E_INVALID, "tensor parallelism (-tp %d) runs one sequence at a time: batched "
+                         "passes (glmv serve, bench --concurrency) are not split across GPUs yet",
+                         glmv_tp_size(m->tp));
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
     glmv_batch *b = calloc(1, sizeof *b);
@@ -426,8 +497,8 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
     glmv_model *m = b->m;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
-    int64_t H = c->hidden_size, I = c->intermediate_size;
-    int nh = c->num_attention_heads, nkv = c->num_key_value_heads, hd = c->head_dim;
+    int64_t H = c->hidden_size, I = m->t_I;
+    int nh = m->t_nh, nkv = m->t_nkv, hd = c->head_dim;
     int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
     int rot = (int)(hd * c->partial_rotary_factor + 0.5f);
     rot -= rot % 2;

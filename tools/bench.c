@@ -49,6 +49,8 @@ static const char *bench_help =
     "  --precision P     f32 or bf16 GEMM inputs (default: $GLMV_PRECISION, else f32 on the\n"
     "                    CPU, bf16 on CUDA)\n"
     "  --quant Q         q8_0, q4_0 or q4_k_m: the decoder's weights quantized at load\n"
+    "  -tp, --tensor-parallel N  the decoder split over N GPUs (NCCL): prefill and decode of one\n"
+    "                    sequence (not with --concurrency)\n"
     "  --concurrency A,B,...  decode A (then B, ...) sequences together, each after a prefill\n"
     "                    of --prompt tokens: aggregate and per-stream tokens/s, time to first\n"
     "                    token (prefills one after another, as a server admits them)\n"
@@ -556,7 +558,7 @@ int cmd_bench(int argc, char **argv) {
     const char *dir = NULL;
     int synthetic = 0, json = 0, do_membw = 0;
     const char *mmproj = NULL, *image = NULL, *question = NULL;
-    long layers = 2, threads = 0, prompt = 512, n_decode = 16, prompt_reps = 2, n_requests = 0;
+    long layers = 2, threads = 0, prompt = 512, n_decode = 16, prompt_reps = 2, n_requests = 0, tp = 1;
     int sched[4] = {1, 1, 1, 1}, n_sched = 1, sched_given = 0, n_sf = 0;
     serve_fig sf[4 * MAX_LIST];
     glmv_device device = GLMV_DEVICE_AUTO;
@@ -664,6 +666,9 @@ int cmd_bench(int argc, char **argv) {
                 fprintf(stderr, "glmv bench: --quant expects q8_0, q4_0, q4_k_m or none, got '%s'\n", v);
                 return 2;
             }
+        } else if (!strcmp(a, "-tp") || !strcmp(a, "--tensor-parallel")) {
+            NEED_ARG;
+            if (cli_parse_int(a, v, 1, 8, &tp)) return 2;
         } else if (!strcmp(a, "--membw")) {
             do_membw = 1;
         } else if (!strcmp(a, "--json")) {
@@ -732,6 +737,7 @@ int cmd_bench(int argc, char **argv) {
     mp.precision = precision;
     mp.quant = quant;
     mp.mmproj = mmproj;
+    mp.tensor_parallel = (int)tp;
     glmv_model *m = NULL;
     double t0 = now_ms();
     if (glmv_model_load(&m, synthetic ? name : dir, &mp, err)) {

@@ -35,6 +35,8 @@ const char *cli_opts_help =
     "      --quant Q            q8_0, q4_0 or q4_k_m: the decoder's weights quantized at load\n"
     "                           time (llama.cpp's block formats, and its Q4_K_M recipe: CPU\n"
     "                           only; default none)\n"
+    "  -tp, --tensor-parallel N split the decoder over N GPUs (NCCL; GLM-4.1V allows 1 or 2):\n"
+    "                           one sequence at a time, not with batched serving yet\n"
     "      --ctx N              context size in tokens (default: the model's maximum that fits)\n"
     "      --kv-memory GB       memory the KV caches may take together, in GiB, where they grow\n"
     "                           with their sequences (the CPU; CUDA with GLMV_CUDA_VMM=1); default:\n"
@@ -95,6 +97,10 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
             fprintf(stderr, "glmv: --precision expects f32, bf16 or auto, got '%s'\n", argv[*i]);
             return -1;
         }
+    } else if (!strcmp(a, "-tp") || !strcmp(a, "--tensor-parallel")) {
+        NEED_ARG();
+        if (cli_parse_int(a, argv[++*i], 1, 8, &l)) return -1;
+        o->mp.tensor_parallel = (int)l;
     } else if (!strcmp(a, "--ctx")) {
         NEED_ARG();
         if (cli_parse_int(a, argv[++*i], 16, 1 << 24, &l)) return -1;

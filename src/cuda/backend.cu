@@ -249,6 +249,9 @@ static int64_t cu_device_free(glmv_backend *be) {
     return cudaMemGetInfo(&fr, &tot) == cudaSuccess ? (int64_t)fr : 0;
 }
 
+static void cu_bind_thread(glmv_backend *be) { cudaSetDevice(ctx_of(be)->dev); }
+static void *cu_queue(glmv_backend *be) { return (void *)ctx_of(be)->stream; }
+
 /* ------------------------------------------------------------------ graphs */
 
 /* A decode step is ~700 small kernels; replayed as one graph their launch costs go. The
@@ -603,6 +606,8 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->status = cu_status;
     be->device_bytes = cu_device_bytes;
     be->device_free = cu_device_free;
+    be->bind_thread = cu_bind_thread;
+    be->queue = cu_queue;
     cuda_vm_init(be);
     be->device_name = c->device_name;
     be->caps.device = 1;
