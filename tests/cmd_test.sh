@@ -265,6 +265,16 @@ kill $spid 2>/dev/null; wait $spid 2>/dev/null
 if grep -q "precision f32 (asked for)" "$tmp/serve.out"; then ok serve_precision
 else bad serve_precision "$(cat "$tmp/serve.out" "$tmp/serve.err")"; fi
 expect_fail err_serve_precision "precision expects" $G serve -m $M --port 0 --precision f16
+# tensor parallelism: the tiny model's one key-value head cannot split; serving and batched
+# benches refuse it (one sequence at a time); the demo model splits 2 ways and answers as whole
+expect_fail err_tp_heads "key-value heads" $G run -m $M -tp 2 -p hi
+expect_fail err_tp_range "-tp expects an integer in \[1, 8\]" $G run -m $M -tp 9 -p hi
+expect_fail err_tp_serve "one sequence at a time" $G serve -m $M --port 0 -tp 2
+expect_fail err_tp_bench_conc "one sequence at a time" $G bench --synthetic --layers 1 -tp 2 --concurrency 2
+a1=$($G run -m models/demo --image models/demo/example.png -p "How many shapes are there?" --greedy --json 2>/dev/null | jq -c .token_ids)
+a2=$($G run -m models/demo --image models/demo/example.png -p "How many shapes are there?" --greedy --json -tp 2 2>/dev/null | jq -c .token_ids)
+if [ -n "$a1" ] && [ "$a1" != null ] && [ "$a1" = "$a2" ]; then ok run_tensor_parallel
+else bad run_tensor_parallel "whole $a1, split $a2"; fi
 
 # --parallel's default is as many sequences as memory holds, up to 4: with room for one
 # cache (a 1M-token context of the tiny model: 2 GB) the server starts with one, and says so

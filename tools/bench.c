@@ -692,6 +692,11 @@ int cmd_bench(int argc, char **argv) {
                         "model has none (--vision times its tower)\n");
         return 2;
     }
+    if (tp > 1 && n_conc) {
+        fprintf(stderr, "glmv bench: -tp %ld runs one sequence at a time: --concurrency (batched passes) is not "
+                        "split across GPUs yet\n", tp);
+        return 2;
+    }
     if (n_requests && !n_conc) {
         fprintf(stderr, "glmv bench: --requests N goes with --concurrency C (the requests running at once)\n");
         return 2;
