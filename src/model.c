@@ -676,7 +676,11 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     }
     for (int i = 0; m->joined && i < 2 * m->cfg.num_hidden_layers; i++) {
         glmv_tensor *t = &m->joined[i];
-        if (!t->data || glmv_tp_replaced(m, t)) continue;
+        if (glmv_tp_replaced(m, t)) { /* its shares were uploaded (tp.c) */
+            free(t->host);
+            t->host = t->data = NULL;
+        }
+        if (!t->data) continue;
         if (m->be->upload(m->be, t, err)) goto fail;
         if (m->be->caps.device) { /* the device holds them now */
             free(t->host);
