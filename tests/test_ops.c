@@ -45,7 +45,7 @@ static void emu_kern_q(int64_t nblk, int L, const uint8_t *A, int64_t lda, const
 #define LEVEL_EMU 100
 
 /* ---- backends under test ---- */
-#define MAX_BE 12
+#define MAX_BE 24 /* 5 levels x 2 precisions x 2 thread counts, and the emulated table */
 static glmv_backend *bes[MAX_BE];
 static int be_level[MAX_BE], be_threads[MAX_BE], n_be;
 
@@ -736,6 +736,7 @@ int main(void) {
         /* f32 precision at every level; bf16 precision where it has bf16 products */
         for (int bf = 0; bf <= (l >= GLMV_SIMD_AVX512BF16); bf++)
             for (int t = 1; t <= 2; t++) {
+                GLMV_ASSERT(n_be + 2 < MAX_BE); /* (12 were too few on an AMX CPU: it overran) */
                 glmv_backend *be = glmv_cpu_backend_new(t, l, bf, err);
                 if (!be) {
                     printf("  FAIL backend %s/%dt: %s\n", glmv_cpu_simd_name(l), t, err);

@@ -398,9 +398,9 @@ static void amx_table_init(void) {
     amx_table.mrb = 16;
 }
 
-/* AMX is asked for by name only (GLMV_SIMD=amx) until it has run on a CPU that has it */
+/* the best level this CPU has (AMX's table differs from AVX512-BF16's in the bf16 GEMM only) */
 int glmv_cpu_simd_best(void) {
-    for (int l = GLMV_SIMD_AVX512BF16; l > GLMV_SIMD_NONE; l--)
+    for (int l = GLMV_SIMD_AMX; l > GLMV_SIMD_NONE; l--)
         if (cpu_has(l)) return l;
     return GLMV_SIMD_NONE;
 }
