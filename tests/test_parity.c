@@ -2251,6 +2251,33 @@ TEST(tensor_parallel) {
     }
     glmv_result_free(&r1);
     glmv_result_free(&r2);
+    /* quantized weights split at whole blocks (o's 192 and down's 512 columns a rank: Q8_0's
+     * blocks of 32; Q4_K_M's down in Q4_K, blocks of 256), the same answer as whole */
+    const glmv_quant qs[] = {GLMV_QUANT_Q8_0, GLMV_QUANT_Q4_K_M};
+    for (int qi = 0; qi < 2; qi++) {
+        glmv_model *q1 = load_quant("models/demo", qs[qi], err), *q2 = NULL;
+        mp.quant = qs[qi];
+        setenv("GLMV_TP_ONE_DEVICE", "1", 1);
+        int lok = q1 && glmv_model_load(&q2, "models/demo", &mp, err) == 0;
+        unsetenv("GLMV_TP_ONE_DEVICE");
+        CHECK_MSG(lok, "quant %d: %s", (int)qs[qi], err);
+        glmv_session *s1 = NULL, *s2 = NULL;
+        memset(&r1, 0, sizeof r1);
+        memset(&r2, 0, sizeof r2);
+        lok = lok && glmv_session_new(&s1, q1, 2048, err) == 0 && glmv_session_new(&s2, q2, 2048, err) == 0 &&
+              demo_gen(s1, &sp, NULL, &r1, err) == 0 && demo_gen(s2, &sp, NULL, &r2, err) == 0;
+        CHECK_MSG(lok, "quant %d: %s", (int)qs[qi], err);
+        if (lok)
+            CHECK_MSG(r2.n_tokens == r1.n_tokens && r1.n_tokens > 0 &&
+                          !memcmp(r1.token_ids, r2.token_ids, sizeof(int32_t) * (size_t)r1.n_tokens),
+                      "quant %d split: '%s', whole: '%s'", (int)qs[qi], r2.content, r1.content);
+        glmv_result_free(&r1);
+        glmv_result_free(&r2);
+        glmv_session_free(s1);
+        glmv_session_free(s2);
+        glmv_model_free(q1);
+        glmv_model_free(q2);
+    }
     /* batched passes are not split yet: refused, not run on one rank */
     glmv_batch *bt = NULL;
     CHECK(glmv_batch_new(&bt, m2, 2, err) != 0);
