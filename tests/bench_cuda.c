@@ -8,7 +8,8 @@
  *                               logits (f32, vocab) then N greedy ids (int32)
  *                               to OUT; IDS is a comma-separated prompt (for
  *                               scripts/cuda_parity_9b.py); on CUDA unless
- *                               cpu is given; GLMV_PRECISION picks f32 or bf16
+ *                               cpu is given; GLMV_PRECISION picks f32 or bf16,
+ *                               GLMV_TP=N splits the decoder over N GPUs
  *   bench_cuda synthetic [L]    synthetic:9b (L layers, default 40) on CUDA:
  *                               prefill 512, decode at 1k and 8k context, the
  *                               vision tower on 1120x1120, time to first token
@@ -48,6 +49,8 @@ static int load(glmv_model **m, const char *dir, glmv_device dev) {
     glmv_model_params p;
     glmv_model_params_default(&p);
     p.device = dev;
+    const char *tp = getenv("GLMV_TP"); /* the decoder split over this many GPUs (scripts/device_tp.sh) */
+    if (tp && dev == GLMV_DEVICE_CUDA) p.tensor_parallel = atoi(tp);
     char err[GLMV_ERR_SIZE];
     if (glmv_model_load(m, dir, &p, err)) {
         fprintf(stderr, "bench_cuda: %s: %s\n", dir, err);

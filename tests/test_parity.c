@@ -2183,10 +2183,16 @@ TEST(prompt_last_row) {
  * the one GPU, the sums through host memory. A prompt's logits in one pass, in chunks and
  * then step by step match the model unsplit (the split sums o's and down's products in two
  * halves: not bit for bit), greedy tokens of a generation are the same, and what cannot
- * split is refused: 2 ways for the tiny model's one key-value head, batched passes. */
+ * split is refused: 2 ways for the tiny model's one key-value head, batched passes.
+ * GLMV_TP_TEST_GPUS=1 puts the ranks on two GPUs, the sums through NCCL (scripts/device_tp.sh). */
+static void tp_one_device(void) {
+    /* GLMV_TP_TEST_GPUS=1 on a machine with 2 GPUs: rank 1 on the second, the sums through NCCL */
+    if (!getenv("GLMV_TP_TEST_GPUS")) setenv("GLMV_TP_ONE_DEVICE", "1", 1);
+}
+
 TEST(tensor_parallel) {
     char err[GLMV_ERR_SIZE] = "";
-    setenv("GLMV_TP_ONE_DEVICE", "1", 1);
+    tp_one_device();
     glmv_model *m1 = load_demo(err), *m2 = NULL, *bad = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);
@@ -2257,7 +2263,7 @@ TEST(tensor_parallel) {
     for (int qi = 0; qi < 2; qi++) {
         glmv_model *q1 = load_quant("models/demo", qs[qi], err), *q2 = NULL;
         mp.quant = qs[qi];
-        setenv("GLMV_TP_ONE_DEVICE", "1", 1);
+        tp_one_device();
         int lok = q1 && glmv_model_load(&q2, "models/demo", &mp, err) == 0;
         unsetenv("GLMV_TP_ONE_DEVICE");
         CHECK_MSG(lok, "quant %d: %s", (int)qs[qi], err);
