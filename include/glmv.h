@@ -125,8 +125,7 @@ typedef struct {
                                    loading less 1 GiB; on the CPU no limit */
     int tensor_parallel;        /* split the decoder over this many GPUs (NCCL): heads and MLP
                                    columns, Megatron-style; 0 or 1: one. GLM-4.1V's 2 key-value
-                                   heads allow 2. One sequence at a time: batched serving refuses
-                                   it. On the CPU the ranks share the cores (for tests). */
+                                   heads allow 2. On the CPU the ranks share the cores (tests). */
 } glmv_model_params;
 
 void glmv_model_params_default(glmv_model_params *p);

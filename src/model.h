@@ -224,6 +224,11 @@ struct glmv_batch {
     int next_graph;
     uint64_t last_key;
     int64_t replays;                       /* steps run from a recorded graph (tests) */
+    /* tensor parallelism: the same step's batch on every other rank, and host rows that carry
+     * the step's input rows to them; NULL without */
+    struct glmv_batch **tp_peer;
+    float *tp_stage;
+    int64_t tp_stage_rows;
 };
 #define GLMV_GRAPH_KEYS 256
 

@@ -30,6 +30,13 @@
 
 static glmv_image_params processor_params(const glmv_config *c, int video);
 
+/* tensor parallelism (tp.c): s's session on rank r, and the calling thread on its device */
+static glmv_session *rank_sess(glmv_session *s, int r) { return r ? s->tp_peer[r] : s; }
+static void rank_bind(const glmv_session *s) {
+    glmv_backend *be = s->m->be;
+    if (be->bind_thread) be->bind_thread(be);
+}
+
 /* The session's prefill scratch (glmv_text_forward's, s->chunk rows), made on first use: a
  * session that only runs in batched passes never needs it (under the model lock). */
 int glmv_session_scratch(glmv_session *s, char *err) {
@@ -311,9 +318,6 @@ void glmv_session_reset(glmv_session *s) {
 int glmv_session_share(glmv_session *s, int on, char *err) {
     glmv_model *m = s->m;
     int rc = 0;
-    if (m->tp && on) /* another session's rows would have to come from every rank's cache */
-        return glmv_errc(err, GLMV_E_INVALID, "prefix sharing between sessions does not work with tensor "
-                         "parallelism yet");
     glmv_model_lock(m);
     if (on && !s->sharing) {
         if (m->n_sharing == m->cap_sharing) {
@@ -899,13 +903,27 @@ static int64_t share_prefix(glmv_session *s, const glmv_config *c, const int32_t
         s->seg_hash = nh;
         s->cap_seg_hash = best_seg;
     }
-    glmv_backend *be = m->be;
+    for (int r = 1; r < glmv_tp_size(m->tp); r++) { /* tensor parallelism: every rank's caches */
+        glmv_session *ps = s->tp_peer[r];
+        ps->pos = s->pos;
+        rank_bind(ps);
+        no_room = glmv_kv_ensure(ps, best, e2);
+        rank_bind(s);
+        if (no_room) return own;
+    }
     int64_t kvd = glmv_kv_dim(m);
     size_t bytes = sizeof(float) * (size_t)((best - own) * kvd);
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        be->copy(be, s->kc[l] + own * kvd, d->kc[l] + own * kvd, bytes);
-        be->copy(be, s->vc[l] + own * kvd, d->vc[l] + own * kvd, bytes);
+    for (int r = 0; r < glmv_tp_size(m->tp); r++) {
+        glmv_session *rs = rank_sess(s, r);
+        const glmv_session *rd = r ? d->tp_peer[r] : d;
+        glmv_backend *be = rs->m->be;
+        rank_bind(rs);
+        for (int l = 0; l < c->num_hidden_layers; l++) {
+            be->copy(be, rs->kc[l] + own * kvd, rd->kc[l] + own * kvd, bytes);
+            be->copy(be, rs->vc[l] + own * kvd, rd->vc[l] + own * kvd, bytes);
+        }
     }
+    rank_bind(s);
     memcpy(s->hist + own, d->hist + own, sizeof(int32_t) * (size_t)(best - own));
     if (best_seg > 0) memcpy(s->seg_hash, d->seg_hash, sizeof(uint64_t) * (size_t)best_seg);
     s->n_seg_hash = best_seg;
@@ -1661,15 +1679,20 @@ int glmv_gen_start_raw(glmv_gen **out, glmv_session *s, const char *prompt, cons
 static int gen_swap_out(glmv_gen *q, char *err) {
     glmv_session *s = q->s;
     glmv_model *m = s->m;
-    glmv_backend *be = m->be;
-    int L = m->cfg.num_hidden_layers;
+    int L = m->cfg.num_hidden_layers, nr = glmv_tp_size(m->tp); /* every rank's cache (tensor parallelism) */
     size_t row = (size_t)glmv_kv_dim(m), per = row * (size_t)s->pos;
-    q->swap = s->pos > 0 ? malloc(glmv_mul_size(sizeof(float) * 2 * (size_t)L, per)) : NULL;
+    q->swap = s->pos > 0 ? malloc(glmv_mul_size(sizeof(float) * 2 * (size_t)L * (size_t)nr, per)) : NULL;
     if (s->pos > 0 && !q->swap) return glmv_errc(err, GLMV_E_NOMEM, "out of host memory to preempt a sequence");
-    for (int l = 0; l < L && per > 0; l++) {
-        be->read(be, q->swap + (size_t)(2 * l) * per, s->kc[l], sizeof(float) * per);
-        be->read(be, q->swap + (size_t)(2 * l + 1) * per, s->vc[l], sizeof(float) * per);
+    for (int r = 0; r < nr && per > 0; r++) {
+        glmv_session *rs = rank_sess(s, r);
+        glmv_backend *be = rs->m->be;
+        rank_bind(rs);
+        for (int l = 0; l < L; l++) {
+            be->read(be, q->swap + (size_t)(2 * (r * L + l)) * per, rs->kc[l], sizeof(float) * per);
+            be->read(be, q->swap + (size_t)(2 * (r * L + l) + 1) * per, rs->vc[l], sizeof(float) * per);
+        }
     }
+    rank_bind(s);
     glmv_kv_shrink(s, 0);
     s->suspended = 1;
     m->kv_preemptions++;
@@ -1681,13 +1704,21 @@ static int gen_swap_out(glmv_gen *q, char *err) {
 static int gen_swap_in(glmv_gen *q, char *err) {
     glmv_session *s = q->s;
     glmv_model *m = s->m;
-    glmv_backend *be = m->be;
     if (glmv_kv_ensure(s, s->pos + 1, err)) return -1;
-    int L = m->cfg.num_hidden_layers;
+    int L = m->cfg.num_hidden_layers, nr = glmv_tp_size(m->tp);
     size_t per = (size_t)glmv_kv_dim(m) * (size_t)s->pos;
-    for (int l = 0; l < L && per > 0; l++) {
-        be->write(be, s->kc[l], q->swap + (size_t)(2 * l) * per, sizeof(float) * per);
-        be->write(be, s->vc[l], q->swap + (size_t)(2 * l + 1) * per, sizeof(float) * per);
+    for (int r = 0; r < nr; r++) {
+        glmv_session *rs = rank_sess(s, r);
+        glmv_backend *be = rs->m->be;
+        rank_bind(rs);
+        int rc = r ? glmv_kv_ensure(rs, s->pos + 1, err) : 0;
+        for (int l = 0; l < L && per > 0 && !rc; l++) {
+            be->write(be, rs->kc[l], q->swap + (size_t)(2 * (r * L + l)) * per, sizeof(float) * per);
+            be->write(be, rs->vc[l], q->swap + (size_t)(2 * (r * L + l) + 1) * per, sizeof(float) * per);
+        }
+        rs->pos = s->pos;
+        rank_bind(s);
+        if (rc) return -1;
     }
     free(q->swap);
     q->swap = NULL;

@@ -267,6 +267,15 @@ static int batch_rows_alloc(glmv_batch *b, int rows) {
 
 void glmv_batch_free(glmv_batch *b) {
     if (!b) return;
+    for (int r = 1; b->tp_peer && r < glmv_tp_size(b->m->tp); r++) {
+        glmv_batch *p = b->tp_peer[r];
+        if (!p) continue;
+        if (p->m->be->bind_thread) p->m->be->bind_thread(p->m->be);
+        glmv_batch_free(p);
+        if (b->m->be->bind_thread) b->m->be->bind_thread(b->m->be);
+    }
+    free(b->tp_peer);
+    free(b->tp_stage);
     glmv_backend *be = b->m->be;
     batch_rows_free(b);
     if (b->logits_dev) be->free(be, b->logits_dev);
@@ -280,10 +289,6 @@ void glmv_batch_free(glmv_batch *b) {
 int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
     *out = NULL;
     if (cap < 1 || cap > 4096) return glmv_errf(err, "batch of %d sequences: must be 1 to 4096", cap);
-    if (m->tp)
-        return glmv_errc(err, GLMV_E_INVALID, "tensor parallelism (-tp %d) runs one sequence at a time: batched "
-                         "passes (glmv serve, bench --concurrency) are not split across GPUs yet",
-                         glmv_tp_size(m->tp));
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
     glmv_batch *b = calloc(1, sizeof *b);
@@ -305,6 +310,23 @@ int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
     if (oom) {
         glmv_batch_free(b);
         return glmv_errf(err, "out of memory for a batch of %d sequences", cap);
+    }
+    if (m->tp && m->tp_rank == 0) { /* the same batch on the other ranks */
+        int n = glmv_tp_size(m->tp);
+        if (!(b->tp_peer = calloc((size_t)n, sizeof *b->tp_peer))) {
+            glmv_batch_free(b);
+            return glmv_errf(err, "out of memory");
+        }
+        for (int r = 1; r < n; r++) {
+            glmv_model *rm = glmv_tp_rank(m->tp, r);
+            if (rm->be->bind_thread) rm->be->bind_thread(rm->be);
+            int rc = glmv_batch_new(&b->tp_peer[r], rm, cap, err);
+            if (be->bind_thread) be->bind_thread(be);
+            if (rc) {
+                glmv_batch_free(b);
+                return -1;
+            }
+        }
     }
     *out = b;
     return 0;
@@ -369,6 +391,95 @@ static int batch_decode_locked(glmv_batch *b, glmv_session *const *ss, const int
 
 static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const int64_t *r0, const int64_t *orow,
                          int n_it, int nd, int64_t R, int64_t R2, int64_t max_keys);
+
+/* ---- tensor parallelism: a step on every rank (tp.c) ---- */
+
+/* s's session on rank r (its heads' cache) */
+static glmv_session *rank_session(glmv_session *s, int r) { return r ? s->tp_peer[r] : s; }
+
+/* The step's inputs on the other ranks, rank 0's being written: the input rows (through host
+ * memory), the rotary tables, each sequence's cache backed for its add[i] new rows (NULL: one
+ * each) at rank 0's position, and the decode rows' cache tables (of their own caches). */
+static int tp_batch_inputs(glmv_batch *b, glmv_session *const *ss, const int64_t *add, int n, int nd, int64_t R,
+                           char *err) {
+    glmv_model *m = b->m;
+    const glmv_config *c = &m->cfg;
+    const int64_t H = c->hidden_size;
+    const int L_n = c->num_hidden_layers;
+    int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
+    rot -= rot % 2;
+    const size_t xb = sizeof(float) * (size_t)(R * H), tab = sizeof(float) * (size_t)(rot / 2) * (size_t)R;
+    if (b->tp_stage_rows < R) {
+        free(b->tp_stage);
+        b->tp_stage_rows = 0;
+        if (!(b->tp_stage = malloc(xb))) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+        b->tp_stage_rows = R;
+    }
+    m->be->read(m->be, b->tp_stage, b->x, xb);
+    int rc = 0;
+    for (int r = 1; r < glmv_tp_size(m->tp) && !rc; r++) {
+        glmv_batch *p = b->tp_peer[r];
+        glmv_backend *be = p->m->be;
+        if (be->bind_thread) be->bind_thread(be);
+        p->prompt_rows = b->prompt_rows;
+        if (p->rows < R && batch_rows_alloc(p, (int)GLMV_MAX(R, glmv_batch_max_rows(p))))
+            rc = glmv_errc(err, GLMV_E_NOMEM, "out of memory for a step of %lld rows", (long long)R);
+        for (int i = 0; i < n && !rc; i++) {
+            glmv_session *ps = ss[i]->tp_peer[r];
+            ps->pos = ss[i]->pos;
+            ps->evictable = 0;
+            rc = glmv_kv_ensure(ps, ps->pos + (add ? add[i] : 1), err);
+        }
+        if (!rc) {
+            be->write(be, p->x, b->tp_stage, xb);
+            be->write(be, p->cos, b->hcos, tab);
+            be->write(be, p->sin, b->hsin, tab);
+        }
+        if (!rc && nd > 0) {
+            const int64_t *nk = (const int64_t *)(b->htab + (size_t)2 * L_n * nd);
+            for (int i = 0; i < nd; i++)
+                for (int l = 0; l < L_n; l++) {
+                    p->htab[(size_t)(2 * l) * nd + i] = ss[i]->tp_peer[r]->kc[l];
+                    p->htab[(size_t)(2 * l + 1) * nd + i] = ss[i]->tp_peer[r]->vc[l];
+                }
+            memcpy(p->htab + (size_t)2 * L_n * nd, nk, sizeof(int64_t) * (size_t)nd);
+            be->write(be, p->tab, p->htab, (size_t)(2 * L_n + 1) * (size_t)nd * 8);
+        }
+        if (m->be->bind_thread) m->be->bind_thread(m->be);
+    }
+    return rc ? -1 : 0;
+}
+
+typedef struct {
+    glmv_batch *b;
+    const glmv_batch_item *const *it;
+    const int64_t *r0, *orow;
+    int n_it, nd;
+    int64_t R, R2, max_keys;
+} layers_job;
+
+static void layers_on_rank(int r, void *arg) {
+    layers_job *j = arg;
+    mixed_layers(r ? j->b->tp_peer[r] : j->b, j->it, j->r0, j->orow, j->n_it, j->nd, j->R, j->R2, j->max_keys);
+}
+
+/* the other ranks' work done and well, and the all-reduces; their positions as rank 0's after the
+ * step */
+static int tp_batch_done(glmv_batch *b, glmv_session *const *ss, const int64_t *add, int n, char *err) {
+    glmv_model *m = b->m;
+    int failed = 0;
+    for (int r = 1; r < glmv_tp_size(m->tp); r++) {
+        glmv_backend *be = b->tp_peer[r]->m->be;
+        if (be->bind_thread) be->bind_thread(be);
+        be->sync(be);
+        if (!failed && be->status && be->status(be, err)) failed = 1;
+        for (int i = 0; i < n; i++) ss[i]->tp_peer[r]->pos = ss[i]->pos + (int)(add ? add[i] : 1);
+    }
+    if (m->be->bind_thread) m->be->bind_thread(m->be);
+    if (!failed && glmv_tp_status(m->tp, err)) failed = 1;
+    if (failed) glmv_errcode_set(GLMV_E_BACKEND);
+    return failed ? -1 : 0;
+}
 
 /* The ops of a step after its inputs are written: every layer (a mixed step of decode rows
  * only), the final norm and lm_head on the batch's buffers (recorded as one graph where the
@@ -446,7 +557,12 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
         }
         be->write(be, b->tab, b->htab, (size_t)(2 * L_n + 1) * (size_t)n * 8);
     }
-    if (be->graph_begin) {
+    if (m->tp) { /* every rank's share of the layers at once; lm_head on rank 0 */
+        if (tp_batch_inputs(b, ss, NULL, n, n, n, err)) return -1;
+        layers_job j = {b, NULL, NULL, NULL, n, n, n, n, max_keys};
+        glmv_tp_run(m->tp, layers_on_rank, &j);
+        (be->matmul_rows ? be->matmul_rows : be->matmul)(be, b->logits_dev, b->xn, m->lm_head, NULL, n);
+    } else if (be->graph_begin) {
         /* the bound on the key counts rounded up, so that a recorded step serves the next
          * GLMV_GRAPH_KEYS tokens (each sequence still attends to its own count), recorded or not */
         batch_layers_graph(b, n, (max_keys + GLMV_GRAPH_KEYS - 1) / GLMV_GRAPH_KEYS * GLMV_GRAPH_KEYS);
@@ -462,7 +578,7 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
         glmv_errcode_set(GLMV_E_BACKEND);
         return -1;
     }
-    return 0;
+    return m->tp ? tp_batch_done(b, ss, NULL, n, err) : 0;
 }
 
 int glmv_session_eval_batch(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
@@ -532,7 +648,7 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
                                   scale);
         const int last = l + 1 == L_n && R2 < R;
         for (int k = nd; k < n_it; k++) { /* a prompt chunk: its keys and values into its cache, then causal */
-            glmv_session *s = it[k]->s;
+            glmv_session *s = rank_session(it[k]->s, m->tp_rank);
             int64_t n = it[k]->n, r = r0[k];
             be->copy_rows(be, s->kc[l] + (int64_t)s->pos * kvd, kvd, k_new + r * ldkv, ldkv, n, kvd);
             be->copy_rows(be, s->vc[l] + (int64_t)s->pos * kvd, kvd, v_new + r * ldkv, ldkv, n, kvd);
@@ -549,11 +665,13 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
                     be->copy(be, b->x + orow[k] * H, b->x + (r0[k] + it[k]->n - 1) * H, sizeof(float) * (size_t)H);
         const int64_t Rl = last ? R2 : R, ndl = last ? R2 : nd; /* the rows that go on; as decode rows */
         mm_mixed(be, b->t1, b->att, L->o_w, NULL, ndl, Rl);
+        if (m->tp) glmv_tp_allreduce(m, b->t1, Rl * H); /* each rank's heads' share */
         be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, Rl, H,
                           eps);
         mm_mixed(be, b->gu, b->xn, L->gate_up, NULL, ndl, Rl);
         be->swiglu(be, b->h, b->gu, 2 * I, b->gu + I, 2 * I, Rl, I);
         mm_mixed(be, b->t1, b->h, L->down, NULL, ndl, Rl);
+        if (m->tp) glmv_tp_allreduce(m, b->t1, Rl * H);
         be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_mlp_layernorm,
                           l + 1 < L_n ? m->layers[l + 1].input_layernorm : m->norm, Rl, H, eps);
     }
@@ -617,11 +735,15 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
     const glmv_batch_item **it = malloc(sizeof *it * (size_t)n);
     int64_t *r0 = malloc(sizeof *r0 * (size_t)n), *orow = malloc(sizeof *orow * (size_t)n);
     int32_t *dids = malloc(sizeof *dids * (size_t)n); /* the decode rows' ids, gathered in one go */
-    if (!it || !r0 || !orow || !dids) {
+    glmv_session **tss = malloc(sizeof *tss * (size_t)n); /* tensor parallelism: the sessions, their rows */
+    int64_t *tadd = malloc(sizeof *tadd * (size_t)n);
+    if (!it || !r0 || !orow || !dids || !tss || !tadd) {
         free(it);
         free(r0);
         free(orow);
         free(dids);
+        free(tss);
+        free(tadd);
         return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
     }
     int nd = 0, k = 0;
@@ -686,7 +808,17 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
      * item whose logits are read */
     int64_t R2 = nd;
     for (int i = 0; i < n; i++) orow[i] = i < nd ? r0[i] : it[i]->logits ? R2++ : -1;
-    mixed_layers(b, it, r0, orow, n, nd, R, R2, max_keys);
+    if (m->tp) { /* every rank's share of the layers at once (its sessions' caches) */
+        for (int i = 0; i < n; i++) {
+            tss[i] = it[i]->s;
+            tadd[i] = it[i]->n;
+        }
+        if (tp_batch_inputs(b, tss, tadd, n, nd, R, err)) goto done;
+        layers_job j = {b, it, r0, orow, n, nd, R, R2, max_keys};
+        glmv_tp_run(m->tp, layers_on_rank, &j);
+    } else {
+        mixed_layers(b, it, r0, orow, n, nd, R, R2, max_keys);
+    }
     /* the rows whose logits are asked for, gathered into t1, through lm_head together (each as
      * it would be alone: matmul_rows) */
     int nl = 0;
@@ -707,6 +839,7 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
         glmv_errcode_set(GLMV_E_BACKEND);
         goto done;
     }
+    if (m->tp && tp_batch_done(b, tss, tadd, n, err)) goto done;
     for (int i = 0; i < n; i++) { /* under the lock: sharing sessions read them */
         glmv_session *s = it[i]->s;
         if (it[i]->ids) memcpy(s->hist + s->pos, it[i]->ids, sizeof(int32_t) * (size_t)it[i]->n);
@@ -718,6 +851,8 @@ done:
     free(r0);
     free(orow);
     free(dids);
+    free(tss);
+    free(tadd);
     return rc;
 }
 

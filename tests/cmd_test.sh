@@ -265,12 +265,13 @@ kill $spid 2>/dev/null; wait $spid 2>/dev/null
 if grep -q "precision f32 (asked for)" "$tmp/serve.out"; then ok serve_precision
 else bad serve_precision "$(cat "$tmp/serve.out" "$tmp/serve.err")"; fi
 expect_fail err_serve_precision "precision expects" $G serve -m $M --port 0 --precision f16
-# tensor parallelism: the tiny model's one key-value head cannot split; serving and batched
-# benches refuse it (one sequence at a time); the demo model splits 2 ways and answers as whole
+# tensor parallelism: the tiny model's one key-value head cannot split; the demo model splits 2
+# ways and answers as whole (batched: tests/server/concurrency.test.mjs, test_parity)
 expect_fail err_tp_heads "key-value heads" $G run -m $M -tp 2 -p hi
 expect_fail err_tp_range "-tp expects an integer in \[1, 8\]" $G run -m $M -tp 9 -p hi
-expect_fail err_tp_serve "one sequence at a time" $G serve -m $M --port 0 -tp 2
-expect_fail err_tp_bench_conc "one sequence at a time" $G bench --synthetic --layers 1 -tp 2 --concurrency 2
+if $G bench -m models/demo -tp 2 --prompt 16 --decode 4 --concurrency 2 --json 2>"$tmp/err" | jq -e '.concurrency[0].streams == 2' >/dev/null; then
+    ok bench_tensor_parallel_concurrency
+else bad bench_tensor_parallel_concurrency "$(cat "$tmp/err")"; fi
 a1=$($G run -m models/demo --image models/demo/example.png -p "How many shapes are there?" --greedy --json 2>/dev/null | jq -c .token_ids)
 a2=$($G run -m models/demo --image models/demo/example.png -p "How many shapes are there?" --greedy --json -tp 2 2>/dev/null | jq -c .token_ids)
 if [ -n "$a1" ] && [ "$a1" != null ] && [ "$a1" = "$a2" ]; then ok run_tensor_parallel

@@ -1089,7 +1089,7 @@ static int same_gen(const glmv_result *a, const glmv_result *b, float tol) {
  * memory; the backend still backs whole granules of its own. */
 static void grow_by_8_rows(glmv_session *s) {
     if (s->kv_growing)
-        s->kv_granule = 8 * sizeof(float) * (size_t)s->m->cfg.num_key_value_heads * (size_t)s->m->cfg.head_dim;
+        s->kv_granule = 8 * sizeof(float) * (size_t)glmv_kv_dim(s->m); /* (a rank's heads under -tp) */
 }
 
 /* Sharing in a KV budget of one cache: the session that holds the image is idle (its cache only
@@ -1821,9 +1821,11 @@ static int caches_grow(glmv_model *m) {
     return 0;
 }
 
-static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs) {
+static glmv_model *load_demo_tp(int tp, char *err);
+
+static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs, int tp) {
     char err[GLMV_ERR_SIZE];
-    glmv_model *m = load_demo(err);
+    glmv_model *m = tp > 1 ? load_demo_tp(tp, err) : load_demo(err);
     if (!m) return;
     if (half_seqs && !caches_grow(m)) {
         glmv_model_free(m);
@@ -2182,12 +2184,27 @@ TEST(prompt_last_row) {
  * the CPU both ranks run on threads of this process; on CUDA (GLMV_TP_ONE_DEVICE=1) both on
  * the one GPU, the sums through host memory. A prompt's logits in one pass, in chunks and
  * then step by step match the model unsplit (the split sums o's and down's products in two
- * halves: not bit for bit), greedy tokens of a generation are the same, and what cannot
- * split is refused: 2 ways for the tiny model's one key-value head, batched passes.
+ * halves: not bit for bit), greedy tokens of a generation are the same, prefix sharing copies
+ * every rank's rows, and what cannot split is refused (the tiny model's one key-value head).
  * GLMV_TP_TEST_GPUS=1 puts the ranks on two GPUs, the sums through NCCL (scripts/device_tp.sh). */
 static void tp_one_device(void) {
     /* GLMV_TP_TEST_GPUS=1 on a machine with 2 GPUs: rank 1 on the second, the sums through NCCL */
     if (!getenv("GLMV_TP_TEST_GPUS")) setenv("GLMV_TP_ONE_DEVICE", "1", 1);
+}
+
+/* the demo model split tp ways on the device under test; NULL and a failed check if it fails */
+static glmv_model *load_demo_tp(int tp, char *err) {
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = parity_device;
+    mp.precision = parity_precision;
+    mp.tensor_parallel = tp;
+    tp_one_device();
+    int rc = glmv_model_load(&m, "models/demo", &mp, err);
+    unsetenv("GLMV_TP_ONE_DEVICE");
+    CHECK_MSG(rc == 0, "%s", err);
+    return rc ? NULL : m;
 }
 
 TEST(tensor_parallel) {
@@ -2284,11 +2301,26 @@ TEST(tensor_parallel) {
         glmv_model_free(q1);
         glmv_model_free(q2);
     }
-    /* batched passes are not split yet: refused, not run on one rank */
-    glmv_batch *bt = NULL;
-    CHECK(glmv_batch_new(&bt, m2, 2, err) != 0);
-    CHECK_MSG(strstr(err, "one sequence at a time") != NULL, "%s", err);
-    CHECK(glmv_session_share(b, 1, err) != 0);
+    /* prefix sharing between split sessions: the image's rows copied on every rank; the answer
+     * as a fresh split session computes it */
+    glmv_session *c = NULL, *f = NULL;
+    glmv_result r3, rf;
+    memset(&r3, 0, sizeof r3);
+    memset(&rf, 0, sizeof rf);
+    sp.max_new_tokens = 16;
+    ok = glmv_session_new(&c, m2, 2048, err) == 0 && glmv_session_new(&f, m2, 2048, err) == 0 &&
+         glmv_session_share(b, 1, err) == 0 && glmv_session_share(c, 1, err) == 0 &&
+         demo_gen(c, &sp, NULL, &r3, err) == 0 && demo_gen(f, &sp, NULL, &rf, err) == 0;
+    CHECK_MSG(ok, "%s", err);
+    if (ok) {
+        CHECK_MSG(r3.shared_tokens > 0, "%d tokens shared", r3.shared_tokens);
+        CHECK(r3.n_tokens == rf.n_tokens && r3.n_tokens > 0 &&
+              !memcmp(r3.token_ids, rf.token_ids, sizeof(int32_t) * (size_t)r3.n_tokens));
+    }
+    glmv_result_free(&r3);
+    glmv_result_free(&rf);
+    glmv_session_free(c);
+    glmv_session_free(f);
     glmv_session_free(a);
     glmv_session_free(b);
     free(want);
@@ -2296,9 +2328,15 @@ TEST(tensor_parallel) {
     glmv_model_free(m2);
 }
 
-TEST(batch_invariance) { batched_vs_alone(0, 0, 0); }
-TEST(mixed_prefill) { batched_vs_alone(1, 24, 0); }
-TEST(kv_budget) { batched_vs_alone(1, 24, 5); }
+TEST(batch_invariance) { batched_vs_alone(0, 0, 0, 1); }
+TEST(mixed_prefill) { batched_vs_alone(1, 24, 0, 1); }
+TEST(kv_budget) { batched_vs_alone(1, 24, 5, 1); }
+/* the same split 2 ways (tensor parallelism): batched decode, prompts in the passes, and
+ * preemption in a KV budget (every rank's cache to the host and back) */
+TEST(tensor_parallel_batch) {
+    batched_vs_alone(0, 0, 0, 2);
+    batched_vs_alone(1, 24, 5, 2);
+}
 
 /* A backend that fails (a GPU's sticky error, made up here on the CPU backend by its status
  * hook) fails the request: glmv_generate, a prefill alone and a batched step return the
@@ -2509,6 +2547,7 @@ int main(void) {
     RUN(vision_scratch_reuse);
     RUN(prompt_last_row);
     RUN(tensor_parallel);
+    RUN(tensor_parallel_batch);
     RUN(kv_preempted_first);
     RUN(batch_invariance);
     RUN(mixed_prefill);

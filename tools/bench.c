@@ -49,8 +49,7 @@ static const char *bench_help =
     "  --precision P     f32 or bf16 GEMM inputs (default: $GLMV_PRECISION, else f32 on the\n"
     "                    CPU, bf16 on CUDA)\n"
     "  --quant Q         q8_0, q4_0 or q4_k_m: the decoder's weights quantized at load\n"
-    "  -tp, --tensor-parallel N  the decoder split over N GPUs (NCCL): prefill and decode of one\n"
-    "                    sequence (not with --concurrency)\n"
+    "  -tp, --tensor-parallel N  the decoder split over N GPUs (NCCL; GLM-4.1V allows 1 or 2)\n"
     "  --concurrency A,B,...  decode A (then B, ...) sequences together, each after a prefill\n"
     "                    of --prompt tokens: aggregate and per-stream tokens/s, time to first\n"
     "                    token (prefills one after another, as a server admits them)\n"
@@ -690,11 +689,6 @@ int cmd_bench(int argc, char **argv) {
     if (image && synthetic) {
         fprintf(stderr, "glmv bench: --image needs a checkpoint with a tokenizer (-m DIR); the synthetic "
                         "model has none (--vision times its tower)\n");
-        return 2;
-    }
-    if (tp > 1 && n_conc) {
-        fprintf(stderr, "glmv bench: -tp %ld runs one sequence at a time: --concurrency (batched passes) is not "
-                        "split across GPUs yet\n", tp);
         return 2;
     }
     if (n_requests && !n_conc) {

@@ -837,12 +837,6 @@ int cmd_serve(int argc, char **argv) {
     }
     char buf[PATH_MAX], media_real[PATH_MAX];
     sv.verbose = o.mp.verbose;
-    if (o.mp.tensor_parallel > 1) {
-        fprintf(stderr, "glmv serve: -tp %d: tensor parallelism runs one sequence at a time (glmv run, chat, "
-                        "bench); the server's batched passes are not split across GPUs yet\n",
-                o.mp.tensor_parallel);
-        return 2;
-    }
     if (!o.model_dir) o.model_dir = cli_default_model();
     if (!o.model_dir) o.model_dir = default_model(buf, sizeof buf);
     const char *model = o.model_dir;

@@ -1,6 +1,7 @@
 // concurrency.test.mjs -- many clients at once: 24 concurrent streams through
 // the openai client each get their own answer; --parallel N runs N at once (on the demo
-// model their decode steps are batched, and each answer is the one it gets alone); a full
+// model their decode steps are batched, and each answer is the one it gets alone, also with the
+// decoder split 2 ways, -tp 2); a full
 // queue answers 503 with Retry-After; a client that leaves mid-stream (or while queued)
 // frees its slot at once, so the next request does not wait for it.
 import { test, after } from 'node:test';
@@ -144,6 +145,21 @@ test('the demo model with --parallel 4: decode steps batched, each answer the on
   // the caches hold what the requests left (kept for a next turn), within 4 sessions' capacity
   const kv = await metric(many.url, 'glmv_kv_cache_tokens'), cap = await metric(many.url, 'glmv_kv_cache_capacity_tokens');
   assert.ok(kv > 0 && kv <= cap && cap % 4 === 0, `kv ${kv} of ${cap}`);
+  // the decoder split 2 ways (-tp 2: on the CPU both ranks share the cores): batched the same
+  // way, the same answers (the split sums o's and down's products in halves: the greedy tokens
+  // hold, the log-probabilities agree to rounding)
+  const split = await server(['-m', REAL, '--parallel', '4', '-tp', '2']);
+  const parts = await Promise.all(qs.map((q) => ask(split.url, q)));
+  for (let i = 0; i < qs.length; i++) {
+    assert.equal(parts[i].choices[0].message.content, alone[i].choices[0].message.content, qs[i]);
+    assert.equal(parts[i].choices[0].message.reasoning_content, alone[i].choices[0].message.reasoning_content);
+    const a = alone[i].choices[0].logprobs.content.map((t) => t.logprob);
+    const b = parts[i].choices[0].logprobs.content.map((t) => t.logprob);
+    assert.equal(b.length, a.length);
+    for (let j = 0; j < a.length; j++) assert.ok(Math.abs(a[j] - b[j]) < 1e-3, `${qs[i]} token ${j}: ${b[j]} against ${a[j]}`);
+  }
+  const srows = await metric(split.url, 'glmv_decode_step_sequences_total'), ssteps = await metric(split.url, 'glmv_decode_steps_total');
+  assert.ok(srows / ssteps > 1.5, `${srows} sequence-steps in ${ssteps} steps: not batched`);
 });
 
 test('the demo model in a KV budget of about two caches: four long answers, the newest preempted and resumed, each the one it gets alone', { skip: !REAL && 'GLMV_REAL_MODEL not set' }, async () => {
