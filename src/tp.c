@@ -60,6 +60,16 @@ struct glmv_tp {
     nccl_error_fn error;
     int failed;
     char err[GLMV_ERR_SIZE];
+    /* ranks 1.. each on a thread of its own for the model's life, bound to its device: a job
+     * (fn, arg) is posted with a new generation number, and done when `pending` is back to 0 */
+    pthread_t th[TP_MAX];
+    int started[TP_MAX];
+    pthread_mutex_t job_mu;
+    pthread_cond_t job_cv, done_cv;
+    unsigned job_gen;
+    int pending, quit;
+    void (*fn)(int rank, void *arg);
+    void *arg;
 };
 
 glmv_model *glmv_tp_rank(glmv_tp *tp, int r) { return tp->rank[r]; }
@@ -251,6 +261,9 @@ static int nccl_open(glmv_tp *tp, char *err) {
     return 0;
 }
 
+static int workers_start(glmv_tp *tp, char *err);
+static void workers_stop(glmv_tp *tp);
+
 int glmv_tp_setup(glmv_model *m, int n, char *err) {
     const glmv_config *c = &m->cfg;
     const int nh = c->num_attention_heads, nkv = c->num_key_value_heads;
@@ -278,6 +291,9 @@ int glmv_tp_setup(glmv_model *m, int n, char *err) {
     if (!tp) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->cv, NULL);
+    pthread_mutex_init(&tp->job_mu, NULL);
+    pthread_cond_init(&tp->job_cv, NULL);
+    pthread_cond_init(&tp->done_cv, NULL);
     tp->n = n;
     tp->rank[0] = m;
     m->tp = tp;
@@ -321,12 +337,13 @@ int glmv_tp_setup(glmv_model *m, int n, char *err) {
         if (!(tp->rank[r]->norm = share(tp, m->norm, whole, 1, 0, 1, err)) || put(tp->rank[r], tp->rank[r]->norm, err))
             return -1;
     }
-    return 0;
+    return workers_start(tp, err);
 }
 
 void glmv_tp_free(glmv_model *m) {
     glmv_tp *tp = m->tp;
     if (!tp || tp->rank[0] != m) return;
+    workers_stop(tp);
     for (int r = 0; r < tp->n; r++)
         if (tp->comm[r]) tp->destroy(tp->comm[r]);
     if (tp->lib) dlclose(tp->lib);
@@ -340,6 +357,9 @@ void glmv_tp_free(glmv_model *m) {
     free(tp->replaced);
     pthread_mutex_destroy(&tp->mu);
     pthread_cond_destroy(&tp->cv);
+    pthread_mutex_destroy(&tp->job_mu);
+    pthread_cond_destroy(&tp->job_cv);
+    pthread_cond_destroy(&tp->done_cv);
     free(tp);
     m->tp = NULL;
 }
@@ -349,30 +369,66 @@ void glmv_tp_free(glmv_model *m) {
 typedef struct {
     glmv_tp *tp;
     int r;
-    void (*fn)(int rank, void *arg);
-    void *arg;
-} rank_job;
+} rank_arg;
 
 static void *rank_main(void *p) {
-    rank_job *j = p;
-    glmv_backend *be = j->tp->rank[j->r]->be;
+    glmv_tp *tp = ((rank_arg *)p)->tp;
+    const int r = ((rank_arg *)p)->r;
+    free(p);
+    glmv_backend *be = tp->rank[r]->be;
     if (be->bind_thread) be->bind_thread(be);
-    j->fn(j->r, j->arg);
+    unsigned seen = 0;
+    pthread_mutex_lock(&tp->job_mu);
+    for (;;) {
+        while (tp->job_gen == seen && !tp->quit) pthread_cond_wait(&tp->job_cv, &tp->job_mu);
+        if (tp->quit) break;
+        seen = tp->job_gen;
+        void (*fn)(int, void *) = tp->fn;
+        void *arg = tp->arg;
+        pthread_mutex_unlock(&tp->job_mu);
+        fn(r, arg);
+        pthread_mutex_lock(&tp->job_mu);
+        if (--tp->pending == 0) pthread_cond_signal(&tp->done_cv);
+    }
+    pthread_mutex_unlock(&tp->job_mu);
     return NULL;
 }
 
-void glmv_tp_run(glmv_tp *tp, void (*fn)(int rank, void *arg), void *arg) {
-    pthread_t th[TP_MAX];
-    rank_job jobs[TP_MAX];
-    int started[TP_MAX] = {0};
+static int workers_start(glmv_tp *tp, char *err) {
     for (int r = 1; r < tp->n; r++) {
-        jobs[r] = (rank_job){tp, r, fn, arg};
-        started[r] = pthread_create(&th[r], NULL, rank_main, &jobs[r]) == 0;
-        if (!started[r]) rank_main(&jobs[r]); /* no thread: would deadlock at the first all-reduce */
+        rank_arg *a = malloc(sizeof *a);
+        if (!a) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
+        *a = (rank_arg){tp, r};
+        if (pthread_create(&tp->th[r], NULL, rank_main, a)) {
+            free(a);
+            return glmv_errc(err, GLMV_E_INTERNAL, "tensor parallelism: cannot start rank %d's thread", r);
+        }
+        tp->started[r] = 1;
     }
-    fn(0, arg);
+    return 0;
+}
+
+static void workers_stop(glmv_tp *tp) {
+    pthread_mutex_lock(&tp->job_mu);
+    tp->quit = 1;
+    pthread_cond_broadcast(&tp->job_cv);
+    pthread_mutex_unlock(&tp->job_mu);
     for (int r = 1; r < tp->n; r++)
-        if (started[r]) pthread_join(th[r], NULL);
+        if (tp->started[r]) pthread_join(tp->th[r], NULL);
+}
+
+void glmv_tp_run(glmv_tp *tp, void (*fn)(int rank, void *arg), void *arg) {
+    pthread_mutex_lock(&tp->job_mu);
+    tp->fn = fn;
+    tp->arg = arg;
+    tp->pending = tp->n - 1;
+    tp->job_gen++;
+    pthread_cond_broadcast(&tp->job_cv);
+    pthread_mutex_unlock(&tp->job_mu);
+    fn(0, arg);
+    pthread_mutex_lock(&tp->job_mu);
+    while (tp->pending > 0) pthread_cond_wait(&tp->done_cv, &tp->job_mu);
+    pthread_mutex_unlock(&tp->job_mu);
 }
 
 /* every rank waits here for the others */
