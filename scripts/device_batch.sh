@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -19,6 +19,7 @@
 #          growing in CUDA virtual memory (GLMV_CUDA_VMM=1)
 #   amx    test_ops and test_parity through AMX on the Xeon, then bf16 prefill on AMX and AVX512-BF16
 #   owed   serving and amx in one call (the CPU's tests run beside the GPU's)
+#   recheck  test_ops on the Xeon, the tensor-parallel tests on CUDA, AMX at 2 and 16 threads
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -125,8 +126,30 @@ owed)
     serving_bench; amx_bench
     serving_report; amx_report
     ;;
+recheck)
+    # what the 2026-12-05 session could not run (no machine started after its first call):
+    # test_ops on the Xeon after its 14-backend fix, the tensor-parallel tests on CUDA (both ranks
+    # on the one GPU; the batched split and the KV-budget tests' skip where caches are whole), and
+    # AMX against AVX512-BF16 at 2 and 16 threads
+    timeout 150 build/release/tests/test_ops >"$OUT/ops.log" 2>&1 &
+    GLMV_TEST_ONLY=tensor_parallel,tensor_parallel_batch,kv_budget,kv_preempted_first,batch_invariance \
+        GLMV_PARITY_DEVICE=cuda timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    wait
+    GLMV_TEST_SKIP=video_runs timeout 200 build/release/tests/test_parity >"$OUT/parity_cpu.log" 2>&1
+    for t in 2 16; do for s in amx avx512bf16; do
+        GLMV_SIMD=$s timeout 80 build/release/glmv bench --synthetic --layers 2 -t $t --prompt 512 --decode 16 \
+            --precision bf16 --json >"$OUT/b_${s}_$t.json" 2>>"$OUT/bench.err"
+    done; done
+    echo "== test_ops"; grep -E "not ok|FAIL|RESULT|amx" "$OUT/ops.log" | head
+    echo "== parity cuda"; grep -E "^ok|not ok|FAIL|RESULT|SKIP kv|KV budget" "$OUT/parity_cuda.log" | head -20
+    echo "== parity cpu (default SIMD: AMX)"; grep -E "not ok|FAIL|RESULT" "$OUT/parity_cpu.log" | head
+    for t in 2 16; do for s in amx avx512bf16; do
+        echo "$s t=$t $(grep -o '"prefill": {[^}]*' "$OUT/b_${s}_$t.json") $(grep -o '"ms_per_token": [0-9.]*' "$OUT/b_${s}_$t.json" | head -1)"
+    done; done
+    tail -n 3 "$OUT/bench.err"
+    ;;
 *)
-    echo "usage: $0 tests|bench|serving|amx|owed" >&2
+    echo "usage: $0 tests|bench|serving|amx|owed|recheck" >&2
     exit 2
     ;;
 esac
