@@ -147,34 +147,44 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
             glmv_session_free(s);
             return glmv_errf(err, "out of memory");
         }
-        for (int r = 1; r < n; r++) {
+        glmv_model_lock(m); /* (the other ranks' models are used under rank 0's lock) */
+        int rc = 0;
+        for (int r = 1; r < n && !rc; r++) {
             glmv_model *rm = glmv_tp_rank(m->tp, r);
             if (rm->be->bind_thread) rm->be->bind_thread(rm->be);
-            int rc = glmv_session_new(&s->tp_peer[r], rm, n_ctx, err);
+            rc = glmv_session_new(&s->tp_peer[r], rm, n_ctx, err);
             if (m->be->bind_thread) m->be->bind_thread(m->be);
-            if (rc) {
-                glmv_session_free(s);
-                return -1;
-            }
-            s->tp_peer[r]->chunk = s->chunk;
+            if (!rc) s->tp_peer[r]->chunk = s->chunk;
+        }
+        glmv_model_unlock(m);
+        if (rc) {
+            glmv_session_free(s);
+            return -1;
         }
     }
     *out = s;
     return 0;
 }
 
-void glmv_session_free(glmv_session *s) {
-    if (!s) return;
-    for (int r = 1; s->tp_peer && r < glmv_tp_size(s->m->tp); r++) {
+/* tensor parallelism: s's sessions on the other ranks (after s left the model's lists, under its
+ * lock: a pass or a sharing session may read them until then) */
+static void free_peers(glmv_session *s) {
+    if (!s->tp_peer) return;
+    glmv_model_lock(s->m);
+    for (int r = 1; r < glmv_tp_size(s->m->tp); r++) {
         glmv_session *p = s->tp_peer[r];
         if (!p) continue;
-        if (p->m->be->bind_thread) p->m->be->bind_thread(p->m->be);
+        rank_bind(p);
         glmv_session_free(p);
-        if (s->m->be->bind_thread) s->m->be->bind_thread(s->m->be);
+        rank_bind(s);
     }
     free(s->tp_peer);
     s->tp_peer = NULL;
-    free(s->tp_stage);
+    glmv_model_unlock(s->m);
+}
+
+void glmv_session_free(glmv_session *s) {
+    if (!s) return;
     glmv_session_share(s, 0, NULL);
     glmv_model *m = s->m;
     glmv_backend *be = m->be;
@@ -186,6 +196,8 @@ void glmv_session_free(glmv_session *s) {
         }
     if (s->kv_growing) glmv_kv_shrink(s, 0);
     glmv_model_unlock(m);
+    free_peers(s);
+    free(s->tp_stage);
     for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
         if (s->kc && s->kc[l]) (s->kv_growing ? be->release : be->free)(be, s->kc[l]);
         if (s->vc && s->vc[l]) (s->kv_growing ? be->release : be->free)(be, s->vc[l]);

@@ -97,13 +97,14 @@ typedef struct {
     glmv_session *s;
     int64_t n;
     int want;
-    float *logits;
     int keep_all;
 } chunk_job;
 
 static void chunk_on_rank(int r, void *arg) {
     chunk_job *j = arg;
-    forward_chunk(r ? j->s->tp_peer[r] : j->s, j->n, j->want, r ? NULL : j->logits, j->keep_all);
+    /* (rank 0's logits read after every rank's job: no blocking copy while another rank may not
+     * have queued its last all-reduce) */
+    forward_chunk(r ? j->s->tp_peer[r] : j->s, j->n, j->want, NULL, j->keep_all);
 }
 
 static int tp_chunk_inputs(glmv_session *s, int64_t k, size_t tab, char *err) {
@@ -187,9 +188,11 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
                 glmv_model_unlock(m);
                 return -1;
             }
-            chunk_job job = {s, k, last, last ? logits : NULL, m->hook != NULL};
+            chunk_job job = {s, k, last, m->hook != NULL};
             glmv_tp_run(m->tp, chunk_on_rank, &job);
             failed = tp_chunk_done(s, k, err);
+            if (!failed && last && logits)
+                be->read(be, logits, s->logits_dev, sizeof(float) * (size_t)c->vocab_size);
         } else {
             forward_chunk(s, k, last, last ? logits : NULL, m->hook != NULL);
         }

@@ -125,9 +125,14 @@ static glmv_tensor *share(glmv_tp *tp, const glmv_tensor *t, int64_t (*rows)[2],
     return s;
 }
 
-/* the share's bytes to its rank's backend (a device keeps its own copy) */
+/* the share's bytes to its rank's backend (a device keeps its own copy: allocated on the calling
+ * thread's device, so the thread is bound to the rank's for it) */
 static int put(glmv_model *rm, glmv_tensor *t, char *err) {
-    if (rm->be->upload(rm->be, t, err)) return -1;
+    glmv_backend *be0 = rm->tp->rank[0]->be;
+    if (rm->be->bind_thread) rm->be->bind_thread(rm->be);
+    int rc = rm->be->upload(rm->be, t, err);
+    if (be0->bind_thread) be0->bind_thread(be0);
+    if (rc) return -1;
     if (rm->be->caps.device && t->host != t->data) {
         free(t->host);
         t->host = NULL;
@@ -503,5 +508,6 @@ void glmv_tp_allreduce(glmv_model *m, float *buf, int64_t count) {
 int glmv_tp_status(glmv_tp *tp, char *err) {
     if (!tp || !tp->failed) return 0;
     glmv_errc(err, GLMV_E_BACKEND, "%s", tp->err);
+    tp->failed = 0; /* said once (a device's own failure stays in its status) */
     return -1;
 }
