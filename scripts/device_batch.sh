@@ -36,7 +36,7 @@ serving_tests() {
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
     timeout 100 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
     for v in 0 1; do
-        GLMV_CUDA_VMM=$v GLMV_TEST_ONLY=batch_invariance,mixed_prefill,kv_budget,kv_preempted_first,prompt_last_row,tensor_parallel,prefix_sharing,decode_graphs,tiny_text,tiny_image1 \
+        GLMV_CUDA_VMM=$v GLMV_TEST_ONLY=batch_invariance,mixed_prefill,kv_budget,kv_preempted_first,prompt_last_row,tensor_parallel,tensor_parallel_batch,prefix_sharing,decode_graphs,tiny_text,tiny_image1 \
             GLMV_PARITY_DEVICE=cuda timeout 120 build/cuda/tests/test_parity >"$OUT/parity_cuda_vmm$v.log" 2>&1
     done
 }
