@@ -36,7 +36,7 @@ serving_tests() {
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
     timeout 100 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
     for v in 0 1; do
-        GLMV_CUDA_VMM=$v GLMV_TEST_ONLY=batch_invariance,mixed_prefill,kv_budget,kv_preempted_first,prompt_last_row,tensor_parallel,tensor_parallel_batch,prefix_sharing,decode_graphs,tiny_text,tiny_image1 \
+        GLMV_CUDA_VMM=$v GLMV_TEST_ONLY=batch_invariance,mixed_prefill,kv_budget,kv_preempted_first,prompt_last_row,tensor_parallel,tensor_parallel_batch,tensor_parallel_budget,prefix_sharing,decode_graphs,tiny_text,tiny_image1 \
             GLMV_PARITY_DEVICE=cuda timeout 120 build/cuda/tests/test_parity >"$OUT/parity_cuda_vmm$v.log" 2>&1
     done
 }
@@ -132,7 +132,7 @@ recheck)
     # on the one GPU; the batched split and the KV-budget tests' skip where caches are whole), and
     # AMX against AVX512-BF16 at 2 and 16 threads
     timeout 150 build/release/tests/test_ops >"$OUT/ops.log" 2>&1 &
-    GLMV_TEST_ONLY=tensor_parallel,tensor_parallel_batch,kv_budget,kv_preempted_first,batch_invariance \
+    GLMV_TEST_ONLY=tensor_parallel,tensor_parallel_batch,tensor_parallel_budget,kv_budget,kv_preempted_first,batch_invariance \
         GLMV_PARITY_DEVICE=cuda timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
     wait
     GLMV_TEST_SKIP=video_runs timeout 200 build/release/tests/test_parity >"$OUT/parity_cpu.log" 2>&1

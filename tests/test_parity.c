@@ -2331,12 +2331,10 @@ TEST(tensor_parallel) {
 TEST(batch_invariance) { batched_vs_alone(0, 0, 0, 1); }
 TEST(mixed_prefill) { batched_vs_alone(1, 24, 0, 1); }
 TEST(kv_budget) { batched_vs_alone(1, 24, 5, 1); }
-/* the same split 2 ways (tensor parallelism): batched decode, prompts in the passes, and
+/* the same split 2 ways (tensor parallelism): batched decode; prompts in the passes and
  * preemption in a KV budget (every rank's cache to the host and back) */
-TEST(tensor_parallel_batch) {
-    batched_vs_alone(0, 0, 0, 2);
-    batched_vs_alone(1, 24, 5, 2);
-}
+TEST(tensor_parallel_batch) { batched_vs_alone(0, 0, 0, 2); }
+TEST(tensor_parallel_budget) { batched_vs_alone(1, 24, 5, 2); }
 
 /* A backend that fails (a GPU's sticky error, made up here on the CPU backend by its status
  * hook) fails the request: glmv_generate, a prefill alone and a batched step return the
@@ -2548,6 +2546,7 @@ int main(void) {
     RUN(prompt_last_row);
     RUN(tensor_parallel);
     RUN(tensor_parallel_batch);
+    RUN(tensor_parallel_budget);
     RUN(kv_preempted_first);
     RUN(batch_invariance);
     RUN(mixed_prefill);
