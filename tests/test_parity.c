@@ -557,16 +557,25 @@ TEST(precision_choice) {
     CHECK(glmv_precision_parse("BF16x", &p) != 0 && glmv_precision_parse("", &p) != 0);
 }
 
-/* the model in DIR on the device and precision under test, quantized as q; NULL if it fails */
-static glmv_model *load_quant(const char *dir, glmv_quant q, char *err) {
+/* the model in DIR on the device and precision under test, quantized as q, its decoder split tp
+ * ways (tensor parallelism: on CUDA both ranks on the one GPU unless GLMV_TP_TEST_GPUS=1 puts
+ * rank 1 on a second one, the sums through NCCL); NULL if it fails */
+static glmv_model *load_split(const char *dir, glmv_quant q, int tp, char *err) {
     glmv_model *m = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);
     mp.device = parity_device;
     mp.precision = parity_precision;
     mp.quant = q;
-    return glmv_model_load(&m, dir, &mp, err) ? NULL : m;
+    mp.tensor_parallel = tp;
+    int one = tp > 1 && !getenv("GLMV_TP_TEST_GPUS");
+    if (one) setenv("GLMV_TP_ONE_DEVICE", "1", 1);
+    int rc = glmv_model_load(&m, dir, &mp, err);
+    if (one) unsetenv("GLMV_TP_ONE_DEVICE");
+    return rc ? NULL : m;
 }
+
+static glmv_model *load_quant(const char *dir, glmv_quant q, char *err) { return load_split(dir, q, 1, err); }
 
 /* the same unquantized; NULL and a failed check if it fails */
 static glmv_model *load_under_test(const char *dir, char *err) {
@@ -2187,39 +2196,20 @@ TEST(prompt_last_row) {
  * halves: not bit for bit), greedy tokens of a generation are the same, prefix sharing copies
  * every rank's rows, and what cannot split is refused (the tiny model's one key-value head).
  * GLMV_TP_TEST_GPUS=1 puts the ranks on two GPUs, the sums through NCCL (scripts/device_tp.sh). */
-static void tp_one_device(void) {
-    /* GLMV_TP_TEST_GPUS=1 on a machine with 2 GPUs: rank 1 on the second, the sums through NCCL */
-    if (!getenv("GLMV_TP_TEST_GPUS")) setenv("GLMV_TP_ONE_DEVICE", "1", 1);
-}
-
 /* the demo model split tp ways on the device under test; NULL and a failed check if it fails */
 static glmv_model *load_demo_tp(int tp, char *err) {
-    glmv_model *m = NULL;
-    glmv_model_params mp;
-    glmv_model_params_default(&mp);
-    mp.device = parity_device;
-    mp.precision = parity_precision;
-    mp.tensor_parallel = tp;
-    tp_one_device();
-    int rc = glmv_model_load(&m, "models/demo", &mp, err);
-    unsetenv("GLMV_TP_ONE_DEVICE");
-    CHECK_MSG(rc == 0, "%s", err);
-    return rc ? NULL : m;
+    glmv_model *m = load_split("models/demo", GLMV_QUANT_NONE, tp, err);
+    CHECK_MSG(m != NULL, "%s", err);
+    return m;
 }
 
 TEST(tensor_parallel) {
     char err[GLMV_ERR_SIZE] = "";
-    tp_one_device();
-    glmv_model *m1 = load_demo(err), *m2 = NULL, *bad = NULL;
-    glmv_model_params mp;
-    glmv_model_params_default(&mp);
-    mp.device = parity_device;
-    mp.precision = parity_precision;
-    mp.tensor_parallel = 2;
-    CHECK_MSG(glmv_model_load(&m2, "models/demo", &mp, err) == 0, "%s", err);
-    CHECK(glmv_model_load(&bad, "tests/fixtures/tiny", &mp, err) != 0);
+    glmv_model *m1 = load_demo(err), *m2 = load_split("models/demo", GLMV_QUANT_NONE, 2, err);
+    CHECK_MSG(m2 != NULL, "%s", err);
+    glmv_model *bad = load_split("tests/fixtures/tiny", GLMV_QUANT_NONE, 2, err);
+    CHECK(bad == NULL);
     CHECK_MSG(strstr(err, "key-value heads") != NULL && glmv_last_error() == GLMV_E_INVALID, "%s", err);
-    unsetenv("GLMV_TP_ONE_DEVICE");
     if (!m1 || !m2) {
         glmv_model_free(m1);
         glmv_model_free(m2);
@@ -2278,11 +2268,8 @@ TEST(tensor_parallel) {
      * blocks of 32; Q4_K_M's down in Q4_K, blocks of 256), the same answer as whole */
     const glmv_quant qs[] = {GLMV_QUANT_Q8_0, GLMV_QUANT_Q4_K_M};
     for (int qi = 0; qi < 2; qi++) {
-        glmv_model *q1 = load_quant("models/demo", qs[qi], err), *q2 = NULL;
-        mp.quant = qs[qi];
-        tp_one_device();
-        int lok = q1 && glmv_model_load(&q2, "models/demo", &mp, err) == 0;
-        unsetenv("GLMV_TP_ONE_DEVICE");
+        glmv_model *q1 = load_quant("models/demo", qs[qi], err), *q2 = q1 ? load_split("models/demo", qs[qi], 2, err) : NULL;
+        int lok = q1 && q2;
         CHECK_MSG(lok, "quant %d: %s", (int)qs[qi], err);
         glmv_session *s1 = NULL, *s2 = NULL;
         memset(&r1, 0, sizeof r1);
