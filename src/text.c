@@ -128,20 +128,20 @@ static int tp_chunk_inputs(glmv_session *s, int64_t k, size_t tab, char *err) {
     return 0;
 }
 
-/* every rank's device done and well, and the all-reduces */
-static int tp_chunk_done(glmv_session *s, int64_t k, char *err) {
-    glmv_model *m = s->m;
+/* The other ranks' work on m's sequences ss done and well, and the all-reduces; their positions
+ * as rank 0's after it appends add[i] rows to ss[i] (NULL: one each). */
+static int tp_ranks_done(glmv_model *m, glmv_session *const *ss, const int64_t *add, int n, char *err) {
     int failed = 0;
     for (int r = 1; r < glmv_tp_size(m->tp); r++) {
-        glmv_session *p = s->tp_peer[r];
-        glmv_backend *be = p->m->be;
+        glmv_backend *be = glmv_tp_rank(m->tp, r)->be;
         if (be->bind_thread) be->bind_thread(be);
         be->sync(be);
         if (!failed && be->status && be->status(be, err)) failed = 1;
-        p->pos = s->pos + (int)k;
+        for (int i = 0; i < n; i++) ss[i]->tp_peer[r]->pos = ss[i]->pos + (int)(add ? add[i] : 1);
     }
     if (m->be->bind_thread) m->be->bind_thread(m->be);
     if (!failed && glmv_tp_status(m->tp, err)) failed = 1;
+    if (failed) glmv_errcode_set(GLMV_E_BACKEND);
     return failed ? -1 : 0;
 }
 
@@ -190,7 +190,7 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
             }
             chunk_job job = {s, k, last, m->hook != NULL};
             glmv_tp_run(m->tp, chunk_on_rank, &job);
-            failed = tp_chunk_done(s, k, err);
+            failed = tp_ranks_done(m, &s, &k, 1, err);
             if (!failed && last && logits)
                 be->read(be, logits, s->logits_dev, sizeof(float) * (size_t)c->vocab_size);
         } else {
@@ -466,23 +466,6 @@ static void layers_on_rank(int r, void *arg) {
     mixed_layers(r ? j->b->tp_peer[r] : j->b, j->it, j->r0, j->orow, j->n_it, j->nd, j->R, j->R2, j->max_keys);
 }
 
-/* the other ranks' work done and well, and the all-reduces; their positions as rank 0's after the
- * step */
-static int tp_batch_done(glmv_batch *b, glmv_session *const *ss, const int64_t *add, int n, char *err) {
-    glmv_model *m = b->m;
-    int failed = 0;
-    for (int r = 1; r < glmv_tp_size(m->tp); r++) {
-        glmv_backend *be = b->tp_peer[r]->m->be;
-        if (be->bind_thread) be->bind_thread(be);
-        be->sync(be);
-        if (!failed && be->status && be->status(be, err)) failed = 1;
-        for (int i = 0; i < n; i++) ss[i]->tp_peer[r]->pos = ss[i]->pos + (int)(add ? add[i] : 1);
-    }
-    if (m->be->bind_thread) m->be->bind_thread(m->be);
-    if (!failed && glmv_tp_status(m->tp, err)) failed = 1;
-    if (failed) glmv_errcode_set(GLMV_E_BACKEND);
-    return failed ? -1 : 0;
-}
 
 /* The ops of a step after its inputs are written: every layer (a mixed step of decode rows
  * only), the final norm and lm_head on the batch's buffers (recorded as one graph where the
@@ -581,7 +564,7 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
         glmv_errcode_set(GLMV_E_BACKEND);
         return -1;
     }
-    return m->tp ? tp_batch_done(b, ss, NULL, n, err) : 0;
+    return m->tp ? tp_ranks_done(m, ss, NULL, n, err) : 0;
 }
 
 int glmv_session_eval_batch(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
@@ -842,7 +825,7 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
         glmv_errcode_set(GLMV_E_BACKEND);
         goto done;
     }
-    if (m->tp && tp_batch_done(b, tss, tadd, n, err)) goto done;
+    if (m->tp && tp_ranks_done(m, tss, tadd, n, err)) goto done;
     for (int i = 0; i < n; i++) { /* under the lock: sharing sessions read them */
         glmv_session *s = it[i]->s;
         if (it[i]->ids) memcpy(s->hist + s->pos, it[i]->ids, sizeof(int32_t) * (size_t)it[i]->n);
