@@ -414,6 +414,20 @@ int glmv_session_eval_batch(glmv_batch *b, glmv_session *const *ss, const int32_
  * glmv_batch_max_rows ids in all. */
 int glmv_session_eval_chunks(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, const int *counts,
                              int n, float *const *logits, char *err);
+/* The k largest logits of a sequence's last id, found where the logits are (on a GPU: a few
+ * bytes read instead of the whole row, 606 KB for the 9B). Sampling from them is what
+ * glmv_gen_eval_batch does for greedy and top-k generations. */
+#define GLMV_TOP_MAX 64
+typedef struct {
+    int k;                      /* how many to find: 1 to GLMV_TOP_MAX (at most the vocabulary) */
+    int n;                      /* found: k (0 where glmv's own sampler had the whole row read) */
+    float logit[GLMV_TOP_MAX];  /* the largest first; among equal logits the smaller id first */
+    int32_t id[GLMV_TOP_MAX];
+} glmv_top;
+/* glmv_session_eval_chunks with each one's top[i] (may be NULL) filled instead of a row of
+ * logits: with k = 1, id[0] is the greedy token. */
+int glmv_session_eval_top(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, const int *counts, int n,
+                          glmv_top *const *top, char *err);
 /* A row of vocab floats for logits in the host memory the model's device reads into fastest
  * (page-locked on CUDA: 64 sequences' logits are 39 MB a step of the 9B); any memory works,
  * this is the fast kind. Rows are kept for reuse; free them before the model. NULL: OOM. */

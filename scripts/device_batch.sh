@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -7,6 +7,10 @@
 #   ../shared/tools/device-bundle.sh .dev/rel build/release/glmv build/release/tests/test_parity build/release/tests/test_ops
 #   ../shared/tools/device-bundle.sh .dev/cuda build/cuda/glmv build/cuda/tests/test_cuda build/cuda/tests/test_parity
 #   mkdir -p .dev/shared/assets && cp -r ../shared/assets/{images,glm41v,docs} .dev/shared/assets/
+# (A call sends the tracked tree, ~43 MiB, and what it carries: 64 MiB in all. Where both bundles do
+# not fit, carry .dev/cuda alone, with libpoppler-glib, libcairo, libglib and libgobject replaced by
+# empty stand-ins of the same soname and the libraries only they pulled in removed: nothing a GPU
+# run calls reads PDFs.)
 # then, with .dev carried:
 #   tests  test_cuda (attn_decode_batch among the ops), test_parity on CUDA and on the Xeon
 #          (batch_invariance: batched generations against each alone), test_ops on the Xeon
@@ -20,6 +24,11 @@
 #   amx    test_ops and test_parity through AMX on the Xeon, then bf16 prefill on AMX and AVX512-BF16
 #   owed   serving and amx in one call (the CPU's tests run beside the GPU's)
 #   recheck  test_ops on the Xeon, the tensor-parallel tests on CUDA, AMX at 2 and 16 threads
+#   top    test_cuda (top_k among the ops), the tests of test_parity that read rows' best logits on
+#          CUDA, then the same binary with the best logits found on the GPU and
+#          with whole rows read (GLMV_WHOLE_LOGITS=1), alternating: 128 requests served 64 and 16 at a
+#          time, and steady decode of 1, 16 and 64 streams; then a per-kernel profile (ncu) of a
+#          512-token prefill of 2 layers
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -148,8 +157,42 @@ recheck)
     done; done
     tail -n 3 "$OUT/bench.err"
     ;;
+top)
+    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
+    timeout 150 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+    GLMV_TEST_ONLY=top_logits_rows,top_logits_batched,batch_invariance,mixed_prefill,decode_graphs,tiny_text,tiny_image1 \
+        GLMV_PARITY_DEVICE=cuda timeout 150 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    for w in 0 1 0 1; do
+        GLMV_WHOLE_LOGITS=$w timeout 120 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
+            --decode 128 --concurrency 64,16 --requests 128 --schedule mixed --json >>"$OUT/serving_w$w.json" 2>>"$OUT/bench.err"
+    done
+    for w in 0 1; do
+        GLMV_WHOLE_LOGITS=$w timeout 120 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
+            --decode 32 --ctx 1024 --concurrency 1,16,64 --json >"$OUT/conc_w$w.json" 2>>"$OUT/bench.err"
+    done
+    NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+    [ -n "$NCU" ] && timeout 120 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv \
+        build/cuda/glmv bench --synthetic --layers 2 --device cuda --prompt 512 --decode 1 >"$OUT/ncu_prefill.csv" 2>"$OUT/ncu.err"
+    cat "$OUT/machine.txt"
+    echo "== test_cuda"; grep -E "top_k|not ok|RESULT|FAIL" "$OUT/test_cuda.log"
+    echo "== parity cuda"; grep -E "^ok|not ok|FAIL|RESULT|best logits" "$OUT/parity_cuda.log" | head -20
+    for w in 0 1; do
+        echo "== serving, GLMV_WHOLE_LOGITS=$w"
+        python3 -c 'import json, sys
+dec = json.JSONDecoder(); t = open(sys.argv[1]).read(); i = 0
+while i < len(t):
+    if t[i].isspace(): i += 1; continue
+    o, i = dec.raw_decode(t, i)
+    for f in o["serving"]:
+        print(f["streams"], f["schedule"], f["ms"], f["generated_tokens_per_s"], f["passes"], f["ttft_p50_ms"],
+              f["prompt_pass_ms"], f["decode_pass_ms"], f["pick_ms"])' "$OUT/serving_w$w.json"
+        echo "== steady decode, GLMV_WHOLE_LOGITS=$w"; grep -o '"concurrency[^]]*' "$OUT/conc_w$w.json" | cut -c1-1500
+    done
+    echo "== ncu: $(wc -l <"$OUT/ncu_prefill.csv" 2>/dev/null) lines"; tail -n 3 "$OUT/ncu.err" 2>/dev/null
+    tail -n 5 "$OUT/bench.err"
+    ;;
 *)
-    echo "usage: $0 tests|bench|serving|amx|owed|recheck" >&2
+    echo "usage: $0 tests|bench|serving|amx|owed|recheck|top" >&2
     exit 2
     ;;
 esac

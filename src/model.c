@@ -649,6 +649,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     }
     /* tests take the kept-scratch path on the CPU too */
     m->vision_keep_scratch = m->be->caps.keep_scratch || env_flag("GLMV_VISION_KEEP_SCRATCH");
+    m->whole_logits = env_flag("GLMV_WHOLE_LOGITS");
     /* The token table is read one row per token: on a device it would hold
      * 1.2 GB of memory for a few KB of reads per step, so it stays on the host
      * unless lm_head shares it (GLMV_EMBED_ON_DEVICE=1 uploads it anyway;

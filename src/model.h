@@ -65,6 +65,8 @@ struct glmv_model {
     /* text: ref Glm4vTextModel + lm_head */
     glmv_tensor *embed;                    /* (V, H) */
     int embed_on_host;                     /* the table was not uploaded: see glmv_model_embed */
+    int whole_logits;                      /* 1: generations read every row of logits whole instead of
+                                              its best (GLMV_WHOLE_LOGITS=1, to compare; tests) */
     glmv_text_layer *layers;               /* num_hidden_layers */
     glmv_tensor *norm;                     /* (H) */
     glmv_tensor *lm_head;                  /* (V, H) */
@@ -213,6 +215,9 @@ struct glmv_batch {
     float *gu, *h;                         /* (rows, 2I), (rows, I) */
     float *cos, *sin;                      /* (rows, rot/2) */
     float *logits_dev;                     /* (cap, V) */
+    float *top_val, *htop_val;             /* backend, host: (cap, GLMV_TOP_MAX) best logits */
+    int32_t *top_id, *htop_id;             /* and their ids */
+    int64_t top_rows, top_whole;           /* rows read as their best logits; of them, read whole */
     float *hcos, *hsin, *hemb;             /* host */
     int32_t *hpos;                         /* host (3, rows) */
     /* attn_decode_batch's tables for a step, built on the host and written once: per layer
@@ -318,6 +323,11 @@ typedef struct {
                                               NULL: s->pos + s->rope_delta + i on all three axes */
     int64_t pos_stride;
     float *logits;                         /* host (V): the last row's logits, or NULL */
+    glmv_top *top;                         /* the last row's best top->k logits instead, or NULL */
+    int top_t;                             /* with top and logits: the sampler keeps every logit tied
+                                              with the top_t-th best (top-k); where the k found may
+                                              not hold them all, the whole row is read into logits
+                                              instead and top->n is 0 (0: the first is enough) */
 } glmv_batch_item;
 
 /* One step of n items of distinct sessions (n <= b->cap, rows in all <= glmv_batch_max_rows):
@@ -367,5 +377,17 @@ float glmv_logprobs_top(const float *logits, int V, int k, glmv_logprob *lp);
 int32_t glmv_sample(float *logits, int vocab, const glmv_sampling *sp, const int32_t *hist,
                     int64_t n_hist, const int32_t *out, int64_t n_out, glmv_rng *rng,
                     float *work_f, int32_t *work_i);
+/* How many of a row's best logits glmv_sample_top needs to pick as glmv_sample would from the
+ * row: 1 for greedy, GLMV_TOP_MAX for top-k sampling (with *top_t the top-k, for
+ * glmv_top_covers; 0 for greedy); 0 when sp needs the whole row (penalties, a bias, sampling
+ * without a top-k or with one beyond GLMV_TOP_MAX - 1). */
+int glmv_sample_top_t(const glmv_sampling *sp, int vocab, int *top_t);
+/* 1 when t's best t->n logits hold every logit tied with the top_t-th best (no other can
+ * be), so that top-k sampling from them is sampling from the row (top_t 0: always). */
+int glmv_top_covers(const glmv_top *t, int top_t);
+/* glmv_sample from the best logits of a row (t->n of them, best first, covering the sampler's
+ * top-k: glmv_top_covers): the same id glmv_sample picks from the row, the same random draw,
+ * for an sp that glmv_sample_top_t accepts. */
+int32_t glmv_sample_top(const glmv_top *t, int vocab, const glmv_sampling *sp, glmv_rng *rng);
 
 #endif

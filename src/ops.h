@@ -197,6 +197,14 @@ struct glmv_backend {
     void (*permute_021)(glmv_backend *be, float *y, const float *x, int64_t A, int64_t B,
                         int64_t C);
 
+    /* ---- selection ---- */
+    /* The k largest of each of `rows` rows of n floats x (rows one after another), largest
+     * first, into vals[rows, k] and their column indices into ids[rows, k] (backend memory):
+     * among equal values the smaller index first, +0 and -0 equal, NaN below everything
+     * (-inf included). 1 <= k <= n. A decode step reads these few instead of the row (151,552
+     * logits of the 9B, 606 KB). ref: glmv_ref_top_k */
+    void (*top_k)(glmv_backend *be, float *vals, int32_t *ids, const float *x, int64_t rows, int64_t n, int k);
+
     /* ---- optional: NULL where a backend has no such thing ---- */
     /* Device backends queue ops and report failures later: 0 when all is well,
      * else -1 with the first (sticky) error, e.g. "cuda: matmul (gemv): an

@@ -85,6 +85,91 @@ float glmv_logprobs_top(const float *logits, int V, int k, glmv_logprob *lp) {
     return lse;
 }
 
+/* The warpers and the draw over n logits x of the ids `ids` (ascending; NULL: 0..n-1, the whole
+ * row, n = V): every step either works element by element or goes through the ids in order, so
+ * that where the ids left out are at -inf after top-k it does over the ids kept what it does
+ * over the row. */
+static int32_t warp_and_draw(float *x, const int32_t *ids, int n, int V, const glmv_sampling *sp, glmv_rng *rng,
+                             float *work_f, int32_t *work_i) {
+    /* ref: TemperatureLogitsWarper. The maximum is subtracted first (softmax does not
+     * change), so a tiny temperature sends the others to -inf instead of overflowing
+     * everything to +-inf and NaN. */
+    if (sp->temperature != 1.0f) {
+        float mx = x[argmax(x, n)];
+        for (int i = 0; i < n; i++) x[i] = (x[i] - mx) / sp->temperature;
+    }
+    /* ref: TopKLogitsWarper: remove scores < the k-th largest. The k-th largest value
+     * (duplicates counted) from one pass keeping the k largest in order when k is small
+     * (the official setting is 2), else from a sort: the same value either way, and a
+     * sort of the 151,552 logits would cost more than a decode step of the GPU. */
+    if (sp->top_k > 0 && sp->top_k < V) {
+        float kth;
+        if (sp->top_k <= TOPK_SMALL) {
+            float top[TOPK_SMALL];
+            int have = 0, k = sp->top_k;
+            for (int i = 0; i < n; i++) {
+                float v = x[i];
+                if (have == k && !(v > top[k - 1])) continue;
+                int j = have < k ? have++ : k - 1;
+                while (j > 0 && v > top[j - 1]) {
+                    top[j] = top[j - 1];
+                    j--;
+                }
+                top[j] = v;
+            }
+            kth = top[k - 1];
+        } else {
+            memcpy(work_f, x, sizeof(float) * (size_t)n);
+            for (int i = 0; i < n; i++) work_i[i] = i;
+            qsort_r(work_i, (size_t)n, sizeof(int32_t), cmp_asc, work_f);
+            kth = work_f[work_i[n - sp->top_k]];
+        }
+        for (int i = 0; i < n; i++)
+            if (x[i] < kth) x[i] = -INFINITY;
+    }
+    /* ref: TopPLogitsWarper. Ids already at -inf (top-k, min-p, a bias) sort first and add
+     * exactly 0 to the cumulative probability, so only the others are sorted: after top-k
+     * that is a handful instead of the whole vocabulary, with the same order and sums. */
+    if (sp->top_p > 0 && sp->top_p < 1.0f) {
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (x[i] != -INFINITY) work_i[m++] = i;
+        if (m == 0) /* nothing left to order: as the full sort sees it */
+            for (int i = 0; i < n; i++) work_i[m++] = i;
+        qsort_r(work_i, (size_t)m, sizeof(int32_t), cmp_asc, x);
+        float mx = x[work_i[m - 1]];
+        double sum = 0;
+        for (int i = 0; i < n; i++) /* exp(-inf) adds exactly 0: not computed */
+            if (x[i] != -INFINITY || m == n) sum += exp((double)x[i] - mx);
+        double cum = 0;
+        for (int r = 0; r < m - 1; r++) { /* the top token is always kept */
+            int32_t id = work_i[r];
+            cum += exp((double)x[id] - mx) / sum;
+            if (cum <= 1.0 - (double)sp->top_p) x[id] = -INFINITY;
+            else break;
+        }
+    }
+    /* min-p (as vLLM and llama.cpp): drop what is below min_p x the best probability */
+    if (sp->min_p > 0) {
+        float top = x[argmax(x, n)];
+        float cut = top + logf(sp->min_p); /* p_i >= min_p p_max  <=>  l_i >= l_max + log(min_p) */
+        for (int i = 0; i < n; i++)
+            if (x[i] < cut) x[i] = -INFINITY;
+    }
+    /* draw from softmax */
+    int32_t best = argmax(x, n);
+    float mx = x[best];
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += x[i] == -INFINITY ? 0.0 : exp((double)x[i] - mx);
+    double u = (rng ? glmv_rng_uniform(rng) : 0.0) * sum, acc = 0;
+    for (int i = 0; i < n; i++) {
+        if (x[i] == -INFINITY) continue;
+        acc += exp((double)x[i] - mx);
+        if (u < acc) return ids ? ids[i] : i;
+    }
+    return ids ? ids[best] : best;
+}
+
 int32_t glmv_sample(float *logits, int V, const glmv_sampling *sp, const int32_t *hist,
                     int64_t n_hist, const int32_t *out, int64_t n_out, glmv_rng *rng,
                     float *work_f, int32_t *work_i) {
@@ -119,82 +204,41 @@ int32_t glmv_sample(float *logits, int V, const glmv_sampling *sp, const int32_t
     }
     /* a temperature that rounds to 0 in float is greedy (dividing by it would make NaN) */
     if (!sp || !sp->do_sample || !(sp->temperature > 0)) return argmax(logits, V);
+    return warp_and_draw(logits, NULL, V, V, sp, rng, work_f, work_i);
+}
 
-    /* ref: TemperatureLogitsWarper. The maximum is subtracted first (softmax does not
-     * change), so a tiny temperature sends the others to -inf instead of overflowing
-     * everything to +-inf and NaN. */
-    if (sp->temperature != 1.0f) {
-        float mx = logits[argmax(logits, V)];
-        for (int i = 0; i < V; i++) logits[i] = (logits[i] - mx) / sp->temperature;
-    }
-    /* ref: TopKLogitsWarper: remove scores < the k-th largest. The k-th largest value
-     * (duplicates counted) from one pass keeping the k largest in order when k is small
-     * (the official setting is 2), else from a sort: the same value either way, and a
-     * sort of the 151,552 logits would cost more than a decode step of the GPU. */
-    if (sp->top_k > 0 && sp->top_k < V) {
-        float kth;
-        if (sp->top_k <= TOPK_SMALL) {
-            float top[TOPK_SMALL];
-            int n = 0, k = sp->top_k;
-            for (int i = 0; i < V; i++) {
-                float x = logits[i];
-                if (n == k && !(x > top[k - 1])) continue;
-                int j = n < k ? n++ : k - 1;
-                while (j > 0 && x > top[j - 1]) {
-                    top[j] = top[j - 1];
-                    j--;
-                }
-                top[j] = x;
-            }
-            kth = top[k - 1];
-        } else {
-            memcpy(work_f, logits, sizeof(float) * (size_t)V);
-            for (int i = 0; i < V; i++) work_i[i] = i;
-            qsort_r(work_i, (size_t)V, sizeof(int32_t), cmp_asc, work_f);
-            kth = work_f[work_i[V - sp->top_k]];
+
+int glmv_sample_top_t(const glmv_sampling *sp, int vocab, int *top_t) {
+    *top_t = 0;
+    if (sp && (sp->n_bias > 0 || (sp->repetition_penalty > 0 && sp->repetition_penalty != 1.0f) ||
+               sp->presence_penalty != 0 || sp->frequency_penalty != 0))
+        return 0; /* they move logits of any id before the choice */
+    if (!sp || !sp->do_sample || !(sp->temperature > 0)) return 1;
+    if (sp->top_k <= 0 || sp->top_k >= GLMV_TOP_MAX || sp->top_k >= vocab || GLMV_TOP_MAX > vocab) return 0;
+    *top_t = sp->top_k;
+    return GLMV_TOP_MAX;
+}
+
+int glmv_top_covers(const glmv_top *t, int top_t) {
+    if (top_t <= 0) return t->n >= 1;
+    /* anything past the n found is <= the last of them: below the top_t-th, it is no tie */
+    return t->n > top_t && t->logit[t->n - 1] < t->logit[top_t - 1];
+}
+
+int32_t glmv_sample_top(const glmv_top *t, int vocab, const glmv_sampling *sp, glmv_rng *rng) {
+    if (!sp || !sp->do_sample || !(sp->temperature > 0)) return t->id[0]; /* the first maximum */
+    float x[GLMV_TOP_MAX], wf[GLMV_TOP_MAX];
+    int32_t ids[GLMV_TOP_MAX], wi[GLMV_TOP_MAX];
+    int n = 0;
+    for (int j = 0; j < t->n && j < GLMV_TOP_MAX; j++) { /* in id order, as the row's loops go */
+        int i = n++;
+        while (i > 0 && ids[i - 1] > t->id[j]) {
+            ids[i] = ids[i - 1];
+            x[i] = x[i - 1];
+            i--;
         }
-        for (int i = 0; i < V; i++)
-            if (logits[i] < kth) logits[i] = -INFINITY;
+        ids[i] = t->id[j];
+        x[i] = t->logit[j];
     }
-    /* ref: TopPLogitsWarper. Ids already at -inf (top-k, min-p, a bias) sort first and add
-     * exactly 0 to the cumulative probability, so only the others are sorted: after top-k
-     * that is a handful instead of the whole vocabulary, with the same order and sums. */
-    if (sp->top_p > 0 && sp->top_p < 1.0f) {
-        int m = 0;
-        for (int i = 0; i < V; i++)
-            if (logits[i] != -INFINITY) work_i[m++] = i;
-        if (m == 0) /* nothing left to order: as the full sort sees it */
-            for (int i = 0; i < V; i++) work_i[m++] = i;
-        qsort_r(work_i, (size_t)m, sizeof(int32_t), cmp_asc, logits);
-        float mx = logits[work_i[m - 1]];
-        double sum = 0;
-        for (int i = 0; i < V; i++) /* exp(-inf) adds exactly 0: not computed */
-            if (logits[i] != -INFINITY || m == V) sum += exp((double)logits[i] - mx);
-        double cum = 0;
-        for (int r = 0; r < m - 1; r++) { /* the top token is always kept */
-            int32_t id = work_i[r];
-            cum += exp((double)logits[id] - mx) / sum;
-            if (cum <= 1.0 - (double)sp->top_p) logits[id] = -INFINITY;
-            else break;
-        }
-    }
-    /* min-p (as vLLM and llama.cpp): drop what is below min_p x the best probability */
-    if (sp->min_p > 0) {
-        float top = logits[argmax(logits, V)];
-        float cut = top + logf(sp->min_p); /* p_i >= min_p p_max  <=>  l_i >= l_max + log(min_p) */
-        for (int i = 0; i < V; i++)
-            if (logits[i] < cut) logits[i] = -INFINITY;
-    }
-    /* draw from softmax */
-    int32_t best = argmax(logits, V);
-    float mx = logits[best];
-    double sum = 0;
-    for (int i = 0; i < V; i++) sum += logits[i] == -INFINITY ? 0.0 : exp((double)logits[i] - mx);
-    double u = (rng ? glmv_rng_uniform(rng) : 0.0) * sum, acc = 0;
-    for (int i = 0; i < V; i++) {
-        if (logits[i] == -INFINITY) continue;
-        acc += exp((double)logits[i] - mx);
-        if (u < acc) return i;
-    }
-    return best;
+    return warp_and_draw(x, ids, n, vocab, sp, rng, wf, wi);
 }

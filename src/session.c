@@ -1104,6 +1104,7 @@ struct glmv_gen {
     int keep_tags;              /* a chat prompt whose output is streamed unsplit (sp.keep_tags) */
     glmv_sampling sp;
     float *logits;              /* (V) the logits the next token is picked from */
+    glmv_top top;               /* or, when top.n > 0, the best of them (glmv_gen_eval_batch) */
     float *wf, *raw_logits;
     int32_t *wi, *gen, *force;
     glmv_logprob *lps;
@@ -1139,6 +1140,24 @@ struct glmv_gen {
     glmv_errcode fail_code;
     char *fail_msg;
 };
+
+/* How many best logits the next pick needs instead of the whole row (glmv_sample_top_t), with
+ * *top_t for the item; 0: the whole row (log-probabilities, a JSON answer, eos held back by
+ * min_tokens, penalties, a bias, sampling without a small top-k). */
+static int gen_top_k(const glmv_gen *q, int *top_t) {
+    *top_t = 0;
+    if (q->s->m->whole_logits || q->lps || q->have_jo || q->n_gen < q->sp.min_tokens || !q->s->m->be->top_k) return 0;
+    return glmv_sample_top_t(&q->sp, q->s->m->cfg.vocab_size, top_t);
+}
+
+/* The item that evaluates rows of q and asks for its logits (or its best ones) when `last`. */
+static glmv_batch_item gen_item(glmv_gen *q, int64_t n, const int32_t *ids, const float *x, const int32_t *pos,
+                                int64_t pos_stride, int last) {
+    int tt = 0, tk = last ? gen_top_k(q, &tt) : 0;
+    q->top.k = tk;
+    q->top.n = 0;
+    return (glmv_batch_item){q->s, n, ids, x, pos, pos_stride, last ? q->logits : NULL, tk ? &q->top : NULL, tt};
+}
 
 /* The prompt's inputs released (the embeddings under the model lock: they are the backend's). */
 static void gen_prompt_free(glmv_gen *q) {
@@ -1570,9 +1589,12 @@ int glmv_gen_step(glmv_gen *q, char *err) {
     }
     if (q->i_force < q->n_force) {
         id = q->force[q->i_force++];
+    } else if (q->top.n > 0) { /* the best logits, for a pick that needs no others (gen_top_k) */
+        id = glmv_sample_top(&q->top, V, sp, &q->rng);
     } else {
         id = glmv_sample(logits, V, sp, s->hist, s->pos, q->gen, q->n_gen, &q->rng, q->wf, q->wi);
     }
+    q->top.n = 0;
     if (in_json && json_out_take(&q->jo, m->tok, id, err)) return -1;
     if (lp) {
         lp->token = id;
@@ -1804,7 +1826,7 @@ static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, glmv_batch_it
         if (q->fail_code) continue;
         q->waiting = 1; /* until its work is done below */
         if (q->s->suspended || q->pf_off < q->pf_n) continue;
-        it[k] = (glmv_batch_item){q->s, 1, &q->next, NULL, NULL, 0, q->logits};
+        it[k] = gen_item(q, 1, &q->next, NULL, NULL, 0, 1);
         pg[k] = q;
         take[k++] = 1;
         rows++;
@@ -1815,13 +1837,8 @@ static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, glmv_batch_it
         if (q->fail_code || q->s->suspended || left <= 0 || t <= 0) continue;
         if (q->pf_off == 0 && q->s->kv_bytes == 0 && q->ticket > oldest_out)
             continue; /* holds nothing yet: waits for the preempted one */
-        it[k] = (glmv_batch_item){q->s,
-                                  t,
-                                  q->pf_ids + q->pf_off,
-                                  q->pf_emb + q->pf_off * q->s->m->cfg.hidden_size,
-                                  q->pf_pos + q->pf_off,
-                                  q->pf_n,
-                                  t == left ? q->logits : NULL};
+        it[k] = gen_item(q, t, q->pf_ids + q->pf_off, q->pf_emb + q->pf_off * q->s->m->cfg.hidden_size,
+                         q->pf_pos + q->pf_off, q->pf_n, t == left);
         pg[k] = q;
         take[k++] = t;
         rows += t;
@@ -1930,6 +1947,22 @@ int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err) 
     return rc < 0 ? -1 : 0;
 }
 
+/* A generation's token evaluated alone. Where glmv_session_eval takes the batched step (a
+ * backend with graphs), the step's item asks for the best logits where the pick needs no
+ * others: a few bytes read instead of the row. */
+static int gen_eval_next(glmv_gen *q, char *err) {
+    glmv_session *s = q->s;
+    glmv_model *m = s->m;
+    int tt;
+    if (m->be->graph_begin && !m->hook && !m->tp && gen_top_k(q, &tt)) {
+        if (!s->b1 && glmv_batch_new(&s->b1, m, 1, err)) return -1;
+        glmv_batch_item it = gen_item(q, 1, &q->next, NULL, NULL, 0, 1);
+        return glmv_batch_eval(s->b1, &it, 1, err);
+    }
+    q->top.n = 0;
+    return glmv_session_eval(s, &q->next, 1, q->logits, err);
+}
+
 /* one generation on its own: each token evaluated as it is picked */
 static int generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const char *raw,
                     const glmv_sampling *sp, glmv_callback cb, void *user, glmv_result *out,
@@ -1939,7 +1972,7 @@ static int generate(glmv_session *s, const glmv_message *msgs, int n_msgs, const
     if (gen_start(&q, s, msgs, n_msgs, raw, sp, cb, user, err)) return -1;
     int r;
     while ((r = glmv_gen_step(q, err)) == 0)
-        if (glmv_session_eval(s, &q->next, 1, q->logits, err)) {
+        if (gen_eval_next(q, err)) {
             r = -1;
             break;
         }

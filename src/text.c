@@ -282,6 +282,11 @@ void glmv_batch_free(glmv_batch *b) {
     glmv_backend *be = b->m->be;
     batch_rows_free(b);
     if (b->logits_dev) be->free(be, b->logits_dev);
+    if (b->top_val) be->free(be, b->top_val);
+    if (b->top_id) be->free(be, b->top_id);
+    void (*hfree)(glmv_backend *, void *) = be->host_free;
+    if (b->htop_val) hfree ? hfree(be, b->htop_val) : free(b->htop_val);
+    if (b->htop_id) hfree ? hfree(be, b->htop_id) : free(b->htop_id);
     if (b->tab) be->free(be, b->tab);
     for (size_t i = 0; i < sizeof b->graphs / sizeof b->graphs[0]; i++)
         if (b->graphs[i].g) be->graph_free(be, b->graphs[i].g);
@@ -303,6 +308,14 @@ int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
     if (!oom) {
         b->logits_dev = be->alloc(be, glmv_mul_size(sizeof(float), (size_t)cap * (size_t)c->vocab_size));
         oom = !b->logits_dev;
+    }
+    if (!oom) { /* the best logits of every row (glmv_top), page-locked on the host where the device reads fastest */
+        size_t tk = glmv_mul_size((size_t)cap, GLMV_TOP_MAX * sizeof(float));
+        b->top_val = be->alloc(be, tk);
+        b->top_id = be->alloc(be, tk);
+        b->htop_val = be->host_alloc ? be->host_alloc(be, tk) : malloc(tk);
+        b->htop_id = be->host_alloc ? be->host_alloc(be, tk) : malloc(tk);
+        oom = !b->top_val || !b->top_id || !b->htop_val || !b->htop_id;
     }
     if (!oom) {
         size_t tb = glmv_mul_size((size_t)(2 * c->num_hidden_layers + 1) * (size_t)cap, 8);
@@ -342,24 +355,24 @@ int glmv_batch_capacity(const glmv_batch *b) { return b->cap; }
 int glmv_batch_max_rows(const glmv_batch *b) { return b->cap + b->prompt_rows; }
 
 static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
-                      float *const *logits, char *err);
+                      float *const *logits, glmv_top *const *top, const int *top_t, char *err);
 
 /* ref: Glm4vTextModel.forward for one new token of each sequence. Every op but attention
  * takes the n rows together (the weights read once per step); attention runs per
  * sequence over its own cache; each row is computed as it would be alone (matmul_rows). */
 static int batch_decode_locked(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
-                               float *const *logits, char *err);
+                               float *const *logits, glmv_top *const *top, const int *top_t, char *err);
 
 int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
                       float *const *logits, char *err) {
     glmv_model_lock(b->m);
-    int rc = batch_decode_locked(b, ss, ids, n, logits, err);
+    int rc = batch_decode_locked(b, ss, ids, n, logits, NULL, NULL, err);
     glmv_model_unlock(b->m);
     return rc;
 }
 
 static int batch_decode_locked(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
-                               float *const *logits, char *err) {
+                               float *const *logits, glmv_top *const *top, const int *top_t, char *err) {
     glmv_model *m = b->m;
     const glmv_config *c = &m->cfg;
     if (n <= 0) return 0;
@@ -384,7 +397,7 @@ static int batch_decode_locked(glmv_batch *b, glmv_session *const *ss, const int
         ss[i]->evictable = 0;
         rc = glmv_kv_ensure(ss[i], ss[i]->pos + 1, err);
     }
-    if (!rc) rc = batch_step(b, ss, ids, n, logits, err);
+    if (!rc) rc = batch_step(b, ss, ids, n, logits, top, top_t, err);
     for (int i = 0; i < n && !rc; i++) { /* under the lock: sharing sessions read them */
         ss[i]->hist[ss[i]->pos] = ids[i];
         ss[i]->pos++;
@@ -513,12 +526,55 @@ static void batch_layers_graph(glmv_batch *b, int n, int64_t max_keys) {
     b->graphs[k].g = g;
 }
 
+/* Rows 0..nl-1 of b->logits_dev to where each is asked for: the whole row into lg[j] (host), or
+ * its best top[j]->k logits into top[j] (the best of every such row found at once on the
+ * backend, a few bytes read for each instead of the row); with both and top_t[j] > 0, a row
+ * whose best may not hold every logit tied with its top_t[j]-th is read whole into lg[j] instead
+ * (top[j]->n = 0). One wait for all the reads; 0, or -1 with the backend's error. */
+static int read_rows(glmv_batch *b, int nl, float *const *lg, glmv_top *const *top, const int *top_t, char *err) {
+    glmv_backend *be = b->m->be;
+    int64_t V = b->m->cfg.vocab_size;
+    void (*rd)(glmv_backend *, void *, const void *, size_t) = be->read_async ? be->read_async : be->read;
+    int K = 0;
+    for (int j = 0; top && j < nl; j++)
+        if (top[j] && top[j]->k > K) K = top[j]->k;
+    if (K > 0) {
+        be->top_k(be, b->top_val, b->top_id, b->logits_dev, nl, V, K);
+        rd(be, b->htop_val, b->top_val, sizeof(float) * (size_t)(nl * K));
+        rd(be, b->htop_id, b->top_id, sizeof(int32_t) * (size_t)(nl * K));
+    }
+    for (int j = 0; j < nl; j++)
+        if (lg[j] && !(top && top[j])) rd(be, lg[j], b->logits_dev + j * V, sizeof(float) * (size_t)V);
+    be->sync(be);
+    if (be->status && be->status(be, err)) {
+        glmv_errcode_set(GLMV_E_BACKEND);
+        return -1;
+    }
+    for (int j = 0; top && j < nl; j++) {
+        glmv_top *t = top[j];
+        if (!t) continue;
+        t->n = t->k;
+        memcpy(t->logit, b->htop_val + (size_t)j * K, sizeof(float) * (size_t)t->k);
+        memcpy(t->id, b->htop_id + (size_t)j * K, sizeof(int32_t) * (size_t)t->k);
+        b->top_rows++;
+        if (lg[j] && top_t && !glmv_top_covers(t, top_t[j])) { /* ties may lie past them: the row */
+            be->read(be, lg[j], b->logits_dev + j * V, sizeof(float) * (size_t)V);
+            t->n = 0;
+            b->top_whole++;
+            if (be->status && be->status(be, err)) {
+                glmv_errcode_set(GLMV_E_BACKEND);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
-                      float *const *logits, char *err) {
+                      float *const *logits, glmv_top *const *top, const int *top_t, char *err) {
     glmv_model *m = b->m;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
-    int64_t V = c->vocab_size;
     int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
     rot -= rot % 2;
     glmv_model_embed(m, b->x, ids, n, b->hemb, b->rows);
@@ -555,15 +611,7 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
     } else {
         batch_layers(b, n, max_keys);
     }
-    /* every row's logits queued, then one wait (the sync below) */
-    void (*rd)(glmv_backend *, void *, const void *, size_t) = be->read_async ? be->read_async : be->read;
-    for (int i = 0; i < n; i++)
-        if (logits[i]) rd(be, logits[i], b->logits_dev + i * V, sizeof(float) * (size_t)V);
-    be->sync(be);
-    if (be->status && be->status(be, err)) {
-        glmv_errcode_set(GLMV_E_BACKEND);
-        return -1;
-    }
+    if (read_rows(b, n, logits, top, top_t, err)) return -1;
     return m->tp ? tp_ranks_done(m, ss, NULL, n, err) : 0;
 }
 
@@ -663,6 +711,9 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
     }
 }
 
+/* an item whose last row's logits go somewhere */
+static int wants_row(const glmv_batch_item *t) { return t->logits || t->top; }
+
 int glmv_batch_eval(glmv_batch *b, const glmv_batch_item *items, int n, char *err) {
     glmv_model_lock(b->m);
     int rc = glmv_batch_eval_locked(b, items, n, err);
@@ -674,7 +725,7 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
     glmv_model *m = b->m;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
-    int64_t H = c->hidden_size, V = c->vocab_size;
+    int64_t H = c->hidden_size;
     if (n <= 0) return 0;
     if (n > b->cap) return glmv_errc(err, GLMV_E_INVALID, "batch: %d sequences, room for %d", n, b->cap);
     int64_t R = 0;
@@ -696,6 +747,9 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
         for (int j = 0; j < i; j++)
             if (items[j].s == t->s)
                 return glmv_errc(err, GLMV_E_INVALID, "batch: sequences %d and %d share a session", j, i);
+        if (t->top && (t->top->k < 1 || t->top->k > GLMV_MIN(GLMV_TOP_MAX, c->vocab_size)))
+            return glmv_errc(err, GLMV_E_INVALID, "batch: sequence %d: %d best logits asked for, not 1 to %d", i,
+                             t->top->k, GLMV_MIN(GLMV_TOP_MAX, c->vocab_size));
         R += t->n;
         simple &= t->n == 1 && t->ids && !t->x && !t->pos;
     }
@@ -706,14 +760,18 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
         glmv_session *ss[64];
         int32_t ids[64];
         float *lg[64];
+        glmv_top *tp[64];
+        int tt[64];
         for (int i0 = 0; i0 < n; i0 += 64) {
             int k = GLMV_MIN(64, n - i0);
             for (int j = 0; j < k; j++) {
                 ss[j] = items[i0 + j].s;
                 ids[j] = items[i0 + j].ids[0];
                 lg[j] = items[i0 + j].logits;
+                tp[j] = items[i0 + j].top;
+                tt[j] = items[i0 + j].top_t;
             }
-            if (batch_decode_locked(b, ss, ids, k, lg, err)) return -1;
+            if (batch_decode_locked(b, ss, ids, k, lg, tp, tt, err)) return -1;
         }
         return 0;
     }
@@ -723,13 +781,19 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
     int32_t *dids = malloc(sizeof *dids * (size_t)n); /* the decode rows' ids, gathered in one go */
     glmv_session **tss = malloc(sizeof *tss * (size_t)n); /* tensor parallelism: the sessions, their rows */
     int64_t *tadd = malloc(sizeof *tadd * (size_t)n);
-    if (!it || !r0 || !orow || !dids || !tss || !tadd) {
+    float **lgs = malloc(sizeof *lgs * (size_t)n); /* where the logits rows go (read_rows) */
+    glmv_top **tps = malloc(sizeof *tps * (size_t)n);
+    int *tts = malloc(sizeof *tts * (size_t)n);
+    if (!it || !r0 || !orow || !dids || !tss || !tadd || !lgs || !tps || !tts) {
         free(it);
         free(r0);
         free(orow);
         free(dids);
         free(tss);
         free(tadd);
+        free(lgs);
+        free(tps);
+        free(tts);
         return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
     }
     int nd = 0, k = 0;
@@ -793,7 +857,7 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
     /* the rows the last layer carries on: the decode rows, then the last row of each prompt
      * item whose logits are read */
     int64_t R2 = nd;
-    for (int i = 0; i < n; i++) orow[i] = i < nd ? r0[i] : it[i]->logits ? R2++ : -1;
+    for (int i = 0; i < n; i++) orow[i] = i < nd ? r0[i] : wants_row(it[i]) ? R2++ : -1;
     if (m->tp) { /* every rank's share of the layers at once (its sessions' caches) */
         for (int i = 0; i < n; i++) {
             tss[i] = it[i]->s;
@@ -809,22 +873,21 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
      * it would be alone: matmul_rows) */
     int nl = 0;
     for (int i = 0; i < n; i++) {
-        if (!it[i]->logits) continue;
+        if (!wants_row(it[i])) continue;
         int e = i; /* a run of rows whose logits are asked for, one after another: one copy */
-        while (e + 1 < n && it[e + 1]->logits && orow[e + 1] == orow[e] + 1) e++;
+        while (e + 1 < n && wants_row(it[e + 1]) && orow[e + 1] == orow[e] + 1) e++;
         be->copy(be, b->t1 + nl * H, b->xn + orow[i] * H, sizeof(float) * (size_t)((e - i + 1) * H));
         nl += e - i + 1;
         i = e;
     }
     if (nl > 0) (be->matmul_rows ? be->matmul_rows : be->matmul)(be, b->logits_dev, b->t1, m->lm_head, NULL, nl);
-    void (*rd)(glmv_backend *, void *, const void *, size_t) = be->read_async ? be->read_async : be->read;
-    for (int i = 0, j = 0; i < n; i++)
-        if (it[i]->logits) rd(be, it[i]->logits, b->logits_dev + (int64_t)j++ * V, sizeof(float) * (size_t)V);
-    be->sync(be);
-    if (be->status && be->status(be, err)) {
-        glmv_errcode_set(GLMV_E_BACKEND);
-        goto done;
-    }
+    for (int i = 0, j = 0; i < n; i++) /* where each row goes */
+        if (wants_row(it[i])) {
+            lgs[j] = it[i]->logits;
+            tps[j] = it[i]->top;
+            tts[j++] = it[i]->top_t;
+        }
+    if (read_rows(b, nl, lgs, tps, tts, err)) goto done;
     if (m->tp && tp_ranks_done(m, tss, tadd, n, err)) goto done;
     for (int i = 0; i < n; i++) { /* under the lock: sharing sessions read them */
         glmv_session *s = it[i]->s;
@@ -839,11 +902,14 @@ done:
     free(dids);
     free(tss);
     free(tadd);
+    free(lgs);
+    free(tps);
+    free(tts);
     return rc;
 }
 
-int glmv_session_eval_chunks(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, const int *counts,
-                             int n, float *const *logits, char *err) {
+static int eval_chunks(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, const int *counts, int n,
+                       float *const *logits, glmv_top *const *top, char *err) {
     if (n <= 0) return 0;
     if (n > b->cap) return glmv_errc(err, GLMV_E_INVALID, "batch: %d sequences, room for %d", n, b->cap);
     glmv_batch_item *it = malloc(sizeof *it * (size_t)n);
@@ -854,10 +920,21 @@ int glmv_session_eval_chunks(glmv_batch *b, glmv_session *const *ss, const int32
             free(it);
             return glmv_errc(err, GLMV_E_INVALID, "batch: sequence %d: %d ids", i, counts[i]);
         }
-        it[i] = (glmv_batch_item){ss[i], counts[i], ids + off, NULL, NULL, 0, logits ? logits[i] : NULL};
+        it[i] = (glmv_batch_item){ss[i], counts[i], ids + off, NULL, NULL, 0, logits ? logits[i] : NULL,
+                                  top ? top[i] : NULL, 0};
         off += counts[i];
     }
     int rc = glmv_batch_eval(b, it, n, err);
     free(it);
     return rc;
+}
+
+int glmv_session_eval_chunks(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, const int *counts,
+                             int n, float *const *logits, char *err) {
+    return eval_chunks(b, ss, ids, counts, n, logits, NULL, err);
+}
+
+int glmv_session_eval_top(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, const int *counts, int n,
+                          glmv_top *const *top, char *err) {
+    return eval_chunks(b, ss, ids, counts, n, NULL, top, err);
 }

@@ -10,6 +10,7 @@
  * matrix-vector GB/s, prefill/vision GEMM TFLOP/s, attention);
  * `test_cuda --bench-model` times the model's op sequences (decode step,
  * 512-token prefill, vision tower) with synthetic BF16 weights. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -613,6 +614,41 @@ TEST(elementwise) {
     free(gu);
 }
 
+/* top_k against the reference exactly (ids and the values' bits): ties, +-0, infinities and NaN;
+ * one pass (n <= 4096), two (the 9B's 151,552 logits), three (k 64 over 300,000), and k 1 */
+TEST(top_k) {
+    static const int64_t cases[][3] = {{64, 151552, 64}, {64, 151552, 1}, {1, 151552, 3}, {2, 300000, 64},
+                                       {3, 5000, 3},     {4, 4097, 1},    {2, 33, 33},    {5, 70, 17}};
+    for (int c = 0; c < 8; c++) {
+        int64_t rows = cases[c][0], n = cases[c][1];
+        int k = (int)cases[c][2];
+        float *x = rand_buf(rows * n, 3);
+        for (int64_t i = 0; i < rows * n; i++) {
+            if (i % 5 == 0) x[i] = roundf(x[i] * 4) / 4;
+            if (i % 97 == 3) x[i] = i % 2 ? 0.0f : -0.0f;
+            if (i % 131 == 7) x[i] = i % 2 ? -INFINITY : NAN;
+            if (i % 1009 == 11) x[i] = 3.0f;
+        }
+        float *rv = malloc(sizeof(float) * (size_t)(rows * k)), *gv = malloc(sizeof(float) * (size_t)(rows * k));
+        int32_t *ri = malloc(sizeof(int32_t) * (size_t)(rows * k)), *gi = malloc(sizeof(int32_t) * (size_t)(rows * k));
+        glmv_ref_top_k(rv, ri, x, rows, n, k);
+        float *dx = dev_from(x, rows * n), *dv = dev_poison(rows * k);
+        int32_t *di = (int32_t *)dev_poison(rows * k);
+        be->top_k(be, dv, di, dx, rows, n, k);
+        be->read(be, gv, dv, sizeof(float) * (size_t)(rows * k));
+        be->read(be, gi, di, sizeof(int32_t) * (size_t)(rows * k));
+        char err[GLMV_ERR_SIZE];
+        CHECK_MSG(be->status(be, err) == 0, "%s", err);
+        CHECK_MSG(!memcmp(gi, ri, sizeof(int32_t) * (size_t)(rows * k)) &&
+                      !memcmp(gv, rv, sizeof(float) * (size_t)(rows * k)),
+                  "top_k %lldx%lld k %d differs from the reference", (long long)rows, (long long)n, k);
+        be->free(be, dx);
+        be->free(be, dv);
+        be->free(be, di);
+        free(x), free(rv), free(gv), free(ri), free(gi);
+    }
+}
+
 TEST(errors) {
     NEED_GPU();
     char err[GLMV_ERR_SIZE] = "";
@@ -1119,6 +1155,7 @@ int main(int argc, char **argv) {
     RUN(attn_decode_batch);
     RUN(attn_segments);
     RUN(elementwise);
+    RUN(top_k);
     RUN(precision_f32);
     RUN(errors);
     RUN(grow_memory);

@@ -582,6 +582,52 @@ TEST(norm_add_norm_copy_rows) {
     }
 }
 
+/* top_k: the reference against a full sort by its order (the larger value first, equal values by
+ * the smaller index, +0 = -0, NaN last), and every backend against the reference exactly */
+static const float *tk_row;
+static int tk_cmp(const void *a, const void *b) {
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    float x = tk_row[i], y = tk_row[j];
+    int nx = x != x, ny = y != y;
+    if (nx != ny) return nx - ny; /* NaN after numbers */
+    if (!nx && x != y) return x > y ? -1 : 1;
+    return (i > j) - (i < j);
+}
+TEST(top_k) {
+    static const int64_t cases[][3] = {{1, 151552, 64}, {3, 5000, 3}, {4, 4097, 1}, {2, 33, 33}, {5, 70, 17}};
+    for (int c = 0; c < 5; c++) {
+        int64_t rows = cases[c][0], n = cases[c][1];
+        int k = (int)cases[c][2];
+        float *x = randv(rows * n, -3, 3);
+        for (int64_t i = 0; i < rows * n; i++) { /* ties, +-0, infinities and NaN */
+            if (i % 5 == 0) x[i] = roundf(x[i] * 4) / 4;
+            if (i % 97 == 3) x[i] = i % 2 ? 0.0f : -0.0f;
+            if (i % 131 == 7) x[i] = i % 2 ? -INFINITY : NAN;
+            if (i % 1009 == 11) x[i] = 3.0f;
+        }
+        float *rv = randv(rows * k, 0, 0), *gv = randv(rows * k, 0, 0);
+        int32_t *ri = malloc(sizeof(int32_t) * (size_t)(rows * k)), *gi = malloc(sizeof(int32_t) * (size_t)(rows * k));
+        int32_t *ix = malloc(sizeof(int32_t) * (size_t)n);
+        glmv_ref_top_k(rv, ri, x, rows, n, k);
+        int same = 1;
+        for (int64_t r = 0; r < rows; r++) {
+            for (int64_t i = 0; i < n; i++) ix[i] = (int32_t)i;
+            tk_row = x + r * n;
+            qsort(ix, (size_t)n, sizeof *ix, tk_cmp);
+            for (int j = 0; j < k; j++)
+                same &= ri[r * k + j] == ix[j] && !memcmp(&rv[r * k + j], &tk_row[ix[j]], sizeof(float));
+        }
+        CHECK_MSG(same, "top_k ref %lldx%lld k %d: not the sorted order", (long long)rows, (long long)n, k);
+        for (int b = 0; b < n_be; b++) {
+            bes[b]->top_k(bes[b], gv, gi, x, rows, n, k);
+            CHECK_MSG(!memcmp(gi, ri, sizeof(int32_t) * (size_t)(rows * k)) &&
+                          !memcmp(gv, rv, sizeof(float) * (size_t)(rows * k)),
+                      "%s: top_k %lldx%lld k %d", bes[b]->name, (long long)rows, (long long)n, k);
+        }
+        free(x), free(rv), free(gv), free(ri), free(gi), free(ix);
+    }
+}
+
 TEST(layernorm) {
     static const int64_t cases[][2] = {{1, 1537}, {7, 33}, {40, 1536}};
     for (int c = 0; c < 3; c++) {
@@ -788,6 +834,7 @@ int main(void) {
     RUN(attn_causal);
     RUN(attn_segments);
     RUN(elementwise);
+    RUN(top_k);
     for (int b = 0; b < n_be; b++) bes[b]->destroy(bes[b]);
     return test_summary("ops");
 }

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "cpu/ref.h"
 #include "model.h"
 #include "schema.h"
 #include "test.h"
@@ -1633,6 +1634,23 @@ static void batch_sampling(glmv_model *m, const batch_req *r, glmv_sampling *sp)
     sp->seed = 7;
 }
 
+/* The sampling of request i where generations read the best logits instead of whole rows
+ * (no log-probabilities): greedy, the official top-k 2, and top-k 40 with temperature, top-p
+ * and min-p, in turn. */
+static void top_sampling(glmv_model *m, int i, glmv_sampling *sp) {
+    glmv_sampling_default(m, sp);
+    sp->max_new_tokens = 40;
+    sp->seed = 7 + (uint64_t)i;
+    sp->do_sample = i % 3 != 0;
+    if (i % 3 == 1) sp->top_k = 2;
+    if (i % 3 == 2) {
+        sp->top_k = 40;
+        sp->temperature = 1.3f;
+        sp->top_p = 0.95f;
+        sp->min_p = 0.02f;
+    }
+}
+
 /* Decode steps replayed from recorded graphs (CUDA) give the logits the same steps give
  * queued one op at a time (GLMV_CUDA_GRAPHS=0), bit for bit, over 600 greedy tokens: a
  * step is recorded the second time its shape comes, and again when the key bound passes
@@ -1832,7 +1850,9 @@ static int caches_grow(glmv_model *m) {
 
 static glmv_model *load_demo_tp(int tp, char *err);
 
-static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs, int tp) {
+/* top: the generations read their rows' best logits in the passes (no log-probabilities;
+ * top_sampling), against whole rows alone (m->whole_logits) */
+static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs, int tp, int top) {
     char err[GLMV_ERR_SIZE];
     glmv_model *m = tp > 1 ? load_demo_tp(tp, err) : load_demo(err);
     if (!m) return;
@@ -1856,9 +1876,24 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs, int t
         glmv_message msg;
         glmv_sampling sp;
         batch_msg(&reqs[i], parts, &msg);
-        batch_sampling(m, &reqs[i], &sp);
+        if (top) top_sampling(m, i, &sp);
+        else batch_sampling(m, &reqs[i], &sp);
+        m->whole_logits = top;
         if (ok) ok = glmv_generate(ss[i], &msg, 1, &sp, NULL, NULL, &alone[i], err) == 0;
+        m->whole_logits = 0;
         CHECK_MSG(ok, "alone %d: %s", i, err);
+        if (ok && top) { /* alone from the best logits too (on CUDA the step of a batch of one) */
+            glmv_result r2;
+            glmv_session_reset(ss[i]);
+            ok = glmv_generate(ss[i], &msg, 1, &sp, NULL, NULL, &r2, err) == 0;
+            CHECK_MSG(ok, "alone %d from the best logits: %s", i, err);
+            if (ok) {
+                CHECK_MSG(r2.n_tokens == alone[i].n_tokens &&
+                              !memcmp(r2.token_ids, alone[i].token_ids, sizeof(int32_t) * (size_t)r2.n_tokens),
+                          "generation %d alone: the best logits and whole rows pick differently", i);
+                glmv_result_free(&r2);
+            }
+        }
     }
     int64_t budget = 0, peak = 0;
     for (int i = 0; i < N && ok && half_seqs; i++) {
@@ -1884,7 +1919,8 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs, int t
         for (; started < want && ok; started++) {
             glmv_session_reset(ss[started]);
             batch_msg(&reqs[started], parts[started], &msgs[started]);
-            batch_sampling(m, &reqs[started], &sps[started]);
+            if (top) top_sampling(m, started, &sps[started]);
+            else batch_sampling(m, &reqs[started], &sps[started]);
             if (deferred) {
                 glmv_prompt *p = NULL;
                 ok = glmv_prompt_new(&p, m, &msgs[started], 1, 1024, err) == 0 &&
@@ -1925,6 +1961,12 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs, int t
         steps++;
     }
     CHECK_MSG(max_batch >= 5, "at most %d generations ran together", max_batch);
+    if (top) { /* every pick from the rows' best logits (no ties that reach past them here) */
+        printf("  %lld rows read as their best logits, %lld of them whole (ties)\n", (long long)b->top_rows,
+               (long long)b->top_whole);
+        CHECK_MSG(b->top_rows >= 100 && b->top_whole == 0, "%lld rows as best logits, %lld whole",
+                  (long long)b->top_rows, (long long)b->top_whole);
+    }
     if (half_seqs) {
         int64_t pre = m->kv_preemptions - preempted0;
         printf("  KV budget %lld KB: peak %lld KB, %lld preemptions, %lld of a sequence back less than a granule\n",
@@ -1993,7 +2035,7 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs, int t
                   "generation %d: %d tokens batched, %d alone", i, together[i].n_tokens, alone[i].n_tokens);
         CHECK(!strcmp(together[i].content, alone[i].content));
         int same = 1;
-        for (int t = 0; t < alone[i].n_tokens && t < together[i].n_tokens; t++) {
+        for (int t = 0; !top && t < alone[i].n_tokens && t < together[i].n_tokens; t++) {
             float a = alone[i].logprobs[t].logprob, c = together[i].logprobs[t].logprob;
             if (exact ? memcmp(&a, &c, sizeof a) != 0 : fabsf(a - c) > 1e-2f) same = 0;
         }
@@ -2315,13 +2357,72 @@ TEST(tensor_parallel) {
     glmv_model_free(m2);
 }
 
-TEST(batch_invariance) { batched_vs_alone(0, 0, 0, 1); }
-TEST(mixed_prefill) { batched_vs_alone(1, 24, 0, 1); }
-TEST(kv_budget) { batched_vs_alone(1, 24, 5, 1); }
+TEST(batch_invariance) { batched_vs_alone(0, 0, 0, 1, 0); }
+TEST(mixed_prefill) { batched_vs_alone(1, 24, 0, 1, 0); }
+/* glmv_session_eval_top: the best logits of each sequence's last row as the reference
+ * selection finds them in the whole row (glmv_session_eval_chunks), k = 1, 7 and 64, in a
+ * pass that carries a decode token beside prompt chunks and in a decode step; a k outside 1..64
+ * is refused */
+TEST(top_logits_rows) {
+    char err[GLMV_ERR_SIZE];
+    glmv_model *m = load_demo(err);
+    if (!m) return;
+    enum { N = 3 };
+    int V = m->cfg.vocab_size, ok = 1;
+    glmv_session *a[N] = {0}, *bs[N] = {0};
+    glmv_batch *b = NULL;
+    float *rows[N] = {0};
+    glmv_top tops[N];
+    glmv_top *tp[N];
+    for (int i = 0; i < N && ok; i++) {
+        ok = glmv_session_new(&a[i], m, 256, err) == 0 && glmv_session_new(&bs[i], m, 256, err) == 0 &&
+             (rows[i] = malloc(sizeof(float) * (size_t)V)) != NULL;
+        tp[i] = &tops[i];
+    }
+    ok = ok && glmv_batch_new(&b, m, N, err) == 0;
+    CHECK_MSG(ok, "%s", err);
+    int32_t ids[96];
+    for (int i = 0; i < 96; i++) ids[i] = (int32_t)((i * 37 + 11) % 1900);
+    const int ks[3] = {1, 7, 64};
+    /* pass 1: sequence 0 has a token already and decodes, 1 and 2 prompt chunks; pass 2: decode */
+    ok = ok && glmv_session_eval(a[0], ids, 5, NULL, err) == 0 && glmv_session_eval(bs[0], ids, 5, NULL, err) == 0;
+    int counts[2][N] = {{1, 30, 17}, {1, 1, 1}};
+    for (int pass = 0; pass < 2 && ok; pass++) {
+        for (int i = 0; i < N; i++) tops[i].k = ks[(i + pass) % 3];
+        ok = glmv_session_eval_chunks(b, a, ids + 40, counts[pass], N, rows, err) == 0 &&
+             glmv_session_eval_top(b, bs, ids + 40, counts[pass], N, tp, err) == 0;
+        CHECK_MSG(ok, "pass %d: %s", pass, err);
+        for (int i = 0; i < N && ok; i++) {
+            float want_v[64];
+            int32_t want_i[64];
+            glmv_ref_top_k(want_v, want_i, rows[i], 1, V, tops[i].k);
+            CHECK_MSG(tops[i].n == tops[i].k && !memcmp(want_i, tops[i].id, sizeof(int32_t) * (size_t)tops[i].k) &&
+                          !memcmp(want_v, tops[i].logit, sizeof(float) * (size_t)tops[i].k),
+                      "pass %d sequence %d: the best %d differ from the whole row's", pass, i, tops[i].k);
+        }
+    }
+    if (ok) {
+        tops[1].k = 65;
+        CHECK(glmv_session_eval_top(b, bs, ids, counts[1], N, tp, err) != 0 && glmv_last_error() == GLMV_E_INVALID &&
+              strstr(err, "best logits"));
+    }
+    for (int i = 0; i < N; i++) {
+        glmv_session_free(a[i]);
+        glmv_session_free(bs[i]);
+        free(rows[i]);
+    }
+    glmv_batch_free(b);
+    glmv_model_free(m);
+}
+
+/* the picks from the best logits of each row, found by the backend (a decode step reads those
+ * instead of the whole row): the same tokens as from whole rows, greedy and sampled */
+TEST(top_logits_batched) { batched_vs_alone(1, 24, 0, 1, 1); }
+TEST(kv_budget) { batched_vs_alone(1, 24, 5, 1, 0); }
 /* the same split 2 ways (tensor parallelism): batched decode; prompts in the passes and
  * preemption in a KV budget (every rank's cache to the host and back) */
-TEST(tensor_parallel_batch) { batched_vs_alone(0, 0, 0, 2); }
-TEST(tensor_parallel_budget) { batched_vs_alone(1, 24, 5, 2); }
+TEST(tensor_parallel_batch) { batched_vs_alone(0, 0, 0, 2, 0); }
+TEST(tensor_parallel_budget) { batched_vs_alone(1, 24, 5, 2, 0); }
 
 /* A backend that fails (a GPU's sticky error, made up here on the CPU backend by its status
  * hook) fails the request: glmv_generate, a prefill alone and a batched step return the
@@ -2537,6 +2638,8 @@ int main(void) {
     RUN(kv_preempted_first);
     RUN(batch_invariance);
     RUN(mixed_prefill);
+    RUN(top_logits_rows);
+    RUN(top_logits_batched);
     RUN(kv_budget);
     RUN(kv_share_evict);
     RUN(decode_graphs);

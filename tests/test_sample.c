@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base.h"
+#include "cpu/ref.h"
 #include "model.h"
 #include "test.h"
 
@@ -320,6 +321,95 @@ TEST(top_k_top_p_fast_paths) {
     printf("  %d cases\n", checked);
 }
 
+/* Sampling from a row's best logits (what a decode step reads from the backend) picks what
+ * sampling from the whole row picks, the same random draws included, whenever the best hold
+ * every tie of the top-k-th (glmv_top_covers); rows with ties reaching past them are told
+ * apart; what needs the whole row is refused (glmv_sample_top_t). */
+TEST(sample_from_best_logits) {
+    enum { V = 3000 };
+    static float row[V], a[V], w[V];
+    static int32_t wi2[V];
+    struct { int sample, top_k; float temp, top_p, min_p; } cs[] = {
+        {0, 0, 1, 1, 0},     {1, 1, 1, 1, 0},      {1, 2, 1, 1e-5f, 0}, {1, 2, 0.6f, 1, 0},
+        {1, 40, 1.3f, 0.95f, 0.02f}, {1, 63, 1, 0.9f, 0}, {1, 5, 0.7f, 0.5f, 0.1f}};
+    srand(11);
+    int same = 0, told = 0, refused_ok = 1;
+    for (int t = 0; t < 40; t++) {
+        /* coarse values (ties), some -inf, -0 and +0; every 4th row 70 ties at the maximum */
+        for (int i = 0; i < V; i++) {
+            row[i] = (float)(rand() % (t % 2 ? 60 : 3000)) / 8.0f - 100.0f;
+            if (rand() % 7 == 0) row[i] = -INFINITY;
+        }
+        row[rand() % V] = 0.0f;
+        row[rand() % V] = -0.0f;
+        if (t % 4 == 3)
+            for (int j = 0; j < 70; j++) row[(j * 41 + t) % V] = 300.0f;
+        glmv_top top;
+        top.k = top.n = GLMV_TOP_MAX;
+        glmv_ref_top_k(top.logit, top.id, row, 1, V, GLMV_TOP_MAX);
+        for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+            glmv_sampling s;
+            sampling(&s);
+            s.do_sample = cs[c].sample;
+            s.top_k = cs[c].top_k;
+            s.temperature = cs[c].temp;
+            s.top_p = cs[c].top_p;
+            s.min_p = cs[c].min_p;
+            int tt, k = glmv_sample_top_t(&s, V, &tt);
+            CHECK_EQ_INT(k, cs[c].sample ? GLMV_TOP_MAX : 1);
+            CHECK_EQ_INT(tt, cs[c].sample ? cs[c].top_k : 0);
+            glmv_top tk = top;
+            tk.n = k;
+            if (!glmv_top_covers(&tk, tt)) { /* a tie of the top-k-th may lie past the best found */
+                int ties = 0;
+                for (int i = 0; i < V; i++) ties += row[i] == tk.logit[tt - 1];
+                int in = 0;
+                for (int j = 0; j < tk.n; j++) in += tk.logit[j] == tk.logit[tt - 1];
+                CHECK_MSG(ties > in || tk.logit[tk.n - 1] == tk.logit[tt - 1], "row %d case %zu: refused wrongly", t, c);
+                told++;
+                continue;
+            }
+            for (int seed = 0; seed < 4; seed++) {
+                glmv_rng r1, r2;
+                glmv_rng_seed(&r1, 100 + seed);
+                glmv_rng_seed(&r2, 100 + seed);
+                memcpy(a, row, sizeof row);
+                int32_t want = glmv_sample(a, V, &s, NULL, 0, NULL, 0, &r1, w, wi2);
+                int32_t got = glmv_sample_top(&tk, V, &s, &r2);
+                CHECK_MSG(got == want, "row %d case %zu seed %d: %d from the best, %d from the row", t, c, seed, got, want);
+                CHECK(glmv_rng_uniform(&r1) == glmv_rng_uniform(&r2)); /* the same draws taken */
+                same++;
+            }
+        }
+    }
+    /* what moves logits of any id, or samples beyond the best, needs the whole row */
+    glmv_sampling s;
+    int tt;
+    sampling(&s);
+    s.repetition_penalty = 1.1f;
+    refused_ok &= glmv_sample_top_t(&s, V, &tt) == 0;
+    sampling(&s);
+    s.presence_penalty = 0.5f;
+    refused_ok &= glmv_sample_top_t(&s, V, &tt) == 0;
+    sampling(&s);
+    int32_t bid = 5;
+    float bv = 3;
+    s.bias_ids = &bid;
+    s.bias_values = &bv;
+    s.n_bias = 1;
+    refused_ok &= glmv_sample_top_t(&s, V, &tt) == 0;
+    sampling(&s);
+    s.do_sample = 1; /* no top-k: the whole softmax */
+    refused_ok &= glmv_sample_top_t(&s, V, &tt) == 0;
+    s.top_k = GLMV_TOP_MAX;
+    refused_ok &= glmv_sample_top_t(&s, V, &tt) == 0;
+    s.top_k = 3;
+    refused_ok &= glmv_sample_top_t(&s, 40, &tt) == 0; /* a vocabulary smaller than the best asked */
+    CHECK(refused_ok);
+    printf("  %d picks the same, %d rows with ties past the best told apart\n", same, told);
+    CHECK(same >= 500 && told >= 10);
+}
+
 int main(void) {
     RUN(greedy_first_max);
     RUN(tiny_temperature_is_greedy);
@@ -334,5 +424,6 @@ int main(void) {
     RUN(top_k_top_p_fast_paths);
     RUN(temperature_distribution);
     RUN(seeded);
+    RUN(sample_from_best_logits);
     return test_summary("sample");
 }

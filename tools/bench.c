@@ -331,6 +331,14 @@ static void pick_all(float **lg, int32_t *ids, int n, int vocab) {
     }
 }
 
+/* The greedy picks read as each row's best logit, found on the backend (glmv_session_eval_top), as
+ * glmv serve's generations read them; GLMV_WHOLE_LOGITS=1: every row read whole and the maximum
+ * found on the host (as before, to compare). */
+static int picks_on_backend(void) {
+    const char *e = getenv("GLMV_WHOLE_LOGITS");
+    return !(e && atoi(e) > 0);
+}
+
 /* n sessions, each filled with `prompt` random tokens, then `steps` greedy decode steps of
  * all of them in one batched pass each */
 static int concurrency(glmv_model *m, int vocab, int n, int prompt, int steps, conc_fig *f, char *err) {
@@ -338,11 +346,19 @@ static int concurrency(glmv_model *m, int vocab, int n, int prompt, int steps, c
     float **lg = calloc((size_t)n, sizeof *lg);
     int32_t *ids = calloc((size_t)n, sizeof *ids);
     double *ttft = calloc((size_t)n, sizeof *ttft);
+    glmv_top *tops = calloc((size_t)n, sizeof *tops);
+    glmv_top **tp = picks_on_backend() ? calloc((size_t)n, sizeof *tp) : NULL;
+    int *ones = calloc((size_t)n, sizeof *ones);
     glmv_batch *b = NULL;
     int rc = -1;
-    if (!ss || !lg || !ids || !ttft) {
+    if (!ss || !lg || !ids || !ttft || !tops || (picks_on_backend() && !tp) || !ones) {
         snprintf(err, GLMV_ERR_SIZE, "out of memory");
         goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        tops[i].k = 1;
+        if (tp) tp[i] = &tops[i];
+        ones[i] = 1;
     }
     if (glmv_batch_new(&b, m, n, err)) goto done;
     memset(f, 0, sizeof *f);
@@ -368,6 +384,12 @@ static int concurrency(glmv_model *m, int vocab, int n, int prompt, int steps, c
     double t0 = now_ms(), te = 0;
     for (int t = 0; t < steps; t++) {
         double e0 = now_ms();
+        if (tp) {
+            if (glmv_session_eval_top(b, ss, ids, ones, n, tp, err)) goto done;
+            te += now_ms() - e0;
+            for (int i = 0; i < n; i++) ids[i] = tops[i].id[0];
+            continue;
+        }
         if (glmv_session_eval_batch(b, ss, ids, n, lg, err)) goto done;
         te += now_ms() - e0;
         pick_all(lg, ids, n, vocab); /* greedy, each stream on a thread of its own, as serve does */
@@ -384,6 +406,9 @@ done:
     free(lg);
     free(ids);
     free(ttft);
+    free(tops);
+    free(tp);
+    free(ones);
     glmv_batch_free(b);
     return rc;
 }
@@ -413,11 +438,13 @@ static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int s
         *who = calloc((size_t)n, sizeof(int));
     int32_t *prompts = malloc(sizeof(int32_t) * (size_t)n * (size_t)(prompt > 0 ? prompt : 1));
     double *ttft = calloc((size_t)n_req, sizeof *ttft);
+    glmv_top *tops = calloc((size_t)n, sizeof *tops), **sel_top = calloc((size_t)n, sizeof *sel_top);
+    int on_backend = picks_on_backend();
     glmv_batch *b = NULL;
     int rc = -1;
     int32_t *row_ids = NULL;
     if (!ss || !sel || !lg || !sel_lg || !next || !picked || !req || !off || !got || !counts || !who ||
-        !prompts || !ttft) {
+        !prompts || !ttft || !tops || !sel_top) {
         snprintf(err, GLMV_ERR_SIZE, "out of memory");
         goto done;
     }
@@ -485,11 +512,16 @@ static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int s
         for (int j = 0; j < k; j++) {
             int i = who[j];
             sel[j] = ss[i];
-            sel_lg[j] = counts[j] == 1 || off[i] + counts[j] == prompt ? lg[i] : NULL;
+            int last = counts[j] == 1 || off[i] + counts[j] == prompt;
+            sel_lg[j] = last ? lg[i] : NULL;
+            tops[i].k = 1;
+            sel_top[j] = last ? &tops[i] : NULL;
         }
         if (k > 0) {
             double e0 = now_ms();
-            if (glmv_session_eval_chunks(b, sel, row_ids, counts, k, sel_lg, err)) goto done;
+            if (on_backend ? glmv_session_eval_top(b, sel, row_ids, counts, k, sel_top, err)
+                           : glmv_session_eval_chunks(b, sel, row_ids, counts, k, sel_lg, err))
+                goto done;
             double e = now_ms() - e0;
             int with_prompt = off[who[k - 1]] >= 0 && off[who[k - 1]] < prompt; /* prompts come last */
             f->passes++;
@@ -511,7 +543,10 @@ static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int s
             who[np++] = i;
         }
         double p0 = now_ms();
-        pick_all(sel_lg, picked, np, vocab);
+        if (on_backend)
+            for (int j = 0; j < np; j++) picked[j] = tops[who[j]].id[0];
+        else
+            pick_all(sel_lg, picked, np, vocab);
         f->pick_ms += now_ms() - p0;
         for (int j = 0; j < np; j++) {
             int i = who[j];
@@ -548,6 +583,8 @@ done:
     free(who);
     free(prompts);
     free(ttft);
+    free(tops);
+    free(sel_top);
     free(row_ids);
     glmv_batch_free(b);
     return rc;

@@ -320,6 +320,15 @@ static void cpu_permute_021(glmv_backend *be, float *y, const float *x, int64_t 
     run_rows(&j, B * 32);
 }
 
+/* the reference's selection, rows spread over the threads */
+static void top_k_rows(row_job *j, int64_t r0, int64_t r1) {
+    glmv_ref_top_k(j->y + r0 * j->i1, (int32_t *)j->src + r0 * j->i1, j->x + r0 * j->d, r1 - r0, j->d, j->i1);
+}
+static void cpu_top_k(glmv_backend *be, float *vals, int32_t *ids, const float *x, int64_t rows, int64_t n, int k) {
+    row_job j = {.cs = cpu_of(be), .fn = top_k_rows, .n = rows, .y = vals, .src = ids, .x = x, .d = n, .i1 = k};
+    run_rows(&j, n);
+}
+
 /* ------------------------------------------------------------------------ */
 /* dispatch                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -492,5 +501,6 @@ glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *
     be->permute_021 = cpu_permute_021;
     be->norm_add_norm = cpu_norm_add_norm;
     be->copy_rows = cpu_copy_rows;
+    be->top_k = cpu_top_k;
     return be;
 }

@@ -157,3 +157,25 @@ void glmv_ref_permute_021(float *y, const float *x, int64_t A, int64_t B, int64_
         for (int64_t b = 0; b < B; b++)
             for (int64_t c = 0; c < C; c++) y[(a * C + c) * B + b] = x[(a * B + b) * C + c];
 }
+
+/* per row: the k best keys so far, best first, each new value checked against the worst */
+void glmv_ref_top_k(float *vals, int32_t *ids, const float *x, int64_t rows, int64_t n, int k) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * n;
+        float *vr = vals + r * k;
+        int32_t *ir = ids + r * k;
+        int have = 0;
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t key = glmv_top_key(xr[i], i);
+            if (have == k && key <= glmv_top_key(vr[k - 1], ir[k - 1])) continue;
+            int j = have < k ? have++ : k - 1;
+            while (j > 0 && key > glmv_top_key(vr[j - 1], ir[j - 1])) {
+                vr[j] = vr[j - 1];
+                ir[j] = ir[j - 1];
+                j--;
+            }
+            vr[j] = xr[i];
+            ir[j] = (int32_t)i;
+        }
+    }
+}

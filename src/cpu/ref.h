@@ -29,5 +29,13 @@ void glmv_ref_swiglu(float *y, const float *gate, int64_t ld_g, const float *up,
 void glmv_ref_gelu_erf(float *y, const float *x, int64_t count);
 void glmv_ref_add(float *y, const float *a, const float *b, int64_t count);
 void glmv_ref_permute_021(float *y, const float *x, int64_t A, int64_t B, int64_t C);
+void glmv_ref_top_k(float *vals, int32_t *ids, const float *x, int64_t rows, int64_t n, int k);
+/* The order top_k sorts by, as one unsigned integer: a larger key is a larger value, or an equal
+ * value at a smaller index (+0 and -0 the same; NaN below -inf). */
+static inline uint64_t glmv_top_key(float v, int64_t i) {
+    union { float f; uint32_t u; } b = {v};
+    uint32_t o = v != v ? 0u : v == 0.0f ? 0x80000000u : (b.u & 0x80000000u) ? ~b.u : (b.u | 0x80000000u);
+    return (uint64_t)o << 32 | (uint32_t)(0xffffffffu - (uint32_t)i);
+}
 
 #endif

@@ -500,6 +500,12 @@ static void cu_add(glmv_backend *be, float *y, const float *a, const float *b, i
     OP_GUARD(be);
     k_add(c, y, a, b, count);
 }
+static void cu_top_k(glmv_backend *be, float *vals, int32_t *ids, const float *x, int64_t rows, int64_t n,
+                     int k) {
+    OP_GUARD(be);
+    k_top_k(c, vals, ids, x, rows, n, k);
+}
+
 static void cu_permute_021(glmv_backend *be, float *y, const float *x, int64_t A, int64_t B,
                            int64_t C) {
     OP_GUARD(be);
@@ -599,6 +605,7 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->gelu_erf = cu_gelu_erf;
     be->add = cu_add;
     be->permute_021 = cu_permute_021;
+    be->top_k = cu_top_k;
     be->graph_begin = cu_graph_begin;
     be->graph_end = cu_graph_end;
     be->graph_run = cu_graph_run;

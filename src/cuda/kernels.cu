@@ -407,3 +407,107 @@ void k_fill_bias(cuda_ctx *c, float *y, const glmv_tensor *bias, int64_t m, int6
     cuda_launch(c, fill_bias_kernel, grid_for(m * n), 256, 0, y, bias->data, bias->dtype, m, n);
     cuda_check(c, "bias");
 }
+
+/* ------------------------------------------------------------------ top_k */
+
+/* Each row cut in chunks of TOPK_CHUNK items, one block a chunk: its items as 64-bit keys that
+ * order them as top_k does (glmv_top_key: the value's bits made monotonic, then the index
+ * reversed, so that the larger key is the larger value or the smaller index), sorted in shared
+ * memory (bitonic, descending) and its best k kept; the chunks' keys go through the same kernel
+ * until one chunk holds a row's, whose best k become the values (read back from x, exactly as
+ * stored) and indices. k = 1 takes the maximum key instead of sorting. */
+#define TOPK_CHUNK 4096
+#define TOPK_THREADS 512
+
+__device__ __forceinline__ uint64_t top_key_dev(float v, uint32_t i) {
+    uint32_t b = __float_as_uint(v);
+    uint32_t o = v != v ? 0u : v == 0.0f ? 0x80000000u : (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+    return (uint64_t)o << 32 | (0xffffffffu - i);
+}
+
+/* kin NULL: the items are x's floats (row stride n_x), else keys (row stride ld_in); len items a
+ * row. vals NULL: the chunk's best k keys to kout[row * ld_out + chunk * k + j]; else (one chunk
+ * a row) the row's best k to vals and ids [row, k]. */
+__global__ void topk_chunk_kernel(uint64_t *kout, int64_t ld_out, float *vals, int32_t *ids, const float *x,
+                                  int64_t n_x, const uint64_t *kin, int64_t ld_in, int64_t len, int k) {
+    PDL_ENTRY();
+    __shared__ uint64_t s[TOPK_CHUNK];
+    __shared__ uint64_t red[TOPK_THREADS / 32];
+    const int64_t row = blockIdx.y, c0 = (int64_t)blockIdx.x * TOPK_CHUNK;
+    const float *xr = x + row * n_x;
+    const uint64_t *kr = kin ? kin + row * ld_in : NULL;
+    if (k == 1) {
+        uint64_t best = 0;
+        for (int t = threadIdx.x; t < TOPK_CHUNK; t += blockDim.x) {
+            int64_t i = c0 + t;
+            if (i >= len) break;
+            uint64_t key = kr ? kr[i] : top_key_dev(xr[i], (uint32_t)i);
+            best = key > best ? key : best;
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            uint64_t v = __shfl_xor_sync(0xffffffffu, best, o);
+            best = v > best ? v : best;
+        }
+        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = best;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            for (int w = 0; w < (int)(blockDim.x >> 5); w++) best = red[w] > best ? red[w] : best;
+            s[0] = best;
+        }
+    } else {
+        for (int t = threadIdx.x; t < TOPK_CHUNK; t += blockDim.x) {
+            int64_t i = c0 + t;
+            s[t] = i >= len ? 0 : kr ? kr[i] : top_key_dev(xr[i], (uint32_t)i);
+        }
+        for (int size = 2; size <= TOPK_CHUNK; size <<= 1)
+            for (int stride = size >> 1; stride > 0; stride >>= 1) {
+                __syncthreads();
+                for (int t = threadIdx.x; t < TOPK_CHUNK / 2; t += blockDim.x) {
+                    int i = 2 * t - (t & (stride - 1)), j = i + stride;
+                    uint64_t a = s[i], b = s[j];
+                    if ((a < b) == ((i & size) == 0)) {
+                        s[i] = b;
+                        s[j] = a;
+                    }
+                }
+            }
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < k; j += blockDim.x) {
+        uint64_t key = s[j];
+        if (vals) {
+            uint32_t i = 0xffffffffu - (uint32_t)key;
+            ids[row * k + j] = (int32_t)i;
+            vals[row * k + j] = xr[i];
+        } else {
+            kout[row * ld_out + (int64_t)blockIdx.x * k + j] = key;
+        }
+    }
+}
+
+void k_top_k(cuda_ctx *c, float *vals, int32_t *ids, const float *x, int64_t rows, int64_t n, int k) {
+    if (rows <= 0) return;
+    if (k < 1 || k > n || k > TOPK_CHUNK / 2 || n > INT32_MAX || rows > 65535) {
+        cuda_fail(c, "top_k: k outside 1..min(n, 2048), or more than 65535 rows", cudaErrorInvalidValue);
+        return;
+    }
+    int64_t chunks = cdiv(n, TOPK_CHUNK), len = n, ld_in = 0;
+    const uint64_t *kin = NULL;
+    uint64_t *buf[2] = {NULL, NULL};
+    if (chunks > 1) { /* the first pass's keys and the next's, turn about */
+        size_t per = (size_t)(rows * chunks * k);
+        buf[0] = (uint64_t *)cuda_scratch(c, sizeof(uint64_t) * 2 * per);
+        if (!buf[0]) return;
+        buf[1] = buf[0] + per;
+    }
+    for (int p = 0; chunks > 1; p ^= 1) {
+        cuda_launch(c, topk_chunk_kernel, dim3((unsigned)chunks, (unsigned)rows), TOPK_THREADS, 0, buf[p],
+                    chunks * k, (float *)NULL, (int32_t *)NULL, x, n, kin, ld_in, len, k);
+        kin = buf[p];
+        ld_in = len = chunks * k;
+        chunks = cdiv(len, TOPK_CHUNK);
+    }
+    cuda_launch(c, topk_chunk_kernel, dim3(1, (unsigned)rows), TOPK_THREADS, 0, (uint64_t *)NULL, (int64_t)0, vals,
+                ids, x, n, kin, ld_in, len, k);
+    cuda_check(c, "top_k");
+}
