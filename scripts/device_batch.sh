@@ -27,8 +27,10 @@
 #   top    test_cuda (top_k among the ops), the tests of test_parity that read rows' best logits on
 #          CUDA, then the same binary with the best logits found on the GPU and
 #          with whole rows read (GLMV_WHOLE_LOGITS=1), alternating: 128 requests served 64 and 16 at a
-#          time, and steady decode of 1, 16 and 64 streams; then a per-kernel profile (ncu) of a
-#          512-token prefill of 2 layers
+#          time, and steady decode of 1, 16 and 64 streams; the 512-token prefill and the vision
+#          tower (1120x1120) with the SwiGLU rounded into the GEMM's input and written out apart
+#          (GLMV_CUDA_SWIGLU_GEMM=0); then a per-kernel profile (ncu) of a 512-token prefill of 2
+#          layers
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -170,6 +172,10 @@ top)
         GLMV_WHOLE_LOGITS=$w timeout 120 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
             --decode 32 --ctx 1024 --concurrency 1,16,64 --json >"$OUT/conc_w$w.json" 2>>"$OUT/bench.err"
     done
+    for f in 1 0 1 0; do
+        GLMV_CUDA_SWIGLU_GEMM=$f timeout 100 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
+            --prompt-reps 6 --decode 4 --vision 1120x1120 --json >>"$OUT/prefill_f$f.json" 2>>"$OUT/bench.err"
+    done
     NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
     [ -n "$NCU" ] && timeout 120 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv \
         build/cuda/glmv bench --synthetic --layers 2 --device cuda --prompt 512 --decode 1 >"$OUT/ncu_prefill.csv" 2>"$OUT/ncu.err"
@@ -187,6 +193,10 @@ while i < len(t):
         print(f["streams"], f["schedule"], f["ms"], f["generated_tokens_per_s"], f["passes"], f["ttft_p50_ms"],
               f["prompt_pass_ms"], f["decode_pass_ms"], f["pick_ms"])' "$OUT/serving_w$w.json"
         echo "== steady decode, GLMV_WHOLE_LOGITS=$w"; grep -o '"concurrency[^]]*' "$OUT/conc_w$w.json" | cut -c1-1500
+    done
+    for f in 1 0; do
+        echo "== prefill and vision, GLMV_CUDA_SWIGLU_GEMM=$f"
+        grep -o '"prefill": {[^}]*\|"vision": \[[^]]*' "$OUT/prefill_f$f.json"
     done
     echo "== ncu: $(wc -l <"$OUT/ncu_prefill.csv" 2>/dev/null) lines"; tail -n 3 "$OUT/ncu.err" 2>/dev/null
     tail -n 5 "$OUT/bench.err"

@@ -189,6 +189,13 @@ struct glmv_backend {
     /* y[i, j] = silu(gate[i, j]) * up[i, j] for j < d; rows with strides ld_g, ld_u; y [n, d] */
     void (*swiglu)(glmv_backend *be, float *y, const float *gate, int64_t ld_g, const float *up,
                    int64_t ld_u, int64_t n, int64_t d);
+    /* Optional (NULL: swiglu into h, then matmul): y[m, n] = swiglu(gate, up) · wᵀ (+ bias), the
+     * SwiGLU of the rows of strides ld_g, ld_u over w's cols(w) columns. The products may land in h
+     * ([m, cols(w)], may be gate) or go straight into the product's input: a device that rounds
+     * GEMM inputs to bf16 rounds them there instead of writing them out in float32 first. The
+     * same values as the two ops. */
+    void (*matmul_swiglu)(glmv_backend *be, float *y, const float *gate, int64_t ld_g, const float *up, int64_t ld_u,
+                          float *h, const glmv_tensor *w, const glmv_tensor *bias, int64_t m);
     /* y = 0.5 x (1 + erf(x / sqrt 2)) */
     void (*gelu_erf)(glmv_backend *be, float *y, const float *x, int64_t count);
     /* y = a + b */

@@ -20,6 +20,33 @@
 #include "base.h"
 #include "model.h"
 
+/* y[r0.., :] = x[r0.., :] · wᵀ for rows [0, R) of which [0, nd) are decode rows: on the CPU
+ * those go through matmul_rows (each as it would be alone) and the prompt rows through one
+ * matmul; on a device all R rows are one product (the weights read once). */
+static void mm_mixed(glmv_backend *be, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
+                     int64_t nd, int64_t R) {
+    if (be->caps.device || nd == 0 || !be->matmul_rows) {
+        be->matmul(be, y, x, w, bias, R);
+        return;
+    }
+    int64_t N = glmv_tensor_rows(w), K = glmv_tensor_cols(w);
+    be->matmul_rows(be, y, x, w, bias, nd);
+    if (R > nd) be->matmul(be, y + nd * N, x + nd * K, w, bias, R - nd);
+}
+
+/* y = swiglu(gu) · wᵀ over rows [0, R) of gu ([gate | up], I columns each; [0, nd) decode rows, as
+ * mm_mixed takes them): the backend's fused op where the rows are one product, else the SwiGLU
+ * into h and the product */
+static void mlp_down(glmv_backend *be, float *y, float *h, const float *gu, int64_t I, const glmv_tensor *w,
+                     int64_t nd, int64_t R) {
+    if (be->matmul_swiglu && (be->caps.device || nd == 0 || !be->matmul_rows)) {
+        be->matmul_swiglu(be, y, gu, 2 * I, gu + I, 2 * I, h, w, NULL, R);
+        return;
+    }
+    be->swiglu(be, h, gu, 2 * I, gu + I, 2 * I, R, I);
+    mm_mixed(be, y, h, w, NULL, nd, R);
+}
+
 /* ref: Glm4vTextModel.forward for rows [pos0, pos0 + n) (one chunk) */
 static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *logits, int keep_all) {
     glmv_model *m = s->m;
@@ -66,8 +93,7 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
         /* the residual, then ref: Glm4vTextMLP */
         be->norm_add_norm(be, x, xn, s->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, nr, H, eps);
         be->matmul(be, s->gu, xn, L->gate_up, NULL, nr);
-        be->swiglu(be, s->h, s->gu, 2 * I, s->gu + I, 2 * I, nr, I);
-        be->matmul(be, s->t1, s->h, L->down, NULL, nr);
+        mlp_down(be, s->t1, s->h, s->gu, I, L->down, 0, nr);
         if (m->tp) glmv_tp_allreduce(m, s->t1, nr * H);
         /* the residual, and the next layer's input norm (after the last layer, the final norm) */
         const glmv_tensor *next = l + 1 < c->num_hidden_layers ? m->layers[l + 1].input_layernorm : m->norm;
@@ -622,19 +648,6 @@ int glmv_session_eval_batch(glmv_batch *b, glmv_session *const *ss, const int32_
 
 /* ------------------------------------------------------------------ mixed steps */
 
-/* y[r0.., :] = x[r0.., :] · wᵀ for rows [0, R) of which [0, nd) are decode rows: on the CPU
- * those go through matmul_rows (each as it would be alone) and the prompt rows through one
- * matmul; on a device all R rows are one product (the weights read once). */
-static void mm_mixed(glmv_backend *be, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
-                     int64_t nd, int64_t R) {
-    if (be->caps.device || nd == 0 || !be->matmul_rows) {
-        be->matmul(be, y, x, w, bias, R);
-        return;
-    }
-    int64_t N = glmv_tensor_rows(w), K = glmv_tensor_cols(w);
-    be->matmul_rows(be, y, x, w, bias, nd);
-    if (R > nd) be->matmul(be, y + nd * N, x + nd * K, w, bias, R - nd);
-}
 
 /* The layers of a mixed step: rows [0, nd) are the decode items (attention together, their
  * tables in b->tab), then each prompt item's rows it[k].n from row r0[k] (k >= nd). The last
@@ -703,8 +716,7 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
         be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, Rl, H,
                           eps);
         mm_mixed(be, b->gu, b->xn, L->gate_up, NULL, ndl, Rl);
-        be->swiglu(be, b->h, b->gu, 2 * I, b->gu + I, 2 * I, Rl, I);
-        mm_mixed(be, b->t1, b->h, L->down, NULL, ndl, Rl);
+        mlp_down(be, b->t1, b->h, b->gu, I, L->down, ndl, Rl);
         if (m->tp) glmv_tp_allreduce(m, b->t1, Rl * H);
         be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_mlp_layernorm,
                           l + 1 < L_n ? m->layers[l + 1].input_layernorm : m->norm, Rl, H, eps);

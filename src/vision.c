@@ -191,6 +191,19 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int
     return rc;
 }
 
+/* y = swiglu(g, u) · wᵀ (+ bias) for k rows of d (row stride d): the backend's fused op where it
+ * has one (the products rounded straight into its GEMM's input), else the SwiGLU into g and the
+ * product */
+static void swiglu_down(glmv_backend *be, float *y, float *g, const float *u, int64_t d, const glmv_tensor *w,
+                        const glmv_tensor *bias, int64_t k) {
+    if (be->matmul_swiglu) {
+        be->matmul_swiglu(be, y, g, d, u, d, g, w, bias, k);
+        return;
+    }
+    be->swiglu(be, g, g, d, u, d, k, d);
+    be->matmul(be, y, g, w, bias, k);
+}
+
 static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const int (*grid)[3],
                           int n_grid, float *out, char *err) {
     const glmv_config *c = &m->cfg;
@@ -304,8 +317,7 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
             int64_t k = GLMV_MIN(RB, N - r);
             be->matmul(be, g1, hn + r * Hv, B->gate_w, B->gate_b, k);
             be->matmul(be, u1, hn + r * Hv, B->up_w, B->up_b, k);
-            be->swiglu(be, g1, g1, Ov, u1, Ov, k, Ov);
-            be->matmul(be, tmp + r * Hv, g1, B->down_w, B->down_b, k);
+            swiglu_down(be, tmp + r * Hv, g1, u1, Ov, B->down_w, B->down_b, k);
         }
         be->add(be, h, h, tmp, N * Hv);
         char name[32];
@@ -326,8 +338,7 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
         int64_t k = GLMV_MIN(MB, M - r);
         be->matmul(be, mg, z + r * Ov, m->mg_gate, NULL, k);
         be->matmul(be, mu, z + r * Ov, m->mg_up, NULL, k);
-        be->swiglu(be, mg, mg, Iv, mu, Iv, k, Iv);
-        be->matmul(be, out + r * Ov, mg, m->mg_down, NULL, k);
+        swiglu_down(be, out + r * Ov, mg, mu, Iv, m->mg_down, NULL, k);
     }
     glmv_model_dump(m, "v.merger", out, M, Ov);
     be->sync(be);

@@ -152,6 +152,44 @@ TEST(matmul_bf16_cublas) {
     one_matmul(GLMV_BF16, 9, 33, 40, 1, 1e-5);
 }
 
+/* matmul_swiglu: bit for bit swiglu then matmul (the SwiGLU rounded straight into the GEMM's
+ * bf16 input, or the two ops where the product is the matrix-vector kernel's), gate and up
+ * interleaved as the decoder's [gate | up] rows, with and without a bias; and the reference's
+ * values within the bf16 bound */
+static void one_matmul_swiglu(int64_t m, int64_t n, int64_t k, int with_bias) {
+    glmv_tensor w = make_tensor(GLMV_BF16, n, k, 0.5f), b = make_tensor(GLMV_F32, n, 0, 1.0f);
+    glmv_tensor dw = dev_tensor(&w), db = dev_tensor(&b);
+    float *gu = rand_buf(m * 2 * k, 3.0f), *h = malloc(sizeof(float) * (size_t)(m * k));
+    float *ref = malloc(sizeof(float) * (size_t)(m * n));
+    glmv_ref_swiglu(h, gu, 2 * k, gu + k, 2 * k, m, k);
+    glmv_ref_matmul(ref, h, &w, with_bias ? &b : NULL, m);
+    float *dgu = dev_from(gu, m * 2 * k), *dh = dev_poison(m * k), *dy = dev_poison(m * n), *dy2 = dev_poison(m * n);
+    be->matmul_swiglu(be, dy, dgu, 2 * k, dgu + k, 2 * k, dh, &dw, with_bias ? &db : NULL, m);
+    be->swiglu(be, dh, dgu, 2 * k, dgu + k, 2 * k, m, k);
+    be->matmul(be, dy2, dh, &dw, with_bias ? &db : NULL, m);
+    float *a = host_of(dy, m * n), *c2 = host_of(dy2, m * n);
+    CHECK_MSG(!memcmp(a, c2, sizeof(float) * (size_t)(m * n)), "matmul_swiglu m=%lld n=%lld k=%lld is not swiglu, "
+              "matmul bit for bit", (long long)m, (long long)n, (long long)k);
+    char what[96];
+    snprintf(what, sizeof what, "matmul_swiglu m=%lld n=%lld k=%lld%s", (long long)m, (long long)n, (long long)k,
+             with_bias ? " +bias" : "");
+    expect(what, dy, ref, m * n, 1e-5);
+    be->free(be, dgu);
+    be->free(be, dh);
+    be->free(be, dy);
+    be->free(be, dy2);
+    free(a), free(c2), free(gu), free(h), free(ref);
+    free_tensor(&w, &dw);
+    free_tensor(&b, &db);
+}
+
+TEST(matmul_swiglu) {
+    NEED_GPU();
+    one_matmul_swiglu(512, 300, 1000, 0); /* the GEMM, the SwiGLU rounded into its input */
+    one_matmul_swiglu(77, 129, 264, 1);
+    one_matmul_swiglu(3, 200, 256, 1);    /* the matrix-vector kernel */
+}
+
 /* Block-format weights (Q8_0 / Q4_0 split into values and scales on upload; Q5_0 / Q6_K split
  * into their fields, Q4_K as it is). Decode rows (up to 16)
  * against the scalar int8 product glmv_dot_q8x_ref on x rounded as the CPU rounds it (the
@@ -1143,6 +1181,7 @@ int main(int argc, char **argv) {
     }
     RUN(matmul_bf16_gemv);
     RUN(matmul_bf16_cublas);
+    RUN(matmul_swiglu);
     RUN(matmul_f32_f16);
     RUN(matmul_quant_decode);
     RUN(matmul_quant_prefill);

@@ -340,6 +340,19 @@ static int gemv_max_m(void) {
     return v;
 }
 
+/* y[m, n] (+)= xb[m, k] · W[n, k]ᵀ, bf16 inputs, float32 accumulation and output (beta 1: y holds the
+ * bias) */
+static void gemm_bf16(cuda_ctx *c, float *y, const __nv_bfloat16 *xb, const glmv_tensor *w, int64_t m, float beta) {
+    int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
+    float alpha = 1.f;
+    /* column-major view: yᵀ[n, m] = W[k, n]ᵀ · xᵀ[k, m] */
+    cublasStatus_t s = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)m, (int)k,
+                                    &alpha, w->data, CUDA_R_16BF, (int)k, xb, CUDA_R_16BF, (int)k,
+                                    &beta, y, CUDA_R_32F, (int)n, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) cuda_blas_fail(c, "matmul (bf16 gemm)", s);
+}
+
 static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
                       const glmv_tensor *bias, int64_t m) {
     cuda_ctx *c = ctx_of(be);
@@ -411,12 +424,32 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
     __nv_bfloat16 *xb = (__nv_bfloat16 *)cuda_scratch(c, sizeof(__nv_bfloat16) * (size_t)(m * k));
     if (!xb) return;
     k_to_bf16(c, xb, x, m * k);
-    /* column-major view: yᵀ[n, m] = W[k, n]ᵀ · xᵀ[k, m] */
-    cublasStatus_t s = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)m, (int)k,
-                                    &alpha, w->data, CUDA_R_16BF, (int)k, xb, CUDA_R_16BF, (int)k,
-                                    &beta, y, CUDA_R_32F, (int)n, CUBLAS_COMPUTE_32F,
-                                    CUBLAS_GEMM_DEFAULT);
-    if (s != CUBLAS_STATUS_SUCCESS) cuda_blas_fail(c, "matmul (bf16 gemm)", s);
+    gemm_bf16(c, y, xb, w, m, beta);
+}
+
+/* swiglu, then the product: the SwiGLU rounded straight into the bf16 GEMM's input where the
+ * product is one (bf16 precision, BF16 weights, more rows than the matrix-vector kernel takes),
+ * the same values as swiglu's float32 rounded by to_bf16 */
+static void cu_matmul_swiglu(glmv_backend *be, float *y, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
+                             float *h, const glmv_tensor *w, const glmv_tensor *bias, int64_t m) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->failed || m <= 0) return;
+    int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
+    if (!c->bf16 || w->dtype != GLMV_BF16 || m <= gemv_max_m() || n > INT32_MAX || k > INT32_MAX ||
+        m > INT32_MAX) {
+        k_swiglu(c, h, g, ld_g, u, ld_u, m, k);
+        cu_matmul(be, y, h, w, bias, m);
+        return;
+    }
+    float beta = 0.f;
+    if (bias) {
+        k_fill_bias(c, y, bias, m, n);
+        beta = 1.f;
+    }
+    __nv_bfloat16 *xb = (__nv_bfloat16 *)cuda_scratch(c, sizeof(__nv_bfloat16) * (size_t)(m * k));
+    if (!xb) return;
+    k_swiglu_bf16(c, xb, g, ld_g, u, ld_u, m, k);
+    gemm_bf16(c, y, xb, w, m, beta);
 }
 
 /* ------------------------------------------------------------------ ops */
@@ -606,6 +639,9 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->add = cu_add;
     be->permute_021 = cu_permute_021;
     be->top_k = cu_top_k;
+    /* GLMV_CUDA_SWIGLU_GEMM=0: the SwiGLU written out in float32 and converted apart (to compare) */
+    const char *sg = getenv("GLMV_CUDA_SWIGLU_GEMM");
+    be->matmul_swiglu = sg && !atoi(sg) ? NULL : cu_matmul_swiglu;
     be->graph_begin = cu_graph_begin;
     be->graph_end = cu_graph_end;
     be->graph_run = cu_graph_run;

@@ -86,6 +86,8 @@ void k_gelu_erf(cuda_ctx *c, float *y, const float *x, int64_t count);
 void k_add(cuda_ctx *c, float *y, const float *a, const float *b, int64_t count);
 void k_permute_021(cuda_ctx *c, float *y, const float *x, int64_t A, int64_t B, int64_t C);
 void k_top_k(cuda_ctx *c, float *vals, int32_t *ids, const float *x, int64_t rows, int64_t n, int k);
+void k_swiglu_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
+                   int64_t n, int64_t d);
 /* f32 -> bf16, count elements */
 void k_to_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *x, int64_t count);
 /* bf16 -> f32 (exact), count elements */

@@ -290,6 +290,30 @@ void k_swiglu(cuda_ctx *c, float *y, const float *g, int64_t ld_g, const float *
     cuda_check(c, "swiglu");
 }
 
+/* the same products rounded to bf16 (for a GEMM's input), rows of d: y [n, d] */
+__global__ void swiglu_bf16_kernel(__nv_bfloat16 *y, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
+                                   int64_t d) {
+    PDL_ENTRY();
+    int64_t i = blockIdx.y;
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < d; j += (int64_t)gridDim.x * blockDim.x) {
+        float a = g[i * ld_g + j];
+        y[i * d + j] = __float2bfloat16_rn(a / (1.0f + expf(-a)) * u[i * ld_u + j]);
+    }
+}
+
+void k_swiglu_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
+                   int64_t n, int64_t d) {
+    if (n <= 0 || d <= 0) return;
+    for (int64_t i0 = 0; i0 < n; i0 += 65535) {
+        int64_t nn = n - i0 < 65535 ? n - i0 : 65535;
+        unsigned gx = cdiv(d, 256);
+        if (gx > 64) gx = 64;
+        cuda_launch(c, swiglu_bf16_kernel, dim3(gx, (unsigned)nn), 256, 0, y + i0 * d, g + i0 * ld_g, ld_g,
+                    u + i0 * ld_u, ld_u, d);
+    }
+    cuda_check(c, "swiglu (bf16)");
+}
+
 __global__ void gelu_kernel(float *y, const float *x, int64_t count) {
     PDL_ENTRY();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
