@@ -216,7 +216,8 @@ struct glmv_batch {
     float *cos, *sin;                      /* (rows, rot/2) */
     float *logits_dev;                     /* (cap, V) */
     float *top_val, *htop_val;             /* backend, host: (cap, GLMV_TOP_MAX) best logits */
-    int32_t *top_id, *htop_id;             /* and their ids */
+    int32_t *top_id, *htop_id;             /* and their ids (htop_id: in htop_val's allocation) */
+    int htop_malloc;                       /* htop_val from malloc, not be->host_alloc */
     int64_t top_rows, top_whole;           /* rows read as their best logits; of them, read whole */
     float *hcos, *hsin, *hemb;             /* host */
     int32_t *hpos;                         /* host (3, rows) */
@@ -324,10 +325,10 @@ typedef struct {
     int64_t pos_stride;
     float *logits;                         /* host (V): the last row's logits, or NULL */
     glmv_top *top;                         /* the last row's best top->k logits instead, or NULL */
-    int top_t;                             /* with top and logits: the sampler keeps every logit tied
-                                              with the top_t-th best (top-k); where the k found may
-                                              not hold them all, the whole row is read into logits
-                                              instead and top->n is 0 (0: the first is enough) */
+    const glmv_sampling *top_sp;           /* with top and logits: the sampling they are for; where
+                                              the k found may not decide it (glmv_top_covers), the
+                                              whole row is read into logits instead and top->n is 0
+                                              (NULL: the first is enough) */
 } glmv_batch_item;
 
 /* One step of n items of distinct sessions (n <= b->cap, rows in all <= glmv_batch_max_rows):
@@ -378,16 +379,17 @@ int32_t glmv_sample(float *logits, int vocab, const glmv_sampling *sp, const int
                     int64_t n_hist, const int32_t *out, int64_t n_out, glmv_rng *rng,
                     float *work_f, int32_t *work_i);
 /* How many of a row's best logits glmv_sample_top needs to pick as glmv_sample would from the
- * row: 1 for greedy, GLMV_TOP_MAX for top-k sampling (with *top_t the top-k, for
- * glmv_top_covers; 0 for greedy); 0 when sp needs the whole row (penalties, a bias, sampling
- * without a top-k or with one beyond GLMV_TOP_MAX - 1). */
-int glmv_sample_top_t(const glmv_sampling *sp, int vocab, int *top_t);
-/* 1 when t's best t->n logits hold every logit tied with the top_t-th best (no other can
- * be), so that top-k sampling from them is sampling from the row (top_t 0: always). */
-int glmv_top_covers(const glmv_top *t, int top_t);
-/* glmv_sample from the best logits of a row (t->n of them, best first, covering the sampler's
- * top-k: glmv_top_covers): the same id glmv_sample picks from the row, the same random draw,
- * for an sp that glmv_sample_top_t accepts. */
+ * row: 1 for greedy, GLMV_TOP_MAX for top-k sampling; 0 when sp needs the whole row (penalties,
+ * a bias, sampling without a top-k or with one beyond GLMV_TOP_MAX - 1). */
+int glmv_sample_top_k(const glmv_sampling *sp, int vocab);
+/* 1 when t's best t->n logits decide sp's pick as the whole row does (sp NULL or greedy: the
+ * first suffices): every logit tied with the top-k-th after the temperature is among them (no
+ * other can be), and none is NaN. */
+int glmv_top_covers(const glmv_top *t, const glmv_sampling *sp);
+/* glmv_sample from the best logits of a row (t->n of them, best first, covering sp's top-k:
+ * glmv_top_covers): the same id glmv_sample picks from the row, the same random draw, for an
+ * sp that glmv_sample_top_k accepts. (A NaN at id 0 makes the row's greedy pick id 0, which the
+ * best, NaN ranked last, do not: a row with NaN is a failed model either way.) */
 int32_t glmv_sample_top(const glmv_top *t, int vocab, const glmv_sampling *sp, glmv_rng *rng);
 
 #endif

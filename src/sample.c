@@ -208,21 +208,30 @@ int32_t glmv_sample(float *logits, int V, const glmv_sampling *sp, const int32_t
 }
 
 
-int glmv_sample_top_t(const glmv_sampling *sp, int vocab, int *top_t) {
-    *top_t = 0;
+int glmv_sample_top_k(const glmv_sampling *sp, int vocab) {
     if (sp && (sp->n_bias > 0 || (sp->repetition_penalty > 0 && sp->repetition_penalty != 1.0f) ||
                sp->presence_penalty != 0 || sp->frequency_penalty != 0))
         return 0; /* they move logits of any id before the choice */
     if (!sp || !sp->do_sample || !(sp->temperature > 0)) return 1;
     if (sp->top_k <= 0 || sp->top_k >= GLMV_TOP_MAX || sp->top_k >= vocab || GLMV_TOP_MAX > vocab) return 0;
-    *top_t = sp->top_k;
     return GLMV_TOP_MAX;
 }
 
-int glmv_top_covers(const glmv_top *t, int top_t) {
-    if (top_t <= 0) return t->n >= 1;
-    /* anything past the n found is <= the last of them: below the top_t-th, it is no tie */
-    return t->n > top_t && t->logit[t->n - 1] < t->logit[top_t - 1];
+int glmv_top_covers(const glmv_top *t, const glmv_sampling *sp) {
+    if (!sp || !sp->do_sample || !(sp->temperature > 0)) return t->n >= 1;
+    int k = sp->top_k;
+    if (k <= 0 || t->n <= k) return 0;
+    for (int j = 0; j < t->n; j++)
+        if (t->logit[j] != t->logit[j]) return 0;
+    /* anything past the n found is <= the last of them, and stays so through the temperature
+     * (warp_and_draw's (x - max) / T, the same floats): below the top-k-th, it is no tie */
+    float last = t->logit[t->n - 1], kth = t->logit[k - 1];
+    if (sp->temperature != 1.0f) {
+        float mx = t->logit[0];
+        last = (last - mx) / sp->temperature;
+        kth = (kth - mx) / sp->temperature;
+    }
+    return last < kth;
 }
 
 int32_t glmv_sample_top(const glmv_top *t, int vocab, const glmv_sampling *sp, glmv_rng *rng) {

@@ -1141,22 +1141,22 @@ struct glmv_gen {
     char *fail_msg;
 };
 
-/* How many best logits the next pick needs instead of the whole row (glmv_sample_top_t), with
- * *top_t for the item; 0: the whole row (log-probabilities, a JSON answer, eos held back by
- * min_tokens, penalties, a bias, sampling without a small top-k). */
-static int gen_top_k(const glmv_gen *q, int *top_t) {
-    *top_t = 0;
+/* How many best logits the next pick needs instead of the whole row (glmv_sample_top_k); 0: the
+ * whole row (log-probabilities, a JSON answer, eos held back by min_tokens, penalties, a bias,
+ * sampling without a small top-k). */
+static int gen_top_k(const glmv_gen *q) {
     if (q->s->m->whole_logits || q->lps || q->have_jo || q->n_gen < q->sp.min_tokens || !q->s->m->be->top_k) return 0;
-    return glmv_sample_top_t(&q->sp, q->s->m->cfg.vocab_size, top_t);
+    return glmv_sample_top_k(&q->sp, q->s->m->cfg.vocab_size);
 }
 
 /* The item that evaluates rows of q and asks for its logits (or its best ones) when `last`. */
 static glmv_batch_item gen_item(glmv_gen *q, int64_t n, const int32_t *ids, const float *x, const int32_t *pos,
                                 int64_t pos_stride, int last) {
-    int tt = 0, tk = last ? gen_top_k(q, &tt) : 0;
+    int tk = last ? gen_top_k(q) : 0;
     q->top.k = tk;
     q->top.n = 0;
-    return (glmv_batch_item){q->s, n, ids, x, pos, pos_stride, last ? q->logits : NULL, tk ? &q->top : NULL, tt};
+    return (glmv_batch_item){q->s, n, ids, x, pos, pos_stride, last ? q->logits : NULL, tk ? &q->top : NULL,
+                             tk ? &q->sp : NULL};
 }
 
 /* The prompt's inputs released (the embeddings under the model lock: they are the backend's). */
@@ -1953,8 +1953,7 @@ int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err) 
 static int gen_eval_next(glmv_gen *q, char *err) {
     glmv_session *s = q->s;
     glmv_model *m = s->m;
-    int tt;
-    if (m->be->graph_begin && !m->hook && !m->tp && gen_top_k(q, &tt)) {
+    if (m->be->graph_begin && !m->hook && !m->tp && gen_top_k(q)) {
         if (!s->b1 && glmv_batch_new(&s->b1, m, 1, err)) return -1;
         glmv_batch_item it = gen_item(q, 1, &q->next, NULL, NULL, 0, 1);
         return glmv_batch_eval(s->b1, &it, 1, err);

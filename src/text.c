@@ -310,9 +310,8 @@ void glmv_batch_free(glmv_batch *b) {
     if (b->logits_dev) be->free(be, b->logits_dev);
     if (b->top_val) be->free(be, b->top_val);
     if (b->top_id) be->free(be, b->top_id);
-    void (*hfree)(glmv_backend *, void *) = be->host_free;
-    if (b->htop_val) hfree ? hfree(be, b->htop_val) : free(b->htop_val);
-    if (b->htop_id) hfree ? hfree(be, b->htop_id) : free(b->htop_id);
+    if (b->htop_val && !b->htop_malloc && be->host_free) be->host_free(be, b->htop_val);
+    else free(b->htop_val);
     if (b->tab) be->free(be, b->tab);
     for (size_t i = 0; i < sizeof b->graphs / sizeof b->graphs[0]; i++)
         if (b->graphs[i].g) be->graph_free(be, b->graphs[i].g);
@@ -339,9 +338,13 @@ int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
         size_t tk = glmv_mul_size((size_t)cap, GLMV_TOP_MAX * sizeof(float));
         b->top_val = be->alloc(be, tk);
         b->top_id = be->alloc(be, tk);
-        b->htop_val = be->host_alloc ? be->host_alloc(be, tk) : malloc(tk);
-        b->htop_id = be->host_alloc ? be->host_alloc(be, tk) : malloc(tk);
-        oom = !b->top_val || !b->top_id || !b->htop_val || !b->htop_id;
+        b->htop_val = be->host_alloc ? be->host_alloc(be, 2 * tk) : NULL;
+        if (!b->htop_val) { /* (page-locked memory short: ordinary memory works too) */
+            b->htop_val = malloc(2 * tk);
+            b->htop_malloc = 1;
+        }
+        b->htop_id = b->htop_val ? (int32_t *)(b->htop_val + (size_t)cap * GLMV_TOP_MAX) : NULL;
+        oom = !b->top_val || !b->top_id || !b->htop_val;
     }
     if (!oom) {
         size_t tb = glmv_mul_size((size_t)(2 * c->num_hidden_layers + 1) * (size_t)cap, 8);
@@ -381,13 +384,13 @@ int glmv_batch_capacity(const glmv_batch *b) { return b->cap; }
 int glmv_batch_max_rows(const glmv_batch *b) { return b->cap + b->prompt_rows; }
 
 static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
-                      float *const *logits, glmv_top *const *top, const int *top_t, char *err);
+                      float *const *logits, glmv_top *const *top, const glmv_sampling *const *top_sp, char *err);
 
 /* ref: Glm4vTextModel.forward for one new token of each sequence. Every op but attention
  * takes the n rows together (the weights read once per step); attention runs per
  * sequence over its own cache; each row is computed as it would be alone (matmul_rows). */
 static int batch_decode_locked(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
-                               float *const *logits, glmv_top *const *top, const int *top_t, char *err);
+                               float *const *logits, glmv_top *const *top, const glmv_sampling *const *top_sp, char *err);
 
 int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
                       float *const *logits, char *err) {
@@ -398,7 +401,7 @@ int glmv_batch_decode(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
 }
 
 static int batch_decode_locked(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
-                               float *const *logits, glmv_top *const *top, const int *top_t, char *err) {
+                               float *const *logits, glmv_top *const *top, const glmv_sampling *const *top_sp, char *err) {
     glmv_model *m = b->m;
     const glmv_config *c = &m->cfg;
     if (n <= 0) return 0;
@@ -423,7 +426,7 @@ static int batch_decode_locked(glmv_batch *b, glmv_session *const *ss, const int
         ss[i]->evictable = 0;
         rc = glmv_kv_ensure(ss[i], ss[i]->pos + 1, err);
     }
-    if (!rc) rc = batch_step(b, ss, ids, n, logits, top, top_t, err);
+    if (!rc) rc = batch_step(b, ss, ids, n, logits, top, top_sp, err);
     for (int i = 0; i < n && !rc; i++) { /* under the lock: sharing sessions read them */
         ss[i]->hist[ss[i]->pos] = ids[i];
         ss[i]->pos++;
@@ -554,10 +557,11 @@ static void batch_layers_graph(glmv_batch *b, int n, int64_t max_keys) {
 
 /* Rows 0..nl-1 of b->logits_dev to where each is asked for: the whole row into lg[j] (host), or
  * its best top[j]->k logits into top[j] (the best of every such row found at once on the
- * backend, a few bytes read for each instead of the row); with both and top_t[j] > 0, a row
- * whose best may not hold every logit tied with its top_t[j]-th is read whole into lg[j] instead
+ * backend, a few bytes read for each instead of the row); with both, a row whose best may not
+ * decide the pick sampled by sps[j] (glmv_top_covers) is read whole into lg[j] instead
  * (top[j]->n = 0). One wait for all the reads; 0, or -1 with the backend's error. */
-static int read_rows(glmv_batch *b, int nl, float *const *lg, glmv_top *const *top, const int *top_t, char *err) {
+static int read_rows(glmv_batch *b, int nl, float *const *lg, glmv_top *const *top, const glmv_sampling *const *sps,
+                     char *err) {
     glmv_backend *be = b->m->be;
     int64_t V = b->m->cfg.vocab_size;
     void (*rd)(glmv_backend *, void *, const void *, size_t) = be->read_async ? be->read_async : be->read;
@@ -583,7 +587,7 @@ static int read_rows(glmv_batch *b, int nl, float *const *lg, glmv_top *const *t
         memcpy(t->logit, b->htop_val + (size_t)j * K, sizeof(float) * (size_t)t->k);
         memcpy(t->id, b->htop_id + (size_t)j * K, sizeof(int32_t) * (size_t)t->k);
         b->top_rows++;
-        if (lg[j] && top_t && !glmv_top_covers(t, top_t[j])) { /* ties may lie past them: the row */
+        if (lg[j] && sps && !glmv_top_covers(t, sps[j])) { /* ties may lie past them: the row */
             be->read(be, lg[j], b->logits_dev + j * V, sizeof(float) * (size_t)V);
             t->n = 0;
             b->top_whole++;
@@ -597,7 +601,7 @@ static int read_rows(glmv_batch *b, int nl, float *const *lg, glmv_top *const *t
 }
 
 static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
-                      float *const *logits, glmv_top *const *top, const int *top_t, char *err) {
+                      float *const *logits, glmv_top *const *top, const glmv_sampling *const *top_sp, char *err) {
     glmv_model *m = b->m;
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
@@ -637,7 +641,7 @@ static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids
     } else {
         batch_layers(b, n, max_keys);
     }
-    if (read_rows(b, n, logits, top, top_t, err)) return -1;
+    if (read_rows(b, n, logits, top, top_sp, err)) return -1;
     return m->tp ? tp_ranks_done(m, ss, NULL, n, err) : 0;
 }
 
@@ -773,7 +777,7 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
         int32_t ids[64];
         float *lg[64];
         glmv_top *tp[64];
-        int tt[64];
+        const glmv_sampling *tt[64];
         for (int i0 = 0; i0 < n; i0 += 64) {
             int k = GLMV_MIN(64, n - i0);
             for (int j = 0; j < k; j++) {
@@ -781,7 +785,7 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
                 ids[j] = items[i0 + j].ids[0];
                 lg[j] = items[i0 + j].logits;
                 tp[j] = items[i0 + j].top;
-                tt[j] = items[i0 + j].top_t;
+                tt[j] = items[i0 + j].top_sp;
             }
             if (batch_decode_locked(b, ss, ids, k, lg, tp, tt, err)) return -1;
         }
@@ -795,7 +799,7 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
     int64_t *tadd = malloc(sizeof *tadd * (size_t)n);
     float **lgs = malloc(sizeof *lgs * (size_t)n); /* where the logits rows go (read_rows) */
     glmv_top **tps = malloc(sizeof *tps * (size_t)n);
-    int *tts = malloc(sizeof *tts * (size_t)n);
+    const glmv_sampling **tts = malloc(sizeof *tts * (size_t)n);
     if (!it || !r0 || !orow || !dids || !tss || !tadd || !lgs || !tps || !tts) {
         free(it);
         free(r0);
@@ -897,7 +901,7 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
         if (wants_row(it[i])) {
             lgs[j] = it[i]->logits;
             tps[j] = it[i]->top;
-            tts[j++] = it[i]->top_t;
+            tts[j++] = it[i]->top_sp;
         }
     if (read_rows(b, nl, lgs, tps, tts, err)) goto done;
     if (m->tp && tp_ranks_done(m, tss, tadd, n, err)) goto done;
@@ -933,7 +937,7 @@ static int eval_chunks(glmv_batch *b, glmv_session *const *ss, const int32_t *id
             return glmv_errc(err, GLMV_E_INVALID, "batch: sequence %d: %d ids", i, counts[i]);
         }
         it[i] = (glmv_batch_item){ss[i], counts[i], ids + off, NULL, NULL, 0, logits ? logits[i] : NULL,
-                                  top ? top[i] : NULL, 0};
+                                  top ? top[i] : NULL, NULL};
         off += counts[i];
     }
     int rc = glmv_batch_eval(b, it, n, err);

@@ -331,7 +331,8 @@ TEST(sample_from_best_logits) {
     static int32_t wi2[V];
     struct { int sample, top_k; float temp, top_p, min_p; } cs[] = {
         {0, 0, 1, 1, 0},     {1, 1, 1, 1, 0},      {1, 2, 1, 1e-5f, 0}, {1, 2, 0.6f, 1, 0},
-        {1, 40, 1.3f, 0.95f, 0.02f}, {1, 63, 1, 0.9f, 0}, {1, 5, 0.7f, 0.5f, 0.1f}};
+        {1, 40, 1.3f, 0.95f, 0.02f}, {1, 63, 1, 0.9f, 0}, {1, 5, 0.7f, 0.5f, 0.1f}, {1, 62, 0.7f, 1, 0},
+        {1, 60, 1.7f, 1, 0}};
     srand(11);
     int same = 0, told = 0, refused_ok = 1;
     for (int t = 0; t < 40; t++) {
@@ -344,6 +345,11 @@ TEST(sample_from_best_logits) {
         row[rand() % V] = -0.0f;
         if (t % 4 == 3)
             for (int j = 0; j < 70; j++) row[(j * 41 + t) % V] = 300.0f;
+        if (t % 4 == 1 || t % 4 == 2) { /* values an ulp apart, which the temperature's rounding makes equal */
+            row[0] = 0.1f + (float)t * 1e-6f; /* where the rounding's groups fall moves from row to row */
+            for (int i = 1; i < V; i++) row[i] = nextafterf(row[i - 1], 1.0f);
+            row[V / 2] = 0.5f;
+        }
         glmv_top top;
         top.k = top.n = GLMV_TOP_MAX;
         glmv_ref_top_k(top.logit, top.id, row, 1, V, GLMV_TOP_MAX);
@@ -355,17 +361,14 @@ TEST(sample_from_best_logits) {
             s.temperature = cs[c].temp;
             s.top_p = cs[c].top_p;
             s.min_p = cs[c].min_p;
-            int tt, k = glmv_sample_top_t(&s, V, &tt);
+            int k = glmv_sample_top_k(&s, V), tt = cs[c].sample ? cs[c].top_k : 0;
             CHECK_EQ_INT(k, cs[c].sample ? GLMV_TOP_MAX : 1);
-            CHECK_EQ_INT(tt, cs[c].sample ? cs[c].top_k : 0);
             glmv_top tk = top;
             tk.n = k;
-            if (!glmv_top_covers(&tk, tt)) { /* a tie of the top-k-th may lie past the best found */
-                int ties = 0;
-                for (int i = 0; i < V; i++) ties += row[i] == tk.logit[tt - 1];
-                int in = 0;
-                for (int j = 0; j < tk.n; j++) in += tk.logit[j] == tk.logit[tt - 1];
-                CHECK_MSG(ties > in || tk.logit[tk.n - 1] == tk.logit[tt - 1], "row %d case %zu: refused wrongly", t, c);
+            if (!glmv_top_covers(&tk, &s)) { /* a tie of the top-k-th (after the temperature) may lie past */
+                float l = tk.logit[tk.n - 1], kth = tk.logit[tt - 1], mx = tk.logit[0];
+                if (s.temperature != 1.0f) l = (l - mx) / s.temperature, kth = (kth - mx) / s.temperature;
+                CHECK_MSG(tt > 0 && l == kth, "row %d case %zu: refused wrongly", t, c);
                 told++;
                 continue;
             }
@@ -384,27 +387,26 @@ TEST(sample_from_best_logits) {
     }
     /* what moves logits of any id, or samples beyond the best, needs the whole row */
     glmv_sampling s;
-    int tt;
     sampling(&s);
     s.repetition_penalty = 1.1f;
-    refused_ok &= glmv_sample_top_t(&s, V, &tt) == 0;
+    refused_ok &= glmv_sample_top_k(&s, V) == 0;
     sampling(&s);
     s.presence_penalty = 0.5f;
-    refused_ok &= glmv_sample_top_t(&s, V, &tt) == 0;
+    refused_ok &= glmv_sample_top_k(&s, V) == 0;
     sampling(&s);
     int32_t bid = 5;
     float bv = 3;
     s.bias_ids = &bid;
     s.bias_values = &bv;
     s.n_bias = 1;
-    refused_ok &= glmv_sample_top_t(&s, V, &tt) == 0;
+    refused_ok &= glmv_sample_top_k(&s, V) == 0;
     sampling(&s);
     s.do_sample = 1; /* no top-k: the whole softmax */
-    refused_ok &= glmv_sample_top_t(&s, V, &tt) == 0;
+    refused_ok &= glmv_sample_top_k(&s, V) == 0;
     s.top_k = GLMV_TOP_MAX;
-    refused_ok &= glmv_sample_top_t(&s, V, &tt) == 0;
+    refused_ok &= glmv_sample_top_k(&s, V) == 0;
     s.top_k = 3;
-    refused_ok &= glmv_sample_top_t(&s, 40, &tt) == 0; /* a vocabulary smaller than the best asked */
+    refused_ok &= glmv_sample_top_k(&s, 40) == 0; /* a vocabulary smaller than the best asked */
     CHECK(refused_ok);
     printf("  %d picks the same, %d rows with ties past the best told apart\n", same, told);
     CHECK(same >= 500 && told >= 10);
