@@ -29,8 +29,8 @@
 #          with whole rows read (GLMV_WHOLE_LOGITS=1), alternating: 128 requests served 64 and 16 at a
 #          time, and steady decode of 1, 16 and 64 streams; the 512-token prefill and the vision
 #          tower (1120x1120) with the SwiGLU rounded into the GEMM's input and written out apart
-#          (GLMV_CUDA_SWIGLU_GEMM=0); then a per-kernel profile (ncu) of a 512-token prefill of 2
-#          layers
+#          (GLMV_CUDA_SWIGLU_GEMM=0); then per-kernel profiles (ncu) of a 512-token prefill of 2
+#          layers and of 16 streams' decode steps
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -179,6 +179,9 @@ top)
     NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
     [ -n "$NCU" ] && timeout 120 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv \
         build/cuda/glmv bench --synthetic --layers 2 --device cuda --prompt 512 --decode 1 >"$OUT/ncu_prefill.csv" 2>"$OUT/ncu.err"
+    [ -n "$NCU" ] && timeout 120 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv \
+        build/cuda/glmv bench --synthetic --layers 2 --device cuda --prompt 32 --prompt-reps 1 --decode 2 \
+        --concurrency 16 >"$OUT/ncu_dec16.csv" 2>>"$OUT/ncu.err"
     cat "$OUT/machine.txt"
     echo "== test_cuda"; grep -E "top_k|not ok|RESULT|FAIL" "$OUT/test_cuda.log"
     echo "== parity cuda"; grep -E "^ok|not ok|FAIL|RESULT|best logits" "$OUT/parity_cuda.log" | head -20
