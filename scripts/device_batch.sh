@@ -164,7 +164,7 @@ top)
     GLMV_TEST_ONLY=top_k,matmul_swiglu timeout 150 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
     GLMV_TEST_ONLY=top_logits_rows,top_logits_batched,bf16_tiny_text,bf16_tiny_image1 GLMV_PARITY_DEVICE=cuda timeout 150 \
         build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
-    for w in 0 1 0 1; do
+    for w in 0 1; do
         GLMV_WHOLE_LOGITS=$w timeout 120 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
             --decode 128 --concurrency 64,16 --requests 128 --schedule mixed --json >>"$OUT/serving_w$w.json" 2>>"$OUT/bench.err"
     done
@@ -172,7 +172,7 @@ top)
         GLMV_WHOLE_LOGITS=$w timeout 120 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
             --decode 32 --ctx 1024 --concurrency 1,16,64 --json >"$OUT/conc_w$w.json" 2>>"$OUT/bench.err"
     done
-    for f in 1 0 1 0; do
+    for f in 1 0; do
         GLMV_CUDA_SWIGLU_GEMM=$f timeout 100 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
             --prompt-reps 6 --decode 4 --vision 1120x1120 --json >>"$OUT/prefill_f$f.json" 2>>"$OUT/bench.err"
     done
