@@ -290,26 +290,40 @@ void k_swiglu(cuda_ctx *c, float *y, const float *g, int64_t ld_g, const float *
     cuda_check(c, "swiglu");
 }
 
-/* the same products rounded to bf16 (for a GEMM's input), rows of d: y [n, d] */
+/* the same products rounded to bf16 (for a GEMM's input), rows of d: y [n, d]; four at a time
+ * (16-byte loads) where the rows allow */
+__device__ __forceinline__ float silu_mul(float a, float u) { return a / (1.0f + expf(-a)) * u; }
+
 __global__ void swiglu_bf16_kernel(__nv_bfloat16 *y, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
-                                   int64_t d) {
+                                   int64_t d, int vec) {
     PDL_ENTRY();
     int64_t i = blockIdx.y;
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < d; j += (int64_t)gridDim.x * blockDim.x) {
-        float a = g[i * ld_g + j];
-        y[i * d + j] = __float2bfloat16_rn(a / (1.0f + expf(-a)) * u[i * ld_u + j]);
+    if (vec) {
+        const float4 *g4 = (const float4 *)(g + i * ld_g), *u4 = (const float4 *)(u + i * ld_u);
+        uint2 *y4 = (uint2 *)(y + i * d);
+        for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < d / 4;
+             j += (int64_t)gridDim.x * blockDim.x) {
+            float4 a = g4[j], b = u4[j];
+            __nv_bfloat162 lo = __floats2bfloat162_rn(silu_mul(a.x, b.x), silu_mul(a.y, b.y));
+            __nv_bfloat162 hi = __floats2bfloat162_rn(silu_mul(a.z, b.z), silu_mul(a.w, b.w));
+            y4[j] = make_uint2(*(uint32_t *)&lo, *(uint32_t *)&hi);
+        }
+        return;
     }
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < d; j += (int64_t)gridDim.x * blockDim.x)
+        y[i * d + j] = __float2bfloat16_rn(silu_mul(g[i * ld_g + j], u[i * ld_u + j]));
 }
 
 void k_swiglu_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
                    int64_t n, int64_t d) {
     if (n <= 0 || d <= 0) return;
+    int vec = d % 4 == 0 && ld_g % 4 == 0 && ld_u % 4 == 0 && ((uintptr_t)g | (uintptr_t)u | (uintptr_t)y) % 16 == 0;
     for (int64_t i0 = 0; i0 < n; i0 += 65535) {
         int64_t nn = n - i0 < 65535 ? n - i0 : 65535;
-        unsigned gx = cdiv(d, 256);
+        unsigned gx = cdiv(vec ? d / 4 : d, 256);
         if (gx > 64) gx = 64;
         cuda_launch(c, swiglu_bf16_kernel, dim3(gx, (unsigned)nn), 256, 0, y + i0 * d, g + i0 * ld_g, ld_g,
-                    u + i0 * ld_u, ld_u, d);
+                    u + i0 * ld_u, ld_u, d, vec);
     }
     cuda_check(c, "swiglu (bf16)");
 }
@@ -390,8 +404,17 @@ void k_permute_021(cuda_ctx *c, float *y, const float *x, int64_t A, int64_t B, 
 
 /* ------------------------------------------------------------- conversions */
 
-__global__ void to_bf16_kernel(__nv_bfloat16 *y, const float *x, int64_t count) {
+__global__ void to_bf16_kernel(__nv_bfloat16 *y, const float *x, int64_t count, int vec) {
     PDL_ENTRY();
+    if (vec) { /* four at a time: 16-byte loads, 8-byte stores */
+        for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count / 4;
+             i += (int64_t)gridDim.x * blockDim.x) {
+            float4 a = ((const float4 *)x)[i];
+            __nv_bfloat162 lo = __floats2bfloat162_rn(a.x, a.y), hi = __floats2bfloat162_rn(a.z, a.w);
+            ((uint2 *)y)[i] = make_uint2(*(uint32_t *)&lo, *(uint32_t *)&hi);
+        }
+        return;
+    }
     int64_t n2 = count / 2;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n2;
          i += (int64_t)gridDim.x * blockDim.x)
@@ -402,7 +425,8 @@ __global__ void to_bf16_kernel(__nv_bfloat16 *y, const float *x, int64_t count) 
 
 void k_to_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *x, int64_t count) {
     if (count <= 0) return;
-    cuda_launch(c, to_bf16_kernel, grid_for(count / 2 + 1), 256, 0, y, x, count);
+    int vec = count % 4 == 0 && ((uintptr_t)x | (uintptr_t)y) % 16 == 0;
+    cuda_launch(c, to_bf16_kernel, grid_for(vec ? count / 4 : count / 2 + 1), 256, 0, y, x, count, vec);
     cuda_check(c, "to_bf16");
 }
 
@@ -419,16 +443,22 @@ void k_bf16_to_f32(cuda_ctx *c, float *y, const __nv_bfloat16 *x, int64_t count)
     cuda_check(c, "bf16_to_f32");
 }
 
-__global__ void fill_bias_kernel(float *y, const void *b, int dt, int64_t m, int64_t n) {
+/* y[i, j] = bias[j]: grid (column blocks, rows), no division per element */
+__global__ void fill_bias_kernel(float *y, const void *b, int dt, int64_t n) {
     PDL_ENTRY();
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < m * n;
-         i += (int64_t)gridDim.x * blockDim.x)
-        y[i] = ldw(b, dt, i % n);
+    float *yr = y + (int64_t)blockIdx.y * n;
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < n; j += (int64_t)gridDim.x * blockDim.x)
+        yr[j] = ldw(b, dt, j);
 }
 
 void k_fill_bias(cuda_ctx *c, float *y, const glmv_tensor *bias, int64_t m, int64_t n) {
     if (m * n <= 0) return;
-    cuda_launch(c, fill_bias_kernel, grid_for(m * n), 256, 0, y, bias->data, bias->dtype, m, n);
+    unsigned gx = cdiv(n, 256);
+    if (gx > 64) gx = 64;
+    for (int64_t i0 = 0; i0 < m; i0 += 65535) {
+        int64_t mm = m - i0 < 65535 ? m - i0 : 65535;
+        cuda_launch(c, fill_bias_kernel, dim3(gx, (unsigned)mm), 256, 0, y + i0 * n, bias->data, bias->dtype, n);
+    }
     cuda_check(c, "bias");
 }
 
