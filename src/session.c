@@ -1145,7 +1145,7 @@ struct glmv_gen {
  * whole row (log-probabilities, a JSON answer, eos held back by min_tokens, penalties, a bias,
  * sampling without a small top-k). */
 static int gen_top_k(const glmv_gen *q) {
-    if (q->s->m->whole_logits || q->lps || q->have_jo || q->n_gen < q->sp.min_tokens || !q->s->m->be->top_k) return 0;
+    if (q->s->m->whole_logits || q->lps || q->have_jo || q->n_gen < q->sp.min_tokens) return 0;
     return glmv_sample_top_k(&q->sp, q->s->m->cfg.vocab_size);
 }
 

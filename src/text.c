@@ -20,12 +20,16 @@
 #include "base.h"
 #include "model.h"
 
+/* 1: rows of which [0, nd) are decode rows go through one product (on a device, or without decode
+ * rows or matmul_rows); else the decode rows through matmul_rows (mm_mixed) */
+static int one_product(const glmv_backend *be, int64_t nd) { return be->caps.device || nd == 0 || !be->matmul_rows; }
+
 /* y[r0.., :] = x[r0.., :] · wᵀ for rows [0, R) of which [0, nd) are decode rows: on the CPU
  * those go through matmul_rows (each as it would be alone) and the prompt rows through one
  * matmul; on a device all R rows are one product (the weights read once). */
 static void mm_mixed(glmv_backend *be, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
                      int64_t nd, int64_t R) {
-    if (be->caps.device || nd == 0 || !be->matmul_rows) {
+    if (one_product(be, nd)) {
         be->matmul(be, y, x, w, bias, R);
         return;
     }
@@ -39,7 +43,7 @@ static void mm_mixed(glmv_backend *be, float *y, const float *x, const glmv_tens
  * into h and the product */
 static void mlp_down(glmv_backend *be, float *y, float *h, const float *gu, int64_t I, const glmv_tensor *w,
                      int64_t nd, int64_t R) {
-    if (be->matmul_swiglu && (be->caps.device || nd == 0 || !be->matmul_rows)) {
+    if (be->matmul_swiglu && one_product(be, nd)) {
         be->matmul_swiglu(be, y, gu, 2 * I, gu + I, 2 * I, h, w, NULL, R);
         return;
     }

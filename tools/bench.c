@@ -347,11 +347,12 @@ static int concurrency(glmv_model *m, int vocab, int n, int prompt, int steps, c
     int32_t *ids = calloc((size_t)n, sizeof *ids);
     double *ttft = calloc((size_t)n, sizeof *ttft);
     glmv_top *tops = calloc((size_t)n, sizeof *tops);
-    glmv_top **tp = picks_on_backend() ? calloc((size_t)n, sizeof *tp) : NULL;
+    int on_backend = picks_on_backend();
+    glmv_top **tp = on_backend ? calloc((size_t)n, sizeof *tp) : NULL;
     int *ones = calloc((size_t)n, sizeof *ones);
     glmv_batch *b = NULL;
     int rc = -1;
-    if (!ss || !lg || !ids || !ttft || !tops || (picks_on_backend() && !tp) || !ones) {
+    if (!ss || !lg || !ids || !ttft || !tops || (on_backend && !tp) || !ones) {
         snprintf(err, GLMV_ERR_SIZE, "out of memory");
         goto done;
     }
