@@ -152,6 +152,53 @@ TEST(matmul_bf16_cublas) {
     one_matmul(GLMV_BF16, 9, 33, 40, 1, 1e-5);
 }
 
+/* The rows of several streams' decode (8 < m <= 16) through the tensor-core matrix-vector kernel:
+ * against the reference (x rounded to bf16, so the cuBLAS bound), and every row the same floats
+ * whatever the number of rows beside it (a sequence's tokens must not depend on how many others
+ * run with it in a step) */
+static void one_skinny(int64_t m, int64_t n, int64_t k, int with_bias) {
+    glmv_tensor w = make_tensor(GLMV_BF16, n, k, 0.5f), b = make_tensor(GLMV_F32, n, 0, 1.0f);
+    glmv_tensor dw = dev_tensor(&w), db = dev_tensor(&b);
+    float *x = rand_buf(m * k, 1.0f), *ref = malloc(sizeof(float) * (size_t)(m * n));
+    glmv_ref_matmul(ref, x, &w, with_bias ? &b : NULL, m);
+    float *dx = dev_from(x, m * k), *dy = dev_poison(m * n);
+    be->matmul(be, dy, dx, &dw, with_bias ? &db : NULL, m);
+    char what[96];
+    snprintf(what, sizeof what, "skinny m=%lld n=%lld k=%lld%s", (long long)m, (long long)n, (long long)k,
+             with_bias ? " +bias" : "");
+    expect(what, dy, ref, m * n, 1e-5);
+    float *all = host_of(dy, m * n);
+    static const int64_t fewer[] = {9, 12, 15};
+    for (int i = 0; i < 3; i++) {
+        int64_t mm = fewer[i];
+        if (mm >= m) continue;
+        float *dy2 = dev_poison(mm * n);
+        be->matmul(be, dy2, dx + (m - mm) * k, &dw, with_bias ? &db : NULL, mm); /* the last mm rows */
+        float *part = host_of(dy2, mm * n);
+        CHECK_MSG(!memcmp(part, all + (m - mm) * n, sizeof(float) * (size_t)(mm * n)),
+                  "skinny n=%lld k=%lld: %lld rows of %lld are not the same floats alone", (long long)n, (long long)k,
+                  (long long)mm, (long long)m);
+        be->free(be, dy2);
+        free(part);
+    }
+    be->free(be, dx);
+    be->free(be, dy);
+    free(all);
+    free(x);
+    free(ref);
+    free_tensor(&w, &dw);
+    free_tensor(&b, &db);
+}
+
+TEST(matmul_skinny) {
+    NEED_GPU();
+    one_skinny(16, 300, 256, 1);      /* 16-row blocks, the last one part */
+    one_skinny(16, 4608, 4096, 1);    /* q/k/v of the 9B */
+    one_skinny(13, 1000, 32, 0);      /* one chunk: seven warps with none */
+    one_skinny(14, 40000, 96, 1);     /* 32-row blocks (many of them) */
+    one_skinny(10, 512, 13696, 0);    /* down_proj's width */
+}
+
 /* matmul_swiglu: bit for bit swiglu then matmul (the SwiGLU rounded straight into the GEMM's
  * bf16 input, or the two ops where the product is the matrix-vector kernel's), gate and up
  * interleaved as the decoder's [gate | up] rows, with and without a bias; and the reference's
@@ -188,6 +235,7 @@ TEST(matmul_swiglu) {
     one_matmul_swiglu(512, 300, 1000, 0); /* the GEMM, the SwiGLU rounded into its input */
     one_matmul_swiglu(77, 129, 264, 1);
     one_matmul_swiglu(3, 200, 256, 1);    /* the matrix-vector kernel */
+    one_matmul_swiglu(16, 300, 256, 1);   /* the tensor-core matrix-vector kernel */
 }
 
 /* Block-format weights (Q8_0 / Q4_0 split into values and scales on upload; Q5_0 / Q6_K split
@@ -832,7 +880,7 @@ static void bench_matmul(int64_t m, int64_t n, int64_t k, const char *label) {
     float *x = rand_buf(m * k, 1.0f);
     a.x = dev_from(x, m * k);
     a.y = be->alloc(be, sizeof(float) * (size_t)(m * n));
-    int reps = m <= 8 ? 200 : 30;
+    int reps = m <= 64 ? 200 : 30;
     double ms = time_ms(mm_fn, &a, reps);
     double gbs = (double)bytes / (ms * 1e-3) / 1e9;
     double tfl = 2.0 * m * n * k / (ms * 1e-3) / 1e12;
@@ -1103,6 +1151,21 @@ static void bench_model(void) {
     if (be->status(be, err)) printf("bench: %s\n", err);
 }
 
+/* several streams' decode rows (GLMV_BENCH_BATCHED=1: these alone) */
+static void bench_batched(void) {
+    printf("batched decode, several streams' rows (BF16 weights, x rounded to bf16):\n");
+    static const int64_t streams[] = {16, 32, 64};
+    for (int i = 0; i < 3; i++) {
+        bench_matmul(streams[i], 4608, 4096, "q/k/v");
+        bench_matmul(streams[i], 4096, 4096, "o_proj");
+        bench_matmul(streams[i], 27392, 4096, "gate_up_proj");
+        bench_matmul(streams[i], 4096, 13696, "down_proj");
+    }
+    printf("a batched pass's rows: 512 prompt rows, and 16 or 64 decode rows beside them:\n");
+    static const int64_t pass_rows[] = {512, 528, 576};
+    for (int i = 0; i < 3; i++) bench_matmul(pass_rows[i], 27392, 4096, "gate_up_proj");
+}
+
 static int bench(void) {
     if (!be) {
         printf("SKIP bench: %s\n", be_err);
@@ -1110,6 +1173,10 @@ static int bench(void) {
     }
     printf("bench on %s (9B shapes; weights rotate through >= 512 MB so L2 does not hold them)\n",
            be->device_name);
+    if (getenv("GLMV_BENCH_BATCHED")) {
+        bench_batched();
+        return 0;
+    }
     printf("decode matrix-vector (own kernel, BF16 weights):\n");
     bench_matmul(1, 4096, 4096, "q_proj / o_proj");
     bench_matmul(1, 256, 4096, "k_proj / v_proj");
@@ -1118,6 +1185,7 @@ static int bench(void) {
     bench_matmul(1, 151552, 4096, "lm_head");
     bench_matmul(4, 27392, 4096, "gate_up_proj, 4 rows");
     bench_matmul(8, 4096, 4096, "q_proj, 8 rows");
+    bench_batched();
     printf("prefill / vision GEMM (cuBLAS, bf16 tensor cores, fp32 accumulate):\n");
     bench_matmul(512, 4096, 4096, "q_proj / o_proj");
     bench_matmul(512, 27392, 4096, "gate_up_proj");
@@ -1182,6 +1250,7 @@ int main(int argc, char **argv) {
     }
     RUN(matmul_bf16_gemv);
     RUN(matmul_bf16_cublas);
+    RUN(matmul_skinny);
     RUN(matmul_swiglu);
     RUN(matmul_f32_f16);
     RUN(matmul_quant_decode);

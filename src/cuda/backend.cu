@@ -6,6 +6,9 @@
  * for the CPU) in their checkpoint dtype, so BF16 stays BF16; Q8_0/Q4_0 blocks are
  * split into values and scales (quant.cu). matmul picks:
  *   BF16 weights, m <= 8      -> gemv_kernel (own, memory-bound, fp32 math)
+ *   BF16 weights, 8 < m <= 16, bf16 precision
+ *                             -> skinny_kernel (own, memory-bound: x rounded to bf16,
+ *                                tensor cores, the bias added in the kernel)
  *   BF16 weights, m > 8, bf16 precision
  *                             -> cuBLAS: x rounded to bf16, bf16 tensor cores,
  *                                fp32 accumulate, fp32 output (bias pre-filled)
@@ -353,6 +356,22 @@ static void gemm_bf16(cuda_ctx *c, float *y, const __nv_bfloat16 *xb, const glmv
     if (s != CUBLAS_STATUS_SUCCESS) cuda_blas_fail(c, "matmul (bf16 gemm)", s);
 }
 
+/* y = xb · Wᵀ (+ bias) for bf16 x: the tensor-core matrix-vector kernel for a few streams' rows,
+ * cuBLAS (the bias pre-filled) for more */
+static void product_bf16(cuda_ctx *c, float *y, const __nv_bfloat16 *xb, const glmv_tensor *w,
+                         const glmv_tensor *bias, int64_t m) {
+    if (k_skinny_takes(w, xb, m)) {
+        k_skinny(c, y, xb, w, bias, m);
+        return;
+    }
+    float beta = 0.f;
+    if (bias) {
+        k_fill_bias(c, y, bias, m, glmv_tensor_rows(w));
+        beta = 1.f;
+    }
+    gemm_bf16(c, y, xb, w, m, beta);
+}
+
 static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
                       const glmv_tensor *bias, int64_t m) {
     cuda_ctx *c = ctx_of(be);
@@ -373,6 +392,13 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
     }
     if (n > INT32_MAX || k > INT32_MAX || m > INT32_MAX) {
         cuda_fail(c, "matmul: dimension beyond 2^31", cudaErrorInvalidValue);
+        return;
+    }
+    if (!quant && c->bf16) { /* x rounded to bf16, bf16 tensor cores */
+        __nv_bfloat16 *xb = (__nv_bfloat16 *)cuda_scratch(c, sizeof(__nv_bfloat16) * (size_t)(m * k));
+        if (!xb) return;
+        k_to_bf16(c, xb, x, m * k);
+        product_bf16(c, y, xb, w, bias, m);
         return;
     }
     float beta = 0.f, alpha = 1.f;
@@ -403,7 +429,7 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
         }
         return;
     }
-    if (!c->bf16) {
+    {
         /* f32 precision: weight rows in blocks of at most 64 M elements
          * (256 MB of fp32 scratch), each converted exactly and multiplied in
          * fp32 (the handle's math mode leaves TF32 off). */
@@ -419,12 +445,7 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
                                            (int)n);
             if (s != CUBLAS_STATUS_SUCCESS) cuda_blas_fail(c, "matmul (f32 gemm)", s);
         }
-        return;
     }
-    __nv_bfloat16 *xb = (__nv_bfloat16 *)cuda_scratch(c, sizeof(__nv_bfloat16) * (size_t)(m * k));
-    if (!xb) return;
-    k_to_bf16(c, xb, x, m * k);
-    gemm_bf16(c, y, xb, w, m, beta);
 }
 
 /* swiglu, then the product: the SwiGLU rounded straight into the bf16 GEMM's input where the
@@ -441,15 +462,10 @@ static void cu_matmul_swiglu(glmv_backend *be, float *y, const float *g, int64_t
         cu_matmul(be, y, h, w, bias, m);
         return;
     }
-    float beta = 0.f;
-    if (bias) {
-        k_fill_bias(c, y, bias, m, n);
-        beta = 1.f;
-    }
     __nv_bfloat16 *xb = (__nv_bfloat16 *)cuda_scratch(c, sizeof(__nv_bfloat16) * (size_t)(m * k));
     if (!xb) return;
     k_swiglu_bf16(c, xb, g, ld_g, u, ld_u, m, k);
-    gemm_bf16(c, y, xb, w, m, beta);
+    product_bf16(c, y, xb, w, bias, m);
 }
 
 /* ------------------------------------------------------------------ ops */

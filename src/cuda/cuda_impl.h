@@ -100,6 +100,15 @@ void k_fill_bias(cuda_ctx *c, float *y, const glmv_tensor *bias, int64_t m, int6
 #define GEMV_MAX_M 8
 void k_gemv(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
             int64_t m);
+/* y[m, n] = xb[m, k] · wᵀ (+ bias) on the tensor cores for the rows of several streams' decode:
+ * BF16 weights, x already in bf16, GEMV_MAX_M < m <= SKINNY_MAX_M (GLMV_CUDA_SKINNY_MAX=m
+ * changes the bound, up to 64; GLMV_CUDA_SKINNY=0 leaves those rows to cuBLAS), k % 32 == 0.
+ * 16: at 32 rows x, which every block reads whole, costs as many bytes as the weights, and
+ * cuBLAS was as fast or faster (H100, test_cuda --bench) */
+#define SKINNY_MAX_M 16
+int k_skinny_takes(const glmv_tensor *w, const __nv_bfloat16 *xb, int64_t m);
+void k_skinny(cuda_ctx *c, float *y, const __nv_bfloat16 *xb, const glmv_tensor *w, const glmv_tensor *bias,
+              int64_t m);
 /* the same for any m with a simple tiled kernel (F32/F16 weights, no tensor cores) */
 void k_gemm_simt(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
                  const glmv_tensor *bias, int64_t m);

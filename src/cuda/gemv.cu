@@ -12,6 +12,8 @@
  * F16 weights (test fixtures), any m. Not tuned. */
 #include "cuda/cuda_impl.h"
 
+#include <string.h>
+
 __device__ __forceinline__ void bf16x8(const uint4 &u, float (&f)[8]) {
     const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
@@ -181,4 +183,213 @@ void k_gemm_simt(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
                                                       bias ? bias->dtype : 0, mm, n, k);
     }
     cuda_check(c, "matmul (simt)");
+}
+
+/* ----------------------------------------------------------- skinny gemm */
+
+/* skinny_kernel: y[m, n] = xb[m, k] · W[n, k]ᵀ (+ bias) for the decode rows of several streams
+ * (GEMV_MAX_M < m <= SKINNY_MAX_M), x in bf16, on the tensor cores (mma.sync m16n8k16, fp32
+ * accumulate): the weights are the A operand (16 weight rows a tile), x the B operand (8 rows of
+ * x a tile), so the weights stream once from memory however many rows x has, and no split-K
+ * reduction or bias fill runs as a kernel of its own.
+ *
+ * A block takes 16 MT weight rows (MT 1 or 2); its 8 warps take the k chunks of 32 in turn (warp w:
+ * chunks w, w + 8, ...). In a chunk, lane (g, q) = (lane / 4, lane % 4) loads 16 bytes of weight
+ * rows g and g + 8 of each 16-row tile and of x row g of each 8-row tile, all at columns
+ * 8q .. 8q + 7: one load a row instead of the mma layout's four pieces. The mma's k order is
+ * then a permutation of the chunk's (its k 2q, 2q+1 / 2q+8, 2q+9 are columns 8q+0,1 / 8q+2,3 for
+ * the first mma, 8q+4,5 / 8q+6,7 for the second), the same for A and B, so each product is the
+ * chunk's sum. The loads of a warp's next U chunks go out before the current ones are multiplied. The
+ * warps' sums are added in warp order through shared memory, then the bias.
+ *
+ * Every output is summed in an order that depends on k alone, not on m: a row of x gives the same
+ * floats whether it comes with 8 others or 31 (test_cuda matmul_skinny). */
+#define SK_WARPS 8
+
+__device__ __forceinline__ uint4 ld_stream(const void *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ void sk_mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                       uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                 "{%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+template <int MT, int NT, int U>
+struct sk_regs {
+    uint4 w[U][MT][2]; /* weight rows g and g + 8 of each 16-row tile */
+    uint4 x[U][NT];       /* x row g of each 8-row tile */
+};
+
+/* chunk c0 + 8u for u < U: the weights (and, with_x, the rows of x); zeros past the chunks */
+template <int MT, int NT, int U>
+__device__ __forceinline__ void sk_load_w(sk_regs<MT, NT, U> &r, const __nv_bfloat16 *const (&wp)[MT][2],
+                                          int64_t c0, int64_t nc) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int64_t c = c0 + (int64_t)u * SK_WARPS;
+#pragma unroll
+        for (int t = 0; t < MT; t++)
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+                r.w[u][t][h] = c < nc && wp[t][h] ? ld_stream(wp[t][h] + 32 * c) : make_uint4(0, 0, 0, 0);
+    }
+}
+template <int MT, int NT, int U>
+__device__ __forceinline__ void sk_load_x(sk_regs<MT, NT, U> &r, const __nv_bfloat16 *const (&xp)[NT], int64_t c0,
+                                          int64_t nc) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int64_t c = c0 + (int64_t)u * SK_WARPS;
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+            r.x[u][j] = c < nc && xp[j] ? *(const uint4 *)(xp[j] + 32 * c) : make_uint4(0, 0, 0, 0);
+    }
+}
+template <int MT, int NT, int U>
+__device__ __forceinline__ void sk_mul(float (&acc)[MT][NT][4], const sk_regs<MT, NT, U> &r) {
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+        for (int t = 0; t < MT; t++)
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                const uint4 &a = r.w[u][t][0], &b = r.w[u][t][1], &x = r.x[u][j];
+                sk_mma(acc[t][j], a.x, b.x, a.y, b.y, x.x, x.y);
+                sk_mma(acc[t][j], a.z, b.z, a.w, b.w, x.z, x.w);
+            }
+}
+
+template <int MT, int NT, int U>
+__global__ void __launch_bounds__(SK_WARPS * 32) skinny_kernel(float *__restrict__ y,
+                                                                const __nv_bfloat16 *__restrict__ xb,
+                                                                const __nv_bfloat16 *__restrict__ w,
+                                                                const void *bias, int bdt, int64_t m,
+                                                                int64_t n, int64_t k) {
+    constexpr int ROWS = 16 * MT;
+    __shared__ float red[SK_WARPS][8][ROWS];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+    const int64_t row0 = (int64_t)blockIdx.x * ROWS, nc = k / 32;
+    const __nv_bfloat16 *wp[MT][2];
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int64_t r = row0 + 16 * t + 8 * h + g;
+            wp[t][h] = r < n ? w + r * k + 8 * q : NULL;
+        }
+    const __nv_bfloat16 *xp[NT];
+#pragma unroll
+    for (int j = 0; j < NT; j++) xp[j] = 8 * j + g < m ? xb + (8 * j + g) * k + 8 * q : NULL;
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[t][j][e] = 0.f;
+    /* two register sets: the loads of one go out while the other is multiplied; the weights'
+     * first loads before waiting for the kernel that wrote x */
+    sk_regs<MT, NT, U> ra, rb;
+    const int64_t step = (int64_t)U * SK_WARPS;
+    int64_t c = warp;
+    sk_load_w(ra, wp, c, nc);
+    PDL_WAIT();
+    PDL_LAUNCH();
+    sk_load_x(ra, xp, c, nc);
+    for (;;) {
+        if (c + step < nc) {
+            sk_load_w(rb, wp, c + step, nc);
+            sk_load_x(rb, xp, c + step, nc);
+        }
+        sk_mul(acc, ra);
+        c += step;
+        if (c >= nc) break;
+        if (c + step < nc) {
+            sk_load_w(ra, wp, c + step, nc);
+            sk_load_x(ra, xp, c + step, nc);
+        }
+        sk_mul(acc, rb);
+        c += step;
+        if (c >= nc) break;
+    }
+    /* the warps' sums, 8 columns (rows of x) at a time: C fragment (g, 2q + e) and (g + 8, 2q + e) */
+    const int tc = threadIdx.x / ROWS, tr = threadIdx.x % ROWS; /* the output this thread adds */
+    const int64_t orow = row0 + tr;
+    const float b = bias && orow < n ? ldw_any(bias, bdt, orow) : 0.f;
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            red[warp][2 * q][16 * t + g] = acc[t][j][0];
+            red[warp][2 * q + 1][16 * t + g] = acc[t][j][1];
+            red[warp][2 * q][16 * t + g + 8] = acc[t][j][2];
+            red[warp][2 * q + 1][16 * t + g + 8] = acc[t][j][3];
+        }
+        __syncthreads();
+        if (tc < 8) { /* 8 x ROWS outputs, one a thread */
+            float s = 0.f;
+#pragma unroll
+            for (int v = 0; v < SK_WARPS; v++) s += red[v][tc][tr];
+            const int64_t xr = 8 * j + tc;
+            if (xr < m && orow < n) y[xr * n + orow] = s + b;
+        }
+        __syncthreads();
+    }
+}
+
+static int skinny_max_m(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("GLMV_CUDA_SKINNY");
+        const char *mx = getenv("GLMV_CUDA_SKINNY_MAX");
+        v = s && !strcmp(s, "0") ? 0 : mx ? atoi(mx) : SKINNY_MAX_M;
+        if (v < 0) v = 0;
+        if (v > 64) v = 64;
+    }
+    return v;
+}
+
+int k_skinny_takes(const glmv_tensor *w, const __nv_bfloat16 *xb, int64_t m) {
+    int64_t k = glmv_tensor_cols(w);
+    return w->dtype == GLMV_BF16 && m > GEMV_MAX_M && m <= skinny_max_m() && k % 32 == 0 &&
+           !((uintptr_t)w->data % 16) && !((uintptr_t)xb % 16);
+}
+
+/* 32 weight rows a block where that still makes 4 blocks a multiprocessor (x, re-read by every
+ * block, then costs half the weights' bytes at 16 rows), else 16, so that the last blocks' tail stays
+ * short */
+template <int NT>
+static void skinny_launch(cuda_ctx *c, float *y, const __nv_bfloat16 *xb, const glmv_tensor *w,
+                          const glmv_tensor *bias, int64_t m) {
+    int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
+    const void *bp = bias ? bias->data : NULL;
+    int bdt = bias ? (int)bias->dtype : 0;
+    const __nv_bfloat16 *wp = (const __nv_bfloat16 *)w->data;
+    if (n >= 32 * 4 * (int64_t)c->sms)
+        cuda_launch(c, skinny_kernel<2, NT, 1>, cdiv(n, 32), SK_WARPS * 32, 0, y, xb, wp, bp, bdt, m, n, k);
+    else
+        cuda_launch(c, skinny_kernel<1, NT, 1>, cdiv(n, 16), SK_WARPS * 32, 0, y, xb, wp, bp, bdt, m, n, k);
+}
+
+void k_skinny(cuda_ctx *c, float *y, const __nv_bfloat16 *xb, const glmv_tensor *w, const glmv_tensor *bias,
+              int64_t m) {
+    if (m <= 0 || glmv_tensor_rows(w) <= 0) return;
+    switch ((m + 7) / 8) {
+    case 2: skinny_launch<2>(c, y, xb, w, bias, m); break;
+    case 3: skinny_launch<3>(c, y, xb, w, bias, m); break;
+    case 4: skinny_launch<4>(c, y, xb, w, bias, m); break;
+    case 5: skinny_launch<5>(c, y, xb, w, bias, m); break;
+    case 6: skinny_launch<6>(c, y, xb, w, bias, m); break;
+    case 7: skinny_launch<7>(c, y, xb, w, bias, m); break;
+    default: skinny_launch<8>(c, y, xb, w, bias, m); break;
+    }
+    cuda_check(c, "matmul (skinny)");
 }
