@@ -32,9 +32,10 @@
 #          (GLMV_CUDA_SWIGLU_GEMM=0); then per-kernel profiles (ncu) of a 512-token prefill of 2
 #          layers and of 16 streams' decode steps
 #   skinny test_cuda and the CUDA parity tests of batching, then the decode rows of 9 to 16 streams
-#          through the tensor-core matrix-vector kernel and through cuBLAS (GLMV_CUDA_SKINNY=1/0):
-#          per-op timings, 128 requests served 64 and 16 at a time, steady decode; the prefill,
-#          the vision tower, 8k decode; per-kernel profiles (time, DRAM bytes, L1 hit rate)
+#          through the tensor-core matrix-vector kernel and through cuBLAS (GLMV_CUDA_SKINNY=1/0),
+#          and the prompt's token rows written as bf16, as floats or gathered on the GPU: per-op
+#          timings, 128 requests served 64 and 16 at a time, steady decode, the prefill, the vision
+#          tower, 8k decode; per-kernel profiles (time, DRAM bytes, L1 hit rate; NO_NCU=1: none)
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -210,47 +211,59 @@ while i < len(t):
     ;;
 skinny)
     # the decode rows of several streams (9 to 16) through the tensor-core matrix-vector kernel
-    # (GLMV_CUDA_SKINNY=1, the default) and through cuBLAS (0), alternating in one call: test_cuda,
-    # the CUDA parity tests of batching, the per-op timings (cuBLAS, the kernel up to 16 rows, up to
-    # 64: GLMV_CUDA_SKINNY_MAX=0/16/64), 128 requests served 64 and 16 at a time, steady decode of
-    # 1, 16 and 64 streams, one stream at 8k keys, the 512-token prefill and the vision tower; then
-    # per-kernel profiles (time, DRAM bytes, L1 hit rate) of 1 and 16 streams' decode steps. The
-    # figures go to few files (a call brings back 8).
+    # (GLMV_CUDA_SKINNY=1, the default) and through cuBLAS (0), and the prompt's token rows written
+    # as bf16 and widened on the GPU (the default), widened on the host and written as floats
+    # (GLMV_EMBED_F32_ROWS=1, as before) or gathered from a table on the GPU (GLMV_EMBED_ON_DEVICE=1),
+    # in one call: test_cuda, the CUDA parity tests of batching and of the host's table, the
+    # per-op timings (GLMV_CUDA_SKINNY_MAX=0/16), 128 requests served 64 and 16 at a time, steady
+    # decode of 1, 16 and 64 streams, the 512-token prefill, one stream at 8k keys, the vision tower;
+    # then, unless NO_NCU=1, per-kernel profiles (time, DRAM bytes, L1 hit rate) of 1 and 16 streams'
+    # decode steps. The figures go to few files (a call brings back 8).
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
     { timeout 150 build/cuda/tests/test_cuda
-      GLMV_TEST_ONLY=batch_invariance,mixed_prefill,decode_graphs,prefix_sharing,top_logits_rows,top_logits_batched,kv_budget,bf16_tiny_text,bf16_tiny_image1 \
+      GLMV_TEST_ONLY=batch_invariance,mixed_prefill,decode_graphs,prefix_sharing,top_logits_rows,top_logits_batched,kv_budget,embed_on_host,bf16_tiny_text,bf16_tiny_image1 \
           GLMV_PARITY_DEVICE=cuda timeout 150 build/cuda/tests/test_parity; } >"$OUT/tests.log" 2>&1
-    for v in 0 16 64; do
+    for v in 0 16; do
         echo "== ops, GLMV_CUDA_SKINNY_MAX=$v"
         GLMV_BENCH_BATCHED=1 GLMV_CUDA_SKINNY_MAX=$v timeout 60 build/cuda/tests/test_cuda --bench 2>&1 | grep "m="
     done >"$OUT/ops.log"
-    for s in ${SKINNY_MODES:-1 0}; do
-        GLMV_CUDA_SKINNY=$s timeout 120 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
-            --decode 128 --concurrency 64,16 --requests 128 --schedule mixed --json >"$OUT/serving_s$s.json" 2>>"$OUT/bench.err"
-        GLMV_CUDA_SKINNY=$s timeout 120 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
-            --decode 32 --ctx 1024 --concurrency 1,16,64 --json >"$OUT/conc_s$s.json" 2>>"$OUT/bench.err"
+    B="build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512"
+    SERVE="--decode 128 --concurrency 64,16 --requests 128 --json"
+    PRE="--prompt-reps 6 --decode 64 --ctx 8192 --vision 1120x1120 --json"
+    timeout 150 $B $SERVE --schedule mixed,separate >"$OUT/serving.json" 2>>"$OUT/bench.err"
+    GLMV_CUDA_SKINNY=0 timeout 150 $B $SERVE --schedule mixed >"$OUT/serving_s0.json" 2>>"$OUT/bench.err"
+    for sk in 1 0; do
+        GLMV_CUDA_SKINNY=$sk timeout 120 $B --decode 32 --ctx 1024 --concurrency 1,16,64 --json >"$OUT/conc_s$sk.json" 2>>"$OUT/bench.err"
     done
-    timeout 100 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 --prompt-reps 6 --decode 64 \
-        --ctx 8192 --vision 1120x1120 --json >"$OUT/prefill.json" 2>>"$OUT/bench.err"
-    NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+    timeout 100 $B $PRE >"$OUT/prefill.json" 2>>"$OUT/bench.err"
+    GLMV_EMBED_F32_ROWS=1 timeout 100 $B $PRE >"$OUT/prefill_f32rows.json" 2>>"$OUT/bench.err"
+    GLMV_EMBED_ON_DEVICE=1 timeout 100 $B $PRE >"$OUT/prefill_ondev.json" 2>>"$OUT/bench.err"
+    GLMV_EMBED_F32_ROWS=1 timeout 150 $B $SERVE --schedule mixed >"$OUT/serving_f32rows.json" 2>>"$OUT/bench.err"
+    GLMV_EMBED_ON_DEVICE=1 timeout 150 $B $SERVE --schedule mixed >"$OUT/serving_ondev.json" 2>>"$OUT/bench.err"
+    [ -n "${NO_NCU:-}" ] || NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
     M=gpu__time_duration.sum,dram__bytes_read.sum,l1tex__t_sector_hit_rate.pct,lts__t_sectors_srcunit_tex_op_read.sum
     for n in 1 16; do
-        [ -n "$NCU" ] && timeout 100 "$NCU" --clock-control none --metrics $M --csv build/cuda/glmv bench --synthetic \
+        [ -n "${NCU:-}" ] && timeout 100 "$NCU" --clock-control none --metrics $M --csv build/cuda/glmv bench --synthetic \
             --layers 2 --device cuda --prompt 32 --prompt-reps 1 --decode 2 --concurrency $n 2>>"$OUT/bench.err"
     done >"$OUT/ncu_dec.csv"
     cat "$OUT/machine.txt"
     echo "== tests"; grep -E "^ok|not ok|RESULT|FAIL|skinny" "$OUT/tests.log" | head -30
     cat "$OUT/ops.log"
-    for s in ${SKINNY_MODES:-1 0}; do
-        echo "== serving, GLMV_CUDA_SKINNY=$s"
+    for f in serving serving_s0 serving_f32rows serving_ondev; do
+        echo "== $f"
         python3 -c 'import json, sys
 for f in json.load(open(sys.argv[1]))["serving"]:
     print(f["streams"], f["schedule"], f["ms"], f["generated_tokens_per_s"], f["passes"], f["ttft_p50_ms"], f["ttft_max_ms"],
-          f["prompt_passes"], f["prompt_pass_ms"], f["decode_pass_ms"], f["pick_ms"], f["device_bytes"])' "$OUT/serving_s$s.json"
-        echo "== steady decode, GLMV_CUDA_SKINNY=$s"; grep -o '"concurrency[^]]*' "$OUT/conc_s$s.json" | cut -c1-2000
+          f["prompt_passes"], f["prompt_pass_ms"], f["decode_pass_ms"], f["pick_ms"], f["device_bytes"])' "$OUT/$f.json"
     done
-    echo "== prefill, vision, 8k decode"; grep -o '"prefill": {[^}]*\|"vision": \[[^]]*\|"decode": {[^}]*\|"device_bytes": [0-9]*' "$OUT/prefill.json"
-    echo "== ncu: $(wc -l <"$OUT/ncu_dec.csv") lines"
+    for sk in 1 0; do
+        echo "== steady decode, GLMV_CUDA_SKINNY=$sk"; grep -o '"concurrency[^]]*' "$OUT/conc_s$sk.json" | cut -c1-2000
+    done
+    for f in prefill prefill_f32rows prefill_ondev; do
+        echo "== $f: prefill, vision, 8k decode"
+        grep -o '"prefill": {[^}]*\|"vision": \[[^]]*\|"decode": {[^}]*\|"device_bytes": [0-9]*' "$OUT/$f.json"
+    done
+    [ -n "${NO_NCU:-}" ] || echo "== ncu: $(wc -l <"$OUT/ncu_dec.csv") lines"
     tail -n 5 "$OUT/bench.err"
     ;;
 *)

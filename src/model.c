@@ -650,6 +650,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     /* tests take the kept-scratch path on the CPU too */
     m->vision_keep_scratch = m->be->caps.keep_scratch || env_flag("GLMV_VISION_KEEP_SCRATCH");
     m->whole_logits = env_flag("GLMV_WHOLE_LOGITS");
+    m->embed_f32_rows = env_flag("GLMV_EMBED_F32_ROWS");
     /* The token table is read one row per token: on a device it would hold
      * 1.2 GB of memory for a few KB of reads per step, so it stays on the host
      * unless lm_head shares it (GLMV_EMBED_ON_DEVICE=1 uploads it anyway;
@@ -858,6 +859,18 @@ void glmv_model_embed(const glmv_model *m, float *y, const int32_t *ids, int64_t
         return;
     }
     int64_t H = glmv_tensor_cols(t);
+    if (t->dtype == GLMV_BF16 && be->write_bf16 && !m->embed_f32_rows) {
+        /* the rows as they are, widened on the device: half the bytes written, no conversion
+         * here (staging holds twice as many bf16 rows as float ones) */
+        const uint16_t *tab = (const uint16_t *)(t->host ? t->host : t->data);
+        uint16_t *st = (uint16_t *)staging;
+        for (int64_t off = 0; off < n; off += 2 * staging_rows) {
+            int64_t k = GLMV_MIN(2 * staging_rows, n - off);
+            for (int64_t r = 0; r < k; r++) memcpy(st + r * H, tab + (int64_t)ids[off + r] * H, sizeof(uint16_t) * (size_t)H);
+            be->write_bf16(be, y + off * H, st, k * H);
+        }
+        return;
+    }
     for (int64_t off = 0; off < n; off += staging_rows) {
         int64_t k = GLMV_MIN(staging_rows, n - off);
         for (int64_t r = 0; r < k; r++)

@@ -65,6 +65,8 @@ struct glmv_model {
     /* text: ref Glm4vTextModel + lm_head */
     glmv_tensor *embed;                    /* (V, H) */
     int embed_on_host;                     /* the table was not uploaded: see glmv_model_embed */
+    int embed_f32_rows;                    /* GLMV_EMBED_F32_ROWS=1: its rows widened on the host and written as
+                                              floats, not written as bf16 (be->write_bf16), to compare */
     int whole_logits;                      /* 1: generations read every row of logits whole instead of
                                               its best (GLMV_WHOLE_LOGITS=1, to compare; tests) */
     glmv_text_layer *layers;               /* num_hidden_layers */

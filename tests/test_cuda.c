@@ -190,6 +190,33 @@ static void one_skinny(int64_t m, int64_t n, int64_t k, int with_bias) {
     free_tensor(&b, &db);
 }
 
+/* write_bf16: a host array of bf16 values lands as their floats, bit for bit (the token rows of a
+ * table kept on the host), through the scratch, also after the scratch was used for more */
+TEST(write_bf16) {
+    NEED_GPU();
+    static const int64_t counts[] = {1, 4096, 3 * 4096 + 5, 600 * 4096};
+    for (int i = 0; i < 4; i++) {
+        int64_t n = counts[i];
+        uint16_t *h = malloc(sizeof(uint16_t) * (size_t)n);
+        float *want = malloc(sizeof(float) * (size_t)n);
+        for (int64_t j = 0; j < n; j++) {
+            h[j] = (uint16_t)(j * 2654435761u >> 7); /* inf, subnormals, -0 among them */
+            if ((h[j] & 0x7f80) == 0x7f80 && (h[j] & 0x7f)) h[j] &= 0xff80; /* no NaN: inf instead */
+            uint32_t u = (uint32_t)h[j] << 16;
+            memcpy(&want[j], &u, 4);
+        }
+        float *dy = dev_poison(n);
+        be->write_bf16(be, dy, h, n);
+        memset(h, 0, sizeof(uint16_t) * (size_t)n); /* the host array is free once the call returns */
+        float *got = host_of(dy, n);
+        CHECK_MSG(!memcmp(got, want, sizeof(float) * (size_t)n), "write_bf16 of %lld values", (long long)n);
+        be->free(be, dy);
+        free(got);
+        free(want);
+        free(h);
+    }
+}
+
 TEST(matmul_skinny) {
     NEED_GPU();
     one_skinny(16, 300, 256, 1);      /* 16-row blocks, the last one part */
@@ -1251,6 +1278,7 @@ int main(int argc, char **argv) {
     RUN(matmul_bf16_gemv);
     RUN(matmul_bf16_cublas);
     RUN(matmul_skinny);
+    RUN(write_bf16);
     RUN(matmul_swiglu);
     RUN(matmul_f32_f16);
     RUN(matmul_quant_decode);

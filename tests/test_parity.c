@@ -958,6 +958,7 @@ TEST(video_runs) {
  * image and a text longer than two staging chunks. */
 static int host_embed_run(const char *dir, int on_host, int32_t *ids, int cap, int *flag, char *err) {
     if (on_host) setenv("GLMV_EMBED_ON_HOST", "1", 1);
+    if (on_host == 2) setenv("GLMV_EMBED_F32_ROWS", "1", 1); /* the rows widened here, not by be->write_bf16 */
     glmv_model *m = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);
@@ -965,6 +966,7 @@ static int host_embed_run(const char *dir, int on_host, int32_t *ids, int cap, i
     mp.precision = parity_precision;
     int rc = glmv_model_load(&m, dir, &mp, err);
     unsetenv("GLMV_EMBED_ON_HOST");
+    unsetenv("GLMV_EMBED_F32_ROWS");
     if (rc) return -1;
     *flag = m->embed_on_host;
     glmv_session *s = NULL;
@@ -1013,6 +1015,13 @@ TEST(embed_on_host) {
     CHECK_EQ_INT(fb, 1);
     CHECK_EQ_INT(na, nb);
     CHECK(na > 0 && na == nb && memcmp(a, b, sizeof(int32_t) * (size_t)na) == 0);
+    /* the host's rows widened to floats here and written, against written as bf16 and widened by
+     * the backend (CUDA): the same floats, so the same tokens */
+    int32_t c3[24];
+    int fc = -1;
+    int nc = host_embed_run("tests/fixtures/tiny", 2, c3, 24, &fc, err);
+    CHECK_MSG(nc > 0, "%s", err);
+    CHECK(nc == na && memcmp(a, c3, sizeof(int32_t) * (size_t)(na > 0 ? na : 0)) == 0);
     setenv("GLMV_EMBED_ON_HOST", "1", 1);
     check_case("tests/fixtures/tiny", "image1");
     unsetenv("GLMV_EMBED_ON_HOST");

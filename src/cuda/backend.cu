@@ -177,6 +177,22 @@ static void cu_write(glmv_backend *be, void *dst, const void *src, size_t n) {
     if (e != cudaSuccess) cuda_fail(c, "write", e);
 }
 
+/* through the scratch: the bf16 values copied (from pageable memory the call returns once the
+ * driver holds them), then widened on the device; the scratch is next written by a kernel queued
+ * after the widening */
+static void cu_write_bf16(glmv_backend *be, float *dst, const uint16_t *src, int64_t count) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->failed || count <= 0) return;
+    __nv_bfloat16 *sc = (__nv_bfloat16 *)cuda_scratch(c, sizeof(uint16_t) * (size_t)count);
+    if (!sc) return;
+    cudaError_t e = cudaMemcpyAsync(sc, src, sizeof(uint16_t) * (size_t)count, cudaMemcpyHostToDevice, c->stream);
+    if (e != cudaSuccess) {
+        cuda_fail(c, "write (bf16)", e);
+        return;
+    }
+    k_bf16_to_f32(c, dst, sc, count);
+}
+
 static void cu_read_async(glmv_backend *be, void *dst, const void *src, size_t n) {
     cuda_ctx *c = ctx_of(be);
     if (c->failed) {
@@ -633,6 +649,7 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->free = cu_free;
     be->upload = cu_upload;
     be->write = cu_write;
+    be->write_bf16 = cu_write_bf16;
     be->read = cu_read;
     be->read_async = cu_read_async;
     be->host_alloc = cu_host_alloc;
