@@ -94,8 +94,10 @@ struct glmv_backend {
     int (*upload)(glmv_backend *be, glmv_tensor *t, char *err);
     void (*write)(glmv_backend *be, void *dst, const void *src_host, size_t bytes);
     /* dst[i] = the float of bf16 value src_host[i], i < count: half the bytes of writing the
-     * floats (the prompt's rows of a token table kept on the host). The host array may be
-     * reused when it returns. NULL: convert on the host and write. */
+     * floats (the prompt's rows of a token table kept on the host). src_host is pageable
+     * memory (malloc), which may be reused when the call returns (CUDA: the driver has staged
+     * it); not page-locked memory from host_alloc, whose copy may still be under way. NULL:
+     * convert on the host and write. */
     void (*write_bf16)(glmv_backend *be, float *dst, const uint16_t *src_host, int64_t count);
     void (*read)(glmv_backend *be, void *dst_host, const void *src, size_t bytes);
     /* The same without waiting: the bytes are there after the next sync (NULL: read). */

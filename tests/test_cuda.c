@@ -154,10 +154,11 @@ TEST(matmul_bf16_cublas) {
 
 /* The rows of several streams' decode (8 < m <= 16) through the tensor-core matrix-vector kernel:
  * against the reference (x rounded to bf16, so the cuBLAS bound), and every row the same floats
- * whatever the number of rows beside it (a sequence's tokens must not depend on how many others
- * run with it in a step) */
+ * whatever the number of rows (9 to 16) beside it, so that within that range a sequence's tokens
+ * do not depend on how many others run with it in a step. with_bias 2: a BF16 bias. */
 static void one_skinny(int64_t m, int64_t n, int64_t k, int with_bias) {
-    glmv_tensor w = make_tensor(GLMV_BF16, n, k, 0.5f), b = make_tensor(GLMV_F32, n, 0, 1.0f);
+    glmv_tensor w = make_tensor(GLMV_BF16, n, k, 0.5f),
+                b = make_tensor(with_bias == 2 ? GLMV_BF16 : GLMV_F32, n, 0, 1.0f);
     glmv_tensor dw = dev_tensor(&w), db = dev_tensor(&b);
     float *x = rand_buf(m * k, 1.0f), *ref = malloc(sizeof(float) * (size_t)(m * n));
     glmv_ref_matmul(ref, x, &w, with_bias ? &b : NULL, m);
@@ -223,6 +224,7 @@ TEST(matmul_skinny) {
     one_skinny(16, 4608, 4096, 1);    /* q/k/v of the 9B */
     one_skinny(13, 1000, 32, 0);      /* one chunk: seven warps with none */
     one_skinny(14, 40000, 96, 1);     /* 32-row blocks (many of them) */
+    one_skinny(16, 27392, 4096, 2);   /* gate/up of the 9B: 32-row blocks, many chunks a warp, a BF16 bias */
     one_skinny(10, 512, 13696, 0);    /* down_proj's width */
 }
 

@@ -1021,6 +1021,7 @@ TEST(embed_on_host) {
     int fc = -1;
     int nc = host_embed_run("tests/fixtures/tiny", 2, c3, 24, &fc, err);
     CHECK_MSG(nc > 0, "%s", err);
+    CHECK_EQ_INT(fc, 1);
     CHECK(nc == na && memcmp(a, c3, sizeof(int32_t) * (size_t)(na > 0 ? na : 0)) == 0);
     setenv("GLMV_EMBED_ON_HOST", "1", 1);
     check_case("tests/fixtures/tiny", "image1");

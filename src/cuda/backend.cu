@@ -9,7 +9,7 @@
  *   BF16 weights, 8 < m <= 16, bf16 precision
  *                             -> skinny_kernel (own, memory-bound: x rounded to bf16,
  *                                tensor cores, the bias added in the kernel)
- *   BF16 weights, m > 8, bf16 precision
+ *   BF16 weights, m > 16 (or rows skinny_kernel does not take), bf16 precision
  *                             -> cuBLAS: x rounded to bf16, bf16 tensor cores,
  *                                fp32 accumulate, fp32 output (bias pre-filled)
  *   BF16 weights, m > 8, f32 precision

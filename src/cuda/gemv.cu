@@ -203,7 +203,8 @@ void k_gemm_simt(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
  * warps' sums are added in warp order through shared memory, then the bias.
  *
  * Every output is summed in an order that depends on k alone, not on m: a row of x gives the same
- * floats whether it comes with 8 others or 31 (test_cuda matmul_skinny). */
+ * floats whether it comes with 8 others or 15 (test_cuda matmul_skinny). Below 9 rows the fp32
+ * matrix-vector kernel takes them and above 16 cuBLAS, so batch invariance holds within 9-16. */
 #define SK_WARPS 8
 
 __device__ __forceinline__ uint4 ld_stream(const void *p) {
@@ -363,9 +364,10 @@ int k_skinny_takes(const glmv_tensor *w, const __nv_bfloat16 *xb, int64_t m) {
            !((uintptr_t)w->data % 16) && !((uintptr_t)xb % 16);
 }
 
-/* 32 weight rows a block where that still makes 4 blocks a multiprocessor (x, re-read by every
- * block, then costs half the weights' bytes at 16 rows), else 16, so that the last blocks' tail stays
- * short */
+/* 32 weight rows a block where the grid still has 4 blocks for each multiprocessor (x, re-read by
+ * every block, then costs half the weights' bytes at 16 rows), else 16, so that the last blocks' tail
+ * stays short. (With 16 rows of x a 32-row block takes 94 registers a thread: 2 blocks of 256
+ * threads run on a multiprocessor at once; a 16-row block 62: 4.) */
 template <int NT>
 static void skinny_launch(cuda_ctx *c, float *y, const __nv_bfloat16 *xb, const glmv_tensor *w,
                           const glmv_tensor *bias, int64_t m) {
