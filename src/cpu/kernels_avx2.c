@@ -51,6 +51,8 @@ static inline float vhmax(vf v) {
     return _mm_cvtss_f32(s);
 }
 
+#define MV_PAIRS   /* the matrix-vector kernel takes output rows two at a time ... */
+#define MV_PAIRS_M 2 /* ... for 2 rows of x or a lone row with a long x (16 registers) */
 #include "cpu/kernels_body.h"
 
 const glmv_cpu_kernels glmv_cpu_kernels_avx2 = {

@@ -63,12 +63,12 @@ KINLINE vf vexp(vf x) {
         }                                                                                  \
     }
 
-/* Several rows of x (M >= 2; MV_PAIRS: AVX-512, whose 32 registers hold the 4 M
- * accumulators): output rows two at a time, so that each x vector loaded serves both, and
- * the columns in blocks of MV_KB, so that the M rows' block of x stays in L1 while MV_OB
- * output pairs use it; each pair's accumulators wait in memory between blocks. (Not for one
- * row: a lone decode streams one weight row at a time faster, 46 against 65 ms a step of
- * the 9B shape's 2 layers on 2 Zen 5 cores.) Every output is summed exactly as MV_BODY sums
+/* Several rows of x (MV_USE_PAIRS below; MV_PAIRS: AVX-512 and AVX2): output rows two at a
+ * time, so that each x vector loaded serves both, and the columns in blocks of MV_KB, so that
+ * the M rows' block of x stays in L1 while MV_OB output pairs use it; each pair's accumulators
+ * wait in memory between blocks. (Not for one row whose x fits L1: a lone decode streams one
+ * weight row at a time faster, 46 against 65 ms a step of the 9B shape's 2 layers on 2 Zen 5
+ * cores.) Every output is summed exactly as MV_BODY sums
  * it (the same two chains, in the same order, the same reduction and tail), so the results
  * do not depend on M, the pairing or the blocking. Leaves o0 at the first row left. */
 #define MV_KB (64 * VL)
@@ -132,6 +132,19 @@ KINLINE vf vexp(vf x) {
         }                                                                                  \
         o0 += 2 * np;                                                                      \
     }
+/* When the paired, column-blocked kernel takes the rows: 2 to MV_PAIRS_M rows of x (its 4 M
+ * accumulators in registers: 4 rows with AVX-512's 32, 2 with AVX2's 16, where 3 or 4 rows spill
+ * and ran 5-12% slower), and a lone row whose x is larger than MV_L1X bytes: then x no longer stays
+ * in L1 from one weight row to the next (the 9B's down_proj: 54 KB of x), and the blocks keep it
+ * there (one 9B down_proj on 2 Zen 5 threads, 4 alternating runs: AVX2 28.7-30.0 -> 32.1-37.0
+ * GB/s, AVX-512 39.3-40.3 -> 44.4-46.9). The sums are the same either way. */
+#ifndef MV_L1X
+#define MV_L1X (32 << 10)
+#endif
+#ifndef MV_PAIRS_M
+#define MV_PAIRS_M 4
+#endif
+#define MV_USE_PAIRS(M, k) (((M) >= 2 && (M) <= MV_PAIRS_M) || ((M) == 1 && (k) * 4 > MV_L1X))
 #ifndef MV_PAIRS
 #undef MV_BODY2K
 #define MV_BODY2K(LOADW, SCALARW)
@@ -144,7 +157,7 @@ KINLINE vf vexp(vf x) {
 KINLINE void mv_bf16(float *y, int64_t ldy, const float *x, int64_t ldx, const int M,
                      const void *w, int64_t k, int64_t o0, int64_t o1) {
 #define WT uint16_t
-    if (M >= 2) {
+    if (MV_USE_PAIRS(M, k)) {
         MV_BODY2K(vload_bf16, sbf16)
     }
     MV_BODY(vload_bf16, sbf16)
@@ -153,7 +166,7 @@ KINLINE void mv_bf16(float *y, int64_t ldy, const float *x, int64_t ldx, const i
 KINLINE void mv_f16(float *y, int64_t ldy, const float *x, int64_t ldx, const int M,
                     const void *w, int64_t k, int64_t o0, int64_t o1) {
 #define WT uint16_t
-    if (M >= 2) {
+    if (MV_USE_PAIRS(M, k)) {
         MV_BODY2K(vload_f16, SF16)
     }
     MV_BODY(vload_f16, SF16)
@@ -162,7 +175,7 @@ KINLINE void mv_f16(float *y, int64_t ldy, const float *x, int64_t ldx, const in
 KINLINE void mv_f32(float *y, int64_t ldy, const float *x, int64_t ldx, const int M,
                     const void *w, int64_t k, int64_t o0, int64_t o1) {
 #define WT float
-    if (M >= 2) {
+    if (MV_USE_PAIRS(M, k)) {
         MV_BODY2K(VLOADF32, SF32)
     }
     MV_BODY(VLOADF32, SF32)
