@@ -866,7 +866,8 @@ void glmv_model_embed(const glmv_model *m, float *y, const int32_t *ids, int64_t
         uint16_t *st = (uint16_t *)staging;
         for (int64_t off = 0; off < n; off += 2 * staging_rows) {
             int64_t k = GLMV_MIN(2 * staging_rows, n - off);
-            for (int64_t r = 0; r < k; r++) memcpy(st + r * H, tab + (int64_t)ids[off + r] * H, sizeof(uint16_t) * (size_t)H);
+            for (int64_t r = 0; r < k; r++)
+                memcpy(st + r * H, tab + (int64_t)ids[off + r] * H, sizeof(uint16_t) * (size_t)H);
             be->write_bf16(be, y + off * H, st, k * H);
         }
         return;

@@ -445,22 +445,20 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
         }
         return;
     }
-    {
-        /* f32 precision: weight rows in blocks of at most 64 M elements
-         * (256 MB of fp32 scratch), each converted exactly and multiplied in
-         * fp32 (the handle's math mode leaves TF32 off). */
-        int64_t rows = GLMV_MAX((int64_t)1, GLMV_MIN(n, ((int64_t)64 << 20) / k));
-        float *wf = (float *)cuda_scratch(c, sizeof(float) * (size_t)(rows * k));
-        if (!wf) return;
-        for (int64_t n0 = 0; n0 < n && !c->failed; n0 += rows) {
-            int64_t nn = GLMV_MIN(rows, n - n0);
-            k_bf16_to_f32(c, wf, (const __nv_bfloat16 *)w->data + n0 * k, nn * k);
-            /* column-major: yᵀ[n0:n0+nn, m] (ld n) = Wf[k, nn]ᵀ · xᵀ[k, m] */
-            cublasStatus_t s = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nn, (int)m,
-                                           (int)k, &alpha, wf, (int)k, x, (int)k, &beta, y + n0,
-                                           (int)n);
-            if (s != CUBLAS_STATUS_SUCCESS) cuda_blas_fail(c, "matmul (f32 gemm)", s);
-        }
+    /* f32 precision: weight rows in blocks of at most 64 M elements
+     * (256 MB of fp32 scratch), each converted exactly and multiplied in
+     * fp32 (the handle's math mode leaves TF32 off). */
+    int64_t rows = GLMV_MAX((int64_t)1, GLMV_MIN(n, ((int64_t)64 << 20) / k));
+    float *wf = (float *)cuda_scratch(c, sizeof(float) * (size_t)(rows * k));
+    if (!wf) return;
+    for (int64_t n0 = 0; n0 < n && !c->failed; n0 += rows) {
+        int64_t nn = GLMV_MIN(rows, n - n0);
+        k_bf16_to_f32(c, wf, (const __nv_bfloat16 *)w->data + n0 * k, nn * k);
+        /* column-major: yᵀ[n0:n0+nn, m] (ld n) = Wf[k, nn]ᵀ · xᵀ[k, m] */
+        cublasStatus_t s = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nn, (int)m,
+                                       (int)k, &alpha, wf, (int)k, x, (int)k, &beta, y + n0,
+                                       (int)n);
+        if (s != CUBLAS_STATUS_SUCCESS) cuda_blas_fail(c, "matmul (f32 gemm)", s);
     }
 }
 

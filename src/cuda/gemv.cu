@@ -229,7 +229,8 @@ struct sk_regs {
     uint4 x[U][NT];       /* x row g of each 8-row tile */
 };
 
-/* chunk c0 + 8u for u < U: the weights (and, with_x, the rows of x); zeros past the chunks */
+/* chunk c0 + 8u for u < U: the weights (sk_load_w) or the rows of x (sk_load_x); zeros past the
+ * chunks */
 template <int MT, int NT, int U>
 __device__ __forceinline__ void sk_load_w(sk_regs<MT, NT, U> &r, const __nv_bfloat16 *const (&wp)[MT][2],
                                           int64_t c0, int64_t nc) {
@@ -267,6 +268,21 @@ __device__ __forceinline__ void sk_mul(float (&acc)[MT][NT][4], const sk_regs<MT
                 sk_mma(acc[t][j], a.z, b.z, a.w, b.w, x.z, x.w);
             }
 }
+/* one step of the pipeline: the loads of the chunks after *c into nxt, then cur multiplied;
+ * 1 when the warp's chunks are done */
+template <int MT, int NT, int U>
+__device__ __forceinline__ int sk_step(float (&acc)[MT][NT][4], const sk_regs<MT, NT, U> &cur, sk_regs<MT, NT, U> &nxt,
+                                       const __nv_bfloat16 *const (&wp)[MT][2], const __nv_bfloat16 *const (&xp)[NT],
+                                       int64_t *c, int64_t nc) {
+    const int64_t step = (int64_t)U * SK_WARPS;
+    if (*c + step < nc) {
+        sk_load_w(nxt, wp, *c + step, nc);
+        sk_load_x(nxt, xp, *c + step, nc);
+    }
+    sk_mul(acc, cur);
+    *c += step;
+    return *c >= nc;
+}
 
 template <int MT, int NT, int U>
 __global__ void __launch_bounds__(SK_WARPS * 32) skinny_kernel(float *__restrict__ y,
@@ -299,27 +315,12 @@ __global__ void __launch_bounds__(SK_WARPS * 32) skinny_kernel(float *__restrict
     /* two register sets: the loads of one go out while the other is multiplied; the weights'
      * first loads before waiting for the kernel that wrote x */
     sk_regs<MT, NT, U> ra, rb;
-    const int64_t step = (int64_t)U * SK_WARPS;
     int64_t c = warp;
     sk_load_w(ra, wp, c, nc);
     PDL_WAIT();
     PDL_LAUNCH();
     sk_load_x(ra, xp, c, nc);
-    for (;;) {
-        if (c + step < nc) {
-            sk_load_w(rb, wp, c + step, nc);
-            sk_load_x(rb, xp, c + step, nc);
-        }
-        sk_mul(acc, ra);
-        c += step;
-        if (c >= nc) break;
-        if (c + step < nc) {
-            sk_load_w(ra, wp, c + step, nc);
-            sk_load_x(ra, xp, c + step, nc);
-        }
-        sk_mul(acc, rb);
-        c += step;
-        if (c >= nc) break;
+    while (!sk_step(acc, ra, rb, wp, xp, &c, nc) && !sk_step(acc, rb, ra, wp, xp, &c, nc)) {
     }
     /* the warps' sums, 8 columns (rows of x) at a time: C fragment (g, 2q + e) and (g + 8, 2q + e) */
     const int tc = threadIdx.x / ROWS, tr = threadIdx.x % ROWS; /* the output this thread adds */
