@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -36,6 +36,12 @@
 #          and the prompt's token rows written as bf16, as floats or gathered on the GPU: per-op
 #          timings, 128 requests served 64 and 16 at a time, steady decode, the prefill, the vision
 #          tower, 8k decode; per-kernel profiles (time, DRAM bytes, L1 hit rate; NO_NCU=1: none)
+#   kv     test_cuda and the CUDA parity tests of sessions and batching (bf16 KV caches, the
+#          default), then the binary of the commit before (.dev/old/glmv, when carried), this one
+#          with float32 caches (GLMV_KV_BF16=0) and with bf16 caches, alternating: steady decode of
+#          1, 16 and 64 streams at ~1k keys, one stream at 8k keys; per-kernel profiles of the
+#          decode attention at 4k keys (NO_NCU=1: none); with SERVE=1 also 128 requests served 64
+#          and 16 at a time and the 512-token prefill
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -266,8 +272,66 @@ for f in json.load(open(sys.argv[1]))["serving"]:
     [ -n "${NO_NCU:-}" ] || echo "== ncu: $(wc -l <"$OUT/ncu_dec.csv") lines"
     tail -n 5 "$OUT/bench.err"
     ;;
+kv)
+    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
+    if [ -z "${NO_TESTS:-}" ]; then
+        { timeout 150 build/cuda/tests/test_cuda
+          GLMV_TEST_ONLY=kv_bf16_sessions,batch_invariance,mixed_prefill,decode_graphs,prefix_sharing,kv_budget,kv_preempted_first,tensor_parallel_budget,embed_on_host,joined_qkv,bf16_tiny_text,bf16_tiny_image1,tiny_text \
+              GLMV_PARITY_DEVICE=cuda timeout 200 build/cuda/tests/test_parity; } >"$OUT/tests.log" 2>&1
+    fi
+    OLD=.dev/old/glmv
+    [ -x "$OLD" ] || OLD=
+    run() { # label, then the bench's arguments: one process of the binary the label names
+        local l=$1; shift
+        case $l in
+        old) [ -n "$OLD" ] && timeout 150 "$OLD" bench "$@" ;;
+        kv0) GLMV_KV_BF16=0 timeout 150 build/cuda/glmv bench "$@" ;;
+        kv1) timeout 150 build/cuda/glmv bench "$@" ;;
+        esac
+    }
+    S="--synthetic --layers 40 --device cuda --prompt 512"
+    for l in old kv1 kv0 kv1 old; do
+        echo "== $l: steady decode, 1/16/64 streams at ~1k keys"
+        run $l $S --decode 32 --ctx 1024 --concurrency 1,16,64 --json 2>>"$OUT/bench.err" | grep -o '"concurrency[^]]*' | cut -c1-1500
+    done >"$OUT/conc.log"
+    for l in old kv1 kv0 kv1 old; do
+        echo "== $l: one stream at 8k keys, device bytes"
+        run $l $S --decode 64 --ctx 8192 --json 2>>"$OUT/bench.err" | grep -o '"decode": {[^}]*\|"ctx[^]]*\|"device_bytes": [0-9]*'
+    done >"$OUT/long.log"
+    if [ -n "${SERVE:-}" ]; then
+        for l in old kv1 old kv1; do
+            echo "== $l: 128 requests served 64 and 16 at a time; the 512-token prefill"
+            run $l $S --decode 128 --concurrency 64,16 --requests 128 --schedule mixed --json 2>>"$OUT/bench.err" |
+                python3 -c 'import json, sys
+d = json.load(sys.stdin)
+for f in d["serving"]:
+    print(f["streams"], f["ms"], f["generated_tokens_per_s"], f["ttft_p50_ms"], f["prompt_pass_ms"], f["decode_pass_ms"], f["device_bytes"])'
+            run $l $S --prompt-reps 6 --decode 0 --json 2>>"$OUT/bench.err" | grep -o '"prefill": {[^}]*'
+        done >"$OUT/serving.log"
+    fi
+    [ -n "${NO_NCU:-}" ] || NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+    if [ -n "${NCU:-}" ]; then
+        for l in old kv1; do
+            B=build/cuda/glmv
+            [ $l = old ] && B=$OLD
+            [ -n "$B" ] || continue
+            echo "== $l"
+            timeout 120 "$NCU" --clock-control none --metrics gpu__time_duration.sum,dram__bytes_read.sum --csv \
+                -k 'regex:dec_mma|combine|kv_append|split_kernel' "$B" bench --synthetic --layers 2 --device cuda \
+                --prompt 4000 --prompt-reps 1 --decode 2 --concurrency 1,64 2>>"$OUT/bench.err" |
+                awk -F'","' 'NR > 1 && NF > 10 { gsub(/[",]/, "", $NF); split($5, k, "("); sums[k[1] " " $(NF-2)] += $NF; cnt[k[1] " " $(NF-2)]++ }
+                             END { for (x in sums) printf "%s: %d calls, mean %.1f\n", x, cnt[x], sums[x] / cnt[x] }' | sort
+        done >"$OUT/ncu.log" 2>&1
+    fi
+    cat "$OUT/machine.txt"
+    [ -f "$OUT/tests.log" ] && { echo "== tests"; grep -E "^ok|not ok|RESULT|FAIL|bf16 cache" "$OUT/tests.log" | head -60; }
+    cat "$OUT/conc.log" "$OUT/long.log"
+    [ -f "$OUT/serving.log" ] && cat "$OUT/serving.log"
+    [ -f "$OUT/ncu.log" ] && cat "$OUT/ncu.log"
+    tail -n 5 "$OUT/bench.err"
+    ;;
 *)
-    echo "usage: $0 tests|bench|serving|amx|owed|recheck|top|skinny" >&2
+    echo "usage: $0 tests|bench|serving|amx|owed|recheck|top|skinny|kv" >&2
     exit 2
     ;;
 esac

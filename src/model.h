@@ -163,7 +163,8 @@ struct glmv_session {
     int64_t rope_delta;                    /* M-RoPE offset of decode positions */
     int chunk;                             /* prefill rows per pass */
 
-    float **kc, **vc;                      /* per layer (n_ctx, nkv*hd), post-RoPE keys */
+    void **kc, **vc;                       /* per layer (n_ctx, nkv*hd), post-RoPE keys and the values, in
+                                              glmv_kv_elt bytes an element (float32 or bf16) */
     /* the cache's backing (glmv_kv_ensure): rows [0, kv_rows) of every kc[l], vc[l] are backed,
      * kv_bytes of each; kv_granule is the backend's unit, kv_reserved each range's size; with
      * kv_growing 0 (no be->reserve) all n_ctx rows were allocated at once */
@@ -252,6 +253,12 @@ void glmv_model_set_hook(glmv_model *m, glmv_act_hook hook, void *user);
 
 /* Rows of a K or V cache tensor as this model holds them (its rank's kv heads). */
 static inline int64_t glmv_kv_dim(const glmv_model *m) { return (int64_t)m->t_nkv * m->cfg.head_dim; }
+/* bytes of one KV cache element: 2 where the backend keeps bf16 caches (caps.kv_bf16), else 4 */
+static inline size_t glmv_kv_elt(const glmv_model *m) { return m->be->caps.kv_bf16 ? 2 : 4; }
+/* row `row` of a cache (kc[l] or vc[l]) of session s */
+static inline void *glmv_kv_row(const glmv_model *m, void *cache, int64_t row) {
+    return (char *)cache + (size_t)row * (size_t)glmv_kv_dim(m) * glmv_kv_elt(m);
+}
 
 /* ---- tp.c: tensor parallelism ---- */
 typedef struct glmv_tp glmv_tp;

@@ -67,12 +67,19 @@ void glmv_tensor_get_range(const glmv_tensor *t, int64_t i0, int64_t n, float *d
 
 typedef struct glmv_backend glmv_backend;
 
+/* The KV caches' element as GLMV_KV_BF16 asks: "1" bf16, "0" float32, unset or empty: def (the
+ * backend's default). 0, or -1 with err for any other value. */
+int glmv_env_kv_bf16(int def, int *kv_bf16, char *err);
+
 /* What a backend is, for the model code to decide by instead of comparing names. */
 typedef struct {
     int device;                 /* 1: its memory is not the host's (be->alloc is device memory, weights
                                    are copied there, host rows are written and read) */
     int prefill_chunk;          /* prompt rows it prefers in one pass (GEMM efficiency vs scratch) */
     int keep_scratch;           /* 1: allocation is costly (cudaMalloc): keep per-call scratch */
+    int kv_bf16;                /* 1: a KV cache holds bf16 (2 bytes an element, rounded to nearest
+                                   even by kv_store), half the memory and the attention's reads; 0:
+                                   float32. The caches' pointers are void * for that reason. */
 } glmv_backend_caps;
 
 struct glmv_backend {
@@ -122,6 +129,10 @@ struct glmv_backend {
      * joined q|k|v product's k and v columns into the cache */
     void (*copy_rows)(glmv_backend *be, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
                       int64_t cols);
+    /* rows of a KV cache from float rows: row i of dst ([rows, cols] in the cache's element,
+     * caps.kv_bf16) = x[i, :cols] (rows of stride ldx floats; backend memory), rounded to bf16
+     * where the cache holds bf16 */
+    void (*kv_store)(glmv_backend *be, void *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols);
 
     /* ---- linear algebra ---- */
     /* y[m, n] = x[m, k] · w[n, k]ᵀ (+ bias[n]); n, k from w's 2-D view.
@@ -167,21 +178,22 @@ struct glmv_backend {
     /* ---- attention ---- */
     /* Causal GQA attention for n queries at absolute positions pos0..pos0+n-1
      * over cached keys/values 0..pos0+n-1.
-     * q [n, ldq] (n_heads × head_dim from column 0), kc/vc [>= pos0+n, n_kv_heads*head_dim],
-     * out [n, n_heads*head_dim]; query head h uses kv head h / (n_heads/n_kv_heads). */
+     * q [n, ldq] (n_heads × head_dim from column 0), kc/vc [>= pos0+n, n_kv_heads*head_dim]
+     * (KV caches: float32, or bf16 with caps.kv_bf16), out [n, n_heads*head_dim]; query head h
+     * uses kv head h / (n_heads/n_kv_heads). */
     void (*attn_causal)(glmv_backend *be, float *out, const float *q, int64_t ldq,
-                        const float *kc, const float *vc, int64_t n, int64_t pos0,
+                        const void *kc, const void *vc, int64_t n, int64_t pos0,
                         int n_heads, int n_kv_heads, int head_dim, float scale);
     /* One decode step of n sequences, each over its own cache: first the step's key and
-     * value rows k_new[i], v_new[i] (rows of ldkv) are stored at row n_keys[i] - 1 of
-     * kc[i], vc[i]; then query row i of q [n, ldq] attends to keys 0..n_keys[i]-1 of its
+     * value rows k_new[i], v_new[i] (rows of ldkv floats) are stored at row n_keys[i] - 1 of
+     * the caches kc[i], vc[i] (as kv_store would); then query row i of q [n, ldq] attends to keys 0..n_keys[i]-1 of its
      * cache, as attn_causal with n = 1 and pos0 = n_keys[i] - 1 would. kc, vc (n
      * pointers each) and n_keys (n counts) are themselves in backend memory, so that a
      * device reads them without a copy per call; max_keys bounds them (the largest n_keys[i], or
      * more: a recorded step passes a bound rounded up, and the work split may follow it). */
     void (*attn_decode_batch)(glmv_backend *be, float *out, const float *q, int64_t ldq,
                               const float *k_new, const float *v_new, int64_t ldkv,
-                              float *const *kc, float *const *vc, const int64_t *n_keys, int n,
+                              void *const *kc, void *const *vc, const int64_t *n_keys, int n,
                               int64_t max_keys, int n_heads, int n_kv_heads, int head_dim,
                               float scale);
     /* Bidirectional attention confined to segments [cu[s], cu[s+1]) (host array

@@ -85,10 +85,10 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
     int64_t kvd = glmv_kv_dim(m);
     int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
     int half = GLMV_MAX(rot / 2, 1);
-    s->kc = calloc((size_t)L, sizeof(float *));
-    s->vc = calloc((size_t)L, sizeof(float *));
+    s->kc = calloc((size_t)L, sizeof(void *));
+    s->vc = calloc((size_t)L, sizeof(void *));
     int oom = !s->kc || !s->vc;
-    size_t kvb = glmv_mul_size(glmv_mul_size((size_t)n_ctx, (size_t)kvd), sizeof(float));
+    size_t kvb = glmv_mul_size(glmv_mul_size((size_t)n_ctx, (size_t)kvd), glmv_kv_elt(m));
     /* the cache as address space, backed as the sequence grows (glmv_kv_ensure); where the
      * backend cannot, all of it now */
     s->kv_growing = be->reserve != NULL;
@@ -228,7 +228,7 @@ void glmv_model_kv_stats(glmv_model *m, glmv_kv_stats *out) {
 
 /* Bytes of one of s's K or V tensors (a layer's) that hold `rows` rows, in whole granules. */
 static size_t kv_tensor_bytes(const glmv_session *s, int64_t rows) {
-    size_t rb = sizeof(float) * (size_t)glmv_kv_dim(s->m);
+    size_t rb = glmv_kv_elt(s->m) * (size_t)glmv_kv_dim(s->m);
     return ((size_t)rows * rb + s->kv_granule - 1) / s->kv_granule * s->kv_granule;
 }
 
@@ -243,7 +243,7 @@ void glmv_kv_shrink(glmv_session *s, int64_t rows) {
     if (!s->kv_growing || !s->kv_granule) return; /* whole, or never reserved */
     glmv_model *m = s->m;
     glmv_backend *be = m->be;
-    size_t rb = sizeof(float) * (size_t)glmv_kv_dim(m);
+    size_t rb = glmv_kv_elt(m) * (size_t)glmv_kv_dim(m);
     size_t keep = kv_tensor_bytes(s, rows);
     if (keep >= s->kv_bytes) return;
     for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
@@ -282,7 +282,7 @@ int glmv_kv_ensure(glmv_session *s, int64_t rows, char *err) {
     if (rows > s->n_ctx) rows = s->n_ctx;
     glmv_backend *be = m->be;
     int L = m->cfg.num_hidden_layers;
-    size_t rb = sizeof(float) * (size_t)glmv_kv_dim(m);
+    size_t rb = glmv_kv_elt(m) * (size_t)glmv_kv_dim(m);
     size_t want = kv_tensor_bytes(s, rows);
     if (want > s->kv_reserved) want = s->kv_reserved;
     int64_t add = (int64_t)(want - s->kv_bytes) * 2 * L;
@@ -923,16 +923,15 @@ static int64_t share_prefix(glmv_session *s, const glmv_config *c, const int32_t
         rank_bind(s);
         if (no_room) return own;
     }
-    int64_t kvd = glmv_kv_dim(m);
-    size_t bytes = sizeof(float) * (size_t)((best - own) * kvd);
+    size_t bytes = glmv_kv_elt(m) * (size_t)((best - own) * glmv_kv_dim(m));
     for (int r = 0; r < glmv_tp_size(m->tp); r++) {
         glmv_session *rs = rank_sess(s, r);
         const glmv_session *rd = r ? d->tp_peer[r] : d;
         glmv_backend *be = rs->m->be;
         rank_bind(rs);
         for (int l = 0; l < c->num_hidden_layers; l++) {
-            be->copy(be, rs->kc[l] + own * kvd, rd->kc[l] + own * kvd, bytes);
-            be->copy(be, rs->vc[l] + own * kvd, rd->vc[l] + own * kvd, bytes);
+            be->copy(be, glmv_kv_row(m, rs->kc[l], own), glmv_kv_row(m, rd->kc[l], own), bytes);
+            be->copy(be, glmv_kv_row(m, rs->vc[l], own), glmv_kv_row(m, rd->vc[l], own), bytes);
         }
     }
     rank_bind(s);
@@ -1132,7 +1131,7 @@ struct glmv_gen {
      * runs out; preempted, its rows are in swap (host, K then V of every layer) until it
      * resumes; waiting: its work was not done in the last pass (no memory for it) */
     uint64_t ticket;
-    float *swap;
+    char *swap;
     int64_t back_at;            /* its position when it last came back (-1: never preempted) */
     int waiting;
     /* a generation that cannot go on by itself (its sequence can never fit the KV budget) while
@@ -1709,21 +1708,21 @@ int glmv_gen_start_raw(glmv_gen **out, glmv_session *s, const char *prompt, cons
 }
 
 /* Preemption (under the model lock): q's cache rows go to the host and its memory back to
- * the budget; gen_swap_in brings them back when there is room again. Exact: the same floats. */
+ * the budget; gen_swap_in brings them back when there is room again. Exact: the same bytes. */
 static int gen_swap_out(glmv_gen *q, char *err) {
     glmv_session *s = q->s;
     glmv_model *m = s->m;
     int L = m->cfg.num_hidden_layers, nr = glmv_tp_size(m->tp); /* every rank's cache (tensor parallelism) */
-    size_t row = (size_t)glmv_kv_dim(m), per = row * (size_t)s->pos;
-    q->swap = s->pos > 0 ? malloc(glmv_mul_size(sizeof(float) * 2 * (size_t)L * (size_t)nr, per)) : NULL;
+    size_t row = (size_t)glmv_kv_dim(m) * glmv_kv_elt(m), per = row * (size_t)s->pos; /* bytes */
+    q->swap = s->pos > 0 ? malloc(glmv_mul_size(2 * (size_t)L * (size_t)nr, per)) : NULL;
     if (s->pos > 0 && !q->swap) return glmv_errc(err, GLMV_E_NOMEM, "out of host memory to preempt a sequence");
     for (int r = 0; r < nr && per > 0; r++) {
         glmv_session *rs = rank_sess(s, r);
         glmv_backend *be = rs->m->be;
         rank_bind(rs);
         for (int l = 0; l < L; l++) {
-            be->read(be, q->swap + (size_t)(2 * (r * L + l)) * per, rs->kc[l], sizeof(float) * per);
-            be->read(be, q->swap + (size_t)(2 * (r * L + l) + 1) * per, rs->vc[l], sizeof(float) * per);
+            be->read(be, q->swap + (size_t)(2 * (r * L + l)) * per, rs->kc[l], per);
+            be->read(be, q->swap + (size_t)(2 * (r * L + l) + 1) * per, rs->vc[l], per);
         }
     }
     rank_bind(s);
@@ -1731,7 +1730,7 @@ static int gen_swap_out(glmv_gen *q, char *err) {
     s->suspended = 1;
     m->kv_preemptions++;
     /* back, and out again before it wrote a granule of new rows */
-    m->kv_bounces += q->back_at >= 0 && (int64_t)((size_t)(s->pos - q->back_at) * row * sizeof(float)) < (int64_t)s->kv_granule;
+    m->kv_bounces += q->back_at >= 0 && (int64_t)((size_t)(s->pos - q->back_at) * row) < (int64_t)s->kv_granule;
     return 0;
 }
 
@@ -1740,15 +1739,15 @@ static int gen_swap_in(glmv_gen *q, char *err) {
     glmv_model *m = s->m;
     if (glmv_kv_ensure(s, s->pos + 1, err)) return -1;
     int L = m->cfg.num_hidden_layers, nr = glmv_tp_size(m->tp);
-    size_t per = (size_t)glmv_kv_dim(m) * (size_t)s->pos;
+    size_t per = (size_t)glmv_kv_dim(m) * glmv_kv_elt(m) * (size_t)s->pos; /* bytes */
     for (int r = 0; r < nr; r++) {
         glmv_session *rs = rank_sess(s, r);
         glmv_backend *be = rs->m->be;
         rank_bind(rs);
         int rc = r ? glmv_kv_ensure(rs, s->pos + 1, err) : 0;
         for (int l = 0; l < L && per > 0 && !rc; l++) {
-            be->write(be, rs->kc[l], q->swap + (size_t)(2 * (r * L + l)) * per, sizeof(float) * per);
-            be->write(be, rs->vc[l], q->swap + (size_t)(2 * (r * L + l) + 1) * per, sizeof(float) * per);
+            be->write(be, rs->kc[l], q->swap + (size_t)(2 * (r * L + l)) * per, per);
+            be->write(be, rs->vc[l], q->swap + (size_t)(2 * (r * L + l) + 1) * per, per);
         }
         rs->pos = s->pos;
         rank_bind(s);

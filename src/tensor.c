@@ -1,4 +1,5 @@
 /* tensor.c -- dtype sizes and names, element access for references and tests. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "base.h"
@@ -72,4 +73,12 @@ void glmv_tensor_get_range(const glmv_tensor *t, int64_t i0, int64_t n, float *d
         break;
     }
     }
+}
+
+int glmv_env_kv_bf16(int def, int *kv_bf16, char *err) {
+    const char *e = getenv("GLMV_KV_BF16");
+    if (!e || !*e) *kv_bf16 = def;
+    else if (!strcmp(e, "0") || !strcmp(e, "1")) *kv_bf16 = e[0] == '1';
+    else return glmv_errf(err, "GLMV_KV_BF16=%s: expected 0 (float32 KV caches) or 1 (bf16)", e);
+    return 0;
 }

@@ -68,7 +68,7 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
 
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const glmv_text_layer *L = &m->layers[l];
-        float *kc = s->kc[l] + pos0 * kvd, *vc = s->vc[l] + pos0 * kvd;
+        void *kc = glmv_kv_row(m, s->kc[l], pos0), *vc = glmv_kv_row(m, s->vc[l], pos0);
         const int64_t r = l + 1 == c->num_hidden_layers ? keep0 : 0, nr = n - r; /* rows [r, n) go on */
         float *x = s->x + r * H, *xn = s->xn + r * H;
         /* ref: Glm4vTextAttention */
@@ -79,16 +79,19 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
             ldq = qd + 2 * kvd;
             be->matmul(be, s->q, s->xn, L->qkv_w, L->qkv_b, n);
             if (rot > 0) be->rope_interleaved(be, s->q, ldq, s->cos, s->sin, n, nh + nkv, hd, rot);
-            be->copy_rows(be, kc, kvd, s->q + qd, ldq, n, kvd);
-            be->copy_rows(be, vc, kvd, s->q + qd + kvd, ldq, n, kvd);
-        } else {
+            be->kv_store(be, kc, s->q + qd, ldq, n, kvd);
+            be->kv_store(be, vc, s->q + qd + kvd, ldq, n, kvd);
+        } else { /* k and v after q's chunk rows in s->q (room for [q | k | v]), then to the cache */
+            float *k = s->q + s->chunk * qd, *v = k + s->chunk * kvd;
             be->matmul(be, s->q, s->xn, L->q_w, L->q_b, n);
-            be->matmul(be, kc, s->xn, L->k_w, L->k_b, n);
-            be->matmul(be, vc, s->xn, L->v_w, L->v_b, n);
+            be->matmul(be, k, s->xn, L->k_w, L->k_b, n);
+            be->matmul(be, v, s->xn, L->v_w, L->v_b, n);
             if (rot > 0) {
                 be->rope_interleaved(be, s->q, qd, s->cos, s->sin, n, nh, hd, rot);
-                be->rope_interleaved(be, kc, kvd, s->cos, s->sin, n, nkv, hd, rot);
+                be->rope_interleaved(be, k, kvd, s->cos, s->sin, n, nkv, hd, rot);
             }
+            be->kv_store(be, kc, k, kvd, n, kvd);
+            be->kv_store(be, vc, v, kvd, n, kvd);
         }
         if (nr == 0) break; /* the last layer of a chunk whose rows nobody reads */
         be->attn_causal(be, s->att, s->q + r * ldq, ldq, s->kc[l], s->vc[l], nr, pos0 + r, nh, nkv, hd, scale);
@@ -697,16 +700,15 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
         }
         if (nd > 0)
             be->attn_decode_batch(be, b->att, b->q, ldq, k_new, v_new, ldkv,
-                                  (float *const *)(b->tab + (size_t)(2 * l) * nd),
-                                  (float *const *)(b->tab + (size_t)(2 * l + 1) * nd),
+                                  b->tab + (size_t)(2 * l) * nd, b->tab + (size_t)(2 * l + 1) * nd,
                                   (const int64_t *)(b->tab + (size_t)2 * L_n * nd), nd, max_keys, nh, nkv, hd,
                                   scale);
         const int last = l + 1 == L_n && R2 < R;
         for (int k = nd; k < n_it; k++) { /* a prompt chunk: its keys and values into its cache, then causal */
             glmv_session *s = rank_session(it[k]->s, m->tp_rank);
             int64_t n = it[k]->n, r = r0[k];
-            be->copy_rows(be, s->kc[l] + (int64_t)s->pos * kvd, kvd, k_new + r * ldkv, ldkv, n, kvd);
-            be->copy_rows(be, s->vc[l] + (int64_t)s->pos * kvd, kvd, v_new + r * ldkv, ldkv, n, kvd);
+            be->kv_store(be, glmv_kv_row(m, s->kc[l], s->pos), k_new + r * ldkv, ldkv, n, kvd);
+            be->kv_store(be, glmv_kv_row(m, s->vc[l], s->pos), v_new + r * ldkv, ldkv, n, kvd);
             if (!last)
                 be->attn_causal(be, b->att + r * qd, b->q + r * ldq, ldq, s->kc[l], s->vc[l], n, s->pos, nh, nkv,
                                 hd, scale);

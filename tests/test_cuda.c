@@ -25,6 +25,7 @@
 
 static glmv_backend *be;         /* bf16 precision (the CUDA default) */
 static glmv_backend *be_f32;     /* f32 precision */
+static glmv_backend *be_kvf32;   /* bf16 precision with float32 KV caches (GLMV_KV_BF16=0) */
 static char be_err[GLMV_ERR_SIZE];
 
 /* ---- random data: xorshift, fresh per call ---- */
@@ -96,6 +97,37 @@ static float *host_of(const float *d, int64_t n) {
     be->read(be, h, d, sizeof(float) * (size_t)n);
     return h;
 }
+/* A KV cache of n elements holding h in be's cache format: where that is bf16, h is rounded
+ * to bf16 values first (in place, so that references see what the cache holds). */
+static void *cache_from(float *h, int64_t n) {
+    if (!be->caps.kv_bf16) return dev_from(h, n);
+    uint16_t *b = malloc(2 * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) {
+        b[i] = glmv_f32_to_bf16(h[i]);
+        h[i] = glmv_bf16_to_f32(b[i]);
+    }
+    void *d = be->alloc(be, 2 * (size_t)(n ? n : 1));
+    GLMV_ASSERT(d);
+    be->write(be, d, b, 2 * (size_t)n);
+    free(b);
+    return d;
+}
+/* a cache's n elements as floats */
+static float *cache_host(const void *d, int64_t n) {
+    if (!be->caps.kv_bf16) return host_of(d, n);
+    uint16_t *b = malloc(2 * (size_t)(n ? n : 1));
+    float *h = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    be->read(be, b, d, 2 * (size_t)n);
+    for (int64_t i = 0; i < n; i++) h[i] = glmv_bf16_to_f32(b[i]);
+    free(b);
+    return h;
+}
+/* x rounded to what be's caches hold, in place */
+static void cache_round(float *x, int64_t n) {
+    if (be->caps.kv_bf16)
+        for (int64_t i = 0; i < n; i++) x[i] = glmv_bf16_to_f32(glmv_f32_to_bf16(x[i]));
+}
+
 /* compare device result with the reference; prints the NMSE */
 static void expect(const char *what, const float *dev, const float *ref, int64_t n, double thr) {
     float *got = host_of(dev, n);
@@ -515,13 +547,14 @@ static void one_causal(int64_t n, int64_t pos0, int nh, int nkv, int hd, int64_t
           *vc = rand_buf(cap * kvd, 1.0f);
     float *ref = malloc(sizeof(float) * (size_t)(n * nh * hd));
     float scale = 1.0f / sqrtf((float)hd);
+    float *dq = dev_from(q, n * ldq);
+    void *dk = cache_from(kc, cap * kvd), *dv = cache_from(vc, cap * kvd);
     glmv_ref_attn_causal(ref, q, ldq, kc, vc, n, pos0, nh, nkv, hd, scale);
-    float *dq = dev_from(q, n * ldq), *dk = dev_from(kc, cap * kvd), *dv = dev_from(vc, cap * kvd);
     float *dout = dev_poison(n * nh * hd);
     be->attn_causal(be, dout, dq, ldq, dk, dv, n, pos0, nh, nkv, hd, scale);
     char what[96];
-    snprintf(what, sizeof what, "attn_causal n=%lld pos0=%lld h=%d/%d hd=%d", (long long)n,
-             (long long)pos0, nh, nkv, hd);
+    snprintf(what, sizeof what, "attn_causal n=%lld pos0=%lld h=%d/%d hd=%d%s", (long long)n,
+             (long long)pos0, nh, nkv, hd, be->caps.kv_bf16 ? " (bf16 cache)" : "");
     expect(what, dout, ref, n * nh * hd, thr);
     be->free(be, dq);
     be->free(be, dk);
@@ -549,15 +582,19 @@ static void one_decode_batch(int n, const int64_t *lens, int nh, int nkv, int hd
     int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd, maxk = 0;
     float *q = rand_buf(n * qd, 2.0f), *kn = rand_buf(n * kvd, 2.0f), *vn = rand_buf(n * kvd, 1.0f);
     float *ref = malloc(sizeof(float) * (size_t)(n * qd));
-    float *hk[16], *hv[16], *dk[16], *dv[16];
+    float *hk[16], *hv[16];
+    void *dk[16], *dv[16];
+    float *dq = dev_from(q, n * qd), *dkn = dev_from(kn, n * kvd), *dvn = dev_from(vn, n * kvd);
+    cache_round(kn, n * kvd); /* what the cache will hold (the rows went up unrounded) */
+    cache_round(vn, n * kvd);
     int64_t nk[16];
     float scale = 1.0f / sqrtf((float)hd);
     for (int i = 0; i < n; i++) {
         int64_t cap = lens[i] + 3;
         hk[i] = rand_buf(cap * kvd, 2.0f);
         hv[i] = rand_buf(cap * kvd, 1.0f);
-        dk[i] = dev_from(hk[i], cap * kvd);
-        dv[i] = dev_from(hv[i], cap * kvd);
+        dk[i] = cache_from(hk[i], cap * kvd);
+        dv[i] = cache_from(hv[i], cap * kvd);
         nk[i] = lens[i] + 1;
         maxk = nk[i] > maxk ? nk[i] : maxk;
         memcpy(hk[i] + lens[i] * kvd, kn + i * kvd, sizeof(float) * (size_t)kvd);
@@ -572,16 +609,15 @@ static void one_decode_batch(int n, const int64_t *lens, int nh, int nkv, int hd
         memcpy(&htab[2 * n + i], &nk[i], 8);
     }
     be->write(be, tab, htab, sizeof(void *) * 3 * (size_t)n);
-    float *dq = dev_from(q, n * qd), *dkn = dev_from(kn, n * kvd), *dvn = dev_from(vn, n * kvd);
     float *dout = dev_poison(n * qd);
-    be->attn_decode_batch(be, dout, dq, qd, dkn, dvn, kvd, (float *const *)tab,
-                          (float *const *)((void **)tab + n), (const int64_t *)((void **)tab + 2 * n), n,
-                          maxk, nh, nkv, hd, scale);
+    be->attn_decode_batch(be, dout, dq, qd, dkn, dvn, kvd, (void *const *)tab, (void *const *)tab + n,
+                          (const int64_t *)((void **)tab + 2 * n), n, maxk, nh, nkv, hd, scale);
     char what[96];
-    snprintf(what, sizeof what, "attn_decode_batch n=%d h=%d/%d hd=%d", n, nh, nkv, hd);
+    snprintf(what, sizeof what, "attn_decode_batch n=%d h=%d/%d hd=%d%s", n, nh, nkv, hd,
+             be->caps.kv_bf16 ? " (bf16 cache)" : "");
     expect(what, dout, ref, n * qd, thr);
-    for (int i = 0; i < n; i++) { /* the appended rows, exactly */
-        float *got = host_of(dk[i], (lens[i] + 1) * kvd), *gv = host_of(dv[i], (lens[i] + 1) * kvd);
+    for (int i = 0; i < n; i++) { /* the appended rows, exactly (rounded in a bf16 cache) */
+        float *got = cache_host(dk[i], (lens[i] + 1) * kvd), *gv = cache_host(dv[i], (lens[i] + 1) * kvd);
         CHECK_MSG(!memcmp(got + lens[i] * kvd, kn + i * kvd, sizeof(float) * (size_t)kvd) &&
                       !memcmp(gv + lens[i] * kvd, vn + i * kvd, sizeof(float) * (size_t)kvd),
                   "sequence %d: the new key/value row was not stored at row %lld", i, (long long)lens[i]);
@@ -684,6 +720,118 @@ TEST(precision_f32) {
     one_segments(cu, 4, 3, 128, 1e-10);
     unsetenv("GLMV_CUDA_ATTN_SCORES");
     be = keep;
+}
+
+/* One sequence's attention on the current be, from float inputs (the caches made in be's
+ * format from copies): decode 1 appends kn, vn at row pos0 through attn_decode_batch and
+ * attends over pos0 + 1 keys; else attn_causal over n query rows after pos0 cached ones. */
+static float *kv_attn_run(int decode, int64_t n, int64_t pos0, int nh, int nkv, int hd, const float *q,
+                          const float *k, const float *v, const float *kn, const float *vn) {
+    int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd, rows = pos0 + n + 2;
+    float *hk = malloc(sizeof(float) * (size_t)(rows * kvd)), *hv = malloc(sizeof(float) * (size_t)(rows * kvd));
+    memcpy(hk, k, sizeof(float) * (size_t)(rows * kvd));
+    memcpy(hv, v, sizeof(float) * (size_t)(rows * kvd));
+    void *dk = cache_from(hk, rows * kvd), *dv = cache_from(hv, rows * kvd);
+    float *dq = dev_from(q, n * qd), *dout = dev_poison(n * qd);
+    float scale = 1.0f / sqrtf((float)hd);
+    if (decode) {
+        float *dkn = dev_from(kn, kvd), *dvn = dev_from(vn, kvd);
+        int64_t nk = pos0 + 1;
+        void *htab[3] = {dk, dv, NULL};
+        memcpy(&htab[2], &nk, 8);
+        void **tab = be->alloc(be, sizeof htab);
+        be->write(be, tab, htab, sizeof htab);
+        be->attn_decode_batch(be, dout, dq, qd, dkn, dvn, kvd, tab, tab + 1, (const int64_t *)(tab + 2), 1, nk,
+                              nh, nkv, hd, scale);
+        be->free(be, tab);
+        be->free(be, dkn);
+        be->free(be, dvn);
+    } else {
+        be->attn_causal(be, dout, dq, qd, dk, dv, n, pos0, nh, nkv, hd, scale);
+    }
+    float *out = host_of(dout, n * qd);
+    be->free(be, dk);
+    be->free(be, dv);
+    be->free(be, dq);
+    be->free(be, dout);
+    free(hk);
+    free(hv);
+    return out;
+}
+
+/* bf16 KV caches (the default in bf16 precision): the tensor-core kernels (flash prefill, the
+ * decode kernel, its chunks' merge) give bit for bit what they give from float32 caches,
+ * which they round the same way; the float32 kernels read the rounded values (the reference
+ * tests above run on both kinds of cache); kv_store rounds to nearest even. */
+TEST(kv_bf16) {
+    NEED_GPU();
+    const char *env = getenv("GLMV_KV_BF16");
+    CHECK(be->caps.kv_bf16 == (!env || strcmp(env, "0") != 0) && be_f32 &&
+          be_f32->caps.kv_bf16 == (env && !strcmp(env, "1")) && be_kvf32 && be_kvf32->caps.kv_bf16 == 0);
+    if (!be_f32 || !be_kvf32 || !be->caps.kv_bf16) return;
+    glmv_backend *keep = be;
+    const int nh = 32, nkv = 2, hd = 128;
+    const int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
+    struct { int decode; int64_t n, pos0; } cases[] = {{1, 1, 5000}, {1, 1, 300}, {0, 100, 30}, {0, 512, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int64_t n = cases[c].n, pos0 = cases[c].pos0, rows = pos0 + n + 2;
+        float *q = rand_buf(n * qd, 2.0f), *k = rand_buf(rows * kvd, 2.0f), *v = rand_buf(rows * kvd, 1.0f);
+        float *kn = rand_buf(kvd, 2.0f), *vn = rand_buf(kvd, 1.0f);
+        be = keep;
+        float *a = kv_attn_run(cases[c].decode, n, pos0, nh, nkv, hd, q, k, v, kn, vn);
+        be = be_kvf32;
+        float *b = kv_attn_run(cases[c].decode, n, pos0, nh, nkv, hd, q, k, v, kn, vn);
+        CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(n * qd)),
+                  "%s n=%lld pos0=%lld: a bf16 cache gives other floats than a float32 one",
+                  cases[c].decode ? "decode" : "prefill", (long long)n, (long long)pos0);
+        free(a);
+        free(b);
+        free(q);
+        free(k);
+        free(v);
+        free(kn);
+        free(vn);
+    }
+    /* the reference tests on float32 caches in bf16 precision */
+    int64_t l1[] = {0, 300, 5000, 17, 1023, 64};
+    one_decode_batch(6, l1, 32, 2, 128, 2e-4);
+    one_causal(100, 0, 32, 2, 128, 0, 2e-4);
+    one_causal(3, 1000, 8, 2, 64, 17, 1e-10);
+    be = keep;
+    /* kv_store: rows of a wider buffer, ties to even, overflow to infinity, tiny values */
+    const int64_t rows = 5, cols = 37, ldx = 50;
+    float *x = rand_buf(rows * ldx, 3.0f);
+    const uint32_t special[] = {0x3f808000u, 0x3f818000u, 0x7f7fffffu, 0xff7fffffu, 0x00000001u, 0x80000000u,
+                                0x7f800000u, 0x3f80ffffu};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) memcpy(&x[ldx + i], &special[i], 4);
+    float *dx = dev_from(x, rows * ldx);
+    for (int which = 0; which < 2; which++) {
+        be = which ? be_kvf32 : keep;
+        const size_t elt = be->caps.kv_bf16 ? 2 : 4;
+        void *d = be->alloc(be, elt * (size_t)(rows * cols));
+        be->kv_store(be, d, dx, ldx, rows, cols);
+        unsigned char *got = malloc(elt * (size_t)(rows * cols));
+        be->read(be, got, d, elt * (size_t)(rows * cols));
+        int bad = 0;
+        for (int64_t i = 0; i < rows && !bad; i++)
+            for (int64_t j = 0; j < cols && !bad; j++) {
+                const float f = x[i * ldx + j];
+                if (elt == 2) {
+                    uint16_t h;
+                    memcpy(&h, got + 2 * (size_t)(i * cols + j), 2);
+                    bad = h != glmv_f32_to_bf16(f);
+                } else {
+                    bad = memcmp(got + 4 * (size_t)(i * cols + j), &f, 4) != 0;
+                }
+                CHECK_MSG(!bad, "kv_store (%s cache): row %lld col %lld", elt == 2 ? "bf16" : "float32",
+                          (long long)i, (long long)j);
+            }
+        free(got);
+        be->free(be, d);
+    }
+    be = keep;
+    be->free(be, dx);
+    free(x);
 }
 
 TEST(elementwise) {
@@ -1253,6 +1401,14 @@ int main(int argc, char **argv) {
     char err[GLMV_ERR_SIZE] = "";
     be = getenv("GLMV_NO_CUDA") ? NULL : glmv_cuda_backend_new(0, 1, err);
     if (be) be_f32 = glmv_cuda_backend_new(0, 0, err);
+    if (be) {
+        char *was = getenv("GLMV_KV_BF16") ? strdup(getenv("GLMV_KV_BF16")) : NULL;
+        setenv("GLMV_KV_BF16", "0", 1);
+        be_kvf32 = glmv_cuda_backend_new(0, 1, err);
+        if (was) setenv("GLMV_KV_BF16", was, 1);
+        else unsetenv("GLMV_KV_BF16");
+        free(was);
+    }
     if (!be) {
         snprintf(be_err, sizeof be_err, "no GPU: %s", err[0] ? err : "GLMV_NO_CUDA set");
         printf("SKIP cuda: %s\n", be_err);
@@ -1292,6 +1448,7 @@ int main(int argc, char **argv) {
     RUN(attn_causal_decode);
     RUN(attn_causal_flash);
     RUN(attn_decode_batch);
+    RUN(kv_bf16);
     RUN(attn_segments);
     RUN(elementwise);
     RUN(top_k);
@@ -1299,6 +1456,7 @@ int main(int argc, char **argv) {
     RUN(errors);
     RUN(grow_memory);
     if (be_f32) be_f32->destroy(be_f32);
+    if (be_kvf32) be_kvf32->destroy(be_kvf32);
     if (be) be->destroy(be);
     return test_summary("cuda");
 }

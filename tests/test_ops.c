@@ -715,6 +715,66 @@ TEST(attn_causal) {
     }
 }
 
+/* A bf16 KV cache (caps.kv_bf16, GLMV_KV_BF16=1) on every backend: kv_store rounds to nearest
+ * even; attn_causal and attn_decode_batch over it give bit for bit what they give over a float32
+ * cache holding the rounded values, and the decode step stores its rounded rows */
+TEST(kv_bf16) {
+    const int nh = 8, nkv = 2, hd = 64;
+    const int64_t pos0 = 300, n = 5, kvd = (int64_t)nkv * hd, qd = (int64_t)nh * hd, T = pos0 + n;
+    float *q = randv(n * qd, -1.5f, 1.5f), *k = randv(T * kvd, -1.5f, 1.5f), *v = randv(T * kvd, -1, 1);
+    uint16_t *kb = malloc(2 * (size_t)(T * kvd)), *vb = malloc(2 * (size_t)(T * kvd));
+    float *kr = malloc(sizeof(float) * (size_t)(T * kvd)), *vr = malloc(sizeof(float) * (size_t)(T * kvd));
+    float *want = randv(n * qd, 0, 0), *got = randv(n * qd, 0, 0);
+    for (int b = 0; b < n_be; b++) {
+        glmv_backend *be = bes[b];
+        be->caps.kv_bf16 = 1;
+        /* kv_store from rows of stride kvd + 3 */
+        float *x = randv(T * (kvd + 3), -1.5f, 1.5f);
+        for (int64_t i = 0; i < T; i++) memcpy(x + i * (kvd + 3), k + i * kvd, sizeof(float) * (size_t)kvd);
+        be->kv_store(be, kb, x, kvd + 3, T, kvd);
+        int bad = 0;
+        for (int64_t i = 0; i < T * kvd && !bad; i++) bad = kb[i] != glmv_f32_to_bf16(k[i]);
+        CHECK_MSG(!bad, "%s: kv_store", be->name);
+        free(x);
+        be->kv_store(be, vb, v, kvd, T, kvd);
+        for (int64_t i = 0; i < T * kvd; i++) {
+            kr[i] = glmv_bf16_to_f32(kb[i]);
+            vr[i] = glmv_bf16_to_f32(vb[i]);
+        }
+        be->caps.kv_bf16 = 0;
+        be->attn_causal(be, want, q, qd, kr, vr, n, pos0, nh, nkv, hd, 0.125f);
+        be->caps.kv_bf16 = 1;
+        be->attn_causal(be, got, q, qd, kb, vb, n, pos0, nh, nkv, hd, 0.125f);
+        CHECK_MSG(!memcmp(got, want, sizeof(float) * (size_t)(n * qd)), "%s: attn_causal over a bf16 cache",
+                  be->name);
+        /* one decode step: the new rows (k's and v's row pos0, unrounded) stored, then attended */
+        void *kp[1] = {kb}, *vp[1] = {vb};
+        int64_t nk[1] = {pos0 + 1};
+        memset(kb + pos0 * kvd, 0, 2 * (size_t)kvd);
+        memset(vb + pos0 * kvd, 0, 2 * (size_t)kvd);
+        be->attn_decode_batch(be, got, q, qd, k + pos0 * kvd, v + pos0 * kvd, kvd, kp, vp, nk, 1, pos0 + 1, nh, nkv,
+                              hd, 0.125f);
+        be->caps.kv_bf16 = 0;
+        be->attn_causal(be, want, q, qd, kr, vr, 1, pos0, nh, nkv, hd, 0.125f);
+        bad = 0;
+        for (int64_t i = 0; i < kvd && !bad; i++)
+            bad = kb[pos0 * kvd + i] != glmv_f32_to_bf16(k[pos0 * kvd + i]) ||
+                  vb[pos0 * kvd + i] != glmv_f32_to_bf16(v[pos0 * kvd + i]);
+        CHECK_MSG(!bad, "%s: attn_decode_batch's stored rows", be->name);
+        CHECK_MSG(!memcmp(got, want, sizeof(float) * (size_t)qd), "%s: attn_decode_batch over a bf16 cache",
+                  be->name);
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(kb);
+    free(vb);
+    free(kr);
+    free(vr);
+    free(want);
+    free(got);
+}
+
 static void segments_case(int nh, int hd) {
     int64_t cu[] = {0, 5, 5, 77, 140, 141};
     int n_seg = 5;
@@ -835,6 +895,7 @@ int main(void) {
     RUN(layernorm);
     RUN(ropes);
     RUN(attn_causal);
+    RUN(kv_bf16);
     RUN(attn_segments);
     RUN(elementwise);
     RUN(top_k);

@@ -1163,7 +1163,7 @@ TEST(kv_share_evict) {
     glmv_model_free(m);
 }
 
-TEST(prefix_sharing) {
+static void prefix_sharing_run(void) {
     char err[GLMV_ERR_SIZE] = "";
     glmv_model *m = load_under_test("tests/fixtures/tiny2", err);
     if (!m) return;
@@ -1240,6 +1240,8 @@ TEST(prefix_sharing) {
     glmv_session_free(fresh);
     glmv_model_free(m);
 }
+
+TEST(prefix_sharing) { prefix_sharing_run(); }
 
 /* logits rows: reused after free (the page-locked kind costs a lot to allocate), any
  * number at once, freed before the model; the model frees what is kept */
@@ -2010,9 +2012,10 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs, int t
         CHECK_EQ_INT((int)m->kv_bounces, 0);
         /* a prompt that can never fit fails alone (an error, not a wait), and a prompt of a
          * few tokens beside it in the same passes goes on to its answer (before, the pass
-         * failed for both): a budget of 64 rows, neither holding memory at first */
+         * failed for both): a budget of 64 rows (8 granules of float32 rows), neither holding
+         * memory at first */
         for (int i = 0; i < N; i++) glmv_session_reset(ss[i]);
-        m->kv_budget = (int64_t)ss[0]->kv_granule * 8 * 2 * m->cfg.num_hidden_layers;
+        m->kv_budget = (int64_t)ss[0]->kv_granule * 2 * (int64_t)glmv_kv_elt(m) * 2 * m->cfg.num_hidden_layers;
         glmv_prompt *p = NULL, *p1 = NULL;
         glmv_gen *big = NULL, *small = NULL;
         glmv_sampling sp1 = sps[3];
@@ -2454,6 +2457,48 @@ TEST(kv_budget) { batched_vs_alone(1, 24, 5, 1, 0); }
 /* the same split 2 ways (tensor parallelism): batched decode; prompts in the passes and
  * preemption in a KV budget (every rank's cache to the host and back) */
 TEST(tensor_parallel_batch) { batched_vs_alone(0, 0, 0, 2, 0); }
+
+/* bf16 KV caches (GLMV_KV_BF16=1; CUDA's default in bf16 precision, an option on the CPU):
+ * half the bytes a cached row, so every copy of rows (prefix sharing, preemption's swap,
+ * tensor parallelism's ranks) must move the right number; the same promises hold as with
+ * float32 caches, and the tokens are the float32 caches' on the tiny model */
+TEST(kv_bf16_sessions) {
+    char err[GLMV_ERR_SIZE] = "";
+    char *was = getenv("GLMV_KV_BF16") ? strdup(getenv("GLMV_KV_BF16")) : NULL;
+    glmv_result r[2];
+    memset(r, 0, sizeof r);
+    glmv_part u[2];
+    memset(u, 0, sizeof u);
+    u[0].kind = GLMV_PART_IMAGE;
+    u[0].path = "../shared/assets/images/coco_000000039769.png";
+    u[1].text = "What is in this image?";
+    int64_t row_bytes[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        setenv("GLMV_KV_BF16", k ? "1" : "0", 1);
+        glmv_model *m = load_under_test("tests/fixtures/tiny2", err);
+        if (!m) break;
+        CHECK_EQ_INT(m->be->caps.kv_bf16, k);
+        glmv_session *s = NULL;
+        CHECK(glmv_session_new(&s, m, 256, err) == 0);
+        if (s) {
+            CHECK_MSG(gen_lp(s, (glmv_message[]){{"user", u, 2, NULL}}, 1, &r[k], err) == 0, "%s", err);
+            row_bytes[k] = (int64_t)glmv_kv_elt(m) * glmv_kv_dim(m);
+            glmv_session_free(s);
+        }
+        glmv_model_free(m);
+    }
+    CHECK(row_bytes[1] * 2 == row_bytes[0] && row_bytes[1] > 0);
+    CHECK(same_gen(&r[0], &r[1], 0.05f)); /* the same tokens, log-probabilities close */
+    glmv_result_free(&r[0]);
+    glmv_result_free(&r[1]);
+    setenv("GLMV_KV_BF16", "1", 1);
+    prefix_sharing_run();
+    batched_vs_alone(1, 24, 5, 1, 0); /* mixed prompts, a budget that preempts */
+    batched_vs_alone(1, 24, 5, 2, 0); /* and two ranks */
+    if (was) setenv("GLMV_KV_BF16", was, 1);
+    else unsetenv("GLMV_KV_BF16");
+    free(was);
+}
 TEST(tensor_parallel_budget) { batched_vs_alone(1, 24, 5, 2, 0); }
 
 /* A backend that fails (a GPU's sticky error, made up here on the CPU backend by its status
@@ -2659,6 +2704,7 @@ int main(void) {
     RUN(thinking_budget);
     RUN(prefix_reuse);
     RUN(prefix_sharing);
+    RUN(kv_bf16_sessions);
     RUN(logits_rows);
     RUN(prefix_sharing_threads);
     RUN(pos_embed_separable);

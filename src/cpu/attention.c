@@ -212,10 +212,9 @@ static void causal_merge_task(void *ctx, int64_t t, int thread) {
     if (L > 0) j->cs->k->scale(o, 1.0f / L, hd);
 }
 
-void glmv_cpu_attn_causal(glmv_backend *be, float *out, const float *q, int64_t ldq,
-                          const float *kc, const float *vc, int64_t n, int64_t pos0,
-                          int n_heads, int n_kv_heads, int head_dim, float scale) {
-    cpu_state *cs = cpu_of(be);
+static void attn_causal_f32(cpu_state *cs, float *out, const float *q, int64_t ldq, const float *kc,
+                            const float *vc, int64_t n, int64_t pos0, int n_heads, int n_kv_heads, int head_dim,
+                            float scale) {
     if (!cs->k) {
         glmv_ref_attn_causal(out, q, ldq, kc, vc, n, pos0, n_heads, n_kv_heads, head_dim, scale);
         return;
@@ -250,6 +249,52 @@ void glmv_cpu_attn_causal(glmv_backend *be, float *out, const float *q, int64_t 
                                     (size_t)(head_dim + 2));
     glmv_pool_run(cs->pool, causal_task, &j, tasks * j.n_chunks);
     if (j.n_chunks > 1) glmv_pool_run(cs->pool, causal_merge_task, &j, n * n_heads);
+}
+
+/* a bf16 cache's rows [0, rows) of K and of V widened to float32 (exactly), in blocks of rows
+ * on the pool */
+typedef struct {
+    float *dst;
+    const uint16_t *k, *v;
+    int64_t rows, kvd;
+} widen_job;
+
+#define WIDEN_ROWS 256
+static void widen_task(void *ctx, int64_t t, int thread) {
+    (void)thread;
+    widen_job *j = ctx;
+    int64_t r0 = t * WIDEN_ROWS, r1 = GLMV_MIN(j->rows, r0 + WIDEN_ROWS);
+    for (int half = 0; half < 2; half++) {
+        const uint16_t *src = half ? j->v : j->k;
+        float *dst = j->dst + (size_t)half * (size_t)(j->rows * j->kvd);
+        for (int64_t i = r0 * j->kvd; i < r1 * j->kvd; i++) dst[i] = glmv_bf16_to_f32(src[i]);
+    }
+}
+
+void glmv_cpu_attn_causal(glmv_backend *be, float *out, const float *q, int64_t ldq,
+                          const void *kc, const void *vc, int64_t n, int64_t pos0,
+                          int n_heads, int n_kv_heads, int head_dim, float scale) {
+    cpu_state *cs = cpu_of(be);
+    if (n <= 0) return;
+    if (!be->caps.kv_bf16) {
+        attn_causal_f32(cs, out, q, ldq, kc, vc, n, pos0, n_heads, n_kv_heads, head_dim, scale);
+        return;
+    }
+    /* the float32 kernels on the widened rows: the same results as a float32 cache holding
+     * the bf16 values (the cache's memory halved, not its attention's reads) */
+    int64_t kvd = (int64_t)n_kv_heads * head_dim, rows = pos0 + n;
+    size_t need = glmv_mul_size(glmv_mul_size(2 * sizeof(float), (size_t)rows), (size_t)kvd);
+    if (need > cs->kv_wide_size) {
+        free(cs->kv_wide);
+        cs->kv_wide = glmv_aligned_alloc(need);
+        GLMV_ASSERT(cs->kv_wide); /* as cpu_shared: sized by a cache the caller already holds */
+        cs->kv_wide_size = need;
+    }
+    widen_job w = {cs->kv_wide, kc, vc, rows, kvd};
+    if (cs->k) glmv_pool_run(cs->pool, widen_task, &w, (rows + WIDEN_ROWS - 1) / WIDEN_ROWS);
+    else for (int64_t t = 0; t * WIDEN_ROWS < rows; t++) widen_task(&w, t, 0);
+    attn_causal_f32(cs, out, q, ldq, cs->kv_wide, cs->kv_wide + rows * kvd, n, pos0, n_heads, n_kv_heads,
+                    head_dim, scale);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -344,15 +389,16 @@ void glmv_cpu_attn_segments(glmv_backend *be, float *out, const float *q, int64_
 /* the CPU keeps its caches in host memory: the tables are plain host arrays */
 void glmv_cpu_attn_decode_batch(glmv_backend *be, float *out, const float *q, int64_t ldq,
                                 const float *k_new, const float *v_new, int64_t ldkv,
-                                float *const *kc, float *const *vc, const int64_t *n_keys, int n,
+                                void *const *kc, void *const *vc, const int64_t *n_keys, int n,
                                 int64_t max_keys, int n_heads, int n_kv_heads, int head_dim,
                                 float scale) {
     (void)max_keys;
     int64_t kvd = (int64_t)n_kv_heads * head_dim, qd = (int64_t)n_heads * head_dim;
+    size_t row = (size_t)kvd * (be->caps.kv_bf16 ? 2 : 4);
     for (int i = 0; i < n; i++) {
         int64_t pos = n_keys[i] - 1;
-        memcpy(kc[i] + pos * kvd, k_new + i * ldkv, sizeof(float) * (size_t)kvd);
-        memcpy(vc[i] + pos * kvd, v_new + i * ldkv, sizeof(float) * (size_t)kvd);
+        be->kv_store(be, (char *)kc[i] + (size_t)pos * row, k_new + i * ldkv, ldkv, 1, kvd);
+        be->kv_store(be, (char *)vc[i] + (size_t)pos * row, v_new + i * ldkv, ldkv, 1, kvd);
         glmv_cpu_attn_causal(be, out + i * qd, q + i * ldq, ldq, kc[i], vc[i], 1, pos, n_heads,
                              n_kv_heads, head_dim, scale);
     }

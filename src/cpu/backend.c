@@ -40,6 +40,7 @@ static void cpu_destroy(glmv_backend *be) {
         glmv_pool_free(cs->pool);
         free(cs->tscratch);
         free(cs->shared);
+        free(cs->kv_wide);
         free(cs);
     }
     free(be);
@@ -191,6 +192,16 @@ static void cpu_copy_rows(glmv_backend *be, float *y, int64_t ldy, const float *
                           int64_t cols) {
     (void)be;
     for (int64_t i = 0; i < rows; i++) memcpy(y + i * ldy, x + i * ldx, sizeof(float) * (size_t)cols);
+}
+
+static void cpu_kv_store(glmv_backend *be, void *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols) {
+    if (!be->caps.kv_bf16) {
+        cpu_copy_rows(be, dst, cols, x, ldx, rows, cols);
+        return;
+    }
+    uint16_t *d = dst;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) d[i * cols + j] = glmv_f32_to_bf16(x[i * ldx + j]);
 }
 
 static void layernorm_rows(row_job *j, int64_t r0, int64_t r1) {
@@ -485,6 +496,12 @@ glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *
     be->copy = cpu_copy;
     be->sync = cpu_sync;
     be->caps = (glmv_backend_caps){.device = 0, .prefill_chunk = 256, .keep_scratch = 0};
+    /* float32 caches unless GLMV_KV_BF16=1 asks for bf16 ones (half the memory; attention widens
+     * the rows it reads, so it is slower here) */
+    if (glmv_env_kv_bf16(0, &be->caps.kv_bf16, err)) {
+        cpu_destroy(be);
+        return NULL;
+    }
     be->matmul = glmv_cpu_matmul;
     be->matmul_rows = glmv_cpu_matmul_rows;
     be->embed = cpu_embed;
@@ -501,6 +518,7 @@ glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *
     be->permute_021 = cpu_permute_021;
     be->norm_add_norm = cpu_norm_add_norm;
     be->copy_rows = cpu_copy_rows;
+    be->kv_store = cpu_kv_store;
     be->top_k = cpu_top_k;
     return be;
 }

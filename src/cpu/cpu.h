@@ -23,6 +23,8 @@ typedef struct {
     char *tscratch;             /* n_threads x GLMV_CPU_TSCRATCH, 64-byte aligned */
     void *shared;               /* grows on demand (cpu_shared) */
     size_t shared_size;
+    float *kv_wide;             /* a bf16 cache's rows widened for attention (caps.kv_bf16) */
+    size_t kv_wide_size;
 } cpu_state;
 
 static inline cpu_state *cpu_of(glmv_backend *be) { return (cpu_state *)be->impl; }
@@ -47,13 +49,13 @@ void glmv_cpu_matmul_rows(glmv_backend *be, float *y, const float *x, const glmv
                           const glmv_tensor *bias, int64_t m);
 void glmv_cpu_attn_decode_batch(glmv_backend *be, float *out, const float *q, int64_t ldq,
                                 const float *k_new, const float *v_new, int64_t ldkv,
-                                float *const *kc, float *const *vc, const int64_t *n_keys, int n,
+                                void *const *kc, void *const *vc, const int64_t *n_keys, int n,
                                 int64_t max_keys, int n_heads, int n_kv_heads, int head_dim,
                                 float scale);
 void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
                      const glmv_tensor *bias, int64_t m);
 void glmv_cpu_attn_causal(glmv_backend *be, float *out, const float *q, int64_t ldq,
-                          const float *kc, const float *vc, int64_t n, int64_t pos0,
+                          const void *kc, const void *vc, int64_t n, int64_t pos0,
                           int n_heads, int n_kv_heads, int head_dim, float scale);
 void glmv_cpu_attn_segments(glmv_backend *be, float *out, const float *q, int64_t ldq,
                             const float *k, int64_t ldk, const float *v, int64_t ldv,

@@ -41,6 +41,34 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return *(uint32_t *)&v;
 }
 
+/* A KV cache's elements (KT: float, or __nv_bfloat16 with caps.kv_bf16) as the kernels take
+ * them: one as a float (exact); two consecutive ones as a packed bf16 pair (rounded to
+ * nearest even from float, as-is from bf16: the same bits either way); four as a float4;
+ * the pair of elements a and b (any two) packed likewise, zero where not ok. */
+__device__ __forceinline__ float kv_f(float x) { return x; }
+__device__ __forceinline__ float kv_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ uint32_t kv_pair(const float *p) {
+    const float2 x = *(const float2 *)p;
+    return pack_bf16(x.x, x.y);
+}
+__device__ __forceinline__ uint32_t kv_pair(const __nv_bfloat16 *p) { return *(const uint32_t *)p; }
+__device__ __forceinline__ float4 kv_4(const float *p) { return *(const float4 *)p; }
+__device__ __forceinline__ float4 kv_4(const __nv_bfloat16 *p) {
+    const uint2 u = *(const uint2 *)p;
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                       __uint_as_float(u.y & 0xffff0000u));
+}
+__device__ __forceinline__ uint32_t kv_bits(float x) {
+    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(x));
+}
+__device__ __forceinline__ uint32_t kv_bits(__nv_bfloat16 x) { return (uint32_t)__bfloat16_as_ushort(x); }
+template <typename KT>
+__device__ __forceinline__ uint32_t kv_pack2(const KT *a, bool ok_a, const KT *b, bool ok_b) {
+    return (ok_a ? kv_bits(*a) : 0u) | (ok_b ? kv_bits(*b) : 0u) << 16;
+}
+__device__ __forceinline__ void kv_put(float *d, float x) { *d = x; }
+__device__ __forceinline__ void kv_put(__nv_bfloat16 *d, float x) { *d = __float2bfloat16_rn(x); }
+
 /* A fragments of rows a and b of Q (f32 -> bf16, the mma's row-major A layout: thread
  * (gq, tig) holds columns 2 tig, 2 tig + 1 and the same + 8 of each 16), from qa / qb,
  * which point at column 2 tig of their rows; a row not ok reads as zero */
@@ -85,7 +113,8 @@ __device__ __forceinline__ void online_max(float &m_a, float &m_b, float mx_a, f
 /* K and V of one head group, converted once per call: Kb [G][nk_pad][HD] and the
  * transpose Vt [G][HD][nk_pad], bf16, zero past nk (nk_pad = nk rounded up to 64),
  * so that the flash kernel copies tiles with 16-byte cp.async and no conversion. */
-__global__ void conv_k_kernel(__nv_bfloat16 *kb, const float *k, int64_t ldk, int64_t nk,
+template <typename KT>
+__global__ void conv_k_kernel(__nv_bfloat16 *kb, const KT *k, int64_t ldk, int64_t nk,
                               int64_t nk_pad, int hd) {
     PDL_ENTRY();
     const int g = blockIdx.y;
@@ -94,13 +123,14 @@ __global__ void conv_k_kernel(__nv_bfloat16 *kb, const float *k, int64_t ldk, in
          i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / hd;
         int d = (int)(i % hd);
-        float x = r < nk ? k[r * ldk + (int64_t)g * hd + d] : 0.f;
+        float x = r < nk ? kv_f(k[r * ldk + (int64_t)g * hd + d]) : 0.f;
         kb[(int64_t)g * total + i] = __float2bfloat16_rn(x);
     }
 }
 
 /* 32x32 tiles through shared memory: grid (nk_pad/32, hd/32, G), block (32, 8) */
-__global__ void conv_vt_kernel(__nv_bfloat16 *vt, const float *v, int64_t ldv, int64_t nk,
+template <typename KT>
+__global__ void conv_vt_kernel(__nv_bfloat16 *vt, const KT *v, int64_t ldv, int64_t nk,
                                int64_t nk_pad, int hd) {
     PDL_ENTRY();
     __shared__ float tile[32][33];
@@ -109,7 +139,7 @@ __global__ void conv_vt_kernel(__nv_bfloat16 *vt, const float *v, int64_t ldv, i
     const int d0 = blockIdx.y * 32;
     for (int i = threadIdx.y; i < 32; i += blockDim.y) {
         int64_t r = r0 + i;
-        tile[i][threadIdx.x] = r < nk ? v[r * ldv + (int64_t)g * hd + d0 + threadIdx.x] : 0.f;
+        tile[i][threadIdx.x] = r < nk ? kv_f(v[r * ldv + (int64_t)g * hd + d0 + threadIdx.x]) : 0.f;
     }
     __syncthreads();
     for (int i = threadIdx.y; i < 32; i += blockDim.y)
@@ -306,9 +336,10 @@ static int flash_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64
     return cuda_check(c, "attention (flash)");
 }
 
-/* convert K/V (n_kv heads of hd at column g*hd) and run the flash kernel */
+/* convert K/V (n_kv heads of hd at column g*hd; KT float or bf16) and run the flash kernel */
+template <typename KT>
 static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
-                        const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t nq,
+                        const KT *k, int64_t ldk, const KT *v, int64_t ldv, int64_t nq,
                         int64_t nk, int causal, int64_t pos0, int n_heads, int n_kv, int hd,
                         float scale) {
     int64_t nk_pad = (nk + FA_BN - 1) / FA_BN * FA_BN;
@@ -317,9 +348,9 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     if (!kb) return -1;
     __nv_bfloat16 *vt = kb + plane;
     unsigned gx = cdiv(nk_pad * hd, 256);
-    cuda_launch(c, conv_k_kernel, dim3(gx > 1024 ? 1024 : gx, (unsigned)n_kv), 256, 0, 
-        kb, k, ldk, nk, nk_pad, hd);
-    cuda_launch(c, conv_vt_kernel, dim3(cdiv(nk_pad, 32), (unsigned)(hd / 32), (unsigned)n_kv), dim3(32, 8), 0, vt, v, ldv, nk, nk_pad, hd);
+    cuda_launch(c, conv_k_kernel<KT>, dim3(gx > 1024 ? 1024 : gx, (unsigned)n_kv), 256, 0, kb, k, ldk, nk,
+                nk_pad, hd);
+    cuda_launch(c, conv_vt_kernel<KT>, dim3(cdiv(nk_pad, 32), (unsigned)(hd / 32), (unsigned)n_kv), dim3(32, 8), 0, vt, v, ldv, nk, nk_pad, hd);
     if (cuda_check(c, "attention (convert k/v)")) return -1;
     int group = n_heads / n_kv;
     static int force = -1;
@@ -357,11 +388,12 @@ static size_t split_smem_floats(int gpb, int hd) {
  * accumulators live in registers: item j = tid + 256 r is (head, vw dims).
  * With one chunk the result goes straight to out; else part[((i * n_heads +
  * h) * n_chunks + c) * (hd + 2) + ...] = unnormalised o[hd], m, l (base 2). */
+template <typename KT>
 __global__ void __launch_bounds__(SP_THREADS, 1) split_kernel(
-    float *out, int64_t ldo, float *part, const float *q, int64_t ldq, const float *k,
-    int64_t ldk, const float *v, int64_t ldv, int64_t n, int64_t nk, int causal, int64_t pos0,
+    float *out, int64_t ldo, float *part, const float *q, int64_t ldq, const KT *k,
+    int64_t ldk, const KT *v, int64_t ldv, int64_t n, int64_t nk, int causal, int64_t pos0,
     int n_heads, int group, int hsplit, int hd, int64_t chunk, float scale_log2,
-    const float *const *kps, const float *const *vps, const int64_t *nks) {
+    const KT *const *kps, const KT *const *vps, const int64_t *nks) {
     PDL_ENTRY(); /* the keys and values may come from the kernel before (kv_append, rope) */
     extern __shared__ __align__(16) float sp_sh[];
     const int gpb = group / hsplit;
@@ -378,14 +410,14 @@ __global__ void __launch_bounds__(SP_THREADS, 1) split_kernel(
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, nwarp = SP_THREADS / 32;
     const int64_t c0 = (int64_t)blockIdx.x * chunk;
     /* a batch of sequences (kps set): row i is sequence i's query over its own cache of
-     * nks[i] keys; the caches come from cudaMalloc, so their rows are 16-byte aligned */
-    const bool vec = !(hd & 3) && !(ldk & 3) && !(ldv & 3) && !((uintptr_t)k % 16) &&
-                     !((uintptr_t)v % 16);
+     * nks[i] keys; the caches come from cudaMalloc, so their rows are 4-element aligned */
+    const bool vec = !(hd & 3) && !(ldk & 3) && !(ldv & 3) && !((uintptr_t)k % (4 * sizeof(KT))) &&
+                     !((uintptr_t)v % (4 * sizeof(KT)));
     const int vw = (hd & 3) ? 1 : 4, per_head = hd / vw, items = gpb * per_head;
 
     for (int64_t i = blockIdx.z; i < n; i += gridDim.z) {
-        const float *kb = (kps ? kps[i] : k) + (int64_t)g_kv * hd;
-        const float *vb = (vps ? vps[i] : v) + (int64_t)g_kv * hd;
+        const KT *kb = (kps ? kps[i] : k) + (int64_t)g_kv * hd;
+        const KT *vb = (vps ? vps[i] : v) + (int64_t)g_kv * hd;
         int64_t lim = nks ? nks[i] : causal ? pos0 + i + 1 : nk; /* keys < lim are visible */
         if (lim > nk) lim = nk;
         int64_t c1 = c0 + chunk < lim ? c0 + chunk : lim;
@@ -411,8 +443,8 @@ __global__ void __launch_bounds__(SP_THREADS, 1) split_kernel(
                     int t = j / h4, d = (j % h4) * 4;
                     float4 kv = make_float4(0.f, 0.f, 0.f, 0.f), vv = kv;
                     if (t < nt) {
-                        kv = *(const float4 *)(kb + (t0 + t) * ldk + d);
-                        vv = *(const float4 *)(vb + (t0 + t) * ldv + d);
+                        kv = kv_4(kb + (t0 + t) * ldk + d);
+                        vv = kv_4(vb + (t0 + t) * ldv + d);
                     }
                     *(float4 *)(ksh + t * qs + d) = kv;
                     *(float4 *)(vsh + t * hd + d) = vv;
@@ -420,8 +452,8 @@ __global__ void __launch_bounds__(SP_THREADS, 1) split_kernel(
             } else {
                 for (int j = tid; j < SP_T * hd; j += SP_THREADS) {
                     int t = j / hd, d = j % hd;
-                    ksh[t * qs + d] = t < nt ? kb[(t0 + t) * ldk + d] : 0.f;
-                    vsh[t * hd + d] = t < nt ? vb[(t0 + t) * ldv + d] : 0.f;
+                    ksh[t * qs + d] = t < nt ? kv_f(kb[(t0 + t) * ldk + d]) : 0.f;
+                    vsh[t * hd + d] = t < nt ? kv_f(vb[(t0 + t) * ldv + d]) : 0.f;
                 }
             }
             __syncthreads();
@@ -546,38 +578,85 @@ __global__ void __launch_bounds__(SP_THREADS, 1) split_kernel(
     }
 }
 
-/* grid (n_heads, rows (strided)); out[i, h*hd + d] */
-__global__ void combine_kernel(float *out, int64_t ldo, const float *part, int64_t n,
-                               int n_heads, int hd, int n_chunks) {
+/* The chunks' partials merged: grid (n_heads, rows (strided)), CB_WARPS warps a block. The
+ * chunks' maxima, then their weights 2^(m_c - max) (0 for a chunk that saw no key) and the
+ * sum l, are taken by all threads at once; then warp w sums the dims of the chunks w, w +
+ * CB_WARPS, ... (the lanes a dim each, 32 apart), and the warps' sums are added in order. A
+ * long context has a chunk per 64 keys, and one thread looping over all of them (two
+ * dependent loads from L2 each) took as long as the attention itself. */
+#define CB_WARPS 4
+static size_t combine_smem(int n_chunks, int hd) {
+    return sizeof(float) * ((size_t)n_chunks + (size_t)CB_WARPS * hd + 2 * CB_WARPS);
+}
+
+__global__ void __launch_bounds__(CB_WARPS * 32) combine_kernel(float *out, int64_t ldo, const float *part,
+                                                                 int64_t n, int n_heads, int hd, int n_chunks) {
     PDL_ENTRY();
-    int h = blockIdx.x;
+    extern __shared__ __align__(16) float cb_sh[];
+    float *w = cb_sh, *acc = w + n_chunks, *red = acc + CB_WARPS * hd;
+    const int h = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int64_t st = hd + 2;
     for (int64_t i = blockIdx.y; i < n; i += gridDim.y) {
-        const float *pp = part + ((i * n_heads + h) * n_chunks) * (hd + 2);
+        const float *pp = part + ((i * n_heads + h) * n_chunks) * st;
         float m = -INFINITY;
-        for (int c = 0; c < n_chunks; c++) m = fmaxf(m, pp[c * (hd + 2) + hd]);
-        float ref = m == -INFINITY ? 0.f : m;
+        for (int c = tid; c < n_chunks; c += CB_WARPS * 32)
+            if (pp[c * st + hd + 1] > 0.f) m = fmaxf(m, pp[c * st + hd]);
+        for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+        if (lane == 0) red[warp] = m;
+        __syncthreads();
+        m = red[0];
+        for (int k = 1; k < CB_WARPS; k++) m = fmaxf(m, red[k]);
+        const float ref = m == -INFINITY ? 0.f : m;
         float l = 0.f;
-        for (int c = 0; c < n_chunks; c++) {
-            float lc = pp[c * (hd + 2) + hd + 1];
-            if (lc > 0.f) l += lc * exp2f(pp[c * (hd + 2) + hd] - ref);
+        for (int c = tid; c < n_chunks; c += CB_WARPS * 32) {
+            const float lc = pp[c * st + hd + 1], wc = lc > 0.f ? exp2f(pp[c * st + hd] - ref) : 0.f;
+            w[c] = wc;
+            l += lc > 0.f ? lc * wc : 0.f;
         }
-        float inv = l > 0.f ? 1.f / l : 0.f;
-        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-            float a = 0.f;
-            for (int c = 0; c < n_chunks; c++) {
-                float lc = pp[c * (hd + 2) + hd + 1];
-                if (lc > 0.f) a += pp[c * (hd + 2) + d] * exp2f(pp[c * (hd + 2) + hd] - ref);
+        for (int off = 16; off > 0; off >>= 1) l += __shfl_xor_sync(0xffffffffu, l, off);
+        if (lane == 0) red[CB_WARPS + warp] = l;
+        __syncthreads(); /* w and the warps' sums are there */
+        l = 0.f;
+        for (int k = 0; k < CB_WARPS; k++) l += red[CB_WARPS + k];
+        const float inv = l > 0.f ? 1.f / l : 0.f;
+        for (int d0 = 0; d0 < hd; d0 += 128) {
+            float a[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll 4
+            for (int c = warp; c < n_chunks; c += CB_WARPS) {
+                const float wc = w[c];
+                if (wc == 0.f) continue; /* the same c for the whole warp */
+                const float *pc = pp + c * st + d0 + lane;
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    if (d0 + lane + 32 * j < hd) a[j] += pc[32 * j] * wc;
             }
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                if (d0 + lane + 32 * j < hd) acc[warp * hd + d0 + lane + 32 * j] = a[j];
+        }
+        __syncthreads();
+        for (int d = tid; d < hd; d += CB_WARPS * 32) {
+            float a = 0.f;
+            for (int k = 0; k < CB_WARPS; k++) a += acc[k * hd + d];
             out[i * ldo + (int64_t)h * hd + d] = a * inv;
         }
+        __syncthreads(); /* before the next row reuses the shared memory */
     }
 }
 
+static void combine_launch(cuda_ctx *c, float *out, int64_t ldo, const float *part, int64_t n, int n_heads,
+                           int hd, int n_chunks) {
+    const unsigned rows = (unsigned)(n < 65535 ? n : 65535);
+    cuda_launch(c, combine_kernel, dim3((unsigned)n_heads, rows), CB_WARPS * 32, combine_smem(n_chunks, hd), out,
+                ldo, part, n, n_heads, hd, n_chunks);
+}
+
+template <typename KT>
 static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
-                        const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t n,
+                        const KT *k, int64_t ldk, const KT *v, int64_t ldv, int64_t n,
                         int64_t nk, int causal, int64_t pos0, int n_heads, int n_kv_heads,
-                        int hd, float scale, const float *const *kps = NULL,
-                        const float *const *vps = NULL, const int64_t *nks = NULL) {
+                        int hd, float scale, const KT *const *kps = NULL,
+                        const KT *const *vps = NULL, const int64_t *nks = NULL) {
     int group = n_heads / n_kv_heads;
     if (n <= 0 || nk <= 0) return 0;
     const int vw = (hd & 3) ? 1 : 4;
@@ -606,20 +685,18 @@ static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
         if (!part) return -1;
     }
     size_t sh = sizeof(float) * split_smem_floats(gpb, hd);
-    static size_t sh_set[64]; /* the limit raised so far, per device */
+    static size_t sh_set[64]; /* the limit raised so far, per device (and cache element) */
     if (sh > 48 * 1024 && sh > sh_set[c->dev & 63]) {
-        cudaError_t e = cudaFuncSetAttribute(split_kernel,
+        cudaError_t e = cudaFuncSetAttribute(split_kernel<KT>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
         if (e != cudaSuccess) return cuda_fail(c, "attention: shared memory", e);
         sh_set[c->dev & 63] = sh;
     }
-    cuda_launch(c, split_kernel, dim3((unsigned)n_chunks, (unsigned)(n_kv_heads * hsplit), (unsigned)rows),
+    cuda_launch(c, split_kernel<KT>, dim3((unsigned)n_chunks, (unsigned)(n_kv_heads * hsplit), (unsigned)rows),
                 SP_THREADS, sh, out, ldo, part, q, ldq, k, ldk, v, ldv, n, nk, causal, pos0, n_heads,
                 group, hsplit, hd, chunk, scale * LOG2E, kps, vps, nks);
     if (cuda_check(c, "attention (split)") || n_chunks == 1) return c->failed ? -1 : 0;
-    int th = hd < 128 ? 32 * (int)cdiv(hd, 32) : 128;
-    cuda_launch(c, combine_kernel, dim3((unsigned)n_heads, (unsigned)rows), th, 0, out, ldo, part,
-                n, n_heads, hd, (int)n_chunks);
+    combine_launch(c, out, ldo, part, n, n_heads, hd, (int)n_chunks);
     return cuda_check(c, "attention (combine)");
 }
 
@@ -637,11 +714,11 @@ static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
  * shared-memory bandwidth at 64 sequences (about 0.6 TB/s of cache read). */
 #define DM_WARPS 4
 
-template <int HD>
+template <int HD, typename KT>
 __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
     float *__restrict__ out, int64_t ldo, float *__restrict__ part, const float *__restrict__ q,
     int64_t ldq, int n_heads, int group, int64_t chunk, float scale_log2,
-    const float *const *kps, const float *const *vps, const int64_t *nks, int64_t ldkv) {
+    const KT *const *kps, const KT *const *vps, const int64_t *nks, int64_t ldkv) {
     PDL_ENTRY(); /* the new key and value rows come from kv_append */
     extern __shared__ __align__(16) float dm_sh[]; /* o [warps][16][HD], m [warps][16], l [warps][16] */
     const int64_t i = blockIdx.z;
@@ -649,7 +726,7 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tig = lane & 3;
     const int64_t lim = nks[i], c0 = (int64_t)blockIdx.x * chunk;
     const int64_t c1 = c0 + chunk < lim ? c0 + chunk : lim;
-    const float *kb = kps[i] + (int64_t)g * HD, *vb = vps[i] + (int64_t)g * HD;
+    const KT *kb = kps[i] + (int64_t)g * HD, *vb = vps[i] + (int64_t)g * HD;
     const float *qg = q + i * ldq + (int64_t)g * group * HD; /* the group's heads: rows of HD */
 
     uint32_t qf[HD / 16][4]; /* A fragments: heads gq and gq + 8 (zero past the group) */
@@ -667,13 +744,11 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
             s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
             const int64_t key = k0 + nb * 8 + gq;
             const bool ok = key < c1;
-            const float *kr = kb + key * ldkv + tig * 2;
+            const KT *kr = kb + key * ldkv + tig * 2;
 #pragma unroll
             for (int kk = 0; kk < HD / 16; kk++) {
-                float2 x = ok ? *(const float2 *)(kr + kk * 16) : make_float2(0.f, 0.f);
-                float2 y = ok ? *(const float2 *)(kr + kk * 16 + 8) : make_float2(0.f, 0.f);
-                mma_bf16(s[nb], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], pack_bf16(x.x, x.y),
-                         pack_bf16(y.x, y.y));
+                const uint32_t x = ok ? kv_pair(kr + kk * 16) : 0u, y = ok ? kv_pair(kr + kk * 16 + 8) : 0u;
+                mma_bf16(s[nb], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], x, y);
             }
         }
         float mx_a = -INFINITY, mx_b = -INFINITY;
@@ -704,16 +779,15 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
         const uint32_t a2 = pack_bf16(s[1][0], s[1][1]), a3 = pack_bf16(s[1][2], s[1][3]);
         const int64_t r0 = k0 + tig * 2;
         const bool v0 = r0 < c1, v1 = r0 + 1 < c1, v2 = r0 + 8 < c1, v3 = r0 + 9 < c1;
-        const float *vr = vb + r0 * ldkv + gq;
+        const KT *vr = vb + r0 * ldkv + gq;
 #pragma unroll
         for (int nb = 0; nb < HD / 8; nb++) {
             o[nb][0] *= al_a;
             o[nb][1] *= al_a;
             o[nb][2] *= al_b;
             o[nb][3] *= al_b;
-            float e0 = v0 ? vr[nb * 8] : 0.f, e1 = v1 ? vr[ldkv + nb * 8] : 0.f;
-            float e2 = v2 ? vr[8 * ldkv + nb * 8] : 0.f, e3 = v3 ? vr[9 * ldkv + nb * 8] : 0.f;
-            mma_bf16(o[nb], a0, a1, a2, a3, pack_bf16(e0, e1), pack_bf16(e2, e3));
+            mma_bf16(o[nb], a0, a1, a2, a3, kv_pack2(vr + nb * 8, v0, vr + ldkv + nb * 8, v1),
+                     kv_pack2(vr + 8 * ldkv + nb * 8, v2, vr + 9 * ldkv + nb * 8, v3));
         }
     }
 #pragma unroll
@@ -777,9 +851,10 @@ static int dec_mma_ok(const cuda_ctx *c, int n_heads, int n_kv_heads, int hd) {
            n_heads / n_kv_heads <= 16;
 }
 
+template <typename KT>
 static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq, int n,
                           int64_t max_keys, int n_heads, int n_kv_heads, int hd, float scale,
-                          const float *const *kps, const float *const *vps, const int64_t *nks) {
+                          const KT *const *kps, const KT *const *vps, const int64_t *nks) {
     const int group = n_heads / n_kv_heads, step = DM_WARPS * 16;
     const int64_t ldkv = (int64_t)n_kv_heads * hd;
     /* chunks of whole block steps: about four blocks per multiprocessor in all */
@@ -797,15 +872,13 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
     size_t sh = sizeof(float) * (size_t)DM_WARPS * 16 * (hd + 2);
     dim3 grid((unsigned)n_chunks, (unsigned)n_kv_heads, (unsigned)n);
     if (hd == 128)
-        cuda_launch(c, dec_mma_kernel<128>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
+        cuda_launch(c, dec_mma_kernel<128, KT>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
                     group, chunk, scale * LOG2E, kps, vps, nks, ldkv);
     else
-        cuda_launch(c, dec_mma_kernel<64>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
+        cuda_launch(c, dec_mma_kernel<64, KT>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
                     group, chunk, scale * LOG2E, kps, vps, nks, ldkv);
     if (cuda_check(c, "attention (decode, tensor cores)") || n_chunks == 1) return c->failed ? -1 : 0;
-    int th = hd < 128 ? 32 * (int)cdiv(hd, 32) : 128;
-    cuda_launch(c, combine_kernel, dim3((unsigned)n_heads, (unsigned)n), th, 0, out, ldo, part,
-                (int64_t)n, n_heads, hd, (int)n_chunks);
+    combine_launch(c, out, ldo, part, n, n_heads, hd, (int)n_chunks);
     return cuda_check(c, "attention (combine)");
 }
 
@@ -887,46 +960,88 @@ static int flash_ok(cuda_ctx *c, int hd, int64_t ldq, const float *q) {
            !getenv("GLMV_CUDA_NO_FLASH");
 }
 
-void k_attn_causal(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *kc,
-                   const float *vc, int64_t n, int64_t pos0, int n_heads, int n_kv_heads,
-                   int head_dim, float scale) {
-    if (n <= 0) return;
+template <typename KT>
+static void attn_causal_t(cuda_ctx *c, float *out, const float *q, int64_t ldq, const KT *kc, const KT *vc,
+                          int64_t n, int64_t pos0, int n_heads, int n_kv_heads, int head_dim, float scale) {
     int64_t kvd = (int64_t)n_kv_heads * head_dim, ldo = (int64_t)n_heads * head_dim;
     if (n >= FLASH_MIN_ROWS && flash_ok(c, head_dim, ldq, q))
-        flash_launch(c, out, ldo, q, ldq, kc, kvd, vc, kvd, n, pos0 + n, 1, pos0, n_heads,
-                     n_kv_heads, head_dim, scale);
+        flash_launch<KT>(c, out, ldo, q, ldq, kc, kvd, vc, kvd, n, pos0 + n, 1, pos0, n_heads, n_kv_heads, head_dim,
+                         scale);
     else
-        split_launch(c, out, ldo, q, ldq, kc, kvd, vc, kvd, n, pos0 + n, 1, pos0, n_heads,
-                     n_kv_heads, head_dim, scale);
+        split_launch<KT>(c, out, ldo, q, ldq, kc, kvd, vc, kvd, n, pos0 + n, 1, pos0, n_heads, n_kv_heads, head_dim,
+                         scale);
+}
+
+void k_attn_causal(cuda_ctx *c, float *out, const float *q, int64_t ldq, const void *kc, const void *vc, int64_t n,
+                   int64_t pos0, int n_heads, int n_kv_heads, int head_dim, float scale) {
+    if (n <= 0) return;
+    if (c->kv_bf16)
+        attn_causal_t(c, out, q, ldq, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, n, pos0, n_heads,
+                      n_kv_heads, head_dim, scale);
+    else
+        attn_causal_t(c, out, q, ldq, (const float *)kc, (const float *)vc, n, pos0, n_heads, n_kv_heads, head_dim,
+                      scale);
 }
 
 /* grid (n, 2): block (i, 0) stores sequence i's new key row at row n_keys[i] - 1 of its
- * cache, block (i, 1) its value row */
-__global__ void kv_append_kernel(const float *k_new, const float *v_new, int64_t ldkv,
-                                 float *const *kc, float *const *vc, const int64_t *n_keys,
-                                 int64_t kvd) {
+ * cache, block (i, 1) its value row (rounded to bf16 in a bf16 cache) */
+template <typename KT>
+__global__ void kv_append_kernel(const float *k_new, const float *v_new, int64_t ldkv, KT *const *kc,
+                                 KT *const *vc, const int64_t *n_keys, int64_t kvd) {
     PDL_ENTRY();
     int64_t i = blockIdx.x;
     const float *src = (blockIdx.y ? v_new : k_new) + i * ldkv;
-    float *dst = (blockIdx.y ? vc[i] : kc[i]) + (n_keys[i] - 1) * kvd;
-    for (int64_t d = threadIdx.x; d < kvd; d += blockDim.x) dst[d] = src[d];
+    KT *dst = (blockIdx.y ? vc[i] : kc[i]) + (n_keys[i] - 1) * kvd;
+    for (int64_t d = threadIdx.x; d < kvd; d += blockDim.x) kv_put(dst + d, src[d]);
+}
+
+template <typename KT>
+static void attn_decode_batch_t(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k_new,
+                                const float *v_new, int64_t ldkv, KT *const *kc, KT *const *vc,
+                                const int64_t *n_keys, int n, int64_t max_keys, int n_heads, int n_kv_heads,
+                                int head_dim, float scale) {
+    int64_t kvd = (int64_t)n_kv_heads * head_dim, ldo = (int64_t)n_heads * head_dim;
+    cuda_launch(c, kv_append_kernel<KT>, dim3((unsigned)n, 2), 256, 0, k_new, v_new, ldkv, kc, vc, n_keys, kvd);
+    if (cuda_check(c, "attention (kv append)")) return;
+    if (n <= 65535 && dec_mma_ok(c, n_heads, n_kv_heads, head_dim))
+        dec_mma_launch<KT>(c, out, ldo, q, ldq, n, max_keys, n_heads, n_kv_heads, head_dim, scale,
+                           (const KT *const *)kc, (const KT *const *)vc, n_keys);
+    else
+        split_launch<KT>(c, out, ldo, q, ldq, NULL, kvd, NULL, kvd, n, max_keys, 0, 0, n_heads, n_kv_heads, head_dim,
+                         scale, (const KT *const *)kc, (const KT *const *)vc, n_keys);
 }
 
 void k_attn_decode_batch(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k_new,
-                         const float *v_new, int64_t ldkv, float *const *kc, float *const *vc,
-                         const int64_t *n_keys, int n, int64_t max_keys, int n_heads,
-                         int n_kv_heads, int head_dim, float scale) {
+                         const float *v_new, int64_t ldkv, void *const *kc, void *const *vc, const int64_t *n_keys,
+                         int n, int64_t max_keys, int n_heads, int n_kv_heads, int head_dim, float scale) {
     if (n <= 0) return;
-    int64_t kvd = (int64_t)n_kv_heads * head_dim, ldo = (int64_t)n_heads * head_dim;
-    cuda_launch(c, kv_append_kernel, dim3((unsigned)n, 2), 256, 0, k_new, v_new, ldkv, kc, vc, n_keys,
-                kvd);
-    if (cuda_check(c, "attention (kv append)")) return;
-    if (n <= 65535 && dec_mma_ok(c, n_heads, n_kv_heads, head_dim))
-        dec_mma_launch(c, out, ldo, q, ldq, n, max_keys, n_heads, n_kv_heads, head_dim, scale,
-                       (const float *const *)kc, (const float *const *)vc, n_keys);
+    if (c->kv_bf16)
+        attn_decode_batch_t(c, out, q, ldq, k_new, v_new, ldkv, (__nv_bfloat16 *const *)kc,
+                            (__nv_bfloat16 *const *)vc, n_keys, n, max_keys, n_heads, n_kv_heads, head_dim, scale);
     else
-        split_launch(c, out, ldo, q, ldq, NULL, kvd, NULL, kvd, n, max_keys, 0, 0, n_heads, n_kv_heads,
-                     head_dim, scale, (const float *const *)kc, (const float *const *)vc, n_keys);
+        attn_decode_batch_t(c, out, q, ldq, k_new, v_new, ldkv, (float *const *)kc, (float *const *)vc, n_keys, n,
+                            max_keys, n_heads, n_kv_heads, head_dim, scale);
+}
+
+/* rows of x (stride ldx) into rows of cols elements of a cache: grid (rows (strided)) */
+__global__ void kv_store_kernel(__nv_bfloat16 *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols) {
+    PDL_ENTRY();
+    for (int64_t i = blockIdx.x; i < rows; i += gridDim.x)
+        for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) dst[i * cols + j] = __float2bfloat16_rn(x[i * ldx + j]);
+}
+
+void k_kv_store(cuda_ctx *c, void *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols) {
+    if (rows <= 0 || cols <= 0) return;
+    if (!c->kv_bf16) {
+        cudaError_t e = cudaMemcpy2DAsync(dst, sizeof(float) * (size_t)cols, x, sizeof(float) * (size_t)ldx,
+                                          sizeof(float) * (size_t)cols, (size_t)rows, cudaMemcpyDeviceToDevice,
+                                          c->stream);
+        if (e != cudaSuccess) cuda_fail(c, "kv_store", e);
+        return;
+    }
+    cuda_launch(c, kv_store_kernel, (unsigned)(rows < 65535 ? rows : 65535), 256, 0, (__nv_bfloat16 *)dst, x, ldx,
+                rows, cols);
+    cuda_check(c, "kv_store");
 }
 
 void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k,
@@ -942,10 +1057,10 @@ void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const
             r = sgemm_segment(c, out + a * ldo, ldo, q + a * ldq, ldq, k + a * ldk, ldk,
                               v + a * ldv, ldv, len, n_heads, head_dim, scale);
         else if (use_flash && len >= FLASH_MIN_ROWS)
-            r = flash_launch(c, out + a * ldo, ldo, q + a * ldq, ldq, k + a * ldk, ldk,
+            r = flash_launch<float>(c, out + a * ldo, ldo, q + a * ldq, ldq, k + a * ldk, ldk,
                              v + a * ldv, ldv, len, len, 0, 0, n_heads, n_heads, head_dim, scale);
         else
-            r = split_launch(c, out + a * ldo, ldo, q + a * ldq, ldq, k + a * ldk, ldk,
+            r = split_launch<float>(c, out + a * ldo, ldo, q + a * ldq, ldq, k + a * ldk, ldk,
                              v + a * ldv, ldv, len, len, 0, 0, n_heads, n_heads, head_dim, scale);
         if (r) return;
     }

@@ -516,6 +516,10 @@ static void cu_copy_rows(glmv_backend *be, float *y, int64_t ldy, const float *x
                                       c->stream);
     if (e != cudaSuccess) cuda_fail(c, "copy_rows", e);
 }
+static void cu_kv_store(glmv_backend *be, void *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols) {
+    OP_GUARD(be);
+    k_kv_store(c, dst, x, ldx, rows, cols);
+}
 static void cu_layernorm(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
                          const glmv_tensor *b, int64_t n, int64_t d, float eps) {
     OP_GUARD(be);
@@ -532,14 +536,14 @@ static void cu_rope_neox(glmv_backend *be, float *x, int64_t ld, const float *cs
     k_rope_neox(c, x, ld, cs, sn, n, nh, hd);
 }
 static void cu_attn_causal(glmv_backend *be, float *o, const float *q, int64_t ldq,
-                           const float *kc, const float *vc, int64_t n, int64_t pos0, int nh,
+                           const void *kc, const void *vc, int64_t n, int64_t pos0, int nh,
                            int nkv, int hd, float sc) {
     OP_GUARD(be);
     k_attn_causal(c, o, q, ldq, kc, vc, n, pos0, nh, nkv, hd, sc);
 }
 static void cu_attn_decode_batch(glmv_backend *be, float *o, const float *q, int64_t ldq,
-                                 const float *kn, const float *vn, int64_t ldkv, float *const *kc,
-                                 float *const *vc, const int64_t *nk, int n, int64_t max_keys,
+                                 const float *kn, const float *vn, int64_t ldkv, void *const *kc,
+                                 void *const *vc, const int64_t *nk, int n, int64_t max_keys,
                                  int nh, int nkv, int hd, float sc) {
     OP_GUARD(be);
     k_attn_decode_batch(c, o, q, ldq, kn, vn, ldkv, kc, vc, nk, n, max_keys, nh, nkv, hd, sc);
@@ -660,6 +664,7 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->layernorm = cu_layernorm;
     be->norm_add_norm = cu_norm_add_norm;
     be->copy_rows = cu_copy_rows;
+    be->kv_store = cu_kv_store;
     be->rope_interleaved = cu_rope_interleaved;
     be->rope_neox = cu_rope_neox;
     be->attn_causal = cu_attn_causal;
@@ -687,5 +692,13 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->caps.device = 1;
     be->caps.prefill_chunk = 512; /* a 512-token prefill in one pass of GEMMs */
     be->caps.keep_scratch = 1;    /* cudaMalloc per buffer per image would add up */
+    /* bf16 caches in bf16 precision: its tensor-core attention kernels (prefill, decode) round K
+     * and V to bf16 anyway, and now read half the bytes for the same results; the float32 kernel
+     * that fewer than 16 prompt rows take reads the rounded values (GLMV_KV_BF16=0: float32) */
+    if (glmv_env_kv_bf16(c->bf16, &be->caps.kv_bf16, err)) {
+        cu_destroy(be);
+        return NULL;
+    }
+    c->kv_bf16 = be->caps.kv_bf16;
     return be;
 }

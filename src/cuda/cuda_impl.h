@@ -31,6 +31,7 @@ struct cuda_ctx {
     int failed;                  /* sticky: first error kept in err */
     int pdl;                     /* launch with programmatic dependent launch */
     int bf16;                    /* be->bf16: bf16 tensor cores for GEMMs and prefill attention */
+    int kv_bf16;                 /* be->caps.kv_bf16: the KV caches hold bf16 */
     char err[GLMV_ERR_SIZE];
     /* scratch for GEMM inputs in bf16 (f32 weight blocks in f32 precision) and
      * for split attention; grown on demand
@@ -129,13 +130,16 @@ void k_gemv_q(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const
 void k_dequant_rows(cuda_ctx *c, void *out, int bf16, const glmv_tensor *w, int64_t r0, int64_t nr);
 
 /* ---- attention.cu ---- */
-void k_attn_causal(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *kc,
-                   const float *vc, int64_t n, int64_t pos0, int n_heads, int n_kv_heads,
+/* kc, vc: KV caches, float32 or bf16 (c->kv_bf16) */
+void k_attn_causal(cuda_ctx *c, float *out, const float *q, int64_t ldq, const void *kc,
+                   const void *vc, int64_t n, int64_t pos0, int n_heads, int n_kv_heads,
                    int head_dim, float scale);
 void k_attn_decode_batch(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k_new,
-                         const float *v_new, int64_t ldkv, float *const *kc, float *const *vc,
+                         const float *v_new, int64_t ldkv, void *const *kc, void *const *vc,
                          const int64_t *n_keys, int n, int64_t max_keys, int n_heads,
                          int n_kv_heads, int head_dim, float scale);
+/* be->kv_store */
+void k_kv_store(cuda_ctx *c, void *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols);
 void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k,
                      int64_t ldk, const float *v, int64_t ldv, const int64_t *cu, int n_seg,
                      int n_heads, int head_dim, float scale);
