@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -42,6 +42,12 @@
 #          1, 16 and 64 streams at ~1k keys, one stream at 8k keys; per-kernel profiles of the
 #          decode attention at 4k keys (NO_NCU=1: none); with SERVE=1 also 128 requests served 64
 #          and 16 at a time and the 512-token prefill
+#   stream test_cuda, the CUDA parity tests of sessions with growing caches (GLMV_CUDA_VMM=1: the
+#          bf16 caches' preemption and sharing) and of the quantized kernels; then the binaries of
+#          the commit before (.dev/old: glmv, test_cuda) and this one, alternating: per-op
+#          timings (test_cuda --bench), steady decode of 1, 16 and 64 streams, one stream of Q8_0
+#          and Q4_0 weights at 1k keys, one stream at 8k keys; with SERVE=1 (and no tests) 128
+#          requests served 64 and 16 at a time instead
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -330,8 +336,53 @@ for f in d["serving"]:
     [ -f "$OUT/ncu.log" ] && cat "$OUT/ncu.log"
     tail -n 5 "$OUT/bench.err"
     ;;
+stream)
+    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
+    pick() { [ "$1" = old ] && echo ".dev/old/$2" || echo "build/cuda/$2"; }
+    S="--synthetic --layers 40 --device cuda --prompt 512"
+    if [ -n "${SERVE:-}" ]; then
+        for l in new old new old; do
+            echo "== $l: 128 requests of 512 + 128 tokens served 64 and 16 at a time"
+            timeout 150 $(pick $l glmv) bench $S --decode 128 --concurrency 64,16 --requests 128 --schedule mixed --json \
+                2>>"$OUT/bench.err" | python3 -c 'import json, sys
+for f in json.load(sys.stdin)["serving"]:
+    print(f["streams"], f["ms"], f["generated_tokens_per_s"], f["ttft_p50_ms"], f["prompt_pass_ms"], f["decode_pass_ms"], f["device_bytes"])'
+        done >"$OUT/serving.log"
+        cat "$OUT/machine.txt" "$OUT/serving.log"
+        tail -n 3 "$OUT/bench.err"
+        exit 0
+    fi
+    { timeout 150 build/cuda/tests/test_cuda
+      GLMV_CUDA_VMM=1 GLMV_TEST_ONLY=kv_bf16_sessions,kv_budget,kv_preempted_first,prefix_sharing,batch_invariance,decode_graphs,quant_quality,joined_qkv \
+          GLMV_PARITY_DEVICE=cuda timeout 200 build/cuda/tests/test_parity; } >"$OUT/tests.log" 2>&1
+    for l in old new old new; do
+        echo "== $l"
+        timeout 60 $(pick $l tests/test_cuda) --bench 2>&1 | grep " m=1 "
+    done >"$OUT/ops.log"
+    for l in old new old new; do
+        echo "== $l: steady decode, 1/16/64 streams at ~1k keys"
+        timeout 150 $(pick $l glmv) bench $S --decode 32 --ctx 1024 --concurrency 1,16,64 --json 2>>"$OUT/bench.err" |
+            grep -o '"concurrency[^]]*' | grep -o '"streams": [0-9]*\|"ms_per_step": [0-9.]*\|"aggregate_tokens_per_s": [0-9.]*' | paste -sd' '
+    done >"$OUT/conc.log"
+    for q in q8_0 q4_0; do
+        for l in old new; do
+            echo "== $l: $q, one stream at 1k keys"
+            timeout 200 $(pick $l glmv) bench $S --decode 64 --ctx 1024 --quant $q --json 2>>"$OUT/bench.err" |
+                grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*'
+        done
+    done >"$OUT/quant.log"
+    for l in old new; do
+        echo "== $l: one stream at 8k keys"
+        timeout 150 $(pick $l glmv) bench $S --decode 64 --ctx 8192 --json 2>>"$OUT/bench.err" |
+            grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*'
+    done >"$OUT/long.log"
+    cat "$OUT/machine.txt"
+    echo "== tests"; grep -E "^ok|not ok|RESULT|FAIL|KV budget" "$OUT/tests.log" | head -60
+    cat "$OUT/ops.log" "$OUT/conc.log" "$OUT/quant.log" "$OUT/long.log"
+    tail -n 5 "$OUT/bench.err"
+    ;;
 *)
-    echo "usage: $0 tests|bench|serving|amx|owed|recheck|top|skinny|kv" >&2
+    echo "usage: $0 tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream" >&2
     exit 2
     ;;
 esac

@@ -1355,6 +1355,7 @@ static int bench(void) {
         return 0;
     }
     printf("decode matrix-vector (own kernel, BF16 weights):\n");
+    bench_matmul(1, 4608, 4096, "q/k/v (joined)");
     bench_matmul(1, 4096, 4096, "q_proj / o_proj");
     bench_matmul(1, 256, 4096, "k_proj / v_proj");
     bench_matmul(1, 27392, 4096, "gate_up_proj");

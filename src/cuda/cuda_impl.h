@@ -163,6 +163,16 @@ static inline unsigned cdiv(int64_t a, int64_t b) { return (unsigned)((a + b - 1
         PDL_LAUNCH(); \
     } while (0)
 
+/* 16 bytes of weights, which a matrix-vector product reads once: loaded past L1
+ * (L1::no_allocate), so that they do not evict the activations every row re-reads there */
+__device__ __forceinline__ uint4 ld_stream(const void *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
 /* Element i of a BF16, F16 or F32 array as float. */
 __device__ __forceinline__ float ldw_any(const void *p, int dt, int64_t i) {
     if (dt == GLMV_BF16) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);

@@ -5,8 +5,9 @@
  * row is one warp's work (or a whole block's, split over k, when there are
  * too few rows to fill the GPU); a lane loads 16 bytes (8 weights) per step,
  * four steps in flight, and reuses each weight for all m (<= 8) input rows,
- * which are read from global memory (they stay in L1/L2). The weight is read
- * exactly once, so the time is bytes / bandwidth.
+ * which are read from global memory (they stay in L1: the weights are loaded
+ * past it, ld_stream). The weight is read exactly once, so the time is bytes /
+ * bandwidth.
  *
  * gemm_simt_kernel: 64x64 tiles through shared memory, fp32 FMA; for F32 and
  * F16 weights (test fixtures), any m. Not tuned. */
@@ -51,7 +52,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(float *__restrict__ 
         uint4 u[U];
 #pragma unroll
         for (int s = 0; s < U; s++)
-            u[s] = j + s * stride < k8 ? __ldg(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
+            u[s] = j + s * stride < k8 ? ld_stream(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
         PDL_WAIT();
         PDL_LAUNCH();
         for (;;) {
@@ -74,7 +75,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(float *__restrict__ 
             if (j >= k8) break;
 #pragma unroll
             for (int s = 0; s < U; s++)
-                u[s] = j + s * stride < k8 ? __ldg(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
+                u[s] = j + s * stride < k8 ? ld_stream(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
         }
     } else {
         PDL_WAIT();
@@ -206,14 +207,6 @@ void k_gemm_simt(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
  * floats whether it comes with 8 others or 15 (test_cuda matmul_skinny). Below 9 rows the fp32
  * matrix-vector kernel takes them and above 16 cuBLAS, so batch invariance holds within 9-16. */
 #define SK_WARPS 8
-
-__device__ __forceinline__ uint4 ld_stream(const void *p) {
-    uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
-    return v;
-}
 
 __device__ __forceinline__ void sk_mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                        uint32_t b0, uint32_t b1) {

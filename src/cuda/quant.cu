@@ -127,7 +127,7 @@ __global__ void __launch_bounds__(QV_THREADS)
     for (int64_t t = (int64_t)part * 32 + lane; t < tasks; t += 32 * WPR) {
         if (FMT == 0) {
             const int64_t b = r0 * nb + t;
-            const uint4 u = __ldg((const uint4 *)(w + b * 16));
+            const uint4 u = ld_stream(w + b * 16);
             const uint32_t h = __ldg((const uint32_t *)(w + off1) + b);
             const float d = __half2float(__ldg((const __half *)(w + off2) + b));
             const int q[4] = {(int)u.x, (int)u.y, (int)u.z, (int)u.w};
@@ -153,7 +153,7 @@ __global__ void __launch_bounds__(QV_THREADS)
             const int64_t sb = t >> 3;
             const int wq = (int)(t & 7), p = wq >> 1, hh = wq & 1;
             const uint8_t *blk = w + (r0 * nsb + sb) * 144;
-            const uint4 hd = __ldg((const uint4 *)blk), u = __ldg((const uint4 *)(blk + 16 + 16 * wq));
+            const uint4 hd = ld_stream(blk), u = ld_stream(blk + 16 + 16 * wq);
             const uint8_t *hb = (const uint8_t *)&hd;
             const float d = __half2float(*(const __half *)hb), dmin = __half2float(*(const __half *)(hb + 2));
             int sc0, m0, sc1, m1;
@@ -180,10 +180,10 @@ __global__ void __launch_bounds__(QV_THREADS)
             const int64_t sb = t >> 2;
             const int nn = (int)((t >> 1) & 1), hh = (int)(t & 1);
             const uint8_t *body = w + (r0 * nsb + sb) * 208;
-            const uint4 A = __ldg((const uint4 *)(body + 64 * nn + 16 * hh));
-            const uint4 B = __ldg((const uint4 *)(body + 64 * nn + 32 + 16 * hh));
-            const uint4 C = __ldg((const uint4 *)(body + 128 + 32 * nn + 16 * hh));
-            const uint4 S = __ldg((const uint4 *)(body + 192));
+            const uint4 A = ld_stream(body + 64 * nn + 16 * hh);
+            const uint4 B = ld_stream(body + 64 * nn + 32 + 16 * hh);
+            const uint4 C = ld_stream(body + 128 + 32 * nn + 16 * hh);
+            const uint4 S = ld_stream(body + 192);
             const int8_t *sc = (const int8_t *)&S;
             const float d = __half2float(__ldg((const __half *)(w + off1) + r0 * nsb + sb));
             const int a[4] = {(int)A.x, (int)A.y, (int)A.z, (int)A.w}, bq[4] = {(int)B.x, (int)B.y, (int)B.z, (int)B.w},
@@ -450,7 +450,7 @@ __global__ void __launch_bounds__(QV_THREADS)
     int64_t j = (int64_t)part * 32 + lane;
     uint4 u[U];
 #pragma unroll
-    for (int s = 0; s < U; s++) u[s] = j + s * stride < chunks ? __ldg(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
+    for (int s = 0; s < U; s++) u[s] = j + s * stride < chunks ? ld_stream(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
     PDL_WAIT();
     PDL_LAUNCH();
     while (j < chunks) {
@@ -487,7 +487,7 @@ __global__ void __launch_bounds__(QV_THREADS)
         }
         j += (int64_t)U * stride;
 #pragma unroll
-        for (int s = 0; s < U; s++) u[s] = j + s * stride < chunks ? __ldg(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
+        for (int s = 0; s < U; s++) u[s] = j + s * stride < chunks ? ld_stream(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
     }
     gemv_finish<M, WPR>(acc, red, warp, lane, part, row, n, bias, bdt, y);
 }
