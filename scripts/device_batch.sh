@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -48,6 +48,9 @@
 #          timings (test_cuda --bench), steady decode of 1, 16 and 64 streams, one stream of Q8_0
 #          and Q4_0 weights at 1k keys, one stream at 8k keys; with SERVE=1 (and no tests) 128
 #          requests served 64 and 16 at a time instead
+#   figures  this binary alone (the figures of #13 and #14 on whatever machine comes): 128 requests
+#          served 64 and 16 at a time (twice), steady decode of 1, 16 and 64 streams at ~1k keys,
+#          one stream at 8k keys, the 512-token prefill, GPU memory
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -381,8 +384,27 @@ for f in json.load(sys.stdin)["serving"]:
     cat "$OUT/ops.log" "$OUT/conc.log" "$OUT/quant.log" "$OUT/long.log"
     tail -n 5 "$OUT/bench.err"
     ;;
+figures)
+    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
+    cat "$OUT/machine.txt"
+    S="build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512"
+    for r in 1 2; do
+        echo "== 128 requests of 512 + 128 tokens served 64 and 16 at a time: streams ms tokens/s ttft_p50 prompt_passes_ms decode_passes_ms bytes"
+        timeout 150 $S --decode 128 --concurrency 64,16 --requests 128 --schedule mixed --json 2>>"$OUT/bench.err" |
+            python3 -c 'import json, sys
+for f in json.load(sys.stdin)["serving"]:
+    print(f["streams"], f["ms"], f["generated_tokens_per_s"], f["ttft_p50_ms"], f["prompt_pass_ms"], f["decode_pass_ms"], f["device_bytes"])'
+    done
+    echo "== steady decode, 1/16/64 streams at ~1k keys"
+    timeout 150 $S --decode 32 --ctx 1024 --concurrency 1,16,64 --json 2>>"$OUT/bench.err" |
+        grep -o '"concurrency[^]]*' | grep -o '"streams": [0-9]*\|"ms_per_step": [0-9.]*\|"aggregate_tokens_per_s": [0-9.]*' | paste -sd' '
+    echo "== one stream at 8k keys; the 512-token prefill"
+    timeout 150 $S --decode 64 --ctx 8192 --prompt-reps 6 --json 2>>"$OUT/bench.err" |
+        grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*\|"prefill": {[^}]*\|"device_bytes": [0-9]*'
+    tail -n 3 "$OUT/bench.err"
+    ;;
 *)
-    echo "usage: $0 tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream" >&2
+    echo "usage: $0 tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures" >&2
     exit 2
     ;;
 esac
