@@ -152,6 +152,7 @@ typedef struct {
     const char *precision;      /* what the GEMMs do: "f32" or "bf16" */
     const char *precision_why;  /* how it was chosen, e.g. "the CPU's default" */
     const char *quant;          /* "none", "q8_0", "q4_0", "q4_k_m", with where they came from */
+    const char *kv_cache;       /* what a KV cache holds: "bf16" or "f32" (GLMV_KV_BF16) */
     int64_t weight_bytes;       /* the weights as held in memory (after quantization) */
     int64_t n_params;
     int n_layers, hidden, n_heads, n_kv_heads, head_dim, vocab;

@@ -462,6 +462,7 @@ static int make_backend(glmv_model *m, const glmv_model_params *p, char *err) {
             return 0;
         }
         if (p->device == GLMV_DEVICE_CUDA) return glmv_errf(err, "CUDA backend: %s", e2);
+        if (strstr(e2, "GLMV_KV_BF16")) return glmv_errf(err, "%s", e2); /* not the device's fault */
         glmv_log(1, "no CUDA device (%s); using the CPU", e2);
     }
 #else
@@ -826,6 +827,7 @@ void glmv_model_get_info(const glmv_model *m, glmv_model_info *info) {
     info->device = m->device;
     info->precision = m->precision;
     info->precision_why = m->precision_why;
+    info->kv_cache = m->be->caps.kv_bf16 ? "bf16" : "f32";
     info->quant = quant_name(m->params.quant);
     if (m->params.quant == GLMV_QUANT_NONE && c->num_hidden_layers > 0 && m->layers[0].q_w &&
         glmv_dtype_is_quant(m->layers[0].q_w->dtype)) /* a quantized file (GGUF or glmv quantize) */

@@ -657,6 +657,12 @@ TEST(attn_decode_batch) {
     one_decode_batch(2, l5, 16, 1, 128, 2e-4);       /* one kv head */
     int64_t l6[] = {40};
     one_decode_batch(1, l6, 34, 2, 128, 1e-10);      /* 17 heads a kv head: split */
+    /* more chunks than the merge's block has threads (a chunk per 64 keys, up to ~4 blocks an SM) */
+    int64_t l7[] = {20000};
+    one_decode_batch(1, l7, 32, 2, 128, 2e-4);
+    int64_t l8[] = {9000};
+    one_decode_batch(1, l8, 8, 2, 64, 2e-4);
+    one_causal(1, 12000, 4, 1, 80, 0, 1e-10);        /* head dim 80, split kernel, many chunks */
 }
 
 TEST(attn_causal_flash) {
@@ -710,6 +716,8 @@ TEST(precision_f32) {
     one_matmul(GLMV_BF16, 3, 77, 100, 0, 1e-10);     /* gemv, as in bf16 */
     int64_t l1[] = {0, 300, 5000, 17, 1023, 64};
     one_decode_batch(6, l1, 32, 2, 128, 1e-10);      /* decode: split kernel, not tensor cores */
+    int64_t l7[] = {20000};
+    one_decode_batch(1, l7, 32, 2, 128, 1e-10);      /* more chunks than the merge has threads */
     one_causal(100, 0, 32, 2, 128, 0, 1e-10);        /* prefill: split kernel, not flash */
     one_causal(70, 30, 4, 2, 128, 256, 1e-10);
     int64_t cu[] = {0, 70, 70, 200, 210};
@@ -765,10 +773,9 @@ static float *kv_attn_run(int decode, int64_t n, int64_t pos0, int nh, int nkv, 
  * tests above run on both kinds of cache); kv_store rounds to nearest even. */
 TEST(kv_bf16) {
     NEED_GPU();
-    const char *env = getenv("GLMV_KV_BF16");
-    CHECK(be->caps.kv_bf16 == (!env || strcmp(env, "0") != 0) && be_f32 &&
-          be_f32->caps.kv_bf16 == (env && !strcmp(env, "1")) && be_kvf32 && be_kvf32->caps.kv_bf16 == 0);
-    if (!be_f32 || !be_kvf32 || !be->caps.kv_bf16) return;
+    CHECK(be->caps.kv_bf16 == 1 && be_f32 && be_f32->caps.kv_bf16 == 0 && be_kvf32 &&
+          be_kvf32->caps.kv_bf16 == 0);
+    if (!be_f32 || !be_kvf32) return;
     glmv_backend *keep = be;
     const int nh = 32, nkv = 2, hd = 128;
     const int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
@@ -1100,7 +1107,7 @@ static void bench_attn(int causal, int64_t n, int64_t pos0, int nh, int nkv, con
     a.out = be->alloc(be, sizeof(float) * (size_t)(n * nh * 128));
     double ms = time_ms(at_fn, &a, n > 8 ? 10 : 100);
     double flop = causal ? 4.0 * n * (pos0 + n / 2.0) * 128 * nh : 4.0 * n * n * 128 * nh;
-    double bytes = 2.0 * kv_rows * kvd * 4;
+    double bytes = 2.0 * kv_rows * kvd * (be->caps.kv_bf16 ? 2 : 4); /* (random bits: a timing only) */
     printf("  %-34s %9.1f us  %7.1f TFLOP/s  %6.0f GB/s (K+V)\n", label, ms * 1e3,
            flop / (ms * 1e-3) / 1e12, bytes / (ms * 1e-3) / 1e9);
     be->free(be, a.q);
@@ -1400,16 +1407,19 @@ static int bench(void) {
 
 int main(int argc, char **argv) {
     char err[GLMV_ERR_SIZE] = "";
+    /* the backends with their default caches (bf16 in bf16 precision, float32 in f32), and bf16
+     * precision with float32 caches, whatever GLMV_KV_BF16 says */
+    char *kv_env = getenv("GLMV_KV_BF16") ? strdup(getenv("GLMV_KV_BF16")) : NULL;
+    unsetenv("GLMV_KV_BF16");
     be = getenv("GLMV_NO_CUDA") ? NULL : glmv_cuda_backend_new(0, 1, err);
     if (be) be_f32 = glmv_cuda_backend_new(0, 0, err);
     if (be) {
-        char *was = getenv("GLMV_KV_BF16") ? strdup(getenv("GLMV_KV_BF16")) : NULL;
         setenv("GLMV_KV_BF16", "0", 1);
         be_kvf32 = glmv_cuda_backend_new(0, 1, err);
-        if (was) setenv("GLMV_KV_BF16", was, 1);
-        else unsetenv("GLMV_KV_BF16");
-        free(was);
     }
+    if (kv_env) setenv("GLMV_KV_BF16", kv_env, 1);
+    else unsetenv("GLMV_KV_BF16");
+    free(kv_env);
     if (!be) {
         snprintf(be_err, sizeof be_err, "no GPU: %s", err[0] ? err : "GLMV_NO_CUDA set");
         printf("SKIP cuda: %s\n", be_err);

@@ -727,6 +727,7 @@ TEST(kv_bf16) {
     float *want = randv(n * qd, 0, 0), *got = randv(n * qd, 0, 0);
     for (int b = 0; b < n_be; b++) {
         glmv_backend *be = bes[b];
+        const int was = be->caps.kv_bf16;
         be->caps.kv_bf16 = 1;
         /* kv_store from rows of stride kvd + 3 */
         float *x = randv(T * (kvd + 3), -1.5f, 1.5f);
@@ -763,6 +764,7 @@ TEST(kv_bf16) {
         CHECK_MSG(!bad, "%s: attn_decode_batch's stored rows", be->name);
         CHECK_MSG(!memcmp(got, want, sizeof(float) * (size_t)qd), "%s: attn_decode_batch over a bf16 cache",
                   be->name);
+        be->caps.kv_bf16 = was;
     }
     free(q);
     free(k);
@@ -874,6 +876,8 @@ int main(void) {
             bes[n_be++] = be;
         }
     }
+    /* the tests hand attention float32 caches, whatever GLMV_KV_BF16 says (kv_bf16 sets its own) */
+    for (int b = 0; b < n_be; b++) bes[b]->caps.kv_bf16 = 0;
     printf("# testing %d CPU backends against the scalar reference\n", n_be);
     RUN(level_avx2);
     RUN(level_avx512);

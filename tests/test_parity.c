@@ -2478,6 +2478,9 @@ TEST(kv_bf16_sessions) {
         glmv_model *m = load_under_test("tests/fixtures/tiny2", err);
         if (!m) break;
         CHECK_EQ_INT(m->be->caps.kv_bf16, k);
+        glmv_model_info info;
+        glmv_model_get_info(m, &info);
+        CHECK_EQ_STR(info.kv_cache, k ? "bf16" : "f32");
         glmv_session *s = NULL;
         CHECK(glmv_session_new(&s, m, 256, err) == 0);
         if (s) {

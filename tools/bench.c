@@ -785,9 +785,10 @@ int cmd_bench(int argc, char **argv) {
     glmv_model_info info;
     glmv_model_get_info(m, &info);
     if (!json)
-        printf("model %s on %s, precision %s (%s), weights %s (%.2f GiB): %d layers, %lld params, loaded in %.0f ms\n",
+        printf("model %s on %s, precision %s (%s), weights %s (%.2f GiB), KV caches %s: %d layers, %lld params, "
+               "loaded in %.0f ms\n",
                info.name, info.device, info.precision, info.precision_why, info.quant,
-               info.weight_bytes / 1073741824.0, info.n_layers,
+               info.weight_bytes / 1073741824.0, info.kv_cache, info.n_layers,
                (long long)info.n_params, load_ms);
 
     int max_ctx = (int)prompt;
@@ -902,9 +903,9 @@ int cmd_bench(int argc, char **argv) {
 
     if (json) {
         printf("{\"model\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"quant\": \"%s\", "
-               "\"weight_bytes\": %lld, \"threads\": %d, "
+               "\"kv_cache\": \"%s\", \"weight_bytes\": %lld, \"threads\": %d, "
                "\"synthetic\": %s, \"layers\": %d, \"params\": %lld, \"load_ms\": %.1f",
-               info.name, info.device, info.precision, info.quant, (long long)info.weight_bytes, n_threads,
+               info.name, info.device, info.precision, info.quant, info.kv_cache, (long long)info.weight_bytes, n_threads,
                synthetic ? "true" : "false", info.n_layers, (long long)info.n_params, load_ms);
         if (prompt > 0)
             printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.1f, \"tokens_per_s\": %.3f, \"reps\": %ld, "
@@ -977,7 +978,8 @@ int cmd_bench(int argc, char **argv) {
         }
         if (json) printf(", \"decode\": [");
         for (int i = 0; i < n_dec; i++) {
-            double kv = 2.0 * 4 * (double)kvd * dec[i].ctx; /* f32 K and V read per layer */
+            /* K and V read per layer, float32 or bf16 */
+            double kv = 2.0 * (strcmp(info.kv_cache, "bf16") ? 4 : 2) * (double)kvd * dec[i].ctx;
             double tok_bytes = L * (layer_bytes + kv) + head_bytes;
             double per_layer = dec[i].ms_per_token * (layer_bytes + kv) / tok_bytes;
             double full = dec[i].ms_per_token * (40 * (layer_bytes + kv) + head_bytes) / tok_bytes;
