@@ -192,6 +192,25 @@ TEST(backend_errors) {
     glmv_backend *be = glmv_cpu_backend_new(0, GLMV_SIMD_NONE, 1, err);
     CHECK(be && !strcmp(be->name, "cpu-ref") && !be->bf16);
     if (be) be->destroy(be);
+    /* GLMV_KV_BF16: 0 or 1, anything else refused with the value named; unset, float32 caches */
+    char *was = getenv("GLMV_KV_BF16") ? strdup(getenv("GLMV_KV_BF16")) : NULL;
+    const char *vals[] = {"1", "0", "yes", "2", ""};
+    for (int i = 0; i < 5; i++) {
+        setenv("GLMV_KV_BF16", vals[i], 1);
+        err[0] = 0;
+        be = glmv_cpu_backend_new(1, GLMV_SIMD_NONE, 0, err);
+        if (i == 2 || i == 3)
+            CHECK_MSG(!be && strstr(err, "GLMV_KV_BF16") && strstr(err, vals[i]), "%s: %s", vals[i], err);
+        else
+            CHECK_MSG(be && be->caps.kv_bf16 == (i == 0), "GLMV_KV_BF16=%s: %s", vals[i], err);
+        if (be) be->destroy(be);
+    }
+    unsetenv("GLMV_KV_BF16");
+    be = glmv_cpu_backend_new(1, GLMV_SIMD_NONE, 0, err);
+    CHECK(be && be->caps.kv_bf16 == 0);
+    if (be) be->destroy(be);
+    if (was) setenv("GLMV_KV_BF16", was, 1);
+    free(was);
 }
 
 /* the Q8_0/Q4_0 decode product in scalar code: x rows quantized to int8 blocks, exact
