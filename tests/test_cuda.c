@@ -147,24 +147,48 @@ static void expect(const char *what, const float *dev, const float *ref, int64_t
 
 /* ------------------------------------------------------------------ tests */
 
+/* One product on the device against the reference: w [n, k] of dt (amplitude 0.5), a bias of
+ * bias_dt (used when with_bias), x [m, k]; the device buffers stay for further checks
+ * (mm_case_free). label names the case in the NMSE line. */
+typedef struct {
+    glmv_tensor w, b, dw, db;
+    float *x, *ref, *dx, *dy;
+} mm_case;
+
+static void mm_case_run(mm_case *c, const char *label, glmv_dtype dt, glmv_dtype bias_dt, int64_t m, int64_t n,
+                        int64_t k, int with_bias, double thr) {
+    c->w = make_tensor(dt, n, k, 0.5f);
+    c->b = make_tensor(bias_dt, n, 0, 1.0f);
+    c->dw = dev_tensor(&c->w);
+    c->db = dev_tensor(&c->b);
+    c->x = rand_buf(m * k, 1.0f);
+    c->ref = malloc(sizeof(float) * (size_t)(m * n));
+    glmv_ref_matmul(c->ref, c->x, &c->w, with_bias ? &c->b : NULL, m);
+    c->dx = dev_from(c->x, m * k);
+    c->dy = dev_poison(m * n);
+    be->matmul(be, c->dy, c->dx, &c->dw, with_bias ? &c->db : NULL, m);
+    char what[96];
+    snprintf(what, sizeof what, "%s m=%lld n=%lld k=%lld%s", label, (long long)m, (long long)n, (long long)k,
+             with_bias ? " +bias" : "");
+    expect(what, c->dy, c->ref, m * n, thr);
+}
+
+static void mm_case_free(mm_case *c) {
+    be->free(be, c->dx);
+    be->free(be, c->dy);
+    free(c->x);
+    free(c->ref);
+    free_tensor(&c->w, &c->dw);
+    free_tensor(&c->b, &c->db);
+}
+
 static void one_matmul(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with_bias,
                        double thr) {
-    glmv_tensor w = make_tensor(dt, n, k, 0.5f), b = make_tensor(GLMV_F32, n, 0, 1.0f);
-    glmv_tensor dw = dev_tensor(&w), db = dev_tensor(&b);
-    float *x = rand_buf(m * k, 1.0f), *ref = malloc(sizeof(float) * (size_t)(m * n));
-    glmv_ref_matmul(ref, x, &w, with_bias ? &b : NULL, m);
-    float *dx = dev_from(x, m * k), *dy = dev_poison(m * n);
-    be->matmul(be, dy, dx, &dw, with_bias ? &db : NULL, m);
-    char what[96];
-    snprintf(what, sizeof what, "matmul %s m=%lld n=%lld k=%lld%s", glmv_dtype_name(dt),
-             (long long)m, (long long)n, (long long)k, with_bias ? " +bias" : "");
-    expect(what, dy, ref, m * n, thr);
-    be->free(be, dx);
-    be->free(be, dy);
-    free(x);
-    free(ref);
-    free_tensor(&w, &dw);
-    free_tensor(&b, &db);
+    char label[32];
+    snprintf(label, sizeof label, "matmul %s", glmv_dtype_name(dt));
+    mm_case c;
+    mm_case_run(&c, label, dt, GLMV_F32, m, n, k, with_bias, thr);
+    mm_case_free(&c);
 }
 
 TEST(matmul_bf16_gemv) {
@@ -189,24 +213,15 @@ TEST(matmul_bf16_cublas) {
  * whatever the number of rows (9 to 16) beside it, so that within that range a sequence's tokens
  * do not depend on how many others run with it in a step. with_bias 2: a BF16 bias. */
 static void one_skinny(int64_t m, int64_t n, int64_t k, int with_bias) {
-    glmv_tensor w = make_tensor(GLMV_BF16, n, k, 0.5f),
-                b = make_tensor(with_bias == 2 ? GLMV_BF16 : GLMV_F32, n, 0, 1.0f);
-    glmv_tensor dw = dev_tensor(&w), db = dev_tensor(&b);
-    float *x = rand_buf(m * k, 1.0f), *ref = malloc(sizeof(float) * (size_t)(m * n));
-    glmv_ref_matmul(ref, x, &w, with_bias ? &b : NULL, m);
-    float *dx = dev_from(x, m * k), *dy = dev_poison(m * n);
-    be->matmul(be, dy, dx, &dw, with_bias ? &db : NULL, m);
-    char what[96];
-    snprintf(what, sizeof what, "skinny m=%lld n=%lld k=%lld%s", (long long)m, (long long)n, (long long)k,
-             with_bias ? " +bias" : "");
-    expect(what, dy, ref, m * n, 1e-5);
-    float *all = host_of(dy, m * n);
+    mm_case c;
+    mm_case_run(&c, "skinny", GLMV_BF16, with_bias == 2 ? GLMV_BF16 : GLMV_F32, m, n, k, with_bias, 1e-5);
+    float *all = host_of(c.dy, m * n);
     static const int64_t fewer[] = {9, 12, 15};
     for (int i = 0; i < 3; i++) {
         int64_t mm = fewer[i];
         if (mm >= m) continue;
         float *dy2 = dev_poison(mm * n);
-        be->matmul(be, dy2, dx + (m - mm) * k, &dw, with_bias ? &db : NULL, mm); /* the last mm rows */
+        be->matmul(be, dy2, c.dx + (m - mm) * k, &c.dw, with_bias ? &c.db : NULL, mm); /* the last mm rows */
         float *part = host_of(dy2, mm * n);
         CHECK_MSG(!memcmp(part, all + (m - mm) * n, sizeof(float) * (size_t)(mm * n)),
                   "skinny n=%lld k=%lld: %lld rows of %lld are not the same floats alone", (long long)n, (long long)k,
@@ -214,13 +229,8 @@ static void one_skinny(int64_t m, int64_t n, int64_t k, int with_bias) {
         be->free(be, dy2);
         free(part);
     }
-    be->free(be, dx);
-    be->free(be, dy);
     free(all);
-    free(x);
-    free(ref);
-    free_tensor(&w, &dw);
-    free_tensor(&b, &db);
+    mm_case_free(&c);
 }
 
 /* write_bf16: a host array of bf16 values lands as their floats, bit for bit (the token rows of a

@@ -1030,17 +1030,9 @@ __global__ void kv_store_kernel(__nv_bfloat16 *dst, const float *x, int64_t ldx,
         for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) dst[i * cols + j] = __float2bfloat16_rn(x[i * ldx + j]);
 }
 
-void k_kv_store(cuda_ctx *c, void *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols) {
+void k_kv_store_bf16(cuda_ctx *c, __nv_bfloat16 *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols) {
     if (rows <= 0 || cols <= 0) return;
-    if (!c->kv_bf16) {
-        cudaError_t e = cudaMemcpy2DAsync(dst, sizeof(float) * (size_t)cols, x, sizeof(float) * (size_t)ldx,
-                                          sizeof(float) * (size_t)cols, (size_t)rows, cudaMemcpyDeviceToDevice,
-                                          c->stream);
-        if (e != cudaSuccess) cuda_fail(c, "kv_store", e);
-        return;
-    }
-    cuda_launch(c, kv_store_kernel, (unsigned)(rows < 65535 ? rows : 65535), 256, 0, (__nv_bfloat16 *)dst, x, ldx,
-                rows, cols);
+    cuda_launch(c, kv_store_kernel, (unsigned)(rows < 65535 ? rows : 65535), 256, 0, dst, x, ldx, rows, cols);
     cuda_check(c, "kv_store");
 }
 

@@ -516,9 +516,11 @@ static void cu_copy_rows(glmv_backend *be, float *y, int64_t ldy, const float *x
                                       c->stream);
     if (e != cudaSuccess) cuda_fail(c, "copy_rows", e);
 }
+/* a float32 cache's rows are copied as copy_rows copies them */
 static void cu_kv_store(glmv_backend *be, void *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols) {
     OP_GUARD(be);
-    k_kv_store(c, dst, x, ldx, rows, cols);
+    if (c->kv_bf16) k_kv_store_bf16(c, (__nv_bfloat16 *)dst, x, ldx, rows, cols);
+    else cu_copy_rows(be, (float *)dst, cols, x, ldx, rows, cols);
 }
 static void cu_layernorm(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
                          const glmv_tensor *b, int64_t n, int64_t d, float eps) {

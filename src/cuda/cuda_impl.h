@@ -138,8 +138,8 @@ void k_attn_decode_batch(cuda_ctx *c, float *out, const float *q, int64_t ldq, c
                          const float *v_new, int64_t ldkv, void *const *kc, void *const *vc,
                          const int64_t *n_keys, int n, int64_t max_keys, int n_heads,
                          int n_kv_heads, int head_dim, float scale);
-/* be->kv_store */
-void k_kv_store(cuda_ctx *c, void *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols);
+/* be->kv_store into a bf16 cache: dst[i, j] = x[i * ldx + j] rounded, rows of cols */
+void k_kv_store_bf16(cuda_ctx *c, __nv_bfloat16 *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols);
 void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k,
                      int64_t ldk, const float *v, int64_t ldv, const int64_t *cu, int n_seg,
                      int n_heads, int head_dim, float scale);
