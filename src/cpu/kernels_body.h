@@ -137,6 +137,54 @@ KINLINE vf vexp(vf x) {
         }                                                                                  \
         o0 += 2 * np;                                                                      \
     }
+/* More rows of x than MV_BODY2K holds in registers (AVX2: 3 or 4 rows, whose x, 48-64 KB at the
+ * 9B's k = 4,096, no longer stays in L1 from one weight row to the next): one output row at a
+ * time over the same column blocks, 2 * MV_OB rows reusing each block of x, each row's two
+ * chains waiting in memory between blocks. Summed exactly as MV_BODY sums. Leaves o0 at o1. */
+#define MV_BODY1K(LOADW, SCALARW)                                                          \
+    for (; o0 < o1;) {                                                                     \
+        const int nr = o1 - o0 < 2 * MV_OB ? (int)(o1 - o0) : 2 * MV_OB;                   \
+        vf acc[2 * MV_OB][2][GLMV_MV_MAX];                                                 \
+        for (int r = 0; r < nr; r++)                                                       \
+            UNROLL for (int i = 0; i < M; i++) acc[r][0][i] = acc[r][1][i] = vzero();      \
+        const int64_t kv = k / (2 * VL) * (2 * VL);                                        \
+        for (int64_t j0 = 0; j0 < kv; j0 += MV_KB) {                                       \
+            const int64_t j1 = j0 + MV_KB < kv ? j0 + MV_KB : kv;                          \
+            for (int r = 0; r < nr; r++) {                                                 \
+                const WT *wr = (const WT *)w + (o0 + r) * k;                               \
+                /* next from memory: the next row's block, or after the last row the      \
+                 * first row's next block */                                               \
+                const int64_t pf_d = r + 1 < nr ? k : MV_KB - (int64_t)r * k;              \
+                const int pf_on = r + 1 < nr || j1 < kv;                                   \
+                vf a0[GLMV_MV_MAX], a1[GLMV_MV_MAX];                                       \
+                UNROLL for (int i = 0; i < M; i++) {                                       \
+                    a0[i] = acc[r][0][i];                                                  \
+                    a1[i] = acc[r][1][i];                                                  \
+                }                                                                          \
+                for (int64_t j = j0; j < j1; j += 2 * VL) {                                \
+                    if (pf_on) _mm_prefetch((const char *)(wr + j + pf_d), _MM_HINT_T0);   \
+                    vf w0 = LOADW(wr + j), w1 = LOADW(wr + j + VL);                        \
+                    UNROLL for (int i = 0; i < M; i++) {                                   \
+                        a0[i] = vfma(w0, vloadu(x + i * ldx + j), a0[i]);                  \
+                        a1[i] = vfma(w1, vloadu(x + i * ldx + j + VL), a1[i]);             \
+                    }                                                                      \
+                }                                                                          \
+                UNROLL for (int i = 0; i < M; i++) {                                       \
+                    acc[r][0][i] = a0[i];                                                  \
+                    acc[r][1][i] = a1[i];                                                  \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        for (int r = 0; r < nr; r++) {                                                     \
+            const WT *wr = (const WT *)w + (o0 + r) * k;                                   \
+            UNROLL for (int i = 0; i < M; i++) {                                           \
+                float s = vhsum(vadd(acc[r][0][i], acc[r][1][i]));                         \
+                for (int64_t jj = kv; jj < k; jj++) s += SCALARW(wr[jj]) * x[i * ldx + jj]; \
+                y[i * ldy + o0 + r] = s;                                                   \
+            }                                                                              \
+        }                                                                                  \
+        o0 += nr;                                                                          \
+    }
 /* When the paired, column-blocked kernel takes the rows: 2 to MV_PAIRS_M rows of x (its 4 M
  * accumulators in registers: 4 rows with AVX-512's 32, 2 with AVX2's 16, where 3 or 4 rows spill
  * and ran 5-12% slower), and a lone row whose x is larger than MV_L1X bytes: then x no longer stays
@@ -153,6 +201,8 @@ KINLINE vf vexp(vf x) {
 #ifndef MV_PAIRS
 #undef MV_BODY2K
 #define MV_BODY2K(LOADW, SCALARW)
+#undef MV_BODY1K
+#define MV_BODY1K(LOADW, SCALARW)
 #endif
 
 #define SF32(v) (v)
@@ -164,6 +214,8 @@ KINLINE void mv_bf16(float *y, int64_t ldy, const float *x, int64_t ldx, const i
 #define WT uint16_t
     if (MV_USE_PAIRS(M, k)) {
         MV_BODY2K(vload_bf16, sbf16)
+    } else if (M > MV_PAIRS_M) {
+        MV_BODY1K(vload_bf16, sbf16)
     }
     MV_BODY(vload_bf16, sbf16)
 #undef WT
@@ -173,6 +225,8 @@ KINLINE void mv_f16(float *y, int64_t ldy, const float *x, int64_t ldx, const in
 #define WT uint16_t
     if (MV_USE_PAIRS(M, k)) {
         MV_BODY2K(vload_f16, SF16)
+    } else if (M > MV_PAIRS_M) {
+        MV_BODY1K(vload_f16, SF16)
     }
     MV_BODY(vload_f16, SF16)
 #undef WT
@@ -182,6 +236,8 @@ KINLINE void mv_f32(float *y, int64_t ldy, const float *x, int64_t ldx, const in
 #define WT float
     if (MV_USE_PAIRS(M, k)) {
         MV_BODY2K(VLOADF32, SF32)
+    } else if (M > MV_PAIRS_M) {
+        MV_BODY1K(VLOADF32, SF32)
     }
     MV_BODY(VLOADF32, SF32)
 #undef WT
