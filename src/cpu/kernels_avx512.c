@@ -313,16 +313,28 @@ VNNI KINLINE __m256i q45_bytes(const uint8_t *blk, const int q5) {
 #define Q45_PAIR(b, acc)                                                                           \
     do {                                                                                           \
         const uint8_t *p0 = row + (b) * bb, *p1 = p0 + bb;                                         \
-        const __m512i wz = _mm512_inserti64x4(_mm512_castsi256_si512(q45_bytes(p0, q5)), q45_bytes(p1, q5), 1); \
-        uint16_t d0, d1;                                                                           \
-        memcpy(&d0, p0, 2);                                                                        \
-        memcpy(&d1, p1, 2);                                                                        \
-        const __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d0 | (uint32_t)d1 << 16))); \
+        __m512i wz;                                                                                \
+        __m512 dw;                                                                                 \
+        if (q5) {                                                                                  \
+            wz = _mm512_inserti64x4(_mm512_castsi256_si512(q45_bytes(p0, q5)), q45_bytes(p1, q5), 1); \
+            uint16_t d0, d1;                                                                       \
+            memcpy(&d0, p0, 2);                                                                    \
+            memcpy(&d1, p1, 2);                                                                    \
+            dw = _mm512_permutexvar_ps(sidx, _mm512_castps128_ps512(_mm_cvtph_ps(                  \
+                                                 _mm_cvtsi32_si128((int)((uint32_t)d0 | (uint32_t)d1 << 16))))); \
+        } else { /* Q4_0: the two blocks' 36 bytes in one load, their qs words each twice (low    \
+                  * nibbles, high nibbles) and their d eight times each by word permutes */      \
+            const __m512i raw = _mm512_maskz_loadu_epi16(0x3FFFF, p0);                            \
+            const __m512i q = _mm512_permutexvar_epi16(q4_qidx, raw);                              \
+            wz = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFF00FF00u, q, 4), _mm512_set1_epi8(15)); \
+            dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(q4_didx, raw)));  \
+        }                                                                                          \
         UNROLL for (int i = 0; i < M; i++) {                                                       \
             const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(xc + i * lds + (b) * 8), wz,    \
                                                   _mm512_loadu_si512(xq + i * ldxq + (b) * 32));   \
-            const __m128 s = _mm_mul_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xd + i * ldd + (b))))); \
-            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(sidx, _mm512_castps128_ps512(s)), acc[i]); \
+            const __m512 xs = _mm512_permutexvar_ps(                                                \
+                sidx, _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xd + i * ldd + (b)))))); \
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, xs), acc[i]);        \
         }                                                                                          \
     } while (0)
 
@@ -332,6 +344,12 @@ VNNI KINLINE void mvq45_vnni(float *y, int64_t ldy, const int8_t *xq, const floa
     const int64_t nb = k / 32, ldd = ldxq / 32, lds = ldxq / 4;
     const int64_t bb = q5 ? (int64_t)sizeof(glmv_block_q5_0) : (int64_t)sizeof(glmv_block_q4_0);
     const __m512i sidx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    /* Q4_0 pairs (18 words): words 1-8 (block b's qs) twice, then words 10-17 twice; word 0
+     * (block b's d) eight times, then word 9 */
+    const __m512i q4_qidx = _mm512_set_epi16(17, 16, 15, 14, 13, 12, 11, 10, 17, 16, 15, 14, 13, 12, 11, 10,
+                                             8, 7, 6, 5, 4, 3, 2, 1, 8, 7, 6, 5, 4, 3, 2, 1);
+    const __m512i q4_didx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                             9, 9, 9, 9, 9, 9, 9, 9, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int64_t o = o0; o < o1; o++) {
         const uint8_t *row = (const uint8_t *)w + o * nb * bb;
         __m512 a0[4], a1[4];
