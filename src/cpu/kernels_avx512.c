@@ -136,6 +136,7 @@ KINLINE void mv_bf16_m(const int M, float *y, int64_t ldy, const uint16_t *xb, i
  * with 512, 8.6-9.6 with 2,048, 10.3 with 4,096; one row: 6.9-7.5.) Each output is summed
  * exactly as mv_bf16_m sums it (the same two chains over the same 64-element steps, the same
  * tail), so the results depend neither on the blocking nor on m. */
+/* (Prefetching two pairs ahead, as the float32 kernel does, ran 8.4-8.7 ms against 7.8-8.0 for 4 rows.) */
 #define MVB_KB 1024
 #define MVB_OB 8
 KINLINE void mv_bf16_blocked(const int M, float *y, int64_t ldy, const uint16_t *xb, int64_t ldxb,
