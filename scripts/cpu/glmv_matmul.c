@@ -7,7 +7,8 @@
  * GLMV_PRECISION=bf16 rounds x to bf16 where the CPU multiplies bf16 (else f32);
  * GLMV_QUANT=q8_0|q4_0|q5_0|q4_k|q6_k quantizes the weights first (llama.cpp's block formats;
  * a K format's rows that are not whole super-blocks, down's, fall back as llama.cpp's recipes do:
- * Q4_K to Q5_0, Q6_K to Q8_0).
+ * Q4_K to Q5_0, Q6_K to Q8_0); GLMV_HASH=1 also prints a hash of the outputs' bits (REPS 0: only
+ * that), to check that a kernel change leaves the results as they were.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,16 @@ int main(int argc, char **argv) {
     float *x = glmv_aligned_alloc((size_t)m * 13696 * 4), *y = glmv_aligned_alloc((size_t)m * 27392 * 4);
     for (int64_t i = 0; i < (int64_t)m * 13696; i++) x[i] = 0.01f * (float)(i % 100);
     for (int i = 0; i < 4; i++) be->matmul(be, y, x, &w[i], NULL, m); /* warm: first touch of y */
+    if (getenv("GLMV_HASH")) { /* the outputs' bits, to compare two builds' results (FNV-1a) */
+        uint64_t h = 1469598103934665603ull;
+        for (int i = 0; i < 4; i++) {
+            be->matmul(be, y, x, &w[i], NULL, m);
+            const unsigned char *b = (const unsigned char *)y;
+            for (size_t e = 0; e < (size_t)m * (size_t)shapes[i][0] * sizeof(float); e++)
+                h = (h ^ b[e]) * 1099511628211ull;
+        }
+        printf("glmv %s m=%d: outputs' hash %016llx\n", be->name, m, (unsigned long long)h);
+    }
     for (int r = 0; r < reps; r++) {
         double c0 = cpu_ms(), t0 = glmv_now_ms();
         for (int i = 0; i < 4; i++) be->matmul(be, y, x, &w[i], NULL, m);
