@@ -126,6 +126,12 @@ typedef struct {
     int tensor_parallel;        /* split the decoder over this many GPUs (NCCL): heads and MLP
                                    columns, Megatron-style; 0 or 1: one. GLM-4.1V's 2 key-value
                                    heads allow 2. On the CPU the ranks share the cores (tests). */
+    const char *tokenizer;      /* a synthetic model's tokenizer: a folder holding tokenizer.json
+                                   (and chat_template.jinja or tokenizer_config.json), e.g. the
+                                   checkpoint's tokenizer files alone, so that the 9B shape takes
+                                   chat messages, images and videos (benchmarks of time to first
+                                   token, a server under load); NULL: none (token ids only). A
+                                   checkpoint or GGUF has its own: giving one there is an error. */
 } glmv_model_params;
 
 void glmv_model_params_default(glmv_model_params *p);
@@ -134,7 +140,7 @@ void glmv_model_params_default(glmv_model_params *p);
  * dir may also be llama.cpp's GGUF text model (a .gguf file, its vision tower in
  * p->mmproj) or a folder holding one text .gguf and one mmproj*.gguf (README,
  * "GGUF files"). dir "synthetic:9b[,layers=N][,seed=S]" builds random BF16 weights of the
- * 9B shape in memory (benchmarks; no tokenizer). */
+ * 9B shape in memory (benchmarks; no tokenizer unless p->tokenizer names one). */
 int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *p, char *err);
 void glmv_model_free(glmv_model *m);
 

@@ -573,6 +573,15 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     glmv_gguf_model gm;
     memset(&gm, 0, sizeof gm);
     snprintf(m->dir, sizeof m->dir, "%s", dir);
+    if (p->tokenizer && !synthetic) {
+        glmv_errc(err, GLMV_E_INVALID, "--tokenizer %s: a tokenizer folder goes with a synthetic model; %s has its "
+                  "own", p->tokenizer, dir);
+        goto fail;
+    }
+    if (synthetic && p->tokenizer && !file_exists(p->tokenizer, "tokenizer.json")) {
+        glmv_errc(err, GLMV_E_INVALID, "--tokenizer %s: no tokenizer.json there", p->tokenizer);
+        goto fail;
+    }
     if (synthetic) {
         int layers = 0;
         uint64_t seed = 1;
@@ -694,15 +703,18 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
         m->device_bytes = glmv_weights_bytes(m->w) - kept_bytes;
         free_uploaded_quant(m);
     }
-    if (gguf || (!synthetic && file_exists(dir, "tokenizer.json"))) {
-        if (!gguf && glmv_tokenizer_load(&m->tok, dir, err)) goto fail;
+    /* a synthetic model reads the tokenizer of p->tokenizer (checked before the weights are
+     * made), a checkpoint its own */
+    const char *tdir = synthetic ? p->tokenizer : dir;
+    if (gguf || (tdir && file_exists(tdir, "tokenizer.json"))) {
+        if (!gguf && glmv_tokenizer_load(&m->tok, tdir, err)) goto fail;
         for (int32_t id = 0; id < glmv_tokenizer_size(m->tok); id++) {
             size_t l = 0;
             if (glmv_token_bytes(m->tok, id, &l) && (int64_t)l > m->max_token_bytes) m->max_token_bytes = (int64_t)l;
         }
-        if (check_prompt_tokens(m, gguf ? gtext : dir, err)) goto fail;
+        if (check_prompt_tokens(m, gguf ? gtext : tdir, err)) goto fail;
         if (gguf ? glmv_chat_template_from_source(&m->tmpl, gm.chat_template, gtext, err)
-                 : glmv_chat_template_load(&m->tmpl, dir, err))
+                 : glmv_chat_template_load(&m->tmpl, tdir, err))
             goto fail;
     }
     const char *dd = getenv("GLMV_DUMP");

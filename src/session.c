@@ -1280,7 +1280,8 @@ static int prompt_new(glmv_prompt **out, glmv_model *m, const glmv_message *msgs
     if (!m->tok || !m->tmpl) {
         if (!strncmp(m->dir, "synthetic:", 10))
             return glmv_errc(err, GLMV_E_INVALID,
-                             "%s: random weights have no tokenizer: cannot generate from messages", m->dir);
+                             "%s: random weights have no tokenizer: cannot generate from messages (give "
+                             "one: --tokenizer DIR, a folder with the checkpoint's tokenizer.json)", m->dir);
         return glmv_errc(err, GLMV_E_INVALID, "%s/tokenizer.json: not found (the checkpoint's tokenizer "
                          "is needed to generate from messages)", m->dir);
     }

@@ -230,7 +230,19 @@ if $G bench --synthetic --layers 1 --prompt 8 --prompt-reps 3 --decode 1 --json 
 else bad bench_prompt_reps "$(cat "$tmp/b.json" "$tmp/err")"; fi
 
 # bench --image: time to first token from an image file, each stage reported
-expect_fail err_bench_image_synthetic "needs a checkpoint with a tokenizer" $G bench --synthetic --layers 1 --image $IMG
+expect_fail err_bench_image_synthetic "needs a tokenizer" $G bench --synthetic --layers 1 --image $IMG
+# the synthetic 9B shape reads messages through a tokenizer folder (--tokenizer), refused for a
+# checkpoint (it has its own) and where the folder holds no tokenizer.json, before any weights are made
+TOK=../shared/assets/glm4-tokenizer
+expect_fail err_bench_tokenizer_checkpoint "goes with --synthetic" $G bench -m $M --tokenizer $TOK
+expect_fail err_tokenizer_checkpoint "goes with a synthetic model" $G run -m $M --tokenizer $TOK -p hi
+expect_fail err_tokenizer_missing "no tokenizer.json there" timeout 5 $G run -m synthetic:9b,layers=1 --tokenizer "$tmp" -p hi
+if $G bench --synthetic --layers 1 --tokenizer $TOK --prompt 0 --decode 0 --image tests/fixtures/image/rgba.png \
+        --question 'What is this?' --json -t 2 >"$tmp/b.json" 2>"$tmp/err" &&
+   jq -e '.ttft.image_tokens > 0 and .ttft.prompt_tokens > .ttft.image_tokens + 4 and .ttft.vision_ms > 0 and
+          .ttft.prefill_ms > 0 and .ttft.ms >= .ttft.vision_ms + .ttft.prefill_ms' "$tmp/b.json" >/dev/null; then
+    ok bench_image_ttft_synthetic
+else bad bench_image_ttft_synthetic "$(cat "$tmp/b.json" "$tmp/err")"; fi
 expect_fail err_bench_question_alone "goes with --image" $G bench -m $M --question hi
 expect_fail err_bench_image_missing "no-such.png" $G bench -m $M --image "$tmp/no-such.png"
 if $G bench -m $M --prompt 0 --decode 0 --image $IMG --question 'Say "hi"' --json -t 2 >"$tmp/b.json" 2>"$tmp/err" &&

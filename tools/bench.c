@@ -29,6 +29,8 @@ static const char *bench_help =
     "  -m DIR            a checkpoint folder, or llama.cpp's GGUF text model (FILE.gguf, or a\n"
     "                    folder holding one .gguf and one mmproj*.gguf)\n"
     "  --mmproj FILE     the GGUF model's vision tower\n"
+    "  --tokenizer DIR   with --synthetic: read messages through DIR's tokenizer.json (the\n"
+    "                    checkpoint's tokenizer files alone), which --image needs\n"
     "  --synthetic       random BF16 weights of the 9B shape (no download)\n"
     "  --layers N        decoder layers of the synthetic model (1..40, default 2)\n"
     "  -t THREADS        CPU threads (default: all cores)\n"
@@ -41,7 +43,8 @@ static const char *bench_help =
     "  --vision HxW,...  time the vision tower on these image sizes (multiples of 28)\n"
     "  --image FILE      time to first token for this image file and --question, as a user\n"
     "                    waits for it: file decoding and preprocessing, vision tower, prefill,\n"
-    "                    the first token, each stage reported (a checkpoint with a tokenizer;\n"
+    "                    the first token, each stage reported (a checkpoint, or --synthetic\n"
+    "                    with --tokenizer;\n"
     "                    three requests on an empty cache: the first, and the faster of the\n"
     "                    other two)\n"
     "  --question TEXT   the question asked about --image (default \"Describe this image.\")\n"
@@ -594,7 +597,7 @@ done:
 int cmd_bench(int argc, char **argv) {
     const char *dir = NULL;
     int synthetic = 0, json = 0, do_membw = 0;
-    const char *mmproj = NULL, *image = NULL, *question = NULL;
+    const char *mmproj = NULL, *image = NULL, *question = NULL, *tokenizer = NULL;
     long layers = 2, threads = 0, prompt = 512, n_decode = 16, prompt_reps = 2, n_requests = 0, tp = 1;
     int sched[4] = {1, 1, 1, 1}, n_sched = 1, sched_given = 0, n_sf = 0;
     serve_fig sf[4 * MAX_LIST];
@@ -623,6 +626,9 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--mmproj")) {
             NEED_ARG;
             mmproj = v;
+        } else if (!strcmp(a, "--tokenizer")) {
+            NEED_ARG;
+            tokenizer = v;
         } else if (!strcmp(a, "--synthetic")) {
             synthetic = 1;
         } else if (!strcmp(a, "--layers")) {
@@ -724,9 +730,13 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "glmv bench: -m and --synthetic exclude each other\n");
         return 2;
     }
-    if (image && synthetic) {
-        fprintf(stderr, "glmv bench: --image needs a checkpoint with a tokenizer (-m DIR); the synthetic "
-                        "model has none (--vision times its tower)\n");
+    if (image && synthetic && !tokenizer) {
+        fprintf(stderr, "glmv bench: --image needs a tokenizer: a checkpoint (-m DIR), or --synthetic with "
+                        "--tokenizer DIR (--vision times the tower alone)\n");
+        return 2;
+    }
+    if (tokenizer && !synthetic) {
+        fprintf(stderr, "glmv bench: --tokenizer goes with --synthetic (a checkpoint has its own)\n");
         return 2;
     }
     if (n_requests && !n_conc) {
@@ -774,6 +784,7 @@ int cmd_bench(int argc, char **argv) {
     mp.precision = precision;
     mp.quant = quant;
     mp.mmproj = mmproj;
+    mp.tokenizer = tokenizer;
     mp.tensor_parallel = (int)tp;
     glmv_model *m = NULL;
     double t0 = now_ms();

@@ -28,6 +28,9 @@ const char *cli_opts_help =
     "                           llama.cpp's GGUF text model (FILE.gguf, or a folder holding\n"
     "                           one .gguf and one mmproj*.gguf)\n"
     "      --mmproj FILE        the GGUF model's vision tower (llama.cpp's mmproj file)\n"
+    "      --tokenizer DIR      with -m synthetic:9b[,layers=N]: random weights of the 9B shape\n"
+    "                           that read messages through DIR's tokenizer.json (the checkpoint's\n"
+    "                           tokenizer files alone): timings and load tests without the weights\n"
     "  -t, --threads N          CPU threads (default: all cores)\n"
     "      --device D           auto, cpu or cuda (default: auto)\n"
     "      --precision P        f32 or bf16 GEMM inputs (default: $GLMV_PRECISION, else f32 on\n"
@@ -70,6 +73,9 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i) {
     } else if (!strcmp(a, "--mmproj")) {
         NEED_ARG();
         o->mp.mmproj = argv[++*i];
+    } else if (!strcmp(a, "--tokenizer")) {
+        NEED_ARG();
+        o->mp.tokenizer = argv[++*i];
     } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
         NEED_ARG();
         if (cli_parse_int(a, argv[++*i], 0, 1024, &l)) return -1;
