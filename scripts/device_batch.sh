@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -51,6 +51,8 @@
 #   figures  this binary alone (the figures of #13 and #14 on whatever machine comes): 128 requests
 #          served 64 and 16 at a time (twice), steady decode of 1, 16 and 64 streams at ~1k keys,
 #          one stream at 8k keys, the 512-token prefill, GPU memory
+#   ttft   time to first token for a 1120x1120 PNG and a question on the 9B shape (random weights,
+#          the real tokenizer: glmv bench --tokenizer), each stage, and the vision tower alone
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -403,8 +405,20 @@ for f in json.load(sys.stdin)["serving"]:
         grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*\|"prefill": {[^}]*\|"device_bytes": [0-9]*'
     tail -n 3 "$OUT/bench.err"
     ;;
+ttft)
+    # .dev/ttft: tokenizer.json.xz (../shared/assets/glm4-tokenizer/tokenizer.json, xz'd to fit the
+    # call) and photo_1120.png, a 1120x1120 crop (x 640, y 240) of
+    # ../shared/assets/images/variants/big_2400x1600.png made with libpng's simplified API
+    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } 2>&1
+    mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
+        .dev/ttft/tokenizer.json.xz /tmp/tok/tokenizer.json
+    echo "== time to first token, the 1120x1120 PNG and a question, 40 layers; then the tower alone"
+    timeout 200 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok --prompt 0 \
+        --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." --vision 1120x1120 2>&1 |
+        grep -v '^glmv: warning'
+    ;;
 *)
-    echo "usage: $0 tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures" >&2
+    echo "usage: $0 tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft" >&2
     exit 2
     ;;
 esac
