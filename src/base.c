@@ -239,6 +239,46 @@ uint64_t glmv_siphash(const uint8_t key[16], const void *data, size_t n) {
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
+typedef struct {
+    const uint8_t *key, *data;
+    size_t n, c0, c1;
+    uint8_t *out; /* 8 little-endian bytes a chunk */
+} chunk_job;
+
+static void *chunk_worker(void *arg) {
+    const chunk_job *j = arg;
+    for (size_t c = j->c0; c < j->c1; c++) {
+        size_t off = c * GLMV_HASH_CHUNK, len = j->n - off < GLMV_HASH_CHUNK ? j->n - off : GLMV_HASH_CHUNK;
+        uint64_t h = glmv_siphash(j->key, j->data + off, len);
+        for (int b = 0; b < 8; b++) j->out[8 * c + (size_t)b] = (uint8_t)(h >> (8 * b));
+    }
+    return NULL;
+}
+
+uint64_t glmv_siphash_chunked(const uint8_t key[16], const void *data, size_t n, int threads) {
+    if (n <= GLMV_HASH_CHUNK) return glmv_siphash(key, data, n);
+    size_t nc = (n + GLMV_HASH_CHUNK - 1) / GLMV_HASH_CHUNK;
+    uint8_t stack[8 * 64], *hs = nc <= 64 ? stack : malloc(8 * nc);
+    if (!hs) threads = 0; /* no room for the chunks' hashes: the plain hash, on one thread */
+    if (threads <= 0) return glmv_siphash(key, data, n) ^ 0x9e3779b97f4a7c15ull;
+    int nt = threads > 32 ? 32 : threads;
+    if ((size_t)nt > nc) nt = (int)nc;
+    chunk_job jobs[32];
+    pthread_t th[32];
+    int started[32] = {0};
+    for (int i = 0; i < nt; i++) {
+        jobs[i] = (chunk_job){key, data, n, nc * (size_t)i / (size_t)nt, nc * (size_t)(i + 1) / (size_t)nt, hs};
+        if (i > 0) started[i] = pthread_create(&th[i], NULL, chunk_worker, &jobs[i]) == 0;
+        if (i > 0 && !started[i]) chunk_worker(&jobs[i]);
+    }
+    chunk_worker(&jobs[0]);
+    for (int i = 1; i < nt; i++)
+        if (started[i]) pthread_join(th[i], NULL);
+    uint64_t h = glmv_siphash(key, hs, 8 * nc);
+    if (hs != stack) free(hs);
+    return h;
+}
+
 static uint8_t hash_key[16];
 static pthread_once_t hash_key_once = PTHREAD_ONCE_INIT;
 

@@ -66,6 +66,37 @@ TEST(siphash_vectors) {
     CHECK(nz != 0);
 }
 
+/* the chunked hash: glmv_siphash up to a chunk; beyond, the hash of the chunks' hashes, the same
+ * for any thread count, and any byte of any chunk changes it */
+TEST(siphash_chunked) {
+    uint8_t key[16];
+    for (int i = 0; i < 16; i++) key[i] = (uint8_t)(3 * i + 1);
+    size_t n = 3 * GLMV_HASH_CHUNK + 12345; /* 4 chunks, the last short */
+    uint8_t *d = malloc(n);
+    CHECK(d != NULL);
+    if (!d) return;
+    for (size_t i = 0; i < n; i++) d[i] = (uint8_t)(i * 2654435761u >> 13);
+    CHECK(glmv_siphash_chunked(key, d, 1000, 4) == glmv_siphash(key, d, 1000));
+    CHECK(glmv_siphash_chunked(key, d, GLMV_HASH_CHUNK, 4) == glmv_siphash(key, d, GLMV_HASH_CHUNK));
+    uint8_t hs[32];
+    for (int c = 0; c < 4; c++) {
+        size_t off = (size_t)c * GLMV_HASH_CHUNK, len = c < 3 ? GLMV_HASH_CHUNK : 12345;
+        uint64_t h = glmv_siphash(key, d + off, len);
+        for (int b = 0; b < 8; b++) hs[8 * c + b] = (uint8_t)(h >> (8 * b));
+    }
+    uint64_t want = glmv_siphash(key, hs, sizeof hs);
+    for (int t = 1; t <= 9; t++) CHECK_MSG(glmv_siphash_chunked(key, d, n, t) == want, "threads %d", t);
+    CHECK(want != glmv_siphash(key, d, n));
+    size_t at[3] = {0, GLMV_HASH_CHUNK + 7, n - 1};
+    for (int i = 0; i < 3; i++) {
+        d[at[i]] ^= 1;
+        CHECK_MSG(glmv_siphash_chunked(key, d, n, 3) != want, "byte %zu", at[i]);
+        d[at[i]] ^= 1;
+    }
+    CHECK(glmv_siphash_chunked(key, d, n - 1, 3) != want);
+    free(d);
+}
+
 int main(void) {
     RUN(bf16_roundtrip);
     RUN(f16_roundtrip);
@@ -73,5 +104,6 @@ int main(void) {
     RUN(ref_rope_interleaved);
     RUN(ref_attn_causal_first_row);
     RUN(siphash_vectors);
+    RUN(siphash_chunked);
     return test_summary("base");
 }
