@@ -300,14 +300,15 @@ void glmv_rope_vision_table(int head_dim, double theta, const int32_t *hp, const
 int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t n_patches,
                         const int (*grid)[3], int n_grid, float *out, char *err);
 /* Bicubic resample of the learned position table for one grid (host):
- * out (gh*gw, Hv) in merge-block order. */
+ * out (gh*gw, Hv) in merge-block order, on up to `threads` threads (the same
+ * floats for any number). -1: out of memory. */
+int glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out, int threads);
 /* y (backend, (n, H)) = the embedding rows of ids (on the host, checked by
  * the caller). On a device backend the token table (V x H, 1.2 GB for the 9B)
  * stays in host memory: its rows are gathered on the host into staging
  * (staging_rows x H floats) and written, a few KB per decoded token. */
 void glmv_model_embed(const glmv_model *m, float *y, const int32_t *ids, int64_t n,
                       float *staging, int64_t staging_rows);
-void glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out);
 /* Release the vision scratch kept between calls (glmv_model_free does it). */
 void glmv_vision_free_scratch(glmv_model *m);
 

@@ -9,6 +9,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base.h"
 #include "model.h"
@@ -105,6 +106,34 @@ void glmv_rope_vision_table(int head_dim, double theta, const int32_t *hp, const
     float inv[512];
     GLMV_ASSERT(nf <= 512);
     for (int j = 0; j < nf; j++) inv[j] = inv_freq_f32(theta, j, dim);
+    /* the positions are small grid coordinates: each value's cos and sin are computed once
+     * (the same expression, so the same floats) and copied to the rows that have it; 6400
+     * patches take 80 values' instead of 819,200 calls of cos and sin */
+    int32_t vmax = -1, vmin = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t a = hp[i] > wp[i] ? hp[i] : wp[i], b = hp[i] < wp[i] ? hp[i] : wp[i];
+        vmax = a > vmax ? a : vmax;
+        vmin = b < vmin ? b : vmin;
+    }
+    float *tc = vmin >= 0 && (int64_t)vmax < n + 64 /* grid coordinates, not arbitrary values */
+                    ? malloc(sizeof(float) * 2 * (size_t)nf * (size_t)(vmax + 1)) : NULL;
+    if (tc) {
+        float *ts = tc + (size_t)nf * (size_t)(vmax + 1);
+        for (int32_t v = 0; v <= vmax; v++)
+            for (int j = 0; j < nf; j++) {
+                float a = (float)v * inv[j];
+                tc[(size_t)v * nf + j] = (float)cos((double)a);
+                ts[(size_t)v * nf + j] = (float)sin((double)a);
+            }
+        for (int64_t i = 0; i < n; i++) {
+            memcpy(cos_out + i * dim, tc + (size_t)hp[i] * nf, sizeof(float) * (size_t)nf);
+            memcpy(sin_out + i * dim, ts + (size_t)hp[i] * nf, sizeof(float) * (size_t)nf);
+            memcpy(cos_out + i * dim + nf, tc + (size_t)wp[i] * nf, sizeof(float) * (size_t)nf);
+            memcpy(sin_out + i * dim + nf, ts + (size_t)wp[i] * nf, sizeof(float) * (size_t)nf);
+        }
+        free(tc);
+        return;
+    }
     for (int64_t i = 0; i < n; i++)
         for (int j = 0; j < nf; j++) {
             float ah = (float)hp[i] * inv[j], aw = (float)wp[i] * inv[j];

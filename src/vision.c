@@ -9,12 +9,14 @@
  * (the MLPs in blocks of rows, so it stays near 50 floats x Hv per patch).
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base.h"
 #include "model.h"
+#include "cpu/threads.h"
 
 /* ref: torch get_cubic_upsample_coefficients (A = -0.75) */
 static void cubic_coeffs(float t, float c[4]) {
@@ -56,20 +58,61 @@ static void taps4(float *restrict o, const float *restrict x0, const float *rest
     }
 }
 
-void glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out) {
+typedef struct {
+    const float *T;
+    const float (*cx)[4], (*cy)[4];
+    const int *x0, *y0;
+    float *out;
+    int S, Hv, ms, gh, gw, c0, c1, fail;
+} pe_job;
+
+/* target columns [c0, c1) of every row */
+static void *pe_worker(void *arg) {
+    pe_job *j = arg;
+    const int S = j->S, Hv = j->Hv, ms = j->ms, bw_n = j->gw / ms;
+    enum { WC = 32 }; /* target columns per block: bounds X to S*WC*Hv floats */
+    float *X = malloc(glmv_mul_size((size_t)S * GLMV_MIN(WC, j->c1 - j->c0), sizeof(float) * (size_t)Hv));
+    if (!X) {
+        j->fail = 1;
+        return NULL;
+    }
+    for (int w0 = j->c0; w0 < j->c1; w0 += WC) {
+        int nw = GLMV_MIN(WC, j->c1 - w0);
+        for (int yy = 0; yy < S; yy++)
+            for (int i = 0; i < nw; i++) {
+                int wp = w0 + i;
+                const float *row = j->T + (int64_t)yy * S * Hv;
+#define TX(b) (row + (int64_t)clampi(j->x0[wp] + (b), 0, S - 1) * Hv)
+                taps4(X + ((int64_t)yy * nw + i) * Hv, TX(0), TX(1), TX(2), TX(3), j->cx[wp], Hv);
+#undef TX
+            }
+        for (int hp = 0; hp < j->gh; hp++)
+            for (int i = 0; i < nw; i++) {
+                int wp = w0 + i;
+                /* merge-block order (GLM4V.md §5.1) */
+                int64_t o = (((int64_t)(hp / ms) * bw_n + wp / ms) * ms + hp % ms) * ms + wp % ms;
+#define XY(a) (X + ((int64_t)clampi(j->y0[hp] + (a), 0, S - 1) * nw + i) * Hv)
+                taps4(j->out + o * Hv, XY(0), XY(1), XY(2), XY(3), j->cy[hp], Hv);
+#undef XY
+            }
+    }
+    free(X);
+    return NULL;
+}
+
+int glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out, int threads) {
     const glmv_config *c = &m->cfg;
     const glmv_tensor *tab = m->pos_embed;
     int S = c->v_image_size / c->v_patch_size, Hv = c->v_hidden_size;
-    int ms = c->v_spatial_merge_size;
     /* The taps are separable: interpolate along x once per (source row, target
      * column) into X, then along y per patch. Same operations in the same order
-     * as tap by tap (x for each of the 4 rows, then y), so the same floats. */
-    enum { WC = 32 }; /* target columns per block: bounds X to S*WC*Hv floats */
+     * as tap by tap (x for each of the 4 rows, then y), so the same floats; the
+     * threads take ranges of target columns, each output computed as alone. */
     float *T = malloc(glmv_mul_size((size_t)S * S, sizeof(float) * (size_t)Hv));
-    float *X = malloc(glmv_mul_size((size_t)S * WC, sizeof(float) * (size_t)Hv));
     float (*cx)[4] = malloc(sizeof(float[4]) * (size_t)gw), (*cy)[4] = malloc(sizeof(float[4]) * (size_t)gh);
     int *x0 = malloc(sizeof(int) * (size_t)gw), *y0 = malloc(sizeof(int) * (size_t)gh);
-    GLMV_ASSERT(T && X && cx && cy && x0 && y0);
+    int rc = -1;
+    if (!T || !cx || !cy || !x0 || !y0) goto done;
     glmv_tensor_get_range(tab, 0, (int64_t)S * S * Hv, T);
     for (int wp = 0; wp < gw; wp++) {
         float gx = (((float)wp + 0.5f) / (float)gw) * 2.0f - 1.0f;
@@ -83,33 +126,33 @@ void glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out) {
         cubic_coeffs(iy - fy, cy[hp]);
         y0[hp] = (int)fy - 1;
     }
-    int bw_n = gw / ms;
-    for (int w0 = 0; w0 < gw; w0 += WC) {
-        int nw = GLMV_MIN(WC, gw - w0);
-        for (int yy = 0; yy < S; yy++)
-            for (int j = 0; j < nw; j++) {
-                int wp = w0 + j;
-                const float *row = T + (int64_t)yy * S * Hv;
-#define TX(b) (row + (int64_t)clampi(x0[wp] + (b), 0, S - 1) * Hv)
-                taps4(X + ((int64_t)yy * WC + j) * Hv, TX(0), TX(1), TX(2), TX(3), cx[wp], Hv);
-#undef TX
-            }
-        for (int hp = 0; hp < gh; hp++)
-            for (int j = 0; j < nw; j++) {
-                int wp = w0 + j;
-                /* merge-block order (GLM4V.md §5.1) */
-                int64_t i = (((int64_t)(hp / ms) * bw_n + wp / ms) * ms + hp % ms) * ms + wp % ms;
-#define XY(a) (X + ((int64_t)clampi(y0[hp] + (a), 0, S - 1) * WC + j) * Hv)
-                taps4(out + i * Hv, XY(0), XY(1), XY(2), XY(3), cy[hp], Hv);
-#undef XY
-            }
+    /* at least 4 columns and ~2M multiply-adds a thread */
+    int64_t work = (int64_t)(gh + S) * gw * 4 * Hv;
+    int nt = threads < 1 ? 1 : threads > 32 ? 32 : threads;
+    nt = (int)GLMV_MIN((int64_t)nt, GLMV_MIN((int64_t)gw / 4, work / 2000000));
+    if (nt < 1) nt = 1;
+    pe_job jobs[32];
+    pthread_t th[32];
+    int started[32] = {0};
+    for (int i = 0; i < nt; i++) {
+        jobs[i] = (pe_job){T, (const float(*)[4])cx, (const float(*)[4])cy, x0, y0, out, S, Hv,
+                           c->v_spatial_merge_size, gh, gw, gw * i / nt, gw * (i + 1) / nt, 0};
+        if (i > 0) started[i] = pthread_create(&th[i], NULL, pe_worker, &jobs[i]) == 0;
+        if (i > 0 && !started[i]) pe_worker(&jobs[i]);
     }
+    pe_worker(&jobs[0]);
+    rc = 0;
+    for (int i = 0; i < nt; i++) {
+        if (i > 0 && started[i]) pthread_join(th[i], NULL);
+        if (jobs[i].fail) rc = -1;
+    }
+done:
     free(T);
-    free(X);
     free(cx);
     free(cy);
     free(x0);
     free(y0);
+    return rc;
 }
 
 /* The scratch buffers of one call, in a fixed order; with m->vision_keep_scratch
@@ -241,6 +284,7 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
     }
     /* host tables: positions, resampled position embedding, rope */
     {
+        int threads = m->params.n_threads > 0 ? m->params.n_threads : glmv_cpu_count();
         int s = 0, last_gh = 0, last_gw = 0;
         int64_t r = 0, last_r = -1;
         cu[0] = 0;
@@ -252,7 +296,10 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
                 if (last_r >= 0 && last_gh == gh && last_gw == gw) {
                     memcpy(hpe + r * Hv, hpe + last_r * Hv, sizeof(float) * (size_t)((int64_t)gh * gw * Hv));
                 } else {
-                    glmv_vision_pos_embed(m, gh, gw, hpe + r * Hv);
+                    if (glmv_vision_pos_embed(m, gh, gw, hpe + r * Hv, threads)) {
+                        glmv_errf(err, "vision: out of memory for the position table of a %dx%d grid", gh, gw);
+                        goto done;
+                    }
                     last_r = r;
                     last_gh = gh;
                     last_gw = gw;

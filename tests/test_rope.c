@@ -149,6 +149,33 @@ TEST(vision_table) {
     }
 }
 
+/* many patches: each value's cos and sin computed once and copied, the same floats as each
+ * computed on its own (the direct path, taken where a value is beyond n + 64) */
+TEST(vision_table_shared_values) {
+    enum { N = 6400 };
+    int32_t *hp = malloc(sizeof(int32_t) * N), *wp = malloc(sizeof(int32_t) * N);
+    float *cs = malloc(sizeof(float) * N * 64), *sn = malloc(sizeof(float) * N * 64);
+    CHECK(hp && wp && cs && sn);
+    if (!hp || !wp || !cs || !sn) return;
+    for (int i = 0; i < N; i++) hp[i] = (i / 160) * 2 + (i / 2) % 2, wp[i] = ((i / 4) % 40) * 2 + i % 2;
+    hp[N - 1] = 79, wp[N - 1] = 79;
+    glmv_rope_vision_table(128, 10000.0, hp, wp, N, cs, sn);
+    int bad = 0;
+    for (int i = 0; i < N; i += 37) {
+        /* the row with a second whose value is beyond n + 64: no table, each value computed */
+        int32_t hh[2] = {hp[i], 1000}, ww[2] = {wp[i], 1000};
+        float c2[128], s2[128];
+        glmv_rope_vision_table(128, 10000.0, hh, ww, 2, c2, s2);
+        if (memcmp(cs + (size_t)i * 64, c2, sizeof(float) * 64) || memcmp(sn + (size_t)i * 64, s2, sizeof(float) * 64))
+            bad++;
+    }
+    CHECK_MSG(bad == 0, "%d rows differ from the direct computation", bad);
+    free(hp);
+    free(wp);
+    free(cs);
+    free(sn);
+}
+
 int main(void) {
     RUN(worked_example);
     RUN(wide_image_and_two_images);
@@ -156,5 +183,6 @@ int main(void) {
     RUN(errors);
     RUN(text_table_sections);
     RUN(vision_table);
+    RUN(vision_table_shared_values);
     return test_summary("rope");
 }
