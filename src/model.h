@@ -114,6 +114,7 @@ struct glmv_model {
     size_t vision_cap[24];
     void *vision_hbuf[6];                  /* the host tables of a call, kept likewise */
     size_t vision_hcap[6];
+    unsigned char vision_hpinned[6];       /* 1: from be->host_alloc (page-locked), else malloc */
     /* The backend runs one thing at a time: a prefill chunk, a vision tower call or a
      * batched decode step holds this lock (FIFO: glmv_model_lock), so sessions of one
      * model may run on several threads and a long prefill yields to the decode steps

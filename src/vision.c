@@ -192,14 +192,26 @@ static void afree(arena *a) {
         if (a->p[i]) a->be->free(a->be, a->p[i]);
 }
 
+static void hkept_free(glmv_model *m, int i) {
+    if (m->vision_hpinned[i]) m->be->host_free(m->be, m->vision_hbuf[i]);
+    else free(m->vision_hbuf[i]);
+    m->vision_hbuf[i] = NULL;
+    m->vision_hcap[i] = 0;
+}
+
 /* Host table i of a call (positions, position embedding, rope): kept in the
  * model with its scratch (a 6400-patch image's position embedding alone is
- * 39 MB, whose fresh pages cost milliseconds each call), else malloc'd. */
+ * 39 MB, whose fresh pages cost milliseconds each call), else malloc'd. Kept
+ * tables are in the backend's host memory where it has one (CUDA: page-locked,
+ * so that their writes go at the bus's speed instead of through the driver's
+ * staging); a next call rewrites them only after this one's closing sync. */
 static void *hget(glmv_model *m, int i, size_t bytes) {
     if (!m->vision_keep_scratch) return malloc(bytes);
     if (m->vision_hcap[i] < bytes) {
-        free(m->vision_hbuf[i]);
-        m->vision_hbuf[i] = malloc(bytes);
+        hkept_free(m, i);
+        void *p = m->be->host_alloc ? m->be->host_alloc(m->be, bytes) : NULL;
+        m->vision_hpinned[i] = p != NULL;
+        m->vision_hbuf[i] = p ? p : malloc(bytes);
         m->vision_hcap[i] = m->vision_hbuf[i] ? bytes : 0;
     }
     return m->vision_hbuf[i];
@@ -215,11 +227,7 @@ void glmv_vision_free_scratch(glmv_model *m) {
         m->vision_buf[i] = NULL;
         m->vision_cap[i] = 0;
     }
-    for (int i = 0; i < 6; i++) {
-        free(m->vision_hbuf[i]);
-        m->vision_hbuf[i] = NULL;
-        m->vision_hcap[i] = 0;
-    }
+    for (int i = 0; i < 6; i++) hkept_free(m, i);
 }
 
 /* ref: Glm4vVisionModel.forward */
