@@ -52,7 +52,8 @@
 #          served 64 and 16 at a time (twice), steady decode of 1, 16 and 64 streams at ~1k keys,
 #          one stream at 8k keys, the 512-token prefill, GPU memory
 #   ttft   time to first token for a 1120x1120 PNG and a question on the 9B shape (random weights,
-#          the real tokenizer: glmv bench --tokenizer), each stage, and the vision tower alone
+#          the real tokenizer: glmv bench --tokenizer), each stage, and the vision tower alone; with
+#          .dev/old/glmv the binary before too, alternating; then (NO_NCU=1: not) the tower's kernels
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -412,10 +413,33 @@ ttft)
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } 2>&1
     mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
         .dev/ttft/tokenizer.json.xz /tmp/tok/tokenizer.json
-    echo "== time to first token, the 1120x1120 PNG and a question, 40 layers; then the tower alone"
-    timeout 200 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok --prompt 0 \
-        --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." --vision 1120x1120 2>&1 |
-        grep -v '^glmv: warning'
+    # with .dev/old/glmv (a binary of an earlier commit that has --tokenizer): both, alternating
+    for r in 1 2; do
+        for b in .dev/old/glmv build/cuda/glmv; do
+            [ -x "$b" ] || continue
+            echo "== $b: time to first token, the 1120x1120 PNG and a question, 40 layers; then the tower alone"
+            timeout 200 "$b" bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok --prompt 0 --decode 0 \
+                --image .dev/ttft/photo_1120.png --question "Describe this image." --vision 1120x1120 2>&1 |
+                grep -v '^glmv: warning'
+        done
+    done
+    # unless NO_NCU=1: the tower's kernels one by one (ncu runs each alone, cold)
+    [ -n "${NO_NCU:-}" ] || NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+    if [ -n "${NCU:-}" ]; then
+        timeout 200 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv build/cuda/glmv bench \
+            --synthetic --layers 1 --device cuda --prompt 0 --decode 0 --vision 1120x1120 >"$OUT/ncu_vision.csv" 2>"$OUT/ncu.err"
+        python3 - "$OUT/ncu_vision.csv" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+h = rows[0]; k = h.index("Kernel Name"); v = h.index("Metric Value"); u = h.index("Metric Unit")
+t = collections.defaultdict(float); n = collections.Counter()
+for r in rows[1:]:
+    x = float(r[v].replace(",", "")); x = x / 1e3 if r[u] == "nsecond" else x if r[u] == "usecond" else x * 1e3
+    name = r[k].split("(")[0].split("<")[0][:60]; t[name] += x; n[name] += 1
+print("== the tower's kernels (ncu, one 1120x1120 call): total %.1f ms" % (sum(t.values()) / 1e3))
+for name, x in sorted(t.items(), key=lambda e: -e[1])[:14]: print("%8.2f ms %5d  %s" % (x / 1e3, n[name], name))
+PY
+    fi
     ;;
 *)
     echo "usage: $0 tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft" >&2
