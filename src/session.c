@@ -745,7 +745,18 @@ static int prompt_inputs(glmv_session *s, const int32_t *ids, int64_t n, int64_t
     int32_t *pos = malloc(sizeof(int32_t) * 3 * (size_t)n);
     glmv_model_lock(m);
     float *emb = nn > 0 ? be->alloc(be, glmv_mul_size((size_t)(nn * H), sizeof(float))) : NULL;
-    if (emb) glmv_model_embed(m, emb, ids + start, nn, s->hemb, s->chunk);
+    /* the tokens' rows; with vision segments to run, those of their placeholders are left for
+     * the features spliced in below (1,600 rows of a 1120x1120 image not gathered and written) */
+    for (int64_t a = start; emb && a < n;) {
+        int64_t b = a;
+        if (n_seg > 0 && ids[a] == c->image_token_id) {
+            while (b < n && ids[b] == c->image_token_id) b++;
+        } else {
+            while (b < n && !(n_seg > 0 && ids[b] == c->image_token_id)) b++;
+            glmv_model_embed(m, emb + (a - start) * H, ids + a, b - a, s->hemb, s->chunk);
+        }
+        a = b;
+    }
     glmv_model_unlock(m);
     float *feat = NULL;
     int rc = -1;
@@ -783,10 +794,16 @@ static int prompt_inputs(glmv_session *s, const int32_t *ids, int64_t n, int64_t
         }
         k = 0;
         glmv_model_lock(m);
-        for (int64_t i = start; i < n; i++) {
-            if (ids[i] != c->image_token_id) continue;
-            be->copy(be, emb + (i - start) * H, feat + k * H, sizeof(float) * (size_t)H);
-            k++;
+        for (int64_t i = start; i < n;) { /* one copy per run of placeholders */
+            if (ids[i] != c->image_token_id) {
+                i++;
+                continue;
+            }
+            int64_t j = i;
+            while (j < n && ids[j] == c->image_token_id) j++;
+            be->copy(be, emb + (i - start) * H, feat + k * H, sizeof(float) * (size_t)((j - i) * H));
+            k += j - i;
+            i = j;
         }
         glmv_model_unlock(m);
         if (k != n_feat) {
