@@ -445,6 +445,15 @@ void glmv_logits_free(glmv_model *m, float *row);
  * smart_resize); *n_tokens receives the merged tokens it produced. */
 int glmv_vision_eval(glmv_model *m, int h, int w, int *n_tokens, char *err);
 
+/* Run once what a request runs, on made-up inputs, so that the first real request does not pay
+ * a device's start-up costs (its kernels loaded on first use, library plans, the vision tower's
+ * scratch, page-locked pools): the vision tower on an h x w image (multiples of 28; 0, 0 or a
+ * model without one: skipped; the scratch stays sized for it), a prompt of one prefill chunk and
+ * a few tokens more, and decode steps alone and as a batch of one. Its KV caches are given back;
+ * nothing a later request sees changes. For GPUs: the CPU loads nothing lazily, and its vision
+ * tower takes seconds. */
+int glmv_model_warmup(glmv_model *m, int h, int w, char *err);
+
 /* The KV caches' memory (glmv_model_params.kv_memory): bytes backed now and the budget (0: no
  * limit), caches given back because others needed the room, generations preempted. */
 typedef struct {

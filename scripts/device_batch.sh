@@ -413,15 +413,21 @@ ttft)
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } 2>&1
     mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
         .dev/ttft/tokenizer.json.xz /tmp/tok/tokenizer.json
-    # with .dev/old/glmv (a binary of an earlier commit that has --tokenizer): both, alternating
+    # with .dev/old/glmv (a binary of an earlier commit that has --tokenizer): both, alternating;
+    # this one also after a warm-up run (--warmup, as glmv serve makes one)
     for r in 1 2; do
-        for b in .dev/old/glmv build/cuda/glmv; do
-            [ -x "$b" ] || continue
-            echo "== $b: time to first token, the 1120x1120 PNG and a question, 40 layers; then the tower alone"
-            timeout 200 "$b" bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok --prompt 0 --decode 0 \
-                --image .dev/ttft/photo_1120.png --question "Describe this image." --vision 1120x1120 2>&1 |
+        for b in .dev/old/glmv build/cuda/glmv build/cuda/glmv--warmup; do
+            bin=${b%--warmup} w=; [ "$bin" != "$b" ] && w=--warmup
+            [ -x "$bin" ] || continue
+            echo "== $bin $w: time to first token, the 1120x1120 PNG and a question, 40 layers; then the tower alone"
+            timeout 200 "$bin" bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok --prompt 0 --decode 0 \
+                --image .dev/ttft/photo_1120.png --question "Describe this image." --vision 1120x1120 $w 2>&1 |
                 grep -v '^glmv: warning'
         done
+    done
+    # the host's part: the image file's stages on this machine's CPU (tests/bench_image, when carried)
+    [ -x .dev/cuda/bin/bench_image ] && for t in 1 16; do
+        echo "== bench_image -t $t"; .dev/cuda/bin/bench_image -n 5 -t $t .dev/ttft/photo_1120.png
     done
     # unless NO_NCU=1: the tower's kernels one by one (ncu runs each alone, cold)
     [ -n "${NO_NCU:-}" ] || NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)

@@ -2023,3 +2023,33 @@ int glmv_generate_raw(glmv_session *s, const char *prompt, const glmv_sampling *
     }
     return generate(s, NULL, 0, prompt, sp, cb, user, out, err);
 }
+
+int glmv_model_warmup(glmv_model *m, int h, int w, char *err) {
+    int tok = 0;
+    if ((h || w) && m->has_vision && glmv_vision_eval(m, h, w, &tok, err)) return -1;
+    /* a whole chunk and a part of one: the prompt's products at both shapes */
+    int n = (m->be->caps.prefill_chunk > 0 ? m->be->caps.prefill_chunk : 256) + 17, V = m->cfg.vocab_size;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
+    float *logits = glmv_logits_new(m);
+    glmv_session *s = NULL;
+    glmv_batch *b = NULL;
+    int rc = -1;
+    if (!ids || !logits) {
+        glmv_errc(err, GLMV_E_NOMEM, "warm-up: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)((1000 + 7919u * (unsigned)i) % (unsigned)V);
+    if (glmv_session_new(&s, m, n + 8, err) || glmv_session_eval(s, ids, n, logits, err) ||
+        glmv_session_eval(s, ids, 1, logits, err) || glmv_batch_new(&b, m, 1, err))
+        goto done;
+    glmv_top top = {.k = 1}, *tops[1] = {&top};
+    int one = 1;
+    if (glmv_session_eval_top(b, &s, ids + 1, &one, 1, tops, err)) goto done;
+    rc = 0;
+done:
+    glmv_batch_free(b);
+    glmv_session_free(s);
+    if (logits) glmv_logits_free(m, logits);
+    free(ids);
+    return rc;
+}

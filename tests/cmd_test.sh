@@ -243,6 +243,11 @@ if $G bench --synthetic --layers 1 --tokenizer $TOK --prompt 0 --decode 0 --imag
           .ttft.prefill_ms > 0 and .ttft.ms >= .ttft.vision_ms + .ttft.prefill_ms' "$tmp/b.json" >/dev/null; then
     ok bench_image_ttft_synthetic
 else bad bench_image_ttft_synthetic "$(cat "$tmp/b.json" "$tmp/err")"; fi
+# bench --warmup: the warm-up run glmv serve makes on a GPU, timed, before the figures
+if $G bench -m $M --warmup --prompt 4 --decode 1 --json -t 2 >"$tmp/b.json" 2>"$tmp/err" &&
+   jq -e '.warmup_ms > 0 and .prefill.tokens == 4' "$tmp/b.json" >/dev/null; then
+    ok bench_warmup
+else bad bench_warmup "$(cat "$tmp/b.json" "$tmp/err")"; fi
 expect_fail err_bench_question_alone "goes with --image" $G bench -m $M --question hi
 expect_fail err_bench_image_missing "no-such.png" $G bench -m $M --image "$tmp/no-such.png"
 if $G bench -m $M --prompt 0 --decode 0 --image $IMG --question 'Say "hi"' --json -t 2 >"$tmp/b.json" 2>"$tmp/err" &&

@@ -1559,6 +1559,56 @@ TEST(vision_scratch_reuse) {
     glmv_model_free(b);
 }
 
+/* A warm-up run (glmv_model_warmup: the vision tower, a prefill, decode steps alone and batched)
+ * leaves nothing a request sees: the same image question answers with the same tokens and
+ * log-probabilities, bit for bit, on a model warmed up and on a fresh one. */
+static int warm_generate(int warm, glmv_result *res, char *err) {
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    setenv("GLMV_VISION_KEEP_SCRATCH", "1", 1); /* the scratch kept from the warm-up, as on a GPU */
+    int rc = glmv_model_load(&m, "tests/fixtures/tiny", &mp, err);
+    unsetenv("GLMV_VISION_KEEP_SCRATCH");
+    if (rc) return -1;
+    glmv_session *s = NULL;
+    rc = (warm && glmv_model_warmup(m, 112, 84, err)) || glmv_session_new(&s, m, 0, err);
+    if (!rc) {
+        glmv_part parts[2] = {{.kind = GLMV_PART_IMAGE, .path = "tests/fixtures/image/odd_333x251.png"},
+                              {.kind = GLMV_PART_TEXT, .text = "What is this?"}};
+        glmv_message msg = {"user", parts, 2, NULL};
+        glmv_sampling sp;
+        glmv_sampling_default(m, &sp);
+        sp.do_sample = 0;
+        sp.max_new_tokens = 8;
+        sp.logprobs = 1;
+        rc = glmv_generate(s, &msg, 1, &sp, NULL, NULL, res, err);
+    }
+    glmv_session_free(s);
+    glmv_model_free(m);
+    return rc ? -1 : 0;
+}
+
+TEST(warmup_changes_nothing) {
+    glmv_result a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    char err[GLMV_ERR_SIZE];
+    int ra = warm_generate(0, &a, err);
+    CHECK_MSG(ra == 0, "%s", err);
+    int rb = warm_generate(1, &b, err);
+    CHECK_MSG(rb == 0, "%s", err);
+    if (!ra && !rb) {
+        CHECK(a.n_tokens == 8 && b.n_tokens == a.n_tokens && a.image_tokens > 0 && b.image_tokens == a.image_tokens);
+        CHECK(memcmp(a.token_ids, b.token_ids, sizeof(int32_t) * (size_t)a.n_tokens) == 0);
+        for (int i = 0; i < a.n_tokens && a.logprobs && b.logprobs; i++)
+            CHECK_MSG(a.logprobs[i].logprob == b.logprobs[i].logprob, "token %d: %.9g vs %.9g", i,
+                      a.logprobs[i].logprob, b.logprobs[i].logprob);
+    }
+    glmv_result_free(&a);
+    glmv_result_free(&b);
+}
+
 /* Three frame pairs of one grid (their position table computed once and
  * copied) give, frame for frame, the features each gives alone; and a grid
  * that follows a different one is computed afresh. */
@@ -2715,6 +2765,7 @@ int main(void) {
     RUN(prefix_sharing_threads);
     RUN(pos_embed_separable);
     RUN(vision_scratch_reuse);
+    RUN(warmup_changes_nothing);
     RUN(prompt_last_row);
     RUN(tensor_parallel);
     RUN(tensor_parallel_batch);

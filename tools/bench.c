@@ -48,6 +48,9 @@ static const char *bench_help =
     "                    three requests on an empty cache: the first, and the faster of the\n"
     "                    other two)\n"
     "  --question TEXT   the question asked about --image (default \"Describe this image.\")\n"
+    "  --warmup          first a warm-up run, as glmv serve makes on a GPU (glmv_model_warmup:\n"
+    "                    the vision tower on 1120x1120, a prefill, decode steps); its time is\n"
+    "                    reported, and the first request's time after it\n"
     "  --device cpu|cuda where to run (default: cuda when built with it and present)\n"
     "  --precision P     f32 or bf16 GEMM inputs (default: $GLMV_PRECISION, else f32 on the\n"
     "                    CPU, bf16 on CUDA)\n"
@@ -596,7 +599,7 @@ done:
 
 int cmd_bench(int argc, char **argv) {
     const char *dir = NULL;
-    int synthetic = 0, json = 0, do_membw = 0;
+    int synthetic = 0, json = 0, do_membw = 0, warmup = 0;
     const char *mmproj = NULL, *image = NULL, *question = NULL, *tokenizer = NULL;
     long layers = 2, threads = 0, prompt = 512, n_decode = 16, prompt_reps = 2, n_requests = 0, tp = 1;
     int sched[4] = {1, 1, 1, 1}, n_sched = 1, sched_given = 0, n_sf = 0;
@@ -629,6 +632,8 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--tokenizer")) {
             NEED_ARG;
             tokenizer = v;
+        } else if (!strcmp(a, "--warmup")) {
+            warmup = 1;
         } else if (!strcmp(a, "--synthetic")) {
             synthetic = 1;
         } else if (!strcmp(a, "--layers")) {
@@ -792,15 +797,25 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "glmv bench: %s\n", err);
         return 1;
     }
-    double load_ms = now_ms() - t0;
+    double load_ms = now_ms() - t0, warmup_ms = 0;
     glmv_model_info info;
     glmv_model_get_info(m, &info);
+    if (warmup) {
+        double w0 = now_ms();
+        if (glmv_model_warmup(m, info.vision_depth > 0 ? 1120 : 0, info.vision_depth > 0 ? 1120 : 0, err)) {
+            fprintf(stderr, "glmv bench: warm-up: %s\n", err);
+            glmv_model_free(m);
+            return 1;
+        }
+        warmup_ms = now_ms() - w0;
+    }
     if (!json)
         printf("model %s on %s, precision %s (%s), weights %s (%.2f GiB), KV caches %s: %d layers, %lld params, "
                "loaded in %.0f ms\n",
                info.name, info.device, info.precision, info.precision_why, info.quant,
                info.weight_bytes / 1073741824.0, info.kv_cache, info.n_layers,
                (long long)info.n_params, load_ms);
+    if (!json && warmup) printf("warm-up run: %.0f ms\n", warmup_ms);
 
     int max_ctx = (int)prompt;
     for (int i = 0; i < n_ctx_list; i++) max_ctx = ctx[i] > max_ctx ? ctx[i] : max_ctx;
@@ -918,6 +933,7 @@ int cmd_bench(int argc, char **argv) {
                "\"synthetic\": %s, \"layers\": %d, \"params\": %lld, \"load_ms\": %.1f",
                info.name, info.device, info.precision, info.quant, info.kv_cache, (long long)info.weight_bytes, n_threads,
                synthetic ? "true" : "false", info.n_layers, (long long)info.n_params, load_ms);
+        if (warmup) printf(", \"warmup_ms\": %.1f", warmup_ms);
         if (prompt > 0)
             printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.1f, \"tokens_per_s\": %.3f, \"reps\": %ld, "
                    "\"first_ms\": %.1f}",

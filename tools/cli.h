@@ -25,6 +25,7 @@ typedef struct {
     int top_k, greedy, max_thinking;
     uint64_t seed;
     int set_temp, set_top_k, set_top_p, set_repeat_penalty, set_seed, set_presence, set_frequency;
+    int no_warmup;              /* serve --no-warmup: no warm-up run before listening (a GPU's) */
 } cli_opts;
 
 extern const char *cli_opts_help;

@@ -227,6 +227,16 @@ static int lib_open(serve_engine *e, const cli_opts *o, int n_slots, char *err) 
     for (int i = 0; i < li->n && !e->fresh_sessions; i++)
         if (glmv_session_share(li->sess[i], 1, err)) return -1;
     if (glmv_batch_new(&li->batch, li->model, n_slots, err)) return -1;
+    glmv_model_info wi;
+    glmv_model_get_info(li->model, &wi);
+    if (!o->no_warmup && strncmp(wi.device, "cpu", 3)) { /* a GPU's lazy start-up, before the first request */
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (glmv_model_warmup(li->model, 1120, 1120, err)) return -1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        fprintf(stderr, "glmv serve: warmed up in %.0f ms\n",
+                (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+    }
     e->n_slots = n_slots;
     e->n_ctx = glmv_session_n_ctx(li->sess[0]);
     glmv_model_info info;
