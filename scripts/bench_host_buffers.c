@@ -1,7 +1,8 @@
 /* bench_host_buffers.c -- two host costs on the way to a vision tower, for a
  * 6400-patch image (80x80 grid) of the 9B shape, three runs each:
  *  - identifying its 28 MB of pixel rows for the prompt cache: SipHash-2-4 over
- *    64-bit words (glmv_siphash, what session.c uses) against byte-wise
+ *    64-bit words (glmv_siphash, which session.c runs per 1 MiB chunk on the model's threads:
+ *    glmv_siphash_chunked) against byte-wise
  *    FNV-1a (what it used before);
  *  - writing its 39 MB position table into freshly allocated memory (page
  *    faults each call) against memory already mapped (the kept scratch).
