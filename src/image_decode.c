@@ -287,6 +287,15 @@ static int decode_png(const uint8_t *data, size_t size, int64_t max_pixels, glmv
     if (!buf || !rows) png_error(png, "out of memory");
     for (png_uint_32 y = 0; y < h; y++) rows[y] = buf + rb * y;
     png_read_image(png, rows);
+    if (d == 8 && ch == 3 && rb == (size_t)w * 3) { /* already RGB, rows packed: taken as they are */
+        out->rgb = buf;
+        out->w = (int)w;
+        out->h = (int)h;
+        buf = NULL;
+        have_image = 1;
+        png_read_end(png, info);
+        goto finish;
+    }
     if (alloc_rgb(out, (int)w, (int)h, err)) {
         png_destroy_read_struct(&png, &info, NULL);
         free(buf);
