@@ -259,9 +259,8 @@ uint64_t glmv_siphash_chunked(const uint8_t key[16], const void *data, size_t n,
     if (n <= GLMV_HASH_CHUNK) return glmv_siphash(key, data, n);
     size_t nc = (n + GLMV_HASH_CHUNK - 1) / GLMV_HASH_CHUNK;
     uint8_t stack[8 * 64], *hs = nc <= 64 ? stack : malloc(8 * nc);
-    if (!hs) threads = 0; /* no room for the chunks' hashes: the plain hash, on one thread */
-    if (threads <= 0) return glmv_siphash(key, data, n) ^ 0x9e3779b97f4a7c15ull;
-    int nt = threads > 32 ? 32 : threads;
+    if (!hs) return glmv_siphash(key, data, n) ^ 0x9e3779b97f4a7c15ull; /* no room for the chunks' hashes */
+    int nt = threads < 1 ? 1 : threads > 32 ? 32 : threads;
     if ((size_t)nt > nc) nt = (int)nc;
     chunk_job jobs[32];
     pthread_t th[32];

@@ -54,7 +54,8 @@ const uint8_t *glmv_hash_key(void);
 /* The same keyed hash over large data on `threads` threads: up to GLMV_HASH_CHUNK bytes it is
  * glmv_siphash; beyond, the SipHash (same key) of the chunks' SipHashes, 8 little-endian bytes
  * each, chunk c being bytes [c, c+1) x GLMV_HASH_CHUNK: the same value for any thread count
- * (with no memory for the chunks' hashes, another value: at worst a prompt-cache miss). */
+ * (threads < 1: one; with no memory for the chunks' hashes, another value: at worst a
+ * prompt-cache miss). */
 #define GLMV_HASH_CHUNK ((size_t)1 << 20)
 uint64_t glmv_siphash_chunked(const uint8_t key[16], const void *data, size_t n, int threads);
 

@@ -301,8 +301,8 @@ void glmv_rope_vision_table(int head_dim, double theta, const int32_t *hp, const
 int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t n_patches,
                         const int (*grid)[3], int n_grid, float *out, char *err);
 /* Bicubic resample of the learned position table for one grid (host):
- * out (gh*gw, Hv) in merge-block order, on up to `threads` threads (the same
- * floats for any number). -1: out of memory. */
+ * out (gh*gw, Hv) in merge-block order, on `threads` threads (at most one a
+ * column; the same floats for any number). -1: out of memory. */
 int glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out, int threads);
 /* y (backend, (n, H)) = the embedding rows of ids (on the host, checked by
  * the caller). On a device backend the token table (V x H, 1.2 GB for the 9B)

@@ -497,11 +497,13 @@ static int media_add_rows(media *md, float **rows, const int grid[3], int64_t K,
     if (!md->rows) {
         md->rows = *rows;
         *rows = NULL;
-    } else {
-        float *all = realloc(md->rows, glmv_mul_size((size_t)((md->n_rows + nr) * K), sizeof(float)));
+    } else { /* (not realloc: the first rows may come from posix_memalign) */
+        float *all = malloc(glmv_mul_size((size_t)((md->n_rows + nr) * K), sizeof(float)));
         if (!all) return glmv_errf(err, "out of memory for the patch rows of %d media", md->n + 1);
+        memcpy(all, md->rows, sizeof(float) * (size_t)(md->n_rows * K));
+        memcpy(all + md->n_rows * K, *rows, sizeof(float) * (size_t)(nr * K));
+        free(md->rows);
         md->rows = all;
-        memcpy(md->rows + md->n_rows * K, *rows, sizeof(float) * (size_t)(nr * K));
     }
     for (int t = 0; t < grid[0]; t++) {
         md->grid[md->n][0] = 1;
@@ -2026,6 +2028,13 @@ int glmv_generate_raw(glmv_session *s, const char *prompt, const glmv_sampling *
 
 int glmv_model_warmup(glmv_model *m, int h, int w, char *err) {
     int tok = 0;
+    /* no larger than an image the model's limits let through (the scratch stays that size) */
+    glmv_image_params ip = processor_params(&m->cfg, 0);
+    if ((m->params.min_image_tokens || m->params.max_image_tokens) &&
+        glmv_image_apply_token_limits(&ip, m->params.min_image_tokens, m->params.max_image_tokens, err))
+        return -1;
+    int f = ip.patch_size * ip.merge_size;
+    while (h > f && w > f && (int64_t)h * w * ip.temporal_patch_size > ip.max_pixels) h -= f, w -= f;
     if ((h || w) && m->has_vision && glmv_vision_eval(m, h, w, &tok, err)) return -1;
     /* a whole chunk and a part of one: the prompt's products at both shapes */
     int n = (m->be->caps.prefill_chunk > 0 ? m->be->caps.prefill_chunk : 256) + 17, V = m->cfg.vocab_size;

@@ -126,11 +126,9 @@ int glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out, int t
         cubic_coeffs(iy - fy, cy[hp]);
         y0[hp] = (int)fy - 1;
     }
-    /* at least 4 columns and ~2M multiply-adds a thread */
-    int64_t work = (int64_t)(gh + S) * gw * 4 * Hv;
+    /* (the caller bounds threads by the work; each takes at least one column) */
     int nt = threads < 1 ? 1 : threads > 32 ? 32 : threads;
-    nt = (int)GLMV_MIN((int64_t)nt, GLMV_MIN((int64_t)gw / 4, work / 2000000));
-    if (nt < 1) nt = 1;
+    if (nt > gw) nt = gw;
     pe_job jobs[32];
     pthread_t th[32];
     int started[32] = {0};
@@ -292,7 +290,11 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
     }
     /* host tables: positions, resampled position embedding, rope */
     {
+        /* the position table's resample: ~2M multiply-adds a thread at least */
         int threads = m->params.n_threads > 0 ? m->params.n_threads : glmv_cpu_count();
+        int64_t pe_work = 0, S = c->v_image_size / c->v_patch_size;
+        for (int g = 0; g < n_grid; g++) pe_work = GLMV_MAX(pe_work, (grid[g][1] + S) * grid[g][2] * 4 * Hv);
+        threads = (int)GLMV_MAX(1, GLMV_MIN((int64_t)threads, pe_work / 2000000));
         int s = 0, last_gh = 0, last_gw = 0;
         int64_t r = 0, last_r = -1;
         cu[0] = 0;

@@ -1589,6 +1589,29 @@ static int warm_generate(int warm, glmv_result *res, char *err) {
     return rc ? -1 : 0;
 }
 
+/* The warm-up's image is no larger than the model's limits let an image be: the tower's kept
+ * scratch (its pixel rows first) is sized for at most that many patches. */
+TEST(warmup_within_limits) {
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    char err[GLMV_ERR_SIZE];
+    setenv("GLMV_VISION_KEEP_SCRATCH", "1", 1);
+    int rc = glmv_model_load(&m, "tests/fixtures/tiny", &mp, err);
+    unsetenv("GLMV_VISION_KEEP_SCRATCH");
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc) return;
+    CHECK_MSG(glmv_model_warmup(m, 1120, 1120, err) == 0, "%s", err);
+    const glmv_config *c = &m->cfg;
+    int64_t K = glmv_tensor_cols(m->patch_w);
+    int64_t max_patches = c->img_max_pixels / c->v_temporal_patch_size / (c->v_patch_size * c->v_patch_size);
+    CHECK(m->vision_cap[0] > 0);
+    CHECK_MSG((int64_t)m->vision_cap[0] <= max_patches * K * (int64_t)sizeof(float), "scratch %zu bytes for %lld patches at most",
+              m->vision_cap[0], (long long)max_patches);
+    glmv_model_free(m);
+}
+
 TEST(warmup_changes_nothing) {
     glmv_result a, b;
     memset(&a, 0, sizeof a);
@@ -2766,6 +2789,7 @@ int main(void) {
     RUN(pos_embed_separable);
     RUN(vision_scratch_reuse);
     RUN(warmup_changes_nothing);
+    RUN(warmup_within_limits);
     RUN(prompt_last_row);
     RUN(tensor_parallel);
     RUN(tensor_parallel_batch);
