@@ -415,7 +415,7 @@ ttft)
         .dev/ttft/tokenizer.json.xz /tmp/tok/tokenizer.json
     # with .dev/old/glmv (a binary of an earlier commit that has --tokenizer): both, alternating;
     # this one also after a warm-up run (--warmup, as glmv serve makes one)
-    for r in 1 2; do
+    for r in $(seq "${ROUNDS:-2}"); do
         for b in .dev/old/glmv build/cuda/glmv build/cuda/glmv--warmup; do
             bin=${b%--warmup} w=; [ "$bin" != "$b" ] && w=--warmup
             [ -x "$bin" ] || continue
