@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <pthread.h>
 #include <string.h>
@@ -62,6 +63,18 @@ void *glmv_aligned_alloc(size_t bytes) {
     void *p = NULL;
     if (bytes == 0) bytes = 64;
     if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+    return p;
+}
+
+void *glmv_alloc_big(size_t bytes) {
+    void *p = glmv_aligned_alloc(bytes);
+#ifdef MADV_HUGEPAGE
+    if (p && bytes >= ((size_t)8 << 20)) {
+        uintptr_t b0 = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+        uintptr_t b1 = ((uintptr_t)p + bytes) & ~(uintptr_t)4095;
+        if (b1 > b0) madvise((void *)b0, b1 - b0, MADV_HUGEPAGE);
+    }
+#endif
     return p;
 }
 

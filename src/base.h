@@ -32,6 +32,9 @@ void glmv_errcode_set(glmv_errcode code);
 /* Allocation that returns NULL on failure (callers report it). Memory from
  * glmv_aligned_alloc is 64-byte aligned and freed with free(). */
 void *glmv_aligned_alloc(size_t bytes);
+/* The same for large buffers about to be written: from 8 MB up it asks for transparent huge
+ * pages (madvise), where 4 KB pages would cost a page fault each (~100 MB of patch rows). */
+void *glmv_alloc_big(size_t bytes);
 /* Overflow-checked a*b for sizes; returns SIZE_MAX on overflow. */
 size_t glmv_mul_size(size_t a, size_t b);
 

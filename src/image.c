@@ -535,15 +535,7 @@ int glmv_image_preprocess(const glmv_rgb *img, const glmv_image_params *p, float
     const int gh = oh / p->patch_size, gw = ow / p->patch_size;
     size_t n = glmv_mul_size(glmv_mul_size((size_t)gh * gw, (size_t)3 * p->temporal_patch_size),
                              glmv_mul_size((size_t)p->patch_size * p->patch_size, sizeof(float)));
-    float *out = n == SIZE_MAX ? NULL : glmv_aligned_alloc(n);
-#ifdef MADV_HUGEPAGE
-    /* ~100 MB for a big image: fewer page faults with transparent huge pages */
-    if (out && n >= ((size_t)8 << 20)) {
-        uintptr_t b0 = ((uintptr_t)out + 4095) & ~(uintptr_t)4095;
-        uintptr_t b1 = ((uintptr_t)out + n) & ~(uintptr_t)4095;
-        if (b1 > b0) madvise((void *)b0, b1 - b0, MADV_HUGEPAGE);
-    }
-#endif
+    float *out = n == SIZE_MAX ? NULL : glmv_alloc_big(n); /* ~100 MB for a big image */
     if (!out) {
         glmv_rgb_free(&rs);
         return glmv_errf(err, "image %dx%d: out of memory for %dx%d patches", img->w, img->h, gw,

@@ -468,6 +468,7 @@ static int is_eos(const glmv_config *c, int32_t id) {
 typedef struct {
     float *rows;     /* all patch rows [n_rows, K] */
     int64_t n_rows;
+    int64_t rows_cap; /* rows it has room for */
     int (*grid)[3];  /* vision segments: images and video frame pairs (1, gh, gw) */
     int n;
     int (*img_grid)[3];
@@ -488,7 +489,8 @@ static void media_free(media *md) {
 
 /* Append patch rows and one segment grid per frame pair (or the image). */
 /* The first medium's rows are taken as they are (*rows becomes NULL): a 1120x1120 image's are
- * 30 MB, whose copy into fresh memory cost more than decoding the PNG; later ones are appended. */
+ * 30 MB, whose copy into fresh memory cost more than decoding the PNG; later ones are appended
+ * (into memory that doubles, on huge pages). */
 static int media_add_rows(media *md, float **rows, const int grid[3], int64_t K, char *err) {
     int64_t per = (int64_t)grid[1] * grid[2], nr = per * grid[0];
     int(*g)[3] = realloc(md->grid, sizeof(int[3]) * (size_t)(md->n + grid[0]));
@@ -496,14 +498,19 @@ static int media_add_rows(media *md, float **rows, const int grid[3], int64_t K,
     if (!g) return glmv_errf(err, "out of memory for the patch rows of %d media", md->n + 1);
     if (!md->rows) {
         md->rows = *rows;
+        md->rows_cap = nr;
         *rows = NULL;
-    } else { /* (not realloc: the first rows may come from posix_memalign) */
-        float *all = malloc(glmv_mul_size((size_t)((md->n_rows + nr) * K), sizeof(float)));
-        if (!all) return glmv_errf(err, "out of memory for the patch rows of %d media", md->n + 1);
-        memcpy(all, md->rows, sizeof(float) * (size_t)(md->n_rows * K));
-        memcpy(all + md->n_rows * K, *rows, sizeof(float) * (size_t)(nr * K));
-        free(md->rows);
-        md->rows = all;
+    } else {
+        if (md->n_rows + nr > md->rows_cap) { /* doubling: each row copied about once in all */
+            int64_t cap = GLMV_MAX(md->n_rows + nr, 2 * md->rows_cap);
+            float *all = glmv_alloc_big(glmv_mul_size((size_t)(cap * K), sizeof(float)));
+            if (!all) return glmv_errf(err, "out of memory for the patch rows of %d media", md->n + 1);
+            memcpy(all, md->rows, sizeof(float) * (size_t)(md->n_rows * K));
+            free(md->rows);
+            md->rows = all;
+            md->rows_cap = cap;
+        }
+        memcpy(md->rows + md->n_rows * K, *rows, sizeof(float) * (size_t)(nr * K));
     }
     for (int t = 0; t < grid[0]; t++) {
         md->grid[md->n][0] = 1;
@@ -567,6 +574,42 @@ done:
     return rc;
 }
 
+/* An image part's file decoded on its own thread: a prompt's images are decoded a window at a
+ * time in parallel (each decoder is single-threaded), then resized and patchified in order. */
+typedef struct {
+    const glmv_part *pt;
+    int64_t max_px;
+    glmv_rgb rgb;
+    int rc;
+    glmv_errcode code; /* the decoder's kind of failure (kept per thread) */
+    char err[GLMV_ERR_SIZE];
+} decode_job;
+
+static void *decode_main(void *arg) {
+    decode_job *j = arg;
+    j->rc = j->pt->path ? glmv_image_decode_file(j->pt->path, j->max_px, &j->rgb, j->err)
+                        : glmv_image_decode_mem(j->pt->data, j->pt->size, j->max_px, &j->rgb, j->err);
+    j->code = j->rc ? glmv_last_error() : GLMV_E_OK;
+    return NULL;
+}
+
+/* Images decoded at once at most. Each of a window's decoders may make at most 1/window of
+ * max_decode_pixels, so that together they hold no more than one image could; an image refused
+ * by that share (or failing otherwise) is decoded again alone, with the whole allowance, when its
+ * turn comes, and that decides. */
+#define DECODE_WINDOW 8
+
+static void decode_window(decode_job *jobs, int n) {
+    pthread_t th[DECODE_WINDOW];
+    int started[DECODE_WINDOW] = {0};
+    for (int i = 1; i < n; i++) started[i] = pthread_create(&th[i], NULL, decode_main, &jobs[i]) == 0;
+    decode_main(&jobs[0]);
+    for (int i = 1; i < n; i++) {
+        if (started[i]) pthread_join(th[i], NULL);
+        else decode_main(&jobs[i]);
+    }
+}
+
 static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, int n_ctx, media *md,
                        char *err) {
     const glmv_config *c = &m->cfg;
@@ -575,32 +618,56 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, int 
         glmv_image_apply_token_limits(&ip, m->params.min_image_tokens, m->params.max_image_tokens, err))
         return -1;
     int64_t K = (int64_t)c->v_in_channels * c->v_temporal_patch_size * c->v_patch_size * c->v_patch_size;
-    for (int i = 0; i < n_msgs; i++)
-        for (int j = 0; j < msgs[i].n_parts; j++) {
+    int threads = m->params.n_threads > 0 ? m->params.n_threads : glmv_cpu_count();
+    int window = GLMV_MAX(1, GLMV_MIN(threads, DECODE_WINDOW));
+    decode_job jobs[DECODE_WINDOW];
+    int have = 0, next = 0, rc = 0; /* jobs[next, have) decoded, not yet used */
+    for (int i = 0; i < n_msgs && !rc; i++)
+        for (int j = 0; j < msgs[i].n_parts && !rc; j++) {
             const glmv_part *pt = &msgs[i].parts[j];
             if (pt->kind == GLMV_PART_VIDEO) {
                 /* vision tokens so far (rows are patches, merge_size^2 to a token) */
                 int64_t used = md->n_rows / ((int64_t)ip.merge_size * ip.merge_size);
-                if (load_video(m, pt, md, K, GLMV_MAX((int64_t)n_ctx - used, 1), err)) return -1;
+                if (load_video(m, pt, md, K, GLMV_MAX((int64_t)n_ctx - used, 1), err)) rc = -1;
                 continue;
             }
             if (pt->kind != GLMV_PART_IMAGE) continue;
-            glmv_rgb rgb = {0, 0, NULL};
-            int rc = pt->path ? glmv_image_decode_file(pt->path, m->params.max_decode_pixels, &rgb, err)
-                              : glmv_image_decode_mem(pt->data, pt->size, m->params.max_decode_pixels, &rgb, err);
-            if (rc && !pt->path) { /* name what failed: the decoder's message may not ("GIF: ...") */
-                char e2[GLMV_ERR_SIZE];
-                snprintf(e2, sizeof e2, "%s", err);
-                glmv_errf(err, "cannot decode image %d: %s", md->n_img + 1, e2);
+            if (next == have) { /* this image and the next ones, up to a window, in parallel */
+                next = have = 0;
+                for (int i2 = i, j2 = j; i2 < n_msgs && have < window; i2++, j2 = 0)
+                    for (; j2 < msgs[i2].n_parts && have < window; j2++)
+                        if (msgs[i2].parts[j2].kind == GLMV_PART_IMAGE) {
+                            memset(&jobs[have], 0, sizeof jobs[have]);
+                            jobs[have].pt = &msgs[i2].parts[j2];
+                            jobs[have++].max_px = m->params.max_decode_pixels;
+                        }
+                for (int k = 0; have > 1 && k < have; k++) jobs[k].max_px /= have;
+                decode_window(jobs, have);
             }
-            if (rc) return -1;
+            decode_job *jb = &jobs[next++];
+            if (jb->rc && jb->max_px < m->params.max_decode_pixels) { /* alone, with the whole allowance */
+                jb->max_px = m->params.max_decode_pixels;
+                decode_main(jb);
+            }
+            glmv_rgb rgb = jb->rgb;
+            jb->rgb.rgb = NULL;
+            if (jb->rc) {
+                if (!pt->path) /* name what failed: the decoder's message may not ("GIF: ...") */
+                    glmv_errf(err, "cannot decode image %d: %s", md->n_img + 1, jb->err);
+                else
+                    snprintf(err, GLMV_ERR_SIZE, "%s", jb->err);
+                glmv_errcode_set(jb->code);
+                rc = -1;
+                break;
+            }
             /* a config with a huge min_pixels would upscale the image to gigabytes
              * of patch rows before the prompt is found not to fit: check first */
             int th, tw, fct = ip.patch_size * ip.merge_size;
             if (glmv_smart_resize(ip.temporal_patch_size, rgb.h, rgb.w, fct, ip.min_pixels,
                                   ip.max_pixels, &th, &tw, err)) {
                 glmv_rgb_free(&rgb);
-                return -1;
+                rc = -1;
+                break;
             }
             int64_t img_tokens = md->n_rows / ((int64_t)ip.merge_size * ip.merge_size) +
                                  ((int64_t)th / fct) * (tw / fct);
@@ -609,21 +676,29 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, int 
                           "beyond the context (n_ctx %d)", md->n_img + 1, rgb.w, rgb.h, tw, th,
                           (long long)img_tokens, n_ctx);
                 glmv_rgb_free(&rgb);
-                return -1;
+                rc = -1;
+                break;
             }
             float *rows = NULL;
             int grid[3];
-            rc = glmv_image_preprocess(&rgb, &ip, &rows, grid, err);
+            int prc = glmv_image_preprocess(&rgb, &ip, &rows, grid, err);
             glmv_rgb_free(&rgb);
-            if (rc) return -1;
+            if (prc) {
+                rc = -1;
+                break;
+            }
             int(*ig)[3] = realloc(md->img_grid, sizeof(int[3]) * (size_t)(md->n_img + 1));
             if (ig) md->img_grid = ig;
-            rc = ig ? media_add_rows(md, &rows, grid, K, err) : glmv_errf(err, "out of memory");
+            prc = ig ? media_add_rows(md, &rows, grid, K, err) : glmv_errf(err, "out of memory");
             free(rows);
-            if (rc) return -1;
+            if (prc) {
+                rc = -1;
+                break;
+            }
             memcpy(md->img_grid[md->n_img++], grid, sizeof(int[3]));
         }
-    return 0;
+    for (int k = next; k < have; k++) glmv_rgb_free(&jobs[k].rgb); /* decoded, not reached (an error) */
+    return rc;
 }
 
 /* Replace each <|video|> by its frame pairs as Glm4vProcessor does:

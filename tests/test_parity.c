@@ -1559,6 +1559,67 @@ TEST(vision_scratch_reuse) {
     glmv_model_free(b);
 }
 
+/* A prompt's images are decoded a window at a time on threads, then used in order: three images
+ * on 3 threads give what they give on one, bit for bit, and a prompt whose second and third
+ * images are bad fails on the second, as one at a time would. */
+static int images_generate(int threads, const glmv_part *parts, int n_parts, glmv_result *res, char *err) {
+    glmv_model *m = NULL;
+    glmv_model_params mp;
+    glmv_model_params_default(&mp);
+    mp.device = GLMV_DEVICE_CPU;
+    mp.n_threads = threads;
+    if (glmv_model_load(&m, "tests/fixtures/tiny", &mp, err)) return -1;
+    glmv_session *s = NULL;
+    int rc = glmv_session_new(&s, m, 0, err);
+    if (!rc) {
+        glmv_message msg = {"user", (glmv_part *)parts, n_parts, NULL};
+        glmv_sampling sp;
+        glmv_sampling_default(m, &sp);
+        sp.do_sample = 0;
+        sp.max_new_tokens = 6;
+        sp.logprobs = 1;
+        rc = glmv_generate(s, &msg, 1, &sp, NULL, NULL, res, err);
+    }
+    glmv_session_free(s);
+    glmv_model_free(m);
+    return rc ? -1 : 0;
+}
+
+TEST(images_decoded_in_parallel) {
+    static const char bad[] = "not an image at all";
+    glmv_part parts[4] = {{.kind = GLMV_PART_IMAGE, .path = "tests/fixtures/image/odd_333x251.png"},
+                          {.kind = GLMV_PART_IMAGE, .path = "tests/fixtures/image/jpeg_420.jpg"},
+                          {.kind = GLMV_PART_IMAGE, .path = "tests/fixtures/image/rgba.png"},
+                          {.kind = GLMV_PART_TEXT, .text = "Compare them."}};
+    glmv_result a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    char err[GLMV_ERR_SIZE];
+    int ra = images_generate(1, parts, 4, &a, err);
+    CHECK_MSG(ra == 0, "%s", err);
+    int rb = images_generate(3, parts, 4, &b, err);
+    CHECK_MSG(rb == 0, "%s", err);
+    if (!ra && !rb) {
+        CHECK(a.image_tokens > 0 && b.image_tokens == a.image_tokens && b.n_tokens == a.n_tokens);
+        CHECK(memcmp(a.token_ids, b.token_ids, sizeof(int32_t) * (size_t)a.n_tokens) == 0);
+        for (int i = 0; i < a.n_tokens && a.logprobs && b.logprobs; i++)
+            CHECK_MSG(a.logprobs[i].logprob == b.logprobs[i].logprob, "token %d differs", i);
+    }
+    glmv_result_free(&a);
+    glmv_result_free(&b);
+    /* the second image bad, the third too: the error is the second's */
+    parts[1].path = NULL;
+    parts[1].data = bad;
+    parts[1].size = sizeof bad - 1;
+    parts[2].path = "tests/fixtures/image/no-such-file.png";
+    glmv_result c;
+    memset(&c, 0, sizeof c);
+    CHECK(images_generate(3, parts, 4, &c, err) != 0);
+    CHECK_MSG(strstr(err, "image 2") != NULL && glmv_last_error() == GLMV_E_MEDIA, "%s (code %d)", err,
+              (int)glmv_last_error());
+    glmv_result_free(&c);
+}
+
 /* A warm-up run (glmv_model_warmup: the vision tower, a prefill, decode steps alone and batched)
  * leaves nothing a request sees: the same image question answers with the same tokens and
  * log-probabilities, bit for bit, on a model warmed up and on a fresh one. */
@@ -2790,6 +2851,7 @@ int main(void) {
     RUN(vision_scratch_reuse);
     RUN(warmup_changes_nothing);
     RUN(warmup_within_limits);
+    RUN(images_decoded_in_parallel);
     RUN(prompt_last_row);
     RUN(tensor_parallel);
     RUN(tensor_parallel_batch);
