@@ -252,6 +252,24 @@ uint64_t glmv_siphash(const uint8_t key[16], const void *data, size_t n) {
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
+int glmv_run_jobs(void *(*fn)(void *), void *jobs, size_t job_size, int n) {
+    GLMV_ASSERT(n <= 32);
+    pthread_t th[32];
+    int started[32] = {0}, rc = 0;
+    char *j = jobs;
+    for (int i = 1; i < n; i++) {
+        started[i] = pthread_create(&th[i], NULL, fn, j + i * job_size) == 0;
+        if (!started[i] && fn(j + i * job_size)) rc = -1;
+    }
+    if (n > 0 && fn(j)) rc = -1;
+    for (int i = 1; i < n; i++) {
+        void *ret = NULL;
+        if (started[i]) pthread_join(th[i], &ret);
+        if (ret) rc = -1;
+    }
+    return rc;
+}
+
 typedef struct {
     const uint8_t *key, *data;
     size_t n, c0, c1;
@@ -276,16 +294,9 @@ uint64_t glmv_siphash_chunked(const uint8_t key[16], const void *data, size_t n,
     int nt = threads < 1 ? 1 : threads > 32 ? 32 : threads;
     if ((size_t)nt > nc) nt = (int)nc;
     chunk_job jobs[32];
-    pthread_t th[32];
-    int started[32] = {0};
-    for (int i = 0; i < nt; i++) {
+    for (int i = 0; i < nt; i++)
         jobs[i] = (chunk_job){key, data, n, nc * (size_t)i / (size_t)nt, nc * (size_t)(i + 1) / (size_t)nt, hs};
-        if (i > 0) started[i] = pthread_create(&th[i], NULL, chunk_worker, &jobs[i]) == 0;
-        if (i > 0 && !started[i]) chunk_worker(&jobs[i]);
-    }
-    chunk_worker(&jobs[0]);
-    for (int i = 1; i < nt; i++)
-        if (started[i]) pthread_join(th[i], NULL);
+    glmv_run_jobs(chunk_worker, jobs, sizeof *jobs, nt);
     uint64_t h = glmv_siphash(key, hs, 8 * nc);
     if (hs != stack) free(hs);
     return h;

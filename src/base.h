@@ -29,6 +29,11 @@ int glmv_errc(char *err, glmv_errcode code, const char *fmt, ...) __attribute__(
 void glmv_errcode_default(glmv_errcode code);
 void glmv_errcode_set(glmv_errcode code);
 
+/* Run fn(job) for each of n jobs (an array of job_size bytes each; n <= 32): the first on the
+ * calling thread, the others on threads of their own (in place where none can be made).
+ * Returns -1 when any fn returned non-NULL, else 0. */
+int glmv_run_jobs(void *(*fn)(void *), void *jobs, size_t job_size, int n);
+
 /* Allocation that returns NULL on failure (callers report it). Memory from
  * glmv_aligned_alloc is 64-byte aligned and freed with free(). */
 void *glmv_aligned_alloc(size_t bytes);

@@ -10,7 +10,6 @@
 #include "image.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -345,23 +344,12 @@ static int run_rows(void *(*fn)(void *), resize_job base, int rows, int64_t work
         return fn(&base) ? -1 : 0;
     }
     resize_job jobs[32];
-    pthread_t th[32];
-    int started[32] = {0};
-    int rc = 0;
     for (int i = 0; i < nt; i++) {
         jobs[i] = base;
         jobs[i].row0 = (int)((int64_t)rows * i / nt);
         jobs[i].row1 = (int)((int64_t)rows * (i + 1) / nt);
-        if (i > 0) started[i] = pthread_create(&th[i], NULL, fn, &jobs[i]) == 0;
-        if (i > 0 && !started[i] && fn(&jobs[i])) rc = -1;
     }
-    if (fn(&jobs[0])) rc = -1;
-    for (int i = 1; i < nt; i++) {
-        void *ret = NULL;
-        if (started[i]) pthread_join(th[i], &ret);
-        if (ret) rc = -1;
-    }
-    return rc;
+    return glmv_run_jobs(fn, jobs, sizeof *jobs, nt);
 }
 
 int glmv_image_resize(const glmv_rgb *src, int out_w, int out_h, glmv_rgb *dst, char *err) {
@@ -505,22 +493,12 @@ int glmv_patchify(const glmv_rgb *frames, int n_frames, const glmv_image_params 
     int nt = n_threads_for((int64_t)w * h * 3 * 4);
     if (nt > base.gh) nt = base.gh;
     patch_job jobs[32];
-    pthread_t th[32];
-    int started[32] = {0}, rc = 0;
     for (int i = 0; i < nt; i++) {
         jobs[i] = base;
         jobs[i].ph0 = (int)((int64_t)base.gh * i / nt);
         jobs[i].ph1 = (int)((int64_t)base.gh * (i + 1) / nt);
-        if (i > 0) started[i] = pthread_create(&th[i], NULL, patch_worker, &jobs[i]) == 0;
-        if (i > 0 && !started[i] && patch_worker(&jobs[i])) rc = -1;
     }
-    if (patch_worker(&jobs[0])) rc = -1;
-    for (int i = 1; i < nt; i++) {
-        void *ret = NULL;
-        if (started[i]) pthread_join(th[i], &ret);
-        if (ret) rc = -1;
-    }
-    return rc ? glmv_errf(err, "patchify: out of memory") : 0;
+    return glmv_run_jobs(patch_worker, jobs, sizeof *jobs, nt) ? glmv_errf(err, "patchify: out of memory") : 0;
 }
 
 int glmv_image_preprocess(const glmv_rgb *img, const glmv_image_params *p, float **rows,

@@ -599,17 +599,6 @@ static void *decode_main(void *arg) {
  * turn comes, and that decides. */
 #define DECODE_WINDOW 8
 
-static void decode_window(decode_job *jobs, int n) {
-    pthread_t th[DECODE_WINDOW];
-    int started[DECODE_WINDOW] = {0};
-    for (int i = 1; i < n; i++) started[i] = pthread_create(&th[i], NULL, decode_main, &jobs[i]) == 0;
-    decode_main(&jobs[0]);
-    for (int i = 1; i < n; i++) {
-        if (started[i]) pthread_join(th[i], NULL);
-        else decode_main(&jobs[i]);
-    }
-}
-
 static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, int n_ctx, media *md,
                        char *err) {
     const glmv_config *c = &m->cfg;
@@ -642,7 +631,7 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, int 
                             jobs[have++].max_px = m->params.max_decode_pixels;
                         }
                 for (int k = 0; have > 1 && k < have; k++) jobs[k].max_px /= have;
-                decode_window(jobs, have);
+                glmv_run_jobs(decode_main, jobs, sizeof *jobs, have);
             }
             decode_job *jb = &jobs[next++];
             if (jb->rc && jb->max_px < m->params.max_decode_pixels) { /* alone, with the whole allowance */

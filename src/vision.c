@@ -9,7 +9,6 @@
  * (the MLPs in blocks of rows, so it stays near 50 floats x Hv per patch).
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +62,7 @@ typedef struct {
     const float (*cx)[4], (*cy)[4];
     const int *x0, *y0;
     float *out;
-    int S, Hv, ms, gh, gw, c0, c1, fail;
+    int S, Hv, ms, gh, gw, c0, c1;
 } pe_job;
 
 /* target columns [c0, c1) of every row */
@@ -72,10 +71,7 @@ static void *pe_worker(void *arg) {
     const int S = j->S, Hv = j->Hv, ms = j->ms, bw_n = j->gw / ms;
     enum { WC = 32 }; /* target columns per block: bounds X to S*WC*Hv floats */
     float *X = malloc(glmv_mul_size((size_t)S * GLMV_MIN(WC, j->c1 - j->c0), sizeof(float) * (size_t)Hv));
-    if (!X) {
-        j->fail = 1;
-        return NULL;
-    }
+    if (!X) return j; /* out of memory */
     for (int w0 = j->c0; w0 < j->c1; w0 += WC) {
         int nw = GLMV_MIN(WC, j->c1 - w0);
         for (int yy = 0; yy < S; yy++)
@@ -130,20 +126,10 @@ int glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out, int t
     int nt = threads < 1 ? 1 : threads > 32 ? 32 : threads;
     if (nt > gw) nt = gw;
     pe_job jobs[32];
-    pthread_t th[32];
-    int started[32] = {0};
-    for (int i = 0; i < nt; i++) {
+    for (int i = 0; i < nt; i++)
         jobs[i] = (pe_job){T, (const float(*)[4])cx, (const float(*)[4])cy, x0, y0, out, S, Hv,
-                           c->v_spatial_merge_size, gh, gw, gw * i / nt, gw * (i + 1) / nt, 0};
-        if (i > 0) started[i] = pthread_create(&th[i], NULL, pe_worker, &jobs[i]) == 0;
-        if (i > 0 && !started[i]) pe_worker(&jobs[i]);
-    }
-    pe_worker(&jobs[0]);
-    rc = 0;
-    for (int i = 0; i < nt; i++) {
-        if (i > 0 && started[i]) pthread_join(th[i], NULL);
-        if (jobs[i].fail) rc = -1;
-    }
+                           c->v_spatial_merge_size, gh, gw, gw * i / nt, gw * (i + 1) / nt};
+    rc = glmv_run_jobs(pe_worker, jobs, sizeof *jobs, nt);
 done:
     free(T);
     free(cx);

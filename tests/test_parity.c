@@ -1562,21 +1562,27 @@ TEST(vision_scratch_reuse) {
 /* A prompt's images are decoded a window at a time on threads, then used in order: three images
  * on 3 threads give what they give on one, bit for bit, and a prompt whose second and third
  * images are bad fails on the second, as one at a time would. */
-static int images_generate(int threads, const glmv_part *parts, int n_parts, glmv_result *res, char *err) {
+/* A greedy generation of parts on the tiny model (CPU, threads; 0: all cores) with its
+ * log-probabilities; keep: the tower's scratch kept as on a GPU; warm: after glmv_model_warmup. */
+static int tiny_generate(int threads, int keep, int warm, const glmv_part *parts, int n_parts, int max_new,
+                         glmv_result *res, char *err) {
     glmv_model *m = NULL;
     glmv_model_params mp;
     glmv_model_params_default(&mp);
     mp.device = GLMV_DEVICE_CPU;
     mp.n_threads = threads;
-    if (glmv_model_load(&m, "tests/fixtures/tiny", &mp, err)) return -1;
+    if (keep) setenv("GLMV_VISION_KEEP_SCRATCH", "1", 1);
+    int rc = glmv_model_load(&m, "tests/fixtures/tiny", &mp, err);
+    unsetenv("GLMV_VISION_KEEP_SCRATCH");
+    if (rc) return -1;
     glmv_session *s = NULL;
-    int rc = glmv_session_new(&s, m, 0, err);
+    rc = (warm && glmv_model_warmup(m, 112, 84, err)) || glmv_session_new(&s, m, 0, err);
     if (!rc) {
         glmv_message msg = {"user", (glmv_part *)parts, n_parts, NULL};
         glmv_sampling sp;
         glmv_sampling_default(m, &sp);
         sp.do_sample = 0;
-        sp.max_new_tokens = 6;
+        sp.max_new_tokens = max_new;
         sp.logprobs = 1;
         rc = glmv_generate(s, &msg, 1, &sp, NULL, NULL, res, err);
     }
@@ -1595,9 +1601,9 @@ TEST(images_decoded_in_parallel) {
     memset(&a, 0, sizeof a);
     memset(&b, 0, sizeof b);
     char err[GLMV_ERR_SIZE];
-    int ra = images_generate(1, parts, 4, &a, err);
+    int ra = tiny_generate(1, 0, 0, parts, 4, 6, &a, err);
     CHECK_MSG(ra == 0, "%s", err);
-    int rb = images_generate(3, parts, 4, &b, err);
+    int rb = tiny_generate(3, 0, 0, parts, 4, 6, &b, err);
     CHECK_MSG(rb == 0, "%s", err);
     if (!ra && !rb) {
         CHECK(a.image_tokens > 0 && b.image_tokens == a.image_tokens && b.n_tokens == a.n_tokens);
@@ -1614,40 +1620,10 @@ TEST(images_decoded_in_parallel) {
     parts[2].path = "tests/fixtures/image/no-such-file.png";
     glmv_result c;
     memset(&c, 0, sizeof c);
-    CHECK(images_generate(3, parts, 4, &c, err) != 0);
+    CHECK(tiny_generate(3, 0, 0, parts, 4, 6, &c, err) != 0);
     CHECK_MSG(strstr(err, "image 2") != NULL && glmv_last_error() == GLMV_E_MEDIA, "%s (code %d)", err,
               (int)glmv_last_error());
     glmv_result_free(&c);
-}
-
-/* A warm-up run (glmv_model_warmup: the vision tower, a prefill, decode steps alone and batched)
- * leaves nothing a request sees: the same image question answers with the same tokens and
- * log-probabilities, bit for bit, on a model warmed up and on a fresh one. */
-static int warm_generate(int warm, glmv_result *res, char *err) {
-    glmv_model *m = NULL;
-    glmv_model_params mp;
-    glmv_model_params_default(&mp);
-    mp.device = GLMV_DEVICE_CPU;
-    setenv("GLMV_VISION_KEEP_SCRATCH", "1", 1); /* the scratch kept from the warm-up, as on a GPU */
-    int rc = glmv_model_load(&m, "tests/fixtures/tiny", &mp, err);
-    unsetenv("GLMV_VISION_KEEP_SCRATCH");
-    if (rc) return -1;
-    glmv_session *s = NULL;
-    rc = (warm && glmv_model_warmup(m, 112, 84, err)) || glmv_session_new(&s, m, 0, err);
-    if (!rc) {
-        glmv_part parts[2] = {{.kind = GLMV_PART_IMAGE, .path = "tests/fixtures/image/odd_333x251.png"},
-                              {.kind = GLMV_PART_TEXT, .text = "What is this?"}};
-        glmv_message msg = {"user", parts, 2, NULL};
-        glmv_sampling sp;
-        glmv_sampling_default(m, &sp);
-        sp.do_sample = 0;
-        sp.max_new_tokens = 8;
-        sp.logprobs = 1;
-        rc = glmv_generate(s, &msg, 1, &sp, NULL, NULL, res, err);
-    }
-    glmv_session_free(s);
-    glmv_model_free(m);
-    return rc ? -1 : 0;
 }
 
 /* The warm-up's image is no larger than the model's limits let an image be: the tower's kept
@@ -1673,14 +1649,19 @@ TEST(warmup_within_limits) {
     glmv_model_free(m);
 }
 
+/* A warm-up run (glmv_model_warmup: the vision tower, a prefill, decode steps alone and batched)
+ * leaves nothing a request sees: the same image question answers with the same tokens and
+ * log-probabilities, bit for bit, on a model warmed up and on a fresh one. */
 TEST(warmup_changes_nothing) {
+    glmv_part parts[2] = {{.kind = GLMV_PART_IMAGE, .path = "tests/fixtures/image/odd_333x251.png"},
+                          {.kind = GLMV_PART_TEXT, .text = "What is this?"}};
     glmv_result a, b;
     memset(&a, 0, sizeof a);
     memset(&b, 0, sizeof b);
     char err[GLMV_ERR_SIZE];
-    int ra = warm_generate(0, &a, err);
+    int ra = tiny_generate(0, 1, 0, parts, 2, 8, &a, err);
     CHECK_MSG(ra == 0, "%s", err);
-    int rb = warm_generate(1, &b, err);
+    int rb = tiny_generate(0, 1, 1, parts, 2, 8, &b, err);
     CHECK_MSG(rb == 0, "%s", err);
     if (!ra && !rb) {
         CHECK(a.n_tokens == 8 && b.n_tokens == a.n_tokens && a.image_tokens > 0 && b.image_tokens == a.image_tokens);
