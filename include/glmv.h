@@ -349,6 +349,8 @@ int glmv_prompt_new(glmv_prompt **out, glmv_model *m, const glmv_message *msgs, 
                     int n_ctx, char *err);
 int glmv_prompt_new_raw(glmv_prompt **out, glmv_model *m, const char *prompt, int n_ctx, char *err);
 int glmv_prompt_tokens(const glmv_prompt *p);
+/* its token ids (glmv_prompt_tokens of them; each medium's placeholders expanded), owned by p */
+const int32_t *glmv_prompt_ids(const glmv_prompt *p);
 void glmv_prompt_free(glmv_prompt *p);
 /* The run stage of a prepared prompt: prefix reuse, vision tower, prefill on s. */
 int glmv_gen_start_prompt(glmv_gen **out, glmv_session *s, const glmv_prompt *p,

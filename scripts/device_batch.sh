@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft|video -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -447,8 +447,49 @@ for name, x in sorted(t.items(), key=lambda e: -e[1])[:14]: print("%8.2f ms %5d 
 PY
     fi
     ;;
+video)
+    # .dev/video: ffmin.tar.xz (FFmpeg 5.1.9, Debian's source, built with the demuxers, decoders
+    # and parsers of common clips only: the GPU machine has no FFmpeg, and Debian's libraries
+    # with their dependencies weigh 170 MB; the same sonames and symbol versions, so glmv's
+    # binaries load it in place of the bundle's stand-ins), video_frames (scripts/video_frames.c,
+    # built here), mmcv_test.npy.gz (that clip's frames from video_frames, those not sampled
+    # zeroed), clip720.mp4 (ffmpeg -f lavfi -i testsrc2=size=1280x720:rate=30 -t 60 -c:v libx264
+    # -crf 45 -pix_fmt yuv420p -g 60: 60 s of 720p at 30 fps); .dev/shared/assets: mmcv_test.mp4,
+    # llava_extreme_ironing.jpg, glm41v/chat_template.jinja, glm4-tokenizer (tokenizer.json.xz,
+    # tokenizer_config.json). Then:
+    #   the tiny checkpoint's answer about mmcv_test.mp4 from transformers (gen_video_greedy.py ->
+    #   tests/fixtures/tiny/ref_video.json, also under $OUT), and test_parity's video tests against
+    #   it on this machine's CPU and on CUDA (bf16, the default, and f32);
+    #   the 60-s 720p clip: glmv's time to first token on the 9B shape (random weights, the real
+    #   tokenizer), each stage, and transformers' on the frames glmv decodes (hf_video_ttft.py)
+    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } 2>&1
+    (cd .dev/cuda/lib && rm -f libavcodec.so.59 libavformat.so.59 libavutil.so.57 libswscale.so.6) &&
+        tar -C .dev/cuda -xJf .dev/video/ffmin.tar.xz
+    mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
+        .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz /tmp/tok/tokenizer.json
+    cp .dev/shared/assets/glm4-tokenizer/tokenizer_config.json .dev/shared/assets/glm41v/chat_template.jinja /tmp/tok/
+    echo "== transformers: the tiny checkpoint's greedy answer about mmcv_test.mp4"
+    timeout 200 python3 scripts/gen_video_greedy.py .dev/video/mmcv_test.npy.gz 25 tests/fixtures/tiny 2>&1 | tail -n 3
+    cp tests/fixtures/tiny/ref_video.json "$OUT/" 2>/dev/null
+    for d in cpu cuda cuda-f32; do
+        echo "== test_parity video tests, $d"
+        dev=${d%-f32} prec=; [ "$d" = cuda-f32 ] && prec=f32
+        GLMV_PARITY_DEVICE=$dev GLMV_PRECISION=$prec GLMV_TEST_ONLY=tiny_video_greedy,video_runs \
+            timeout 120 build/cuda/tests/test_parity 2>&1 | grep -E '^ok|not ok|video|FAIL|RESULT'
+    done
+    echo "== the 60-s 720p clip's frames (video_frames: frames fps width height)"
+    timeout 120 .dev/video/video_frames .dev/video/clip720.mp4 /tmp/clip720.npy
+    for r in 1 2; do
+        echo "== glmv: time to first token, the 60-s 720p clip and a question, 9B shape (40 layers)"
+        GLMV_LOG=1 timeout 240 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok \
+            --prompt 0 --decode 0 --video .dev/video/clip720.mp4 --json 2>"$OUT/glmv_video$r.err" | grep -o '"ttft": {[^}]*\|"device_bytes": [0-9]*'
+        grep -E 'video .*decode' "$OUT/glmv_video$r.err" | tail -n 3
+    done
+    echo "== transformers: the same on the same frames (9B shape, random BF16 weights, sdpa)"
+    timeout 300 python3 scripts/hf_video_ttft.py /tmp/clip720.npy 30 /tmp/tok 2>&1 | grep -v Warning | tail -n 6
+    ;;
 *)
-    echo "usage: $0 tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft" >&2
+    echo "usage: $0 tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft|video" >&2
     exit 2
     ;;
 esac

@@ -1365,6 +1365,8 @@ void glmv_prompt_free(glmv_prompt *p) {
 
 int glmv_prompt_tokens(const glmv_prompt *p) { return (int)p->n; }
 
+const int32_t *glmv_prompt_ids(const glmv_prompt *p) { return p->ids; }
+
 static int prompt_new(glmv_prompt **out, glmv_model *m, const glmv_message *msgs, int n_msgs,
                       const char *raw, int n_ctx, char *err) {
     const glmv_config *c = &m->cfg;

@@ -248,7 +248,7 @@ if $G bench -m $M --warmup --prompt 4 --decode 1 --json -t 2 >"$tmp/b.json" 2>"$
    jq -e '.warmup_ms > 0 and .prefill.tokens == 4' "$tmp/b.json" >/dev/null; then
     ok bench_warmup
 else bad bench_warmup "$(cat "$tmp/b.json" "$tmp/err")"; fi
-expect_fail err_bench_question_alone "goes with --image" $G bench -m $M --question hi
+expect_fail err_bench_question_alone "goes with --image or --video" $G bench -m $M --question hi
 expect_fail err_bench_image_missing "no-such.png" $G bench -m $M --image "$tmp/no-such.png"
 if $G bench -m $M --prompt 0 --decode 0 --image $IMG --question 'Say "hi"' --json -t 2 >"$tmp/b.json" 2>"$tmp/err" &&
    jq -e '.ttft.image_tokens > 0 and .ttft.prompt_tokens > .ttft.image_tokens and .ttft.vision_ms > 0 and
@@ -256,6 +256,18 @@ if $G bench -m $M --prompt 0 --decode 0 --image $IMG --question 'Say "hi"' --jso
           .ttft.ms >= .ttft.vision_ms + .ttft.prefill_ms and (.ttft.image | endswith(".png"))' "$tmp/b.json" >/dev/null; then
     ok bench_image_ttft
 else bad bench_image_ttft "$(cat "$tmp/b.json" "$tmp/err")"; fi
+# bench --video: the same for a video file, its decoding part of the preprocessing
+VID=../shared/assets/videos/mmcv_test.mp4
+expect_fail err_bench_image_and_video "exclude each other" $G bench -m $M --image $IMG --video $VID
+expect_fail err_bench_video_synthetic "--video needs a tokenizer" $G bench --synthetic --layers 1 --video $VID
+expect_fail err_bench_video_missing "no-such.mp4" $G bench -m $M --video "$tmp/no-such.mp4"
+if $G bench -m $M --prompt 0 --decode 0 --video $VID --json -t 2 >"$tmp/b.json" 2>"$tmp/err" &&
+   jq -e '.ttft.image_tokens > 12 and .ttft.prompt_tokens > .ttft.image_tokens and .ttft.vision_ms > 0 and
+          .ttft.prefill_ms > 0 and .ttft.preprocess_ms > 0 and .ttft.first_ms > 0 and
+          .ttft.ms >= .ttft.preprocess_ms + .ttft.vision_ms + .ttft.prefill_ms and
+          (.ttft.video | endswith(".mp4")) and (.ttft | has("image") | not)' "$tmp/b.json" >/dev/null; then
+    ok bench_video_ttft
+else bad bench_video_ttft "$(cat "$tmp/b.json" "$tmp/err")"; fi
 
 # bench --requests: requests served C at a time; prompts longer than a pass's rows (3 + 256 on the
 # CPU) go in chunks beside the running streams' tokens (mixed) or alone (separate); every prompt

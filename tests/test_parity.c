@@ -951,6 +951,108 @@ TEST(video_runs) {
     glmv_model_free(m);
 }
 
+/* A question about a real clip, end to end through the public calls (the file decoded by
+ * FFmpeg, sampled, resized and patchified, the vision tower, the prefill, greedy decoding),
+ * against transformers' answer of the same checkpoint on the frames glmv decodes
+ * (tests/fixtures/tiny/ref_video.json, scripts/gen_video_greedy.py): the prompt's ids
+ * exactly, the first token's log-probability, and every greedy token up to the first step
+ * whose reference top-2 margin is too small to decide it (after that the continuations may
+ * part). On the CPU here; on CUDA with GLMV_PARITY_DEVICE=cuda. */
+TEST(tiny_video_greedy) {
+    char err[GLMV_ERR_SIZE] = "";
+    size_t len = 0;
+    char *txt = glmv_read_file("tests/fixtures/tiny/ref_video.json", &len, err);
+    CHECK_MSG(txt != NULL, "%s", err);
+    if (!txt) return;
+    cJSON *fx = cJSON_Parse(txt);
+    free(txt);
+    cJSON *jids = cJSON_GetObjectItem(fx, "input_ids"), *jlg = cJSON_GetObjectItem(fx, "logits_last");
+    cJSON *jg = cJSON_GetObjectItem(fx, "greedy_ids"), *jm = cJSON_GetObjectItem(fx, "greedy_margin");
+    cJSON *jq = cJSON_GetObjectItem(fx, "question");
+    CHECK(cJSON_IsArray(jids) && cJSON_IsArray(jlg) && cJSON_IsArray(jg) && cJSON_IsArray(jm) && cJSON_IsString(jq));
+    glmv_model *m = load_under_test("tests/fixtures/tiny", err);
+    if (!m || !cJSON_IsArray(jids) || !cJSON_IsArray(jlg) || !cJSON_IsArray(jg) || !cJSON_IsArray(jm)) {
+        glmv_model_free(m);
+        cJSON_Delete(fx);
+        return;
+    }
+    int n_ids = cJSON_GetArraySize(jids), n_g = cJSON_GetArraySize(jg), V = cJSON_GetArraySize(jlg);
+    CHECK_EQ_INT(V, m->cfg.vocab_size);
+    glmv_part parts[2];
+    memset(parts, 0, sizeof parts);
+    parts[0].kind = GLMV_PART_VIDEO;
+    parts[0].path = "../shared/assets/videos/mmcv_test.mp4";
+    parts[1].kind = GLMV_PART_TEXT;
+    parts[1].text = jq->valuestring;
+    glmv_message msg = {"user", parts, 2, NULL};
+
+    /* the prompt: the same ids as transformers' processor gave */
+    glmv_prompt *p = NULL;
+    int rc = glmv_prompt_new(&p, m, &msg, 1, 0, err);
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc == 0) {
+        CHECK_EQ_INT(glmv_prompt_tokens(p), n_ids);
+        const int32_t *ids = glmv_prompt_ids(p);
+        int bad = 0, first = -1;
+        for (int i = 0; i < n_ids && i < glmv_prompt_tokens(p); i++)
+            if (ids[i] != cJSON_GetArrayItem(jids, i)->valueint && bad++ == 0) first = i;
+        CHECK_MSG(bad == 0, "%d prompt ids differ, the first at %d", bad, first);
+        glmv_prompt_free(p);
+    }
+
+    /* the answer */
+    float *lg = malloc(sizeof(float) * (size_t)V);
+    double mx = -1e30, se = 0;
+    for (int v = 0; v < V; v++) {
+        lg[v] = (float)cJSON_GetArrayItem(jlg, v)->valuedouble;
+        if (lg[v] > mx) mx = lg[v];
+    }
+    for (int v = 0; v < V; v++) se += exp(lg[v] - mx);
+    arr la = {.n = V, .data = lg};
+    float margin = greedy_margin(&la, m->be->bf16);
+    glmv_session *s = NULL;
+    CHECK(glmv_session_new(&s, m, n_ids + n_g + 8, err) == 0);
+    glmv_sampling sp;
+    glmv_sampling_default(m, &sp);
+    sp.do_sample = 0;
+    sp.max_new_tokens = n_g;
+    sp.ignore_eos = 1;
+    sp.logprobs = 1;
+    glmv_result res;
+    rc = s ? glmv_generate(s, &msg, 1, &sp, NULL, NULL, &res, err) : -1;
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc == 0) {
+        CHECK_EQ_INT(res.prompt_tokens, n_ids);
+        CHECK_EQ_INT(res.n_tokens, n_g);
+        int checked = 0, bad = 0;
+        for (int t = 0; t < n_g && t < res.n_tokens; t++) {
+            int want = cJSON_GetArrayItem(jg, t)->valueint;
+            if (cJSON_GetArrayItem(jm, t)->valuedouble < margin) break; /* undecided: may part here */
+            checked++;
+            if (res.token_ids[t] != want) {
+                printf("  step %d: glmv %d, transformers %d\n", t, res.token_ids[t], want);
+                bad++;
+                break;
+            }
+        }
+        int g0 = cJSON_GetArrayItem(jg, 0)->valueint;
+        double lp_ref = lg[g0] - mx - log(se), lp = res.logprobs ? res.logprobs[0].logprob : 0;
+        printf("  video: %d prompt tokens (%d vision), greedy %d of %d checked (margin >= %.3f), first "
+               "log-probability %.5f against %.5f\n",
+               res.prompt_tokens, res.image_tokens, checked, n_g, margin, lp, lp_ref);
+        CHECK_EQ_INT(bad, 0);
+        CHECK(checked >= 8);
+        CHECK(res.logprobs != NULL);
+        CHECK_MSG(fabs(lp - lp_ref) <= (m->be->bf16 ? 0.05 : 1e-3), "first log-probability %.5f, reference %.5f",
+                  lp, lp_ref);
+        glmv_result_free(&res);
+    }
+    glmv_session_free(s);
+    free(lg);
+    glmv_model_free(m);
+    cJSON_Delete(fx);
+}
+
 /* the thinking budget forces "</think><answer>" (trained demo model, which thinks) */
 /* The token table kept in host memory (the default on device backends, forced
  * here on the CPU) gives the same logits as the backend's own gather: against
@@ -2820,6 +2922,7 @@ int main(void) {
     RUN(cancel_and_stop_strings);
     RUN(dump_env);
     RUN(video_runs);
+    RUN(tiny_video_greedy);
     RUN(embed_on_host);
     RUN(pos_embed_reused_per_frame);
     RUN(thinking_budget);

@@ -30,7 +30,7 @@ static const char *bench_help =
     "                    folder holding one .gguf and one mmproj*.gguf)\n"
     "  --mmproj FILE     the GGUF model's vision tower\n"
     "  --tokenizer DIR   with --synthetic: read messages through DIR's tokenizer.json (the\n"
-    "                    checkpoint's tokenizer files alone), which --image needs\n"
+    "                    checkpoint's tokenizer files alone), which --image and --video need\n"
     "  --synthetic       random BF16 weights of the 9B shape (no download)\n"
     "  --layers N        decoder layers of the synthetic model (1..40, default 2)\n"
     "  -t THREADS        CPU threads (default: all cores)\n"
@@ -47,7 +47,10 @@ static const char *bench_help =
     "                    with --tokenizer;\n"
     "                    three requests on an empty cache: the first, and the faster of the\n"
     "                    other two)\n"
-    "  --question TEXT   the question asked about --image (default \"Describe this image.\")\n"
+    "  --video FILE      the same for a video file (its frames decoded and sampled as the\n"
+    "                    checkpoint's video processor says; decoding is preprocessing's time)\n"
+    "  --question TEXT   the question asked about --image or --video (default \"Describe this\n"
+    "                    image.\" or \"Describe this video.\")\n"
     "  --warmup          first a warm-up run, as glmv serve makes on a GPU (glmv_model_warmup:\n"
     "                    the vision tower on 1120x1120, a prefill, decode steps); its time is\n"
     "                    reported, and the first request's time after it\n"
@@ -237,7 +240,7 @@ static void json_str(const char *s) {
     putchar('"');
 }
 
-/* time to first token for an image file and a question, as glmv run or a server request
+/* time to first token for an image or video file and a question, as glmv run or a server request
  * takes it (the prompt stage, the vision tower, the prefill, the first token picked), on
  * an emptied cache each time; the stages as the library reports them */
 #define TTFT_REPS 3
@@ -246,12 +249,13 @@ typedef struct {
     double first_ms, ms, preprocess_ms, vision_ms, prefill_ms;
 } ttft_fig;
 
-static int ttft(glmv_model *m, const char *path, const char *question, ttft_fig *f, char *err) {
+static int ttft(glmv_model *m, glmv_part_kind kind, const char *path, const char *question, ttft_fig *f,
+                char *err) {
     glmv_session *s = NULL;
     if (glmv_session_new(&s, m, 0, err)) return -1;
     glmv_part parts[2];
     memset(parts, 0, sizeof parts);
-    parts[0].kind = GLMV_PART_IMAGE;
+    parts[0].kind = kind;
     parts[0].path = path;
     parts[1].kind = GLMV_PART_TEXT;
     parts[1].text = question;
@@ -600,7 +604,7 @@ done:
 int cmd_bench(int argc, char **argv) {
     const char *dir = NULL;
     int synthetic = 0, json = 0, do_membw = 0, warmup = 0;
-    const char *mmproj = NULL, *image = NULL, *question = NULL, *tokenizer = NULL;
+    const char *mmproj = NULL, *image = NULL, *video = NULL, *question = NULL, *tokenizer = NULL;
     long layers = 2, threads = 0, prompt = 512, n_decode = 16, prompt_reps = 2, n_requests = 0, tp = 1;
     int sched[4] = {1, 1, 1, 1}, n_sched = 1, sched_given = 0, n_sf = 0;
     serve_fig sf[4 * MAX_LIST];
@@ -691,6 +695,9 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--image")) {
             NEED_ARG;
             image = v;
+        } else if (!strcmp(a, "--video")) {
+            NEED_ARG;
+            video = v;
         } else if (!strcmp(a, "--question")) {
             NEED_ARG;
             question = v;
@@ -735,9 +742,16 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "glmv bench: -m and --synthetic exclude each other\n");
         return 2;
     }
-    if (image && synthetic && !tokenizer) {
-        fprintf(stderr, "glmv bench: --image needs a tokenizer: a checkpoint (-m DIR), or --synthetic with "
-                        "--tokenizer DIR (--vision times the tower alone)\n");
+    if (image && video) {
+        fprintf(stderr, "glmv bench: --image and --video exclude each other (one time to first token a run)\n");
+        return 2;
+    }
+    /* the medium whose time to first token is measured */
+    const char *media = image ? image : video, *mopt = image ? "--image" : "--video";
+    glmv_part_kind mkind = image ? GLMV_PART_IMAGE : GLMV_PART_VIDEO;
+    if (media && synthetic && !tokenizer) {
+        fprintf(stderr, "glmv bench: %s needs a tokenizer: a checkpoint (-m DIR), or --synthetic with "
+                        "--tokenizer DIR (--vision times the tower alone)\n", mopt);
         return 2;
     }
     if (tokenizer && !synthetic) {
@@ -756,12 +770,12 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "glmv bench: --requests needs --decode of at least 1 (the tokens of each request)\n");
         return 2;
     }
-    if (question && !image) {
-        fprintf(stderr, "glmv bench: --question goes with --image\n");
+    if (question && !media) {
+        fprintf(stderr, "glmv bench: --question goes with --image or --video\n");
         return 2;
     }
-    if (image && access(image, R_OK) != 0) {
-        fprintf(stderr, "glmv bench: --image %s: %s\n", image, strerror(errno));
+    if (media && access(media, R_OK) != 0) {
+        fprintf(stderr, "glmv bench: %s %s: %s\n", mopt, media, strerror(errno));
         return 2;
     }
 
@@ -898,13 +912,15 @@ int cmd_bench(int argc, char **argv) {
     }
     ttft_fig tf;
     memset(&tf, 0, sizeof tf);
-    if (image) {
-        if (ttft(m, image, question ? question : "Describe this image.", &tf, err)) goto fail;
+    if (media) {
+        if (ttft(m, mkind, media, question ? question : image ? "Describe this image." : "Describe this video.", &tf,
+                 err))
+            goto fail;
         if (!json)
-            printf("time to first token, %s (%d prompt tokens, %d of the image): %.1f ms (preprocessing "
+            printf("time to first token, %s (%d prompt tokens, %d of the %s): %.1f ms (preprocessing "
                    "%.1f, vision %.1f, prefill %.1f); the first request %.1f ms\n",
-                   image, tf.prompt_tokens, tf.image_tokens, tf.ms, tf.preprocess_ms, tf.vision_ms,
-                   tf.prefill_ms, tf.first_ms);
+                   media, tf.prompt_tokens, tf.image_tokens, image ? "image" : "video", tf.ms, tf.preprocess_ms,
+                   tf.vision_ms, tf.prefill_ms, tf.first_ms);
     }
     for (int i = 0; i < n_vis; i++) {
         double v0 = now_ms();
@@ -970,9 +986,9 @@ int cmd_bench(int argc, char **argv) {
             printf("%s{\"image\": \"%dx%d\", \"tokens\": %d, \"ms\": %.1f}", i ? ", " : "",
                    vis[i].h, vis[i].w, vis[i].tokens, vis[i].ms);
         printf("]");
-        if (image) {
-            printf(", \"ttft\": {\"image\": ");
-            json_str(image);
+        if (media) {
+            printf(", \"ttft\": {\"%s\": ", image ? "image" : "video");
+            json_str(media);
             printf(", \"prompt_tokens\": %d, \"image_tokens\": %d, \"ms\": %.1f, \"preprocess_ms\": %.1f, "
                    "\"vision_ms\": %.1f, \"prefill_ms\": %.1f, \"other_ms\": %.1f, \"first_ms\": %.1f}",
                    tf.prompt_tokens, tf.image_tokens, tf.ms, tf.preprocess_ms, tf.vision_ms, tf.prefill_ms,
