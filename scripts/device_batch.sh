@@ -471,10 +471,10 @@ flash)
     done
     ;;
 video)
-    # .dev/video: ffmin.tar.xz (FFmpeg 5.1.9, Debian's source, built with the demuxers, decoders
-    # and parsers of common clips only: the GPU machine has no FFmpeg, and Debian's libraries
-    # with their dependencies weigh 170 MB; the same sonames and symbol versions, so glmv's
-    # binaries load it in place of the bundle's stand-ins), video_frames (scripts/video_frames.c,
+    # .dev/video: ffmin.tar.xz (scripts/device_ffmpeg.sh: FFmpeg from Debian's source, built with
+    # the demuxers, decoders and parsers of common clips only: the GPU machine has no FFmpeg, and
+    # Debian's libraries with their dependencies weigh 170 MB; the same sonames and symbol
+    # versions, so glmv's binaries load it in place of the bundle's stand-ins), video_frames (scripts/video_frames.c,
     # built here), mmcv_test.npy.gz (that clip's frames from video_frames, those not sampled
     # zeroed), clip720.mp4 (ffmpeg -f lavfi -i testsrc2=size=1280x720:rate=30 -t 60 -c:v libx264
     # -crf 45 -pix_fmt yuv420p -g 60: 60 s of 720p at 30 fps); .dev/shared/assets: mmcv_test.mp4,
