@@ -90,7 +90,7 @@ def main():
         t2 = time.perf_counter()
         runs.append(dict(ms=(t2 - t0) * 1e3, processor_ms=(t1 - t0) * 1e3, gpu_ms=(t2 - t1) * 1e3,
                          vision_ms=vis.get("ms", 0), prompt_tokens=int(enc["input_ids"].shape[1]),
-                         video_tokens=int((enc["input_ids"] == IDS["video"]).sum()),
+                         video_tokens=int((enc["input_ids"] == IDS["image"]).sum()),  # its frames' placeholders
                          grid=enc["video_grid_thw"][0].tolist(), first_token=int(out[0, -1])))
         print(json.dumps(runs[-1]), flush=True)
     best = min(runs[1:], key=lambda x: x["ms"]) if len(runs) > 1 else runs[0]

@@ -1015,6 +1015,7 @@ TEST(tiny_video_greedy) {
     glmv_sampling sp;
     glmv_sampling_default(m, &sp);
     sp.do_sample = 0;
+    sp.repetition_penalty = 1.0f; /* the reference is plain argmax (generation_config.json says 1.1) */
     sp.max_new_tokens = n_g;
     sp.ignore_eos = 1;
     sp.logprobs = 1;

@@ -251,8 +251,6 @@ typedef struct {
 
 static int ttft(glmv_model *m, glmv_part_kind kind, const char *path, const char *question, ttft_fig *f,
                 char *err) {
-    glmv_session *s = NULL;
-    if (glmv_session_new(&s, m, 0, err)) return -1;
     glmv_part parts[2];
     memset(parts, 0, sizeof parts);
     parts[0].kind = kind;
@@ -260,6 +258,18 @@ static int ttft(glmv_model *m, glmv_part_kind kind, const char *path, const char
     parts[1].kind = GLMV_PART_TEXT;
     parts[1].text = question;
     glmv_message msg = {"user", parts, 2, NULL};
+    /* the session: the default context, or a video's prompt and its token when longer (a
+     * minute of video is ~28,000 tokens; counted by one untimed prompt stage) */
+    int n_ctx = 0;
+    if (kind == GLMV_PART_VIDEO) {
+        glmv_prompt *p = NULL;
+        if (glmv_prompt_new(&p, m, &msg, 1, 0, err)) return -1;
+        n_ctx = glmv_prompt_tokens(p) + 1;
+        glmv_prompt_free(p);
+        if (n_ctx < 16384) n_ctx = 0;
+    }
+    glmv_session *s = NULL;
+    if (glmv_session_new(&s, m, n_ctx, err)) return -1;
     glmv_sampling sp;
     glmv_sampling_default(m, &sp);
     sp.do_sample = 0;

@@ -156,45 +156,42 @@ template <int N> __device__ __forceinline__ void cp_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-template <int HD, int BN = FA_BN> struct fa_smem {
-    static constexpr int KS = HD + 8; /* Ks row stride (bf16): 4-word skew per row */
-    static constexpr int VS = BN + 8; /* Vt row stride */
-    static constexpr int STAGE = BN * KS + HD * VS;
+template <int HD> struct fa_smem {
+    static constexpr int KS = HD + 8;    /* Ks row stride (bf16): 4-word skew per row */
+    static constexpr int VS = FA_BN + 8; /* Vt row stride */
+    static constexpr int STAGE = FA_BN * KS + HD * VS;
     static constexpr size_t bytes = (size_t)2 * STAGE * 2; /* two stages */
 };
 
-/* one K tile and one Vt tile of BN keys into a stage (all threads, cp.async) */
-template <int HD, int NT, int BN>
+/* one K tile and one Vt tile into a stage (all threads, cp.async) */
+template <int HD, int NT>
 __device__ __forceinline__ void fa_issue(__nv_bfloat16 *stage, const __nv_bfloat16 *kb,
                                          const __nv_bfloat16 *vt, int64_t nk_pad, int64_t k0) {
-    constexpr int KS = fa_smem<HD, BN>::KS, VS = fa_smem<HD, BN>::VS;
-    __nv_bfloat16 *Ks = stage, *Vs = stage + BN * KS;
-    constexpr int KCH = HD / 8; /* 16-byte chunks per K row */
-    for (int i = threadIdx.x; i < BN * KCH; i += NT) {
+    constexpr int KS = fa_smem<HD>::KS, VS = fa_smem<HD>::VS;
+    __nv_bfloat16 *Ks = stage, *Vs = stage + FA_BN * KS;
+    constexpr int KCH = HD / 8;          /* 16-byte chunks per K row */
+    for (int i = threadIdx.x; i < FA_BN * KCH; i += NT) {
         int r = i / KCH, c = (i % KCH) * 8;
         cp_async16(Ks + r * KS + c, kb + (k0 + r) * HD + c);
     }
-    constexpr int VCH = BN / 8; /* chunks per Vt row */
+    constexpr int VCH = FA_BN / 8;       /* chunks per Vt row */
     for (int i = threadIdx.x; i < HD * VCH; i += NT) {
         int d = i / VCH, c = (i % VCH) * 8;
         cp_async16(Vs + d * VS + c, vt + (int64_t)d * nk_pad + k0 + c);
     }
 }
 
-/* grid (q tiles of 16*WARPS*MT rows, heads). kb/vt: converted K/V (see conv_*),
+/* grid (q tiles of 16*WARPS rows, heads). kb/vt: converted K/V (see conv_*),
  * head group g at kb + g*nk_pad*HD. Query row i sees keys [0, nk) (causal == 0)
- * or [0, pos0 + i] (causal). q/out f32 with row strides ldq/ldo. A warp takes MT
- * tiles of 16 rows: each K and V fragment it reads from shared memory serves all
- * MT (the kernel is bound by shared-memory reads at MT 1, where every warp reads
- * the whole K and V tile for 16 rows); BN keys a tile (BN divides FA_BN). */
-template <int HD, int WARPS, int MT = 1, int BN = FA_BN>
-__global__ void __launch_bounds__(WARPS * 32, MT == 2 ? 2 : WARPS == 4 ? 3 : 1) flash_kernel(
+ * or [0, pos0 + i] (causal). q/out f32 with row strides ldq/ldo. */
+template <int HD, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1) flash_kernel(
     float *__restrict__ out, int64_t ldo, const float *__restrict__ q, int64_t ldq,
     const __nv_bfloat16 *__restrict__ kb, const __nv_bfloat16 *__restrict__ vt, int64_t nq,
     int64_t nk, int64_t nk_pad, int causal, int64_t pos0, int group, float scale_log2) {
     PDL_ENTRY();
-    constexpr int KS = fa_smem<HD, BN>::KS, VS = fa_smem<HD, BN>::VS, STAGE = fa_smem<HD, BN>::STAGE;
-    constexpr int BM = 16 * WARPS * MT, NT = 32 * WARPS;
+    constexpr int KS = fa_smem<HD>::KS, VS = fa_smem<HD>::VS, STAGE = fa_smem<HD>::STAGE;
+    constexpr int BM = 16 * WARPS, NT = 32 * WARPS;
     extern __shared__ __align__(16) unsigned char fa_sh[];
     __nv_bfloat16 *sm = (__nv_bfloat16 *)fa_sh;
 
@@ -206,161 +203,135 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 2 ? 2 : WARPS == 4 ? 3 : 1) 
     out += (int64_t)h * HD;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int gq = lane >> 2, tig = lane & 3;
-    const int64_t rbase = q0 + warp * MT * 16 + gq; /* tile mt's rows: gq and gq + 8 from rbase + 16 mt */
-#define row_a(mt) (rbase + (mt) * 16)
-#define row_b(mt) (rbase + (mt) * 16 + 8)
+    const int64_t row_a = q0 + warp * 16 + gq, row_b = row_a + 8;
 
     int64_t kend = nk;
     if (causal && pos0 + q0 + BM < kend) kend = pos0 + q0 + BM;
-    const int ntiles = (int)((kend + BN - 1) / BN);
-    if (ntiles > 0) fa_issue<HD, NT, BN>(sm, kb, vt, nk_pad, 0);
+    const int ntiles = (int)((kend + FA_BN - 1) / FA_BN);
+    if (ntiles > 0) fa_issue<HD, NT>(sm, kb, vt, nk_pad, 0);
     cp_commit();
 
     /* Q fragments straight from global (f32 -> bf16), rows past nq are zero */
-    uint32_t qf[MT][HD / 16][4];
-    float o[MT][HD / 8][4];
-    float m_a[MT], m_b[MT], l_a[MT], l_b[MT]; /* rows gq and gq+8 */
+    uint32_t qf[HD / 16][4];
+    load_q_frags<HD>(qf, q + row_a * ldq + tig * 2, q + row_b * ldq + tig * 2, row_a < nq, row_b < nq);
+    float o[HD / 8][4];
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++) {
-        load_q_frags<HD>(qf[mt], q + row_a(mt) * ldq + tig * 2, q + row_b(mt) * ldq + tig * 2, row_a(mt) < nq,
-                         row_b(mt) < nq);
-#pragma unroll
-        for (int i = 0; i < HD / 8; i++) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.f;
-        m_a[mt] = m_b[mt] = -INFINITY;
-        l_a[mt] = l_b[mt] = 0.f;
-    }
+    for (int i = 0; i < HD / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f; /* rows gq and gq+8 */
 
     for (int t = 0; t < ntiles; t++) {
-        const int64_t k0 = (int64_t)t * BN;
+        const int64_t k0 = (int64_t)t * FA_BN;
         if (t + 1 < ntiles) {
-            fa_issue<HD, NT, BN>(sm + ((t + 1) & 1) * STAGE, kb, vt, nk_pad, k0 + BN);
+            fa_issue<HD, NT>(sm + ((t + 1) & 1) * STAGE, kb, vt, nk_pad, k0 + FA_BN);
             cp_commit();
             cp_wait<1>();
         } else {
             cp_wait<0>();
         }
         __syncthreads();
-        const __nv_bfloat16 *Ks = sm + (t & 1) * STAGE, *Vt = Ks + BN * KS;
+        const __nv_bfloat16 *Ks = sm + (t & 1) * STAGE, *Vt = Ks + FA_BN * KS;
 
-        float s[MT][BN / 8][4];
+        float s[FA_BN / 8][4];
 #pragma unroll
-        for (int nb = 0; nb < BN / 8; nb++) {
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++) s[mt][nb][0] = s[mt][nb][1] = s[mt][nb][2] = s[mt][nb][3] = 0.f;
+        for (int nb = 0; nb < FA_BN / 8; nb++) {
+            s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
             const __nv_bfloat16 *kr = Ks + (nb * 8 + gq) * KS + tig * 2;
 #pragma unroll
             for (int kk = 0; kk < HD / 16; kk++) {
                 uint32_t b0 = *(const uint32_t *)(kr + kk * 16);
                 uint32_t b1 = *(const uint32_t *)(kr + kk * 16 + 8);
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++)
-                    mma_bf16(s[mt][nb], qf[mt][kk][0], qf[mt][kk][1], qf[mt][kk][2], qf[mt][kk][3], b0, b1);
+                mma_bf16(s[nb], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b0, b1);
             }
         }
         /* scale, mask, running max */
-        const bool need_mask = k0 + BN > nk || (causal && k0 + BN - 1 > pos0 + q0);
-        float al_a[MT], al_b[MT];
+        const bool need_mask = k0 + FA_BN > nk || (causal && k0 + FA_BN - 1 > pos0 + q0);
+        float mx_a = -INFINITY, mx_b = -INFINITY;
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
-            float mx_a = -INFINITY, mx_b = -INFINITY;
+        for (int nb = 0; nb < FA_BN / 8; nb++)
 #pragma unroll
-            for (int nb = 0; nb < BN / 8; nb++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float x = s[mt][nb][e] * scale_log2;
-                    if (need_mask) {
-                        int64_t col = k0 + nb * 8 + tig * 2 + (e & 1);
-                        int64_t row = e < 2 ? row_a(mt) : row_b(mt);
-                        if (col >= nk || (causal && col > pos0 + row)) x = -INFINITY;
-                    }
-                    s[mt][nb][e] = x;
-                    if (e < 2) mx_a = fmaxf(mx_a, x);
-                    else mx_b = fmaxf(mx_b, x);
+            for (int e = 0; e < 4; e++) {
+                float x = s[nb][e] * scale_log2;
+                if (need_mask) {
+                    int64_t col = k0 + nb * 8 + tig * 2 + (e & 1);
+                    int64_t row = e < 2 ? row_a : row_b;
+                    if (col >= nk || (causal && col > pos0 + row)) x = -INFINITY;
                 }
-            float ref_a, ref_b;
-            online_max(m_a[mt], m_b[mt], mx_a, mx_b, ref_a, ref_b, al_a[mt], al_b[mt]);
-            float sum_a = 0.f, sum_b = 0.f;
-#pragma unroll
-            for (int nb = 0; nb < BN / 8; nb++) {
-                s[mt][nb][0] = exp2f(s[mt][nb][0] - ref_a);
-                s[mt][nb][1] = exp2f(s[mt][nb][1] - ref_a);
-                s[mt][nb][2] = exp2f(s[mt][nb][2] - ref_b);
-                s[mt][nb][3] = exp2f(s[mt][nb][3] - ref_b);
-                sum_a += s[mt][nb][0] + s[mt][nb][1];
-                sum_b += s[mt][nb][2] + s[mt][nb][3];
+                s[nb][e] = x;
+                if (e < 2) mx_a = fmaxf(mx_a, x);
+                else mx_b = fmaxf(mx_b, x);
             }
-            l_a[mt] = l_a[mt] * al_a[mt] + sum_a; /* per-thread partial; the quad is summed at the end */
-            l_b[mt] = l_b[mt] * al_b[mt] + sum_b;
+        float ref_a, ref_b, al_a, al_b;
+        online_max(m_a, m_b, mx_a, mx_b, ref_a, ref_b, al_a, al_b);
+        float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
-            for (int nb = 0; nb < HD / 8; nb++) {
-                o[mt][nb][0] *= al_a[mt];
-                o[mt][nb][1] *= al_a[mt];
-                o[mt][nb][2] *= al_b[mt];
-                o[mt][nb][3] *= al_b[mt];
-            }
+        for (int nb = 0; nb < FA_BN / 8; nb++) {
+            s[nb][0] = exp2f(s[nb][0] - ref_a);
+            s[nb][1] = exp2f(s[nb][1] - ref_a);
+            s[nb][2] = exp2f(s[nb][2] - ref_b);
+            s[nb][3] = exp2f(s[nb][3] - ref_b);
+            sum_a += s[nb][0] + s[nb][1];
+            sum_b += s[nb][2] + s[nb][3];
+        }
+        l_a = l_a * al_a + sum_a; /* per-thread partial; the quad is summed at the end */
+        l_b = l_b * al_b + sum_b;
+#pragma unroll
+        for (int nb = 0; nb < HD / 8; nb++) {
+            o[nb][0] *= al_a;
+            o[nb][1] *= al_a;
+            o[nb][2] *= al_b;
+            o[nb][3] *= al_b;
         }
         /* O += P V: P from the S accumulators (C layout of two n-blocks = A layout) */
 #pragma unroll
-        for (int kq = 0; kq < BN / 16; kq++) {
-            uint32_t a[MT][4];
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                a[mt][0] = pack_bf16(s[mt][2 * kq][0], s[mt][2 * kq][1]);
-                a[mt][1] = pack_bf16(s[mt][2 * kq][2], s[mt][2 * kq][3]);
-                a[mt][2] = pack_bf16(s[mt][2 * kq + 1][0], s[mt][2 * kq + 1][1]);
-                a[mt][3] = pack_bf16(s[mt][2 * kq + 1][2], s[mt][2 * kq + 1][3]);
-            }
+        for (int kq = 0; kq < FA_BN / 16; kq++) {
+            uint32_t a0 = pack_bf16(s[2 * kq][0], s[2 * kq][1]);
+            uint32_t a1 = pack_bf16(s[2 * kq][2], s[2 * kq][3]);
+            uint32_t a2 = pack_bf16(s[2 * kq + 1][0], s[2 * kq + 1][1]);
+            uint32_t a3 = pack_bf16(s[2 * kq + 1][2], s[2 * kq + 1][3]);
             const __nv_bfloat16 *vr = Vt + gq * VS + kq * 16 + tig * 2;
 #pragma unroll
             for (int nb = 0; nb < HD / 8; nb++) {
                 uint32_t b0 = *(const uint32_t *)(vr + nb * 8 * VS);
                 uint32_t b1 = *(const uint32_t *)(vr + nb * 8 * VS + 8);
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++) mma_bf16(o[mt][nb], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b0, b1);
+                mma_bf16(o[nb], a0, a1, a2, a3, b0, b1);
             }
         }
         __syncthreads(); /* this stage is refilled two tiles on */
     }
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++) {
+    for (int off = 1; off <= 2; off <<= 1) {
+        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
+        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+    }
+    float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
 #pragma unroll
-        for (int off = 1; off <= 2; off <<= 1) {
-            l_a[mt] += __shfl_xor_sync(0xffffffffu, l_a[mt], off);
-            l_b[mt] += __shfl_xor_sync(0xffffffffu, l_b[mt], off);
-        }
-        float inv_a = l_a[mt] > 0.f ? 1.f / l_a[mt] : 0.f, inv_b = l_b[mt] > 0.f ? 1.f / l_b[mt] : 0.f;
-#pragma unroll
-        for (int nb = 0; nb < HD / 8; nb++) {
-            int cc = nb * 8 + tig * 2;
-            if (row_a(mt) < nq)
-                *(float2 *)(out + row_a(mt) * ldo + cc) = make_float2(o[mt][nb][0] * inv_a, o[mt][nb][1] * inv_a);
-            if (row_b(mt) < nq)
-                *(float2 *)(out + row_b(mt) * ldo + cc) = make_float2(o[mt][nb][2] * inv_b, o[mt][nb][3] * inv_b);
-        }
+    for (int nb = 0; nb < HD / 8; nb++) {
+        int cc = nb * 8 + tig * 2;
+        if (row_a < nq) *(float2 *)(out + row_a * ldo + cc) = make_float2(o[nb][0] * inv_a, o[nb][1] * inv_a);
+        if (row_b < nq) *(float2 *)(out + row_b * ldo + cc) = make_float2(o[nb][2] * inv_b, o[nb][3] * inv_b);
     }
 }
-#undef row_a
-#undef row_b
 
-template <int HD, int WARPS, int MT = 1, int BN = FA_BN>
+template <int HD, int WARPS>
 static int flash_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
                      const __nv_bfloat16 *kb, const __nv_bfloat16 *vt, int64_t nq, int64_t nk,
                      int64_t nk_pad, int causal, int64_t pos0, int n_heads, int group,
                      float scale) {
     static int attr_set[64]; /* per device */
-    size_t sh = fa_smem<HD, BN>::bytes;
+    size_t sh = fa_smem<HD>::bytes;
     if (!attr_set[c->dev & 63]) {
-        cudaError_t e = cudaFuncSetAttribute(flash_kernel<HD, WARPS, MT, BN>,
+        cudaError_t e = cudaFuncSetAttribute(flash_kernel<HD, WARPS>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
         if (e != cudaSuccess) return cuda_fail(c, "attention: shared memory", e);
         attr_set[c->dev & 63] = 1;
     }
-    constexpr int BM = 16 * WARPS * MT;
+    constexpr int BM = 16 * WARPS;
     for (int64_t t0 = 0; t0 < nq; t0 += (int64_t)BM * 65535) { /* grid.x is ample */
         int64_t nqq = nq - t0;
         dim3 grid(cdiv(nqq, BM), (unsigned)n_heads);
-        cuda_launch(c, flash_kernel<HD, WARPS, MT, BN>, grid, 32 * WARPS, sh, out + t0 * ldo, ldo, q + t0 * ldq,
-                    ldq, kb, vt, nqq, nk, nk_pad, causal, pos0 + t0, group, scale * LOG2E);
+        cuda_launch(c, flash_kernel<HD, WARPS>, grid, 32 * WARPS, sh, 
+            out + t0 * ldo, ldo, q + t0 * ldq, ldq, kb, vt, nqq, nk, nk_pad, causal, pos0 + t0,
+            group, scale * LOG2E);
     }
     return cuda_check(c, "attention (flash)");
 }
@@ -382,22 +353,9 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     cuda_launch(c, conv_vt_kernel<KT>, dim3(cdiv(nk_pad, 32), (unsigned)(hd / 32), (unsigned)n_kv), dim3(32, 8), 0, vt, v, ldv, nk, nk_pad, hd);
     if (cuda_check(c, "attention (convert k/v)")) return -1;
     int group = n_heads / n_kv;
-    static int force = -1, mt = -1;
+    static int force = -1;
     if (force < 0) force = getenv("GLMV_CUDA_FLASH_WARPS") ? atoi(getenv("GLMV_CUDA_FLASH_WARPS")) : 0;
-    /* GLMV_CUDA_FLASH_MT=2: the large shapes in warps of two 16-row tiles (4 warps, 32 keys a
-     * tile), which read each K and V fragment from shared memory once for both */
-    if (mt < 0) mt = getenv("GLMV_CUDA_FLASH_MT") ? atoi(getenv("GLMV_CUDA_FLASH_MT")) : 1;
     bool big = force ? force == 8 : nq >= 128; /* measured: 8 warps win for prefill and vision */
-    if (big && mt == 2)
-        return hd == 128 ? flash_run<128, 4, 2, 32>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0,
-                                                    n_heads, group, scale)
-                         : flash_run<64, 4, 2, 32>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0,
-                                                   n_heads, group, scale);
-    if (big && mt == 3) /* 64 keys a tile */
-        return hd == 128 ? flash_run<128, 4, 2, 64>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0,
-                                                    n_heads, group, scale)
-                         : flash_run<64, 4, 2, 64>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0,
-                                                   n_heads, group, scale);
     if (hd == 128)
         return big ? flash_run<128, 8>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0,
                                        n_heads, group, scale)
