@@ -476,7 +476,7 @@ video)
         timeout 200 python3 scripts/gen_video_greedy.py .dev/video/mmcv_test.npy.gz 25 tests/fixtures/tiny 2>&1 | tail -n 3
         cp tests/fixtures/tiny/ref_video.json "$OUT/" 2>/dev/null
     fi
-    for d in cpu cuda cuda-f32; do
+    for d in ${PARITY_DEVS:-cpu cuda cuda-f32}; do
         echo "== test_parity video tests, $d"
         dev=${d%-f32} prec=; [ "$d" = cuda-f32 ] && prec=f32
         GLMV_PARITY_DEVICE=$dev GLMV_PRECISION=$prec GLMV_TEST_ONLY=tiny_video_greedy,video_runs \
@@ -484,7 +484,7 @@ video)
     done
     echo "== the 60-s 720p clip's frames (video_frames: frames fps width height)"
     timeout 120 .dev/video/video_frames .dev/video/clip720.mp4 /tmp/clip720.npy
-    for r in 1 2; do
+    for r in $(seq "${ROUNDS:-2}"); do
         echo "== glmv: time to first token, the 60-s 720p clip and a question, 9B shape (40 layers)"
         GLMV_LOG=1 timeout 240 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok \
             --prompt 0 --decode 0 --video .dev/video/clip720.mp4 --json 2>"$OUT/glmv_video$r.err" | grep -o '"ttft": {[^}]*\|"device_bytes": [0-9]*'
