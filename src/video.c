@@ -429,7 +429,8 @@ int glmv_video_load(const char *path, const void *data, size_t size,
         int64_t tok = (int64_t)out->n_groups * (oh / factor) * (ow / factor);
         if (tok > vp->max_tokens) {
             glmv_errc(err, GLMV_E_CONTEXT, "%s: %d frames at %dx%d make %lld vision tokens, more than the %lld the "
-                      "context has room for", r.name, n, ow, oh, (long long)tok,
+                      "context has room for (a longer context, or fewer frames: a lower fps, a frame cap or "
+                      "a shorter span)", r.name, n, ow, oh, (long long)tok,
                       (long long)vp->max_tokens);
             goto done;
         }
