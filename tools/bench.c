@@ -258,15 +258,14 @@ static int ttft(glmv_model *m, glmv_part_kind kind, const char *path, const char
     parts[1].kind = GLMV_PART_TEXT;
     parts[1].text = question;
     glmv_message msg = {"user", parts, 2, NULL};
-    /* the session: the default context, or a video's prompt and its token when longer (a
-     * minute of video is ~28,000 tokens; counted by one untimed prompt stage) */
+    /* the session: the default context for an image; a video's prompt and its first token (a
+     * minute of video is ~28,000 tokens, past the default; counted by one untimed prompt stage) */
     int n_ctx = 0;
     if (kind == GLMV_PART_VIDEO) {
         glmv_prompt *p = NULL;
         if (glmv_prompt_new(&p, m, &msg, 1, 0, err)) return -1;
         n_ctx = glmv_prompt_tokens(p) + 1;
         glmv_prompt_free(p);
-        if (n_ctx < 16384) n_ctx = 0;
     }
     glmv_session *s = NULL;
     if (glmv_session_new(&s, m, n_ctx, err)) return -1;
