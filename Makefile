@@ -8,6 +8,8 @@
 
 CC      ?= cc
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
+# sm_90a: the Hopper-only instructions (wgmma); compute_90 PTX for later GPUs (the wgmma kernel is empty there and not launched)
+NVARCH  ?= -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90
 PKGS    := libcjson libpcre2-8 libmicrohttpd libcurl libavformat libavcodec libswscale libavutil libwebp libwebpdemux libpng libexif poppler-glib cairo
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -94,7 +96,7 @@ $(B)/%_amx.o: %_amx.c
 
 $(B)/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 -arch=sm_90 -Iinclude -Isrc -DGLMV_CUDA -Xcompiler -fPIC -MMD -MP -MF $(@:.o=.d) -c -o $@ $<
+	$(NVCC) -O3 -std=c++17 $(NVARCH) -Iinclude -Isrc -DGLMV_CUDA -Xcompiler -fPIC -MMD -MP -MF $(@:.o=.d) -c -o $@ $<
 
 $(B)/tests/%: $(B)/tests/%.o $(TESTLIB_OBJ) $(B)/libglmv.a
 	$(CC) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJ) $(B)/libglmv.a $(LIBS)

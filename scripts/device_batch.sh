@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft|video -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft|video|wgmma -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -57,6 +57,11 @@
 #   video  video on the GPU: transformers' greedy answer of the tiny checkpoint about a real clip
 #          (the fixture of test_parity tiny_video_greedy) and that test on the CPU and CUDA; a
 #          60-s 720p clip's time to first token, glmv and transformers (see the mode's comment)
+#   wgmma  the Hopper flash kernel (wgmma, head dim 128) against the mma.sync one (GLMV_CUDA_WGMMA=0):
+#          test_cuda, the tiny fixtures on CUDA (head dim 128), the attention alone (prefill 512,
+#          4,096 and 28,032 rows causal, a 6,400-patch segment), time to first token of the
+#          1120x1120 PNG and the tower alone, the 4,096-token prefill, then cuda_parity_9b.py
+#          (bench_cuda in .dev/cuda/bin)
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -408,6 +413,40 @@ for f in json.load(sys.stdin)["serving"]:
     timeout 150 $S --decode 64 --ctx 8192 --prompt-reps 6 --json 2>>"$OUT/bench.err" |
         grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*\|"prefill": {[^}]*\|"device_bytes": [0-9]*'
     tail -n 3 "$OUT/bench.err"
+    ;;
+wgmma)
+    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } 2>&1
+    timeout 150 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+    echo "== test_cuda"; grep -E 'attn|not ok|RESULT|FAIL' "$OUT/test_cuda.log" | tail -n 12
+    GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,tiny_image2,tiny2_text,tiny2_image1,bf16_tiny_image2,prompt_last_row,batch_invariance,mixed_prefill,prefix_sharing \
+        timeout 150 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    echo "== test_parity on CUDA"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cuda.log" | tail -n 8
+    for v in 0 1 1-wg1; do
+        echo "== attention alone, GLMV_CUDA_WGMMA=$v"
+        GLMV_CUDA_WGMMA=${v%-wg1} GLMV_CUDA_FLASH_WG=$([ "$v" = 1-wg1 ] && echo 1 || echo 2) \
+            timeout 100 build/cuda/tests/test_cuda --bench-attn 2>&1 | grep -E 'prefill|vision'
+    done
+    mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
+        .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz /tmp/tok/tokenizer.json
+    for r in 1 2; do
+        for v in 0 1; do
+            echo "== GLMV_CUDA_WGMMA=$v: time to first token, the 1120x1120 PNG and a question, 40 layers; the tower alone"
+            GLMV_CUDA_WGMMA=$v timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok \
+                --prompt 0 --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." \
+                --vision 1120x1120 2>&1 | grep -v '^glmv: warning'
+        done
+    done
+    for v in 0 1; do
+        echo "== GLMV_CUDA_WGMMA=$v: prefill of 4,096 and of 512 tokens, 40 layers"
+        for n in 4096 512; do
+            GLMV_CUDA_WGMMA=$v timeout 100 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt $n \
+                --prompt-reps 4 --decode 0 --ctx 8192 --json 2>>"$OUT/bench.err" | grep -o '"prefill": {[^}]*'
+        done
+    done
+    echo "== cuda_parity_9b.py"
+    timeout 400 python3 scripts/cuda_parity_9b.py --bench .dev/cuda/bin/bench_cuda --dir /tmp/glm9b \
+        --json "$OUT/parity9b.json" >"$OUT/parity9b.log" 2>&1; echo "rc=$?"
+    tail -n 6 "$OUT/parity9b.log"
     ;;
 ttft)
     # .dev/ttft: tokenizer.json.xz (../shared/assets/glm4-tokenizer/tokenizer.json, xz'd to fit the

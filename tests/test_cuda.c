@@ -681,6 +681,10 @@ TEST(attn_causal_flash) {
     one_causal(70, 30, 4, 2, 128, 256, 2e-4);   /* prefill after a prefix, q in a wider row */
     one_causal(129, 0, 4, 4, 64, 0, 2e-4);      /* hd 64, no GQA */
     one_causal(16, 200, 2, 1, 128, 0, 2e-4);    /* smallest flash n */
+    /* on Hopper, 64 rows and more of head dim 128 take the wgmma kernel (128-row blocks) */
+    one_causal(300, 77, 4, 2, 128, 0, 2e-4);    /* blocks past the first, ragged keys */
+    one_causal(1000, 0, 2, 1, 128, 0, 2e-4);    /* many tiles, masked on the diagonal */
+    one_causal(64, 0, 2, 1, 128, 0, 2e-4);      /* one warpgroup's rows, the other's past n */
 }
 
 static void one_segments(const int64_t *cu, int n_seg, int nh, int hd, double thr) {
@@ -710,6 +714,8 @@ TEST(attn_segments) {
     one_segments(cu2, 1, 2, 64, 2e-4);
     int64_t cu3[] = {0, 40, 100};
     one_segments(cu3, 2, 2, 80, 1e-10);          /* hd 80: fp32 split kernel */
+    int64_t cu4[] = {0, 1000, 1333};              /* long segments (wgmma on Hopper) */
+    one_segments(cu4, 2, 2, 128, 2e-4);
 }
 
 /* --precision f32: SGEMM on weight blocks converted to fp32, attention in the
@@ -1396,6 +1402,8 @@ static int bench(void) {
     bench_attn(1, 1, 32768, 32, 2, "decode, 32k context");
     bench_attn(1, 512, 0, 32, 2, "prefill 512, causal (flash)");
     bench_attn(0, 6400, 0, 12, 12, "vision 6400 patches (flash)");
+    bench_attn(1, 4096, 0, 32, 2, "prefill 4096, causal (flash)");
+    bench_attn(1, 28032, 0, 32, 2, "prefill 28032, causal (a minute of video)");
     printf("small ops (launch-bound at decode):\n");
     glmv_tensor w = bench_tensor(4096, 0 + 1);
     w.ndim = 1;
@@ -1440,6 +1448,8 @@ int main(int argc, char **argv) {
         if (be) {
             bench_attn(1, 512, 0, 32, 2, "prefill 512, causal (flash)");
             bench_attn(0, 6400, 0, 12, 12, "vision 6400 patches (flash)");
+            bench_attn(1, 4096, 0, 32, 2, "prefill 4096, causal (flash)");
+            bench_attn(1, 28032, 0, 32, 2, "prefill 28032, causal (a minute of video)");
             be->destroy(be);
         }
         return 0;

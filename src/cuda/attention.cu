@@ -336,6 +336,246 @@ static int flash_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64
     return cuda_check(c, "attention (flash)");
 }
 
+/* ------------------------------------------------- Hopper (wgmma) flash */
+
+/* flash_wg_kernel: flash_kernel's function for head dim 128 on the Hopper tensor cores.
+ * A block is WG warpgroups of 4 warps, each warpgroup 64 query rows (wgmma's M); they
+ * share each 64-key tile of K and Vt, copied into shared memory by all threads with
+ * cp.async, two stages deep. S = Q Kᵀ is wgmma m64n64k16 with Q's fragments in registers
+ * (the mma.sync A layout, which is wgmma's) and K from shared memory; O += P Vᵀᵀ is
+ * m64n128k16 with P from the S accumulators (as in flash_kernel) and Vt from shared
+ * memory. Both B tiles are K-major (the reduced dimension contiguous: K's rows are d,
+ * Vt's rows are keys) in the 128-byte swizzle: 8 rows of 128 bytes make a 1024-byte
+ * atom, whose 16-byte chunk c of row r sits at chunk c ^ (r & 7). The K tile's 128 d
+ * are two such column halves of 64 rows (8 KB each); the Vt tile is 128 rows of 64 keys.
+ * The same roundings and online softmax as flash_kernel: the same function to within
+ * summation order. sm_90a only: compiled empty elsewhere, and launched only where
+ * c->wgmma says the device is 9.0. */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define GLMV_WGMMA_CODE 1
+#endif
+
+/* D[64 x 64] (+)= A[64 x 16] (registers, bf16) B (shared memory, K-major, 128-byte swizzle) */
+__device__ __forceinline__ void wgmma_m64n64(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "setp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+        "}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+}
+
+/* D[64 x 128] (+)= A[64 x 16] (registers, bf16) B (shared memory, K-major, 128-byte swizzle) */
+__device__ __forceinline__ void wgmma_m64n128(float (&d)[64], const uint32_t (&a)[4], uint64_t b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "setp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+        "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+}
+
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+/* keeps the compiler from moving accesses of an accumulator across the asynchronous product */
+template <int N> __device__ __forceinline__ void wg_hold(float (&d)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+/* the shared-memory descriptor of a K-major, 128-byte-swizzled operand at shared address a
+ * (its atoms 1024-byte aligned; a k step of 16 elements inside an atom adds 32 bytes):
+ * start address >> 4, leading offset 1 (unused in this layout), stride 1024 bytes
+ * between groups of 8 rows, swizzle mode 1 (128 bytes) */
+__device__ __forceinline__ uint64_t wg_desc(uint32_t a) {
+    return (uint64_t)((a & 0x3FFFF) >> 4) | (uint64_t)1 << 16 | (uint64_t)(1024 >> 4) << 32 | (uint64_t)1 << 62;
+}
+
+#define FW_TILE (FA_BN * 128 * 2)      /* bytes of a K tile (and of a Vt tile): 16 KB */
+#define FW_STAGES 2
+#define FW_SMEM (FW_STAGES * 2 * FW_TILE + 1024) /* + room to align the atoms */
+
+/* one K tile (keys k0.. of kb, 128 d each) and one Vt tile (128 rows of keys k0..) into a
+ * stage at shared address st, swizzled, by NT threads */
+template <int NT>
+__device__ __forceinline__ void fw_issue(uint32_t st, const __nv_bfloat16 *kb, const __nv_bfloat16 *vt,
+                                         int64_t nk_pad, int64_t k0) {
+#pragma unroll
+    for (int i = threadIdx.x; i < FA_BN * 16; i += NT) { /* K: 64 rows of 16 chunks */
+        int r = i >> 4, c = i & 15;
+        uint32_t dst = st + (c >> 3) * (FA_BN * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(kb + (k0 + r) * 128 + c * 8));
+    }
+#pragma unroll
+    for (int i = threadIdx.x; i < 128 * 8; i += NT) { /* Vt: 128 rows of 8 chunks */
+        int d = i >> 3, c = i & 7;
+        uint32_t dst = st + FW_TILE + d * 128 + ((c ^ (d & 7)) << 4);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst),
+                     "l"(vt + (int64_t)d * nk_pad + k0 + c * 8));
+    }
+}
+
+/* grid (q tiles of 64*WG rows, heads); arguments as flash_kernel's */
+template <int WG>
+__global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
+    float *__restrict__ out, int64_t ldo, const float *__restrict__ q, int64_t ldq,
+    const __nv_bfloat16 *__restrict__ kb, const __nv_bfloat16 *__restrict__ vt, int64_t nq,
+    int64_t nk, int64_t nk_pad, int causal, int64_t pos0, int group, float scale_log2) {
+#ifdef GLMV_WGMMA_CODE
+    PDL_ENTRY();
+    constexpr int HD = 128, BM = 64 * WG, NT = 128 * WG;
+    extern __shared__ __align__(16) unsigned char fw_sh[];
+    const uint32_t sbase = ((uint32_t)__cvta_generic_to_shared(fw_sh) + 1023u) & ~1023u;
+
+    const int h = blockIdx.y, g_kv = h / group;
+    const int64_t q0 = (int64_t)blockIdx.x * BM;
+    kb += (int64_t)g_kv * nk_pad * HD;
+    vt += (int64_t)g_kv * nk_pad * HD;
+    q += (int64_t)h * HD;
+    out += (int64_t)h * HD;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int gq = lane >> 2, tig = lane & 3;
+    const int64_t row_a = q0 + warp * 16 + gq, row_b = row_a + 8; /* warp w: rows 16 w.. of the block */
+
+    int64_t kend = nk;
+    if (causal && pos0 + q0 + BM < kend) kend = pos0 + q0 + BM;
+    const int ntiles = (int)((kend + FA_BN - 1) / FA_BN);
+    if (ntiles > 0) fw_issue<NT>(sbase, kb, vt, nk_pad, 0);
+    cp_commit();
+
+    uint32_t qf[HD / 16][4];
+    load_q_frags<HD>(qf, q + row_a * ldq + tig * 2, q + row_b * ldq + tig * 2, row_a < nq, row_b < nq);
+    float o[HD / 2]; /* m64n128 accumulators: o[4 nb + e] as flash_kernel's o[nb][e] */
+#pragma unroll
+    for (int i = 0; i < HD / 2; i++) o[i] = 0.f;
+    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+
+    for (int t = 0; t < ntiles; t++) {
+        const int64_t k0 = (int64_t)t * FA_BN;
+        if (t + 1 < ntiles) {
+            fw_issue<NT>(sbase + ((t + 1) % FW_STAGES) * 2 * FW_TILE, kb, vt, nk_pad, k0 + FA_BN);
+            cp_commit();
+            cp_wait<1>();
+        } else {
+            cp_wait<0>();
+        }
+        /* the tensor cores read what cp.async wrote: order it for the async proxy */
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        __syncthreads();
+        const uint32_t ks = sbase + (t % FW_STAGES) * 2 * FW_TILE, vs = ks + FW_TILE;
+
+        float s[FA_BN / 2]; /* m64n64: s[4 nb + e] */
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++)
+            wgmma_m64n64(s, qf[kk], wg_desc(ks + (kk >> 2) * (FA_BN * 128) + (kk & 3) * 32), kk);
+        wg_commit();
+        wg_wait0();
+        wg_hold(s);
+
+        const bool need_mask = k0 + FA_BN > nk || (causal && k0 + FA_BN - 1 > pos0 + q0);
+        float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+        for (int nb = 0; nb < FA_BN / 8; nb++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float x = s[4 * nb + e] * scale_log2;
+                if (need_mask) {
+                    int64_t col = k0 + nb * 8 + tig * 2 + (e & 1);
+                    int64_t row = e < 2 ? row_a : row_b;
+                    if (col >= nk || (causal && col > pos0 + row)) x = -INFINITY;
+                }
+                s[4 * nb + e] = x;
+                if (e < 2) mx_a = fmaxf(mx_a, x);
+                else mx_b = fmaxf(mx_b, x);
+            }
+        float ref_a, ref_b, al_a, al_b;
+        online_max(m_a, m_b, mx_a, mx_b, ref_a, ref_b, al_a, al_b);
+        float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+        for (int nb = 0; nb < FA_BN / 8; nb++) {
+            s[4 * nb + 0] = exp2f(s[4 * nb + 0] - ref_a);
+            s[4 * nb + 1] = exp2f(s[4 * nb + 1] - ref_a);
+            s[4 * nb + 2] = exp2f(s[4 * nb + 2] - ref_b);
+            s[4 * nb + 3] = exp2f(s[4 * nb + 3] - ref_b);
+            sum_a += s[4 * nb + 0] + s[4 * nb + 1];
+            sum_b += s[4 * nb + 2] + s[4 * nb + 3];
+        }
+        l_a = l_a * al_a + sum_a;
+        l_b = l_b * al_b + sum_b;
+#pragma unroll
+        for (int nb = 0; nb < HD / 8; nb++) {
+            o[4 * nb + 0] *= al_a;
+            o[4 * nb + 1] *= al_a;
+            o[4 * nb + 2] *= al_b;
+            o[4 * nb + 3] *= al_b;
+        }
+        uint32_t pf[FA_BN / 16][4];
+#pragma unroll
+        for (int kq = 0; kq < FA_BN / 16; kq++) {
+            pf[kq][0] = pack_bf16(s[8 * kq + 0], s[8 * kq + 1]);
+            pf[kq][1] = pack_bf16(s[8 * kq + 2], s[8 * kq + 3]);
+            pf[kq][2] = pack_bf16(s[8 * kq + 4], s[8 * kq + 5]);
+            pf[kq][3] = pack_bf16(s[8 * kq + 6], s[8 * kq + 7]);
+        }
+        wg_hold(o);
+        wg_fence();
+#pragma unroll
+        for (int kq = 0; kq < FA_BN / 16; kq++) wgmma_m64n128(o, pf[kq], wg_desc(vs + kq * 32), 1);
+        wg_commit();
+        wg_wait0();
+        wg_hold(o);
+        __syncthreads(); /* this stage is refilled FW_STAGES tiles on */
+    }
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
+        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+    }
+    float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
+#pragma unroll
+    for (int nb = 0; nb < HD / 8; nb++) {
+        int cc = nb * 8 + tig * 2;
+        if (row_a < nq)
+            *(float2 *)(out + row_a * ldo + cc) = make_float2(o[4 * nb + 0] * inv_a, o[4 * nb + 1] * inv_a);
+        if (row_b < nq)
+            *(float2 *)(out + row_b * ldo + cc) = make_float2(o[4 * nb + 2] * inv_b, o[4 * nb + 3] * inv_b);
+    }
+#endif
+}
+
+template <int WG>
+static int flash_wg_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
+                        const __nv_bfloat16 *kb, const __nv_bfloat16 *vt, int64_t nq, int64_t nk,
+                        int64_t nk_pad, int causal, int64_t pos0, int n_heads, int group, float scale) {
+    static int attr_set[64]; /* per device */
+    if (!attr_set[c->dev & 63]) {
+        cudaError_t e = cudaFuncSetAttribute(flash_wg_kernel<WG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             FW_SMEM);
+        if (e != cudaSuccess) return cuda_fail(c, "attention: shared memory", e);
+        attr_set[c->dev & 63] = 1;
+    }
+    constexpr int BM = 64 * WG;
+    for (int64_t t0 = 0; t0 < nq; t0 += (int64_t)BM * 65535) {
+        int64_t nqq = nq - t0;
+        dim3 grid(cdiv(nqq, BM), (unsigned)n_heads);
+        cuda_launch(c, flash_wg_kernel<WG>, grid, 128 * WG, FW_SMEM, out + t0 * ldo, ldo, q + t0 * ldq, ldq, kb,
+                    vt, nqq, nk, nk_pad, causal, pos0 + t0, group, scale * LOG2E);
+    }
+    return cuda_check(c, "attention (flash, wgmma)");
+}
+
 /* convert K/V (n_kv heads of hd at column g*hd; KT float or bf16) and run the flash kernel */
 template <typename KT>
 static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
@@ -356,6 +596,13 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     static int force = -1;
     if (force < 0) force = getenv("GLMV_CUDA_FLASH_WARPS") ? atoi(getenv("GLMV_CUDA_FLASH_WARPS")) : 0;
     bool big = force ? force == 8 : nq >= 128; /* measured: 8 warps win for prefill and vision */
+    static int wg = -1; /* warpgroups a block of the wgmma kernel: GLMV_CUDA_FLASH_WG=1|2 */
+    if (wg < 0) wg = getenv("GLMV_CUDA_FLASH_WG") && atoi(getenv("GLMV_CUDA_FLASH_WG")) == 1 ? 1 : 2;
+    if (hd == 128 && c->wgmma && nq >= 64)
+        return wg == 1 ? flash_wg_run<1>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group,
+                                         scale)
+                       : flash_wg_run<2>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group,
+                                         scale);
     if (hd == 128)
         return big ? flash_run<128, 8>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0,
                                        n_heads, group, scale)

@@ -623,6 +623,8 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     c->sms = prop.multiProcessorCount;
     c->bf16 = be->bf16 = bf16 != 0;
     c->pdl = prop.major >= 9 && !(getenv("GLMV_CUDA_PDL") && !strcmp(getenv("GLMV_CUDA_PDL"), "0"));
+    /* the sm_90a cubin runs on compute capability 9.0 alone; GLMV_CUDA_WGMMA=0 keeps mma.sync */
+    c->wgmma = prop.major == 9 && prop.minor == 0 && !(getenv("GLMV_CUDA_WGMMA") && !strcmp(getenv("GLMV_CUDA_WGMMA"), "0"));
     snprintf(c->device_name, sizeof c->device_name, "%s", prop.name);
     if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
         glmv_errf(err, "cuda: %s: cannot create a stream: %s", prop.name, cudaGetErrorString(e));

@@ -30,6 +30,7 @@ struct cuda_ctx {
     int sms;                     /* multiprocessors */
     int failed;                  /* sticky: first error kept in err */
     int pdl;                     /* launch with programmatic dependent launch */
+    int wgmma;                   /* Hopper (sm_90a code): the wgmma flash kernel for head dim 128 */
     int bf16;                    /* be->bf16: bf16 tensor cores for GEMMs and prefill attention */
     int kv_bf16;                 /* be->caps.kv_bf16: the KV caches hold bf16 */
     char err[GLMV_ERR_SIZE];
