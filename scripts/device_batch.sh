@@ -444,7 +444,8 @@ wgmma)
         done
     done
     echo "== cuda_parity_9b.py"
-    timeout 400 python3 scripts/cuda_parity_9b.py --bench .dev/cuda/bin/bench_cuda --dir /tmp/glm9b \
+    left=$((${WGMMA_END:-570} - SECONDS)); [ $left -gt 30 ] || left=30
+    timeout $left python3 scripts/cuda_parity_9b.py --bench .dev/cuda/bin/bench_cuda --dir /tmp/glm9b \
         --json "$OUT/parity9b.json" >"$OUT/parity9b.log" 2>&1; echo "rc=$?"
     tail -n 6 "$OUT/parity9b.log"
     ;;
