@@ -418,7 +418,7 @@ wgmma)
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } 2>&1
     timeout 150 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
     echo "== test_cuda"; grep -E 'attn|not ok|RESULT|FAIL' "$OUT/test_cuda.log" | tail -n 12
-    GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,tiny_image2,tiny2_text,tiny2_image1,bf16_tiny_image2,prompt_last_row,batch_invariance,mixed_prefill,prefix_sharing \
+    GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,tiny_image2,tiny2_text,tiny2_image1,bf16_tiny_image2,prompt_last_row,batch_invariance,mixed_prefill,joined_qkv,decode_graphs \
         timeout 150 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
     echo "== test_parity on CUDA"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cuda.log" | tail -n 8
     for v in 0 1 1-wg1; do

@@ -341,7 +341,7 @@ static int flash_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64
 /* flash_wg_kernel: flash_kernel's function for head dim 128 on the Hopper tensor cores.
  * A block is WG warpgroups of 4 warps, each warpgroup 64 query rows (wgmma's M); they
  * share each 64-key tile of K and Vt, copied into shared memory by all threads with
- * cp.async, two stages deep. S = Q Kᵀ is wgmma m64n64k16 with Q's fragments in registers
+ * cp.async, three stages deep (see the loop). S = Q Kᵀ is wgmma m64n64k16 with Q's fragments in registers
  * (the mma.sync A layout, which is wgmma's) and K from shared memory; O += P Vᵀᵀ is
  * m64n128k16 with P from the S accumulators (as in flash_kernel) and Vt from shared
  * memory. Both B tiles are K-major (the reduced dimension contiguous: K's rows are d,
@@ -387,11 +387,19 @@ __device__ __forceinline__ void wgmma_m64n128(float (&d)[64], const uint32_t (&a
 
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wg_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
 /* keeps the compiler from moving accesses of an accumulator across the asynchronous product */
 template <int N> __device__ __forceinline__ void wg_hold(float (&d)[N]) {
 #pragma unroll
     for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+/* the same for A fragments: defined before the fence, not among the products */
+template <int N> __device__ __forceinline__ void wg_hold(uint32_t (&a)[N][4]) {
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "+r"(a[i][0]), "+r"(a[i][1]), "+r"(a[i][2]), "+r"(a[i][3])::"memory");
 }
 
 /* the shared-memory descriptor of a K-major, 128-byte-swizzled operand at shared address a
@@ -403,7 +411,7 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t a) {
 }
 
 #define FW_TILE (FA_BN * 128 * 2)      /* bytes of a K tile (and of a Vt tile): 16 KB */
-#define FW_STAGES 2
+#define FW_STAGES 3 /* tile t + 1 loading, t in S, t - 1 in P·V */
 #define FW_SMEM (FW_STAGES * 2 * FW_TILE + 1024) /* + room to align the atoms */
 
 /* one K tile (keys k0.. of kb, 128 d each) and one Vt tile (128 rows of keys k0..) into a
@@ -461,29 +469,44 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
     for (int i = 0; i < HD / 2; i++) o[i] = 0.f;
     float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
 
-    for (int t = 0; t < ntiles; t++) {
-        const int64_t k0 = (int64_t)t * FA_BN;
-        if (t + 1 < ntiles) {
-            fw_issue<NT>(sbase + ((t + 1) % FW_STAGES) * 2 * FW_TILE, kb, vt, nk_pad, k0 + FA_BN);
-            cp_commit();
-            cp_wait<1>();
-        } else {
-            cp_wait<0>();
-        }
+    /* Tile t: its K and V landed (the copy issued a tile before), the copy of tile t + 1
+     * goes into the stage that P·V of tile t - 2 read (done before this tile's barrier);
+     * then S(t) and P·V(t - 1) go to the tensor cores together, and the softmax of S(t)
+     * runs while P·V(t - 1) is in flight; O is rescaled once that is done. Tile 0 has no
+     * tile before it: its P·V(t - 1) multiplies P = 0 by tile 0's V (finite values), which
+     * adds exact zeros. (A branch around the products, or tile 0 peeled off, makes ptxas
+     * serialize them.) */
+    uint32_t pf[FA_BN / 16][4]; /* P of the tile before, bf16 A fragments */
+#pragma unroll
+    for (int i = 0; i < FA_BN / 16; i++) pf[i][0] = pf[i][1] = pf[i][2] = pf[i][3] = 0u;
+    float al_a, al_b;           /* the rescale of what O held before this tile */
+    auto begin_tile = [&](int t) {
+        cp_wait<0>();
         /* the tensor cores read what cp.async wrote: order it for the async proxy */
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();
-        const uint32_t ks = sbase + (t % FW_STAGES) * 2 * FW_TILE, vs = ks + FW_TILE;
-
-        float s[FA_BN / 2]; /* m64n64: s[4 nb + e] */
-        wg_fence();
+        if (t + 1 < ntiles) {
+            fw_issue<NT>(sbase + ((t + 1) % FW_STAGES) * 2 * FW_TILE, kb, vt, nk_pad, (int64_t)(t + 1) * FA_BN);
+            cp_commit();
+        }
+    };
+    /* the descriptors are made before the fence: an instruction that defines a product's
+     * input between the products makes ptxas serialize them */
+    auto desc_k = [&](int t) { return wg_desc(sbase + (t % FW_STAGES) * 2 * FW_TILE); };
+    auto desc_v = [&](int t) { return wg_desc(sbase + (t % FW_STAGES) * 2 * FW_TILE + FW_TILE); };
+    auto issue_s = [&](float (&s)[FA_BN / 2], uint64_t dk) { /* S = Q K(t)ᵀ; the start field counts 16 bytes */
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++)
-            wgmma_m64n64(s, qf[kk], wg_desc(ks + (kk >> 2) * (FA_BN * 128) + (kk & 3) * 32), kk);
+            wgmma_m64n64(s, qf[kk], dk + (((kk >> 2) * (FA_BN * 128) + (kk & 3) * 32) >> 4), kk);
         wg_commit();
-        wg_wait0();
-        wg_hold(s);
-
+    };
+    auto issue_pv = [&](uint64_t dv) { /* O += P(t) V(t) */
+#pragma unroll
+        for (int kq = 0; kq < FA_BN / 16; kq++) wgmma_m64n128(o, pf[kq], dv + ((kq * 32) >> 4), 1);
+        wg_commit();
+    };
+    auto softmax = [&](float (&s)[FA_BN / 2], int t) { /* S(t) into P(t) (float), al and l */
+        const int64_t k0 = (int64_t)t * FA_BN;
         const bool need_mask = k0 + FA_BN > nk || (causal && k0 + FA_BN - 1 > pos0 + q0);
         float mx_a = -INFINITY, mx_b = -INFINITY;
 #pragma unroll
@@ -500,7 +523,7 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
                 if (e < 2) mx_a = fmaxf(mx_a, x);
                 else mx_b = fmaxf(mx_b, x);
             }
-        float ref_a, ref_b, al_a, al_b;
+        float ref_a, ref_b;
         online_max(m_a, m_b, mx_a, mx_b, ref_a, ref_b, al_a, al_b);
         float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
@@ -514,14 +537,21 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
         }
         l_a = l_a * al_a + sum_a;
         l_b = l_b * al_b + sum_b;
-#pragma unroll
-        for (int nb = 0; nb < HD / 8; nb++) {
-            o[4 * nb + 0] *= al_a;
-            o[4 * nb + 1] *= al_a;
-            o[4 * nb + 2] *= al_b;
-            o[4 * nb + 3] *= al_b;
-        }
-        uint32_t pf[FA_BN / 16][4];
+    };
+    for (int t = 0; t < ntiles; t++) {
+        float s[FA_BN / 2]; /* m64n64: s[4 nb + e] */
+        begin_tile(t);
+        const uint64_t dk = desc_k(t), dv = desc_v(t ? t - 1 : 0);
+        wg_hold(o);
+        wg_hold(pf);
+        wg_fence();
+        issue_s(s, dk);
+        issue_pv(dv);
+        wg_wait<1>(); /* S(t) done, P·V(t - 1) may still run */
+        wg_hold(s);
+        softmax(s, t);
+        wg_wait<0>(); /* P·V(t - 1) has read pf: it may now take P(t) */
+        wg_hold(o);
 #pragma unroll
         for (int kq = 0; kq < FA_BN / 16; kq++) {
             pf[kq][0] = pack_bf16(s[8 * kq + 0], s[8 * kq + 1]);
@@ -529,14 +559,22 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
             pf[kq][2] = pack_bf16(s[8 * kq + 4], s[8 * kq + 5]);
             pf[kq][3] = pack_bf16(s[8 * kq + 6], s[8 * kq + 7]);
         }
-        wg_hold(o);
-        wg_fence();
 #pragma unroll
-        for (int kq = 0; kq < FA_BN / 16; kq++) wgmma_m64n128(o, pf[kq], wg_desc(vs + kq * 32), 1);
-        wg_commit();
-        wg_wait0();
+        for (int nb = 0; nb < HD / 8; nb++) {
+            o[4 * nb + 0] *= al_a;
+            o[4 * nb + 1] *= al_a;
+            o[4 * nb + 2] *= al_b;
+            o[4 * nb + 3] *= al_b;
+        }
+    }
+    if (ntiles > 0) { /* P·V of the last tile */
+        const uint64_t dv = desc_v(ntiles - 1);
         wg_hold(o);
-        __syncthreads(); /* this stage is refilled FW_STAGES tiles on */
+        wg_hold(pf);
+        wg_fence();
+        issue_pv(dv);
+        wg_wait<0>();
+        wg_hold(o);
     }
 #pragma unroll
     for (int off = 1; off <= 2; off <<= 1) {
