@@ -61,7 +61,8 @@
 #          test_cuda, the tiny fixtures on CUDA (head dim 128), the attention alone (prefill 512,
 #          4,096 and 28,032 rows causal, a 6,400-patch segment), time to first token of the
 #          1120x1120 PNG and the tower alone, the 4,096-token prefill, then cuda_parity_9b.py
-#          (bench_cuda in .dev/cuda/bin)
+#          (bench_cuda in .dev/cuda/bin); the kernel's variants (warpgroups, stages) and its ncu
+#          sections; WGMMA_PARTS picks among them
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -415,39 +416,60 @@ for f in json.load(sys.stdin)["serving"]:
     tail -n 3 "$OUT/bench.err"
     ;;
 wgmma)
+    # WGMMA_PARTS: any of tests attn ncu ttft prefill parity9b (default all)
+    parts=" ${WGMMA_PARTS:-tests attn ncu ttft prefill parity9b} "
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } 2>&1
-    timeout 150 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
-    echo "== test_cuda"; grep -E 'attn|not ok|RESULT|FAIL' "$OUT/test_cuda.log" | tail -n 12
-    GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,tiny_image2,tiny2_text,tiny2_image1,bf16_tiny_image2,prompt_last_row,batch_invariance,mixed_prefill,joined_qkv,decode_graphs \
-        timeout 150 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
-    echo "== test_parity on CUDA"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cuda.log" | tail -n 8
-    for v in 0 1 1-wg1; do
-        echo "== attention alone, GLMV_CUDA_WGMMA=$v"
-        GLMV_CUDA_WGMMA=${v%-wg1} GLMV_CUDA_FLASH_WG=$([ "$v" = 1-wg1 ] && echo 1 || echo 2) \
-            timeout 100 build/cuda/tests/test_cuda --bench-attn 2>&1 | grep -E 'prefill|vision'
-    done
-    mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
-        .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz /tmp/tok/tokenizer.json
-    for r in 1 2; do
+    if [[ $parts == *" tests "* ]]; then
+        timeout 150 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+        echo "== test_cuda"; grep -E 'attn_(causal|segments) .*hd=128|not ok|RESULT|FAIL' "$OUT/test_cuda.log" | tail -n 12
+        GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,tiny_image2,tiny2_text,tiny2_image1,bf16_tiny_image2,prompt_last_row,batch_invariance,mixed_prefill,joined_qkv,decode_graphs \
+            timeout 150 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+        echo "== test_parity on CUDA"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cuda.log" | tail -n 8
+    fi
+    if [[ $parts == *" attn "* ]]; then
+        # variants: mma.sync (wgmma off); wgmma with 2 or 1 warpgroups a block, 3 or 4 stages
+        for v in off 2-3 1-3 2-4 1-4 off 2-3; do
+            echo "== attention alone: $v"
+            if [ $v = off ]; then e="GLMV_CUDA_WGMMA=0"; else e="GLMV_CUDA_FLASH_WG=${v%-*} GLMV_CUDA_FLASH_STAGES=${v#*-}"; fi
+            env $e timeout 100 build/cuda/tests/test_cuda --bench-attn 2>&1 | grep -E 'prefill|vision'
+        done
+    fi
+    if [[ $parts == *" ncu "* ]]; then
+        NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+        [ -n "$NCU" ] && timeout 200 "$NCU" --clock-control none -k regex:flash_wg --launch-count 1 \
+            --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis --section Occupancy \
+            build/cuda/glmv bench --synthetic --layers 1 --device cuda --prompt 0 --decode 0 --vision 1120x1120 \
+            >"$OUT/ncu_flash.txt" 2>&1
+        grep -vE '^==PROF==|^ *-+ *$|^glmv|^model|^vision|^peak' "$OUT/ncu_flash.txt" | grep -E '[0-9]' | head -n 60
+    fi
+    if [[ $parts == *" ttft "* ]]; then
+        mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
+            .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz /tmp/tok/tokenizer.json
+        for r in 1 2; do
+            for v in 0 1; do
+                echo "== GLMV_CUDA_WGMMA=$v: time to first token, the 1120x1120 PNG and a question, 40 layers; the tower alone"
+                GLMV_CUDA_WGMMA=$v timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok \
+                    --prompt 0 --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." \
+                    --vision 1120x1120 2>&1 | grep -v '^glmv: warning'
+            done
+        done
+    fi
+    if [[ $parts == *" prefill "* ]]; then
         for v in 0 1; do
-            echo "== GLMV_CUDA_WGMMA=$v: time to first token, the 1120x1120 PNG and a question, 40 layers; the tower alone"
-            GLMV_CUDA_WGMMA=$v timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok \
-                --prompt 0 --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." \
-                --vision 1120x1120 2>&1 | grep -v '^glmv: warning'
+            echo "== GLMV_CUDA_WGMMA=$v: prefill of 4,096 and of 512 tokens, 40 layers"
+            for n in 4096 512; do
+                GLMV_CUDA_WGMMA=$v timeout 100 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt $n \
+                    --prompt-reps 4 --decode 0 --ctx 8192 --json 2>>"$OUT/bench.err" | grep -o '"prefill": {[^}]*'
+            done
         done
-    done
-    for v in 0 1; do
-        echo "== GLMV_CUDA_WGMMA=$v: prefill of 4,096 and of 512 tokens, 40 layers"
-        for n in 4096 512; do
-            GLMV_CUDA_WGMMA=$v timeout 100 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt $n \
-                --prompt-reps 4 --decode 0 --ctx 8192 --json 2>>"$OUT/bench.err" | grep -o '"prefill": {[^}]*'
-        done
-    done
-    echo "== cuda_parity_9b.py"
-    left=$((${WGMMA_END:-570} - SECONDS)); [ $left -gt 30 ] || left=30
-    timeout $left python3 scripts/cuda_parity_9b.py --bench .dev/cuda/bin/bench_cuda --dir /tmp/glm9b \
-        --json "$OUT/parity9b.json" >"$OUT/parity9b.log" 2>&1; echo "rc=$?"
-    tail -n 6 "$OUT/parity9b.log"
+    fi
+    if [[ $parts == *" parity9b "* ]]; then
+        echo "== cuda_parity_9b.py"
+        left=$((${WGMMA_END:-570} - SECONDS)); [ $left -gt 30 ] || left=30
+        timeout $left python3 scripts/cuda_parity_9b.py --bench .dev/cuda/bin/bench_cuda --dir /tmp/glm9b \
+            --json "$OUT/parity9b.json" >"$OUT/parity9b.log" 2>&1; echo "rc=$?"
+        tail -n 6 "$OUT/parity9b.log"
+    fi
     ;;
 ttft)
     # .dev/ttft: tokenizer.json.xz (../shared/assets/glm4-tokenizer/tokenizer.json, xz'd to fit the

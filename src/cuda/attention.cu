@@ -411,8 +411,9 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t a) {
 }
 
 #define FW_TILE (FA_BN * 128 * 2)      /* bytes of a K tile (and of a Vt tile): 16 KB */
-#define FW_STAGES 3 /* tile t + 1 loading, t in S, t - 1 in P·V */
-#define FW_SMEM (FW_STAGES * 2 * FW_TILE + 1024) /* + room to align the atoms */
+/* shared memory of ST stages (+ room to align the atoms): tiles t + 1 .. t + ST - 2 loading,
+ * t in S, t - 1 in P·V */
+#define FW_SMEM(ST) ((ST) * 2 * FW_TILE + 1024)
 
 /* one K tile (keys k0.. of kb, 128 d each) and one Vt tile (128 rows of keys k0..) into a
  * stage at shared address st, swizzled, by NT threads */
@@ -435,7 +436,7 @@ __device__ __forceinline__ void fw_issue(uint32_t st, const __nv_bfloat16 *kb, c
 }
 
 /* grid (q tiles of 64*WG rows, heads); arguments as flash_kernel's */
-template <int WG>
+template <int WG, int ST>
 __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
     float *__restrict__ out, int64_t ldo, const float *__restrict__ q, int64_t ldq,
     const __nv_bfloat16 *__restrict__ kb, const __nv_bfloat16 *__restrict__ vt, int64_t nq,
@@ -459,8 +460,12 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
     int64_t kend = nk;
     if (causal && pos0 + q0 + BM < kend) kend = pos0 + q0 + BM;
     const int ntiles = (int)((kend + FA_BN - 1) / FA_BN);
-    if (ntiles > 0) fw_issue<NT>(sbase, kb, vt, nk_pad, 0);
-    cp_commit();
+    constexpr int AHEAD = ST - 2; /* tiles in flight ahead of the one computed */
+#pragma unroll
+    for (int i = 0; i < AHEAD; i++) { /* a group per tile, empty past the last */
+        if (i < ntiles) fw_issue<NT>(sbase + i * 2 * FW_TILE, kb, vt, nk_pad, (int64_t)i * FA_BN);
+        cp_commit();
+    }
 
     uint32_t qf[HD / 16][4];
     load_q_frags<HD>(qf, q + row_a * ldq + tig * 2, q + row_b * ldq + tig * 2, row_a < nq, row_b < nq);
@@ -469,8 +474,9 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
     for (int i = 0; i < HD / 2; i++) o[i] = 0.f;
     float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
 
-    /* Tile t: its K and V landed (the copy issued a tile before), the copy of tile t + 1
-     * goes into the stage that P·V of tile t - 2 read (done before this tile's barrier);
+    /* Tile t: its K and V landed (the copy issued AHEAD tiles before), the copy of tile
+     * t + AHEAD goes into the stage that P·V of tile t - 2 read (done before this tile's
+     * barrier);
      * then S(t) and P·V(t - 1) go to the tensor cores together, and the softmax of S(t)
      * runs while P·V(t - 1) is in flight; O is rescaled once that is done. Tile 0 has no
      * tile before it: its P·V(t - 1) multiplies P = 0 by tile 0's V (finite values), which
@@ -481,19 +487,18 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
     for (int i = 0; i < FA_BN / 16; i++) pf[i][0] = pf[i][1] = pf[i][2] = pf[i][3] = 0u;
     float al_a, al_b;           /* the rescale of what O held before this tile */
     auto begin_tile = [&](int t) {
-        cp_wait<0>();
+        cp_wait<AHEAD - 1>(); /* one group a tile: tile t's is the oldest left */
         /* the tensor cores read what cp.async wrote: order it for the async proxy */
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();
-        if (t + 1 < ntiles) {
-            fw_issue<NT>(sbase + ((t + 1) % FW_STAGES) * 2 * FW_TILE, kb, vt, nk_pad, (int64_t)(t + 1) * FA_BN);
-            cp_commit();
-        }
+        if (t + AHEAD < ntiles)
+            fw_issue<NT>(sbase + ((t + AHEAD) % ST) * 2 * FW_TILE, kb, vt, nk_pad, (int64_t)(t + AHEAD) * FA_BN);
+        cp_commit();
     };
     /* the descriptors are made before the fence: an instruction that defines a product's
      * input between the products makes ptxas serialize them */
-    auto desc_k = [&](int t) { return wg_desc(sbase + (t % FW_STAGES) * 2 * FW_TILE); };
-    auto desc_v = [&](int t) { return wg_desc(sbase + (t % FW_STAGES) * 2 * FW_TILE + FW_TILE); };
+    auto desc_k = [&](int t) { return wg_desc(sbase + (t % ST) * 2 * FW_TILE); };
+    auto desc_v = [&](int t) { return wg_desc(sbase + (t % ST) * 2 * FW_TILE + FW_TILE); };
     auto issue_s = [&](float (&s)[FA_BN / 2], uint64_t dk) { /* S = Q K(t)ᵀ; the start field counts 16 bytes */
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++)
@@ -593,14 +598,14 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
 #endif
 }
 
-template <int WG>
+template <int WG, int ST>
 static int flash_wg_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
                         const __nv_bfloat16 *kb, const __nv_bfloat16 *vt, int64_t nq, int64_t nk,
                         int64_t nk_pad, int causal, int64_t pos0, int n_heads, int group, float scale) {
     static int attr_set[64]; /* per device */
     if (!attr_set[c->dev & 63]) {
-        cudaError_t e = cudaFuncSetAttribute(flash_wg_kernel<WG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             FW_SMEM);
+        cudaError_t e = cudaFuncSetAttribute(flash_wg_kernel<WG, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             FW_SMEM(ST));
         if (e != cudaSuccess) return cuda_fail(c, "attention: shared memory", e);
         attr_set[c->dev & 63] = 1;
     }
@@ -608,8 +613,8 @@ static int flash_wg_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     for (int64_t t0 = 0; t0 < nq; t0 += (int64_t)BM * 65535) {
         int64_t nqq = nq - t0;
         dim3 grid(cdiv(nqq, BM), (unsigned)n_heads);
-        cuda_launch(c, flash_wg_kernel<WG>, grid, 128 * WG, FW_SMEM, out + t0 * ldo, ldo, q + t0 * ldq, ldq, kb,
-                    vt, nqq, nk, nk_pad, causal, pos0 + t0, group, scale * LOG2E);
+        cuda_launch(c, flash_wg_kernel<WG, ST>, grid, 128 * WG, FW_SMEM(ST), out + t0 * ldo, ldo, q + t0 * ldq, ldq,
+                    kb, vt, nqq, nk, nk_pad, causal, pos0 + t0, group, scale * LOG2E);
     }
     return cuda_check(c, "attention (flash, wgmma)");
 }
@@ -634,13 +639,20 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     static int force = -1;
     if (force < 0) force = getenv("GLMV_CUDA_FLASH_WARPS") ? atoi(getenv("GLMV_CUDA_FLASH_WARPS")) : 0;
     bool big = force ? force == 8 : nq >= 128; /* measured: 8 warps win for prefill and vision */
-    static int wg = -1; /* warpgroups a block of the wgmma kernel: GLMV_CUDA_FLASH_WG=1|2 */
+    static int wg = -1, st = -1; /* the wgmma kernel's warpgroups a block and stages: GLMV_CUDA_FLASH_WG=1|2, _STAGES=3|4 */
     if (wg < 0) wg = getenv("GLMV_CUDA_FLASH_WG") && atoi(getenv("GLMV_CUDA_FLASH_WG")) == 1 ? 1 : 2;
-    if (hd == 128 && c->wgmma && nq >= 64)
-        return wg == 1 ? flash_wg_run<1>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group,
-                                         scale)
-                       : flash_wg_run<2>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group,
-                                         scale);
+    if (st < 0) st = getenv("GLMV_CUDA_FLASH_STAGES") && atoi(getenv("GLMV_CUDA_FLASH_STAGES")) == 4 ? 4 : 3;
+    if (hd == 128 && c->wgmma && nq >= 64) {
+        if (wg == 1)
+            return st == 4 ? flash_wg_run<1, 4>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads,
+                                                group, scale)
+                           : flash_wg_run<1, 3>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads,
+                                                group, scale);
+        return st == 4 ? flash_wg_run<2, 4>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group,
+                                            scale)
+                       : flash_wg_run<2, 3>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group,
+                                            scale);
+    }
     if (hd == 128)
         return big ? flash_run<128, 8>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0,
                                        n_heads, group, scale)
