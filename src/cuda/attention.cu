@@ -390,6 +390,11 @@ __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.s
 template <int N> __device__ __forceinline__ void wg_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
+__device__ __forceinline__ float ex2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
 /* keeps the compiler from moving accesses of an accumulator across the asynchronous product */
 template <int N> __device__ __forceinline__ void wg_hold(float (&d)[N]) {
 #pragma unroll
@@ -510,7 +515,12 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
         for (int kq = 0; kq < FA_BN / 16; kq++) wgmma_m64n128(o, pf[kq], dv + ((kq * 32) >> 4), 1);
         wg_commit();
     };
-    auto softmax = [&](float (&s)[FA_BN / 2], int t) { /* S(t) into P(t) (float), al and l */
+    /* S(t) into P(t) (float), al and l. The maxima are taken on the raw scores and scaled
+     * once (scaling by a positive factor keeps the order, and rounding is monotonic, so it
+     * is the maximum of the scaled scores); each exponent is one fma and one ex2.approx.ftz
+     * (flash_kernel: a multiply, a subtraction and exp2f, whose denormal handling adds
+     * instructions; the results differ by rounding alone) */
+    auto softmax = [&](float (&s)[FA_BN / 2], int t) {
         const int64_t k0 = (int64_t)t * FA_BN;
         const bool need_mask = k0 + FA_BN > nk || (causal && k0 + FA_BN - 1 > pos0 + q0);
         float mx_a = -INFINITY, mx_b = -INFINITY;
@@ -518,7 +528,7 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
         for (int nb = 0; nb < FA_BN / 8; nb++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                float x = s[4 * nb + e] * scale_log2;
+                float x = s[4 * nb + e];
                 if (need_mask) {
                     int64_t col = k0 + nb * 8 + tig * 2 + (e & 1);
                     int64_t row = e < 2 ? row_a : row_b;
@@ -529,14 +539,14 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
                 else mx_b = fmaxf(mx_b, x);
             }
         float ref_a, ref_b;
-        online_max(m_a, m_b, mx_a, mx_b, ref_a, ref_b, al_a, al_b);
+        online_max(m_a, m_b, mx_a * scale_log2, mx_b * scale_log2, ref_a, ref_b, al_a, al_b);
         float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
         for (int nb = 0; nb < FA_BN / 8; nb++) {
-            s[4 * nb + 0] = exp2f(s[4 * nb + 0] - ref_a);
-            s[4 * nb + 1] = exp2f(s[4 * nb + 1] - ref_a);
-            s[4 * nb + 2] = exp2f(s[4 * nb + 2] - ref_b);
-            s[4 * nb + 3] = exp2f(s[4 * nb + 3] - ref_b);
+            s[4 * nb + 0] = ex2_ftz(fmaf(s[4 * nb + 0], scale_log2, -ref_a));
+            s[4 * nb + 1] = ex2_ftz(fmaf(s[4 * nb + 1], scale_log2, -ref_a));
+            s[4 * nb + 2] = ex2_ftz(fmaf(s[4 * nb + 2], scale_log2, -ref_b));
+            s[4 * nb + 3] = ex2_ftz(fmaf(s[4 * nb + 3], scale_log2, -ref_b));
             sum_a += s[4 * nb + 0] + s[4 * nb + 1];
             sum_b += s[4 * nb + 2] + s[4 * nb + 3];
         }
@@ -564,12 +574,14 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
             pf[kq][2] = pack_bf16(s[8 * kq + 4], s[8 * kq + 5]);
             pf[kq][3] = pack_bf16(s[8 * kq + 6], s[8 * kq + 7]);
         }
+        if (__any_sync(0xffffffffu, al_a != 1.f || al_b != 1.f)) { /* no row's maximum moved: nothing to do */
 #pragma unroll
-        for (int nb = 0; nb < HD / 8; nb++) {
-            o[4 * nb + 0] *= al_a;
-            o[4 * nb + 1] *= al_a;
-            o[4 * nb + 2] *= al_b;
-            o[4 * nb + 3] *= al_b;
+            for (int nb = 0; nb < HD / 8; nb++) {
+                o[4 * nb + 0] *= al_a;
+                o[4 * nb + 1] *= al_a;
+                o[4 * nb + 2] *= al_b;
+                o[4 * nb + 3] *= al_b;
+            }
         }
     }
     if (ntiles > 0) { /* P·V of the last tile */
