@@ -431,7 +431,7 @@ wgmma)
         for v in ${WGMMA_VARIANTS:-off 2-3 1-3 2-4 1-4 off 2-3}; do
             echo "== attention alone: $v"
             if [ $v = off ]; then e="GLMV_CUDA_WGMMA=0"; else e="GLMV_CUDA_FLASH_WG=${v%-*} GLMV_CUDA_FLASH_STAGES=${v#*-}"; fi
-            env $e timeout 100 build/cuda/tests/test_cuda --bench-attn 2>&1 | grep -E 'prefill|vision'
+            env $e timeout 100 build/cuda/tests/test_cuda --bench-attn 2>&1 | grep -E 'prefill|vision' | tee -a "$OUT/attn_$v.txt"
         done
     fi
     if [[ $parts == *" ncu "* ]]; then
