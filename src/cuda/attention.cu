@@ -8,6 +8,11 @@
  * base 2. Q, K, V are rounded to bf16 (as in the HF bf16 run), so expect an
  * NMSE near 1e-5 against the fp64 reference. Head dims 64 and 128.
  *
+ * flash_wg_kernel: the same function on Hopper's wgmma for head dim 128 and 64 rows or
+ * more (prefill and the vision tower on compute capability 9.0; GLMV_CUDA_WGMMA=0 keeps
+ * flash_kernel): 128 query rows a block, the softmax of one key tile overlapped with the
+ * product of the tile before by V. About 1.5x flash_kernel on an H100.
+ *
  * split_kernel: decode (a few query rows) and the fallback for any head dim:
  * fp32 throughout, flash-decoding: the keys are cut into chunks, each block
  * does one chunk for one kv head and all the query heads that share it (GQA),
