@@ -62,7 +62,7 @@
 #          4,096 and 28,032 rows causal, a 6,400-patch segment), time to first token of the
 #          1120x1120 PNG and the tower alone, the 4,096-token prefill, then cuda_parity_9b.py
 #          (bench_cuda in .dev/cuda/bin); the kernel's variants (warpgroups, stages) and its ncu
-#          sections; WGMMA_PARTS picks among them
+#          sections; WGMMA_PARTS picks among them, WGMMA_VARIANTS the kernels
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
@@ -425,12 +425,16 @@ wgmma)
         GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,tiny_image2,tiny2_text,tiny2_image1,bf16_tiny_image2,prompt_last_row,batch_invariance,mixed_prefill,joined_qkv,decode_graphs \
             timeout 150 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
         echo "== test_parity on CUDA"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cuda.log" | tail -n 8
+        for e in GLMV_CUDA_FLASH_BN=128 GLMV_CUDA_FLASH_WG=1; do
+            env $e GLMV_TEST_ONLY=attn_causal_flash,attn_segments,kv_bf16 timeout 60 build/cuda/tests/test_cuda >"$OUT/test_cuda_$e.log" 2>&1
+            echo "== test_cuda (attention), $e"; grep -E 'attn_(causal|segments) .*hd=128|not ok|RESULT|FAIL' "$OUT/test_cuda_$e.log" | tail -n 12
+        done
     fi
     if [[ $parts == *" attn "* ]]; then
-        # variants: mma.sync (wgmma off); wgmma with 2 or 1 warpgroups a block, 3 or 4 stages
-        for v in ${WGMMA_VARIANTS:-off 2-3 1-3 2-4 1-4 off 2-3}; do
+        # variants: mma.sync (wgmma off); wgmma with WG-BN: 2 or 1 warpgroups a block, 64 or 128 keys a tile
+        for v in ${WGMMA_VARIANTS:-off 2-64 2-128 1-64 off 2-64 2-128}; do
             echo "== attention alone: $v"
-            if [ $v = off ]; then e="GLMV_CUDA_WGMMA=0"; else e="GLMV_CUDA_FLASH_WG=${v%-*} GLMV_CUDA_FLASH_STAGES=${v#*-}"; fi
+            if [ $v = off ]; then e="GLMV_CUDA_WGMMA=0"; else e="GLMV_CUDA_FLASH_WG=${v%-*} GLMV_CUDA_FLASH_BN=${v#*-}"; fi
             env $e timeout 100 build/cuda/tests/test_cuda --bench-attn 2>&1 | grep -E 'prefill|vision' | tee -a "$OUT/attn_$v.txt"
         done
     fi
@@ -445,7 +449,7 @@ wgmma)
     if [[ $parts == *" ttft "* ]]; then
         mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
             .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz /tmp/tok/tokenizer.json
-        for r in 1 2; do
+        for r in $(seq "${ROUNDS:-2}"); do
             for v in 0 1; do
                 echo "== GLMV_CUDA_WGMMA=$v: time to first token, the 1120x1120 PNG and a question, 40 layers; the tower alone"
                 GLMV_CUDA_WGMMA=$v timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok \
@@ -457,7 +461,7 @@ wgmma)
     if [[ $parts == *" prefill "* ]]; then
         for v in 0 1; do
             echo "== GLMV_CUDA_WGMMA=$v: prefill of 4,096 and of 512 tokens, 40 layers"
-            for n in 4096 512; do
+            for n in ${PREFILL_NS:-4096 512}; do
                 GLMV_CUDA_WGMMA=$v timeout 100 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt $n \
                     --prompt-reps 4 --decode 0 --ctx 8192 --json 2>>"$OUT/bench.err" | grep -o '"prefill": {[^}]*'
             done

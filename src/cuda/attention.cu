@@ -345,7 +345,7 @@ static int flash_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64
 
 /* flash_wg_kernel: flash_kernel's function for head dim 128 on the Hopper tensor cores.
  * A block is WG warpgroups of 4 warps, each warpgroup 64 query rows (wgmma's M); they
- * share each 64-key tile of K and Vt, copied into shared memory by all threads with
+ * share each BN-key tile of K and Vt (64 or 128), copied into shared memory by all threads with
  * cp.async, three stages deep (see the loop). S = Q Kᵀ is wgmma m64n64k16 with Q's fragments in registers
  * (the mma.sync A layout, which is wgmma's) and K from shared memory; O += P Vᵀᵀ is
  * m64n128k16 with P from the S accumulators (as in flash_kernel) and Vt from shared
@@ -390,6 +390,15 @@ __device__ __forceinline__ void wgmma_m64n128(float (&d)[64], const uint32_t (&a
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
 }
 
+/* S tile of 64 or 128 keys */
+template <int BN> __device__ __forceinline__ void wgmma_s(float (&d)[BN / 2], const uint32_t (&a)[4], uint64_t b, int acc);
+template <> __device__ __forceinline__ void wgmma_s<64>(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int acc) {
+    wgmma_m64n64(d, a, b, acc);
+}
+template <> __device__ __forceinline__ void wgmma_s<128>(float (&d)[64], const uint32_t (&a)[4], uint64_t b, int acc) {
+    wgmma_m64n128(d, a, b, acc);
+}
+
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N> __device__ __forceinline__ void wg_wait() {
@@ -420,33 +429,36 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t a) {
     return (uint64_t)((a & 0x3FFFF) >> 4) | (uint64_t)1 << 16 | (uint64_t)(1024 >> 4) << 32 | (uint64_t)1 << 62;
 }
 
-#define FW_TILE (FA_BN * 128 * 2)      /* bytes of a K tile (and of a Vt tile): 16 KB */
+/* bytes of a K tile of BN keys (and of a Vt tile): BN x 128 bf16 */
+#define FW_TILE(BN) ((BN) * 128 * 2)
 /* shared memory of ST stages (+ room to align the atoms): tiles t + 1 .. t + ST - 2 loading,
  * t in S, t - 1 in P·V */
-#define FW_SMEM(ST) ((ST) * 2 * FW_TILE + 1024)
+#define FW_SMEM(ST, BN) ((ST) * 2 * FW_TILE(BN) + 1024)
 
-/* one K tile (keys k0.. of kb, 128 d each) and one Vt tile (128 rows of keys k0..) into a
- * stage at shared address st, swizzled, by NT threads */
-template <int NT>
+/* one K tile (keys k0 .. k0 + BN of kb, 128 d each: two column halves of 64 d, BN rows of
+ * 128 bytes) and one Vt tile (128 rows of keys k0..: BN / 64 column blocks of 128 rows of
+ * 128 bytes) into a stage at shared address st, swizzled, by NT threads */
+template <int NT, int BN>
 __device__ __forceinline__ void fw_issue(uint32_t st, const __nv_bfloat16 *kb, const __nv_bfloat16 *vt,
                                          int64_t nk_pad, int64_t k0) {
 #pragma unroll
-    for (int i = threadIdx.x; i < FA_BN * 16; i += NT) { /* K: 64 rows of 16 chunks */
+    for (int i = threadIdx.x; i < BN * 16; i += NT) { /* K: BN rows of 16 chunks */
         int r = i >> 4, c = i & 15;
-        uint32_t dst = st + (c >> 3) * (FA_BN * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+        uint32_t dst = st + (c >> 3) * (BN * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(kb + (k0 + r) * 128 + c * 8));
     }
+    constexpr int VC = BN / 8; /* chunks of a Vt row */
 #pragma unroll
-    for (int i = threadIdx.x; i < 128 * 8; i += NT) { /* Vt: 128 rows of 8 chunks */
-        int d = i >> 3, c = i & 7;
-        uint32_t dst = st + FW_TILE + d * 128 + ((c ^ (d & 7)) << 4);
+    for (int i = threadIdx.x; i < 128 * VC; i += NT) { /* Vt: 128 rows of VC chunks */
+        int d = i / VC, c = i % VC;
+        uint32_t dst = st + FW_TILE(BN) + (c >> 3) * (128 * 128) + d * 128 + (((c & 7) ^ (d & 7)) << 4);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst),
                      "l"(vt + (int64_t)d * nk_pad + k0 + c * 8));
     }
 }
 
 /* grid (q tiles of 64*WG rows, heads); arguments as flash_kernel's */
-template <int WG, int ST>
+template <int WG, int ST, int BN>
 __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
     float *__restrict__ out, int64_t ldo, const float *__restrict__ q, int64_t ldq,
     const __nv_bfloat16 *__restrict__ kb, const __nv_bfloat16 *__restrict__ vt, int64_t nq,
@@ -469,11 +481,11 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
 
     int64_t kend = nk;
     if (causal && pos0 + q0 + BM < kend) kend = pos0 + q0 + BM;
-    const int ntiles = (int)((kend + FA_BN - 1) / FA_BN);
+    const int ntiles = (int)((kend + BN - 1) / BN);
     constexpr int AHEAD = ST - 2; /* tiles in flight ahead of the one computed */
 #pragma unroll
     for (int i = 0; i < AHEAD; i++) { /* a group per tile, empty past the last */
-        if (i < ntiles) fw_issue<NT>(sbase + i * 2 * FW_TILE, kb, vt, nk_pad, (int64_t)i * FA_BN);
+        if (i < ntiles) fw_issue<NT, BN>(sbase + i * 2 * FW_TILE(BN), kb, vt, nk_pad, (int64_t)i * BN);
         cp_commit();
     }
 
@@ -492,9 +504,9 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
      * tile before it: its P·V(t - 1) multiplies P = 0 by tile 0's V (finite values), which
      * adds exact zeros. (A branch around the products, or tile 0 peeled off, makes ptxas
      * serialize them.) */
-    uint32_t pf[FA_BN / 16][4]; /* P of the tile before, bf16 A fragments */
+    uint32_t pf[BN / 16][4]; /* P of the tile before, bf16 A fragments */
 #pragma unroll
-    for (int i = 0; i < FA_BN / 16; i++) pf[i][0] = pf[i][1] = pf[i][2] = pf[i][3] = 0u;
+    for (int i = 0; i < BN / 16; i++) pf[i][0] = pf[i][1] = pf[i][2] = pf[i][3] = 0u;
     float al_a, al_b;           /* the rescale of what O held before this tile */
     auto begin_tile = [&](int t) {
         cp_wait<AHEAD - 1>(); /* one group a tile: tile t's is the oldest left */
@@ -502,22 +514,23 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();
         if (t + AHEAD < ntiles)
-            fw_issue<NT>(sbase + ((t + AHEAD) % ST) * 2 * FW_TILE, kb, vt, nk_pad, (int64_t)(t + AHEAD) * FA_BN);
+            fw_issue<NT, BN>(sbase + ((t + AHEAD) % ST) * 2 * FW_TILE(BN), kb, vt, nk_pad, (int64_t)(t + AHEAD) * BN);
         cp_commit();
     };
     /* the descriptors are made before the fence: an instruction that defines a product's
      * input between the products makes ptxas serialize them */
-    auto desc_k = [&](int t) { return wg_desc(sbase + (t % ST) * 2 * FW_TILE); };
-    auto desc_v = [&](int t) { return wg_desc(sbase + (t % ST) * 2 * FW_TILE + FW_TILE); };
-    auto issue_s = [&](float (&s)[FA_BN / 2], uint64_t dk) { /* S = Q K(t)ᵀ; the start field counts 16 bytes */
+    auto desc_k = [&](int t) { return wg_desc(sbase + (t % ST) * 2 * FW_TILE(BN)); };
+    auto desc_v = [&](int t) { return wg_desc(sbase + (t % ST) * 2 * FW_TILE(BN) + FW_TILE(BN)); };
+    auto issue_s = [&](float (&s)[BN / 2], uint64_t dk) { /* S = Q K(t)ᵀ; the start field counts 16 bytes */
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++)
-            wgmma_m64n64(s, qf[kk], dk + (((kk >> 2) * (FA_BN * 128) + (kk & 3) * 32) >> 4), kk);
+            wgmma_s<BN>(s, qf[kk], dk + (((kk >> 2) * (BN * 128) + (kk & 3) * 32) >> 4), kk);
         wg_commit();
     };
     auto issue_pv = [&](uint64_t dv) { /* O += P(t) V(t) */
 #pragma unroll
-        for (int kq = 0; kq < FA_BN / 16; kq++) wgmma_m64n128(o, pf[kq], dv + ((kq * 32) >> 4), 1);
+        for (int kq = 0; kq < BN / 16; kq++)
+            wgmma_m64n128(o, pf[kq], dv + (((kq >> 2) * (128 * 128) + (kq & 3) * 32) >> 4), 1);
         wg_commit();
     };
     /* S(t) into P(t) (float), al and l. The maxima are taken on the raw scores and scaled
@@ -525,12 +538,12 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
      * is the maximum of the scaled scores); each exponent is one fma and one ex2.approx.ftz
      * (flash_kernel: a multiply, a subtraction and exp2f, whose denormal handling adds
      * instructions; the results differ by rounding alone) */
-    auto softmax = [&](float (&s)[FA_BN / 2], int t) {
-        const int64_t k0 = (int64_t)t * FA_BN;
-        const bool need_mask = k0 + FA_BN > nk || (causal && k0 + FA_BN - 1 > pos0 + q0);
+    auto softmax = [&](float (&s)[BN / 2], int t) {
+        const int64_t k0 = (int64_t)t * BN;
+        const bool need_mask = k0 + BN > nk || (causal && k0 + BN - 1 > pos0 + q0);
         float mx_a = -INFINITY, mx_b = -INFINITY;
 #pragma unroll
-        for (int nb = 0; nb < FA_BN / 8; nb++)
+        for (int nb = 0; nb < BN / 8; nb++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 float x = s[4 * nb + e];
@@ -547,7 +560,7 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
         online_max(m_a, m_b, mx_a * scale_log2, mx_b * scale_log2, ref_a, ref_b, al_a, al_b);
         float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
-        for (int nb = 0; nb < FA_BN / 8; nb++) {
+        for (int nb = 0; nb < BN / 8; nb++) {
             s[4 * nb + 0] = ex2_ftz(fmaf(s[4 * nb + 0], scale_log2, -ref_a));
             s[4 * nb + 1] = ex2_ftz(fmaf(s[4 * nb + 1], scale_log2, -ref_a));
             s[4 * nb + 2] = ex2_ftz(fmaf(s[4 * nb + 2], scale_log2, -ref_b));
@@ -559,7 +572,7 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
         l_b = l_b * al_b + sum_b;
     };
     for (int t = 0; t < ntiles; t++) {
-        float s[FA_BN / 2]; /* m64n64: s[4 nb + e] */
+        float s[BN / 2]; /* m64nBN: s[4 nb + e] */
         begin_tile(t);
         const uint64_t dk = desc_k(t), dv = desc_v(t ? t - 1 : 0);
         wg_hold(o);
@@ -573,7 +586,7 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
         wg_wait<0>(); /* P·V(t - 1) has read pf: it may now take P(t) */
         wg_hold(o);
 #pragma unroll
-        for (int kq = 0; kq < FA_BN / 16; kq++) {
+        for (int kq = 0; kq < BN / 16; kq++) {
             pf[kq][0] = pack_bf16(s[8 * kq + 0], s[8 * kq + 1]);
             pf[kq][1] = pack_bf16(s[8 * kq + 2], s[8 * kq + 3]);
             pf[kq][2] = pack_bf16(s[8 * kq + 4], s[8 * kq + 5]);
@@ -615,14 +628,14 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
 #endif
 }
 
-template <int WG, int ST>
+template <int WG, int ST, int BN>
 static int flash_wg_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
                         const __nv_bfloat16 *kb, const __nv_bfloat16 *vt, int64_t nq, int64_t nk,
                         int64_t nk_pad, int causal, int64_t pos0, int n_heads, int group, float scale) {
     static int attr_set[64]; /* per device */
     if (!attr_set[c->dev & 63]) {
-        cudaError_t e = cudaFuncSetAttribute(flash_wg_kernel<WG, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             FW_SMEM(ST));
+        cudaError_t e = cudaFuncSetAttribute(flash_wg_kernel<WG, ST, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             FW_SMEM(ST, BN));
         if (e != cudaSuccess) return cuda_fail(c, "attention: shared memory", e);
         attr_set[c->dev & 63] = 1;
     }
@@ -630,7 +643,7 @@ static int flash_wg_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     for (int64_t t0 = 0; t0 < nq; t0 += (int64_t)BM * 65535) {
         int64_t nqq = nq - t0;
         dim3 grid(cdiv(nqq, BM), (unsigned)n_heads);
-        cuda_launch(c, flash_wg_kernel<WG, ST>, grid, 128 * WG, FW_SMEM(ST), out + t0 * ldo, ldo, q + t0 * ldq, ldq,
+        cuda_launch(c, flash_wg_kernel<WG, ST, BN>, grid, 128 * WG, FW_SMEM(ST, BN), out + t0 * ldo, ldo, q + t0 * ldq, ldq,
                     kb, vt, nqq, nk, nk_pad, causal, pos0 + t0, group, scale * LOG2E);
     }
     return cuda_check(c, "attention (flash, wgmma)");
@@ -642,7 +655,14 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
                         const KT *k, int64_t ldk, const KT *v, int64_t ldv, int64_t nq,
                         int64_t nk, int causal, int64_t pos0, int n_heads, int n_kv, int hd,
                         float scale) {
-    int64_t nk_pad = (nk + FA_BN - 1) / FA_BN * FA_BN;
+    /* the wgmma kernel's warpgroups a block and keys a tile: GLMV_CUDA_FLASH_WG=1|2, _BN=64|128
+     * (128 keys with two warpgroups only: the stages fill the shared memory) */
+    static int wg = -1, bn = -1;
+    if (wg < 0) wg = getenv("GLMV_CUDA_FLASH_WG") && atoi(getenv("GLMV_CUDA_FLASH_WG")) == 1 ? 1 : 2;
+    if (bn < 0) bn = getenv("GLMV_CUDA_FLASH_BN") && atoi(getenv("GLMV_CUDA_FLASH_BN")) == 128 ? 128 : 64;
+    const bool use_wg = hd == 128 && c->wgmma && nq >= 64;
+    const int pad = use_wg && bn == 128 && wg == 2 ? 128 : FA_BN; /* whole tiles of K and Vt */
+    int64_t nk_pad = (nk + pad - 1) / pad * pad;
     size_t plane = (size_t)nk_pad * hd * n_kv;
     __nv_bfloat16 *kb = (__nv_bfloat16 *)cuda_scratch(c, 2 * plane * sizeof(__nv_bfloat16));
     if (!kb) return -1;
@@ -656,19 +676,14 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     static int force = -1;
     if (force < 0) force = getenv("GLMV_CUDA_FLASH_WARPS") ? atoi(getenv("GLMV_CUDA_FLASH_WARPS")) : 0;
     bool big = force ? force == 8 : nq >= 128; /* measured: 8 warps win for prefill and vision */
-    static int wg = -1, st = -1; /* the wgmma kernel's warpgroups a block and stages: GLMV_CUDA_FLASH_WG=1|2, _STAGES=3|4 */
-    if (wg < 0) wg = getenv("GLMV_CUDA_FLASH_WG") && atoi(getenv("GLMV_CUDA_FLASH_WG")) == 1 ? 1 : 2;
-    if (st < 0) st = getenv("GLMV_CUDA_FLASH_STAGES") && atoi(getenv("GLMV_CUDA_FLASH_STAGES")) == 4 ? 4 : 3;
-    if (hd == 128 && c->wgmma && nq >= 64) {
-        if (wg == 1)
-            return st == 4 ? flash_wg_run<1, 4>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads,
+    if (use_wg) {
+        if (pad == 128)
+            return flash_wg_run<2, 3, 128>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group,
+                                           scale);
+        return wg == 1 ? flash_wg_run<1, 3, 64>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads,
                                                 group, scale)
-                           : flash_wg_run<1, 3>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads,
+                       : flash_wg_run<2, 3, 64>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads,
                                                 group, scale);
-        return st == 4 ? flash_wg_run<2, 4>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group,
-                                            scale)
-                       : flash_wg_run<2, 3>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group,
-                                            scale);
     }
     if (hd == 128)
         return big ? flash_run<128, 8>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0,
