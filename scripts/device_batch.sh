@@ -426,8 +426,8 @@ wgmma)
             timeout 150 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
         echo "== test_parity on CUDA"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cuda.log" | tail -n 8
         for e in GLMV_CUDA_FLASH_BN=64 GLMV_CUDA_FLASH_WG=1; do
-            env $e GLMV_TEST_ONLY=attn_causal_flash,attn_segments,kv_bf16 timeout 60 build/cuda/tests/test_cuda >"$OUT/test_cuda_${e#*FLASH_}.log" 2>&1
-            echo "== test_cuda (attention), $e"; grep -E 'attn_(causal|segments) .*hd=128|not ok|RESULT|FAIL' "$OUT/test_cuda_${e#*FLASH_}.log" | tail -n 12
+            env $e GLMV_TEST_ONLY=attn_causal_flash,attn_segments,kv_bf16 timeout 60 build/cuda/tests/test_cuda >"$OUT/test_cuda_${e//=/-}.log" 2>&1
+            echo "== test_cuda (attention), $e"; grep -E 'attn_(causal|segments) .*hd=128|not ok|RESULT|FAIL' "$OUT/test_cuda_${e//=/-}.log" | tail -n 12
         done
     fi
     if [[ $parts == *" attn "* ]]; then
