@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft|video|wgmma -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft|video|videottft|wgmma -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -67,7 +67,7 @@ set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
 [ -d .dev/rel ] && cp .dev/rel/bin/test_* build/release/tests/ && cp .dev/rel/bin/glmv build/release/
-cp .dev/cuda/bin/test_* build/cuda/tests/ && cp .dev/cuda/bin/glmv build/cuda/
+{ cp .dev/cuda/bin/test_* build/cuda/tests/ 2>/dev/null; cp .dev/cuda/bin/glmv build/cuda/; }
 [ -e ../shared ] || ln -s "$PWD/.dev/shared" ../shared
 [ -d .dev/rel ] && source .dev/rel/env.sh
 source .dev/cuda/env.sh
@@ -414,6 +414,24 @@ for f in json.load(sys.stdin)["serving"]:
     timeout 150 $S --decode 64 --ctx 8192 --prompt-reps 6 --json 2>>"$OUT/bench.err" |
         grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*\|"prefill": {[^}]*\|"device_bytes": [0-9]*'
     tail -n 3 "$OUT/bench.err"
+    ;;
+videottft)
+    # the 60-s 720p clip's time to first token (as in video), the wgmma attention off and on,
+    # alternating; needs only .dev/cuda/bin/glmv, .dev/video/{ffmin.tar.xz,clip720.mp4} and the
+    # tokenizer of .dev/shared
+    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } 2>&1
+    (cd .dev/cuda/lib && rm -f libavcodec.so.59 libavformat.so.59 libavutil.so.57 libswscale.so.6) &&
+        tar -C .dev/cuda -xJf .dev/video/ffmin.tar.xz
+    mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
+        .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz /tmp/tok/tokenizer.json
+    cp .dev/shared/assets/glm4-tokenizer/tokenizer_config.json .dev/shared/assets/glm41v/chat_template.jinja /tmp/tok/
+    for v in ${VIDEO_WGMMA:-1 0 1}; do
+        echo "== GLMV_CUDA_WGMMA=$v: time to first token, the 60-s 720p clip and a question, 9B shape (40 layers)"
+        GLMV_CUDA_WGMMA=$v GLMV_LOG=1 timeout 200 build/cuda/glmv bench --synthetic --layers 40 --device cuda \
+            --tokenizer /tmp/tok --prompt 0 --decode 0 --video .dev/video/clip720.mp4 --json 2>"$OUT/video_$v.err" |
+            grep -o '"ttft": {[^}]*'
+        grep -E 'video .*decode' "$OUT/video_$v.err" | tail -n 1
+    done
     ;;
 wgmma)
     # WGMMA_PARTS: any of tests attn ncu ttft prefill parity9b (default all)
