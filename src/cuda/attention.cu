@@ -360,6 +360,33 @@ static int flash_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64
 #define GLMV_WGMMA_CODE 1
 #endif
 
+/* Whether the code loaded for this device holds the wgmma kernel (the Makefile's sm_90a; a
+ * build for plain sm_90, NVARCH overridden, compiles it empty): asked of the device once, when
+ * the backend starts, so that such a build falls back to flash_kernel instead of running an
+ * empty kernel. */
+__global__ void wgmma_probe_kernel(int *ok) {
+#ifdef GLMV_WGMMA_CODE
+    *ok = 1;
+#else
+    *ok = 0;
+#endif
+}
+
+int k_wgmma_built(cuda_ctx *c) {
+    int *d = NULL, h = 0;
+    if (cudaMalloc(&d, sizeof(int)) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    wgmma_probe_kernel<<<1, 1, 0, c->stream>>>(d);
+    bool ok = cudaGetLastError() == cudaSuccess &&
+              cudaMemcpyAsync(&h, d, sizeof h, cudaMemcpyDeviceToHost, c->stream) == cudaSuccess &&
+              cudaStreamSynchronize(c->stream) == cudaSuccess;
+    cudaFree(d);
+    if (!ok) cudaGetLastError();
+    return ok && h == 1;
+}
+
 /* D[64 x 64] (+)= A[64 x 16] (registers, bf16) B (shared memory, K-major, 128-byte swizzle) */
 __device__ __forceinline__ void wgmma_m64n64(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int acc) {
     asm volatile(

@@ -648,6 +648,7 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     cublasSetStream(c->blas, c->stream);
     cublasSetWorkspace(c->blas, c->workspace, c->workspace_bytes);
     cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH); /* no TF32 for fp32 */
+    if (c->wgmma) c->wgmma = k_wgmma_built(c);
 
     be->name = "cuda";
     be->destroy = cu_destroy;

@@ -145,6 +145,9 @@ void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const
                      int64_t ldk, const float *v, int64_t ldv, const int64_t *cu, int n_seg,
                      int n_heads, int head_dim, float scale);
 
+/* 1 when the loaded code holds the wgmma flash kernel (attention.cu) */
+int k_wgmma_built(cuda_ctx *c);
+
 static inline unsigned cdiv(int64_t a, int64_t b) { return (unsigned)((a + b - 1) / b); }
 
 /* Programmatic dependent launch (sm_90): every kernel of the backend starts
