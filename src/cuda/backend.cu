@@ -605,8 +605,8 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
         glmv_errf(err, "cuda: device %d: %s", dev, cudaGetErrorString(e));
         return NULL;
     }
-    if (prop.major < 8) {
-        glmv_errf(err, "cuda: %s has compute capability %d.%d; glmv needs 8.0 or newer (built for 9.0)",
+    if (prop.major < 9) { /* the kernels use Hopper's griddepcontrol; the build holds sm_90a code and compute_90 PTX */
+        glmv_errf(err, "cuda: %s has compute capability %d.%d; glmv's CUDA build needs 9.0 (Hopper) or newer",
                   prop.name, prop.major, prop.minor);
         return NULL;
     }
