@@ -72,6 +72,21 @@ mkdir -p "$OUT" build/release/tests build/cuda/tests
 [ -d .dev/rel ] && source .dev/rel/env.sh
 source .dev/cuda/env.sh
 
+# the GLM-4 tokenizer (xz'd to fit a call) unpacked into /tmp/tok; with "full", also its
+# tokenizer_config.json and the chat template from .dev/shared
+tok_dir() {
+    mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
+        "$1" /tmp/tok/tokenizer.json
+    [ "${2:-}" = full ] && cp .dev/shared/assets/glm4-tokenizer/tokenizer_config.json \
+        .dev/shared/assets/glm41v/chat_template.jinja /tmp/tok/
+    return 0
+}
+# .dev/video/ffmin.tar.xz (scripts/device_ffmpeg.sh) in place of the bundle's FFmpeg stand-ins
+ffmin_libs() {
+    (cd .dev/cuda/lib && rm -f libavcodec.so.59 libavformat.so.59 libavutil.so.57 libswscale.so.6) &&
+        tar -C .dev/cuda -xJf .dev/video/ffmin.tar.xz
+}
+
 # ---- serving: test_cuda, the batching tests of test_parity on CUDA (caches allocated whole, then
 # growing in CUDA virtual memory), then 128 requests of 512 + 128 tokens served 64 and 16 at a time,
 # prompts mixed into the passes or prefilled alone
@@ -420,11 +435,8 @@ videottft)
     # alternating; needs only .dev/cuda/bin/glmv, .dev/video/{ffmin.tar.xz,clip720.mp4} and the
     # tokenizer of .dev/shared
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } 2>&1
-    (cd .dev/cuda/lib && rm -f libavcodec.so.59 libavformat.so.59 libavutil.so.57 libswscale.so.6) &&
-        tar -C .dev/cuda -xJf .dev/video/ffmin.tar.xz
-    mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
-        .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz /tmp/tok/tokenizer.json
-    cp .dev/shared/assets/glm4-tokenizer/tokenizer_config.json .dev/shared/assets/glm41v/chat_template.jinja /tmp/tok/
+    ffmin_libs
+    tok_dir .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz full
     for v in ${VIDEO_WGMMA:-1 0 1}; do
         echo "== GLMV_CUDA_WGMMA=$v: time to first token, the 60-s 720p clip and a question, 9B shape (40 layers)"
         GLMV_CUDA_WGMMA=$v GLMV_LOG=1 timeout 200 build/cuda/glmv bench --synthetic --layers 40 --device cuda \
@@ -465,8 +477,7 @@ wgmma)
         grep -vE '^==PROF==|^ *-+ *$|^glmv|^model|^vision|^peak' "$OUT/ncu_flash.txt" | grep -E '[0-9]' | head -n 60
     fi
     if [[ $parts == *" ttft "* ]]; then
-        mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
-            .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz /tmp/tok/tokenizer.json
+        tok_dir .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz
         for r in $(seq "${ROUNDS:-2}"); do
             for v in 0 1; do
                 echo "== GLMV_CUDA_WGMMA=$v: time to first token, the 1120x1120 PNG and a question, 40 layers; the tower alone"
@@ -498,8 +509,7 @@ ttft)
     # call) and photo_1120.png, a 1120x1120 crop (x 640, y 240) of
     # ../shared/assets/images/variants/big_2400x1600.png made with libpng's simplified API
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } 2>&1
-    mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
-        .dev/ttft/tokenizer.json.xz /tmp/tok/tokenizer.json
+    tok_dir .dev/ttft/tokenizer.json.xz
     # with .dev/old/glmv (a binary of an earlier commit that has --tokenizer): both, alternating;
     # this one also after a warm-up run (--warmup, as glmv serve makes one)
     for r in $(seq "${ROUNDS:-2}"); do
@@ -550,11 +560,8 @@ video)
     #   the 60-s 720p clip: glmv's time to first token on the 9B shape (random weights, the real
     #   tokenizer), each stage, and transformers' on the frames glmv decodes (hf_video_ttft.py)
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } 2>&1
-    (cd .dev/cuda/lib && rm -f libavcodec.so.59 libavformat.so.59 libavutil.so.57 libswscale.so.6) &&
-        tar -C .dev/cuda -xJf .dev/video/ffmin.tar.xz
-    mkdir -p /tmp/tok && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
-        .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz /tmp/tok/tokenizer.json
-    cp .dev/shared/assets/glm4-tokenizer/tokenizer_config.json .dev/shared/assets/glm41v/chat_template.jinja /tmp/tok/
+    ffmin_libs
+    tok_dir .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz full
     if [ ! -f tests/fixtures/tiny/ref_video.json ] || [ -n "${REGEN:-}" ]; then
         echo "== transformers: the tiny checkpoint's greedy answer about mmcv_test.mp4"
         timeout 200 python3 scripts/gen_video_greedy.py .dev/video/mmcv_test.npy.gz 25 tests/fixtures/tiny 2>&1 | tail -n 3

@@ -317,28 +317,39 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1) flash_kernel(
     }
 }
 
+/* the flash kernels' common signature (flash_kernel, flash_wg_kernel) */
+typedef void (*flash_fn)(float *, int64_t, const float *, int64_t, const __nv_bfloat16 *, const __nv_bfloat16 *,
+                         int64_t, int64_t, int64_t, int, int64_t, int, float);
+
+/* one flash kernel over nq query rows: blocks of bm rows and threads threads, grid.x at most
+ * 65535 blocks a launch; its dynamic shared memory limit raised to sh once a device
+ * (attr_set: that kernel's flags, 64 devices) */
+static int flash_grid(cuda_ctx *c, flash_fn fn, int *attr_set, int bm, int threads, size_t sh, float *out,
+                      int64_t ldo, const float *q, int64_t ldq, const __nv_bfloat16 *kb, const __nv_bfloat16 *vt,
+                      int64_t nq, int64_t nk, int64_t nk_pad, int causal, int64_t pos0, int n_heads, int group,
+                      float scale, const char *what) {
+    if (!attr_set[c->dev & 63]) {
+        cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
+        if (e != cudaSuccess) return cuda_fail(c, "attention: shared memory", e);
+        attr_set[c->dev & 63] = 1;
+    }
+    for (int64_t t0 = 0; t0 < nq; t0 += (int64_t)bm * 65535) { /* grid.x is ample */
+        int64_t nqq = nq - t0;
+        dim3 grid(cdiv(nqq, bm), (unsigned)n_heads);
+        cuda_launch(c, fn, grid, threads, sh, out + t0 * ldo, ldo, q + t0 * ldq, ldq, kb, vt, nqq, nk, nk_pad, causal,
+                    pos0 + t0, group, scale * LOG2E);
+    }
+    return cuda_check(c, what);
+}
+
 template <int HD, int WARPS>
 static int flash_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
                      const __nv_bfloat16 *kb, const __nv_bfloat16 *vt, int64_t nq, int64_t nk,
                      int64_t nk_pad, int causal, int64_t pos0, int n_heads, int group,
                      float scale) {
-    static int attr_set[64]; /* per device */
-    size_t sh = fa_smem<HD>::bytes;
-    if (!attr_set[c->dev & 63]) {
-        cudaError_t e = cudaFuncSetAttribute(flash_kernel<HD, WARPS>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
-        if (e != cudaSuccess) return cuda_fail(c, "attention: shared memory", e);
-        attr_set[c->dev & 63] = 1;
-    }
-    constexpr int BM = 16 * WARPS;
-    for (int64_t t0 = 0; t0 < nq; t0 += (int64_t)BM * 65535) { /* grid.x is ample */
-        int64_t nqq = nq - t0;
-        dim3 grid(cdiv(nqq, BM), (unsigned)n_heads);
-        cuda_launch(c, flash_kernel<HD, WARPS>, grid, 32 * WARPS, sh, 
-            out + t0 * ldo, ldo, q + t0 * ldq, ldq, kb, vt, nqq, nk, nk_pad, causal, pos0 + t0,
-            group, scale * LOG2E);
-    }
-    return cuda_check(c, "attention (flash)");
+    static int attr_set[64];
+    return flash_grid(c, flash_kernel<HD, WARPS>, attr_set, 16 * WARPS, 32 * WARPS, fa_smem<HD>::bytes, out, ldo, q,
+                      ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group, scale, "attention (flash)");
 }
 
 /* ------------------------------------------------- Hopper (wgmma) flash */
@@ -659,21 +670,9 @@ template <int WG, int ST, int BN>
 static int flash_wg_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
                         const __nv_bfloat16 *kb, const __nv_bfloat16 *vt, int64_t nq, int64_t nk,
                         int64_t nk_pad, int causal, int64_t pos0, int n_heads, int group, float scale) {
-    static int attr_set[64]; /* per device */
-    if (!attr_set[c->dev & 63]) {
-        cudaError_t e = cudaFuncSetAttribute(flash_wg_kernel<WG, ST, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             FW_SMEM(ST, BN));
-        if (e != cudaSuccess) return cuda_fail(c, "attention: shared memory", e);
-        attr_set[c->dev & 63] = 1;
-    }
-    constexpr int BM = 64 * WG;
-    for (int64_t t0 = 0; t0 < nq; t0 += (int64_t)BM * 65535) {
-        int64_t nqq = nq - t0;
-        dim3 grid(cdiv(nqq, BM), (unsigned)n_heads);
-        cuda_launch(c, flash_wg_kernel<WG, ST, BN>, grid, 128 * WG, FW_SMEM(ST, BN), out + t0 * ldo, ldo, q + t0 * ldq, ldq,
-                    kb, vt, nqq, nk, nk_pad, causal, pos0 + t0, group, scale * LOG2E);
-    }
-    return cuda_check(c, "attention (flash, wgmma)");
+    static int attr_set[64];
+    return flash_grid(c, flash_wg_kernel<WG, ST, BN>, attr_set, 64 * WG, 128 * WG, FW_SMEM(ST, BN), out, ldo, q, ldq,
+                      kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group, scale, "attention (flash, wgmma)");
 }
 
 /* convert K/V (n_kv heads of hd at column g*hd; KT float or bf16) and run the flash kernel */
