@@ -579,35 +579,50 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
     auto softmax = [&](float (&s)[BN / 2], int t) {
         const int64_t k0 = (int64_t)t * BN;
         const bool need_mask = k0 + BN > nk || (causal && k0 + BN - 1 > pos0 + q0);
-        float mx_a = -INFINITY, mx_b = -INFINITY;
+        /* four partial maxima and sums a row: a serial chain of 32 dependent max (or add)
+         * instructions with two warps a scheduler leaves the scheduler idle */
+        if (need_mask) {
 #pragma unroll
-        for (int nb = 0; nb < BN / 8; nb++)
+            for (int nb = 0; nb < BN / 8; nb++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = s[4 * nb + e];
-                if (need_mask) {
+                for (int e = 0; e < 4; e++) {
                     int64_t col = k0 + nb * 8 + tig * 2 + (e & 1);
                     int64_t row = e < 2 ? row_a : row_b;
-                    if (col >= nk || (causal && col > pos0 + row)) x = -INFINITY;
+                    if (col >= nk || (causal && col > pos0 + row)) s[4 * nb + e] = -INFINITY;
                 }
-                s[4 * nb + e] = x;
-                if (e < 2) mx_a = fmaxf(mx_a, x);
-                else mx_b = fmaxf(mx_b, x);
+        }
+        float ma[4], mb[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            ma[i] = fmaxf(s[8 * i + 0], s[8 * i + 1]);
+            mb[i] = fmaxf(s[8 * i + 2], s[8 * i + 3]);
+            ma[i] = fmaxf(ma[i], fmaxf(s[8 * i + 4], s[8 * i + 5]));
+            mb[i] = fmaxf(mb[i], fmaxf(s[8 * i + 6], s[8 * i + 7]));
+        }
+#pragma unroll
+        for (int nb = 8; nb < BN / 8; nb += 2)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int i = (nb / 2 + h) & 3, b = 4 * (nb + h);
+                ma[i] = fmaxf(ma[i], fmaxf(s[b + 0], s[b + 1]));
+                mb[i] = fmaxf(mb[i], fmaxf(s[b + 2], s[b + 3]));
             }
+        const float mx_a = fmaxf(fmaxf(ma[0], ma[1]), fmaxf(ma[2], ma[3]));
+        const float mx_b = fmaxf(fmaxf(mb[0], mb[1]), fmaxf(mb[2], mb[3]));
         float ref_a, ref_b;
         online_max(m_a, m_b, mx_a * scale_log2, mx_b * scale_log2, ref_a, ref_b, al_a, al_b);
-        float sum_a = 0.f, sum_b = 0.f;
+        float sa[4] = {0.f, 0.f, 0.f, 0.f}, sb[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int nb = 0; nb < BN / 8; nb++) {
             s[4 * nb + 0] = ex2_ftz(fmaf(s[4 * nb + 0], scale_log2, -ref_a));
             s[4 * nb + 1] = ex2_ftz(fmaf(s[4 * nb + 1], scale_log2, -ref_a));
             s[4 * nb + 2] = ex2_ftz(fmaf(s[4 * nb + 2], scale_log2, -ref_b));
             s[4 * nb + 3] = ex2_ftz(fmaf(s[4 * nb + 3], scale_log2, -ref_b));
-            sum_a += s[4 * nb + 0] + s[4 * nb + 1];
-            sum_b += s[4 * nb + 2] + s[4 * nb + 3];
+            sa[nb & 3] += s[4 * nb + 0] + s[4 * nb + 1];
+            sb[nb & 3] += s[4 * nb + 2] + s[4 * nb + 3];
         }
-        l_a = l_a * al_a + sum_a;
-        l_b = l_b * al_b + sum_b;
+        l_a = l_a * al_a + ((sa[0] + sa[1]) + (sa[2] + sa[3]));
+        l_b = l_b * al_b + ((sb[0] + sb[1]) + (sb[2] + sb[3]));
     };
     for (int t = 0; t < ntiles; t++) {
         float s[BN / 2]; /* m64nBN: s[4 nb + e] */
