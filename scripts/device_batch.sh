@@ -455,16 +455,18 @@ wgmma)
         GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,tiny_image2,tiny2_text,tiny2_image1,bf16_tiny_image2,prompt_last_row,batch_invariance,mixed_prefill,joined_qkv,decode_graphs \
             timeout 150 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
         echo "== test_parity on CUDA"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cuda.log" | tail -n 8
-        for e in GLMV_CUDA_FLASH_BN=64 GLMV_CUDA_FLASH_WG=1; do
+        for e in GLMV_CUDA_FLASH_BN=64 GLMV_CUDA_FLASH_WG=1 GLMV_CUDA_FLASH_PP=1; do
             env $e GLMV_TEST_ONLY=attn_causal_flash,attn_segments,kv_bf16 timeout 60 build/cuda/tests/test_cuda >"$OUT/test_cuda_${e//=/-}.log" 2>&1
             echo "== test_cuda (attention), $e"; grep -E 'attn_(causal|segments) .*hd=128|not ok|RESULT|FAIL' "$OUT/test_cuda_${e//=/-}.log" | tail -n 12
         done
     fi
     if [[ $parts == *" attn "* ]]; then
-        # variants: mma.sync (wgmma off); wgmma with WG-BN: 2 or 1 warpgroups a block, 64 or 128 keys a tile
+        # variants: mma.sync (wgmma off); wgmma with WG-BN: 2 or 1 warpgroups a block, 64 or 128 keys a
+        # tile; pp: the ping-pong variant
         for v in ${WGMMA_VARIANTS:-off 2-64 2-128 1-64 off 2-64 2-128}; do
             echo "== attention alone: $v"
-            if [ $v = off ]; then e="GLMV_CUDA_WGMMA=0"; else e="GLMV_CUDA_FLASH_WG=${v%-*} GLMV_CUDA_FLASH_BN=${v#*-}"; fi
+            if [ $v = off ]; then e="GLMV_CUDA_WGMMA=0"; elif [ $v = pp ]; then e="GLMV_CUDA_FLASH_PP=1"
+            else e="GLMV_CUDA_FLASH_WG=${v%-*} GLMV_CUDA_FLASH_BN=${v#*-}"; fi
             env $e timeout 100 build/cuda/tests/test_cuda --bench-attn 2>&1 | grep -E 'prefill|vision' | tee -a "$OUT/attn_$v.txt"
         done
     fi

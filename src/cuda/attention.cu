@@ -471,7 +471,30 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t a) {
 #define FW_TILE(BN) ((BN) * 128 * 2)
 /* shared memory of ST stages (+ room to align the atoms): tiles t + 1 .. t + ST - 2 loading,
  * t in S, t - 1 in P·V */
-#define FW_SMEM(ST, BN) ((ST) * 2 * FW_TILE(BN) + 1024)
+#define FW_SMEM(ST, BN) ((ST) * 2 * FW_TILE(BN) + 1024 + 64) /* + the ping-pong's mbarriers */
+
+/* mbarriers (the ping-pong variant): init, arrive, a thread's cp.async copies arriving when
+ * they land (noinc: the count set at init includes them), and the wait on a phase's parity */
+__device__ __forceinline__ void mbar_init(uint32_t a, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(a), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t a) {
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(a) : "memory");
+}
+__device__ __forceinline__ void mbar_cp_async_arrive(uint32_t a) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(a) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t a, int parity) {
+    uint32_t ok = 0;
+    while (!ok)
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(ok)
+                     : "r"(a), "r"(parity)
+                     : "memory");
+}
+/* named barriers 1 and 2 of the two warpgroups' turns (0 is __syncthreads') */
+__device__ __forceinline__ void nbar_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void nbar_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
 
 /* one K tile (keys k0 .. k0 + BN of kb, 128 d each: two column halves of 64 d, BN rows of
  * 128 bytes) and one Vt tile (128 rows of keys k0..: BN / 64 column blocks of 128 rows of
@@ -496,7 +519,11 @@ __device__ __forceinline__ void fw_issue(uint32_t st, const __nv_bfloat16 *kb, c
 }
 
 /* grid (q tiles of 64*WG rows, heads); arguments as flash_kernel's */
-template <int WG, int ST, int BN>
+/* PP (two warpgroups only): the warpgroups issue their products in turn (ping-pong, named
+ * barriers), so that one's softmax runs while the other's products are on the tensor cores, and
+ * the stages are handed over by mbarriers (full: a tile's copies landed; empty: both warpgroups'
+ * P·V read it) instead of a block barrier a tile, which would keep the two in step. */
+template <int WG, int ST, int BN, bool PP = false>
 __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
     float *__restrict__ out, int64_t ldo, const float *__restrict__ q, int64_t ldq,
     const __nv_bfloat16 *__restrict__ kb, const __nv_bfloat16 *__restrict__ vt, int64_t nq,
@@ -521,10 +548,27 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
     if (causal && pos0 + q0 + BM < kend) kend = pos0 + q0 + BM;
     const int ntiles = (int)((kend + BN - 1) / BN);
     constexpr int AHEAD = ST - 2; /* tiles in flight ahead of the one computed */
+    static_assert(!PP || (WG == 2 && AHEAD == 1), "ping-pong: two warpgroups, one tile ahead");
+    const uint32_t full = sbase + ST * 2 * FW_TILE(BN), empty = full + 8 * ST; /* mbarriers (PP) */
+    const int wgi = threadIdx.x >> 7;                                           /* this warpgroup */
+    if constexpr (PP) {
+        if (threadIdx.x == 0)
+            for (int i = 0; i < ST; i++) {
+                mbar_init(full + 8 * i, NT);
+                mbar_init(empty + 8 * i, NT);
+            }
+        __syncthreads();
+        if (ntiles > 0) {
+            fw_issue<NT, BN>(sbase, kb, vt, nk_pad, 0);
+            mbar_cp_async_arrive(full);
+        }
+        if (wgi == 1) nbar_arrive(1); /* warpgroup 0 issues first */
+    } else {
 #pragma unroll
-    for (int i = 0; i < AHEAD; i++) { /* a group per tile, empty past the last */
-        if (i < ntiles) fw_issue<NT, BN>(sbase + i * 2 * FW_TILE(BN), kb, vt, nk_pad, (int64_t)i * BN);
-        cp_commit();
+        for (int i = 0; i < AHEAD; i++) { /* a group per tile, empty past the last */
+            if (i < ntiles) fw_issue<NT, BN>(sbase + i * 2 * FW_TILE(BN), kb, vt, nk_pad, (int64_t)i * BN);
+            cp_commit();
+        }
     }
 
     uint32_t qf[HD / 16][4];
@@ -547,6 +591,12 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
     for (int i = 0; i < BN / 16; i++) pf[i][0] = pf[i][1] = pf[i][2] = pf[i][3] = 0u;
     float al_a, al_b;           /* the rescale of what O held before this tile */
     auto begin_tile = [&](int t) {
+        if constexpr (PP) {
+            mbar_wait(full + 8 * (t % ST), (t / ST) & 1);
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            nbar_sync(1 + wgi); /* this warpgroup's turn */
+            return;
+        }
         cp_wait<AHEAD - 1>(); /* one group a tile: tile t's is the oldest left */
         /* the tensor cores read what cp.async wrote: order it for the async proxy */
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -633,11 +683,22 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
         wg_fence();
         issue_s(s, dk);
         issue_pv(dv);
+        if constexpr (PP) {
+            nbar_arrive(2 - wgi); /* the other warpgroup's turn */
+            const int u = t + 1;  /* its copy goes into the stage tile u - ST used */
+            if (u < ntiles) {
+                if (u >= ST) mbar_wait(empty + 8 * (u % ST), (u / ST - 1) & 1);
+                fw_issue<NT, BN>(sbase + (u % ST) * 2 * FW_TILE(BN), kb, vt, nk_pad, (int64_t)u * BN);
+                mbar_cp_async_arrive(full + 8 * (u % ST));
+            }
+        }
         wg_wait<1>(); /* S(t) done, P·V(t - 1) may still run */
         wg_hold(s);
         softmax(s, t);
         wg_wait<0>(); /* P·V(t - 1) has read pf: it may now take P(t) */
         wg_hold(o);
+        if constexpr (PP)
+            if (t > 0) mbar_arrive(empty + 8 * ((t - 1) % ST)); /* this thread is done with tile t - 1 */
 #pragma unroll
         for (int kq = 0; kq < BN / 16; kq++) {
             pf[kq][0] = pack_bf16(s[8 * kq + 0], s[8 * kq + 1]);
@@ -655,6 +716,8 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
             }
         }
     }
+    if constexpr (PP)
+        if (wgi == 0) nbar_sync(1); /* warpgroup 1's last turn handed back: the barrier left balanced */
     if (ntiles > 0) { /* P·V of the last tile */
         const uint64_t dv = desc_v(ntiles - 1);
         wg_hold(o);
@@ -681,13 +744,13 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
 #endif
 }
 
-template <int WG, int ST, int BN>
+template <int WG, int ST, int BN, bool PP = false>
 static int flash_wg_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
                         const __nv_bfloat16 *kb, const __nv_bfloat16 *vt, int64_t nq, int64_t nk,
                         int64_t nk_pad, int causal, int64_t pos0, int n_heads, int group, float scale) {
     static int attr_set[64];
-    return flash_grid(c, flash_wg_kernel<WG, ST, BN>, attr_set, 64 * WG, 128 * WG, FW_SMEM(ST, BN), out, ldo, q, ldq,
-                      kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group, scale, "attention (flash, wgmma)");
+    return flash_grid(c, flash_wg_kernel<WG, ST, BN, PP>, attr_set, 64 * WG, 128 * WG, FW_SMEM(ST, BN), out, ldo, q,
+                      ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group, scale, "attention (flash, wgmma)");
 }
 
 /* convert K/V (n_kv heads of hd at column g*hd; KT float or bf16) and run the flash kernel */
@@ -718,7 +781,12 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     static int force = -1;
     if (force < 0) force = getenv("GLMV_CUDA_FLASH_WARPS") ? atoi(getenv("GLMV_CUDA_FLASH_WARPS")) : 0;
     bool big = force ? force == 8 : nq >= 128; /* measured: 8 warps win for prefill and vision */
+    static int pp = -1; /* GLMV_CUDA_FLASH_PP=1: the ping-pong variant (two warpgroups, 128 keys) */
+    if (pp < 0) pp = getenv("GLMV_CUDA_FLASH_PP") && atoi(getenv("GLMV_CUDA_FLASH_PP")) == 1;
     if (use_wg) {
+        if (pad == 128 && pp)
+            return flash_wg_run<2, 3, 128, true>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads,
+                                                 group, scale);
         if (pad == 128)
             return flash_wg_run<2, 3, 128>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads, group,
                                            scale);
