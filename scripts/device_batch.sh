@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft|video|videottft|wgmma -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft|video|videottft|wgmma|decode -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -66,6 +66,8 @@
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
+# binaries carried xz'd (to fit a call): unpacked in place
+[ -f .dev/cuda/bin.tar.xz ] && tar -xJf .dev/cuda/bin.tar.xz -C .dev/cuda
 [ -d .dev/rel ] && cp .dev/rel/bin/test_* build/release/tests/ && cp .dev/rel/bin/glmv build/release/
 { cp .dev/cuda/bin/test_* build/cuda/tests/ 2>/dev/null; cp .dev/cuda/bin/glmv build/cuda/; }
 [ -e ../shared ] || ln -s "$PWD/.dev/shared" ../shared
@@ -455,7 +457,7 @@ wgmma)
         GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,tiny_image2,tiny2_text,tiny2_image1,bf16_tiny_image2,prompt_last_row,batch_invariance,mixed_prefill,joined_qkv,decode_graphs \
             timeout 150 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
         echo "== test_parity on CUDA"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cuda.log" | tail -n 8
-        for e in GLMV_CUDA_FLASH_BN=64 GLMV_CUDA_FLASH_WG=1 GLMV_CUDA_FLASH_PP=1; do
+        for e in GLMV_CUDA_FLASH_BN=64 GLMV_CUDA_FLASH_WG=1 GLMV_CUDA_FLASH_PP=0; do
             env $e GLMV_TEST_ONLY=attn_causal_flash,attn_segments,kv_bf16 timeout 60 build/cuda/tests/test_cuda >"$OUT/test_cuda_${e//=/-}.log" 2>&1
             echo "== test_cuda (attention), $e"; grep -E 'attn_(causal|segments) .*hd=128|not ok|RESULT|FAIL' "$OUT/test_cuda_${e//=/-}.log" | tail -n 12
         done
@@ -466,7 +468,7 @@ wgmma)
         for v in ${WGMMA_VARIANTS:-off 2-64 2-128 1-64 off 2-64 2-128}; do
             echo "== attention alone: $v"
             if [ $v = off ]; then e="GLMV_CUDA_WGMMA=0"; elif [ $v = pp ]; then e="GLMV_CUDA_FLASH_PP=1"
-            else e="GLMV_CUDA_FLASH_WG=${v%-*} GLMV_CUDA_FLASH_BN=${v#*-}"; fi
+            else e="GLMV_CUDA_FLASH_PP=0 GLMV_CUDA_FLASH_WG=${v%-*} GLMV_CUDA_FLASH_BN=${v#*-}"; fi
             env $e timeout 100 build/cuda/tests/test_cuda --bench-attn 2>&1 | grep -E 'prefill|vision' | tee -a "$OUT/attn_$v.txt"
         done
     fi
@@ -504,6 +506,63 @@ wgmma)
         timeout $left python3 scripts/cuda_parity_9b.py --bench .dev/cuda/bin/bench_cuda --dir /tmp/glm9b \
             --json "$OUT/parity9b.json" >"$OUT/parity9b.log" 2>&1; echo "rc=$?"
         tail -n 6 "$OUT/parity9b.log"
+    fi
+    ;;
+decode)
+    # the decode step's parts and variants: test_cuda (and with GLMV_CUDA_FLASH_PP=0 its attention
+    # tests; the binaries built with -DGLMV_PDL_EARLY, .dev/cuda/bin/*-early, too), then the step
+    # with parts left out (test_cuda --bench-decode), the matrix-vector kernel per op, glmv bench's
+    # decode at 1k context and the flash kernels alone; variants: base, u6 (GLMV_CUDA_GEMV_U=6),
+    # early (the -early binaries), early-u6
+    { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } 2>&1
+    bins() { # variant -> "env binary-suffix"
+        case $1 in base) echo "X=0 ";; u6) echo "GLMV_CUDA_GEMV_U=6 ";; early) echo "X=0 -early";;
+        early-u6) echo "GLMV_CUDA_GEMV_U=6 -early";; esac; }
+    if [[ " ${DECODE_PARTS:-tests parts ops bench attn} " == *" tests "* ]]; then
+        for b in "" -early; do
+            [ -x .dev/cuda/bin/test_cuda$b ] || continue
+            timeout 150 .dev/cuda/bin/test_cuda$b >"$OUT/test_cuda$b.log" 2>&1
+            echo "== test_cuda$b"; grep -E 'not ok|RESULT|FAIL' "$OUT/test_cuda$b.log" | tail -n 6
+        done
+        GLMV_CUDA_FLASH_PP=0 GLMV_TEST_ONLY=attn_causal_flash,attn_segments timeout 60 build/cuda/tests/test_cuda \
+            >"$OUT/test_cuda_pp.log" 2>&1
+        echo "== test_cuda (attention), GLMV_CUDA_FLASH_PP=0"; grep -E 'hd=128|not ok|RESULT|FAIL' "$OUT/test_cuda_pp.log" | tail -n 12
+        GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,batch_invariance,joined_qkv,decode_graphs \
+            timeout 150 .dev/cuda/bin/test_parity-early >"$OUT/parity_early.log" 2>&1
+        echo "== test_parity on CUDA, -early"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_early.log" | tail -n 6
+    fi
+    for v in ${DECODE_VARIANTS:-base u6 early early-u6}; do
+        set -- $(bins $v); e=$1 sfx=${2:-}
+        if [[ " ${DECODE_PARTS:-tests parts ops bench attn} " == *" parts "* ]]; then
+            echo "== $v: test_cuda --bench-decode"
+            env $e timeout 120 .dev/cuda/bin/test_cuda$sfx --bench-decode 2>&1 | grep -E 'context|step' | tee -a "$OUT/parts_$v.txt"
+        fi
+        if [[ " ${DECODE_PARTS:-tests parts ops bench attn} " == *" ops "* ]]; then
+            echo "== $v: test_cuda --bench (the matrix-vector lines)"
+            env $e timeout 120 .dev/cuda/bin/test_cuda$sfx --bench 2>&1 | sed -n '/matrix-vector/,/batched/p' | head -n 9
+        fi
+    done
+    if [[ " ${DECODE_PARTS:-tests parts ops bench attn} " == *" bench "* ]]; then
+        for r in 1 2; do
+            for v in ${DECODE_VARIANTS:-base u6 early early-u6}; do
+                set -- $(bins $v); e=$1 sfx=${2:-}
+                printf '== %s: ' $v
+                env $e timeout 100 .dev/cuda/bin/glmv$sfx bench --synthetic --layers 40 --device cuda --prompt 512 \
+                    --decode 64 --ctx 1024 --json 2>>"$OUT/bench.err" | grep -o '"decode": \[[^]]*'
+            done
+        done
+    fi
+    if [[ " ${DECODE_PARTS:-tests parts ops bench attn} " == *" attn "* ]]; then
+        for v in ${ATTN_VARIANTS:-2-128 pp 2-128 pp}; do
+            echo "== attention alone: $v"
+            if [ $v = off ]; then e="GLMV_CUDA_WGMMA=0"; elif [ $v = pp ]; then e="GLMV_CUDA_FLASH_PP=1"; else e="GLMV_CUDA_FLASH_PP=0"; fi
+            env $e timeout 100 build/cuda/tests/test_cuda --bench-attn 2>&1 | grep -E 'prefill|vision' | tee -a "$OUT/attn_$v.txt"
+        done
+        for v in 0 1 0 1; do
+            printf '== GLMV_CUDA_FLASH_PP=%s: the tower alone, 1120x1120: ' $v
+            GLMV_CUDA_FLASH_PP=$v timeout 100 build/cuda/glmv bench --synthetic --layers 1 --device cuda --prompt 0 \
+                --decode 0 --vision 1120x1120 --json 2>>"$OUT/bench.err" | grep -o '"vision": \[[^]]*'
+        done
     fi
     ;;
 ttft)

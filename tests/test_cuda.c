@@ -1258,6 +1258,91 @@ static double bench_text(int64_t n, int64_t pos0, int reps) {
     return best;
 }
 
+/* A decode step of the 9B as src/text.c runs it today (q/k/v joined, norm_add_norm), at pos0
+ * keys, with parts left out (skip: 1 the small ops, 2 attention, 4 the matrix products), so
+ * that differences say where the step's time goes; ms per step. */
+static double bench_decode_parts(int64_t pos0, int skip, int reps) {
+    enum { NL = 40, DISTINCT = 4 };
+    const int64_t H = 4096, I = 13696, V = 151552, kvd = 256, ldq = H + 2 * kvd;
+    const int nh = 32, nkv = 2, hd = 128;
+    static struct { glmv_tensor in_norm, qkv_w, qkv_b, o_w, n1, n2, gate_up, down, n3; } L[DISTINCT];
+    static glmv_tensor head;
+    static int made;
+    for (int i = 0; i < DISTINCT && !made; i++) {
+        L[i].in_norm = bench_vec(H);
+        L[i].qkv_w = bench_tensor(ldq, H);
+        L[i].qkv_b = bench_vec(ldq);
+        L[i].o_w = bench_tensor(H, H);
+        L[i].n1 = bench_vec(H);
+        L[i].n2 = bench_vec(H);
+        L[i].gate_up = bench_tensor(2 * I, H);
+        L[i].down = bench_tensor(H, I);
+        L[i].n3 = bench_vec(H);
+    }
+    if (!made) {
+        head = bench_tensor(V, H);
+        made = 1;
+    }
+    float *kc[NL], *vc[NL];
+    for (int l = 0; l < NL; l++) {
+        kc[l] = dev_random((pos0 + 1) * kvd);
+        vc[l] = dev_random((pos0 + 1) * kvd);
+    }
+    float *x = dev_random(H), *xn = dev_random(H), *q = dev_random(ldq), *att = dev_random(H);
+    float *t1 = dev_random(H), *gu = dev_random(2 * I), *hh = dev_random(I), *logits = dev_random(V);
+    float *cs = dev_random(32), *sn = dev_random(32);
+    double t0 = 0;
+    for (int r = -2; r < reps; r++) {
+        if (r == 0) {
+            be->sync(be);
+            t0 = glmv_now_ms();
+        }
+        for (int l = 0; l < NL; l++) {
+            const int b = l % DISTINCT;
+            if (!(skip & 4)) be->matmul(be, q, xn, &L[b].qkv_w, &L[b].qkv_b, 1);
+            if (!(skip & 1)) {
+                be->rope_interleaved(be, q, ldq, cs, sn, 1, nh + nkv, hd, 64);
+                be->kv_store(be, (char *)kc[l] + pos0 * kvd * (be->caps.kv_bf16 ? 2 : 4), q + H, ldq, 1, kvd);
+                be->kv_store(be, (char *)vc[l] + pos0 * kvd * (be->caps.kv_bf16 ? 2 : 4), q + H + kvd, ldq, 1, kvd);
+            }
+            if (!(skip & 2)) be->attn_causal(be, att, q, ldq, kc[l], vc[l], 1, pos0, nh, nkv, hd, 0.0883883f);
+            if (!(skip & 4)) be->matmul(be, t1, att, &L[b].o_w, NULL, 1);
+            if (!(skip & 1)) be->norm_add_norm(be, x, xn, t1, &L[b].n1, &L[b].n2, 1, H, 1e-5f);
+            if (!(skip & 4)) be->matmul(be, gu, xn, &L[b].gate_up, NULL, 1);
+            if (!(skip & 1)) be->swiglu(be, hh, gu, 2 * I, gu + I, 2 * I, 1, I);
+            if (!(skip & 4)) be->matmul(be, t1, hh, &L[b].down, NULL, 1);
+            if (!(skip & 1)) be->norm_add_norm(be, x, xn, t1, &L[b].n3, &L[(b + 1) % DISTINCT].in_norm, 1, H, 1e-5f);
+        }
+        if (!(skip & 4)) be->matmul(be, logits, xn, &head, NULL, 1);
+        be->sync(be);
+    }
+    double ms = (glmv_now_ms() - t0) / reps;
+    for (int l = 0; l < NL; l++) {
+        be->free(be, kc[l]);
+        be->free(be, vc[l]);
+    }
+    float *bufs[] = {x, xn, q, att, t1, gu, hh, logits, cs, sn};
+    for (size_t j = 0; j < sizeof bufs / sizeof bufs[0]; j++) be->free(be, bufs[j]);
+    return ms;
+}
+
+static void bench_decode(void) {
+    static const struct { int skip; const char *what; } v[] = {
+        {0, "the whole step"}, {1, "without the small ops"}, {2, "without attention"},
+        {3, "the matrix products alone"}, {4, "without the matrix products"}, {6, "the small ops alone"},
+        {5, "attention alone"}};
+    printf("decode step of the 9B (40 layers + lm_head, 17.6 GB of BF16 weights), parts left out:\n");
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+            double ms = bench_decode_parts(1024, v[i].skip, 20);
+            const double gb = (40.0 * ((4608 + 4096 + 27392) * 4096.0 + 4096.0 * 13696) + 151552.0 * 4096) * 2e-9;
+            if (v[i].skip & 4)
+                printf("  1k context, %-28s %7.3f ms\n", v[i].what, ms);
+            else
+                printf("  1k context, %-28s %7.3f ms  (weights %.1f GB: %.2f TB/s)\n", v[i].what, ms, gb, gb / ms);
+        }
+}
+
 /* the vision tower on one image of N patches (as src/vision.c); ms per call */
 static double bench_vision(int64_t N, int reps) {
     enum { DEPTH = 24, DISTINCT = 2 };
@@ -1452,6 +1537,11 @@ int main(int argc, char **argv) {
             bench_attn(1, 28032, 0, 32, 2, "prefill 28032, causal (a minute of video)");
             be->destroy(be);
         }
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--bench-decode")) {
+        if (be) bench_decode();
+        if (be) be->destroy(be);
         return 0;
     }
     if (argc > 1 && !strcmp(argv[1], "--bench-model")) {

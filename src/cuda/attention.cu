@@ -781,8 +781,10 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     static int force = -1;
     if (force < 0) force = getenv("GLMV_CUDA_FLASH_WARPS") ? atoi(getenv("GLMV_CUDA_FLASH_WARPS")) : 0;
     bool big = force ? force == 8 : nq >= 128; /* measured: 8 warps win for prefill and vision */
-    static int pp = -1; /* GLMV_CUDA_FLASH_PP=1: the ping-pong variant (two warpgroups, 128 keys) */
-    if (pp < 0) pp = getenv("GLMV_CUDA_FLASH_PP") && atoi(getenv("GLMV_CUDA_FLASH_PP")) == 1;
+    /* the ping-pong variant (two warpgroups, 128 keys; GLMV_CUDA_FLASH_PP=0: the warpgroups in step).
+     * Measured on an H100: a 6,400-patch segment 687 us against 748, 4,096 rows causal 388 against 444 */
+    static int pp = -1;
+    if (pp < 0) pp = !(getenv("GLMV_CUDA_FLASH_PP") && atoi(getenv("GLMV_CUDA_FLASH_PP")) == 0);
     if (use_wg) {
         if (pad == 128 && pp)
             return flash_wg_run<2, 3, 128, true>(c, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, n_heads,

@@ -151,20 +151,24 @@ int k_wgmma_built(cuda_ctx *c);
 static inline unsigned cdiv(int64_t a, int64_t b) { return (unsigned)((a + b - 1) / b); }
 
 /* Programmatic dependent launch (sm_90): every kernel of the backend starts
- * with PDL_ENTRY(), which waits until the previous kernel in the stream has
- * finished and its writes are visible, then lets the next kernel be launched.
- * Launched with the attribute, a kernel's blocks are scheduled while the
- * previous kernel drains, which removes most of the gap between the many
- * small kernels of a decode step. Without the attribute (GLMV_CUDA_PDL=0) the
- * instructions do nothing. Reads of weights (never written by a kernel) may
- * come before PDL_WAIT: the decode matrix-vector kernel starts streaming its
- * weights while the kernel before it finishes. */
+ * with PDL_ENTRY(), which first lets the next kernel in the stream be launched
+ * and then waits until the previous one has finished and its writes are
+ * visible. Launched with the attribute, a kernel's blocks are scheduled while
+ * the kernels before it still run (as far as the multiprocessors have room),
+ * which removes most of the gap between the many small kernels of a decode
+ * step; the wait keeps the order (a kernel's wait returns once the previous
+ * kernel, which itself waited for its own, is done). Without the attribute
+ * (GLMV_CUDA_PDL=0) the instructions do nothing. Reads of weights (never
+ * written by a kernel) may come before PDL_WAIT: the decode matrix-vector
+ * kernel starts streaming its weights while the kernels before it finish.
+ * Letting the next kernel launch before the wait rather than after it:
+ * 7.23 -> 7.09 ms a 9B decode step on an H100 (test_cuda --bench-decode). */
 #define PDL_WAIT() asm volatile("griddepcontrol.wait;\n" ::: "memory")
 #define PDL_LAUNCH() asm volatile("griddepcontrol.launch_dependents;\n" :::)
 #define PDL_ENTRY()   \
     do {              \
-        PDL_WAIT();   \
         PDL_LAUNCH(); \
+        PDL_WAIT();   \
     } while (0)
 
 /* 16 bytes of weights, which a matrix-vector product reads once: loaded past L1

@@ -53,8 +53,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(float *__restrict__ 
 #pragma unroll
         for (int s = 0; s < U; s++)
             u[s] = j + s * stride < k8 ? ld_stream(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
-        PDL_WAIT();
-        PDL_LAUNCH();
+        PDL_ENTRY();
         for (;;) {
 #pragma unroll
             for (int s = 0; s < U; s++) {
@@ -78,8 +77,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(float *__restrict__ 
                 u[s] = j + s * stride < k8 ? ld_stream(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
         }
     } else {
-        PDL_WAIT();
-        PDL_LAUNCH();
+        PDL_ENTRY();
         if (row < n) {
             const __nv_bfloat16 *wr = w + row * k;
             for (int64_t j = (int64_t)part * 32 + lane; j < k; j += 32 * WPR) {
@@ -310,8 +308,7 @@ __global__ void __launch_bounds__(SK_WARPS * 32) skinny_kernel(float *__restrict
     sk_regs<MT, NT, U> ra, rb;
     int64_t c = warp;
     sk_load_w(ra, wp, c, nc);
-    PDL_WAIT();
-    PDL_LAUNCH();
+    PDL_ENTRY();
     sk_load_x(ra, xp, c, nc);
     while (!sk_step(acc, ra, rb, wp, xp, &c, nc) && !sk_step(acc, rb, ra, wp, xp, &c, nc)) {
     }

@@ -121,8 +121,7 @@ __global__ void __launch_bounds__(QV_THREADS)
     float acc[M];
 #pragma unroll
     for (int r = 0; r < M; r++) acc[r] = 0.f;
-    PDL_WAIT();
-    PDL_LAUNCH();
+    PDL_ENTRY();
     const int ones = 0x01010101;
     for (int64_t t = (int64_t)part * 32 + lane; t < tasks; t += 32 * WPR) {
         if (FMT == 0) {
@@ -451,8 +450,7 @@ __global__ void __launch_bounds__(QV_THREADS)
     uint4 u[U];
 #pragma unroll
     for (int s = 0; s < U; s++) u[s] = j + s * stride < chunks ? ld_stream(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
-    PDL_WAIT();
-    PDL_LAUNCH();
+    PDL_ENTRY();
     while (j < chunks) {
 #pragma unroll
         for (int s = 0; s < U; s++) {
