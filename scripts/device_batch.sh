@@ -509,60 +509,82 @@ wgmma)
     fi
     ;;
 decode)
-    # the decode step's parts and variants: test_cuda (and with GLMV_CUDA_FLASH_PP=0 its attention
-    # tests; the binaries built with -DGLMV_PDL_EARLY, .dev/cuda/bin/*-early, too), then the step
-    # with parts left out (test_cuda --bench-decode), the matrix-vector kernel per op, glmv bench's
-    # decode at 1k context and the flash kernels alone; variants: base, u6 (GLMV_CUDA_GEMV_U=6),
-    # early (the -early binaries), early-u6
+    # the decode step: DECODE_PARTS any of tests parts bench conc attn ttft parity9b (default: tests
+    # parts bench); DECODE_VARIANTS of base (this binary), noglu (GLMV_CUDA_GLU=0: the gate/up
+    # product and the SwiGLU apart), prev (.dev/cuda/bin/*-prev: the commit before, when carried)
+    #   tests    test_cuda, its attention tests with GLMV_CUDA_FLASH_PP=0, the CUDA parity tests
+    #   parts    the step with parts left out (test_cuda --bench-decode)
+    #   bench    glmv bench's decode at 1k context, two rounds, the variants alternating
+    #   conc     steady decode of 1, 16 and 64 streams (--concurrency), base and prev
+    #   attn     the flash kernels alone: ping-pong (the default) and not (GLMV_CUDA_FLASH_PP=0)
+    #   ttft     time to first token of the 1120x1120 PNG, ping-pong and not, two rounds
+    #   parity9b scripts/cuda_parity_9b.py (bench_cuda in .dev/cuda/bin)
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } 2>&1
+    parts=" ${DECODE_PARTS:-tests parts bench} "
     bins() { # variant -> "env binary-suffix"
-        case $1 in base) echo "X=0 ";; u6) echo "GLMV_CUDA_GEMV_U=6 ";; early) echo "X=0 -early";;
-        early-u6) echo "GLMV_CUDA_GEMV_U=6 -early";; esac; }
-    if [[ " ${DECODE_PARTS:-tests parts ops bench attn} " == *" tests "* ]]; then
-        for b in "" -early; do
-            [ -x .dev/cuda/bin/test_cuda$b ] || continue
-            timeout 150 .dev/cuda/bin/test_cuda$b >"$OUT/test_cuda$b.log" 2>&1
-            echo "== test_cuda$b"; grep -E 'not ok|RESULT|FAIL' "$OUT/test_cuda$b.log" | tail -n 6
-        done
+        case $1 in base) echo "X=0 ";; noglu) echo "GLMV_CUDA_GLU=0 ";; nofuse) echo "GLMV_CUDA_KV_FUSE=0 ";;
+        prev) echo "X=0 -prev";; esac; }
+    if [[ $parts == *" tests "* ]]; then
+        timeout 150 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+        echo "== test_cuda"; grep -E 'matmul_glu|attn_decode_batch|not ok|RESULT|FAIL' "$OUT/test_cuda.log" | tail -n 14
         GLMV_CUDA_FLASH_PP=0 GLMV_TEST_ONLY=attn_causal_flash,attn_segments timeout 60 build/cuda/tests/test_cuda \
-            >"$OUT/test_cuda_pp.log" 2>&1
-        echo "== test_cuda (attention), GLMV_CUDA_FLASH_PP=0"; grep -E 'hd=128|not ok|RESULT|FAIL' "$OUT/test_cuda_pp.log" | tail -n 12
-        GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,batch_invariance,joined_qkv,decode_graphs \
-            timeout 150 .dev/cuda/bin/test_parity-early >"$OUT/parity_early.log" 2>&1
-        echo "== test_parity on CUDA, -early"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_early.log" | tail -n 6
+            >"$OUT/test_cuda_pp0.log" 2>&1
+        echo "== test_cuda (attention), GLMV_CUDA_FLASH_PP=0"; grep -E 'not ok|RESULT|FAIL' "$OUT/test_cuda_pp0.log" | tail -n 4
+        GLMV_CUDA_KV_FUSE=0 GLMV_TEST_ONLY=attn_decode_batch timeout 60 build/cuda/tests/test_cuda >"$OUT/test_cuda_fuse0.log" 2>&1
+        echo "== test_cuda (decode attention), GLMV_CUDA_KV_FUSE=0"; grep -E 'not ok|RESULT|FAIL' "$OUT/test_cuda_fuse0.log" | tail -n 4
+        GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,tiny_image2,tiny2_text,bf16_tiny_image2,prompt_last_row,batch_invariance,mixed_prefill,joined_qkv,decode_graphs,prefix_sharing,top_logits_batched \
+            timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+        echo "== test_parity on CUDA"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cuda.log" | tail -n 8
     fi
-    for v in ${DECODE_VARIANTS:-base u6 early early-u6}; do
-        set -- $(bins $v); e=$1 sfx=${2:-}
-        if [[ " ${DECODE_PARTS:-tests parts ops bench attn} " == *" parts "* ]]; then
-            echo "== $v: test_cuda --bench-decode"
-            env $e timeout 120 .dev/cuda/bin/test_cuda$sfx --bench-decode 2>&1 | grep -E 'context|step' | tee -a "$OUT/parts_$v.txt"
-        fi
-        if [[ " ${DECODE_PARTS:-tests parts ops bench attn} " == *" ops "* ]]; then
-            echo "== $v: test_cuda --bench (the matrix-vector lines)"
-            env $e timeout 120 .dev/cuda/bin/test_cuda$sfx --bench 2>&1 | sed -n '/matrix-vector/,/batched/p' | head -n 9
-        fi
-    done
-    if [[ " ${DECODE_PARTS:-tests parts ops bench attn} " == *" bench "* ]]; then
-        for r in 1 2; do
-            for v in ${DECODE_VARIANTS:-base u6 early early-u6}; do
+    if [[ $parts == *" parts "* ]]; then
+        for g in 1 0; do
+            echo "== test_cuda --bench-decode, GLMV_CUDA_GLU=$g"
+            GLMV_CUDA_GLU=$g timeout 120 build/cuda/tests/test_cuda --bench-decode 2>&1 | grep -E 'context|step' | tee -a "$OUT/parts.txt"
+        done
+    fi
+    if [[ $parts == *" bench "* ]]; then
+        for r in $(seq "${ROUNDS:-2}"); do
+            for v in ${DECODE_VARIANTS:-base noglu nofuse prev}; do
                 set -- $(bins $v); e=$1 sfx=${2:-}
+                [ -x .dev/cuda/bin/glmv$sfx ] || continue
                 printf '== %s: ' $v
-                env $e timeout 100 .dev/cuda/bin/glmv$sfx bench --synthetic --layers 40 --device cuda --prompt 512 \
-                    --decode 64 --ctx 1024 --json 2>>"$OUT/bench.err" | grep -o '"decode": \[[^]]*'
+                env ${e//,/ } timeout 100 .dev/cuda/bin/glmv$sfx bench --synthetic --layers 40 --device cuda --prompt 512 \
+                    --decode 64 --ctx 1024 --json 2>>"$OUT/bench.err" | grep -o '"decode": \[[^]]*' | head -n 1
             done
         done
     fi
-    if [[ " ${DECODE_PARTS:-tests parts ops bench attn} " == *" attn "* ]]; then
-        for v in ${ATTN_VARIANTS:-2-128 pp 2-128 pp}; do
-            echo "== attention alone: $v"
-            if [ $v = off ]; then e="GLMV_CUDA_WGMMA=0"; elif [ $v = pp ]; then e="GLMV_CUDA_FLASH_PP=1"; else e="GLMV_CUDA_FLASH_PP=0"; fi
-            env $e timeout 100 build/cuda/tests/test_cuda --bench-attn 2>&1 | grep -E 'prefill|vision' | tee -a "$OUT/attn_$v.txt"
+    if [[ $parts == *" conc "* ]]; then
+        for v in base prev; do
+            set -- $(bins $v); e=$1 sfx=${2:-}
+            [ -x .dev/cuda/bin/glmv$sfx ] || continue
+            echo "== $v: 1, 16 and 64 streams"
+            env $e timeout 150 .dev/cuda/bin/glmv$sfx bench --synthetic --layers 40 --device cuda --prompt 512 \
+                --decode 32 --ctx 1024 --concurrency 1,16,64 2>&1 | grep -iE 'stream|step' | head -n 8
         done
-        for v in 0 1 0 1; do
-            printf '== GLMV_CUDA_FLASH_PP=%s: the tower alone, 1120x1120: ' $v
-            GLMV_CUDA_FLASH_PP=$v timeout 100 build/cuda/glmv bench --synthetic --layers 1 --device cuda --prompt 0 \
-                --decode 0 --vision 1120x1120 --json 2>>"$OUT/bench.err" | grep -o '"vision": \[[^]]*'
+    fi
+    if [[ $parts == *" attn "* ]]; then
+        for v in 1 0 1 0; do
+            echo "== attention alone, GLMV_CUDA_FLASH_PP=$v"
+            GLMV_CUDA_FLASH_PP=$v timeout 100 build/cuda/tests/test_cuda --bench-attn 2>&1 | grep -E 'prefill|vision' | tee -a "$OUT/attn_pp$v.txt"
         done
+    fi
+    if [[ $parts == *" ttft "* ]]; then
+        tok_dir .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz
+        for r in 1 2; do
+            for v in 1 0; do
+                echo "== GLMV_CUDA_FLASH_PP=$v: time to first token, the 1120x1120 PNG and a question, 40 layers; the tower alone"
+                GLMV_CUDA_FLASH_PP=$v timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok \
+                    --prompt 0 --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." \
+                    --vision 1120x1120 2>&1 | grep -v '^glmv: warning'
+            done
+        done
+    fi
+    if [[ $parts == *" parity9b "* ]]; then
+        echo "== cuda_parity_9b.py"
+        left=$((${DECODE_END:-570} - SECONDS)); [ $left -gt 30 ] || left=30
+        timeout $left python3 scripts/cuda_parity_9b.py --bench .dev/cuda/bin/bench_cuda --dir /tmp/glm9b \
+            --json "$OUT/parity9b.json" >"$OUT/parity9b.log" 2>&1; echo "rc=$?"
+        tail -n 6 "$OUT/parity9b.log"
     fi
     ;;
 ttft)

@@ -214,6 +214,12 @@ struct glmv_backend {
      * same values as the two ops. */
     void (*matmul_swiglu)(glmv_backend *be, float *y, const float *gate, int64_t ld_g, const float *up, int64_t ld_u,
                           float *h, const glmv_tensor *w, const glmv_tensor *bias, int64_t m);
+    /* Optional (NULL, or it returns 1 having done nothing: the product into [gate | up] rows,
+     * then swiglu): h[m, I] = swiglu(x · w[:I]ᵀ, x · w[I:]ᵀ) for w = [gate | up] (2I rows, no
+     * bias), the product and the SwiGLU in one step. A backend may take only some shapes (a
+     * decode step's few rows, where the separate SwiGLU is a launch of its own) and return 1 for
+     * the others; 0 when done. */
+    int (*matmul_glu)(glmv_backend *be, float *h, const float *x, const glmv_tensor *w, int64_t m);
     /* y = 0.5 x (1 + erf(x / sqrt 2)) */
     void (*gelu_erf)(glmv_backend *be, float *y, const float *x, int64_t count);
     /* y = a + b */

@@ -99,8 +99,12 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
         if (m->tp) glmv_tp_allreduce(m, s->t1, nr * H); /* each rank's heads' share of o's output */
         /* the residual, then ref: Glm4vTextMLP */
         be->norm_add_norm(be, x, xn, s->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, nr, H, eps);
-        be->matmul(be, s->gu, xn, L->gate_up, NULL, nr);
-        mlp_down(be, s->t1, s->h, s->gu, I, L->down, 0, nr);
+        if (be->matmul_glu && !be->matmul_glu(be, s->h, xn, L->gate_up, nr)) { /* gate/up and SwiGLU in one */
+            be->matmul(be, s->t1, s->h, L->down, NULL, nr);
+        } else {
+            be->matmul(be, s->gu, xn, L->gate_up, NULL, nr);
+            mlp_down(be, s->t1, s->h, s->gu, I, L->down, 0, nr);
+        }
         if (m->tp) glmv_tp_allreduce(m, s->t1, nr * H);
         /* the residual, and the next layer's input norm (after the last layer, the final norm) */
         const glmv_tensor *next = l + 1 < c->num_hidden_layers ? m->layers[l + 1].input_layernorm : m->norm;
@@ -725,8 +729,12 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
         if (m->tp) glmv_tp_allreduce(m, b->t1, Rl * H); /* each rank's heads' share */
         be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, Rl, H,
                           eps);
-        mm_mixed(be, b->gu, b->xn, L->gate_up, NULL, ndl, Rl);
-        mlp_down(be, b->t1, b->h, b->gu, I, L->down, ndl, Rl);
+        if (one_product(be, ndl) && be->matmul_glu && !be->matmul_glu(be, b->h, b->xn, L->gate_up, Rl)) {
+            mm_mixed(be, b->t1, b->h, L->down, NULL, ndl, Rl); /* gate/up and SwiGLU were one op */
+        } else {
+            mm_mixed(be, b->gu, b->xn, L->gate_up, NULL, ndl, Rl);
+            mlp_down(be, b->t1, b->h, b->gu, I, L->down, ndl, Rl);
+        }
         if (m->tp) glmv_tp_allreduce(m, b->t1, Rl * H);
         be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_mlp_layernorm,
                           l + 1 < L_n ? m->layers[l + 1].input_layernorm : m->norm, Rl, H, eps);

@@ -309,6 +309,53 @@ TEST(matmul_swiglu) {
     one_matmul_swiglu(16, 300, 256, 1);   /* the tensor-core matrix-vector kernel */
 }
 
+/* matmul_glu (a decode step's gate/up product and SwiGLU in one kernel): bit for bit matmul into
+ * [gate | up] and then swiglu where the matrix-vector kernel takes a warp a row (2I >= 8 rows a
+ * multiprocessor), the reference's values within the bf16 bound otherwise too; rows it does not
+ * take (more than the matrix-vector kernel's) are declined, nothing written */
+static void one_matmul_glu(int64_t m, int64_t I, int64_t k, int exact) {
+    glmv_tensor w = make_tensor(GLMV_BF16, 2 * I, k, 0.5f), dw = dev_tensor(&w);
+    float *x = rand_buf(m * k, 1.0f), *gu = malloc(sizeof(float) * (size_t)(m * 2 * I));
+    float *ref = malloc(sizeof(float) * (size_t)(m * I));
+    glmv_ref_matmul(gu, x, &w, NULL, m);
+    glmv_ref_swiglu(ref, gu, 2 * I, gu + I, 2 * I, m, I);
+    float *dx = dev_from(x, m * k), *dh = dev_poison(m * I), *dgu = dev_poison(m * 2 * I), *dh2 = dev_poison(m * I);
+    int rc = be->matmul_glu(be, dh, dx, &dw, m);
+    char what[96];
+    snprintf(what, sizeof what, "matmul_glu m=%lld I=%lld k=%lld", (long long)m, (long long)I, (long long)k);
+    if (m > 8) {
+        float *h = host_of(dh, m * I), *p = host_of(dh2, m * I);
+        CHECK_MSG(rc == 1 && !memcmp(h, p, sizeof(float) * (size_t)(m * I)), "%s: not declined untouched", what);
+        free(h), free(p);
+    } else {
+        CHECK_MSG(rc == 0, "%s: declined", what);
+        be->matmul(be, dgu, dx, &dw, NULL, m);
+        be->swiglu(be, dh2, dgu, 2 * I, dgu + I, 2 * I, m, I);
+        float *a = host_of(dh, m * I), *b = host_of(dh2, m * I);
+        if (exact)
+            CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(m * I)), "%s is not matmul, swiglu bit for bit", what);
+        expect(what, dh, ref, m * I, 1e-5);
+        free(a), free(b);
+    }
+    be->free(be, dx);
+    be->free(be, dh);
+    be->free(be, dgu);
+    be->free(be, dh2);
+    free(x), free(gu), free(ref);
+    free_tensor(&w, &dw);
+}
+
+TEST(matmul_glu) {
+    NEED_GPU();
+    CHECK(be->matmul_glu != NULL);
+    if (!be->matmul_glu) return;
+    one_matmul_glu(1, 1370, 4096, 1); /* a block's last columns past I */
+    one_matmul_glu(3, 2048, 264, 1);
+    one_matmul_glu(8, 600, 1000, 1);
+    one_matmul_glu(2, 50, 256, 0);    /* few rows: the product alone takes 8 warps a row */
+    one_matmul_glu(9, 600, 256, 0);   /* declined */
+}
+
 /* Block-format weights (Q8_0 / Q4_0 split into values and scales on upload; Q5_0 / Q6_K split
  * into their fields, Q4_K as it is). Decode rows (up to 16)
  * against the scalar int8 product glmv_dot_q8x_ref on x rounded as the CPU rounds it (the
@@ -1291,6 +1338,7 @@ static double bench_decode_parts(int64_t pos0, int skip, int reps) {
     float *x = dev_random(H), *xn = dev_random(H), *q = dev_random(ldq), *att = dev_random(H);
     float *t1 = dev_random(H), *gu = dev_random(2 * I), *hh = dev_random(I), *logits = dev_random(V);
     float *cs = dev_random(32), *sn = dev_random(32);
+    const int glu_off = getenv("GLMV_CUDA_GLU") && !atoi(getenv("GLMV_CUDA_GLU"));
     double t0 = 0;
     for (int r = -2; r < reps; r++) {
         if (r == 0) {
@@ -1308,8 +1356,13 @@ static double bench_decode_parts(int64_t pos0, int skip, int reps) {
             if (!(skip & 2)) be->attn_causal(be, att, q, ldq, kc[l], vc[l], 1, pos0, nh, nkv, hd, 0.0883883f);
             if (!(skip & 4)) be->matmul(be, t1, att, &L[b].o_w, NULL, 1);
             if (!(skip & 1)) be->norm_add_norm(be, x, xn, t1, &L[b].n1, &L[b].n2, 1, H, 1e-5f);
-            if (!(skip & 4)) be->matmul(be, gu, xn, &L[b].gate_up, NULL, 1);
-            if (!(skip & 1)) be->swiglu(be, hh, gu, 2 * I, gu + I, 2 * I, 1, I);
+            /* as text.c: the gate/up product and the SwiGLU in one op where the backend has it */
+            if (!(skip & 4) && be->matmul_glu && !glu_off) {
+                be->matmul_glu(be, hh, xn, &L[b].gate_up, 1);
+            } else {
+                if (!(skip & 4)) be->matmul(be, gu, xn, &L[b].gate_up, NULL, 1);
+                if (!(skip & 1)) be->swiglu(be, hh, gu, 2 * I, gu + I, 2 * I, 1, I);
+            }
             if (!(skip & 4)) be->matmul(be, t1, hh, &L[b].down, NULL, 1);
             if (!(skip & 1)) be->norm_add_norm(be, x, xn, t1, &L[b].n3, &L[(b + 1) % DISTINCT].in_norm, 1, H, 1e-5f);
         }
@@ -1559,6 +1612,7 @@ int main(int argc, char **argv) {
     RUN(matmul_skinny);
     RUN(write_bf16);
     RUN(matmul_swiglu);
+    RUN(matmul_glu);
     RUN(matmul_f32_f16);
     RUN(matmul_quant_decode);
     RUN(matmul_quant_prefill);

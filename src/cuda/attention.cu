@@ -1159,8 +1159,9 @@ template <int HD, typename KT>
 __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
     float *__restrict__ out, int64_t ldo, float *__restrict__ part, const float *__restrict__ q,
     int64_t ldq, int n_heads, int group, int64_t chunk, float scale_log2,
-    const KT *const *kps, const KT *const *vps, const int64_t *nks, int64_t ldkv) {
-    PDL_ENTRY(); /* the new key and value rows come from kv_append */
+    const KT *const *kps, const KT *const *vps, const int64_t *nks, int64_t ldkv, const float *k_new,
+    const float *v_new, int64_t ld_new) {
+    PDL_ENTRY(); /* q and the new key and value rows come from the kernels before */
     extern __shared__ __align__(16) float dm_sh[]; /* o [warps][16][HD], m [warps][16], l [warps][16] */
     const int64_t i = blockIdx.z;
     const int g = blockIdx.y, n_chunks = gridDim.x;
@@ -1168,6 +1169,18 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
     const int64_t lim = nks[i], c0 = (int64_t)blockIdx.x * chunk;
     const int64_t c1 = c0 + chunk < lim ? c0 + chunk : lim;
     const KT *kb = kps[i] + (int64_t)g * HD, *vb = vps[i] + (int64_t)g * HD;
+    if (k_new && c0 <= lim - 1 && lim - 1 < c1) {
+        /* the chunk that holds the newest key stores this kv head's share of the new key and
+         * value rows (kv_append's work) and then reads them back like the others: the block's
+         * own writes, visible to it after the barrier */
+        KT *kd = (KT *)kb + (lim - 1) * ldkv, *vd = (KT *)vb + (lim - 1) * ldkv;
+        const float *ks = k_new + i * ld_new + (int64_t)g * HD, *vs = v_new + i * ld_new + (int64_t)g * HD;
+        for (int d = threadIdx.x; d < HD; d += DM_WARPS * 32) {
+            kv_put(kd + d, ks[d]);
+            kv_put(vd + d, vs[d]);
+        }
+        __syncthreads();
+    }
     const float *qg = q + i * ldq + (int64_t)g * group * HD; /* the group's heads: rows of HD */
 
     uint32_t qf[HD / 16][4]; /* A fragments: heads gq and gq + 8 (zero past the group) */
@@ -1292,10 +1305,13 @@ static int dec_mma_ok(const cuda_ctx *c, int n_heads, int n_kv_heads, int hd) {
            n_heads / n_kv_heads <= 16;
 }
 
+/* k_new, v_new (rows of ld_new; NULL: already in the caches): the step's new key and value rows,
+ * stored at row nks[i] - 1 of the caches by the kernel itself */
 template <typename KT>
 static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq, int n,
                           int64_t max_keys, int n_heads, int n_kv_heads, int hd, float scale,
-                          const KT *const *kps, const KT *const *vps, const int64_t *nks) {
+                          const KT *const *kps, const KT *const *vps, const int64_t *nks, const float *k_new,
+                          const float *v_new, int64_t ld_new) {
     const int group = n_heads / n_kv_heads, step = DM_WARPS * 16;
     const int64_t ldkv = (int64_t)n_kv_heads * hd;
     /* chunks of whole block steps: about four blocks per multiprocessor in all */
@@ -1314,10 +1330,10 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
     dim3 grid((unsigned)n_chunks, (unsigned)n_kv_heads, (unsigned)n);
     if (hd == 128)
         cuda_launch(c, dec_mma_kernel<128, KT>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
-                    group, chunk, scale * LOG2E, kps, vps, nks, ldkv);
+                    group, chunk, scale * LOG2E, kps, vps, nks, ldkv, k_new, v_new, ld_new);
     else
         cuda_launch(c, dec_mma_kernel<64, KT>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
-                    group, chunk, scale * LOG2E, kps, vps, nks, ldkv);
+                    group, chunk, scale * LOG2E, kps, vps, nks, ldkv, k_new, v_new, ld_new);
     if (cuda_check(c, "attention (decode, tensor cores)") || n_chunks == 1) return c->failed ? -1 : 0;
     combine_launch(c, out, ldo, part, n, n_heads, hd, (int)n_chunks);
     return cuda_check(c, "attention (combine)");
@@ -1442,14 +1458,25 @@ static void attn_decode_batch_t(cuda_ctx *c, float *out, const float *q, int64_t
                                 const int64_t *n_keys, int n, int64_t max_keys, int n_heads, int n_kv_heads,
                                 int head_dim, float scale) {
     int64_t kvd = (int64_t)n_kv_heads * head_dim, ldo = (int64_t)n_heads * head_dim;
+    /* dec_mma_kernel stores the new rows itself (one launch fewer a layer); GLMV_CUDA_KV_FUSE=0: the
+     * kv_append kernel first, as the split kernel needs */
+    static int fuse = -1;
+    if (fuse < 0) fuse = !(getenv("GLMV_CUDA_KV_FUSE") && atoi(getenv("GLMV_CUDA_KV_FUSE")) == 0);
+    const bool mma = n <= 65535 && dec_mma_ok(c, n_heads, n_kv_heads, head_dim);
+    if (mma && fuse) {
+        dec_mma_launch<KT>(c, out, ldo, q, ldq, n, max_keys, n_heads, n_kv_heads, head_dim, scale,
+                           (const KT *const *)kc, (const KT *const *)vc, n_keys, k_new, v_new, ldkv);
+        return;
+    }
     cuda_launch(c, kv_append_kernel<KT>, dim3((unsigned)n, 2), 256, 0, k_new, v_new, ldkv, kc, vc, n_keys, kvd);
     if (cuda_check(c, "attention (kv append)")) return;
-    if (n <= 65535 && dec_mma_ok(c, n_heads, n_kv_heads, head_dim))
+    if (mma) {
         dec_mma_launch<KT>(c, out, ldo, q, ldq, n, max_keys, n_heads, n_kv_heads, head_dim, scale,
-                           (const KT *const *)kc, (const KT *const *)vc, n_keys);
-    else
-        split_launch<KT>(c, out, ldo, q, ldq, NULL, kvd, NULL, kvd, n, max_keys, 0, 0, n_heads, n_kv_heads, head_dim,
-                         scale, (const KT *const *)kc, (const KT *const *)vc, n_keys);
+                           (const KT *const *)kc, (const KT *const *)vc, n_keys, NULL, NULL, 0);
+        return;
+    }
+    split_launch<KT>(c, out, ldo, q, ldq, NULL, kvd, NULL, kvd, n, max_keys, 0, 0, n_heads, n_kv_heads, head_dim,
+                     scale, (const KT *const *)kc, (const KT *const *)vc, n_keys);
 }
 
 void k_attn_decode_batch(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k_new,

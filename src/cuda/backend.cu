@@ -462,6 +462,14 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
     }
 }
 
+/* the gate/up product and the SwiGLU in one kernel for a decode step's rows (k_gemv_glu) */
+static int cu_matmul_glu(glmv_backend *be, float *h, const float *x, const glmv_tensor *w, int64_t m) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->failed) return 0; /* the error is already recorded: nothing more to do */
+    if (m > gemv_max_m()) return 1;
+    return k_gemv_glu(c, h, x, w, m);
+}
+
 /* swiglu, then the product: the SwiGLU rounded straight into the bf16 GEMM's input where the
  * product is one (bf16 precision, BF16 weights, more rows than the matrix-vector kernel takes),
  * the same values as swiglu's float32 rounded by to_bf16 */
@@ -683,6 +691,8 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     /* GLMV_CUDA_SWIGLU_GEMM=0: the SwiGLU written out in float32 and converted apart (to compare) */
     const char *sg = getenv("GLMV_CUDA_SWIGLU_GEMM");
     be->matmul_swiglu = sg && !atoi(sg) ? NULL : cu_matmul_swiglu;
+    const char *glu = getenv("GLMV_CUDA_GLU"); /* 0: the decode rows' gate/up product, then the SwiGLU apart */
+    be->matmul_glu = glu && !atoi(glu) ? NULL : cu_matmul_glu;
     be->graph_begin = cu_graph_begin;
     be->graph_end = cu_graph_end;
     be->graph_run = cu_graph_run;

@@ -102,6 +102,10 @@ void k_fill_bias(cuda_ctx *c, float *y, const glmv_tensor *bias, int64_t m, int6
 #define GEMV_MAX_M 8
 void k_gemv(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
             int64_t m);
+/* h[m, I] = swiglu(x · w[:I]ᵀ, x · w[I:]ᵀ) for BF16 w = [gate | up] (2I rows), m <= GEMV_MAX_M:
+ * the product and the SwiGLU in one kernel, the same floats as k_gemv then k_swiglu. Returns 1
+ * (nothing done) for what it does not take. */
+int k_gemv_glu(cuda_ctx *c, float *h, const float *x, const glmv_tensor *w, int64_t m);
 /* y[m, n] = xb[m, k] · wᵀ (+ bias) on the tensor cores for the rows of several streams' decode:
  * BF16 weights, x already in bf16, GEMV_MAX_M < m <= SKINNY_MAX_M (GLMV_CUDA_SKINNY_MAX=m
  * changes the bound, up to 64; GLMV_CUDA_SKINNY=0 leaves those rows to cuBLAS), k % 32 == 0.

@@ -26,10 +26,48 @@ __device__ __forceinline__ void bf16x8(const uint4 &u, float (&f)[8]) {
 
 #define GEMV_THREADS 256
 
+/* acc[r] += this lane's share of x[r] · w over the 16-byte words j0, j0 + stride, ... < k8 of
+ * one weight row (w4), U words in flight; the first U loads go out before waiting for the
+ * previous kernel (PDL_ENTRY inside): weights are constant, only x comes from it */
+template <int M, int U>
+__device__ __forceinline__ void gemv_stream(float (&acc)[M], const float *__restrict__ x, const uint4 *w4,
+                                            int64_t k8, int64_t k, int64_t j, int stride) {
+    uint4 u[U];
+#pragma unroll
+    for (int s = 0; s < U; s++)
+        u[s] = j + s * stride < k8 ? ld_stream(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
+    PDL_ENTRY();
+    for (;;) {
+#pragma unroll
+        for (int s = 0; s < U; s++) {
+            const int64_t jj = j + s * stride;
+            if (jj < k8) {
+                float f[8];
+                bf16x8(u[s], f);
+#pragma unroll
+                for (int r = 0; r < M; r++) {
+                    const float4 *xr = (const float4 *)(x + r * k) + 2 * jj;
+                    float4 a = xr[0], b = xr[1];
+                    acc[r] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w +
+                              f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+                }
+            }
+        }
+        j += (int64_t)U * stride;
+        if (j >= k8) break;
+#pragma unroll
+        for (int s = 0; s < U; s++)
+            u[s] = j + s * stride < k8 ? ld_stream(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
+    }
+}
+
 /* WPR warps per output row (1 or 8); U 16-byte loads in flight per lane.
  * vec: k % 8 == 0 and w, x 16-byte aligned. */
+/* (__launch_bounds__ with a minimum of 1 block a multiprocessor: ptxas then gives the M = 1
+ * kernel 102 registers instead of 64, two blocks a multiprocessor instead of four, and a 9B
+ * decode step took 7.55 ms instead of 7.95 on an H100, glmv bench, alternating) */
 template <int M, int WPR, int U>
-__global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(float *__restrict__ y,
+__global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_kernel(float *__restrict__ y,
                                                             const float *__restrict__ x,
                                                             const __nv_bfloat16 *__restrict__ w,
                                                             const void *bias, int bdt, int64_t n,
@@ -44,38 +82,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(float *__restrict__ 
     for (int r = 0; r < M; r++) acc[r] = 0.f;
     if (vec) {
         const uint4 *w4 = (const uint4 *)(w + (row < n ? row : 0) * k);
-        const int64_t k8 = row < n ? k / 8 : 0;
-        const int stride = 32 * WPR;
-        int64_t j = (int64_t)part * 32 + lane;
-        /* the first U loads go out before waiting for the previous kernel:
-         * weights are constant, only x comes from it */
-        uint4 u[U];
-#pragma unroll
-        for (int s = 0; s < U; s++)
-            u[s] = j + s * stride < k8 ? ld_stream(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
-        PDL_ENTRY();
-        for (;;) {
-#pragma unroll
-            for (int s = 0; s < U; s++) {
-                const int64_t jj = j + s * stride;
-                if (jj < k8) {
-                    float f[8];
-                    bf16x8(u[s], f);
-#pragma unroll
-                    for (int r = 0; r < M; r++) {
-                        const float4 *xr = (const float4 *)(x + r * k) + 2 * jj;
-                        float4 a = xr[0], b = xr[1];
-                        acc[r] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w +
-                                  f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
-                    }
-                }
-            }
-            j += (int64_t)U * stride;
-            if (j >= k8) break;
-#pragma unroll
-            for (int s = 0; s < U; s++)
-                u[s] = j + s * stride < k8 ? ld_stream(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
-        }
+        gemv_stream<M, U>(acc, x, w4, row < n ? k / 8 : 0, k, (int64_t)part * 32 + lane, 32 * WPR);
     } else {
         PDL_ENTRY();
         if (row < n) {
@@ -88,6 +95,39 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(float *__restrict__ 
         }
     }
     gemv_finish<M, WPR>(acc, red, warp, lane, part, row, n, bias, bdt, y);
+}
+
+/* h[r, j] = silu(g) * u for g = x[r] · w[j], u = x[r] · w[I + j] (w: [gate | up], 2I rows, no bias):
+ * warps 0-3 of a block take gate rows 4b .. 4b + 3, warps 4-7 the same up rows, each row as
+ * gemv_kernel<M, 1, U> sums it (so the same floats as that product), and the SwiGLU is
+ * swiglu_kernel's expression: bit for bit the product and then the SwiGLU. vec only. */
+template <int M, int U>
+__global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_glu_kernel(float *__restrict__ h,
+                                                                const float *__restrict__ x,
+                                                                const __nv_bfloat16 *__restrict__ w, int64_t I,
+                                                                int64_t k) {
+    __shared__ float up[4][M];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t j = (int64_t)blockIdx.x * 4 + (warp & 3); /* the output column */
+    const bool ok = j < I;
+    const int64_t row = (warp >= 4 ? I : 0) + (ok ? j : 0);
+    float acc[M];
+#pragma unroll
+    for (int r = 0; r < M; r++) acc[r] = 0.f;
+    gemv_stream<M, U>(acc, x, (const uint4 *)(w + row * k), ok ? k / 8 : 0, k, lane, 32);
+#pragma unroll
+    for (int r = 0; r < M; r++)
+        for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+    if (warp >= 4 && lane == 0)
+#pragma unroll
+        for (int r = 0; r < M; r++) up[warp & 3][r] = acc[r] + 0.f; /* as gemv_finish stores it */
+    __syncthreads();
+    if (warp < 4 && lane == 0 && ok)
+#pragma unroll
+        for (int r = 0; r < M; r++) {
+            const float a = acc[r] + 0.f;
+            h[r * I + j] = a / (1.0f + expf(-a)) * up[warp][r];
+        }
 }
 
 template <int M>
@@ -122,6 +162,32 @@ void k_gemv(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const g
     default: gemv_launch<8>(c, y, x, w, bias, n, k, vec); break;
     }
     cuda_check(c, "matmul (gemv)");
+}
+
+template <int M>
+static void glu_launch(cuda_ctx *c, float *h, const float *x, const __nv_bfloat16 *w, int64_t I, int64_t k) {
+    constexpr int U = M == 1 ? 8 : 4;
+    cuda_launch(c, gemv_glu_kernel<M, U>, cdiv(I, 4), GEMV_THREADS, 0, h, x, w, I, k);
+}
+
+int k_gemv_glu(cuda_ctx *c, float *h, const float *x, const glmv_tensor *w, int64_t m) {
+    int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w), I = n / 2;
+    if (m <= 0 || m > GEMV_MAX_M || w->dtype != GLMV_BF16 || n % 2 || I <= 0 || (k & 7) || (uintptr_t)w->data % 16 ||
+        (uintptr_t)x % 16 || cdiv(I, 4) > INT32_MAX)
+        return 1;
+    const __nv_bfloat16 *wp = (const __nv_bfloat16 *)w->data;
+    switch (m) {
+    case 1: glu_launch<1>(c, h, x, wp, I, k); break;
+    case 2: glu_launch<2>(c, h, x, wp, I, k); break;
+    case 3: glu_launch<3>(c, h, x, wp, I, k); break;
+    case 4: glu_launch<4>(c, h, x, wp, I, k); break;
+    case 5: glu_launch<5>(c, h, x, wp, I, k); break;
+    case 6: glu_launch<6>(c, h, x, wp, I, k); break;
+    case 7: glu_launch<7>(c, h, x, wp, I, k); break;
+    default: glu_launch<8>(c, h, x, wp, I, k); break;
+    }
+    cuda_check(c, "matmul + swiglu (gemv)");
+    return 0;
 }
 
 /* ------------------------------------------------------------ simt gemm */
