@@ -847,7 +847,8 @@ static int dec_mma_ok(const cuda_ctx *c, int n_heads, int n_kv_heads, int hd) {
 }
 
 /* k_new, v_new (rows of ld_new; NULL: already in the caches): the step's new key and value rows,
- * stored at row nks[i] - 1 of the caches by the kernel itself */
+ * stored at row nks[i] - 1 of the caches by the kernel itself (by the block whose chunk holds
+ * that row: max_keys must bound every nks[i], as the op requires, or no block would) */
 template <typename KT>
 static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq, int n,
                           int64_t max_keys, int n_heads, int n_kv_heads, int hd, float scale,

@@ -103,8 +103,10 @@ void k_fill_bias(cuda_ctx *c, float *y, const glmv_tensor *bias, int64_t m, int6
 void k_gemv(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
             int64_t m);
 /* h[m, I] = swiglu(x · w[:I]ᵀ, x · w[I:]ᵀ) for BF16 w = [gate | up] (2I rows), m <= GEMV_MAX_M:
- * the product and the SwiGLU in one kernel, the same floats as k_gemv then k_swiglu. Returns 1
- * (nothing done) for what it does not take. */
+ * the product and the SwiGLU in one kernel, a warp a row: the same floats as k_gemv then k_swiglu
+ * where k_gemv also takes a warp a row (2I >= 8 rows a multiprocessor, as for the 9B; for
+ * fewer rows it splits each over 8 warps, another summation order). Returns 1 (nothing done) for
+ * what it does not take. */
 int k_gemv_glu(cuda_ctx *c, float *h, const float *x, const glmv_tensor *w, int64_t m);
 /* y[m, n] = xb[m, k] · wᵀ (+ bias) on the tensor cores for the rows of several streams' decode:
  * BF16 weights, x already in bf16, GEMV_MAX_M < m <= SKINNY_MAX_M (GLMV_CUDA_SKINNY_MAX=m
@@ -165,6 +167,9 @@ static inline unsigned cdiv(int64_t a, int64_t b) { return (unsigned)((a + b - 1
  * (GLMV_CUDA_PDL=0) the instructions do nothing. Reads of weights (never
  * written by a kernel) may come before PDL_WAIT: the decode matrix-vector
  * kernel starts streaming its weights while the kernels before it finish.
+ * This holds only while every kernel launched with the attribute (cuda_launch)
+ * executes PDL_WAIT in every block and reads nothing but weights before it: a
+ * kernel's early part may now run beside several kernels before it.
  * Letting the next kernel launch before the wait rather than after it:
  * 7.23 -> 7.09 ms a 9B decode step on an H100 (test_cuda --bench-decode). */
 #define PDL_WAIT() asm volatile("griddepcontrol.wait;\n" ::: "memory")
