@@ -63,6 +63,9 @@
 #          1120x1120 PNG and the tower alone, the 4,096-token prefill, then cuda_parity_9b.py
 #          (bench_cuda in .dev/cuda/bin); the kernel's variants (warpgroups, stages) and its ncu
 #          sections; WGMMA_PARTS picks among them, WGMMA_VARIANTS the kernels
+#   decode the decode step and the flash kernels' variants side by side (DECODE_PARTS: tests parts
+#          bench conc attn ttft parity9b; DECODE_VARIANTS: base, noglu, nofuse, prev = .dev/cuda/bin/
+#          glmv-prev, a binary of an earlier commit); see the mode's comment
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
