@@ -95,6 +95,24 @@ ffmin_libs() {
 # ---- serving: test_cuda, the batching tests of test_parity on CUDA (caches allocated whole, then
 # growing in CUDA virtual memory), then 128 requests of 512 + 128 tokens served 64 and 16 at a time,
 # prompts mixed into the passes or prefilled alone
+# time to first token of the 1120x1120 PNG and a question on the 9B shape (the tokenizer unpacked
+# into /tmp/tok first), with the environment assignment $1
+ttft_png() {
+    echo "== $1: time to first token, the 1120x1120 PNG and a question, 40 layers; the tower alone"
+    env "$1" timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok \
+        --prompt 0 --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." \
+        --vision 1120x1120 2>&1 | grep -v '^glmv: warning'
+}
+
+# scripts/cuda_parity_9b.py in what is left until second $1 of the call (30 s at least)
+parity9b() {
+    echo "== cuda_parity_9b.py"
+    local left=$(($1 - SECONDS)); [ $left -gt 30 ] || left=30
+    timeout $left python3 scripts/cuda_parity_9b.py --bench .dev/cuda/bin/bench_cuda --dir /tmp/glm9b \
+        --json "$OUT/parity9b.json" >"$OUT/parity9b.log" 2>&1; echo "rc=$?"
+    tail -n 6 "$OUT/parity9b.log"
+}
+
 serving_tests() {
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
     timeout 100 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
@@ -486,12 +504,7 @@ wgmma)
     if [[ $parts == *" ttft "* ]]; then
         tok_dir .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz
         for r in $(seq "${ROUNDS:-2}"); do
-            for v in 0 1; do
-                echo "== GLMV_CUDA_WGMMA=$v: time to first token, the 1120x1120 PNG and a question, 40 layers; the tower alone"
-                GLMV_CUDA_WGMMA=$v timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok \
-                    --prompt 0 --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." \
-                    --vision 1120x1120 2>&1 | grep -v '^glmv: warning'
-            done
+            for v in 0 1; do ttft_png GLMV_CUDA_WGMMA=$v; done
         done
     fi
     if [[ $parts == *" prefill "* ]]; then
@@ -504,11 +517,7 @@ wgmma)
         done
     fi
     if [[ $parts == *" parity9b "* ]]; then
-        echo "== cuda_parity_9b.py"
-        left=$((${WGMMA_END:-570} - SECONDS)); [ $left -gt 30 ] || left=30
-        timeout $left python3 scripts/cuda_parity_9b.py --bench .dev/cuda/bin/bench_cuda --dir /tmp/glm9b \
-            --json "$OUT/parity9b.json" >"$OUT/parity9b.log" 2>&1; echo "rc=$?"
-        tail -n 6 "$OUT/parity9b.log"
+        parity9b "${WGMMA_END:-570}"
     fi
     ;;
 decode)
@@ -574,20 +583,11 @@ decode)
     if [[ $parts == *" ttft "* ]]; then
         tok_dir .dev/shared/assets/glm4-tokenizer/tokenizer.json.xz
         for r in 1 2; do
-            for v in 1 0; do
-                echo "== GLMV_CUDA_FLASH_PP=$v: time to first token, the 1120x1120 PNG and a question, 40 layers; the tower alone"
-                GLMV_CUDA_FLASH_PP=$v timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok \
-                    --prompt 0 --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." \
-                    --vision 1120x1120 2>&1 | grep -v '^glmv: warning'
-            done
+            for v in 1 0; do ttft_png GLMV_CUDA_FLASH_PP=$v; done
         done
     fi
     if [[ $parts == *" parity9b "* ]]; then
-        echo "== cuda_parity_9b.py"
-        left=$((${DECODE_END:-570} - SECONDS)); [ $left -gt 30 ] || left=30
-        timeout $left python3 scripts/cuda_parity_9b.py --bench .dev/cuda/bin/bench_cuda --dir /tmp/glm9b \
-            --json "$OUT/parity9b.json" >"$OUT/parity9b.log" 2>&1; echo "rc=$?"
-        tail -n 6 "$OUT/parity9b.log"
+        parity9b "${DECODE_END:-570}"
     fi
     ;;
 ttft)
