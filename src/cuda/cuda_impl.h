@@ -190,6 +190,11 @@ __device__ __forceinline__ uint4 ld_stream(const void *p) {
     return v;
 }
 
+/* silu(a) * u, the SwiGLU of the decoder's and the vision tower's MLPs: one expression for every
+ * kernel that computes it (swiglu_kernel, swiglu_bf16_kernel, gemv_glu_kernel), so that they agree
+ * bit for bit */
+__device__ __forceinline__ float silu_mul(float a, float u) { return a / (1.0f + expf(-a)) * u; }
+
 /* Element i of a BF16, F16 or F32 array as float. */
 __device__ __forceinline__ float ldw_any(const void *p, int dt, int64_t i) {
     if (dt == GLMV_BF16) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);

@@ -100,7 +100,7 @@ __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_kernel(float *__restrict
 /* h[r, j] = silu(g) * u for g = x[r] · w[j], u = x[r] · w[I + j] (w: [gate | up], 2I rows, no bias):
  * warps 0-3 of a block take gate rows 4b .. 4b + 3, warps 4-7 the same up rows, each row as
  * gemv_kernel<M, 1, U> sums it (so the same floats as that product), and the SwiGLU is
- * swiglu_kernel's expression: bit for bit the product and then the SwiGLU. vec only. */
+ * swiglu_kernel's silu_mul: bit for bit the product and then the SwiGLU. vec only. */
 template <int M, int U>
 __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_glu_kernel(float *__restrict__ h,
                                                                 const float *__restrict__ x,
@@ -125,8 +125,7 @@ __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_glu_kernel(float *__rest
     if (warp < 4 && lane == 0 && ok)
 #pragma unroll
         for (int r = 0; r < M; r++) {
-            const float a = acc[r] + 0.f;
-            h[r * I + j] = a / (1.0f + expf(-a)) * up[warp][r];
+            h[r * I + j] = silu_mul(acc[r] + 0.f, up[warp][r]);
         }
 }
 

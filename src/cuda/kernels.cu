@@ -272,8 +272,7 @@ __global__ void swiglu_kernel(float *y, const float *g, int64_t ld_g, const floa
     int64_t i = blockIdx.y;
     for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < d;
          j += (int64_t)gridDim.x * blockDim.x) {
-        float a = g[i * ld_g + j];
-        y[i * d + j] = a / (1.0f + expf(-a)) * u[i * ld_u + j];
+        y[i * d + j] = silu_mul(g[i * ld_g + j], u[i * ld_u + j]);
     }
 }
 
@@ -292,7 +291,6 @@ void k_swiglu(cuda_ctx *c, float *y, const float *g, int64_t ld_g, const float *
 
 /* the same products rounded to bf16 (for a GEMM's input), rows of d: y [n, d]; four at a time
  * (16-byte loads) where the rows allow */
-__device__ __forceinline__ float silu_mul(float a, float u) { return a / (1.0f + expf(-a)) * u; }
 
 __global__ void swiglu_bf16_kernel(__nv_bfloat16 *y, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
                                    int64_t d, int vec) {
