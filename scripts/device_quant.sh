@@ -15,9 +15,15 @@
 #          (GLMV_CUDA_GRAPHS=0); GPU memory of Q4_0 at 4k context
 #   quality  logits NMSE and top-token agreement of Q8_0 / Q4_0 against BF16 on the 9B shape
 #   conc   16 and 64 sequences at once (BF16, Q4_0)
+#   mmq    the tensor-core kernel for several streams' rows (mmq.cu): test_cuda and test_parity on
+#          CUDA, then test_cuda --bench-quant and 16 / 64 sequences (CONC) of Q8_0 and Q4_0 (QUANTS;
+#          none: BF16), each with the kernel and without it (GLMV_CUDA_MMQ=0), alternating;
+#          MMQ_VARIANTS="auto 1 2 4 0" times its block shapes fixed too
+# (.dev/cuda/bin may come packed as .dev/cuda/bin.tar.xz: unpacked here)
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/cuda/tests
+[ -f .dev/cuda/bin.tar.xz ] && tar -xJf .dev/cuda/bin.tar.xz -C .dev/cuda
 cp .dev/cuda/bin/test_* build/cuda/tests/ && cp .dev/cuda/bin/glmv build/cuda/
 [ -e ../shared ] || ln -s "$PWD/.dev/shared" ../shared
 source .dev/cuda/env.sh
@@ -57,5 +63,32 @@ conc)
         bench "conc_$q" --prompt 512 --decode 128 --ctx 1024 --concurrency 1,16,64 --quant $q
     done
     ;;
-*) echo "usage: $0 tests|bench|quality|conc" >&2; exit 2 ;;
+mmq)
+    nvidia-smi --query-gpu=name --format=csv,noheader
+    timeout 300 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+    echo "== test_cuda: rc $?"
+    grep -E 'matmul Q(8|4)_0 m=([0-9]{2,3}) |mmq|not ok|FAIL|passed' "$OUT/test_cuda.log" | tail -30
+    GLMV_TEST_SKIP=video_runs,tiny_video_greedy GLMV_PARITY_DEVICE=cuda timeout 200 build/cuda/tests/test_parity \
+        >"$OUT/parity_cuda.log" 2>&1
+    echo "== test_parity on cuda: rc $?"
+    grep -E 'not ok|FAIL|passed' "$OUT/parity_cuda.log" | tail -8
+    # the kernel with its own block shapes, with RW fixed (MMQ_RW=1 2 4), and without it
+    for v in ${MMQ_VARIANTS:-auto 0}; do
+        case $v in auto) env=GLMV_CUDA_MMQ=1 ;; 0) env=GLMV_CUDA_MMQ=0 ;; *) env=GLMV_CUDA_MMQ_RW=$v ;; esac
+        env $env timeout 200 build/cuda/tests/test_cuda --bench-quant >"$OUT/bench_quant_$v.log" 2>&1
+    done
+    echo "== test_cuda --bench-quant, us a product: ${MMQ_VARIANTS:-auto 0} (0: without the kernel)"
+    paste $(for v in ${MMQ_VARIANTS:-auto 0}; do echo "$OUT/bench_quant_$v.log"; done) | grep ' m=' |
+        awk '{ line = $1 " " $2 " " $3; for (i = 5; i <= NF; i += 8) line = line " " $i; print line }'
+    for q in ${QUANTS:-q8_0 q4_0}; do # none: BF16, beside them (once: the kernel does not apply)
+        for e in 1 0; do
+            [ "$q" = none ] && [ $e = 0 ] && continue
+            GLMV_CUDA_MMQ=$e timeout 200 build/cuda/glmv bench --synthetic --layers 40 --device cuda --json \
+                --prompt 512 --decode ${DECODE:-64} --ctx 1024 --concurrency ${CONC:-16,64} --quant $q \
+                >"$OUT/conc_${q}_mmq$e.json" 2>>"$OUT/bench.err"
+            echo "$q, GLMV_CUDA_MMQ=$e: $(grep -o '"decode".*' "$OUT/conc_${q}_mmq$e.json" | cut -c1-1200)"
+        done
+    done
+    ;;
+*) echo "usage: $0 tests|bench|quality|conc|mmq" >&2; exit 2 ;;
 esac

@@ -9,7 +9,8 @@
  * `test_cuda --bench` times the ops on the 9B shapes instead (decode
  * matrix-vector GB/s, prefill/vision GEMM TFLOP/s, attention);
  * `test_cuda --bench-model` times the model's op sequences (decode step,
- * 512-token prefill, vision tower) with synthetic BF16 weights. */
+ * 512-token prefill, vision tower) with synthetic BF16 weights; `--bench-quant` the quantized
+ * products at 1 to 256 rows. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,8 +358,9 @@ TEST(matmul_glu) {
 }
 
 /* Block-format weights (Q8_0 / Q4_0 split into values and scales on upload; Q5_0 / Q6_K split
- * into their fields, Q4_K as it is). Decode rows (up to 16)
- * against the scalar int8 product glmv_dot_q8x_ref on x rounded as the CPU rounds it (the
+ * into their fields, Q4_K as it is). Decode rows (up to 16; Q8_0 and Q4_0 up to 64, the tensor-core
+ * kernel's default bound, mmq.cu) against the scalar int8 product glmv_dot_q8x_ref on x rounded as
+ * the CPU rounds it (the
  * GPU must round every activation the same way and sum each block exactly: one int8 off
  * in a row costs ~1e-6 of NMSE, far above the bound); more rows against the float product
  * of the dequantized weights (bf16 inputs in bf16 precision, exact in f32). */
@@ -370,7 +372,7 @@ static void one_matmul_q(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int wit
     free(plain);
     glmv_tensor dw = dev_tensor(&w), db = dev_tensor(&b);
     float *x = rand_buf(m * k, 1.0f), *ref = malloc(sizeof(float) * (size_t)(m * n));
-    if (m <= 16) { /* the backend's int8 cut-over (quant_gemv_max_m) */
+    if (m <= 16 || ((dt == GLMV_Q8_0 || dt == GLMV_Q4_0) && m <= 64)) { /* the backend's int8 cut-overs */
         int8_t *q = malloc((size_t)k);
         float *d = malloc(sizeof(float) * (size_t)(k / 32));
         size_t rb = glmv_dtype_row_bytes(dt, k);
@@ -435,6 +437,57 @@ TEST(matmul_quant_decode) {
     one_matmul_q(GLMV_Q5_0, 5, 1500, 13696, 0, 1e-10); /* the 9B's down_proj width (Q4_K_M's Q5_0) */
 }
 
+/* The tensor-core kernel for several streams' rows of Q8_0 / Q4_0 (mmq.cu): against the int8
+ * reference (one_matmul_q), across its block shapes, k splits and tiles of x; then each row's
+ * floats the same whatever rows come beside it, and the same twice (the split counters reset). */
+static void mmq_invariant(glmv_dtype dt, int64_t n, int64_t k) {
+    glmv_tensor w = make_tensor(GLMV_F32, n, k, 0.5f), b = make_tensor(GLMV_F32, n, 0, 1.0f);
+    void *plain = w.host, *blocks = NULL;
+    char err[GLMV_ERR_SIZE] = "";
+    GLMV_ASSERT(glmv_tensor_quantize(&w, dt, 2, &blocks, err) == 0);
+    free(plain);
+    glmv_tensor dw = dev_tensor(&w), db = dev_tensor(&b);
+    const int64_t big = 64, rows[] = {9, 17, 40, big}; /* 2, 3, 5 and 8 tiles of x */
+    float *x = rand_buf(big * k, 1.0f), *dx = dev_from(x, big * k), *dy = dev_poison(big * n);
+    float *want = NULL;
+    for (int i = 0; i < 4; i++) {
+        be->matmul(be, dy, dx, &dw, &db, rows[i]);
+        float *got = host_of(dy, rows[0] * n);
+        if (!want) want = got;
+        else {
+            CHECK_MSG(!memcmp(got, want, sizeof(float) * (size_t)(rows[0] * n)),
+                      "mmq %s n=%lld k=%lld: the first 9 rows differ with %lld rows beside them", glmv_dtype_name(dt),
+                      (long long)n, (long long)k, (long long)rows[i]);
+            free(got);
+        }
+    }
+    be->matmul(be, dy, dx, &dw, &db, rows[0]); /* again: the counters were left at zero */
+    float *again = host_of(dy, rows[0] * n);
+    CHECK_MSG(!memcmp(again, want, sizeof(float) * (size_t)(rows[0] * n)), "mmq %s n=%lld k=%lld: not the same twice",
+              glmv_dtype_name(dt), (long long)n, (long long)k);
+    be->free(be, dx);
+    be->free(be, dy);
+    free(x), free(want), free(again);
+    free_tensor(&w, &dw);
+    free_tensor(&b, &db);
+}
+
+TEST(matmul_mmq) {
+    NEED_GPU();
+    for (int q4 = 0; q4 < 2; q4++) {
+        glmv_dtype dt = q4 ? GLMV_Q4_0 : GLMV_Q8_0;
+        one_matmul_q(dt, 9, 300, 4096, 1, 1e-10);    /* 10 blocks of 32 rows, the last part; k split 4 ways */
+        one_matmul_q(dt, 33, 4096, 4096, 0, 1e-10);  /* o_proj of the 9B: 128 blocks of 32 rows; 5 tiles of x */
+        one_matmul_q(dt, 64, 1100, 13696, 1, 1e-10); /* down_proj's width, k split; 8 tiles of x (the bound) */
+        one_matmul_q(dt, 17, 27392, 512, 0, 1e-10);  /* 128-row blocks */
+        one_matmul_q(dt, 64, 77, 96, 1, 1e-10);      /* 3 blocks of 32 a row, one block of rows */
+        one_matmul_q(dt, 40, 640, 256, 0, 1e-10);
+        mmq_invariant(dt, 300, 4096);               /* k split */
+        mmq_invariant(dt, 40000, 96);               /* 128-row blocks, not split */
+        mmq_invariant(dt, 4096, 4096);              /* 32-row blocks (the 9B's o_proj) */
+    }
+}
+
 TEST(matmul_quant_prefill) {
     NEED_GPU();
     glmv_backend *keep = be;
@@ -442,14 +495,15 @@ TEST(matmul_quant_prefill) {
         if (f32 && !be_f32) break;
         be = f32 ? be_f32 : keep;
         double thr = f32 ? 1e-10 : 1e-5;
-        one_matmul_q(GLMV_Q8_0, 37, 200, 256, 1, thr);
-        one_matmul_q(GLMV_Q4_0, 37, 200, 256, 1, thr);
+        /* Q8_0 / Q4_0: more rows than the tensor-core kernel takes (128) */
+        one_matmul_q(GLMV_Q8_0, 137, 200, 256, 1, thr);
+        one_matmul_q(GLMV_Q4_0, 137, 200, 256, 1, thr);
         one_matmul_q(GLMV_Q8_0, 130, 512, 1024, 0, thr);
-        one_matmul_q(GLMV_Q4_0, 17, 1030, 96, 0, thr);
+        one_matmul_q(GLMV_Q4_0, 170, 1030, 96, 0, thr);
         one_matmul_q(GLMV_Q5_0, 37, 200, 256, 1, thr);
         one_matmul_q(GLMV_Q4_K, 37, 200, 512, 1, thr);
         one_matmul_q(GLMV_Q6_K, 130, 512, 1024, 0, thr);
-        if (f32) one_matmul_q(GLMV_Q8_0, 33, 9000, 4096, 1, thr); /* two blocks of weight rows */
+        if (f32) one_matmul_q(GLMV_Q8_0, 133, 9000, 4096, 1, thr); /* two blocks of weight rows */
     }
     be = keep;
 }
@@ -1489,6 +1543,46 @@ static void bench_model(void) {
     if (be->status(be, err)) printf("bench: %s\n", err);
 }
 
+/* block-format weights: the 9B's decoder products at 1 to 256 rows (test_cuda --bench-quant;
+ * GLMV_CUDA_MMQ=0 to time the kernels the tensor-core one replaces). GB/s counts the weights'
+ * bytes alone. */
+static void bench_qmatmul(glmv_dtype dt, int64_t n, int64_t k, const char *label) {
+    static const int64_t rows[] = {1, 8, 9, 16, 32, 64, 128, 256};
+    glmv_tensor h = make_tensor(GLMV_F32, n, k, 0.05f);
+    void *plain = h.host, *blocks = NULL;
+    char err[GLMV_ERR_SIZE] = "";
+    GLMV_ASSERT(glmv_tensor_quantize(&h, dt, 16, &blocks, err) == 0);
+    free(plain);
+    size_t bytes = glmv_dtype_row_bytes(dt, k) * (size_t)n;
+    int copies = (int)((512ull << 20) / bytes) + 1;
+    if (copies > 8) copies = 8;
+    glmv_tensor *w = calloc((size_t)copies, sizeof(glmv_tensor));
+    for (int i = 0; i < copies; i++) w[i] = dev_tensor(&h);
+    float *x = rand_buf(256 * k, 1.0f), *dx = dev_from(x, 256 * k), *dy = be->alloc(be, sizeof(float) * (size_t)(256 * n));
+    for (int r = 0; r < 8; r++) {
+        mm_arg a = {.w = w, .n_w = copies, .m = rows[r], .x = dx, .y = dy};
+        double ms = time_ms(mm_fn, &a, 100);
+        printf("  %-5s %-13s m=%-4lld %6lldx%-6lld %8.1f us  %6.0f GB/s\n", glmv_dtype_name(dt), label,
+               (long long)rows[r], (long long)n, (long long)k, ms * 1e3, (double)bytes / (ms * 1e-3) / 1e9);
+    }
+    for (int i = 0; i < copies; i++) be->free(be, w[i].data);
+    be->free(be, dx);
+    be->free(be, dy);
+    free(w);
+    free(x);
+    free(h.host);
+}
+
+static void bench_quant(void) {
+    static const glmv_dtype dts[] = {GLMV_Q8_0, GLMV_Q4_0};
+    for (int d = 0; d < 2; d++) {
+        bench_qmatmul(dts[d], 4608, 4096, "q/k/v");
+        bench_qmatmul(dts[d], 4096, 4096, "o_proj");
+        bench_qmatmul(dts[d], 27392, 4096, "gate_up_proj");
+        bench_qmatmul(dts[d], 4096, 13696, "down_proj");
+    }
+}
+
 /* several streams' decode rows (GLMV_BENCH_BATCHED=1: these alone) */
 static void bench_batched(void) {
     printf("batched decode, several streams' rows (BF16 weights, x rounded to bf16):\n");
@@ -1597,6 +1691,11 @@ int main(int argc, char **argv) {
         if (be) be->destroy(be);
         return 0;
     }
+    if (argc > 1 && !strcmp(argv[1], "--bench-quant")) {
+        if (be) bench_quant();
+        if (be) be->destroy(be);
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "--bench-model")) {
         if (be) bench_model();
         if (be) be->destroy(be);
@@ -1615,6 +1714,7 @@ int main(int argc, char **argv) {
     RUN(matmul_glu);
     RUN(matmul_f32_f16);
     RUN(matmul_quant_decode);
+    RUN(matmul_mmq);
     RUN(matmul_quant_prefill);
     RUN(embed);
     RUN(norms);

@@ -103,6 +103,7 @@ static void cu_destroy(glmv_backend *be) {
         if (c->blas) cublasDestroy(c->blas);
         if (c->scratch) cudaFree(c->scratch);
         if (c->qx) cudaFree(c->qx);
+        if (c->mmq_cnt) cudaFree(c->mmq_cnt);
         if (c->workspace) cudaFree(c->workspace);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c);
@@ -398,6 +399,7 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
         k_gemm_simt(c, y, x, w, bias, m);
         return;
     }
+    if (quant && k_mmq(c, y, x, w, bias, m) == 0) return;
     if (quant && m <= quant_gemv_max_m(w->dtype) && gemv_max_m() > 0) {
         k_gemv_q(c, y, x, w, bias, m);
         return;
@@ -652,6 +654,13 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
         glmv_errf(err, "cuda: out of device memory for the cuBLAS workspace");
         cu_destroy(be);
         return NULL;
+    }
+    /* mmq.cu's split-k counters (its kernels leave them at zero); without them it declines */
+    if (cudaMalloc((void **)&c->mmq_cnt, MMQ_COUNTERS * sizeof(int)) != cudaSuccess ||
+        cudaMemset(c->mmq_cnt, 0, MMQ_COUNTERS * sizeof(int)) != cudaSuccess) {
+        cudaGetLastError();
+        cudaFree(c->mmq_cnt);
+        c->mmq_cnt = NULL;
     }
     cublasSetStream(c->blas, c->stream);
     cublasSetWorkspace(c->blas, c->workspace, c->workspace_bytes);

@@ -49,6 +49,7 @@ struct cuda_ctx {
     unsigned scratch_gen;
     int capturing, capture_failed, no_graphs;
     struct cuda_vm *vm;          /* growing memory (vmm.cu), or NULL */
+    int *mmq_cnt;                /* mmq.cu's split-k counters [MMQ_COUNTERS], zero between products */
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }
@@ -133,6 +134,10 @@ int quant_upload(cuda_ctx *c, glmv_tensor *t, void **out, char *err);
 int quant_gemv_max_m(glmv_dtype t);
 void k_gemv_q(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
               int64_t m);
+/* the same for MMQ_MIN_M <= m <= GLMV_CUDA_MMQ_MAX (64) rows of Q8_0 / Q4_0 weights on the tensor
+ * cores (mmq.cu); returns 1 (nothing done) for what it does not take */
+#define MMQ_COUNTERS 4096
+int k_mmq(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias, int64_t m);
 /* rows [r0, r0 + nr) of w dequantized into out: bf16 (bf16 = 1) or f32, rows of k */
 void k_dequant_rows(cuda_ctx *c, void *out, int bf16, const glmv_tensor *w, int64_t r0, int64_t nr);
 
@@ -188,6 +193,17 @@ __device__ __forceinline__ uint4 ld_stream(const void *p) {
                  : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                  : "l"(p));
     return v;
+}
+
+/* x rounded to int8 per block of 32, a lane an element (the whole warp calls it): the block's
+ * scale in *d and the lane's value returned; glmv_quantize_x_q8's arithmetic (IEEE division and
+ * reciprocal, roundf), so that the GPU's int8 products see the CPU's values */
+__device__ __forceinline__ int q8_round_lane(float v, float *d) {
+    float amax = fabsf(v);
+    for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    const float dd = amax / 127.0f, id = dd != 0 ? 1.0f / dd : 0.0f;
+    *d = dd;
+    return (int)roundf(v * id);
 }
 
 /* silu(a) * u, the SwiGLU of the decoder's and the vision tower's MLPs: one expression for every

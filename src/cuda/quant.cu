@@ -16,9 +16,9 @@
  * A warp per output row (a block of 8 warps per row when there are few rows), a lane takes
  * 16 bytes of weights per step (half a Q8_0 block, a whole Q4_0 block), several in flight; up
  * to 2 GEMV_MAX_M rows go in groups of GEMV_MAX_M, the weights read once per group. (With 8 rows
- * a kernel is bound by re-reading the activations from L1, not by the weights: on the H200, 16
- * sequences of the 9B shape step in 18 ms this way against 22 ms dequantizing for cuBLAS, but
- * 64 take 69 ms against 31, so more rows than 16 go to cuBLAS.)
+ * a kernel is bound by re-reading the activations from L1, not by the weights.) Q8_0 and Q4_0 take
+ * this path for up to GEMV_MAX_M rows only: 9 to 64 rows go to the int8 tensor-core kernel of
+ * mmq.cu (16 streams of the 9B shape step in 8.2 ms there against 14.0 ms here, H100).
  *
  * Prefill (more rows): weight rows dequantized in blocks into scratch (bf16 or, in f32
  * precision, the exact fp32 values) and multiplied by cuBLAS as the BF16 weights are. */
@@ -330,7 +330,9 @@ size_t quant_scales_offset(glmv_dtype t, int64_t n, int64_t k) {
 
 size_t quant_device_bytes(glmv_dtype t, int64_t n, int64_t k) {
     if (is_kq(t)) return kq_off(t, n, k, 3);
-    return quant_scales_offset(t, n, k) + (size_t)n * (size_t)(k / GLMV_QK) * 2;
+    /* + 16: mmq.cu reads a scale as the aligned 4-byte word that holds it, which for the last one
+     * may end 2 bytes past the scales */
+    return quant_scales_offset(t, n, k) + (size_t)n * (size_t)(k / GLMV_QK) * 2 + 16;
 }
 
 /* ------------------------------------------------------------ upload: split the blocks */
@@ -407,17 +409,14 @@ static void *qx_scratch(cuda_ctx *c, size_t bytes) {
 }
 
 /* x [m, k] -> int8 q [m, k], scales xd [m, k/32], block sums xs [m, k/32]; a warp per block.
- * The arithmetic is glmv_quantize_x_q8's (IEEE division and reciprocal, roundf). */
+ * The arithmetic is glmv_quantize_x_q8's (q8_round_lane). */
 __global__ void quant_x_kernel(int8_t *q, float *xd, int32_t *xs, const float *x, int64_t nblocks) {
     PDL_ENTRY();
     int64_t b = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (b >= nblocks) return;
     const int lane = threadIdx.x & 31;
-    const float v = x[b * 32 + lane];
-    float amax = fabsf(v);
-    for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-    const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
-    const int qi = (int)roundf(v * id);
+    float d;
+    const int qi = q8_round_lane(x[b * 32 + lane], &d);
     q[b * 32 + lane] = (int8_t)qi;
     int s = qi;
     for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
