@@ -36,18 +36,6 @@
 #define MQ_WARPS 8
 #define MQ_MAX_S 16  /* k splits at most */
 
-/* 4 or 8 bytes of weights, read once: past L1, as ld_stream */
-__device__ __forceinline__ uint32_t ld_stream32(const void *p) {
-    uint32_t v;
-    asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];\n" : "=r"(v) : "l"(p));
-    return v;
-}
-__device__ __forceinline__ uint2 ld_stream64(const void *p) {
-    uint2 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(p));
-    return v;
-}
-
 __device__ __forceinline__ void mq_mma(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                        uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -81,7 +69,7 @@ __global__ void mq_quant_x_kernel(int8_t *xq, float *xdt, const float *x, int64_
     if (lane == 0) xdt[b * ms + r] = d;
 }
 
-/* A warp's weights stream through its own ring of MQ_D stages in shared memory (cp.async, no
+/* A warp's weights stream through its own ring of D stages in shared memory (cp.async, no
  * registers held while in flight): a stage is one block of 32 of its 32 rows (32 x 32 bytes of
  * Q8_0, 32 x 16 of Q4_0) and each row's scale, as the 4-byte word that holds it. */
 template <int Q4> struct mq_ring {
@@ -318,9 +306,12 @@ static int mmq_max_m(void) {
  * not depend on m). GLMV_CUDA_MMQ_RW=1|2|4 fixes RW, to compare. */
 static void mmq_shape(cuda_ctx *c, int64_t n, int64_t k, int *rw_out, int64_t *s_out) {
     static int force = -1;
-    if (force < 0) force = getenv("GLMV_CUDA_MMQ_RW") ? atoi(getenv("GLMV_CUDA_MMQ_RW")) : 0;
+    if (force < 0) {
+        force = getenv("GLMV_CUDA_MMQ_RW") ? atoi(getenv("GLMV_CUDA_MMQ_RW")) : 0;
+        if (force != 1 && force != 2 && force != 4) force = 0; /* anything else: the rule below */
+    }
     const int64_t nb = k / 32, sms = c->sms;
-    int rw = force == 1 || force == 2 || force == 4 ? force : 4;
+    int rw = force ? force : 4;
     while (!force && rw > 1 && cdiv(n, 32 * rw) < sms) rw /= 2;
     const int64_t tiles = cdiv(n, 32 * rw);
     int64_t s = 1;
