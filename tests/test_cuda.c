@@ -357,6 +357,16 @@ TEST(matmul_glu) {
     one_matmul_glu(9, 600, 256, 0);   /* declined */
 }
 
+/* a host tensor [n, k] of random values quantized to dt (its blocks owned by .host) */
+static glmv_tensor make_quant(glmv_dtype dt, int64_t n, int64_t k, float amp, int threads) {
+    glmv_tensor w = make_tensor(GLMV_F32, n, k, amp);
+    void *plain = w.host, *blocks = NULL;
+    char err[GLMV_ERR_SIZE] = "";
+    GLMV_ASSERT(glmv_tensor_quantize(&w, dt, threads, &blocks, err) == 0);
+    free(plain);
+    return w;
+}
+
 /* Block-format weights (Q8_0 / Q4_0 split into values and scales on upload; Q5_0 / Q6_K split
  * into their fields, Q4_K as it is). Decode rows (up to 16; Q8_0 and Q4_0 up to 64, the tensor-core
  * kernel's default bound, mmq.cu) against the scalar int8 product glmv_dot_q8x_ref on x rounded as
@@ -365,11 +375,7 @@ TEST(matmul_glu) {
  * in a row costs ~1e-6 of NMSE, far above the bound); more rows against the float product
  * of the dequantized weights (bf16 inputs in bf16 precision, exact in f32). */
 static void one_matmul_q(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with_bias, double thr) {
-    glmv_tensor w = make_tensor(GLMV_F32, n, k, 0.5f), b = make_tensor(GLMV_F32, n, 0, 1.0f);
-    void *plain = w.host, *blocks = NULL;
-    char err[GLMV_ERR_SIZE] = "";
-    GLMV_ASSERT(glmv_tensor_quantize(&w, dt, 2, &blocks, err) == 0);
-    free(plain);
+    glmv_tensor w = make_quant(dt, n, k, 0.5f, 2), b = make_tensor(GLMV_F32, n, 0, 1.0f);
     glmv_tensor dw = dev_tensor(&w), db = dev_tensor(&b);
     float *x = rand_buf(m * k, 1.0f), *ref = malloc(sizeof(float) * (size_t)(m * n));
     if (m <= 16 || ((dt == GLMV_Q8_0 || dt == GLMV_Q4_0) && m <= 64)) { /* the backend's int8 cut-overs */
@@ -441,11 +447,7 @@ TEST(matmul_quant_decode) {
  * reference (one_matmul_q), across its block shapes, k splits and tiles of x; then each row's
  * floats the same whatever rows come beside it, and the same twice (the split counters reset). */
 static void mmq_invariant(glmv_dtype dt, int64_t n, int64_t k) {
-    glmv_tensor w = make_tensor(GLMV_F32, n, k, 0.5f), b = make_tensor(GLMV_F32, n, 0, 1.0f);
-    void *plain = w.host, *blocks = NULL;
-    char err[GLMV_ERR_SIZE] = "";
-    GLMV_ASSERT(glmv_tensor_quantize(&w, dt, 2, &blocks, err) == 0);
-    free(plain);
+    glmv_tensor w = make_quant(dt, n, k, 0.5f, 2), b = make_tensor(GLMV_F32, n, 0, 1.0f);
     glmv_tensor dw = dev_tensor(&w), db = dev_tensor(&b);
     const int64_t big = 64, rows[] = {9, 17, 40, big}; /* 2, 3, 5 and 8 tiles of x */
     float *x = rand_buf(big * k, 1.0f), *dx = dev_from(x, big * k), *dy = dev_poison(big * n);
@@ -1548,11 +1550,7 @@ static void bench_model(void) {
  * bytes alone. */
 static void bench_qmatmul(glmv_dtype dt, int64_t n, int64_t k, const char *label) {
     static const int64_t rows[] = {1, 8, 9, 16, 32, 64, 128, 256};
-    glmv_tensor h = make_tensor(GLMV_F32, n, k, 0.05f);
-    void *plain = h.host, *blocks = NULL;
-    char err[GLMV_ERR_SIZE] = "";
-    GLMV_ASSERT(glmv_tensor_quantize(&h, dt, 16, &blocks, err) == 0);
-    free(plain);
+    glmv_tensor h = make_quant(dt, n, k, 0.05f, 16);
     size_t bytes = glmv_dtype_row_bytes(dt, k) * (size_t)n;
     int copies = (int)((512ull << 20) / bytes) + 1;
     if (copies > 8) copies = 8;
