@@ -52,7 +52,8 @@
 #          served 64 and 16 at a time (twice), steady decode of 1, 16 and 64 streams at ~1k keys,
 #          one stream at 8k keys, the 512-token prefill, GPU memory
 #   ttft   time to first token for a 1120x1120 PNG and a question on the 9B shape (random weights,
-#          the real tokenizer: glmv bench --tokenizer), each stage, and the vision tower alone; with
+#          the real tokenizer: glmv bench --tokenizer), each stage, and the vision tower alone;
+#          transformers' for the same file (scripts/hf_image_ttft.py) when .dev/ttft has its files; with
 #          .dev/old/glmv the binary before too, alternating; then (NO_NCU=1: not) the tower's kernels
 #   video  video on the GPU: transformers' greedy answer of the tiny checkpoint about a real clip
 #          (the fixture of test_parity tiny_video_greedy) and that test on the CPU and CUDA; a
@@ -608,6 +609,13 @@ ttft)
                 grep -v '^glmv: warning'
         done
     done
+    # transformers' time to first token for the same file (scripts/hf_image_ttft.py), when .dev/ttft
+    # also holds tokenizer_config.json and chat_template.jinja (from ../shared/assets)
+    if [ -f .dev/ttft/tokenizer_config.json ] && [ -f .dev/ttft/chat_template.jinja ]; then
+        cp .dev/ttft/tokenizer_config.json .dev/ttft/chat_template.jinja /tmp/tok/
+        echo "== transformers: the same file and question (9B shape, random BF16 weights, sdpa)"
+        timeout 200 python3 scripts/hf_image_ttft.py .dev/ttft/photo_1120.png /tmp/tok 2>&1 | grep -vi warn | tail -n 4
+    fi
     # the host's part: the image file's stages on this machine's CPU (tests/bench_image, when carried)
     [ -x .dev/cuda/bin/bench_image ] && for t in 1 16; do
         echo "== bench_image -t $t"; .dev/cuda/bin/bench_image -n 5 -t $t .dev/ttft/photo_1120.png
