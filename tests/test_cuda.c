@@ -367,6 +367,66 @@ static glmv_tensor make_quant(glmv_dtype dt, int64_t n, int64_t k, float amp, in
     return w;
 }
 
+/* matmul_glu on Q8_0 / Q4_0 weights (k_gemv_q_glu): x rounded to int8 once, each row summed as
+ * the quantized matrix-vector kernel sums it, so bit for bit matmul and then swiglu where that
+ * kernel takes a warp a row (2I >= 8 rows a multiprocessor), and against the scalar int8 product
+ * (glmv_dot_q8x_ref on x rounded as the CPU rounds it) then the SwiGLU; other formats, and more
+ * rows than the one-row kernel's, are declined with nothing written */
+static void one_matmul_glu_q(glmv_dtype dt, int64_t m, int64_t I, int64_t k, int exact) {
+    glmv_tensor w = make_quant(dt, 2 * I, k, 0.5f, 2), dw = dev_tensor(&w);
+    float *x = rand_buf(m * k, 1.0f), *gu = malloc(sizeof(float) * (size_t)(m * 2 * I));
+    float *ref = malloc(sizeof(float) * (size_t)(m * I));
+    int8_t *q = malloc((size_t)k);
+    float *d = malloc(sizeof(float) * (size_t)(k / 32));
+    size_t rb = glmv_dtype_row_bytes(dt, k);
+    for (int64_t i = 0; i < m; i++) {
+        glmv_quantize_x_q8(x + i * k, q, d, k);
+        for (int64_t o = 0; o < 2 * I; o++)
+            gu[i * 2 * I + o] = (float)glmv_dot_q8x_ref((const char *)w.host + o * rb, dt, q, d, k);
+    }
+    glmv_ref_swiglu(ref, gu, 2 * I, gu + I, 2 * I, m, I);
+    float *dx = dev_from(x, m * k), *dh = dev_poison(m * I), *dgu = dev_poison(m * 2 * I), *dh2 = dev_poison(m * I);
+    int rc = be->matmul_glu(be, dh, dx, &dw, m);
+    char what[96];
+    snprintf(what, sizeof what, "matmul_glu %s m=%lld I=%lld k=%lld", glmv_dtype_name(dt), (long long)m,
+             (long long)I, (long long)k);
+    if (m > 8 || (dt != GLMV_Q8_0 && dt != GLMV_Q4_0)) {
+        float *h = host_of(dh, m * I), *p = host_of(dh2, m * I);
+        CHECK_MSG(rc == 1 && !memcmp(h, p, sizeof(float) * (size_t)(m * I)), "%s: not declined untouched", what);
+        free(h), free(p);
+    } else {
+        CHECK_MSG(rc == 0, "%s: declined", what);
+        be->matmul(be, dgu, dx, &dw, NULL, m);
+        be->swiglu(be, dh2, dgu, 2 * I, dgu + I, 2 * I, m, I);
+        float *a = host_of(dh, m * I), *b = host_of(dh2, m * I);
+        if (exact)
+            CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(m * I)), "%s is not matmul, swiglu bit for bit", what);
+        expect(what, dh, ref, m * I, 1e-10);
+        free(a), free(b);
+    }
+    be->free(be, dx);
+    be->free(be, dh);
+    be->free(be, dgu);
+    be->free(be, dh2);
+    free(x), free(gu), free(ref), free(q), free(d);
+    free_tensor(&w, &dw);
+}
+
+TEST(matmul_glu_quant) {
+    NEED_GPU();
+    if (!be->matmul_glu) return;
+    for (int q4 = 0; q4 < 2; q4++) {
+        glmv_dtype dt = q4 ? GLMV_Q4_0 : GLMV_Q8_0;
+        one_matmul_glu_q(dt, 1, 1370, 4096, 1); /* a block's last columns past I */
+        one_matmul_glu_q(dt, 3, 2048, 256, 1);
+        one_matmul_glu_q(dt, 8, 1370, 1024, 1);
+        one_matmul_glu_q(dt, 1, 700, 13696, 1); /* the 9B's down_proj width: 428 blocks a row */
+        one_matmul_glu_q(dt, 2, 50, 256, 0);    /* few rows: the product alone takes 8 warps a row */
+        one_matmul_glu_q(dt, 9, 600, 256, 0);   /* declined: the tensor-core kernel's rows */
+    }
+    one_matmul_glu_q(GLMV_Q4_K, 1, 600, 256, 0); /* declined: the K formats go product, then SwiGLU */
+}
+
 /* Block-format weights (Q8_0 / Q4_0 split into values and scales on upload; Q5_0 / Q6_K split
  * into their fields, Q4_K as it is). Decode rows (up to 16; Q8_0 and Q4_0 up to 64, the tensor-core
  * kernel's default bound, mmq.cu) against the scalar int8 product glmv_dot_q8x_ref on x rounded as
@@ -1361,6 +1421,40 @@ static double bench_text(int64_t n, int64_t pos0, int reps) {
     return best;
 }
 
+/* A weight of the decode-step bench: BF16 (bench_tensor), or with GLMV_BENCH_QUANT=q8_0|q4_0 the
+ * same kind of values quantized to that format (its host blocks kept) */
+static glmv_tensor bench_weight(int64_t r, int64_t c) {
+    const char *qe = getenv("GLMV_BENCH_QUANT");
+    if (!qe || !*qe) return bench_tensor(r, c);
+    glmv_dtype dt = !strcmp(qe, "q4_0") ? GLMV_Q4_0 : GLMV_Q8_0;
+    if (strcmp(qe, "q4_0") && strcmp(qe, "q8_0")) {
+        printf("bench: GLMV_BENCH_QUANT=%s: q8_0 or q4_0\n", qe);
+        exit(1);
+    }
+    glmv_tensor t;
+    memset(&t, 0, sizeof t);
+    t.name = "bench";
+    t.dtype = GLMV_F32;
+    t.ndim = 2;
+    t.shape[0] = r;
+    t.shape[1] = c;
+    size_t n = (size_t)(r * c), blk = 1 << 20;
+    float *p = malloc(n * sizeof(float));
+    GLMV_ASSERT(p);
+    for (size_t i = 0; i < blk && i < n; i++) p[i] = frand() * 0.05f;
+    for (size_t i = blk; i < n; i += blk) memcpy(p + i, p, (n - i < blk ? n - i : blk) * sizeof(float));
+    t.data = t.host = p;
+    void *blocks = NULL;
+    char err[GLMV_ERR_SIZE] = "";
+    GLMV_ASSERT(glmv_tensor_quantize(&t, dt, 16, &blocks, err) == 0);
+    free(p);
+    if (be->upload(be, &t, err)) {
+        printf("bench: %s\n", err);
+        exit(1);
+    }
+    return t;
+}
+
 /* A decode step of the 9B as src/text.c runs it today (q/k/v joined, norm_add_norm), at pos0
  * keys, with parts left out (skip: 1 the small ops, 2 attention, 4 the matrix products), so
  * that differences say where the step's time goes; ms per step. */
@@ -1373,17 +1467,17 @@ static double bench_decode_parts(int64_t pos0, int skip, int reps) {
     static int made;
     for (int i = 0; i < DISTINCT && !made; i++) {
         L[i].in_norm = bench_vec(H);
-        L[i].qkv_w = bench_tensor(ldq, H);
+        L[i].qkv_w = bench_weight(ldq, H);
         L[i].qkv_b = bench_vec(ldq);
-        L[i].o_w = bench_tensor(H, H);
+        L[i].o_w = bench_weight(H, H);
         L[i].n1 = bench_vec(H);
         L[i].n2 = bench_vec(H);
-        L[i].gate_up = bench_tensor(2 * I, H);
-        L[i].down = bench_tensor(H, I);
+        L[i].gate_up = bench_weight(2 * I, H);
+        L[i].down = bench_weight(H, I);
         L[i].n3 = bench_vec(H);
     }
     if (!made) {
-        head = bench_tensor(V, H);
+        head = bench_weight(V, H);
         made = 1;
     }
     float *kc[NL], *vc[NL];
@@ -1440,11 +1534,15 @@ static void bench_decode(void) {
         {0, "the whole step"}, {1, "without the small ops"}, {2, "without attention"},
         {3, "the matrix products alone"}, {4, "without the matrix products"}, {6, "the small ops alone"},
         {5, "attention alone"}};
-    printf("decode step of the 9B (40 layers + lm_head, 17.6 GB of BF16 weights), parts left out:\n");
+    const char *qe = getenv("GLMV_BENCH_QUANT");
+    /* bytes a weight: BF16 2, Q8_0 34/32, Q4_0 18/32 */
+    const double per = !qe || !*qe ? 2.0 : !strcmp(qe, "q4_0") ? 18.0 / 32 : 34.0 / 32;
+    const double gb = (40.0 * ((4608 + 4096 + 27392) * 4096.0 + 4096.0 * 13696) + 151552.0 * 4096) * per * 1e-9;
+    printf("decode step of the 9B (40 layers + lm_head, %.1f GB of %s weights), parts left out:\n", gb,
+           !qe || !*qe ? "BF16" : qe);
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
             double ms = bench_decode_parts(1024, v[i].skip, 20);
-            const double gb = (40.0 * ((4608 + 4096 + 27392) * 4096.0 + 4096.0 * 13696) + 151552.0 * 4096) * 2e-9;
             if (v[i].skip & 4)
                 printf("  1k context, %-28s %7.3f ms\n", v[i].what, ms);
             else
@@ -1710,6 +1808,7 @@ int main(int argc, char **argv) {
     RUN(write_bf16);
     RUN(matmul_swiglu);
     RUN(matmul_glu);
+    RUN(matmul_glu_quant);
     RUN(matmul_f32_f16);
     RUN(matmul_quant_decode);
     RUN(matmul_mmq);

@@ -464,11 +464,13 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
     }
 }
 
-/* the gate/up product and the SwiGLU in one kernel for a decode step's rows (k_gemv_glu) */
+/* the gate/up product and the SwiGLU in one kernel for a decode step's rows (k_gemv_glu; k_gemv_q_glu
+ * for Q8_0 and Q4_0 weights; other formats are declined) */
 static int cu_matmul_glu(glmv_backend *be, float *h, const float *x, const glmv_tensor *w, int64_t m) {
     cuda_ctx *c = ctx_of(be);
     if (c->failed) return 0; /* the error is already recorded: nothing more to do */
     if (m > gemv_max_m()) return 1;
+    if (w->dtype == GLMV_Q8_0 || w->dtype == GLMV_Q4_0) return k_gemv_q_glu(c, h, x, w, m);
     return k_gemv_glu(c, h, x, w, m);
 }
 

@@ -134,6 +134,11 @@ int quant_upload(cuda_ctx *c, glmv_tensor *t, void **out, char *err);
 int quant_gemv_max_m(glmv_dtype t);
 void k_gemv_q(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
               int64_t m);
+/* h[m, I] = swiglu(x · w[:I]ᵀ, x · w[I:]ᵀ) for Q8_0 / Q4_0 w = [gate | up] (2I rows), m <= GEMV_MAX_M:
+ * x rounded once, the product and the SwiGLU in one kernel, the same floats as k_gemv_q then
+ * k_swiglu where k_gemv_q takes a warp a row (2I >= 8 rows a multiprocessor). 1: declined (another
+ * format or shape), nothing done. */
+int k_gemv_q_glu(cuda_ctx *c, float *h, const float *x, const glmv_tensor *w, int64_t m);
 /* the same for MMQ_MIN_M <= m <= GLMV_CUDA_MMQ_MAX (64) rows of Q8_0 / Q4_0 weights on the tensor
  * cores (mmq.cu); returns 1 (nothing done) for what it does not take */
 #define MMQ_COUNTERS 4096

@@ -26,6 +26,9 @@
 
 #define GLMV_QK 32 /* quant.h's block size (quant.h itself is C11) */
 #define QV_THREADS 256
+#ifndef QV_DEFAULT
+#define QV_DEFAULT 0
+#endif
 
 /* ------------------------------------------------------------ Q5_0, Q4_K, Q6_K */
 
@@ -426,26 +429,17 @@ __global__ void quant_x_kernel(int8_t *q, float *xd, int32_t *xs, const float *x
     }
 }
 
-/* Q4: 1 for Q4_0, 0 for Q8_0. WPR warps per output row (1 or 8), U 16-byte loads in flight
- * per lane. A "chunk" is 16 bytes of a row's qs: 16 elements (Q8_0) or 32 (Q4_0). */
-template <int M, int WPR, int U, int Q4>
-__global__ void __launch_bounds__(QV_THREADS)
-    gemv_q_kernel(float *__restrict__ y, const int8_t *__restrict__ xq, const float *__restrict__ xd,
-                  const int32_t *__restrict__ xs, const uint8_t *__restrict__ qs,
-                  const __half *__restrict__ dw, const void *bias, int bdt, int64_t n, int64_t k) {
-    constexpr int WARPS = QV_THREADS / 32, ROWS = WARPS / WPR;
-    __shared__ float red[WARPS][M];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int64_t row = (int64_t)blockIdx.x * ROWS + warp / WPR;
-    const int part = warp % WPR;
-    const int64_t nb = k / 32, chunks = row < n ? (Q4 ? nb : 2 * nb) : 0;
-    const uint4 *w4 = (const uint4 *)(qs + (row < n ? row : 0) * (Q4 ? k / 2 : k));
-    const __half *drow = dw + (row < n ? row : 0) * nb;
-    float acc[M];
-#pragma unroll
-    for (int r = 0; r < M; r++) acc[r] = 0.f;
-    const int stride = 32 * WPR;
-    int64_t j = (int64_t)part * 32 + lane;
+/* acc[r] += this lane's share of x[r] · w over the 16-byte chunks j, j + stride, ... < chunks of one
+ * Q8_0 (Q4 = 0) or Q4_0 (Q4 = 1) weight row: w4 its values, drow its f16 scales. A "chunk" is 16
+ * bytes of the row's values: 16 elements (Q8_0) or 32 (Q4_0). U loads in flight per lane; the first
+ * U go out before waiting for the previous kernel (PDL_ENTRY inside): weights are constant, only x
+ * comes from it. Each block's sum is exact (dp4a), scaled by the weight's and x's scales. */
+template <int M, int U, int Q4>
+__device__ __forceinline__ void gemv_q_row(float (&acc)[M], const int8_t *__restrict__ xq,
+                                           const float *__restrict__ xd, const int32_t *__restrict__ xs,
+                                           const uint4 *w4, const __half *drow, int64_t chunks, int64_t k, int64_t j,
+                                           int stride) {
+    const int64_t nb = k / 32;
     uint4 u[U];
 #pragma unroll
     for (int s = 0; s < U; s++) u[s] = j + s * stride < chunks ? ld_stream(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
@@ -486,7 +480,73 @@ __global__ void __launch_bounds__(QV_THREADS)
 #pragma unroll
         for (int s = 0; s < U; s++) u[s] = j + s * stride < chunks ? ld_stream(w4 + j + s * stride) : make_uint4(0, 0, 0, 0);
     }
+}
+
+/* WPR warps per output row (1 or 8), U 16-byte loads in flight per lane, MINB the launch bound's
+ * minimum of blocks a multiprocessor (0: none given; ptxas then holds the kernel to 64 registers) */
+template <int M, int WPR, int U, int Q4, int MINB>
+__global__ void __launch_bounds__(QV_THREADS, MINB)
+    gemv_q_kernel(float *__restrict__ y, const int8_t *__restrict__ xq, const float *__restrict__ xd,
+                  const int32_t *__restrict__ xs, const uint8_t *__restrict__ qs,
+                  const __half *__restrict__ dw, const void *bias, int bdt, int64_t n, int64_t k) {
+    constexpr int WARPS = QV_THREADS / 32, ROWS = WARPS / WPR;
+    __shared__ float red[WARPS][M];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * ROWS + warp / WPR;
+    const int part = warp % WPR;
+    const int64_t nb = k / 32, chunks = row < n ? (Q4 ? nb : 2 * nb) : 0;
+    const uint4 *w4 = (const uint4 *)(qs + (row < n ? row : 0) * (Q4 ? k / 2 : k));
+    const __half *drow = dw + (row < n ? row : 0) * nb;
+    float acc[M];
+#pragma unroll
+    for (int r = 0; r < M; r++) acc[r] = 0.f;
+    gemv_q_row<M, U, Q4>(acc, xq, xd, xs, w4, drow, chunks, k, (int64_t)part * 32 + lane, 32 * WPR);
     gemv_finish<M, WPR>(acc, red, warp, lane, part, row, n, bias, bdt, y);
+}
+
+/* h[r, j] = silu(g) * u for g = x[r] · w[j], u = x[r] · w[I + j] (w: [gate | up], 2I rows of Q8_0
+ * or Q4_0, no bias), x already rounded to int8 blocks: warps 0-3 of a block take gate rows
+ * 4b .. 4b + 3, warps 4-7 the same up rows, each row summed as gemv_q_kernel<M, 1, ...> sums it
+ * (so the same floats as that product), and the SwiGLU is swiglu_kernel's silu_mul: bit for bit
+ * the product and then the SwiGLU. */
+template <int M, int U, int Q4, int MINB>
+__global__ void __launch_bounds__(QV_THREADS, MINB)
+    gemv_q_glu_kernel(float *__restrict__ h, const int8_t *__restrict__ xq, const float *__restrict__ xd,
+                      const int32_t *__restrict__ xs, const uint8_t *__restrict__ qs,
+                      const __half *__restrict__ dw, int64_t I, int64_t k) {
+    __shared__ float up[4][M];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t j = (int64_t)blockIdx.x * 4 + (warp & 3); /* the output column */
+    const bool ok = j < I;
+    const int64_t row = (warp >= 4 ? I : 0) + (ok ? j : 0), nb = k / 32;
+    float acc[M];
+#pragma unroll
+    for (int r = 0; r < M; r++) acc[r] = 0.f;
+    gemv_q_row<M, U, Q4>(acc, xq, xd, xs, (const uint4 *)(qs + row * (Q4 ? k / 2 : k)), dw + row * nb,
+                         ok ? (Q4 ? nb : 2 * nb) : 0, k, lane, 32);
+#pragma unroll
+    for (int r = 0; r < M; r++)
+        for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+    if (warp >= 4 && lane == 0)
+#pragma unroll
+        for (int r = 0; r < M; r++) up[warp & 3][r] = acc[r] + 0.f; /* as gemv_finish stores it */
+    __syncthreads();
+    if (warp < 4 && lane == 0 && ok)
+#pragma unroll
+        for (int r = 0; r < M; r++) h[r * I + j] = silu_mul(acc[r] + 0.f, up[warp][r]);
+}
+
+/* The one-row kernels' variant (GLMV_CUDA_QV, read once): 0 the launch bound alone (64
+ * registers), 1 a minimum of one block a multiprocessor (ptxas may use more registers), 2 that
+ * and 16 loads in flight a lane instead of 8. Rows of two or more keep variant 0. */
+static int qv_variant(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("GLMV_CUDA_QV");
+        v = s ? atoi(s) : QV_DEFAULT;
+        if (v < 0 || v > 2) v = QV_DEFAULT;
+    }
+    return v;
 }
 
 template <int M, int Q4>
@@ -496,11 +556,23 @@ static void gemv_q_launch(cuda_ctx *c, float *y, const int8_t *xq, const float *
     const __half *d = (const __half *)(qs + quant_scales_offset(w->dtype, n, k));
     const void *bp = bias ? bias->data : NULL;
     int bdt = bias ? bias->dtype : 0;
-    constexpr int U = M == 1 ? 8 : 4;
-    if (n >= 8 * (int64_t)c->sms)
-        cuda_launch(c, gemv_q_kernel<M, 1, U, Q4>, cdiv(n, 8), QV_THREADS, 0, y, xq, xd, xs, qs, d, bp, bdt, n, k);
-    else
-        cuda_launch(c, gemv_q_kernel<M, 8, U, Q4>, (unsigned)n, QV_THREADS, 0, y, xq, xd, xs, qs, d, bp, bdt, n, k);
+    const int many = n >= 8 * (int64_t)c->sms;
+#define QL(WPR, U, MINB)                                                                                           \
+    cuda_launch(c, gemv_q_kernel<M, WPR, U, Q4, MINB>, WPR == 1 ? cdiv(n, 8) : (unsigned)n, QV_THREADS, 0, y, xq, \
+                xd, xs, qs, d, bp, bdt, n, k)
+    if constexpr (M > 1) {
+        if (many) QL(1, 4, 0);
+        else QL(8, 4, 0);
+    } else {
+        const int v = qv_variant();
+        if (v == 0 && many) QL(1, 8, 0);
+        else if (v == 0) QL(8, 8, 0);
+        else if (v == 1 && many) QL(1, 8, 1);
+        else if (v == 1) QL(8, 8, 1);
+        else if (many) QL(1, 16, 1);
+        else QL(8, 16, 1);
+    }
+#undef QL
 }
 
 template <int Q4>
@@ -518,24 +590,65 @@ static void gemv_q_m(cuda_ctx *c, float *y, const int8_t *xq, const float *xd, c
     }
 }
 
+template <int M, int Q4>
+static void glu_q_launch(cuda_ctx *c, float *h, const int8_t *xq, const float *xd, const int32_t *xs,
+                         const glmv_tensor *w, int64_t I, int64_t k) {
+    const uint8_t *qs = (const uint8_t *)w->data;
+    const __half *d = (const __half *)(qs + quant_scales_offset(w->dtype, 2 * I, k));
+#define GL(U, MINB) cuda_launch(c, gemv_q_glu_kernel<M, U, Q4, MINB>, cdiv(I, 4), QV_THREADS, 0, h, xq, xd, xs, qs, d, I, k)
+    if constexpr (M > 1) {
+        GL(4, 0);
+    } else {
+        const int v = qv_variant();
+        if (v == 0) GL(8, 0);
+        else if (v == 1) GL(8, 1);
+        else GL(16, 1);
+    }
+#undef GL
+}
+
+template <int Q4>
+static void glu_q_m(cuda_ctx *c, float *h, const int8_t *xq, const float *xd, const int32_t *xs,
+                    const glmv_tensor *w, int64_t m, int64_t I, int64_t k) {
+    switch (m) {
+    case 1: glu_q_launch<1, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    case 2: glu_q_launch<2, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    case 3: glu_q_launch<3, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    case 4: glu_q_launch<4, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    case 5: glu_q_launch<5, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    case 6: glu_q_launch<6, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    case 7: glu_q_launch<7, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    default: glu_q_launch<8, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    }
+}
+
 int quant_gemv_max_m(glmv_dtype t) {
     (void)t;
     return 2 * GEMV_MAX_M;
+}
+
+/* x [m, k] rounded to int8 blocks in the activations' buffer: the values, then their scales and
+ * block sums, each 256-byte aligned; 0 when out of memory (the error is recorded) */
+static int quant_x(cuda_ctx *c, const float *x, int64_t m, int64_t k, int8_t **xq, float **xd, int32_t **xs) {
+    const int64_t nb = m * (k / 32);
+    size_t a = ((size_t)(m * k) + 255) & ~(size_t)255, b = ((size_t)nb * 4 + 255) & ~(size_t)255;
+    char *s = (char *)qx_scratch(c, a + 2 * b);
+    if (!s) return 0;
+    *xq = (int8_t *)s;
+    *xd = (float *)(s + a);
+    *xs = (int32_t *)(s + a + b);
+    cuda_launch(c, quant_x_kernel, cdiv(nb, 8), 256, 0, *xq, *xd, *xs, x, nb);
+    return 1;
 }
 
 void k_gemv_q(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias,
               int64_t m) {
     int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
     if (m <= 0 || n <= 0) return;
-    int64_t nb = m * (k / 32);
-    /* int8 x, then its scales and block sums, each 256-byte aligned */
-    size_t a = ((size_t)(m * k) + 255) & ~(size_t)255, b = ((size_t)nb * 4 + 255) & ~(size_t)255;
-    char *s = (char *)qx_scratch(c, a + 2 * b);
-    if (!s) return;
-    int8_t *xq = (int8_t *)s;
-    float *xd = (float *)(s + a);
-    int32_t *xs = (int32_t *)(s + a + b);
-    cuda_launch(c, quant_x_kernel, cdiv(nb, 8), 256, 0, xq, xd, xs, x, nb);
+    int8_t *xq;
+    float *xd;
+    int32_t *xs;
+    if (!quant_x(c, x, m, k, &xq, &xd, &xs)) return;
     /* rows in groups of GEMV_MAX_M, the weights read once per group; a row's sums do not
      * depend on its group (matmul_rows' promise) */
     for (int64_t r0 = 0; r0 < m; r0 += GEMV_MAX_M) {
@@ -547,6 +660,21 @@ void k_gemv_q(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const
         else gemv_q_m<0>(c, y + r0 * n, xq + r0 * k, xd + o, xs + o, w, bias, g, n, k);
     }
     cuda_check(c, "matmul (quantized gemv)");
+}
+
+int k_gemv_q_glu(cuda_ctx *c, float *h, const float *x, const glmv_tensor *w, int64_t m) {
+    const int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w), I = n / 2;
+    if ((w->dtype != GLMV_Q8_0 && w->dtype != GLMV_Q4_0) || m <= 0 || m > GEMV_MAX_M || n % 2 || I <= 0 ||
+        k % 32 || cdiv(I, 4) > INT32_MAX)
+        return 1;
+    int8_t *xq;
+    float *xd;
+    int32_t *xs;
+    if (!quant_x(c, x, m, k, &xq, &xd, &xs)) return 0; /* the error is recorded */
+    if (w->dtype == GLMV_Q4_0) glu_q_m<1>(c, h, xq, xd, xs, w, m, I, k);
+    else glu_q_m<0>(c, h, xq, xd, xs, w, m, I, k);
+    cuda_check(c, "matmul + swiglu (quantized gemv)");
+    return 0;
 }
 
 /* ------------------------------------------------------------ prefill: dequantize */
