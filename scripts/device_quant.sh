@@ -20,7 +20,7 @@
 #          none: BF16), each with the kernel and without it (GLMV_CUDA_MMQ=0), alternating;
 #          MMQ_VARIANTS="auto 1 2 4 0" times its block shapes fixed too
 #   glu    one stream's decode on Q8_0 / Q4_0: the gate/up product and SwiGLU in one kernel
-#          (GLMV_CUDA_GLU) and the one-row kernels' variants (GLMV_CUDA_QV), tests, then each timed
+#          (GLMV_CUDA_GLU): tests, then with and without it, then the decode step's parts
 # (.dev/cuda/bin may come packed as .dev/cuda/bin.tar.xz: unpacked here)
 set -u
 OUT=${OUT:-/tmp/out}
@@ -94,28 +94,20 @@ mmq)
     ;;
 glu)
     # one stream's decode on Q8_0 / Q4_0 weights: the gate/up product and its SwiGLU in one kernel
-    # (k_gemv_q_glu; GLMV_CUDA_GLU=0: the product, then the SwiGLU) and the one-row kernels'
-    # variants (GLMV_CUDA_QV: 0 64 registers, 1 a minimum of one block a multiprocessor, 2 that
-    # and 16 loads in flight). Tests first (both variants' kernels against their references),
-    # then glmv bench, the variants alternating (ROUNDS, default 2, while time is left), then
-    # the decode step's parts on Q4_0 weights (test_cuda --bench-decode)
+    # (k_gemv_q_glu; GLMV_CUDA_GLU=0: the product, then the SwiGLU). Tests first, then glmv bench
+    # with and without it alternating (ROUNDS, default 2, while time is left), then the decode
+    # step's parts on Q4_0 and Q8_0 weights (test_cuda --bench-decode)
     S0=$SECONDS
     nvidia-smi --query-gpu=name --format=csv,noheader
     timeout 300 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
     echo "== test_cuda: rc $?"
     grep -E 'matmul_glu|not ok|FAIL|passed' "$OUT/test_cuda.log" | tail -24
-    for v in 1 2; do
-        GLMV_CUDA_QV=$v GLMV_TEST_ONLY=matmul_quant_decode,matmul_glu_quant timeout 120 build/cuda/tests/test_cuda \
-            >"$OUT/test_cuda_qv$v.log" 2>&1
-        echo "== test_cuda, GLMV_CUDA_QV=$v: rc $?"; grep -E 'not ok|FAIL|passed' "$OUT/test_cuda_qv$v.log" | tail -4
-    done
     GLMV_TEST_ONLY=gguf_q8_0_text,gguf_q8_0_image1,decode_graphs,batch_invariance,tiny_text GLMV_PARITY_DEVICE=cuda \
         timeout 120 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
     echo "== test_parity on cuda: rc $?"; grep -E 'not ok|FAIL|passed' "$OUT/parity_cuda.log" | tail -6
     for r in $(seq "${ROUNDS:-2}"); do
         for q in ${QUANTS:-q8_0 q4_0}; do
-            for e in "GLMV_CUDA_GLU=0 GLMV_CUDA_QV=0" "GLMV_CUDA_GLU=1 GLMV_CUDA_QV=0" "GLMV_CUDA_GLU=1 GLMV_CUDA_QV=1" \
-                "GLMV_CUDA_GLU=1 GLMV_CUDA_QV=2"; do
+            for e in GLMV_CUDA_GLU=0 GLMV_CUDA_GLU=1; do
                 [ $((SECONDS - S0)) -lt ${LIMIT:-480} ] || break 3
                 env $e timeout 120 build/cuda/glmv bench --synthetic --layers 40 --device cuda --json --prompt 512 \
                     --decode 64 --ctx 1024 --quant $q >"$OUT/glu.json" 2>>"$OUT/bench.err"
@@ -123,8 +115,10 @@ glu)
             done
         done
     done
-    [ $((SECONDS - S0)) -lt ${LIMIT:-480} ] && GLMV_BENCH_QUANT=q4_0 timeout $((560 - SECONDS + S0)) \
-        build/cuda/tests/test_cuda --bench-decode 2>&1 | tail -n 15
+    for q in q4_0 q8_0; do
+        [ $((SECONDS - S0)) -lt ${LIMIT:-480} ] && GLMV_BENCH_QUANT=$q timeout 110 build/cuda/tests/test_cuda \
+            --bench-decode 2>&1 | tail -n 8
+    done
     echo "== $((SECONDS - S0)) s"
     ;;
 *) echo "usage: $0 tests|bench|quality|conc|mmq|glu" >&2; exit 2 ;;

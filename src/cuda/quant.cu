@@ -18,7 +18,12 @@
  * to 2 GEMV_MAX_M rows go in groups of GEMV_MAX_M, the weights read once per group. (With 8 rows
  * a kernel is bound by re-reading the activations from L1, not by the weights.) Q8_0 and Q4_0 take
  * this path for up to GEMV_MAX_M rows only: 9 to 64 rows go to the int8 tensor-core kernel of
- * mmq.cu (16 streams of the 9B shape step in 8.2 ms there against 14.0 ms here, H100).
+ * mmq.cu (16 streams of the 9B shape step in 8.2 ms there against 14.0 ms here, H100). For those
+ * rows the MLP's gate/up product and its SwiGLU are one kernel (gemv_q_glu_kernel, the backend's
+ * matmul_glu), as for BF16 weights: one launch fewer a layer. A decode step on these weights is
+ * bound by its kernels' number more than by their bytes (the products of a Q4_0 step stream at
+ * about half the bandwidth: docs/PERFORMANCE.md), so the next gain is in fewer kernels (the
+ * activations' rounding, quant_x_kernel, is four of a layer's eight products and roundings).
  *
  * Prefill (more rows): weight rows dequantized in blocks into scratch (bf16 or, in f32
  * precision, the exact fp32 values) and multiplied by cuBLAS as the BF16 weights are. */
@@ -26,9 +31,6 @@
 
 #define GLMV_QK 32 /* quant.h's block size (quant.h itself is C11) */
 #define QV_THREADS 256
-#ifndef QV_DEFAULT
-#define QV_DEFAULT 0
-#endif
 
 /* ------------------------------------------------------------ Q5_0, Q4_K, Q6_K */
 
@@ -482,10 +484,12 @@ __device__ __forceinline__ void gemv_q_row(float (&acc)[M], const int8_t *__rest
     }
 }
 
-/* WPR warps per output row (1 or 8), U 16-byte loads in flight per lane, MINB the launch bound's
- * minimum of blocks a multiprocessor (0: none given; ptxas then holds the kernel to 64 registers) */
-template <int M, int WPR, int U, int Q4, int MINB>
-__global__ void __launch_bounds__(QV_THREADS, MINB)
+/* WPR warps per output row (1 or 8), U 16-byte loads in flight per lane. (__launch_bounds__ with
+ * a minimum of one block a multiprocessor, which sped the BF16 kernel up, let ptxas give the M = 1
+ * kernel 70 registers instead of 64 and slowed a 9B decode step by 10 % on Q8_0 and Q4_0 weights,
+ * 16 loads in flight and 104 registers by 20 %: H100, glmv bench, alternating.) */
+template <int M, int WPR, int U, int Q4>
+__global__ void __launch_bounds__(QV_THREADS)
     gemv_q_kernel(float *__restrict__ y, const int8_t *__restrict__ xq, const float *__restrict__ xd,
                   const int32_t *__restrict__ xs, const uint8_t *__restrict__ qs,
                   const __half *__restrict__ dw, const void *bias, int bdt, int64_t n, int64_t k) {
@@ -509,8 +513,8 @@ __global__ void __launch_bounds__(QV_THREADS, MINB)
  * 4b .. 4b + 3, warps 4-7 the same up rows, each row summed as gemv_q_kernel<M, 1, ...> sums it
  * (so the same floats as that product), and the SwiGLU is swiglu_kernel's silu_mul: bit for bit
  * the product and then the SwiGLU. */
-template <int M, int U, int Q4, int MINB>
-__global__ void __launch_bounds__(QV_THREADS, MINB)
+template <int M, int U, int Q4>
+__global__ void __launch_bounds__(QV_THREADS)
     gemv_q_glu_kernel(float *__restrict__ h, const int8_t *__restrict__ xq, const float *__restrict__ xd,
                       const int32_t *__restrict__ xs, const uint8_t *__restrict__ qs,
                       const __half *__restrict__ dw, int64_t I, int64_t k) {
@@ -536,19 +540,6 @@ __global__ void __launch_bounds__(QV_THREADS, MINB)
         for (int r = 0; r < M; r++) h[r * I + j] = silu_mul(acc[r] + 0.f, up[warp][r]);
 }
 
-/* The one-row kernels' variant (GLMV_CUDA_QV, read once): 0 the launch bound alone (64
- * registers), 1 a minimum of one block a multiprocessor (ptxas may use more registers), 2 that
- * and 16 loads in flight a lane instead of 8. Rows of two or more keep variant 0. */
-static int qv_variant(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *s = getenv("GLMV_CUDA_QV");
-        v = s ? atoi(s) : QV_DEFAULT;
-        if (v < 0 || v > 2) v = QV_DEFAULT;
-    }
-    return v;
-}
-
 template <int M, int Q4>
 static void gemv_q_launch(cuda_ctx *c, float *y, const int8_t *xq, const float *xd, const int32_t *xs,
                           const glmv_tensor *w, const glmv_tensor *bias, int64_t n, int64_t k) {
@@ -556,23 +547,11 @@ static void gemv_q_launch(cuda_ctx *c, float *y, const int8_t *xq, const float *
     const __half *d = (const __half *)(qs + quant_scales_offset(w->dtype, n, k));
     const void *bp = bias ? bias->data : NULL;
     int bdt = bias ? bias->dtype : 0;
-    const int many = n >= 8 * (int64_t)c->sms;
-#define QL(WPR, U, MINB)                                                                                           \
-    cuda_launch(c, gemv_q_kernel<M, WPR, U, Q4, MINB>, WPR == 1 ? cdiv(n, 8) : (unsigned)n, QV_THREADS, 0, y, xq, \
-                xd, xs, qs, d, bp, bdt, n, k)
-    if constexpr (M > 1) {
-        if (many) QL(1, 4, 0);
-        else QL(8, 4, 0);
-    } else {
-        const int v = qv_variant();
-        if (v == 0 && many) QL(1, 8, 0);
-        else if (v == 0) QL(8, 8, 0);
-        else if (v == 1 && many) QL(1, 8, 1);
-        else if (v == 1) QL(8, 8, 1);
-        else if (many) QL(1, 16, 1);
-        else QL(8, 16, 1);
-    }
-#undef QL
+    constexpr int U = M == 1 ? 8 : 4; /* more bytes in flight when x is one row */
+    if (n >= 8 * (int64_t)c->sms)
+        cuda_launch(c, gemv_q_kernel<M, 1, U, Q4>, cdiv(n, 8), QV_THREADS, 0, y, xq, xd, xs, qs, d, bp, bdt, n, k);
+    else
+        cuda_launch(c, gemv_q_kernel<M, 8, U, Q4>, (unsigned)n, QV_THREADS, 0, y, xq, xd, xs, qs, d, bp, bdt, n, k);
 }
 
 template <int Q4>
@@ -595,16 +574,8 @@ static void glu_q_launch(cuda_ctx *c, float *h, const int8_t *xq, const float *x
                          const glmv_tensor *w, int64_t I, int64_t k) {
     const uint8_t *qs = (const uint8_t *)w->data;
     const __half *d = (const __half *)(qs + quant_scales_offset(w->dtype, 2 * I, k));
-#define GL(U, MINB) cuda_launch(c, gemv_q_glu_kernel<M, U, Q4, MINB>, cdiv(I, 4), QV_THREADS, 0, h, xq, xd, xs, qs, d, I, k)
-    if constexpr (M > 1) {
-        GL(4, 0);
-    } else {
-        const int v = qv_variant();
-        if (v == 0) GL(8, 0);
-        else if (v == 1) GL(8, 1);
-        else GL(16, 1);
-    }
-#undef GL
+    constexpr int U = M == 1 ? 8 : 4;
+    cuda_launch(c, gemv_q_glu_kernel<M, U, Q4>, cdiv(I, 4), QV_THREADS, 0, h, xq, xd, xs, qs, d, I, k);
 }
 
 template <int Q4>
