@@ -95,19 +95,21 @@ mmq)
 glu)
     # one stream's decode on Q8_0 / Q4_0 weights: the gate/up product and its SwiGLU in one kernel
     # (k_gemv_q_glu; GLMV_CUDA_GLU=0: the product, then the SwiGLU). Tests first, then glmv bench
-    # with and without it alternating (ROUNDS, default 2, while time is left), then the decode
-    # step's parts on Q4_0 and Q8_0 weights (test_cuda --bench-decode)
+    # with and without it alternating (ROUNDS, default 2, while time is left; VARIANTS: other
+    # environments to alternate, e.g. "GLMV_CUDA_QFOLD=0 GLMV_CUDA_QFOLD=1", the norms' rounding
+    # of their rows for the products), then the decode step's parts on Q4_0 and Q8_0 weights
+    # (test_cuda --bench-decode; PARTS_VARIANTS: the environments to run it in)
     S0=$SECONDS
     nvidia-smi --query-gpu=name --format=csv,noheader
     timeout 300 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
     echo "== test_cuda: rc $?"
-    grep -E 'matmul_glu|not ok|FAIL|passed' "$OUT/test_cuda.log" | tail -24
+    grep -E 'matmul_glu|fold|not ok|FAIL|passed' "$OUT/test_cuda.log" | tail -24
     GLMV_TEST_ONLY=gguf_q8_0_text,gguf_q8_0_image1,decode_graphs,batch_invariance,tiny_text GLMV_PARITY_DEVICE=cuda \
         timeout 120 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
     echo "== test_parity on cuda: rc $?"; grep -E 'not ok|FAIL|passed' "$OUT/parity_cuda.log" | tail -6
     for r in $(seq "${ROUNDS:-2}"); do
         for q in ${QUANTS:-q8_0 q4_0}; do
-            for e in GLMV_CUDA_GLU=0 GLMV_CUDA_GLU=1; do
+            for e in ${VARIANTS:-GLMV_CUDA_GLU=0 GLMV_CUDA_GLU=1}; do
                 [ $((SECONDS - S0)) -lt ${LIMIT:-480} ] || break 3
                 env $e timeout 120 build/cuda/glmv bench --synthetic --layers 40 --device cuda --json --prompt 512 \
                     --decode 64 --ctx 1024 --quant $q >"$OUT/glu.json" 2>>"$OUT/bench.err"
@@ -116,8 +118,10 @@ glu)
         done
     done
     for q in q4_0 q8_0; do
-        [ $((SECONDS - S0)) -lt ${LIMIT:-480} ] && GLMV_BENCH_QUANT=$q timeout 110 build/cuda/tests/test_cuda \
-            --bench-decode 2>&1 | tail -n 8
+        for e in ${PARTS_VARIANTS:-GLMV_CUDA_GLU=1}; do
+            [ $((SECONDS - S0)) -lt ${LIMIT:-480} ] && echo "== $q, $e" && env $e GLMV_BENCH_QUANT=$q timeout 110 \
+                build/cuda/tests/test_cuda --bench-decode 2>&1 | tail -n 7
+        done
     done
     echo "== $((SECONDS - S0)) s"
     ;;

@@ -427,6 +427,80 @@ TEST(matmul_glu_quant) {
     one_matmul_glu_q(GLMV_Q4_K, 1, 600, 256, 0); /* declined: the K formats go product, then SwiGLU */
 }
 
+/* With block-format weights loaded, norm_add_norm of up to 8 rows also rounds its output to int8
+ * blocks, and the quantized product (or gate/up + SwiGLU) that reads those rows right after takes
+ * them instead of rounding them again: bit for bit what the product gives on a copy of the rows
+ * (which it rounds itself), the norm's own outputs still rmsnorm, add, rmsnorm bit for bit; and
+ * rows changed after the norm (a kernel, a write from the host) are rounded afresh */
+static void one_norm_fold(glmv_dtype qt, int64_t n, int64_t d) {
+    const int64_t N = 640, I = 320; /* the product's rows; gate/up's columns */
+    glmv_tensor w = make_quant(qt, N, d, 0.5f, 2), dw = dev_tensor(&w);
+    glmv_tensor gu = make_quant(qt, 2 * I, d, 0.5f, 2), dgu = dev_tensor(&gu);
+    glmv_tensor w1 = make_tensor(GLMV_F32, d, 0, 1.0f), w2 = make_tensor(GLMV_BF16, d, 0, 1.0f);
+    glmv_tensor d1 = dev_tensor(&w1), d2 = dev_tensor(&w2);
+    float *x = rand_buf(n * d, 3.0f), *t = rand_buf(n * d, 3.0f), *other = rand_buf(n * d, 2.0f);
+    float *dx = dev_from(x, n * d), *dtin = dev_from(t, n * d), *dy = dev_poison(n * d), *cp = dev_poison(n * d);
+    float *ux = dev_from(x, n * d), *ut = dev_poison(n * d), *uy = dev_poison(n * d);
+    float *ya = dev_poison(n * N), *yb = dev_poison(n * N), *ha = dev_poison(n * I), *hb = dev_poison(n * I);
+    const size_t row_b = sizeof(float) * (size_t)(n * d);
+    char what[128];
+    /* the norm, then the product on its rows; the same product on a copy of them */
+    be->norm_add_norm(be, dx, dy, dtin, &d1, &d2, n, d, 1e-5f);
+    be->matmul(be, ya, dy, &dw, NULL, n);
+    be->copy(be, cp, dy, row_b);
+    be->matmul(be, yb, cp, &dw, NULL, n);
+    be->rmsnorm(be, ut, dtin, &d1, n, d, 1e-5f);
+    be->add(be, ux, ux, ut, n * d);
+    be->rmsnorm(be, uy, ux, &d2, n, d, 1e-5f);
+    snprintf(what, sizeof what, "%s %lldx%lld: norm_add_norm then matmul", glmv_dtype_name(qt), (long long)n,
+             (long long)d);
+    float *a = host_of(ya, n * N), *b = host_of(yb, n * N), *p = host_of(dy, n * d), *q = host_of(uy, n * d);
+    CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(n * N)), "%s: not the product of the rows bit for bit", what);
+    CHECK_MSG(!memcmp(p, q, row_b), "%s: the norm's output is not rmsnorm, add, rmsnorm bit for bit", what);
+    free(a), free(b), free(p), free(q);
+    /* the same for gate/up and the SwiGLU */
+    be->norm_add_norm(be, dx, dy, dtin, &d1, &d2, n, d, 1e-5f);
+    int rc = be->matmul_glu ? be->matmul_glu(be, ha, dy, &dgu, n) : 1;
+    be->copy(be, cp, dy, row_b);
+    int rc2 = be->matmul_glu ? be->matmul_glu(be, hb, cp, &dgu, n) : 1;
+    CHECK_MSG(rc == rc2, "%s: matmul_glu taken once, declined once", what);
+    if (!rc) {
+        a = host_of(ha, n * I), b = host_of(hb, n * I);
+        CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(n * I)), "%s: matmul_glu not bit for bit", what);
+        free(a), free(b);
+    }
+    /* rows changed after the norm: by a kernel, by a write from the host */
+    for (int how = 0; how < 2; how++) {
+        be->norm_add_norm(be, dx, dy, dtin, &d1, &d2, n, d, 1e-5f);
+        if (how == 0) be->add(be, dy, dy, dtin, n * d);
+        else be->write(be, dy, other, row_b);
+        be->matmul(be, ya, dy, &dw, NULL, n);
+        be->copy(be, cp, dy, row_b);
+        be->matmul(be, yb, cp, &dw, NULL, n);
+        a = host_of(ya, n * N), b = host_of(yb, n * N);
+        CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(n * N)), "%s: rows changed by %s after the norm: stale rounding",
+                  what, how ? "a write" : "a kernel");
+        free(a), free(b);
+    }
+    float *bufs[] = {dx, dtin, dy, cp, ux, ut, uy, ya, yb, ha, hb};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(be, bufs[i]);
+    free(x), free(t), free(other);
+    free_tensor(&w, &dw);
+    free_tensor(&gu, &dgu);
+    free_tensor(&w1, &d1);
+    free_tensor(&w2, &d2);
+}
+
+TEST(norm_quant_fold) {
+    NEED_GPU();
+    one_norm_fold(GLMV_Q8_0, 1, 4096);
+    one_norm_fold(GLMV_Q4_0, 1, 4096);
+    one_norm_fold(GLMV_Q8_0, 3, 256);
+    one_norm_fold(GLMV_Q4_0, 8, 1024);
+    one_norm_fold(GLMV_Q8_0, 2, 96);   /* d not a multiple of 128: rounded by the product */
+    one_norm_fold(GLMV_Q4_0, 12, 512); /* more rows than the one-row kernel's: the tensor-core kernel */
+}
+
 /* Block-format weights (Q8_0 / Q4_0 split into values and scales on upload; Q5_0 / Q6_K split
  * into their fields, Q4_K as it is). Decode rows (up to 16; Q8_0 and Q4_0 up to 64, the tensor-core
  * kernel's default bound, mmq.cu) against the scalar int8 product glmv_dot_q8x_ref on x rounded as
@@ -1809,6 +1883,7 @@ int main(int argc, char **argv) {
     RUN(matmul_swiglu);
     RUN(matmul_glu);
     RUN(matmul_glu_quant);
+    RUN(norm_quant_fold);
     RUN(matmul_f32_f16);
     RUN(matmul_quant_decode);
     RUN(matmul_mmq);

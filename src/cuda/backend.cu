@@ -103,6 +103,7 @@ static void cu_destroy(glmv_backend *be) {
         if (c->blas) cublasDestroy(c->blas);
         if (c->scratch) cudaFree(c->scratch);
         if (c->qx) cudaFree(c->qx);
+        if (c->qn) cudaFree(c->qn);
         if (c->mmq_cnt) cudaFree(c->mmq_cnt);
         if (c->workspace) cudaFree(c->workspace);
         if (c->stream) cudaStreamDestroy(c->stream);
@@ -133,6 +134,7 @@ static void cu_free(glmv_backend *be, void *p) {
 
 static int cu_upload(glmv_backend *be, glmv_tensor *t, char *err) {
     cuda_ctx *c = ctx_of(be);
+    c->qn_src = NULL; /* the rows a norm rounded may change (cuda_ctx) */
     if (c->failed) return glmv_errf(err, "%s", c->err);
     const void *src = t->host ? t->host : t->data;
     if (glmv_dtype_is_quant(t->dtype)) {
@@ -173,6 +175,7 @@ static int cu_upload(glmv_backend *be, glmv_tensor *t, char *err) {
 
 static void cu_write(glmv_backend *be, void *dst, const void *src, size_t n) {
     cuda_ctx *c = ctx_of(be);
+    c->qn_src = NULL; /* the rows a norm rounded may change (cuda_ctx) */
     if (c->failed || !n) return;
     cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->stream);
     if (e != cudaSuccess) cuda_fail(c, "write", e);
@@ -183,6 +186,7 @@ static void cu_write(glmv_backend *be, void *dst, const void *src, size_t n) {
  * after the widening */
 static void cu_write_bf16(glmv_backend *be, float *dst, const uint16_t *src, int64_t count) {
     cuda_ctx *c = ctx_of(be);
+    c->qn_src = NULL; /* the rows a norm rounded may change (cuda_ctx) */
     if (c->failed || count <= 0) return;
     __nv_bfloat16 *sc = (__nv_bfloat16 *)cuda_scratch(c, sizeof(uint16_t) * (size_t)count);
     if (!sc) return;
@@ -235,6 +239,7 @@ static void cu_host_free(glmv_backend *be, void *p) {
 
 static void cu_copy(glmv_backend *be, void *dst, const void *src, size_t n) {
     cuda_ctx *c = ctx_of(be);
+    c->qn_src = NULL; /* the rows a norm rounded may change (cuda_ctx) */
     if (c->failed || !n) return;
     cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, c->stream);
     if (e != cudaSuccess) cuda_fail(c, "copy", e);
@@ -496,8 +501,10 @@ static void cu_matmul_swiglu(glmv_backend *be, float *y, const float *g, int64_t
 
 /* ------------------------------------------------------------------ ops */
 
-#define OP_GUARD(be) \
+/* every op but the products: the rows a norm rounded (cuda_ctx's qn) may change */
+#define OP_GUARD(be)          \
     cuda_ctx *c = ctx_of(be); \
+    c->qn_src = NULL;         \
     if (c->failed) return
 
 static void cu_embed(glmv_backend *be, float *y, const glmv_tensor *t, const int32_t *ids,
@@ -704,6 +711,8 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->matmul_swiglu = sg && !atoi(sg) ? NULL : cu_matmul_swiglu;
     const char *glu = getenv("GLMV_CUDA_GLU"); /* 0: the decode rows' gate/up product, then the SwiGLU apart */
     be->matmul_glu = glu && !atoi(glu) ? NULL : cu_matmul_glu;
+    const char *qf = getenv("GLMV_CUDA_QFOLD"); /* 0: the products round a norm's rows themselves */
+    c->qfold_off = qf && !atoi(qf);
     be->graph_begin = cu_graph_begin;
     be->graph_end = cu_graph_end;
     be->graph_run = cu_graph_run;

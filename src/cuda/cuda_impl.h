@@ -41,6 +41,16 @@ struct cuda_ctx {
     size_t scratch_bytes;
     void *qx;                    /* int8 activations of the quantized decode products (quant.cu) */
     size_t qx_bytes;
+    /* A norm's output rounded to int8 blocks by the norm kernel itself (k_norm_add_norm, when
+     * block-format weights are loaded: has_quant), in quant_x's layout, for the quantized product
+     * that reads those rows next to take instead of rounding them again (quant.cu). Valid while
+     * qn_src is set: cuda_launch clears it, so any kernel after the norm's ends it, and so do the
+     * backend's copies and writes. */
+    void *qn;
+    size_t qn_bytes;
+    const float *qn_src;
+    int64_t qn_m, qn_k;
+    int has_quant, qfold_off;    /* qfold_off: GLMV_CUDA_QFOLD=0 */
     void *workspace;             /* cuBLAS workspace */
     size_t workspace_bytes;
     int64_t allocated;           /* bytes from be->alloc and uploads, live */
@@ -74,7 +84,8 @@ void cuda_vm_destroy(cuda_ctx *c);
 void k_embed(cuda_ctx *c, float *y, const glmv_tensor *t, const int32_t *ids_dev, int64_t n);
 void k_rmsnorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, int64_t n,
                int64_t d, float eps);
-/* x += rmsnorm(t)·w1; y = rmsnorm(x)·w2 (ops.h norm_add_norm) */
+/* x += rmsnorm(t)·w1; y = rmsnorm(x)·w2 (ops.h norm_add_norm); with block-format weights loaded
+ * and up to GEMV_MAX_M rows, y also rounded to int8 blocks into c->qn (see cuda_ctx) */
 void k_norm_add_norm(cuda_ctx *c, float *x, float *y, const float *t, const glmv_tensor *w1,
                      const glmv_tensor *w2, int64_t n, int64_t d, float eps);
 void k_layernorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
@@ -256,6 +267,7 @@ __device__ __forceinline__ void gemv_finish(float (&acc)[M], float (*red)[M], in
 template <typename... KArgs, typename... Args>
 static inline void cuda_launch(cuda_ctx *c, void (*kernel)(KArgs...), dim3 grid, dim3 block,
                                size_t smem, Args &&...args) {
+    c->qn_src = NULL; /* a norm's rounded rows are for the kernel right after it only */
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;

@@ -119,9 +119,14 @@ void k_rmsnorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, int6
 
 /* rmsnorm_kernel's arithmetic twice, with the residual add between: x += w1·(t·r1), then
  * y = w2·(x·r2); the sums are the same block_sum over the same elements, so the results are
- * those of rmsnorm, add, rmsnorm bit for bit */
+ * those of rmsnorm, add, rmsnorm bit for bit. Q: y is also rounded to int8 blocks of 32 as
+ * quant_x_kernel rounds it (q, qd, qs: its values, scales and block sums; vec, d % 128 == 0, so
+ * that a warp's 32 lanes hold 128 whole elements, 8 lanes a block): the same maximum, the same
+ * scale and rounding of each value, the same integer sum. */
+template <int Q>
 __global__ void norm_add_norm_kernel(float *x, float *y, const float *t, const void *w1, int dt1,
-                                     const void *w2, int dt2, int64_t d, float eps, int vec) {
+                                     const void *w2, int dt2, int64_t d, float eps, int vec, int8_t *q,
+                                     float *qd, int32_t *qs) {
     PDL_ENTRY();
     __shared__ float sh[32];
     const float *tr = t + blockIdx.x * d;
@@ -165,6 +170,21 @@ __global__ void norm_add_norm_kernel(float *x, float *y, const float *t, const v
             v.z = ldw(w2, dt2, j + 2) * (v.z * r);
             v.w = ldw(w2, dt2, j + 3) * (v.w * r);
             *(float4 *)(yr + j) = v;
+            if (Q) { /* q8_round_lane over 8 lanes of 4 values */
+                float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+                for (int off = 4; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+                const float dd = amax / 127.0f, id = dd != 0 ? 1.0f / dd : 0.0f;
+                const int a = (int)roundf(v.x * id), b = (int)roundf(v.y * id), e = (int)roundf(v.z * id),
+                          f = (int)roundf(v.w * id);
+                int sum = a + b + e + f;
+                for (int off = 4; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+                const int64_t at = (int64_t)blockIdx.x * d + j;
+                *(char4 *)(q + at) = make_char4((signed char)a, (signed char)b, (signed char)e, (signed char)f);
+                if ((threadIdx.x & 7) == 0) {
+                    qd[at / 32] = dd;
+                    qs[at / 32] = sum;
+                }
+            }
         }
     } else {
         for (int64_t j = threadIdx.x; j < d; j += blockDim.x) yr[j] = ldw(w2, dt2, j) * (xr[j] * r);
@@ -175,8 +195,22 @@ void k_norm_add_norm(cuda_ctx *c, float *x, float *y, const float *t, const glmv
                      const glmv_tensor *w2, int64_t n, int64_t d, float eps) {
     if (n <= 0) return;
     int vec = (d & 3) == 0 && !((uintptr_t)x % 16) && !((uintptr_t)y % 16) && !((uintptr_t)t % 16);
-    cuda_launch(c, norm_add_norm_kernel, (unsigned)n, norm_threads(d), 0, x, y, t, w1->data, w1->dtype,
-                w2->data, w2->dtype, d, eps, vec);
+    if (c->has_quant && !c->qfold_off && vec && d % 128 == 0 && n <= GEMV_MAX_M) {
+        /* quant_x's layout: values [n, d], then scales and block sums, each 256-byte aligned */
+        const size_t a = ((size_t)(n * d) + 255) & ~(size_t)255, b = ((size_t)(n * d / 32) * 4 + 255) & ~(size_t)255;
+        char *s = (char *)cuda_grow(c, &c->qn, &c->qn_bytes, a + 2 * b, GLMV_MAX(a + 2 * b, (size_t)1 << 17),
+                                    "out of device memory for quantized activations");
+        if (!s) return;
+        cuda_launch(c, norm_add_norm_kernel<1>, (unsigned)n, norm_threads(d), 0, x, y, t, w1->data, w1->dtype,
+                    w2->data, w2->dtype, d, eps, vec, (int8_t *)s, (float *)(s + a), (int32_t *)(s + a + b));
+        if (cuda_check(c, "norm_add_norm")) return;
+        c->qn_src = y; /* after the launch, which clears it */
+        c->qn_m = n;
+        c->qn_k = d;
+        return;
+    }
+    cuda_launch(c, norm_add_norm_kernel<0>, (unsigned)n, norm_threads(d), 0, x, y, t, w1->data, w1->dtype,
+                w2->data, w2->dtype, d, eps, vec, (int8_t *)NULL, (float *)NULL, (int32_t *)NULL);
     cuda_check(c, "norm_add_norm");
 }
 

@@ -402,6 +402,7 @@ int quant_upload(cuda_ctx *c, glmv_tensor *t, void **out, char *err) {
     }
     *out = dst;
     c->allocated += (int64_t)total;
+    c->has_quant = 1; /* norms round their rows for the products from now on (k_norm_add_norm) */
     return 0;
 }
 
@@ -603,6 +604,13 @@ int quant_gemv_max_m(glmv_dtype t) {
 static int quant_x(cuda_ctx *c, const float *x, int64_t m, int64_t k, int8_t **xq, float **xd, int32_t **xs) {
     const int64_t nb = m * (k / 32);
     size_t a = ((size_t)(m * k) + 255) & ~(size_t)255, b = ((size_t)nb * 4 + 255) & ~(size_t)255;
+    if (x == c->qn_src && m == c->qn_m && k == c->qn_k) { /* the norm that wrote x rounded it too */
+        char *s = (char *)c->qn;
+        *xq = (int8_t *)s;
+        *xd = (float *)(s + a);
+        *xs = (int32_t *)(s + a + b);
+        return 1;
+    }
     char *s = (char *)qx_scratch(c, a + 2 * b);
     if (!s) return 0;
     *xq = (int8_t *)s;
