@@ -711,10 +711,8 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->matmul_swiglu = sg && !atoi(sg) ? NULL : cu_matmul_swiglu;
     const char *glu = getenv("GLMV_CUDA_GLU"); /* 0: the decode rows' gate/up product, then the SwiGLU apart */
     be->matmul_glu = glu && !atoi(glu) ? NULL : cu_matmul_glu;
-    /* GLMV_CUDA_QFOLD=1: a norm rounds its rows for the quantized product after it (k_norm_add_norm;
-     * off by default until measured on a GPU: issue 15's notes) */
-    const char *qf = getenv("GLMV_CUDA_QFOLD");
-    c->qfold_off = !(qf && atoi(qf));
+    const char *qf = getenv("GLMV_CUDA_QFOLD"); /* 0: the products round a norm's rows themselves */
+    c->qfold_off = qf && !atoi(qf);
     be->graph_begin = cu_graph_begin;
     be->graph_end = cu_graph_end;
     be->graph_run = cu_graph_run;

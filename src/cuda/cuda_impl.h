@@ -50,7 +50,7 @@ struct cuda_ctx {
     size_t qn_bytes;
     const float *qn_src;
     int64_t qn_m, qn_k;
-    int has_quant, qfold_off;    /* qfold_off: unless GLMV_CUDA_QFOLD=1 */
+    int has_quant, qfold_off;    /* qfold_off: GLMV_CUDA_QFOLD=0 */
     void *workspace;             /* cuBLAS workspace */
     size_t workspace_bytes;
     int64_t allocated;           /* bytes from be->alloc and uploads, live */

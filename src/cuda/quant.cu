@@ -22,8 +22,9 @@
  * rows the MLP's gate/up product and its SwiGLU are one kernel (gemv_q_glu_kernel, the backend's
  * matmul_glu), as for BF16 weights: one launch fewer a layer. A decode step on these weights is
  * bound by its kernels' number more than by their bytes (the products of a Q4_0 step stream at
- * about half the bandwidth: docs/PERFORMANCE.md), so the next gain is in fewer kernels (the
- * activations' rounding, quant_x_kernel, is four of a layer's eight products and roundings).
+ * about half the bandwidth: docs/PERFORMANCE.md), so the gains are in fewer kernels: the
+ * activations' rounding (quant_x_kernel) was four of a layer's eight products and roundings; the
+ * two whose x a norm writes are now done by that norm (k_norm_add_norm, quant_x below).
  *
  * Prefill (more rows): weight rows dequantized in blocks into scratch (bf16 or, in f32
  * precision, the exact fp32 values) and multiplied by cuBLAS as the BF16 weights are. */
