@@ -74,6 +74,40 @@ def make_config():
                        video_end_token_id=IDS["eov"], tie_word_embeddings=False)
 
 
+def random_model(attn):
+    """The 9B shape with random BF16 weights built on the GPU (for the time-to-first-token scripts:
+    hf_image_ttft.py, hf_video_ttft.py), eval mode, `attn` its attention implementation."""
+    from transformers import Glm4vForConditionalGeneration
+    with torch.device("cuda"):
+        try:
+            model = Glm4vForConditionalGeneration._from_config(make_config(), dtype=torch.bfloat16,
+                                                               attn_implementation=attn)
+        except TypeError:
+            model = Glm4vForConditionalGeneration._from_config(make_config(), torch_dtype=torch.bfloat16,
+                                                               attn_implementation=attn)
+    model = model.to(torch.bfloat16)
+    model.eval()
+    return model
+
+
+def tower_clock(model):
+    """Hooks on the vision tower's forward that add its time (GPU synchronised) to the returned
+    dict's "ms" (clear the dict before each request)."""
+    vis = {}
+
+    def pre(mod, args, kwargs):
+        torch.cuda.synchronize()
+        vis["t0"] = time.perf_counter()
+
+    def post(mod, args, kwargs, out):
+        torch.cuda.synchronize()
+        vis["ms"] = vis.get("ms", 0) + (time.perf_counter() - vis["t0"]) * 1e3
+
+    model.model.visual.register_forward_pre_hook(pre, with_kwargs=True)
+    model.model.visual.register_forward_hook(post, with_kwargs=True)
+    return vis
+
+
 def build(out_dir, seed):
     from transformers import Glm4vForConditionalGeneration
     torch.manual_seed(seed)

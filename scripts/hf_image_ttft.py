@@ -23,7 +23,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cuda_parity_9b import IDS, make_config  # noqa: E402
+from cuda_parity_9b import IDS, random_model, tower_clock  # noqa: E402
 
 
 def main():
@@ -35,7 +35,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     a = ap.parse_args()
     from PIL import Image
-    from transformers import AutoTokenizer, Glm4vForConditionalGeneration, Glm4vImageProcessor, Glm4vProcessor
+    from transformers import AutoTokenizer, Glm4vImageProcessor, Glm4vProcessor
 
     tok = AutoTokenizer.from_pretrained(a.tokenizer)
     kw = {}
@@ -50,28 +50,9 @@ def main():
     text = proc.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
     t0 = time.time()
-    with torch.device("cuda"):
-        try:
-            model = Glm4vForConditionalGeneration._from_config(make_config(), dtype=torch.bfloat16,
-                                                               attn_implementation=a.attn)
-        except TypeError:
-            model = Glm4vForConditionalGeneration._from_config(make_config(), torch_dtype=torch.bfloat16,
-                                                               attn_implementation=a.attn)
-    model = model.to(torch.bfloat16)
-    model.eval()
+    model = random_model(a.attn)
     print(f"9B shape built on the GPU in {time.time() - t0:.1f} s ({a.attn} attention)", flush=True)
-    vis = {}
-
-    def pre(mod, args, kwargs):
-        torch.cuda.synchronize()
-        vis["t0"] = time.perf_counter()
-
-    def post(mod, args, kwargs, out):
-        torch.cuda.synchronize()
-        vis["ms"] = vis.get("ms", 0) + (time.perf_counter() - vis["t0"]) * 1e3
-
-    model.model.visual.register_forward_pre_hook(pre, with_kwargs=True)
-    model.model.visual.register_forward_hook(post, with_kwargs=True)
+    vis = tower_clock(model)
     runs = []
     for r in range(a.reps):
         vis.clear()

@@ -310,6 +310,27 @@ TEST(matmul_swiglu) {
     one_matmul_swiglu(16, 300, 256, 1);   /* the tensor-core matrix-vector kernel */
 }
 
+/* What one matmul_glu call must have done: declined (rc 1) with h untouched (dh2 still as
+ * poisoned), or done (rc 0) with h bit for bit matmul into [gate | up] then swiglu where exact,
+ * and within thr of the reference ref */
+static void glu_outcome(const char *what, int rc, int declined, int exact, int64_t m, int64_t I, float *dh,
+                        float *dh2, float *dgu, float *dx, const glmv_tensor *dw, const float *ref, double thr) {
+    if (declined) {
+        float *h = host_of(dh, m * I), *p = host_of(dh2, m * I);
+        CHECK_MSG(rc == 1 && !memcmp(h, p, sizeof(float) * (size_t)(m * I)), "%s: not declined untouched", what);
+        free(h), free(p);
+        return;
+    }
+    CHECK_MSG(rc == 0, "%s: declined", what);
+    be->matmul(be, dgu, dx, dw, NULL, m);
+    be->swiglu(be, dh2, dgu, 2 * I, dgu + I, 2 * I, m, I);
+    float *a = host_of(dh, m * I), *b = host_of(dh2, m * I);
+    if (exact)
+        CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(m * I)), "%s is not matmul, swiglu bit for bit", what);
+    expect(what, dh, ref, m * I, thr);
+    free(a), free(b);
+}
+
 /* matmul_glu (a decode step's gate/up product and SwiGLU in one kernel): bit for bit matmul into
  * [gate | up] and then swiglu where the matrix-vector kernel takes a warp a row (2I >= 8 rows a
  * multiprocessor), the reference's values within the bf16 bound otherwise too; rows it does not
@@ -324,20 +345,7 @@ static void one_matmul_glu(int64_t m, int64_t I, int64_t k, int exact) {
     int rc = be->matmul_glu(be, dh, dx, &dw, m);
     char what[96];
     snprintf(what, sizeof what, "matmul_glu m=%lld I=%lld k=%lld", (long long)m, (long long)I, (long long)k);
-    if (m > 8) {
-        float *h = host_of(dh, m * I), *p = host_of(dh2, m * I);
-        CHECK_MSG(rc == 1 && !memcmp(h, p, sizeof(float) * (size_t)(m * I)), "%s: not declined untouched", what);
-        free(h), free(p);
-    } else {
-        CHECK_MSG(rc == 0, "%s: declined", what);
-        be->matmul(be, dgu, dx, &dw, NULL, m);
-        be->swiglu(be, dh2, dgu, 2 * I, dgu + I, 2 * I, m, I);
-        float *a = host_of(dh, m * I), *b = host_of(dh2, m * I);
-        if (exact)
-            CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(m * I)), "%s is not matmul, swiglu bit for bit", what);
-        expect(what, dh, ref, m * I, 1e-5);
-        free(a), free(b);
-    }
+    glu_outcome(what, rc, m > 8, exact, m, I, dh, dh2, dgu, dx, &dw, ref, 1e-5);
     be->free(be, dx);
     be->free(be, dh);
     be->free(be, dgu);
@@ -390,20 +398,8 @@ static void one_matmul_glu_q(glmv_dtype dt, int64_t m, int64_t I, int64_t k, int
     char what[96];
     snprintf(what, sizeof what, "matmul_glu %s m=%lld I=%lld k=%lld", glmv_dtype_name(dt), (long long)m,
              (long long)I, (long long)k);
-    if (m > 8 || (dt != GLMV_Q8_0 && dt != GLMV_Q4_0)) {
-        float *h = host_of(dh, m * I), *p = host_of(dh2, m * I);
-        CHECK_MSG(rc == 1 && !memcmp(h, p, sizeof(float) * (size_t)(m * I)), "%s: not declined untouched", what);
-        free(h), free(p);
-    } else {
-        CHECK_MSG(rc == 0, "%s: declined", what);
-        be->matmul(be, dgu, dx, &dw, NULL, m);
-        be->swiglu(be, dh2, dgu, 2 * I, dgu + I, 2 * I, m, I);
-        float *a = host_of(dh, m * I), *b = host_of(dh2, m * I);
-        if (exact)
-            CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(m * I)), "%s is not matmul, swiglu bit for bit", what);
-        expect(what, dh, ref, m * I, 1e-10);
-        free(a), free(b);
-    }
+    glu_outcome(what, rc, m > 8 || (dt != GLMV_Q8_0 && dt != GLMV_Q4_0), exact, m, I, dh, dh2, dgu, dx, &dw, ref,
+                1e-10);
     be->free(be, dx);
     be->free(be, dh);
     be->free(be, dgu);
@@ -1495,33 +1491,17 @@ static double bench_text(int64_t n, int64_t pos0, int reps) {
     return best;
 }
 
-/* A weight of the decode-step bench: BF16 (bench_tensor), or with GLMV_BENCH_QUANT=q8_0|q4_0 the
- * same kind of values quantized to that format (its host blocks kept) */
+/* A weight of the decode-step bench: BF16 (bench_tensor), or with GLMV_BENCH_QUANT=q8_0|q4_0 random
+ * values of the same size quantized to that format (make_quant; its host blocks kept) */
 static glmv_tensor bench_weight(int64_t r, int64_t c) {
     const char *qe = getenv("GLMV_BENCH_QUANT");
     if (!qe || !*qe) return bench_tensor(r, c);
-    glmv_dtype dt = !strcmp(qe, "q4_0") ? GLMV_Q4_0 : GLMV_Q8_0;
     if (strcmp(qe, "q4_0") && strcmp(qe, "q8_0")) {
         printf("bench: GLMV_BENCH_QUANT=%s: q8_0 or q4_0\n", qe);
         exit(1);
     }
-    glmv_tensor t;
-    memset(&t, 0, sizeof t);
-    t.name = "bench";
-    t.dtype = GLMV_F32;
-    t.ndim = 2;
-    t.shape[0] = r;
-    t.shape[1] = c;
-    size_t n = (size_t)(r * c), blk = 1 << 20;
-    float *p = malloc(n * sizeof(float));
-    GLMV_ASSERT(p);
-    for (size_t i = 0; i < blk && i < n; i++) p[i] = frand() * 0.05f;
-    for (size_t i = blk; i < n; i += blk) memcpy(p + i, p, (n - i < blk ? n - i : blk) * sizeof(float));
-    t.data = t.host = p;
-    void *blocks = NULL;
+    glmv_tensor t = make_quant(!strcmp(qe, "q4_0") ? GLMV_Q4_0 : GLMV_Q8_0, r, c, 0.05f, 16);
     char err[GLMV_ERR_SIZE] = "";
-    GLMV_ASSERT(glmv_tensor_quantize(&t, dt, 16, &blocks, err) == 0);
-    free(p);
     if (be->upload(be, &t, err)) {
         printf("bench: %s\n", err);
         exit(1);

@@ -93,6 +93,12 @@ void *cuda_scratch(cuda_ctx *c, size_t bytes) {
 
 /* ------------------------------------------------------------------ memory */
 
+/* every op but the products: the rows a norm rounded (cuda_ctx's qn) may change */
+#define OP_GUARD(be)          \
+    cuda_ctx *c = ctx_of(be); \
+    c->qn_src = NULL;         \
+    if (c->failed) return
+
 static void cu_destroy(glmv_backend *be) {
     if (!be) return;
     cuda_ctx *c = ctx_of(be);
@@ -134,7 +140,6 @@ static void cu_free(glmv_backend *be, void *p) {
 
 static int cu_upload(glmv_backend *be, glmv_tensor *t, char *err) {
     cuda_ctx *c = ctx_of(be);
-    c->qn_src = NULL; /* the rows a norm rounded may change (cuda_ctx) */
     if (c->failed) return glmv_errf(err, "%s", c->err);
     const void *src = t->host ? t->host : t->data;
     if (glmv_dtype_is_quant(t->dtype)) {
@@ -174,9 +179,8 @@ static int cu_upload(glmv_backend *be, glmv_tensor *t, char *err) {
 }
 
 static void cu_write(glmv_backend *be, void *dst, const void *src, size_t n) {
-    cuda_ctx *c = ctx_of(be);
-    c->qn_src = NULL; /* the rows a norm rounded may change (cuda_ctx) */
-    if (c->failed || !n) return;
+    OP_GUARD(be);
+    if (!n) return;
     cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->stream);
     if (e != cudaSuccess) cuda_fail(c, "write", e);
 }
@@ -185,9 +189,8 @@ static void cu_write(glmv_backend *be, void *dst, const void *src, size_t n) {
  * driver holds them), then widened on the device; the scratch is next written by a kernel queued
  * after the widening */
 static void cu_write_bf16(glmv_backend *be, float *dst, const uint16_t *src, int64_t count) {
-    cuda_ctx *c = ctx_of(be);
-    c->qn_src = NULL; /* the rows a norm rounded may change (cuda_ctx) */
-    if (c->failed || count <= 0) return;
+    OP_GUARD(be);
+    if (count <= 0) return;
     __nv_bfloat16 *sc = (__nv_bfloat16 *)cuda_scratch(c, sizeof(uint16_t) * (size_t)count);
     if (!sc) return;
     cudaError_t e = cudaMemcpyAsync(sc, src, sizeof(uint16_t) * (size_t)count, cudaMemcpyHostToDevice, c->stream);
@@ -238,9 +241,8 @@ static void cu_host_free(glmv_backend *be, void *p) {
 }
 
 static void cu_copy(glmv_backend *be, void *dst, const void *src, size_t n) {
-    cuda_ctx *c = ctx_of(be);
-    c->qn_src = NULL; /* the rows a norm rounded may change (cuda_ctx) */
-    if (c->failed || !n) return;
+    OP_GUARD(be);
+    if (!n) return;
     cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, c->stream);
     if (e != cudaSuccess) cuda_fail(c, "copy", e);
 }
@@ -500,12 +502,6 @@ static void cu_matmul_swiglu(glmv_backend *be, float *y, const float *g, int64_t
 }
 
 /* ------------------------------------------------------------------ ops */
-
-/* every op but the products: the rows a norm rounded (cuda_ctx's qn) may change */
-#define OP_GUARD(be)          \
-    cuda_ctx *c = ctx_of(be); \
-    c->qn_src = NULL;         \
-    if (c->failed) return
 
 static void cu_embed(glmv_backend *be, float *y, const glmv_tensor *t, const int32_t *ids,
                      int64_t n) {

@@ -264,6 +264,24 @@ __device__ __forceinline__ void gemv_finish(float (&acc)[M], float (*red)[M], in
     }
 }
 
+/* The end of the gate/up + SwiGLU kernels (gemv.cu, quant.cu): a block's warps 0-3 hold the sums
+ * of gate rows j (their acc, lanes' shares), warps 4-7 those of the same up rows; each sum reduced
+ * over its lanes as gemv_finish reduces it, then h[r, j] = silu_mul(gate, up) for the ok columns */
+template <int M>
+__device__ __forceinline__ void glu_finish(float (&acc)[M], float (*up)[M], int warp, int lane, bool ok,
+                                           float *h, int64_t I, int64_t j) {
+#pragma unroll
+    for (int r = 0; r < M; r++)
+        for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+    if (warp >= 4 && lane == 0)
+#pragma unroll
+        for (int r = 0; r < M; r++) up[warp & 3][r] = acc[r] + 0.f; /* as gemv_finish stores it */
+    __syncthreads();
+    if (warp < 4 && lane == 0 && ok)
+#pragma unroll
+        for (int r = 0; r < M; r++) h[r * I + j] = silu_mul(acc[r] + 0.f, up[warp][r]);
+}
+
 template <typename... KArgs, typename... Args>
 static inline void cuda_launch(cuda_ctx *c, void (*kernel)(KArgs...), dim3 grid, dim3 block,
                                size_t smem, Args &&...args) {

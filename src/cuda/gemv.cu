@@ -115,18 +115,7 @@ __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_glu_kernel(float *__rest
 #pragma unroll
     for (int r = 0; r < M; r++) acc[r] = 0.f;
     gemv_stream<M, U>(acc, x, (const uint4 *)(w + row * k), ok ? k / 8 : 0, k, lane, 32);
-#pragma unroll
-    for (int r = 0; r < M; r++)
-        for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
-    if (warp >= 4 && lane == 0)
-#pragma unroll
-        for (int r = 0; r < M; r++) up[warp & 3][r] = acc[r] + 0.f; /* as gemv_finish stores it */
-    __syncthreads();
-    if (warp < 4 && lane == 0 && ok)
-#pragma unroll
-        for (int r = 0; r < M; r++) {
-            h[r * I + j] = silu_mul(acc[r] + 0.f, up[warp][r]);
-        }
+    glu_finish<M>(acc, up, warp, lane, ok, h, I, j);
 }
 
 template <int M>

@@ -530,16 +530,7 @@ __global__ void __launch_bounds__(QV_THREADS)
     for (int r = 0; r < M; r++) acc[r] = 0.f;
     gemv_q_row<M, U, Q4>(acc, xq, xd, xs, (const uint4 *)(qs + row * (Q4 ? k / 2 : k)), dw + row * nb,
                          ok ? (Q4 ? nb : 2 * nb) : 0, k, lane, 32);
-#pragma unroll
-    for (int r = 0; r < M; r++)
-        for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
-    if (warp >= 4 && lane == 0)
-#pragma unroll
-        for (int r = 0; r < M; r++) up[warp & 3][r] = acc[r] + 0.f; /* as gemv_finish stores it */
-    __syncthreads();
-    if (warp < 4 && lane == 0 && ok)
-#pragma unroll
-        for (int r = 0; r < M; r++) h[r * I + j] = silu_mul(acc[r] + 0.f, up[warp][r]);
+    glu_finish<M>(acc, up, warp, lane, ok, h, I, j);
 }
 
 template <int M, int Q4>
