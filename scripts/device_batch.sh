@@ -524,8 +524,7 @@ wgmma)
 decode)
     # the decode step: DECODE_PARTS any of tests parts bench conc attn ttft parity9b (default: tests
     # parts bench); DECODE_VARIANTS of base (this binary), noglu (GLMV_CUDA_GLU=0: the gate/up
-    # product and the SwiGLU apart), nofold (GLMV_CUDA_ATTN_ROPE=0 GLMV_CUDA_QFOLD=0), prev
-    # (.dev/cuda/bin/*-prev: the commit before, when carried); QUANTS: the weights of bench (none q8_0 ...)
+    # product and the SwiGLU apart), prev (.dev/cuda/bin/*-prev: the commit before, when carried)
     #   tests    test_cuda, its attention tests with GLMV_CUDA_FLASH_PP=0, the CUDA parity tests
     #   parts    the step with parts left out (test_cuda --bench-decode)
     #   bench    glmv bench's decode at 1k context, two rounds, the variants alternating
@@ -537,14 +536,10 @@ decode)
     parts=" ${DECODE_PARTS:-tests parts bench} "
     bins() { # variant -> "env binary-suffix"
         case $1 in base) echo "X=0 ";; noglu) echo "GLMV_CUDA_GLU=0 ";; nofuse) echo "GLMV_CUDA_KV_FUSE=0 ";;
-        nofold) echo "GLMV_CUDA_ATTN_ROPE=0,GLMV_CUDA_QFOLD=0 ";;
         prev) echo "X=0 -prev";; esac; }
     if [[ $parts == *" tests "* ]]; then
         timeout 150 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
-        echo "== test_cuda"; grep -E 'matmul_glu|attn_decode|fold|not ok|RESULT|FAIL' "$OUT/test_cuda.log" | tail -n 14
-        GLMV_CUDA_ATTN_ROPE=0 GLMV_CUDA_QFOLD=0 GLMV_TEST_ONLY=attn_decode_batch,attn_decode_rope,attn_quant_fold,norm_quant_fold \
-            timeout 60 build/cuda/tests/test_cuda >"$OUT/test_cuda_fold0.log" 2>&1
-        echo "== test_cuda (folds off)"; grep -E 'not ok|RESULT|FAIL' "$OUT/test_cuda_fold0.log" | tail -n 4
+        echo "== test_cuda"; grep -E 'matmul_glu|attn_decode_batch|not ok|RESULT|FAIL' "$OUT/test_cuda.log" | tail -n 14
         GLMV_CUDA_FLASH_PP=0 GLMV_TEST_ONLY=attn_causal_flash,attn_segments timeout 60 build/cuda/tests/test_cuda \
             >"$OUT/test_cuda_pp0.log" 2>&1
         echo "== test_cuda (attention), GLMV_CUDA_FLASH_PP=0"; grep -E 'not ok|RESULT|FAIL' "$OUT/test_cuda_pp0.log" | tail -n 4
@@ -562,15 +557,12 @@ decode)
     fi
     if [[ $parts == *" bench "* ]]; then
         for r in $(seq "${ROUNDS:-2}"); do
-            for q in ${QUANTS:-none}; do # the weights quantized at load (none: BF16)
-                for v in ${DECODE_VARIANTS:-base noglu nofuse prev}; do
-                    set -- $(bins $v); e=$1 sfx=${2:-}
-                    [ -x .dev/cuda/bin/glmv$sfx ] || continue
-                    printf '== %s, %s: ' $v $q
-                    env ${e//,/ } timeout 100 .dev/cuda/bin/glmv$sfx bench --synthetic --layers 40 --device cuda \
-                        --prompt 512 --decode 64 --ctx 1024 --quant $q --json 2>>"$OUT/bench.err" |
-                        grep -o '"decode": \[[^]]*' | head -n 1
-                done
+            for v in ${DECODE_VARIANTS:-base noglu nofuse prev}; do
+                set -- $(bins $v); e=$1 sfx=${2:-}
+                [ -x .dev/cuda/bin/glmv$sfx ] || continue
+                printf '== %s: ' $v
+                env ${e//,/ } timeout 100 .dev/cuda/bin/glmv$sfx bench --synthetic --layers 40 --device cuda --prompt 512 \
+                    --decode 64 --ctx 1024 --json 2>>"$OUT/bench.err" | grep -o '"decode": \[[^]]*' | head -n 1
             done
         done
     fi

@@ -190,14 +190,9 @@ struct glmv_backend {
      * cache, as attn_causal with n = 1 and pos0 = n_keys[i] - 1 would. kc, vc (n
      * pointers each) and n_keys (n counts) are themselves in backend memory, so that a
      * device reads them without a copy per call; max_keys bounds them (the largest n_keys[i], or
-     * more: a recorded step passes a bound rounded up, and the work split may follow it).
-     * With cos non-NULL the rows are first rotated: q's n_heads heads and k_new's n_kv_heads heads
-     * of row i as rope_interleaved would rotate them with rows i of cos and sin [n, rot_dim/2]; a
-     * backend may do that in place in q and k_new, or on the fly and leave them as they were (so a
-     * caller reads neither afterwards). One kernel fewer a layer on a GPU. */
-    void (*attn_decode_batch)(glmv_backend *be, float *out, float *q, int64_t ldq,
-                              float *k_new, const float *v_new, int64_t ldkv,
-                              const float *cos, const float *sin, int rot_dim,
+     * more: a recorded step passes a bound rounded up, and the work split may follow it). */
+    void (*attn_decode_batch)(glmv_backend *be, float *out, const float *q, int64_t ldq,
+                              const float *k_new, const float *v_new, int64_t ldkv,
                               void *const *kc, void *const *vc, const int64_t *n_keys, int n,
                               int64_t max_keys, int n_heads, int n_kv_heads, int head_dim,
                               float scale);

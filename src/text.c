@@ -685,32 +685,26 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
     be->rmsnorm(be, b->xn, b->x, m->layers[0].input_layernorm, R, H, eps);
     for (int l = 0; l < L_n; l++) {
         const glmv_text_layer *L = &m->layers[l];
-        float *k_new = b->k, *v_new = b->v;
+        const float *k_new = b->k, *v_new = b->v;
         int64_t ldq = qd, ldkv = kvd;
-        /* the decode rows are rotated by the attention op (nd > 0), the prompt rows here */
-        const int64_t hr = rot / 2, pr = nd;
         if (L->qkv_w) { /* [q | k | v] in b->q's rows */
             ldq = ldkv = qd + 2 * kvd;
             k_new = b->q + qd;
             v_new = b->q + qd + kvd;
             mm_mixed(be, b->q, b->xn, L->qkv_w, L->qkv_b, nd, R);
-            if (rot > 0 && R > pr)
-                be->rope_interleaved(be, b->q + pr * ldq, ldq, b->cos + pr * hr, b->sin + pr * hr, R - pr, nh + nkv,
-                                     hd, rot);
+            if (rot > 0) be->rope_interleaved(be, b->q, ldq, b->cos, b->sin, R, nh + nkv, hd, rot);
         } else {
             mm_mixed(be, b->q, b->xn, L->q_w, L->q_b, nd, R);
             mm_mixed(be, b->k, b->xn, L->k_w, L->k_b, nd, R);
             mm_mixed(be, b->v, b->xn, L->v_w, L->v_b, nd, R);
-            if (rot > 0 && R > pr) {
-                be->rope_interleaved(be, b->q + pr * qd, qd, b->cos + pr * hr, b->sin + pr * hr, R - pr, nh, hd, rot);
-                be->rope_interleaved(be, b->k + pr * kvd, kvd, b->cos + pr * hr, b->sin + pr * hr, R - pr, nkv, hd,
-                                     rot);
+            if (rot > 0) {
+                be->rope_interleaved(be, b->q, qd, b->cos, b->sin, R, nh, hd, rot);
+                be->rope_interleaved(be, b->k, kvd, b->cos, b->sin, R, nkv, hd, rot);
             }
         }
         if (nd > 0)
-            be->attn_decode_batch(be, b->att, b->q, ldq, k_new, v_new, ldkv, rot > 0 ? b->cos : NULL,
-                                  rot > 0 ? b->sin : NULL, rot, b->tab + (size_t)(2 * l) * nd,
-                                  b->tab + (size_t)(2 * l + 1) * nd,
+            be->attn_decode_batch(be, b->att, b->q, ldq, k_new, v_new, ldkv,
+                                  b->tab + (size_t)(2 * l) * nd, b->tab + (size_t)(2 * l + 1) * nd,
                                   (const int64_t *)(b->tab + (size_t)2 * L_n * nd), nd, max_keys, nh, nkv, hd,
                                   scale);
         const int last = l + 1 == L_n && R2 < R;

@@ -464,19 +464,6 @@ static void one_norm_fold(glmv_dtype qt, int64_t n, int64_t d) {
         a = host_of(ha, n * I), b = host_of(hb, n * I);
         CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(n * I)), "%s: matmul_glu not bit for bit", what);
         free(a), free(b);
-        /* the SwiGLU's rows rounded by the gate/up kernel for down's product */
-        glmv_tensor wd = make_quant(qt, N, I, 0.5f, 2), dwd = dev_tensor(&wd);
-        float *hc = dev_poison(n * I), *da = dev_poison(n * N), *db = dev_poison(n * N);
-        be->matmul_glu(be, ha, dy, &dgu, n);
-        be->matmul(be, da, ha, &dwd, NULL, n);
-        be->copy(be, hc, ha, sizeof(float) * (size_t)(n * I));
-        be->matmul(be, db, hc, &dwd, NULL, n);
-        a = host_of(da, n * N), b = host_of(db, n * N);
-        CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(n * N)), "%s: down's product on matmul_glu's rows is not "
-                  "the product of the rows bit for bit", what);
-        free(a), free(b);
-        be->free(be, hc), be->free(be, da), be->free(be, db);
-        free_tensor(&wd, &dwd);
     }
     /* rows changed after the norm: by a kernel, by a write from the host */
     for (int how = 0; how < 2; how++) {
@@ -866,7 +853,7 @@ static void one_decode_batch(int n, const int64_t *lens, int nh, int nkv, int hd
     }
     be->write(be, tab, htab, sizeof(void *) * 3 * (size_t)n);
     float *dout = dev_poison(n * qd);
-    be->attn_decode_batch(be, dout, dq, qd, dkn, dvn, kvd, NULL, NULL, 0, (void *const *)tab, (void *const *)tab + n,
+    be->attn_decode_batch(be, dout, dq, qd, dkn, dvn, kvd, (void *const *)tab, (void *const *)tab + n,
                           (const int64_t *)((void **)tab + 2 * n), n, maxk, nh, nkv, hd, scale);
     char what[96];
     snprintf(what, sizeof what, "attn_decode_batch n=%d h=%d/%d hd=%d%s", n, nh, nkv, hd,
@@ -893,160 +880,6 @@ static void one_decode_batch(int n, const int64_t *lens, int nh, int nkv, int hd
     free(kn);
     free(vn);
     free(ref);
-}
-
-/* The rotary inside the decode attention (cos given), on rows laid out as the decoder's [q | k | v]:
- * the output and the stored key and value rows bit for bit those of the rotary kernel on q's and
- * k's heads and then the attention without it (GLMV_CUDA_ATTN_ROPE=0 takes that way in the op
- * itself), and the output against the reference of the rotated rows */
-static void one_decode_rope(int n, const int64_t *lens, int nh, int nkv, int hd, int rot, double thr) {
-    const int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd, ld = qd + 2 * kvd, half = rot / 2;
-    float *qkv = rand_buf(n * ld, 2.0f), *rq = malloc(sizeof(float) * (size_t)(n * ld));
-    float *cs = malloc(sizeof(float) * (size_t)(n * half)), *sn = malloc(sizeof(float) * (size_t)(n * half));
-    float *ref = malloc(sizeof(float) * (size_t)(n * qd)), scale = 1.0f / sqrtf((float)hd);
-    int64_t maxk = 0, nk[8];
-    for (int i = 0; i < n; i++)
-        for (int64_t j = 0; j < half; j++) { /* the angles of position lens[i] */
-            const double a = (double)lens[i] * pow(10000.0, -2.0 * (double)j / rot);
-            cs[i * half + j] = (float)cos(a);
-            sn[i * half + j] = (float)sin(a);
-        }
-    memcpy(rq, qkv, sizeof(float) * (size_t)(n * ld));
-    glmv_ref_rope_interleaved(rq, ld, cs, sn, n, nh, hd, rot);
-    glmv_ref_rope_interleaved(rq + qd, ld, cs, sn, n, nkv, hd, rot);
-    float *hk[8], *hv[8];
-    void *dk[2][8], *dv[2][8], *tab[2];
-    float *out[2];
-    for (int i = 0; i < n; i++) {
-        int64_t cap = lens[i] + 1;
-        hk[i] = rand_buf(cap * kvd, 2.0f);
-        hv[i] = rand_buf(cap * kvd, 1.0f);
-        for (int w = 0; w < 2; w++) {
-            dk[w][i] = cache_from(hk[i], cap * kvd);
-            dv[w][i] = cache_from(hv[i], cap * kvd);
-        }
-        nk[i] = lens[i] + 1;
-        maxk = nk[i] > maxk ? nk[i] : maxk;
-        for (int64_t d = 0; d < kvd; d++) {
-            hk[i][lens[i] * kvd + d] = rq[i * ld + qd + d];
-            hv[i][lens[i] * kvd + d] = rq[i * ld + qd + kvd + d];
-        }
-        cache_round(hk[i] + lens[i] * kvd, kvd);
-        cache_round(hv[i] + lens[i] * kvd, kvd);
-        glmv_ref_attn_causal(ref + i * qd, rq + i * ld, ld, hk[i], hv[i], 1, lens[i], nh, nkv, hd, scale);
-    }
-    float *dcs = dev_from(cs, n * half), *dsn = dev_from(sn, n * half);
-    for (int w = 0; w < 2; w++) {
-        void *htab[24];
-        for (int i = 0; i < n; i++) {
-            htab[i] = dk[w][i];
-            htab[n + i] = dv[w][i];
-            memcpy(&htab[2 * n + i], &nk[i], 8);
-        }
-        tab[w] = be->alloc(be, sizeof(void *) * 3 * (size_t)n);
-        be->write(be, tab[w], htab, sizeof(void *) * 3 * (size_t)n);
-        float *dq = dev_from(qkv, n * ld);
-        out[w] = dev_poison(n * qd);
-        if (w == 1) { /* the rotary kernel first */
-            be->rope_interleaved(be, dq, ld, dcs, dsn, n, nh, hd, rot);
-            be->rope_interleaved(be, dq + qd, ld, dcs, dsn, n, nkv, hd, rot);
-        }
-        be->attn_decode_batch(be, out[w], dq, ld, dq + qd, dq + qd + kvd, ld, w ? NULL : dcs, w ? NULL : dsn,
-                              w ? 0 : rot, (void *const *)tab[w], (void *const *)tab[w] + n,
-                              (const int64_t *)((void **)tab[w] + 2 * n), n, maxk, nh, nkv, hd, scale);
-        be->free(be, dq);
-    }
-    char what[128];
-    snprintf(what, sizeof what, "attn_decode_batch with rotary n=%d h=%d/%d hd=%d rot=%d%s", n, nh, nkv, hd, rot,
-             be->caps.kv_bf16 ? " (bf16 cache)" : "");
-    expect(what, out[0], ref, n * qd, thr);
-    float *a = host_of(out[0], n * qd), *b = host_of(out[1], n * qd);
-    CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(n * qd)), "%s: not the rotary kernel's then the attention's", what);
-    free(a), free(b);
-    for (int i = 0; i < n; i++) {
-        const int64_t cnt = (lens[i] + 1) * kvd;
-        float *k0 = cache_host(dk[0][i], cnt), *k1 = cache_host(dk[1][i], cnt);
-        float *v0 = cache_host(dv[0][i], cnt), *v1 = cache_host(dv[1][i], cnt);
-        CHECK_MSG(!memcmp(k0, k1, sizeof(float) * (size_t)cnt) && !memcmp(v0, v1, sizeof(float) * (size_t)cnt),
-                  "%s: sequence %d: the stored rows differ from the rotary kernel's", what, i);
-        free(k0), free(k1), free(v0), free(v1);
-        for (int w = 0; w < 2; w++) {
-            be->free(be, dk[w][i]);
-            be->free(be, dv[w][i]);
-        }
-        free(hk[i]);
-        free(hv[i]);
-    }
-    for (int w = 0; w < 2; w++) {
-        be->free(be, tab[w]);
-        be->free(be, out[w]);
-    }
-    be->free(be, dcs);
-    be->free(be, dsn);
-    free(qkv), free(rq), free(cs), free(sn), free(ref);
-}
-
-TEST(attn_decode_rope) {
-    NEED_GPU();
-    int64_t l1[] = {0, 40, 1000, 5000};
-    one_decode_rope(4, l1, 32, 2, 128, 64, 2e-4); /* the 9B's heads and half rotary; one chunk and several */
-    int64_t l2[] = {63, 300};
-    one_decode_rope(2, l2, 8, 2, 64, 64, 2e-4);   /* the whole head rotated, hd 64 */
-    glmv_backend *keep = be;
-    be = be_f32; /* the split kernel: the rotary kernel in place first */
-    if (be) one_decode_rope(2, l2, 8, 2, 64, 32, 1e-10);
-    be = keep;
-}
-
-/* With block-format weights loaded, up to 8 decode rows' attention output is rounded for o's
- * product by the attention's last kernel (the decode kernel with one chunk, the merge with
- * several): the product on it is bit for bit the product on a copy of the rows */
-static void one_attn_quant_fold(glmv_dtype qt, int n, int64_t len) {
-    const int nh = 32, nkv = 2, hd = 128;
-    const int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd, N = 256;
-    glmv_tensor w = make_quant(qt, N, qd, 0.5f, 2), dw = dev_tensor(&w);
-    float *q = rand_buf(n * qd, 2.0f), *kn = rand_buf(n * kvd, 2.0f), *vn = rand_buf(n * kvd, 1.0f);
-    float *dq = dev_from(q, n * qd), *dkn = dev_from(kn, n * kvd), *dvn = dev_from(vn, n * kvd);
-    float *h = rand_buf((len + 1) * kvd, 2.0f);
-    void *dk[8], *dv[8], *htab[24];
-    for (int i = 0; i < n; i++) {
-        dk[i] = cache_from(h, (len + 1) * kvd);
-        dv[i] = cache_from(h, (len + 1) * kvd);
-        int64_t nk = len + 1;
-        htab[i] = dk[i];
-        htab[n + i] = dv[i];
-        memcpy(&htab[2 * n + i], &nk, 8);
-    }
-    void **tab = be->alloc(be, sizeof(void *) * 3 * (size_t)n);
-    be->write(be, tab, htab, sizeof(void *) * 3 * (size_t)n);
-    float *out = dev_poison(n * qd), *cp = dev_poison(n * qd), *ya = dev_poison(n * N), *yb = dev_poison(n * N);
-    be->attn_decode_batch(be, out, dq, qd, dkn, dvn, kvd, NULL, NULL, 0, (void *const *)tab, (void *const *)tab + n,
-                          (const int64_t *)(tab + 2 * n), n, len + 1, nh, nkv, hd, 1.0f / sqrtf((float)hd));
-    be->matmul(be, ya, out, &dw, NULL, n);
-    be->copy(be, cp, out, sizeof(float) * (size_t)(n * qd));
-    be->matmul(be, yb, cp, &dw, NULL, n);
-    float *a = host_of(ya, n * N), *b = host_of(yb, n * N);
-    CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(n * N)),
-              "%s, %d rows at %lld keys: o's product on the attention's output is not the product of the rows",
-              glmv_dtype_name(qt), n, (long long)len);
-    free(a), free(b);
-    for (int i = 0; i < n; i++) {
-        be->free(be, dk[i]);
-        be->free(be, dv[i]);
-    }
-    float *bufs[] = {dq, dkn, dvn, out, cp, ya, yb};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(be, bufs[i]);
-    be->free(be, tab);
-    free(q), free(kn), free(vn), free(h);
-    free_tensor(&w, &dw);
-}
-
-TEST(attn_quant_fold) {
-    NEED_GPU();
-    one_attn_quant_fold(GLMV_Q8_0, 1, 40);   /* one chunk: the decode kernel rounds */
-    one_attn_quant_fold(GLMV_Q4_0, 1, 1000); /* several: the merge rounds */
-    one_attn_quant_fold(GLMV_Q8_0, 8, 2000);
-    one_attn_quant_fold(GLMV_Q4_0, 3, 10);
 }
 
 /* bf16 precision: head dims 64 and 128 with up to 16 query heads a kv head go through the
@@ -1165,7 +998,7 @@ static float *kv_attn_run(int decode, int64_t n, int64_t pos0, int nh, int nkv, 
         memcpy(&htab[2], &nk, 8);
         void **tab = be->alloc(be, sizeof htab);
         be->write(be, tab, htab, sizeof htab);
-        be->attn_decode_batch(be, dout, dq, qd, dkn, dvn, kvd, NULL, NULL, 0, tab, tab + 1, (const int64_t *)(tab + 2), 1, nk,
+        be->attn_decode_batch(be, dout, dq, qd, dkn, dvn, kvd, tab, tab + 1, (const int64_t *)(tab + 2), 1, nk,
                               nh, nkv, hd, scale);
         be->free(be, tab);
         be->free(be, dkn);
@@ -2042,8 +1875,6 @@ int main(int argc, char **argv) {
     RUN(attn_causal_decode);
     RUN(attn_causal_flash);
     RUN(attn_decode_batch);
-    RUN(attn_decode_rope);
-    RUN(attn_quant_fold);
     RUN(kv_bf16);
     RUN(attn_segments);
     RUN(elementwise);

@@ -735,52 +735,6 @@ TEST(attn_causal) {
     }
 }
 
-/* attn_decode_batch with the rotary tables (cos given) on rows laid out as the decoder's
- * [q | k | v]: bit for bit rope_interleaved on q's and k's heads and then the op without them, on
- * every backend (the output and the stored key rows) */
-TEST(attn_decode_rope) {
-    const int nh = 8, nkv = 2, hd = 64, rot = 32, n = 3;
-    const int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd, ld = qd + 2 * kvd, half = rot / 2;
-    const int64_t lens[3] = {0, 17, 90}, cap = 91;
-    float *qkv = randv(n * ld, -1.5f, 1.5f), *cs = randv(n * half, -1, 1), *sn = randv(n * half, -1, 1);
-    float *kh = randv(cap * kvd, -1.5f, 1.5f), *vh = randv(cap * kvd, -1, 1);
-    for (int b = 0; b < n_be; b++) {
-        glmv_backend *be = bes[b];
-        float *out[2], *kc[2][3], *vc[2][3];
-        for (int w = 0; w < 2; w++) {
-            float *x = randv(n * ld, 0, 0);
-            memcpy(x, qkv, sizeof(float) * (size_t)(n * ld));
-            out[w] = randv(n * qd, 0, 0);
-            for (int i = 0; i < n; i++) {
-                kc[w][i] = malloc(sizeof(float) * (size_t)(cap * kvd));
-                vc[w][i] = malloc(sizeof(float) * (size_t)(cap * kvd));
-                memcpy(kc[w][i], kh, sizeof(float) * (size_t)(cap * kvd));
-                memcpy(vc[w][i], vh, sizeof(float) * (size_t)(cap * kvd));
-            }
-            int64_t nk[3] = {lens[0] + 1, lens[1] + 1, lens[2] + 1};
-            void *kp[3] = {kc[w][0], kc[w][1], kc[w][2]}, *vp[3] = {vc[w][0], vc[w][1], vc[w][2]};
-            if (w == 1) {
-                be->rope_interleaved(be, x, ld, cs, sn, n, nh, hd, rot);
-                be->rope_interleaved(be, x + qd, ld, cs, sn, n, nkv, hd, rot);
-            }
-            const int was = be->caps.kv_bf16;
-            be->caps.kv_bf16 = 0;
-            be->attn_decode_batch(be, out[w], x, ld, x + qd, x + qd + kvd, ld, w ? NULL : cs, w ? NULL : sn,
-                                  w ? 0 : rot, kp, vp, nk, n, cap, nh, nkv, hd, 0.125f);
-            be->caps.kv_bf16 = was;
-            free(x);
-        }
-        CHECK_MSG(!memcmp(out[0], out[1], sizeof(float) * (size_t)(n * qd)), "%s: the output", be->name);
-        for (int i = 0; i < n; i++) {
-            CHECK_MSG(!memcmp(kc[0][i], kc[1][i], sizeof(float) * (size_t)(cap * kvd)), "%s: sequence %d's keys",
-                      be->name, i);
-            for (int w = 0; w < 2; w++) free(kc[w][i]), free(vc[w][i]);
-        }
-        free(out[0]), free(out[1]);
-    }
-    free(qkv), free(cs), free(sn), free(kh), free(vh);
-}
-
 /* A bf16 KV cache (caps.kv_bf16, GLMV_KV_BF16=1) on every backend: kv_store rounds to nearest
  * even; attn_causal and attn_decode_batch over it give bit for bit what they give over a float32
  * cache holding the rounded values, and the decode step stores its rounded rows */
@@ -819,8 +773,7 @@ TEST(kv_bf16) {
         int64_t nk[1] = {pos0 + 1};
         memset(kb + pos0 * kvd, 0, 2 * (size_t)kvd);
         memset(vb + pos0 * kvd, 0, 2 * (size_t)kvd);
-        be->attn_decode_batch(be, got, q, qd, k + pos0 * kvd, v + pos0 * kvd, kvd, NULL, NULL, 0, kp, vp, nk, 1,
-                              pos0 + 1, nh, nkv,
+        be->attn_decode_batch(be, got, q, qd, k + pos0 * kvd, v + pos0 * kvd, kvd, kp, vp, nk, 1, pos0 + 1, nh, nkv,
                               hd, 0.125f);
         be->caps.kv_bf16 = 0;
         be->attn_causal(be, want, q, qd, kr, vr, 1, pos0, nh, nkv, hd, 0.125f);
@@ -966,7 +919,6 @@ int main(void) {
     RUN(layernorm);
     RUN(ropes);
     RUN(attn_causal);
-    RUN(attn_decode_rope);
     RUN(kv_bf16);
     RUN(attn_segments);
     RUN(elementwise);

@@ -387,17 +387,13 @@ void glmv_cpu_attn_segments(glmv_backend *be, float *out, const float *q, int64_
 }
 
 /* the CPU keeps its caches in host memory: the tables are plain host arrays */
-void glmv_cpu_attn_decode_batch(glmv_backend *be, float *out, float *q, int64_t ldq, float *k_new,
-                                const float *v_new, int64_t ldkv, const float *cos, const float *sin,
-                                int rot_dim, void *const *kc, void *const *vc, const int64_t *n_keys, int n,
+void glmv_cpu_attn_decode_batch(glmv_backend *be, float *out, const float *q, int64_t ldq,
+                                const float *k_new, const float *v_new, int64_t ldkv,
+                                void *const *kc, void *const *vc, const int64_t *n_keys, int n,
                                 int64_t max_keys, int n_heads, int n_kv_heads, int head_dim,
                                 float scale) {
     (void)max_keys;
     int64_t kvd = (int64_t)n_kv_heads * head_dim, qd = (int64_t)n_heads * head_dim;
-    if (cos && rot_dim > 0) { /* the rotary in place, as the op allows */
-        be->rope_interleaved(be, q, ldq, cos, sin, n, n_heads, head_dim, rot_dim);
-        be->rope_interleaved(be, k_new, ldkv, cos, sin, n, n_kv_heads, head_dim, rot_dim);
-    }
     size_t row = (size_t)kvd * (be->caps.kv_bf16 ? 2 : 4);
     for (int i = 0; i < n; i++) {
         int64_t pos = n_keys[i] - 1;

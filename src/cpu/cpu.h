@@ -47,9 +47,9 @@ glmv_backend *glmv_cpu_backend_new_table(int n_threads, const glmv_cpu_kernels *
 
 void glmv_cpu_matmul_rows(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,
                           const glmv_tensor *bias, int64_t m);
-void glmv_cpu_attn_decode_batch(glmv_backend *be, float *out, float *q, int64_t ldq, float *k_new,
-                                const float *v_new, int64_t ldkv, const float *cos, const float *sin,
-                                int rot_dim, void *const *kc, void *const *vc, const int64_t *n_keys, int n,
+void glmv_cpu_attn_decode_batch(glmv_backend *be, float *out, const float *q, int64_t ldq,
+                                const float *k_new, const float *v_new, int64_t ldkv,
+                                void *const *kc, void *const *vc, const int64_t *n_keys, int n,
                                 int64_t max_keys, int n_heads, int n_kv_heads, int head_dim,
                                 float scale);
 void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tensor *w,

@@ -572,8 +572,7 @@ static size_t combine_smem(int n_chunks, int hd) {
 }
 
 __global__ void __launch_bounds__(CB_WARPS * 32) combine_kernel(float *out, int64_t ldo, const float *part,
-                                                                 int64_t n, int n_heads, int hd, int n_chunks,
-                                                                 int8_t *oq, float *oqd, int32_t *oqs) {
+                                                                 int64_t n, int n_heads, int hd, int n_chunks) {
     PDL_ENTRY();
     extern __shared__ __align__(16) float cb_sh[];
     float *w = cb_sh, *acc = w + n_chunks, *red = acc + CB_WARPS * hd;
@@ -621,21 +620,17 @@ __global__ void __launch_bounds__(CB_WARPS * 32) combine_kernel(float *out, int6
         for (int d = tid; d < hd; d += CB_WARPS * 32) {
             float a = 0.f;
             for (int k = 0; k < CB_WARPS; k++) a += acc[k * hd + d];
-            const int64_t e = i * ldo + (int64_t)h * hd + d;
-            out[e] = a * inv;
-            /* oq: hd % 32 == 0, so a warp holds one block of o's input whole */
-            if (oq) q8_store_lane(a * inv, oq + e, oqd + e / 32, oqs + e / 32, lane);
+            out[i * ldo + (int64_t)h * hd + d] = a * inv;
         }
         __syncthreads(); /* before the next row reuses the shared memory */
     }
 }
 
-/* oq, oqd, oqs (NULL: not rounded): the output also rounded to int8 blocks, quant_x's layout */
 static void combine_launch(cuda_ctx *c, float *out, int64_t ldo, const float *part, int64_t n, int n_heads,
-                           int hd, int n_chunks, int8_t *oq = NULL, float *oqd = NULL, int32_t *oqs = NULL) {
+                           int hd, int n_chunks) {
     const unsigned rows = (unsigned)(n < 65535 ? n : 65535);
     cuda_launch(c, combine_kernel, dim3((unsigned)n_heads, rows), CB_WARPS * 32, combine_smem(n_chunks, hd), out,
-                ldo, part, n, n_heads, hd, n_chunks, oq, oqd, oqs);
+                ldo, part, n, n_heads, hd, n_chunks);
 }
 
 template <typename KT>
@@ -706,8 +701,7 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
     float *__restrict__ out, int64_t ldo, float *__restrict__ part, const float *__restrict__ q,
     int64_t ldq, int n_heads, int group, int64_t chunk, float scale_log2,
     const KT *const *kps, const KT *const *vps, const int64_t *nks, int64_t ldkv, const float *k_new,
-    const float *v_new, int64_t ld_new, const float *rc, const float *rs, int half, int8_t *oq, float *oqd,
-    int32_t *oqs) {
+    const float *v_new, int64_t ld_new) {
     PDL_ENTRY(); /* q and the new key and value rows come from the kernels before */
     extern __shared__ __align__(16) float dm_sh[]; /* o [warps][16][HD], m [warps][16], l [warps][16] */
     const int64_t i = blockIdx.z;
@@ -722,21 +716,16 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
          * own writes, visible to it after the barrier */
         KT *kd = (KT *)kb + (lim - 1) * ldkv, *vd = (KT *)vb + (lim - 1) * ldkv;
         const float *ks = k_new + i * ld_new + (int64_t)g * HD, *vs = v_new + i * ld_new + (int64_t)g * HD;
-        for (int p = threadIdx.x; p < HD / 2; p += DM_WARPS * 32) { /* pair p of the key, rotated */
-            float2 kp = make_float2(ks[2 * p], ks[2 * p + 1]);
-            if (p < half) kp = rope_pair(kp.x, kp.y, rc[i * half + p], rs[i * half + p]);
-            kv_put(kd + 2 * p, kp.x);
-            kv_put(kd + 2 * p + 1, kp.y);
-            kv_put(vd + 2 * p, vs[2 * p]);
-            kv_put(vd + 2 * p + 1, vs[2 * p + 1]);
+        for (int d = threadIdx.x; d < HD; d += DM_WARPS * 32) {
+            kv_put(kd + d, ks[d]);
+            kv_put(vd + d, vs[d]);
         }
         __syncthreads();
     }
     const float *qg = q + i * ldq + (int64_t)g * group * HD; /* the group's heads: rows of HD */
 
-    uint32_t qf[HD / 16][4]; /* A fragments: heads gq and gq + 8 (zero past the group), rotated */
-    load_q_frags<HD>(qf, qg + gq * HD + tig * 2, qg + (gq + 8) * HD + tig * 2, gq < group, gq + 8 < group,
-                     half ? rc + i * half : nullptr, half ? rs + i * half : nullptr, half, tig);
+    uint32_t qf[HD / 16][4]; /* A fragments: heads gq and gq + 8 (zero past the group) */
+    load_q_frags<HD>(qf, qg + gq * HD + tig * 2, qg + (gq + 8) * HD + tig * 2, gq < group, gq + 8 < group);
     float o[HD / 8][4];
 #pragma unroll
     for (int j = 0; j < HD / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
@@ -833,11 +822,7 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
             l += wl[w * 16 + r] * f;
         }
         if (n_chunks == 1) {
-            const int64_t e = i * ldo + (int64_t)h * HD + d;
-            const float v = l > 0.f ? acc / l : 0.f;
-            out[e] = v;
-            /* a warp's 32 consecutive values of one head (HD % 32 == 0): o's input block */
-            if (oq) q8_store_lane(v, oq + e, oqd + e / 32, oqs + e / 32, lane);
+            out[i * ldo + (int64_t)h * HD + d] = l > 0.f ? acc / l : 0.f;
         } else {
             float *pp = part + ((i * n_heads + h) * n_chunks + blockIdx.x) * (HD + 2);
             pp[d] = acc;
@@ -868,8 +853,7 @@ template <typename KT>
 static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq, int n,
                           int64_t max_keys, int n_heads, int n_kv_heads, int hd, float scale,
                           const KT *const *kps, const KT *const *vps, const int64_t *nks, const float *k_new,
-                          const float *v_new, int64_t ld_new, const float *rc = NULL, const float *rs = NULL,
-                          int half = 0, int8_t *oq = NULL, float *oqd = NULL, int32_t *oqs = NULL) {
+                          const float *v_new, int64_t ld_new) {
     const int group = n_heads / n_kv_heads, step = DM_WARPS * 16;
     const int64_t ldkv = (int64_t)n_kv_heads * hd;
     /* chunks of whole block steps: about four blocks per multiprocessor in all */
@@ -886,17 +870,14 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
     }
     size_t sh = sizeof(float) * (size_t)DM_WARPS * 16 * (hd + 2);
     dim3 grid((unsigned)n_chunks, (unsigned)n_kv_heads, (unsigned)n);
-    int8_t *dq = n_chunks == 1 ? oq : NULL; /* the rounding is the last kernel's */
     if (hd == 128)
         cuda_launch(c, dec_mma_kernel<128, KT>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
-                    group, chunk, scale * LOG2E, kps, vps, nks, ldkv, k_new, v_new, ld_new, rc, rs, half, dq, oqd,
-                    oqs);
+                    group, chunk, scale * LOG2E, kps, vps, nks, ldkv, k_new, v_new, ld_new);
     else
         cuda_launch(c, dec_mma_kernel<64, KT>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
-                    group, chunk, scale * LOG2E, kps, vps, nks, ldkv, k_new, v_new, ld_new, rc, rs, half, dq, oqd,
-                    oqs);
+                    group, chunk, scale * LOG2E, kps, vps, nks, ldkv, k_new, v_new, ld_new);
     if (cuda_check(c, "attention (decode, tensor cores)") || n_chunks == 1) return c->failed ? -1 : 0;
-    combine_launch(c, out, ldo, part, n, n_heads, hd, (int)n_chunks, oq, oqd, oqs);
+    combine_launch(c, out, ldo, part, n, n_heads, hd, (int)n_chunks);
     return cuda_check(c, "attention (combine)");
 }
 
@@ -1013,50 +994,22 @@ __global__ void kv_append_kernel(const float *k_new, const float *v_new, int64_t
     for (int64_t d = threadIdx.x; d < kvd; d += blockDim.x) kv_put(dst + d, src[d]);
 }
 
-/* the rotary kernel on q's and k_new's heads in place: one launch when k_new's heads follow q's in
- * the same rows (the decoder's joined [q | k | v]) */
-static void rope_q_k(cuda_ctx *c, float *q, int64_t ldq, float *k_new, int64_t ldkv, const float *cos,
-                     const float *sin, int n, int n_heads, int n_kv_heads, int head_dim, int rot) {
-    if (k_new == q + (int64_t)n_heads * head_dim && ldkv == ldq) {
-        k_rope_interleaved(c, q, ldq, cos, sin, n, n_heads + n_kv_heads, head_dim, rot);
-        return;
-    }
-    k_rope_interleaved(c, q, ldq, cos, sin, n, n_heads, head_dim, rot);
-    k_rope_interleaved(c, k_new, ldkv, cos, sin, n, n_kv_heads, head_dim, rot);
-}
-
 template <typename KT>
-static void attn_decode_batch_t(cuda_ctx *c, float *out, float *q, int64_t ldq, float *k_new, const float *v_new,
-                                int64_t ldkv, const float *cos, const float *sin, int rot, KT *const *kc,
-                                KT *const *vc, const int64_t *n_keys, int n, int64_t max_keys, int n_heads,
-                                int n_kv_heads, int head_dim, float scale) {
+static void attn_decode_batch_t(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k_new,
+                                const float *v_new, int64_t ldkv, KT *const *kc, KT *const *vc,
+                                const int64_t *n_keys, int n, int64_t max_keys, int n_heads, int n_kv_heads,
+                                int head_dim, float scale) {
     int64_t kvd = (int64_t)n_kv_heads * head_dim, ldo = (int64_t)n_heads * head_dim;
     /* dec_mma_kernel stores the new rows itself (one launch fewer a layer); GLMV_CUDA_KV_FUSE=0: the
      * kv_append kernel first, as the split kernel needs */
     static int fuse = -1;
     if (fuse < 0) fuse = !(getenv("GLMV_CUDA_KV_FUSE") && atoi(getenv("GLMV_CUDA_KV_FUSE")) == 0);
     const bool mma = n <= 65535 && dec_mma_ok(c, n_heads, n_kv_heads, head_dim);
-    const bool rope = cos && rot > 0;
     if (mma && fuse) {
-        /* the rotary on the way in (GLMV_CUDA_ATTN_ROPE=0: the rotary kernel first); with block-format
-         * weights and up to GEMV_MAX_M rows, the output rounded for o's product on the way out
-         * (GLMV_CUDA_QFOLD=0: by the product) */
-        const bool in_kernel = rope && !c->attn_rope_off && rot <= head_dim;
-        if (rope && !in_kernel) rope_q_k(c, q, ldq, k_new, ldkv, cos, sin, n, n_heads, n_kv_heads, head_dim, rot);
-        const bool fold = c->has_quant && !c->qfold_off && n <= GEMV_MAX_M;
-        int8_t *oq = NULL;
-        float *oqd = NULL;
-        int32_t *oqs = NULL;
-        if (fold && !qfold_begin(c, n, ldo, &oq, &oqd, &oqs)) return;
-        if (dec_mma_launch<KT>(c, out, ldo, q, ldq, n, max_keys, n_heads, n_kv_heads, head_dim, scale,
-                               (const KT *const *)kc, (const KT *const *)vc, n_keys, k_new, v_new, ldkv,
-                               in_kernel ? cos : NULL, in_kernel ? sin : NULL, in_kernel ? rot / 2 : 0, oq, oqd,
-                               oqs) == 0 &&
-            fold)
-            qfold_end(c, out, n, ldo);
+        dec_mma_launch<KT>(c, out, ldo, q, ldq, n, max_keys, n_heads, n_kv_heads, head_dim, scale,
+                           (const KT *const *)kc, (const KT *const *)vc, n_keys, k_new, v_new, ldkv);
         return;
     }
-    if (rope) rope_q_k(c, q, ldq, k_new, ldkv, cos, sin, n, n_heads, n_kv_heads, head_dim, rot);
     cuda_launch(c, kv_append_kernel<KT>, dim3((unsigned)n, 2), 256, 0, k_new, v_new, ldkv, kc, vc, n_keys, kvd);
     if (cuda_check(c, "attention (kv append)")) return;
     if (mma) {
@@ -1068,17 +1021,16 @@ static void attn_decode_batch_t(cuda_ctx *c, float *out, float *q, int64_t ldq, 
                      scale, (const KT *const *)kc, (const KT *const *)vc, n_keys);
 }
 
-void k_attn_decode_batch(cuda_ctx *c, float *out, float *q, int64_t ldq, float *k_new, const float *v_new,
-                         int64_t ldkv, const float *cos, const float *sin, int rot, void *const *kc,
-                         void *const *vc, const int64_t *n_keys, int n, int64_t max_keys, int n_heads,
-                         int n_kv_heads, int head_dim, float scale) {
+void k_attn_decode_batch(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k_new,
+                         const float *v_new, int64_t ldkv, void *const *kc, void *const *vc, const int64_t *n_keys,
+                         int n, int64_t max_keys, int n_heads, int n_kv_heads, int head_dim, float scale) {
     if (n <= 0) return;
     if (c->kv_bf16)
-        attn_decode_batch_t(c, out, q, ldq, k_new, v_new, ldkv, cos, sin, rot, (__nv_bfloat16 *const *)kc,
+        attn_decode_batch_t(c, out, q, ldq, k_new, v_new, ldkv, (__nv_bfloat16 *const *)kc,
                             (__nv_bfloat16 *const *)vc, n_keys, n, max_keys, n_heads, n_kv_heads, head_dim, scale);
     else
-        attn_decode_batch_t(c, out, q, ldq, k_new, v_new, ldkv, cos, sin, rot, (float *const *)kc,
-                            (float *const *)vc, n_keys, n, max_keys, n_heads, n_kv_heads, head_dim, scale);
+        attn_decode_batch_t(c, out, q, ldq, k_new, v_new, ldkv, (float *const *)kc, (float *const *)vc, n_keys, n,
+                            max_keys, n_heads, n_kv_heads, head_dim, scale);
 }
 
 /* rows of x (stride ldx) into rows of cols elements of a cache: grid (rows (strided)) */

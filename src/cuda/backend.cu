@@ -91,27 +91,6 @@ void *cuda_scratch(cuda_ctx *c, size_t bytes) {
     return cuda_grow(c, &c->scratch, &c->scratch_bytes, bytes, bytes + bytes / 4, "out of device memory for scratch");
 }
 
-int qfold_begin(cuda_ctx *c, int64_t m, int64_t k, int8_t **q, float **qd, int32_t **qs) {
-    size_t a, b;
-    qx_layout(m, k, &a, &b);
-    const int w = 1 - c->qn_which;
-    char *s = (char *)cuda_grow(c, &c->qn[w], &c->qn_bytes[w], a + 2 * b, GLMV_MAX(a + 2 * b, (size_t)1 << 17),
-                                "out of device memory for quantized activations");
-    if (!s) return 0;
-    *q = (int8_t *)s;
-    *qd = (float *)(s + a);
-    *qs = (int32_t *)(s + a + b);
-    c->qn_next = w;
-    return 1;
-}
-
-void qfold_end(cuda_ctx *c, const float *y, int64_t m, int64_t k) {
-    c->qn_which = c->qn_next;
-    c->qn_src = y;
-    c->qn_m = m;
-    c->qn_k = k;
-}
-
 /* ------------------------------------------------------------------ memory */
 
 /* every op but the products: the rows a norm rounded (cuda_ctx's qn) may change */
@@ -130,9 +109,8 @@ static void cu_destroy(glmv_backend *be) {
         if (c->blas) cublasDestroy(c->blas);
         if (c->scratch) cudaFree(c->scratch);
         if (c->qx) cudaFree(c->qx);
-        for (int i = 0; i < 2; i++)
-            if (c->qn[i]) cudaFree(c->qn[i]);
-        if (c->cnt) cudaFree(c->cnt);
+        if (c->qn) cudaFree(c->qn);
+        if (c->mmq_cnt) cudaFree(c->mmq_cnt);
         if (c->workspace) cudaFree(c->workspace);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c);
@@ -580,12 +558,12 @@ static void cu_attn_causal(glmv_backend *be, float *o, const float *q, int64_t l
     OP_GUARD(be);
     k_attn_causal(c, o, q, ldq, kc, vc, n, pos0, nh, nkv, hd, sc);
 }
-static void cu_attn_decode_batch(glmv_backend *be, float *o, float *q, int64_t ldq, float *kn,
-                                 const float *vn, int64_t ldkv, const float *cs, const float *sn, int rd,
-                                 void *const *kc, void *const *vc, const int64_t *nk, int n, int64_t max_keys,
+static void cu_attn_decode_batch(glmv_backend *be, float *o, const float *q, int64_t ldq,
+                                 const float *kn, const float *vn, int64_t ldkv, void *const *kc,
+                                 void *const *vc, const int64_t *nk, int n, int64_t max_keys,
                                  int nh, int nkv, int hd, float sc) {
     OP_GUARD(be);
-    k_attn_decode_batch(c, o, q, ldq, kn, vn, ldkv, cs, sn, rd, kc, vc, nk, n, max_keys, nh, nkv, hd, sc);
+    k_attn_decode_batch(c, o, q, ldq, kn, vn, ldkv, kc, vc, nk, n, max_keys, nh, nkv, hd, sc);
 }
 static void cu_attn_segments(glmv_backend *be, float *o, const float *q, int64_t ldq,
                              const float *k, int64_t ldk, const float *v, int64_t ldv,
@@ -683,11 +661,11 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
         return NULL;
     }
     /* mmq.cu's split-k counters (its kernels leave them at zero); without them it declines */
-    if (cudaMalloc((void **)&c->cnt, MMQ_COUNTERS * sizeof(int)) != cudaSuccess ||
-        cudaMemset(c->cnt, 0, MMQ_COUNTERS * sizeof(int)) != cudaSuccess) {
+    if (cudaMalloc((void **)&c->mmq_cnt, MMQ_COUNTERS * sizeof(int)) != cudaSuccess ||
+        cudaMemset(c->mmq_cnt, 0, MMQ_COUNTERS * sizeof(int)) != cudaSuccess) {
         cudaGetLastError();
-        cudaFree(c->cnt);
-        c->cnt = NULL;
+        cudaFree(c->mmq_cnt);
+        c->mmq_cnt = NULL;
     }
     cublasSetStream(c->blas, c->stream);
     cublasSetWorkspace(c->blas, c->workspace, c->workspace_bytes);
@@ -731,8 +709,6 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->matmul_glu = glu && !atoi(glu) ? NULL : cu_matmul_glu;
     const char *qf = getenv("GLMV_CUDA_QFOLD"); /* 0: the products round a norm's rows themselves */
     c->qfold_off = qf && !atoi(qf);
-    const char *ar = getenv("GLMV_CUDA_ATTN_ROPE"); /* 0: the rotary kernel before the decode attention */
-    c->attn_rope_off = ar && !atoi(ar);
     be->graph_begin = cu_graph_begin;
     be->graph_end = cu_graph_end;
     be->graph_run = cu_graph_run;

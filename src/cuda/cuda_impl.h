@@ -41,22 +41,16 @@ struct cuda_ctx {
     size_t scratch_bytes;
     void *qx;                    /* int8 activations of the quantized decode products (quant.cu) */
     size_t qx_bytes;
-    /* Rows rounded to int8 blocks by the kernel that wrote them (when block-format weights are
-     * loaded: has_quant): a norm's output (k_norm_add_norm), the decode attention's (its merge),
-     * the SwiGLU of gate/up (gemv_q_glu_kernel), in quant_x's layout, for the quantized product
-     * that reads those rows next to take instead of rounding them again (quant.cu). Two buffers,
-     * so that a kernel may write one while reading the other (qfold_begin, qfold_end); qn_which
-     * holds qn_src's rounding. Valid while qn_src is set: cuda_launch clears it, so any kernel
-     * after the writer's ends it, and so do the backend's copies and writes. */
-    void *qn[2];
-    size_t qn_bytes[2];
-    int qn_which, qn_next;
+    /* A norm's output rounded to int8 blocks by the norm kernel itself (k_norm_add_norm, when
+     * block-format weights are loaded: has_quant), in quant_x's layout, for the quantized product
+     * that reads those rows next to take instead of rounding them again (quant.cu). Valid while
+     * qn_src is set: cuda_launch clears it, so any kernel after the norm's ends it, and so do the
+     * backend's copies and writes. */
+    void *qn;
+    size_t qn_bytes;
     const float *qn_src;
     int64_t qn_m, qn_k;
     int has_quant, qfold_off;    /* qfold_off: GLMV_CUDA_QFOLD=0 */
-    /* GLMV_CUDA_ATTN_ROPE=0: the decode attention does not rotate q and the new key itself
-     * (attention.cu), the rotary kernel runs first */
-    int attn_rope_off;
     void *workspace;             /* cuBLAS workspace */
     size_t workspace_bytes;
     int64_t allocated;           /* bytes from be->alloc and uploads, live */
@@ -65,9 +59,7 @@ struct cuda_ctx {
     unsigned scratch_gen;
     int capturing, capture_failed, no_graphs;
     struct cuda_vm *vm;          /* growing memory (vmm.cu), or NULL */
-    /* counters [MMQ_COUNTERS], zero between kernels: mmq.cu's split-k tiles, the finished blocks of
-     * each 32 columns of gemv_q_glu_kernel (the last one rounds them) */
-    int *cnt;
+    int *mmq_cnt;                /* mmq.cu's split-k counters [MMQ_COUNTERS], zero between products */
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }
@@ -82,16 +74,6 @@ int cuda_check(cuda_ctx *c, const char *what);
  * stream drains (kernels may still read it); NULL and the error `what` recorded on OOM. */
 void *cuda_grow(cuda_ctx *c, void **buf, size_t *have, size_t bytes, size_t alloc, const char *what);
 /* Scratch of at least `bytes` (device); NULL (and error recorded) on OOM. */
-/* A kernel about to write rows y [m, k] that also rounds them to int8 blocks (see cuda_ctx's qn):
- * the values, scales and block sums to write them to (in the buffer that the rounding a product
- * may now be reading is not in); 0 when out of memory (recorded). After the launch, qfold_end. */
-int qfold_begin(cuda_ctx *c, int64_t m, int64_t k, int8_t **q, float **qd, int32_t **qs);
-void qfold_end(cuda_ctx *c, const float *y, int64_t m, int64_t k);
-/* the bytes of quant_x's layout for [m, k]: values, then scales and block sums, 256-byte aligned */
-static inline void qx_layout(int64_t m, int64_t k, size_t *a, size_t *b) {
-    *a = ((size_t)(m * k) + 255) & ~(size_t)255;
-    *b = ((size_t)(m * (k / 32)) * 4 + 255) & ~(size_t)255;
-}
 void *cuda_scratch(cuda_ctx *c, size_t bytes);
 
 /* ---- vmm.cu: be->reserve, commit, decommit, release through CUDA virtual memory ---- */
@@ -180,11 +162,9 @@ void k_dequant_rows(cuda_ctx *c, void *out, int bf16, const glmv_tensor *w, int6
 void k_attn_causal(cuda_ctx *c, float *out, const float *q, int64_t ldq, const void *kc,
                    const void *vc, int64_t n, int64_t pos0, int n_heads, int n_kv_heads,
                    int head_dim, float scale);
-/* be->attn_decode_batch (ops.h); with cos, the rotary of q's and k_new's heads done on the way
- * (inside the tensor-core kernel, which leaves q and k_new as they are; else in place first) */
-void k_attn_decode_batch(cuda_ctx *c, float *out, float *q, int64_t ldq, float *k_new, const float *v_new,
-                         int64_t ldkv, const float *cos, const float *sin, int rot_dim, void *const *kc,
-                         void *const *vc, const int64_t *n_keys, int n, int64_t max_keys, int n_heads,
+void k_attn_decode_batch(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k_new,
+                         const float *v_new, int64_t ldkv, void *const *kc, void *const *vc,
+                         const int64_t *n_keys, int n, int64_t max_keys, int n_heads,
                          int n_kv_heads, int head_dim, float scale);
 /* be->kv_store into a bf16 cache: dst[i, j] = x[i * ldx + j] rounded, rows of cols */
 void k_kv_store_bf16(cuda_ctx *c, __nv_bfloat16 *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols);
@@ -240,27 +220,6 @@ __device__ __forceinline__ int q8_round_lane(float v, float *d) {
     const float dd = amax / 127.0f, id = dd != 0 ? 1.0f / dd : 0.0f;
     *d = dd;
     return (int)roundf(v * id);
-}
-
-/* Pair (x0, x1) of interleaved rotary turned by the angle whose cosine and sine are c and s:
- * (x0 c - x1 s, x1 c + x0 s), one rounding order for every kernel that rotates (the rotary kernel,
- * the decode attention rotating q and the new key as it reads them), so that they agree bit for bit */
-__device__ __forceinline__ float2 rope_pair(float x0, float x1, float c, float s) {
-    return make_float2(__fmaf_rn(x0, c, -__fmul_rn(x1, s)), __fmaf_rn(x1, c, __fmul_rn(x0, s)));
-}
-
-/* v, this lane's element of a block of 32 (the whole warp calls it), rounded as quant_x_kernel
- * rounds it: the value to *q; lane 0 stores the block's scale *qd and integer sum *qs */
-__device__ __forceinline__ void q8_store_lane(float v, int8_t *q, float *qd, int32_t *qs, int lane) {
-    float d;
-    const int qi = q8_round_lane(v, &d);
-    *q = (int8_t)qi;
-    int s = qi;
-    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
-    if (lane == 0) {
-        *qd = d;
-        *qs = s;
-    }
 }
 
 /* silu(a) * u, the SwiGLU of the decoder's and the vision tower's MLPs: one expression for every

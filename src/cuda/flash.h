@@ -16,30 +16,16 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 
 /* A fragments of rows a and b of Q (f32 -> bf16, the mma's row-major A layout: thread
  * (gq, tig) holds columns 2 tig, 2 tig + 1 and the same + 8 of each 16), from qa / qb,
- * which point at column 2 tig of their rows; a row not ok reads as zero. With half > 0 the
- * pairs (2 p, 2 p + 1) with p < half are first turned by rope_pair with rc[p], rs[p] (both
- * rows at the same position: the heads of one query row); p0 = tig, the pair qa points at. */
+ * which point at column 2 tig of their rows; a row not ok reads as zero */
 template <int HD>
 __device__ __forceinline__ void load_q_frags(uint32_t (&qf)[HD / 16][4], const float *qa, const float *qb,
-                                             bool ok_a, bool ok_b, const float *rc = nullptr,
-                                             const float *rs = nullptr, int half = 0, int p0 = 0) {
+                                             bool ok_a, bool ok_b) {
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
         float2 x0 = ok_a ? *(const float2 *)(qa + kk * 16) : make_float2(0.f, 0.f);
         float2 x1 = ok_b ? *(const float2 *)(qb + kk * 16) : make_float2(0.f, 0.f);
         float2 x2 = ok_a ? *(const float2 *)(qa + kk * 16 + 8) : make_float2(0.f, 0.f);
         float2 x3 = ok_b ? *(const float2 *)(qb + kk * 16 + 8) : make_float2(0.f, 0.f);
-        const int pa = kk * 8 + p0, pb = pa + 4;
-        if (pa < half) {
-            const float c = rc[pa], s = rs[pa];
-            x0 = rope_pair(x0.x, x0.y, c, s);
-            x1 = rope_pair(x1.x, x1.y, c, s);
-        }
-        if (pb < half) {
-            const float c = rc[pb], s = rs[pb];
-            x2 = rope_pair(x2.x, x2.y, c, s);
-            x3 = rope_pair(x3.x, x3.y, c, s);
-        }
         qf[kk][0] = pack_bf16(x0.x, x0.y);
         qf[kk][1] = pack_bf16(x1.x, x1.y);
         qf[kk][2] = pack_bf16(x2.x, x2.y);

@@ -196,14 +196,17 @@ void k_norm_add_norm(cuda_ctx *c, float *x, float *y, const float *t, const glmv
     if (n <= 0) return;
     int vec = (d & 3) == 0 && !((uintptr_t)x % 16) && !((uintptr_t)y % 16) && !((uintptr_t)t % 16);
     if (c->has_quant && !c->qfold_off && vec && d % 128 == 0 && n <= GEMV_MAX_M) {
-        int8_t *q;
-        float *qd;
-        int32_t *qs;
-        if (!qfold_begin(c, n, d, &q, &qd, &qs)) return;
+        /* quant_x's layout: values [n, d], then scales and block sums, each 256-byte aligned */
+        const size_t a = ((size_t)(n * d) + 255) & ~(size_t)255, b = ((size_t)(n * d / 32) * 4 + 255) & ~(size_t)255;
+        char *s = (char *)cuda_grow(c, &c->qn, &c->qn_bytes, a + 2 * b, GLMV_MAX(a + 2 * b, (size_t)1 << 17),
+                                    "out of device memory for quantized activations");
+        if (!s) return;
         cuda_launch(c, norm_add_norm_kernel<1>, (unsigned)n, norm_threads(d), 0, x, y, t, w1->data, w1->dtype,
-                    w2->data, w2->dtype, d, eps, vec, q, qd, qs);
+                    w2->data, w2->dtype, d, eps, vec, (int8_t *)s, (float *)(s + a), (int32_t *)(s + a + b));
         if (cuda_check(c, "norm_add_norm")) return;
-        qfold_end(c, y, n, d); /* after the launch, which clears qn_src */
+        c->qn_src = y; /* after the launch, which clears it */
+        c->qn_m = n;
+        c->qn_k = d;
         return;
     }
     cuda_launch(c, norm_add_norm_kernel<0>, (unsigned)n, norm_threads(d), 0, x, y, t, w1->data, w1->dtype,
@@ -252,9 +255,10 @@ __global__ void rope_interleaved_kernel(float *x, int64_t ld, const float *cs, c
     int h = (int)(rh % n_heads);
     int64_t i = rh / n_heads;
     float *v = x + i * ld + (int64_t)h * head_dim + 2 * j;
-    const float2 r = rope_pair(v[0], v[1], cs[i * half + j], sn[i * half + j]);
-    v[0] = r.x;
-    v[1] = r.y;
+    float c = cs[i * half + j], s = sn[i * half + j];
+    float x0 = v[0], x1 = v[1];
+    v[0] = x0 * c - x1 * s;
+    v[1] = x1 * c + x0 * s;
 }
 
 void k_rope_interleaved(cuda_ctx *c, float *x, int64_t ld, const float *cos, const float *sin,

@@ -346,7 +346,7 @@ static void mmq_launch(cuda_ctx *c, float *y, const int8_t *xq, const float *xdt
         }
         *rd = 1;
     }
-    cuda_launch(c, kern, grid, MQ_THREADS, smem, y, xq, xdt, qs, d, bp, bdt, m, n, k, part, c->cnt);
+    cuda_launch(c, kern, grid, MQ_THREADS, smem, y, xq, xdt, qs, d, bp, bdt, m, n, k, part, c->mmq_cnt);
 }
 
 template <int Q4>
@@ -367,7 +367,7 @@ static void mmq_pass(cuda_ctx *c, float *y, const int8_t *xq, const float *xdt, 
 int k_mmq(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const glmv_tensor *bias, int64_t m) {
     const int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
     if ((w->dtype != GLMV_Q8_0 && w->dtype != GLMV_Q4_0) || m < MMQ_MIN_M || m > mmq_max_m() || k % 32 ||
-        n <= 0 || !c->cnt)
+        n <= 0 || !c->mmq_cnt)
         return 1;
     const int64_t nb = k / 32, pm = GLMV_MIN(m, (int64_t)64);
     int rw = 1;

@@ -422,7 +422,15 @@ __global__ void quant_x_kernel(int8_t *q, float *xd, int32_t *xs, const float *x
     int64_t b = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (b >= nblocks) return;
     const int lane = threadIdx.x & 31;
-    q8_store_lane(x[b * 32 + lane], q + b * 32 + lane, xd + b, xs + b, lane);
+    float d;
+    const int qi = q8_round_lane(x[b * 32 + lane], &d);
+    q[b * 32 + lane] = (int8_t)qi;
+    int s = qi;
+    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+    if (lane == 0) {
+        xd[b] = d;
+        xs[b] = s;
+    }
 }
 
 /* acc[r] += this lane's share of x[r] · w over the 16-byte chunks j, j + stride, ... < chunks of one
@@ -511,10 +519,8 @@ template <int M, int U, int Q4>
 __global__ void __launch_bounds__(QV_THREADS)
     gemv_q_glu_kernel(float *__restrict__ h, const int8_t *__restrict__ xq, const float *__restrict__ xd,
                       const int32_t *__restrict__ xs, const uint8_t *__restrict__ qs,
-                      const __half *__restrict__ dw, int64_t I, int64_t k, int *cnt, int8_t *hq, float *hqd,
-                      int32_t *hqs) {
+                      const __half *__restrict__ dw, int64_t I, int64_t k) {
     __shared__ float up[4][M];
-    __shared__ int last;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int64_t j = (int64_t)blockIdx.x * 4 + (warp & 3); /* the output column */
     const bool ok = j < I;
@@ -525,20 +531,6 @@ __global__ void __launch_bounds__(QV_THREADS)
     gemv_q_row<M, U, Q4>(acc, xq, xd, xs, (const uint4 *)(qs + row * (Q4 ? k / 2 : k)), dw + row * nb,
                          ok ? (Q4 ? nb : 2 * nb) : 0, k, lane, 32);
     glu_finish<M>(acc, up, warp, lane, ok, h, I, j);
-    if (cnt) { /* the last of the 8 blocks of 32 columns to finish rounds them for down's product */
-        __threadfence();
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            last = atomicAdd(cnt + blockIdx.x / 8, 1) == 7;
-            if (last) cnt[blockIdx.x / 8] = 0; /* zero again for the next kernel */
-        }
-        __syncthreads();
-        if (last && warp < M) {
-            __threadfence();
-            const int64_t e = (int64_t)warp * I + (int64_t)(blockIdx.x / 8) * 32 + lane;
-            q8_store_lane(__ldcg(h + e), hq + e, hqd + e / 32, hqs + e / 32, lane);
-        }
-    }
 }
 
 template <int M, int Q4>
@@ -570,30 +562,27 @@ static void gemv_q_m(cuda_ctx *c, float *y, const int8_t *xq, const float *xd, c
     }
 }
 
-/* hq (NULL: not rounded): h rounded to int8 blocks as well, in quant_x's layout (I % 32 == 0;
- * c->cnt counts the finished blocks of each 32 columns) */
 template <int M, int Q4>
 static void glu_q_launch(cuda_ctx *c, float *h, const int8_t *xq, const float *xd, const int32_t *xs,
-                         const glmv_tensor *w, int64_t I, int64_t k, int8_t *hq, float *hqd, int32_t *hqs) {
+                         const glmv_tensor *w, int64_t I, int64_t k) {
     const uint8_t *qs = (const uint8_t *)w->data;
     const __half *d = (const __half *)(qs + quant_scales_offset(w->dtype, 2 * I, k));
     constexpr int U = M == 1 ? 8 : 4;
-    cuda_launch(c, gemv_q_glu_kernel<M, U, Q4>, cdiv(I, 4), QV_THREADS, 0, h, xq, xd, xs, qs, d, I, k,
-                hq ? c->cnt : (int *)NULL, hq, hqd, hqs);
+    cuda_launch(c, gemv_q_glu_kernel<M, U, Q4>, cdiv(I, 4), QV_THREADS, 0, h, xq, xd, xs, qs, d, I, k);
 }
 
 template <int Q4>
 static void glu_q_m(cuda_ctx *c, float *h, const int8_t *xq, const float *xd, const int32_t *xs,
-                    const glmv_tensor *w, int64_t m, int64_t I, int64_t k, int8_t *hq, float *hqd, int32_t *hqs) {
+                    const glmv_tensor *w, int64_t m, int64_t I, int64_t k) {
     switch (m) {
-    case 1: glu_q_launch<1, Q4>(c, h, xq, xd, xs, w, I, k, hq, hqd, hqs); break;
-    case 2: glu_q_launch<2, Q4>(c, h, xq, xd, xs, w, I, k, hq, hqd, hqs); break;
-    case 3: glu_q_launch<3, Q4>(c, h, xq, xd, xs, w, I, k, hq, hqd, hqs); break;
-    case 4: glu_q_launch<4, Q4>(c, h, xq, xd, xs, w, I, k, hq, hqd, hqs); break;
-    case 5: glu_q_launch<5, Q4>(c, h, xq, xd, xs, w, I, k, hq, hqd, hqs); break;
-    case 6: glu_q_launch<6, Q4>(c, h, xq, xd, xs, w, I, k, hq, hqd, hqs); break;
-    case 7: glu_q_launch<7, Q4>(c, h, xq, xd, xs, w, I, k, hq, hqd, hqs); break;
-    default: glu_q_launch<8, Q4>(c, h, xq, xd, xs, w, I, k, hq, hqd, hqs); break;
+    case 1: glu_q_launch<1, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    case 2: glu_q_launch<2, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    case 3: glu_q_launch<3, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    case 4: glu_q_launch<4, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    case 5: glu_q_launch<5, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    case 6: glu_q_launch<6, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    case 7: glu_q_launch<7, Q4>(c, h, xq, xd, xs, w, I, k); break;
+    default: glu_q_launch<8, Q4>(c, h, xq, xd, xs, w, I, k); break;
     }
 }
 
@@ -606,10 +595,9 @@ int quant_gemv_max_m(glmv_dtype t) {
  * block sums, each 256-byte aligned; 0 when out of memory (the error is recorded) */
 static int quant_x(cuda_ctx *c, const float *x, int64_t m, int64_t k, int8_t **xq, float **xd, int32_t **xs) {
     const int64_t nb = m * (k / 32);
-    size_t a, b;
-    qx_layout(m, k, &a, &b);
-    if (x == c->qn_src && m == c->qn_m && k == c->qn_k) { /* the kernel that wrote x rounded it too */
-        char *s = (char *)c->qn[c->qn_which];
+    size_t a = ((size_t)(m * k) + 255) & ~(size_t)255, b = ((size_t)nb * 4 + 255) & ~(size_t)255;
+    if (x == c->qn_src && m == c->qn_m && k == c->qn_k) { /* the norm that wrote x rounded it too */
+        char *s = (char *)c->qn;
         *xq = (int8_t *)s;
         *xd = (float *)(s + a);
         *xs = (int32_t *)(s + a + b);
@@ -654,16 +642,9 @@ int k_gemv_q_glu(cuda_ctx *c, float *h, const float *x, const glmv_tensor *w, in
     float *xd;
     int32_t *xs;
     if (!quant_x(c, x, m, k, &xq, &xd, &xs)) return 0; /* the error is recorded */
-    /* h rounded for down's product by the kernel (GLMV_CUDA_QFOLD=0: by the product) */
-    const bool fold = !c->qfold_off && c->cnt && I % 32 == 0 && I / 32 <= MMQ_COUNTERS;
-    int8_t *hq = NULL;
-    float *hqd = NULL;
-    int32_t *hqs = NULL;
-    if (fold && !qfold_begin(c, m, I, &hq, &hqd, &hqs)) return 0;
-    if (w->dtype == GLMV_Q4_0) glu_q_m<1>(c, h, xq, xd, xs, w, m, I, k, hq, hqd, hqs);
-    else glu_q_m<0>(c, h, xq, xd, xs, w, m, I, k, hq, hqd, hqs);
-    if (cuda_check(c, "matmul + swiglu (quantized gemv)")) return 0;
-    if (fold) qfold_end(c, h, m, I);
+    if (w->dtype == GLMV_Q4_0) glu_q_m<1>(c, h, xq, xd, xs, w, m, I, k);
+    else glu_q_m<0>(c, h, xq, xd, xs, w, m, I, k);
+    cuda_check(c, "matmul + swiglu (quantized gemv)");
     return 0;
 }
 
