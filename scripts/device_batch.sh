@@ -524,7 +524,8 @@ wgmma)
 decode)
     # the decode step: DECODE_PARTS any of tests parts bench conc attn ttft parity9b (default: tests
     # parts bench); DECODE_VARIANTS of base (this binary), noglu (GLMV_CUDA_GLU=0: the gate/up
-    # product and the SwiGLU apart), prev (.dev/cuda/bin/*-prev: the commit before, when carried)
+    # product and the SwiGLU apart), prev (.dev/cuda/bin/*-prev: the commit before, when carried);
+    # QUANTS: the weights of bench (none q8_0 q4_0 q4_k_m; default none: BF16)
     #   tests    test_cuda, its attention tests with GLMV_CUDA_FLASH_PP=0, the CUDA parity tests
     #   parts    the step with parts left out (test_cuda --bench-decode)
     #   bench    glmv bench's decode at 1k context, two rounds, the variants alternating
@@ -557,12 +558,15 @@ decode)
     fi
     if [[ $parts == *" bench "* ]]; then
         for r in $(seq "${ROUNDS:-2}"); do
-            for v in ${DECODE_VARIANTS:-base noglu nofuse prev}; do
-                set -- $(bins $v); e=$1 sfx=${2:-}
-                [ -x .dev/cuda/bin/glmv$sfx ] || continue
-                printf '== %s: ' $v
-                env ${e//,/ } timeout 100 .dev/cuda/bin/glmv$sfx bench --synthetic --layers 40 --device cuda --prompt 512 \
-                    --decode 64 --ctx 1024 --json 2>>"$OUT/bench.err" | grep -o '"decode": \[[^]]*' | head -n 1
+            for q in ${QUANTS:-none}; do # the weights quantized at load (none: BF16)
+                for v in ${DECODE_VARIANTS:-base noglu nofuse prev}; do
+                    set -- $(bins $v); e=$1 sfx=${2:-}
+                    [ -x .dev/cuda/bin/glmv$sfx ] || continue
+                    printf '== %s, %s: ' $v $q
+                    env ${e//,/ } timeout 100 .dev/cuda/bin/glmv$sfx bench --synthetic --layers 40 --device cuda \
+                        --prompt 512 --decode 64 --ctx 1024 --quant $q --json 2>>"$OUT/bench.err" |
+                        grep -o '"decode": \[[^]]*' | head -n 1
+                done
             done
         done
     fi

@@ -1509,10 +1509,11 @@ static glmv_tensor bench_weight(int64_t r, int64_t c) {
     return t;
 }
 
-/* A decode step of the 9B as src/text.c runs it today (q/k/v joined, norm_add_norm), at pos0
- * keys, with parts left out (skip: 1 the small ops, 2 attention, 4 the matrix products), so
- * that differences say where the step's time goes; ms per step. */
-static double bench_decode_parts(int64_t pos0, int skip, int reps) {
+/* A decode step of the 9B as src/text.c runs it today (q/k/v joined, the batched decode attention,
+ * norm_add_norm), for m streams (their rows through every product together) at pos0 keys each, with
+ * parts left out (skip: 1 the small ops, 2 attention, 4 the matrix products), so that differences
+ * say where the step's time goes; ms per step. */
+static double bench_decode_parts(int m, int64_t pos0, int skip, int reps) {
     enum { NL = 40, DISTINCT = 4 };
     const int64_t H = 4096, I = 13696, V = 151552, kvd = 256, ldq = H + 2 * kvd;
     const int nh = 32, nkv = 2, hd = 128;
@@ -1534,14 +1535,22 @@ static double bench_decode_parts(int64_t pos0, int skip, int reps) {
         head = bench_weight(V, H);
         made = 1;
     }
-    float *kc[NL], *vc[NL];
+    /* each stream's caches of every layer, and the tables the batched attention reads them through */
+    float **kv = malloc(sizeof(float *) * (size_t)(2 * NL * m));
+    void **htab = malloc(sizeof(void *) * (size_t)(3 * m)), *tab[NL];
     for (int l = 0; l < NL; l++) {
-        kc[l] = dev_random((pos0 + 1) * kvd);
-        vc[l] = dev_random((pos0 + 1) * kvd);
+        for (int i = 0; i < m; i++) {
+            kv[(2 * l) * m + i] = htab[i] = dev_random((pos0 + 1) * kvd);
+            kv[(2 * l + 1) * m + i] = htab[m + i] = dev_random((pos0 + 1) * kvd);
+            const int64_t nk = pos0 + 1;
+            memcpy(&htab[2 * m + i], &nk, 8);
+        }
+        tab[l] = be->alloc(be, sizeof(void *) * (size_t)(3 * m));
+        be->write(be, tab[l], htab, sizeof(void *) * (size_t)(3 * m));
     }
-    float *x = dev_random(H), *xn = dev_random(H), *q = dev_random(ldq), *att = dev_random(H);
-    float *t1 = dev_random(H), *gu = dev_random(2 * I), *hh = dev_random(I), *logits = dev_random(V);
-    float *cs = dev_random(32), *sn = dev_random(32);
+    float *x = dev_random(m * H), *xn = dev_random(m * H), *q = dev_random(m * ldq), *att = dev_random(m * H);
+    float *t1 = dev_random(m * H), *gu = dev_random(m * 2 * I), *hh = dev_random(m * I), *logits = dev_random(m * V);
+    float *cs = dev_random(32 * m), *sn = dev_random(32 * m);
     const int glu_off = getenv("GLMV_CUDA_GLU") && !atoi(getenv("GLMV_CUDA_GLU"));
     double t0 = 0;
     for (int r = -2; r < reps; r++) {
@@ -1551,33 +1560,39 @@ static double bench_decode_parts(int64_t pos0, int skip, int reps) {
         }
         for (int l = 0; l < NL; l++) {
             const int b = l % DISTINCT;
-            if (!(skip & 4)) be->matmul(be, q, xn, &L[b].qkv_w, &L[b].qkv_b, 1);
-            if (!(skip & 1)) {
-                be->rope_interleaved(be, q, ldq, cs, sn, 1, nh + nkv, hd, 64);
-                be->kv_store(be, (char *)kc[l] + pos0 * kvd * (be->caps.kv_bf16 ? 2 : 4), q + H, ldq, 1, kvd);
-                be->kv_store(be, (char *)vc[l] + pos0 * kvd * (be->caps.kv_bf16 ? 2 : 4), q + H + kvd, ldq, 1, kvd);
-            }
-            if (!(skip & 2)) be->attn_causal(be, att, q, ldq, kc[l], vc[l], 1, pos0, nh, nkv, hd, 0.0883883f);
-            if (!(skip & 4)) be->matmul(be, t1, att, &L[b].o_w, NULL, 1);
-            if (!(skip & 1)) be->norm_add_norm(be, x, xn, t1, &L[b].n1, &L[b].n2, 1, H, 1e-5f);
-            /* as text.c: the gate/up product and the SwiGLU in one op where the backend has it */
-            if (!(skip & 4) && be->matmul_glu && !glu_off) {
-                be->matmul_glu(be, hh, xn, &L[b].gate_up, 1);
+            if (!(skip & 4)) be->matmul(be, q, xn, &L[b].qkv_w, &L[b].qkv_b, m);
+            if (!(skip & 1)) be->rope_interleaved(be, q, ldq, cs, sn, m, nh + nkv, hd, 64);
+            if (!(skip & 2))
+                be->attn_decode_batch(be, att, q, ldq, q + H, q + H + kvd, ldq, (void *const *)tab[l],
+                                      (void *const *)tab[l] + m, (const int64_t *)((void **)tab[l] + 2 * m), m,
+                                      pos0 + 1, nh, nkv, hd, 0.0883883f);
+            if (!(skip & 4)) be->matmul(be, t1, att, &L[b].o_w, NULL, m);
+            if (!(skip & 1)) be->norm_add_norm(be, x, xn, t1, &L[b].n1, &L[b].n2, m, H, 1e-5f);
+            /* as text.c: gate/up and the SwiGLU in one op where the backend takes the rows (a few),
+             * else the product, then the SwiGLU straight into down's product */
+            if (!(skip & 4) && be->matmul_glu && !glu_off && !be->matmul_glu(be, hh, xn, &L[b].gate_up, m)) {
+                be->matmul(be, t1, hh, &L[b].down, NULL, m);
             } else {
-                if (!(skip & 4)) be->matmul(be, gu, xn, &L[b].gate_up, NULL, 1);
-                if (!(skip & 1)) be->swiglu(be, hh, gu, 2 * I, gu + I, 2 * I, 1, I);
+                if (!(skip & 4)) be->matmul(be, gu, xn, &L[b].gate_up, NULL, m);
+                if (!(skip & 4) && be->matmul_swiglu)
+                    be->matmul_swiglu(be, t1, gu, 2 * I, gu + I, 2 * I, hh, &L[b].down, NULL, m);
+                else {
+                    if (!(skip & 1)) be->swiglu(be, hh, gu, 2 * I, gu + I, 2 * I, m, I);
+                    if (!(skip & 4)) be->matmul(be, t1, hh, &L[b].down, NULL, m);
+                }
             }
-            if (!(skip & 4)) be->matmul(be, t1, hh, &L[b].down, NULL, 1);
-            if (!(skip & 1)) be->norm_add_norm(be, x, xn, t1, &L[b].n3, &L[(b + 1) % DISTINCT].in_norm, 1, H, 1e-5f);
+            if (!(skip & 1)) be->norm_add_norm(be, x, xn, t1, &L[b].n3, &L[(b + 1) % DISTINCT].in_norm, m, H, 1e-5f);
         }
-        if (!(skip & 4)) be->matmul(be, logits, xn, &head, NULL, 1);
+        if (!(skip & 4)) be->matmul(be, logits, xn, &head, NULL, m);
         be->sync(be);
     }
     double ms = (glmv_now_ms() - t0) / reps;
     for (int l = 0; l < NL; l++) {
-        be->free(be, kc[l]);
-        be->free(be, vc[l]);
+        for (int i = 0; i < 2 * m; i++) be->free(be, kv[(2 * l) * m + i]);
+        be->free(be, tab[l]);
     }
+    free(kv);
+    free(htab);
     float *bufs[] = {x, xn, q, att, t1, gu, hh, logits, cs, sn};
     for (size_t j = 0; j < sizeof bufs / sizeof bufs[0]; j++) be->free(be, bufs[j]);
     return ms;
@@ -1592,11 +1607,13 @@ static void bench_decode(void) {
     /* bytes a weight: BF16 2, Q8_0 34/32, Q4_0 18/32 */
     const double per = !qe || !*qe ? 2.0 : !strcmp(qe, "q4_0") ? 18.0 / 32 : 34.0 / 32;
     const double gb = (40.0 * ((4608 + 4096 + 27392) * 4096.0 + 4096.0 * 13696) + 151552.0 * 4096) * per * 1e-9;
-    printf("decode step of the 9B (40 layers + lm_head, %.1f GB of %s weights), parts left out:\n", gb,
-           !qe || !*qe ? "BF16" : qe);
+    /* GLMV_BENCH_ROWS=m: m streams' rows a step (default 1) */
+    const int m = getenv("GLMV_BENCH_ROWS") && atoi(getenv("GLMV_BENCH_ROWS")) > 0 ? atoi(getenv("GLMV_BENCH_ROWS")) : 1;
+    printf("decode step of the 9B (40 layers + lm_head, %.1f GB of %s weights), %d stream%s, parts left out:\n", gb,
+           !qe || !*qe ? "BF16" : qe, m, m == 1 ? "" : "s");
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-            double ms = bench_decode_parts(1024, v[i].skip, 20);
+            double ms = bench_decode_parts(m, 1024, v[i].skip, 20);
             if (v[i].skip & 4)
                 printf("  1k context, %-28s %7.3f ms\n", v[i].what, ms);
             else
