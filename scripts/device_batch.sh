@@ -456,22 +456,12 @@ for f in json.load(sys.stdin)["serving"]:
     ;;
 videorows)
     # where a decode step of m streams goes: test_cuda --bench-decode with GLMV_BENCH_ROWS=m (the
-    # step as text.c issues it, parts left out) for 1, 16 and 64 streams (ROWS), and for 16 with the
-    # skinny kernel's shapes fixed (SKINNY_VARIANTS, e.g. "MT=4 MT=4,U=2 U=2"), each checked first by
-    # test_cuda matmul_skinny in that shape; then one stream on Q4_0 weights
+    # step as text.c issues it, parts left out) for 1, 16 and 64 streams (ROWS); then one stream on
+    # Q4_0 weights
     nvidia-smi --query-gpu=name --format=csv,noheader
-    for v in ${SKINNY_VARIANTS:-}; do
-        env $(echo "$v" | sed 's/\([A-Z]*\)=/GLMV_CUDA_SKINNY_\1=/g; s/,/ /g') GLMV_TEST_ONLY=matmul_skinny timeout 60 \
-            build/cuda/tests/test_cuda 2>&1 | grep -E 'not ok|RESULT' | sed "s/^/$v: /"
-    done
     for m in ${ROWS:-1 16 64}; do
         echo "== $m streams"
         GLMV_BENCH_ROWS=$m timeout 150 build/cuda/tests/test_cuda --bench-decode 2>&1 | tail -n 7
-    done
-    for v in ${SKINNY_VARIANTS:-}; do
-        echo "== 16 streams, $v"
-        env $(echo "$v" | sed 's/\([A-Z]*\)=/GLMV_CUDA_SKINNY_\1=/g; s/,/ /g') GLMV_BENCH_ROWS=16 timeout 150 \
-            build/cuda/tests/test_cuda --bench-decode 2>&1 | tail -n 7
     done
     echo "== one stream, Q4_0"
     GLMV_BENCH_QUANT=q4_0 timeout 100 build/cuda/tests/test_cuda --bench-decode 2>&1 | tail -n 7
