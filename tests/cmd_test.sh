@@ -228,6 +228,10 @@ if $G bench --synthetic --layers 1 --prompt 8 --prompt-reps 3 --decode 1 --json 
    jq -e '.prefill.reps == 3 and .prefill.first_ms > 0 and .prefill.ms > 0 and .prefill.tokens == 8' "$tmp/b.json" >/dev/null; then
     ok bench_prompt_reps
 else bad bench_prompt_reps "$(cat "$tmp/b.json" "$tmp/err")"; fi
+# the decode lines say how each token was picked: on the CPU from the whole row, as generation there
+# (on a GPU, "best": the best logit found on the device)
+if jq -e '.decode_pick == "row" and (.decode | length) == 1' "$tmp/b.json" >/dev/null; then ok bench_decode_pick
+else bad bench_decode_pick "$(cat "$tmp/b.json")"; fi
 
 # bench --image: time to first token from an image file, each stage reported
 expect_fail err_bench_image_synthetic "needs a tokenizer" $G bench --synthetic --layers 1 --image $IMG

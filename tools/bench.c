@@ -215,10 +215,20 @@ static int fill(glmv_session *s, int n, int vocab, double *ms, char *err) {
     return rc;
 }
 
-static int decode(glmv_session *s, int n, int vocab, float *logits, double *ms, char *err) {
+/* n greedy tokens one after another, each picked as a generation picks it: with b (a batch of one:
+ * a model on a GPU, not split) from the best logit found on the device, else from the whole row
+ * read to the host */
+static int decode(glmv_session *s, glmv_batch *b, int n, int vocab, float *logits, double *ms, char *err) {
     int32_t id = rand_id(vocab);
+    const int one = 1;
+    glmv_top top = {.k = 1}, *tp = &top;
     double t0 = now_ms();
     for (int i = 0; i < n; i++) {
+        if (b) {
+            if (glmv_session_eval_top(b, &s, &id, &one, 1, &tp, err)) return -1;
+            id = top.id[0];
+            continue;
+        }
         if (glmv_session_eval(s, &id, 1, logits, err)) return -1;
         int best = 0; /* greedy, as generation would */
         for (int v = 1; v < vocab; v++)
@@ -815,6 +825,8 @@ int cmd_bench(int argc, char **argv) {
     mp.tokenizer = tokenizer;
     mp.tensor_parallel = (int)tp;
     glmv_model *m = NULL;
+    glmv_batch *b1 = NULL; /* the decode lines' batch of one (see there) */
+    const char *pick = "row";
     double t0 = now_ms();
     if (glmv_model_load(&m, synthetic ? name : dir, &mp, err)) {
         fprintf(stderr, "glmv bench: %s\n", err);
@@ -872,13 +884,22 @@ int cmd_bench(int argc, char **argv) {
             printf("\n");
         }
     }
+    /* the decode lines pick as `glmv run` and `glmv serve` do: on a GPU (one, not split) from the best
+     * logit found there; on the CPU, with -tp, or with GLMV_WHOLE_LOGITS=1 from the whole row */
+    if (n_decode > 0 && !strncmp(info.device, "cuda", 4) && tp == 1 && picks_on_backend()) {
+        if (glmv_batch_new(&b1, m, 1, err)) goto fail;
+        pick = "best";
+    }
+    if (n_decode > 0 && !json)
+        printf("decode: each token picked from %s\n",
+               b1 ? "the best logit found on the device, as generation there" : "the whole row of logits on the host");
     if (n_decode > 0) {
         decode_fig *d = &dec[n_dec++];
         d->ctx = (int)prompt;
         d->tokens = (int)n_decode;
         d->fill_ms = prefill_ms;
         double ms;
-        if (decode(s, (int)n_decode, info.vocab, logits, &ms, err)) goto fail;
+        if (decode(s, b1, (int)n_decode, info.vocab, logits, &ms, err)) goto fail;
         d->ms_per_token = ms / n_decode;
         if (!json)
             printf("decode at ctx %d: %.1f ms/token, %.3f tokens/s\n", d->ctx, d->ms_per_token,
@@ -889,7 +910,7 @@ int cmd_bench(int argc, char **argv) {
             d->ctx = ctx[i];
             d->tokens = (int)n_decode;
             if (fill(s, ctx[i], info.vocab, &d->fill_ms, err)) goto fail;
-            if (decode(s, (int)n_decode, info.vocab, logits, &ms, err)) goto fail;
+            if (decode(s, b1, (int)n_decode, info.vocab, logits, &ms, err)) goto fail;
             d->ms_per_token = ms / n_decode;
             if (!json)
                 printf("decode at ctx %d: %.1f ms/token, %.3f tokens/s (filled in %.0f ms, %.2f "
@@ -963,7 +984,7 @@ int cmd_bench(int argc, char **argv) {
             printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.1f, \"tokens_per_s\": %.3f, \"reps\": %ld, "
                    "\"first_ms\": %.1f}",
                    prompt, prefill_ms, prompt / (prefill_ms / 1e3), prompt_reps, first_ms);
-        printf(", \"decode\": [");
+        printf(", \"decode_pick\": \"%s\", \"decode\": [", pick);
         for (int i = 0; i < n_dec; i++)
             printf("%s{\"ctx\": %d, \"tokens\": %d, \"ms_per_token\": %.2f, \"tokens_per_s\": %.4f, "
                    "\"fill_ms\": %.1f}",
@@ -1054,6 +1075,7 @@ fail:
     fprintf(stderr, "glmv bench: %s\n", err);
 done:
     if (m) glmv_logits_free(m, logits);
+    glmv_batch_free(b1);
     glmv_session_free(s);
     glmv_model_free(m);
     return rc;
