@@ -20,11 +20,11 @@
  * this path for up to GEMV_MAX_M rows only: 9 to 64 rows go to the int8 tensor-core kernel of
  * mmq.cu (16 streams of the 9B shape step in 8.2 ms there against 14.0 ms here, H100). For those
  * rows the MLP's gate/up product and its SwiGLU are one kernel (gemv_q_glu_kernel, the backend's
- * matmul_glu), as for BF16 weights: one launch fewer a layer. A decode step on these weights is
- * bound by its kernels' number more than by their bytes (the products of a Q4_0 step stream at
- * about half the bandwidth: docs/PERFORMANCE.md), so the gains are in fewer kernels: the
- * activations' rounding (quant_x_kernel) was four of a layer's eight products and roundings; the
- * two whose x a norm writes are now done by that norm (k_norm_add_norm, quant_x below).
+ * matmul_glu), as for BF16 weights: one launch fewer a layer, and the two x that a norm writes are
+ * rounded by that norm (k_norm_add_norm, quant_x below). The products of a Q4_0 step
+ * stream at about half the bandwidth (docs/PERFORMANCE.md), but not because of the small kernels
+ * between them: folding the other two roundings and the rotary away as well gained nothing on an
+ * H200; what costs is each product's own ramp and tail.
  *
  * Prefill (more rows): weight rows dequantized in blocks into scratch (bf16 or, in f32
  * precision, the exact fp32 values) and multiplied by cuBLAS as the BF16 weights are. */
