@@ -454,7 +454,7 @@ for f in json.load(sys.stdin)["serving"]:
         grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*\|"prefill": {[^}]*\|"device_bytes": [0-9]*'
     tail -n 3 "$OUT/bench.err"
     ;;
-videorows)
+rows)
     # where a decode step of m streams goes: test_cuda --bench-decode with GLMV_BENCH_ROWS=m (the
     # step as text.c issues it, parts left out) for 1, 16 and 64 streams (ROWS); then one stream on
     # Q4_0 weights
@@ -465,8 +465,19 @@ videorows)
     done
     echo "== one stream, Q4_0"
     GLMV_BENCH_QUANT=q4_0 timeout 100 build/cuda/tests/test_cuda --bench-decode 2>&1 | tail -n 7
+    # per-kernel profiles of two layers' decode steps (NO_NCU=1: none): BF16 1, 16 and 64 streams,
+    # Q4_0 and Q8_0 one stream; ncu_rows_*.csv in $OUT
+    [ -n "${NO_NCU:-}" ] || NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+    M=gpu__time_duration.sum,dram__bytes_read.sum,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__registers_per_thread
+    for v in "none 1" "none 16" "none 64" "q4_0 1" "q8_0 1"; do
+        set -- $v
+        [ -n "${NCU:-}" ] && timeout 100 "$NCU" --clock-control none --metrics $M --csv build/cuda/glmv bench \
+            --synthetic --layers 2 --device cuda --prompt 32 --prompt-reps 1 --decode 2 --ctx 1024 --quant $1 \
+            --concurrency $2 >"$OUT/ncu_rows_$1_$2.csv" 2>>"$OUT/ncu.err"
+    done
+    [ -n "${NCU:-}" ] && { echo "== ncu"; wc -l "$OUT"/ncu_rows_*.csv; tail -n 3 "$OUT/ncu.err"; }
     ;;
-ttft)
+videottft)
     # the 60-s 720p clip's time to first token (as in video), the wgmma attention off and on,
     # alternating; needs only .dev/cuda/bin/glmv, .dev/video/{ffmin.tar.xz,clip720.mp4} and the
     # tokenizer of .dev/shared

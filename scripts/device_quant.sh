@@ -103,7 +103,7 @@ glu)
     nvidia-smi --query-gpu=name --format=csv,noheader
     timeout 300 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
     echo "== test_cuda: rc $?"
-    grep -E 'matmul_glu|fold|not ok|FAIL|passed' "$OUT/test_cuda.log" | tail -24
+    grep -E 'matmul_glu|quant_rows|fold|not ok|FAIL|passed' "$OUT/test_cuda.log" | tail -24
     GLMV_TEST_ONLY=gguf_q8_0_text,gguf_q8_0_image1,decode_graphs,batch_invariance,tiny_text GLMV_PARITY_DEVICE=cuda \
         timeout 120 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
     echo "== test_parity on cuda: rc $?"; grep -E 'not ok|FAIL|passed' "$OUT/parity_cuda.log" | tail -6

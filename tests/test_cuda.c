@@ -423,6 +423,51 @@ TEST(matmul_glu_quant) {
     one_matmul_glu_q(GLMV_Q4_K, 1, 600, 256, 0); /* declined: the K formats go product, then SwiGLU */
 }
 
+/* One row x through Q8_0 / Q4_0 weights with R = 2 or 4 weight rows a warp (GLMV_CUDA_QROWS):
+ * bit for bit the warp-a-row kernel's product (R = 1), and its gate/up + SwiGLU; rows and columns
+ * past a warp's last, chunks fewer than lanes, the down_proj width, a bias */
+static void one_qrows(glmv_dtype dt, int64_t n, int64_t k, int with_bias) {
+    glmv_tensor w = make_quant(dt, n, k, 0.5f, 2), dw = dev_tensor(&w), b = make_tensor(GLMV_F32, n, 0, 1.0f),
+                db = dev_tensor(&b);
+    float *x = rand_buf(k, 1.0f), *dx = dev_from(x, k);
+    float *y[3], *h[3];
+    int rc[3];
+    static const char *rs[] = {"1", "2", "4"};
+    for (int i = 0; i < 3; i++) {
+        setenv("GLMV_CUDA_QROWS", rs[i], 1);
+        float *dy = dev_poison(n), *dh = dev_poison(n / 2);
+        be->matmul(be, dy, dx, &dw, with_bias ? &db : NULL, 1);
+        rc[i] = be->matmul_glu ? be->matmul_glu(be, dh, dx, &dw, 1) : 1;
+        y[i] = host_of(dy, n), h[i] = host_of(dh, n / 2);
+        be->free(be, dy);
+        be->free(be, dh);
+    }
+    unsetenv("GLMV_CUDA_QROWS");
+    for (int i = 1; i < 3; i++) {
+        CHECK_MSG(!memcmp(y[0], y[i], sizeof(float) * (size_t)n), "%s %lldx%lld%s: %s rows a warp not bit for bit one",
+                  glmv_dtype_name(dt), (long long)n, (long long)k, with_bias ? " +bias" : "", rs[i]);
+        CHECK_MSG(rc[i] == rc[0] && (rc[0] || !memcmp(h[0], h[i], sizeof(float) * (size_t)(n / 2))),
+                  "%s %lldx%lld: gate/up + SwiGLU with %s rows a warp not bit for bit one", glmv_dtype_name(dt),
+                  (long long)n, (long long)k, rs[i]);
+    }
+    for (int i = 0; i < 3; i++) free(y[i]), free(h[i]);
+    be->free(be, dx);
+    free(x);
+    free_tensor(&w, &dw);
+    free_tensor(&b, &db);
+}
+
+TEST(matmul_quant_rows) {
+    NEED_GPU();
+    for (int q4 = 0; q4 < 2; q4++) {
+        glmv_dtype dt = q4 ? GLMV_Q4_0 : GLMV_Q8_0;
+        one_qrows(dt, 2742, 4096, 1); /* a block's last rows past n (2742 = 85 x 32 + 22) */
+        one_qrows(dt, 1030, 96, 0);   /* fewer chunks than lanes */
+        one_qrows(dt, 606, 13696, 1); /* the 9B's down_proj width */
+        one_qrows(dt, 34, 512, 0);    /* fewer rows than a block's warps */
+    }
+}
+
 /* With block-format weights loaded, norm_add_norm of up to 8 rows also rounds its output to int8
  * blocks, and the quantized product (or gate/up + SwiGLU) that reads those rows right after takes
  * them instead of rounding them again: bit for bit what the product gives on a copy of the rows
@@ -1884,6 +1929,7 @@ int main(int argc, char **argv) {
     RUN(matmul_swiglu);
     RUN(matmul_glu);
     RUN(matmul_glu_quant);
+    RUN(matmul_quant_rows);
     RUN(norm_quant_fold);
     RUN(matmul_f32_f16);
     RUN(matmul_quant_decode);

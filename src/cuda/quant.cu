@@ -510,6 +510,141 @@ __global__ void __launch_bounds__(QV_THREADS)
     gemv_finish<M, WPR>(acc, red, warp, lane, part, row, n, bias, bdt, y);
 }
 
+/* One row of x, R weight rows a warp (rows row0 .. row0 + R - 1; past n: row n - 1 read, its sums
+ * dropped): lane l takes chunks l, l + 32, ... of each row, as gemv_q_kernel<1, 1, ...> does, so
+ * every row's sum is that kernel's bit for bit (same shares, same order, same reduction); the R
+ * rows' chunks at one column share their loads of x, and D columns' weights and scales are in
+ * flight at once (a stage refilled as soon as it is multiplied), the first D before waiting for
+ * the previous kernel. */
+template <int R, int D, int Q4>
+__device__ __forceinline__ void gemv_q1_rows(float (&acc)[R], const int8_t *__restrict__ xq,
+                                             const float *__restrict__ xd, const int32_t *__restrict__ xs,
+                                             const uint8_t *__restrict__ qs, const __half *__restrict__ dw,
+                                             int64_t row0, int64_t n, int64_t k, int lane) {
+    const int64_t nb = k / 32, chunks = Q4 ? nb : 2 * nb, rbytes = Q4 ? k / 2 : k;
+    const int64_t T = chunks > lane ? (chunks - lane + 31) / 32 : 0; /* this lane's columns */
+    const uint8_t *wr[R];
+    const __half *dr[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const int64_t row = GLMV_MIN(row0 + r, n - 1);
+        wr[r] = qs + row * rbytes;
+        dr[r] = dw + row * nb;
+    }
+    uint4 u[D][R];
+    __half h[D][R];
+#define Q1_LOAD(s, t)                                                             \
+    do {                                                                          \
+        const int64_t jj_ = lane + 32 * (t);                                      \
+        const bool in_ = (t) < T;                                                 \
+        _Pragma("unroll") for (int r = 0; r < R; r++) {                           \
+            u[s][r] = in_ ? ld_stream(wr[r] + jj_ * 16) : make_uint4(0, 0, 0, 0); \
+            h[s][r] = in_ ? dr[r][Q4 ? jj_ : jj_ >> 1] : __half();                \
+        }                                                                         \
+    } while (0)
+#pragma unroll
+    for (int s = 0; s < D; s++) Q1_LOAD(s, s);
+    PDL_ENTRY();
+    for (int64_t t = 0; t < T; t += D) {
+#pragma unroll
+        for (int s = 0; s < D; s++) {
+            const int64_t jj = lane + 32 * (t + s);
+            if (t + s < T) {
+                const int64_t b = Q4 ? jj : jj >> 1;
+                int xv[8];
+                if (Q4) {
+                    const uint4 *xr = (const uint4 *)(xq + b * 32);
+                    const uint4 lo = xr[0], hi = xr[1];
+                    xv[0] = (int)lo.x, xv[1] = (int)lo.y, xv[2] = (int)lo.z, xv[3] = (int)lo.w;
+                    xv[4] = (int)hi.x, xv[5] = (int)hi.y, xv[6] = (int)hi.z, xv[7] = (int)hi.w;
+                } else {
+                    const uint4 x4 = *(const uint4 *)(xq + jj * 16);
+                    xv[0] = (int)x4.x, xv[1] = (int)x4.y, xv[2] = (int)x4.z, xv[3] = (int)x4.w;
+                }
+                const float xdb = xd[b];
+                const int xsb = Q4 ? xs[b] : 0;
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const int w[4] = {(int)u[s][r].x, (int)u[s][r].y, (int)u[s][r].z, (int)u[s][r].w};
+                    int isum = 0;
+                    if (Q4) {
+#pragma unroll
+                        for (int i = 0; i < 4; i++) {
+                            isum = __dp4a(w[i] & 0x0F0F0F0F, xv[i], isum);
+                            isum = __dp4a((w[i] >> 4) & 0x0F0F0F0F, xv[4 + i], isum);
+                        }
+                        isum -= 8 * xsb;
+                    } else {
+#pragma unroll
+                        for (int i = 0; i < 4; i++) isum = __dp4a(w[i], xv[i], isum);
+                    }
+                    acc[r] += __half2float(h[s][r]) * xdb * (float)isum;
+                }
+            }
+            Q1_LOAD(s, t + D + s); /* stage s refilled at once: D - 1 others stay in flight */
+        }
+    }
+#undef Q1_LOAD
+}
+
+/* y = x · wᵀ (+ bias) for one row x: R weight rows a warp (gemv_q1_rows), bit for bit
+ * gemv_q_kernel<1, 1, ...>; the choice of R in gemv_q_launch */
+template <int R, int D, int Q4>
+__global__ void __launch_bounds__(QV_THREADS)
+    gemv_q1_kernel(float *__restrict__ y, const int8_t *__restrict__ xq, const float *__restrict__ xd,
+                   const int32_t *__restrict__ xs, const uint8_t *__restrict__ qs,
+                   const __half *__restrict__ dw, const void *bias, int bdt, int64_t n, int64_t k) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t row0 = ((int64_t)blockIdx.x * (QV_THREADS / 32) + warp) * R;
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.f;
+    gemv_q1_rows<R, D, Q4>(acc, xq, xd, xs, qs, dw, row0, n, k, lane);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+        if (lane == 0 && row0 + r < n) y[row0 + r] = acc[r] + (bias ? ldw_any(bias, bdt, row0 + r) : 0.f);
+    }
+}
+
+/* gemv_q_glu_kernel for one row x with R columns a warp: warps 0-3 take gate rows
+ * 4Rb + Rw .. + R - 1, warps 4-7 the same up rows (gemv_q1_rows), then the SwiGLU as glu_finish
+ * does it: bit for bit gemv_q_glu_kernel<1, ...> */
+template <int R, int D, int Q4>
+__global__ void __launch_bounds__(QV_THREADS)
+    gemv_q1_glu_kernel(float *__restrict__ h, const int8_t *__restrict__ xq, const float *__restrict__ xd,
+                       const int32_t *__restrict__ xs, const uint8_t *__restrict__ qs,
+                       const __half *__restrict__ dw, int64_t I, int64_t k) {
+    __shared__ float up[4][R];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t j0 = ((int64_t)blockIdx.x * 4 + (warp & 3)) * R; /* the first output column */
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.f;
+    /* the gate rows j0 .. (up: I + j0 ..); past I the last valid one is read and dropped */
+    const int64_t first = GLMV_MIN(j0, I - 1) + (warp >= 4 ? I : 0), last = (warp >= 4 ? 2 * I : I);
+    gemv_q1_rows<R, D, Q4>(acc, xq, xd, xs, qs, dw, first, last, k, lane);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+        if (warp >= 4 && lane == 0) up[warp & 3][r] = acc[r] + 0.f;
+    }
+    __syncthreads();
+    if (warp < 4 && lane == 0)
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            if (j0 + r < I) h[j0 + r] = silu_mul(acc[r] + 0.f, up[warp][r]);
+}
+
+/* rows a warp for one row x: GLMV_CUDA_QROWS=2 or 4 (auto: 4 where the grid keeps two blocks of 8
+ * warps a multiprocessor, else 2 where it can, else 1); unset or 1: gemv_q_kernel's warp a row */
+static int q1_rows(const cuda_ctx *c, int64_t n) {
+    const char *e = getenv("GLMV_CUDA_QROWS");
+    if (!e) return 1;
+    if (!strcmp(e, "auto")) return n >= 64 * (int64_t)c->sms ? 4 : n >= 32 * (int64_t)c->sms ? 2 : 1;
+    return atoi(e) >= 4 ? 4 : atoi(e) >= 2 ? 2 : 1;
+}
+
 /* h[r, j] = silu(g) * u for g = x[r] · w[j], u = x[r] · w[I + j] (w: [gate | up], 2I rows of Q8_0
  * or Q4_0, no bias), x already rounded to int8 blocks: warps 0-3 of a block take gate rows
  * 4b .. 4b + 3, warps 4-7 the same up rows, each row summed as gemv_q_kernel<M, 1, ...> sums it
@@ -541,7 +676,12 @@ static void gemv_q_launch(cuda_ctx *c, float *y, const int8_t *xq, const float *
     const void *bp = bias ? bias->data : NULL;
     int bdt = bias ? bias->dtype : 0;
     constexpr int U = M == 1 ? 8 : 4; /* more bytes in flight when x is one row */
-    if (n >= 8 * (int64_t)c->sms)
+    const int R = M == 1 ? q1_rows(c, n) : 1;
+    if (R == 4)
+        cuda_launch(c, gemv_q1_kernel<4, 2, Q4>, cdiv(n, 32), QV_THREADS, 0, y, xq, xd, xs, qs, d, bp, bdt, n, k);
+    else if (R == 2)
+        cuda_launch(c, gemv_q1_kernel<2, 4, Q4>, cdiv(n, 16), QV_THREADS, 0, y, xq, xd, xs, qs, d, bp, bdt, n, k);
+    else if (n >= 8 * (int64_t)c->sms)
         cuda_launch(c, gemv_q_kernel<M, 1, U, Q4>, cdiv(n, 8), QV_THREADS, 0, y, xq, xd, xs, qs, d, bp, bdt, n, k);
     else
         cuda_launch(c, gemv_q_kernel<M, 8, U, Q4>, (unsigned)n, QV_THREADS, 0, y, xq, xd, xs, qs, d, bp, bdt, n, k);
@@ -568,7 +708,10 @@ static void glu_q_launch(cuda_ctx *c, float *h, const int8_t *xq, const float *x
     const uint8_t *qs = (const uint8_t *)w->data;
     const __half *d = (const __half *)(qs + quant_scales_offset(w->dtype, 2 * I, k));
     constexpr int U = M == 1 ? 8 : 4;
-    cuda_launch(c, gemv_q_glu_kernel<M, U, Q4>, cdiv(I, 4), QV_THREADS, 0, h, xq, xd, xs, qs, d, I, k);
+    const int R = M == 1 ? q1_rows(c, 2 * I) : 1;
+    if (R == 4) cuda_launch(c, gemv_q1_glu_kernel<4, 2, Q4>, cdiv(I, 16), QV_THREADS, 0, h, xq, xd, xs, qs, d, I, k);
+    else if (R == 2) cuda_launch(c, gemv_q1_glu_kernel<2, 4, Q4>, cdiv(I, 8), QV_THREADS, 0, h, xq, xd, xs, qs, d, I, k);
+    else cuda_launch(c, gemv_q_glu_kernel<M, U, Q4>, cdiv(I, 4), QV_THREADS, 0, h, xq, xd, xs, qs, d, I, k);
 }
 
 template <int Q4>
