@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_quant.sh tests|bench|quality|conc|mmq|glu -- Q8_0 / Q4_0 / Q4_K_M weights on the GPU machine (one H200), in calls of
+# device_quant.sh tests|bench|quality|conc|mmq|glu|qrows -- Q8_0 / Q4_0 / Q4_K_M weights on the GPU machine (one H200), in calls of
 # the device tool.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -21,6 +21,8 @@
 #          MMQ_VARIANTS="auto 1 2 4 0" times its block shapes fixed too
 #   glu    one stream's decode on Q8_0 / Q4_0: the gate/up product and SwiGLU in one kernel
 #          (GLMV_CUDA_GLU): tests, then with and without it, then the decode step's parts
+#   qrows  one stream's products with 1, 2 or 4 weight rows a warp (GLMV_CUDA_QROWS): tests, the
+#          products alone, glmv bench alternating, the step's parts
 # (.dev/cuda/bin may come packed as .dev/cuda/bin.tar.xz: unpacked here)
 set -u
 OUT=${OUT:-/tmp/out}
@@ -125,5 +127,35 @@ glu)
     done
     echo "== $((SECONDS - S0)) s"
     ;;
-*) echo "usage: $0 tests|bench|quality|conc|mmq|glu" >&2; exit 2 ;;
+qrows)
+    # one row x through Q8_0 / Q4_0 weights with 1, 2 or 4 weight rows a warp (GLMV_CUDA_QROWS):
+    # the bit-for-bit tests, the one-row products alone (test_cuda --bench-quant) for each, then
+    # glmv bench's one-stream decode with 1 and auto alternating (ROUNDS, default 1), the decode
+    # step's parts on Q4_0 with each
+    S0=$SECONDS
+    nvidia-smi --query-gpu=name --format=csv,noheader
+    GLMV_TEST_ONLY=matmul_quant_rows,matmul_quant_decode,matmul_glu_quant,norm_quant_fold timeout 120 \
+        build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+    echo "== test_cuda: rc $?"; grep -E 'not ok|FAIL|passed' "$OUT/test_cuda.log" | tail -8
+    for r in 1 2 4; do
+        echo "== GLMV_CUDA_QROWS=$r: the one-row products"
+        GLMV_BENCH_ONE_ROW=1 GLMV_CUDA_QROWS=$r timeout 60 build/cuda/tests/test_cuda --bench-quant 2>&1 | grep 'm=1 '
+    done
+    for r in $(seq "${ROUNDS:-1}"); do
+        for q in ${QUANTS:-q4_0 q8_0}; do
+            for v in 1 auto; do
+                [ $((SECONDS - S0)) -lt ${LIMIT:-400} ] || break 3
+                GLMV_CUDA_QROWS=$v timeout 120 build/cuda/glmv bench --synthetic --layers 40 --device cuda --json \
+                    --prompt 512 --decode 64 --ctx 1024 --quant $q >"$OUT/qrows.json" 2>>"$OUT/bench.err"
+                echo "round $r, $q, GLMV_CUDA_QROWS=$v: $(grep -o '"ctx": 1024[^}]*' "$OUT/qrows.json" | head -1) $(grep -o '"decode_pick": "[a-z]*"' "$OUT/qrows.json")"
+            done
+        done
+    done
+    for v in 1 auto; do
+        [ $((SECONDS - S0)) -lt ${LIMIT:-400} ] && echo "== q4_0 step, GLMV_CUDA_QROWS=$v" && GLMV_CUDA_QROWS=$v \
+            GLMV_BENCH_QUANT=q4_0 timeout 110 build/cuda/tests/test_cuda --bench-decode 2>&1 | tail -n 7
+    done
+    echo "== $((SECONDS - S0)) s"
+    ;;
+*) echo "usage: $0 tests|bench|quality|conc|mmq|glu|qrows" >&2; exit 2 ;;
 esac

@@ -1768,6 +1768,8 @@ static void bench_model(void) {
  * bytes alone. */
 static void bench_qmatmul(glmv_dtype dt, int64_t n, int64_t k, const char *label) {
     static const int64_t rows[] = {1, 8, 9, 16, 32, 64, 128, 256};
+    /* GLMV_BENCH_ONE_ROW=1: the one-row product alone */
+    const int n_rows = getenv("GLMV_BENCH_ONE_ROW") && atoi(getenv("GLMV_BENCH_ONE_ROW")) ? 1 : 8;
     glmv_tensor h = make_quant(dt, n, k, 0.05f, 16);
     size_t bytes = glmv_dtype_row_bytes(dt, k) * (size_t)n;
     int copies = (int)((512ull << 20) / bytes) + 1;
@@ -1775,7 +1777,7 @@ static void bench_qmatmul(glmv_dtype dt, int64_t n, int64_t k, const char *label
     glmv_tensor *w = calloc((size_t)copies, sizeof(glmv_tensor));
     for (int i = 0; i < copies; i++) w[i] = dev_tensor(&h);
     float *x = rand_buf(256 * k, 1.0f), *dx = dev_from(x, 256 * k), *dy = be->alloc(be, sizeof(float) * (size_t)(256 * n));
-    for (int r = 0; r < 8; r++) {
+    for (int r = 0; r < n_rows; r++) {
         mm_arg a = {.w = w, .n_w = copies, .m = rows[r], .x = dx, .y = dy};
         double ms = time_ms(mm_fn, &a, 100);
         printf("  %-5s %-13s m=%-4lld %6lldx%-6lld %8.1f us  %6.0f GB/s\n", glmv_dtype_name(dt), label,
