@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft|video|videottft|wgmma|decode -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ttft|video|videottft|wgmma|decode -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -64,6 +64,7 @@
 #          1120x1120 PNG and the tower alone, the 4,096-token prefill, then cuda_parity_9b.py
 #          (bench_cuda in .dev/cuda/bin); the kernel's variants (warpgroups, stages) and its ncu
 #          sections; WGMMA_PARTS picks among them, WGMMA_VARIANTS the kernels
+#   explore  candidate changes behind switches, in one call (see the mode's comment)
 #   decode the decode step and the flash kernels' variants side by side (DECODE_PARTS: tests parts
 #          bench conc attn ttft parity9b; DECODE_VARIANTS: base, noglu, nofuse, prev = .dev/cuda/bin/
 #          glmv-prev, a binary of an earlier commit); see the mode's comment
@@ -476,6 +477,53 @@ rows)
             --concurrency $2 >"$OUT/ncu_rows_$1_$2.csv" 2>>"$OUT/ncu.err"
     done
     [ -n "${NCU:-}" ] && { echo "== ncu"; wc -l "$OUT"/ncu_rows_*.csv; tail -n 3 "$OUT/ncu.err"; }
+    ;;
+explore)
+    # several candidate changes, each behind its own switch, in one call: (1) device_quant.sh qrows
+    # (one row through Q8_0 / Q4_0 weights, 1 or 2-4 weight rows a warp); (2) the decode step of
+    # 1, 16 and 64 streams (rows); (3) 16 streams' skinny kernel with its tiles fixed
+    # (GLMV_CUDA_SKINNY_MT=1|2|4, GLMV_CUDA_SKINNY_U=1|2): the tests, then steady decode of 16
+    # streams; (4) one stream's decode attention with fewer, longer chunks (GLMV_CUDA_DEC_CHUNK):
+    # the tests, then glmv bench's decode at 1k keys
+    S0=$SECONDS
+    [[ " ${PARTS:-qrows rows skinny chunk} " == *" qrows "* ]] && LIMIT=${QLIMIT:-200} bash scripts/device_quant.sh qrows 2>&1 | tail -n 30
+    if [[ " ${PARTS:-qrows rows skinny chunk} " == *" rows "* ]]; then
+        for m in ${ROWS:-1 16 64}; do
+            echo "== $m streams"
+            GLMV_BENCH_ROWS=$m timeout 100 build/cuda/tests/test_cuda --bench-decode 2>&1 | tail -n 7
+        done
+    fi
+    B="build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512"
+    if [[ " ${PARTS:-qrows rows skinny chunk} " == *" skinny "* ]]; then
+        for v in "2 2" "4 1" "4 2" "1 2"; do
+            set -- $v
+            GLMV_CUDA_SKINNY_MT=$1 GLMV_CUDA_SKINNY_U=$2 GLMV_TEST_ONLY=matmul_skinny timeout 60 build/cuda/tests/test_cuda \
+                >"$OUT/skinny_$1_$2.log" 2>&1
+            echo "== skinny MT=$1 U=$2 tests: rc $? $(grep -cE 'not ok|FAIL' "$OUT/skinny_$1_$2.log") failures"
+        done
+        for r in 1 2; do
+            for v in "0 0" "2 2" "4 1" "4 2" "1 2"; do
+                set -- $v
+                [ $((SECONDS - S0)) -lt ${LIMIT:-470} ] || break 2
+                printf '== round %s, 16 streams, skinny MT=%s U=%s: ' $r $1 $2
+                GLMV_CUDA_SKINNY_MT=$1 GLMV_CUDA_SKINNY_U=$2 timeout 80 $B --decode 32 --ctx 1024 --concurrency 16 --json \
+                    2>>"$OUT/bench.err" | grep -o '"ms_per_step": [0-9.]*\|"aggregate_tokens_per_s": [0-9.]*' | paste -sd' '
+            done
+        done
+    fi
+    if [[ " ${PARTS:-qrows rows skinny chunk} " == *" chunk "* ]]; then
+        GLMV_CUDA_DEC_CHUNK=256 GLMV_TEST_ONLY=attn_decode_batch timeout 60 build/cuda/tests/test_cuda >"$OUT/chunk.log" 2>&1
+        echo "== GLMV_CUDA_DEC_CHUNK=256 tests: rc $? $(grep -cE 'not ok|FAIL' "$OUT/chunk.log") failures"
+        for r in 1 2; do
+            for ch in 0 256 1024; do
+                [ $((SECONDS - S0)) -lt ${LIMIT:-470} ] || break 2
+                printf '== round %s, GLMV_CUDA_DEC_CHUNK=%s: ' $r $ch
+                GLMV_CUDA_DEC_CHUNK=$ch timeout 80 $B --decode 64 --ctx 1024 --json 2>>"$OUT/bench.err" |
+                    grep -o '"ctx": 1024[^}]*' | head -n 1
+            done
+        done
+    fi
+    echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/bench.err" 2>/dev/null
     ;;
 videottft)
     # the 60-s 720p clip's time to first token (as in video), the wgmma attention off and on,
