@@ -461,10 +461,10 @@ TEST(matmul_quant_rows) {
     NEED_GPU();
     for (int q4 = 0; q4 < 2; q4++) {
         glmv_dtype dt = q4 ? GLMV_Q4_0 : GLMV_Q8_0;
-        one_qrows(dt, 2742, 4096, 1); /* a block's last rows past n (2742 = 85 x 32 + 22) */
-        one_qrows(dt, 1030, 96, 0);   /* fewer chunks than lanes */
-        one_qrows(dt, 606, 13696, 1); /* the 9B's down_proj width */
-        one_qrows(dt, 34, 512, 0);    /* fewer rows than a block's warps */
+        one_qrows(dt, 2742, 4096, 1);  /* a block's last rows past n (2742 = 85 x 32 + 22) */
+        one_qrows(dt, 1100, 96, 0);    /* fewer chunks than lanes */
+        one_qrows(dt, 1222, 13696, 1); /* the 9B's down_proj width */
+        one_qrows(dt, 34, 512, 0);     /* few rows: the product keeps 8 warps a row, gate/up takes R */
     }
 }
 

@@ -676,7 +676,8 @@ static void gemv_q_launch(cuda_ctx *c, float *y, const int8_t *xq, const float *
     const void *bp = bias ? bias->data : NULL;
     int bdt = bias ? bias->dtype : 0;
     constexpr int U = M == 1 ? 8 : 4; /* more bytes in flight when x is one row */
-    const int R = M == 1 ? q1_rows(c, n) : 1;
+    /* (fewer than 8 rows a multiprocessor: 8 warps a row, below) */
+    const int R = M == 1 && n >= 8 * (int64_t)c->sms ? q1_rows(c, n) : 1;
     if (R == 4)
         cuda_launch(c, gemv_q1_kernel<4, 2, Q4>, cdiv(n, 32), QV_THREADS, 0, y, xq, xd, xs, qs, d, bp, bdt, n, k);
     else if (R == 2)
