@@ -511,6 +511,18 @@ explore)
             done
         done
     fi
+    if [[ " ${PARTS:-qrows rows skinny chunk} " == *" skinny64 "* ]]; then # 64 streams through the skinny kernel
+        GLMV_CUDA_SKINNY_MAX=64 GLMV_TEST_ONLY=matmul_skinny timeout 60 build/cuda/tests/test_cuda >"$OUT/skinny64.log" 2>&1
+        echo "== GLMV_CUDA_SKINNY_MAX=64 tests: rc $? $(grep -cE 'not ok|FAIL' "$OUT/skinny64.log") failures"
+        for r in 1 2; do
+            for v in 16 64; do
+                [ $((SECONDS - S0)) -lt ${LIMIT:-470} ] || break 2
+                printf '== round %s, 64 streams, GLMV_CUDA_SKINNY_MAX=%s: ' $r $v
+                GLMV_CUDA_SKINNY_MAX=$v timeout 80 $B --decode 32 --ctx 1024 --concurrency 64 --json \
+                    2>>"$OUT/bench.err" | grep -o '"ms_per_step": [0-9.]*\|"aggregate_tokens_per_s": [0-9.]*' | paste -sd' '
+            done
+        done
+    fi
     if [[ " ${PARTS:-qrows rows skinny chunk} " == *" chunk "* ]]; then
         GLMV_CUDA_DEC_CHUNK=256 GLMV_TEST_ONLY=attn_decode_batch timeout 60 build/cuda/tests/test_cuda >"$OUT/chunk.log" 2>&1
         echo "== GLMV_CUDA_DEC_CHUNK=256 tests: rc $? $(grep -cE 'not ok|FAIL' "$OUT/chunk.log") failures"
