@@ -501,7 +501,7 @@ explore)
                 >"$OUT/skinny_$1_$2.log" 2>&1
             echo "== skinny MT=$1 U=$2 tests: rc $? $(grep -cE 'not ok|FAIL' "$OUT/skinny_$1_$2.log") failures"
         done
-        for r in 1 2; do
+        for r in $(seq "${XR:-2}"); do
             for v in "0 0" "2 2" "4 1" "4 2" "1 2"; do
                 set -- $v
                 [ $((SECONDS - S0)) -lt ${LIMIT:-470} ] || break 2
@@ -514,7 +514,7 @@ explore)
     if [[ " ${PARTS:-qrows rows skinny chunk} " == *" skinny64 "* ]]; then # 64 streams through the skinny kernel
         GLMV_CUDA_SKINNY_MAX=64 GLMV_TEST_ONLY=matmul_skinny timeout 60 build/cuda/tests/test_cuda >"$OUT/skinny64.log" 2>&1
         echo "== GLMV_CUDA_SKINNY_MAX=64 tests: rc $? $(grep -cE 'not ok|FAIL' "$OUT/skinny64.log") failures"
-        for r in 1 2; do
+        for r in $(seq "${XR:-2}"); do
             for v in 16 64; do
                 [ $((SECONDS - S0)) -lt ${LIMIT:-470} ] || break 2
                 printf '== round %s, 64 streams, GLMV_CUDA_SKINNY_MAX=%s: ' $r $v
@@ -526,7 +526,7 @@ explore)
     if [[ " ${PARTS:-qrows rows skinny chunk} " == *" chunk "* ]]; then
         GLMV_CUDA_DEC_CHUNK=256 GLMV_TEST_ONLY=attn_decode_batch timeout 60 build/cuda/tests/test_cuda >"$OUT/chunk.log" 2>&1
         echo "== GLMV_CUDA_DEC_CHUNK=256 tests: rc $? $(grep -cE 'not ok|FAIL' "$OUT/chunk.log") failures"
-        for r in 1 2; do
+        for r in $(seq "${XR:-2}"); do
             for ch in 0 256 1024; do
                 [ $((SECONDS - S0)) -lt ${LIMIT:-470} ] || break 2
                 printf '== round %s, GLMV_CUDA_DEC_CHUNK=%s: ' $r $ch
