@@ -10,7 +10,7 @@ CC      ?= cc
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
 # sm_90a: the Hopper-only instructions (wgmma); compute_90 PTX for later GPUs (the wgmma kernel is empty there and not launched)
 NVARCH  ?= -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90
-PKGS    := libcjson libpcre2-8 libmicrohttpd libcurl libavformat libavcodec libswscale libavutil libwebp libwebpdemux libpng libexif poppler-glib cairo
+PKGS    := libcjson libpcre2-8 libmicrohttpd libcurl libavformat libavcodec libswscale libavutil libwebp libwebpdemux libpng libdeflate libexif poppler-glib cairo
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LIBS    := $(PKG_LIBS) -ljpeg -lgif -ledit -lm -lpthread

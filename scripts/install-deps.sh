@@ -7,7 +7,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 PKGS=(build-essential pkg-config clang libclang-rt-dev
       libcjson-dev libpcre2-dev libmicrohttpd-dev libcurl4-openssl-dev
-      libjpeg-dev libpng-dev libwebp-dev libgif-dev libexif-dev
+      libjpeg-dev libpng-dev libdeflate-dev libwebp-dev libgif-dev libexif-dev
       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
       libpoppler-glib-dev libcairo2-dev fonts-dejavu-core
       libedit-dev jq)

@@ -5,6 +5,8 @@
  * (tests/fixtures/image/expected.txt), patch order, and hostile input:
  * empty, truncated, unsupported and oversized files give errors, not crashes.
  */
+#include <png.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -385,6 +387,108 @@ TEST(decode_shared_photos) {
     }
 }
 
+/* ---------------------------------------------------------------- PNG through libdeflate
+ * 8-bit gray, gray + alpha, RGB and RGBA files, not interlaced, are inflated by libdeflate and
+ * unfiltered by image_decode.c itself: each filter type alone and libpng's mix, widths of 1 to
+ * 37 pixels (an odd last pixel for the two-row Paeth, rows in pairs and alone), one IDAT or
+ * many, against libpng's own decoding of the same bytes (written and read here) */
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+} membuf;
+
+static void mem_write(png_structp png, png_bytep d, png_size_t n) {
+    membuf *m = png_get_io_ptr(png);
+    if (m->n + n > m->cap) {
+        m->cap = (m->n + n) * 2;
+        m->p = realloc(m->p, m->cap);
+    }
+    memcpy(m->p + m->n, d, n);
+    m->n += n;
+}
+static void mem_flush(png_structp png) { (void)png; }
+
+/* w x h pixels of ch channels (ctype: libpng's colour type), filters: libpng's PNG_FILTER_* mask,
+ * zbuf: the compression buffer (small: many IDAT chunks) */
+static membuf png_encode(const uint8_t *px, int w, int h, int ch, int ctype, int filters, int zbuf) {
+    membuf m = {0};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        free(m.p);
+        return (membuf){0};
+    }
+    png_set_write_fn(png, &m, mem_write, mem_flush);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, ctype, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    png_set_filter(png, 0, filters);
+    png_set_compression_buffer_size(png, (size_t)zbuf);
+    png_write_info(png, info);
+    for (int y = 0; y < h; y++) png_write_row(png, (png_const_bytep)(px + (size_t)y * w * ch));
+    png_write_end(png, info);
+    png_destroy_write_struct(&png, &info);
+    return m;
+}
+
+TEST(png_libdeflate_path) {
+    static const struct {
+        int ch, ctype;
+    } kinds[] = {{1, PNG_COLOR_TYPE_GRAY}, {2, PNG_COLOR_TYPE_GRAY_ALPHA}, {3, PNG_COLOR_TYPE_RGB},
+                 {4, PNG_COLOR_TYPE_RGB_ALPHA}};
+    static const int filters[] = {PNG_FILTER_NONE, PNG_FILTER_SUB,   PNG_FILTER_UP,
+                                  PNG_FILTER_AVG,  PNG_FILTER_PAETH, PNG_ALL_FILTERS};
+    static const int widths[] = {1, 2, 5, 37};
+    int cases = 0;
+    uint32_t seed = 12345;
+    for (size_t k = 0; k < 4; k++)
+        for (size_t f = 0; f < 6; f++)
+            for (size_t wi = 0; wi < 4; wi++)
+                for (int zb = 0; zb < 2; zb++) {
+                    const int w = widths[wi], h = 9 + (int)wi, ch = kinds[k].ch;
+                    uint8_t *px = malloc((size_t)w * h * ch);
+                    for (int i = 0; i < w * h * ch; i++) { /* noise on a gradient: every predictor wins somewhere */
+                        seed = seed * 1103515245u + 12345u;
+                        px[i] = (uint8_t)((i * 7) / 3 + ((seed >> 16) % 23) * (i % 3 == 0));
+                    }
+                    membuf m = png_encode(px, w, h, ch, kinds[k].ctype, filters[f], zb ? 16 : 8192);
+                    char err[GLMV_ERR_SIZE] = "";
+                    glmv_rgb im = {0};
+                    int rc = m.p ? glmv_image_decode_mem(m.p, m.n, 0, &im, err) : -1;
+                    CHECK_MSG(rc == 0, "ch %d filters %d w %d: %s", ch, filters[f], w, err);
+                    if (!rc) {
+                        int bad = im.w != w || im.h != h;
+                        for (int i = 0; !bad && i < w * h; i++)
+                            for (int c = 0; c < 3; c++)
+                                bad |= im.rgb[3 * i + c] != px[(size_t)i * ch + (ch <= 2 ? 0 : c)];
+                        CHECK_MSG(!bad, "ch %d filters %d w %d zbuf %d: pixels differ from those written", ch,
+                                  filters[f], w, zb ? 16 : 8192);
+                        cases++;
+                    }
+                    glmv_rgb_free(&im);
+                    free(m.p);
+                    free(px);
+                }
+    CHECK_EQ_INT(cases, 4 * 6 * 4 * 2);
+    /* a broken IDAT CRC: libpng's error, as before */
+    uint8_t px[16 * 4 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 5);
+    membuf m = png_encode(px, 16, 4, 3, PNG_COLOR_TYPE_RGB, PNG_FILTER_PAETH, 8192);
+    for (size_t o = 8; m.p && o + 12 <= m.n;) {
+        uint32_t len = (uint32_t)m.p[o] << 24 | m.p[o + 1] << 16 | m.p[o + 2] << 8 | m.p[o + 3];
+        if (!memcmp(m.p + o + 4, "IDAT", 4)) {
+            m.p[o + 8 + len] ^= 1; /* its CRC */
+            break;
+        }
+        o += 12 + len;
+    }
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_rgb im = {0};
+    CHECK(m.p && glmv_image_decode_mem(m.p, m.n, 0, &im, err) != 0);
+    CHECK_MSG(strstr(err, "CRC") != NULL, "%s", err);
+    free(m.p);
+}
+
 TEST(hostile_input) {
     char err[GLMV_ERR_SIZE];
     glmv_rgb im;
@@ -457,6 +561,7 @@ int main(void) {
     RUN(resize_constant_and_identity);
     RUN(patchify_order);
     RUN(decode_shared_photos);
+    RUN(png_libdeflate_path);
     RUN(hostile_input);
     RUN(hf_parity);
     return test_summary("image");
