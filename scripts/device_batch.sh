@@ -511,6 +511,18 @@ explore)
             done
         done
     fi
+    if [[ " ${PARTS:-qrows rows skinny chunk} " == *" ttft "* ]]; then # the PNG through libdeflate: glmv-prev decodes with libpng
+        tok_dir .dev/ttft/tokenizer.json.xz && cp .dev/ttft/tokenizer_config.json .dev/ttft/chat_template.jinja /tmp/tok/
+        for r in $(seq "${XR:-2}"); do
+            for b in glmv-prev glmv; do
+                [ -x .dev/cuda/bin/$b ] && [ $((SECONDS - S0)) -lt ${LIMIT:-470} ] || continue
+                printf '== round %s, %s: ' $r $b
+                timeout 100 .dev/cuda/bin/$b bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok --prompt 0 \
+                    --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." --json 2>>"$OUT/bench.err" |
+                    grep -o '"ttft": {[^}]*'
+            done
+        done
+    fi
     if [[ " ${PARTS:-qrows rows skinny chunk} " == *" skinny64 "* ]]; then # 64 streams through the skinny kernel
         GLMV_CUDA_SKINNY_MAX=64 GLMV_TEST_ONLY=matmul_skinny timeout 60 build/cuda/tests/test_cuda >"$OUT/skinny64.log" 2>&1
         echo "== GLMV_CUDA_SKINNY_MAX=64 tests: rc $? $(grep -cE 'not ok|FAIL' "$OUT/skinny64.log") failures"
