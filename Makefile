@@ -27,7 +27,8 @@ endif
 # make fuzz: libFuzzer targets tests/fuzz_*.c -> build/fuzz/tests/fuzz_*
 ifeq ($(CONFIG),fuzz)
   CC := clang
-  CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+  CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+            -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
   LDFLAGS += -fsanitize=fuzzer,address,undefined
 endif
 ifeq ($(CUDA),1)
