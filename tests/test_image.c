@@ -470,6 +470,22 @@ TEST(png_libdeflate_path) {
                     free(px);
                 }
     CHECK_EQ_INT(cases, 4 * 6 * 4 * 2);
+    { /* a buffer of more than 1 MB (on huge pages): 720 x 500 RGB, libpng's filter mix */
+        const int w = 720, h = 500;
+        uint8_t *px = malloc((size_t)w * h * 3);
+        for (int i = 0; i < w * h * 3; i++) {
+            seed = seed * 1103515245u + 12345u;
+            px[i] = (uint8_t)(i / 7 + (seed >> 20) % 9);
+        }
+        membuf big = png_encode(px, w, h, 3, PNG_COLOR_TYPE_RGB, PNG_ALL_FILTERS, 8192);
+        char e[GLMV_ERR_SIZE] = "";
+        glmv_rgb bi = {0};
+        CHECK_MSG(big.p && glmv_image_decode_mem(big.p, big.n, 0, &bi, e) == 0, "720x500: %s", e);
+        CHECK(bi.rgb && bi.w == w && bi.h == h && !memcmp(bi.rgb, px, (size_t)w * h * 3));
+        glmv_rgb_free(&bi);
+        free(big.p);
+        free(px);
+    }
     /* a broken IDAT CRC: libpng's error, as before */
     uint8_t px[16 * 4 * 3];
     for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 5);
