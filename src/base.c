@@ -67,13 +67,11 @@ void *glmv_aligned_alloc(size_t bytes) {
 }
 
 void *glmv_alloc_big(size_t bytes) {
-    void *p = glmv_aligned_alloc(bytes);
+    if (bytes < ((size_t)1 << 20)) return glmv_aligned_alloc(bytes);
+    void *p = NULL; /* 2 MB-aligned, so that huge pages can back all of it */
+    if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0) return NULL;
 #ifdef MADV_HUGEPAGE
-    if (p && bytes >= ((size_t)8 << 20)) {
-        uintptr_t b0 = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
-        uintptr_t b1 = ((uintptr_t)p + bytes) & ~(uintptr_t)4095;
-        if (b1 > b0) madvise((void *)b0, b1 - b0, MADV_HUGEPAGE);
-    }
+    madvise(p, bytes, MADV_HUGEPAGE);
 #endif
     return p;
 }

@@ -37,8 +37,9 @@ int glmv_run_jobs(void *(*fn)(void *), void *jobs, size_t job_size, int n);
 /* Allocation that returns NULL on failure (callers report it). Memory from
  * glmv_aligned_alloc is 64-byte aligned and freed with free(). */
 void *glmv_aligned_alloc(size_t bytes);
-/* The same for large buffers about to be written: from 8 MB up it asks for transparent huge
- * pages (madvise), where 4 KB pages would cost a page fault each (~100 MB of patch rows). */
+/* The same for large buffers about to be written: from 1 MB up it aligns them to 2 MB and asks for
+ * transparent huge pages (madvise), where 4 KB pages would cost a page fault each (~100 MB of patch
+ * rows; a decoded PNG's rows). Freed with free(). */
 void *glmv_alloc_big(size_t bytes);
 /* Overflow-checked a*b for sizes; returns SIZE_MAX on overflow. */
 size_t glmv_mul_size(size_t a, size_t b);

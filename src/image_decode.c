@@ -19,7 +19,6 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <webp/decode.h>
 #include <webp/demux.h>
 #ifdef __SSE2__
@@ -407,14 +406,9 @@ static int decode_png_fast(const uint8_t *data, size_t size, int64_t max_pixels,
         zp = z;
     }
     const size_t rb = (size_t)w * ch, raw_n = (size_t)h * (rb + 1);
-    /* + 1: paeth_sse2 reads a byte past the last row. From 1 MB on huge pages: 4 KB pages cost a
+    /* + 1: paeth_sse2 reads a byte past the last row. On huge pages from 1 MB: 4 KB pages cost a
      * fault each (a quarter of the decode on the dev VM) */
-    uint8_t *raw = NULL;
-    if (raw_n < ((size_t)1 << 20)) raw = malloc(raw_n + 1);
-    else if (posix_memalign((void **)&raw, (size_t)2 << 20, raw_n + 1)) raw = NULL;
-#ifdef MADV_HUGEPAGE
-    else madvise(raw, raw_n + 1, MADV_HUGEPAGE);
-#endif
+    uint8_t *raw = glmv_alloc_big(raw_n + 1);
     struct libdeflate_decompressor *dc = raw ? libdeflate_alloc_decompressor() : NULL;
     size_t got = 0;
     const int ok = dc && libdeflate_zlib_decompress(dc, zp, idat_bytes, raw, raw_n, &got) == LIBDEFLATE_SUCCESS &&
