@@ -486,15 +486,15 @@ explore)
     # streams; (4) one stream's decode attention with fewer, longer chunks (GLMV_CUDA_DEC_CHUNK):
     # the tests, then glmv bench's decode at 1k keys
     S0=$SECONDS
-    [[ " ${PARTS:-qrows rows skinny chunk} " == *" qrows "* ]] && LIMIT=${QLIMIT:-200} bash scripts/device_quant.sh qrows 2>&1 | tail -n 30
-    if [[ " ${PARTS:-qrows rows skinny chunk} " == *" rows "* ]]; then
+    B="build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512"
+    ex_qrows() { LIMIT=${QLIMIT:-200} bash scripts/device_quant.sh qrows 2>&1 | tail -n 30; }
+    ex_rows() {
         for m in ${ROWS:-1 16 64}; do
             echo "== $m streams"
             GLMV_BENCH_ROWS=$m timeout 100 build/cuda/tests/test_cuda --bench-decode 2>&1 | tail -n 7
         done
-    fi
-    B="build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512"
-    if [[ " ${PARTS:-qrows rows skinny chunk} " == *" skinny "* ]]; then
+    }
+    ex_skinny() {
         for v in "2 2" "4 1" "4 2" "1 2"; do
             set -- $v
             GLMV_CUDA_SKINNY_MT=$1 GLMV_CUDA_SKINNY_U=$2 GLMV_TEST_ONLY=matmul_skinny timeout 60 build/cuda/tests/test_cuda \
@@ -510,8 +510,8 @@ explore)
                     2>>"$OUT/bench.err" | grep -o '"ms_per_step": [0-9.]*\|"aggregate_tokens_per_s": [0-9.]*' | paste -sd' '
             done
         done
-    fi
-    if [[ " ${PARTS:-qrows rows skinny chunk} " == *" ttft "* ]]; then # the PNG through libdeflate: glmv-prev decodes with libpng
+    }
+    ex_ttft() { # the PNG through libdeflate: glmv-prev decodes with libpng
         tok_dir .dev/ttft/tokenizer.json.xz && cp .dev/ttft/tokenizer_config.json .dev/ttft/chat_template.jinja /tmp/tok/
         for r in $(seq "${XR:-2}"); do
             for b in glmv-prev glmv; do
@@ -522,8 +522,8 @@ explore)
                     grep -o '"ttft": {[^}]*'
             done
         done
-    fi
-    if [[ " ${PARTS:-qrows rows skinny chunk} " == *" skinny64 "* ]]; then # 64 streams through the skinny kernel
+    }
+    ex_skinny64() { # 64 streams through the skinny kernel
         GLMV_CUDA_SKINNY_MAX=64 GLMV_TEST_ONLY=matmul_skinny timeout 60 build/cuda/tests/test_cuda >"$OUT/skinny64.log" 2>&1
         echo "== GLMV_CUDA_SKINNY_MAX=64 tests: rc $? $(grep -cE 'not ok|FAIL' "$OUT/skinny64.log") failures"
         for r in $(seq "${XR:-2}"); do
@@ -534,8 +534,8 @@ explore)
                     2>>"$OUT/bench.err" | grep -o '"ms_per_step": [0-9.]*\|"aggregate_tokens_per_s": [0-9.]*' | paste -sd' '
             done
         done
-    fi
-    if [[ " ${PARTS:-qrows rows skinny chunk} " == *" chunk "* ]]; then
+    }
+    ex_chunk() {
         GLMV_CUDA_DEC_CHUNK=256 GLMV_TEST_ONLY=attn_decode_batch timeout 60 build/cuda/tests/test_cuda >"$OUT/chunk.log" 2>&1
         echo "== GLMV_CUDA_DEC_CHUNK=256 tests: rc $? $(grep -cE 'not ok|FAIL' "$OUT/chunk.log") failures"
         for r in $(seq "${XR:-2}"); do
@@ -546,7 +546,21 @@ explore)
                     grep -o '"ctx": 1024[^}]*' | head -n 1
             done
         done
-    fi
+    }
+    ex_pchunk() { # a lone prompt's rows a pass (GLMV_CUDA_PREFILL_CHUNK) and the tower's MLP rows a pass (GLMV_VISION_ROWS)
+        tok_dir .dev/ttft/tokenizer.json.xz && cp .dev/ttft/tokenizer_config.json .dev/ttft/chat_template.jinja /tmp/tok/
+        for r in $(seq "${XR:-2}"); do
+            for v in "512 1024" "2048 1024" "1024 8192" "2048 8192"; do
+                set -- $v
+                [ $((SECONDS - S0)) -lt ${LIMIT:-470} ] || break 2
+                printf '== round %s, GLMV_CUDA_PREFILL_CHUNK=%s GLMV_VISION_ROWS=%s: ' $r $1 $2
+                GLMV_CUDA_PREFILL_CHUNK=$1 GLMV_VISION_ROWS=$2 timeout 100 build/cuda/glmv bench --synthetic --layers 40 \
+                    --device cuda --tokenizer /tmp/tok --prompt 0 --decode 0 --image .dev/ttft/photo_1120.png \
+                    --question "Describe this image." --json 2>>"$OUT/bench.err" | grep -o '"ttft": {[^}]*'
+            done
+        done
+    }
+    for p in ${PARTS:-qrows rows skinny chunk}; do echo "==== $p ($((SECONDS - S0)) s)"; ex_$p; done
     echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/bench.err" 2>/dev/null
     ;;
 videottft)

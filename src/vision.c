@@ -316,7 +316,8 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
     float *qkv = aget(&a, N * 3 * Hv), *att = aget(&a, N * Hv), *tmp = aget(&a, N * Hv);
     /* the MLPs run over at most rb rows at a time, which bounds their scratch
      * (a 4.8 Mpx image has 24576 patches) */
-    int64_t rb = m->vision_row_block > 0 ? m->vision_row_block : 1024;
+    const char *vr = getenv("GLMV_VISION_ROWS"); /* experiment */
+    int64_t rb = m->vision_row_block > 0 ? m->vision_row_block : vr && atoi(vr) > 0 ? atoi(vr) : 1024;
     int64_t RB = GLMV_MIN(N, rb);
     float *g1 = aget(&a, RB * Ov), *u1 = aget(&a, RB * Ov);
     float *cs = aget(&a, N * (hd / 2)), *sn = aget(&a, N * (hd / 2));

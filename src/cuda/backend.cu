@@ -722,6 +722,8 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->device_name = c->device_name;
     be->caps.device = 1;
     be->caps.prefill_chunk = 512; /* a 512-token prefill in one pass of GEMMs */
+    const char *pc = getenv("GLMV_CUDA_PREFILL_CHUNK"); /* experiment: prompt rows a pass */
+    if (pc && atoi(pc) >= 16 && atoi(pc) <= 8192) be->caps.prefill_chunk = atoi(pc);
     be->caps.keep_scratch = 1;    /* cudaMalloc per buffer per image would add up */
     /* bf16 caches in bf16 precision: its tensor-core attention kernels (prefill, decode) round K
      * and V to bf16 anyway, and now read half the bytes for the same results; the float32 kernel
