@@ -65,6 +65,8 @@
 #          (bench_cuda in .dev/cuda/bin); the kernel's variants (warpgroups, stages) and its ncu
 #          sections; WGMMA_PARTS picks among them, WGMMA_VARIANTS the kernels
 #   explore  candidate changes behind switches, in one call (see the mode's comment)
+#   ab     this binary against .dev/cuda/bin/glmv-prev: the tests, then the first token, prefill, decode,
+#          GPU memory (see the mode's comment)
 #   decode the decode step and the flash kernels' variants side by side (DECODE_PARTS: tests parts
 #          bench conc attn ttft parity9b; DECODE_VARIANTS: base, noglu, nofuse, prev = .dev/cuda/bin/
 #          glmv-prev, a binary of an earlier commit); see the mode's comment
@@ -561,6 +563,43 @@ explore)
         done
     }
     for p in ${PARTS:-qrows rows skinny chunk}; do echo "==== $p ($((SECONDS - S0)) s)"; ex_$p; done
+    echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/bench.err" 2>/dev/null
+    ;;
+ab)
+    # this binary against .dev/cuda/bin/glmv-prev (a binary of an earlier commit), one process each,
+    # alternating (AB_ROUNDS, default 2): test_cuda and the CUDA parity tests first; then the time to
+    # first token of the 1120x1120 PNG and a question (and this binary with GLMV_CUDA_BFOLD=0), the
+    # 512-token prefill and one stream's decode at 1k keys, GPU memory at 8k keys
+    S0=$SECONDS
+    { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
+    timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+    echo "== test_cuda: rc $?"; grep -E 'not ok|FAIL|RESULT|passed' "$OUT/test_cuda.log" | tail -n 8
+    GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=${AB_TESTS:-tiny_text,tiny_image1,tiny_image2,tiny2_image1,bf16_tiny_image2,joined_qkv,joined_vision,batch_invariance,mixed_prefill,decode_graphs,prompt_last_row,embed_on_host,gguf_q8_0_image1,warmup_changes_nothing} \
+        timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    echo "== test_parity on CUDA: rc $?"; grep -E 'not ok|FAIL|RESULT|nmse .*joined' "$OUT/parity_cuda.log" | tail -n 8
+    echo "== $((SECONDS - S0)) s"
+    tok_dir .dev/ttft/tokenizer.json.xz && cp .dev/ttft/tokenizer_config.json .dev/ttft/chat_template.jinja /tmp/tok/
+    for r in $(seq "${AB_ROUNDS:-2}"); do
+        for v in prev new nofold; do
+            [ $((SECONDS - S0)) -lt ${LIMIT:-480} ] || break 2
+            b=.dev/cuda/bin/glmv; [ $v = prev ] && b=.dev/cuda/bin/glmv-prev
+            e=GLMV_NONE=1; [ $v = nofold ] && e=GLMV_CUDA_BFOLD=0
+            printf '== round %s, %s: ' $r $v
+            env $e timeout 100 $b bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok --prompt 0 --decode 0 \
+                --image .dev/ttft/photo_1120.png --question "Describe this image." --json 2>>"$OUT/bench.err" |
+                grep -o '"ttft": {[^}]*'
+            [ $v = nofold ] && continue
+            printf '== round %s, %s, 512 + 64 at 1k: ' $r $v
+            timeout 100 $b bench --synthetic --layers 40 --device cuda --prompt 512 --prompt-reps 4 --decode 64 --ctx 1024 \
+                --json 2>>"$OUT/bench.err" | grep -o '"prefill": {[^}]*\|"ctx": 1024, "tokens": 64, "ms_per_token": [0-9.]*' | paste -sd' '
+        done
+    done
+    for b in glmv-prev glmv; do
+        [ $((SECONDS - S0)) -lt ${LIMIT:-480} ] || break
+        printf '== %s, GPU memory at 8k: ' $b
+        timeout 100 .dev/cuda/bin/$b bench --synthetic --layers 40 --device cuda --prompt 512 --decode 16 --ctx 8192 \
+            --json 2>>"$OUT/bench.err" | grep -o '"device_bytes": [0-9]*\|"ctx": 8192, "tokens": 16, "ms_per_token": [0-9.]*' | paste -sd' '
+    done
     echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/bench.err" 2>/dev/null
     ;;
 videottft)

@@ -295,64 +295,89 @@ static const char *held_quant(const glmv_model *m) {
     }
 }
 
-/* Each layer's q, k and v projections as one matrix [q; k; v] (and one bias) on a device
- * that can copy the joined product's k and v columns into the caches (copy_rows): one product
- * (and one launch) instead of three, whose rows are those of the three (a block format's rows are whole blocks,
- * so quantized matrices join as well). The three stay in the weights table, not uploaded: their
- * mmap'd pages are handed back, buffers made at load freed (free_uploaded_quant). A layer whose three differ in dtype (a GGUF recipe may) keeps
- * them apart. On a device the joined host bytes are freed once uploaded. GLMV_JOIN_QKV=1 joins
- * on the CPU too (tests: the CPU then runs the joined path), =0 nowhere. */
-static int join_qkv(glmv_model *m, char *err) {
-    int nl = m->cfg.num_hidden_layers;
+/* Matrices that read the same input as one matrix of their rows stacked (and one bias), on a
+ * device: one product (one launch, one rounding of the input, a wider GEMM) instead of several.
+ * Each decoder layer's q, k and v (where the backend can copy the joined product's k and v
+ * columns into the caches: copy_rows), and the vision tower's gate and up projections, each
+ * block's and the merger's (the SwiGLU reads the two halves of the joined rows). A block format's
+ * rows are whole blocks, so quantized matrices join as well. The parts stay in the weights table,
+ * not uploaded: their mmap'd pages are handed back, buffers made at load freed
+ * (free_uploaded_quant). Parts that differ in dtype or width (a GGUF recipe may) stay apart. On a
+ * device the joined host bytes are freed once uploaded. GLMV_JOIN_QKV=1 joins on the CPU too
+ * (tests: the CPU then runs the joined paths), =0 nowhere. */
+static int join_rows(glmv_model *m, glmv_tensor *const *w, glmv_tensor *const *b, int n, const char *name,
+                     glmv_tensor **out_w, glmv_tensor **out_b, char *err) {
+    int ok = 1, nb = 0;
+    for (int i = 0; i < n; i++) {
+        ok &= w[i] && w[i]->dtype == w[0]->dtype && glmv_tensor_cols(w[i]) == glmv_tensor_cols(w[0]) && w[i]->ndim == 2;
+        nb += b[i] != NULL;
+        if (b[i] && b[0]) ok &= b[i]->dtype == b[0]->dtype && !glmv_dtype_is_quant(b[i]->dtype);
+    }
+    if (!ok || (nb != 0 && nb != n)) return 0;
+    int j = m->n_joined;
+    glmv_tensor *jw = &m->joined[j], *jb = &m->joined[j + 1];
+    int64_t cols = glmv_tensor_cols(w[0]), rows = 0;
+    size_t rb = glmv_dtype_row_bytes(w[0]->dtype, cols), off = 0;
+    for (int i = 0; i < n; i++) rows += glmv_tensor_rows(w[i]);
+    snprintf(m->joined_names[j], sizeof m->joined_names[j], "%s (joined)", name);
+    snprintf(m->joined_names[j + 1], sizeof m->joined_names[j + 1], "%s bias (joined)", name);
+    *jw = (glmv_tensor){.name = m->joined_names[j], .dtype = w[0]->dtype, .ndim = 2, .shape = {rows, cols}};
+    jw->data = jw->host = glmv_aligned_alloc(glmv_mul_size((size_t)rows, rb));
+    if (!jw->data) return glmv_errc(err, GLMV_E_NOMEM, "out of memory joining %s", jw->name);
+    m->n_joined += 2; /* freed from here on */
+    for (int i = 0; i < n; i++) {
+        size_t bytes = rb * (size_t)glmv_tensor_rows(w[i]);
+        memcpy((char *)jw->data + off, w[i]->host ? w[i]->host : w[i]->data, bytes);
+        off += bytes;
+    }
+    if (nb) {
+        size_t es = glmv_dtype_size(b[0]->dtype);
+        *jb = (glmv_tensor){.name = m->joined_names[j + 1], .dtype = b[0]->dtype, .ndim = 1, .shape = {rows}};
+        jb->data = jb->host = glmv_aligned_alloc(glmv_mul_size((size_t)rows, es));
+        if (!jb->data) return glmv_errc(err, GLMV_E_NOMEM, "out of memory joining %s", jb->name);
+        off = 0;
+        for (int i = 0; i < n; i++) {
+            size_t bytes = es * (size_t)glmv_tensor_numel(b[i]);
+            memcpy((char *)jb->data + off, b[i]->host ? b[i]->host : b[i]->data, bytes);
+            off += bytes;
+        }
+    }
+    *out_w = jw;
+    if (out_b) *out_b = nb ? jb : NULL;
+    return 0;
+}
+
+static int join_weights(glmv_model *m, char *err) {
+    int nl = m->cfg.num_hidden_layers, nv = m->has_vision ? m->cfg.v_depth : 0;
     const char *e = getenv("GLMV_JOIN_QKV");
-    if (!(e ? strcmp(e, "0") != 0 : m->be->caps.device) || !m->be->copy_rows || nl <= 0) return 0;
-    m->joined = calloc((size_t)(2 * nl), sizeof *m->joined);
-    m->joined_names = calloc((size_t)(2 * nl), sizeof *m->joined_names);
+    if (!(e ? strcmp(e, "0") != 0 : m->be->caps.device)) return 0;
+    int qkv = m->be->copy_rows != NULL, cap = 2 * ((qkv ? nl : 0) + nv + (m->has_vision ? 1 : 0));
+    if (!cap) return 0;
+    m->joined = calloc((size_t)cap, sizeof *m->joined);
+    m->joined_names = calloc((size_t)cap, sizeof *m->joined_names);
     if (!m->joined || !m->joined_names) return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
-    for (int l = 0; l < nl; l++) {
+    char name[96];
+    for (int l = 0; qkv && l < nl; l++) {
         glmv_text_layer *L = &m->layers[l];
         glmv_tensor *w[3] = {L->q_w, L->k_w, L->v_w}, *b[3] = {L->q_b, L->k_b, L->v_b};
-        int ok = 1, nb = 0;
-        for (int i = 0; i < 3; i++) {
-            ok &= w[i]->dtype == w[0]->dtype && glmv_tensor_cols(w[i]) == glmv_tensor_cols(w[0]) && w[i]->ndim == 2;
-            nb += b[i] != NULL;
-            if (b[i] && b[0]) ok &= b[i]->dtype == b[0]->dtype && !glmv_dtype_is_quant(b[i]->dtype);
-        }
-        if (!ok || (nb != 0 && nb != 3)) continue;
-        int64_t cols = glmv_tensor_cols(w[0]), rows = 0;
-        size_t rb = glmv_dtype_row_bytes(w[0]->dtype, cols), off = 0;
-        for (int i = 0; i < 3; i++) rows += glmv_tensor_rows(w[i]);
-        glmv_tensor *jw = &m->joined[2 * l], *jb = &m->joined[2 * l + 1];
-        snprintf(m->joined_names[2 * l], 96, "model.language_model.layers.%d.self_attn.qkv (joined)", l);
-        snprintf(m->joined_names[2 * l + 1], 96, "model.language_model.layers.%d.self_attn.qkv bias (joined)", l);
-        *jw = (glmv_tensor){.name = m->joined_names[2 * l], .dtype = w[0]->dtype, .ndim = 2, .shape = {rows, cols}};
-        jw->data = jw->host = glmv_aligned_alloc(glmv_mul_size((size_t)rows, rb));
-        if (!jw->data) return glmv_errc(err, GLMV_E_NOMEM, "out of memory joining %s", jw->name);
-        for (int i = 0; i < 3; i++) {
-            size_t n = rb * (size_t)glmv_tensor_rows(w[i]);
-            memcpy((char *)jw->data + off, w[i]->host ? w[i]->host : w[i]->data, n);
-            off += n;
-        }
-        if (nb) {
-            size_t es = glmv_dtype_size(b[0]->dtype);
-            *jb = (glmv_tensor){.name = m->joined_names[2 * l + 1], .dtype = b[0]->dtype, .ndim = 1, .shape = {rows}};
-            jb->data = jb->host = glmv_aligned_alloc(glmv_mul_size((size_t)rows, es));
-            if (!jb->data) return glmv_errc(err, GLMV_E_NOMEM, "out of memory joining %s", jb->name);
-            off = 0;
-            for (int i = 0; i < 3; i++) {
-                size_t n = es * (size_t)glmv_tensor_numel(b[i]);
-                memcpy((char *)jb->data + off, b[i]->host ? b[i]->host : b[i]->data, n);
-                off += n;
-            }
-        }
-        L->qkv_w = jw;
-        L->qkv_b = nb ? jb : NULL;
+        snprintf(name, sizeof name, "model.language_model.layers.%d.self_attn.qkv", l);
+        if (join_rows(m, w, b, 3, name, &L->qkv_w, &L->qkv_b, err)) return -1;
+    }
+    for (int l = 0; l < nv; l++) {
+        glmv_vision_block *B = &m->blocks[l];
+        glmv_tensor *w[2] = {B->gate_w, B->up_w}, *b[2] = {B->gate_b, B->up_b};
+        snprintf(name, sizeof name, "model.visual.blocks.%d.mlp.gate_up", l);
+        if (join_rows(m, w, b, 2, name, &B->gate_up_w, &B->gate_up_b, err)) return -1;
+    }
+    if (m->has_vision) {
+        glmv_tensor *w[2] = {m->mg_gate, m->mg_up}, *b[2] = {NULL, NULL};
+        if (join_rows(m, w, b, 2, "model.visual.merger.gate_up", &m->mg_gate_up, NULL, err)) return -1;
     }
     return 0;
 }
 
 /* On a device, the block-format buffers made at load (--quant) once the device holds the
- * blocks, and those of matrices join_qkv took into joined ones: nothing reads them again (a
+ * blocks, and those of matrices join_weights took into joined ones: nothing reads them again (a
  * model on a device is not saved), and for the 9B they are 5 to 10 GB of host memory. */
 static void free_uploaded_quant(glmv_model *m) {
     for (int64_t i = 0; i < glmv_weights_count(m->w); i++) {
@@ -369,14 +394,18 @@ static void free_uploaded_quant(glmv_model *m) {
     }
 }
 
-/* a tensor that join_qkv took into a joined one: not uploaded */
+/* a tensor that join_weights took into a joined one: not uploaded */
 static int joined_away(const glmv_model *m, const glmv_tensor *t) {
     for (int l = 0; m->joined && l < m->cfg.num_hidden_layers; l++) {
         const glmv_text_layer *L = &m->layers[l];
         if (L->qkv_w && (t == L->q_w || t == L->k_w || t == L->v_w || t == L->q_b || t == L->k_b || t == L->v_b))
             return 1;
     }
-    return 0;
+    for (int l = 0; m->joined && m->has_vision && l < m->cfg.v_depth; l++) {
+        const glmv_vision_block *B = &m->blocks[l];
+        if (B->gate_up_w && (t == B->gate_w || t == B->up_w || t == B->gate_b || t == B->up_b)) return 1;
+    }
+    return m->joined && m->mg_gate_up && (t == m->mg_gate || t == m->mg_up);
 }
 
 /* F16 matrices (a GGUF mmproj's) on a device that multiplies bf16: its GEMMs round
@@ -647,7 +676,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
     }
     if (m->be->caps.device && m->be->bf16 && f16_to_bf16(m, err)) goto fail;
     if (quantize_weights(m, err)) goto fail;
-    if (join_qkv(m, err)) goto fail;
+    if (join_weights(m, err)) goto fail;
     if (p->tensor_parallel < 0 || p->tensor_parallel > 8) {
         glmv_errc(err, GLMV_E_INVALID, "tensor parallel %d: expected 1 to 8", p->tensor_parallel);
         goto fail;
@@ -686,7 +715,7 @@ int glmv_model_load(glmv_model **out, const char *dir, const glmv_model_params *
         }
         if (m->be->upload(m->be, t, err)) goto fail;
     }
-    for (int i = 0; m->joined && i < 2 * m->cfg.num_hidden_layers; i++) {
+    for (int i = 0; m->joined && i < m->n_joined; i++) {
         glmv_tensor *t = &m->joined[i];
         if (glmv_tp_replaced(m, t)) { /* its shares were uploaded (tp.c) */
             free(t->host);
@@ -821,7 +850,7 @@ void glmv_model_free(glmv_model *m) {
     free(m->quant_bufs);
     free(m->sharing);
     free(m->sessions); /* empty: each session leaves it when freed, before its model */
-    for (int i = 0; m->joined && i < 2 * m->cfg.num_hidden_layers; i++)
+    for (int i = 0; m->joined && i < m->n_joined; i++)
         free(m->joined[i].host); /* on a device, freed once uploaded */
     free(m->joined);
     free(m->joined_names);

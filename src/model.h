@@ -45,6 +45,7 @@ typedef struct {
     glmv_tensor *gate_w, *gate_b;          /* (Ov, Hv) */
     glmv_tensor *up_w, *up_b;              /* (Ov, Hv) */
     glmv_tensor *down_w, *down_b;          /* (Hv, Ov) */
+    glmv_tensor *gate_up_w, *gate_up_b;    /* (2Ov, Hv): gate and up joined (model.c join_weights), or NULL */
 } glmv_vision_block;
 
 /* Called with named activations (host copies) when set: GLMV_DUMP and tests. */
@@ -59,7 +60,8 @@ struct glmv_model {
     void **quant_bufs;                     /* buffers of weights converted at load (--quant; F16 to bf16 on a device) */
     int n_quant_bufs;
     int64_t weight_bytes;                  /* weights as held, after quantization */
-    glmv_tensor *joined;                   /* 2 per layer: the joined q|k|v weights and biases */
+    glmv_tensor *joined;                   /* the joined matrices and their biases (2 entries each) */
+    int n_joined;
     char (*joined_names)[96];
 
     /* text: ref Glm4vTextModel + lm_head */
@@ -84,6 +86,7 @@ struct glmv_model {
     glmv_tensor *mg_proj;                  /* (Ov, Ov) */
     glmv_tensor *mg_ln_w, *mg_ln_b;        /* (Ov), (Ov) */
     glmv_tensor *mg_gate, *mg_up;          /* (Iv, Ov) */
+    glmv_tensor *mg_gate_up;               /* (2Iv, Ov): the two joined, or NULL */
     glmv_tensor *mg_down;                  /* (Ov, Iv) */
 
     glmv_tokenizer *tok;                   /* NULL for synthetic weights */
@@ -104,7 +107,7 @@ struct glmv_model {
     int64_t n_params;
     int64_t device_bytes;
 
-    int vision_row_block;                  /* rows per vision MLP pass (0 = 1024; tests set it small) */
+    int vision_row_block;                  /* rows per vision MLP pass (0: the backend's caps.vision_rows, else 1024; tests set it small) */
     /* Vision scratch kept between calls on backends where allocation is
      * costly (a device: cudaMalloc per buffer per image would add up), grown
      * as needed and freed with the model. Off on the CPU unless

@@ -75,7 +75,11 @@ int glmv_env_kv_bf16(int def, int *kv_bf16, char *err);
 typedef struct {
     int device;                 /* 1: its memory is not the host's (be->alloc is device memory, weights
                                    are copied there, host rows are written and read) */
-    int prefill_chunk;          /* prompt rows it prefers in one pass (GEMM efficiency vs scratch) */
+    int prefill_chunk;          /* a lone prompt's rows in one pass (GEMM efficiency vs scratch) */
+    int batch_prompt_rows;      /* prompt rows a batched pass takes beside the decode rows (0: prefill_chunk):
+                                   fewer than a lone prompt's, so that a long prompt does not stall
+                                   the running streams for long */
+    int vision_rows;            /* rows of the vision tower's MLP a pass (0: 1024; bounds its scratch) */
     int keep_scratch;           /* 1: allocation is costly (cudaMalloc): keep per-call scratch */
     int kv_bf16;                /* 1: a KV cache holds bf16 (2 bytes an element, rounded to nearest
                                    even by kv_store), half the memory and the attention's reads; 0:

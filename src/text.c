@@ -339,7 +339,9 @@ int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
     if (!b) return glmv_errf(err, "out of memory");
     b->m = m;
     b->cap = cap;
-    b->prompt_rows = be->caps.prefill_chunk > 0 ? be->caps.prefill_chunk : 256;
+    b->prompt_rows = be->caps.batch_prompt_rows > 0 ? be->caps.batch_prompt_rows
+                     : be->caps.prefill_chunk > 0   ? be->caps.prefill_chunk
+                                                    : 256;
     int oom = batch_rows_alloc(b, cap) != 0;
     if (!oom) {
         b->logits_dev = be->alloc(be, glmv_mul_size(sizeof(float), (size_t)cap * (size_t)c->vocab_size));

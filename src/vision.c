@@ -229,14 +229,30 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int
 /* y = swiglu(g, u) · wᵀ (+ bias) for k rows of d (row stride d): the backend's fused op where it
  * has one (the products rounded straight into its GEMM's input), else the SwiGLU into g and the
  * product */
-static void swiglu_down(glmv_backend *be, float *y, float *g, const float *u, int64_t d, const glmv_tensor *w,
-                        const glmv_tensor *bias, int64_t k) {
+static void swiglu_down(glmv_backend *be, float *y, const float *g, const float *u, int64_t ld, float *h, int64_t d,
+                        const glmv_tensor *w, const glmv_tensor *bias, int64_t k) {
     if (be->matmul_swiglu) {
-        be->matmul_swiglu(be, y, g, d, u, d, g, w, bias, k);
+        be->matmul_swiglu(be, y, g, ld, u, ld, h, w, bias, k);
         return;
     }
-    be->swiglu(be, g, g, d, u, d, k, d);
-    be->matmul(be, y, g, w, bias, k);
+    be->swiglu(be, h, g, ld, u, ld, k, d);
+    be->matmul(be, y, h, w, bias, k);
+}
+
+/* y = swiglu(x · gateᵀ, x · upᵀ) · downᵀ (+ biases) for k rows of x: gate and up as one product where
+ * the model joined them (gu [k, 2d], then the SwiGLU of its two halves; h [k, d] scratch), else as
+ * two (into gu and h, the SwiGLU's output over gu) */
+static void mlp(glmv_backend *be, float *y, const float *x, const glmv_tensor *gate_up, const glmv_tensor *gate_up_b,
+                const glmv_tensor *gate, const glmv_tensor *gate_b, const glmv_tensor *up, const glmv_tensor *up_b,
+                const glmv_tensor *down, const glmv_tensor *down_b, float *gu, float *h, int64_t d, int64_t k) {
+    if (gate_up) {
+        be->matmul(be, gu, x, gate_up, gate_up_b, k);
+        swiglu_down(be, y, gu, gu + d, 2 * d, h, d, down, down_b, k);
+        return;
+    }
+    be->matmul(be, gu, x, gate, gate_b, k);
+    be->matmul(be, h, x, up, up_b, k);
+    swiglu_down(be, y, gu, h, d, gu, d, down, down_b, k);
 }
 
 static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const int (*grid)[3],
@@ -316,15 +332,16 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
     float *qkv = aget(&a, N * 3 * Hv), *att = aget(&a, N * Hv), *tmp = aget(&a, N * Hv);
     /* the MLPs run over at most rb rows at a time, which bounds their scratch
      * (a 4.8 Mpx image has 24576 patches) */
-    const char *vr = getenv("GLMV_VISION_ROWS"); /* experiment */
-    int64_t rb = m->vision_row_block > 0 ? m->vision_row_block : vr && atoi(vr) > 0 ? atoi(vr) : 1024;
+    int64_t rb = m->vision_row_block > 0 ? m->vision_row_block : be->caps.vision_rows > 0 ? be->caps.vision_rows : 1024;
     int64_t RB = GLMV_MIN(N, rb);
-    float *g1 = aget(&a, RB * Ov), *u1 = aget(&a, RB * Ov);
+    int jv = 0, jm = m->mg_gate_up != NULL; /* joined: gate and up both in g1 / mg */
+    for (int l = 0; l < c->v_depth; l++) jv |= m->blocks[l].gate_up_w != NULL;
+    float *g1 = aget(&a, RB * (jv ? 2 : 1) * Ov), *u1 = aget(&a, RB * Ov);
     float *cs = aget(&a, N * (hd / 2)), *sn = aget(&a, N * (hd / 2));
     int64_t M = N / (ms * ms);
     float *z = aget(&a, M * Ov), *z2 = aget(&a, M * Ov);
     int64_t MB = GLMV_MIN(M, rb);
-    float *mg = aget(&a, MB * Iv), *mu = aget(&a, MB * Iv);
+    float *mg = aget(&a, MB * (jm ? 2 : 1) * Iv), *mu = aget(&a, MB * Iv);
     if (a.oom) {
         glmv_errf(err, "vision: out of backend memory for %lld patches", (long long)N);
         goto done;
@@ -359,9 +376,8 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
         be->rmsnorm(be, hn, h, B->norm2, N, Hv, eps);
         for (int64_t r = 0; r < N; r += RB) {
             int64_t k = GLMV_MIN(RB, N - r);
-            be->matmul(be, g1, hn + r * Hv, B->gate_w, B->gate_b, k);
-            be->matmul(be, u1, hn + r * Hv, B->up_w, B->up_b, k);
-            swiglu_down(be, tmp + r * Hv, g1, u1, Ov, B->down_w, B->down_b, k);
+            mlp(be, tmp + r * Hv, hn + r * Hv, B->gate_up_w, B->gate_up_b, B->gate_w, B->gate_b, B->up_w, B->up_b,
+                B->down_w, B->down_b, g1, u1, Ov, k);
         }
         be->add(be, h, h, tmp, N * Hv);
         char name[32];
@@ -380,9 +396,8 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
     be->gelu_erf(be, z, z, M * Ov);
     for (int64_t r = 0; r < M; r += MB) {
         int64_t k = GLMV_MIN(MB, M - r);
-        be->matmul(be, mg, z + r * Ov, m->mg_gate, NULL, k);
-        be->matmul(be, mu, z + r * Ov, m->mg_up, NULL, k);
-        swiglu_down(be, out + r * Ov, mg, mu, Iv, m->mg_down, NULL, k);
+        mlp(be, out + r * Ov, z + r * Ov, m->mg_gate_up, NULL, m->mg_gate, NULL, m->mg_up, NULL, m->mg_down, NULL,
+            mg, mu, Iv, k);
     }
     glmv_model_dump(m, "v.merger", out, M, Ov);
     be->sync(be);

@@ -532,6 +532,69 @@ static void one_norm_fold(glmv_dtype qt, int64_t n, int64_t d) {
     free_tensor(&w2, &d2);
 }
 
+/* In bf16 precision a norm of more than 8 rows also writes them in bf16, and the BF16 product that
+ * reads those rows right after takes them instead of converting them: bit for bit the product on a
+ * copy of the rows (which it converts itself), with and without a bias, after rmsnorm and after
+ * norm_add_norm; taken once (a second product of the same rows converts them); and rows changed
+ * after the norm (a kernel, a write from the host, a product writing them) are converted afresh */
+static void one_norm_bf16_fold(int64_t n, int64_t d, int with_bias) {
+    glmv_tensor w = make_tensor(GLMV_BF16, d, d, 0.5f), dw = dev_tensor(&w); /* square: a product can write x */
+    glmv_tensor bias = make_tensor(GLMV_F32, d, 0, 1.0f), db = dev_tensor(&bias);
+    glmv_tensor w1 = make_tensor(GLMV_F32, d, 0, 1.0f), w2 = make_tensor(GLMV_BF16, d, 0, 1.0f);
+    glmv_tensor d1 = dev_tensor(&w1), d2 = dev_tensor(&w2);
+    const glmv_tensor *bp = with_bias ? &db : NULL;
+    float *x = rand_buf(n * d, 3.0f), *t = rand_buf(n * d, 3.0f), *other = rand_buf(n * d, 2.0f);
+    float *dx = dev_from(x, n * d), *dtin = dev_from(t, n * d), *dy = dev_poison(n * d), *cp = dev_poison(n * d);
+    float *ya = dev_poison(n * d), *yb = dev_poison(n * d), *yc = dev_poison(n * d);
+    const size_t bytes = sizeof(float) * (size_t)(n * d);
+    for (int how = 0; how < 6; how++) {
+        /* 0 rmsnorm, 1 norm_add_norm: the product on the norm's rows, twice; 2 a kernel, 3 a write,
+           4 a product changes the rows before the product reads them; 5 another product between */
+        if (how == 1) be->norm_add_norm(be, dx, dy, dtin, &d1, &d2, n, d, 1e-5f);
+        else be->rmsnorm(be, dy, dtin, &d1, n, d, 1e-5f);
+        if (how == 2) be->add(be, dy, dy, dtin, n * d);
+        if (how == 3) be->write(be, dy, other, bytes);
+        if (how == 4) be->matmul(be, dy, dtin, &dw, bp, n);
+        if (how == 5) be->matmul(be, yc, dtin, &dw, bp, n);
+        be->matmul(be, ya, dy, &dw, bp, n);
+        be->matmul(be, yc, dy, &dw, bp, n); /* the same rows again: converted by the product */
+        be->copy(be, cp, dy, bytes);
+        be->matmul(be, yb, cp, &dw, bp, n);
+        float *a = host_of(ya, n * d), *b = host_of(yb, n * d), *c2 = host_of(yc, n * d);
+        CHECK_MSG(!memcmp(a, b, bytes) && !memcmp(c2, b, bytes), "%lldx%lld%s, case %d: the product of a norm's rows "
+                  "is not the product of a copy of them bit for bit", (long long)n, (long long)d,
+                  with_bias ? " +bias" : "", how);
+        free(a), free(b), free(c2);
+    }
+    /* the norm's outputs are still its own */
+    float *ux = dev_from(x, n * d), *ut = dev_poison(n * d), *uy = dev_poison(n * d);
+    be->norm_add_norm(be, dx, dy, dtin, &d1, &d2, n, d, 1e-5f);
+    be->rmsnorm(be, ut, dtin, &d1, n, d, 1e-5f);
+    be->add(be, ux, ux, ut, n * d);
+    be->rmsnorm(be, uy, ux, &d2, n, d, 1e-5f);
+    float *p = host_of(dy, n * d), *q = host_of(uy, n * d);
+    CHECK_MSG(!memcmp(p, q, bytes), "%lldx%lld: norm_add_norm not rmsnorm, add, rmsnorm bit for bit", (long long)n,
+              (long long)d);
+    free(p), free(q);
+    float *bufs[] = {dx, dtin, dy, cp, ya, yb, yc, ux, ut, uy};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(be, bufs[i]);
+    free(x), free(t), free(other);
+    free_tensor(&w, &dw);
+    free_tensor(&bias, &db);
+    free_tensor(&w1, &d1);
+    free_tensor(&w2, &d2);
+}
+
+TEST(norm_bf16_fold) {
+    NEED_GPU();
+    one_norm_bf16_fold(8, 256, 0);    /* the matrix-vector kernel's rows: no fold */
+    one_norm_bf16_fold(9, 256, 1);    /* the skinny kernel's */
+    one_norm_bf16_fold(16, 1024, 0);
+    one_norm_bf16_fold(200, 1536, 1); /* cuBLAS */
+    one_norm_bf16_fold(513, 96, 0);   /* rows not a multiple of 4 wide: the norms' scalar path */
+    one_norm_bf16_fold(64, 100, 1);
+}
+
 TEST(norm_quant_fold) {
     NEED_GPU();
     one_norm_fold(GLMV_Q8_0, 1, 4096);
@@ -1933,6 +1996,7 @@ int main(int argc, char **argv) {
     RUN(matmul_glu_quant);
     RUN(matmul_quant_rows);
     RUN(norm_quant_fold);
+    RUN(norm_bf16_fold);
     RUN(matmul_f32_f16);
     RUN(matmul_quant_decode);
     RUN(matmul_mmq);

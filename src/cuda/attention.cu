@@ -858,11 +858,7 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
     const int64_t ldkv = (int64_t)n_kv_heads * hd;
     /* chunks of whole block steps: about four blocks per multiprocessor in all */
     int64_t want = cdiv(4 * (int64_t)c->sms, (int64_t)n_kv_heads * n);
-    /* GLMV_CUDA_DEC_CHUNK=keys: at least that many keys a chunk (fewer chunks to merge), for
-     * comparisons */
-    static int64_t min_chunk = -1;
-    if (min_chunk < 0) min_chunk = getenv("GLMV_CUDA_DEC_CHUNK") ? GLMV_MAX(0, atoll(getenv("GLMV_CUDA_DEC_CHUNK"))) : 0;
-    int64_t n_chunks = cdiv(max_keys, GLMV_MAX((int64_t)step, min_chunk));
+    int64_t n_chunks = cdiv(max_keys, step);
     if (n_chunks > want) n_chunks = want;
     if (n_chunks < 1) n_chunks = 1;
     int64_t chunk = cdiv(cdiv(max_keys, n_chunks), step) * step;

@@ -51,6 +51,15 @@ struct cuda_ctx {
     const float *qn_src;
     int64_t qn_m, qn_k;
     int has_quant, qfold_off;    /* qfold_off: GLMV_CUDA_QFOLD=0 */
+    /* Likewise a norm's output of more than GEMV_MAX_M rows rounded to bf16 by the norm kernel
+     * itself (bf16 precision), for the BF16 product that reads those rows next to take instead of
+     * converting them (k_to_bf16: the same rounding); valid while bn_src is set, cleared as qn_src
+     * is and by the product that takes it. GLMV_CUDA_BFOLD=0: the products convert. */
+    void *bn;
+    size_t bn_bytes;
+    const float *bn_src;
+    int64_t bn_m, bn_k;
+    int bfold_off;
     void *workspace;             /* cuBLAS workspace */
     size_t workspace_bytes;
     int64_t allocated;           /* bytes from be->alloc and uploads, live */
@@ -285,7 +294,7 @@ __device__ __forceinline__ void glu_finish(float (&acc)[M], float (*up)[M], int 
 template <typename... KArgs, typename... Args>
 static inline void cuda_launch(cuda_ctx *c, void (*kernel)(KArgs...), dim3 grid, dim3 block,
                                size_t smem, Args &&...args) {
-    c->qn_src = NULL; /* a norm's rounded rows are for the kernel right after it only */
+    c->qn_src = c->bn_src = NULL; /* a norm's rounded rows are for the kernel right after it only */
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;

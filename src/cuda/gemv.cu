@@ -413,13 +413,6 @@ int k_skinny_takes(const glmv_tensor *w, const __nv_bfloat16 *xb, int64_t m) {
  * every block, then costs half the weights' bytes at 16 rows), else 16, so that the last blocks' tail
  * stays short. (With 16 rows of x a 32-row block takes 94 registers a thread: 2 blocks of 256
  * threads run on a multiprocessor at once; a 16-row block 62: 4.) */
-/* GLMV_CUDA_SKINNY_MT=1|2|4 and GLMV_CUDA_SKINNY_U=1|2 (9-16 rows): the block's weight tiles and the
- * chunks a warp has in flight, fixed, for comparisons (default: the rule below, U = 1) */
-static int skinny_env(const char *name) {
-    const char *e = getenv(name);
-    return e ? atoi(e) : 0;
-}
-
 template <int NT>
 static void skinny_launch(cuda_ctx *c, float *y, const __nv_bfloat16 *xb, const glmv_tensor *w,
                           const glmv_tensor *bias, int64_t m) {
@@ -427,27 +420,6 @@ static void skinny_launch(cuda_ctx *c, float *y, const __nv_bfloat16 *xb, const 
     const void *bp = bias ? bias->data : NULL;
     int bdt = bias ? (int)bias->dtype : 0;
     const __nv_bfloat16 *wp = (const __nv_bfloat16 *)w->data;
-    static int mt = -1, u = -1;
-    if (mt < 0) {
-        mt = skinny_env("GLMV_CUDA_SKINNY_MT");
-        u = skinny_env("GLMV_CUDA_SKINNY_U");
-    }
-    if (NT == 2 && (mt || u == 2)) {
-        const int t = mt ? mt : n >= 32 * 4 * (int64_t)c->sms ? 2 : 1;
-        if (t == 4 && u == 2)
-            cuda_launch(c, skinny_kernel<4, NT, 2>, cdiv(n, 64), SK_WARPS * 32, 0, y, xb, wp, bp, bdt, m, n, k);
-        else if (t == 4)
-            cuda_launch(c, skinny_kernel<4, NT, 1>, cdiv(n, 64), SK_WARPS * 32, 0, y, xb, wp, bp, bdt, m, n, k);
-        else if (t == 2 && u == 2)
-            cuda_launch(c, skinny_kernel<2, NT, 2>, cdiv(n, 32), SK_WARPS * 32, 0, y, xb, wp, bp, bdt, m, n, k);
-        else if (t == 2)
-            cuda_launch(c, skinny_kernel<2, NT, 1>, cdiv(n, 32), SK_WARPS * 32, 0, y, xb, wp, bp, bdt, m, n, k);
-        else if (u == 2)
-            cuda_launch(c, skinny_kernel<1, NT, 2>, cdiv(n, 16), SK_WARPS * 32, 0, y, xb, wp, bp, bdt, m, n, k);
-        else
-            cuda_launch(c, skinny_kernel<1, NT, 1>, cdiv(n, 16), SK_WARPS * 32, 0, y, xb, wp, bp, bdt, m, n, k);
-        return;
-    }
     if (n >= 32 * 4 * (int64_t)c->sms)
         cuda_launch(c, skinny_kernel<2, NT, 1>, cdiv(n, 32), SK_WARPS * 32, 0, y, xb, wp, bp, bdt, m, n, k);
     else

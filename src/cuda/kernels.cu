@@ -70,8 +70,14 @@ void k_embed(cuda_ctx *c, float *y, const glmv_tensor *t, const int32_t *ids, in
 
 /* ------------------------------------------------------------------ norms */
 
+/* four floats rounded to bf16 as to_bf16_kernel rounds them, one 8-byte store */
+__device__ __forceinline__ void store_bf16x4(__nv_bfloat16 *p, float4 a) {
+    __nv_bfloat162 lo = __floats2bfloat162_rn(a.x, a.y), hi = __floats2bfloat162_rn(a.z, a.w);
+    *(uint2 *)p = make_uint2(*(uint32_t *)&lo, *(uint32_t *)&hi);
+}
+
 __global__ void rmsnorm_kernel(float *y, const float *x, const void *w, int dt, int64_t d,
-                               float eps, int vec) {
+                               float eps, int vec, __nv_bfloat16 *yb) {
     PDL_ENTRY();
     __shared__ float sh[32];
     const float *xr = x + blockIdx.x * d;
@@ -95,10 +101,28 @@ __global__ void rmsnorm_kernel(float *y, const float *x, const void *w, int dt, 
             v.z = ldw(w, dt, j + 2) * (v.z * r);
             v.w = ldw(w, dt, j + 3) * (v.w * r);
             *(float4 *)(yr + j) = v;
+            if (yb) store_bf16x4(yb + blockIdx.x * d + j, v);
         }
     } else {
-        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) yr[j] = ldw(w, dt, j) * (xr[j] * r);
+        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+            yr[j] = ldw(w, dt, j) * (xr[j] * r);
+            if (yb) yb[blockIdx.x * d + j] = __float2bfloat16_rn(yr[j]);
+        }
     }
+}
+
+/* where a norm of n rows of d also writes them in bf16 for the product after it (cuda_ctx's bn), that
+ * buffer; NULL where it does not */
+static __nv_bfloat16 *bf16_fold(cuda_ctx *c, int64_t n, int64_t d) {
+    if (!c->bf16 || c->bfold_off || n <= GEMV_MAX_M) return NULL;
+    size_t bytes = sizeof(__nv_bfloat16) * (size_t)(n * d);
+    return (__nv_bfloat16 *)cuda_grow(c, &c->bn, &c->bn_bytes, bytes, bytes, "out of device memory for bf16 rows");
+}
+
+static void bf16_folded(cuda_ctx *c, const float *y, int64_t n, int64_t d) { /* after the launch, which clears it */
+    c->bn_src = y;
+    c->bn_m = n;
+    c->bn_k = d;
 }
 
 static int norm_threads(int64_t d) {
@@ -112,9 +136,12 @@ void k_rmsnorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, int6
     if (n <= 0) return;
     /* the float4 path needs 16-byte aligned rows */
     int vec = (d & 3) == 0 && !((uintptr_t)x % 16) && !((uintptr_t)y % 16);
+    __nv_bfloat16 *yb = bf16_fold(c, n, d);
+    if (c->failed) return;
     cuda_launch(c, rmsnorm_kernel, (unsigned)n, norm_threads(d), 0, y, x, w->data, w->dtype, d,
-                                                                   eps, vec);
-    cuda_check(c, "rmsnorm");
+                                                                   eps, vec, yb);
+    if (cuda_check(c, "rmsnorm")) return;
+    if (yb) bf16_folded(c, y, n, d);
 }
 
 /* rmsnorm_kernel's arithmetic twice, with the residual add between: x += w1·(t·r1), then
@@ -126,7 +153,7 @@ void k_rmsnorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, int6
 template <int Q>
 __global__ void norm_add_norm_kernel(float *x, float *y, const float *t, const void *w1, int dt1,
                                      const void *w2, int dt2, int64_t d, float eps, int vec, int8_t *q,
-                                     float *qd, int32_t *qs) {
+                                     float *qd, int32_t *qs, __nv_bfloat16 *yb) {
     PDL_ENTRY();
     __shared__ float sh[32];
     const float *tr = t + blockIdx.x * d;
@@ -170,6 +197,7 @@ __global__ void norm_add_norm_kernel(float *x, float *y, const float *t, const v
             v.z = ldw(w2, dt2, j + 2) * (v.z * r);
             v.w = ldw(w2, dt2, j + 3) * (v.w * r);
             *(float4 *)(yr + j) = v;
+            if (yb) store_bf16x4(yb + blockIdx.x * d + j, v);
             if (Q) { /* q8_round_lane over 8 lanes of 4 values */
                 float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
                 for (int off = 4; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
@@ -187,7 +215,10 @@ __global__ void norm_add_norm_kernel(float *x, float *y, const float *t, const v
             }
         }
     } else {
-        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) yr[j] = ldw(w2, dt2, j) * (xr[j] * r);
+        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+            yr[j] = ldw(w2, dt2, j) * (xr[j] * r);
+            if (yb) yb[blockIdx.x * d + j] = __float2bfloat16_rn(yr[j]);
+        }
     }
 }
 
@@ -202,16 +233,20 @@ void k_norm_add_norm(cuda_ctx *c, float *x, float *y, const float *t, const glmv
                                     "out of device memory for quantized activations");
         if (!s) return;
         cuda_launch(c, norm_add_norm_kernel<1>, (unsigned)n, norm_threads(d), 0, x, y, t, w1->data, w1->dtype,
-                    w2->data, w2->dtype, d, eps, vec, (int8_t *)s, (float *)(s + a), (int32_t *)(s + a + b));
+                    w2->data, w2->dtype, d, eps, vec, (int8_t *)s, (float *)(s + a), (int32_t *)(s + a + b),
+                    (__nv_bfloat16 *)NULL);
         if (cuda_check(c, "norm_add_norm")) return;
         c->qn_src = y; /* after the launch, which clears it */
         c->qn_m = n;
         c->qn_k = d;
         return;
     }
+    __nv_bfloat16 *yb = bf16_fold(c, n, d);
+    if (c->failed) return;
     cuda_launch(c, norm_add_norm_kernel<0>, (unsigned)n, norm_threads(d), 0, x, y, t, w1->data, w1->dtype,
-                w2->data, w2->dtype, d, eps, vec, (int8_t *)NULL, (float *)NULL, (int32_t *)NULL);
-    cuda_check(c, "norm_add_norm");
+                w2->data, w2->dtype, d, eps, vec, (int8_t *)NULL, (float *)NULL, (int32_t *)NULL, yb);
+    if (cuda_check(c, "norm_add_norm")) return;
+    if (yb) bf16_folded(c, y, n, d);
 }
 
 __global__ void layernorm_kernel(float *y, const float *x, const void *w, int dtw, const void *b,
