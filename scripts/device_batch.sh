@@ -481,12 +481,11 @@ rows)
     [ -n "${NCU:-}" ] && { echo "== ncu"; wc -l "$OUT"/ncu_rows_*.csv; tail -n 3 "$OUT/ncu.err"; }
     ;;
 explore)
-    # several candidate changes, each behind its own switch, in one call: (1) device_quant.sh qrows
-    # (one row through Q8_0 / Q4_0 weights, 1 or 2-4 weight rows a warp); (2) the decode step of
-    # 1, 16 and 64 streams (rows); (3) 16 streams' skinny kernel with its tiles fixed
-    # (GLMV_CUDA_SKINNY_MT=1|2|4, GLMV_CUDA_SKINNY_U=1|2): the tests, then steady decode of 16
-    # streams; (4) one stream's decode attention with fewer, longer chunks (GLMV_CUDA_DEC_CHUNK):
-    # the tests, then glmv bench's decode at 1k keys
+    # candidate changes, each behind its own switch, in one call; PARTS (in that order) of: qrows
+    # (device_quant.sh qrows: one row through Q8_0 / Q4_0 weights, 1 or 2-4 weight rows a warp);
+    # rows (the decode step of 1, 16 and 64 streams); ttft (the first token with glmv-prev, e.g.
+    # libpng's decoding, and this binary); skinny64 (64 streams through the skinny kernel); pchunk
+    # (a lone prompt's rows a pass, GLMV_CUDA_PREFILL_CHUNK). XR rounds, LIMIT seconds in all.
     S0=$SECONDS
     B="build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512"
     ex_qrows() { LIMIT=${QLIMIT:-200} bash scripts/device_quant.sh qrows 2>&1 | tail -n 30; }
@@ -494,23 +493,6 @@ explore)
         for m in ${ROWS:-1 16 64}; do
             echo "== $m streams"
             GLMV_BENCH_ROWS=$m timeout 100 build/cuda/tests/test_cuda --bench-decode 2>&1 | tail -n 7
-        done
-    }
-    ex_skinny() {
-        for v in "2 2" "4 1" "4 2" "1 2"; do
-            set -- $v
-            GLMV_CUDA_SKINNY_MT=$1 GLMV_CUDA_SKINNY_U=$2 GLMV_TEST_ONLY=matmul_skinny timeout 60 build/cuda/tests/test_cuda \
-                >"$OUT/skinny_$1_$2.log" 2>&1
-            echo "== skinny MT=$1 U=$2 tests: rc $? $(grep -cE 'not ok|FAIL' "$OUT/skinny_$1_$2.log") failures"
-        done
-        for r in $(seq "${XR:-2}"); do
-            for v in "0 0" "2 2" "4 1" "4 2" "1 2"; do
-                set -- $v
-                [ $((SECONDS - S0)) -lt ${LIMIT:-470} ] || break 2
-                printf '== round %s, 16 streams, skinny MT=%s U=%s: ' $r $1 $2
-                GLMV_CUDA_SKINNY_MT=$1 GLMV_CUDA_SKINNY_U=$2 timeout 80 $B --decode 32 --ctx 1024 --concurrency 16 --json \
-                    2>>"$OUT/bench.err" | grep -o '"ms_per_step": [0-9.]*\|"aggregate_tokens_per_s": [0-9.]*' | paste -sd' '
-            done
         done
     }
     ex_ttft() { # the PNG through libdeflate: glmv-prev decodes with libpng
@@ -537,39 +519,28 @@ explore)
             done
         done
     }
-    ex_chunk() {
-        GLMV_CUDA_DEC_CHUNK=256 GLMV_TEST_ONLY=attn_decode_batch timeout 60 build/cuda/tests/test_cuda >"$OUT/chunk.log" 2>&1
-        echo "== GLMV_CUDA_DEC_CHUNK=256 tests: rc $? $(grep -cE 'not ok|FAIL' "$OUT/chunk.log") failures"
-        for r in $(seq "${XR:-2}"); do
-            for ch in 0 256 1024; do
-                [ $((SECONDS - S0)) -lt ${LIMIT:-470} ] || break 2
-                printf '== round %s, GLMV_CUDA_DEC_CHUNK=%s: ' $r $ch
-                GLMV_CUDA_DEC_CHUNK=$ch timeout 80 $B --decode 64 --ctx 1024 --json 2>>"$OUT/bench.err" |
-                    grep -o '"ctx": 1024[^}]*' | head -n 1
-            done
-        done
-    }
-    ex_pchunk() { # a lone prompt's rows a pass (GLMV_CUDA_PREFILL_CHUNK) and the tower's MLP rows a pass (GLMV_VISION_ROWS)
+    ex_pchunk() { # a lone prompt's rows a pass (GLMV_CUDA_PREFILL_CHUNK)
         tok_dir .dev/ttft/tokenizer.json.xz && cp .dev/ttft/tokenizer_config.json .dev/ttft/chat_template.jinja /tmp/tok/
         for r in $(seq "${XR:-2}"); do
-            for v in "512 1024" "2048 1024" "1024 8192" "2048 8192"; do
-                set -- $v
+            for v in 512 1024 2048 4096; do
                 [ $((SECONDS - S0)) -lt ${LIMIT:-470} ] || break 2
-                printf '== round %s, GLMV_CUDA_PREFILL_CHUNK=%s GLMV_VISION_ROWS=%s: ' $r $1 $2
-                GLMV_CUDA_PREFILL_CHUNK=$1 GLMV_VISION_ROWS=$2 timeout 100 build/cuda/glmv bench --synthetic --layers 40 \
+                printf '== round %s, GLMV_CUDA_PREFILL_CHUNK=%s: ' $r $v
+                GLMV_CUDA_PREFILL_CHUNK=$v timeout 100 build/cuda/glmv bench --synthetic --layers 40 \
                     --device cuda --tokenizer /tmp/tok --prompt 0 --decode 0 --image .dev/ttft/photo_1120.png \
                     --question "Describe this image." --json 2>>"$OUT/bench.err" | grep -o '"ttft": {[^}]*'
             done
         done
     }
-    for p in ${PARTS:-qrows rows skinny chunk}; do echo "==== $p ($((SECONDS - S0)) s)"; ex_$p; done
+    for p in ${PARTS:-qrows rows ttft pchunk}; do echo "==== $p ($((SECONDS - S0)) s)"; ex_$p; done
     echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/bench.err" 2>/dev/null
     ;;
 ab)
     # this binary against .dev/cuda/bin/glmv-prev (a binary of an earlier commit), one process each,
-    # alternating (AB_ROUNDS, default 2): test_cuda and the CUDA parity tests first; then the time to
-    # first token of the 1120x1120 PNG and a question (and this binary with GLMV_CUDA_BFOLD=0), the
-    # 512-token prefill and one stream's decode at 1k keys, GPU memory at 8k keys
+    # alternating (AB_ROUNDS, default 2): test_cuda (matmul_quant_rows and norm_bf16_fold among its
+    # tests) and the CUDA parity tests first, and the parity tests again with the switches below;
+    # then the time to first token of the 1120x1120 PNG and a question, the 512-token prefill and one
+    # stream's decode at 1k keys, each also with the norms' bf16 rows (GLMV_CUDA_BFOLD=1); one
+    # stream of Q4_0 with 1 and 2-4 weight rows a warp (GLMV_CUDA_QROWS=auto); GPU memory at 8k keys
     S0=$SECONDS
     { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
     timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
@@ -577,21 +548,31 @@ ab)
     GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=${AB_TESTS:-tiny_text,tiny_image1,tiny_image2,tiny2_image1,bf16_tiny_image2,joined_qkv,joined_vision,batch_invariance,mixed_prefill,decode_graphs,prompt_last_row,embed_on_host,gguf_q8_0_image1,warmup_changes_nothing} \
         timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
     echo "== test_parity on CUDA: rc $?"; grep -E 'not ok|FAIL|RESULT|nmse .*joined' "$OUT/parity_cuda.log" | tail -n 8
+    GLMV_CUDA_BFOLD=1 GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=${AB_TESTS:-tiny_text,tiny_image1,tiny_image2,tiny2_image1,bf16_tiny_image2,joined_vision,batch_invariance,mixed_prefill,decode_graphs,prompt_last_row} \
+        timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda_bfold.log" 2>&1
+    echo "== test_parity on CUDA, GLMV_CUDA_BFOLD=1: rc $?"; grep -E 'not ok|FAIL|RESULT' "$OUT/parity_cuda_bfold.log" | tail -n 8
     echo "== $((SECONDS - S0)) s"
     tok_dir .dev/ttft/tokenizer.json.xz && cp .dev/ttft/tokenizer_config.json .dev/ttft/chat_template.jinja /tmp/tok/
     for r in $(seq "${AB_ROUNDS:-2}"); do
-        for v in prev new nofold; do
+        for v in prev new bfold; do
             [ $((SECONDS - S0)) -lt ${LIMIT:-480} ] || break 2
             b=.dev/cuda/bin/glmv; [ $v = prev ] && b=.dev/cuda/bin/glmv-prev
-            e=GLMV_NONE=1; [ $v = nofold ] && e=GLMV_CUDA_BFOLD=0
+            e=GLMV_NONE=1; [ $v = bfold ] && e=GLMV_CUDA_BFOLD=1
             printf '== round %s, %s: ' $r $v
             env $e timeout 100 $b bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok --prompt 0 --decode 0 \
                 --image .dev/ttft/photo_1120.png --question "Describe this image." --json 2>>"$OUT/bench.err" |
                 grep -o '"ttft": {[^}]*'
-            [ $v = nofold ] && continue
             printf '== round %s, %s, 512 + 64 at 1k: ' $r $v
-            timeout 100 $b bench --synthetic --layers 40 --device cuda --prompt 512 --prompt-reps 4 --decode 64 --ctx 1024 \
+            env $e timeout 100 $b bench --synthetic --layers 40 --device cuda --prompt 512 --prompt-reps 4 --decode 64 --ctx 1024 \
                 --json 2>>"$OUT/bench.err" | grep -o '"prefill": {[^}]*\|"ctx": 1024, "tokens": 64, "ms_per_token": [0-9.]*' | paste -sd' '
+        done
+    done
+    for r in $(seq "${AB_ROUNDS:-2}"); do
+        for v in 1 auto; do
+            [ $((SECONDS - S0)) -lt ${LIMIT:-480} ] || break 2
+            printf '== round %s, Q4_0, GLMV_CUDA_QROWS=%s: ' $r $v
+            GLMV_CUDA_QROWS=$v timeout 120 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
+                --decode 64 --ctx 1024 --quant q4_0 --json 2>>"$OUT/bench.err" | grep -o '"ctx": 1024[^}]*' | head -n 1
         done
     done
     for b in glmv-prev glmv; do

@@ -532,7 +532,7 @@ static void one_norm_fold(glmv_dtype qt, int64_t n, int64_t d) {
     free_tensor(&w2, &d2);
 }
 
-/* In bf16 precision a norm of more than 8 rows also writes them in bf16, and the BF16 product that
+/* In bf16 precision with GLMV_CUDA_BFOLD=1 (set by main) a norm of more than 8 rows also writes them in bf16, and the BF16 product that
  * reads those rows right after takes them instead of converting them: bit for bit the product on a
  * copy of the rows (which it converts itself), with and without a bias, after rmsnorm and after
  * norm_add_norm; taken once (a second product of the same rows converts them); and rows changed
@@ -1942,6 +1942,9 @@ int main(int argc, char **argv) {
      * precision with float32 caches, whatever GLMV_KV_BF16 says */
     char *kv_env = getenv("GLMV_KV_BF16") ? strdup(getenv("GLMV_KV_BF16")) : NULL;
     unsetenv("GLMV_KV_BF16");
+    /* the norms' bf16 rows for the products (off by default until seen on a GPU): on in every test
+     * here unless GLMV_CUDA_BFOLD says otherwise */
+    setenv("GLMV_CUDA_BFOLD", "1", 0);
     be = getenv("GLMV_NO_CUDA") ? NULL : glmv_cuda_backend_new(0, 1, err);
     if (be) be_f32 = glmv_cuda_backend_new(0, 0, err);
     if (be) {
