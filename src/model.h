@@ -188,7 +188,8 @@ struct glmv_session {
     float *cos, *sin;                      /* (chunk, rot/2) */
     float *logits_dev;                     /* (V) */
     float *hcos, *hsin;                    /* host (chunk, rot/2) */
-    float *hemb;                           /* host (chunk, H) when m->embed_on_host */
+    float *hemb;                           /* host (hemb_rows, H) when m->embed_on_host: the token rows' staging */
+    int64_t hemb_rows;                     /* min(chunk, 512): a device's long chunk needs no more host memory */
     int32_t *hpos;                         /* host (3, chunk) */
     int32_t *epos;                         /* host (3, chunk): glmv_session_eval's positions */
 

@@ -117,7 +117,8 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
         s->hist = malloc(sizeof(int32_t) * (size_t)n_ctx);
         oom = !s->hcos || !s->hsin || !s->hpos || !s->epos || !s->hist;
         if (!oom && m->embed_on_host) {
-            s->hemb = malloc(glmv_mul_size((size_t)(C * H), sizeof(float)));
+            s->hemb_rows = GLMV_MIN(C, 512);
+            s->hemb = malloc(glmv_mul_size((size_t)(s->hemb_rows * H), sizeof(float)));
             oom = !s->hemb;
         }
     }
@@ -819,7 +820,7 @@ static int prompt_inputs(glmv_session *s, const int32_t *ids, int64_t n, int64_t
             while (b < n && ids[b] == c->image_token_id) b++;
         } else {
             while (b < n && !(n_seg > 0 && ids[b] == c->image_token_id)) b++;
-            glmv_model_embed(m, emb + (a - start) * H, ids + a, b - a, s->hemb, s->chunk);
+            glmv_model_embed(m, emb + (a - start) * H, ids + a, b - a, s->hemb, s->hemb_rows);
         }
         a = b;
     }

@@ -211,7 +211,7 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
         if (x)
             be->copy(be, s->x, x + off * H, sizeof(float) * (size_t)(k * H));
         else
-            glmv_model_embed(m, s->x, ids + off, k, s->hemb, s->chunk);
+            glmv_model_embed(m, s->x, ids + off, k, s->hemb, s->hemb_rows);
         /* positions of this chunk as (3, k) on the host, then the rope tables */
         for (int a = 0; a < 3; a++) memcpy(s->hpos + a * k, pos + a * n + off, sizeof(int32_t) * (size_t)k);
         glmv_rope_text_table(c, s->hpos, k, k, s->hcos, s->hsin);
