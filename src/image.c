@@ -508,8 +508,10 @@ int glmv_image_preprocess(const glmv_rgb *img, const glmv_image_params *p, float
     if (glmv_smart_resize(p->temporal_patch_size, img->h, img->w, p->patch_size * p->merge_size,
                           p->min_pixels, p->max_pixels, &oh, &ow, err))
         return -1;
-    glmv_rgb rs;
-    if (glmv_image_resize(img, ow, oh, &rs, err)) return -1;
+    glmv_rgb rs = {0};
+    /* already the size (a 1120x1120 image): patchified as it is, not copied first */
+    const int same = ow == img->w && oh == img->h;
+    if (!same && glmv_image_resize(img, ow, oh, &rs, err)) return -1;
     const int gh = oh / p->patch_size, gw = ow / p->patch_size;
     size_t n = glmv_mul_size(glmv_mul_size((size_t)gh * gw, (size_t)3 * p->temporal_patch_size),
                              glmv_mul_size((size_t)p->patch_size * p->patch_size, sizeof(float)));
@@ -519,7 +521,7 @@ int glmv_image_preprocess(const glmv_rgb *img, const glmv_image_params *p, float
         return glmv_errf(err, "image %dx%d: out of memory for %dx%d patches", img->w, img->h, gw,
                          gh);
     }
-    int rc = glmv_patchify(&rs, 1, p, out, err);
+    int rc = glmv_patchify(same ? img : &rs, 1, p, out, err);
     glmv_rgb_free(&rs);
     if (rc) {
         free(out);

@@ -290,7 +290,12 @@ static inline __m128i px_load(const uint8_t *p) { /* 4 bytes from p, widened */
 
 static inline void px_store(uint8_t *p, __m128i v, int bpp) {
     const int32_t o = _mm_cvtsi128_si32(_mm_packus_epi16(v, v));
-    memcpy(p, &o, (size_t)bpp);
+    if (bpp == 4) {
+        memcpy(p, &o, 4);
+    } else { /* constant sizes: moves, not a call to memcpy per pixel */
+        memcpy(p, &o, 2);
+        p[2] = (uint8_t)((uint32_t)o >> 16);
+    }
 }
 
 /* The Paeth filter of 3- or 4-byte pixels: of a row r1 below prev, and when r2 is not NULL of
