@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ttft|video|videottft|wgmma|decode -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|ttft|video|videottft|wgmma|decode -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -812,7 +812,7 @@ video)
     timeout 300 python3 scripts/hf_video_ttft.py /tmp/clip720.npy 30 /tmp/tok 2>&1 | grep -v Warning | tail -n 6
     ;;
 *)
-    echo "usage: $0 tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|ttft|video" >&2
+    echo "usage: $0 tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|ttft|video|videottft|wgmma|decode" >&2
     exit 2
     ;;
 esac
