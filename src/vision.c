@@ -226,9 +226,9 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int
     return rc;
 }
 
-/* y = swiglu(g, u) · wᵀ (+ bias) for k rows of d (row stride d): the backend's fused op where it
- * has one (the products rounded straight into its GEMM's input), else the SwiGLU into g and the
- * product */
+/* y = swiglu(g, u) · wᵀ (+ bias) for k rows of d (g's and u's rows of stride ld): the backend's fused
+ * op where it has one (the products rounded straight into its GEMM's input), else the SwiGLU into h
+ * ([k, d], may be g) and the product */
 static void swiglu_down(glmv_backend *be, float *y, const float *g, const float *u, int64_t ld, float *h, int64_t d,
                         const glmv_tensor *w, const glmv_tensor *bias, int64_t k) {
     if (be->matmul_swiglu) {
