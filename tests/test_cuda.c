@@ -532,8 +532,9 @@ static void one_norm_fold(glmv_dtype qt, int64_t n, int64_t d) {
     free_tensor(&w2, &d2);
 }
 
-/* In bf16 precision with GLMV_CUDA_BFOLD=1 (set by main) a norm of more than 8 rows also writes them in bf16, and the BF16 product that
- * reads those rows right after takes them instead of converting them: bit for bit the product on a
+/* In bf16 precision (unless GLMV_CUDA_BFOLD=0) a norm of more than 8 rows also writes them in bf16,
+ * and the BF16 product that reads those rows right after takes them instead of converting them:
+ * bit for bit the product on a
  * copy of the rows (which it converts itself), with and without a bias, after rmsnorm and after
  * norm_add_norm; taken once (a second product of the same rows converts them); and rows changed
  * after the norm (a kernel, a write from the host, a product writing them) are converted afresh */
@@ -566,8 +567,9 @@ static void one_norm_bf16_fold(int64_t n, int64_t d, int with_bias) {
                   with_bias ? " +bias" : "", how);
         free(a), free(b), free(c2);
     }
-    /* the norm's outputs are still its own */
-    float *ux = dev_from(x, n * d), *ut = dev_poison(n * d), *uy = dev_poison(n * d);
+    /* the norm's outputs are still its own (norm_add_norm adds into x: the sum starts from x as it is now) */
+    float *ux = dev_poison(n * d), *ut = dev_poison(n * d), *uy = dev_poison(n * d);
+    be->copy(be, ux, dx, bytes);
     be->norm_add_norm(be, dx, dy, dtin, &d1, &d2, n, d, 1e-5f);
     be->rmsnorm(be, ut, dtin, &d1, n, d, 1e-5f);
     be->add(be, ux, ux, ut, n * d);
@@ -1942,9 +1944,6 @@ int main(int argc, char **argv) {
      * precision with float32 caches, whatever GLMV_KV_BF16 says */
     char *kv_env = getenv("GLMV_KV_BF16") ? strdup(getenv("GLMV_KV_BF16")) : NULL;
     unsetenv("GLMV_KV_BF16");
-    /* the norms' bf16 rows for the products (off by default until seen on a GPU): on in every test
-     * here unless GLMV_CUDA_BFOLD says otherwise */
-    setenv("GLMV_CUDA_BFOLD", "1", 0);
     be = getenv("GLMV_NO_CUDA") ? NULL : glmv_cuda_backend_new(0, 1, err);
     if (be) be_f32 = glmv_cuda_backend_new(0, 0, err);
     if (be) {

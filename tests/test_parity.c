@@ -2059,15 +2059,22 @@ TEST(joined_vision) {
         int64_t K = glmv_tensor_cols(m[0]->patch_w), O = m[0]->cfg.v_out_hidden_size;
         int64_t N = (int64_t)grids[g][0] * grids[g][1] * grids[g][2], M = N / 4;
         float *px = malloc(sizeof(float) * (size_t)(N * K)), *f[2];
-        f[0] = malloc(sizeof(float) * (size_t)(M * O));
-        f[1] = malloc(sizeof(float) * (size_t)(M * O));
+        f[0] = calloc((size_t)(M * O), sizeof(float));
+        f[1] = calloc((size_t)(M * O), sizeof(float));
         uint32_t seed = 11;
         for (int64_t i = 0; i < N * K; i++) {
             seed = seed * 1664525u + 1013904223u;
             px[i] = (float)(seed >> 9) / 8388608.0f - 1.0f;
         }
-        for (int j = 0; j < 2; j++)
-            CHECK(glmv_vision_forward(m[j], px, N, (const int(*)[3])&grids[g], 1, f[j], err) == 0);
+        for (int j = 0; j < 2; j++) { /* the features land in backend memory (on a device, not the host's) */
+            glmv_backend *be = m[j]->be;
+            float *d = be->alloc(be, sizeof(float) * (size_t)(M * O));
+            CHECK(d != NULL);
+            if (!d) continue;
+            CHECK_MSG(glmv_vision_forward(m[j], px, N, (const int(*)[3])&grids[g], 1, d, err) == 0, "%s", err);
+            be->read(be, f[j], d, sizeof(float) * (size_t)(M * O));
+            be->free(be, d);
+        }
         if (parity_device == GLMV_DEVICE_CPU) {
             CHECK_MSG(memcmp(f[0], f[1], sizeof(float) * (size_t)(M * O)) == 0, "grid %d: joined differs", g);
         } else {

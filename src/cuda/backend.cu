@@ -715,10 +715,10 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->matmul_glu = glu && !atoi(glu) ? NULL : cu_matmul_glu;
     const char *qf = getenv("GLMV_CUDA_QFOLD"); /* 0: the products round a norm's rows themselves */
     c->qfold_off = qf && !atoi(qf);
-    /* GLMV_CUDA_BFOLD=1: norms write bf16 rows for the product after them (not yet run on a GPU
-     * outside test_cuda's own check; off until it has been) */
+    /* norms write bf16 rows for the product after them; GLMV_CUDA_BFOLD=0: the products convert
+     * their rows themselves */
     const char *bf = getenv("GLMV_CUDA_BFOLD");
-    c->bfold_off = !(bf && atoi(bf));
+    c->bfold_off = bf && !atoi(bf);
     be->graph_begin = cu_graph_begin;
     be->graph_end = cu_graph_end;
     be->graph_run = cu_graph_run;

@@ -54,7 +54,7 @@ struct cuda_ctx {
     /* Likewise a norm's output of more than GEMV_MAX_M rows rounded to bf16 by the norm kernel
      * itself (bf16 precision), for the BF16 product that reads those rows next to take instead of
      * converting them (k_to_bf16: the same rounding); valid while bn_src is set, cleared as qn_src
-     * is and by the product that takes it. Only with GLMV_CUDA_BFOLD=1 (bfold_off otherwise). */
+     * is and by the product that takes it. Not with GLMV_CUDA_BFOLD=0 (bfold_off). */
     void *bn;
     size_t bn_bytes;
     const float *bn_src;

@@ -636,15 +636,13 @@ __global__ void __launch_bounds__(QV_THREADS)
             if (j0 + r < I) h[j0 + r] = silu_mul(acc[r] + 0.f, up[warp][r]);
 }
 
-/* rows a warp for one row x. GLMV_CUDA_QROWS=auto: 4 where the grid keeps two blocks of 8 warps a
- * multiprocessor, else 2 where it can, else 1; =2 or =4 fixes it; unset or 1: gemv_q_kernel's warp
- * a row. auto measured one stream's Q4_0 decode 282 -> 305 tokens/s on an H100 and Q8_0 205 -> 218,
- * but its bit-for-bit test (test_cuda matmul_quant_rows) has not yet been seen to pass on a GPU:
- * it stays off until it has (docs/PERFORMANCE.md, "The switches measured"). */
+/* rows a warp for one row x: 4 where the grid keeps two blocks of 8 warps a multiprocessor, else 2
+ * where it can, else 1 (unset or GLMV_CUDA_QROWS=auto); =1, 2 or 4 fixes it (1: gemv_q_kernel's warp
+ * a row). Measured on an H100 (docs/PERFORMANCE.md, "The switches measured"): one stream's Q4_0
+ * decode 283 -> 303 tokens/s, Q8_0 205 -> 218; test_cuda matmul_quant_rows holds it bit for bit. */
 static int q1_rows(const cuda_ctx *c, int64_t n) {
     const char *e = getenv("GLMV_CUDA_QROWS");
-    if (!e) return 1;
-    if (!strcmp(e, "auto")) return n >= 64 * (int64_t)c->sms ? 4 : n >= 32 * (int64_t)c->sms ? 2 : 1;
+    if (!e || !strcmp(e, "auto")) return n >= 64 * (int64_t)c->sms ? 4 : n >= 32 * (int64_t)c->sms ? 2 : 1;
     return atoi(e) >= 4 ? 4 : atoi(e) >= 2 ? 2 : 1;
 }
 
