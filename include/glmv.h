@@ -382,9 +382,16 @@ void glmv_gen_free(glmv_gen *g);
 int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err);
 void glmv_batch_free(glmv_batch *b);
 int glmv_batch_capacity(const glmv_batch *b);
-/* Rows one pass takes: a token of each of the batch's sequences plus one prompt chunk of the
- * size the backend prefers (512 rows on CUDA, 256 on the CPU). */
+/* Rows one pass takes: a token of each of the batch's sequences plus prompt rows of the size
+ * the backend prefers beside them (512 on CUDA, 256 on the CPU). A call of glmv_gen_eval_batch
+ * whose only work is one generation's prompt takes up to the backend's prefill chunk a pass
+ * instead (2,048 rows on CUDA), as glmv_session_eval would; glmv_session_eval_chunks accepts
+ * that many rows too. */
 int glmv_batch_max_rows(const glmv_batch *b);
+/* The rows a pass of a lone prompt may take: the larger of glmv_batch_max_rows and the
+ * backend's prefill chunk, so that a prompt with nobody else's work beside it (a server's lone
+ * request) is prefilled in the passes glmv_session_eval would make. */
+int glmv_batch_idle_rows(const glmv_batch *b);
 /* One pass over the pending work of n generations: each one's token, and the next chunk of
  * each prompt left by glmv_gen_begin_prompt, in the rows the tokens leave (in the order
  * given: a prompt that gets no rows this time waits for the next pass). The caches grow from

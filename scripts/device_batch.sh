@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|ttft|video|videottft|wgmma|decode -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|dec|ttft|video|videottft|wgmma|decode -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -67,6 +67,7 @@
 #   explore  candidate changes behind switches, in one call (see the mode's comment)
 #   ab     this binary against .dev/cuda/bin/glmv-prev: the tests, then the first token, prefill, decode,
 #          GPU memory (see the mode's comment)
+#   dec    the decode attention's kernels and a lone prompt's passes in a batch (see the mode's comment)
 #   decode the decode step and the flash kernels' variants side by side (DECODE_PARTS: tests parts
 #          bench conc attn ttft parity9b; DECODE_VARIANTS: base, noglu, nofuse, prev = .dev/cuda/bin/
 #          glmv-prev, a binary of an earlier commit); see the mode's comment
@@ -580,6 +581,48 @@ ab)
         printf '== %s, GPU memory at 8k: ' $b
         timeout 100 .dev/cuda/bin/$b bench --synthetic --layers 40 --device cuda --prompt 512 --decode 16 --ctx 8192 \
             --json 2>>"$OUT/bench.err" | grep -o '"device_bytes": [0-9]*\|"ctx": 8192, "tokens": 16, "ms_per_token": [0-9.]*' | paste -sd' '
+    done
+    echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/bench.err" 2>/dev/null
+    ;;
+dec)
+    # the decode attention with K and V through shared memory (dec_sm_kernel, the default) against
+    # the kernel reading them straight from the caches (GLMV_CUDA_DEC_SMEM=0) and chunks that fill one
+    # wave (GLMV_CUDA_DEC_WAVE=1); a pass with no decode rows taking the prefill chunk's 2,048 rows
+    # (glmv_batch_idle_rows, the default) against 512 (GLMV_CUDA_PREFILL_CHUNK=512). Tests first.
+    S0=$SECONDS
+    { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
+    timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+    echo "== test_cuda: rc $?"; grep -E 'not ok|FAIL|RESULT' "$OUT/test_cuda.log" | tail -n 8
+    GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=${DEC_TESTS:-tiny_text,tiny_image1,tiny_image2,tiny2_image1,bf16_tiny_image2,joined_qkv,joined_vision,batch_invariance,mixed_prefill,prompt_cuts,lone_prompt_passes,top_logits_batched,decode_graphs,prompt_last_row,embed_on_host,gguf_q8_0_image1,warmup_changes_nothing} \
+        timeout 240 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    echo "== test_parity on CUDA: rc $?"; grep -E 'not ok|FAIL|RESULT|nmse .*joined' "$OUT/parity_cuda.log" | tail -n 8
+    echo "== $((SECONDS - S0)) s"
+    S="--synthetic --layers 40 --device cuda --prompt 512"
+    conc() { python3 -c 'import json, sys
+d = json.load(sys.stdin)
+for c in d.get("concurrency", []): print("  %d streams: %.2f ms a step, %.0f tokens/s" % (c["streams"], c["ms_per_step"], c["aggregate_tokens_per_s"]))
+for c in d.get("serving", []): print("  %d at a time: %.0f tokens/s, first token p50 %.1f max %.1f ms, %d passes, %.1f rows a pass" % (c["streams"], c["generated_tokens_per_s"], c["ttft_p50_ms"], c["ttft_max_ms"], c["passes"], c["rows_per_pass"]))
+for c in d.get("decode", []): print("  one stream at %d keys: %.2f ms a token" % (c["ctx"], c["ms_per_token"]))'; }
+    for r in 1 2; do
+        for v in GLMV_CUDA_DEC_SMEM=0 GLMV_CUDA_DEC_SMEM=1 "GLMV_CUDA_DEC_SMEM=1 GLMV_CUDA_DEC_WAVE=1"; do
+            [ $((SECONDS - S0)) -lt ${LIMIT:-450} ] || break 2
+            echo "== round $r, $v: steady decode of 1, 16, 64 streams at ~1k keys"
+            env $v timeout 150 build/cuda/glmv bench $S --decode 32 --ctx 1024 --concurrency 1,16,64 --json 2>>"$OUT/bench.err" | conc
+        done
+    done
+    for v in GLMV_CUDA_DEC_SMEM=0 GLMV_CUDA_DEC_SMEM=1; do
+        [ $((SECONDS - S0)) -lt ${LIMIT:-450} ] || break
+        echo "== $v: one stream at 8k keys"
+        env $v timeout 100 build/cuda/glmv bench $S --decode 64 --ctx 8192 --json 2>>"$OUT/bench.err" | conc
+    done
+    for v in GLMV_CUDA_PREFILL_CHUNK=512 GLMV_NONE=1; do
+        [ $((SECONDS - S0)) -lt ${LIMIT:-450} ] || break
+        echo "== $v: 128 requests of 512 + 128 tokens served 64 and 16 at a time; 8 of 1,600 + 16 one at a time"
+        env $v timeout 150 build/cuda/glmv bench $S --decode 128 --concurrency 64,16 --requests 128 --schedule mixed \
+            --json 2>>"$OUT/bench.err" | conc
+        env $v timeout 60 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 1600 --decode 16 \
+            --concurrency 1 --requests 8 --schedule mixed \
+            --json 2>>"$OUT/bench.err" | conc
     done
     echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/bench.err" 2>/dev/null
     ;;

@@ -215,8 +215,12 @@ struct glmv_batch {
     int cap;
     int prompt_rows;                       /* prompt rows a step takes beside cap decode rows (the
                                               backend's prefill chunk; tests make it smaller) */
+    int idle_rows;                         /* prompt rows a step with no decode rows may take when more:
+                                              the backend's prefill chunk (a lone prompt's passes) */
     int rows;                              /* rows the buffers below hold: cap, or cap + prompt_rows
-                                              once a step mixes prompts in (glmv_batch_eval) */
+                                              once a step mixes prompts in (glmv_batch_eval), or the
+                                              rows of the largest step since */
+    int last_rows;                         /* the rows of the last step (tests) */
     float *x, *xn, *t1;                    /* (rows, H) */
     float *q, *att;                        /* (rows, nh*hd + 2 nkv*hd) (q, or [q | k | v]), (rows, nh*hd) */
     float *k, *v;                          /* (rows, nkv*hd): the step's keys and values */
@@ -346,7 +350,7 @@ typedef struct {
                                               (NULL: the first is enough) */
 } glmv_batch_item;
 
-/* One step of n items of distinct sessions (n <= b->cap, rows in all <= glmv_batch_max_rows):
+/* One step of n items of distinct sessions (n <= b->cap, rows in all <= glmv_batch_idle_rows):
  * every row through each weight matrix together, attention per sequence over its own cache
  * (the decode rows together, each prompt chunk causally over its cache). On the CPU the
  * one-row items go through matmul_rows and the decode attention as a decode step alone

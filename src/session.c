@@ -1895,8 +1895,10 @@ static int swap_in_never(glmv_gen *q) {
 /* One pass for up to b's capacity of generations (gens[0, g)), under the model lock. Memory
  * first: preempted generations resume, oldest first, while there is room; then each one's rows
  * are backed, oldest first, and when they cannot be, the newest generation holding a cache
- * gives way (preempted), or, when none is newer, this one waits for a later pass. */
-static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, glmv_batch_item *it, glmv_gen **pg,
+ * gives way (preempted), or, when none is newer, this one waits for a later pass. idle: the call
+ * is one generation's prompt, nobody else's work, so it may take the backend's longer passes
+ * (glmv_batch_idle_rows) as glmv_session_eval would. */
+static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, int idle, glmv_batch_item *it, glmv_gen **pg,
                       int64_t *take, char *err) {
     glmv_model *m = b->m;
     int max_rows = glmv_batch_max_rows(b);
@@ -1928,9 +1930,15 @@ static int eval_group(glmv_batch *b, glmv_gen *const *gens, int g, glmv_batch_it
         take[k++] = 1;
         rows++;
     }
+    /* a lone prompt takes the backend's longer passes */
+    const int64_t limit = idle && !rows ? glmv_batch_idle_rows(b) : max_rows;
     for (int j = 0; j < g; j++) {
         glmv_gen *q = gens[j];
-        int64_t left = q->pf_n - q->pf_off, t = GLMV_MIN(left, max_rows - rows);
+        int64_t left = q->pf_n - q->pf_off, t = GLMV_MIN(left, limit - rows);
+        /* no piece of one row from a longer prompt (it would be a decode row's product on the
+         * CPU, where glmv_session_eval gives it the GEMM's, as to the prompt's others) */
+        if (t < left && left - t == 1) t--;
+        if (t == 1 && left > 1) t = 0;
         if (q->fail_code || q->s->suspended || left <= 0 || t <= 0) continue;
         if (q->pf_off == 0 && q->s->kv_bytes == 0 && q->ticket > oldest_out)
             continue; /* holds nothing yet: waits for the preempted one */
@@ -2008,11 +2016,18 @@ int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err) 
         free(take);
         return glmv_errc(err, GLMV_E_NOMEM, "out of memory");
     }
-    int rc = 0, advanced = 0;
+    int rc = 0, advanced = 0, active = 0, idle = 1;
+    for (int j = 0; j < n; j++) { /* a lone prompt: no other generation, no token, nothing preempted */
+        glmv_gen *q = gens[j];
+        if (q->fail_code || q->done) continue;
+        active++;
+        idle &= q->pf_off < q->pf_n && !q->s->suspended;
+    }
+    idle &= active == 1;
     for (int i0 = 0; i0 < n && rc >= 0; i0 += cap) {
         int g = GLMV_MIN(cap, n - i0);
         glmv_model_lock(b->m);
-        rc = eval_group(b, gens + i0, g, it, pg, take, err);
+        rc = eval_group(b, gens + i0, g, idle, it, pg, take, err);
         if (rc >= 0) advanced += rc;
         for (int j = 0; j < g; j++) advanced += gens[i0 + j]->fail_code != 0; /* failed: no longer waits */
         if (rc >= 0 && i0 + g >= n && advanced == 0) { /* nobody advanced: is the memory anyone else's? */

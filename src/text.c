@@ -200,8 +200,11 @@ int glmv_text_forward(glmv_session *s, const float *x, const int32_t *ids, const
     int rot = (int)(c->head_dim * c->partial_rotary_factor + 0.5f);
     rot -= rot % 2;
     size_t tab = sizeof(float) * (size_t)(rot / 2);
-    for (int64_t off = 0; off < n; off += s->chunk) {
-        int64_t k = GLMV_MIN((int64_t)s->chunk, n - off);
+    for (int64_t off = 0, k; off < n; off += k) {
+        /* never a last chunk of one row: a row alone is a decode row's product on the CPU (the
+         * matrix-vector kernel), the prompt's others the GEMM's; batched passes cut likewise */
+        k = GLMV_MIN((int64_t)s->chunk, n - off);
+        if (n - off - k == 1 && k > 2) k--;
         glmv_model_lock(m); /* per chunk: other sessions' decode steps run in between */
         s->evictable = 0; /* the caller holds on to this cache */
         if (session_ready(s, s->pos + k, err)) {
@@ -342,6 +345,7 @@ int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
     b->prompt_rows = be->caps.batch_prompt_rows > 0 ? be->caps.batch_prompt_rows
                      : be->caps.prefill_chunk > 0   ? be->caps.prefill_chunk
                                                     : 256;
+    b->idle_rows = be->caps.prefill_chunk;
     int oom = batch_rows_alloc(b, cap) != 0;
     if (!oom) {
         b->logits_dev = be->alloc(be, glmv_mul_size(sizeof(float), (size_t)cap * (size_t)c->vocab_size));
@@ -395,6 +399,7 @@ int glmv_batch_capacity(const glmv_batch *b) { return b->cap; }
 /* a mixed step's rows: every sequence's decode row, and one prompt chunk as the backend
  * prefers it (s->chunk's size) */
 int glmv_batch_max_rows(const glmv_batch *b) { return b->cap + b->prompt_rows; }
+int glmv_batch_idle_rows(const glmv_batch *b) { return GLMV_MAX(glmv_batch_max_rows(b), b->idle_rows); }
 
 static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
                       float *const *logits, glmv_top *const *top, const glmv_sampling *const *top_sp, char *err);
@@ -480,6 +485,7 @@ static int tp_batch_inputs(glmv_batch *b, glmv_session *const *ss, const int64_t
         glmv_backend *be = p->m->be;
         if (be->bind_thread) be->bind_thread(be);
         p->prompt_rows = b->prompt_rows;
+        p->idle_rows = b->idle_rows;
         if (p->rows < R && batch_rows_alloc(p, (int)GLMV_MAX(R, glmv_batch_max_rows(p))))
             rc = glmv_errc(err, GLMV_E_NOMEM, "out of memory for a step of %lld rows", (long long)R);
         for (int i = 0; i < n && !rc; i++) {
@@ -785,9 +791,10 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
         R += t->n;
         simple &= t->n == 1 && t->ids && !t->x && !t->pos;
     }
-    if (R > glmv_batch_max_rows(b))
+    if (R > glmv_batch_idle_rows(b))
         return glmv_errc(err, GLMV_E_INVALID, "batch: %lld rows in a step, room for %d", (long long)R,
-                         glmv_batch_max_rows(b));
+                         glmv_batch_idle_rows(b));
+    b->last_rows = (int)R;
     if (simple) { /* the decode step as it is recorded and replayed */
         glmv_session *ss[64];
         int32_t ids[64];

@@ -935,12 +935,12 @@ static void one_decode_batch(int n, const int64_t *lens, int nh, int nkv, int hd
     int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd, maxk = 0;
     float *q = rand_buf(n * qd, 2.0f), *kn = rand_buf(n * kvd, 2.0f), *vn = rand_buf(n * kvd, 1.0f);
     float *ref = malloc(sizeof(float) * (size_t)(n * qd));
-    float *hk[16], *hv[16];
-    void *dk[16], *dv[16];
+    float *hk[48], *hv[48];
+    void *dk[48], *dv[48];
     float *dq = dev_from(q, n * qd), *dkn = dev_from(kn, n * kvd), *dvn = dev_from(vn, n * kvd);
     cache_round(kn, n * kvd); /* what the cache will hold (the rows went up unrounded) */
     cache_round(vn, n * kvd);
-    int64_t nk[16];
+    int64_t nk[48];
     float scale = 1.0f / sqrtf((float)hd);
     for (int i = 0; i < n; i++) {
         int64_t cap = lens[i] + 3;
@@ -955,7 +955,7 @@ static void one_decode_batch(int n, const int64_t *lens, int nh, int nkv, int hd
         glmv_ref_attn_causal(ref + i * qd, q + i * qd, qd, hk[i], hv[i], 1, lens[i], nh, nkv, hd, scale);
     }
     void *tab = be->alloc(be, sizeof(void *) * 3 * (size_t)n);
-    void *htab[48];
+    void *htab[3 * 48];
     for (int i = 0; i < n; i++) {
         htab[i] = dk[i];
         htab[n + i] = dv[i];
@@ -963,12 +963,32 @@ static void one_decode_batch(int n, const int64_t *lens, int nh, int nkv, int hd
     }
     be->write(be, tab, htab, sizeof(void *) * 3 * (size_t)n);
     float *dout = dev_poison(n * qd);
-    be->attn_decode_batch(be, dout, dq, qd, dkn, dvn, kvd, (void *const *)tab, (void *const *)tab + n,
-                          (const int64_t *)((void **)tab + 2 * n), n, maxk, nh, nkv, hd, scale);
-    char what[96];
-    snprintf(what, sizeof what, "attn_decode_batch n=%d h=%d/%d hd=%d%s", n, nh, nkv, hd,
-             be->caps.kv_bf16 ? " (bf16 cache)" : "");
-    expect(what, dout, ref, n * qd, thr);
+    /* the kernels: K and V through shared memory (GLMV_CUDA_DEC_SMEM=1), and read straight from the
+     * caches (=0), which must give the same bits; then through shared memory in chunks that fill
+     * one wave (GLMV_CUDA_DEC_WAVE=1). The new rows are stored again each time, the same values at
+     * the same row. */
+    static const char *const smem[] = {"1", "0", "1"}, *const wave[] = {"0", "0", "1"};
+    float *first = NULL;
+    for (int v = 0; v < 3; v++) {
+        setenv("GLMV_CUDA_DEC_SMEM", smem[v], 1);
+        setenv("GLMV_CUDA_DEC_WAVE", wave[v], 1);
+        be->attn_decode_batch(be, dout, dq, qd, dkn, dvn, kvd, (void *const *)tab, (void *const *)tab + n,
+                              (const int64_t *)((void **)tab + 2 * n), n, maxk, nh, nkv, hd, scale);
+        unsetenv("GLMV_CUDA_DEC_SMEM");
+        unsetenv("GLMV_CUDA_DEC_WAVE");
+        char what[128];
+        snprintf(what, sizeof what, "attn_decode_batch n=%d h=%d/%d hd=%d%s, DEC_SMEM=%s DEC_WAVE=%s", n, nh, nkv, hd,
+                 be->caps.kv_bf16 ? " (bf16 cache)" : "", smem[v], wave[v]);
+        expect(what, dout, ref, n * qd, thr);
+        float *got = host_of(dout, n * qd);
+        if (v == 0) first = got;
+        if (v == 1) {
+            CHECK_MSG(!memcmp(first, got, sizeof(float) * (size_t)(n * qd)),
+                      "%s: not the bits of the kernel through shared memory", what);
+        }
+        if (v) free(got);
+    }
+    free(first);
     for (int i = 0; i < n; i++) { /* the appended rows, exactly (rounded in a bf16 cache) */
         float *got = cache_host(dk[i], (lens[i] + 1) * kvd), *gv = cache_host(dv[i], (lens[i] + 1) * kvd);
         CHECK_MSG(!memcmp(got + lens[i] * kvd, kn + i * kvd, sizeof(float) * (size_t)kvd) &&
@@ -1004,6 +1024,10 @@ TEST(attn_decode_batch) {
     int64_t l3[16];
     for (int i = 0; i < 16; i++) l3[i] = 100 * i + 3;
     one_decode_batch(16, l3, 32, 2, 128, 2e-4);
+    /* 48 sequences: few chunks of many key tiles each (the shared-memory kernel's pipeline) */
+    int64_t l9[48];
+    for (int i = 0; i < 48; i++) l9[i] = (i * 997) % 3001 + (i == 5 ? 3000 : 0);
+    one_decode_batch(48, l9, 32, 2, 128, 2e-4);
     int64_t l4[] = {5, 200, 62, 63, 64};
     one_decode_batch(5, l4, 8, 2, 64, 2e-4);         /* 4 query heads a kv head, hd 64 */
     int64_t l5[] = {2000, 15};

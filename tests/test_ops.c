@@ -252,8 +252,9 @@ static void matmul_case(glmv_dtype dt, int64_t m, int64_t n, int64_t k, int with
         bes[b]->matmul(bes[b], got, x, &w, with_bias ? &bias : NULL, m);
         /* bf16 precision rounds x to bf16 for BF16 weights (GEMM and decode) */
         int bx = bes[b]->bf16 && dt == GLMV_BF16;
-        /* decode rows, and prompts through the int8 GEMM: x rounded to int8 per block */
-        int q8x = glmv_dtype_is_quant(dt) && (m <= GLMV_MV_MAX || be_int8_gemm(b));
+        /* a decode row (one: the matrix-vector kernel; two or more take the GEMM), and rows through
+         * the int8 GEMM: x rounded to int8 per block */
+        int q8x = glmv_dtype_is_quant(dt) && (m == 1 || be_int8_gemm(b));
         char what[96];
         snprintf(what, sizeof what, "matmul %s m=%lld n=%lld k=%lld%s", glmv_dtype_name(dt),
                  (long long)m, (long long)n, (long long)k, with_bias ? " +bias" : "");

@@ -2206,6 +2206,7 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs, int t
     if (ok) {
         ok = glmv_batch_new(&b, m, 5, err) == 0; /* fewer rows than generations: 5, then 1 */
         CHECK_MSG(ok, "%s", err);
+        /* prompt_rows beside the tokens, and 64 (more than 5 + prompt_rows) in a pass with no token */
         if (ok && prompt_rows) b->prompt_rows = prompt_rows;
     }
     glmv_gen *g[N] = {0};
@@ -2255,6 +2256,9 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs, int t
         if (n_run > max_batch) max_batch = n_run;
         if (n_run) ok = glmv_gen_eval_batch(b, run, n_run, err) == 0;
         CHECK_MSG(ok, "%s", err);
+        if (ok && n_run > 1) /* not a lone prompt: a pass of tokens and prompt rows beside them */
+            CHECK_MSG(b->last_rows <= glmv_batch_max_rows(b), "a pass of %d rows among %d generations", b->last_rows,
+                      n_run);
         if (m->kv_used > peak) peak = m->kv_used;
         mixed += n_prompts > 0 && n_prompts < n_run;
         two_prompts += n_prompts >= 2;
@@ -2666,6 +2670,142 @@ TEST(tensor_parallel) {
 
 TEST(batch_invariance) { batched_vs_alone(0, 0, 0, 1, 0); }
 TEST(mixed_prefill) { batched_vs_alone(1, 24, 0, 1, 0); }
+
+/* A prompt's rows give the same bits however its passes cut it: 40 ids at once through
+ * glmv_session_eval, against pieces of 37 + 3, 36 + 2 + 2 and 30 + 5 + 5 through
+ * glmv_session_eval_chunks, the last beside another sequence's token; the last row's logits
+ * bit for bit on the CPU (a piece of 2 to 4 rows once took the decode rows' matrix-vector
+ * kernel there), within rounding on CUDA. */
+TEST(prompt_cuts) {
+    char err[GLMV_ERR_SIZE];
+    glmv_model *m = load_demo(err);
+    if (!m) return;
+    int V = m->cfg.vocab_size;
+    int32_t ids[40];
+    for (int i = 0; i < 40; i++) ids[i] = (int32_t)((i * 7919 + 13) % V);
+    glmv_session *a = NULL, *s = NULL, *o = NULL;
+    glmv_batch *b = NULL;
+    float *la = malloc(sizeof(float) * (size_t)V), *lb = malloc(sizeof(float) * (size_t)V);
+    int ok = la && lb && glmv_session_new(&a, m, 256, err) == 0 && glmv_session_new(&s, m, 256, err) == 0 &&
+             glmv_session_new(&o, m, 256, err) == 0 && glmv_batch_new(&b, m, 2, err) == 0 &&
+             glmv_session_eval(a, ids, 40, la, err) == 0;
+    CHECK_MSG(ok, "%s", err);
+    static const int cuts[][3] = {{37, 3, 0}, {36, 2, 2}, {30, 5, 5}};
+    for (int c = 0; c < 3 && ok; c++) {
+        glmv_session_reset(s);
+        glmv_session_reset(o);
+        int32_t one = ids[3];
+        ok = glmv_session_eval(o, ids, 5, NULL, err) == 0; /* another sequence, its next token beside the last piece */
+        for (int k = 0, off = 0; k < 3 && ok && cuts[c][k]; off += cuts[c][k], k++) {
+            int last = k == 2 || !cuts[c][k + 1];
+            glmv_session *two[2] = {o, s};
+            int32_t row[41];
+            int counts[2] = {1, cuts[c][k]};
+            float *lg[2] = {NULL, last ? lb : NULL};
+            row[0] = one;
+            memcpy(row + 1, ids + off, sizeof(int32_t) * (size_t)cuts[c][k]);
+            ok = last ? glmv_session_eval_chunks(b, two, row, counts, 2, lg, err) == 0
+                      : glmv_session_eval_chunks(b, two + 1, row + 1, counts + 1, 1, lg + 1, err) == 0;
+        }
+        CHECK_MSG(ok, "%s", err);
+        if (!ok) break;
+        if (parity_device != GLMV_DEVICE_CUDA) {
+            CHECK_MSG(!memcmp(la, lb, sizeof(float) * (size_t)V), "cut %d+%d+%d: the logits differ from one pass's",
+                      cuts[c][0], cuts[c][1], cuts[c][2]);
+        } else {
+            double e = test_nmse(la, lb, V);
+            CHECK_MSG(e <= 1e-4, "cut %d+%d+%d: nmse %.3e", cuts[c][0], cuts[c][1], cuts[c][2], e);
+        }
+    }
+    glmv_batch_free(b);
+    glmv_session_free(a);
+    glmv_session_free(s);
+    glmv_session_free(o);
+    free(la);
+    free(lb);
+    glmv_model_free(m);
+}
+
+/* A lone prompt in a batch (nobody else's work: a server's only request) takes the longer passes
+ * of glmv_batch_idle_rows, not the rows left beside running tokens; with a second generation's
+ * token in the pass, the rows of glmv_batch_max_rows. Either way the answer is the one alone (on
+ * the CPU bit for bit, log-probabilities too; on CUDA the same tokens). */
+TEST(lone_prompt_passes) {
+    char err[GLMV_ERR_SIZE];
+    glmv_model *m = load_demo(err);
+    if (!m) return;
+    const batch_req rq = {"Describe the image.", 1, 0};
+    glmv_part parts[2];
+    glmv_message msg;
+    glmv_sampling sp;
+    batch_msg(&rq, parts, &msg);
+    batch_sampling(m, &rq, &sp);
+    sp.max_new_tokens = 12;
+    glmv_session *s = NULL, *s2 = NULL;
+    glmv_batch *b = NULL;
+    glmv_result alone = {0}, lone = {0};
+    int ok = glmv_session_new(&s, m, 1024, err) == 0 && glmv_session_new(&s2, m, 1024, err) == 0 &&
+             glmv_generate(s, &msg, 1, &sp, NULL, NULL, &alone, err) == 0 && glmv_batch_new(&b, m, 2, err) == 0;
+    CHECK_MSG(ok, "%s", err);
+    if (ok) {
+        b->prompt_rows = 8;  /* beside tokens: 2 + 8 rows a pass in all */
+        b->idle_rows = 40;   /* alone: 40 */
+        CHECK_EQ_INT(glmv_batch_idle_rows(b), 40);
+    }
+    for (int with_other = 0; with_other < 2 && ok; with_other++) {
+        glmv_prompt *p = NULL;
+        glmv_gen *g = NULL, *o = NULL;
+        glmv_session_reset(s);
+        ok = glmv_prompt_new(&p, m, &msg, 1, 1024, err) == 0 &&
+             glmv_gen_begin_prompt(&g, s, p, &sp, NULL, NULL, err) == 0;
+        glmv_prompt_free(p);
+        if (ok && with_other) { /* a text generation that is past its prompt: a token every pass */
+            const batch_req tq = {"Hello!", 0, 0};
+            glmv_part tp[2];
+            glmv_message tm;
+            glmv_sampling ts;
+            batch_msg(&tq, tp, &tm);
+            batch_sampling(m, &tq, &ts);
+            ts.max_new_tokens = 400;
+            glmv_session_reset(s2);
+            ok = glmv_gen_start(&o, s2, &tm, 1, &ts, NULL, NULL, err) == 0;
+        }
+        CHECK_MSG(ok, "%s", err);
+        int passes = 0, r = 0;
+        while (ok && (r = glmv_gen_pending(g) ? 0 : glmv_gen_step(g, err)) == 0) {
+            int64_t left = glmv_gen_prompt_left(g);
+            glmv_gen *two[2] = {g, o};
+            if (o && !glmv_gen_pending(o)) ok = glmv_gen_step(o, err) == 0; /* (400 tokens: never done here) */
+            if (ok) ok = glmv_gen_eval_batch(b, two, o ? 2 : 1, err) == 0;
+            CHECK_MSG(ok, "%s", err);
+            if (ok && left > 0) {
+                int64_t want = with_other ? GLMV_MIN(left, glmv_batch_max_rows(b) - 1) + 1 : GLMV_MIN(left, 40);
+                CHECK_MSG(b->last_rows == want, "%s: a pass of %d rows, %lld of the prompt left, %lld expected",
+                          with_other ? "beside a token" : "alone", b->last_rows, (long long)left, (long long)want);
+                passes++;
+            }
+        }
+        CHECK_MSG(r == 1, "%s", err);
+        CHECK_MSG(passes >= 2, "the prompt in %d passes", passes);
+        if (r == 1) ok = glmv_gen_finish(g, &lone, err) == 0;
+        else glmv_gen_free(g);
+        glmv_gen_free(o);
+        if (!ok || r != 1) break;
+        CHECK_MSG(lone.n_tokens == alone.n_tokens &&
+                      !memcmp(lone.token_ids, alone.token_ids, sizeof(int32_t) * (size_t)alone.n_tokens),
+                  "%s: %d tokens, %d alone", with_other ? "beside a token" : "lone", lone.n_tokens, alone.n_tokens);
+        for (int t = 0; parity_device != GLMV_DEVICE_CUDA && t < lone.n_tokens && t < alone.n_tokens; t++)
+            CHECK_MSG(!memcmp(&lone.logprobs[t].logprob, &alone.logprobs[t].logprob, sizeof(float)),
+                      "token %d: log-probability %.9g, %.9g alone", t, lone.logprobs[t].logprob,
+                      alone.logprobs[t].logprob);
+        glmv_result_free(&lone);
+    }
+    glmv_result_free(&alone);
+    glmv_batch_free(b);
+    glmv_session_free(s);
+    glmv_session_free(s2);
+    glmv_model_free(m);
+}
 /* glmv_session_eval_top: the best logits of each sequence's last row as the reference
  * selection finds them in the whole row (glmv_session_eval_chunks), k = 1, 7 and 64, in a
  * pass that carries a decode token beside prompt chunks and in a decode step; a k outside 1..64
@@ -2996,6 +3136,8 @@ int main(void) {
     RUN(kv_preempted_first);
     RUN(batch_invariance);
     RUN(mixed_prefill);
+    RUN(prompt_cuts);
+    RUN(lone_prompt_passes);
     RUN(top_logits_rows);
     RUN(top_logits_batched);
     RUN(top_logits_ties);

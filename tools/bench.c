@@ -457,7 +457,7 @@ typedef struct {
  * from the prompt's logits), at most n running, admitted first come first served as slots
  * free, as glmv serve runs them. mixed: each pass carries every running stream's token and the
  * next chunk of the prompts waiting (glmv_session_eval_chunks, up to glmv_batch_max_rows
- * rows); else each admitted prompt is prefilled alone (glmv_session_eval) before the pass. */
+ * rows, glmv_batch_idle_rows when no stream's token is in the pass); else each admitted prompt is prefilled alone (glmv_session_eval) before the pass. */
 static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int steps, int mixed, serve_fig *f,
                    char *err) {
     glmv_session **ss = calloc((size_t)n, sizeof *ss), **sel = calloc((size_t)n, sizeof *sel);
@@ -479,8 +479,8 @@ static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int s
         goto done;
     }
     if (glmv_batch_new(&b, m, n, err)) goto done;
-    int max_rows = glmv_batch_max_rows(b);
-    row_ids = malloc(sizeof(int32_t) * (size_t)max_rows);
+    int max_rows = glmv_batch_max_rows(b), idle_rows = glmv_batch_idle_rows(b);
+    row_ids = malloc(sizeof(int32_t) * (size_t)idle_rows);
     if (!row_ids) {
         snprintf(err, GLMV_ERR_SIZE, "out of memory");
         goto done;
@@ -530,9 +530,10 @@ static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int s
                 row_ids[rows++] = next[i];
                 k++;
             }
-        for (int i = 0; i < n && rows < max_rows; i++)
+        const int limit = rows ? max_rows : idle_rows; /* no stream's token: a lone prompt's passes */
+        for (int i = 0; i < n && rows < limit; i++)
             if (req[i] >= 0 && off[i] >= 0 && off[i] < prompt) {
-                int t = prompt - off[i] < max_rows - rows ? prompt - off[i] : max_rows - rows;
+                int t = prompt - off[i] < limit - rows ? prompt - off[i] : limit - rows;
                 who[k] = i;
                 counts[k] = t;
                 memcpy(row_ids + rows, prompts + (size_t)i * prompt + off[i], sizeof(int32_t) * (size_t)t);

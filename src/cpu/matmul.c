@@ -1,11 +1,14 @@
 /* matmul.c -- y[m, n] = x[m, k] · w[n, k]ᵀ (+ bias) on the CPU, threaded.
  *
  * Two regimes:
- *  - m <= GLMV_MV_MAX (decode): matrix-vector. Each thread streams a
+ *  - one row (a decode token), and the decode rows of several sequences
+ *    (glmv_cpu_matmul_rows, GLMV_MV_MAX rows a weight read): matrix-vector. Each thread streams a
  *    contiguous range of weight rows once, converting bf16/f16 in registers
  *    (in bf16 precision, bf16 weights go to vdpbf16ps against x rounded to
  *    bf16 once; block formats to int8 products); speed is memory bandwidth.
- *  - larger m (prefill, vision): a blocked GEMM. Tasks are (row block of x,
+ *  - two rows or more (a prompt's, the vision tower's): a blocked GEMM, whose rows come out
+ *    the same however many there are, so that a prompt's rows do not depend on how its chunks
+ *    are cut or what other prompts share a pass (batch invariance). Tasks are (row block of x,
  *    column block of w); each converts its weight tile (GLMV_KB x 4 register
  *    tiles) once into a packed float32 panel in per-thread scratch and reuses
  *    it for every row of its block. In bf16 precision (be->bf16, granted on
@@ -445,7 +448,7 @@ void glmv_cpu_matmul(glmv_backend *be, float *y, const float *x, const glmv_tens
                 .n = glmv_tensor_rows(w), .k = glmv_tensor_cols(w)};
     if (m <= 0 || j.n <= 0) return;
     int bf = be->bf16 && w->dtype == GLMV_BF16; /* --precision bf16 on AVX512-BF16 */
-    if (m <= GLMV_MV_MAX) {
+    if (m == 1) {
         run_matvec(cs, &j, bf);
         return;
     }
