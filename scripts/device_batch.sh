@@ -610,6 +610,12 @@ for c in d.get("decode", []): print("  one stream at %d keys: %.2f ms a token" %
             env $v timeout 150 build/cuda/glmv bench $S --decode 32 --ctx 1024 --concurrency 1,16,64 --json 2>>"$OUT/bench.err" | conc
         done
     done
+    for v in GLMV_CUDA_PREFILL_CHUNK=512 GLMV_NONE=1 GLMV_CUDA_PREFILL_CHUNK=512 GLMV_NONE=1; do
+        [ $((SECONDS - S0)) -lt ${LIMIT:-450} ] || break
+        echo "== $v: 8 requests of 1,600 + 16 tokens served one at a time"
+        env $v timeout 60 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 1600 --decode 16 \
+            --concurrency 1 --requests 8 --schedule mixed --json 2>>"$OUT/bench.err" | conc
+    done
     for v in GLMV_CUDA_DEC_SMEM=0 GLMV_CUDA_DEC_SMEM=1; do
         [ $((SECONDS - S0)) -lt ${LIMIT:-450} ] || break
         echo "== $v: one stream at 8k keys"
@@ -617,11 +623,8 @@ for c in d.get("decode", []): print("  one stream at %d keys: %.2f ms a token" %
     done
     for v in GLMV_CUDA_PREFILL_CHUNK=512 GLMV_NONE=1; do
         [ $((SECONDS - S0)) -lt ${LIMIT:-450} ] || break
-        echo "== $v: 128 requests of 512 + 128 tokens served 64 and 16 at a time; 8 of 1,600 + 16 one at a time"
+        echo "== $v: 128 requests of 512 + 128 tokens served 64 and 16 at a time"
         env $v timeout 150 build/cuda/glmv bench $S --decode 128 --concurrency 64,16 --requests 128 --schedule mixed \
-            --json 2>>"$OUT/bench.err" | conc
-        env $v timeout 60 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 1600 --decode 16 \
-            --concurrency 1 --requests 8 --schedule mixed \
             --json 2>>"$OUT/bench.err" | conc
     done
     echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/bench.err" 2>/dev/null
