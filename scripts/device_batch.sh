@@ -67,7 +67,7 @@
 #   explore  candidate changes behind switches, in one call (see the mode's comment)
 #   ab     this binary against .dev/cuda/bin/glmv-prev: the tests, then the first token, prefill, decode,
 #          GPU memory (see the mode's comment)
-#   dec    the decode attention's kernels and a lone prompt's passes in a batch (see the mode's comment)
+#   dec    steady decode and a lone prompt's passes in a batch (see the mode's comment)
 #   decode the decode step and the flash kernels' variants side by side (DECODE_PARTS: tests parts
 #          bench conc attn ttft parity9b; DECODE_VARIANTS: base, noglu, nofuse, prev = .dev/cuda/bin/
 #          glmv-prev, a binary of an earlier commit); see the mode's comment
@@ -585,10 +585,10 @@ ab)
     echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/bench.err" 2>/dev/null
     ;;
 dec)
-    # the decode attention with K and V through shared memory (dec_sm_kernel, the default) against
-    # the kernel reading them straight from the caches (GLMV_CUDA_DEC_SMEM=0) and chunks that fill one
-    # wave (GLMV_CUDA_DEC_WAVE=1); a pass with no decode rows taking the prefill chunk's 2,048 rows
-    # (glmv_batch_idle_rows, the default) against 512 (GLMV_CUDA_PREFILL_CHUNK=512). Tests first.
+    # tests first; steady decode of 1, 16 and 64 streams (twice); a lone prompt's passes of the
+    # prefill chunk's 2,048 rows (glmv_batch_idle_rows, the default) against 512
+    # (GLMV_CUDA_PREFILL_CHUNK=512), alternating; one stream at 8k keys; 128 requests served 64 and
+    # 16 at a time, 512-row and 2,048-row lone passes
     S0=$SECONDS
     { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
     timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
@@ -604,7 +604,7 @@ for c in d.get("concurrency", []): print("  %d streams: %.2f ms a step, %.0f tok
 for c in d.get("serving", []): print("  %d at a time: %.0f tokens/s, first token p50 %.1f max %.1f ms, %d passes, %.1f rows a pass" % (c["streams"], c["generated_tokens_per_s"], c["ttft_p50_ms"], c["ttft_max_ms"], c["passes"], c["rows_per_pass"]))
 for c in d.get("decode", []): print("  one stream at %d keys: %.2f ms a token" % (c["ctx"], c["ms_per_token"]))'; }
     for r in 1 2; do
-        for v in GLMV_CUDA_DEC_SMEM=0 GLMV_CUDA_DEC_SMEM=1 "GLMV_CUDA_DEC_SMEM=1 GLMV_CUDA_DEC_WAVE=1"; do
+        for v in GLMV_NONE=1; do
             [ $((SECONDS - S0)) -lt ${LIMIT:-450} ] || break 2
             echo "== round $r, $v: steady decode of 1, 16, 64 streams at ~1k keys"
             env $v timeout 150 build/cuda/glmv bench $S --decode 32 --ctx 1024 --concurrency 1,16,64 --json 2>>"$OUT/bench.err" | conc
@@ -616,9 +616,9 @@ for c in d.get("decode", []): print("  one stream at %d keys: %.2f ms a token" %
         env $v timeout 60 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 1600 --decode 16 \
             --concurrency 1 --requests 8 --schedule mixed --json 2>>"$OUT/bench.err" | conc
     done
-    for v in GLMV_CUDA_DEC_SMEM=0 GLMV_CUDA_DEC_SMEM=1; do
+    for v in GLMV_NONE=1; do
         [ $((SECONDS - S0)) -lt ${LIMIT:-450} ] || break
-        echo "== $v: one stream at 8k keys"
+        echo "== one stream at 8k keys"
         env $v timeout 100 build/cuda/glmv bench $S --decode 64 --ctx 8192 --json 2>>"$OUT/bench.err" | conc
     done
     for v in GLMV_CUDA_PREFILL_CHUNK=512 GLMV_NONE=1; do

@@ -2368,7 +2368,7 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs, int t
         int32_t ids[2] = {1, 2};
         float *lg[2] = {NULL, NULL};
         CHECK(glmv_batch_decode(b, twice, ids, 2, lg, err) != 0 && strstr(err, "share a session"));
-        int rows = glmv_batch_max_rows(b);
+        int rows = glmv_batch_idle_rows(b); /* the most a pass takes (a lone prompt's) */
         int32_t *many = calloc((size_t)rows + 1, sizeof *many);
         int counts[2] = {rows, 1}, zero[1] = {0};
         glmv_session *two[2] = {ss[1], ss[2]};

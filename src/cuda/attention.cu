@@ -28,7 +28,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <type_traits>
 
 
 /* ------------------------------------------------------ tensor-core flash */
@@ -835,200 +834,6 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
     }
 }
 
-/* dec_mma_kernel's work for bf16 caches with K and V staged in shared memory: a block streams
- * its chunk in tiles of DM_WARPS * 16 keys, two stages deep, each tile copied by all threads
- * with 16-byte cp.async (rows past the chunk zero-filled) and read by the warps with ldmatrix
- * (V transposed on the way), where dec_mma_kernel reads K in 4-byte and V in 2-byte loads
- * straight from memory. Warp w takes keys w * 16 .. w * 16 + 15 of each tile, the keys it
- * takes there, in the same order and with the same products: bit for bit its output. Rows of
- * a tile hold HD / 8 chunks of 16 bytes, chunk c stored at c ^ (row & 7), so that the eight
- * rows an ldmatrix reads fall in different banks. */
-template <int HD> struct dsm_smem {
-    static constexpr int TILE = DM_WARPS * 16;                       /* keys a tile */
-    static constexpr size_t stage = (size_t)2 * TILE * HD * 2;      /* K and V, bf16 */
-    static constexpr size_t merge = sizeof(float) * (size_t)DM_WARPS * 16 * (HD + 2);
-    static constexpr size_t bytes = 2 * stage > merge ? 2 * stage : merge;
-};
-
-__device__ __forceinline__ void cp_async16_zfill(void *smem, const void *gmem, bool ok) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(ok ? 16 : 0));
-}
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void *p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void *p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
-/* element offset of (row, 16-byte chunk c) in a swizzled tile of HD-wide rows */
-template <int HD> __device__ __forceinline__ int dsm_at(int row, int c) { return row * HD + ((c ^ (row & 7)) << 3); }
-
-/* keys [t0, t0 + TILE) of one kv head into a stage: K rows then V rows (zero at c1 and past) */
-template <int HD>
-__device__ __forceinline__ void dsm_issue(__nv_bfloat16 *st, const __nv_bfloat16 *kb, const __nv_bfloat16 *vb,
-                                          int64_t ldkv, int64_t t0, int64_t c1) {
-    constexpr int TILE = dsm_smem<HD>::TILE, CH = HD / 8;
-    __nv_bfloat16 *Ks = st, *Vs = st + TILE * HD;
-    for (int i = threadIdx.x; i < TILE * CH; i += DM_WARPS * 32) {
-        const int r = i / CH, c = i % CH;
-        const bool ok = t0 + r < c1;
-        const int64_t src = (ok ? t0 + r : 0) * ldkv + c * 8; /* a valid address when not ok */
-        cp_async16_zfill(Ks + dsm_at<HD>(r, c), kb + src, ok);
-        cp_async16_zfill(Vs + dsm_at<HD>(r, c), vb + src, ok);
-    }
-}
-
-template <int HD>
-__global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_sm_kernel(
-    float *__restrict__ out, int64_t ldo, float *__restrict__ part, const float *__restrict__ q,
-    int64_t ldq, int n_heads, int group, int64_t chunk, float scale_log2,
-    const __nv_bfloat16 *const *kps, const __nv_bfloat16 *const *vps, const int64_t *nks, int64_t ldkv,
-    const float *k_new, const float *v_new, int64_t ld_new) {
-    PDL_ENTRY(); /* q and the new key and value rows come from the kernels before */
-    constexpr int TILE = dsm_smem<HD>::TILE;
-    extern __shared__ __align__(128) __nv_bfloat16 ds_sh[]; /* two stages; after the loop the merge */
-    const int64_t i = blockIdx.z;
-    const int g = blockIdx.y, n_chunks = gridDim.x;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tig = lane & 3;
-    const int64_t lim = nks[i], c0 = (int64_t)blockIdx.x * chunk;
-    const int64_t c1 = c0 + chunk < lim ? c0 + chunk : lim;
-    const __nv_bfloat16 *kb = kps[i] + (int64_t)g * HD, *vb = vps[i] + (int64_t)g * HD;
-    if (k_new && c0 <= lim - 1 && lim - 1 < c1) { /* as in dec_mma_kernel */
-        __nv_bfloat16 *kd = (__nv_bfloat16 *)kb + (lim - 1) * ldkv, *vd = (__nv_bfloat16 *)vb + (lim - 1) * ldkv;
-        const float *ks = k_new + i * ld_new + (int64_t)g * HD, *vs = v_new + i * ld_new + (int64_t)g * HD;
-        for (int d = threadIdx.x; d < HD; d += DM_WARPS * 32) {
-            kv_put(kd + d, ks[d]);
-            kv_put(vd + d, vs[d]);
-        }
-        __syncthreads();
-    }
-    const int n_tiles = c1 > c0 ? (int)((c1 - c0 + TILE - 1) / TILE) : 0;
-    if (n_tiles > 0) dsm_issue<HD>(ds_sh, kb, vb, ldkv, c0, c1);
-    cp_commit();
-    const float *qg = q + i * ldq + (int64_t)g * group * HD;
-    uint32_t qf[HD / 16][4];
-    load_q_frags<HD>(qf, qg + gq * HD + tig * 2, qg + (gq + 8) * HD + tig * 2, gq < group, gq + 8 < group);
-    float o[HD / 8][4];
-#pragma unroll
-    for (int j = 0; j < HD / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
-    /* this lane's ldmatrix rows: K, matrix j = lane / 8 is keys (j / 2) * 8 .., dims half j % 2
-     * of a 16-dim step; V (transposed), matrix j is keys (j % 2) * 8 .., dims half j / 2 */
-    const int mj = lane >> 3, mr = lane & 7;
-    const int krow = warp * 16 + (mj >> 1) * 8 + mr, vrow = warp * 16 + (mj & 1) * 8 + mr;
-
-    for (int t = 0; t < n_tiles; t++) {
-        if (t + 1 < n_tiles)
-            dsm_issue<HD>(ds_sh + ((t + 1) & 1) * (dsm_smem<HD>::stage / 2), kb, vb, ldkv, c0 + (int64_t)(t + 1) * TILE, c1);
-        cp_commit();
-        cp_wait<1>();
-        __syncthreads(); /* tile t is in its stage */
-        const int64_t k0 = c0 + (int64_t)t * TILE + warp * 16;
-        if (k0 < c1) {
-            const __nv_bfloat16 *Ks = ds_sh + (t & 1) * (dsm_smem<HD>::stage / 2), *Vs = Ks + TILE * HD;
-            float s[2][4];
-#pragma unroll
-            for (int nb = 0; nb < 2; nb++) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
-#pragma unroll
-            for (int kk = 0; kk < HD / 16; kk++) {
-                uint32_t b[4];
-                ldsm_x4(b, Ks + dsm_at<HD>(krow, kk * 2 + (mj & 1)));
-                mma_bf16(s[0], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b[0], b[1]);
-                mma_bf16(s[1], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b[2], b[3]);
-            }
-            float mx_a = -INFINITY, mx_b = -INFINITY;
-#pragma unroll
-            for (int nb = 0; nb < 2; nb++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int64_t col = k0 + nb * 8 + tig * 2 + (e & 1);
-                    float x = col < c1 ? s[nb][e] * scale_log2 : -INFINITY;
-                    s[nb][e] = x;
-                    if (e < 2) mx_a = fmaxf(mx_a, x);
-                    else mx_b = fmaxf(mx_b, x);
-                }
-            float ref_a, ref_b, al_a, al_b;
-            online_max(m_a, m_b, mx_a, mx_b, ref_a, ref_b, al_a, al_b);
-#pragma unroll
-            for (int nb = 0; nb < 2; nb++) {
-                s[nb][0] = exp2f(s[nb][0] - ref_a);
-                s[nb][1] = exp2f(s[nb][1] - ref_a);
-                s[nb][2] = exp2f(s[nb][2] - ref_b);
-                s[nb][3] = exp2f(s[nb][3] - ref_b);
-            }
-            l_a = l_a * al_a + s[0][0] + s[0][1] + s[1][0] + s[1][1];
-            l_b = l_b * al_b + s[0][2] + s[0][3] + s[1][2] + s[1][3];
-            const uint32_t a0 = pack_bf16(s[0][0], s[0][1]), a1 = pack_bf16(s[0][2], s[0][3]);
-            const uint32_t a2 = pack_bf16(s[1][0], s[1][1]), a3 = pack_bf16(s[1][2], s[1][3]);
-#pragma unroll
-            for (int nb = 0; nb < HD / 8; nb += 2) {
-                uint32_t b[4];
-                ldsm_x4_t(b, Vs + dsm_at<HD>(vrow, nb + (mj >> 1)));
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    o[nb + h][0] *= al_a;
-                    o[nb + h][1] *= al_a;
-                    o[nb + h][2] *= al_b;
-                    o[nb + h][3] *= al_b;
-                    mma_bf16(o[nb + h], a0, a1, a2, a3, b[2 * h], b[2 * h + 1]);
-                }
-            }
-        }
-        __syncthreads(); /* the stage is read before tile t + 2 lands in it */
-    }
-    cp_wait<0>();
-#pragma unroll
-    for (int off = 1; off <= 2; off <<= 1) {
-        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
-        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
-    }
-    float *wo = (float *)ds_sh, *wm = wo + DM_WARPS * 16 * HD, *wl = wm + DM_WARPS * 16;
-    {
-        float *mine = wo + warp * 16 * HD;
-#pragma unroll
-        for (int nb = 0; nb < HD / 8; nb++) {
-            int cc = nb * 8 + tig * 2;
-            *(float2 *)(mine + gq * HD + cc) = make_float2(o[nb][0], o[nb][1]);
-            *(float2 *)(mine + (gq + 8) * HD + cc) = make_float2(o[nb][2], o[nb][3]);
-        }
-        if (tig == 0) {
-            wm[warp * 16 + gq] = m_a;
-            wm[warp * 16 + gq + 8] = m_b;
-            wl[warp * 16 + gq] = l_a;
-            wl[warp * 16 + gq + 8] = l_b;
-        }
-    }
-    __syncthreads();
-    for (int j = threadIdx.x; j < group * HD; j += DM_WARPS * 32) {
-        const int r = j / HD, d = j % HD, h = g * group + r;
-        float mx = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < DM_WARPS; w++) mx = fmaxf(mx, wm[w * 16 + r]);
-        const float ref = mx == -INFINITY ? 0.f : mx;
-        float acc = 0.f, l = 0.f;
-#pragma unroll
-        for (int w = 0; w < DM_WARPS; w++) {
-            float f = exp2f(wm[w * 16 + r] - ref);
-            acc += wo[(w * 16 + r) * HD + d] * f;
-            l += wl[w * 16 + r] * f;
-        }
-        if (n_chunks == 1) {
-            out[i * ldo + (int64_t)h * HD + d] = l > 0.f ? acc / l : 0.f;
-        } else {
-            float *pp = part + ((i * n_heads + h) * n_chunks + blockIdx.x) * (HD + 2);
-            pp[d] = acc;
-            if (d == 0) {
-                pp[HD] = mx;
-                pp[HD + 1] = l;
-            }
-        }
-    }
-}
-
 /* 1 when dec_mma_kernel takes this shape (else the f32 split kernel); GLMV_CUDA_DEC_MMA=0
  * keeps the split kernel, for comparisons */
 static int dec_mma_ok(const cuda_ctx *c, int n_heads, int n_kv_heads, int hd) {
@@ -1051,15 +856,8 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
                           const float *v_new, int64_t ld_new) {
     const int group = n_heads / n_kv_heads, step = DM_WARPS * 16;
     const int64_t ldkv = (int64_t)n_kv_heads * hd;
-    /* K and V through shared memory (dec_sm_kernel; bf16 caches): GLMV_CUDA_DEC_SMEM=1, off by
-     * default until measured on a GPU */
-    const char *se = getenv("GLMV_CUDA_DEC_SMEM");
-    const bool smem = std::is_same<KT, __nv_bfloat16>::value && se && atoi(se);
-    /* chunks of whole block steps: about four blocks per multiprocessor in all; GLMV_CUDA_DEC_WAVE=1:
-     * as many as fit the multiprocessors at once (three each), so that no second wave runs part-full */
-    const char *we = getenv("GLMV_CUDA_DEC_WAVE");
-    int64_t want = we && atoi(we) ? GLMV_MAX((int64_t)1, 3 * (int64_t)c->sms / ((int64_t)n_kv_heads * n))
-                                  : cdiv(4 * (int64_t)c->sms, (int64_t)n_kv_heads * n);
+    /* chunks of whole block steps: about four blocks per multiprocessor in all */
+    int64_t want = cdiv(4 * (int64_t)c->sms, (int64_t)n_kv_heads * n);
     int64_t n_chunks = cdiv(max_keys, step);
     if (n_chunks > want) n_chunks = want;
     if (n_chunks < 1) n_chunks = 1;
@@ -1072,29 +870,6 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
     }
     size_t sh = sizeof(float) * (size_t)DM_WARPS * 16 * (hd + 2);
     dim3 grid((unsigned)n_chunks, (unsigned)n_kv_heads, (unsigned)n);
-    if constexpr (std::is_same<KT, __nv_bfloat16>::value) {
-        if (smem) {
-            static int attr_set[2][64]; /* the shared memory limit raised, per head dim and device */
-            sh = hd == 128 ? dsm_smem<128>::bytes : dsm_smem<64>::bytes;
-            if (!attr_set[hd == 128][c->dev & 63]) {
-                cudaError_t e = hd == 128 ? cudaFuncSetAttribute(dec_sm_kernel<128>,
-                                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh)
-                                          : cudaFuncSetAttribute(dec_sm_kernel<64>,
-                                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
-                if (e != cudaSuccess) return cuda_fail(c, "attention (decode): shared memory", e);
-                attr_set[hd == 128][c->dev & 63] = 1;
-            }
-            if (hd == 128)
-                cuda_launch(c, dec_sm_kernel<128>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads, group,
-                            chunk, scale * LOG2E, kps, vps, nks, ldkv, k_new, v_new, ld_new);
-            else
-                cuda_launch(c, dec_sm_kernel<64>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads, group,
-                            chunk, scale * LOG2E, kps, vps, nks, ldkv, k_new, v_new, ld_new);
-            if (cuda_check(c, "attention (decode, shared memory)") || n_chunks == 1) return c->failed ? -1 : 0;
-            combine_launch(c, out, ldo, part, n, n_heads, hd, (int)n_chunks);
-            return cuda_check(c, "attention (combine)");
-        }
-    }
     if (hd == 128)
         cuda_launch(c, dec_mma_kernel<128, KT>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
                     group, chunk, scale * LOG2E, kps, vps, nks, ldkv, k_new, v_new, ld_new);
