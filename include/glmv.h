@@ -427,7 +427,7 @@ int glmv_session_eval_batch(glmv_batch *b, glmv_session *const *ss, const int32_
 /* One pass of n sessions, each appending counts[i] text ids (ids holds them one session after
  * another) as glmv_session_eval would: a decode token, or a chunk of a prompt beside the other
  * sessions' tokens; the logits of each one's last id into logits[i] (may be NULL). At most
- * glmv_batch_max_rows ids in all. */
+ * glmv_batch_idle_rows ids in all. */
 int glmv_session_eval_chunks(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, const int *counts,
                              int n, float *const *logits, char *err);
 /* The k largest logits of a sequence's last id, found where the logits are (on a GPU: a few

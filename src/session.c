@@ -2024,6 +2024,14 @@ int glmv_gen_eval_batch(glmv_batch *b, glmv_gen *const *gens, int n, char *err) 
         idle &= q->pf_off < q->pf_n && !q->s->suspended;
     }
     idle &= active == 1;
+    /* the longer passes' buffers; when the device lacks the memory, this batch keeps to the
+     * passes beside tokens from now on */
+    if (idle && b->idle_rows > glmv_batch_max_rows(b)) {
+        glmv_model_lock(b->m);
+        if (glmv_batch_reserve(b, glmv_batch_idle_rows(b))) b->idle_rows = 0, idle = 0;
+        glmv_model_unlock(b->m);
+    }
+    b->last_rows = 0;
     for (int i0 = 0; i0 < n && rc >= 0; i0 += cap) {
         int g = GLMV_MIN(cap, n - i0);
         glmv_model_lock(b->m);

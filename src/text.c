@@ -398,8 +398,16 @@ int glmv_batch_capacity(const glmv_batch *b) { return b->cap; }
 
 /* a mixed step's rows: every sequence's decode row, and one prompt chunk as the backend
  * prefers it (s->chunk's size) */
-int glmv_batch_max_rows(const glmv_batch *b) { return b->cap + b->prompt_rows; }
+/* (at least 2 prompt rows: a prompt is never cut into a piece of one row, see eval_group) */
+int glmv_batch_max_rows(const glmv_batch *b) { return b->cap + GLMV_MAX(b->prompt_rows, 2); }
 int glmv_batch_idle_rows(const glmv_batch *b) { return GLMV_MAX(glmv_batch_max_rows(b), b->idle_rows); }
+
+int glmv_batch_reserve(glmv_batch *b, int rows) {
+    if (b->rows >= rows) return 0;
+    if (batch_rows_alloc(b, rows) == 0) return 0;
+    batch_rows_alloc(b, b->cap); /* back to what decode steps need */
+    return -1;
+}
 
 static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,
                       float *const *logits, glmv_top *const *top, const glmv_sampling *const *top_sp, char *err);

@@ -2206,8 +2206,7 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs, int t
     if (ok) {
         ok = glmv_batch_new(&b, m, 5, err) == 0; /* fewer rows than generations: 5, then 1 */
         CHECK_MSG(ok, "%s", err);
-        /* prompt_rows beside the tokens, and 64 (more than 5 + prompt_rows) in a pass with no token */
-        if (ok && prompt_rows) b->prompt_rows = prompt_rows;
+        if (ok && prompt_rows) b->prompt_rows = prompt_rows; /* prompt rows beside the tokens */
     }
     glmv_gen *g[N] = {0};
     int done[N] = {0}, started = 0, steps = 0, max_batch = 0, mixed = 0, chunked = 0, two_prompts = 0;
@@ -2368,6 +2367,7 @@ static void batched_vs_alone(int deferred, int prompt_rows, int half_seqs, int t
         int32_t ids[2] = {1, 2};
         float *lg[2] = {NULL, NULL};
         CHECK(glmv_batch_decode(b, twice, ids, 2, lg, err) != 0 && strstr(err, "share a session"));
+        b->idle_rows = 0; /* (2,048 on CUDA: more than these sessions' context, a check made first) */
         int rows = glmv_batch_idle_rows(b); /* the most a pass takes (a lone prompt's) */
         int32_t *many = calloc((size_t)rows + 1, sizeof *many);
         int counts[2] = {rows, 1}, zero[1] = {0};
@@ -2675,18 +2675,18 @@ TEST(mixed_prefill) { batched_vs_alone(1, 24, 0, 1, 0); }
  * glmv_session_eval, against pieces of 37 + 3, 36 + 2 + 2 and 30 + 5 + 5 through
  * glmv_session_eval_chunks, the last beside another sequence's token; the last row's logits
  * bit for bit on the CPU (a piece of 2 to 4 rows once took the decode rows' matrix-vector
- * kernel there), within rounding on CUDA. */
+ * kernel there), within rounding on CUDA. Then longer prompts alone against pieces (below). */
 TEST(prompt_cuts) {
     char err[GLMV_ERR_SIZE];
     glmv_model *m = load_demo(err);
     if (!m) return;
     int V = m->cfg.vocab_size;
-    int32_t ids[40];
-    for (int i = 0; i < 40; i++) ids[i] = (int32_t)((i * 7919 + 13) % V);
+    int32_t ids[1100];
+    for (int i = 0; i < 1100; i++) ids[i] = (int32_t)((i * 7919 + 13) % V);
     glmv_session *a = NULL, *s = NULL, *o = NULL;
     glmv_batch *b = NULL;
     float *la = malloc(sizeof(float) * (size_t)V), *lb = malloc(sizeof(float) * (size_t)V);
-    int ok = la && lb && glmv_session_new(&a, m, 256, err) == 0 && glmv_session_new(&s, m, 256, err) == 0 &&
+    int ok = la && lb && glmv_session_new(&a, m, 1200, err) == 0 && glmv_session_new(&s, m, 1200, err) == 0 &&
              glmv_session_new(&o, m, 256, err) == 0 && glmv_batch_new(&b, m, 2, err) == 0 &&
              glmv_session_eval(a, ids, 40, la, err) == 0;
     CHECK_MSG(ok, "%s", err);
@@ -2717,6 +2717,31 @@ TEST(prompt_cuts) {
             CHECK_MSG(e <= 1e-4, "cut %d+%d+%d: nmse %.3e", cuts[c][0], cuts[c][1], cuts[c][2], e);
         }
     }
+    /* longer prompts, alone through glmv_session_eval against pieces through
+     * glmv_session_eval_chunks: one row longer than the session's chunk (257 on the CPU, whose
+     * last chunk would be one row: 255 + 2), against 200 + 57; and 1,100 ids (past the CPU
+     * attention's key chunks) against 4 x 250 + 2 + 98, a piece of 2 rows whose keys were once
+     * cut into chunks by the threads' count */
+    int n1 = s ? s->chunk + 1 : 0;
+    const int longer[][8] = {{n1, 200, n1 - 200, 0}, {1100, 250, 250, 250, 250, 2, 98, 0}};
+    for (int c = 0; c < 2 && ok; c++) {
+        int n = longer[c][0];
+        if (n < 201 || n > 1100) continue;
+        glmv_session_reset(a);
+        glmv_session_reset(s);
+        ok = glmv_session_eval(a, ids, n, la, err) == 0;
+        for (int k = 1, off = 0; k < 8 && ok && longer[c][k]; off += longer[c][k], k++) {
+            int counts[1] = {longer[c][k]};
+            float *lg[1] = {off + counts[0] == n ? lb : NULL};
+            ok = glmv_session_eval_chunks(b, &s, ids + off, counts, 1, lg, err) == 0;
+        }
+        CHECK_MSG(ok, "%s", err);
+        if (ok && parity_device != GLMV_DEVICE_CUDA)
+            CHECK_MSG(!memcmp(la, lb, sizeof(float) * (size_t)V), "%d ids: alone and in pieces of %d, %d, ... differ",
+                      n, longer[c][1], longer[c][2]);
+        else if (ok)
+            CHECK_MSG(test_nmse(la, lb, V) <= 1e-4, "%d ids: nmse %.3e", n, test_nmse(la, lb, V));
+    }
     glmv_batch_free(b);
     glmv_session_free(a);
     glmv_session_free(s);
@@ -2726,10 +2751,20 @@ TEST(prompt_cuts) {
     glmv_model_free(m);
 }
 
+/* The prompt rows a pass gives a prompt with `left` rows to go and `room` rows free: never a
+ * piece that leaves one row, nor a piece of one row from a longer prompt (eval_group's rule) */
+static int64_t prompt_piece(int64_t left, int64_t room) {
+    int64_t t = GLMV_MIN(left, room);
+    if (t < left && left - t == 1) t--;
+    if (t == 1 && left > 1) t = 0;
+    return t;
+}
+
 /* A lone prompt in a batch (nobody else's work: a server's only request) takes the longer passes
  * of glmv_batch_idle_rows, not the rows left beside running tokens; with a second generation's
- * token in the pass, the rows of glmv_batch_max_rows. Either way the answer is the one alone (on
- * the CPU bit for bit, log-probabilities too; on CUDA the same tokens). */
+ * token in the pass, the rows of glmv_batch_max_rows. The pass sizes are chosen so that a cut
+ * would leave one row, which the passes avoid (prompt_piece). Either way the answer is the one
+ * alone (on the CPU bit for bit, log-probabilities too; on CUDA the same tokens). */
 TEST(lone_prompt_passes) {
     char err[GLMV_ERR_SIZE];
     glmv_model *m = load_demo(err);
@@ -2747,11 +2782,6 @@ TEST(lone_prompt_passes) {
     int ok = glmv_session_new(&s, m, 1024, err) == 0 && glmv_session_new(&s2, m, 1024, err) == 0 &&
              glmv_generate(s, &msg, 1, &sp, NULL, NULL, &alone, err) == 0 && glmv_batch_new(&b, m, 2, err) == 0;
     CHECK_MSG(ok, "%s", err);
-    if (ok) {
-        b->prompt_rows = 8;  /* beside tokens: 2 + 8 rows a pass in all */
-        b->idle_rows = 40;   /* alone: 40 */
-        CHECK_EQ_INT(glmv_batch_idle_rows(b), 40);
-    }
     for (int with_other = 0; with_other < 2 && ok; with_other++) {
         glmv_prompt *p = NULL;
         glmv_gen *g = NULL, *o = NULL;
@@ -2759,6 +2789,17 @@ TEST(lone_prompt_passes) {
         ok = glmv_prompt_new(&p, m, &msg, 1, 1024, err) == 0 &&
              glmv_gen_begin_prompt(&g, s, p, &sp, NULL, NULL, err) == 0;
         glmv_prompt_free(p);
+        int64_t left0 = ok ? glmv_gen_prompt_left(g) : 0;
+        /* alone: passes of left0 - 1 rows (the first would leave one); beside a token: room r with
+         * left0 - 1 a multiple of r (the last but one would leave one), 2 + prompt_rows - 1 = r */
+        int64_t r0 = 8;
+        for (int64_t r = 3; r <= 20; r++)
+            if ((left0 - 1) % r == 0) r0 = r;
+        b->prompt_rows = (int)r0 - 1;
+        b->idle_rows = (int)left0 - 1;
+        int64_t room = with_other ? glmv_batch_max_rows(b) - 1 : glmv_batch_idle_rows(b);
+        CHECK_MSG(left0 > 20 && room == (with_other ? r0 : left0 - 1), "a prompt of %lld rows, room %lld",
+                  (long long)left0, (long long)room);
         if (ok && with_other) { /* a text generation that is past its prompt: a token every pass */
             const batch_req tq = {"Hello!", 0, 0};
             glmv_part tp[2];
@@ -2771,7 +2812,7 @@ TEST(lone_prompt_passes) {
             ok = glmv_gen_start(&o, s2, &tm, 1, &ts, NULL, NULL, err) == 0;
         }
         CHECK_MSG(ok, "%s", err);
-        int passes = 0, r = 0;
+        int passes = 0, r = 0, cuts = 0;
         while (ok && (r = glmv_gen_pending(g) ? 0 : glmv_gen_step(g, err)) == 0) {
             int64_t left = glmv_gen_prompt_left(g);
             glmv_gen *two[2] = {g, o};
@@ -2779,14 +2820,15 @@ TEST(lone_prompt_passes) {
             if (ok) ok = glmv_gen_eval_batch(b, two, o ? 2 : 1, err) == 0;
             CHECK_MSG(ok, "%s", err);
             if (ok && left > 0) {
-                int64_t want = with_other ? GLMV_MIN(left, glmv_batch_max_rows(b) - 1) + 1 : GLMV_MIN(left, 40);
+                int64_t want = prompt_piece(left, room) + with_other;
+                cuts += want - with_other < GLMV_MIN(left, room);
                 CHECK_MSG(b->last_rows == want, "%s: a pass of %d rows, %lld of the prompt left, %lld expected",
                           with_other ? "beside a token" : "alone", b->last_rows, (long long)left, (long long)want);
                 passes++;
             }
         }
         CHECK_MSG(r == 1, "%s", err);
-        CHECK_MSG(passes >= 2, "the prompt in %d passes", passes);
+        CHECK_MSG(passes >= 2 && cuts >= 1, "the prompt in %d passes, %d cut short", passes, cuts);
         if (r == 1) ok = glmv_gen_finish(g, &lone, err) == 0;
         else glmv_gen_free(g);
         glmv_gen_free(o);

@@ -457,7 +457,7 @@ typedef struct {
  * from the prompt's logits), at most n running, admitted first come first served as slots
  * free, as glmv serve runs them. mixed: each pass carries every running stream's token and the
  * next chunk of the prompts waiting (glmv_session_eval_chunks, up to glmv_batch_max_rows
- * rows, glmv_batch_idle_rows when no stream's token is in the pass); else each admitted prompt is prefilled alone (glmv_session_eval) before the pass. */
+ * rows, glmv_batch_idle_rows for a lone prompt); else each admitted prompt is prefilled alone (glmv_session_eval) before the pass. */
 static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int steps, int mixed, serve_fig *f,
                    char *err) {
     glmv_session **ss = calloc((size_t)n, sizeof *ss), **sel = calloc((size_t)n, sizeof *sel);
@@ -530,7 +530,9 @@ static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int s
                 row_ids[rows++] = next[i];
                 k++;
             }
-        const int limit = rows ? max_rows : idle_rows; /* no stream's token: a lone prompt's passes */
+        int active = 0; /* a lone prompt (one request, no token yet) takes the longer passes, as glmv serve's */
+        for (int i = 0; i < n; i++) active += req[i] >= 0;
+        const int limit = rows || active != 1 ? max_rows : idle_rows;
         for (int i = 0; i < n && rows < limit; i++)
             if (req[i] >= 0 && off[i] >= 0 && off[i] < prompt) {
                 int t = prompt - off[i] < limit - rows ? prompt - off[i] : limit - rows;

@@ -7,9 +7,10 @@
  * model), scores and P·V run on the matmul register tile (att_tiled); other
  * sizes use dot/axpy kernels. Causal: a task is (kv head, block of query rows,
  * chunk of keys); all query heads sharing the kv head are processed together,
- * so each K/V block is read once per group. Decode has one query row, so keys
- * are split into chunks across threads (flash-decoding) and the partial
- * softmaxes merged. Segments: a task is (segment, head, block of query rows).
+ * so each K/V block is read once per group. Keys are split into chunks of
+ * ATT_KCHUNK across threads (flash-decoding) and the partial softmaxes merged,
+ * the same chunks for a row whatever else is in the call (batch invariance).
+ * Segments: a task is (segment, head, block of query rows).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -19,7 +20,8 @@
 #include "cpu/cpu.h"
 #include "cpu/ref.h"
 
-#define ATT_KBLK 64 /* keys per block */
+#define ATT_KBLK 64    /* keys per block */
+#define ATT_KCHUNK 512 /* keys per chunk of a causal call's tasks (a multiple of ATT_KBLK) */
 
 /* online softmax state of one (row, head) */
 typedef struct {
@@ -236,13 +238,11 @@ static void attn_causal_f32(cpu_state *cs, float *out, const float *q, int64_t l
     }
     j.n_rb = (n + j.rb - 1) / j.rb;
     int64_t keys = pos0 + n, tasks = (int64_t)n_kv_heads * j.n_rb;
-    j.n_chunks = 1;
-    int64_t want = 4 * (int64_t)cs->n_threads;
-    if (tasks < want && keys > 2 * ATT_KBLK) {
-        j.n_chunks = GLMV_MIN((want + tasks - 1) / tasks, (keys + ATT_KBLK - 1) / ATT_KBLK);
-    }
-    j.chunk = (keys + j.n_chunks - 1) / j.n_chunks;
-    j.chunk = (j.chunk + ATT_KBLK - 1) / ATT_KBLK * ATT_KBLK;
+    /* keys in chunks of a fixed size (whatever the rows and the threads), merged in order: a
+     * row's result is then the same in any call it is part of, a decode step, a prompt's chunk
+     * of any length (batch invariance); the chunks also give a decode row's keys to several
+     * threads (flash-decoding) */
+    j.chunk = ATT_KCHUNK;
     j.n_chunks = (keys + j.chunk - 1) / j.chunk;
     if (j.n_chunks > 1)
         j.part = cpu_shared(cs, sizeof(float) * (size_t)(n * n_heads * j.n_chunks) *
