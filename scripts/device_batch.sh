@@ -76,6 +76,7 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" build/release/tests build/cuda/tests
 # binaries carried xz'd (to fit a call): unpacked in place
 [ -f .dev/cuda/bin.tar.xz ] && tar -xJf .dev/cuda/bin.tar.xz -C .dev/cuda
+[ -f .dev/rel/bin.tar.xz ] && tar -xJf .dev/rel/bin.tar.xz -C .dev/rel
 [ -d .dev/rel ] && cp .dev/rel/bin/test_* build/release/tests/ && cp .dev/rel/bin/glmv build/release/
 { cp .dev/cuda/bin/test_* build/cuda/tests/ 2>/dev/null; cp .dev/cuda/bin/glmv build/cuda/; }
 [ -e ../shared ] || ln -s "$PWD/.dev/shared" ../shared
@@ -585,12 +586,21 @@ ab)
     echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/bench.err" 2>/dev/null
     ;;
 dec)
-    # tests first; steady decode of 1, 16 and 64 streams (twice); a lone prompt's passes of the
+    # tests first (with .dev/rel, the CPU's batching tests and test_ops on the Xeon too: bundle
+    # build/release/tests/test_parity and test_ops into .dev/rel, xz'd as .dev/cuda is); steady
+    # decode of 1, 16 and 64 streams (twice); a lone prompt's passes of the
     # prefill chunk's 2,048 rows (glmv_batch_idle_rows, the default) against 512
     # (GLMV_CUDA_PREFILL_CHUNK=512), alternating; one stream at 8k keys; 128 requests served 64 and
     # 16 at a time, 512-row and 2,048-row lone passes
     S0=$SECONDS
     { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
+    if [ -d .dev/rel ]; then # the CPU's batch invariance on the Xeon's 16 threads (AMX, AVX512-BF16)
+        GLMV_TEST_ONLY=prompt_cuts,lone_prompt_passes,batch_invariance,mixed_prefill,kv_budget,top_logits_batched \
+            timeout 200 build/release/tests/test_parity >"$OUT/parity_cpu.log" 2>&1
+        echo "== test_parity on the Xeon: rc $?"; grep -E 'not ok|FAIL|RESULT' "$OUT/parity_cpu.log" | tail -n 6
+        timeout 200 build/release/tests/test_ops >"$OUT/ops_cpu.log" 2>&1
+        echo "== test_ops on the Xeon: rc $?"; grep -E 'not ok|FAIL|RESULT' "$OUT/ops_cpu.log" | tail -n 6
+    fi
     timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
     echo "== test_cuda: rc $?"; grep -E 'not ok|FAIL|RESULT' "$OUT/test_cuda.log" | tail -n 8
     GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=${DEC_TESTS:-tiny_text,tiny_image1,tiny_image2,tiny2_image1,bf16_tiny_image2,joined_qkv,joined_vision,batch_invariance,mixed_prefill,prompt_cuts,lone_prompt_passes,top_logits_batched,decode_graphs,prompt_last_row,embed_on_host,gguf_q8_0_image1,warmup_changes_nothing} \
