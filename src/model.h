@@ -350,8 +350,8 @@ typedef struct {
                                               (NULL: the first is enough) */
 } glmv_batch_item;
 
-/* The batch's buffers made to hold `rows` rows (0), or, when memory is short, left for its decode
- * steps' rows (-1). */
+/* The batch's buffers (and its tensor-parallel peers') made to hold `rows` rows (0), or, when
+ * memory is short, left for its decode steps' rows (-1). */
 int glmv_batch_reserve(glmv_batch *b, int rows);
 /* One step of n items of distinct sessions (n <= b->cap, rows in all <= glmv_batch_idle_rows):
  * every row through each weight matrix together, attention per sequence over its own cache

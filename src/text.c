@@ -403,10 +403,19 @@ int glmv_batch_max_rows(const glmv_batch *b) { return b->cap + GLMV_MAX(b->promp
 int glmv_batch_idle_rows(const glmv_batch *b) { return GLMV_MAX(glmv_batch_max_rows(b), b->idle_rows); }
 
 int glmv_batch_reserve(glmv_batch *b, int rows) {
-    if (b->rows >= rows) return 0;
-    if (batch_rows_alloc(b, rows) == 0) return 0;
-    batch_rows_alloc(b, b->cap); /* back to what decode steps need */
-    return -1;
+    int n = b->tp_peer ? glmv_tp_size(b->m->tp) : 1, rc = 0;
+    for (int r = 0; r < n && !rc; r++) { /* this rank's buffers, then the other ranks' */
+        glmv_batch *p = r ? b->tp_peer[r] : b;
+        if (r && p->m->be->bind_thread) p->m->be->bind_thread(p->m->be);
+        rc = p->rows < rows && batch_rows_alloc(p, rows) ? -1 : 0;
+    }
+    for (int r = 0; r < n && rc; r++) { /* short: all back to what decode steps need */
+        glmv_batch *p = r ? b->tp_peer[r] : b;
+        if (p->m->be->bind_thread) p->m->be->bind_thread(p->m->be);
+        if (p->rows > p->cap) batch_rows_alloc(p, p->cap);
+    }
+    if (n > 1 && b->m->be->bind_thread) b->m->be->bind_thread(b->m->be);
+    return rc;
 }
 
 static int batch_step(glmv_batch *b, glmv_session *const *ss, const int32_t *ids, int n,

@@ -2760,10 +2760,18 @@ static int64_t prompt_piece(int64_t left, int64_t room) {
     return t;
 }
 
+/* the backend's alloc, failing for one size (a lone prompt's buffers; tests) */
+static void *(*real_alloc)(glmv_backend *, size_t);
+static size_t failing_size;
+static void *alloc_but_one(glmv_backend *be, size_t bytes) {
+    return bytes == failing_size ? NULL : real_alloc(be, bytes);
+}
+
 /* A lone prompt in a batch (nobody else's work: a server's only request) takes the longer passes
  * of glmv_batch_idle_rows, not the rows left beside running tokens; with a second generation's
  * token in the pass, the rows of glmv_batch_max_rows. The pass sizes are chosen so that a cut
- * would leave one row, which the passes avoid (prompt_piece). Either way the answer is the one
+ * would leave one row, which the passes avoid (prompt_piece). Where the longer passes' buffers
+ * cannot be had, the batch keeps to its passes beside tokens. Each time the answer is the one
  * alone (on the CPU bit for bit, log-probabilities too; on CUDA the same tokens). */
 TEST(lone_prompt_passes) {
     char err[GLMV_ERR_SIZE];
@@ -2782,8 +2790,16 @@ TEST(lone_prompt_passes) {
     int ok = glmv_session_new(&s, m, 1024, err) == 0 && glmv_session_new(&s2, m, 1024, err) == 0 &&
              glmv_generate(s, &msg, 1, &sp, NULL, NULL, &alone, err) == 0 && glmv_batch_new(&b, m, 2, err) == 0;
     CHECK_MSG(ok, "%s", err);
-    for (int with_other = 0; with_other < 2 && ok; with_other++) {
+    for (int mode = 0; mode < 3 && ok; mode++) {
+        int with_other = mode == 1, oom = mode == 2; /* alone; beside a token; alone, short of memory */
         glmv_prompt *p = NULL;
+        if (oom) { /* a new batch, whose buffers for a lone prompt's rows cannot be had */
+            glmv_batch_free(b);
+            b = NULL;
+            ok = glmv_batch_new(&b, m, 2, err) == 0;
+            CHECK_MSG(ok, "%s", err);
+            if (!ok) break;
+        }
         glmv_gen *g = NULL, *o = NULL;
         glmv_session_reset(s);
         ok = glmv_prompt_new(&p, m, &msg, 1, 1024, err) == 0 &&
@@ -2800,6 +2816,12 @@ TEST(lone_prompt_passes) {
         int64_t room = with_other ? glmv_batch_max_rows(b) - 1 : glmv_batch_idle_rows(b);
         CHECK_MSG(left0 > 20 && room == (with_other ? r0 : left0 - 1), "a prompt of %lld rows, room %lld",
                   (long long)left0, (long long)room);
+        if (oom) { /* the first of its buffers at that size (b->x) fails */
+            real_alloc = m->be->alloc;
+            failing_size = sizeof(float) * (size_t)room * (size_t)m->cfg.hidden_size;
+            m->be->alloc = alloc_but_one;
+            room = glmv_batch_max_rows(b);
+        }
         if (ok && with_other) { /* a text generation that is past its prompt: a token every pass */
             const batch_req tq = {"Hello!", 0, 0};
             glmv_part tp[2];
@@ -2823,19 +2845,23 @@ TEST(lone_prompt_passes) {
                 int64_t want = prompt_piece(left, room) + with_other;
                 cuts += want - with_other < GLMV_MIN(left, room);
                 CHECK_MSG(b->last_rows == want, "%s: a pass of %d rows, %lld of the prompt left, %lld expected",
-                          with_other ? "beside a token" : "alone", b->last_rows, (long long)left, (long long)want);
+                          with_other ? "beside a token" : oom ? "alone, short of memory" : "alone", b->last_rows, (long long)left, (long long)want);
                 passes++;
             }
         }
+        if (oom) {
+            m->be->alloc = real_alloc;
+            CHECK_EQ_INT(b->idle_rows, 0); /* from now on */
+        }
         CHECK_MSG(r == 1, "%s", err);
-        CHECK_MSG(passes >= 2 && cuts >= 1, "the prompt in %d passes, %d cut short", passes, cuts);
+        CHECK_MSG(passes >= 2 && (oom || cuts >= 1), "the prompt in %d passes, %d cut short", passes, cuts);
         if (r == 1) ok = glmv_gen_finish(g, &lone, err) == 0;
         else glmv_gen_free(g);
         glmv_gen_free(o);
         if (!ok || r != 1) break;
         CHECK_MSG(lone.n_tokens == alone.n_tokens &&
                       !memcmp(lone.token_ids, alone.token_ids, sizeof(int32_t) * (size_t)alone.n_tokens),
-                  "%s: %d tokens, %d alone", with_other ? "beside a token" : "lone", lone.n_tokens, alone.n_tokens);
+                  "%s: %d tokens, %d alone", with_other ? "beside a token" : oom ? "alone, short of memory" : "lone", lone.n_tokens, alone.n_tokens);
         for (int t = 0; parity_device != GLMV_DEVICE_CUDA && t < lone.n_tokens && t < alone.n_tokens; t++)
             CHECK_MSG(!memcmp(&lone.logprobs[t].logprob, &alone.logprobs[t].logprob, sizeof(float)),
                       "token %d: log-probability %.9g, %.9g alone", t, lone.logprobs[t].logprob,
