@@ -129,67 +129,106 @@ typedef struct {
     float scale;
     int64_t rb, n_rb;           /* query rows per task, row blocks */
     int64_t chunk, n_chunks;    /* keys per chunk, chunks */
-    float *part;                /* n_chunks > 1: [n][n_heads][n_chunks] x (hd + 2) */
+    int seq;                    /* a task takes all chunks of its rows, merging as it goes */
+    float *part;                /* else, n_chunks > 1: [n][n_heads][n_chunks] x (hd + 2) */
 } causal_job;
+
+/* One key chunk's state (ml, acc) of a (row, head) merged into the running (st, o), chunks taken in
+ * order: the larger maximum rescales what is there. A task that takes every chunk of its rows and
+ * the merge of chunks done apart (causal_merge_task) both merge this way, so a row's result does
+ * not depend on which of them ran. */
+static void merge_chunk(const glmv_cpu_kernels *kn, float *o, att_ml *st, const float *acc, att_ml ml, int hd) {
+    if (!(ml.l > 0)) return; /* no visible key in the chunk */
+    if (ml.m > st->m) {
+        float corr = expf(st->m - ml.m); /* 0 for the first */
+        st->l *= corr;
+        kn->scale(o, corr, hd);
+        st->m = ml.m;
+    }
+    float w = expf(ml.m - st->m);
+    st->l += w * ml.l;
+    kn->axpy(o, w, acc, hd);
+}
 
 static void causal_task(void *ctx, int64_t t, int thread) {
     causal_job *j = ctx;
     const glmv_cpu_kernels *kn = j->cs->k;
     int hd = j->hd, G = j->group;
-    int64_t c = t % j->n_chunks, rest = t / j->n_chunks;
+    int64_t cf = j->seq ? 0 : t % j->n_chunks, rest = j->seq ? t : t / j->n_chunks;
+    int64_t ce = j->seq ? j->n_chunks : cf + 1; /* chunks [cf, ce) */
     /* row blocks in reverse: the last rows see the most keys, start them first */
     int64_t rbi = j->n_rb - 1 - rest % j->n_rb;
     int g = (int)(rest / j->n_rb);
     int64_t r0 = rbi * j->rb, r1 = GLMV_MIN(j->n, r0 + j->rb);
-    int64_t c0 = c * j->chunk, c1 = GLMV_MIN(j->pos0 + j->n, c0 + j->chunk);
     int64_t nr = r1 - r0, kvd = (int64_t)j->n_kv * hd;
+    int merged = j->seq && j->n_chunks > 1;
 
-    float *acc = cpu_tscratch(j->cs, thread);             /* nr x G x hd */
+    float *mo = cpu_tscratch(j->cs, thread);              /* merged: nr x G x hd */
+    att_ml *mml = (att_ml *)(mo + (merged ? nr * G * hd : 0)); /* merged: nr x G */
+    float *acc = (float *)(mml + (merged ? nr * G : 0));  /* nr x G x hd */
     att_ml *ml = (att_ml *)(acc + nr * G * hd);           /* nr x G */
     float *s = (float *)(ml + nr * G);                    /* ATT_KBLK */
-    memset(acc, 0, sizeof(float) * (size_t)(nr * G * hd));
-    for (int64_t i = 0; i < nr * G; i++) ml[i] = (att_ml){-INFINITY, 0.0f};
+    if (merged) {
+        memset(mo, 0, sizeof(float) * (size_t)(nr * G * hd));
+        for (int64_t i = 0; i < nr * G; i++) mml[i] = (att_ml){-INFINITY, 0.0f};
+    }
+    for (int64_t c = cf; c < ce; c++) {
+        int64_t c0 = c * j->chunk, c1 = GLMV_MIN(j->pos0 + j->n, c0 + j->chunk);
+        if (merged && c0 >= j->pos0 + r1) break; /* past every key of these rows (causal) */
+        memset(acc, 0, sizeof(float) * (size_t)(nr * G * hd));
+        for (int64_t i = 0; i < nr * G; i++) ml[i] = (att_ml){-INFINITY, 0.0f};
 
-    const float *kb = j->kc + (int64_t)g * hd, *vb = j->vc + (int64_t)g * hd;
-    if (att_tiled_ok(kn, hd)) {
-        int64_t nv = nr * G;
-        const float **qv = (const float **)(s + ATT_KBLK);
-        int64_t *lim = (int64_t *)(qv + nv);
+        const float *kb = j->kc + (int64_t)g * hd, *vb = j->vc + (int64_t)g * hd;
+        if (att_tiled_ok(kn, hd)) {
+            int64_t nv = nr * G;
+            const float **qv = (const float **)(s + ATT_KBLK);
+            int64_t *lim = (int64_t *)(qv + nv);
+            for (int64_t r = 0; r < nr; r++)
+                for (int h = 0; h < G; h++) {
+                    qv[r * G + h] = j->q + (r0 + r) * j->ldq + (int64_t)(g * G + h) * hd;
+                    lim[r * G + h] = j->pos0 + r0 + r + 1; /* causal: keys <= position */
+                }
+            att_tiled(kn, nv, qv, lim, kb, kvd, vb, kvd, c0, c1, hd, j->scale, acc, ml,
+                      (float *)(lim + nv));
+        } else
+        for (int64_t b0 = c0; b0 < c1; b0 += ATT_KBLK) {
+            int64_t b1 = GLMV_MIN(c1, b0 + ATT_KBLK);
+            for (int64_t r = 0; r < nr; r++) {
+                int64_t lim = GLMV_MIN(b1, j->pos0 + r0 + r + 1); /* causal: keys <= position */
+                for (int h = 0; h < G; h++) {
+                    int qh = g * G + h;
+                    att_block(kn, j->q + (r0 + r) * j->ldq + (int64_t)qh * hd, kb, kvd, vb, kvd, b0,
+                              lim, hd, j->scale, &ml[r * G + h], acc + (r * G + h) * hd, s);
+                }
+            }
+        }
         for (int64_t r = 0; r < nr; r++)
             for (int h = 0; h < G; h++) {
-                qv[r * G + h] = j->q + (r0 + r) * j->ldq + (int64_t)(g * G + h) * hd;
-                lim[r * G + h] = j->pos0 + r0 + r + 1; /* causal: keys <= position */
-            }
-        att_tiled(kn, nv, qv, lim, kb, kvd, vb, kvd, c0, c1, hd, j->scale, acc, ml,
-                  (float *)(lim + nv));
-    } else
-    for (int64_t b0 = c0; b0 < c1; b0 += ATT_KBLK) {
-        int64_t b1 = GLMV_MIN(c1, b0 + ATT_KBLK);
-        for (int64_t r = 0; r < nr; r++) {
-            int64_t lim = GLMV_MIN(b1, j->pos0 + r0 + r + 1); /* causal: keys <= position */
-            for (int h = 0; h < G; h++) {
                 int qh = g * G + h;
-                att_block(kn, j->q + (r0 + r) * j->ldq + (int64_t)qh * hd, kb, kvd, vb, kvd, b0,
-                          lim, hd, j->scale, &ml[r * G + h], acc + (r * G + h) * hd, s);
+                float *a = acc + (r * G + h) * hd;
+                att_ml st = ml[r * G + h];
+                if (j->n_chunks == 1) {
+                    float *o = j->out + (r0 + r) * (int64_t)j->n_heads * hd + (int64_t)qh * hd;
+                    float inv = st.l > 0 ? 1.0f / st.l : 0.0f;
+                    for (int d = 0; d < hd; d++) o[d] = a[d] * inv;
+                } else if (merged) {
+                    merge_chunk(kn, mo + (r * G + h) * hd, &mml[r * G + h], a, st, hd);
+                } else {
+                    float *p = j->part + (((r0 + r) * j->n_heads + qh) * j->n_chunks + c) * (hd + 2);
+                    p[0] = st.m;
+                    p[1] = st.l;
+                    memcpy(p + 2, a, sizeof(float) * (size_t)hd);
+                }
             }
-        }
     }
-    for (int64_t r = 0; r < nr; r++)
-        for (int h = 0; h < G; h++) {
-            int qh = g * G + h;
-            float *a = acc + (r * G + h) * hd;
-            att_ml st = ml[r * G + h];
-            if (j->n_chunks == 1) {
-                float *o = j->out + (r0 + r) * (int64_t)j->n_heads * hd + (int64_t)qh * hd;
-                float inv = st.l > 0 ? 1.0f / st.l : 0.0f;
-                for (int d = 0; d < hd; d++) o[d] = a[d] * inv;
-            } else {
-                float *p = j->part + (((r0 + r) * j->n_heads + qh) * j->n_chunks + c) * (hd + 2);
-                p[0] = st.m;
-                p[1] = st.l;
-                memcpy(p + 2, a, sizeof(float) * (size_t)hd);
+    if (merged) /* normalised, as causal_merge_task ends */
+        for (int64_t r = 0; r < nr; r++)
+            for (int h = 0; h < G; h++) {
+                float *o = j->out + (r0 + r) * (int64_t)j->n_heads * hd + (int64_t)(g * G + h) * hd;
+                memcpy(o, mo + (r * G + h) * hd, sizeof(float) * (size_t)hd);
+                float L = mml[r * G + h].l;
+                if (L > 0) kn->scale(o, 1.0f / L, hd);
             }
-        }
 }
 
 /* merge the key chunks of one (row, head) */
@@ -199,19 +238,13 @@ static void causal_merge_task(void *ctx, int64_t t, int thread) {
     int hd = j->hd;
     const float *p = j->part + t * j->n_chunks * (hd + 2);
     float *o = j->out + t * hd; /* t = row * n_heads + head, out rows are n_heads*hd */
-    float M = -INFINITY;
-    for (int64_t c = 0; c < j->n_chunks; c++)
-        if (p[c * (hd + 2) + 1] > 0 && p[c * (hd + 2)] > M) M = p[c * (hd + 2)];
-    float L = 0;
+    att_ml st = {-INFINITY, 0.0f};
     for (int d = 0; d < hd; d++) o[d] = 0;
     for (int64_t c = 0; c < j->n_chunks; c++) {
         const float *pc = p + c * (hd + 2);
-        if (!(pc[1] > 0)) continue;
-        float wgt = expf(pc[0] - M);
-        L += wgt * pc[1];
-        j->cs->k->axpy(o, wgt, pc + 2, hd);
+        merge_chunk(j->cs->k, o, &st, pc + 2, (att_ml){pc[0], pc[1]}, hd);
     }
-    if (L > 0) j->cs->k->scale(o, 1.0f / L, hd);
+    if (st.l > 0) j->cs->k->scale(o, 1.0f / st.l, hd);
 }
 
 static void attn_causal_f32(cpu_state *cs, float *out, const float *q, int64_t ldq, const float *kc,
@@ -225,11 +258,12 @@ static void attn_causal_f32(cpu_state *cs, float *out, const float *q, int64_t l
     causal_job j = {.cs = cs, .out = out, .q = q, .kc = kc, .vc = vc, .ldq = ldq, .n = n,
                     .pos0 = pos0, .n_heads = n_heads, .n_kv = n_kv_heads, .hd = head_dim,
                     .group = n_heads / n_kv_heads, .scale = scale};
-    /* rows per task bounded by the per-thread scratch: acc + ml + scores (+ tiles) */
+    /* rows per task bounded by the per-thread scratch: the merged chunks' o + ml, acc + ml,
+     * scores (+ tiles) */
     j.rb = 8;
     for (;; j.rb--) {
         int64_t nv = j.rb * j.group;
-        size_t need = sizeof(float) * ((size_t)nv * (size_t)(head_dim + 2) + ATT_KBLK) +
+        size_t need = sizeof(float) * (2 * (size_t)nv * (size_t)(head_dim + 2) + ATT_KBLK) +
                       (att_tiled_ok(cs->k, head_dim)
                            ? sizeof(float) * att_tiled_floats(cs->k, nv, head_dim) + 24 * (size_t)nv
                            : 0);
@@ -244,11 +278,16 @@ static void attn_causal_f32(cpu_state *cs, float *out, const float *q, int64_t l
      * threads (flash-decoding) */
     j.chunk = ATT_KCHUNK;
     j.n_chunks = (keys + j.chunk - 1) / j.chunk;
-    if (j.n_chunks > 1)
+    /* with tasks enough for the threads, or partials that would take much memory, a task takes
+     * all chunks of its rows; else the chunks are tasks of their own, merged after (the same
+     * arithmetic either way) */
+    j.seq = tasks >= 2 * (int64_t)cs->n_threads ||
+            (double)n * n_heads * j.n_chunks * (head_dim + 2) * sizeof(float) > 32.0 * (1 << 20);
+    if (j.n_chunks > 1 && !j.seq)
         j.part = cpu_shared(cs, sizeof(float) * (size_t)(n * n_heads * j.n_chunks) *
                                     (size_t)(head_dim + 2));
-    glmv_pool_run(cs->pool, causal_task, &j, tasks * j.n_chunks);
-    if (j.n_chunks > 1) glmv_pool_run(cs->pool, causal_merge_task, &j, n * n_heads);
+    glmv_pool_run(cs->pool, causal_task, &j, j.seq ? tasks : tasks * j.n_chunks);
+    if (j.n_chunks > 1 && !j.seq) glmv_pool_run(cs->pool, causal_merge_task, &j, n * n_heads);
 }
 
 /* a bf16 cache's rows [0, rows) of K and of V widened to float32 (exactly), in blocks of rows
