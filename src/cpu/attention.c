@@ -21,7 +21,7 @@
 #include "cpu/ref.h"
 
 #define ATT_KBLK 64    /* keys per block */
-#define ATT_KCHUNK 512 /* keys per chunk of a causal call's tasks (a multiple of ATT_KBLK) */
+#define ATT_KCHUNK 256 /* keys per chunk of a causal call (a multiple of ATT_KBLK) */
 
 /* online softmax state of one (row, head) */
 typedef struct {
