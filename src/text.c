@@ -396,9 +396,8 @@ int glmv_batch_new(glmv_batch **out, glmv_model *m, int cap, char *err) {
 
 int glmv_batch_capacity(const glmv_batch *b) { return b->cap; }
 
-/* a mixed step's rows: every sequence's decode row, and one prompt chunk as the backend
- * prefers it (s->chunk's size) */
-/* (at least 2 prompt rows: a prompt is never cut into a piece of one row, see eval_group) */
+/* a mixed step's rows: every sequence's decode row, and prompt rows as the backend prefers them
+ * beside decode rows (at least 2: a prompt is never cut into a piece of one row, see eval_group) */
 int glmv_batch_max_rows(const glmv_batch *b) { return b->cap + GLMV_MAX(b->prompt_rows, 2); }
 int glmv_batch_idle_rows(const glmv_batch *b) { return GLMV_MAX(glmv_batch_max_rows(b), b->idle_rows); }
 
@@ -502,7 +501,6 @@ static int tp_batch_inputs(glmv_batch *b, glmv_session *const *ss, const int64_t
         glmv_backend *be = p->m->be;
         if (be->bind_thread) be->bind_thread(be);
         p->prompt_rows = b->prompt_rows;
-        p->idle_rows = b->idle_rows;
         if (p->rows < R && batch_rows_alloc(p, (int)GLMV_MAX(R, glmv_batch_max_rows(p))))
             rc = glmv_errc(err, GLMV_E_NOMEM, "out of memory for a step of %lld rows", (long long)R);
         for (int i = 0; i < n && !rc; i++) {
@@ -863,8 +861,7 @@ int glmv_batch_eval_locked(glmv_batch *b, const glmv_batch_item *items, int n, c
         it[i]->s->evictable = 0;
         if (glmv_kv_ensure(it[i]->s, it[i]->s->pos + it[i]->n, err)) goto done;
     }
-    if (b->rows < R && batch_rows_alloc(b, (int)GLMV_MAX(R, glmv_batch_max_rows(b)))) {
-        batch_rows_alloc(b, b->cap); /* back to what decode steps need */
+    if (glmv_batch_reserve(b, (int)GLMV_MAX(R, glmv_batch_max_rows(b)))) {
         glmv_errc(err, GLMV_E_NOMEM, "out of memory for a step of %lld rows", (long long)R);
         goto done;
     }

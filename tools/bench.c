@@ -457,7 +457,8 @@ typedef struct {
  * from the prompt's logits), at most n running, admitted first come first served as slots
  * free, as glmv serve runs them. mixed: each pass carries every running stream's token and the
  * next chunk of the prompts waiting (glmv_session_eval_chunks, up to glmv_batch_max_rows
- * rows, glmv_batch_idle_rows for a lone prompt); else each admitted prompt is prefilled alone (glmv_session_eval) before the pass. */
+ * rows, glmv_batch_idle_rows for a lone prompt); else each admitted prompt is prefilled alone
+ * (glmv_session_eval) before the pass. */
 static int serving(glmv_model *m, int vocab, int n, int n_req, int prompt, int steps, int mixed, serve_fig *f,
                    char *err) {
     glmv_session **ss = calloc((size_t)n, sizeof *ss), **sel = calloc((size_t)n, sizeof *sel);
