@@ -632,3 +632,67 @@ void k_top_k(cuda_ctx *c, float *vals, int32_t *ids, const float *x, int64_t row
                 ids, x, n, kin, ld_in, len, k);
     cuda_check(c, "top_k");
 }
+
+/* ------------------------------------------------------------ prefetch towards L2 */
+
+/* Up to three spans of device memory to bring into L2, [p[i], p[i] + n[i]) (16-byte aligned, n a
+ * multiple of 16) */
+struct pf_spans {
+    const char *p[3];
+    int64_t n[3];
+};
+
+#define PF_PIECE 32768 /* bytes a bulk prefetch asks for */
+
+/* Each thread asks for pieces of the spans and leaves: Hopper's bulk prefetch
+ * (cp.async.bulk.prefetch.L2) or, with lines, one prefetch instruction a 128-byte line. Neither
+ * waits for the bytes. It lets the next kernel launch first and waits for the previous one last,
+ * so that the prefetches go out while the kernels before it still run (the weights are never
+ * written) and the stream's order holds past it. */
+__global__ void __launch_bounds__(32) prefetch_kernel(pf_spans s, int lines) {
+    PDL_LAUNCH();
+    const int64_t t = (int64_t)blockIdx.x * 32 + threadIdx.x, T = (int64_t)gridDim.x * 32;
+    for (int r = 0; r < 3; r++) {
+        if (lines) {
+            for (int64_t o = t * 128; o < s.n[r]; o += T * 128)
+                asm volatile("prefetch.global.L2 [%0];\n" ::"l"(s.p[r] + o));
+        } else {
+            for (int64_t o = t * PF_PIECE; o < s.n[r]; o += T * PF_PIECE) {
+                const uint32_t sz = (uint32_t)(s.n[r] - o < PF_PIECE ? s.n[r] - o : PF_PIECE);
+                asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(s.p[r] + o), "r"(sz) : "memory");
+            }
+        }
+    }
+    PDL_WAIT();
+}
+
+int64_t k_prefetch(cuda_ctx *c, const glmv_tensor *w, int64_t bytes, int lines) {
+    const int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
+    size_t st[3] = {0, 0, 0}, len[3] = {0, 0, 0};
+    int nr = 1;
+    if (glmv_dtype_is_quant(w->dtype))
+        nr = quant_regions(w->dtype, n, k, st, len);
+    else
+        len[0] = (size_t)glmv_tensor_numel(w) * glmv_dtype_size(w->dtype);
+    int64_t total = 0;
+    for (int r = 0; r < nr; r++) total += (int64_t)len[r];
+    if (bytes > total) bytes = total;
+    if (bytes <= 0 || total <= 0) return 0;
+    pf_spans s = {};
+    int64_t most = 0;
+    for (int r = 0; r < nr; r++) { /* each region's leading share: the first rows' bytes of each */
+        const int64_t want = (int64_t)((double)len[r] * ((double)bytes / (double)total));
+        s.p[r] = (const char *)w->data + st[r];
+        s.n[r] = want & ~(int64_t)15;
+        if (s.n[r] > most) most = s.n[r];
+    }
+    /* the prefetch reads and writes nothing the ops see: a norm's rounded rows stay valid */
+    const float *qn = c->qn_src, *bn = c->bn_src;
+    const unsigned grid = lines ? 4u * (unsigned)c->sms
+                                : (unsigned)GLMV_MIN((int64_t)c->sms, (int64_t)cdiv(cdiv(most, PF_PIECE), 32));
+    cuda_launch(c, prefetch_kernel, grid ? grid : 1u, 32, 0, s, lines);
+    c->qn_src = qn;
+    c->bn_src = bn;
+    cuda_check(c, "prefetch");
+    return bytes;
+}
