@@ -68,8 +68,6 @@
 #   ab     this binary against .dev/cuda/bin/glmv-prev: the tests, then the first token, prefill, decode,
 #          GPU memory (see the mode's comment)
 #   dec    steady decode and a lone prompt's passes in a batch (see the mode's comment)
-#   pf     weights prefetched into L2 during a decode step (GLMV_PREFETCH=0/1/2, GLMV_CUDA_PREFETCH=
-#          lines): the tests, then steady decode of BF16, Q4_0 and Q8_0 weights (see the mode's comment)
 #   decode the decode step and the flash kernels' variants side by side (DECODE_PARTS: tests parts
 #          bench conc attn ttft parity9b; DECODE_VARIANTS: base, noglu, nofuse, prev = .dev/cuda/bin/
 #          glmv-prev, a binary of an earlier commit); see the mode's comment
@@ -639,62 +637,6 @@ for c in d.get("decode", []): print("  one stream at %d keys: %.2f ms a token" %
         env $v timeout 150 build/cuda/glmv bench $S --decode 128 --concurrency 64,16 --requests 128 --schedule mixed \
             --json 2>>"$OUT/bench.err" | conc
     done
-    echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/bench.err" 2>/dev/null
-    ;;
-pf)
-    # the tests first (the CPU's on the Xeon beside the GPU's when .dev/rel is carried), then steady
-    # decode at ~1k keys with the weights asked ahead into L2 at no point (GLMV_PREFETCH=0), during
-    # the attention (1, the default) or also during each product (2; and 2 by 128-byte lines),
-    # alternating: BF16 weights at 1, 16 and 64 streams, then one stream of Q4_0 and of Q8_0; the
-    # first token of a 1120x1120 PNG between
-    S0=$SECONDS
-    { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
-    if [ -d .dev/rel ]; then
-        { GLMV_TEST_ONLY=prompt_cuts,lone_prompt_passes,batch_invariance,mixed_prefill,kv_budget,top_logits_batched \
-              timeout 200 build/release/tests/test_parity >"$OUT/parity_cpu.log" 2>&1; echo "rc $?" >>"$OUT/parity_cpu.log"
-          timeout 200 build/release/tests/test_ops >"$OUT/ops_cpu.log" 2>&1; echo "rc $?" >>"$OUT/ops_cpu.log"; } &
-    fi
-    timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
-    echo "== test_cuda: rc $?"; grep -E 'prefetch|not ok|FAIL|RESULT' "$OUT/test_cuda.log" | tail -n 12
-    GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=${PF_TESTS:-tiny_text,tiny_image1,bf16_tiny_image2,joined_qkv,joined_vision,batch_invariance,mixed_prefill,prompt_cuts,lone_prompt_passes,top_logits_batched,decode_graphs,gguf_q8_0_image1,warmup_changes_nothing} \
-        timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
-    echo "== test_parity on CUDA: rc $?"; grep -E 'not ok|FAIL|RESULT' "$OUT/parity_cuda.log" | tail -n 8
-    wait
-    for f in parity_cpu ops_cpu; do
-        [ -f "$OUT/$f.log" ] && { echo "== $f on the Xeon"; grep -E '^rc|not ok|FAIL|RESULT' "$OUT/$f.log" | tail -n 6; }
-    done
-    echo "== $((SECONDS - S0)) s"
-    S="--synthetic --layers 40 --device cuda --prompt 512"
-    conc() { python3 -c 'import json, sys
-d = json.load(sys.stdin)
-for c in d.get("concurrency", []): print("  %d streams: %.2f ms a step, %.0f tokens/s" % (c["streams"], c["ms_per_step"], c["aggregate_tokens_per_s"]))
-for c in d.get("decode", []): print("  one stream at %d keys: %.3f ms a token, %.1f tokens/s" % (c["ctx"], c["ms_per_token"], 1e3 / c["ms_per_token"]))'; }
-    bf16() {
-        for v in "$@"; do
-            [ $((SECONDS - S0)) -lt ${LIMIT:-500} ] || return
-            echo "== BF16, $v: steady decode of 1, 16, 64 streams at ~1k keys"
-            env ${v//+/ } timeout 120 build/cuda/glmv bench $S --decode 32 --ctx 1024 --concurrency 1,16,64 --json 2>>"$OUT/bench.err" | conc
-        done
-    }
-    quant() {
-        local q=$1; shift
-        for v in "$@"; do
-            [ $((SECONDS - S0)) -lt ${LIMIT:-500} ] || return
-            echo "== $q, $v: one stream"
-            env ${v//+/ } timeout 120 build/cuda/glmv bench $S --decode 64 --ctx 1024 --quant $q --json 2>>"$OUT/bench.err" | conc
-        done
-    }
-    P0=GLMV_PREFETCH=0 P1=GLMV_PREFETCH=1 P2=GLMV_PREFETCH=2 PL=GLMV_PREFETCH=2+GLMV_CUDA_PREFETCH=lines
-    # with .dev/ttft carried, the first token of the 1120x1120 PNG too (prompt passes ask nothing ahead)
-    ttft() { [ -f .dev/ttft/photo_1120.png ] && [ $((SECONDS - S0)) -lt ${LIMIT:-500} ] && ttft_png GLMV_NONE=1; }
-    [ -f .dev/ttft/tokenizer.json.xz ] && tok_dir .dev/ttft/tokenizer.json.xz
-    bf16 $P0 $P1 $P2 $PL
-    quant q4_0 $P0 $P1 $P2
-    ttft
-    quant q8_0 $P0 $P1 $P2
-    bf16 $P0 $P1 $P2
-    ttft
-    quant q4_0 $P0 $P1 $P2
     echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/bench.err" 2>/dev/null
     ;;
 videottft)

@@ -84,8 +84,6 @@ typedef struct {
     int kv_bf16;                /* 1: a KV cache holds bf16 (2 bytes an element, rounded to nearest
                                    even by kv_store), half the memory and the attention's reads; 0:
                                    float32. The caches' pointers are void * for that reason. */
-    int64_t prefetch_bytes;     /* weights be->prefetch may bring ahead at once (a share of the device's
-                                   last-level cache); 0 where there is no prefetch */
 } glmv_backend_caps;
 
 struct glmv_backend {
@@ -266,12 +264,6 @@ struct glmv_backend {
      * its ops go to (CUDA: the cudaStream_t, for NCCL). NULL on the CPU. */
     void (*bind_thread)(glmv_backend *be);
     void *(*queue)(glmv_backend *be);
-    /* A hint that the first `bytes` of w's data (by its share of each of w's regions, for the
-     * block formats) will be read soon: a device starts bringing them into its cache, so that
-     * the memory does not sit idle while the ops queued before read little (a decode step's
-     * attention, a norm). Computes nothing, changes nothing any op reads or writes. Returns the
-     * bytes asked for (at most caps.prefetch_bytes and w's size). NULL on the CPU. */
-    int64_t (*prefetch)(glmv_backend *be, const glmv_tensor *w, int64_t bytes);
     const char *device_name;    /* e.g. "NVIDIA H200" */
 };
 

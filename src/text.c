@@ -687,26 +687,6 @@ int glmv_session_eval_batch(glmv_batch *b, glmv_session *const *ss, const int32_
 /* ------------------------------------------------------------------ mixed steps */
 
 
-/* How far ahead a step of decode rows asks for weights (be->prefetch): 0 not at all; 1 the o and
- * gate/up products' while the attention runs (it reads a few MB of caches; the memory would
- * otherwise idle); 2 also each product's successor's while it runs (its tail, and the norms
- * after it). GLMV_PREFETCH=0/1/2; 1 unless set. */
-static int prefetch_level(void) {
-    static int level = -1;
-    if (level < 0) {
-        const char *e = getenv("GLMV_PREFETCH");
-        level = e && *e ? atoi(e) : 1;
-    }
-    return level;
-}
-
-/* w and then w2 asked ahead, as much as the backend's prefetch holds */
-static void ahead(glmv_backend *be, const glmv_tensor *w, const glmv_tensor *w2) {
-    int64_t left = be->caps.prefetch_bytes;
-    if (w) left -= be->prefetch(be, w, left);
-    if (w2 && left > 0) be->prefetch(be, w2, left);
-}
-
 /* The layers of a mixed step: rows [0, nd) are the decode items (attention together, their
  * tables in b->tab), then each prompt item's rows it[k].n from row r0[k] (k >= nd). The last
  * layer, past its keys and values, carries on only the decode rows and the last row of each
@@ -725,9 +705,6 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
     rot -= rot % 2;
     float eps = c->rms_norm_eps, scale = (float)(1.0 / sqrt((double)hd));
     int L_n = c->num_hidden_layers;
-    /* weights asked ahead (prefetch_level) in steps of decode rows alone: a prompt's products and
-     * attention keep the memory busy themselves */
-    const int pf = be->prefetch && be->caps.prefetch_bytes > 0 && nd == n_it ? prefetch_level() : 0;
     be->rmsnorm(be, b->xn, b->x, m->layers[0].input_layernorm, R, H, eps);
     for (int l = 0; l < L_n; l++) {
         const glmv_text_layer *L = &m->layers[l];
@@ -748,7 +725,6 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
                 be->rope_interleaved(be, b->k, kvd, b->cos, b->sin, R, nkv, hd, rot);
             }
         }
-        if (pf) ahead(be, L->o_w, L->gate_up);
         if (nd > 0)
             be->attn_decode_batch(be, b->att, b->q, ldq, k_new, v_new, ldkv,
                                   b->tab + (size_t)(2 * l) * nd, b->tab + (size_t)(2 * l + 1) * nd,
@@ -773,21 +749,14 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
                     be->copy(be, b->x + orow[k] * H, b->x + (r0[k] + it[k]->n - 1) * H, sizeof(float) * (size_t)H);
         const int64_t Rl = last ? R2 : R, ndl = last ? R2 : nd; /* the rows that go on; as decode rows */
         mm_mixed(be, b->t1, b->att, L->o_w, NULL, ndl, Rl);
-        if (pf > 1) ahead(be, L->gate_up, NULL);
         if (m->tp) glmv_tp_allreduce(m, b->t1, Rl * H); /* each rank's heads' share */
         be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, Rl, H,
                           eps);
         if (one_product(be, ndl) && be->matmul_glu && !be->matmul_glu(be, b->h, b->xn, L->gate_up, Rl)) {
-            if (pf > 1) ahead(be, L->down, NULL);
             mm_mixed(be, b->t1, b->h, L->down, NULL, ndl, Rl); /* gate/up and SwiGLU were one op */
         } else {
             mm_mixed(be, b->gu, b->xn, L->gate_up, NULL, ndl, Rl);
-            if (pf > 1) ahead(be, L->down, NULL);
             mlp_down(be, b->t1, b->h, b->gu, I, L->down, ndl, Rl);
-        }
-        if (pf > 1) { /* the next layer's first product, or lm_head */
-            const glmv_text_layer *N = l + 1 < L_n ? &m->layers[l + 1] : NULL;
-            ahead(be, N ? (N->qkv_w ? N->qkv_w : N->q_w) : m->lm_head, NULL);
         }
         if (m->tp) glmv_tp_allreduce(m, b->t1, Rl * H);
         be->norm_add_norm(be, b->x, b->xn, b->t1, L->post_mlp_layernorm,

@@ -597,68 +597,6 @@ TEST(norm_bf16_fold) {
     one_norm_bf16_fold(64, 100, 1);
 }
 
-/* be->prefetch: it asks for what it says (the bytes returned: at most the tensor's size and
- * caps.prefetch_bytes), every layout's regions stay inside the tensor (no error), and it changes
- * nothing: a product after it, and one between a norm and the product that takes the norm's
- * rounded rows, is bit for bit the product without it */
-static void one_prefetch(glmv_dtype dt, int64_t n, int64_t k) {
-    glmv_tensor w = glmv_dtype_is_quant(dt) ? make_quant(dt, n, k, 0.5f, 2) : make_tensor(dt, n, k, 0.5f);
-    glmv_tensor dw = dev_tensor(&w);
-    glmv_tensor g1 = make_tensor(GLMV_F32, k, 0, 1.0f), g2 = make_tensor(GLMV_F32, k, 0, 1.0f);
-    glmv_tensor d1 = dev_tensor(&g1), d2 = dev_tensor(&g2);
-    const int64_t size = glmv_dtype_is_quant(dt) ? (int64_t)glmv_dtype_row_bytes(dt, k) * n
-                                                 : n * k * (int64_t)glmv_dtype_size(dt);
-    const int64_t cap = be->caps.prefetch_bytes;
-    const int64_t asks[] = {0, 1000, size / 2, size, size + 4096, cap + 1};
-    for (size_t i = 0; i < sizeof asks / sizeof asks[0]; i++) {
-        int64_t got = be->prefetch(be, &dw, asks[i]), want = GLMV_MIN(GLMV_MIN(asks[i], cap), size);
-        CHECK_MSG(got == want,
-                  "%s %lldx%lld: prefetch of %lld bytes returned %lld, expected %lld", glmv_dtype_name(dt),
-                  (long long)n, (long long)k, (long long)asks[i], (long long)got, (long long)want);
-    }
-    const int64_t m = 4;
-    float *x = rand_buf(m * k, 1.0f), *t = rand_buf(m * k, 1.0f);
-    float *dx = dev_from(x, m * k), *dt2 = dev_from(t, m * k), *xn = dev_poison(m * k);
-    float *ya = dev_poison(m * n), *yb = dev_poison(m * n), *x2 = dev_poison(m * k);
-    const size_t xb = sizeof(float) * (size_t)(m * k), yb_bytes = sizeof(float) * (size_t)(m * n);
-    be->copy(be, x2, dx, xb);
-    be->norm_add_norm(be, dx, xn, dt2, &d1, &d2, m, k, 1e-5f);
-    be->matmul(be, ya, xn, &dw, NULL, m);
-    be->norm_add_norm(be, x2, xn, dt2, &d1, &d2, m, k, 1e-5f);
-    be->prefetch(be, &dw, size);
-    be->matmul(be, yb, xn, &dw, NULL, m);
-    float *a = host_of(ya, m * n), *b = host_of(yb, m * n);
-    CHECK_MSG(!memcmp(a, b, yb_bytes), "%s %lldx%lld: a product after a prefetch differs", glmv_dtype_name(dt),
-              (long long)n, (long long)k);
-    char err[GLMV_ERR_SIZE] = "";
-    CHECK_MSG(be->status(be, err) == 0, "%s", err);
-    printf("  prefetch %-6s %5lldx%-5lld %lld bytes: nothing changed\n", glmv_dtype_name(dt), (long long)n,
-           (long long)k, (long long)size);
-    free(a), free(b), free(x), free(t);
-    float *bufs[] = {dx, dt2, xn, ya, yb, x2};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(be, bufs[i]);
-    free_tensor(&w, &dw);
-    free_tensor(&g1, &d1);
-    free_tensor(&g2, &d2);
-}
-
-TEST(prefetch) {
-    NEED_GPU();
-    if (!be->prefetch) {
-        test_skip("no prefetch (GLMV_CUDA_PREFETCH=0)");
-        return;
-    }
-    CHECK(be->caps.prefetch_bytes > 0);
-    one_prefetch(GLMV_BF16, 1024, 4096);
-    one_prefetch(GLMV_BF16, 3, 40); /* 240 bytes: one short piece */
-    one_prefetch(GLMV_Q8_0, 512, 1024);
-    one_prefetch(GLMV_Q4_0, 1000, 4096);
-    one_prefetch(GLMV_Q5_0, 256, 512);
-    one_prefetch(GLMV_Q4_K, 256, 1024);
-    one_prefetch(GLMV_Q6_K, 300, 512);
-    one_prefetch(GLMV_BF16, 8192, 4096); /* 64 MB: more than the L2 holds, cut to caps.prefetch_bytes */
-}
-
 TEST(norm_quant_fold) {
     NEED_GPU();
     one_norm_fold(GLMV_Q8_0, 1, 4096);
@@ -2065,7 +2003,6 @@ int main(int argc, char **argv) {
     RUN(matmul_quant_rows);
     RUN(norm_quant_fold);
     RUN(norm_bf16_fold);
-    RUN(prefetch);
     RUN(matmul_f32_f16);
     RUN(matmul_quant_decode);
     RUN(matmul_mmq);

@@ -179,13 +179,6 @@ static int cu_upload(glmv_backend *be, glmv_tensor *t, char *err) {
     return 0;
 }
 
-static int64_t cu_prefetch(glmv_backend *be, const glmv_tensor *w, int64_t bytes) {
-    cuda_ctx *c = ctx_of(be);
-    if (c->failed || !w || !w->data) return 0;
-    if (bytes > be->caps.prefetch_bytes) bytes = be->caps.prefetch_bytes;
-    return k_prefetch(c, w, bytes, c->prefetch_lines);
-}
-
 static void cu_write(glmv_backend *be, void *dst, const void *src, size_t n) {
     OP_GUARD(be);
     if (!n) return;
@@ -735,15 +728,6 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->device_free = cu_device_free;
     be->bind_thread = cu_bind_thread;
     be->queue = cu_queue;
-    /* weights asked into L2 ahead of the products that read them (text.c says when): three
-     * quarters of the L2; GLMV_CUDA_PREFETCH=0: none, =lines: a prefetch instruction a line
-     * instead of the bulk prefetch */
-    const char *pf = getenv("GLMV_CUDA_PREFETCH");
-    if (!(pf && !strcmp(pf, "0"))) {
-        be->prefetch = cu_prefetch;
-        be->caps.prefetch_bytes = (int64_t)prop.l2CacheSize * 3 / 4;
-        c->prefetch_lines = pf && !strcmp(pf, "lines");
-    }
     cuda_vm_init(be);
     be->device_name = c->device_name;
     be->caps.device = 1;

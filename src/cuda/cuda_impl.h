@@ -69,7 +69,6 @@ struct cuda_ctx {
     int capturing, capture_failed, no_graphs;
     struct cuda_vm *vm;          /* growing memory (vmm.cu), or NULL */
     int *mmq_cnt;                /* mmq.cu's split-k counters [MMQ_COUNTERS], zero between products */
-    int prefetch_lines;          /* be->prefetch by 128-byte lines (GLMV_CUDA_PREFETCH=lines), not bulk */
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }
@@ -110,9 +109,6 @@ void k_gelu_erf(cuda_ctx *c, float *y, const float *x, int64_t count);
 void k_add(cuda_ctx *c, float *y, const float *a, const float *b, int64_t count);
 void k_permute_021(cuda_ctx *c, float *y, const float *x, int64_t A, int64_t B, int64_t C);
 void k_top_k(cuda_ctx *c, float *vals, int32_t *ids, const float *x, int64_t rows, int64_t n, int k);
-/* be->prefetch: the leading `bytes` of w (each region's share) asked into L2; lines: one prefetch
- * a 128-byte line instead of Hopper's bulk prefetch. Returns the bytes asked for. */
-int64_t k_prefetch(cuda_ctx *c, const glmv_tensor *w, int64_t bytes, int lines);
 void k_swiglu_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
                    int64_t n, int64_t d);
 /* f32 -> bf16, count elements */
@@ -151,7 +147,6 @@ void k_gemm_simt(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
 size_t quant_qs_bytes(glmv_dtype t, int64_t n, int64_t k);
 size_t quant_scales_offset(glmv_dtype t, int64_t n, int64_t k);
 size_t quant_device_bytes(glmv_dtype t, int64_t n, int64_t k);
-int quant_regions(glmv_dtype t, int64_t n, int64_t k, size_t start[3], size_t len[3]);
 /* copy t's blocks (t->host) to the device and split them; *out the new device pointer */
 int quant_upload(cuda_ctx *c, glmv_tensor *t, void **out, char *err);
 /* y[m, n] = x · wᵀ (+ bias) for m <= quant_gemv_max_m(w->dtype), x rounded to int8 blocks,

@@ -341,37 +341,6 @@ size_t quant_device_bytes(glmv_dtype t, int64_t n, int64_t k) {
     return quant_scales_offset(t, n, k) + (size_t)n * (size_t)(k / GLMV_QK) * 2 + 16;
 }
 
-/* The regions of an [n, k] matrix of a block format as quant_upload lays it out on the device:
- * start and length in bytes of each (a row's share of every region is the same fraction of it).
- * Returns how many (1 to 3). */
-int quant_regions(glmv_dtype t, int64_t n, int64_t k, size_t start[3], size_t len[3]) {
-    if (t == GLMV_Q4_K) { /* the blocks as they are */
-        start[0] = 0;
-        len[0] = kq_off(t, n, k, 1);
-        return 1;
-    }
-    if (is_kq(t)) {
-        const size_t nb = (size_t)n * (size_t)(k / 256);
-        const int r = t == GLMV_Q6_K ? 2 : 3;
-        for (int i = 0; i < r; i++) start[i] = kq_off(t, n, k, i);
-        if (t == GLMV_Q6_K) {
-            len[0] = nb * 208;
-            len[1] = nb * 2;
-        } else {
-            const size_t b32 = (size_t)n * (size_t)(k / 32);
-            len[0] = b32 * 16;
-            len[1] = b32 * 4;
-            len[2] = b32 * 2;
-        }
-        return r;
-    }
-    start[0] = 0;
-    len[0] = quant_qs_bytes(t, n, k);
-    start[1] = quant_scales_offset(t, n, k);
-    len[1] = (size_t)n * (size_t)(k / GLMV_QK) * 2;
-    return 2;
-}
-
 /* ------------------------------------------------------------ upload: split the blocks */
 
 /* one thread per block: bpb bytes per block, qb of them quantized values after the scale */
