@@ -160,7 +160,8 @@ struct glmv_backend {
     /* The end of a decoder sublayer and the start of the next in one step: x[i] +=
      * rmsnorm(t[i])·w1 (the sublayer's output norm and the residual), then y[i] =
      * rmsnorm(x[i])·w2 (the next input norm), per row of d. ref: rmsnorm, add, rmsnorm, with
-     * the same rounding (bit for bit the three ops). */
+     * the same rounding (bit for bit the three ops). w1 NULL: x[i] += t[i] (a residual with no
+     * norm of its own, the vision tower's), then the norm: bit for bit add, rmsnorm. */
     void (*norm_add_norm)(glmv_backend *be, float *x, float *y, const float *t, const glmv_tensor *w1,
                           const glmv_tensor *w2, int64_t n, int64_t d, float eps);
     /* ref: nn.LayerNorm: y = (x - mean) / sqrt(var + eps) * w + b, per row of d */

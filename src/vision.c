@@ -363,28 +363,28 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
     float scale = (float)(1.0 / sqrt((double)hd));
     for (int l = 0; l < c->v_depth; l++) {
         const glmv_vision_block *B = &m->blocks[l];
-        /* ref: Glm4vVisionAttention */
-        be->rmsnorm(be, hn, h, B->norm1, N, Hv, eps);
+        /* ref: Glm4vVisionAttention (a later block's norm1 ends the block before it) */
+        if (l == 0) be->rmsnorm(be, hn, h, B->norm1, N, Hv, eps);
         be->matmul(be, qkv, hn, B->qkv_w, B->qkv_b, N);
         be->rope_neox(be, qkv, 3 * Hv, cs, sn, N, nh, hd);
         be->rope_neox(be, qkv + Hv, 3 * Hv, cs, sn, N, nh, hd);
         be->attn_segments(be, att, qkv, 3 * Hv, qkv + Hv, 3 * Hv, qkv + 2 * Hv, 3 * Hv, cu, n_seg,
                           nh, hd, scale);
         be->matmul(be, tmp, att, B->proj_w, B->proj_b, N);
-        be->add(be, h, h, tmp, N * Hv);
-        /* ref: Glm4VisionMlp */
-        be->rmsnorm(be, hn, h, B->norm2, N, Hv, eps);
+        /* the residual and ref: Glm4VisionMlp's norm in one op (bit for bit add, rmsnorm) */
+        be->norm_add_norm(be, h, hn, tmp, NULL, B->norm2, N, Hv, eps);
         for (int64_t r = 0; r < N; r += RB) {
             int64_t k = GLMV_MIN(RB, N - r);
             mlp(be, tmp + r * Hv, hn + r * Hv, B->gate_up_w, B->gate_up_b, B->gate_w, B->gate_b, B->up_w, B->up_b,
                 B->down_w, B->down_b, g1, u1, Ov, k);
         }
-        be->add(be, h, h, tmp, N * Hv);
+        /* the residual, and the next block's norm1 (after the last block, post_layernorm) */
+        be->norm_add_norm(be, h, hn, tmp, NULL, l + 1 < c->v_depth ? m->blocks[l + 1].norm1 : m->post_norm, N, Hv,
+                          eps);
         char name[32];
         snprintf(name, sizeof name, "v.block.%d", l);
         glmv_model_dump(m, name, h, N, Hv);
     }
-    be->rmsnorm(be, hn, h, m->post_norm, N, Hv, eps);
     glmv_model_dump(m, "v.post_norm", hn, N, Hv);
     /* ref: downsample Conv2d(k = s = merge): block rows [4, Hv] -> [Hv, 4] -> matmul */
     be->permute_021(be, tmp, hn, M, (int64_t)ms * ms, Hv);

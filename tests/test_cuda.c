@@ -782,8 +782,8 @@ TEST(embed) {
  * exactly */
 TEST(fused_norm_and_copy_rows) {
     NEED_GPU();
-    int64_t shapes[3][2] = {{7, 4096}, {3, 100}, {1, 4096}};
-    for (int s = 0; s < 3; s++) {
+    int64_t shapes[4][2] = {{7, 4096}, {3, 100}, {1, 4096}, {40, 1536}};
+    for (int s = 0; s < 4; s++) {
         int64_t n = shapes[s][0], d = shapes[s][1];
         glmv_tensor w1 = make_tensor(GLMV_F32, d, 0, 1.0f), w2 = make_tensor(GLMV_BF16, d, 0, 1.0f);
         glmv_tensor d1 = dev_tensor(&w1), d2 = dev_tensor(&w2);
@@ -807,6 +807,22 @@ TEST(fused_norm_and_copy_rows) {
         float *a = host_of(dx, n * d), *b = host_of(ux, n * d), *c2 = host_of(dy, n * d), *e = host_of(uy, n * d);
         CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)(n * d)) && !memcmp(c2, e, sizeof(float) * (size_t)(n * d)),
                   "norm_add_norm %lldx%lld is not rmsnorm, add, rmsnorm bit for bit", (long long)n, (long long)d);
+        { /* no w1 (the vision tower's residual): add, rmsnorm bit for bit, and the reference */
+            float *vx = dev_from(x, n * d), *vy = dev_poison(n * d), *wx = dev_from(x, n * d), *wy = dev_poison(n * d);
+            be->norm_add_norm(be, vx, vy, dt, NULL, &d2, n, d, 1e-5f);
+            be->add(be, wx, wx, dt, n * d);
+            be->rmsnorm(be, wy, wx, &d2, n, d, 1e-5f);
+            memcpy(rx, x, sizeof(float) * (size_t)(n * d));
+            glmv_ref_add(rx, rx, t, n * d);
+            glmv_ref_rmsnorm(ry, rx, &w2, n, d, 1e-5f);
+            snprintf(what, sizeof what, "norm_add_norm %lldx%lld, no w1: y", (long long)n, (long long)d);
+            expect(what, vy, ry, n * d, 1e-10);
+            float *p1 = host_of(vx, n * d), *p2 = host_of(wx, n * d), *p3 = host_of(vy, n * d), *p4 = host_of(wy, n * d);
+            CHECK_MSG(!memcmp(p1, p2, sizeof(float) * (size_t)(n * d)) && !memcmp(p3, p4, sizeof(float) * (size_t)(n * d)),
+                      "norm_add_norm %lldx%lld without w1 is not add, rmsnorm bit for bit", (long long)n, (long long)d);
+            free(p1), free(p2), free(p3), free(p4);
+            be->free(be, vx), be->free(be, vy), be->free(be, wx), be->free(be, wy);
+        }
         /* copy_rows: columns [5, 5 + 37) of the n rows of ld d into rows of ld 40 at column 3 */
         if (d >= 64) {
             float *cy = dev_poison(n * 40);

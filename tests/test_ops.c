@@ -591,6 +591,14 @@ TEST(norm_add_norm_copy_rows) {
             be->rmsnorm(be, uy, ux, &w2, n, d, 1e-5f);
             CHECK_MSG(!memcmp(gx, ux, bytes) && !memcmp(gy, uy, bytes), "%s: norm_add_norm %lldx%lld is not "
                       "rmsnorm, add, rmsnorm bit for bit", be->name, (long long)n, (long long)d);
+            /* no w1 (the vision tower's residual): add, rmsnorm */
+            memcpy(gx, x, bytes);
+            be->norm_add_norm(be, gx, gy, t, NULL, &w2, n, d, 1e-5f);
+            memcpy(ux, x, bytes);
+            be->add(be, ux, ux, t, n * d);
+            be->rmsnorm(be, uy, ux, &w2, n, d, 1e-5f);
+            CHECK_MSG(!memcmp(gx, ux, bytes) && !memcmp(gy, uy, bytes), "%s: norm_add_norm %lldx%lld without w1 is "
+                      "not add, rmsnorm bit for bit", be->name, (long long)n, (long long)d);
             /* copy_rows: 3 columns from column 2 of the rows of x into rows of 5 at column 1 */
             float *cy = randv(n * 5, 7, 7);
             be->copy_rows(be, cy + 1, 5, x + 2, d > 4 ? d : 5, d > 4 ? n : 0, 3);

@@ -163,13 +163,17 @@ static void cpu_rmsnorm(glmv_backend *be, float *y, const float *x, const glmv_t
 }
 
 /* rmsnorm, add, rmsnorm row by row with the same kernels (so the same bits as the three ops),
- * y's row holding the first norm's output in between */
+ * y's row holding the first norm's output in between; without w1 (j->w NULL), add, rmsnorm */
 static void norm_add_norm_rows(row_job *j, int64_t r0, int64_t r1) {
     const glmv_cpu_kernels *k = j->cs->k;
     for (int64_t i = r0; i < r1; i++) {
         float *x = (float *)j->x + i * j->d, *y = j->y + i * j->d;
-        k->rmsnorm_row(y, j->x2 + i * j->d, j->w, j->d, j->f);
-        k->add(x, x, y, j->d);
+        const float *t = j->x2 + i * j->d;
+        if (j->w) {
+            k->rmsnorm_row(y, t, j->w, j->d, j->f);
+            t = y;
+        }
+        k->add(x, x, t, j->d);
         k->rmsnorm_row(y, x, j->b, j->d, j->f);
     }
 }
@@ -177,14 +181,14 @@ static void cpu_norm_add_norm(glmv_backend *be, float *x, float *y, const float 
                               const glmv_tensor *w2, int64_t n, int64_t d, float eps) {
     cpu_state *cs = cpu_of(be);
     if (!cs->k) {
-        glmv_ref_rmsnorm(y, t, w1, n, d, eps);
-        glmv_ref_add(x, x, y, n * d);
+        if (w1) glmv_ref_rmsnorm(y, t, w1, n, d, eps);
+        glmv_ref_add(x, x, w1 ? y : t, n * d);
         glmv_ref_rmsnorm(y, x, w2, n, d, eps);
         return;
     }
     row_job j = {.cs = cs, .fn = norm_add_norm_rows, .n = n, .y = y, .x = x, .x2 = t, .d = d, .f = eps};
     j.b = weight_f32(cs, w2, d, (size_t)d); /* the larger offset first: the scratch grows once */
-    j.w = weight_f32(cs, w1, d, 0);
+    j.w = w1 ? weight_f32(cs, w1, d, 0) : NULL;
     run_rows(&j, 3 * d);
 }
 

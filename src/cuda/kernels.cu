@@ -158,31 +158,41 @@ __global__ void norm_add_norm_kernel(float *x, float *y, const float *t, const v
     __shared__ float sh[32];
     const float *tr = t + blockIdx.x * d;
     float *xr = x + blockIdx.x * d, *yr = y + blockIdx.x * d;
-    float ss = 0;
-    if (vec) {
-        for (int64_t j = threadIdx.x * 4; j < d; j += blockDim.x * 4) {
-            float4 v = *(const float4 *)(tr + j);
-            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    float r = 1.f;
+    if (w1) { /* (no w1: t is added as it is, as add_kernel adds it) */
+        float ss = 0;
+        if (vec) {
+            for (int64_t j = threadIdx.x * 4; j < d; j += blockDim.x * 4) {
+                float4 v = *(const float4 *)(tr + j);
+                ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+            }
+        } else {
+            for (int64_t j = threadIdx.x; j < d; j += blockDim.x) ss += tr[j] * tr[j];
         }
-    } else {
-        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) ss += tr[j] * tr[j];
+        ss = block_sum(ss, sh);
+        r = rsqrtf(ss / (float)d + eps);
     }
-    ss = block_sum(ss, sh);
-    float r = rsqrtf(ss / (float)d + eps);
     float s2 = 0;
     if (vec) {
         for (int64_t j = threadIdx.x * 4; j < d; j += blockDim.x * 4) {
             float4 v = *(const float4 *)(tr + j), a = *(const float4 *)(xr + j);
-            a.x = __fadd_rn(a.x, __fmul_rn(ldw(w1, dt1, j), v.x * r));
-            a.y = __fadd_rn(a.y, __fmul_rn(ldw(w1, dt1, j + 1), v.y * r));
-            a.z = __fadd_rn(a.z, __fmul_rn(ldw(w1, dt1, j + 2), v.z * r));
-            a.w = __fadd_rn(a.w, __fmul_rn(ldw(w1, dt1, j + 3), v.w * r));
+            if (w1) {
+                v.x = __fmul_rn(ldw(w1, dt1, j), v.x * r);
+                v.y = __fmul_rn(ldw(w1, dt1, j + 1), v.y * r);
+                v.z = __fmul_rn(ldw(w1, dt1, j + 2), v.z * r);
+                v.w = __fmul_rn(ldw(w1, dt1, j + 3), v.w * r);
+            }
+            a.x = __fadd_rn(a.x, v.x);
+            a.y = __fadd_rn(a.y, v.y);
+            a.z = __fadd_rn(a.z, v.z);
+            a.w = __fadd_rn(a.w, v.w);
             *(float4 *)(xr + j) = a;
             s2 += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
         }
     } else {
         for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
-            float a = __fadd_rn(xr[j], __fmul_rn(ldw(w1, dt1, j), tr[j] * r)); /* no fused multiply-add: add_kernel rounds twice */
+            /* no fused multiply-add: add_kernel rounds twice */
+            float a = __fadd_rn(xr[j], w1 ? __fmul_rn(ldw(w1, dt1, j), tr[j] * r) : tr[j]);
             xr[j] = a;
             s2 += a * a;
         }
@@ -232,8 +242,8 @@ void k_norm_add_norm(cuda_ctx *c, float *x, float *y, const float *t, const glmv
         char *s = (char *)cuda_grow(c, &c->qn, &c->qn_bytes, a + 2 * b, GLMV_MAX(a + 2 * b, (size_t)1 << 17),
                                     "out of device memory for quantized activations");
         if (!s) return;
-        cuda_launch(c, norm_add_norm_kernel<1>, (unsigned)n, norm_threads(d), 0, x, y, t, w1->data, w1->dtype,
-                    w2->data, w2->dtype, d, eps, vec, (int8_t *)s, (float *)(s + a), (int32_t *)(s + a + b),
+        cuda_launch(c, norm_add_norm_kernel<1>, (unsigned)n, norm_threads(d), 0, x, y, t, w1 ? w1->data : NULL,
+                    w1 ? (int)w1->dtype : 0, w2->data, w2->dtype, d, eps, vec, (int8_t *)s, (float *)(s + a), (int32_t *)(s + a + b),
                     (__nv_bfloat16 *)NULL);
         if (cuda_check(c, "norm_add_norm")) return;
         c->qn_src = y; /* after the launch, which clears it */
@@ -243,8 +253,8 @@ void k_norm_add_norm(cuda_ctx *c, float *x, float *y, const float *t, const glmv
     }
     __nv_bfloat16 *yb = bf16_fold(c, n, d);
     if (c->failed) return;
-    cuda_launch(c, norm_add_norm_kernel<0>, (unsigned)n, norm_threads(d), 0, x, y, t, w1->data, w1->dtype,
-                w2->data, w2->dtype, d, eps, vec, (int8_t *)NULL, (float *)NULL, (int32_t *)NULL, yb);
+    cuda_launch(c, norm_add_norm_kernel<0>, (unsigned)n, norm_threads(d), 0, x, y, t, w1 ? w1->data : NULL,
+                w1 ? (int)w1->dtype : 0, w2->data, w2->dtype, d, eps, vec, (int8_t *)NULL, (float *)NULL, (int32_t *)NULL, yb);
     if (cuda_check(c, "norm_add_norm")) return;
     if (yb) bf16_folded(c, y, n, d);
 }
