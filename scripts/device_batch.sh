@@ -68,6 +68,9 @@
 #   ab     this binary against .dev/cuda/bin/glmv-prev: the tests, then the first token, prefill, decode,
 #          GPU memory (see the mode's comment)
 #   dec    steady decode and a lone prompt's passes in a batch (see the mode's comment)
+#   mlp    the prompt's MLP in one op (gate/up written in bf16) and the tower's fused residual norms:
+#          the tests, then the first token, the tower and the 512-token prefill against
+#          .dev/cuda/bin/glmv-prev and GLMV_CUDA_MLP=0 (see the mode's comment)
 #   decode the decode step and the flash kernels' variants side by side (DECODE_PARTS: tests parts
 #          bench conc attn ttft parity9b; DECODE_VARIANTS: base, noglu, nofuse, prev = .dev/cuda/bin/
 #          glmv-prev, a binary of an earlier commit); see the mode's comment
@@ -638,6 +641,35 @@ for c in d.get("decode", []): print("  one stream at %d keys: %.2f ms a token" %
             --json 2>>"$OUT/bench.err" | conc
     done
     echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/bench.err" 2>/dev/null
+    ;;
+mlp)
+    # test_cuda (mlp, the fused norms) and the CUDA parity tests in bf16 precision (where be->mlp
+    # takes the prompt's rows), then, alternating, one process each: the binary before
+    # (.dev/cuda/bin/glmv-prev), this one with the MLP's ops apart (GLMV_CUDA_MLP=0: the tower's
+    # fused norms alone) and this one: the 512-token prefill, the first token of the 1120x1120 PNG
+    # and a question (.dev/ttft), the tower alone
+    S0=$SECONDS
+    { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
+    timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+    echo "== test_cuda: rc $?"; grep -E '^  mlp|no w1|not ok|FAIL|RESULT' "$OUT/test_cuda.log" | tail -n 16
+    GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=${MLP_TESTS:-bf16_tiny_text,bf16_tiny_image1,bf16_tiny_image2,bf16_tiny2_image1,bf16_full_tiny_image2,tiny_image1,tiny2_image1,joined_vision,joined_qkv,batch_invariance,mixed_prefill,prompt_cuts,lone_prompt_passes,decode_graphs,prompt_last_row,warmup_changes_nothing} \
+        timeout 240 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    echo "== test_parity on CUDA: rc $?"; grep -E '^ok|not ok|FAIL|RESULT|logits nmse' "$OUT/parity_cuda.log" | tail -n 40
+    echo "== $((SECONDS - S0)) s"
+    tok_dir .dev/ttft/tokenizer.json.xz
+    for r in 1 2 3; do
+        for v in prev mlp0 base; do
+            [ $((SECONDS - S0)) -lt ${LIMIT:-450} ] || break 2
+            bin=build/cuda/glmv e=GLMV_NONE=1
+            [ $v = prev ] && bin=.dev/cuda/bin/glmv-prev
+            [ $v = mlp0 ] && e=GLMV_CUDA_MLP=0
+            echo "== round $r, $v"
+            env $e timeout 150 $bin bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok --prompt 512 \
+                --prompt-reps 6 --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." \
+                --vision 1120x1120 2>&1 | grep -E '^prefill|^time to first|^vision|peak'
+        done
+    done
+    echo "== $((SECONDS - S0)) s"
     ;;
 videottft)
     # the 60-s 720p clip's time to first token (as in video), the wgmma attention off and on,

@@ -225,6 +225,13 @@ struct glmv_backend {
      * decode step's few rows, where the separate SwiGLU is a launch of its own) and return 1 for
      * the others; 0 when done. */
     int (*matmul_glu)(glmv_backend *be, float *h, const float *x, const glmv_tensor *w, int64_t m);
+    /* Optional (NULL: none): a whole MLP on prompt rows, y = swiglu(x · gate_upᵀ + gate_up_b) · downᵀ
+     * + down_b (gate_up [gate | up], 2I rows; biases may be NULL), with the gate/up products rounded
+     * to bf16 as the reference's bf16 Linear rounds them (so within rounding, not bit for bit, of
+     * matmul and then matmul_swiglu). scratch: [m, 2I] floats it may overwrite. 0 when done; 1 when
+     * declined, nothing written (rows, weights or precision it does not take): the ops apart then. */
+    int (*mlp)(glmv_backend *be, float *y, const float *x, const glmv_tensor *gate_up, const glmv_tensor *gate_up_b,
+               const glmv_tensor *down, const glmv_tensor *down_b, float *scratch, int64_t m);
     /* y = 0.5 x (1 + erf(x / sqrt 2)) */
     void (*gelu_erf)(glmv_backend *be, float *y, const float *x, int64_t count);
     /* y = a + b */

@@ -101,6 +101,8 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
         be->norm_add_norm(be, x, xn, s->t1, L->post_self_attn_layernorm, L->post_attention_layernorm, nr, H, eps);
         if (be->matmul_glu && !be->matmul_glu(be, s->h, xn, L->gate_up, nr)) { /* gate/up and SwiGLU in one */
             be->matmul(be, s->t1, s->h, L->down, NULL, nr);
+        } else if (be->mlp && !be->mlp(be, s->t1, xn, L->gate_up, NULL, L->down, NULL, s->gu, nr)) {
+            /* (the MLP in one op: gate/up written in bf16) */
         } else {
             be->matmul(be, s->gu, xn, L->gate_up, NULL, nr);
             mlp_down(be, s->t1, s->h, s->gu, I, L->down, 0, nr);
@@ -754,6 +756,9 @@ static void mixed_layers(glmv_batch *b, const glmv_batch_item *const *it, const 
                           eps);
         if (one_product(be, ndl) && be->matmul_glu && !be->matmul_glu(be, b->h, b->xn, L->gate_up, Rl)) {
             mm_mixed(be, b->t1, b->h, L->down, NULL, ndl, Rl); /* gate/up and SwiGLU were one op */
+        } else if (ndl == 0 && be->mlp && !be->mlp(be, b->t1, b->xn, L->gate_up, NULL, L->down, NULL, b->gu, Rl)) {
+            /* (prompt rows alone: the MLP in one op, gate/up written in bf16; decode rows keep
+               the float32 products they have alone) */
         } else {
             mm_mixed(be, b->gu, b->xn, L->gate_up, NULL, ndl, Rl);
             mlp_down(be, b->t1, b->h, b->gu, I, L->down, ndl, Rl);

@@ -245,6 +245,7 @@ static void swiglu_down(glmv_backend *be, float *y, const float *g, const float 
 static void mlp(glmv_backend *be, float *y, const float *x, const glmv_tensor *gate_up, const glmv_tensor *gate_up_b,
                 const glmv_tensor *gate, const glmv_tensor *gate_b, const glmv_tensor *up, const glmv_tensor *up_b,
                 const glmv_tensor *down, const glmv_tensor *down_b, float *gu, float *h, int64_t d, int64_t k) {
+    if (gate_up && be->mlp && !be->mlp(be, y, x, gate_up, gate_up_b, down, down_b, gu, k)) return; /* in one op */
     if (gate_up) {
         be->matmul(be, gu, x, gate_up, gate_up_b, k);
         swiglu_down(be, y, gu, gu + d, 2 * d, h, d, down, down_b, k);

@@ -310,6 +310,99 @@ TEST(matmul_swiglu) {
     one_matmul_swiglu(16, 300, 256, 1);   /* the tensor-core matrix-vector kernel */
 }
 
+/* be->mlp (a prompt's whole MLP, the gate/up product written in bf16): against the reference with
+ * the same roundings (x, gate/up + bias and the SwiGLU's output to bf16; in double otherwise), within
+ * 1e-5 (an accumulation order may flip a rounding), and against the ops apart (the float32 gate/up
+ * product, then matmul_swiglu) within the bf16 bound; declined with y untouched for the decode
+ * rows, F32 weights and f32 precision */
+static float bf(float v) { return glmv_bf16_to_f32(glmv_f32_to_bf16(v)); }
+static void one_mlp(int64_t m, int64_t I, int64_t k, int64_t H, int with_bias) {
+    glmv_tensor wgu = make_tensor(GLMV_BF16, 2 * I, k, 0.5f), wd = make_tensor(GLMV_BF16, H, I, 0.5f);
+    glmv_tensor bgu = make_tensor(GLMV_BF16, 2 * I, 0, 1.0f), bd = make_tensor(GLMV_BF16, H, 0, 1.0f);
+    glmv_tensor dgu = dev_tensor(&wgu), dwd = dev_tensor(&wd), dbgu = dev_tensor(&bgu), dbd = dev_tensor(&bd);
+    const glmv_tensor *pb = with_bias ? &dbgu : NULL, *pbd = with_bias ? &dbd : NULL;
+    float *x = rand_buf(m * k, 1.0f), *ref = malloc(sizeof(float) * (size_t)(m * H));
+    float *wg = malloc(sizeof(float) * (size_t)(2 * I * k)), *wdf = malloc(sizeof(float) * (size_t)(H * I));
+    float *hr = malloc(sizeof(float) * (size_t)I), *xr = malloc(sizeof(float) * (size_t)k);
+    for (int64_t i = 0; i < 2 * I * k; i++) wg[i] = glmv_tensor_get(&wgu, i);
+    for (int64_t i = 0; i < H * I; i++) wdf[i] = glmv_tensor_get(&wd, i);
+    for (int64_t r = 0; r < m; r++) {
+        for (int64_t j = 0; j < k; j++) xr[j] = bf(x[r * k + j]);
+        for (int64_t j = 0; j < I; j++) {
+            double g = with_bias ? glmv_tensor_get(&bgu, j) : 0, u = with_bias ? glmv_tensor_get(&bgu, I + j) : 0;
+            for (int64_t e = 0; e < k; e++) {
+                g += (double)xr[e] * wg[j * k + e];
+                u += (double)xr[e] * wg[(I + j) * k + e];
+            }
+            const float gf = bf((float)g), uf = bf((float)u);
+            hr[j] = bf(gf / (1.0f + expf(-gf)) * uf);
+        }
+        for (int64_t o = 0; o < H; o++) {
+            double acc = with_bias ? glmv_tensor_get(&bd, o) : 0;
+            for (int64_t j = 0; j < I; j++) acc += (double)hr[j] * wdf[o * I + j];
+            ref[r * H + o] = (float)acc;
+        }
+    }
+    float *dx = dev_from(x, m * k), *dy = dev_poison(m * H), *sc = dev_poison(m * 2 * I), *dy2 = dev_poison(m * H);
+    float *gu2 = dev_poison(m * 2 * I), *h2 = dev_poison(m * I);
+    const int rc = be->mlp(be, dy, dx, &dgu, pb, &dwd, pbd, sc, m);
+    char what[96];
+    snprintf(what, sizeof what, "mlp m=%lld I=%lld k=%lld H=%lld%s", (long long)m, (long long)I, (long long)k,
+             (long long)H, with_bias ? " +bias" : "");
+    if (m <= 8) { /* the decode rows' products: declined */
+        float *got = host_of(dy, m * H);
+        int untouched = 1;
+        for (int64_t i = 0; i < m * H; i++) untouched &= isnan(got[i]);
+        CHECK_MSG(rc == 1 && untouched, "%s: not declined untouched", what);
+        free(got);
+    } else {
+        CHECK_MSG(rc == 0, "%s: declined", what);
+        expect(what, dy, ref, m * H, 1e-5);
+        be->matmul(be, gu2, dx, &dgu, pb, m); /* the ops apart: float32 gate/up */
+        be->matmul_swiglu(be, dy2, gu2, 2 * I, gu2 + I, 2 * I, h2, &dwd, pbd, m);
+        float *a = host_of(dy, m * H), *b = host_of(dy2, m * H);
+        const double e = test_nmse(a, b, m * H);
+        printf("  %-44s against the ops apart: nmse %.3g\n", what, e);
+        CHECK_MSG(e < 1e-4 && e > 0, "%s: nmse %.3g against the ops apart (bf16 gate/up: above 0, within 1e-4)",
+                  what, e);
+        free(a), free(b);
+    }
+    float *bufs[] = {dx, dy, sc, dy2, gu2, h2};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(be, bufs[i]);
+    free(x), free(ref), free(wg), free(wdf), free(hr), free(xr);
+    free_tensor(&wgu, &dgu);
+    free_tensor(&wd, &dwd);
+    free_tensor(&bgu, &dbgu);
+    free_tensor(&bd, &dbd);
+}
+
+TEST(mlp) {
+    NEED_GPU();
+    CHECK(be->mlp != NULL);
+    if (!be->mlp) return;
+    one_mlp(40, 384, 256, 128, 1);
+    one_mlp(300, 1024, 1536, 256, 0);
+    one_mlp(17, 100, 96, 72, 1); /* rows of 100: the SwiGLU's scalar path */
+    one_mlp(8, 256, 256, 64, 0); /* decode rows: declined */
+    /* F32 weights, and f32 precision: declined */
+    glmv_tensor w = make_tensor(GLMV_F32, 64, 32, 0.5f), dw = dev_tensor(&w);
+    float *dx = dev_poison(32 * 32), *dy = dev_poison(32 * 32), *sc = dev_poison(32 * 64);
+    CHECK(be->mlp(be, dy, dx, &dw, NULL, &dw, NULL, sc, 32) == 1);
+    if (be_f32 && be_f32->mlp) {
+        glmv_tensor h = make_tensor(GLMV_BF16, 64, 32, 0.5f), d2 = h;
+        d2.data = d2.host;
+        char err[GLMV_ERR_SIZE] = "";
+        CHECK(be_f32->upload(be_f32, &d2, err) == 0);
+        float *fx = be_f32->alloc(be_f32, 4 * 32 * 32), *fy = be_f32->alloc(be_f32, 4 * 32 * 32),
+              *fs = be_f32->alloc(be_f32, 4 * 32 * 64);
+        CHECK(be_f32->mlp(be_f32, fy, fx, &d2, NULL, &d2, NULL, fs, 32) == 1);
+        be_f32->free(be_f32, fx), be_f32->free(be_f32, fy), be_f32->free(be_f32, fs), be_f32->free(be_f32, d2.data);
+        free(h.host);
+    }
+    be->free(be, dx), be->free(be, dy), be->free(be, sc);
+    free_tensor(&w, &dw);
+}
+
 /* What one matmul_glu call must have done: declined (rc 1) with h untouched (dh2 still as
  * poisoned), or done (rc 0) with h bit for bit matmul into [gate | up] then swiglu where exact,
  * and within thr of the reference ref */
@@ -2016,6 +2109,7 @@ int main(int argc, char **argv) {
     RUN(matmul_swiglu);
     RUN(matmul_glu);
     RUN(matmul_glu_quant);
+    RUN(mlp);
     RUN(matmul_quant_rows);
     RUN(norm_quant_fold);
     RUN(norm_bf16_fold);

@@ -107,6 +107,7 @@ static void cu_destroy(glmv_backend *be) {
         if (c->stream) cudaStreamSynchronize(c->stream);
         cuda_vm_destroy(c);
         if (c->blas) cublasDestroy(c->blas);
+        if (c->lt) cublasLtDestroy(c->lt);
         if (c->scratch) cudaFree(c->scratch);
         if (c->qx) cudaFree(c->qx);
         if (c->qn) cudaFree(c->qn);
@@ -477,6 +478,84 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
     }
 }
 
+/* d[m, n] = xb[m, k] · W[n, k]ᵀ (+ bias), bf16 inputs, float32 accumulation, the sum with the bias
+ * (BF16) rounded to bf16 once in cuBLASLt's epilogue. 0; 1 where cuBLASLt has no way to do it
+ * (nothing launched); -1 when the product failed (the error recorded). */
+static int gemm_bf16_out(cuda_ctx *c, __nv_bfloat16 *d, const __nv_bfloat16 *xb, const glmv_tensor *w,
+                         const glmv_tensor *bias, int64_t m) {
+    const int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    const cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    const cudaDataType_t bt = CUDA_R_16BF;
+    const void *bp = bias ? bias->data : NULL;
+    const size_t ws = c->workspace_bytes;
+    /* column-major view, as gemm_bf16: dᵀ[n, m] = W[k, n]ᵀ · xbᵀ[k, m] */
+    cublasStatus_t s = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+    if (!s && bias) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp);
+    if (!s && bias) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
+    if (!s) s = cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, (uint64_t)k, (uint64_t)n, k);
+    if (!s) s = cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, (uint64_t)k, (uint64_t)m, k);
+    if (!s) s = cublasLtMatrixLayoutCreate(&ld, CUDA_R_16BF, (uint64_t)n, (uint64_t)m, n);
+    if (!s) s = cublasLtMatmulPreferenceCreate(&pref);
+    if (!s) s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+    if (!s) s = cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, ld, ld, pref, 1, &h, &found);
+    if (!s && !found) s = CUBLAS_STATUS_NOT_SUPPORTED;
+    const float alpha = 1.f, beta = 0.f;
+    int rc = s ? 1 : 0;
+    if (!rc) {
+        s = cublasLtMatmul(c->lt, op, &alpha, w->data, la, xb, lb, &beta, d, ld, d, ld, &h.algo, c->workspace, ws,
+                           c->stream);
+        if (s) rc = cuda_blas_fail(c, "mlp (bf16 gemm, cuBLASLt)", s);
+    }
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (ld) cublasLtMatrixLayoutDestroy(ld);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+    return rc;
+}
+
+/* be->mlp: the gate/up product written in bf16 (its bias added before that one rounding, in the
+ * GEMM's epilogue), the SwiGLU from those values rounded to bf16 for the down product's input, then
+ * the down product: the f32 gate/up rows (8 bytes a value, written and read again) become 2, and
+ * the SwiGLU reads half. In bf16 precision with BF16 weights (and biases), for more rows than the
+ * matrix-vector kernels take; else declined. scratch [m, 2I] floats holds the bf16 gate/up rows and
+ * the SwiGLU's. GLMV_CUDA_MLP=0 declines always. */
+static int cu_mlp(glmv_backend *be, float *y, const float *x, const glmv_tensor *gate_up, const glmv_tensor *gate_up_b,
+                  const glmv_tensor *down, const glmv_tensor *down_b, float *scratch, int64_t m) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->failed) return 0; /* the error is already recorded */
+    const int64_t n2 = glmv_tensor_rows(gate_up), k = glmv_tensor_cols(gate_up), I = n2 / 2;
+    if (c->mlp_off || !c->bf16 || !c->lt || gate_up->dtype != GLMV_BF16 || down->dtype != GLMV_BF16 ||
+        (gate_up_b && gate_up_b->dtype != GLMV_BF16) || m <= gemv_max_m() || n2 % 2 || glmv_tensor_cols(down) != I ||
+        n2 > INT32_MAX || k > INT32_MAX || m > INT32_MAX || ((uintptr_t)scratch % 16))
+        return 1;
+    const __nv_bfloat16 *xb;
+    if (x == c->bn_src && m == c->bn_m && k == c->bn_k) { /* the norm's bf16 rows */
+        c->bn_src = NULL;
+        xb = (const __nv_bfloat16 *)c->bn;
+    } else {
+        __nv_bfloat16 *t = (__nv_bfloat16 *)cuda_scratch(c, sizeof(__nv_bfloat16) * (size_t)(m * k));
+        if (!t) return 0;
+        k_to_bf16(c, t, x, m * k);
+        xb = t;
+    }
+    __nv_bfloat16 *gu = (__nv_bfloat16 *)scratch, *h = gu + m * n2; /* 4I + 2I bytes a row of the 8I */
+    const int r = gemm_bf16_out(c, gu, xb, gate_up, gate_up_b, m);
+    if (r) return r > 0; /* no cuBLASLt algorithm: declined (x converted again by the ops apart) */
+    k_swiglu_b2b(c, h, gu, m, I);
+    product_bf16(c, y, h, down, down_b, m);
+    return 0;
+}
+
 /* the gate/up product and the SwiGLU in one kernel for a decode step's rows (k_gemv_glu; k_gemv_q_glu
  * for Q8_0 and Q4_0 weights; other formats are declined) */
 static int cu_matmul_glu(glmv_backend *be, float *h, const float *x, const glmv_tensor *w, int64_t m) {
@@ -673,6 +752,7 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
         cudaFree(c->mmq_cnt);
         c->mmq_cnt = NULL;
     }
+    if (cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS) c->lt = NULL; /* be->mlp then declines */
     cublasSetStream(c->blas, c->stream);
     cublasSetWorkspace(c->blas, c->workspace, c->workspace_bytes);
     cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH); /* no TF32 for fp32 */
@@ -713,6 +793,9 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->matmul_swiglu = sg && !atoi(sg) ? NULL : cu_matmul_swiglu;
     const char *glu = getenv("GLMV_CUDA_GLU"); /* 0: the decode rows' gate/up product, then the SwiGLU apart */
     be->matmul_glu = glu && !atoi(glu) ? NULL : cu_matmul_glu;
+    be->mlp = cu_mlp;
+    const char *mo = getenv("GLMV_CUDA_MLP"); /* 0: the gate/up product in float32 as before (declines) */
+    c->mlp_off = mo && !atoi(mo);
     const char *qf = getenv("GLMV_CUDA_QFOLD"); /* 0: the products round a norm's rows themselves */
     c->qfold_off = qf && !atoi(qf);
     /* norms write bf16 rows for the product after them; GLMV_CUDA_BFOLD=0: the products convert

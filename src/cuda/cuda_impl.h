@@ -69,6 +69,8 @@ struct cuda_ctx {
     int capturing, capture_failed, no_graphs;
     struct cuda_vm *vm;          /* growing memory (vmm.cu), or NULL */
     int *mmq_cnt;                /* mmq.cu's split-k counters [MMQ_COUNTERS], zero between products */
+    cublasLtHandle_t lt;         /* cuBLASLt, for products written in bf16 with the bias in the epilogue (be->mlp) */
+    int mlp_off;                 /* GLMV_CUDA_MLP=0: be->mlp declines */
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }
@@ -113,6 +115,8 @@ void k_swiglu_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *g, int64_t ld_g, 
                    int64_t n, int64_t d);
 /* f32 -> bf16, count elements */
 void k_to_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *x, int64_t count);
+/* h [n, d] = swiglu of gu [n, 2d] ([gate | up] in bf16), rounded to bf16 */
+void k_swiglu_b2b(cuda_ctx *c, __nv_bfloat16 *h, const __nv_bfloat16 *gu, int64_t n, int64_t d);
 /* bf16 -> f32 (exact), count elements */
 void k_bf16_to_f32(cuda_ctx *c, float *y, const __nv_bfloat16 *x, int64_t count);
 /* y[i, :] = bias[:] (any dtype) for m rows of n */
