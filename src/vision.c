@@ -367,8 +367,7 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
         /* ref: Glm4vVisionAttention (a later block's norm1 ends the block before it) */
         if (l == 0) be->rmsnorm(be, hn, h, B->norm1, N, Hv, eps);
         be->matmul(be, qkv, hn, B->qkv_w, B->qkv_b, N);
-        be->rope_neox(be, qkv, 3 * Hv, cs, sn, N, nh, hd);
-        be->rope_neox(be, qkv + Hv, 3 * Hv, cs, sn, N, nh, hd);
+        be->rope_neox(be, qkv, 3 * Hv, cs, sn, N, 2 * nh, hd); /* q's heads and k's after them, [q | k | v] */
         be->attn_segments(be, att, qkv, 3 * Hv, qkv + Hv, 3 * Hv, qkv + 2 * Hv, 3 * Hv, cu, n_seg,
                           nh, hd, scale);
         be->matmul(be, tmp, att, B->proj_w, B->proj_b, N);
