@@ -444,23 +444,49 @@ for f in json.load(sys.stdin)["serving"]:
     tail -n 5 "$OUT/bench.err"
     ;;
 figures)
+    # this binary's figures of #13, #14 and #15, in order of the time left (LIMIT, seconds): with
+    # .dev/ttft, the first token of the 1120x1120 PNG with the tower and the 512-token prefill (twice);
+    # 128 requests of 512 + 128 tokens served 64 and 16 at a time (twice); steady decode of 1, 16 and
+    # 64 streams at ~1k keys; one stream at 8k keys and GPU memory; one stream of Q4_0 and of Q8_0
+    S0=$SECONDS
+    left() { [ $((SECONDS - S0)) -lt ${LIMIT:-450} ]; }
     { lscpu | grep -E 'Model name|^CPU\(s\)'; nvidia-smi --query-gpu=name,memory.total --format=csv; } >"$OUT/machine.txt" 2>&1
     cat "$OUT/machine.txt"
     S="build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512"
+    if [ -f .dev/ttft/photo_1120.png ]; then
+        tok_dir .dev/ttft/tokenizer.json.xz
+        for r in 1 2; do
+            left || break
+            echo "== the first token of the 1120x1120 PNG and a question; the tower alone; the 512-token prefill"
+            timeout 150 $S --tokenizer /tmp/tok --prompt-reps 6 --decode 0 --image .dev/ttft/photo_1120.png \
+                --question "Describe this image." --vision 1120x1120 2>&1 | grep -E '^prefill|^time to first|^vision|peak'
+        done
+    fi
     for r in 1 2; do
+        left || break
         echo "== 128 requests of 512 + 128 tokens served 64 and 16 at a time: streams ms tokens/s ttft_p50 prompt_passes_ms decode_passes_ms bytes"
         timeout 150 $S --decode 128 --concurrency 64,16 --requests 128 --schedule mixed --json 2>>"$OUT/bench.err" |
             python3 -c 'import json, sys
 for f in json.load(sys.stdin)["serving"]:
     print(f["streams"], f["ms"], f["generated_tokens_per_s"], f["ttft_p50_ms"], f["prompt_pass_ms"], f["decode_pass_ms"], f["device_bytes"])'
     done
-    echo "== steady decode, 1/16/64 streams at ~1k keys"
-    timeout 150 $S --decode 32 --ctx 1024 --concurrency 1,16,64 --json 2>>"$OUT/bench.err" |
-        grep -o '"concurrency[^]]*' | grep -o '"streams": [0-9]*\|"ms_per_step": [0-9.]*\|"aggregate_tokens_per_s": [0-9.]*' | paste -sd' '
-    echo "== one stream at 8k keys; the 512-token prefill"
-    timeout 150 $S --decode 64 --ctx 8192 --prompt-reps 6 --json 2>>"$OUT/bench.err" |
-        grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*\|"prefill": {[^}]*\|"device_bytes": [0-9]*'
-    tail -n 3 "$OUT/bench.err"
+    if left; then
+        echo "== steady decode, 1/16/64 streams at ~1k keys"
+        timeout 150 $S --decode 32 --ctx 1024 --concurrency 1,16,64 --json 2>>"$OUT/bench.err" |
+            grep -o '"concurrency[^]]*' | grep -o '"streams": [0-9]*\|"ms_per_step": [0-9.]*\|"aggregate_tokens_per_s": [0-9.]*' | paste -sd' '
+    fi
+    if left; then
+        echo "== one stream at 8k keys; GPU memory"
+        timeout 150 $S --decode 64 --ctx 8192 --prompt-reps 2 --json 2>>"$OUT/bench.err" |
+            grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*\|"device_bytes": [0-9]*'
+    fi
+    for q in q4_0 q8_0; do
+        left || break
+        echo "== one stream of $q at 1k keys"
+        timeout 120 $S --decode 64 --ctx 1024 --quant $q --json 2>>"$OUT/bench.err" |
+            grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*'
+    done
+    echo "== $((SECONDS - S0)) s"; tail -n 3 "$OUT/bench.err"
     ;;
 rows)
     # where a decode step of m streams goes: test_cuda --bench-decode with GLMV_BENCH_ROWS=m (the
