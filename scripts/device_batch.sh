@@ -705,8 +705,8 @@ prof)
     { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
     NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
     M=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size
-    for v in "none 1" "none 64" "q4_0 1"; do
-        set -- $v
+    for v in ${PROF:-none+1 q4_0+1 none+64}; do
+        set -- ${v//+/ }
         echo "== $1 weights, $2 streams: per kernel of the decode steps (calls, mean us, mean MB read)"
         timeout 150 "$NCU" --clock-control none --metrics $M --csv build/cuda/glmv bench --synthetic --layers 2 \
             --device cuda --prompt 32 --prompt-reps 1 --decode 4 --ctx 1024 --quant $1 --concurrency $2 \
