@@ -68,8 +68,8 @@
 #   ab     this binary against .dev/cuda/bin/glmv-prev: the tests, then the first token, prefill, decode,
 #          GPU memory (see the mode's comment)
 #   dec    steady decode and a lone prompt's passes in a batch (see the mode's comment)
-#   prof   per-kernel profiles (ncu: time, DRAM bytes) of decode steps at ~1k keys: BF16 1 and 64
-#          streams, Q4_0 one stream; summed by kernel in the log, the CSVs in $OUT
+#   prof   per-kernel profiles (ncu: time, DRAM bytes) of decode steps: BF16 1 and 64 streams, Q4_0
+#          one stream (PROF picks: weights+streams); the last step kernel by kernel, the CSVs in $OUT
 #   mlp    the prompt's MLP in one op (gate/up written in bf16) and the tower's fused residual norms:
 #          the tests, then the first token, the tower and the 512-token prefill against
 #          .dev/cuda/bin/glmv-prev and GLMV_CUDA_MLP=0 (see the mode's comment)
@@ -700,8 +700,9 @@ mlp)
     echo "== $((SECONDS - S0)) s"
     ;;
 prof)
-    # ncu serialises the kernels (no dependent launch): each kernel's own time and DRAM bytes. Two
-    # layers; the 1,024-key prompt's kernels are counted apart by their names (cuBLAS, flash).
+    # ncu serialises the kernels (no dependent launch): each kernel's own time and DRAM bytes, two
+    # layers, the last decode step printed kernel by kernel. (--ctx fills the one-stream decode's
+    # cache only: the streams of --concurrency hold their 32 prompt keys and the steps'.)
     { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
     NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
     M=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size
@@ -712,28 +713,30 @@ prof)
             --device cuda --prompt 32 --prompt-reps 1 --decode 4 --ctx 1024 --quant $1 --concurrency $2 \
             >"$OUT/ncu_$1_$2.csv" 2>>"$OUT/ncu.err"
         python3 - "$OUT/ncu_$1_$2.csv" <<'PY'
-import csv, sys, collections
+import csv, sys
+# each kernel of the last decode step (from the last rmsnorm of one row on: the step's first
+# layer's input norm), in order: time, DRAM bytes read
+T = {"ns": 1e-3, "nsecond": 1e-3, "us": 1, "usecond": 1, "ms": 1e3, "msecond": 1e3}
+B = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
 if not rows: print("  no rows"); sys.exit()
 h = rows[0]; ik = h.index("Kernel Name"); iid = h.index("ID"); im = h.index("Metric Name"); iv = h.index("Metric Value"); iu = h.index("Metric Unit")
 k = {}
 for r in rows[1:]:
-    d = k.setdefault(r[iid], {"name": r[ik].split("(")[0].replace("void ", "")[:60]})
-    x = float(r[iv].replace(",", "")); u = r[iu]
-    if r[im] == "gpu__time_duration.sum": d["us"] = x / 1e3 if u == "nsecond" else x if u == "usecond" else x * 1e3
-    elif r[im].startswith("dram__bytes_read"): d["rd"] = x * {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}.get(u, 1)
-    elif r[im].startswith("dram__bytes_write"): d["wr"] = x * {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}.get(u, 1)
-    elif r[im] == "launch__grid_size": d["grid"] = x
-agg = collections.OrderedDict()
-for d in k.values():
-    key = (d["name"], int(d.get("grid", 0)))
-    a = agg.setdefault(key, [0, 0.0, 0.0])
-    a[0] += 1; a[1] += d.get("us", 0); a[2] += d.get("rd", 0)
+    d = k.setdefault(int(r[iid]), {"name": r[ik].split("(")[0].replace("void ", "")[:52], "us": 0, "rd": 0, "grid": 0})
+    x = float(r[iv].replace(",", ""))
+    if r[im] == "gpu__time_duration.sum": d["us"] = x * T.get(r[iu], 1)
+    elif r[im].startswith("dram__bytes_read"): d["rd"] = x * B.get(r[iu], 1)
+    elif r[im] == "launch__grid_size": d["grid"] = int(x)
+ids = sorted(k)
+starts = [i for i in ids if k[i]["name"].startswith("rmsnorm")]
+first = starts[-1] if starts else ids[0]
 tot = 0
-for (n, g), (c, us, rd) in sorted(agg.items(), key=lambda kv: -kv[1][1]):
-    tot += us
-    print("  %-60s grid %6d: %4d calls, mean %8.2f us, %8.2f MB read, %7.1f GB/s" % (n, g, c, us / c, rd / c / 1e6, rd / us / 1e3 if us else 0))
-print("  all kernels: %.1f us" % tot)
+for i in ids:
+    if i < first: continue
+    d = k[i]; tot += d["us"]
+    print("  %-52s grid %6d: %8.2f us, %9.2f MB read, %6.0f GB/s" % (d["name"], d["grid"], d["us"], d["rd"] / 1e6, d["rd"] / d["us"] / 1e3 if d["us"] else 0))
+print("  the step's kernels one after another: %.1f us" % tot)
 PY
     done
     tail -n 3 "$OUT/ncu.err"
