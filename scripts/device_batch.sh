@@ -68,6 +68,9 @@
 #   ab     this binary against .dev/cuda/bin/glmv-prev: the tests, then the first token, prefill, decode,
 #          GPU memory (see the mode's comment)
 #   dec    steady decode and a lone prompt's passes in a batch (see the mode's comment)
+#   posembed  the tower's position table resampled on the GPU (GLMV_CUDA_POS_EMBED=1, built without
+#          a GPU): test_cuda pos_embed, the CUDA parity tests of images with it, then the
+#          first token of the 1120x1120 PNG without and with it, alternating (.dev/ttft)
 #   prof   per-kernel profiles (ncu: time, DRAM bytes) of decode steps: BF16 1 and 64 streams, Q4_0
 #          one stream (PROF picks: weights+streams); the last step kernel by kernel, the CSVs in $OUT
 #   mlp    the prompt's MLP in one op (gate/up written in bf16) and the tower's fused residual norms:
@@ -740,6 +743,23 @@ print("  the step's kernels one after another: %.1f us" % tot)
 PY
     done
     tail -n 3 "$OUT/ncu.err"
+    ;;
+posembed)
+    S0=$SECONDS
+    { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
+    GLMV_TEST_ONLY=pos_embed timeout 100 build/cuda/tests/test_cuda 2>&1 | grep -E 'pos_embed|not ok|RESULT'
+    GLMV_CUDA_POS_EMBED=1 GLMV_PARITY_DEVICE=cuda \
+        GLMV_TEST_ONLY=tiny_image1,tiny_image2,tiny2_image1,bf16_tiny_image2,bf16_full_tiny_image2,joined_vision \
+        timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    echo "== test_parity on CUDA with GLMV_CUDA_POS_EMBED=1: rc $?"; grep -E 'pos_embed|^ok|not ok|RESULT' "$OUT/parity_cuda.log"
+    tok_dir .dev/ttft/tokenizer.json.xz
+    for v in 0 1 0 1 0 1; do
+        [ $((SECONDS - S0)) -lt ${LIMIT:-400} ] || break
+        echo "== GLMV_CUDA_POS_EMBED=$v"
+        GLMV_CUDA_POS_EMBED=$v timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok \
+            --prompt 0 --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." \
+            --vision 1120x1120 2>&1 | grep -E '^time to first|^vision'
+    done
     ;;
 videottft)
     # the 60-s 720p clip's time to first token (as in video), the wgmma attention off and on,

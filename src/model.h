@@ -312,6 +312,9 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t n_patches,
  * out (gh*gw, Hv) in merge-block order, on `threads` threads (at most one a
  * column; the same floats for any number). -1: out of memory. */
 int glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out, int threads);
+/* That resample's taps for a gh x gw grid: coef = cx [gw][4], then cy [gh][4]; idx = x0 [gw], then
+ * y0 [gh] (the first source column and row, before clamping), as be->pos_embed takes them. */
+void glmv_vision_pos_coefs(const glmv_model *m, int gh, int gw, float *coef, int *idx);
 /* y (backend, (n, H)) = the embedding rows of ids (on the host, checked by
  * the caller). On a device backend the token table (V x H, 1.2 GB for the 9B)
  * stays in host memory: its rows are gathered on the host into staging

@@ -232,6 +232,14 @@ struct glmv_backend {
      * declined, nothing written (rows, weights or precision it does not take): the ops apart then. */
     int (*mlp)(glmv_backend *be, float *y, const float *x, const glmv_tensor *gate_up, const glmv_tensor *gate_up_b,
                const glmv_tensor *down, const glmv_tensor *down_b, float *scratch, int64_t m);
+    /* Optional (NULL, or it returns 1 having done nothing: the model resamples on the host): the
+     * vision tower's position table (S*S rows of d) resampled for a gh x gw grid into out's gh*gw
+     * rows in merge-block order (ms), glmv_vision_pos_embed's floats bit for bit: out = Σ_a cy[a] ·
+     * (Σ_b cx[b] · table[clamp(y0 + a)·S + clamp(x0 + b)]), clamped to [0, S), each sum from 0 in tap
+     * order with products and sums rounded apart. coef (host): cx [gw][4], then cy [gh][4]; idx
+     * (host): x0 [gw], then y0 [gh] (glmv_vision_pos_coefs). 0 when done. */
+    int (*pos_embed)(glmv_backend *be, float *out, const glmv_tensor *table, int S, int ms, int gh, int gw,
+                     const float *coef, const int *idx);
     /* y = 0.5 x (1 + erf(x / sqrt 2)) */
     void (*gelu_erf)(glmv_backend *be, float *y, const float *x, int64_t count);
     /* y = a + b */

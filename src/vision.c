@@ -96,6 +96,22 @@ static void *pe_worker(void *arg) {
     return NULL;
 }
 
+void glmv_vision_pos_coefs(const glmv_model *m, int gh, int gw, float *coef, int *idx) {
+    const int S = m->cfg.v_image_size / m->cfg.v_patch_size;
+    for (int wp = 0; wp < gw; wp++) {
+        float gx = (((float)wp + 0.5f) / (float)gw) * 2.0f - 1.0f;
+        float ix = ((gx + 1.0f) * (float)S - 1.0f) / 2.0f, fx = floorf(ix);
+        cubic_coeffs(ix - fx, coef + 4 * wp);
+        idx[wp] = (int)fx - 1;
+    }
+    for (int hp = 0; hp < gh; hp++) {
+        float gy = (((float)hp + 0.5f) / (float)gh) * 2.0f - 1.0f;
+        float iy = ((gy + 1.0f) * (float)S - 1.0f) / 2.0f, fy = floorf(iy);
+        cubic_coeffs(iy - fy, coef + 4 * (gw + hp));
+        idx[gw + hp] = (int)fy - 1;
+    }
+}
+
 int glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out, int threads) {
     const glmv_config *c = &m->cfg;
     const glmv_tensor *tab = m->pos_embed;
@@ -105,37 +121,26 @@ int glmv_vision_pos_embed(const glmv_model *m, int gh, int gw, float *out, int t
      * as tap by tap (x for each of the 4 rows, then y), so the same floats; the
      * threads take ranges of target columns, each output computed as alone. */
     float *T = malloc(glmv_mul_size((size_t)S * S, sizeof(float) * (size_t)Hv));
-    float (*cx)[4] = malloc(sizeof(float[4]) * (size_t)gw), (*cy)[4] = malloc(sizeof(float[4]) * (size_t)gh);
-    int *x0 = malloc(sizeof(int) * (size_t)gw), *y0 = malloc(sizeof(int) * (size_t)gh);
+    float *coef = malloc(sizeof(float[4]) * (size_t)(gw + gh));
+    int *idx = malloc(sizeof(int) * (size_t)(gw + gh));
     int rc = -1;
-    if (!T || !cx || !cy || !x0 || !y0) goto done;
+    if (!T || !coef || !idx) goto done;
     glmv_tensor_get_range(tab, 0, (int64_t)S * S * Hv, T);
-    for (int wp = 0; wp < gw; wp++) {
-        float gx = (((float)wp + 0.5f) / (float)gw) * 2.0f - 1.0f;
-        float ix = ((gx + 1.0f) * (float)S - 1.0f) / 2.0f, fx = floorf(ix);
-        cubic_coeffs(ix - fx, cx[wp]);
-        x0[wp] = (int)fx - 1;
-    }
-    for (int hp = 0; hp < gh; hp++) {
-        float gy = (((float)hp + 0.5f) / (float)gh) * 2.0f - 1.0f;
-        float iy = ((gy + 1.0f) * (float)S - 1.0f) / 2.0f, fy = floorf(iy);
-        cubic_coeffs(iy - fy, cy[hp]);
-        y0[hp] = (int)fy - 1;
-    }
+    glmv_vision_pos_coefs(m, gh, gw, coef, idx);
+    const float(*cx)[4] = (const float(*)[4])coef, (*cy)[4] = (const float(*)[4])(coef + 4 * gw);
+    const int *x0 = idx, *y0 = idx + gw;
     /* (the caller bounds threads by the work; each takes at least one column) */
     int nt = threads < 1 ? 1 : threads > 32 ? 32 : threads;
     if (nt > gw) nt = gw;
     pe_job jobs[32];
     for (int i = 0; i < nt; i++)
-        jobs[i] = (pe_job){T, (const float(*)[4])cx, (const float(*)[4])cy, x0, y0, out, S, Hv,
+        jobs[i] = (pe_job){T, cx, cy, x0, y0, out, S, Hv,
                            c->v_spatial_merge_size, gh, gw, gw * i / nt, gw * (i + 1) / nt};
     rc = glmv_run_jobs(pe_worker, jobs, sizeof *jobs, nt);
 done:
     free(T);
-    free(cx);
-    free(cy);
-    free(x0);
-    free(y0);
+    free(coef);
+    free(idx);
     return rc;
 }
 
@@ -214,6 +219,46 @@ void glmv_vision_free_scratch(glmv_model *m) {
     for (int i = 0; i < 6; i++) hkept_free(m, i);
 }
 
+/* The resampled position table of every grid's frames into rows of out (backend) through
+ * be->pos_embed; a grid of the last one's size copies its rows. 0, or -1 with err. */
+static int pos_embed_on_backend(glmv_model *m, float *out, const int (*grid)[3], int n_grid, char *err) {
+    glmv_backend *be = m->be;
+    const int Hv = m->cfg.v_hidden_size, S = m->cfg.v_image_size / m->cfg.v_patch_size;
+    int64_t r = 0, last_r = -1;
+    int last_gh = 0, last_gw = 0;
+    for (int g = 0; g < n_grid; g++) {
+        const int gh = grid[g][1], gw = grid[g][2];
+        const int64_t rows = (int64_t)gh * gw;
+        for (int t = 0; t < grid[g][0]; t++, r += rows) {
+            if (last_r >= 0 && last_gh == gh && last_gw == gw) {
+                be->copy(be, out + r * Hv, out + last_r * Hv, sizeof(float) * (size_t)(rows * Hv));
+                continue;
+            }
+            float *coef = malloc(sizeof(float[4]) * (size_t)(gw + gh));
+            int *idx = malloc(sizeof(int) * (size_t)(gw + gh));
+            int rc = !coef || !idx ? -1 : 0;
+            if (!rc) {
+                glmv_vision_pos_coefs(m, gh, gw, coef, idx);
+                rc = be->pos_embed(be, out + r * Hv, m->pos_embed, S, m->cfg.v_spatial_merge_size, gh, gw, coef,
+                                   idx);
+            }
+            if (rc > 0) { /* declined (a table it cannot read): the host's floats */
+                float *h = malloc(glmv_mul_size((size_t)rows, sizeof(float) * (size_t)Hv));
+                rc = !h || glmv_vision_pos_embed(m, gh, gw, h, 1) ? -1 : 0;
+                if (!rc) be->write(be, out + r * Hv, h, glmv_mul_size((size_t)rows, sizeof(float) * (size_t)Hv));
+                free(h);
+            }
+            free(coef);
+            free(idx);
+            if (rc) return glmv_errf(err, "vision: out of memory for the position table of a %dx%d grid", gh, gw);
+            last_r = r;
+            last_gh = gh;
+            last_gw = gw;
+        }
+    }
+    return 0;
+}
+
 /* ref: Glm4vVisionModel.forward */
 static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const int (*grid)[3],
                           int n_grid, float *out, char *err);
@@ -280,14 +325,16 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
     if (total != N)
         return glmv_errf(err, "vision: %lld patch rows given, grids need %lld", (long long)N,
                          (long long)total);
+    /* the position table resampled on the backend where it can (be->pos_embed), else here */
+    const int dev_pe = be->pos_embed != NULL;
     int64_t *cu = hget(m, 0, sizeof(int64_t) * (size_t)(n_seg + 1));
-    float *hpe = hget(m, 1, glmv_mul_size((size_t)N, sizeof(float) * (size_t)Hv));
+    float *hpe = dev_pe ? NULL : hget(m, 1, glmv_mul_size((size_t)N, sizeof(float) * (size_t)Hv));
     int32_t *hp = hget(m, 2, sizeof(int32_t) * (size_t)N), *wp = hget(m, 3, sizeof(int32_t) * (size_t)N);
     float *hcos = hget(m, 4, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
     float *hsin = hget(m, 5, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
     arena a = {m, be, {0}, 0, 0};
     int rc = -1;
-    if (!cu || !hpe || !hp || !wp || !hcos || !hsin) {
+    if (!cu || (!hpe && !dev_pe) || !hp || !wp || !hcos || !hsin) {
         glmv_errf(err, "vision: out of memory for %lld patches", (long long)N);
         goto done;
     }
@@ -306,7 +353,8 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
             for (int t = 0; t < grid[g][0]; t++, s++) {
                 /* the table depends only on (gh, gw): frame pairs of a video and
                  * images of one size copy the last one computed */
-                if (last_r >= 0 && last_gh == gh && last_gw == gw) {
+                if (dev_pe) { /* (below, on the backend) */
+                } else if (last_r >= 0 && last_gh == gh && last_gw == gw) {
                     memcpy(hpe + r * Hv, hpe + last_r * Hv, sizeof(float) * (size_t)((int64_t)gh * gw * Hv));
                 } else {
                     if (glmv_vision_pos_embed(m, gh, gw, hpe + r * Hv, threads)) {
@@ -350,7 +398,11 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
     be->write(be, px, pixels, glmv_mul_size((size_t)(N * K), sizeof(float)));
     be->write(be, cs, hcos, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
     be->write(be, sn, hsin, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
-    be->write(be, tmp, hpe, glmv_mul_size((size_t)N, sizeof(float) * (size_t)Hv));
+    if (!dev_pe) {
+        be->write(be, tmp, hpe, glmv_mul_size((size_t)N, sizeof(float) * (size_t)Hv));
+    } else if (pos_embed_on_backend(m, tmp, grid, n_grid, err)) {
+        goto done;
+    }
     float eps = c->v_rms_norm_eps;
 
     /* ref: Glm4vVisionPatchEmbed, post_conv_layernorm, Glm4vVisionEmbeddings */

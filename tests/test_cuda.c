@@ -18,6 +18,7 @@
 
 #include "base.h"
 #include "cpu/ref.h"
+#include "model.h"
 #include "ops.h"
 #include "quant.h"
 #include "test.h"
@@ -466,6 +467,71 @@ static glmv_tensor make_quant(glmv_dtype dt, int64_t n, int64_t k, float amp, in
     GLMV_ASSERT(glmv_tensor_quantize(&w, dt, threads, &blocks, err) == 0);
     free(plain);
     return w;
+}
+
+/* be->pos_embed (GLMV_CUDA_POS_EMBED=1): the position table resampled on the GPU, bit for bit the
+ * host's glmv_vision_pos_embed, for the 9B tower's table (24 x 24 x 1536) at the grids of a 1120x1120
+ * image, a small one, a tall strip and a square one, in BF16, F16 and F32; a table it cannot read
+ * (a block format) declined with nothing written */
+static void one_pos_embed(glmv_backend *pb, glmv_dtype dt, int gh, int gw) {
+    static glmv_model m; /* what glmv_vision_pos_embed and glmv_vision_pos_coefs read */
+    memset(&m, 0, sizeof m);
+    m.cfg.v_image_size = 336;
+    m.cfg.v_patch_size = 14;
+    m.cfg.v_hidden_size = 1536;
+    m.cfg.v_spatial_merge_size = 2;
+    const int S = 24, Hv = 1536;
+    glmv_tensor t = make_tensor(dt, S * S, Hv, 1.0f), dt2 = t;
+    dt2.data = dt2.host;
+    char err[GLMV_ERR_SIZE] = "";
+    GLMV_ASSERT(pb->upload(pb, &dt2, err) == 0);
+    m.pos_embed = &dt2; /* (its host bytes for the host's resample) */
+    const int64_t n = (int64_t)gh * gw * Hv;
+    float *want = malloc(sizeof(float) * (size_t)n), *coef = malloc(sizeof(float) * 4 * (size_t)(gw + gh));
+    int *idx = malloc(sizeof(int) * (size_t)(gw + gh));
+    GLMV_ASSERT(glmv_vision_pos_embed(&m, gh, gw, want, 2) == 0);
+    glmv_vision_pos_coefs(&m, gh, gw, coef, idx);
+    float *d = pb->alloc(pb, sizeof(float) * (size_t)n);
+    GLMV_ASSERT(d);
+    const int rc = pb->pos_embed(pb, d, &dt2, S, 2, gh, gw, coef, idx);
+    float *got = malloc(sizeof(float) * (size_t)n);
+    pb->read(pb, got, d, sizeof(float) * (size_t)n);
+    CHECK_MSG(rc == 0 && !memcmp(got, want, sizeof(float) * (size_t)n), "pos_embed %s %dx%d: not the host's floats",
+              glmv_dtype_name(dt), gh, gw);
+    CHECK_MSG(pb->status(pb, err) == 0, "%s", err);
+    printf("  pos_embed %-4s %3dx%-3d: the host's floats bit for bit\n", glmv_dtype_name(dt), gh, gw);
+    pb->free(pb, d);
+    pb->free(pb, dt2.data);
+    free(t.host), free(want), free(coef), free(idx), free(got);
+}
+
+TEST(pos_embed) {
+    NEED_GPU();
+    char err[GLMV_ERR_SIZE] = "";
+    setenv("GLMV_CUDA_POS_EMBED", "1", 1);
+    glmv_backend *pb = glmv_cuda_backend_new(0, 1, err);
+    unsetenv("GLMV_CUDA_POS_EMBED");
+    CHECK_MSG(pb && pb->pos_embed, "no backend with pos_embed: %s", err);
+    if (!pb || !pb->pos_embed) {
+        if (pb) pb->destroy(pb);
+        return;
+    }
+    one_pos_embed(pb, GLMV_BF16, 80, 80); /* a 1120x1120 image */
+    one_pos_embed(pb, GLMV_BF16, 4, 6);
+    one_pos_embed(pb, GLMV_F16, 200, 2);
+    one_pos_embed(pb, GLMV_F32, 24, 24);
+    /* a block-format table: declined */
+    glmv_tensor q = make_quant(GLMV_Q8_0, 576, 64, 1.0f, 2), dq = q;
+    dq.data = dq.host;
+    GLMV_ASSERT(pb->upload(pb, &dq, err) == 0);
+    float coef[16] = {0};
+    int idx[4] = {0};
+    float *d = pb->alloc(pb, sizeof(float) * 4 * 64);
+    CHECK(pb->pos_embed(pb, d, &dq, 24, 2, 2, 2, coef, idx) == 1);
+    pb->free(pb, d);
+    pb->free(pb, dq.data);
+    free(q.host);
+    pb->destroy(pb);
 }
 
 /* matmul_glu on Q8_0 / Q4_0 weights (k_gemv_q_glu): x rounded to int8 once, each row summed as
@@ -2110,6 +2176,7 @@ int main(int argc, char **argv) {
     RUN(matmul_glu);
     RUN(matmul_glu_quant);
     RUN(mlp);
+    RUN(pos_embed);
     RUN(matmul_quant_rows);
     RUN(norm_quant_fold);
     RUN(norm_bf16_fold);

@@ -556,6 +556,13 @@ static int cu_mlp(glmv_backend *be, float *y, const float *x, const glmv_tensor 
     return 0;
 }
 
+static int cu_pos_embed(glmv_backend *be, float *out, const glmv_tensor *table, int S, int ms, int gh, int gw,
+                        const float *coef, const int *idx) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->failed) return 0;
+    return k_pos_embed(c, out, table, S, ms, gh, gw, coef, idx);
+}
+
 /* the gate/up product and the SwiGLU in one kernel for a decode step's rows (k_gemv_glu; k_gemv_q_glu
  * for Q8_0 and Q4_0 weights; other formats are declined) */
 static int cu_matmul_glu(glmv_backend *be, float *h, const float *x, const glmv_tensor *w, int64_t m) {
@@ -794,6 +801,10 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     const char *glu = getenv("GLMV_CUDA_GLU"); /* 0: the decode rows' gate/up product, then the SwiGLU apart */
     be->matmul_glu = glu && !atoi(glu) ? NULL : cu_matmul_glu;
     be->mlp = cu_mlp;
+    /* GLMV_CUDA_POS_EMBED=1: the tower's position table resampled on the GPU (not yet measured on
+     * one: the host's resample and its upload otherwise) */
+    const char *pe = getenv("GLMV_CUDA_POS_EMBED");
+    if (pe && atoi(pe) > 0) be->pos_embed = cu_pos_embed;
     const char *mo = getenv("GLMV_CUDA_MLP"); /* 0: the gate/up product in float32 as before (declines) */
     c->mlp_off = mo && !atoi(mo);
     const char *qf = getenv("GLMV_CUDA_QFOLD"); /* 0: the products round a norm's rows themselves */

@@ -115,6 +115,9 @@ void k_swiglu_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *g, int64_t ld_g, 
                    int64_t n, int64_t d);
 /* f32 -> bf16, count elements */
 void k_to_bf16(cuda_ctx *c, __nv_bfloat16 *y, const float *x, int64_t count);
+/* be->pos_embed (kernels.cu): 1 where the table's dtype or the grid is not taken, nothing done */
+int k_pos_embed(cuda_ctx *c, float *out, const glmv_tensor *tab, int S, int ms, int gh, int gw, const float *coef,
+                const int *idx);
 /* h [n, d] = swiglu of gu [n, 2d] ([gate | up] in bf16), rounded to bf16 */
 void k_swiglu_b2b(cuda_ctx *c, __nv_bfloat16 *h, const __nv_bfloat16 *gu, int64_t n, int64_t d);
 /* bf16 -> f32 (exact), count elements */

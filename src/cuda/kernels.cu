@@ -681,3 +681,57 @@ void k_top_k(cuda_ctx *c, float *vals, int32_t *ids, const float *x, int64_t row
                 ids, x, n, kin, ld_in, len, k);
     cuda_check(c, "top_k");
 }
+
+/* ------------------------------------------------------------ the tower's position table */
+
+/* be->pos_embed: a block a target patch (hp, wp), threads over the dims: for each of the 4 source
+ * rows y0 + a the 4 taps along x, then the 4 along y, each sum from 0 in tap order with the products
+ * and sums rounded apart (glmv_vision_pos_embed's taps4 twice: the same floats) */
+__global__ void pos_embed_kernel(float *out, const void *tab, int dt, int S, int Hv, int ms, int gh, int gw,
+                                 const float *coef, const int *idx) {
+    PDL_ENTRY();
+    const int hp = blockIdx.x / gw, wp = blockIdx.x % gw;
+    const float *cx = coef + 4 * wp, *cy = coef + 4 * (gw + hp);
+    const int x0 = idx[wp], y0 = idx[gw + hp];
+    int xs[4], ys[4];
+#pragma unroll
+    for (int b = 0; b < 4; b++) {
+        xs[b] = min(max(x0 + b, 0), S - 1);
+        ys[b] = min(max(y0 + b, 0), S - 1);
+    }
+    const int64_t o = (((int64_t)(hp / ms) * (gw / ms) + wp / ms) * ms + hp % ms) * ms + wp % ms; /* merge-block order */
+    for (int d = threadIdx.x; d < Hv; d += blockDim.x) {
+        float v = 0.f;
+#pragma unroll
+        for (int a = 0; a < 4; a++) {
+            const int64_t rowi = (int64_t)ys[a] * S;
+            float x = 0.f;
+#pragma unroll
+            for (int b = 0; b < 4; b++) x = __fadd_rn(x, __fmul_rn(ldw_any(tab, dt, (rowi + xs[b]) * Hv + d), cx[b]));
+            v = __fadd_rn(v, __fmul_rn(x, cy[a]));
+        }
+        out[o * Hv + d] = v;
+    }
+}
+
+int k_pos_embed(cuda_ctx *c, float *out, const glmv_tensor *tab, int S, int ms, int gh, int gw, const float *coef,
+                const int *idx) {
+    const int Hv = (int)glmv_tensor_cols(tab);
+    if (tab->dtype != GLMV_BF16 && tab->dtype != GLMV_F16 && tab->dtype != GLMV_F32) return 1;
+    if (glmv_tensor_rows(tab) != (int64_t)S * S || gh <= 0 || gw <= 0 || gh % ms || gw % ms) return 1;
+    /* the taps, 5 (gw + gh) words, into scratch ahead of the kernel that reads them (from pageable
+     * memory: the copy has taken them when it returns, so the caller may free them) */
+    const size_t cb = sizeof(float) * 4 * (size_t)(gw + gh), ib = sizeof(int) * (size_t)(gw + gh);
+    char *d = (char *)cuda_scratch(c, cb + ib);
+    if (!d) return 0; /* the error is recorded */
+    cudaError_t e = cudaMemcpyAsync(d, coef, cb, cudaMemcpyHostToDevice, c->stream);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(d + cb, idx, ib, cudaMemcpyHostToDevice, c->stream);
+    if (e != cudaSuccess) {
+        cuda_fail(c, "pos_embed (taps)", e);
+        return 0;
+    }
+    cuda_launch(c, pos_embed_kernel, (unsigned)((int64_t)gh * gw), 256, 0, out, (const void *)tab->data, (int)tab->dtype,
+                S, Hv, ms, gh, gw, (const float *)d, (const int *)(d + cb));
+    cuda_check(c, "pos_embed");
+    return 0;
+}
