@@ -71,8 +71,9 @@
 #   posembed  the tower's position table resampled on the GPU (GLMV_CUDA_POS_EMBED=1, built without
 #          a GPU): test_cuda pos_embed, the CUDA parity tests of images with it, then the
 #          first token of the 1120x1120 PNG without and with it, alternating (.dev/ttft)
-#   prof   per-kernel profiles (ncu: time, DRAM bytes) of decode steps: BF16 1 and 64 streams, Q4_0
-#          one stream (PROF picks: weights+streams); the last step kernel by kernel, the CSVs in $OUT
+#   prof   per-kernel profiles (ncu: time, DRAM bytes) of decode steps: BF16 1 and 64 streams (of
+#          1,000-token prompts: ~1k keys each), Q4_0 one stream (PROF picks: weights+streams[+prompt]);
+#          the last step kernel by kernel, the CSVs in $OUT
 #   mlp    the prompt's MLP in one op (gate/up written in bf16) and the tower's fused residual norms:
 #          the tests, then the first token, the tower and the 512-token prefill against
 #          .dev/cuda/bin/glmv-prev and GLMV_CUDA_MLP=0 (see the mode's comment)
@@ -705,15 +706,15 @@ mlp)
 prof)
     # ncu serialises the kernels (no dependent launch): each kernel's own time and DRAM bytes, two
     # layers, the last decode step printed kernel by kernel. (--ctx fills the one-stream decode's
-    # cache only: the streams of --concurrency hold their 32 prompt keys and the steps'.)
+    # cache only: the streams of --concurrency hold their prompts' keys, PROF's third field.)
     { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
     NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
     M=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size
-    for v in ${PROF:-none+1 q4_0+1 none+64}; do
-        set -- ${v//+/ }
-        echo "== $1 weights, $2 streams: per kernel of the decode steps (calls, mean us, mean MB read)"
+    for v in ${PROF:-none+1 q4_0+1 none+64+1000}; do
+        set -- ${v//+/ } # weights, streams, and the streams' prompt tokens (their keys; default 32)
+        echo "== $1 weights, $2 streams of ${3:-32}-token prompts: per kernel of the decode steps (calls, mean us, mean MB read)"
         timeout 150 "$NCU" --clock-control none --metrics $M --csv build/cuda/glmv bench --synthetic --layers 2 \
-            --device cuda --prompt 32 --prompt-reps 1 --decode 4 --ctx 1024 --quant $1 --concurrency $2 \
+            --device cuda --prompt ${3:-32} --prompt-reps 1 --decode 4 --ctx 1024 --quant $1 --concurrency $2 \
             >"$OUT/ncu_$1_$2.csv" 2>>"$OUT/ncu.err"
         python3 - "$OUT/ncu_$1_$2.csv" <<'PY'
 import csv, sys
