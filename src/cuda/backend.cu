@@ -528,13 +528,13 @@ static int gemm_bf16_out(cuda_ctx *c, __nv_bfloat16 *d, const __nv_bfloat16 *xb,
  * the down product: the f32 gate/up rows (8 bytes a value, written and read again) become 2, and
  * the SwiGLU reads half. In bf16 precision with BF16 weights (and biases), for more rows than the
  * matrix-vector kernels take; else declined. scratch [m, 2I] floats holds the bf16 gate/up rows and
- * the SwiGLU's. GLMV_CUDA_MLP=0 declines always. */
+ * the SwiGLU's. (GLMV_CUDA_MLP=0: no be->mlp.) */
 static int cu_mlp(glmv_backend *be, float *y, const float *x, const glmv_tensor *gate_up, const glmv_tensor *gate_up_b,
                   const glmv_tensor *down, const glmv_tensor *down_b, float *scratch, int64_t m) {
     cuda_ctx *c = ctx_of(be);
     if (c->failed) return 0; /* the error is already recorded */
     const int64_t n2 = glmv_tensor_rows(gate_up), k = glmv_tensor_cols(gate_up), I = n2 / 2;
-    if (c->mlp_off || !c->bf16 || !c->lt || gate_up->dtype != GLMV_BF16 || down->dtype != GLMV_BF16 ||
+    if (!c->bf16 || !c->lt || gate_up->dtype != GLMV_BF16 || down->dtype != GLMV_BF16 ||
         (gate_up_b && gate_up_b->dtype != GLMV_BF16) || m <= gemv_max_m() || n2 % 2 || glmv_tensor_cols(down) != I ||
         n2 > INT32_MAX || k > INT32_MAX || m > INT32_MAX || ((uintptr_t)scratch % 16))
         return 1;
@@ -800,13 +800,12 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->matmul_swiglu = sg && !atoi(sg) ? NULL : cu_matmul_swiglu;
     const char *glu = getenv("GLMV_CUDA_GLU"); /* 0: the decode rows' gate/up product, then the SwiGLU apart */
     be->matmul_glu = glu && !atoi(glu) ? NULL : cu_matmul_glu;
-    be->mlp = cu_mlp;
+    const char *mo = getenv("GLMV_CUDA_MLP"); /* 0: a prompt's gate/up product in float32, the ops apart */
+    be->mlp = mo && !atoi(mo) ? NULL : cu_mlp;
     /* GLMV_CUDA_POS_EMBED=1: the tower's position table resampled on the GPU (not yet measured on
      * one: the host's resample and its upload otherwise) */
     const char *pe = getenv("GLMV_CUDA_POS_EMBED");
     if (pe && atoi(pe) > 0) be->pos_embed = cu_pos_embed;
-    const char *mo = getenv("GLMV_CUDA_MLP"); /* 0: the gate/up product in float32 as before (declines) */
-    c->mlp_off = mo && !atoi(mo);
     const char *qf = getenv("GLMV_CUDA_QFOLD"); /* 0: the products round a norm's rows themselves */
     c->qfold_off = qf && !atoi(qf);
     /* norms write bf16 rows for the product after them; GLMV_CUDA_BFOLD=0: the products convert

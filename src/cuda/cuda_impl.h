@@ -70,7 +70,6 @@ struct cuda_ctx {
     struct cuda_vm *vm;          /* growing memory (vmm.cu), or NULL */
     int *mmq_cnt;                /* mmq.cu's split-k counters [MMQ_COUNTERS], zero between products */
     cublasLtHandle_t lt;         /* cuBLASLt, for products written in bf16 with the bias in the epilogue (be->mlp) */
-    int mlp_off;                 /* GLMV_CUDA_MLP=0: be->mlp declines */
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }
