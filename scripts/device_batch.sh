@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|dec|ttft|video|videottft|wgmma|decode -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|dec|ttft|video|videottft|wgmma|decode|dectile -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -68,6 +68,8 @@
 #   ab     this binary against .dev/cuda/bin/glmv-prev: the tests, then the first token, prefill, decode,
 #          GPU memory (see the mode's comment)
 #   dec    steady decode and a lone prompt's passes in a batch (see the mode's comment)
+#   dectile  the decode attention through shared memory (GLMV_CUDA_DEC_TILE) against dec_mma_kernel: tests,
+#          steady decode, 8k, ncu of the attention, serving; the tower's position table on the GPU
 #   posembed  the tower's position table resampled on the GPU (GLMV_CUDA_POS_EMBED=1, built without
 #          a GPU): test_cuda pos_embed, the CUDA parity tests of images with it, then the
 #          first token of the 1120x1120 PNG without and with it, alternating (.dev/ttft)
@@ -744,6 +746,83 @@ print("  the step's kernels one after another: %.1f us" % tot)
 PY
     done
     tail -n 3 "$OUT/ncu.err"
+    ;;
+dectile)
+    # the decode attention through shared memory (GLMV_CUDA_DEC_TILE: 0 dec_mma_kernel, 1 dec_tile_kernel
+    # in one wave of chunks, 2 dec_tile_kernel in dec_mma_kernel's chunks): its tests, the CUDA parity
+    # tests of decoding with it, then alternating in the same minutes: steady decode of 1, 16 and 64
+    # streams, one stream at 8k keys, the attention's kernels alone (ncu, 64 streams of ~1k keys),
+    # 128 requests served 16 and 64 at a time; with .dev/ttft, the posembed mode's first tokens
+    S0=$SECONDS
+    left() { [ $((SECONDS - S0)) -lt ${LIMIT:-450} ]; }
+    { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
+    GLMV_TEST_ONLY=attn_decode_batch,dec_tile,kv_bf16,pos_embed timeout 150 build/cuda/tests/test_cuda 2>&1 |
+        grep -E 'dec_tile|pos_embed|not ok|RESULT|FAIL'
+    GLMV_CUDA_DEC_TILE=1 GLMV_CUDA_POS_EMBED=1 GLMV_PARITY_DEVICE=cuda \
+        GLMV_TEST_ONLY=decode_graphs,batch_invariance,tiny_text,tiny_image1,bf16_tiny_image2,prefix_sharing,kv_budget \
+        timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    echo "== test_parity on CUDA, GLMV_CUDA_DEC_TILE=1 GLMV_CUDA_POS_EMBED=1: rc $?"; grep -E '^ok|not ok|RESULT' "$OUT/parity_cuda.log"
+    S="build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512"
+    for r in 1 2; do
+        for v in 0 1 2; do
+            left || break
+            echo "== GLMV_CUDA_DEC_TILE=$v: steady decode, 1/16/64 streams at ~1k keys"
+            GLMV_CUDA_DEC_TILE=$v timeout 150 $S --decode 32 --ctx 1024 --concurrency 1,16,64 --json 2>>"$OUT/bench.err" |
+                grep -o '"concurrency[^]]*' | grep -o '"streams": [0-9]*\|"ms_per_step": [0-9.]*\|"aggregate_tokens_per_s": [0-9.]*' | paste -sd' '
+        done
+    done
+    for v in 0 1 0 1; do
+        left || break
+        echo "== GLMV_CUDA_DEC_TILE=$v: one stream at 8k keys"
+        GLMV_CUDA_DEC_TILE=$v timeout 150 $S --decode 64 --ctx 8192 --prompt-reps 2 --json 2>>"$OUT/bench.err" |
+            grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*'
+    done
+    NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+    for v in 0 1; do
+        left || break
+        echo "== GLMV_CUDA_DEC_TILE=$v: the attention's kernels alone (ncu), 64 streams of 1,000-token prompts, 2 layers"
+        GLMV_CUDA_DEC_TILE=$v timeout 150 "$NCU" --clock-control none -k 'regex:dec_|combine' \
+            --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__grid_size --csv build/cuda/glmv bench \
+            --synthetic --layers 2 --device cuda --prompt 1000 --prompt-reps 1 --decode 4 --concurrency 64 \
+            >"$OUT/ncu_dec$v.csv" 2>>"$OUT/ncu.err"
+        python3 - "$OUT/ncu_dec$v.csv" <<'PY'
+import csv, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+if not rows: print("  no rows"); sys.exit()
+h = rows[0]; ik = h.index("Kernel Name"); iid = h.index("ID"); im = h.index("Metric Name"); iv = h.index("Metric Value"); iu = h.index("Metric Unit")
+T = {"ns": 1e-3, "nsecond": 1e-3, "us": 1, "usecond": 1, "ms": 1e3, "msecond": 1e3}
+B = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}
+k = {}
+for r in rows[1:]:
+    d = k.setdefault(int(r[iid]), {"name": r[ik].split("(")[0].replace("void ", "")[:40], "us": 0, "rd": 0, "grid": 0})
+    x = float(r[iv].replace(",", ""))
+    if r[im] == "gpu__time_duration.sum": d["us"] = x * T.get(r[iu], 1)
+    elif r[im].startswith("dram__bytes_read"): d["rd"] = x * B.get(r[iu], 1)
+    elif r[im] == "launch__grid_size": d["grid"] = int(x)
+for i in sorted(k)[-6:]:
+    d = k[i]
+    print("  %-40s grid %6d: %8.2f us, %8.2f MB read, %6.0f GB/s" % (d["name"], d["grid"], d["us"], d["rd"] / 1e6, d["rd"] / d["us"] / 1e3 if d["us"] else 0))
+PY
+    done
+    for v in 0 1; do
+        left || break
+        echo "== GLMV_CUDA_DEC_TILE=$v: 128 requests of 512 + 128 tokens served 64 and 16 at a time: streams ms tokens/s ttft_p50"
+        GLMV_CUDA_DEC_TILE=$v timeout 150 $S --decode 128 --concurrency 64,16 --requests 128 --schedule mixed --json 2>>"$OUT/bench.err" |
+            python3 -c 'import json, sys
+for f in json.load(sys.stdin)["serving"]:
+    print(f["streams"], f["ms"], f["generated_tokens_per_s"], f["ttft_p50_ms"])'
+    done
+    if [ -f .dev/ttft/photo_1120.png ]; then
+        tok_dir .dev/ttft/tokenizer.json.xz
+        for v in 0 1 0 1; do
+            left || break
+            echo "== GLMV_CUDA_POS_EMBED=$v: the first token of the 1120x1120 PNG"
+            GLMV_CUDA_POS_EMBED=$v timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --tokenizer /tmp/tok \
+                --prompt 0 --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." \
+                --vision 1120x1120 2>&1 | grep -E '^time to first|^vision'
+        done
+    fi
+    echo "== $((SECONDS - S0)) s"; tail -n 3 "$OUT/bench.err" "$OUT/ncu.err" 2>/dev/null
     ;;
 posembed)
     S0=$SECONDS

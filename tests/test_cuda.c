@@ -1110,12 +1110,12 @@ static void one_decode_batch(int n, const int64_t *lens, int nh, int nkv, int hd
     int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd, maxk = 0;
     float *q = rand_buf(n * qd, 2.0f), *kn = rand_buf(n * kvd, 2.0f), *vn = rand_buf(n * kvd, 1.0f);
     float *ref = malloc(sizeof(float) * (size_t)(n * qd));
-    float *hk[48], *hv[48];
-    void *dk[48], *dv[48];
+    float *hk[64], *hv[64];
+    void *dk[64], *dv[64];
     float *dq = dev_from(q, n * qd), *dkn = dev_from(kn, n * kvd), *dvn = dev_from(vn, n * kvd);
     cache_round(kn, n * kvd); /* what the cache will hold (the rows went up unrounded) */
     cache_round(vn, n * kvd);
-    int64_t nk[48];
+    int64_t nk[64];
     float scale = 1.0f / sqrtf((float)hd);
     for (int i = 0; i < n; i++) {
         int64_t cap = lens[i] + 3;
@@ -1130,7 +1130,7 @@ static void one_decode_batch(int n, const int64_t *lens, int nh, int nkv, int hd
         glmv_ref_attn_causal(ref + i * qd, q + i * qd, qd, hk[i], hv[i], 1, lens[i], nh, nkv, hd, scale);
     }
     void *tab = be->alloc(be, sizeof(void *) * 3 * (size_t)n);
-    void *htab[3 * 48];
+    void *htab[3 * 64];
     for (int i = 0; i < n; i++) {
         htab[i] = dk[i];
         htab[n + i] = dv[i];
@@ -1195,6 +1195,125 @@ TEST(attn_decode_batch) {
     int64_t l8[] = {9000};
     one_decode_batch(1, l8, 8, 2, 64, 2e-4);
     one_causal(1, 12000, 4, 1, 80, 0, 1e-10);        /* head dim 80, split kernel, many chunks */
+}
+
+/* A decode step (as one_decode_batch) on backend pb of the given data: hk/hv the caches'
+ * values before the step (rows of lens[i] + 1 keys, in the caches' format), kn/vn the new rows;
+ * returns the output, and in *stored the rows each cache holds at lens[i] afterwards (key then
+ * value, 2 * kvd floats a sequence). */
+static float *decode_on(glmv_backend *pb, int n, const int64_t *lens, int nh, int nkv, int hd, const float *q,
+                        const float *kn, const float *vn, float *const *hk, float *const *hv, float **stored) {
+    glmv_backend *keep = be;
+    be = pb;
+    int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd, maxk = 0;
+    float *dq = dev_from(q, n * qd), *dkn = dev_from(kn, n * kvd), *dvn = dev_from(vn, n * kvd);
+    void *dk[64], *dv[64], *htab[3 * 64];
+    for (int i = 0; i < n; i++) {
+        dk[i] = cache_from(hk[i], (lens[i] + 1) * kvd);
+        dv[i] = cache_from(hv[i], (lens[i] + 1) * kvd);
+        int64_t nk = lens[i] + 1;
+        maxk = nk > maxk ? nk : maxk;
+        htab[i] = dk[i];
+        htab[n + i] = dv[i];
+        memcpy(&htab[2 * n + i], &nk, 8);
+    }
+    void *tab = be->alloc(be, sizeof(void *) * 3 * (size_t)n);
+    be->write(be, tab, htab, sizeof(void *) * 3 * (size_t)n);
+    float *dout = dev_poison(n * qd);
+    be->attn_decode_batch(be, dout, dq, qd, dkn, dvn, kvd, (void *const *)tab, (void *const *)tab + n,
+                          (const int64_t *)((void **)tab + 2 * n), n, maxk, nh, nkv, hd, 1.0f / sqrtf((float)hd));
+    float *out = host_of(dout, n * qd);
+    *stored = malloc(sizeof(float) * (size_t)(2 * n * kvd));
+    for (int i = 0; i < n; i++) {
+        float *gk = cache_host(dk[i], (lens[i] + 1) * kvd), *gv = cache_host(dv[i], (lens[i] + 1) * kvd);
+        memcpy(*stored + 2 * i * kvd, gk + lens[i] * kvd, sizeof(float) * (size_t)kvd);
+        memcpy(*stored + (2 * i + 1) * kvd, gv + lens[i] * kvd, sizeof(float) * (size_t)kvd);
+        free(gk);
+        free(gv);
+        be->free(be, dk[i]);
+        be->free(be, dv[i]);
+    }
+    char err[GLMV_ERR_SIZE] = "";
+    CHECK_MSG(be->status(be, err) == 0, "%s", err);
+    be->free(be, tab);
+    be->free(be, dq);
+    be->free(be, dkn);
+    be->free(be, dvn);
+    be->free(be, dout);
+    be = keep;
+    return out;
+}
+
+/* dec_tile_kernel (the decode attention through shared memory, GLMV_CUDA_DEC_TILE): in
+ * dec_mma_kernel's chunks (2) bit for bit what dec_mma_kernel gives (0), the outputs and the new
+ * rows stored; in its own chunks (1), one_decode_batch's checks against the reference */
+static void one_dec_tile(glmv_backend *const *pb, int n, const int64_t *lens, int nh, int nkv, int hd) {
+    int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
+    float *q = rand_buf(n * qd, 2.0f), *kn = rand_buf(n * kvd, 2.0f), *vn = rand_buf(n * kvd, 1.0f);
+    float *hk[64], *hv[64];
+    for (int i = 0; i < n; i++) {
+        hk[i] = rand_buf((lens[i] + 1) * kvd, 2.0f);
+        hv[i] = rand_buf((lens[i] + 1) * kvd, 1.0f);
+        for (int64_t j = 0; j < (lens[i] + 1) * kvd; j++) { /* bf16 values: the caches' */
+            hk[i][j] = glmv_bf16_to_f32(glmv_f32_to_bf16(hk[i][j]));
+            hv[i][j] = glmv_bf16_to_f32(glmv_f32_to_bf16(hv[i][j]));
+        }
+    }
+    float *s0, *s2;
+    float *o0 = decode_on(pb[0], n, lens, nh, nkv, hd, q, kn, vn, hk, hv, &s0);
+    float *o2 = decode_on(pb[2], n, lens, nh, nkv, hd, q, kn, vn, hk, hv, &s2);
+    int same = !memcmp(o0, o2, sizeof(float) * (size_t)(n * qd)), stored = !memcmp(s0, s2, sizeof(float) * (size_t)(2 * n * kvd));
+    printf("  dec_tile n=%-2d h=%d/%d hd=%d: %s, new rows %s\n", n, nh, nkv, hd,
+           same ? "dec_mma_kernel's output bit for bit" : "OUTPUT DIFFERS", stored ? "the same" : "DIFFER");
+    CHECK_MSG(same && stored, "dec_tile_kernel in dec_mma_kernel's chunks: n=%d h=%d/%d hd=%d", n, nh, nkv, hd);
+    glmv_backend *keep = be;
+    be = pb[1];
+    one_decode_batch(n, lens, nh, nkv, hd, 2e-4);
+    be = keep;
+    for (int i = 0; i < n; i++) free(hk[i]), free(hv[i]);
+    free(q), free(kn), free(vn), free(o0), free(o2), free(s0), free(s2);
+}
+
+TEST(dec_tile) {
+    NEED_GPU();
+    glmv_backend *pb[3] = {NULL, NULL, NULL};
+    char *keep = getenv("GLMV_CUDA_DEC_TILE") ? strdup(getenv("GLMV_CUDA_DEC_TILE")) : NULL;
+    for (int v = 0; v < 3; v++) {
+        char err[GLMV_ERR_SIZE] = "", num[2] = {(char)('0' + v), 0};
+        setenv("GLMV_CUDA_DEC_TILE", num, 1);
+        pb[v] = glmv_cuda_backend_new(0, 1, err);
+        CHECK_MSG(pb[v] && pb[v]->caps.kv_bf16, "GLMV_CUDA_DEC_TILE=%d: no backend with bf16 caches: %s", v, err);
+    }
+    setenv("GLMV_CUDA_DEC_TILE", "3", 1); /* not a choice: an error, not a default */
+    char err[GLMV_ERR_SIZE] = "";
+    glmv_backend *bad = glmv_cuda_backend_new(0, 1, err);
+    CHECK_MSG(!bad && strstr(err, "GLMV_CUDA_DEC_TILE"), "GLMV_CUDA_DEC_TILE=3 accepted (%s)", err);
+    if (bad) bad->destroy(bad);
+    if (keep) setenv("GLMV_CUDA_DEC_TILE", keep, 1);
+    else unsetenv("GLMV_CUDA_DEC_TILE");
+    free(keep);
+    if (pb[0] && pb[1] && pb[2] && pb[0]->caps.kv_bf16 && pb[1]->caps.kv_bf16 && pb[2]->caps.kv_bf16) {
+        int64_t l1[] = {0, 300, 5000, 17, 1023, 64};
+        one_dec_tile(pb, 6, l1, 32, 2, 128); /* the 9B's heads: chunks of many tiles, partial tiles */
+        int64_t l2[64];
+        for (int i = 0; i < 64; i++) l2[i] = 900 + (i * 37) % 250; /* 64 streams at ~1k keys */
+        one_dec_tile(pb, 64, l2, 32, 2, 128);
+        int64_t l3[16];
+        for (int i = 0; i < 16; i++) l3[i] = 100 * i + 3;
+        one_dec_tile(pb, 16, l3, 32, 2, 128);
+        int64_t l4[] = {5, 200, 62, 63, 64};
+        one_dec_tile(pb, 5, l4, 8, 2, 64);   /* hd 64, 4 query heads a kv head */
+        int64_t l5[] = {2000, 15};
+        one_dec_tile(pb, 2, l5, 16, 1, 128); /* one kv head */
+        int64_t l6[] = {130, 1};
+        one_dec_tile(pb, 2, l6, 12, 2, 128); /* 6 heads a kv head: rows of the tile past the group */
+        int64_t l7[] = {9000};
+        one_dec_tile(pb, 1, l7, 32, 2, 128); /* one stream, a chunk a 64 keys */
+        int64_t l8[] = {63};
+        one_dec_tile(pb, 1, l8, 32, 2, 128); /* the newest key the last row of the only tile */
+    }
+    for (int v = 0; v < 3; v++)
+        if (pb[v]) pb[v]->destroy(pb[v]);
 }
 
 TEST(attn_causal_flash) {
@@ -2191,6 +2310,7 @@ int main(int argc, char **argv) {
     RUN(attn_causal_decode);
     RUN(attn_causal_flash);
     RUN(attn_decode_batch);
+    RUN(dec_tile);
     RUN(kv_bf16);
     RUN(attn_segments);
     RUN(elementwise);

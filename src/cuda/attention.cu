@@ -696,6 +696,98 @@ static int split_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
  * shared-memory bandwidth at 64 sequences (about 0.6 TB/s of cache read). */
 #define DM_WARPS 4
 
+/* A warp's step over 16 keys k0 .. k0 + 15 of a decode block: the scores s (two n-blocks of 8, the
+ * mma's C layout; kt = k0 + 2 tig, this thread's first column) scaled to base 2 with the keys at or
+ * past c1 masked, the online softmax's step (running maxima m, sums l: this thread's share), the
+ * rescale al of what O summed before, and P rounded to bf16 as the A fragment of P V */
+__device__ __forceinline__ void dm_softmax16(float (&s)[2][4], int64_t kt, int64_t c1, float scale_log2, float &m_a,
+                                             float &m_b, float &l_a, float &l_b, uint32_t (&a)[4], float &al_a,
+                                             float &al_b) {
+    float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+    for (int nb = 0; nb < 2; nb++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int64_t col = kt + nb * 8 + (e & 1);
+            const float x = col < c1 ? s[nb][e] * scale_log2 : -INFINITY;
+            s[nb][e] = x;
+            if (e < 2) mx_a = fmaxf(mx_a, x);
+            else mx_b = fmaxf(mx_b, x);
+        }
+    float ref_a, ref_b;
+    online_max(m_a, m_b, mx_a, mx_b, ref_a, ref_b, al_a, al_b);
+#pragma unroll
+    for (int nb = 0; nb < 2; nb++) {
+        s[nb][0] = exp2f(s[nb][0] - ref_a);
+        s[nb][1] = exp2f(s[nb][1] - ref_a);
+        s[nb][2] = exp2f(s[nb][2] - ref_b);
+        s[nb][3] = exp2f(s[nb][3] - ref_b);
+    }
+    l_a = l_a * al_a + s[0][0] + s[0][1] + s[1][0] + s[1][1];
+    l_b = l_b * al_b + s[0][2] + s[0][3] + s[1][2] + s[1][3];
+    a[0] = pack_bf16(s[0][0], s[0][1]);
+    a[1] = pack_bf16(s[0][2], s[0][3]);
+    a[2] = pack_bf16(s[1][0], s[1][1]);
+    a[3] = pack_bf16(s[1][2], s[1][3]);
+}
+
+/* The end of a decode block (dec_mma_kernel, dec_tile_kernel): each warp's state (o, m, l of heads
+ * gq and gq + 8 over its keys) into shared memory sh (DM_WARPS * 16 * (HD + 2) floats), then merged
+ * per (head, dim) into out (one chunk) or the chunk's partial (several) */
+template <int HD>
+__device__ __forceinline__ void dm_finish(float *sh, const float (&o)[HD / 8][4], float m_a, float m_b, float l_a,
+                                          float l_b, float *__restrict__ out, int64_t ldo, float *__restrict__ part,
+                                          int64_t i, int g, int group, int n_heads, int n_chunks) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tig = lane & 3;
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
+        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+    }
+    /* the warps' states into shared memory, then merged per (head, dim) */
+    float *wo = sh, *wm = sh + DM_WARPS * 16 * HD, *wl = wm + DM_WARPS * 16;
+    {
+        float *mine = wo + warp * 16 * HD;
+#pragma unroll
+        for (int nb = 0; nb < HD / 8; nb++) {
+            int cc = nb * 8 + tig * 2;
+            *(float2 *)(mine + gq * HD + cc) = make_float2(o[nb][0], o[nb][1]);
+            *(float2 *)(mine + (gq + 8) * HD + cc) = make_float2(o[nb][2], o[nb][3]);
+        }
+        if (tig == 0) {
+            wm[warp * 16 + gq] = m_a;
+            wm[warp * 16 + gq + 8] = m_b;
+            wl[warp * 16 + gq] = l_a;
+            wl[warp * 16 + gq + 8] = l_b;
+        }
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < group * HD; j += DM_WARPS * 32) {
+        const int r = j / HD, d = j % HD, h = g * group + r;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DM_WARPS; w++) mx = fmaxf(mx, wm[w * 16 + r]);
+        const float ref = mx == -INFINITY ? 0.f : mx;
+        float acc = 0.f, l = 0.f;
+#pragma unroll
+        for (int w = 0; w < DM_WARPS; w++) {
+            float f = exp2f(wm[w * 16 + r] - ref); /* 0 for a warp that saw no key */
+            acc += wo[(w * 16 + r) * HD + d] * f;
+            l += wl[w * 16 + r] * f;
+        }
+        if (n_chunks == 1) {
+            out[i * ldo + (int64_t)h * HD + d] = l > 0.f ? acc / l : 0.f;
+        } else {
+            float *pp = part + ((i * n_heads + h) * n_chunks + blockIdx.x) * (HD + 2);
+            pp[d] = acc;
+            if (d == 0) {
+                pp[HD] = mx;
+                pp[HD + 1] = l;
+            }
+        }
+    }
+}
+
 template <int HD, typename KT>
 __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
     float *__restrict__ out, int64_t ldo, float *__restrict__ part, const float *__restrict__ q,
@@ -746,32 +838,11 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
                 mma_bf16(s[nb], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], x, y);
             }
         }
-        float mx_a = -INFINITY, mx_b = -INFINITY;
-#pragma unroll
-        for (int nb = 0; nb < 2; nb++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int64_t col = k0 + nb * 8 + tig * 2 + (e & 1);
-                float x = col < c1 ? s[nb][e] * scale_log2 : -INFINITY;
-                s[nb][e] = x;
-                if (e < 2) mx_a = fmaxf(mx_a, x);
-                else mx_b = fmaxf(mx_b, x);
-            }
-        float ref_a, ref_b, al_a, al_b;
-        online_max(m_a, m_b, mx_a, mx_b, ref_a, ref_b, al_a, al_b);
-#pragma unroll
-        for (int nb = 0; nb < 2; nb++) {
-            s[nb][0] = exp2f(s[nb][0] - ref_a);
-            s[nb][1] = exp2f(s[nb][1] - ref_a);
-            s[nb][2] = exp2f(s[nb][2] - ref_b);
-            s[nb][3] = exp2f(s[nb][3] - ref_b);
-        }
-        l_a = l_a * al_a + s[0][0] + s[0][1] + s[1][0] + s[1][1];
-        l_b = l_b * al_b + s[0][2] + s[0][3] + s[1][2] + s[1][3];
-        /* O = O * alpha + P V: P is the A fragment of the two S blocks; V rows k0 + 2 tig,
-         * + 1, + 8, + 9 at dims nb * 8 + gq (zero past c1: P is zero there, V may be anything) */
-        const uint32_t a0 = pack_bf16(s[0][0], s[0][1]), a1 = pack_bf16(s[0][2], s[0][3]);
-        const uint32_t a2 = pack_bf16(s[1][0], s[1][1]), a3 = pack_bf16(s[1][2], s[1][3]);
+        uint32_t a[4];
+        float al_a, al_b;
+        dm_softmax16(s, k0 + tig * 2, c1, scale_log2, m_a, m_b, l_a, l_b, a, al_a, al_b);
+        /* O = O * alpha + P V: V rows k0 + 2 tig, + 1, + 8, + 9 at dims nb * 8 + gq (zero past
+         * c1: P is zero there, V may be anything) */
         const int64_t r0 = k0 + tig * 2;
         const bool v0 = r0 < c1, v1 = r0 + 1 < c1, v2 = r0 + 8 < c1, v3 = r0 + 9 < c1;
         const KT *vr = vb + r0 * ldkv + gq;
@@ -781,57 +852,162 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
             o[nb][1] *= al_a;
             o[nb][2] *= al_b;
             o[nb][3] *= al_b;
-            mma_bf16(o[nb], a0, a1, a2, a3, kv_pack2(vr + nb * 8, v0, vr + ldkv + nb * 8, v1),
+            mma_bf16(o[nb], a[0], a[1], a[2], a[3], kv_pack2(vr + nb * 8, v0, vr + ldkv + nb * 8, v1),
                      kv_pack2(vr + 8 * ldkv + nb * 8, v2, vr + 9 * ldkv + nb * 8, v3));
         }
     }
+    dm_finish<HD>(dm_sh, o, m_a, m_b, l_a, l_b, out, ldo, part, i, g, group, n_heads, n_chunks);
+}
+
+/* dec_mma_kernel's work with the keys and values staged in shared memory (bf16 caches): the
+ * block's chunk in tiles of DT_KEYS keys, each copied whole by all threads with 16-byte cp.async
+ * (two stages: the next tile loads while this one is used), its fragments read with ldmatrix.
+ * Warp w takes keys w * 16 .. w * 16 + 15 of every tile, the steps dec_mma_kernel gives it, with
+ * the same products in the same order: from the same chunks, the same bits. (dec_mma_kernel's
+ * loads are 4 and 2 bytes a lane, ~100 instructions a warp for 16 keys: at 64 sequences of 1k
+ * keys it read the caches at ~1.3 TB/s of an H100's 3.35.) The block that holds the newest key
+ * stores it to the caches as dec_mma_kernel does, copies its tile without that row, and writes
+ * the row into shared memory itself (what the cache holds: kv_put's rounding). */
+#define DT_KEYS (DM_WARPS * 16)
+template <int HD> struct dt_smem {
+    static constexpr int S = HD + 8;                /* row stride (bf16): ldmatrix's 8 rows in 8 bank groups */
+    static constexpr int STAGE = 2 * DT_KEYS * S;   /* K tile, then V tile */
+    static constexpr size_t bytes = (size_t)2 * STAGE * 2;
+};
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void *p, bool trans) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    if (trans)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(a));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(a));
+}
+
+/* 16 bytes from global into shared memory, or zeros (nothing read) where !ok */
+__device__ __forceinline__ void cp_async16_or0(void *smem, const void *gmem, bool ok) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(ok ? 16 : 0));
+}
+
+/* keys k0 .. k0 + DT_KEYS - 1 of one kv head (rows of ldkv elements from kb, vb) into a stage;
+ * rows at or past end are zeros */
+template <int HD>
+__device__ __forceinline__ void dt_issue(__nv_bfloat16 *stage, const __nv_bfloat16 *kb, const __nv_bfloat16 *vb,
+                                         int64_t ldkv, int64_t k0, int64_t end) {
+    constexpr int S = dt_smem<HD>::S, CH = HD / 8; /* 16-byte pieces a row */
+    __nv_bfloat16 *ks = stage, *vs = stage + DT_KEYS * S;
 #pragma unroll
-    for (int off = 1; off <= 2; off <<= 1) {
-        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
-        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+    for (int j = threadIdx.x; j < DT_KEYS * CH; j += DM_WARPS * 32) {
+        const int r = j / CH, cc = (j % CH) * 8;
+        const bool ok = k0 + r < end;
+        const int64_t off = (ok ? k0 + r : 0) * ldkv + cc;
+        cp_async16_or0(ks + r * S + cc, kb + off, ok);
+        cp_async16_or0(vs + r * S + cc, vb + off, ok);
     }
-    /* the warps' states into shared memory, then merged per (head, dim) */
-    float *wo = dm_sh, *wm = dm_sh + DM_WARPS * 16 * HD, *wl = wm + DM_WARPS * 16;
-    {
-        float *mine = wo + warp * 16 * HD;
-#pragma unroll
-        for (int nb = 0; nb < HD / 8; nb++) {
-            int cc = nb * 8 + tig * 2;
-            *(float2 *)(mine + gq * HD + cc) = make_float2(o[nb][0], o[nb][1]);
-            *(float2 *)(mine + (gq + 8) * HD + cc) = make_float2(o[nb][2], o[nb][3]);
+}
+
+template <int HD>
+__global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_tile_kernel(
+    float *__restrict__ out, int64_t ldo, float *__restrict__ part, const float *__restrict__ q, int64_t ldq,
+    int n_heads, int group, int64_t chunk, float scale_log2, const __nv_bfloat16 *const *kps,
+    const __nv_bfloat16 *const *vps, const int64_t *nks, int64_t ldkv, const float *k_new, const float *v_new,
+    int64_t ld_new) {
+    PDL_ENTRY(); /* q and the new key and value rows come from the kernels before */
+    constexpr int S = dt_smem<HD>::S, STAGE = dt_smem<HD>::STAGE;
+    extern __shared__ __align__(16) unsigned char dt_sh[];
+    __nv_bfloat16 *sm = (__nv_bfloat16 *)dt_sh;
+    const int64_t i = blockIdx.z;
+    const int g = blockIdx.y, n_chunks = gridDim.x;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tig = lane & 3;
+    const int64_t lim = nks[i], c0 = (int64_t)blockIdx.x * chunk;
+    const int64_t c1 = c0 + chunk < lim ? c0 + chunk : lim;
+    const __nv_bfloat16 *kb = kps[i] + (int64_t)g * HD, *vb = vps[i] + (int64_t)g * HD;
+    const bool mine = k_new && c0 <= lim - 1 && lim - 1 < c1; /* this block holds the newest key */
+    const float *ks_new = mine ? k_new + i * ld_new + (int64_t)g * HD : NULL;
+    const float *vs_new = mine ? v_new + i * ld_new + (int64_t)g * HD : NULL;
+    if (mine)
+        for (int d = threadIdx.x; d < HD; d += DM_WARPS * 32) {
+            kv_put((__nv_bfloat16 *)kb + (lim - 1) * ldkv + d, ks_new[d]);
+            kv_put((__nv_bfloat16 *)vb + (lim - 1) * ldkv + d, vs_new[d]);
         }
-        if (tig == 0) {
-            wm[warp * 16 + gq] = m_a;
-            wm[warp * 16 + gq + 8] = m_b;
-            wl[warp * 16 + gq] = l_a;
-            wl[warp * 16 + gq + 8] = l_b;
-        }
-    }
-    __syncthreads();
-    for (int j = threadIdx.x; j < group * HD; j += DM_WARPS * 32) {
-        const int r = j / HD, d = j % HD, h = g * group + r;
-        float mx = -INFINITY;
+    const int64_t copy_end = mine ? lim - 1 : c1; /* the newest row is not read back from global */
+    const int n_tiles = c1 > c0 ? (int)((c1 - c0 + DT_KEYS - 1) / DT_KEYS) : 0;
+    if (n_tiles > 0) dt_issue<HD>(sm, kb, vb, ldkv, c0, copy_end);
+    cp_commit();
+
+    const float *qg = q + i * ldq + (int64_t)g * group * HD;
+    uint32_t qf[HD / 16][4];
+    load_q_frags<HD>(qf, qg + gq * HD + tig * 2, qg + (gq + 8) * HD + tig * 2, gq < group, gq + 8 < group);
+    float o[HD / 8][4];
 #pragma unroll
-        for (int w = 0; w < DM_WARPS; w++) mx = fmaxf(mx, wm[w * 16 + r]);
-        const float ref = mx == -INFINITY ? 0.f : mx;
-        float acc = 0.f, l = 0.f;
-#pragma unroll
-        for (int w = 0; w < DM_WARPS; w++) {
-            float f = exp2f(wm[w * 16 + r] - ref); /* 0 for a warp that saw no key */
-            acc += wo[(w * 16 + r) * HD + d] * f;
-            l += wl[w * 16 + r] * f;
-        }
-        if (n_chunks == 1) {
-            out[i * ldo + (int64_t)h * HD + d] = l > 0.f ? acc / l : 0.f;
+    for (int j = 0; j < HD / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+    /* ldmatrix's rows: lane l gives row l % 8 of matrix l / 8 */
+    const int lr = lane & 7, lm = lane >> 3;
+
+    for (int t = 0; t < n_tiles; t++) {
+        const int64_t t0 = c0 + (int64_t)t * DT_KEYS;
+        if (t + 1 < n_tiles) {
+            dt_issue<HD>(sm + ((t + 1) & 1) * STAGE, kb, vb, ldkv, t0 + DT_KEYS, copy_end);
+            cp_commit();
+            cp_wait<1>();
         } else {
-            float *pp = part + ((i * n_heads + h) * n_chunks + blockIdx.x) * (HD + 2);
-            pp[d] = acc;
-            if (d == 0) {
-                pp[HD] = mx;
-                pp[HD + 1] = l;
+            cp_wait<0>();
+        }
+        __syncthreads();
+        __nv_bfloat16 *ks = sm + (t & 1) * STAGE, *vs = ks + DT_KEYS * S;
+        if (mine && t == n_tiles - 1) { /* the newest row, as the cache holds it */
+            const int r = (int)(lim - 1 - t0);
+            for (int d = threadIdx.x; d < HD; d += DM_WARPS * 32) {
+                ks[r * S + d] = __float2bfloat16_rn(ks_new[d]);
+                vs[r * S + d] = __float2bfloat16_rn(vs_new[d]);
+            }
+            __syncthreads();
+        }
+        const int64_t k0 = t0 + warp * 16;
+        if (k0 < c1) {
+            /* S = Q Kᵀ for keys k0 .. k0 + 15: matrices (keys nb * 8 .., dims 16 kk + 8 m) */
+            float s[2][4];
+#pragma unroll
+            for (int nb = 0; nb < 2; nb++) {
+                s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
+                const __nv_bfloat16 *kr = ks + (warp * 16 + nb * 8 + lr) * S + lm * 8;
+#pragma unroll
+                for (int kk = 0; kk < HD / 16; kk += 2) {
+                    uint32_t b[4];
+                    ldsm_x4(b, kr + kk * 16, false);
+                    mma_bf16(s[nb], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b[0], b[1]);
+                    mma_bf16(s[nb], qf[kk + 1][0], qf[kk + 1][1], qf[kk + 1][2], qf[kk + 1][3], b[2], b[3]);
+                }
+            }
+            uint32_t a[4];
+            float al_a, al_b;
+            dm_softmax16(s, k0 + tig * 2, c1, scale_log2, m_a, m_b, l_a, l_b, a, al_a, al_b);
+            /* O = O * alpha + P V: matrices (keys 8 (m & 1) .., dims 16 nb2 + 8 (m >> 1)), transposed */
+            const __nv_bfloat16 *vr = vs + (warp * 16 + (lm & 1) * 8 + lr) * S + (lm >> 1) * 8;
+#pragma unroll
+            for (int nb = 0; nb < HD / 8; nb += 2) {
+                uint32_t b[4];
+                ldsm_x4(b, vr + nb * 8, true);
+                o[nb][0] *= al_a;
+                o[nb][1] *= al_a;
+                o[nb][2] *= al_b;
+                o[nb][3] *= al_b;
+                mma_bf16(o[nb], a[0], a[1], a[2], a[3], b[0], b[1]);
+                o[nb + 1][0] *= al_a;
+                o[nb + 1][1] *= al_a;
+                o[nb + 1][2] *= al_b;
+                o[nb + 1][3] *= al_b;
+                mma_bf16(o[nb + 1], a[0], a[1], a[2], a[3], b[2], b[3]);
             }
         }
+        __syncthreads(); /* this stage is refilled two tiles on; after the last, the merge's */
     }
+    dm_finish<HD>((float *)dt_sh, o, m_a, m_b, l_a, l_b, out, ldo, part, i, g, group, n_heads, n_chunks);
 }
 
 /* 1 when dec_mma_kernel takes this shape (else the f32 split kernel); GLMV_CUDA_DEC_MMA=0
@@ -848,7 +1024,13 @@ static int dec_mma_ok(const cuda_ctx *c, int n_heads, int n_kv_heads, int hd) {
 
 /* k_new, v_new (rows of ld_new; NULL: already in the caches): the step's new key and value rows,
  * stored at row nks[i] - 1 of the caches by the kernel itself (by the block whose chunk holds
- * that row: max_keys must bound every nks[i], as the op requires, or no block would) */
+ * that row: max_keys must bound every nks[i], as the op requires, or no block would).
+ * dec_tile_kernel (bf16 caches, c->dec_tile 1 or 2) or dec_mma_kernel: the keys cut into chunks of
+ * whole 64-key steps. dec_mma_kernel's chunks (and c->dec_tile 2's): about four blocks a
+ * multiprocessor in all. c->dec_tile 1: as many chunks as fill the multiprocessors' resident
+ * blocks once (c->dec_occ a multiprocessor) and no more, so that no second, partial wave of
+ * blocks runs after the first (64 sequences of 1k keys on an H100: 3 chunks of 384 keys, 384
+ * blocks for 396 places, where four blocks a multiprocessor made 512). */
 template <typename KT>
 static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq, int n,
                           int64_t max_keys, int n_heads, int n_kv_heads, int hd, float scale,
@@ -856,10 +1038,14 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
                           const float *v_new, int64_t ld_new) {
     const int group = n_heads / n_kv_heads, step = DM_WARPS * 16;
     const int64_t ldkv = (int64_t)n_kv_heads * hd;
-    /* chunks of whole block steps: about four blocks per multiprocessor in all */
-    int64_t want = cdiv(4 * (int64_t)c->sms, (int64_t)n_kv_heads * n);
-    int64_t n_chunks = cdiv(max_keys, step);
-    if (n_chunks > want) n_chunks = want;
+    const bool tile = sizeof(KT) == 2 && c->dec_tile;
+    const int64_t pairs = (int64_t)n_kv_heads * n, steps = cdiv(max_keys, step);
+    int64_t want = cdiv(4 * (int64_t)c->sms, pairs);
+    if (tile && c->dec_tile == 1) {
+        want = (int64_t)c->sms * c->dec_occ[hd == 128 ? 0 : 1] / pairs;
+        if (want < 1) want = 1;
+    }
+    int64_t n_chunks = steps < want ? steps : want;
     if (n_chunks < 1) n_chunks = 1;
     int64_t chunk = cdiv(cdiv(max_keys, n_chunks), step) * step;
     n_chunks = cdiv(max_keys, chunk);
@@ -868,17 +1054,67 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
         part = (float *)cuda_scratch(c, sizeof(float) * (size_t)n * n_heads * n_chunks * (hd + 2));
         if (!part) return -1;
     }
-    size_t sh = sizeof(float) * (size_t)DM_WARPS * 16 * (hd + 2);
     dim3 grid((unsigned)n_chunks, (unsigned)n_kv_heads, (unsigned)n);
-    if (hd == 128)
-        cuda_launch(c, dec_mma_kernel<128, KT>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
-                    group, chunk, scale * LOG2E, kps, vps, nks, ldkv, k_new, v_new, ld_new);
-    else
-        cuda_launch(c, dec_mma_kernel<64, KT>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
-                    group, chunk, scale * LOG2E, kps, vps, nks, ldkv, k_new, v_new, ld_new);
+    const float sl2 = scale * LOG2E;
+    if (tile) {
+        const __nv_bfloat16 *const *kb = (const __nv_bfloat16 *const *)kps, *const *vb = (const __nv_bfloat16 *const *)vps;
+        if (hd == 128)
+            cuda_launch(c, dec_tile_kernel<128>, grid, DM_WARPS * 32, dt_smem<128>::bytes, out, ldo, part, q, ldq,
+                        n_heads, group, chunk, sl2, kb, vb, nks, ldkv, k_new, v_new, ld_new);
+        else
+            cuda_launch(c, dec_tile_kernel<64>, grid, DM_WARPS * 32, dt_smem<64>::bytes, out, ldo, part, q, ldq,
+                        n_heads, group, chunk, sl2, kb, vb, nks, ldkv, k_new, v_new, ld_new);
+    } else {
+        size_t sh = sizeof(float) * (size_t)DM_WARPS * 16 * (hd + 2);
+        if (hd == 128)
+            cuda_launch(c, dec_mma_kernel<128, KT>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
+                        group, chunk, sl2, kps, vps, nks, ldkv, k_new, v_new, ld_new);
+        else
+            cuda_launch(c, dec_mma_kernel<64, KT>, grid, DM_WARPS * 32, sh, out, ldo, part, q, ldq, n_heads,
+                        group, chunk, sl2, kps, vps, nks, ldkv, k_new, v_new, ld_new);
+    }
     if (cuda_check(c, "attention (decode, tensor cores)") || n_chunks == 1) return c->failed ? -1 : 0;
     combine_launch(c, out, ldo, part, n, n_heads, hd, (int)n_chunks);
     return cuda_check(c, "attention (combine)");
+}
+
+/* c->dec_tile from GLMV_CUDA_DEC_TILE (0: dec_mma_kernel; 1: dec_tile_kernel in one wave of chunks;
+ * 2: dec_tile_kernel in dec_mma_kernel's chunks, to compare bit for bit), and what dec_tile_kernel
+ * needs before a launch (which may be recorded in a graph): its shared memory limit raised, and how
+ * many of its blocks a multiprocessor holds. -1 with the error in err where that fails or the
+ * variable is not one of those. */
+int k_attn_init(cuda_ctx *c, char *err) {
+    const char *e = getenv("GLMV_CUDA_DEC_TILE");
+    c->dec_tile = 0;
+    if (e && *e) {
+        if (strcmp(e, "0") && strcmp(e, "1") && strcmp(e, "2")) {
+            glmv_errf(err, "GLMV_CUDA_DEC_TILE=%s: expected 0, 1 or 2", e);
+            return -1;
+        }
+        c->dec_tile = atoi(e);
+    }
+    if (!c->dec_tile) return 0;
+    int occ[2] = {0, 0};
+    cudaError_t r = cudaFuncSetAttribute(dec_tile_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)dt_smem<128>::bytes);
+    if (r == cudaSuccess)
+        r = cudaFuncSetAttribute(dec_tile_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)dt_smem<64>::bytes);
+    if (r == cudaSuccess)
+        r = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ[0], dec_tile_kernel<128>, DM_WARPS * 32,
+                                                          dt_smem<128>::bytes);
+    if (r == cudaSuccess)
+        r = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ[1], dec_tile_kernel<64>, DM_WARPS * 32,
+                                                          dt_smem<64>::bytes);
+    if (r != cudaSuccess || occ[0] < 1 || occ[1] < 1) {
+        cudaGetLastError();
+        glmv_errf(err, "cuda: the decode attention kernel cannot run here: %s",
+                  r != cudaSuccess ? cudaGetErrorString(r) : "no block fits a multiprocessor");
+        return -1;
+    }
+    c->dec_occ[0] = occ[0];
+    c->dec_occ[1] = occ[1];
+    return 0;
 }
 
 /* ------------------------------------------------------ fp32 via SGEMM */

@@ -842,5 +842,9 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
         return NULL;
     }
     c->kv_bf16 = be->caps.kv_bf16;
+    if (k_attn_init(c, err)) {
+        cu_destroy(be);
+        return NULL;
+    }
     return be;
 }

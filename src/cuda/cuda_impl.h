@@ -70,6 +70,8 @@ struct cuda_ctx {
     struct cuda_vm *vm;          /* growing memory (vmm.cu), or NULL */
     int *mmq_cnt;                /* mmq.cu's split-k counters [MMQ_COUNTERS], zero between products */
     cublasLtHandle_t lt;         /* cuBLASLt, for products written in bf16 with the bias in the epilogue (be->mlp) */
+    int dec_tile;                /* the decode attention's kernel and chunks (attention.cu, k_attn_init) */
+    int dec_occ[2];              /* dec_tile_kernel's blocks a multiprocessor, head dims 128 and 64 */
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }
@@ -187,6 +189,9 @@ void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const
                      int64_t ldk, const float *v, int64_t ldv, const int64_t *cu, int n_seg,
                      int n_heads, int head_dim, float scale);
 
+/* the decode attention's choices (GLMV_CUDA_DEC_TILE) and its kernels' attributes, once a backend;
+ * -1 with err set on failure */
+int k_attn_init(cuda_ctx *c, char *err);
 /* 1 when the loaded code holds the wgmma flash kernel (attention.cu) */
 int k_wgmma_built(cuda_ctx *c);
 
