@@ -1276,6 +1276,11 @@ static void one_dec_tile(glmv_backend *const *pb, int n, const int64_t *lens, in
 
 TEST(dec_tile) {
     NEED_GPU();
+    if ((getenv("GLMV_CUDA_DEC_MMA") && !strcmp(getenv("GLMV_CUDA_DEC_MMA"), "0")) ||
+        (getenv("GLMV_CUDA_KV_FUSE") && atoi(getenv("GLMV_CUDA_KV_FUSE")) == 0)) {
+        printf("  skipped: GLMV_CUDA_DEC_MMA=0 or GLMV_CUDA_KV_FUSE=0 take neither kernel or no new rows\n");
+        return;
+    }
     glmv_backend *pb[3] = {NULL, NULL, NULL};
     char *keep = getenv("GLMV_CUDA_DEC_TILE") ? strdup(getenv("GLMV_CUDA_DEC_TILE")) : NULL;
     for (int v = 0; v < 3; v++) {

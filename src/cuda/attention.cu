@@ -899,10 +899,12 @@ template <int HD>
 __device__ __forceinline__ void dt_issue(__nv_bfloat16 *stage, const __nv_bfloat16 *kb, const __nv_bfloat16 *vb,
                                          int64_t ldkv, int64_t k0, int64_t end) {
     constexpr int S = dt_smem<HD>::S, CH = HD / 8; /* 16-byte pieces a row */
+    constexpr int ROWS = DM_WARPS * 32 / CH;        /* rows a pass of all threads */
     __nv_bfloat16 *ks = stage, *vs = stage + DT_KEYS * S;
+    const int r0 = threadIdx.x / CH, cc = (threadIdx.x % CH) * 8;
 #pragma unroll
-    for (int j = threadIdx.x; j < DT_KEYS * CH; j += DM_WARPS * 32) {
-        const int r = j / CH, cc = (j % CH) * 8;
+    for (int it = 0; it < DT_KEYS / ROWS; it++) {
+        const int r = r0 + it * ROWS;
         const bool ok = k0 + r < end;
         const int64_t off = (ok ? k0 + r : 0) * ldkv + cc;
         cp_async16_or0(ks + r * S + cc, kb + off, ok);
