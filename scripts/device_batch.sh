@@ -771,10 +771,10 @@ dectile)
                 grep -o '"concurrency[^]]*' | grep -o '"streams": [0-9]*\|"ms_per_step": [0-9.]*\|"aggregate_tokens_per_s": [0-9.]*' | paste -sd' '
         done
     done
-    for v in 0 1 0 1; do
+    for v in 0 1 1+4 0 1 1+4; do
         left || break
-        echo "== GLMV_CUDA_DEC_TILE=$v: one stream at 8k keys"
-        GLMV_CUDA_DEC_TILE=$v timeout 150 $S --decode 64 --ctx 8192 --prompt-reps 2 --json 2>>"$OUT/bench.err" |
+        echo "== GLMV_CUDA_DEC_TILE=${v%+*} GLMV_CUDA_DEC_MIN_STEPS=${v#*+}: one stream at 8k keys"
+        GLMV_CUDA_DEC_TILE=${v%+*} GLMV_CUDA_DEC_MIN_STEPS=${v#*+} timeout 150 $S --decode 64 --ctx 8192 --prompt-reps 2 --json 2>>"$OUT/bench.err" |
             grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*'
     done
     NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)

@@ -1043,11 +1043,13 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
     const bool tile = sizeof(KT) == 2 && c->dec_tile;
     const int64_t pairs = (int64_t)n_kv_heads * n, steps = cdiv(max_keys, step);
     int64_t want = cdiv(4 * (int64_t)c->sms, pairs);
+    int64_t most = steps; /* chunks at most: one a 64-key step */
     if (tile && c->dec_tile == 1) {
         want = (int64_t)c->sms * c->dec_occ[hd == 128 ? 0 : 1] / pairs;
         if (want < 1) want = 1;
+        most = cdiv(steps, c->dec_min_steps);
     }
-    int64_t n_chunks = steps < want ? steps : want;
+    int64_t n_chunks = most < want ? most : want;
     if (n_chunks < 1) n_chunks = 1;
     int64_t chunk = cdiv(cdiv(max_keys, n_chunks), step) * step;
     n_chunks = cdiv(max_keys, chunk);
@@ -1096,6 +1098,9 @@ int k_attn_init(cuda_ctx *c, char *err) {
         c->dec_tile = atoi(e);
     }
     if (!c->dec_tile) return 0;
+    /* GLMV_CUDA_DEC_MIN_STEPS: in mode 1, 64-key steps a chunk at least (1 to 64; 1 by default) */
+    const char *ms = getenv("GLMV_CUDA_DEC_MIN_STEPS");
+    c->dec_min_steps = ms && atoi(ms) >= 1 && atoi(ms) <= 64 ? atoi(ms) : 1;
     int occ[2] = {0, 0};
     cudaError_t r = cudaFuncSetAttribute(dec_tile_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)dt_smem<128>::bytes);

@@ -72,6 +72,7 @@ struct cuda_ctx {
     cublasLtHandle_t lt;         /* cuBLASLt, for products written in bf16 with the bias in the epilogue (be->mlp) */
     int dec_tile;                /* the decode attention's kernel and chunks (attention.cu, k_attn_init) */
     int dec_occ[2];              /* dec_tile_kernel's blocks a multiprocessor, head dims 128 and 64 */
+    int dec_min_steps;           /* its chunks' 64-key steps at least (GLMV_CUDA_DEC_MIN_STEPS) */
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }
