@@ -758,13 +758,16 @@ dectile)
     { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
     GLMV_TEST_ONLY=attn_decode_batch,dec_tile,kv_bf16,pos_embed timeout 150 build/cuda/tests/test_cuda 2>&1 |
         grep -E 'dec_tile|pos_embed|not ok|RESULT|FAIL'
-    GLMV_CUDA_DEC_TILE=1 GLMV_CUDA_POS_EMBED=1 GLMV_PARITY_DEVICE=cuda \
+    # DT_QUICK=1: no parity tests, variants 0 and 1 alone, no ncu, serving or first tokens
+    Q=${DT_QUICK:-0}
+    [ "$Q" = 1 ] || { GLMV_CUDA_DEC_TILE=1 GLMV_CUDA_POS_EMBED=1 GLMV_PARITY_DEVICE=cuda \
         GLMV_TEST_ONLY=decode_graphs,batch_invariance,tiny_text,tiny_image1,bf16_tiny_image2,prefix_sharing,kv_budget \
         timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
-    echo "== test_parity on CUDA, GLMV_CUDA_DEC_TILE=1 GLMV_CUDA_POS_EMBED=1: rc $?"; grep -E '^ok|not ok|RESULT' "$OUT/parity_cuda.log"
+    echo "== test_parity on CUDA, GLMV_CUDA_DEC_TILE=1 GLMV_CUDA_POS_EMBED=1: rc $?"; grep -E '^ok|not ok|RESULT' "$OUT/parity_cuda.log"; }
     S="build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512"
+    VS="0 1 2"; [ "$Q" = 1 ] && VS="0 1"
     for r in 1 2; do
-        for v in 0 1 2; do
+        for v in $VS; do
             left || break
             echo "== GLMV_CUDA_DEC_TILE=$v: steady decode, 1/16/64 streams at ~1k keys"
             GLMV_CUDA_DEC_TILE=$v timeout 150 $S --decode 32 --ctx 1024 --concurrency 1,16,64 --json 2>>"$OUT/bench.err" |
@@ -778,6 +781,7 @@ dectile)
             grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*'
     done
     NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+    [ "$Q" = 1 ] && LIMIT=0
     for v in 0 1; do
         left || break
         echo "== GLMV_CUDA_DEC_TILE=$v: the attention's kernels alone (ncu), 64 streams of 1,000-token prompts, 2 layers"

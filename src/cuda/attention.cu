@@ -861,7 +861,7 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
 
 /* dec_mma_kernel's work with the keys and values staged in shared memory (bf16 caches): the
  * block's chunk in tiles of DT_KEYS keys, each copied whole by all threads with 16-byte cp.async
- * (two stages: the next tile loads while this one is used), its fragments read with ldmatrix.
+ * (STAGES 2: the next tile loads while this one is used), its fragments read with ldmatrix.
  * Warp w takes keys w * 16 .. w * 16 + 15 of every tile, the steps dec_mma_kernel gives it, with
  * the same products in the same order: from the same chunks, the same bits. (dec_mma_kernel's
  * loads are 4 and 2 bytes a lane, ~100 instructions a warp for 16 keys: at 64 sequences of 1k
@@ -872,7 +872,7 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_mma_kernel(
 template <int HD> struct dt_smem {
     static constexpr int S = HD + 8;                /* row stride (bf16): ldmatrix's 8 rows in 8 bank groups */
     static constexpr int STAGE = 2 * DT_KEYS * S;   /* K tile, then V tile */
-    static constexpr size_t bytes = (size_t)2 * STAGE * 2;
+    static constexpr size_t bytes(int stages) { return (size_t)stages * STAGE * 2; }
 };
 
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void *p, bool trans) {
@@ -912,7 +912,7 @@ __device__ __forceinline__ void dt_issue(__nv_bfloat16 *stage, const __nv_bfloat
     }
 }
 
-template <int HD>
+template <int HD, int STAGES>
 __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_tile_kernel(
     float *__restrict__ out, int64_t ldo, float *__restrict__ part, const float *__restrict__ q, int64_t ldq,
     int n_heads, int group, int64_t chunk, float scale_log2, const __nv_bfloat16 *const *kps,
@@ -953,15 +953,19 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_tile_kernel(
 
     for (int t = 0; t < n_tiles; t++) {
         const int64_t t0 = c0 + (int64_t)t * DT_KEYS;
-        if (t + 1 < n_tiles) {
+        if (STAGES == 2 && t + 1 < n_tiles) {
             dt_issue<HD>(sm + ((t + 1) & 1) * STAGE, kb, vb, ldkv, t0 + DT_KEYS, copy_end);
             cp_commit();
             cp_wait<1>();
         } else {
+            if (STAGES == 1 && t > 0) {
+                dt_issue<HD>(sm, kb, vb, ldkv, t0, copy_end);
+                cp_commit();
+            }
             cp_wait<0>();
         }
         __syncthreads();
-        __nv_bfloat16 *ks = sm + (t & 1) * STAGE, *vs = ks + DT_KEYS * S;
+        __nv_bfloat16 *ks = sm + (STAGES == 2 ? (t & 1) * STAGE : 0), *vs = ks + DT_KEYS * S;
         if (mine && t == n_tiles - 1) { /* the newest row, as the cache holds it */
             const int r = (int)(lim - 1 - t0);
             for (int d = threadIdx.x; d < HD; d += DM_WARPS * 32) {
@@ -1007,7 +1011,7 @@ __global__ void __launch_bounds__(DM_WARPS * 32, 3) dec_tile_kernel(
                 mma_bf16(o[nb + 1], a[0], a[1], a[2], a[3], b[2], b[3]);
             }
         }
-        __syncthreads(); /* this stage is refilled two tiles on; after the last, the merge's */
+        __syncthreads(); /* this stage is refilled STAGES tiles on; after the last, the merge's */
     }
     dm_finish<HD>((float *)dt_sh, o, m_a, m_b, l_a, l_b, out, ldo, part, i, g, group, n_heads, n_chunks);
 }
@@ -1061,13 +1065,23 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
     dim3 grid((unsigned)n_chunks, (unsigned)n_kv_heads, (unsigned)n);
     const float sl2 = scale * LOG2E;
     if (tile) {
+        /* two stages where a chunk has several tiles; one otherwise (half the shared memory: with
+         * two, a block of one tile slowed 16 streams' step 7.9 -> 12.7 ms on an H100 under
+         * dependent launch, beside the matrix-vector kernels' small footprints) */
         const __nv_bfloat16 *const *kb = (const __nv_bfloat16 *const *)kps, *const *vb = (const __nv_bfloat16 *const *)vps;
-        if (hd == 128)
-            cuda_launch(c, dec_tile_kernel<128>, grid, DM_WARPS * 32, dt_smem<128>::bytes, out, ldo, part, q, ldq,
-                        n_heads, group, chunk, sl2, kb, vb, nks, ldkv, k_new, v_new, ld_new);
+        const bool two = chunk > DT_KEYS;
+        if (hd == 128 && two)
+            cuda_launch(c, dec_tile_kernel<128, 2>, grid, DM_WARPS * 32, dt_smem<128>::bytes(2), out, ldo, part, q,
+                        ldq, n_heads, group, chunk, sl2, kb, vb, nks, ldkv, k_new, v_new, ld_new);
+        else if (hd == 128)
+            cuda_launch(c, dec_tile_kernel<128, 1>, grid, DM_WARPS * 32, dt_smem<128>::bytes(1), out, ldo, part, q,
+                        ldq, n_heads, group, chunk, sl2, kb, vb, nks, ldkv, k_new, v_new, ld_new);
+        else if (two)
+            cuda_launch(c, dec_tile_kernel<64, 2>, grid, DM_WARPS * 32, dt_smem<64>::bytes(2), out, ldo, part, q,
+                        ldq, n_heads, group, chunk, sl2, kb, vb, nks, ldkv, k_new, v_new, ld_new);
         else
-            cuda_launch(c, dec_tile_kernel<64>, grid, DM_WARPS * 32, dt_smem<64>::bytes, out, ldo, part, q, ldq,
-                        n_heads, group, chunk, sl2, kb, vb, nks, ldkv, k_new, v_new, ld_new);
+            cuda_launch(c, dec_tile_kernel<64, 1>, grid, DM_WARPS * 32, dt_smem<64>::bytes(1), out, ldo, part, q,
+                        ldq, n_heads, group, chunk, sl2, kb, vb, nks, ldkv, k_new, v_new, ld_new);
     } else {
         size_t sh = sizeof(float) * (size_t)DM_WARPS * 16 * (hd + 2);
         if (hd == 128)
@@ -1102,17 +1116,17 @@ int k_attn_init(cuda_ctx *c, char *err) {
     const char *ms = getenv("GLMV_CUDA_DEC_MIN_STEPS");
     c->dec_min_steps = ms && atoi(ms) >= 1 && atoi(ms) <= 64 ? atoi(ms) : 1;
     int occ[2] = {0, 0};
-    cudaError_t r = cudaFuncSetAttribute(dec_tile_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)dt_smem<128>::bytes);
+    cudaError_t r = cudaFuncSetAttribute(dec_tile_kernel<128, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)dt_smem<128>::bytes(2));
     if (r == cudaSuccess)
-        r = cudaFuncSetAttribute(dec_tile_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 (int)dt_smem<64>::bytes);
+        r = cudaFuncSetAttribute(dec_tile_kernel<64, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)dt_smem<64>::bytes(2));
     if (r == cudaSuccess)
-        r = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ[0], dec_tile_kernel<128>, DM_WARPS * 32,
-                                                          dt_smem<128>::bytes);
+        r = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ[0], dec_tile_kernel<128, 2>, DM_WARPS * 32,
+                                                          dt_smem<128>::bytes(2));
     if (r == cudaSuccess)
-        r = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ[1], dec_tile_kernel<64>, DM_WARPS * 32,
-                                                          dt_smem<64>::bytes);
+        r = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ[1], dec_tile_kernel<64, 2>, DM_WARPS * 32,
+                                                          dt_smem<64>::bytes(2));
     if (r != cudaSuccess || occ[0] < 1 || occ[1] < 1) {
         cudaGetLastError();
         glmv_errf(err, "cuda: the decode attention kernel cannot run here: %s",
