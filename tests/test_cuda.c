@@ -469,10 +469,10 @@ static glmv_tensor make_quant(glmv_dtype dt, int64_t n, int64_t k, float amp, in
     return w;
 }
 
-/* be->pos_embed (GLMV_CUDA_POS_EMBED=1): the position table resampled on the GPU, bit for bit the
- * host's glmv_vision_pos_embed, for the 9B tower's table (24 x 24 x 1536) at the grids of a 1120x1120
- * image, a small one, a tall strip and a square one, in BF16, F16 and F32; a table it cannot read
- * (a block format) declined with nothing written */
+/* be->pos_embed (the default; GLMV_CUDA_POS_EMBED=0: none): the position table resampled on the
+ * GPU, bit for bit the host's glmv_vision_pos_embed, for the 9B tower's table (24 x 24 x 1536) at
+ * the grids of a 1120x1120 image, a small one, a tall strip and a square one, in BF16, F16 and
+ * F32; a table it cannot read (a block format) declined with nothing written */
 static void one_pos_embed(glmv_backend *pb, glmv_dtype dt, int gh, int gw) {
     static glmv_model m; /* what glmv_vision_pos_embed and glmv_vision_pos_coefs read */
     memset(&m, 0, sizeof m);
@@ -508,9 +508,15 @@ static void one_pos_embed(glmv_backend *pb, glmv_dtype dt, int gh, int gw) {
 TEST(pos_embed) {
     NEED_GPU();
     char err[GLMV_ERR_SIZE] = "";
-    setenv("GLMV_CUDA_POS_EMBED", "1", 1);
+    char *keep = getenv("GLMV_CUDA_POS_EMBED") ? strdup(getenv("GLMV_CUDA_POS_EMBED")) : NULL;
+    setenv("GLMV_CUDA_POS_EMBED", "0", 1); /* the host's resample, as asked */
     glmv_backend *pb = glmv_cuda_backend_new(0, 1, err);
-    unsetenv("GLMV_CUDA_POS_EMBED");
+    CHECK_MSG(pb && !pb->pos_embed, "GLMV_CUDA_POS_EMBED=0 left pos_embed on (%s)", err);
+    if (pb) pb->destroy(pb);
+    unsetenv("GLMV_CUDA_POS_EMBED"); /* the default: on the GPU */
+    pb = glmv_cuda_backend_new(0, 1, err);
+    if (keep) setenv("GLMV_CUDA_POS_EMBED", keep, 1);
+    free(keep);
     CHECK_MSG(pb && pb->pos_embed, "no backend with pos_embed: %s", err);
     if (!pb || !pb->pos_embed) {
         if (pb) pb->destroy(pb);
