@@ -1265,19 +1265,27 @@ static void one_dec_tile(glmv_backend *const *pb, int n, const int64_t *lens, in
             hv[i][j] = glmv_bf16_to_f32(glmv_f32_to_bf16(hv[i][j]));
         }
     }
-    float *s0, *s2;
+    float *s0, *s1, *s2, *s3;
     float *o0 = decode_on(pb[0], n, lens, nh, nkv, hd, q, kn, vn, hk, hv, &s0);
+    float *o1 = decode_on(pb[1], n, lens, nh, nkv, hd, q, kn, vn, hk, hv, &s1);
     float *o2 = decode_on(pb[2], n, lens, nh, nkv, hd, q, kn, vn, hk, hv, &s2);
-    int same = !memcmp(o0, o2, sizeof(float) * (size_t)(n * qd)), stored = !memcmp(s0, s2, sizeof(float) * (size_t)(2 * n * kvd));
-    printf("  dec_tile n=%-2d h=%d/%d hd=%d: %s, new rows %s\n", n, nh, nkv, hd,
-           same ? "dec_mma_kernel's output bit for bit" : "OUTPUT DIFFERS", stored ? "the same" : "DIFFER");
+    float *o3 = decode_on(pb[3], n, lens, nh, nkv, hd, q, kn, vn, hk, hv, &s3);
+    const size_t ob = sizeof(float) * (size_t)(n * qd), sb = sizeof(float) * (size_t)(2 * n * kvd);
+    int same = !memcmp(o0, o2, ob), stored = !memcmp(s0, s2, sb) && !memcmp(s0, s1, sb) && !memcmp(s0, s3, sb);
+    /* unset, the kernel by the step: dec_tile_kernel's chunks where more rows than the skinny
+     * kernel takes (16) go through cuBLAS, dec_mma_kernel's below */
+    int pick = getenv("GLMV_CUDA_SKINNY") || getenv("GLMV_CUDA_SKINNY_MAX") || !memcmp(o3, n > 16 ? o1 : o0, ob);
+    printf("  dec_tile n=%-2d h=%d/%d hd=%d: %s, new rows %s; by the step: %s\n", n, nh, nkv, hd,
+           same ? "dec_mma_kernel's output bit for bit" : "OUTPUT DIFFERS", stored ? "the same" : "DIFFER",
+           pick ? (n > 16 ? "dec_tile_kernel's" : "dec_mma_kernel's") : "NEITHER EXPECTED OUTPUT");
     CHECK_MSG(same && stored, "dec_tile_kernel in dec_mma_kernel's chunks: n=%d h=%d/%d hd=%d", n, nh, nkv, hd);
+    CHECK_MSG(pick, "GLMV_CUDA_DEC_TILE unset, n=%d: not the kernel the step asks for", n);
     glmv_backend *keep = be;
     be = pb[1];
     one_decode_batch(n, lens, nh, nkv, hd, 2e-4);
     be = keep;
     for (int i = 0; i < n; i++) free(hk[i]), free(hv[i]);
-    free(q), free(kn), free(vn), free(o0), free(o2), free(s0), free(s2);
+    free(q), free(kn), free(vn), free(o0), free(o1), free(o2), free(o3), free(s0), free(s1), free(s2), free(s3);
 }
 
 TEST(dec_tile) {
@@ -1287,11 +1295,12 @@ TEST(dec_tile) {
         printf("  skipped: GLMV_CUDA_DEC_MMA=0 or GLMV_CUDA_KV_FUSE=0 take neither kernel or no new rows\n");
         return;
     }
-    glmv_backend *pb[3] = {NULL, NULL, NULL};
+    glmv_backend *pb[4] = {NULL, NULL, NULL, NULL}; /* GLMV_CUDA_DEC_TILE 0, 1, 2, unset */
     char *keep = getenv("GLMV_CUDA_DEC_TILE") ? strdup(getenv("GLMV_CUDA_DEC_TILE")) : NULL;
-    for (int v = 0; v < 3; v++) {
+    for (int v = 0; v < 4; v++) {
         char err[GLMV_ERR_SIZE] = "", num[2] = {(char)('0' + v), 0};
-        setenv("GLMV_CUDA_DEC_TILE", num, 1);
+        if (v < 3) setenv("GLMV_CUDA_DEC_TILE", num, 1);
+        else unsetenv("GLMV_CUDA_DEC_TILE");
         pb[v] = glmv_cuda_backend_new(0, 1, err);
         CHECK_MSG(pb[v] && pb[v]->caps.kv_bf16, "GLMV_CUDA_DEC_TILE=%d: no backend with bf16 caches: %s", v, err);
     }
@@ -1303,7 +1312,9 @@ TEST(dec_tile) {
     if (keep) setenv("GLMV_CUDA_DEC_TILE", keep, 1);
     else unsetenv("GLMV_CUDA_DEC_TILE");
     free(keep);
-    if (pb[0] && pb[1] && pb[2] && pb[0]->caps.kv_bf16 && pb[1]->caps.kv_bf16 && pb[2]->caps.kv_bf16) {
+    int all = 1;
+    for (int v = 0; v < 4; v++) all = all && pb[v] && pb[v]->caps.kv_bf16;
+    if (all) {
         int64_t l1[] = {0, 300, 5000, 17, 1023, 64};
         one_dec_tile(pb, 6, l1, 32, 2, 128); /* the 9B's heads: chunks of many tiles, partial tiles */
         int64_t l2[64];
@@ -1323,7 +1334,7 @@ TEST(dec_tile) {
         int64_t l8[] = {63};
         one_dec_tile(pb, 1, l8, 32, 2, 128); /* the newest key the last row of the only tile */
     }
-    for (int v = 0; v < 3; v++)
+    for (int v = 0; v < 4; v++)
         if (pb[v]) pb[v]->destroy(pb[v]);
 }
 

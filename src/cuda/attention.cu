@@ -1044,11 +1044,17 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
                           const float *v_new, int64_t ld_new) {
     const int group = n_heads / n_kv_heads, step = DM_WARPS * 16;
     const int64_t ldkv = (int64_t)n_kv_heads * hd;
-    const bool tile = sizeof(KT) == 2 && c->dec_tile;
+    /* by the step (the default): dec_tile_kernel where the products of the step's rows go through
+     * cuBLAS (more rows than the matrix-vector and skinny kernels take) and the weights are BF16,
+     * the case measured faster; dec_mma_kernel beside those kernels (see dec_tile_kernel) */
+    const int auto_mode = c->dec_tile < 0;
+    const int mode = !auto_mode ? c->dec_tile
+                     : n > GEMV_MAX_M && n > k_skinny_max() && !c->has_quant ? 1 : 0;
+    const bool tile = sizeof(KT) == 2 && mode;
     const int64_t pairs = (int64_t)n_kv_heads * n, steps = cdiv(max_keys, step);
     int64_t want = cdiv(4 * (int64_t)c->sms, pairs);
     int64_t most = steps; /* chunks at most: one a 64-key step */
-    if (tile && c->dec_tile == 1) {
+    if (tile && mode == 1) {
         want = (int64_t)c->sms * c->dec_occ[hd == 128 ? 0 : 1] / pairs;
         if (want < 1) want = 1;
         most = cdiv(steps, c->dec_min_steps);
@@ -1065,11 +1071,12 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
     dim3 grid((unsigned)n_chunks, (unsigned)n_kv_heads, (unsigned)n);
     const float sl2 = scale * LOG2E;
     if (tile) {
-        /* two stages where a chunk has several tiles; one otherwise (half the shared memory: with
-         * two, a block of one tile slowed 16 streams' step 7.9 -> 12.7 ms on an H100 under
-         * dependent launch, beside the matrix-vector kernels' small footprints) */
+        /* two stages where a chunk has several tiles, or by the step (as measured); asked for, one
+         * where a chunk is one tile (half the shared memory: with two, a block of one tile slowed 16
+         * streams' step 7.9 -> 12.7 ms on an H100 under dependent launch, beside the skinny kernel;
+         * not yet measured with one) */
         const __nv_bfloat16 *const *kb = (const __nv_bfloat16 *const *)kps, *const *vb = (const __nv_bfloat16 *const *)vps;
-        const bool two = chunk > DT_KEYS;
+        const bool two = auto_mode || chunk > DT_KEYS;
         if (hd == 128 && two)
             cuda_launch(c, dec_tile_kernel<128, 2>, grid, DM_WARPS * 32, dt_smem<128>::bytes(2), out, ldo, part, q,
                         ldq, n_heads, group, chunk, sl2, kb, vb, nks, ldkv, k_new, v_new, ld_new);
@@ -1096,14 +1103,15 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
     return cuda_check(c, "attention (combine)");
 }
 
-/* c->dec_tile from GLMV_CUDA_DEC_TILE (0: dec_mma_kernel; 1: dec_tile_kernel in one wave of chunks;
- * 2: dec_tile_kernel in dec_mma_kernel's chunks, to compare bit for bit), and what dec_tile_kernel
- * needs before a launch (which may be recorded in a graph): its shared memory limit raised, and how
- * many of its blocks a multiprocessor holds. -1 with the error in err where that fails or the
- * variable is not one of those. */
+/* c->dec_tile from GLMV_CUDA_DEC_TILE (unset: -1, the kernel by the step, see dec_mma_launch; 0:
+ * dec_mma_kernel; 1: dec_tile_kernel in one wave of chunks; 2: dec_tile_kernel in dec_mma_kernel's
+ * chunks, to compare bit for bit), and what dec_tile_kernel needs before a launch (which may be
+ * recorded in a graph): its shared memory limit raised, and how many of its blocks a
+ * multiprocessor holds. -1 with the error in err where the variable is not one of those or, asked
+ * for, the kernel cannot run; unasked, dec_mma_kernel then. */
 int k_attn_init(cuda_ctx *c, char *err) {
     const char *e = getenv("GLMV_CUDA_DEC_TILE");
-    c->dec_tile = 0;
+    c->dec_tile = -1;
     if (e && *e) {
         if (strcmp(e, "0") && strcmp(e, "1") && strcmp(e, "2")) {
             glmv_errf(err, "GLMV_CUDA_DEC_TILE=%s: expected 0, 1 or 2", e);
@@ -1112,7 +1120,7 @@ int k_attn_init(cuda_ctx *c, char *err) {
         c->dec_tile = atoi(e);
     }
     if (!c->dec_tile) return 0;
-    /* GLMV_CUDA_DEC_MIN_STEPS: in mode 1, 64-key steps a chunk at least (1 to 64; 1 by default) */
+    /* GLMV_CUDA_DEC_MIN_STEPS: dec_tile_kernel's chunks' 64-key steps at least (1 to 64; 1 by default) */
     const char *ms = getenv("GLMV_CUDA_DEC_MIN_STEPS");
     c->dec_min_steps = ms && atoi(ms) >= 1 && atoi(ms) <= 64 ? atoi(ms) : 1;
     int occ[2] = {0, 0};
@@ -1129,6 +1137,10 @@ int k_attn_init(cuda_ctx *c, char *err) {
                                                           dt_smem<64>::bytes(2));
     if (r != cudaSuccess || occ[0] < 1 || occ[1] < 1) {
         cudaGetLastError();
+        if (c->dec_tile < 0) {
+            c->dec_tile = 0;
+            return 0;
+        }
         glmv_errf(err, "cuda: the decode attention kernel cannot run here: %s",
                   r != cudaSuccess ? cudaGetErrorString(r) : "no block fits a multiprocessor");
         return -1;

@@ -70,7 +70,7 @@ struct cuda_ctx {
     struct cuda_vm *vm;          /* growing memory (vmm.cu), or NULL */
     int *mmq_cnt;                /* mmq.cu's split-k counters [MMQ_COUNTERS], zero between products */
     cublasLtHandle_t lt;         /* cuBLASLt, for products written in bf16 with the bias in the epilogue (be->mlp) */
-    int dec_tile;                /* the decode attention's kernel and chunks (attention.cu, k_attn_init) */
+    int dec_tile;                /* the decode attention's kernel and chunks (attention.cu, k_attn_init); -1: by the step */
     int dec_occ[2];              /* dec_tile_kernel's blocks a multiprocessor, head dims 128 and 64 */
     int dec_min_steps;           /* its chunks' 64-key steps at least (GLMV_CUDA_DEC_MIN_STEPS) */
 };
@@ -144,6 +144,8 @@ int k_gemv_glu(cuda_ctx *c, float *h, const float *x, const glmv_tensor *w, int6
  * 16: at 32 rows x, which every block reads whole, costs as many bytes as the weights, and
  * cuBLAS was as fast or faster (H100, test_cuda --bench) */
 #define SKINNY_MAX_M 16
+/* the most rows the skinny kernel takes (GLMV_CUDA_SKINNY, GLMV_CUDA_SKINNY_MAX); 0 where it is off */
+int k_skinny_max(void);
 int k_skinny_takes(const glmv_tensor *w, const __nv_bfloat16 *xb, int64_t m);
 void k_skinny(cuda_ctx *c, float *y, const __nv_bfloat16 *xb, const glmv_tensor *w, const glmv_tensor *bias,
               int64_t m);

@@ -403,6 +403,8 @@ static int skinny_max_m(void) {
     return v;
 }
 
+int k_skinny_max(void) { return skinny_max_m(); }
+
 int k_skinny_takes(const glmv_tensor *w, const __nv_bfloat16 *xb, int64_t m) {
     int64_t k = glmv_tensor_cols(w);
     return w->dtype == GLMV_BF16 && m > GEMV_MAX_M && m <= skinny_max_m() && k % 32 == 0 &&
