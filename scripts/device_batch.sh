@@ -776,8 +776,9 @@ dectile)
     done
     for v in 0 1 1+4 0 1 1+4; do
         left || break
-        echo "== GLMV_CUDA_DEC_TILE=${v%+*} GLMV_CUDA_DEC_MIN_STEPS=${v#*+}: one stream at 8k keys"
-        GLMV_CUDA_DEC_TILE=${v%+*} GLMV_CUDA_DEC_MIN_STEPS=${v#*+} timeout 150 $S --decode 64 --ctx 8192 --prompt-reps 2 --json 2>>"$OUT/bench.err" |
+        t=${v%+*}; st=1; [ "$v" != "$t" ] && st=${v#*+}
+        echo "== GLMV_CUDA_DEC_TILE=$t GLMV_CUDA_DEC_MIN_STEPS=$st: one stream at 8k keys"
+        GLMV_CUDA_DEC_TILE=$t GLMV_CUDA_DEC_MIN_STEPS=$st timeout 150 $S --decode 64 --ctx 8192 --prompt-reps 2 --json 2>>"$OUT/bench.err" |
             grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*'
     done
     NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
