@@ -1120,7 +1120,6 @@ int k_attn_init(cuda_ctx *c, char *err) {
         }
         c->dec_tile = atoi(e);
     }
-    if (!c->dec_tile) return 0;
     /* GLMV_CUDA_DEC_MIN_STEPS: dec_tile_kernel's chunks' 64-key steps at least (1 to 64; 1 by default;
      * 4 took one stream at 8k keys 7.46 -> 7.33 ms a token on an H100, but dec_tile_kernel is not
      * taken for one stream by default) */
@@ -1135,6 +1134,7 @@ int k_attn_init(cuda_ctx *c, char *err) {
         }
         c->dec_min_steps = (int)v;
     }
+    if (!c->dec_tile) return 0;
     int occ[2] = {0, 0};
     cudaError_t r = cudaFuncSetAttribute(dec_tile_kernel<128, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)dt_smem<128>::bytes(2));
