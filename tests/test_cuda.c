@@ -1309,6 +1309,13 @@ TEST(dec_tile) {
     glmv_backend *bad = glmv_cuda_backend_new(0, 1, err);
     CHECK_MSG(!bad && strstr(err, "GLMV_CUDA_DEC_TILE"), "GLMV_CUDA_DEC_TILE=3 accepted (%s)", err);
     if (bad) bad->destroy(bad);
+    setenv("GLMV_CUDA_DEC_TILE", "1", 1);
+    setenv("GLMV_CUDA_DEC_MIN_STEPS", "0", 1); /* out of 1-64 */
+    err[0] = 0;
+    bad = glmv_cuda_backend_new(0, 1, err);
+    unsetenv("GLMV_CUDA_DEC_MIN_STEPS");
+    CHECK_MSG(!bad && strstr(err, "GLMV_CUDA_DEC_MIN_STEPS"), "GLMV_CUDA_DEC_MIN_STEPS=0 accepted (%s)", err);
+    if (bad) bad->destroy(bad);
     if (keep) setenv("GLMV_CUDA_DEC_TILE", keep, 1);
     else unsetenv("GLMV_CUDA_DEC_TILE");
     free(keep);
