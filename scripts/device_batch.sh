@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|dec|ttft|video|videottft|wgmma|decode|dectile -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|dec|ttft|video|videottft|wgmma|decode|dectile|dectrace -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -70,6 +70,7 @@
 #   dec    steady decode and a lone prompt's passes in a batch (see the mode's comment)
 #   dectile  the decode attention through shared memory (GLMV_CUDA_DEC_TILE) against dec_mma_kernel: tests,
 #          steady decode, 8k, ncu of the attention, serving; the tower's position table on the GPU
+#   dectrace  an nsys timeline of 16 streams' decode step with each decode attention kernel
 #   posembed  the tower's position table resampled on the GPU (GLMV_CUDA_POS_EMBED=1, built without
 #          a GPU): test_cuda pos_embed, the CUDA parity tests of images with it, then the
 #          first token of the 1120x1120 PNG without and with it, alternating (.dev/ttft)
@@ -828,6 +829,38 @@ for f in json.load(sys.stdin)["serving"]:
         done
     fi
     echo "== $((SECONDS - S0)) s"; tail -n 3 "$OUT/bench.err" "$OUT/ncu.err" 2>/dev/null
+    ;;
+dectrace)
+    # where 16 streams' step goes with each decode attention kernel (GLMV_CUDA_DEC_TILE 0 and 1; DT_TRACE
+    # picks others): an nsys timeline of a 2-layer bench, the last decode step's kernels in launch order
+    # with their start (from the step's first kernel), duration and the gap before each; under dependent
+    # launch a kernel whose blocks wait for room shows as a late start or a long duration
+    { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
+    NSYS=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)
+    [ -n "$NSYS" ] || { echo "no nsys here"; exit 0; }
+    for v in ${DT_TRACE:-0 1}; do
+        echo "== GLMV_CUDA_DEC_TILE=$v: 16 streams, 2 layers, the last step"
+        GLMV_CUDA_DEC_TILE=$v timeout 150 "$NSYS" profile -q -t cuda --cuda-graph-trace=node -o "$OUT/trace$v" -f true \
+            build/cuda/glmv bench --synthetic --layers 2 --device cuda --prompt 512 --decode 8 --ctx 1024 \
+            --concurrency 16 >/dev/null 2>>"$OUT/nsys.err"
+        timeout 120 "$NSYS" stats -q -r cuda_gpu_trace -f csv -o "$OUT/trace$v" "$OUT/trace$v.nsys-rep" >/dev/null 2>>"$OUT/nsys.err"
+        python3 - "$OUT/trace${v}_cuda_gpu_trace.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+ks = [r for r in rows if r.get("Name") and not r["Name"].startswith("[CUDA")]
+if not ks: print("  no kernels"); sys.exit()
+# the last step: from the last one-row-block norm launch that starts a step (rmsnorm) on
+starts = [i for i, r in enumerate(ks) if r["Name"].startswith("rmsnorm")]
+ks = ks[starts[-2] if len(starts) > 1 else 0:]
+t0 = float(ks[0]["Start (ns)"]); prev_end = t0
+for r in ks[:60]:
+    st, du = float(r["Start (ns)"]), float(r["Duration (ns)"])
+    print("  %-44s start %8.1f us  dur %7.1f us  gap %6.1f us" % (r["Name"][:44], (st - t0) / 1e3, du / 1e3, (st - prev_end) / 1e3))
+    prev_end = max(prev_end, st + du)
+print("  span %.1f us" % ((prev_end - t0) / 1e3))
+PY
+    done
+    tail -n 3 "$OUT/nsys.err"
     ;;
 posembed)
     S0=$SECONDS
