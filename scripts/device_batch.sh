@@ -110,6 +110,39 @@ ffmin_libs() {
         tar -C .dev/cuda -xJf .dev/video/ffmin.tar.xz
 }
 
+# an ncu CSV (gpu__time_duration, dram__bytes_read, launch__grid_size a kernel) as a table, a
+# kernel a line in launch order with its time, DRAM bytes read and their rate: the last decode
+# step's kernels (from the last one-row rmsnorm, the step's first layer's input norm, on) and their
+# sum, or with $2 the last $2 kernels
+ncu_table() {
+    python3 - "$1" "${2:-0}" <<'PY'
+import csv, sys
+T = {"ns": 1e-3, "nsecond": 1e-3, "us": 1, "usecond": 1, "ms": 1e3, "msecond": 1e3}
+B = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+if not rows: print("  no rows"); sys.exit()
+h = rows[0]; ik = h.index("Kernel Name"); iid = h.index("ID"); im = h.index("Metric Name"); iv = h.index("Metric Value"); iu = h.index("Metric Unit")
+k = {}
+for r in rows[1:]:
+    d = k.setdefault(int(r[iid]), {"name": r[ik].split("(")[0].replace("void ", "")[:52], "us": 0, "rd": 0, "grid": 0})
+    x = float(r[iv].replace(",", ""))
+    if r[im] == "gpu__time_duration.sum": d["us"] = x * T.get(r[iu], 1)
+    elif r[im].startswith("dram__bytes_read"): d["rd"] = x * B.get(r[iu], 1)
+    elif r[im] == "launch__grid_size": d["grid"] = int(x)
+ids = sorted(k)
+last = int(sys.argv[2])
+if last:
+    ids = ids[-last:]
+else:
+    starts = [i for i in ids if k[i]["name"].startswith("rmsnorm")]
+    ids = [i for i in ids if i >= (starts[-1] if starts else ids[0])]
+for i in ids:
+    d = k[i]
+    print("  %-52s grid %6d: %8.2f us, %9.2f MB read, %6.0f GB/s" % (d["name"], d["grid"], d["us"], d["rd"] / 1e6, d["rd"] / d["us"] / 1e3 if d["us"] else 0))
+if not last: print("  the step's kernels one after another: %.1f us" % sum(k[i]["us"] for i in ids))
+PY
+}
+
 # ---- serving: test_cuda, the batching tests of test_parity on CUDA (caches allocated whole, then
 # growing in CUDA virtual memory), then 128 requests of 512 + 128 tokens served 64 and 16 at a time,
 # prompts mixed into the passes or prefilled alone
@@ -719,32 +752,7 @@ prof)
         timeout 150 "$NCU" --clock-control none --metrics $M --csv build/cuda/glmv bench --synthetic --layers 2 \
             --device cuda --prompt ${3:-32} --prompt-reps 1 --decode 4 --ctx 1024 --quant $1 --concurrency $2 \
             >"$OUT/ncu_$1_$2.csv" 2>>"$OUT/ncu.err"
-        python3 - "$OUT/ncu_$1_$2.csv" <<'PY'
-import csv, sys
-# each kernel of the last decode step (from the last rmsnorm of one row on: the step's first
-# layer's input norm), in order: time, DRAM bytes read
-T = {"ns": 1e-3, "nsecond": 1e-3, "us": 1, "usecond": 1, "ms": 1e3, "msecond": 1e3}
-B = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
-if not rows: print("  no rows"); sys.exit()
-h = rows[0]; ik = h.index("Kernel Name"); iid = h.index("ID"); im = h.index("Metric Name"); iv = h.index("Metric Value"); iu = h.index("Metric Unit")
-k = {}
-for r in rows[1:]:
-    d = k.setdefault(int(r[iid]), {"name": r[ik].split("(")[0].replace("void ", "")[:52], "us": 0, "rd": 0, "grid": 0})
-    x = float(r[iv].replace(",", ""))
-    if r[im] == "gpu__time_duration.sum": d["us"] = x * T.get(r[iu], 1)
-    elif r[im].startswith("dram__bytes_read"): d["rd"] = x * B.get(r[iu], 1)
-    elif r[im] == "launch__grid_size": d["grid"] = int(x)
-ids = sorted(k)
-starts = [i for i in ids if k[i]["name"].startswith("rmsnorm")]
-first = starts[-1] if starts else ids[0]
-tot = 0
-for i in ids:
-    if i < first: continue
-    d = k[i]; tot += d["us"]
-    print("  %-52s grid %6d: %8.2f us, %9.2f MB read, %6.0f GB/s" % (d["name"], d["grid"], d["us"], d["rd"] / 1e6, d["rd"] / d["us"] / 1e3 if d["us"] else 0))
-print("  the step's kernels one after another: %.1f us" % tot)
-PY
+        ncu_table "$OUT/ncu_$1_$2.csv"
     done
     tail -n 3 "$OUT/ncu.err"
     ;;
@@ -791,24 +799,7 @@ dectile)
             --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__grid_size --csv build/cuda/glmv bench \
             --synthetic --layers 2 --device cuda --prompt 1000 --prompt-reps 1 --decode 4 --concurrency 64 \
             >"$OUT/ncu_dec$v.csv" 2>>"$OUT/ncu.err"
-        python3 - "$OUT/ncu_dec$v.csv" <<'PY'
-import csv, sys
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
-if not rows: print("  no rows"); sys.exit()
-h = rows[0]; ik = h.index("Kernel Name"); iid = h.index("ID"); im = h.index("Metric Name"); iv = h.index("Metric Value"); iu = h.index("Metric Unit")
-T = {"ns": 1e-3, "nsecond": 1e-3, "us": 1, "usecond": 1, "ms": 1e3, "msecond": 1e3}
-B = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}
-k = {}
-for r in rows[1:]:
-    d = k.setdefault(int(r[iid]), {"name": r[ik].split("(")[0].replace("void ", "")[:40], "us": 0, "rd": 0, "grid": 0})
-    x = float(r[iv].replace(",", ""))
-    if r[im] == "gpu__time_duration.sum": d["us"] = x * T.get(r[iu], 1)
-    elif r[im].startswith("dram__bytes_read"): d["rd"] = x * B.get(r[iu], 1)
-    elif r[im] == "launch__grid_size": d["grid"] = int(x)
-for i in sorted(k)[-6:]:
-    d = k[i]
-    print("  %-40s grid %6d: %8.2f us, %8.2f MB read, %6.0f GB/s" % (d["name"], d["grid"], d["us"], d["rd"] / 1e6, d["rd"] / d["us"] / 1e3 if d["us"] else 0))
-PY
+        ncu_table "$OUT/ncu_dec$v.csv" 6
     done
     for v in 0 1; do
         left || break
