@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|dec|ttft|video|videottft|wgmma|decode|dectile|dectrace -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|dec|ttft|video|videottft|wgmma|decode|dectile|dectrace|bulk -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -71,6 +71,9 @@
 #   dectile  the decode attention through shared memory (GLMV_CUDA_DEC_TILE) against dec_mma_kernel: tests,
 #          steady decode, 8k, ncu of the attention, serving; the tower's position table on the GPU
 #   dectrace  an nsys timeline of 16 streams' decode step with each decode attention kernel
+#   bulk   the wgmma flash kernel fed by bulk copies, the tower's rotation inside it (GLMV_CUDA_FLASH_BULK):
+#          all of test_cuda, the CUDA parity tests, then against =0: the attention alone, the first
+#          token of the 1120x1120 PNG, the tower, the 512-token prefill (BULK_FIG=1: then figures)
 #   posembed  the tower's position table resampled on the GPU (GLMV_CUDA_POS_EMBED=1, built without
 #          a GPU): test_cuda pos_embed, the CUDA parity tests of images with it, then the
 #          first token of the 1120x1120 PNG without and with it, alternating (.dev/ttft)
@@ -820,6 +823,42 @@ for f in json.load(sys.stdin)["serving"]:
         done
     fi
     echo "== $((SECONDS - S0)) s"; tail -n 3 "$OUT/bench.err" "$OUT/ncu.err" 2>/dev/null
+    ;;
+bulk)
+    # the wgmma flash kernel fed by one bulk copy a tile from images written first, with the tower's
+    # rotation inside the attention (GLMV_CUDA_FLASH_BULK=1, the default) against its cp.async copies
+    # after rope_neox (=0): test_cuda (all of it: also the checks of the last session's dec_tile and
+    # pos_embed built without a GPU), the CUDA parity tests of images and text, then alternating in the
+    # same minutes: the attention alone (test_cuda --bench-attn), the first token of the 1120x1120 PNG
+    # with the tower and the 512-token prefill (as figures); then (BULK_FIG=1) the figures mode
+    S0=$SECONDS
+    left() { [ $((SECONDS - S0)) -lt ${LIMIT:-450} ]; }
+    { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
+    timeout 240 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+    echo "== test_cuda: rc $?"
+    grep -E 'bulk|attn_rope|dec_tile|pos_embed|not ok|RESULT|FAIL|failed' "$OUT/test_cuda.log" | head -40
+    GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,bf16_tiny_image2,decode_graphs,batch_invariance,prefix_sharing \
+        timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    echo "== test_parity on CUDA: rc $?"; grep -E '^ok|not ok|RESULT' "$OUT/parity_cuda.log"
+    for r in 1 2; do
+        for v in 0 1; do
+            left || break
+            echo "== GLMV_CUDA_FLASH_BULK=$v: the attention alone"
+            GLMV_CUDA_FLASH_BULK=$v timeout 60 build/cuda/tests/test_cuda --bench-attn 2>&1 | grep -E 'TFLOP'
+        done
+    done
+    if [ -f .dev/ttft/photo_1120.png ]; then
+        tok_dir .dev/ttft/tokenizer.json.xz
+        for v in 0 1 0 1; do
+            left || break
+            echo "== GLMV_CUDA_FLASH_BULK=$v: the first token of the 1120x1120 PNG; the tower alone; the 512-token prefill"
+            GLMV_CUDA_FLASH_BULK=$v timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
+                --tokenizer /tmp/tok --prompt-reps 6 --decode 0 --image .dev/ttft/photo_1120.png \
+                --question "Describe this image." --vision 1120x1120 2>&1 | grep -E '^prefill|^time to first|^vision|peak'
+        done
+    fi
+    echo "== $((SECONDS - S0)) s"
+    [ "${BULK_FIG:-0}" = 1 ] && left && LIMIT=$((${LIMIT:-450} - (SECONDS - S0))) bash "$0" figures
     ;;
 dectrace)
     # where 16 streams' step goes with each decode attention kernel (GLMV_CUDA_DEC_TILE 0 and 1; DT_TRACE

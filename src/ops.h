@@ -208,6 +208,13 @@ struct glmv_backend {
                           const int64_t *cu, int n_seg, int n_heads, int head_dim,
                           float scale);
 
+    /* Optional (NULL: rope_neox on q's and k's heads, then attn_segments): the same, in one op, for
+     * a device that rotates q and k as it reads them; q and k may be left rotated or as they were
+     * (the op owns their rows). cs / sn as rope_neox's, rows as q's. The same floats as the two ops. */
+    void (*attn_rope_segments)(glmv_backend *be, float *out, float *q, int64_t ldq, float *k, int64_t ldk,
+                               const float *v, int64_t ldv, const float *cs, const float *sn, const int64_t *cu,
+                               int n_seg, int n_heads, int head_dim, float scale);
+
     /* ---- elementwise ---- */
     /* y[i, j] = silu(gate[i, j]) * up[i, j] for j < d; rows with strides ld_g, ld_u; y [n, d] */
     void (*swiglu)(glmv_backend *be, float *y, const float *gate, int64_t ld_g, const float *up,

@@ -419,9 +419,14 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
         /* ref: Glm4vVisionAttention (a later block's norm1 ends the block before it) */
         if (l == 0) be->rmsnorm(be, hn, h, B->norm1, N, Hv, eps);
         be->matmul(be, qkv, hn, B->qkv_w, B->qkv_b, N);
-        be->rope_neox(be, qkv, 3 * Hv, cs, sn, N, 2 * nh, hd); /* q's heads and k's after them, [q | k | v] */
-        be->attn_segments(be, att, qkv, 3 * Hv, qkv + Hv, 3 * Hv, qkv + 2 * Hv, 3 * Hv, cu, n_seg,
-                          nh, hd, scale);
+        if (be->attn_rope_segments) { /* the rotation inside the attention */
+            be->attn_rope_segments(be, att, qkv, 3 * Hv, qkv + Hv, 3 * Hv, qkv + 2 * Hv, 3 * Hv, cs, sn, cu, n_seg,
+                                   nh, hd, scale);
+        } else {
+            be->rope_neox(be, qkv, 3 * Hv, cs, sn, N, 2 * nh, hd); /* q's heads and k's after them, [q | k | v] */
+            be->attn_segments(be, att, qkv, 3 * Hv, qkv + Hv, 3 * Hv, qkv + 2 * Hv, 3 * Hv, cu, n_seg, nh, hd,
+                              scale);
+        }
         be->matmul(be, tmp, att, B->proj_w, B->proj_b, N);
         /* the residual and ref: Glm4VisionMlp's norm in one op (bit for bit add, rmsnorm) */
         be->norm_add_norm(be, h, hn, tmp, NULL, B->norm2, N, Hv, eps);

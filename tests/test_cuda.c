@@ -1388,6 +1388,118 @@ TEST(attn_segments) {
     one_segments(cu4, 2, 2, 128, 2e-4);
 }
 
+/* The wgmma flash kernel fed by bulk copies of tile images (GLMV_CUDA_FLASH_BULK, the default on
+ * Hopper) against the kernel that copies its tiles with cp.async (GLMV_CUDA_FLASH_BULK=0): the same
+ * products in the same order, so the same bits. Vision segments through attn_rope_segments (the
+ * rotation inside the attention; short segments rotated in place and through the split kernel)
+ * against rope_neox and then attn_segments on the other backend, memcmp, and against the fp64
+ * reference after the host's rotation; the causal prefill over bf16 caches likewise. */
+static float *rope_segments_on(glmv_backend *b, const float *qkv, int64_t rows, int nh, const float *cs,
+                               const float *sn, const int64_t *cu, int n_seg, int fused) {
+    glmv_backend *keep = be;
+    be = b;
+    const int hd = 128;
+    int64_t ld = 3 * (int64_t)nh * hd, off = (int64_t)nh * hd;
+    float *d = dev_from(qkv, rows * ld), *dcs = dev_from(cs, rows * hd / 2), *dsn = dev_from(sn, rows * hd / 2);
+    float *dout = dev_poison(rows * nh * hd);
+    float scale = 1.0f / sqrtf((float)hd);
+    if (fused) {
+        b->attn_rope_segments(b, dout, d, ld, d + off, ld, d + 2 * off, ld, dcs, dsn, cu, n_seg, nh, hd, scale);
+    } else {
+        b->rope_neox(b, d, ld, dcs, dsn, rows, 2 * nh, hd);
+        b->attn_segments(b, dout, d, ld, d + off, ld, d + 2 * off, ld, cu, n_seg, nh, hd, scale);
+    }
+    float *h = host_of(dout, rows * nh * hd);
+    b->free(b, d), b->free(b, dcs), b->free(b, dsn), b->free(b, dout);
+    be = keep;
+    return h;
+}
+
+static void one_flash_bulk_segments(glmv_backend *off_be, const int64_t *cu, int n_seg, int nh) {
+    const int hd = 128;
+    int64_t rows = cu[n_seg], ld = 3 * (int64_t)nh * hd;
+    float *qkv = rand_buf(rows * ld, 2.0f), *cs = malloc(sizeof(float) * (size_t)(rows * hd / 2)),
+          *sn = malloc(sizeof(float) * (size_t)(rows * hd / 2));
+    for (int64_t i = 0; i < rows * hd / 2; i++) {
+        double a = (double)(i / (hd / 2)) * pow(10000.0, -(double)(i % (hd / 2)) / (hd / 2));
+        cs[i] = (float)cos(a), sn[i] = (float)sin(a);
+    }
+    float *o_bulk = rope_segments_on(be, qkv, rows, nh, cs, sn, cu, n_seg, 1);
+    float *o_old = rope_segments_on(off_be, qkv, rows, nh, cs, sn, cu, n_seg, 0);
+    char what[96];
+    snprintf(what, sizeof what, "attn_rope_segments rows=%lld segs=%d h=%d: bulk == cp.async", (long long)rows,
+             n_seg, nh);
+    CHECK_MSG(!memcmp(o_bulk, o_old, sizeof(float) * (size_t)(rows * nh * hd)), what);
+    printf("  %-60s %s\n", what, memcmp(o_bulk, o_old, sizeof(float) * (size_t)(rows * nh * hd)) ? "DIFFER" : "same");
+    /* the reference: the host's rotation (glmv_ref_rope_neox), then fp64 attention */
+    float *ref = malloc(sizeof(float) * (size_t)(rows * nh * hd));
+    glmv_ref_rope_neox(qkv, ld, cs, sn, rows, 2 * nh, hd);
+    glmv_ref_attn_segments(ref, qkv, ld, qkv + nh * hd, ld, qkv + 2 * nh * hd, ld, cu, n_seg, nh, hd,
+                           1.0f / sqrtf((float)hd));
+    float *d = dev_from(o_bulk, rows * nh * hd);
+    snprintf(what, sizeof what, "attn_rope_segments rows=%lld segs=%d h=%d", (long long)rows, n_seg, nh);
+    expect(what, d, ref, rows * nh * hd, 2e-4);
+    be->free(be, d);
+    free(qkv), free(cs), free(sn), free(o_bulk), free(o_old), free(ref);
+}
+
+static float *causal_on(glmv_backend *b, float *q, int64_t ldq, float *kc, float *vc, int64_t n, int64_t pos0,
+                        int nh, int nkv) {
+    glmv_backend *keep = be;
+    be = b;
+    const int hd = 128;
+    int64_t kvd = (int64_t)nkv * hd, tot = pos0 + n;
+    float *dq = dev_from(q, n * ldq), *dout = dev_poison(n * nh * hd);
+    void *dk = cache_from(kc, tot * kvd), *dv = cache_from(vc, tot * kvd);
+    b->attn_causal(b, dout, dq, ldq, dk, dv, n, pos0, nh, nkv, hd, 1.0f / sqrtf((float)hd));
+    float *h = host_of(dout, n * nh * hd);
+    b->free(b, dq), b->free(b, dout), b->free(b, dk), b->free(b, dv);
+    be = keep;
+    return h;
+}
+
+static void one_flash_bulk_causal(glmv_backend *off_be, int64_t n, int64_t pos0, int nh, int nkv) {
+    int64_t ldq = (int64_t)nh * 128, kvd = (int64_t)nkv * 128, tot = pos0 + n;
+    float *q = rand_buf(n * ldq, 2.0f), *kc = rand_buf(tot * kvd, 2.0f), *vc = rand_buf(tot * kvd, 1.0f);
+    float *a = causal_on(be, q, ldq, kc, vc, n, pos0, nh, nkv);
+    float *b = causal_on(off_be, q, ldq, kc, vc, n, pos0, nh, nkv);
+    char what[96];
+    snprintf(what, sizeof what, "attn_causal n=%lld pos0=%lld h=%d/%d: bulk == cp.async", (long long)n,
+             (long long)pos0, nh, nkv);
+    int same = !memcmp(a, b, sizeof(float) * (size_t)(n * nh * 128));
+    CHECK_MSG(same, what);
+    printf("  %-60s %s\n", what, same ? "same" : "DIFFER");
+    free(q), free(kc), free(vc), free(a), free(b);
+}
+
+TEST(flash_bulk) {
+    NEED_GPU();
+    char err[GLMV_ERR_SIZE] = "";
+    char *keep = getenv("GLMV_CUDA_FLASH_BULK") ? strdup(getenv("GLMV_CUDA_FLASH_BULK")) : NULL;
+    setenv("GLMV_CUDA_FLASH_BULK", "2", 1); /* not a choice: an error */
+    glmv_backend *bad = glmv_cuda_backend_new(0, 1, err);
+    CHECK_MSG(!bad && strstr(err, "GLMV_CUDA_FLASH_BULK"), "GLMV_CUDA_FLASH_BULK=2 refused");
+    if (bad) bad->destroy(bad);
+    setenv("GLMV_CUDA_FLASH_BULK", "0", 1);
+    glmv_backend *off_be = glmv_cuda_backend_new(0, 1, err);
+    if (keep) setenv("GLMV_CUDA_FLASH_BULK", keep, 1);
+    else unsetenv("GLMV_CUDA_FLASH_BULK");
+    free(keep);
+    CHECK(off_be != NULL);
+    if (!off_be) return;
+    CHECK(be->attn_rope_segments != NULL);
+    int64_t cu1[] = {0, 1000};                  /* one segment: tiles past the keys' end zeroed */
+    one_flash_bulk_segments(off_be, cu1, 1, 2);
+    int64_t cu2[] = {0, 40, 340, 1101, 1101, 1357}; /* short (split kernel), ragged, empty */
+    one_flash_bulk_segments(off_be, cu2, 5, 3);
+    int64_t cu3[] = {0, 64, 192};               /* a warpgroup's rows; whole tiles */
+    one_flash_bulk_segments(off_be, cu3, 2, 1);
+    one_flash_bulk_causal(off_be, 300, 77, 4, 2);   /* prefill after a prefix, GQA */
+    one_flash_bulk_causal(off_be, 1000, 0, 32, 2);  /* the 9B's heads */
+    one_flash_bulk_causal(off_be, 64, 0, 2, 1);
+    off_be->destroy(off_be);
+}
+
 /* --precision f32: SGEMM on weight blocks converted to fp32, attention in the
  * fp32 split kernel at every size: float32 bounds where bf16 has its own */
 TEST(precision_f32) {
@@ -2342,6 +2454,7 @@ int main(int argc, char **argv) {
     RUN(dec_tile);
     RUN(kv_bf16);
     RUN(attn_segments);
+    RUN(flash_bulk);
     RUN(elementwise);
     RUN(top_k);
     RUN(precision_f32);

@@ -316,6 +316,15 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     if (wg < 0) wg = getenv("GLMV_CUDA_FLASH_WG") && atoi(getenv("GLMV_CUDA_FLASH_WG")) == 1 ? 1 : 2;
     if (bn < 0) bn = getenv("GLMV_CUDA_FLASH_BN") && atoi(getenv("GLMV_CUDA_FLASH_BN")) == 64 ? 64 : 128;
     const bool use_wg = hd == 128 && c->wgmma && nq >= 64;
+    /* the ping-pong variant (two warpgroups, 128 keys; GLMV_CUDA_FLASH_PP=0: the warpgroups in step).
+     * Measured on an H100: a 6,400-patch segment 687 us against 748, 4,096 rows causal 388 against 444 */
+    static int pp = -1;
+    if (pp < 0) pp = !(getenv("GLMV_CUDA_FLASH_PP") && atoi(getenv("GLMV_CUDA_FLASH_PP")) == 0);
+    /* its tiles in one bulk copy each where it takes the operands (GLMV_CUDA_FLASH_BULK=0: not) */
+    if (use_wg && pp && bn == 128 && wg == 2 &&
+        k_flash_bulk_takes(c, hd, nq, k, ldk * (int64_t)sizeof(KT), v, ldv * (int64_t)sizeof(KT)))
+        return k_flash_bulk<KT>(c, out, ldo, q, ldq, k, ldk, v, ldv, nq, nk, causal, pos0, n_heads, n_kv, scale, NULL,
+                                NULL, NULL, NULL);
     const int pad = use_wg && bn == 128 && wg == 2 ? 128 : FA_BN; /* whole tiles of K and Vt */
     int64_t nk_pad = (nk + pad - 1) / pad * pad;
     size_t plane = (size_t)nk_pad * hd * n_kv;
@@ -331,10 +340,6 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     static int force = -1;
     if (force < 0) force = getenv("GLMV_CUDA_FLASH_WARPS") ? atoi(getenv("GLMV_CUDA_FLASH_WARPS")) : 0;
     bool big = force ? force == 8 : nq >= 128; /* measured: 8 warps win for prefill and vision */
-    /* the ping-pong variant (two warpgroups, 128 keys; GLMV_CUDA_FLASH_PP=0: the warpgroups in step).
-     * Measured on an H100: a 6,400-patch segment 687 us against 748, 4,096 rows causal 388 against 444 */
-    static int pp = -1;
-    if (pp < 0) pp = !(getenv("GLMV_CUDA_FLASH_PP") && atoi(getenv("GLMV_CUDA_FLASH_PP")) == 0);
     if (use_wg)
         return k_flash_wg(c, pad == 128 ? (pp ? 3 : 2) : wg == 1 ? 0 : 1, out, ldo, q, ldq, kb, vt, nq, nk, nk_pad,
                           causal, pos0, n_heads, group, scale);
@@ -1111,6 +1116,18 @@ static int dec_mma_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, 
  * multiprocessor holds. -1 with the error in err where the variable is not one of those or, asked
  * for, the kernel cannot run; unasked, dec_mma_kernel then. */
 int k_attn_init(cuda_ctx *c, char *err) {
+    const char *fp = getenv("GLMV_CUDA_FLASH_BULK");
+    c->flash_bulk = 1;
+    if (fp && *fp) {
+        if (strcmp(fp, "0") && strcmp(fp, "1")) {
+            glmv_errf(err, "GLMV_CUDA_FLASH_BULK=%s: expected 0 or 1", fp);
+            return -1;
+        }
+        c->flash_bulk = atoi(fp);
+    }
+    /* the other variants asked for (flash_launch's switches) leave it out */
+    const char *pp = getenv("GLMV_CUDA_FLASH_PP"), *wg = getenv("GLMV_CUDA_FLASH_WG"), *bn = getenv("GLMV_CUDA_FLASH_BN");
+    if ((pp && atoi(pp) == 0) || (wg && atoi(wg) == 1) || (bn && atoi(bn) == 64)) c->flash_bulk = 0;
     const char *e = getenv("GLMV_CUDA_DEC_TILE");
     c->dec_tile = -1;
     if (e && *e) {
@@ -1325,6 +1342,33 @@ void k_kv_store_bf16(cuda_ctx *c, __nv_bfloat16 *dst, const float *x, int64_t ld
     if (rows <= 0 || cols <= 0) return;
     cuda_launch(c, kv_store_kernel, (unsigned)(rows < 65535 ? rows : 65535), 256, 0, dst, x, ldx, rows, cols);
     cuda_check(c, "kv_store");
+}
+
+/* k_attn_segments after rope_neox on q's and k's heads (tables cs / sn, rows of head_dim / 2): through
+ * the bulk-copy kernel, which rotates Q as it loads it and K as it converts it (q and k stay as they
+ * were), where it takes a segment; elsewhere q's and k's rows of the segment rotated in place first */
+void k_attn_rope_segments(cuda_ctx *c, float *out, float *q, int64_t ldq, float *k, int64_t ldk, const float *v,
+                          int64_t ldv, const float *cs, const float *sn, const int64_t *cu, int n_seg, int n_heads,
+                          int head_dim, float scale) {
+    const int64_t ldo = (int64_t)n_heads * head_dim, half = head_dim / 2;
+    for (int s = 0; s < n_seg; s++) {
+        const int64_t a = cu[s], len = cu[s + 1] - cu[s];
+        if (len <= 0) continue;
+        if (c->bf16 && len >= FLASH_MIN_ROWS && flash_ok(c, head_dim, ldq, q) &&
+            k_flash_bulk_takes(c, head_dim, len, k + a * ldk, ldk * 4, v + a * ldv, ldv * 4)) {
+            if (k_flash_bulk<float>(c, out + a * ldo, ldo, q + a * ldq, ldq, k + a * ldk, ldk, v + a * ldv, ldv, len,
+                                    len, 0, 0, n_heads, n_heads, scale, cs + a * half, sn + a * half,
+                                    cs + a * half, sn + a * half))
+                return;
+            continue;
+        }
+        k_rope_neox(c, q + a * ldq, ldq, cs + a * half, sn + a * half, len, n_heads, head_dim);
+        k_rope_neox(c, k + a * ldk, ldk, cs + a * half, sn + a * half, len, n_heads, head_dim);
+        int64_t one[2] = {0, len};
+        k_attn_segments(c, out + a * ldo, q + a * ldq, ldq, k + a * ldk, ldk, v + a * ldv, ldv, one, 1, n_heads,
+                        head_dim, scale);
+        if (c->failed) return;
+    }
 }
 
 void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k,

@@ -663,6 +663,12 @@ static void cu_attn_segments(glmv_backend *be, float *o, const float *q, int64_t
     OP_GUARD(be);
     k_attn_segments(c, o, q, ldq, k, ldk, v, ldv, cu, ns, nh, hd, sc);
 }
+static void cu_attn_rope_segments(glmv_backend *be, float *o, float *q, int64_t ldq, float *k, int64_t ldk,
+                                  const float *v, int64_t ldv, const float *cs, const float *sn, const int64_t *cu,
+                                  int ns, int nh, int hd, float sc) {
+    OP_GUARD(be);
+    k_attn_rope_segments(c, o, q, ldq, k, ldk, v, ldv, cs, sn, cu, ns, nh, hd, sc);
+}
 static void cu_swiglu(glmv_backend *be, float *y, const float *g, int64_t lg, const float *u,
                       int64_t lu, int64_t n, int64_t d) {
     OP_GUARD(be);
@@ -790,6 +796,7 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->attn_causal = cu_attn_causal;
     be->attn_decode_batch = cu_attn_decode_batch;
     be->attn_segments = cu_attn_segments;
+    be->attn_rope_segments = cu_attn_rope_segments;
     be->swiglu = cu_swiglu;
     be->gelu_erf = cu_gelu_erf;
     be->add = cu_add;

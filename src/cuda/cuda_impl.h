@@ -73,6 +73,7 @@ struct cuda_ctx {
     int dec_tile;                /* the decode attention's kernel and chunks (attention.cu, k_attn_init); -1: by the step */
     int dec_occ[2];              /* dec_tile_kernel's blocks a multiprocessor, head dims 128 and 64 */
     int dec_min_steps;           /* its chunks' 64-key steps at least (GLMV_CUDA_DEC_MIN_STEPS) */
+    int flash_bulk;              /* the wgmma flash kernel fed by bulk copies (GLMV_CUDA_FLASH_BULK, default 1) */
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }
@@ -188,6 +189,9 @@ void k_attn_decode_batch(cuda_ctx *c, float *out, const float *q, int64_t ldq, c
                          int n_kv_heads, int head_dim, float scale);
 /* be->kv_store into a bf16 cache: dst[i, j] = x[i * ldx + j] rounded, rows of cols */
 void k_kv_store_bf16(cuda_ctx *c, __nv_bfloat16 *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols);
+void k_attn_rope_segments(cuda_ctx *c, float *out, float *q, int64_t ldq, float *k, int64_t ldk, const float *v,
+                          int64_t ldv, const float *cs, const float *sn, const int64_t *cu, int n_seg, int n_heads,
+                          int head_dim, float scale);
 void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k,
                      int64_t ldk, const float *v, int64_t ldv, const int64_t *cu, int n_seg,
                      int n_heads, int head_dim, float scale);
@@ -223,6 +227,15 @@ static inline unsigned cdiv(int64_t a, int64_t b) { return (unsigned)((a + b - 1
         PDL_LAUNCH(); \
         PDL_WAIT();   \
     } while (0)
+
+/* The NeoX rotation of one pair (a = x[d], b = x[d + hd/2]; c, s the row's cos and sin at d):
+ * x[d] = a c - b s, x[d + hd/2] = b c + a s, each product and sum rounded apart (no fused
+ * multiply-add), so that every kernel that rotates (rope_neox_kernel, the flash kernels' Q, the
+ * conversion of K into the wgmma kernel's tiles) gives the same floats */
+__device__ __forceinline__ void rope_rot(float a, float b, float c, float s, float &x, float &y) {
+    x = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+    y = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+}
 
 /* 16 bytes of weights, which a matrix-vector product reads once: loaded past L1
  * (L1::no_allocate), so that they do not evict the activations every row re-reads there */

@@ -33,6 +33,40 @@ __device__ __forceinline__ void load_q_frags(uint32_t (&qf)[HD / 16][4], const f
     }
 }
 
+/* load_q_frags with Q rotated first (rope_rot): ca/sa and cb/sb point at column 2 tig of rows a
+ * and b's cos and sin tables (HD / 2 floats a row). Fragment kk < HD / 32 holds columns d, its
+ * partner kk + HD / 32 the columns d + HD / 2, in the same thread. */
+template <int HD>
+__device__ __forceinline__ void load_q_frags_rope(uint32_t (&qf)[HD / 16][4], const float *qa, const float *qb,
+                                                  bool ok_a, bool ok_b, const float *ca, const float *sa,
+                                                  const float *cb, const float *sb) {
+    constexpr int P = HD / 32;
+#pragma unroll
+    for (int kk = 0; kk < P; kk++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) { /* columns kk * 16 + 8 j + (0, 1) */
+            const int o = kk * 16 + 8 * j;
+            float2 la = ok_a ? *(const float2 *)(qa + o) : make_float2(0.f, 0.f);
+            float2 ha = ok_a ? *(const float2 *)(qa + o + HD / 2) : make_float2(0.f, 0.f);
+            float2 lb = ok_b ? *(const float2 *)(qb + o) : make_float2(0.f, 0.f);
+            float2 hb = ok_b ? *(const float2 *)(qb + o + HD / 2) : make_float2(0.f, 0.f);
+            float2 c_a = ok_a ? *(const float2 *)(ca + o) : make_float2(0.f, 0.f);
+            float2 s_a = ok_a ? *(const float2 *)(sa + o) : make_float2(0.f, 0.f);
+            float2 c_b = ok_b ? *(const float2 *)(cb + o) : make_float2(0.f, 0.f);
+            float2 s_b = ok_b ? *(const float2 *)(sb + o) : make_float2(0.f, 0.f);
+            float la0, la1, ha0, ha1, lb0, lb1, hb0, hb1;
+            rope_rot(la.x, ha.x, c_a.x, s_a.x, la0, ha0);
+            rope_rot(la.y, ha.y, c_a.y, s_a.y, la1, ha1);
+            rope_rot(lb.x, hb.x, c_b.x, s_b.x, lb0, hb0);
+            rope_rot(lb.y, hb.y, c_b.y, s_b.y, lb1, hb1);
+            /* A fragment: [0] row a cols 0-1, [1] row b cols 0-1, [2] row a cols 8-9, [3] row b cols 8-9 */
+            qf[kk][2 * j] = pack_bf16(la0, la1);
+            qf[kk][2 * j + 1] = pack_bf16(lb0, lb1);
+            qf[kk + P][2 * j] = pack_bf16(ha0, ha1);
+            qf[kk + P][2 * j + 1] = pack_bf16(hb0, hb1);
+        }
+}
+
 /* The online softmax's step for rows a and b: this tile's maxima mx_* (each thread's,
  * reduced over the quad here) into the running maxima m_*, the reference each row's
  * exponents subtract (0 while a row has seen only -inf) and the rescale alpha of what
@@ -77,5 +111,17 @@ int flash_grid(cuda_ctx *c, flash_fn fn, int *attr_set, int bm, int threads, siz
 int k_flash_wg(cuda_ctx *c, int variant, float *out, int64_t ldo, const float *q, int64_t ldq, const __nv_bfloat16 *kb,
                const __nv_bfloat16 *vt, int64_t nq, int64_t nk, int64_t nk_pad, int causal, int64_t pos0, int n_heads,
                int group, float scale);
+
+/* the bulk-copy variant (flash_wp_kernel: two warpgroups, 128-key tiles, ping-pong, each tile one
+ * bulk copy from the images conv_img_kernel writes first): whether it takes these operands
+ * (c->flash_bulk, the wgmma shape, 16-byte rows), and the attention through it, arguments as
+ * flash_launch's; kcs / ksn and qcs / qsn (NULL: none): K and Q rotated on the way (NeoX, rope_rot;
+ * rows of 64 floats, row r of k / q at + 64 r) */
+int k_flash_bulk_takes(const cuda_ctx *c, int hd, int64_t nq, const void *k, int64_t ldk_bytes, const void *v,
+                       int64_t ldv_bytes);
+template <typename KT>
+int k_flash_bulk(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq, const KT *k, int64_t ldk,
+                 const KT *v, int64_t ldv, int64_t nq, int64_t nk, int causal, int64_t pos0, int n_heads, int n_kv,
+                 float scale, const float *kcs, const float *ksn, const float *qcs, const float *qsn);
 
 #endif

@@ -146,6 +146,19 @@ __device__ __forceinline__ void mbar_wait(uint32_t a, int parity) {
                      : "r"(a), "r"(parity)
                      : "memory");
 }
+/* the copying thread's arrival on a full mbarrier, with the bytes its bulk copy will bring */
+__device__ __forceinline__ void mbar_expect_tx(uint32_t a, int bytes) {
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(a),
+                 "r"(bytes)
+                 : "memory");
+}
+/* bytes (a multiple of 16) from global src into shared dst (16-byte aligned) by the copy engine,
+ * completing on the mbarrier at bar */
+__device__ __forceinline__ void bulk_g2s(uint32_t dst, const void *src, int bytes, uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar)
+                 : "memory");
+}
 /* named barriers 1 and 2 of the two warpgroups' turns (0 is __syncthreads') */
 __device__ __forceinline__ void nbar_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
 __device__ __forceinline__ void nbar_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
@@ -177,21 +190,30 @@ __device__ __forceinline__ void fw_issue(uint32_t st, const __nv_bfloat16 *kb, c
  * barriers), so that one's softmax runs while the other's products are on the tensor cores, and
  * the stages are handed over by mbarriers (full: a tile's copies landed; empty: both warpgroups'
  * P·V read it) instead of a block barrier a tile, which would keep the two in step. */
-template <int WG, int ST, int BN, bool PP = false>
-__global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
-    float *__restrict__ out, int64_t ldo, const float *__restrict__ q, int64_t ldq,
-    const __nv_bfloat16 *__restrict__ kb, const __nv_bfloat16 *__restrict__ vt, int64_t nq,
-    int64_t nk, int64_t nk_pad, int causal, int64_t pos0, int group, float scale_log2) {
+/* PROD (with PP): each tile's K and Vt come from their images in global memory (conv_img_kernel:
+ * the shared-memory layout, 64 KB a tile) in one bulk copy (cp.async.bulk, completing on the stage's
+ * full mbarrier) that thread 0 issues, where otherwise every thread issues 16 cp.async of its
+ * share and its swizzled addresses a tile; kb is then the images (nk_pad x 256 bf16 a kv head)
+ * and vt unused. (A producer warp of its own, as FlashAttention-3 has, made the block 288 threads:
+ * ptxas then gave the consumers 168 registers and spilled.) qcs / qsn (rows of 64 floats, row r of
+ * q at qcs + 64 r; NULL: none): Q rotated as it is loaded (rope_rot, as rope_neox_kernel rotates). */
+template <int WG, int ST, int BN, bool PP, bool PROD>
+__device__ __forceinline__ void flash_wg_body(float *__restrict__ out, int64_t ldo, const float *__restrict__ q,
+                                              int64_t ldq, const __nv_bfloat16 *__restrict__ kb,
+                                              const __nv_bfloat16 *__restrict__ vt, int64_t nq, int64_t nk,
+                                              int64_t nk_pad, int causal, int64_t pos0, int group, float scale_log2,
+                                              const float *__restrict__ qcs, const float *__restrict__ qsn) {
 #ifdef GLMV_WGMMA_CODE
     PDL_ENTRY();
+    static_assert(!PROD || PP, "bulk copies feed the ping-pong variant");
     constexpr int HD = 128, BM = 64 * WG, NT = 128 * WG;
     extern __shared__ __align__(16) unsigned char fw_sh[];
     const uint32_t sbase = ((uint32_t)__cvta_generic_to_shared(fw_sh) + 1023u) & ~1023u;
 
     const int h = blockIdx.y, g_kv = h / group;
     const int64_t q0 = (int64_t)blockIdx.x * BM;
-    kb += (int64_t)g_kv * nk_pad * HD;
-    vt += (int64_t)g_kv * nk_pad * HD;
+    kb += (int64_t)g_kv * nk_pad * (PROD ? 2 * HD : HD);
+    vt += PROD ? 0 : (int64_t)g_kv * nk_pad * HD;
     q += (int64_t)h * HD;
     out += (int64_t)h * HD;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -206,13 +228,20 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
     const uint32_t full = sbase + ST * 2 * FW_TILE(BN), empty = full + 8 * ST; /* mbarriers (PP) */
     const int wgi = threadIdx.x >> 7;                                           /* this warpgroup */
     if constexpr (PP) {
-        if (threadIdx.x == 0)
+        if (threadIdx.x == 0) {
             for (int i = 0; i < ST; i++) {
-                mbar_init(full + 8 * i, NT);
+                mbar_init(full + 8 * i, PROD ? 1 : NT);
                 mbar_init(empty + 8 * i, NT);
             }
+            if constexpr (PROD) asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        }
         __syncthreads();
-        if (ntiles > 0) {
+        if constexpr (PROD) {
+            if (threadIdx.x == 0 && ntiles > 0) {
+                mbar_expect_tx(full, 2 * FW_TILE(BN));
+                bulk_g2s(sbase, kb, 2 * FW_TILE(BN), full); /* tile t's image: kb + t * FW_TILE(BN) bf16 */
+            }
+        } else if (ntiles > 0) {
             fw_issue<NT, BN>(sbase, kb, vt, nk_pad, 0);
             mbar_cp_async_arrive(full);
         }
@@ -226,7 +255,12 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
     }
 
     uint32_t qf[HD / 16][4];
-    load_q_frags<HD>(qf, q + row_a * ldq + tig * 2, q + row_b * ldq + tig * 2, row_a < nq, row_b < nq);
+    if (qcs)
+        load_q_frags_rope<HD>(qf, q + row_a * ldq + tig * 2, q + row_b * ldq + tig * 2, row_a < nq, row_b < nq,
+                              qcs + row_a * (HD / 2) + tig * 2, qsn + row_a * (HD / 2) + tig * 2,
+                              qcs + row_b * (HD / 2) + tig * 2, qsn + row_b * (HD / 2) + tig * 2);
+    else
+        load_q_frags<HD>(qf, q + row_a * ldq + tig * 2, q + row_b * ldq + tig * 2, row_a < nq, row_b < nq);
     float o[HD / 2]; /* m64n128 accumulators: o[4 nb + e] as flash_kernel's o[nb][e] */
 #pragma unroll
     for (int i = 0; i < HD / 2; i++) o[i] = 0.f;
@@ -340,7 +374,13 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
         if constexpr (PP) {
             nbar_arrive(2 - wgi); /* the other warpgroup's turn */
             const int u = t + 1;  /* its copy goes into the stage tile u - ST used */
-            if (u < ntiles) {
+            if (PROD && threadIdx.x == 0 && u < ntiles) {
+                if (u >= ST) mbar_wait(empty + 8 * (u % ST), (u / ST - 1) & 1);
+                mbar_expect_tx(full + 8 * (u % ST), 2 * FW_TILE(BN));
+                bulk_g2s(sbase + (u % ST) * 2 * FW_TILE(BN), kb + (int64_t)u * FW_TILE(BN), 2 * FW_TILE(BN),
+                         full + 8 * (u % ST));
+            }
+            if (!PROD && u < ntiles) {
                 if (u >= ST) mbar_wait(empty + 8 * (u % ST), (u / ST - 1) & 1);
                 fw_issue<NT, BN>(sbase + (u % ST) * 2 * FW_TILE(BN), kb, vt, nk_pad, (int64_t)u * BN);
                 mbar_cp_async_arrive(full + 8 * (u % ST));
@@ -399,6 +439,24 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
 }
 
 template <int WG, int ST, int BN, bool PP = false>
+__global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
+    float *__restrict__ out, int64_t ldo, const float *__restrict__ q, int64_t ldq,
+    const __nv_bfloat16 *__restrict__ kb, const __nv_bfloat16 *__restrict__ vt, int64_t nq,
+    int64_t nk, int64_t nk_pad, int causal, int64_t pos0, int group, float scale_log2) {
+    flash_wg_body<WG, ST, BN, PP, false>(out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, group, scale_log2,
+                                         NULL, NULL);
+}
+
+/* two warpgroups, three stages of 128-key tiles, ping-pong, each tile one bulk copy */
+__global__ void __launch_bounds__(2 * 128, 1) flash_wp_kernel(
+    float *__restrict__ out, int64_t ldo, const float *__restrict__ q, int64_t ldq,
+    const __nv_bfloat16 *__restrict__ img, int64_t nq, int64_t nk, int64_t nk_pad, int causal, int64_t pos0,
+    int group, float scale_log2, const float *__restrict__ qcs, const float *__restrict__ qsn) {
+    flash_wg_body<2, 3, 128, true, true>(out, ldo, q, ldq, img, NULL, nq, nk, nk_pad, causal, pos0, group,
+                                         scale_log2, qcs, qsn);
+}
+
+template <int WG, int ST, int BN, bool PP = false>
 static int flash_wg_run(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq,
                         const __nv_bfloat16 *kb, const __nv_bfloat16 *vt, int64_t nq, int64_t nk,
                         int64_t nk_pad, int causal, int64_t pos0, int n_heads, int group, float scale) {
@@ -419,3 +477,133 @@ int k_flash_wg(cuda_ctx *c, int variant, float *out, int64_t ldo, const float *q
                                              scale);
     }
 }
+
+/* ------------------------------------- the bulk-copy variant's tile images */
+
+__device__ __forceinline__ void ld8(const float *p, float (&x)[8]) {
+    const float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+    x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w, x[4] = b.x, x[5] = b.y, x[6] = b.z, x[7] = b.w;
+}
+__device__ __forceinline__ void ld8(const __nv_bfloat16 *p, float (&x)[8]) {
+    const uint4 u = *(const uint4 *)p;
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        x[2 * i] = __uint_as_float(w[i] << 16);
+        x[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+
+/* K and V of the kv heads (head g at column 128 g of rows of ldk / ldv; KT float or bf16) as the
+ * bulk-copy kernel's tile images: tile t (keys 128 t ..) of head g at img + (g * gridDim.x + t) *
+ * 32768 bf16, the K tile then the Vt tile, each byte where fw_issue puts it in shared memory (K: two
+ * column halves of 64 d, 128 key rows of 128 bytes; Vt: two blocks of 64 keys, 128 d rows of 128
+ * bytes; the 16-byte chunk c of row r at chunk c ^ (r & 7)), zero past nk: a stage is one
+ * contiguous copy. With cs / sn (rows of 64 floats, key r at cs + 64 r), K rotated first as
+ * rope_neox_kernel rotates it. The same roundings as conv_k_kernel and conv_vt_kernel. Grid
+ * (tiles, kv heads), 256 threads. */
+template <typename KT>
+__global__ void __launch_bounds__(256) conv_img_kernel(__nv_bfloat16 *img, const KT *k, int64_t ldk, const KT *v,
+                                                       int64_t ldv, int64_t nk, const float *cs, const float *sn) {
+    PDL_ENTRY();
+    __shared__ __align__(16) __nv_bfloat16 svt[128][136]; /* the V tile transposed: [d][key] */
+    const int g = blockIdx.y, t = blockIdx.x;
+    __nv_bfloat16 *dst = img + ((int64_t)g * gridDim.x + t) * 32768;
+    const int64_t r0 = (int64_t)t * 128;
+    k += (int64_t)g * 128;
+    v += (int64_t)g * 128;
+    /* V: thread i takes key i % 128 (a warp's 32 keys side by side in shared memory), 8 d at a time */
+    for (int i = threadIdx.x; i < 2048; i += 256) {
+        const int rr = i & 127, dc = (i >> 7) * 8;
+        const int64_t r = r0 + rr;
+        float x[8];
+        if (r < nk) ld8(v + r * ldv + dc, x);
+        else
+#pragma unroll
+            for (int e = 0; e < 8; e++) x[e] = 0.f;
+#pragma unroll
+        for (int e = 0; e < 8; e++) svt[dc + e][rr] = __float2bfloat16_rn(x[e]);
+    }
+    /* K: image chunk j (16 bytes) holds key rr's 8 d at logical chunk (j & 7) ^ (rr & 7) of its half */
+    for (int j = threadIdx.x; j < 2048; j += 256) {
+        const int half = j >> 10, rr = (j >> 3) & 127;
+        const int d0 = half * 64 + (((j & 7) ^ (rr & 7)) << 3);
+        const int64_t r = r0 + rr;
+        float x[8];
+        if (r < nk) {
+            ld8(k + r * ldk + d0, x);
+            if (cs) {
+                float p[8], unused;
+                ld8(k + r * ldk + (d0 ^ 64), p); /* the partners, d +- 64 */
+                const int e0 = d0 & 63;
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    const float c = cs[r * 64 + e0 + e], s = sn[r * 64 + e0 + e];
+                    if (half == 0) rope_rot(x[e], p[e], c, s, x[e], unused);
+                    else rope_rot(p[e], x[e], c, s, unused, x[e]);
+                }
+            }
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++) x[e] = 0.f;
+        }
+        uint4 u;
+        u.x = pack_bf16(x[0], x[1]);
+        u.y = pack_bf16(x[2], x[3]);
+        u.z = pack_bf16(x[4], x[5]);
+        u.w = pack_bf16(x[6], x[7]);
+        *(uint4 *)(dst + 8 * j) = u;
+    }
+    __syncthreads();
+    /* Vt: image chunk j holds d's 8 keys at logical chunk (j & 7) ^ (d & 7) of its block of 64 */
+    for (int j = threadIdx.x; j < 2048; j += 256) {
+        const int cb = j >> 10, d = (j >> 3) & 127;
+        const int k0 = cb * 64 + (((j & 7) ^ (d & 7)) << 3);
+        *(uint4 *)(dst + 16384 + 8 * j) = *(const uint4 *)&svt[d][k0];
+    }
+}
+
+/* 1 when flash_launch takes the bulk-copy variant for these operands: the wgmma kernel's shape (head
+ * dim 128, 64 query rows or more, Hopper), c->flash_bulk, and 16-byte rows of K and V */
+int k_flash_bulk_takes(const cuda_ctx *c, int hd, int64_t nq, const void *k, int64_t ldk_bytes, const void *v,
+                       int64_t ldv_bytes) {
+    return c->wgmma && c->flash_bulk && hd == 128 && nq >= 64 && !((uintptr_t)k % 16) && !((uintptr_t)v % 16) &&
+           !(ldk_bytes % 16) && !(ldv_bytes % 16);
+}
+
+template <typename KT>
+int k_flash_bulk(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq, const KT *k, int64_t ldk,
+                 const KT *v, int64_t ldv, int64_t nq, int64_t nk, int causal, int64_t pos0, int n_heads, int n_kv,
+                 float scale, const float *kcs, const float *ksn, const float *qcs, const float *qsn) {
+    static int attr_set[64];
+    const size_t sh = FW_SMEM(3, 128);
+    if (!attr_set[c->dev & 63]) {
+        cudaError_t e = cudaFuncSetAttribute(flash_wp_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
+        if (e != cudaSuccess) return cuda_fail(c, "attention: shared memory", e);
+        attr_set[c->dev & 63] = 1;
+    }
+    const int64_t tiles = (nk + 127) / 128, nk_pad = tiles * 128;
+    __nv_bfloat16 *img =
+        (__nv_bfloat16 *)cuda_scratch(c, sizeof(__nv_bfloat16) * (size_t)(nk_pad * 256) * (size_t)n_kv);
+    if (!img) return -1;
+    if (tiles > 65535) return cuda_fail(c, "attention: more than 65535 tiles of keys", cudaErrorInvalidValue);
+    cuda_launch(c, conv_img_kernel<KT>, dim3((unsigned)tiles, (unsigned)n_kv), 256, 0, img, k, ldk, v, ldv, nk, kcs,
+                ksn);
+    if (cuda_check(c, "attention (k/v tiles)")) return -1;
+    const int group = n_heads / n_kv;
+    for (int64_t t0 = 0; t0 < nq; t0 += (int64_t)128 * 65535) { /* grid.x is ample */
+        const int64_t nqq = nq - t0;
+        dim3 grid(cdiv(nqq, 128), (unsigned)n_heads);
+        cuda_launch(c, flash_wp_kernel, grid, 2 * 128, sh, out + t0 * ldo, ldo, q + t0 * ldq, ldq,
+                    (const __nv_bfloat16 *)img, nqq, nk, nk_pad, causal, pos0 + t0, group, scale * LOG2E,
+                    qcs ? qcs + t0 * 64 : qcs, qsn ? qsn + t0 * 64 : qsn);
+    }
+    return cuda_check(c, "attention (flash, wgmma, bulk copies)");
+}
+template int k_flash_bulk<float>(cuda_ctx *, float *, int64_t, const float *, int64_t, const float *, int64_t,
+                                 const float *, int64_t, int64_t, int64_t, int, int64_t, int, int, float,
+                                 const float *, const float *, const float *, const float *);
+template int k_flash_bulk<__nv_bfloat16>(cuda_ctx *, float *, int64_t, const float *, int64_t,
+                                         const __nv_bfloat16 *, int64_t, const __nv_bfloat16 *, int64_t, int64_t,
+                                         int64_t, int, int64_t, int, int, float, const float *, const float *,
+                                         const float *, const float *);

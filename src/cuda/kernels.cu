@@ -328,9 +328,7 @@ __global__ void rope_neox_kernel(float *x, int64_t ld, const float *cs, const fl
     int64_t i = rh / n_heads;
     float *v = x + i * ld + (int64_t)h * head_dim;
     float c = cs[i * half + d], s = sn[i * half + d];
-    float a = v[d], b = v[d + half];
-    v[d] = a * c - b * s;
-    v[d + half] = b * c + a * s;
+    rope_rot(v[d], v[d + half], c, s, v[d], v[d + half]);
 }
 
 void k_rope_neox(cuda_ctx *c, float *x, int64_t ld, const float *cos, const float *sin,
