@@ -827,10 +827,12 @@ for f in json.load(sys.stdin)["serving"]:
 bulk)
     # the wgmma flash kernel fed by one bulk copy a tile from images written first, with the tower's
     # rotation inside the attention (GLMV_CUDA_FLASH_BULK=1, the default) against its cp.async copies
-    # after rope_neox (=0): test_cuda (all of it: also the checks of the last session's dec_tile and
+    # after rope_neox (=0), and a prompt's biases in cuBLASLt's epilogue (GLMV_CUDA_LT_BIAS=1, the
+    # default) against written before the product (=0): test_cuda (all of it: also the checks of the last session's dec_tile and
     # pos_embed built without a GPU), the CUDA parity tests of images and text, then alternating in the
     # same minutes: the attention alone (test_cuda --bench-attn), the first token of the 1120x1120 PNG
-    # with the tower and the 512-token prefill (as figures); then (BULK_FIG=1) the figures mode
+    # with the tower and the 512-token prefill (as figures) with neither, the bulk copies alone and
+    # both; then (BULK_FIG=1) the figures mode
     S0=$SECONDS
     left() { [ $((SECONDS - S0)) -lt ${LIMIT:-450} ]; }
     { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
@@ -849,10 +851,11 @@ bulk)
     done
     if [ -f .dev/ttft/photo_1120.png ]; then
         tok_dir .dev/ttft/tokenizer.json.xz
-        for v in 0 1 0 1; do
+        for v in GLMV_CUDA_FLASH_BULK=0,GLMV_CUDA_LT_BIAS=0 GLMV_CUDA_LT_BIAS=0 GLMV_CUDA_FLASH_BULK=1 \
+            GLMV_CUDA_FLASH_BULK=0,GLMV_CUDA_LT_BIAS=0 GLMV_CUDA_LT_BIAS=0 GLMV_CUDA_FLASH_BULK=1; do
             left || break
-            echo "== GLMV_CUDA_FLASH_BULK=$v: the first token of the 1120x1120 PNG; the tower alone; the 512-token prefill"
-            GLMV_CUDA_FLASH_BULK=$v timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
+            echo "== ${v//,/ }: the first token of the 1120x1120 PNG; the tower alone; the 512-token prefill"
+            env ${v//,/ } timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
                 --tokenizer /tmp/tok --prompt-reps 6 --decode 0 --image .dev/ttft/photo_1120.png \
                 --question "Describe this image." --vision 1120x1120 2>&1 | grep -E '^prefill|^time to first|^vision|peak'
         done

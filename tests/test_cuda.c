@@ -208,6 +208,11 @@ TEST(matmul_bf16_cublas) {
     one_matmul(GLMV_BF16, 37, 200, 264, 1, 1e-5);
     one_matmul(GLMV_BF16, 130, 512, 1024, 0, 1e-5);
     one_matmul(GLMV_BF16, 9, 33, 40, 1, 1e-5);
+    /* a prompt's rows (128 and more) with a bias: added in cuBLASLt's epilogue, F32 and BF16 biases */
+    one_matmul(GLMV_BF16, 300, 512, 1024, 1, 1e-5);
+    mm_case c;
+    mm_case_run(&c, "matmul BF16, BF16 bias", GLMV_BF16, GLMV_BF16, 257, 4608, 1536, 1, 1e-5);
+    mm_case_free(&c);
 }
 
 /* The rows of several streams' decode (8 < m <= 16) through the tensor-core matrix-vector kernel:

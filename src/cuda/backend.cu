@@ -382,14 +382,66 @@ static void gemm_bf16(cuda_ctx *c, float *y, const __nv_bfloat16 *xb, const glmv
     if (s != CUBLAS_STATUS_SUCCESS) cuda_blas_fail(c, "matmul (bf16 gemm)", s);
 }
 
+/* d[m, n] = xb[m, k] · W[n, k]ᵀ (+ bias), bf16 inputs, float32 accumulation, the bias (BF16 or F32)
+ * added in cuBLASLt's epilogue, d of type dt (CUDA_R_16BF: the sum rounded to bf16 once; CUDA_R_32F).
+ * 0; 1 where cuBLASLt has no way to do it (nothing launched); -1 when the product failed (the error
+ * recorded). */
+static int gemm_lt(cuda_ctx *c, void *d, cudaDataType_t dt, const __nv_bfloat16 *xb, const glmv_tensor *w,
+                   const glmv_tensor *bias, int64_t m) {
+    if (!c->lt || (bias && bias->dtype != GLMV_BF16 && bias->dtype != GLMV_F32)) return 1;
+    const int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    const cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    const cudaDataType_t bt = bias && bias->dtype == GLMV_F32 ? CUDA_R_32F : CUDA_R_16BF;
+    const void *bp = bias ? bias->data : NULL;
+    const size_t ws = c->workspace_bytes;
+    /* column-major view, as gemm_bf16: dᵀ[n, m] = W[k, n]ᵀ · xbᵀ[k, m] */
+    cublasStatus_t s = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+    if (!s && bias) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp);
+    if (!s && bias) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
+    if (!s) s = cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, (uint64_t)k, (uint64_t)n, k);
+    if (!s) s = cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, (uint64_t)k, (uint64_t)m, k);
+    if (!s) s = cublasLtMatrixLayoutCreate(&ld, dt, (uint64_t)n, (uint64_t)m, n);
+    if (!s) s = cublasLtMatmulPreferenceCreate(&pref);
+    if (!s) s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+    if (!s) s = cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, ld, ld, pref, 1, &h, &found);
+    if (!s && !found) s = CUBLAS_STATUS_NOT_SUPPORTED;
+    const float alpha = 1.f, beta = 0.f;
+    int rc = s ? 1 : 0;
+    if (!rc) {
+        s = cublasLtMatmul(c->lt, op, &alpha, w->data, la, xb, lb, &beta, d, ld, d, ld, &h.algo, c->workspace, ws,
+                           c->stream);
+        if (s) rc = cuda_blas_fail(c, "matmul (bf16 gemm, cuBLASLt)", s);
+    }
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (ld) cublasLtMatrixLayoutDestroy(ld);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+    return rc;
+}
+
 /* y = xb · Wᵀ (+ bias) for bf16 x: the tensor-core matrix-vector kernel for a few streams' rows,
- * cuBLAS (the bias pre-filled) for more */
+ * cuBLAS for more: a prompt's rows (LT_BIAS_ROWS and more) with the bias added in cuBLASLt's
+ * epilogue (GLMV_CUDA_LT_BIAS=0: not), else the bias written into y first and the product added
+ * to it (beta 1), which writes and reads y once more (for the tower's q/k/v, 118 MB a block at
+ * 6,400 patches) */
+#define LT_BIAS_ROWS 128
 static void product_bf16(cuda_ctx *c, float *y, const __nv_bfloat16 *xb, const glmv_tensor *w,
                          const glmv_tensor *bias, int64_t m) {
     if (k_skinny_takes(w, xb, m)) {
         k_skinny(c, y, xb, w, bias, m);
         return;
     }
+    if (bias && m >= LT_BIAS_ROWS && c->lt_bias && gemm_lt(c, y, CUDA_R_32F, xb, w, bias, m) <= 0) return;
     float beta = 0.f;
     if (bias) {
         k_fill_bias(c, y, bias, m, glmv_tensor_rows(w));
@@ -478,51 +530,6 @@ static void cu_matmul(glmv_backend *be, float *y, const float *x, const glmv_ten
     }
 }
 
-/* d[m, n] = xb[m, k] · W[n, k]ᵀ (+ bias), bf16 inputs, float32 accumulation, the sum with the bias
- * (BF16) rounded to bf16 once in cuBLASLt's epilogue. 0; 1 where cuBLASLt has no way to do it
- * (nothing launched); -1 when the product failed (the error recorded). */
-static int gemm_bf16_out(cuda_ctx *c, __nv_bfloat16 *d, const __nv_bfloat16 *xb, const glmv_tensor *w,
-                         const glmv_tensor *bias, int64_t m) {
-    const int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
-    cublasLtMatmulDesc_t op = NULL;
-    cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
-    cublasLtMatmulPreference_t pref = NULL;
-    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    const cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-    const cudaDataType_t bt = CUDA_R_16BF;
-    const void *bp = bias ? bias->data : NULL;
-    const size_t ws = c->workspace_bytes;
-    /* column-major view, as gemm_bf16: dᵀ[n, m] = W[k, n]ᵀ · xbᵀ[k, m] */
-    cublasStatus_t s = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-    if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
-    if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
-    if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
-    if (!s && bias) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp);
-    if (!s && bias) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
-    if (!s) s = cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, (uint64_t)k, (uint64_t)n, k);
-    if (!s) s = cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, (uint64_t)k, (uint64_t)m, k);
-    if (!s) s = cublasLtMatrixLayoutCreate(&ld, CUDA_R_16BF, (uint64_t)n, (uint64_t)m, n);
-    if (!s) s = cublasLtMatmulPreferenceCreate(&pref);
-    if (!s) s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulHeuristicResult_t h;
-    int found = 0;
-    if (!s) s = cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, ld, ld, pref, 1, &h, &found);
-    if (!s && !found) s = CUBLAS_STATUS_NOT_SUPPORTED;
-    const float alpha = 1.f, beta = 0.f;
-    int rc = s ? 1 : 0;
-    if (!rc) {
-        s = cublasLtMatmul(c->lt, op, &alpha, w->data, la, xb, lb, &beta, d, ld, d, ld, &h.algo, c->workspace, ws,
-                           c->stream);
-        if (s) rc = cuda_blas_fail(c, "mlp (bf16 gemm, cuBLASLt)", s);
-    }
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (ld) cublasLtMatrixLayoutDestroy(ld);
-    if (lb) cublasLtMatrixLayoutDestroy(lb);
-    if (la) cublasLtMatrixLayoutDestroy(la);
-    if (op) cublasLtMatmulDescDestroy(op);
-    return rc;
-}
-
 /* be->mlp: the gate/up product written in bf16 (its bias added before that one rounding, in the
  * GEMM's epilogue), the SwiGLU from those values rounded to bf16 for the down product's input, then
  * the down product: the f32 gate/up rows (8 bytes a value, written and read again) become 2, and
@@ -549,7 +556,7 @@ static int cu_mlp(glmv_backend *be, float *y, const float *x, const glmv_tensor 
         xb = t;
     }
     __nv_bfloat16 *gu = (__nv_bfloat16 *)scratch, *h = gu + m * n2; /* 4I + 2I bytes a row of the 8I */
-    const int r = gemm_bf16_out(c, gu, xb, gate_up, gate_up_b, m);
+    const int r = gemm_lt(c, gu, CUDA_R_16BF, xb, gate_up, gate_up_b, m);
     if (r) return r > 0; /* no cuBLASLt algorithm: declined (x converted again by the ops apart) */
     k_swiglu_b2b(c, h, gu, m, I);
     product_bf16(c, y, h, down, down_b, m);
@@ -807,6 +814,8 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->matmul_swiglu = sg && !atoi(sg) ? NULL : cu_matmul_swiglu;
     const char *glu = getenv("GLMV_CUDA_GLU"); /* 0: the decode rows' gate/up product, then the SwiGLU apart */
     be->matmul_glu = glu && !atoi(glu) ? NULL : cu_matmul_glu;
+    const char *lb = getenv("GLMV_CUDA_LT_BIAS"); /* 0: a prompt's biases written before its products */
+    c->lt_bias = !(lb && !strcmp(lb, "0"));
     const char *mo = getenv("GLMV_CUDA_MLP"); /* 0: a prompt's gate/up product in float32, the ops apart */
     be->mlp = mo && !atoi(mo) ? NULL : cu_mlp;
     /* the tower's position table resampled on the GPU, bit for bit the host's (first token of a
