@@ -1410,6 +1410,18 @@ static float *rope_segments_on(glmv_backend *b, const float *qkv, int64_t rows, 
     float scale = 1.0f / sqrtf((float)hd);
     if (fused) {
         b->attn_rope_segments(b, dout, d, ld, d + off, ld, d + 2 * off, ld, dcs, dsn, cu, n_seg, nh, hd, scale);
+        /* where every segment went through the bulk-copy kernel, it wrote its output in bf16 too, for
+         * the product right after it: that product against the same on a copy of the output */
+        glmv_tensor w = make_tensor(GLMV_BF16, 96, off, 0.5f), dw = dev_tensor(&w);
+        float *y1 = dev_poison(rows * 96), *y2 = dev_poison(rows * 96), *cp = dev_poison(rows * off);
+        b->matmul(b, y1, dout, &dw, NULL, rows);
+        b->copy(b, cp, dout, sizeof(float) * (size_t)(rows * off));
+        b->matmul(b, y2, cp, &dw, NULL, rows);
+        float *h1 = host_of(y1, rows * 96), *h2 = host_of(y2, rows * 96);
+        CHECK_MSG(!memcmp(h1, h2, sizeof(float) * (size_t)(rows * 96)), "the product after attn_rope_segments");
+        free(h1), free(h2);
+        b->free(b, y1), b->free(b, y2), b->free(b, cp);
+        free_tensor(&w, &dw);
     } else {
         b->rope_neox(b, d, ld, dcs, dsn, rows, 2 * nh, hd);
         b->attn_segments(b, dout, d, ld, d + off, ld, d + 2 * off, ld, cu, n_seg, nh, hd, scale);

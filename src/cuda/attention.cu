@@ -324,7 +324,7 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
     if (use_wg && pp && bn == 128 && wg == 2 &&
         k_flash_bulk_takes(c, hd, nq, k, ldk * (int64_t)sizeof(KT), v, ldv * (int64_t)sizeof(KT)))
         return k_flash_bulk<KT>(c, out, ldo, q, ldq, k, ldk, v, ldv, nq, nk, causal, pos0, n_heads, n_kv, scale, NULL,
-                                NULL, NULL, NULL);
+                                NULL, NULL, NULL, NULL);
     const int pad = use_wg && bn == 128 && wg == 2 ? 128 : FA_BN; /* whole tiles of K and Vt */
     int64_t nk_pad = (nk + pad - 1) / pad * pad;
     size_t plane = (size_t)nk_pad * hd * n_kv;
@@ -1346,19 +1346,27 @@ void k_kv_store_bf16(cuda_ctx *c, __nv_bfloat16 *dst, const float *x, int64_t ld
 
 /* k_attn_segments after rope_neox on q's and k's heads (tables cs / sn, rows of head_dim / 2): through
  * the bulk-copy kernel, which rotates Q as it loads it and K as it converts it (q and k stay as they
- * were), where it takes a segment; elsewhere q's and k's rows of the segment rotated in place first */
+ * were), where it takes a segment; elsewhere q's and k's rows of the segment rotated in place first.
+ * Where it takes every segment, it also writes the output in bf16 for the product after it (c->bn). */
 void k_attn_rope_segments(cuda_ctx *c, float *out, float *q, int64_t ldq, float *k, int64_t ldk, const float *v,
                           int64_t ldv, const float *cs, const float *sn, const int64_t *cu, int n_seg, int n_heads,
                           int head_dim, float scale) {
     const int64_t ldo = (int64_t)n_heads * head_dim, half = head_dim / 2;
+    auto bulk = [&](int s) {
+        const int64_t a = cu[s], len = cu[s + 1] - cu[s];
+        return c->bf16 && len >= FLASH_MIN_ROWS && flash_ok(c, head_dim, ldq, q) &&
+               k_flash_bulk_takes(c, head_dim, len, k + a * ldk, ldk * 4, v + a * ldv, ldv * 4);
+    };
+    bool all = cu[0] == 0;
+    for (int s = 0; s < n_seg && all; s++) all = cu[s + 1] == cu[s] || bulk(s);
+    __nv_bfloat16 *outb = all ? k_bf16_fold(c, cu[n_seg], ldo) : NULL;
     for (int s = 0; s < n_seg; s++) {
         const int64_t a = cu[s], len = cu[s + 1] - cu[s];
         if (len <= 0) continue;
-        if (c->bf16 && len >= FLASH_MIN_ROWS && flash_ok(c, head_dim, ldq, q) &&
-            k_flash_bulk_takes(c, head_dim, len, k + a * ldk, ldk * 4, v + a * ldv, ldv * 4)) {
+        if (bulk(s)) {
             if (k_flash_bulk<float>(c, out + a * ldo, ldo, q + a * ldq, ldq, k + a * ldk, ldk, v + a * ldv, ldv, len,
                                     len, 0, 0, n_heads, n_heads, scale, cs + a * half, sn + a * half,
-                                    cs + a * half, sn + a * half))
+                                    cs + a * half, sn + a * half, outb ? outb + a * ldo : NULL))
                 return;
             continue;
         }
@@ -1369,6 +1377,7 @@ void k_attn_rope_segments(cuda_ctx *c, float *out, float *q, int64_t ldq, float 
                         head_dim, scale);
         if (c->failed) return;
     }
+    if (outb && !c->failed) k_bf16_folded(c, out, cu[n_seg], ldo);
 }
 
 void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const float *k,

@@ -190,6 +190,11 @@ void k_attn_decode_batch(cuda_ctx *c, float *out, const float *q, int64_t ldq, c
                          int n_kv_heads, int head_dim, float scale);
 /* be->kv_store into a bf16 cache: dst[i, j] = x[i * ldx + j] rounded, rows of cols */
 void k_kv_store_bf16(cuda_ctx *c, __nv_bfloat16 *dst, const float *x, int64_t ldx, int64_t rows, int64_t cols);
+/* where an op's n rows of d also go out in bf16 for the product after it (c->bn: norms, the
+ * bulk-copy attention), that buffer, else NULL; and, after the op's last launch (which clears it),
+ * the mark that y's rows are there */
+__nv_bfloat16 *k_bf16_fold(cuda_ctx *c, int64_t n, int64_t d);
+void k_bf16_folded(cuda_ctx *c, const float *y, int64_t n, int64_t d);
 void k_attn_rope_segments(cuda_ctx *c, float *out, float *q, int64_t ldq, float *k, int64_t ldk, const float *v,
                           int64_t ldv, const float *cs, const float *sn, const int64_t *cu, int n_seg, int n_heads,
                           int head_dim, float scale);

@@ -116,12 +116,13 @@ int k_flash_wg(cuda_ctx *c, int variant, float *out, int64_t ldo, const float *q
  * bulk copy from the images conv_img_kernel writes first): whether it takes these operands
  * (c->flash_bulk, the wgmma shape, 16-byte rows), and the attention through it, arguments as
  * flash_launch's; kcs / ksn and qcs / qsn (NULL: none): K and Q rotated on the way (NeoX, rope_rot;
- * rows of 64 floats, row r of k / q at + 64 r) */
+ * rows of 64 floats, row r of k / q at + 64 r); outb (NULL: none): the output in bf16 as well */
 int k_flash_bulk_takes(const cuda_ctx *c, int hd, int64_t nq, const void *k, int64_t ldk_bytes, const void *v,
                        int64_t ldv_bytes);
 template <typename KT>
 int k_flash_bulk(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq, const KT *k, int64_t ldk,
                  const KT *v, int64_t ldv, int64_t nq, int64_t nk, int causal, int64_t pos0, int n_heads, int n_kv,
-                 float scale, const float *kcs, const float *ksn, const float *qcs, const float *qsn);
+                 float scale, const float *kcs, const float *ksn, const float *qcs, const float *qsn,
+                 __nv_bfloat16 *outb);
 
 #endif

@@ -202,7 +202,8 @@ __device__ __forceinline__ void flash_wg_body(float *__restrict__ out, int64_t l
                                               int64_t ldq, const __nv_bfloat16 *__restrict__ kb,
                                               const __nv_bfloat16 *__restrict__ vt, int64_t nq, int64_t nk,
                                               int64_t nk_pad, int causal, int64_t pos0, int group, float scale_log2,
-                                              const float *__restrict__ qcs, const float *__restrict__ qsn) {
+                                              const float *__restrict__ qcs, const float *__restrict__ qsn,
+                                              __nv_bfloat16 *__restrict__ outb) {
 #ifdef GLMV_WGMMA_CODE
     PDL_ENTRY();
     static_assert(!PROD || PP, "bulk copies feed the ping-pong variant");
@@ -430,10 +431,14 @@ __device__ __forceinline__ void flash_wg_body(float *__restrict__ out, int64_t l
 #pragma unroll
     for (int nb = 0; nb < HD / 8; nb++) {
         int cc = nb * 8 + tig * 2;
-        if (row_a < nq)
-            *(float2 *)(out + row_a * ldo + cc) = make_float2(o[4 * nb + 0] * inv_a, o[4 * nb + 1] * inv_a);
-        if (row_b < nq)
-            *(float2 *)(out + row_b * ldo + cc) = make_float2(o[4 * nb + 2] * inv_b, o[4 * nb + 3] * inv_b);
+        const float2 ya = make_float2(o[4 * nb + 0] * inv_a, o[4 * nb + 1] * inv_a);
+        const float2 yb = make_float2(o[4 * nb + 2] * inv_b, o[4 * nb + 3] * inv_b);
+        if (row_a < nq) *(float2 *)(out + row_a * ldo + cc) = ya;
+        if (row_b < nq) *(float2 *)(out + row_b * ldo + cc) = yb;
+        if (PROD && outb) { /* the same values in bf16, as k_to_bf16 rounds them */
+            if (row_a < nq) *(uint32_t *)(outb + row_a * ldo + cc) = pack_bf16(ya.x, ya.y);
+            if (row_b < nq) *(uint32_t *)(outb + row_b * ldo + cc) = pack_bf16(yb.x, yb.y);
+        }
     }
 #endif
 }
@@ -444,16 +449,17 @@ __global__ void __launch_bounds__(WG * 128, 1) flash_wg_kernel(
     const __nv_bfloat16 *__restrict__ kb, const __nv_bfloat16 *__restrict__ vt, int64_t nq,
     int64_t nk, int64_t nk_pad, int causal, int64_t pos0, int group, float scale_log2) {
     flash_wg_body<WG, ST, BN, PP, false>(out, ldo, q, ldq, kb, vt, nq, nk, nk_pad, causal, pos0, group, scale_log2,
-                                         NULL, NULL);
+                                         NULL, NULL, NULL);
 }
 
 /* two warpgroups, three stages of 128-key tiles, ping-pong, each tile one bulk copy */
 __global__ void __launch_bounds__(2 * 128, 1) flash_wp_kernel(
     float *__restrict__ out, int64_t ldo, const float *__restrict__ q, int64_t ldq,
     const __nv_bfloat16 *__restrict__ img, int64_t nq, int64_t nk, int64_t nk_pad, int causal, int64_t pos0,
-    int group, float scale_log2, const float *__restrict__ qcs, const float *__restrict__ qsn) {
+    int group, float scale_log2, const float *__restrict__ qcs, const float *__restrict__ qsn,
+    __nv_bfloat16 *__restrict__ outb) {
     flash_wg_body<2, 3, 128, true, true>(out, ldo, q, ldq, img, NULL, nq, nk, nk_pad, causal, pos0, group,
-                                         scale_log2, qcs, qsn);
+                                         scale_log2, qcs, qsn, outb);
 }
 
 template <int WG, int ST, int BN, bool PP = false>
@@ -574,7 +580,8 @@ int k_flash_bulk_takes(const cuda_ctx *c, int hd, int64_t nq, const void *k, int
 template <typename KT>
 int k_flash_bulk(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t ldq, const KT *k, int64_t ldk,
                  const KT *v, int64_t ldv, int64_t nq, int64_t nk, int causal, int64_t pos0, int n_heads, int n_kv,
-                 float scale, const float *kcs, const float *ksn, const float *qcs, const float *qsn) {
+                 float scale, const float *kcs, const float *ksn, const float *qcs, const float *qsn,
+                 __nv_bfloat16 *outb) {
     static int attr_set[64];
     const size_t sh = FW_SMEM(3, 128);
     if (!attr_set[c->dev & 63]) {
@@ -596,14 +603,14 @@ int k_flash_bulk(cuda_ctx *c, float *out, int64_t ldo, const float *q, int64_t l
         dim3 grid(cdiv(nqq, 128), (unsigned)n_heads);
         cuda_launch(c, flash_wp_kernel, grid, 2 * 128, sh, out + t0 * ldo, ldo, q + t0 * ldq, ldq,
                     (const __nv_bfloat16 *)img, nqq, nk, nk_pad, causal, pos0 + t0, group, scale * LOG2E,
-                    qcs ? qcs + t0 * 64 : qcs, qsn ? qsn + t0 * 64 : qsn);
+                    qcs ? qcs + t0 * 64 : qcs, qsn ? qsn + t0 * 64 : qsn, outb ? outb + t0 * ldo : outb);
     }
     return cuda_check(c, "attention (flash, wgmma, bulk copies)");
 }
 template int k_flash_bulk<float>(cuda_ctx *, float *, int64_t, const float *, int64_t, const float *, int64_t,
                                  const float *, int64_t, int64_t, int64_t, int, int64_t, int, int, float,
-                                 const float *, const float *, const float *, const float *);
+                                 const float *, const float *, const float *, const float *, __nv_bfloat16 *);
 template int k_flash_bulk<__nv_bfloat16>(cuda_ctx *, float *, int64_t, const float *, int64_t,
                                          const __nv_bfloat16 *, int64_t, const __nv_bfloat16 *, int64_t, int64_t,
                                          int64_t, int, int64_t, int, int, float, const float *, const float *,
-                                         const float *, const float *);
+                                         const float *, const float *, __nv_bfloat16 *);

@@ -111,15 +111,13 @@ __global__ void rmsnorm_kernel(float *y, const float *x, const void *w, int dt, 
     }
 }
 
-/* where a norm of n rows of d also writes them in bf16 for the product after it (cuda_ctx's bn), that
- * buffer; NULL where it does not */
-static __nv_bfloat16 *bf16_fold(cuda_ctx *c, int64_t n, int64_t d) {
+__nv_bfloat16 *k_bf16_fold(cuda_ctx *c, int64_t n, int64_t d) {
     if (!c->bf16 || c->bfold_off || n <= GEMV_MAX_M) return NULL;
     size_t bytes = sizeof(__nv_bfloat16) * (size_t)(n * d);
     return (__nv_bfloat16 *)cuda_grow(c, &c->bn, &c->bn_bytes, bytes, bytes, "out of device memory for bf16 rows");
 }
 
-static void bf16_folded(cuda_ctx *c, const float *y, int64_t n, int64_t d) { /* after the launch, which clears it */
+void k_bf16_folded(cuda_ctx *c, const float *y, int64_t n, int64_t d) {
     c->bn_src = y;
     c->bn_m = n;
     c->bn_k = d;
@@ -136,12 +134,12 @@ void k_rmsnorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, int6
     if (n <= 0) return;
     /* the float4 path needs 16-byte aligned rows */
     int vec = (d & 3) == 0 && !((uintptr_t)x % 16) && !((uintptr_t)y % 16);
-    __nv_bfloat16 *yb = bf16_fold(c, n, d);
+    __nv_bfloat16 *yb = k_bf16_fold(c, n, d);
     if (c->failed) return;
     cuda_launch(c, rmsnorm_kernel, (unsigned)n, norm_threads(d), 0, y, x, w->data, w->dtype, d,
                                                                    eps, vec, yb);
     if (cuda_check(c, "rmsnorm")) return;
-    if (yb) bf16_folded(c, y, n, d);
+    if (yb) k_bf16_folded(c, y, n, d);
 }
 
 /* rmsnorm_kernel's arithmetic twice, with the residual add between: x += w1·(t·r1), then
@@ -251,12 +249,12 @@ void k_norm_add_norm(cuda_ctx *c, float *x, float *y, const float *t, const glmv
         c->qn_k = d;
         return;
     }
-    __nv_bfloat16 *yb = bf16_fold(c, n, d);
+    __nv_bfloat16 *yb = k_bf16_fold(c, n, d);
     if (c->failed) return;
     cuda_launch(c, norm_add_norm_kernel<0>, (unsigned)n, norm_threads(d), 0, x, y, t, w1 ? w1->data : NULL,
                 w1 ? (int)w1->dtype : 0, w2->data, w2->dtype, d, eps, vec, (int8_t *)NULL, (float *)NULL, (int32_t *)NULL, yb);
     if (cuda_check(c, "norm_add_norm")) return;
-    if (yb) bf16_folded(c, y, n, d);
+    if (yb) k_bf16_folded(c, y, n, d);
 }
 
 __global__ void layernorm_kernel(float *y, const float *x, const void *w, int dtw, const void *b,
