@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|dec|ttft|video|videottft|wgmma|decode|dectile|dectrace|bulk -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|dec|ttft|video|videottft|wgmma|decode|dectile|dectrace|bulk|tower -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -71,6 +71,9 @@
 #   dectile  the decode attention through shared memory (GLMV_CUDA_DEC_TILE) against dec_mma_kernel: tests,
 #          steady decode, 8k, ncu of the attention, serving; the tower's position table on the GPU
 #   dectrace  an nsys timeline of 16 streams' decode step with each decode attention kernel
+#   tower  the tower's kernels summed by name (ncu), the first token with a prompt's biases in
+#          cuBLASLt's epilogue against written first (GLMV_CUDA_LT_BIAS), the image's host stages
+#          (bench_image); TOWER_FIG=1: then figures
 #   bulk   the wgmma flash kernel fed by bulk copies, the tower's rotation inside it (GLMV_CUDA_FLASH_BULK):
 #          all of test_cuda, the CUDA parity tests, then against =0: the attention alone, the first
 #          token of the 1120x1120 PNG, the tower, the 512-token prefill (BULK_FIG=1: then figures)
@@ -862,6 +865,58 @@ bulk)
     fi
     echo "== $((SECONDS - S0)) s"
     [ "${BULK_FIG:-0}" = 1 ] && left && LIMIT=$((${LIMIT:-450} - (SECONDS - S0))) bash "$0" figures
+    ;;
+tower)
+    # the tower's kernels and the first token's stages: test_cuda's products and attention, the CUDA
+    # parity tests of images, the tower's kernels summed by name (ncu, one 1120x1120 tower), the first
+    # token of the 1120x1120 PNG with a prompt's biases in cuBLASLt's epilogue (the default) and
+    # written first (GLMV_CUDA_LT_BIAS=0), alternating (TOWER_ROUNDS, 3), the image's host stages on
+    # this machine's CPU (bench_image, when carried in .dev/cuda/bin); then (TOWER_FIG=1) figures
+    S0=$SECONDS
+    left() { [ $((SECONDS - S0)) -lt ${LIMIT:-450} ]; }
+    { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
+    GLMV_TEST_ONLY=matmul_bf16_cublas,mlp,flash_bulk,attn_segments,attn_causal_flash timeout 120 build/cuda/tests/test_cuda \
+        >"$OUT/test_cuda.log" 2>&1
+    echo "== test_cuda: rc $?"; grep -E 'bias|^ok|not ok|RESULT|FAIL' "$OUT/test_cuda.log" | head -30
+    GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,bf16_tiny_image2,joined_vision \
+        timeout 150 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
+    echo "== test_parity on CUDA: rc $?"; grep -E '^ok|not ok|RESULT' "$OUT/parity_cuda.log"
+    NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+    for v in 1 0; do
+        left || break
+        echo "== GLMV_CUDA_LT_BIAS=$v: the tower's kernels (ncu, one 1120x1120 tower, each kernel alone)"
+        GLMV_CUDA_LT_BIAS=$v timeout 150 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv build/cuda/glmv bench \
+            --synthetic --layers 1 --device cuda --prompt 0 --decode 0 --vision 1120x1120 >"$OUT/ncu_tower$v.csv" 2>>"$OUT/ncu.err"
+        python3 - "$OUT/ncu_tower$v.csv" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+if not rows: print("  no rows"); sys.exit()
+h = rows[0]; k = h.index("Kernel Name"); v = h.index("Metric Value"); u = h.index("Metric Unit")
+t = collections.defaultdict(float); n = collections.Counter()
+for r in rows[1:]:
+    x = float(r[v].replace(",", "")); x = x / 1e3 if r[u] in ("nsecond", "ns") else x if r[u] in ("usecond", "us") else x * 1e3
+    name = r[k].split("(")[0].replace("void ", "").split("<")[0][:60]; t[name] += x; n[name] += 1
+print("  total %.2f ms over %d kernels" % (sum(t.values()) / 1e3, sum(n.values())))
+for name, x in sorted(t.items(), key=lambda e: -e[1])[:18]: print("  %8.2f ms %5d  %s" % (x / 1e3, n[name], name))
+PY
+    done
+    if [ -f .dev/ttft/photo_1120.png ]; then
+        tok_dir .dev/ttft/tokenizer.json.xz
+        for r in $(seq "${TOWER_ROUNDS:-3}"); do
+            for v in 0 1; do
+                left || break
+                echo "== GLMV_CUDA_LT_BIAS=$v: the first token of the 1120x1120 PNG; the 512-token prefill"
+                GLMV_CUDA_LT_BIAS=$v timeout 150 build/cuda/glmv bench --synthetic --layers 40 --device cuda --prompt 512 \
+                    --tokenizer /tmp/tok --prompt-reps 6 --decode 0 --image .dev/ttft/photo_1120.png \
+                    --question "Describe this image." 2>&1 | grep -E '^prefill|^time to first'
+            done
+        done
+        [ -x .dev/cuda/bin/bench_image ] && for t in 1 16; do
+            echo "== bench_image -t $t"; .dev/cuda/bin/bench_image -n 5 -t $t .dev/ttft/photo_1120.png
+        done
+    fi
+    echo "== $((SECONDS - S0)) s"; tail -n 2 "$OUT/ncu.err" 2>/dev/null
+    [ "${TOWER_FIG:-0}" = 1 ] && left && LIMIT=$((${LIMIT:-450} - (SECONDS - S0))) bash "$0" figures
     ;;
 dectrace)
     # where 16 streams' step goes with each decode attention kernel (GLMV_CUDA_DEC_TILE 0 and 1; DT_TRACE

@@ -112,6 +112,7 @@ static void cu_destroy(glmv_backend *be) {
         if (c->qx) cudaFree(c->qx);
         if (c->qn) cudaFree(c->qn);
         if (c->bn) cudaFree(c->bn);
+        if (c->bias32) cudaFree(c->bias32);
         if (c->mmq_cnt) cudaFree(c->mmq_cnt);
         if (c->workspace) cudaFree(c->workspace);
         if (c->stream) cudaStreamDestroy(c->stream);
@@ -395,8 +396,18 @@ static int gemm_lt(cuda_ctx *c, void *d, cudaDataType_t dt, const __nv_bfloat16 
     cublasLtMatmulPreference_t pref = NULL;
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     const cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-    const cudaDataType_t bt = bias && bias->dtype == GLMV_F32 ? CUDA_R_32F : CUDA_R_16BF;
+    /* the bias in the output's type: a BF16 bias widened first where the output is float32 */
     const void *bp = bias ? bias->data : NULL;
+    if (bias && dt == CUDA_R_32F && bias->dtype == GLMV_BF16) {
+        const int64_t n_b = glmv_tensor_rows(w);
+        const size_t bb = sizeof(float) * (size_t)n_b; /* room for the model's widest bias at once */
+        float *b32 = (float *)cuda_grow(c, &c->bias32, &c->bias32_bytes, bb, bb > (256u << 10) ? bb : 256u << 10,
+                                        "out of device memory for a bias");
+        if (!b32) return -1;
+        k_bf16_to_f32(c, b32, (const __nv_bfloat16 *)bias->data, n_b);
+        bp = b32;
+    }
+    const cudaDataType_t bt = bias && (dt == CUDA_R_32F || bias->dtype == GLMV_F32) ? CUDA_R_32F : CUDA_R_16BF;
     const size_t ws = c->workspace_bytes;
     /* column-major view, as gemm_bf16: dᵀ[n, m] = W[k, n]ᵀ · xbᵀ[k, m] */
     cublasStatus_t s = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);

@@ -74,6 +74,8 @@ struct cuda_ctx {
     int dec_occ[2];              /* dec_tile_kernel's blocks a multiprocessor, head dims 128 and 64 */
     int dec_min_steps;           /* its chunks' 64-key steps at least (GLMV_CUDA_DEC_MIN_STEPS) */
     int lt_bias;                 /* a prompt's biases in cuBLASLt's epilogue (GLMV_CUDA_LT_BIAS, default 1) */
+    void *bias32;                /* a BF16 bias widened for that epilogue (float32 outputs take float32 biases) */
+    size_t bias32_bytes;
     int flash_bulk;              /* the wgmma flash kernel fed by bulk copies (GLMV_CUDA_FLASH_BULK, default 1) */
 };
 
