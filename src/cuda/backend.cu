@@ -400,9 +400,9 @@ static int gemm_lt(cuda_ctx *c, void *d, cudaDataType_t dt, const __nv_bfloat16 
     const void *bp = bias ? bias->data : NULL;
     if (bias && dt == CUDA_R_32F && bias->dtype == GLMV_BF16) {
         const int64_t n_b = glmv_tensor_rows(w);
-        const size_t bb = sizeof(float) * (size_t)n_b; /* room for the model's widest bias at once */
-        float *b32 = (float *)cuda_grow(c, &c->bias32, &c->bias32_bytes, bb, bb > (256u << 10) ? bb : 256u << 10,
-                                        "out of device memory for a bias");
+        const size_t bb = sizeof(float) * (size_t)n_b;
+        if (bb > c->bias32_bytes && c->capturing) return 1; /* no allocation while recording */
+        float *b32 = (float *)cuda_grow(c, &c->bias32, &c->bias32_bytes, bb, bb, "out of device memory for a bias");
         if (!b32) return -1;
         k_bf16_to_f32(c, b32, (const __nv_bfloat16 *)bias->data, n_b);
         bp = b32;
@@ -784,6 +784,15 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
         c->mmq_cnt = NULL;
     }
     if (cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS) c->lt = NULL; /* be->mlp then declines */
+    /* room for a widened bias of up to 64K outputs now, so that none is allocated (a synchronisation)
+     * while a step is being recorded */
+    if (c->lt && cudaMalloc(&c->bias32, 256u << 10) == cudaSuccess) {
+        c->bias32_bytes = 256u << 10;
+        c->allocated += 256 << 10;
+    } else {
+        c->bias32 = NULL; /* on demand, then */
+        cudaGetLastError();
+    }
     cublasSetStream(c->blas, c->stream);
     cublasSetWorkspace(c->blas, c->workspace, c->workspace_bytes);
     cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH); /* no TF32 for fp32 */
