@@ -320,9 +320,9 @@ static int flash_launch(cuda_ctx *c, float *out, int64_t ldo, const float *q, in
      * Measured on an H100: a 6,400-patch segment 687 us against 748, 4,096 rows causal 388 against 444 */
     static int pp = -1;
     if (pp < 0) pp = !(getenv("GLMV_CUDA_FLASH_PP") && atoi(getenv("GLMV_CUDA_FLASH_PP")) == 0);
-    /* its tiles in one bulk copy each where it takes the operands (GLMV_CUDA_FLASH_BULK=0: not) */
-    if (use_wg && pp && bn == 128 && wg == 2 &&
-        k_flash_bulk_takes(c, hd, nq, k, ldk * (int64_t)sizeof(KT), v, ldv * (int64_t)sizeof(KT)))
+    /* its tiles in one bulk copy each where it takes the operands (GLMV_CUDA_FLASH_BULK=0, or another
+     * variant asked for above: not; k_attn_init) */
+    if (k_flash_bulk_takes(c, hd, nq, k, ldk * (int64_t)sizeof(KT), v, ldv * (int64_t)sizeof(KT)))
         return k_flash_bulk<KT>(c, out, ldo, q, ldq, k, ldk, v, ldv, nq, nk, causal, pos0, n_heads, n_kv, scale, NULL,
                                 NULL, NULL, NULL, NULL);
     const int pad = use_wg && bn == 128 && wg == 2 ? 128 : FA_BN; /* whole tiles of K and Vt */
