@@ -1148,7 +1148,7 @@ rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
 h = rows[0]; k = h.index("Kernel Name"); v = h.index("Metric Value"); u = h.index("Metric Unit")
 t = collections.defaultdict(float); n = collections.Counter()
 for r in rows[1:]:
-    x = float(r[v].replace(",", "")); x = x / 1e3 if r[u] == "nsecond" else x if r[u] == "usecond" else x * 1e3
+    x = float(r[v].replace(",", "")); x = x / 1e3 if r[u] in ("nsecond", "ns") else x if r[u] in ("usecond", "us") else x * 1e3
     name = r[k].split("(")[0].split("<")[0][:60]; t[name] += x; n[name] += 1
 print("== the tower's kernels (ncu, one 1120x1120 call): total %.1f ms" % (sum(t.values()) / 1e3))
 for name, x in sorted(t.items(), key=lambda e: -e[1])[:14]: print("%8.2f ms %5d  %s" % (x / 1e3, n[name], name))

@@ -420,24 +420,56 @@ done:
 /* ---------------------------------------------------------------- patchify
  * ref: Glm4vImageProcessor._rescale_and_normalize (fused: mean and std are
  * fp32 tensors multiplied by 1/rescale_factor in fp32, then (x - m) / s in
- * fp32) and Glm4vImageProcessor.patchify. */
+ * fp32) and Glm4vImageProcessor.patchify. The rows are made as the pixels'
+ * bytes (a quarter of the floats' memory, hashed and copied to a device as
+ * they are) and widened through the channel's table where they are used
+ * (glmv_patch_expand, or a device kernel); glmv_patchify does both here. */
+void glmv_patch_lut_init(const glmv_image_params *p, glmv_patch_lut *lut) {
+    /* the fused constants: fp32(mean) * fp32(1/rescale), rounded to fp32 */
+    float inv = (float)(1.0 / p->rescale_factor);
+    for (int c = 0; c < 3; c++) {
+        const float m = p->mean[c] * inv, sd = p->std[c] * inv;
+        for (int v = 0; v < 256; v++) lut->v[c][v] = ((float)v - m) / sd;
+    }
+}
+
+void glmv_patch_expand(const uint8_t *rows8, int64_t n, int64_t ch, const glmv_patch_lut *lut, float *out) {
+    for (int64_t i0 = 0; i0 < n; i0 += ch) {
+        const float *t = lut->v[(i0 / ch) % 3];
+        const int64_t e = GLMV_MIN(n, i0 + ch);
+        for (int64_t i = i0; i < e; i++) out[i] = t[rows8[i]];
+    }
+}
+
 typedef struct {
     const glmv_rgb *frames;
     int n_frames, ps, tp, ms, gh, gw;
-    float lut[3][256];          /* ((float)v - 255*mean[c]) / (255*std[c]), fp32 */
-    float *rows;
+    uint8_t *rows;
     int ph0, ph1;               /* patch rows [ph0, ph1) of every temporal group */
 } patch_job;
 
-/* For each image row: normalise it once into planar fp32 (c, x), then copy
- * 14-float runs to the patch rows that hold them, for each temporal slot
- * that uses this frame. */
+/* n bytes; the checkpoint's 14 as two overlapping 8-byte moves (not a call of memcpy) */
+static inline void copy_run(uint8_t *d, const uint8_t *s, int n) {
+    if (n == 14) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + 6, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + 6, &b, 8);
+    } else {
+        memcpy(d, s, (size_t)n);
+    }
+}
+
+/* For each image row: split it once into planes (c, x), then copy 14-byte
+ * runs to the patch rows that hold them, for each temporal slot that uses
+ * this frame. */
 static void *patch_worker(void *arg) {
     const patch_job *j = arg;
     const int ps = j->ps, tp = j->tp, ms = j->ms, w = j->frames[0].w;
     const int gt = (j->n_frames + tp - 1) / tp;
     const int64_t row_len = (int64_t)3 * tp * ps * ps;
-    float *nr = malloc(sizeof(float) * 3 * (size_t)w);
+    uint8_t *nr = malloc(3 * (size_t)w);
     if (!nr) return (void *)1;
     for (int t = 0; t < gt; t++)
         for (int tt = 0; tt < tp;) {
@@ -449,19 +481,18 @@ static void *patch_worker(void *arg) {
                 for (int i = 0; i < ps; i++) {
                     const uint8_t *px = img + (size_t)(ph * ps + i) * w * 3;
                     for (int c = 0; c < 3; c++) {
-                        float *o = nr + (size_t)c * w;
-                        const float *lut = j->lut[c];
-                        for (int x = 0; x < w; x++) o[x] = lut[px[3 * x + c]];
+                        uint8_t *o = nr + (size_t)c * w;
+                        for (int x = 0; x < w; x++) o[x] = px[3 * x + c];
                     }
                     for (int pw = 0; pw < j->gw; pw++) {
                         int64_t r = (int64_t)t * j->gh * j->gw +
                                     (((int64_t)(ph / ms) * (j->gw / ms) + pw / ms) * ms + ph % ms) * ms +
                                     pw % ms;
-                        float *row = j->rows + r * row_len;
+                        uint8_t *row = j->rows + r * row_len;
                         for (int c = 0; c < 3; c++)
                             for (int k = 0; k < span; k++)
-                                memcpy(row + (((int64_t)c * tp + tt + k) * ps + i) * ps,
-                                       nr + (size_t)c * w + (size_t)pw * ps, sizeof(float) * ps);
+                                copy_run(row + (((int64_t)c * tp + tt + k) * ps + i) * ps,
+                                         nr + (size_t)c * w + (size_t)pw * ps, ps);
                     }
                 }
             tt += span;
@@ -470,8 +501,8 @@ static void *patch_worker(void *arg) {
     return NULL;
 }
 
-int glmv_patchify(const glmv_rgb *frames, int n_frames, const glmv_image_params *p, float *rows,
-                  char *err) {
+int glmv_patchify_u8(const glmv_rgb *frames, int n_frames, const glmv_image_params *p, uint8_t *rows,
+                     char *err) {
     const int ps = p->patch_size, tp = p->temporal_patch_size, ms = p->merge_size;
     if (n_frames < 1 || ps < 1 || tp < 1 || ms < 1)
         return glmv_errf(err, "patchify: bad parameters (frames %d, patch %d)", n_frames, ps);
@@ -484,13 +515,7 @@ int glmv_patchify(const glmv_rgb *frames, int n_frames, const glmv_image_params 
                              frames[f].h, w, h);
     patch_job base = {.frames = frames, .n_frames = n_frames, .ps = ps, .tp = tp, .ms = ms,
                       .gh = h / ps, .gw = w / ps, .rows = rows};
-    /* the fused constants: fp32(mean) * fp32(1/rescale), rounded to fp32 */
-    float inv = (float)(1.0 / p->rescale_factor);
-    for (int c = 0; c < 3; c++) {
-        const float m = p->mean[c] * inv, sd = p->std[c] * inv;
-        for (int v = 0; v < 256; v++) base.lut[c][v] = ((float)v - m) / sd;
-    }
-    int nt = n_threads_for((int64_t)w * h * 3 * 4);
+    int nt = n_threads_for((int64_t)w * h * 3 * tp);
     if (nt > base.gh) nt = base.gh;
     patch_job jobs[32];
     for (int i = 0; i < nt; i++) {
@@ -501,7 +526,25 @@ int glmv_patchify(const glmv_rgb *frames, int n_frames, const glmv_image_params 
     return glmv_run_jobs(patch_worker, jobs, sizeof *jobs, nt) ? glmv_errf(err, "patchify: out of memory") : 0;
 }
 
-int glmv_image_preprocess(const glmv_rgb *img, const glmv_image_params *p, float **rows,
+int glmv_patchify(const glmv_rgb *frames, int n_frames, const glmv_image_params *p, float *rows,
+                  char *err) {
+    const int ps = p->patch_size, tp = p->temporal_patch_size;
+    if (n_frames < 1 || ps < 1 || tp < 1 || frames[0].w <= 0 || frames[0].h <= 0)
+        return glmv_errf(err, "patchify: bad parameters (frames %d, patch %d)", n_frames, ps);
+    const int64_t n = (int64_t)((n_frames + tp - 1) / tp) * (frames[0].h / ps) * (frames[0].w / ps) * 3 * tp * ps * ps;
+    uint8_t *b = malloc((size_t)GLMV_MAX(n, 1));
+    if (!b) return glmv_errf(err, "patchify: out of memory");
+    int rc = glmv_patchify_u8(frames, n_frames, p, b, err);
+    if (!rc) {
+        glmv_patch_lut lut;
+        glmv_patch_lut_init(p, &lut);
+        glmv_patch_expand(b, n, (int64_t)tp * ps * ps, &lut, rows);
+    }
+    free(b);
+    return rc;
+}
+
+int glmv_image_preprocess(const glmv_rgb *img, const glmv_image_params *p, uint8_t **rows,
                           int grid[3], char *err) {
     *rows = NULL;
     int oh, ow;
@@ -514,14 +557,14 @@ int glmv_image_preprocess(const glmv_rgb *img, const glmv_image_params *p, float
     if (!same && glmv_image_resize(img, ow, oh, &rs, err)) return -1;
     const int gh = oh / p->patch_size, gw = ow / p->patch_size;
     size_t n = glmv_mul_size(glmv_mul_size((size_t)gh * gw, (size_t)3 * p->temporal_patch_size),
-                             glmv_mul_size((size_t)p->patch_size * p->patch_size, sizeof(float)));
-    float *out = n == SIZE_MAX ? NULL : glmv_alloc_big(n); /* ~100 MB for a big image */
+                             (size_t)p->patch_size * p->patch_size);
+    uint8_t *out = n == SIZE_MAX ? NULL : glmv_alloc_big(n); /* ~25 MB for a big image */
     if (!out) {
         glmv_rgb_free(&rs);
         return glmv_errf(err, "image %dx%d: out of memory for %dx%d patches", img->w, img->h, gw,
                          gh);
     }
-    int rc = glmv_patchify(same ? img : &rs, 1, p, out, err);
+    int rc = glmv_patchify_u8(same ? img : &rs, 1, p, out, err);
     glmv_rgb_free(&rs);
     if (rc) {
         free(out);

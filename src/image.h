@@ -54,17 +54,34 @@ int glmv_smart_resize(int n_frames, int h, int w, int factor, int64_t min_pixels
 /* Bicubic antialiased resize of RGB u8, matching the reference resampler. */
 int glmv_image_resize(const glmv_rgb *src, int out_w, int out_h, glmv_rgb *dst, char *err);
 
-/* Rescale, normalise and patchify n_frames frames of identical size (h, w
- * multiples of patch*merge) into rows [gt*gh*gw, 3*tp*p*p] (fp32), with
+/* What a patch row's byte stands for: value v of channel c is v[c][v], the
+ * pixel rescaled and normalised in fp32 as the reference does it. */
+typedef struct {
+    float v[3][256];
+} glmv_patch_lut;
+
+void glmv_patch_lut_init(const glmv_image_params *p, glmv_patch_lut *lut);
+
+/* out[i] = lut->v[(i / ch) % 3][rows8[i]], i < n: patch rows of bytes widened
+ * (ch = tp*p*p values of a channel, the channels one after another in a row). */
+void glmv_patch_expand(const uint8_t *rows8, int64_t n, int64_t ch, const glmv_patch_lut *lut, float *out);
+
+/* Patchify n_frames frames of identical size (h, w multiples of
+ * patch*merge) into rows [gt*gh*gw, 3*tp*p*p] of the pixels' bytes, with
  * gt = ceil(n_frames / tp) (the last frame repeated to fill), gh = h/p,
  * gw = w/p, in merge-block order (GLM4V.md §5.1, §6.3). An image is one frame. */
+int glmv_patchify_u8(const glmv_rgb *frames, int n_frames, const glmv_image_params *p,
+                     uint8_t *rows, char *err);
+
+/* The same rows rescaled and normalised to fp32 (glmv_patchify_u8, then
+ * glmv_patch_expand with p's table). */
 int glmv_patchify(const glmv_rgb *frames, int n_frames, const glmv_image_params *p,
                   float *rows, char *err);
 
 /* Everything for one image: decode result -> smart_resize -> resize ->
- * patchify. *rows is malloc'd [grid[0]*grid[1]*grid[2], 3*tp*p*p]; grid is
- * (t, h, w) in patches. */
-int glmv_image_preprocess(const glmv_rgb *img, const glmv_image_params *p, float **rows,
+ * patchify. *rows is malloc'd [grid[0]*grid[1]*grid[2], 3*tp*p*p] bytes
+ * (glmv_patchify_u8); grid is (t, h, w) in patches. */
+int glmv_image_preprocess(const glmv_rgb *img, const glmv_image_params *p, uint8_t **rows,
                           int grid[3], char *err);
 
 #endif

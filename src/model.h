@@ -16,6 +16,7 @@
 #include "chat.h"
 #include "config.h"
 #include "glmv.h"
+#include "image.h"
 #include "ops.h"
 #include "safetensors.h"
 
@@ -304,10 +305,23 @@ void glmv_rope_vision_table(int head_dim, double theta, const int32_t *hp, const
                             int64_t n, float *cos, float *sin);
 
 /* ---- vision.c ---- */
+/* The vision tower's input rows (n_patches, 3*T*P*P) on the host: floats, or the pixels' bytes
+ * (what the prompt stage keeps: a quarter of the memory, hashed and written to a device as they
+ * are and widened there), byte b of a row's channel c standing for luts[seg_lut[segment]].v[c][b]. */
+typedef struct {
+    const float *f32;                      /* the rows as floats, or NULL: */
+    const uint8_t *u8;                     /* the rows as bytes */
+    const glmv_patch_lut *luts;
+    const int *seg_lut;                    /* a table per segment (NULL: luts[0] for all) */
+} glmv_patches;
+
 /* Rows of all images/frame groups (n_patches, 3*T*P*P) (host), their grids;
  * out (backend) receives (n_patches / merge^2, Ov) features. */
 int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t n_patches,
                         const int (*grid)[3], int n_grid, float *out, char *err);
+/* The same for rows as floats or bytes. */
+int glmv_vision_forward_patches(glmv_model *m, const glmv_patches *px, int64_t n_patches,
+                                const int (*grid)[3], int n_grid, float *out, char *err);
 /* Bicubic resample of the learned position table for one grid (host):
  * out (gh*gw, Hv) in merge-block order, on `threads` threads (at most one a
  * column; the same floats for any number). -1: out of memory. */

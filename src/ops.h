@@ -110,6 +110,12 @@ struct glmv_backend {
      * it); not page-locked memory from host_alloc, whose copy may still be under way. NULL:
      * convert on the host and write. */
     void (*write_bf16)(glmv_backend *be, float *dst, const uint16_t *src_host, int64_t count);
+    /* dst[i] = lut[256 * ((i / run) % tables) + src_host[i]], i < count: bytes written and
+     * widened through tables of 256 floats (the vision tower's patch rows as the pixels' bytes:
+     * a quarter of the floats' transfer). The same pageable-memory terms as write_bf16; lut is
+     * read before the call returns. NULL: widen on the host and write. */
+    void (*write_lut)(glmv_backend *be, float *dst, const uint8_t *src_host, int64_t count, int64_t run,
+                      const float *lut, int tables);
     void (*read)(glmv_backend *be, void *dst_host, const void *src, size_t bytes);
     /* The same without waiting: the bytes are there after the next sync (NULL: read). */
     void (*read_async)(glmv_backend *be, void *dst_host, const void *src, size_t bytes);

@@ -467,9 +467,12 @@ static int is_eos(const glmv_config *c, int32_t id) {
  * segment per image and per video frame pair (grid); M-RoPE needs the
  * images' grids and the videos' grids apart. */
 typedef struct {
-    float *rows;     /* all patch rows [n_rows, K] */
+    uint8_t *rows;   /* all patch rows [n_rows, K] as the pixels' bytes (glmv_patchify_u8) */
     int64_t n_rows;
     int64_t rows_cap; /* rows it has room for */
+    glmv_patch_lut *luts; /* what the bytes stand for: the image and the video processors' */
+    int n_luts;
+    int *seg_lut;    /* per segment: its table in luts */
     int (*grid)[3];  /* vision segments: images and video frame pairs (1, gh, gw) */
     int n;
     int (*img_grid)[3];
@@ -481,6 +484,8 @@ typedef struct {
 
 static void media_free(media *md) {
     free(md->rows);
+    free(md->luts);
+    free(md->seg_lut);
     free(md->grid);
     free(md->img_grid);
     free(md->vid_grid);
@@ -488,15 +493,29 @@ static void media_free(media *md) {
     free(md->vid_ts);
 }
 
-/* Append patch rows and one segment grid per frame pair (or the image). */
-/* The first medium's rows are taken as they are (*rows becomes NULL): a 1120x1120 image's are
- * 30 MB, whose copy into fresh memory cost more than decoding the PNG; later ones are appended
- * (into memory that doubles, on huge pages). */
-static int media_add_rows(media *md, float **rows, const int grid[3], int64_t K, char *err) {
+/* Append patch rows (bytes standing for lut's values) and one segment grid per frame pair (or the
+ * image). The first medium's rows are taken as they are (*rows becomes NULL): a 1120x1120
+ * image's are 7.5 MB, not worth copying into fresh memory; later ones are appended (into memory
+ * that doubles, on huge pages). */
+static int media_add_rows(media *md, uint8_t **rows, const int grid[3], int64_t K, const glmv_patch_lut *lut,
+                          char *err) {
     int64_t per = (int64_t)grid[1] * grid[2], nr = per * grid[0];
     int(*g)[3] = realloc(md->grid, sizeof(int[3]) * (size_t)(md->n + grid[0]));
     if (g) md->grid = g;
-    if (!g) return glmv_errf(err, "out of memory for the patch rows of %d media", md->n + 1);
+    int *sl = g ? realloc(md->seg_lut, sizeof(int) * (size_t)(md->n + grid[0])) : NULL;
+    if (sl) md->seg_lut = sl;
+    int li = 0;
+    while (li < md->n_luts && memcmp(&md->luts[li], lut, sizeof *lut)) li++;
+    if (sl && li == md->n_luts) {
+        glmv_patch_lut *l = realloc(md->luts, sizeof *l * (size_t)(md->n_luts + 1));
+        if (l) {
+            md->luts = l;
+            l[md->n_luts++] = *lut;
+        } else {
+            sl = NULL;
+        }
+    }
+    if (!sl) return glmv_errf(err, "out of memory for the patch rows of %d media", md->n + 1);
     if (!md->rows) {
         md->rows = *rows;
         md->rows_cap = nr;
@@ -504,16 +523,17 @@ static int media_add_rows(media *md, float **rows, const int grid[3], int64_t K,
     } else {
         if (md->n_rows + nr > md->rows_cap) { /* doubling: each row copied about once in all */
             int64_t cap = GLMV_MAX(md->n_rows + nr, 2 * md->rows_cap);
-            float *all = glmv_alloc_big(glmv_mul_size((size_t)(cap * K), sizeof(float)));
+            uint8_t *all = glmv_alloc_big(glmv_mul_size((size_t)cap, (size_t)K));
             if (!all) return glmv_errf(err, "out of memory for the patch rows of %d media", md->n + 1);
-            memcpy(all, md->rows, sizeof(float) * (size_t)(md->n_rows * K));
+            memcpy(all, md->rows, (size_t)(md->n_rows * K));
             free(md->rows);
             md->rows = all;
             md->rows_cap = cap;
         }
-        memcpy(md->rows + md->n_rows * K, *rows, sizeof(float) * (size_t)(nr * K));
+        memcpy(md->rows + md->n_rows * K, *rows, (size_t)(nr * K));
     }
     for (int t = 0; t < grid[0]; t++) {
+        md->seg_lut[md->n] = li;
         md->grid[md->n][0] = 1;
         md->grid[md->n][1] = grid[1];
         md->grid[md->n][2] = grid[2];
@@ -561,7 +581,7 @@ static int load_video(glmv_model *m, const glmv_part *pt, media *md, int64_t K, 
         glmv_errf(err, "out of memory");
         goto done;
     }
-    if (media_add_rows(md, &v.rows, v.grid, K, err)) goto done;
+    if (media_add_rows(md, &v.rows, v.grid, K, &v.lut, err)) goto done;
     memcpy(md->vid_grid[md->n_vid], v.grid, sizeof v.grid);
     md->vid_ts[md->n_vid] = v.timestamps;
     v.timestamps = NULL;
@@ -607,6 +627,8 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, int 
     if ((m->params.min_image_tokens || m->params.max_image_tokens) &&
         glmv_image_apply_token_limits(&ip, m->params.min_image_tokens, m->params.max_image_tokens, err))
         return -1;
+    glmv_patch_lut lut;
+    glmv_patch_lut_init(&ip, &lut);
     int64_t K = (int64_t)c->v_in_channels * c->v_temporal_patch_size * c->v_patch_size * c->v_patch_size;
     int threads = m->params.n_threads > 0 ? m->params.n_threads : glmv_cpu_count();
     int window = GLMV_MAX(1, GLMV_MIN(threads, DECODE_WINDOW));
@@ -669,7 +691,7 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, int 
                 rc = -1;
                 break;
             }
-            float *rows = NULL;
+            uint8_t *rows = NULL;
             int grid[3];
             int prc = glmv_image_preprocess(&rgb, &ip, &rows, grid, err);
             glmv_rgb_free(&rgb);
@@ -679,7 +701,7 @@ static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, int 
             }
             int(*ig)[3] = realloc(md->img_grid, sizeof(int[3]) * (size_t)(md->n_img + 1));
             if (ig) md->img_grid = ig;
-            prc = ig ? media_add_rows(md, &rows, grid, K, err) : glmv_errf(err, "out of memory");
+            prc = ig ? media_add_rows(md, &rows, grid, K, &lut, err) : glmv_errf(err, "out of memory");
             free(rows);
             if (prc) {
                 rc = -1;
@@ -784,7 +806,7 @@ int glmv_session_prefill_mm(glmv_session *s, const int32_t *ids, int64_t n, cons
  * tokens [start, n) with its features spliced in (*emb_out, backend, (n - start, H)) and
  * their M-RoPE positions (*pos_out, host, (3, n - start)); sets s->rope_delta, s->pos. */
 static int prompt_inputs(glmv_session *s, const int32_t *ids, int64_t n, int64_t start, int seg0,
-                         const float *pixels_all, int64_t n_rows_all, const int (*seg_grid)[3],
+                         const glmv_patches *pixels_all, int64_t n_rows_all, const int (*seg_grid)[3],
                          int n_seg_all, const int (*img_grid)[3], int n_img,
                          const int (*vid_grid)[3], int n_vid, float **emb_out, int32_t **pos_out,
                          double *vision_ms, char *err) {
@@ -803,7 +825,13 @@ static int prompt_inputs(glmv_session *s, const int32_t *ids, int64_t n, int64_t
     /* the segments still to run */
     int64_t row0 = 0;
     for (int j = 0; j < seg0; j++) row0 += (int64_t)seg_grid[j][0] * seg_grid[j][1] * seg_grid[j][2];
-    const float *pixels = pixels_all ? pixels_all + row0 * K : NULL;
+    glmv_patches pixels = {0};
+    if (pixels_all) {
+        pixels = *pixels_all;
+        if (pixels.f32) pixels.f32 += row0 * K;
+        if (pixels.u8) pixels.u8 += row0 * K;
+        if (pixels.seg_lut) pixels.seg_lut += seg0;
+    }
     int64_t n_rows = n_rows_all - row0;
     int n_seg = n_seg_all - seg0;
     seg_grid += seg0;
@@ -845,7 +873,7 @@ static int prompt_inputs(glmv_session *s, const int32_t *ids, int64_t n, int64_t
             goto done;
         }
         double t0 = glmv_now_ms();
-        if (glmv_vision_forward(m, pixels, n_rows, seg_grid, n_seg, feat, err)) goto done;
+        if (glmv_vision_forward_patches(m, &pixels, n_rows, seg_grid, n_seg, feat, err)) goto done;
         if (vision_ms) *vision_ms = glmv_now_ms() - t0;
         if (c->v_out_hidden_size != H) {
             glmv_errf(err, "vision out_hidden_size %d != text hidden_size %lld", c->v_out_hidden_size,
@@ -901,7 +929,7 @@ done:
 /* Prefill the prompt ids[0, n) of which ids[0, start) are already in the cache
  * (prompt_inputs, then the decoder over tokens [start, n)). */
 static int prefill_from(glmv_session *s, const int32_t *ids, int64_t n, int64_t start, int seg0,
-                        const float *pixels_all, int64_t n_rows_all, const int (*seg_grid)[3],
+                        const glmv_patches *pixels_all, int64_t n_rows_all, const int (*seg_grid)[3],
                         int n_seg_all, const int (*img_grid)[3], int n_img,
                         const int (*vid_grid)[3], int n_vid, float *logits, double *vision_ms,
                         char *err) {
@@ -924,22 +952,26 @@ int glmv_session_prefill_media(glmv_session *s, const int32_t *ids, int64_t n, c
                                const int (*img_grid)[3], int n_img, const int (*vid_grid)[3],
                                int n_vid, float *logits, double *vision_ms, char *err) {
     glmv_session_reset(s);
-    return prefill_from(s, ids, n, 0, 0, pixels, n_rows, seg_grid, n_seg, img_grid, n_img, vid_grid,
+    const glmv_patches px = {.f32 = pixels};
+    return prefill_from(s, ids, n, 0, 0, pixels ? &px : NULL, n_rows, seg_grid, n_seg, img_grid, n_img, vid_grid,
                         n_vid, logits, vision_ms, err);
 }
 
-/* A segment's identity in the cache: SipHash of its pixel rows under this
- * process's random key, with the grid folded into the key (so one client
- * cannot craft an image that another client's cached image would match) */
-/* (30 MB for a 1120x1120 image: on the model's threads, 9 ms on one Zen 5 core) */
-static uint64_t seg_hash(const int grid[3], const float *rows, int64_t n, int threads) {
+/* A segment's identity in the cache: SipHash of its pixel rows' bytes under this
+ * process's random key, with the grid and the SipHash of the bytes' table (what
+ * they stand for) folded into the key (so one client cannot craft an image that
+ * another client's cached image would match) */
+/* (7.5 MB for a 1120x1120 image: on the model's threads, ~2 ms on one Zen 5 core) */
+static uint64_t seg_hash(const int grid[3], const glmv_patch_lut *lut, const uint8_t *rows, int64_t n, int threads) {
     uint8_t key[16];
     memcpy(key, glmv_hash_key(), sizeof key);
+    const uint64_t lh = glmv_siphash(key, lut, sizeof *lut);
+    for (int b = 0; b < 4; b++) key[12 + b] ^= (uint8_t)(lh >> (8 * b)); /* (bytes 12-15 are the key's own) */
     for (int i = 0; i < 3; i++) {
         uint32_t g = (uint32_t)grid[i];
         for (int b = 0; b < 4; b++) key[4 * i + b] ^= (uint8_t)(g >> (8 * b));
     }
-    return glmv_siphash_chunked(key, rows, (size_t)n * sizeof(float), threads);
+    return glmv_siphash_chunked(key, rows, (size_t)n, threads);
 }
 
 /* How much of the cache a new prompt can keep: the common prefix of ids,
@@ -1447,7 +1479,7 @@ static int prompt_new(glmv_prompt **out, glmv_model *m, const glmv_message *msgs
     int64_t r = 0;
     for (int j = 0; j < p->md.n; j++) {
         int64_t nr = (int64_t)p->md.grid[j][0] * p->md.grid[j][1] * p->md.grid[j][2];
-        p->hs[j] = seg_hash(p->md.grid[j], p->md.rows + r * K, nr * K,
+        p->hs[j] = seg_hash(p->md.grid[j], &p->md.luts[p->md.seg_lut[j]], p->md.rows + r * K, nr * K,
                             m->params.n_threads > 0 ? m->params.n_threads : glmv_cpu_count());
         r += nr;
     }
@@ -1566,13 +1598,14 @@ static int gen_begin(glmv_gen **qout, glmv_session *s, const glmv_prompt *p, con
         glmv_model_unlock(m);
         out->cached_tokens = (int)start;
         int prc;
+        const glmv_patches px = {.u8 = md->rows, .luts = md->luts, .seg_lut = md->seg_lut};
         if (!defer) {
-            prc = prefill_from(s, ids, n, start, seg0, md->rows, md->n_rows, (const int(*)[3])md->grid, md->n,
+            prc = prefill_from(s, ids, n, start, seg0, md->n ? &px : NULL, md->n_rows, (const int(*)[3])md->grid, md->n,
                                (const int(*)[3])md->img_grid, md->n_img, (const int(*)[3])md->vid_grid,
                                md->n_vid, q->logits, &out->vision_ms, err);
             record_segments(s, p->hs, md->n, prc == 0);
         } else {
-            prc = prompt_inputs(s, ids, n, start, seg0, md->rows, md->n_rows, (const int(*)[3])md->grid, md->n,
+            prc = prompt_inputs(s, ids, n, start, seg0, md->n ? &px : NULL, md->n_rows, (const int(*)[3])md->grid, md->n,
                                 (const int(*)[3])md->img_grid, md->n_img, (const int(*)[3])md->vid_grid,
                                 md->n_vid, &q->pf_emb, &q->pf_pos, &out->vision_ms, err);
             q->pf_n = n - start;

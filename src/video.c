@@ -539,12 +539,13 @@ int glmv_video_load(const char *path, const void *data, size_t size,
     out->grid[1] = oh / p;
     out->grid[2] = ow / p;
     size_t n_rows = (size_t)out->grid[0] * out->grid[1] * out->grid[2];
-    out->rows = malloc(glmv_mul_size(n_rows, sizeof(float) * 3 * tp * p * p));
+    out->rows = malloc(glmv_mul_size(n_rows, (size_t)3 * tp * p * p));
     if (!out->rows) {
         glmv_errf(err, "out of memory for %zu patch rows", n_rows);
         goto done;
     }
-    if (glmv_patchify(frames, n, ip, out->rows, err)) goto done;
+    if (glmv_patchify_u8(frames, n, ip, out->rows, err)) goto done;
+    glmv_patch_lut_init(ip, &out->lut);
     out->preprocess_ms = glmv_now_ms() - t1;
     rc = 0;
 done:

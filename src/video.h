@@ -36,7 +36,8 @@ typedef struct {
     int n_groups;               /* n_frames / 2 temporal groups */
     int *timestamps;            /* [n_groups]: int(frame_indices[2k] / video_fps) */
     int grid[3];                /* (n_groups, gh, gw) in patches */
-    float *rows;                /* [n_groups*gh*gw, 3*tp*p*p] patch rows */
+    uint8_t *rows;              /* [n_groups*gh*gw, 3*tp*p*p] patch rows as bytes (glmv_patchify_u8) */
+    glmv_patch_lut lut;         /* what they stand for (the video processor's normalisation) */
     double decode_ms, preprocess_ms;
 } glmv_video;
 

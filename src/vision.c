@@ -260,14 +260,60 @@ static int pos_embed_on_backend(glmv_model *m, float *out, const int (*grid)[3],
 }
 
 /* ref: Glm4vVisionModel.forward */
-static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const int (*grid)[3],
+static int vision_forward(glmv_model *m, const glmv_patches *pixels, int64_t N, const int (*grid)[3],
                           int n_grid, float *out, char *err);
+
+int glmv_vision_forward_patches(glmv_model *m, const glmv_patches *px, int64_t N, const int (*grid)[3],
+                                int n_grid, float *out, char *err) {
+    glmv_model_lock(m);
+    int rc = vision_forward(m, px, N, grid, n_grid, out, err);
+    glmv_model_unlock(m);
+    return rc;
+}
 
 int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int (*grid)[3],
                         int n_grid, float *out, char *err) {
-    glmv_model_lock(m);
-    int rc = vision_forward(m, pixels, N, grid, n_grid, out, err);
-    glmv_model_unlock(m);
+    const glmv_patches px = {.f32 = pixels};
+    return glmv_vision_forward_patches(m, &px, N, grid, n_grid, out, err);
+}
+
+/* The rows of bytes (px->u8, N rows of K) written into dst (backend) as floats: a run of segments
+ * of one table at a time, widened by the backend (be->write_lut), or here (into dst itself on a
+ * host backend, else into a block of rows written after) */
+static int write_patch_bytes(glmv_backend *be, float *dst, const glmv_patches *px, const int (*grid)[3],
+                             int n_grid, int64_t K, char *err) {
+    if (K % 3) return glmv_errf(err, "vision: patch rows of bytes need 3 channels (%lld values a row)", (long long)K);
+    const int64_t ch = K / 3, B = 256; /* B: rows a host write */
+    float *buf = NULL;
+    int64_t a = 0, r = 0; /* the run's first row, the next segment's */
+    int seg = 0, rc = 0;
+    for (int g = 0; g < n_grid && !rc; g++)
+        for (int t = 0; t < grid[g][0] && !rc; t++, seg++) {
+            const int li = px->seg_lut ? px->seg_lut[seg] : 0;
+            r += (int64_t)grid[g][1] * grid[g][2];
+            /* the run goes on while the next segment has the same table */
+            const int last = t + 1 == grid[g][0] && g + 1 == n_grid;
+            if (!last && (!px->seg_lut || px->seg_lut[seg + 1] == li)) continue;
+            const uint8_t *src = px->u8 + a * K;
+            const glmv_patch_lut *lut = &px->luts[li];
+            const int64_t n = r - a;
+            if (be->write_lut) {
+                be->write_lut(be, dst + a * K, src, n * K, ch, lut->v[0], 3);
+            } else if (!be->caps.device) {
+                glmv_patch_expand(src, n * K, ch, lut, dst + a * K);
+            } else if (!buf && !(buf = malloc(sizeof(float) * (size_t)(B * K)))) {
+                rc = glmv_errf(err, "vision: out of memory");
+            } else {
+                for (int64_t i = 0; i < n; i += B) {
+                    const int64_t nb = GLMV_MIN(B, n - i);
+                    glmv_patch_expand(src + i * K, nb * K, ch, lut, buf);
+                    be->write(be, dst + (a + i) * K, buf, sizeof(float) * (size_t)(nb * K));
+                    be->sync(be); /* buf is written again next */
+                }
+            }
+            a = r;
+        }
+    free(buf);
     return rc;
 }
 
@@ -301,7 +347,7 @@ static void mlp(glmv_backend *be, float *y, const float *x, const glmv_tensor *g
     swiglu_down(be, y, gu, h, d, gu, d, down, down_b, k);
 }
 
-static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const int (*grid)[3],
+static int vision_forward(glmv_model *m, const glmv_patches *pixels, int64_t N, const int (*grid)[3],
                           int n_grid, float *out, char *err) {
     const glmv_config *c = &m->cfg;
     glmv_backend *be = m->be;
@@ -395,7 +441,10 @@ static int vision_forward(glmv_model *m, const float *pixels, int64_t N, const i
         glmv_errf(err, "vision: out of backend memory for %lld patches", (long long)N);
         goto done;
     }
-    be->write(be, px, pixels, glmv_mul_size((size_t)(N * K), sizeof(float)));
+    if (pixels->f32)
+        be->write(be, px, pixels->f32, glmv_mul_size((size_t)(N * K), sizeof(float)));
+    else if (write_patch_bytes(be, px, pixels, grid, n_grid, K, err))
+        goto done;
     be->write(be, cs, hcos, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
     be->write(be, sn, hsin, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
     if (!dev_pe) {
@@ -476,7 +525,8 @@ int glmv_vision_eval(glmv_model *m, int h, int w, int *n_tokens, char *err) {
     int64_t N = (int64_t)grid[0][1] * grid[0][2];
     int64_t K = (int64_t)c->v_in_channels * c->v_temporal_patch_size * c->v_patch_size * c->v_patch_size;
     int64_t M = N / (c->v_spatial_merge_size * c->v_spatial_merge_size);
-    float *px = malloc(glmv_mul_size((size_t)(N * K), sizeof(float)));
+    /* made-up pixels as a prompt holds them: bytes, and the image processor's table */
+    uint8_t *px = malloc(glmv_mul_size((size_t)N, (size_t)K));
     float *out = m->be->alloc(m->be, glmv_mul_size((size_t)(M * c->v_out_hidden_size), sizeof(float)));
     int rc = -1;
     if (!px || !out) {
@@ -485,9 +535,17 @@ int glmv_vision_eval(glmv_model *m, int h, int w, int *n_tokens, char *err) {
         uint32_t s = 12345;
         for (int64_t i = 0; i < N * K; i++) {
             s = s * 1664525u + 1013904223u;
-            px[i] = (float)((s >> 8) & 0xffff) / 32768.0f - 1.0f;
+            px[i] = (uint8_t)(s >> 24);
         }
-        rc = glmv_vision_forward(m, px, N, (const int(*)[3])grid, 1, out, err);
+        glmv_image_params ip;
+        glmv_image_params_default(&ip);
+        memcpy(ip.mean, c->img_mean, sizeof ip.mean);
+        memcpy(ip.std, c->img_std, sizeof ip.std);
+        if (c->img_rescale_factor > 0) ip.rescale_factor = c->img_rescale_factor;
+        glmv_patch_lut lut;
+        glmv_patch_lut_init(&ip, &lut);
+        const glmv_patches pb = {.u8 = px, .luts = &lut};
+        rc = glmv_vision_forward_patches(m, &pb, N, (const int(*)[3])grid, 1, out, err);
         if (rc == 0 && n_tokens) *n_tokens = (int)M;
     }
     free(px);

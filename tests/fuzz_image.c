@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             glmv_image_params p;
             glmv_image_params_default(&p);
             p.max_pixels = 28 * 28 * 2 * 64;
-            float *rows = NULL;
+            uint8_t *rows = NULL;
             int grid[3];
             if (glmv_image_preprocess(&im, &p, &rows, grid, err) == 0) free(rows);
         }

@@ -267,6 +267,36 @@ TEST(write_bf16) {
     }
 }
 
+/* write_lut: patch rows as the pixels' bytes land as glmv_patch_expand's floats, bit for bit, for
+ * counts of whole rows and not, at an offset into the destination (a later run of segments), and
+ * the host's bytes and table are free once the call returns */
+TEST(write_lut) {
+    NEED_GPU();
+    static const int64_t counts[] = {1, 5, 1176 * 7 + 3, 6400 * 1176};
+    glmv_image_params ip;
+    glmv_image_params_default(&ip);
+    glmv_patch_lut lut;
+    glmv_patch_lut_init(&ip, &lut);
+    for (int i = 0; i < 4; i++) {
+        const int64_t n = counts[i], off = i == 2 ? 1176 : 0;
+        uint8_t *h = malloc((size_t)n);
+        float *want = malloc(sizeof(float) * (size_t)n);
+        for (int64_t j = 0; j < n; j++) h[j] = (uint8_t)(j * 2654435761u >> 13);
+        glmv_patch_expand(h, n, 392, &lut, want);
+        glmv_patch_lut t = lut;
+        float *dy = dev_poison(n + off);
+        be->write_lut(be, dy + off, h, n, 392, t.v[0], 3);
+        memset(h, 0, (size_t)n);
+        memset(&t, 0, sizeof t);
+        float *got = host_of(dy, n + off);
+        CHECK_MSG(!memcmp(got + off, want, sizeof(float) * (size_t)n), "write_lut of %lld values", (long long)n);
+        be->free(be, dy);
+        free(got);
+        free(want);
+        free(h);
+    }
+}
+
 TEST(matmul_skinny) {
     NEED_GPU();
     one_skinny(16, 300, 256, 1);      /* 16-row blocks, the last one part */
@@ -2449,6 +2479,7 @@ int main(int argc, char **argv) {
     RUN(matmul_bf16_cublas);
     RUN(matmul_skinny);
     RUN(write_bf16);
+    RUN(write_lut);
     RUN(matmul_swiglu);
     RUN(matmul_glu);
     RUN(matmul_glu_quant);

@@ -150,9 +150,12 @@ TEST(patchify_order) {
     glmv_rgb im;
     fill_pattern(&im, 56, 84, 3); /* grid 6 x 4 patches */
     float *rows = malloc(sizeof(float) * 24 * 1176);
+    uint8_t *rows8 = malloc(24 * 1176);
     CHECK_EQ_INT(glmv_patchify(&im, 1, &p, rows, err), 0);
-    /* row r = block (bh,bw) then (mh,mw); element ((c*2+t)*14+i)*14+j */
-    int bad = 0;
+    CHECK_EQ_INT(glmv_patchify_u8(&im, 1, &p, rows8, err), 0);
+    /* row r = block (bh,bw) then (mh,mw); element ((c*2+t)*14+i)*14+j: the pixel's byte, and
+     * as a float the byte rescaled and normalised */
+    int bad = 0, bad8 = 0;
     for (int r = 0; r < 24; r++) {
         int blk = r / 4, bh = blk / 2, bw = blk % 2, mh = (r % 4) / 2, mw = r % 2;
         int ph = 2 * bh + mh, pw = 2 * bw + mw;
@@ -165,13 +168,25 @@ TEST(patchify_order) {
                         float m = p.mean[c] * 255.0f, s = p.std[c] * 255.0f;
                         float want = ((float)u - m) / s;
                         bad += v != want;
+                        bad8 += rows8[(size_t)r * 1176 + ((c * 2 + t) * 14 + i) * 14 + j] != u;
                     }
     }
     CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(bad8, 0);
+    /* the widening alone: rows of bytes through the table give glmv_patchify's floats */
+    glmv_patch_lut lut;
+    glmv_patch_lut_init(&p, &lut);
+    float *wide = malloc(sizeof(float) * 24 * 1176);
+    glmv_patch_expand(rows8, 24 * 1176, 392, &lut, wide);
+    CHECK(memcmp(wide, rows, sizeof(float) * 24 * 1176) == 0);
+    CHECK(lut.v[1][0] == (0.0f - p.mean[1] * 255.0f) / (p.std[1] * 255.0f));
+    free(wide);
     CHECK(glmv_patchify(&im, 1, &p, rows, err) == 0);
     glmv_rgb odd = {.w = 30, .h = 28, .rgb = im.rgb};
     CHECK(glmv_patchify(&odd, 1, &p, rows, err) != 0);
+    CHECK(glmv_patchify_u8(&odd, 1, &p, rows8, err) != 0);
     free(rows);
+    free(rows8);
     glmv_rgb_free(&im);
 }
 
@@ -251,7 +266,7 @@ TEST(hf_parity) {
             int rc = load_named(name, &im, err);
             if (rc == 1) continue;
             if (rc == 0) {
-                float *rows = NULL;
+                uint8_t *rows = NULL;
                 int grid[3];
                 rc = glmv_image_preprocess(&im, &p, &rows, grid, err);
                 free(rows);
@@ -288,9 +303,17 @@ TEST(hf_parity) {
             CHECK_EQ_INT(glmv_smart_resize(2, im.h, im.w, 28, p.min_pixels, p.max_pixels, &oh2, &ow2,
                                            err), 0);
             CHECK_MSG(oh2 == oh && ow2 == ow, "%s: grid %dx%d, HF %dx%d", name, ow2, oh2, ow, oh);
-            float *rows = NULL;
+            uint8_t *rows8 = NULL;
             int grid[3] = {0, 0, 0};
-            CHECK_MSG(glmv_image_preprocess(&im, &p, &rows, grid, err) == 0, "%s: %s", name, err);
+            CHECK_MSG(glmv_image_preprocess(&im, &p, &rows8, grid, err) == 0, "%s: %s", name, err);
+            /* the floats the vision tower sees: the bytes through the processor's table */
+            float *rows = rows8 ? malloc(sizeof(float) * (size_t)grid[1] * grid[2] * 1176) : NULL;
+            if (rows) {
+                glmv_patch_lut lut;
+                glmv_patch_lut_init(&p, &lut);
+                glmv_patch_expand(rows8, (int64_t)grid[1] * grid[2] * 1176, 392, &lut, rows);
+            }
+            free(rows8);
             CHECK(grid[0] == gt && grid[1] == gh && grid[2] == gw);
             if (oh2 == oh && ow2 == ow && glmv_image_resize(&im, ow, oh, &cur.rs, err) == 0) {
                 uint64_t rk = checksum(cur.rs.rgb, (size_t)ow * oh * 3);
@@ -375,7 +398,7 @@ TEST(decode_shared_photos) {
         CHECK_MSG(rc == 0, "%s: %s", names[i], err);
         if (rc) continue;
         CHECK(im.w > 0 && im.h > 0);
-        float *rows = NULL;
+        uint8_t *rows = NULL;
         int grid[3];
         glmv_image_params p;
         glmv_image_params_default(&p);

@@ -2090,6 +2090,71 @@ TEST(joined_vision) {
     glmv_model_free(m[1]);
 }
 
+/* The vision tower fed the patch rows as the pixels' bytes (what a prompt keeps) gives the
+ * features it gives fed the same rows widened to floats on the host: segments of two tables (an
+ * image's and a video's normalisation) in three runs, written through the backend's write_lut,
+ * and, with it taken away, widened here (on a device: in blocks of rows written one by one; the
+ * CPU backend stands in for one by saying it is a device) */
+TEST(vision_patch_bytes) {
+    char err[GLMV_ERR_SIZE];
+    glmv_model *m = load_under_test("tests/fixtures/tiny", err);
+    if (!m) return;
+    glmv_backend *be = m->be;
+    const int64_t K = glmv_tensor_cols(m->patch_w), O = m->cfg.v_out_hidden_size;
+    int grid[3][3] = {{1, 6, 4}, {2, 4, 4}, {1, 2, 2}};
+    const int seg_lut[4] = {0, 1, 1, 0};
+    const int64_t N = 24 + 32 + 4, M = N / 4;
+    glmv_image_params ip;
+    glmv_image_params_default(&ip);
+    glmv_patch_lut luts[2];
+    glmv_patch_lut_init(&ip, &luts[0]);
+    ip.mean[0] = 0.5f, ip.std[1] = 0.25f; /* another table */
+    glmv_patch_lut_init(&ip, &luts[1]);
+    uint8_t *b = malloc((size_t)(N * K));
+    float *px = malloc(sizeof(float) * (size_t)(N * K)), *f[3];
+    for (int j = 0; j < 3; j++) f[j] = calloc((size_t)(M * O), sizeof(float));
+    uint32_t seed = 5;
+    for (int64_t i = 0; i < N * K; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        b[i] = (uint8_t)(seed >> 24);
+    }
+    /* the rows of segments 0 | 1 2 | 3 through their tables */
+    const int64_t r1 = 24, r3 = 56;
+    glmv_patch_expand(b, r1 * K, K / 3, &luts[0], px);
+    glmv_patch_expand(b + r1 * K, (r3 - r1) * K, K / 3, &luts[1], px + r1 * K);
+    glmv_patch_expand(b + r3 * K, (N - r3) * K, K / 3, &luts[0], px + r3 * K);
+    const glmv_patches pb = {.u8 = b, .luts = luts, .seg_lut = seg_lut};
+    float *d = be->alloc(be, sizeof(float) * (size_t)(M * O));
+    void (*write_lut)(glmv_backend *, float *, const uint8_t *, int64_t, int64_t, const float *, int) = be->write_lut;
+    const int device = be->caps.device;
+    for (int j = 0; j < 3 && d; j++) {
+        if (j == 2) be->write_lut = NULL, be->caps.device = 1;
+        int rc = j == 0 ? glmv_vision_forward(m, px, N, (const int(*)[3])grid, 3, d, err)
+                        : glmv_vision_forward_patches(m, &pb, N, (const int(*)[3])grid, 3, d, err);
+        CHECK_MSG(rc == 0, "%d: %s", j, err);
+        be->write_lut = write_lut, be->caps.device = device;
+        be->read(be, f[j], d, sizeof(float) * (size_t)(M * O));
+    }
+    CHECK(d != NULL);
+    CHECK_MSG(memcmp(f[0], f[1], sizeof(float) * (size_t)(M * O)) == 0, "bytes (%s) against floats",
+              write_lut ? "write_lut" : "widened on the host");
+    CHECK_MSG(memcmp(f[0], f[2], sizeof(float) * (size_t)(M * O)) == 0, "bytes widened in blocks against floats");
+    double e = 0;
+    for (int64_t i = 0; i < M * O; i++) e += fabs(f[0][i]);
+    CHECK(e > 0); /* features, not zeros */
+    /* a table for each segment is taken as given: all of them through the video's differ */
+    const int one[4] = {1, 1, 1, 1};
+    const glmv_patches pv = {.u8 = b, .luts = luts, .seg_lut = one};
+    CHECK(d && glmv_vision_forward_patches(m, &pv, N, (const int(*)[3])grid, 3, d, err) == 0);
+    if (d) be->read(be, f[1], d, sizeof(float) * (size_t)(M * O));
+    CHECK(memcmp(f[0], f[1], sizeof(float) * (size_t)(M * O)) != 0);
+    if (d) be->free(be, d);
+    free(b);
+    free(px);
+    for (int j = 0; j < 3; j++) free(f[j]);
+    glmv_model_free(m);
+}
+
 TEST(decode_graphs) {
     char err[GLMV_ERR_SIZE];
     glmv_model *m = load_under_test("tests/fixtures/tiny", err);
@@ -3214,6 +3279,7 @@ int main(void) {
     RUN(decode_graphs);
     RUN(joined_qkv);
     RUN(joined_vision);
+    RUN(vision_patch_bytes);
     RUN(quant_quality);
     RUN(backend_error_reaches_caller);
     RUN(error_kinds);

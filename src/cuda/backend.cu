@@ -204,6 +204,28 @@ static void cu_write_bf16(glmv_backend *be, float *dst, const uint16_t *src, int
     k_bf16_to_f32(c, dst, sc, count);
 }
 
+/* through the scratch as write_bf16: the tables, then the bytes, copied (the call returns once the
+ * driver holds them), then widened on the device */
+static void cu_write_lut(glmv_backend *be, float *dst, const uint8_t *src, int64_t count, int64_t run,
+                         const float *lut, int tables) {
+    OP_GUARD(be);
+    if (count <= 0) return;
+    if (run <= 0 || tables < 1 || tables > 16) {
+        cuda_fail(c, "write (lut): bad tables", cudaErrorInvalidValue);
+        return;
+    }
+    const size_t tb = sizeof(float) * 256 * (size_t)tables;
+    uint8_t *sc = (uint8_t *)cuda_scratch(c, tb + (size_t)count);
+    if (!sc) return;
+    cudaError_t e = cudaMemcpyAsync(sc, lut, tb, cudaMemcpyHostToDevice, c->stream);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(sc + tb, src, (size_t)count, cudaMemcpyHostToDevice, c->stream);
+    if (e != cudaSuccess) {
+        cuda_fail(c, "write (lut)", e);
+        return;
+    }
+    k_lut_widen(c, dst, sc + tb, count, run, (const float *)sc, tables);
+}
+
 static void cu_read_async(glmv_backend *be, void *dst, const void *src, size_t n) {
     cuda_ctx *c = ctx_of(be);
     if (c->failed) {
@@ -805,6 +827,7 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->upload = cu_upload;
     be->write = cu_write;
     be->write_bf16 = cu_write_bf16;
+    be->write_lut = cu_write_lut;
     be->read = cu_read;
     be->read_async = cu_read_async;
     be->host_alloc = cu_host_alloc;

@@ -128,6 +128,8 @@ int k_pos_embed(cuda_ctx *c, float *out, const glmv_tensor *tab, int S, int ms, 
 void k_swiglu_b2b(cuda_ctx *c, __nv_bfloat16 *h, const __nv_bfloat16 *gu, int64_t n, int64_t d);
 /* bf16 -> f32 (exact), count elements */
 void k_bf16_to_f32(cuda_ctx *c, float *y, const __nv_bfloat16 *x, int64_t count);
+void k_lut_widen(cuda_ctx *c, float *y, const uint8_t *x, int64_t count, int64_t run, const float *lut,
+                 int tables);
 /* y[i, :] = bias[:] (any dtype) for m rows of n */
 void k_fill_bias(cuda_ctx *c, float *y, const glmv_tensor *bias, int64_t m, int64_t n);
 

@@ -555,6 +555,27 @@ void k_bf16_to_f32(cuda_ctx *c, float *y, const __nv_bfloat16 *x, int64_t count)
     cuda_check(c, "bf16_to_f32");
 }
 
+/* y[i] = lut[256 * ((i / run) % tables) + x[i]]: bytes widened through tables of 256 floats (the
+ * vision tower's patch rows), the tables in shared memory */
+__global__ void lut_widen_kernel(float *y, const uint8_t *x, int64_t count, int64_t run, const float *lut,
+                                 int tables) {
+    extern __shared__ float t[];
+    PDL_ENTRY();
+    for (int i = threadIdx.x; i < 256 * tables; i += blockDim.x) t[i] = lut[i];
+    __syncthreads();
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
+         i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = t[256 * (int)((i / run) % tables) + x[i]];
+}
+
+void k_lut_widen(cuda_ctx *c, float *y, const uint8_t *x, int64_t count, int64_t run, const float *lut,
+                 int tables) {
+    if (count <= 0) return;
+    cuda_launch(c, lut_widen_kernel, grid_for(count), 256, sizeof(float) * 256 * tables, y, x, count, run, lut,
+                tables);
+    cuda_check(c, "lut_widen");
+}
+
 /* y[i, j] = bias[j]: grid (column blocks, rows), no division per element */
 __global__ void fill_bias_kernel(float *y, const void *b, int dt, int64_t n) {
     PDL_ENTRY();
