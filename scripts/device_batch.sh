@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|dec|ttft|video|videottft|wgmma|decode|dectile|dectrace|bulk|tower -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|dec|ttft|video|videottft|wgmma|decode|dectile|dectrace|bulk|tower|prefill -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -535,6 +535,47 @@ for f in json.load(sys.stdin)["serving"]:
             grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*'
     done
     echo "== $((SECONDS - S0)) s"; tail -n 3 "$OUT/bench.err"
+    ;;
+prefill)
+    # the 512-token prefill and the first token of the 1120x1120 PNG (.dev/ttft), this binary against
+    # .dev/old/glmv (an earlier commit's), alternating, ROUNDS times; then Nsight Compute's view of a
+    # 512-token prefill's kernels (2 layers, the first layer's kernels in launch order)
+    { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
+    tok_dir .dev/ttft/tokenizer.json.xz
+    for r in $(seq "${ROUNDS:-3}"); do
+        for b in .dev/old/glmv build/cuda/glmv; do
+            [ -x "$b" ] || continue
+            echo "== $b: the 512-token prefill; the first token of the 1120x1120 PNG and a question (40 layers)"
+            timeout 150 "$b" bench --synthetic --layers 40 --device cuda --prompt 512 --tokenizer /tmp/tok --prompt-reps 6 \
+                --decode 0 --image .dev/ttft/photo_1120.png --question "Describe this image." 2>&1 |
+                grep -E '^prefill|^time to first'
+        done
+    done
+    NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+    if [ -n "$NCU" ] && [ -z "${NO_NCU:-}" ]; then
+        timeout 120 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv build/cuda/glmv bench \
+            --synthetic --layers 2 --device cuda --prompt 512 --decode 0 >"$OUT/ncu_prefill.csv" 2>"$OUT/ncu.err"
+        python3 - "$OUT/ncu_prefill.csv" <<'PY'
+import csv, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+if not rows: print("  no rows"); sys.exit()
+h = rows[0]; k = h.index("Kernel Name"); v = h.index("Metric Value"); u = h.index("Metric Unit")
+seq = []
+for r in rows[1:]:
+    x = float(r[v].replace(",", "")); x = x / 1e3 if r[u] in ("nsecond", "ns") else x if r[u] in ("usecond", "us") else x * 1e3
+    seq.append((r[k].split("(")[0].replace("void ", "")[:60], x))
+# the first layer of the last 512-row pass: from its first rmsnorm to the second norm_add_norm after it
+starts = [i for i, s in enumerate(seq) if s[0].startswith("rmsnorm")]
+i0 = starts[-2] if len(starts) > 1 else 0
+n = 0; out = []
+for s in seq[i0:]:
+    out.append(s)
+    if s[0].startswith("norm_add_norm"): n += 1
+    if n == 2: break
+for s in out: print("  %-60s %8.1f us" % s)
+print("  a layer: %.1f us" % sum(s[1] for s in out))
+PY
+    fi
     ;;
 rows)
     # where a decode step of m streams goes: test_cuda --bench-decode with GLMV_BENCH_ROWS=m (the

@@ -301,6 +301,9 @@ int glmv_rope_index(const glmv_config *c, const int32_t *ids, int64_t n, const i
 void glmv_rope_text_table(const glmv_config *c, const int32_t *pos, int64_t stride, int64_t n,
                           float *cos, float *sin);
 /* Vision 2-D rope tables for patches (hp, wp): cos/sin (n, hd/2). */
+/* The same angles' cos and sin at the coordinates 0 .. nv - 1: tc, ts [nv, head_dim / 4] (a row of
+ * the table above is [t[hp] | t[wp]], the same floats). */
+void glmv_rope_vision_values(int head_dim, double theta, int32_t nv, float *tc, float *ts);
 void glmv_rope_vision_table(int head_dim, double theta, const int32_t *hp, const int32_t *wp,
                             int64_t n, float *cos, float *sin);
 

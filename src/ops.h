@@ -116,6 +116,14 @@ struct glmv_backend {
      * read before the call returns. NULL: widen on the host and write. */
     void (*write_lut)(glmv_backend *be, float *dst, const uint8_t *src_host, int64_t count, int64_t run,
                       const float *lut, int tables);
+    /* The vision tower's rotation tables from their values at each coordinate: cos[i, :] = [tc[hp[i]] |
+     * tc[wp[i]]] and sin[i, :] likewise from ts (rows of 2 nf floats; backend memory), i < n; tc, ts
+     * [nv, nf] and hp, wp (each in [0, nv)) on the host, in pageable memory (free once the call
+     * returns) or page-locked memory left as it is until the next sync: ~70 KB over the bus and
+     * no host work a row, instead of a 1120x1120 image's 3.3 MB of tables made on the host and
+     * written. NULL: made on the host and written. */
+    void (*rope_table_2d)(glmv_backend *be, float *cos, float *sin, const float *tc, const float *ts, int nv,
+                          const int32_t *hp, const int32_t *wp, int64_t n, int nf);
     void (*read)(glmv_backend *be, void *dst_host, const void *src, size_t bytes);
     /* The same without waiting: the bytes are there after the next sync (NULL: read). */
     void (*read_async)(glmv_backend *be, void *dst_host, const void *src, size_t bytes);
@@ -181,6 +189,11 @@ struct glmv_backend {
     void (*rope_interleaved)(glmv_backend *be, float *x, int64_t ld, const float *cos,
                              const float *sin, int64_t n, int n_heads, int head_dim,
                              int rot_dim);
+    /* Joined q|k|v rows x [n, ldq] (nh heads of q, then nkv of k and nkv of v, hd each): what
+     * rope_interleaved over the nh + nkv heads of q and k (rot dims), then kv_store of k's and v's
+     * rows into kc and vc (rows of nkv hd) do, in one pass. NULL: those ops. */
+    void (*rope_kv_store)(glmv_backend *be, float *x, int64_t ldq, const float *cos, const float *sin, int64_t n,
+                          int nh, int nkv, int hd, int rot, void *kc, void *vc);
     /* NeoX half rotation over the whole head, in place: pair (d, d + head_dim/2);
      * cos/sin [n, head_dim/2]. ref: apply_rotary_pos_emb_vision */
     void (*rope_neox)(glmv_backend *be, float *x, int64_t ld, const float *cos,

@@ -99,6 +99,20 @@ void glmv_rope_text_table(const glmv_config *c, const int32_t *pos, int64_t stri
         }
 }
 
+/* ref: Glm4vVisionRotaryEmbedding(head_dim / 2) at the coordinates 0 .. nv - 1 */
+void glmv_rope_vision_values(int head_dim, double theta, int32_t nv, float *tc, float *ts) {
+    int dim = head_dim / 2, nf = dim / 2; /* nf frequencies per axis */
+    float inv[512];
+    GLMV_ASSERT(nf <= 512);
+    for (int j = 0; j < nf; j++) inv[j] = inv_freq_f32(theta, j, dim);
+    for (int32_t v = 0; v < nv; v++)
+        for (int j = 0; j < nf; j++) {
+            float a = (float)v * inv[j];
+            tc[(size_t)v * nf + j] = (float)cos((double)a);
+            ts[(size_t)v * nf + j] = (float)sin((double)a);
+        }
+}
+
 /* ref: Glm4vVisionRotaryEmbedding(head_dim / 2) indexed by (hpos, wpos) */
 void glmv_rope_vision_table(int head_dim, double theta, const int32_t *hp, const int32_t *wp,
                             int64_t n, float *cos_out, float *sin_out) {
@@ -119,12 +133,7 @@ void glmv_rope_vision_table(int head_dim, double theta, const int32_t *hp, const
                     ? malloc(sizeof(float) * 2 * (size_t)nf * (size_t)(vmax + 1)) : NULL;
     if (tc) {
         float *ts = tc + (size_t)nf * (size_t)(vmax + 1);
-        for (int32_t v = 0; v <= vmax; v++)
-            for (int j = 0; j < nf; j++) {
-                float a = (float)v * inv[j];
-                tc[(size_t)v * nf + j] = (float)cos((double)a);
-                ts[(size_t)v * nf + j] = (float)sin((double)a);
-            }
+        glmv_rope_vision_values(head_dim, theta, vmax + 1, tc, ts);
         for (int64_t i = 0; i < n; i++) {
             memcpy(cos_out + i * dim, tc + (size_t)hp[i] * nf, sizeof(float) * (size_t)nf);
             memcpy(sin_out + i * dim, ts + (size_t)hp[i] * nf, sizeof(float) * (size_t)nf);

@@ -78,9 +78,13 @@ static void forward_chunk(glmv_session *s, int64_t n, int want_logits, float *lo
         if (L->qkv_w) { /* one product [q | k | v], rotary on q's and k's heads together, k and v to the cache */
             ldq = qd + 2 * kvd;
             be->matmul(be, s->q, s->xn, L->qkv_w, L->qkv_b, n);
-            if (rot > 0) be->rope_interleaved(be, s->q, ldq, s->cos, s->sin, n, nh + nkv, hd, rot);
-            be->kv_store(be, kc, s->q + qd, ldq, n, kvd);
-            be->kv_store(be, vc, s->q + qd + kvd, ldq, n, kvd);
+            if (rot > 0 && be->rope_kv_store) {
+                be->rope_kv_store(be, s->q, ldq, s->cos, s->sin, n, nh, nkv, hd, rot, kc, vc); /* in one pass */
+            } else {
+                if (rot > 0) be->rope_interleaved(be, s->q, ldq, s->cos, s->sin, n, nh + nkv, hd, rot);
+                be->kv_store(be, kc, s->q + qd, ldq, n, kvd);
+                be->kv_store(be, vc, s->q + qd + kvd, ldq, n, kvd);
+            }
         } else { /* k and v after q's chunk rows in s->q (room for [q | k | v]), then to the cache */
             float *k = s->q + s->chunk * qd, *v = k + s->chunk * kvd;
             be->matmul(be, s->q, s->xn, L->q_w, L->q_b, n);

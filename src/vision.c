@@ -376,8 +376,15 @@ static int vision_forward(glmv_model *m, const glmv_patches *pixels, int64_t N, 
     int64_t *cu = hget(m, 0, sizeof(int64_t) * (size_t)(n_seg + 1));
     float *hpe = dev_pe ? NULL : hget(m, 1, glmv_mul_size((size_t)N, sizeof(float) * (size_t)Hv));
     int32_t *hp = hget(m, 2, sizeof(int32_t) * (size_t)N), *wp = hget(m, 3, sizeof(int32_t) * (size_t)N);
-    float *hcos = hget(m, 4, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
-    float *hsin = hget(m, 5, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
+    /* the rotation tables made on the backend from each coordinate's values where it can
+     * (be->rope_table_2d: hcos holds those values), else here */
+    const int dev_rt = be->rope_table_2d != NULL, nf = hd / 4;
+    int32_t nv = 0; /* coordinates 0 .. nv - 1 */
+    for (int g = 0; g < n_grid; g++) nv = GLMV_MAX(nv, GLMV_MAX(grid[g][1], grid[g][2]));
+    float *hcos = hget(m, 4, dev_rt ? sizeof(float) * 2 * (size_t)nv * (size_t)nf
+                                    : glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
+    float *hsin = dev_rt ? hcos + (size_t)nv * (size_t)nf
+                         : hget(m, 5, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
     arena a = {m, be, {0}, 0, 0};
     int rc = -1;
     if (!cu || (!hpe && !dev_pe) || !hp || !wp || !hcos || !hsin) {
@@ -421,7 +428,10 @@ static int vision_forward(glmv_model *m, const glmv_patches *pixels, int64_t N, 
                 cu[s + 1] = r;
             }
         }
-        glmv_rope_vision_table(hd, 10000.0, hp, wp, N, hcos, hsin);
+        if (dev_rt)
+            glmv_rope_vision_values(hd, 10000.0, nv, hcos, hsin);
+        else
+            glmv_rope_vision_table(hd, 10000.0, hp, wp, N, hcos, hsin);
     }
     float *px = aget(&a, N * K), *h = aget(&a, N * Hv), *hn = aget(&a, N * Hv);
     float *qkv = aget(&a, N * 3 * Hv), *att = aget(&a, N * Hv), *tmp = aget(&a, N * Hv);
@@ -445,8 +455,12 @@ static int vision_forward(glmv_model *m, const glmv_patches *pixels, int64_t N, 
         be->write(be, px, pixels->f32, glmv_mul_size((size_t)(N * K), sizeof(float)));
     else if (write_patch_bytes(be, px, pixels, grid, n_grid, K, err))
         goto done;
-    be->write(be, cs, hcos, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
-    be->write(be, sn, hsin, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
+    if (dev_rt) {
+        be->rope_table_2d(be, cs, sn, hcos, hsin, nv, hp, wp, N, nf);
+    } else {
+        be->write(be, cs, hcos, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
+        be->write(be, sn, hsin, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
+    }
     if (!dev_pe) {
         be->write(be, tmp, hpe, glmv_mul_size((size_t)N, sizeof(float) * (size_t)Hv));
     } else if (pos_embed_on_backend(m, tmp, grid, n_grid, err)) {
@@ -511,7 +525,7 @@ static int vision_forward(glmv_model *m, const glmv_patches *pixels, int64_t N, 
     if (rc) glmv_errcode_set(GLMV_E_BACKEND);
 done:
     afree(&a);
-    void *host[] = {cu, hpe, hp, wp, hcos, hsin};
+    void *host[] = {cu, hpe, hp, wp, hcos, dev_rt ? NULL : hsin};
     for (int i = 0; i < 6; i++) hfree(m, host[i]);
     return rc;
 }

@@ -297,6 +297,38 @@ TEST(write_lut) {
     }
 }
 
+/* rope_table_2d: the vision tower's rotation tables made on the GPU from each coordinate's values
+ * are glmv_rope_vision_table's floats, bit for bit, for a few grids' merge-block coordinates (the
+ * host's arrays cleared after the call) */
+TEST(rope_table_2d) {
+    NEED_GPU();
+    static const int grids[][2] = {{2, 2}, {80, 80}, {6, 148}, {150, 4}};
+    for (int g = 0; g < 4; g++) {
+        const int gh = grids[g][0], gw = grids[g][1], hd = 128, nf = hd / 4, nv = GLMV_MAX(gh, gw);
+        const int64_t n = (int64_t)gh * gw;
+        int32_t *hp = malloc(sizeof(int32_t) * (size_t)n), *wp = malloc(sizeof(int32_t) * (size_t)n);
+        int64_t r = 0;
+        for (int bh = 0; bh < gh / 2; bh++)
+            for (int bw = 0; bw < gw / 2; bw++)
+                for (int mh = 0; mh < 2; mh++)
+                    for (int mw = 0; mw < 2; mw++, r++) hp[r] = 2 * bh + mh, wp[r] = 2 * bw + mw;
+        float *wc = malloc(sizeof(float) * (size_t)(n * 2 * nf)), *ws = malloc(sizeof(float) * (size_t)(n * 2 * nf));
+        float *tc = malloc(sizeof(float) * (size_t)(nv * nf)), *ts = malloc(sizeof(float) * (size_t)(nv * nf));
+        glmv_rope_vision_table(hd, 10000.0, hp, wp, n, wc, ws);
+        glmv_rope_vision_values(hd, 10000.0, nv, tc, ts);
+        float *dc = dev_poison(n * 2 * nf), *ds = dev_poison(n * 2 * nf);
+        be->rope_table_2d(be, dc, ds, tc, ts, nv, hp, wp, n, nf);
+        memset(hp, 0, sizeof(int32_t) * (size_t)n);
+        memset(tc, 0, sizeof(float) * (size_t)(nv * nf));
+        float *gc = host_of(dc, n * 2 * nf), *gs = host_of(ds, n * 2 * nf);
+        CHECK_MSG(!memcmp(gc, wc, sizeof(float) * (size_t)(n * 2 * nf)) && !memcmp(gs, ws, sizeof(float) * (size_t)(n * 2 * nf)),
+                  "rope_table_2d of a %dx%d grid", gh, gw);
+        be->free(be, dc);
+        be->free(be, ds);
+        free(gc), free(gs), free(wc), free(ws), free(tc), free(ts), free(hp), free(wp);
+    }
+}
+
 TEST(matmul_skinny) {
     NEED_GPU();
     one_skinny(16, 300, 256, 1);      /* 16-row blocks, the last one part */
@@ -1106,6 +1138,60 @@ TEST(rope) {
     free(cs);
     free(sn);
     free(ref);
+}
+
+/* rope_kv_store on backend b (a bf16 or a float32 cache): the rows and the caches it leaves are what
+ * rope_interleaved and two kv_store leave, bit for bit; the caches' rows before and after are kept */
+static void one_rope_kv_store(glmv_backend *b, int64_t n, int nh, int nkv, int rot) {
+    glmv_backend *keep = be;
+    be = b;
+    const int hd = 128;
+    const int64_t ldq = (int64_t)(nh + 2 * nkv) * hd, kvd = (int64_t)nkv * hd, cap = n + 6;
+    float *x = rand_buf(n * ldq, 2.0f), *cs = rand_buf(n * rot / 2, 1.0f), *sn = rand_buf(n * rot / 2, 1.0f);
+    float *c0 = rand_buf(cap * kvd, 1.0f);
+    float *dcs = dev_from(cs, n * rot / 2), *dsn = dev_from(sn, n * rot / 2), *dx[2];
+    void *kc[2], *vc[2];
+    const size_t es = b->caps.kv_bf16 ? 2 : 4;
+    for (int v = 0; v < 2; v++) {
+        dx[v] = dev_from(x, n * ldq);
+        kc[v] = cache_from(c0, cap * kvd);
+        vc[v] = cache_from(c0, cap * kvd);
+    }
+    /* rows [3, 3 + n) of the caches */
+    char *k0 = (char *)kc[0] + 3 * kvd * es, *v0 = (char *)vc[0] + 3 * kvd * es;
+    b->rope_interleaved(b, dx[0], ldq, dcs, dsn, n, nh + nkv, hd, rot);
+    b->kv_store(b, k0, dx[0] + nh * hd, ldq, n, kvd);
+    b->kv_store(b, v0, dx[0] + (nh + nkv) * hd, ldq, n, kvd);
+    b->rope_kv_store(b, dx[1], ldq, dcs, dsn, n, nh, nkv, hd, rot, (char *)kc[1] + 3 * kvd * es,
+                     (char *)vc[1] + 3 * kvd * es);
+    float *h[2], *hk[2], *hv[2];
+    for (int v = 0; v < 2; v++) {
+        h[v] = host_of(dx[v], n * ldq);
+        hk[v] = cache_host(kc[v], cap * kvd);
+        hv[v] = cache_host(vc[v], cap * kvd);
+    }
+    CHECK_MSG(!memcmp(h[0], h[1], sizeof(float) * (size_t)(n * ldq)) &&
+                  !memcmp(hk[0], hk[1], sizeof(float) * (size_t)(cap * kvd)) &&
+                  !memcmp(hv[0], hv[1], sizeof(float) * (size_t)(cap * kvd)),
+              "rope_kv_store n=%lld heads %d/%d rot %d%s: rows and caches as rope_interleaved + kv_store",
+              (long long)n, nh, nkv, rot, b->caps.kv_bf16 ? " (bf16 cache)" : "");
+    for (int v = 0; v < 2; v++) {
+        b->free(b, dx[v]), b->free(b, kc[v]), b->free(b, vc[v]);
+        free(h[v]), free(hk[v]), free(hv[v]);
+    }
+    b->free(b, dcs), b->free(b, dsn);
+    free(x), free(cs), free(sn), free(c0);
+    be = keep;
+}
+
+TEST(rope_kv_store) {
+    NEED_GPU();
+    CHECK(be->rope_kv_store != NULL);
+    if (!be->rope_kv_store) return;
+    one_rope_kv_store(be, 37, 32, 2, 64); /* the 9B's heads, half of each rotated */
+    one_rope_kv_store(be, 512, 4, 2, 128);
+    one_rope_kv_store(be, 1, 2, 1, 32);
+    if (be_kvf32) one_rope_kv_store(be_kvf32, 37, 32, 2, 64);
 }
 
 static void one_causal(int64_t n, int64_t pos0, int nh, int nkv, int hd, int64_t ldq_extra,
@@ -2480,6 +2566,8 @@ int main(int argc, char **argv) {
     RUN(matmul_skinny);
     RUN(write_bf16);
     RUN(write_lut);
+    RUN(rope_table_2d);
+    RUN(rope_kv_store);
     RUN(matmul_swiglu);
     RUN(matmul_glu);
     RUN(matmul_glu_quant);

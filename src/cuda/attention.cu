@@ -1344,6 +1344,48 @@ void k_kv_store_bf16(cuda_ctx *c, __nv_bfloat16 *dst, const float *x, int64_t ld
     cuda_check(c, "kv_store");
 }
 
+/* joined q|k|v rows x [n, ldq] (nh heads of q, nkv of k, nkv of v, hd each): the first rot dims of
+ * q's and k's heads rotated in place (interleaved pairs, as rope_interleaved_kernel), k's and v's
+ * rows stored into the caches kc, vc (rows of nkv hd, as kv_store): one thread a pair */
+template <typename KT>
+__global__ void rope_kv_store_kernel(float *x, int64_t ldq, const float *cs, const float *sn, int64_t n, int nh,
+                                     int nkv, int hd, int half, KT *kc, KT *vc) {
+    PDL_ENTRY();
+    const int hp = hd / 2;
+    const int64_t per = (int64_t)(nh + 2 * nkv) * hp, kvd = (int64_t)nkv * hd;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n * per;
+         t += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t i = t / per;
+        const int r = (int)(t - i * per), h = r / hp, j = r - h * hp;
+        float *v = x + i * ldq + (int64_t)h * hd + 2 * j;
+        float x0 = v[0], x1 = v[1];
+        if (h < nh + nkv && j < half) {
+            rope_rot(x0, x1, cs[i * half + j], sn[i * half + j], x0, x1);
+            v[0] = x0;
+            v[1] = x1;
+        }
+        if (h >= nh) {
+            KT *d = (h < nh + nkv ? kc + (int64_t)(h - nh) * hd : vc + (int64_t)(h - nh - nkv) * hd) + i * kvd + 2 * j;
+            kv_put(d, x0);
+            kv_put(d + 1, x1);
+        }
+    }
+}
+
+void k_rope_kv_store(cuda_ctx *c, float *x, int64_t ldq, const float *cs, const float *sn, int64_t n, int nh, int nkv,
+                     int hd, int rot, void *kc, void *vc) {
+    const int64_t total = n * (nh + 2 * nkv) * (hd / 2);
+    if (total <= 0) return;
+    const unsigned g = total / 256 + 1 > 4096 ? 4096 : (unsigned)(total / 256 + 1); /* grid-stride beyond */
+    if (c->kv_bf16)
+        cuda_launch(c, rope_kv_store_kernel<__nv_bfloat16>, g, 256, 0, x, ldq, cs, sn, n, nh, nkv, hd,
+                    rot / 2, (__nv_bfloat16 *)kc, (__nv_bfloat16 *)vc);
+    else
+        cuda_launch(c, rope_kv_store_kernel<float>, g, 256, 0, x, ldq, cs, sn, n, nh, nkv, hd, rot / 2,
+                    (float *)kc, (float *)vc);
+    cuda_check(c, "rope_kv_store");
+}
+
 /* k_attn_segments after rope_neox on q's and k's heads (tables cs / sn, rows of head_dim / 2): through
  * the bulk-copy kernel, which rotates Q as it loads it and K as it converts it (q and k stay as they
  * were), where it takes a segment; elsewhere q's and k's rows of the segment rotated in place first.

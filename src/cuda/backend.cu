@@ -226,6 +226,28 @@ static void cu_write_lut(glmv_backend *be, float *dst, const uint8_t *src, int64
     k_lut_widen(c, dst, sc + tb, count, run, (const float *)sc, tables);
 }
 
+/* the per-coordinate values and the coordinates copied into the scratch (the call returns once the
+ * driver holds them), then the rows made on the device */
+static void cu_rope_table_2d(glmv_backend *be, float *cs, float *sn, const float *tc, const float *ts, int nv,
+                             const int32_t *hp, const int32_t *wp, int64_t n, int nf) {
+    OP_GUARD(be);
+    if (n <= 0) return;
+    const size_t tb = sizeof(float) * (size_t)nv * (size_t)nf, pb = sizeof(int32_t) * (size_t)n;
+    const size_t o2 = (tb + 255) & ~(size_t)255, o3 = o2 + ((tb + 255) & ~(size_t)255), o4 = o3 + ((pb + 255) & ~(size_t)255);
+    char *sc = (char *)cuda_scratch(c, o4 + pb);
+    if (!sc) return;
+    cudaError_t e = cudaMemcpyAsync(sc, tc, tb, cudaMemcpyHostToDevice, c->stream);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(sc + o2, ts, tb, cudaMemcpyHostToDevice, c->stream);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(sc + o3, hp, pb, cudaMemcpyHostToDevice, c->stream);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(sc + o4, wp, pb, cudaMemcpyHostToDevice, c->stream);
+    if (e != cudaSuccess) {
+        cuda_fail(c, "rope_table_2d", e);
+        return;
+    }
+    k_rope_table_2d(c, cs, sn, (const float *)sc, (const float *)(sc + o2), (const int32_t *)(sc + o3),
+                    (const int32_t *)(sc + o4), n, nf);
+}
+
 static void cu_read_async(glmv_backend *be, void *dst, const void *src, size_t n) {
     cuda_ctx *c = ctx_of(be);
     if (c->failed) {
@@ -684,6 +706,11 @@ static void cu_rope_neox(glmv_backend *be, float *x, int64_t ld, const float *cs
     OP_GUARD(be);
     k_rope_neox(c, x, ld, cs, sn, n, nh, hd);
 }
+static void cu_rope_kv_store(glmv_backend *be, float *x, int64_t ldq, const float *cs, const float *sn, int64_t n,
+                             int nh, int nkv, int hd, int rot, void *kc, void *vc) {
+    OP_GUARD(be);
+    k_rope_kv_store(c, x, ldq, cs, sn, n, nh, nkv, hd, rot, kc, vc);
+}
 static void cu_attn_causal(glmv_backend *be, float *o, const float *q, int64_t ldq,
                            const void *kc, const void *vc, int64_t n, int64_t pos0, int nh,
                            int nkv, int hd, float sc) {
@@ -828,6 +855,7 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->write = cu_write;
     be->write_bf16 = cu_write_bf16;
     be->write_lut = cu_write_lut;
+    be->rope_table_2d = cu_rope_table_2d;
     be->read = cu_read;
     be->read_async = cu_read_async;
     be->host_alloc = cu_host_alloc;
@@ -842,6 +870,7 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     be->copy_rows = cu_copy_rows;
     be->kv_store = cu_kv_store;
     be->rope_interleaved = cu_rope_interleaved;
+    be->rope_kv_store = cu_rope_kv_store;
     be->rope_neox = cu_rope_neox;
     be->attn_causal = cu_attn_causal;
     be->attn_decode_batch = cu_attn_decode_batch;

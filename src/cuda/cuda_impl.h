@@ -130,6 +130,10 @@ void k_swiglu_b2b(cuda_ctx *c, __nv_bfloat16 *h, const __nv_bfloat16 *gu, int64_
 void k_bf16_to_f32(cuda_ctx *c, float *y, const __nv_bfloat16 *x, int64_t count);
 void k_lut_widen(cuda_ctx *c, float *y, const uint8_t *x, int64_t count, int64_t run, const float *lut,
                  int tables);
+void k_rope_kv_store(cuda_ctx *c, float *x, int64_t ldq, const float *cs, const float *sn, int64_t n, int nh, int nkv,
+                     int hd, int rot, void *kc, void *vc);
+void k_rope_table_2d(cuda_ctx *c, float *cs, float *sn, const float *tc, const float *ts, const int32_t *hp,
+                     const int32_t *wp, int64_t n, int nf);
 /* y[i, :] = bias[:] (any dtype) for m rows of n */
 void k_fill_bias(cuda_ctx *c, float *y, const glmv_tensor *bias, int64_t m, int64_t n);
 

@@ -298,10 +298,7 @@ __global__ void rope_interleaved_kernel(float *x, int64_t ld, const float *cs, c
     int h = (int)(rh % n_heads);
     int64_t i = rh / n_heads;
     float *v = x + i * ld + (int64_t)h * head_dim + 2 * j;
-    float c = cs[i * half + j], s = sn[i * half + j];
-    float x0 = v[0], x1 = v[1];
-    v[0] = x0 * c - x1 * s;
-    v[1] = x1 * c + x0 * s;
+    rope_rot(v[0], v[1], cs[i * half + j], sn[i * half + j], v[0], v[1]); /* (one rounding a product) */
 }
 
 void k_rope_interleaved(cuda_ctx *c, float *x, int64_t ld, const float *cos, const float *sin,
@@ -574,6 +571,28 @@ void k_lut_widen(cuda_ctx *c, float *y, const uint8_t *x, int64_t count, int64_t
     cuda_launch(c, lut_widen_kernel, grid_for(count), 256, sizeof(float) * 256 * tables, y, x, count, run, lut,
                 tables);
     cuda_check(c, "lut_widen");
+}
+
+/* cs[r, :] = [tc[hp[r]] | tc[wp[r]]], sn likewise from ts: rows of 2 nf floats (the vision tower's
+ * rotation tables from their values at each coordinate) */
+__global__ void rope_table_2d_kernel(float *cs, float *sn, const float *tc, const float *ts, const int32_t *hp,
+                                     const int32_t *wp, int64_t n, int nf) {
+    PDL_ENTRY();
+    const int64_t w = 2 * (int64_t)nf;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n * w; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / w;
+        const int j = (int)(i - r * w), a = j < nf;
+        const int64_t t = (int64_t)(a ? hp[r] : wp[r]) * nf + (a ? j : j - nf);
+        cs[i] = tc[t];
+        sn[i] = ts[t];
+    }
+}
+
+void k_rope_table_2d(cuda_ctx *c, float *cs, float *sn, const float *tc, const float *ts, const int32_t *hp,
+                     const int32_t *wp, int64_t n, int nf) {
+    if (n <= 0) return;
+    cuda_launch(c, rope_table_2d_kernel, grid_for(n * 2 * nf), 256, 0, cs, sn, tc, ts, hp, wp, n, nf);
+    cuda_check(c, "rope_table_2d");
 }
 
 /* y[i, j] = bias[j]: grid (column blocks, rows), no division per element */
