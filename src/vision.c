@@ -281,9 +281,13 @@ int glmv_vision_forward(glmv_model *m, const float *pixels, int64_t N, const int
  * of one table at a time, widened by the backend (be->write_lut), or here (into dst itself on a
  * host backend, else into a block of rows written after) */
 static int write_patch_bytes(glmv_backend *be, float *dst, const glmv_patches *px, const int (*grid)[3],
-                             int n_grid, int64_t K, char *err) {
+                             int n_grid, int64_t K, int64_t block_rows, char *err) {
     if (K % 3) return glmv_errf(err, "vision: patch rows of bytes need 3 channels (%lld values a row)", (long long)K);
-    const int64_t ch = K / 3, B = 256; /* B: rows a host write */
+    if (!px->u8 || !px->luts) return glmv_errf(err, "vision: patch rows of bytes without their rows or tables");
+    /* W: rows a write_lut (~8 MB of bytes, which a device stages; block_rows where set, as tests
+     * do), B: rows a host write */
+    const int64_t ch = K / 3, W = block_rows > 0 ? block_rows : GLMV_MAX((int64_t)1, ((int64_t)8 << 20) / K),
+                  B = GLMV_MIN(W, (int64_t)256);
     float *buf = NULL;
     int64_t a = 0, r = 0; /* the run's first row, the next segment's */
     int seg = 0, rc = 0;
@@ -298,7 +302,8 @@ static int write_patch_bytes(glmv_backend *be, float *dst, const glmv_patches *p
             const glmv_patch_lut *lut = &px->luts[li];
             const int64_t n = r - a;
             if (be->write_lut) {
-                be->write_lut(be, dst + a * K, src, n * K, ch, lut->v[0], 3);
+                for (int64_t i = 0; i < n; i += W)
+                    be->write_lut(be, dst + (a + i) * K, src + i * K, GLMV_MIN(W, n - i) * K, ch, lut->v[0], 3);
             } else if (!be->caps.device) {
                 glmv_patch_expand(src, n * K, ch, lut, dst + a * K);
             } else if (!buf && !(buf = malloc(sizeof(float) * (size_t)(B * K)))) {
@@ -383,7 +388,7 @@ static int vision_forward(glmv_model *m, const glmv_patches *pixels, int64_t N, 
     for (int g = 0; g < n_grid; g++) nv = GLMV_MAX(nv, GLMV_MAX(grid[g][1], grid[g][2]));
     float *hcos = hget(m, 4, dev_rt ? sizeof(float) * 2 * (size_t)nv * (size_t)nf
                                     : glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
-    float *hsin = dev_rt ? hcos + (size_t)nv * (size_t)nf
+    float *hsin = dev_rt ? (hcos ? hcos + (size_t)nv * (size_t)nf : NULL)
                          : hget(m, 5, glmv_mul_size((size_t)N, sizeof(float) * (size_t)(hd / 2)));
     arena a = {m, be, {0}, 0, 0};
     int rc = -1;
@@ -453,7 +458,7 @@ static int vision_forward(glmv_model *m, const glmv_patches *pixels, int64_t N, 
     }
     if (pixels->f32)
         be->write(be, px, pixels->f32, glmv_mul_size((size_t)(N * K), sizeof(float)));
-    else if (write_patch_bytes(be, px, pixels, grid, n_grid, K, err))
+    else if (write_patch_bytes(be, px, pixels, grid, n_grid, K, m->vision_row_block, err))
         goto done;
     if (dev_rt) {
         be->rope_table_2d(be, cs, sn, hcos, hsin, nv, hp, wp, N, nf);
@@ -524,6 +529,7 @@ static int vision_forward(glmv_model *m, const glmv_patches *pixels, int64_t N, 
     rc = be->status && be->status(be, err) ? -1 : 0; /* a device's failure surfaces here */
     if (rc) glmv_errcode_set(GLMV_E_BACKEND);
 done:
+    if (rc) be->sync(be); /* copies from the kept host buffers may be queued: done before they are reused */
     afree(&a);
     void *host[] = {cu, hpe, hp, wp, hcos, dev_rt ? NULL : hsin};
     for (int i = 0; i < 6; i++) hfree(m, host[i]);

@@ -290,6 +290,7 @@ TEST(write_lut) {
         memset(&t, 0, sizeof t);
         float *got = host_of(dy, n + off);
         CHECK_MSG(!memcmp(got + off, want, sizeof(float) * (size_t)n), "write_lut of %lld values", (long long)n);
+        for (int64_t j = 0; j < off; j++) CHECK_MSG(isnan(got[j]), "write_lut wrote before its destination (%lld)", (long long)j);
         be->free(be, dy);
         free(got);
         free(want);

@@ -1489,6 +1489,24 @@ TEST(prefix_reuse) {
     CHECK_EQ_INT(rf.cached_tokens, 0);
     CHECK_EQ_INT(r2.n_tokens, rf.n_tokens);
     CHECK(memcmp(r2.token_ids, rf.token_ids, sizeof(int32_t) * (size_t)GLMV_MIN(r2.n_tokens, rf.n_tokens)) == 0);
+    /* a later turn with a second image: the first image's segment is kept (its rows skipped) and
+     * the new one's run from its own rows; the answer is a fresh session's */
+    glmv_part u3[2];
+    memset(u3, 0, sizeof u3);
+    u3[0].kind = GLMV_PART_IMAGE;
+    u3[0].path = "../shared/assets/images/llava_extreme_ironing.jpg";
+    u3[1].kind = GLMV_PART_TEXT;
+    u3[1].text = "And in this one?";
+    glmv_message conv2[3] = {{"user", u1, 2, NULL}, {"assistant", a1, 1, NULL}, {"user", u3, 2, NULL}};
+    glmv_result r4, rf4;
+    CHECK(gen_ids(s, conv2, 3, &r4, err) == 0);
+    CHECK(gen_ids(fresh, conv2, 3, &rf4, err) == 0);
+    printf("  a second image: %d prompt tokens, %d cached\n", r4.prompt_tokens, r4.cached_tokens);
+    CHECK(r4.cached_tokens >= r1.prompt_tokens - 1 && r4.cached_tokens < r4.prompt_tokens - r4.image_tokens / 2);
+    CHECK(r4.n_tokens == rf4.n_tokens &&
+          memcmp(r4.token_ids, rf4.token_ids, sizeof(int32_t) * (size_t)rf4.n_tokens) == 0);
+    glmv_result_free(&r4);
+    glmv_result_free(&rf4);
     /* the same conversation with another image: nothing from the image on is kept */
     u1[0].path = "../shared/assets/images/llava_extreme_ironing.jpg";
     CHECK(gen_ids(s, conv, 3, &r3, err) == 0);
@@ -2111,8 +2129,8 @@ TEST(vision_patch_bytes) {
     ip.mean[0] = 0.5f, ip.std[1] = 0.25f; /* another table */
     glmv_patch_lut_init(&ip, &luts[1]);
     uint8_t *b = malloc((size_t)(N * K));
-    float *px = malloc(sizeof(float) * (size_t)(N * K)), *f[3];
-    for (int j = 0; j < 3; j++) f[j] = calloc((size_t)(M * O), sizeof(float));
+    float *px = malloc(sizeof(float) * (size_t)(N * K)), *f[4];
+    for (int j = 0; j < 4; j++) f[j] = calloc((size_t)(M * O), sizeof(float));
     uint32_t seed = 5;
     for (int64_t i = 0; i < N * K; i++) {
         seed = seed * 1664525u + 1013904223u;
@@ -2127,13 +2145,25 @@ TEST(vision_patch_bytes) {
     float *d = be->alloc(be, sizeof(float) * (size_t)(M * O));
     void (*write_lut)(glmv_backend *, float *, const uint8_t *, int64_t, int64_t, const float *, int) = be->write_lut;
     const int device = be->caps.device;
-    for (int j = 0; j < 3 && d; j++) {
-        if (j == 2) be->write_lut = NULL, be->caps.device = 1;
+    for (int j = 0; j < 4 && d; j++) {
+        if (j == 2 || (j == 3 && !write_lut)) be->write_lut = NULL, be->caps.device = 1;
+        /* 3: the rows written 7 at a time (the tower's passes of 7 rows too): through write_lut, or
+         * widened here in blocks */
+        m->vision_row_block = j == 3 ? 7 : 0;
         int rc = j == 0 ? glmv_vision_forward(m, px, N, (const int(*)[3])grid, 3, d, err)
                         : glmv_vision_forward_patches(m, &pb, N, (const int(*)[3])grid, 3, d, err);
         CHECK_MSG(rc == 0, "%d: %s", j, err);
         be->write_lut = write_lut, be->caps.device = device;
         be->read(be, f[j], d, sizeof(float) * (size_t)(M * O));
+        if (j == 3) { /* against the floats in passes of 7 rows */
+            m->vision_row_block = 7;
+            CHECK(glmv_vision_forward(m, px, N, (const int(*)[3])grid, 3, d, err) == 0);
+            float *g = calloc((size_t)(M * O), sizeof(float));
+            be->read(be, g, d, sizeof(float) * (size_t)(M * O));
+            CHECK_MSG(memcmp(g, f[3], sizeof(float) * (size_t)(M * O)) == 0, "bytes in blocks of 7 rows against floats");
+            free(g);
+            m->vision_row_block = 0;
+        }
     }
     CHECK(d != NULL);
     CHECK_MSG(memcmp(f[0], f[1], sizeof(float) * (size_t)(M * O)) == 0, "bytes (%s) against floats",
@@ -2151,7 +2181,7 @@ TEST(vision_patch_bytes) {
     if (d) be->free(be, d);
     free(b);
     free(px);
-    for (int j = 0; j < 3; j++) free(f[j]);
+    for (int j = 0; j < 4; j++) free(f[j]);
     glmv_model_free(m);
 }
 

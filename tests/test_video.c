@@ -72,7 +72,7 @@ TEST(sample_bad) {
 
 /* value i of a video's patch rows as the vision tower sees it: its byte through its channel's
  * table (392 values a channel in a row of 1,176) */
-#define VAL(v, i) ((v).lut.v[((i) / 392) % 3][(v).rows[(i)]])
+#define VAL(vid, i) ((vid).lut.v[((i) / 392) % 3][(vid).rows[(i)]])
 
 /* mean red value (0..255) of temporal group g, frame t, de-normalised */
 static double group_brightness(const glmv_video *v, const glmv_image_params *p, int g, int t) {
