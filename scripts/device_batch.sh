@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|dec|ttft|video|videottft|wgmma|decode|dectile|dectrace|bulk|tower|prefill -- continuous batching on the GPU machine (one H200, a
+# device_batch.sh tests|bench|serving|amx|owed|recheck|top|skinny|kv|stream|figures|rows|explore|ab|dec|ttft|video|videottft|wgmma|decode|dectile|dectrace|bulk|tower|prefill|decab -- continuous batching on the GPU machine (one H200, a
 # Xeon with AVX512-BF16 and AMX), and that Xeon's AMX.
 #
 # Built here first (the GPU machine lacks FFmpeg, libmicrohttpd, cJSON... headers):
@@ -535,6 +535,27 @@ for f in json.load(sys.stdin)["serving"]:
             grep -o '"ctx": [0-9]*, "tokens": [0-9]*, "ms_per_token": [0-9.]*, "tokens_per_s": [0-9.]*'
     done
     echo "== $((SECONDS - S0)) s"; tail -n 3 "$OUT/bench.err"
+    ;;
+decab)
+    # steady decode of 1, 16 and 64 streams at ~1k keys and 128 requests served 16 at a time, this
+    # binary against .dev/old/glmv (an earlier commit's), alternating, ROUNDS times: whether a change
+    # moved the BF16 decode, on one machine in the same minutes
+    { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
+    for r in $(seq "${ROUNDS:-2}"); do
+        for b in .dev/old/glmv build/cuda/glmv; do
+            [ -x "$b" ] || continue
+            echo "== $b: steady decode, 1/16/64 streams at ~1k keys (ms a step)"
+            timeout 150 "$b" bench --synthetic --layers 40 --device cuda --prompt 512 --decode 32 --ctx 1024 \
+                --concurrency 1,16,64 --json 2>>"$OUT/bench.err" | grep -o '"concurrency[^]]*' |
+                grep -o '"streams": [0-9]*\|"ms_per_step": [0-9.]*' | paste -sd' '
+            echo "== $b: 128 requests of 512 + 128 tokens served 16 at a time (tokens/s)"
+            timeout 150 "$b" bench --synthetic --layers 40 --device cuda --prompt 512 --decode 128 --concurrency 16 \
+                --requests 128 --schedule mixed --json 2>>"$OUT/bench.err" |
+                python3 -c 'import json, sys
+for f in json.load(sys.stdin)["serving"]: print(f["streams"], f["ms"], f["generated_tokens_per_s"])'
+        done
+    done
+    tail -n 3 "$OUT/bench.err"
     ;;
 prefill)
     # the 512-token prefill and the first token of the 1120x1120 PNG (.dev/ttft), this binary against
