@@ -307,6 +307,9 @@ void glmv_rope_vision_values(int head_dim, double theta, int32_t nv, float *tc, 
 void glmv_rope_vision_table(int head_dim, double theta, const int32_t *hp, const int32_t *wp,
                             int64_t n, float *cos, float *sin);
 
+/* The image (video 0) or video (1) processor's settings from the checkpoint's configs (session.c). */
+glmv_image_params glmv_processor_params(const glmv_config *c, int video);
+
 /* ---- vision.c ---- */
 /* The vision tower's input rows (n_patches, 3*T*P*P) on the host: floats, or the pixels' bytes
  * (what the prompt stage keeps: a quarter of the memory, hashed and written to a device as they

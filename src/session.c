@@ -29,8 +29,6 @@
 
 /* ------------------------------------------------------------------ session */
 
-static glmv_image_params processor_params(const glmv_config *c, int video);
-
 /* tensor parallelism (tp.c): s's session on rank r, and the calling thread on its device */
 static glmv_session *rank_sess(glmv_session *s, int r) { return r ? s->tp_peer[r] : s; }
 static void rank_bind(const glmv_session *s) {
@@ -72,7 +70,7 @@ int glmv_session_new(glmv_session **out, glmv_model *m, int n_ctx, char *err) {
     if (n_ctx <= 0) n_ctx = GLMV_MIN(c->max_position_embeddings > 0 ? c->max_position_embeddings : 4096, 16384);
     if (n_ctx > (1 << 24)) return glmv_errf(err, "n_ctx %d too large", n_ctx);
     if (m->params.min_image_tokens || m->params.max_image_tokens) { /* refuse bad limits up front */
-        glmv_image_params ip = processor_params(c, 0);
+        glmv_image_params ip = glmv_processor_params(c, 0);
         if (glmv_image_apply_token_limits(&ip, m->params.min_image_tokens, m->params.max_image_tokens, err))
             return -1;
     }
@@ -543,8 +541,7 @@ static int media_add_rows(media *md, uint8_t **rows, const int grid[3], int64_t 
     return 0;
 }
 
-/* The image or video processor's settings from the checkpoint's configs. */
-static glmv_image_params processor_params(const glmv_config *c, int video) {
+glmv_image_params glmv_processor_params(const glmv_config *c, int video) {
     glmv_image_params ip;
     memset(&ip, 0, sizeof ip);
     ip.patch_size = c->proc_patch_size > 0 ? c->proc_patch_size : c->v_patch_size;
@@ -561,7 +558,7 @@ static glmv_image_params processor_params(const glmv_config *c, int video) {
 static int load_video(glmv_model *m, const glmv_part *pt, media *md, int64_t K, int64_t max_tokens,
                       char *err) {
     const glmv_config *c = &m->cfg;
-    glmv_image_params ip = processor_params(c, 1);
+    glmv_image_params ip = glmv_processor_params(c, 1);
     glmv_video_params vp = {.fps = pt->video_fps > 0 ? pt->video_fps : c->vid_fps,
                             .max_duration = c->vid_max_duration,
                             .max_frames = pt->video_max_frames,
@@ -623,7 +620,7 @@ static void *decode_main(void *arg) {
 static int load_images(glmv_model *m, const glmv_message *msgs, int n_msgs, int n_ctx, media *md,
                        char *err) {
     const glmv_config *c = &m->cfg;
-    glmv_image_params ip = processor_params(c, 0);
+    glmv_image_params ip = glmv_processor_params(c, 0);
     if ((m->params.min_image_tokens || m->params.max_image_tokens) &&
         glmv_image_apply_token_limits(&ip, m->params.min_image_tokens, m->params.max_image_tokens, err))
         return -1;
@@ -958,14 +955,13 @@ int glmv_session_prefill_media(glmv_session *s, const int32_t *ids, int64_t n, c
 }
 
 /* A segment's identity in the cache: SipHash of its pixel rows' bytes under this
- * process's random key, with the grid and the SipHash of the bytes' table (what
- * they stand for) folded into the key (so one client cannot craft an image that
+ * process's random key, with the grid and lh, the SipHash of the bytes' table (what
+ * they stand for; lut_hash), folded into the key (so one client cannot craft an image that
  * another client's cached image would match) */
 /* (7.5 MB for a 1120x1120 image: on the model's threads, ~2 ms on one Zen 5 core) */
-static uint64_t seg_hash(const int grid[3], const glmv_patch_lut *lut, const uint8_t *rows, int64_t n, int threads) {
+static uint64_t seg_hash(const int grid[3], uint64_t lh, const uint8_t *rows, int64_t n, int threads) {
     uint8_t key[16];
     memcpy(key, glmv_hash_key(), sizeof key);
-    const uint64_t lh = glmv_siphash(key, lut, sizeof *lut);
     for (int b = 0; b < 4; b++) key[12 + b] ^= (uint8_t)(lh >> (8 * b)); /* (bytes 12-15 are the key's own) */
     for (int i = 0; i < 3; i++) {
         uint32_t g = (uint32_t)grid[i];
@@ -973,6 +969,9 @@ static uint64_t seg_hash(const int grid[3], const glmv_patch_lut *lut, const uin
     }
     return glmv_siphash_chunked(key, rows, (size_t)n, threads);
 }
+
+/* a patch table's SipHash under this process's key, for seg_hash */
+static uint64_t lut_hash(const glmv_patch_lut *lut) { return glmv_siphash(glmv_hash_key(), lut, sizeof *lut); }
 
 /* How much of the cache a new prompt can keep: the common prefix of ids,
  * cut before the first vision segment that is not identical (or that the
@@ -1421,7 +1420,7 @@ static int prompt_new(glmv_prompt **out, glmv_model *m, const glmv_message *msgs
     /* PDF parts become their pages, as images, before anything else sees the messages */
     glmv_pdf_expansion px = {0};
     if (!raw) {
-        glmv_image_params ip = processor_params(c, 0);
+        glmv_image_params ip = glmv_processor_params(c, 0);
         if ((m->params.min_image_tokens || m->params.max_image_tokens) &&
             glmv_image_apply_token_limits(&ip, m->params.min_image_tokens, m->params.max_image_tokens, err))
             return glmv_errc(err, GLMV_E_INVALID, "%s", err);
@@ -1477,9 +1476,11 @@ static int prompt_new(glmv_prompt **out, glmv_model *m, const glmv_message *msgs
         goto done;
     }
     int64_t r = 0;
+    uint64_t lh = 0; /* the table's hash, once a run of segments with one table (a video's frame pairs) */
     for (int j = 0; j < p->md.n; j++) {
         int64_t nr = (int64_t)p->md.grid[j][0] * p->md.grid[j][1] * p->md.grid[j][2];
-        p->hs[j] = seg_hash(p->md.grid[j], &p->md.luts[p->md.seg_lut[j]], p->md.rows + r * K, nr * K,
+        if (j == 0 || p->md.seg_lut[j] != p->md.seg_lut[j - 1]) lh = lut_hash(&p->md.luts[p->md.seg_lut[j]]);
+        p->hs[j] = seg_hash(p->md.grid[j], lh, p->md.rows + r * K, nr * K,
                             m->params.n_threads > 0 ? m->params.n_threads : glmv_cpu_count());
         r += nr;
     }
@@ -2152,7 +2153,7 @@ int glmv_generate_raw(glmv_session *s, const char *prompt, const glmv_sampling *
 int glmv_model_warmup(glmv_model *m, int h, int w, char *err) {
     int tok = 0;
     /* no larger than an image the model's limits let through (the scratch stays that size) */
-    glmv_image_params ip = processor_params(&m->cfg, 0);
+    glmv_image_params ip = glmv_processor_params(&m->cfg, 0);
     if ((m->params.min_image_tokens || m->params.max_image_tokens) &&
         glmv_image_apply_token_limits(&ip, m->params.min_image_tokens, m->params.max_image_tokens, err))
         return -1;

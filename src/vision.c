@@ -557,11 +557,7 @@ int glmv_vision_eval(glmv_model *m, int h, int w, int *n_tokens, char *err) {
             s = s * 1664525u + 1013904223u;
             px[i] = (uint8_t)(s >> 24);
         }
-        glmv_image_params ip;
-        glmv_image_params_default(&ip);
-        memcpy(ip.mean, c->img_mean, sizeof ip.mean);
-        memcpy(ip.std, c->img_std, sizeof ip.std);
-        if (c->img_rescale_factor > 0) ip.rescale_factor = c->img_rescale_factor;
+        const glmv_image_params ip = glmv_processor_params(c, 0);
         glmv_patch_lut lut;
         glmv_patch_lut_init(&ip, &lut);
         const glmv_patches pb = {.u8 = px, .luts = &lut};
