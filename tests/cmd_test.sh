@@ -260,7 +260,8 @@ if $G bench -m $M --prompt 0 --decode 0 --image $IMG --question 'Say "hi"' --jso
           .ttft.ms >= .ttft.vision_ms + .ttft.prefill_ms and (.ttft.image | endswith(".png"))' "$tmp/b.json" >/dev/null; then
     ok bench_image_ttft
 else bad bench_image_ttft "$(cat "$tmp/b.json" "$tmp/err")"; fi
-# bench --video: the same for a video file, its decoding part of the preprocessing
+# bench --video: the same for a video file, its decoding part of the preprocessing (the stages add up
+# to the whole but for the JSON's rounding to 0.1 ms: 31.6 + 2.2 + 1.0 is above 34.8 in doubles)
 VID=../shared/assets/videos/mmcv_test.mp4
 expect_fail err_bench_image_and_video "exclude each other" $G bench -m $M --image $IMG --video $VID
 expect_fail err_bench_video_synthetic "--video needs a tokenizer" $G bench --synthetic --layers 1 --video $VID
@@ -268,7 +269,7 @@ expect_fail err_bench_video_missing "no-such.mp4" $G bench -m $M --video "$tmp/n
 if $G bench -m $M --prompt 0 --decode 0 --video $VID --json -t 2 >"$tmp/b.json" 2>"$tmp/err" &&
    jq -e '.ttft.image_tokens > 12 and .ttft.prompt_tokens > .ttft.image_tokens and .ttft.vision_ms > 0 and
           .ttft.prefill_ms > 0 and .ttft.preprocess_ms > 0 and .ttft.first_ms > 0 and
-          .ttft.ms >= .ttft.preprocess_ms + .ttft.vision_ms + .ttft.prefill_ms and
+          .ttft.ms + 0.15 >= .ttft.preprocess_ms + .ttft.vision_ms + .ttft.prefill_ms and
           (.ttft.video | endswith(".mp4")) and (.ttft | has("image") | not)' "$tmp/b.json" >/dev/null; then
     ok bench_video_ttft
 else bad bench_video_ttft "$(cat "$tmp/b.json" "$tmp/err")"; fi
