@@ -77,6 +77,7 @@ struct cuda_ctx {
     void *bias32;                /* a BF16 bias widened for that epilogue (float32 outputs take float32 biases) */
     size_t bias32_bytes;
     int flash_bulk;              /* the wgmma flash kernel fed by bulk copies (GLMV_CUDA_FLASH_BULK, default 1) */
+    int stream_gemv;             /* one row's products streamed through shared memory (gemv_stream.cu; GLMV_CUDA_STREAM) */
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }
@@ -210,6 +211,16 @@ void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const
                      int64_t ldk, const float *v, int64_t ldv, const int64_t *cu, int n_seg,
                      int n_heads, int head_dim, float scale);
 
+/* ---- gemv_stream.cu: one row of x by BF16, Q8_0 or Q4_0 weights, a block a multiprocessor ---- */
+/* sets c->stream_gemv (0 without dependent launch, or where the kernels cannot have their shared
+ * memory; GLMV_CUDA_STREAM=0, read at each call, turns them off too); never fails the backend */
+int k_stream_init(cuda_ctx *c);
+/* y = x · wᵀ (+ bias) for one row x (BF16: x; Q8_0 / Q4_0: x rounded, xq, xd, xs as quant_x
+ * lays them out), or with glu h = swiglu over w = [gate | up] (no bias); 1 when declined
+ * (nothing launched: the caller's kernels take it), 0 when launched */
+int k_gemv_stream(cuda_ctx *c, float *y, const float *x, const int8_t *xq, const float *xd, const int32_t *xs,
+                  const glmv_tensor *w, const glmv_tensor *bias, int glu);
+
 /* the decode attention's choices (GLMV_CUDA_DEC_TILE) and its kernels' attributes, once a backend;
  * -1 with err set on failure */
 int k_attn_init(cuda_ctx *c, char *err);
@@ -242,6 +253,38 @@ static inline unsigned cdiv(int64_t a, int64_t b) { return (unsigned)((a + b - 1
         PDL_WAIT();   \
     } while (0)
 
+/* mbarriers (flash_wg.cu's ping-pong variant, gemv_stream.cu): init, arrive, a thread's cp.async copies arriving when
+ * they land (noinc: the count set at init includes them), and the wait on a phase's parity */
+__device__ __forceinline__ void mbar_init(uint32_t a, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(a), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t a) {
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(a) : "memory");
+}
+__device__ __forceinline__ void mbar_cp_async_arrive(uint32_t a) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(a) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t a, int parity) {
+    uint32_t ok = 0;
+    while (!ok)
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(ok)
+                     : "r"(a), "r"(parity)
+                     : "memory");
+}
+/* the copying thread's arrival on a full mbarrier, with the bytes its bulk copy will bring */
+__device__ __forceinline__ void mbar_expect_tx(uint32_t a, int bytes) {
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(a),
+                 "r"(bytes)
+                 : "memory");
+}
+/* bytes (a multiple of 16) from global src into shared dst (16-byte aligned) by the copy engine,
+ * completing on the mbarrier at bar */
+__device__ __forceinline__ void bulk_g2s(uint32_t dst, const void *src, int bytes, uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar)
+                 : "memory");
+}
 /* The NeoX rotation of one pair (a = x[d], b = x[d + hd/2]; c, s the row's cos and sin at d):
  * x[d] = a c - b s, x[d + hd/2] = b c + a s, each product and sum rounded apart (no fused
  * multiply-add), so that every kernel that rotates (rope_neox_kernel, the flash kernels' Q, the

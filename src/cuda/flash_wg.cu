@@ -127,38 +127,6 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t a) {
  * t in S, t - 1 in P·V */
 #define FW_SMEM(ST, BN) ((ST) * 2 * FW_TILE(BN) + 1024 + 64) /* + the ping-pong's mbarriers */
 
-/* mbarriers (the ping-pong variant): init, arrive, a thread's cp.async copies arriving when
- * they land (noinc: the count set at init includes them), and the wait on a phase's parity */
-__device__ __forceinline__ void mbar_init(uint32_t a, int count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(a), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint32_t a) {
-    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(a) : "memory");
-}
-__device__ __forceinline__ void mbar_cp_async_arrive(uint32_t a) {
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(a) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint32_t a, int parity) {
-    uint32_t ok = 0;
-    while (!ok)
-        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(ok)
-                     : "r"(a), "r"(parity)
-                     : "memory");
-}
-/* the copying thread's arrival on a full mbarrier, with the bytes its bulk copy will bring */
-__device__ __forceinline__ void mbar_expect_tx(uint32_t a, int bytes) {
-    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(a),
-                 "r"(bytes)
-                 : "memory");
-}
-/* bytes (a multiple of 16) from global src into shared dst (16-byte aligned) by the copy engine,
- * completing on the mbarrier at bar */
-__device__ __forceinline__ void bulk_g2s(uint32_t dst, const void *src, int bytes, uint32_t bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
-                 "l"(src), "r"(bytes), "r"(bar)
-                 : "memory");
-}
 /* named barriers 1 and 2 of the two warpgroups' turns (0 is __syncthreads') */
 __device__ __forceinline__ void nbar_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
 __device__ __forceinline__ void nbar_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }

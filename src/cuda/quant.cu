@@ -765,6 +765,8 @@ void k_gemv_q(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const
     float *xd;
     int32_t *xs;
     if (!quant_x(c, x, m, k, &xq, &xd, &xs)) return;
+    if (m == 1 && (w->dtype == GLMV_Q8_0 || w->dtype == GLMV_Q4_0) && !k_gemv_stream(c, y, NULL, xq, xd, xs, w, bias, 0))
+        return;
     /* rows in groups of GEMV_MAX_M, the weights read once per group; a row's sums do not
      * depend on its group (matmul_rows' promise) */
     for (int64_t r0 = 0; r0 < m; r0 += GEMV_MAX_M) {
@@ -787,6 +789,7 @@ int k_gemv_q_glu(cuda_ctx *c, float *h, const float *x, const glmv_tensor *w, in
     float *xd;
     int32_t *xs;
     if (!quant_x(c, x, m, k, &xq, &xd, &xs)) return 0; /* the error is recorded */
+    if (m == 1 && !k_gemv_stream(c, h, NULL, xq, xd, xs, w, NULL, 1)) return 0;
     if (w->dtype == GLMV_Q4_0) glu_q_m<1>(c, h, xq, xd, xs, w, m, I, k);
     else glu_q_m<0>(c, h, xq, xd, xs, w, m, I, k);
     cuda_check(c, "matmul + swiglu (quantized gemv)");
