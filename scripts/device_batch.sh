@@ -1105,9 +1105,9 @@ wgmma)
 gstream)
     { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
     if [ -z "${NO_TESTS:-}" ]; then
-        timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
+        env ${TC_ONLY:+GLMV_TEST_ONLY=$TC_ONLY} timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
         echo "== test_cuda"; grep -E 'stream|not ok|RESULT|FAIL' "$OUT/test_cuda.log" | tail -n 24
-        GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,tiny_image2,bf16_tiny_image2,batch_invariance,decode_graphs,prefix_sharing,top_logits_batched,gguf_q8_0_text,gguf_q8_0_image1 \
+        GLMV_CUDA_STREAM=1 GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=${PARITY_ONLY:-tiny_text,tiny_image1,tiny_image2,bf16_tiny_image2,batch_invariance,decode_graphs,prefix_sharing,top_logits_batched,gguf_q8_0_text,gguf_q8_0_image1} \
             timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
         echo "== test_parity on CUDA"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cuda.log" | tail -n 8
     fi
