@@ -723,7 +723,9 @@ static void one_stream(glmv_dtype dt, int64_t n, int64_t k, glmv_dtype bias_dt, 
         glmv_quantize_x_q8(x, xq, xd, k);
         for (int64_t o = 0; o < n; o++)
             ref[o] = (float)glmv_dot_q8x_ref((const char *)w.host + o * rb, dt, xq, xd, k) +
-                     (bias_dt == GLMV_BF16 ? glmv_bf16_to_f32(((const uint16_t *)b.host)[o]) : ((const float *)b.host)[o]);
+                     (bias_dt == GLMV_BF16  ? glmv_bf16_to_f32(((const uint16_t *)b.host)[o])
+                      : bias_dt == GLMV_F16 ? glmv_f16_to_f32(((const uint16_t *)b.host)[o])
+                                            : ((const float *)b.host)[o]);
         free(xq), free(xd);
     } else {
         glmv_ref_matmul(ref, x, &w, &b, 1);
@@ -784,6 +786,9 @@ TEST(matmul_stream) {
     one_stream(GLMV_Q4_0, 1222, 13696, GLMV_F32, 1);
     one_stream(GLMV_BF16, 1222, 13696, GLMV_F32, 1);
     one_stream(GLMV_BF16, 5003, 264, GLMV_F32, 0);   /* 33 chunks a row, an odd number of rows */
+    one_stream(GLMV_BF16, 600, 8192, GLMV_F16, 1);   /* 4 chunks a thread; an F16 bias */
+    one_stream(GLMV_Q8_0, 600, 8192, GLMV_F32, 1);   /* 2 */
+    one_stream(GLMV_Q4_0, 600, 32768, GLMV_F32, 1);  /* 4 */
 }
 
 /* With block-format weights loaded, norm_add_norm of up to 8 rows also rounds its output to int8

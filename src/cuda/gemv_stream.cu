@@ -112,12 +112,12 @@ __global__ void __launch_bounds__(ST_THREADS, 2) gemv_stream_kernel(st_args a) {
     for (int c = 0; c < CPT; c++) {
         const int j = tig + c * TPR;
         const bool in = j < a.C;
-        if (FMT == ST_BF16) {
+        if constexpr (FMT == ST_BF16) {
             const float4 *xr = (const float4 *)(a.x + (in ? (int64_t)j * 8 : 0));
             const float4 p = xr[0], q = xr[1];
             xf[c][0] = p.x, xf[c][1] = p.y, xf[c][2] = p.z, xf[c][3] = p.w;
             xf[c][4] = q.x, xf[c][5] = q.y, xf[c][6] = q.z, xf[c][7] = q.w;
-        } else if (FMT == ST_Q8) {
+        } else if constexpr (FMT == ST_Q8) {
             const uint4 v = *(const uint4 *)(a.xq + (in ? (int64_t)j * 16 : 0));
             xi[c][0] = (int)v.x, xi[c][1] = (int)v.y, xi[c][2] = (int)v.z, xi[c][3] = (int)v.w;
             xdv[c] = a.xd[in ? j >> 1 : 0];
@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(ST_THREADS, 2) gemv_stream_kernel(st_args a) {
                 const int j = tig + c * TPR;
                 if (j < a.C) {
                     const uint4 u = *(const uint4 *)(st + lr * a.rowbytes + j * 16);
-                    if (FMT == ST_BF16) {
+                    if constexpr (FMT == ST_BF16) {
                         const uint32_t w[4] = {u.x, u.y, u.z, u.w};
                         float f[8];
 #pragma unroll
@@ -161,7 +161,7 @@ __global__ void __launch_bounds__(ST_THREADS, 2) gemv_stream_kernel(st_args a) {
                     } else {
                         const int w[4] = {(int)u.x, (int)u.y, (int)u.z, (int)u.w};
                         int isum = 0;
-                        if (FMT == ST_Q4) {
+                        if constexpr (FMT == ST_Q4) {
 #pragma unroll
                             for (int i = 0; i < 4; i++) {
                                 isum = __dp4a(w[i] & 0x0F0F0F0F, xi[c][i], isum);
@@ -240,12 +240,15 @@ int k_stream_init(cuda_ctx *c) {
     return 0;
 }
 
+/* 0 when launched, 1 when no kernel has cpt chunks a thread (8: BF16 only) */
 template <int FMT, bool GLU>
-static void st_launch(cuda_ctx *c, const st_args &a, int cpt, size_t smem) {
+static int st_launch(cuda_ctx *c, const st_args &a, int cpt, size_t smem) {
     if (cpt == 1) cuda_launch(c, gemv_stream_kernel<FMT, 1, GLU>, c->sms, ST_THREADS, smem, a);
     else if (cpt == 2) cuda_launch(c, gemv_stream_kernel<FMT, 2, GLU>, c->sms, ST_THREADS, smem, a);
     else if (cpt == 4) cuda_launch(c, gemv_stream_kernel<FMT, 4, GLU>, c->sms, ST_THREADS, smem, a);
     else if constexpr (FMT == ST_BF16) cuda_launch(c, gemv_stream_kernel<FMT, 8, GLU>, c->sms, ST_THREADS, smem, a);
+    else return 1;
+    return 0;
 }
 
 int k_gemv_stream(cuda_ctx *c, float *y, const float *x, const int8_t *xq, const float *xd, const int32_t *xs,
@@ -262,8 +265,8 @@ int k_gemv_stream(cuda_ctx *c, float *y, const float *x, const int8_t *xq, const
     if (rowbytes > sbb) return 1;
     const int TPR = C >= 256 ? 256 : C >= 128 ? 128 : C >= 64 ? 64 : 32;
     const int64_t cpt = (C + TPR - 1) / TPR;
-    /* the block formats' x a thread up to 4 chunks (their rows are at most 32 KB: Q8_0 k <= 16,384,
-     * 4 x 16 chunks); BF16's up to 8 (GLMV_CUDA_STREAM_CPT=4: 4) */
+    /* x a thread: up to 4 chunks for the block formats (Q8_0 k <= 16,384, Q4_0 k <= 32,768; wider
+     * rows are declined here), up to 8 for BF16 (GLMV_CUDA_STREAM_CPT=4: 4) */
     const char *ce = getenv("GLMV_CUDA_STREAM_CPT");
     if (cpt > (fmt != ST_BF16 ? 4 : ce && atoi(ce) == 4 ? 4 : ST_MAX_CPT)) return 1;
     const int64_t sbytes_row = fmt == ST_BF16 ? 0 : k / 32 * 2; /* a row's scales */
@@ -291,9 +294,11 @@ int k_gemv_stream(cuda_ctx *c, float *y, const float *x, const int8_t *xq, const
     off += 8 * (size_t)ns;
     if (off > ST_SMEM_MAX) return 1; /* (only where the switches ask for more) */
     const int icpt = cpt == 1 ? 1 : cpt == 2 ? 2 : cpt <= 4 ? 4 : 8;
-    if (fmt == ST_BF16) glu ? st_launch<ST_BF16, true>(c, a, icpt, off) : st_launch<ST_BF16, false>(c, a, icpt, off);
-    else if (fmt == ST_Q8) glu ? st_launch<ST_Q8, true>(c, a, icpt, off) : st_launch<ST_Q8, false>(c, a, icpt, off);
-    else glu ? st_launch<ST_Q4, true>(c, a, icpt, off) : st_launch<ST_Q4, false>(c, a, icpt, off);
+    int rc;
+    if (fmt == ST_BF16) rc = glu ? st_launch<ST_BF16, true>(c, a, icpt, off) : st_launch<ST_BF16, false>(c, a, icpt, off);
+    else if (fmt == ST_Q8) rc = glu ? st_launch<ST_Q8, true>(c, a, icpt, off) : st_launch<ST_Q8, false>(c, a, icpt, off);
+    else rc = glu ? st_launch<ST_Q4, true>(c, a, icpt, off) : st_launch<ST_Q4, false>(c, a, icpt, off);
+    if (rc) return 1;
     cuda_check(c, glu ? "matmul + swiglu (streamed)" : "matmul (streamed)");
     return 0;
 }

@@ -337,7 +337,8 @@ size_t quant_scales_offset(glmv_dtype t, int64_t n, int64_t k) {
 size_t quant_device_bytes(glmv_dtype t, int64_t n, int64_t k) {
     if (is_kq(t)) return kq_off(t, n, k, 3);
     /* + 16: mmq.cu reads a scale as the aligned 4-byte word that holds it, which for the last one
-     * may end 2 bytes past the scales */
+     * may end 2 bytes past the scales, and gemv_stream.cu bulk-copies the scales in 16-byte-aligned
+     * windows, which may end 14 bytes past them */
     return quant_scales_offset(t, n, k) + (size_t)n * (size_t)(k / GLMV_QK) * 2 + 16;
 }
 
