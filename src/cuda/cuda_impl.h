@@ -78,6 +78,7 @@ struct cuda_ctx {
     size_t bias32_bytes;
     int flash_bulk;              /* the wgmma flash kernel fed by bulk copies (GLMV_CUDA_FLASH_BULK, default 1) */
     int stream_gemv;             /* one row's products streamed through shared memory (gemv_stream.cu; GLMV_CUDA_STREAM) */
+    int stream_ns, stream_bytes, stream_cpt; /* its ring's stages, a stage's bytes, BF16's chunks a thread at most */
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }
@@ -252,6 +253,17 @@ static inline unsigned cdiv(int64_t a, int64_t b) { return (unsigned)((a + b - 1
         PDL_LAUNCH(); \
         PDL_WAIT();   \
     } while (0)
+
+/* eight bf16 weights (16 bytes) as floats (gemv.cu, gemv_stream.cu) */
+__device__ __forceinline__ void bf16x8(const uint4 &u, float (&f)[8]) {
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(w[i] << 16);
+        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+
 
 /* mbarriers (flash_wg.cu's ping-pong variant, gemv_stream.cu): init, arrive, a thread's cp.async copies arriving when
  * they land (noinc: the count set at init includes them), and the wait on a phase's parity */

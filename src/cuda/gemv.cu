@@ -15,15 +15,6 @@
 
 #include <string.h>
 
-__device__ __forceinline__ void bf16x8(const uint4 &u, float (&f)[8]) {
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        f[2 * i] = __uint_as_float(w[i] << 16);
-        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
-}
-
 #define GEMV_THREADS 256
 
 /* acc[r] += this lane's share of x[r] · w over the 16-byte words j0, j0 + stride, ... < k8 of

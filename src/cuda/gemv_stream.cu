@@ -149,13 +149,8 @@ __global__ void __launch_bounds__(ST_THREADS, 2) gemv_stream_kernel(st_args a) {
                 if (j < a.C) {
                     const uint4 u = *(const uint4 *)(st + lr * a.rowbytes + j * 16);
                     if constexpr (FMT == ST_BF16) {
-                        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
                         float f[8];
-#pragma unroll
-                        for (int i = 0; i < 4; i++) {
-                            f[2 * i] = __uint_as_float(w[i] << 16);
-                            f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-                        }
+                        bf16x8(u, f);
                         acc += f[0] * xf[c][0] + f[1] * xf[c][1] + f[2] * xf[c][2] + f[3] * xf[c][3] +
                                f[4] * xf[c][4] + f[5] * xf[c][5] + f[6] * xf[c][6] + f[7] * xf[c][7];
                     } else {
@@ -236,6 +231,12 @@ int k_stream_init(cuda_ctx *c) {
         cudaGetLastError(); /* not an error of the backend: the matrix-vector kernels stay */
         return 0;
     }
+    /* the ring's shape, read once (for measuring; see ST_STAGES, ST_STAGE_BYTES, ST_MAX_CPT) */
+    const char *ne = getenv("GLMV_CUDA_STREAM_STAGES"), *be = getenv("GLMV_CUDA_STREAM_BYTES"),
+               *ce = getenv("GLMV_CUDA_STREAM_CPT");
+    c->stream_ns = ne && atoi(ne) >= 2 ? GLMV_MIN(atoi(ne), ST_MAX_STAGES) : ST_STAGES;
+    c->stream_bytes = be && atoi(be) >= 8192 ? GLMV_MIN(atoi(be), 65536) : ST_STAGE_BYTES;
+    c->stream_cpt = ce && atoi(ce) == 4 ? 4 : ST_MAX_CPT;
     c->stream_gemv = 1;
     return 0;
 }
@@ -259,16 +260,14 @@ int k_gemv_stream(cuda_ctx *c, float *y, const float *x, const int8_t *xq, const
     if (fmt < 0 || n <= 0 || k <= 0 || (glu && (n % 2 || bias)) || (uintptr_t)w->data % 16) return 1;
     if (fmt == ST_BF16 ? (k % 8 || (uintptr_t)x % 16) : (k % 32 || (uintptr_t)xq % 16)) return 1;
     const int64_t rowbytes = fmt == ST_BF16 ? 2 * k : fmt == ST_Q8 ? k : k / 2, C = rowbytes / 16;
-    const char *ne = getenv("GLMV_CUDA_STREAM_STAGES"), *be_ = getenv("GLMV_CUDA_STREAM_BYTES");
-    const int ns = ne && atoi(ne) >= 2 ? GLMV_MIN(atoi(ne), ST_MAX_STAGES) : ST_STAGES;
-    const int64_t sbb = be_ && atoi(be_) >= 8192 ? GLMV_MIN(atoi(be_), 65536) : ST_STAGE_BYTES;
+    const int ns = c->stream_ns;
+    const int64_t sbb = c->stream_bytes;
     if (rowbytes > sbb) return 1;
     const int TPR = C >= 256 ? 256 : C >= 128 ? 128 : C >= 64 ? 64 : 32;
     const int64_t cpt = (C + TPR - 1) / TPR;
     /* x a thread: up to 4 chunks for the block formats (Q8_0 k <= 16,384, Q4_0 k <= 32,768; wider
      * rows are declined here), up to 8 for BF16 (GLMV_CUDA_STREAM_CPT=4: 4) */
-    const char *ce = getenv("GLMV_CUDA_STREAM_CPT");
-    if (cpt > (fmt != ST_BF16 ? 4 : ce && atoi(ce) == 4 ? 4 : ST_MAX_CPT)) return 1;
+    if (cpt > (fmt != ST_BF16 ? 4 : c->stream_cpt)) return 1;
     const int64_t sbytes_row = fmt == ST_BF16 ? 0 : k / 32 * 2; /* a row's scales */
     const int RS = (int)GLMV_MAX((int64_t)1, GLMV_MIN((int64_t)ST_MAX_RS, sbb / (rowbytes + sbytes_row)));
     const int64_t rows = glu ? n / 2 : n, maxcnt = (rows + c->sms - 1) / c->sms;

@@ -766,8 +766,7 @@ void k_gemv_q(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const
     float *xd;
     int32_t *xs;
     if (!quant_x(c, x, m, k, &xq, &xd, &xs)) return;
-    if (m == 1 && (w->dtype == GLMV_Q8_0 || w->dtype == GLMV_Q4_0) && !k_gemv_stream(c, y, NULL, xq, xd, xs, w, bias, 0))
-        return;
+    if (m == 1 && !k_gemv_stream(c, y, NULL, xq, xd, xs, w, bias, 0)) return; /* (declines the K formats) */
     /* rows in groups of GEMV_MAX_M, the weights read once per group; a row's sums do not
      * depend on its group (matmul_rows' promise) */
     for (int64_t r0 = 0; r0 < m; r0 += GEMV_MAX_M) {
