@@ -1104,6 +1104,11 @@ wgmma)
     ;;
 gstream)
     { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
+    # the kernel's own test first, briefly: a kernel that hangs or fails ends the call here
+    if ! GLMV_TEST_ONLY=matmul_stream timeout 60 build/cuda/tests/test_cuda >"$OUT/matmul_stream.log" 2>&1; then
+        echo "== matmul_stream failed or hung"; tail -n 30 "$OUT/matmul_stream.log"; exit 1
+    fi
+    echo "== matmul_stream"; grep -E 'stream|RESULT' "$OUT/matmul_stream.log" | tail -n 6
     if [ -z "${NO_TESTS:-}" ]; then
         env ${TC_ONLY:+GLMV_TEST_ONLY=$TC_ONLY} timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
         echo "== test_cuda"; grep -E 'stream|not ok|RESULT|FAIL' "$OUT/test_cuda.log" | tail -n 24
