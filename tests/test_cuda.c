@@ -786,9 +786,9 @@ TEST(matmul_stream) {
     one_stream(GLMV_Q4_0, 1222, 13696, GLMV_F32, 1);
     one_stream(GLMV_BF16, 1222, 13696, GLMV_F32, 1);
     one_stream(GLMV_BF16, 5003, 264, GLMV_F32, 0);   /* 33 chunks a row, an odd number of rows */
-    one_stream(GLMV_BF16, 600, 8192, GLMV_F16, 1);   /* 4 chunks a thread; an F16 bias */
-    /* (block formats: 1,200 rows, so that the warp kernels take a warp a row; below 8 rows a
-     * multiprocessor they take 8 warps a row, whose sums are in the streamed kernel's order) */
+    /* (1,200 rows, so that the warp kernels take a warp a row: below 8 rows a multiprocessor they
+     * take 8 warps a row, whose sums are in the streamed kernel's order, the same bits) */
+    one_stream(GLMV_BF16, 1200, 8192, GLMV_F16, 1);  /* 4 chunks a thread; an F16 bias */
     one_stream(GLMV_Q8_0, 1200, 8192, GLMV_F32, 1);  /* 2 */
     one_stream(GLMV_Q4_0, 1200, 32768, GLMV_F32, 1); /* 4 */
 }
