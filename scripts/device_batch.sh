@@ -87,7 +87,8 @@
 #          the tests, then the first token, the tower and the 512-token prefill against
 #          .dev/cuda/bin/glmv-prev and GLMV_CUDA_MLP=0 (see the mode's comment)
 #   gstream  one stream's products streamed through shared memory (gemv_stream.cu) against the warp
-#          kernels (GLMV_CUDA_STREAM=0), one binary: test_cuda and the CUDA parity tests of decoding
+#          kernels (GLMV_CUDA_STREAM=0), one binary: first test_cuda matmul_stream alone (60 s at
+#          most; a failure or a hang ends the call), then test_cuda and the CUDA parity tests of decoding
 #          (NO_TESTS=1: none), then the step with parts left out (test_cuda --bench-decode) of BF16,
 #          Q4_0 and Q8_0 weights (QUANTS), the ring's stages and bytes (SWEEP, SWEEP_QUANTS), and
 #          glmv bench's one stream at 1k keys (BENCH_QUANTS), the variants alternating, ROUNDS times
