@@ -722,10 +722,7 @@ static void one_stream(glmv_dtype dt, int64_t n, int64_t k, glmv_dtype bias_dt, 
         size_t rb = glmv_dtype_row_bytes(dt, k);
         glmv_quantize_x_q8(x, xq, xd, k);
         for (int64_t o = 0; o < n; o++)
-            ref[o] = (float)glmv_dot_q8x_ref((const char *)w.host + o * rb, dt, xq, xd, k) +
-                     (bias_dt == GLMV_BF16  ? glmv_bf16_to_f32(((const uint16_t *)b.host)[o])
-                      : bias_dt == GLMV_F16 ? glmv_f16_to_f32(((const uint16_t *)b.host)[o])
-                                            : ((const float *)b.host)[o]);
+            ref[o] = (float)glmv_dot_q8x_ref((const char *)w.host + o * rb, dt, xq, xd, k) + glmv_tensor_get(&b, o);
         free(xq), free(xd);
     } else {
         glmv_ref_matmul(ref, x, &w, &b, 1);

@@ -264,7 +264,6 @@ __device__ __forceinline__ void bf16x8(const uint4 &u, float (&f)[8]) {
     }
 }
 
-
 /* mbarriers (flash_wg.cu's ping-pong variant, gemv_stream.cu): init, arrive, a thread's cp.async copies arriving when
  * they land (noinc: the count set at init includes them), and the wait on a phase's parity */
 __device__ __forceinline__ void mbar_init(uint32_t a, int count) {
