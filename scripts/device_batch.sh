@@ -86,13 +86,6 @@
 #   mlp    the prompt's MLP in one op (gate/up written in bf16) and the tower's fused residual norms:
 #          the tests, then the first token, the tower and the 512-token prefill against
 #          .dev/cuda/bin/glmv-prev and GLMV_CUDA_MLP=0 (see the mode's comment)
-#   gstream  one stream's products streamed through shared memory (gemv_stream.cu) against the warp
-#          kernels (GLMV_CUDA_STREAM=0), one binary: first test_cuda matmul_stream alone (60 s at
-#          most; a failure or a hang ends the call), then test_cuda and the CUDA parity tests of decoding
-#          (NO_TESTS=1: none), then the step with parts left out (test_cuda --bench-decode) of BF16,
-#          Q4_0 and Q8_0 weights (QUANTS), the ring's stages and bytes (SWEEP, SWEEP_QUANTS), and
-#          glmv bench's one stream at 1k keys (BENCH_QUANTS), the variants alternating, ROUNDS times
-#          (default 1)
 #   decode the decode step and the flash kernels' variants side by side (DECODE_PARTS: tests parts
 #          bench conc attn ttft parity9b; DECODE_VARIANTS: base, noglu, nofuse, prev = .dev/cuda/bin/
 #          glmv-prev, a binary of an earlier commit); see the mode's comment
@@ -1102,48 +1095,6 @@ wgmma)
     if [[ $parts == *" parity9b "* ]]; then
         parity9b "${WGMMA_END:-570}"
     fi
-    ;;
-gstream)
-    { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
-    # the kernel's own test first, briefly: a kernel that hangs or fails ends the call here
-    if ! GLMV_TEST_ONLY=matmul_stream timeout 60 build/cuda/tests/test_cuda >"$OUT/matmul_stream.log" 2>&1; then
-        echo "== matmul_stream failed or hung"; tail -n 30 "$OUT/matmul_stream.log"; exit 1
-    fi
-    echo "== matmul_stream"; grep -E 'stream|RESULT' "$OUT/matmul_stream.log" | tail -n 6
-    if [ -z "${NO_TESTS:-}" ]; then
-        env ${TC_ONLY:+GLMV_TEST_ONLY=$TC_ONLY} timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda.log" 2>&1
-        echo "== test_cuda"; grep -E 'stream|not ok|RESULT|FAIL' "$OUT/test_cuda.log" | tail -n 24
-        GLMV_CUDA_STREAM=1 GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=${PARITY_ONLY:-tiny_text,tiny_image1,tiny_image2,bf16_tiny_image2,batch_invariance,decode_graphs,prefix_sharing,top_logits_batched,gguf_q8_0_text,gguf_q8_0_image1} \
-            timeout 200 build/cuda/tests/test_parity >"$OUT/parity_cuda.log" 2>&1
-        echo "== test_parity on CUDA"; grep -E 'not ok|RESULT|FAIL' "$OUT/parity_cuda.log" | tail -n 8
-    fi
-    for r in $(seq "${ROUNDS:-1}"); do
-        # variants: 1 (streamed), 0 (the warp kernels), 4 (BF16: down_proj's rows through the warp kernel)
-        for q in ${QUANTS:-none q4_0 q8_0}; do
-            for v in 1 0 $([ $q = none ] && echo 4); do
-                echo "== test_cuda --bench-decode $q, variant $v"
-                GLMV_BENCH_QUICK=1 GLMV_CUDA_STREAM_CPT=$v GLMV_CUDA_STREAM=$v GLMV_BENCH_QUANT=${q#none} timeout 60 build/cuda/tests/test_cuda --bench-decode 2>&1 |
-                    grep -E 'whole step|products alone' | tee -a "$OUT/parts.txt"
-            done
-        done
-        # the ring's stages and their bytes (GLMV_CUDA_STREAM_STAGES, _BYTES), the step alone
-        for q in ${SWEEP_QUANTS:-none q4_0}; do
-            for sb in ${SWEEP:-3,32768 2,32768 4,24576 6,16384 2,49152 4,49152}; do
-                echo "== test_cuda --bench-decode $q, stages,bytes $sb"
-                GLMV_BENCH_QUICK=1 GLMV_CUDA_STREAM=1 GLMV_CUDA_STREAM_STAGES=${sb%,*} GLMV_CUDA_STREAM_BYTES=${sb#*,} GLMV_BENCH_QUANT=${q#none} \
-                    timeout 60 build/cuda/tests/test_cuda --bench-decode 2>&1 | grep -E 'whole step|products alone' | tee -a "$OUT/sweep.txt"
-            done
-        done
-        for q in ${BENCH_QUANTS:-none q4_0}; do
-            for v in 1 0 $([ $q = none ] && echo 4); do
-                printf '== glmv bench one stream, %s, variant %s: ' $q $v
-                GLMV_CUDA_STREAM_CPT=$v GLMV_CUDA_STREAM=$v timeout 100 build/cuda/glmv bench --synthetic --layers 40 --device cuda \
-                    --prompt 512 --decode 64 --ctx 1024 --quant $q --json 2>>"$OUT/bench.err" |
-                    grep -o '"decode": \[[^]]*' | head -n 1
-            done
-        done
-    done
-    tail -n 3 "$OUT/bench.err" 2>/dev/null
     ;;
 decode)
     # the decode step: DECODE_PARTS any of tests parts bench conc attn ttft parity9b (default: tests

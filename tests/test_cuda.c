@@ -666,7 +666,6 @@ static void one_qrows(glmv_dtype dt, int64_t n, int64_t k, int with_bias) {
     float *y[3], *h[3];
     int rc[3];
     static const char *rs[] = {"1", "2", "4"};
-    setenv("GLMV_CUDA_STREAM", "0", 1); /* the warp kernels, not the streamed one (matmul_stream) */
     for (int i = 0; i < 3; i++) {
         setenv("GLMV_CUDA_QROWS", rs[i], 1);
         float *dy = dev_poison(n), *dh = dev_poison(n / 2);
@@ -677,7 +676,6 @@ static void one_qrows(glmv_dtype dt, int64_t n, int64_t k, int with_bias) {
         be->free(be, dh);
     }
     unsetenv("GLMV_CUDA_QROWS");
-    unsetenv("GLMV_CUDA_STREAM");
     for (int i = 1; i < 3; i++) {
         CHECK_MSG(!memcmp(y[0], y[i], sizeof(float) * (size_t)n), "%s %lldx%lld%s: %s rows a warp not bit for bit one",
                   glmv_dtype_name(dt), (long long)n, (long long)k, with_bias ? " +bias" : "", rs[i]);
@@ -701,93 +699,6 @@ TEST(matmul_quant_rows) {
         one_qrows(dt, 1222, 13696, 1); /* the 9B's down_proj width */
         one_qrows(dt, 34, 512, 0);     /* few rows: the product keeps 8 warps a row, gate/up takes R */
     }
-}
-
-/* One row x through the streamed product (gemv_stream.cu, GLMV_CUDA_STREAM=1, for one row of BF16, Q8_0
- * and Q4_0 weights): against the reference (BF16: fp64 sums, the matrix-vector bound; block
- * formats: the scalar int8 product of x rounded as the CPU rounds it), with a bias (F32 or BF16);
- * the same bits twice; where the matrix is large, not the bits of the warp kernels that
- * GLMV_CUDA_STREAM=0 gives (another order of the same sums: so the streamed kernel ran), which are
- * within the same bound; and its gate/up + SwiGLU bit for bit the product and then swiglu. Shapes:
- * the 9B's q/k/v and gate/up (k = 4096), down_proj's width (13,696), rows fewer than multiprocessors (blocks without rows),
- * chunks fewer than a warp's lanes, rows of 33 chunks. */
-static void one_stream(glmv_dtype dt, int64_t n, int64_t k, glmv_dtype bias_dt, int differ) {
-    const int q = dt != GLMV_BF16;
-    glmv_tensor w = q ? make_quant(dt, n, k, 0.5f, 2) : make_tensor(dt, n, k, 0.5f), dw = dev_tensor(&w);
-    glmv_tensor b = make_tensor(bias_dt, n, 0, 1.0f), db = dev_tensor(&b);
-    float *x = rand_buf(k, 1.0f), *ref = malloc(sizeof(float) * (size_t)n), *dx = dev_from(x, k);
-    if (q) {
-        int8_t *xq = malloc((size_t)k);
-        float *xd = malloc(sizeof(float) * (size_t)(k / 32));
-        size_t rb = glmv_dtype_row_bytes(dt, k);
-        glmv_quantize_x_q8(x, xq, xd, k);
-        for (int64_t o = 0; o < n; o++)
-            ref[o] = (float)glmv_dot_q8x_ref((const char *)w.host + o * rb, dt, xq, xd, k) + glmv_tensor_get(&b, o);
-        free(xq), free(xd);
-    } else {
-        glmv_ref_matmul(ref, x, &w, &b, 1);
-    }
-    char what[96];
-    snprintf(what, sizeof what, "streamed %s n=%lld k=%lld +%s bias", glmv_dtype_name(dt), (long long)n, (long long)k,
-             glmv_dtype_name(bias_dt));
-    const double thr = 1e-10;
-    float *dy[3];
-    for (int i = 0; i < 3; i++) { /* streamed twice, then the warp kernels */
-        setenv("GLMV_CUDA_STREAM", i < 2 ? "1" : "0", 1);
-        dy[i] = dev_poison(n);
-        be->matmul(be, dy[i], dx, &dw, &db, 1);
-        expect(what, dy[i], ref, n, thr);
-    }
-    unsetenv("GLMV_CUDA_STREAM");
-    float *y0 = host_of(dy[0], n), *y1 = host_of(dy[1], n), *y2 = host_of(dy[2], n);
-    CHECK_MSG(!memcmp(y0, y1, sizeof(float) * (size_t)n), "%s: not the same bits twice", what);
-    if (differ)
-        CHECK_MSG(memcmp(y0, y2, sizeof(float) * (size_t)n), "%s: the warp kernels' bits: the streamed kernel did not run",
-                  what);
-    free(y0), free(y1), free(y2);
-    for (int i = 0; i < 3; i++) be->free(be, dy[i]);
-    /* gate/up + SwiGLU over the same matrix as [gate | up] (n even), no bias */
-    if (n % 2 == 0 && be->matmul_glu) {
-        setenv("GLMV_CUDA_STREAM", "1", 1);
-        int64_t I = n / 2;
-        float *dh = dev_poison(I), *dgu = dev_poison(n), *dh2 = dev_poison(I);
-        int rc = be->matmul_glu(be, dh, dx, &dw, 1);
-        CHECK_MSG(rc == 0, "%s: gate/up + SwiGLU declined", what);
-        if (!rc) {
-            be->matmul(be, dgu, dx, &dw, NULL, 1);
-            be->swiglu(be, dh2, dgu, n, dgu + I, n, 1, I);
-            float *h1 = host_of(dh, I), *h2 = host_of(dh2, I);
-            CHECK_MSG(!memcmp(h1, h2, sizeof(float) * (size_t)I), "%s: gate/up + SwiGLU not matmul, swiglu bit for bit",
-                      what);
-            free(h1), free(h2);
-        }
-        be->free(be, dh), be->free(be, dgu), be->free(be, dh2);
-        unsetenv("GLMV_CUDA_STREAM");
-    }
-    be->free(be, dx);
-    free(x), free(ref);
-    free_tensor(&w, &dw);
-    free_tensor(&b, &db);
-}
-
-TEST(matmul_stream) {
-    NEED_GPU();
-    static const glmv_dtype dts[] = {GLMV_BF16, GLMV_Q8_0, GLMV_Q4_0};
-    for (int i = 0; i < 3; i++) {
-        one_stream(dts[i], 4608, 4096, GLMV_F32, 1);  /* q/k/v */
-        one_stream(dts[i], 27392, 4096, GLMV_BF16, 1); /* gate/up */
-        one_stream(dts[i], 34, 512, GLMV_F32, 0);     /* fewer rows than multiprocessors */
-        one_stream(dts[i], 1100, 96, GLMV_F32, 0);    /* fewer chunks than lanes */
-    }
-    one_stream(GLMV_Q8_0, 1222, 13696, GLMV_F32, 1); /* down_proj's width: 856, 428 and 1,712 chunks a row */
-    one_stream(GLMV_Q4_0, 1222, 13696, GLMV_F32, 1);
-    one_stream(GLMV_BF16, 1222, 13696, GLMV_F32, 1);
-    one_stream(GLMV_BF16, 5003, 264, GLMV_F32, 0);   /* 33 chunks a row, an odd number of rows */
-    /* (1,200 rows, so that the warp kernels take a warp a row: below 8 rows a multiprocessor they
-     * take 8 warps a row, whose sums are in the streamed kernel's order, the same bits) */
-    one_stream(GLMV_BF16, 1200, 8192, GLMV_F16, 1);  /* 4 chunks a thread; an F16 bias */
-    one_stream(GLMV_Q8_0, 1200, 8192, GLMV_F32, 1);  /* 2 */
-    one_stream(GLMV_Q4_0, 1200, 32768, GLMV_F32, 1); /* 4 */
 }
 
 /* With block-format weights loaded, norm_add_norm of up to 8 rows also rounds its output to int8
@@ -2667,7 +2578,6 @@ int main(int argc, char **argv) {
     RUN(mlp);
     RUN(pos_embed);
     RUN(matmul_quant_rows);
-    RUN(matmul_stream);
     RUN(norm_quant_fold);
     RUN(norm_bf16_fold);
     RUN(matmul_f32_f16);

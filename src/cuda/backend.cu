@@ -935,6 +935,5 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
         cu_destroy(be);
         return NULL;
     }
-    k_stream_init(c);
     return be;
 }

@@ -77,8 +77,6 @@ struct cuda_ctx {
     void *bias32;                /* a BF16 bias widened for that epilogue (float32 outputs take float32 biases) */
     size_t bias32_bytes;
     int flash_bulk;              /* the wgmma flash kernel fed by bulk copies (GLMV_CUDA_FLASH_BULK, default 1) */
-    int stream_gemv;             /* one row's products streamed through shared memory (gemv_stream.cu; GLMV_CUDA_STREAM) */
-    int stream_ns, stream_bytes, stream_cpt; /* its ring's stages, a stage's bytes, BF16's chunks a thread at most */
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }
@@ -212,16 +210,6 @@ void k_attn_segments(cuda_ctx *c, float *out, const float *q, int64_t ldq, const
                      int64_t ldk, const float *v, int64_t ldv, const int64_t *cu, int n_seg,
                      int n_heads, int head_dim, float scale);
 
-/* ---- gemv_stream.cu: one row of x by BF16, Q8_0 or Q4_0 weights, a block a multiprocessor ---- */
-/* sets c->stream_gemv (0 without dependent launch, or where the kernels cannot have their shared
- * memory; GLMV_CUDA_STREAM=0, read at each call, turns them off too); never fails the backend */
-int k_stream_init(cuda_ctx *c);
-/* y = x · wᵀ (+ bias) for one row x (BF16: x; Q8_0 / Q4_0: x rounded, xq, xd, xs as quant_x
- * lays them out), or with glu h = swiglu over w = [gate | up] (no bias); 1 when declined
- * (nothing launched: the caller's kernels take it), 0 when launched */
-int k_gemv_stream(cuda_ctx *c, float *y, const float *x, const int8_t *xq, const float *xd, const int32_t *xs,
-                  const glmv_tensor *w, const glmv_tensor *bias, int glu);
-
 /* the decode attention's choices (GLMV_CUDA_DEC_TILE) and its kernels' attributes, once a backend;
  * -1 with err set on failure */
 int k_attn_init(cuda_ctx *c, char *err);
@@ -254,7 +242,7 @@ static inline unsigned cdiv(int64_t a, int64_t b) { return (unsigned)((a + b - 1
         PDL_WAIT();   \
     } while (0)
 
-/* eight bf16 weights (16 bytes) as floats (gemv.cu, gemv_stream.cu) */
+/* eight bf16 weights (16 bytes) as floats */
 __device__ __forceinline__ void bf16x8(const uint4 &u, float (&f)[8]) {
     const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
@@ -264,7 +252,7 @@ __device__ __forceinline__ void bf16x8(const uint4 &u, float (&f)[8]) {
     }
 }
 
-/* mbarriers (flash_wg.cu's ping-pong variant, gemv_stream.cu): init, arrive, a thread's cp.async copies arriving when
+/* mbarriers (flash_wg.cu's bulk-copy and ping-pong variants): init, arrive, a thread's cp.async copies arriving when
  * they land (noinc: the count set at init includes them), and the wait on a phase's parity */
 __device__ __forceinline__ void mbar_init(uint32_t a, int count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(a), "r"(count) : "memory");

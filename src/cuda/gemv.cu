@@ -130,7 +130,6 @@ void k_gemv(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const g
     int64_t n = glmv_tensor_rows(w), k = glmv_tensor_cols(w);
     if (m <= 0 || n <= 0) return;
     int vec = !(k & 7) && !((uintptr_t)w->data % 16) && !((uintptr_t)x % 16);
-    if (m == 1 && vec && !k_gemv_stream(c, y, x, NULL, NULL, NULL, w, bias, 0)) return;
     switch (m) {
     case 1: gemv_launch<1>(c, y, x, w, bias, n, k, vec); break;
     case 2: gemv_launch<2>(c, y, x, w, bias, n, k, vec); break;
@@ -155,7 +154,6 @@ int k_gemv_glu(cuda_ctx *c, float *h, const float *x, const glmv_tensor *w, int6
     if (m <= 0 || m > GEMV_MAX_M || w->dtype != GLMV_BF16 || n % 2 || I <= 0 || (k & 7) || (uintptr_t)w->data % 16 ||
         (uintptr_t)x % 16 || cdiv(I, 4) > INT32_MAX)
         return 1;
-    if (m == 1 && !k_gemv_stream(c, h, x, NULL, NULL, NULL, w, NULL, 1)) return 0;
     const __nv_bfloat16 *wp = (const __nv_bfloat16 *)w->data;
     switch (m) {
     case 1: glu_launch<1>(c, h, x, wp, I, k); break;

@@ -337,8 +337,7 @@ size_t quant_scales_offset(glmv_dtype t, int64_t n, int64_t k) {
 size_t quant_device_bytes(glmv_dtype t, int64_t n, int64_t k) {
     if (is_kq(t)) return kq_off(t, n, k, 3);
     /* + 16: mmq.cu reads a scale as the aligned 4-byte word that holds it, which for the last one
-     * may end 2 bytes past the scales, and gemv_stream.cu bulk-copies the scales in 16-byte-aligned
-     * windows, which may end 14 bytes past them */
+     * may end 2 bytes past the scales */
     return quant_scales_offset(t, n, k) + (size_t)n * (size_t)(k / GLMV_QK) * 2 + 16;
 }
 
@@ -766,7 +765,6 @@ void k_gemv_q(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, const
     float *xd;
     int32_t *xs;
     if (!quant_x(c, x, m, k, &xq, &xd, &xs)) return;
-    if (m == 1 && !k_gemv_stream(c, y, NULL, xq, xd, xs, w, bias, 0)) return; /* (declines the K formats) */
     /* rows in groups of GEMV_MAX_M, the weights read once per group; a row's sums do not
      * depend on its group (matmul_rows' promise) */
     for (int64_t r0 = 0; r0 < m; r0 += GEMV_MAX_M) {
@@ -789,7 +787,6 @@ int k_gemv_q_glu(cuda_ctx *c, float *h, const float *x, const glmv_tensor *w, in
     float *xd;
     int32_t *xs;
     if (!quant_x(c, x, m, k, &xq, &xd, &xs)) return 0; /* the error is recorded */
-    if (m == 1 && !k_gemv_stream(c, h, NULL, xq, xd, xs, w, NULL, 1)) return 0;
     if (w->dtype == GLMV_Q4_0) glu_q_m<1>(c, h, xq, xd, xs, w, m, I, k);
     else glu_q_m<0>(c, h, xq, xd, xs, w, m, I, k);
     cuda_check(c, "matmul + swiglu (quantized gemv)");
