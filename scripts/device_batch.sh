@@ -86,6 +86,10 @@
 #   mlp    the prompt's MLP in one op (gate/up written in bf16) and the tower's fused residual norms:
 #          the tests, then the first token, the tower and the 512-token prefill against
 #          .dev/cuda/bin/glmv-prev and GLMV_CUDA_MLP=0 (see the mode's comment)
+#   normtpb  the norms' threads a row at most (GLMV_CUDA_NORM_THREADS): test_cuda and the CUDA parity
+#          tests at NORM_TEST_T (default "256 128"), the step with parts left out (BF16, Q4_0) and the
+#          first token of the 1120x1120 PNG (the tower) at NORM_T ("1024 512 256 128"), glmv bench's
+#          one stream at NORM_BENCH_T ("1024 256")
 #   decode the decode step and the flash kernels' variants side by side (DECODE_PARTS: tests parts
 #          bench conc attn ttft parity9b; DECODE_VARIANTS: base, noglu, nofuse, prev = .dev/cuda/bin/
 #          glmv-prev, a binary of an earlier commit); see the mode's comment
@@ -1095,6 +1099,39 @@ wgmma)
     if [[ $parts == *" parity9b "* ]]; then
         parity9b "${WGMMA_END:-570}"
     fi
+    ;;
+normtpb)
+    { lscpu | grep -E 'Model name'; nvidia-smi --query-gpu=name --format=csv,noheader; } 2>&1
+    T=${NORM_T:-1024 512 256 128}
+    for t in ${NORM_TEST_T:-256 128}; do
+        GLMV_CUDA_NORM_THREADS=$t timeout 200 build/cuda/tests/test_cuda >"$OUT/test_cuda_$t.log" 2>&1
+        printf '== %s threads: test_cuda ' $t; grep -E 'RESULT' "$OUT/test_cuda_$t.log" | tail -n 1
+        grep -E '^not ok|FAIL' "$OUT/test_cuda_$t.log" | head -n 5
+        GLMV_CUDA_NORM_THREADS=$t GLMV_PARITY_DEVICE=cuda GLMV_TEST_ONLY=tiny_text,tiny_image1,tiny_image2,bf16_tiny_image2,batch_invariance,decode_graphs,gguf_q8_0_text,gguf_q8_0_image1 \
+            timeout 200 build/cuda/tests/test_parity >"$OUT/parity_$t.log" 2>&1
+        printf '   parity '; grep -E 'RESULT' "$OUT/parity_$t.log" | tail -n 1; grep -E '^not ok' "$OUT/parity_$t.log" | head -n 5
+    done
+    tok_dir .dev/ttft/tokenizer.json.xz
+    for r in $(seq "${ROUNDS:-1}"); do
+        for q in none q4_0; do
+            for t in $T; do
+                echo "== test_cuda --bench-decode $q, $t threads"
+                GLMV_BENCH_QUICK=1 GLMV_CUDA_NORM_THREADS=$t GLMV_BENCH_QUANT=${q#none} timeout 60 build/cuda/tests/test_cuda --bench-decode 2>&1 |
+                    grep -E 'whole step|products alone' | tee -a "$OUT/parts.txt"
+            done
+        done
+        for q in none q4_0; do
+            for t in ${NORM_BENCH_T:-1024 256}; do
+                printf '== glmv bench one stream, %s, %s threads: ' $q $t
+                GLMV_CUDA_NORM_THREADS=$t timeout 100 build/cuda/glmv bench --synthetic --layers 40 --device cuda \
+                    --prompt 512 --decode 64 --ctx 1024 --quant $q --json 2>>"$OUT/bench.err" |
+                    grep -o '"decode": \[[^]]*' | head -n 1
+            done
+        done
+        for t in $T; do ttft_png GLMV_CUDA_NORM_THREADS=$t >>"$OUT/ttft.txt"; done
+    done
+    grep -E '^== |time to first token|vision tower' "$OUT/ttft.txt"
+    tail -n 3 "$OUT/bench.err" 2>/dev/null
     ;;
 decode)
     # the decode step: DECODE_PARTS any of tests parts bench conc attn ttft parity9b (default: tests

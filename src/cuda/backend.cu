@@ -901,6 +901,10 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
      * their rows themselves */
     const char *bf = getenv("GLMV_CUDA_BFOLD");
     c->bfold_off = bf && !atoi(bf);
+    /* the norms' threads a row at most: 32 to 1024, a power of two (for measuring) */
+    const char *nt = getenv("GLMV_CUDA_NORM_THREADS");
+    c->norm_tpb = 1024;
+    if (nt && atoi(nt) >= 32 && atoi(nt) <= 1024 && !(atoi(nt) & (atoi(nt) - 1))) c->norm_tpb = atoi(nt);
     be->graph_begin = cu_graph_begin;
     be->graph_end = cu_graph_end;
     be->graph_run = cu_graph_run;

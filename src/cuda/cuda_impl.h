@@ -77,6 +77,7 @@ struct cuda_ctx {
     void *bias32;                /* a BF16 bias widened for that epilogue (float32 outputs take float32 biases) */
     size_t bias32_bytes;
     int flash_bulk;              /* the wgmma flash kernel fed by bulk copies (GLMV_CUDA_FLASH_BULK, default 1) */
+    int norm_tpb;                /* the norms' threads a row at most (kernels.cu; GLMV_CUDA_NORM_THREADS, default 1024) */
 };
 
 static inline cuda_ctx *ctx_of(glmv_backend *be) { return (cuda_ctx *)be->impl; }

@@ -123,9 +123,10 @@ void k_bf16_folded(cuda_ctx *c, const float *y, int64_t n, int64_t d) {
     c->bn_k = d;
 }
 
-static int norm_threads(int64_t d) {
+/* a row's threads: a float4 each where the row has room, at most c->norm_tpb */
+static int norm_threads(const cuda_ctx *c, int64_t d) {
     int t = 32;
-    while (t < 1024 && t * 4 < d) t *= 2;
+    while (t < c->norm_tpb && t * 4 < d) t *= 2;
     return t;
 }
 
@@ -136,7 +137,7 @@ void k_rmsnorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w, int6
     int vec = (d & 3) == 0 && !((uintptr_t)x % 16) && !((uintptr_t)y % 16);
     __nv_bfloat16 *yb = k_bf16_fold(c, n, d);
     if (c->failed) return;
-    cuda_launch(c, rmsnorm_kernel, (unsigned)n, norm_threads(d), 0, y, x, w->data, w->dtype, d,
+    cuda_launch(c, rmsnorm_kernel, (unsigned)n, norm_threads(c, d), 0, y, x, w->data, w->dtype, d,
                                                                    eps, vec, yb);
     if (cuda_check(c, "rmsnorm")) return;
     if (yb) k_bf16_folded(c, y, n, d);
@@ -240,7 +241,7 @@ void k_norm_add_norm(cuda_ctx *c, float *x, float *y, const float *t, const glmv
         char *s = (char *)cuda_grow(c, &c->qn, &c->qn_bytes, a + 2 * b, GLMV_MAX(a + 2 * b, (size_t)1 << 17),
                                     "out of device memory for quantized activations");
         if (!s) return;
-        cuda_launch(c, norm_add_norm_kernel<1>, (unsigned)n, norm_threads(d), 0, x, y, t, w1 ? w1->data : NULL,
+        cuda_launch(c, norm_add_norm_kernel<1>, (unsigned)n, norm_threads(c, d), 0, x, y, t, w1 ? w1->data : NULL,
                     w1 ? (int)w1->dtype : 0, w2->data, w2->dtype, d, eps, vec, (int8_t *)s, (float *)(s + a), (int32_t *)(s + a + b),
                     (__nv_bfloat16 *)NULL);
         if (cuda_check(c, "norm_add_norm")) return;
@@ -251,7 +252,7 @@ void k_norm_add_norm(cuda_ctx *c, float *x, float *y, const float *t, const glmv
     }
     __nv_bfloat16 *yb = k_bf16_fold(c, n, d);
     if (c->failed) return;
-    cuda_launch(c, norm_add_norm_kernel<0>, (unsigned)n, norm_threads(d), 0, x, y, t, w1 ? w1->data : NULL,
+    cuda_launch(c, norm_add_norm_kernel<0>, (unsigned)n, norm_threads(c, d), 0, x, y, t, w1 ? w1->data : NULL,
                 w1 ? (int)w1->dtype : 0, w2->data, w2->dtype, d, eps, vec, (int8_t *)NULL, (float *)NULL, (int32_t *)NULL, yb);
     if (cuda_check(c, "norm_add_norm")) return;
     if (yb) k_bf16_folded(c, y, n, d);
@@ -279,7 +280,7 @@ __global__ void layernorm_kernel(float *y, const float *x, const void *w, int dt
 void k_layernorm(cuda_ctx *c, float *y, const float *x, const glmv_tensor *w,
                  const glmv_tensor *b, int64_t n, int64_t d, float eps) {
     if (n <= 0) return;
-    cuda_launch(c, layernorm_kernel, (unsigned)n, norm_threads(d), 0, 
+    cuda_launch(c, layernorm_kernel, (unsigned)n, norm_threads(c, d), 0, 
         y, x, w->data, w->dtype, b ? b->data : NULL, b ? b->dtype : 0, d, eps);
     cuda_check(c, "layernorm");
 }
