@@ -1115,6 +1115,47 @@ TEST(norms) {
         }
 }
 
+/* GLMV_CUDA_NORM_THREADS caps a norm's threads a row (for measuring): a backend made with 128 (8
+ * float4s a thread for the 9B's 4,096) passes the norms' tests above (the reference's bound, and
+ * norm_add_norm rmsnorm, add, rmsnorm bit for bit); a row's bits are the same alone and among 8
+ * rows; and they are not all the default's (another order of the sums: so the cap took effect) */
+TEST(norm_threads) {
+    NEED_GPU();
+    char err[GLMV_ERR_SIZE] = "";
+    char *keep = getenv("GLMV_CUDA_NORM_THREADS") ? strdup(getenv("GLMV_CUDA_NORM_THREADS")) : NULL;
+    setenv("GLMV_CUDA_NORM_THREADS", "128", 1);
+    glmv_backend *pb = glmv_cuda_backend_new(0, 1, err);
+    if (keep) setenv("GLMV_CUDA_NORM_THREADS", keep, 1);
+    else unsetenv("GLMV_CUDA_NORM_THREADS");
+    free(keep);
+    CHECK_MSG(pb != NULL, "no backend with GLMV_CUDA_NORM_THREADS=128: %s", err);
+    if (!pb) return;
+    const int64_t n = 8, d = 4096;
+    glmv_tensor w = make_tensor(GLMV_BF16, d, 0, 1.0f), dw = dev_tensor(&w);
+    float *x = rand_buf(n * d, 3.0f), *dx = dev_from(x, n * d), *dy = dev_poison(n * d);
+    be->rmsnorm(be, dy, dx, &dw, n, d, 1e-5f); /* the default's rows */
+    float *def = host_of(dy, n * d);
+    glmv_backend *base = be;
+    be = pb; /* the helpers and the tests below on the capped backend */
+    test_norms();
+    test_fused_norm_and_copy_rows();
+    glmv_tensor pw = dev_tensor(&w);
+    float *px = dev_from(x, n * d), *py = dev_poison(n * d), *p1 = dev_poison(d);
+    be->rmsnorm(be, py, px, &pw, n, d, 1e-5f);
+    be->rmsnorm(be, p1, px + (n - 1) * d, &pw, 1, d, 1e-5f);
+    float *all = host_of(py, n * d), *one = host_of(p1, d);
+    CHECK_MSG(!memcmp(all + (n - 1) * d, one, sizeof(float) * (size_t)d),
+              "128 threads: a row's bits alone are not its bits among %lld rows", (long long)n);
+    CHECK_MSG(memcmp(all, def, sizeof(float) * (size_t)(n * d)), "128 threads: the default's bits (the cap not taken)");
+    be->free(be, px), be->free(be, py), be->free(be, p1), be->free(be, pw.data);
+    free(all), free(one);
+    be = base;
+    pb->destroy(pb);
+    be->free(be, dx), be->free(be, dy);
+    free(x), free(def);
+    free_tensor(&w, &dw);
+}
+
 TEST(rope) {
     NEED_GPU();
     int64_t n = 9, nh = 4, hd = 128, ld = nh * hd + 2 * 128 + 8; /* q inside a wider row */
@@ -2587,6 +2628,7 @@ int main(int argc, char **argv) {
     RUN(embed);
     RUN(norms);
     RUN(fused_norm_and_copy_rows);
+    RUN(norm_threads);
     RUN(rope);
     RUN(attn_causal_decode);
     RUN(attn_causal_flash);

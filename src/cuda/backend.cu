@@ -903,8 +903,8 @@ extern "C" glmv_backend *glmv_cuda_backend_new(int dev, int bf16, char *err) {
     c->bfold_off = bf && !atoi(bf);
     /* the norms' threads a row at most: 32 to 1024, a power of two (for measuring) */
     const char *nt = getenv("GLMV_CUDA_NORM_THREADS");
-    c->norm_tpb = 1024;
-    if (nt && atoi(nt) >= 32 && atoi(nt) <= 1024 && !(atoi(nt) & (atoi(nt) - 1))) c->norm_tpb = atoi(nt);
+    const int ntv = nt ? atoi(nt) : 0;
+    c->norm_tpb = ntv >= 32 && ntv <= 1024 && !(ntv & (ntv - 1)) ? ntv : 1024;
     be->graph_begin = cu_graph_begin;
     be->graph_end = cu_graph_end;
     be->graph_run = cu_graph_run;
